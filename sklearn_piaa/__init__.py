@@ -1,0 +1,38 @@
+"""Personalized image aesthetics assessment with a scikit-learn API.
+
+Meta-train an aesthetic prior over many raters (BLG-PIAA), then personalize it to a new
+rater from a few of their ratings.
+"""
+
+from ._estimator import MetaAestheticRegressor
+from ._personalize import PersonalizedNet
+from ._tasks import TaskSet
+from ._warnings import PIAAWarning, UndefinedSROCCWarning
+from .metrics import (
+    PersonalizedSROCCScorer,
+    SROCCSummary,
+    aggregate_srocc,
+    personalized_srocc,
+    srocc,
+    srocc_scorer,
+)
+from .model_selection import SupportQuerySplit, UserGroupKFold, UserGroupShuffleSplit
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "MetaAestheticRegressor",
+    "PersonalizedNet",
+    "TaskSet",
+    "srocc",
+    "srocc_scorer",
+    "aggregate_srocc",
+    "personalized_srocc",
+    "PersonalizedSROCCScorer",
+    "SROCCSummary",
+    "UserGroupKFold",
+    "UserGroupShuffleSplit",
+    "SupportQuerySplit",
+    "PIAAWarning",
+    "UndefinedSROCCWarning",
+]

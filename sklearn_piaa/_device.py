@@ -1,0 +1,56 @@
+"""The one place where devices are resolved and tensors are moved."""
+
+import contextlib
+
+import torch
+
+__all__ = ["resolve_device", "to_device", "seeded"]
+
+
+def resolve_device(device):
+    """Return a :class:`torch.device` for ``device``, with a clear error if unusable.
+
+    Parameters
+    ----------
+    device : str or torch.device
+        ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
+
+    Returns
+    -------
+    torch.device
+    """
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device={device!r} is not a valid torch device: {exc}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device={device!r} was requested but CUDA is not available on this machine; "
+            "use device='cpu'."
+        )
+    return dev
+
+
+def to_device(obj, device):
+    """Move a tensor, module, or a dict/list/tuple of them to ``device``."""
+    if isinstance(obj, (torch.Tensor, torch.nn.Module)):
+        return obj.to(device)
+    if isinstance(obj, dict):
+        return {k: to_device(v, device) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_device(v, device) for v in obj)
+    return obj
+
+
+@contextlib.contextmanager
+def seeded(seed, device="cpu"):
+    """Run a block with torch's global RNG seeded, restoring the caller's RNG afterwards.
+
+    Dropout and DataLoader shuffling draw from torch's global generator; forking it
+    makes a fit reproducible without changing the random stream the user sees.
+    """
+    dev = torch.device(device)
+    cuda_devices = [dev] if dev.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda_devices):
+        torch.manual_seed(int(seed))
+        yield

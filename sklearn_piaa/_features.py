@@ -1,0 +1,346 @@
+"""From what the user passes as X to what a network eats.
+
+Images are decoded once, preprocessed the ImageNet way and, in head-only mode, embedded
+by the frozen backbone once: embeddings are cached in memory and optionally on disk, keyed
+by file path + modification time + size, or by pixel content for in-memory images.
+"""
+
+import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from sklearn.utils import check_array
+
+from ._inputs import FEATURES, as_indexable, input_kind
+
+__all__ = [
+    "load_image",
+    "image_tensor",
+    "ImageDataset",
+    "FeatureInput",
+    "ImageInput",
+    "ImageEmbedder",
+]
+
+
+def load_image(src):
+    """Decode one image to an RGB PIL image, applying its EXIF orientation.
+
+    Parameters
+    ----------
+    src : str, path-like, PIL.Image.Image or ndarray of shape (H, W, 3) uint8
+
+    Returns
+    -------
+    PIL.Image.Image
+    """
+    if isinstance(src, (str, os.PathLike)):
+        path = os.fspath(src)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"image file not found: {path}")
+        try:
+            with Image.open(path) as img:
+                img = ImageOps.exif_transpose(img)
+                return img.convert("RGB")
+        except (UnidentifiedImageError, OSError, ValueError) as exc:
+            raise ValueError(f"cannot read image file {path}: {exc}") from None
+    if isinstance(src, Image.Image):
+        return src.convert("RGB")
+    arr = np.asarray(src)
+    if arr.dtype != np.uint8:
+        raise ValueError(f"image arrays must be uint8 (0-255); got dtype {arr.dtype}.")
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=2)
+    if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
+        raise ValueError(f"an image array must be (H, W, 3); got shape {arr.shape}.")
+    if arr.shape[2] == 1:
+        arr = np.repeat(arr, 3, axis=2)
+    return Image.fromarray(np.ascontiguousarray(arr[..., :3]))
+
+
+def image_tensor(img, size, mean, std, train=False, generator=None):
+    """Resize (and for training, randomly crop and flip) an RGB image to a normalized tensor.
+
+    Test-time images are resized to ``size x size``; training images are resized to
+    ``size * 8/7`` (256 for 224) and cropped at a random position, then flipped with
+    probability 1/2, as in the BLG-PIAA reference code.
+    """
+    if train:
+        big = int(round(size * 8 / 7))
+        img = img.resize((big, big), Image.BILINEAR)
+        top, left = (int(v) for v in torch.randint(0, big - size + 1, (2,), generator=generator))
+        img = img.crop((left, top, left + size, top + size))
+        if float(torch.rand((), generator=generator)) < 0.5:
+            img = img.transpose(Image.FLIP_LEFT_RIGHT)
+    else:
+        img = img.resize((size, size), Image.BILINEAR)
+    arr = np.asarray(img, dtype=np.float32) * (1.0 / 255.0)
+    arr = (arr - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+
+
+def _draft(src, size):
+    # JPEG can decode at 1/2, 1/4, 1/8 scale; asking for at least `size` saves most of
+    # the decoding time of large photos without losing resolution the network uses.
+    img = load_image(src) if not isinstance(src, (str, os.PathLike)) else None
+    if img is not None:
+        return img
+    path = os.fspath(src)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"image file not found: {path}")
+    try:
+        with Image.open(path) as raw:
+            if raw.format == "JPEG":
+                raw.draft("RGB", (size * 8 // 7, size * 8 // 7))
+            return ImageOps.exif_transpose(raw).convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise ValueError(f"cannot read image file {path}: {exc}") from None
+
+
+class ImageDataset(torch.utils.data.Dataset):
+    """Images (paths, PIL images or arrays) with optional scores, decoded on access.
+
+    Parameters
+    ----------
+    X : list or ndarray
+        Images.
+    y : array-like or None
+    size : int
+    mean, std : tuple of float
+    train : bool, default=False
+        Apply the training augmentation (random crop, horizontal flip).
+    """
+
+    def __init__(self, X, y, size, mean, std, train=False):
+        self.X = as_indexable(X)
+        self.y = None if y is None else np.asarray(y, dtype=np.float32).reshape(-1, 1)
+        self.size, self.mean, self.std, self.train = size, mean, std, train
+
+    def __len__(self):
+        return len(self.X)
+
+    def __getitem__(self, i):
+        x = image_tensor(_draft(self.X[i], self.size), self.size, self.mean, self.std,
+                         train=self.train)
+        y = torch.zeros(1) if self.y is None else torch.from_numpy(self.y[i])
+        return x, y
+
+
+class FeatureInput:
+    """Checks precomputed features ``(N, D)`` and hands them on as float32.
+
+    Parameters
+    ----------
+    n_features : int
+        ``D`` seen at fit time.
+    """
+
+    def __init__(self, n_features):
+        self.n_features = n_features
+
+    def __call__(self, X, y=None):
+        kind = input_kind(X)
+        if kind != FEATURES:
+            raise ValueError(
+                "this model was fitted on precomputed features (backbone=None), so X must be "
+                "a 2-D feature array; got images. Refit with a backbone to use images."
+            )
+        X = check_array(X, dtype=np.float32)
+        if X.shape[1] != self.n_features:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but MetaAestheticRegressor is expecting "
+                f"{self.n_features} features as input (the width seen in fit)."
+            )
+        return X
+
+
+class ImageInput:
+    """Turns images into an :class:`ImageDataset` for whole-network training.
+
+    Parameters
+    ----------
+    size : int
+    mean, std : tuple of float
+    """
+
+    def __init__(self, size, mean, std):
+        self.size, self.mean, self.std = size, mean, std
+
+    def __call__(self, X, y=None):
+        if input_kind(X) == FEATURES:
+            raise ValueError(
+                "this model trains the whole network, so X must be images (paths, PIL "
+                "images or uint8 arrays), not a 2-D feature array."
+            )
+        return ImageDataset(X, y, self.size, self.mean, self.std)
+
+
+def _content_key(src):
+    h = hashlib.blake2b(digest_size=16)
+    if isinstance(src, (str, os.PathLike)):
+        path = os.path.abspath(os.fspath(src))
+        try:
+            st = os.stat(path)
+        except OSError:
+            raise FileNotFoundError(f"image file not found: {path}") from None
+        h.update(f"{path}\0{st.st_mtime_ns}\0{st.st_size}".encode())
+    elif isinstance(src, Image.Image):
+        h.update(f"{src.mode}{src.size}".encode())
+        h.update(src.tobytes())
+    else:
+        arr = np.ascontiguousarray(src)
+        h.update(f"{arr.dtype}{arr.shape}".encode())
+        h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+def _module_fingerprint(module):
+    h = hashlib.blake2b(digest_size=8)
+    for name, tensor in module.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+class ImageEmbedder:
+    """Embeds images with a frozen backbone, once: results are cached by image key.
+
+    Parameters
+    ----------
+    backbone : Backbone
+        Used in eval mode under ``torch.inference_mode``; never trained here.
+    device : torch.device
+    batch_size : int, default=32
+    cache_dir : str or path-like, default=None
+        If given, embeddings are also stored there (one ``.npy`` per image, written
+        atomically), so a later run or an interrupted extraction reuses them.
+
+    Notes
+    -----
+    Copies of an embedder (``copy.deepcopy``, :func:`sklearn.base.clone` of a net
+    that holds it) share the same embedder: it is a read-only service whose cache is
+    a memo, and copying the backbone and cache for every personalized net would cost
+    memory and time for nothing. Pickling stores it in full.
+    """
+
+    def __init__(self, backbone, device, batch_size=32, cache_dir=None):
+        self.backbone = backbone.eval().to(memory_format=torch.channels_last)
+        self.device = device
+        self.batch_size = batch_size
+        self.cache_dir = cache_dir
+        self.out_features = backbone.out_features
+        self._memory = {}
+        self._fingerprint = None
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["backbone"] = self.backbone.cpu()
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if torch.device(self.device).type == "cuda" and not torch.cuda.is_available():
+            self.device = torch.device("cpu")
+        self.backbone = self.backbone.to(self.device)
+
+    def _disk_dir(self):
+        if self._fingerprint is None:
+            self._fingerprint = _module_fingerprint(self.backbone)
+        path = os.path.join(os.fspath(self.cache_dir), f"{self.backbone.name}-{self._fingerprint}")
+        os.makedirs(path, exist_ok=True)
+        return path
+
+    def _embed_batch(self, images):
+        size, mean, std = self.backbone.input_size, self.backbone.mean, self.backbone.std
+        batch = torch.stack([image_tensor(img, size, mean, std) for img in images])
+        # channels_last runs convolutions about 1.4x faster on CPU, same numbers.
+        batch = batch.to(self.device).contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            out = self.backbone(batch)
+        return out.float().cpu().numpy()
+
+    def __call__(self, X, y=None):
+        return self.transform(X)
+
+    def transform(self, X):
+        """Embeddings ``(N, D)`` float32 of the images in ``X``.
+
+        Precomputed 2-D feature arrays of width ``D`` pass through unchanged.
+        """
+        unique, inverse = self.transform_unique(X)
+        return unique[inverse]
+
+    def transform_unique(self, X):
+        """Embeddings of the distinct images in ``X`` and, per row, its index among them.
+
+        A rating table names each image once per rater; embedding (and holding) each
+        distinct image once keeps memory proportional to the number of images.
+
+        Returns
+        -------
+        embeddings : ndarray of shape (n_distinct, D), float32
+        inverse : ndarray of shape (N,), int
+        """
+        if input_kind(X) == FEATURES:
+            X = np.asarray(as_indexable(X), dtype=np.float32)
+            if X.shape[1] != self.out_features:
+                raise ValueError(
+                    f"X has {X.shape[1]} features, but backbone {self.backbone.name!r} "
+                    f"gives {self.out_features}-dimensional embeddings."
+                )
+            return X, np.arange(len(X))
+        X = as_indexable(X)
+        keys = [_content_key(x) for x in X]
+        todo = {}
+        disk = self._disk_dir() if self.cache_dir is not None else None
+        for i, key in enumerate(keys):
+            if key in self._memory or key in todo:
+                continue
+            if disk is not None:
+                path = os.path.join(disk, key + ".npy")
+                if os.path.isfile(path):
+                    self._memory[key] = np.load(path)
+                    continue
+            todo[key] = i
+        if todo:
+            self._embed_missing(X, todo, disk)
+        position = {}
+        inverse = np.fromiter((position.setdefault(k, len(position)) for k in keys),
+                              dtype=np.intp, count=len(keys))
+        unique = np.stack([self._memory[k] for k in position]).astype(np.float32, copy=False)
+        return unique, inverse
+
+    def _embed_missing(self, X, todo, disk):
+        items = list(todo.items())
+        size = self.backbone.input_size
+        chunks = [items[i:i + self.batch_size] for i in range(0, len(items), self.batch_size)]
+
+        def decode(chunk):
+            return [_draft(X[i], size) for _, i in chunk]
+
+        # Decoding the next batch in a thread overlaps JPEG work with the forward pass.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(decode, chunks[0])
+            for n, chunk in enumerate(chunks):
+                images = pending.result()
+                if n + 1 < len(chunks):
+                    pending = pool.submit(decode, chunks[n + 1])
+                emb = self._embed_batch(images)
+                for (key, _), row in zip(chunk, emb):
+                    self._memory[key] = row
+                    if disk is not None:
+                        _atomic_save(os.path.join(disk, key + ".npy"), row)
+
+
+def _atomic_save(path, array):
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "wb") as fh:
+        np.save(fh, array)
+    os.replace(tmp, path)
+

@@ -1,0 +1,107 @@
+"""What kind of thing ``X`` is, and how to index and join it without copying images.
+
+``X`` may be image file paths, PIL images, uint8 image arrays ``(N, H, W, 3)`` or a list
+of differently sized ones, or precomputed feature arrays ``(N, D)``.
+"""
+
+import os
+
+import numpy as np
+from scipy import sparse
+
+__all__ = ["input_kind", "n_samples", "take", "concat"]
+
+FEATURES = "features"
+IMAGES = "images"
+
+
+def _is_path(x):
+    return isinstance(x, (str, os.PathLike))
+
+
+def input_kind(X):
+    """Return ``"features"`` for a numeric 2-D array, ``"images"`` for anything image-like.
+
+    Raises
+    ------
+    ValueError
+        If ``X`` is none of the supported inputs.
+    """
+    if sparse.issparse(X):
+        return FEATURES  # rejected with scikit-learn's own message by check_array
+    if hasattr(X, "to_numpy") and not isinstance(X, np.ndarray):  # pandas objects
+        X = X.to_numpy()
+    if not _is_pil(X) and (isinstance(X, np.ndarray) or hasattr(X, "__array__")):
+        arr = np.asarray(X)
+        if arr.dtype.kind == "c":
+            raise ValueError("Complex data not supported: X must hold real numbers or images.")
+        if arr.dtype.kind in "biuf" and arr.ndim in (1, 2) or arr.ndim == 2:
+            return FEATURES
+        if arr.dtype.kind in "biuf" and arr.ndim == 4:
+            if arr.shape[-1] not in (1, 3, 4):
+                raise ValueError(
+                    f"image arrays must be (N, H, W, 3) with channels last; got shape {arr.shape}."
+                )
+            return IMAGES
+        if arr.dtype.kind in "OUS" and arr.ndim == 1:
+            return IMAGES
+        raise ValueError(
+            "X must be image paths, PIL images, uint8 arrays of shape (N, H, W, 3) or a "
+            f"2-D feature array (N, D); got an array of shape {arr.shape} and dtype {arr.dtype}."
+        )
+    if isinstance(X, (list, tuple)):
+        if len(X) == 0:
+            raise ValueError("X is empty: at least one image or feature row is needed.")
+        first = X[0]
+        if _is_path(first) or _is_pil(first) or isinstance(first, np.ndarray) and first.ndim == 3:
+            return IMAGES
+        if np.ndim(first) == 1:
+            return FEATURES
+    raise ValueError(
+        "X must be image paths, PIL images, uint8 arrays of shape (N, H, W, 3) or a 2-D "
+        f"feature array (N, D); got {type(X).__name__}."
+    )
+
+
+def _is_pil(x):
+    return type(x).__module__.startswith("PIL.") and hasattr(x, "convert")
+
+
+def as_indexable(X):
+    """Return ``X`` as something :func:`take` can index (ndarray or list)."""
+    if hasattr(X, "to_numpy") and not isinstance(X, np.ndarray):
+        X = X.to_numpy()
+    if isinstance(X, np.ndarray):
+        return X
+    if isinstance(X, tuple):
+        return list(X)
+    if isinstance(X, list):
+        if X and np.ndim(X[0]) == 1 and not _is_path(X[0]):
+            return np.asarray(X)
+        return X
+    return np.asarray(X)
+
+
+def n_samples(X):
+    """Number of samples in ``X``."""
+    return len(X)
+
+
+def take(X, indices):
+    """Rows ``indices`` of ``X`` (an ndarray or a list), without copying list items."""
+    if isinstance(X, np.ndarray):
+        return X[np.asarray(indices, dtype=np.intp)]
+    return [X[i] for i in indices]
+
+
+def concat(parts):
+    """Join several ``X`` of the same kind, in order."""
+    if all(isinstance(p, np.ndarray) for p in parts):
+        shapes = {p.shape[1:] for p in parts}
+        if len(shapes) > 1:
+            raise ValueError(f"cannot join arrays with different shapes per row: {sorted(shapes)}")
+        return np.concatenate(parts, axis=0)
+    out = []
+    for p in parts:
+        out.extend(list(p))
+    return out

@@ -1,0 +1,209 @@
+"""Ratings grouped by rater: the task collection that meta-learning iterates over."""
+
+import warnings
+from collections.abc import Mapping
+
+import numpy as np
+from sklearn.exceptions import DataConversionWarning
+
+from ._inputs import as_indexable, concat, n_samples, take
+
+__all__ = ["TaskSet", "support_query_sizes"]
+
+
+def _sorted_raters(raters):
+    # Sorting makes the rater order independent of row order, so fit(tasks) and
+    # fit(X, y, groups) draw the same tasks for the same random_state.
+    try:
+        return sorted(raters)
+    except TypeError:
+        return sorted(raters, key=lambda r: (type(r).__name__, str(r)))
+
+
+def support_query_sizes(n_images, support_size, query_size):
+    """Support and query sizes for a rater with ``n_images`` images.
+
+    Raters with at least ``support_size + query_size`` images get exactly those sizes.
+    Smaller raters follow the reference implementation of BLG-PIAA: 80% of their images
+    (at least one) form the support set and the rest, up to ``query_size``, the query set.
+
+    Parameters
+    ----------
+    n_images : int
+    support_size, query_size : int
+
+    Returns
+    -------
+    (int, int)
+    """
+    if n_images >= support_size + query_size:
+        return support_size, query_size
+    n_support = min(max(int(0.8 * n_images), 1), n_images - 1)
+    return n_support, min(n_images - n_support, query_size)
+
+
+class TaskSet:
+    """One task per rater: that rater's images (or features) and scores.
+
+    Build it with :meth:`from_arrays` (a long table of ratings) or :meth:`from_mapping`
+    (``rater -> (X, y)``). Raters are kept in sorted order.
+
+    Parameters
+    ----------
+    X : array-like or list
+        All rated images or features, one row per rating.
+    y : array-like of shape (n_ratings,)
+        Scores.
+    groups : array-like of shape (n_ratings,)
+        Rater id of each rating.
+
+    Attributes
+    ----------
+    raters : list
+        Rater ids, sorted.
+    indices : dict
+        Rater id -> integer row indices into ``X``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_piaa import TaskSet
+    >>> X = np.arange(12, dtype=np.float32).reshape(6, 2)
+    >>> tasks = TaskSet.from_arrays(X, [1, 2, 3, 4, 5, 1], ["a", "a", "a", "b", "b", "b"])
+    >>> len(tasks), tasks.raters
+    (2, ['a', 'b'])
+    >>> Xb, yb = tasks["b"]
+    >>> yb.tolist()
+    [4.0, 5.0, 1.0]
+    """
+
+    def __init__(self, X, y, groups):
+        X = as_indexable(X)
+        y = np.asarray(y)
+        groups = np.asarray(groups)
+        n = n_samples(X)
+        if y.ndim == 2 and y.shape[1] == 1:
+            warnings.warn("A column-vector y was passed when a 1d array was expected; "
+                          "it is raveled.", DataConversionWarning, stacklevel=3)
+            y = y.reshape(-1)
+        if y.ndim != 1:
+            raise ValueError(f"y must be 1-D (one score per rating); got shape {y.shape}.")
+        if groups.ndim != 1:
+            raise ValueError(f"groups must be 1-D (one rater id per rating); got {groups.shape}.")
+        if not (n == len(y) == len(groups)):
+            raise ValueError(
+                f"X, y and groups must have the same length; got {n}, {len(y)} and {len(groups)}."
+            )
+        if n == 0:
+            raise ValueError("no ratings given: X, y and groups are empty.")
+        try:
+            y = y.astype(np.float32)
+        except (TypeError, ValueError):
+            bad = [v for v in y.tolist() if not _is_number(v)][:5]
+            raise ValueError(f"scores (y) must be numeric; found {bad}.") from None
+        raters = _sorted_raters(set(groups.tolist()))
+        order = {r: i for i, r in enumerate(raters)}
+        codes = np.fromiter((order[g] for g in groups.tolist()), dtype=np.intp, count=n)
+        bad = ~np.isfinite(y)
+        if bad.any():
+            names = sorted({str(g) for g in groups[bad].tolist()})
+            raise ValueError(
+                f"y has {int(bad.sum())} NaN or infinite score(s), from rater(s) {names[:10]}; "
+                "drop or fill them before fitting."
+            )
+        self.X = X
+        self.y = y
+        self.groups = groups
+        self.raters = raters
+        sort = np.argsort(codes, kind="stable")
+        bounds = np.searchsorted(codes[sort], np.arange(len(raters) + 1))
+        self.indices = {r: sort[bounds[i]:bounds[i + 1]] for i, r in enumerate(raters)}
+
+    @classmethod
+    def from_arrays(cls, X, y, groups):
+        """Build from a long table: row ``i`` says rater ``groups[i]`` gave ``X[i]`` ``y[i]``."""
+        return cls(X, y, groups)
+
+    @classmethod
+    def from_mapping(cls, mapping):
+        """Build from ``{rater: (X_rater, y_rater)}``."""
+        if not isinstance(mapping, Mapping) or not mapping:
+            raise ValueError("from_mapping expects a non-empty dict rater -> (X, y).")
+        Xs, ys, gs = [], [], []
+        for rater in _sorted_raters(mapping):
+            try:
+                Xr, yr = mapping[rater]
+            except (TypeError, ValueError):
+                raise ValueError(f"mapping[{rater!r}] must be a pair (X, y).") from None
+            Xr = as_indexable(Xr)
+            yr = np.asarray(yr).reshape(-1)
+            if n_samples(Xr) != len(yr):
+                raise ValueError(
+                    f"rater {rater!r}: X has {n_samples(Xr)} rows but y has {len(yr)} scores."
+                )
+            Xs.append(Xr)
+            ys.append(yr)
+            gs.append(np.full(len(yr), rater, dtype=object))
+        return cls(concat(Xs), np.concatenate(ys), np.concatenate(gs))
+
+    def __len__(self):
+        return len(self.raters)
+
+    def __iter__(self):
+        return iter(self.raters)
+
+    def __contains__(self, rater):
+        return rater in self.indices
+
+    def __getitem__(self, rater):
+        if rater not in self.indices:
+            raise KeyError(f"no rater {rater!r} in this TaskSet")
+        idx = self.indices[rater]
+        return take(self.X, idx), self.y[idx]
+
+    def __repr__(self):
+        return f"TaskSet(n_raters={len(self)}, n_ratings={len(self.y)})"
+
+    @property
+    def n_ratings(self):
+        """Total number of ratings."""
+        return len(self.y)
+
+    def sizes(self):
+        """Number of images each rater rated, as a dict."""
+        return {r: len(i) for r, i in self.indices.items()}
+
+    def subset(self, raters):
+        """A new TaskSet with only ``raters``."""
+        missing = [r for r in raters if r not in self.indices]
+        if missing:
+            raise KeyError(f"raters not in this TaskSet: {missing[:10]}")
+        idx = np.concatenate([self.indices[r] for r in raters])
+        return TaskSet(take(self.X, idx), self.y[idx], self.groups[idx])
+
+    def check_min_size(self, min_images, what="meta-training"):
+        """Raise a ValueError listing raters with fewer than ``min_images`` images."""
+        small = {r: len(i) for r, i in self.indices.items() if len(i) < min_images}
+        if small:
+            listed = ", ".join(f"{r!r} ({n})" for r, n in list(small.items())[:10])
+            raise ValueError(
+                f"{len(small)} rater(s) have fewer than {min_images} images, too few for "
+                f"{what}: {listed}{' ...' if len(small) > 10 else ''}."
+                + (" With 1 sample a rater cannot give both a support and a query image."
+                   if min_images == 2 else "")
+            )
+
+    def draw(self, rater, support_size, query_size, rng):
+        """Row indices of a random support and query set of ``rater``."""
+        idx = self.indices[rater]
+        n_s, n_q = support_query_sizes(len(idx), support_size, query_size)
+        perm = idx[rng.permutation(len(idx))]
+        return perm[:n_s], perm[n_s:n_s + n_q]
+
+
+def _is_number(v):
+    try:
+        float(v)
+    except (TypeError, ValueError):
+        return False
+    return True

@@ -1,0 +1,114 @@
+"""The bilevel meta-learning loop, as small steps that algorithms override."""
+
+import torch
+
+__all__ = ["MetaLearner"]
+
+
+class MetaLearner:
+    """One outer iteration: adapt a copy of the prior to each task, then move the prior.
+
+    For every task of a batch, :meth:`adapt_task` loads the prior into a worker module
+    (no deep copy per task), makes a fresh inner optimizer (:meth:`inner_optimizer`),
+    runs :meth:`adapt` on the support set and then on the query set, and
+    :meth:`accumulate` records what the task wants; :meth:`outer_update` then changes
+    the prior. Subclasses override one of these steps.
+
+    Parameters
+    ----------
+    inner_lr : float
+        Adam learning rate of the head in the inner loop.
+    inner_backbone_lr : float
+        Adam learning rate of the backbone (whole-network training only).
+    inner_steps : int
+        Adam steps on the support set, and again on the query set.
+    outer_lr : float
+        Outer step size.
+    betas : (float, float)
+    weight_decay : float
+    """
+
+    def __init__(self, inner_lr=1e-3, inner_backbone_lr=1e-4, inner_steps=5, outer_lr=1e-2,
+                 betas=(0.9, 0.99), weight_decay=1e-5):
+        self.inner_lr = inner_lr
+        self.inner_backbone_lr = inner_backbone_lr
+        self.inner_steps = inner_steps
+        self.outer_lr = outer_lr
+        self.betas = betas
+        self.weight_decay = weight_decay
+
+    @staticmethod
+    def meta_state(module):
+        """The tensors the outer update moves: parameters and floating-point buffers.
+
+        BatchNorm running statistics are included so that the prior, used in eval mode,
+        carries statistics consistent with its weights.
+        """
+        state = dict(module.named_parameters())
+        state.update((n, b) for n, b in module.named_buffers() if b.is_floating_point())
+        return state
+
+    def inner_optimizer(self, learner, lr_scale=1.0):
+        """A fresh Adam over the learner: backbone and head at their own learning rates."""
+        backbone, head = [], []
+        for name, p in learner.named_parameters():
+            if p.requires_grad:
+                (backbone if name.startswith("backbone.") else head).append(p)
+        groups = [{"params": head, "lr": self.inner_lr * lr_scale}]
+        if backbone:
+            groups.append({"params": backbone, "lr": self.inner_backbone_lr * lr_scale})
+        return torch.optim.Adam(groups, betas=tuple(self.betas),
+                                weight_decay=self.weight_decay, foreach=True)
+
+    def loss(self, learner, x, y):
+        """Squared error, the paper's training loss."""
+        return torch.mean((learner(x).reshape(-1) - y.reshape(-1)) ** 2)
+
+    def adapt(self, learner, optimizer, x, y):
+        """``inner_steps`` optimizer steps on one set; returns the last loss."""
+        for _ in range(self.inner_steps):
+            optimizer.zero_grad(set_to_none=True)
+            loss = self.loss(learner, x, y)
+            loss.backward()
+            optimizer.step()
+        return float(loss.detach())
+
+    def adapt_task(self, prior_state, learner, support, query, lr_scale=1.0):
+        """Load the prior into ``learner`` and adapt it on support, then on query.
+
+        Returns the last query loss.
+        """
+        with torch.no_grad():
+            for name, t in self.meta_state(learner).items():
+                t.copy_(prior_state[name])
+        learner.train()
+        optimizer = self.inner_optimizer(learner, lr_scale)
+        self.adapt(learner, optimizer, *support)
+        return self.adapt(learner, optimizer, *query)
+
+    def init_accumulator(self, prior):
+        """Zeroed storage for what the tasks of one batch contribute."""
+        return {n: torch.zeros_like(t) for n, t in self.meta_state(prior).items()}
+
+    def accumulate(self, acc, prior_state, learner):
+        """Add one adapted task to ``acc``; overridden by each algorithm."""
+        raise NotImplementedError
+
+    def outer_update(self, prior, acc, n_tasks):
+        """Move the prior given the accumulated task contributions."""
+        raise NotImplementedError
+
+    def step(self, prior, learner, tasks, lr_scale=1.0):
+        """One outer iteration over ``tasks``, a list of ``((x_s, y_s), (x_q, y_q))``.
+
+        Returns the mean final query loss over tasks.
+        """
+        prior_state = {n: t.detach().clone() for n, t in self.meta_state(prior).items()}
+        acc = self.init_accumulator(prior)
+        losses = []
+        for support, query in tasks:
+            losses.append(self.adapt_task(prior_state, learner, support, query, lr_scale))
+            self.accumulate(acc, prior_state, learner)
+        with torch.no_grad():
+            self.outer_update(prior, acc, len(tasks))
+        return sum(losses) / len(losses)

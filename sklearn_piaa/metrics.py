@@ -1,0 +1,233 @@
+"""SROCC, the metric of personalized aesthetics, and scorers built on it."""
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import spearmanr
+from sklearn.metrics import make_scorer
+from sklearn.utils import check_random_state
+from sklearn.utils.metadata_routing import MetadataRequest
+
+from ._inputs import take
+from ._tasks import TaskSet
+from ._warnings import UndefinedSROCCWarning
+
+__all__ = [
+    "srocc",
+    "srocc_scorer",
+    "SROCCSummary",
+    "aggregate_srocc",
+    "personalized_srocc",
+    "PersonalizedSROCCScorer",
+]
+
+
+def srocc(y_true, y_pred):
+    """Spearman rank-order correlation between true and predicted scores.
+
+    Parameters
+    ----------
+    y_true, y_pred : array-like of shape (n_samples,)
+
+    Returns
+    -------
+    float
+        The correlation, or ``nan`` (with an :class:`UndefinedSROCCWarning`) when it is
+        undefined: fewer than two samples, or constant ratings or predictions.
+
+    Examples
+    --------
+    >>> from sklearn_piaa import srocc
+    >>> round(srocc([1, 2, 3, 4], [10, 20, 40, 30]), 3)
+    0.8
+    """
+    y_true = np.asarray(y_true, dtype=np.float64).reshape(-1)
+    y_pred = np.asarray(y_pred, dtype=np.float64).reshape(-1)
+    if y_true.shape != y_pred.shape:
+        raise ValueError(
+            f"y_true and y_pred have different lengths: {len(y_true)} and {len(y_pred)}."
+        )
+    if len(y_true) < 2 or np.ptp(y_true) == 0 or np.ptp(y_pred) == 0:
+        what = "fewer than 2 samples" if len(y_true) < 2 else (
+            "constant ratings" if np.ptp(y_true) == 0 else "constant predictions")
+        warnings.warn(f"SROCC is undefined ({what}); returning nan.", UndefinedSROCCWarning,
+                      stacklevel=2)
+        return float("nan")
+    return float(spearmanr(y_true, y_pred).statistic)
+
+
+srocc_scorer = make_scorer(srocc)
+srocc_scorer.__doc__ = """Scorer for zero-shot predictions: SROCC of ``estimator.predict(X)``
+against ``y`` over all given rows."""
+
+
+@dataclass(frozen=True)
+class SROCCSummary:
+    """Mean and spread of SROCC values, with the count of undefined ones left out.
+
+    Attributes
+    ----------
+    mean, std : float
+        Over the defined values (``nan`` when none is defined).
+    n : int
+        Number of defined values used.
+    n_dropped : int
+        Number of undefined (``nan``) values left out.
+    """
+
+    mean: float
+    std: float
+    n: int
+    n_dropped: int
+
+    def __str__(self):
+        dropped = f", {self.n_dropped} undefined dropped" if self.n_dropped else ""
+        return f"{self.mean:.3f} ± {self.std:.3f} (n={self.n}{dropped})"
+
+
+def aggregate_srocc(values):
+    """Average SROCC values, leaving out undefined ones explicitly.
+
+    Parameters
+    ----------
+    values : array-like of float
+        May contain ``nan`` for undefined correlations.
+
+    Returns
+    -------
+    SROCCSummary
+
+    Examples
+    --------
+    >>> from sklearn_piaa import aggregate_srocc
+    >>> s = aggregate_srocc([0.5, 0.7, float("nan")])
+    >>> round(s.mean, 3), s.n, s.n_dropped
+    (0.6, 2, 1)
+    """
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    ok = np.isfinite(values)
+    n_dropped = int((~ok).sum())
+    if not ok.any():
+        return SROCCSummary(float("nan"), float("nan"), 0, n_dropped)
+    return SROCCSummary(float(values[ok].mean()), float(values[ok].std()), int(ok.sum()),
+                        n_dropped)
+
+
+def personalized_srocc(estimator, X, y, groups, n_support=10, n_repeats=1,
+                       too_few="raise", random_state=None):
+    """Personalize on ``n_support`` images of each rater and score SROCC on the rest.
+
+    This is the measurement of the BLG-PIAA paper: for every rater in ``groups`` and
+    each repeat, draw ``n_support`` of that rater's images at random, call
+    ``estimator.personalize`` on them and compute SROCC on the rater's other images.
+
+    Parameters
+    ----------
+    estimator : object
+        A fitted estimator with ``personalize(X, y, random_state=...)``, such as
+        :class:`MetaAestheticRegressor`.
+    X : array-like or list
+        Images or features, one row per rating.
+    y : array-like of shape (n_ratings,)
+    groups : array-like of shape (n_ratings,)
+        Rater id of each rating.
+    n_support : int, default=10
+    n_repeats : int, default=1
+        Random support draws per rater; a rater's SROCC is the mean over its repeats.
+    too_few : {"raise", "skip"}, default="raise"
+        What to do with raters that have fewer than ``n_support + 2`` images.
+    random_state : int, RandomState instance or None, default=None
+
+    Returns
+    -------
+    raters : list
+        Rater ids scored, in sorted order.
+    scores : ndarray of shape (n_raters, n_repeats)
+        SROCC per rater and repeat (``nan`` where undefined).
+    """
+    if groups is None:
+        raise ValueError(
+            "personalized SROCC needs the rater id of each row (groups). In cross_val_score "
+            "or GridSearchCV enable metadata routing (sklearn.set_config("
+            "enable_metadata_routing=True)) and pass params={'groups': users}."
+        )
+    if too_few not in ("raise", "skip"):
+        raise ValueError(f"too_few must be 'raise' or 'skip'; got {too_few!r}.")
+    tasks = TaskSet.from_arrays(X, y, groups)
+    need = n_support + 2
+    sizes = tasks.sizes()
+    if too_few == "raise":
+        tasks.check_min_size(need, what=f"personalizing on {n_support} images and scoring "
+                                        "SROCC on at least 2 others")
+    raters = [r for r in tasks.raters if sizes[r] >= need]
+    rng = check_random_state(random_state)
+    scores = np.full((len(raters), n_repeats), np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedSROCCWarning)
+        for i, rater in enumerate(raters):
+            idx = tasks.indices[rater]
+            for j in range(n_repeats):
+                perm = idx[rng.permutation(len(idx))]
+                sup, qry = perm[:n_support], perm[n_support:]
+                net = estimator.personalize(take(tasks.X, sup), tasks.y[sup],
+                                            random_state=rng.randint(2**31 - 1))
+                scores[i, j] = srocc(tasks.y[qry], net.predict(take(tasks.X, qry)))
+    return raters, scores
+
+
+class PersonalizedSROCCScorer:
+    """Scorer: mean over held-out raters of SROCC after personalizing on ``n_support`` images.
+
+    Use it as ``scoring=`` in :func:`~sklearn.model_selection.cross_val_score` or
+    :class:`~sklearn.model_selection.GridSearchCV` with a user-grouped splitter. It needs
+    the rater of each test row, which scikit-learn passes through metadata routing:
+    ``sklearn.set_config(enable_metadata_routing=True)`` and ``params={"groups": users}``.
+    The scorer requests ``groups`` by default.
+
+    Parameters
+    ----------
+    n_support : int, default=10
+        Images per rater to personalize on (the paper uses 10 and 100).
+    n_repeats : int, default=1
+        Random support draws per rater.
+    too_few : {"raise", "skip"}, default="raise"
+        Raters with fewer than ``n_support + 2`` images raise an error or are skipped.
+    random_state : int, RandomState instance or None, default=0
+        Fixed by default so that every candidate of a grid search sees the same draws.
+
+    Notes
+    -----
+    Undefined per-rater SROCC values are left out of the mean, with a warning that says
+    how many.
+    """
+
+    def __init__(self, n_support=10, n_repeats=1, too_few="raise", random_state=0):
+        self.n_support = n_support
+        self.n_repeats = n_repeats
+        self.too_few = too_few
+        self.random_state = random_state
+
+    def __call__(self, estimator, X, y, groups=None):
+        _, scores = personalized_srocc(
+            estimator, X, y, groups, n_support=self.n_support, n_repeats=self.n_repeats,
+            too_few=self.too_few, random_state=self.random_state)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            per_rater = np.nanmean(scores, axis=1) if scores.size else scores
+        summary = aggregate_srocc(per_rater)
+        if summary.n_dropped:
+            warnings.warn(
+                f"{summary.n_dropped} of {len(per_rater)} raters had undefined SROCC and were "
+                "left out of the mean.", UndefinedSROCCWarning, stacklevel=2)
+        return summary.mean
+
+    def get_metadata_routing(self):
+        """Request ``groups`` for scoring (see scikit-learn's metadata routing)."""
+        request = MetadataRequest(owner=type(self).__name__)
+        request.score.add_request(param="groups", alias=True)
+        return request
+
+    def __repr__(self):
+        return (f"PersonalizedSROCCScorer(n_support={self.n_support}, "
+                f"n_repeats={self.n_repeats}, random_state={self.random_state!r})")

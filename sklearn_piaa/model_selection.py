@@ -1,0 +1,134 @@
+"""Splitters: over raters (meta-train vs meta-test) and within one rater (support vs query)."""
+
+import numbers
+
+import numpy as np
+from sklearn.model_selection import GroupKFold, GroupShuffleSplit
+from sklearn.model_selection._split import BaseCrossValidator
+from sklearn.utils import check_random_state
+
+__all__ = ["UserGroupKFold", "UserGroupShuffleSplit", "SupportQuerySplit"]
+
+
+def _check_groups(groups, n_splits=None):
+    if groups is None:
+        raise ValueError(
+            "user-grouped splitting needs the rater id of each row: pass groups=users "
+            "(or params={'groups': users} with metadata routing enabled)."
+        )
+    n_raters = len(np.unique(np.asarray(groups)))
+    if n_splits is not None and n_raters < n_splits:
+        raise ValueError(f"cannot split {n_raters} rater(s) into {n_splits} folds.")
+
+
+class UserGroupKFold(GroupKFold):
+    """K-fold over raters: every rater's ratings fall in exactly one test fold.
+
+    No rater is ever in both the meta-training and the meta-test part of a split, as the
+    BLG-PIAA protocol requires. A thin layer over
+    :class:`~sklearn.model_selection.GroupKFold` that shuffles raters by default and
+    names the problem when ``groups`` is missing.
+
+    Parameters
+    ----------
+    n_splits : int, default=5
+    shuffle : bool, default=True
+        Shuffle raters before forming folds.
+    random_state : int, RandomState instance or None, default=None
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_piaa import UserGroupKFold
+    >>> groups = np.repeat(["a", "b", "c"], 4)
+    >>> folds = UserGroupKFold(3, random_state=0).split(np.zeros(12), groups=groups)
+    >>> sorted(str(r) for _, test in folds for r in set(groups[test]))
+    ['a', 'b', 'c']
+    """
+
+    def __init__(self, n_splits=5, *, shuffle=True, random_state=None):
+        super().__init__(n_splits=n_splits, shuffle=shuffle, random_state=random_state)
+
+    def split(self, X, y=None, groups=None):
+        """Yield (train, test) row indices, grouped by rater."""
+        _check_groups(groups, self.n_splits)
+        yield from super().split(X, y, groups)
+
+
+class UserGroupShuffleSplit(GroupShuffleSplit):
+    """Random splits of raters into meta-training and meta-test raters.
+
+    A thin layer over :class:`~sklearn.model_selection.GroupShuffleSplit` with a clear
+    error when ``groups`` is missing; ``test_size`` counts raters, not ratings.
+
+    Parameters
+    ----------
+    n_splits : int, default=5
+    test_size : float or int, default=0.2
+        Fraction or number of raters in each test part.
+    train_size : float or int, default=None
+    random_state : int, RandomState instance or None, default=None
+    """
+
+    def __init__(self, n_splits=5, *, test_size=0.2, train_size=None, random_state=None):
+        super().__init__(n_splits=n_splits, test_size=test_size, train_size=train_size,
+                         random_state=random_state)
+
+    def split(self, X, y=None, groups=None):
+        """Yield (train, test) row indices, grouped by rater."""
+        _check_groups(groups)
+        yield from super().split(X, y, groups)
+
+
+class SupportQuerySplit(BaseCrossValidator):
+    """Within one rater: ``n_support`` random images to train on, the rest to test on.
+
+    Use it to evaluate a personalized net with
+    :func:`~sklearn.model_selection.cross_val_score` (each split re-fits the net from
+    the prior on a new random support set).
+
+    Parameters
+    ----------
+    n_support : int, default=10
+        Images in each support (training) set.
+    n_repeats : int, default=10
+        Number of random support draws.
+    random_state : int, RandomState instance or None, default=None
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_piaa import SupportQuerySplit
+    >>> cv = SupportQuerySplit(n_support=3, n_repeats=2, random_state=0)
+    >>> [(len(s), len(q)) for s, q in cv.split(np.zeros(10))]
+    [(3, 7), (3, 7)]
+    """
+
+    def __init__(self, n_support=10, n_repeats=10, random_state=None):
+        self.n_support = n_support
+        self.n_repeats = n_repeats
+        self.random_state = random_state
+
+    def get_n_splits(self, X=None, y=None, groups=None):
+        """Number of splits (``n_repeats``)."""
+        return self.n_repeats
+
+    def split(self, X, y=None, groups=None):
+        """Yield (support, query) index arrays."""
+        if not isinstance(self.n_support, numbers.Integral) or self.n_support < 1:
+            raise ValueError(f"n_support must be a positive integer; got {self.n_support!r}.")
+        if not isinstance(self.n_repeats, numbers.Integral) or self.n_repeats < 1:
+            raise ValueError(f"n_repeats must be a positive integer; got {self.n_repeats!r}.")
+        n = len(X)
+        if n < self.n_support + 2:
+            raise ValueError(
+                f"this rater has {n} images: too few for n_support={self.n_support} plus at "
+                "least 2 query images."
+            )
+        rng = check_random_state(self.random_state)
+        for _ in range(self.n_repeats):
+            perm = rng.permutation(n)
+            yield np.sort(perm[:self.n_support]), np.sort(perm[self.n_support:])
+
+    def _iter_test_indices(self, X=None, y=None, groups=None):  # pragma: no cover
+        raise NotImplementedError("split() is overridden")

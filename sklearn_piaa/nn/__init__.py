@@ -1,0 +1,6 @@
+"""Torch modules: image backbones and the aesthetic head (no training logic here)."""
+
+from .backbones import BACKBONES, Backbone, load_backbone
+from .head import AestheticHead, AestheticNet
+
+__all__ = ["AestheticHead", "AestheticNet", "Backbone", "BACKBONES", "load_backbone"]

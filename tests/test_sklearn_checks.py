@@ -1,0 +1,21 @@
+import pytest
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from sklearn_piaa import MetaAestheticRegressor
+
+# Checks that cannot pass for a meta-learner over raters, each with its reason.
+EXPECTED_FAILED = {
+    "check_sample_weight_equivalence_on_dense_data": "fit takes no sample_weight",
+}
+
+
+def _tiny(**kw):
+    return MetaAestheticRegressor(backbone=None, hidden_sizes=(8,), n_iterations=3,
+                                  support_size=8, query_size=4, finetune_epochs=2,
+                                  random_state=0, **kw)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn_piaa.PIAAWarning")
+@parametrize_with_checks([_tiny()], expected_failed_checks=lambda est: EXPECTED_FAILED)
+def test_sklearn_compatible(estimator, check):
+    check(estimator)

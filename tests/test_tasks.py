@@ -1,0 +1,53 @@
+import numpy as np
+import pytest
+
+from sklearn_piaa import TaskSet
+from sklearn_piaa._tasks import support_query_sizes
+
+
+def test_from_arrays_and_mapping_agree(ratings):
+    X, y, groups = ratings
+    a = TaskSet.from_arrays(X, y, groups)
+    mapping = {g: (X[groups == g], y[groups == g]) for g in np.unique(groups)[::-1]}
+    b = TaskSet.from_mapping(mapping)
+    assert a.raters == b.raters
+    for r in a:
+        np.testing.assert_array_equal(a[r][0], b[r][0])
+        np.testing.assert_array_equal(a[r][1], b[r][1])
+
+
+def test_lists_of_paths_are_indexed_without_copy():
+    X = [f"/img/{i}.jpg" for i in range(6)]
+    tasks = TaskSet.from_arrays(X, [1, 2, 3, 4, 5, 1], [1, 0, 1, 0, 1, 0])
+    assert tasks[0][0] == ["/img/1.jpg", "/img/3.jpg", "/img/5.jpg"]
+    assert tasks.sizes() == {0: 3, 1: 3}
+
+
+@pytest.mark.parametrize("n, expected", [(100, (80, 20)), (150, (80, 20)), (50, (40, 10)),
+                                         (10, (8, 2)), (2, (1, 1))])
+def test_support_query_sizes_follow_reference_rule(n, expected):
+    assert support_query_sizes(n, 80, 20) == expected
+
+
+def test_draw_is_disjoint_and_within_rater(ratings):
+    X, y, groups = ratings
+    tasks = TaskSet.from_arrays(X, y, groups)
+    rng = np.random.RandomState(0)
+    sup, qry = tasks.draw("r03", 50, 20, rng)
+    assert len(sup) == 50 and len(qry) == 20
+    assert not set(sup) & set(qry)
+    assert set(groups[np.concatenate([sup, qry])]) == {"r03"}
+
+
+def test_errors_name_the_problem():
+    with pytest.raises(ValueError, match="same length"):
+        TaskSet.from_arrays(np.zeros((3, 2)), [1, 2], [0, 0, 1])
+    with pytest.raises(ValueError, match=r"NaN or infinite.*'b'"):
+        TaskSet.from_arrays(np.zeros((3, 2)), [1, np.nan, 2], ["a", "b", "a"])
+    with pytest.raises(ValueError, match="numeric"):
+        TaskSet.from_arrays(np.zeros((2, 2)), ["x", 1], ["a", "a"])
+    tasks = TaskSet.from_arrays(np.zeros((3, 2)), [1, 2, 3], ["a", "a", "lonely"])
+    with pytest.raises(ValueError, match="'lonely' \\(1\\)"):
+        tasks.check_min_size(2)
+    with pytest.raises(ValueError, match=r"mapping\['a'\]"):
+        TaskSet.from_mapping({"a": np.zeros(3)})
