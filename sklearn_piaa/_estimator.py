@@ -270,8 +270,11 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         if groups is None:
             warnings.warn(
                 "fit() got no groups: all ratings are treated as one rater, so nothing "
-                "person-specific is meta-learned. Pass groups=rater_ids (in cross_val_score "
-                "or GridSearchCV: params={'groups': rater_ids}).", PIAAWarning, stacklevel=3)
+                "person-specific is meta-learned. Pass groups=rater_ids. Inside "
+                "cross_val_score or GridSearchCV, scikit-learn gives groups only to the "
+                "splitter unless metadata routing is on: call sklearn.set_config("
+                "enable_metadata_routing=True) (or pass params={'groups': rater_ids} to "
+                "cross_val_score).", PIAAWarning, stacklevel=3)
             groups = np.zeros(n_samples(X), dtype=np.int64)
         return TaskSet.from_arrays(X, y, groups)
 

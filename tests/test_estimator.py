@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import sklearn
 import torch
-from conftest import make_rating_features
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, cross_val_score
@@ -22,6 +21,7 @@ from sklearn_piaa import (
     srocc,
     srocc_scorer,
 )
+from sklearn_piaa.datasets import make_aesthetic_benchmark
 
 
 def _prior_state(meta):
@@ -175,22 +175,24 @@ def test_cross_val_score_on_one_rater_with_support_query_split(ratings, tiny_par
     assert scores.shape == (3,) and np.isfinite(scores).all()
 
 
-def test_personalization_improves_on_deviating_raters():
-    X, y, groups, dev = make_rating_features(n_images=400, n_raters=30, per_rater=200,
-                                             deviation=0.5, random_state=1)
-    raters = np.unique(groups)
-    test = raters[-6:]  # the raters that deviate most from the consensus
-    train = ~np.isin(groups, test)
+def test_personalization_improves_on_deviating_builtin_raters():
+    data = make_aesthetic_benchmark(n_images=400, n_raters=40, images_per_rater=200,
+                                    image_size=16, random_state=0)
+    # The generating taste features stand in for a good embedding, which keeps this fast.
+    X = data.taste_features[data.image_index].astype(np.float32)
+    test_raters = data.rater_ids[np.argsort(data.rater_individuality)[-8:]]
+    test = np.isin(data.groups, test_raters)
     meta = MetaAestheticRegressor(backbone=None, hidden_sizes=(64, 32), n_iterations=150,
                                   outer_lr=0.1, finetune_epochs=40, finetune_batch_size=25,
-                                  random_state=0).fit(X[train], y[train], groups=groups[train])
+                                  random_state=0)
+    meta.fit(X[~test], data.y[~test], groups=data.groups[~test])
     prior, personal = [], []
-    for r in test:
-        Xr, yr = X[groups == r], y[groups == r]
+    for r in test_raters:
+        Xr, yr = X[data.groups == r], data.y[data.groups == r]
         net = meta.personalize(Xr[:100], yr[:100], random_state=0)
         prior.append(srocc(yr[100:], meta.predict(Xr[100:])))
         personal.append(srocc(yr[100:], net.predict(Xr[100:])))
-    assert np.mean(personal) > np.mean(prior) + 0.05, (prior, personal)
+    assert np.mean(personal) > np.mean(prior) + 0.1, (prior, personal)
 
 
 def test_bad_input_errors(ratings, tiny_params):

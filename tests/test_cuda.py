@@ -1,0 +1,35 @@
+import io
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from sklearn_piaa import MetaAestheticRegressor
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def test_head_only_on_cuda(ratings, tiny_params):
+    X, y, groups = ratings
+    meta = MetaAestheticRegressor(**{**tiny_params, "device": "cuda"}).fit(X, y, groups=groups)
+    assert next(meta.prior_net_.module_.parameters()).is_cuda
+    net = meta.personalize(X[:10], y[:10])
+    assert net.predict(X[:20]).shape == (20,)
+    cpu = MetaAestheticRegressor(**tiny_params).fit(X, y, groups=groups)
+    # Same algorithm on both devices: predictions agree to GPU float tolerance.
+    np.testing.assert_allclose(meta.predict(X[:20]), cpu.predict(X[:20]), atol=5e-2)
+
+
+def test_whole_network_on_cuda(image_files):
+    y = np.tile([1.0, 2.0, 3.0, 4.0, 5.0, 3.0], 2)
+    groups = np.repeat(["a", "b"], 6)
+    meta = MetaAestheticRegressor(backbone="tiny_cnn", train_backbone=True, hidden_sizes=(8,),
+                                  n_iterations=3, support_size=4, query_size=2,
+                                  finetune_epochs=2, device="cuda", random_state=0)
+    meta.fit(image_files, y, groups=groups)
+    net = meta.personalize(image_files[:6], y[:6])
+    assert net.predict(image_files).shape == (12,)
+    buf = io.BytesIO()
+    pickle.dump(meta, buf)
+    assert pickle.loads(buf.getvalue()).predict(image_files).shape == (12,)

@@ -1,0 +1,76 @@
+import numpy as np
+import pytest
+from scipy.stats import spearmanr
+
+from sklearn_piaa import (
+    PersonalizedSROCCScorer,
+    UndefinedSROCCWarning,
+    aggregate_srocc,
+    personalized_srocc,
+    srocc,
+    srocc_scorer,
+)
+
+
+def test_srocc_matches_scipy():
+    rng = np.random.RandomState(0)
+    a, b = rng.rand(50), rng.rand(50)
+    assert srocc(a, b) == pytest.approx(spearmanr(a, b).statistic)
+    assert srocc(a, a) == pytest.approx(1.0)
+    assert srocc(a, -a) == pytest.approx(-1.0)
+
+
+@pytest.mark.parametrize("y_true, y_pred, what", [
+    ([3, 3, 3], [1, 2, 3], "constant ratings"),
+    ([1, 2, 3], [2, 2, 2], "constant predictions"),
+    ([1], [1], "fewer than 2"),
+])
+def test_undefined_srocc_is_nan_with_warning(y_true, y_pred, what):
+    with pytest.warns(UndefinedSROCCWarning, match=what):
+        assert np.isnan(srocc(y_true, y_pred))
+
+
+def test_srocc_length_mismatch():
+    with pytest.raises(ValueError, match="different lengths"):
+        srocc([1, 2, 3], [1, 2])
+
+
+def test_aggregate_reports_dropped():
+    s = aggregate_srocc([0.2, np.nan, 0.4, np.nan])
+    assert s.mean == pytest.approx(0.3) and s.n == 2 and s.n_dropped == 2
+    assert "2 undefined dropped" in str(s)
+    empty = aggregate_srocc([np.nan])
+    assert np.isnan(empty.mean) and empty.n == 0 and empty.n_dropped == 1
+
+
+class _Constant:
+    """A stand-in estimator whose personalized model predicts a constant for one rater."""
+
+    def personalize(self, X, y, random_state=None):
+        return self
+
+    def predict(self, X):
+        X = np.asarray(X)
+        return X[:, 0] if X[0, 1] == 0 else np.zeros(len(X))
+
+
+def test_personalized_srocc_counts_undefined_raters():
+    X = np.column_stack([np.arange(40.0), np.repeat([0.0, 1.0], 20)])
+    y = np.arange(40.0)
+    groups = np.repeat(["good", "flat"], 20)
+    raters, scores = personalized_srocc(_Constant(), X, y, groups, n_support=5, n_repeats=2,
+                                        random_state=0)
+    assert raters == ["flat", "good"]
+    assert np.isnan(scores[0]).all() and np.allclose(scores[1], 1.0)
+    with pytest.warns(UndefinedSROCCWarning, match="1 of 2 raters"):
+        assert PersonalizedSROCCScorer(n_support=5)(_Constant(), X, y, groups) == 1.0
+
+
+def test_srocc_scorer_uses_predict():
+    from sklearn.linear_model import LinearRegression
+
+    X = np.arange(10.0).reshape(-1, 1)
+    y = np.exp(np.arange(10.0))  # monotone but not linear: SROCC 1, R^2 below 1
+    est = LinearRegression().fit(X, y)
+    assert srocc_scorer(est, X, y) == pytest.approx(1.0)
+    assert est.score(X, y) < 0.9
