@@ -256,12 +256,21 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         rng = check_random_state(self.random_state)
         seed = rng.randint(np.iinfo(np.int32).max)
 
-        self.score_range_ = self._score_range(tasks.y)
+        score_range = self._score_range(tasks.y)
         with seeded(seed, device):
-            prior, self.input_, data = self._build(tasks, device)
-        self.raters_ = list(tasks.raters)
-        self.history_, self.fit_time_ = self._meta_train(prior, tasks, data, rng, seed, device)
+            prior, input_adapter, data = self._build(tasks, score_range, device)
+        history, fit_time = self._meta_train(prior, tasks, data, rng, seed, device)
         prior.eval()
+        # Fitted state is set only now: a refit that fails on bad input keeps the old prior.
+        self.score_range_ = score_range
+        self.embedding_dim_ = data["dim"]
+        if self.backbone is None:
+            self.n_features_in_ = data["dim"]
+        elif hasattr(self, "n_features_in_"):
+            del self.n_features_in_
+        self.raters_ = list(tasks.raters)
+        self.history_, self.fit_time_ = history, fit_time
+        self.input_ = input_adapter
         self.prior_net_ = self._make_net(prior, device).initialize()
         return self
 
@@ -312,39 +321,39 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
             low, high = low - 0.5, high + 0.5
         return low, high
 
-    def _build(self, tasks, device):
+    def _build(self, tasks, score_range, device):
         """The prior module, the input adapter for skorch, and the training data."""
         kind = input_kind(tasks.X)
         head_kw = dict(hidden_sizes=tuple(self.hidden_sizes), dropout=self.dropout,
-                       score_range=self.score_range_)
+                       score_range=score_range)
         y = torch.as_tensor(tasks.y, device=device)
         if self.backbone is None:
             if kind != FEATURES:
                 raise ValueError("backbone=None needs X as a 2-D feature array; got images. "
                                  "Choose a backbone to use images.")
-            feats = FeatureInput(np.asarray(tasks.X).shape[1])(tasks.X)
-            self.n_features_in_ = self.embedding_dim_ = feats.shape[1]
-            head = AestheticHead(self.embedding_dim_, **head_kw).to(device)
+            dim = np.asarray(tasks.X).shape[1]
+            feats = FeatureInput(dim)(tasks.X)
+            head = AestheticHead(dim, **head_kw).to(device)
             data = {"x": torch.tensor(feats, device=device),  # a copy: never alias X
-                    "rows": torch.arange(len(feats), device=device), "y": y}
-            return head, FeatureInput(self.n_features_in_), data
+                    "rows": torch.arange(len(feats), device=device), "y": y, "dim": dim}
+            return head, FeatureInput(dim), data
         backbone = load_backbone(self.backbone, self.backbone_weights)
         if isinstance(self.backbone, torch.nn.Module):
             backbone = copy.deepcopy(backbone)  # never modify the user's module
-        self.embedding_dim_ = backbone.out_features
+        dim = backbone.out_features
         backbone = backbone.to(device)
         if not self.train_backbone:
             embedder = ImageEmbedder(backbone, device, self.batch_size, self.cache_dir)
             unique, inverse = embedder.transform_unique(tasks.X)
-            head = AestheticHead(self.embedding_dim_, **head_kw).to(device)
+            head = AestheticHead(dim, **head_kw).to(device)
             data = {"x": torch.as_tensor(unique, device=device),
-                    "rows": torch.as_tensor(inverse, device=device), "y": y}
+                    "rows": torch.as_tensor(inverse, device=device), "y": y, "dim": dim}
             return head, embedder, data
         if kind == FEATURES:
             raise ValueError("train_backbone=True needs images as X, not a feature array.")
-        net = AestheticNet(backbone, AestheticHead(self.embedding_dim_, **head_kw)).to(device)
+        net = AestheticNet(backbone, AestheticHead(dim, **head_kw)).to(device)
         data = {"images": ImageDataset(tasks.X, None, backbone.input_size, backbone.mean,
-                                       backbone.std, train=True), "y": y}
+                                       backbone.std, train=True), "y": y, "dim": dim}
         return net, ImageInput(backbone.input_size, backbone.mean, backbone.std), data
 
     @staticmethod

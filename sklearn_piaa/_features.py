@@ -154,7 +154,8 @@ class FeatureInput:
                 f"X has {X.shape[1]} features, but MetaAestheticRegressor is expecting "
                 f"{self.n_features} features as input (the width seen in fit)."
             )
-        return X
+        # torch cannot wrap read-only memory (memmaps) without a warning; copy those.
+        return X if X.flags.writeable else X.copy()
 
 
 class ImageInput:

@@ -88,6 +88,17 @@ def test_bad_images_are_named(tmp_path, image_files):
         MetaAestheticRegressor(**TINY_IMG).fit(bad, y, groups=groups)
 
 
+def test_failed_refit_keeps_the_trained_prior(tmp_path, image_files):
+    y, groups = _ratings_for(image_files)
+    meta = MetaAestheticRegressor(**TINY_IMG).fit(image_files, y, groups=groups)
+    before = meta.predict(image_files)
+    bad = list(image_files)
+    bad[0] = str(tmp_path / "gone.png")
+    with pytest.raises(FileNotFoundError, match="gone.png"):
+        meta.fit(bad, y, groups=groups)
+    np.testing.assert_array_equal(meta.predict(image_files), before)
+
+
 def test_torchvision_backbones_need_a_weights_file(tmp_path):
     with pytest.raises(ValueError, match="backbone_weights="):
         load_backbone("resnet18")
