@@ -403,8 +403,12 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
             lr=lr,
             optimizer__betas=tuple(self.betas),
             optimizer__weight_decay=self.weight_decay,
+            # The fused kernel is 2-3x faster than skorch's default single-tensor Adam.
+            optimizer__fused=True,
             max_epochs=self.finetune_epochs,
             batch_size=batch_size,
+            # Prediction over embeddings is cheap per row: large batches amortize overhead.
+            iterator_valid__batch_size=self.batch_size if self.train_backbone else 4096,
         )
 
     def _make_net(self, module, device):

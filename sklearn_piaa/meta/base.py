@@ -58,7 +58,7 @@ class MetaLearner:
         if backbone:
             groups.append({"params": backbone, "lr": self.inner_backbone_lr * lr_scale})
         return torch.optim.Adam(groups, betas=tuple(self.betas),
-                                weight_decay=self.weight_decay, foreach=True)
+                                weight_decay=self.weight_decay, fused=True)
 
     def loss(self, learner, x, y):
         """Squared error, the paper's training loss."""
