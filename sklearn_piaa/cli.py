@@ -17,7 +17,7 @@ __all__ = ["main", "run_demo"]
 
 def run_demo(n_images=1200, n_raters=60, images_per_rater=160, image_size=128,
              n_test_raters=12, n_support=(10, 100), n_repeats=3, backbone="efficientnet_lite0",
-             n_iterations=300, outer_lr=0.1, random_state=0, verbose=1, out=sys.stdout):
+             n_iterations=300, outer_lr=0.1, random_state=0, verbose=1, out=None):
     """Meta-train on the built-in benchmark and report prior vs personalized SROCC.
 
     Parameters
@@ -35,7 +35,8 @@ def run_demo(n_images=1200, n_raters=60, images_per_rater=160, image_size=128,
     outer_lr : float, default=0.1
     random_state : int, default=0
     verbose : int, default=1
-    out : file-like, default=sys.stdout
+    out : file-like, default=None
+        Where to print; ``None`` means standard output.
 
     Returns
     -------
@@ -43,7 +44,7 @@ def run_demo(n_images=1200, n_raters=60, images_per_rater=160, image_size=128,
         ``{"prior": SROCCSummary, n_support: SROCCSummary, ...}`` over held-out raters.
     """
     def say(msg):
-        print(msg, file=out, flush=True)
+        print(msg, file=sys.stdout if out is None else out, flush=True)
 
     t0 = time.perf_counter()
     data = make_aesthetic_benchmark(n_images=n_images, n_raters=n_raters,
@@ -98,6 +99,7 @@ def main(argv=None):
     demo.add_argument("--images-per-rater", type=int, default=160)
     demo.add_argument("--image-size", type=int, default=128)
     demo.add_argument("--n-test-raters", type=int, default=12)
+    demo.add_argument("--n-support", type=int, nargs="+", default=[10, 100])
     demo.add_argument("--n-repeats", type=int, default=3)
     demo.add_argument("--backbone", default="efficientnet_lite0")
     demo.add_argument("--n-iterations", type=int, default=300)
@@ -108,7 +110,8 @@ def main(argv=None):
     if args.command == "demo":
         run_demo(n_images=args.n_images, n_raters=args.n_raters,
                  images_per_rater=args.images_per_rater, image_size=args.image_size,
-                 n_test_raters=args.n_test_raters, n_repeats=args.n_repeats,
+                 n_test_raters=args.n_test_raters, n_support=tuple(args.n_support),
+                 n_repeats=args.n_repeats,
                  backbone=args.backbone, n_iterations=args.n_iterations,
                  outer_lr=args.outer_lr, random_state=args.random_state,
                  verbose=0 if args.quiet else 1)

@@ -221,6 +221,19 @@ def test_bad_input_errors(ratings, tiny_params):
         MetaAestheticRegressor(**{**tiny_params, "score_range": (1, 3)}).fit(X, y, groups=groups)
 
 
+def test_single_image_batches_are_handled(ratings, tiny_params):
+    X, y, groups = ratings
+    # A 2-image rater gives 1-image support and query sets.
+    groups = groups.astype(object)
+    groups[:2] = "pair"
+    meta = MetaAestheticRegressor(**{**tiny_params, "query_size": 1, "tasks_per_batch": 13})
+    meta.fit(X, y, groups=groups)
+    # 11 images in batches of 10 leave a last batch of one.
+    net = meta.personalize(X[:11], y[:11], batch_size=10)
+    assert np.isfinite(net.predict(X[:5])).all()
+    assert np.isfinite(meta.personalize(X[:1], y[:1]).predict(X[:5])).all()
+
+
 def test_inputs_are_not_modified(ratings, tiny_params):
     X, y, groups = ratings
     copies = X.copy(), y.copy(), groups.copy()

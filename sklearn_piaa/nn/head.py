@@ -1,9 +1,25 @@
 """The aesthetic regression head of BLG-PIAA and the whole network around it."""
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["AestheticHead", "AestheticNet"]
+__all__ = ["AestheticHead", "AestheticNet", "BatchNorm1d"]
+
+
+class BatchNorm1d(nn.BatchNorm1d):
+    """BatchNorm that normalizes a single-sample training batch with its running statistics.
+
+    A batch of one has no variance, and :class:`torch.nn.BatchNorm1d` raises on it in
+    training mode. Such batches are ordinary here: a rater with 11 images fine-tuned in
+    batches of 10, or a 2-image rater's 1-image query set.
+    """
+
+    def forward(self, x):
+        if self.training and x.shape[0] == 1:
+            return F.batch_norm(x, self.running_mean, self.running_var, self.weight,
+                                self.bias, False, 0.0, self.eps)
+        return super().forward(x)
 
 
 class AestheticHead(nn.Module):
@@ -29,7 +45,7 @@ class AestheticHead(nn.Module):
         layers = []
         width = in_features
         for size in hidden_sizes:
-            layers += [nn.Linear(width, size), nn.BatchNorm1d(size), nn.PReLU(),
+            layers += [nn.Linear(width, size), BatchNorm1d(size), nn.PReLU(),
                        nn.Dropout(dropout)]
             width = size
         layers.append(nn.Linear(width, 1))

@@ -1,0 +1,257 @@
+"""Tests of the data set readers, on tiny files in the distributed formats."""
+
+import copy
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sklearn_piaa import MetaAestheticRegressor, PIAAWarning, TaskSet
+from sklearn_piaa.datasets import (
+    read_aadb,
+    read_flickr_aes,
+    read_para,
+    read_ratings,
+    read_real_cur,
+)
+
+# The first two workers of the shipped FLICKR-AES test list, then the third (absent here).
+SHIPPED = ["AGXT2OHMTWBRS", "AHPUVVEDSDA5F"]
+FIRST_ABSENT = "AJCY65VHJYRG3"
+FLICKR_CSV = "FLICKR-AES_image_labeled_by_each_worker.csv"
+
+
+def _jpeg(path, seed=0):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    arr = np.random.RandomState(seed).randint(0, 256, (12, 16, 3), dtype=np.uint8)
+    Image.fromarray(arr).save(path)
+
+
+def _write(path, text):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
+
+
+@pytest.fixture
+def flickr(tmp_path):
+    """FLICKR-AES with 2 shipped test workers and 2 others, 4 images each."""
+    workers = SHIPPED + ["A1TRAINONE", "A2TRAINTWO"]
+    lines = ["worker, imagePair, score"]  # the distributed header, leading spaces included
+    for w, worker in enumerate(workers):
+        for k in range(4):
+            name = f"farm1_{w}{k}_b.jpg"
+            _jpeg(str(tmp_path / "40K" / name), seed=4 * w + k)
+            lines.append(f"{worker}, {name}, {(w + k) % 5 + 1}")
+    _write(str(tmp_path / FLICKR_CSV), "\n".join(lines) + "\n")
+    return tmp_path
+
+
+def test_flickr_aes_values_and_shipped_split(flickr):
+    with pytest.warns(PIAAWarning, match="35 of the 37") as record:
+        data = read_flickr_aes(flickr)
+    message = str(record[0].message)
+    assert FIRST_ABSENT in message and SHIPPED[0] not in message
+    assert record[0].filename == __file__  # the warning points at the caller
+    assert len(data.X) == 16 and data.y.dtype == np.float32
+    assert data.X[0] == str(flickr / "40K" / "farm1_00_b.jpg")
+    assert all(os.path.isabs(p) and os.path.isfile(p) for p in data.X)
+    assert data.y[:3].tolist() == [1.0, 2.0, 3.0]
+    assert data.groups.dtype == object and data.groups[0] == SHIPPED[0]
+    assert isinstance(data.tasks, TaskSet) and len(data.tasks) == 4
+    assert data.test_raters == sorted(SHIPPED)
+    assert data.train_raters == ["A1TRAINONE", "A2TRAINTWO"]
+    assert set(data.train_raters).isdisjoint(data.test_raters)
+    assert set(data.train_raters) | set(data.test_raters) == set(data.tasks.raters)
+    assert data.train.raters == data.train_raters and data.test.raters == data.test_raters
+    assert "2 train / 2 test" in data.DESCR
+
+
+def test_flickr_aes_split_files(flickr):
+    _write(str(flickr / "test_workers.csv"), "worker\nA1TRAINONE\n")
+    data = read_flickr_aes(flickr)
+    assert data.test_raters == ["A1TRAINONE"]
+    assert data.train_raters == sorted(SHIPPED + ["A2TRAINTWO"])
+    _write(str(flickr / "train_workers.csv"), "worker\n" + "\n".join(SHIPPED) + "\n")
+    with pytest.warns(PIAAWarning, match="neither the train nor the test.*A2TRAINTWO"):
+        data = read_flickr_aes(flickr)
+    assert data.train_raters == sorted(SHIPPED) and data.test_raters == ["A1TRAINONE"]
+    _write(str(flickr / "train_workers.csv"), "worker\nA1TRAINONE A2TRAINTWO\n")
+    with pytest.raises(ValueError, match="both the train and the test.*A1TRAINONE"):
+        read_flickr_aes(flickr)
+    _write(str(flickr / "test_workers.csv"), "id\nA1TRAINONE\n")
+    with pytest.raises(ValueError, match="'worker' column"):
+        read_flickr_aes(flickr)
+
+
+def test_flickr_aes_no_split_and_bad_split(flickr):
+    data = read_flickr_aes(flickr, split=None)
+    assert data.train is data.test is data.train_raters is data.test_raters is None
+    with pytest.raises(ValueError, match="split must be"):
+        read_flickr_aes(flickr, split="random")
+
+
+def test_flickr_aes_without_any_shipped_worker(tmp_path):
+    _write(str(tmp_path / FLICKR_CSV), "worker, imagePair, score\nw1, a.jpg, 3\n")
+    with pytest.warns(PIAAWarning), pytest.raises(ValueError, match="test side.*empty"):
+        read_flickr_aes(tmp_path, check_files=False)
+
+
+def test_para_session_folders_and_test_users(tmp_path):
+    rows = ["userId,sessionId,imageName,aestheticScore,qualityScore"]
+    for u, user in enumerate(["u1", "u2", "u3"]):
+        for k, session in enumerate(["s10", "s11"]):
+            _jpeg(str(tmp_path / "imgs" / session / f"i{k}.jpg"))
+            rows.append(f"{user},{session},i{k}.jpg,{1 + u + k / 2},3")
+    _write(str(tmp_path / "annotation" / "PARA-Images.csv"), "\n".join(rows) + "\n")
+    data = read_para(tmp_path)
+    assert data.X[1] == str(tmp_path / "imgs" / "s11" / "i1.jpg")
+    assert data.y[:2].tolist() == [1.0, 1.5]
+    assert data.train is None and data.test_raters is None
+    with pytest.warns(PIAAWarning, match="1 of the 2 test users.*nobody"):
+        data = read_para(tmp_path, test_users=["u3", "nobody"])
+    assert data.test_raters == ["u3"] and data.train_raters == ["u1", "u2"]
+
+
+def test_real_cur_mos_folders_all_test(tmp_path):
+    rows = ["worker,image,MOS"]
+    for worker in ["w1", "w2"]:
+        for k, mos in enumerate([3.5, 5, 1.2]):
+            _jpeg(str(tmp_path / "images" / worker / str(int(mos)) / f"p{k}.jpg"))
+            rows.append(f"{worker},p{k}.jpg,{mos}")
+    _write(str(tmp_path / "ratings.csv"), "\n".join(rows) + "\n")
+    data = read_real_cur(tmp_path)
+    assert data.X[0] == str(tmp_path / "images" / "w1" / "3" / "p0.jpg")
+    assert data.y.tolist() == pytest.approx([3.5, 5, 1.2] * 2)
+    assert data.test_raters == ["w1", "w2"] and data.test.raters == ["w1", "w2"]
+    assert data.train_raters is None and data.train is None
+
+
+def test_aadb_columns_and_test_workers(tmp_path):
+    _write(str(tmp_path / "AADB_AllinAll.csv"), "imgName,workerID,score\na.jpg,7,2\nb.jpg,8,4\n")
+    for name in ["a.jpg", "b.jpg"]:
+        _jpeg(str(tmp_path / "datasetImages_originalSize" / name))
+    data = read_aadb(tmp_path, test_workers=[8])
+    assert data.groups.tolist() == ["7", "8"] and data.test_raters == ["8"]
+    assert data.X[1] == str(tmp_path / "datasetImages_originalSize" / "b.jpg")
+    assert read_aadb(tmp_path).test is None
+
+
+# -- read_ratings validation ---------------------------------------------------------
+
+
+def _table(**extra):
+    table = {"rater": ["a", "a", "b", "b"], "image": ["x.jpg", "y.jpg", "x.jpg", "z.jpg"],
+             "score": [1, 2, 3, 4]}
+    table.update(extra)
+    return table
+
+
+def test_read_ratings_csv_paths_and_stripping(tmp_path):
+    text = " rater , image , score \n a , x.jpg , 2 \n\n b,/abs/y.jpg,3,\n"
+    _write(str(tmp_path / "r.csv"), text)
+    data = read_ratings(str(tmp_path / "r.csv"), check_files=False)
+    # Relative images resolve against the CSV's folder; absolute ones are kept.
+    assert data.X == [str(tmp_path / "x.jpg"), "/abs/y.jpg"]
+    assert data.groups.tolist() == ["a", "b"] and data.y.tolist() == [2.0, 3.0]
+    data = read_ratings(str(tmp_path / "r.csv"), image_root=tmp_path / "sub", check_files=False)
+    assert data.X[0] == str(tmp_path / "sub" / "x.jpg")
+
+
+def test_missing_columns_lists_found_ones():
+    with pytest.raises(ValueError) as err:
+        read_ratings({"user": ["a"], "image": ["x"], "mos": [1]}, check_files=False)
+    assert "['rater', 'score']" in str(err.value) and "['user', 'image', 'mos']" in str(err.value)
+
+
+def test_missing_files_count_and_first_names(tmp_path):
+    images = [f"img{i}.jpg" for i in range(7)]
+    _jpeg(str(tmp_path / images[0]))
+    table = {"rater": ["a"] * 7, "image": images, "score": [1] * 7}
+    with pytest.raises(FileNotFoundError) as err:
+        read_ratings(table, image_root=tmp_path)
+    msg = str(err.value)
+    assert "6 of the 7 image file(s)" in msg and str(tmp_path) in msg
+    assert all(name in msg for name in images[1:6]) and "img6.jpg" not in msg
+    assert "img0.jpg" not in msg
+
+
+def test_duplicates_mean_or_error():
+    table = _table(rater=["a", "a", "b", "a"], image=["x.jpg", "y.jpg", "x.jpg", "x.jpg"])
+    data = read_ratings(table, check_files=False)
+    assert data.groups.tolist() == ["a", "a", "b"]
+    assert data.y.tolist() == [2.5, 2.0, 3.0]  # rows 0 and 3 averaged, at row 0
+    match = r"1 \(rater, image\) pair.*'a' on 'x.jpg' at row 0/row 3"
+    with pytest.raises(ValueError, match=match):
+        read_ratings(table, duplicates="error", check_files=False)
+    with pytest.raises(ValueError, match="duplicates must be"):
+        read_ratings(table, duplicates="first", check_files=False)
+
+
+def test_non_numeric_scores_name_rows(tmp_path):
+    _write(str(tmp_path / "r.csv"), "rater,image,score\na,x.jpg,3\na,y.jpg,good\nb,x.jpg,nan\n")
+    with pytest.raises(ValueError) as err:
+        read_ratings(str(tmp_path / "r.csv"), check_files=False)
+    assert "2 value(s)" in str(err.value) and "line 3 ('good')" in str(err.value)
+    assert "line 4 ('nan')" in str(err.value)
+    with pytest.raises(ValueError, match=r"row 1 \(nan\)"):
+        read_ratings(_table(score=[1, np.nan, 2, 3]), check_files=False)
+
+
+def test_too_few_images_lists_raters():
+    table = _table(rater=["a", "b", "b", "c"])
+    match = r"2 rater\(s\).*fewer than 2 images: 'a' \(1\), 'c' \(1\)"
+    with pytest.raises(ValueError, match=match):
+        read_ratings(table, min_images=2, check_files=False)
+    assert len(read_ratings(table, min_images=1, check_files=False).tasks) == 3
+
+
+def test_empty_and_malformed_tables(tmp_path):
+    _write(str(tmp_path / "empty.csv"), "")
+    with pytest.raises(ValueError, match="empty.csv is empty"):
+        read_ratings(str(tmp_path / "empty.csv"))
+    _write(str(tmp_path / "header.csv"), "rater,image,score\n")
+    with pytest.raises(ValueError, match="no ratings"):
+        read_ratings(str(tmp_path / "header.csv"))
+    _write(str(tmp_path / "short.csv"), "rater,image,score\na,x.jpg\n")
+    with pytest.raises(ValueError, match="line 2: 2 field"):
+        read_ratings(str(tmp_path / "short.csv"))
+    with pytest.raises(ValueError, match="'rater' is empty at row 1"):
+        read_ratings(_table(rater=["a", " ", "b", "b"]), check_files=False)
+    with pytest.raises(FileNotFoundError, match="nope.csv"):
+        read_ratings(str(tmp_path / "nope.csv"))
+    with pytest.raises(TypeError, match="CSV path"):
+        read_ratings(42)
+
+
+class _FakeFrame:
+    """Just enough of a pandas DataFrame: columns and to_numpy."""
+
+    def __init__(self, table):
+        self.columns = list(table)
+        self.values = np.array(list(zip(*table.values())), dtype=object)
+
+    def to_numpy(self):
+        return self.values
+
+
+def test_user_tables_not_modified():
+    table = _table(score=["1", " 2", 3.0, 4])
+    before = copy.deepcopy(table)
+    frame = _FakeFrame(_table(rater=[" a", "a", "b", "b"]))
+    frame_before = frame.values.copy()
+    read_ratings(table, check_files=False)
+    data = read_ratings(frame, check_files=False)
+    assert table == before
+    assert np.array_equal(frame.values, frame_before)
+    assert data.groups.tolist() == ["a", "a", "b", "b"] and data.y.tolist() == [1, 2, 3, 4]
+
+
+def test_meta_regressor_fits_reader_output(flickr):
+    data = read_flickr_aes(flickr, split=None)
+    # query_size=2: a one-image query set fails in the head's BatchNorm in train mode.
+    meta = MetaAestheticRegressor(backbone="tiny_cnn", hidden_sizes=(8,), n_iterations=2,
+                                  support_size=2, query_size=2, random_state=0)
+    meta.fit(data.tasks)
+    assert meta.raters_ == data.tasks.raters
