@@ -5,6 +5,7 @@ rater from a few of their ratings.
 """
 
 from ._estimator import MetaAestheticRegressor
+from ._features import embed_images
 from ._personalize import PersonalizedNet
 from ._tasks import TaskSet
 from ._warnings import PIAAWarning, UndefinedSROCCWarning
@@ -24,6 +25,7 @@ __all__ = [
     "MetaAestheticRegressor",
     "PersonalizedNet",
     "TaskSet",
+    "embed_images",
     "srocc",
     "srocc_scorer",
     "aggregate_srocc",

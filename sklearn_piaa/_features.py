@@ -23,6 +23,7 @@ __all__ = [
     "FeatureInput",
     "ImageInput",
     "ImageEmbedder",
+    "embed_images",
 ]
 
 
@@ -345,3 +346,41 @@ def _atomic_save(path, array):
         np.save(fh, array)
     os.replace(tmp, path)
 
+
+
+def embed_images(X, backbone="efficientnet_lite0", backbone_weights=None, batch_size=64,
+                 cache_dir=None, device="cpu"):
+    """Embed images with a frozen backbone: the features head-only training works on.
+
+    Useful to compute embeddings once and pass them as precomputed features
+    (``MetaAestheticRegressor(backbone=None)``), e.g. across many folds or baselines.
+
+    Parameters
+    ----------
+    X : list or ndarray
+        Image paths, PIL images or uint8 arrays.
+    backbone : str or nn.Module, default="efficientnet_lite0"
+    backbone_weights : str or path-like, default=None
+    batch_size : int, default=64
+    cache_dir : str or path-like, default=None
+        On-disk embedding cache (see :class:`ImageEmbedder`).
+    device : str, default="cpu"
+
+    Returns
+    -------
+    ndarray of shape (n_images, embedding_dim), float32
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_piaa import embed_images
+    >>> images = np.zeros((2, 40, 40, 3), dtype=np.uint8)
+    >>> embed_images(images, backbone="tiny_cnn").shape
+    (2, 16)
+    """
+    from ._device import resolve_device
+    from .nn import load_backbone
+
+    dev = resolve_device(device)
+    model = load_backbone(backbone, backbone_weights).to(dev)
+    return ImageEmbedder(model, dev, batch_size, cache_dir).transform(X)
