@@ -440,7 +440,7 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         check_is_fitted(self, "prior_net_")
         return self.prior_net_.predict(X)
 
-    def personalize(self, X, y, random_state=None, **net_params):
+    def personalize(self, X, y, random_state=None, score_range=None, **net_params):
         """Fine-tune a copy of the prior on one rater's images.
 
         Parameters
@@ -452,6 +452,13 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         random_state : int, RandomState instance or None, default=None
             Seeds shuffling and dropout; ``None`` derives it from the estimator's
             ``random_state``.
+        score_range : (float, float), default=None
+            The rater's rating scale when it differs from the one the prior was trained
+            on (``score_range_``), e.g. ``(0, 500)`` for a prior trained on 1-5 ratings.
+            The copy's outputs are then mapped linearly from ``score_range_`` onto this
+            range before fine-tuning, so the prior's ranking (and any SROCC) is unchanged
+            and predictions come back in the rater's own scale. ``None`` keeps
+            ``score_range_`` and requires ``y`` to lie within it.
         **net_params
             Overrides for the skorch net, e.g. ``max_epochs=50``, ``lr=1e-4``,
             ``callbacks=[...]``.
@@ -469,11 +476,25 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
             raise ValueError("personalize needs at least one rated image.")
         if not np.isfinite(y).all():
             raise ValueError(f"y has {int((~np.isfinite(y)).sum())} NaN or infinite score(s).")
+        low, high = self.score_range_ if score_range is None else score_range
+        if not low < high:
+            raise ValueError(f"score_range must be (low, high) with low < high; got "
+                             f"{score_range}.")
+        outside = (y < low) | (y > high)
+        if outside.any():
+            raise ValueError(
+                f"{int(outside.sum())} score(s) lie outside the range ({low:g}, {high:g}), "
+                f"e.g. {y[outside][:3].tolist()}. If this rater uses another scale than the "
+                "prior's training data, pass score_range=(low, high) of that scale.")
         if random_state is None:
             random_state = self.random_state
         seed = check_random_state(random_state).randint(np.iinfo(np.int32).max)
         net = clone(self.prior_net_)
         net.set_params(**{**self._finetune_params(), **net_params})
+        if score_range is not None:
+            for m in net.module.modules():
+                if isinstance(m, AestheticHead):
+                    m.set_score_range(low, high)
         with seeded(seed, self.prior_net_.device):
             net.fit(X, y.astype(np.float32))
         return net

@@ -234,6 +234,23 @@ def test_single_image_batches_are_handled(ratings, tiny_params):
     assert np.isfinite(meta.personalize(X[:1], y[:1]).predict(X[:5])).all()
 
 
+def test_personalize_on_another_rating_scale(ratings, tiny_params):
+    X, y, groups = ratings
+    meta = MetaAestheticRegressor(**tiny_params).fit(X, y, groups=groups)
+    low, high = meta.score_range_
+    y500 = (y[:20] - 1) * 125.0  # the same ratings on a 0-500 slider
+    with pytest.raises(ValueError, match="score_range=\\(low, high\\)"):
+        meta.personalize(X[:20], y500)
+    # Without fine-tuning, the copy is the prior mapped linearly onto the new scale.
+    net = meta.personalize(X[:20], y500, score_range=(0, 500), max_epochs=0)
+    expected = (meta.predict(X[20:60]) - low) / (high - low) * 500
+    np.testing.assert_allclose(net.predict(X[20:60]), expected, rtol=1e-5, atol=1e-3)
+    net = meta.personalize(X[:20], y500, score_range=(0, 500))
+    pred = net.predict(X[20:60])
+    assert pred.min() >= 0 and pred.max() <= 500 and np.ptp(pred) > 5
+    assert meta.score_range_ == (low, high)  # the prior keeps its own scale
+
+
 def test_inputs_are_not_modified(ratings, tiny_params):
     X, y, groups = ratings
     copies = X.copy(), y.copy(), groups.copy()

@@ -57,6 +57,12 @@ class AestheticHead(nn.Module):
     def forward(self, x):
         return self.score_low + self.score_span * torch.sigmoid(self.layers(x))
 
+    @torch.no_grad()
+    def set_score_range(self, low, high):
+        """Map outputs into ``(low, high)`` instead: a monotone rescaling of every score."""
+        self.score_low.fill_(float(low))
+        self.score_span.fill_(float(high) - float(low))
+
 
 class AestheticNet(nn.Module):
     """A backbone (images -> pooled embedding) followed by an :class:`AestheticHead`.
