@@ -1,0 +1,25 @@
+import importlib.util
+import os
+
+import pytest
+from conftest import SHARED
+
+ROOT = os.path.join(os.path.dirname(__file__), "..")
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "benchmarks",
+                                                                     f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.skipif(not os.path.isdir(os.path.join(SHARED, "data", "liking")),
+                    reason="../shared/data/liking not available")
+def test_real_raters_benchmark_runs(capsys):
+    assert _load("real_raters").main(["--folds", "2", "--repeats", "1",
+                                      "--iterations", "2"]) == 0
+    out = capsys.readouterr().out
+    for row in ("prior", "consensus + ridge", "personalized"):
+        assert f"  {row} " in out
