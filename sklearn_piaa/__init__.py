@@ -9,6 +9,7 @@ from ._features import embed_images
 from ._personalize import PersonalizedNet
 from ._tasks import TaskSet
 from ._warnings import PIAAWarning, UndefinedSROCCWarning
+from .evaluation import PersonalizationResult, evaluate_personalization
 from .metrics import (
     PersonalizedSROCCScorer,
     SROCCSummary,
@@ -31,6 +32,8 @@ __all__ = [
     "aggregate_srocc",
     "personalized_srocc",
     "PersonalizedSROCCScorer",
+    "evaluate_personalization",
+    "PersonalizationResult",
     "SROCCSummary",
     "UserGroupKFold",
     "UserGroupShuffleSplit",

@@ -3,14 +3,13 @@
 import argparse
 import sys
 import time
-import warnings
 
 import numpy as np
 
 from ._estimator import MetaAestheticRegressor
-from ._warnings import UndefinedSROCCWarning
+from ._tasks import TaskSet
 from .datasets import consensus_agreement, make_aesthetic_benchmark
-from .metrics import aggregate_srocc, personalized_srocc, srocc
+from .evaluation import evaluate_personalization
 
 __all__ = ["main", "run_demo"]
 
@@ -40,8 +39,7 @@ def run_demo(n_images=1200, n_raters=60, images_per_rater=160, image_size=128,
 
     Returns
     -------
-    dict
-        ``{"prior": SROCCSummary, n_support: SROCCSummary, ...}`` over held-out raters.
+    PersonalizationResult
     """
     def say(msg):
         print(msg, file=sys.stdout if out is None else out, flush=True)
@@ -66,26 +64,18 @@ def run_demo(n_images=1200, n_raters=60, images_per_rater=160, image_size=128,
     say(f"meta-trained on {n_raters - n_test_raters} raters: {n_iterations} iterations "
         f"({time.perf_counter() - t1:.1f}s, of which meta-training {meta.fit_time_:.1f}s)")
 
-    Xt, yt, gt = X[test], data.y[test], data.groups[test]
-    results = {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UndefinedSROCCWarning)
-        prior = [srocc(yt[gt == r], meta.predict(Xt[gt == r])) for r in test_raters]
-    results["prior"] = aggregate_srocc(prior)
-    for k in n_support:
-        t2 = time.perf_counter()
-        _, scores = personalized_srocc(meta, Xt, yt, gt, n_support=k, n_repeats=n_repeats,
-                                       random_state=random_state)
-        results[k] = aggregate_srocc(np.nanmean(scores, axis=1))
-        say(f"personalized {len(test_raters)} raters x {n_repeats} draws on {k} images "
-            f"({time.perf_counter() - t2:.1f}s)")
+    t2 = time.perf_counter()
+    result = evaluate_personalization(
+        meta, TaskSet.from_arrays(X[test], data.y[test], data.groups[test]),
+        n_support=n_support, n_repeats=n_repeats, random_state=random_state)
+    say(f"personalized {len(test_raters)} raters x {n_repeats} draws on "
+        f"{' and '.join(map(str, n_support))} images ({time.perf_counter() - t2:.1f}s)")
     say("")
-    say(f"SROCC on held-out raters (mean ± std over {n_test_raters} raters)")
-    say(f"  prior only (all images)  {results['prior']}")
-    for k in n_support:
-        say(f"  personalized, {k:>3} images {results[k]}")
+    say(f"SROCC on held-out raters (mean ± std over {n_test_raters} raters; the prior is "
+        "scored on the same query images)")
+    say(str(result))
     say(f"total {time.perf_counter() - t0:.1f}s")
-    return results
+    return result
 
 
 def main(argv=None):

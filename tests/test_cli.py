@@ -7,13 +7,13 @@ from sklearn_piaa.cli import main, run_demo
 
 def test_demo_runs_end_to_end_on_a_small_benchmark():
     out = io.StringIO()
-    results = run_demo(n_images=80, n_raters=10, images_per_rater=40, image_size=32,
-                       n_test_raters=3, n_support=(5, 20), n_repeats=1, backbone="tiny_cnn",
-                       n_iterations=5, verbose=0, out=out)
+    result = run_demo(n_images=80, n_raters=10, images_per_rater=40, image_size=32,
+                      n_test_raters=3, n_support=(5, 20), n_repeats=1, backbone="tiny_cnn",
+                      n_iterations=5, verbose=0, out=out)
     text = out.getvalue()
-    assert "prior only" in text and "personalized,  20 images" in text
-    assert set(results) == {"prior", 5, 20}
-    assert all(np.isfinite(results[k].mean) for k in results)
+    assert "n_support" in text and "personalized" in text
+    assert set(result.summary) == {5, 20}
+    assert all(np.isfinite(s["personalized"].mean) for s in result.summary.values())
 
 
 def test_cli_parses_and_runs(capsys):
@@ -22,4 +22,5 @@ def test_cli_parses_and_runs(capsys):
                  "--backbone", "tiny_cnn", "--n-iterations", "3", "--quiet",
                  "--n-support", "5", "10"])
     assert code == 0
-    assert "personalized,   5 images" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "prior" in out and "\n        5   " in out and "\n       10   " in out

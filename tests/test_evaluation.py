@@ -1,0 +1,48 @@
+import numpy as np
+import pytest
+
+from sklearn_piaa import MetaAestheticRegressor, PIAAWarning, TaskSet
+from sklearn_piaa.evaluation import evaluate_personalization
+
+
+@pytest.fixture
+def fitted(ratings, tiny_params):
+    X, y, groups = ratings
+    train = ~np.isin(groups, ["r09", "r10", "r11"])
+    meta = MetaAestheticRegressor(**tiny_params).fit(X[train], y[train], groups=groups[train])
+    return meta, TaskSet.from_arrays(X[~train], y[~train], groups[~train])
+
+
+def test_protocol_table_and_summary(fitted):
+    meta, test = fitted
+    res = evaluate_personalization(meta, test, n_support=(5, 20), n_repeats=2,
+                                   random_state=0)
+    assert len(res.table) == 3 * 2 * 2
+    assert set(res.table["n_support"]) == {5, 20}
+    assert (res.table["n_query"] == 80 - res.table["n_support"]).all()
+    assert set(res.summary) == {5, 20}
+    assert res.summary[20]["personalized"].n == 3
+    assert np.isfinite(res.table["srocc_prior"]).all()
+    # The prior's score does not depend on the support size, only on the query draw.
+    assert not np.allclose(res.table["srocc_prior"], res.table["srocc_personalized"])
+    assert "personalized" in str(res)
+
+
+def test_same_random_state_same_table_in_parallel(fitted):
+    meta, test = fitted
+    a = evaluate_personalization(meta, test, n_support=5, n_repeats=2, random_state=3)
+    b = evaluate_personalization(meta, test, n_support=5, n_repeats=2, random_state=3,
+                                 n_jobs=2)
+    np.testing.assert_array_equal(a.table["srocc_personalized"], b.table["srocc_personalized"])
+    c = evaluate_personalization(meta, test, n_support=5, n_repeats=2, random_state=4)
+    assert not np.array_equal(a.table["srocc_personalized"], c.table["srocc_personalized"])
+
+
+def test_raters_with_too_few_images_are_reported(fitted):
+    meta, test = fitted
+    with pytest.warns(PIAAWarning, match="skipped at n_support=79"):
+        res = evaluate_personalization(meta, test, n_support=(5, 79), n_repeats=1,
+                                       random_state=0)
+    assert [r for r, _ in res.skipped[79]] == ["r09", "r10", "r11"]
+    assert res.summary[79]["personalized"].n == 0
+    assert "skipped at 79 images" in str(res)
