@@ -52,8 +52,12 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
     hidden_sizes : tuple of int, default=(1024, 512)
         Widths of the head's FC-BN-PReLU-Dropout blocks.
     dropout : float, default=0.5
-    algorithm : {"blg"}, default="blg"
-        Meta-learning algorithm.
+    algorithm : {"blg", "maml", "fomaml", "reptile", "merged"}, default="blg"
+        Meta-learning algorithm: BLG-PIAA's bilevel optimization, MAML with second-order
+        outer gradients through SGD inner steps (``fomaml``: first-order), Reptile, or
+        the paper's ablation with support and query merged. See
+        :mod:`sklearn_piaa.meta`; the inner/outer parameters below apply to each as its
+        docstring says (``betas`` and ``weight_decay`` also set MAML's outer Adam).
     n_iterations : int, default=1000
         Outer iterations.
     tasks_per_batch : int, default=4

@@ -258,3 +258,14 @@ def test_inputs_are_not_modified(ratings, tiny_params):
     meta.personalize(X[:10], y[:10])
     for a, b in zip((X, y, groups), copies):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("algorithm", ["blg", "maml", "fomaml", "reptile", "merged"])
+def test_every_algorithm_meta_trains_and_personalizes(ratings, tiny_params, algorithm):
+    X, y, groups = ratings
+    base = MetaAestheticRegressor(**{**tiny_params, "n_iterations": 0}).fit(X, y, groups=groups)
+    meta = MetaAestheticRegressor(**{**tiny_params, "algorithm": algorithm, "inner_lr": 1e-2,
+                                     "outer_lr": 0.5}).fit(X, y, groups=groups)
+    assert np.isfinite(meta.history_).all()
+    assert not np.allclose(meta.predict(X[:30]), base.predict(X[:30]))
+    assert meta.personalize(X[:10], y[:10]).predict(X[:5]).shape == (5,)

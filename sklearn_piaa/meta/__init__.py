@@ -2,7 +2,11 @@
 
 from .base import MetaLearner
 from .blg import BLG
+from .maml import FOMAML, MAML
+from .merged import Merged
+from .reptile import Reptile
 
-ALGORITHMS = {"blg": BLG}
+ALGORITHMS = {"blg": BLG, "maml": MAML, "fomaml": FOMAML, "reptile": Reptile,
+              "merged": Merged}
 
-__all__ = ["MetaLearner", "BLG", "ALGORITHMS"]
+__all__ = ["MetaLearner", "BLG", "MAML", "FOMAML", "Reptile", "Merged", "ALGORITHMS"]

@@ -48,8 +48,8 @@ class MetaLearner:
         state.update((n, b) for n, b in module.named_buffers() if b.is_floating_point())
         return state
 
-    def inner_optimizer(self, learner, lr_scale=1.0):
-        """A fresh Adam over the learner: backbone and head at their own learning rates."""
+    def param_groups(self, learner, lr_scale=1.0):
+        """Trainable parameters of the learner: head and backbone at their own rates."""
         backbone, head = [], []
         for name, p in learner.named_parameters():
             if p.requires_grad:
@@ -57,7 +57,18 @@ class MetaLearner:
         groups = [{"params": head, "lr": self.inner_lr * lr_scale}]
         if backbone:
             groups.append({"params": backbone, "lr": self.inner_backbone_lr * lr_scale})
-        return torch.optim.Adam(groups, betas=tuple(self.betas),
+        return groups
+
+    def load_prior(self, prior_state, learner):
+        """Overwrite the learner's weights and statistics with the prior's, in place."""
+        with torch.no_grad():
+            for name, t in self.meta_state(learner).items():
+                t.copy_(prior_state[name])
+        learner.train()
+
+    def inner_optimizer(self, learner, lr_scale=1.0):
+        """A fresh Adam over the learner (see :meth:`param_groups`)."""
+        return torch.optim.Adam(self.param_groups(learner, lr_scale), betas=tuple(self.betas),
                                 weight_decay=self.weight_decay, fused=True)
 
     def loss(self, learner, x, y):
@@ -78,10 +89,7 @@ class MetaLearner:
 
         Returns the last query loss.
         """
-        with torch.no_grad():
-            for name, t in self.meta_state(learner).items():
-                t.copy_(prior_state[name])
-        learner.train()
+        self.load_prior(prior_state, learner)
         optimizer = self.inner_optimizer(learner, lr_scale)
         self.adapt(learner, optimizer, *support)
         return self.adapt(learner, optimizer, *query)

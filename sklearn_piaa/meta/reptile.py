@@ -1,0 +1,44 @@
+"""Reptile (Nichol, Achiam and Schulman, 2018)."""
+
+import torch
+
+from .blg import BLG
+
+__all__ = ["Reptile"]
+
+
+class Reptile(BLG):
+    """Reptile: plain SGD on the whole task, then move the prior towards the result.
+
+    Each task's support and query sets are merged -- Reptile has no train/test split
+    within a task -- and a copy of the prior takes ``inner_steps`` full-batch SGD steps
+    on them. The outer update is the batched Reptile step
+    ``theta <- theta + outer_lr * mean_i(theta_i - theta)``, which is BLG's.
+
+    Parameters
+    ----------
+    See :class:`~sklearn_piaa.meta.MetaLearner`. ``inner_lr`` (``inner_backbone_lr``
+    for parameters named ``backbone.*``), scaled by ``lr_scale``, is the SGD step size.
+    ``betas`` and ``weight_decay`` are not used: the inner loop is plain SGD.
+
+    Notes
+    -----
+    The returned loss is the loss on the merged task before the last inner step.
+    BatchNorm running statistics move with the same rule as the weights.
+
+    References
+    ----------
+    .. [1] A. Nichol, J. Achiam and J. Schulman, "On First-Order Meta-Learning
+       Algorithms", arXiv:1803.02999, 2018.
+    """
+
+    def inner_optimizer(self, learner, lr_scale=1.0):
+        """Plain SGD, head and backbone at their own learning rates."""
+        return torch.optim.SGD(self.param_groups(learner, lr_scale))
+
+    def adapt_task(self, prior_state, learner, support, query, lr_scale=1.0):
+        """Load the prior into ``learner`` and adapt it on support and query merged."""
+        self.load_prior(prior_state, learner)
+        x = torch.cat([support[0], query[0]])
+        y = torch.cat([support[1].reshape(-1), query[1].reshape(-1)])
+        return self.adapt(learner, self.inner_optimizer(learner, lr_scale), x, y)

@@ -1,0 +1,180 @@
+"""MAML, FOMAML, Reptile and Merged against hand-computed numpy references."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from sklearn_piaa.meta import ALGORITHMS, FOMAML, MAML, Merged, Reptile
+
+KW = dict(inner_lr=0.05, inner_steps=2, outer_lr=0.3, betas=(0.9, 0.99), weight_decay=0.01)
+
+
+def _augment(x):
+    return np.hstack([x, np.ones((len(x), 1))])
+
+
+def _grad(theta, x, y):
+    """Gradient of the MSE of the linear model ``[x, 1] @ theta``."""
+    xb = _augment(x)
+    return 2.0 / len(y) * xb.T @ (xb @ theta - y)
+
+
+def _hessian(x):
+    xb = _augment(x)
+    return 2.0 / len(x) * xb.T @ xb
+
+
+def _sgd(theta, x, y, lr, steps):
+    for _ in range(steps):
+        theta = theta - lr * _grad(theta, x, y)
+    return theta
+
+
+def _adam(theta, grads, lr, betas, wd, state, eps=1e-8):
+    """Adam (L2 weight decay, bias correction); ``grads(theta)``; ``state`` = [m, v, t]."""
+    m, v, t = state
+    g = grads(theta) + wd * theta
+    t += 1
+    m = betas[0] * m + (1 - betas[0]) * g
+    v = betas[1] * v + (1 - betas[1]) * g ** 2
+    state[:] = m, v, t
+    return theta - lr * (m / (1 - betas[0] ** t)) / (np.sqrt(v / (1 - betas[1] ** t)) + eps)
+
+
+def _tasks(rng, n=2):
+    tasks, arrays = [], []
+    for _ in range(n):
+        xs, ys, xq, yq = rng.randn(6, 3), rng.randn(6), rng.randn(4, 3), rng.randn(4)
+        arrays.append((xs, ys, xq, yq))
+        tasks.append(((torch.tensor(xs), torch.tensor(ys)), (torch.tensor(xq), torch.tensor(yq))))
+    return tasks, arrays
+
+
+def _theta(lin):
+    return np.concatenate([lin.weight.detach().numpy().ravel(), lin.bias.detach().numpy()])
+
+
+def _maml_grad(theta0, arrays, first_order):
+    """Exact meta-gradient: (I - a H_s)^K g_q(theta_K); first order drops the product."""
+    grads = []
+    for xs, ys, xq, yq in arrays:
+        theta_k = _sgd(theta0, xs, ys, KW["inner_lr"], KW["inner_steps"])
+        g = _grad(theta_k, xq, yq)
+        if not first_order:
+            # A linear model's MSE has a constant Hessian, so every factor is the same.
+            jac = np.eye(len(theta0)) - KW["inner_lr"] * _hessian(xs)
+            g = np.linalg.matrix_power(jac, KW["inner_steps"]) @ g
+        grads.append(g)
+    return np.mean(grads, axis=0)
+
+
+@pytest.mark.parametrize("cls", [MAML, FOMAML])
+def test_maml_two_outer_steps_match_hand_computation(cls):
+    rng = np.random.RandomState(0)
+    lin, learner = nn.Linear(3, 1).double(), nn.Linear(3, 1).double()
+    algo = cls(**KW)
+    theta = _theta(lin)
+    state = [np.zeros_like(theta), np.zeros_like(theta), 0]
+    for _ in range(2):  # the second step checks that the outer Adam's moments persist
+        tasks, arrays = _tasks(rng)
+        before = _theta(lin)
+        theta = _adam(theta, lambda t, a=arrays: _maml_grad(t, a, cls.first_order),
+                      KW["outer_lr"], KW["betas"], KW["weight_decay"], state)
+        loss = algo.step(lin, learner, tasks)
+        np.testing.assert_allclose(_theta(lin), theta, rtol=1e-8, atol=1e-12)
+        assert np.abs(_theta(lin) - before).max() > 1e-3
+        # The returned loss is the mean query loss of the adapted weights.
+        expected_loss = np.mean([
+            np.mean((_augment(xq) @ _sgd(before, xs, ys, KW["inner_lr"], 2) - yq) ** 2)
+            for xs, ys, xq, yq in arrays])
+        np.testing.assert_allclose(loss, expected_loss, rtol=1e-8)
+
+
+def test_maml_and_fomaml_differ():
+    rng = np.random.RandomState(1)
+    tasks, _ = _tasks(rng)
+    priors = []
+    for cls in (MAML, FOMAML):
+        torch.manual_seed(0)
+        lin = nn.Linear(3, 1).double()
+        # Adam's first step is ~ outer_lr * sign(g): compare the gradients via a second step.
+        algo = cls(**KW)
+        algo.step(lin, nn.Linear(3, 1).double(), tasks)
+        algo.step(lin, nn.Linear(3, 1).double(), tasks)
+        priors.append(_theta(lin))
+    assert np.abs(priors[0] - priors[1]).max() > 1e-6
+
+
+def test_maml_outer_optimizer_follows_the_prior():
+    algo = MAML(**KW)
+    a, b = nn.Linear(3, 1).double(), nn.Linear(3, 1).double()
+    opt = algo.outer_optimizer(a)
+    assert algo.outer_optimizer(a) is opt
+    assert algo.outer_optimizer(b) is not opt
+    algo.reset()
+    assert algo.outer_optimizer(b) is not opt
+
+
+@pytest.mark.parametrize("cls", [Reptile, Merged])
+def test_first_order_outer_step_matches_hand_computation(cls):
+    rng = np.random.RandomState(0)
+    lin, learner = nn.Linear(3, 1).double(), nn.Linear(3, 1).double()
+    theta0 = _theta(lin)
+    tasks, arrays = _tasks(rng)
+    adapted = []
+    for xs, ys, xq, yq in arrays:
+        x, y = np.vstack([xs, xq]), np.concatenate([ys, yq])
+        if cls is Reptile:
+            adapted.append(_sgd(theta0, x, y, KW["inner_lr"], KW["inner_steps"]))
+        else:
+            theta, state = theta0, [np.zeros_like(theta0), np.zeros_like(theta0), 0]
+            for _ in range(2 * KW["inner_steps"]):
+                theta = _adam(theta, lambda t, x=x, y=y: _grad(t, x, y), KW["inner_lr"],
+                              KW["betas"], KW["weight_decay"], state)
+            adapted.append(theta)
+    expected = theta0 + KW["outer_lr"] * np.mean([a - theta0 for a in adapted], axis=0)
+    cls(**KW).step(lin, learner, tasks)
+    np.testing.assert_allclose(_theta(lin), expected, rtol=1e-8, atol=1e-12)
+    assert np.abs(_theta(lin) - theta0).max() > 1e-3
+
+
+def _head():
+    return nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.PReLU(), nn.Dropout(0.5),
+                         nn.Linear(8, 1))
+
+
+@pytest.mark.parametrize("name", ["maml", "fomaml", "reptile", "merged"])
+def test_step_on_a_batchnorm_head(name):
+    prior = _head()
+    learner = _head()
+    learner.load_state_dict(prior.state_dict())
+    before = {k: v.clone() for k, v in prior.state_dict().items()}
+    tasks = [((torch.randn(8, 4) + 2.0, torch.randn(8)), (torch.randn(5, 4), torch.randn(5)))
+             for _ in range(3)]
+    algo = ALGORITHMS[name](inner_lr=1e-2, inner_steps=2, outer_lr=0.1)
+    for _ in range(2):
+        loss = algo.step(prior, learner, tasks, lr_scale=0.5)
+        assert isinstance(loss, float) and np.isfinite(loss)
+    after = prior.state_dict()
+    assert all(after[k].dtype == torch.float32 for k in after if k != "1.num_batches_tracked")
+    for k in ("0.weight", "4.bias", "2.weight", "1.running_mean"):
+        assert not torch.equal(before[k], after[k]), k
+    assert all(torch.isfinite(v).all() for v in after.values())
+    # The learner keeps the prior's architecture.
+    assert [type(m) for m in learner] == [type(m) for m in prior]
+    assert {k: v.shape for k, v in learner.state_dict().items()} == \
+        {k: v.shape for k, v in after.items()}
+
+
+@pytest.mark.parametrize("name", ["maml", "fomaml", "reptile", "merged"])
+def test_frozen_parameters_stay_put(name):
+    prior = _head()
+    prior[0].requires_grad_(False)
+    learner = _head()
+    learner.load_state_dict(prior.state_dict())
+    learner[0].requires_grad_(False)
+    frozen = prior[0].weight.detach().clone()
+    tasks = [((torch.randn(8, 4), torch.randn(8)), (torch.randn(5, 4), torch.randn(5)))]
+    ALGORITHMS[name](inner_steps=1, outer_lr=0.1).step(prior, learner, tasks)
+    assert torch.equal(prior[0].weight, frozen)
