@@ -59,7 +59,7 @@ class PersonalizationResult:
         return "\n".join(lines)
 
 
-def _one_rater(prior, X, y, rater, seeds, n_support):
+def _one_rater(prior, X, y, rater, seeds, n_support, personalize_params):
     rows = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedSROCCWarning)
@@ -73,14 +73,15 @@ def _one_rater(prior, X, y, rater, seeds, n_support):
                     continue
                 sup, qry = perm[:k], perm[k:]
                 Xq = take(X, qry)
-                net = prior.personalize(take(X, sup), y[sup], random_state=seed)
+                net = prior.personalize(take(X, sup), y[sup], random_state=seed,
+                                        **personalize_params)
                 rows.append((rater, repeat, k, len(qry), srocc(y[qry], prior.predict(Xq)),
                              srocc(y[qry], net.predict(Xq))))
     return rows
 
 
 def evaluate_personalization(prior, test_tasks, n_support=(10, 100), n_repeats=50,
-                             random_state=None, n_jobs=None):
+                             random_state=None, n_jobs=None, score_range=None):
     """Personalize every test rater on random support sets and score SROCC on the rest.
 
     The protocol of BLG-PIAA [1]_ (and of Ren et al. 2017): for each test rater and
@@ -102,6 +103,10 @@ def evaluate_personalization(prior, test_tasks, n_support=(10, 100), n_repeats=5
         Raters are evaluated in parallel through :class:`joblib.Parallel`; any joblib
         backend works, so ``with joblib.parallel_config(backend="dask"):`` (or
         ``"ray"``) spreads the raters over a cluster.
+    score_range : (float, float), default=None
+        The test raters' rating scale when it differs from the prior's, e.g. a prior
+        meta-trained on FLICKR-AES (1-5) evaluated on AADB raters (1-10), the paper's
+        Table IV; passed to :meth:`MetaAestheticRegressor.personalize`.
 
     Returns
     -------
@@ -133,7 +138,8 @@ def evaluate_personalization(prior, test_tasks, n_support=(10, 100), n_repeats=5
                           f"skipped at n_support={k}: "
                           + ", ".join(f"{r!r} ({n})" for r, n in raters[:10]),
                           PIAAWarning, stacklevel=2)
-    jobs = (delayed(_one_rater)(prior, *test_tasks[r], r, seeds[i], n_support)
+    extra = {} if score_range is None else {"score_range": score_range}
+    jobs = (delayed(_one_rater)(prior, *test_tasks[r], r, seeds[i], n_support, extra)
             for i, r in enumerate(test_tasks.raters))
     rows = [row for part in Parallel(n_jobs=n_jobs)(jobs) for row in part]
     table = np.array(rows, dtype=_FIELDS)

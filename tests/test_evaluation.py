@@ -46,3 +46,16 @@ def test_raters_with_too_few_images_are_reported(fitted):
     assert [r for r, _ in res.skipped[79]] == ["r09", "r10", "r11"]
     assert res.summary[79]["personalized"].n == 0
     assert "skipped at 79 images" in str(res)
+
+
+def test_cross_scale_evaluation(fitted):
+    meta, test = fitted
+    scaled = TaskSet.from_arrays(test.X, (test.y - 1) * 25.0, test.groups)  # a 0-100 scale
+    with pytest.raises(ValueError, match="score_range"):
+        evaluate_personalization(meta, scaled, n_support=5, n_repeats=1, random_state=0)
+    a = evaluate_personalization(meta, test, n_support=5, n_repeats=1, random_state=0)
+    b = evaluate_personalization(meta, scaled, n_support=5, n_repeats=1, random_state=0,
+                                 score_range=(0, 100))
+    # A linear change of scale leaves the prior's SROCC exactly as it was.
+    np.testing.assert_allclose(a.table["srocc_prior"], b.table["srocc_prior"])
+    assert np.isfinite(b.table["srocc_personalized"]).all()
