@@ -6,15 +6,7 @@ from scipy import ndimage
 from sklearn.utils import Bunch, check_random_state
 
 from .._features import load_image
-from .synthetic import (
-    _BIAS_SD,
-    _INDIVIDUALITY_LOG_SD,
-    _SCALE_LOG_SD,
-    _SCALE_MEDIAN,
-    _check_float,
-    _check_int,
-    _safe_sd,
-)
+from .synthetic import _check_float, _check_int, _safe_sd, _simulate_ratings
 
 __all__ = ["measure_attributes", "simulate_raters", "PHOTO_ATTRIBUTE_NAMES"]
 
@@ -220,29 +212,6 @@ def simulate_raters(attributes, n_raters=60, images_per_rater=200, consensus_wei
     noise = _check_float(noise, "noise", 0.0)
     rng = check_random_state(random_state)
 
-    phi = _photo_taste_features(a)
-    phi = (phi - phi.mean(axis=0)) / _safe_sd(phi)
-    w0 = _W0 / _safe_sd(phi @ _W0)
-    deviation = rng.standard_normal((n_raters, phi.shape[1]))
-    deviation /= _safe_sd(phi @ deviation.T)[:, None]
-    individuality = np.exp(_INDIVIDUALITY_LOG_SD * rng.standard_normal(n_raters))
-    rater_weights = c * w0 + (1 - c) * individuality[:, None] * deviation
-    latent_sd = np.sqrt(_safe_sd(phi @ rater_weights.T) ** 2 + noise**2)
-    bias = _BIAS_SD * rng.standard_normal(n_raters)
-    scale = _SCALE_MEDIAN * np.exp(_SCALE_LOG_SD * rng.standard_normal(n_raters))
-    image_index = np.concatenate(
-        [rng.choice(len(a), images_per_rater, replace=False) for _ in range(n_raters)]
-    ).astype(np.int64)
-    rater = np.repeat(np.arange(n_raters), images_per_rater)
-    latent = np.einsum("ij,ij->i", phi[image_index], rater_weights[rater])
-    z = (latent + noise * rng.standard_normal(latent.shape)) / latent_sd[rater]
-    y = np.clip(np.rint(3.0 + bias[rater] + scale[rater] * z), 1, 5).astype(np.float32)
-    width = max(3, len(str(n_raters - 1)))
-    rater_ids = np.array([f"rater_{u:0{width}d}" for u in range(n_raters)])
-    return Bunch(
-        image_index=image_index, y=y, groups=rater_ids[rater], rater_ids=rater_ids,
-        taste_features=phi, taste_feature_names=list(PHOTO_TASTE_FEATURE_NAMES),
-        rater_weights=rater_weights, consensus_weights=w0, consensus_score=phi @ w0,
-        rater_individuality=individuality, rater_bias=bias, rater_scale=scale,
-        consensus_weight=c, noise=noise,
-    )  # fmt: skip
+    ratings = _simulate_ratings(_photo_taste_features(a), _W0, n_raters,
+                                images_per_rater, c, noise, rng)
+    return Bunch(taste_feature_names=list(PHOTO_TASTE_FEATURE_NAMES), **ratings)

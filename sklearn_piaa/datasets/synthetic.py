@@ -255,9 +255,25 @@ def make_aesthetic_benchmark(
     rr = np.hypot(coords[None, :] - 0.5, coords[:, None] - 0.5)
     images = np.stack([_render(a, image_size, (yy, rr), gen) for a in attributes])
 
-    phi = _taste_features(attributes)
+    ratings = _simulate_ratings(_taste_features(attributes), _W0, n_raters,
+                                images_per_rater, c, noise, gen)
+    return Bunch(
+        images=images, attributes=attributes.astype(np.float32),
+        attribute_names=list(ATTRIBUTE_NAMES), taste_feature_names=list(TASTE_FEATURE_NAMES),
+        DESCR=DESCR, **ratings,
+    )  # fmt: skip
+
+
+def _simulate_ratings(phi, w0, n_raters, images_per_rater, c, noise, gen):
+    """The rater model shared by the built-in and the real-photo benchmarks.
+
+    ``phi`` holds raw taste features per image and ``w0`` the consensus weights; ``gen``
+    is a numpy Generator or RandomState. Returns the rating table and the ground truth
+    as a dict (see :func:`make_aesthetic_benchmark` for the meaning of each key).
+    """
+    n_images = len(phi)
     phi = (phi - phi.mean(axis=0)) / _safe_sd(phi)
-    w0 = _W0 / _safe_sd(phi @ _W0)
+    w0 = w0 / _safe_sd(phi @ w0)
     deviation = gen.standard_normal((n_raters, phi.shape[1]))
     deviation /= _safe_sd(phi @ deviation.T)[:, None]
     individuality = np.exp(_INDIVIDUALITY_LOG_SD * gen.standard_normal(n_raters))
@@ -274,15 +290,12 @@ def make_aesthetic_benchmark(
     y = np.clip(np.rint(3.0 + bias[rater] + scale[rater] * z), 1, 5).astype(np.float32)
     width = max(3, len(str(n_raters - 1)))
     rater_ids = np.array([f"rater_{u:0{width}d}" for u in range(n_raters)])
-
-    return Bunch(
-        images=images, attributes=attributes.astype(np.float32),
-        attribute_names=list(ATTRIBUTE_NAMES), image_index=image_index, y=y,
-        groups=rater_ids[rater], rater_ids=rater_ids, rater_weights=rater_weights,
-        consensus_weights=w0, taste_features=phi, taste_feature_names=list(TASTE_FEATURE_NAMES),
+    return dict(
+        image_index=image_index, y=y, groups=rater_ids[rater], rater_ids=rater_ids,
+        taste_features=phi, rater_weights=rater_weights, consensus_weights=w0,
         consensus_score=phi @ w0, rater_individuality=individuality, rater_bias=bias,
-        rater_scale=scale, consensus_weight=c, noise=noise, DESCR=DESCR,
-    )  # fmt: skip
+        rater_scale=scale, consensus_weight=c, noise=noise,
+    )
 
 
 def _spearman(a, b):
