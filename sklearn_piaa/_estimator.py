@@ -52,10 +52,12 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
     hidden_sizes : tuple of int, default=(1024, 512)
         Widths of the head's FC-BN-PReLU-Dropout blocks.
     dropout : float, default=0.5
-    algorithm : {"blg", "maml", "fomaml", "reptile", "merged"}, default="blg"
+    algorithm : {"blg", "maml", "fomaml", "reptile", "merged", "average", "none"}, \
+            default="blg"
         Meta-learning algorithm: BLG-PIAA's bilevel optimization, MAML with second-order
-        outer gradients through SGD inner steps (``fomaml``: first-order), Reptile, or
-        the paper's ablation with support and query merged. See
+        outer gradients through SGD inner steps (``fomaml``: first-order), Reptile, the
+        paper's ablation with support and query merged, BA-PIAA's generic prior trained
+        on the pooled ratings (``average``), or no prior at all (``none``). See
         :mod:`sklearn_piaa.meta`; the inner/outer parameters below apply to each as its
         docstring says (``betas`` and ``weight_decay`` also set MAML's outer Adam).
     n_iterations : int, default=1000
@@ -116,7 +118,7 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
     raters_ : list
         Raters seen during meta-training.
     history_ : ndarray of shape (n_iterations,)
-        Mean final query loss per outer iteration.
+        Mean final query loss per outer iteration (empty for ``algorithm="none"``).
     fit_time_ : float
         Seconds spent in meta-training (embedding excluded).
 
@@ -374,6 +376,8 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         algo = learner_cls(inner_lr=self.inner_lr, inner_backbone_lr=self.inner_backbone_lr,
                            inner_steps=self.inner_steps, outer_lr=self.outer_lr,
                            betas=tuple(self.betas), weight_decay=self.weight_decay)
+        if not algo.meta_trains:
+            return np.empty(0), 0.0
         learner = copy.deepcopy(prior)
         raters = tasks.raters
         k = min(self.tasks_per_batch, len(raters))

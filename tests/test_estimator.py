@@ -269,3 +269,18 @@ def test_every_algorithm_meta_trains_and_personalizes(ratings, tiny_params, algo
     assert np.isfinite(meta.history_).all()
     assert not np.allclose(meta.predict(X[:30]), base.predict(X[:30]))
     assert meta.personalize(X[:10], y[:10]).predict(X[:5]).shape == (5,)
+
+
+def test_baselines_average_and_none(ratings, tiny_params):
+    X, y, groups = ratings
+    none = MetaAestheticRegressor(**{**tiny_params, "algorithm": "none"}).fit(X, y,
+                                                                              groups=groups)
+    assert none.history_.shape == (0,)
+    fresh = MetaAestheticRegressor(**{**tiny_params, "n_iterations": 0}).fit(X, y,
+                                                                            groups=groups)
+    np.testing.assert_allclose(none.predict(X[:20]), fresh.predict(X[:20]))
+    avg = MetaAestheticRegressor(**{**tiny_params, "algorithm": "average", "n_iterations": 60,
+                                    "inner_lr": 1e-2}).fit(X, y, groups=groups)
+    # The generic prior learns the consensus: positive SROCC over all ratings.
+    assert srocc(y, avg.predict(X)) > 0.2
+    assert avg.personalize(X[:10], y[:10]).predict(X[:5]).shape == (5,)

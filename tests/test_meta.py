@@ -57,3 +57,22 @@ def test_outer_step_moves_batchnorm_statistics():
     # With outer_lr=1 the prior takes the adapted running mean, which saw inputs near 3.
     np.testing.assert_allclose(prior[1].running_mean, learner[1].running_mean)
     assert prior[1].running_mean.abs().sum() > 0
+
+
+def test_average_step_is_adam_on_pooled_ratings():
+    from sklearn_piaa.meta import Average
+
+    rng = np.random.RandomState(1)
+    lin = nn.Linear(3, 1).double()
+    w0 = lin.weight.detach().numpy().ravel().copy()
+    b0 = float(lin.bias.detach())
+    sets = [(rng.randn(5, 3), rng.randn(5)) for _ in range(4)]
+    tasks = [tuple((torch.tensor(x), torch.tensor(y)) for x, y in sets[i:i + 2])
+             for i in (0, 2)]
+    algo = Average(inner_lr=0.05, inner_steps=3, betas=(0.9, 0.99), weight_decay=0.01)
+    algo.step(lin, None, tasks)
+    x_all = np.vstack([x for x, _ in sets])
+    y_all = np.concatenate([y for _, y in sets])
+    expected = _numpy_adam_task(w0, b0, [(x_all, y_all)], 0.05, 3, (0.9, 0.99), 0.01)
+    got = np.concatenate([lin.weight.detach().numpy().ravel(), lin.bias.detach().numpy()])
+    np.testing.assert_allclose(got, expected, rtol=1e-10)

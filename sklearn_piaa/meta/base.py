@@ -28,6 +28,9 @@ class MetaLearner:
     weight_decay : float
     """
 
+    #: False for baselines that leave the prior as initialized (no loop is run).
+    meta_trains = True
+
     def __init__(self, inner_lr=1e-3, inner_backbone_lr=1e-4, inner_steps=5, outer_lr=1e-2,
                  betas=(0.9, 0.99), weight_decay=1e-5):
         self.inner_lr = inner_lr
