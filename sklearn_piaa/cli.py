@@ -6,12 +6,17 @@ import time
 
 import numpy as np
 
+from ._device import resolve_device
 from ._estimator import MetaAestheticRegressor
+from ._features import ImageEmbedder
 from ._tasks import TaskSet
-from .datasets import consensus_agreement, make_aesthetic_benchmark
+from .datasets import consensus_agreement, make_aesthetic_benchmark, read_ratings
 from .evaluation import evaluate_personalization
+from .model_selection import UserGroupShuffleSplit
+from .nn import load_backbone
+from .report import TABLE1_METHODS, compare_methods, format_table
 
-__all__ = ["main", "run_demo"]
+__all__ = ["main", "run_demo", "run_table1"]
 
 
 def run_demo(n_images=1200, n_raters=60, images_per_rater=160, image_size=128,
@@ -78,6 +83,44 @@ def run_demo(n_images=1200, n_raters=60, images_per_rater=160, image_size=128,
     return result
 
 
+def run_table1(args, out=None):
+    """Run ``sklearn-piaa table1`` for parsed ``args``; returns the results dict."""
+    def say(msg):
+        print(msg, file=sys.stdout if out is None else out, flush=True)
+
+    t0 = time.perf_counter()
+    if args.ratings:
+        data = read_ratings(args.ratings, rater_col=args.rater_col, image_col=args.image_col,
+                            score_col=args.score_col, image_root=args.image_root)
+        X, y, groups = data.X, data.y, np.asarray(data.groups)
+    else:
+        data = make_aesthetic_benchmark(n_images=args.n_images, n_raters=args.n_raters,
+                                        images_per_rater=args.images_per_rater,
+                                        image_size=args.image_size,
+                                        random_state=args.random_state)
+        X, y, groups = list(data.images), data.y, data.groups
+        X = [X[i] for i in data.image_index]
+    # Embed each distinct image once; every method then trains on the same features.
+    embedder = ImageEmbedder(load_backbone(args.backbone), resolve_device("cpu"))
+    unique, inverse = embedder.transform_unique(X)
+    F = unique[inverse]
+    train, test = next(UserGroupShuffleSplit(1, test_size=args.test_fraction,
+                                             random_state=args.random_state)
+                       .split(F, y, groups))
+    say(f"{len(set(groups))} raters ({len(set(groups[test]))} held out), {len(unique)} "
+        f"images embedded ({time.perf_counter() - t0:.1f}s)")
+    results = compare_methods(
+        TaskSet.from_arrays(F[train], y[train], groups[train]),
+        TaskSet.from_arrays(F[test], y[test], groups[test]),
+        algorithms=args.algorithms, n_support=tuple(args.n_support),
+        n_repeats=args.n_repeats, random_state=args.random_state, n_jobs=args.n_jobs,
+        verbose=1, backbone=None, n_iterations=args.n_iterations, outer_lr=args.outer_lr)
+    say(f"\nSROCC on held-out raters, mean ± std over raters ({args.n_repeats} draws each)")
+    say(format_table(results))
+    say(f"total {time.perf_counter() - t0:.1f}s")
+    return results
+
+
 def main(argv=None):
     """Entry point of the ``sklearn-piaa`` command."""
     parser = argparse.ArgumentParser(prog="sklearn-piaa", description=__doc__)
@@ -96,7 +139,30 @@ def main(argv=None):
     demo.add_argument("--outer-lr", type=float, default=0.1)
     demo.add_argument("--random-state", type=int, default=0)
     demo.add_argument("--quiet", action="store_true")
+    table = sub.add_parser("table1", help="the paper's Table I: every method on the same "
+                                          "held-out raters and support draws")
+    table.add_argument("--ratings", help="a rater/image/score CSV (default: the built-in "
+                                         "benchmark)")
+    table.add_argument("--image-root", help="folder the CSV's image names are relative to")
+    table.add_argument("--rater-col", default="rater")
+    table.add_argument("--image-col", default="image")
+    table.add_argument("--score-col", default="score")
+    table.add_argument("--test-fraction", type=float, default=0.2)
+    table.add_argument("--n-images", type=int, default=1200)
+    table.add_argument("--n-raters", type=int, default=60)
+    table.add_argument("--images-per-rater", type=int, default=160)
+    table.add_argument("--image-size", type=int, default=128)
+    table.add_argument("--algorithms", nargs="+", default=list(TABLE1_METHODS))
+    table.add_argument("--n-support", type=int, nargs="+", default=[10, 100])
+    table.add_argument("--n-repeats", type=int, default=3)
+    table.add_argument("--n-iterations", type=int, default=300)
+    table.add_argument("--outer-lr", type=float, default=0.1)
+    table.add_argument("--backbone", default="efficientnet_lite0")
+    table.add_argument("--n-jobs", type=int, default=None)
+    table.add_argument("--random-state", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.command == "table1":
+        run_table1(args)
     if args.command == "demo":
         run_demo(n_images=args.n_images, n_raters=args.n_raters,
                  images_per_rater=args.images_per_rater, image_size=args.image_size,

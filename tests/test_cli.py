@@ -24,3 +24,31 @@ def test_cli_parses_and_runs(capsys):
     assert code == 0
     out = capsys.readouterr().out
     assert "prior" in out and "\n        5   " in out and "\n       10   " in out
+
+
+def test_table1_command_compares_every_method(capsys):
+    main(["table1", "--n-images", "80", "--n-raters", "10", "--images-per-rater", "40",
+          "--image-size", "32", "--backbone", "tiny_cnn", "--n-iterations", "3",
+          "--n-repeats", "1", "--n-support", "5", "10"])
+    out = capsys.readouterr().out
+    for label in ("none (ImageNet", "BA-PIAA", "MAML", "Reptile", "merged", "BLG-PIAA"):
+        assert label in out
+    assert "5 images" in out and "10 images" in out and "prior only" in out
+
+
+def test_table1_reads_a_ratings_csv(tmp_path, capsys):
+    from PIL import Image
+
+    rng = np.random.RandomState(0)
+    lines = ["rater,image,score"]
+    for i in range(12):
+        Image.fromarray((rng.rand(24, 24, 3) * 255).astype(np.uint8)).save(tmp_path / f"{i}.png")
+    for r in range(6):
+        for i in range(12):
+            lines.append(f"u{r},{i}.png,{rng.randint(1, 6)}")
+    (tmp_path / "ratings.csv").write_text("\n".join(lines))
+    main(["table1", "--ratings", str(tmp_path / "ratings.csv"), "--backbone", "tiny_cnn",
+          "--algorithms", "blg", "average", "--n-iterations", "2", "--n-repeats", "1",
+          "--n-support", "4", "--test-fraction", "0.5"])
+    out = capsys.readouterr().out
+    assert "6 raters (3 held out), 12 images" in out and "BLG-PIAA" in out
