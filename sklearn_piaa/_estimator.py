@@ -338,11 +338,12 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
                 raise ValueError("backbone=None needs X as a 2-D feature array; got images. "
                                  "Choose a backbone to use images.")
             dim = np.asarray(tasks.X).shape[1]
-            feats = FeatureInput(dim)(tasks.X)
+            features = FeatureInput(dim)
+            feats = features(tasks.X)
             head = AestheticHead(dim, **head_kw).to(device)
             data = {"x": torch.tensor(feats, device=device),  # a copy: never alias X
                     "rows": torch.arange(len(feats), device=device), "y": y, "dim": dim}
-            return head, FeatureInput(dim), data
+            return head, features, data
         backbone = load_backbone(self.backbone, self.backbone_weights)
         if isinstance(self.backbone, torch.nn.Module):
             backbone = copy.deepcopy(backbone)  # never modify the user's module

@@ -39,6 +39,7 @@ class PersonalizedNet(NeuralNetRegressor):
         super().__init__(module, *args, **kwargs)
 
     def initialize_module(self):
+        """``module_`` = a deep copy of ``module`` (the prior), so fits never compound."""
         kwargs = self.get_params_for("module")
         module = self.module
         if isinstance(module, torch.nn.Module) and not kwargs:
@@ -48,6 +49,7 @@ class PersonalizedNet(NeuralNetRegressor):
         return super().initialize_module()
 
     def get_dataset(self, X, y=None):
+        """Pass ``X`` through ``input`` (embeddings or an image dataset); y as a column."""
         if y is not None:
             y = np.asarray(y, dtype=np.float32).reshape(-1, 1)
         if self.input is not None and not isinstance(X, torch.utils.data.Dataset):
@@ -57,6 +59,7 @@ class PersonalizedNet(NeuralNetRegressor):
         return Dataset(X, y)
 
     def get_iterator(self, dataset, training=False):
+        """skorch's iterator; image datasets augment only while training."""
         # Image datasets augment only while training.
         if hasattr(dataset, "train"):
             dataset.train = training

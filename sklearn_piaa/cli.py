@@ -19,6 +19,12 @@ from .report import TABLE1_METHODS, compare_methods, format_table
 __all__ = ["main", "run_demo", "run_table1"]
 
 
+def _printer(out):
+    def say(msg):
+        print(msg, file=sys.stdout if out is None else out, flush=True)
+    return say
+
+
 def run_demo(n_images=1200, n_raters=60, images_per_rater=160, image_size=128,
              n_test_raters=12, n_support=(10, 100), n_repeats=3, backbone="efficientnet_lite0",
              n_iterations=300, outer_lr=0.1, random_state=0, verbose=1, out=None):
@@ -46,9 +52,7 @@ def run_demo(n_images=1200, n_raters=60, images_per_rater=160, image_size=128,
     -------
     PersonalizationResult
     """
-    def say(msg):
-        print(msg, file=sys.stdout if out is None else out, flush=True)
-
+    say = _printer(out)
     t0 = time.perf_counter()
     data = make_aesthetic_benchmark(n_images=n_images, n_raters=n_raters,
                                     images_per_rater=images_per_rater, image_size=image_size,
@@ -85,9 +89,7 @@ def run_demo(n_images=1200, n_raters=60, images_per_rater=160, image_size=128,
 
 def run_table1(args, out=None):
     """Run ``sklearn-piaa table1`` for parsed ``args``; returns the results dict."""
-    def say(msg):
-        print(msg, file=sys.stdout if out is None else out, flush=True)
-
+    say = _printer(out)
     t0 = time.perf_counter()
     if args.ratings:
         data = read_ratings(args.ratings, rater_col=args.rater_col, image_col=args.image_col,
@@ -98,8 +100,9 @@ def run_table1(args, out=None):
                                         images_per_rater=args.images_per_rater,
                                         image_size=args.image_size,
                                         random_state=args.random_state)
-        X, y, groups = list(data.images), data.y, data.groups
-        X = [X[i] for i in data.image_index]
+        # A list of views: no copy of the pixels per rating.
+        X = [data.images[i] for i in data.image_index]
+        y, groups = data.y, data.groups
     # Embed each distinct image once; every method then trains on the same features.
     embedder = ImageEmbedder(load_backbone(args.backbone), resolve_device("cpu"))
     unique, inverse = embedder.transform_unique(X)

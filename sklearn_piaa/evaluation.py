@@ -61,6 +61,8 @@ class PersonalizationResult:
 
 def _one_rater(prior, X, y, rater, seeds, n_support, personalize_params):
     rows = []
+    # The prior is fixed: predict the rater's images once, then index each query set.
+    prior_pred = prior.predict(X)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedSROCCWarning)
         for repeat, seed in enumerate(seeds):
@@ -72,11 +74,10 @@ def _one_rater(prior, X, y, rater, seeds, n_support, personalize_params):
                 if len(y) < k + 2:
                     continue
                 sup, qry = perm[:k], perm[k:]
-                Xq = take(X, qry)
                 net = prior.personalize(take(X, sup), y[sup], random_state=seed,
                                         **personalize_params)
-                rows.append((rater, repeat, k, len(qry), srocc(y[qry], prior.predict(Xq)),
-                             srocc(y[qry], net.predict(Xq))))
+                rows.append((rater, repeat, k, len(qry), srocc(y[qry], prior_pred[qry]),
+                             srocc(y[qry], net.predict(take(X, qry)))))
     return rows
 
 

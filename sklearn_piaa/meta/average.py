@@ -40,6 +40,7 @@ class Average(MetaLearner):
         self._prior_id = None
 
     def step(self, prior, learner, tasks, lr_scale=1.0):
+        """``inner_steps`` Adam steps of the prior on the batch's pooled ratings."""
         # One Adam for the prior, kept while the same prior is trained.
         if self._optimizer is None or self._prior_id != id(prior):
             self._optimizer = self.inner_optimizer(prior)
@@ -47,8 +48,9 @@ class Average(MetaLearner):
         for group, lr in zip(self._optimizer.param_groups,
                              (self.inner_lr, self.inner_backbone_lr)):
             group["lr"] = lr * lr_scale
-        x = torch.cat([t[0] for task in tasks for t in task])
-        y = torch.cat([t[1].reshape(-1) for task in tasks for t in task])
+        pooled = [self.merge(*task) for task in tasks]
+        x = torch.cat([p[0] for p in pooled])
+        y = torch.cat([p[1] for p in pooled])
         prior.train()
         return self.adapt(prior, self._optimizer, x, y)
 
@@ -68,4 +70,5 @@ class NoPrior(MetaLearner):
     meta_trains = False
 
     def step(self, prior, learner, tasks, lr_scale=1.0):
+        """Nothing to learn: the prior stays as initialized (never called by ``fit``)."""
         return float("nan")

@@ -69,6 +69,12 @@ class MetaLearner:
                 t.copy_(prior_state[name])
         learner.train()
 
+    @staticmethod
+    def merge(support, query):
+        """One set ``(x, y)`` from a task's support and query sets."""
+        return (torch.cat([support[0], query[0]]),
+                torch.cat([support[1].reshape(-1), query[1].reshape(-1)]))
+
     def inner_optimizer(self, learner, lr_scale=1.0):
         """A fresh Adam over the learner (see :meth:`param_groups`)."""
         return torch.optim.Adam(self.param_groups(learner, lr_scale), betas=tuple(self.betas),

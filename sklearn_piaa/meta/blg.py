@@ -34,10 +34,12 @@ class BLG(MetaLearner):
     """
 
     def accumulate(self, acc, prior_state, learner):
+        """Add ``theta - theta_i`` of the adapted task to ``acc``."""
         with torch.no_grad():
             for name, t in self.meta_state(learner).items():
                 acc[name].add_(prior_state[name] - t)
 
     def outer_update(self, prior, acc, n_tasks):
+        """``theta <- theta - outer_lr * mean_i(theta - theta_i)``."""
         for name, t in self.meta_state(prior).items():
             t.sub_(acc[name], alpha=self.outer_lr / n_tasks)

@@ -100,6 +100,7 @@ class MAML(MetaLearner):
         return float(query_loss.detach())
 
     def accumulate(self, acc, prior_state, learner):
+        """Add the task's meta-gradient (left in ``learner``'s grads) and its statistics."""
         with torch.no_grad():
             params = dict(learner.named_parameters())
             for name, t in self.meta_state(learner).items():
@@ -109,6 +110,7 @@ class MAML(MetaLearner):
                     acc[name].add_(params[name].grad)  # a parameter: its meta-gradient
 
     def outer_update(self, prior, acc, n_tasks):
+        """One outer Adam step on the mean meta-gradient; mean BatchNorm statistics."""
         opt = self.outer_optimizer(prior)
         params = dict(prior.named_parameters())
         for name, t in self.meta_state(prior).items():

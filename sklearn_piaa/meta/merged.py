@@ -1,6 +1,5 @@
 """The "merged" ablation of BLG-PIAA (Zhu et al., IEEE TCYB 2020, Fig. 5(a))."""
 
-import torch
 
 from .blg import BLG
 
@@ -33,8 +32,7 @@ class Merged(BLG):
     def adapt_task(self, prior_state, learner, support, query, lr_scale=1.0):
         """Load the prior into ``learner`` and adapt it on support and query merged."""
         self.load_prior(prior_state, learner)
-        x = torch.cat([support[0], query[0]])
-        y = torch.cat([support[1].reshape(-1), query[1].reshape(-1)])
+        x, y = self.merge(support, query)
         optimizer = self.inner_optimizer(learner, lr_scale)
         # Two runs of inner_steps with one optimizer: 2 * inner_steps consecutive steps.
         self.adapt(learner, optimizer, x, y)

@@ -39,6 +39,5 @@ class Reptile(BLG):
     def adapt_task(self, prior_state, learner, support, query, lr_scale=1.0):
         """Load the prior into ``learner`` and adapt it on support and query merged."""
         self.load_prior(prior_state, learner)
-        x = torch.cat([support[0], query[0]])
-        y = torch.cat([support[1].reshape(-1), query[1].reshape(-1)])
+        x, y = self.merge(support, query)
         return self.adapt(learner, self.inner_optimizer(learner, lr_scale), x, y)

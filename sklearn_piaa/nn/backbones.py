@@ -44,6 +44,7 @@ class Backbone(nn.Module):
         self.name = name
 
     def forward(self, x):
+        """Pooled embeddings ``(N, D)`` of normalized images ``(N, 3, H, W)``."""
         f = self.features(x)
         if f.ndim == 4:
             f = f.mean(dim=(2, 3))

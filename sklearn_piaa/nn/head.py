@@ -55,6 +55,7 @@ class AestheticHead(nn.Module):
         self.register_buffer("score_span", torch.tensor(high - low))
 
     def forward(self, x):
+        """Scores ``(N, 1)`` in the rating range from embeddings ``(N, D)``."""
         return self.score_low + self.score_span * torch.sigmoid(self.layers(x))
 
     @torch.no_grad()
@@ -80,4 +81,5 @@ class AestheticNet(nn.Module):
         self.head = head
 
     def forward(self, x):
+        """Scores ``(N, 1)`` from normalized images ``(N, 3, H, W)``."""
         return self.head(self.backbone(x))
