@@ -6,6 +6,7 @@ rater from a few of their ratings.
 
 from ._estimator import MetaAestheticRegressor
 from ._features import embed_images
+from ._persistence import load_model, save_model
 from ._personalize import PersonalizedNet
 from ._tasks import TaskSet
 from ._warnings import PIAAWarning, UndefinedSROCCWarning
@@ -25,6 +26,8 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "MetaAestheticRegressor",
     "PersonalizedNet",
+    "save_model",
+    "load_model",
     "TaskSet",
     "embed_images",
     "srocc",

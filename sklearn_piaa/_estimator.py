@@ -14,10 +14,18 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted
 
+from ._checkpoint import Checkpointer, fingerprint
 from ._device import resolve_device, seeded
-from ._features import FeatureInput, ImageDataset, ImageEmbedder, ImageInput
-from ._inputs import FEATURES, input_kind, n_samples
+from ._features import (
+    FeatureInput,
+    ImageDataset,
+    ImageEmbedder,
+    ImageInput,
+    unreadable_images,
+)
+from ._inputs import FEATURES, input_kind, n_samples, take
 from ._personalize import PersonalizedNet
+from ._progress import progress
 from ._tasks import TaskSet
 from ._warnings import PIAAWarning
 from .meta import ALGORITHMS
@@ -99,12 +107,30 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
     batch_size : int, default=64
         Batch size for embedding and prediction.
     cache_dir : str or path-like, default=None
-        Directory for an on-disk cache of image embeddings (head-only mode).
+        Directory for an on-disk cache of image embeddings (head-only mode). Embeddings
+        stream to it batch by batch, so an interrupted extraction resumes where it
+        stopped; ``fit`` fails before embedding if it is not writable or lacks the
+        space for the new embeddings.
+    on_error : {"raise", "skip"}, default="raise"
+        An image file that cannot be read (missing, empty, truncated, not an image):
+        ``"raise"`` stops with a ValueError naming it (in whole-network mode every
+        image is checked before training starts); ``"skip"`` warns with the names of
+        all such files, leaves their ratings out of ``fit`` and :meth:`personalize`,
+        and predicts NaN for them. Greyscale, CMYK, palette, 16-bit and transparent
+        images are converted to RGB and EXIF orientation is applied either way.
     device : str, default="cpu"
         Torch device, e.g. ``"cuda"``.
+    checkpoint_dir : str or path-like, default=None
+        Directory for meta-training checkpoints. When set, ``fit`` writes the state of
+        the run there every ``checkpoint_every`` iterations (atomically), and a ``fit``
+        with the same data and settings resumes from the checkpoint it finds, ending
+        with the same prior as an uninterrupted run (on CPU, with a fixed
+        ``random_state``). A larger ``n_iterations`` continues a finished run.
+    checkpoint_every : int, default=100
+        Iterations between checkpoints.
     random_state : int, RandomState instance or None, default=None
     verbose : int, default=0
-        Print meta-training progress when positive.
+        Show progress bars (embedding, meta-training) on stderr when positive.
 
     Attributes
     ----------
@@ -186,7 +212,10 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         "score_range": [tuple, list, None],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "cache_dir": "no_validation",
+        "on_error": [StrOptions({"raise", "skip"})],
         "device": [str, torch.device],
+        "checkpoint_dir": "no_validation",
+        "checkpoint_every": [Interval(numbers.Integral, 1, None, closed="left")],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -197,8 +226,9 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
                  inner_steps=5, inner_lr=1e-3, inner_backbone_lr=1e-4, outer_lr=1e-2,
                  betas=(0.9, 0.99), weight_decay=1e-5, lr_decay=0.9, lr_decay_every=100,
                  finetune_epochs=20, finetune_lr=None, finetune_batch_size=None,
-                 score_range=None, batch_size=64, cache_dir=None, device="cpu",
-                 random_state=None, verbose=0):
+                 score_range=None, batch_size=64, cache_dir=None, on_error="raise",
+                 device="cpu", checkpoint_dir=None, checkpoint_every=100, random_state=None,
+                 verbose=0):
         self.backbone = backbone
         self.backbone_weights = backbone_weights
         self.train_backbone = train_backbone
@@ -223,7 +253,10 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         self.score_range = score_range
         self.batch_size = batch_size
         self.cache_dir = cache_dir
+        self.on_error = on_error
         self.device = device
+        self.checkpoint_dir = checkpoint_dir
+        self.checkpoint_every = checkpoint_every
         self.random_state = random_state
         self.verbose = verbose
 
@@ -264,7 +297,7 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
 
         score_range = self._score_range(tasks.y)
         with seeded(seed, device):
-            prior, input_adapter, data = self._build(tasks, score_range, device)
+            prior, input_adapter, data, tasks = self._build(tasks, score_range, device)
         history, fit_time = self._meta_train(prior, tasks, data, rng, seed, device)
         prior.eval()
         # Fitted state is set only now: a refit that fails on bad input keeps the old prior.
@@ -327,41 +360,81 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
             low, high = low - 0.5, high + 0.5
         return low, high
 
+    def _make_backbone(self, device, pretrained=True):
+        """The image backbone on ``device``, or ``None`` for precomputed features."""
+        if self.backbone is None:
+            return None
+        backbone = load_backbone(self.backbone, self.backbone_weights, pretrained=pretrained)
+        if isinstance(self.backbone, torch.nn.Module):
+            backbone = copy.deepcopy(backbone)  # never modify the user's module
+        return backbone.to(device)
+
+    def _architecture(self, backbone, dim, score_range, device):
+        """The network the prior is and the input adapter skorch feeds it through."""
+        head = AestheticHead(dim, hidden_sizes=tuple(self.hidden_sizes), dropout=self.dropout,
+                             score_range=score_range).to(device)
+        if backbone is None:
+            return head, FeatureInput(dim)
+        if not self.train_backbone:
+            return head, ImageEmbedder(backbone, device, self.batch_size, self.cache_dir,
+                                       progress=bool(self.verbose), on_error=self.on_error)
+        return (AestheticNet(backbone, head).to(device),
+                ImageInput(backbone.input_size, backbone.mean, backbone.std,
+                           on_error=self.on_error))
+
     def _build(self, tasks, score_range, device):
-        """The prior module, the input adapter for skorch, and the training data."""
+        """The prior module, the input adapter, the training data, and the tasks.
+
+        With ``on_error="skip"``, the tasks come back without the unreadable images.
+        """
         kind = input_kind(tasks.X)
-        head_kw = dict(hidden_sizes=tuple(self.hidden_sizes), dropout=self.dropout,
-                       score_range=score_range)
         y = torch.as_tensor(tasks.y, device=device)
         if self.backbone is None:
             if kind != FEATURES:
                 raise ValueError("backbone=None needs X as a 2-D feature array; got images. "
                                  "Choose a backbone to use images.")
             dim = np.asarray(tasks.X).shape[1]
-            features = FeatureInput(dim)
-            feats = features(tasks.X)
-            head = AestheticHead(dim, **head_kw).to(device)
+            feats = FeatureInput(dim)(tasks.X)
             data = {"x": torch.tensor(feats, device=device),  # a copy: never alias X
                     "rows": torch.arange(len(feats), device=device), "y": y, "dim": dim}
-            return head, features, data
-        backbone = load_backbone(self.backbone, self.backbone_weights)
-        if isinstance(self.backbone, torch.nn.Module):
-            backbone = copy.deepcopy(backbone)  # never modify the user's module
+            return (*self._architecture(None, dim, score_range, device), data, tasks)
+        if self.train_backbone and kind == FEATURES:
+            raise ValueError("train_backbone=True needs images as X, not a feature array.")
+        backbone = self._make_backbone(device)
         dim = backbone.out_features
-        backbone = backbone.to(device)
         if not self.train_backbone:
-            embedder = ImageEmbedder(backbone, device, self.batch_size, self.cache_dir)
+            # Embed before the head is made, so its random init follows the same stream.
+            head, embedder = self._architecture(backbone, dim, score_range, device)
             unique, inverse = embedder.transform_unique(tasks.X)
-            head = AestheticHead(dim, **head_kw).to(device)
+            bad = np.isnan(unique[:, 0])[inverse]  # unreadable images (on_error="skip")
+            if bad.any():
+                tasks, inverse = self._drop_rows(tasks, bad), inverse[~bad]
+                y = torch.as_tensor(tasks.y, device=device)
             data = {"x": torch.as_tensor(unique, device=device),
                     "rows": torch.as_tensor(inverse, device=device), "y": y, "dim": dim}
-            return head, embedder, data
-        if kind == FEATURES:
-            raise ValueError("train_backbone=True needs images as X, not a feature array.")
-        net = AestheticNet(backbone, AestheticHead(dim, **head_kw)).to(device)
+            return head, embedder, data, tasks
+        # Decoding every image once now beats failing on a bad file hours into training.
+        failed = unreadable_images(tasks.X, backbone.input_size, self.on_error)
+        if failed:
+            bad = np.zeros(tasks.n_ratings, dtype=bool)
+            bad[list(failed)] = True
+            tasks = self._drop_rows(tasks, bad)
+            y = torch.as_tensor(tasks.y, device=device)
+            warnings.warn(f"{len(failed)} rating(s) of unreadable images left out "
+                          "(on_error='skip'): " + "; ".join(list(failed.values())[:10]),
+                          PIAAWarning, stacklevel=4)
+        net, adapter = self._architecture(backbone, dim, score_range, device)
         data = {"images": ImageDataset(tasks.X, None, backbone.input_size, backbone.mean,
                                        backbone.std, train=True), "y": y, "dim": dim}
-        return net, ImageInput(backbone.input_size, backbone.mean, backbone.std), data
+        return net, adapter, data, tasks
+
+    @staticmethod
+    def _drop_rows(tasks, bad):
+        if bad.all():
+            raise ValueError("none of the images could be read (on_error='skip').")
+        tasks = tasks.rows(~bad)
+        tasks.check_min_size(2, what="meta-training after skipping unreadable images")
+        return tasks
 
     @staticmethod
     def _batch(data, idx, device):
@@ -372,6 +445,21 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
             x = data["x"][data["rows"][idx_t]]
         return x, data["y"][idx_t]
 
+    def _checkpointer(self, tasks, data):
+        if self.checkpoint_dir is None:
+            return None
+        # Settings that change the prior; n_iterations may grow to continue a run.
+        ignore = {"n_iterations", "checkpoint_dir", "checkpoint_every", "verbose", "device",
+                  "batch_size", "cache_dir", "finetune_epochs", "finetune_lr",
+                  "finetune_batch_size"}
+        config = {k: (type(v).__name__ if isinstance(v, (torch.nn.Module,
+                                                          np.random.RandomState)) else v)
+                  for k, v in self.get_params(deep=False).items() if k not in ignore}
+        config["raters"] = [(repr(r), n) for r, n in tasks.sizes().items()]
+        arrays = [data["y"]] + ([data["x"], data["rows"]] if "x" in data else [])
+        return Checkpointer(self.checkpoint_dir, self.checkpoint_every,
+                            fingerprint(config, arrays))
+
     def _meta_train(self, prior, tasks, data, rng, seed, device):
         learner_cls = ALGORITHMS[self.algorithm]
         algo = learner_cls(inner_lr=self.inner_lr, inner_backbone_lr=self.inner_backbone_lr,
@@ -379,14 +467,26 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
                            betas=tuple(self.betas), weight_decay=self.weight_decay)
         if not algo.meta_trains:
             return np.empty(0), 0.0
+        checkpoints = self._checkpointer(tasks, data)
+        saved = checkpoints.load() if checkpoints is not None else None
         learner = copy.deepcopy(prior)
         raters = tasks.raters
         k = min(self.tasks_per_batch, len(raters))
         history = np.empty(self.n_iterations)
-        start = time.perf_counter()
-        report = max(1, self.n_iterations // 10)
+        first, elapsed = 0, 0.0
         with seeded(seed + 1, device):
-            for it in range(self.n_iterations):
+            if saved is not None:
+                first, done, elapsed = Checkpointer.restore(saved, prior, algo, rng, device)
+                if first > self.n_iterations:
+                    raise ValueError(
+                        f"the checkpoint in {checkpoints.path} is at iteration {first}, "
+                        f"beyond n_iterations={self.n_iterations}; raise n_iterations or "
+                        "use another checkpoint_dir.")
+                history[:first] = done
+            start = time.perf_counter() - elapsed
+            bar = progress(total=self.n_iterations, initial=first, desc="meta-train",
+                           enabled=bool(self.verbose))
+            for it in range(first, self.n_iterations):
                 chosen = rng.choice(len(raters), size=k, replace=False)
                 batch = []
                 for r in chosen:
@@ -395,10 +495,11 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
                                   self._batch(data, qry, device)))
                 lr_scale = self.lr_decay ** (it // self.lr_decay_every)
                 history[it] = algo.step(prior, learner, batch, lr_scale)
-                if self.verbose and ((it + 1) % report == 0 or it + 1 == self.n_iterations):
-                    print(f"[meta-train] iteration {it + 1}/{self.n_iterations}  "
-                          f"query MSE {history[max(0, it - report + 1):it + 1].mean():.4f}  "
-                          f"{time.perf_counter() - start:.1f}s", flush=True)
+                bar.update(query_mse=history[it])
+                if checkpoints is not None and checkpoints.due(it + 1, self.n_iterations):
+                    checkpoints.save(it + 1, prior, algo, rng, history,
+                                     time.perf_counter() - start, device)
+            bar.close()
         return history, time.perf_counter() - start
 
     def _finetune_params(self):
@@ -449,6 +550,25 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         check_is_fitted(self, "prior_net_")
         return self.prior_net_.predict(X)
 
+    def _readable(self, X, y):
+        """``X, y`` without unreadable images when ``on_error="skip"``."""
+        if self.on_error != "skip" or input_kind(X) == FEATURES:
+            return X, y
+        if isinstance(self.input_, ImageEmbedder):
+            X = self.input_.transform(X)  # warns, cached for the fit below
+            bad = np.isnan(X[:, 0])
+        else:
+            failed = unreadable_images(X, self.input_.size)
+            bad = np.zeros(len(y), dtype=bool)
+            bad[list(failed)] = True
+            if failed:
+                warnings.warn(f"{len(failed)} unreadable image(s) left out: "
+                              + "; ".join(list(failed.values())[:10]), PIAAWarning,
+                              stacklevel=3)
+        if bad.all():
+            raise ValueError("none of the rater's images could be read (on_error='skip').")
+        return (take(X, np.flatnonzero(~bad)), y[~bad]) if bad.any() else (X, y)
+
     def personalize(self, X, y, random_state=None, score_range=None, **net_params):
         """Fine-tune a copy of the prior on one rater's images.
 
@@ -475,10 +595,13 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         Returns
         -------
         PersonalizedNet
-            A fitted skorch regressor; the prior is left unchanged.
+            A fitted skorch regressor; the prior is left unchanged and available as the
+            net's ``prior_`` attribute (a reference, not a copy).
         """
         check_is_fitted(self, "prior_net_")
-        y = np.asarray(y, dtype=np.float64).reshape(-1)
+        # float32 first: the network trains on float32, and score_range_ was measured on
+        # float32 ratings, so a float64 y can only fail the range check by rounding.
+        y = np.asarray(y, dtype=np.float32).astype(np.float64).reshape(-1)
         if n_samples(X) != len(y):
             raise ValueError(f"X has {n_samples(X)} images but y has {len(y)} scores.")
         if len(y) == 0:
@@ -495,6 +618,7 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
                 f"{int(outside.sum())} score(s) lie outside the range ({low:g}, {high:g}), "
                 f"e.g. {y[outside][:3].tolist()}. If this rater uses another scale than the "
                 "prior's training data, pass score_range=(low, high) of that scale.")
+        X, y = self._readable(X, y)
         if random_state is None:
             random_state = self.random_state
         seed = check_random_state(random_state).randint(np.iinfo(np.int32).max)
@@ -506,5 +630,6 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
                     m.set_score_range(low, high)
         with seeded(seed, self.prior_net_.device):
             net.fit(X, y.astype(np.float32))
+        net.prior_ = self  # what save_model needs to rebuild the architecture
         return net
 

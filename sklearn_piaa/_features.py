@@ -7,6 +7,7 @@ by file path + modification time + size, or by pixel content for in-memory image
 
 import hashlib
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -15,6 +16,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from sklearn.utils import check_array
 
 from ._inputs import FEATURES, as_indexable, input_kind
+from ._io import atomic_write, check_writable_dir
+from ._progress import progress
+from ._warnings import PIAAWarning
 
 __all__ = [
     "load_image",
@@ -27,8 +31,39 @@ __all__ = [
 ]
 
 
+def to_rgb(img):
+    """An RGB copy of a PIL image of any mode, with values on the 8-bit scale.
+
+    Pillow's own ``convert("RGB")`` clips 16-bit and 32-bit greyscale at 255 (a
+    16-bit photo turns almost white) and drops transparency, exposing whatever colour
+    hides under transparent pixels. Here wide greyscale is rescaled to 0-255 and
+    transparent images are composited onto white; CMYK, palette and greyscale
+    images are converted as usual.
+    """
+    mode = img.mode
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        if mode.startswith("I;16"):
+            arr = arr / 257.0
+        elif mode == "F" and arr.size and np.nanmax(arr) <= 1.0:
+            arr = arr * 255.0  # a float image in [0, 1]
+        elif mode == "I" and arr.size and arr.max() > 255:
+            arr = arr / 257.0  # 16-bit PNGs open as mode "I"
+        grey = np.clip(np.rint(np.nan_to_num(arr)), 0, 255).astype(np.uint8)
+        return Image.fromarray(grey).convert("RGB")
+    if mode == "P" and "transparency" in img.info:
+        img, mode = img.convert("RGBA"), "RGBA"
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
 def load_image(src):
     """Decode one image to an RGB PIL image, applying its EXIF orientation.
+
+    Any Pillow mode is accepted (see :func:`to_rgb`).
 
     Parameters
     ----------
@@ -44,12 +79,12 @@ def load_image(src):
             raise FileNotFoundError(f"image file not found: {path}")
         try:
             with Image.open(path) as img:
-                img = ImageOps.exif_transpose(img)
-                return img.convert("RGB")
-        except (UnidentifiedImageError, OSError, ValueError) as exc:
+                return to_rgb(ImageOps.exif_transpose(img))
+        except (UnidentifiedImageError, OSError, ValueError,
+                Image.DecompressionBombError) as exc:
             raise ValueError(f"cannot read image file {path}: {exc}") from None
     if isinstance(src, Image.Image):
-        return src.convert("RGB")
+        return to_rgb(src)
     arr = np.asarray(src)
     if arr.dtype != np.uint8:
         raise ValueError(f"image arrays must be uint8 (0-255); got dtype {arr.dtype}.")
@@ -96,8 +131,8 @@ def _draft(src, size):
         with Image.open(path) as raw:
             if raw.format == "JPEG":
                 raw.draft("RGB", (size * 8 // 7, size * 8 // 7))
-            return ImageOps.exif_transpose(raw).convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+            return to_rgb(ImageOps.exif_transpose(raw))
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise ValueError(f"cannot read image file {path}: {exc}") from None
 
 
@@ -113,21 +148,72 @@ class ImageDataset(torch.utils.data.Dataset):
     mean, std : tuple of float
     train : bool, default=False
         Apply the training augmentation (random crop, horizontal flip).
+    on_error : {"raise", "skip"}, default="raise"
+        ``"skip"``: an unreadable image yields a blank tensor and its index and reason
+        are recorded in ``failed``, for the caller to mask (predictions become NaN).
+
+    Attributes
+    ----------
+    failed : dict
+        Index -> reason, for images that could not be read (``on_error="skip"``).
     """
 
-    def __init__(self, X, y, size, mean, std, train=False):
+    def __init__(self, X, y, size, mean, std, train=False, on_error="raise"):
         self.X = as_indexable(X)
         self.y = None if y is None else np.asarray(y, dtype=np.float32).reshape(-1, 1)
         self.size, self.mean, self.std, self.train = size, mean, std, train
+        self.on_error = on_error
+        self.failed = {}
 
     def __len__(self):
         return len(self.X)
 
     def __getitem__(self, i):
-        x = image_tensor(_draft(self.X[i], self.size), self.size, self.mean, self.std,
-                         train=self.train)
+        try:
+            img = _draft(self.X[i], self.size)
+        except (ValueError, FileNotFoundError) as exc:
+            if self.on_error == "raise":
+                raise
+            self.failed[int(i)] = str(exc)
+            img = Image.new("RGB", (self.size, self.size))
+        x = image_tensor(img, self.size, self.mean, self.std, train=self.train)
         y = torch.zeros(1) if self.y is None else torch.from_numpy(self.y[i])
         return x, y
+
+
+def unreadable_images(X, size=224, on_error="skip"):
+    """Indices and reasons of the images in ``X`` that cannot be decoded.
+
+    Decodes every image once (at reduced size where JPEG allows), so that a
+    whole-network run finds a bad file before training rather than hours into it.
+
+    Parameters
+    ----------
+    X : list or ndarray
+        Images.
+    size : int, default=224
+    on_error : {"raise", "skip"}, default="skip"
+        ``"raise"``: raise the first error (it names the file) instead of listing.
+
+    Returns
+    -------
+    dict
+        Index -> reason.
+    """
+    if input_kind(X) == FEATURES:
+        return {}
+    X = as_indexable(X)
+    failed = {}
+    for i in range(len(X)):
+        if not isinstance(X[i], (str, os.PathLike)):
+            continue  # in-memory images were validated when converted
+        try:
+            _draft(X[i], size)
+        except (ValueError, FileNotFoundError) as exc:
+            if on_error == "raise":
+                raise
+            failed[i] = str(exc)
+    return failed
 
 
 class FeatureInput:
@@ -166,10 +252,13 @@ class ImageInput:
     ----------
     size : int
     mean, std : tuple of float
+    on_error : {"raise", "skip"}, default="raise"
+        Passed to the :class:`ImageDataset`.
     """
 
-    def __init__(self, size, mean, std):
+    def __init__(self, size, mean, std, on_error="raise"):
         self.size, self.mean, self.std = size, mean, std
+        self.on_error = on_error
 
     def __call__(self, X, y=None):
         if input_kind(X) == FEATURES:
@@ -177,7 +266,8 @@ class ImageInput:
                 "this model trains the whole network, so X must be images (paths, PIL "
                 "images or uint8 arrays), not a 2-D feature array."
             )
-        return ImageDataset(X, y, self.size, self.mean, self.std)
+        return ImageDataset(X, y, self.size, self.mean, self.std,
+                            on_error=getattr(self, "on_error", "raise"))
 
 
 def _content_key(src):
@@ -219,6 +309,12 @@ class ImageEmbedder:
     cache_dir : str or path-like, default=None
         If given, embeddings are also stored there (one ``.npy`` per image, written
         atomically), so a later run or an interrupted extraction reuses them.
+    progress : bool, default=False
+        Show a progress bar on stderr while embedding.
+    on_error : {"raise", "skip"}, default="raise"
+        What to do with an image that cannot be read (missing, truncated, not an
+        image): raise a ValueError naming the file, or give it a row of NaN and warn
+        with the names of all such files (:class:`PIAAWarning`).
 
     Notes
     -----
@@ -226,13 +322,19 @@ class ImageEmbedder:
     that holds it) share the same embedder: it is a read-only service whose cache is
     a memo, and copying the backbone and cache for every personalized net would cost
     memory and time for nothing. Pickling stores it in full.
+
+    Greyscale, palette, CMYK, 16-bit and RGBA images are converted to RGB and EXIF
+    orientation is applied (:func:`load_image`).
     """
 
-    def __init__(self, backbone, device, batch_size=32, cache_dir=None):
+    def __init__(self, backbone, device, batch_size=32, cache_dir=None, progress=False,
+                 on_error="raise"):
         self.backbone = backbone.eval().to(memory_format=torch.channels_last)
         self.device = device
         self.batch_size = batch_size
         self.cache_dir = cache_dir
+        self.progress = progress
+        self.on_error = on_error
         self.out_features = backbone.out_features
         self._memory = {}
         self._fingerprint = None
@@ -255,7 +357,7 @@ class ImageEmbedder:
         if self._fingerprint is None:
             self._fingerprint = _module_fingerprint(self.backbone)
         path = os.path.join(os.fspath(self.cache_dir), f"{self.backbone.name}-{self._fingerprint}")
-        os.makedirs(path, exist_ok=True)
+        check_writable_dir(path, what="cache_dir")
         return path
 
     def _embed_batch(self, images):
@@ -298,34 +400,79 @@ class ImageEmbedder:
                 )
             return X, np.arange(len(X))
         X = as_indexable(X)
-        keys = [_content_key(x) for x in X]
+        failed = {}  # key -> (image, reason), for on_error="skip"
+        keys = [self._key(x, failed) for x in X]
         todo = {}
         disk = self._disk_dir() if self.cache_dir is not None else None
         for i, key in enumerate(keys):
-            if key in self._memory or key in todo:
+            if key in self._memory or key in todo or key in failed:
                 continue
-            if disk is not None:
-                path = os.path.join(disk, key + ".npy")
-                if os.path.isfile(path):
-                    self._memory[key] = np.load(path)
-                    continue
+            if disk is not None and self._from_disk(disk, key):
+                continue
             todo[key] = i
+        if todo and disk is not None:
+            # One .npy per image, each taking whole file-system blocks.
+            per_file = -(-(self.out_features * 4 + 128) // 4096) * 4096
+            check_writable_dir(disk, len(todo) * per_file, what="cache_dir")
         if todo:
-            self._embed_missing(X, todo, disk)
+            self._embed_missing(X, todo, disk, failed)
         position = {}
         inverse = np.fromiter((position.setdefault(k, len(position)) for k in keys),
                               dtype=np.intp, count=len(keys))
-        unique = np.stack([self._memory[k] for k in position]).astype(np.float32, copy=False)
+        nan = np.full(self.out_features, np.nan, dtype=np.float32)
+        unique = np.stack([self._memory[k] if k not in failed else nan
+                           for k in position]).astype(np.float32, copy=False)
+        if failed:
+            self._report(failed)
         return unique, inverse
 
-    def _embed_missing(self, X, todo, disk):
+    def _key(self, x, failed):
+        try:
+            return _content_key(x)
+        except FileNotFoundError as exc:
+            if self.on_error == "raise":
+                raise
+            key = f"missing:{os.fspath(x)}"
+            failed[key] = (x, str(exc))
+            return key
+
+    def _from_disk(self, disk, key):
+        path = os.path.join(disk, key + ".npy")
+        if not os.path.isfile(path):
+            return False
+        try:
+            row = np.load(path)
+        except (OSError, ValueError):
+            return False  # a damaged cache entry is recomputed and overwritten
+        if row.shape != (self.out_features,):
+            return False
+        self._memory[key] = row
+        return True
+
+    def _report(self, failed):
+        names = [f"{_name(x)} ({reason})" for x, reason in failed.values()]
+        warnings.warn(f"{len(names)} image(s) could not be read and were skipped "
+                      f"(on_error='skip'): " + "; ".join(names[:10])
+                      + (" ..." if len(names) > 10 else ""), PIAAWarning, stacklevel=4)
+
+    def _decode(self, X, i, size):
+        try:
+            return _draft(X[i], size)
+        except (ValueError, FileNotFoundError) as exc:
+            if self.on_error == "raise":
+                raise
+            return exc
+
+    def _embed_missing(self, X, todo, disk, failed):
         items = list(todo.items())
         size = self.backbone.input_size
         chunks = [items[i:i + self.batch_size] for i in range(0, len(items), self.batch_size)]
 
         def decode(chunk):
-            return [_draft(X[i], size) for _, i in chunk]
+            return [self._decode(X, i, size) for _, i in chunk]
 
+        bar = progress(total=len(items), desc="embed", unit="img",
+                       enabled=getattr(self, "progress", False))
         # Decoding the next batch in a thread overlaps JPEG work with the forward pass.
         with ThreadPoolExecutor(max_workers=1) as pool:
             pending = pool.submit(decode, chunks[0])
@@ -333,18 +480,27 @@ class ImageEmbedder:
                 images = pending.result()
                 if n + 1 < len(chunks):
                     pending = pool.submit(decode, chunks[n + 1])
-                emb = self._embed_batch(images)
+                ok = [j for j, img in enumerate(images) if not isinstance(img, Exception)]
+                for j in set(range(len(chunk))) - set(ok):
+                    failed[chunk[j][0]] = (X[chunk[j][1]], str(images[j]))
+                chunk = [chunk[j] for j in ok]
+                emb = self._embed_batch([images[j] for j in ok]) if ok else []
                 for (key, _), row in zip(chunk, emb):
                     self._memory[key] = row
                     if disk is not None:
                         _atomic_save(os.path.join(disk, key + ".npy"), row)
+                bar.update(len(images))
+        bar.close()
+
+
+def _name(src):
+    if isinstance(src, (str, os.PathLike)):
+        return os.fspath(src)
+    return f"<{type(src).__name__} image>"
 
 
 def _atomic_save(path, array):
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "wb") as fh:
-        np.save(fh, array)
-    os.replace(tmp, path)
+    atomic_write(path, lambda fh: np.save(fh, array), fsync=False)
 
 
 

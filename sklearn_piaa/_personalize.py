@@ -1,11 +1,14 @@
 """The skorch regressor that holds a prior or a personalized aesthetic network."""
 
 import copy
+import warnings
 
 import numpy as np
 import torch
 from skorch import NeuralNetRegressor
 from skorch.dataset import Dataset
+
+from ._warnings import PIAAWarning
 
 __all__ = ["PersonalizedNet"]
 
@@ -66,5 +69,17 @@ class PersonalizedNet(NeuralNetRegressor):
         return super().get_iterator(dataset, training=training)
 
     def predict(self, X):
-        """Predicted scores, shape (n_samples,)."""
-        return super().predict(X).reshape(-1)
+        """Predicted scores, shape (n_samples,).
+
+        Images that cannot be read when the input skips them (``on_error="skip"``)
+        get NaN, never a made-up score.
+        """
+        dataset = self.get_dataset(X)
+        out = super().predict(dataset).reshape(-1)
+        failed = getattr(dataset, "failed", None)
+        if failed:
+            out[list(failed)] = np.nan
+            warnings.warn(f"{len(failed)} image(s) could not be read; their predictions "
+                          "are NaN: " + "; ".join(list(failed.values())[:10]),
+                          PIAAWarning, stacklevel=2)
+        return out

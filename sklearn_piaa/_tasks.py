@@ -97,7 +97,8 @@ class TaskSet:
         if n == 0:
             raise ValueError("no ratings given: X, y and groups are empty.")
         try:
-            y = y.astype(np.float32)
+            with np.errstate(over="ignore"):  # overflow is reported below, with the rater
+                y = y.astype(np.float32)
         except (TypeError, ValueError):
             bad = [v for v in y.tolist() if not _is_number(v)][:5]
             raise ValueError(f"scores (y) must be numeric; found {bad}.") from None
@@ -108,7 +109,8 @@ class TaskSet:
         if bad.any():
             names = sorted({str(g) for g in groups[bad].tolist()})
             raise ValueError(
-                f"y has {int(bad.sum())} NaN or infinite score(s), from rater(s) {names[:10]}; "
+                f"y has {int(bad.sum())} NaN or infinite score(s) (or beyond float32's "
+                f"range), from rater(s) {names[:10]}; "
                 "drop or fill them before fitting."
             )
         self.X = X
@@ -178,7 +180,13 @@ class TaskSet:
         missing = [r for r in raters if r not in self.indices]
         if missing:
             raise KeyError(f"raters not in this TaskSet: {missing[:10]}")
-        idx = np.concatenate([self.indices[r] for r in raters])
+        return self.rows(np.concatenate([self.indices[r] for r in raters]))
+
+    def rows(self, idx):
+        """A new TaskSet with the ratings in rows ``idx`` (indices or a boolean mask)."""
+        idx = np.asarray(idx)
+        if idx.dtype == bool:
+            idx = np.flatnonzero(idx)
         return TaskSet(take(self.X, idx), self.y[idx], self.groups[idx])
 
     def check_min_size(self, min_images, what="meta-training"):

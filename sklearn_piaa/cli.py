@@ -1,6 +1,14 @@
-"""Command line: ``sklearn-piaa demo`` runs the main job on the built-in benchmark."""
+"""Command line: ``sklearn-piaa demo`` runs the main job on the built-in benchmark.
+
+``meta-train``, ``personalize``, ``predict`` and ``evaluate`` work on your own data:
+a ratings CSV (one row per rater, image, score) or a data set folder read by
+:mod:`sklearn_piaa.datasets`; models are saved with :func:`save_model`.
+"""
 
 import argparse
+import csv
+import io
+import os
 import sys
 import time
 
@@ -9,14 +17,33 @@ import numpy as np
 from ._device import resolve_device
 from ._estimator import MetaAestheticRegressor
 from ._features import ImageEmbedder
+from ._io import atomic_write
+from ._persistence import load_model, save_model
+from ._personalize import PersonalizedNet
 from ._tasks import TaskSet
-from .datasets import consensus_agreement, make_aesthetic_benchmark, read_ratings
+from .datasets import (
+    consensus_agreement,
+    make_aesthetic_benchmark,
+    measure_attributes,
+    read_aadb,
+    read_flickr_aes,
+    read_para,
+    read_ratings,
+    read_real_cur,
+    simulate_raters,
+)
 from .evaluation import evaluate_personalization
 from .model_selection import UserGroupShuffleSplit
 from .nn import load_backbone
 from .report import TABLE1_METHODS, compare_methods, format_table
 
-__all__ = ["main", "run_demo", "run_table1"]
+__all__ = ["main", "run_demo", "run_table1", "run_meta_train", "run_personalize",
+           "run_predict", "run_evaluate"]
+
+#: ``--format`` choices: how DATA is read (a CSV, or a data set's folder).
+READERS = {"table": None, "flickr-aes": read_flickr_aes, "para": read_para,
+           "real-cur": read_real_cur, "aadb": read_aadb}
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
 def _printer(out):
@@ -95,6 +122,16 @@ def run_table1(args, out=None):
         data = read_ratings(args.ratings, rater_col=args.rater_col, image_col=args.image_col,
                             score_col=args.score_col, image_root=args.image_root)
         X, y, groups = data.X, data.y, np.asarray(data.groups)
+    elif getattr(args, "photos", None):
+        files = _image_files([args.photos])
+        attributes, _ = measure_attributes(files)
+        data = simulate_raters(attributes, n_raters=args.n_raters,
+                               images_per_rater=min(args.images_per_rater, len(files)),
+                               random_state=args.random_state)
+        X = [files[i] for i in data.image_index]
+        y, groups = data.y, data.groups
+        say(f"{len(files)} photos measured; {args.n_raters} simulated raters "
+            f"({time.perf_counter() - t0:.1f}s)")
     else:
         data = make_aesthetic_benchmark(n_images=args.n_images, n_raters=args.n_raters,
                                         images_per_rater=args.images_per_rater,
@@ -104,7 +141,8 @@ def run_table1(args, out=None):
         X = [data.images[i] for i in data.image_index]
         y, groups = data.y, data.groups
     # Embed each distinct image once; every method then trains on the same features.
-    embedder = ImageEmbedder(load_backbone(args.backbone), resolve_device("cpu"))
+    embedder = ImageEmbedder(load_backbone(args.backbone), resolve_device("cpu"),
+                             progress=not getattr(args, "quiet", True))
     unique, inverse = embedder.transform_unique(X)
     F = unique[inverse]
     train, test = next(UserGroupShuffleSplit(1, test_size=args.test_fraction,
@@ -124,48 +162,340 @@ def run_table1(args, out=None):
     return results
 
 
+def _read_data(args):
+    """The data set named by ``DATA``/``--format``: a Bunch with tasks, train, test."""
+    if args.format == "table":
+        return read_ratings(args.data, rater_col=args.rater_col, image_col=args.image_col,
+                            score_col=args.score_col, image_root=args.image_root)
+    return READERS[args.format](args.data)
+
+
+def run_meta_train(args, out=None):
+    """Run ``sklearn-piaa meta-train``: fit a prior on a data set and save it."""
+    say = _printer(out)
+    t0 = time.perf_counter()
+    data = _read_data(args)
+    tasks = data.train if data.train is not None else data.tasks
+    say(f"{args.data}: {len(tasks)} raters, {tasks.n_ratings} ratings for meta-training"
+        + (f" ({len(data.test)} test raters left out)" if data.test is not None else ""))
+    meta = MetaAestheticRegressor(
+        backbone=args.backbone, backbone_weights=args.backbone_weights,
+        train_backbone=args.train_backbone, algorithm=args.algorithm,
+        n_iterations=args.n_iterations, tasks_per_batch=args.tasks_per_batch,
+        support_size=args.support_size, query_size=args.query_size,
+        inner_steps=args.inner_steps, inner_lr=args.inner_lr, outer_lr=args.outer_lr,
+        score_range=args.score_range, cache_dir=args.cache_dir, on_error=args.on_error,
+        device=args.device, checkpoint_dir=args.checkpoint_dir,
+        checkpoint_every=args.checkpoint_every, random_state=args.random_state,
+        verbose=0 if args.quiet else 1)
+    meta.fit(tasks)
+    save_model(meta, args.output)
+    say(f"prior saved to {args.output} ({time.perf_counter() - t0:.1f}s; meta-training "
+        f"{meta.fit_time_:.1f}s)")
+    return meta
+
+
+def _one_rater(args):
+    """``(X, y)`` of the rater in a ratings CSV (``--rater`` picks one of several)."""
+    from .datasets._table import _load_table
+
+    table = _load_table(args.ratings)
+    if args.rater_col not in table.cols:
+        # A file of one person's ratings needs no rater column.
+        n = len(table.cols[next(iter(table.cols))])
+        cols = dict(table.cols, **{args.rater_col: ["you"] * n})
+        data = read_ratings(cols, args.rater_col, args.image_col, args.score_col,
+                            image_root=args.image_root or os.path.dirname(
+                                os.path.abspath(args.ratings)))
+    else:
+        data = read_ratings(args.ratings, args.rater_col, args.image_col, args.score_col,
+                            image_root=args.image_root)
+    raters = data.tasks.raters
+    if args.rater is None and len(raters) > 1:
+        raise SystemExit(f"{args.ratings} holds {len(raters)} raters: choose one with "
+                         f"--rater (e.g. {', '.join(map(str, raters[:5]))}).")
+    rater = raters[0] if args.rater is None else args.rater
+    if rater not in data.tasks:
+        more = " ..." if len(raters) > 10 else ""
+        raise SystemExit(f"no rater {rater!r} in {args.ratings}; it has "
+                         f"{', '.join(map(str, raters[:10]))}{more}.")
+    return rater, *data.tasks[rater]
+
+
+def run_personalize(args, out=None):
+    """Run ``sklearn-piaa personalize``: fine-tune a saved prior on one rater, save it."""
+    say = _printer(out)
+    prior = load_model(args.prior, device=args.device)
+    if not isinstance(prior, MetaAestheticRegressor):
+        raise SystemExit(f"{args.prior} holds a personalized net, not a prior.")
+    rater, X, y = _one_rater(args)
+    params = {} if args.epochs is None else {"max_epochs": args.epochs}
+    if args.lr is not None:
+        params["lr"] = args.lr
+    t0 = time.perf_counter()
+    net = prior.personalize(X, y, random_state=args.random_state,
+                            score_range=args.score_range,
+                            verbose=0 if args.quiet else 1, **params)
+    save_model(net, args.output)
+    say(f"personalized to rater {rater!r} on {len(y)} images ({time.perf_counter() - t0:.1f}s); "
+        f"saved to {args.output}")
+    return net
+
+
+def _image_files(paths):
+    files = []
+    for path in paths:
+        if os.path.isdir(path):
+            files += sorted(os.path.join(root, f) for root, _, names in os.walk(path)
+                            for f in names if f.lower().endswith(IMAGE_EXTENSIONS))
+        else:
+            files.append(path)
+    if not files:
+        raise SystemExit(f"no image files found in {', '.join(paths)}.")
+    return files
+
+
+def run_predict(args, out=None):
+    """Run ``sklearn-piaa predict``: score images with a saved prior or personalized net."""
+    say = _printer(out)
+    model = load_model(args.model, device=args.device)
+    prior = model.prior_ if isinstance(model, PersonalizedNet) else model
+    prior.on_error = args.on_error
+    adapter = prior.input_
+    for attr, value in (("on_error", args.on_error), ("progress", not args.quiet)):
+        if hasattr(adapter, attr):
+            setattr(adapter, attr, value)
+    files = _image_files(args.images)
+    t0 = time.perf_counter()
+    scores = model.predict(files)
+
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["image", "score"])
+    writer.writerows(zip(files, (f"{s:.6g}" for s in scores)))
+    if args.output == "-":
+        sys.stdout.write(text.getvalue())
+    else:
+        atomic_write(args.output, lambda fh: fh.write(text.getvalue().encode()))
+        say(f"{len(files)} images scored ({time.perf_counter() - t0:.1f}s; "
+            f"{int(np.isnan(scores).sum())} unreadable); scores written to {args.output}")
+    return files, scores
+
+
+def run_evaluate(args, out=None):
+    """Run ``sklearn-piaa evaluate``: the 10/100-image protocol for a saved prior."""
+    say = _printer(out)
+    prior = load_model(args.prior, device=args.device)
+    if not isinstance(prior, MetaAestheticRegressor):
+        raise SystemExit(f"{args.prior} holds a personalized net, not a prior.")
+    data = _read_data(args)
+    tasks = data.test if data.test is not None else data.tasks
+    say(f"evaluating {len(tasks)} raters of {args.data} at {args.n_support} support images, "
+        f"{args.n_repeats} draws each")
+    t0 = time.perf_counter()
+    result = evaluate_personalization(prior, tasks, n_support=tuple(args.n_support),
+                                      n_repeats=args.n_repeats, random_state=args.random_state,
+                                      n_jobs=args.n_jobs, score_range=args.score_range,
+                                      verbose=0 if args.quiet else 1)
+    say(str(result))
+    say(f"({time.perf_counter() - t0:.1f}s)")
+    if args.output:
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerow(result.table.dtype.names)
+        writer.writerows(result.table.tolist())
+        atomic_write(args.output, lambda fh: fh.write(text.getvalue().encode()))
+        say(f"per-rater table written to {args.output}")
+    return result
+
+
+def _add_data_args(p, what):
+    p.add_argument("data", metavar="DATA",
+                   help=f"{what}: a ratings CSV (header naming rater, image and score "
+                        "columns) or, with --format, a data set's folder")
+    p.add_argument("--format", choices=list(READERS), default="table",
+                   help="how DATA is laid out: 'table' (a CSV, default) or a public data "
+                        "set's folder as distributed (its official test raters are used "
+                        "where the data set defines them)")
+    _add_table_args(p)
+
+
+def _add_table_args(p):
+    p.add_argument("--image-root", help="folder the CSV's image names are relative to "
+                                        "(default: the CSV's folder)")
+    p.add_argument("--rater-col", default="rater", help="rater id column")
+    p.add_argument("--image-col", default="image", help="image file column")
+    p.add_argument("--score-col", default="score", help="score column")
+
+
+def _add_common_args(p, device=True):
+    if device:
+        p.add_argument("--device", default=None,
+                       help="torch device, e.g. cpu or cuda (default: cpu for training; "
+                            "the saved one, or the CPU where it is absent, for loading)")
+    p.add_argument("--random-state", type=int, default=0, help="seed")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _add_benchmark_args(p):
+    p.add_argument("--n-images", type=int, default=1200,
+                   help="built-in benchmark: images generated")
+    p.add_argument("--n-raters", type=int, default=60, help="raters simulated")
+    p.add_argument("--images-per-rater", type=int, default=160, help="ratings per rater")
+    p.add_argument("--image-size", type=int, default=128,
+                   help="built-in benchmark: image side in pixels")
+
+
+def _score_range(text):
+    return tuple(float(v) for v in text.split(","))
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, except where there is none or the help already names it."""
+
+    def _get_help_string(self, action):
+        if (action.default is None or action.default is False
+                or action.default is argparse.SUPPRESS or "default" in action.help):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _build_parser():
+    parser = argparse.ArgumentParser(
+        prog="sklearn-piaa", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Personalized image aesthetics assessment (BLG-PIAA meta-learning).\n\n"
+                    "  sklearn-piaa demo                     the main job, on built-in data\n"
+                    "  sklearn-piaa meta-train DATA -o prior.pt\n"
+                    "  sklearn-piaa personalize prior.pt my_ratings.csv -o me.pt\n"
+                    "  sklearn-piaa predict me.pt photos/ -o scores.csv\n"
+                    "  sklearn-piaa evaluate prior.pt DATA\n\n"
+                    "DATA is a CSV with rater, image and score columns (image paths relative "
+                    "to the CSV),\nor a public data set's folder with --format. "
+                    "'sklearn-piaa COMMAND --help' explains each option.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    defaults = _HelpFormatter
+
+    mt = sub.add_parser("meta-train", formatter_class=defaults,
+                        help="meta-train a prior on a data set and save it")
+    _add_data_args(mt, "the raters to meta-train on")
+    mt.add_argument("-o", "--output", required=True, help="model file to write (.pt)")
+    mt.add_argument("--backbone", default="efficientnet_lite0",
+                    help="efficientnet_lite0 (weights shipped), resnet18, alexnet, "
+                         "inception_v3 (need --backbone-weights) or tiny_cnn")
+    mt.add_argument("--backbone-weights", help="local weights file of the backbone")
+    mt.add_argument("--train-backbone", action="store_true",
+                    help="train the whole network (the paper's setting; use a GPU) "
+                         "instead of a head over cached embeddings")
+    mt.add_argument("--algorithm", default="blg",
+                    choices=["blg", "maml", "fomaml", "reptile", "merged", "average", "none"],
+                    help="meta-learning algorithm")
+    mt.add_argument("--n-iterations", type=int, default=1000, help="outer iterations")
+    mt.add_argument("--tasks-per-batch", type=int, default=4, help="raters per iteration (k)")
+    mt.add_argument("--support-size", type=int, default=80, help="support images per task")
+    mt.add_argument("--query-size", type=int, default=20, help="query images per task")
+    mt.add_argument("--inner-steps", type=int, default=5, help="inner Adam steps (S)")
+    mt.add_argument("--inner-lr", type=float, default=1e-3, help="inner learning rate")
+    mt.add_argument("--outer-lr", type=float, default=1e-2, help="outer step size (beta)")
+    mt.add_argument("--score-range", type=_score_range, metavar="LOW,HIGH",
+                    help="rating scale (default: the lowest and highest rating seen)")
+    mt.add_argument("--cache-dir", help="on-disk cache of image embeddings (resumable)")
+    mt.add_argument("--checkpoint-dir",
+                    help="write checkpoints here; rerunning the same command resumes")
+    mt.add_argument("--checkpoint-every", type=int, default=100,
+                    help="iterations between checkpoints")
+    mt.add_argument("--on-error", choices=["raise", "skip"], default="raise",
+                    help="unreadable image files: stop, or skip them with a warning")
+    _add_common_args(mt, device=False)
+    mt.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+
+    pe = sub.add_parser("personalize", formatter_class=defaults,
+                        help="fine-tune a saved prior on one rater's ratings and save it")
+    pe.add_argument("prior", help="prior file written by meta-train")
+    pe.add_argument("ratings", help="CSV of the rater's ratings: image and score columns "
+                                    "(a rater column is optional; see --rater)")
+    pe.add_argument("-o", "--output", required=True, help="model file to write (.pt)")
+    pe.add_argument("--rater", help="rater id, when the CSV holds several raters")
+    _add_table_args(pe)
+    pe.add_argument("--epochs", type=int, help="fine-tuning epochs (default: the prior's)")
+    pe.add_argument("--lr", type=float, help="fine-tuning learning rate (default: the "
+                                             "prior's)")
+    pe.add_argument("--score-range", type=_score_range, metavar="LOW,HIGH",
+                    help="the rater's rating scale, when it differs from the prior's")
+    _add_common_args(pe)
+
+    pr = sub.add_parser("predict", formatter_class=defaults,
+                        help="score images with a saved prior or personalized model")
+    pr.add_argument("model", help="model file (prior or personalized)")
+    pr.add_argument("images", nargs="+", help="image files or folders (searched recursively)")
+    pr.add_argument("-o", "--output", default="-", help="CSV to write (image,score); - for "
+                                                        "standard output")
+    pr.add_argument("--on-error", choices=["raise", "skip"], default="skip",
+                    help="unreadable image files: stop, or score them NaN with a warning")
+    _add_common_args(pr)
+
+    ev = sub.add_parser("evaluate", formatter_class=defaults,
+                        help="personalize each test rater on random support sets and "
+                             "report SROCC (the paper's protocol)")
+    ev.add_argument("prior", help="prior file written by meta-train")
+    _add_data_args(ev, "the raters to evaluate on (a data set's test raters where it "
+                       "defines them, else all of them)")
+    ev.add_argument("--n-support", type=int, nargs="+", default=[10, 100],
+                    help="support set sizes")
+    ev.add_argument("--n-repeats", type=int, default=10, help="random draws per rater")
+    ev.add_argument("--n-jobs", type=int, default=None, help="raters in parallel (joblib)")
+    ev.add_argument("--score-range", type=_score_range, metavar="LOW,HIGH",
+                    help="the test raters' scale, when it differs from the prior's")
+    ev.add_argument("-o", "--output", help="CSV of the per-rater, per-draw table")
+    _add_common_args(ev)
+
+    demo = sub.add_parser("demo", formatter_class=defaults,
+                          help="meta-train on the built-in benchmark, personalize held-out "
+                               "raters at 10 and 100 images, print SROCC")
+    _add_benchmark_args(demo)
+    demo.add_argument("--n-test-raters", type=int, default=12,
+                      help="raters held out of meta-training and personalized")
+    demo.add_argument("--n-support", type=int, nargs="+", default=[10, 100],
+                      help="support set sizes")
+    demo.add_argument("--n-repeats", type=int, default=3, help="random draws per rater")
+    demo.add_argument("--backbone", default="efficientnet_lite0", help="image backbone")
+    demo.add_argument("--n-iterations", type=int, default=300, help="outer iterations")
+    demo.add_argument("--outer-lr", type=float, default=0.1, help="outer step size")
+    _add_common_args(demo, device=False)
+
+    table = sub.add_parser("table1", formatter_class=defaults,
+                           help="the paper's Table I: every method on the same held-out "
+                                "raters and support draws")
+    source = table.add_mutually_exclusive_group()
+    source.add_argument("--ratings", help="a rater/image/score CSV (default: the built-in "
+                                          "benchmark)")
+    source.add_argument("--photos", help="a folder of real photos, scored by simulated "
+                                         "raters from measured attributes (the real-photo "
+                                         "benchmark)")
+    _add_table_args(table)
+    _add_benchmark_args(table)
+    table.add_argument("--test-fraction", type=float, default=0.2,
+                       help="share of raters held out")
+    table.add_argument("--algorithms", nargs="+", default=list(TABLE1_METHODS),
+                       help="methods (rows)")
+    table.add_argument("--n-support", type=int, nargs="+", default=[10, 100],
+                       help="support set sizes (columns)")
+    table.add_argument("--n-repeats", type=int, default=3, help="random draws per rater")
+    table.add_argument("--n-iterations", type=int, default=300, help="outer iterations")
+    table.add_argument("--outer-lr", type=float, default=0.1, help="outer step size")
+    table.add_argument("--backbone", default="efficientnet_lite0", help="image backbone")
+    table.add_argument("--n-jobs", type=int, default=None, help="raters in parallel (joblib)")
+    _add_common_args(table, device=False)
+    return parser, sub
+
+
 def main(argv=None):
     """Entry point of the ``sklearn-piaa`` command."""
-    parser = argparse.ArgumentParser(prog="sklearn-piaa", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="meta-train on the built-in benchmark, personalize "
-                                       "held-out raters at 10 and 100 images, print SROCC")
-    demo.add_argument("--n-images", type=int, default=1200)
-    demo.add_argument("--n-raters", type=int, default=60)
-    demo.add_argument("--images-per-rater", type=int, default=160)
-    demo.add_argument("--image-size", type=int, default=128)
-    demo.add_argument("--n-test-raters", type=int, default=12)
-    demo.add_argument("--n-support", type=int, nargs="+", default=[10, 100])
-    demo.add_argument("--n-repeats", type=int, default=3)
-    demo.add_argument("--backbone", default="efficientnet_lite0")
-    demo.add_argument("--n-iterations", type=int, default=300)
-    demo.add_argument("--outer-lr", type=float, default=0.1)
-    demo.add_argument("--random-state", type=int, default=0)
-    demo.add_argument("--quiet", action="store_true")
-    table = sub.add_parser("table1", help="the paper's Table I: every method on the same "
-                                          "held-out raters and support draws")
-    table.add_argument("--ratings", help="a rater/image/score CSV (default: the built-in "
-                                         "benchmark)")
-    table.add_argument("--image-root", help="folder the CSV's image names are relative to")
-    table.add_argument("--rater-col", default="rater")
-    table.add_argument("--image-col", default="image")
-    table.add_argument("--score-col", default="score")
-    table.add_argument("--test-fraction", type=float, default=0.2)
-    table.add_argument("--n-images", type=int, default=1200)
-    table.add_argument("--n-raters", type=int, default=60)
-    table.add_argument("--images-per-rater", type=int, default=160)
-    table.add_argument("--image-size", type=int, default=128)
-    table.add_argument("--algorithms", nargs="+", default=list(TABLE1_METHODS))
-    table.add_argument("--n-support", type=int, nargs="+", default=[10, 100])
-    table.add_argument("--n-repeats", type=int, default=3)
-    table.add_argument("--n-iterations", type=int, default=300)
-    table.add_argument("--outer-lr", type=float, default=0.1)
-    table.add_argument("--backbone", default="efficientnet_lite0")
-    table.add_argument("--n-jobs", type=int, default=None)
-    table.add_argument("--random-state", type=int, default=0)
+    parser, _ = _build_parser()
     args = parser.parse_args(argv)
-    if args.command == "table1":
-        run_table1(args)
+    commands = {"meta-train": run_meta_train, "personalize": run_personalize,
+                "predict": run_predict, "evaluate": run_evaluate, "table1": run_table1}
+    if args.command in commands:
+        commands[args.command](args)
     if args.command == "demo":
         run_demo(n_images=args.n_images, n_raters=args.n_raters,
                  images_per_rater=args.images_per_rater, image_size=args.image_size,

@@ -8,6 +8,7 @@ from joblib import Parallel, delayed
 from sklearn.utils import check_random_state
 
 from ._inputs import take
+from ._progress import progress
 from ._tasks import TaskSet
 from ._warnings import PIAAWarning, UndefinedSROCCWarning
 from .metrics import SROCCSummary, aggregate_srocc, srocc
@@ -82,7 +83,7 @@ def _one_rater(prior, X, y, rater, seeds, n_support, personalize_params):
 
 
 def evaluate_personalization(prior, test_tasks, n_support=(10, 100), n_repeats=50,
-                             random_state=None, n_jobs=None, score_range=None):
+                             random_state=None, n_jobs=None, score_range=None, verbose=0):
     """Personalize every test rater on random support sets and score SROCC on the rest.
 
     The protocol of BLG-PIAA [1]_ (and of Ren et al. 2017): for each test rater and
@@ -93,7 +94,8 @@ def evaluate_personalization(prior, test_tasks, n_support=(10, 100), n_repeats=5
     Parameters
     ----------
     prior : MetaAestheticRegressor
-        A fitted estimator (anything with ``predict`` and ``personalize``).
+        A fitted estimator (anything with ``predict`` and ``personalize``, e.g. a
+        baseline of :mod:`sklearn_piaa.baselines`).
     test_tasks : TaskSet or dict
         Held-out raters, e.g. ``data.test`` from a reader.
     n_support : int or tuple of int, default=(10, 100)
@@ -108,6 +110,8 @@ def evaluate_personalization(prior, test_tasks, n_support=(10, 100), n_repeats=5
         The test raters' rating scale when it differs from the prior's, e.g. a prior
         meta-trained on FLICKR-AES (1-5) evaluated on AADB raters (1-10), the paper's
         Table IV; passed to :meth:`MetaAestheticRegressor.personalize`.
+    verbose : int, default=0
+        Show a progress bar over raters on stderr when positive.
 
     Returns
     -------
@@ -142,7 +146,13 @@ def evaluate_personalization(prior, test_tasks, n_support=(10, 100), n_repeats=5
     extra = {} if score_range is None else {"score_range": score_range}
     jobs = (delayed(_one_rater)(prior, *test_tasks[r], r, seeds[i], n_support, extra)
             for i, r in enumerate(test_tasks.raters))
-    rows = [row for part in Parallel(n_jobs=n_jobs)(jobs) for row in part]
+    bar = progress(total=len(test_tasks), desc="evaluate", unit="rater", enabled=bool(verbose))
+    rows = []
+    # An ordered generator: the bar moves as raters finish, the table keeps rater order.
+    for part in Parallel(n_jobs=n_jobs, return_as="generator")(jobs):
+        rows += part
+        bar.update()
+    bar.close()
     table = np.array(rows, dtype=_FIELDS)
     summary = {}
     for k in n_support:

@@ -52,3 +52,99 @@ def test_table1_reads_a_ratings_csv(tmp_path, capsys):
           "--n-support", "4", "--test-fraction", "0.5"])
     out = capsys.readouterr().out
     assert "6 raters (3 held out), 12 images" in out and "BLG-PIAA" in out
+
+
+def _ratings_folder(tmp_path, n_images=24, n_raters=6, broken=False):
+    from PIL import Image
+
+    rng = np.random.RandomState(0)
+    for i in range(n_images):
+        arr = (rng.rand(24, 24, 3) * 255).astype(np.uint8)
+        Image.fromarray(arr).save(tmp_path / f"{i}.png")
+    if broken:
+        (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not really")
+    lines = ["rater,image,score"]
+    for r in range(n_raters):
+        for i in range(n_images):
+            lines.append(f"u{r},{i}.png,{rng.randint(1, 6)}")
+    (tmp_path / "ratings.csv").write_text("\n".join(lines))
+    return tmp_path / "ratings.csv"
+
+
+def test_meta_train_personalize_predict_evaluate_from_the_command_line(tmp_path, capsys):
+    from sklearn_piaa import MetaAestheticRegressor, PersonalizedNet, load_model
+
+    csv_path = _ratings_folder(tmp_path)
+    prior = tmp_path / "prior.pt"
+    main(["meta-train", str(csv_path), "-o", str(prior), "--backbone", "tiny_cnn",
+          "--n-iterations", "4", "--support-size", "8", "--query-size", "4", "--quiet",
+          "--checkpoint-dir", str(tmp_path / "ckpt"), "--checkpoint-every", "2"])
+    meta = load_model(prior)
+    assert isinstance(meta, MetaAestheticRegressor) and len(meta.raters_) == 6
+    assert (tmp_path / "ckpt" / "checkpoint.pt").exists()
+
+    # One person's ratings: no rater column needed.
+    mine = tmp_path / "mine.csv"
+    mine.write_text("image,score\n" + "\n".join(f"{i}.png,{1 + i % 5}" for i in range(12)))
+    user = tmp_path / "user.pt"
+    main(["personalize", str(prior), str(mine), "-o", str(user), "--quiet", "--epochs", "3"])
+    net = load_model(user)
+    assert isinstance(net, PersonalizedNet)
+
+    (tmp_path / "broken.jpg").write_bytes(b"not an image")
+    scores = tmp_path / "scores.csv"
+    main(["predict", str(user), str(tmp_path), "-o", str(scores), "--quiet"])
+    rows = [line.split(",") for line in scores.read_text().splitlines()[1:]]
+    assert len(rows) == 25
+    by_name = {r[0].rsplit("/", 1)[-1]: float(r[1]) for r in rows}
+    assert np.isnan(by_name["broken.jpg"])
+    expected = net.predict([str(tmp_path / f"{i}.png") for i in range(24)])
+    np.testing.assert_allclose([by_name[f"{i}.png"] for i in range(24)], expected, rtol=1e-5)
+
+    table = tmp_path / "table.csv"
+    main(["evaluate", str(prior), str(csv_path), "--n-support", "5", "--n-repeats", "2",
+          "--quiet", "-o", str(table)])
+    out = capsys.readouterr().out
+    assert "personalized" in out and "evaluating 6 raters" in out
+    assert len(table.read_text().splitlines()) == 1 + 6 * 2
+
+
+def test_personalize_asks_which_rater_and_names_unknown_ones(tmp_path):
+    import pytest
+
+    csv_path = _ratings_folder(tmp_path)
+    prior = tmp_path / "prior.pt"
+    main(["meta-train", str(csv_path), "-o", str(prior), "--backbone", "tiny_cnn",
+          "--n-iterations", "2", "--support-size", "8", "--query-size", "4", "--quiet"])
+    with pytest.raises(SystemExit, match="holds 6 raters: choose one with --rater"):
+        main(["personalize", str(prior), str(csv_path), "-o", str(tmp_path / "u.pt")])
+    with pytest.raises(SystemExit, match="no rater 'zed'"):
+        main(["personalize", str(prior), str(csv_path), "-o", str(tmp_path / "u.pt"),
+              "--rater", "zed"])
+    main(["personalize", str(prior), str(csv_path), "-o", str(tmp_path / "u.pt"),
+          "--rater", "u3", "--quiet"])
+    assert (tmp_path / "u.pt").exists()
+
+
+def test_every_option_of_every_command_is_explained():
+    from sklearn_piaa.cli import _build_parser
+
+    parser, sub = _build_parser()
+    for name, command in sub.choices.items():
+        for action in command._actions:
+            if action.dest != "help":
+                assert action.help, f"{name} {action.option_strings or action.dest}"
+
+
+def test_table1_on_a_folder_of_photos(tmp_path, capsys):
+    from PIL import Image
+
+    rng = np.random.RandomState(0)
+    for i in range(30):
+        Image.fromarray((rng.rand(32, 40, 3) * 255).astype(np.uint8)).save(tmp_path / f"{i}.jpg")
+    main(["table1", "--photos", str(tmp_path), "--backbone", "tiny_cnn", "--n-raters", "8",
+          "--images-per-rater", "20", "--algorithms", "blg", "average", "--n-iterations", "2",
+          "--n-repeats", "1", "--n-support", "5", "--test-fraction", "0.25", "--quiet"])
+    out = capsys.readouterr().out
+    assert "30 photos measured; 8 simulated raters" in out
+    assert "BLG-PIAA" in out and "BA-PIAA" in out

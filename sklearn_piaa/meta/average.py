@@ -39,12 +39,26 @@ class Average(MetaLearner):
         self._optimizer = None
         self._prior_id = None
 
-    def step(self, prior, learner, tasks, lr_scale=1.0):
-        """``inner_steps`` Adam steps of the prior on the batch's pooled ratings."""
+    def _optimizer_for(self, prior):
         # One Adam for the prior, kept while the same prior is trained.
         if self._optimizer is None or self._prior_id != id(prior):
             self._optimizer = self.inner_optimizer(prior)
             self._prior_id = id(prior)
+        return self._optimizer
+
+    def state_dict(self):
+        """The pooled Adam's moments, if it has taken a step."""
+        return {} if self._optimizer is None else {"adam": self._optimizer.state_dict()}
+
+    def load_state_dict(self, state, prior):
+        """Rebuild the pooled Adam over ``prior`` with saved moments."""
+        if "adam" in state:
+            self._optimizer = None
+            self._optimizer_for(prior).load_state_dict(state["adam"])
+
+    def step(self, prior, learner, tasks, lr_scale=1.0):
+        """``inner_steps`` Adam steps of the prior on the batch's pooled ratings."""
+        self._optimizer_for(prior)
         for group, lr in zip(self._optimizer.param_groups,
                              (self.inner_lr, self.inner_backbone_lr)):
             group["lr"] = lr * lr_scale

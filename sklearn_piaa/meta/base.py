@@ -103,6 +103,13 @@ class MetaLearner:
         self.adapt(learner, optimizer, *support)
         return self.adapt(learner, optimizer, *query)
 
+    def state_dict(self):
+        """State the algorithm carries across iterations (for checkpoints); none here."""
+        return {}
+
+    def load_state_dict(self, state, prior):
+        """Restore :meth:`state_dict` for training ``prior``."""
+
     def init_accumulator(self, prior):
         """Zeroed storage for what the tasks of one batch contribute."""
         return {n: torch.zeros_like(t) for n, t in self.meta_state(prior).items()}

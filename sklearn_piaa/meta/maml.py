@@ -53,6 +53,17 @@ class MAML(MetaLearner):
         """Forget the outer Adam state (needed only to restart with the same prior)."""
         self._outer = None
 
+    def state_dict(self):
+        """The outer Adam's moments, if it has taken a step."""
+        opt = getattr(self, "_outer", None)
+        return {} if opt is None else {"outer": opt.state_dict()}
+
+    def load_state_dict(self, state, prior):
+        """Rebuild the outer Adam over ``prior`` with saved moments."""
+        if "outer" in state:
+            self.reset()
+            self.outer_optimizer(prior).load_state_dict(state["outer"])
+
     def outer_optimizer(self, prior):
         """The outer Adam over ``prior``'s trainable parameters, created on first use."""
         params = [p for p in prior.parameters() if p.requires_grad]

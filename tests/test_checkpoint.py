@@ -1,0 +1,130 @@
+"""Checkpoint and resume: an interrupted meta-training ends with the uninterrupted prior."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_rating_features
+
+from sklearn_piaa import MetaAestheticRegressor
+from sklearn_piaa._checkpoint import FILENAME
+
+
+def _state(meta):
+    return meta.prior_net_.module_.state_dict()
+
+
+def _assert_same_prior(a, b):
+    sa, sb = _state(a), _state(b)
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        torch.testing.assert_close(sa[k], sb[k], rtol=1e-6, atol=1e-7, msg=k)
+    np.testing.assert_allclose(a.history_, b.history_, rtol=1e-6)
+
+
+@pytest.mark.parametrize("algorithm", ["blg", "maml", "average", "reptile"])
+def test_resume_after_a_stop_gives_the_same_prior(ratings, tiny_params, tmp_path, algorithm):
+    X, y, groups = ratings
+    params = {**tiny_params, "algorithm": algorithm, "n_iterations": 12}
+    straight = MetaAestheticRegressor(**params).fit(X, y, groups=groups)
+    # A run stopped after 7 iterations (its last checkpoint at 5), then restarted.
+    MetaAestheticRegressor(**{**params, "n_iterations": 7}, checkpoint_dir=tmp_path,
+                           checkpoint_every=5).fit(X, y, groups=groups)
+    state = torch.load(tmp_path / FILENAME, weights_only=True)
+    assert state["iteration"] == 7  # the last iteration is always saved
+    resumed = MetaAestheticRegressor(**params, checkpoint_dir=tmp_path,
+                                     checkpoint_every=5).fit(X, y, groups=groups)
+    _assert_same_prior(straight, resumed)
+
+
+def test_checkpoint_of_another_run_is_refused(ratings, tiny_params, tmp_path):
+    X, y, groups = ratings
+    MetaAestheticRegressor(**tiny_params, checkpoint_dir=tmp_path).fit(X, y, groups=groups)
+    with pytest.raises(ValueError, match="belongs to another run"):
+        MetaAestheticRegressor(**{**tiny_params, "inner_lr": 0.5},
+                               checkpoint_dir=tmp_path).fit(X, y, groups=groups)
+    with pytest.raises(ValueError, match="belongs to another run"):
+        MetaAestheticRegressor(**tiny_params, checkpoint_dir=tmp_path).fit(X, y + 0.0 * y - 0.5,
+                                                                          groups=groups)
+    with pytest.raises(ValueError, match="beyond n_iterations=3"):
+        MetaAestheticRegressor(**{**tiny_params, "n_iterations": 3},
+                               checkpoint_dir=tmp_path).fit(X, y, groups=groups)
+
+
+def test_damaged_checkpoint_is_named(ratings, tiny_params, tmp_path):
+    X, y, groups = ratings
+    (tmp_path / FILENAME).write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="cannot be read.*delete it"):
+        MetaAestheticRegressor(**tiny_params, checkpoint_dir=tmp_path).fit(X, y, groups=groups)
+
+
+def test_kill_during_a_checkpoint_write_keeps_the_previous_one(ratings, tiny_params, tmp_path,
+                                                               monkeypatch):
+    X, y, groups = ratings
+    params = {**tiny_params, "n_iterations": 4, "checkpoint_dir": tmp_path,
+              "checkpoint_every": 2}
+    MetaAestheticRegressor(**params).fit(X, y, groups=groups)
+    before = (tmp_path / FILENAME).read_bytes()
+    real_save = torch.save
+
+    def killed_mid_write(obj, fh):
+        real_save(obj, fh)
+        fh.truncate(100)  # half the bytes reached the disk ...
+        raise KeyboardInterrupt  # ... when the process was stopped
+
+    monkeypatch.setattr(torch, "save", killed_mid_write)
+    with pytest.raises(KeyboardInterrupt):
+        MetaAestheticRegressor(**{**params, "n_iterations": 6}).fit(X, y, groups=groups)
+    assert (tmp_path / FILENAME).read_bytes() == before
+    assert os.listdir(tmp_path) == [FILENAME]
+
+
+_CHILD = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {tests!r})
+    from conftest import make_rating_features
+    from sklearn_piaa import MetaAestheticRegressor
+    X, y, groups, _ = make_rating_features()
+    MetaAestheticRegressor(backbone=None, hidden_sizes=(16,), n_iterations={n},
+                           support_size=20, query_size=10, random_state=0,
+                           checkpoint_dir={ckpt!r}, checkpoint_every=10).fit(X, y, groups=groups)
+""")
+
+
+def test_sigkilled_run_resumes_to_the_uninterrupted_prior(tmp_path):
+    n = 10**6  # the child never finishes on its own
+    X, y, groups, _ = make_rating_features()
+    ckpt = tmp_path / "ckpt"
+    script = tmp_path / "child.py"
+    script.write_text(_CHILD.format(tests=os.path.dirname(__file__), n=n, ckpt=str(ckpt)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    child = subprocess.Popen([sys.executable, str(script)], env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not (ckpt / FILENAME).exists():
+            assert child.poll() is None, "the child exited before its first checkpoint"
+            assert time.monotonic() < deadline, "no checkpoint within 120 s"
+            time.sleep(0.02)
+        time.sleep(0.3)  # let it run on past a checkpoint, into the next interval
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == -signal.SIGKILL
+    reached = torch.load(ckpt / FILENAME, weights_only=True)["iteration"]
+    assert 10 <= reached < n, reached  # it really was killed mid-way
+    # n_iterations may change between runs (it is the run's end, not its identity):
+    # finish 15 iterations past the kill, then compare with a straight run of that length.
+    params = dict(backbone=None, hidden_sizes=(16,), n_iterations=reached + 15,
+                  support_size=20, query_size=10, random_state=0)
+    resumed = MetaAestheticRegressor(**params, checkpoint_dir=ckpt,
+                                     checkpoint_every=10).fit(X, y, groups=groups)
+    straight = MetaAestheticRegressor(**params).fit(X, y, groups=groups)
+    _assert_same_prior(straight, resumed)

@@ -1,0 +1,166 @@
+"""save_model / load_model: weights + config round trips, versions, devices."""
+
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from sklearn_piaa import MetaAestheticRegressor, PIAAWarning, _persistence, load_model, save_model
+
+
+@pytest.fixture
+def prior(ratings, tiny_params):
+    X, y, groups = ratings
+    return MetaAestheticRegressor(**tiny_params).fit(X, y, groups=groups), X, y
+
+
+def _images(n=40, seed=0):
+    rng = np.random.RandomState(seed)
+    imgs = rng.randint(0, 256, (n, 36, 36, 3)).astype(np.uint8)
+    y = np.clip(1 + imgs[..., 0].mean((1, 2)) / 64 + 0.3 * rng.randn(n), 1, 5)
+    return imgs, y, np.repeat(np.arange(4), n // 4)
+
+
+def test_prior_round_trip_keeps_predictions_and_fitted_facts(prior, tmp_path):
+    meta, X, y = prior
+    path = tmp_path / "prior.pt"
+    save_model(meta, path)
+    loaded = load_model(path)
+    assert isinstance(loaded, MetaAestheticRegressor)
+    np.testing.assert_array_equal(loaded.predict(X), meta.predict(X))
+    assert loaded.get_params() == meta.get_params()
+    assert loaded.raters_ == meta.raters_
+    assert loaded.score_range_ == meta.score_range_
+    np.testing.assert_array_equal(loaded.history_, meta.history_)
+    # The loaded prior personalizes exactly as the original does.
+    a = meta.personalize(X[:20], y[:20], random_state=0).predict(X[20:40])
+    b = loaded.personalize(X[:20], y[:20], random_state=0).predict(X[20:40])
+    np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+def test_personalized_round_trip_keeps_own_scale(prior, tmp_path):
+    meta, X, y = prior
+    net = meta.personalize(X[:20], y[:20] * 100, score_range=(100, 500), random_state=0)
+    save_model(net, tmp_path / "user.pt")
+    loaded = load_model(tmp_path / "user.pt")
+    np.testing.assert_array_equal(loaded.predict(X), net.predict(X))
+    assert loaded.predict(X).min() >= 100
+    # Not the prior: the personalized weights were stored.
+    assert not np.allclose(loaded.predict(X), meta.predict(X))
+
+
+@pytest.mark.parametrize("train_backbone", [False, True])
+def test_image_models_store_the_backbone_they_need(tmp_path, train_backbone):
+    imgs, y, groups = _images()
+    meta = MetaAestheticRegressor(backbone="tiny_cnn", train_backbone=train_backbone,
+                                  hidden_sizes=(8,), n_iterations=3, support_size=6,
+                                  query_size=3, random_state=0).fit(imgs, y, groups=groups)
+    save_model(meta, tmp_path / "m.pt")
+    # tiny_cnn is randomly initialized: only the file can bring its weights back.
+    with torch.random.fork_rng():
+        torch.manual_seed(123)
+        loaded = load_model(tmp_path / "m.pt")
+    np.testing.assert_allclose(loaded.predict(imgs), meta.predict(imgs), rtol=1e-6)
+
+
+def test_file_holds_only_plain_data(prior, tmp_path):
+    meta, X, _ = prior
+    save_model(meta, tmp_path / "p.pt")
+    state = torch.load(tmp_path / "p.pt", weights_only=True)  # raises on pickled objects
+    assert state["format"] == "sklearn-piaa-model"
+    assert state["format_version"] == _persistence.FORMAT_VERSION
+
+
+def test_newer_and_unknown_formats_give_clear_errors(prior, tmp_path):
+    meta, _, _ = prior
+    path = tmp_path / "p.pt"
+    save_model(meta, path)
+    state = torch.load(path, weights_only=True)
+    state["format_version"] = _persistence.FORMAT_VERSION + 1
+    torch.save(state, tmp_path / "newer.pt")
+    with pytest.raises(ValueError, match="newer than this sklearn-piaa reads"):
+        load_model(tmp_path / "newer.pt")
+    state["format_version"] = 0
+    torch.save(state, tmp_path / "older.pt")
+    with pytest.raises(ValueError, match="can no longer read"):
+        load_model(tmp_path / "older.pt")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a sklearn-piaa model file"):
+        load_model(tmp_path / "other.pt")
+    (tmp_path / "broken.pt").write_bytes(path.read_bytes()[:100])
+    with pytest.raises(ValueError, match="broken.pt"):
+        load_model(tmp_path / "broken.pt")
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        load_model(tmp_path / "missing.pt")
+
+
+def test_older_format_is_upgraded_when_an_upgrade_exists(prior, tmp_path, monkeypatch):
+    meta, X, _ = prior
+    save_model(meta, tmp_path / "p.pt")
+    state = torch.load(tmp_path / "p.pt", weights_only=True)
+    old = dict(state, format_version=0, fit_seconds=state["fitted"]["fit_time"])
+    del old["fitted"]["fit_time"]
+    torch.save(old, tmp_path / "v0.pt")
+
+    def upgrade(s):
+        s = dict(s, format_version=1)
+        s["fitted"]["fit_time"] = s.pop("fit_seconds")
+        return s
+
+    monkeypatch.setitem(_persistence._UPGRADES, 0, upgrade)
+    np.testing.assert_array_equal(load_model(tmp_path / "v0.pt").predict(X), meta.predict(X))
+
+
+def test_prior_saved_on_a_gpu_loads_on_cpu(prior, tmp_path):
+    meta, X, _ = prior
+    save_model(meta, tmp_path / "p.pt")
+    # A file written on a GPU machine differs only in the stored device parameter
+    # (weights are always stored on the CPU).
+    state = torch.load(tmp_path / "p.pt", weights_only=True)
+    state["params"]["device"] = "cuda"
+    torch.save(state, tmp_path / "gpu.pt")
+    if torch.cuda.is_available():
+        assert load_model(tmp_path / "gpu.pt").prior_net_.device == "cuda"
+        return
+    with pytest.warns(PIAAWarning, match="loaded on the CPU"):
+        loaded = load_model(tmp_path / "gpu.pt")
+    assert loaded.device == "cpu"
+    np.testing.assert_array_equal(loaded.predict(X), meta.predict(X))
+
+
+def test_save_refuses_what_it_cannot_store(prior, tmp_path):
+    meta, X, y = prior
+    with pytest.raises(ValueError, match="not fitted"):
+        save_model(MetaAestheticRegressor(), tmp_path / "x.pt")
+    with pytest.raises(TypeError, match="MetaAestheticRegressor or a PersonalizedNet"):
+        save_model(object(), tmp_path / "x.pt")
+    custom = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1),
+                                 torch.nn.Flatten())
+    imgs, yi, groups = _images()
+    fitted = MetaAestheticRegressor(backbone=custom, hidden_sizes=(4,), n_iterations=1,
+                                    support_size=5, query_size=2).fit(imgs, yi, groups=groups)
+    with pytest.raises(TypeError, match="custom backbone"):
+        save_model(fitted, tmp_path / "x.pt")
+    assert not os.path.exists(tmp_path / "x.pt")
+    # pickle still works for it
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(fitted)).predict(imgs[:4]),
+                                  fitted.predict(imgs[:4]))
+
+
+def test_save_never_leaves_a_partial_file(prior, tmp_path, monkeypatch):
+    meta, X, _ = prior
+    path = tmp_path / "p.pt"
+    save_model(meta, path)
+    before = path.read_bytes()
+
+    def dies(obj, fh):
+        fh.write(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", dies)
+    with pytest.raises(KeyboardInterrupt):
+        save_model(meta, path)
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["p.pt"]
