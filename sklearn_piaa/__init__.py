@@ -10,6 +10,14 @@ from ._persistence import load_model, save_model
 from ._personalize import PersonalizedNet
 from ._tasks import TaskSet
 from ._warnings import PIAAWarning, UndefinedSROCCWarning
+from .baselines import (
+    ConsensusRidgeRegressor,
+    FPMFRegressor,
+    PAIAARegressor,
+    PAMRegressor,
+    USARRegressor,
+    UserRidgeRegressor,
+)
 from .evaluation import PersonalizationResult, evaluate_personalization
 from .metrics import (
     PersonalizedSROCCScorer,
@@ -43,4 +51,10 @@ __all__ = [
     "SupportQuerySplit",
     "PIAAWarning",
     "UndefinedSROCCWarning",
+    "PAMRegressor",
+    "FPMFRegressor",
+    "USARRegressor",
+    "PAIAARegressor",
+    "UserRidgeRegressor",
+    "ConsensusRidgeRegressor",
 ]

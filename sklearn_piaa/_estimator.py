@@ -4,15 +4,13 @@ import copy
 import numbers
 import time
 import warnings
-from collections.abc import Mapping
 
 import numpy as np
 import torch
-from scipy import sparse
 from sklearn.base import BaseEstimator, RegressorMixin, _fit_context, clone
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_array, check_is_fitted
+from sklearn.utils.validation import check_is_fitted
 
 from ._checkpoint import Checkpointer, fingerprint
 from ._device import resolve_device, seeded
@@ -26,7 +24,7 @@ from ._features import (
 from ._inputs import FEATURES, input_kind, n_samples, take
 from ._personalize import PersonalizedNet
 from ._progress import progress
-from ._tasks import TaskSet
+from ._tasks import as_tasks
 from ._warnings import PIAAWarning
 from .meta import ALGORITHMS
 from .nn import AestheticHead, AestheticNet, load_backbone
@@ -314,27 +312,8 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         return self
 
     def _as_tasks(self, X, y, groups):
-        if isinstance(X, (TaskSet, Mapping)) and not sparse.issparse(X):  # dok is a dict
-            if y is not None or groups is not None:
-                raise ValueError("pass y and groups only with row-wise X, not with a TaskSet "
-                                 "or a rater -> (X, y) mapping.")
-            return X if isinstance(X, TaskSet) else TaskSet.from_mapping(X)
-        if y is None:
-            raise ValueError("MetaAestheticRegressor requires y to be passed, but the target "
-                             "y is None (y is optional only with a TaskSet or a mapping).")
-        if self.backbone is None:
-            # Precomputed features get scikit-learn's own validation and messages.
-            X = check_array(X, dtype=np.float32)
-        if groups is None:
-            warnings.warn(
-                "fit() got no groups: all ratings are treated as one rater, so nothing "
-                "person-specific is meta-learned. Pass groups=rater_ids. Inside "
-                "cross_val_score or GridSearchCV, scikit-learn gives groups only to the "
-                "splitter unless metadata routing is on: call sklearn.set_config("
-                "enable_metadata_routing=True) (or pass params={'groups': rater_ids} to "
-                "cross_val_score).", PIAAWarning, stacklevel=3)
-            groups = np.zeros(n_samples(X), dtype=np.int64)
-        return TaskSet.from_arrays(X, y, groups)
+        return as_tasks(X, y, groups, features=self.backbone is None,
+                        owner=type(self).__name__)
 
     def _check_shapes(self):
         if not all(isinstance(h, numbers.Integral) and h > 0 for h in self.hidden_sizes):

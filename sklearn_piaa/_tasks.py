@@ -4,11 +4,14 @@ import warnings
 from collections.abc import Mapping
 
 import numpy as np
+from scipy import sparse
 from sklearn.exceptions import DataConversionWarning
+from sklearn.utils.validation import check_array
 
 from ._inputs import as_indexable, concat, n_samples, take
+from ._warnings import PIAAWarning
 
-__all__ = ["TaskSet", "support_query_sizes"]
+__all__ = ["TaskSet", "as_tasks", "support_query_sizes"]
 
 
 def _sorted_raters(raters):
@@ -215,3 +218,48 @@ def _is_number(v):
     except (TypeError, ValueError):
         return False
     return True
+
+
+def as_tasks(X, y=None, groups=None, features=False, owner="the estimator", stacklevel=4):
+    """The :class:`TaskSet` that an estimator's ``fit(X, y, groups)`` describes.
+
+    Parameters
+    ----------
+    X : TaskSet, dict, or array-like / list
+        A TaskSet, a mapping ``rater -> (X, y)``, or one row per rating.
+    y : array-like, default=None
+        Scores, with row-wise ``X`` only.
+    groups : array-like, default=None
+        Rater of each row; without it all rows are one rater, with a warning.
+    features : bool, default=False
+        Row-wise ``X`` must be a 2-D feature array (scikit-learn's validation).
+    owner : str, default="the estimator"
+        Named in error messages.
+    stacklevel : int, default=4
+        Of the missing-groups warning, so that it points at the user's ``fit`` call.
+
+    Returns
+    -------
+    TaskSet
+    """
+    if isinstance(X, (TaskSet, Mapping)) and not sparse.issparse(X):  # dok is a dict
+        if y is not None or groups is not None:
+            raise ValueError("pass y and groups only with row-wise X, not with a TaskSet "
+                             "or a rater -> (X, y) mapping.")
+        return X if isinstance(X, TaskSet) else TaskSet.from_mapping(X)
+    if y is None:
+        raise ValueError(f"{owner} requires y to be passed, but the target y is None (y is "
+                         "optional only with a TaskSet or a mapping).")
+    if features:
+        # Precomputed features get scikit-learn's own validation and messages.
+        X = check_array(X, dtype=np.float32)
+    if groups is None:
+        warnings.warn(
+            "fit() got no groups: all ratings are treated as one rater, so nothing "
+            "person-specific is learned. Pass groups=rater_ids. Inside "
+            "cross_val_score or GridSearchCV, scikit-learn gives groups only to the "
+            "splitter unless metadata routing is on: call sklearn.set_config("
+            "enable_metadata_routing=True) (or pass params={'groups': rater_ids} to "
+            "cross_val_score).", PIAAWarning, stacklevel=stacklevel)
+        groups = np.zeros(n_samples(X), dtype=np.int64)
+    return TaskSet.from_arrays(X, y, groups)

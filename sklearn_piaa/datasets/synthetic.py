@@ -27,6 +27,8 @@ _TASTE = [
     ("sharpness*subject_size", 0.3), ("colorfulness*saturation", 0.3),
 ]  # fmt: skip
 TASTE_FEATURE_NAMES = [name for name, _ in _TASTE]
+TRAIT_NAMES = ["openness", "conscientiousness", "extraversion", "agreeableness",
+               "neuroticism"]  # the Big Five
 _W0 = np.array([w for _, w in _TASTE])
 
 # Rating-scale constants, rescaled from real 1-7 data (std of rater means 0.70,
@@ -163,6 +165,8 @@ def make_aesthetic_benchmark(
     consensus_weight=0.6,
     noise=0.3,
     random_state=None,
+    personality=False,
+    personality_weight=0.5,
 ):
     """Generate rendered images and personalized 1-5 ratings with known tastes.
 
@@ -185,6 +189,16 @@ def make_aesthetic_benchmark(
         scale of the standardised shared taste.
     random_state : int, RandomState instance or None, default=None
         Seed controlling images, tastes and the rating design.
+    personality : bool, default=False
+        Give each rater latent Big-Five traits ``t_u`` in (-1, 1) (``tanh`` of a
+        standard normal) that drive part of their individual taste, and return the
+        personality table (for :class:`~sklearn_piaa.baselines.PAIAARegressor`).
+        ``False`` returns exactly what earlier versions returned.
+    personality_weight : float, default=0.5
+        With ``personality=True``, the share ``p`` in [0, 1] of the variance of each
+        rater's deviation that their traits drive: ``d_u`` becomes
+        ``sqrt(1 - p) d_u + sqrt(p) t_u L`` (rescaled to unit sd over the pool), with
+        ``L ~ N(0, I)`` a (5, 15) loading of traits on taste features.
 
     Returns
     -------
@@ -201,6 +215,10 @@ def make_aesthetic_benchmark(
         individual deviation); ``consensus_score`` (``g0``, (n_images,));
         ``rater_individuality`` (``r_u``), ``rater_bias`` (``b_u``) and
         ``rater_scale`` (``k_u``); ``consensus_weight``, ``noise`` and ``DESCR``.
+        With ``personality=True`` also ``rater_traits`` ((n_raters, 5)),
+        ``trait_names`` (openness, conscientiousness, extraversion, agreeableness,
+        neuroticism), ``trait_loadings`` (``L``, (5, 15)) and ``personality``, the
+        table: a dict rater id -> traits.
 
     Notes
     -----
@@ -255,8 +273,12 @@ def make_aesthetic_benchmark(
     rr = np.hypot(coords[None, :] - 0.5, coords[:, None] - 0.5)
     images = np.stack([_render(a, image_size, (yy, rr), gen) for a in attributes])
 
+    if not isinstance(personality, (bool, np.bool_)):
+        raise ValueError(f"personality must be True or False, got {personality!r}.")
+    p = _check_float(personality_weight, "personality_weight", 0.0, 1.0) if personality else 0.0
     ratings = _simulate_ratings(_taste_features(attributes), _W0, n_raters,
-                                images_per_rater, c, noise, gen)
+                                images_per_rater, c, noise, gen,
+                                personality_weight=p if personality else None)
     return Bunch(
         images=images, attributes=attributes.astype(np.float32),
         attribute_names=list(ATTRIBUTE_NAMES), taste_feature_names=list(TASTE_FEATURE_NAMES),
@@ -264,18 +286,31 @@ def make_aesthetic_benchmark(
     )  # fmt: skip
 
 
-def _simulate_ratings(phi, w0, n_raters, images_per_rater, c, noise, gen):
+def _simulate_ratings(phi, w0, n_raters, images_per_rater, c, noise, gen,
+                      personality_weight=None):
     """The rater model shared by the built-in and the real-photo benchmarks.
 
     ``phi`` holds raw taste features per image and ``w0`` the consensus weights; ``gen``
     is a numpy Generator or RandomState. Returns the rating table and the ground truth
     as a dict (see :func:`make_aesthetic_benchmark` for the meaning of each key).
+    ``personality_weight=None`` draws no traits (and so the same numbers as before).
     """
     n_images = len(phi)
     phi = (phi - phi.mean(axis=0)) / _safe_sd(phi)
     w0 = w0 / _safe_sd(phi @ w0)
     deviation = gen.standard_normal((n_raters, phi.shape[1]))
     deviation /= _safe_sd(phi @ deviation.T)[:, None]
+    extra = {}
+    if personality_weight is not None:
+        traits = np.tanh(gen.standard_normal((n_raters, len(TRAIT_NAMES))))
+        loadings = gen.standard_normal((len(TRAIT_NAMES), phi.shape[1]))
+        driven = traits @ loadings
+        driven /= _safe_sd(phi @ driven.T)[:, None]
+        p = personality_weight
+        deviation = np.sqrt(1 - p) * deviation + np.sqrt(p) * driven
+        deviation /= _safe_sd(phi @ deviation.T)[:, None]
+        extra = dict(rater_traits=traits, trait_names=list(TRAIT_NAMES),
+                     trait_loadings=loadings)
     individuality = np.exp(_INDIVIDUALITY_LOG_SD * gen.standard_normal(n_raters))
     rater_weights = c * w0 + (1 - c) * individuality[:, None] * deviation
     latent_sd = np.sqrt(_safe_sd(phi @ rater_weights.T) ** 2 + noise**2)
@@ -294,8 +329,9 @@ def _simulate_ratings(phi, w0, n_raters, images_per_rater, c, noise, gen):
         image_index=image_index, y=y, groups=rater_ids[rater], rater_ids=rater_ids,
         taste_features=phi, rater_weights=rater_weights, consensus_weights=w0,
         consensus_score=phi @ w0, rater_individuality=individuality, rater_bias=bias,
-        rater_scale=scale, consensus_weight=c, noise=noise,
-    )
+        rater_scale=scale, consensus_weight=c, noise=noise, **extra,
+    ) | ({"personality": dict(zip(rater_ids.tolist(), extra["rater_traits"]))}
+         if extra else {})
 
 
 def _spearman(a, b):
@@ -324,7 +360,7 @@ def consensus_agreement(y, groups, image_index, min_others=2):
 
     Returns
     -------
-    agreement : ndarray of shape (n_raters_,)
+    agreement : ndarray of shape (n_raters,)
         Spearman correlation per rater, ordered as ``np.unique(groups)``; nan
         where undefined (fewer than 3 usable images, or constant scores).
 
@@ -372,7 +408,7 @@ def pairwise_agreement(y, groups, image_index, min_shared=5):
 
     Returns
     -------
-    agreement : ndarray of shape (n_raters_, n_raters_)
+    agreement : ndarray of shape (n_raters, n_raters)
         Symmetric matrix over the sorted unique rater ids, nan on the diagonal
         and where undefined.
     """

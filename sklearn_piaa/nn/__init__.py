@@ -2,5 +2,7 @@
 
 from .backbones import BACKBONES, Backbone, load_backbone
 from .head import AestheticHead, AestheticNet
+from .personality import PersonalityNet
 
-__all__ = ["AestheticHead", "AestheticNet", "Backbone", "BACKBONES", "load_backbone"]
+__all__ = ["AestheticHead", "AestheticNet", "Backbone", "BACKBONES", "load_backbone",
+           "PersonalityNet"]

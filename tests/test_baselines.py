@@ -1,0 +1,271 @@
+"""Tests of the Table-I baselines: PAM, FPMF, USAR, PA_IAA and per-user ridge."""
+
+import pickle
+
+import numpy as np
+import pytest
+from scipy.stats import spearmanr
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+
+from sklearn_piaa import (
+    ConsensusRidgeRegressor,
+    FPMFRegressor,
+    PAIAARegressor,
+    PAMRegressor,
+    TaskSet,
+    USARRegressor,
+    UserRidgeRegressor,
+)
+from sklearn_piaa.datasets import make_aesthetic_benchmark
+from sklearn_piaa.evaluation import evaluate_personalization
+from sklearn_piaa.report import compare_methods, format_table, paired_difference
+
+TRAITS = {f"r{u:02d}": np.tanh(np.random.RandomState(u).randn(5)) for u in range(12)}
+
+ESTIMATORS = [
+    UserRidgeRegressor(),
+    ConsensusRidgeRegressor(),
+    PAMRegressor(variant="both", attribute_columns=[6, 7], n_content_classes=5,
+                 random_state=0),
+    PAMRegressor(variant="content", n_content_classes=5, random_state=0),
+    FPMFRegressor(n_factors=3, n_components=8, max_iter=5, random_state=0),
+    USARRegressor(n_components=4, random_state=0),
+    USARRegressor(variant="ppr", n_components=4, random_state=0),
+    PAIAARegressor(personality=TRAITS, hidden_size=8, max_epochs=3, random_state=0),
+]
+
+
+def _ids(est):
+    return type(est).__name__ + getattr(est, "variant", "")
+
+
+def _truth_srocc(model, X, truth):
+    return spearmanr(model.predict(X), truth)[0]
+
+
+@pytest.mark.parametrize("est", ESTIMATORS, ids=_ids)
+def test_api_clone_and_pickle(est, ratings):
+    X, y, groups = ratings
+    with pytest.raises(NotFittedError):
+        clone(est).predict(X[:3])
+    fitted = clone(est).fit(X, y, groups=groups)
+    assert fitted.raters_ == sorted(set(groups.tolist()))
+    assert fitted.predict(X[:5]).shape == (5,)
+    user = fitted.personalize(X[:10], y[:10])
+    pred = user.predict(X[10:20])
+    assert pred.shape == (10,) and np.isfinite(pred).all()
+    # The same fit on a TaskSet and on row-wise arrays.
+    again = clone(est).fit(TaskSet.from_arrays(X, y, groups))
+    np.testing.assert_allclose(again.predict(X[:5]), fitted.predict(X[:5]))
+    assert clone(fitted).get_params().keys() == est.get_params().keys()
+    restored = pickle.loads(pickle.dumps(fitted))
+    np.testing.assert_allclose(restored.predict(X[:5]), fitted.predict(X[:5]))
+    restored_user = pickle.loads(pickle.dumps(user))
+    np.testing.assert_allclose(restored_user.predict(X[10:20]), pred)
+
+
+def _planted(n_users, per, n_images, make_score, rng, features):
+    """Rows of ``features`` rated by users whose scores ``make_score(u)`` gives."""
+    X, y, groups, truth = [], [], [], []
+    for u in range(n_users):
+        score = make_score(u)
+        idx = rng.choice(n_images, per, replace=False)
+        X.append(features[idx])
+        y.append(score[idx] + 0.1 * rng.randn(per))
+        groups += [f"u{u:02d}"] * per
+        truth.append(score)
+    return np.vstack(X), np.concatenate(y), np.array(groups), truth
+
+
+def test_fpmf_recovers_a_low_rank_rater_structure():
+    rng = np.random.RandomState(0)
+    F = rng.randn(300, 16)
+    V = rng.randn(16, 2)
+    P = rng.randn(50, 2)  # 40 training raters, 10 new ones, all in a 2-d taste space
+    X, y, groups, truth = _planted(50, 100, 300, lambda u: F @ V @ P[u], rng, F)
+    train = np.isin(groups, [f"u{u:02d}" for u in range(40)])
+    fpmf = FPMFRegressor(n_factors=2, n_components=16, random_state=0)
+    fpmf.fit(X[train], y[train], groups=groups[train])
+    ridge = ConsensusRidgeRegressor().fit(X[train], y[train], groups=groups[train])
+    got, base = [], []
+    for u in range(40, 50):
+        rows = np.flatnonzero(groups == f"u{u:02d}")[:10]
+        got.append(_truth_srocc(fpmf.personalize(X[rows], y[rows]), F, truth[u]))
+        base.append(_truth_srocc(ridge.personalize(X[rows], y[rows]), F, truth[u]))
+    # Ten ratings pin down a new rater's two factors once the item map is known.
+    assert np.mean(got) > 0.95
+    assert np.mean(got) > np.mean(base) + 0.2
+
+
+def test_pam_recovers_a_residual_linear_in_the_attributes():
+    rng = np.random.RandomState(1)
+    content, attrs = rng.randn(300, 12), rng.randn(300, 4)
+    F = np.hstack([content, attrs])
+    generic = content @ rng.randn(12)
+    W = 1.5 * rng.randn(40, 4)
+    X, y, groups, truth = _planted(40, 120, 300, lambda u: generic + attrs @ W[u], rng, F)
+    train = np.isin(groups, [f"u{u:02d}" for u in range(30)])
+    cols = [12, 13, 14, 15]
+    scores = {}
+    for variant in ("attributes", "content"):
+        pam = PAMRegressor(variant=variant, attribute_columns=cols, n_content_classes=8,
+                           random_state=0).fit(X[train], y[train], groups=groups[train])
+        scores[variant] = []
+        for u in range(30, 40):
+            rows = np.flatnonzero(groups == f"u{u:02d}")[:20]
+            scores[variant].append(_truth_srocc(pam.personalize(X[rows], y[rows]), F, truth[u]))
+        prior = [_truth_srocc(pam, F, truth[u]) for u in range(30, 40)]
+    assert np.mean(scores["attributes"]) > 0.9
+    assert np.mean(scores["attributes"]) > np.mean(scores["content"]) + 0.1
+    assert np.mean(scores["attributes"]) > np.mean(prior) + 0.1
+
+
+def test_usar_ppr_recovers_a_taste_for_images_like_a_favourite():
+    rng = np.random.RandomState(2)
+    F = rng.randn(300, 10)
+    unit = F / np.linalg.norm(F, axis=1, keepdims=True)
+    protos = rng.randn(30, 10)
+    X, y, groups, truth = _planted(30, 100, 300, lambda u: 2 * unit @ protos[u]
+                                   / np.linalg.norm(protos[u]), rng, F)
+    train = np.isin(groups, [f"u{u:02d}" for u in range(20)])
+    usar = USARRegressor(variant="ppr", n_components=10, random_state=0)
+    usar.fit(X[train], y[train], groups=groups[train])
+    got, prior = [], []
+    for u in range(20, 30):
+        rows = np.flatnonzero(groups == f"u{u:02d}")[:30]
+        got.append(_truth_srocc(usar.personalize(X[rows], y[rows]), F, truth[u]))
+        prior.append(_truth_srocc(usar, F, truth[u]))
+    assert np.mean(got) > 0.7
+    assert np.mean(got) > np.mean(prior) + 0.4
+
+
+def test_ridge_baselines_recover_a_linear_taste(ratings):
+    X, y, groups = ratings
+    rng = np.random.RandomState(3)
+    w = rng.randn(X.shape[1])
+    Xu = rng.randn(80, X.shape[1]).astype(np.float32)
+    yu = Xu @ w + 0.1 * rng.randn(80)
+    for cls in (UserRidgeRegressor, ConsensusRidgeRegressor):
+        user = cls().fit(X, y, groups=groups).personalize(Xu[:40], yu[:40])
+        assert spearmanr(user.predict(Xu[40:]), yu[40:])[0] > 0.9
+    # Without any own rating, the own-ratings ridge has no ranking at all.
+    assert np.ptp(UserRidgeRegressor().fit(X, y, groups=groups).predict(Xu)) == 0
+
+
+@pytest.fixture(scope="module")
+def personality_data():
+    data = make_aesthetic_benchmark(n_images=300, n_raters=60, images_per_rater=100,
+                                    image_size=16, consensus_weight=0.3, noise=0.2,
+                                    personality=True, personality_weight=1.0, random_state=0)
+    X = data.taste_features[data.image_index]
+    train = np.isin(data.groups, data.rater_ids[:48])
+    tasks = [TaskSet.from_arrays(X[m], data.y[m], data.groups[m]) for m in (train, ~train)]
+    return data, tasks[0], tasks[1]
+
+
+def test_pa_iaa_uses_a_personality_driven_taste(personality_data):
+    data, train, test = personality_data
+    shuffled = dict(zip(data.personality, np.random.RandomState(0).permutation(
+        list(data.personality.values()))))
+    means = {}
+    for name, table in (("true", data.personality), ("shuffled", shuffled)):
+        model = PAIAARegressor(personality=table, random_state=0).fit(train)
+        res = evaluate_personalization(model, test, n_support=10, n_repeats=3, random_state=0)
+        means[name] = res.summary[10]
+    # Ten ratings fit five trait weights: far beyond the generic prior.
+    assert means["true"]["personalized"].mean > means["true"]["prior"].mean + 0.2
+    # Traits that belong to other raters carry no such signal.
+    assert means["true"]["personalized"].mean > means["shuffled"]["personalized"].mean + 0.1
+
+
+def test_personality_option_of_the_benchmark(personality_data):
+    data = personality_data[0]
+    assert list(data.personality) == data.rater_ids.tolist()
+    traits = np.array(list(data.personality.values()))
+    assert traits.shape == (60, 5) and np.abs(traits).max() < 1
+    assert data.trait_names[0] == "openness"
+    # With personality_weight=1 each rater's deviation from the consensus is driven by
+    # their traits alone: it lies in the 5-d span of the trait loadings.
+    deviation = data.rater_weights - data.consensus_weight * data.consensus_weights
+    coef = np.linalg.lstsq(data.trait_loadings.T, deviation.T, rcond=None)[0]
+    np.testing.assert_allclose(data.trait_loadings.T @ coef, deviation.T, atol=1e-8)
+    plain = make_aesthetic_benchmark(n_images=30, n_raters=4, images_per_rater=12,
+                                     image_size=16, random_state=0)
+    assert "personality" not in plain and "rater_traits" not in plain
+    with pytest.raises(ValueError, match="personality_weight"):
+        make_aesthetic_benchmark(n_images=30, n_raters=4, images_per_rater=12,
+                                 image_size=16, personality=True, personality_weight=2.0)
+
+
+def test_bad_input_is_named(ratings):
+    X, y, groups = ratings
+    with pytest.raises(ValueError, match="personality=None: PAIAARegressor needs Big-Five"):
+        PAIAARegressor().fit(X, y, groups=groups)
+    partial = {r: t for r, t in TRAITS.items() if r not in ("r03", "r07")}
+    with pytest.raises(ValueError, match=r"no traits for 2 training rater\(s\): \['r03', 'r07'\]"):
+        PAIAARegressor(personality=partial).fit(X, y, groups=groups)
+    with pytest.raises(ValueError, match=r"in \[-1, 1\]"):
+        PAIAARegressor(personality={r: 3 * t for r, t in TRAITS.items()}).fit(
+            X, y, groups=groups)
+    with pytest.raises(ValueError, match="needs attribute_columns"):
+        PAMRegressor(variant="attributes").fit(X, y, groups=groups)
+    with pytest.raises(ValueError, match="attribute_columns must index"):
+        PAMRegressor(attribute_columns=[99]).fit(X, y, groups=groups)
+    with pytest.raises(ValueError, match="'variant' parameter of PAMRegressor"):
+        PAMRegressor(variant="colour").fit(X, y, groups=groups)
+    with pytest.raises(ValueError, match="alphas must be positive"):
+        UserRidgeRegressor(alphas=(0.0, 1.0)).fit(X, y, groups=groups)
+    model = ConsensusRidgeRegressor().fit(X, y, groups=groups)
+    with pytest.raises(ValueError, match="expecting 8 features"):
+        model.predict(X[:, :3])
+    with pytest.raises(ValueError, match="3 images but y has 2"):
+        model.personalize(X[:3], y[:2])
+    with pytest.raises(ValueError, match=r"unknown method\(s\) \['pamm'\]"):
+        compare_methods(TaskSet.from_arrays(X, y, groups), TaskSet.from_arrays(X, y, groups),
+                        algorithms=["pamm"])
+
+
+def test_compare_methods_with_baselines_gives_paired_differences(ratings, tiny_params):
+    X, y, groups = ratings
+    held = np.isin(groups, ["r09", "r10", "r11"])
+    train = TaskSet.from_arrays(X[~held], y[~held], groups[~held])
+    test = TaskSet.from_arrays(X[held], y[held], groups[held])
+    methods = ["blg", "consensus_ridge", "ridge", "fpmf", "pam", "pa_iaa"]
+    params = {"pam": {"attribute_columns": [6, 7], "n_content_classes": 5},
+              "fpmf": {"n_components": 8, "max_iter": 5},
+              "pa_iaa": {"personality": TRAITS, "max_epochs": 3}}
+    results = compare_methods(train, test, algorithms=methods, n_support=(5, 20),
+                              n_repeats=2, method_params=params, **tiny_params)
+    assert list(results) == methods
+    # Identical support and query draws for every method: paired comparisons.
+    for res in results.values():
+        np.testing.assert_array_equal(res.table["n_query"], results["blg"].table["n_query"])
+        np.testing.assert_array_equal(res.table["rater"], results["blg"].table["rater"])
+    diff = paired_difference(results["ridge"], results["blg"])
+    a, b = results["ridge"].table, results["blg"].table
+    sel = a["n_support"] == 20
+    by_rater = [np.mean((a["srocc_personalized"] - b["srocc_personalized"])[
+        sel & (a["rater"] == r)]) for r in ("r09", "r10", "r11")]
+    assert diff[20][0] == pytest.approx(np.mean(by_rater))
+    assert diff[20][1] == pytest.approx(np.std(by_rater, ddof=1) / np.sqrt(3))
+    text = format_table(results)
+    assert "vs blg @5" in text and "vs blg @20" in text
+    for label in ("BLG-PIAA", "consensus + residual ridge", "per-user ridge (own)", "FPMF",
+                  "PAM (attributes + content)", "PA_IAA"):
+        assert label in text
+    # The own-ratings ridge has no zero-shot ranking: its prior is reported as n/a.
+    own = next(line for line in text.splitlines() if line.startswith("per-user ridge"))
+    assert own.split()[-7] == "n/a"  # the prior column, before two paired differences
+
+
+def test_pam_on_images_measures_attributes_and_embeds(image_files):
+    paths = image_files * 3
+    groups = np.repeat(["a", "b", "c"], 12)
+    y = np.tile(np.arange(12) % 5 + 1.0, 3)
+    pam = PAMRegressor(backbone="tiny_cnn", n_content_classes=3, random_state=0)
+    pam.fit(paths, y, groups=groups)
+    assert pam.attribute_names_[0] == "brightness" and len(pam.attribute_columns_) == 10
+    assert pam.predict(image_files[:4]).shape == (4,)
+    user = pam.personalize(image_files[:6], y[:6])
+    assert np.isfinite(user.predict(image_files[6:])).all()
