@@ -2,7 +2,7 @@
 
 import numpy as np
 
-__all__ = ["plot_rater_srocc", "plot_finetune_history"]
+__all__ = ["plot_rater_srocc", "plot_finetune_history", "plot_parameter_study"]
 
 
 def _pyplot():
@@ -78,3 +78,59 @@ def plot_finetune_history(net, keys=("train_loss",), ax=None):
     ax.set_xlabel("epoch")
     ax.legend(fontsize="small")
     return ax
+
+
+def plot_parameter_study(search, params=None, axes=None):
+    """Score against each searched parameter, one panel each (the paper's Fig. 5).
+
+    Reads a fitted :class:`~sklearn.model_selection.GridSearchCV` (or any search with
+    ``cv_results_``). The paper varies one setting at a time -- support and query
+    sizes, tasks per batch k, inner steps S -- holding the others at their defaults:
+    give the search a list of grids, one per parameter (``[{"inner_steps": [1, 3,
+    5]}, {"tasks_per_batch": [1, 2, 4]}]``), and each panel shows the candidates of
+    its parameter. In a full grid, a panel shows the candidates whose other
+    parameters equal the best candidate's.
+
+    Parameters
+    ----------
+    search : fitted search estimator
+    params : list of str, default=None
+        Parameters to plot; ``None`` means every searched one.
+    axes : sequence of matplotlib Axes, default=None
+
+    Returns
+    -------
+    ndarray of matplotlib Axes
+    """
+    plt = _pyplot()
+    results = search.cv_results_
+    names = sorted({k[len("param_"):] for k in results if k.startswith("param_")})
+    params = names if params is None else list(params)
+    unknown = [p for p in params if p not in names]
+    if unknown:
+        raise ValueError(f"parameter(s) {unknown} were not searched; searched: {names}.")
+    if axes is None:
+        _, axes = plt.subplots(1, len(params), figsize=(3.2 * len(params), 3), squeeze=False)
+        axes = axes[0]
+    best = search.best_params_
+    mean, std = results["mean_test_score"], results["std_test_score"]
+    for ax, name in zip(axes, params):
+        column = results[f"param_{name}"]
+        rows = []
+        for i, cand in enumerate(results["params"]):
+            if name not in cand:
+                continue
+            others = {k: v for k, v in cand.items() if k != name}
+            # One-parameter grids have no others; full grids fix them at the best.
+            if all(best.get(k, v) == v for k, v in others.items()):
+                rows.append(i)
+        values = [column[i] for i in rows]
+        order = np.argsort(values, kind="stable")
+        rows = [rows[j] for j in order]
+        x = [column[i] for i in rows]
+        ax.errorbar(range(len(rows)), mean[rows], yerr=std[rows], marker="o", capsize=3)
+        ax.set_xticks(range(len(rows)), [f"{v:g}" if isinstance(v, float) else str(v)
+                                         for v in x])
+        ax.set_xlabel(name)
+        ax.set_ylabel("mean test score")
+    return np.asarray(axes)

@@ -129,6 +129,9 @@ def test_damaged_cache_entry_is_recomputed(odd_folder, tmp_path):
     a = MetaAestheticRegressor(**SMALL, cache_dir=cache).fit(good, y, groups=groups)
     entries = sorted(cache.rglob("*.npy"))
     assert len(entries) == len(good)
+    before = np.load(entries[0])
     entries[0].write_bytes(b"\x93NUMPY garbage")
     b = MetaAestheticRegressor(**SMALL, cache_dir=cache).fit(good, y, groups=groups)
-    np.testing.assert_allclose(a.predict(good), b.predict(good), rtol=1e-6)
+    # Recomputed alone rather than in a batch: equal up to the convolution's rounding.
+    np.testing.assert_allclose(np.load(entries[0]), before, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(a.predict(good), b.predict(good), rtol=1e-4)

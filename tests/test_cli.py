@@ -72,7 +72,9 @@ def _ratings_folder(tmp_path, n_images=24, n_raters=6, broken=False):
 
 
 def test_meta_train_personalize_predict_evaluate_from_the_command_line(tmp_path, capsys):
-    from sklearn_piaa import MetaAestheticRegressor, PersonalizedNet, load_model
+    import pytest
+
+    from sklearn_piaa import MetaAestheticRegressor, PersonalizedNet, PIAAWarning, load_model
 
     csv_path = _ratings_folder(tmp_path)
     prior = tmp_path / "prior.pt"
@@ -93,7 +95,8 @@ def test_meta_train_personalize_predict_evaluate_from_the_command_line(tmp_path,
 
     (tmp_path / "broken.jpg").write_bytes(b"not an image")
     scores = tmp_path / "scores.csv"
-    main(["predict", str(user), str(tmp_path), "-o", str(scores), "--quiet"])
+    with pytest.warns(PIAAWarning, match="broken.jpg"):
+        main(["predict", str(user), str(tmp_path), "-o", str(scores), "--quiet"])
     rows = [line.split(",") for line in scores.read_text().splitlines()[1:]]
     assert len(rows) == 25
     by_name = {r[0].rsplit("/", 1)[-1]: float(r[1]) for r in rows}

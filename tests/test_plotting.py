@@ -5,7 +5,11 @@ from sklearn_piaa import MetaAestheticRegressor, TaskSet
 from sklearn_piaa.evaluation import evaluate_personalization
 
 plt = pytest.importorskip("matplotlib.pyplot")
-from sklearn_piaa.plotting import plot_finetune_history, plot_rater_srocc  # noqa: E402
+from sklearn_piaa.plotting import (  # noqa: E402
+    plot_finetune_history,
+    plot_parameter_study,
+    plot_rater_srocc,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -31,3 +35,24 @@ def test_rater_bars_and_history(ratings, tiny_params):
     assert len(ax.lines[0].get_xdata()) == tiny_params["finetune_epochs"]
     with pytest.raises(ValueError, match="valid_loss"):
         plot_finetune_history(net, keys=("valid_loss",))
+
+
+def test_parameter_study_draws_one_panel_per_searched_parameter(ratings, tiny_params):
+    import sklearn
+    from sklearn.model_selection import GridSearchCV
+
+    from sklearn_piaa import UserGroupKFold, srocc_scorer
+
+    X, y, groups = ratings
+    grid = [{"inner_steps": [0, 2, 1]}, {"tasks_per_batch": [1, 3]}]
+    search = GridSearchCV(MetaAestheticRegressor(**{**tiny_params, "n_iterations": 3}), grid,
+                          cv=UserGroupKFold(2, random_state=0), scoring=srocc_scorer)
+    with sklearn.config_context(enable_metadata_routing=True):
+        search.fit(X, y, groups=groups)
+    axes = plot_parameter_study(search)
+    assert [ax.get_xlabel() for ax in axes] == ["inner_steps", "tasks_per_batch"]
+    assert [t.get_text() for t in axes[0].get_xticklabels()] == ["0", "1", "2"]
+    means = search.cv_results_["mean_test_score"]
+    np.testing.assert_allclose(axes[1].lines[0].get_ydata(), means[3:5])
+    with pytest.raises(ValueError, match="outer_lr"):
+        plot_parameter_study(search, params=["outer_lr"])

@@ -2,6 +2,8 @@
 
 import torch
 
+from ._stacked import stack_state, stackable, stacked_adapt
+
 __all__ = ["MetaLearner"]
 
 
@@ -30,6 +32,9 @@ class MetaLearner:
 
     #: False for baselines that leave the prior as initialized (no loop is run).
     meta_trains = True
+    #: Adapt a batch's tasks together where possible (see :meth:`step`); a switch for
+    #: comparisons and tests.
+    stacked = True
 
     def __init__(self, inner_lr=1e-3, inner_backbone_lr=1e-4, inner_steps=5, outer_lr=1e-2,
                  betas=(0.9, 0.99), weight_decay=1e-5):
@@ -77,7 +82,11 @@ class MetaLearner:
 
     def inner_optimizer(self, learner, lr_scale=1.0):
         """A fresh Adam over the learner (see :meth:`param_groups`)."""
-        return torch.optim.Adam(self.param_groups(learner, lr_scale), betas=tuple(self.betas),
+        return self.inner_optimizer_for(self.param_groups(learner, lr_scale), lr_scale)
+
+    def inner_optimizer_for(self, params, lr_scale=1.0):
+        """The inner optimizer over ``params`` (tensors or param groups): fused Adam."""
+        return torch.optim.Adam(params, lr=self.inner_lr * lr_scale, betas=tuple(self.betas),
                                 weight_decay=self.weight_decay, fused=True)
 
     def loss(self, learner, x, y):
@@ -93,15 +102,23 @@ class MetaLearner:
             optimizer.step()
         return float(loss.detach())
 
-    def adapt_task(self, prior_state, learner, support, query, lr_scale=1.0):
-        """Load the prior into ``learner`` and adapt it on support, then on query.
+    def phases(self, support, query):
+        """The sets a task's inner loop runs on, in order, ``inner_steps`` steps each.
 
-        Returns the last query loss.
+        BLG-PIAA: the support set, then the query set, with one optimizer throughout.
+        """
+        return [support, query]
+
+    def adapt_task(self, prior_state, learner, support, query, lr_scale=1.0):
+        """Load the prior into ``learner`` and adapt it on each of :meth:`phases`.
+
+        Returns the last loss (on the last phase's set).
         """
         self.load_prior(prior_state, learner)
         optimizer = self.inner_optimizer(learner, lr_scale)
-        self.adapt(learner, optimizer, *support)
-        return self.adapt(learner, optimizer, *query)
+        for x, y in self.phases(support, query):
+            loss = self.adapt(learner, optimizer, x, y)
+        return loss
 
     def state_dict(self):
         """State the algorithm carries across iterations (for checkpoints); none here."""
@@ -125,8 +142,14 @@ class MetaLearner:
     def step(self, prior, learner, tasks, lr_scale=1.0):
         """One outer iteration over ``tasks``, a list of ``((x_s, y_s), (x_q, y_q))``.
 
+        Algorithms with ``accumulate_stacked`` adapt all tasks at once when they can
+        (:func:`~sklearn_piaa.meta._stacked.stackable`): the same updates, run as
+        batched matrix products and one optimizer call per step instead of one per task.
+
         Returns the mean final query loss over tasks.
         """
+        if self.stacked and hasattr(self, "accumulate_stacked") and stackable(learner, tasks):
+            return self.step_stacked(prior, learner, tasks, lr_scale)
         prior_state = {n: t.detach().clone() for n, t in self.meta_state(prior).items()}
         acc = self.init_accumulator(prior)
         losses = []
@@ -136,3 +159,21 @@ class MetaLearner:
         with torch.no_grad():
             self.outer_update(prior, acc, len(tasks))
         return sum(losses) / len(losses)
+
+    def step_stacked(self, prior, learner, tasks, lr_scale=1.0):
+        """:meth:`step` with the tasks' inner loops run together on stacked weights."""
+        prior_state = {n: t.detach().clone() for n, t in self.meta_state(prior).items()}
+        learner.train()
+        params, buffers = stack_state(learner, prior_state, len(tasks))
+        optimizer = self.inner_optimizer_for(list(params.values()), lr_scale)
+        sets = [self.phases(s, q) for s, q in tasks]
+        for phase in range(len(sets[0])):
+            x = torch.stack([task[phase][0] for task in sets])
+            y = torch.stack([task[phase][1].reshape(-1) for task in sets])
+            losses = stacked_adapt(learner, params, buffers, optimizer, x, y,
+                                   self.inner_steps, self.loss)
+        acc = self.init_accumulator(prior)
+        with torch.no_grad():
+            self.accumulate_stacked(acc, prior_state, {**params, **buffers}, len(tasks))
+            self.outer_update(prior, acc, len(tasks))
+        return float(losses.mean())

@@ -39,6 +39,11 @@ class BLG(MetaLearner):
             for name, t in self.meta_state(learner).items():
                 acc[name].add_(prior_state[name] - t)
 
+    def accumulate_stacked(self, acc, prior_state, stacked, n_tasks):
+        """Add ``sum_i (theta - theta_i)`` of stacked adapted tasks to ``acc``."""
+        for name in acc:
+            acc[name].add_(prior_state[name] * n_tasks - stacked[name].sum(0))
+
     def outer_update(self, prior, acc, n_tasks):
         """``theta <- theta - outer_lr * mean_i(theta - theta_i)``."""
         for name, t in self.meta_state(prior).items():

@@ -29,11 +29,7 @@ class Merged(BLG):
        IEEE Transactions on Cybernetics, 52(3):1798-1811, 2022 (online 2020), Fig. 5(a).
     """
 
-    def adapt_task(self, prior_state, learner, support, query, lr_scale=1.0):
-        """Load the prior into ``learner`` and adapt it on support and query merged."""
-        self.load_prior(prior_state, learner)
-        x, y = self.merge(support, query)
-        optimizer = self.inner_optimizer(learner, lr_scale)
-        # Two runs of inner_steps with one optimizer: 2 * inner_steps consecutive steps.
-        self.adapt(learner, optimizer, x, y)
-        return self.adapt(learner, optimizer, x, y)
+    def phases(self, support, query):
+        """The merged task, twice: ``2 * inner_steps`` steps with one optimizer."""
+        merged = self.merge(support, query)
+        return [merged, merged]

@@ -32,12 +32,10 @@ class Reptile(BLG):
        Algorithms", arXiv:1803.02999, 2018.
     """
 
-    def inner_optimizer(self, learner, lr_scale=1.0):
-        """Plain SGD, head and backbone at their own learning rates."""
-        return torch.optim.SGD(self.param_groups(learner, lr_scale))
+    def inner_optimizer_for(self, params, lr_scale=1.0):
+        """Plain SGD (parameter groups carry the head's and backbone's own rates)."""
+        return torch.optim.SGD(params, lr=self.inner_lr * lr_scale)
 
-    def adapt_task(self, prior_state, learner, support, query, lr_scale=1.0):
-        """Load the prior into ``learner`` and adapt it on support and query merged."""
-        self.load_prior(prior_state, learner)
-        x, y = self.merge(support, query)
-        return self.adapt(learner, self.inner_optimizer(learner, lr_scale), x, y)
+    def phases(self, support, query):
+        """One set: the task's support and query merged."""
+        return [self.merge(support, query)]

@@ -1,0 +1,104 @@
+"""End to end at FLICKR-AES scale: embed, meta-train, evaluate -- and where the time goes.
+
+A synthetic stand-in of FLICKR-AES's size (40,000 images, 210 raters of which 37 are
+held out, about 1,000 ratings per rater so that each image has about 5 raters) is
+rendered by :func:`~sklearn_piaa.datasets.make_aesthetic_benchmark` and written to disk
+as JPEG files, so that decoding is part of the measurement as it is on the real data.
+Then, timed separately:
+
+1. embedding every image with EfficientNet-Lite0 into an on-disk cache;
+2. BLG meta-training, 1000 outer iterations at the paper's settings (head-only);
+3. the paper's protocol on the 37 held-out raters: 10 and 100 support images,
+   10 draws each (``evaluate_personalization``).
+
+Usage: ``python benchmarks/flickr_scale.py [--scale 1.0] [--workdir DIR]``. ``--scale``
+shrinks images, raters and iterations together (0.1: 4,000 images, 21 raters, 100
+iterations) for a quick look; the printed table says which scale ran. The full scale
+needs about 2 GB of disk under ``--workdir`` for JPEGs and cache.
+"""
+
+import argparse
+import os
+import resource
+import sys
+import tempfile
+import time
+
+import numpy as np
+from PIL import Image
+
+from sklearn_piaa import (
+    MetaAestheticRegressor,
+    TaskSet,
+    embed_images,
+    evaluate_personalization,
+)
+from sklearn_piaa.datasets import make_aesthetic_benchmark
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--scale", type=float, default=1.0)
+    ap.add_argument("--workdir", default=None, help="where JPEGs and the cache go "
+                                                    "(default: a temporary folder)")
+    ap.add_argument("--n-jobs", type=int, default=1)
+    args = ap.parse_args(argv)
+    n_images = int(round(40_000 * args.scale))
+    n_raters = max(4, int(round(210 * args.scale)))
+    n_test = max(2, int(round(37 * args.scale)))
+    per_rater = min(n_images, 1000)
+    iterations = max(10, int(round(1000 * args.scale)))
+    times = {}
+    with tempfile.TemporaryDirectory(dir=args.workdir) as work:
+        t0 = time.perf_counter()
+        data = make_aesthetic_benchmark(n_images=n_images, n_raters=n_raters,
+                                        images_per_rater=per_rater, image_size=256,
+                                        random_state=0)
+        files = []
+        for i, img in enumerate(data.images):
+            path = os.path.join(work, f"{i:05d}.jpg")
+            Image.fromarray(img).save(path, quality=90)
+            files.append(path)
+        del data.images  # from here on the images exist only as files
+        times["render + write JPEGs (setup, not counted)"] = time.perf_counter() - t0
+        X = [files[i] for i in data.image_index]
+        test_raters = set(data.rater_ids[-n_test:])
+        test = np.array([g in test_raters for g in data.groups])
+        train = TaskSet.from_arrays([x for x, t in zip(X, test) if not t], data.y[~test],
+                                    data.groups[~test])
+        held_out = TaskSet.from_arrays([x for x, t in zip(X, test) if t], data.y[test],
+                                       data.groups[test])
+
+        meta = MetaAestheticRegressor(n_iterations=iterations, cache_dir=os.path.join(
+            work, "cache"), random_state=0, verbose=1)
+        t1 = time.perf_counter()
+        embed_images(files, batch_size=64, cache_dir=os.path.join(work, "cache"))
+        times["1. embed all images (EfficientNet-Lite0, to disk cache)"] = \
+            time.perf_counter() - t1
+        t2 = time.perf_counter()
+        meta.fit(train)
+        times[f"2. meta-train {iterations} iterations (+ cache reads)"] = \
+            time.perf_counter() - t2
+        t3 = time.perf_counter()
+        result = evaluate_personalization(meta, held_out, n_support=(10, 100), n_repeats=10,
+                                          random_state=0, n_jobs=args.n_jobs, verbose=1)
+        times[f"3. evaluate {len(held_out)} raters x 10 draws at 10 and 100 images"] = \
+            time.perf_counter() - t3
+    print(f"\nscale {args.scale}: {n_images} images, {n_raters} raters ({n_test} held out), "
+          f"{len(data.y)} ratings")
+    total = 0.0
+    for name, seconds in times.items():
+        print(f"{name:<64}{seconds:>9.1f} s")
+        if "setup" not in name:
+            total += seconds
+    print(f"{'total (1-3)':<64}{total:>9.1f} s  ({total / 60:.1f} min; target 30 min at "
+          "scale 1)")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak memory (max RSS) {peak:.0f} MiB; meta-training {meta.fit_time_:.1f} s "
+          f"= {meta.fit_time_ / iterations:.3f} s/iteration")
+    print(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,263 @@
+"""Speed of meta-training, embedding, personalization and prediction, against yardsticks.
+
+Prints one table: each measured figure, the reference it is compared with (measured in
+the same run, on the same machine), their ratio, and the process's peak memory.
+
+- meta-training: seconds per BLG outer iteration at the paper's settings (k=4 raters,
+  S=5 steps, 80 support / 20 query images, 1280-d EfficientNet-Lite0-sized embeddings,
+  head 1024-512-1) through ``MetaAestheticRegressor.fit``, against the plain loop of
+  ``../shared/reference/naive_blg_loop.py`` (deep copy + Adam per task) on the same data
+  sizes, and against the package's own per-task path (tasks adapted one by one).
+  Achieved GFLOP/s (multiply-adds of the forward and backward passes, counted from the
+  layer sizes) are compared with a torch matmul of the same shapes, and the bytes Adam
+  must move with a measured memory copy rate: Adam touches every weight several times
+  per step, which bounds the loop from below however fast the matmuls are.
+- embedding: images/s from JPEG files on disk to cached embeddings (``embed_images``),
+  against the bare backbone forward on already-decoded tensors (batch 32, 224 px).
+- personalization of one rater on 100 cached embeddings with the default fine-tuning
+  (20 epochs), wall time including skorch; prediction of 10,000 cached embeddings.
+
+- with ``--whole-network``: one Adam step of EfficientNet-Lite0 + head in training
+  mode on 80 and on 20 images at 224 px, and the outer iteration they add up to.
+
+Usage: ``python benchmarks/speed.py [--iterations 30] [--repeats 5] [--images 256]
+[--whole-network]``.
+The naive loop is read from ``../shared`` and skipped (n/a) when that is absent; the
+embedding benchmark uses the photos there, or generated JPEGs of the same size.
+"""
+
+import argparse
+import importlib.util
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+from sklearn_piaa import MetaAestheticRegressor, embed_images
+from sklearn_piaa.meta import BLG
+from sklearn_piaa.nn import load_backbone
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SHARED = os.path.join(HERE, "..", "..", "shared")
+NAIVE = os.path.join(SHARED, "reference", "naive_blg_loop.py")
+PHOTOS = os.path.join(SHARED, "data", "photos")
+DIM, HIDDEN, K, STEPS, N_S, N_Q = 1280, (1024, 512), 4, 5, 80, 20
+
+
+def _median_time(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def flops_per_iteration():
+    """Multiply-add FLOPs of one outer iteration (forward + backward, all tasks)."""
+    sizes = list(zip((DIM, *HIDDEN), (*HIDDEN, 1)))
+    per_row_fwd = 2 * sum(i * o for i, o in sizes)
+    per_row_bwd = per_row_fwd + 2 * sum(i * o for i, o in sizes[1:])  # no input grad
+    return K * STEPS * (N_S + N_Q) * (per_row_fwd + per_row_bwd)
+
+
+def bytes_adam_per_iteration():
+    """Bytes Adam reads and writes per outer iteration (param, grad, 2 moments)."""
+    n_params = sum(i * o + o for i, o in zip((DIM, *HIDDEN), (*HIDDEN, 1)))
+    # read p, g, m, v; write p, m, v: 7 float32 arrays per update.
+    return K * 2 * STEPS * n_params * 7 * 4
+
+
+def matmul_gflops(repeats):
+    """GFLOP/s of torch matmuls shaped like one inner step's forward and backward."""
+    x = torch.randn(N_S, DIM)
+    w1, w2 = torch.randn(HIDDEN[0], DIM), torch.randn(HIDDEN[1], HIDDEN[0])
+    g1, g2 = torch.randn(N_S, HIDDEN[0]), torch.randn(N_S, HIDDEN[1])
+
+    def step():
+        for _ in range(20):
+            h = x @ w1.T
+            h @ w2.T
+            g2.T @ h
+            g2 @ w2
+            g1.T @ x
+    step()
+    seconds = _median_time(step, repeats)
+    flops = 20 * 2 * N_S * (DIM * HIDDEN[0] * 2 + HIDDEN[0] * HIDDEN[1] * 3)
+    return flops / seconds / 1e9
+
+
+def copy_gbytes(repeats):
+    """GB/s of a large float32 copy (read + write counted)."""
+    a, b = torch.empty(64 * 2**20 // 4), torch.empty(64 * 2**20 // 4)
+    a.normal_()
+    seconds = _median_time(lambda: b.copy_(a), repeats)
+    return 2 * a.numel() * 4 / seconds / 1e9
+
+
+def _rating_data(n_users=200, n_images=100, seed=0):
+    rng = np.random.RandomState(seed)
+    X = rng.randn(n_users * n_images, DIM).astype(np.float32)
+    y = rng.uniform(1, 5, n_users * n_images).astype(np.float32)
+    return X, y, np.repeat(np.arange(n_users), n_images)
+
+
+def meta_seconds_per_iteration(iterations, stacked=True):
+    X, y, groups = _rating_data()
+    old = BLG.stacked
+    BLG.stacked = stacked
+    try:
+        meta = MetaAestheticRegressor(backbone=None, hidden_sizes=HIDDEN, n_iterations=2,
+                                      random_state=0).fit(X, y, groups=groups)  # warm-up
+        meta.set_params(n_iterations=iterations).fit(X, y, groups=groups)
+    finally:
+        BLG.stacked = old
+    return meta.fit_time_ / iterations
+
+
+def naive_seconds_per_iteration(iterations):
+    if not os.path.isfile(NAIVE):
+        return None
+    spec = importlib.util.spec_from_file_location("naive_blg_loop", NAIVE)
+    naive = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(naive)
+    torch.manual_seed(0)
+    features = torch.randn(200, 100, DIM)
+    scores = torch.rand(200, 100) * 4 + 1
+    head = naive.make_head(DIM).train()
+    naive.meta_train(head, features, scores, 2)
+    t0 = time.perf_counter()
+    naive.meta_train(head, features, scores, iterations)
+    return (time.perf_counter() - t0) / iterations
+
+
+def _jpeg_files(n, tmp):
+    if os.path.isdir(PHOTOS):
+        files = sorted(os.path.join(PHOTOS, f) for f in os.listdir(PHOTOS)
+                       if f.lower().endswith((".jpg", ".jpeg")))
+        return files[:n], "../shared photos (longest side 320 px)"
+    from PIL import Image
+
+    rng = np.random.RandomState(0)
+    files = []
+    for i in range(n):
+        path = os.path.join(tmp, f"{i}.jpg")
+        base = rng.rand(8, 10, 3) * 255
+        img = Image.fromarray(base.astype(np.uint8)).resize((320, 256), Image.BICUBIC)
+        img.save(path, quality=90)
+        files.append(path)
+    return files, "generated 320x256 JPEGs"
+
+
+def embedding_rates(n_images, repeats):
+    backbone = load_backbone("efficientnet_lite0").eval().to(memory_format=torch.channels_last)
+    batch = torch.randn(32, 3, 224, 224).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        backbone(batch)
+        bare = 32 / _median_time(lambda: backbone(batch), repeats)
+    with tempfile.TemporaryDirectory() as tmp:
+        files, source = _jpeg_files(n_images, tmp)
+        embed_images(files[:32], batch_size=32)  # warm-up
+        seconds = []
+        for r in range(max(1, repeats // 2)):
+            cache = os.path.join(tmp, f"cache{r}")
+            t0 = time.perf_counter()
+            embed_images(files, batch_size=32, cache_dir=cache)
+            seconds.append(time.perf_counter() - t0)
+    return len(files) / statistics.median(seconds), bare, source
+
+
+def whole_network_step(n_images, repeats=2):
+    """Seconds of one Adam step of the whole network (EfficientNet-Lite0 + head)."""
+    from sklearn_piaa.nn import AestheticHead, AestheticNet
+
+    backbone = load_backbone("efficientnet_lite0")
+    net = AestheticNet(backbone, AestheticHead(backbone.out_features)).train()
+    net = net.to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-5, fused=True)
+    x = torch.randn(n_images, 3, 224, 224).contiguous(memory_format=torch.channels_last)
+    y = torch.rand(n_images) * 4 + 1
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = ((net(x).reshape(-1) - y) ** 2).mean()
+        loss.backward()
+        opt.step()
+    step()
+    return _median_time(step, repeats)
+
+
+def personalize_and_predict(repeats):
+    X, y, groups = _rating_data(n_users=40)
+    meta = MetaAestheticRegressor(backbone=None, hidden_sizes=HIDDEN, n_iterations=5,
+                                  random_state=0).fit(X, y, groups=groups)
+    Xu, yu = X[:100], y[:100]
+    meta.personalize(Xu, yu)  # warm-up
+    personalize = _median_time(lambda: meta.personalize(Xu, yu, random_state=0), repeats)
+    net = meta.personalize(Xu, yu, random_state=0)
+    X10k = np.random.RandomState(1).randn(10_000, DIM).astype(np.float32)
+    net.predict(X10k)
+    predict = _median_time(lambda: net.predict(X10k), repeats)
+    return personalize, predict
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--iterations", type=int, default=30, help="outer iterations timed")
+    ap.add_argument("--repeats", type=int, default=5, help="repeats of the short timings")
+    ap.add_argument("--images", type=int, default=256, help="images for the embedding rate")
+    ap.add_argument("--whole-network", action="store_true",
+                    help="also time whole-network training steps (about a minute)")
+    args = ap.parse_args(argv)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{os.cpu_count()} CPUs", flush=True)
+    rows = []
+    mm = matmul_gflops(args.repeats)
+    bw = copy_gbytes(args.repeats)
+    flops = flops_per_iteration()
+    adam_bytes = bytes_adam_per_iteration()
+    naive = naive_seconds_per_iteration(args.iterations)
+    per_task = meta_seconds_per_iteration(args.iterations, stacked=False)
+    ours = meta_seconds_per_iteration(args.iterations, stacked=True)
+    rows.append(("BLG meta-training, s/iteration (paper sizes)", ours,
+                 "naive loop (../shared/reference)", naive,
+                 None if naive is None else naive / ours, "x faster"))
+    rows.append(("", ours, "package, tasks one by one", per_task, per_task / ours,
+                 "x faster"))
+    rows.append(("  achieved GFLOP/s", flops / ours / 1e9, "torch matmul, same shapes", mm,
+                 flops / ours / 1e9 / mm, "of matmul"))
+    floor = flops / mm / 1e9 + adam_bytes / bw / 1e9
+    rows.append(("  s/iteration", ours, "floor: matmuls at that rate + Adam bytes at "
+                 f"{bw:.1f} GB/s", floor, floor / ours, "of floor"))
+    emb, bare, source = embedding_rates(args.images, args.repeats)
+    rows.append((f"embedding, images/s ({source})", emb, "bare backbone forward, batch 32",
+                 bare, emb / bare, "of bare"))
+    pers, pred = personalize_and_predict(args.repeats)
+    rows.append(("personalize 100 embeddings, 20 epochs, s", pers, "target", 0.3,
+                 0.3 / pers, "x target"))
+    rows.append(("predict 10,000 embeddings, s", pred, "target", 0.1, 0.1 / pred, "x target"))
+    if args.whole_network:
+        s80, s20 = whole_network_step(N_S), whole_network_step(N_Q)
+        per_it = K * STEPS * (s80 + s20)
+        rows.append(("whole network: one Adam step on 80 images, s", s80,
+                     "one step on 20 images, s", s20, None, ""))
+        rows.append(("whole network: one outer iteration (k=4, S=5), s", per_it,
+                     "head-only outer iteration, s", ours, per_it / ours, "x slower"))
+    print(f"\n{'measured':<52}{'value':>10}   {'reference':<58}{'value':>9}  ratio")
+    for name, value, ref, ref_value, ratio, unit in rows:
+        ref_text = "n/a" if ref_value is None else f"{ref_value:.4g}"
+        ratio_text = "n/a" if ratio is None else f"{ratio:.2f} {unit}"
+        print(f"{name:<52}{value:>10.4g}   {ref:<58}{ref_text:>9}  {ratio_text}")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"\npeak memory (max RSS) {peak:.0f} MiB; FLOPs per iteration "
+          f"{flops / 1e9:.1f} G; Adam traffic per iteration {adam_bytes / 1e9:.2f} GB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
