@@ -155,7 +155,9 @@ def run_table1(args, out=None):
         TaskSet.from_arrays(F[test], y[test], groups[test]),
         algorithms=args.algorithms, n_support=tuple(args.n_support),
         n_repeats=args.n_repeats, random_state=args.random_state, n_jobs=args.n_jobs,
-        verbose=1, backbone=None, n_iterations=args.n_iterations, outer_lr=args.outer_lr)
+        verbose=1, backbone=None, n_iterations=args.n_iterations, outer_lr=args.outer_lr,
+        # MAML's outer step is an Adam learning rate, not BLG's interpolation weight.
+        method_params={name: {"outer_lr": args.maml_outer_lr} for name in ("maml", "fomaml")})
     say(f"\nSROCC on held-out raters, mean ± std over raters ({args.n_repeats} draws each)")
     say(format_table(results))
     say(f"total {time.perf_counter() - t0:.1f}s")
@@ -481,7 +483,10 @@ def _build_parser():
                        help="support set sizes (columns)")
     table.add_argument("--n-repeats", type=int, default=3, help="random draws per rater")
     table.add_argument("--n-iterations", type=int, default=300, help="outer iterations")
-    table.add_argument("--outer-lr", type=float, default=0.1, help="outer step size")
+    table.add_argument("--outer-lr", type=float, default=0.1,
+                       help="outer step size of BLG, merged and Reptile")
+    table.add_argument("--maml-outer-lr", type=float, default=1e-3,
+                       help="learning rate of MAML's outer Adam (0.1 saturates its head)")
     table.add_argument("--backbone", default="efficientnet_lite0", help="image backbone")
     table.add_argument("--n-jobs", type=int, default=None, help="raters in parallel (joblib)")
     _add_common_args(table, device=False)

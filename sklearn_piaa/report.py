@@ -53,8 +53,8 @@ METHOD_LABELS = {**TABLE1_METHODS, **{name: row[0] for name, row in BASELINES.it
 
 def _make_method(name, random_state, method_params, estimator_params):
     if name not in BASELINES:
-        return MetaAestheticRegressor(algorithm=name, random_state=random_state,
-                                      **estimator_params, **method_params.get(name, {}))
+        return MetaAestheticRegressor(**{"algorithm": name, "random_state": random_state,
+                                         **estimator_params, **method_params.get(name, {})})
     _, cls, fixed = BASELINES[name]
     # The shared settings that a baseline has (backbone, device, ...) apply to it too.
     accepted = cls().get_params()
