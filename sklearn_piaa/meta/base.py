@@ -32,9 +32,10 @@ class MetaLearner:
 
     #: False for baselines that leave the prior as initialized (no loop is run).
     meta_trains = True
-    #: Adapt a batch's tasks together where possible (see :meth:`step`); a switch for
-    #: comparisons and tests.
-    stacked = True
+    #: Adapt a batch's tasks together where possible (see :meth:`step`). Off: on a
+    #: 2-core CPU the stacked loop measured slower than one task at a time (its larger
+    #: tensors are reallocated every step; ``benchmarks/speed.py``).
+    stacked = False
 
     def __init__(self, inner_lr=1e-3, inner_backbone_lr=1e-4, inner_steps=5, outer_lr=1e-2,
                  betas=(0.9, 0.99), weight_decay=1e-5):
