@@ -269,3 +269,20 @@ def test_pam_on_images_measures_attributes_and_embeds(image_files):
     assert pam.predict(image_files[:4]).shape == (4,)
     user = pam.personalize(image_files[:6], y[:6])
     assert np.isfinite(user.predict(image_files[6:])).all()
+
+
+def test_failed_refit_keeps_the_previous_fit(ratings, monkeypatch):
+    from sklearn_piaa import ConsensusRidgeRegressor
+
+    X, y, groups = ratings
+    model = ConsensusRidgeRegressor().fit(X, y, groups=groups)
+    before = model.predict(X[:5])
+
+    def fails(*args, **kwargs):
+        raise MemoryError("out of memory half-way")
+
+    # Fails after the new input adapter and scaler were made, on 3-column features.
+    monkeypatch.setattr(ConsensusRidgeRegressor, "_fit_prior", fails)
+    with pytest.raises(MemoryError):
+        model.fit(X[:, :3], y, groups=groups)
+    np.testing.assert_array_equal(model.predict(X[:5]), before)

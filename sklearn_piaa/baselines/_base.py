@@ -154,13 +154,21 @@ class BaselineRegressor(RegressorMixin, BaseEstimator):
         if len(alphas) == 0 or not (alphas > 0).all():
             raise ValueError(f"alphas must be positive numbers; got {self.alphas}.")
         rng = check_random_state(self.random_state)
-        self.input_ = self._make_input(tasks.X)
-        unique, inverse = self._embed_unique(tasks.X)
-        self.scaler_ = StandardScaler().fit(unique)
-        Z = self.scaler_.transform(unique)
-        self.score_range_ = (float(tasks.y.min()), float(tasks.y.max()))
-        self._fit_prior(Z, inverse, tasks.y.astype(np.float64), np.asarray(tasks.groups), rng)
-        self.raters_ = list(tasks.raters)
+        # A refit that fails part-way must leave the previous fit untouched.
+        previous = self.__dict__.copy()
+        try:
+            self.input_ = self._make_input(tasks.X)
+            unique, inverse = self._embed_unique(tasks.X)
+            self.scaler_ = StandardScaler().fit(unique)
+            Z = self.scaler_.transform(unique)
+            self.score_range_ = (float(tasks.y.min()), float(tasks.y.max()))
+            self._fit_prior(Z, inverse, tasks.y.astype(np.float64), np.asarray(tasks.groups),
+                            rng)
+            self.raters_ = list(tasks.raters)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(previous)
+            raise
         return self
 
     def _make_input(self, X):
