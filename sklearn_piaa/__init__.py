@@ -19,6 +19,7 @@ from .baselines import (
     UserRidgeRegressor,
 )
 from .evaluation import PersonalizationResult, evaluate_personalization
+from .explain import gradient_map
 from .metrics import (
     PersonalizedSROCCScorer,
     SROCCSummary,
@@ -36,6 +37,7 @@ __all__ = [
     "PersonalizedNet",
     "save_model",
     "load_model",
+    "gradient_map",
     "TaskSet",
     "embed_images",
     "srocc",

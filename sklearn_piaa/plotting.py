@@ -2,7 +2,8 @@
 
 import numpy as np
 
-__all__ = ["plot_rater_srocc", "plot_finetune_history", "plot_parameter_study"]
+__all__ = ["plot_rater_srocc", "plot_finetune_history", "plot_parameter_study",
+           "plot_gradient_map"]
 
 
 def _pyplot():
@@ -134,3 +135,40 @@ def plot_parameter_study(search, params=None, axes=None):
         ax.set_xlabel(name)
         ax.set_ylabel("mean test score")
     return np.asarray(axes)
+
+
+def plot_gradient_map(model, image, ax=None, alpha=0.6, cmap="inferno", title=None):
+    """The image with its input-gradient map on top (the paper's Figs. 7, 8 and 10).
+
+    Parameters
+    ----------
+    model : MetaAestheticRegressor or PersonalizedNet
+        As for :func:`~sklearn_piaa.gradient_map`.
+    image : str, path-like, PIL.Image.Image or ndarray (H, W, 3) uint8
+    ax : matplotlib Axes, default=None
+    alpha : float, default=0.6
+        Opacity of the map.
+    cmap : str, default="inferno"
+    title : str, default=None
+
+    Returns
+    -------
+    matplotlib Axes
+    """
+    from ._features import load_image
+    from .explain import gradient_map
+
+    plt = _pyplot()
+    saliency = gradient_map(model, image)
+    # Normalised per map: the figure compares where, not how much.
+    top = np.percentile(saliency, 99.5)
+    shown = np.clip(saliency / top, 0, 1) if top > 0 else saliency
+    size = saliency.shape[::-1]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(3, 3))
+    ax.imshow(np.asarray(load_image(image).resize(size)))
+    ax.imshow(shown, cmap=cmap, alpha=alpha)
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title, fontsize="small")
+    return ax

@@ -56,3 +56,17 @@ def test_parameter_study_draws_one_panel_per_searched_parameter(ratings, tiny_pa
     np.testing.assert_allclose(axes[1].lines[0].get_ydata(), means[3:5])
     with pytest.raises(ValueError, match="outer_lr"):
         plot_parameter_study(search, params=["outer_lr"])
+
+
+def test_gradient_map_plot_overlays_the_map():
+    from sklearn_piaa.plotting import plot_gradient_map
+
+    rng = np.random.RandomState(0)
+    imgs = rng.randint(0, 256, (24, 36, 36, 3)).astype(np.uint8)
+    y = np.clip(1 + imgs.mean((1, 2, 3)) / 64, 1, 5)
+    meta = MetaAestheticRegressor(backbone="tiny_cnn", hidden_sizes=(4,), n_iterations=2,
+                                  support_size=4, query_size=2, random_state=0)
+    meta.fit(imgs, y, groups=np.repeat(np.arange(3), 8))
+    ax = plot_gradient_map(meta, imgs[0], title="prior")
+    assert len(ax.images) == 2 and ax.get_title() == "prior"
+    assert ax.images[1].get_array().shape == (32, 32)

@@ -1,0 +1,78 @@
+"""Input-gradient maps of priors and personalized nets."""
+
+import numpy as np
+import pytest
+import torch
+
+from sklearn_piaa import MetaAestheticRegressor, gradient_map
+from sklearn_piaa._features import image_tensor, load_image
+
+
+def _images(n=40, seed=0):
+    rng = np.random.RandomState(seed)
+    imgs = rng.randint(0, 256, (n, 36, 36, 3)).astype(np.uint8)
+    # Taste: brightness of the left half.
+    y = np.clip(1 + imgs[:, :, :18].mean((1, 2, 3)) / 64 + 0.2 * rng.randn(n), 1, 5)
+    return imgs, y, np.repeat(np.arange(4), n // 4)
+
+
+@pytest.mark.parametrize("train_backbone", [False, True])
+def test_map_is_the_gradient_of_the_score(train_backbone):
+    imgs, y, groups = _images()
+    meta = MetaAestheticRegressor(backbone="tiny_cnn", train_backbone=train_backbone,
+                                  hidden_sizes=(8,), dropout=0.0, n_iterations=3,
+                                  support_size=6, query_size=3, random_state=0)
+    meta.fit(imgs, y, groups=groups)
+    signed = gradient_map(meta, imgs[0], reduce="none")
+    size = 32  # tiny_cnn's input size
+    assert signed.shape == (3, size, size) and signed.dtype == np.float32
+    np.testing.assert_allclose(gradient_map(meta, imgs[0]), np.abs(signed).max(0))
+    # Finite differences along the gradient, on the normalized input the network sees.
+    backbone = meta.input_.backbone if not train_backbone else meta.prior_net_.module_.backbone
+    x = image_tensor(load_image(imgs[0]), size, backbone.mean, backbone.std).unsqueeze(0)
+    norm = float(np.linalg.norm(signed))
+    direction = torch.from_numpy(signed / norm).unsqueeze(0)
+    module = meta.prior_net_.module_.eval()
+
+    def score(inp):
+        with torch.no_grad():
+            if train_backbone:
+                return float(module(inp))
+            return float(module(backbone.eval()(inp)))
+
+    eps = 1e-2
+    slope = (score(x + eps * direction) - score(x - eps * direction)) / (2 * eps)
+    assert norm > 0
+    assert slope == pytest.approx(norm, rel=0.05)
+
+
+def test_personalized_nets_have_their_own_maps():
+    imgs, y, groups = _images()
+    meta = MetaAestheticRegressor(backbone="tiny_cnn", hidden_sizes=(8,), n_iterations=3,
+                                  support_size=6, query_size=3, random_state=0)
+    meta.fit(imgs, y, groups=groups)
+    # The opposite taste, on the same scale.
+    likes_dark = meta.personalize(imgs, y.max() + y.min() - y, max_epochs=30, lr=1e-2)
+    prior_map = gradient_map(meta, imgs[1])
+    personal_map = gradient_map(likes_dark, imgs[1])
+    assert personal_map.shape == prior_map.shape
+    assert not np.allclose(prior_map, personal_map)
+    # Training/evaluation modes are restored afterwards.
+    meta.prior_net_.module_.train()
+    gradient_map(meta, imgs[1])
+    assert meta.prior_net_.module_.training
+
+
+def test_feature_models_and_bad_arguments_are_refused(ratings, tiny_params):
+    X, y, groups = ratings
+    meta = MetaAestheticRegressor(**tiny_params).fit(X, y, groups=groups)
+    image = np.zeros((8, 8, 3), np.uint8)
+    with pytest.raises(ValueError, match="precomputed features"):
+        gradient_map(meta, image)
+    with pytest.raises(TypeError, match="fitted MetaAestheticRegressor"):
+        gradient_map(object(), image)
+    imgs, yi, gi = _images()
+    fitted = MetaAestheticRegressor(backbone="tiny_cnn", hidden_sizes=(4,), n_iterations=1,
+                                    support_size=5, query_size=2).fit(imgs, yi, groups=gi)
+    with pytest.raises(ValueError, match="reduce"):
+        gradient_map(fitted, image, reduce="mean")
