@@ -48,7 +48,7 @@ def test_parameter_study_draws_one_panel_per_searched_parameter(ratings, tiny_pa
     search = GridSearchCV(MetaAestheticRegressor(**{**tiny_params, "n_iterations": 3}), grid,
                           cv=UserGroupKFold(2, random_state=0), scoring=srocc_scorer)
     with sklearn.config_context(enable_metadata_routing=True):
-        search.fit(X, y, groups=groups)
+        search = search.set_params(error_score="raise").fit(X, y, groups=groups)
     axes = plot_parameter_study(search)
     assert [ax.get_xlabel() for ax in axes] == ["inner_steps", "tasks_per_batch"]
     assert [t.get_text() for t in axes[0].get_xticklabels()] == ["0", "1", "2"]

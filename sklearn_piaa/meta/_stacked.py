@@ -66,7 +66,9 @@ def stacked_adapt(learner, params, buffers, optimizer, x, y, steps, loss):
 
     # Dropout masks differ between tasks, as they would in separate runs.
     batched = vmap(task_loss, randomness="different")
-    losses = torch.full((x.shape[0],), float("nan"))
+    if steps == 0:
+        with torch.no_grad():
+            return batched(params, buffers, x, y)
     for _ in range(steps):
         optimizer.zero_grad(set_to_none=True)
         losses = batched(params, buffers, x, y)

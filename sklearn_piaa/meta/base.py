@@ -95,7 +95,14 @@ class MetaLearner:
         return torch.mean((learner(x).reshape(-1) - y.reshape(-1)) ** 2)
 
     def adapt(self, learner, optimizer, x, y):
-        """``inner_steps`` optimizer steps on one set; returns the last loss."""
+        """``inner_steps`` optimizer steps on one set; returns the last loss.
+
+        With ``inner_steps=0`` nothing is updated and the loss of the unchanged learner
+        is returned.
+        """
+        if self.inner_steps == 0:
+            with torch.no_grad():
+                return float(self.loss(learner, x, y))
         for _ in range(self.inner_steps):
             optimizer.zero_grad(set_to_none=True)
             loss = self.loss(learner, x, y)
