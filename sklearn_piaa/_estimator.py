@@ -27,7 +27,7 @@ from ._progress import progress
 from ._tasks import as_tasks
 from ._warnings import PIAAWarning
 from .meta import ALGORITHMS
-from .nn import AestheticHead, AestheticNet, load_backbone
+from .nn import LOSSES, AestheticHead, AestheticLoss, AestheticNet, load_backbone
 
 __all__ = ["MetaAestheticRegressor"]
 
@@ -87,6 +87,11 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         Adam betas of the inner loop.
     weight_decay : float, default=1e-5
         Adam weight decay of the inner loop and of fine-tuning.
+    loss : {"mse", "rank", "mse+rank"}, default="mse"
+        Training loss of meta-training and of :meth:`personalize`: squared error (the
+        paper's), a pairwise logistic rank loss over the pairs of differently rated
+        images (:func:`~sklearn_piaa.nn.pairwise_rank_loss`; SROCC, the metric, is a
+        rank correlation), or their sum.
     lr_decay : float, default=0.9
         Factor applied to the inner learning rates every ``lr_decay_every`` iterations.
     lr_decay_every : int, default=100
@@ -202,6 +207,7 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         "outer_lr": [Interval(numbers.Real, 0, None, closed="left")],
         "betas": [tuple, list],
         "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
+        "loss": [StrOptions(set(LOSSES))],
         "lr_decay": [Interval(numbers.Real, 0, 1, closed="right")],
         "lr_decay_every": [Interval(numbers.Integral, 1, None, closed="left")],
         "finetune_epochs": [Interval(numbers.Integral, 0, None, closed="left")],
@@ -222,7 +228,8 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
                  train_backbone=False, hidden_sizes=(1024, 512), dropout=0.5, algorithm="blg",
                  n_iterations=1000, tasks_per_batch=4, support_size=80, query_size=20,
                  inner_steps=5, inner_lr=1e-3, inner_backbone_lr=1e-4, outer_lr=1e-2,
-                 betas=(0.9, 0.99), weight_decay=1e-5, lr_decay=0.9, lr_decay_every=100,
+                 betas=(0.9, 0.99), weight_decay=1e-5, loss="mse", lr_decay=0.9,
+                 lr_decay_every=100,
                  finetune_epochs=20, finetune_lr=None, finetune_batch_size=None,
                  score_range=None, batch_size=64, cache_dir=None, on_error="raise",
                  device="cpu", checkpoint_dir=None, checkpoint_every=100, random_state=None,
@@ -243,6 +250,7 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         self.outer_lr = outer_lr
         self.betas = betas
         self.weight_decay = weight_decay
+        self.loss = loss
         self.lr_decay = lr_decay
         self.lr_decay_every = lr_decay_every
         self.finetune_epochs = finetune_epochs
@@ -443,7 +451,8 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         learner_cls = ALGORITHMS[self.algorithm]
         algo = learner_cls(inner_lr=self.inner_lr, inner_backbone_lr=self.inner_backbone_lr,
                            inner_steps=self.inner_steps, outer_lr=self.outer_lr,
-                           betas=tuple(self.betas), weight_decay=self.weight_decay)
+                           betas=tuple(self.betas), weight_decay=self.weight_decay,
+                           loss=self.loss)
         if not algo.meta_trains:
             return np.empty(0), 0.0
         checkpoints = self._checkpointer(tasks, data)
@@ -489,6 +498,8 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         if batch_size is None:
             batch_size = -1 if self.train_backbone else 10  # -1: skorch's "all at once"
         return dict(
+            criterion=AestheticLoss,
+            criterion__kind=self.loss,
             lr=lr,
             optimizer__betas=tuple(self.betas),
             optimizer__weight_decay=self.weight_decay,

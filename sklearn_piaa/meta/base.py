@@ -2,6 +2,7 @@
 
 import torch
 
+from ..nn.losses import AestheticLoss
 from ._stacked import stack_state, stackable, stacked_adapt
 
 __all__ = ["MetaLearner"]
@@ -28,6 +29,8 @@ class MetaLearner:
         Outer step size.
     betas : (float, float)
     weight_decay : float
+    loss : {"mse", "rank", "mse+rank"}, default="mse"
+        Training loss of the inner loop (:class:`~sklearn_piaa.nn.AestheticLoss`).
     """
 
     #: False for baselines that leave the prior as initialized (no loop is run).
@@ -38,13 +41,14 @@ class MetaLearner:
     stacked = False
 
     def __init__(self, inner_lr=1e-3, inner_backbone_lr=1e-4, inner_steps=5, outer_lr=1e-2,
-                 betas=(0.9, 0.99), weight_decay=1e-5):
+                 betas=(0.9, 0.99), weight_decay=1e-5, loss="mse"):
         self.inner_lr = inner_lr
         self.inner_backbone_lr = inner_backbone_lr
         self.inner_steps = inner_steps
         self.outer_lr = outer_lr
         self.betas = betas
         self.weight_decay = weight_decay
+        self.criterion = AestheticLoss(loss)
 
     @staticmethod
     def meta_state(module):
@@ -91,8 +95,9 @@ class MetaLearner:
                                 weight_decay=self.weight_decay, fused=True)
 
     def loss(self, learner, x, y):
-        """Squared error, the paper's training loss."""
-        return torch.mean((learner(x).reshape(-1) - y.reshape(-1)) ** 2)
+        """The training loss of ``learner`` on ``(x, y)``: by default squared error, the
+        paper's."""
+        return self.criterion(learner(x), y)
 
     def adapt(self, learner, optimizer, x, y):
         """``inner_steps`` optimizer steps on one set; returns the last loss.

@@ -2,7 +2,8 @@
 
 from .backbones import BACKBONES, Backbone, load_backbone
 from .head import AestheticHead, AestheticNet
+from .losses import LOSSES, AestheticLoss, pairwise_rank_loss
 from .personality import PersonalityNet
 
 __all__ = ["AestheticHead", "AestheticNet", "Backbone", "BACKBONES", "load_backbone",
-           "PersonalityNet"]
+           "PersonalityNet", "AestheticLoss", "pairwise_rank_loss", "LOSSES"]
