@@ -59,7 +59,7 @@ def main(argv=None):
             path = os.path.join(work, f"{i:05d}.jpg")
             Image.fromarray(img).save(path, quality=90)
             files.append(path)
-        del data.images  # from here on the images exist only as files
+        del data["images"]  # from here on the images exist only as files
         times["render + write JPEGs (setup, not counted)"] = time.perf_counter() - t0
         X = [files[i] for i in data.image_index]
         test_raters = set(data.rater_ids[-n_test:])
