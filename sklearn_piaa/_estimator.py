@@ -401,19 +401,28 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
                     "rows": torch.as_tensor(inverse, device=device), "y": y, "dim": dim}
             return head, embedder, data, tasks
         # Decoding every image once now beats failing on a bad file hours into training.
-        failed = unreadable_images(tasks.X, backbone.input_size, self.on_error)
-        if failed:
-            bad = np.zeros(tasks.n_ratings, dtype=bool)
-            bad[list(failed)] = True
+        bad = self._unreadable_rows(tasks.X, backbone.input_size, stacklevel=5)
+        if bad.any():
             tasks = self._drop_rows(tasks, bad)
             y = torch.as_tensor(tasks.y, device=device)
-            warnings.warn(f"{len(failed)} rating(s) of unreadable images left out "
-                          "(on_error='skip'): " + "; ".join(list(failed.values())[:10]),
-                          PIAAWarning, stacklevel=4)
         net, adapter = self._architecture(backbone, dim, score_range, device)
         data = {"images": ImageDataset(tasks.X, None, backbone.input_size, backbone.mean,
                                        backbone.std, train=True), "y": y, "dim": dim}
         return net, adapter, data, tasks
+
+    def _unreadable_rows(self, X, size, stacklevel):
+        """Mask of the rows of ``X`` whose image cannot be decoded; warns naming them.
+
+        With ``on_error="raise"`` the first bad file raises instead.
+        """
+        failed = unreadable_images(X, size, self.on_error)
+        bad = np.zeros(n_samples(X), dtype=bool)
+        bad[list(failed)] = True
+        if failed:
+            warnings.warn(f"{len(failed)} unreadable image(s) left out (on_error='skip'): "
+                          + "; ".join(list(failed.values())[:10]), PIAAWarning,
+                          stacklevel=stacklevel)
+        return bad
 
     @staticmethod
     def _drop_rows(tasks, bad):
@@ -548,13 +557,7 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
             X = self.input_.transform(X)  # warns, cached for the fit below
             bad = np.isnan(X[:, 0])
         else:
-            failed = unreadable_images(X, self.input_.size)
-            bad = np.zeros(len(y), dtype=bool)
-            bad[list(failed)] = True
-            if failed:
-                warnings.warn(f"{len(failed)} unreadable image(s) left out: "
-                              + "; ".join(list(failed.values())[:10]), PIAAWarning,
-                              stacklevel=3)
+            bad = self._unreadable_rows(X, self.input_.size, stacklevel=4)
         if bad.all():
             raise ValueError("none of the rater's images could be read (on_error='skip').")
         return (take(X, np.flatnonzero(~bad)), y[~bad]) if bad.any() else (X, y)

@@ -261,9 +261,8 @@ def run_predict(args, out=None):
     """Run ``sklearn-piaa predict``: score images with a saved prior or personalized net."""
     say = _printer(out)
     model = load_model(args.model, device=args.device)
-    prior = model.prior_ if isinstance(model, PersonalizedNet) else model
-    prior.on_error = args.on_error
-    adapter = prior.input_
+    # The input adapter decodes the images: how it treats bad files is all that matters.
+    adapter = (model.prior_ if isinstance(model, PersonalizedNet) else model).input_
     for attr, value in (("on_error", args.on_error), ("progress", not args.quiet)):
         if hasattr(adapter, attr):
             setattr(adapter, attr, value)
