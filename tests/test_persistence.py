@@ -1,13 +1,24 @@
-"""save_model / load_model: weights + config round trips, versions, devices."""
+"""save_model / load_model: weights + config round trips, versions, devices, baselines."""
 
+import copy
 import os
 import pickle
 
 import numpy as np
 import pytest
 import torch
+from sklearn.base import clone
 
 from sklearn_piaa import MetaAestheticRegressor, PIAAWarning, _persistence, load_model, save_model
+from sklearn_piaa.baselines import (
+    ConsensusRidgeRegressor,
+    FPMFRegressor,
+    PAIAARegressor,
+    PAMRegressor,
+    PersonalizedBaseline,
+    USARRegressor,
+    UserRidgeRegressor,
+)
 
 
 @pytest.fixture
@@ -134,7 +145,7 @@ def test_save_refuses_what_it_cannot_store(prior, tmp_path):
     meta, X, y = prior
     with pytest.raises(ValueError, match="not fitted"):
         save_model(MetaAestheticRegressor(), tmp_path / "x.pt")
-    with pytest.raises(TypeError, match="MetaAestheticRegressor or a PersonalizedNet"):
+    with pytest.raises(TypeError, match="MetaAestheticRegressor, a PersonalizedNet"):
         save_model(object(), tmp_path / "x.pt")
     custom = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1),
                                  torch.nn.Flatten())
@@ -164,3 +175,145 @@ def test_save_never_leaves_a_partial_file(prior, tmp_path, monkeypatch):
         save_model(meta, path)
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["p.pt"]
+
+
+# -- baselines ------------------------------------------------------------------------
+
+TRAITS = {f"r{u:02d}": np.tanh(np.random.RandomState(u).randn(5)) for u in range(12)}
+
+BASELINES = [
+    UserRidgeRegressor(),
+    ConsensusRidgeRegressor(),
+    PAMRegressor(variant="both", attribute_columns=[6, 7], n_content_classes=5,
+                 random_state=0),
+    PAMRegressor(variant="content", n_content_classes=5, random_state=0),
+    FPMFRegressor(n_factors=3, n_components=8, max_iter=5, random_state=0),
+    USARRegressor(n_components=4, random_state=0),
+    USARRegressor(variant="ppr", n_components=4, random_state=0),
+    PAIAARegressor(personality=TRAITS, hidden_size=8, max_epochs=3, random_state=0),
+]
+
+
+def _same_params(a, b):
+    pa, pb = a.get_params(), b.get_params()
+    assert pa.keys() == pb.keys()
+    for key in pa:
+        if key == "personality":  # a dict of arrays: compared rater by rater
+            assert pa[key].keys() == pb[key].keys()
+            for rater in pa[key]:
+                np.testing.assert_array_equal(pa[key][rater], pb[key][rater])
+        else:
+            assert pa[key] == pb[key], key
+
+
+@pytest.mark.parametrize("est", BASELINES,
+                         ids=lambda e: type(e).__name__ + getattr(e, "variant", ""))
+def test_baseline_round_trip_predicts_and_personalizes_identically(est, ratings, tmp_path):
+    X, y, groups = ratings
+    fitted = clone(est).fit(X, y, groups=groups)
+    save_model(fitted, tmp_path / "b.pt")
+    loaded = load_model(tmp_path / "b.pt")
+    assert type(loaded) is type(fitted)
+    _same_params(loaded, fitted)
+    assert loaded.raters_ == fitted.raters_ and loaded.score_range_ == fitted.score_range_
+    # Bit for bit: the fitted arrays keep their dtype and memory order.
+    np.testing.assert_array_equal(loaded.predict(X), fitted.predict(X))
+    a = fitted.personalize(X[:15], y[:15]).predict(X[15:60])
+    b = loaded.personalize(X[:15], y[:15]).predict(X[15:60])
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("est", [BASELINES[1], BASELINES[5], BASELINES[7]],
+                         ids=["ConsensusRidge", "USAR", "PA_IAA"])
+def test_personalized_baseline_round_trip(est, ratings, tmp_path):
+    X, y, groups = ratings
+    fitted = clone(est).fit(X, y, groups=groups)
+    user = fitted.personalize(X[:20], 10 * y[:20], score_range=(10, 50))
+    save_model(user, tmp_path / "user.pt")
+    loaded = load_model(tmp_path / "user.pt")
+    assert isinstance(loaded, PersonalizedBaseline) and loaded.score_range == (10, 50)
+    np.testing.assert_array_equal(loaded.predict(X), user.predict(X))
+    # The rater's own fit was stored, not refitted: its prior alone predicts otherwise.
+    assert not np.allclose(loaded.predict(X), loaded.prior.predict(X))
+    np.testing.assert_array_equal(loaded.prior.predict(X), fitted.predict(X))
+
+
+@pytest.mark.parametrize("cls", [PAMRegressor, ConsensusRidgeRegressor])
+def test_image_baselines_store_their_backbone(cls, tmp_path):
+    imgs, y, groups = _images()
+    params = {"n_content_classes": 3} if cls is PAMRegressor else {}
+    fitted = cls(backbone="tiny_cnn", random_state=0, **params).fit(imgs, y, groups=groups)
+    user = fitted.personalize(imgs[:10], y[:10])
+    save_model(fitted, tmp_path / "b.pt")
+    save_model(user, tmp_path / "u.pt")
+    # tiny_cnn is randomly initialized: only the file can bring its weights back.
+    with torch.random.fork_rng():
+        torch.manual_seed(123)
+        loaded, loaded_user = load_model(tmp_path / "b.pt"), load_model(tmp_path / "u.pt")
+    np.testing.assert_array_equal(loaded.predict(imgs), fitted.predict(imgs))
+    np.testing.assert_array_equal(loaded_user.predict(imgs), user.predict(imgs))
+    np.testing.assert_array_equal(loaded.personalize(imgs[:10], y[:10]).predict(imgs),
+                                  user.predict(imgs))
+
+
+def test_baseline_file_with_an_unknown_class_is_refused(ratings, tmp_path):
+    X, y, groups = ratings
+    save_model(ConsensusRidgeRegressor().fit(X, y, groups=groups), tmp_path / "b.pt")
+    state = torch.load(tmp_path / "b.pt", weights_only=True)  # plain data only
+    assert state["kind"] == "baseline"
+    assert state["fitted"]["generic_"]["__sklearn__"] == "RidgeCV"
+
+    def edited(change):
+        s = copy.deepcopy(state)
+        change(s)
+        torch.save(s, tmp_path / "edited.pt")
+        return tmp_path / "edited.pt"
+
+    bad = edited(lambda s: s["fitted"]["generic_"].update(__sklearn__="SVR"))
+    with pytest.raises(ValueError, match=r"edited.pt asks to rebuild a scikit-learn class "
+                                         r"'SVR', which is not one a model file may hold"):
+        load_model(bad)
+    with pytest.raises(ValueError, match="baseline 'Pipeline'"):
+        load_model(edited(lambda s: s.update(estimator="Pipeline")))
+    with pytest.raises(ValueError, match="torch module 'Linear'"):
+        load_model(edited(lambda s: s["fitted"].update(
+            generic_={"__module__": "Linear", "args": {}, "state": {}})))
+    with pytest.raises(ValueError, match="entries are damaged"):
+        load_model(edited(lambda s: s.pop("fitted")))
+    with pytest.raises(ValueError, match="of kind 'forest'"):
+        load_model(edited(lambda s: s.update(kind="forest")))
+    with pytest.warns(PIAAWarning, match="saved with scikit-learn 0.1"):
+        load_model(edited(lambda s: s.update(sklearn_version="0.1")))
+
+
+def test_save_refuses_baselines_it_cannot_store(ratings, tmp_path):
+    X, y, groups = ratings
+    with pytest.raises(ValueError, match="ConsensusRidgeRegressor is not fitted"):
+        save_model(ConsensusRidgeRegressor(), tmp_path / "x.pt")
+    with pytest.raises(ValueError, match="PersonalizedBaseline is not fitted"):
+        save_model(PersonalizedBaseline(ConsensusRidgeRegressor()), tmp_path / "x.pt")
+
+    class MyRidge(ConsensusRidgeRegressor):
+        pass
+
+    with pytest.raises(TypeError, match="MyRidge has code of its own"):
+        save_model(MyRidge().fit(X, y, groups=groups), tmp_path / "x.pt")
+    custom = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1),
+                                 torch.nn.Flatten())
+    imgs, yi, gi = _images()
+    fitted = ConsensusRidgeRegressor(backbone=custom).fit(imgs, yi, groups=gi)
+    with pytest.raises(TypeError, match="custom backbone"):
+        save_model(fitted, tmp_path / "x.pt")
+    assert not os.path.exists(tmp_path / "x.pt")
+
+
+def test_baseline_with_efficientnet_stores_only_its_fingerprint(tmp_path):
+    imgs, y, groups = _images(n=24)
+    fitted = ConsensusRidgeRegressor(backbone="efficientnet_lite0").fit(imgs, y, groups=groups)
+    save_model(fitted, tmp_path / "b.pt")
+    state = torch.load(tmp_path / "b.pt", weights_only=True)
+    # The shipped ImageNet weights are not copied into every file.
+    assert state["backbone"] is None and isinstance(state["backbone_fingerprint"], str)
+    assert os.path.getsize(tmp_path / "b.pt") < 100_000
+    np.testing.assert_array_equal(load_model(tmp_path / "b.pt").predict(imgs),
+                                  fitted.predict(imgs))

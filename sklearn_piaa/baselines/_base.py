@@ -48,6 +48,21 @@ def consensus_scores(y, inverse, n_images):
     return total / np.maximum(count, 1)
 
 
+def _on_readable(Z, score):
+    """``score(Z)`` on rows without NaN; NaN for the others.
+
+    An image the embedder could not read (``on_error="skip"``) has a NaN embedding and
+    gets a NaN score, never a made-up one; scikit-learn's models refuse NaN input.
+    """
+    ok = np.isfinite(Z).all(axis=1)
+    if ok.all():
+        return score(Z)
+    out = np.full(len(Z), np.nan)
+    if ok.any():
+        out[ok] = score(Z[ok])
+    return out
+
+
 def _fit_pca(Z, n_components, rng):
     # At most one component fewer than there are images, and no more than features.
     return PCA(min(n_components, Z.shape[1], max(len(Z) - 1, 1)), random_state=rng).fit(Z)
@@ -181,6 +196,10 @@ class BaselineRegressor(RegressorMixin, BaseEstimator):
         backbone = load_backbone(self.backbone, self.backbone_weights)
         if isinstance(self.backbone, torch.nn.Module):
             backbone = copy.deepcopy(backbone)  # never modify the user's module
+        return self._image_input(backbone)
+
+    def _image_input(self, backbone):
+        """The input adapter over a built backbone (``load_model`` rebuilds it here too)."""
         device = resolve_device(self.device)
         return ImageEmbedder(backbone.to(device), device, self.batch_size, self.cache_dir)
 
@@ -234,7 +253,7 @@ class BaselineRegressor(RegressorMixin, BaseEstimator):
         ndarray of shape (n_samples,)
         """
         check_is_fitted(self, "scaler_")
-        return self._base(self._transform(X))
+        return _on_readable(self._transform(X), self._base)
 
     def personalize(self, X, y, random_state=None, score_range=None):
         """Fit the per-user model on one rater's support images.
@@ -303,4 +322,5 @@ class PersonalizedBaseline(RegressorMixin, BaseEstimator):
     def predict(self, X):
         """The rater's predicted scores."""
         check_is_fitted(self, "state_")
-        return self.prior._user_predict(self.prior._transform(X), self.state_, self._rescale)
+        return _on_readable(self.prior._transform(X), lambda Z: self.prior._user_predict(
+            Z, self.state_, self._rescale))

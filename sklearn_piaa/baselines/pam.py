@@ -133,9 +133,8 @@ class PAMRegressor(BaselineRegressor):
                          batch_size=batch_size, cache_dir=cache_dir, device=device,
                          random_state=random_state)
 
-    def _make_input(self, X):
-        input_ = super()._make_input(X)
-        return input_ if self.backbone is None else _AttributeInput(input_, self.attribute_size)
+    def _image_input(self, backbone):
+        return _AttributeInput(super()._image_input(backbone), self.attribute_size)
 
     def _fit_prior(self, Z, inverse, y, groups, rng):
         width = Z.shape[1]
