@@ -8,6 +8,7 @@ from ._estimator import MetaAestheticRegressor
 from ._features import embed_images
 from ._persistence import load_model, save_model
 from ._personalize import PersonalizedNet
+from ._task_vectors import TaskVectorRegressor
 from ._tasks import TaskSet
 from ._warnings import PIAAWarning, UndefinedSROCCWarning
 from .baselines import (
@@ -18,7 +19,11 @@ from .baselines import (
     USARRegressor,
     UserRidgeRegressor,
 )
-from .evaluation import PersonalizationResult, evaluate_personalization
+from .evaluation import (
+    PersonalizationResult,
+    compare_support_strategies,
+    evaluate_personalization,
+)
 from .explain import gradient_map
 from .metrics import (
     PersonalizedSROCCScorer,
@@ -29,12 +34,14 @@ from .metrics import (
     srocc_scorer,
 )
 from .model_selection import SupportQuerySplit, UserGroupKFold, UserGroupShuffleSplit
+from .support import SupportSelector, select_support
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
     "MetaAestheticRegressor",
     "PersonalizedNet",
+    "TaskVectorRegressor",
     "save_model",
     "load_model",
     "gradient_map",
@@ -47,6 +54,9 @@ __all__ = [
     "PersonalizedSROCCScorer",
     "evaluate_personalization",
     "PersonalizationResult",
+    "compare_support_strategies",
+    "SupportSelector",
+    "select_support",
     "SROCCSummary",
     "UserGroupKFold",
     "UserGroupShuffleSplit",

@@ -592,6 +592,12 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
             net's ``prior_`` attribute (a reference, not a copy).
         """
         check_is_fitted(self, "prior_net_")
+        X, y, (low, high) = self._check_rater(X, y, score_range)
+        return self._finetune(X, y, random_state, None if score_range is None else (low, high),
+                              **net_params)
+
+    def _check_rater(self, X, y, score_range=None):
+        """One rater's ``X, y`` checked (and unreadable images dropped); their scale."""
         # float32 first: the network trains on float32, and score_range_ was measured on
         # float32 ratings, so a float64 y can only fail the range check by rounding.
         y = np.asarray(y, dtype=np.float32).astype(np.float64).reshape(-1)
@@ -612,15 +618,22 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
                 f"e.g. {y[outside][:3].tolist()}. If this rater uses another scale than the "
                 "prior's training data, pass score_range=(low, high) of that scale.")
         X, y = self._readable(X, y)
+        return X, y, (low, high)
+
+    def _finetune(self, X, y, random_state, score_range, module=None, **net_params):
+        """Fine-tune a copy of ``module`` (default: the prior) on checked ``X, y``."""
         if random_state is None:
             random_state = self.random_state
         seed = check_random_state(random_state).randint(np.iinfo(np.int32).max)
         net = clone(self.prior_net_)
+        if module is not None:
+            # skorch guards its module attribute once set; a new net takes another one.
+            net = type(net)(**{**net.get_params(deep=False), "module": module})
         net.set_params(**{**self._finetune_params(), **net_params})
         if score_range is not None:
             for m in net.module.modules():
                 if isinstance(m, AestheticHead):
-                    m.set_score_range(low, high)
+                    m.set_score_range(*score_range)
         with seeded(seed, self.prior_net_.device):
             net.fit(X, y.astype(np.float32))
         net.prior_ = self  # what save_model needs to rebuild the architecture

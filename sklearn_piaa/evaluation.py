@@ -1,5 +1,6 @@
 """The paper's evaluation protocol: personalize held-out raters on 10 / 100 images."""
 
+import numbers
 import warnings
 from dataclasses import dataclass, field
 
@@ -7,13 +8,15 @@ import numpy as np
 from joblib import Parallel, delayed
 from sklearn.utils import check_random_state
 
-from ._inputs import take
+from ._inputs import FEATURES, input_kind, take
 from ._progress import progress
 from ._tasks import TaskSet
 from ._warnings import PIAAWarning, UndefinedSROCCWarning
 from .metrics import SROCCSummary, aggregate_srocc, srocc
+from .support import SupportSelector
 
-__all__ = ["evaluate_personalization", "PersonalizationResult"]
+__all__ = ["evaluate_personalization", "PersonalizationResult",
+           "compare_support_strategies"]
 
 _FIELDS = [("rater", object), ("repeat", np.int64), ("n_support", np.int64),
            ("n_query", np.int64), ("srocc_prior", np.float64),
@@ -171,3 +174,180 @@ def _per_rater_summary(rows, column):
         ok = np.isfinite(values)
         means.append(values[ok].mean() if ok.any() else np.nan)
     return aggregate_srocc(means)
+
+
+def _selection_features(prior, X):
+    """Embeddings to choose support images from: ``X`` itself, or through the prior."""
+    if input_kind(X) == FEATURES:
+        return X
+    adapter = getattr(prior, "input_", None)
+    if not hasattr(adapter, "transform"):
+        raise ValueError(
+            "the test raters' X are images, but the prior has no embedding input adapter "
+            "(prior.input_ with a transform method, as a MetaAestheticRegressor with a "
+            "frozen backbone has) to choose support images by; pass embeddings instead.")
+    return adapter.transform(X)
+
+
+def _query_size(n_query, n_images):
+    if isinstance(n_query, numbers.Integral):
+        return int(n_query)
+    return int(round(n_query * n_images))
+
+
+def _one_rater_support(prior, X, y, rater, seeds, n_support, n_query, selectors,
+                       personalize_params):
+    rows = {name: [] for name in ("random", *selectors)}
+    prior_pred = prior.predict(X)
+    F = _selection_features(prior, X)
+    n_q = _query_size(n_query, len(y))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedSROCCWarning)
+        for repeat, seed in enumerate(seeds):
+            # The query set is drawn first and shared by every strategy: differences
+            # between strategies are paired on identical test images.
+            perm = np.random.RandomState(seed).permutation(len(y))
+            qry, pool = perm[:n_q], perm[n_q:]
+            scored_prior = srocc(y[qry], prior_pred[qry])
+            for k in n_support:
+                if n_q < 2 or len(pool) < k:
+                    continue
+                chosen = {"random": pool[:k]}  # nested over k, as in the default protocol
+                for name, sel in selectors.items():
+                    chosen[name] = pool[sel.select(take(F, pool), k)]
+                for name, sup in chosen.items():
+                    net = prior.personalize(take(X, sup), y[sup], random_state=seed,
+                                            **personalize_params)
+                    rows[name].append((rater, repeat, k, n_q, scored_prior,
+                                       srocc(y[qry], net.predict(take(X, qry)))))
+    return rows
+
+
+def compare_support_strategies(prior, test_tasks, selectors, n_support=(10, 25),
+                               n_query=0.5, n_repeats=10, random_state=None, n_jobs=None,
+                               score_range=None, verbose=0):
+    """Personalized SROCC with chosen versus random support sets, on the same query images.
+
+    For each test rater and repeat, a random query set of ``n_query`` images is held
+    out; the rest is the pool. From the pool, each selector picks ``n_support``
+    images (:meth:`SupportSelector.select` on the pool's embeddings) and, for
+    reference, ``n_support`` images are drawn at random (``"random"``). The prior is
+    personalized on each support set with the same seed and scored by SROCC on the
+    *same* query set, so every strategy is compared to random on identical raters,
+    query images and fine-tuning seeds: :func:`sklearn_piaa.report.paired_difference`
+    of a strategy's result and ``results["random"]`` is the paired gain of choosing.
+
+    Parameters
+    ----------
+    prior : MetaAestheticRegressor
+        A fitted estimator (anything with ``predict`` and ``personalize``).
+    test_tasks : TaskSet or dict
+        Held-out raters. With images as ``X``, the candidates are embedded through the
+        prior's input adapter (``prior.input_``, a frozen backbone's embedder).
+    selectors : dict or list of SupportSelector
+        Name -> selector (a list is named by each selector's ``strategy``), fitted on
+        training raters over the same embeddings where the strategy needs it. The name
+        ``"random"`` is reserved for the protocol's own random support.
+    n_support : int or tuple of int, default=(10, 25)
+    n_query : int or float, default=0.5
+        Query images per rater: a number, or a fraction of each rater's images. A
+        rater is skipped at a support size larger than its pool (images left after
+        the query set), or when fewer than 2 query images remain.
+    n_repeats : int, default=10
+    random_state : int, RandomState instance or None, default=None
+        A fixed value gives identical tables whatever ``n_jobs`` (with selectors whose
+        own ``random_state`` is fixed or unused).
+    n_jobs : int, default=None
+        Raters in parallel (:class:`joblib.Parallel`).
+    score_range : (float, float), default=None
+        The test raters' scale, when it differs from the prior's.
+    verbose : int, default=0
+        Show a progress bar over raters on stderr when positive.
+
+    Returns
+    -------
+    dict
+        ``"random"`` and each selector's name -> :class:`PersonalizationResult`; the
+        ``srocc_prior`` column is the same in all of them (same query sets).
+
+    See Also
+    --------
+    evaluate_personalization : the paper's protocol (random support, all other images
+        as query).
+    SupportSelector : the strategies.
+
+    References
+    ----------
+    .. [1] H. Zhu et al., "Personalized Image Aesthetics Assessment via Meta-Learning
+       With Bilevel Gradient Optimization", IEEE Transactions on Cybernetics, 2022.
+    .. [2] O. Sener and S. Savarese, "Active Learning for Convolutional Neural
+       Networks: A Core-Set Approach", ICLR 2018.
+    """
+    if isinstance(test_tasks, dict):
+        test_tasks = TaskSet.from_mapping(test_tasks)
+    if not isinstance(test_tasks, TaskSet):
+        raise TypeError("test_tasks must be a TaskSet or a dict rater -> (X, y); got "
+                        f"{type(test_tasks).__name__}.")
+    if isinstance(selectors, SupportSelector):
+        selectors = [selectors]
+    if not isinstance(selectors, dict):
+        selectors = list(selectors)
+        names = [getattr(s, "strategy", None) for s in selectors]
+        if len(set(names)) != len(names):
+            raise ValueError(f"selectors share a strategy name {names}; pass a dict "
+                             "name -> selector to tell them apart.")
+        selectors = dict(zip(names, selectors))
+    if not selectors:
+        raise ValueError("selectors is empty: pass at least one SupportSelector.")
+    bad = [name for name, s in selectors.items() if not hasattr(s, "select")]
+    if bad:
+        raise TypeError(f"selectors {bad} have no select(X, n) method; pass "
+                        "SupportSelector instances.")
+    if "random" in selectors:
+        raise ValueError("the name 'random' is the protocol's own random support set; "
+                         "name your selector differently (pass a dict).")
+    n_support = (n_support,) if np.isscalar(n_support) else tuple(n_support)
+    if not n_support or any(int(k) < 1 for k in n_support):
+        raise ValueError(f"n_support must be positive integers; got {n_support}.")
+    if isinstance(n_query, bool) or not (
+            isinstance(n_query, numbers.Integral) and n_query >= 2
+            or isinstance(n_query, numbers.Real) and 0 < n_query < 1):
+        raise ValueError("n_query must be an integer of at least 2 or a fraction in "
+                         f"(0, 1); got {n_query!r}.")
+    if int(n_repeats) < 1:
+        raise ValueError(f"n_repeats must be at least 1; got {n_repeats}.")
+    rng = check_random_state(random_state)
+    seeds = rng.randint(np.iinfo(np.int32).max, size=(len(test_tasks), int(n_repeats)))
+    sizes = test_tasks.sizes()
+    skipped = {}
+    for k in n_support:
+        skipped[k] = [(r, n) for r, n in sizes.items()
+                      if _query_size(n_query, n) < 2 or n - _query_size(n_query, n) < k]
+        if skipped[k]:
+            warnings.warn(f"{len(skipped[k])} rater(s) have too few images for a query "
+                          f"set of {n_query} and a pool of {k} and are skipped at "
+                          f"n_support={k}: "
+                          + ", ".join(f"{r!r} ({n})" for r, n in skipped[k][:10]),
+                          PIAAWarning, stacklevel=2)
+    extra = {} if score_range is None else {"score_range": score_range}
+    jobs = (delayed(_one_rater_support)(prior, *test_tasks[r], r, seeds[i], n_support,
+                                        n_query, selectors, extra)
+            for i, r in enumerate(test_tasks.raters))
+    bar = progress(total=len(test_tasks), desc="support", unit="rater",
+                   enabled=bool(verbose))
+    rows = {name: [] for name in ("random", *selectors)}
+    for part in Parallel(n_jobs=n_jobs, return_as="generator")(jobs):
+        for name in rows:
+            rows[name] += part[name]
+        bar.update()
+    bar.close()
+    results = {}
+    for name, found in rows.items():
+        table = np.array(found, dtype=_FIELDS)
+        summary = {}
+        for k in n_support:
+            sel = table[table["n_support"] == k]
+            summary[k] = {col: _per_rater_summary(sel, f"srocc_{col}")
+                          for col in ("prior", "personalized")}
+        results[name] = PersonalizationResult(table, summary, dict(skipped))
+    return results

@@ -5,6 +5,7 @@ import time
 import numpy as np
 
 from ._estimator import MetaAestheticRegressor
+from ._task_vectors import TaskVectorRegressor
 from .baselines import (
     ConsensusRidgeRegressor,
     FPMFRegressor,
@@ -16,7 +17,8 @@ from .baselines import (
 from .evaluation import evaluate_personalization
 from .meta import ALGORITHMS
 
-__all__ = ["TABLE1_METHODS", "BASELINES", "METHOD_LABELS", "compare_methods",
+__all__ = ["TABLE1_METHODS", "BASELINES", "TASK_VECTOR_METHODS", "METHOD_LABELS",
+           "compare_methods",
            "paired_difference", "format_table"]
 
 #: Baseline rows: name -> (label, estimator class, fixed parameters).
@@ -31,6 +33,14 @@ BASELINES = {
     "pa_iaa": ("PA_IAA", PAIAARegressor, {}),
     "ridge": ("per-user ridge (own)", UserRidgeRegressor, {}),
     "consensus_ridge": ("consensus + residual ridge", ConsensusRidgeRegressor, {}),
+}
+
+#: Task-vector rows (:class:`TaskVectorRegressor`): name -> (label, algorithm of the
+#: base network, epochs of fine-tuning after the combination).
+TASK_VECTOR_METHODS = {
+    "tv_average": ("task vectors (generic base)", "average", 0),
+    "tv_blg": ("task vectors (BLG base)", "blg", 0),
+    "tv_blg_finetune": ("task vectors (BLG base) + fine-tune", "blg", 20),
 }
 
 #: Rows of BLG-PIAA's Table I that run with no input beyond ratings: name -> label.
@@ -48,10 +58,18 @@ TABLE1_METHODS = {
 }
 
 #: Every row this package can report: name -> label.
-METHOD_LABELS = {**TABLE1_METHODS, **{name: row[0] for name, row in BASELINES.items()}}
+METHOD_LABELS = {**TABLE1_METHODS, **{name: row[0] for name, row in BASELINES.items()},
+                 **{name: row[0] for name, row in TASK_VECTOR_METHODS.items()}}
 
 
 def _make_method(name, random_state, method_params, estimator_params):
+    if name in TASK_VECTOR_METHODS:
+        _, algorithm, epochs = TASK_VECTOR_METHODS[name]
+        # The base is the same estimator as that algorithm's own row: the same prior.
+        base = _make_method(algorithm, random_state, method_params, estimator_params)
+        return TaskVectorRegressor(**{"base": base, "finetune_epochs": epochs,
+                                      "random_state": random_state,
+                                      **method_params.get(name, {})})
     if name not in BASELINES:
         return MetaAestheticRegressor(**{"algorithm": name, "random_state": random_state,
                                          **estimator_params, **method_params.get(name, {})})
@@ -79,8 +97,9 @@ def compare_methods(train_tasks, test_tasks, algorithms=tuple(TABLE1_METHODS),
     ----------
     train_tasks, test_tasks : TaskSet
     algorithms : iterable of str, default=all of ``TABLE1_METHODS``
-        Meta-learning algorithms of :class:`MetaAestheticRegressor` and baselines of
-        :data:`BASELINES` (any name in :data:`METHOD_LABELS`).
+        Meta-learning algorithms of :class:`MetaAestheticRegressor`, baselines of
+        :data:`BASELINES` and task-vector rows of :data:`TASK_VECTOR_METHODS` (any name
+        in :data:`METHOD_LABELS`).
     n_support : tuple of int, default=(10, 100)
     n_repeats : int, default=10
     random_state : int, default=0
@@ -109,10 +128,10 @@ def compare_methods(train_tasks, test_tasks, algorithms=tuple(TABLE1_METHODS),
         Method name -> :class:`PersonalizationResult`.
     """
     method_params, method_tasks = method_params or {}, method_tasks or {}
-    unknown = sorted(set(algorithms) - set(ALGORITHMS) - set(BASELINES))
+    known = set(ALGORITHMS) | set(BASELINES) | set(TASK_VECTOR_METHODS)
+    unknown = sorted(set(algorithms) - known)
     if unknown:
-        raise ValueError(f"unknown method(s) {unknown}; choose from "
-                         f"{sorted(set(ALGORITHMS) | set(BASELINES))}.")
+        raise ValueError(f"unknown method(s) {unknown}; choose from {sorted(known)}.")
     results = {}
     for name in algorithms:
         t0 = time.perf_counter()

@@ -1,0 +1,479 @@
+"""Personalization by task-vector customization (Yun & Choo, ECCV 2024)."""
+
+import copy
+import numbers
+import warnings
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, RegressorMixin, _fit_context, clone
+from sklearn.cluster import KMeans
+from sklearn.frozen import FrozenEstimator
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+from torch.func import functional_call
+
+from ._device import seeded
+from ._estimator import MetaAestheticRegressor
+from ._progress import progress
+from ._tasks import as_tasks
+from ._warnings import PIAAWarning
+from .nn import AestheticLoss
+from .nn.losses import LOSSES
+
+__all__ = ["TaskVectorRegressor"]
+
+# The head's output mapping: a property of the rater's scale, not of a task.
+_NOT_COMBINED = ("score_low", "score_span")
+
+
+def _weights_of(source, index):
+    """The network inside a fitted model, for reading its weights."""
+    if isinstance(source, MetaAestheticRegressor):
+        check_is_fitted(source, "prior_net_")
+        source = source.prior_net_
+    module = getattr(source, "module_", source)
+    if not isinstance(module, torch.nn.Module):
+        raise TypeError(f"sources[{index}] must be a fitted MetaAestheticRegressor, a fitted "
+                        f"skorch net or an nn.Module; got {type(source).__name__}.")
+    return module
+
+
+def _combinable(module):
+    """Names of the floating-point entries of ``module``'s state that task vectors move."""
+    return [name for name, t in module.state_dict().items()
+            if t.is_floating_point() and name.rsplit(".", 1)[-1] not in _NOT_COMBINED]
+
+
+def _as_inputs(adapter, X, device):
+    """``X`` as one tensor the network eats (embeddings, or evaluation-mode images)."""
+    data = adapter(X)
+    if isinstance(data, torch.utils.data.Dataset):
+        if hasattr(data, "train"):
+            data.train = False  # no augmentation while fitting coefficients
+        data = torch.stack([data[i][0] for i in range(len(data))])
+    return torch.as_tensor(np.asarray(data) if not torch.is_tensor(data) else data,
+                           dtype=torch.float32, device=device)
+
+
+def _fold_batch_norm(module, weights):
+    """The same evaluation-mode network with each batch norm's statistics in its affine.
+
+    Torch's batch norm takes no gradient through its running statistics, yet they move
+    with the coefficients like the weights do. In evaluation mode batch norm is
+    ``w (x - mean) / sqrt(var + eps) + b``, so folding the statistics into ``w`` and
+    ``b`` (and passing mean 0, var ``1 - eps``) computes the same function, differentiably.
+    """
+    out = dict(weights)
+    for name, m in module.named_modules():
+        if not isinstance(m, torch.nn.modules.batchnorm._BatchNorm) or not m.affine:
+            continue
+        p = f"{name}." if name else ""
+        mean, var = out.get(p + "running_mean"), out.get(p + "running_var")
+        if mean is None or var is None:
+            continue
+        scale = out[p + "weight"] / torch.sqrt(var + m.eps)
+        out[p + "weight"], out[p + "bias"] = scale, out[p + "bias"] - scale * mean
+        out[p + "running_mean"] = torch.zeros_like(mean).detach()
+        out[p + "running_var"] = torch.full_like(var, 1 - m.eps).detach()
+    return out
+
+
+class TaskVectorRegressor(RegressorMixin, BaseEstimator):
+    """Personalize by mixing task vectors: per-user coefficients over fine-tuned models.
+
+    Task-vector customization [1]_: a base network ``theta_0`` and ``K`` fine-tuned
+    versions of it ``theta_k`` give task vectors ``tau_k = theta_k - theta_0``. A new
+    rater's model is ``theta_0 + sum_k lambda_k tau_k`` (one coefficient per vector, or
+    one per vector and weight tensor with ``coefficients="layer"``), with the
+    coefficients -- a handful of numbers -- fitted to the rater's few ratings with a
+    pairwise rank loss. Optionally the combined network is then fine-tuned like
+    :meth:`MetaAestheticRegressor.personalize` (``finetune_epochs``).
+
+    ``fit`` trains the base (any :class:`MetaAestheticRegressor`: a generic model with
+    ``algorithm="average"``, or the BLG prior) and the fine-tuned versions: by default
+    one per cluster of training raters (raters grouped by the direction in which their
+    ratings pull the base's output layer), or one per group that ``sources`` names
+    (e.g. the data set each rater comes from); ``sources`` may also be a list of models
+    fine-tuned elsewhere from the same base.
+
+    Parameters
+    ----------
+    base : MetaAestheticRegressor, default=None
+        The base network's estimator, cloned and fitted on the training raters in
+        ``fit``; wrap a fitted one in :class:`sklearn.frozen.FrozenEstimator` to use it
+        as it is. ``None`` means ``MetaAestheticRegressor(algorithm="average")`` (a
+        generic model of the pooled ratings, with the default backbone).
+    sources : "clusters", dict or list, default="clusters"
+        Where the fine-tuned versions come from: ``"clusters"`` -- ``n_sources``
+        clusters of the training raters, the base fine-tuned on each cluster's pooled
+        ratings; a dict ``rater -> group label`` -- one version per group (every
+        training rater must have a label); a list of fitted models with the base's
+        architecture (fitted :class:`MetaAestheticRegressor`, skorch nets such as
+        :class:`PersonalizedNet`, or ``nn.Module``), taken as they are.
+    n_sources : int, default=8
+        Number of rater clusters with ``sources="clusters"``.
+    source_epochs : int, default=10
+        Epochs of fine-tuning the base on each group's ratings.
+    source_lr : float, default=1e-4
+        Adam learning rate of that fine-tuning.
+    source_batch_size : int, default=32
+    coefficients : {"global", "layer"}, default="global"
+        One coefficient per task vector, or one per task vector and weight tensor.
+    coef_steps : int, default=100
+        Adam steps (full batch) on the coefficients in :meth:`personalize`.
+    coef_lr : float, default=0.05
+        Their learning rate.
+    coef_l2 : float, default=1.0
+        Penalty ``coef_l2 / n * sum(lambda ** 2)`` for ``n`` ratings (a Gaussian prior
+        against the mean loss): with few ratings, stay near the base.
+    loss : {"rank", "mse", "mse+rank"}, default="rank"
+        Loss of the coefficient fit; see :class:`~sklearn_piaa.nn.AestheticLoss`.
+    finetune_epochs : int, default=0
+        Epochs of ordinary fine-tuning of the combined network afterwards, with the
+        base's fine-tuning settings (``finetune_lr``, ``finetune_batch_size``); 0: none.
+    random_state : int, RandomState instance or None, default=None
+    verbose : int, default=0
+        Progress bar over the sources on stderr when positive.
+
+    Attributes
+    ----------
+    base_ : MetaAestheticRegressor
+        The fitted base.
+    source_names_ : list
+        One label per task vector (cluster numbers, group labels or list positions).
+    source_raters_ : dict
+        Label -> training raters whose ratings made that version (empty for given
+        models).
+    task_vectors_ : dict
+        Weight name -> tensor of shape ``(n_sources, *weight.shape)``: each source's
+        fine-tuned minus base weights.
+    score_range_ : tuple of float
+        The base's rating scale.
+
+    See Also
+    --------
+    MetaAestheticRegressor : the bilevel-meta-learned prior (a good ``base``).
+
+    Notes
+    -----
+    Yun & Choo form task vectors from models fine-tuned on several public aesthetics and
+    quality databases. With one data set of raters (as here, offline), the sources are
+    groups of its raters instead; with a dict ``sources`` that names each rater's data
+    set, the original setting is recovered. The coefficients start at 0 (the base); the
+    network is used in evaluation mode while they are fitted (dropout off, batch
+    normalization with its running statistics, which are combined like the weights).
+
+    References
+    ----------
+    .. [1] J. Yun and J. Choo, "Scaling Up Personalized Image Aesthetic Assessment via
+       Task Vector Customization", ECCV 2024.
+    .. [2] G. Ilharco et al., "Editing Models with Task Arithmetic", ICLR 2023.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_piaa import MetaAestheticRegressor, TaskVectorRegressor
+    >>> rng = np.random.RandomState(0)
+    >>> X = rng.randn(400, 8).astype(np.float32)
+    >>> users = np.repeat(np.arange(8), 50)
+    >>> y = np.clip(3 + X[:, 0] * np.where(users % 2, 1, -1) + 0.3 * rng.randn(400), 1, 5)
+    >>> base = MetaAestheticRegressor(backbone=None, hidden_sizes=(16,),
+    ...                               algorithm="average", n_iterations=30, random_state=0)
+    >>> tv = TaskVectorRegressor(base, n_sources=2, random_state=0).fit(X, y, groups=users)
+    >>> net = tv.personalize(X[:10], y[:10])
+    >>> net.predict(X[10:13]).shape
+    (3,)
+    """
+
+    __metadata_request__fit = {"groups": True}
+
+    _parameter_constraints = {
+        "base": [MetaAestheticRegressor, BaseEstimator, None],
+        "sources": [StrOptions({"clusters"}), dict, list, tuple],
+        "n_sources": [Interval(numbers.Integral, 1, None, closed="left")],
+        "source_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
+        "source_lr": [Interval(numbers.Real, 0, None, closed="neither")],
+        "source_batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "coefficients": [StrOptions({"global", "layer"})],
+        "coef_steps": [Interval(numbers.Integral, 0, None, closed="left")],
+        "coef_lr": [Interval(numbers.Real, 0, None, closed="neither")],
+        "coef_l2": [Interval(numbers.Real, 0, None, closed="left")],
+        "loss": [StrOptions(set(LOSSES))],
+        "finetune_epochs": [Interval(numbers.Integral, 0, None, closed="left")],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(self, base=None, *, sources="clusters", n_sources=8, source_epochs=10,
+                 source_lr=1e-4, source_batch_size=32, coefficients="global", coef_steps=100,
+                 coef_lr=0.05, coef_l2=1.0, loss="rank", finetune_epochs=0,
+                 random_state=None, verbose=0):
+        self.base = base
+        self.sources = sources
+        self.n_sources = n_sources
+        self.source_epochs = source_epochs
+        self.source_lr = source_lr
+        self.source_batch_size = source_batch_size
+        self.coefficients = coefficients
+        self.coef_steps = coef_steps
+        self.coef_lr = coef_lr
+        self.coef_l2 = coef_l2
+        self.loss = loss
+        self.finetune_epochs = finetune_epochs
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = True
+        tags.regressor_tags.poor_score = True
+        return tags
+
+    # -- fit -------------------------------------------------------------------------
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X=None, y=None, groups=None):
+        """Fit the base and the fine-tuned versions on the training raters.
+
+        Parameters
+        ----------
+        X : TaskSet, dict, array-like / list, or None
+            The training raters, as in :meth:`MetaAestheticRegressor.fit`. May be
+            ``None`` only when ``base`` is already fitted (a ``FrozenEstimator``) and
+            ``sources`` is a list of models.
+        y : array-like of shape (n_ratings,), default=None
+        groups : array-like of shape (n_ratings,), default=None
+            Rater id of each row.
+
+        Returns
+        -------
+        self
+        """
+        rng = check_random_state(self.random_state)
+        base = MetaAestheticRegressor(algorithm="average") if self.base is None else self.base
+        given = isinstance(self.sources, (list, tuple))
+        if given and len(self.sources) == 0:
+            raise ValueError("sources is an empty list; give at least one fine-tuned model.")
+        tasks = None
+        if X is not None:
+            template = getattr(base, "estimator", base)
+            tasks = as_tasks(X, y, groups, features=getattr(template, "backbone", 0) is None,
+                             owner=type(self).__name__, stacklevel=4)
+        elif not (given and isinstance(base, FrozenEstimator)):
+            raise ValueError("fit needs the training raters (X) unless base is a fitted "
+                             "model in a FrozenEstimator and sources is a list of models.")
+        if isinstance(self.sources, dict):
+            # Checked before any training: a missing label should not cost a fit.
+            missing = [r for r in tasks.raters if r not in self.sources]
+            if missing:
+                raise ValueError(f"sources has no group label for {len(missing)} training "
+                                 f"rater(s): {missing[:10]}.")
+        base_ = clone(base)
+        if tasks is not None and not isinstance(base_, FrozenEstimator):
+            base_.fit(tasks)
+        model = getattr(base_, "estimator", base_)  # FrozenEstimator wraps the fitted one
+        if not isinstance(model, MetaAestheticRegressor):
+            raise TypeError(f"base must be a MetaAestheticRegressor (or a FrozenEstimator of "
+                            f"one); got {type(model).__name__}.")
+        check_is_fitted(model, "prior_net_")
+        theta0 = model.prior_net_.module_
+        if given:
+            names = list(range(len(self.sources)))
+            members = {i: [] for i in names}
+            fitted = [_weights_of(s, i) for i, s in enumerate(self.sources)]
+        else:
+            members = self._groups(model, tasks, rng)
+            names = list(members)
+            fitted = self._fine_tune(model, tasks, members, rng)
+        diffs = [self._difference(theta0, m, name) for name, m in zip(names, fitted)]
+        # One (n_sources, ...) tensor per weight: a combination is then one tensordot.
+        self.task_vectors_ = {k: torch.stack([d[k] for d in diffs]) for k in diffs[0]}
+        self.base_, self.source_names_, self.source_raters_ = model, names, members
+        self.score_range_ = model.score_range_
+        return self
+
+    def _groups(self, model, tasks, rng):
+        """Label -> training raters, from ``sources`` (a dict) or by clustering."""
+        if isinstance(self.sources, dict):
+            members = {}
+            for r in tasks.raters:
+                members.setdefault(self.sources[r], []).append(r)
+            return members
+        k = min(self.n_sources, len(tasks.raters))
+        if k < self.n_sources:
+            warnings.warn(f"n_sources={self.n_sources} but only {len(tasks.raters)} training "
+                          f"raters: using {k} clusters.", PIAAWarning, stacklevel=4)
+        pulls = self._rater_pulls(model, tasks)
+        labels = KMeans(k, n_init=10, random_state=rng.randint(np.iinfo(np.int32).max)
+                        ).fit_predict(pulls)
+        members = {}
+        for r, label in zip(tasks.raters, labels):
+            members.setdefault(int(label), []).append(r)
+        return dict(sorted(members.items()))
+
+    @staticmethod
+    def _rater_pulls(model, tasks):
+        """Each rater's gradient of squared error at the base's output layer, unit length.
+
+        Raters whose ratings pull the base the same way have similar taste relative to
+        it, so they share a fine-tuned version.
+        """
+        module = copy.deepcopy(model.prior_net_.module_).eval()
+        last = [m for m in module.modules() if isinstance(m, torch.nn.Linear)][-1]
+        device = model.prior_net_.device
+        pulls = []
+        for r in tasks.raters:
+            Xr, yr = tasks[r]
+            x = _as_inputs(model.input_, Xr, device)
+            target = torch.as_tensor(yr, dtype=torch.float32, device=device)
+            module.zero_grad()
+            torch.mean((module(x).reshape(-1) - target) ** 2).backward()
+            pulls.append(torch.cat([last.weight.grad.reshape(-1), last.bias.grad]).cpu()
+                         .double().numpy())
+        pulls = np.stack(pulls)
+        return pulls / np.maximum(np.linalg.norm(pulls, axis=1, keepdims=True), 1e-12)
+
+    def _fine_tune(self, model, tasks, members, rng):
+        """The base fine-tuned on each group's pooled ratings."""
+        bar = progress(total=len(members), desc="sources", unit="source",
+                       enabled=bool(self.verbose))
+        modules = []
+        for raters in members.values():
+            part = tasks.subset(raters)
+            net = model.personalize(part.X, part.y, random_state=rng.randint(2**31 - 1),
+                                    max_epochs=self.source_epochs, lr=self.source_lr,
+                                    batch_size=self.source_batch_size)
+            modules.append(net.module_)
+            bar.update()
+        bar.close()
+        return modules
+
+    @staticmethod
+    def _difference(theta0, module, name):
+        base, tuned = theta0.state_dict(), module.state_dict()
+        keys = _combinable(theta0)
+        wrong = [k for k in keys if k not in tuned or tuned[k].shape != base[k].shape]
+        if wrong:
+            raise ValueError(f"source {name!r} does not have the base's architecture: "
+                             f"{len(wrong)} weight(s) missing or of another shape, e.g. "
+                             f"{wrong[:3]}.")
+        return {k: (tuned[k].to(base[k].device) - base[k]).detach().clone() for k in keys}
+
+    # -- use -------------------------------------------------------------------------
+
+    def predict(self, X):
+        """Zero-shot scores: the base's (all coefficients 0).
+
+        Parameters
+        ----------
+        X : array-like or list
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+        """
+        check_is_fitted(self, "task_vectors_")
+        return self.base_.predict(X)
+
+    def combine(self, coefficients):
+        """The base network moved by ``coefficients`` times the task vectors.
+
+        Parameters
+        ----------
+        coefficients : array-like of shape (n_sources,) or (n_sources, n_tensors)
+
+        Returns
+        -------
+        torch.nn.Module
+            A new network (evaluation mode); the base is unchanged.
+        """
+        check_is_fitted(self, "task_vectors_")
+        module = copy.deepcopy(self.base_.prior_net_.module_).eval()
+        lam = torch.as_tensor(np.asarray(coefficients, dtype=np.float32))
+        module.load_state_dict(self._combined(lam, module), strict=False)
+        return module
+
+    def _combined(self, lam, module):
+        """``name -> theta_0 + sum_k lambda_k tau_k`` (differentiable in ``lam``)."""
+        base = module.state_dict()
+        keys = list(self.task_vectors_)
+        n_sources = len(self.source_names_)
+        if lam.ndim == 1 and len(lam) == n_sources:
+            lam = lam[:, None].expand(n_sources, len(keys))
+        if tuple(lam.shape) != (n_sources, len(keys)):
+            raise ValueError(f"coefficients must have shape ({n_sources},) or "
+                             f"({n_sources}, {len(keys)}); got {tuple(lam.shape)}.")
+        lam = lam.to(base[keys[0]].device)
+        out = {}
+        for j, key in enumerate(keys):
+            value = base[key] + torch.tensordot(lam[:, j], self.task_vectors_[key], dims=1)
+            if key.endswith("running_var"):
+                value = value.clamp_min(1e-5)  # a variance stays positive
+            out[key] = value
+        return out
+
+    def _fit_coefficients(self, x, y, seed):
+        """Adam on the coefficients, full batch, from 0 (the base)."""
+        module = copy.deepcopy(self.base_.prior_net_.module_).eval()
+        n_tensors = 1 if self.coefficients == "global" else len(self.task_vectors_)
+        lam = torch.zeros(len(self.source_names_), n_tensors, device=x.device,
+                          requires_grad=True)
+        criterion = AestheticLoss(kind=self.loss)
+        target = torch.as_tensor(y, dtype=torch.float32, device=x.device)
+        opt = torch.optim.Adam([lam], lr=self.coef_lr)
+        buffers = dict(module.named_buffers())
+        with seeded(seed, x.device):
+            for _ in range(self.coef_steps):
+                weights = self._combined(lam.squeeze(1) if n_tensors == 1 else lam, module)
+                weights = _fold_batch_norm(module, weights)
+                pred = functional_call(module, {**buffers, **weights}, (x,)).reshape(-1)
+                # A Gaussian prior on the coefficients: its weight against the mean loss
+                # shrinks as the rater gives more ratings.
+                loss = criterion(pred, target) + self.coef_l2 / len(y) * (lam ** 2).sum()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        lam = lam.detach()
+        return lam.squeeze(1) if n_tensors == 1 else lam
+
+    def personalize(self, X, y, random_state=None, score_range=None, **net_params):
+        """Fit one rater's coefficients (and optionally fine-tune) on their ratings.
+
+        Parameters
+        ----------
+        X : array-like or list
+            The rater's images (or features).
+        y : array-like of shape (n_samples,)
+            Their scores.
+        random_state : int, RandomState instance or None, default=None
+        score_range : (float, float), default=None
+            The rater's scale when it is not the base's (see
+            :meth:`MetaAestheticRegressor.personalize`).
+        **net_params
+            Overrides for the skorch net's fine-tuning (with ``finetune_epochs > 0``).
+
+        Returns
+        -------
+        PersonalizedNet
+            A fitted skorch regressor holding the combined (and fine-tuned) network; its
+            ``coefficients_`` attribute holds the rater's coefficients.
+        """
+        check_is_fitted(self, "task_vectors_")
+        base = self.base_
+        X, y, scale = base._check_rater(X, y, score_range)
+        if random_state is None:
+            random_state = self.random_state
+        rng = check_random_state(random_state)
+        seed = rng.randint(np.iinfo(np.int32).max)
+        x = _as_inputs(base.input_, X, base.prior_net_.device)
+        # Rank loss is blind to the output scale; squared error needs the rater's scale.
+        (lo, hi), (low, high) = base.score_range_, scale
+        y_fit = lo + (y - low) * (hi - lo) / (high - low)
+        lam = self._fit_coefficients(x, y_fit, seed)
+        net = base._finetune(X, y, rng, None if score_range is None else scale,
+                             module=self.combine(lam.cpu().numpy()),
+                             **{"max_epochs": self.finetune_epochs, **net_params})
+        net.coefficients_ = lam.cpu().numpy()
+        return net

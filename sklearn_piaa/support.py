@@ -1,0 +1,353 @@
+"""Choosing the support images: which images a new rater should be asked to rate."""
+
+import numbers
+
+import numpy as np
+from sklearn.base import BaseEstimator, _fit_context
+from sklearn.exceptions import NotFittedError
+from sklearn.linear_model import Ridge, RidgeCV
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import StrOptions
+
+from ._inputs import FEATURES, input_kind
+from ._tasks import as_tasks
+
+__all__ = ["SupportSelector", "select_support"]
+
+# Strategy -> whether it needs the training raters (a fitted selector).
+_NEEDS_RATERS = {"random": False, "kcenter": False, "disagreement": True, "hybrid": True}
+
+
+def _features(X, what="X"):
+    """``X`` as a finite float64 feature matrix, or a ValueError naming the problem."""
+    if input_kind(X) != FEATURES:
+        raise ValueError(
+            f"{what} must be a 2-D array of image embeddings; got images. Embed them "
+            "first, with the prior's own input adapter (prior.input_(X), a fitted "
+            "MetaAestheticRegressor with a frozen backbone) or with embed_images(X).")
+    F = np.asarray(X, dtype=np.float64)
+    if F.ndim != 2 or F.shape[0] == 0 or F.shape[1] == 0:
+        raise ValueError(f"{what} must be a non-empty 2-D array (n_images, n_features); "
+                         f"got shape {F.shape}.")
+    bad = ~np.isfinite(F).all(axis=1)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        raise ValueError(
+            f"{what} has {len(rows)} row(s) with NaN or infinite features (rows "
+            f"{rows[:10].tolist()}); unreadable images embed as NaN with "
+            "on_error='skip': drop those rows before choosing support images.")
+    return F
+
+
+def _check_n(n, n_candidates):
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+        raise ValueError(f"n must be an integer number of images; got {n!r}.")
+    if n < 1:
+        raise ValueError(f"n must be at least 1; got {n}.")
+    if n > n_candidates:
+        raise ValueError(f"cannot choose n={n} support images from {n_candidates} "
+                         "candidate(s); pass at most as many as there are candidates.")
+    return int(n)
+
+
+def _standardize(F):
+    mean, scale = F.mean(axis=0), F.std(axis=0)
+    # A constant feature carries no distance; dividing by 1 keeps it at 0.
+    scale[scale < 1e-12] = 1.0
+    return mean, scale
+
+
+def _greedy(Z, n, first, weight):
+    """Farthest-first traversal from ``first``; distances scaled by ``weight`` if given."""
+    picks = [int(first)]
+    dist = np.sqrt(((Z - Z[first]) ** 2).sum(axis=1))
+    for _ in range(n - 1):
+        gain = dist.copy() if weight is None else dist * weight
+        # Picked rows sit at distance 0, but duplicates of them do too: mask explicitly.
+        gain[picks] = -np.inf
+        i = int(np.argmax(gain))
+        picks.append(i)
+        dist = np.minimum(dist, np.sqrt(((Z - Z[i]) ** 2).sum(axis=1)))
+    return np.asarray(picks, dtype=np.intp)
+
+
+def _ridge(Z, target, alphas):
+    # Leave-one-out (GCV) needs a few points; below that, shrink the most.
+    if len(target) < 3:
+        return Ridge(alpha=float(alphas.max())).fit(Z, target)
+    return RidgeCV(alphas=alphas).fit(Z, target)
+
+
+class SupportSelector(BaseEstimator):
+    """Choose which images a new rater should rate before the prior is personalized.
+
+    The paper's raters rate a random sample [1]_. A selector picks the ``n`` images of
+    a candidate pool (as embeddings) whose ratings should tell most about the rater:
+
+    - ``"random"``: a uniform sample (the paper's protocol), for reference.
+    - ``"kcenter"``: k-center greedy (farthest-first traversal) on standardized
+      embeddings [2]_ [3]_: the picks cover the pool, every candidate lies close to a
+      pick. The first pick is the candidate nearest the pool's mean.
+    - ``"disagreement"``: the images on which the raters seen in training disagree
+      most. ``fit`` learns, per training rater, a ridge regression of that rater's
+      (standardized) scores' deviation from the leave-one-out consensus on the
+      standardized embeddings; the spread (standard deviation over raters) of those
+      predicted deviations on a candidate measures how much raters disagree on it
+      (query by committee [4]_, the committee being the training raters' taste
+      models). The top ``n`` candidates are picked.
+    - ``"hybrid"``: k-center greedy where each candidate's distance to the picks is
+      weighted by its disagreement, so picks are both spread out and contested; the
+      first pick is the most contested candidate.
+
+    Parameters
+    ----------
+    strategy : {"kcenter", "disagreement", "hybrid", "random"}, default="kcenter"
+    alphas : tuple of float, default=(0.1, 1.0, 10.0, 100.0, 1000.0)
+        Ridge penalties of the training raters' deviation models, chosen per rater by
+        leave-one-out; per feature (multiplied by the embedding width, as in
+        :mod:`sklearn_piaa.baselines`).
+    random_state : int, RandomState instance or None, default=None
+        Used by ``"random"`` only; with an int, ``select`` gives the same picks for the
+        same candidates. The other strategies are deterministic.
+
+    Attributes
+    ----------
+    n_features_in_ : int
+        Embedding width seen in ``fit``.
+    mean_, scale_ : ndarray of shape (n_features_in_,)
+        Mean and standard deviation of the training images' embeddings (each distinct
+        image counted once); candidates are standardized with them. An unfitted
+        ``"kcenter"`` or ``"random"`` selector standardizes candidates over themselves.
+    raters_ : list
+        Training raters with a deviation model (at least 3 ratings of images that
+        someone else rated too).
+    rater_coef_ : ndarray of shape (n_raters, n_features_in_)
+        Their deviation models' coefficients on standardized embeddings.
+
+    See Also
+    --------
+    select_support : the same as a function.
+    sklearn_piaa.compare_support_strategies : personalized SROCC for chosen versus
+        random support sets, paired on the same query images.
+
+    Notes
+    -----
+    Selection only reorders which images a rater is asked about; whether it helps
+    depends on the data and the prior. k-center greedy favours atypical images (the
+    farthest candidate is picked next), which may be the ones a prior ranks worst;
+    see the benchmarks before relying on any strategy.
+
+    References
+    ----------
+    .. [1] H. Zhu et al., "Personalized Image Aesthetics Assessment via Meta-Learning
+       With Bilevel Gradient Optimization", IEEE Transactions on Cybernetics, 2022.
+    .. [2] O. Sener and S. Savarese, "Active Learning for Convolutional Neural
+       Networks: A Core-Set Approach", ICLR 2018.
+    .. [3] T. F. Gonzalez, "Clustering to minimize the maximum intercluster distance",
+       Theoretical Computer Science 38, 1985.
+    .. [4] H. S. Seung, M. Opper and H. Sompolinsky, "Query by committee", COLT 1992.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_piaa import SupportSelector
+    >>> rng = np.random.RandomState(0)
+    >>> centers = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    >>> X = np.repeat(centers, 5, axis=0) + 0.1 * rng.randn(15, 2)
+    >>> picks = SupportSelector(strategy="kcenter").select(X, 3)
+    >>> sorted((picks // 5).tolist())  # one image of each cluster
+    [0, 1, 2]
+    """
+
+    _parameter_constraints = {
+        "strategy": [StrOptions(set(_NEEDS_RATERS))],
+        "alphas": ["array-like"],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(self, strategy="kcenter", *, alphas=(0.1, 1.0, 10.0, 100.0, 1000.0),
+                 random_state=None):
+        self.strategy = strategy
+        self.alphas = alphas
+        self.random_state = random_state
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None, groups=None):
+        """Learn the embedding scale and the training raters' deviation models.
+
+        Parameters
+        ----------
+        X : TaskSet, dict, or array-like of shape (n_ratings, n_features)
+            Training raters over embeddings, with the input rules of
+            :meth:`MetaAestheticRegressor.fit`.
+        y : array-like of shape (n_ratings,), default=None
+        groups : array-like of shape (n_ratings,), default=None
+            Rater id of each row.
+
+        Returns
+        -------
+        self
+        """
+        tasks = as_tasks(X, y, groups, features=True, owner="SupportSelector", stacklevel=4)
+        F = _features(tasks.X, "the training embeddings")
+        alphas = np.asarray(self.alphas, dtype=float).reshape(-1)
+        if len(alphas) == 0 or not (alphas > 0).all():
+            raise ValueError(f"alphas must be positive numbers; got {self.alphas}.")
+        unique, inverse = np.unique(F, axis=0, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        mean, scale = _standardize(unique)
+        Z = (unique - mean) / scale
+        raters, coef = self._deviation_models(Z, inverse, tasks, alphas * Z.shape[1])
+        if not raters and _NEEDS_RATERS[self.strategy]:
+            raise ValueError(
+                f"strategy={self.strategy!r} needs training raters who share images: no "
+                "rater has 3 or more ratings of images that another rater rated too.")
+        self.n_features_in_ = F.shape[1]
+        self.mean_, self.scale_ = mean, scale
+        self.raters_, self.rater_coef_ = raters, coef
+        return self
+
+    @staticmethod
+    def _deviation_models(Z, inverse, tasks, alphas):
+        y = np.asarray(tasks.y, dtype=np.float64)
+        z = np.zeros_like(y)
+        # Raters use the scale differently; only how they order images is compared.
+        for rows in tasks.indices.values():
+            sd = y[rows].std()
+            z[rows] = (y[rows] - y[rows].mean()) / (sd if sd > 0 else 1.0)
+        total = np.bincount(inverse, weights=z, minlength=len(Z))
+        count = np.bincount(inverse, minlength=len(Z))
+        raters, coef = [], []
+        for rater, rows in tasks.indices.items():
+            img = inverse[rows]
+            shared = count[img] > 1
+            if shared.sum() < 3:
+                continue
+            # Leave-one-out: a rater's own score must not pull the consensus to itself.
+            loo = (total[img] - z[rows])[shared] / (count[img][shared] - 1)
+            model = _ridge(Z[img[shared]], z[rows][shared] - loo, alphas)
+            raters.append(rater)
+            coef.append(model.coef_)
+        coef = np.asarray(coef, dtype=np.float64).reshape(len(raters), Z.shape[1])
+        return raters, coef
+
+    def _transform(self, X):
+        F = _features(X)
+        if not hasattr(self, "mean_"):
+            mean, scale = _standardize(F)
+            return (F - mean) / scale
+        if F.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {F.shape[1]} features, but SupportSelector was fitted "
+                             f"on embeddings with {self.n_features_in_}.")
+        return (F - self.mean_) / self.scale_
+
+    def _check_fitted_for(self, what):
+        if not hasattr(self, "rater_coef_"):
+            raise NotFittedError(
+                f"SupportSelector(strategy={self.strategy!r}) needs the training raters "
+                f"for {what}: call fit(train_tasks) first.")
+        if len(self.rater_coef_) == 0:
+            raise ValueError("no training rater has a deviation model (too few shared "
+                             "images); disagreement is undefined.")
+
+    def disagreement(self, X):
+        """How much the training raters are predicted to disagree on each image.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_images, n_features)
+            Embeddings.
+
+        Returns
+        -------
+        ndarray of shape (n_images,)
+            Standard deviation over training raters of their predicted deviation from
+            the consensus, in units of a rater's score standard deviation.
+        """
+        self._check_fitted_for("disagreement")
+        return (self._transform(X) @ self.rater_coef_.T).std(axis=1)
+
+    def select(self, X, n):
+        """Indices of the ``n`` candidates the new rater should rate.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_candidates, n_features)
+            Embeddings of the candidate images (in the space ``fit`` saw).
+        n : int
+            Number of images to pick, from 1 to ``n_candidates``.
+
+        Returns
+        -------
+        ndarray of shape (n,)
+            Distinct indices into ``X``, in the order picked (for ``"kcenter"`` and
+            ``"hybrid"`` the first ``m`` picks are the selection of size ``m``).
+        """
+        self._validate_params()
+        if _NEEDS_RATERS[self.strategy]:
+            self._check_fitted_for(f"strategy={self.strategy!r}")
+        Z = self._transform(X)
+        n = _check_n(n, len(Z))
+        if self.strategy == "random":
+            return check_random_state(self.random_state).permutation(len(Z))[:n]
+        if self.strategy == "kcenter":
+            first = np.argmin(((Z - Z.mean(axis=0)) ** 2).sum(axis=1))
+            return _greedy(Z, n, first, weight=None)
+        spread = (Z @ self.rater_coef_.T).std(axis=1)
+        if self.strategy == "disagreement":
+            # A stable sort: ties go to the lower index, so picks are reproducible.
+            return np.argsort(-spread, kind="stable")[:n].astype(np.intp)
+        weight = spread / spread.mean() if spread.mean() > 0 else np.ones(len(Z))
+        return _greedy(Z, n, int(np.argmax(weight)), weight=weight)
+
+
+def select_support(X, n, strategy="kcenter", *, selector=None, train_tasks=None,
+                   random_state=None):
+    """Pick ``n`` of the candidate images ``X`` for a new rater to rate.
+
+    A shortcut for ``SupportSelector(strategy, random_state=random_state)
+    .fit(train_tasks).select(X, n)`` (``fit`` skipped without ``train_tasks``).
+
+    Parameters
+    ----------
+    X : array-like of shape (n_candidates, n_features)
+        Embeddings of the candidate images.
+    n : int
+        Number of images to pick.
+    strategy : {"kcenter", "disagreement", "hybrid", "random"}, default="kcenter"
+        See :class:`SupportSelector`; ignored when ``selector`` is given.
+    selector : SupportSelector, default=None
+        A selector to use as it is (already fitted where its strategy needs it).
+    train_tasks : TaskSet or dict, default=None
+        Training raters over the same embeddings; needed by ``"disagreement"`` and
+        ``"hybrid"``.
+    random_state : int, RandomState instance or None, default=None
+        For ``"random"``.
+
+    Returns
+    -------
+    ndarray of shape (n,)
+        Indices into ``X``.
+
+    References
+    ----------
+    .. [1] O. Sener and S. Savarese, "Active Learning for Convolutional Neural
+       Networks: A Core-Set Approach", ICLR 2018.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_piaa import select_support
+    >>> X = np.array([[0.0], [0.1], [5.0], [5.1], [9.9], [10.0]])
+    >>> select_support(X, 3).tolist()  # the middle first, then the far ends
+    [2, 0, 5]
+    """
+    if selector is not None:
+        if train_tasks is not None:
+            raise ValueError("pass either selector or train_tasks, not both: a given "
+                             "selector is used as it is.")
+        return selector.select(X, n)
+    selector = SupportSelector(strategy, random_state=random_state)
+    if train_tasks is not None:
+        selector.fit(train_tasks)
+    return selector.select(X, n)

@@ -1,0 +1,392 @@
+"""Choosing support images: the selectors and the paired chosen-vs-random protocol."""
+
+import importlib.util
+import itertools
+import os
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+from conftest import make_rating_features
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+
+from sklearn_piaa import (
+    ConsensusRidgeRegressor,
+    PIAAWarning,
+    SupportSelector,
+    TaskSet,
+    compare_support_strategies,
+    evaluate_personalization,
+    select_support,
+    srocc,
+)
+from sklearn_piaa.report import paired_difference
+
+
+def _clusters(n_clusters=4, per_cluster=6, n_features=5, spread=0.05, random_state=0):
+    rng = np.random.RandomState(random_state)
+    centers = 20 * rng.randn(n_clusters, n_features)
+    X = np.repeat(centers, per_cluster, axis=0) + spread * rng.randn(
+        n_clusters * per_cluster, n_features)
+    return X, np.repeat(np.arange(n_clusters), per_cluster)
+
+
+def _planted_disagreement(n_raters=10, n_images=60, n_features=6, random_state=0):
+    """Raters agree on feature 0 and split on feature 1: images far out on feature 1
+    are the contested ones."""
+    rng = np.random.RandomState(random_state)
+    X = rng.randn(n_images, n_features)
+    sign = np.where(np.arange(n_raters) % 2, 1.0, -1.0)
+    y = np.concatenate([X[:, 0] + s * X[:, 1] + 0.05 * rng.randn(n_images) for s in sign])
+    groups = np.repeat([f"r{u}" for u in range(n_raters)], n_images)
+    return TaskSet.from_arrays(np.tile(X, (n_raters, 1)), y, groups)
+
+
+def _standardized(X):
+    s = X.std(axis=0)
+    return (X - X.mean(axis=0)) / np.where(s > 0, s, 1)
+
+
+def _radius(Z, picks):
+    d = np.sqrt(((Z[:, None, :] - Z[None, list(picks), :]) ** 2).sum(-1))
+    return d.min(axis=1).max()
+
+
+# -- k-center greedy ---------------------------------------------------------------
+
+
+def test_kcenter_one_pick_per_cluster():
+    X, label = _clusters()
+    picks = SupportSelector("kcenter").select(X, 4)
+    assert sorted(label[picks].tolist()) == [0, 1, 2, 3]
+    # Fitted on other images of the same space, the scaler changes but not the cover.
+    tasks = TaskSet.from_arrays(X, np.arange(len(X), dtype=float), np.repeat(["a", "b"], 12))
+    picks = SupportSelector("kcenter").fit(tasks).select(X, 4)
+    assert sorted(label[picks].tolist()) == [0, 1, 2, 3]
+
+
+def test_kcenter_matches_brute_force_on_a_tiny_case():
+    rng = np.random.RandomState(1)
+    X = rng.randn(8, 3)
+    Z = _standardized(X)
+    picks = SupportSelector("kcenter").select(X, 3)
+    # The first pick is the candidate nearest the mean; each next one is the farthest
+    # from those already picked.
+    assert picks[0] == np.argmin(((Z - Z.mean(0)) ** 2).sum(1))
+    for i in range(1, len(picks)):
+        rest = [j for j in range(len(Z)) if j not in picks[:i]]
+        gaps = {j: np.sqrt(((Z[picks[:i]] - Z[j]) ** 2).sum(1)).min() for j in rest}
+        assert gaps[picks[i]] == pytest.approx(max(gaps.values()))
+    # Gonzalez's bound: within twice the best k-center radius, found by brute force.
+    best = min(_radius(Z, c) for c in itertools.combinations(range(len(Z)), 3))
+    assert _radius(Z, picks) <= 2 * best + 1e-12
+
+
+def test_kcenter_picks_are_nested_and_distinct_with_duplicates():
+    X = np.repeat(np.arange(4.0)[:, None], 3, axis=0)  # 4 distinct images, 3 copies each
+    picks = SupportSelector("kcenter").select(X, 12)
+    assert len(set(picks.tolist())) == 12
+    assert sorted(set(X[picks[:4], 0].tolist())) == [0.0, 1.0, 2.0, 3.0]
+    np.testing.assert_array_equal(SupportSelector("kcenter").select(X, 5), picks[:5])
+
+
+# -- disagreement ------------------------------------------------------------------
+
+
+def test_disagreement_finds_the_images_planted_raters_disagree_on():
+    tasks = _planted_disagreement()
+    sel = SupportSelector("disagreement").fit(tasks)
+    assert len(sel.raters_) == 10 and sel.rater_coef_.shape == (10, 6)
+    candidates = np.random.RandomState(5).randn(40, 6)
+    contested = np.abs(candidates[:, 1])
+    assert srocc(contested, sel.disagreement(candidates)) > 0.9
+    picks = sel.select(candidates, 5)
+    assert len(set(picks.tolist()) & set(np.argsort(-contested)[:5].tolist())) >= 4
+    # Agreement on feature 0 does not count as disagreement.
+    assert srocc(np.abs(candidates[:, 0]), sel.disagreement(candidates)) < 0.5
+
+
+def test_hybrid_starts_at_the_most_contested_image_and_spreads_out():
+    tasks = _planted_disagreement()
+    candidates = np.random.RandomState(5).randn(40, 6)
+    sel = SupportSelector("hybrid").fit(tasks)
+    picks = sel.select(candidates, 6)
+    assert picks[0] == np.argmax(sel.disagreement(candidates))
+    assert len(set(picks.tolist())) == 6
+
+
+def test_deviation_models_use_only_shared_images():
+    # Rater "c" shares no image with anyone: no consensus to deviate from.
+    X = np.random.RandomState(0).randn(30, 3)
+    tasks = {"a": (X[:20], np.arange(20.0)), "b": (X[:20], np.arange(20.0)[::-1]),
+             "c": (X[20:], np.arange(10.0))}
+    sel = SupportSelector("disagreement").fit(tasks)
+    assert sel.raters_ == ["a", "b"]
+    with pytest.raises(ValueError, match="share images"):
+        SupportSelector("disagreement").fit({"c": (X[20:], np.arange(10.0))})
+    # A strategy without rater models fits anyway.
+    SupportSelector("kcenter").fit({"c": (X[20:], np.arange(10.0))})
+
+
+# -- determinism, estimator API ----------------------------------------------------
+
+
+def test_random_strategy_is_reproducible():
+    X = np.random.RandomState(0).randn(50, 4)
+    a = SupportSelector("random", random_state=3).select(X, 10)
+    b = select_support(X, 10, strategy="random", random_state=3)
+    c = SupportSelector("random", random_state=4).select(X, 10)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert len(set(a.tolist())) == 10 and a.max() < 50
+
+
+@pytest.mark.parametrize("strategy", ["kcenter", "disagreement", "hybrid"])
+def test_deterministic_strategies_ignore_random_state(strategy):
+    tasks = _planted_disagreement()
+    X = np.random.RandomState(2).randn(30, 6)
+    a = SupportSelector(strategy, random_state=0).fit(tasks).select(X, 7)
+    b = SupportSelector(strategy, random_state=1).fit(tasks).select(X, 7)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_clone_and_pickle():
+    tasks = _planted_disagreement()
+    sel = SupportSelector("hybrid", alphas=(1.0, 10.0), random_state=0)
+    copy = clone(sel)
+    assert copy.get_params() == sel.get_params() and not hasattr(copy, "mean_")
+    sel.fit(tasks)
+    X = np.random.RandomState(2).randn(30, 6)
+    back = pickle.loads(pickle.dumps(sel))
+    np.testing.assert_array_equal(back.select(X, 5), sel.select(X, 5))
+    np.testing.assert_allclose(back.disagreement(X), sel.disagreement(X))
+
+
+def test_fit_accepts_arrays_with_groups():
+    tasks = _planted_disagreement()
+    a = SupportSelector("disagreement").fit(tasks)
+    b = SupportSelector("disagreement").fit(tasks.X, tasks.y, groups=tasks.groups)
+    # Row-wise X is validated to float32, as in MetaAestheticRegressor.fit.
+    np.testing.assert_allclose(a.rater_coef_, b.rater_coef_, rtol=1e-4, atol=1e-7)
+
+
+# -- errors ------------------------------------------------------------------------
+
+
+def test_errors_are_named():
+    X = np.random.RandomState(0).randn(10, 3)
+    sel = SupportSelector("kcenter")
+    with pytest.raises(ValueError, match="cannot choose n=11 .* from 10"):
+        sel.select(X, 11)
+    with pytest.raises(ValueError, match="at least 1"):
+        sel.select(X, 0)
+    with pytest.raises(ValueError, match="integer"):
+        sel.select(X, 2.5)
+    with pytest.raises(ValueError, match="strategy"):
+        SupportSelector("entropy").select(X, 2)
+    with pytest.raises(ValueError, match="strategy"):
+        SupportSelector("entropy").fit(_planted_disagreement())
+    bad = X.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(ValueError, match=r"NaN or infinite features \(rows \[3\]\)"):
+        sel.select(bad, 2)
+    with pytest.raises(ValueError, match="embeddings; got images"):
+        sel.select(np.zeros((4, 8, 8, 3), dtype=np.uint8), 2)
+    with pytest.raises(ValueError, match="alphas"):
+        SupportSelector("disagreement", alphas=(0.0,)).fit(_planted_disagreement())
+
+
+def test_unfitted_and_mismatched_selectors():
+    X = np.random.RandomState(0).randn(10, 6)
+    with pytest.raises(NotFittedError, match="call fit"):
+        SupportSelector("disagreement").select(X, 2)
+    with pytest.raises(NotFittedError, match="call fit"):
+        select_support(X, 2, strategy="hybrid")
+    with pytest.raises(NotFittedError):
+        SupportSelector("kcenter").disagreement(X)
+    sel = SupportSelector("disagreement").fit(_planted_disagreement())
+    with pytest.raises(ValueError, match="X has 3 features.*with 6"):
+        sel.select(X[:, :3], 2)
+    with pytest.raises(ValueError, match="either selector or train_tasks"):
+        select_support(X, 2, selector=sel, train_tasks=_planted_disagreement())
+    np.testing.assert_array_equal(select_support(X, 3, selector=sel), sel.select(X, 3))
+
+
+# -- the paired protocol -----------------------------------------------------------
+
+
+class _RecordingPrior:
+    """Scores feature 0; records every (support, query) pair it is personalized on."""
+
+    def __init__(self):
+        self.calls = []
+
+    def predict(self, X):
+        return np.asarray(X)[:, 0]
+
+    def personalize(self, X, y, random_state=None):
+        support, calls = np.asarray(X)[:, -1].astype(int), self.calls
+
+        class Net:
+            def predict(self, Xq):
+                calls.append((support, np.asarray(Xq)[:, -1].astype(int)))
+                return np.asarray(Xq)[:, 0] + 0.01 * support.sum()
+
+        return Net()
+
+
+def _id_tasks(n_raters=3, per_rater=40, random_state=0):
+    # The last column is a row id, so the recorder can tell which images it saw.
+    rng = np.random.RandomState(random_state)
+    X = np.column_stack([rng.randn(n_raters * per_rater, 4), np.arange(n_raters * per_rater)])
+    y = rng.randn(len(X))
+    groups = np.repeat([f"u{u}" for u in range(n_raters)], per_rater)
+    return TaskSet.from_arrays(X, y, groups)
+
+
+def test_query_sets_are_identical_across_strategies():
+    tasks = _id_tasks()
+    selectors = {"kc": SupportSelector("kcenter"),
+                 "rand7": SupportSelector("random", random_state=7)}
+    prior = _RecordingPrior()
+    results = compare_support_strategies(prior, tasks, selectors, n_support=(5, 10),
+                                         n_query=15, n_repeats=2, random_state=0)
+    assert set(results) == {"random", "kc", "rand7"}
+    # Calls come per (rater, repeat, size): random first, then each selector.
+    chunks = [prior.calls[i:i + 3] for i in range(0, len(prior.calls), 3)]
+    assert len(chunks) == 3 * 2 * 2
+    queries = set()
+    for chunk in chunks:
+        (s0, q0), *others = chunk
+        assert len(q0) == 15
+        queries.add(tuple(sorted(q0)))
+        for s, q in others:
+            np.testing.assert_array_equal(q, q0)
+            assert not set(s) & set(q0)
+        assert all(len(s) == len(s0) for s, _ in chunk)
+    assert len(queries) == 3 * 2  # one query set per rater and repeat, fresh each time
+    # The random support of 5 is the start of the one of 10 (nested draws).
+    for small, large in zip(chunks[0::2], chunks[1::2]):
+        np.testing.assert_array_equal(small[0][0], large[0][0][:5])
+    # The selector's picks are made from the pool: all the rater's images but the query.
+    s_kc, q = chunks[0][1]
+    Xr = tasks["u0"][0]
+    pool = Xr[~np.isin(Xr[:, -1], q)]
+    assert len(pool) == 40 - 15
+    expected = pool[SupportSelector("kcenter").select(pool, 5), -1].astype(int)
+    np.testing.assert_array_equal(s_kc, expected)
+    for name in ("kc", "rand7"):
+        np.testing.assert_array_equal(results[name].table["srocc_prior"],
+                                      results["random"].table["srocc_prior"])
+
+
+def test_compare_on_a_real_prior_is_paired_and_reproducible(ratings):
+    X, y, groups = ratings
+    test = np.isin(groups, ["r00", "r01", "r02"])
+    train = ~test
+    prior = ConsensusRidgeRegressor().fit(X[train], y[train], groups=groups[train])
+    train_tasks = TaskSet.from_arrays(X[train], y[train], groups[train])
+    test_tasks = TaskSet.from_arrays(X[test], y[test], groups[test])
+    selectors = [SupportSelector(s).fit(train_tasks) for s in ("kcenter", "disagreement")]
+    kwargs = dict(n_support=(10, 25), n_query=30, n_repeats=3, random_state=0)
+    a = compare_support_strategies(prior, test_tasks, selectors, **kwargs)
+    b = compare_support_strategies(prior, test_tasks, selectors, **kwargs)
+    for name in a:
+        np.testing.assert_array_equal(a[name].table, b[name].table)
+        assert set(a[name].summary) == {10, 25}
+        assert len(a[name].table) == 3 * 3 * 2
+    diff = paired_difference(a["kcenter"], a["random"])
+    assert set(diff) == {10, 25} and all(n == 3 for _, _, n in diff.values())
+    assert np.isfinite([m for m, _, _ in diff.values()]).all()
+
+
+def test_compare_skips_small_raters_and_checks_its_arguments():
+    tasks = _id_tasks(per_rater=30)
+    prior, sel = _RecordingPrior(), {"kc": SupportSelector("kcenter")}
+    with pytest.warns(PIAAWarning, match="skipped at n_support=20"):
+        res = compare_support_strategies(prior, tasks, sel, n_support=(5, 20), n_query=15,
+                                         n_repeats=1, random_state=0)
+    assert len(res["kc"].skipped[20]) == 3 and not res["kc"].skipped[5]
+    assert set(res["kc"].table["n_support"].tolist()) == {5}
+    with pytest.raises(ValueError, match="'random' is the protocol's own"):
+        compare_support_strategies(prior, tasks, {"random": SupportSelector("random")})
+    with pytest.raises(ValueError, match="share a strategy name"):
+        compare_support_strategies(prior, tasks, [SupportSelector(), SupportSelector()])
+    with pytest.raises(ValueError, match="n_query"):
+        compare_support_strategies(prior, tasks, sel, n_query=1)
+    with pytest.raises(ValueError, match="n_query"):
+        compare_support_strategies(prior, tasks, sel, n_query=1.5)
+    with pytest.raises(ValueError, match="empty"):
+        compare_support_strategies(prior, tasks, {})
+    # A fraction of each rater's images works as the query size.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = compare_support_strategies(prior, tasks, sel, n_support=5, n_query=0.5,
+                                         n_repeats=1, random_state=0)
+    assert set(res["kc"].table["n_query"].tolist()) == {15}
+
+
+def test_images_are_embedded_through_the_prior_input_adapter():
+    rng = np.random.RandomState(0)
+    images = (rng.rand(30, 8, 8, 3) * 255).astype(np.uint8)
+    tasks = TaskSet.from_arrays(images, rng.randn(30), np.repeat(["a", "b"], 15))
+
+    class Embed:
+        def transform(self, X):
+            return np.asarray(X, dtype=float).mean(axis=(1, 2))
+
+    class ImagePrior:
+        input_ = Embed()
+
+        def predict(self, X):
+            return self.input_.transform(X)[:, 0]
+
+        def personalize(self, X, y, random_state=None):
+            return self
+
+    res = compare_support_strategies(ImagePrior(), tasks, [SupportSelector()], n_support=5,
+                                     n_query=10, n_repeats=1, random_state=0)
+    assert len(res["kcenter"].table) == 2
+    del ImagePrior.input_
+    ImagePrior.predict = lambda self, X: np.zeros(len(X))
+    with pytest.raises(ValueError, match="no embedding input adapter"):
+        compare_support_strategies(ImagePrior(), tasks, [SupportSelector()], n_support=5,
+                                   n_query=10, n_repeats=1)
+
+
+def test_evaluate_personalization_default_path_is_unchanged():
+    # The paper's protocol, replayed by hand: one permutation per rater and repeat,
+    # the first k images as support and all the others as query.
+    X, y, groups, _ = make_rating_features(n_raters=6, per_rater=40)
+    prior = ConsensusRidgeRegressor().fit(X[12 * 4:], y[12 * 4:], groups=groups[12 * 4:])
+    tasks = TaskSet.from_arrays(X, y, groups).subset(["r00", "r01"])
+    res = evaluate_personalization(prior, tasks, n_support=(5, 20), n_repeats=2,
+                                   random_state=0)
+    seeds = np.random.RandomState(0).randint(np.iinfo(np.int32).max, size=(2, 2))
+    expected = []
+    for i, rater in enumerate(tasks.raters):
+        Xr, yr = tasks[rater]
+        for repeat, seed in enumerate(seeds[i]):
+            perm = np.random.RandomState(seed).permutation(len(yr))
+            for k in (5, 20):
+                sup, qry = perm[:k], perm[k:]
+                net = prior.personalize(Xr[sup], yr[sup])
+                expected.append((rater, repeat, k, len(qry),
+                                 srocc(yr[qry], prior.predict(Xr[qry])),
+                                 srocc(yr[qry], net.predict(Xr[qry]))))
+    assert res.table.tolist() == expected
+
+
+def test_benchmark_script_runs(capsys):
+    path = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "support_selection.py")
+    spec = importlib.util.spec_from_file_location("support_selection", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--n-images", "40", "--n-raters", "10", "--images-per-rater", "30",
+                        "--image-size", "32", "--n-iterations", "2", "--n-repeats", "1",
+                        "--n-support", "4", "8", "--n-query", "12"]) == 0
+    out = capsys.readouterr().out
+    for row in ("prior only", "random ", "kcenter ", "disagreement ", "hybrid "):
+        assert row in out

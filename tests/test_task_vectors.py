@@ -1,0 +1,175 @@
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.frozen import FrozenEstimator
+
+from sklearn_piaa import (
+    MetaAestheticRegressor,
+    PersonalizedNet,
+    TaskSet,
+    TaskVectorRegressor,
+    load_model,
+    save_model,
+    srocc,
+)
+from sklearn_piaa._task_vectors import _fold_batch_norm
+
+BASE = dict(backbone=None, hidden_sizes=(16,), algorithm="average", n_iterations=40,
+            support_size=20, query_size=10, finetune_epochs=5, random_state=0)
+
+
+def two_tastes(n_raters=8, per_rater=120, n_images=300, random_state=0):
+    """Two groups of raters: they agree on feature 1 and disagree on feature 0."""
+    rng = np.random.RandomState(random_state)
+    feats = rng.randn(n_images, 6).astype(np.float32)
+    X, y, groups, side = [], [], [], {}
+    for u in range(n_raters):
+        sign = 1.0 if u % 2 else -1.0
+        idx = rng.choice(n_images, per_rater, replace=False)
+        latent = 1.5 * sign * feats[idx, 0] + 0.7 * feats[idx, 1] + 0.3 * rng.randn(per_rater)
+        X.append(feats[idx])
+        y.append(np.clip(3 + latent, 1, 5))
+        groups.append(np.full(per_rater, f"r{u}"))
+        side[f"r{u}"] = "plus" if sign > 0 else "minus"
+    return (np.concatenate(X), np.concatenate(y).astype(np.float32), np.concatenate(groups),
+            side, feats)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    X, y, groups, side, feats = two_tastes()
+    torch.manual_seed(0)
+    tv = TaskVectorRegressor(MetaAestheticRegressor(**BASE), sources=side, source_epochs=20,
+                             source_lr=1e-2, random_state=0).fit(X, y, groups=groups)
+    return tv, feats
+
+
+def test_recovers_the_group_a_new_rater_belongs_to(fitted):
+    tv, feats = fitted
+    assert tv.source_names_ == ["minus", "plus"]
+    rng = np.random.RandomState(1)
+    gains = []
+    for sign, own in ((1.0, 1), (-1.0, 0)):
+        y = np.clip(3 + 1.5 * sign * feats[:, 0] + 0.7 * feats[:, 1]
+                    + 0.3 * rng.randn(len(feats)), 1, 5)
+        sup, qry = np.arange(20), np.arange(20, len(feats))
+        net = tv.personalize(feats[sup], y[sup], random_state=0)
+        lam = net.coefficients_
+        # The rater's own group's task vector gets the larger coefficient ...
+        assert lam[own] > lam[1 - own] + 0.1, lam
+        # ... and the combined model ranks their other images better than the base.
+        gains.append(srocc(y[qry], net.predict(feats[qry]))
+                     - srocc(y[qry], tv.predict(feats[qry])))
+    assert min(gains) > 0.2, gains
+
+
+def test_combination_is_task_arithmetic(fitted):
+    tv, feats = fitted
+    x = torch.as_tensor(feats[:30])
+    base = tv.base_.prior_net_.module_.eval()
+    with torch.no_grad():
+        assert torch.allclose(tv.combine([0.0, 0.0])(x), base(x))
+        # theta_0 + 1 * tau_k is the fine-tuned network k (up to float rounding).
+        theta = {k: v + tv.task_vectors_[k][1] for k, v in base.state_dict().items()
+                 if k in tv.task_vectors_}
+        tuned = tv.combine([0.0, 1.0])
+        for k, v in theta.items():
+            expected = v.clamp_min(1e-5) if k.endswith("running_var") else v
+            torch.testing.assert_close(tuned.state_dict()[k], expected)
+
+
+def test_folded_batch_norm_computes_the_same_network(fitted):
+    tv, feats = fitted
+    x = torch.as_tensor(feats[:40])
+    module = tv.base_.prior_net_.module_
+    lam = torch.tensor([0.7, -0.4])
+    weights = tv._combined(lam, module)
+    buffers = dict(module.named_buffers())
+    folded = torch.func.functional_call(module.eval(), {**buffers,
+                                                        **_fold_batch_norm(module, weights)},
+                                        (x,))
+    with torch.no_grad():
+        torch.testing.assert_close(folded, tv.combine(lam.numpy())(x), rtol=1e-4, atol=1e-5)
+
+
+def test_personalize_returns_a_fitted_skorch_net_that_saves(fitted, tmp_path):
+    tv, feats = fitted
+    y = np.clip(3 + feats[:15, 0], 1, 5)
+    net = tv.personalize(feats[:15], y, random_state=0)
+    assert isinstance(net, PersonalizedNet)
+    assert net.prior_ is tv.base_ and net.coefficients_.shape == (2,)
+    assert len(net.history) == 0  # finetune_epochs=0: the combination as it is
+    tuned = clone(tv).set_params(finetune_epochs=3)
+    tuned.__dict__.update({k: v for k, v in tv.__dict__.items() if k.endswith("_")})
+    net3 = tuned.personalize(feats[:15], y, random_state=0)
+    assert len(net3.history) == 3
+    np.testing.assert_allclose(net3.coefficients_, net.coefficients_)
+    assert not np.allclose(net3.predict(feats[20:30]), net.predict(feats[20:30]))
+    save_model(net, tmp_path / "me.pt")
+    np.testing.assert_allclose(load_model(tmp_path / "me.pt").predict(feats[20:30]),
+                               net.predict(feats[20:30]), rtol=1e-6)
+
+
+def test_layer_coefficients_and_another_scale(fitted):
+    tv, feats = fitted
+    layer = clone(tv).set_params(coefficients="layer", loss="mse+rank")
+    layer.__dict__.update({k: v for k, v in tv.__dict__.items() if k.endswith("_")})
+    y = np.clip(50 + 100 * feats[:20, 0], 0, 500)  # a 0-500 slider
+    net = layer.personalize(feats[:20], y, score_range=(0, 500), random_state=0)
+    assert net.coefficients_.shape == (2, len(tv.task_vectors_))
+    pred = net.predict(feats[20:60])
+    assert pred.min() >= 0 and pred.max() <= 500 and pred.std() > 1
+    assert tv.base_.score_range_ == pytest.approx((1.0, 5.0), abs=0.01)  # base unchanged
+
+
+def test_frozen_base_and_given_sources_need_no_data(fitted):
+    tv, feats = fitted
+    base = tv.base_
+    before = {k: v.clone() for k, v in base.prior_net_.module_.state_dict().items()}
+    sources = [tv.combine([1.0, 0.0]), tv.combine([0.0, 1.0])]
+    given = TaskVectorRegressor(FrozenEstimator(base), sources=sources).fit()
+    for k, v in base.prior_net_.module_.state_dict().items():
+        assert torch.equal(v, before[k])
+    for k in tv.task_vectors_:
+        torch.testing.assert_close(given.task_vectors_[k], tv.task_vectors_[k],
+                                   rtol=1e-5, atol=1e-4)
+
+
+def test_clusters_sources_and_pickle(ratings):
+    X, y, groups = ratings
+    tv = TaskVectorRegressor(MetaAestheticRegressor(**BASE), n_sources=3, source_epochs=2,
+                             coef_steps=5, random_state=0).fit(X, y, groups=groups)
+    assert len(tv.source_names_) == 3
+    assert sorted(r for m in tv.source_raters_.values() for r in m) == sorted(set(groups))
+    again = pickle.loads(pickle.dumps(tv))
+    a = tv.personalize(X[:10], y[:10], random_state=0).predict(X[10:20])
+    b = again.personalize(X[:10], y[:10], random_state=0).predict(X[10:20])
+    np.testing.assert_allclose(a, b, rtol=1e-5)
+    assert clone(tv).get_params()["base__algorithm"] == "average"
+
+
+def test_bad_input_is_named(fitted, ratings):
+    tv, feats = fitted
+    X, y, groups = ratings
+    base = MetaAestheticRegressor(**BASE)
+    with pytest.raises(ValueError, match="no group label for 11 training rater"):
+        TaskVectorRegressor(base, sources={"r00": "a"}).fit(X, y, groups=groups)
+    with pytest.raises(ValueError, match="needs the training raters"):
+        TaskVectorRegressor(base, sources=[tv.combine([0, 0])]).fit()
+    with pytest.raises(ValueError, match="empty list"):
+        TaskVectorRegressor(base, sources=[]).fit(X, y, groups=groups)
+    other = torch.nn.Sequential(torch.nn.Linear(6, 3))
+    with pytest.raises(ValueError, match="source 0 does not have the base's architecture"):
+        TaskVectorRegressor(FrozenEstimator(tv.base_), sources=[other]).fit()
+    with pytest.raises(TypeError, match=r"sources\[0\] must be"):
+        TaskVectorRegressor(FrozenEstimator(tv.base_), sources=["model.pt"]).fit()
+    with pytest.raises(ValueError, match="coefficients must have shape"):
+        tv.combine([1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="outside the range"):
+        tv.personalize(feats[:5], [1, 2, 3, 4, 9])
+    with pytest.warns(UserWarning, match="only 12 training raters"):
+        TaskVectorRegressor(base, n_sources=20, source_epochs=1).fit(
+            TaskSet.from_arrays(X, y, groups))
