@@ -36,6 +36,7 @@ from sklearn_piaa import (
     compare_support_strategies,
     embed_images,
 )
+from sklearn_piaa._cli_common import image_files
 from sklearn_piaa.datasets import (
     make_aesthetic_benchmark,
     measure_attributes,
@@ -44,7 +45,6 @@ from sklearn_piaa.datasets import (
 )
 from sklearn_piaa.report import paired_difference
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 STRATEGIES = ("kcenter", "disagreement", "hybrid")
 
 
@@ -58,8 +58,7 @@ def _load(args):
         return (embed_images(images, cache_dir=args.cache_dir)[index], data.y,
                 np.asarray(data.groups), f"{args.ratings}: {len(images)} images")
     if args.photos:
-        files = sorted(os.path.join(root, f) for root, _, names in os.walk(args.photos)
-                       for f in names if f.lower().endswith(IMAGE_EXTENSIONS))
+        files = image_files([args.photos])  # the same photos, in the order table1 uses
         attributes, _ = measure_attributes(files)
         data = simulate_raters(attributes, n_raters=args.n_raters,
                                images_per_rater=min(args.images_per_rater, len(files)),

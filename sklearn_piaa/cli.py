@@ -14,9 +14,9 @@ import time
 
 import numpy as np
 
-from ._device import resolve_device
+from ._cli_common import image_files, printer
+from ._cli_table1 import run_table1
 from ._estimator import MetaAestheticRegressor
-from ._features import ImageEmbedder
 from ._io import atomic_write
 from ._persistence import load_model, save_model
 from ._personalize import PersonalizedNet
@@ -25,19 +25,15 @@ from .baselines import BaselineRegressor, PersonalizedBaseline
 from .datasets import (
     consensus_agreement,
     make_aesthetic_benchmark,
-    measure_attributes,
     read_aadb,
     read_flickr_aes,
     read_para,
     read_ratings,
     read_real_cur,
-    simulate_raters,
 )
 from .evaluation import evaluate_personalization
 from .meta import ALGORITHMS
-from .model_selection import UserGroupShuffleSplit
-from .nn import load_backbone
-from .report import METHOD_LABELS, TABLE1_METHODS, compare_methods, format_table
+from .report import METHOD_LABELS, TABLE1_METHODS
 
 __all__ = ["main", "run_demo", "run_table1", "run_meta_train", "run_personalize",
            "run_predict", "run_evaluate"]
@@ -45,17 +41,8 @@ __all__ = ["main", "run_demo", "run_table1", "run_meta_train", "run_personalize"
 #: ``--format`` choices: how DATA is read (a CSV, or a data set's folder).
 READERS = {"table": None, "flickr-aes": read_flickr_aes, "para": read_para,
            "real-cur": read_real_cur, "aadb": read_aadb}
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 #: ``table1 --algorithms`` choices: every row the report knows, then any other algorithm.
 TABLE1_CHOICES = list(METHOD_LABELS) + [a for a in ALGORITHMS if a not in METHOD_LABELS]
-#: Rows that need the images' measured attributes (``--attributes``).
-ATTRIBUTE_METHODS = ("pam", "pam_attributes")
-
-
-def _printer(out):
-    def say(msg):
-        print(msg, file=sys.stdout if out is None else out, flush=True)
-    return say
 
 
 def run_demo(n_images=1200, n_raters=60, images_per_rater=160, image_size=128,
@@ -85,7 +72,7 @@ def run_demo(n_images=1200, n_raters=60, images_per_rater=160, image_size=128,
     -------
     PersonalizationResult
     """
-    say = _printer(out)
+    say = printer(out)
     t0 = time.perf_counter()
     data = make_aesthetic_benchmark(n_images=n_images, n_raters=n_raters,
                                     images_per_rater=images_per_rater, image_size=image_size,
@@ -120,217 +107,6 @@ def run_demo(n_images=1200, n_raters=60, images_per_rater=160, image_size=128,
     return result
 
 
-def _table1_methods(args):
-    """The rows of ``table1``: ``--algorithms``, or the defaults the data allows."""
-    names = args.algorithms
-    with_attributes = getattr(args, "attributes", False)
-    with_personality = getattr(args, "personality", None) is not None
-    if names is None:
-        names = list(TABLE1_METHODS)
-
-        def insert(new, before):
-            at = names.index(before) if before in names else len(names)
-            names[at:at] = new
-
-        if with_attributes:
-            insert(list(ATTRIBUTE_METHODS), "pam_content")
-        if with_personality:
-            insert(["pa_iaa"], "ridge")
-        return names
-    needs = [n for n in names if n in ATTRIBUTE_METHODS]
-    if needs and not with_attributes:
-        raise SystemExit(f"{', '.join(needs)} use(s) the images' measured attributes: add "
-                         "--attributes.")
-    if "pa_iaa" in names and not with_personality:
-        raise SystemExit("pa_iaa needs the raters' Big-Five personality: add --personality "
-                         "(built-in benchmark) or --personality FILE (with --ratings).")
-    return names
-
-
-def _check_personality_source(args):
-    """Refuse a ``--personality`` the data source cannot use, before any work."""
-    given = getattr(args, "personality", None)
-    if given is None:
-        return
-    if getattr(args, "photos", None):
-        raise SystemExit("--personality: the simulated raters of --photos have no "
-                         "personality; use the built-in benchmark (--personality) or your "
-                         "own raters (--ratings CSV --personality FILE).")
-    if args.ratings and given is True:
-        raise SystemExit(f"--personality needs a FILE with --ratings: a CSV with a "
-                         f"{args.rater_col!r} column and five trait columns in [-1, 1], one "
-                         f"row per rater of {args.ratings}.")
-    if not args.ratings and given is not True:
-        raise SystemExit("--personality FILE goes with --ratings; the built-in benchmark "
-                         "makes its own raters' personality table: give --personality "
-                         "without a file.")
-
-
-def _read_personality(path, raters, rater_col="rater", image_col="image", ratings=None):
-    """Rater id -> Big-Five traits, read from a CSV for :class:`PAIAARegressor`.
-
-    Parameters
-    ----------
-    path : str or path-like
-        A CSV with a header: the rater id column and five trait columns (any names,
-        e.g. openness, conscientiousness, extraversion, agreeableness, neuroticism),
-        each a number in [-1, 1]; one row per rater.
-    raters : iterable
-        The raters that need traits (every rater of the ratings). Rows of other raters
-        are ignored.
-    rater_col, image_col : str, default="rater", "image"
-        The id column; ``image_col`` only serves to recognize an image -> traits table.
-    ratings : str, default=None
-        Name of the ratings file, for messages.
-
-    Returns
-    -------
-    dict
-        Rater id -> ndarray of shape (5,).
-
-    Raises
-    ------
-    SystemExit
-        With a message naming the file, line, column or raters at fault.
-    """
-    from .datasets._table import _first, _load_table
-
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise SystemExit(f"personality file not found: {path}")
-    try:
-        t = _load_table(path)
-    except ValueError as exc:
-        raise SystemExit(str(exc)) from None
-    names = list(t.cols)
-    if rater_col not in t.cols:
-        if image_col in t.cols:
-            raise SystemExit(
-                f"{path} has an {image_col!r} column: an image -> traits table (the "
-                f"PsychoFlickr layout). PA_IAA here learns from each rater's own traits: "
-                f"give a {rater_col!r} column and five trait columns (e.g. PARA's "
-                "PARA-UserInfo.csv, rescaled to [-1, 1]).")
-        raise SystemExit(f"{path} has no {rater_col!r} column (columns: {names}): a "
-                         "personality file holds a rater id column (--rater-col) and five "
-                         "trait columns.")
-    traits = [c for c in names if c != rater_col]
-    if len(traits) != 5:
-        raise SystemExit(f"{path} has {len(traits)} column(s) besides {rater_col!r} "
-                         f"({traits}); PA_IAA needs the five Big-Five traits, one column "
-                         "each.")
-    table = {}
-    for i, rater in enumerate(t.cols[rater_col]):
-        where = f"{path}, line {t.lines[i]}"
-        if rater in table:
-            raise SystemExit(f"{where}: rater {rater!r} appears a second time.")
-        values = []
-        for c in traits:
-            try:
-                v = float(t.cols[c][i])
-            except ValueError:
-                v = np.nan
-            if not -1 <= v <= 1:  # also false for NaN
-                raise SystemExit(f"{where}: {c!r} is {t.cols[c][i]!r}; traits must be numbers "
-                                 "in [-1, 1] (rescale e.g. 1-5 scores as (t - 3) / 2).")
-            values.append(v)
-        table[rater] = np.array(values)
-    raters = sorted(set(raters), key=str)
-    missing = [r for r in raters if r not in table]
-    if missing:
-        source = ratings or "the ratings"
-        hint = "" if len(missing) < len(raters) else (
-            f" None of its ids ({_first(table) or 'none'}) is a rater of {source}: is "
-            f"{rater_col!r} the id column, and are the ids written alike?")
-        raise SystemExit(f"{path} has no traits for {len(missing)} rater(s) of {source}: "
-                         f"{_first(missing)}.{hint}")
-    return table
-
-
-def _row_attributes(X, inverse):
-    """Measured attributes of each row's image, measuring each distinct image once."""
-    first = np.unique(inverse, return_index=True)[1]
-    return measure_attributes([X[i] for i in first])[0][inverse]
-
-
-def run_table1(args, out=None):
-    """Run ``sklearn-piaa table1`` for parsed ``args``; returns the results dict."""
-    say = _printer(out)
-    t0 = time.perf_counter()
-    algorithms = _table1_methods(args)
-    _check_personality_source(args)
-    want_attributes = any(n in ATTRIBUTE_METHODS for n in algorithms)
-    given_personality = getattr(args, "personality", None)
-    attributes = personality = None  # per-row measured attributes; rater -> traits
-    if args.ratings:
-        data = read_ratings(args.ratings, rater_col=args.rater_col, image_col=args.image_col,
-                            score_col=args.score_col, image_root=args.image_root)
-        X, y, groups = data.X, data.y, np.asarray(data.groups)
-        if given_personality is not None:
-            personality = _read_personality(given_personality, groups.tolist(), args.rater_col,
-                                           args.image_col, ratings=args.ratings)
-    elif getattr(args, "photos", None):
-        files = _image_files([args.photos])
-        measured, _ = measure_attributes(files)
-        data = simulate_raters(measured, n_raters=args.n_raters,
-                               images_per_rater=min(args.images_per_rater, len(files)),
-                               random_state=args.random_state)
-        X = [files[i] for i in data.image_index]
-        y, groups = data.y, data.groups
-        if want_attributes:
-            attributes = measured[data.image_index]  # already measured for the raters
-        say(f"{len(files)} photos measured; {args.n_raters} simulated raters "
-            f"({time.perf_counter() - t0:.1f}s)")
-    else:
-        data = make_aesthetic_benchmark(n_images=args.n_images, n_raters=args.n_raters,
-                                        images_per_rater=args.images_per_rater,
-                                        image_size=args.image_size,
-                                        random_state=args.random_state,
-                                        personality=given_personality is not None)
-        # A list of views: no copy of the pixels per rating.
-        X = [data.images[i] for i in data.image_index]
-        y, groups = data.y, data.groups
-        personality = data.get("personality")
-    # Embed each distinct image once; every method then trains on the same features.
-    embedder = ImageEmbedder(load_backbone(args.backbone), resolve_device("cpu"),
-                             progress=not getattr(args, "quiet", True))
-    unique, inverse = embedder.transform_unique(X)
-    F = unique[inverse]
-    if want_attributes and attributes is None:
-        attributes = _row_attributes(X, inverse)
-        say(f"attributes measured on {len(unique)} images ({time.perf_counter() - t0:.1f}s)")
-    train, test = next(UserGroupShuffleSplit(1, test_size=args.test_fraction,
-                                             random_state=args.random_state)
-                       .split(F, y, groups))
-    say(f"{len(set(groups))} raters ({len(set(groups[test]))} held out), {len(unique)} "
-        f"images embedded ({time.perf_counter() - t0:.1f}s)")
-    # MAML's outer step is an Adam learning rate, not BLG's interpolation weight.
-    method_params = {name: {"outer_lr": args.maml_outer_lr} for name in ("maml", "fomaml")}
-    method_tasks = {}
-    if attributes is not None:
-        # PAM sees the embedding with the attributes appended; the rows (and so the
-        # support draws) are the same as every other method's.
-        FA = np.hstack([F, attributes.astype(F.dtype)])
-        cols = list(range(F.shape[1], FA.shape[1]))
-        tasks = (TaskSet.from_arrays(FA[train], y[train], groups[train]),
-                 TaskSet.from_arrays(FA[test], y[test], groups[test]))
-        for name in ATTRIBUTE_METHODS:
-            method_params[name] = {"attribute_columns": cols}
-            method_tasks[name] = tasks
-    if personality is not None:
-        method_params["pa_iaa"] = {"personality": personality}
-    results = compare_methods(
-        TaskSet.from_arrays(F[train], y[train], groups[train]),
-        TaskSet.from_arrays(F[test], y[test], groups[test]),
-        algorithms=algorithms, n_support=tuple(args.n_support),
-        n_repeats=args.n_repeats, random_state=args.random_state, n_jobs=args.n_jobs,
-        verbose=1, backbone=None, n_iterations=args.n_iterations, outer_lr=args.outer_lr,
-        method_params=method_params, method_tasks=method_tasks)
-    say(f"\nSROCC on held-out raters, mean ± std over raters ({args.n_repeats} draws each)")
-    say(format_table(results))
-    say(f"total {time.perf_counter() - t0:.1f}s")
-    return results
-
-
 def _read_data(args):
     """The data set named by ``DATA``/``--format``: a Bunch with tasks, train, test."""
     if args.format == "table":
@@ -341,7 +117,7 @@ def _read_data(args):
 
 def run_meta_train(args, out=None):
     """Run ``sklearn-piaa meta-train``: fit a prior on a data set and save it."""
-    say = _printer(out)
+    say = printer(out)
     t0 = time.perf_counter()
     data = _read_data(args)
     tasks = data.train if data.train is not None else data.tasks
@@ -409,7 +185,7 @@ def _check_reads_images(prior, path):
 
 def run_personalize(args, out=None):
     """Run ``sklearn-piaa personalize``: fit a saved prior to one rater, save the result."""
-    say = _printer(out)
+    say = printer(out)
     prior = _load_prior(args.prior, args.device)
     rater, X, y = _one_rater(args)
     t0 = time.perf_counter()
@@ -431,22 +207,9 @@ def run_personalize(args, out=None):
     return net
 
 
-def _image_files(paths):
-    files = []
-    for path in paths:
-        if os.path.isdir(path):
-            files += sorted(os.path.join(root, f) for root, _, names in os.walk(path)
-                            for f in names if f.lower().endswith(IMAGE_EXTENSIONS))
-        else:
-            files.append(path)
-    if not files:
-        raise SystemExit(f"no image files found in {', '.join(paths)}.")
-    return files
-
-
 def run_predict(args, out=None):
     """Run ``sklearn-piaa predict``: score images with a saved prior or personalized net."""
-    say = _printer(out)
+    say = printer(out)
     model = load_model(args.model, device=args.device)
     owner = (model.prior_ if isinstance(model, PersonalizedNet)
              else model.prior if isinstance(model, PersonalizedBaseline) else model)
@@ -457,7 +220,7 @@ def run_predict(args, out=None):
     for attr, value in (("on_error", args.on_error), ("progress", not args.quiet)):
         if hasattr(adapter, attr):
             setattr(adapter, attr, value)
-    files = _image_files(args.images)
+    files = image_files(args.images)
     t0 = time.perf_counter()
     scores = model.predict(files)
 
@@ -476,7 +239,7 @@ def run_predict(args, out=None):
 
 def run_evaluate(args, out=None):
     """Run ``sklearn-piaa evaluate``: the 10/100-image protocol for a saved prior."""
-    say = _printer(out)
+    say = printer(out)
     prior = _load_prior(args.prior, args.device)
     data = _read_data(args)
     tasks = data.test if data.test is not None else data.tasks

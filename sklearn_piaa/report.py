@@ -190,7 +190,8 @@ def format_table(results, labels=None, reference="blg"):
     labels = {**METHOD_LABELS, **(labels or {})}
     sizes = sorted({k for r in results.values() for k in r.summary})
     ref = results.get(reference)
-    header = f"{'method':<28}" + "".join(f"{f'{k} images':>17}" for k in sizes)
+    width = max([28, *(len(labels.get(name, name)) + 2 for name in results)])
+    header = f"{'method':<{width}}" + "".join(f"{f'{k} images':>17}" for k in sizes)
     header += f"{'prior only':>17}"
     if ref is not None:
         header += "".join(f"{f'vs {reference} @{k}':>18}" for k in sizes)
@@ -198,7 +199,7 @@ def format_table(results, labels=None, reference="blg"):
     for name, res in results.items():
         cells = [res.summary[k]["personalized"] for k in sizes]
         prior = res.summary[sizes[0]]["prior"]
-        row = f"{labels.get(name, name):<28}" + "".join(
+        row = f"{labels.get(name, name):<{width}}" + "".join(
             f"{c.mean:>10.3f} ± {c.std:.3f}" if np.isfinite(c.mean) else f"{'n/a':>17}"
             for c in cells + [prior])
         if ref is not None and name != reference:

@@ -3,7 +3,8 @@ import io
 import numpy as np
 import pytest
 
-from sklearn_piaa.cli import _build_parser, _table1_methods, main, run_demo, run_table1
+from sklearn_piaa._cli_table1 import _table1_methods
+from sklearn_piaa.cli import _build_parser, main, run_demo, run_table1
 from sklearn_piaa.report import TABLE1_METHODS
 
 

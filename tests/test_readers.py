@@ -255,3 +255,20 @@ def test_meta_regressor_fits_reader_output(flickr):
                                   support_size=2, query_size=2, random_state=0)
     meta.fit(data.tasks)
     assert meta.raters_ == data.tasks.raters
+
+
+def test_read_personality_table_and_its_errors(tmp_path):
+    from sklearn_piaa.datasets import read_personality
+
+    path = tmp_path / "traits.csv"
+    path.write_text("rater,o,c,e,a,n\nu1,0.5,-0.5,0,1,-1\nu2,0,0,0,0,0\nu9,1,1,1,1,1\n")
+    table = read_personality(path, ["u1", "u2"])
+    assert sorted(table) == ["u1", "u2", "u9"]
+    np.testing.assert_allclose(table["u1"], [0.5, -0.5, 0, 1, -1])
+    with pytest.raises(ValueError, match=r"no traits for 1 rater\(s\)"):
+        read_personality(path, ["u1", "u3"])
+    path.write_text("rater,o,c,e,a,n\nu1,0.5,-0.5,0,1,3\n")
+    with pytest.raises(ValueError, match=r"line 2: 'n' is '3'"):
+        read_personality(path, ["u1"])
+    with pytest.raises(FileNotFoundError, match="personality file not found"):
+        read_personality(tmp_path / "missing.csv", ["u1"])

@@ -1,0 +1,160 @@
+"""``sklearn-piaa table1``: every method on the same held-out raters and support draws."""
+
+import time
+
+import numpy as np
+
+from ._cli_common import image_files, printer
+from ._device import resolve_device
+from ._features import ImageEmbedder
+from ._tasks import TaskSet
+from .datasets import (
+    make_aesthetic_benchmark,
+    measure_attributes,
+    read_personality,
+    read_ratings,
+    simulate_raters,
+)
+from .model_selection import UserGroupShuffleSplit
+from .nn import load_backbone
+from .report import TABLE1_METHODS, compare_methods, format_table
+
+__all__ = ["run_table1", "ATTRIBUTE_METHODS"]
+
+#: Rows that need the images' measured attributes (``--attributes``).
+ATTRIBUTE_METHODS = ("pam", "pam_attributes")
+
+
+def _table1_methods(args):
+    """The rows of ``table1``: ``--algorithms``, or the defaults the data allows."""
+    names = args.algorithms
+    with_attributes = getattr(args, "attributes", False)
+    with_personality = getattr(args, "personality", None) is not None
+    if names is None:
+        names = list(TABLE1_METHODS)
+
+        def insert(new, before):
+            at = names.index(before) if before in names else len(names)
+            names[at:at] = new
+
+        if with_attributes:
+            insert(list(ATTRIBUTE_METHODS), "pam_content")
+        if with_personality:
+            insert(["pa_iaa"], "ridge")
+        return names
+    needs = [n for n in names if n in ATTRIBUTE_METHODS]
+    if needs and not with_attributes:
+        raise SystemExit(f"{', '.join(needs)} use(s) the images' measured attributes: add "
+                         "--attributes.")
+    if "pa_iaa" in names and not with_personality:
+        raise SystemExit("pa_iaa needs the raters' Big-Five personality: add --personality "
+                         "(built-in benchmark) or --personality FILE (with --ratings).")
+    return names
+
+
+def _check_personality_source(args):
+    """Refuse a ``--personality`` the data source cannot use, before any work."""
+    given = getattr(args, "personality", None)
+    if given is None:
+        return
+    if getattr(args, "photos", None):
+        raise SystemExit("--personality: the simulated raters of --photos have no "
+                         "personality; use the built-in benchmark (--personality) or your "
+                         "own raters (--ratings CSV --personality FILE).")
+    if args.ratings and given is True:
+        raise SystemExit(f"--personality needs a FILE with --ratings: a CSV with a "
+                         f"{args.rater_col!r} column and five trait columns in [-1, 1], one "
+                         f"row per rater of {args.ratings}.")
+    if not args.ratings and given is not True:
+        raise SystemExit("--personality FILE goes with --ratings; the built-in benchmark "
+                         "makes its own raters' personality table: give --personality "
+                         "without a file.")
+
+
+def _row_attributes(X, inverse):
+    """Measured attributes of each row's image, measuring each distinct image once."""
+    first = np.unique(inverse, return_index=True)[1]
+    return measure_attributes([X[i] for i in first])[0][inverse]
+
+
+def run_table1(args, out=None):
+    """Run ``sklearn-piaa table1`` for parsed ``args``; returns the results dict."""
+    say = printer(out)
+    t0 = time.perf_counter()
+    algorithms = _table1_methods(args)
+    _check_personality_source(args)
+    want_attributes = any(n in ATTRIBUTE_METHODS for n in algorithms)
+    given_personality = getattr(args, "personality", None)
+    attributes = personality = None  # per-row measured attributes; rater -> traits
+    if args.ratings:
+        data = read_ratings(args.ratings, rater_col=args.rater_col, image_col=args.image_col,
+                            score_col=args.score_col, image_root=args.image_root)
+        X, y, groups = data.X, data.y, np.asarray(data.groups)
+        if given_personality is not None:
+            try:
+                personality = read_personality(given_personality, groups.tolist(),
+                                               args.rater_col, args.image_col,
+                                               ratings=args.ratings)
+            except (OSError, ValueError) as exc:
+                raise SystemExit(str(exc)) from None
+    elif getattr(args, "photos", None):
+        files = image_files([args.photos])
+        measured, _ = measure_attributes(files)
+        data = simulate_raters(measured, n_raters=args.n_raters,
+                               images_per_rater=min(args.images_per_rater, len(files)),
+                               random_state=args.random_state)
+        X = [files[i] for i in data.image_index]
+        y, groups = data.y, data.groups
+        if want_attributes:
+            attributes = measured[data.image_index]  # already measured for the raters
+        say(f"{len(files)} photos measured; {args.n_raters} simulated raters "
+            f"({time.perf_counter() - t0:.1f}s)")
+    else:
+        data = make_aesthetic_benchmark(n_images=args.n_images, n_raters=args.n_raters,
+                                        images_per_rater=args.images_per_rater,
+                                        image_size=args.image_size,
+                                        random_state=args.random_state,
+                                        personality=given_personality is not None)
+        # A list of views: no copy of the pixels per rating.
+        X = [data.images[i] for i in data.image_index]
+        y, groups = data.y, data.groups
+        personality = data.get("personality")
+    # Embed each distinct image once; every method then trains on the same features.
+    embedder = ImageEmbedder(load_backbone(args.backbone), resolve_device("cpu"),
+                             progress=not getattr(args, "quiet", True))
+    unique, inverse = embedder.transform_unique(X)
+    F = unique[inverse]
+    if want_attributes and attributes is None:
+        attributes = _row_attributes(X, inverse)
+        say(f"attributes measured on {len(unique)} images ({time.perf_counter() - t0:.1f}s)")
+    train, test = next(UserGroupShuffleSplit(1, test_size=args.test_fraction,
+                                             random_state=args.random_state)
+                       .split(F, y, groups))
+    say(f"{len(set(groups))} raters ({len(set(groups[test]))} held out), {len(unique)} "
+        f"images embedded ({time.perf_counter() - t0:.1f}s)")
+    # MAML's outer step is an Adam learning rate, not BLG's interpolation weight.
+    method_params = {name: {"outer_lr": args.maml_outer_lr} for name in ("maml", "fomaml")}
+    method_tasks = {}
+    if attributes is not None:
+        # PAM sees the embedding with the attributes appended; the rows (and so the
+        # support draws) are the same as every other method's.
+        FA = np.hstack([F, attributes.astype(F.dtype)])
+        cols = list(range(F.shape[1], FA.shape[1]))
+        tasks = (TaskSet.from_arrays(FA[train], y[train], groups[train]),
+                 TaskSet.from_arrays(FA[test], y[test], groups[test]))
+        for name in ATTRIBUTE_METHODS:
+            method_params[name] = {"attribute_columns": cols}
+            method_tasks[name] = tasks
+    if personality is not None:
+        method_params["pa_iaa"] = {"personality": personality}
+    results = compare_methods(
+        TaskSet.from_arrays(F[train], y[train], groups[train]),
+        TaskSet.from_arrays(F[test], y[test], groups[test]),
+        algorithms=algorithms, n_support=tuple(args.n_support),
+        n_repeats=args.n_repeats, random_state=args.random_state, n_jobs=args.n_jobs,
+        verbose=1, backbone=None, n_iterations=args.n_iterations, outer_lr=args.outer_lr,
+        method_params=method_params, method_tasks=method_tasks)
+    say(f"\nSROCC on held-out raters, mean ± std over raters ({args.n_repeats} draws each)")
+    say(format_table(results))
+    say(f"total {time.perf_counter() - t0:.1f}s")
+    return results

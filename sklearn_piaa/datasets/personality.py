@@ -1,0 +1,88 @@
+"""Raters' Big-Five personality tables, for :class:`~sklearn_piaa.PAIAARegressor`."""
+
+import os
+
+import numpy as np
+
+from ._table import _first, _load_table
+
+__all__ = ["read_personality"]
+
+
+def read_personality(path, raters, rater_col="rater", image_col="image", ratings=None):
+    """Rater id -> Big-Five traits, read from a CSV for :class:`PAIAARegressor`.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A CSV with a header: the rater id column and five trait columns (any names,
+        e.g. openness, conscientiousness, extraversion, agreeableness, neuroticism),
+        each a number in [-1, 1]; one row per rater.
+    raters : iterable
+        The raters that need traits (every rater of the ratings). Rows of other raters
+        are ignored.
+    rater_col, image_col : str, default="rater", "image"
+        The id column; ``image_col`` only serves to recognize an image -> traits table.
+    ratings : str, default=None
+        Name of the ratings file, for messages.
+
+    Returns
+    -------
+    dict
+        Rater id -> ndarray of shape (5,).
+
+    Raises
+    ------
+    ValueError
+        With a message naming the file, line, column or raters at fault.
+
+    See Also
+    --------
+    sklearn_piaa.PAIAARegressor : takes the table as ``personality``.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"personality file not found: {path}")
+    t = _load_table(path)
+    names = list(t.cols)
+    if rater_col not in t.cols:
+        if image_col in t.cols:
+            raise ValueError(
+                f"{path} has an {image_col!r} column: an image -> traits table (the "
+                f"PsychoFlickr layout). PA_IAA here learns from each rater's own traits: "
+                f"give a {rater_col!r} column and five trait columns (e.g. PARA's "
+                "PARA-UserInfo.csv, rescaled to [-1, 1]).")
+        raise ValueError(f"{path} has no {rater_col!r} column (columns: {names}): a "
+                         "personality file holds a rater id column (--rater-col) and five "
+                         "trait columns.")
+    traits = [c for c in names if c != rater_col]
+    if len(traits) != 5:
+        raise ValueError(f"{path} has {len(traits)} column(s) besides {rater_col!r} "
+                         f"({traits}); PA_IAA needs the five Big-Five traits, one column "
+                         "each.")
+    table = {}
+    for i, rater in enumerate(t.cols[rater_col]):
+        where = f"{path}, line {t.lines[i]}"
+        if rater in table:
+            raise ValueError(f"{where}: rater {rater!r} appears a second time.")
+        values = []
+        for c in traits:
+            try:
+                v = float(t.cols[c][i])
+            except ValueError:
+                v = np.nan
+            if not -1 <= v <= 1:  # also false for NaN
+                raise ValueError(f"{where}: {c!r} is {t.cols[c][i]!r}; traits must be numbers "
+                                 "in [-1, 1] (rescale e.g. 1-5 scores as (t - 3) / 2).")
+            values.append(v)
+        table[rater] = np.array(values)
+    raters = sorted(set(raters), key=str)
+    missing = [r for r in raters if r not in table]
+    if missing:
+        source = ratings or "the ratings"
+        hint = "" if len(missing) < len(raters) else (
+            f" None of its ids ({_first(table) or 'none'}) is a rater of {source}: is "
+            f"{rater_col!r} the id column, and are the ids written alike?")
+        raise ValueError(f"{path} has no traits for {len(missing)} rater(s) of {source}: "
+                         f"{_first(missing)}.{hint}")
+    return table
