@@ -125,14 +125,7 @@ def evaluate_personalization(prior, test_tasks, n_support=(10, 100), n_repeats=5
     .. [1] H. Zhu et al., "Personalized Image Aesthetics Assessment via Meta-Learning
        With Bilevel Gradient Optimization", IEEE Transactions on Cybernetics, 2022.
     """
-    if isinstance(test_tasks, dict):
-        test_tasks = TaskSet.from_mapping(test_tasks)
-    if not isinstance(test_tasks, TaskSet):
-        raise TypeError("test_tasks must be a TaskSet or a dict rater -> (X, y); got "
-                        f"{type(test_tasks).__name__}.")
-    n_support = (n_support,) if np.isscalar(n_support) else tuple(n_support)
-    if not n_support or any(int(k) < 1 for k in n_support):
-        raise ValueError(f"n_support must be positive integers; got {n_support}.")
+    test_tasks, n_support = _check_protocol(test_tasks, n_support)
     if int(n_repeats) < 1:
         raise ValueError(f"n_repeats must be at least 1; got {n_repeats}.")
     rng = check_random_state(random_state)
@@ -156,6 +149,24 @@ def evaluate_personalization(prior, test_tasks, n_support=(10, 100), n_repeats=5
         rows += part
         bar.update()
     bar.close()
+    return _result(rows, n_support, skipped)
+
+
+def _check_protocol(test_tasks, n_support):
+    """The test raters as a TaskSet and the support sizes as a tuple, checked."""
+    if isinstance(test_tasks, dict):
+        test_tasks = TaskSet.from_mapping(test_tasks)
+    if not isinstance(test_tasks, TaskSet):
+        raise TypeError("test_tasks must be a TaskSet or a dict rater -> (X, y); got "
+                        f"{type(test_tasks).__name__}.")
+    n_support = (n_support,) if np.isscalar(n_support) else tuple(n_support)
+    if not n_support or any(int(k) < 1 for k in n_support):
+        raise ValueError(f"n_support must be positive integers; got {n_support}.")
+    return test_tasks, n_support
+
+
+def _result(rows, n_support, skipped):
+    """The rows of a protocol run as a table, summarized per support size."""
     table = np.array(rows, dtype=_FIELDS)
     summary = {}
     for k in n_support:
@@ -283,11 +294,7 @@ def compare_support_strategies(prior, test_tasks, selectors, n_support=(10, 25),
     .. [2] O. Sener and S. Savarese, "Active Learning for Convolutional Neural
        Networks: A Core-Set Approach", ICLR 2018.
     """
-    if isinstance(test_tasks, dict):
-        test_tasks = TaskSet.from_mapping(test_tasks)
-    if not isinstance(test_tasks, TaskSet):
-        raise TypeError("test_tasks must be a TaskSet or a dict rater -> (X, y); got "
-                        f"{type(test_tasks).__name__}.")
+    test_tasks, n_support = _check_protocol(test_tasks, n_support)
     if isinstance(selectors, SupportSelector):
         selectors = [selectors]
     if not isinstance(selectors, dict):
@@ -306,9 +313,6 @@ def compare_support_strategies(prior, test_tasks, selectors, n_support=(10, 25),
     if "random" in selectors:
         raise ValueError("the name 'random' is the protocol's own random support set; "
                          "name your selector differently (pass a dict).")
-    n_support = (n_support,) if np.isscalar(n_support) else tuple(n_support)
-    if not n_support or any(int(k) < 1 for k in n_support):
-        raise ValueError(f"n_support must be positive integers; got {n_support}.")
     if isinstance(n_query, bool) or not (
             isinstance(n_query, numbers.Integral) and n_query >= 2
             or isinstance(n_query, numbers.Real) and 0 < n_query < 1):
@@ -341,13 +345,4 @@ def compare_support_strategies(prior, test_tasks, selectors, n_support=(10, 25),
             rows[name] += part[name]
         bar.update()
     bar.close()
-    results = {}
-    for name, found in rows.items():
-        table = np.array(found, dtype=_FIELDS)
-        summary = {}
-        for k in n_support:
-            sel = table[table["n_support"] == k]
-            summary[k] = {col: _per_rater_summary(sel, f"srocc_{col}")
-                          for col in ("prior", "personalized")}
-        results[name] = PersonalizationResult(table, summary, dict(skipped))
-    return results
+    return {name: _result(found, n_support, dict(skipped)) for name, found in rows.items()}
