@@ -114,14 +114,14 @@ class SupportSelector(BaseEstimator):
     ----------
     n_features_in_ : int
         Embedding width seen in ``fit``.
-    mean_, scale_ : ndarray of shape (n_features_in_,)
+    mean_, scale_ : ndarray of shape (n_features,)
         Mean and standard deviation of the training images' embeddings (each distinct
         image counted once); candidates are standardized with them. An unfitted
         ``"kcenter"`` or ``"random"`` selector standardizes candidates over themselves.
     raters_ : list
         Training raters with a deviation model (at least 3 ratings of images that
         someone else rated too).
-    rater_coef_ : ndarray of shape (n_raters, n_features_in_)
+    rater_coef_ : ndarray of shape (n_raters, n_features)
         Their deviation models' coefficients on standardized embeddings.
 
     See Also
