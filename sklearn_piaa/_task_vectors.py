@@ -46,6 +46,23 @@ def _combinable(module):
             if t.is_floating_point() and name.rsplit(".", 1)[-1] not in _NOT_COMBINED]
 
 
+def _is_variance(key):
+    return key.endswith("running_var")
+
+
+def _delta(base, tuned, key):
+    """One weight's task vector: the difference, or the log-ratio for a variance.
+
+    Batch-norm variances of fine-tuned versions can be well below the base's; a linear
+    mix with coefficients summing past 1 then gives a variance near or below zero and a
+    network that blows up. A geometric mix keeps every variance positive and still
+    gives the fine-tuned version at coefficient 1.
+    """
+    if _is_variance(key):
+        return torch.log(tuned.clamp_min(1e-12)) - torch.log(base.clamp_min(1e-12))
+    return tuned - base
+
+
 def _as_inputs(adapter, X, device):
     """``X`` as one tensor the network eats (embeddings, or evaluation-mode images)."""
     data = adapter(X)
@@ -148,7 +165,8 @@ class TaskVectorRegressor(RegressorMixin, BaseEstimator):
         models).
     task_vectors_ : dict
         Weight name -> tensor of shape ``(n_sources, *weight.shape)``: each source's
-        fine-tuned minus base weights.
+        fine-tuned minus base weights (for batch-norm running variances, the log of
+        their ratio, so that variances mix geometrically and stay positive).
     score_range_ : tuple of float
         The base's rating scale.
 
@@ -163,7 +181,8 @@ class TaskVectorRegressor(RegressorMixin, BaseEstimator):
     groups of its raters instead; with a dict ``sources`` that names each rater's data
     set, the original setting is recovered. The coefficients start at 0 (the base); the
     network is used in evaluation mode while they are fitted (dropout off, batch
-    normalization with its running statistics, which are combined like the weights).
+    normalization with its running statistics, which are combined like the weights --
+    the variances geometrically, so that they stay positive).
 
     References
     ----------
@@ -359,7 +378,8 @@ class TaskVectorRegressor(RegressorMixin, BaseEstimator):
             raise ValueError(f"source {name!r} does not have the base's architecture: "
                              f"{len(wrong)} weight(s) missing or of another shape, e.g. "
                              f"{wrong[:3]}.")
-        return {k: (tuned[k].to(base[k].device) - base[k]).detach().clone() for k in keys}
+        return {k: _delta(base[k], tuned[k].to(base[k].device), k).detach().clone()
+                for k in keys}
 
     # -- use -------------------------------------------------------------------------
 
@@ -408,10 +428,9 @@ class TaskVectorRegressor(RegressorMixin, BaseEstimator):
         lam = lam.to(base[keys[0]].device)
         out = {}
         for j, key in enumerate(keys):
-            value = base[key] + torch.tensordot(lam[:, j], self.task_vectors_[key], dims=1)
-            if key.endswith("running_var"):
-                value = value.clamp_min(1e-5)  # a variance stays positive
-            out[key] = value
+            step = torch.tensordot(lam[:, j], self.task_vectors_[key], dims=1)
+            # Variances combine in log space (see _delta): positive for any coefficients.
+            out[key] = base[key] * torch.exp(step) if _is_variance(key) else base[key] + step
         return out
 
     def _fit_coefficients(self, x, y, seed):
