@@ -62,3 +62,31 @@ def image_files(tmp_path):
         Image.fromarray(arr).save(path)
         paths.append(str(path))
     return paths
+
+
+#: Big-Five traits of the 12 raters of ``make_rating_features``.
+TRAITS = {f"r{u:02d}": np.tanh(np.random.RandomState(u).randn(5)) for u in range(12)}
+
+
+def tiny_baselines():
+    """One small, fast configuration of each baseline (features 6 and 7 as attributes)."""
+    from sklearn_piaa.baselines import (
+        ConsensusRidgeRegressor,
+        FPMFRegressor,
+        PAIAARegressor,
+        PAMRegressor,
+        USARRegressor,
+        UserRidgeRegressor,
+    )
+
+    return [
+        UserRidgeRegressor(),
+        ConsensusRidgeRegressor(),
+        PAMRegressor(variant="both", attribute_columns=[6, 7], n_content_classes=5,
+                     random_state=0),
+        PAMRegressor(variant="content", n_content_classes=5, random_state=0),
+        FPMFRegressor(n_factors=3, n_components=8, max_iter=5, random_state=0),
+        USARRegressor(n_components=4, random_state=0),
+        USARRegressor(variant="ppr", n_components=4, random_state=0),
+        PAIAARegressor(personality=TRAITS, hidden_size=8, max_epochs=3, random_state=0),
+    ]

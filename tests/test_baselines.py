@@ -4,6 +4,7 @@ import pickle
 
 import numpy as np
 import pytest
+from conftest import TRAITS, tiny_baselines
 from scipy.stats import spearmanr
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
@@ -21,19 +22,7 @@ from sklearn_piaa.datasets import make_aesthetic_benchmark
 from sklearn_piaa.evaluation import evaluate_personalization
 from sklearn_piaa.report import compare_methods, format_table, paired_difference
 
-TRAITS = {f"r{u:02d}": np.tanh(np.random.RandomState(u).randn(5)) for u in range(12)}
-
-ESTIMATORS = [
-    UserRidgeRegressor(),
-    ConsensusRidgeRegressor(),
-    PAMRegressor(variant="both", attribute_columns=[6, 7], n_content_classes=5,
-                 random_state=0),
-    PAMRegressor(variant="content", n_content_classes=5, random_state=0),
-    FPMFRegressor(n_factors=3, n_components=8, max_iter=5, random_state=0),
-    USARRegressor(n_components=4, random_state=0),
-    USARRegressor(variant="ppr", n_components=4, random_state=0),
-    PAIAARegressor(personality=TRAITS, hidden_size=8, max_epochs=3, random_state=0),
-]
+ESTIMATORS = tiny_baselines()
 
 
 def _ids(est):

@@ -7,17 +7,14 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_baselines
 from sklearn.base import clone
 
 from sklearn_piaa import MetaAestheticRegressor, PIAAWarning, _persistence, load_model, save_model
 from sklearn_piaa.baselines import (
     ConsensusRidgeRegressor,
-    FPMFRegressor,
-    PAIAARegressor,
     PAMRegressor,
     PersonalizedBaseline,
-    USARRegressor,
-    UserRidgeRegressor,
 )
 
 
@@ -179,19 +176,7 @@ def test_save_never_leaves_a_partial_file(prior, tmp_path, monkeypatch):
 
 # -- baselines ------------------------------------------------------------------------
 
-TRAITS = {f"r{u:02d}": np.tanh(np.random.RandomState(u).randn(5)) for u in range(12)}
-
-BASELINES = [
-    UserRidgeRegressor(),
-    ConsensusRidgeRegressor(),
-    PAMRegressor(variant="both", attribute_columns=[6, 7], n_content_classes=5,
-                 random_state=0),
-    PAMRegressor(variant="content", n_content_classes=5, random_state=0),
-    FPMFRegressor(n_factors=3, n_components=8, max_iter=5, random_state=0),
-    USARRegressor(n_components=4, random_state=0),
-    USARRegressor(variant="ppr", n_components=4, random_state=0),
-    PAIAARegressor(personality=TRAITS, hidden_size=8, max_epochs=3, random_state=0),
-]
+BASELINES = tiny_baselines()
 
 
 def _same_params(a, b):
