@@ -1,0 +1,197 @@
+"""The aesthetic head's training-mode forward and backward passes, written out by hand.
+
+Training the head over cached embeddings is the inner loop of head-only meta-training
+and of personalization; autograd spends most of that time on bookkeeping and fresh
+allocations around a handful of small matrix products. :class:`HeadGradient` computes
+the same loss and the same parameter gradients (and moves BatchNorm running statistics
+exactly as :class:`torch.nn.BatchNorm1d` does), writing the two large weight gradients
+into buffers it keeps, so an optimizer step can follow without any allocation of
+weight-sized memory.
+
+The loss itself stays with autograd: it is applied to the head's ``(N, 1)`` output, a
+tensor of ``N`` numbers, so any criterion (squared error, rank losses) works unchanged.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .head import AestheticHead
+
+__all__ = ["HeadGradient"]
+
+
+class _Block:
+    """One FC-BN-PReLU-Dropout block's modules."""
+
+    def __init__(self, linear, bn, prelu, dropout):
+        self.linear, self.bn, self.prelu, self.p = linear, bn, prelu, float(dropout.p)
+
+
+def _blocks(head):
+    """The head's FC-BN-PReLU-Dropout blocks and output layer, or None if it is another shape."""
+    layers = list(head.layers)
+    if not layers or len(layers) % 4 != 1 or not isinstance(layers[-1], nn.Linear):
+        return None
+    blocks = []
+    for i in range(0, len(layers) - 1, 4):
+        linear, bn, prelu, drop = layers[i:i + 4]
+        if not (type(linear) is nn.Linear and linear.bias is not None
+                and isinstance(bn, nn.BatchNorm1d) and bn.affine and bn.track_running_stats
+                and bn.momentum is not None and type(prelu) is nn.PReLU
+                and type(drop) is nn.Dropout):
+            return None
+        blocks.append(_Block(linear, bn, prelu, drop))
+    if type(layers[-1]) is not nn.Linear or layers[-1].bias is None:
+        return None
+    return blocks, layers[-1]
+
+
+class HeadGradient:
+    """Loss and parameter gradients of an :class:`~sklearn_piaa.nn.AestheticHead` in training mode.
+
+    Equivalent to ``loss = criterion(head(x), y); loss.backward()`` with ``head`` in
+    training mode -- dropout, batch statistics and running-statistics updates included --
+    but without autograd: the backward pass is the chain rule through the head's
+    layers, and the gradients land in ``p.grad`` buffers that are allocated once and
+    reused. Dropout masks are drawn from torch's global generator (``torch.rand``), so
+    a seeded run repeats itself, though not mask for mask with :class:`torch.nn.Dropout`.
+
+    Parameters
+    ----------
+    head : AestheticHead
+        Trained in place: its parameters receive gradients, its BatchNorm buffers move.
+        Check :meth:`supports` first.
+
+    Notes
+    -----
+    Batches of one image are left to autograd (see :meth:`supports_batch`): the
+    package's BatchNorm normalizes them with running statistics instead.
+    """
+
+    def __init__(self, head):
+        parsed = _blocks(head) if isinstance(head, AestheticHead) else None
+        if parsed is None:
+            raise ValueError("HeadGradient needs an AestheticHead of FC-BN-PReLU-Dropout "
+                             f"blocks; got {type(head).__name__}.")
+        self.head = head
+        self.blocks, self.out = parsed
+        self._grads = {}
+
+    @staticmethod
+    def supports(module):
+        """Whether ``module`` is a head this class can train: every parameter trainable."""
+        return (isinstance(module, AestheticHead) and _blocks(module) is not None
+                and all(p.requires_grad for p in module.parameters()))
+
+    @staticmethod
+    def supports_batch(x):
+        """Whether a batch can take the hand-written path (two or more rows, floating)."""
+        return x.ndim == 2 and x.shape[0] >= 2 and x.is_floating_point()
+
+    def _attach_grads(self):
+        """Give each parameter its reusable gradient buffer (``zero_grad`` may drop them)."""
+        for p in self.head.parameters():
+            buf = self._grads.get(p)
+            if buf is None or buf.shape != p.shape or buf.device != p.device \
+                    or buf.dtype != p.dtype:
+                buf = self._grads[p] = torch.empty_like(p)
+            p.grad = buf
+
+    @staticmethod
+    def _dropout_mask(like, p):
+        """Dropout's ``keep / (1 - p)`` mask, keeping each entry with probability ``1 - p``.
+
+        Drawn as ``ceil(u - p)`` of a uniform ``u``, which is 1 exactly when ``u > p``.
+        """
+        if p >= 1.0:
+            return torch.zeros_like(like)
+        u = torch.rand(like.shape, device=like.device, dtype=like.dtype)
+        return u.sub_(p).ceil_().mul_(1.0 / (1.0 - p))
+
+    @torch.no_grad()
+    def _forward(self, x):
+        """Training-mode forward pass; returns the output and what the backward needs."""
+        saved, h = [], x
+        for blk in self.blocks:
+            lin, bn = blk.linear, blk.bn
+            z = torch.addmm(lin.bias, h, lin.weight.t())
+            # torch's own batch-norm kernel: batch statistics, running averages moved in
+            # place (unbiased variance), exactly as BatchNorm1d.forward in training mode.
+            a, mean, invstd = torch.native_batch_norm(
+                z, bn.weight, bn.bias, bn.running_mean, bn.running_var, True, bn.momentum,
+                bn.eps)
+            bn.num_batches_tracked.add_(1)
+            out = F.prelu(a, blk.prelu.weight)
+            mask = None
+            if blk.p > 0.0:
+                mask = self._dropout_mask(out, blk.p)
+                out = out.mul_(mask)
+            saved.append((h, z, mean, invstd, a, mask))
+            h = out
+        z = torch.addmm(self.out.bias, h, self.out.weight.t())
+        sig = torch.sigmoid(z)
+        return self.head.score_low + self.head.score_span * sig, (saved, h, sig)
+
+    @torch.no_grad()
+    def _backward(self, grad_out, cache):
+        """Chain rule from ``d loss / d output`` to every parameter's ``.grad``."""
+        saved, h, sig = cache
+        # Through the sigmoid: d sig = sig * (1 - sig).
+        grad = grad_out * self.head.score_span * (sig - sig.square())
+        torch.mm(grad.t(), h, out=self.out.weight.grad)
+        torch.sum(grad, 0, out=self.out.bias.grad)
+        grad = grad @ self.out.weight
+        for i in range(len(self.blocks) - 1, -1, -1):
+            blk = self.blocks[i]
+            bn, lin, alpha = blk.bn, blk.linear, blk.prelu.weight
+            h_in, z, mean, invstd, a, mask = saved[i]
+            if mask is not None:
+                grad = grad.mul_(mask)
+            # PReLU: slope 1 where a > 0, alpha elsewhere. Float arithmetic only: boolean
+            # tensors (comparisons, where) cost several times a multiply on CPU.
+            positive = a.sign().clamp_(min=0.0)  # 1 where a > 0, else 0
+            negative = positive.neg().add_(1.0)
+            neg_part = a.clamp(max=0.0).mul_(grad)
+            if alpha.numel() == 1:
+                alpha.grad.copy_(neg_part.sum().reshape(alpha.shape))
+            else:
+                torch.sum(neg_part, 0, out=alpha.grad)
+            grad = torch.addcmul(grad * positive, grad.mul_(negative), alpha)
+            grad, g_weight, g_bias = torch.ops.aten.native_batch_norm_backward(
+                grad, z, bn.weight, bn.running_mean, bn.running_var, mean, invstd, True,
+                bn.eps, [True, True, True])
+            bn.weight.grad.copy_(g_weight)
+            bn.bias.grad.copy_(g_bias)
+            torch.mm(grad.t(), h_in, out=lin.weight.grad)
+            torch.sum(grad, 0, out=lin.bias.grad)
+            if i > 0:
+                grad = grad @ lin.weight
+
+    def loss_backward(self, x, y, criterion):
+        """Forward, loss and backward on one batch; gradients land in ``p.grad``.
+
+        Parameters
+        ----------
+        x : Tensor of shape (N, D), N >= 2
+            Embeddings.
+        y : Tensor
+            Ratings, any shape ``criterion`` accepts.
+        criterion : callable
+            ``criterion(pred, y)`` -> scalar tensor, ``pred`` of shape (N, 1).
+
+        Returns
+        -------
+        loss : Tensor
+            Scalar, detached.
+        pred : Tensor of shape (N, 1)
+            The training-mode output, detached.
+        """
+        self._attach_grads()
+        pred, cache = self._forward(x)
+        leaf = pred.detach().requires_grad_(True)
+        with torch.enable_grad():
+            loss = criterion(leaf, y)
+            (grad_out,) = torch.autograd.grad(loss, leaf)
+        self._backward(grad_out, cache)
+        return loss.detach(), pred

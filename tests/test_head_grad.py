@@ -1,0 +1,193 @@
+"""The hand-written head backward pass and the direct fused Adam step equal autograd and
+``Adam.step``; the fast meta-training path gives the prior the plain path gives."""
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from sklearn_piaa.meta import ALGORITHMS
+from sklearn_piaa.nn import AestheticHead, AestheticLoss
+from sklearn_piaa.nn.adam import adam_step, reset_optimizer
+from sklearn_piaa.nn.head_grad import HeadGradient
+
+
+def _head(dropout=0.0, hidden=(12, 8), per_channel=False, dtype=torch.float64):
+    head = AestheticHead(16, hidden, dropout=dropout, score_range=(0.0, 10.0)).to(dtype)
+    with torch.no_grad():
+        for m in head.modules():
+            if isinstance(m, nn.BatchNorm1d):  # non-trivial affine and running statistics
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.5, 0.5)
+                m.running_mean.uniform_(-1, 1)
+        if per_channel:  # a PReLU slope per unit instead of the head's single slope
+            head.layers[2] = nn.PReLU(hidden[0], init=0.1).to(dtype)
+    return head.train()
+
+
+def _masks_from(head_grad, monkeypatch):
+    """Record the dropout masks the hand-written path draws."""
+    drawn = []
+    original = HeadGradient._dropout_mask
+
+    def record(like, p):
+        mask = original(like, p)
+        drawn.append(mask.clone())
+        return mask
+    monkeypatch.setattr(HeadGradient, "_dropout_mask", staticmethod(record))
+    return drawn
+
+
+def _autograd_with_masks(head, x, y, criterion, masks):
+    """``criterion(head(x), y).backward()`` with each Dropout replaced by a given mask."""
+    hooks = []
+    for m, mask in zip([m for m in head.modules() if isinstance(m, nn.Dropout)], masks):
+        hooks.append(m.register_forward_hook(lambda mod, inp, out, mask=mask: inp[0] * mask))
+    try:
+        head.zero_grad(set_to_none=True)
+        loss = criterion(head(x), y)
+        loss.backward()
+    finally:
+        for h in hooks:
+            h.remove()
+    return loss.detach()
+
+
+@pytest.mark.parametrize("kind", ["mse", "rank", "mse+rank"])
+@pytest.mark.parametrize("dropout", [0.0, 0.5, 0.3])
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_gradients_and_statistics_equal_autograd(kind, dropout, per_channel, monkeypatch):
+    x = torch.randn(10, 16, dtype=torch.float64)
+    y = torch.rand(10, dtype=torch.float64) * 10
+    criterion = AestheticLoss(kind)
+    fast = _head(dropout, per_channel=per_channel)
+    ref = copy.deepcopy(fast)
+    masks = _masks_from(HeadGradient, monkeypatch)
+    loss, pred = HeadGradient(fast).loss_backward(x, y, criterion)
+    if dropout:
+        assert len(masks) == 2
+        kept = (masks[0] > 0).double().mean()
+        assert 0.3 < float(kept) < 0.9  # a real mask, neither all kept nor all dropped
+    ref_loss = _autograd_with_masks(ref, x, y, criterion, masks)
+    torch.testing.assert_close(loss, ref_loss, rtol=1e-12, atol=1e-12)
+    for (name, p), q in zip(fast.named_parameters(), ref.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-9, atol=1e-12, msg=name)
+    for (name, b), c in zip(fast.named_buffers(), ref.buffers()):
+        torch.testing.assert_close(b, c, rtol=1e-12, atol=1e-12, msg=name)
+    assert pred.shape == (10, 1)
+
+
+def test_dropout_mask_keeps_one_minus_p_and_rescales():
+    like = torch.empty(400, 500)
+    for p in (0.2, 0.5, 0.9):
+        mask = HeadGradient._dropout_mask(like, p)
+        values = torch.unique(mask.abs())
+        torch.testing.assert_close(values, torch.tensor([0.0, 1 / (1 - p)]))
+        assert float((mask != 0).float().mean()) == pytest.approx(1 - p, abs=0.005)
+    assert float(HeadGradient._dropout_mask(like, 1.0).abs().sum()) == 0.0
+
+
+def test_supports_only_the_trainable_aesthetic_head():
+    head = _head()
+    assert HeadGradient.supports(head)
+    assert not HeadGradient.supports(nn.Sequential(nn.Linear(3, 1)))
+    head.layers[0].weight.requires_grad_(False)
+    assert not HeadGradient.supports(head)
+    with pytest.raises(ValueError, match="AestheticHead"):
+        HeadGradient(nn.Linear(3, 1))
+    assert not HeadGradient.supports_batch(torch.randn(1, 16))
+    assert HeadGradient.supports_batch(torch.randn(2, 16))
+
+
+def test_adam_step_is_bitwise_adam_step_and_reset_is_a_fresh_adam():
+    torch.manual_seed(0)
+    a = [nn.Parameter(torch.randn(5, 4)), nn.Parameter(torch.randn(4))]
+    b = [nn.Parameter(p.detach().clone()) for p in a]
+    opt_a = torch.optim.Adam(a, lr=1e-2, betas=(0.9, 0.99), weight_decay=1e-3, fused=True)
+    opt_b = torch.optim.Adam(b, lr=1e-2, betas=(0.9, 0.99), weight_decay=1e-3, fused=True)
+    for task in range(2):
+        for step in range(4):
+            grads = [torch.randn_like(p) for p in a]
+            for p, q, g in zip(a, b, grads):
+                p.grad, q.grad = g.clone(), g.clone()
+            adam_step(opt_a)
+            opt_b.step()
+            for p, q in zip(a, b):
+                assert torch.equal(p, q), (task, step)
+        # A new task: opt_a is reset in place, opt_b replaced by a new Adam.
+        reset_optimizer(opt_a)
+        opt_b = torch.optim.Adam(b, lr=1e-2, betas=(0.9, 0.99), weight_decay=1e-3, fused=True)
+    assert all(float(s["step"]) == 0 for s in opt_a.state.values())
+
+
+def test_adam_step_falls_back_to_the_optimizer_for_other_settings():
+    p = nn.Parameter(torch.ones(3))
+    p.grad = torch.ones(3)
+    for opt in (torch.optim.SGD([p], lr=0.1), torch.optim.Adam([p], lr=0.1),
+                torch.optim.Adam([p], lr=0.1, amsgrad=True, fused=True)):
+        before = p.detach().clone()
+        adam_step(opt)
+        assert not torch.equal(before, p)
+    sgd = torch.optim.SGD([p], lr=0.1, momentum=0.9)
+    sgd.step()
+    reset_optimizer(sgd)
+    assert len(sgd.state) == 0
+
+
+@pytest.mark.parametrize("name", ["blg", "merged", "reptile", "average"])
+@pytest.mark.parametrize("dropout", [0.0, 0.5])
+def test_fast_and_plain_meta_training_give_the_same_prior(name, dropout, monkeypatch):
+    # float64: see test_stacked -- a bias feeding BatchNorm has a zero gradient up to
+    # rounding, which Adam scales to a full step, so float32 runs differ by rounding.
+    head = _head(dropout)
+    g = torch.Generator().manual_seed(1)
+    batches = [[((torch.randn(n, 16, generator=g).double(),
+                  torch.rand(n, generator=g).double() * 10),
+                 (torch.randn(5, 16, generator=g).double(),
+                  torch.rand(5, generator=g).double() * 10)) for n in (12, 9, 7)]
+               for _ in range(3)]
+    masks = _masks_from(HeadGradient, monkeypatch)
+    priors, losses = [], []
+    for fused in (True, False):
+        prior, learner = copy.deepcopy(head), copy.deepcopy(head)
+        algo = ALGORITHMS[name](inner_lr=1e-2, inner_steps=3, outer_lr=0.3)
+        algo.fused_head = fused
+        hooks, replay = [], iter(masks)
+        if not fused and dropout:  # the plain path replays the fast path's dropout masks, in order
+            for module in (prior, learner):
+                for m in module.modules():
+                    if isinstance(m, nn.Dropout):
+                        hooks.append(m.register_forward_hook(
+                            lambda mod, inp, out: inp[0] * next(replay)))
+        for i, batch in enumerate(batches):
+            loss = algo.step(prior, learner, batch, lr_scale=0.9 if i else 1.0)
+        for h in hooks:
+            h.remove()
+        priors.append(prior.state_dict())
+        losses.append(loss)
+    if dropout:
+        assert len(masks) > 0 and next(replay, None) is None  # every mask used, once
+    moved = 0.0
+    for key in priors[0]:
+        torch.testing.assert_close(priors[0][key], priors[1][key], rtol=1e-9, atol=1e-10,
+                                   msg=key)
+        if priors[0][key].is_floating_point():
+            moved = max(moved, float((priors[0][key] - head.state_dict()[key]).abs().max()))
+    assert moved > 1e-3  # training moved the prior: the comparison is not vacuous
+    assert losses[0] == pytest.approx(losses[1], rel=1e-9)
+
+
+def test_batches_of_one_and_frozen_heads_take_the_autograd_path():
+    head = _head()
+    algo = ALGORITHMS["blg"](inner_lr=1e-2, inner_steps=2, outer_lr=0.5)
+    task = ((torch.randn(1, 16).double(), torch.rand(1).double() * 10),
+            (torch.randn(4, 16).double(), torch.rand(4).double() * 10))
+    prior, learner = copy.deepcopy(head), copy.deepcopy(head)
+    algo.step(prior, learner, [task])
+    plain = ALGORITHMS["blg"](inner_lr=1e-2, inner_steps=2, outer_lr=0.5)
+    plain.fused_head = False
+    prior2, learner2 = copy.deepcopy(head), copy.deepcopy(head)
+    plain.step(prior2, learner2, [task])
+    for key, value in prior.state_dict().items():
+        torch.testing.assert_close(value, prior2.state_dict()[key], rtol=1e-9, atol=1e-10)
