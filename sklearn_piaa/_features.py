@@ -19,6 +19,7 @@ from ._inputs import FEATURES, as_indexable, input_kind
 from ._io import atomic_write, check_writable_dir
 from ._progress import progress
 from ._warnings import PIAAWarning
+from .nn.fold import fold_batchnorm
 
 __all__ = [
     "load_image",
@@ -338,6 +339,7 @@ class ImageEmbedder:
         self.out_features = backbone.out_features
         self._memory = {}
         self._fingerprint = None
+        self._folded = None
 
     def __deepcopy__(self, memo):
         return self
@@ -345,6 +347,7 @@ class ImageEmbedder:
     def __getstate__(self):
         state = self.__dict__.copy()
         state["backbone"] = self.backbone.cpu()
+        state["_folded"] = None  # rebuilt from the backbone when next needed
         return state
 
     def __setstate__(self, state):
@@ -352,6 +355,17 @@ class ImageEmbedder:
         if torch.device(self.device).type == "cuda" and not torch.cuda.is_available():
             self.device = torch.device("cpu")
         self.backbone = self.backbone.to(self.device)
+        self.__dict__.setdefault("_folded", None)
+
+    def _inference_net(self):
+        """The backbone with BatchNorm folded into its convolutions (same function, faster)."""
+        if self._folded is None:
+            size = self.backbone.input_size
+            example = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+            example = example.to(self.device).contiguous(memory_format=torch.channels_last)
+            self._folded = fold_batchnorm(self.backbone, example).to(
+                memory_format=torch.channels_last)
+        return self._folded
 
     def _disk_dir(self):
         if self._fingerprint is None:
@@ -365,8 +379,9 @@ class ImageEmbedder:
         batch = torch.stack([image_tensor(img, size, mean, std) for img in images])
         # channels_last runs convolutions about 1.4x faster on CPU, same numbers.
         batch = batch.to(self.device).contiguous(memory_format=torch.channels_last)
+        net = self._inference_net()
         with torch.inference_mode():
-            out = self.backbone(batch)
+            out = net(batch)
         return out.float().cpu().numpy()
 
     def __call__(self, X, y=None):

@@ -1,0 +1,100 @@
+"""Folding BatchNorm into convolutions keeps the function and leaves the original alone."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from sklearn_piaa import embed_images
+from sklearn_piaa.nn import fold
+from sklearn_piaa.nn.backbones import load_backbone
+from sklearn_piaa.nn.fold import fold_batchnorm
+
+
+def _randomize_statistics(module):
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.3, 0.3)
+
+
+@pytest.mark.parametrize("name", ["tiny_cnn", "efficientnet_lite0"])
+def test_folded_backbone_computes_the_same_embeddings(name):
+    backbone = load_backbone(name)
+    _randomize_statistics(backbone)
+    backbone.train()
+    before = {k: v.clone() for k, v in backbone.state_dict().items()}
+    size = backbone.input_size
+    x = torch.randn(3, 3, size, size)
+    folded = fold_batchnorm(backbone, x[:1])
+    n_bn = sum(isinstance(m, nn.BatchNorm2d) for m in backbone.modules())
+    assert n_bn > 0 and not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    assert backbone.training  # the original keeps its mode and its weights
+    for k, v in backbone.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    with torch.no_grad():
+        ref = backbone.eval()(x)
+        out = folded(x)
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4 * float(ref.abs().max()))
+
+
+def test_only_pairs_known_to_be_adjacent_are_folded():
+    class Residual(nn.Module):  # conv output used twice: folding would be wrong
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 3, 3, padding=1)
+            self.bn = nn.BatchNorm2d(3)
+
+        def forward(self, x):
+            h = self.conv(x)
+            return self.bn(h) + h
+
+    net = Residual()
+    _randomize_statistics(net)
+    folded = fold_batchnorm(net)
+    assert isinstance(folded.bn, nn.BatchNorm2d)  # not in the registry: left alone
+
+
+def test_a_wrong_fold_is_caught_by_the_check(monkeypatch):
+    class Residual(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 3, 3, padding=1)
+            self.bn = nn.BatchNorm2d(3)
+
+        def forward(self, x):
+            h = self.conv(x)
+            return self.bn(h) + h
+
+    net = Residual()
+    _randomize_statistics(net)
+    key = (Residual.__module__.split(".")[0], "Residual")
+    monkeypatch.setitem(fold._PAIRS, key, [("conv", "bn")])
+    x = torch.randn(2, 3, 8, 8)
+    assert isinstance(fold_batchnorm(net).bn, nn.Identity)  # unchecked: folded, wrongly
+    checked = fold_batchnorm(net, x)
+    assert isinstance(checked.bn, nn.BatchNorm2d)  # the check restored the original
+    with torch.no_grad():
+        torch.testing.assert_close(checked(x), net.eval()(x))
+
+
+def test_embed_images_uses_the_folded_network_with_the_same_result(image_files):
+    from sklearn_piaa._features import ImageEmbedder, image_tensor, load_image
+
+    paths = image_files
+    backbone = load_backbone("tiny_cnn")
+    _randomize_statistics(backbone)
+
+    embedder = ImageEmbedder(backbone, torch.device("cpu"))
+    batch = torch.stack([image_tensor(load_image(p), 32, backbone.mean, backbone.std)
+                         for p in paths])
+    with torch.no_grad():
+        ref = backbone.eval()(batch).numpy()
+    np.testing.assert_allclose(embedder.transform(paths), ref, rtol=1e-4, atol=1e-5)
+    assert embedder._folded is not None
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in embedder._folded.modules())
+    np.testing.assert_allclose(embed_images(paths, backbone=backbone), ref, rtol=1e-4,
+                               atol=1e-5)
