@@ -7,15 +7,21 @@ the same run, on the same machine), their ratio, and the process's peak memory.
   S=5 steps, 80 support / 20 query images, 1280-d EfficientNet-Lite0-sized embeddings,
   head 1024-512-1) through ``MetaAestheticRegressor.fit``, against the plain loop of
   ``../shared/reference/naive_blg_loop.py`` (deep copy + Adam per task) on the same data
-  sizes, and with the optional stacked inner loop (all tasks at once).
+  sizes; also the package's own autograd path (``MetaLearner.fused_head = False``) and
+  the optional stacked inner loop (all tasks at once). The three loops are timed in
+  alternating rounds and the median taken, so that a machine whose speed drifts during
+  the run (shared cloud cores do) still gives fair ratios.
   Achieved GFLOP/s (multiply-adds of the forward and backward passes, counted from the
   layer sizes) are compared with a torch matmul of the same shapes, and the bytes Adam
   must move with a measured memory copy rate: Adam touches every weight several times
   per step, which bounds the loop from below however fast the matmuls are.
 - embedding: images/s from JPEG files on disk to cached embeddings (``embed_images``),
-  against the bare backbone forward on already-decoded tensors (batch 32, 224 px).
+  against the bare backbone forward on already-decoded tensors (batch 32, 224 px), both
+  as loaded and with BatchNorm folded into its convolutions (what the embedder runs).
 - personalization of one rater on 100 cached embeddings with the default fine-tuning
-  (20 epochs), wall time including skorch; prediction of 10,000 cached embeddings.
+  (20 epochs), wall time including skorch, fast path and skorch's autograd step;
+  prediction of 10,000 cached embeddings, against the arithmetic floor of the head at
+  the measured matmul rate.
 
 - with ``--whole-network``: one Adam step of EfficientNet-Lite0 + head in training
   mode on 80 and on 20 images at 224 px, and the outer iteration they add up to.
@@ -38,9 +44,10 @@ import time
 import numpy as np
 import torch
 
-from sklearn_piaa import MetaAestheticRegressor, embed_images
+from sklearn_piaa import MetaAestheticRegressor, PersonalizedNet, embed_images
 from sklearn_piaa.meta import BLG
 from sklearn_piaa.nn import load_backbone
+from sklearn_piaa.nn.fold import fold_batchnorm
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHARED = os.path.join(HERE, "..", "..", "shared")
@@ -107,16 +114,24 @@ def _rating_data(n_users=200, n_images=100, seed=0):
     return X, y, np.repeat(np.arange(n_users), n_images)
 
 
-def meta_seconds_per_iteration(iterations, stacked=True):
-    X, y, groups = _rating_data()
-    old = BLG.stacked
-    BLG.stacked = stacked
+_RATINGS = None
+
+
+def meta_seconds_per_iteration(iterations, mode="fast"):
+    """s/iteration of ``MetaAestheticRegressor.fit``: "fast" (the default path),
+    "plain" (autograd, a new Adam per task) or "stacked" (vmap over tasks)."""
+    global _RATINGS
+    if _RATINGS is None:
+        _RATINGS = _rating_data()
+    X, y, groups = _RATINGS
+    old = BLG.stacked, BLG.fused_head
+    BLG.stacked, BLG.fused_head = mode == "stacked", mode == "fast"
     try:
         meta = MetaAestheticRegressor(backbone=None, hidden_sizes=HIDDEN, n_iterations=2,
                                       random_state=0).fit(X, y, groups=groups)  # warm-up
         meta.set_params(n_iterations=iterations).fit(X, y, groups=groups)
     finally:
-        BLG.stacked = old
+        BLG.stacked, BLG.fused_head = old
     return meta.fit_time_ / iterations
 
 
@@ -134,6 +149,17 @@ def naive_seconds_per_iteration(iterations):
     t0 = time.perf_counter()
     naive.meta_train(head, features, scores, iterations)
     return (time.perf_counter() - t0) / iterations
+
+
+def meta_training_rounds(iterations, rounds):
+    """Median s/iteration of each loop, timed in alternating rounds."""
+    times = {"naive": [], "fast": [], "plain": [], "stacked": []}
+    per_round = max(2, iterations // rounds)
+    for _ in range(rounds):
+        times["naive"].append(naive_seconds_per_iteration(per_round))
+        for mode in ("fast", "plain", "stacked"):
+            times[mode].append(meta_seconds_per_iteration(per_round, mode))
+    return {k: None if None in v else statistics.median(v) for k, v in times.items()}
 
 
 def _jpeg_files(n, tmp):
@@ -156,10 +182,13 @@ def _jpeg_files(n, tmp):
 
 def embedding_rates(n_images, repeats):
     backbone = load_backbone("efficientnet_lite0").eval().to(memory_format=torch.channels_last)
+    folded = fold_batchnorm(backbone).to(memory_format=torch.channels_last)
     batch = torch.randn(32, 3, 224, 224).contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
         backbone(batch)
+        folded(batch)
         bare = 32 / _median_time(lambda: backbone(batch), repeats)
+        bare_folded = 32 / _median_time(lambda: folded(batch), repeats)
     with tempfile.TemporaryDirectory() as tmp:
         files, source = _jpeg_files(n_images, tmp)
         embed_images(files[:32], batch_size=32)  # warm-up
@@ -169,7 +198,7 @@ def embedding_rates(n_images, repeats):
             t0 = time.perf_counter()
             embed_images(files, batch_size=32, cache_dir=cache)
             seconds.append(time.perf_counter() - t0)
-    return len(files) / statistics.median(seconds), bare, source
+    return len(files) / statistics.median(seconds), bare, bare_folded, source
 
 
 def whole_network_step(n_images, repeats=2):
@@ -193,22 +222,36 @@ def whole_network_step(n_images, repeats=2):
 
 
 def personalize_and_predict(repeats):
+    """Median seconds: personalize (fast path, skorch's autograd step), predict 10k."""
     X, y, groups = _rating_data(n_users=40)
     meta = MetaAestheticRegressor(backbone=None, hidden_sizes=HIDDEN, n_iterations=5,
                                   random_state=0).fit(X, y, groups=groups)
     Xu, yu = X[:100], y[:100]
     meta.personalize(Xu, yu)  # warm-up
-    personalize = _median_time(lambda: meta.personalize(Xu, yu, random_state=0), repeats)
+    times = {True: [], False: []}
+    old = PersonalizedNet.fused_head
+    try:
+        for _ in range(repeats):  # alternating, as for meta-training
+            for fused in (True, False):
+                PersonalizedNet.fused_head = fused
+                t0 = time.perf_counter()
+                meta.personalize(Xu, yu, random_state=0)
+                times[fused].append(time.perf_counter() - t0)
+    finally:
+        PersonalizedNet.fused_head = old
     net = meta.personalize(Xu, yu, random_state=0)
     X10k = np.random.RandomState(1).randn(10_000, DIM).astype(np.float32)
     net.predict(X10k)
     predict = _median_time(lambda: net.predict(X10k), repeats)
-    return personalize, predict
+    return statistics.median(times[True]), statistics.median(times[False]), predict
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--iterations", type=int, default=30, help="outer iterations timed")
+    ap.add_argument("--iterations", type=int, default=30,
+                    help="outer iterations timed per loop (split over --rounds)")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="alternating rounds of the meta-training loops")
     ap.add_argument("--repeats", type=int, default=5, help="repeats of the short timings")
     ap.add_argument("--images", type=int, default=256, help="images for the embedding rate")
     ap.add_argument("--whole-network", action="store_true",
@@ -221,26 +264,36 @@ def main(argv=None):
     bw = copy_gbytes(args.repeats)
     flops = flops_per_iteration()
     adam_bytes = bytes_adam_per_iteration()
-    naive = naive_seconds_per_iteration(args.iterations)
-    ours = meta_seconds_per_iteration(args.iterations, stacked=False)
-    stacked = meta_seconds_per_iteration(args.iterations, stacked=True)
+    meta = meta_training_rounds(args.iterations, args.rounds)
+    naive, ours = meta["naive"], meta["fast"]
     rows.append(("BLG meta-training, s/iteration (paper sizes)", ours,
                  "naive loop (../shared/reference)", naive,
                  None if naive is None else naive / ours, "x faster"))
-    rows.append(("  same, tasks stacked (vmap, MetaLearner.stacked)", stacked,
-                 "package default (tasks one by one)", ours, ours / stacked, "x faster"))
+    rows.append(("  same, autograd path (fused_head=False)", meta["plain"],
+                 "package default (hand-written backward)", ours, meta["plain"] / ours,
+                 "x slower"))
+    rows.append(("  same, tasks stacked (vmap, MetaLearner.stacked)", meta["stacked"],
+                 "package default", ours, meta["stacked"] / ours, "x slower"))
     rows.append(("  achieved GFLOP/s", flops / ours / 1e9, "torch matmul, same shapes", mm,
                  flops / ours / 1e9 / mm, "of matmul"))
     floor = flops / mm / 1e9 + adam_bytes / bw / 1e9
     rows.append(("  s/iteration", ours, "floor: matmuls at that rate + Adam bytes at "
                  f"{bw:.1f} GB/s", floor, floor / ours, "of floor"))
-    emb, bare, source = embedding_rates(args.images, args.repeats)
+    emb, bare, bare_folded, source = embedding_rates(args.images, args.repeats)
     rows.append((f"embedding, images/s ({source})", emb, "bare backbone forward, batch 32",
                  bare, emb / bare, "of bare"))
-    pers, pred = personalize_and_predict(args.repeats)
+    rows.append(("  same", emb, "bare forward, BatchNorm folded (what it runs)",
+                 bare_folded, emb / bare_folded, "of bare"))
+    pers, pers_plain, pred = personalize_and_predict(args.repeats)
     rows.append(("personalize 100 embeddings, 20 epochs, s", pers, "target", 0.3,
                  0.3 / pers, "x target"))
+    rows.append(("  same", pers, "skorch's autograd step (fused_head=False)", pers_plain,
+                 pers_plain / pers, "x faster"))
+    pred_floor = 10_000 * 2 * sum(i * o for i, o in zip((DIM, *HIDDEN), (*HIDDEN, 1))) \
+        / mm / 1e9
     rows.append(("predict 10,000 embeddings, s", pred, "target", 0.1, 0.1 / pred, "x target"))
+    rows.append(("  same", pred, "floor: the head's matmuls at the matmul rate", pred_floor,
+                 pred_floor / pred, "of floor"))
     if args.whole_network:
         s80, s20 = whole_network_step(N_S), whole_network_step(N_Q)
         per_it = K * STEPS * (s80 + s20)

@@ -4,7 +4,7 @@ import contextlib
 
 import torch
 
-__all__ = ["resolve_device", "to_device", "seeded"]
+__all__ = ["resolve_device", "to_device", "seeded", "autocast"]
 
 
 def resolve_device(device):
@@ -54,3 +54,13 @@ def seeded(seed, device="cpu"):
     with torch.random.fork_rng(devices=cuda_devices):
         torch.manual_seed(int(seed))
         yield
+
+
+def autocast(device, enabled=True):
+    """Mixed precision for a block: bfloat16 autocast on ``device``'s type, or nothing.
+
+    bfloat16 has float32's range, so training needs no gradient scaling on either device
+    type; matrix products and convolutions run in bfloat16, reductions in float32.
+    """
+    dev = torch.device(device)
+    return torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=bool(enabled))

@@ -9,6 +9,7 @@ from skorch import NeuralNetRegressor
 from skorch.dataset import Dataset, unpack_data
 from skorch.utils import to_tensor
 
+from ._device import autocast
 from ._warnings import PIAAWarning
 from .nn.adam import adam_step, is_plain_fused_adam
 from .nn.head_grad import HeadGradient
@@ -36,6 +37,9 @@ class PersonalizedNet(NeuralNetRegressor):
         The prior network (an instance; it is copied, never trained in place).
     input : callable, default=None
         ``input(X, y=None)`` -> array or torch Dataset.
+    mixed_precision : bool, default=False
+        Run the module's forward passes (training and prediction) under bfloat16
+        autocast; outputs and the loss stay float32.
     **kwargs
         Any :class:`skorch.NeuralNetRegressor` parameter.
     """
@@ -47,8 +51,9 @@ class PersonalizedNet(NeuralNetRegressor):
     #: few times faster. Off: skorch's autograd step throughout.
     fused_head = True
 
-    def __init__(self, module, *args, input=None, **kwargs):
+    def __init__(self, module, *args, input=None, mixed_precision=False, **kwargs):
         self.input = input
+        self.mixed_precision = mixed_precision
         super().__init__(module, *args, **kwargs)
 
     def __getstate__(self):
@@ -59,7 +64,7 @@ class PersonalizedNet(NeuralNetRegressor):
     def _fused(self):
         """The module's :class:`HeadGradient`, or None where skorch's own step runs."""
         module = getattr(self, "module_", None)
-        if not self.fused_head or list(self._optimizers) != ["optimizer"] \
+        if not self.fused_head or self.mixed_precision or list(self._optimizers) != ["optimizer"] \
                 or not is_plain_fused_adam(getattr(self, "optimizer_", None)):
             return None
         cached = self.__dict__.get("_head_grad")
@@ -68,6 +73,14 @@ class PersonalizedNet(NeuralNetRegressor):
         fused = HeadGradient(module) if HeadGradient.supports(module) else None
         self.__dict__["_head_grad"] = (module, fused)  # the check walks every module: once
         return fused
+
+    def infer(self, x, **fit_params):
+        """skorch's forward pass, under bfloat16 autocast with ``mixed_precision``."""
+        if not self.mixed_precision:
+            return super().infer(x, **fit_params)
+        with autocast(self.device):
+            out = super().infer(x, **fit_params)
+        return out.float()
 
     def train_step_single(self, batch, **fit_params):
         """skorch's training step, by the head's hand-written backward pass where it applies."""

@@ -33,3 +33,31 @@ def test_whole_network_on_cuda(image_files):
     buf = io.BytesIO()
     pickle.dump(meta, buf)
     assert pickle.loads(buf.getvalue()).predict(image_files).shape == (12,)
+
+
+def test_whole_network_mixed_precision_on_cuda(image_files):
+    y = np.tile([1.0, 2.0, 3.0, 4.0, 5.0, 3.0], 2)
+    groups = np.repeat(["a", "b"], 6)
+    meta = MetaAestheticRegressor(backbone="tiny_cnn", train_backbone=True, hidden_sizes=(8,),
+                                  n_iterations=3, support_size=4, query_size=2,
+                                  finetune_epochs=2, device="cuda", mixed_precision=True,
+                                  random_state=0)
+    meta.fit(image_files, y, groups=groups)
+    net = meta.personalize(image_files[:6], y[:6])
+    pred = net.predict(image_files)
+    assert pred.dtype == np.float32 and np.isfinite(pred).all()
+
+
+def test_hand_written_head_gradient_on_cuda():
+    from sklearn_piaa.nn import AestheticHead, AestheticLoss
+    from sklearn_piaa.nn.head_grad import HeadGradient
+
+    head = AestheticHead(16, (12, 8), dropout=0.0).double().cuda().train()
+    ref = AestheticHead(16, (12, 8), dropout=0.0).double().cuda().train()
+    ref.load_state_dict(head.state_dict())
+    x = torch.randn(10, 16, dtype=torch.float64, device="cuda")
+    y = torch.rand(10, dtype=torch.float64, device="cuda") * 4 + 1
+    HeadGradient(head).loss_backward(x, y, AestheticLoss())
+    AestheticLoss()(ref(x), y).backward()
+    for p, q in zip(head.parameters(), ref.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-9, atol=1e-12)

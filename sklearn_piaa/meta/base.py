@@ -2,6 +2,7 @@
 
 import torch
 
+from .._device import autocast
 from ..nn.adam import adam_step, reset_optimizer
 from ..nn.head_grad import HeadGradient
 from ..nn.losses import AestheticLoss
@@ -33,6 +34,9 @@ class MetaLearner:
     weight_decay : float
     loss : {"mse", "rank", "mse+rank"}, default="mse"
         Training loss of the inner loop (:class:`~sklearn_piaa.nn.AestheticLoss`).
+    mixed_precision : bool, default=False
+        Run the learner's forward passes under bfloat16 autocast (the loss itself in
+        float32); the hand-written head path is then not used.
     """
 
     #: False for baselines that leave the prior as initialized (no loop is run).
@@ -48,7 +52,7 @@ class MetaLearner:
     fused_head = True
 
     def __init__(self, inner_lr=1e-3, inner_backbone_lr=1e-4, inner_steps=5, outer_lr=1e-2,
-                 betas=(0.9, 0.99), weight_decay=1e-5, loss="mse"):
+                 betas=(0.9, 0.99), weight_decay=1e-5, loss="mse", mixed_precision=False):
         self.inner_lr = inner_lr
         self.inner_backbone_lr = inner_backbone_lr
         self.inner_steps = inner_steps
@@ -56,6 +60,7 @@ class MetaLearner:
         self.betas = betas
         self.weight_decay = weight_decay
         self.criterion = AestheticLoss(loss)
+        self.mixed_precision = mixed_precision
         self._workspaces = {}
 
     @staticmethod
@@ -105,8 +110,8 @@ class MetaLearner:
         """
         key = id(module)
         if key not in self._workspaces:
-            fused = (self.fused_head and type(self).loss is MetaLearner.loss
-                     and HeadGradient.supports(module))
+            fused = (self.fused_head and not self.mixed_precision
+                     and type(self).loss is MetaLearner.loss and HeadGradient.supports(module))
             self._workspaces = {key: [HeadGradient(module) if fused else None, None]}
         return self._workspaces[key]
 
@@ -137,7 +142,11 @@ class MetaLearner:
     def loss(self, learner, x, y):
         """The training loss of ``learner`` on ``(x, y)``: by default squared error, the
         paper's."""
-        return self.criterion(learner(x), y)
+        if not self.mixed_precision:
+            return self.criterion(learner(x), y)
+        with autocast(x.device):
+            pred = learner(x)
+        return self.criterion(pred.float(), y)
 
     def adapt(self, learner, optimizer, x, y):
         """``inner_steps`` optimizer steps on one set; returns the last loss.

@@ -1,0 +1,76 @@
+"""bfloat16 autocast (``mixed_precision=True``): embedding and whole-network training on CPU."""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from sklearn_piaa import MetaAestheticRegressor, embed_images, save_model
+from sklearn_piaa._features import ImageEmbedder
+from sklearn_piaa.meta import BLG
+from sklearn_piaa.nn import AestheticHead, load_backbone
+
+
+def test_mixed_precision_embeddings_are_close_but_not_float32(image_files):
+    full = embed_images(image_files, backbone="tiny_cnn")
+    torch.manual_seed(0)  # tiny_cnn is randomly initialized: the same weights again
+    half = embed_images(image_files, backbone="tiny_cnn", mixed_precision=True)
+    assert half.dtype == np.float32 and np.isfinite(half).all()
+    rel = np.linalg.norm(half - full) / np.linalg.norm(full)
+    assert 0 < rel < 0.05, rel
+
+
+def test_mixed_precision_embeddings_are_cached_apart(image_files, tmp_path):
+    backbone = load_backbone("tiny_cnn")
+    cpu = torch.device("cpu")
+    cache = tmp_path / "cache"
+    full = ImageEmbedder(backbone, cpu, cache_dir=cache).transform(image_files)
+    half = ImageEmbedder(backbone, cpu, cache_dir=cache, mixed_precision=True).transform(
+        image_files)
+    dirs = sorted(os.listdir(cache))
+    assert len(dirs) == 2 and dirs[1] == dirs[0] + "-bf16"
+    for d in dirs:
+        assert len(os.listdir(cache / d)) == len(image_files)
+    # A new embedder reads each precision's rows back from its own folder.
+    again = ImageEmbedder(backbone, cpu, cache_dir=cache, mixed_precision=True)
+    np.testing.assert_array_equal(again.transform(image_files), half)
+    assert not np.array_equal(half, full)
+
+
+def test_whole_network_mixed_precision_on_cpu(image_files, tmp_path):
+    y = np.tile([1.0, 2.0, 3.0, 4.0, 5.0, 3.0], 2)
+    groups = np.repeat(["a", "b"], 6)
+    params = dict(backbone="tiny_cnn", train_backbone=True, hidden_sizes=(8,),
+                  n_iterations=3, support_size=4, query_size=2, finetune_epochs=2,
+                  random_state=0)
+    preds = []
+    for mixed in (False, True):
+        meta = MetaAestheticRegressor(**params, mixed_precision=mixed)
+        meta.fit(image_files, y, groups=groups)
+        net = meta.personalize(image_files[:6], y[:6])
+        assert net.mixed_precision is mixed
+        p = net.predict(image_files)
+        assert p.dtype == np.float32 and np.isfinite(p).all()
+        preds.append(p)
+    assert not np.array_equal(preds[0], preds[1])  # autocast really ran
+    np.testing.assert_allclose(preds[0], preds[1], atol=0.2)
+    save_model(net, tmp_path / "me.pt")  # the setting is saved with the model
+    from sklearn_piaa import load_model
+
+    loaded = load_model(tmp_path / "me.pt")
+    assert loaded.prior_.mixed_precision is True
+    np.testing.assert_allclose(loaded.predict(image_files), preds[1], rtol=1e-5, atol=1e-5)
+
+
+def test_mixed_precision_turns_the_hand_written_head_path_off():
+    head = AestheticHead(8, (4,))
+    assert BLG()._workspace(head)[0] is not None
+    assert BLG(mixed_precision=True)._workspace(head)[0] is None
+
+
+@pytest.mark.parametrize("bad", ["yes", 1.5])
+def test_mixed_precision_must_be_boolean(ratings, tiny_params, bad):
+    X, y, groups = ratings
+    with pytest.raises(ValueError, match="mixed_precision"):
+        MetaAestheticRegressor(**tiny_params, mixed_precision=bad).fit(X, y, groups=groups)
