@@ -46,8 +46,8 @@ class PersonalizedNet(NeuralNetRegressor):
 
     #: Train an :class:`~sklearn_piaa.nn.AestheticHead` over embeddings with its
     #: hand-written backward pass and a direct fused Adam step
-    #: (:class:`~sklearn_piaa.nn.head_grad.HeadGradient`,
-    #: :func:`~sklearn_piaa.nn.adam.adam_step`): the same updates as skorch's step, a
+    #: (:class:`~sklearn_piaa.nn.HeadGradient`,
+    #: :func:`~sklearn_piaa.nn.adam_step`): the same updates as skorch's step, a
     #: few times faster. Off: skorch's autograd step throughout.
     fused_head = True
 

@@ -46,7 +46,7 @@ class MetaLearner:
     #: tensors are reallocated every step; ``benchmarks/speed.py``).
     stacked = False
     #: Train an :class:`~sklearn_piaa.nn.AestheticHead` (head-only mode) with its
-    #: hand-written backward pass (:class:`~sklearn_piaa.nn.head_grad.HeadGradient`) and
+    #: hand-written backward pass (:class:`~sklearn_piaa.nn.HeadGradient`) and
     #: one inner optimizer whose state is reset per task, instead of autograd and a new
     #: optimizer per task: the same updates, 3-4x faster on CPU. Off: autograd throughout.
     fused_head = True

@@ -1,9 +1,15 @@
-"""Torch modules: image backbones and the aesthetic head (no training logic here)."""
+"""Torch modules (image backbones, the aesthetic head) and the fast paths that train and
+run them: the head's hand-written backward pass, a direct fused Adam step, BatchNorm
+folding for inference."""
 
+from .adam import adam_step
 from .backbones import BACKBONES, Backbone, load_backbone
+from .fold import fold_batchnorm
 from .head import AestheticHead, AestheticNet
+from .head_grad import HeadGradient
 from .losses import LOSSES, AestheticLoss, pairwise_rank_loss
 from .personality import PersonalityNet
 
 __all__ = ["AestheticHead", "AestheticNet", "Backbone", "BACKBONES", "load_backbone",
-           "PersonalityNet", "AestheticLoss", "pairwise_rank_loss", "LOSSES"]
+           "PersonalityNet", "AestheticLoss", "pairwise_rank_loss", "LOSSES", "HeadGradient",
+           "adam_step", "fold_batchnorm"]
