@@ -11,7 +11,8 @@ Then, timed separately:
 3. the paper's protocol on the 37 held-out raters: 10 and 100 support images,
    10 draws each (``evaluate_personalization``).
 
-Usage: ``python benchmarks/flickr_scale.py [--scale 1.0] [--workdir DIR]``. ``--scale``
+Usage: ``python benchmarks/flickr_scale.py [--scale 1.0] [--workdir DIR]
+[--mixed-precision]``. ``--scale``
 shrinks images, raters and iterations together (0.1: 4,000 images, 21 raters, 100
 iterations) for a quick look; the printed table says which scale ran. The full scale
 needs about 2 GB of disk under ``--workdir`` for JPEGs and cache.
@@ -42,6 +43,8 @@ def main(argv=None):
     ap.add_argument("--workdir", default=None, help="where JPEGs and the cache go "
                                                     "(default: a temporary folder)")
     ap.add_argument("--n-jobs", type=int, default=1)
+    ap.add_argument("--mixed-precision", action="store_true",
+                    help="embed under bfloat16 autocast (mixed_precision=True)")
     args = ap.parse_args(argv)
     n_images = int(round(40_000 * args.scale))
     n_raters = max(4, int(round(210 * args.scale)))
@@ -70,9 +73,10 @@ def main(argv=None):
                                        data.groups[test])
 
         meta = MetaAestheticRegressor(n_iterations=iterations, cache_dir=os.path.join(
-            work, "cache"), random_state=0, verbose=1)
+            work, "cache"), mixed_precision=args.mixed_precision, random_state=0, verbose=1)
         t1 = time.perf_counter()
-        embed_images(files, batch_size=64, cache_dir=os.path.join(work, "cache"))
+        embed_images(files, batch_size=64, cache_dir=os.path.join(work, "cache"),
+                     mixed_precision=args.mixed_precision)
         times["1. embed all images (EfficientNet-Lite0, to disk cache)"] = \
             time.perf_counter() - t1
         t2 = time.perf_counter()
@@ -85,7 +89,7 @@ def main(argv=None):
         times[f"3. evaluate {len(held_out)} raters x 10 draws at 10 and 100 images"] = \
             time.perf_counter() - t3
     print(f"\nscale {args.scale}: {n_images} images, {n_raters} raters ({n_test} held out), "
-          f"{len(data.y)} ratings")
+          f"{len(data.y)} ratings; mixed_precision={args.mixed_precision}")
     total = 0.0
     for name, seconds in times.items():
         print(f"{name:<64}{seconds:>9.1f} s")

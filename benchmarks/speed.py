@@ -8,26 +8,29 @@ the same run, on the same machine), their ratio, and the process's peak memory.
   head 1024-512-1) through ``MetaAestheticRegressor.fit``, against the plain loop of
   ``../shared/reference/naive_blg_loop.py`` (deep copy + Adam per task) on the same data
   sizes; also the package's own autograd path (``MetaLearner.fused_head = False``) and
-  the optional stacked inner loop (all tasks at once). The three loops are timed in
-  alternating rounds and the median taken, so that a machine whose speed drifts during
-  the run (shared cloud cores do) still gives fair ratios.
+  the optional stacked inner loop (all tasks at once). The loops are timed in
+  alternating rounds, and each ratio is the median over rounds of the ratio within a
+  round, so that a machine whose speed drifts during the run (shared cloud cores do,
+  by 1.5x here) still gives fair ratios.
   Achieved GFLOP/s (multiply-adds of the forward and backward passes, counted from the
   layer sizes) are compared with a torch matmul of the same shapes, and the bytes Adam
   must move with a measured memory copy rate: Adam touches every weight several times
   per step, which bounds the loop from below however fast the matmuls are.
 - embedding: images/s from JPEG files on disk to cached embeddings (``embed_images``),
   against the bare backbone forward on already-decoded tensors (batch 32, 224 px), both
-  as loaded and with BatchNorm folded into its convolutions (what the embedder runs).
+  as loaded and with BatchNorm folded into its convolutions (what the embedder runs);
+  and the same with ``mixed_precision=True`` (bfloat16 autocast).
 - personalization of one rater on 100 cached embeddings with the default fine-tuning
   (20 epochs), wall time including skorch, fast path and skorch's autograd step;
   prediction of 10,000 cached embeddings, against the arithmetic floor of the head at
   the measured matmul rate.
 
 - with ``--whole-network``: one Adam step of EfficientNet-Lite0 + head in training
-  mode on 80 and on 20 images at 224 px, and the outer iteration they add up to.
+  mode on 80 and on 20 images at 224 px, and the outer iteration they add up to; one
+  step on 20 images under bfloat16 autocast.
 
-Usage: ``python benchmarks/speed.py [--iterations 30] [--repeats 5] [--images 256]
-[--whole-network]``.
+Usage: ``python benchmarks/speed.py [--iterations 30] [--rounds 3] [--repeats 5]
+[--images 256] [--whole-network]``.
 The naive loop is read from ``../shared`` and skipped (n/a) when that is absent; the
 embedding benchmark uses the photos there, or generated JPEGs of the same size.
 """
@@ -45,6 +48,7 @@ import numpy as np
 import torch
 
 from sklearn_piaa import MetaAestheticRegressor, PersonalizedNet, embed_images
+from sklearn_piaa._device import autocast
 from sklearn_piaa.meta import BLG
 from sklearn_piaa.nn import load_backbone
 from sklearn_piaa.nn.fold import fold_batchnorm
@@ -152,14 +156,22 @@ def naive_seconds_per_iteration(iterations):
 
 
 def meta_training_rounds(iterations, rounds):
-    """Median s/iteration of each loop, timed in alternating rounds."""
+    """Per-round s/iteration of each loop, the loops timed in alternating rounds."""
     times = {"naive": [], "fast": [], "plain": [], "stacked": []}
     per_round = max(2, iterations // rounds)
     for _ in range(rounds):
         times["naive"].append(naive_seconds_per_iteration(per_round))
         for mode in ("fast", "plain", "stacked"):
             times[mode].append(meta_seconds_per_iteration(per_round, mode))
-    return {k: None if None in v else statistics.median(v) for k, v in times.items()}
+    return times
+
+
+def paired(times, num, den):
+    """Median time of ``num`` and the median over rounds of ``num / den`` (same round)."""
+    if None in times[num] or None in times[den]:
+        return None, None
+    ratios = [a / b for a, b in zip(times[num], times[den])]
+    return statistics.median(times[num]), statistics.median(ratios)
 
 
 def _jpeg_files(n, tmp):
@@ -192,16 +204,18 @@ def embedding_rates(n_images, repeats):
     with tempfile.TemporaryDirectory() as tmp:
         files, source = _jpeg_files(n_images, tmp)
         embed_images(files[:32], batch_size=32)  # warm-up
-        seconds = []
+        seconds = {False: [], True: []}
         for r in range(max(1, repeats // 2)):
-            cache = os.path.join(tmp, f"cache{r}")
-            t0 = time.perf_counter()
-            embed_images(files, batch_size=32, cache_dir=cache)
-            seconds.append(time.perf_counter() - t0)
-    return len(files) / statistics.median(seconds), bare, bare_folded, source
+            for mixed in (False, True):
+                cache = os.path.join(tmp, f"cache{r}-{mixed}")
+                t0 = time.perf_counter()
+                embed_images(files, batch_size=32, cache_dir=cache, mixed_precision=mixed)
+                seconds[mixed].append(time.perf_counter() - t0)
+    rates = {k: len(files) / statistics.median(v) for k, v in seconds.items()}
+    return rates[False], rates[True], bare, bare_folded, source
 
 
-def whole_network_step(n_images, repeats=2):
+def whole_network_step(n_images, repeats=2, mixed_precision=False):
     """Seconds of one Adam step of the whole network (EfficientNet-Lite0 + head)."""
     from sklearn_piaa.nn import AestheticHead, AestheticNet
 
@@ -214,7 +228,9 @@ def whole_network_step(n_images, repeats=2):
 
     def step():
         opt.zero_grad(set_to_none=True)
-        loss = ((net(x).reshape(-1) - y) ** 2).mean()
+        with autocast("cpu", mixed_precision):
+            pred = net(x)
+        loss = ((pred.float().reshape(-1) - y) ** 2).mean()
         loss.backward()
         opt.step()
     step()
@@ -265,25 +281,28 @@ def main(argv=None):
     flops = flops_per_iteration()
     adam_bytes = bytes_adam_per_iteration()
     meta = meta_training_rounds(args.iterations, args.rounds)
-    naive, ours = meta["naive"], meta["fast"]
+    ours = statistics.median(meta["fast"])
+    naive, naive_ratio = paired(meta, "naive", "fast")
+    plain, plain_ratio = paired(meta, "plain", "fast")
+    stacked, stacked_ratio = paired(meta, "stacked", "fast")
     rows.append(("BLG meta-training, s/iteration (paper sizes)", ours,
-                 "naive loop (../shared/reference)", naive,
-                 None if naive is None else naive / ours, "x faster"))
-    rows.append(("  same, autograd path (fused_head=False)", meta["plain"],
-                 "package default (hand-written backward)", ours, meta["plain"] / ours,
-                 "x slower"))
-    rows.append(("  same, tasks stacked (vmap, MetaLearner.stacked)", meta["stacked"],
-                 "package default", ours, meta["stacked"] / ours, "x slower"))
+                 "naive loop (../shared/reference)", naive, naive_ratio, "x faster"))
+    rows.append(("  same, autograd path (fused_head=False)", plain,
+                 "package default (hand-written backward)", ours, plain_ratio, "x slower"))
+    rows.append(("  same, tasks stacked (vmap, MetaLearner.stacked)", stacked,
+                 "package default", ours, stacked_ratio, "x slower"))
     rows.append(("  achieved GFLOP/s", flops / ours / 1e9, "torch matmul, same shapes", mm,
                  flops / ours / 1e9 / mm, "of matmul"))
     floor = flops / mm / 1e9 + adam_bytes / bw / 1e9
     rows.append(("  s/iteration", ours, "floor: matmuls at that rate + Adam bytes at "
                  f"{bw:.1f} GB/s", floor, floor / ours, "of floor"))
-    emb, bare, bare_folded, source = embedding_rates(args.images, args.repeats)
+    emb, emb_bf16, bare, bare_folded, source = embedding_rates(args.images, args.repeats)
     rows.append((f"embedding, images/s ({source})", emb, "bare backbone forward, batch 32",
                  bare, emb / bare, "of bare"))
     rows.append(("  same", emb, "bare forward, BatchNorm folded (what it runs)",
                  bare_folded, emb / bare_folded, "of bare"))
+    rows.append(("  same, mixed_precision=True (bfloat16)", emb_bf16, "float32 embedding",
+                 emb, emb_bf16 / emb, "x faster"))
     pers, pers_plain, pred = personalize_and_predict(args.repeats)
     rows.append(("personalize 100 embeddings, 20 epochs, s", pers, "target", 0.3,
                  0.3 / pers, "x target"))
@@ -301,11 +320,14 @@ def main(argv=None):
                      "one step on 20 images, s", s20, None, ""))
         rows.append(("whole network: one outer iteration (k=4, S=5), s", per_it,
                      "head-only outer iteration, s", ours, per_it / ours, "x slower"))
-    print(f"\n{'measured':<52}{'value':>10}   {'reference':<58}{'value':>9}  ratio")
+        s20_bf16 = whole_network_step(N_Q, mixed_precision=True)
+        rows.append(("  one step on 20 images, mixed_precision=True, s", s20_bf16,
+                     "float32", s20, s20 / s20_bf16, "x faster"))
+    print(f"\n{'measured':<56}{'value':>10}   {'reference':<58}{'value':>9}  ratio")
     for name, value, ref, ref_value, ratio, unit in rows:
         ref_text = "n/a" if ref_value is None else f"{ref_value:.4g}"
         ratio_text = "n/a" if ratio is None else f"{ratio:.2f} {unit}"
-        print(f"{name:<52}{value:>10.4g}   {ref:<58}{ref_text:>9}  {ratio_text}")
+        print(f"{name:<56}{value:>10.4g}   {ref:<58}{ref_text:>9}  {ratio_text}")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\npeak memory (max RSS) {peak:.0f} MiB; FLOPs per iteration "
           f"{flops / 1e9:.1f} G; Adam traffic per iteration {adam_bytes / 1e9:.2f} GB")

@@ -23,3 +23,14 @@ def test_real_raters_benchmark_runs(capsys):
     out = capsys.readouterr().out
     for row in ("prior", "consensus + ridge", "personalized"):
         assert f"  {row} " in out
+
+
+def test_speed_benchmark_prints_its_table(capsys):
+    # Smallest settings: checks that the script runs and reports every row, not speed.
+    assert _load("speed").main(["--iterations", "2", "--rounds", "1", "--repeats", "1",
+                                "--images", "4"]) == 0
+    out = capsys.readouterr().out
+    for row in ("BLG meta-training", "autograd path", "achieved GFLOP/s", "embedding",
+                "mixed_precision=True", "personalize 100 embeddings", "predict 10,000",
+                "peak memory"):
+        assert row in out, row
