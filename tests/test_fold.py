@@ -11,6 +11,19 @@ from sklearn_piaa.nn.backbones import load_backbone
 from sklearn_piaa.nn.fold import fold_batchnorm
 
 
+class Residual(nn.Module):
+    """A conv whose output feeds its BatchNorm and the sum: folding it would be wrong."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+        self.bn = nn.BatchNorm2d(3)
+
+    def forward(self, x):
+        h = self.conv(x)
+        return self.bn(h) + h
+
+
 def _randomize_statistics(module):
     with torch.no_grad():
         for m in module.modules():
@@ -42,16 +55,6 @@ def test_folded_backbone_computes_the_same_embeddings(name):
 
 
 def test_only_pairs_known_to_be_adjacent_are_folded():
-    class Residual(nn.Module):  # conv output used twice: folding would be wrong
-        def __init__(self):
-            super().__init__()
-            self.conv = nn.Conv2d(3, 3, 3, padding=1)
-            self.bn = nn.BatchNorm2d(3)
-
-        def forward(self, x):
-            h = self.conv(x)
-            return self.bn(h) + h
-
     net = Residual()
     _randomize_statistics(net)
     folded = fold_batchnorm(net)
@@ -59,16 +62,6 @@ def test_only_pairs_known_to_be_adjacent_are_folded():
 
 
 def test_a_wrong_fold_is_caught_by_the_check(monkeypatch):
-    class Residual(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = nn.Conv2d(3, 3, 3, padding=1)
-            self.bn = nn.BatchNorm2d(3)
-
-        def forward(self, x):
-            h = self.conv(x)
-            return self.bn(h) + h
-
     net = Residual()
     _randomize_statistics(net)
     key = (Residual.__module__.split(".")[0], "Residual")
