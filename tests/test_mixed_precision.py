@@ -65,8 +65,8 @@ def test_whole_network_mixed_precision_on_cpu(image_files, tmp_path):
 
 def test_mixed_precision_turns_the_hand_written_head_path_off():
     head = AestheticHead(8, (4,))
-    assert BLG()._workspace(head)[0] is not None
-    assert BLG(mixed_precision=True)._workspace(head)[0] is None
+    assert BLG()._head_gradient(head) is not None
+    assert BLG(mixed_precision=True)._head_gradient(head) is None
 
 
 @pytest.mark.parametrize("bad", ["yes", 1.5])

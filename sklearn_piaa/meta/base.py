@@ -48,7 +48,8 @@ class MetaLearner:
     #: Train an :class:`~sklearn_piaa.nn.AestheticHead` (head-only mode) with its
     #: hand-written backward pass (:class:`~sklearn_piaa.nn.HeadGradient`) and
     #: one inner optimizer whose state is reset per task, instead of autograd and a new
-    #: optimizer per task: the same updates, 3-4x faster on CPU. Off: autograd throughout.
+    #: optimizer per task: the same updates, faster (``benchmarks/speed.py``). Off:
+    #: autograd throughout.
     fused_head = True
 
     def __init__(self, inner_lr=1e-3, inner_backbone_lr=1e-4, inner_steps=5, outer_lr=1e-2,
@@ -61,7 +62,7 @@ class MetaLearner:
         self.weight_decay = weight_decay
         self.criterion = AestheticLoss(loss)
         self.mixed_precision = mixed_precision
-        self._workspaces = {}
+        self._fused_module = self._fused = self._reused_optimizer = None
 
     @staticmethod
     def meta_state(module):
@@ -102,18 +103,18 @@ class MetaLearner:
         """A fresh Adam over the learner (see :meth:`param_groups`)."""
         return self.inner_optimizer_for(self.param_groups(learner, lr_scale), lr_scale)
 
-    def _workspace(self, module):
-        """``[hand-written gradient or None, reusable inner optimizer or None]`` of a module.
+    def _head_gradient(self, module):
+        """The hand-written gradient of ``module`` (see ``fused_head``), or None.
 
-        Used only where :meth:`loss` is the criterion's (a subclass that changes the loss
-        keeps autograd).
+        Kept for one module at a time (the learner, or the average baseline's prior);
+        a module whose loss a subclass changes keeps autograd.
         """
-        key = id(module)
-        if key not in self._workspaces:
-            fused = (self.fused_head and not self.mixed_precision
-                     and type(self).loss is MetaLearner.loss and HeadGradient.supports(module))
-            self._workspaces = {key: [HeadGradient(module) if fused else None, None]}
-        return self._workspaces[key]
+        if self._fused_module is not module:
+            use = (self.fused_head and not self.mixed_precision
+                   and type(self).loss is MetaLearner.loss)
+            self._fused_module, self._reused_optimizer = module, None
+            self._fused = HeadGradient.for_module(module) if use else None
+        return self._fused
 
     def reset_inner_optimizer(self, learner, lr_scale=1.0):
         """An inner optimizer over the learner as :meth:`inner_optimizer` makes it.
@@ -122,12 +123,11 @@ class MetaLearner:
         is zeroed in place (for Adam exactly a fresh optimizer's, without allocating and
         faulting in two weight-sized moment buffers per task) and its learning rates set.
         """
-        space = self._workspace(learner)
-        optimizer = space[1]
-        if space[0] is None:
+        if self._head_gradient(learner) is None:
             return self.inner_optimizer(learner, lr_scale)
+        optimizer = self._reused_optimizer
         if optimizer is None:
-            optimizer = space[1] = self.inner_optimizer(learner, lr_scale)
+            optimizer = self._reused_optimizer = self.inner_optimizer(learner, lr_scale)
             return optimizer
         reset_optimizer(optimizer)
         for group, fresh in zip(optimizer.param_groups, self.param_groups(learner, lr_scale)):
@@ -168,7 +168,7 @@ class MetaLearner:
         By the head's hand-written backward pass where it applies (see ``fused_head``),
         else by autograd. Returns the loss (before the step).
         """
-        fused = self._workspace(learner)[0]
+        fused = self._head_gradient(learner)
         if fused is not None and HeadGradient.supports_batch(x):
             return fused.loss_backward(x, y, self.criterion)[0]
         optimizer.zero_grad(set_to_none=True)

@@ -18,7 +18,18 @@ _KERNEL = getattr(torch, "_fused_adam_", None)
 
 
 def is_plain_fused_adam(optimizer):
-    """Whether :func:`adam_step` calls the fused kernel itself for ``optimizer``."""
+    """Whether :func:`adam_step` calls the fused kernel itself for ``optimizer``.
+
+    Parameters
+    ----------
+    optimizer : torch.optim.Optimizer or None
+
+    Returns
+    -------
+    bool
+        True for a ``torch.optim.Adam(..., fused=True)`` without amsgrad, capturable,
+        differentiable or decoupled weight decay, with float hyperparameters.
+    """
     if _KERNEL is None or type(optimizer) is not torch.optim.Adam:
         return False
     for group in optimizer.param_groups:
@@ -85,6 +96,11 @@ def reset_optimizer(optimizer):
 
     Adam's state (step counters and moments) is zeroed in place: a new Adam's first
     step sees exactly that. Other optimizers lose their state.
+
+    Parameters
+    ----------
+    optimizer : torch.optim.Optimizer
+        Changed in place; its parameter groups and hyperparameters are kept.
     """
     if not isinstance(optimizer, torch.optim.Adam):
         optimizer.state.clear()

@@ -84,6 +84,11 @@ class HeadGradient:
         return (isinstance(module, AestheticHead) and _blocks(module) is not None
                 and all(p.requires_grad for p in module.parameters()))
 
+    @classmethod
+    def for_module(cls, module):
+        """A :class:`HeadGradient` of ``module``, or None where :meth:`supports` says no."""
+        return cls(module) if cls.supports(module) else None
+
     @staticmethod
     def supports_batch(x):
         """Whether a batch can take the hand-written path (two or more rows, floating)."""
