@@ -9,6 +9,7 @@ from skorch import NeuralNetRegressor
 from skorch.dataset import Dataset, unpack_data
 from skorch.utils import to_tensor
 
+from ._array_loader import array_loader
 from ._device import autocast
 from ._warnings import PIAAWarning
 from .nn.adam import adam_step, is_plain_fused_adam
@@ -51,6 +52,11 @@ class PersonalizedNet(NeuralNetRegressor):
     #: 10% faster (the Adam kernel and matrix products, the same in both, dominate at
     #: batch 10). Off: skorch's autograd step throughout.
     fused_head = True
+    #: Batch in-memory arrays (embeddings) by slicing them
+    #: (:class:`~sklearn_piaa._array_loader.ArrayLoader`) instead of a ``DataLoader``'s
+    #: per-row indexing and collation: the same batches and random draws, without the
+    #: per-row Python work. Off: skorch's ``DataLoader`` throughout.
+    array_batches = True
 
     def __init__(self, module, *args, input=None, mixed_precision=False, **kwargs):
         self.input = input
@@ -124,10 +130,22 @@ class PersonalizedNet(NeuralNetRegressor):
         return Dataset(X, y)
 
     def get_iterator(self, dataset, training=False):
-        """skorch's iterator; image datasets augment only while training."""
-        # Image datasets augment only while training.
+        """skorch's iterator; image datasets augment only while training.
+
+        Over arrays in memory, with skorch's default ``DataLoader`` settings, the
+        batches come from slicing the arrays (see ``array_batches``).
+        """
         if hasattr(dataset, "train"):
             dataset.train = training
+        if self.array_batches:
+            prefix = "iterator_train" if training else "iterator_valid"
+            kwargs = self.get_params_for(prefix)
+            kwargs.setdefault("batch_size", self.batch_size)
+            if kwargs["batch_size"] == -1:
+                kwargs["batch_size"] = len(dataset)
+            loader = array_loader(dataset, getattr(self, prefix), kwargs)
+            if loader is not None:
+                return loader
         return super().get_iterator(dataset, training=training)
 
     def predict(self, X):
