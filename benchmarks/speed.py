@@ -20,10 +20,14 @@ the same run, on the same machine), their ratio, and the process's peak memory.
   against the bare backbone forward on already-decoded tensors (batch 32, 224 px), both
   as loaded and with BatchNorm folded into its convolutions (what the embedder runs);
   and the same with ``mixed_precision=True`` (bfloat16 autocast).
+  A second floor times the loop's own matrix products (at their real shapes) and its
+  fused Adam kernels alone, with nothing between them.
 - personalization of one rater on 100 cached embeddings with the default fine-tuning
-  (20 epochs), wall time including skorch, fast path and skorch's autograd step;
-  prediction of 10,000 cached embeddings, against the arithmetic floor of the head at
-  the measured matmul rate.
+  (20 epochs), wall time including skorch, fast path and skorch's autograd step, and
+  the floor of its 200 steps' products and Adam kernels alone; prediction of 10,000
+  cached embeddings, against the arithmetic floor of the head at the measured matmul
+  rate, against skorch's ``DataLoader`` batching, and under bfloat16 autocast
+  (``mixed_precision=True``) with how far its scores lie from float32's.
 
 - with ``--whole-network``: one Adam step of EfficientNet-Lite0 + head in training
   mode on 80 and on 20 images at 224 px, and the outer iteration they add up to; one
@@ -46,11 +50,12 @@ import time
 
 import numpy as np
 import torch
+from scipy.stats import spearmanr
 
 from sklearn_piaa import MetaAestheticRegressor, PersonalizedNet, embed_images
 from sklearn_piaa._device import autocast
 from sklearn_piaa.meta import BLG
-from sklearn_piaa.nn import load_backbone
+from sklearn_piaa.nn import adam_step, load_backbone
 from sklearn_piaa.nn.fold import fold_batchnorm
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -101,6 +106,46 @@ def matmul_gflops(repeats):
     seconds = _median_time(step, repeats)
     flops = 20 * 2 * N_S * (DIM * HIDDEN[0] * 2 + HIDDEN[0] * HIDDEN[1] * 3)
     return flops / seconds / 1e9
+
+
+def step_matmul_seconds(n_rows, repeats, steps=50):
+    """Seconds of one head training step's matrix products alone, on ``n_rows`` rows.
+
+    The products the forward and backward passes of the 1280-1024-512-1 head need
+    (no gradient for the input), at their real shapes and nothing else.
+    """
+    sizes = list(zip((DIM, *HIDDEN), (*HIDDEN, 1)))
+    ws = [torch.randn(o, i) for i, o in sizes]
+    bs = [torch.randn(o) for _, o in sizes]
+    xs = [torch.randn(n_rows, i) for i, _ in sizes]
+    gs = [torch.randn(n_rows, o) for _, o in sizes]
+    outs = [torch.empty(o, i) for i, o in sizes]
+
+    def run():
+        for _ in range(steps):
+            for x, w, b in zip(xs, ws, bs):
+                torch.addmm(b, x, w.t())
+            for k, (x, g, w, out) in enumerate(zip(xs, gs, ws, outs)):
+                torch.mm(g.t(), x, out=out)
+                if k:
+                    g @ w
+    run()
+    return _median_time(run, repeats) / steps
+
+
+def adam_kernel_seconds(repeats, steps=50):
+    """Seconds of one fused Adam step over the head's parameters, kernel alone."""
+    sizes = list(zip((DIM, *HIDDEN), (*HIDDEN, 1)))
+    params = [torch.randn(o, i) for i, o in sizes] + [torch.randn(o) for _, o in sizes]
+    for p in params:
+        p.grad = torch.randn_like(p)
+    opt = torch.optim.Adam(params, lr=1e-4, fused=True)
+    adam_step(opt)
+
+    def run():
+        for _ in range(steps):
+            adam_step(opt)
+    return _median_time(run, repeats) / steps
 
 
 def copy_gbytes(repeats):
@@ -238,7 +283,9 @@ def whole_network_step(n_images, repeats=2, mixed_precision=False):
 
 
 def personalize_and_predict(repeats):
-    """Median seconds: personalize (fast path, skorch's autograd step), predict 10k."""
+    """Median seconds: personalize (fast path, skorch's autograd step); predict 10k
+    (float32 by slicing, by skorch's DataLoader, and under bfloat16), and how far the
+    bfloat16 predictions lie from the float32 ones."""
     X, y, groups = _rating_data(n_users=40)
     meta = MetaAestheticRegressor(backbone=None, hidden_sizes=HIDDEN, n_iterations=5,
                                   random_state=0).fit(X, y, groups=groups)
@@ -257,9 +304,19 @@ def personalize_and_predict(repeats):
         PersonalizedNet.fused_head = old
     net = meta.personalize(Xu, yu, random_state=0)
     X10k = np.random.RandomState(1).randn(10_000, DIM).astype(np.float32)
-    net.predict(X10k)
-    predict = _median_time(lambda: net.predict(X10k), repeats)
-    return statistics.median(times[True]), statistics.median(times[False]), predict
+    predicted, predict = {}, {}
+    for setting in ("float32", "DataLoader", "bfloat16"):
+        net.set_params(mixed_precision="inference" if setting == "bfloat16" else False)
+        PersonalizedNet.array_batches = setting != "DataLoader"
+        try:
+            predicted[setting] = net.predict(X10k)
+            predict[setting] = _median_time(lambda: net.predict(X10k), repeats)
+        finally:
+            PersonalizedNet.array_batches = True
+    full, half = predicted["float32"], predicted["bfloat16"]
+    span = float(np.ptp(y))
+    agreement = (np.abs(half - full).max() / span, spearmanr(full, half)[0])
+    return statistics.median(times[True]), statistics.median(times[False]), predict, agreement
 
 
 def main(argv=None):
@@ -296,6 +353,14 @@ def main(argv=None):
     floor = flops / mm / 1e9 + adam_bytes / bw / 1e9
     rows.append(("  s/iteration", ours, "floor: matmuls at that rate + Adam bytes at "
                  f"{bw:.1f} GB/s", floor, floor / ours, "of floor"))
+    adam_s = adam_kernel_seconds(args.repeats)
+    mm_s = {n: step_matmul_seconds(n, args.repeats) for n in (N_S, N_Q, 10)}
+    step_floor = K * STEPS * (mm_s[N_S] + mm_s[N_Q] + 2 * adam_s)
+    rows.append(("  s/iteration", ours, "floor: its matmuls and Adam kernels alone, timed",
+                 step_floor, step_floor / ours, "of floor"))
+    if naive is not None:
+        rows.append(("  naive loop, s/iteration", naive, "the same floor", step_floor,
+                     step_floor / naive, "of floor"))
     emb, emb_bf16, bare, bare_folded, source = embedding_rates(args.images, args.repeats)
     rows.append((f"embedding, images/s ({source})", emb, "bare backbone forward, batch 32",
                  bare, emb / bare, "of bare"))
@@ -303,16 +368,28 @@ def main(argv=None):
                  bare_folded, emb / bare_folded, "of bare"))
     rows.append(("  same, mixed_precision=True (bfloat16)", emb_bf16, "float32 embedding",
                  emb, emb_bf16 / emb, "x faster"))
-    pers, pers_plain, pred = personalize_and_predict(args.repeats)
+    pers, pers_plain, pred, (max_dev, rank_corr) = personalize_and_predict(args.repeats)
     rows.append(("personalize 100 embeddings, 20 epochs, s", pers, "target", 0.3,
                  0.3 / pers, "x target"))
     rows.append(("  same", pers, "skorch's autograd step (fused_head=False)", pers_plain,
                  pers_plain / pers, "x faster"))
+    # 20 epochs of 10 batches of 10: each step's products and one Adam kernel, nothing else.
+    pers_floor = 200 * (mm_s[10] + adam_s)
+    rows.append(("  same", pers, "floor: 200 steps' matmuls and Adam kernels, timed",
+                 pers_floor, pers_floor / pers, "of floor"))
     pred_floor = 10_000 * 2 * sum(i * o for i, o in zip((DIM, *HIDDEN), (*HIDDEN, 1))) \
         / mm / 1e9
-    rows.append(("predict 10,000 embeddings, s", pred, "target", 0.1, 0.1 / pred, "x target"))
-    rows.append(("  same", pred, "floor: the head's matmuls at the matmul rate", pred_floor,
-                 pred_floor / pred, "of floor"))
+    p32 = pred["float32"]
+    rows.append(("predict 10,000 embeddings, s", p32, "target", 0.1, 0.1 / p32, "x target"))
+    rows.append(("  same", p32, "floor: the head's matmuls at the matmul rate", pred_floor,
+                 pred_floor / p32, "of floor"))
+    rows.append(("  same", p32, "skorch's DataLoader (array_batches=False)",
+                 pred["DataLoader"], pred["DataLoader"] / p32, "x faster"))
+    p16 = pred["bfloat16"]
+    rows.append(("  same, mixed_precision=True (bfloat16)", p16, "target", 0.1, 0.1 / p16,
+                 "x target"))
+    rows.append(("  bfloat16 vs float32 scores: max |diff| / range", max_dev,
+                 "SROCC between the two", rank_corr, None, ""))
     if args.whole_network:
         s80, s20 = whole_network_step(N_S), whole_network_step(N_Q)
         per_it = K * STEPS * (s80 + s20)

@@ -124,14 +124,16 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
     device : str, default="cpu"
         Torch device, e.g. ``"cuda"``.
     mixed_precision : bool, default=False
-        Run the backbone under bfloat16 autocast (:func:`torch.autocast`): in head-only
-        mode when embedding images (the head still trains in float32), with
-        ``train_backbone=True`` in every forward pass of meta-training, fine-tuning and
-        prediction. On a GPU with bfloat16 support this is the fast setting for
-        whole-network training. On a CPU with bfloat16 instructions (AVX-512 BF16 /
-        AMX) it embeds about 2x faster, but trains the whole network slower than
-        float32 (``benchmarks/speed.py``). Embeddings differ from float32 ones by about
-        2% (relative norm); they are cached apart from them.
+        Run forward passes under bfloat16 autocast (:func:`torch.autocast`): in
+        head-only mode when embedding images and when predicting (the head still trains
+        in float32), with ``train_backbone=True`` in every forward pass of
+        meta-training, fine-tuning and prediction. On a GPU with bfloat16 support this
+        is the fast setting for whole-network training. On a CPU with bfloat16
+        instructions (AVX-512 BF16 / AMX) it embeds about 2x and predicts from
+        embeddings about 3x faster, but trains the whole network slower than float32
+        (``benchmarks/speed.py``). Embeddings differ from float32 ones by about 2%
+        (relative norm); they are cached apart from them. Predicted scores move by
+        a fraction of a percent of the score range.
     checkpoint_dir : str or path-like, default=None
         Directory for meta-training checkpoints. When set, ``fit`` writes the state of
         the run there every ``checkpoint_every`` iterations (atomically), and a ``fit``
@@ -539,7 +541,10 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         return PersonalizedNet(
             module,
             input=self.input_,
-            mixed_precision=self.mixed_precision and self.train_backbone,
+            # Over embeddings only prediction gains from bfloat16: the head trains
+            # faster in float32 by its hand-written path (benchmarks/speed.py).
+            mixed_precision=bool(self.mixed_precision) and (
+                True if self.train_backbone else "inference"),
             optimizer=torch.optim.Adam,
             iterator_train__shuffle=True,
             train_split=None,

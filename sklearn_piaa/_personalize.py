@@ -38,9 +38,10 @@ class PersonalizedNet(NeuralNetRegressor):
         The prior network (an instance; it is copied, never trained in place).
     input : callable, default=None
         ``input(X, y=None)`` -> array or torch Dataset.
-    mixed_precision : bool, default=False
-        Run the module's forward passes (training and prediction) under bfloat16
-        autocast; outputs and the loss stay float32.
+    mixed_precision : bool or "inference", default=False
+        Run the module's forward passes under bfloat16 autocast: with True those of
+        training and prediction, with ``"inference"`` those of prediction only (training
+        stays float32). Outputs and the loss stay float32.
     **kwargs
         Any :class:`skorch.NeuralNetRegressor` parameter.
     """
@@ -71,7 +72,8 @@ class PersonalizedNet(NeuralNetRegressor):
     def _fused(self):
         """The module's :class:`HeadGradient`, or None where skorch's own step runs."""
         module = getattr(self, "module_", None)
-        if not self.fused_head or self.mixed_precision or list(self._optimizers) != ["optimizer"] \
+        if not self.fused_head or self._autocast(training=True) \
+                or list(self._optimizers) != ["optimizer"] \
                 or not is_plain_fused_adam(getattr(self, "optimizer_", None)):
             return None
         cached = self.__dict__.get("_head_grad")
@@ -81,9 +83,26 @@ class PersonalizedNet(NeuralNetRegressor):
         self.__dict__["_head_grad"] = (module, fused)  # the check walks every module: once
         return fused
 
+    def initialize(self):
+        """skorch's ``initialize``, after checking ``mixed_precision``."""
+        if not (isinstance(self.mixed_precision, (bool, np.bool_))
+                or self.mixed_precision == "inference"):
+            raise ValueError("mixed_precision must be True, False or 'inference'; got "
+                             f"{self.mixed_precision!r}.")
+        return super().initialize()
+
+    def _autocast(self, training=None):
+        """Whether a forward pass (by default the one about to run) goes under autocast."""
+        if training is None:
+            # skorch sets the module's mode before every batch, training or prediction.
+            training = self.module_.training
+        if isinstance(self.mixed_precision, str):  # "inference"
+            return not training
+        return bool(self.mixed_precision)
+
     def infer(self, x, **fit_params):
         """skorch's forward pass, under bfloat16 autocast with ``mixed_precision``."""
-        if not self.mixed_precision:
+        if not self._autocast():
             return super().infer(x, **fit_params)
         with autocast(self.device):
             out = super().infer(x, **fit_params)
@@ -96,9 +115,14 @@ class PersonalizedNet(NeuralNetRegressor):
         if fused is None or not HeadGradient.supports_batch(Xi):
             return super().train_step_single(batch, **fit_params)
         self._set_training(True)
-        loss, y_pred = fused.loss_backward(
-            to_tensor(Xi, device=self.device), yi,
-            lambda pred, y: self.get_loss(pred, y, X=Xi, training=True))
+        if type(self).get_loss is NeuralNetRegressor.get_loss:
+            # skorch's get_loss is the criterion on y as a tensor; handing the criterion
+            # itself over lets HeadGradient see a plain squared error.
+            criterion, yi = self.criterion_, to_tensor(yi, device=self.device)
+        else:
+            def criterion(pred, y):
+                return self.get_loss(pred, y, X=Xi, training=True)
+        loss, y_pred = fused.loss_backward(to_tensor(Xi, device=self.device), yi, criterion)
         return {"loss": loss, "y_pred": y_pred}
 
     def _step_optimizer(self, step_fn):

@@ -103,6 +103,31 @@ def test_dropout_mask_keeps_one_minus_p_and_rescales():
     assert float(HeadGradient._dropout_mask(like, 1.0).abs().sum()) == 0.0
 
 
+def test_half_dropout_uses_every_bit_position_fairly():
+    # p = 0.5 draws 63 coins per random int64: each of the 63 positions (a column
+    # here) must be a fair coin, including the top one.
+    mask = HeadGradient._dropout_mask(torch.empty(4000 * 63), 0.5).view(4000, 63)
+    kept = (mask != 0).double()
+    assert set(torch.unique(mask).tolist()) == {0.0, 2.0}
+    assert float((kept.mean(0) - 0.5).abs().max()) < 0.04
+    # neighbouring positions are independent: P(both kept) = 1/4
+    assert float((kept[:, 1:] * kept[:, :-1]).mean()) == pytest.approx(0.25, abs=0.01)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_squared_error_gradient_is_autograd_bit_for_bit(dtype):
+    from sklearn_piaa.nn.head_grad import _mse_and_gradient
+
+    criterion = AestheticLoss("mse")
+    for n in (1, 7, 10, 20, 80, 333):
+        pred, y = torch.randn(n, 1, dtype=dtype) * 2 + 3, torch.rand(n, dtype=dtype) * 4 + 1
+        leaf = pred.clone().requires_grad_(True)
+        loss = criterion(leaf, y)
+        (grad,) = torch.autograd.grad(loss, leaf)
+        loss2, grad2 = _mse_and_gradient(pred, y)
+        assert torch.equal(loss, loss2) and torch.equal(grad, grad2)
+
+
 def test_supports_only_the_trainable_aesthetic_head():
     head = _head()
     assert HeadGradient.supports(head)
@@ -218,7 +243,10 @@ def test_personalized_net_fast_and_plain_steps_fit_the_same_weights(dropout, mon
     for fused in (True, False):
         net = PersonalizedNet(head, criterion=AestheticLoss, optimizer=torch.optim.Adam,
                               optimizer__fused=True, lr=1e-2, max_epochs=3, batch_size=8,
-                              iterator_train__shuffle=True, train_split=None, verbose=0)
+                              iterator_train__shuffle=True, train_split=None, verbose=0,
+                              # its own generator: the two paths draw different amounts
+                              # from the global one (nn.Dropout draws its unused mask too)
+                              iterator_train__generator=torch.Generator().manual_seed(1))
         monkeypatch.setattr(PersonalizedNet, "fused_head", fused)
         hooks, replay = [], iter(list(masks))
         if not fused and dropout:

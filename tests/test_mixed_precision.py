@@ -74,3 +74,30 @@ def test_mixed_precision_must_be_boolean(ratings, tiny_params, bad):
     X, y, groups = ratings
     with pytest.raises(ValueError, match="mixed_precision"):
         MetaAestheticRegressor(**tiny_params, mixed_precision=bad).fit(X, y, groups=groups)
+
+
+def test_head_only_mixed_precision_predicts_in_bfloat16_but_trains_in_float32(
+        ratings, tiny_params):
+    X, y, groups = ratings
+    tiny_params.update(hidden_sizes=(64, 32), finetune_epochs=3)
+    fitted = []
+    for mixed in (False, True):
+        meta = MetaAestheticRegressor(**tiny_params, mixed_precision=mixed)
+        meta.fit(X, y, groups=groups)
+        net = meta.personalize(X[:30], y[:30], random_state=0)
+        assert net.mixed_precision == ("inference" if mixed else False)
+        assert net._fused() is not None  # float32 training by the hand-written path
+        fitted.append((net.module_.state_dict(), net.predict(X), meta.predict(X)))
+    (w0, p0, prior0), (w1, p1, prior1) = fitted
+    assert all(torch.equal(w0[k], w1[k]) for k in w0)  # the same float32 training
+    for full, half in ((p0, p1), (prior0, prior1)):
+        assert half.dtype == np.float32 and not np.array_equal(full, half)
+        np.testing.assert_allclose(half, full, atol=0.05)
+
+
+@pytest.mark.parametrize("bad", ["training", 2])
+def test_personalized_net_checks_mixed_precision(bad):
+    from sklearn_piaa._personalize import PersonalizedNet
+
+    with pytest.raises(ValueError, match="mixed_precision"):
+        PersonalizedNet(AestheticHead(4, (3,)), mixed_precision=bad).initialize()

@@ -89,8 +89,9 @@ class MetaLearner:
     def load_prior(self, prior_state, learner):
         """Overwrite the learner's weights and statistics with the prior's, in place."""
         with torch.no_grad():
-            for name, t in self.meta_state(learner).items():
-                t.copy_(prior_state[name])
+            state = self.meta_state(learner)
+            # one multi-tensor copy instead of a call per tensor
+            torch._foreach_copy_(list(state.values()), [prior_state[n] for n in state])
         learner.train()
 
     @staticmethod

@@ -36,8 +36,11 @@ class BLG(MetaLearner):
     def accumulate(self, acc, prior_state, learner):
         """Add ``theta - theta_i`` of the adapted task to ``acc``."""
         with torch.no_grad():
-            for name, t in self.meta_state(learner).items():
-                acc[name].add_(prior_state[name] - t)
+            state = self.meta_state(learner)
+            # multi-tensor ops: the same arithmetic, one call for all tensors
+            torch._foreach_add_([acc[n] for n in state],
+                                torch._foreach_sub([prior_state[n] for n in state],
+                                                   list(state.values())))
 
     def accumulate_stacked(self, acc, prior_state, stacked, n_tasks):
         """Add ``sum_i (theta - theta_i)`` of stacked adapted tasks to ``acc``."""
