@@ -52,6 +52,8 @@ def main(argv=None):
     per_rater = min(n_images, 1000)
     iterations = max(10, int(round(1000 * args.scale)))
     times = {}
+    if args.workdir is not None:
+        os.makedirs(args.workdir, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.workdir) as work:
         t0 = time.perf_counter()
         data = make_aesthetic_benchmark(n_images=n_images, n_raters=n_raters,
