@@ -40,7 +40,9 @@ class ArrayLoader:
     -----
     Iterating draws from torch's global generator exactly what a single-process
     ``DataLoader`` draws (a base seed, then the ``RandomSampler``'s seed when
-    shuffling), so dropout masks and later draws are unchanged by the swap.
+    shuffling), so dropout masks and later draws are unchanged by the swap. Unshuffled
+    batches of C-ordered arrays are views of them (the ``DataLoader`` copies): the
+    package's modules never write to their input.
     """
 
     def __init__(self, X, y, batch_size, shuffle=False, drop_last=False):

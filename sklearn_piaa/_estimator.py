@@ -129,8 +129,8 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         in float32), with ``train_backbone=True`` in every forward pass of
         meta-training, fine-tuning and prediction. On a GPU with bfloat16 support this
         is the fast setting for whole-network training. On a CPU with bfloat16
-        instructions (AVX-512 BF16 / AMX) it embeds about 2x and predicts from
-        embeddings about 3x faster, but trains the whole network slower than float32
+        instructions (AVX-512 BF16 / AMX) it embeds and predicts from embeddings
+        about 2x faster, but trains the whole network slower than float32
         (``benchmarks/speed.py``). Embeddings differ from float32 ones by about 2%
         (relative norm); they are cached apart from them. Predicted scores move by
         a fraction of a percent of the score range.

@@ -49,8 +49,8 @@ class PersonalizedNet(NeuralNetRegressor):
     #: Train an :class:`~sklearn_piaa.nn.AestheticHead` over embeddings with its
     #: hand-written backward pass and a direct fused Adam step
     #: (:class:`~sklearn_piaa.nn.HeadGradient`,
-    #: :func:`~sklearn_piaa.nn.adam_step`): the same updates as skorch's step, about
-    #: 10% faster (the Adam kernel and matrix products, the same in both, dominate at
+    #: :func:`~sklearn_piaa.nn.adam_step`): the same updates as skorch's step, 10-25%
+    #: faster (the Adam kernel and matrix products, the same in both, dominate at
     #: batch 10). Off: skorch's autograd step throughout.
     fused_head = True
     #: Batch in-memory arrays (embeddings) by slicing them
