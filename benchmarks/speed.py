@@ -338,6 +338,10 @@ def main(argv=None):
     flops = flops_per_iteration()
     adam_bytes = bytes_adam_per_iteration()
     meta = meta_training_rounds(args.iterations, args.rounds)
+    # Per-round times first: how much the machine drifted during the run.
+    for mode, times in meta.items():
+        shown = ", ".join("n/a" if t is None else f"{t:.3f}" for t in times)
+        print(f"meta-training s/iteration by round, {mode:<8}{shown}", flush=True)
     ours = statistics.median(meta["fast"])
     naive, naive_ratio = paired(meta, "naive", "fast")
     plain, plain_ratio = paired(meta, "plain", "fast")
