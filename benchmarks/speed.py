@@ -74,52 +74,40 @@ def _median_time(fn, repeats):
     return statistics.median(times)
 
 
+SIZES = list(zip((DIM, *HIDDEN), (*HIDDEN, 1)))  # (in, out) of the head's layers
+
+
+def flops_per_row():
+    """Multiply-add FLOPs of one training step per row: forward, weight and input
+    gradients (none for the network's input)."""
+    forward = 2 * sum(i * o for i, o in SIZES)
+    return 2 * forward + 2 * sum(i * o for i, o in SIZES[1:])
+
+
 def flops_per_iteration():
     """Multiply-add FLOPs of one outer iteration (forward + backward, all tasks)."""
-    sizes = list(zip((DIM, *HIDDEN), (*HIDDEN, 1)))
-    per_row_fwd = 2 * sum(i * o for i, o in sizes)
-    per_row_bwd = per_row_fwd + 2 * sum(i * o for i, o in sizes[1:])  # no input grad
-    return K * STEPS * (N_S + N_Q) * (per_row_fwd + per_row_bwd)
+    return K * STEPS * (N_S + N_Q) * flops_per_row()
 
 
 def bytes_adam_per_iteration():
     """Bytes Adam reads and writes per outer iteration (param, grad, 2 moments)."""
-    n_params = sum(i * o + o for i, o in zip((DIM, *HIDDEN), (*HIDDEN, 1)))
+    n_params = sum(i * o + o for i, o in SIZES)
     # read p, g, m, v; write p, m, v: 7 float32 arrays per update.
     return K * 2 * STEPS * n_params * 7 * 4
-
-
-def matmul_gflops(repeats):
-    """GFLOP/s of torch matmuls shaped like one inner step's forward and backward."""
-    x = torch.randn(N_S, DIM)
-    w1, w2 = torch.randn(HIDDEN[0], DIM), torch.randn(HIDDEN[1], HIDDEN[0])
-    g1, g2 = torch.randn(N_S, HIDDEN[0]), torch.randn(N_S, HIDDEN[1])
-
-    def step():
-        for _ in range(20):
-            h = x @ w1.T
-            h @ w2.T
-            g2.T @ h
-            g2 @ w2
-            g1.T @ x
-    step()
-    seconds = _median_time(step, repeats)
-    flops = 20 * 2 * N_S * (DIM * HIDDEN[0] * 2 + HIDDEN[0] * HIDDEN[1] * 3)
-    return flops / seconds / 1e9
 
 
 def step_matmul_seconds(n_rows, repeats, steps=50):
     """Seconds of one head training step's matrix products alone, on ``n_rows`` rows.
 
     The products the forward and backward passes of the 1280-1024-512-1 head need
-    (no gradient for the input), at their real shapes and nothing else.
+    (no gradient for the input), at their real shapes and nothing else; their rate
+    at 80 rows is the "torch matmul, same shapes" yardstick.
     """
-    sizes = list(zip((DIM, *HIDDEN), (*HIDDEN, 1)))
-    ws = [torch.randn(o, i) for i, o in sizes]
-    bs = [torch.randn(o) for _, o in sizes]
-    xs = [torch.randn(n_rows, i) for i, _ in sizes]
-    gs = [torch.randn(n_rows, o) for _, o in sizes]
-    outs = [torch.empty(o, i) for i, o in sizes]
+    ws = [torch.randn(o, i) for i, o in SIZES]
+    bs = [torch.randn(o) for _, o in SIZES]
+    xs = [torch.randn(n_rows, i) for i, _ in SIZES]
+    gs = [torch.randn(n_rows, o) for _, o in SIZES]
+    outs = [torch.empty(o, i) for i, o in SIZES]
 
     def run():
         for _ in range(steps):
@@ -135,8 +123,7 @@ def step_matmul_seconds(n_rows, repeats, steps=50):
 
 def adam_kernel_seconds(repeats, steps=50):
     """Seconds of one fused Adam step over the head's parameters, kernel alone."""
-    sizes = list(zip((DIM, *HIDDEN), (*HIDDEN, 1)))
-    params = [torch.randn(o, i) for i, o in sizes] + [torch.randn(o) for _, o in sizes]
+    params = [torch.randn(o, i) for i, o in SIZES] + [torch.randn(o) for _, o in SIZES]
     for p in params:
         p.grad = torch.randn_like(p)
     opt = torch.optim.Adam(params, lr=1e-4, fused=True)
@@ -333,7 +320,8 @@ def main(argv=None):
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{os.cpu_count()} CPUs", flush=True)
     rows = []
-    mm = matmul_gflops(args.repeats)
+    mm_s = {n: step_matmul_seconds(n, args.repeats) for n in (N_S, N_Q, 10)}
+    mm = flops_per_row() * N_S / mm_s[N_S] / 1e9  # GFLOP/s of the 80-row step's products
     bw = copy_gbytes(args.repeats)
     flops = flops_per_iteration()
     adam_bytes = bytes_adam_per_iteration()
@@ -358,7 +346,6 @@ def main(argv=None):
     rows.append(("  s/iteration", ours, "floor: matmuls at that rate + Adam bytes at "
                  f"{bw:.1f} GB/s", floor, floor / ours, "of floor"))
     adam_s = adam_kernel_seconds(args.repeats)
-    mm_s = {n: step_matmul_seconds(n, args.repeats) for n in (N_S, N_Q, 10)}
     step_floor = K * STEPS * (mm_s[N_S] + mm_s[N_Q] + 2 * adam_s)
     rows.append(("  s/iteration", ours, "floor: its matmuls and Adam kernels alone, timed",
                  step_floor, step_floor / ours, "of floor"))
@@ -381,8 +368,7 @@ def main(argv=None):
     pers_floor = 200 * (mm_s[10] + adam_s)
     rows.append(("  same", pers, "floor: 200 steps' matmuls and Adam kernels, timed",
                  pers_floor, pers_floor / pers, "of floor"))
-    pred_floor = 10_000 * 2 * sum(i * o for i, o in zip((DIM, *HIDDEN), (*HIDDEN, 1))) \
-        / mm / 1e9
+    pred_floor = 10_000 * 2 * sum(i * o for i, o in SIZES) / mm / 1e9
     p32 = pred["float32"]
     rows.append(("predict 10,000 embeddings, s", p32, "target", 0.1, 0.1 / p32, "x target"))
     rows.append(("  same", p32, "floor: the head's matmuls at the matmul rate", pred_floor,

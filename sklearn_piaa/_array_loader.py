@@ -84,6 +84,20 @@ def array_loader(dataset, iterator, kwargs):
     Only where the result is the same: skorch's own ``Dataset`` over a plain array or
     tensor (and ``y`` an array, tensor or None), a plain ``DataLoader``, and no
     ``DataLoader`` argument beyond ``batch_size``, ``shuffle`` and ``drop_last``.
+
+    Parameters
+    ----------
+    dataset : torch Dataset
+        What skorch would hand to the iterator.
+    iterator : type
+        The net's ``iterator_train`` or ``iterator_valid``.
+    kwargs : dict
+        The iterator's arguments, ``batch_size`` resolved to a number as skorch does.
+
+    Returns
+    -------
+    ArrayLoader or None
+        None where the ``DataLoader`` must run.
     """
     if iterator is not DataLoader or type(dataset) is not Dataset or set(kwargs) - _HANDLED:
         return None

@@ -48,6 +48,17 @@ def _blocks(head):
     return blocks, layers[-1]
 
 
+_SHIFTS = {}
+
+
+def _bit_shifts(device):
+    """``0, 1, ..., 62`` as int64 on ``device``, made once per device (a hot path)."""
+    shifts = _SHIFTS.get(device)
+    if shifts is None:
+        shifts = _SHIFTS[device] = torch.arange(63, dtype=torch.int64, device=device)
+    return shifts
+
+
 def _plain_mse(criterion):
     """Whether ``criterion`` is the package's squared error, unchanged by a subclass."""
     return (isinstance(criterion, AestheticLoss) and criterion.kind == "mse"
@@ -145,8 +156,8 @@ class HeadGradient:
         if p == 0.5:
             n = like.numel()
             words = torch.empty(-(-n // 63), dtype=torch.int64, device=like.device).random_()
-            shifts = torch.arange(63, dtype=torch.int64, device=like.device)
-            bits = words.unsqueeze(1).bitwise_right_shift(shifts).bitwise_and_(1)
+            bits = words.unsqueeze(1).bitwise_right_shift(_bit_shifts(like.device))
+            bits = bits.bitwise_and_(1)
             return bits.view(-1)[:n].view(like.shape).to(like.dtype).mul_(2.0)
         u = torch.rand(like.shape, device=like.device, dtype=like.dtype)
         return u.sub_(p).ceil_().mul_(1.0 / (1.0 - p))
