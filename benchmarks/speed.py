@@ -23,8 +23,9 @@ the same run, on the same machine), their ratio, and the process's peak memory.
   A second floor times the loop's own matrix products (at their real shapes) and its
   fused Adam kernels alone, with nothing between them.
 - personalization of one rater on 100 cached embeddings with the default fine-tuning
-  (20 epochs), wall time including skorch, fast path and skorch's autograd step, and
-  the floor of its 200 steps' products and Adam kernels alone; prediction of 10,000
+  (20 epochs; 80 steps of 25 images), wall time including skorch, fast path and
+  skorch's autograd step, the floor of its steps' products and Adam kernels alone, and
+  batches of 10 (200 steps, the previous default); prediction of 10,000
   cached embeddings, against the arithmetic floor of the head at the measured matmul
   rate, against skorch's ``DataLoader`` batching, and under bfloat16 autocast
   (``mixed_precision=True``) with how far its scores lie from float32's.
@@ -270,26 +271,30 @@ def whole_network_step(n_images, repeats=2, mixed_precision=False):
 
 
 def personalize_and_predict(repeats):
-    """Median seconds: personalize (fast path, skorch's autograd step); predict 10k
-    (float32 by slicing, by skorch's DataLoader, and under bfloat16), and how far the
-    bfloat16 predictions lie from the float32 ones."""
+    """Median seconds: personalize (the defaults, skorch's autograd step, batches of
+    10); the default's steps and batch size; predict 10k (float32 by slicing, by
+    skorch's DataLoader, and under bfloat16), and how far the bfloat16 predictions lie
+    from the float32 ones."""
     X, y, groups = _rating_data(n_users=40)
     meta = MetaAestheticRegressor(backbone=None, hidden_sizes=HIDDEN, n_iterations=5,
                                   random_state=0).fit(X, y, groups=groups)
     Xu, yu = X[:100], y[:100]
     meta.personalize(Xu, yu)  # warm-up
-    times = {True: [], False: []}
+    settings = {"default": {}, "autograd": {}, "batch 10": {"batch_size": 10}}
+    times = {name: [] for name in settings}
     old = PersonalizedNet.fused_head
     try:
         for _ in range(repeats):  # alternating, as for meta-training
-            for fused in (True, False):
-                PersonalizedNet.fused_head = fused
+            for name, params in settings.items():
+                PersonalizedNet.fused_head = name != "autograd"
                 t0 = time.perf_counter()
-                meta.personalize(Xu, yu, random_state=0)
-                times[fused].append(time.perf_counter() - t0)
+                meta.personalize(Xu, yu, random_state=0, **params)
+                times[name].append(time.perf_counter() - t0)
     finally:
         PersonalizedNet.fused_head = old
+    times = {name: statistics.median(t) for name, t in times.items()}
     net = meta.personalize(Xu, yu, random_state=0)
+    steps = sum(len(epoch["batches"]) for epoch in net.history)
     X10k = np.random.RandomState(1).randn(10_000, DIM).astype(np.float32)
     predicted, predict = {}, {}
     for setting in ("float32", "DataLoader", "bfloat16"):
@@ -303,7 +308,7 @@ def personalize_and_predict(repeats):
     full, half = predicted["float32"], predicted["bfloat16"]
     span = float(np.ptp(y))
     agreement = (np.abs(half - full).max() / span, spearmanr(full, half)[0])
-    return statistics.median(times[True]), statistics.median(times[False]), predict, agreement
+    return times, (steps, net.batch_size), predict, agreement
 
 
 def main(argv=None):
@@ -320,7 +325,7 @@ def main(argv=None):
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{os.cpu_count()} CPUs", flush=True)
     rows = []
-    mm_s = {n: step_matmul_seconds(n, args.repeats) for n in (N_S, N_Q, 10)}
+    mm_s = {n: step_matmul_seconds(n, args.repeats) for n in (N_S, N_Q)}
     mm = flops_per_row() * N_S / mm_s[N_S] / 1e9  # GFLOP/s of the 80-row step's products
     bw = copy_gbytes(args.repeats)
     flops = flops_per_iteration()
@@ -359,15 +364,19 @@ def main(argv=None):
                  bare_folded, emb / bare_folded, "of bare"))
     rows.append(("  same, mixed_precision=True (bfloat16)", emb_bf16, "float32 embedding",
                  emb, emb_bf16 / emb, "x faster"))
-    pers, pers_plain, pred, (max_dev, rank_corr) = personalize_and_predict(args.repeats)
-    rows.append(("personalize 100 embeddings, 20 epochs, s", pers, "target", 0.3,
-                 0.3 / pers, "x target"))
-    rows.append(("  same", pers, "skorch's autograd step (fused_head=False)", pers_plain,
-                 pers_plain / pers, "x faster"))
-    # 20 epochs of 10 batches of 10: each step's products and one Adam kernel, nothing else.
-    pers_floor = 200 * (mm_s[10] + adam_s)
-    rows.append(("  same", pers, "floor: 200 steps' matmuls and Adam kernels, timed",
+    pers_t, (steps, batch), pred, (max_dev, rank_corr) = personalize_and_predict(
+        args.repeats)
+    pers = pers_t["default"]
+    rows.append((f"personalize 100 embeddings, 20 epochs ({steps} steps of {batch}), s",
+                 pers, "target", 0.3, 0.3 / pers, "x target"))
+    rows.append(("  same", pers, "skorch's autograd step (fused_head=False)",
+                 pers_t["autograd"], pers_t["autograd"] / pers, "x faster"))
+    # Each step's products and one Adam kernel, nothing else.
+    pers_floor = steps * (step_matmul_seconds(batch, args.repeats) + adam_s)
+    rows.append(("  same", pers, f"floor: {steps} steps' matmuls and Adam kernels, timed",
                  pers_floor, pers_floor / pers, "of floor"))
+    rows.append(("  same", pers, "batches of 10 (200 steps, the previous default)",
+                 pers_t["batch 10"], pers_t["batch 10"] / pers, "x faster"))
     pred_floor = 10_000 * 2 * sum(i * o for i, o in SIZES) / mm / 1e9
     p32 = pred["float32"]
     rows.append(("predict 10,000 embeddings, s", p32, "target", 0.1, 0.1 / p32, "x target"))

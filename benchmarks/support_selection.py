@@ -48,6 +48,50 @@ from sklearn_piaa.report import paired_difference
 STRATEGIES = ("kcenter", "disagreement", "hybrid")
 
 
+def add_data_arguments(ap):
+    """The data, rater split and prior options (shared with ``finetune_defaults.py``)."""
+    source = ap.add_mutually_exclusive_group()
+    source.add_argument("--photos", help="folder of real photos (simulated raters)")
+    source.add_argument("--ratings", help="a rater,image,score CSV of real raters")
+    ap.add_argument("--image-root", help="folder the CSV's image names are relative to")
+    ap.add_argument("--n-images", type=int, default=1200)
+    ap.add_argument("--n-raters", type=int, default=60)
+    ap.add_argument("--images-per-rater", type=int, default=160)
+    ap.add_argument("--image-size", type=int, default=128)
+    ap.add_argument("--test-fraction", type=float, default=0.2)
+    ap.add_argument("--n-iterations", type=int, default=300)
+    ap.add_argument("--outer-lr", type=float, default=0.1)
+    ap.add_argument("--cache-dir", default=None, help="on-disk embedding cache")
+    ap.add_argument("--random-state", type=int, default=0)
+
+
+def missing_data(args):
+    """Say so and return True when a data path given on the command line is absent."""
+    for path in (args.photos, args.ratings):
+        if path and not os.path.exists(path):
+            print(f"{path} not found; nothing to do.")
+            return True
+    return False
+
+
+def split_raters(args):
+    """Embeddings, scores and raters from ``args``, split into training and held-out
+    raters: ``(train_tasks, test_tasks, description)``."""
+    F, y, groups, what = _load(args)
+    train, test = next(UserGroupShuffleSplit(1, test_size=args.test_fraction,
+                                             random_state=args.random_state)
+                       .split(F, y, groups))
+    return (TaskSet.from_arrays(F[train], y[train], groups[train]),
+            TaskSet.from_arrays(F[test], y[test], groups[test]), what)
+
+
+def fit_prior(train_tasks, args):
+    """The BLG prior as ``sklearn-piaa table1`` fits it."""
+    return MetaAestheticRegressor(backbone=None, n_iterations=args.n_iterations,
+                                  outer_lr=args.outer_lr,
+                                  random_state=args.random_state).fit(train_tasks)
+
+
 def _load(args):
     """Embeddings of each rating, its score and its rater."""
     if args.ratings:
@@ -93,45 +137,24 @@ def format_support_table(results, sizes):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    source = ap.add_mutually_exclusive_group()
-    source.add_argument("--photos", help="folder of real photos (simulated raters)")
-    source.add_argument("--ratings", help="a rater,image,score CSV of real raters")
-    ap.add_argument("--image-root", help="folder the CSV's image names are relative to")
-    ap.add_argument("--n-images", type=int, default=1200)
-    ap.add_argument("--n-raters", type=int, default=60)
-    ap.add_argument("--images-per-rater", type=int, default=160)
-    ap.add_argument("--image-size", type=int, default=128)
-    ap.add_argument("--test-fraction", type=float, default=0.2)
+    add_data_arguments(ap)
     ap.add_argument("--n-support", type=int, nargs="+", default=[10, 25])
     ap.add_argument("--n-query", type=int, default=None,
                     help="query images per rater (default: 60; 20 with --ratings)")
     ap.add_argument("--n-repeats", type=int, default=5)
-    ap.add_argument("--n-iterations", type=int, default=300)
-    ap.add_argument("--outer-lr", type=float, default=0.1)
-    ap.add_argument("--cache-dir", default=None, help="on-disk embedding cache")
-    ap.add_argument("--random-state", type=int, default=0)
     args = ap.parse_args(argv)
-    for path in (args.photos, args.ratings):
-        if path and not os.path.exists(path):
-            print(f"{path} not found; nothing to do.")
-            return 0
+    if missing_data(args):
+        return 0
     n_query = args.n_query or (20 if args.ratings else 60)
     sizes = sorted(set(args.n_support))
 
     t0 = time.perf_counter()
-    F, y, groups, what = _load(args)
-    train, test = next(UserGroupShuffleSplit(1, test_size=args.test_fraction,
-                                             random_state=args.random_state)
-                       .split(F, y, groups))
-    train_tasks = TaskSet.from_arrays(F[train], y[train], groups[train])
-    test_tasks = TaskSet.from_arrays(F[test], y[test], groups[test])
+    train_tasks, test_tasks, what = split_raters(args)
     print(f"{what}; {len(train_tasks)} training and {len(test_tasks)} held-out raters "
           f"({time.perf_counter() - t0:.1f}s)", flush=True)
 
     t1 = time.perf_counter()
-    prior = MetaAestheticRegressor(backbone=None, n_iterations=args.n_iterations,
-                                   outer_lr=args.outer_lr, random_state=args.random_state)
-    prior.fit(train_tasks)
+    prior = fit_prior(train_tasks, args)
     selectors = {name: SupportSelector(name).fit(train_tasks) for name in STRATEGIES}
     print(f"BLG prior and selectors fitted ({time.perf_counter() - t1:.1f}s)", flush=True)
 

@@ -33,6 +33,20 @@ def test_speed_benchmark_prints_its_table(capsys):
     for row in ("BLG meta-training", "autograd path", "achieved GFLOP/s", "embedding",
                 "mixed_precision=True", "personalize 100 embeddings", "predict 10,000",
                 "Adam kernels alone", "array_batches=False", "SROCC between the two",
+                "the previous default",
                 "by round, naive", "by round, fast",
                 "peak memory"):
         assert row in out, row
+
+
+def test_finetune_defaults_benchmark_prints_its_table(capsys):
+    assert _load("finetune_defaults").main([
+        "--n-images", "40", "--n-raters", "10", "--images-per-rater", "30",
+        "--image-size", "32", "--n-iterations", "2", "--n-repeats", "1",
+        "--n-support", "4", "12", "--rounds", "1"]) == 0
+    out = capsys.readouterr().out
+    for setting in ("prior only", "batch 10, lr 3e-5", "default", "one batch, lr scaled",
+                    "one batch, lr 3e-5"):
+        for k in (4, 12):
+            assert any(line.startswith(setting) and f" {k} " in line
+                       for line in out.splitlines()), (setting, k)

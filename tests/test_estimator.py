@@ -82,6 +82,38 @@ def test_personalize_returns_fitted_skorch_net_and_keeps_prior(ratings, tiny_par
     np.testing.assert_allclose(again.predict(X[:30]), p1, rtol=1e-6)
 
 
+@pytest.mark.parametrize("n, params, overrides, batches, lr", [
+    # Up to 40 images: batches of 10 at 3e-5, one step per 10 images.
+    (10, {}, {}, 1, 3e-5),
+    (25, {}, {}, 3, 3e-5),
+    (40, {}, {}, 4, 3e-5),
+    # Beyond: a quarter of the images per batch, lr by the square root of the batch.
+    (100, {}, {}, 4, 3e-5 * np.sqrt(2.5)),
+    (101, {}, {}, 4, 3e-5 * np.sqrt(2.6)),
+    # The rule follows a batch size given either way, capped at the rater's images.
+    (100, {"finetune_batch_size": 50}, {}, 2, 3e-5 * np.sqrt(5)),
+    (60, {"finetune_batch_size": 1000}, {}, 1, 3e-5 * np.sqrt(6)),
+    (60, {}, {"batch_size": -1}, 1, 3e-5 * np.sqrt(6)),
+    (60, {}, {"batch_size": 5}, 12, 3e-5),
+    # A learning rate given is used as is.
+    (100, {"finetune_lr": 1e-4}, {}, 4, 1e-4),
+    (100, {}, {"lr": 2e-4, "batch_size": 100}, 1, 2e-4),
+])
+def test_head_only_finetuning_defaults(ratings, tiny_params, n, params, overrides, batches,
+                                       lr):
+    X, y, groups = ratings
+    meta = MetaAestheticRegressor(**{**tiny_params, "finetune_epochs": 2, **params})
+    meta.fit(X, y, groups=groups)
+    net = meta.personalize(X[:n], y[:n], **overrides)
+    assert len(net.history[-1]["batches"]) == batches
+    assert net.optimizer_.param_groups[0]["lr"] == pytest.approx(lr, rel=1e-12)
+    # The whole-network defaults (the paper's) do not depend on the rater's size.
+    meta.set_params(train_backbone=True)
+    assert {k: meta._finetune_params(n)[k] for k in ("lr", "batch_size")} == {
+        "lr": 1e-5 if "finetune_lr" not in params else params["finetune_lr"],
+        "batch_size": params.get("finetune_batch_size", -1)}
+
+
 def test_skorch_features_work_on_personalized_net(ratings, tiny_params, tmp_path):
     X, y, groups = ratings
     meta = MetaAestheticRegressor(**tiny_params).fit(X, y, groups=groups)
