@@ -199,8 +199,9 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
     images with the learning rate scaled by the square root of the batch size then
     matched batches of 10 at 50 and 100 images in 2.5x fewer steps (paired
     differences -0.000 to +0.003 SROCC, standard errors 0.001-0.002, over three seeds
-    of the built-in benchmark and on real photos; ``benchmarks/finetune_defaults.py``). Fine-tuning parameters are read when :meth:`personalize` runs,
-    so ``set_params(finetune_lr=...)`` needs no new fit.
+    of the built-in benchmark and on real photos; ``benchmarks/finetune_defaults.py``).
+    Fine-tuning parameters are read when :meth:`personalize` runs, so
+    ``set_params(finetune_lr=...)`` needs no new fit.
 
     See Also
     --------
