@@ -108,9 +108,7 @@ def main(argv=None):
     sizes = sorted(set(args.n_support))
 
     t0 = time.perf_counter()
-    train_tasks, test_tasks, what = split_raters(args)
-    print(f"{what}; {len(train_tasks)} training and {len(test_tasks)} held-out raters "
-          f"({time.perf_counter() - t0:.1f}s)", flush=True)
+    train_tasks, test_tasks = split_raters(args)
     t1 = time.perf_counter()
     prior = fit_prior(train_tasks, args)
     print(f"BLG prior fitted ({time.perf_counter() - t1:.1f}s)", flush=True)

@@ -76,13 +76,17 @@ def missing_data(args):
 
 def split_raters(args):
     """Embeddings, scores and raters from ``args``, split into training and held-out
-    raters: ``(train_tasks, test_tasks, description)``."""
+    raters (``(train_tasks, test_tasks)``); prints what was loaded and how long it took."""
+    start = time.perf_counter()
     F, y, groups, what = _load(args)
     train, test = next(UserGroupShuffleSplit(1, test_size=args.test_fraction,
                                              random_state=args.random_state)
                        .split(F, y, groups))
-    return (TaskSet.from_arrays(F[train], y[train], groups[train]),
-            TaskSet.from_arrays(F[test], y[test], groups[test]), what)
+    train_tasks = TaskSet.from_arrays(F[train], y[train], groups[train])
+    test_tasks = TaskSet.from_arrays(F[test], y[test], groups[test])
+    print(f"{what}; {len(train_tasks)} training and {len(test_tasks)} held-out raters "
+          f"({time.perf_counter() - start:.1f}s)", flush=True)
+    return train_tasks, test_tasks
 
 
 def fit_prior(train_tasks, args):
@@ -149,9 +153,7 @@ def main(argv=None):
     sizes = sorted(set(args.n_support))
 
     t0 = time.perf_counter()
-    train_tasks, test_tasks, what = split_raters(args)
-    print(f"{what}; {len(train_tasks)} training and {len(test_tasks)} held-out raters "
-          f"({time.perf_counter() - t0:.1f}s)", flush=True)
+    train_tasks, test_tasks = split_raters(args)
 
     t1 = time.perf_counter()
     prior = fit_prior(train_tasks, args)

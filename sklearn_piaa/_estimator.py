@@ -50,10 +50,9 @@ def _head_lr(batch_size, n_images):
     square root of how many times larger the batch is (the square-root scaling rule
     for Adam; Malladi et al., NeurIPS 2022)."""
     rows = batch_size
-    if n_images is not None and (rows == -1 or rows > n_images):
-        rows = n_images
-    if rows == -1:
-        return _HEAD_LR
+    if n_images is not None:
+        rows = n_images if batch_size == -1 else min(batch_size, n_images)
+    # -1 with no rater yet (the prior's own net) counts as 10: the base rate.
     return _HEAD_LR * math.sqrt(max(rows, _HEAD_MIN_BATCH) / _HEAD_MIN_BATCH)
 
 
