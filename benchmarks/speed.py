@@ -66,13 +66,30 @@ PHOTOS = os.path.join(SHARED, "data", "photos")
 DIM, HIDDEN, K, STEPS, N_S, N_Q = 1280, (1024, 512), 4, 5, 80, 20
 
 
-def _median_time(fn, repeats):
+def _sync(device):
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _median_time(fn, repeats, device="cpu"):
+    """Median wall seconds of ``fn()``; on a GPU, until its queued work has finished."""
     times = []
     for _ in range(repeats):
+        _sync(device)
         t0 = time.perf_counter()
         fn()
+        _sync(device)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+def print_table(rows):
+    """Print ``(measured, value, reference, reference value, ratio, unit)`` rows."""
+    print(f"\n{'measured':<56}{'value':>10}   {'reference':<58}{'value':>9}  ratio")
+    for name, value, ref, ref_value, ratio, unit in rows:
+        ref_text = "n/a" if ref_value is None else f"{ref_value:.4g}"
+        ratio_text = "n/a" if ratio is None else f"{ratio:.2f} {unit}"
+        print(f"{name:<56}{value:>10.4g}   {ref:<58}{ref_text:>9}  {ratio_text}")
 
 
 SIZES = list(zip((DIM, *HIDDEN), (*HIDDEN, 1)))  # (in, out) of the head's layers
@@ -248,26 +265,30 @@ def embedding_rates(n_images, repeats):
     return rates[False], rates[True], bare, bare_folded, source
 
 
-def whole_network_step(n_images, repeats=2, mixed_precision=False):
-    """Seconds of one Adam step of the whole network (EfficientNet-Lite0 + head)."""
+def whole_network_step(n_images, repeats=2, mixed_precision=False, device="cpu",
+                       backbone="efficientnet_lite0"):
+    """Seconds of one Adam step of the whole network (EfficientNet-Lite0 + head) on
+    ``n_images`` decoded images at 224 px, on ``device`` (synchronized on a GPU)."""
     from sklearn_piaa.nn import AestheticHead, AestheticNet
 
-    backbone = load_backbone("efficientnet_lite0")
+    backbone = load_backbone(backbone)
+    size = backbone.input_size
     net = AestheticNet(backbone, AestheticHead(backbone.out_features)).train()
-    net = net.to(memory_format=torch.channels_last)
+    net = net.to(device, memory_format=torch.channels_last)
     opt = torch.optim.Adam(net.parameters(), lr=1e-5, fused=True)
-    x = torch.randn(n_images, 3, 224, 224).contiguous(memory_format=torch.channels_last)
-    y = torch.rand(n_images) * 4 + 1
+    x = torch.randn(n_images, 3, size, size, device=device)
+    x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.rand(n_images, device=device) * 4 + 1
 
     def step():
         opt.zero_grad(set_to_none=True)
-        with autocast("cpu", mixed_precision):
+        with autocast(device, mixed_precision):
             pred = net(x)
         loss = ((pred.float().reshape(-1) - y) ** 2).mean()
         loss.backward()
         opt.step()
     step()
-    return _median_time(step, repeats)
+    return _median_time(step, repeats, device)
 
 
 def personalize_and_predict(repeats):
@@ -399,11 +420,7 @@ def main(argv=None):
         s20_bf16 = whole_network_step(N_Q, mixed_precision=True)
         rows.append(("  one step on 20 images, mixed_precision=True, s", s20_bf16,
                      "float32", s20, s20 / s20_bf16, "x faster"))
-    print(f"\n{'measured':<56}{'value':>10}   {'reference':<58}{'value':>9}  ratio")
-    for name, value, ref, ref_value, ratio, unit in rows:
-        ref_text = "n/a" if ref_value is None else f"{ref_value:.4g}"
-        ratio_text = "n/a" if ratio is None else f"{ratio:.2f} {unit}"
-        print(f"{name:<56}{value:>10.4g}   {ref:<58}{ref_text:>9}  {ratio_text}")
+    print_table(rows)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\npeak memory (max RSS) {peak:.0f} MiB; FLOPs per iteration "
           f"{flops / 1e9:.1f} G; Adam traffic per iteration {adam_bytes / 1e9:.2f} GB")

@@ -478,13 +478,21 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         return tasks
 
     @staticmethod
-    def _batch(data, idx, device):
-        idx_t = torch.as_tensor(idx, device=device)
+    def _batches(data, sets, device):
+        """``(x, y)`` on ``device`` for each index array in ``sets``.
+
+        Images of all sets are decoded together, by several threads (one outer
+        iteration's k x (support + query) images would keep a GPU waiting on one core).
+        """
         if "images" in data:
-            x = torch.stack([data["images"][int(i)][0] for i in idx]).to(device)
+            items = data["images"].__getitems__([int(i) for idx in sets for i in idx])
+            images = torch.stack([x for x, _ in items])
+            ends = np.cumsum([len(idx) for idx in sets])
+            xs = [images[end - len(idx):end].to(device) for idx, end in zip(sets, ends)]
         else:
-            x = data["x"][data["rows"][idx_t]]
-        return x, data["y"][idx_t]
+            xs = [data["x"][data["rows"][torch.as_tensor(idx, device=device)]] for idx in sets]
+        return [(x, data["y"][torch.as_tensor(idx, device=device)])
+                for x, idx in zip(xs, sets)]
 
     def _checkpointer(self, tasks, data):
         if self.checkpoint_dir is None:
@@ -533,11 +541,10 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
                            enabled=bool(self.verbose))
             for it in range(first, self.n_iterations):
                 chosen = rng.choice(len(raters), size=k, replace=False)
-                batch = []
-                for r in chosen:
-                    sup, qry = tasks.draw(raters[r], self.support_size, self.query_size, rng)
-                    batch.append((self._batch(data, sup, device),
-                                  self._batch(data, qry, device)))
+                sets = [s for r in chosen for s in tasks.draw(
+                    raters[r], self.support_size, self.query_size, rng)]
+                pairs = self._batches(data, sets, device)
+                batch = list(zip(pairs[::2], pairs[1::2]))
                 lr_scale = self.lr_decay ** (it // self.lr_decay_every)
                 history[it] = algo.step(prior, learner, batch, lr_scale)
                 bar.update(query_mse=history[it])

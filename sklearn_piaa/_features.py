@@ -25,6 +25,9 @@ from .nn.fold import fold_batchnorm
 __all__ = [
     "load_image",
     "image_tensor",
+    "random_crop",
+    "decode_threads",
+    "thread_map",
     "ImageDataset",
     "FeatureInput",
     "ImageInput",
@@ -99,19 +102,58 @@ def load_image(src):
     return Image.fromarray(np.ascontiguousarray(arr[..., :3]))
 
 
-def image_tensor(img, size, mean, std, train=False, generator=None):
+def decode_threads():
+    """How many threads decode images at once: the cores this process may use, at most 16.
+
+    Decoding, resizing and normalizing release the GIL, so threads scale with cores;
+    a GPU consumes images far faster than one core decodes them.
+    """
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        n = os.cpu_count() or 1
+    return max(1, min(n, 16))
+
+
+def thread_map(fn, *iterables, threads=None):
+    """``list(map(fn, *iterables))``, run by up to ``threads`` threads (results in order).
+
+    ``threads=None`` uses :func:`decode_threads`. The first exception, in input order,
+    is raised.
+    """
+    args = list(zip(*iterables))
+    threads = min(decode_threads() if threads is None else threads, len(args))
+    if threads <= 1:
+        return [fn(*a) for a in args]
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        return list(pool.map(fn, *zip(*args)))
+
+
+def random_crop(size, generator=None):
+    """The training augmentation's random draws for one image: ``(top, left, flip)``.
+
+    Drawn apart from the decoding, so that images decoded by several threads get the
+    same crops, in the same order, as one after the other.
+    """
+    big = int(round(size * 8 / 7))
+    top, left = (int(v) for v in torch.randint(0, big - size + 1, (2,), generator=generator))
+    return top, left, float(torch.rand((), generator=generator)) < 0.5
+
+
+def image_tensor(img, size, mean, std, train=False, generator=None, crop=None):
     """Resize (and for training, randomly crop and flip) an RGB image to a normalized tensor.
 
     Test-time images are resized to ``size x size``; training images are resized to
     ``size * 8/7`` (256 for 224) and cropped at a random position, then flipped with
-    probability 1/2, as in the BLG-PIAA reference code.
+    probability 1/2, as in the BLG-PIAA reference code. ``crop`` gives that position
+    and flip (see :func:`random_crop`) instead of drawing them.
     """
     if train:
         big = int(round(size * 8 / 7))
         img = img.resize((big, big), Image.BILINEAR)
-        top, left = (int(v) for v in torch.randint(0, big - size + 1, (2,), generator=generator))
+        top, left, flip = random_crop(size, generator) if crop is None else crop
         img = img.crop((left, top, left + size, top + size))
-        if float(torch.rand((), generator=generator)) < 0.5:
+        if flip:
             img = img.transpose(Image.FLIP_LEFT_RIGHT)
     else:
         img = img.resize((size, size), Image.BILINEAR)
@@ -153,6 +195,9 @@ class ImageDataset(torch.utils.data.Dataset):
     on_error : {"raise", "skip"}, default="raise"
         ``"skip"``: an unreadable image yields a blank tensor and its index and reason
         are recorded in ``failed``, for the caller to mask (predictions become NaN).
+    threads : int, default=None
+        Threads that decode a batch (:meth:`__getitems__`); ``None``: as many as
+        :func:`decode_threads` gives.
 
     Attributes
     ----------
@@ -160,17 +205,30 @@ class ImageDataset(torch.utils.data.Dataset):
         Index -> reason, for images that could not be read (``on_error="skip"``).
     """
 
-    def __init__(self, X, y, size, mean, std, train=False, on_error="raise"):
+    def __init__(self, X, y, size, mean, std, train=False, on_error="raise", threads=None):
         self.X = as_indexable(X)
         self.y = None if y is None else np.asarray(y, dtype=np.float32).reshape(-1, 1)
         self.size, self.mean, self.std, self.train = size, mean, std, train
-        self.on_error = on_error
+        self.on_error, self.threads = on_error, threads
         self.failed = {}
 
     def __len__(self):
         return len(self.X)
 
     def __getitem__(self, i):
+        return self._item(i)
+
+    def __getitems__(self, indices):
+        """Items ``indices``, decoded by several threads (see ``threads``).
+
+        torch's ``DataLoader`` fetches whole batches through this. The random crops are
+        drawn first, in order, so the batch equals ``[self[i] for i in indices]`` drawn
+        from the same random state.
+        """
+        crops = [random_crop(self.size) if self.train else None for _ in indices]
+        return thread_map(self._item, indices, crops, threads=getattr(self, "threads", None))
+
+    def _item(self, i, crop=None):
         try:
             img = _draft(self.X[i], self.size)
         except (ValueError, FileNotFoundError) as exc:
@@ -178,7 +236,7 @@ class ImageDataset(torch.utils.data.Dataset):
                 raise
             self.failed[int(i)] = str(exc)
             img = Image.new("RGB", (self.size, self.size))
-        x = image_tensor(img, self.size, self.mean, self.std, train=self.train)
+        x = image_tensor(img, self.size, self.mean, self.std, train=self.train, crop=crop)
         y = torch.zeros(1) if self.y is None else torch.from_numpy(self.y[i])
         return x, y
 
@@ -205,17 +263,20 @@ def unreadable_images(X, size=224, on_error="skip"):
     if input_kind(X) == FEATURES:
         return {}
     X = as_indexable(X)
-    failed = {}
-    for i in range(len(X)):
-        if not isinstance(X[i], (str, os.PathLike)):
-            continue  # in-memory images were validated when converted
+    # In-memory images were validated when converted; only files are decoded.
+    files = [i for i in range(len(X)) if isinstance(X[i], (str, os.PathLike))]
+
+    def check(i):
         try:
             _draft(X[i], size)
         except (ValueError, FileNotFoundError) as exc:
             if on_error == "raise":
                 raise
-            failed[i] = str(exc)
-    return failed
+            return str(exc)
+        return None
+
+    reasons = thread_map(check, files)
+    return {i: reason for i, reason in zip(files, reasons) if reason is not None}
 
 
 class FeatureInput:
@@ -492,12 +553,17 @@ class ImageEmbedder:
 
         mean, std = self.backbone.mean, self.backbone.std
 
-        def decode(chunk):
+        # On a CPU the network's forward pass needs the cores; a GPU needs them decoding.
+        threads = 1 if torch.device(self.device).type == "cpu" else None
+
+        def prepare(i):
             # Resizing and normalizing here too keeps all per-image work off the thread
             # that runs the network.
-            images = [self._decode(X, i, size) for _, i in chunk]
-            return [img if isinstance(img, Exception) else image_tensor(img, size, mean, std)
-                    for img in images]
+            img = self._decode(X, i, size)
+            return img if isinstance(img, Exception) else image_tensor(img, size, mean, std)
+
+        def decode(chunk):
+            return thread_map(prepare, [i for _, i in chunk], threads=threads)
 
         bar = progress(total=len(items), desc="embed", unit="img",
                        enabled=getattr(self, "progress", False))

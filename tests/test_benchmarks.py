@@ -50,3 +50,19 @@ def test_finetune_defaults_benchmark_prints_its_table(capsys):
         for k in (4, 12):
             assert any(line.startswith(setting) and f" {k} " in line
                        for line in out.splitlines()), (setting, k)
+
+
+def test_whole_network_benchmark_prints_its_table(capsys):
+    # Tiny sizes on the CPU: checks that the script runs and reports every row.
+    assert _load("whole_network").main([
+        "--device", "cpu", "--backbone", "tiny_cnn", "--iterations", "1", "--images", "12",
+        "--repeats", "1",
+        "--tasks", "1", "--steps", "1", "--support", "3", "--query", "2",
+        "--user-images", "6"]) == 0
+    out = capsys.readouterr().out
+    for row in ("decode one outer iteration's 5 images", "one Adam step on 3 images",
+                "outer iteration, s/iteration (float32)", "(bfloat16)",
+                "its steps' arithmetic alone", "personalize 6 images",
+                "head-only: embedding", "head-only: personalize 100 embeddings",
+                "peak memory"):
+        assert row in out, row

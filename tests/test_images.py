@@ -151,3 +151,57 @@ def test_efficientnet_lite0_weights_recognize_a_cat():
         pooled = backbone.eval()(x)
     assert set(logits.argmax(1).tolist()) <= set(range(281, 286))  # ImageNet's cats
     assert pooled.shape == (len(cats), 1280)
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_batch_decoding_by_threads_equals_one_by_one(image_files, train):
+    from sklearn_piaa._features import ImageDataset
+
+    ds = ImageDataset(image_files, np.arange(len(image_files)), 24, (0.5,) * 3, (0.2,) * 3,
+                      train=train)
+    torch.manual_seed(1)
+    one_by_one = [ds[i] for i in range(len(ds))]
+    torch.manual_seed(1)
+    batch = ds.__getitems__(list(range(len(ds))))
+    for (x1, y1), (x2, y2) in zip(one_by_one, batch, strict=True):
+        torch.testing.assert_close(x1, x2, rtol=0, atol=0)
+        torch.testing.assert_close(y1, y2)
+
+
+def test_whole_network_fit_is_the_same_with_one_decoding_thread(image_files, monkeypatch):
+    import sklearn_piaa._features as features
+
+    y, groups = _ratings_for(image_files)
+    params = dict(TINY_IMG, train_backbone=True)
+    many = MetaAestheticRegressor(**params).fit(image_files, y, groups=groups)
+    monkeypatch.setattr(features, "decode_threads", lambda: 1)
+    one = MetaAestheticRegressor(**params).fit(image_files, y, groups=groups)
+    np.testing.assert_array_equal(many.predict(image_files), one.predict(image_files))
+
+
+def test_thread_map_keeps_order_and_raises_the_first_error():
+    from sklearn_piaa._features import thread_map
+
+    assert thread_map(lambda a, b: a * b, range(50), range(50), threads=4) == [
+        i * i for i in range(50)]
+
+    def fail_on_odd(i):
+        if i % 2:
+            raise ValueError(f"bad {i}")
+        return i
+
+    with pytest.raises(ValueError, match="bad 1$"):
+        thread_map(fail_on_odd, range(20), threads=4)
+
+
+def test_unreadable_images_are_found_among_many(tmp_path, image_files):
+    from sklearn_piaa._features import unreadable_images
+
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"not a jpeg")
+    X = list(image_files) + [str(bad)] + list(image_files) + [str(tmp_path / "gone.jpg")]
+    failed = unreadable_images(X)
+    assert sorted(failed) == [len(image_files), 2 * len(image_files) + 1]
+    assert "broken.jpg" in failed[len(image_files)]
+    with pytest.raises(ValueError, match="broken.jpg"):
+        unreadable_images(X, on_error="raise")
