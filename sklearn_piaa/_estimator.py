@@ -5,6 +5,7 @@ import math
 import numbers
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -16,6 +17,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._checkpoint import Checkpointer, fingerprint
 from ._device import resolve_device, seeded
 from ._features import (
+    DECODED_CACHE,
     FeatureInput,
     ImageDataset,
     ImageEmbedder,
@@ -36,6 +38,12 @@ __all__ = ["MetaAestheticRegressor"]
 #: Head-only fine-tuning: Adam's learning rate at batches of 10 images and the number of
 #: batches per epoch for larger raters (chosen on benchmarks/finetune_defaults.py).
 _HEAD_LR, _HEAD_MIN_BATCH, _HEAD_BATCHES = 3e-5, 10, 4
+
+
+def _copy_rng(rng):
+    copy_ = np.random.RandomState()
+    copy_.set_state(rng.get_state())
+    return copy_
 
 
 def _head_batch_size(n_images):
@@ -452,7 +460,8 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
             y = torch.as_tensor(tasks.y, device=device)
         net, adapter = self._architecture(backbone, dim, score_range, device)
         data = {"images": ImageDataset(tasks.X, None, backbone.input_size, backbone.mean,
-                                       backbone.std, train=True), "y": y, "dim": dim}
+                                       backbone.std, train=True, cache=DECODED_CACHE),
+                "y": y, "dim": dim}
         return net, adapter, data, tasks
 
     def _unreadable_rows(self, X, size, stacklevel):
@@ -477,18 +486,33 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         tasks.check_min_size(2, what="meta-training after skipping unreadable images")
         return tasks
 
-    @staticmethod
-    def _batches(data, sets, device):
-        """``(x, y)`` on ``device`` for each index array in ``sets``.
+    def _draw(self, tasks, k, data, rng):
+        """One outer iteration's random draws: the index sets (support, query for each of
+        ``k`` raters) and, for images, their training crops."""
+        raters = tasks.raters
+        chosen = rng.choice(len(raters), size=k, replace=False)
+        sets = [s for r in chosen for s in tasks.draw(raters[r], self.support_size,
+                                                         self.query_size, rng)]
+        crops = (data["images"].draw_crops(sum(len(idx) for idx in sets), rng)
+                 if "images" in data else None)
+        return sets, crops
 
-        Images of all sets are decoded together, by several threads (one outer
-        iteration's k x (support + query) images would keep a GPU waiting on one core).
-        """
+    @staticmethod
+    def _pixels(data, draws):
+        """The 8-bit pixels of one iteration's images (``None`` for features)."""
+        if "images" not in data:
+            return None
+        sets, crops = draws
+        return data["images"].pixels([int(i) for idx in sets for i in idx], crops)
+
+    @staticmethod
+    def _batches(data, sets, device, pixels=None):
+        """``(x, y)`` on ``device`` for each index array in ``sets``; images from their
+        ``pixels`` (:meth:`_pixels`)."""
         if "images" in data:
-            items = data["images"].__getitems__([int(i) for idx in sets for i in idx])
-            images = torch.stack([x for x, _ in items])
+            images = data["images"].normalize(pixels, device)
             ends = np.cumsum([len(idx) for idx in sets])
-            xs = [images[end - len(idx):end].to(device) for idx, end in zip(sets, ends)]
+            xs = [images[end - len(idx):end] for idx, end in zip(sets, ends)]
         else:
             xs = [data["x"][data["rows"][torch.as_tensor(idx, device=device)]] for idx in sets]
         return [(x, data["y"][torch.as_tensor(idx, device=device)])
@@ -523,8 +547,7 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         checkpoints = self._checkpointer(tasks, data)
         saved = checkpoints.load() if checkpoints is not None else None
         learner = copy.deepcopy(prior)
-        raters = tasks.raters
-        k = min(self.tasks_per_batch, len(raters))
+        k = min(self.tasks_per_batch, len(tasks.raters))
         history = np.empty(self.n_iterations)
         first, elapsed = 0, 0.0
         with seeded(seed + 1, device):
@@ -539,18 +562,27 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
             start = time.perf_counter() - elapsed
             bar = progress(total=self.n_iterations, initial=first, desc="meta-train",
                            enabled=bool(self.verbose))
-            for it in range(first, self.n_iterations):
-                chosen = rng.choice(len(raters), size=k, replace=False)
-                sets = [s for r in chosen for s in tasks.draw(
-                    raters[r], self.support_size, self.query_size, rng)]
-                pairs = self._batches(data, sets, device)
-                batch = list(zip(pairs[::2], pairs[1::2]))
-                lr_scale = self.lr_decay ** (it // self.lr_decay_every)
-                history[it] = algo.step(prior, learner, batch, lr_scale)
-                bar.update(query_mse=history[it])
-                if checkpoints is not None and checkpoints.due(it + 1, self.n_iterations):
-                    checkpoints.save(it + 1, prior, algo, rng, history,
-                                     time.perf_counter() - start, device)
+            # The next iteration's images are decoded while this one trains: its draws
+            # come from the NumPy rng only, so looking ahead changes no number, and a
+            # checkpoint stores the rng as it was before them.
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                if first < self.n_iterations:
+                    draws = self._draw(tasks, k, data, rng)
+                    pending = pool.submit(self._pixels, data, draws)
+                for it in range(first, self.n_iterations):
+                    sets, pixels = draws[0], pending.result()
+                    rng_now = _copy_rng(rng)
+                    if it + 1 < self.n_iterations:
+                        draws = self._draw(tasks, k, data, rng)
+                        pending = pool.submit(self._pixels, data, draws)
+                    pairs = self._batches(data, sets, device, pixels)
+                    batch = list(zip(pairs[::2], pairs[1::2]))
+                    lr_scale = self.lr_decay ** (it // self.lr_decay_every)
+                    history[it] = algo.step(prior, learner, batch, lr_scale)
+                    bar.update(query_mse=history[it])
+                    if checkpoints is not None and checkpoints.due(it + 1, self.n_iterations):
+                        checkpoints.save(it + 1, prior, algo, rng_now, history,
+                                         time.perf_counter() - start, device)
             bar.close()
         return history, time.perf_counter() - start
 

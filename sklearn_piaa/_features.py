@@ -25,6 +25,8 @@ from .nn.fold import fold_batchnorm
 __all__ = [
     "load_image",
     "image_tensor",
+    "image_pixels",
+    "normalize_pixels",
     "random_crop",
     "decode_threads",
     "thread_map",
@@ -34,6 +36,11 @@ __all__ = [
     "ImageEmbedder",
     "embed_images",
 ]
+
+
+# Decoded images a training set keeps in memory (about 200 MB at 224 px): a rater's
+# images are decoded once, not once per fine-tuning epoch.
+DECODED_CACHE = 1024
 
 
 def to_rgb(img):
@@ -140,24 +147,34 @@ def random_crop(size, generator=None):
     return top, left, float(torch.rand((), generator=generator)) < 0.5
 
 
-def image_tensor(img, size, mean, std, train=False, generator=None, crop=None):
-    """Resize (and for training, randomly crop and flip) an RGB image to a normalized tensor.
+def image_pixels(img, size, train=False, generator=None, crop=None):
+    """An RGB image resized (and for training, randomly cropped and flipped): uint8 (H, W, 3).
 
     Test-time images are resized to ``size x size``; training images are resized to
     ``size * 8/7`` (256 for 224) and cropped at a random position, then flipped with
     probability 1/2, as in the BLG-PIAA reference code. ``crop`` gives that position
     and flip (see :func:`random_crop`) instead of drawing them.
     """
+    return _crop(_resize(img, size, train), size, train, generator, crop)
+
+
+def _resize(img, size, train):
+    side = int(round(size * 8 / 7)) if train else size
+    return img.resize((side, side), Image.BILINEAR)
+
+
+def _crop(img, size, train, generator=None, crop=None):
     if train:
-        big = int(round(size * 8 / 7))
-        img = img.resize((big, big), Image.BILINEAR)
         top, left, flip = random_crop(size, generator) if crop is None else crop
         img = img.crop((left, top, left + size, top + size))
         if flip:
             img = img.transpose(Image.FLIP_LEFT_RIGHT)
-    else:
-        img = img.resize((size, size), Image.BILINEAR)
-    arr = np.asarray(img, dtype=np.float32) * (1.0 / 255.0)
+    return np.asarray(img)
+
+
+def image_tensor(img, size, mean, std, train=False, generator=None, crop=None):
+    """:func:`image_pixels`, normalized: a float32 tensor (3, H, W)."""
+    arr = image_pixels(img, size, train, generator, crop).astype(np.float32) * (1.0 / 255.0)
     arr = (arr - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
 
@@ -180,6 +197,16 @@ def _draft(src, size):
         raise ValueError(f"cannot read image file {path}: {exc}") from None
 
 
+def normalize_pixels(x, mean, std):
+    """8-bit pixels (N, 3, H, W), on any device, to the network's float32 input.
+
+    The same operations in the same order as :func:`image_tensor`: the same numbers.
+    """
+    mean = torch.tensor(mean, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(std, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
+    return ((x.float() * (1.0 / 255.0) - mean) / std).contiguous()
+
+
 class ImageDataset(torch.utils.data.Dataset):
     """Images (paths, PIL images or arrays) with optional scores, decoded on access.
 
@@ -196,8 +223,16 @@ class ImageDataset(torch.utils.data.Dataset):
         ``"skip"``: an unreadable image yields a blank tensor and its index and reason
         are recorded in ``failed``, for the caller to mask (predictions become NaN).
     threads : int, default=None
-        Threads that decode a batch (:meth:`__getitems__`); ``None``: as many as
-        :func:`decode_threads` gives.
+        Threads that decode a batch (:meth:`__getitems__`, :meth:`load`); ``None``: as
+        many as :func:`decode_threads` gives.
+    cache : int, default=0
+        Keep up to this many decoded, resized images in memory (about 200 kB each at
+        224 px): an image seen again -- the next epoch of fine-tuning, the next outer
+        iteration -- is only cropped, not decoded again.
+    as_bytes : bool, default=False
+        Items are 8-bit pixels (3, H, W), to be normalized where the network runs
+        (:func:`normalize_pixels`; :class:`ImageInput` does it for the skorch nets):
+        a quarter of the bytes to stack and move, and no float work on the CPU.
 
     Attributes
     ----------
@@ -205,40 +240,83 @@ class ImageDataset(torch.utils.data.Dataset):
         Index -> reason, for images that could not be read (``on_error="skip"``).
     """
 
-    def __init__(self, X, y, size, mean, std, train=False, on_error="raise", threads=None):
+    def __init__(self, X, y, size, mean, std, train=False, on_error="raise", threads=None,
+                 cache=0, as_bytes=False):
         self.X = as_indexable(X)
         self.y = None if y is None else np.asarray(y, dtype=np.float32).reshape(-1, 1)
         self.size, self.mean, self.std, self.train = size, mean, std, train
-        self.on_error, self.threads = on_error, threads
+        self.on_error, self.threads, self.cache = on_error, threads, cache
+        self.as_bytes = as_bytes
         self.failed = {}
+        self._decoded = {}
 
     def __len__(self):
         return len(self.X)
 
     def __getitem__(self, i):
-        return self._item(i)
+        return self.__getitems__([i])[0]
 
     def __getitems__(self, indices):
-        """Items ``indices``, decoded by several threads (see ``threads``).
+        """Items ``indices`` as ``(x, y)`` tensors, decoded by several threads.
 
         torch's ``DataLoader`` fetches whole batches through this. The random crops are
         drawn first, in order, so the batch equals ``[self[i] for i in indices]`` drawn
         from the same random state.
         """
-        crops = [random_crop(self.size) if self.train else None for _ in indices]
-        return thread_map(self._item, indices, crops, threads=getattr(self, "threads", None))
+        crops = [random_crop(self.size) for _ in indices] if self.train else None
+        pixels = self.pixels(indices, crops)
+        x = (torch.from_numpy(pixels).permute(0, 3, 1, 2) if getattr(self, "as_bytes", False)
+             else self.normalize(pixels))
+        zero = torch.zeros(1)
+        return [(x[j], zero if self.y is None else torch.from_numpy(self.y[i]))
+                for j, i in enumerate(indices)]
 
-    def _item(self, i, crop=None):
-        try:
-            img = _draft(self.X[i], self.size)
-        except (ValueError, FileNotFoundError) as exc:
-            if self.on_error == "raise":
-                raise
-            self.failed[int(i)] = str(exc)
-            img = Image.new("RGB", (self.size, self.size))
-        x = image_tensor(img, self.size, self.mean, self.std, train=self.train, crop=crop)
-        y = torch.zeros(1) if self.y is None else torch.from_numpy(self.y[i])
-        return x, y
+    def draw_crops(self, n, rng):
+        """``n`` training crops (see :func:`random_crop`) drawn from a NumPy ``rng``."""
+        big = int(round(self.size * 8 / 7))
+        corners = rng.randint(0, big - self.size + 1, size=(n, 2))
+        flips = rng.rand(n) < 0.5
+        return [(int(t), int(u), bool(f)) for (t, u), f in zip(corners, flips)]
+
+    def pixels(self, indices, crops=None):
+        """Images ``indices`` decoded, resized and (training) cropped: uint8 (N, H, W, 3).
+
+        Runs on several threads. ``crops`` (training only) gives each image's crop and
+        flip; by default they are drawn from torch's RNG.
+        """
+        if self.train and crops is None:
+            crops = [random_crop(self.size) for _ in indices]
+        return np.stack(thread_map(self._pixels, indices, crops or [None] * len(indices),
+                                   threads=getattr(self, "threads", None)))
+
+    def normalize(self, pixels, device="cpu"):
+        """:meth:`pixels` as a normalized float32 batch (N, 3, H, W) on ``device``.
+
+        The pixels travel as bytes, a quarter of the floats' size, and are normalized
+        there (:func:`normalize_pixels`).
+        """
+        x = torch.from_numpy(pixels).to(device).permute(0, 3, 1, 2)
+        return normalize_pixels(x, self.mean, self.std)
+
+    def load(self, indices, crops=None, device="cpu"):
+        """:meth:`pixels` then :meth:`normalize`: a float32 batch on ``device``."""
+        return self.normalize(self.pixels(indices, crops), device)
+
+    def _pixels(self, i, crop=None):
+        key = (int(i), bool(self.train))
+        img = self._decoded.get(key)
+        if img is None:
+            try:
+                img = _draft(self.X[i], self.size)
+            except (ValueError, FileNotFoundError) as exc:
+                if self.on_error == "raise":
+                    raise
+                self.failed[int(i)] = str(exc)
+                img = Image.new("RGB", (self.size, self.size))
+            img = _resize(img, self.size, self.train)
+            if len(self._decoded) < getattr(self, "cache", 0):
+                self._decoded[key] = img
+        return _crop(img, self.size, self.train, crop=crop)
 
 
 def unreadable_images(X, size=224, on_error="skip"):
@@ -329,8 +407,14 @@ class ImageInput:
                 "this model trains the whole network, so X must be images (paths, PIL "
                 "images or uint8 arrays), not a 2-D feature array."
             )
+        # With scores it is a training set, read once per epoch: keep the decoded images.
         return ImageDataset(X, y, self.size, self.mean, self.std,
-                            on_error=getattr(self, "on_error", "raise"))
+                            on_error=getattr(self, "on_error", "raise"),
+                            cache=DECODED_CACHE if y is not None else 0, as_bytes=True)
+
+    def normalize(self, x):
+        """The datasets' 8-bit batches, on the network's device, as its float input."""
+        return normalize_pixels(x, self.mean, self.std)
 
 
 def _content_key(src):

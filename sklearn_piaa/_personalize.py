@@ -101,7 +101,14 @@ class PersonalizedNet(NeuralNetRegressor):
         return bool(self.mixed_precision)
 
     def infer(self, x, **fit_params):
-        """skorch's forward pass, under bfloat16 autocast with ``mixed_precision``."""
+        """skorch's forward pass, under bfloat16 autocast with ``mixed_precision``.
+
+        Images that come as 8-bit pixels (see :class:`ImageInput`) are normalized on the
+        net's device first.
+        """
+        normalize = getattr(self.input, "normalize", None)
+        if normalize is not None and torch.is_tensor(x) and x.dtype == torch.uint8:
+            x = normalize(to_tensor(x, device=self.device))
         if not self._autocast():
             return super().infer(x, **fit_params)
         with autocast(self.device):

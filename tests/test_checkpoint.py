@@ -131,3 +131,34 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_prior(tmp_path):
                                      checkpoint_every=10).fit(X, y, groups=groups)
     straight = MetaAestheticRegressor(**params).fit(X, y, groups=groups)
     _assert_same_prior(straight, resumed)
+
+
+def test_whole_network_resume_after_an_interrupt(image_files, tmp_path, monkeypatch):
+    # Whole-network training decodes the next iteration's images ahead: the checkpoint
+    # at iteration 2 must hold the random state from before that look-ahead.
+    from sklearn_piaa.meta import ALGORITHMS
+
+    y = np.tile([1.0, 2.0, 3.0, 4.0, 5.0, 3.0], 2)
+    groups = np.repeat(["a", "b"], 6)
+    params = dict(backbone="tiny_cnn", train_backbone=True, hidden_sizes=(8,),
+                  n_iterations=5, tasks_per_batch=1, support_size=3, query_size=2,
+                  random_state=0)
+    straight = MetaAestheticRegressor(**params).fit(image_files, y, groups=groups)
+    blg = ALGORITHMS["blg"]
+    step, calls = blg.step, []
+
+    def interrupted(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(blg, "step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        MetaAestheticRegressor(**params, checkpoint_dir=tmp_path, checkpoint_every=2).fit(
+            image_files, y, groups=groups)
+    monkeypatch.setattr(blg, "step", step)
+    assert torch.load(tmp_path / FILENAME, weights_only=True)["iteration"] == 2
+    resumed = MetaAestheticRegressor(**params, checkpoint_dir=tmp_path,
+                                     checkpoint_every=2).fit(image_files, y, groups=groups)
+    _assert_same_prior(straight, resumed)

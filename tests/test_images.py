@@ -205,3 +205,46 @@ def test_unreadable_images_are_found_among_many(tmp_path, image_files):
     assert "broken.jpg" in failed[len(image_files)]
     with pytest.raises(ValueError, match="broken.jpg"):
         unreadable_images(X, on_error="raise")
+
+
+def test_dataset_batches_equal_image_tensor(image_files):
+    from sklearn_piaa._features import ImageDataset, image_tensor
+
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    ds = ImageDataset(image_files, None, 24, mean, std)
+    expected = torch.stack([image_tensor(load_image(p), 24, mean, std) for p in image_files])
+    torch.testing.assert_close(ds.load(list(range(len(ds)))), expected, rtol=0, atol=0)
+
+
+def test_decoded_images_are_kept_for_the_next_epoch(image_files, monkeypatch):
+    import sklearn_piaa._features as features
+
+    decoded = []
+    draft = features._draft
+    monkeypatch.setattr(features, "_draft", lambda src, size: decoded.append(src)
+                        or draft(src, size))
+    kept = features.ImageDataset(image_files, None, 24, (0.5,) * 3, (0.2,) * 3, train=True,
+                                 cache=8)
+    fresh = features.ImageDataset(image_files, None, 24, (0.5,) * 3, (0.2,) * 3, train=True)
+    for _ in range(3):  # epochs
+        crops = kept.draw_crops(len(image_files), np.random.RandomState(len(decoded)))
+        idx = list(range(len(image_files)))
+        torch.testing.assert_close(kept.load(idx, crops), fresh.load(idx, crops),
+                                   rtol=0, atol=0)
+    # 8 images kept: the other 4 are decoded every epoch, by both; 8 once, by one.
+    assert len(decoded) == 3 * 12 + 8 + 3 * 4
+
+
+def test_images_as_bytes_predict_as_floats(image_files):
+    # Whole-network nets get 8-bit batches normalized on their device; a float dataset
+    # (normalized on the CPU) must give the same scores.
+    from sklearn_piaa._features import ImageDataset
+
+    y, groups = _ratings_for(image_files)
+    meta = MetaAestheticRegressor(train_backbone=True, **TINY_IMG).fit(image_files, y,
+                                                                       groups=groups)
+    net = meta.personalize(image_files[:6], y[:6])
+    adapter = net.input
+    assert net.get_dataset(image_files).as_bytes
+    floats = ImageDataset(image_files, None, adapter.size, adapter.mean, adapter.std)
+    np.testing.assert_array_equal(net.predict(floats), net.predict(image_files))
