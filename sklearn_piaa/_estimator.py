@@ -210,6 +210,11 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
     Fine-tuning parameters are read when :meth:`personalize` runs, so
     ``set_params(finetune_lr=...)`` needs no new fit.
 
+    With ``train_backbone=True`` images are decoded by up to 16 threads (one per
+    core), the next outer iteration's while one trains, and up to 1,024 decoded
+    images (about 200 MB at 224 px) are kept in memory for meta-training and for each
+    :meth:`personalize`; batches reach ``device`` as 8-bit pixels.
+
     See Also
     --------
     PersonalizedSROCCScorer : score personalization on held-out raters.
