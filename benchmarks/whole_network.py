@@ -6,8 +6,8 @@ EfficientNet-Lite0 + the 1024-512-1 head, on ``--device`` (``cuda`` where there 
 one, else ``cpu``), in float32 and with ``mixed_precision=True`` (bfloat16 autocast):
 
 - arithmetic: one Adam step of the whole network on 80 and on 20 decoded images (random
-  tensors already on the device), and the outer iteration's k x S x (80 + 20) steps
-  they add up to;
+  tensors already on the device; channels-last weights, as the estimator trains a
+  built-in backbone), and the outer iteration's k x S x (80 + 20) steps they add up to;
 - decoding: the k x (80 + 20) JPEGs one outer iteration reads (decode, resize, random
   crop and flip, normalize), by the estimator's own batch loader, with its decoding
   threads and with one thread;
@@ -27,8 +27,9 @@ The images are generated 500x375 JPEGs (about FLICKR-AES's photo size). Peak mem
 process's maximum RSS and, on a GPU, torch's peak allocation.
 
 Usage: ``python benchmarks/whole_network.py [--device cuda] [--iterations 5]
-[--images 400] [--repeats 3]``. On a CPU one outer iteration takes minutes: use
-``--iterations 1``.
+[--images 400] [--repeats 3] [--skip-head-only]``. On a CPU one outer iteration takes
+minutes: use ``--device cpu --quick --iterations 1 --repeats 1`` (float32, one fit, one
+personalization).
 """
 
 import argparse
@@ -36,6 +37,7 @@ import os
 import resource
 import sys
 import tempfile
+import time
 
 import numpy as np
 import torch
@@ -92,7 +94,7 @@ def decode_seconds(files, device, threads, a):
     return _median_time(load, a.repeats, device)
 
 
-def fit_seconds(X, y, groups, params, iterations, keep_decoded=True):
+def fit_seconds(X, y, groups, params, iterations, keep_decoded=True, warm_up=True):
     """Seconds per outer iteration of ``fit`` (after a one-iteration warm-up fit).
 
     ``keep_decoded=False``: no decoded images kept between iterations, as with a data
@@ -101,7 +103,8 @@ def fit_seconds(X, y, groups, params, iterations, keep_decoded=True):
     kept = estimator_module.DECODED_CACHE
     estimator_module.DECODED_CACHE = kept if keep_decoded else 0
     try:
-        MetaAestheticRegressor(n_iterations=1, **params).fit(X, y, groups=groups)
+        if warm_up:
+            MetaAestheticRegressor(n_iterations=1, **params).fit(X, y, groups=groups)
         meta = MetaAestheticRegressor(n_iterations=iterations, **params).fit(
             X, y, groups=groups)
     finally:
@@ -111,15 +114,25 @@ def fit_seconds(X, y, groups, params, iterations, keep_decoded=True):
 
 def whole_network(files, device, a, mixed_precision):
     """Seconds per outer iteration of ``fit`` (without and with decoded images kept),
-    of one ``personalize`` and of ``predict``."""
+    of one ``personalize`` and of ``predict``.
+
+    ``a.quick``: one fit (images kept, no warm-up; the first figure is then None), one
+    ``personalize`` and one ``predict``.
+    """
     X, y, groups = ratings(files, a.user_images)
     iterations, repeats, n_user = a.iterations, a.repeats, a.user_images
     params = dict(train_backbone=True, device=device, mixed_precision=mixed_precision,
                   tasks_per_batch=a.tasks, inner_steps=a.steps, support_size=a.support,
                   query_size=a.query, backbone=a.backbone, random_state=0)
+    Xu, yu = X[:n_user], y[:n_user]
+    if a.quick:
+        per_it, meta = fit_seconds(X, y, groups, params, iterations, warm_up=False)
+        start = time.perf_counter()
+        net = meta.personalize(Xu, yu, random_state=0)
+        pers = time.perf_counter() - start
+        return None, per_it, pers, _median_time(lambda: net.predict(files), 1, device)
     cold, _ = fit_seconds(X, y, groups, params, iterations, keep_decoded=False)
     per_it, meta = fit_seconds(X, y, groups, params, iterations)
-    Xu, yu = X[:n_user], y[:n_user]
     meta.personalize(Xu, yu)  # warm-up
     pers = _median_time(lambda: meta.personalize(Xu, yu, random_state=0), repeats, device)
     net = meta.personalize(Xu, yu, random_state=0)
@@ -168,6 +181,9 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=3, help="repeats of the short timings")
     ap.add_argument("--skip-head-only", action="store_true",
                     help="leave out the head-only rows")
+    ap.add_argument("--quick", action="store_true",
+                    help="float32 only, one fit without warm-up, one personalize: for a "
+                         "CPU, where an outer iteration takes minutes")
     # The paper's sizes; smaller ones only to check that the script runs.
     ap.add_argument("--backbone", default="efficientnet_lite0")
     ap.add_argument("--tasks", type=int, default=4, help="raters per outer iteration (k)")
@@ -183,8 +199,9 @@ def main(argv=None):
           f"threads, {os.cpu_count()} CPUs, {decode_threads()} decoding threads", flush=True)
     rows = []
     n_s, n_q, n_user = args.support, args.query, args.user_images
+    precisions = (False,) if args.quick else (False, True)
     steps = {(n, mp): whole_network_step(n, args.repeats, mp, device, args.backbone)
-             for n in sorted({n_s, n_q, n_user}) for mp in (False, True)}
+             for n in sorted({n_s, n_q, n_user}) for mp in precisions}
     tmp = tempfile.TemporaryDirectory()
     files = jpeg_files(args.images, tmp.name)
     decode = decode_seconds(files, device, None, args)
@@ -192,24 +209,25 @@ def main(argv=None):
     n_decoded = args.tasks * (n_s + n_q)
     rows.append((f"decode one outer iteration's {n_decoded} images, s", decode,
                  "one decoding thread", decode_1, decode_1 / decode, "x faster"))
-    for mp in (False, True):
+    for mp in precisions:
         label = "bfloat16" if mp else "float32"
         arithmetic = args.tasks * args.steps * (steps[n_s, mp] + steps[n_q, mp])
         cold, per_it, pers, pred = whole_network(files, device, args, mp)
-        print(f"{label}: {cold:.3f} s/iteration ({per_it:.3f} with decoded images kept), "
-              f"personalize {pers:.3f} s, predict {pred:.3f} s", flush=True)
+        print(f"{label}: {cold or per_it:.3f} s/iteration ({per_it:.3f} with decoded "
+              f"images kept), personalize {pers:.3f} s, predict {pred:.3f} s", flush=True)
         rows.append((f"whole network ({label}): one Adam step on {n_s} images, s",
                      steps[n_s, mp], f"one step on {n_q} images", steps[n_q, mp], None, ""))
-        rows.append((f"  outer iteration, s/iteration ({label})", cold,
-                     "its steps' arithmetic + decoding, s", arithmetic + decode,
-                     (arithmetic + decode) / cold, "of that"))
-        rows.append(("  same", cold, "its steps' arithmetic alone, s", arithmetic,
-                     arithmetic / cold, "of that"))
-        rows.append(("  same, decoded images kept (small data set)", per_it,
-                     "its steps' arithmetic alone, s", arithmetic, arithmetic / per_it,
-                     "of that"))
-        rows.append(("  1000 iterations (the paper's), min", cold * 1000 / 60, "", None,
-                     None, ""))
+        if cold is not None:
+            rows.append((f"  outer iteration, s/iteration ({label})", cold,
+                         "its steps' arithmetic + decoding, s", arithmetic + decode,
+                         (arithmetic + decode) / cold, "of that"))
+            rows.append(("  same", cold, "its steps' arithmetic alone, s", arithmetic,
+                         arithmetic / cold, "of that"))
+        rows.append((f"  {'same, ' if cold else 'outer iteration, '}decoded images kept "
+                     "(small data set)", per_it, "its steps' arithmetic alone, s",
+                     arithmetic, arithmetic / per_it, "of that"))
+        rows.append(("  1000 iterations (the paper's), min", (cold or per_it) * 1000 / 60, "",
+                     None, None, ""))
         rows.append((f"  personalize {n_user} images, 20 epochs, s ({label})", pers,
                      f"20 steps on {n_user} decoded images, s", 20 * steps[n_user, mp],
                      20 * steps[n_user, mp] / pers, "of that"))

@@ -52,17 +52,20 @@ def test_finetune_defaults_benchmark_prints_its_table(capsys):
                        for line in out.splitlines()), (setting, k)
 
 
-def test_whole_network_benchmark_prints_its_table(capsys):
+@pytest.mark.parametrize("quick", [False, True])
+def test_whole_network_benchmark_prints_its_table(capsys, quick):
     # Tiny sizes on the CPU: checks that the script runs and reports every row.
     assert _load("whole_network").main([
         "--device", "cpu", "--backbone", "tiny_cnn", "--iterations", "1", "--images", "12",
-        "--repeats", "1",
-        "--tasks", "1", "--steps", "1", "--support", "3", "--query", "2",
-        "--user-images", "6"]) == 0
+        "--repeats", "1", "--tasks", "1", "--steps", "1", "--support", "3", "--query", "2",
+        "--user-images", "6"] + (["--quick", "--skip-head-only"] if quick else [])) == 0
     out = capsys.readouterr().out
-    for row in ("decode one outer iteration's 5 images", "one Adam step on 3 images",
-                "outer iteration, s/iteration (float32)", "(bfloat16)",
-                "its steps' arithmetic alone", "personalize 6 images",
-                "head-only: embedding", "head-only: personalize 100 embeddings",
-                "peak memory"):
+    rows = ["decode one outer iteration's 5 images", "one Adam step on 3 images",
+            "its steps' arithmetic alone", "decoded images kept", "personalize 6 images",
+            "predict 12 images", "peak memory"]
+    full = ["outer iteration, s/iteration (float32)", "(bfloat16)", "head-only: embedding",
+            "head-only: personalize 100 embeddings"]
+    for row in rows + ([] if quick else full):
         assert row in out, row
+    if quick:
+        assert "bfloat16" not in out and "head-only" not in out

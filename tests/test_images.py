@@ -126,6 +126,8 @@ def test_user_module_backbone(image_files):
     assert meta.embedding_dim_ == 5
     for k, v in module.state_dict().items():  # the user's module is left as it was
         torch.testing.assert_close(v, before[k])
+    # ... and its copy keeps the default memory layout, which its code may assume.
+    assert all(p.is_contiguous() for p in meta.prior_net_.module_.parameters())
 
 
 @pytest.mark.skipif(not os.path.isdir(os.path.join(SHARED, "data", "photos")),
@@ -248,3 +250,27 @@ def test_images_as_bytes_predict_as_floats(image_files):
     assert net.get_dataset(image_files).as_bytes
     floats = ImageDataset(image_files, None, adapter.size, adapter.mean, adapter.std)
     np.testing.assert_array_equal(net.predict(floats), net.predict(image_files))
+
+
+def test_built_in_backbones_train_channels_last(image_files):
+    import copy
+
+    from sklearn_piaa._features import ImageDataset
+
+    y, groups = _ratings_for(image_files)
+    meta = MetaAestheticRegressor(train_backbone=True, **TINY_IMG).fit(image_files, y,
+                                                                       groups=groups)
+    net = meta.personalize(image_files[:6], y[:6])
+    for module in (meta.prior_net_.module_, net.module_):
+        convs = [p for p in module.parameters() if p.dim() == 4]
+        assert convs and all(p.is_contiguous(memory_format=torch.channels_last)
+                             for p in convs)
+        assert not all(p.is_contiguous() for p in convs)
+    # The layout changes the speed, not the function.
+    prior = meta.prior_net_.module_.eval()
+    plain = copy.deepcopy(prior).to(memory_format=torch.contiguous_format)
+    adapter = meta.prior_net_.input
+    x = ImageDataset(image_files, None, adapter.size, adapter.mean,
+                     adapter.std).load(range(len(image_files)))
+    with torch.no_grad():
+        torch.testing.assert_close(prior(x), plain(x), rtol=1e-4, atol=1e-5)
