@@ -161,8 +161,11 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         Run forward passes under bfloat16 autocast (:func:`torch.autocast`): in
         head-only mode when embedding images and when predicting (the head still trains
         in float32), with ``train_backbone=True`` in every forward pass of
-        meta-training, fine-tuning and prediction. On a GPU with bfloat16 support this
-        is the fast setting for whole-network training. On a CPU with bfloat16
+        meta-training, fine-tuning and prediction. On a GPU it saves memory; whether
+        it saves time depends on the sizes: on an NVIDIA H200 at the paper's sizes
+        (EfficientNet-Lite0, 80 and 20 images per step) whole-network training was
+        no faster, the steps being bound by kernel launches rather than arithmetic
+        (``benchmarks/whole_network.py``). On a CPU with bfloat16
         instructions (AVX-512 BF16 / AMX) it embeds and predicts from embeddings
         about 2x faster, but trains the whole network slower than float32
         (``benchmarks/speed.py``). Embeddings differ from float32 ones by about 2%
