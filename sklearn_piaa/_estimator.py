@@ -583,7 +583,7 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
                     pending = pool.submit(self._pixels, data, draws)
                 for it in range(first, self.n_iterations):
                     sets, pixels = draws[0], pending.result()
-                    rng_now = _copy_rng(rng)
+                    rng_now = _copy_rng(rng) if checkpoints is not None else None
                     if it + 1 < self.n_iterations:
                         draws = self._draw(tasks, k, data, rng)
                         pending = pool.submit(self._pixels, data, draws)

@@ -114,6 +114,10 @@ def decode_threads():
 
     Pillow's decoding and resizing release the GIL, so threads add speed (2.7-2.9x on
     16 cores, measured); a GPU consumes images far faster than one core decodes them.
+
+    Returns
+    -------
+    int
     """
     try:
         n = len(os.sched_getaffinity(0))
@@ -123,26 +127,53 @@ def decode_threads():
 
 
 def thread_map(fn, *iterables, threads=None):
-    """``list(map(fn, *iterables))``, run by up to ``threads`` threads (results in order).
+    """``list(map(fn, *iterables))``, run by up to ``threads`` threads.
 
-    ``threads=None`` uses :func:`decode_threads`. The first exception, in input order,
-    is raised.
+    Parameters
+    ----------
+    fn : callable
+    *iterables : iterables of equal length
+        Arguments of ``fn``.
+    threads : int, default=None
+        ``None`` uses :func:`decode_threads`.
+
+    Returns
+    -------
+    list
+        The results, in input order. The first exception, in input order, is raised.
     """
-    args = list(zip(*iterables))
-    threads = min(decode_threads() if threads is None else threads, len(args))
+    args = [list(it) for it in iterables]
+    threads = min(decode_threads() if threads is None else threads, len(args[0]))
     if threads <= 1:
-        return [fn(*a) for a in args]
+        return list(map(fn, *args))
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        return list(pool.map(fn, *zip(*args)))
+        return list(pool.map(fn, *args))
+
+
+def _train_side(size):
+    # Training images are resized to 8/7 of the input size (256 for 224), then cropped.
+    return int(round(size * 8 / 7))
 
 
 def random_crop(size, generator=None):
-    """The training augmentation's random draws for one image: ``(top, left, flip)``.
+    """The training augmentation's random draws for one image.
 
     Drawn apart from the decoding, so that images decoded by several threads get the
     same crops, in the same order, as one after the other.
+
+    Parameters
+    ----------
+    size : int
+        The network's input size.
+    generator : torch.Generator, default=None
+        ``None`` draws from torch's global generator.
+
+    Returns
+    -------
+    (int, int, bool)
+        ``(top, left, flip)``.
     """
-    big = int(round(size * 8 / 7))
+    big = _train_side(size)
     top, left = (int(v) for v in torch.randint(0, big - size + 1, (2,), generator=generator))
     return top, left, float(torch.rand((), generator=generator)) < 0.5
 
@@ -152,14 +183,28 @@ def image_pixels(img, size, train=False, generator=None, crop=None):
 
     Test-time images are resized to ``size x size``; training images are resized to
     ``size * 8/7`` (256 for 224) and cropped at a random position, then flipped with
-    probability 1/2, as in the BLG-PIAA reference code. ``crop`` gives that position
-    and flip (see :func:`random_crop`) instead of drawing them.
+    probability 1/2, as in the BLG-PIAA reference code.
+
+    Parameters
+    ----------
+    img : PIL.Image.Image
+        An RGB image.
+    size : int
+    train : bool, default=False
+    generator : torch.Generator, default=None
+        Draws the crop when ``crop`` is not given.
+    crop : (int, int, bool), default=None
+        ``(top, left, flip)`` (see :func:`random_crop`) instead of drawing them.
+
+    Returns
+    -------
+    ndarray of shape (size, size, 3), uint8
     """
     return _crop(_resize(img, size, train), size, train, generator, crop)
 
 
 def _resize(img, size, train):
-    side = int(round(size * 8 / 7)) if train else size
+    side = _train_side(size) if train else size
     return img.resize((side, side), Image.BILINEAR)
 
 
@@ -198,9 +243,18 @@ def _draft(src, size):
 
 
 def normalize_pixels(x, mean, std):
-    """8-bit pixels (N, 3, H, W), on any device, to the network's float32 input.
+    """8-bit pixels, on any device, to the network's float32 input.
 
     The same operations in the same order as :func:`image_tensor`: the same numbers.
+
+    Parameters
+    ----------
+    x : uint8 tensor of shape (N, 3, H, W)
+    mean, std : sequence of 3 floats
+
+    Returns
+    -------
+    float32 tensor of shape (N, 3, H, W), on ``x``'s device
     """
     mean = torch.tensor(mean, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
     std = torch.tensor(std, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
@@ -263,9 +317,8 @@ class ImageDataset(torch.utils.data.Dataset):
         drawn first, in order, so the batch equals ``[self[i] for i in indices]`` drawn
         from the same random state.
         """
-        crops = [random_crop(self.size) for _ in indices] if self.train else None
-        pixels = self.pixels(indices, crops)
-        x = (torch.from_numpy(pixels).permute(0, 3, 1, 2) if getattr(self, "as_bytes", False)
+        pixels = self.pixels(indices)
+        x = (torch.from_numpy(pixels).permute(0, 3, 1, 2) if self.as_bytes
              else self.normalize(pixels))
         zero = torch.zeros(1)
         return [(x[j], zero if self.y is None else torch.from_numpy(self.y[i]))
@@ -273,8 +326,7 @@ class ImageDataset(torch.utils.data.Dataset):
 
     def draw_crops(self, n, rng):
         """``n`` training crops (see :func:`random_crop`) drawn from a NumPy ``rng``."""
-        big = int(round(self.size * 8 / 7))
-        corners = rng.randint(0, big - self.size + 1, size=(n, 2))
+        corners = rng.randint(0, _train_side(self.size) - self.size + 1, size=(n, 2))
         flips = rng.rand(n) < 0.5
         return [(int(t), int(u), bool(f)) for (t, u), f in zip(corners, flips)]
 
@@ -287,7 +339,7 @@ class ImageDataset(torch.utils.data.Dataset):
         if self.train and crops is None:
             crops = [random_crop(self.size) for _ in indices]
         return np.stack(thread_map(self._pixels, indices, crops or [None] * len(indices),
-                                   threads=getattr(self, "threads", None)))
+                                   threads=self.threads))
 
     def normalize(self, pixels, device="cpu"):
         """:meth:`pixels` as a normalized float32 batch (N, 3, H, W) on ``device``.
@@ -314,7 +366,7 @@ class ImageDataset(torch.utils.data.Dataset):
                 self.failed[int(i)] = str(exc)
                 img = Image.new("RGB", (self.size, self.size))
             img = _resize(img, self.size, self.train)
-            if len(self._decoded) < getattr(self, "cache", 0):
+            if len(self._decoded) < self.cache:
                 self._decoded[key] = img
         return _crop(img, self.size, self.train, crop=crop)
 
