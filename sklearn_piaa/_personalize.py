@@ -6,6 +6,7 @@ import warnings
 import numpy as np
 import torch
 from skorch import NeuralNetRegressor
+from skorch.callbacks import PrintLog
 from skorch.dataset import Dataset, unpack_data
 from skorch.utils import to_tensor
 
@@ -16,6 +17,19 @@ from .nn.adam import adam_step, is_plain_fused_adam
 from .nn.head_grad import HeadGradient
 
 __all__ = ["PersonalizedNet"]
+
+
+class _PrintLog(PrintLog):
+    """skorch's :class:`~skorch.callbacks.PrintLog`, which formats nothing it would not print.
+
+    skorch's formats the epoch's table even at ``verbose=0`` and then drops it; at 20
+    short epochs that was 3% of personalizing a rater (``benchmarks/speed.py``).
+    """
+
+    def on_epoch_end(self, net, **kwargs):
+        if self.sink is print and not net.verbose:
+            return
+        super().on_epoch_end(net, **kwargs)
 
 
 class PersonalizedNet(NeuralNetRegressor):
@@ -69,6 +83,11 @@ class PersonalizedNet(NeuralNetRegressor):
         state.pop("_head_grad", None)  # gradient buffers: rebuilt on demand, never saved
         return state
 
+    @property
+    def _default_callbacks(self):
+        return [(name, _PrintLog() if type(cb) is PrintLog else cb)
+                for name, cb in super()._default_callbacks]
+
     def _fused(self):
         """The module's :class:`HeadGradient`, or None where skorch's own step runs."""
         module = getattr(self, "module_", None)
@@ -118,10 +137,16 @@ class PersonalizedNet(NeuralNetRegressor):
     def train_step_single(self, batch, **fit_params):
         """skorch's training step, by the head's hand-written backward pass where it applies."""
         Xi, yi = unpack_data(batch)
-        fused = None if fit_params or not torch.is_tensor(Xi) else self._fused()
-        if fused is None or not HeadGradient.supports_batch(Xi):
+        fused = self._fused()
+        if fused is None or fit_params or not torch.is_tensor(Xi) \
+                or not HeadGradient.supports_batch(Xi):
+            if fused is not None:  # _zero_grad_optimizer left the gradients (see there)
+                self.optimizer_.zero_grad()
             return super().train_step_single(batch, **fit_params)
-        self._set_training(True)
+        if not (self.module_.training and getattr(self.criterion_, "training", True)):
+            # train() walks every submodule (0.1 ms a batch); after the first batch they
+            # stay in training mode unless something (a prediction) switched them.
+            self._set_training(True)
         if type(self).get_loss is NeuralNetRegressor.get_loss:
             # skorch's get_loss is the criterion on y as a tensor; handing the criterion
             # itself over lets HeadGradient see a plain squared error.
@@ -131,6 +156,12 @@ class PersonalizedNet(NeuralNetRegressor):
                 return self.get_loss(pred, y, X=Xi, training=True)
         loss, y_pred = fused.loss_backward(to_tensor(Xi, device=self.device), yi, criterion)
         return {"loss": loss, "y_pred": y_pred}
+
+    def _zero_grad_optimizer(self, set_to_none=None):
+        # The hand-written backward pass overwrites every gradient; a batch it does not
+        # take zeroes them in train_step_single instead.
+        if self._fused() is None:
+            super()._zero_grad_optimizer(set_to_none)
 
     def _step_optimizer(self, step_fn):
         # A plain fused Adam: the closure once, then the kernel without Adam.step's

@@ -130,6 +130,20 @@ def test_skorch_features_work_on_personalized_net(ratings, tiny_params, tmp_path
     assert net.optimizer_.param_groups[0]["lr"] == 0.5
 
 
+def test_personalized_net_prints_its_log_only_when_asked(ratings, tiny_params, capsys):
+    X, y, groups = ratings
+    meta = MetaAestheticRegressor(**tiny_params).fit(X, y, groups=groups)
+    meta.personalize(X[:20], y[:20], max_epochs=2, verbose=0)
+    assert capsys.readouterr().out == ""
+    meta.personalize(X[:20], y[:20], max_epochs=2, verbose=1)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert "train_loss" in lines[0] and len(lines) == 4  # header, rule, two epochs
+    logged = []
+    meta.personalize(X[:20], y[:20], max_epochs=2, verbose=0,
+                     callbacks__print_log__sink=logged.append)
+    assert len(logged) == 4 and capsys.readouterr().out == ""
+
+
 def test_clone_and_pickle_round_trips(ratings, tiny_params):
     X, y, groups = ratings
     meta = MetaAestheticRegressor(**tiny_params).fit(X, y, groups=groups)

@@ -72,9 +72,10 @@ def _autograd_with_masks(head, x, y, criterion, masks):
 @pytest.mark.parametrize("kind", ["mse", "rank", "mse+rank"])
 @pytest.mark.parametrize("dropout", [0.0, 0.5, 0.3])
 @pytest.mark.parametrize("per_channel", [False, True])
-def test_gradients_and_statistics_equal_autograd(kind, dropout, per_channel, monkeypatch):
-    x = torch.randn(10, 16, dtype=torch.float64)
-    y = torch.rand(10, dtype=torch.float64) * 10
+@pytest.mark.parametrize("n", [10, 60])  # the two layouts of the products (_linear)
+def test_gradients_and_statistics_equal_autograd(kind, dropout, per_channel, n, monkeypatch):
+    x = torch.randn(n, 16, dtype=torch.float64)
+    y = torch.rand(n, dtype=torch.float64) * 10
     criterion = AestheticLoss(kind)
     fast = _head(dropout, per_channel=per_channel)
     ref = copy.deepcopy(fast)
@@ -90,7 +91,7 @@ def test_gradients_and_statistics_equal_autograd(kind, dropout, per_channel, mon
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-9, atol=1e-12, msg=name)
     for (name, b), c in zip(fast.named_buffers(), ref.buffers()):
         torch.testing.assert_close(b, c, rtol=1e-12, atol=1e-12, msg=name)
-    assert pred.shape == (10, 1)
+    assert pred.shape == (n, 1)
 
 
 def test_dropout_mask_keeps_one_minus_p_and_rescales():
@@ -263,3 +264,33 @@ def test_personalized_net_fast_and_plain_steps_fit_the_same_weights(dropout, mon
     _assert_same_state(fitted[0][0], fitted[1][0])
     np.testing.assert_allclose(fitted[0][1], fitted[1][1], rtol=1e-9)
     assert not torch.equal(fitted[0][0]["layers.0.weight"], head.state_dict()["layers.0.weight"])
+
+
+def test_personalized_net_fast_path_around_a_batch_of_one_and_predictions(monkeypatch):
+    # 25 rows in batches of 8: the last batch (one row) takes autograd, which must not
+    # add to the gradients the fast path left; a callback predicting after each epoch
+    # switches the modules to eval mode, and training must switch them back.
+    from skorch.callbacks import Callback
+
+    from sklearn_piaa._personalize import PersonalizedNet
+
+    class Watch(Callback):
+        def on_grad_computed(self, net, named_parameters, **kwargs):
+            modes.append(net.module_.training)
+
+        def on_epoch_end(self, net, **kwargs):
+            net.predict(X[:3])
+
+    head = _head(0.0)
+    X = torch.randn(25, 16, dtype=torch.float64).numpy()
+    y = (torch.rand(25, dtype=torch.float64) * 10).numpy()
+    fitted = []
+    for fused in (True, False):
+        modes = []
+        monkeypatch.setattr(PersonalizedNet, "fused_head", fused)
+        net = PersonalizedNet(head, criterion=AestheticLoss, optimizer=torch.optim.Adam,
+                              optimizer__fused=True, lr=1e-2, max_epochs=3, batch_size=8,
+                              train_split=None, verbose=0, callbacks=[Watch()]).fit(X, y)
+        assert modes == [True] * 12
+        fitted.append(net.module_.state_dict())
+    _assert_same_state(fitted[0], fitted[1])
