@@ -22,8 +22,8 @@ __all__ = ["PersonalizedNet"]
 class _PrintLog(PrintLog):
     """skorch's :class:`~skorch.callbacks.PrintLog`, which formats nothing it would not print.
 
-    skorch's formats the epoch's table even at ``verbose=0`` and then drops it; at 20
-    short epochs that was 3% of personalizing a rater (``benchmarks/speed.py``).
+    skorch's formats the epoch's table even at ``verbose=0`` and then drops it: at 20
+    short epochs, about 3% of personalizing a rater on 100 embeddings.
     """
 
     def on_epoch_end(self, net, **kwargs):
@@ -63,9 +63,11 @@ class PersonalizedNet(NeuralNetRegressor):
     #: Train an :class:`~sklearn_piaa.nn.AestheticHead` over embeddings with its
     #: hand-written backward pass and a direct fused Adam step
     #: (:class:`~sklearn_piaa.nn.HeadGradient`,
-    #: :func:`~sklearn_piaa.nn.adam_step`): the same updates as skorch's step, 10-25%
-    #: faster (the Adam kernel and matrix products, the same in both, dominate at
-    #: batch 10). Off: skorch's autograd step throughout.
+    #: :func:`~sklearn_piaa.nn.adam_step`): the same updates as skorch's step, about
+    #: 1.4x faster at the default batches (``benchmarks/speed.py``). The step
+    #: overwrites every gradient, so skorch's ``zero_grad`` is skipped, and the
+    #: modules are switched to training mode only when something switched them out
+    #: of it. Off: skorch's autograd step throughout.
     fused_head = True
     #: Batch in-memory arrays (embeddings) by slicing them
     #: (:class:`~sklearn_piaa._array_loader.ArrayLoader`) instead of a ``DataLoader``'s
