@@ -420,9 +420,10 @@ def main(argv=None):
                      "one step on 20 images, s", s20, None, ""))
         rows.append(("whole network: one outer iteration (k=4, S=5), s", per_it,
                      "head-only outer iteration, s", ours, per_it / ours, "x slower"))
-        s20_bf16 = whole_network_step(N_Q, mixed_precision=True)
-        rows.append(("  one step on 20 images, mixed_precision=True, s", s20_bf16,
-                     "float32", s20, s20 / s20_bf16, "x faster"))
+        for n, fp32 in ((N_S, s80), (N_Q, s20)):
+            bf16 = whole_network_step(n, mixed_precision=True)
+            rows.append((f"  one step on {n} images, mixed_precision=True, s", bf16,
+                         "float32", fp32, fp32 / bf16, "x faster"))
     print_table(rows)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\npeak memory (max RSS) {peak:.0f} MiB; FLOPs per iteration "
