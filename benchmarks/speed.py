@@ -25,14 +25,16 @@ the same run, on the same machine), their ratio, and the process's peak memory.
 - personalization of one rater on 100 cached embeddings with the default fine-tuning
   (20 epochs; 80 steps of 25 images), wall time including skorch, fast path and
   skorch's autograd step, the floor of its steps' products and Adam kernels alone, and
-  batches of 10 (200 steps, the previous default); prediction of 10,000
+  batches of 10 (200 steps, the previous default); one of its training steps against
+  the same step of a tiny head, whose arithmetic is negligible (what launching the
+  step's small kernels costs at any size); prediction of 10,000
   cached embeddings, against the arithmetic floor of the head at the measured matmul
   rate, against skorch's ``DataLoader`` batching, and under bfloat16 autocast
   (``mixed_precision=True``) with how far its scores lie from float32's.
 
 - with ``--whole-network``: one Adam step of EfficientNet-Lite0 + head in training
   mode on 80 and on 20 images at 224 px, and the outer iteration they add up to; one
-  step on 20 images under bfloat16 autocast.
+  step on 80 and on 20 images under bfloat16 autocast.
 
 Usage: ``python benchmarks/speed.py [--iterations 30] [--rounds 3] [--repeats 5]
 [--images 256] [--whole-network]``.
@@ -56,7 +58,7 @@ from scipy.stats import spearmanr
 from sklearn_piaa import MetaAestheticRegressor, PersonalizedNet, embed_images
 from sklearn_piaa._device import autocast
 from sklearn_piaa.meta import BLG
-from sklearn_piaa.nn import adam_step, load_backbone
+from sklearn_piaa.nn import AestheticHead, AestheticLoss, HeadGradient, adam_step, load_backbone
 from sklearn_piaa.nn.fold import fold_batchnorm
 from sklearn_piaa.nn.head_grad import _linear
 
@@ -153,6 +155,26 @@ def adam_kernel_seconds(repeats, steps=50):
     def run():
         for _ in range(steps):
             adam_step(opt)
+    return _median_time(run, repeats) / steps
+
+
+def head_step_seconds(n_in, hidden, n_rows, repeats, steps=80):
+    """Seconds of one hand-written head training step (forward, backward, Adam) on
+    ``n_rows`` rows, for a head ``n_in`` -> ``hidden`` -> 1 with the paper's dropout.
+
+    On a tiny head (16-12-8) the arithmetic is negligible: what is left is the cost of
+    launching the step's ~70 small kernels from Python, paid at every size.
+    """
+    head = AestheticHead(n_in, hidden, dropout=0.5).train()
+    grad, loss = HeadGradient(head), AestheticLoss("mse")
+    opt = torch.optim.Adam(head.parameters(), lr=1e-5, fused=True)
+    x, y = torch.randn(n_rows, n_in), torch.rand(n_rows) * 4 + 1
+
+    def run():
+        for _ in range(steps):
+            grad.loss_backward(x, y, loss)
+            adam_step(opt)
+    run()
     return _median_time(run, repeats) / steps
 
 
@@ -272,7 +294,7 @@ def whole_network_step(n_images, repeats=2, mixed_precision=False, device="cpu",
                        backbone="efficientnet_lite0"):
     """Seconds of one Adam step of the whole network (EfficientNet-Lite0 + head) on
     ``n_images`` decoded images at 224 px, on ``device`` (synchronized on a GPU)."""
-    from sklearn_piaa.nn import AestheticHead, AestheticNet
+    from sklearn_piaa.nn import AestheticNet
 
     backbone = load_backbone(backbone)
     size = backbone.input_size
@@ -401,6 +423,11 @@ def main(argv=None):
                  pers_floor, pers_floor / pers, "of floor"))
     rows.append(("  same", pers, "batches of 10 (200 steps, the previous default)",
                  pers_t["batch 10"], pers_t["batch 10"] / pers, "x faster"))
+    step_paper = head_step_seconds(DIM, HIDDEN, batch, args.repeats)
+    step_tiny = head_step_seconds(16, (12, 8), batch, args.repeats)
+    rows.append((f"  one of its steps (hand-written, {batch} rows), ms", step_paper * 1e3,
+                 "the same step of a 16-12-8 head (kernel launches), ms", step_tiny * 1e3,
+                 step_tiny / step_paper, "of it"))
     pred_floor = 10_000 * 2 * sum(i * o for i, o in SIZES) / mm / 1e9
     p32 = pred["float32"]
     rows.append(("predict 10,000 embeddings, s", p32, "target", 0.1, 0.1 / p32, "x target"))
