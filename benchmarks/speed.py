@@ -58,7 +58,14 @@ from scipy.stats import spearmanr
 from sklearn_piaa import MetaAestheticRegressor, PersonalizedNet, embed_images
 from sklearn_piaa._device import autocast
 from sklearn_piaa.meta import BLG
-from sklearn_piaa.nn import AestheticHead, AestheticLoss, HeadGradient, adam_step, load_backbone
+from sklearn_piaa.nn import (
+    AestheticHead,
+    AestheticLoss,
+    AestheticNet,
+    HeadGradient,
+    adam_step,
+    load_backbone,
+)
 from sklearn_piaa.nn.fold import fold_batchnorm
 from sklearn_piaa.nn.head_grad import _linear
 
@@ -294,8 +301,6 @@ def whole_network_step(n_images, repeats=2, mixed_precision=False, device="cpu",
                        backbone="efficientnet_lite0"):
     """Seconds of one Adam step of the whole network (EfficientNet-Lite0 + head) on
     ``n_images`` decoded images at 224 px, on ``device`` (synchronized on a GPU)."""
-    from sklearn_piaa.nn import AestheticNet
-
     backbone = load_backbone(backbone)
     size = backbone.input_size
     net = AestheticNet(backbone, AestheticHead(backbone.out_features)).train()

@@ -325,7 +325,18 @@ class ImageDataset(torch.utils.data.Dataset):
                 for j, i in enumerate(indices)]
 
     def draw_crops(self, n, rng):
-        """``n`` training crops (see :func:`random_crop`) drawn from a NumPy ``rng``."""
+        """``n`` training crops (see :func:`random_crop`) drawn from a NumPy ``rng``.
+
+        Parameters
+        ----------
+        n : int
+        rng : numpy.random.RandomState
+
+        Returns
+        -------
+        list of (int, int, bool)
+            ``(top, left, flip)`` for each image, for :meth:`pixels`.
+        """
         corners = rng.randint(0, _train_side(self.size) - self.size + 1, size=(n, 2))
         flips = rng.rand(n) < 0.5
         return [(int(t), int(u), bool(f)) for (t, u), f in zip(corners, flips)]
@@ -333,8 +344,18 @@ class ImageDataset(torch.utils.data.Dataset):
     def pixels(self, indices, crops=None):
         """Images ``indices`` decoded, resized and (training) cropped: uint8 (N, H, W, 3).
 
-        Runs on several threads. ``crops`` (training only) gives each image's crop and
-        flip; by default they are drawn from torch's RNG.
+        Runs on several threads.
+
+        Parameters
+        ----------
+        indices : sequence of int
+        crops : list of (int, int, bool), default=None
+            Each image's crop and flip (training only; see :meth:`draw_crops`); by
+            default drawn from torch's RNG.
+
+        Returns
+        -------
+        ndarray of shape (N, H, W, 3), uint8
         """
         if self.train and crops is None:
             crops = [random_crop(self.size) for _ in indices]
@@ -346,12 +367,32 @@ class ImageDataset(torch.utils.data.Dataset):
 
         The pixels travel as bytes, a quarter of the floats' size, and are normalized
         there (:func:`normalize_pixels`).
+
+        Parameters
+        ----------
+        pixels : ndarray of shape (N, H, W, 3), uint8
+        device : str or torch.device, default="cpu"
+
+        Returns
+        -------
+        float32 tensor of shape (N, 3, H, W)
         """
         x = torch.from_numpy(pixels).to(device).permute(0, 3, 1, 2)
         return normalize_pixels(x, self.mean, self.std)
 
     def load(self, indices, crops=None, device="cpu"):
-        """:meth:`pixels` then :meth:`normalize`: a float32 batch on ``device``."""
+        """:meth:`pixels` then :meth:`normalize`: a float32 batch on ``device``.
+
+        Parameters
+        ----------
+        indices : sequence of int
+        crops : list of (int, int, bool), default=None
+        device : str or torch.device, default="cpu"
+
+        Returns
+        -------
+        float32 tensor of shape (N, 3, H, W)
+        """
         return self.normalize(self.pixels(indices, crops), device)
 
     def _pixels(self, i, crop=None):
