@@ -7,8 +7,10 @@ the same run, on the same machine), their ratio, and the process's peak memory.
   S=5 steps, 80 support / 20 query images, 1280-d EfficientNet-Lite0-sized embeddings,
   head 1024-512-1) through ``MetaAestheticRegressor.fit``, against the plain loop of
   ``../shared/reference/naive_blg_loop.py`` (deep copy + Adam per task) on the same data
-  sizes; also the package's own autograd path (``MetaLearner.fused_head = False``) and
-  the optional stacked inner loop (all tasks at once). The loops are timed in
+  sizes; also the package's hand-written step one task at a time instead of the k
+  tasks stacked (``MetaLearner.max_stacked = 1``), its autograd path
+  (``MetaLearner.fused_head = False``) and the optional autograd loop over stacked
+  tasks (``MetaLearner.stacked``, vmap). The loops are timed in
   alternating rounds, and each ratio is the median over rounds of the ratio within a
   round, so that a machine whose speed drifts during the run (shared cloud cores do,
   by 1.5x here) still gives fair ratios.
@@ -16,12 +18,13 @@ the same run, on the same machine), their ratio, and the process's peak memory.
   layer sizes) are compared with a torch matmul of the same shapes, and the bytes Adam
   must move with a measured memory copy rate: Adam touches every weight several times
   per step, which bounds the loop from below however fast the matmuls are.
+  A second floor times the loop's own matrix products (at their real shapes, batched
+  over the k stacked tasks as the package runs them) and its fused Adam kernels alone,
+  with nothing between them.
 - embedding: images/s from JPEG files on disk to cached embeddings (``embed_images``),
   against the bare backbone forward on already-decoded tensors (batch 32, 224 px), both
   as loaded and with BatchNorm folded into its convolutions (what the embedder runs);
   and the same with ``mixed_precision=True`` (bfloat16 autocast).
-  A second floor times the loop's own matrix products (at their real shapes) and its
-  fused Adam kernels alone, with nothing between them.
 - personalization of one rater on 100 cached embeddings with the default fine-tuning
   (20 epochs; 80 steps of 25 images), wall time including skorch, fast path and
   skorch's autograd step, the floor of its steps' products and Adam kernels alone, and
@@ -151,9 +154,36 @@ def step_matmul_seconds(n_rows, repeats, steps=50):
     return _median_time(run, repeats) / steps
 
 
-def adam_kernel_seconds(repeats, steps=50):
-    """Seconds of one fused Adam step over the head's parameters, kernel alone."""
-    params = [torch.randn(o, i) for i, o in SIZES] + [torch.randn(o) for _, o in SIZES]
+def stacked_step_matmul_seconds(n_rows, copies, repeats, steps=50):
+    """Seconds of one step's matrix products for ``copies`` stacked heads, alone.
+
+    The batched products ``nn.StackedHeadGradient`` runs for a step of ``copies`` tasks
+    on ``n_rows`` rows each, activations laid out ``(copies, features, rows)`` as there.
+    """
+    ws = [torch.randn(copies, o, i) for i, o in SIZES]
+    bs = [torch.randn(copies, o, 1) for _, o in SIZES]
+    hs = [torch.randn(copies, i, n_rows) for i, _ in SIZES]
+    gs = [torch.randn(copies, o, n_rows) for _, o in SIZES]
+    outs = [torch.empty(copies, o, i) for i, o in SIZES]
+
+    def run():
+        for _ in range(steps):
+            for h, w, b in zip(hs, ws, bs):
+                torch.baddbmm(b, w, h)
+            for k, (h, g, w, out) in enumerate(zip(hs, gs, ws, outs)):
+                torch.bmm(g, h.transpose(1, 2), out=out)
+                if k:
+                    torch.bmm(w.transpose(1, 2), g)
+    run()
+    return _median_time(run, repeats) / steps
+
+
+def adam_kernel_seconds(repeats, steps=50, copies=None):
+    """Seconds of one fused Adam step over the head's parameters, kernel alone
+    (``copies`` stacked heads' parameters if given)."""
+    lead = () if copies is None else (copies,)
+    params = [torch.randn(*lead, o, i) for i, o in SIZES] + \
+        [torch.randn(*lead, o) for _, o in SIZES]
     for p in params:
         p.grad = torch.randn_like(p)
     opt = torch.optim.Adam(params, lr=1e-4, fused=True)
@@ -204,20 +234,23 @@ _RATINGS = None
 
 
 def meta_seconds_per_iteration(iterations, mode="fast"):
-    """s/iteration of ``MetaAestheticRegressor.fit``: "fast" (the default path),
-    "plain" (autograd, a new Adam per task) or "stacked" (vmap over tasks)."""
+    """s/iteration of ``MetaAestheticRegressor.fit``: "fast" (the default path, tasks
+    stacked), "per-task" (the same hand-written step, one task at a time), "plain"
+    (autograd, a new Adam per task) or "stacked" (autograd through vmap over tasks)."""
     global _RATINGS
     if _RATINGS is None:
         _RATINGS = _rating_data()
     X, y, groups = _RATINGS
-    old = BLG.stacked, BLG.fused_head
-    BLG.stacked, BLG.fused_head = mode == "stacked", mode == "fast"
+    old = BLG.stacked, BLG.fused_head, BLG.max_stacked
+    BLG.stacked, BLG.fused_head = mode == "stacked", mode in ("fast", "per-task")
+    if mode == "per-task":
+        BLG.max_stacked = 1
     try:
         meta = MetaAestheticRegressor(backbone=None, hidden_sizes=HIDDEN, n_iterations=2,
                                       random_state=0).fit(X, y, groups=groups)  # warm-up
         meta.set_params(n_iterations=iterations).fit(X, y, groups=groups)
     finally:
-        BLG.stacked, BLG.fused_head = old
+        BLG.stacked, BLG.fused_head, BLG.max_stacked = old
     return meta.fit_time_ / iterations
 
 
@@ -239,11 +272,11 @@ def naive_seconds_per_iteration(iterations):
 
 def meta_training_rounds(iterations, rounds):
     """Per-round s/iteration of each loop, the loops timed in alternating rounds."""
-    times = {"naive": [], "fast": [], "plain": [], "stacked": []}
+    times = {"naive": [], "fast": [], "per-task": [], "plain": [], "stacked": []}
     per_round = max(2, iterations // rounds)
     for _ in range(rounds):
         times["naive"].append(naive_seconds_per_iteration(per_round))
-        for mode in ("fast", "plain", "stacked"):
+        for mode in ("fast", "per-task", "plain", "stacked"):
             times[mode].append(meta_seconds_per_iteration(per_round, mode))
     return times
 
@@ -388,13 +421,16 @@ def main(argv=None):
         print(f"meta-training s/iteration by round, {mode:<8}{shown}", flush=True)
     ours = statistics.median(meta["fast"])
     naive, naive_ratio = paired(meta, "naive", "fast")
+    per_task, per_task_ratio = paired(meta, "per-task", "fast")
     plain, plain_ratio = paired(meta, "plain", "fast")
     stacked, stacked_ratio = paired(meta, "stacked", "fast")
     rows.append(("BLG meta-training, s/iteration (paper sizes)", ours,
                  "naive loop (../shared/reference)", naive, naive_ratio, "x faster"))
+    rows.append(("  same, one task at a time (max_stacked=1)", per_task,
+                 "package default (tasks stacked)", ours, per_task_ratio, "x slower"))
     rows.append(("  same, autograd path (fused_head=False)", plain,
                  "package default (hand-written backward)", ours, plain_ratio, "x slower"))
-    rows.append(("  same, tasks stacked (vmap, MetaLearner.stacked)", stacked,
+    rows.append(("  same, autograd through vmap (MetaLearner.stacked)", stacked,
                  "package default", ours, stacked_ratio, "x slower"))
     rows.append(("  achieved GFLOP/s", flops / ours / 1e9, "torch matmul, same shapes", mm,
                  flops / ours / 1e9 / mm, "of matmul"))
@@ -402,7 +438,10 @@ def main(argv=None):
     rows.append(("  s/iteration", ours, "floor: matmuls at that rate + Adam bytes at "
                  f"{bw:.1f} GB/s", floor, floor / ours, "of floor"))
     adam_s = adam_kernel_seconds(args.repeats)
-    step_floor = K * STEPS * (mm_s[N_S] + mm_s[N_Q] + 2 * adam_s)
+    # the products and Adam kernels of the stacked steps, as the default path runs them
+    step_floor = STEPS * (stacked_step_matmul_seconds(N_S, K, args.repeats)
+                          + stacked_step_matmul_seconds(N_Q, K, args.repeats)
+                          + 2 * adam_kernel_seconds(args.repeats, copies=K))
     rows.append(("  s/iteration", ours, "floor: its matmuls and Adam kernels alone, timed",
                  step_floor, step_floor / ours, "of floor"))
     if naive is not None:

@@ -34,7 +34,7 @@ def test_speed_benchmark_prints_its_table(capsys):
                 "mixed_precision=True", "personalize 100 embeddings", "predict 10,000",
                 "Adam kernels alone", "array_batches=False", "SROCC between the two",
                 "the previous default", "kernel launches",
-                "by round, naive", "by round, fast",
+                "by round, naive", "by round, fast", "one task at a time",
                 "peak memory"):
         assert row in out, row
 

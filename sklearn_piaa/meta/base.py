@@ -5,6 +5,7 @@ import torch
 from .._device import autocast
 from ..nn.adam import adam_step, reset_optimizer
 from ..nn.head_grad import HeadGradient
+from ..nn.head_grad_stacked import StackedHeadGradient
 from ..nn.losses import AestheticLoss
 from ._stacked import stack_state, stackable, stacked_adapt
 
@@ -41,16 +42,24 @@ class MetaLearner:
 
     #: False for baselines that leave the prior as initialized (no loop is run).
     meta_trains = True
-    #: Adapt a batch's tasks together where possible (see :meth:`step`). Off: on a
-    #: 2-core CPU the stacked loop measured slower than one task at a time (its larger
-    #: tensors are reallocated every step; ``benchmarks/speed.py``).
+    #: Adapt a batch's tasks together by autograd through :func:`torch.func.vmap`
+    #: where possible (see :meth:`step`). Off: on a 2-core CPU this loop measured
+    #: slower than one task at a time (its larger tensors are reallocated every step;
+    #: ``benchmarks/speed.py``); the hand-written path below stacks tasks without it.
     stacked = False
     #: Train an :class:`~sklearn_piaa.nn.AestheticHead` (head-only mode) with its
-    #: hand-written backward pass (:class:`~sklearn_piaa.nn.HeadGradient`) and
-    #: one inner optimizer whose state is reset per task, instead of autograd and a new
-    #: optimizer per task: the same updates, faster (``benchmarks/speed.py``). Off:
-    #: autograd throughout.
+    #: hand-written backward pass instead of autograd and a new optimizer per task:
+    #: the same updates, faster (``benchmarks/speed.py``). A batch whose tasks' sets
+    #: have equal sizes is adapted all at once on stacked copies of the prior
+    #: (:class:`~sklearn_piaa.nn.StackedHeadGradient`, one optimizer call per step for
+    #: all of them); other batches task by task (:class:`~sklearn_piaa.nn.HeadGradient`,
+    #: one inner optimizer whose state is reset per task). Off: autograd throughout.
     fused_head = True
+    #: At most this many tasks are stacked at once by the hand-written path (more are
+    #: adapted in turns; 1: task by task): each copy of the head takes four times the
+    #: head's memory (weights, gradients, Adam moments), 0.24 GB for 8 copies of the
+    #: paper's head.
+    max_stacked = 8
 
     def __init__(self, inner_lr=1e-3, inner_backbone_lr=1e-4, inner_steps=5, outer_lr=1e-2,
                  betas=(0.9, 0.99), weight_decay=1e-5, loss="mse", mixed_precision=False):
@@ -63,6 +72,7 @@ class MetaLearner:
         self.criterion = AestheticLoss(loss)
         self.mixed_precision = mixed_precision
         self._fused_module = self._fused = self._reused_optimizer = None
+        self._stacked_head = None
 
     @staticmethod
     def meta_state(module):
@@ -219,12 +229,16 @@ class MetaLearner:
 
         Algorithms with ``accumulate_stacked`` adapt all tasks at once when they can
         (:func:`~sklearn_piaa.meta._stacked.stackable`): the same updates, run as
-        batched matrix products and one optimizer call per step instead of one per task.
+        batched matrix products and one optimizer call per step instead of one per task
+        -- by autograd through :func:`torch.func.vmap` with ``stacked``, else by the
+        hand-written head step in head-only training (``fused_head``).
 
         Returns the mean final query loss over tasks.
         """
         if self.stacked and hasattr(self, "accumulate_stacked") and stackable(learner, tasks):
             return self.step_stacked(prior, learner, tasks, lr_scale)
+        if self._stacks_heads(learner, tasks):
+            return self._step_stacked_heads(prior, learner, tasks, lr_scale)
         prior_state = {n: t.detach().clone() for n, t in self.meta_state(prior).items()}
         acc = self.init_accumulator(prior)
         losses = []
@@ -234,6 +248,59 @@ class MetaLearner:
         with torch.no_grad():
             self.outer_update(prior, acc, len(tasks))
         return sum(losses) / len(losses)
+
+    def _stacks_heads(self, learner, tasks):
+        """Whether :meth:`step` adapts ``tasks`` on stacked heads (see ``fused_head``).
+
+        Where the hand-written head step applies to a batch of tasks whose sets have
+        equal sizes of two or more rows, for algorithms that adapt each task as
+        :class:`MetaLearner` does and accumulate stacked tasks (``accumulate_stacked``).
+        """
+        return (self.max_stacked >= 2 and hasattr(self, "accumulate_stacked")
+                and self.inner_steps >= 1
+                and all(getattr(type(self), m) is getattr(MetaLearner, m)
+                        for m in ("adapt", "adapt_task", "backward"))
+                and stackable(learner, tasks) and self._head_gradient(learner) is not None
+                and all(HeadGradient.supports_batch(x) for x, _ in self.phases(*tasks[0])))
+
+    def _stacked_heads(self, learner, n_copies):
+        """``(StackedHeadGradient, optimizer)`` of ``n_copies`` copies of ``learner``.
+
+        Kept per number of copies (a batch and its remainder) for one learner.
+        """
+        if self._stacked_head is None or self._stacked_head[0] is not learner:
+            self._stacked_head = (learner, {})
+        cache = self._stacked_head[1]
+        if n_copies not in cache:
+            head = StackedHeadGradient(learner, n_copies)
+            cache[n_copies] = head, self.inner_optimizer_for(head.parameters())
+        return cache[n_copies]
+
+    def _step_stacked_heads(self, prior, learner, tasks, lr_scale):
+        """:meth:`step` on stacked copies of the prior, ``max_stacked`` tasks at a time."""
+        prior_state = {n: t.detach() for n, t in self.meta_state(prior).items()}
+        acc = self.init_accumulator(prior)
+        losses = []
+        for first in range(0, len(tasks), self.max_stacked):
+            chunk = tasks[first:first + self.max_stacked]
+            head, optimizer = self._stacked_heads(learner, len(chunk))
+            head.load(prior_state)
+            # one optimizer for the chunk, as new (see reset_inner_optimizer)
+            reset_optimizer(optimizer)
+            for group in optimizer.param_groups:
+                group["lr"] = self.inner_lr * lr_scale
+            for phase in zip(*(self.phases(s, q) for s, q in chunk)):
+                x = head.stack_inputs([x for x, _ in phase])
+                y = torch.stack([y.reshape(-1) for _, y in phase])
+                for _ in range(self.inner_steps):
+                    loss = head.loss_backward(x, y, self.criterion)
+                    adam_step(optimizer)
+            losses.append(loss)
+            with torch.no_grad():
+                self.accumulate_stacked(acc, prior_state, head.state(), len(chunk))
+        with torch.no_grad():
+            self.outer_update(prior, acc, len(tasks))
+        return float(torch.cat(losses).mean())
 
     def step_stacked(self, prior, learner, tasks, lr_scale=1.0):
         """:meth:`step` with the tasks' inner loops run together on stacked weights."""

@@ -43,9 +43,14 @@ class BLG(MetaLearner):
                                                    list(state.values())))
 
     def accumulate_stacked(self, acc, prior_state, stacked, n_tasks):
-        """Add ``sum_i (theta - theta_i)`` of stacked adapted tasks to ``acc``."""
+        """Add ``sum_i (theta - theta_i)`` of stacked adapted tasks to ``acc``.
+
+        ``stacked`` (tensors of shape ``(n_tasks, ...)``) is overwritten with the
+        differences: taken task by task, as :meth:`accumulate` does, they keep the
+        precision that ``n_tasks * theta - sum_i theta_i`` would cancel away.
+        """
         for name in acc:
-            acc[name].add_(prior_state[name] * n_tasks - stacked[name].sum(0))
+            acc[name].sub_(stacked[name].sub_(prior_state[name]).sum(0))
 
     def outer_update(self, prior, acc, n_tasks):
         """``theta <- theta - outer_lr * mean_i(theta - theta_i)``."""

@@ -7,9 +7,10 @@ from .backbones import BACKBONES, Backbone, load_backbone
 from .fold import fold_batchnorm
 from .head import AestheticHead, AestheticNet
 from .head_grad import HeadGradient
+from .head_grad_stacked import StackedHeadGradient
 from .losses import LOSSES, AestheticLoss, pairwise_rank_loss
 from .personality import PersonalityNet
 
 __all__ = ["AestheticHead", "AestheticNet", "Backbone", "BACKBONES", "load_backbone",
            "PersonalityNet", "AestheticLoss", "pairwise_rank_loss", "LOSSES", "HeadGradient",
-           "adam_step", "fold_batchnorm"]
+           "StackedHeadGradient", "adam_step", "fold_batchnorm"]
