@@ -7,8 +7,8 @@ the same run, on the same machine), their ratio, and the process's peak memory.
   S=5 steps, 80 support / 20 query images, 1280-d EfficientNet-Lite0-sized embeddings,
   head 1024-512-1) through ``MetaAestheticRegressor.fit``, against the plain loop of
   ``../shared/reference/naive_blg_loop.py`` (deep copy + Adam per task) on the same data
-  sizes; also the package's hand-written step one task at a time instead of the k
-  tasks stacked (``MetaLearner.max_stacked = 1``), its autograd path
+  sizes; also the package's hand-written step one task at a time instead of stacks
+  of tasks (``MetaLearner.max_stacked = 1``), its autograd path
   (``MetaLearner.fused_head = False``) and the optional autograd loop over stacked
   tasks (``MetaLearner.stacked``, vmap). The loops are timed in
   alternating rounds, and each ratio is the median over rounds of the ratio within a
@@ -19,7 +19,7 @@ the same run, on the same machine), their ratio, and the process's peak memory.
   must move with a measured memory copy rate: Adam touches every weight several times
   per step, which bounds the loop from below however fast the matmuls are.
   A second floor times the loop's own matrix products (at their real shapes, batched
-  over the k stacked tasks as the package runs them) and its fused Adam kernels alone,
+  over stacked tasks as the package runs them) and its fused Adam kernels alone,
   with nothing between them.
 - embedding: images/s from JPEG files on disk to cached embeddings (``embed_images``),
   against the bare backbone forward on already-decoded tensors (batch 32, 224 px), both
@@ -439,9 +439,11 @@ def main(argv=None):
                  f"{bw:.1f} GB/s", floor, floor / ours, "of floor"))
     adam_s = adam_kernel_seconds(args.repeats)
     # the products and Adam kernels of the stacked steps, as the default path runs them
-    step_floor = STEPS * (stacked_step_matmul_seconds(N_S, K, args.repeats)
-                          + stacked_step_matmul_seconds(N_Q, K, args.repeats)
-                          + 2 * adam_kernel_seconds(args.repeats, copies=K))
+    copies = min(K, BLG.max_stacked)
+    step_floor = STEPS * -(-K // copies) * (
+        stacked_step_matmul_seconds(N_S, copies, args.repeats)
+        + stacked_step_matmul_seconds(N_Q, copies, args.repeats)
+        + 2 * adam_kernel_seconds(args.repeats, copies=copies))
     rows.append(("  s/iteration", ours, "floor: its matmuls and Adam kernels alone, timed",
                  step_floor, step_floor / ours, "of floor"))
     if naive is not None:

@@ -56,10 +56,12 @@ class MetaLearner:
     #: one inner optimizer whose state is reset per task). Off: autograd throughout.
     fused_head = True
     #: At most this many tasks are stacked at once by the hand-written path (more are
-    #: adapted in turns; 1: task by task): each copy of the head takes four times the
-    #: head's memory (weights, gradients, Adam moments), 0.24 GB for 8 copies of the
-    #: paper's head.
-    max_stacked = 8
+    #: adapted in turns; 1: task by task). On the 2-core CPU of ``benchmarks/speed.py``
+    #: the paper's 4 tasks ran 1.2x faster in two stacks of 2 than one at a time, and
+    #: only 1.03-1.09x faster all 4 together (each copy adds four times the head's
+    #: memory to a step's working set: weights, gradients, Adam moments). On a GPU,
+    #: where a step's cost is its kernel launches, larger stacks may pay (not measured).
+    max_stacked = 2
 
     def __init__(self, inner_lr=1e-3, inner_backbone_lr=1e-4, inner_steps=5, outer_lr=1e-2,
                  betas=(0.9, 0.99), weight_decay=1e-5, loss="mse", mixed_precision=False):

@@ -6,7 +6,7 @@ step's dozens of small kernels per copy (batch norm, PReLU, dropout, their backw
 passes) into the same kernels once, on ``k`` times the data, and the matrix products
 into batched ones; the arithmetic of every copy is the one :class:`HeadGradient` does
 for it alone. On the 2-core CPU of ``benchmarks/speed.py`` the paper's outer iteration
-(4 tasks) ran 1.3-1.45x faster this way than one task after another.
+(4 tasks) ran about 1.2x faster in two stacks of 2 than one task after another.
 
 Activations are kept feature-major, ``(k, features, rows)``: a layer is then one
 ``baddbmm`` of the stacked weights ``(k, out, in)``, and viewed as
