@@ -61,3 +61,29 @@ def test_hand_written_head_gradient_on_cuda():
     AestheticLoss()(ref(x), y).backward()
     for p, q in zip(head.parameters(), ref.parameters()):
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-9, atol=1e-12)
+
+
+def test_stacked_head_meta_training_on_cuda():
+    import copy
+
+    from sklearn_piaa.meta import BLG
+    from sklearn_piaa.nn import AestheticHead
+
+    head = AestheticHead(16, (12, 8), dropout=0.0).double().train()
+    g = torch.Generator().manual_seed(0)
+
+    def part(n):
+        return (torch.randn(n, 16, generator=g).double(),
+                torch.rand(n, generator=g).double() * 4 + 1)
+    tasks = [(part(12), part(5)) for _ in range(4)]
+    priors = []
+    for device, stack in (("cuda", 4), ("cpu", 1)):
+        prior, learner = copy.deepcopy(head).to(device), copy.deepcopy(head).to(device)
+        algo = BLG(inner_lr=1e-2, inner_steps=3, outer_lr=0.3)
+        algo.max_stacked = stack  # all four stacked on the GPU, task by task on the CPU
+        algo.step(prior, learner, [tuple((x.to(device), y.to(device)) for x, y in t)
+                                   for t in tasks])
+        priors.append({k: v.cpu() for k, v in prior.state_dict().items()})
+    for key, value in priors[0].items():
+        atol = 1e-7 if key.endswith(("0.bias", "4.bias", "running_mean")) else 1e-10
+        torch.testing.assert_close(value, priors[1][key], rtol=1e-9, atol=atol, msg=key)
