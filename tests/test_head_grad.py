@@ -54,6 +54,13 @@ def _masks_from(head_grad, monkeypatch):
     return drawn
 
 
+def _replay_dropout(modules, masks):
+    """Make every Dropout in ``modules`` multiply by the next of ``masks`` (an iterator);
+    returns the hooks, to remove."""
+    return [m.register_forward_hook(lambda mod, inp, out: inp[0] * next(masks))
+            for module in modules for m in module.modules() if isinstance(m, nn.Dropout)]
+
+
 def _autograd_with_masks(head, x, y, criterion, masks):
     """``criterion(head(x), y).backward()`` with each Dropout replaced by a given mask."""
     hooks = []
@@ -196,11 +203,7 @@ def test_fast_and_plain_meta_training_give_the_same_prior(name, dropout, monkeyp
         algo.fused_head = fused
         hooks, replay = [], iter(masks)
         if not fused and dropout:  # the plain path replays the fast path's dropout masks, in order
-            for module in (prior, learner):
-                for m in module.modules():
-                    if isinstance(m, nn.Dropout):
-                        hooks.append(m.register_forward_hook(
-                            lambda mod, inp, out: inp[0] * next(replay)))
+            hooks = _replay_dropout((prior, learner), replay)
         for i, batch in enumerate(batches):
             loss = algo.step(prior, learner, batch, lr_scale=0.9 if i else 1.0)
         for h in hooks:
@@ -252,10 +255,7 @@ def test_personalized_net_fast_and_plain_steps_fit_the_same_weights(dropout, mon
         hooks, replay = [], iter(list(masks))
         if not fused and dropout:
             net.initialize()
-            for m in net.module_.modules():
-                if isinstance(m, nn.Dropout):
-                    hooks.append(m.register_forward_hook(
-                        lambda mod, inp, out: inp[0] * next(replay)))
+            hooks = _replay_dropout([net.module_], replay)
         torch.manual_seed(3)
         net.partial_fit(X, y) if hooks else net.fit(X, y)
         if fused:

@@ -6,7 +6,13 @@ import copy
 
 import pytest
 import torch
-from test_head_grad import _assert_same_state, _autograd_with_masks, _head, _masks_from
+from test_head_grad import (
+    _assert_same_state,
+    _autograd_with_masks,
+    _head,
+    _masks_from,
+    _replay_dropout,
+)
 from torch import nn
 
 from sklearn_piaa.meta import ALGORITHMS
@@ -117,10 +123,7 @@ def test_stacked_and_plain_meta_training_give_the_same_prior(name, dropout, loss
                     drawn += draws
             assert drawn == len(masks)
             replay = iter(order)
-            for m in learner.modules():
-                if isinstance(m, nn.Dropout):
-                    hooks.append(m.register_forward_hook(
-                        lambda mod, inp, out: inp[0] * next(replay)))
+            hooks = _replay_dropout([learner], replay)
         for i, batch in enumerate(batches):
             loss_value = algo.step(prior, learner, batch, lr_scale=0.9 if i else 1.0)
         for h in hooks:

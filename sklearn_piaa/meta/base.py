@@ -142,6 +142,11 @@ class MetaLearner:
         if optimizer is None:
             optimizer = self._reused_optimizer = self.inner_optimizer(learner, lr_scale)
             return optimizer
+        return self._renew(optimizer, learner, lr_scale)
+
+    def _renew(self, optimizer, learner, lr_scale):
+        """``optimizer`` as new (:func:`~sklearn_piaa.nn.adam.reset_optimizer`), its
+        groups' learning rates those of :meth:`param_groups`."""
         reset_optimizer(optimizer)
         for group, fresh in zip(optimizer.param_groups, self.param_groups(learner, lr_scale)):
             group["lr"] = fresh["lr"]
@@ -287,10 +292,7 @@ class MetaLearner:
             chunk = tasks[first:first + self.max_stacked]
             head, optimizer = self._stacked_heads(learner, len(chunk))
             head.load(prior_state)
-            # one optimizer for the chunk, as new (see reset_inner_optimizer)
-            reset_optimizer(optimizer)
-            for group in optimizer.param_groups:
-                group["lr"] = self.inner_lr * lr_scale
+            self._renew(optimizer, learner, lr_scale)  # one optimizer for the chunk, as new
             for phase in zip(*(self.phases(s, q) for s, q in chunk)):
                 x = head.stack_inputs([x for x, _ in phase])
                 y = torch.stack([y.reshape(-1) for _, y in phase])

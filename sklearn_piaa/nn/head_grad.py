@@ -74,6 +74,19 @@ def _bit_shifts(device):
     return shifts
 
 
+def _prelu_backward(a, grad, slope):
+    """PReLU's input gradient and ``min(a, 0) * grad`` (summed, the slope's gradient).
+
+    ``grad`` is overwritten; ``slope`` broadcasts against ``a``. The input gradient is
+    ``grad`` where ``a > 0`` and ``slope * grad`` elsewhere, computed in float arithmetic
+    only: boolean tensors (comparisons, ``where``) cost several times a multiply on CPU.
+    """
+    positive = a.sign().clamp_(min=0.0)  # 1 where a > 0, else 0
+    negative = positive.neg().add_(1.0)
+    neg_part = a.clamp(max=0.0).mul_(grad)
+    return torch.addcmul(grad * positive, grad.mul_(negative), slope), neg_part
+
+
 def _plain_mse(criterion):
     """Whether ``criterion`` is the package's squared error, unchanged by a subclass."""
     return (isinstance(criterion, AestheticLoss) and criterion.kind == "mse"
@@ -216,16 +229,11 @@ class HeadGradient:
             h_in, z, mean, invstd, a, mask = saved[i]
             if mask is not None:
                 grad = grad.mul_(mask)
-            # PReLU: slope 1 where a > 0, alpha elsewhere. Float arithmetic only: boolean
-            # tensors (comparisons, where) cost several times a multiply on CPU.
-            positive = a.sign().clamp_(min=0.0)  # 1 where a > 0, else 0
-            negative = positive.neg().add_(1.0)
-            neg_part = a.clamp(max=0.0).mul_(grad)
+            grad, neg_part = _prelu_backward(a, grad, alpha)
             if alpha.numel() == 1:
                 alpha.grad.copy_(neg_part.sum().reshape(alpha.shape))
             else:
                 torch.sum(neg_part, 0, out=alpha.grad)
-            grad = torch.addcmul(grad * positive, grad.mul_(negative), alpha)
             grad, g_weight, g_bias = torch.ops.aten.native_batch_norm_backward(
                 grad, z, bn.weight, bn.running_mean, bn.running_var, mean, invstd, True,
                 bn.eps, [True, True, True])

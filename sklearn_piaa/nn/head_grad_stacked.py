@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from .head import AestheticHead
-from .head_grad import HeadGradient, _blocks, _plain_mse
+from .head_grad import HeadGradient, _blocks, _plain_mse, _prelu_backward
 
 __all__ = ["StackedHeadGradient"]
 
@@ -54,14 +54,11 @@ class StackedHeadGradient:
         if int(n_copies) < 1:
             raise ValueError(f"n_copies must be at least 1; got {n_copies}.")
         self.n_copies = k = int(n_copies)
-        self.head = head
         blocks, out = parsed
         self._dropout = [blk.p for blk in blocks]
         self._eps = [float(blk.bn.eps) for blk in blocks]
         self._momentum = [float(blk.bn.momentum) for blk in blocks]
-        ids = {}
-        for name, t in list(head.named_parameters()) + list(head.named_buffers()):
-            ids[id(t)] = name
+        names = {id(t): n for n, t in [*head.named_parameters(), *head.named_buffers()]}
 
         def stack(t):
             return torch.empty((k,) + tuple(t.shape), dtype=t.dtype, device=t.device)
@@ -75,7 +72,7 @@ class StackedHeadGradient:
         st = {**self._params, **self._buffers}
 
         def find(t):
-            return st[ids[id(t)]]
+            return st[names[id(t)]]
 
         self._layers = []
         for blk in blocks:
@@ -87,22 +84,51 @@ class StackedHeadGradient:
         self._span = find(head.score_span).view(k, 1, 1)
 
     def parameters(self):
-        """The stacked parameters, ``(k, *shape)`` each, with their ``.grad`` buffers."""
+        """The stacked parameters, for an optimizer that steps every copy.
+
+        Returns
+        -------
+        list of Tensor
+            ``(k, *shape)`` each, with their ``.grad`` buffers.
+        """
         return list(self._params.values())
 
     def state(self):
-        """Parameters and floating-point buffers by the head's names, ``(k, *shape)`` each."""
+        """The copies' parameters and floating-point buffers, by the head's names.
+
+        Returns
+        -------
+        dict of str to Tensor
+            ``(k, *shape)`` each; row ``i`` is copy ``i``. The tensors themselves, not
+            copies: changing them changes the copies.
+        """
         return {**self._params, **self._buffers}
 
     @torch.no_grad()
     def load(self, state):
-        """Set every copy to ``state`` (a tensor per name of :meth:`state`, unstacked)."""
+        """Set every copy to the same values.
+
+        Parameters
+        ----------
+        state : dict of str to Tensor
+            A tensor of the head's shape for each name of :meth:`state` (as
+            ``MetaLearner.meta_state`` gives them).
+        """
         for name, t in self.state().items():
             t.copy_(state[name].unsqueeze(0).expand_as(t))
 
     @staticmethod
     def stack_inputs(xs):
-        """``k`` embedding sets ``(rows, D)`` as the ``(k, D, rows)`` input of a step."""
+        """``k`` embedding sets as the input of :meth:`loss_backward`.
+
+        Parameters
+        ----------
+        xs : sequence of k Tensors of shape (rows, D)
+
+        Returns
+        -------
+        Tensor of shape (k, D, rows)
+        """
         return torch.stack([x.t() for x in xs])
 
     @torch.no_grad()
@@ -145,17 +171,13 @@ class StackedHeadGradient:
             feats, rows = z.shape[1], z.shape[2]
             if mask is not None:
                 grad = grad.mul_(mask)
-            # as in HeadGradient._backward: float arithmetic, no boolean tensors
-            positive = a.sign().clamp_(min=0.0)
-            negative = positive.neg().add_(1.0)
-            neg_part = a.clamp(max=0.0).mul_(grad)
-            if alpha.shape[1] == 1:
+            per_copy = alpha.shape[1] == 1
+            grad, neg_part = _prelu_backward(
+                a, grad, alpha.view(k, 1, 1) if per_copy else alpha.unsqueeze(2))
+            if per_copy:
                 torch.sum(neg_part.view(k, -1), 1, keepdim=True, out=alpha.grad)
-                slope = alpha.view(k, 1, 1)
             else:
                 torch.sum(neg_part, 2, out=alpha.grad)
-                slope = alpha.unsqueeze(2)
-            grad = torch.addcmul(grad * positive, grad.mul_(negative), slope)
             grad, g_gamma, g_beta = torch.ops.aten.native_batch_norm_backward(
                 grad.view(1, k * feats, rows), z.view(1, k * feats, rows), gamma.view(-1),
                 mean_run.view(-1), var_run.view(-1), mean, invstd, True, self._eps[i],
