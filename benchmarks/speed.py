@@ -169,7 +169,7 @@ def stacked_step_matmul_seconds(n_rows, copies, repeats, steps=50):
     def run():
         for _ in range(steps):
             for h, w, b in zip(hs, ws, bs):
-                torch.baddbmm(b, w, h)
+                torch.bmm(w, h).add_(b)
             for k, (h, g, w, out) in enumerate(zip(hs, gs, ws, outs)):
                 torch.bmm(g, h.transpose(1, 2), out=out)
                 if k:

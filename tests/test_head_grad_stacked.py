@@ -173,3 +173,28 @@ def test_rejects_other_modules():
         StackedHeadGradient(nn.Linear(3, 1), 2)
     with pytest.raises(ValueError, match="n_copies"):
         StackedHeadGradient(_head(), 0)
+
+
+@pytest.mark.parametrize("name", ["blg", "merged", "reptile"])
+def test_stacked_accumulation_is_the_task_by_task_one_bit_for_bit(name):
+    # float32 tasks close to the prior: a sum taken as k * prior - sum(tasks) would
+    # lose most digits of the differences and not be equal here
+    algo = ALGORITHMS[name]()
+    prior = _head()
+    prior_state = {n: t.detach().clone() for n, t in algo.meta_state(prior).items()}
+    tasks = [{n: t + 1e-4 * torch.randn_like(t) for n, t in prior_state.items()}
+             for _ in range(5)]
+    plain = algo.init_accumulator(prior)
+    learner = copy.deepcopy(prior)
+    for task in tasks:
+        with torch.no_grad():
+            for n, t in algo.meta_state(learner).items():
+                t.copy_(task[n])
+        algo.accumulate(plain, prior_state, learner)
+    stacked_acc = algo.init_accumulator(prior)
+    for chunk in (tasks[:2], tasks[2:4], tasks[4:]):  # as the loop does, max_stacked=2
+        stacked = {n: torch.stack([task[n] for task in chunk]) for n in prior_state}
+        algo.accumulate_stacked(stacked_acc, prior_state, stacked, len(chunk))
+    for n in plain:
+        assert torch.equal(stacked_acc[n], plain[n]), n
+        assert plain[n].abs().max() > 0

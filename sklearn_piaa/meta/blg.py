@@ -46,11 +46,17 @@ class BLG(MetaLearner):
         """Add ``sum_i (theta - theta_i)`` of stacked adapted tasks to ``acc``.
 
         ``stacked`` (tensors of shape ``(n_tasks, ...)``) is overwritten with the
-        differences: taken task by task, as :meth:`accumulate` does, they keep the
-        precision that ``n_tasks * theta - sum_i theta_i`` would cancel away.
+        differences ``theta_i - theta``, taken and added task by task in the order and
+        arithmetic of :meth:`accumulate` (which keeps the precision that
+        ``n_tasks * theta - sum_i theta_i`` would cancel away), without a weight-sized
+        temporary.
         """
-        for name in acc:
-            acc[name].sub_(stacked[name].sub_(prior_state[name]).sum(0))
+        names = list(acc)
+        prior = [prior_state[n] for n in names]
+        for i in range(n_tasks):
+            task = [stacked[n][i] for n in names]
+            torch._foreach_sub_(task, prior)
+            torch._foreach_sub_([acc[n] for n in names], task)
 
     def outer_update(self, prior, acc, n_tasks):
         """``theta <- theta - outer_lr * mean_i(theta - theta_i)``."""

@@ -84,7 +84,8 @@ def _prelu_backward(a, grad, slope):
     positive = a.sign().clamp_(min=0.0)  # 1 where a > 0, else 0
     negative = positive.neg().add_(1.0)
     neg_part = a.clamp(max=0.0).mul_(grad)
-    return torch.addcmul(grad * positive, grad.mul_(negative), slope), neg_part
+    # 1 or the slope, exactly (1 + 0 * slope, 0 + 1 * slope): one product with grad
+    return grad.mul_(torch.addcmul(positive, negative, slope)), neg_part
 
 
 def _plain_mse(criterion):
