@@ -52,11 +52,11 @@ class BLG(MetaLearner):
         temporary.
         """
         names = list(acc)
-        prior = [prior_state[n] for n in names]
+        sums, prior = [acc[n] for n in names], [prior_state[n] for n in names]
         for i in range(n_tasks):
             task = [stacked[n][i] for n in names]
             torch._foreach_sub_(task, prior)
-            torch._foreach_sub_([acc[n] for n in names], task)
+            torch._foreach_sub_(sums, task)
 
     def outer_update(self, prior, acc, n_tasks):
         """``theta <- theta - outer_lr * mean_i(theta - theta_i)``."""
