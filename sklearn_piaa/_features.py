@@ -457,10 +457,13 @@ class FeatureInput:
     ----------
     n_features : int
         ``D`` seen at fit time.
+    owner : str, default="MetaAestheticRegressor"
+        The fitted model's class name, for error messages.
     """
 
-    def __init__(self, n_features):
+    def __init__(self, n_features, owner="MetaAestheticRegressor"):
         self.n_features = n_features
+        self.owner = owner
 
     def __call__(self, X, y=None):
         kind = input_kind(X)
@@ -472,7 +475,8 @@ class FeatureInput:
         X = check_array(X, dtype=np.float32)
         if X.shape[1] != self.n_features:
             raise ValueError(
-                f"X has {X.shape[1]} features, but MetaAestheticRegressor is expecting "
+                f"X has {X.shape[1]} features, but "
+                f"{getattr(self, 'owner', 'MetaAestheticRegressor')} is expecting "
                 f"{self.n_features} features as input (the width seen in fit)."
             )
         # torch cannot wrap read-only memory (memmaps) without a warning; copy those.

@@ -312,11 +312,13 @@ def _load_baseline(state, path, device):
         return load_backbone(est.backbone, est.backbone_weights, pretrained=pretrained)
 
     backbone = _restore_backbone(make, state, path)
-    est.input_ = (FeatureInput(state["n_features"]) if backbone is None
+    est.input_ = (FeatureInput(state["n_features"], owner=name) if backbone is None
                   else est._image_input(backbone))
     for key, value in state["fitted"].items():
         value = _decode(value, path)
         setattr(est, key, value.to(dev) if isinstance(value, torch.nn.Module) else value)
+    if backbone is None:  # files written before baselines set it
+        est.n_features_in_ = int(state["n_features"])
     return est
 
 

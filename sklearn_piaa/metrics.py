@@ -34,7 +34,8 @@ def srocc(y_true, y_pred):
     -------
     float
         The correlation, or ``nan`` (with an :class:`UndefinedSROCCWarning`) when it is
-        undefined: fewer than two samples, or constant ratings or predictions.
+        undefined: fewer than two samples, constant ratings or predictions, or NaN
+        among them (a model predicts NaN for an image it could not read).
 
     Examples
     --------
@@ -48,6 +49,13 @@ def srocc(y_true, y_pred):
         raise ValueError(
             f"y_true and y_pred have different lengths: {len(y_true)} and {len(y_pred)}."
         )
+    n_nan = int(np.isnan(y_true).sum()), int(np.isnan(y_pred).sum())
+    if any(n_nan):
+        which = " and ".join(f"{n} of the {len(y_true)} {name} are NaN" for n, name in
+                             zip(n_nan, ("ratings", "predictions")) if n)
+        warnings.warn(f"SROCC is undefined ({which}); returning nan.", UndefinedSROCCWarning,
+                      stacklevel=2)
+        return float("nan")
     if len(y_true) < 2 or np.ptp(y_true) == 0 or np.ptp(y_pred) == 0:
         what = "fewer than 2 samples" if len(y_true) < 2 else (
             "constant ratings" if np.ptp(y_true) == 0 else "constant predictions")
@@ -136,7 +144,9 @@ def personalized_srocc(estimator, X, y, groups, n_support=10, n_repeats=1,
     n_repeats : int, default=1
         Random support draws per rater; a rater's SROCC is the mean over its repeats.
     too_few : {"raise", "skip"}, default="raise"
-        What to do with raters that have fewer than ``n_support + 2`` images.
+        What to do with raters that have fewer than ``n_support + 2`` images: raise a
+        ValueError naming them, or leave them out (with an
+        :class:`UndefinedSROCCWarning` when that leaves none).
     random_state : int, RandomState instance or None, default=None
 
     Returns
@@ -161,6 +171,11 @@ def personalized_srocc(estimator, X, y, groups, n_support=10, n_repeats=1,
         tasks.check_min_size(need, what=f"personalizing on {n_support} images and scoring "
                                         "SROCC on at least 2 others")
     raters = [r for r in tasks.raters if sizes[r] >= need]
+    if not raters:  # skipping is asked for, but a score of nothing needs saying
+        warnings.warn(
+            f"no rater has {need} images (personalizing on {n_support} and scoring SROCC on "
+            f"at least 2 others); all {len(tasks.raters)} were skipped and there is nothing "
+            "to score.", UndefinedSROCCWarning, stacklevel=2)
     rng = check_random_state(random_state)
     scores = np.full((len(raters), n_repeats), np.nan)
     with warnings.catch_warnings():
@@ -192,7 +207,9 @@ class PersonalizedSROCCScorer:
     n_repeats : int, default=1
         Random support draws per rater.
     too_few : {"raise", "skip"}, default="raise"
-        Raters with fewer than ``n_support + 2`` images raise an error or are skipped.
+        Raters with fewer than ``n_support + 2`` images raise an error or are skipped
+        (the score is ``nan``, with an :class:`UndefinedSROCCWarning`, when none is
+        left).
     random_state : int, RandomState instance or None, default=0
         Fixed by default so that every candidate of a grid search sees the same draws.
 
@@ -230,4 +247,5 @@ class PersonalizedSROCCScorer:
 
     def __repr__(self):
         return (f"PersonalizedSROCCScorer(n_support={self.n_support}, "
-                f"n_repeats={self.n_repeats}, random_state={self.random_state!r})")
+                f"n_repeats={self.n_repeats}, too_few={self.too_few!r}, "
+                f"random_state={self.random_state!r})")

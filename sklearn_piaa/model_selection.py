@@ -35,6 +35,10 @@ class UserGroupKFold(GroupKFold):
     shuffle : bool, default=True
         Shuffle raters before forming folds.
     random_state : int, RandomState instance or None, default=None
+        Seeds the shuffle. With ``None`` every call of :meth:`split` forms new folds (as
+        :class:`~sklearn.model_selection.KFold` with ``shuffle=True`` does), so two
+        ``cross_val_score`` runs given the same splitter do not see the same folds: fix
+        it to compare estimators on paired folds.
 
     Examples
     --------

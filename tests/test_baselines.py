@@ -8,15 +8,20 @@ from conftest import TRAITS, tiny_baselines
 from scipy.stats import spearmanr
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import cross_val_score
 
 from sklearn_piaa import (
     ConsensusRidgeRegressor,
     FPMFRegressor,
     PAIAARegressor,
     PAMRegressor,
+    SupportQuerySplit,
     TaskSet,
     USARRegressor,
     UserRidgeRegressor,
+    load_model,
+    save_model,
+    srocc_scorer,
 )
 from sklearn_piaa.datasets import make_aesthetic_benchmark
 from sklearn_piaa.evaluation import evaluate_personalization
@@ -52,6 +57,34 @@ def test_api_clone_and_pickle(est, ratings):
     np.testing.assert_allclose(restored.predict(X[:5]), fitted.predict(X[:5]))
     restored_user = pickle.loads(pickle.dumps(user))
     np.testing.assert_allclose(restored_user.predict(X[10:20]), pred)
+
+
+@pytest.mark.parametrize("est", ESTIMATORS, ids=_ids)
+def test_personalized_baseline_in_cross_val_score(est, ratings):
+    # cross_val_score clones the rater's model per split: the clone keeps the fitted prior.
+    X, y, groups = ratings
+    prior = clone(est).fit(X, y, groups=groups)
+    user = prior.personalize(X[:10], y[:10])
+    again = clone(user)
+    assert again.prior is prior and not hasattr(again, "state_")
+    np.testing.assert_allclose(again.fit(X[:10], y[:10]).predict(X[10:20]),
+                               user.predict(X[10:20]))
+    mask = groups == groups[0]
+    scores = cross_val_score(user, X[mask], y[mask], scoring=srocc_scorer,
+                             cv=SupportQuerySplit(10, 3, random_state=0), error_score="raise")
+    assert scores.shape == (3,) and np.isfinite(scores).all()
+
+
+@pytest.mark.parametrize("est", ESTIMATORS[:1], ids=_ids)
+def test_feature_width_is_kept_and_checked(est, ratings, tmp_path):
+    X, y, groups = ratings
+    fitted = clone(est).fit(X, y, groups=groups)
+    assert fitted.n_features_in_ == X.shape[1]
+    name = type(est).__name__
+    with pytest.raises(ValueError, match=f"but {name} is expecting {X.shape[1]} features"):
+        fitted.predict(X[:3, :-1])
+    save_model(fitted, tmp_path / "m.piaa")
+    assert load_model(tmp_path / "m.piaa").n_features_in_ == X.shape[1]
 
 
 def _planted(n_users, per, n_images, make_score, rng, features):

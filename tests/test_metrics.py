@@ -24,6 +24,8 @@ def test_srocc_matches_scipy():
     ([3, 3, 3], [1, 2, 3], "constant ratings"),
     ([1, 2, 3], [2, 2, 2], "constant predictions"),
     ([1], [1], "fewer than 2"),
+    ([1, 2, 3, 4], [1, np.nan, 3, 4], "1 of the 4 predictions are NaN"),
+    ([1, np.nan, 3], [1, 2, 3], "1 of the 3 ratings are NaN"),
 ])
 def test_undefined_srocc_is_nan_with_warning(y_true, y_pred, what):
     with pytest.warns(UndefinedSROCCWarning, match=what):
@@ -64,6 +66,16 @@ def test_personalized_srocc_counts_undefined_raters():
     assert np.isnan(scores[0]).all() and np.allclose(scores[1], 1.0)
     with pytest.warns(UndefinedSROCCWarning, match="1 of 2 raters"):
         assert PersonalizedSROCCScorer(n_support=5)(_Constant(), X, y, groups) == 1.0
+
+
+def test_scorer_says_when_too_few_skips_every_rater():
+    X = np.column_stack([np.arange(40.0), np.repeat([0.0, 1.0], 20)])
+    y = np.arange(40.0)
+    groups = np.repeat(["good", "flat"], 20)
+    scorer = PersonalizedSROCCScorer(n_support=19, too_few="skip")
+    assert "too_few='skip'" in repr(scorer)
+    with pytest.warns(UndefinedSROCCWarning, match="all 2 were skipped"):
+        assert np.isnan(scorer(_Constant(), X, y, groups))
 
 
 def test_srocc_scorer_uses_predict():

@@ -111,6 +111,8 @@ class BaselineRegressor(RegressorMixin, BaseEstimator):
         Lowest and highest training score.
     raters_ : list
         Training raters.
+    n_features_in_ : int
+        Feature width (only when ``backbone=None``).
 
     Notes
     -----
@@ -180,6 +182,10 @@ class BaselineRegressor(RegressorMixin, BaseEstimator):
             self._fit_prior(Z, inverse, tasks.y.astype(np.float64), np.asarray(tasks.groups),
                             rng)
             self.raters_ = list(tasks.raters)
+            if self.backbone is None:
+                self.n_features_in_ = self.input_.n_features
+            else:
+                self.__dict__.pop("n_features_in_", None)
         except BaseException:
             self.__dict__.clear()
             self.__dict__.update(previous)
@@ -192,7 +198,7 @@ class BaselineRegressor(RegressorMixin, BaseEstimator):
                 raise ValueError(f"backbone=None needs X as a 2-D feature array; got images. "
                                  f"Choose a backbone to use images with "
                                  f"{type(self).__name__}.")
-            return FeatureInput(np.asarray(X).shape[1])
+            return FeatureInput(np.asarray(X).shape[1], owner=type(self).__name__)
         backbone = load_backbone(self.backbone, self.backbone_weights)
         if isinstance(self.backbone, torch.nn.Module):
             backbone = copy.deepcopy(backbone)  # never modify the user's module
@@ -298,6 +304,12 @@ class PersonalizedBaseline(RegressorMixin, BaseEstimator):
     def __init__(self, prior, score_range=None):
         self.prior = prior
         self.score_range = score_range
+
+    def __sklearn_clone__(self):
+        # The prior is this model's fixed starting point, not a setting to refit: a
+        # clone (as cross_val_score makes per split) keeps it fitted and shared --
+        # fit only reads it -- as a clone of a PersonalizedNet keeps the prior's weights.
+        return type(self)(prior=self.prior, score_range=self.score_range)
 
     def _rescale(self, base):
         if self.score_range is None:
