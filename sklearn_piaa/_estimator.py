@@ -198,6 +198,11 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         Mean final query loss per outer iteration (empty for ``algorithm="none"``).
     fit_time_ : float
         Seconds spent in meta-training (embedding excluded).
+    input_ : callable
+        Turns ``X`` into the network's input: checks a feature array
+        (``backbone=None``), embeds images with the frozen backbone (head-only mode;
+        ``input_.transform(images)`` returns the embeddings, cached), or reads images
+        for whole-network training.
 
     Notes
     -----

@@ -50,6 +50,8 @@ class PersonalizedNet(NeuralNetRegressor):
     ----------
     module : torch.nn.Module
         The prior network (an instance; it is copied, never trained in place).
+    *args
+        Passed on to :class:`skorch.NeuralNetRegressor` (its ``criterion``, ...).
     input : callable, default=None
         ``input(X, y=None)`` -> array or torch Dataset.
     mixed_precision : bool or "inference", default=False
@@ -124,8 +126,8 @@ class PersonalizedNet(NeuralNetRegressor):
     def infer(self, x, **fit_params):
         """skorch's forward pass, under bfloat16 autocast with ``mixed_precision``.
 
-        Images that come as 8-bit pixels (see :class:`ImageInput`) are normalized on the
-        net's device first.
+        Images that come as 8-bit pixels (from ``sklearn_piaa._features.ImageInput``,
+        whole-network mode) are normalized on the net's device first.
         """
         normalize = getattr(self.input, "normalize", None)
         if normalize is not None and torch.is_tensor(x) and x.dtype == torch.uint8:

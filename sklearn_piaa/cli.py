@@ -281,12 +281,13 @@ def _add_table_args(p):
     p.add_argument("--score-col", default="score", help="score column")
 
 
-def _add_common_args(p, device=True):
-    if device:
+def _add_common_args(p, device=True, seed=True):
+    if device:  # the commands that load a saved model
         p.add_argument("--device", default=None,
-                       help="torch device, e.g. cpu or cuda (default: cpu for training; "
-                            "the saved one, or the CPU where it is absent, for loading)")
-    p.add_argument("--random-state", type=int, default=0, help="seed")
+                       help="torch device, e.g. cpu or cuda (default: the one the model "
+                            "was saved on, or the CPU where that is absent)")
+    if seed:
+        p.add_argument("--random-state", type=int, default=0, help="seed")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -386,7 +387,7 @@ def _build_parser():
                                                         "standard output")
     pr.add_argument("--on-error", choices=["raise", "skip"], default="skip",
                     help="unreadable image files: stop, or score them NaN with a warning")
-    _add_common_args(pr)
+    _add_common_args(pr, seed=False)  # prediction draws nothing at random
 
     ev = sub.add_parser("evaluate", formatter_class=defaults,
                         help="personalize each test rater on random support sets and "

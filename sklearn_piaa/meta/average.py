@@ -16,9 +16,8 @@ class Average(MetaLearner):
     the raters who rated it, so the prior learns the average (consensus) aesthetic score
     that BA-PIAA fine-tunes per rater. Adam's state persists across iterations.
 
-    Parameters
-    ----------
-    See :class:`~sklearn_piaa.meta.MetaLearner`; ``outer_lr`` is not used.
+    The parameters are those of :class:`~sklearn_piaa.meta.MetaLearner`; ``outer_lr`` is
+    not used.
 
     Notes
     -----

@@ -14,9 +14,7 @@ class BLG(MetaLearner):
     ``inner_steps`` more on its query set; the prior then moves towards the adapted
     weights: ``theta <- theta - outer_lr * mean_i(theta - theta_i)``.
 
-    Parameters
-    ----------
-    See :class:`MetaLearner`.
+    The parameters are those of :class:`~sklearn_piaa.meta.MetaLearner`.
 
     Notes
     -----

@@ -17,11 +17,10 @@ class MAML(MetaLearner):
     ``d L_q(theta_i) / d theta`` -- second-order terms included -- is averaged over the
     tasks and the prior takes one Adam step on it.
 
-    Parameters
-    ----------
-    See :class:`MetaLearner`. ``inner_lr`` (``inner_backbone_lr`` for parameters named
-    ``backbone.*``), scaled by ``lr_scale``, is the inner SGD step size; ``outer_lr``,
-    ``betas`` and ``weight_decay`` (L2) configure the outer Adam.
+    The parameters are those of :class:`~sklearn_piaa.meta.MetaLearner`. ``inner_lr``
+    (``inner_backbone_lr`` for parameters named ``backbone.*``), scaled by ``lr_scale``,
+    is the inner SGD step size; ``outer_lr``, ``betas`` and ``weight_decay`` (L2)
+    configure the outer Adam.
 
     Notes
     -----
@@ -141,9 +140,7 @@ class FOMAML(MAML):
     Hessian-vector products of the inner loop disappear -- the first-order
     approximation of [1]_, Section 5.2, analysed by [2]_.
 
-    Parameters
-    ----------
-    See :class:`MAML`.
+    The parameters are those of :class:`~sklearn_piaa.meta.MAML`.
 
     References
     ----------

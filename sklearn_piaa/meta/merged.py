@@ -14,9 +14,7 @@ class Merged(BLG):
     ``2 * inner_steps`` Adam steps on it (as many steps as BLG takes in total), and the
     prior moves towards the adapted weights with BLG's outer update.
 
-    Parameters
-    ----------
-    See :class:`~sklearn_piaa.meta.MetaLearner`.
+    The parameters are those of :class:`~sklearn_piaa.meta.MetaLearner`.
 
     Notes
     -----

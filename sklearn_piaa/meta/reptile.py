@@ -15,10 +15,9 @@ class Reptile(BLG):
     on them. The outer update is the batched Reptile step
     ``theta <- theta + outer_lr * mean_i(theta_i - theta)``, which is BLG's.
 
-    Parameters
-    ----------
-    See :class:`~sklearn_piaa.meta.MetaLearner`. ``inner_lr`` (``inner_backbone_lr``
-    for parameters named ``backbone.*``), scaled by ``lr_scale``, is the SGD step size.
+    The parameters are those of :class:`~sklearn_piaa.meta.MetaLearner`. ``inner_lr``
+    (``inner_backbone_lr`` for parameters named ``backbone.*``), scaled by ``lr_scale``,
+    is the SGD step size.
     ``betas`` and ``weight_decay`` are not used: the inner loop is plain SGD.
 
     Notes
