@@ -169,6 +169,8 @@ class TaskVectorRegressor(RegressorMixin, BaseEstimator):
         their ratio, so that variances mix geometrically and stay positive).
     score_range_ : tuple of float
         The base's rating scale.
+    n_features_in_ : int
+        The base's feature width (only when it was fitted on features).
 
     See Also
     --------
@@ -311,6 +313,10 @@ class TaskVectorRegressor(RegressorMixin, BaseEstimator):
         self.task_vectors_ = {k: torch.stack([d[k] for d in diffs]) for k in diffs[0]}
         self.base_, self.source_names_, self.source_raters_ = model, names, members
         self.score_range_ = model.score_range_
+        if hasattr(model, "n_features_in_"):
+            self.n_features_in_ = model.n_features_in_
+        else:
+            self.__dict__.pop("n_features_in_", None)
         return self
 
     def _groups(self, model, tasks, rng):

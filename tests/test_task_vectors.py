@@ -136,6 +136,7 @@ def test_frozen_base_and_given_sources_need_no_data(fitted):
     before = {k: v.clone() for k, v in base.prior_net_.module_.state_dict().items()}
     sources = [tv.combine([1.0, 0.0]), tv.combine([0.0, 1.0])]
     given = TaskVectorRegressor(FrozenEstimator(base), sources=sources).fit()
+    assert given.n_features_in_ == base.n_features_in_ == feats.shape[1]
     for k, v in base.prior_net_.module_.state_dict().items():
         assert torch.equal(v, before[k])
     for k in tv.task_vectors_:
@@ -147,7 +148,7 @@ def test_clusters_sources_and_pickle(ratings):
     X, y, groups = ratings
     tv = TaskVectorRegressor(MetaAestheticRegressor(**BASE), n_sources=3, source_epochs=2,
                              coef_steps=5, random_state=0).fit(X, y, groups=groups)
-    assert len(tv.source_names_) == 3
+    assert len(tv.source_names_) == 3 and tv.n_features_in_ == X.shape[1]
     assert sorted(r for m in tv.source_raters_.values() for r in m) == sorted(set(groups))
     again = pickle.loads(pickle.dumps(tv))
     a = tv.personalize(X[:10], y[:10], random_state=0).predict(X[10:20])
