@@ -24,7 +24,14 @@ from ._features import (
     ImageInput,
     unreadable_images,
 )
-from ._inputs import FEATURES, input_kind, n_samples, take
+from ._inputs import (
+    FEATURES,
+    check_score_range,
+    check_scores,
+    input_kind,
+    n_samples,
+    take,
+)
 from ._personalize import PersonalizedNet
 from ._progress import progress
 from ._tasks import as_tasks
@@ -398,10 +405,7 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
 
     def _score_range(self, y):
         if self.score_range is not None:
-            low, high = (float(v) for v in self.score_range)
-            if not low < high:
-                raise ValueError(f"score_range must be (low, high) with low < high; "
-                                 f"got {self.score_range}.")
+            low, high = check_score_range(self.score_range)
             outside = (y < low) | (y > high)
             if outside.any():
                 raise ValueError(f"{int(outside.sum())} score(s) lie outside score_range="
@@ -719,17 +723,13 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         """One rater's ``X, y`` checked (and unreadable images dropped); their scale."""
         # float32 first: the network trains on float32, and score_range_ was measured on
         # float32 ratings, so a float64 y can only fail the range check by rounding.
-        y = np.asarray(y, dtype=np.float32).astype(np.float64).reshape(-1)
-        if n_samples(X) != len(y):
-            raise ValueError(f"X has {n_samples(X)} images but y has {len(y)} scores.")
+        y = check_scores(y, n_samples(X)).astype(np.float32).astype(np.float64)
         if len(y) == 0:
             raise ValueError("personalize needs at least one rated image.")
         if not np.isfinite(y).all():
             raise ValueError(f"y has {int((~np.isfinite(y)).sum())} NaN or infinite score(s).")
-        low, high = self.score_range_ if score_range is None else score_range
-        if not low < high:
-            raise ValueError(f"score_range must be (low, high) with low < high; got "
-                             f"{score_range}.")
+        low, high = (self.score_range_ if score_range is None
+                     else check_score_range(score_range))
         outside = (y < low) | (y > high)
         if outside.any():
             raise ValueError(

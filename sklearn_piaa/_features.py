@@ -6,6 +6,7 @@ by file path + modification time + size, or by pixel content for in-memory image
 """
 
 import hashlib
+import numbers
 import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +17,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from sklearn.utils import check_array
 
 from ._device import autocast
-from ._inputs import FEATURES, as_indexable, input_kind
+from ._inputs import FEATURES, as_indexable, check_finite_features, input_kind
 from ._io import atomic_write, check_writable_dir
 from ._progress import progress
 from ._warnings import PIAAWarning
@@ -472,7 +473,8 @@ class FeatureInput:
                 "this model was fitted on precomputed features (backbone=None), so X must be "
                 "a 2-D feature array; got images. Refit with a backbone to use images."
             )
-        X = check_array(X, dtype=np.float32)
+        X = check_array(X, dtype=np.float32, ensure_all_finite=False)
+        check_finite_features(X)
         if X.shape[1] != self.n_features:
             raise ValueError(
                 f"X has {X.shape[1]} features, but "
@@ -662,6 +664,8 @@ class ImageEmbedder:
                     f"X has {X.shape[1]} features, but backbone {self.backbone.name!r} "
                     f"gives {self.out_features}-dimensional embeddings."
                 )
+            # NaN rows stand for unreadable images downstream: never let input make them.
+            check_finite_features(X)
             return X, np.arange(len(X))
         X = as_indexable(X)
         failed = {}  # key -> (image, reason), for on_error="skip"
@@ -816,6 +820,9 @@ def embed_images(X, backbone="efficientnet_lite0", backbone_weights=None, batch_
     from ._device import resolve_device
     from .nn import load_backbone
 
+    if (not isinstance(batch_size, numbers.Integral) or isinstance(batch_size, bool)
+            or batch_size < 1):
+        raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}.")
     dev = resolve_device(device)
     model = load_backbone(backbone, backbone_weights).to(dev)
     return ImageEmbedder(model, dev, batch_size, cache_dir,

@@ -9,7 +9,8 @@ import os
 import numpy as np
 from scipy import sparse
 
-__all__ = ["input_kind", "n_samples", "take", "concat"]
+__all__ = ["input_kind", "n_samples", "take", "concat", "check_score_range",
+           "check_finite_features", "check_scores"]
 
 FEATURES = "features"
 IMAGES = "images"
@@ -105,3 +106,55 @@ def concat(parts):
     for p in parts:
         out.extend(list(p))
     return out
+
+
+def check_score_range(score_range):
+    """``score_range`` as two finite floats ``(low, high)`` with ``low < high``.
+
+    Raises
+    ------
+    ValueError
+        Naming what is wrong: not a pair, not numbers, not finite, or not increasing.
+    """
+    try:
+        values = [float(v) for v in score_range]
+    except (TypeError, ValueError):
+        raise ValueError(f"score_range must be a pair of numbers (low, high); got "
+                         f"{score_range!r}.") from None
+    if len(values) != 2:
+        raise ValueError(f"score_range must be a pair (low, high); got {len(values)} "
+                         f"value(s): {score_range!r}.")
+    low, high = values
+    if not (np.isfinite(low) and np.isfinite(high) and low < high):
+        raise ValueError(f"score_range must be (low, high), finite, with low < high; got "
+                         f"{score_range!r}.")
+    return low, high
+
+
+def check_finite_features(X, what="X"):
+    """Raise a ValueError naming the rows of a feature array ``X`` that hold NaN or inf."""
+    bad = np.flatnonzero(~np.isfinite(X).all(axis=1))
+    if len(bad):
+        rows = ", ".join(map(str, bad[:5])) + (", ..." if len(bad) > 5 else "")
+        raise ValueError(f"{what} has NaN or infinite values in {len(bad)} row(s) (row "
+                         f"{rows}); precomputed features must be finite.")
+
+
+def check_scores(y, n_rows=None, what="y"):
+    """``y`` as a 1-D float64 array of scores, one per row.
+
+    A column vector ``(n, 1)`` is accepted; any other 2-D shape is refused rather than
+    flattened, which would pair scores with the wrong images.
+    """
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ValueError(f"{what} must be 1-D (one score per image); got shape {y.shape}.")
+    try:
+        y = y.astype(np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{what} must hold numeric scores: {exc}.") from None
+    if n_rows is not None and n_rows != len(y):
+        raise ValueError(f"X has {n_rows} images but {what} has {len(y)} scores.")
+    return y

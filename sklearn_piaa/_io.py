@@ -2,9 +2,14 @@
 
 import os
 import shutil
+import stat
 import tempfile
 
-__all__ = ["atomic_write", "check_writable_dir"]
+__all__ = ["atomic_write", "check_writable_dir", "check_output_file"]
+
+# Read once, at import: os.umask can only be read by setting it, which is not thread-safe.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
 def atomic_write(path, write, fsync=True):
@@ -24,6 +29,12 @@ def atomic_write(path, write, fsync=True):
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{path!r} is a directory; give a file name to write.")
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)  # an overwritten file keeps its mode
+    except OSError:
+        mode = 0o666 & ~_UMASK  # a new file gets what open() would give it
     fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp",
                                dir=directory)
     try:
@@ -32,6 +43,7 @@ def atomic_write(path, write, fsync=True):
             if fsync:
                 fh.flush()
                 os.fsync(fh.fileno())
+        os.chmod(tmp, mode)  # mkstemp made it private (0600)
         os.replace(tmp, path)
     except BaseException:
         # Also on KeyboardInterrupt: no stray temporary files are left behind.
@@ -72,3 +84,36 @@ def check_writable_dir(path, needed_bytes=0, what="directory"):
             raise ValueError(
                 f"{what} {path!r} has {free / 2**20:.1f} MiB free but about "
                 f"{needed_bytes / 2**20:.1f} MiB are needed.")
+
+
+def check_output_file(path, inputs=(), what="output file"):
+    """Fail early, naming the problem, if ``path`` cannot take a new file.
+
+    For commands that compute for long before they write: a directory, a missing or
+    read-only folder, or one of the command's own ``inputs`` (which the write would
+    replace) is refused before any work is done.
+
+    Parameters
+    ----------
+    path : str or path-like
+    inputs : sequence of str or path-like, default=()
+        Files the command reads.
+    what : str, default="output file"
+        How the error message names ``path``.
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ValueError(f"{what} {path!r} is a directory; give a file name.")
+    for src in inputs:
+        if os.path.exists(path) and os.path.exists(src) and os.path.samefile(path, src):
+            raise ValueError(f"{what} {path!r} is the input file {os.fspath(src)!r}; writing "
+                             "it would replace it. Choose another name.")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ValueError(f"{what} {path!r}: folder {folder!r} does not exist.")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise ValueError(f"{what} {path!r}: folder {folder!r} is not writable: "
+                         f"{exc.strerror or exc}.") from None

@@ -478,10 +478,24 @@ def load_model(path, device=None):
         except (KeyError, TypeError, AttributeError, IndexError, RuntimeError) as exc:
             # A hand-edited or truncated structure: say which file, not a bare KeyError.
             raise ValueError(f"{path}: the saved baseline's entries are damaged or do not "
-                             f"fit this sklearn-piaa: {_reason(exc)}") from None
+                             f"fit this sklearn-piaa: {_damage(exc)}") from None
     if kind not in ("prior", "personalized"):
         raise ValueError(f"{path} holds a model of kind {kind!r}, which this sklearn-piaa "
                          "does not know: upgrade sklearn-piaa to load it.")
+    try:
+        return _load_network(state, kind, path, device)
+    except (KeyError, TypeError, AttributeError, IndexError) as exc:
+        raise ValueError(f"{path}: the saved model's entries are damaged or do not fit "
+                         f"this sklearn-piaa: {_damage(exc)}") from None
+
+
+def _damage(exc):
+    """What a KeyError or similar says about a damaged model file, in words."""
+    return f"entry {exc.args[0]!r} is missing" if isinstance(exc, KeyError) else _reason(exc)
+
+
+def _load_network(state, kind, path, device):
+    """The prior or personalized net of a model file's ``state`` (see :func:`load_model`)."""
     params = dict(state["params"])
     params["device"] = _target_device(params["device"], device, path)
     meta = MetaAestheticRegressor(**params)

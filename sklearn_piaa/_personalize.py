@@ -1,6 +1,7 @@
 """The skorch regressor that holds a prior or a personalized aesthetic network."""
 
 import copy
+import numbers
 import warnings
 
 import numpy as np
@@ -12,8 +13,10 @@ from skorch.utils import to_tensor
 
 from ._array_loader import array_loader
 from ._device import autocast
+from ._inputs import check_scores
 from ._warnings import PIAAWarning
 from .nn.adam import adam_step, is_plain_fused_adam
+from .nn.head import AestheticHead
 from .nn.head_grad import HeadGradient
 
 __all__ = ["PersonalizedNet"]
@@ -107,11 +110,16 @@ class PersonalizedNet(NeuralNetRegressor):
         return fused
 
     def initialize(self):
-        """skorch's ``initialize``, after checking ``mixed_precision``."""
+        """skorch's ``initialize``, after checking ``mixed_precision`` and ``max_epochs``."""
         if not (isinstance(self.mixed_precision, (bool, np.bool_))
                 or self.mixed_precision == "inference"):
             raise ValueError("mixed_precision must be True, False or 'inference'; got "
                              f"{self.mixed_precision!r}.")
+        # skorch runs no epoch for a negative count: the "trained" net would be the prior.
+        if (not isinstance(self.max_epochs, numbers.Integral) or isinstance(self.max_epochs, bool)
+                or self.max_epochs < 0):
+            raise ValueError(f"max_epochs must be a non-negative integer; got "
+                             f"{self.max_epochs!r}.")
         return super().initialize()
 
     def _autocast(self, training=None):
@@ -185,6 +193,25 @@ class PersonalizedNet(NeuralNetRegressor):
             return self
         return super().initialize_module()
 
+    def fit(self, X, y=None, **fit_params):
+        """skorch's ``fit`` (from ``module``, the prior), after checking the scores.
+
+        ``y`` must be 1-D, finite and within the output range of the network's
+        aesthetic head; it is checked before anything is reset, so a refused ``fit``
+        leaves the net as it was.
+        """
+        if y is not None:
+            y = self._check_scores(y, self.module)
+        return super().fit(X, y, **fit_params)
+
+    def partial_fit(self, X, y=None, classes=None, **fit_params):
+        """skorch's ``partial_fit`` (from the trained weights), after checking the scores
+        as :meth:`fit` does."""
+        if y is not None:
+            module = getattr(self, "module_", None) if self.initialized_ else None
+            y = self._check_scores(y, self.module if module is None else module)
+        return super().partial_fit(X, y, classes=classes, **fit_params)
+
     def get_dataset(self, X, y=None):
         """Pass ``X`` through ``input`` (embeddings or an image dataset); y as a column."""
         if y is not None:
@@ -194,6 +221,30 @@ class PersonalizedNet(NeuralNetRegressor):
         if isinstance(X, torch.utils.data.Dataset):
             return X
         return Dataset(X, y)
+
+    @staticmethod
+    def _check_scores(y, module):
+        """``y`` as a float32 column, checked against ``module``'s aesthetic head."""
+        if isinstance(y, torch.Tensor):
+            y = y.detach().cpu().numpy()
+        y = check_scores(y).astype(np.float32)
+        bad = ~np.isfinite(y)
+        if bad.any():
+            raise ValueError(f"y has {int(bad.sum())} NaN or infinite score(s); a net "
+                             "cannot be trained on them.")
+        heads = ([m for m in module.modules() if isinstance(m, AestheticHead)]
+                 if isinstance(module, torch.nn.Module) else [])
+        if heads and len(y):
+            low = float(heads[-1].score_low)
+            high = low + float(heads[-1].score_span)
+            slack = 1e-4 * (high - low)  # the bounds went through float32 arithmetic
+            outside = (y < low - slack) | (y > high + slack)
+            if outside.any():  # the sigmoid output can never reach them
+                raise ValueError(
+                    f"{int(outside.sum())} score(s) lie outside the network's output range "
+                    f"({low:g}, {high:g}), e.g. {y[outside][:3].tolist()}; personalize with "
+                    "score_range=(low, high) to train on another scale.")
+        return y.reshape(-1, 1)
 
     def get_iterator(self, dataset, training=False):
         """skorch's iterator; image datasets augment only while training.

@@ -8,7 +8,7 @@ from scipy import sparse
 from sklearn.exceptions import DataConversionWarning
 from sklearn.utils.validation import check_array
 
-from ._inputs import as_indexable, concat, n_samples, take
+from ._inputs import as_indexable, check_finite_features, concat, n_samples, take
 from ._warnings import PIAAWarning
 
 __all__ = ["TaskSet", "as_tasks", "support_query_sizes"]
@@ -105,6 +105,12 @@ class TaskSet:
         except (TypeError, ValueError):
             bad = [v for v in y.tolist() if not _is_number(v)][:5]
             raise ValueError(f"scores (y) must be numeric; found {bad}.") from None
+        missing = [i for i, g in enumerate(groups.tolist()) if g is None or g != g]  # NaN
+        if missing:
+            raise ValueError(
+                f"groups has {len(missing)} missing rater id(s) (None or NaN), at row(s) "
+                f"{missing[:5]}{' ...' if len(missing) > 5 else ''}; every rating needs "
+                "its rater.")
         raters = _sorted_raters(set(groups.tolist()))
         order = {r: i for i, r in enumerate(raters)}
         codes = np.fromiter((order[g] for g in groups.tolist()), dtype=np.intp, count=n)
@@ -140,8 +146,18 @@ class TaskSet:
                 Xr, yr = mapping[rater]
             except (TypeError, ValueError):
                 raise ValueError(f"mapping[{rater!r}] must be a pair (X, y).") from None
+            if (isinstance(Xr, np.ndarray) and Xr.ndim == 1
+                    and np.issubdtype(Xr.dtype, np.number)):
+                raise ValueError(
+                    f"rater {rater!r}: X is a 1-D array of numbers; it must be a 2-D "
+                    "feature array (n_images, n_features) or images, in a pair (X, y).")
             Xr = as_indexable(Xr)
-            yr = np.asarray(yr).reshape(-1)
+            yr = np.asarray(yr)
+            if yr.ndim == 2 and yr.shape[1] == 1:
+                yr = yr[:, 0]
+            if yr.ndim != 1:
+                raise ValueError(f"rater {rater!r}: y must be 1-D (one score per image); "
+                                 f"got shape {yr.shape}.")
             if n_samples(Xr) != len(yr):
                 raise ValueError(
                     f"rater {rater!r}: X has {n_samples(Xr)} rows but y has {len(yr)} scores."
@@ -189,6 +205,9 @@ class TaskSet:
         """A new TaskSet with the ratings in rows ``idx`` (indices or a boolean mask)."""
         idx = np.asarray(idx)
         if idx.dtype == bool:
+            if idx.shape != (len(self.y),):
+                raise ValueError(f"a boolean mask of rows must have one entry per rating "
+                                 f"({len(self.y)}); got shape {idx.shape}.")
             idx = np.flatnonzero(idx)
         return TaskSet(take(self.X, idx), self.y[idx], self.groups[idx])
 
@@ -251,8 +270,9 @@ def as_tasks(X, y=None, groups=None, features=False, owner="the estimator", stac
         raise ValueError(f"{owner} requires y to be passed, but the target y is None (y is "
                          "optional only with a TaskSet or a mapping).")
     if features:
-        # Precomputed features get scikit-learn's own validation and messages.
-        X = check_array(X, dtype=np.float32)
+        # Precomputed features get scikit-learn's own validation, and NaN or inf the rows.
+        X = check_array(X, dtype=np.float32, ensure_all_finite=False)
+        check_finite_features(X)
     if groups is None:
         warnings.warn(
             "fit() got no groups: all ratings are treated as one rater, so nothing "

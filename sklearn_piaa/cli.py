@@ -8,7 +8,6 @@ a ratings CSV (one row per rater, image, score) or a data set folder read by
 import argparse
 import csv
 import io
-import os
 import sys
 import time
 
@@ -17,7 +16,7 @@ import numpy as np
 from ._cli_common import image_files, printer
 from ._cli_table1 import run_table1
 from ._estimator import MetaAestheticRegressor
-from ._io import atomic_write
+from ._io import atomic_write, check_output_file
 from ._persistence import load_model, save_model
 from ._personalize import PersonalizedNet
 from ._tasks import TaskSet
@@ -115,9 +114,18 @@ def _read_data(args):
     return READERS[args.format](args.data)
 
 
+def _check_output(path, *inputs):
+    """Refuse an unusable ``-o`` before the command computes anything (SystemExit)."""
+    try:
+        check_output_file(path, inputs, what="-o")
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
+
+
 def run_meta_train(args, out=None):
     """Run ``sklearn-piaa meta-train``: fit a prior on a data set and save it."""
     say = printer(out)
+    _check_output(args.output, args.data)
     t0 = time.perf_counter()
     data = _read_data(args)
     tasks = data.train if data.train is not None else data.tasks
@@ -142,29 +150,27 @@ def run_meta_train(args, out=None):
 
 def _one_rater(args):
     """``(X, y)`` of the rater in a ratings CSV (``--rater`` picks one of several)."""
-    from .datasets._table import _load_table
+    from .datasets._table import _load_table, _read, _require
 
     table = _load_table(args.ratings)
+    cols = (args.rater_col, args.image_col, args.score_col)
     if args.rater_col not in table.cols:
-        # A file of one person's ratings needs no rater column.
-        n = len(table.cols[next(iter(table.cols))])
-        cols = dict(table.cols, **{args.rater_col: ["you"] * n})
-        data = read_ratings(cols, args.rater_col, args.image_col, args.score_col,
-                            image_root=args.image_root or os.path.dirname(
-                                os.path.abspath(args.ratings)))
-    else:
-        data = read_ratings(args.ratings, args.rater_col, args.image_col, args.score_col,
-                            image_root=args.image_root)
-    raters = data.tasks.raters
+        # A file of one person's ratings needs no rater column. The table keeps its file
+        # name and line numbers, so that errors name them.
+        _require(table, cols[1:])
+        table.cols[args.rater_col] = ["you"] * table.n
+    X, y, groups = _read(table, cols, args.image_root)
+    data = TaskSet.from_arrays(X, y, groups)
+    raters = data.raters
     if args.rater is None and len(raters) > 1:
         raise SystemExit(f"{args.ratings} holds {len(raters)} raters: choose one with "
                          f"--rater (e.g. {', '.join(map(str, raters[:5]))}).")
     rater = raters[0] if args.rater is None else args.rater
-    if rater not in data.tasks:
+    if rater not in data:
         more = " ..." if len(raters) > 10 else ""
         raise SystemExit(f"no rater {rater!r} in {args.ratings}; it has "
                          f"{', '.join(map(str, raters[:10]))}{more}.")
-    return rater, *data.tasks[rater]
+    return rater, *data[rater]
 
 
 def _load_prior(path, device):
@@ -186,6 +192,7 @@ def _check_reads_images(prior, path):
 def run_personalize(args, out=None):
     """Run ``sklearn-piaa personalize``: fit a saved prior to one rater, save the result."""
     say = printer(out)
+    _check_output(args.output, args.prior, args.ratings)
     prior = _load_prior(args.prior, args.device)
     rater, X, y = _one_rater(args)
     t0 = time.perf_counter()
@@ -210,6 +217,8 @@ def run_personalize(args, out=None):
 def run_predict(args, out=None):
     """Run ``sklearn-piaa predict``: score images with a saved prior or personalized net."""
     say = printer(out)
+    if args.output != "-":
+        _check_output(args.output, args.model, *args.images)
     model = load_model(args.model, device=args.device)
     owner = (model.prior_ if isinstance(model, PersonalizedNet)
              else model.prior if isinstance(model, PersonalizedBaseline) else model)
@@ -240,6 +249,8 @@ def run_predict(args, out=None):
 def run_evaluate(args, out=None):
     """Run ``sklearn-piaa evaluate``: the 10/100-image protocol for a saved prior."""
     say = printer(out)
+    if args.output:
+        _check_output(args.output, args.prior, args.data)
     prior = _load_prior(args.prior, args.device)
     data = _read_data(args)
     tasks = data.test if data.test is not None else data.tasks

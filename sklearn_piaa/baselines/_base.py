@@ -23,7 +23,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._device import resolve_device
 from .._features import FeatureInput, ImageEmbedder
-from .._inputs import FEATURES, input_kind, n_samples
+from .._inputs import FEATURES, check_score_range, check_scores, input_kind, n_samples
 from .._tasks import as_tasks
 from ..nn import BACKBONES, load_backbone
 
@@ -320,14 +320,11 @@ class PersonalizedBaseline(RegressorMixin, BaseEstimator):
     def fit(self, X, y):
         """Fit the rater's parameters on their support images."""
         check_is_fitted(self.prior, "scaler_")
-        y = np.asarray(y, dtype=np.float64).reshape(-1)
-        if n_samples(X) != len(y):
-            raise ValueError(f"X has {n_samples(X)} images but y has {len(y)} scores.")
+        y = check_scores(y, n_samples(X))
         if len(y) == 0 or not np.isfinite(y).all():
             raise ValueError("personalize needs at least one rated image and finite scores.")
-        if self.score_range is not None and not self.score_range[0] < self.score_range[1]:
-            raise ValueError(f"score_range must be (low, high) with low < high; got "
-                             f"{self.score_range}.")
+        if self.score_range is not None:
+            check_score_range(self.score_range)
         self.state_ = self.prior._user_fit(self.prior._transform(X), y, self._rescale)
         return self
 

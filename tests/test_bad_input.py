@@ -1,0 +1,206 @@
+"""Bad input gets an error that names the problem, never a silent wrong answer.
+
+Each case here once passed silently (NaN predictions, scores paired with the wrong
+images, a prior overwritten) or failed with a bare KeyError / unpacking error.
+"""
+
+import os
+import stat
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY, make_rating_features
+
+from sklearn_piaa import (
+    MetaAestheticRegressor,
+    TaskSet,
+    UserRidgeRegressor,
+    embed_images,
+    load_model,
+    save_model,
+)
+from sklearn_piaa.cli import main
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    X, y, groups, _ = make_rating_features()
+    return MetaAestheticRegressor(**TINY).fit(X, y, groups=groups), X, y, groups
+
+
+@pytest.mark.parametrize("score_range, message", [
+    ((1, np.inf), "finite"),
+    ((np.nan, 5), "finite"),
+    ((5, 1), "low < high"),
+    ((1,), "got 1 value"),
+    ((1, 3, 5), "got 3 value"),
+])
+def test_score_range_is_a_finite_increasing_pair(fitted, tiny_params, score_range, message):
+    meta, X, y, groups = fitted
+    with pytest.raises(ValueError, match=message):
+        MetaAestheticRegressor(**{**tiny_params, "score_range": score_range}).fit(
+            X, y, groups=groups)
+    with pytest.raises(ValueError, match=message):
+        meta.personalize(X[:10], y[:10], score_range=score_range)
+    prior = UserRidgeRegressor().fit(X, y, groups=groups)
+    with pytest.raises(ValueError, match=message):
+        prior.personalize(X[:10], y[:10], score_range=score_range)
+    with pytest.raises(ValueError, match="pair of numbers"):
+        meta.personalize(X[:10], y[:10], score_range="high")
+
+
+def test_two_column_scores_are_refused_not_flattened(fitted):
+    meta, X, y, groups = fitted
+    y2 = np.column_stack([y[:10], y[10:20]])
+    with pytest.raises(ValueError, match=r"y must be 1-D .*\(10, 2\)"):
+        meta.personalize(X[:10], y2)
+    with pytest.raises(ValueError, match=r"rater 'a': y must be 1-D"):
+        TaskSet.from_mapping({"a": (X[:10], y2), "b": (X[10:20], y[10:20])})
+    with pytest.raises(ValueError, match="numeric"):
+        meta.personalize(X[:3], ["a", "b", "c"])
+    # A column vector is one score per image: accepted.
+    net = meta.personalize(X[:10], y[:10, None], max_epochs=1)
+    assert net.predict(X[:2]).shape == (2,)
+
+
+def test_rater_pairs_and_ids_are_checked(ratings):
+    X, y, groups = ratings
+    with pytest.raises(ValueError, match=r"rater 'a': X is a 1-D array of numbers"):
+        TaskSet.from_mapping({"a": (X[:20, 0], y[:20]), "b": (X[20:40, 0], y[20:40])})
+    with pytest.raises(ValueError, match=r"rater 'a': X is a 1-D array"):
+        TaskSet.from_mapping({"a": X[:2], "b": X[2:4]})  # rows, not an (X, y) pair
+    for missing in (None, np.nan):
+        g = groups.astype(object)
+        g[[3, 7]] = missing
+        with pytest.raises(ValueError, match=r"2 missing rater id\(s\).*\[3, 7\]"):
+            TaskSet.from_arrays(X, y, g)
+    tasks = TaskSet.from_arrays(X, y, groups)
+    with pytest.raises(ValueError, match="one entry per rating"):
+        tasks.rows(np.ones(5, dtype=bool))
+    assert tasks.rows(groups == groups[0]).raters == [groups[0]]
+
+
+def test_features_given_to_an_image_model_must_be_finite():
+    rng = np.random.RandomState(0)
+    X = rng.randn(160, 16).astype(np.float32)
+    y = np.clip(np.round(3 + X[:, 0]), 1, 5)
+    groups = np.repeat(np.arange(8), 20)
+    params = dict(backbone="tiny_cnn", hidden_sizes=(8,), n_iterations=2, support_size=10,
+                  query_size=5, finetune_epochs=1, random_state=0)
+    bad = X.copy()
+    bad[3, 0] = np.nan  # column 0: NaN there is how unreadable images are told apart
+    with pytest.raises(ValueError, match=r"NaN or infinite values in 1 row\(s\) \(row 3\)"):
+        MetaAestheticRegressor(**params).fit(bad, y, groups=groups)
+    meta = MetaAestheticRegressor(**params).fit(X, y, groups=groups)
+    bad[3, 0], bad[4, 5] = 1.0, np.inf
+    with pytest.raises(ValueError, match=r"row 4\)"):
+        meta.predict(bad[:5])
+    with pytest.raises(ValueError, match=r"row 4\)"):
+        meta.personalize(bad[:10], y[:10])
+    feats = X.copy()
+    feats[2] = np.nan
+    with pytest.raises(ValueError, match=r"row 2\)"):
+        MetaAestheticRegressor(**{**params, "backbone": None}).fit(feats, y, groups=groups)
+
+
+def test_a_nets_own_fit_checks_the_scores(fitted):
+    meta, X, y, groups = fitted
+    net = meta.personalize(X[:10], y[:10], max_epochs=1)
+    before = net.predict(X[:5])
+    y_nan = y[:10].copy()
+    y_nan[0] = np.nan
+    with pytest.raises(ValueError, match="1 NaN or infinite"):
+        net.partial_fit(X[:10], y_nan)
+    with pytest.raises(ValueError, match="outside the network's output range"):
+        net.fit(X[:10], y[:10] + 100)
+    np.testing.assert_array_equal(net.predict(X[:5]), before)
+    low, high = meta.score_range_
+    edge = np.array([low, high] * 5, dtype=np.float32)  # the bounds themselves are fine
+    assert np.isfinite(net.fit(X[:10], edge).predict(X[:2])).all()
+    with pytest.raises(ValueError, match="max_epochs must be a non-negative integer"):
+        meta.personalize(X[:10], y[:10], max_epochs=-3)
+
+
+def test_damaged_model_files_are_named(fitted, tmp_path):
+    meta = fitted[0]
+    path = tmp_path / "prior.pt"
+    save_model(meta, path)
+    state = torch.load(path, weights_only=True)
+    for key in ("params", "fitted", "module"):
+        damaged = tmp_path / f"no_{key}.pt"
+        torch.save({k: v for k, v in state.items() if k != key}, damaged)
+        with pytest.raises(ValueError, match=f"no_{key}.pt.*entry '{key}' is missing"):
+            load_model(damaged)
+    extra = tmp_path / "extra.pt"
+    torch.save({**state, "params": {**state["params"], "foo": 1}}, extra)
+    with pytest.raises(ValueError, match="extra.pt.*'foo'"):
+        load_model(extra)
+
+
+def test_saved_files_get_the_usual_permissions(fitted, tmp_path):
+    meta = fitted[0]
+    umask = os.umask(0o022)
+    os.umask(umask)
+    path = tmp_path / "prior.pt"
+    save_model(meta, path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o666 & ~umask
+    os.chmod(path, 0o640)
+    save_model(meta, path)  # an overwritten file keeps its mode
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        save_model(meta, tmp_path)
+
+
+def test_embedding_batch_size_is_checked():
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        embed_images(np.zeros((2, 40, 40, 3), dtype=np.uint8), backbone="tiny_cnn",
+                     batch_size=0)
+
+
+def _ratings_csv(tmp_path, image_files):
+    lines = ["rater,image,score"]
+    for u in range(4):
+        for i, path in enumerate(image_files):
+            lines.append(f"u{u},{os.path.basename(path)},{1 + (i * (u + 2)) % 5}")
+    path = tmp_path / "ratings.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_cli_refuses_an_unusable_output_before_training(tmp_path, image_files, monkeypatch):
+    csv_path = _ratings_csv(tmp_path, image_files)
+
+    def never(*args, **kwargs):
+        raise AssertionError("trained before checking -o")
+
+    monkeypatch.setattr(MetaAestheticRegressor, "fit", never)
+    train = ["meta-train", str(csv_path), "--backbone", "tiny_cnn", "--quiet", "-o"]
+    with pytest.raises(SystemExit, match="folder .*nodir.* does not exist"):
+        main(train + [str(tmp_path / "nodir" / "prior.pt")])
+    with pytest.raises(SystemExit, match="is a directory"):
+        main(train + [str(tmp_path)])
+    with pytest.raises(SystemExit, match="is the input file"):
+        main(train + [str(csv_path)])
+
+
+def test_cli_personalize_keeps_the_prior_and_names_the_file(tmp_path, image_files):
+    csv_path = _ratings_csv(tmp_path, image_files)
+    prior = tmp_path / "prior.pt"
+    main(["meta-train", str(csv_path), "-o", str(prior), "--backbone", "tiny_cnn",
+          "--n-iterations", "2", "--support-size", "5", "--query-size", "3", "--quiet"])
+    mine = tmp_path / "mine.csv"
+    mine.write_text("image,score\n" + "".join(
+        f"{os.path.basename(p)},{1 + i % 5}\n" for i, p in enumerate(image_files)))
+    with pytest.raises(SystemExit, match="is the input file"):
+        main(["personalize", str(prior), str(mine), "-o", str(prior), "--quiet"])
+    assert isinstance(load_model(prior), MetaAestheticRegressor)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("image,score\nimg_00.png,3\nimg_01.jpg,abc\n")
+    with pytest.raises(ValueError, match=r"bad\.csv.*line 3"):
+        main(["personalize", str(prior), str(bad), "-o", str(tmp_path / "u.pt"), "--quiet"])
+    nocol = tmp_path / "nocol.csv"
+    nocol.write_text("img,score\nimg_00.png,3\n")
+    with pytest.raises(ValueError, match=r"nocol\.csv lacks column\(s\) \['image'\]; found "
+                                         r"columns \['img', 'score'\]"):
+        main(["personalize", str(prior), str(nocol), "-o", str(tmp_path / "u.pt"), "--quiet"])
