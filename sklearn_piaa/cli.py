@@ -8,6 +8,7 @@ a ratings CSV (one row per rater, image, score) or a data set folder read by
 import argparse
 import csv
 import io
+import os
 import sys
 import time
 
@@ -491,5 +492,21 @@ def main(argv=None):
     return 0
 
 
+def console(argv=None):
+    """The ``sklearn-piaa`` command: :func:`main`, with errors in the input as one line.
+
+    A ValueError or an OSError (a bad table, a missing or unwritable file) is printed as
+    ``sklearn-piaa: error: ...`` with exit status 1, not as a traceback; set the
+    environment variable ``SKLEARN_PIAA_TRACEBACK=1`` to see the traceback.
+    """
+    try:
+        return main(argv)
+    except (ValueError, OSError) as exc:
+        if os.environ.get("SKLEARN_PIAA_TRACEBACK"):
+            raise
+        print(f"sklearn-piaa: error: {exc}", file=sys.stderr)
+        return 1
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console())

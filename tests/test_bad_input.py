@@ -204,3 +204,17 @@ def test_cli_personalize_keeps_the_prior_and_names_the_file(tmp_path, image_file
     with pytest.raises(ValueError, match=r"nocol\.csv lacks column\(s\) \['image'\]; found "
                                          r"columns \['img', 'score'\]"):
         main(["personalize", str(prior), str(nocol), "-o", str(tmp_path / "u.pt"), "--quiet"])
+
+
+def test_the_command_prints_input_errors_as_one_line(tmp_path, capsys, monkeypatch):
+    from sklearn_piaa.cli import console
+
+    monkeypatch.delenv("SKLEARN_PIAA_TRACEBACK", raising=False)
+    missing = tmp_path / "missing.csv"
+    assert console(["meta-train", str(missing), "-o", str(tmp_path / "p.pt")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("sklearn-piaa: error: ") and "missing.csv" in err
+    assert "Traceback" not in err
+    monkeypatch.setenv("SKLEARN_PIAA_TRACEBACK", "1")
+    with pytest.raises(FileNotFoundError, match="missing.csv"):
+        console(["meta-train", str(missing), "-o", str(tmp_path / "p.pt")])
