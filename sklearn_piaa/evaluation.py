@@ -119,6 +119,14 @@ def evaluate_personalization(prior, test_tasks, n_support=(10, 100), n_repeats=5
     Returns
     -------
     PersonalizationResult
+        Raters with fewer than ``n_support + 2`` images are skipped at that size, with
+        a :class:`PIAAWarning` naming them (listed in ``skipped``).
+
+    Raises
+    ------
+    ValueError
+        When no rater has enough images for any of the sizes: there is nothing to
+        evaluate.
 
     References
     ----------
@@ -133,6 +141,11 @@ def evaluate_personalization(prior, test_tasks, n_support=(10, 100), n_repeats=5
     sizes = test_tasks.sizes()
     skipped = {k: [(r, sizes[r]) for r in test_tasks.raters if sizes[r] < k + 2]
                for k in n_support}
+    if all(len(raters) == len(test_tasks) for raters in skipped.values()):
+        raise ValueError(
+            f"no test rater has enough images for any n_support in {list(n_support)} (it "
+            f"needs n_support + 2, for at least 2 query images); the largest rater has "
+            f"{max(sizes.values())} images.")
     for k, raters in skipped.items():
         if raters:
             warnings.warn(f"{len(raters)} rater(s) have fewer than {k + 2} images and are "

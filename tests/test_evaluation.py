@@ -46,6 +46,8 @@ def test_raters_with_too_few_images_are_reported(fitted):
     assert [r for r, _ in res.skipped[79]] == ["r09", "r10", "r11"]
     assert res.summary[79]["personalized"].n == 0
     assert "skipped at 79 images" in str(res)
+    with pytest.raises(ValueError, match=r"no test rater has enough images .*\[79, 90\]"):
+        evaluate_personalization(meta, test, n_support=(79, 90), n_repeats=1)
 
 
 def test_cross_scale_evaluation(fitted):
