@@ -146,6 +146,13 @@ class BaselineRegressor(RegressorMixin, BaseEstimator):
         self.device = device
         self.random_state = random_state
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # A zero-shot prior over raters, not a regressor of pooled scores: some predict
+        # a constant (the per-user ridge) before a rater's own images are seen.
+        tags.regressor_tags.poor_score = True
+        return tags
+
     # -- fit -------------------------------------------------------------------------
 
     @_fit_context(prefer_skip_nested_validation=True)

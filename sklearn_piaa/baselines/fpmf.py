@@ -59,6 +59,8 @@ class FPMFRegressor(BaselineRegressor):
         ``mu``.
     input_, scaler_, score_range_, raters_
         See :class:`~sklearn_piaa.baselines.BaselineRegressor`.
+    n_iter_ : int
+        Alternating updates run (``max_iter``: there is no stopping rule).
 
     Notes
     -----
@@ -133,6 +135,7 @@ class FPMFRegressor(BaselineRegressor):
             vec = _solve(D.T @ D, D.T @ t, np.full(k * r, lam * len(F)))
             W = vec.reshape(k, r).T
         self.item_map_, self.user_factors_, self.user_bias_ = W, P, b
+        self.n_iter_ = self.max_iter  # a fixed number of sweeps, no stopping rule
 
     def _item_factors(self, Z):
         F = self.pca_.transform(Z) / np.sqrt(self.pca_.explained_variance_[0])

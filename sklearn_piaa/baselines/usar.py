@@ -131,7 +131,8 @@ class USARRegressor(BaselineRegressor):
         level = np.searchsorted(self.bin_edges_, y)
         present = np.unique(level)
         if len(present) < 2:
-            raise ValueError("USARRegressor needs at least two distinct training scores.")
+            raise ValueError(f"USARRegressor needs at least two distinct training scores; "
+                             f"got {len(y)} sample(s) with {len(present)} distinct level.")
         self.distribution_ = LogisticRegression(C=self.C, max_iter=500).fit(
             self.pca_.transform(Z)[inverse], level)
         sums = np.bincount(level, weights=y)
