@@ -55,8 +55,19 @@ class AestheticHead(nn.Module):
         self.register_buffer("score_span", torch.tensor(high - low))
 
     def forward(self, x):
-        """Scores ``(N, 1)`` in the rating range from embeddings ``(N, D)``."""
-        return self.score_low + self.score_span * torch.sigmoid(self.layers(x))
+        """Scores ``(N, 1)`` in the rating range from embeddings ``(N, D)``.
+
+        Under autocast the output layer, sigmoid and scaling run in float32: in
+        bfloat16 the scores would lie on a grid (steps of 1/64 near 3.5), tying images
+        that float32 ranks apart.
+        """
+        *body, out = self.layers
+        for layer in body:
+            x = layer(x)
+        if torch.is_autocast_enabled(x.device.type):
+            with torch.autocast(x.device.type, enabled=False):
+                return self.score_low + self.score_span * torch.sigmoid(out(x.float()))
+        return self.score_low + self.score_span * torch.sigmoid(out(x))
 
     @torch.no_grad()
     def set_score_range(self, low, high):
