@@ -22,6 +22,7 @@ from ._features import (
     ImageDataset,
     ImageEmbedder,
     ImageInput,
+    _content_key,
     unreadable_images,
 )
 from ._inputs import (
@@ -157,7 +158,8 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         space for the new embeddings.
     on_error : {"raise", "skip"}, default="raise"
         An image file that cannot be read (missing, empty, truncated, not an image):
-        ``"raise"`` stops with a ValueError naming it (in whole-network mode every
+        ``"raise"`` stops with an error naming it (FileNotFoundError for a missing
+        file, else ValueError) (in whole-network mode every
         image is checked before training starts); ``"skip"`` warns with the names of
         all such files, leaves their ratings out of ``fit`` and :meth:`personalize`,
         and predicts NaN for them. Greyscale, CMYK, palette, 16-bit and transparent
@@ -494,9 +496,11 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         bad = np.zeros(n_samples(X), dtype=bool)
         bad[list(failed)] = True
         if failed:
-            warnings.warn(f"{len(failed)} unreadable image(s) left out (on_error='skip'): "
-                          + "; ".join(list(failed.values())[:10]), PIAAWarning,
-                          stacklevel=stacklevel)
+            reasons = list(dict.fromkeys(failed.values()))  # an image rated many times
+            warnings.warn(f"{len(reasons)} unreadable image(s) left out, with their "
+                          f"{len(failed)} rating(s) (on_error='skip'): "
+                          + "; ".join(reasons[:10]) + (" ..." if len(reasons) > 10 else ""),
+                          PIAAWarning, stacklevel=stacklevel)
         return bad
 
     @staticmethod
@@ -553,6 +557,8 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
             config.pop("mixed_precision")  # keeps checkpoints written before it existed valid
         config["raters"] = [(repr(r), n) for r, n in tasks.sizes().items()]
         arrays = [data["y"]] + ([data["x"], data["rows"]] if "x" in data else [])
+        if "images" in data:  # whole-network training: the images themselves, by key
+            arrays.append(np.array([_content_key(x) for x in data["images"].X]))
         return Checkpointer(self.checkpoint_dir, self.checkpoint_every,
                             fingerprint(config, arrays))
 

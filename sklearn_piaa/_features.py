@@ -21,6 +21,7 @@ from ._inputs import FEATURES, as_indexable, check_finite_features, input_kind
 from ._io import atomic_write, check_writable_dir
 from ._progress import progress
 from ._warnings import PIAAWarning
+from .nn.backbones import BACKBONES
 from .nn.fold import fold_batchnorm
 
 __all__ = [
@@ -97,7 +98,10 @@ def load_image(src):
                 Image.DecompressionBombError) as exc:
             raise ValueError(f"cannot read image file {path}: {exc}") from None
     if isinstance(src, Image.Image):
-        return to_rgb(src)
+        try:  # an image from Image.open decodes lazily: a truncated file fails here
+            return to_rgb(ImageOps.exif_transpose(src))
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:
+            raise ValueError(f"cannot read {_name(src)}: {exc}") from None
     arr = np.asarray(src)
     if arr.dtype != np.uint8:
         raise ValueError(f"image arrays must be uint8 (0-255); got dtype {arr.dtype}.")
@@ -435,8 +439,9 @@ def unreadable_images(X, size=224, on_error="skip"):
     if input_kind(X) == FEATURES:
         return {}
     X = as_indexable(X)
-    # In-memory images were validated when converted; only files are decoded.
-    files = [i for i in range(len(X)) if isinstance(X[i], (str, os.PathLike))]
+    # Arrays were validated when converted; files and PIL images (which Image.open
+    # decodes lazily, so a truncated file fails only when read) are decoded.
+    files = [i for i in range(len(X)) if isinstance(X[i], (str, os.PathLike, Image.Image))]
 
     def check(i):
         try:
@@ -526,8 +531,15 @@ def _content_key(src):
             raise FileNotFoundError(f"image file not found: {path}") from None
         h.update(f"{path}\0{st.st_mtime_ns}\0{st.st_size}".encode())
     elif isinstance(src, Image.Image):
-        h.update(f"{src.mode}{src.size}".encode())
-        h.update(src.tobytes())
+        # The pixels alone are not the image: a palette image's colours live in its
+        # palette and transparency, and EXIF orientation turns it.
+        h.update(f"{src.mode}{src.size}{src.info.get('transparency')!r}".encode())
+        try:
+            h.update(src.tobytes())
+            h.update(bytes(src.getpalette() or []) if src.mode in ("P", "PA") else b"")
+            h.update(repr(src.getexif().get(0x0112)).encode())
+        except (OSError, ValueError) as exc:  # decoded lazily: a truncated file fails here
+            raise ValueError(f"cannot read {_name(src)}: {exc}") from None
     else:
         arr = np.ascontiguousarray(src)
         h.update(f"{arr.dtype}{arr.shape}".encode())
@@ -620,6 +632,16 @@ class ImageEmbedder:
     def _disk_dir(self):
         if self._fingerprint is None:
             self._fingerprint = _module_fingerprint(self.backbone)
+            if self.backbone.name not in BACKBONES:
+                # A built-in name fixes the code and the preprocessing; a user's module
+                # is told apart by them too, not by its weights alone (a parameter-free
+                # pooling backbone has none).
+                b = self.backbone
+                h = hashlib.blake2b(digest_size=8)
+                h.update(f"{type(b.features).__module__}.{type(b.features).__qualname__}\0"
+                         f"{b.features!r}\0{b.input_size}\0{b.mean}\0{b.std}\0"
+                         f"{b.out_features}".encode())
+                self._fingerprint += h.hexdigest()
         suffix = "-bf16" if self.mixed_precision else ""  # never mixed with float32 rows
         path = os.path.join(os.fspath(self.cache_dir),
                             f"{self.backbone.name}-{self._fingerprint}{suffix}")
@@ -697,10 +719,11 @@ class ImageEmbedder:
     def _key(self, x, failed):
         try:
             return _content_key(x)
-        except FileNotFoundError as exc:
+        except (FileNotFoundError, ValueError) as exc:
             if self.on_error == "raise":
                 raise
-            key = f"missing:{os.fspath(x)}"
+            where = os.fspath(x) if isinstance(x, (str, os.PathLike)) else id(x)
+            key = f"unreadable:{where}"
             failed[key] = (x, str(exc))
             return key
 
@@ -710,17 +733,18 @@ class ImageEmbedder:
             return False
         try:
             row = np.load(path)
-        except (OSError, ValueError):
+        except (OSError, ValueError, EOFError):
             return False  # a damaged cache entry is recomputed and overwritten
-        if row.shape != (self.out_features,):
+        if (row.shape != (self.out_features,) or row.dtype != np.float32
+                or not np.isfinite(row).all()):
             return False
         self._memory[key] = row
         return True
 
     def _report(self, failed):
         names = [f"{_name(x)} ({reason})" for x, reason in failed.values()]
-        warnings.warn(f"{len(names)} image(s) could not be read and were skipped "
-                      f"(on_error='skip'): " + "; ".join(names[:10])
+        warnings.warn(f"{len(names)} image(s) could not be read (on_error='skip'; they "
+                      f"are left out of training and predicted as NaN): " + "; ".join(names[:10])
                       + (" ..." if len(names) > 10 else ""), PIAAWarning, stacklevel=4)
 
     def _decode(self, X, i, size):
@@ -764,6 +788,14 @@ class ImageEmbedder:
                     failed[chunk[j][0]] = (X[chunk[j][1]], str(images[j]))
                 chunk = [chunk[j] for j in ok]
                 emb = self._embed_batch([images[j] for j in ok]) if ok else []
+                # NaN rows mean "unreadable image" downstream: a backbone must not make them.
+                bad = [X[i] for (_, i), row in zip(chunk, emb) if not np.isfinite(row).all()]
+                if bad:
+                    raise ValueError(
+                        f"the backbone gave NaN or infinite embeddings for {len(bad)} "
+                        f"image(s): {', '.join(_name(x) for x in bad[:5])}"
+                        f"{' ...' if len(bad) > 5 else ''}. Check the backbone (its "
+                        "weights, or its arithmetic on such images).")
                 for (key, _), row in zip(chunk, emb):
                     self._memory[key] = row
                     if disk is not None:

@@ -77,7 +77,8 @@ def as_indexable(X):
     if isinstance(X, tuple):
         return list(X)
     if isinstance(X, list):
-        if X and np.ndim(X[0]) == 1 and not _is_path(X[0]):
+        # np.ndim would decode a PIL image (and fail on a truncated file): ask it last.
+        if X and not _is_path(X[0]) and not _is_pil(X[0]) and np.ndim(X[0]) == 1:
             return np.asarray(X)
         return X
     return np.asarray(X)

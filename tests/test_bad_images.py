@@ -1,0 +1,130 @@
+"""Images and embeddings that once gave a silent wrong answer, now told apart or refused."""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sklearn_piaa import MetaAestheticRegressor, embed_images
+from sklearn_piaa._features import ImageEmbedder
+from sklearn_piaa.nn import Backbone, load_backbone
+
+SMALL = dict(backbone="tiny_cnn", hidden_sizes=(8,), n_iterations=2, support_size=4,
+             query_size=2, finetune_epochs=1, random_state=0)
+
+
+def _embed(images, **kwargs):
+    torch.manual_seed(0)  # tiny_cnn is randomly initialized: the same weights every call
+    return embed_images(images, backbone="tiny_cnn", **kwargs)
+
+
+def test_palette_images_are_keyed_by_their_colours():
+    idx = Image.fromarray((np.arange(40 * 48).reshape(40, 48) % 4).astype(np.uint8), "P")
+    a, b = idx.copy(), idx.copy()
+    a.putpalette([255, 0, 0, 0, 255, 0, 0, 0, 255, 255, 255, 255] + [0] * 756)
+    b.putpalette([10, 10, 10, 90, 90, 90, 170, 170, 170, 250, 250, 250] + [0] * 756)
+    together = _embed([a, b])
+    assert not np.allclose(together[0], together[1])  # one cached row for both, before
+    np.testing.assert_allclose(together[1], _embed([b])[0], rtol=1e-5)
+
+
+def test_exif_orientation_is_applied_to_pil_images(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    rng = np.random.RandomState(0)
+    path = tmp_path / "rotated.jpg"
+    Image.fromarray((rng.rand(40, 56, 3) * 255).astype(np.uint8)).save(path, exif=exif)
+    with Image.open(path) as opened:
+        np.testing.assert_allclose(_embed([opened])[0], _embed([str(path)])[0], rtol=1e-5)
+
+
+def _pooling_backbone(pool, input_size=32):
+    return Backbone(pool, out_features=3, input_size=input_size, name="mine")
+
+
+def test_user_backbones_do_not_share_cached_embeddings(image_files, tmp_path):
+    cpu = torch.device("cpu")
+    # Neither has weights: the weights' fingerprint alone cannot tell them apart.
+    average = _pooling_backbone(torch.nn.AdaptiveAvgPool2d(1))
+    maximum = _pooling_backbone(torch.nn.AdaptiveMaxPool2d(1))
+    larger = _pooling_backbone(torch.nn.AdaptiveAvgPool2d(1), input_size=48)
+    cache = tmp_path / "cache"
+    first = ImageEmbedder(average, cpu, cache_dir=cache).transform(image_files)
+    for other in (maximum, larger):
+        cached = ImageEmbedder(other, cpu, cache_dir=cache).transform(image_files)
+        fresh = ImageEmbedder(other, cpu).transform(image_files)
+        np.testing.assert_allclose(cached, fresh, rtol=1e-6)
+        assert not np.allclose(cached, first)
+    assert len(os.listdir(cache)) == 3
+
+
+@pytest.mark.parametrize("damage", ["empty", "inf", "float64"])
+def test_damaged_cache_entries_are_recomputed(image_files, tmp_path, damage):
+    backbone = load_backbone("tiny_cnn")
+    cpu = torch.device("cpu")
+    cache = tmp_path / "cache"
+    clean = ImageEmbedder(backbone, cpu, cache_dir=cache).transform(image_files)
+    folder = cache / os.listdir(cache)[0]
+    entry = folder / sorted(os.listdir(folder))[0]
+    if damage == "empty":  # what a crash can leave: entries are written without fsync
+        entry.write_bytes(b"")
+    else:
+        np.save(entry, np.full(clean.shape[1], np.inf if damage == "inf" else 0.0,
+                               np.float32 if damage == "inf" else np.float64))
+    again = ImageEmbedder(backbone, cpu, cache_dir=cache).transform(image_files)
+    np.testing.assert_array_equal(again, clean)
+
+
+class _Standardize(torch.nn.Module):
+    """Divides by the image's spread: not finite for a flat image."""
+
+    def forward(self, x):
+        f = x.flatten(2)
+        return f[:, :, 0] / f.std(2).sum(1, keepdim=True)
+
+
+@pytest.mark.parametrize("on_error", ["raise", "skip"])
+def test_a_backbone_that_gives_nan_is_an_error_not_an_unreadable_image(image_files, tmp_path,
+                                                                        on_error):
+    flat = tmp_path / "flat.png"
+    Image.new("RGB", (40, 40), (90, 90, 90)).save(flat)
+    X = list(image_files[:6]) + [str(flat)]
+    y = np.tile(np.arange(1.0, 8.0), 2)
+    groups = np.repeat(["a", "b"], 7)
+    backbone = Backbone(_Standardize(), out_features=3, input_size=32, name="standardize")
+    meta = MetaAestheticRegressor(**{**SMALL, "backbone": backbone, "on_error": on_error})
+    with pytest.raises(ValueError, match="NaN or infinite embeddings for 1 image.*flat.png"):
+        meta.fit(X * 2, y, groups=groups)
+
+
+def _truncated(tmp_path, image_files):
+    data = open(image_files[0], "rb").read()
+    path = tmp_path / ("cut" + os.path.splitext(image_files[0])[1])
+    path.write_bytes(data[:len(data) // 2])
+    return Image.open(path)  # decodes lazily: the damage shows only when read
+
+
+@pytest.mark.parametrize("train_backbone", [False, True])
+def test_a_lazily_opened_truncated_image_is_unreadable(image_files, tmp_path, train_backbone):
+    images = [Image.open(p) for p in image_files[1:7]] + [_truncated(tmp_path, image_files)]
+    y = np.tile(np.arange(1.0, 8.0), 2)
+    groups = np.repeat(["a", "b"], 7)
+    params = {**SMALL, "train_backbone": train_backbone}
+    with pytest.raises(ValueError, match="cannot read <.*ImageFile image>.*truncated"):
+        MetaAestheticRegressor(**params).fit(images * 2, y, groups=groups)
+    with pytest.warns(UserWarning, match="truncated"):
+        meta = MetaAestheticRegressor(**params, on_error="skip").fit(images * 2, y,
+                                                                     groups=groups)
+        pred = meta.predict(images)
+    assert np.isnan(pred[-1]) and np.isfinite(pred[:-1]).all()
+
+
+def test_whole_network_checkpoint_of_other_images_is_refused(image_files, tmp_path):
+    y = np.tile([1.0, 2.0, 3.0, 4.0, 5.0, 3.0], 2)
+    groups = np.repeat(["a", "b"], 6)
+    params = dict(SMALL, train_backbone=True, checkpoint_dir=tmp_path, n_iterations=1)
+    MetaAestheticRegressor(**params).fit(image_files[:6] * 2, y, groups=groups)
+    with pytest.raises(ValueError, match="belongs to another run"):
+        MetaAestheticRegressor(**params).fit(image_files[6:12] * 2, y, groups=groups)
