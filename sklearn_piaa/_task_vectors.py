@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, RegressorMixin, _fit_context, clone
 from sklearn.cluster import KMeans
+from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -38,6 +39,17 @@ def _weights_of(source, index):
         raise TypeError(f"sources[{index}] must be a fitted MetaAestheticRegressor, a fitted "
                         f"skorch net or an nn.Module; got {type(source).__name__}.")
     return module
+
+
+def _is_fitted(estimator):
+    """Whether ``estimator`` (not a FrozenEstimator) has been fitted."""
+    if isinstance(estimator, FrozenEstimator):
+        return False
+    try:
+        check_is_fitted(estimator)
+    except NotFittedError:
+        return False
+    return True
 
 
 def _combinable(module):
@@ -120,8 +132,10 @@ class TaskVectorRegressor(RegressorMixin, BaseEstimator):
     base : MetaAestheticRegressor, default=None
         The base network's estimator, cloned and fitted on the training raters in
         ``fit``; wrap a fitted one in :class:`sklearn.frozen.FrozenEstimator` to use it
-        as it is. ``None`` means ``MetaAestheticRegressor(algorithm="average")`` (a
-        generic model of the pooled ratings, with the default backbone).
+        as it is (a fitted base given unwrapped with a list of ``sources`` is refitted,
+        with a :class:`PIAAWarning`). ``None`` means
+        ``MetaAestheticRegressor(algorithm="average")`` (a generic model of the pooled
+        ratings, with the default backbone).
     sources : "clusters", dict or list, default="clusters"
         Where the fine-tuned versions come from: ``"clusters"`` -- ``n_sources``
         clusters of the training raters, the base fine-tuned on each cluster's pooled
@@ -291,6 +305,15 @@ class TaskVectorRegressor(RegressorMixin, BaseEstimator):
             if missing:
                 raise ValueError(f"sources has no group label for {len(missing)} training "
                                  f"rater(s): {missing[:10]}.")
+        if given and tasks is not None and _is_fitted(base):
+            # The given sources were fine-tuned from this fitted base; cloning refits it,
+            # and the task vectors would measure two independent trainings instead.
+            warnings.warn(f"base is a fitted {type(base).__name__} but not wrapped in "
+                          "FrozenEstimator: fit refits a clone of it, so the task vectors "
+                          "of the given sources are taken against a different base than "
+                          "the one they were fine-tuned from. Pass "
+                          "base=FrozenEstimator(base) to use it as it is.",
+                          PIAAWarning, stacklevel=3)
         base_ = clone(base)
         if tasks is not None and not isinstance(base_, FrozenEstimator):
             base_.fit(tasks)

@@ -102,6 +102,7 @@ def evaluate_personalization(prior, test_tasks, n_support=(10, 100), n_repeats=5
     test_tasks : TaskSet or dict
         Held-out raters, e.g. ``data.test`` from a reader.
     n_support : int or tuple of int, default=(10, 100)
+        Support sizes, distinct positive integers.
     n_repeats : int, default=50
     random_state : int, RandomState instance or None, default=None
         A fixed value gives identical tables, whatever ``n_jobs``.
@@ -126,7 +127,8 @@ def evaluate_personalization(prior, test_tasks, n_support=(10, 100), n_repeats=5
     ------
     ValueError
         When no rater has enough images for any of the sizes: there is nothing to
-        evaluate.
+        evaluate; or when ``n_support`` or ``n_repeats`` is not positive integers, or
+        ``n_support`` lists a size twice.
 
     References
     ----------
@@ -134,10 +136,9 @@ def evaluate_personalization(prior, test_tasks, n_support=(10, 100), n_repeats=5
        With Bilevel Gradient Optimization", IEEE Transactions on Cybernetics, 2022.
     """
     test_tasks, n_support = _check_protocol(test_tasks, n_support)
-    if int(n_repeats) < 1:
-        raise ValueError(f"n_repeats must be at least 1; got {n_repeats}.")
+    n_repeats = _check_repeats(n_repeats)
     rng = check_random_state(random_state)
-    seeds = rng.randint(np.iinfo(np.int32).max, size=(len(test_tasks), int(n_repeats)))
+    seeds = rng.randint(np.iinfo(np.int32).max, size=(len(test_tasks), n_repeats))
     sizes = test_tasks.sizes()
     skipped = {k: [(r, sizes[r]) for r in test_tasks.raters if sizes[r] < k + 2]
                for k in n_support}
@@ -173,9 +174,27 @@ def _check_protocol(test_tasks, n_support):
         raise TypeError("test_tasks must be a TaskSet or a dict rater -> (X, y); got "
                         f"{type(test_tasks).__name__}.")
     n_support = (n_support,) if np.isscalar(n_support) else tuple(n_support)
-    if not n_support or any(int(k) < 1 for k in n_support):
+    if not n_support or not all(_is_count(k) for k in n_support):
         raise ValueError(f"n_support must be positive integers; got {n_support}.")
+    n_support = tuple(int(k) for k in n_support)
+    repeated = sorted({k for k in n_support if n_support.count(k) > 1})
+    if repeated:
+        # Refused rather than dropped: the table would hold each draw twice.
+        raise ValueError(f"n_support lists support size(s) {repeated} more than once; got "
+                         f"{n_support}.")
     return test_tasks, n_support
+
+
+def _is_count(value):
+    """Whether ``value`` is a positive integer (bool and whole floats are not)."""
+    return (isinstance(value, numbers.Integral) and not isinstance(value, bool)
+            and value >= 1)
+
+
+def _check_repeats(n_repeats):
+    if not _is_count(n_repeats):
+        raise ValueError(f"n_repeats must be a positive integer; got {n_repeats!r}.")
+    return int(n_repeats)
 
 
 def _result(rows, n_support, skipped):
@@ -273,6 +292,7 @@ def compare_support_strategies(prior, test_tasks, selectors, n_support=(10, 25),
         training raters over the same embeddings where the strategy needs it. The name
         ``"random"`` is reserved for the protocol's own random support.
     n_support : int or tuple of int, default=(10, 25)
+        Support sizes, distinct positive integers.
     n_query : int or float, default=0.5
         Query images per rater: a number, or a fraction of each rater's images. A
         rater is skipped at a support size larger than its pool (images left after
@@ -293,6 +313,12 @@ def compare_support_strategies(prior, test_tasks, selectors, n_support=(10, 25),
     dict
         ``"random"`` and each selector's name -> :class:`PersonalizationResult`; the
         ``srocc_prior`` column is the same in all of them (same query sets).
+
+    Raises
+    ------
+    ValueError
+        When no rater has enough images for a query set and a pool at any of the
+        sizes, as in :func:`evaluate_personalization`.
 
     See Also
     --------
@@ -331,15 +357,20 @@ def compare_support_strategies(prior, test_tasks, selectors, n_support=(10, 25),
             or isinstance(n_query, numbers.Real) and 0 < n_query < 1):
         raise ValueError("n_query must be an integer of at least 2 or a fraction in "
                          f"(0, 1); got {n_query!r}.")
-    if int(n_repeats) < 1:
-        raise ValueError(f"n_repeats must be at least 1; got {n_repeats}.")
+    n_repeats = _check_repeats(n_repeats)
     rng = check_random_state(random_state)
-    seeds = rng.randint(np.iinfo(np.int32).max, size=(len(test_tasks), int(n_repeats)))
+    seeds = rng.randint(np.iinfo(np.int32).max, size=(len(test_tasks), n_repeats))
     sizes = test_tasks.sizes()
-    skipped = {}
+    skipped = {k: [(r, n) for r, n in sizes.items()
+                   if _query_size(n_query, n) < 2 or n - _query_size(n_query, n) < k]
+               for k in n_support}
+    if all(len(raters) == len(test_tasks) for raters in skipped.values()):
+        raise ValueError(
+            f"no test rater has enough images for any n_support in {list(n_support)} with "
+            f"n_query={n_query!r} (it needs at least 2 query images and a pool of "
+            f"n_support images besides them); the largest rater has "
+            f"{max(sizes.values())} images.")
     for k in n_support:
-        skipped[k] = [(r, n) for r, n in sizes.items()
-                      if _query_size(n_query, n) < 2 or n - _query_size(n_query, n) < k]
         if skipped[k]:
             warnings.warn(f"{len(skipped[k])} rater(s) have too few images for a query "
                           f"set of {n_query} and a pool of {k} and are skipped at "

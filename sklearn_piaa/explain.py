@@ -2,6 +2,7 @@
 
 import numpy as np
 import torch
+from sklearn.utils.validation import check_is_fitted
 
 from ._estimator import MetaAestheticRegressor
 from ._features import ImageEmbedder, ImageInput, image_tensor, load_image
@@ -12,7 +13,11 @@ __all__ = ["gradient_map"]
 
 def _score_function(model):
     """``(f, size, mean, std, device)``: f maps a normalized image batch to scores."""
-    net = model.prior_net_ if isinstance(model, MetaAestheticRegressor) else model
+    if isinstance(model, MetaAestheticRegressor):
+        check_is_fitted(model, "prior_net_")
+        net = model.prior_net_
+    else:
+        net = model
     if not isinstance(net, PersonalizedNet) or not getattr(net, "initialized_", False):
         raise TypeError("gradient_map needs a fitted MetaAestheticRegressor or a fitted "
                         f"PersonalizedNet; got {type(model).__name__}.")
@@ -57,6 +62,11 @@ def gradient_map(model, image, reduce="max"):
     -------
     ndarray
         float32, at the network's input resolution.
+
+    Raises
+    ------
+    sklearn.exceptions.NotFittedError
+        When ``model`` is a :class:`MetaAestheticRegressor` that is not fitted.
 
     References
     ----------

@@ -29,9 +29,19 @@ def plot_rater_srocc(result, n_support=None, ax=None):
     Returns
     -------
     matplotlib Axes
+
+    Raises
+    ------
+    ValueError
+        When ``result`` has no rows (every rater skipped), or none at ``n_support``.
     """
     plt = _pyplot()
     table = result.table
+    if len(table) == 0:
+        # Every rater was skipped at every size: there is no bar to draw.
+        skipped = {k: len(raters) for k, raters in result.skipped.items()}
+        raise ValueError("result holds no evaluated rater: its table is empty (raters "
+                         f"skipped per support size: {skipped}); there is nothing to plot.")
     if n_support is None:
         n_support = int(table["n_support"].min())
     rows = table[table["n_support"] == n_support]

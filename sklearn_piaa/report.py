@@ -6,6 +6,7 @@ import numpy as np
 
 from ._estimator import MetaAestheticRegressor
 from ._task_vectors import TaskVectorRegressor
+from ._tasks import TaskSet
 from .baselines import (
     ConsensusRidgeRegressor,
     FPMFRegressor,
@@ -96,10 +97,10 @@ def compare_methods(train_tasks, test_tasks, algorithms=tuple(TABLE1_METHODS),
     Parameters
     ----------
     train_tasks, test_tasks : TaskSet
-    algorithms : iterable of str, default=all of ``TABLE1_METHODS``
+    algorithms : str or iterable of str, default=all of ``TABLE1_METHODS``
         Meta-learning algorithms of :class:`MetaAestheticRegressor`, baselines of
         :data:`BASELINES` and task-vector rows of :data:`TASK_VECTOR_METHODS` (any name
-        in :data:`METHOD_LABELS`).
+        in :data:`METHOD_LABELS`); a string is one name.
     n_support : tuple of int, default=(10, 100)
     n_repeats : int, default=10
     random_state : int, default=0
@@ -112,11 +113,12 @@ def compare_methods(train_tasks, test_tasks, algorithms=tuple(TABLE1_METHODS),
     method_params : dict, default=None
         Name -> parameters of that method only, e.g.
         ``{"pa_iaa": {"personality": table}, "pam": {"attribute_columns": cols}}``.
+        Every key must be a method name (of :data:`METHOD_LABELS` or an algorithm).
     method_tasks : dict, default=None
         Name -> ``(train_tasks, test_tasks)`` for a method that needs other features
         of the same ratings (e.g. embeddings with measured attributes appended, for
-        PAM). Each rater's ratings must be in the same order, so that the support
-        draws stay identical.
+        PAM). Its test raters and each one's ratings, in order, must be those of
+        ``test_tasks``, so that the support draws stay identical.
     **estimator_params
         Passed to every :class:`MetaAestheticRegressor` (e.g. ``backbone=None`` with
         precomputed embeddings, ``n_iterations``); the baselines take those they have
@@ -126,12 +128,38 @@ def compare_methods(train_tasks, test_tasks, algorithms=tuple(TABLE1_METHODS),
     -------
     dict
         Method name -> :class:`PersonalizationResult`.
+
+    Raises
+    ------
+    ValueError
+        For an unknown method name (in ``algorithms``, ``method_params`` or
+        ``method_tasks``), or test raters of ``method_tasks`` that differ from
+        ``test_tasks`` (other raters, or other ratings).
     """
     method_params, method_tasks = method_params or {}, method_tasks or {}
+    if isinstance(algorithms, str):
+        # Iterating a bare string would run its letters as method names.
+        algorithms = (algorithms,)
+    algorithms = list(algorithms)
     known = set(ALGORITHMS) | set(BASELINES) | set(TASK_VECTOR_METHODS)
     unknown = sorted(set(algorithms) - known)
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; choose from {sorted(known)}.")
+    for what, given in (("method_params", method_params), ("method_tasks", method_tasks)):
+        # A misspelt key would silently run the method with its defaults. Keys of known
+        # methods not run here are allowed: one settings dict may serve many runs.
+        stray = sorted(set(given) - known, key=str)
+        if stray:
+            raise ValueError(f"{what} has key(s) {stray} that name no method; the methods "
+                             f"being run are {algorithms} (any of {sorted(known)} may be "
+                             "given settings).")
+    reference = _as_taskset(test_tasks)
+    for name in algorithms:
+        if name in method_tasks:
+            test = _as_taskset(method_tasks[name][1])
+            # Other types are refused, with their message, by evaluate_personalization.
+            if isinstance(test, TaskSet) and isinstance(reference, TaskSet):
+                _check_same_raters(name, test, reference)
     results = {}
     for name in algorithms:
         t0 = time.perf_counter()
@@ -143,6 +171,78 @@ def compare_methods(train_tasks, test_tasks, algorithms=tuple(TABLE1_METHODS),
         if verbose:
             print(f"[compare] {name}: {time.perf_counter() - t0:.1f}s", flush=True)
     return results
+
+
+def _as_taskset(tasks):
+    return TaskSet.from_mapping(tasks) if isinstance(tasks, dict) else tasks
+
+
+def _few(values, n=10):
+    values = sorted(values, key=str)
+    return repr(values[:n])[:-1] + (", ...]" if len(values) > n else "]")
+
+
+def _check_same_raters(name, test, reference):
+    """Refuse ``method_tasks[name]`` test raters other than ``test_tasks``' (unpaired)."""
+    a, b = list(test.raters), list(reference.raters)
+    if a != b:
+        detail = []
+        if set(a) - set(b):
+            detail.append(f"only in method_tasks: {_few(set(a) - set(b))}")
+        if set(b) - set(a):
+            detail.append(f"only in test_tasks: {_few(set(b) - set(a))}")
+        raise ValueError(f"method_tasks[{name!r}] has other test raters than test_tasks ("
+                         + ("; ".join(detail) or "another order") + "); every method must "
+                         "be evaluated on the same raters for paired differences.")
+    differ = [r for r in b if not np.array_equal(test.y[test.indices[r]],
+                                                 reference.y[reference.indices[r]])]
+    if differ:
+        raise ValueError(f"method_tasks[{name!r}] gives rater(s) {_few(differ)} other ratings "
+                         "(or another order) than test_tasks; the support draws would differ.")
+
+
+def _draw_keys(result, sizes):
+    t = result.table
+    return {key for key in zip(t["rater"].tolist(), t["repeat"].tolist(),
+                               t["n_support"].tolist()) if key[2] in sizes}
+
+
+def _check_paired(result, reference, sizes, names):
+    """Refuse results whose (rater, repeat, n_support) rows at ``sizes`` differ."""
+    a, b = _draw_keys(result, sizes), _draw_keys(reference, sizes)
+    if a == b:
+        return
+    detail = []
+    for axis, what in ((0, "raters"), (2, "support sizes"), (1, "repeats")):
+        va, vb = {key[axis] for key in a}, {key[axis] for key in b}
+        if va - vb:
+            detail.append(f"{what} only in {names[0]}: {_few(va - vb)}")
+        if vb - va:
+            detail.append(f"{what} only in {names[1]}: {_few(vb - va)}")
+    if not detail:
+        detail.append(f"(rater, repeat, n_support) rows in one only: {_few(a ^ b, 5)}")
+    raise ValueError(f"{names[0]} and {names[1]} were not evaluated on the same draws ("
+                     + "; ".join(detail) + "); a paired difference needs the same test "
+                     "raters, n_support, n_repeats and random_state.")
+
+
+def _paired_means(result, reference, sizes):
+    out = {}
+    for k in sizes:
+        a = result.table[result.table["n_support"] == k]
+        b = reference.table[reference.table["n_support"] == k]
+        ref = {(r, rep): v for r, rep, v in zip(b["rater"].tolist(), b["repeat"].tolist(),
+                                                 b["srocc_personalized"].tolist())}
+        per_rater = {}
+        for r, rep, v in zip(a["rater"].tolist(), a["repeat"].tolist(),
+                             a["srocc_personalized"].tolist()):
+            w = ref[(r, rep)]
+            if np.isfinite(v) and np.isfinite(w):
+                per_rater.setdefault(r, []).append(v - w)
+        d = np.array([np.mean(v) for v in per_rater.values()])
+        se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else np.nan
+        out[k] = (float(d.mean()) if len(d) else np.nan, float(se), len(d))
+    return out
 
 
 def paired_difference(result, reference):
@@ -161,23 +261,20 @@ def paired_difference(result, reference):
     -------
     dict
         ``n_support -> (mean, standard error, number of raters)``.
+
+    Raises
+    ------
+    ValueError
+        When the two tables do not hold the same (rater, repeat, n_support) rows: other
+        raters, support sizes or repeats, which would pair unrelated draws.
     """
-    out = {}
-    for k in result.summary:
-        a = result.table[result.table["n_support"] == k]
-        b = reference.table[reference.table["n_support"] == k]
-        ref = {(r, rep): v for r, rep, v in zip(b["rater"].tolist(), b["repeat"].tolist(),
-                                                 b["srocc_personalized"].tolist())}
-        per_rater = {}
-        for r, rep, v in zip(a["rater"].tolist(), a["repeat"].tolist(),
-                             a["srocc_personalized"].tolist()):
-            w = ref.get((r, rep), np.nan)
-            if np.isfinite(v) and np.isfinite(w):
-                per_rater.setdefault(r, []).append(v - w)
-        d = np.array([np.mean(v) for v in per_rater.values()])
-        se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else np.nan
-        out[k] = (float(d.mean()) if len(d) else np.nan, float(se), len(d))
-    return out
+    names = ("result", "reference")
+    _check_paired(result, reference, set(result.summary) | set(reference.summary), names)
+    # Sizes where every rater was skipped have no rows to compare, but still differ.
+    if set(result.summary) != set(reference.summary):
+        raise ValueError(f"result and reference were not evaluated on the same support "
+                         f"sizes: {sorted(result.summary)} and {sorted(reference.summary)}.")
+    return _paired_means(result, reference, list(result.summary))
 
 
 def format_table(results, labels=None, reference="blg"):
@@ -186,26 +283,54 @@ def format_table(results, labels=None, reference="blg"):
     The prior-only (zero-shot) score of each method is given next; when ``reference``
     is among the results, the last columns give each method's paired difference to it
     (mean ± standard error over raters, :func:`paired_difference`).
+
+    Parameters
+    ----------
+    results : dict
+        Method name -> :class:`PersonalizationResult`, e.g. from :func:`compare_methods`.
+    labels : dict, default=None
+        Method name -> row label, over :data:`METHOD_LABELS`.
+    reference : str, default="blg"
+        The method the paired differences are taken against.
+
+    Returns
+    -------
+    str
+        A support size a method was not evaluated at shows ``n/a``.
+
+    Raises
+    ------
+    ValueError
+        When a method and ``reference`` were evaluated on other raters or repeats at
+        a support size they share (the paired difference would be meaningless).
     """
     labels = {**METHOD_LABELS, **(labels or {})}
     sizes = sorted({k for r in results.values() for k in r.summary})
     ref = results.get(reference)
     width = max([28, *(len(labels.get(name, name)) + 2 for name in results)])
-    header = f"{'method':<{width}}" + "".join(f"{f'{k} images':>17}" for k in sizes)
-    header += f"{'prior only':>17}"
+    # "0.123 ± 0.045" cells; the paired columns widen with the reference's name.
+    cell = 18
+    paired = max([19, *(len(f"vs {reference} @{k}") + 2 for k in sizes)])
+    header = f"{'method':<{width}}" + "".join(f"{f'{k} images':>{cell}}" for k in sizes)
+    header += f"{'prior only':>{cell}}"
     if ref is not None:
-        header += "".join(f"{f'vs {reference} @{k}':>18}" for k in sizes)
+        header += "".join(f"{f'vs {reference} @{k}':>{paired}}" for k in sizes)
     lines = [header, "-" * len(header)]
     for name, res in results.items():
-        cells = [res.summary[k]["personalized"] for k in sizes]
-        prior = res.summary[sizes[0]]["prior"]
+        # A size this method was not evaluated at is shown as n/a, like an undefined one.
+        cells = [res.summary[k]["personalized"] if k in res.summary else None
+                 for k in sizes]
+        prior = res.summary[min(res.summary)]["prior"]
         row = f"{labels.get(name, name):<{width}}" + "".join(
-            f"{c.mean:>10.3f} ± {c.std:.3f}" if np.isfinite(c.mean) else f"{'n/a':>17}"
+            f"{c.mean:>{cell - 8}.3f} ± {c.std:.3f}"
+            if c is not None and np.isfinite(c.mean) else f"{'n/a':>{cell}}"
             for c in cells + [prior])
         if ref is not None and name != reference:
-            diff = paired_difference(res, ref)
-            row += "".join(f"{diff[k][0]:>+11.3f} ± {diff[k][1]:.3f}"
-                           if k in diff and np.isfinite(diff[k][0]) else f"{'n/a':>18}"
+            common = [k for k in sizes if k in res.summary and k in ref.summary]
+            _check_paired(res, ref, set(common), (repr(name), repr(reference)))
+            diff = _paired_means(res, ref, common)
+            row += "".join(f"{diff[k][0]:>+{paired - 8}.3f} ± {diff[k][1]:.3f}"
+                           if k in diff and np.isfinite(diff[k][0]) else f"{'n/a':>{paired}}"
                            for k in sizes)
         lines.append(row)
     return "\n".join(lines)

@@ -332,6 +332,14 @@ class PersonalizedBaseline(RegressorMixin, BaseEstimator):
             raise ValueError("personalize needs at least one rated image and finite scores.")
         if self.score_range is not None:
             check_score_range(self.score_range)
+            lo, hi = self.prior.score_range_
+            if not hi > lo:
+                # The map onto the rater's scale divides by the prior's score span.
+                raise ValueError(
+                    f"score_range={self.score_range!r} cannot be used: the prior's training "
+                    f"scores were all {lo:g} (score_range_={self.prior.score_range_}), so "
+                    "there is no scale to map onto the rater's. Fit the prior on varied "
+                    "scores, or personalize without score_range.")
         self.state_ = self.prior._user_fit(self.prior._transform(X), y, self._rescale)
         return self
 

@@ -20,12 +20,29 @@ _HOW = ("PAIAARegressor needs Big-Five personality labels: pass personality=a ma
         "make_aesthetic_benchmark(personality=True) returns).")
 
 
+def _frame_traits(frame):
+    """A DataFrame (or Series) of traits as a dict rater -> row, checked."""
+    if getattr(frame, "ndim", 2) == 1:  # a Series: one trait per rater
+        frame = frame.to_frame()
+    index = frame.index
+    duplicated = list(dict.fromkeys(index[index.duplicated()].tolist()))
+    if duplicated:
+        # A dict built from it would silently keep the last row of each.
+        raise ValueError(f"personality has more than one row for rater(s) "
+                         f"{duplicated[:10]!r}; give each rater one row of traits.")
+    text = [c for c, t in frame.dtypes.items() if getattr(t, "kind", "O") not in "iuf"]
+    if text:
+        raise ValueError(f"personality column(s) {text!r} are not numeric; every column is "
+                         f"taken as a trait, so select the trait columns only.")
+    return {r: np.asarray(v, dtype=float) for r, v in
+            zip(index.tolist(), frame.to_numpy(dtype=float, na_value=np.nan))}
+
+
 def _trait_table(personality, raters):
     if personality is None:
         raise ValueError(f"personality=None: {_HOW}")
-    if hasattr(personality, "to_dict") and hasattr(personality, "index"):  # a DataFrame
-        personality = {r: np.asarray(v, dtype=float) for r, v in
-                       zip(personality.index.tolist(), personality.to_numpy())}
+    if hasattr(personality, "to_dict") and hasattr(personality, "index"):  # pandas
+        personality = _frame_traits(personality)
     if not isinstance(personality, Mapping):
         raise ValueError(f"personality must be a mapping or DataFrame; got "
                          f"{type(personality).__name__}. {_HOW}")
@@ -33,10 +50,30 @@ def _trait_table(personality, raters):
     if missing:
         raise ValueError(f"personality has no traits for {len(missing)} training rater(s): "
                          f"{missing[:10]!r}. Every training rater needs a row.")
-    table = np.array([np.asarray(personality[r], dtype=float).reshape(-1) for r in raters])
-    if table.ndim != 2 or not np.isfinite(table).all() or np.abs(table).max() > 1:
-        raise ValueError("personality traits must be finite numbers in [-1, 1], the same "
-                         "number per rater; rescale e.g. 1-5 scores as (t - 3) / 2.")
+    rows = []
+    for r in raters:
+        try:
+            rows.append(np.asarray(personality[r], dtype=float).reshape(-1))
+        except (TypeError, ValueError):
+            raise ValueError(f"personality traits of rater {r!r} are not numbers: "
+                             f"{personality[r]!r}.") from None
+    empty = [r for r, row in zip(raters, rows) if len(row) == 0]
+    if empty:
+        raise ValueError(f"personality has no traits (an empty row) for rater(s) "
+                         f"{empty[:10]!r}.")
+    lengths = [len(row) for row in rows]
+    usual = max(set(lengths), key=lengths.count)
+    odd = [(r, n) for r, n in zip(raters, lengths) if n != usual]
+    if odd:
+        raise ValueError(f"personality must give every rater the same number of traits: "
+                         f"most have {usual}, but "
+                         + ", ".join(f"{r!r} has {n}" for r, n in odd[:10]) + ".")
+    table = np.array(rows)
+    bad = [r for r, row in zip(raters, table)
+           if not np.isfinite(row).all() or np.abs(row).max() > 1]
+    if bad:
+        raise ValueError(f"personality traits must be finite numbers in [-1, 1]; not so for "
+                         f"rater(s) {bad[:10]!r}. Rescale e.g. 1-5 scores as (t - 3) / 2.")
     return table
 
 

@@ -37,6 +37,23 @@ class _AttributeInput:
         return np.hstack([unique, attrs]), inverse
 
 
+def _attribute_columns(columns, width):
+    """``attribute_columns`` as sorted distinct column numbers (from numbers or a mask)."""
+    raw = np.asarray(columns)
+    if raw.dtype == bool:
+        # A mask read as numbers would silently pick columns 0 and 1.
+        if raw.shape != (width,):
+            raise ValueError(f"attribute_columns as a boolean mask needs one entry per "
+                             f"column of X ({width}); got shape {raw.shape}.")
+        return np.flatnonzero(raw)
+    raw = raw.reshape(-1)
+    if raw.size and raw.dtype.kind not in "iu":
+        # Truncating 6.7 to 6 would pick a column nobody asked for.
+        raise ValueError(f"attribute_columns must be integer column numbers or a boolean "
+                         f"mask of the {width} columns of X; got {columns!r}.")
+    return np.unique(raw.astype(np.intp))
+
+
 class PAMRegressor(BaselineRegressor):
     """PAM: generic aesthetics plus a per-user residual over attributes and/or content.
 
@@ -57,8 +74,9 @@ class PAMRegressor(BaselineRegressor):
     Parameters
     ----------
     variant : {"attributes", "content", "both"}, default="both"
-    attribute_columns : array-like of int, default=None
-        With ``backbone=None``: the columns of ``X`` that hold measured attributes
+    attribute_columns : array-like of int or of bool, default=None
+        With ``backbone=None``: the columns of ``X`` that hold measured attributes, as
+        column numbers or as a boolean mask with one entry per column
         (e.g. from :func:`~sklearn_piaa.datasets.measure_attributes`); the other
         columns are the content embedding. Ignored with a backbone, where attributes
         are measured from the images.
@@ -149,7 +167,7 @@ class PAMRegressor(BaselineRegressor):
                     "sklearn_piaa.datasets.measure_attributes). Or use variant='content'.")
             cols = np.empty(0, dtype=np.intp)
         else:
-            cols = np.unique(np.asarray(self.attribute_columns, dtype=np.intp).reshape(-1))
+            cols = _attribute_columns(self.attribute_columns, width)
             if len(cols) == 0 or cols.min() < 0 or cols.max() >= width:
                 raise ValueError(f"attribute_columns must index the {width} columns of X; "
                                  f"got {self.attribute_columns}.")

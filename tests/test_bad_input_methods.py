@@ -1,0 +1,244 @@
+"""Bad input to the methods, the protocol and the reports: clear errors, never wrong answers."""
+
+import re
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import TRAITS
+from sklearn.exceptions import NotFittedError
+from sklearn.frozen import FrozenEstimator
+
+from sklearn_piaa import (
+    ConsensusRidgeRegressor,
+    MetaAestheticRegressor,
+    PAIAARegressor,
+    PAMRegressor,
+    SupportSelector,
+    TaskSet,
+    TaskVectorRegressor,
+    UserRidgeRegressor,
+    compare_support_strategies,
+    evaluate_personalization,
+    gradient_map,
+)
+from sklearn_piaa._warnings import PIAAWarning
+from sklearn_piaa.evaluation import _result
+from sklearn_piaa.report import compare_methods, format_table, paired_difference
+
+HELD = ["r09", "r10", "r11"]
+
+
+def _split(ratings, held=HELD):
+    X, y, groups = ratings
+    test = np.isin(groups, held)
+    return (TaskSet.from_arrays(X[~test], y[~test], groups[~test]),
+            TaskSet.from_arrays(X[test], y[test], groups[test]))
+
+
+def _evaluate(model, test, **kwargs):
+    params = {"n_support": (5, 20), "n_repeats": 2, "random_state": 0, **kwargs}
+    return evaluate_personalization(model, test, **params)
+
+
+# -- PAM ---------------------------------------------------------------------------------
+
+
+def test_pam_reads_a_boolean_mask_as_a_mask_and_refuses_fractional_columns(ratings):
+    X, y, groups = ratings
+    mask = np.zeros(X.shape[1], dtype=bool)
+    mask[[6, 7]] = True
+    by_mask = PAMRegressor(variant="attributes", attribute_columns=mask).fit(
+        X, y, groups=groups)
+    by_number = PAMRegressor(variant="attributes", attribute_columns=[6, 7]).fit(
+        X, y, groups=groups)
+    np.testing.assert_array_equal(by_mask.attribute_columns_, [6, 7])
+    assert by_mask.attribute_names_ == ["x6", "x7"]
+    np.testing.assert_allclose(by_mask.personalize(X[:10], y[:10]).predict(X[10:15]),
+                               by_number.personalize(X[:10], y[:10]).predict(X[10:15]))
+    with pytest.raises(ValueError, match="attribute_columns must be integer column numbers"):
+        PAMRegressor(variant="attributes", attribute_columns=[6.7, 7.2]).fit(
+            X, y, groups=groups)
+    with pytest.raises(ValueError, match=r"attribute_columns as a boolean mask .* \(8\)"):
+        PAMRegressor(variant="attributes", attribute_columns=mask[:5]).fit(
+            X, y, groups=groups)
+
+
+# -- PA_IAA personality table ------------------------------------------------------------
+
+
+def _paiaa(personality):
+    return PAIAARegressor(personality=personality, hidden_size=4, max_epochs=1,
+                          random_state=0)
+
+
+def test_paiaa_refuses_duplicated_and_non_numeric_table_rows(ratings):
+    X, y, groups = ratings
+    table = pd.DataFrame(TRAITS).T
+    doubled = pd.concat([table, table.loc[["r03"]] * 0.5])
+    with pytest.raises(ValueError, match=r"more than one row for rater\(s\) \['r03'\]"):
+        _paiaa(doubled).fit(X, y, groups=groups)
+    with pytest.raises(ValueError, match=r"column\(s\) \['gender'\] are not numeric"):
+        _paiaa(table.assign(gender="m")).fit(X, y, groups=groups)
+    assert _paiaa(table).fit(X, y, groups=groups).n_traits_ == 5
+
+
+def test_paiaa_names_the_rater_of_ragged_empty_or_text_traits(ratings):
+    X, y, groups = ratings
+    with pytest.raises(ValueError, match="most have 5, but 'r04' has 3"):
+        _paiaa({**TRAITS, "r04": [0.1, 0.2, 0.3]}).fit(X, y, groups=groups)
+    with pytest.raises(ValueError, match=r"empty row\) for rater\(s\) \['r00'"):
+        _paiaa({r: [] for r in TRAITS}).fit(X, y, groups=groups)
+    with pytest.raises(ValueError, match="traits of rater 'r02' are not numbers"):
+        _paiaa({**TRAITS, "r02": ["high", 0, 0, 0, 0]}).fit(X, y, groups=groups)
+    with pytest.raises(ValueError, match=r"in \[-1, 1\]; not so for rater\(s\) \['r05'\]"):
+        _paiaa({**TRAITS, "r05": [np.nan, 0, 0, 0, 0]}).fit(X, y, groups=groups)
+
+
+# -- baselines with constant training scores ---------------------------------------------
+
+
+def test_baseline_with_constant_training_scores_refuses_a_score_range(ratings):
+    X, y, groups = ratings
+    prior = ConsensusRidgeRegressor().fit(X, np.full(len(y), 3.0), groups=groups)
+    with pytest.raises(ValueError, match="training scores were all 3 .* no scale to map"):
+        prior.personalize(X[:10], 2 * y[:10], score_range=(1, 10))
+    # Without a scale to map, the rater's own ridge still fits.
+    assert np.isfinite(prior.personalize(X[:10], y[:10]).predict(X[10:13])).all()
+
+
+# -- task vectors ------------------------------------------------------------------------
+
+
+def test_task_vectors_warn_when_a_fitted_base_is_not_frozen(ratings, tiny_params):
+    X, y, groups = ratings
+    prior = MetaAestheticRegressor(**{**tiny_params, "n_iterations": 2}).fit(
+        X, y, groups=groups)
+    sources = [prior.personalize(X[groups == "r00"], y[groups == "r00"], random_state=0)]
+    with pytest.warns(PIAAWarning, match=r"not wrapped in FrozenEstimator.*FrozenEstimator\("):
+        TaskVectorRegressor(prior, sources=sources, coef_steps=1).fit(X, y, groups=groups)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PIAAWarning)
+        tv = TaskVectorRegressor(FrozenEstimator(prior), sources=sources, coef_steps=1)
+        tv.fit(X, y, groups=groups)
+    np.testing.assert_allclose(tv.predict(X[:5]), prior.predict(X[:5]))
+
+
+# -- the protocol ------------------------------------------------------------------------
+
+
+def test_protocol_refuses_fractional_and_repeated_counts(ratings):
+    train, test = _split(ratings)
+    prior = ConsensusRidgeRegressor().fit(train)
+    selectors = [SupportSelector("kcenter")]
+    for run in (lambda **kw: evaluate_personalization(prior, test, **kw),
+                lambda **kw: compare_support_strategies(prior, test, selectors, n_query=20,
+                                                        **kw)):
+        with pytest.raises(ValueError, match=r"n_support must be positive integers.*2\.5"):
+            run(n_support=2.5, n_repeats=1)
+        with pytest.raises(ValueError, match=r"n_repeats must be a positive integer; got 2\.7"):
+            run(n_support=5, n_repeats=2.7)
+        with pytest.raises(ValueError, match=r"support size\(s\) \[5\] more than once"):
+            run(n_support=(5, 5), n_repeats=1)
+
+
+def test_support_strategies_refuse_when_every_rater_is_skipped(ratings):
+    train, test = _split(ratings)
+    prior = ConsensusRidgeRegressor().fit(train)
+    with pytest.raises(ValueError, match=r"no test rater has enough images .*\[5\]"):
+        compare_support_strategies(prior, test, [SupportSelector("kcenter")], n_support=5,
+                                   n_query=79, n_repeats=1)
+
+
+def test_plot_rater_srocc_refuses_an_empty_result():
+    plt = pytest.importorskip("matplotlib.pyplot")
+    from sklearn_piaa.plotting import plot_rater_srocc
+
+    plt.switch_backend("Agg")
+    empty = _result([], (5,), {5: [("r09", 4)]})
+    with pytest.raises(ValueError, match=r"no evaluated rater.*\{5: 1\}"):
+        plot_rater_srocc(empty)
+    plt.close("all")
+
+
+def test_gradient_map_of_an_unfitted_prior_is_not_fitted_error():
+    with pytest.raises(NotFittedError, match="MetaAestheticRegressor"):
+        gradient_map(MetaAestheticRegressor(backbone="tiny_cnn"),
+                     np.zeros((16, 16, 3), np.uint8))
+
+
+# -- reports -----------------------------------------------------------------------------
+
+
+def test_compare_methods_refuses_keys_that_name_no_method(ratings):
+    train, test = _split(ratings)
+    kw = dict(n_support=(5,), n_repeats=1, backbone=None)
+    with pytest.raises(ValueError, match=r"method_params has key\(s\) \['fpfm'\] .*"
+                                         r"being run are \['fpmf'\]"):
+        compare_methods(train, test, algorithms=("fpmf",),
+                        method_params={"fpfm": {"n_factors": 2}}, **kw)
+    with pytest.raises(ValueError, match=r"method_tasks has key\(s\) \['ridg'\]"):
+        compare_methods(train, test, algorithms=("ridge",),
+                        method_tasks={"ridg": (train, test)}, **kw)
+    # A string is one method, not its letters; settings of a method not run are allowed.
+    results = compare_methods(train, test, algorithms="ridge",
+                              method_params={"pam": {"attribute_columns": [6]}}, **kw)
+    assert list(results) == ["ridge"]
+
+
+def test_compare_methods_refuses_other_test_raters_in_method_tasks(ratings):
+    train, test = _split(ratings)
+    _, fewer = _split(ratings, held=HELD[1:])
+    kw = dict(algorithms=("ridge", "consensus_ridge"), n_support=(5,), n_repeats=1,
+              backbone=None)
+    with pytest.raises(ValueError, match=r"method_tasks\['ridge'\] has other test raters "
+                                         r"than test_tasks \(only in test_tasks: \['r09'\]"):
+        compare_methods(train, test, method_tasks={"ridge": (train, fewer)}, **kw)
+    X, y, groups = ratings
+    held = np.isin(groups, HELD)
+    shuffled = TaskSet.from_arrays(X[held][::-1], y[held][::-1], groups[held][::-1])
+    with pytest.raises(ValueError, match=r"rater\(s\) \['r09', 'r10', 'r11'\] other ratings"):
+        compare_methods(train, test, method_tasks={"ridge": (train, shuffled)}, **kw)
+    # Other features of the same ratings (as PAM's appended attributes) stay paired.
+    scaled = TaskSet.from_arrays(2 * X[held], y[held], groups[held])
+    results = compare_methods(train, test, method_tasks={"ridge": (train, scaled)}, **kw)
+    assert "vs consensus_ridge @5" in format_table(results, reference="consensus_ridge")
+
+
+def test_paired_difference_refuses_results_of_other_draws(ratings):
+    train, test = _split(ratings)
+    _, fewer = _split(ratings, held=HELD[1:])
+    ridge, consensus = UserRidgeRegressor().fit(train), ConsensusRidgeRegressor().fit(train)
+    a = _evaluate(ridge, test)
+    with pytest.raises(ValueError, match=r"raters only in result: \['r09'\]"):
+        paired_difference(a, _evaluate(consensus, fewer))
+    with pytest.raises(ValueError, match=r"support sizes only in result: \[20\]"):
+        paired_difference(a, _evaluate(consensus, test, n_support=5))
+    with pytest.raises(ValueError, match=r"repeats only in result: \[1\]"):
+        paired_difference(a, _evaluate(consensus, test, n_repeats=1))
+    with pytest.raises(ValueError, match=r"'ridge' and 'consensus_ridge' were not evaluated "
+                                         r"on the same draws \(raters only in 'ridge'"):
+        format_table({"ridge": a, "consensus_ridge": _evaluate(consensus, fewer)},
+                     reference="consensus_ridge")
+    same = paired_difference(a, _evaluate(consensus, test))
+    assert sorted(same) == [5, 20] and same[5][2] == 3
+
+
+def test_format_table_shows_missing_sizes_as_na_and_separates_long_headers(ratings):
+    train, test = _split(ratings)
+    results = {"ridge": _evaluate(UserRidgeRegressor().fit(train), test),
+               "consensus_ridge": _evaluate(ConsensusRidgeRegressor().fit(train), test,
+                                            n_support=5)}
+    lines = format_table(results, reference="consensus_ridge").splitlines()
+    header, ridge, consensus = lines[0], lines[2], lines[3]
+    assert re.search(r"prior only\s{2,}vs consensus_ridge @5\s{2,}vs consensus_ridge @20$",
+                     header)
+    # Columns line up: a full row is as wide as the header.
+    assert len(ridge) == len(header)
+    # The paired difference exists at 5 images only; consensus has no 20-image cell.
+    assert ridge.split()[-4:] == [ridge.split()[-4], "±", ridge.split()[-2], "n/a"]
+    assert consensus.split()[7] == "n/a"
+    direct = paired_difference(_evaluate(UserRidgeRegressor().fit(train), test, n_support=5),
+                               results["consensus_ridge"])
+    assert float(ridge.split()[-4]) == pytest.approx(direct[5][0], abs=5e-4)
