@@ -3,9 +3,15 @@
 import os
 import sys
 
-__all__ = ["IMAGE_EXTENSIONS", "printer", "image_files"]
+__all__ = ["IMAGE_EXTENSIONS", "TABLE_DEFAULTS", "printer", "plural", "image_files",
+           "given_table_options"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+#: Defaults of the options that describe a ratings CSV (``--image-root``, ``--rater-col``,
+#: ...). Where no CSV is read, a value other than these would be silently ignored.
+TABLE_DEFAULTS = {"image_root": None, "rater_col": "rater", "image_col": "image",
+                  "score_col": "score"}
 
 
 def printer(out):
@@ -13,6 +19,20 @@ def printer(out):
     def say(msg):
         print(msg, file=sys.stdout if out is None else out, flush=True)
     return say
+
+
+def plural(n, noun):
+    """``n`` and ``noun``, with an "s" unless ``n`` is 1: "1 draw", "3 draws"."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def given_table_options(args):
+    """"--a, --b do not apply" for the table options set away from their defaults, or ""."""
+    given = [f"--{name.replace('_', '-')}" for name, default in TABLE_DEFAULTS.items()
+             if getattr(args, name, default) != default]
+    if not given:
+        return ""
+    return f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply"
 
 
 def image_files(paths):

@@ -4,7 +4,7 @@ import time
 
 import numpy as np
 
-from ._cli_common import image_files, printer
+from ._cli_common import given_table_options, image_files, plural, printer
 from ._device import resolve_device
 from ._features import ImageEmbedder
 from ._tasks import TaskSet
@@ -83,6 +83,11 @@ def run_table1(args, out=None):
     t0 = time.perf_counter()
     algorithms = _table1_methods(args)
     _check_personality_source(args)
+    unused = given_table_options(args)
+    if unused and not args.ratings:
+        source = "--photos" if getattr(args, "photos", None) else "the built-in benchmark"
+        raise SystemExit(f"{unused} without --ratings: they describe a ratings CSV, and "
+                         f"{source} reads none.")
     want_attributes = any(n in ATTRIBUTE_METHODS for n in algorithms)
     given_personality = getattr(args, "personality", None)
     attributes = personality = None  # per-row measured attributes; rater -> traits
@@ -154,7 +159,8 @@ def run_table1(args, out=None):
         n_repeats=args.n_repeats, random_state=args.random_state, n_jobs=args.n_jobs,
         verbose=1, backbone=None, n_iterations=args.n_iterations, outer_lr=args.outer_lr,
         method_params=method_params, method_tasks=method_tasks)
-    say(f"\nSROCC on held-out raters, mean ± std over raters ({args.n_repeats} draws each)")
+    say(f"\nSROCC on held-out raters, mean ± std over raters ({plural(args.n_repeats, 'draw')} "
+        "each)")
     say(format_table(results))
     say(f"total {time.perf_counter() - t0:.1f}s")
     return results

@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from ._cli_common import image_files, printer
+from ._cli_common import TABLE_DEFAULTS, given_table_options, image_files, plural, printer
 from ._cli_table1 import run_table1
 from ._estimator import MetaAestheticRegressor
 from ._io import atomic_write, check_output_file
@@ -31,6 +31,7 @@ from .datasets import (
     read_ratings,
     read_real_cur,
 )
+from .datasets._table import _first
 from .evaluation import evaluate_personalization
 from .meta import ALGORITHMS
 from .report import METHOD_LABELS, TABLE1_METHODS
@@ -97,7 +98,7 @@ def run_demo(n_images=1200, n_raters=60, images_per_rater=160, image_size=128,
     result = evaluate_personalization(
         meta, TaskSet.from_arrays(X[test], data.y[test], data.groups[test]),
         n_support=n_support, n_repeats=n_repeats, random_state=random_state)
-    say(f"personalized {len(test_raters)} raters x {n_repeats} draws on "
+    say(f"personalized {plural(len(test_raters), 'rater')} x {plural(n_repeats, 'draw')} on "
         f"{' and '.join(map(str, n_support))} images ({time.perf_counter() - t2:.1f}s)")
     say("")
     say(f"SROCC on held-out raters (mean ± std over {n_test_raters} raters; the prior is "
@@ -107,8 +108,20 @@ def run_demo(n_images=1200, n_raters=60, images_per_rater=160, image_size=128,
     return result
 
 
+def _check_format_options(args):
+    """Refuse table options that ``--format`` other than 'table' would ignore (SystemExit)."""
+    if args.format == "table":
+        return
+    given = given_table_options(args)
+    if given:
+        raise SystemExit(f"{given} with --format {args.format}, which reads the data "
+                         "set's own columns and image folder under DATA; use --format table "
+                         "(the default) for a CSV laid out otherwise.")
+
+
 def _read_data(args):
     """The data set named by ``DATA``/``--format``: a Bunch with tasks, train, test."""
+    _check_format_options(args)
     if args.format == "table":
         return read_ratings(args.data, rater_col=args.rater_col, image_col=args.image_col,
                             score_col=args.score_col, image_root=args.image_root)
@@ -126,12 +139,14 @@ def _check_output(path, *inputs):
 def run_meta_train(args, out=None):
     """Run ``sklearn-piaa meta-train``: fit a prior on a data set and save it."""
     say = printer(out)
+    _check_format_options(args)
     _check_output(args.output, args.data)
     t0 = time.perf_counter()
     data = _read_data(args)
     tasks = data.train if data.train is not None else data.tasks
-    say(f"{args.data}: {len(tasks)} raters, {tasks.n_ratings} ratings for meta-training"
-        + (f" ({len(data.test)} test raters left out)" if data.test is not None else ""))
+    say(f"{args.data}: {plural(len(tasks), 'rater')}, {plural(tasks.n_ratings, 'rating')} "
+        "for meta-training" + (f" ({plural(len(data.test), 'test rater')} left out)"
+                               if data.test is not None else ""))
     meta = MetaAestheticRegressor(
         backbone=args.backbone, backbone_weights=args.backbone_weights,
         train_backbone=args.train_backbone, algorithm=args.algorithm,
@@ -168,9 +183,8 @@ def _one_rater(args):
                          f"--rater (e.g. {', '.join(map(str, raters[:5]))}).")
     rater = raters[0] if args.rater is None else args.rater
     if rater not in data:
-        more = " ..." if len(raters) > 10 else ""
         raise SystemExit(f"no rater {rater!r} in {args.ratings}; it has "
-                         f"{', '.join(map(str, raters[:10]))}{more}.")
+                         f"{_first(raters, 10)}.")
     return rater, *data[rater]
 
 
@@ -250,13 +264,14 @@ def run_predict(args, out=None):
 def run_evaluate(args, out=None):
     """Run ``sklearn-piaa evaluate``: the 10/100-image protocol for a saved prior."""
     say = printer(out)
+    _check_format_options(args)
     if args.output:
         _check_output(args.output, args.prior, args.data)
     prior = _load_prior(args.prior, args.device)
     data = _read_data(args)
     tasks = data.test if data.test is not None else data.tasks
-    say(f"evaluating {len(tasks)} raters of {args.data} at {args.n_support} support images, "
-        f"{args.n_repeats} draws each")
+    say(f"evaluating {plural(len(tasks), 'rater')} of {args.data} at {args.n_support} "
+        f"support images, {plural(args.n_repeats, 'draw')} each")
     t0 = time.perf_counter()
     result = evaluate_personalization(prior, tasks, n_support=tuple(args.n_support),
                                       n_repeats=args.n_repeats, random_state=args.random_state,
@@ -286,11 +301,12 @@ def _add_data_args(p, what):
 
 
 def _add_table_args(p):
-    p.add_argument("--image-root", help="folder the CSV's image names are relative to "
-                                        "(default: the CSV's folder)")
-    p.add_argument("--rater-col", default="rater", help="rater id column")
-    p.add_argument("--image-col", default="image", help="image file column")
-    p.add_argument("--score-col", default="score", help="score column")
+    p.add_argument("--image-root", default=TABLE_DEFAULTS["image_root"],
+                   help="folder the CSV's image names are relative to (default: the CSV's "
+                        "folder)")
+    p.add_argument("--rater-col", default=TABLE_DEFAULTS["rater_col"], help="rater id column")
+    p.add_argument("--image-col", default=TABLE_DEFAULTS["image_col"], help="image file column")
+    p.add_argument("--score-col", default=TABLE_DEFAULTS["score_col"], help="score column")
 
 
 def _add_common_args(p, device=True, seed=True):
@@ -313,7 +329,16 @@ def _add_benchmark_args(p):
 
 
 def _score_range(text):
-    return tuple(float(v) for v in text.split(","))
+    """``--score-range LOW,HIGH`` as a pair of floats; argparse names the option on error."""
+    parts = text.split(",")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        return tuple(float(v) for v in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected LOW,HIGH: two numbers separated by a comma, e.g. 1,5; got {text!r}"
+        ) from None
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -495,12 +520,19 @@ def main(argv=None):
 def console(argv=None):
     """The ``sklearn-piaa`` command: :func:`main`, with errors in the input as one line.
 
-    A ValueError or an OSError (a bad table, a missing or unwritable file) is printed as
+    A ValueError or an OSError (a bad table, a missing or unwritable file), or a
+    SystemExit carrying a message (a misused option), is printed as
     ``sklearn-piaa: error: ...`` with exit status 1, not as a traceback; set the
-    environment variable ``SKLEARN_PIAA_TRACEBACK=1`` to see the traceback.
+    environment variable ``SKLEARN_PIAA_TRACEBACK=1`` to see the traceback. argparse's
+    own exits (usage errors, ``--help``) carry a status, not a message, and pass through.
     """
     try:
         return main(argv)
+    except SystemExit as exc:
+        if not isinstance(exc.code, str) or os.environ.get("SKLEARN_PIAA_TRACEBACK"):
+            raise
+        print(f"sklearn-piaa: error: {exc.code}", file=sys.stderr)
+        return 1
     except (ValueError, OSError) as exc:
         if os.environ.get("SKLEARN_PIAA_TRACEBACK"):
             raise

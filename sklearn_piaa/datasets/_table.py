@@ -4,11 +4,13 @@ Shared by every reader in :mod:`sklearn_piaa.datasets.readers`; each check names
 file, column, rows and raters at fault.
 """
 
+import codecs
 import csv
+import io
 import numbers
 import os
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 from sklearn.utils import Bunch
@@ -30,15 +32,21 @@ def _load_table(table):
     if isinstance(table, (str, os.PathLike)):
         return _read_csv(os.fspath(table))
     if hasattr(table, "columns") and hasattr(table, "to_numpy"):  # a pandas DataFrame
-        values = np.asarray(table.to_numpy(), dtype=object)
-        cols = {str(c).strip(): values[:, j].tolist() for j, c in enumerate(table.columns)}
         name = "the DataFrame"
+        if hasattr(table, "items"):
+            # Column by column: to_numpy() of an all-numeric frame is one float array,
+            # which would turn rater 7 into '7.0' and image 101 into '101.0'.
+            items = ((c, _frame_column(s)) for c, s in table.items())
+        else:  # a frame-like object without pandas' column access
+            values = np.asarray(table.to_numpy(), dtype=object)
+            items = ((c, values[:, j].tolist()) for j, c in enumerate(table.columns))
+        cols = _named_columns(name, items)
     elif isinstance(table, Mapping):
-        cols = {str(c).strip(): list(v) for c, v in table.items()}
+        name = "the dict table"
+        cols = _named_columns(name, ((c, _dict_column(name, c, v)) for c, v in table.items()))
         lengths = {c: len(v) for c, v in cols.items()}
         if len(set(lengths.values())) > 1:
             raise ValueError(f"the columns of the dict table differ in length: {lengths}.")
-        name = "the dict table"
     else:
         raise TypeError("table must be a CSV path, a pandas DataFrame or a dict of columns; "
                         f"got {type(table).__name__}.")
@@ -46,30 +54,91 @@ def _load_table(table):
     return Bunch(cols=cols, name=name, lines=None, n=n, base=os.getcwd())
 
 
+def _named_columns(name, items):
+    cols = {}
+    for c, values in items:
+        key = str(c).strip()
+        if key in cols:
+            # Stripping can make two names one ("rater" and " rater"): keeping either
+            # column would silently drop the other.
+            raise ValueError(f"{name}: repeated column name {key!r} (after stripping spaces).")
+        cols[key] = values
+    return cols
+
+
+def _frame_column(series):
+    """A pandas column as Python values: ints stay ints; missing values (NA, NaT) are None."""
+    values = series.tolist()
+    missing = series.isna().tolist()
+    # A float NaN stays NaN, so that an error message shows the value as it was given.
+    return [None if m and not isinstance(v, float) else v for v, m in zip(values, missing)]
+
+
+def _dict_column(name, c, values):
+    # A scalar (or a str, which is iterable letter by letter) is not a column: list("abc")
+    # would make three ids of one.
+    if (isinstance(values, (str, bytes, Mapping)) or not isinstance(values, Iterable)
+            or getattr(values, "ndim", 1) != 1):
+        raise ValueError(f"{name}: column {str(c).strip()!r} must be a 1-D list or array of "
+                         f"values, one per rating; got {type(values).__name__} "
+                         f"{_short(values)}.")
+    return list(values)
+
+
+def _short(value, n=40):
+    text = repr(value)
+    return text if len(text) <= n else text[:n - 3] + "..."
+
+
+def _read_text(path):
+    """The text of UTF-8 file ``path`` (byte-order mark dropped); ValueError naming bad bytes."""
+    with open(path, "rb") as f:
+        data = f.read()
+    # A byte-order mark would otherwise glue onto the first column name.
+    skip = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+    try:
+        return data[skip:].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        at = skip + exc.start
+        line = data.count(b"\n", 0, at) + 1
+        utf16 = " (it looks UTF-16 encoded)" if data[:2] in (codecs.BOM_UTF16_LE,
+                                                              codecs.BOM_UTF16_BE) else ""
+        raise ValueError(f"{path} is not UTF-8 text{utf16}: byte 0x{data[at]:02x} at byte "
+                         f"{at} (line {line}) is not valid UTF-8; re-save it as UTF-8."
+                         ) from None
+
+
 def _read_csv(path):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"ratings file not found: {path}")
-    # utf-8-sig drops a byte-order mark, which would otherwise glue onto the first name.
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if not header or not any(h.strip() for h in header):
-            raise ValueError(f"{path} is empty: expected a header row naming the columns.")
-        names = [h.strip() for h in header]
-        if len(set(names)) < len(names):
-            raise ValueError(f"{path}: repeated column names in the header {names}.")
-        rows, lines = [], []
-        for row in reader:
-            cells = [c.strip() for c in row]
-            while len(cells) > len(names) and not cells[-1]:
-                cells.pop()  # a trailing comma is harmless
-            if not any(cells):
-                continue
-            if len(cells) != len(names):
-                raise ValueError(f"{path}, line {reader.line_num}: {len(cells)} field(s) but "
-                                 f"the header has {len(names)} ({names}).")
-            rows.append(cells)
-            lines.append(reader.line_num)
+    # newline="" keeps line ends for the csv module, which needs them inside quoted cells.
+    # skipinitialspace: in 'ann, "my image, v2.jpg", 4' the space before the quote would
+    # otherwise make the quote part of the cell and split the name at its comma.
+    reader = csv.reader(io.StringIO(_read_text(path), newline=""), skipinitialspace=True)
+    header = next((row for row in reader if any(h.strip() for h in row)), None)
+    if header is None:
+        raise ValueError(f"{path} is empty: expected a header row naming the columns.")
+    names = [h.strip() for h in header]
+    if len(names) == 1:
+        seen = [d for d in (";", "\t") if d in names[0]]
+        if seen:
+            raise ValueError(f"{path} must be comma-separated, but its header {header[0]!r} "
+                             f"has no comma and is separated by {seen[0]!r}; re-save it "
+                             "with commas between the columns.")
+    if len(set(names)) < len(names):
+        raise ValueError(f"{path}: repeated column names in the header {names}.")
+    rows, lines = [], []
+    for row in reader:
+        cells = [c.strip() for c in row]
+        while len(cells) > len(names) and not cells[-1]:
+            cells.pop()  # a trailing comma is harmless
+        if not any(cells):
+            continue
+        if len(cells) != len(names):
+            raise ValueError(f"{path}, line {reader.line_num}: {len(cells)} field(s) but "
+                             f"the header has {len(names)} ({names}).")
+        rows.append(cells)
+        lines.append(reader.line_num)
     cols = {c: [r[j] for r in rows] for j, c in enumerate(names)}
     return Bunch(cols=cols, name=path, lines=lines, n=len(rows),
                  base=os.path.dirname(os.path.abspath(path)))
@@ -139,14 +208,21 @@ def _merge_duplicates(t, raters, paths, y, duplicates):
     return [raters[i] for i in first], [paths[i] for i in first], np.bincount(code, y) / counts
 
 
-def _check_files(t, paths, root):
+#: Where a reader's images are looked for, as the advice of a missing-images error
+#: words it: for Python callers and for the command line, which share the readers.
+IMAGE_ROOT_HINT = "image_root=; --image-root on the command line"
+IMAGE_DIR_HINT = "image_dir= under the data set's root; on the command line, as distributed"
+
+
+def _check_files(t, paths, root, hint=IMAGE_ROOT_HINT):
     unique = list(dict.fromkeys(paths))
     missing = [p for p in unique if not os.path.isfile(p)]
     if missing:
         shown = [os.path.relpath(p, root) if p.startswith(root + os.sep) else p for p in missing]
         raise FileNotFoundError(
             f"{len(missing)} of the {len(unique)} image file(s) named in {t.name} are missing "
-            f"under {root}: {_first(shown)}. Check the image folder, or pass check_files=False."
+            f"under {root}: {_first(shown)}. Check the image folder ({hint}) and the image "
+            "names."
         )
 
 
@@ -160,8 +236,11 @@ def _check_min_images(t, raters, min_images):
 
 
 def _read(t, cols, image_root, duplicates="mean", check_files=True, min_images=None,
-          extra=(), locate=None):
-    """Validated ``(X, y, groups)`` of table ``t``; ``locate`` maps image cells to paths."""
+          extra=(), locate=None, hint=IMAGE_ROOT_HINT):
+    """Validated ``(X, y, groups)`` of table ``t``; ``locate`` maps image cells to paths.
+
+    ``hint`` names, in a missing-images error, how the caller sets the image folder.
+    """
     if duplicates not in ("mean", "error"):
         raise ValueError(f"duplicates must be 'mean' or 'error', got {duplicates!r}.")
     rater_col, image_col, score_col = cols
@@ -176,7 +255,7 @@ def _read(t, cols, image_root, duplicates="mean", check_files=True, min_images=N
     paths = [os.path.abspath(os.path.join(root, im)) for im in images]
     raters, paths, y = _merge_duplicates(t, raters, paths, y, duplicates)
     if check_files:
-        _check_files(t, paths, root)
+        _check_files(t, paths, root, hint)
     if min_images is not None:
         _check_min_images(t, raters, min_images)
     return paths, y.astype(np.float32), np.array(raters, dtype=object)

@@ -14,7 +14,15 @@ from sklearn.utils import Bunch
 
 from .._tasks import TaskSet
 from .._warnings import PIAAWarning
-from ._table import _first, _ids, _load_table, _read
+from ._table import (
+    IMAGE_DIR_HINT,
+    IMAGE_ROOT_HINT,
+    _first,
+    _ids,
+    _load_table,
+    _read,
+    _read_text,
+)
 
 __all__ = ["read_ratings", "read_flickr_aes", "read_para", "read_real_cur", "read_aadb"]
 
@@ -72,8 +80,7 @@ def _add_split(bunch, test_ids=None, train_ids=None, what="raters of the split")
 def _read_ids(path, column="worker", text=None):
     """Ids in ``column`` of a whitespace- (or comma-) separated table with a header row."""
     if text is None:
-        with open(path, encoding="utf-8-sig") as f:
-            text = f.read()
+        text = _read_text(path)
     rows = [re.split(r"[\s,]+", line.strip()) for line in text.splitlines() if line.strip()]
     if not rows or column not in rows[0]:
         raise ValueError(f"{path}: expected a header row naming a {column!r} column; "
@@ -92,8 +99,9 @@ def read_ratings(table, rater_col="rater", image_col="image", score_col="score",
     Parameters
     ----------
     table : str, path-like, pandas DataFrame or dict of columns
-        A comma-separated file with a header row, or an in-memory table. Spaces around
-        column names and cells are ignored. The table is never modified.
+        A comma-separated UTF-8 file with a header row (blank lines before it are
+        skipped), or an in-memory table. Spaces around column names and cells, quoted or
+        not, are ignored. The table is never modified.
     rater_col, image_col, score_col : str, default="rater", "image", "score"
         Columns of the rater id, the image file (relative to ``image_root``, or absolute)
         and the numeric score.
@@ -122,9 +130,11 @@ def read_ratings(table, rater_col="rater", image_col="image", score_col="score",
     FileNotFoundError
         If the table or, with ``check_files``, images are missing (count, first names).
     ValueError
-        On missing columns (naming those found), an empty table or id cell, non-numeric or
-        non-finite scores (rows, values), duplicates with ``duplicates="error"``, or
-        raters with fewer than ``min_images`` images (names, counts).
+        On a file that is not UTF-8 (naming the byte) or not comma-separated, a dict
+        column that is not a list or array, repeated or missing columns (naming those
+        found), an empty table or id cell, non-numeric or non-finite scores (rows,
+        values), duplicates with ``duplicates="error"``, or raters with fewer than
+        ``min_images`` images (names, counts).
 
     Examples
     --------
@@ -138,9 +148,15 @@ def read_ratings(table, rater_col="rater", image_col="image", score_col="score",
     (TaskSet(n_raters=2, n_ratings=3), [4.0, 2.0, 5.0], ['ann', 'ann', 'bob'], 'b.jpg')
     >>> tmp.cleanup()
     """
-    t = _load_table(table)
-    X, y, groups = _read(t, (rater_col, image_col, score_col), image_root, duplicates,
+    return _read_ratings(table, (rater_col, image_col, score_col), image_root, duplicates,
                          check_files, min_images)
+
+
+def _read_ratings(table, cols, image_root, duplicates="mean", check_files=True,
+                  min_images=None, hint=IMAGE_ROOT_HINT):
+    """:func:`read_ratings`; ``hint`` names the caller's image folder parameter."""
+    t = _load_table(table)
+    X, y, groups = _read(t, cols, image_root, duplicates, check_files, min_images, hint=hint)
     return _bunch(X, y, groups, f"Ratings read from {t.name}")
 
 
@@ -205,7 +221,7 @@ def read_flickr_aes(root, ratings_file="FLICKR-AES_image_labeled_by_each_worker.
     root = os.fspath(root)
     t = _load_table(os.path.join(root, ratings_file))
     X, y, groups = _read(t, ("worker", "imagePair", "score"), os.path.join(root, image_dir),
-                         check_files=check_files)
+                         check_files=check_files, hint=IMAGE_DIR_HINT)
     bunch = _bunch(X, y, groups, "FLICKR-AES (Ren et al., ICCV 2017), per-worker 1-5 scores")
     if split is None:
         return bunch
@@ -274,7 +290,7 @@ def read_para(root, ratings_file="annotation/PARA-Images.csv", image_dir="imgs",
 
     X, y, groups = _read(t, ("userId", "imageName", "aestheticScore"),
                          os.path.join(root, image_dir), check_files=check_files,
-                         extra=("sessionId",), locate=locate)
+                         extra=("sessionId",), locate=locate, hint=IMAGE_DIR_HINT)
     bunch = _bunch(X, y, groups, "PARA (Yang et al., CVPR 2022), per-subject aesthetic scores")
     return bunch if test_users is None else _add_split(bunch, test_users, None, "users given")
 
@@ -335,7 +351,7 @@ def read_real_cur(root, ratings_file="ratings.csv", image_dir="images", check_fi
         return [os.path.join(w, str(int(s)), im) for w, s, im in zip(raters, y, images)]
 
     X, y, groups = _read(t, ("worker", "image", "MOS"), os.path.join(root, image_dir),
-                         check_files=check_files, locate=locate)
+                         check_files=check_files, locate=locate, hint=IMAGE_DIR_HINT)
     bunch = _bunch(X, y, groups, "REAL-CUR (Lv et al., ACM MM 2018), per-user scores")
     bunch = _add_split(bunch, bunch.tasks.raters, None, "users; REAL-CUR has test users only")
     bunch.train_raters = None
@@ -397,8 +413,9 @@ def read_aadb(root, ratings_file="AADB_AllinAll.csv", image_dir="datasetImages_o
     >>> tmp.cleanup()
     """
     root = os.fspath(root)
-    bunch = read_ratings(os.path.join(root, ratings_file), rater_col, image_col, score_col,
-                         image_root=os.path.join(root, image_dir), check_files=check_files)
+    bunch = _read_ratings(os.path.join(root, ratings_file), (rater_col, image_col, score_col),
+                          os.path.join(root, image_dir), check_files=check_files,
+                          hint=IMAGE_DIR_HINT)
     bunch.DESCR = "AADB (Kong et al., ECCV 2016). " + bunch.DESCR
     return bunch if test_workers is None else _add_split(bunch, test_workers, None,
                                                          "workers given")

@@ -1,0 +1,268 @@
+"""Ratings tables and the command line: bad input gets an error naming file, column, line.
+
+Each case here once gave a silent wrong answer (ids '7.0' for rater 7), a bare
+UnicodeDecodeError or TypeError, a misleading message, or an option silently ignored.
+"""
+
+import argparse
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sklearn_piaa._cli_common import plural
+from sklearn_piaa.cli import _one_rater, console, main
+from sklearn_piaa.datasets import read_flickr_aes, read_ratings
+
+FLICKR_CSV = "FLICKR-AES_image_labeled_by_each_worker.csv"
+
+
+def _csv(tmp_path, text, name="r.csv"):
+    path = tmp_path / name
+    path.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8"))
+    return str(path)
+
+
+def _images(folder, names):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.RandomState(0)
+    for name in names:
+        Image.fromarray((rng.rand(16, 16, 3) * 255).astype(np.uint8)).save(folder / name,
+                                                                            format="PNG")
+
+
+# -- in-memory tables ----------------------------------------------------------------
+
+
+def test_an_all_numeric_dataframe_keeps_integer_ids(tmp_path):
+    pd = pytest.importorskip("pandas")
+    _images(tmp_path, ["101", "102"])
+    frame = pd.DataFrame({"rater": [7, 8], "image": [101, 102], "score": [1.5, 2.0]})
+    # The ids must not depend on the other columns' types: as strings, or with image
+    # files named by id, they are the same.
+    data = read_ratings(frame, image_root=tmp_path)
+    assert data.groups.tolist() == ["7", "8"]
+    assert [os.path.basename(x) for x in data.X] == ["101", "102"]
+    as_text = read_ratings(frame.astype({"image": str}), image_root=tmp_path)
+    assert as_text.groups.tolist() == data.groups.tolist() and as_text.X == data.X
+    np.testing.assert_array_equal(data.y, [1.5, 2.0])
+
+
+def test_a_missing_value_of_a_nullable_dataframe_column_is_an_empty_cell():
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({"rater": pd.array([7, None], dtype="Int64"), "image": ["a", "b"],
+                          "score": [1.0, 2.0]})
+    with pytest.raises(ValueError, match="column 'rater' is empty at row 1"):
+        read_ratings(frame, check_files=False)
+
+
+def test_column_names_equal_after_stripping_are_refused():
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({"rater": ["a"], " rater": ["b"], "image": ["x"], "score": [1]})
+    with pytest.raises(ValueError, match="the DataFrame: repeated column name 'rater'"):
+        read_ratings(frame, check_files=False)
+    with pytest.raises(ValueError, match="the dict table: repeated column name 'rater'"):
+        read_ratings(dict(frame.to_dict("list")), check_files=False)
+
+
+@pytest.mark.parametrize("column, value, shown", [
+    ("score", 3, "int 3"),
+    ("rater", "ann", "str 'ann'"),  # iterable, but one id, not three
+    ("image", np.array("x.jpg"), "ndarray"),
+    ("score", np.ones((2, 2)), "ndarray"),
+])
+def test_a_dict_table_needs_a_list_per_column(column, value, shown):
+    table = {"rater": ["a", "b"], "image": ["x", "y"], "score": [1, 2], column: value}
+    with pytest.raises(ValueError, match=f"the dict table: column '{column}' must be a 1-D "
+                                         f"list or array .*got {shown}"):
+        read_ratings(table, check_files=False)
+
+
+# -- CSV files -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("content, found", [
+    ("rater,image,score\nJosé,a.jpg,3\n".encode("latin-1"),
+     r"is not UTF-8 text: byte 0xe9 at byte 21 \(line 2\)"),
+    ("rater,image,score\nann,a.jpg,3\n".encode("utf-16"),
+     r"is not UTF-8 text \(it looks UTF-16 encoded\): byte 0xff at byte 0 \(line 1\)"),
+    # counted in the file's bytes, byte-order mark included
+    (b"\xef\xbb\xbfrater,image,score\nann,a.jpg,3\nb\xf6b,b.jpg,1\n",
+     r"is not UTF-8 text: byte 0xf6 at byte 34 \(line 3\)"),
+])
+def test_a_csv_that_is_not_utf8_names_the_file_and_the_byte(tmp_path, content, found):
+    path = _csv(tmp_path, content, "latin.csv")
+    with pytest.raises(ValueError, match=rf"latin\.csv {found} is not valid UTF-8; re-save it "
+                                         "as UTF-8"):
+        read_ratings(path, check_files=False)
+
+
+def test_a_worker_list_that_is_not_utf8_names_the_file(tmp_path):
+    _csv(tmp_path, "worker, imagePair, score\nw1, a.jpg, 3\nw2, b.jpg, 4\n", FLICKR_CSV)
+    _csv(tmp_path, "worker\nJosé\n".encode("latin-1"), "test_workers.csv")
+    with pytest.raises(ValueError, match=r"test_workers\.csv is not UTF-8 text.*line 2"):
+        read_flickr_aes(tmp_path, check_files=False)
+
+
+@pytest.mark.parametrize("text, image", [
+    ('rater, image, score\nann, "my image, v2.jpg", 4\n', "my image, v2.jpg"),
+    ('rater,image,score\nann,   "my image, v2.jpg"  ,4\n', "my image, v2.jpg"),
+    # what already worked stays as it was
+    ('rater,image,score\nann,"my image, v2.jpg",4\n', "my image, v2.jpg"),
+    (" rater , image , score \n ann ,  a b.jpg , 4 \n", "a b.jpg"),
+    ('"rater","image","score"\n"ann","a.jpg","4"\n', "a.jpg"),
+    ("rater,image,score,\nann,a.jpg,4,\n", "a.jpg"),
+    ("rater,image,score\r\nann,a.jpg,4\r\n", "a.jpg"),
+    ("rater,image,score\rann,a.jpg,4\r", "a.jpg"),
+])
+def test_spaces_before_a_quoted_cell_are_ignored(tmp_path, text, image):
+    data = read_ratings(_csv(tmp_path, text), check_files=False)
+    assert data.groups.tolist() == ["ann"] and data.y.tolist() == [4.0]
+    assert data.X == [str(tmp_path / image)]
+
+
+def test_a_quoted_cell_keeps_inner_spaces_and_line_numbers_stay_right(tmp_path):
+    path = _csv(tmp_path, 'rater,image,score\nann, "a,\nb.jpg", 4\nann, c.jpg, x\n')
+    with pytest.raises(ValueError, match=r"line 4 \('x'\)"):
+        read_ratings(path, check_files=False)
+
+
+@pytest.mark.parametrize("sep, shown", [(";", "';'"), ("\t", r"'\\t'")])
+def test_a_file_separated_by_semicolons_or_tabs_is_refused(tmp_path, sep, shown):
+    path = _csv(tmp_path, sep.join(["rater", "image", "score"]) + "\n"
+                + sep.join(["ann", "a.jpg", "3,5"]) + "\n", "semi.csv")
+    with pytest.raises(ValueError, match=rf"semi\.csv must be comma-separated.* separated by "
+                                         rf"{shown}"):
+        read_ratings(path, check_files=False)
+
+
+def test_a_single_column_header_is_not_mistaken_for_a_delimiter(tmp_path):
+    path = _csv(tmp_path, "rater\nann\n")
+    with pytest.raises(ValueError, match=r"lacks column\(s\) \['image', 'score'\]"):
+        read_ratings(path, check_files=False)
+
+
+def test_blank_lines_before_the_header_are_skipped(tmp_path):
+    path = _csv(tmp_path, "\n \r\n\nrater,image,score\nann,a.jpg,3\nann,b.jpg,x\n")
+    with pytest.raises(ValueError, match=r"line 6 \('x'\)"):  # lines count from the top
+        read_ratings(path, check_files=False)
+    data = read_ratings(_csv(tmp_path, "\n\nrater,image,score\nann,a.jpg,3\n"),
+                        check_files=False)
+    assert data.groups.tolist() == ["ann"] and data.y.tolist() == [3.0]
+    with pytest.raises(ValueError, match=r"blank\.csv is empty"):
+        read_ratings(_csv(tmp_path, "\n \n\n", "blank.csv"), check_files=False)
+
+
+# -- the missing-images advice -------------------------------------------------------
+
+
+def test_the_missing_images_error_names_how_to_set_the_image_folder(tmp_path):
+    path = _csv(tmp_path, "rater,image,score\nann,zzz.jpg,3\n")
+    with pytest.raises(FileNotFoundError) as info:
+        read_ratings(path)
+    message = str(info.value)
+    assert "zzz.jpg" in message and "check_files=False" not in message
+    assert "image_root=" in message and "--image-root on the command line" in message
+    _csv(tmp_path, "worker, imagePair, score\nw1, zzz.jpg, 3\n", FLICKR_CSV)
+    with pytest.raises(FileNotFoundError, match="image_dir=") as info:
+        read_flickr_aes(tmp_path, split=None)
+    assert "image_root" not in str(info.value)
+    with pytest.raises(FileNotFoundError, match="image_root=; --image-root"):
+        main(["meta-train", path, "-o", str(tmp_path / "p.pt")])
+
+
+# -- the command line ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("options, named", [
+    (["--image-root", "imgs"], "--image-root does not apply"),
+    (["--rater-col", "worker", "--score-col", "s"], "--rater-col, --score-col do not apply"),
+    (["--image-col", "imagePair"], "--image-col does not apply"),
+])
+def test_table_options_are_refused_with_a_data_set_format(tmp_path, options, named):
+    _csv(tmp_path, "worker, imagePair, score\nw1, a.jpg, 3\n", FLICKR_CSV)
+    message = f"{named} with --format flickr-aes"
+    with pytest.raises(SystemExit, match=message):
+        main(["meta-train", str(tmp_path), "--format", "flickr-aes", *options,
+              "-o", str(tmp_path / "p.pt")])
+    # before the prior is loaded: no work is done for a command that would mislead
+    with pytest.raises(SystemExit, match=message):
+        main(["evaluate", str(tmp_path / "no_prior.pt"), str(tmp_path), "--format",
+              "flickr-aes", *options])
+
+
+def test_table1_refuses_table_options_without_ratings():
+    # A tiny run, so that the test stays quick should the refusal ever go.
+    tiny = ["--n-images", "20", "--n-raters", "4", "--images-per-rater", "10",
+            "--image-size", "16", "--backbone", "tiny_cnn", "--algorithms", "none",
+            "--n-support", "2", "--n-repeats", "1", "--n-iterations", "1", "--quiet"]
+    with pytest.raises(SystemExit, match="--rater-col does not apply without --ratings.*"
+                                         "built-in benchmark"):
+        main(["table1", "--rater-col", "worker", *tiny])
+
+
+def test_the_command_prints_option_errors_as_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("SKLEARN_PIAA_TRACEBACK", raising=False)
+    args = ["meta-train", str(tmp_path), "--format", "para", "--image-root", "x",
+            "-o", str(tmp_path / "p.pt")]
+    assert console(args) == 1
+    err = capsys.readouterr().err
+    assert err == ("sklearn-piaa: error: --image-root does not apply with --format para, "
+                   "which reads the data set's own columns and image folder under DATA; use "
+                   "--format table (the default) for a CSV laid out otherwise.\n")
+    monkeypatch.setenv("SKLEARN_PIAA_TRACEBACK", "1")
+    with pytest.raises(SystemExit, match="--image-root does not apply"):
+        console(args)
+
+
+def test_argparse_exits_pass_through_the_command(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        console(["evaluate", "p.pt", "d.csv", "--score-range", "0-500"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--score-range: expected LOW,HIGH: two numbers separated by a comma" in err
+    assert "'0-500'" in err and "invalid _score_range value" not in err
+    with pytest.raises(SystemExit, match="^0$"):
+        console(["--help"])
+
+
+@pytest.mark.parametrize("text", ["1", "1,2,3", "a,b", ""])
+def test_score_range_must_be_two_numbers(text, capsys):
+    with pytest.raises(SystemExit):
+        main(["evaluate", "p.pt", "d.csv", "--score-range", text])
+    assert "expected LOW,HIGH" in capsys.readouterr().err
+
+
+def test_an_unknown_rater_is_named_with_the_raters_there(tmp_path):
+    _images(tmp_path, ["a.png"])
+    raters = [f"r{i:02d}" for i in range(12)]
+    path = _csv(tmp_path, "rater,image,score\n" + "".join(f"{r},a.png,3\n" for r in raters))
+    args = argparse.Namespace(ratings=path, rater="nope", rater_col="rater",
+                              image_col="image", score_col="score", image_root=None)
+    with pytest.raises(SystemExit) as info:
+        _one_rater(args)
+    assert info.value.code == (f"no rater 'nope' in {path}; it has r00, r01, r02, r03, r04, "
+                               "r05, r06, r07, r08, r09, ... (12 in all).")
+
+
+def test_counts_are_worded_in_the_singular_for_one():
+    assert [plural(n, "draw") for n in (0, 1, 2)] == ["0 draws", "1 draw", "2 draws"]
+
+
+def test_meta_train_and_evaluate_say_one_rater_and_one_draw(tmp_path, capsys):
+    names = [f"{i}.png" for i in range(12)]
+    _images(tmp_path / "40K", names)
+    rows = [f"w{u}, {im}, {1 + (u + i) % 5}" for u in range(3) for i, im in enumerate(names)]
+    _csv(tmp_path, "worker, imagePair, score\n" + "\n".join(rows) + "\n", FLICKR_CSV)
+    _csv(tmp_path, "worker\nw2\n", "test_workers.csv")
+    prior = tmp_path / "prior.pt"
+    main(["meta-train", str(tmp_path), "--format", "flickr-aes", "-o", str(prior),
+          "--backbone", "tiny_cnn", "--n-iterations", "1", "--tasks-per-batch", "2",
+          "--support-size", "4", "--query-size", "4", "--quiet"])
+    out = capsys.readouterr().out
+    assert "2 raters, 24 ratings for meta-training (1 test rater left out)" in out
+    main(["evaluate", str(prior), str(tmp_path), "--format", "flickr-aes", "--n-support",
+          "5", "--n-repeats", "1", "--quiet"])
+    out = capsys.readouterr().out
+    assert "evaluating 1 rater of " in out and "support images, 1 draw each" in out
