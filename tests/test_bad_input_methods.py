@@ -4,7 +4,6 @@ import re
 import warnings
 
 import numpy as np
-import pandas as pd
 import pytest
 from conftest import TRAITS
 from sklearn.exceptions import NotFittedError
@@ -74,6 +73,7 @@ def _paiaa(personality):
 
 
 def test_paiaa_refuses_duplicated_and_non_numeric_table_rows(ratings):
+    pd = pytest.importorskip("pandas")  # not in the [test] extra
     X, y, groups = ratings
     table = pd.DataFrame(TRAITS).T
     doubled = pd.concat([table, table.loc[["r03"]] * 0.5])
