@@ -72,12 +72,7 @@ def check_writable_dir(path, needed_bytes=0, what="directory"):
         raise ValueError(f"{what} {path!r} cannot be created: {exc.strerror or exc}.") from None
     if not os.path.isdir(path):
         raise ValueError(f"{what} {path!r} exists and is not a directory.")
-    # os.access says yes to root on read-only mounts: probe with a real file.
-    try:
-        with tempfile.TemporaryFile(dir=path):
-            pass
-    except OSError as exc:
-        raise ValueError(f"{what} {path!r} is not writable: {exc.strerror or exc}.") from None
+    _probe_writable(path, f"{what} {path!r}")
     if needed_bytes:
         free = shutil.disk_usage(path).free
         if free < needed_bytes:
@@ -111,9 +106,14 @@ def check_output_file(path, inputs=(), what="output file"):
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise ValueError(f"{what} {path!r}: folder {folder!r} does not exist.")
+    _probe_writable(folder, f"{what} {path!r}: folder {folder!r}")
+
+
+def _probe_writable(folder, name):
+    """Raise a ValueError starting with ``name`` unless a file can be created in ``folder``."""
+    # os.access says yes to root on read-only mounts: probe with a real file.
     try:
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as exc:
-        raise ValueError(f"{what} {path!r}: folder {folder!r} is not writable: "
-                         f"{exc.strerror or exc}.") from None
+        raise ValueError(f"{name} is not writable: {exc.strerror or exc}.") from None
