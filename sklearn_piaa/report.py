@@ -145,6 +145,9 @@ def compare_methods(train_tasks, test_tasks, algorithms=tuple(TABLE1_METHODS),
     unknown = sorted(set(algorithms) - known)
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; choose from {sorted(known)}.")
+    repeated = sorted({a for a in algorithms if algorithms.count(a) > 1})
+    if repeated:  # the results are keyed by method: a second run would replace the first
+        raise ValueError(f"algorithms lists {repeated} more than once.")
     for what, given in (("method_params", method_params), ("method_tasks", method_tasks)):
         # A misspelt key would silently run the method with its defaults. Keys of known
         # methods not run here are allowed: one settings dict may serve many runs.

@@ -322,7 +322,7 @@ def select_support(X, n, strategy="kcenter", *, selector=None, train_tasks=None,
         Training raters over the same embeddings; needed by ``"disagreement"`` and
         ``"hybrid"``.
     random_state : int, RandomState instance or None, default=None
-        For ``"random"``.
+        For ``"random"``; not with ``selector`` (which has its own).
 
     Returns
     -------
@@ -343,9 +343,10 @@ def select_support(X, n, strategy="kcenter", *, selector=None, train_tasks=None,
     [2, 0, 5]
     """
     if selector is not None:
-        if train_tasks is not None:
-            raise ValueError("pass either selector or train_tasks, not both: a given "
-                             "selector is used as it is.")
+        for name, value in (("train_tasks", train_tasks), ("random_state", random_state)):
+            if value is not None:  # the selector's own settings and fit would win silently
+                raise ValueError(f"pass either selector or {name}, not both: a given "
+                                 "selector is used as it is (set its random_state).")
         return selector.select(X, n)
     selector = SupportSelector(strategy, random_state=random_state)
     if train_tasks is not None:

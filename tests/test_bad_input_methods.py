@@ -181,6 +181,8 @@ def test_compare_methods_refuses_keys_that_name_no_method(ratings):
     with pytest.raises(ValueError, match=r"method_tasks has key\(s\) \['ridg'\]"):
         compare_methods(train, test, algorithms=("ridge",),
                         method_tasks={"ridg": (train, test)}, **kw)
+    with pytest.raises(ValueError, match=r"algorithms lists \['ridge'\] more than once"):
+        compare_methods(train, test, algorithms=("ridge", "fpmf", "ridge"), **kw)
     # A string is one method, not its letters; settings of a method not run are allowed.
     results = compare_methods(train, test, algorithms="ridge",
                               method_params={"pam": {"attribute_columns": [6]}}, **kw)

@@ -211,6 +211,8 @@ def test_unfitted_and_mismatched_selectors():
         sel.select(X[:, :3], 2)
     with pytest.raises(ValueError, match="either selector or train_tasks"):
         select_support(X, 2, selector=sel, train_tasks=_planted_disagreement())
+    with pytest.raises(ValueError, match="either selector or random_state"):
+        select_support(X, 2, selector=sel, random_state=0)
     np.testing.assert_array_equal(select_support(X, 3, selector=sel), sel.select(X, 3))
 
 
