@@ -6,7 +6,6 @@ by file path + modification time + size, or by pixel content for in-memory image
 """
 
 import hashlib
-import numbers
 import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +16,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from sklearn.utils import check_array
 
 from ._device import autocast
-from ._inputs import FEATURES, as_indexable, check_finite_features, input_kind
+from ._inputs import FEATURES, as_indexable, check_finite_features, input_kind, is_count
 from ._io import atomic_write, check_writable_dir
 from ._progress import progress
 from ._warnings import PIAAWarning
@@ -99,7 +98,9 @@ def load_image(src):
             raise ValueError(f"cannot read image file {path}: {exc}") from None
     if isinstance(src, Image.Image):
         try:  # an image from Image.open decodes lazily: a truncated file fails here
-            return to_rgb(ImageOps.exif_transpose(src))
+            if src.getexif().get(0x0112, 1) != 1:  # exif_transpose copies even when upright
+                src = ImageOps.exif_transpose(src)
+            return to_rgb(src)
         except (OSError, ValueError, Image.DecompressionBombError) as exc:
             raise ValueError(f"cannot read {_name(src)}: {exc}") from None
     arr = np.asarray(src)
@@ -852,8 +853,7 @@ def embed_images(X, backbone="efficientnet_lite0", backbone_weights=None, batch_
     from ._device import resolve_device
     from .nn import load_backbone
 
-    if (not isinstance(batch_size, numbers.Integral) or isinstance(batch_size, bool)
-            or batch_size < 1):
+    if not is_count(batch_size):
         raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}.")
     dev = resolve_device(device)
     model = load_backbone(backbone, backbone_weights).to(dev)

@@ -4,13 +4,14 @@
 of differently sized ones, or precomputed feature arrays ``(N, D)``.
 """
 
+import numbers
 import os
 
 import numpy as np
 from scipy import sparse
 
 __all__ = ["input_kind", "n_samples", "take", "concat", "check_score_range",
-           "check_finite_features", "check_scores"]
+           "check_finite_features", "check_scores", "is_count"]
 
 FEATURES = "features"
 IMAGES = "images"
@@ -107,6 +108,12 @@ def concat(parts):
     for p in parts:
         out.extend(list(p))
     return out
+
+
+def is_count(value, low=1):
+    """Whether ``value`` is an integer of at least ``low`` (bool and whole floats are not)."""
+    return (isinstance(value, numbers.Integral) and not isinstance(value, bool)
+            and value >= low)
 
 
 def check_score_range(score_range):

@@ -1,7 +1,6 @@
 """The skorch regressor that holds a prior or a personalized aesthetic network."""
 
 import copy
-import numbers
 import warnings
 
 import numpy as np
@@ -13,7 +12,7 @@ from skorch.utils import to_tensor
 
 from ._array_loader import array_loader
 from ._device import autocast
-from ._inputs import check_scores
+from ._inputs import check_scores, is_count
 from ._warnings import PIAAWarning
 from .nn.adam import adam_step, is_plain_fused_adam
 from .nn.head import AestheticHead
@@ -116,8 +115,7 @@ class PersonalizedNet(NeuralNetRegressor):
             raise ValueError("mixed_precision must be True, False or 'inference'; got "
                              f"{self.mixed_precision!r}.")
         # skorch runs no epoch for a negative count: the "trained" net would be the prior.
-        if (not isinstance(self.max_epochs, numbers.Integral) or isinstance(self.max_epochs, bool)
-                or self.max_epochs < 0):
+        if not is_count(self.max_epochs, low=0):
             raise ValueError(f"max_epochs must be a non-negative integer; got "
                              f"{self.max_epochs!r}.")
         return super().initialize()

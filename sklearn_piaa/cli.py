@@ -139,7 +139,6 @@ def _check_output(path, *inputs):
 def run_meta_train(args, out=None):
     """Run ``sklearn-piaa meta-train``: fit a prior on a data set and save it."""
     say = printer(out)
-    _check_format_options(args)
     _check_output(args.output, args.data)
     t0 = time.perf_counter()
     data = _read_data(args)
@@ -264,11 +263,10 @@ def run_predict(args, out=None):
 def run_evaluate(args, out=None):
     """Run ``sklearn-piaa evaluate``: the 10/100-image protocol for a saved prior."""
     say = printer(out)
-    _check_format_options(args)
     if args.output:
         _check_output(args.output, args.prior, args.data)
+    data = _read_data(args)  # a bad table or option fails before the prior is loaded
     prior = _load_prior(args.prior, args.device)
-    data = _read_data(args)
     tasks = data.test if data.test is not None else data.tasks
     say(f"evaluating {plural(len(tasks), 'rater')} of {args.data} at {args.n_support} "
         f"support images, {plural(args.n_repeats, 'draw')} each")

@@ -8,7 +8,7 @@ import numpy as np
 from joblib import Parallel, delayed
 from sklearn.utils import check_random_state
 
-from ._inputs import FEATURES, input_kind, take
+from ._inputs import FEATURES, input_kind, is_count, take
 from ._progress import progress
 from ._tasks import TaskSet
 from ._warnings import PIAAWarning, UndefinedSROCCWarning
@@ -174,7 +174,7 @@ def _check_protocol(test_tasks, n_support):
         raise TypeError("test_tasks must be a TaskSet or a dict rater -> (X, y); got "
                         f"{type(test_tasks).__name__}.")
     n_support = (n_support,) if np.isscalar(n_support) else tuple(n_support)
-    if not n_support or not all(_is_count(k) for k in n_support):
+    if not n_support or not all(is_count(k) for k in n_support):
         raise ValueError(f"n_support must be positive integers; got {n_support}.")
     n_support = tuple(int(k) for k in n_support)
     repeated = sorted({k for k in n_support if n_support.count(k) > 1})
@@ -185,14 +185,8 @@ def _check_protocol(test_tasks, n_support):
     return test_tasks, n_support
 
 
-def _is_count(value):
-    """Whether ``value`` is a positive integer (bool and whole floats are not)."""
-    return (isinstance(value, numbers.Integral) and not isinstance(value, bool)
-            and value >= 1)
-
-
 def _check_repeats(n_repeats):
-    if not _is_count(n_repeats):
+    if not is_count(n_repeats):
         raise ValueError(f"n_repeats must be a positive integer; got {n_repeats!r}.")
     return int(n_repeats)
 
