@@ -119,6 +119,14 @@ def is_count(value, low=1):
 def check_score_range(score_range):
     """``score_range`` as two finite floats ``(low, high)`` with ``low < high``.
 
+    Parameters
+    ----------
+    score_range : sequence of two numbers
+
+    Returns
+    -------
+    (float, float)
+
     Raises
     ------
     ValueError
@@ -140,7 +148,14 @@ def check_score_range(score_range):
 
 
 def check_finite_features(X, what="X"):
-    """Raise a ValueError naming the rows of a feature array ``X`` that hold NaN or inf."""
+    """Raise a ValueError naming the rows of a feature array ``X`` that hold NaN or inf.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_rows, n_features)
+    what : str, default="X"
+        How the message names the array.
+    """
     bad = np.flatnonzero(~np.isfinite(X).all(axis=1))
     if len(bad):
         rows = ", ".join(map(str, bad[:5])) + (", ..." if len(bad) > 5 else "")
@@ -153,6 +168,18 @@ def check_scores(y, n_rows=None, what="y"):
 
     A column vector ``(n, 1)`` is accepted; any other 2-D shape is refused rather than
     flattened, which would pair scores with the wrong images.
+
+    Parameters
+    ----------
+    y : array-like
+    n_rows : int, default=None
+        The number of images ``y`` must score, if known.
+    what : str, default="y"
+        How messages name ``y``.
+
+    Returns
+    -------
+    ndarray of shape (n,), float64
     """
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] == 1:
