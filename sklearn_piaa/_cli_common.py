@@ -36,7 +36,14 @@ def given_table_options(args):
 
 
 def image_files(paths):
-    """The image files named by ``paths``; folders are searched recursively."""
+    """The image files named by ``paths``; folders are searched recursively.
+
+    A path that names nothing is an error: a mistyped file name given on the command
+    line would otherwise be scored as an unreadable image (NaN) with exit status 0.
+    """
+    missing = [path for path in paths if not os.path.exists(path)]
+    if missing:
+        raise SystemExit(f"no such file or folder: {', '.join(missing)}")
     files = []
     for path in paths:
         if os.path.isdir(path):

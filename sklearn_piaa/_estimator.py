@@ -30,6 +30,7 @@ from ._inputs import (
     check_score_range,
     check_scores,
     input_kind,
+    is_count,
     n_samples,
     take,
 )
@@ -398,7 +399,7 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
                         owner=type(self).__name__)
 
     def _check_shapes(self):
-        if not all(isinstance(h, numbers.Integral) and h > 0 for h in self.hidden_sizes):
+        if not all(is_count(h) for h in self.hidden_sizes):
             raise ValueError(f"hidden_sizes must be positive integers; got {self.hidden_sizes}.")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ValueError(f"betas must be two numbers in [0, 1); got {self.betas}.")

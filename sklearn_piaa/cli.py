@@ -233,6 +233,7 @@ def run_predict(args, out=None):
     say = printer(out)
     if args.output != "-":
         _check_output(args.output, args.model, *args.images)
+    files = image_files(args.images)  # a mistyped path fails before the model loads
     model = load_model(args.model, device=args.device)
     owner = (model.prior_ if isinstance(model, PersonalizedNet)
              else model.prior if isinstance(model, PersonalizedBaseline) else model)
@@ -243,7 +244,6 @@ def run_predict(args, out=None):
     for attr, value in (("on_error", args.on_error), ("progress", not args.quiet)):
         if hasattr(adapter, attr):
             setattr(adapter, attr, value)
-    files = image_files(args.images)
     t0 = time.perf_counter()
     scores = model.predict(files)
 

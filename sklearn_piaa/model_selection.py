@@ -1,11 +1,12 @@
 """Splitters: over raters (meta-train vs meta-test) and within one rater (support vs query)."""
 
-import numbers
 
 import numpy as np
 from sklearn.model_selection import GroupKFold, GroupShuffleSplit
 from sklearn.model_selection._split import BaseCrossValidator
 from sklearn.utils import check_random_state
+
+from ._inputs import is_count
 
 __all__ = ["UserGroupKFold", "UserGroupShuffleSplit", "SupportQuerySplit"]
 
@@ -119,9 +120,9 @@ class SupportQuerySplit(BaseCrossValidator):
 
     def split(self, X, y=None, groups=None):
         """Yield (support, query) index arrays."""
-        if not isinstance(self.n_support, numbers.Integral) or self.n_support < 1:
+        if not is_count(self.n_support):
             raise ValueError(f"n_support must be a positive integer; got {self.n_support!r}.")
-        if not isinstance(self.n_repeats, numbers.Integral) or self.n_repeats < 1:
+        if not is_count(self.n_repeats):
             raise ValueError(f"n_repeats must be a positive integer; got {self.n_repeats!r}.")
         n = len(X)
         if n < self.n_support + 2:

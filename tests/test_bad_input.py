@@ -218,3 +218,19 @@ def test_the_command_prints_input_errors_as_one_line(tmp_path, capsys, monkeypat
     monkeypatch.setenv("SKLEARN_PIAA_TRACEBACK", "1")
     with pytest.raises(FileNotFoundError, match="missing.csv"):
         console(["meta-train", str(missing), "-o", str(tmp_path / "p.pt")])
+
+
+@pytest.mark.parametrize("sizes", [(True,), (8, 0), (8.0,)])
+def test_hidden_sizes_must_be_counts(fitted, tiny_params, sizes):
+    # (True,) reached torch and failed there, far from the parameter.
+    _, X, y, groups = fitted
+    with pytest.raises(ValueError, match="hidden_sizes must be positive integers"):
+        MetaAestheticRegressor(**{**tiny_params, "hidden_sizes": sizes}).fit(
+            X, y, groups=groups)
+
+
+@pytest.mark.parametrize("param", ["n_support", "n_repeats"])
+def test_support_query_split_counts_refuse_bools(param):
+    from sklearn_piaa import SupportQuerySplit
+    with pytest.raises(ValueError, match=f"{param} must be a positive integer"):
+        list(SupportQuerySplit(**{param: True}).split(np.zeros((12, 2))))

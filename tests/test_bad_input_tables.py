@@ -266,3 +266,14 @@ def test_meta_train_and_evaluate_say_one_rater_and_one_draw(tmp_path, capsys):
           "5", "--n-repeats", "1", "--quiet"])
     out = capsys.readouterr().out
     assert "evaluating 1 rater of " in out and "support images, 1 draw each" in out
+
+
+def test_predict_refuses_a_named_image_that_does_not_exist(tmp_path, capsys, monkeypatch):
+    # It was scored NaN as an unreadable image, with exit status 0.
+    monkeypatch.delenv("SKLEARN_PIAA_TRACEBACK", raising=False)
+    present = tmp_path / "present.jpg"
+    Image.new("RGB", (8, 8)).save(present)
+    typo = tmp_path / "typo.jpg"
+    # The check comes before the model is read: no model file is needed to see it.
+    assert console(["predict", str(tmp_path / "prior.pt"), str(present), str(typo)]) == 1
+    assert capsys.readouterr().err == f"sklearn-piaa: error: no such file or folder: {typo}\n"

@@ -8,6 +8,8 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
 from scipy.stats import spearmanr
 from sklearn.utils import Bunch, check_random_state
 
+from .._inputs import is_count
+
 __all__ = ["make_aesthetic_benchmark", "consensus_agreement", "pairwise_agreement"]
 
 ATTRIBUTE_NAMES = [
@@ -117,7 +119,7 @@ def _render(a, size, grid, rng):
 
 
 def _check_int(value, name, low):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+    if not is_count(value, low):
         raise ValueError(f"{name} must be an integer >= {low}, got {value!r}.")
     return int(value)
 
