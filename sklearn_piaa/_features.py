@@ -831,7 +831,8 @@ def embed_images(X, backbone="efficientnet_lite0", backbone_weights=None, batch_
     backbone_weights : str or path-like, default=None
     batch_size : int, default=64
     cache_dir : str or path-like, default=None
-        On-disk embedding cache (see :class:`ImageEmbedder`).
+        On-disk embedding cache, as for :class:`~sklearn_piaa.MetaAestheticRegressor`
+        (see :ref:`backbones`).
     device : str, default="cpu"
     mixed_precision : bool, default=False
         Run the backbone under bfloat16 autocast: about 2x faster on CPUs with

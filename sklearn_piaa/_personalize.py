@@ -74,7 +74,7 @@ class PersonalizedNet(NeuralNetRegressor):
     #: of it. Off: skorch's autograd step throughout.
     fused_head = True
     #: Batch in-memory arrays (embeddings) by slicing them
-    #: (:class:`~sklearn_piaa._array_loader.ArrayLoader`) instead of a ``DataLoader``'s
+    #: (in the same order and batch sizes) instead of a ``DataLoader``'s
     #: per-row indexing and collation: the same batches and random draws, without the
     #: per-row Python work. Off: skorch's ``DataLoader`` throughout.
     array_batches = True

@@ -36,7 +36,7 @@ from .evaluation import evaluate_personalization
 from .meta import ALGORITHMS
 from .report import METHOD_LABELS, TABLE1_METHODS
 
-__all__ = ["main", "run_demo", "run_table1", "run_meta_train", "run_personalize",
+__all__ = ["console", "main", "run_demo", "run_table1", "run_meta_train", "run_personalize",
            "run_predict", "run_evaluate"]
 
 #: ``--format`` choices: how DATA is read (a CSV, or a data set's folder).
@@ -427,7 +427,8 @@ def _build_parser():
     ev = sub.add_parser("evaluate", formatter_class=defaults,
                         help="personalize each test rater on random support sets and "
                              "report SROCC (the paper's protocol)")
-    ev.add_argument("prior", help="prior file written by meta-train")
+    ev.add_argument("prior", help="prior file written by meta-train (or a baseline's, "
+                                  "written by save_model)")
     _add_data_args(ev, "the raters to evaluate on (a data set's test raters where it "
                        "defines them, else all of them)")
     ev.add_argument("--n-support", type=int, nargs="+", default=[10, 100],
@@ -497,7 +498,21 @@ def _build_parser():
 
 
 def main(argv=None):
-    """Entry point of the ``sklearn-piaa`` command."""
+    """Run the ``sklearn-piaa`` command line ``argv``, letting errors propagate.
+
+    The installed ``sklearn-piaa`` command is :func:`console`, which calls this and
+    prints input errors as one line; call ``main`` from Python to get the exceptions.
+
+    Parameters
+    ----------
+    argv : list of str, default=None
+        The arguments after the command name; ``None`` reads ``sys.argv``.
+
+    Returns
+    -------
+    int
+        0 on success.
+    """
     parser, _ = _build_parser()
     args = parser.parse_args(argv)
     commands = {"meta-train": run_meta_train, "personalize": run_personalize,
@@ -523,6 +538,16 @@ def console(argv=None):
     ``sklearn-piaa: error: ...`` with exit status 1, not as a traceback; set the
     environment variable ``SKLEARN_PIAA_TRACEBACK=1`` to see the traceback. argparse's
     own exits (usage errors, ``--help``) carry a status, not a message, and pass through.
+
+    Parameters
+    ----------
+    argv : list of str, default=None
+        As for :func:`main`.
+
+    Returns
+    -------
+    int
+        0 on success, 1 for an error in the input.
     """
     try:
         return main(argv)

@@ -35,8 +35,11 @@ class PersonalizationResult:
         images) and ``srocc_personalized``.
     summary : dict
         ``n_support -> {"prior": SROCCSummary, "personalized": SROCCSummary}``: mean ±
-        std over raters of each rater's mean over repeats (undefined values left out and
-        counted).
+        std over raters of each rater's mean over its repeats. A repeat with undefined
+        SROCC (constant ratings or predictions on its query images) is left out of its
+        rater's mean; a rater with no defined repeat is left out of the mean over raters
+        and counted in ``n_dropped``. ``str(result)`` and a warning count the undefined
+        repeats.
     skipped : dict
         ``n_support -> [(rater, n_images), ...]``: raters with fewer than
         ``n_support + 2`` images, reported rather than silently dropped.
@@ -56,6 +59,11 @@ class PersonalizationResult:
         lines = ["n_support   prior                         personalized"]
         for k, s in self.summary.items():
             lines.append(f"{k:>9}   {s['prior']!s:<29} {s['personalized']}")
+        for k in self.summary:
+            undefined = _undefined_draws(self.table, k)
+            if undefined:
+                lines.append(f"undefined SROCC at {k} images: {undefined}, left out of "
+                             "their raters' means")
         for k, raters in self.skipped.items():
             if raters:
                 lines.append(f"skipped at {k} images (too few images): "
@@ -191,11 +199,28 @@ def _check_repeats(n_repeats):
     return int(n_repeats)
 
 
-def _result(rows, n_support, skipped):
+def _undefined_draws(table, k):
+    """Text counting the draws at ``k`` support images whose SROCC is undefined, or ''."""
+    sel = table[table["n_support"] == k]
+    parts = []
+    for name in ("prior", "personalized"):
+        n_bad = int((~np.isfinite(sel[f"srocc_{name}"])).sum())
+        if n_bad:
+            parts.append(f"{n_bad} of {len(sel)} draws ({name})")
+    return ", ".join(parts)
+
+
+def _result(rows, n_support, skipped, what=""):
     """The rows of a protocol run as a table, summarized per support size."""
     table = np.array(rows, dtype=_FIELDS)
     summary = {}
     for k in n_support:
+        undefined = _undefined_draws(table, k)
+        if undefined:
+            # Each call silenced its own warnings; one count here says what the means omit.
+            warnings.warn(f"{what}undefined SROCC at {k} support images (constant ratings "
+                          f"or predictions on the query images) in {undefined}; left out of "
+                          "their raters' means.", UndefinedSROCCWarning, stacklevel=3)
         sel = table[table["n_support"] == k]
         summary[k] = {name: _per_rater_summary(sel, f"srocc_{name}")
                       for name in ("prior", "personalized")}
@@ -383,4 +408,5 @@ def compare_support_strategies(prior, test_tasks, selectors, n_support=(10, 25),
             rows[name] += part[name]
         bar.update()
     bar.close()
-    return {name: _result(found, n_support, dict(skipped)) for name, found in rows.items()}
+    return {name: _result(found, n_support, dict(skipped), what=f"{name} support: ")
+            for name, found in rows.items()}

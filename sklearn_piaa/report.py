@@ -1,5 +1,6 @@
 """The paper's comparison tables: every method on the same raters and support draws."""
 
+import numbers
 import time
 
 import numpy as np
@@ -104,6 +105,9 @@ def compare_methods(train_tasks, test_tasks, algorithms=tuple(TABLE1_METHODS),
     n_support : tuple of int, default=(10, 100)
     n_repeats : int, default=10
     random_state : int, default=0
+        Seeds every method's training and its support draws. An integer only: ``None``
+        or a ``RandomState`` instance would give each method other draws, and the
+        differences between methods would no longer be paired.
     n_jobs : int, default=None
         Parallel raters in :func:`evaluate_personalization`.
     score_range : (float, float), default=None
@@ -134,8 +138,13 @@ def compare_methods(train_tasks, test_tasks, algorithms=tuple(TABLE1_METHODS),
     ValueError
         For an unknown method name (in ``algorithms``, ``method_params`` or
         ``method_tasks``), or test raters of ``method_tasks`` that differ from
-        ``test_tasks`` (other raters, or other ratings).
+        ``test_tasks`` (other raters, or other ratings), or a ``random_state`` that is
+        not an integer.
     """
+    if not isinstance(random_state, numbers.Integral) or isinstance(random_state, bool):
+        raise ValueError(
+            f"random_state must be an integer, so that every method sees the same support "
+            f"draws (paired differences); got {random_state!r}.")
     method_params, method_tasks = method_params or {}, method_tasks or {}
     if isinstance(algorithms, str):
         # Iterating a bare string would run its letters as method names.

@@ -183,6 +183,10 @@ def test_compare_methods_refuses_keys_that_name_no_method(ratings):
                         method_tasks={"ridg": (train, test)}, **kw)
     with pytest.raises(ValueError, match=r"algorithms lists \['ridge'\] more than once"):
         compare_methods(train, test, algorithms=("ridge", "fpmf", "ridge"), **kw)
+    # Unpaired draws: each method would get its own support sets.
+    for seed in (None, np.random.RandomState(0), 1.5):
+        with pytest.raises(ValueError, match="random_state must be an integer"):
+            compare_methods(train, test, algorithms=("ridge",), random_state=seed, **kw)
     # A string is one method, not its letters; settings of a method not run are allowed.
     results = compare_methods(train, test, algorithms="ridge",
                               method_params={"pam": {"attribute_columns": [6]}}, **kw)

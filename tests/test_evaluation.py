@@ -61,3 +61,31 @@ def test_cross_scale_evaluation(fitted):
     # A linear change of scale leaves the prior's SROCC exactly as it was.
     np.testing.assert_allclose(a.table["srocc_prior"], b.table["srocc_prior"])
     assert np.isfinite(b.table["srocc_personalized"]).all()
+
+
+def test_undefined_draws_are_counted_not_dropped_silently():
+    # A rater's mean over draws left its undefined draws out without a word.
+    from sklearn_piaa import ConsensusRidgeRegressor, UndefinedSROCCWarning
+    rng = np.random.RandomState(0)
+    F = rng.randn(40, 5)
+
+    def scores(rows):
+        return np.clip(np.round(3 + rows[:, 0]), 1, 5)
+
+    train = TaskSet.from_mapping({r: (F[i * 10:(i + 2) * 10], scores(F[i * 10:(i + 2) * 10]))
+                                  for i, r in enumerate("abc")})
+    prior = ConsensusRidgeRegressor().fit(train)
+    # One high rating among eleven equal ones: a query set without it is constant.
+    test = TaskSet.from_mapping({"z": (F[:12], np.array([3.0] * 11 + [5.0])),
+                                 "w": (F[12:24], scores(F[12:24]))})
+    with pytest.warns(UndefinedSROCCWarning) as record:
+        result = evaluate_personalization(prior, test, n_support=5, n_repeats=6,
+                                          random_state=0)
+    table = result.table
+    n_bad = int(np.isnan(table["srocc_personalized"]).sum())
+    assert n_bad > 0  # the case this test is about happened
+    assert f"{n_bad} of 12 draws (personalized)" in str(record[0].message)
+    assert "undefined SROCC at 5 images: " in str(result)
+    assert f"{n_bad} of 12 draws (personalized)" in str(result)
+    # Both raters keep a defined mean; the undefined draws are not counted as raters.
+    assert result.summary[5]["personalized"].n == 2

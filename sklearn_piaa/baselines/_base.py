@@ -96,7 +96,8 @@ class BaselineRegressor(RegressorMixin, BaseEstimator):
     batch_size : int, default=64
         Batch size for embedding images.
     cache_dir : str or path-like, default=None
-        On-disk embedding cache (see :class:`~sklearn_piaa._features.ImageEmbedder`).
+        On-disk embedding cache, as for :class:`~sklearn_piaa.MetaAestheticRegressor`
+        (see :ref:`backbones`).
     device : str, default="cpu"
     random_state : int, RandomState instance or None, default=None
         Resolved in ``fit``; seeds whatever the method draws at random.

@@ -70,7 +70,8 @@ def _measure_one(src, size):
 def measure_attributes(images, size=128):
     """Measure aesthetic attributes of real photos.
 
-    Each image is decoded with :func:`sklearn_piaa._features.load_image` and measured
+    Each image is decoded as the package decodes every image (EXIF orientation
+    applied; greyscale, palette, CMYK, 16-bit and transparent images to RGB) and measured
     on a copy downscaled (never upscaled) to ``size`` pixels on its longest side.
     Luminance is ``L = 0.299 R + 0.587 G + 0.114 B`` with channels in [0, 1].
 
@@ -107,7 +108,8 @@ def measure_attributes(images, size=128):
     attributes : ndarray of shape (n_images, 10), float32
         One row per image, columns as in ``names``.
     names : list of str
-        The attribute names, :data:`PHOTO_ATTRIBUTE_NAMES`.
+        The attribute names: brightness, contrast, colorfulness, saturation,
+        sharpness, noise, thirds_distance, salient_area, symmetry, edge_density.
 
     Examples
     --------

@@ -235,10 +235,11 @@ class MetaLearner:
         """One outer iteration over ``tasks``, a list of ``((x_s, y_s), (x_q, y_q))``.
 
         Algorithms with ``accumulate_stacked`` adapt all tasks at once when they can
-        (:func:`~sklearn_piaa.meta._stacked.stackable`): the same updates, run as
-        batched matrix products and one optimizer call per step instead of one per task
-        -- by autograd through :func:`torch.func.vmap` with ``stacked``, else by the
-        hand-written head step in head-only training (``fused_head``).
+        (every parameter trainable, every task's support and query sets of equal
+        sizes): the same updates, run as batched matrix products and one optimizer
+        call per step instead of one per task -- by autograd through
+        :func:`torch.func.vmap` with ``stacked``, else by the hand-written head step in
+        head-only training (``fused_head``).
 
         Returns the mean final query loss over tasks.
         """

@@ -113,8 +113,9 @@ class HeadGradient:
     training mode -- dropout, batch statistics and running-statistics updates included --
     but without autograd: the backward pass is the chain rule through the head's
     layers, and the gradients land in ``p.grad`` buffers that are allocated once and
-    reused. Dropout masks are drawn from torch's global generator (``torch.rand``), so
-    a seeded run repeats itself, though not mask for mask with :class:`torch.nn.Dropout`.
+    reused. Dropout masks are drawn from torch's global generator (``random_()`` bits
+    for ``p=0.5``, ``torch.rand`` otherwise), so a seeded run repeats itself, though
+    not mask for mask with :class:`torch.nn.Dropout`.
 
     Parameters
     ----------

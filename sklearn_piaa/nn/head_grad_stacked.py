@@ -41,7 +41,7 @@ class StackedHeadGradient:
 
     Notes
     -----
-    Dropout masks come from :meth:`HeadGradient._dropout_mask`, one draw of shape
+    Dropout masks are drawn as :class:`HeadGradient` draws them, one draw of shape
     ``(k, features, rows)`` per layer and step, so they differ between copies but are
     not those of ``k`` separate :class:`HeadGradient` runs.
     """
