@@ -78,7 +78,34 @@ def _row_attributes(X, inverse):
 
 
 def run_table1(args, out=None):
-    """Run ``sklearn-piaa table1`` for parsed ``args``; returns the results dict."""
+    """Run ``sklearn-piaa table1`` for parsed ``args``; returns the results dict.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The options of ``sklearn-piaa table1``, as its parser makes them.
+    out : file-like, default=None
+        Where this function's progress lines go; ``None`` means standard output.
+        Progress bars go to standard error, and :func:`compare_methods` prints its
+        per-method lines to standard output whatever ``out`` is.
+
+    Returns
+    -------
+    dict
+        Method name -> :class:`PersonalizationResult`, as from :func:`compare_methods`.
+
+    Raises
+    ------
+    SystemExit
+        With a message, before any embedding: for ``--algorithms`` that need
+        ``--attributes`` or ``--personality`` not given, a ``--personality`` the data
+        source cannot use (or an unreadable personality file), table options without
+        ``--ratings``, or a ``--photos`` folder without images.
+    ValueError, OSError
+        From the ratings reader, the image embedder or :func:`compare_methods`, for a
+        missing or unreadable file or an invalid setting; :func:`console` prints them
+        as one line.
+    """
     say = printer(out)
     t0 = time.perf_counter()
     algorithms = _table1_methods(args)

@@ -460,6 +460,8 @@ def load_model(path, device=None):
 
     Raises
     ------
+    FileNotFoundError
+        If ``path`` is not an existing file.
     ValueError
         The file is not a model file, is damaged, has a newer format version, or asks
         for a class outside the allow-list.

@@ -134,6 +134,19 @@ class PersonalizedNet(NeuralNetRegressor):
 
         Images that come as 8-bit pixels (from ``sklearn_piaa._features.ImageInput``,
         whole-network mode) are normalized on the net's device first.
+
+        Parameters
+        ----------
+        x : torch.Tensor or dict
+            One batch of input, as the iterator yields it; a dict is passed to the
+            module's ``forward`` as keyword arguments (skorch's rule).
+        **fit_params
+            Passed on to the module's ``forward``.
+
+        Returns
+        -------
+        torch.Tensor
+            The module's output, cast to float32 when it ran under autocast.
         """
         normalize = getattr(self.input, "normalize", None)
         if normalize is not None and torch.is_tensor(x) and x.dtype == torch.uint8:
@@ -197,6 +210,28 @@ class PersonalizedNet(NeuralNetRegressor):
         ``y`` must be 1-D, finite and within the output range of the network's
         aesthetic head; it is checked before anything is reset, so a refused ``fit``
         leaves the net as it was.
+
+        Parameters
+        ----------
+        X : array-like, list or torch Dataset
+            What ``input`` accepts (image paths, PIL images, image arrays or features);
+            a torch Dataset goes to skorch as it is.
+        y : array-like of shape (n_samples,) or (n_samples, 1), default=None
+            Scores; ``None`` where ``X`` is a Dataset that yields them.
+        **fit_params
+            skorch's ``fit_params``: passed on to the module's ``forward`` and to
+            ``train_split``.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ValueError
+            If ``y`` is not one numeric score per row, holds NaN or infinity, or leaves
+            the head's output range; or if ``mixed_precision`` or ``max_epochs`` is
+            invalid (checked by :meth:`initialize`).
         """
         if y is not None:
             y = self._check_scores(y, self.module)
@@ -204,7 +239,31 @@ class PersonalizedNet(NeuralNetRegressor):
 
     def partial_fit(self, X, y=None, classes=None, **fit_params):
         """skorch's ``partial_fit`` (from the trained weights), after checking the scores
-        as :meth:`fit` does."""
+        as :meth:`fit` does.
+
+        Once the net is initialized the scores are checked against the trained
+        module's head (``module_``), else against the prior's.
+
+        Parameters
+        ----------
+        X : array-like, list or torch Dataset
+            As for :meth:`fit`.
+        y : array-like of shape (n_samples,) or (n_samples, 1), default=None
+            As for :meth:`fit`.
+        classes : None
+            Unused; skorch accepts it for scikit-learn's ``partial_fit`` signature.
+        **fit_params
+            skorch's ``fit_params``, as for :meth:`fit`.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ValueError
+            As for :meth:`fit`.
+        """
         if y is not None:
             module = getattr(self, "module_", None) if self.initialized_ else None
             y = self._check_scores(y, self.module if module is None else module)
@@ -268,6 +327,16 @@ class PersonalizedNet(NeuralNetRegressor):
 
         Images that cannot be read when the input skips them (``on_error="skip"``)
         get NaN, never a made-up score.
+
+        Parameters
+        ----------
+        X : array-like, list or torch Dataset
+            What ``input`` accepts (image paths, PIL images, image arrays or features).
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+            The scores; NaN for unreadable images, with a :class:`PIAAWarning`.
         """
         dataset = self.get_dataset(X)
         out = super().predict(dataset).reshape(-1)

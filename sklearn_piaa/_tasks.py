@@ -195,15 +195,53 @@ class TaskSet:
         return {r: len(i) for r, i in self.indices.items()}
 
     def subset(self, raters):
-        """A new TaskSet with only ``raters``."""
+        """A new TaskSet with only ``raters``.
+
+        Parameters
+        ----------
+        raters : sequence
+            Rater ids of this TaskSet.
+
+        Returns
+        -------
+        TaskSet
+
+        Raises
+        ------
+        KeyError
+            If a rater is not in this TaskSet.
+        ValueError
+            If ``raters`` is empty or lists a rater more than once.
+        """
         missing = [r for r in raters if r not in self.indices]
         if missing:
             raise KeyError(f"raters not in this TaskSet: {missing[:10]}")
+        raters = list(raters)
+        repeated = [r for r in dict.fromkeys(raters) if raters.count(r) > 1]
+        if repeated:  # their ratings would be copied, weighing them twice
+            raise ValueError(f"raters listed more than once: {repeated[:10]}")
         return self.rows(np.concatenate([self.indices[r] for r in raters]))
 
     def rows(self, idx):
-        """A new TaskSet with the ratings in rows ``idx`` (indices or a boolean mask)."""
+        """A new TaskSet with the ratings in rows ``idx`` (indices or a boolean mask).
+
+        Parameters
+        ----------
+        idx : array-like of int, or of bool with shape (n_ratings,)
+            Rows of ``X``, ``y`` and ``groups``.
+
+        Returns
+        -------
+        TaskSet
+
+        Raises
+        ------
+        ValueError
+            If a boolean mask has the wrong shape, or no row is selected.
+        """
         idx = np.asarray(idx)
+        if idx.size == 0:  # [] is a float array; say what is wrong rather than IndexError
+            raise ValueError("no ratings given: rows() needs at least one row.")
         if idx.dtype == bool:
             if idx.shape != (len(self.y),):
                 raise ValueError(f"a boolean mask of rows must have one entry per rating "
@@ -212,7 +250,20 @@ class TaskSet:
         return TaskSet(take(self.X, idx), self.y[idx], self.groups[idx])
 
     def check_min_size(self, min_images, what="meta-training"):
-        """Raise a ValueError listing raters with fewer than ``min_images`` images."""
+        """Raise a ValueError listing raters with fewer than ``min_images`` images.
+
+        Parameters
+        ----------
+        min_images : int
+            Fewest images a rater may have.
+        what : str, default="meta-training"
+            What the images are too few for, in the message.
+
+        Raises
+        ------
+        ValueError
+            If any rater has fewer than ``min_images`` images (the first 10 are named).
+        """
         small = {r: len(i) for r, i in self.indices.items() if len(i) < min_images}
         if small:
             listed = ", ".join(f"{r!r} ({n})" for r, n in list(small.items())[:10])
@@ -224,7 +275,31 @@ class TaskSet:
             )
 
     def draw(self, rater, support_size, query_size, rng):
-        """Row indices of a random support and query set of ``rater``."""
+        """Row indices of a random support and query set of ``rater``.
+
+        The two sets do not overlap; their sizes follow :func:`support_query_sizes`.
+
+        Parameters
+        ----------
+        rater : hashable
+            A rater id of this TaskSet.
+        support_size, query_size : int
+            Sizes wanted; smaller raters get fewer (see :func:`support_query_sizes`).
+        rng : numpy.random.RandomState or numpy.random.Generator
+            Draws the permutation.
+
+        Returns
+        -------
+        support : ndarray of int
+            Row indices into ``X`` and ``y`` of the support set, in random order.
+        query : ndarray of int
+            Those of the query set.
+
+        Raises
+        ------
+        KeyError
+            If ``rater`` is not in this TaskSet.
+        """
         idx = self.indices[rater]
         n_s, n_q = support_query_sizes(len(idx), support_size, query_size)
         perm = idx[rng.permutation(len(idx))]

@@ -137,7 +137,30 @@ def _check_output(path, *inputs):
 
 
 def run_meta_train(args, out=None):
-    """Run ``sklearn-piaa meta-train``: fit a prior on a data set and save it."""
+    """Run ``sklearn-piaa meta-train``: fit a prior on a data set and save it.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The options of ``sklearn-piaa meta-train``, as its parser makes them.
+    out : file-like, default=None
+        Where this function's progress lines go; ``None`` means standard output.
+        Progress bars go to standard error.
+
+    Returns
+    -------
+    MetaAestheticRegressor
+        The fitted prior, as saved to ``args.output``.
+
+    Raises
+    ------
+    SystemExit
+        With a message, before any work: for an unusable ``-o``, or table options that
+        ``--format`` would ignore.
+    ValueError, OSError
+        From the data set's reader or the estimator, for a missing or unreadable file
+        or an invalid setting; :func:`console` prints them as one line.
+    """
     say = printer(out)
     _check_output(args.output, args.data)
     t0 = time.perf_counter()
@@ -204,7 +227,32 @@ def _check_reads_images(prior, path):
 
 
 def run_personalize(args, out=None):
-    """Run ``sklearn-piaa personalize``: fit a saved prior to one rater, save the result."""
+    """Run ``sklearn-piaa personalize``: fit a saved prior to one rater, save the result.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The options of ``sklearn-piaa personalize``, as its parser makes them.
+    out : file-like, default=None
+        Where this function's progress lines go; ``None`` means standard output.
+        Progress bars go to standard error, and without ``--quiet`` a network prior's
+        skorch epoch table goes to standard output whatever ``out`` is.
+
+    Returns
+    -------
+    PersonalizedNet or PersonalizedBaseline
+        The fitted personalized model, as saved to ``args.output``.
+
+    Raises
+    ------
+    SystemExit
+        With a message: for an unusable ``-o``; a model file that holds no prior, or a
+        prior fitted without a backbone; a CSV of several raters without ``--rater``, or
+        a ``--rater`` it lacks; ``--epochs`` or ``--lr`` with a baseline prior.
+    ValueError, OSError
+        From the CSV reader, :func:`load_model` or the prior, for a missing or
+        unreadable file or an invalid setting; :func:`console` prints them as one line.
+    """
     say = printer(out)
     _check_output(args.output, args.prior, args.ratings)
     prior = _load_prior(args.prior, args.device)
@@ -229,7 +277,35 @@ def run_personalize(args, out=None):
 
 
 def run_predict(args, out=None):
-    """Run ``sklearn-piaa predict``: score images with a saved prior or personalized net."""
+    """Run ``sklearn-piaa predict``: score images with a saved prior or personalized net.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The options of ``sklearn-piaa predict``, as its parser makes them.
+    out : file-like, default=None
+        Where this function's progress lines go; ``None`` means standard output.
+        Progress bars go to standard error. With ``-o -`` the CSV goes to
+        ``sys.stdout`` whatever ``out`` is, and no progress line is printed.
+
+    Returns
+    -------
+    files : list of str
+        The image files scored: those given, and each folder's images found
+        recursively, sorted.
+    scores : ndarray of shape (n_files,)
+        Their scores; NaN for unreadable images with ``--on-error skip``.
+
+    Raises
+    ------
+    SystemExit
+        With a message: for an unusable ``-o``, an image path that names nothing or a
+        folder without images, or a model fitted without a backbone.
+    ValueError, OSError
+        From :func:`load_model` or the model, for a missing or unreadable file (an
+        image, with ``--on-error raise``) or an invalid setting; :func:`console` prints
+        them as one line.
+    """
     say = printer(out)
     if args.output != "-":
         _check_output(args.output, args.model, *args.images)
@@ -261,7 +337,33 @@ def run_predict(args, out=None):
 
 
 def run_evaluate(args, out=None):
-    """Run ``sklearn-piaa evaluate``: the 10/100-image protocol for a saved prior."""
+    """Run ``sklearn-piaa evaluate``: the 10/100-image protocol for a saved prior.
+
+    The data set's test raters are evaluated where it defines them, else all raters;
+    with ``-o`` the per-rater, per-draw table is also written as a CSV.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The options of ``sklearn-piaa evaluate``, as its parser makes them.
+    out : file-like, default=None
+        Where this function's progress lines go; ``None`` means standard output.
+        Progress bars go to standard error.
+
+    Returns
+    -------
+    PersonalizationResult
+
+    Raises
+    ------
+    SystemExit
+        With a message: for an unusable ``-o``, table options that ``--format`` would
+        ignore, a model file that holds no prior, or a prior fitted without a backbone.
+    ValueError, OSError
+        From the data set's reader, :func:`load_model` or the evaluation, for a missing
+        or unreadable file or an invalid setting; :func:`console` prints them as one
+        line.
+    """
     say = printer(out)
     if args.output:
         _check_output(args.output, args.prior, args.data)

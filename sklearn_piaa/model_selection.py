@@ -55,7 +55,28 @@ class UserGroupKFold(GroupKFold):
         super().__init__(n_splits=n_splits, shuffle=shuffle, random_state=random_state)
 
     def split(self, X, y=None, groups=None):
-        """Yield (train, test) row indices, grouped by rater."""
+        """Yield (train, test) row indices, grouped by rater.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Only its length is used.
+        y : array-like of shape (n_samples,), default=None
+            Only checked for length.
+        groups : array-like of shape (n_samples,), default=None
+            Rater id of each row; required.
+
+        Yields
+        ------
+        train, test : ndarray of int
+            Row indices of the training and test raters' ratings.
+
+        Raises
+        ------
+        ValueError
+            When iteration starts: if ``groups`` is None or has fewer raters than
+            ``n_splits``, or if ``X``, ``y`` and ``groups`` differ in length.
+        """
         _check_groups(groups, self.n_splits)
         yield from super().split(X, y, groups)
 
@@ -80,7 +101,29 @@ class UserGroupShuffleSplit(GroupShuffleSplit):
                          random_state=random_state)
 
     def split(self, X, y=None, groups=None):
-        """Yield (train, test) row indices, grouped by rater."""
+        """Yield (train, test) row indices, grouped by rater.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Only its length is used.
+        y : array-like of shape (n_samples,), default=None
+            Only checked for length.
+        groups : array-like of shape (n_samples,), default=None
+            Rater id of each row; required.
+
+        Yields
+        ------
+        train, test : ndarray of int
+            Row indices of the training and test raters' ratings.
+
+        Raises
+        ------
+        ValueError
+            When iteration starts: if ``groups`` is None, if ``X``, ``y`` and ``groups``
+            differ in length, or if ``test_size`` or ``train_size`` does not fit the
+            number of raters.
+        """
         _check_groups(groups)
         yield from super().split(X, y, groups)
 
@@ -115,11 +158,43 @@ class SupportQuerySplit(BaseCrossValidator):
         self.random_state = random_state
 
     def get_n_splits(self, X=None, y=None, groups=None):
-        """Number of splits (``n_repeats``)."""
+        """Number of splits (``n_repeats``).
+
+        Parameters
+        ----------
+        X, y, groups : object, default=None
+            Ignored; present for scikit-learn's splitter API.
+
+        Returns
+        -------
+        int
+            ``n_repeats``, as set (not validated here).
+        """
         return self.n_repeats
 
     def split(self, X, y=None, groups=None):
-        """Yield (support, query) index arrays."""
+        """Yield (support, query) index arrays.
+
+        Parameters
+        ----------
+        X : array-like or list
+            One rater's images or features; only ``len(X)`` is used.
+        y, groups : object, default=None
+            Ignored; present for scikit-learn's splitter API.
+
+        Yields
+        ------
+        support : ndarray of shape (n_support,)
+            Sorted row indices to train on.
+        query : ndarray of shape (n_samples - n_support,)
+            The other rows, sorted.
+
+        Raises
+        ------
+        ValueError
+            When iteration starts: if ``n_support`` or ``n_repeats`` is not a positive
+            integer, or ``X`` has fewer than ``n_support + 2`` rows.
+        """
         if not is_count(self.n_support):
             raise ValueError(f"n_support must be a positive integer; got {self.n_support!r}.")
         if not is_count(self.n_repeats):

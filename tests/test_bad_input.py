@@ -234,3 +234,15 @@ def test_support_query_split_counts_refuse_bools(param):
     from sklearn_piaa import SupportQuerySplit
     with pytest.raises(ValueError, match=f"{param} must be a positive integer"):
         list(SupportQuerySplit(**{param: True}).split(np.zeros((12, 2))))
+
+
+@pytest.mark.parametrize("low, high", [(5.0, 1.0), (1.0, 1.0), (1.0, np.inf)])
+def test_aesthetic_head_score_range_is_checked(low, high):
+    # set_score_range(5, 1) reversed every score silently.
+    from sklearn_piaa.nn import AestheticHead
+    with pytest.raises(ValueError, match="low < high"):
+        AestheticHead(4, (3,), score_range=(low, high))
+    head = AestheticHead(4, (3,))
+    with pytest.raises(ValueError, match="low < high"):
+        head.set_score_range(low, high)
+    assert float(head.score_low) == 1.0 and float(head.score_span) == 4.0

@@ -51,3 +51,15 @@ def test_errors_name_the_problem():
         tasks.check_min_size(2)
     with pytest.raises(ValueError, match=r"mapping\['a'\]"):
         TaskSet.from_mapping({"a": np.zeros(3)})
+
+
+def test_subset_and_rows_refuse_what_would_go_wrong_silently():
+    t = TaskSet.from_arrays(np.arange(12.0).reshape(6, 2), np.arange(6.0),
+                            np.repeat(["a", "b"], 3))
+    # A rater listed twice had its ratings copied, weighing it twice.
+    with pytest.raises(ValueError, match=r"raters listed more than once: \['a'\]"):
+        t.subset(["a", "b", "a"])
+    # [] became a float index array (IndexError).
+    with pytest.raises(ValueError, match="needs at least one row"):
+        t.rows([])
+    assert t.subset(["b"]).n_ratings == 3

@@ -326,7 +326,28 @@ class PersonalizedBaseline(RegressorMixin, BaseEstimator):
         return low + (base - lo) * (high - low) / (hi - lo)
 
     def fit(self, X, y):
-        """Fit the rater's parameters on their support images."""
+        """Fit the rater's parameters on their support images.
+
+        Parameters
+        ----------
+        X : array-like or list
+            Features of the support images (``backbone=None``) or the images.
+        y : array-like of shape (n_samples,) or (n_samples, 1)
+            Their scores by this rater.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        NotFittedError
+            If ``prior`` is not fitted.
+        ValueError
+            If ``y`` is not one numeric score per image, is empty or not finite; if
+            ``score_range`` is not a valid ``(low, high)``; or if ``score_range`` is given
+            and the prior's training scores were all equal.
+        """
         check_is_fitted(self.prior, "scaler_")
         y = check_scores(y, n_samples(X))
         if len(y) == 0 or not np.isfinite(y).all():
@@ -345,7 +366,23 @@ class PersonalizedBaseline(RegressorMixin, BaseEstimator):
         return self
 
     def predict(self, X):
-        """The rater's predicted scores."""
+        """The rater's predicted scores.
+
+        Parameters
+        ----------
+        X : array-like or list
+            Features (``backbone=None``) or images.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+            NaN for images the prior's embedder could not read (``on_error="skip"``).
+
+        Raises
+        ------
+        NotFittedError
+            If this model is not fitted.
+        """
         check_is_fitted(self, "state_")
         return _on_readable(self.prior._transform(X), lambda Z: self.prior._user_predict(
             Z, self.state_, self._rescale))

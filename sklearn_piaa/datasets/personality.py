@@ -20,7 +20,7 @@ def read_personality(path, raters, rater_col="rater", image_col="image", ratings
         each a number in [-1, 1]; one row per rater.
     raters : iterable
         The raters that need traits (every rater of the ratings). Rows of other raters
-        are ignored.
+        are checked as well and kept in the returned mapping.
     rater_col, image_col : str, default="rater", "image"
         The id column; ``image_col`` only serves to recognize an image -> traits table.
     ratings : str, default=None
@@ -33,6 +33,8 @@ def read_personality(path, raters, rater_col="rater", image_col="image", ratings
 
     Raises
     ------
+    FileNotFoundError
+        If ``path`` is not an existing file.
     ValueError
         With a message naming the file, line, column or raters at fault.
 

@@ -23,16 +23,18 @@ class MetaLearner:
 
     Parameters
     ----------
-    inner_lr : float
+    inner_lr : float, default=1e-3
         Adam learning rate of the head in the inner loop.
-    inner_backbone_lr : float
+    inner_backbone_lr : float, default=1e-4
         Adam learning rate of the backbone (whole-network training only).
-    inner_steps : int
+    inner_steps : int, default=5
         Adam steps on the support set, and again on the query set.
-    outer_lr : float
+    outer_lr : float, default=1e-2
         Outer step size.
-    betas : (float, float)
-    weight_decay : float
+    betas : (float, float), default=(0.9, 0.99)
+        Adam betas of the inner optimizer.
+    weight_decay : float, default=1e-5
+        Adam weight decay of the inner optimizer.
     loss : {"mse", "rank", "mse+rank"}, default="mse"
         Training loss of the inner loop (:class:`~sklearn_piaa.nn.AestheticLoss`).
     mixed_precision : bool, default=False

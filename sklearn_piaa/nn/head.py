@@ -4,6 +4,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._inputs import check_score_range
+
 __all__ = ["AestheticHead", "AestheticNet", "BatchNorm1d"]
 
 
@@ -50,7 +52,7 @@ class AestheticHead(nn.Module):
             width = size
         layers.append(nn.Linear(width, 1))
         self.layers = nn.Sequential(*layers)
-        low, high = (float(v) for v in score_range)
+        low, high = check_score_range(score_range)
         self.register_buffer("score_low", torch.tensor(low))
         self.register_buffer("score_span", torch.tensor(high - low))
 
@@ -71,9 +73,23 @@ class AestheticHead(nn.Module):
 
     @torch.no_grad()
     def set_score_range(self, low, high):
-        """Map outputs into ``(low, high)`` instead: a monotone rescaling of every score."""
-        self.score_low.fill_(float(low))
-        self.score_span.fill_(float(high) - float(low))
+        """Map outputs into ``(low, high)`` instead: a monotone rescaling of every score.
+
+        Parameters
+        ----------
+        low : float
+            New lower bound of the output range.
+        high : float
+            New upper bound of the output range.
+
+        Raises
+        ------
+        ValueError
+            Unless ``low < high``, both finite.
+        """
+        low, high = check_score_range((low, high))
+        self.score_low.fill_(low)
+        self.score_span.fill_(high - low)
 
 
 class AestheticNet(nn.Module):
