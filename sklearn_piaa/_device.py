@@ -1,6 +1,7 @@
 """The one place where devices are resolved and tensors are moved."""
 
 import contextlib
+import threading
 
 import torch
 
@@ -42,17 +43,29 @@ def to_device(obj, device):
     return obj
 
 
+# torch has one global generator per device: seeded blocks running at once in two
+# threads (joblib's threading backend, a thread pool of personalizations) would reseed
+# and draw from each other's stream, and restore each other's state on exit. They take
+# turns instead; a thread inside a seeded block may enter another (RLock).
+_SEEDED_LOCK = threading.RLock()
+
+
 @contextlib.contextmanager
 def seeded(seed, device="cpu"):
     """Run a block with torch's global RNG seeded, restoring the caller's RNG afterwards.
 
     Dropout and DataLoader shuffling draw from torch's global generator; forking it
-    makes a fit reproducible without changing the random stream the user sees.
+    makes a fit reproducible without changing the random stream the user sees. Seeded
+    blocks of several threads run one at a time, so that each sees only its own draws.
+    ``seed=None`` forks without seeding: for a block whose draws change no result
+    (prediction iterates batches as skorch's DataLoader does, drawing a seed) but must
+    neither advance the caller's generator nor draw from another thread's seeded block.
     """
     dev = torch.device(device)
     cuda_devices = [dev] if dev.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda_devices):
-        torch.manual_seed(int(seed))
+    with _SEEDED_LOCK, torch.random.fork_rng(devices=cuda_devices):
+        if seed is not None:
+            torch.manual_seed(int(seed))
         yield
 
 

@@ -5,6 +5,7 @@ by the frozen backbone once: embeddings are cached in memory and optionally on d
 by file path + modification time + size, or by pixel content for in-memory images.
 """
 
+import copy
 import hashlib
 import os
 import warnings
@@ -608,7 +609,11 @@ class ImageEmbedder:
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        state["backbone"] = self.backbone.cpu()
+        tensors = [*self.backbone.parameters(), *self.backbone.buffers()]
+        if any(t.device.type != "cpu" for t in tensors):
+            # A CPU copy: Module.cpu() moves in place, and pickling (a joblib worker, a
+            # save) must not take the live estimator's backbone off its GPU.
+            state["backbone"] = copy.deepcopy(self.backbone).cpu()
         state["_folded"] = None  # rebuilt from the backbone when next needed
         return state
 

@@ -7,9 +7,22 @@ import tempfile
 
 __all__ = ["atomic_write", "check_writable_dir", "check_output_file"]
 
-# Read once, at import: os.umask can only be read by setting it, which is not thread-safe.
+# At import, for systems without /proc: os.umask can only be read by setting it,
+# which is not thread-safe.
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
+
+
+def _umask():
+    """The process's umask now (a program may set it after importing this package)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return _UMASK
 
 
 def atomic_write(path, write, fsync=True):
@@ -34,7 +47,7 @@ def atomic_write(path, write, fsync=True):
     try:
         mode = stat.S_IMODE(os.stat(path).st_mode)  # an overwritten file keeps its mode
     except OSError:
-        mode = 0o666 & ~_UMASK  # a new file gets what open() would give it
+        mode = 0o666 & ~_umask()  # a new file gets what open() would give it
     fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp",
                                dir=directory)
     try:

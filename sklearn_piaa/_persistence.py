@@ -24,7 +24,7 @@ from sklearn.linear_model import LogisticRegression, Ridge, RidgeCV
 from sklearn.preprocessing import StandardScaler
 
 from ._checkpoint import _reason
-from ._device import resolve_device
+from ._device import resolve_device, seeded
 from ._estimator import MetaAestheticRegressor
 from ._features import FeatureInput, ImageEmbedder, _module_fingerprint
 from ._io import atomic_write
@@ -463,10 +463,18 @@ def load_model(path, device=None):
     FileNotFoundError
         If ``path`` is not an existing file.
     ValueError
-        The file is not a model file, is damaged, has a newer format version, or asks
-        for a class outside the allow-list.
+        The file is not a model file, is damaged, has a format version this
+        sklearn-piaa cannot read (newer, or too old), holds a model kind it does not
+        know, or asks for a class outside the allow-list.
     """
     path, state = _read(path)
+    # Building the modules draws their initial weights (then overwritten): the caller's
+    # torch generator must not move.
+    with seeded(None):
+        return _load(path, state, device)
+
+
+def _load(path, state, device):
     kind = state.get("kind")
     if kind in ("baseline", "personalized_baseline"):
         try:

@@ -11,7 +11,7 @@ from skorch.dataset import Dataset, unpack_data
 from skorch.utils import to_tensor
 
 from ._array_loader import array_loader
-from ._device import autocast
+from ._device import autocast, seeded
 from ._inputs import check_scores, is_count
 from ._warnings import PIAAWarning
 from .nn.adam import adam_step, is_plain_fused_adam
@@ -339,7 +339,8 @@ class PersonalizedNet(NeuralNetRegressor):
             The scores; NaN for unreadable images, with a :class:`PIAAWarning`.
         """
         dataset = self.get_dataset(X)
-        out = super().predict(dataset).reshape(-1)
+        with seeded(None, self.device):
+            out = super().predict(dataset).reshape(-1)
         failed = getattr(dataset, "failed", None)
         if failed:
             out[list(failed)] = np.nan

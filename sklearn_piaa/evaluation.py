@@ -115,9 +115,10 @@ def evaluate_personalization(prior, test_tasks, n_support=(10, 100), n_repeats=5
     random_state : int, RandomState instance or None, default=None
         A fixed value gives identical tables, whatever ``n_jobs``.
     n_jobs : int, default=None
-        Raters are evaluated in parallel through :class:`joblib.Parallel`; any joblib
-        backend works, so ``with joblib.parallel_config(backend="dask"):`` (or
-        ``"ray"``) spreads the raters over a cluster.
+        Raters are evaluated in parallel through :class:`joblib.Parallel`; joblib's
+        backends work (``with joblib.parallel_config(backend="dask"):`` or ``"ray"``
+        spreads the raters over a cluster) except ``"multiprocessing"``, whose forked
+        workers hang in torch's CPU kernels and which is refused with a ValueError.
     score_range : (float, float), default=None
         The test raters' rating scale when it differs from the prior's, e.g. a prior
         meta-trained on FLICKR-AES (1-5) evaluated on AADB raters (1-10), the paper's
@@ -166,8 +167,7 @@ def evaluate_personalization(prior, test_tasks, n_support=(10, 100), n_repeats=5
             for i, r in enumerate(test_tasks.raters))
     bar = progress(total=len(test_tasks), desc="evaluate", unit="rater", enabled=bool(verbose))
     rows = []
-    # An ordered generator: the bar moves as raters finish, the table keeps rater order.
-    for part in Parallel(n_jobs=n_jobs, return_as="generator")(jobs):
+    for part in _in_order(jobs, n_jobs):
         rows += part
         bar.update()
     bar.close()
@@ -197,6 +197,25 @@ def _check_repeats(n_repeats):
     if not is_count(n_repeats):
         raise ValueError(f"n_repeats must be a positive integer; got {n_repeats!r}.")
     return int(n_repeats)
+
+
+def _in_order(jobs, n_jobs):
+    """The jobs' results in order, each as soon as it and those before it are done.
+
+    An ordered generator moves the progress bar as raters finish while the table keeps
+    rater order, on backends that can stream results.
+    """
+    parallel = Parallel(n_jobs=n_jobs)
+    if type(parallel._backend).__name__ == "MultiprocessingBackend" \
+            and parallel._effective_n_jobs() != 1:
+        # Its workers are forked copies of this process, and torch's CPU thread pool
+        # does not survive a fork: the first parallel kernel in a worker hangs.
+        raise ValueError("joblib's 'multiprocessing' backend forks the process, and "
+                         "torch's CPU threads hang in forked workers; use the default "
+                         "'loky' backend (or 'threading', or n_jobs=1).")
+    if getattr(parallel._backend, "supports_return_generator", False):
+        parallel = Parallel(n_jobs=n_jobs, return_as="generator")
+    return parallel(jobs)
 
 
 def _undefined_draws(table, k):
@@ -403,7 +422,7 @@ def compare_support_strategies(prior, test_tasks, selectors, n_support=(10, 25),
     bar = progress(total=len(test_tasks), desc="support", unit="rater",
                    enabled=bool(verbose))
     rows = {name: [] for name in ("random", *selectors)}
-    for part in Parallel(n_jobs=n_jobs, return_as="generator")(jobs):
+    for part in _in_order(jobs, n_jobs):
         for name in rows:
             rows[name] += part[name]
         bar.update()

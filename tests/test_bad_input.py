@@ -150,6 +150,47 @@ def test_saved_files_get_the_usual_permissions(fitted, tmp_path):
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
     with pytest.raises(IsADirectoryError, match="is a directory"):
         save_model(meta, tmp_path)
+    # A umask set after the package was imported counts (it was read once, at import).
+    old = os.umask(0o077)
+    try:
+        save_model(meta, tmp_path / "private.pt")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(tmp_path / "private.pt").st_mode) == 0o600
+
+
+class _MoveCounter(torch.nn.Module):
+    """A backbone that counts the times it is moved (``.cpu()``, ``.to(...)``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3)
+        self.moves = 0
+
+    def forward(self, x):
+        return self.conv(x).mean((2, 3))
+
+    def _apply(self, fn, recurse=True):
+        self.moves += 1
+        return super()._apply(fn, recurse)
+
+
+def test_pickling_leaves_the_live_backbone_where_it_is(tiny_params):
+    # __getstate__ called backbone.cpu(), which moves a module in place: pickling a
+    # CUDA model (a joblib worker, a save) took its backbone off the GPU.
+    import pickle
+
+    images = np.random.RandomState(0).randint(0, 255, (12, 24, 24, 3), dtype=np.uint8)
+    y = np.tile([1.0, 2.0, 3.0, 4.0, 5.0, 3.0], 2)
+    meta = MetaAestheticRegressor(**{**tiny_params, "backbone": _MoveCounter(), "n_iterations": 2,
+                                     "support_size": 4, "query_size": 2}).fit(
+        images, y, groups=np.repeat(["a", "b"], 6))
+    live = meta.input_.backbone
+    spy = next(m for m in live.modules() if isinstance(m, _MoveCounter))
+    moves = spy.moves
+    copy = pickle.loads(pickle.dumps(meta))
+    assert spy.moves == moves and meta.input_.backbone is live
+    np.testing.assert_array_equal(copy.predict(images), meta.predict(images))
 
 
 def test_embedding_batch_size_is_checked():

@@ -35,6 +35,18 @@ def test_whole_network_on_cuda(image_files):
     assert pickle.loads(buf.getvalue()).predict(image_files).shape == (12,)
 
 
+def test_pickling_keeps_the_live_backbone_on_cuda(image_files):
+    y = np.tile([1.0, 2.0, 3.0, 4.0, 5.0, 3.0], 2)
+    meta = MetaAestheticRegressor(backbone="tiny_cnn", hidden_sizes=(8,), n_iterations=2,
+                                  support_size=4, query_size=2, finetune_epochs=2,
+                                  device="cuda", random_state=0)
+    meta.fit(image_files, y, groups=np.repeat(["a", "b"], 6))
+    copy = pickle.loads(pickle.dumps(meta))
+    assert next(meta.input_.backbone.parameters()).is_cuda  # was moved to the CPU
+    np.testing.assert_allclose(copy.predict(image_files), meta.predict(image_files),
+                               atol=1e-5)
+
+
 def test_whole_network_mixed_precision_on_cuda(image_files):
     y = np.tile([1.0, 2.0, 3.0, 4.0, 5.0, 3.0], 2)
     groups = np.repeat(["a", "b"], 6)

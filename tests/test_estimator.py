@@ -330,3 +330,24 @@ def test_baselines_average_and_none(ratings, tiny_params):
     # The generic prior learns the consensus: positive SROCC over all ratings.
     assert srocc(y, avg.predict(X)) > 0.2
     assert avg.personalize(X[:10], y[:10]).predict(X[:5]).shape == (5,)
+
+
+def test_seeded_personalizations_in_threads_equal_sequential_ones(ratings, tiny_params):
+    # torch has one global generator: two threads' seeded fine-tunings reseeded and drew
+    # from each other's stream (joblib's threading backend, a thread pool).
+    from concurrent.futures import ThreadPoolExecutor
+    X, y, groups = ratings
+    meta = MetaAestheticRegressor(**{**tiny_params, "finetune_epochs": 20}).fit(
+        X, y, groups=groups)
+    jobs = [(X[groups == r][:20], y[groups == r][:20], 10 + i)
+            for i, r in enumerate(np.unique(groups)[:4])]
+    sequential = [meta.personalize(a, b, random_state=s).predict(X) for a, b, s in jobs]
+    for _ in range(2):
+        torch.manual_seed(42)
+        caller = torch.random.get_rng_state()
+        with ThreadPoolExecutor(2) as pool:
+            nets = list(pool.map(lambda j: meta.personalize(*j[:2], random_state=j[2]), jobs))
+        # each thread restored the state it found, and none found another's seed
+        assert torch.equal(torch.random.get_rng_state(), caller)
+        for net, expected in zip(nets, sequential):
+            np.testing.assert_array_equal(net.predict(X), expected)

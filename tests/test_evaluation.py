@@ -38,6 +38,29 @@ def test_same_random_state_same_table_in_parallel(fitted):
     assert not np.array_equal(a.table["srocc_personalized"], c.table["srocc_personalized"])
 
 
+def test_same_table_with_joblib_threads(fitted):
+    # The raters' seeded fine-tunings drew from each other's torch stream.
+    import joblib
+    meta, test = fitted
+    a = evaluate_personalization(meta, test, n_support=5, n_repeats=2, random_state=3)
+    with joblib.parallel_config(backend="threading"):
+        b = evaluate_personalization(meta, test, n_support=5, n_repeats=2, random_state=3,
+                                     n_jobs=2)
+    np.testing.assert_array_equal(a.table["srocc_personalized"], b.table["srocc_personalized"])
+
+
+def test_multiprocessing_backend_is_refused_not_hung(fitted):
+    # Forked workers hang in torch's first parallel kernel (the call used to fail on
+    # return_as="generator" first); one job runs in this process and is fine.
+    import joblib
+    meta, test = fitted
+    with joblib.parallel_config(backend="multiprocessing"):
+        with pytest.raises(ValueError, match="'multiprocessing' backend forks"):
+            evaluate_personalization(meta, test, n_support=5, n_repeats=1, n_jobs=2)
+        result = evaluate_personalization(meta, test, n_support=5, n_repeats=1, n_jobs=1)
+    assert len(result.table) == len(test.raters)
+
+
 def test_raters_with_too_few_images_are_reported(fitted):
     meta, test = fitted
     with pytest.warns(PIAAWarning, match="skipped at n_support=79"):

@@ -302,3 +302,24 @@ def test_baseline_with_efficientnet_stores_only_its_fingerprint(tmp_path):
     assert os.path.getsize(tmp_path / "b.pt") < 100_000
     np.testing.assert_array_equal(load_model(tmp_path / "b.pt").predict(imgs),
                                   fitted.predict(imgs))
+
+
+def test_predict_and_load_model_leave_torchs_generator_alone(tmp_path):
+    # Prediction draws a loader seed (as skorch's DataLoader does) and load_model builds
+    # randomly initialized modules: both moved the caller's torch generator.
+    import numpy as np
+    import torch
+    from conftest import TINY, make_rating_features
+
+    from sklearn_piaa import MetaAestheticRegressor, load_model, save_model
+    X, y, groups, _ = make_rating_features()
+    meta = MetaAestheticRegressor(**TINY).fit(X, y, groups=groups)
+    net = meta.personalize(X[:10], y[:10])
+    save_model(net, tmp_path / "me.pt")
+    for call in (lambda: meta.predict(X), lambda: net.predict(X),
+                 lambda: load_model(tmp_path / "me.pt")):
+        torch.manual_seed(5)
+        call()
+        after = torch.rand(3)
+        torch.manual_seed(5)
+        np.testing.assert_array_equal(after, torch.rand(3))
