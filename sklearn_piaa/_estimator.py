@@ -756,13 +756,12 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
             # skorch guards its module attribute once set; a new net takes another one.
             net = type(net)(**{**net.get_params(deep=False), "module": module})
         net.set_params(**{**self._finetune_params(len(y), net_params.get("batch_size")),
-                          **net_params})
+                          **net_params, "random_state": seed})
         if score_range is not None:
             for m in net.module.modules():
                 if isinstance(m, AestheticHead):
                     m.set_score_range(*score_range)
-        with seeded(seed, self.prior_net_.device):
-            net.fit(X, y.astype(np.float32))
+        net.fit(X, y.astype(np.float32))  # seeded by its random_state
         net.prior_ = self  # what save_model needs to rebuild the architecture
         return net
 

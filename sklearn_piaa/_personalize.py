@@ -60,6 +60,12 @@ class PersonalizedNet(NeuralNetRegressor):
         Run the module's forward passes under bfloat16 autocast: with True those of
         training and prediction, with ``"inference"`` those of prediction only (training
         stays float32). Outputs and the loss stay float32.
+    random_state : int or None, default=None
+        Seeds torch's generator for the duration of each ``fit`` (dropout masks,
+        shuffling; the caller's generator is restored afterwards), so a fit, and a
+        clone's fit -- e.g. in ``cross_val_score`` with worker processes -- repeats
+        itself. :meth:`MetaAestheticRegressor.personalize` sets it. ``None``: draws
+        from torch's global generator. ``partial_fit`` always draws from it.
     **kwargs
         Any :class:`skorch.NeuralNetRegressor` parameter.
     """
@@ -79,9 +85,11 @@ class PersonalizedNet(NeuralNetRegressor):
     #: per-row Python work. Off: skorch's ``DataLoader`` throughout.
     array_batches = True
 
-    def __init__(self, module, *args, input=None, mixed_precision=False, **kwargs):
+    def __init__(self, module, *args, input=None, mixed_precision=False, random_state=None,
+                 **kwargs):
         self.input = input
         self.mixed_precision = mixed_precision
+        self.random_state = random_state
         super().__init__(module, *args, **kwargs)
 
     def __getstate__(self):
@@ -230,12 +238,21 @@ class PersonalizedNet(NeuralNetRegressor):
         ------
         ValueError
             If ``y`` is not one numeric score per row, holds NaN or infinity, or leaves
-            the head's output range; or if ``mixed_precision`` or ``max_epochs`` is
-            invalid (checked by :meth:`initialize`).
+            the head's output range; if ``random_state`` is not an integer or None; or
+            if ``mixed_precision`` or ``max_epochs`` is invalid (checked by
+            :meth:`initialize`).
         """
+        seed = self.random_state
+        if seed is not None and not is_count(seed, low=0):
+            # An int only: a RandomState instance would give each clone other draws.
+            raise ValueError(f"random_state must be a non-negative integer or None; got "
+                             f"{seed!r}.")
         if y is not None:
             y = self._check_scores(y, self.module)
-        return super().fit(X, y, **fit_params)
+        if seed is None:
+            return super().fit(X, y, **fit_params)
+        with seeded(seed, self.device):
+            return super().fit(X, y, **fit_params)
 
     def partial_fit(self, X, y=None, classes=None, **fit_params):
         """skorch's ``partial_fit`` (from the trained weights), after checking the scores

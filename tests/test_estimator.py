@@ -219,6 +219,15 @@ def test_cross_val_score_on_one_rater_with_support_query_split(ratings, tiny_par
     scores = cross_val_score(net, X[mask], y[mask], cv=SupportQuerySplit(10, 3, random_state=0),
                              scoring=srocc_scorer)
     assert scores.shape == (3,) and np.isfinite(scores).all()
+    # The clones' fits are seeded by the net's random_state (they drew from torch's
+    # global generator: other scores at every run, and in every worker process).
+    assert net.random_state is not None
+    torch.manual_seed(123)
+    again = cross_val_score(net, X[mask], y[mask], cv=SupportQuerySplit(10, 3, random_state=0),
+                            scoring=srocc_scorer, n_jobs=2)
+    np.testing.assert_array_equal(again, scores)
+    with pytest.raises(ValueError, match="random_state must be a non-negative integer"):
+        clone(net).set_params(random_state=np.random.RandomState(0)).fit(X[:10], y[:10])
 
 
 def test_personalization_improves_on_deviating_builtin_raters():
