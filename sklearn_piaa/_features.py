@@ -45,6 +45,12 @@ __all__ = [
 DECODED_CACHE = 1024
 
 
+# Pillow asserts when a lazily opened image is used after its file was closed.
+_CLOSED = ("cannot read {}: the image is closed (opened lazily with Image.open and used "
+           "after its file was closed, e.g. outside its `with` block); call .load() or "
+           ".copy() while it is open, or pass the file path.")
+
+
 def to_rgb(img):
     """An RGB copy of a PIL image of any mode, with values on the 8-bit scale.
 
@@ -65,7 +71,9 @@ def to_rgb(img):
             arr = arr / 257.0  # 16-bit PNGs open as mode "I"
         grey = np.clip(np.rint(np.nan_to_num(arr)), 0, 255).astype(np.uint8)
         return Image.fromarray(grey).convert("RGB")
-    if mode == "P" and "transparency" in img.info:
+    if "transparency" in img.info and mode in ("P", "L", "RGB"):
+        # A palette entry or a colour key (PNG tRNS, as PNG optimizers write) marks
+        # the transparent pixels: Pillow's RGBA conversion turns it into alpha.
         img, mode = img.convert("RGBA"), "RGBA"
     if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         rgba = img.convert("RGBA")
@@ -104,6 +112,8 @@ def load_image(src):
             return to_rgb(src)
         except (OSError, ValueError, Image.DecompressionBombError) as exc:
             raise ValueError(f"cannot read {_name(src)}: {exc}") from None
+        except AssertionError:
+            raise ValueError(_CLOSED.format(_name(src))) from None
     arr = np.asarray(src)
     if arr.dtype != np.uint8:
         raise ValueError(f"image arrays must be uint8 (0-255); got dtype {arr.dtype}.")
@@ -113,7 +123,9 @@ def load_image(src):
         raise ValueError(f"an image array must be (H, W, 3); got shape {arr.shape}.")
     if arr.shape[2] == 1:
         arr = np.repeat(arr, 3, axis=2)
-    return Image.fromarray(np.ascontiguousarray(arr[..., :3]))
+    if arr.shape[2] == 4:  # onto white, as a transparent file or PIL image is
+        return to_rgb(Image.fromarray(np.ascontiguousarray(arr), "RGBA"))
+    return Image.fromarray(np.ascontiguousarray(arr))
 
 
 def decode_threads():
@@ -531,7 +543,9 @@ def _content_key(src):
             st = os.stat(path)
         except OSError:
             raise FileNotFoundError(f"image file not found: {path}") from None
-        h.update(f"{path}\0{st.st_mtime_ns}\0{st.st_size}".encode())
+        # fsencode: a file name that is not UTF-8 (unzipped from a Latin-1 archive) is
+        # still a name; the bytes are those of .encode() for every UTF-8 one.
+        h.update(os.fsencode(path) + f"\0{st.st_mtime_ns}\0{st.st_size}".encode())
     elif isinstance(src, Image.Image):
         # The pixels alone are not the image: a palette image's colours live in its
         # palette and transparency, and EXIF orientation turns it.
@@ -542,6 +556,8 @@ def _content_key(src):
             h.update(repr(src.getexif().get(0x0112)).encode())
         except (OSError, ValueError) as exc:  # decoded lazily: a truncated file fails here
             raise ValueError(f"cannot read {_name(src)}: {exc}") from None
+        except AssertionError:
+            raise ValueError(_CLOSED.format(_name(src))) from None
     else:
         arr = np.ascontiguousarray(src)
         h.update(f"{arr.dtype}{arr.shape}".encode())
@@ -697,7 +713,7 @@ class ImageEmbedder:
             return X, np.arange(len(X))
         X = as_indexable(X)
         failed = {}  # key -> (image, reason), for on_error="skip"
-        keys = [self._key(x, failed) for x in X]
+        keys = [self._key(x, failed, i) for i, x in enumerate(X)]
         todo = {}
         disk = self._disk_dir() if self.cache_dir is not None else None
         for i, key in enumerate(keys):
@@ -722,8 +738,12 @@ class ImageEmbedder:
             self._report(failed)
         return unique, inverse
 
-    def _key(self, x, failed):
+    def _key(self, x, failed, i):
         try:
+            if not isinstance(x, (str, os.PathLike, Image.Image)) and np.ndim(x) < 2:
+                # e.g. None or NaN from an empty cell of a path column
+                raise ValueError(f"X[{i}] is not an image: {x!r} (expected a file path, a "
+                                 "PIL image or a uint8 array of shape (H, W, 3))")
             return _content_key(x)
         except (FileNotFoundError, ValueError) as exc:
             if self.on_error == "raise":

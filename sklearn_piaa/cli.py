@@ -328,9 +328,17 @@ def run_predict(args, out=None):
     writer.writerow(["image", "score"])
     writer.writerows(zip(files, (f"{s:.6g}" for s in scores)))
     if args.output == "-":
-        sys.stdout.write(text.getvalue())
+        buffer = getattr(sys.stdout, "buffer", None)
+        if buffer is None:
+            sys.stdout.write(text.getvalue())
+        else:  # as bytes, so that a file name that is not UTF-8 comes out as it is
+            sys.stdout.flush()
+            buffer.write(text.getvalue().encode("utf-8", "surrogateescape"))
+            buffer.flush()
     else:
-        atomic_write(args.output, lambda fh: fh.write(text.getvalue().encode()))
+        # surrogateescape: a file name that is not UTF-8 is written back as its bytes
+        atomic_write(args.output,
+                     lambda fh: fh.write(text.getvalue().encode("utf-8", "surrogateescape")))
         say(f"{len(files)} images scored ({time.perf_counter() - t0:.1f}s; "
             f"{int(np.isnan(scores).sum())} unreadable); scores written to {args.output}")
     return files, scores

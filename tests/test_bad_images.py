@@ -128,3 +128,56 @@ def test_whole_network_checkpoint_of_other_images_is_refused(image_files, tmp_pa
     MetaAestheticRegressor(**params).fit(image_files[:6] * 2, y, groups=groups)
     with pytest.raises(ValueError, match="belongs to another run"):
         MetaAestheticRegressor(**params).fit(image_files[6:12] * 2, y, groups=groups)
+
+
+def _half_transparent():
+    rng = np.random.RandomState(0)
+    rgba = rng.randint(0, 255, (40, 48, 4)).astype(np.uint8)
+    rgba[:, :24, 3] = 0  # left half transparent, over random colours
+    rgba[:, 24:, 3] = 255
+    return rgba
+
+
+def test_rgba_arrays_are_put_on_white_like_rgba_images():
+    # The alpha channel of a 4-channel array was dropped, exposing the hidden colours.
+    rgba = _half_transparent()
+    flat = np.where(rgba[..., 3:] == 0, 255, rgba[..., :3]).astype(np.uint8)
+    got = _embed([rgba, Image.fromarray(rgba, "RGBA"), flat])
+    np.testing.assert_allclose(got[0], got[1], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got[0], got[2], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_colour_keyed_transparency_is_put_on_white(tmp_path, mode):
+    # PNG optimizers store "one colour is transparent" as a tRNS chunk on RGB and L
+    # images; only palette images had their transparency honoured.
+    arr = np.full((40, 48, 3), 200, np.uint8)
+    arr[:, :24] = 0  # the transparent colour (black)
+    img = Image.fromarray(arr).convert(mode)
+    key = 0 if mode == "L" else (0, 0, 0)
+    img.save(tmp_path / "keyed.png", transparency=key)
+    white = arr.copy()
+    white[:, :24] = 255
+    got = _embed([str(tmp_path / "keyed.png"), Image.fromarray(white).convert(mode)])
+    np.testing.assert_allclose(got[0], got[1], rtol=1e-5, atol=1e-6)
+
+
+def test_a_file_name_that_is_not_utf8_is_read(tmp_path):
+    # The cache key encoded the name as UTF-8 and failed (UnicodeEncodeError).
+    folder = os.fsencode(tmp_path)
+    name = os.path.join(folder, b"caf\xe9.jpg")
+    Image.new("RGB", (40, 40), (200, 60, 30)).save(name)
+    path = os.fsdecode(name)
+    got = _embed([path, Image.open(path)])
+    np.testing.assert_allclose(got[0], got[1], rtol=1e-5, atol=1e-6)
+
+
+def test_a_closed_lazy_image_and_an_empty_cell_are_named(tmp_path):
+    Image.new("RGB", (40, 40), (200, 60, 30)).save(tmp_path / "a.jpg")
+    with Image.open(tmp_path / "a.jpg") as closed:
+        pass
+    with pytest.raises(ValueError, match="the image is closed .* call .load"):
+        _embed([closed])
+    for empty in (None, float("nan")):
+        with pytest.raises(ValueError, match=r"X\[1\] is not an image: (None|nan)"):
+            _embed([str(tmp_path / "a.jpg"), empty])

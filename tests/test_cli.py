@@ -291,3 +291,23 @@ def test_personalize_predict_evaluate_with_a_saved_baseline(tmp_path, capsys):
                tmp_path / "features.pt")
     with pytest.raises(SystemExit, match="fitted on precomputed features"):
         main(["predict", str(tmp_path / "features.pt"), str(tmp_path)])
+
+
+def test_predict_writes_a_file_name_that_is_not_utf8_as_it_is(tmp_path):
+    import os
+
+    from PIL import Image
+
+    csv_path = _ratings_folder(tmp_path, n_images=12, n_raters=3)
+    prior = tmp_path / "prior.pt"
+    main(["meta-train", str(csv_path), "-o", str(prior), "--backbone", "tiny_cnn",
+          "--n-iterations", "2", "--support-size", "6", "--query-size", "4", "--quiet"])
+    photos = os.path.join(os.fsencode(tmp_path), b"photos")
+    os.mkdir(photos)
+    Image.new("RGB", (24, 24), (200, 60, 30)).save(os.path.join(photos, b"caf\xe9.png"))
+    out = tmp_path / "scores.csv"
+    # It failed writing the CSV after scoring everything (UnicodeEncodeError).
+    main(["predict", str(prior), os.fsdecode(photos), "-o", str(out), "--quiet"])
+    rows = out.read_bytes().splitlines()
+    assert len(rows) == 2 and rows[1].startswith(os.path.join(photos, b"caf\xe9.png,"))
+    assert np.isfinite(float(rows[1].rsplit(b",", 1)[1]))
