@@ -742,7 +742,17 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
             raise ValueError(
                 f"{int(outside.sum())} score(s) lie outside the range ({low:g}, {high:g}), "
                 f"e.g. {y[outside][:3].tolist()}. If this rater uses another scale than the "
-                "prior's training data, pass score_range=(low, high) of that scale.")
+                "prior's training data, pass score_range=(low, high) of that scale "
+                "(--score-range LOW,HIGH on the command line).")
+        spread = float(y.max() - y.min()) / (high - low)
+        if score_range is None and len(y) >= 5 and 0 < spread < 0.05:
+            # e.g. ratings on 1-10 against a prior of 0-500: fine-tuning squeezes the
+            # whole scale into a sliver of the head's output range, and learns little.
+            warnings.warn(
+                f"the rater's scores ({y.min():g} to {y.max():g}) span {100 * spread:.1f}% "
+                f"of the prior's range ({low:g}, {high:g}). If this rater uses another "
+                "scale, pass score_range=(low, high) of that scale (--score-range LOW,HIGH "
+                "on the command line).", PIAAWarning, stacklevel=3)
         X, y = self._readable(X, y)
         return X, y, (low, high)
 

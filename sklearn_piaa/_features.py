@@ -702,6 +702,13 @@ class ImageEmbedder:
         inverse : ndarray of shape (N,), int
         """
         if input_kind(X) == FEATURES:
+            if getattr(X, "dtype", None) == np.uint8:
+                # Embeddings are floats; a 720 x 1280 greyscale frame would otherwise be
+                # read as 720 rows of features (1280 is EfficientNet-Lite0's width).
+                raise ValueError(
+                    f"X is a 2-D uint8 array of shape {X.shape}: one greyscale image, not "
+                    "rows of embeddings; pass images as a list ([image]) or an (N, H, W, 3) "
+                    "uint8 array, and precomputed embeddings as floats.")
             X = np.asarray(as_indexable(X), dtype=np.float32)
             if X.shape[1] != self.out_features:
                 raise ValueError(

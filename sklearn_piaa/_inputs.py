@@ -55,8 +55,9 @@ def input_kind(X):
         if len(X) == 0:
             raise ValueError("X is empty: at least one image or feature row is needed.")
         first = X[0]
-        if _is_path(first) or _is_pil(first) or isinstance(first, np.ndarray) and first.ndim == 3:
-            return IMAGES
+        if _is_path(first) or _is_pil(first) or isinstance(first, np.ndarray) and (
+                first.ndim == 3 or first.ndim == 2 and first.dtype == np.uint8):
+            return IMAGES  # a 2-D uint8 array in a list: a greyscale image
         if np.ndim(first) == 1:
             return FEATURES
     raise ValueError(

@@ -9,6 +9,7 @@ import argparse
 import csv
 import io
 import os
+import re
 import sys
 import time
 
@@ -449,6 +450,19 @@ def _score_range(text):
         ) from None
 
 
+def _negative_ranges(argv):
+    """``--score-range -10,0`` as ``--score-range=-10,0``.
+
+    argparse takes a value that starts with "-" for an option, so a scale with a
+    negative low end would fail with "expected one argument".
+    """
+    out = list(argv)
+    for i in range(len(out) - 1):
+        if out[i] == "--score-range" and re.fullmatch(r"-[\d.eE+-]*,.*", out[i + 1]):
+            out[i:i + 2] = [f"--score-range={out[i + 1]}", None]
+    return [a for a in out if a is not None]
+
+
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows defaults, except where there is none or the help already names it."""
 
@@ -624,7 +638,7 @@ def main(argv=None):
         0 on success.
     """
     parser, _ = _build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_negative_ranges(sys.argv[1:] if argv is None else list(argv)))
     commands = {"meta-train": run_meta_train, "personalize": run_personalize,
                 "predict": run_predict, "evaluate": run_evaluate, "table1": run_table1}
     if args.command in commands:

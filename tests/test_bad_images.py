@@ -181,3 +181,12 @@ def test_a_closed_lazy_image_and_an_empty_cell_are_named(tmp_path):
     for empty in (None, float("nan")):
         with pytest.raises(ValueError, match=r"X\[1\] is not an image: (None|nan)"):
             _embed([str(tmp_path / "a.jpg"), empty])
+
+
+def test_one_greyscale_frame_is_not_read_as_rows_of_features():
+    # A (H, W) uint8 frame of width 1280 was scored as H rows of EfficientNet features.
+    embedder = ImageEmbedder(load_backbone("tiny_cnn"), torch.device("cpu"))
+    frame = np.zeros((20, embedder.out_features), dtype=np.uint8)
+    with pytest.raises(ValueError, match=r"2-D uint8 array .* one greyscale image"):
+        embedder.transform(frame)
+    assert embedder.transform([frame]).shape == (1, embedder.out_features)

@@ -287,3 +287,19 @@ def test_aesthetic_head_score_range_is_checked(low, high):
     with pytest.raises(ValueError, match="low < high"):
         head.set_score_range(low, high)
     assert float(head.score_low) == 1.0 and float(head.score_span) == 4.0
+
+
+def test_a_rater_on_a_much_smaller_scale_is_warned_about(fitted):
+    # Ratings on 1-10 against a prior trained on 0-500 were fine-tuned without a word.
+    from sklearn_piaa import PIAAWarning
+    meta, X, _, _ = fitted
+    meta = MetaAestheticRegressor(**TINY).fit(X, fitted[2] * 100, groups=fitted[3])
+    low, high = meta.score_range_
+    small = np.linspace(low, low + 0.02 * (high - low), 10)
+    with pytest.warns(PIAAWarning, match=r"span 2.0% of the prior's range .* score_range"):
+        meta.personalize(X[:10], small)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PIAAWarning)
+        meta.personalize(X[:10], small, score_range=(small.min(), small.max()))
+        meta.personalize(X[:10], np.linspace(low, high, 10))

@@ -277,3 +277,13 @@ def test_predict_refuses_a_named_image_that_does_not_exist(tmp_path, capsys, mon
     # The check comes before the model is read: no model file is needed to see it.
     assert console(["predict", str(tmp_path / "prior.pt"), str(present), str(typo)]) == 1
     assert capsys.readouterr().err == f"sklearn-piaa: error: no such file or folder: {typo}\n"
+
+
+def test_a_negative_score_range_is_read_on_the_command_line(capsys):
+    # argparse took "-10,0" for an option: "expected one argument".
+    with pytest.raises(SystemExit):
+        main(["evaluate", "p.pt", "d.csv", "--score-range", "-10,0", "--n-support", "x"])
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert "--n-support: invalid int value: 'x'" in err  # not "--score-range: expected one"
+    with pytest.raises(FileNotFoundError, match="d.csv"):  # parsed: on to the files
+        main(["evaluate", "p.pt", "d.csv", "--score-range", "-10,0"])
