@@ -3,10 +3,29 @@
 import os
 import sys
 
+from PIL import Image
+
 __all__ = ["IMAGE_EXTENSIONS", "TABLE_DEFAULTS", "printer", "plural", "image_files",
            "given_table_options"]
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+def _photo_extensions():
+    """Extensions of the photo formats this Pillow opens (some need optional plugins).
+
+    Curated rather than all of Pillow's: a folder may hold .h5 or .mpg files that
+    Pillow's scientific and video plugins claim but that are not photos.
+    """
+    candidates = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".bmp", ".dib",
+                  ".gif", ".tif", ".tiff", ".webp", ".avif", ".heic", ".heif", ".jp2",
+                  ".j2k", ".jpf", ".jpx", ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".qoi",
+                  ".psd")
+    Image.init()
+    readable = {ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
+    return tuple(ext for ext in candidates if ext in readable)
+
+
+#: File extensions (lower case) that a folder search picks up.
+IMAGE_EXTENSIONS = _photo_extensions()
 
 #: Defaults of the options that describe a ratings CSV (``--image-root``, ``--rater-col``,
 #: ...). Where no CSV is read, a value other than these would be silently ignored.
@@ -35,6 +54,19 @@ def given_table_options(args):
     return f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply"
 
 
+def _walk(folder):
+    """Image files under ``folder``, following linked folders but not around a loop."""
+    seen = set()
+    for root, dirs, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        yield from (os.path.join(root, f) for f in names
+                    if f.lower().endswith(IMAGE_EXTENSIONS))
+
+
 def image_files(paths):
     """The image files named by ``paths``; folders are searched recursively.
 
@@ -47,8 +79,7 @@ def image_files(paths):
     files = []
     for path in paths:
         if os.path.isdir(path):
-            files += sorted(os.path.join(root, f) for root, _, names in os.walk(path)
-                            for f in names if f.lower().endswith(IMAGE_EXTENSIONS))
+            files += sorted(_walk(path))
         else:
             files.append(path)
     if not files:

@@ -508,6 +508,15 @@ def _load_network(state, kind, path, device):
     """The prior or personalized net of a model file's ``state`` (see :func:`load_model`)."""
     params = dict(state["params"])
     params["device"] = _target_device(params["device"], device, path)
+    cache = params.get("cache_dir")
+    if cache is not None and not (os.path.isdir(cache)
+                                  or os.path.isdir(os.path.dirname(os.path.abspath(cache)))):
+        # A prior moved to another machine: its cache folder's place does not exist here,
+        # and every prediction would fail creating it.
+        warnings.warn(f"{path}: the model's cache_dir {os.fspath(cache)!r} cannot be made "
+                      "here (its parent folder does not exist); it embeds images without an "
+                      "on-disk cache.", PIAAWarning, stacklevel=4)
+        params["cache_dir"] = None
     meta = MetaAestheticRegressor(**params)
     fitted = state["fitted"]
     dev = torch.device(params["device"])

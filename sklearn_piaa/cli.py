@@ -541,7 +541,10 @@ def _build_parser():
     pr = sub.add_parser("predict", formatter_class=defaults,
                         help="score images with a saved prior or personalized model")
     pr.add_argument("model", help="model file (prior or personalized)")
-    pr.add_argument("images", nargs="+", help="image files or folders (searched recursively)")
+    pr.add_argument("images", nargs="+",
+                    help="image files or folders (searched recursively, linked folders "
+                         "included, for the photo formats this Pillow reads: .jpg, .png, "
+                         ".webp, .tif, .avif, ...)")
     pr.add_argument("-o", "--output", default="-", help="CSV to write (image,score); - for "
                                                         "standard output")
     pr.add_argument("--on-error", choices=["raise", "skip"], default="skip",

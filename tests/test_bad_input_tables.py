@@ -287,3 +287,29 @@ def test_a_negative_score_range_is_read_on_the_command_line(capsys):
     assert "--n-support: invalid int value: 'x'" in err  # not "--score-range: expected one"
     with pytest.raises(FileNotFoundError, match="d.csv"):  # parsed: on to the files
         main(["evaluate", "p.pt", "d.csv", "--score-range", "-10,0"])
+
+
+def test_folder_search_finds_every_photo_format_and_linked_folders(tmp_path):
+    # .jfif, .jpe, .ppm, .tga ... were skipped in folders (scored when named), and so
+    # were files in a linked folder; a link loop must not recurse for ever.
+    from sklearn_piaa._cli_common import image_files
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir(parents=True)
+    for name in ("a.JPG", "b.jfif", "c.jpe", "d.ppm", "e.tga", "sub/f.png"):
+        _save(photos / name)
+    (photos / "notes.txt").write_text("not a photo")
+    (photos / "model.h5").write_bytes(b"\x89HDF")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    _save(elsewhere / "g.png")
+    os.symlink(elsewhere, photos / "linked")
+    os.symlink(photos, photos / "sub" / "loop")
+    found = sorted(os.path.relpath(f, photos) for f in image_files([str(photos)]))
+    assert found == ["a.JPG", "b.jfif", "c.jpe", "d.ppm", "e.tga", "linked/g.png",
+                     "sub/f.png"]
+
+
+def _save(path):
+    formats = {".jfif": "JPEG", ".jpe": "JPEG", ".jpg": "JPEG", ".ppm": "PPM",
+               ".tga": "TGA", ".png": "PNG"}
+    Image.new("RGB", (4, 4)).save(path, format=formats[os.path.splitext(str(path))[1].lower()])

@@ -323,3 +323,26 @@ def test_predict_and_load_model_leave_torchs_generator_alone(tmp_path):
         after = torch.rand(3)
         torch.manual_seed(5)
         np.testing.assert_array_equal(after, torch.rand(3))
+
+
+def test_a_cache_dir_that_cannot_exist_here_is_dropped_on_load(tmp_path, image_files):
+    # A prior moved to another machine failed every prediction creating its cache_dir.
+    import numpy as np
+    import pytest
+
+    from sklearn_piaa import MetaAestheticRegressor, PIAAWarning, load_model, save_model
+    y = np.tile([1.0, 2.0, 3.0, 4.0, 5.0, 3.0], 2)
+    meta = MetaAestheticRegressor(backbone="tiny_cnn", hidden_sizes=(8,), n_iterations=2,
+                                  support_size=4, query_size=2, random_state=0,
+                                  cache_dir=tmp_path / "gone" / "cache")
+    meta.fit(image_files, y, groups=np.repeat(["a", "b"], 6))
+    save_model(meta, tmp_path / "prior.pt")
+    expected = meta.predict(image_files)
+    import shutil
+    shutil.rmtree(tmp_path / "gone")
+    with pytest.warns(PIAAWarning, match="cache_dir .* cannot be made here"):
+        loaded = load_model(tmp_path / "prior.pt")
+    assert loaded.cache_dir is None
+    np.testing.assert_allclose(loaded.predict(image_files), expected, rtol=1e-5)
+    (tmp_path / "gone").mkdir()  # its parent exists again: kept
+    assert load_model(tmp_path / "prior.pt").cache_dir is not None
