@@ -102,9 +102,12 @@ def concat(parts):
     """Join several ``X`` of the same kind, in order."""
     if all(isinstance(p, np.ndarray) for p in parts):
         shapes = {p.shape[1:] for p in parts}
-        if len(shapes) > 1:
+        if len(shapes) == 1:
+            return np.concatenate(parts, axis=0)
+        if any(p.ndim != 4 for p in parts):
             raise ValueError(f"cannot join arrays with different shapes per row: {sorted(shapes)}")
-        return np.concatenate(parts, axis=0)
+        # image batches of other sizes (one rater's photos at 256 px, another's at 320):
+        # a list of images, which every image input accepts
     out = []
     for p in parts:
         out.extend(list(p))

@@ -313,3 +313,22 @@ def _save(path):
     formats = {".jfif": "JPEG", ".jpe": "JPEG", ".jpg": "JPEG", ".ppm": "PPM",
                ".tga": "TGA", ".png": "PNG"}
     Image.new("RGB", (4, 4)).save(path, format=formats[os.path.splitext(str(path))[1].lower()])
+
+
+def test_excel_sep_line_and_other_unicode_spellings_of_a_name(tmp_path):
+    # Excel's "sep=," first line was taken for the header; a name typed as NFC "café"
+    # did not find the NFD-spelled file (macOS zips), though both look the same.
+    import unicodedata
+    nfd = unicodedata.normalize("NFD", "café.png")
+    Image.new("RGB", (4, 4)).save(tmp_path / nfd)
+    Image.new("RGB", (4, 4)).save(tmp_path / "b.png")
+    (tmp_path / "r.csv").write_text("sep=,\r\nrater,image,score\r\nann,café.png,3\r\n"
+                                    "ann,b.png,4\r\nann,b.png,x,y\r\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"line 5: 4 field\(s\)"):  # lines still counted
+        read_ratings(tmp_path / "r.csv")
+    (tmp_path / "r.csv").write_text("sep=,\nrater,image,score\nann,café.png,3\nann,b.png,4\n")
+    data = read_ratings(tmp_path / "r.csv")
+    assert [os.path.basename(p) for p in data.X] == [nfd, "b.png"]
+    (tmp_path / "s.csv").write_text("sep=;\nrater;image;score\n")
+    with pytest.raises(ValueError, match="declares ';'"):
+        read_ratings(tmp_path / "s.csv")

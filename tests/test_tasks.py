@@ -63,3 +63,16 @@ def test_subset_and_rows_refuse_what_would_go_wrong_silently():
     with pytest.raises(ValueError, match="needs at least one row"):
         t.rows([])
     assert t.subset(["b"]).n_ratings == 3
+
+
+def test_raters_image_arrays_of_other_sizes_join_as_a_list():
+    # "cannot join arrays with different shapes per row" for photos of other sizes.
+    rng = np.random.RandomState(0)
+    a = rng.randint(0, 255, (3, 16, 20, 3)).astype(np.uint8)
+    b = rng.randint(0, 255, (3, 24, 18, 3)).astype(np.uint8)
+    t = TaskSet.from_mapping({"a": (a, np.arange(3.0)), "b": (b, np.arange(3.0))})
+    assert isinstance(t.X, list) and len(t.X) == 6
+    assert t["b"][0][0].shape == (24, 18, 3)
+    with pytest.raises(ValueError, match="different shapes per row"):  # features: no
+        TaskSet.from_mapping({"a": (np.zeros((3, 4)), np.arange(3.0)),
+                              "b": (np.zeros((3, 5)), np.arange(3.0))})

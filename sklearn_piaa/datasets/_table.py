@@ -9,6 +9,8 @@ import csv
 import io
 import numbers
 import os
+import re
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Mapping
 
@@ -114,7 +116,15 @@ def _read_csv(path):
     # newline="" keeps line ends for the csv module, which needs them inside quoted cells.
     # skipinitialspace: in 'ann, "my image, v2.jpg", 4' the space before the quote would
     # otherwise make the quote part of the cell and split the name at its comma.
-    reader = csv.reader(io.StringIO(_read_text(path), newline=""), skipinitialspace=True)
+    text, skipped = _read_text(path), 0
+    hint = re.match(r"sep=(.?)[ \t]*\r?\n", text)
+    if hint:  # Excel's "sep=," line names the delimiter; it is not the header
+        if hint.group(1) != ",":
+            raise ValueError(f"{path} must be comma-separated, but its first line "
+                             f"{hint.group(0).strip()!r} declares {hint.group(1)!r}; re-save "
+                             "it with commas between the columns.")
+        text, skipped = text[hint.end():], 1
+    reader = csv.reader(io.StringIO(text, newline=""), skipinitialspace=True)
     header = next((row for row in reader if any(h.strip() for h in row)), None)
     if header is None:
         raise ValueError(f"{path} is empty: expected a header row naming the columns.")
@@ -135,10 +145,10 @@ def _read_csv(path):
         if not any(cells):
             continue
         if len(cells) != len(names):
-            raise ValueError(f"{path}, line {reader.line_num}: {len(cells)} field(s) but "
-                             f"the header has {len(names)} ({names}).")
+            raise ValueError(f"{path}, line {reader.line_num + skipped}: {len(cells)} "
+                             f"field(s) but the header has {len(names)} ({names}).")
         rows.append(cells)
-        lines.append(reader.line_num)
+        lines.append(reader.line_num + skipped)
     cols = {c: [r[j] for r in rows] for j, c in enumerate(names)}
     return Bunch(cols=cols, name=path, lines=lines, n=len(rows),
                  base=os.path.dirname(os.path.abspath(path)))
@@ -214,6 +224,21 @@ IMAGE_ROOT_HINT = "image_root=; --image-root on the command line"
 IMAGE_DIR_HINT = "image_dir= under the data set's root; on the command line, as distributed"
 
 
+def _as_spelled_on_disk(paths):
+    """Each missing path replaced by its other Unicode normal form where that exists.
+
+    "café.jpg" can be spelled with one code point for "é" (NFC, what most editors
+    type) or two (NFD, what macOS file names and zips made there use): the same name on
+    screen, another to the file system.
+    """
+    found = {}
+    for p in dict.fromkeys(paths):
+        if not os.path.isfile(p):
+            found[p] = next((q for q in (unicodedata.normalize(f, p) for f in ("NFC", "NFD"))
+                             if q != p and os.path.isfile(q)), p)
+    return [found.get(p, p) for p in paths]
+
+
 def _check_files(t, paths, root, hint=IMAGE_ROOT_HINT):
     unique = list(dict.fromkeys(paths))
     missing = [p for p in unique if not os.path.isfile(p)]
@@ -253,6 +278,8 @@ def _read(t, cols, image_root, duplicates="mean", check_files=True, min_images=N
     # join() keeps an absolute image cell as it is; abspath normalises "a/../b" spellings
     # so that they count as duplicates of "b".
     paths = [os.path.abspath(os.path.join(root, im)) for im in images]
+    if check_files:
+        paths = _as_spelled_on_disk(paths)
     raters, paths, y = _merge_duplicates(t, raters, paths, y, duplicates)
     if check_files:
         _check_files(t, paths, root, hint)
