@@ -82,6 +82,11 @@ def _as_inputs(adapter, X, device):
         if hasattr(data, "train"):
             data.train = False  # no augmentation while fitting coefficients
         data = torch.stack([data[i][0] for i in range(len(data))])
+        normalize = getattr(adapter, "normalize", None)
+        if normalize is not None and data.dtype == torch.uint8:
+            # The datasets yield 8-bit pixels that the net normalizes on its device
+            # (PersonalizedNet.infer); fed raw, the network saw 0-255 inputs.
+            return normalize(data.to(device))
     return torch.as_tensor(np.asarray(data) if not torch.is_tensor(data) else data,
                            dtype=torch.float32, device=device)
 

@@ -190,3 +190,24 @@ def test_one_greyscale_frame_is_not_read_as_rows_of_features():
     with pytest.raises(ValueError, match=r"2-D uint8 array .* one greyscale image"):
         embedder.transform(frame)
     assert embedder.transform([frame]).shape == (1, embedder.out_features)
+
+
+@pytest.mark.parametrize("train_backbone", [False, True])
+def test_refitting_a_personalized_net_leaves_unreadable_images_out(image_files, tmp_path,
+                                                                    train_backbone):
+    # personalize dropped them, but the net's own fit (a clone in cross_val_score)
+    # trained on them: NaN embeddings made every weight NaN, a blank image was learnt.
+    from sklearn_piaa import PIAAWarning
+    y = np.tile([1.0, 2.0, 3.0, 4.0, 5.0, 3.0], 2)
+    meta = MetaAestheticRegressor(**{**SMALL, "train_backbone": train_backbone,
+                                     "on_error": "skip"})
+    meta.fit(image_files, y, groups=np.repeat(["a", "b"], 6))
+    net = meta.personalize(image_files[:6], y[:6], random_state=0)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    with pytest.warns(PIAAWarning, match="bad.png"):
+        net.fit([*image_files[:6], str(bad)], np.r_[y[:6], 4.5])
+    with_bad = net.predict(image_files[6:])
+    without = net.fit(image_files[:6], y[:6]).predict(image_files[6:])
+    assert np.isfinite(with_bad).all()
+    np.testing.assert_array_equal(with_bad, without)

@@ -179,3 +179,21 @@ def test_bad_input_is_named(fitted, ratings):
     with pytest.warns(UserWarning, match="only 12 training raters"):
         TaskVectorRegressor(base, n_sources=20, source_epochs=1).fit(
             TaskSet.from_arrays(X, y, groups))
+
+
+def test_whole_network_base_fits_coefficients_on_normalized_pixels():
+    # The coefficient fit fed the network raw 0-255 pixels (the datasets yield bytes
+    # that PersonalizedNet.infer normalizes): a saturated, near-constant network.
+
+    from sklearn_piaa import _task_vectors
+    rng = np.random.RandomState(0)
+    X = (rng.rand(24, 24, 24, 3) * 255).astype(np.uint8)
+    y = np.clip(1 + 4 * X.mean(axis=(1, 2, 3)) / 255 + rng.rand(24), 1, 5)
+    base = MetaAestheticRegressor(backbone="tiny_cnn", train_backbone=True, hidden_sizes=(8,),
+                                  n_iterations=2, support_size=6, query_size=3,
+                                  tasks_per_batch=2, finetune_epochs=1, random_state=0)
+    base.fit(X, y, groups=np.repeat(np.arange(2), 12))
+    x = _task_vectors._as_inputs(base.input_, X[:6], base.prior_net_.device)
+    with torch.no_grad():
+        direct = base.prior_net_.module_.eval()(x).reshape(-1).numpy()
+    np.testing.assert_allclose(direct, base.predict(X[:6]), rtol=1e-5)
