@@ -110,7 +110,8 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
     n_iterations : int, default=1000
         Outer iterations.
     tasks_per_batch : int, default=4
-        Raters per outer iteration (the paper's k).
+        Raters per outer iteration (the paper's k); at most the number of training
+        raters (a larger value uses them all).
     support_size : int, default=80
     query_size : int, default=20
         Images per task in the support and query sets (the paper's m_s, m_q). Raters

@@ -171,8 +171,9 @@ class MetaLearner:
     def adapt(self, learner, optimizer, x, y):
         """``inner_steps`` optimizer steps on one set; returns the last loss.
 
-        With ``inner_steps=0`` nothing is updated and the loss of the unchanged learner
-        is returned.
+        With ``inner_steps=0`` no weight is updated and the loss of the unchanged learner
+        is returned; that loss is computed in training mode, so its BatchNorm running
+        statistics still take in the batch.
         """
         if self.inner_steps == 0:
             with torch.no_grad():
