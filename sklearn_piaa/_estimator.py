@@ -23,7 +23,8 @@ from ._features import (
     ImageEmbedder,
     ImageInput,
     _content_key,
-    unreadable_images,
+    drop_unreadable,
+    unreadable_rows,
 )
 from ._inputs import (
     FEATURES,
@@ -32,7 +33,6 @@ from ._inputs import (
     input_kind,
     is_count,
     n_samples,
-    take,
 )
 from ._personalize import PersonalizedNet
 from ._progress import progress
@@ -479,7 +479,7 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
                     "rows": torch.as_tensor(inverse, device=device), "y": y, "dim": dim}
             return head, embedder, data, tasks
         # Decoding every image once now beats failing on a bad file hours into training.
-        bad = self._unreadable_rows(tasks.X, backbone.input_size, stacklevel=5)
+        bad = unreadable_rows(tasks.X, backbone.input_size, self.on_error, stacklevel=4)
         if bad.any():
             tasks = self._drop_rows(tasks, bad)
             y = torch.as_tensor(tasks.y, device=device)
@@ -488,22 +488,6 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
                                        backbone.std, train=True, cache=DECODED_CACHE),
                 "y": y, "dim": dim}
         return net, adapter, data, tasks
-
-    def _unreadable_rows(self, X, size, stacklevel):
-        """Mask of the rows of ``X`` whose image cannot be decoded; warns naming them.
-
-        With ``on_error="raise"`` the first bad file raises instead.
-        """
-        failed = unreadable_images(X, size, self.on_error)
-        bad = np.zeros(n_samples(X), dtype=bool)
-        bad[list(failed)] = True
-        if failed:
-            reasons = list(dict.fromkeys(failed.values()))  # an image rated many times
-            warnings.warn(f"{len(reasons)} unreadable image(s) left out, with their "
-                          f"{len(failed)} rating(s) (on_error='skip'): "
-                          + "; ".join(reasons[:10]) + (" ..." if len(reasons) > 10 else ""),
-                          PIAAWarning, stacklevel=stacklevel)
-        return bad
 
     @staticmethod
     def _drop_rows(tasks, bad):
@@ -682,16 +666,7 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
 
     def _readable(self, X, y):
         """``X, y`` without unreadable images when ``on_error="skip"``."""
-        if self.on_error != "skip" or input_kind(X) == FEATURES:
-            return X, y
-        if isinstance(self.input_, ImageEmbedder):
-            X = self.input_.transform(X)  # warns, cached for the fit below
-            bad = np.isnan(X[:, 0])
-        else:
-            bad = self._unreadable_rows(X, self.input_.size, stacklevel=4)
-        if bad.all():
-            raise ValueError("none of the rater's images could be read (on_error='skip').")
-        return (take(X, np.flatnonzero(~bad)), y[~bad]) if bad.any() else (X, y)
+        return drop_unreadable(self.input_, X, y, self.on_error, stacklevel=3)
 
     def personalize(self, X, y, random_state=None, score_range=None, **net_params):
         """Fine-tune a copy of the prior on one rater's images.

@@ -17,7 +17,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from sklearn.utils import check_array
 
 from ._device import autocast
-from ._inputs import FEATURES, as_indexable, check_finite_features, input_kind, is_count
+from ._inputs import FEATURES, as_indexable, check_finite_features, input_kind, is_count, take
 from ._io import atomic_write, check_writable_dir
 from ._progress import progress
 from ._warnings import PIAAWarning
@@ -468,6 +468,43 @@ def unreadable_images(X, size=224, on_error="skip"):
 
     reasons = thread_map(check, files)
     return {i: reason for i, reason in zip(files, reasons) if reason is not None}
+
+
+def unreadable_rows(X, size, on_error, stacklevel):
+    """Mask of the rows of ``X`` whose image cannot be decoded; warns naming them.
+
+    With ``on_error="raise"`` the first bad file raises instead.
+    """
+    failed = unreadable_images(X, size, on_error)
+    bad = np.zeros(len(as_indexable(X)), dtype=bool)
+    bad[list(failed)] = True
+    if failed:
+        reasons = list(dict.fromkeys(failed.values()))  # an image rated many times
+        warnings.warn(f"{len(reasons)} unreadable image(s) left out, with their "
+                      f"{len(failed)} rating(s) (on_error='skip'): "
+                      + "; ".join(reasons[:10]) + (" ..." if len(reasons) > 10 else ""),
+                      PIAAWarning, stacklevel=stacklevel + 1)
+    return bad
+
+
+def drop_unreadable(adapter, X, y, on_error, stacklevel):
+    """One rater's ``X, y`` without unreadable images when ``on_error="skip"``.
+
+    ``adapter`` (an :class:`ImageEmbedder` or :class:`ImageInput`) would turn them into
+    NaN embeddings or blank images, which prediction reports as NaN but training would
+    learn from. Through an embedder ``X`` comes back as its embeddings. ``stacklevel``
+    counts from the caller, as :func:`warnings.warn`'s does.
+    """
+    if on_error != "skip" or input_kind(X) == FEATURES:
+        return X, y
+    if isinstance(adapter, ImageEmbedder):
+        X = adapter.transform(X)  # warns naming the unreadable images
+        bad = np.isnan(X[:, 0])
+    else:
+        bad = unreadable_rows(X, adapter.size, "skip", stacklevel + 1)
+    if bad.all():
+        raise ValueError("none of the rater's images could be read (on_error='skip').")
+    return (take(X, np.flatnonzero(~bad)), y[~bad]) if bad.any() else (X, y)
 
 
 class FeatureInput:

@@ -1,5 +1,6 @@
 """The skorch regressor that holds a prior or a personalized aesthetic network."""
 
+import contextlib
 import copy
 import warnings
 
@@ -12,8 +13,8 @@ from skorch.utils import to_tensor
 
 from ._array_loader import array_loader
 from ._device import autocast, seeded
-from ._features import unreadable_images
-from ._inputs import FEATURES, check_scores, input_kind, is_count, take
+from ._features import drop_unreadable
+from ._inputs import check_scores, is_count
 from ._warnings import PIAAWarning
 from .nn.adam import adam_step, is_plain_fused_adam
 from .nn.head import AestheticHead
@@ -250,36 +251,8 @@ class PersonalizedNet(NeuralNetRegressor):
                              f"{seed!r}.")
         if y is not None:
             y = self._check_scores(y, self.module)
-        if seed is None:
+        with contextlib.nullcontext() if seed is None else seeded(seed, self.device):
             return super().fit(X, y, **fit_params)
-        with seeded(seed, self.device):
-            return super().fit(X, y, **fit_params)
-
-    def _without_unreadable(self, X, y):
-        """``X, y`` without the images that ``input`` skips (its ``on_error="skip"``).
-
-        The adapter turns them into NaN embeddings or blank images: prediction reports
-        those as NaN, but training would learn from them (NaN weights, or a black image
-        with its rating). ``personalize`` drops them itself; a refit of the net -- a
-        clone in ``cross_val_score`` -- must too.
-        """
-        if (getattr(self.input, "on_error", "raise") != "skip"
-                or isinstance(X, torch.utils.data.Dataset) or input_kind(X) == FEATURES):
-            return X, y
-        if hasattr(self.input, "transform"):  # embeddings: NaN rows; warns, and caches
-            bad = np.isnan(self.input.transform(X)[:, 0])
-        else:
-            failed = unreadable_images(X, self.input.size, "skip")
-            bad = np.zeros(len(y), dtype=bool)
-            bad[list(failed)] = True
-            if failed:
-                warnings.warn(f"{len(failed)} unreadable image(s) left out of training "
-                              "(on_error='skip'): " + "; ".join(list(failed.values())[:10]),
-                              PIAAWarning, stacklevel=4)
-        if bad.all():
-            raise ValueError("none of the images could be read (on_error='skip').")
-        keep = np.flatnonzero(~bad)
-        return (take(X, keep), y[keep]) if bad.any() else (X, y)
 
     def partial_fit(self, X, y=None, classes=None, **fit_params):
         """skorch's ``partial_fit`` (from the trained weights), after checking the scores
@@ -311,7 +284,11 @@ class PersonalizedNet(NeuralNetRegressor):
         if y is not None:
             module = getattr(self, "module_", None) if self.initialized_ else None
             y = self._check_scores(y, self.module if module is None else module)
-            X, y = self._without_unreadable(X, y)  # fit comes here too (skorch)
+            if not isinstance(X, torch.utils.data.Dataset):
+                # personalize drops unreadable images itself; a refit of the net (a clone
+                # in cross_val_score) must too. fit comes here as well (skorch).
+                X, y = drop_unreadable(self.input, X, y, getattr(self.input, "on_error", None),
+                                       stacklevel=4)
         return super().partial_fit(X, y, classes=classes, **fit_params)
 
     def get_dataset(self, X, y=None):
