@@ -8,6 +8,7 @@ by file path + modification time + size, or by pixel content for in-memory image
 import copy
 import hashlib
 import os
+import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
@@ -26,6 +27,7 @@ from .nn.fold import fold_batchnorm
 
 __all__ = [
     "load_image",
+    "loaded",
     "image_tensor",
     "image_pixels",
     "normalize_pixels",
@@ -49,6 +51,13 @@ DECODED_CACHE = 1024
 _CLOSED = ("cannot read {}: the image is closed (opened lazily with Image.open and used "
            "after its file was closed, e.g. outside its `with` block); call .load() or "
            ".copy() while it is open, or pass the file path.")
+# What Pillow raises for a file it cannot decode: SyntaxError for a broken PNG chunk.
+_DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError,
+                  Image.DecompressionBombError)
+# Pillow decodes a lazily opened image in place, from its file; two threads loading one
+# image object at once interleave their reads: other pixels, silently, or odd errors.
+# One lock per image object (striped by id: images are not hashable).
+_LOAD_LOCKS = tuple(threading.Lock() for _ in range(64))
 
 
 def to_rgb(img):
@@ -102,18 +111,16 @@ def load_image(src):
         try:
             with Image.open(path) as img:
                 return to_rgb(ImageOps.exif_transpose(img))
-        except (UnidentifiedImageError, OSError, ValueError,
-                Image.DecompressionBombError) as exc:
+        except _DECODE_ERRORS as exc:
             raise ValueError(f"cannot read image file {path}: {exc}") from None
     if isinstance(src, Image.Image):
-        try:  # an image from Image.open decodes lazily: a truncated file fails here
+        loaded(src)
+        try:
             if src.getexif().get(0x0112, 1) != 1:  # exif_transpose copies even when upright
                 src = ImageOps.exif_transpose(src)
             return to_rgb(src)
-        except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        except _DECODE_ERRORS as exc:
             raise ValueError(f"cannot read {_name(src)}: {exc}") from None
-        except AssertionError:
-            raise ValueError(_CLOSED.format(_name(src))) from None
     arr = np.asarray(src)
     if arr.dtype != np.uint8:
         raise ValueError(f"image arrays must be uint8 (0-255); got dtype {arr.dtype}.")
@@ -126,6 +133,33 @@ def load_image(src):
     if arr.shape[2] == 4:  # onto white, as a transparent file or PIL image is
         return to_rgb(Image.fromarray(np.ascontiguousarray(arr), "RGBA"))
     return Image.fromarray(np.ascontiguousarray(arr))
+
+
+def loaded(img):
+    """Decode a PIL image that was opened lazily, once, and safely from any thread.
+
+    Parameters
+    ----------
+    img : PIL.Image.Image
+
+    Returns
+    -------
+    PIL.Image.Image
+        ``img`` itself, its pixels in memory.
+
+    Raises
+    ------
+    ValueError
+        When the image cannot be decoded (a truncated or broken file) or is closed.
+    """
+    try:  # an image from Image.open decodes lazily: a truncated file fails here
+        with _LOAD_LOCKS[id(img) % len(_LOAD_LOCKS)]:
+            img.load()
+    except _DECODE_ERRORS as exc:
+        raise ValueError(f"cannot read {_name(img)}: {exc}") from None
+    except AssertionError:
+        raise ValueError(_CLOSED.format(_name(img))) from None
+    return img
 
 
 def decode_threads():
@@ -257,7 +291,7 @@ def _draft(src, size):
             if raw.format == "JPEG":
                 raw.draft("RGB", (size * 8 // 7, size * 8 // 7))
             return to_rgb(ImageOps.exif_transpose(raw))
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+    except _DECODE_ERRORS as exc:
         raise ValueError(f"cannot read image file {path}: {exc}") from None
 
 
@@ -586,15 +620,13 @@ def _content_key(src):
     elif isinstance(src, Image.Image):
         # The pixels alone are not the image: a palette image's colours live in its
         # palette and transparency, and EXIF orientation turns it.
-        h.update(f"{src.mode}{src.size}{src.info.get('transparency')!r}".encode())
+        h.update(f"{loaded(src).mode}{src.size}{src.info.get('transparency')!r}".encode())
         try:
             h.update(src.tobytes())
             h.update(bytes(src.getpalette() or []) if src.mode in ("P", "PA") else b"")
             h.update(repr(src.getexif().get(0x0112)).encode())
-        except (OSError, ValueError) as exc:  # decoded lazily: a truncated file fails here
+        except _DECODE_ERRORS as exc:
             raise ValueError(f"cannot read {_name(src)}: {exc}") from None
-        except AssertionError:
-            raise ValueError(_CLOSED.format(_name(src))) from None
     else:
         arr = np.ascontiguousarray(src)
         h.update(f"{arr.dtype}{arr.shape}".encode())

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from sklearn_piaa import MetaAestheticRegressor, embed_images
-from sklearn_piaa._features import ImageEmbedder
+from sklearn_piaa._features import ImageEmbedder, load_image, thread_map
 from sklearn_piaa.nn import Backbone, load_backbone
 
 SMALL = dict(backbone="tiny_cnn", hidden_sizes=(8,), n_iterations=2, support_size=4,
@@ -118,6 +118,43 @@ def test_a_lazily_opened_truncated_image_is_unreadable(image_files, tmp_path, tr
         meta = MetaAestheticRegressor(**params, on_error="skip").fit(images * 2, y,
                                                                      groups=groups)
         pred = meta.predict(images)
+    assert np.isnan(pred[-1]) and np.isfinite(pred[:-1]).all()
+
+
+def _noise_png(path, seed=0):
+    rng = np.random.RandomState(seed)
+    Image.fromarray(rng.randint(0, 256, (300, 400, 3)).astype(np.uint8)).save(path)
+    return path
+
+
+def test_one_lazily_opened_image_decoded_by_many_threads_gives_its_own_pixels(tmp_path):
+    # One Image.open object rated by several raters is decoded by several threads at once;
+    # Pillow's lazy load is not thread-safe: other pixels half the time, before.
+    path = _noise_png(tmp_path / "noise.png")
+    with Image.open(path) as ref:
+        expected = np.asarray(ref.convert("RGB"))
+    for _ in range(10):
+        lazy = Image.open(path)
+        for img in thread_map(load_image, [lazy] * 8, threads=8):
+            np.testing.assert_array_equal(np.asarray(img), expected)
+
+
+@pytest.mark.parametrize("train_backbone", [False, True])
+def test_a_png_with_a_broken_chunk_is_unreadable(image_files, tmp_path, train_backbone):
+    data = bytearray(_noise_png(tmp_path / "noise.png").read_bytes())
+    second_idat = data.find(b"IDAT", data.find(b"IDAT") + 4)
+    data[second_idat:second_idat + 4] = b"\x02\x80\xd1\xef"  # Pillow: SyntaxError
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(bytes(data))
+    X = list(image_files[:6]) + [str(broken)]
+    y = np.tile(np.arange(1.0, 8.0), 2)
+    groups = np.repeat(["a", "b"], 7)
+    params = {**SMALL, "train_backbone": train_backbone}
+    with pytest.raises(ValueError, match="cannot read image file .*broken.png: broken PNG"):
+        MetaAestheticRegressor(**params).fit(X * 2, y, groups=groups)
+    with pytest.warns(UserWarning, match="broken.png"):
+        meta = MetaAestheticRegressor(**params, on_error="skip").fit(X * 2, y, groups=groups)
+        pred = meta.predict(X)
     assert np.isnan(pred[-1]) and np.isfinite(pred[:-1]).all()
 
 
