@@ -694,8 +694,9 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         Returns
         -------
         PersonalizedNet
-            A fitted skorch regressor; the prior is left unchanged and available as the
-            net's ``prior_`` attribute (a reference, not a copy).
+            A fitted skorch regressor; the prior is left unchanged. The net's ``prior_``
+            attribute is the prior as it was (a shallow copy): refitting the prior
+            later changes neither the net nor what :func:`save_model` writes for it.
         """
         check_is_fitted(self, "prior_net_")
         X, y, (low, high) = self._check_rater(X, y, score_range)
@@ -748,6 +749,9 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
                 if isinstance(m, AestheticHead):
                     m.set_score_range(*score_range)
         net.fit(X, y.astype(np.float32))  # seeded by its random_state
-        net.prior_ = self  # what save_model needs to rebuild the architecture
+        # What save_model needs to rebuild the architecture. A copy: a refit of this
+        # prior (other hidden_sizes, features) rebinds its attributes, and must not change
+        # what an earlier net saves; the copy shares them, so costs nothing.
+        net.prior_ = copy.copy(self)
         return net
 

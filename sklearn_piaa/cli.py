@@ -313,7 +313,7 @@ def run_predict(args, out=None):
     files = image_files(args.images)  # a mistyped path fails before the model loads
     model = load_model(args.model, device=args.device)
     owner = (model.prior_ if isinstance(model, PersonalizedNet)
-             else model.prior if isinstance(model, PersonalizedBaseline) else model)
+             else model.prior_ if isinstance(model, PersonalizedBaseline) else model)
     _check_reads_images(owner, args.model)
     # The input adapter decodes the images: how it treats bad files is all that matters.
     # PAM's adapter measures attributes around an embedder, which decodes them.

@@ -12,7 +12,7 @@ from ._inputs import FEATURES, input_kind, is_count, take
 from ._progress import progress
 from ._tasks import TaskSet
 from ._warnings import PIAAWarning, UndefinedSROCCWarning
-from .metrics import SROCCSummary, aggregate_srocc, srocc
+from .metrics import SROCCSummary, _srocc, aggregate_srocc
 from .support import SupportSelector
 
 __all__ = ["evaluate_personalization", "PersonalizationResult",
@@ -75,21 +75,19 @@ def _one_rater(prior, X, y, rater, seeds, n_support, personalize_params):
     rows = []
     # The prior is fixed: predict the rater's images once, then index each query set.
     prior_pred = prior.predict(X)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UndefinedSROCCWarning)
-        for repeat, seed in enumerate(seeds):
-            # One permutation per repeat: the 10-image support is part of the 100-image
-            # one, so support sizes are compared on nested draws.
-            rng = np.random.RandomState(seed)
-            perm = rng.permutation(len(y))
-            for k in n_support:
-                if len(y) < k + 2:
-                    continue
-                sup, qry = perm[:k], perm[k:]
-                net = prior.personalize(take(X, sup), y[sup], random_state=seed,
-                                        **personalize_params)
-                rows.append((rater, repeat, k, len(qry), srocc(y[qry], prior_pred[qry]),
-                             srocc(y[qry], net.predict(take(X, qry)))))
+    for repeat, seed in enumerate(seeds):
+        # One permutation per repeat: the 10-image support is part of the 100-image
+        # one, so support sizes are compared on nested draws.
+        rng = np.random.RandomState(seed)
+        perm = rng.permutation(len(y))
+        for k in n_support:
+            if len(y) < k + 2:
+                continue
+            sup, qry = perm[:k], perm[k:]
+            net = prior.personalize(take(X, sup), y[sup], random_state=seed,
+                                    **personalize_params)
+            rows.append((rater, repeat, k, len(qry), _srocc(y[qry], prior_pred[qry])[0],
+                         _srocc(y[qry], net.predict(take(X, qry)))[0]))
     return rows
 
 
@@ -282,25 +280,23 @@ def _one_rater_support(prior, X, y, rater, seeds, n_support, n_query, selectors,
     prior_pred = prior.predict(X)
     F = _selection_features(prior, X)
     n_q = _query_size(n_query, len(y))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UndefinedSROCCWarning)
-        for repeat, seed in enumerate(seeds):
-            # The query set is drawn first and shared by every strategy: differences
-            # between strategies are paired on identical test images.
-            perm = np.random.RandomState(seed).permutation(len(y))
-            qry, pool = perm[:n_q], perm[n_q:]
-            scored_prior = srocc(y[qry], prior_pred[qry])
-            for k in n_support:
-                if n_q < 2 or len(pool) < k:
-                    continue
-                chosen = {"random": pool[:k]}  # nested over k, as in the default protocol
-                for name, sel in selectors.items():
-                    chosen[name] = pool[sel.select(take(F, pool), k)]
-                for name, sup in chosen.items():
-                    net = prior.personalize(take(X, sup), y[sup], random_state=seed,
-                                            **personalize_params)
-                    rows[name].append((rater, repeat, k, n_q, scored_prior,
-                                       srocc(y[qry], net.predict(take(X, qry)))))
+    for repeat, seed in enumerate(seeds):
+        # The query set is drawn first and shared by every strategy: differences
+        # between strategies are paired on identical test images.
+        perm = np.random.RandomState(seed).permutation(len(y))
+        qry, pool = perm[:n_q], perm[n_q:]
+        scored_prior = _srocc(y[qry], prior_pred[qry])[0]
+        for k in n_support:
+            if n_q < 2 or len(pool) < k:
+                continue
+            chosen = {"random": pool[:k]}  # nested over k, as in the default protocol
+            for name, sel in selectors.items():
+                chosen[name] = pool[sel.select(take(F, pool), k)]
+            for name, sup in chosen.items():
+                net = prior.personalize(take(X, sup), y[sup], random_state=seed,
+                                        **personalize_params)
+                rows[name].append((rater, repeat, k, n_q, scored_prior,
+                                   _srocc(y[qry], net.predict(take(X, qry)))[0]))
     return rows
 
 

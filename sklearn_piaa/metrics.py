@@ -43,6 +43,18 @@ def srocc(y_true, y_pred):
     >>> round(srocc([1, 2, 3, 4], [10, 20, 40, 30]), 3)
     0.8
     """
+    value, undefined = _srocc(y_true, y_pred)
+    if undefined:
+        warnings.warn(f"SROCC is undefined ({undefined}); returning nan.",
+                      UndefinedSROCCWarning, stacklevel=2)
+    return value
+
+
+def _srocc(y_true, y_pred):
+    # (SROCC, why it is undefined or None), without a warning: for loops that count
+    # undefined values themselves. Silencing srocc's warning there with
+    # warnings.catch_warnings is not an option: it swaps the process-wide filter list,
+    # and blocks overlapping in threads leave an "ignore" filter behind for good.
     y_true = np.asarray(y_true, dtype=np.float64).reshape(-1)
     y_pred = np.asarray(y_pred, dtype=np.float64).reshape(-1)
     if y_true.shape != y_pred.shape:
@@ -51,18 +63,14 @@ def srocc(y_true, y_pred):
         )
     n_nan = int(np.isnan(y_true).sum()), int(np.isnan(y_pred).sum())
     if any(n_nan):
-        which = " and ".join(f"{n} of the {len(y_true)} {name} are NaN" for n, name in
-                             zip(n_nan, ("ratings", "predictions")) if n)
-        warnings.warn(f"SROCC is undefined ({which}); returning nan.", UndefinedSROCCWarning,
-                      stacklevel=2)
-        return float("nan")
+        return float("nan"), " and ".join(
+            f"{n} of the {len(y_true)} {name} are NaN"
+            for n, name in zip(n_nan, ("ratings", "predictions")) if n)
     if len(y_true) < 2 or np.ptp(y_true) == 0 or np.ptp(y_pred) == 0:
-        what = "fewer than 2 samples" if len(y_true) < 2 else (
-            "constant ratings" if np.ptp(y_true) == 0 else "constant predictions")
-        warnings.warn(f"SROCC is undefined ({what}); returning nan.", UndefinedSROCCWarning,
-                      stacklevel=2)
-        return float("nan")
-    return float(spearmanr(y_true, y_pred).statistic)
+        return float("nan"), ("fewer than 2 samples" if len(y_true) < 2 else
+                               "constant ratings" if np.ptp(y_true) == 0 else
+                               "constant predictions")
+    return float(spearmanr(y_true, y_pred).statistic), None
 
 
 srocc_scorer = make_scorer(srocc)
@@ -178,16 +186,14 @@ def personalized_srocc(estimator, X, y, groups, n_support=10, n_repeats=1,
             "to score.", UndefinedSROCCWarning, stacklevel=2)
     rng = check_random_state(random_state)
     scores = np.full((len(raters), n_repeats), np.nan)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UndefinedSROCCWarning)
-        for i, rater in enumerate(raters):
-            idx = tasks.indices[rater]
-            for j in range(n_repeats):
-                perm = idx[rng.permutation(len(idx))]
-                sup, qry = perm[:n_support], perm[n_support:]
-                net = estimator.personalize(take(tasks.X, sup), tasks.y[sup],
-                                            random_state=rng.randint(2**31 - 1))
-                scores[i, j] = srocc(tasks.y[qry], net.predict(take(tasks.X, qry)))
+    for i, rater in enumerate(raters):
+        idx = tasks.indices[rater]
+        for j in range(n_repeats):
+            perm = idx[rng.permutation(len(idx))]
+            sup, qry = perm[:n_support], perm[n_support:]
+            net = estimator.personalize(take(tasks.X, sup), tasks.y[sup],
+                                        random_state=rng.randint(2**31 - 1))
+            scores[i, j] = _srocc(tasks.y[qry], net.predict(take(tasks.X, qry)))[0]
     return raters, scores
 
 
@@ -229,9 +235,13 @@ class PersonalizedSROCCScorer:
         _, scores = personalized_srocc(
             estimator, X, y, groups, n_support=self.n_support, n_repeats=self.n_repeats,
             too_few=self.too_few, random_state=self.random_state)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            per_rater = np.nanmean(scores, axis=1) if scores.size else scores
+        # Undefined draws are left out of a rater's mean (np.nanmean would warn for a
+        # rater with none defined; see _srocc on silencing warnings).
+        defined = ~np.isnan(scores)
+        n_defined = defined.sum(axis=1)
+        per_rater = np.full(len(scores), np.nan)
+        np.divide(np.where(defined, scores, 0.0).sum(axis=1), n_defined, out=per_rater,
+                  where=n_defined > 0)
         summary = aggregate_srocc(per_rater)
         if summary.n_dropped:
             warnings.warn(

@@ -49,6 +49,28 @@ def test_same_table_with_joblib_threads(fitted):
     np.testing.assert_array_equal(a.table["srocc_personalized"], b.table["srocc_personalized"])
 
 
+def test_scoring_in_threads_leaves_the_warning_filters_alone(fitted):
+    # catch_warnings swaps the process-wide filter list: blocks overlapping in threads
+    # left an "ignore UndefinedSROCCWarning" behind, silencing every later one.
+    import warnings
+    from concurrent.futures import ThreadPoolExecutor
+
+    import joblib
+
+    from sklearn_piaa import PersonalizedSROCCScorer
+    meta, test = fitted
+    scorer = PersonalizedSROCCScorer(n_support=5, n_repeats=2)
+    before = list(warnings.filters)
+    for seed in range(3):
+        with joblib.parallel_config(backend="threading"):
+            evaluate_personalization(meta, test, n_support=5, n_repeats=2, random_state=seed,
+                                     n_jobs=2)
+        with ThreadPoolExecutor(3) as pool:
+            one = [test.rows(test.indices[r]) for r in test.raters]
+            list(pool.map(lambda t: scorer(meta, t.X, t.y, t.groups), one))
+    assert warnings.filters == before
+
+
 def test_multiprocessing_backend_is_refused_not_hung(fitted):
     # Forked workers hang in torch's first parallel kernel (the call used to fail on
     # return_as="generator" first); one job runs in this process and is fine.

@@ -346,3 +346,32 @@ def test_a_cache_dir_that_cannot_exist_here_is_dropped_on_load(tmp_path, image_f
     np.testing.assert_allclose(loaded.predict(image_files), expected, rtol=1e-5)
     (tmp_path / "gone").mkdir()  # its parent exists again: kept
     assert load_model(tmp_path / "prior.pt").cache_dir is not None
+
+
+@pytest.mark.parametrize("est", BASELINES,
+                         ids=lambda e: type(e).__name__ + getattr(e, "variant", ""))
+def test_refitting_a_baseline_prior_leaves_its_personalized_models_alone(est, ratings,
+                                                                         tmp_path):
+    # The rater's model read the prior's fitted state at predict and save time: a refit
+    # (a loop over folds) changed every earlier rater's predictions and saved file.
+    X, y, groups = ratings
+    first = np.isin(groups, ["r00", "r01", "r02", "r03", "r04", "r05"])
+    prior = clone(est).fit(X[first], y[first], groups=groups[first])
+    user = prior.personalize(X[:20], y[:20])
+    before = user.predict(X[20:80])
+    prior.fit(X[~first][:, ::-1], y[~first], groups=groups[~first])
+    np.testing.assert_array_equal(user.predict(X[20:80]), before)
+    save_model(user, tmp_path / "user.pt")
+    np.testing.assert_array_equal(load_model(tmp_path / "user.pt").predict(X[20:80]), before)
+
+
+def test_a_net_saves_as_it_was_after_its_prior_is_refitted(ratings, tiny_params, tmp_path):
+    # save_model read the architecture from the live prior: after a refit with other
+    # hidden_sizes it wrote a file that failed to load.
+    X, y, groups = ratings
+    meta = MetaAestheticRegressor(**tiny_params).fit(X, y, groups=groups)
+    net = meta.personalize(X[:20], y[:20], random_state=0)
+    meta.set_params(hidden_sizes=(4, 4)).fit(X[:, :5], y, groups=groups)
+    save_model(net, tmp_path / "net.pt")
+    np.testing.assert_allclose(load_model(tmp_path / "net.pt").predict(X[20:80]),
+                               net.predict(X[20:80]), rtol=1e-6)

@@ -105,7 +105,7 @@ def test_personalize_returns_a_fitted_skorch_net_that_saves(fitted, tmp_path):
     y = np.clip(3 + feats[:15, 0], 1, 5)
     net = tv.personalize(feats[:15], y, random_state=0)
     assert isinstance(net, PersonalizedNet)
-    assert net.prior_ is tv.base_ and net.coefficients_.shape == (2,)
+    assert net.prior_.prior_net_ is tv.base_.prior_net_ and net.coefficients_.shape == (2,)
     assert len(net.history) == 0  # finetune_epochs=0: the combination as it is
     tuned = clone(tv).set_params(finetune_epochs=3)
     tuned.__dict__.update({k: v for k, v in tv.__dict__.items() if k.endswith("_")})

@@ -305,6 +305,10 @@ class PersonalizedBaseline(RegressorMixin, BaseEstimator):
 
     Attributes
     ----------
+    prior_ : BaselineRegressor
+        The prior as it was when this model was fitted (a shallow copy): refitting
+        ``prior`` later changes neither this model's predictions nor what
+        :func:`~sklearn_piaa.save_model` writes for it.
     state_ : dict
         The rater's fitted parameters (e.g. ``"ridge"``, a fitted ridge regressor).
     """
@@ -319,10 +323,16 @@ class PersonalizedBaseline(RegressorMixin, BaseEstimator):
         # fit only reads it -- as a clone of a PersonalizedNet keeps the prior's weights.
         return type(self)(prior=self.prior, score_range=self.score_range)
 
-    def _rescale(self, base):
+    @property
+    def _prior(self):
+        # Models pickled before prior_ existed read the prior they were given.
+        return self.__dict__.get("prior_", self.prior)
+
+    def _rescale(self, base, prior=None):
         if self.score_range is None:
             return base
-        (lo, hi), (low, high) = self.prior.score_range_, self.score_range
+        lo, hi = (self._prior if prior is None else prior).score_range_
+        low, high = self.score_range
         return low + (base - lo) * (high - low) / (hi - lo)
 
     def fit(self, X, y):
@@ -349,20 +359,25 @@ class PersonalizedBaseline(RegressorMixin, BaseEstimator):
             and the prior's training scores were all equal.
         """
         check_is_fitted(self.prior, "scaler_")
+        # A copy: a refit of the prior rebinds its attributes, and must not change this
+        # model afterwards (the copy shares them, so costs nothing).
+        prior = copy.copy(self.prior)
         y = check_scores(y, n_samples(X))
         if len(y) == 0 or not np.isfinite(y).all():
             raise ValueError("personalize needs at least one rated image and finite scores.")
         if self.score_range is not None:
             check_score_range(self.score_range)
-            lo, hi = self.prior.score_range_
+            lo, hi = prior.score_range_
             if not hi > lo:
                 # The map onto the rater's scale divides by the prior's score span.
                 raise ValueError(
                     f"score_range={self.score_range!r} cannot be used: the prior's training "
-                    f"scores were all {lo:g} (score_range_={self.prior.score_range_}), so "
+                    f"scores were all {lo:g} (score_range_={prior.score_range_}), so "
                     "there is no scale to map onto the rater's. Fit the prior on varied "
                     "scores, or personalize without score_range.")
-        self.state_ = self.prior._user_fit(self.prior._transform(X), y, self._rescale)
+        self.state_ = prior._user_fit(prior._transform(X), y,
+                                      lambda base: self._rescale(base, prior))
+        self.prior_ = prior
         return self
 
     def predict(self, X):
@@ -384,5 +399,6 @@ class PersonalizedBaseline(RegressorMixin, BaseEstimator):
             If this model is not fitted.
         """
         check_is_fitted(self, "state_")
-        return _on_readable(self.prior._transform(X), lambda Z: self.prior._user_predict(
+        prior = self._prior
+        return _on_readable(prior._transform(X), lambda Z: prior._user_predict(
             Z, self.state_, self._rescale))
