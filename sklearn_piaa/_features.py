@@ -952,12 +952,13 @@ def embed_images(X, backbone="efficientnet_lite0", backbone_weights=None, batch_
     >>> embed_images(images, backbone="tiny_cnn").shape
     (2, 16)
     """
-    from ._device import resolve_device
+    from ._device import resolve_device, seeded
     from .nn import load_backbone
 
     if not is_count(batch_size):
         raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}.")
     dev = resolve_device(device)
-    model = load_backbone(backbone, backbone_weights).to(dev)
+    with seeded(None):  # building layers draws their initial weights: not the caller's
+        model = load_backbone(backbone, backbone_weights).to(dev)
     return ImageEmbedder(model, dev, batch_size, cache_dir,
                          mixed_precision=mixed_precision).transform(X)

@@ -308,3 +308,17 @@ def test_failed_refit_keeps_the_previous_fit(ratings, monkeypatch):
     with pytest.raises(MemoryError):
         model.fit(X[:, :3], y, groups=groups)
     np.testing.assert_array_equal(model.predict(X[:5]), before)
+
+
+def test_a_refit_keeps_nothing_of_the_previous_fit(ratings):
+    # PAM's content classes, fitted for variant="both" on 8 columns, outlived a refit
+    # with variant="attributes" on 4.
+    X, y, groups = ratings
+    pam = PAMRegressor(variant="both", attribute_columns=[6, 7], n_content_classes=5,
+                       random_state=0).fit(X, y, groups=groups)
+    pam.set_params(variant="attributes", attribute_columns=[0, 1]).fit(X[:, :4], y,
+                                                                       groups=groups)
+    fresh = clone(pam).fit(X[:, :4], y, groups=groups)
+    fitted = sorted(k for k in vars(pam) if k.endswith("_") and not k.startswith("_"))
+    assert fitted == sorted(k for k in vars(fresh) if k.endswith("_") and not k.startswith("_"))
+    assert not hasattr(pam, "content_classes_")

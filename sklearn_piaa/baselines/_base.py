@@ -21,7 +21,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from .._device import resolve_device
+from .._device import resolve_device, seeded
 from .._features import FeatureInput, ImageEmbedder
 from .._inputs import FEATURES, check_score_range, check_scores, input_kind, n_samples
 from .._tasks import as_tasks
@@ -182,6 +182,8 @@ class BaselineRegressor(RegressorMixin, BaseEstimator):
         # A refit that fails part-way must leave the previous fit untouched.
         previous = self.__dict__.copy()
         try:
+            for name in [k for k in previous if k.endswith("_") and not k.startswith("_")]:
+                del self.__dict__[name]  # a fit sets only what its settings need
             self.input_ = self._make_input(tasks.X)
             unique, inverse = self._embed_unique(tasks.X)
             self.scaler_ = StandardScaler().fit(unique)
@@ -207,7 +209,12 @@ class BaselineRegressor(RegressorMixin, BaseEstimator):
                                  f"Choose a backbone to use images with "
                                  f"{type(self).__name__}.")
             return FeatureInput(np.asarray(X).shape[1], owner=type(self).__name__)
-        backbone = load_backbone(self.backbone, self.backbone_weights)
+        # Building layers draws their initial weights (a backbone without pretrained
+        # ones, as tiny_cnn): from a forked generator, not the caller's; seeded by an
+        # int random_state so that every fit builds the same one.
+        seed = self.random_state if isinstance(self.random_state, numbers.Integral) else None
+        with seeded(seed):
+            backbone = load_backbone(self.backbone, self.backbone_weights)
         if isinstance(self.backbone, torch.nn.Module):
             backbone = copy.deepcopy(backbone)  # never modify the user's module
         return self._image_input(backbone)

@@ -200,11 +200,17 @@ def load_backbone(backbone, weights=None, pretrained=True):
     if isinstance(backbone, nn.Module):
         dim = getattr(backbone, "out_features", None)
         if dim is None:
+            # One image through the user's module, on its device, in eval mode (no
+            # BatchNorm statistics updated); its mode is restored even when it fails.
+            param = next(backbone.parameters(), None)
             was_training = backbone.training
             backbone.eval()
-            with torch.no_grad():
-                out = backbone(torch.zeros(1, 3, 224, 224))
-            backbone.train(was_training)
+            try:
+                with torch.no_grad():
+                    out = backbone(torch.zeros(1, 3, 224, 224, device=None if param is None
+                                               else param.device))
+            finally:
+                backbone.train(was_training)
             dim = out.shape[1]
         return Backbone(backbone, dim)
     if backbone not in BACKBONES:

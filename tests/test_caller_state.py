@@ -1,0 +1,57 @@
+"""The package leaves its caller's state alone: random generators, modules, warnings."""
+
+import numpy as np
+import pytest
+import torch
+
+from sklearn_piaa import ConsensusRidgeRegressor, MetaAestheticRegressor, embed_images
+
+
+def _images(n=6):
+    rng = np.random.RandomState(0)
+    return (rng.rand(n, 40, 48, 3) * 255).astype(np.uint8)
+
+
+def test_embedding_does_not_move_the_callers_generator():
+    # Building a backbone draws its layers' initial weights (tiny_cnn has no
+    # pretrained ones): it drew from the caller's generator.
+    torch.manual_seed(7)
+    caller = torch.random.get_rng_state()
+    first = embed_images(_images(), backbone="tiny_cnn")
+    assert torch.equal(torch.random.get_rng_state(), caller)
+    np.testing.assert_array_equal(embed_images(_images(), backbone="tiny_cnn"), first)
+
+
+def test_a_seeded_baseline_builds_the_same_backbone_whatever_the_callers_seed():
+    X = list(_images(12))
+    y = np.tile([1.0, 2.0, 3.0, 4.0, 5.0, 3.0], 2)
+    groups = np.repeat(["a", "b"], 6)
+    preds = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        caller = torch.random.get_rng_state()
+        model = ConsensusRidgeRegressor(backbone="tiny_cnn", random_state=0)
+        preds.append(model.fit(X, y, groups=groups).predict(X))
+        assert torch.equal(torch.random.get_rng_state(), caller)
+    np.testing.assert_array_equal(preds[0], preds[1])
+
+
+class _WrongWidth(torch.nn.Module):
+    """A user's backbone that fails on 224-pixel images (its linear layer is too small)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(10, 3)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1))
+
+
+def test_a_failed_probe_leaves_the_users_module_in_its_mode():
+    module = _WrongWidth().train()
+    meta = MetaAestheticRegressor(backbone=module, hidden_sizes=(4,), n_iterations=1,
+                                  support_size=3, query_size=2)
+    with pytest.raises(RuntimeError):
+        meta.fit(list(_images(12)), np.tile([1.0, 2.0, 3.0], 4),
+                 groups=np.repeat(["a", "b"], 6))
+    assert module.training  # it was left in eval mode
