@@ -94,6 +94,22 @@ class PersonalizedNet(NeuralNetRegressor):
         self.random_state = random_state
         super().__init__(module, *args, **kwargs)
 
+    def __sklearn_clone__(self):
+        if "coefficients_" in self.__dict__:
+            raise TypeError(
+                "a net from TaskVectorRegressor.personalize cannot be cloned and re-fitted: "
+                "its module combines the task vectors with coefficients fitted on the "
+                "images it was personalized on, which a clone's fit would not re-fit (a "
+                "cross-validation would score images the coefficients saw). Call "
+                "TaskVectorRegressor.personalize on each support set instead, e.g. through "
+                "sklearn_piaa.evaluation.evaluate_personalization.")
+        clone = super().__sklearn_clone__()
+        if "prior_" in self.__dict__:
+            # What save_model needs to rebuild the architecture, which a clone (a
+            # GridSearchCV's best_estimator_) shares.
+            clone.prior_ = self.prior_
+        return clone
+
     def __getstate__(self):
         state = super().__getstate__()
         state.pop("_head_grad", None)  # gradient buffers: rebuilt on demand, never saved

@@ -511,7 +511,9 @@ class TaskVectorRegressor(RegressorMixin, BaseEstimator):
         -------
         PersonalizedNet
             A fitted skorch regressor holding the combined (and fine-tuned) network; its
-            ``coefficients_`` attribute holds the rater's coefficients.
+            ``coefficients_`` attribute holds the rater's coefficients. It cannot be
+            cloned (as ``cross_val_score`` or ``GridSearchCV`` do to re-fit it): a clone
+            would keep the coefficients fitted on these images.
         """
         check_is_fitted(self, "task_vectors_")
         base = self.base_

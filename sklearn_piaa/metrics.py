@@ -6,10 +6,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import spearmanr
 from sklearn.metrics import make_scorer
+from sklearn.pipeline import Pipeline
 from sklearn.utils import check_random_state
 from sklearn.utils.metadata_routing import MetadataRequest
 
-from ._inputs import take
+from ._inputs import is_count, take
 from ._tasks import TaskSet
 from ._warnings import UndefinedSROCCWarning
 
@@ -130,6 +131,23 @@ def aggregate_srocc(values):
                         n_dropped)
 
 
+def _personalizer(estimator):
+    """``(transform, model)``: ``model.personalize`` on ``transform(X)`` personalizes
+    ``estimator``, which may be a fitted search (nested cross-validation) or a pipeline."""
+    if hasattr(estimator, "personalize"):
+        return (lambda X: X), estimator
+    best = getattr(estimator, "best_estimator_", None)
+    if best is not None:
+        return _personalizer(best)
+    if isinstance(estimator, Pipeline):
+        transform, model = _personalizer(estimator[-1])
+        return (lambda X: transform(estimator[:-1].transform(X))), model
+    raise TypeError(
+        f"personalized SROCC personalizes the model it scores, and a "
+        f"{type(estimator).__name__} has no personalize method (nor is it a fitted search "
+        "or a Pipeline ending in one that has).")
+
+
 def personalized_srocc(estimator, X, y, groups, n_support=10, n_repeats=1,
                        too_few="raise", random_state=None):
     """Personalize on ``n_support`` images of each rater and score SROCC on the rest.
@@ -142,7 +160,9 @@ def personalized_srocc(estimator, X, y, groups, n_support=10, n_repeats=1,
     ----------
     estimator : object
         A fitted estimator with ``personalize(X, y, random_state=...)``, such as
-        :class:`MetaAestheticRegressor`.
+        :class:`MetaAestheticRegressor`; or a fitted search over one (its
+        ``best_estimator_``: nested cross-validation), or a fitted Pipeline ending in one
+        (its other steps transform the support and query images).
     X : array-like or list
         Images or features, one row per rating.
     y : array-like of shape (n_ratings,)
@@ -172,6 +192,10 @@ def personalized_srocc(estimator, X, y, groups, n_support=10, n_repeats=1,
         )
     if too_few not in ("raise", "skip"):
         raise ValueError(f"too_few must be 'raise' or 'skip'; got {too_few!r}.")
+    for name, value in (("n_support", n_support), ("n_repeats", n_repeats)):
+        if not is_count(value):
+            raise ValueError(f"{name} must be a positive integer; got {value!r}.")
+    transform, model = _personalizer(estimator)
     tasks = TaskSet.from_arrays(X, y, groups)
     need = n_support + 2
     sizes = tasks.sizes()
@@ -191,9 +215,9 @@ def personalized_srocc(estimator, X, y, groups, n_support=10, n_repeats=1,
         for j in range(n_repeats):
             perm = idx[rng.permutation(len(idx))]
             sup, qry = perm[:n_support], perm[n_support:]
-            net = estimator.personalize(take(tasks.X, sup), tasks.y[sup],
-                                        random_state=rng.randint(2**31 - 1))
-            scores[i, j] = _srocc(tasks.y[qry], net.predict(take(tasks.X, qry)))[0]
+            net = model.personalize(transform(take(tasks.X, sup)), tasks.y[sup],
+                                    random_state=rng.randint(2**31 - 1))
+            scores[i, j] = _srocc(tasks.y[qry], net.predict(transform(take(tasks.X, qry))))[0]
     return raters, scores
 
 

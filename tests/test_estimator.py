@@ -195,6 +195,32 @@ def test_grid_search_with_personalized_scorer_and_routing(ratings, tiny_params):
     assert np.isfinite(scores).all()
 
 
+def test_personalized_scorer_scores_a_search_and_a_pipeline(ratings, tiny_params):
+    # Nested cross-validation hands the scorer a fitted search, and a pipeline a
+    # Pipeline: neither has personalize, and every outer score was NaN.
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    X, y, groups = ratings
+    train = ~np.isin(groups, ["r09", "r10", "r11"])
+    Xt, yt, gt = X[~train], y[~train], groups[~train]
+    scorer = PersonalizedSROCCScorer(n_support=10)
+    with sklearn.config_context(enable_metadata_routing=True):
+        search = GridSearchCV(MetaAestheticRegressor(**tiny_params), {"inner_lr": [1e-3, 1e-2]},
+                              cv=UserGroupKFold(2, random_state=0), scoring=scorer)
+        search.fit(X[train], y[train], groups=groups[train])
+    assert scorer(search, Xt, yt, gt) == scorer(search.best_estimator_, Xt, yt, gt)
+    pipe = make_pipeline(StandardScaler(), MetaAestheticRegressor(**tiny_params))
+    pipe.fit(X[train], y[train], metaaestheticregressor__groups=groups[train])
+    assert np.isfinite(scorer(pipe, Xt, yt, gt))
+    assert scorer(pipe, Xt, yt, gt) == scorer(pipe[-1], pipe[0].transform(Xt), yt, gt)
+    with pytest.raises(TypeError, match="a Ridge has no personalize"):
+        scorer(Ridge().fit(X, y), Xt, yt, gt)
+    for bad in (dict(n_support=-3), dict(n_support=10.0), dict(n_repeats=0)):
+        with pytest.raises(ValueError, match=f"{next(iter(bad))} must be a positive integer"):
+            PersonalizedSROCCScorer(**bad)(pipe, Xt, yt, gt)
+
+
 def test_personalized_scorer_needs_groups(ratings, tiny_params):
     X, y, groups = ratings
     meta = MetaAestheticRegressor(**tiny_params).fit(X, y, groups=groups)

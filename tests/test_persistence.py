@@ -375,3 +375,13 @@ def test_a_net_saves_as_it_was_after_its_prior_is_refitted(ratings, tiny_params,
     save_model(net, tmp_path / "net.pt")
     np.testing.assert_allclose(load_model(tmp_path / "net.pt").predict(X[20:80]),
                                net.predict(X[20:80]), rtol=1e-6)
+
+
+def test_a_clone_of_a_personalized_net_saves(ratings, tiny_params, tmp_path):
+    # GridSearchCV's best_estimator_ is a clone: it lost what save_model needs.
+    X, y, groups = ratings
+    meta = MetaAestheticRegressor(**tiny_params).fit(X, y, groups=groups)
+    refit = clone(meta.personalize(X[:20], y[:20], random_state=0)).fit(X[:30], y[:30])
+    save_model(refit, tmp_path / "net.pt")
+    np.testing.assert_allclose(load_model(tmp_path / "net.pt").predict(X[30:80]),
+                               refit.predict(X[30:80]), rtol=1e-6)

@@ -107,6 +107,8 @@ def test_personalize_returns_a_fitted_skorch_net_that_saves(fitted, tmp_path):
     assert isinstance(net, PersonalizedNet)
     assert net.prior_.prior_net_ is tv.base_.prior_net_ and net.coefficients_.shape == (2,)
     assert len(net.history) == 0  # finetune_epochs=0: the combination as it is
+    with pytest.raises(TypeError, match="cannot be cloned"):  # it would keep coefficients_
+        clone(net)
     tuned = clone(tv).set_params(finetune_epochs=3)
     tuned.__dict__.update({k: v for k, v in tv.__dict__.items() if k.endswith("_")})
     net3 = tuned.personalize(feats[:15], y, random_state=0)
