@@ -30,6 +30,7 @@ from ._inputs import (
     FEATURES,
     check_score_range,
     check_scores,
+    feature_names,
     input_kind,
     is_count,
     n_samples,
@@ -200,6 +201,11 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         The meta-trained prior as an initialized skorch regressor.
     n_features_in_ : int
         Feature width (only when ``backbone=None``).
+    feature_names_in_ : ndarray of str
+        The column names of the DataFrame fitted on (only with ``backbone=None`` and a
+        DataFrame with string column names). A DataFrame given later, to ``predict``,
+        ``personalize`` or a personalized net, must have the same columns in the same
+        order.
     embedding_dim_ : int
         Input width of the head.
     score_range_ : tuple of float
@@ -370,6 +376,7 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         -------
         self : MetaAestheticRegressor
         """
+        names = feature_names(X) if self.backbone is None else None
         tasks = self._as_tasks(X, y, groups)
         tasks.check_min_size(2)
         self._check_shapes()
@@ -389,6 +396,10 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
             self.n_features_in_ = data["dim"]
         elif hasattr(self, "n_features_in_"):
             del self.n_features_in_
+        if names is None:
+            self.__dict__.pop("feature_names_in_", None)
+        else:  # checked by the input adapter, for the prior and every personalized net
+            self.feature_names_in_ = input_adapter.feature_names = names
         self.raters_ = list(tasks.raters)
         self.history_, self.fit_time_ = history, fit_time
         self.input_ = input_adapter

@@ -18,7 +18,15 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from sklearn.utils import check_array
 
 from ._device import autocast
-from ._inputs import FEATURES, as_indexable, check_finite_features, input_kind, is_count, take
+from ._inputs import (
+    FEATURES,
+    as_indexable,
+    check_feature_names,
+    check_finite_features,
+    input_kind,
+    is_count,
+    take,
+)
 from ._io import atomic_write, check_writable_dir
 from ._progress import progress
 from ._warnings import PIAAWarning
@@ -550,11 +558,16 @@ class FeatureInput:
         ``D`` seen at fit time.
     owner : str, default="MetaAestheticRegressor"
         The fitted model's class name, for error messages.
+    feature_names : sequence of str, default=None
+        The DataFrame column names seen at fit time, if any: features given under
+        other names or in another order are refused (see
+        :func:`~sklearn_piaa._inputs.check_feature_names`).
     """
 
-    def __init__(self, n_features, owner="MetaAestheticRegressor"):
+    def __init__(self, n_features, owner="MetaAestheticRegressor", feature_names=None):
         self.n_features = n_features
         self.owner = owner
+        self.feature_names = feature_names
 
     def __call__(self, X, y=None):
         kind = input_kind(X)
@@ -563,6 +576,9 @@ class FeatureInput:
                 "this model was fitted on precomputed features (backbone=None), so X must be "
                 "a 2-D feature array; got images. Refit with a backbone to use images."
             )
+        # Adapters pickled before feature names were kept have neither attribute.
+        check_feature_names(getattr(self, "feature_names", None), X,
+                            getattr(self, "owner", "MetaAestheticRegressor"))
         X = check_array(X, dtype=np.float32, ensure_all_finite=False)
         check_finite_features(X)
         if X.shape[1] != self.n_features:

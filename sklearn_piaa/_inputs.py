@@ -11,7 +11,8 @@ import numpy as np
 from scipy import sparse
 
 __all__ = ["input_kind", "n_samples", "take", "concat", "check_score_range",
-           "check_finite_features", "check_scores", "is_count"]
+           "check_finite_features", "check_scores", "is_count", "feature_names",
+           "check_feature_names"]
 
 FEATURES = "features"
 IMAGES = "images"
@@ -19,6 +20,64 @@ IMAGES = "images"
 
 def _is_path(x):
     return isinstance(x, (str, os.PathLike))
+
+
+def feature_names(X):
+    """The column names of a DataFrame ``X`` when all are strings, else ``None``.
+
+    scikit-learn's rule: only string names are feature names.
+
+    Returns
+    -------
+    ndarray of str objects, or None
+    """
+    columns = getattr(X, "columns", None)
+    if columns is None or not hasattr(X, "iloc"):
+        return None
+    names = list(columns)
+    if not names or not all(isinstance(n, str) for n in names):
+        return None
+    return np.asarray(names, dtype=object)
+
+
+def check_feature_names(fitted, X, owner):
+    """Refuse a DataFrame ``X`` whose column names differ from those seen in fit.
+
+    Features in another order or under other names are another input: predicting
+    from them gives other scores without an error. Unlike scikit-learn, names on one
+    side only (an array for a model fitted on a DataFrame) pass without a warning:
+    the package's own protocols index rows of plain arrays.
+
+    Parameters
+    ----------
+    fitted : sequence of str or None
+        The names seen in fit (``feature_names_in_``).
+    X : array-like
+    owner : str
+        The fitted model's class name, for the message.
+
+    Raises
+    ------
+    ValueError
+        If ``X`` has names and they are not ``fitted``, in order.
+    """
+    names = feature_names(X)
+    if fitted is None or names is None:
+        return
+    fitted = list(fitted)
+    if list(names) == fitted:
+        return
+    unseen = [n for n in names if n not in fitted]
+    present = set(names)
+    missing = [n for n in fitted if n not in present]
+    message = f"The feature names should match those that were passed when {owner} was fitted."
+    if unseen:
+        message += f" Unseen at fit time: {unseen[:10]}."
+    if missing:
+        message += f" Seen at fit time, yet now missing: {missing[:10]}."
+    if not unseen and not missing:
+        message += " They must be in the same order as in fit."
+    raise ValueError(message)
 
 
 def input_kind(X):

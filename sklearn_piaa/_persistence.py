@@ -89,6 +89,8 @@ def _fitted(meta):
         "score_range": tuple(float(v) for v in meta.score_range_),
         "embedding_dim": int(meta.embedding_dim_),
         "n_features_in": getattr(meta, "n_features_in_", None),
+        "feature_names_in": (None if getattr(meta, "feature_names_in_", None) is None
+                             else [str(n) for n in meta.feature_names_in_]),
         "raters": raters,
         "history": torch.as_tensor(np.asarray(meta.history_, dtype=np.float64)),
         "fit_time": float(meta.fit_time_),
@@ -319,6 +321,7 @@ def _load_baseline(state, path, device):
         setattr(est, key, value.to(dev) if isinstance(value, torch.nn.Module) else value)
     if backbone is None:  # files written before baselines set it
         est.n_features_in_ = int(state["n_features"])
+        est.input_.feature_names = getattr(est, "feature_names_in_", None)
     return est
 
 
@@ -535,6 +538,9 @@ def _load_network(state, kind, path, device):
     meta.embedding_dim_ = fitted["embedding_dim"]
     if fitted["n_features_in"] is not None:
         meta.n_features_in_ = fitted["n_features_in"]
+    if fitted.get("feature_names_in") is not None:  # files saved before names were kept have none
+        meta.feature_names_in_ = adapter.feature_names = np.asarray(
+            fitted["feature_names_in"], dtype=object)
     meta.raters_ = list(fitted["raters"])
     meta.history_ = fitted["history"].numpy()
     meta.fit_time_ = fitted["fit_time"]

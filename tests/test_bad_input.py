@@ -13,6 +13,7 @@ import torch
 from conftest import TINY, make_rating_features
 
 from sklearn_piaa import (
+    ConsensusRidgeRegressor,
     MetaAestheticRegressor,
     TaskSet,
     UserRidgeRegressor,
@@ -303,3 +304,33 @@ def test_a_rater_on_a_much_smaller_scale_is_warned_about(fitted):
         warnings.simplefilter("error", PIAAWarning)
         meta.personalize(X[:10], small, score_range=(small.min(), small.max()))
         meta.personalize(X[:10], np.linspace(low, high, 10))
+
+
+@pytest.mark.parametrize("make", [
+    lambda: MetaAestheticRegressor(**TINY),
+    lambda: ConsensusRidgeRegressor(),
+], ids=["meta", "baseline"])
+def test_features_under_other_column_names_are_refused(make, tmp_path):
+    # Columns in another order gave other scores without a word (scikit-learn's own
+    # estimators refuse them).
+    pd = pytest.importorskip("pandas")  # not in the [test] extra
+    X, y, groups, _ = make_rating_features()
+    df = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
+    model = make().fit(df, y, groups=groups)
+    assert list(model.feature_names_in_) == list(df.columns)
+    user = model.personalize(df[:20], y[:20])
+    expected = user.predict(df[20:40])
+    np.testing.assert_array_equal(user.predict(X[20:40]), expected)  # an array: no names
+    save_model(user, tmp_path / "user.pt")
+    loaded = load_model(tmp_path / "user.pt")
+    reordered = df[df.columns[::-1]]
+    renamed = df.rename(columns={"f0": "brightness"})
+    for m in (model, user, loaded):
+        with pytest.raises(ValueError, match="same order as in fit"):
+            m.predict(reordered[20:40])
+        with pytest.raises(ValueError, match=r"Unseen at fit time: \['brightness'\]"):
+            m.predict(renamed[20:40])
+    with pytest.raises(ValueError, match="same order"):
+        model.personalize(reordered[:20], y[:20])
+    model.fit(X, y, groups=groups)  # an array: the names of the earlier fit go
+    assert not hasattr(model, "feature_names_in_")

@@ -23,7 +23,14 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._device import resolve_device, seeded
 from .._features import FeatureInput, ImageEmbedder
-from .._inputs import FEATURES, check_score_range, check_scores, input_kind, n_samples
+from .._inputs import (
+    FEATURES,
+    check_score_range,
+    check_scores,
+    feature_names,
+    input_kind,
+    n_samples,
+)
 from .._tasks import as_tasks
 from ..nn import BACKBONES, load_backbone
 
@@ -114,6 +121,10 @@ class BaselineRegressor(RegressorMixin, BaseEstimator):
         Training raters.
     n_features_in_ : int
         Feature width (only when ``backbone=None``).
+    feature_names_in_ : ndarray of str
+        The column names of the DataFrame fitted on (only with ``backbone=None`` and a
+        DataFrame with string column names); a DataFrame given later must have the same
+        columns in the same order.
 
     Notes
     -----
@@ -172,6 +183,7 @@ class BaselineRegressor(RegressorMixin, BaseEstimator):
         -------
         self
         """
+        names = feature_names(X) if self.backbone is None else None
         # The same input rules (and messages) as the meta-learned prior.
         tasks = as_tasks(X, y, groups, features=self.backbone is None,
                          owner=type(self).__name__, stacklevel=3)
@@ -184,7 +196,9 @@ class BaselineRegressor(RegressorMixin, BaseEstimator):
         try:
             for name in [k for k in previous if k.endswith("_") and not k.startswith("_")]:
                 del self.__dict__[name]  # a fit sets only what its settings need
-            self.input_ = self._make_input(tasks.X)
+            self.input_ = self._make_input(tasks.X, names)
+            if names is not None:
+                self.feature_names_in_ = names
             unique, inverse = self._embed_unique(tasks.X)
             self.scaler_ = StandardScaler().fit(unique)
             Z = self.scaler_.transform(unique)
@@ -202,13 +216,14 @@ class BaselineRegressor(RegressorMixin, BaseEstimator):
             raise
         return self
 
-    def _make_input(self, X):
+    def _make_input(self, X, names=None):
         if self.backbone is None:
             if input_kind(X) != FEATURES:
                 raise ValueError(f"backbone=None needs X as a 2-D feature array; got images. "
                                  f"Choose a backbone to use images with "
                                  f"{type(self).__name__}.")
-            return FeatureInput(np.asarray(X).shape[1], owner=type(self).__name__)
+            return FeatureInput(np.asarray(X).shape[1], owner=type(self).__name__,
+                                feature_names=names)
         # Building layers draws their initial weights (a backbone without pretrained
         # ones, as tiny_cnn): from a forked generator, not the caller's; seeded by an
         # int random_state so that every fit builds the same one.
