@@ -133,7 +133,11 @@ class SupportQuerySplit(BaseCrossValidator):
 
     Use it to evaluate a personalized net with
     :func:`~sklearn.model_selection.cross_val_score` (each split re-fits the net from
-    the prior on a new random support set).
+    the prior on a new random support set). The re-fits keep the net's batch size and
+    learning rate, which :meth:`~sklearn_piaa.MetaAestheticRegressor.personalize`
+    chose for the number of images it was given: personalize on ``n_support`` images
+    for the split to repeat what ``personalize`` does on that many (or compare
+    support sizes with :func:`~sklearn_piaa.evaluation.evaluate_personalization`).
 
     Parameters
     ----------
