@@ -137,7 +137,7 @@ class SupportQuerySplit(BaseCrossValidator):
     learning rate, which :meth:`~sklearn_piaa.MetaAestheticRegressor.personalize`
     chose for the number of images it was given: personalize on ``n_support`` images
     for the split to repeat what ``personalize`` does on that many (or compare
-    support sizes with :func:`~sklearn_piaa.evaluation.evaluate_personalization`).
+    support sizes with :func:`~sklearn_piaa.evaluate_personalization`).
 
     Parameters
     ----------
