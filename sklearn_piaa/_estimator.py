@@ -725,7 +725,8 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
             raise ValueError(f"y has {int((~np.isfinite(y)).sum())} NaN or infinite score(s).")
         low, high = (self.score_range_ if score_range is None
                      else check_score_range(score_range))
-        outside = (y < low) | (y > high)
+        # In float32, as y is and fit compared: 0.1 as a float32 rating is 0.10000000149.
+        outside = (y < np.float32(low)) | (y > np.float32(high))
         if outside.any():
             raise ValueError(
                 f"{int(outside.sum())} score(s) lie outside the range ({low:g}, {high:g}), "

@@ -686,7 +686,10 @@ class ImageEmbedder:
     Copies of an embedder (``copy.deepcopy``, :func:`sklearn.base.clone` of a net
     that holds it) share the same embedder: it is a read-only service whose cache is
     a memo, and copying the backbone and cache for every personalized net would cost
-    memory and time for nothing. Pickling stores it in full.
+    memory and time for nothing. Pickling stores the backbone but not the embeddings
+    held in memory (a memo of every image embedded so far: joblib would carry all the
+    training images' embeddings to every job of a parallel evaluation, 200 MB each at
+    FLICKR-AES size); ``cache_dir`` keeps embeddings across processes.
 
     Greyscale, palette, CMYK, 16-bit and RGBA images are converted to RGB and EXIF
     orientation is applied (:func:`load_image`).
@@ -717,6 +720,7 @@ class ImageEmbedder:
             # save) must not take the live estimator's backbone off its GPU.
             state["backbone"] = copy.deepcopy(self.backbone).cpu()
         state["_folded"] = None  # rebuilt from the backbone when next needed
+        state["_memory"] = {}  # a memo (see Notes)
         return state
 
     def __setstate__(self, state):

@@ -1,6 +1,7 @@
 """Ratings grouped by rater: the task collection that meta-learning iterates over."""
 
 import warnings
+from collections import Counter
 from collections.abc import Mapping
 
 import numpy as np
@@ -12,6 +13,24 @@ from ._inputs import as_indexable, check_finite_features, concat, n_samples, tak
 from ._warnings import PIAAWarning
 
 __all__ = ["TaskSet", "as_tasks", "support_query_sizes"]
+
+
+def _as_ids(groups):
+    """``groups`` as a 1-D array, each rater id as it was given."""
+    ids = np.asarray(groups)
+    if ids.dtype.kind in "US" and isinstance(groups, (list, tuple)) \
+            and not all(isinstance(g, (str, bytes)) for g in groups):
+        # numpy reads a list of mixed ids as strings: a NaN (an empty cell) became the
+        # rater 'nan', and 1 and '1' one rater.
+        ids = np.empty(len(groups), dtype=object)
+        ids[:] = list(groups)
+    return ids
+
+
+def _is_missing(g):
+    # None, NaN, and pandas' NA and NaT (whose comparisons give NA, not a bool).
+    return (g is None or isinstance(g, (float, np.floating)) and g != g
+            or type(g).__name__ in ("NAType", "NaTType"))
 
 
 def _sorted_raters(raters):
@@ -83,7 +102,7 @@ class TaskSet:
     def __init__(self, X, y, groups):
         X = as_indexable(X)
         y = np.asarray(y)
-        groups = np.asarray(groups)
+        groups = _as_ids(groups)
         n = n_samples(X)
         if y.ndim == 2 and y.shape[1] == 1:
             warnings.warn("A column-vector y was passed when a 1d array was expected; "
@@ -105,7 +124,7 @@ class TaskSet:
         except (TypeError, ValueError):
             bad = [v for v in y.tolist() if not _is_number(v)][:5]
             raise ValueError(f"scores (y) must be numeric; found {bad}.") from None
-        missing = [i for i, g in enumerate(groups.tolist()) if g is None or g != g]  # NaN
+        missing = [i for i, g in enumerate(groups.tolist()) if _is_missing(g)]
         if missing:
             raise ValueError(
                 f"groups has {len(missing)} missing rater id(s) (None or NaN), at row(s) "
@@ -217,7 +236,7 @@ class TaskSet:
         if missing:
             raise KeyError(f"raters not in this TaskSet: {missing[:10]}")
         raters = list(raters)
-        repeated = [r for r in dict.fromkeys(raters) if raters.count(r) > 1]
+        repeated = [r for r, count in Counter(raters).items() if count > 1]
         if repeated:  # their ratings would be copied, weighing them twice
             raise ValueError(f"raters listed more than once: {repeated[:10]}")
         return self.rows(np.concatenate([self.indices[r] for r in raters]))

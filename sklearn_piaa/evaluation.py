@@ -247,9 +247,12 @@ def _result(rows, n_support, skipped, what=""):
 def _per_rater_summary(rows, column):
     if len(rows) == 0:
         return SROCCSummary(float("nan"), float("nan"), 0, 0)
+    per_rater = {}  # rater -> its rows, in order of first appearance; one pass
+    for i, rater in enumerate(rows["rater"].tolist()):
+        per_rater.setdefault(rater, []).append(i)
     means = []
-    for rater in dict.fromkeys(rows["rater"].tolist()):
-        values = rows[column][rows["rater"] == rater]
+    for idx in per_rater.values():
+        values = rows[column][idx]
         ok = np.isfinite(values)
         means.append(values[ok].mean() if ok.any() else np.nan)
     return aggregate_srocc(means)

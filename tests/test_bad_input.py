@@ -334,3 +334,36 @@ def test_features_under_other_column_names_are_refused(make, tmp_path):
         model.personalize(reordered[:20], y[:20])
     model.fit(X, y, groups=groups)  # an array: the names of the earlier fit go
     assert not hasattr(model, "feature_names_in_")
+
+
+@pytest.mark.parametrize("scale", [(0.0, 0.1), (0.7, 1.0), (-0.3, 0.3)])
+def test_ratings_on_a_decimal_end_of_the_scale_lie_inside_it(scale):
+    # personalize compared float32 ratings with float64 ends: 0.1 rated was
+    # 0.10000000149, "outside the range (0, 0.1)" -- also for the prior's own ratings.
+    X, y, groups, _ = make_rating_features()
+    y = np.interp(y, [1, 5], scale)
+    y[:2] = scale
+    meta = MetaAestheticRegressor(**TINY, score_range=scale).fit(X, y, groups=groups)
+    for score_range in (None, scale):
+        assert np.isfinite(meta.personalize(X[:20], y[:20], score_range=score_range)
+                           .predict(X[20:30])).all()
+
+
+def test_rater_ids_in_a_list_keep_their_types():
+    # numpy read a list of mixed ids as strings: an empty cell (NaN) became the rater
+    # 'nan', and 1 and '1' one rater.
+    X, y, groups, _ = make_rating_features()
+    ids = [1 if g < "r06" else "1" for g in groups.tolist()]
+    assert TaskSet.from_arrays(X, y, ids).raters == [1, "1"]
+    holes = [float("nan") if i == 7 else g for i, g in enumerate(groups.tolist())]
+    with pytest.raises(ValueError, match=r"1 missing rater id\(s\) .* row\(s\) \[7\]"):
+        TaskSet.from_arrays(X, y, holes)
+
+
+def test_pandas_missing_rater_ids_are_named():
+    pd = pytest.importorskip("pandas")  # not in the [test] extra
+    X, y, groups, _ = make_rating_features()
+    ids = pd.Series(groups, dtype="string")
+    ids[3] = pd.NA  # convert_dtypes() makes empty cells <NA>: "boolean value of NA"
+    with pytest.raises(ValueError, match=r"1 missing rater id\(s\) .* row\(s\) \[3\]"):
+        TaskSet.from_arrays(X, y, ids)

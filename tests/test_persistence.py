@@ -385,3 +385,16 @@ def test_a_clone_of_a_personalized_net_saves(ratings, tiny_params, tmp_path):
     save_model(refit, tmp_path / "net.pt")
     np.testing.assert_allclose(load_model(tmp_path / "net.pt").predict(X[30:80]),
                                refit.predict(X[30:80]), rtol=1e-6)
+
+
+def test_a_pickled_embedder_leaves_its_embeddings_behind(image_files):
+    # The memo of every embedded image was pickled too: joblib copied all the training
+    # embeddings into every job of a parallel evaluation (200 MB each at FLICKR-AES size).
+    from sklearn_piaa._features import ImageEmbedder
+    from sklearn_piaa.nn import load_backbone
+    embedder = ImageEmbedder(load_backbone("tiny_cnn"), torch.device("cpu"))
+    empty = len(pickle.dumps(embedder))
+    expected = embedder.transform(image_files)
+    copy_ = pickle.loads(pickle.dumps(embedder))
+    assert len(pickle.dumps(embedder)) == empty and embedder._memory
+    np.testing.assert_array_equal(copy_.transform(image_files), expected)
