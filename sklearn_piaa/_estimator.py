@@ -16,6 +16,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._checkpoint import Checkpointer, fingerprint
 from ._device import resolve_device, seeded
+from ._diverged import check_trained
 from ._features import (
     DECODED_CACHE,
     FeatureInput,
@@ -43,6 +44,8 @@ from .meta import ALGORITHMS
 from .nn import LOSSES, AestheticHead, AestheticLoss, AestheticNet, load_backbone
 
 __all__ = ["MetaAestheticRegressor"]
+
+_META_ADVICE = "inner_lr, outer_lr or inner_steps"
 
 
 #: Head-only fine-tuning: Adam's learning rate at batches of 10 images and the number of
@@ -375,6 +378,13 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         Returns
         -------
         self : MetaAestheticRegressor
+
+        Raises
+        ------
+        FloatingPointError
+            If meta-training diverged (NaN or infinite weights, losses or statistics: a
+            learning rate too large for the data). The previous fit, if any, and the
+            last checkpoint before the divergence are kept.
         """
         names = feature_names(X) if self.backbone is None else None
         tasks = self._as_tasks(X, y, groups)
@@ -388,6 +398,8 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         with seeded(seed, device):
             prior, input_adapter, data, tasks = self._build(tasks, score_range, device)
         history, fit_time = self._meta_train(prior, tasks, data, rng, seed, device)
+        check_trained(prior, history, "meta-training", _META_ADVICE,
+                      kept="The previous fit is kept." if hasattr(self, "prior_net_") else "")
         prior.eval()
         # Fitted state is set only now: a refit that fails on bad input keeps the old prior.
         self.score_range_ = score_range
@@ -605,6 +617,11 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
                     history[it] = algo.step(prior, learner, batch, lr_scale)
                     bar.update(query_mse=history[it])
                     if checkpoints is not None and checkpoints.due(it + 1, self.n_iterations):
+                        # Never over the last good checkpoint with a diverged prior.
+                        check_trained(prior, history[:it + 1], "meta-training",
+                                      _META_ADVICE, where=f" by iteration {it + 1}",
+                                      kept="It was not checkpointed: the checkpoint "
+                                           "before it is kept.")
                         checkpoints.save(it + 1, prior, algo, rng_now, history,
                                          time.perf_counter() - start, device)
             bar.close()

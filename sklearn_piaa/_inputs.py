@@ -207,6 +207,14 @@ def check_score_range(score_range):
     if not (np.isfinite(low) and np.isfinite(high) and low < high):
         raise ValueError(f"score_range must be (low, high), finite, with low < high; got "
                          f"{score_range!r}.")
+    with np.errstate(over="ignore"):
+        low32, high32 = np.float32(low), np.float32(high)
+        span32 = high32 - low32
+    if not (np.isfinite(low32) and np.isfinite(high32) and np.isfinite(span32)):
+        # The head computes in float32: its output range would be infinite or NaN.
+        raise ValueError(f"score_range={score_range!r} is beyond float32's range (about "
+                         "+-3.4e38, also for high - low), in which the network computes; "
+                         "rescale the scores.")
     return low, high
 
 

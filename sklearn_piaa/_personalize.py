@@ -13,6 +13,7 @@ from skorch.utils import to_tensor
 
 from ._array_loader import array_loader
 from ._device import autocast, seeded
+from ._diverged import check_trained
 from ._features import drop_unreadable
 from ._inputs import check_scores, is_count
 from ._warnings import PIAAWarning
@@ -259,6 +260,9 @@ class PersonalizedNet(NeuralNetRegressor):
             the head's output range; if ``random_state`` is not an integer or None; or
             if ``mixed_precision`` or ``max_epochs`` is invalid (checked by
             :meth:`initialize`).
+        FloatingPointError
+            If fine-tuning diverged (NaN or infinite weights or losses: a learning rate
+            too large).
         """
         seed = self.random_state
         if seed is not None and not is_count(seed, low=0):
@@ -268,7 +272,7 @@ class PersonalizedNet(NeuralNetRegressor):
         if y is not None:
             y = self._check_scores(y, self.module)
         with contextlib.nullcontext() if seed is None else seeded(seed, self.device):
-            return super().fit(X, y, **fit_params)
+            return super().fit(X, y, **fit_params)  # checked by partial_fit
 
     def partial_fit(self, X, y=None, classes=None, **fit_params):
         """skorch's ``partial_fit`` (from the trained weights), after checking the scores
@@ -294,7 +298,7 @@ class PersonalizedNet(NeuralNetRegressor):
 
         Raises
         ------
-        ValueError
+        ValueError, FloatingPointError
             As for :meth:`fit`.
         """
         if y is not None:
@@ -305,7 +309,12 @@ class PersonalizedNet(NeuralNetRegressor):
                 # in cross_val_score) must too. fit comes here as well (skorch).
                 X, y = drop_unreadable(self.input, X, y, getattr(self.input, "on_error", None),
                                        stacklevel=4)
-        return super().partial_fit(X, y, classes=classes, **fit_params)
+        super().partial_fit(X, y, classes=classes, **fit_params)
+        # A diverged net predicts NaN (or, its BatchNorm variance negative, NaN for all).
+        losses = [epoch.get("train_loss", np.nan) for epoch in self.history]
+        check_trained(self.module_, losses, "fine-tuning",
+                      "the learning rate (lr, or the prior's finetune_lr) or max_epochs")
+        return self
 
     def get_dataset(self, X, y=None):
         """Pass ``X`` through ``input`` (embeddings or an image dataset); y as a column."""
