@@ -38,9 +38,14 @@ def check_trained(module, losses, what, advice, where="", kept=""):
                if t.is_floating_point()]
     variances = [(n, t) for n, t in module.named_buffers() if n.endswith("running_var")]
     with torch.no_grad():
-        checks = [torch.isfinite(t).all() for _, t in tensors]
-        checks += [(t >= 0).all() for _, t in variances]
+        # One sum per tensor: NaN or infinity anywhere makes it non-finite, and it costs a
+        # tenth of an element-wise test (0.2 ms for the paper's head, every personalize).
+        checks = [torch.isfinite(t.sum()) for _, t in tensors]
+        checks += [t.min() >= 0 for _, t in variances if t.numel()]
         healthy = bool(torch.stack(checks).all()) if checks else True
+        if not healthy:  # a sum can also overflow: test element-wise to be sure
+            healthy = (all(bool(torch.isfinite(t).all()) for _, t in tensors)
+                       and all(bool((t >= 0).all()) for _, t in variances))
     losses = np.asarray(losses, dtype=np.float64).reshape(-1)
     nan_loss = np.flatnonzero(~np.isfinite(losses))
     if healthy and not nan_loss.size:

@@ -62,3 +62,16 @@ def test_a_score_range_beyond_float32_is_refused():
         MetaAestheticRegressor(**SMALL, score_range=(0, 1e39)).fit(X, y, groups=groups)
     with pytest.raises(ValueError, match="beyond float32's range"):
         MetaAestheticRegressor(**SMALL, score_range=(-3e38, 3e38)).fit(X, y, groups=groups)
+
+
+def test_huge_finite_weights_are_not_called_diverged():
+    # The check sums each tensor first (fast); a sum that overflows is tested again.
+    from sklearn_piaa._diverged import check_trained
+    layer = torch.nn.Linear(4, 4)
+    with torch.no_grad():
+        layer.weight.fill_(3e38)
+    check_trained(layer, [1.0], "fine-tuning", "lr")
+    with torch.no_grad():
+        layer.weight[0, 0] = float("nan")
+    with pytest.raises(FloatingPointError, match=r"1 weight or statistic tensor\(s\) .*weight"):
+        check_trained(layer, [1.0], "fine-tuning", "lr")
