@@ -55,7 +55,10 @@ def given_table_options(args):
 
 
 def _walk(folder):
-    """Image files under ``folder``, following linked folders but not around a loop."""
+    """Image files under ``folder``, following linked folders but not around a loop.
+
+    Hidden files and folders (names starting with ".") are left out.
+    """
     seen = set()
     for root, dirs, names in os.walk(folder, followlinks=True):
         real = os.path.realpath(root)
@@ -63,8 +66,11 @@ def _walk(folder):
             dirs[:] = []
             continue
         seen.add(real)
+        # Hidden files and folders are not photos: macOS's "._IMG.jpg" resource forks,
+        # ".thumbnails/" caches.
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
         yield from (os.path.join(root, f) for f in names
-                    if f.lower().endswith(IMAGE_EXTENSIONS))
+                    if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith("."))
 
 
 def image_files(paths):

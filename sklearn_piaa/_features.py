@@ -867,8 +867,9 @@ class ImageEmbedder:
     def _report(self, failed):
         names = [f"{_name(x)} ({reason})" for x, reason in failed.values()]
         warnings.warn(f"{len(names)} image(s) could not be read (on_error='skip'; they "
-                      f"are left out of training and predicted as NaN): " + "; ".join(names[:10])
-                      + (" ..." if len(names) > 10 else ""), PIAAWarning, stacklevel=4)
+                      "are predicted as NaN, and left out of any training): "
+                      + "; ".join(names[:10]) + (" ..." if len(names) > 10 else ""),
+                      PIAAWarning, stacklevel=4)
 
     def _decode(self, X, i, size):
         try:

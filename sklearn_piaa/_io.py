@@ -41,9 +41,17 @@ def atomic_write(path, write, fsync=True):
         killed process); off for many small cache files, where it would dominate.
     """
     path = os.fspath(path)
+    if os.path.islink(path):
+        # Through the link, as a shell's ">" writes: renaming over the link itself would
+        # put a plain file in its place and leave the file it points to as it was.
+        path = os.path.realpath(path)
     directory = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         raise IsADirectoryError(f"{path!r} is a directory; give a file name to write.")
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        # The rename would replace a file its owner made read-only, as ">" would not.
+        raise PermissionError(f"{path!r} is read-only; make it writable or choose another "
+                              "name.")
     try:
         mode = stat.S_IMODE(os.stat(path).st_mode)  # an overwritten file keeps its mode
     except OSError:
@@ -112,6 +120,9 @@ def check_output_file(path, inputs=(), what="output file"):
     path = os.fspath(path)
     if os.path.isdir(path):
         raise ValueError(f"{what} {path!r} is a directory; give a file name.")
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise ValueError(f"{what} {path!r} is read-only; make it writable or choose "
+                         "another name.")
     for src in inputs:
         if os.path.exists(path) and os.path.exists(src) and os.path.samefile(path, src):
             raise ValueError(f"{what} {path!r} is the input file {os.fspath(src)!r}; writing "

@@ -14,6 +14,7 @@ classes (:data:`_SKLEARN_CLASSES`, :data:`_TORCH_MODULES`, :data:`_BASELINE_CLAS
 import numbers
 import os
 import warnings
+import zipfile
 
 import numpy as np
 import sklearn
@@ -409,13 +410,24 @@ def _network_state(model):
 
 def _read(path):
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ValueError(f"{path} is a folder, not a model file (were the arguments given "
+                         "in another order?)")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"model file not found: {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a bad file
+        if not zipfile.is_zipfile(path):
+            why = "it is not a torch archive, as every model file is (an image, a table?)"
+        elif "weights_only" in str(exc) or "Weights only" in str(exc):
+            # torch's advice (load with weights_only=False) would run the file's code.
+            why = ("it holds Python objects that a model file never does (a pickle, or "
+                   "another program's checkpoint)")
+        else:
+            why = _reason(exc)
         raise ValueError(f"{path} is not a readable sklearn-piaa model file (damaged or "
-                         f"another format): {_reason(exc)}") from None
+                         f"another format): {why}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ValueError(f"{path} is not a sklearn-piaa model file (no {FORMAT!r} marker); "
                          "pickled estimators load with joblib.load.")

@@ -131,10 +131,20 @@ def _read_data(args):
 
 def _check_output(path, *inputs):
     """Refuse an unusable ``-o`` before the command computes anything (SystemExit)."""
+    if os.fspath(path) == "-":
+        raise SystemExit("-o -: this command writes a file, not standard output (only "
+                         "predict writes its scores there); give a file name.")
     try:
         check_output_file(path, inputs, what="-o")
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
+
+
+def _paths(X):
+    """The image file paths among ``X`` (features and arrays name none)."""
+    if isinstance(X, np.ndarray) and X.dtype.kind not in "OUS":
+        return []
+    return [x for x in X if isinstance(x, (str, os.PathLike))]
 
 
 def run_meta_train(args, out=None):
@@ -167,6 +177,7 @@ def run_meta_train(args, out=None):
     t0 = time.perf_counter()
     data = _read_data(args)
     tasks = data.train if data.train is not None else data.tasks
+    _check_output(args.output, *_paths(tasks.X))
     say(f"{args.data}: {plural(len(tasks), 'rater')}, {plural(tasks.n_ratings, 'rating')} "
         "for meta-training" + (f" ({plural(len(data.test), 'test rater')} left out)"
                                if data.test is not None else ""))
@@ -197,6 +208,21 @@ def _one_rater(args):
         # A file of one person's ratings needs no rater column. The table keeps its file
         # name and line numbers, so that errors name them.
         _require(table, cols[1:])
+        others = [c for c in table.cols if c not in cols[1:]]
+        if args.rater is not None:
+            raise SystemExit(f"--rater {args.rater} names a rater, but {args.ratings} has no "
+                             f"{args.rater_col!r} column (its columns: {list(table.cols)}); "
+                             "name its rater column with --rater-col.")
+        images = [str(v).strip() for v in table.cols[args.image_col]]
+        repeated = len(images) - len(set(images))
+        if repeated and others:
+            # Several people's ratings under another column name would be averaged
+            # into one "rater" without a word.
+            raise SystemExit(
+                f"{args.ratings} has no {args.rater_col!r} column, so it is read as one "
+                f"person's ratings, but {plural(repeated, 'image')} appear(s) more than "
+                f"once and it has other columns ({', '.join(map(repr, others[:5]))}): if "
+                "one of them names the rater, pass it with --rater-col (and --rater).")
         table.cols[args.rater_col] = ["you"] * table.n
     X, y, groups = _read(table, cols, args.image_root)
     data = TaskSet.from_arrays(X, y, groups)
@@ -258,6 +284,7 @@ def run_personalize(args, out=None):
     _check_output(args.output, args.prior, args.ratings)
     prior = _load_prior(args.prior, args.device)
     rater, X, y = _one_rater(args)
+    _check_output(args.output, *_paths(X))  # the images the table names are inputs too
     t0 = time.perf_counter()
     if isinstance(prior, BaselineRegressor):
         if args.epochs is not None or args.lr is not None:
@@ -272,8 +299,8 @@ def run_personalize(args, out=None):
                                 score_range=args.score_range,
                                 verbose=0 if args.quiet else 1, **params)
     save_model(net, args.output)
-    say(f"personalized to rater {rater!r} on {len(y)} images ({time.perf_counter() - t0:.1f}s); "
-        f"saved to {args.output}")
+    say(f"personalized to rater {rater!r} on {plural(len(y), 'image')} "
+        f"({time.perf_counter() - t0:.1f}s); saved to {args.output}")
     return net
 
 
@@ -311,6 +338,8 @@ def run_predict(args, out=None):
     if args.output != "-":
         _check_output(args.output, args.model, *args.images)
     files = image_files(args.images)  # a mistyped path fails before the model loads
+    if args.output != "-":
+        _check_output(args.output, *files)  # a folder's images are inputs too
     model = load_model(args.model, device=args.device)
     owner = (model.prior_ if isinstance(model, PersonalizedNet)
              else model.prior_ if isinstance(model, PersonalizedBaseline) else model)
@@ -323,6 +352,9 @@ def run_predict(args, out=None):
             setattr(adapter, attr, value)
     t0 = time.perf_counter()
     scores = model.predict(files)
+    if np.isnan(scores).all():
+        raise SystemExit(f"none of the {plural(len(files), 'image')} could be read (see the "
+                         "warning above); nothing was written.")
 
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
@@ -340,7 +372,7 @@ def run_predict(args, out=None):
         # surrogateescape: a file name that is not UTF-8 is written back as its bytes
         atomic_write(args.output,
                      lambda fh: fh.write(text.getvalue().encode("utf-8", "surrogateescape")))
-        say(f"{len(files)} images scored ({time.perf_counter() - t0:.1f}s; "
+        say(f"{plural(len(files), 'image')} scored ({time.perf_counter() - t0:.1f}s; "
             f"{int(np.isnan(scores).sum())} unreadable); scores written to {args.output}")
     return files, scores
 
@@ -660,9 +692,10 @@ def main(argv=None):
 def console(argv=None):
     """The ``sklearn-piaa`` command: :func:`main`, with errors in the input as one line.
 
-    A ValueError or an OSError (a bad table, a missing or unwritable file), or a
-    SystemExit carrying a message (a misused option), is printed as
-    ``sklearn-piaa: error: ...`` with exit status 1, not as a traceback; set the
+    A ValueError or an OSError (a bad table, a missing or unwritable file), a
+    FloatingPointError (training diverged), or a SystemExit carrying a message (a
+    misused option), is printed as ``sklearn-piaa: error: ...`` with exit status 1,
+    not as a traceback; Ctrl-C exits with status 130 and one line. Set the
     environment variable ``SKLEARN_PIAA_TRACEBACK=1`` to see the traceback. argparse's
     own exits (usage errors, ``--help``) carry a status, not a message, and pass through.
 
@@ -674,7 +707,7 @@ def console(argv=None):
     Returns
     -------
     int
-        0 on success, 1 for an error in the input.
+        0 on success, 1 for an error in the input, 130 when interrupted.
     """
     try:
         return main(argv)
@@ -683,11 +716,17 @@ def console(argv=None):
             raise
         print(f"sklearn-piaa: error: {exc.code}", file=sys.stderr)
         return 1
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, FloatingPointError) as exc:
         if os.environ.get("SKLEARN_PIAA_TRACEBACK"):
             raise
         print(f"sklearn-piaa: error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        if os.environ.get("SKLEARN_PIAA_TRACEBACK"):
+            raise
+        # Outputs are written atomically: an interrupted command leaves none half done.
+        print("sklearn-piaa: interrupted; nothing was written.", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

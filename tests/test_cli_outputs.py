@@ -1,0 +1,130 @@
+"""The command line as a script uses it: outputs never replace inputs, errors are lines."""
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from sklearn_piaa import load_model
+from sklearn_piaa._io import atomic_write
+from sklearn_piaa.cli import console, main
+
+TRAIN = ["--backbone", "tiny_cnn", "--n-iterations", "2", "--support-size", "5",
+         "--query-size", "3", "--quiet"]
+
+
+@pytest.fixture
+def prior(tmp_path, image_files):
+    lines = ["rater,image,score"] + [f"u{u},{os.path.basename(p)},{1 + (i * (u + 2)) % 5}"
+                                     for u in range(4) for i, p in enumerate(image_files)]
+    table = tmp_path / "ratings.csv"
+    table.write_text("\n".join(lines) + "\n")
+    path = tmp_path / "prior.pt"
+    main(["meta-train", str(table), "-o", str(path), *TRAIN])
+    return path
+
+
+def _mine(tmp_path, image_files, header="image,score", rows=None, name="mine.csv"):
+    path = tmp_path / name
+    rows = rows or [f"{os.path.basename(p)},{1 + i % 5}" for i, p in enumerate(image_files)]
+    path.write_text(header + "\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def test_an_output_that_is_one_of_the_images_read_is_refused(tmp_path, image_files, prior):
+    # Only the paths on the command line were checked: -o could replace a photo the
+    # table or the folder named.
+    photo = image_files[3]
+    before = open(photo, "rb").read()
+    with pytest.raises(SystemExit, match="is the input file"):
+        main(["predict", str(prior), str(tmp_path), "-o", photo, "--quiet"])
+    with pytest.raises(SystemExit, match="is the input file"):
+        main(["personalize", str(prior), str(_mine(tmp_path, image_files)), "-o", photo,
+              "--quiet"])
+    with pytest.raises(SystemExit, match="is the input file"):
+        main(["meta-train", str(tmp_path / "ratings.csv"), "-o", photo, *TRAIN])
+    assert open(photo, "rb").read() == before
+    for command in (["meta-train", str(tmp_path / "ratings.csv"), *TRAIN],
+                    ["evaluate", str(prior), str(tmp_path / "ratings.csv"), "--quiet"]):
+        with pytest.raises(SystemExit, match="-o -: this command writes a file"):
+            main([*command, "-o", "-"])
+    assert not os.path.exists("-")
+
+
+def test_a_table_without_the_rater_column_is_not_merged_silently(tmp_path, image_files, prior):
+    # Two people's ratings under a "user" column were averaged into one rater "you".
+    rows = [f"{who},{os.path.basename(p)},{1 + (i * k) % 5}" for who, k in (("ann", 2),
+                                                                              ("bob", 3))
+            for i, p in enumerate(image_files)]
+    two = _mine(tmp_path, image_files, header="user,image,score", rows=rows, name="two.csv")
+    out = str(tmp_path / "me.pt")
+    with pytest.raises(SystemExit, match=r"no 'rater' column.*12 images appear.*'user'.*"
+                                         "--rater-col"):
+        main(["personalize", str(prior), str(two), "-o", out, "--quiet"])
+    with pytest.raises(SystemExit, match="--rater ann names a rater, but .* no 'rater' column"):
+        main(["personalize", str(prior), str(_mine(tmp_path, image_files)), "-o", out,
+              "--rater", "ann", "--quiet"])
+    main(["personalize", str(prior), str(two), "-o", out, "--rater-col", "user", "--rater",
+          "ann", "--quiet"])
+    assert os.path.isfile(out)
+
+
+def test_predict_skips_hidden_files_and_fails_when_nothing_is_readable(tmp_path, prior,
+                                                                       capsys):
+    folder = tmp_path / "photos"
+    (folder / ".thumbnails").mkdir(parents=True)
+    shutil.copy(tmp_path / "img_00.png", folder / "a.png")
+    (folder / "._a.png").write_bytes(b"\0\5\26\7 macOS resource fork")
+    shutil.copy(tmp_path / "img_01.jpg", folder / ".thumbnails" / "a.jpg")
+    out = tmp_path / "scores.csv"
+    main(["predict", str(prior), str(folder), "-o", str(out), "--quiet"])
+    lines = out.read_text().splitlines()
+    assert len(lines) == 2 and lines[1].startswith(str(folder / "a.png") + ",")
+    assert np.isfinite(float(lines[1].split(",")[1]))
+    out.unlink()
+    (folder / "b.png").write_bytes(b"not an image")
+    (folder / "a.png").unlink()
+    with pytest.warns(UserWarning, match="could not be read"):
+        with pytest.raises(SystemExit, match="none of the 1 image could be read"):
+            main(["predict", str(prior), str(folder), "-o", str(out), "--quiet"])
+    assert not out.exists()
+
+
+def test_writing_goes_through_a_link_and_refuses_a_read_only_file(tmp_path, monkeypatch):
+    target = tmp_path / "real.csv"
+    target.write_text("old\n")
+    link = tmp_path / "link.csv"
+    link.symlink_to(target)
+    atomic_write(link, lambda fh: fh.write(b"new\n"))
+    assert link.is_symlink() and target.read_text() == "new\n"
+    # root may write anything, as ">" may; for everyone else os.access says no.
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    with pytest.raises(PermissionError, match="read-only"):
+        atomic_write(target, lambda fh: fh.write(b"newer\n"))
+    assert target.read_text() == "new\n"
+
+
+def test_a_wrong_model_file_is_named_for_what_it_is(tmp_path, image_files):
+    with pytest.raises(ValueError, match="is a folder, not a model file"):
+        load_model(tmp_path)
+    with pytest.raises(ValueError, match="not a torch archive"):
+        load_model(image_files[1])
+
+
+def test_the_command_reports_divergence_and_interrupts_in_one_line(tmp_path, prior, capsys,
+                                                                   monkeypatch):
+    import sklearn_piaa.cli as cli
+    monkeypatch.delenv("SKLEARN_PIAA_TRACEBACK", raising=False)
+    mine = _mine(tmp_path, [str(tmp_path / f"img_{i:02d}.{'jpg' if i % 2 else 'png'}")
+                            for i in range(12)])
+    assert console(["personalize", str(prior), str(mine), "-o", str(tmp_path / "u.pt"),
+                    "--lr", "1e30", "--quiet"]) == 1
+    assert "fine-tuning diverged" in capsys.readouterr().err
+
+    def interrupted(args, out=None):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "run_predict", interrupted)
+    assert console(["predict", str(prior), str(tmp_path)]) == 130
+    assert capsys.readouterr().err == "sklearn-piaa: interrupted; nothing was written.\n"
