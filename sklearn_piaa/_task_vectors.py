@@ -16,7 +16,9 @@ from sklearn.utils.validation import check_is_fitted
 from torch.func import functional_call
 
 from ._device import seeded
+from ._diverged import check_trained
 from ._estimator import MetaAestheticRegressor
+from ._inputs import feature_names
 from ._progress import progress
 from ._tasks import as_tasks
 from ._warnings import PIAAWarning
@@ -322,6 +324,9 @@ class TaskVectorRegressor(RegressorMixin, BaseEstimator):
         base_ = clone(base)
         if tasks is not None and not isinstance(base_, FrozenEstimator):
             base_.fit(tasks)
+            names = feature_names(X) if getattr(base_, "backbone", 0) is None else None
+            if names is not None:  # the tasks carried no column names to the base
+                base_.feature_names_in_ = base_.input_.feature_names = names
         model = getattr(base_, "estimator", base_)  # FrozenEstimator wraps the fitted one
         if not isinstance(model, MetaAestheticRegressor):
             raise TypeError(f"base must be a MetaAestheticRegressor (or a FrozenEstimator of "
@@ -395,9 +400,14 @@ class TaskVectorRegressor(RegressorMixin, BaseEstimator):
         modules = []
         for raters in members.values():
             part = tasks.subset(raters)
-            net = model.personalize(part.X, part.y, random_state=rng.randint(2**31 - 1),
-                                    max_epochs=self.source_epochs, lr=self.source_lr,
-                                    batch_size=self.source_batch_size)
+            try:
+                net = model.personalize(part.X, part.y, random_state=rng.randint(2**31 - 1),
+                                        max_epochs=self.source_epochs, lr=self.source_lr,
+                                        batch_size=self.source_batch_size)
+            except FloatingPointError as exc:
+                raise FloatingPointError(
+                    f"{exc} The sources are fine-tuned with source_lr={self.source_lr!r} "
+                    f"for source_epochs={self.source_epochs!r}: lower those.") from None
             modules.append(net.module_)
             bar.update()
         bar.close()
@@ -527,8 +537,10 @@ class TaskVectorRegressor(RegressorMixin, BaseEstimator):
         (lo, hi), (low, high) = base.score_range_, scale
         y_fit = lo + (y - low) * (hi - lo) / (high - low)
         lam = self._fit_coefficients(x, y_fit, seed)
+        combined = self.combine(lam.cpu().numpy())
+        check_trained(combined, [], "fitting the rater's coefficients", "coef_lr or coef_steps")
         net = base._finetune(X, y, rng, None if score_range is None else scale,
-                             module=self.combine(lam.cpu().numpy()),
+                             module=combined,
                              **{"max_epochs": self.finetune_epochs, **net_params})
         net.coefficients_ = lam.cpu().numpy()
         return net

@@ -177,7 +177,7 @@ def run_meta_train(args, out=None):
     t0 = time.perf_counter()
     data = _read_data(args)
     tasks = data.train if data.train is not None else data.tasks
-    _check_output(args.output, *_paths(tasks.X))
+    _check_output(args.output, *_paths(data.tasks.X))  # held-out raters' photos too
     say(f"{args.data}: {plural(len(tasks), 'rater')}, {plural(tasks.n_ratings, 'rating')} "
         "for meta-training" + (f" ({plural(len(data.test), 'test rater')} left out)"
                                if data.test is not None else ""))
@@ -273,9 +273,13 @@ def run_personalize(args, out=None):
     Raises
     ------
     SystemExit
-        With a message: for an unusable ``-o``; a model file that holds no prior, or a
-        prior fitted without a backbone; a CSV of several raters without ``--rater``, or
-        a ``--rater`` it lacks; ``--epochs`` or ``--lr`` with a baseline prior.
+        With a message: for an unusable ``-o`` (also one of the images the CSV names);
+        a model file that holds no prior, or a prior fitted without a backbone; a CSV of
+        several raters without ``--rater``, or a ``--rater`` it lacks; ``--rater`` with a
+        CSV without a rater column, or such a CSV that repeats images and has other
+        columns (one may name the rater); ``--epochs`` or ``--lr`` with a baseline prior.
+    KeyboardInterrupt
+        When fine-tuning was interrupted (nothing is saved).
     ValueError, OSError
         From the CSV reader, :func:`load_model` or the prior, for a missing or
         unreadable file or an invalid setting; :func:`console` prints them as one line.
@@ -298,6 +302,10 @@ def run_personalize(args, out=None):
         net = prior.personalize(X, y, random_state=args.random_state,
                                 score_range=args.score_range,
                                 verbose=0 if args.quiet else 1, **params)
+    if getattr(net, "history", None) and "train_loss" not in net.history[-1]:
+        # skorch ends fit quietly on Ctrl-C, with the epoch unfinished: not a result to
+        # save under the user's name.
+        raise KeyboardInterrupt
     save_model(net, args.output)
     say(f"personalized to rater {rater!r} on {plural(len(y), 'image')} "
         f"({time.perf_counter() - t0:.1f}s); saved to {args.output}")
@@ -327,8 +335,10 @@ def run_predict(args, out=None):
     Raises
     ------
     SystemExit
-        With a message: for an unusable ``-o``, an image path that names nothing or a
-        folder without images, or a model fitted without a backbone.
+        With a message: for an unusable ``-o`` (also one of the images scored), an
+        image path that names nothing or a folder without images, a model fitted
+        without a backbone, or when none of the images can be read (nothing is
+        written).
     ValueError, OSError
         From :func:`load_model` or the model, for a missing or unreadable file (an
         image, with ``--on-error raise``) or an invalid setting; :func:`console` prints
@@ -409,6 +419,8 @@ def run_evaluate(args, out=None):
     if args.output:
         _check_output(args.output, args.prior, args.data)
     data = _read_data(args)  # a bad table or option fails before the prior is loaded
+    if args.output:
+        _check_output(args.output, *_paths(data.tasks.X))
     prior = _load_prior(args.prior, args.device)
     tasks = data.test if data.test is not None else data.tasks
     say(f"evaluating {plural(len(tasks), 'rater')} of {args.data} at {args.n_support} "

@@ -128,3 +128,46 @@ def test_the_command_reports_divergence_and_interrupts_in_one_line(tmp_path, pri
     monkeypatch.setattr(cli, "run_predict", interrupted)
     assert console(["predict", str(prior), str(tmp_path)]) == 130
     assert capsys.readouterr().err == "sklearn-piaa: interrupted; nothing was written.\n"
+
+
+def test_evaluate_does_not_write_over_a_photo_of_the_data(tmp_path, image_files, prior):
+    photo = image_files[5]
+    before = open(photo, "rb").read()
+    with pytest.raises(SystemExit, match="is the input file"):
+        main(["evaluate", str(prior), str(tmp_path / "ratings.csv"), "--n-support", "3",
+              "--n-repeats", "1", "-o", photo, "--quiet"])
+    assert open(photo, "rb").read() == before
+
+
+class _Interrupt:
+    """A skorch callback: Ctrl-C during the second epoch."""
+
+    def initialize(self):
+        return self
+
+    def on_batch_end(self, net, **kwargs):
+        if len(net.history) == 2:
+            raise KeyboardInterrupt
+
+    def __getattr__(self, name):  # skorch calls every hook
+        return lambda *args, **kwargs: None
+
+
+def test_an_interrupted_fine_tuning_is_no_divergence_and_is_not_saved(tmp_path, image_files,
+                                                                     prior, monkeypatch,
+                                                                     capsys):
+    # skorch ends fit quietly on Ctrl-C; the unfinished epoch has no loss, which the
+    # divergence check read as NaN, and the command saved the half-trained net.
+    from sklearn_piaa import MetaAestheticRegressor
+    meta = load_model(prior)
+    net = meta.personalize(image_files, np.arange(12) % 5 + 1.0, callbacks=[_Interrupt()])
+    assert len(net.history) == 2 and "train_loss" not in net.history[-1]
+    original = MetaAestheticRegressor.personalize
+    monkeypatch.setattr(MetaAestheticRegressor, "personalize",
+                        lambda self, X, y, **kw: original(self, X, y, callbacks=[_Interrupt()],
+                                                          **kw))
+    monkeypatch.delenv("SKLEARN_PIAA_TRACEBACK", raising=False)
+    out = tmp_path / "u.pt"
+    assert console(["personalize", str(prior), str(_mine(tmp_path, image_files)), "-o",
+                    str(out), "--quiet"]) == 130
+    assert not out.exists() and "interrupted" in capsys.readouterr().err

@@ -199,3 +199,30 @@ def test_whole_network_base_fits_coefficients_on_normalized_pixels():
     with torch.no_grad():
         direct = base.prior_net_.module_.eval()(x).reshape(-1).numpy()
     np.testing.assert_allclose(direct, base.predict(X[:6]), rtol=1e-5)
+
+
+def test_divergence_names_the_task_vector_settings(fitted):
+    X, y, groups, side, feats = two_tastes(n_raters=4, per_rater=40)
+    small = dict(BASE, n_iterations=2)
+    with pytest.raises(FloatingPointError, match="source_lr=1e\\+30"):
+        TaskVectorRegressor(MetaAestheticRegressor(**small), sources=side, source_epochs=2,
+                            source_lr=1e30, random_state=0).fit(X, y, groups=groups)
+    tv, feats = fitted
+    wild = clone(tv).set_params(coef_lr=1e30)
+    wild.__dict__.update({k: v for k, v in tv.__dict__.items() if k.endswith("_")})
+    with pytest.raises(FloatingPointError, match="rater's coefficients diverged.*coef_lr"):
+        wild.personalize(feats[:15], np.clip(3 + feats[:15, 0], 1, 5), random_state=0)
+
+
+def test_feature_names_reach_the_base(fitted):
+    pd = pytest.importorskip("pandas")  # not in the [test] extra
+    X, y, groups, side, _ = two_tastes(n_raters=4, per_rater=40)
+    df = pd.DataFrame(X, columns=list("abcdef"))
+    tv = TaskVectorRegressor(MetaAestheticRegressor(**dict(BASE, n_iterations=2)),
+                             sources=side, source_epochs=2, random_state=0)
+    tv.fit(df, y, groups=groups)
+    assert list(tv.base_.feature_names_in_) == list("abcdef")
+    with pytest.raises(ValueError, match="same order"):
+        tv.predict(df[list("fedcba")])
+    with pytest.raises(ValueError, match="same order"):
+        tv.personalize(df[list("fedcba")][:15], y[:15])
