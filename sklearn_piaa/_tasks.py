@@ -1,5 +1,6 @@
 """Ratings grouped by rater: the task collection that meta-learning iterates over."""
 
+import os
 import warnings
 from collections import Counter
 from collections.abc import Mapping
@@ -9,7 +10,15 @@ from scipy import sparse
 from sklearn.exceptions import DataConversionWarning
 from sklearn.utils.validation import check_array
 
-from ._inputs import as_indexable, check_finite_features, concat, n_samples, take
+from ._inputs import (
+    FEATURES,
+    as_indexable,
+    check_finite_features,
+    concat,
+    input_kind,
+    n_samples,
+    take,
+)
 from ._warnings import PIAAWarning
 
 __all__ = ["TaskSet", "as_tasks", "support_query_sizes"]
@@ -212,6 +221,32 @@ class TaskSet:
     def sizes(self):
         """Number of images each rater rated, as a dict."""
         return {r: len(i) for r, i in self.indices.items()}
+
+    def repeated_images(self):
+        """Raters who rated an image more than once, and how many rows repeat one.
+
+        Images are told apart by file path or by feature row; PIL images and pixel
+        arrays are not compared.
+
+        Returns
+        -------
+        dict
+            Rater id -> number of rows that repeat an image of theirs (only raters with
+            at least one).
+        """
+        features = input_kind(self.X) == FEATURES
+        repeats = {}
+        for rater, idx in self.indices.items():
+            rows = take(self.X, idx)
+            if features:
+                distinct = len(np.unique(np.asarray(rows), axis=0))
+            elif all(isinstance(x, (str, os.PathLike)) for x in rows):
+                distinct = len({os.path.abspath(os.fspath(x)) for x in rows})
+            else:
+                continue
+            if distinct < len(idx):
+                repeats[rater] = len(idx) - distinct
+        return repeats
 
     def subset(self, raters):
         """A new TaskSet with only ``raters``.

@@ -197,6 +197,8 @@ def personalized_srocc(estimator, X, y, groups, n_support=10, n_repeats=1,
             raise ValueError(f"{name} must be a positive integer; got {value!r}.")
     transform, model = _personalizer(estimator)
     tasks = TaskSet.from_arrays(X, y, groups)
+    from .evaluation import warn_repeated_images  # evaluation imports this module
+    warn_repeated_images(tasks, stacklevel=3)
     need = n_support + 2
     sizes = tasks.sizes()
     if too_few == "raise":
