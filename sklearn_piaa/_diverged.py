@@ -42,28 +42,26 @@ def check_trained(module, losses, what, advice, where="", kept=""):
         # tenth of an element-wise test (0.2 ms for the paper's head, every personalize).
         checks = [torch.isfinite(t.sum()) for _, t in tensors]
         checks += [t.min() >= 0 for _, t in variances if t.numel()]
-        healthy = bool(torch.stack(checks).all()) if checks else True
-        if not healthy:  # a sum can also overflow: test element-wise to be sure
-            healthy = (all(bool(torch.isfinite(t).all()) for _, t in tensors)
-                       and all(bool((t >= 0).all()) for _, t in variances))
+        bad = negative = []
+        if checks and not bool(torch.stack(checks).all()):
+            # Element-wise, to name them (and because a sum can also overflow).
+            bad = [n for n, t in tensors if not bool(torch.isfinite(t).all())]
+            negative = [n for n, t in variances if not bool((t >= 0).all())]
     losses = np.asarray(losses, dtype=np.float64).reshape(-1)
     nan_loss = np.flatnonzero(~np.isfinite(losses))
-    if healthy and not nan_loss.size:
+    if not (bad or negative or nan_loss.size):
         return
     problems = []
     if nan_loss.size:
         problems.append(f"the loss is {losses[nan_loss[0]]} from step {nan_loss[0] + 1} "
                         f"of {len(losses)}")
-    if not healthy:
-        bad = [n for n, t in tensors if not bool(torch.isfinite(t).all())]
-        negative = [n for n, t in variances if not bool((t >= 0).all())]
-        if bad:
-            problems.append(f"{len(bad)} weight or statistic tensor(s) hold NaN or "
-                            f"infinity ({', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''})")
-        if negative:
-            problems.append(f"BatchNorm running variance below zero ({', '.join(negative[:3])}"
-                            f"{' ...' if len(negative) > 3 else ''}), which makes every "
-                            "prediction NaN")
+    if bad:
+        problems.append(f"{len(bad)} weight or statistic tensor(s) hold NaN or "
+                        f"infinity ({', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''})")
+    if negative:
+        problems.append(f"BatchNorm running variance below zero ({', '.join(negative[:3])}"
+                        f"{' ...' if len(negative) > 3 else ''}), which makes every "
+                        "prediction NaN")
     raise FloatingPointError(
         f"{what} diverged{where}: {'; '.join(problems)}. Lower {advice}, or bring the "
         f"features and scores to moderate magnitudes.{' ' + kept if kept else ''}")

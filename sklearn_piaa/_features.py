@@ -637,7 +637,8 @@ def _content_key(src):
     elif isinstance(src, Image.Image):
         # The pixels alone are not the image: a palette image's colours live in its
         # palette and transparency, and EXIF orientation turns it.
-        h.update(f"{loaded(src).mode}{src.size}{src.info.get('transparency')!r}".encode())
+        loaded(src)  # decoded once, by one thread (see loaded)
+        h.update(f"{src.mode}{src.size}{src.info.get('transparency')!r}".encode())
         try:
             h.update(src.tobytes())
             h.update(bytes(src.getpalette() or []) if src.mode in ("P", "PA") else b"")

@@ -123,8 +123,16 @@ def check_output_file(path, inputs=(), what="output file"):
     if os.path.exists(path) and not os.access(path, os.W_OK):
         raise ValueError(f"{what} {path!r} is read-only; make it writable or choose "
                          "another name.")
-    for src in inputs:
-        if os.path.exists(path) and os.path.exists(src) and os.path.samefile(path, src):
+    try:
+        target = os.stat(path)
+    except OSError:
+        target = None  # a new file replaces no input
+    for src in inputs if target is not None else ():
+        try:
+            same = os.path.samestat(target, os.stat(src))
+        except OSError:
+            continue
+        if same:
             raise ValueError(f"{what} {path!r} is the input file {os.fspath(src)!r}; writing "
                              "it would replace it. Choose another name.")
     folder = os.path.dirname(os.path.abspath(path))

@@ -82,8 +82,6 @@ class PersonalizedNet(NeuralNetRegressor):
     #: modules are switched to training mode only when something switched them out
     #: of it. Off: skorch's autograd step throughout.
     fused_head = True
-    #: The settings a divergence error tells to lower.
-    _divergence_advice = "the learning rate (lr, or the prior's finetune_lr) or max_epochs"
     #: Batch in-memory arrays (embeddings) by slicing them
     #: (in the same order and batch sizes) instead of a ``DataLoader``'s
     #: per-row indexing and collation: the same batches and random draws, without the
@@ -315,7 +313,8 @@ class PersonalizedNet(NeuralNetRegressor):
         # A diverged net predicts NaN (or, its BatchNorm variance negative, NaN for all).
         # Epochs without a loss were cut short (skorch ends fit quietly on Ctrl-C).
         losses = [epoch["train_loss"] for epoch in self.history if "train_loss" in epoch]
-        check_trained(self.module_, losses, "fine-tuning", self._divergence_advice)
+        check_trained(self.module_, losses, "fine-tuning",
+                      "the learning rate (lr, or the prior's finetune_lr) or max_epochs")
         return self
 
     def get_dataset(self, X, y=None):

@@ -345,11 +345,9 @@ def run_predict(args, out=None):
         them as one line.
     """
     say = printer(out)
-    if args.output != "-":
-        _check_output(args.output, args.model, *args.images)
     files = image_files(args.images)  # a mistyped path fails before the model loads
     if args.output != "-":
-        _check_output(args.output, *files)  # a folder's images are inputs too
+        _check_output(args.output, args.model, *files)  # a folder's images are inputs too
     model = load_model(args.model, device=args.device)
     owner = (model.prior_ if isinstance(model, PersonalizedNet)
              else model.prior_ if isinstance(model, PersonalizedBaseline) else model)

@@ -12,7 +12,7 @@ from ._inputs import FEATURES, input_kind, is_count, take
 from ._progress import progress
 from ._tasks import TaskSet
 from ._warnings import PIAAWarning, UndefinedSROCCWarning
-from .metrics import SROCCSummary, _srocc, aggregate_srocc
+from .metrics import SROCCSummary, _srocc, _warn_repeated_images, aggregate_srocc
 from .support import SupportSelector
 
 __all__ = ["evaluate_personalization", "PersonalizationResult",
@@ -179,7 +179,7 @@ def _check_protocol(test_tasks, n_support):
     if not isinstance(test_tasks, TaskSet):
         raise TypeError("test_tasks must be a TaskSet or a dict rater -> (X, y); got "
                         f"{type(test_tasks).__name__}.")
-    warn_repeated_images(test_tasks, stacklevel=4)
+    _warn_repeated_images(test_tasks, stacklevel=4)
     n_support = (n_support,) if np.isscalar(n_support) else tuple(n_support)
     if not n_support or not all(is_count(k) for k in n_support):
         raise ValueError(f"n_support must be positive integers; got {n_support}.")
@@ -190,19 +190,6 @@ def _check_protocol(test_tasks, n_support):
         raise ValueError(f"n_support lists support size(s) {repeated} more than once; got "
                          f"{n_support}.")
     return test_tasks, n_support
-
-
-def warn_repeated_images(tasks, stacklevel):
-    """Warn when test raters rated an image twice: a repeat can be drawn into both the
-    support and the query set, and the score then measures memory, not taste."""
-    repeats = tasks.repeated_images()
-    if repeats:
-        named = ", ".join(f"{r!r} ({n})" for r, n in list(repeats.items())[:5])
-        warnings.warn(
-            f"{len(repeats)} test rater(s) rated an image more than once ({named}"
-            f"{' ...' if len(repeats) > 5 else ''} repeated rows): a repeat can fall in both "
-            "the support and the query set, which inflates SROCC. Average each rater's "
-            "repeats first (read_ratings does).", PIAAWarning, stacklevel=stacklevel)
 
 
 def _check_repeats(n_repeats):

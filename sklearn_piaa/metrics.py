@@ -12,7 +12,7 @@ from sklearn.utils.metadata_routing import MetadataRequest
 
 from ._inputs import is_count, take
 from ._tasks import TaskSet
-from ._warnings import UndefinedSROCCWarning
+from ._warnings import PIAAWarning, UndefinedSROCCWarning
 
 __all__ = [
     "srocc",
@@ -131,6 +131,19 @@ def aggregate_srocc(values):
                         n_dropped)
 
 
+def _warn_repeated_images(tasks, stacklevel):
+    """Warn when test raters rated an image twice: a repeat can be drawn into both the
+    support and the query set, and the score then measures memory, not taste."""
+    repeats = tasks.repeated_images()
+    if repeats:
+        named = ", ".join(f"{r!r} ({n})" for r, n in list(repeats.items())[:5])
+        warnings.warn(
+            f"{len(repeats)} test rater(s) rated an image more than once ({named}"
+            f"{' ...' if len(repeats) > 5 else ''} repeated rows): a repeat can fall in both "
+            "the support and the query set, which inflates SROCC. Average each rater's "
+            "repeats first (read_ratings does).", PIAAWarning, stacklevel=stacklevel)
+
+
 def _personalizer(estimator):
     """``(transform, model)``: ``model.personalize`` on ``transform(X)`` personalizes
     ``estimator``, which may be a fitted search (nested cross-validation) or a pipeline."""
@@ -197,8 +210,7 @@ def personalized_srocc(estimator, X, y, groups, n_support=10, n_repeats=1,
             raise ValueError(f"{name} must be a positive integer; got {value!r}.")
     transform, model = _personalizer(estimator)
     tasks = TaskSet.from_arrays(X, y, groups)
-    from .evaluation import warn_repeated_images  # evaluation imports this module
-    warn_repeated_images(tasks, stacklevel=3)
+    _warn_repeated_images(tasks, stacklevel=3)
     need = n_support + 2
     sizes = tasks.sizes()
     if too_few == "raise":

@@ -109,15 +109,20 @@ def _truncated(tmp_path, image_files):
 @pytest.mark.parametrize("train_backbone", [False, True])
 def test_a_lazily_opened_truncated_image_is_unreadable(image_files, tmp_path, train_backbone):
     images = [Image.open(p) for p in image_files[1:7]] + [_truncated(tmp_path, image_files)]
+    _check_last_is_unreadable(images, train_backbone,
+                              "cannot read <.*ImageFile image>.*truncated", "truncated")
+
+
+def _check_last_is_unreadable(X, train_backbone, error, warning):
+    """Seven images, the last unreadable, rated by two raters: an error, or skipped."""
     y = np.tile(np.arange(1.0, 8.0), 2)
     groups = np.repeat(["a", "b"], 7)
     params = {**SMALL, "train_backbone": train_backbone}
-    with pytest.raises(ValueError, match="cannot read <.*ImageFile image>.*truncated"):
-        MetaAestheticRegressor(**params).fit(images * 2, y, groups=groups)
-    with pytest.warns(UserWarning, match="truncated"):
-        meta = MetaAestheticRegressor(**params, on_error="skip").fit(images * 2, y,
-                                                                     groups=groups)
-        pred = meta.predict(images)
+    with pytest.raises(ValueError, match=error):
+        MetaAestheticRegressor(**params).fit(X * 2, y, groups=groups)
+    with pytest.warns(UserWarning, match=warning):
+        meta = MetaAestheticRegressor(**params, on_error="skip").fit(X * 2, y, groups=groups)
+        pred = meta.predict(X)
     assert np.isnan(pred[-1]) and np.isfinite(pred[:-1]).all()
 
 
@@ -146,16 +151,8 @@ def test_a_png_with_a_broken_chunk_is_unreadable(image_files, tmp_path, train_ba
     data[second_idat:second_idat + 4] = b"\x02\x80\xd1\xef"  # Pillow: SyntaxError
     broken = tmp_path / "broken.png"
     broken.write_bytes(bytes(data))
-    X = list(image_files[:6]) + [str(broken)]
-    y = np.tile(np.arange(1.0, 8.0), 2)
-    groups = np.repeat(["a", "b"], 7)
-    params = {**SMALL, "train_backbone": train_backbone}
-    with pytest.raises(ValueError, match="cannot read image file .*broken.png: broken PNG"):
-        MetaAestheticRegressor(**params).fit(X * 2, y, groups=groups)
-    with pytest.warns(UserWarning, match="broken.png"):
-        meta = MetaAestheticRegressor(**params, on_error="skip").fit(X * 2, y, groups=groups)
-        pred = meta.predict(X)
-    assert np.isnan(pred[-1]) and np.isfinite(pred[:-1]).all()
+    _check_last_is_unreadable(list(image_files[:6]) + [str(broken)], train_backbone,
+                              "cannot read image file .*broken.png: broken PNG", "broken.png")
 
 
 def test_whole_network_checkpoint_of_other_images_is_refused(image_files, tmp_path):
