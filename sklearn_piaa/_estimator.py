@@ -3,6 +3,7 @@
 import copy
 import math
 import numbers
+import os
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -57,6 +58,24 @@ def _copy_rng(rng):
     copy_ = np.random.RandomState()
     copy_.set_state(rng.get_state())
     return copy_
+
+
+def _scores_at(tasks, outside, y=None):
+    """Where the first few flagged scores are: rater and image, or the row index."""
+    where = []
+    for i in np.flatnonzero(outside)[:3]:
+        if tasks is None:
+            where.append(f"{y[i]:g} at index {i}")
+            continue
+        X = tasks.X
+        paths = isinstance(X, (list, tuple)) or getattr(getattr(X, "dtype", None), "kind",
+                                                         "") in "OUS"
+        x = X[i] if paths else None
+        image = f", image {os.fspath(x)}" if isinstance(x, (str, os.PathLike)) else ""
+        rater = tasks.groups[i]
+        rater = rater.item() if isinstance(rater, np.generic) else rater
+        where.append(f"{tasks.y[i]:g} (rater {rater!r}{image}, row {i})")
+    return "; ".join(where) + ("; ..." if outside.sum() > 3 else "")
 
 
 def _head_batch_size(n_images):
@@ -394,7 +413,7 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         rng = check_random_state(self.random_state)
         seed = rng.randint(np.iinfo(np.int32).max)
 
-        score_range = self._score_range(tasks.y)
+        score_range = self._score_range(tasks.y, tasks)
         with seeded(seed, device):
             prior, input_adapter, data, tasks = self._build(tasks, score_range, device)
         history, fit_time = self._meta_train(prior, tasks, data, rng, seed, device)
@@ -430,13 +449,13 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         if self.train_backbone and self.backbone is None:
             raise ValueError("train_backbone=True needs a backbone; got backbone=None.")
 
-    def _score_range(self, y):
+    def _score_range(self, y, tasks):
         if self.score_range is not None:
             low, high = check_score_range(self.score_range)
             outside = (y < low) | (y > high)
             if outside.any():
                 raise ValueError(f"{int(outside.sum())} score(s) lie outside score_range="
-                                 f"{self.score_range}, e.g. {y[outside][:3].tolist()}.")
+                                 f"{self.score_range}: {_scores_at(tasks, outside)}.")
             return low, high
         low, high = float(y.min()), float(y.max())
         if low == high:
@@ -747,7 +766,7 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         if outside.any():
             raise ValueError(
                 f"{int(outside.sum())} score(s) lie outside the range ({low:g}, {high:g}), "
-                f"e.g. {y[outside][:3].tolist()}. If this rater uses another scale than the "
+                f"e.g. {_scores_at(None, outside, y)}. If this rater uses another scale than the "
                 "prior's training data, pass score_range=(low, high) of that scale "
                 "(--score-range LOW,HIGH on the command line).")
         spread = float(y.max() - y.min()) / (high - low)

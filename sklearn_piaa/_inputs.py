@@ -12,7 +12,7 @@ from scipy import sparse
 
 __all__ = ["input_kind", "n_samples", "take", "concat", "check_score_range",
            "check_finite_features", "check_scores", "is_count", "feature_names",
-           "check_feature_names"]
+           "check_feature_names", "refuse_grouped_digits"]
 
 FEATURES = "features"
 IMAGES = "images"
@@ -235,6 +235,25 @@ def check_finite_features(X, what="X"):
                          "the network computes in: beyond about 3.4e38 is infinite).")
 
 
+def refuse_grouped_digits(y, what="y"):
+    """Refuse scores written as text with an underscore.
+
+    Python and NumPy read ``"4_5"`` as 45 (digit grouping): as a rating it is a typo or
+    another decimal mark, never forty-five.
+
+    Parameters
+    ----------
+    y : ndarray
+    what : str, default="y"
+        How the message names ``y``.
+    """
+    if y.dtype.kind in "USO":
+        bad = [v for v in y.ravel().tolist() if isinstance(v, str) and "_" in v]
+        if bad:
+            raise ValueError(f"{what} must hold numeric scores; {len(bad)} are text with an "
+                             f"underscore, e.g. {bad[:3]} (read as numbers, '4_5' is 45).")
+
+
 def check_scores(y, n_rows=None, what="y"):
     """``y`` as a 1-D float64 array of scores, one per row.
 
@@ -258,6 +277,7 @@ def check_scores(y, n_rows=None, what="y"):
         y = y[:, 0]
     if y.ndim != 1:
         raise ValueError(f"{what} must be 1-D (one score per image); got shape {y.shape}.")
+    refuse_grouped_digits(y, what)
     try:
         y = y.astype(np.float64)
     except (TypeError, ValueError) as exc:

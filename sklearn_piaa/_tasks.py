@@ -17,6 +17,7 @@ from ._inputs import (
     concat,
     input_kind,
     n_samples,
+    refuse_grouped_digits,
     take,
 )
 from ._warnings import PIAAWarning
@@ -127,6 +128,7 @@ class TaskSet:
             )
         if n == 0:
             raise ValueError("no ratings given: X, y and groups are empty.")
+        refuse_grouped_digits(y)
         try:
             with np.errstate(over="ignore"):  # overflow is reported below, with the rater
                 y = y.astype(np.float32)

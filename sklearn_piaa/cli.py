@@ -123,10 +123,13 @@ def _check_format_options(args):
 def _read_data(args):
     """The data set named by ``DATA``/``--format``: a Bunch with tasks, train, test."""
     _check_format_options(args)
+    # --on-error skip covers missing image files too: the estimator skips them, warning
+    check_files = getattr(args, "on_error", "raise") != "skip"
     if args.format == "table":
         return read_ratings(args.data, rater_col=args.rater_col, image_col=args.image_col,
-                            score_col=args.score_col, image_root=args.image_root)
-    return READERS[args.format](args.data)
+                            score_col=args.score_col, image_root=args.image_root,
+                            check_files=check_files)
+    return READERS[args.format](args.data, check_files=check_files)
 
 
 def _check_output(path, *inputs):
@@ -176,7 +179,13 @@ def run_meta_train(args, out=None):
     _check_output(args.output, args.data)
     t0 = time.perf_counter()
     data = _read_data(args)
-    tasks = data.train if data.train is not None else data.tasks
+    if data.test is not None and data.train is None:
+        # a split whose every rater is a test rater (REAL-CUR has test users only):
+        # training on them would leak into their evaluation
+        raise ValueError(f"{args.data}: all {plural(len(data.test), 'rater')} of the data "
+                         "are test raters, so none is left to meta-train on; meta-train on "
+                         "another data set (or one without a test split) and evaluate here.")
+    tasks = data.tasks if data.train is None else data.train
     _check_output(args.output, *_paths(data.tasks.X))  # held-out raters' photos too
     say(f"{args.data}: {plural(len(tasks), 'rater')}, {plural(tasks.n_ratings, 'rating')} "
         "for meta-training" + (f" ({plural(len(data.test), 'test rater')} left out)"
@@ -559,7 +568,8 @@ def _build_parser():
     mt.add_argument("--checkpoint-every", type=int, default=100,
                     help="iterations between checkpoints")
     mt.add_argument("--on-error", choices=["raise", "skip"], default="raise",
-                    help="unreadable image files: stop, or skip them with a warning")
+                    help="unreadable or missing image files: stop, or skip them with a "
+                         "warning")
     _add_common_args(mt, device=False)
     mt.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
 

@@ -123,9 +123,46 @@ def test_spaces_before_a_quoted_cell_are_ignored(tmp_path, text, image):
 
 
 def test_a_quoted_cell_keeps_inner_spaces_and_line_numbers_stay_right(tmp_path):
-    path = _csv(tmp_path, 'rater,image,score\nann, "a,\nb.jpg", 4\nann, c.jpg, x\n')
+    path = _csv(tmp_path, 'rater,image,score\nann, "a, b.jpg", 4\n\nann, c.jpg, x\n')
     with pytest.raises(ValueError, match=r"line 4 \('x'\)"):
         read_ratings(path, check_files=False)
+    data = read_ratings(_csv(tmp_path, 'rater,image,score\nann, " a, b.jpg", 4\n'),
+                        check_files=False)
+    assert data.X == [str(tmp_path / "a, b.jpg")]
+
+
+@pytest.mark.parametrize("text, line, column, end", [
+    # a stray quote in an unused last column once swallowed every later row silently
+    ('rater,image,score,comment\nann,a.jpg,4,"great light\nann,b.jpg,3,ok\n'
+     'bob,a.jpg,2,meh\n', 2, "comment", 4),
+    ('rater,image,score\n\nann,"a.jpg,4\nann,b.jpg,3\nbob,a.jpg,2\n', 3, "image", 5),
+    ('rater,image,score\nann, "a,\nb.jpg", 4\n', 2, "image", 3),
+])
+def test_a_cell_running_over_lines_is_refused_at_its_first_line(tmp_path, text, line,
+                                                                 column, end):
+    with pytest.raises(ValueError, match=rf"r\.csv, line {line}: the quoted cell in column "
+                                         rf"'{column}' is not closed on its line but on "
+                                         rf"line {end}"):
+        read_ratings(_csv(tmp_path, text), check_files=False)
+
+
+def test_an_unclosed_quote_in_a_long_file_names_its_line(tmp_path):
+    text = "rater,image,score,comment\nann,a.jpg,4,\"great light\n" + "".join(
+        f"r{i % 50},b{i}.jpg,3,ok\n" for i in range(8000))  # past csv's 131072 field limit
+    with pytest.raises(ValueError, match=r"r\.csv, line 2: field larger than field limit"):
+        read_ratings(_csv(tmp_path, text), check_files=False)
+
+
+def test_ids_of_a_float_column_and_scores_with_underscores(tmp_path):
+    pd = pytest.importorskip("pandas")
+    # one blank id makes pandas store the column as float; dropna leaves 7.0 and 8.0
+    frame = pd.DataFrame({"rater": [7.0, np.nan, 8.0], "image": ["x", "y", "x"],
+                          "score": [4, 3, 5]}).dropna()
+    assert read_ratings(frame, check_files=False).tasks.raters == ["7", "8"]
+    table = {"rater": ["a", "a"], "image": ["x", "y"], "score": ["4_5", "3"]}
+    with pytest.raises(ValueError, match=r"column 'score' must hold finite numbers.*"
+                                         r"row 0 \('4_5'\)"):
+        read_ratings(table, check_files=False)
 
 
 @pytest.mark.parametrize("sep, shown", [(";", "';'"), ("\t", r"'\\t'")])
@@ -162,7 +199,9 @@ def test_the_missing_images_error_names_how_to_set_the_image_folder(tmp_path):
     with pytest.raises(FileNotFoundError) as info:
         read_ratings(path)
     message = str(info.value)
-    assert "zzz.jpg" in message and "check_files=False" not in message
+    assert "zzz.jpg" in message
+    # reading without the check only helps a fit that skips unreadable images
+    assert "check_files=False and fit with on_error='skip' (--on-error skip" in message
     assert "image_root=" in message and "--image-root on the command line" in message
     _csv(tmp_path, "worker, imagePair, score\nw1, zzz.jpg, 3\n", FLICKR_CSV)
     with pytest.raises(FileNotFoundError, match="image_dir=") as info:
@@ -170,6 +209,21 @@ def test_the_missing_images_error_names_how_to_set_the_image_folder(tmp_path):
     assert "image_root" not in str(info.value)
     with pytest.raises(FileNotFoundError, match="image_root=; --image-root"):
         main(["meta-train", path, "-o", str(tmp_path / "p.pt")])
+
+
+def test_meta_train_on_error_skip_skips_missing_images(tmp_path):
+    names = [f"i{k}.png" for k in range(8)]
+    _images(tmp_path / "img", names[1:])  # the first is missing
+    rows = [f"{r},{n},{1 + (k + j) % 5}" for j, r in enumerate("ab") for k, n in enumerate(names)]
+    path = _csv(tmp_path, "rater,image,score\n" + "\n".join(rows) + "\n")
+    args = ["meta-train", path, "--image-root", str(tmp_path / "img"), "--backbone",
+            "tiny_cnn", "--n-iterations", "1", "--support-size", "3", "--query-size", "2",
+            "-o", str(tmp_path / "p.pt"), "--quiet"]
+    with pytest.raises(FileNotFoundError, match="1 of the 8 image file"):
+        main(args)
+    with pytest.warns(UserWarning, match=r"1 image\(s\) could not be read.*i0\.png"):
+        main(args + ["--on-error", "skip"])
+    assert (tmp_path / "p.pt").is_file()
 
 
 # -- the command line ----------------------------------------------------------------

@@ -272,3 +272,35 @@ def test_read_personality_table_and_its_errors(tmp_path):
         read_personality(path, ["u1"])
     with pytest.raises(FileNotFoundError, match="personality file not found"):
         read_personality(tmp_path / "missing.csv", ["u1"])
+
+
+def test_a_train_list_naming_no_rater_is_refused(flickr):
+    # R's write.csv quotes ids (and adds a row-name column): the quotes are not the ids
+    _write(str(flickr / "test_workers.csv"), '"","worker"\n"1","A1TRAINONE"\n')
+    _write(str(flickr / "train_workers.csv"), '"","worker"\n"1","A2TRAINTWO"\n')
+    with pytest.warns(PIAAWarning, match="neither the train nor the test"):
+        data = read_flickr_aes(flickr)
+    assert data.test_raters == ["A1TRAINONE"] and data.train_raters == ["A2TRAINTWO"]
+    # a train list none of whose ids occurs would leave "no train side", which a caller
+    # could read as "no split" and train on the test raters
+    _write(str(flickr / "train_workers.csv"), "worker\nNOBODY\n")
+    with pytest.warns(PIAAWarning), pytest.raises(ValueError, match="train side.*empty"):
+        read_flickr_aes(flickr)
+
+
+def test_the_meta_train_command_refuses_a_data_set_of_test_raters_only(tmp_path, capsys,
+                                                                        monkeypatch):
+    from sklearn_piaa.cli import console
+    monkeypatch.delenv("SKLEARN_PIAA_TRACEBACK", raising=False)
+    rows = ["worker,image,MOS"]
+    for worker in ["w1", "w2", "w3"]:
+        for k, mos in enumerate([3.5, 5, 1.2, 2.2]):
+            _jpeg(str(tmp_path / "images" / worker / str(int(mos)) / f"p{k}.jpg"))
+            rows.append(f"{worker},p{k}.jpg,{mos}")
+    _write(str(tmp_path / "ratings.csv"), "\n".join(rows) + "\n")
+    prior = tmp_path / "prior.pt"
+    assert console(["meta-train", str(tmp_path), "--format", "real-cur", "--backbone",
+                    "tiny_cnn", "--n-iterations", "1", "--support-size", "2",
+                    "--query-size", "1", "-o", str(prior), "--quiet"]) == 1
+    assert "all 3 raters of the data are test raters" in capsys.readouterr().err
+    assert not prior.exists()

@@ -46,17 +46,21 @@ def _trait_table(personality, raters):
     if not isinstance(personality, Mapping):
         raise ValueError(f"personality must be a mapping or DataFrame; got "
                          f"{type(personality).__name__}. {_HOW}")
-    missing = [r for r in raters if r not in personality]
+    # Rater 7 and a table's '7' (a CSV's ids are text) are one rater; exact keys first.
+    by_text = {str(k).strip(): k for k in personality if str(k).strip() not in personality}
+    keys = {r: r if r in personality else by_text.get(str(r).strip()) for r in raters}
+    missing = [r for r, k in keys.items() if k is None]
     if missing:
         raise ValueError(f"personality has no traits for {len(missing)} training rater(s): "
-                         f"{missing[:10]!r}. Every training rater needs a row.")
+                         f"{missing[:10]!r} (its ids include {list(personality)[:5]!r}). "
+                         "Every training rater needs a row.")
     rows = []
     for r in raters:
         try:
-            rows.append(np.asarray(personality[r], dtype=float).reshape(-1))
+            rows.append(np.asarray(personality[keys[r]], dtype=float).reshape(-1))
         except (TypeError, ValueError):
             raise ValueError(f"personality traits of rater {r!r} are not numbers: "
-                             f"{personality[r]!r}.") from None
+                             f"{personality[keys[r]]!r}.") from None
     empty = [r for r, row in zip(raters, rows) if len(row) == 0]
     if empty:
         raise ValueError(f"personality has no traits (an empty row) for rater(s) "

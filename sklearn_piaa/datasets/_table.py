@@ -138,17 +138,34 @@ def _read_csv(path):
     if len(set(names)) < len(names):
         raise ValueError(f"{path}: repeated column names in the header {names}.")
     rows, lines = [], []
-    for row in reader:
+    while True:
+        start = reader.line_num + 1 + skipped  # the record's first line, for messages
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:  # e.g. an unclosed quote swallowing the rest of the file
+            raise ValueError(f"{path}, line {start}: {exc}; is a quote (\") left "
+                             "unclosed there?") from None
+        if reader.line_num + skipped > start:
+            # A quoted cell running over lines: most often a stray quote, which would
+            # silently swallow the rows after it into one cell.
+            j = next((j for j, c in enumerate(row) if "\n" in c or "\r" in c), 0)
+            col = names[j] if j < len(names) else f"field {j + 1}"
+            raise ValueError(f"{path}, line {start}: the quoted cell in column {col!r} "
+                             f"is not closed on its line but on line "
+                             f"{reader.line_num + skipped}; remove the stray quote (\") "
+                             "or the line breaks inside the cell.")
         cells = [c.strip() for c in row]
         while len(cells) > len(names) and not cells[-1]:
             cells.pop()  # a trailing comma is harmless
         if not any(cells):
             continue
         if len(cells) != len(names):
-            raise ValueError(f"{path}, line {reader.line_num + skipped}: {len(cells)} "
+            raise ValueError(f"{path}, line {start}: {len(cells)} "
                              f"field(s) but the header has {len(names)} ({names}).")
         rows.append(cells)
-        lines.append(reader.line_num + skipped)
+        lines.append(start)
     cols = {c: [r[j] for r in rows] for j, c in enumerate(names)}
     return Bunch(cols=cols, name=path, lines=lines, n=len(rows),
                  base=os.path.dirname(os.path.abspath(path)))
@@ -179,7 +196,10 @@ def _ids(t, col):
     blank = [_where(t, i) for i, v in enumerate(vals) if _is_blank(v)]
     if blank:
         raise ValueError(f"{t.name}: column {col!r} is empty at {_first(blank)}.")
-    return [str(v).strip() for v in vals]
+    # A whole float is an integer id of a column that held a blank (pandas then stores
+    # the column as float): rater 7.0 is the '7' of the same table read from its file.
+    return [str(int(v)) if isinstance(v, float) and v.is_integer() else str(v).strip()
+            for v in vals]
 
 
 def _scores(t, col):
@@ -187,7 +207,8 @@ def _scores(t, col):
     y = np.empty(len(vals))
     for i, v in enumerate(vals):
         try:
-            y[i] = float(v)
+            # float() reads "4_5" as 45 (Python's digit grouping): not a score as written
+            y[i] = np.nan if isinstance(v, str) and "_" in v else float(v)
         except (TypeError, ValueError):
             y[i] = np.nan
     bad = np.flatnonzero(~np.isfinite(y))
@@ -247,7 +268,8 @@ def _check_files(t, paths, root, hint=IMAGE_ROOT_HINT):
         raise FileNotFoundError(
             f"{len(missing)} of the {len(unique)} image file(s) named in {t.name} are missing "
             f"under {root}: {_first(shown)}. Check the image folder ({hint}) and the image "
-            "names."
+            "names; to train without them, read with check_files=False and fit with "
+            "on_error='skip' (--on-error skip on the command line)."
         )
 
 

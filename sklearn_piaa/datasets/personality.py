@@ -29,7 +29,8 @@ def read_personality(path, raters, rater_col="rater", image_col="image", ratings
     Returns
     -------
     dict
-        Rater id -> ndarray of shape (5,).
+        Rater id -> ndarray of shape (5,): the ids of ``raters`` as given (rater ``7``
+        matches the file's ``7``), and the file's other raters as text.
 
     Raises
     ------
@@ -78,8 +79,9 @@ def read_personality(path, raters, rater_col="rater", image_col="image", ratings
                                  "in [-1, 1] (rescale e.g. 1-5 scores as (t - 3) / 2).")
             values.append(v)
         table[rater] = np.array(values)
-    raters = sorted(set(raters), key=str)
-    missing = [r for r in raters if r not in table]
+    # The file's ids are text; the caller's may be numbers (rater 7 is the file's '7').
+    raters = sorted({r.item() if isinstance(r, np.generic) else r for r in raters}, key=str)
+    missing = [r for r in raters if str(r).strip() not in table]
     if missing:
         source = ratings or "the ratings"
         hint = "" if len(missing) < len(raters) else (
@@ -87,4 +89,7 @@ def read_personality(path, raters, rater_col="rater", image_col="image", ratings
             f"{rater_col!r} the id column, and are the ids written alike?")
         raise ValueError(f"{path} has no traits for {len(missing)} rater(s) of {source}: "
                          f"{_first(missing)}.{hint}")
-    return table
+    # under the caller's ids, as the ratings' groups name them
+    matched = {r: table[str(r).strip()] for r in raters}
+    used = {str(r).strip() for r in raters}
+    return {**{k: v for k, v in table.items() if k not in used}, **matched}

@@ -69,6 +69,11 @@ def _add_split(bunch, test_ids=None, train_ids=None, what="raters of the split")
     if not test:
         raise ValueError(f"none of the test {what} occurs in the ratings, so the test side "
                          "of the split would be empty; read without a split to skip it.")
+    if train_ids is not None and not train:
+        # an empty train side would read as "no split" to a caller falling back on
+        # every rater, test raters included
+        raise ValueError(f"none of the train {what} occurs in the ratings, so the train "
+                         "side of the split would be empty; are the ids written alike?")
     bunch.update(train_raters=train, test_raters=test, test=tasks.subset(test),
                  train=tasks.subset(train) if train else None)
     bunch.DESCR = bunch.DESCR.replace(
@@ -78,10 +83,15 @@ def _add_split(bunch, test_ids=None, train_ids=None, what="raters of the split")
 
 
 def _read_ids(path, column="worker", text=None):
-    """Ids in ``column`` of a whitespace- (or comma-) separated table with a header row."""
+    """Ids in ``column`` of a whitespace- (or comma-) separated table with a header row.
+
+    Quotes around fields are dropped.
+    """
     if text is None:
         text = _read_text(path)
-    rows = [re.split(r"[\s,]+", line.strip()) for line in text.splitlines() if line.strip()]
+    # quotes dropped: R's write.csv quotes every id (and adds a quoted row-name column)
+    rows = [[f.strip("\"'") for f in re.split(r"[\s,]+", line.strip())]
+            for line in text.splitlines() if line.strip()]
     if not rows or column not in rows[0]:
         raise ValueError(f"{path}: expected a header row naming a {column!r} column; "
                          f"found {rows[0] if rows else 'an empty file'}.")
