@@ -1,6 +1,7 @@
 """MetaAestheticRegressor: meta-train an aesthetic prior over raters, personalize it."""
 
 import copy
+import hashlib
 import math
 import numbers
 import os
@@ -25,6 +26,7 @@ from ._features import (
     ImageEmbedder,
     ImageInput,
     _content_key,
+    _module_fingerprint,
     drop_unreadable,
     unreadable_rows,
 )
@@ -54,6 +56,12 @@ _META_ADVICE = "inner_lr, outer_lr or inner_steps"
 _HEAD_LR, _HEAD_MIN_BATCH, _HEAD_BATCHES = 3e-5, 10, 4
 
 
+#: The settings the fitted network is built from. ``set_params`` without a refit changes
+#: them on the estimator but not in the network: saving, personalizing and the
+#: fine-tuning defaults read them as fitted (``_fitted``).
+_ARCHITECTURE = ("backbone", "backbone_weights", "train_backbone", "hidden_sizes", "dropout")
+
+
 def _copy_rng(rng):
     copy_ = np.random.RandomState()
     copy_.set_state(rng.get_state())
@@ -76,6 +84,14 @@ def _scores_at(tasks, outside, y=None):
         rater = rater.item() if isinstance(rater, np.generic) else rater
         where.append(f"{tasks.y[i]:g} (rater {rater!r}{image}, row {i})")
     return "; ".join(where) + ("; ..." if outside.sum() > 3 else "")
+
+
+def _file_fingerprint(path):
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _head_batch_size(n_images):
@@ -434,8 +450,13 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         self.raters_ = list(tasks.raters)
         self.history_, self.fit_time_ = history, fit_time
         self.input_ = input_adapter
+        self._fitted_architecture_ = {k: getattr(self, k) for k in _ARCHITECTURE}
         self.prior_net_ = self._make_net(prior, device).initialize()
         return self
+
+    def _fitted(self, name):
+        """Setting ``name`` of :data:`_ARCHITECTURE` as the prior was fitted with."""
+        return getattr(self, "_fitted_architecture_", {}).get(name, getattr(self, name))
 
     def _as_tasks(self, X, y, groups):
         return as_tasks(X, y, groups, features=self.backbone is None,
@@ -448,6 +469,9 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
             raise ValueError(f"betas must be two numbers in [0, 1); got {self.betas}.")
         if self.train_backbone and self.backbone is None:
             raise ValueError("train_backbone=True needs a backbone; got backbone=None.")
+        if self.backbone_weights is not None and self.backbone is None:
+            raise ValueError(f"backbone_weights={self.backbone_weights!r} needs a named "
+                             "backbone; got backbone=None (precomputed features).")
 
     def _score_range(self, y, tasks):
         if self.score_range is not None:
@@ -587,6 +611,12 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         arrays = [data["y"]] + ([data["x"], data["rows"]] if "x" in data else [])
         if "images" in data:  # whole-network training: the images themselves, by key
             arrays.append(np.array([_content_key(x) for x in data["images"].X]))
+            # and the backbone's starting weights (head-only runs hash the embeddings):
+            # a module or weights file swapped under the same settings is another run
+            if isinstance(self.backbone, torch.nn.Module):
+                config["backbone"] = _module_fingerprint(self.backbone)
+            elif self.backbone_weights is not None:
+                config["backbone_weights"] = _file_fingerprint(self.backbone_weights)
         return Checkpointer(self.checkpoint_dir, self.checkpoint_every,
                             fingerprint(config, arrays))
 
@@ -656,7 +686,8 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         lr = self.finetune_lr
         if batch_size is None:
             batch_size = self.finetune_batch_size
-        if self.train_backbone:
+        whole = self._fitted("train_backbone")
+        if whole:
             lr = 1e-5 if lr is None else lr
             batch_size = -1 if batch_size is None else batch_size  # skorch's "all at once"
         else:
@@ -675,7 +706,7 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
             max_epochs=self.finetune_epochs,
             batch_size=batch_size,
             # Prediction over embeddings is cheap per row: large batches amortize overhead.
-            iterator_valid__batch_size=self.batch_size if self.train_backbone else 4096,
+            iterator_valid__batch_size=self.batch_size if whole else 4096,
         )
 
     def _make_net(self, module, device):
@@ -685,7 +716,7 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
             # Over embeddings only prediction gains from bfloat16: the head trains
             # faster in float32 by its hand-written path (benchmarks/speed.py).
             mixed_precision=bool(self.mixed_precision) and (
-                True if self.train_backbone else "inference"),
+                True if self._fitted("train_backbone") else "inference"),
             optimizer=torch.optim.Adam,
             iterator_train__shuffle=True,
             train_split=None,
@@ -801,5 +832,6 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         # prior (other hidden_sizes, features) rebinds its attributes, and must not change
         # what an earlier net saves; the copy shares them, so costs nothing.
         net.prior_ = copy.copy(self)
+        net.prior_.__dict__.update(getattr(self, "_fitted_architecture_", {}))
         return net
 

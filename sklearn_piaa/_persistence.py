@@ -77,11 +77,40 @@ def _check_backbone(backbone):
 
 
 def _params(meta):
-    params = meta.get_params(deep=False)
+    # The settings the saved weights were fitted with, whatever set_params did since:
+    # the file must rebuild the network its weights fit.
+    params = {**meta.get_params(deep=False), **getattr(meta, "_fitted_architecture_", {})}
     _check_backbone(params["backbone"])
     if isinstance(params["random_state"], np.random.RandomState):
         params["random_state"] = None  # a generator's position is not a setting
     return {k: _plain(v, f"parameter {k!r}") for k, v in params.items()}
+
+
+#: A personalized net's own fine-tuning settings, kept in its file: refitting a loaded net
+#: (its clones in cross_val_score) repeats the fine-tuning it had, seed included.
+_NET_SETTINGS = ("random_state", "lr", "max_epochs", "batch_size")
+_NET_PREFIXES = ("optimizer__", "criterion__", "iterator_train__", "iterator_valid__")
+
+
+def _net_settings(net):
+    params = net.get_params(deep=False)
+    kept, left = {}, []
+    for k, v in params.items():
+        if k not in _NET_SETTINGS and not k.startswith(_NET_PREFIXES):
+            continue
+        if isinstance(v, np.random.RandomState):
+            continue  # a generator's position is not a setting
+        try:
+            kept[k] = _plain(v, k)
+        except TypeError:
+            left.append(k)
+    if params.get("callbacks"):
+        left.append("callbacks")
+    if left:
+        warnings.warn(f"the net's {left} are objects a model file cannot store: a net "
+                      "loaded from it refits without them (pickle or joblib keep them).",
+                      PIAAWarning, stacklevel=4)
+    return kept
 
 
 def _fitted(meta):
@@ -403,8 +432,9 @@ def _network_state(model):
                         f"baseline or a PersonalizedBaseline; got {type(model).__name__}.")
     embedder = meta.input_ if isinstance(meta.input_, ImageEmbedder) else None
     return {"kind": kind, "params": _params(meta), "fitted": _fitted(meta),
+            **({"net_params": _net_settings(model)} if kind == "personalized" else {}),
             "module": _cpu_state(module),
-            **_backbone_entries(meta.backbone, meta.backbone_weights,
+            **_backbone_entries(meta._fitted("backbone"), meta._fitted("backbone_weights"),
                                 None if embedder is None else embedder.backbone)}
 
 
@@ -557,7 +587,10 @@ def _load_network(state, kind, path, device):
     meta.history_ = fitted["history"].numpy()
     meta.fit_time_ = fitted["fit_time"]
     meta.input_ = adapter
-    net = meta._make_net(module, dev).initialize()
+    net = meta._make_net(module, dev)
+    if kind == "personalized":  # files saved before nets kept their settings have none
+        net.set_params(**state.get("net_params", {}))
+    net.initialize()
     if kind == "personalized":
         net.prior_ = meta
         return net

@@ -162,3 +162,51 @@ def test_whole_network_resume_after_an_interrupt(image_files, tmp_path, monkeypa
     resumed = MetaAestheticRegressor(**params, checkpoint_dir=tmp_path,
                                      checkpoint_every=2).fit(image_files, y, groups=groups)
     _assert_same_prior(straight, resumed)
+
+
+def _image_ratings(n=40):
+    rng = np.random.RandomState(0)
+    imgs = rng.randint(0, 256, (n, 32, 32, 3)).astype(np.uint8)
+    return imgs, rng.uniform(1, 5, n), np.repeat(np.arange(4), n // 4)
+
+
+def test_whole_network_runs_from_other_backbone_weights_are_other_runs(tmp_path):
+    # The weights file replaced at the same path (or another module) resumed the old
+    # run's checkpoint: the old prior came back, trained on the old weights.
+    from sklearn_piaa.nn import load_backbone
+    imgs, y, groups = _image_ratings()
+    weights = tmp_path / "tiny.pth"
+    params = dict(backbone="tiny_cnn", backbone_weights=str(weights), train_backbone=True,
+                  hidden_sizes=(8,), n_iterations=2, support_size=6, query_size=3,
+                  random_state=0, checkpoint_dir=tmp_path / "run")
+    for seed in (1, 2):
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            torch.save(load_backbone("tiny_cnn", pretrained=False).state_dict(), weights)
+        if seed == 1:
+            MetaAestheticRegressor(**params).fit(imgs, y, groups=groups)
+            MetaAestheticRegressor(**{**params, "n_iterations": 3}).fit(imgs, y, groups=groups)
+    with pytest.raises(ValueError, match="belongs to another run"):
+        MetaAestheticRegressor(**params).fit(imgs, y, groups=groups)
+    module = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1),
+                                 torch.nn.Flatten())
+    params.update(backbone=module, backbone_weights=None, checkpoint_dir=tmp_path / "mod")
+    MetaAestheticRegressor(**params).fit(imgs, y, groups=groups)
+    with torch.no_grad():
+        module[0].weight.mul_(2)
+    with pytest.raises(ValueError, match="belongs to another run"):
+        MetaAestheticRegressor(**params).fit(imgs, y, groups=groups)
+
+
+def test_backbone_weights_without_a_named_backbone_are_refused(tmp_path):
+    imgs, y, groups = _image_ratings()
+    module = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1),
+                                 torch.nn.Flatten())
+    with pytest.raises(ValueError, match="apply to a named backbone; got the module "
+                                         "Sequential"):
+        MetaAestheticRegressor(backbone=module, backbone_weights="/no/such.pth",
+                               hidden_sizes=(4,), n_iterations=1, support_size=4,
+                               query_size=2).fit(imgs, y, groups=groups)
+    with pytest.raises(ValueError, match="needs a named backbone; got backbone=None"):
+        MetaAestheticRegressor(backbone=None, backbone_weights="w.pth").fit(
+            imgs.reshape(40, -1)[:, :8].astype(np.float32), y, groups=groups)

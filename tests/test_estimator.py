@@ -107,9 +107,14 @@ def test_head_only_finetuning_defaults(ratings, tiny_params, n, params, override
     net = meta.personalize(X[:n], y[:n], **overrides)
     assert len(net.history[-1]["batches"]) == batches
     assert net.optimizer_.param_groups[0]["lr"] == pytest.approx(lr, rel=1e-12)
-    # The whole-network defaults (the paper's) do not depend on the rater's size.
+    # A prior's defaults follow how it was fitted, not a later set_params.
+    head_only = {k: meta._finetune_params(n)[k] for k in ("lr", "batch_size")}
     meta.set_params(train_backbone=True)
-    assert {k: meta._finetune_params(n)[k] for k in ("lr", "batch_size")} == {
+    assert {k: meta._finetune_params(n)[k] for k in ("lr", "batch_size")} == head_only
+    # The whole-network defaults (the paper's) do not depend on the rater's size.
+    whole = MetaAestheticRegressor(**{**tiny_params, **params, "backbone": "tiny_cnn",
+                                      "train_backbone": True})
+    assert {k: whole._finetune_params(n)[k] for k in ("lr", "batch_size")} == {
         "lr": 1e-5 if "finetune_lr" not in params else params["finetune_lr"],
         "batch_size": params.get("finetune_batch_size", -1)}
 

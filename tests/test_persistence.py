@@ -398,3 +398,48 @@ def test_a_pickled_embedder_leaves_its_embeddings_behind(image_files):
     copy_ = pickle.loads(pickle.dumps(embedder))
     assert len(pickle.dumps(embedder)) == empty and embedder._memory
     np.testing.assert_array_equal(copy_.transform(image_files), expected)
+
+
+def test_settings_changed_since_fit_neither_break_the_file_nor_the_fine_tuning(tmp_path):
+    # set_params without a refit: the files (prior, and a net personalized afterwards)
+    # were written with the new settings beside the old weights and did not load, and
+    # personalize took the head-only fine-tuning defaults for a whole-network prior.
+    imgs, y, groups = _images()
+    meta = MetaAestheticRegressor(backbone="tiny_cnn", train_backbone=True, hidden_sizes=(8,),
+                                  n_iterations=2, support_size=6, query_size=3,
+                                  random_state=0).fit(imgs, y, groups=groups)
+    before = meta.personalize(imgs[:20], y[:20])
+    meta.set_params(train_backbone=False, hidden_sizes=(4,))
+    after = meta.personalize(imgs[:20], y[:20])
+    assert (after.lr, after.batch_size) == (before.lr, before.batch_size) == (1e-5, -1)
+    np.testing.assert_array_equal(after.predict(imgs), before.predict(imgs))
+    save_model(meta, tmp_path / "prior.pt")
+    save_model(after, tmp_path / "net.pt")
+    loaded = load_model(tmp_path / "prior.pt")
+    assert loaded.train_backbone and loaded.hidden_sizes == (8,)
+    np.testing.assert_allclose(loaded.predict(imgs), meta.predict(imgs), rtol=1e-6)
+    np.testing.assert_allclose(load_model(tmp_path / "net.pt").predict(imgs),
+                               after.predict(imgs), rtol=1e-6)
+    assert meta.get_params()["hidden_sizes"] == (4,)  # the estimator's settings stay set
+
+
+def test_a_loaded_net_keeps_its_fine_tuning_settings_and_seed(prior, tmp_path):
+    meta, X, y = prior
+    net = meta.personalize(X[:40], y[:40], max_epochs=3, lr=1e-3)
+    save_model(net, tmp_path / "net.pt")
+    loaded = load_model(tmp_path / "net.pt")
+    for key in ("random_state", "max_epochs", "lr", "batch_size", "optimizer__betas",
+                "optimizer__weight_decay", "criterion__kind"):
+        assert loaded.get_params()[key] == net.get_params()[key], key
+    # its refits repeat themselves (they start from the personalized weights)
+    a = clone(loaded).fit(X[40:60], y[40:60]).predict(X[60:90])
+    b = clone(loaded).fit(X[40:60], y[40:60]).predict(X[60:90])
+    np.testing.assert_array_equal(a, b)
+    net.set_params(callbacks=[("noop", _NoopCallback())])
+    with pytest.warns(PIAAWarning, match=r"\['callbacks'\] are objects a model file cannot"):
+        save_model(net, tmp_path / "cb.pt")
+
+
+class _NoopCallback:
+    def initialize(self):
+        return self

