@@ -142,7 +142,9 @@ class TaskVectorRegressor(RegressorMixin, BaseEstimator):
         as it is (a fitted base given unwrapped with a list of ``sources`` is refitted,
         with a :class:`PIAAWarning`). ``None`` means
         ``MetaAestheticRegressor(algorithm="average")`` (a generic model of the pooled
-        ratings, with the default backbone).
+        ratings, with the default backbone). A base fitted here whose ``random_state``
+        is ``None`` (the default one included) is seeded from ``random_state``; one with
+        its own ``random_state`` keeps it.
     sources : "clusters", dict or list, default="clusters"
         Where the fine-tuned versions come from: ``"clusters"`` -- ``n_sources``
         clusters of the training raters, the base fine-tuned on each cluster's pooled
@@ -172,6 +174,10 @@ class TaskVectorRegressor(RegressorMixin, BaseEstimator):
         Epochs of ordinary fine-tuning of the combined network afterwards, with the
         base's fine-tuning settings (``finetune_lr``, ``finetune_batch_size``); 0: none.
     random_state : int, RandomState instance or None, default=None
+        Resolved in ``fit``; seeds the clustering of the raters, the fine-tuning of the
+        sources and the base's fit when the base has no ``random_state`` of its own
+        (as scikit-learn's ensembles seed their estimators). Also the default of
+        :meth:`personalize`'s ``random_state``.
     verbose : int, default=0
         Progress bar over the sources on stderr when positive.
 
@@ -323,6 +329,12 @@ class TaskVectorRegressor(RegressorMixin, BaseEstimator):
                           PIAAWarning, stacklevel=3)
         base_ = clone(base)
         if tasks is not None and not isinstance(base_, FrozenEstimator):
+            params = base_.get_params(deep=False)
+            if "random_state" in params and params["random_state"] is None:
+                # Left unseeded, the base made the whole fit irreproducible. Drawn only
+                # here, so a seeded base leaves the draws below (clusters, sources) as
+                # they were.
+                base_.set_params(random_state=rng.randint(np.iinfo(np.int32).max))
             base_.fit(tasks)
             names = feature_names(X) if getattr(base_, "backbone", 0) is None else None
             if names is not None:  # the tasks carried no column names to the base

@@ -226,3 +226,42 @@ def test_feature_names_reach_the_base(fitted):
         tv.predict(df[list("fedcba")])
     with pytest.raises(ValueError, match="same order"):
         tv.personalize(df[list("fedcba")][:15], y[:15])
+
+
+def test_an_unseeded_base_is_seeded_from_random_state():
+    # A base without its own random_state was fitted unseeded: two fits with
+    # random_state=0 differed.
+    X, y, groups, side, feats = two_tastes(n_raters=4, per_rater=40)
+    base = MetaAestheticRegressor(**dict(BASE, n_iterations=5, random_state=None))
+    fits = [TaskVectorRegressor(base, sources=side, source_epochs=2, random_state=seed)
+            .fit(X, y, groups=groups) for seed in (0, 0, np.random.RandomState(0))]
+    assert base.random_state is None  # the user's base is left as it is
+    first = fits[0].base_.predict(feats[:20])
+    for tv in fits[1:]:
+        assert tv.base_.random_state == fits[0].base_.random_state
+        np.testing.assert_allclose(tv.base_.predict(feats[:20]), first, rtol=1e-6)
+        for k in tv.task_vectors_:
+            torch.testing.assert_close(tv.task_vectors_[k], fits[0].task_vectors_[k])
+    seeded = TaskVectorRegressor(MetaAestheticRegressor(**dict(BASE, n_iterations=5)),
+                                 sources=side, source_epochs=2, random_state=1)
+    assert seeded.fit(X, y, groups=groups).base_.random_state == 0  # its own seed is kept
+
+
+def test_the_default_base_is_seeded_from_random_state(monkeypatch):
+    # The default base (EfficientNet, 1000 iterations) is seen only up to its fit.
+    class Stop(Exception):
+        pass
+
+    seeds = []
+
+    def stop(self, *args, **kwargs):
+        seeds.append(self.random_state)
+        raise Stop
+
+    monkeypatch.setattr(MetaAestheticRegressor, "fit", stop)
+    X = (np.random.RandomState(0).rand(12, 16, 16, 3) * 255).astype(np.uint8)
+    y, groups = np.tile([1.0, 2.0, 3.0, 4.0, 5.0, 3.0], 2), np.repeat(["a", "b"], 6)
+    for seed in (0, 0, 1):
+        with pytest.raises(Stop):
+            TaskVectorRegressor(random_state=seed).fit(X, y, groups=groups)
+    assert isinstance(seeds[0], int) and seeds[0] == seeds[1] != seeds[2]
