@@ -55,3 +55,21 @@ def test_a_failed_probe_leaves_the_users_module_in_its_mode():
         meta.fit(list(_images(12)), np.tile([1.0, 2.0, 3.0], 4),
                  groups=np.repeat(["a", "b"], 6))
     assert module.training  # it was left in eval mode
+
+
+def test_a_baseline_seeds_its_backbone_from_any_random_state():
+    # Only an int seeded the backbone: a RandomState instance built it from the
+    # caller's generator, and None built the same one on every fit.
+    X = list(_images(12))
+    y = np.tile([1.0, 2.0, 3.0, 4.0, 5.0, 3.0], 2)
+    groups = np.repeat(["a", "b"], 6)
+
+    def fit(random_state, caller_seed=0):
+        torch.manual_seed(caller_seed)
+        model = ConsensusRidgeRegressor(backbone="tiny_cnn", random_state=random_state)
+        return model.fit(X, y, groups=groups).predict(X)
+
+    first = fit(np.random.RandomState(0), caller_seed=1)
+    np.testing.assert_array_equal(fit(np.random.RandomState(0), caller_seed=2), first)
+    np.testing.assert_array_equal(fit(0), first)
+    assert not np.array_equal(fit(None), fit(None))

@@ -107,7 +107,8 @@ class BaselineRegressor(RegressorMixin, BaseEstimator):
         (see :ref:`backbones`).
     device : str, default="cpu"
     random_state : int, RandomState instance or None, default=None
-        Resolved in ``fit``; seeds whatever the method draws at random.
+        Resolved in ``fit``; seeds whatever the method draws at random, and the initial
+        weights of a backbone without pretrained ones (as ``tiny_cnn``).
 
     Attributes
     ----------
@@ -225,9 +226,10 @@ class BaselineRegressor(RegressorMixin, BaseEstimator):
             return FeatureInput(np.asarray(X).shape[1], owner=type(self).__name__,
                                 feature_names=names)
         # Building layers draws their initial weights (a backbone without pretrained
-        # ones, as tiny_cnn): from a forked generator, not the caller's; seeded by an
-        # int random_state so that every fit builds the same one.
-        seed = self.random_state if isinstance(self.random_state, numbers.Integral) else None
+        # ones, as tiny_cnn): from a forked generator, not the caller's, seeded from
+        # random_state. A generator of its own, so that an int random_state leaves fit's
+        # draws as they are on features; a RandomState instance is advanced by it.
+        seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
         with seeded(seed):
             backbone = load_backbone(self.backbone, self.backbone_weights)
         if isinstance(self.backbone, torch.nn.Module):

@@ -23,7 +23,8 @@ class UserRidgeRegressor(BaselineRegressor):
         Shared by the baselines: see :class:`~sklearn_piaa.baselines.BaselineRegressor`
         (by default ``backbone=None``: ``X`` holds cached embeddings).
     random_state : int, RandomState instance or None, default=None
-        Unused (the method is deterministic); kept for a uniform API.
+        Seeds only the initial weights of a backbone without pretrained ones (as
+        ``tiny_cnn``); the method itself is deterministic.
 
     Attributes
     ----------
@@ -85,7 +86,8 @@ class ConsensusRidgeRegressor(UserRidgeRegressor):
         Shared by the baselines: see :class:`~sklearn_piaa.baselines.BaselineRegressor`
         (by default ``backbone=None``: ``X`` holds cached embeddings).
     random_state : int, RandomState instance or None, default=None
-        Unused (deterministic).
+        Seeds only the initial weights of a backbone without pretrained ones (as
+        ``tiny_cnn``); the method itself is deterministic.
 
     Attributes
     ----------
