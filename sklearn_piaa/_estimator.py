@@ -226,7 +226,10 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         the run there every ``checkpoint_every`` iterations (atomically), and a ``fit``
         with the same data and settings resumes from the checkpoint it finds, ending
         with the same prior as an uninterrupted run (on CPU, with a fixed
-        ``random_state``). A larger ``n_iterations`` continues a finished run.
+        ``random_state``). A larger ``n_iterations`` continues a finished run. A
+        ``RandomState`` instance, like ``None``, does not identify the run: ``fit``
+        resumes the checkpoint of the same data and other settings, and continues its
+        random stream.
     checkpoint_every : int, default=100
         Iterations between checkpoints.
     random_state : int, RandomState instance or None, default=None
