@@ -397,8 +397,10 @@ def run_predict(args, out=None):
 def run_evaluate(args, out=None):
     """Run ``sklearn-piaa evaluate``: the 10/100-image protocol for a saved prior.
 
-    The data set's test raters are evaluated where it defines them, else all raters;
-    with ``-o`` the per-rater, per-draw table is also written as a CSV.
+    The data set's test raters are evaluated where it defines them, else all raters
+    (a :class:`~sklearn_piaa.PIAAWarning` names the raters the prior was meta-trained on:
+    their figures are not held out); with ``-o`` the per-rater, per-draw table is also
+    written as a CSV.
 
     Parameters
     ----------
@@ -609,7 +611,8 @@ def _build_parser():
     ev.add_argument("prior", help="prior file written by meta-train (or a baseline's, "
                                   "written by save_model)")
     _add_data_args(ev, "the raters to evaluate on (a data set's test raters where it "
-                       "defines them, else all of them)")
+                       "defines them, else all of them; give raters the prior was not "
+                       "meta-trained on)")
     ev.add_argument("--n-support", type=int, nargs="+", default=[10, 100],
                     help="support set sizes")
     ev.add_argument("--n-repeats", type=int, default=10, help="random draws per rater")

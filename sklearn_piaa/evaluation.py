@@ -20,7 +20,11 @@ __all__ = ["evaluate_personalization", "PersonalizationResult",
 
 _FIELDS = [("rater", object), ("repeat", np.int64), ("n_support", np.int64),
            ("n_query", np.int64), ("srocc_prior", np.float64),
-           ("srocc_personalized", np.float64)]
+           ("srocc_personalized", np.float64), ("seed", np.int64)]
+
+# Fewer query images than this make a rater's SROCC a coarse, noisy figure (on 2 images
+# it is +-1), yet it weighs as much as any other rater's in the mean: worth a warning.
+_FEW_QUERY = 10
 
 
 @dataclass
@@ -32,10 +36,14 @@ class PersonalizationResult:
     table : structured ndarray
         One row per (rater, repeat, support size) with fields ``rater``, ``repeat``,
         ``n_support``, ``n_query``, ``srocc_prior`` (the prior alone on the same query
-        images) and ``srocc_personalized``.
+        images), ``srocc_personalized`` and ``seed``, the draw's seed (its support and
+        query images, and the fine-tuning's seed): two results with the same seeds were
+        evaluated on the same draws, which :func:`~sklearn_piaa.report.paired_difference`
+        checks.
     summary : dict
         ``n_support -> {"prior": SROCCSummary, "personalized": SROCCSummary}``: mean ±
-        std over raters of each rater's mean over its repeats. A repeat with undefined
+        std over raters of each rater's mean over its repeats (the population std,
+        ``ddof=0``, of :func:`~sklearn_piaa.aggregate_srocc`). A repeat with undefined
         SROCC (constant ratings or predictions on its query images) is left out of its
         rater's mean; a rater with no defined repeat is left out of the mean over raters
         and counted in ``n_dropped``. ``str(result)`` and a warning count the undefined
@@ -68,6 +76,10 @@ class PersonalizationResult:
             if raters:
                 lines.append(f"skipped at {k} images (too few images): "
                              + ", ".join(f"{r!r} ({n})" for r, n in raters[:10]))
+        fewest = [f"{int(self.table['n_query'][self.table['n_support'] == k].min())} at {k}"
+                  for k in self.summary if (self.table["n_support"] == k).any()]
+        if fewest:
+            lines.append("fewest query images of a rater: " + ", ".join(fewest))
         return "\n".join(lines)
 
 
@@ -87,7 +99,7 @@ def _one_rater(prior, X, y, rater, seeds, n_support, personalize_params):
             net = prior.personalize(take(X, sup), y[sup], random_state=seed,
                                     **personalize_params)
             rows.append((rater, repeat, k, len(qry), _srocc(y[qry], prior_pred[qry])[0],
-                         _srocc(y[qry], net.predict(take(X, qry)))[0]))
+                         _srocc(y[qry], net.predict(take(X, qry)))[0], seed))
     return rows
 
 
@@ -106,7 +118,9 @@ def evaluate_personalization(prior, test_tasks, n_support=(10, 100), n_repeats=5
         A fitted estimator (anything with ``predict`` and ``personalize``, e.g. a
         baseline of :mod:`sklearn_piaa.baselines`).
     test_tasks : TaskSet or dict
-        Held-out raters, e.g. ``data.test`` from a reader.
+        Held-out raters, e.g. ``data.test`` from a reader. Raters the prior was trained
+        on (its ``raters_``) are evaluated too, with a :class:`PIAAWarning`: their
+        figures are not held-out ones.
     n_support : int or tuple of int, default=(10, 100)
         Support sizes, distinct positive integers.
     n_repeats : int, default=50
@@ -128,7 +142,10 @@ def evaluate_personalization(prior, test_tasks, n_support=(10, 100), n_repeats=5
     -------
     PersonalizationResult
         Raters with fewer than ``n_support + 2`` images are skipped at that size, with
-        a :class:`PIAAWarning` naming them (listed in ``skipped``).
+        a :class:`PIAAWarning` naming them (listed in ``skipped``). Raters scored on
+        fewer than 10 query images at some size are kept, with one
+        :class:`PIAAWarning` naming them and their query sizes: SROCC on a few images
+        is coarse, yet weighs as much as any other rater's in the mean.
 
     Raises
     ------
@@ -160,6 +177,13 @@ def evaluate_personalization(prior, test_tasks, n_support=(10, 100), n_repeats=5
                           f"skipped at n_support={k}: "
                           + ", ".join(f"{r!r} ({n})" for r, n in raters[:10]),
                           PIAAWarning, stacklevel=2)
+    few = {}
+    for k in n_support:
+        for r in test_tasks.raters:
+            if k + 2 <= sizes[r] < k + _FEW_QUERY and sizes[r] - k < few.get(r, (np.inf,))[0]:
+                few[r] = (sizes[r] - k, k)
+    _warn_few_query(few, stacklevel=3)
+    _warn_seen_raters(prior, test_tasks, stacklevel=3)
     extra = {} if score_range is None else {"score_range": score_range}
     jobs = (delayed(_one_rater)(prior, *test_tasks[r], r, seeds[i], n_support, extra)
             for i, r in enumerate(test_tasks.raters))
@@ -190,6 +214,45 @@ def _check_protocol(test_tasks, n_support):
         raise ValueError(f"n_support lists support size(s) {repeated} more than once; got "
                          f"{n_support}.")
     return test_tasks, n_support
+
+
+def _warn_few_query(few, stacklevel):
+    """Warn once about ``few``: rater -> (query images, n_support), its smallest query set
+    below ``_FEW_QUERY`` images."""
+    if few:
+        named = ", ".join(f"{r!r} ({q} at n_support={k})" for r, (q, k) in list(few.items())[:10])
+        warnings.warn(
+            f"{len(few)} rater(s) are scored on fewer than {_FEW_QUERY} query images: {named}"
+            f"{' ...' if len(few) > 10 else ''}. SROCC on so few images is coarse (on 2 it "
+            "is +-1), yet each of these raters counts as much as any other in the mean over "
+            "raters.", PIAAWarning, stacklevel=stacklevel)
+
+
+def _training_raters(prior, depth=3):
+    """The raters ``prior`` was fitted on, as far as it records them (a set)."""
+    raters = getattr(prior, "raters_", None)
+    seen = set() if raters is None else set(raters)
+    for members in (getattr(prior, "source_raters_", None) or {}).values():
+        seen.update(members)
+    # A task-vector model's base and a FrozenEstimator's prior were fitted on raters too.
+    inner = getattr(prior, "base_", None)
+    inner = getattr(prior, "estimator", None) if inner is None else inner
+    if inner is not None and depth:
+        seen |= _training_raters(inner, depth - 1)
+    return seen
+
+
+def _warn_seen_raters(prior, test_tasks, stacklevel):
+    """Warn when test raters are among the prior's training raters: not held out."""
+    seen = _training_raters(prior)
+    both = [r for r in test_tasks.raters if r in seen]
+    if both:
+        warnings.warn(
+            f"{len(both)} of the {len(test_tasks)} test rater(s) were among the prior's "
+            f"{len(seen)} training raters ({', '.join(map(repr, both[:5]))}"
+            f"{' ...' if len(both) > 5 else ''}): their ratings were seen in training, so "
+            "these are not held-out figures. Evaluate on raters the prior was not trained "
+            "on.", PIAAWarning, stacklevel=stacklevel)
 
 
 def _check_repeats(n_repeats):
@@ -300,7 +363,7 @@ def _one_rater_support(prior, X, y, rater, seeds, n_support, n_query, selectors,
                 net = prior.personalize(take(X, sup), y[sup], random_state=seed,
                                         **personalize_params)
                 rows[name].append((rater, repeat, k, n_q, scored_prior,
-                                   _srocc(y[qry], net.predict(take(X, qry)))[0]))
+                                   _srocc(y[qry], net.predict(take(X, qry)))[0], seed))
     return rows
 
 
@@ -334,7 +397,8 @@ def compare_support_strategies(prior, test_tasks, selectors, n_support=(10, 25),
     n_query : int or float, default=0.5
         Query images per rater: a number, or a fraction of each rater's images. A
         rater is skipped at a support size larger than its pool (images left after
-        the query set), or when fewer than 2 query images remain.
+        the query set), or when fewer than 2 query images remain; raters with fewer
+        than 10 are kept, with a :class:`PIAAWarning` naming them.
     n_repeats : int, default=10
     random_state : int, RandomState instance or None, default=None
         A fixed value gives identical tables whatever ``n_jobs`` (with selectors whose
@@ -415,6 +479,13 @@ def compare_support_strategies(prior, test_tasks, selectors, n_support=(10, 25),
                           f"n_support={k}: "
                           + ", ".join(f"{r!r} ({n})" for r, n in skipped[k][:10]),
                           PIAAWarning, stacklevel=2)
+    few = {}
+    for k in n_support:
+        for r, n in sizes.items():
+            if (r, n) not in skipped[k] and _query_size(n_query, n) < _FEW_QUERY:
+                few.setdefault(r, (_query_size(n_query, n), k))  # the same at every k
+    _warn_few_query(few, stacklevel=3)
+    _warn_seen_raters(prior, test_tasks, stacklevel=3)
     extra = {} if score_range is None else {"score_range": score_range}
     jobs = (delayed(_one_rater_support)(prior, *test_tasks[r], r, seeds[i], n_support,
                                         n_query, selectors, extra)

@@ -76,7 +76,13 @@ def _srocc(y_true, y_pred):
 
 srocc_scorer = make_scorer(srocc)
 srocc_scorer.__doc__ = """Scorer for zero-shot predictions: SROCC of ``estimator.predict(X)``
-against ``y`` over all given rows."""
+against ``y`` over all given rows.
+
+It pools the rows of every rater into one correlation, so raters' offsets of scale
+(one rates 2-4, another 3-5) count as disagreement; it is not the per-rater zero-shot
+figure of the paper. That is the ``prior`` column of
+:func:`~sklearn_piaa.evaluate_personalization` (the mean over raters of each rater's
+SROCC), the counterpart of :class:`PersonalizedSROCCScorer`'s mean."""
 
 
 @dataclass(frozen=True)
@@ -86,7 +92,10 @@ class SROCCSummary:
     Attributes
     ----------
     mean, std : float
-        Over the defined values (``nan`` when none is defined).
+        Over the defined values (``nan`` when none is defined). ``std`` is the
+        population standard deviation (``ddof=0``), the spread of the values, not a
+        standard error of the mean; :func:`~sklearn_piaa.report.paired_difference`
+        gives standard errors (``ddof=1``).
     n : int
         Number of defined values used.
     n_dropped : int
@@ -114,6 +123,8 @@ def aggregate_srocc(values):
     Returns
     -------
     SROCCSummary
+        The mean and the population standard deviation (``np.std`` with ``ddof=0``) of
+        the defined values, the "mean ± std" of the paper's tables.
 
     Examples
     --------
@@ -186,8 +197,8 @@ def personalized_srocc(estimator, X, y, groups, n_support=10, n_repeats=1,
         Random support draws per rater; a rater's SROCC is the mean over its repeats.
     too_few : {"raise", "skip"}, default="raise"
         What to do with raters that have fewer than ``n_support + 2`` images: raise a
-        ValueError naming them, or leave them out (with an
-        :class:`UndefinedSROCCWarning` when that leaves none).
+        ValueError naming them, or leave them out with a :class:`PIAAWarning` naming
+        them (an :class:`UndefinedSROCCWarning` when that leaves none).
     random_state : int, RandomState instance or None, default=None
 
     Returns
@@ -217,11 +228,18 @@ def personalized_srocc(estimator, X, y, groups, n_support=10, n_repeats=1,
         tasks.check_min_size(need, what=f"personalizing on {n_support} images and scoring "
                                         "SROCC on at least 2 others")
     raters = [r for r in tasks.raters if sizes[r] >= need]
+    skipped = [r for r in tasks.raters if sizes[r] < need]
     if not raters:  # skipping is asked for, but a score of nothing needs saying
         warnings.warn(
             f"no rater has {need} images (personalizing on {n_support} and scoring SROCC on "
             f"at least 2 others); all {len(tasks.raters)} were skipped and there is nothing "
             "to score.", UndefinedSROCCWarning, stacklevel=2)
+    elif skipped:  # the mean is over the others: say which raters it leaves out
+        warnings.warn(
+            f"{len(skipped)} of {len(tasks.raters)} rater(s) have fewer than {need} images "
+            f"(personalizing on {n_support} and scoring SROCC on at least 2 others) and were "
+            "skipped: " + ", ".join(f"{r!r} ({sizes[r]})" for r in skipped[:10])
+            + (" ..." if len(skipped) > 10 else ""), PIAAWarning, stacklevel=2)
     rng = check_random_state(random_state)
     scores = np.full((len(raters), n_repeats), np.nan)
     for i, rater in enumerate(raters):
@@ -252,8 +270,8 @@ class PersonalizedSROCCScorer:
         Random support draws per rater.
     too_few : {"raise", "skip"}, default="raise"
         Raters with fewer than ``n_support + 2`` images raise an error or are skipped
-        (the score is ``nan``, with an :class:`UndefinedSROCCWarning`, when none is
-        left).
+        with a :class:`PIAAWarning` naming them (the score is ``nan``, with an
+        :class:`UndefinedSROCCWarning`, when none is left).
     random_state : int, RandomState instance or None, default=0
         Fixed by default so that every candidate of a grid search sees the same draws.
 

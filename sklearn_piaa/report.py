@@ -138,8 +138,9 @@ def compare_methods(train_tasks, test_tasks, algorithms=tuple(TABLE1_METHODS),
     ValueError
         For an unknown method name (in ``algorithms``, ``method_params`` or
         ``method_tasks``), or test raters of ``method_tasks`` that differ from
-        ``test_tasks`` (other raters, or other ratings), or a ``random_state`` that is
-        not an integer.
+        ``test_tasks`` (other raters, or other ratings), or test raters that are also
+        training raters (their scores would not be held out), or a ``random_state``
+        that is not an integer.
     """
     if not isinstance(random_state, numbers.Integral) or isinstance(random_state, bool):
         raise ValueError(
@@ -166,6 +167,9 @@ def compare_methods(train_tasks, test_tasks, algorithms=tuple(TABLE1_METHODS),
                              f"being run are {algorithms} (any of {sorted(known)} may be "
                              "given settings).")
     reference = _as_taskset(test_tasks)
+    for name in algorithms:
+        train, test = method_tasks.get(name, (train_tasks, test_tasks))
+        _check_held_out(name, _as_taskset(train), _as_taskset(test))
     for name in algorithms:
         if name in method_tasks:
             test = _as_taskset(method_tasks[name][1])
@@ -194,6 +198,17 @@ def _few(values, n=10):
     return repr(values[:n])[:-1] + (", ...]" if len(values) > n else "]")
 
 
+def _check_held_out(name, train, test):
+    """Refuse test raters that are also training raters: their scores are not held out."""
+    if not (isinstance(train, TaskSet) and isinstance(test, TaskSet)):
+        return  # other types are refused by fit or evaluate_personalization
+    both = set(train.raters) & set(test.raters)
+    if both:
+        raise ValueError(f"{len(both)} rater(s) are both training and test raters of "
+                         f"{name!r}: {_few(both)}; the test raters must be held out of "
+                         "training (split by rater, e.g. with UserGroupShuffleSplit).")
+
+
 def _check_same_raters(name, test, reference):
     """Refuse ``method_tasks[name]`` test raters other than ``test_tasks``' (unpaired)."""
     a, b = list(test.raters), list(reference.raters)
@@ -219,10 +234,32 @@ def _draw_keys(result, sizes):
                                t["n_support"].tolist()) if key[2] in sizes}
 
 
+def _draw_seeds(result, sizes):
+    """(rater, repeat, n_support) -> the draw's seed, or None for a table without seeds."""
+    t = result.table
+    if "seed" not in t.dtype.names:
+        return None
+    return {(r, rep, k): seed for r, rep, k, seed in zip(
+        t["rater"].tolist(), t["repeat"].tolist(), t["n_support"].tolist(),
+        t["seed"].tolist()) if k in sizes}
+
+
 def _check_paired(result, reference, sizes, names):
-    """Refuse results whose (rater, repeat, n_support) rows at ``sizes`` differ."""
+    """Refuse results whose (rater, repeat, n_support) rows at ``sizes`` differ, or whose
+    draws at those rows differ (other seeds: another ``random_state``)."""
     a, b = _draw_keys(result, sizes), _draw_keys(reference, sizes)
     if a == b:
+        seeds_a, seeds_b = _draw_seeds(result, sizes), _draw_seeds(reference, sizes)
+        if seeds_a is None or seeds_b is None:
+            return  # a table built without seeds (by hand) cannot be checked further
+        # The keys are the same whatever random_state was: only the seeds tell the draws.
+        differ = sum(seeds_a[key] != seeds_b[key] for key in seeds_a)
+        if differ:
+            raise ValueError(
+                f"{names[0]} and {names[1]} were evaluated on other support draws: "
+                f"{differ} of {len(seeds_a)} (rater, repeat, n_support) draws have other "
+                "seeds, so their differences would not be paired. Evaluate both with the "
+                "same integer random_state (random_state=None draws anew each call).")
         return
     detail = []
     for axis, what in ((0, "raters"), (2, "support sizes"), (1, "repeats")):
@@ -260,8 +297,9 @@ def _paired_means(result, reference, sizes):
 def paired_difference(result, reference):
     """Mean paired SROCC difference ``result - reference`` and its standard error.
 
-    Both results must come from the same raters and support draws (the same
-    ``random_state`` in :func:`evaluate_personalization`). For each rater, the
+    Both results must come from the same raters and support draws (the same integer
+    ``random_state`` in :func:`evaluate_personalization`; the draws' seeds, in the
+    tables' ``seed`` column, are compared). For each rater, the
     differences over repeats where both are defined are averaged; the mean and its
     standard error are then taken over raters.
 
@@ -278,7 +316,9 @@ def paired_difference(result, reference):
     ------
     ValueError
         When the two tables do not hold the same (rater, repeat, n_support) rows: other
-        raters, support sizes or repeats, which would pair unrelated draws.
+        raters, support sizes or repeats; or when the same rows have other seeds (other
+        draws, e.g. from two calls with ``random_state=None``). Either would pair
+        unrelated draws.
     """
     names = ("result", "reference")
     _check_paired(result, reference, set(result.summary) | set(reference.summary), names)
@@ -313,8 +353,9 @@ def format_table(results, labels=None, reference="blg"):
     Raises
     ------
     ValueError
-        When a method and ``reference`` were evaluated on other raters or repeats at
-        a support size they share (the paired difference would be meaningless).
+        When a method and ``reference`` were evaluated on other raters, repeats or
+        draws (seeds) at a support size they share (the paired difference would be
+        meaningless).
     """
     labels = {**METHOD_LABELS, **(labels or {})}
     sizes = sorted({k for r in results.values() for k in r.summary})

@@ -231,6 +231,85 @@ def test_paired_difference_refuses_results_of_other_draws(ratings):
     assert sorted(same) == [5, 20] and same[5][2] == 3
 
 
+def test_paired_difference_refuses_the_same_rows_of_other_random_states(ratings):
+    # The (rater, repeat, n_support) rows are the same whatever random_state was: two
+    # runs with other (or no) seeds were "paired" silently, with a wrong standard error.
+    train, test = _split(ratings)
+    ridge, consensus = UserRidgeRegressor().fit(train), ConsensusRidgeRegressor().fit(train)
+    # Two calls with random_state=None (the default) draw anew each time.
+    unseeded = [_evaluate(m, test, random_state=None) for m in (ridge, consensus)]
+    seeded = [_evaluate(ridge, test), _evaluate(consensus, test, random_state=1)]
+    for result, reference in (seeded, unseeded):
+        with pytest.raises(ValueError, match=r"other support draws: 12 of 12 \(rater, repeat, "
+                                             r"n_support\) draws .* same integer random_state"):
+            paired_difference(result, reference)
+        with pytest.raises(ValueError, match="'ridge' and 'consensus_ridge' were evaluated on "
+                                             "other support draws"):
+            format_table({"ridge": result, "consensus_ridge": reference},
+                         reference="consensus_ridge")
+    # The same random_state gives the same draws, which pair (compare_methods: below).
+    assert paired_difference(_evaluate(ridge, test), _evaluate(consensus, test))[5][2] == 3
+    results = compare_methods(train, test, algorithms=("ridge", "consensus_ridge"),
+                              n_support=(5,), n_repeats=2, backbone=None)
+    np.testing.assert_array_equal(results["ridge"].table["seed"],
+                                  results["consensus_ridge"].table["seed"])
+    assert "vs consensus_ridge @5" in format_table(results, reference="consensus_ridge")
+
+
+def test_compare_methods_refuses_test_raters_it_trains_on(ratings):
+    X, y, groups = ratings
+    train, test = _split(ratings)
+    everyone = TaskSet.from_arrays(X, y, groups)
+    kw = dict(algorithms=("ridge",), n_support=(5,), n_repeats=1, backbone=None)
+    with pytest.raises(ValueError, match=r"3 rater\(s\) are both training and test raters "
+                                         r"of 'ridge': \['r09', 'r10', 'r11'\]; the test "
+                                         "raters must be held out"):
+        compare_methods(everyone, test, **kw)
+    with pytest.raises(ValueError, match="both training and test raters of 'ridge'"):
+        compare_methods(train, test, method_tasks={"ridge": (everyone, test)}, **kw)
+
+
+def test_evaluation_warns_when_test_raters_were_training_raters(ratings):
+    X, y, groups = ratings
+    train, test = _split(ratings)
+    everyone = TaskSet.from_arrays(X, y, groups)
+    prior = ConsensusRidgeRegressor().fit(train)
+    with pytest.warns(PIAAWarning, match=r"9 of the 12 test rater\(s\) were among the prior's "
+                                         r"9 training raters \('r00', 'r01', 'r02', 'r03', "
+                                         r"'r04' \.\.\.\).* not held-out figures"):
+        _evaluate(prior, everyone, n_support=5, n_repeats=1)
+    with pytest.warns(PIAAWarning, match="1 of the 3 test rater"):
+        _evaluate(ConsensusRidgeRegressor().fit(everyone.subset(["r09"] + list(train.raters))),
+                  test, n_support=5, n_repeats=1)
+    with pytest.warns(PIAAWarning, match="9 of the 12 test rater"):
+        compare_support_strategies(prior, everyone, [SupportSelector()], n_support=5,
+                                   n_query=20, n_repeats=1, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PIAAWarning)
+        _evaluate(prior, test, n_support=5, n_repeats=1)  # held out: no warning
+
+
+def test_evaluation_names_raters_scored_on_few_query_images(ratings):
+    # SROCC on 2-9 query images is coarse but weighed like any other rater's.
+    train, test = _split(ratings)
+    prior = ConsensusRidgeRegressor().fit(train)
+    X9, y9 = test["r09"]
+    small = TaskSet.from_mapping({"r09": (X9[:12], y9[:12]), "r10": test["r10"]})
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        result = _evaluate(prior, small, n_support=(5, 9), n_repeats=3)
+    few = [str(w.message) for w in record if "query images" in str(w.message)]
+    assert len(few) == 1  # one warning per call, not per draw or size
+    assert few[0].startswith("1 rater(s) are scored on fewer than 10 query images: 'r09' "
+                             "(3 at n_support=9).")
+    assert "fewest query images of a rater: 7 at 5, 3 at 9" in str(result)
+    with pytest.warns(PIAAWarning, match=r"2 rater\(s\) are scored on fewer than 10 query "
+                                         r"images: 'r09' \(6 at n_support=5\), 'r10' "
+                                         r"\(6 at n_support=5\)\."):
+        compare_support_strategies(prior, small, [SupportSelector()], n_support=5,
+                                   n_query=6, n_repeats=1, random_state=0)
+
+
 def test_format_table_shows_missing_sizes_as_na_and_separates_long_headers(ratings):
     train, test = _split(ratings)
     results = {"ridge": _evaluate(UserRidgeRegressor().fit(train), test),

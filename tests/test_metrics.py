@@ -78,6 +78,18 @@ def test_scorer_says_when_too_few_skips_every_rater():
         assert np.isnan(scorer(_Constant(), X, y, groups))
 
 
+def test_scorer_names_the_raters_too_few_skips():
+    # Skipped raters left the mean without a word unless none remained.
+    from sklearn_piaa import PIAAWarning
+    X = np.column_stack([np.arange(40.0), np.zeros(40)])
+    y = np.arange(40.0)
+    groups = np.repeat(["good", "few"], [30, 10])
+    scorer = PersonalizedSROCCScorer(n_support=9, too_few="skip")
+    with pytest.warns(PIAAWarning, match=r"1 of 2 rater\(s\) have fewer than 11 images "
+                                         r".* skipped: 'few' \(10\)"):
+        assert scorer(_Constant(), X, y, groups) == 1.0
+
+
 def test_srocc_scorer_uses_predict():
     from sklearn.linear_model import LinearRegression
 

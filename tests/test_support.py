@@ -377,7 +377,7 @@ def test_evaluate_personalization_default_path_is_unchanged():
                 net = prior.personalize(Xr[sup], yr[sup])
                 expected.append((rater, repeat, k, len(qry),
                                  srocc(yr[qry], prior.predict(Xr[qry])),
-                                 srocc(yr[qry], net.predict(Xr[qry]))))
+                                 srocc(yr[qry], net.predict(Xr[qry])), seed))
     assert res.table.tolist() == expected
 
 
