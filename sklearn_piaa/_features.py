@@ -611,7 +611,9 @@ class ImageInput:
         if input_kind(X) == FEATURES:
             raise ValueError(
                 "this model trains the whole network, so X must be images (paths, PIL "
-                "images or uint8 arrays), not a 2-D feature array."
+                "images or uint8 arrays), not a 2-D feature array"
+                + (f" (a table of {X.shape[1]} column(s): pass its column of image paths, "
+                   "e.g. df['image'])." if hasattr(X, "columns") else ".")
             )
         # With scores it is a training set, read once per epoch: keep the decoded images.
         return ImageDataset(X, y, self.size, self.mean, self.std,

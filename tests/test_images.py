@@ -274,3 +274,14 @@ def test_built_in_backbones_train_channels_last(image_files):
                      adapter.std).load(range(len(image_files)))
     with torch.no_grad():
         torch.testing.assert_close(prior(x), plain(x), rtol=1e-4, atol=1e-5)
+
+
+def test_a_table_of_paths_given_to_a_whole_network_model_names_the_column_to_pass():
+    pd = pytest.importorskip("pandas")
+    from sklearn_piaa._features import ImageInput
+    adapter = ImageInput(32, (0.5,) * 3, (0.5,) * 3)
+    with pytest.raises(ValueError, match=r"a table of 1 column\(s\): pass its column of "
+                                         r"image paths, e.g. df\['image'\]"):
+        adapter(pd.DataFrame({"image": ["a.jpg", "b.jpg"]}))
+    with pytest.raises(ValueError, match=r"not a 2-D feature array\.$"):
+        adapter(np.zeros((2, 3), np.float32))
