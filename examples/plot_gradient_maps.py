@@ -30,7 +30,8 @@ meta = MetaAestheticRegressor(hidden_sizes=(128,), n_iterations=60, support_size
                               query_size=20, outer_lr=0.1, random_state=0)
 meta.fit(X, data.y, groups=data.groups)
 
-# The two raters whose individual taste vectors point furthest apart.
+# The two raters whose taste vectors (``rater_weights``, consensus included) point
+# furthest apart.
 w = data.rater_weights / np.linalg.norm(data.rater_weights, axis=1, keepdims=True)
 a, b = np.unravel_index(np.argmin(w @ w.T), (len(w), len(w)))
 nets = {}

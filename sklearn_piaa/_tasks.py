@@ -162,12 +162,51 @@ class TaskSet:
 
     @classmethod
     def from_arrays(cls, X, y, groups):
-        """Build from a long table: row ``i`` says rater ``groups[i]`` gave ``X[i]`` ``y[i]``."""
+        """Build from a long table: row ``i`` says rater ``groups[i]`` gave ``X[i]`` ``y[i]``.
+
+        Parameters
+        ----------
+        X : array-like or list
+            One image (path, PIL image, uint8 array) or feature row per rating.
+        y : array-like of shape (n_ratings,)
+            Scores.
+        groups : array-like of shape (n_ratings,)
+            Rater id of each rating.
+
+        Returns
+        -------
+        TaskSet
+
+        Raises
+        ------
+        ValueError
+            For lengths that differ, non-numeric or non-finite scores, or missing
+            rater ids.
+        """
         return cls(X, y, groups)
 
     @classmethod
     def from_mapping(cls, mapping):
-        """Build from ``{rater: (X_rater, y_rater)}``."""
+        """Build from ``{rater: (X_rater, y_rater)}``.
+
+        Parameters
+        ----------
+        mapping : dict
+            Rater id -> ``(X, y)``: the rater's images or feature rows and their scores
+            (1-D, or a column vector). Feature arrays of the raters are stacked; image
+            arrays of other sizes are joined into one list.
+
+        Returns
+        -------
+        TaskSet
+            Rows in the order of the sorted rater ids.
+
+        Raises
+        ------
+        ValueError
+            For an empty mapping, an entry that is not a pair, a 1-D numeric ``X``, a
+            2-D ``y``, or ``X`` and ``y`` of other lengths (naming the rater).
+        """
         if not isinstance(mapping, Mapping) or not mapping:
             raise ValueError("from_mapping expects a non-empty dict rater -> (X, y).")
         Xs, ys, gs = [], [], []
@@ -221,7 +260,13 @@ class TaskSet:
         return len(self.y)
 
     def sizes(self):
-        """Number of images each rater rated, as a dict."""
+        """Number of images each rater rated.
+
+        Returns
+        -------
+        dict
+            Rater id -> number of ratings, in the order of :attr:`raters`.
+        """
         return {r: len(i) for r, i in self.indices.items()}
 
     def repeated_images(self):
