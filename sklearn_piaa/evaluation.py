@@ -76,10 +76,11 @@ class PersonalizationResult:
             if raters:
                 lines.append(f"skipped at {k} images (too few images): "
                              + ", ".join(f"{r!r} ({n})" for r, n in raters[:10]))
-        fewest = [f"{int(self.table['n_query'][self.table['n_support'] == k].min())} at {k}"
-                  for k in self.summary if (self.table["n_support"] == k).any()]
-        if fewest:
-            lines.append("fewest query images of a rater: " + ", ".join(fewest))
+        fewest = {k: int(self.table["n_query"][self.table["n_support"] == k].min())
+                  for k in self.summary if (self.table["n_support"] == k).any()}
+        if fewest and min(fewest.values()) < _FEW_QUERY:  # coarse figures among the rest
+            lines.append("fewest query images of a rater: "
+                         + ", ".join(f"{q} at {k}" for k, q in fewest.items()))
         return "\n".join(lines)
 
 

@@ -303,6 +303,10 @@ def test_evaluation_names_raters_scored_on_few_query_images(ratings):
     assert few[0].startswith("1 rater(s) are scored on fewer than 10 query images: 'r09' "
                              "(3 at n_support=9).")
     assert "fewest query images of a rater: 7 at 5, 3 at 9" in str(result)
+    # printed only when some rater has fewer than 10
+    big = _evaluate(prior, TaskSet.from_mapping({"r10": test["r10"]}), n_support=5,
+                    n_repeats=1)
+    assert "fewest" not in str(big)
     with pytest.warns(PIAAWarning, match=r"2 rater\(s\) are scored on fewer than 10 query "
                                          r"images: 'r09' \(6 at n_support=5\), 'r10' "
                                          r"\(6 at n_support=5\)\."):
