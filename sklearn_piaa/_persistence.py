@@ -402,7 +402,7 @@ def save_model(model, path):
         if not hasattr(model, "state_"):
             raise ValueError("the PersonalizedBaseline is not fitted; call fit first.")
         state = {"kind": "personalized_baseline", **_baseline_state(model._prior),
-                 "user": {"score_range": _encode(model.score_range, "score_range"),
+                 "user": {"score_range": _encode(model._fitted_range, "score_range"),
                           "state": {k: _encode(v, f"the rater's {k!r}")
                                     for k, v in model.state_.items()}}}
     else:
@@ -529,7 +529,7 @@ def _load(path, state, device):
             user = PersonalizedBaseline(prior, score_range=_decode(
                 state["user"]["score_range"], path))
             user.state_ = {k: _decode(v, path) for k, v in state["user"]["state"].items()}
-            user.prior_ = prior
+            user.prior_, user.score_range_ = prior, user.score_range
             return user
         except (KeyError, TypeError, AttributeError, IndexError, RuntimeError) as exc:
             # A hand-edited or truncated structure: say which file, not a bare KeyError.

@@ -18,7 +18,7 @@ from torch.func import functional_call
 from ._device import seeded
 from ._diverged import check_trained
 from ._estimator import MetaAestheticRegressor
-from ._inputs import feature_names
+from ._inputs import FEATURES, feature_names, input_kind
 from ._progress import progress
 from ._tasks import as_tasks
 from ._warnings import PIAAWarning
@@ -451,7 +451,16 @@ class TaskVectorRegressor(RegressorMixin, BaseEstimator):
         ndarray of shape (n_samples,)
         """
         check_is_fitted(self, "task_vectors_")
+        self._check_width(X)
         return self.base_.predict(X)
+
+    def _check_width(self, X):
+        """Refuse features of another width under this class's name (not the base's)."""
+        n, shape = getattr(self, "n_features_in_", None), np.shape(X)
+        if n is not None and input_kind(X) == FEATURES and len(shape) == 2 \
+                and shape[1] != n:
+            raise ValueError(f"X has {shape[1]} features, but {type(self).__name__} is "
+                             f"expecting {n} features as input (the width seen in fit).")
 
     def combine(self, coefficients):
         """The base network moved by ``coefficients`` times the task vectors.
@@ -538,6 +547,7 @@ class TaskVectorRegressor(RegressorMixin, BaseEstimator):
             would keep the coefficients fitted on these images.
         """
         check_is_fitted(self, "task_vectors_")
+        self._check_width(X)
         base = self.base_
         X, y, scale = base._check_rater(X, y, score_range)
         if random_state is None:

@@ -1,5 +1,7 @@
 """Figures of the paper's kind (needs the optional ``plot`` extra: matplotlib)."""
 
+import numbers
+
 import numpy as np
 
 __all__ = ["plot_rater_srocc", "plot_finetune_history", "plot_parameter_study",
@@ -135,9 +137,10 @@ def plot_parameter_study(search, params=None, axes=None):
             # One-parameter grids have no others; full grids fix them at the best.
             if all(best.get(k, v) == v for k, v in others.items()):
                 rows.append(i)
-        values = [column[i] for i in rows]
-        order = np.argsort(values, kind="stable")
-        rows = [rows[j] for j in order]
+        # Numbers in order, then None and other values (tuples: hidden_sizes) in grid
+        # order: numpy can order neither a None among numbers nor tuples as values.
+        rows.sort(key=lambda i: (0, column[i]) if isinstance(column[i], numbers.Real)
+                  and not isinstance(column[i], bool) else (1, 0))
         x = [column[i] for i in rows]
         ax.errorbar(range(len(rows)), mean[rows], yerr=std[rows], marker="o", capsize=3)
         ax.set_xticks(range(len(rows)), [f"{v:g}" if isinstance(v, float) else str(v)

@@ -9,7 +9,7 @@ from sklearn.linear_model import Ridge, RidgeCV
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import StrOptions
 
-from ._inputs import FEATURES, input_kind
+from ._inputs import FEATURES, check_feature_names, feature_names, input_kind
 from ._tasks import as_tasks
 
 __all__ = ["SupportSelector", "select_support"]
@@ -114,6 +114,9 @@ class SupportSelector(BaseEstimator):
     ----------
     n_features_in_ : int
         Embedding width seen in ``fit``.
+    feature_names_in_ : ndarray of str
+        Column names of a DataFrame given to ``fit`` (only then); candidates given as
+        a DataFrame must have these columns, in this order.
     mean_, scale_ : ndarray of shape (n_features,)
         Mean and standard deviation of the training images' embeddings (each distinct
         image counted once); candidates are standardized with them. An unfitted
@@ -188,6 +191,7 @@ class SupportSelector(BaseEstimator):
         -------
         self
         """
+        names = feature_names(X)
         tasks = as_tasks(X, y, groups, features=True, owner="SupportSelector", stacklevel=4)
         F = _features(tasks.X, "the training embeddings")
         alphas = np.asarray(self.alphas, dtype=float).reshape(-1)
@@ -203,6 +207,10 @@ class SupportSelector(BaseEstimator):
                 f"strategy={self.strategy!r} needs training raters who share images: no "
                 "rater has 3 or more ratings of images that another rater rated too.")
         self.n_features_in_ = F.shape[1]
+        if names is None:
+            self.__dict__.pop("feature_names_in_", None)
+        else:  # candidates' columns in another order would be other images' features
+            self.feature_names_in_ = names
         self.mean_, self.scale_ = mean, scale
         self.raters_, self.rater_coef_ = raters, coef
         return self
@@ -239,6 +247,7 @@ class SupportSelector(BaseEstimator):
         if F.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {F.shape[1]} features, but SupportSelector was fitted "
                              f"on embeddings with {self.n_features_in_}.")
+        check_feature_names(getattr(self, "feature_names_in_", None), X, "SupportSelector")
         return (F - self.mean_) / self.scale_
 
     def _check_fitted_for(self, what):

@@ -322,3 +322,20 @@ def test_a_refit_keeps_nothing_of_the_previous_fit(ratings):
     fitted = sorted(k for k in vars(pam) if k.endswith("_") and not k.startswith("_"))
     assert fitted == sorted(k for k in vars(fresh) if k.endswith("_") and not k.startswith("_"))
     assert not hasattr(pam, "content_classes_")
+
+
+def test_a_rater_model_keeps_the_scale_it_was_fitted_on(tmp_path):
+    # set_params(score_range=...) after fit mixed the old ridge with the new scale
+    from sklearn_piaa import load_model, save_model
+    rng = np.random.RandomState(0)
+    X = rng.randn(120, 4)
+    y = np.clip(3 + X[:, 0] + 0.2 * rng.randn(120), 1, 5)
+    prior = ConsensusRidgeRegressor().fit(X, y, groups=np.repeat([0, 1, 2], 40))
+    Xs = rng.randn(10, 4)
+    user = prior.personalize(Xs, 3 + Xs[:, 0])
+    before = user.predict(Xs)
+    user.set_params(score_range=(0, 100))
+    np.testing.assert_array_equal(user.predict(Xs), before)
+    save_model(user, tmp_path / "u.pt")
+    np.testing.assert_allclose(load_model(tmp_path / "u.pt").predict(Xs), before, rtol=1e-6)
+    assert user.fit(Xs, 50 + 10 * Xs[:, 0]).predict(Xs).mean() > 20  # a refit takes it

@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 
@@ -70,3 +72,24 @@ def test_gradient_map_plot_overlays_the_map():
     ax = plot_gradient_map(meta, imgs[0], title="prior")
     assert len(ax.images) == 2 and ax.get_title() == "prior"
     assert ax.images[1].get_array().shape == (32, 32)
+
+
+def test_parameter_study_of_none_and_tuple_values():
+    # the package's own settings take None (finetune_lr) and tuples (hidden_sizes)
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.neural_network import MLPRegressor
+    from sklearn.tree import DecisionTreeRegressor
+    rng = np.random.RandomState(0)
+    X = rng.randn(60, 3)
+    y = X[:, 0] + 0.1 * rng.randn(60)
+    for est, grid, ticks in [
+            (DecisionTreeRegressor(random_state=0), {"max_depth": [4, None, 2]},
+             ["2", "4", "None"]),
+            (MLPRegressor(max_iter=5, random_state=0),
+             {"hidden_layer_sizes": [(8,), (16,), (4, 4)]}, ["(8,)", "(16,)", "(4, 4)"])]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # MLPRegressor's ConvergenceWarning
+            search = GridSearchCV(est, grid, cv=3).fit(X, y)
+        (ax,) = plot_parameter_study(search)
+        assert [t.get_text() for t in ax.get_xticklabels()] == ticks
+    plt.close("all")

@@ -392,3 +392,20 @@ def test_benchmark_script_runs(capsys):
     out = capsys.readouterr().out
     for row in ("prior only", "random ", "kcenter ", "disagreement ", "hybrid "):
         assert row in out
+
+
+def test_candidates_with_other_columns_are_refused():
+    # candidates' columns in another order were scored as other images, silently
+    pd = pytest.importorskip("pandas")
+    X, y, groups, _ = make_rating_features()
+    columns = [f"f{j}" for j in range(X.shape[1])]
+    selector = SupportSelector("disagreement").fit(pd.DataFrame(X, columns=columns), y,
+                                                   groups=groups)
+    assert list(selector.feature_names_in_) == columns
+    candidates = pd.DataFrame(X[:30], columns=columns)
+    assert len(selector.select(candidates, 5)) == 5
+    np.testing.assert_array_equal(selector.select(candidates, 5), selector.select(X[:30], 5))
+    with pytest.raises(ValueError, match="SupportSelector"):
+        selector.select(candidates[columns[::-1]], 5)
+    assert not hasattr(SupportSelector("disagreement").fit(X, y, groups=groups),
+                       "feature_names_in_")

@@ -265,3 +265,13 @@ def test_the_default_base_is_seeded_from_random_state(monkeypatch):
         with pytest.raises(Stop):
             TaskVectorRegressor(random_state=seed).fit(X, y, groups=groups)
     assert isinstance(seeds[0], int) and seeds[0] == seeds[1] != seeds[2]
+
+
+def test_features_of_another_width_are_refused_under_its_own_name(fitted):
+    tv, feats = fitted
+    wide = np.hstack([feats[:5], feats[:5, :1]])
+    y = np.full(5, 3.0)
+    with pytest.raises(ValueError, match="but TaskVectorRegressor is expecting"):
+        tv.predict(wide)
+    with pytest.raises(ValueError, match="but TaskVectorRegressor is expecting"):
+        tv.personalize(wide, y)

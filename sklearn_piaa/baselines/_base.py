@@ -335,6 +335,9 @@ class PersonalizedBaseline(RegressorMixin, BaseEstimator):
         :func:`~sklearn_piaa.save_model` writes for it.
     state_ : dict
         The rater's fitted parameters (e.g. ``"ridge"``, a fitted ridge regressor).
+    score_range_ : (float, float) or None
+        ``score_range`` as fitted: predictions stay on that scale after a later
+        ``set_params`` (refit to change it).
     """
 
     def __init__(self, prior, score_range=None):
@@ -352,12 +355,19 @@ class PersonalizedBaseline(RegressorMixin, BaseEstimator):
         # Models pickled before prior_ existed read the prior they were given.
         return self.__dict__.get("prior_", self.prior)
 
-    def _rescale(self, base, prior=None):
-        if self.score_range is None:
+    @staticmethod
+    def _rescale(base, prior, score_range):
+        if score_range is None:
             return base
-        lo, hi = (self._prior if prior is None else prior).score_range_
-        low, high = self.score_range
+        lo, hi = prior.score_range_
+        low, high = score_range
         return low + (base - lo) * (high - low) / (hi - lo)
+
+    @property
+    def _fitted_range(self):
+        # The scale the rater's ridge was fitted on, whatever set_params did since
+        # (models pickled before score_range_ existed read the parameter).
+        return self.__dict__.get("score_range_", self.score_range)
 
     def fit(self, X, y):
         """Fit the rater's parameters on their support images.
@@ -399,9 +409,10 @@ class PersonalizedBaseline(RegressorMixin, BaseEstimator):
                     f"scores were all {lo:g} (score_range_={prior.score_range_}), so "
                     "there is no scale to map onto the rater's. Fit the prior on varied "
                     "scores, or personalize without score_range.")
+        score_range = self.score_range
         self.state_ = prior._user_fit(prior._transform(X), y,
-                                      lambda base: self._rescale(base, prior))
-        self.prior_ = prior
+                                      lambda base: self._rescale(base, prior, score_range))
+        self.prior_, self.score_range_ = prior, score_range
         return self
 
     def predict(self, X):
@@ -425,4 +436,4 @@ class PersonalizedBaseline(RegressorMixin, BaseEstimator):
         check_is_fitted(self, "state_")
         prior = self._prior
         return _on_readable(prior._transform(X), lambda Z: prior._user_predict(
-            Z, self.state_, self._rescale))
+            Z, self.state_, lambda base: self._rescale(base, prior, self._fitted_range)))
