@@ -155,7 +155,8 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
     query_size : int, default=20
         Images per task in the support and query sets (the paper's m_s, m_q). Raters
         with fewer than ``support_size + query_size`` images use 80% of their images as
-        support and the rest (up to ``query_size``) as query, as the reference code does.
+        support and the rest (up to ``query_size``) as query (modelled on the reference
+        code, whose sizes differ in detail: see the algorithm page of the docs).
     inner_steps : int, default=5
         Adam steps on the support set, and again on the query set (the paper's S).
     inner_lr : float, default=1e-3

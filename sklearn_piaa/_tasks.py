@@ -56,8 +56,9 @@ def support_query_sizes(n_images, support_size, query_size):
     """Support and query sizes for a rater with ``n_images`` images.
 
     Raters with at least ``support_size + query_size`` images get exactly those sizes.
-    Smaller raters follow the reference implementation of BLG-PIAA: 80% of their images
-    (at least one) form the support set and the rest, up to ``query_size``, the query set.
+    Smaller raters: 80% of their images (at least one) form the support set and the rest,
+    up to ``query_size``, the query set -- a rule modelled on the reference implementation
+    of BLG-PIAA, which differs in detail (see the algorithm page of the docs).
 
     Parameters
     ----------

@@ -178,3 +178,20 @@ def test_frozen_parameters_stay_put(name):
     tasks = [((torch.randn(8, 4), torch.randn(8)), (torch.randn(5, 4), torch.randn(5)))]
     ALGORITHMS[name](inner_steps=1, outer_lr=0.1).step(prior, learner, tasks)
     assert torch.equal(prior[0].weight, frozen)
+
+
+@pytest.mark.parametrize("algorithm", ["maml", "fomaml"])
+def test_maml_keeps_the_output_range_exact(algorithm):
+    # averaging k copies of the score-range buffers moved them off score_range_ by an ulp
+    from sklearn_piaa import MetaAestheticRegressor
+    rng = np.random.RandomState(0)
+    X = rng.randn(140, 6)
+    y = np.round(1.3 + 8.6 * rng.rand(140), 1)
+    y[:2] = 1.3, 9.9
+    est = MetaAestheticRegressor(backbone=None, algorithm=algorithm, hidden_sizes=(8,),
+                                 dropout=0.0, n_iterations=5, tasks_per_batch=7,
+                                 support_size=10, query_size=5, inner_steps=1,
+                                 random_state=0).fit(X, y, groups=np.repeat(np.arange(7), 20))
+    head = est.prior_net_.module_
+    assert float(head.score_low) == np.float32(est.score_range_[0])
+    assert float(head.score_low + head.score_span) == np.float32(est.score_range_[1])

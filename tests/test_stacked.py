@@ -64,3 +64,32 @@ def test_ragged_batches_fall_back_to_per_task_adaptation():
         results.append(prior.state_dict())
     for key in results[0]:
         torch.testing.assert_close(results[0][key], results[1][key], rtol=0, atol=0)
+
+
+class _WithBackbone(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.backbone = torch.nn.Linear(32, 16)
+        self.head = AestheticHead(16, (8,), dropout=0.0)
+
+    def forward(self, x):
+        return self.head(self.backbone(x))
+
+
+@pytest.mark.parametrize("name", ["blg", "merged", "reptile"])
+def test_the_stacked_loop_trains_a_backbone_at_its_own_rate(name):
+    # the stacked loop put every tensor at inner_lr: inner_backbone_lr was ignored
+    net = _WithBackbone().double()
+    priors = []
+    for stacked in (True, False):
+        prior, learner = copy.deepcopy(net), copy.deepcopy(net)
+        algo = ALGORITHMS[name](inner_lr=1e-2, inner_backbone_lr=3e-2, inner_steps=2,
+                                outer_lr=0.3)
+        algo.stacked = stacked
+        g = torch.Generator().manual_seed(1)
+        for _ in range(2):
+            algo.step(prior, learner, _tasks(g), lr_scale=0.9)
+        priors.append(prior.state_dict())
+    for key in priors[0]:
+        torch.testing.assert_close(priors[0][key], priors[1][key], rtol=1e-9, atol=1e-10,
+                                   msg=key)

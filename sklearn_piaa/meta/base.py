@@ -315,7 +315,13 @@ class MetaLearner:
         prior_state = {n: t.detach().clone() for n, t in self.meta_state(prior).items()}
         learner.train()
         params, buffers = stack_state(learner, prior_state, len(tasks))
-        optimizer = self.inner_optimizer_for(list(params.values()), lr_scale)
+        # by name, as param_groups: a stacked backbone trains at inner_backbone_lr
+        groups = [{"params": [p for n, p in params.items() if not n.startswith("backbone.")],
+                   "lr": self.inner_lr * lr_scale}]
+        backbone = [p for n, p in params.items() if n.startswith("backbone.")]
+        if backbone:
+            groups.append({"params": backbone, "lr": self.inner_backbone_lr * lr_scale})
+        optimizer = self.inner_optimizer_for(groups, lr_scale)
         sets = [self.phases(s, q) for s, q in tasks]
         for phase in range(len(sets[0])):
             x = torch.stack([task[phase][0] for task in sets])

@@ -125,7 +125,10 @@ class MAML(MetaLearner):
         params = dict(prior.named_parameters())
         for name, t in self.meta_state(prior).items():
             if name not in params:
-                t.copy_(acc[name] / n_tasks)
+                # Only BatchNorm statistics move in the inner loop; a mean of k equal
+                # copies of another buffer (the head's score range) is not exact.
+                if name.endswith(("running_mean", "running_var")):
+                    t.copy_(acc[name] / n_tasks)
             elif params[name].requires_grad:
                 params[name].grad = acc[name] / n_tasks
         opt.step()
