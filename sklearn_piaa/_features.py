@@ -540,6 +540,7 @@ def drop_unreadable(adapter, X, y, on_error, stacklevel):
     """
     if on_error != "skip" or input_kind(X) == FEATURES:
         return X, y
+    X = as_indexable(X)  # rows by position: a pandas Series' X[i] is by index label
     if isinstance(adapter, ImageEmbedder):
         X = adapter.transform(X)  # warns naming the unreadable images
         bad = np.isnan(X[:, 0])
@@ -795,7 +796,7 @@ class ImageEmbedder:
         inverse : ndarray of shape (N,), int
         """
         if input_kind(X) == FEATURES:
-            if getattr(X, "dtype", None) == np.uint8:
+            if np.asarray(X).dtype == np.uint8:  # a torch uint8 tensor too
                 # Embeddings are floats; a 720 x 1280 greyscale frame would otherwise be
                 # read as 720 rows of features (1280 is EfficientNet-Lite0's width).
                 raise ValueError(

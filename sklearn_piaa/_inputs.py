@@ -40,7 +40,7 @@ def feature_names(X):
     return np.asarray(names, dtype=object)
 
 
-def check_feature_names(fitted, X, owner):
+def check_feature_names(fitted, X, owner, names=None):
     """Refuse a DataFrame ``X`` whose column names differ from those seen in fit.
 
     Features in another order or under other names are another input: predicting
@@ -55,13 +55,16 @@ def check_feature_names(fitted, X, owner):
     X : array-like
     owner : str
         The fitted model's class name, for the message.
+    names : sequence of str, default=None
+        The names of ``X``'s columns when ``X`` no longer carries them (a
+        :class:`TaskSet`'s ``feature_names``).
 
     Raises
     ------
     ValueError
         If ``X`` has names and they are not ``fitted``, in order.
     """
-    names = feature_names(X)
+    names = feature_names(X) if names is None else names
     if fitted is None or names is None:
         return
     fitted = list(fitted)
@@ -147,13 +150,15 @@ def as_indexable(X):
 
 def n_samples(X):
     """Number of samples in ``X``."""
-    return len(X)
+    return X.shape[0] if sparse.issparse(X) else len(X)  # len() of a sparse matrix fails
 
 
 def take(X, indices):
     """Rows ``indices`` of ``X`` (an ndarray or a list), without copying list items."""
     if isinstance(X, np.ndarray):
         return X[np.asarray(indices, dtype=np.intp)]
+    if hasattr(X, "iloc"):  # pandas: by position, as X[i] would go by index label
+        return X.iloc[np.asarray(indices, dtype=np.intp)]
     return [X[i] for i in indices]
 
 

@@ -15,6 +15,7 @@ from ._inputs import (
     as_indexable,
     check_finite_features,
     concat,
+    feature_names,
     input_kind,
     n_samples,
     refuse_grouped_digits,
@@ -96,6 +97,10 @@ class TaskSet:
         Rater ids, sorted.
     indices : dict
         Rater id -> integer row indices into ``X``.
+    feature_names : ndarray of str or None
+        The column names of a feature DataFrame given as ``X`` (``X`` itself is kept as
+        a plain array); the evaluation protocols check them against a model's
+        ``feature_names_in_``.
 
     Examples
     --------
@@ -111,6 +116,9 @@ class TaskSet:
     """
 
     def __init__(self, X, y, groups):
+        # kept for the protocols to check against a model's feature_names_in_: the rows
+        # below are a plain array
+        self.feature_names = feature_names(X)
         X = as_indexable(X)
         y = np.asarray(y)
         groups = _as_ids(groups)
@@ -210,7 +218,7 @@ class TaskSet:
         """
         if not isinstance(mapping, Mapping) or not mapping:
             raise ValueError("from_mapping expects a non-empty dict rater -> (X, y).")
-        Xs, ys, gs = [], [], []
+        Xs, ys, gs, names = [], [], [], {}
         for rater in _sorted_raters(mapping):
             try:
                 Xr, yr = mapping[rater]
@@ -221,6 +229,7 @@ class TaskSet:
                 raise ValueError(
                     f"rater {rater!r}: X is a 1-D array of numbers; it must be a 2-D "
                     "feature array (n_images, n_features) or images, in a pair (X, y).")
+            names[rater] = feature_names(Xr)
             Xr = as_indexable(Xr)
             yr = np.asarray(yr)
             if yr.ndim == 2 and yr.shape[1] == 1:
@@ -235,7 +244,17 @@ class TaskSet:
             Xs.append(Xr)
             ys.append(yr)
             gs.append(np.full(len(yr), rater, dtype=object))
-        return cls(concat(Xs), np.concatenate(ys), np.concatenate(gs))
+        first = next(iter(names.values()))
+        other = [r for r, n in names.items() if (n is None) != (first is None)
+                 or (n is not None and list(n) != list(first))]
+        if other:
+            # stacked by position, columns in another order would be other features
+            raise ValueError(f"the raters' feature tables have other columns than the first "
+                             f"rater's: {other[:10]}; give every rater the same columns, "
+                             "in the same order.")
+        tasks = cls(concat(Xs), np.concatenate(ys), np.concatenate(gs))
+        tasks.feature_names = first
+        return tasks
 
     def __len__(self):
         return len(self.raters)
@@ -349,7 +368,9 @@ class TaskSet:
                 raise ValueError(f"a boolean mask of rows must have one entry per rating "
                                  f"({len(self.y)}); got shape {idx.shape}.")
             idx = np.flatnonzero(idx)
-        return TaskSet(take(self.X, idx), self.y[idx], self.groups[idx])
+        tasks = TaskSet(take(self.X, idx), self.y[idx], self.groups[idx])
+        tasks.feature_names = self.feature_names
+        return tasks
 
     def check_min_size(self, min_images, what="meta-training"):
         """Raise a ValueError listing raters with fewer than ``min_images`` images.

@@ -8,7 +8,7 @@ import numpy as np
 from joblib import Parallel, delayed
 from sklearn.utils import check_random_state
 
-from ._inputs import FEATURES, input_kind, is_count, take
+from ._inputs import FEATURES, check_feature_names, input_kind, is_count, take
 from ._progress import progress
 from ._tasks import TaskSet
 from ._warnings import PIAAWarning, UndefinedSROCCWarning
@@ -160,7 +160,7 @@ def evaluate_personalization(prior, test_tasks, n_support=(10, 100), n_repeats=5
     .. [1] H. Zhu et al., "Personalized Image Aesthetics Assessment via Meta-Learning
        With Bilevel Gradient Optimization", IEEE Transactions on Cybernetics, 2022.
     """
-    test_tasks, n_support = _check_protocol(test_tasks, n_support)
+    test_tasks, n_support = _check_protocol(prior, test_tasks, n_support)
     n_repeats = _check_repeats(n_repeats)
     rng = check_random_state(random_state)
     seeds = rng.randint(np.iinfo(np.int32).max, size=(len(test_tasks), n_repeats))
@@ -197,13 +197,16 @@ def evaluate_personalization(prior, test_tasks, n_support=(10, 100), n_repeats=5
     return _result(rows, n_support, skipped)
 
 
-def _check_protocol(test_tasks, n_support):
+def _check_protocol(prior, test_tasks, n_support):
     """The test raters as a TaskSet and the support sizes as a tuple, checked."""
     if isinstance(test_tasks, dict):
         test_tasks = TaskSet.from_mapping(test_tasks)
     if not isinstance(test_tasks, TaskSet):
         raise TypeError("test_tasks must be a TaskSet or a dict rater -> (X, y); got "
                         f"{type(test_tasks).__name__}.")
+    # the rows handed to personalize are plain arrays: check the columns here
+    check_feature_names(getattr(prior, "feature_names_in_", None), None,
+                        type(prior).__name__, names=test_tasks.feature_names)
     _warn_repeated_images(test_tasks, stacklevel=4)
     n_support = (n_support,) if np.isscalar(n_support) else tuple(n_support)
     if not n_support or not all(is_count(k) for k in n_support):
@@ -436,7 +439,7 @@ def compare_support_strategies(prior, test_tasks, selectors, n_support=(10, 25),
     .. [2] O. Sener and S. Savarese, "Active Learning for Convolutional Neural
        Networks: A Core-Set Approach", ICLR 2018.
     """
-    test_tasks, n_support = _check_protocol(test_tasks, n_support)
+    test_tasks, n_support = _check_protocol(prior, test_tasks, n_support)
     if isinstance(selectors, SupportSelector):
         selectors = [selectors]
     if not isinstance(selectors, dict):

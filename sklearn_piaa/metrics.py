@@ -10,7 +10,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils import check_random_state
 from sklearn.utils.metadata_routing import MetadataRequest
 
-from ._inputs import is_count, take
+from ._inputs import check_feature_names, is_count, take
 from ._tasks import TaskSet
 from ._warnings import PIAAWarning, UndefinedSROCCWarning
 
@@ -51,13 +51,21 @@ def srocc(y_true, y_pred):
     return value
 
 
+def _scores_1d(y, what):
+    y = np.asarray(y, dtype=np.float64)
+    if y.ndim > 2 or (y.ndim == 2 and y.shape[1] != 1):
+        # flattening (n, 2) would pair each score with another image's
+        raise ValueError(f"{what} must be 1-D (one score per image) or a column; got "
+                         f"shape {y.shape}.")
+    return y.reshape(-1)
+
+
 def _srocc(y_true, y_pred):
     # (SROCC, why it is undefined or None), without a warning: for loops that count
     # undefined values themselves. Silencing srocc's warning there with
     # warnings.catch_warnings is not an option: it swaps the process-wide filter list,
     # and blocks overlapping in threads leave an "ignore" filter behind for good.
-    y_true = np.asarray(y_true, dtype=np.float64).reshape(-1)
-    y_pred = np.asarray(y_pred, dtype=np.float64).reshape(-1)
+    y_true, y_pred = _scores_1d(y_true, "y_true"), _scores_1d(y_pred, "y_pred")
     if y_true.shape != y_pred.shape:
         raise ValueError(
             f"y_true and y_pred have different lengths: {len(y_true)} and {len(y_pred)}."
@@ -221,6 +229,8 @@ def personalized_srocc(estimator, X, y, groups, n_support=10, n_repeats=1,
             raise ValueError(f"{name} must be a positive integer; got {value!r}.")
     transform, model = _personalizer(estimator)
     tasks = TaskSet.from_arrays(X, y, groups)
+    check_feature_names(getattr(estimator, "feature_names_in_", None), None,
+                        type(estimator).__name__, names=tasks.feature_names)
     _warn_repeated_images(tasks, stacklevel=3)
     need = n_support + 2
     sizes = tasks.sizes()

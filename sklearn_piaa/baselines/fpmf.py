@@ -5,6 +5,7 @@ import numbers
 import numpy as np
 from sklearn.utils._param_validation import Interval
 
+from .._tasks import _sorted_raters
 from ._base import BaselineRegressor, _fit_pca
 
 __all__ = ["FPMFRegressor"]
@@ -112,7 +113,10 @@ class FPMFRegressor(BaselineRegressor):
         self.pca_ = _fit_pca(Z, self.n_components, rng)
         F = self.pca_.transform(Z) / np.sqrt(self.pca_.explained_variance_[0])
         F = F[inverse]  # one row per rating
-        users, user = np.unique(groups, return_inverse=True)
+        # np.unique's order where it can sort; mixed int/str ids (which it cannot) too
+        users = _sorted_raters(set(groups.tolist()))
+        code = {u: i for i, u in enumerate(users)}
+        user = np.fromiter((code[g] for g in groups.tolist()), dtype=np.intp, count=len(groups))
         k, r = self.n_factors, F.shape[1]
         self.mean_ = float(y.mean())
         P = 0.1 * rng.standard_normal((len(users), k))

@@ -47,7 +47,7 @@ def _trait_table(personality, raters):
         raise ValueError(f"personality must be a mapping or DataFrame; got "
                          f"{type(personality).__name__}. {_HOW}")
     # Rater 7 and a table's '7' (a CSV's ids are text) are one rater; exact keys first.
-    by_text = {str(k).strip(): k for k in personality if str(k).strip() not in personality}
+    by_text = {str(k).strip(): k for k in personality}
     keys = {r: r if r in personality else by_text.get(str(r).strip()) for r in raters}
     missing = [r for r, k in keys.items() if k is None]
     if missing:
