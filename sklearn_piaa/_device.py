@@ -5,7 +5,7 @@ import threading
 
 import torch
 
-__all__ = ["resolve_device", "to_device", "seeded", "autocast"]
+__all__ = ["resolve_device", "usable", "to_device", "seeded", "autocast"]
 
 
 def resolve_device(device):
@@ -29,7 +29,31 @@ def resolve_device(device):
             f"device={device!r} was requested but CUDA is not available on this machine; "
             "use device='cpu'."
         )
+    if dev.type == "cuda" and dev.index is not None \
+            and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device={device!r} was requested but this machine has "
+                         f"{torch.cuda.device_count()} CUDA device(s).")
+    if dev.type not in ("cpu", "cuda") and not _available(dev.type):
+        raise ValueError(f"device={device!r} was requested but this torch cannot use "
+                         f"{dev.type!r} devices here; use device='cpu'.")
     return dev
+
+
+def _available(kind):
+    backend = getattr(torch, kind, None)  # torch.mps, torch.xpu, ...; "meta" holds no data
+    try:
+        return kind != "meta" and bool(backend is not None and backend.is_available())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def usable(device):
+    """Whether :func:`resolve_device` accepts ``device`` on this machine."""
+    try:
+        resolve_device(device)
+    except ValueError:
+        return False
+    return True
 
 
 def to_device(obj, device):
@@ -61,8 +85,10 @@ def seeded(seed, device="cpu"):
     (prediction iterates batches as skorch's DataLoader does, drawing a seed) but must
     neither advance the caller's generator nor draw from another thread's seeded block.
     """
-    dev = torch.device(device)
-    cuda_devices = [dev] if dev.type == "cuda" else []
+    dev = torch.device("cpu" if device is None else device)
+    # torch.manual_seed reseeds every CUDA device's generator: restore all it touches
+    cuda_devices = (list(range(torch.cuda.device_count()))
+                    if dev.type == "cuda" or torch.cuda.is_initialized() else [])
     with _SEEDED_LOCK, torch.random.fork_rng(devices=cuda_devices):
         if seed is not None:
             torch.manual_seed(int(seed))
@@ -75,5 +101,5 @@ def autocast(device, enabled=True):
     bfloat16 has float32's range, so training needs no gradient scaling on either device
     type; matrix products and convolutions run in bfloat16, reductions in float32.
     """
-    dev = torch.device(device)
+    dev = torch.device("cpu" if device is None else device)
     return torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=bool(enabled))

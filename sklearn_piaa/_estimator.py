@@ -59,7 +59,8 @@ _HEAD_LR, _HEAD_MIN_BATCH, _HEAD_BATCHES = 3e-5, 10, 4
 #: The settings the fitted network is built from. ``set_params`` without a refit changes
 #: them on the estimator but not in the network: saving, personalizing and the
 #: fine-tuning defaults read them as fitted (``_fitted``).
-_ARCHITECTURE = ("backbone", "backbone_weights", "train_backbone", "hidden_sizes", "dropout")
+_ARCHITECTURE = ("backbone", "backbone_weights", "train_backbone", "hidden_sizes", "dropout",
+                 "mixed_precision", "device")
 
 
 def _copy_rng(rng):
@@ -219,9 +220,9 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         (``benchmarks/whole_network.py``). On a CPU with bfloat16
         instructions (AVX-512 BF16 / AMX) it embeds about 2x faster and predicts
         from embeddings 2-4x faster, but trains the whole network slower than float32
-        (``benchmarks/speed.py``). Embeddings differ from float32 ones by about 2%
-        (relative norm); they are cached apart from them. Predicted scores move by
-        a fraction of a percent of the score range.
+        (``benchmarks/speed.py``). Embeddings differ from float32 ones by about 4%
+        (relative norm; up to 9% on photos); they are cached apart from them.
+        Predicted scores move by a fraction of a percent of the score range.
     checkpoint_dir : str or path-like, default=None
         Directory for meta-training checkpoints. When set, ``fit`` writes the state of
         the run there every ``checkpoint_every`` iterations (atomically), and a ``fit``

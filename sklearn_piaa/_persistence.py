@@ -25,7 +25,7 @@ from sklearn.linear_model import LogisticRegression, Ridge, RidgeCV
 from sklearn.preprocessing import StandardScaler
 
 from ._checkpoint import _reason
-from ._device import resolve_device, seeded
+from ._device import resolve_device, seeded, usable
 from ._estimator import MetaAestheticRegressor
 from ._features import FeatureInput, ImageEmbedder, _module_fingerprint
 from ._io import atomic_write
@@ -88,7 +88,7 @@ def _params(meta):
 
 #: A personalized net's own fine-tuning settings, kept in its file: refitting a loaded net
 #: (its clones in cross_val_score) repeats the fine-tuning it had, seed included.
-_NET_SETTINGS = ("random_state", "lr", "max_epochs", "batch_size")
+_NET_SETTINGS = ("random_state", "lr", "max_epochs", "batch_size", "mixed_precision")
 _NET_PREFIXES = ("optimizer__", "criterion__", "iterator_train__", "iterator_valid__")
 
 
@@ -477,8 +477,8 @@ def _read(path):
 
 def _target_device(saved, device, path):
     if device is not None:
-        return str(device)
-    if torch.device(saved).type == "cuda" and not torch.cuda.is_available():
+        return str(resolve_device(device))  # a clear error for an unusable one
+    if not usable(saved):  # no CUDA, fewer GPUs, a Mac's "mps" elsewhere
         warnings.warn(f"{path} was saved with device={saved!r}, which this machine does not "
                       "have; it is loaded on the CPU.", PIAAWarning, stacklevel=3)
         return "cpu"

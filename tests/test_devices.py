@@ -1,0 +1,67 @@
+"""Device arguments and mixed precision as saved and loaded (found by an audit)."""
+
+import numpy as np
+import pytest
+import torch
+
+from sklearn_piaa import MetaAestheticRegressor, PersonalizedNet, load_model, save_model
+from sklearn_piaa._device import resolve_device
+from sklearn_piaa.nn import AestheticHead
+
+
+@pytest.fixture
+def prior(ratings, tiny_params):
+    X, y, groups = ratings
+    return MetaAestheticRegressor(**tiny_params).fit(X, y, groups=groups), X, y
+
+
+@pytest.mark.parametrize("device", ["CPU", 0, "nonsense"]
+                         + ([] if torch.cuda.is_available() else ["cuda"])
+                         + ([] if torch.backends.mps.is_available() else ["mps"]))
+def test_an_unusable_device_to_load_on_is_a_clear_error(prior, tmp_path, device):
+    meta, _, _ = prior
+    save_model(meta, tmp_path / "p.pt")
+    with pytest.raises(ValueError, match=r"device=.* (is not a valid|was requested)"):
+        load_model(tmp_path / "p.pt", device=device)
+
+
+@pytest.mark.skipif(torch.backends.mps.is_available(), reason="this machine has MPS")
+def test_a_prior_saved_on_a_device_this_machine_lacks_loads_on_the_cpu(prior, tmp_path):
+    meta, X, _ = prior
+    save_model(meta, tmp_path / "p.pt")
+    state = torch.load(tmp_path / "p.pt", weights_only=True)
+    state["params"]["device"] = "mps"  # a prior trained on a Mac
+    torch.save(state, tmp_path / "mac.pt")
+    with pytest.warns(UserWarning, match="device='mps', which this machine does not have"):
+        loaded = load_model(tmp_path / "mac.pt")
+    np.testing.assert_allclose(loaded.predict(X[:20]), meta.predict(X[:20]), rtol=1e-6)
+
+
+def test_device_and_mixed_precision_are_saved_as_fitted(prior, tmp_path):
+    meta, X, y = prior
+    net = meta.personalize(X[:30], y[:30], mixed_precision=True)  # the net's own setting
+    save_model(net, tmp_path / "net.pt")
+    loaded = load_model(tmp_path / "net.pt")
+    assert loaded.mixed_precision is True
+    np.testing.assert_array_equal(loaded.predict(X[:50]), net.predict(X[:50]))
+    # set_params without a refit changes neither the prior in memory nor its file
+    meta.set_params(mixed_precision=True, device="nonsense")
+    save_model(meta, tmp_path / "p.pt")
+    again = load_model(tmp_path / "p.pt")
+    assert again.device == "cpu" and again.mixed_precision is False
+    np.testing.assert_array_equal(again.predict(X[:50]), meta.predict(X[:50]))
+
+
+def test_a_net_without_a_device_predicts(ratings):
+    # skorch's device=None ("do not move the module") reached torch.device(None)
+    X, y, _ = ratings
+    net = PersonalizedNet(AestheticHead(X.shape[1], hidden_sizes=(8,), score_range=(1, 5)),
+                          max_epochs=1, device=None, lr=1e-3, train_split=None,
+                          optimizer=torch.optim.Adam, random_state=0).fit(X[:30], y[:30])
+    assert np.isfinite(net.predict(X[:3])).all()
+
+
+def test_resolve_device_names_what_is_missing():
+    assert resolve_device("cpu:0") == torch.device("cpu", 0)
+    with pytest.raises(ValueError, match="this torch cannot use 'meta' devices"):
+        resolve_device("meta")
