@@ -34,8 +34,12 @@ def fingerprint(config, arrays):
 
 
 def _reason(exc):
-    # torch's unpickling errors run to a page of advice that does not apply here.
-    return str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+    # torch's unpickling errors run to a page of advice that does not apply here, and
+    # its advice to load with weights_only=False would run the file's code.
+    text = str(exc).strip()
+    if "weights_only" in text or "Weights only" in text:
+        return "it holds Python objects that a checkpoint never does"
+    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def _numpy_rng_state(rng):

@@ -60,7 +60,7 @@ _HEAD_LR, _HEAD_MIN_BATCH, _HEAD_BATCHES = 3e-5, 10, 4
 #: them on the estimator but not in the network: saving, personalizing and the
 #: fine-tuning defaults read them as fitted (``_fitted``).
 _ARCHITECTURE = ("backbone", "backbone_weights", "train_backbone", "hidden_sizes", "dropout",
-                 "mixed_precision", "device")
+                 "mixed_precision", "device", "cache_dir")
 
 
 def _copy_rng(rng):
@@ -456,6 +456,8 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         self.history_, self.fit_time_ = history, fit_time
         self.input_ = input_adapter
         self._fitted_architecture_ = {k: getattr(self, k) for k in _ARCHITECTURE}
+        if self.cache_dir is not None:  # where the embedder caches, whatever the folder
+            self._fitted_architecture_["cache_dir"] = os.path.abspath(self.cache_dir)
         self.prior_net_ = self._make_net(prior, device).initialize()
         return self
 

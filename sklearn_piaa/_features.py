@@ -704,7 +704,9 @@ class ImageEmbedder:
         self.backbone = backbone.eval().to(memory_format=torch.channels_last)
         self.device = device
         self.batch_size = batch_size
-        self.cache_dir = cache_dir
+        # absolute: a later os.chdir (or a model used from another folder) must not
+        # start a new cache beside the working directory
+        self.cache_dir = None if cache_dir is None else os.path.abspath(cache_dir)
         self.progress = progress
         self.on_error = on_error
         self.mixed_precision = mixed_precision
@@ -759,10 +761,10 @@ class ImageEmbedder:
                          f"{b.out_features}".encode())
                 self._fingerprint += h.hexdigest()
         suffix = "-bf16" if self.mixed_precision else ""  # never mixed with float32 rows
-        path = os.path.join(os.fspath(self.cache_dir),
+        # checked (and made) only when there is something to write: a filled cache on
+        # read-only storage serves every image it holds
+        return os.path.join(os.fspath(self.cache_dir),
                             f"{self.backbone.name}-{self._fingerprint}{suffix}")
-        check_writable_dir(path, what="cache_dir")
-        return path
 
     def _embed_batch(self, tensors):
         batch = torch.stack(tensors)
@@ -826,7 +828,17 @@ class ImageEmbedder:
         if todo and disk is not None:
             # One .npy per image, each taking whole file-system blocks.
             per_file = -(-(self.out_features * 4 + 128) // 4096) * 4096
-            check_writable_dir(disk, len(todo) * per_file, what="cache_dir")
+            try:
+                check_writable_dir(disk, what="cache_dir")
+            except ValueError as exc:
+                if not os.path.isdir(disk):
+                    raise  # a folder that cannot be made: a mistyped or unusable path
+                # read-only (a shared cache): what it holds still serves
+                warnings.warn(f"{exc} The {len(todo)} image(s) not in it yet are embedded "
+                              "without being cached.", PIAAWarning, stacklevel=3)
+                disk = None
+            if disk is not None:  # too little space is found before hours of embedding
+                check_writable_dir(disk, len(todo) * per_file, what="cache_dir")
         if todo:
             self._embed_missing(X, todo, disk, failed)
         position = {}

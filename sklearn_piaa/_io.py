@@ -48,6 +48,8 @@ def atomic_write(path, write, fsync=True):
     directory = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         raise IsADirectoryError(f"{path!r} is a directory; give a file name to write.")
+    if not os.path.isdir(directory):  # else mkstemp names a temporary file the user never gave
+        raise FileNotFoundError(f"the folder of {path!r} does not exist: {directory!r}.")
     if os.path.exists(path) and not os.access(path, os.W_OK):
         # The rename would replace a file its owner made read-only, as ">" would not.
         raise PermissionError(f"{path!r} is read-only; make it writable or choose another "
@@ -87,6 +89,8 @@ def check_writable_dir(path, needed_bytes=0, what="directory"):
         How the error message names the directory (e.g. ``"cache_dir"``).
     """
     path = os.fspath(path)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"{what} {path!r} exists and is not a directory.")
     try:
         os.makedirs(path, exist_ok=True)
     except OSError as exc:

@@ -315,6 +315,8 @@ def _baseline_state(est):
     # The input adapter is rebuilt from the parameters; PAM's wraps an embedder.
     embedder = getattr(est.input_, "embedder", est.input_)
     embedder = embedder if isinstance(embedder, ImageEmbedder) else None
+    if embedder is not None:  # the folder it caches in (absolute), not one relative to here
+        params["cache_dir"] = embedder.cache_dir
     fitted = {k: v for k, v in vars(est).items()
               if k.endswith("_") and not k.startswith("_") and k != "input_"}
     return {"estimator": name, "sklearn_version": sklearn.__version__,
@@ -449,7 +451,12 @@ def _read(path):
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a bad file
         if not zipfile.is_zipfile(path):
-            why = "it is not a torch archive, as every model file is (an image, a table?)"
+            with open(path, "rb") as fh:
+                head = fh.read(2)
+            # pickle's protocol marker (joblib.dump writes pickles too)
+            why = ("it is a pickle (pickle.dump or joblib.dump): load it with joblib.load, "
+                   "from a source you trust" if head[:1] == b"\x80" else
+                   "it is not a torch archive, as every model file is (an image, a table?)")
         elif "weights_only" in str(exc) or "Weights only" in str(exc):
             # torch's advice (load with weights_only=False) would run the file's code.
             why = ("it holds Python objects that a model file never does (a pickle, or "
@@ -458,6 +465,10 @@ def _read(path):
             why = _reason(exc)
         raise ValueError(f"{path} is not a readable sklearn-piaa model file (damaged or "
                          f"another format): {why}") from None
+    if isinstance(state, dict) and "run_id" in state and "iteration" in state:
+        raise ValueError(f"{path} is a meta-training checkpoint (checkpoint_dir), not a "
+                         "model: fit with that checkpoint_dir finishes the run; save the "
+                         "fitted prior with save_model.")
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ValueError(f"{path} is not a sklearn-piaa model file (no {FORMAT!r} marker); "
                          "pickled estimators load with joblib.load.")

@@ -1,0 +1,94 @@
+"""Caches, checkpoints and model files as processes and people leave them (an audit)."""
+
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sklearn_piaa import MetaAestheticRegressor, _features, load_model, save_model
+from sklearn_piaa._checkpoint import FILENAME
+from sklearn_piaa._io import atomic_write, check_writable_dir
+
+SMALL = dict(backbone="tiny_cnn", hidden_sizes=(8,), n_iterations=2, support_size=4,
+             query_size=2, random_state=0)
+
+
+@pytest.fixture
+def photos(tmp_path):
+    rng = np.random.RandomState(0)
+    paths = []
+    for i in range(14):
+        path = tmp_path / "photos" / f"p{i}.png"
+        path.parent.mkdir(exist_ok=True)
+        Image.fromarray(rng.randint(0, 256, (32, 32, 3), dtype=np.uint8)).save(path)
+        paths.append(str(path))
+    return paths
+
+
+def test_a_read_only_cache_serves_what_it_holds(photos, tmp_path, monkeypatch):
+    # every prediction failed on a read-only cache_dir, even of images it held
+    data = photos[:12], np.linspace(1, 5, 12)
+    meta = MetaAestheticRegressor(**SMALL, cache_dir=tmp_path / "cache").fit(
+        *data, groups=np.repeat([0, 1], 6))  # caches the 12 photos it was fitted on
+    before = MetaAestheticRegressor(**SMALL).fit(*data, groups=np.repeat([0, 1], 6)).predict(
+        photos)
+    save_model(meta, tmp_path / "p.pt")
+    loaded = load_model(tmp_path / "p.pt")
+    real = _features.check_writable_dir
+
+    def read_only(path, needed_bytes=0, what="directory"):
+        if os.path.isdir(path):
+            raise ValueError(f"{what} {path!r} is not writable: Read-only file system.")
+        return real(path, needed_bytes, what)
+
+    monkeypatch.setattr(_features, "check_writable_dir", read_only)
+    np.testing.assert_allclose(loaded.predict(photos[:12]), before[:12], rtol=1e-6)
+    with pytest.warns(UserWarning, match="not writable.*2 image.* without being cached"):
+        np.testing.assert_allclose(loaded.predict(photos), before, rtol=1e-6)
+
+
+def test_a_relative_cache_dir_is_saved_as_the_folder_it_is(photos, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    meta = MetaAestheticRegressor(**SMALL, cache_dir="emb").fit(
+        photos[:12], np.linspace(1, 5, 12), groups=np.repeat([0, 1], 6))
+    save_model(meta, tmp_path / "p.pt")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    loaded = load_model(tmp_path / "p.pt")
+    assert loaded.cache_dir == str(tmp_path / "emb")
+    loaded.predict(photos[12:])
+    meta.predict(photos[12:])
+    assert os.listdir(tmp_path / "elsewhere") == []  # no new cache beside the caller
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # torch, reading the pickle
+def test_file_errors_name_the_problem(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"the folder of .*prior\.pt' does not exist"):
+        atomic_write(tmp_path / "nodir" / "prior.pt", lambda fh: fh.write(b"x"))
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(ValueError, match="exists and is not a directory"):
+        check_writable_dir(tmp_path / "a_file", what="checkpoint_dir")
+    with open(tmp_path / "m.pkl", "wb") as fh:
+        pickle.dump({"a": 1}, fh)
+    with pytest.raises(ValueError, match="it is a pickle .* load it with joblib.load"):
+        load_model(tmp_path / "m.pkl")
+
+
+def test_a_checkpoint_is_named_as_such(ratings, tiny_params, tmp_path):
+    X, y, groups = ratings
+    MetaAestheticRegressor(**tiny_params, checkpoint_dir=tmp_path).fit(X, y, groups=groups)
+    with pytest.raises(ValueError, match="is a meta-training checkpoint"):
+        load_model(tmp_path / FILENAME)
+    # a file of Python objects: no advice to load it unsafely
+    torch.save({"x": object.__new__(_Opaque)}, tmp_path / FILENAME)
+    with pytest.raises(ValueError) as info:
+        MetaAestheticRegressor(**tiny_params, checkpoint_dir=tmp_path).fit(X, y, groups=groups)
+    assert "holds Python objects" in str(info.value)
+    assert "weights_only" not in str(info.value)
+
+
+class _Opaque:
+    pass
