@@ -3,8 +3,11 @@
 A synthetic stand-in of FLICKR-AES's size (40,000 images, 210 raters of which 37 are
 held out, about 1,000 ratings per rater so that each image has about 5 raters) is
 rendered by :func:`~sklearn_piaa.datasets.make_aesthetic_benchmark` and written to disk
-as JPEG files, so that decoding is part of the measurement as it is on the real data.
-Then, timed separately:
+as JPEG files, so that decoding is part of the measurement as it is on the real data
+(the files are written just before, so they are read from the operating system's page
+cache rather than the disk, and they are 256-pixel renderings, smaller than FLICKR-AES's
+photos of about 500 pixels). The peak memory printed is the whole process's, rendering
+included. Then, timed separately:
 
 1. embedding every image with EfficientNet-Lite0 into an on-disk cache;
 2. BLG meta-training, 1000 outer iterations at the paper's settings (head-only);

@@ -5,7 +5,7 @@ import time
 import numpy as np
 
 from ._cli_common import given_table_options, image_files, plural, printer
-from ._device import resolve_device
+from ._device import resolve_device, seeded
 from ._features import ImageEmbedder
 from ._tasks import TaskSet
 from .datasets import (
@@ -151,8 +151,15 @@ def run_table1(args, out=None):
         X = [data.images[i] for i in data.image_index]
         y, groups = data.y, data.groups
         personality = data.get("personality")
+    n_raters = len(set(np.asarray(groups).tolist()))
+    if not 0 < args.test_fraction < 1 or n_raters < 2:
+        raise ValueError(f"--test-fraction {args.test_fraction:g} of {n_raters} rater(s) "
+                         "must leave at least one training and one test rater: give a "
+                         "fraction between 0 and 1, and at least 2 raters.")
     # Embed each distinct image once; every method then trains on the same features.
-    embedder = ImageEmbedder(load_backbone(args.backbone), resolve_device("cpu"),
+    with seeded(args.random_state):  # a backbone without pretrained weights (tiny_cnn)
+        backbone = load_backbone(args.backbone)
+    embedder = ImageEmbedder(backbone, resolve_device("cpu"),
                              progress=not getattr(args, "quiet", True))
     unique, inverse = embedder.transform_unique(X)
     F = unique[inverse]

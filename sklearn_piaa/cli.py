@@ -83,6 +83,9 @@ def run_demo(n_images=1200, n_raters=60, images_per_rater=160, image_size=128,
     say(f"built-in benchmark: {n_images} images, {n_raters} raters x {images_per_rater} "
         f"ratings; rater vs leave-one-out consensus SROCC {np.nanmean(agree):.2f} "
         f"({time.perf_counter() - t0:.1f}s)")
+    if not 1 <= n_test_raters < n_raters:
+        raise ValueError(f"--n-test-raters {n_test_raters} must be at least 1 and below "
+                         f"--n-raters {n_raters} (some raters meta-train, the others test).")
     X = data.images[data.image_index]
     test_raters = data.rater_ids[-n_test_raters:]
     test = np.isin(data.groups, test_raters)

@@ -171,3 +171,38 @@ def test_an_interrupted_fine_tuning_is_no_divergence_and_is_not_saved(tmp_path, 
     assert console(["personalize", str(prior), str(_mine(tmp_path, image_files)), "-o",
                     str(out), "--quiet"]) == 130
     assert not out.exists() and "interrupted" in capsys.readouterr().err
+
+
+def test_table1_with_a_randomly_initialized_backbone_repeats_itself(capsys):
+    # tiny_cnn was built unseeded: every run embedded with another network
+    args = ["table1", "--n-images", "60", "--n-raters", "8", "--images-per-rater", "30",
+            "--n-iterations", "2", "--n-repeats", "1", "--backbone", "tiny_cnn",
+            "--image-size", "32", "--n-support", "5", "--algorithms", "none", "--quiet"]
+    tables = []
+    for _ in range(2):
+        main(args)
+        tables.append([line for line in capsys.readouterr().out.splitlines()
+                       if line.startswith("none")])  # its row; timings differ
+    assert tables[0] == tables[1] and len(tables[0]) == 1
+
+
+def test_demo_and_table1_refuse_splits_without_training_or_test_raters():
+    with pytest.raises(ValueError, match="--n-test-raters 12 must be at least 1 and below "
+                                         "--n-raters 10"):
+        main(["demo", "--n-images", "60", "--n-raters", "10", "--images-per-rater", "20",
+              "--image-size", "32", "--backbone", "tiny_cnn", "--quiet"])
+    with pytest.raises(ValueError, match="--test-fraction 1 of 8 rater"):
+        main(["table1", "--n-images", "60", "--n-raters", "8", "--images-per-rater", "30",
+              "--test-fraction", "1.0", "--backbone", "tiny_cnn", "--image-size", "32",
+              "--quiet"])
+
+
+def test_attributes_of_a_thin_panorama(tmp_path):
+    from PIL import Image
+
+    from sklearn_piaa.datasets import measure_attributes
+    path = tmp_path / "pano.png"
+    Image.fromarray(np.random.RandomState(0).randint(0, 255, (500, 2, 3)).astype(np.uint8)
+                    ).save(path)
+    values, names = measure_attributes([str(path)])
+    assert values.shape == (1, len(names)) and np.isfinite(values).all()

@@ -36,6 +36,8 @@ _W0 = np.array(list(_LINEAR.values()) + [w for _, w in _PREFERRED.values()] + [_
 def _measure_one(src, size):
     img = load_image(src)
     img.thumbnail((size, size), Image.BILINEAR)
+    if min(img.size) < 2:  # a thin panorama: gradients need 2 pixels a side
+        img = img.resize((max(img.width, 2), max(img.height, 2)), Image.BILINEAR)
     rgb = np.asarray(img, dtype=np.float64) / 255.0
     r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
     lum = 0.299 * r + 0.587 * g + 0.114 * b
