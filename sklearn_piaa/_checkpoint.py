@@ -33,12 +33,12 @@ def fingerprint(config, arrays):
     return h.hexdigest()
 
 
-def _reason(exc):
+def _reason(exc, what="a checkpoint"):
     # torch's unpickling errors run to a page of advice that does not apply here, and
     # its advice to load with weights_only=False would run the file's code.
     text = str(exc).strip()
     if "weights_only" in text or "Weights only" in text:
-        return "it holds Python objects that a checkpoint never does"
+        return f"it holds Python objects that {what} never does"
     return text.splitlines()[0][:200] if text else type(exc).__name__
 
 

@@ -69,8 +69,8 @@ def _copy_rng(rng):
     return copy_
 
 
-def _scores_at(tasks, outside, y=None):
-    """Where the first few flagged scores are: rater and image, or the row index."""
+def _scores_at(y, outside, tasks=None):
+    """The first few flagged scores of ``y``, with rater and image where ``tasks`` tells."""
     where = []
     for i in np.flatnonzero(outside)[:3]:
         if tasks is None:
@@ -83,7 +83,7 @@ def _scores_at(tasks, outside, y=None):
         image = f", image {os.fspath(x)}" if isinstance(x, (str, os.PathLike)) else ""
         rater = tasks.groups[i]
         rater = rater.item() if isinstance(rater, np.generic) else rater
-        where.append(f"{tasks.y[i]:g} (rater {rater!r}{image}, row {i})")
+        where.append(f"{y[i]:g} (rater {rater!r}{image}, row {i})")
     return "; ".join(where) + ("; ..." if outside.sum() > 3 else "")
 
 
@@ -434,7 +434,7 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         rng = check_random_state(self.random_state)
         seed = rng.randint(np.iinfo(np.int32).max)
 
-        score_range = self._score_range(tasks.y, tasks)
+        score_range = self._score_range(tasks)
         with seeded(seed, device):
             prior, input_adapter, data, tasks = self._build(tasks, score_range, device)
         history, fit_time = self._meta_train(prior, tasks, data, rng, seed, device)
@@ -480,13 +480,14 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
             raise ValueError(f"backbone_weights={self.backbone_weights!r} needs a named "
                              "backbone; got backbone=None (precomputed features).")
 
-    def _score_range(self, y, tasks):
+    def _score_range(self, tasks):
+        y = tasks.y
         if self.score_range is not None:
             low, high = check_score_range(self.score_range)
             outside = (y < low) | (y > high)
             if outside.any():
                 raise ValueError(f"{int(outside.sum())} score(s) lie outside score_range="
-                                 f"{self.score_range}: {_scores_at(tasks, outside)}.")
+                                 f"{self.score_range}: {_scores_at(y, outside, tasks)}.")
             return low, high
         low, high = float(y.min()), float(y.max())
         if low == high:
@@ -804,7 +805,7 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         if outside.any():
             raise ValueError(
                 f"{int(outside.sum())} score(s) lie outside the range ({low:g}, {high:g}), "
-                f"e.g. {_scores_at(None, outside, y)}. If this rater uses another scale than the "
+                f"e.g. {_scores_at(y, outside)}. If this rater uses another scale than the "
                 "prior's training data, pass score_range=(low, high) of that scale "
                 "(--score-range LOW,HIGH on the command line).")
         spread = float(y.max() - y.min()) / (high - low)

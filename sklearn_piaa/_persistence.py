@@ -457,12 +457,8 @@ def _read(path):
             why = ("it is a pickle (pickle.dump or joblib.dump): load it with joblib.load, "
                    "from a source you trust" if head[:1] == b"\x80" else
                    "it is not a torch archive, as every model file is (an image, a table?)")
-        elif "weights_only" in str(exc) or "Weights only" in str(exc):
-            # torch's advice (load with weights_only=False) would run the file's code.
-            why = ("it holds Python objects that a model file never does (a pickle, or "
-                   "another program's checkpoint)")
         else:
-            why = _reason(exc)
+            why = _reason(exc, "a model file (a pickle, or another program's checkpoint?)")
         raise ValueError(f"{path} is not a readable sklearn-piaa model file (damaged or "
                          f"another format): {why}") from None
     if isinstance(state, dict) and "run_id" in state and "iteration" in state:

@@ -184,7 +184,6 @@ def evaluate_personalization(prior, test_tasks, n_support=(10, 100), n_repeats=5
             if k + 2 <= sizes[r] < k + _FEW_QUERY and sizes[r] - k < few.get(r, (np.inf,))[0]:
                 few[r] = (sizes[r] - k, k)
     _warn_few_query(few, stacklevel=3)
-    _warn_seen_raters(prior, test_tasks, stacklevel=3)
     extra = {} if score_range is None else {"score_range": score_range}
     jobs = (delayed(_one_rater)(prior, *test_tasks[r], r, seeds[i], n_support, extra)
             for i, r in enumerate(test_tasks.raters))
@@ -208,6 +207,7 @@ def _check_protocol(prior, test_tasks, n_support):
     check_feature_names(getattr(prior, "feature_names_in_", None), None,
                         type(prior).__name__, names=test_tasks.feature_names)
     _warn_repeated_images(test_tasks, stacklevel=4)
+    _warn_seen_raters(prior, test_tasks, stacklevel=4)
     n_support = (n_support,) if np.isscalar(n_support) else tuple(n_support)
     if not n_support or not all(is_count(k) for k in n_support):
         raise ValueError(f"n_support must be positive integers; got {n_support}.")
@@ -489,7 +489,6 @@ def compare_support_strategies(prior, test_tasks, selectors, n_support=(10, 25),
             if (r, n) not in skipped[k] and _query_size(n_query, n) < _FEW_QUERY:
                 few.setdefault(r, (_query_size(n_query, n), k))  # the same at every k
     _warn_few_query(few, stacklevel=3)
-    _warn_seen_raters(prior, test_tasks, stacklevel=3)
     extra = {} if score_range is None else {"score_range": score_range}
     jobs = (delayed(_one_rater_support)(prior, *test_tasks[r], r, seeds[i], n_support,
                                         n_query, selectors, extra)
