@@ -21,6 +21,19 @@ def test_head_only_on_cuda(ratings, tiny_params):
     np.testing.assert_allclose(meta.predict(X[:20]), cpu.predict(X[:20]), atol=5e-2)
 
 
+def test_embedding_on_cuda_matches_the_cpu(image_files):
+    import copy
+
+    from sklearn_piaa import embed_images
+    from sklearn_piaa.nn import load_backbone
+
+    backbone = load_backbone("tiny_cnn")
+    # on a GPU the next batch is decoded while this one runs
+    gpu = embed_images(image_files, copy.deepcopy(backbone), batch_size=5, device="cuda")
+    cpu = embed_images(image_files, backbone, batch_size=5)
+    np.testing.assert_allclose(gpu, cpu, rtol=1e-3, atol=1e-4)
+
+
 def test_whole_network_on_cuda(image_files):
     y = np.tile([1.0, 2.0, 3.0, 4.0, 5.0, 3.0], 2)
     groups = np.repeat(["a", "b"], 6)

@@ -218,6 +218,33 @@ def test_dataset_batches_equal_image_tensor(image_files):
     torch.testing.assert_close(ds.load(list(range(len(ds)))), expected, rtol=0, atol=0)
 
 
+def test_normalized_pixels_keep_the_channels_last_layout(image_files):
+    from sklearn_piaa._features import image_pixels, image_tensor, normalize_pixels
+
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    pixels = torch.from_numpy(np.stack([image_pixels(load_image(p), 24) for p in image_files]))
+    before = pixels.clone()
+    x = normalize_pixels(pixels.permute(0, 3, 1, 2), mean, std)
+    # the layout the backbones run in, with no conversion left to make
+    assert x.is_contiguous(memory_format=torch.channels_last)
+    expected = torch.stack([image_tensor(load_image(p), 24, mean, std) for p in image_files])
+    assert x.dtype == torch.float32 and torch.equal(x, expected)
+    assert torch.equal(pixels, before)  # the caller's bytes are left as they were
+
+
+def test_embedder_runs_the_same_numbers_as_the_decoded_tensors(image_files):
+    from sklearn_piaa._features import ImageEmbedder, image_tensor
+
+    backbone = load_backbone("tiny_cnn")
+    embedder = ImageEmbedder(backbone, torch.device("cpu"), batch_size=5)
+    batch = torch.stack([image_tensor(load_image(p), backbone.input_size, backbone.mean,
+                                      backbone.std) for p in image_files])
+    with torch.inference_mode():
+        ref = embedder._inference_net()(batch.contiguous(memory_format=torch.channels_last))
+    # bytes normalized in place, in batches of 5 (the last one short): the same numbers
+    np.testing.assert_array_equal(embedder.transform(image_files), ref.numpy())
+
+
 def test_decoded_images_are_kept_for_the_next_epoch(image_files, monkeypatch):
     import sklearn_piaa._features as features
 
