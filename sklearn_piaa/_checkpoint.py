@@ -1,18 +1,31 @@
 """Meta-training checkpoints: everything needed to resume a run exactly where it stopped."""
 
+import glob
 import hashlib
 import os
+import warnings
 
 import numpy as np
 import torch
 
 from ._io import atomic_write, check_writable_dir
+from ._warnings import PIAAWarning
 
-__all__ = ["Checkpointer", "fingerprint"]
+__all__ = ["Checkpointer", "checkpoint_name", "fingerprint"]
 
 FORMAT = "sklearn-piaa-checkpoint"
 FORMAT_VERSION = 1
-FILENAME = "checkpoint.pt"
+# One file for the whole folder, as versions up to 0.x wrote it: still resumed.
+LEGACY_FILENAME = "checkpoint.pt"
+
+
+def checkpoint_name(run_id):
+    """The file name of run ``run_id``'s checkpoint: one file per run in a folder.
+
+    Runs of other data or settings (the folds and candidates of a grid search, a run
+    with one setting changed) keep their own checkpoints side by side.
+    """
+    return f"checkpoint-{run_id[:16]}.pt"
 
 
 def fingerprint(config, arrays):
@@ -57,6 +70,11 @@ def _set_numpy_rng_state(rng, s):
 class Checkpointer:
     """Writes and reads the checkpoint of one meta-training run in ``directory``.
 
+    Each run has its own file (:func:`checkpoint_name`), so a folder can hold the
+    checkpoints of many runs; a run that finds none of its own starts afresh, with a
+    warning when the folder holds unfinished runs of other data or settings (the user
+    may have meant to resume one of them).
+
     The file holds the prior's weights and statistics, the algorithm's own state (outer
     Adam moments), the iteration reached, the loss history, the time spent and the
     numpy and torch random states, so that a resumed run continues the same random
@@ -70,7 +88,7 @@ class Checkpointer:
     every : int
         Iterations between checkpoints (the last iteration is always saved).
     run_id : str
-        :func:`fingerprint` of the run; a checkpoint of another run is refused.
+        :func:`fingerprint` of the run.
     """
 
     def __init__(self, directory, every, run_id):
@@ -78,17 +96,17 @@ class Checkpointer:
         self.every = int(every)
         self.run_id = run_id
         check_writable_dir(self.directory, what="checkpoint_dir")
-        self.path = os.path.join(self.directory, FILENAME)
+        self.path = os.path.join(self.directory, checkpoint_name(run_id))
 
     def due(self, iteration, n_iterations):
         """Whether to write after ``iteration`` (1-based count of finished iterations)."""
         return iteration % self.every == 0 or iteration == n_iterations
 
-    def save(self, iteration, prior, algo, rng, history, elapsed, device):
-        """Write the state after ``iteration`` finished iterations."""
+    def save(self, iteration, n_iterations, prior, algo, rng, history, elapsed, device):
+        """Write the state after ``iteration`` of ``n_iterations`` finished iterations."""
         state = {
             "format": FORMAT, "format_version": FORMAT_VERSION, "run_id": self.run_id,
-            "iteration": int(iteration),
+            "iteration": int(iteration), "n_iterations": int(n_iterations),
             "prior": {k: v.detach().cpu() for k, v in prior.state_dict().items()},
             "algorithm": algo.state_dict(),
             "numpy_rng": _numpy_rng_state(rng),
@@ -100,26 +118,62 @@ class Checkpointer:
         atomic_write(self.path, lambda fh: torch.save(state, fh))
 
     def load(self):
-        """The saved state, or ``None`` when the directory holds no checkpoint."""
-        if not os.path.isfile(self.path):
-            return None
+        """The run's saved state, or ``None`` when the directory holds none of it."""
+        if os.path.isfile(self.path):
+            return self._read(self.path)
+        legacy = os.path.join(self.directory, LEGACY_FILENAME)
+        if os.path.isfile(legacy):
+            state = self._read(legacy, other_runs=True)
+            if state is not None:  # this run's, written before one file per run
+                self.path = legacy
+                return state
+        self._warn_unfinished()
+        return None
+
+    def _read(self, path, other_runs=False):
         try:
-            state = torch.load(self.path, map_location="cpu", weights_only=True)
+            state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # torch raises many types for a bad file
-            raise ValueError(f"checkpoint {self.path} cannot be read ({_reason(exc)}); "
+            if other_runs:
+                return None
+            raise ValueError(f"checkpoint {path} cannot be read ({_reason(exc)}); "
                              "delete it to start over.") from None
         if not isinstance(state, dict) or state.get("format") != FORMAT:
-            raise ValueError(f"{self.path} is not a sklearn-piaa checkpoint.")
+            if other_runs:
+                return None
+            raise ValueError(f"{path} is not a sklearn-piaa checkpoint.")
+        if state.get("run_id") != self.run_id:
+            if other_runs:
+                return None
+            raise ValueError(
+                f"checkpoint {path} belongs to another run (different data or settings); "
+                "delete the file to start over.")
         if state.get("format_version") != FORMAT_VERSION:
             raise ValueError(
-                f"checkpoint {self.path} has format version {state.get('format_version')}; "
+                f"checkpoint {path} has format version {state.get('format_version')}; "
                 f"this sklearn-piaa reads version {FORMAT_VERSION}. Finish the run with the "
                 "version that wrote it, or delete the checkpoint to start over.")
-        if state["run_id"] != self.run_id:
-            raise ValueError(
-                f"checkpoint {self.path} belongs to another run (different data or "
-                "settings); use another checkpoint_dir, or delete the file to start over.")
         return state
+
+    def _warn_unfinished(self):
+        unfinished = []
+        for path in sorted(glob.glob(os.path.join(glob.escape(self.directory),
+                                                  "checkpoint*.pt"))):
+            try:  # mapped, not read: only the counts are looked at
+                state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+                done = state["iteration"] >= state["n_iterations"]
+            except Exception:  # unreadable, or written before n_iterations was saved
+                done = False
+            if not done:
+                unfinished.append(os.path.basename(path))
+        if unfinished:
+            warnings.warn(
+                f"checkpoint_dir {self.directory} holds {len(unfinished)} unfinished "
+                f"run(s) of other data or settings ({', '.join(unfinished[:3])}"
+                f"{' ...' if len(unfinished) > 3 else ''}); this run starts at iteration 0 "
+                f"and checkpoints to {os.path.basename(self.path)}. To resume one of "
+                "them, fit with the data and settings it was started with.",
+                PIAAWarning, stacklevel=6)  # fit's caller (fit runs in _fit_context)
 
     @staticmethod
     def restore(state, prior, algo, rng, device):

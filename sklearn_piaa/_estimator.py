@@ -228,7 +228,10 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         the run there every ``checkpoint_every`` iterations (atomically), and a ``fit``
         with the same data and settings resumes from the checkpoint it finds, ending
         with the same prior as an uninterrupted run (on CPU, with a fixed
-        ``random_state``). A larger ``n_iterations`` continues a finished run. A
+        ``random_state``). A larger ``n_iterations`` continues a finished run. Each
+        run (data and settings) has its own file, so the fits of a grid search can
+        share one directory; a run that finds none of its own starts afresh, and
+        warns when the directory holds unfinished runs of other data or settings. A
         ``RandomState`` instance, like ``None``, does not identify the run: ``fit``
         resumes the checkpoint of the same data and other settings, and continues its
         random stream.
@@ -679,8 +682,8 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
                                       _META_ADVICE, where=f" by iteration {it + 1}",
                                       kept="It was not checkpointed: the checkpoint "
                                            "before it is kept.")
-                        checkpoints.save(it + 1, prior, algo, rng_now, history,
-                                         time.perf_counter() - start, device)
+                        checkpoints.save(it + 1, self.n_iterations, prior, algo, rng_now,
+                                         history, time.perf_counter() - start, device)
             bar.close()
         return history, time.perf_counter() - start
 

@@ -569,7 +569,8 @@ def _build_parser():
                     help="rating scale (default: the lowest and highest rating seen)")
     mt.add_argument("--cache-dir", help="on-disk cache of image embeddings (resumable)")
     mt.add_argument("--checkpoint-dir",
-                    help="write checkpoints here; rerunning the same command resumes")
+                    help="write checkpoints here (one file per run); rerunning the same "
+                         "command resumes")
     mt.add_argument("--checkpoint-every", type=int, default=100,
                     help="iterations between checkpoints")
     mt.add_argument("--on-error", choices=["raise", "skip"], default="raise",

@@ -6,14 +6,24 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 
 import numpy as np
 import pytest
+import sklearn
 import torch
 from conftest import make_rating_features
+from sklearn.model_selection import GridSearchCV
 
-from sklearn_piaa import MetaAestheticRegressor
-from sklearn_piaa._checkpoint import FILENAME
+from sklearn_piaa import MetaAestheticRegressor, PersonalizedSROCCScorer, UserGroupKFold
+from sklearn_piaa._checkpoint import LEGACY_FILENAME
+
+
+def checkpoint_file(folder):
+    """The one checkpoint file in ``folder``, or None when it holds none."""
+    files = sorted(f for f in os.listdir(folder) if f.startswith("checkpoint"))
+    assert len(files) <= 1, files
+    return os.path.join(folder, files[0]) if files else None
 
 
 def _state(meta):
@@ -36,31 +46,110 @@ def test_resume_after_a_stop_gives_the_same_prior(ratings, tiny_params, tmp_path
     # A run stopped after 7 iterations (its last checkpoint at 5), then restarted.
     MetaAestheticRegressor(**{**params, "n_iterations": 7}, checkpoint_dir=tmp_path,
                            checkpoint_every=5).fit(X, y, groups=groups)
-    state = torch.load(tmp_path / FILENAME, weights_only=True)
+    state = torch.load(checkpoint_file(tmp_path), weights_only=True)
     assert state["iteration"] == 7  # the last iteration is always saved
     resumed = MetaAestheticRegressor(**params, checkpoint_dir=tmp_path,
                                      checkpoint_every=5).fit(X, y, groups=groups)
     _assert_same_prior(straight, resumed)
 
 
-def test_checkpoint_of_another_run_is_refused(ratings, tiny_params, tmp_path):
+def test_runs_of_other_settings_keep_their_own_checkpoints(ratings, tiny_params, tmp_path):
     X, y, groups = ratings
-    MetaAestheticRegressor(**tiny_params, checkpoint_dir=tmp_path).fit(X, y, groups=groups)
-    with pytest.raises(ValueError, match="belongs to another run"):
-        MetaAestheticRegressor(**{**tiny_params, "inner_lr": 0.5},
-                               checkpoint_dir=tmp_path).fit(X, y, groups=groups)
-    with pytest.raises(ValueError, match="belongs to another run"):
-        MetaAestheticRegressor(**tiny_params, checkpoint_dir=tmp_path).fit(X, y + 0.0 * y - 0.5,
-                                                                          groups=groups)
+    params = {**tiny_params, "n_iterations": 4, "checkpoint_dir": tmp_path}
+    other = {**params, "inner_lr": 0.5}
+    MetaAestheticRegressor(**params).fit(X, y, groups=groups)
+    MetaAestheticRegressor(**other).fit(X, y, groups=groups)
+    MetaAestheticRegressor(**params).fit(X, y - 0.5, groups=groups)  # other data
+    assert len(os.listdir(tmp_path)) == 3
+    # each continues from its own checkpoint, to the prior of a straight run
+    for p in (params, other):
+        longer = {**p, "n_iterations": 6}
+        resumed = MetaAestheticRegressor(**longer).fit(X, y, groups=groups)
+        straight = MetaAestheticRegressor(**{**longer, "checkpoint_dir": None}).fit(
+            X, y, groups=groups)
+        _assert_same_prior(straight, resumed)
     with pytest.raises(ValueError, match="beyond n_iterations=3"):
-        MetaAestheticRegressor(**{**tiny_params, "n_iterations": 3},
-                               checkpoint_dir=tmp_path).fit(X, y, groups=groups)
+        MetaAestheticRegressor(**{**params, "n_iterations": 3}).fit(X, y, groups=groups)
+
+
+def test_a_new_run_beside_an_unfinished_one_warns(ratings, tiny_params, tmp_path, monkeypatch):
+    # The user who changed a setting meant to resume, perhaps: say what happens.
+    from sklearn_piaa.meta import ALGORITHMS
+
+    X, y, groups = ratings
+    params = {**tiny_params, "n_iterations": 6, "checkpoint_dir": tmp_path,
+              "checkpoint_every": 2}
+    blg = ALGORITHMS["blg"]
+    step, calls = blg.step, []
+
+    def interrupted(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(blg, "step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        MetaAestheticRegressor(**params).fit(X, y, groups=groups)
+    monkeypatch.setattr(blg, "step", step)
+    unfinished = os.path.basename(checkpoint_file(tmp_path))
+    with pytest.warns(UserWarning, match=f"1 unfinished run.*{unfinished}.*starts at "
+                                         "iteration 0") as record:
+        MetaAestheticRegressor(**{**params, "inner_lr": 0.5}).fit(X, y, groups=groups)
+    assert record[0].filename == __file__
+    # finished runs are no reason to warn
+    MetaAestheticRegressor(**params).fit(X, y, groups=groups)  # resumes and finishes it
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        MetaAestheticRegressor(**{**params, "inner_lr": 0.1}).fit(X, y, groups=groups)
+
+
+def test_grid_search_with_a_checkpoint_dir(ratings, tiny_params, tmp_path, monkeypatch):
+    # One checkpoint file per folder made every fit after the first fail.
+    X, y, groups = ratings
+    params = {**tiny_params, "n_iterations": 3, "checkpoint_dir": tmp_path}
+    with sklearn.config_context(enable_metadata_routing=True):
+        search = GridSearchCV(MetaAestheticRegressor(**params), {"inner_lr": [1e-3, 1e-2]},
+                              cv=UserGroupKFold(2, random_state=0),
+                              scoring=PersonalizedSROCCScorer(n_support=10))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # finished runs beside each other: no warning
+            search.fit(X, y, groups=groups)
+    scores = search.cv_results_["mean_test_score"]
+    assert np.isfinite(scores).all()
+    assert len(os.listdir(tmp_path)) == 5  # 2 candidates x 2 folds, and the refit
+    # a search run again finds every fit finished: no iteration runs again
+    from sklearn_piaa.meta import ALGORITHMS
+
+    blg, steps = ALGORITHMS["blg"], []
+    step = blg.step
+    monkeypatch.setattr(blg, "step", lambda *a, **k: steps.append(1) or step(*a, **k))
+    with sklearn.config_context(enable_metadata_routing=True):
+        search.fit(X, y, groups=groups)
+    assert steps == []
+    np.testing.assert_array_equal(search.cv_results_["mean_test_score"], scores)
+    assert len(os.listdir(tmp_path)) == 5
+
+
+def test_a_checkpoint_of_the_one_file_layout_is_resumed(ratings, tiny_params, tmp_path):
+    X, y, groups = ratings
+    params = {**tiny_params, "n_iterations": 4, "checkpoint_dir": tmp_path}
+    MetaAestheticRegressor(**params).fit(X, y, groups=groups)
+    os.replace(checkpoint_file(tmp_path), tmp_path / LEGACY_FILENAME)  # as 0.x wrote it
+    resumed = MetaAestheticRegressor(**{**params, "n_iterations": 6}).fit(X, y, groups=groups)
+    straight = MetaAestheticRegressor(**{**params, "n_iterations": 6,
+                                         "checkpoint_dir": None}).fit(X, y, groups=groups)
+    _assert_same_prior(straight, resumed)
+    assert os.listdir(tmp_path) == [LEGACY_FILENAME]  # it went on in that file
 
 
 def test_damaged_checkpoint_is_named(ratings, tiny_params, tmp_path):
     X, y, groups = ratings
-    (tmp_path / FILENAME).write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="cannot be read.*delete it"):
+    MetaAestheticRegressor(**tiny_params, checkpoint_dir=tmp_path).fit(X, y, groups=groups)
+    path = checkpoint_file(tmp_path)
+    with open(path, "wb") as fh:
+        fh.write(b"not a checkpoint")
+    with pytest.raises(ValueError, match=f"{os.path.basename(path)} cannot be read.*delete it"):
         MetaAestheticRegressor(**tiny_params, checkpoint_dir=tmp_path).fit(X, y, groups=groups)
 
 
@@ -70,7 +159,9 @@ def test_kill_during_a_checkpoint_write_keeps_the_previous_one(ratings, tiny_par
     params = {**tiny_params, "n_iterations": 4, "checkpoint_dir": tmp_path,
               "checkpoint_every": 2}
     MetaAestheticRegressor(**params).fit(X, y, groups=groups)
-    before = (tmp_path / FILENAME).read_bytes()
+    path = checkpoint_file(tmp_path)
+    with open(path, "rb") as fh:
+        before = fh.read()
     real_save = torch.save
 
     def killed_mid_write(obj, fh):
@@ -81,8 +172,9 @@ def test_kill_during_a_checkpoint_write_keeps_the_previous_one(ratings, tiny_par
     monkeypatch.setattr(torch, "save", killed_mid_write)
     with pytest.raises(KeyboardInterrupt):
         MetaAestheticRegressor(**{**params, "n_iterations": 6}).fit(X, y, groups=groups)
-    assert (tmp_path / FILENAME).read_bytes() == before
-    assert os.listdir(tmp_path) == [FILENAME]
+    with open(path, "rb") as fh:
+        assert fh.read() == before
+    assert os.listdir(tmp_path) == [os.path.basename(path)]
 
 
 _CHILD = textwrap.dedent("""
@@ -110,7 +202,7 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_prior(tmp_path):
     child = subprocess.Popen([sys.executable, str(script)], env=env)
     try:
         deadline = time.monotonic() + 120
-        while not (ckpt / FILENAME).exists():
+        while not (ckpt.is_dir() and checkpoint_file(ckpt)):
             assert child.poll() is None, "the child exited before its first checkpoint"
             assert time.monotonic() < deadline, "no checkpoint within 120 s"
             time.sleep(0.02)
@@ -121,7 +213,7 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_prior(tmp_path):
         if child.poll() is None:
             child.kill()
     assert child.returncode == -signal.SIGKILL
-    reached = torch.load(ckpt / FILENAME, weights_only=True)["iteration"]
+    reached = torch.load(checkpoint_file(ckpt), weights_only=True)["iteration"]
     assert 10 <= reached < n, reached  # it really was killed mid-way
     # n_iterations may change between runs (it is the run's end, not its identity):
     # finish 15 iterations past the kill, then compare with a straight run of that length.
@@ -158,7 +250,7 @@ def test_whole_network_resume_after_an_interrupt(image_files, tmp_path, monkeypa
         MetaAestheticRegressor(**params, checkpoint_dir=tmp_path, checkpoint_every=2).fit(
             image_files, y, groups=groups)
     monkeypatch.setattr(blg, "step", step)
-    assert torch.load(tmp_path / FILENAME, weights_only=True)["iteration"] == 2
+    assert torch.load(checkpoint_file(tmp_path), weights_only=True)["iteration"] == 2
     resumed = MetaAestheticRegressor(**params, checkpoint_dir=tmp_path,
                                      checkpoint_every=2).fit(image_files, y, groups=groups)
     _assert_same_prior(straight, resumed)
@@ -186,16 +278,20 @@ def test_whole_network_runs_from_other_backbone_weights_are_other_runs(tmp_path)
         if seed == 1:
             MetaAestheticRegressor(**params).fit(imgs, y, groups=groups)
             MetaAestheticRegressor(**{**params, "n_iterations": 3}).fit(imgs, y, groups=groups)
-    with pytest.raises(ValueError, match="belongs to another run"):
-        MetaAestheticRegressor(**params).fit(imgs, y, groups=groups)
+    # a new run, in its own checkpoint, not the old one resumed
+    resumed = MetaAestheticRegressor(**params).fit(imgs, y, groups=groups)
+    assert len(os.listdir(tmp_path / "run")) == 2
+    straight = MetaAestheticRegressor(**{**params, "checkpoint_dir": None}).fit(
+        imgs, y, groups=groups)
+    _assert_same_prior(straight, resumed)
     module = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1),
                                  torch.nn.Flatten())
     params.update(backbone=module, backbone_weights=None, checkpoint_dir=tmp_path / "mod")
     MetaAestheticRegressor(**params).fit(imgs, y, groups=groups)
     with torch.no_grad():
         module[0].weight.mul_(2)
-    with pytest.raises(ValueError, match="belongs to another run"):
-        MetaAestheticRegressor(**params).fit(imgs, y, groups=groups)
+    MetaAestheticRegressor(**params).fit(imgs, y, groups=groups)
+    assert len(os.listdir(tmp_path / "mod")) == 2
 
 
 def test_backbone_weights_without_a_named_backbone_are_refused(tmp_path):

@@ -86,7 +86,7 @@ def test_meta_train_personalize_predict_evaluate_from_the_command_line(tmp_path,
           "--checkpoint-dir", str(tmp_path / "ckpt"), "--checkpoint-every", "2"])
     meta = load_model(prior)
     assert isinstance(meta, MetaAestheticRegressor) and len(meta.raters_) == 6
-    assert (tmp_path / "ckpt" / "checkpoint.pt").exists()
+    assert [f.suffix for f in (tmp_path / "ckpt").iterdir()] == [".pt"]  # the run's checkpoint
 
     # One person's ratings: no rater column needed.
     mine = tmp_path / "mine.csv"

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from sklearn_piaa import MetaAestheticRegressor
-from sklearn_piaa._checkpoint import FILENAME
 
 SMALL = dict(backbone=None, hidden_sizes=(16,), n_iterations=4, support_size=10,
              query_size=5, inner_steps=2, random_state=0, finetune_epochs=3)
@@ -40,12 +39,13 @@ def test_a_diverged_iteration_leaves_the_last_good_checkpoint(tmp_path):
     X, y, groups = _data()
     params = dict(SMALL, outer_lr=10, checkpoint_dir=tmp_path, checkpoint_every=2)
     MetaAestheticRegressor(**params).fit(X, y, groups=groups)
-    good = (tmp_path / FILENAME).read_bytes()
+    (name,) = os.listdir(tmp_path)
+    good = (tmp_path / name).read_bytes()
     with pytest.raises(FloatingPointError, match="by iteration 5: .*not checkpointed"):
         MetaAestheticRegressor(**{**params, "n_iterations": 5}).fit(X, y, groups=groups)
-    assert (tmp_path / FILENAME).read_bytes() == good
-    state = torch.load(tmp_path / FILENAME, weights_only=True)
-    assert state["iteration"] == 4 and os.listdir(tmp_path) == [FILENAME]
+    assert (tmp_path / name).read_bytes() == good
+    state = torch.load(tmp_path / name, weights_only=True)
+    assert state["iteration"] == 4 and os.listdir(tmp_path) == [name]
 
 
 def test_a_diverged_fine_tuning_raises():

@@ -9,7 +9,6 @@ import torch
 from PIL import Image
 
 from sklearn_piaa import MetaAestheticRegressor, _features, load_model, save_model
-from sklearn_piaa._checkpoint import FILENAME
 from sklearn_piaa._io import atomic_write, check_writable_dir
 
 SMALL = dict(backbone="tiny_cnn", hidden_sizes=(8,), n_iterations=2, support_size=4,
@@ -80,10 +79,11 @@ def test_file_errors_name_the_problem(tmp_path):
 def test_a_checkpoint_is_named_as_such(ratings, tiny_params, tmp_path):
     X, y, groups = ratings
     MetaAestheticRegressor(**tiny_params, checkpoint_dir=tmp_path).fit(X, y, groups=groups)
+    (name,) = os.listdir(tmp_path)
     with pytest.raises(ValueError, match="is a meta-training checkpoint"):
-        load_model(tmp_path / FILENAME)
+        load_model(tmp_path / name)
     # a file of Python objects: no advice to load it unsafely
-    torch.save({"x": object.__new__(_Opaque)}, tmp_path / FILENAME)
+    torch.save({"x": object.__new__(_Opaque)}, tmp_path / name)
     with pytest.raises(ValueError) as info:
         MetaAestheticRegressor(**tiny_params, checkpoint_dir=tmp_path).fit(X, y, groups=groups)
     assert "holds Python objects" in str(info.value)
