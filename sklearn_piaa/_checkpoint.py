@@ -118,17 +118,27 @@ class Checkpointer:
         atomic_write(self.path, lambda fh: torch.save(state, fh))
 
     def load(self):
-        """The run's saved state, or ``None`` when the directory holds none of it."""
-        if os.path.isfile(self.path):
-            return self._read(self.path)
+        """The run's saved state, or ``None`` when the directory holds none of it.
+
+        Temporary files of this run's writes that a killed process left behind (up to
+        a checkpoint's size each) are removed.
+        """
         legacy = os.path.join(self.directory, LEGACY_FILENAME)
-        if os.path.isfile(legacy):
+        state = None
+        if os.path.isfile(self.path):
+            state = self._read(self.path)
+        elif os.path.isfile(legacy):
             state = self._read(legacy, other_runs=True)
             if state is not None:  # this run's, written before one file per run
                 self.path = legacy
-                return state
-        self._warn_unfinished()
-        return None
+        if state is None:
+            self._warn_unfinished()
+        for tmp in glob.glob(glob.escape(self.path) + ".*.tmp"):  # see atomic_write
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass  # gone already, or not ours to remove: harmless either way
+        return state
 
     def _read(self, path, other_runs=False):
         try:

@@ -175,6 +175,14 @@ def test_kill_during_a_checkpoint_write_keeps_the_previous_one(ratings, tiny_par
     with open(path, "rb") as fh:
         assert fh.read() == before
     assert os.listdir(tmp_path) == [os.path.basename(path)]
+    # a SIGKILL leaves the temporary file behind: the run's next fit removes it
+    stale = f"{path}.x1y2z3.tmp"
+    with open(stale, "wb") as fh:
+        fh.write(before[:100])
+    monkeypatch.undo()
+    MetaAestheticRegressor(**{**params, "n_iterations": 6}).fit(X, y, groups=groups)
+    assert os.listdir(tmp_path) == [os.path.basename(path)]
+    assert torch.load(path, weights_only=True)["iteration"] == 6
 
 
 _CHILD = textwrap.dedent("""
