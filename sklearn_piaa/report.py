@@ -329,10 +329,16 @@ def paired_difference(result, reference):
     return _paired_means(result, reference, list(result.summary))
 
 
+def _se(value):
+    # one rater has no standard error: "n/a" in the width of "0.045"
+    return f"{value:.3f}" if np.isfinite(value) else f"{'n/a':>5}"
+
+
 def format_table(results, labels=None, reference="blg"):
     """Rows per method, columns per support size: mean ± std SROCC (the paper's layout).
 
-    The prior-only (zero-shot) score of each method is given next; when ``reference``
+    The prior-only (zero-shot) score of each method at the smallest support size is
+    given next (the query sets differ between sizes); when ``reference``
     is among the results, the last columns give each method's paired difference to it
     (mean ± standard error over raters, :func:`paired_difference`).
 
@@ -365,7 +371,10 @@ def format_table(results, labels=None, reference="blg"):
     cell = 18
     paired = max([19, *(len(f"vs {reference} @{k}") + 2 for k in sizes)])
     header = f"{'method':<{width}}" + "".join(f"{f'{k} images':>{cell}}" for k in sizes)
-    header += f"{'prior only':>{cell}}"
+    # The prior's score depends on the query set, which depends on the support size:
+    # one size for every method, or the column would compare other query sets.
+    prior_size = sizes[0] if sizes else None
+    header += f"{f'prior only @{prior_size}':>{cell}}"
     if ref is not None:
         header += "".join(f"{f'vs {reference} @{k}':>{paired}}" for k in sizes)
     lines = [header, "-" * len(header)]
@@ -373,7 +382,7 @@ def format_table(results, labels=None, reference="blg"):
         # A size this method was not evaluated at is shown as n/a, like an undefined one.
         cells = [res.summary[k]["personalized"] if k in res.summary else None
                  for k in sizes]
-        prior = res.summary[min(res.summary)]["prior"]
+        prior = res.summary[prior_size]["prior"] if prior_size in res.summary else None
         row = f"{labels.get(name, name):<{width}}" + "".join(
             f"{c.mean:>{cell - 8}.3f} ± {c.std:.3f}"
             if c is not None and np.isfinite(c.mean) else f"{'n/a':>{cell}}"
@@ -382,7 +391,7 @@ def format_table(results, labels=None, reference="blg"):
             common = [k for k in sizes if k in res.summary and k in ref.summary]
             _check_paired(res, ref, set(common), (repr(name), repr(reference)))
             diff = _paired_means(res, ref, common)
-            row += "".join(f"{diff[k][0]:>+{paired - 8}.3f} ± {diff[k][1]:.3f}"
+            row += "".join(f"{diff[k][0]:>+{paired - 8}.3f} ± {_se(diff[k][1])}"
                            if k in diff and np.isfinite(diff[k][0]) else f"{'n/a':>{paired}}"
                            for k in sizes)
         lines.append(row)

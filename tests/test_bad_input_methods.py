@@ -321,8 +321,8 @@ def test_format_table_shows_missing_sizes_as_na_and_separates_long_headers(ratin
                                             n_support=5)}
     lines = format_table(results, reference="consensus_ridge").splitlines()
     header, ridge, consensus = lines[0], lines[2], lines[3]
-    assert re.search(r"prior only\s{2,}vs consensus_ridge @5\s{2,}vs consensus_ridge @20$",
-                     header)
+    assert re.search(r"prior only @5\s{2,}vs consensus_ridge @5\s{2,}vs consensus_ridge "
+                     r"@20$", header)
     # Columns line up: a full row is as wide as the header.
     assert len(ridge) == len(header)
     # The paired difference exists at 5 images only; consensus has no 20-image cell.
@@ -331,3 +331,21 @@ def test_format_table_shows_missing_sizes_as_na_and_separates_long_headers(ratin
     direct = paired_difference(_evaluate(UserRidgeRegressor().fit(train), test, n_support=5),
                                results["consensus_ridge"])
     assert float(ridge.split()[-4]) == pytest.approx(direct[5][0], abs=5e-4)
+
+
+def test_format_table_compares_priors_on_one_support_size(ratings):
+    # Each method's prior was shown at its own smallest size: other query sets.
+    train, test = _split(ratings)
+    ridge = ConsensusRidgeRegressor().fit(train)
+    results = {"early": _evaluate(ridge, test), "late": _evaluate(ridge, test, n_support=20)}
+    lines = format_table(results, reference="early").splitlines()
+    early, late = lines[2].split(), lines[3].split()
+    assert "prior only @5" in lines[0]
+    assert early[7] == f"{results['early'].summary[5]['prior'].mean:.3f}"
+    assert late[1:4] == ["n/a", f"{results['late'].summary[20]['personalized'].mean:.3f}", "±"]
+    assert late[5] == "n/a"  # not its prior at 20 images
+    # one test rater has no standard error: "n/a", not "nan"
+    one = TaskSet.from_mapping({"r10": test["r10"]})
+    text = format_table({"a": _evaluate(ridge, one), "b": _evaluate(ridge, one)},
+                        reference="a")
+    assert "± nan" not in text and text.splitlines()[3].endswith("±   n/a")
