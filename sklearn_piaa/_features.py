@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
-from sklearn.utils import check_array
+from sklearn.utils import check_array, check_random_state
 
 from ._device import autocast
 from ._inputs import (
@@ -961,7 +961,7 @@ def _atomic_save(path, array):
 
 
 def embed_images(X, backbone="efficientnet_lite0", backbone_weights=None, batch_size=64,
-                 cache_dir=None, device="cpu", mixed_precision=False):
+                 cache_dir=None, device="cpu", mixed_precision=False, random_state=None):
     """Embed images with a frozen backbone: the features head-only training works on.
 
     Useful to compute embeddings once and pass them as precomputed features
@@ -982,6 +982,10 @@ def embed_images(X, backbone="efficientnet_lite0", backbone_weights=None, batch_
         Run the backbone under bfloat16 autocast: about 2x faster on CPUs with
         bfloat16 instructions (on a GPU, embedding is bound by JPEG decoding instead),
         embeddings within about 4% (relative norm; up to 9% on photos) of float32 ones.
+    random_state : int, RandomState instance or None, default=None
+        Draws the initial weights of a backbone built without trained weights
+        (``"tiny_cnn"``); ``None`` draws them from a copy of torch's global generator,
+        which is left as it was. Pretrained weights draw nothing.
 
     Returns
     -------
@@ -1001,7 +1005,10 @@ def embed_images(X, backbone="efficientnet_lite0", backbone_weights=None, batch_
     if not is_count(batch_size):
         raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}.")
     dev = resolve_device(device)
-    with seeded(None):  # building layers draws their initial weights: not the caller's
+    seed = None
+    if random_state is not None:  # as the baselines seed their backbones
+        seed = check_random_state(random_state).randint(np.iinfo(np.int32).max)
+    with seeded(seed):  # building layers draws their initial weights: not the caller's
         model = load_backbone(backbone, backbone_weights).to(dev)
     return ImageEmbedder(model, dev, batch_size, cache_dir,
                          mixed_precision=mixed_precision).transform(X)

@@ -245,6 +245,18 @@ def test_embedder_runs_the_same_numbers_as_the_decoded_tensors(image_files):
     np.testing.assert_array_equal(embedder.transform(image_files), ref.numpy())
 
 
+def test_embed_images_seeds_a_backbone_without_trained_weights(image_files):
+    from sklearn_piaa import embed_images
+
+    state = torch.get_rng_state()
+    a = embed_images(image_files, backbone="tiny_cnn", random_state=0)
+    b = embed_images(image_files, backbone="tiny_cnn", random_state=np.random.RandomState(0))
+    c = embed_images(image_files, backbone="tiny_cnn", random_state=1)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+    assert torch.equal(torch.get_rng_state(), state)  # the caller's generator untouched
+
+
 def test_decoded_images_are_kept_for_the_next_epoch(image_files, monkeypatch):
     import sklearn_piaa._features as features
 
