@@ -81,14 +81,15 @@ def gradient_map(model, image, reduce="max"):
     f, modules, backbone, device = _score_function(model)
     x = image_tensor(load_image(image), backbone.input_size, backbone.mean, backbone.std)
     x = x.unsqueeze(0).to(device).requires_grad_()
-    modes = [m.training for m in modules]
+    # every submodule's own mode: train(mode) would give all of them the top one's
+    modes = [(sub, sub.training) for m in modules for sub in m.modules()]
     try:
         for m in modules:
             m.eval()
         with torch.enable_grad():
             (grad,) = torch.autograd.grad(f(x).sum(), x)
     finally:
-        for m, mode in zip(modules, modes):
-            m.train(mode)
+        for sub, mode in modes:
+            sub.training = mode
     grad = grad[0].detach().float().cpu().numpy()
     return grad if reduce == "none" else np.abs(grad).max(axis=0)

@@ -61,6 +61,14 @@ def test_personalized_nets_have_their_own_maps():
     meta.prior_net_.module_.train()
     gradient_map(meta, imgs[1])
     assert meta.prior_net_.module_.training
+    # each submodule's own: a net training with its head's BatchNorm frozen keeps it so
+    module = meta.prior_net_.module_
+    frozen = [m for m in module.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    assert frozen
+    for m in frozen:
+        m.eval()
+    gradient_map(meta, imgs[1])
+    assert module.training and not any(m.training for m in frozen)
 
 
 def test_feature_models_and_bad_arguments_are_refused(ratings, tiny_params):
