@@ -193,7 +193,9 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
     score_range : (float, float), default=None
         Lowest and highest score; ``None`` takes them from the training ratings.
     batch_size : int, default=64
-        Batch size for embedding and prediction.
+        Batch size for embedding (images decoded and cached together; on a CPU the
+        frozen backbone runs on parts of 2 images per thread, which keeps its
+        activations in the cores' caches) and for whole-network prediction.
     cache_dir : str or path-like, default=None
         Directory for an on-disk cache of image embeddings (head-only mode). Embeddings
         stream to it batch by batch, so an interrupted extraction resumes where it

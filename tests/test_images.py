@@ -245,6 +245,21 @@ def test_embedder_runs_the_same_numbers_as_the_decoded_tensors(image_files):
     np.testing.assert_array_equal(embedder.transform(image_files), ref.numpy())
 
 
+def test_cpu_embedding_runs_the_network_on_small_parts_of_each_batch(image_files):
+    backbone = load_backbone("tiny_cnn")
+    embedder = ImageEmbedder(backbone, torch.device("cpu"), batch_size=5)
+    whole = ImageEmbedder(backbone, torch.device("cpu"), batch_size=5)
+    whole.forward_batch = 5
+    sizes = []
+    embedder._inference_net().register_forward_pre_hook(
+        lambda module, args: sizes.append(len(args[0])))
+    assert embedder._forward_batch() == 2 * torch.get_num_threads()
+    embedder.forward_batch = 2
+    got = embedder.transform(image_files)  # 12 images: batches of 5, 5 and 2
+    assert sizes == [2, 2, 1, 2, 2, 1, 2]
+    np.testing.assert_allclose(got, whole.transform(image_files), rtol=1e-6, atol=1e-7)
+
+
 def test_embed_images_seeds_a_backbone_without_trained_weights(image_files):
     from sklearn_piaa import embed_images
 

@@ -101,7 +101,8 @@ class BaselineRegressor(RegressorMixin, BaseEstimator):
         Ridge penalties tried by leave-one-out on the support set, per feature of the
         user map (multiplied by its width, so one grid serves 5 and 1280 features).
     batch_size : int, default=64
-        Batch size for embedding images.
+        Batch size for embedding images (on a CPU the backbone runs on parts of 2
+        images per thread).
     cache_dir : str or path-like, default=None
         On-disk embedding cache, as for :class:`~sklearn_piaa.MetaAestheticRegressor`
         (see :ref:`backbones`).
