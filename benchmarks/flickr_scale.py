@@ -10,8 +10,9 @@ photos of about 500 pixels). The peak memory printed is the whole process's, ren
 included. Then, timed separately:
 
 1. embedding every image with EfficientNet-Lite0 into an on-disk cache (against the
-   bare forward pass of the network the embedder runs, BatchNorm folded, on decoded
-   random tensors in batches of 64, timed just before and just after; not counted);
+   bare forward pass of the network the embedder runs, BatchNorm folded, in the
+   batches it runs, on decoded random tensors, timed just before and just after; not
+   counted);
 2. BLG meta-training, 1000 outer iterations at the paper's settings (head-only);
 3. the paper's protocol on the 37 held-out raters: 10 and 100 support images,
    10 draws each (``evaluate_personalization``).
@@ -46,19 +47,19 @@ from sklearn_piaa.datasets import make_aesthetic_benchmark
 from sklearn_piaa.nn import load_backbone
 
 
-def bare_forward_rate(mixed_precision, batches=20, batch_size=64):
-    """Images/s of the embedder's own network (BatchNorm folded, channels-last) on
-    decoded random tensors: what embedding would reach if decoding cost nothing."""
+def bare_forward_rate(mixed_precision, images=1280):
+    """Images/s of the embedder's own network (BatchNorm folded, channels-last, in the
+    batches it runs) on decoded random tensors: embedding if decoding cost nothing."""
     embedder = ImageEmbedder(load_backbone("efficientnet_lite0"), torch.device("cpu"),
                              mixed_precision=mixed_precision)
-    net = embedder._inference_net()
-    x = torch.randn(batch_size, 3, 224, 224).contiguous(memory_format=torch.channels_last)
+    net, step = embedder._inference_net(), embedder._forward_batch()
+    x = torch.randn(step, 3, 224, 224).contiguous(memory_format=torch.channels_last)
     with torch.inference_mode(), autocast("cpu", mixed_precision):
         net(x)
         t0 = time.perf_counter()
-        for _ in range(batches):
+        for _ in range(images // step):
             net(x)
-    return batches * batch_size / (time.perf_counter() - t0)
+    return images // step * step / (time.perf_counter() - t0), step
 
 
 def main(argv=None):
@@ -100,13 +101,13 @@ def main(argv=None):
 
         meta = MetaAestheticRegressor(n_iterations=iterations, cache_dir=os.path.join(
             work, "cache"), mixed_precision=args.mixed_precision, random_state=0, verbose=1)
-        bare_before = bare_forward_rate(args.mixed_precision)
+        bare_before, step = bare_forward_rate(args.mixed_precision)
         t1 = time.perf_counter()
         embed_images(files, batch_size=64, cache_dir=os.path.join(work, "cache"),
                      mixed_precision=args.mixed_precision)
         times["1. embed all images (EfficientNet-Lite0, to disk cache)"] = \
             time.perf_counter() - t1
-        bare = (bare_before + bare_forward_rate(args.mixed_precision)) / 2
+        bare = (bare_before + bare_forward_rate(args.mixed_precision)[0]) / 2
         embed_rate = n_images / times["1. embed all images (EfficientNet-Lite0, to disk cache)"]
         t2 = time.perf_counter()
         meta.fit(train)
@@ -126,8 +127,8 @@ def main(argv=None):
             total += seconds
     print(f"{'total (1-3)':<64}{total:>9.1f} s  ({total / 60:.1f} min; target 30 min at "
           "scale 1)")
-    print(f"embedding {embed_rate:.1f} images/s; the bare forward it runs (folded, batch "
-          f"64, before and after) {bare:.1f} images/s: {embed_rate / bare:.2f} of it")
+    print(f"embedding {embed_rate:.1f} images/s; the bare forward it runs (folded, batches "
+          f"of {step}, before and after) {bare:.1f} images/s: {embed_rate / bare:.2f} of it")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak memory (max RSS) {peak:.0f} MiB; meta-training {meta.fit_time_:.1f} s "
           f"= {meta.fit_time_ / iterations:.3f} s/iteration")
