@@ -14,7 +14,7 @@ from skorch.utils import to_tensor
 from ._array_loader import array_loader
 from ._device import autocast, seeded
 from ._diverged import check_trained
-from ._features import drop_unreadable
+from ._features import cpu_forward_batch, drop_unreadable
 from ._inputs import check_scores, is_count
 from ._warnings import PIAAWarning
 from .nn.adam import adam_step, is_plain_fused_adam
@@ -178,6 +178,14 @@ class PersonalizedNet(NeuralNetRegressor):
         normalize = getattr(self.input, "normalize", None)
         if normalize is not None and torch.is_tensor(x) and x.dtype == torch.uint8:
             x = normalize(to_tensor(x, device=self.device))
+            step = cpu_forward_batch()
+            if x.device.type == "cpu" and not self.module_.training and len(x) > step:
+                # A few images at a time keep the backbone's activations in the cores'
+                # caches; in eval mode each image's score depends on that image alone.
+                return torch.cat([self._infer(part, fit_params) for part in x.split(step)])
+        return self._infer(x, fit_params)
+
+    def _infer(self, x, fit_params):
         if not self._autocast():
             return super().infer(x, **fit_params)
         with autocast(self.device):

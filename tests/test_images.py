@@ -306,6 +306,26 @@ def test_images_as_bytes_predict_as_floats(image_files):
     np.testing.assert_array_equal(net.predict(floats), net.predict(image_files))
 
 
+def test_whole_network_prediction_on_a_cpu_runs_a_few_images_at_a_time(image_files,
+                                                                       monkeypatch):
+    import sklearn_piaa._personalize as personalize
+
+    y, groups = _ratings_for(image_files)
+    meta = MetaAestheticRegressor(train_backbone=True, **TINY_IMG).fit(image_files, y,
+                                                                       groups=groups)
+    net = meta.personalize(image_files[:6], y[:6])
+    monkeypatch.setattr(personalize, "cpu_forward_batch", lambda: 10**6)
+    whole = net.predict(image_files)
+    sizes = []
+    net.module_.backbone.register_forward_pre_hook(lambda m, args: sizes.append(len(args[0])))
+    monkeypatch.setattr(personalize, "cpu_forward_batch", lambda: 3)
+    np.testing.assert_allclose(net.predict(image_files), whole, rtol=1e-5, atol=1e-5)
+    assert sizes == [3, 1] * 3  # the net predicts 12 images in batches of 4
+    sizes.clear()
+    net.partial_fit(image_files[:12], y[:12])  # training batches stay whole
+    assert sizes and 3 not in sizes
+
+
 def test_built_in_backbones_train_channels_last(image_files):
     import copy
 
