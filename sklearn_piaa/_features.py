@@ -1007,7 +1007,7 @@ def embed_images(X, backbone="efficientnet_lite0", backbone_weights=None, batch_
         (see :ref:`backbones`).
     device : str, default="cpu"
     mixed_precision : bool, default=False
-        Run the backbone under bfloat16 autocast: about 2x faster on CPUs with
+        Run the backbone under bfloat16 autocast: about 1.5x faster on CPUs with
         bfloat16 instructions (on a GPU, embedding is bound by JPEG decoding instead),
         embeddings within about 4% (relative norm; up to 9% on photos) of float32 ones.
     random_state : int, RandomState instance or None, default=None
