@@ -367,7 +367,8 @@ def embedding_rates(n_images, repeats):
         return statistics.median(a / b for a, b in zip(rates[num], rates[den]))
 
     med = {k: statistics.median(v) for k, v in rates.items()}
-    return {"embed": med[False], "bf16": med[True], "step": step, **med,
+    return {"embed": med[False], "bf16": med[True], "step": step, "folded": med["folded"],
+            "folded 32": med["folded 32"], "loaded 32": med["loaded 32"],
             "of folded": ratio(False, "folded"), "of folded 32": ratio(False, "folded 32"),
             "of loaded 32": ratio(False, "loaded 32"), "bf16 x": ratio(True, False),
             "call": call, "call of folded": call / med["folded"], "source": source,

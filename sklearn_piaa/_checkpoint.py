@@ -24,6 +24,16 @@ def checkpoint_name(run_id):
 
     Runs of other data or settings (the folds and candidates of a grid search, a run
     with one setting changed) keep their own checkpoints side by side.
+
+    Parameters
+    ----------
+    run_id : str
+        The run's :func:`fingerprint`.
+
+    Returns
+    -------
+    str
+        ``checkpoint-<first 16 hex digits of run_id>.pt``.
     """
     return f"checkpoint-{run_id[:16]}.pt"
 

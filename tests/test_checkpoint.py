@@ -26,6 +26,26 @@ def checkpoint_file(folder):
     return os.path.join(folder, files[0]) if files else None
 
 
+def _interrupted_at(call, monkeypatch, fit):
+    """Run ``fit`` with BLG's outer step interrupted (KeyboardInterrupt) at its ``call``-th
+    call, as a user stopping the run would; the step is put back afterwards."""
+    from sklearn_piaa.meta import ALGORITHMS
+
+    blg = ALGORITHMS["blg"]
+    step, calls = blg.step, []
+
+    def interrupted(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == call:
+            raise KeyboardInterrupt
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(blg, "step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        fit()
+    monkeypatch.setattr(blg, "step", step)
+
+
 def _state(meta):
     return meta.prior_net_.module_.state_dict()
 
@@ -74,24 +94,12 @@ def test_runs_of_other_settings_keep_their_own_checkpoints(ratings, tiny_params,
 
 def test_a_new_run_beside_an_unfinished_one_warns(ratings, tiny_params, tmp_path, monkeypatch):
     # The user who changed a setting meant to resume, perhaps: say what happens.
-    from sklearn_piaa.meta import ALGORITHMS
 
     X, y, groups = ratings
     params = {**tiny_params, "n_iterations": 6, "checkpoint_dir": tmp_path,
               "checkpoint_every": 2}
-    blg = ALGORITHMS["blg"]
-    step, calls = blg.step, []
-
-    def interrupted(self, *args, **kwargs):
-        calls.append(1)
-        if len(calls) == 4:
-            raise KeyboardInterrupt
-        return step(self, *args, **kwargs)
-
-    monkeypatch.setattr(blg, "step", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        MetaAestheticRegressor(**params).fit(X, y, groups=groups)
-    monkeypatch.setattr(blg, "step", step)
+    _interrupted_at(4, monkeypatch, lambda: MetaAestheticRegressor(**params).fit(
+        X, y, groups=groups))
     unfinished = os.path.basename(checkpoint_file(tmp_path))
     with pytest.warns(UserWarning, match=f"1 unfinished run.*{unfinished}.*starts at "
                                          "iteration 0") as record:
@@ -236,7 +244,6 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_prior(tmp_path):
 def test_whole_network_resume_after_an_interrupt(image_files, tmp_path, monkeypatch):
     # Whole-network training decodes the next iteration's images ahead: the checkpoint
     # at iteration 2 must hold the random state from before that look-ahead.
-    from sklearn_piaa.meta import ALGORITHMS
 
     y = np.tile([1.0, 2.0, 3.0, 4.0, 5.0, 3.0], 2)
     groups = np.repeat(["a", "b"], 6)
@@ -244,20 +251,9 @@ def test_whole_network_resume_after_an_interrupt(image_files, tmp_path, monkeypa
                   n_iterations=5, tasks_per_batch=1, support_size=3, query_size=2,
                   random_state=0)
     straight = MetaAestheticRegressor(**params).fit(image_files, y, groups=groups)
-    blg = ALGORITHMS["blg"]
-    step, calls = blg.step, []
-
-    def interrupted(self, *args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return step(self, *args, **kwargs)
-
-    monkeypatch.setattr(blg, "step", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        MetaAestheticRegressor(**params, checkpoint_dir=tmp_path, checkpoint_every=2).fit(
-            image_files, y, groups=groups)
-    monkeypatch.setattr(blg, "step", step)
+    _interrupted_at(3, monkeypatch, lambda: MetaAestheticRegressor(
+        **params, checkpoint_dir=tmp_path, checkpoint_every=2).fit(image_files, y,
+                                                                  groups=groups))
     assert torch.load(checkpoint_file(tmp_path), weights_only=True)["iteration"] == 2
     resumed = MetaAestheticRegressor(**params, checkpoint_dir=tmp_path,
                                      checkpoint_every=2).fit(image_files, y, groups=groups)
