@@ -34,7 +34,6 @@ from ._inputs import (
     FEATURES,
     check_score_range,
     check_scores,
-    feature_names,
     input_kind,
     is_count,
     n_samples,
@@ -431,8 +430,9 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
             learning rate too large for the data). The previous fit, if any, and the
             last checkpoint before the divergence are kept.
         """
-        names = feature_names(X) if self.backbone is None else None
         tasks = self._as_tasks(X, y, groups)
+        # a TaskSet or a mapping of DataFrames carries its column names too
+        names = tasks.feature_names if self.backbone is None else None
         tasks.check_min_size(2)
         self._check_shapes()
         device = resolve_device(self.device)
@@ -796,6 +796,10 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
 
     def _check_rater(self, X, y, score_range=None):
         """One rater's ``X, y`` checked (and unreadable images dropped); their scale."""
+        if isinstance(X, np.ndarray) and X.ndim == 1 and X.dtype.kind in "biuf":
+            # len() would count its features as images
+            raise ValueError(f"X is a 1-D array of {len(X)} numbers; it must be 2-D, one "
+                             "row per image (X.reshape(1, -1) for a single row of features).")
         # float32 first: the network trains on float32, and score_range_ was measured on
         # float32 ratings, so a float64 y can only fail the range check by rounding.
         y = check_scores(y, n_samples(X)).astype(np.float32).astype(np.float64)

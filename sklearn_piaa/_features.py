@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
-from sklearn.utils import check_array, check_random_state
+from sklearn.utils import check_random_state
 
 from ._device import autocast
 from ._inputs import (
@@ -23,6 +23,7 @@ from ._inputs import (
     as_indexable,
     check_feature_names,
     check_finite_features,
+    float_features,
     input_kind,
     is_count,
     take,
@@ -602,7 +603,7 @@ class FeatureInput:
         # Adapters pickled before feature names were kept have neither attribute.
         check_feature_names(getattr(self, "feature_names", None), X,
                             getattr(self, "owner", "MetaAestheticRegressor"))
-        X = check_array(X, dtype=np.float32, ensure_all_finite=False)
+        X = float_features(X)
         check_finite_features(X)
         if X.shape[1] != self.n_features:
             raise ValueError(
@@ -610,8 +611,9 @@ class FeatureInput:
                 f"{getattr(self, 'owner', 'MetaAestheticRegressor')} is expecting "
                 f"{self.n_features} features as input (the width seen in fit)."
             )
-        # torch cannot wrap read-only memory (memmaps) without a warning; copy those.
-        return X if X.flags.writeable else X.copy()
+        # torch cannot wrap read-only memory (memmaps) without a warning, nor views with
+        # negative strides (X[::-1], np.flip) at all; copy those.
+        return X if X.flags.writeable and min(X.strides) >= 0 else X.copy()
 
 
 class ImageInput:

@@ -9,10 +9,11 @@ import os
 
 import numpy as np
 from scipy import sparse
+from sklearn.utils.validation import check_array
 
 __all__ = ["input_kind", "n_samples", "take", "concat", "check_score_range",
            "check_finite_features", "check_scores", "is_count", "feature_names",
-           "check_feature_names", "refuse_grouped_digits"]
+           "check_feature_names", "refuse_grouped_digits", "float_features"]
 
 FEATURES = "features"
 IMAGES = "images"
@@ -221,6 +222,39 @@ def check_score_range(score_range):
                          "+-3.4e38, also for high - low), in which the network computes; "
                          "rescale the scores.")
     return low, high
+
+
+def float_features(X):
+    """Precomputed features as a float32 array, by scikit-learn's ``check_array``.
+
+    A table's columns that are not numbers are named (``check_array`` names only a
+    value it could not convert).
+
+    Parameters
+    ----------
+    X : array-like of shape (n_rows, n_features)
+
+    Returns
+    -------
+    ndarray of shape (n_rows, n_features), float32
+        NaN and infinite values are left for :func:`check_finite_features` to report.
+    """
+    try:
+        return check_array(X, dtype=np.float32, ensure_all_finite=False)
+    except ValueError as exc:
+        columns = getattr(X, "columns", None)
+        if columns is None or "could not convert" not in str(exc):
+            raise
+        bad = []
+        for c in columns:
+            try:
+                np.asarray(X[c], dtype=np.float32)
+            except (TypeError, ValueError):
+                bad.append(c)
+        raise ValueError(f"X's column(s) {bad[:10]}{' ...' if len(bad) > 10 else ''} are "
+                         f"not numbers ({exc}); precomputed features must be numeric. To "
+                         "use images, pass their paths (e.g. df['image']) to a model with a "
+                         "backbone.") from None
 
 
 def check_finite_features(X, what="X"):

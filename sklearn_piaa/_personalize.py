@@ -113,7 +113,7 @@ class PersonalizedNet(NeuralNetRegressor):
 
     def __getstate__(self):
         state = super().__getstate__()
-        state.pop("_head_grad", None)  # gradient buffers: rebuilt on demand, never saved
+        state.pop("_head_grad_", None)  # gradient buffers: rebuilt on demand, never saved
         return state
 
     @property
@@ -128,11 +128,13 @@ class PersonalizedNet(NeuralNetRegressor):
                 or list(self._optimizers) != ["optimizer"] \
                 or not is_plain_fused_adam(getattr(self, "optimizer_", None)):
             return None
-        cached = self.__dict__.get("_head_grad")
+        cached = self.__dict__.get("_head_grad_")
         if cached is not None and cached[0] is module:
             return cached[1]
         fused = HeadGradient.for_module(module)
-        self.__dict__["_head_grad"] = (module, fused)  # the check walks every module: once
+        # for_module walks every module: once. The trailing "_" keeps this cache out of
+        # get_params, and so out of what clone copies.
+        self.__dict__["_head_grad_"] = (module, fused)
         return fused
 
     def initialize(self):

@@ -18,7 +18,7 @@ from torch.func import functional_call
 from ._device import seeded
 from ._diverged import check_trained
 from ._estimator import MetaAestheticRegressor
-from ._inputs import FEATURES, feature_names, input_kind
+from ._inputs import FEATURES, input_kind
 from ._progress import progress
 from ._tasks import as_tasks
 from ._warnings import PIAAWarning
@@ -335,10 +335,7 @@ class TaskVectorRegressor(RegressorMixin, BaseEstimator):
                 # here, so a seeded base leaves the draws below (clusters, sources) as
                 # they were.
                 base_.set_params(random_state=rng.randint(np.iinfo(np.int32).max))
-            base_.fit(tasks)
-            names = feature_names(X) if getattr(base_, "backbone", 0) is None else None
-            if names is not None:  # the tasks carried no column names to the base
-                base_.feature_names_in_ = base_.input_.feature_names = names
+            base_.fit(tasks)  # the tasks carry X's column names to the base
         model = getattr(base_, "estimator", base_)  # FrozenEstimator wraps the fitted one
         if not isinstance(model, MetaAestheticRegressor):
             raise TypeError(f"base must be a MetaAestheticRegressor (or a FrozenEstimator of "

@@ -8,7 +8,6 @@ from collections.abc import Mapping
 import numpy as np
 from scipy import sparse
 from sklearn.exceptions import DataConversionWarning
-from sklearn.utils.validation import check_array
 
 from ._inputs import (
     FEATURES,
@@ -16,6 +15,7 @@ from ._inputs import (
     check_finite_features,
     concat,
     feature_names,
+    float_features,
     input_kind,
     n_samples,
     refuse_grouped_digits,
@@ -155,11 +155,11 @@ class TaskSet:
         codes = np.fromiter((order[g] for g in groups.tolist()), dtype=np.intp, count=n)
         bad = ~np.isfinite(y)
         if bad.any():
-            names = sorted({str(g) for g in groups[bad].tolist()})
+            named = [raters[c] for c in np.unique(codes[bad])]
             raise ValueError(
                 f"y has {int(bad.sum())} NaN or infinite score(s) (or beyond float32's "
-                f"range), from rater(s) {names[:10]}; "
-                "drop or fill them before fitting."
+                f"range), from rater(s) {', '.join(map(repr, named[:10]))}"
+                f"{' ...' if len(named) > 10 else ''}; drop or fill them before fitting."
             )
         self.X = X
         self.y = y
@@ -214,7 +214,8 @@ class TaskSet:
         ------
         ValueError
             For an empty mapping, an entry that is not a pair, a 1-D numeric ``X``, a
-            2-D ``y``, or ``X`` and ``y`` of other lengths (naming the rater).
+            2-D ``y``, ``X`` and ``y`` of other lengths, NaN or infinite features, or
+            feature arrays of other widths (naming the rater).
         """
         if not isinstance(mapping, Mapping) or not mapping:
             raise ValueError("from_mapping expects a non-empty dict rater -> (X, y).")
@@ -231,6 +232,10 @@ class TaskSet:
                     "feature array (n_images, n_features) or images, in a pair (X, y).")
             names[rater] = feature_names(Xr)
             Xr = as_indexable(Xr)
+            if isinstance(Xr, np.ndarray) and Xr.ndim == 2 and Xr.dtype.kind == "f":
+                # checked here, where the rater and its own row numbers are known
+                check_finite_features(Xr.astype(np.float32, copy=False),
+                                      what=f"rater {rater!r}: X")
             yr = np.asarray(yr)
             if yr.ndim == 2 and yr.shape[1] == 1:
                 yr = yr[:, 0]
@@ -252,6 +257,14 @@ class TaskSet:
             raise ValueError(f"the raters' feature tables have other columns than the first "
                              f"rater's: {other[:10]}; give every rater the same columns, "
                              "in the same order.")
+        widths = {r: x.shape[1] for r, x in zip(names, Xs)
+                  if isinstance(x, np.ndarray) and x.ndim == 2}
+        if len(set(widths.values())) > 1:
+            w0 = next(iter(widths.values()))
+            other = [f"{r!r} ({w})" for r, w in widths.items() if w != w0]
+            raise ValueError(f"the raters' feature arrays have other widths than the first "
+                             f"rater's {w0} columns: {', '.join(other[:10])}"
+                             f"{' ...' if len(other) > 10 else ''}.")
         tasks = cls(concat(Xs), np.concatenate(ys), np.concatenate(gs))
         tasks.feature_names = first
         return tasks
@@ -467,9 +480,14 @@ def as_tasks(X, y=None, groups=None, features=False, owner="the estimator", stac
     if y is None:
         raise ValueError(f"{owner} requires y to be passed, but the target y is None (y is "
                          "optional only with a TaskSet or a mapping).")
+    names = feature_names(X)  # check_array keeps the values of a table, not its columns
     if features:
+        if input_kind(X) != FEATURES:
+            raise ValueError(f"{owner} with backbone=None needs X as a 2-D array of "
+                             "precomputed features; got images (paths, PIL images or "
+                             "pixel arrays). Choose a backbone to use images.")
         # Precomputed features get scikit-learn's own validation, and NaN or inf the rows.
-        X = check_array(X, dtype=np.float32, ensure_all_finite=False)
+        X = float_features(X)
         check_finite_features(X)
     if groups is None:
         warnings.warn(
@@ -480,4 +498,6 @@ def as_tasks(X, y=None, groups=None, features=False, owner="the estimator", stac
             "enable_metadata_routing=True) (or pass params={'groups': rater_ids} to "
             "cross_val_score).", PIAAWarning, stacklevel=stacklevel)
         groups = np.zeros(n_samples(X), dtype=np.int64)
-    return TaskSet.from_arrays(X, y, groups)
+    tasks = TaskSet.from_arrays(X, y, groups)
+    tasks.feature_names = names
+    return tasks

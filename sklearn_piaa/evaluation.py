@@ -12,7 +12,13 @@ from ._inputs import FEATURES, check_feature_names, input_kind, is_count, take
 from ._progress import progress
 from ._tasks import TaskSet
 from ._warnings import PIAAWarning, UndefinedSROCCWarning
-from .metrics import SROCCSummary, _srocc, _warn_repeated_images, aggregate_srocc
+from .metrics import (
+    SROCCSummary,
+    _srocc,
+    _warn_repeated_images,
+    _warn_seen_raters,
+    aggregate_srocc,
+)
 from .support import SupportSelector
 
 __all__ = ["evaluate_personalization", "PersonalizationResult",
@@ -230,33 +236,6 @@ def _warn_few_query(few, stacklevel):
             f"{' ...' if len(few) > 10 else ''}. SROCC on so few images is coarse (on 2 it "
             "is +-1), yet each of these raters counts as much as any other in the mean over "
             "raters.", PIAAWarning, stacklevel=stacklevel)
-
-
-def _training_raters(prior, depth=3):
-    """The raters ``prior`` was fitted on, as far as it records them (a set)."""
-    raters = getattr(prior, "raters_", None)
-    seen = set() if raters is None else set(raters)
-    for members in (getattr(prior, "source_raters_", None) or {}).values():
-        seen.update(members)
-    # A task-vector model's base and a FrozenEstimator's prior were fitted on raters too.
-    inner = getattr(prior, "base_", None)
-    inner = getattr(prior, "estimator", None) if inner is None else inner
-    if inner is not None and depth:
-        seen |= _training_raters(inner, depth - 1)
-    return seen
-
-
-def _warn_seen_raters(prior, test_tasks, stacklevel):
-    """Warn when test raters are among the prior's training raters: not held out."""
-    seen = _training_raters(prior)
-    both = [r for r in test_tasks.raters if r in seen]
-    if both:
-        warnings.warn(
-            f"{len(both)} of the {len(test_tasks)} test rater(s) were among the prior's "
-            f"{len(seen)} training raters ({', '.join(map(repr, both[:5]))}"
-            f"{' ...' if len(both) > 5 else ''}): their ratings were seen in training, so "
-            "these are not held-out figures. Evaluate on raters the prior was not trained "
-            "on.", PIAAWarning, stacklevel=stacklevel)
 
 
 def _check_repeats(n_repeats):

@@ -163,6 +163,33 @@ def _warn_repeated_images(tasks, stacklevel):
             "repeats first (read_ratings does).", PIAAWarning, stacklevel=stacklevel)
 
 
+def _training_raters(prior, depth=3):
+    """The raters ``prior`` was fitted on, as far as it records them (a set)."""
+    raters = getattr(prior, "raters_", None)
+    seen = set() if raters is None else set(raters)
+    for members in (getattr(prior, "source_raters_", None) or {}).values():
+        seen.update(members)
+    # A task-vector model's base and a FrozenEstimator's prior were fitted on raters too.
+    inner = getattr(prior, "base_", None)
+    inner = getattr(prior, "estimator", None) if inner is None else inner
+    if inner is not None and depth:
+        seen |= _training_raters(inner, depth - 1)
+    return seen
+
+
+def _warn_seen_raters(prior, test_tasks, stacklevel):
+    """Warn when test raters are among the prior's training raters: not held out."""
+    seen = _training_raters(prior)
+    both = [r for r in test_tasks.raters if r in seen]
+    if both:
+        warnings.warn(
+            f"{len(both)} of the {len(test_tasks)} test rater(s) were among the prior's "
+            f"{len(seen)} training raters ({', '.join(map(repr, both[:5]))}"
+            f"{' ...' if len(both) > 5 else ''}): their ratings were seen in training, so "
+            "these are not held-out figures. Evaluate on raters the prior was not trained "
+            "on.", PIAAWarning, stacklevel=stacklevel)
+
+
 def _personalizer(estimator):
     """``(transform, model)``: ``model.personalize`` on ``transform(X)`` personalizes
     ``estimator``, which may be a fitted search (nested cross-validation) or a pipeline."""
@@ -232,6 +259,9 @@ def personalized_srocc(estimator, X, y, groups, n_support=10, n_repeats=1,
     check_feature_names(getattr(estimator, "feature_names_in_", None), None,
                         type(estimator).__name__, names=tasks.feature_names)
     _warn_repeated_images(tasks, stacklevel=3)
+    _warn_seen_raters(model, tasks, stacklevel=3)
+    # A pipeline's steps may select a table's columns by name: give them the table.
+    rows = X if hasattr(X, "iloc") else tasks.X
     need = n_support + 2
     sizes = tasks.sizes()
     if too_few == "raise":
@@ -257,9 +287,9 @@ def personalized_srocc(estimator, X, y, groups, n_support=10, n_repeats=1,
         for j in range(n_repeats):
             perm = idx[rng.permutation(len(idx))]
             sup, qry = perm[:n_support], perm[n_support:]
-            net = model.personalize(transform(take(tasks.X, sup)), tasks.y[sup],
+            net = model.personalize(transform(take(rows, sup)), tasks.y[sup],
                                     random_state=rng.randint(2**31 - 1))
-            scores[i, j] = _srocc(tasks.y[qry], net.predict(transform(take(tasks.X, qry))))[0]
+            scores[i, j] = _srocc(tasks.y[qry], net.predict(transform(take(rows, qry))))[0]
     return raters, scores
 
 

@@ -227,13 +227,41 @@ def test_personalized_scorer_scores_a_search_and_a_pipeline(ratings, tiny_params
             PersonalizedSROCCScorer(**bad)(pipe, Xt, yt, gt)
 
 
+def test_personalized_scorer_on_a_table_through_a_pipeline_and_on_seen_raters(ratings,
+                                                                              tiny_params):
+    # the scorer gave a pipeline plain arrays: a step selecting columns by name failed on
+    # every fold (NaN scores); and it scored training raters without a word
+    pd = pytest.importorskip("pandas")
+    from sklearn.compose import ColumnTransformer
+    from sklearn.model_selection import KFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    X, y, groups = ratings
+    columns = [f"c{i}" for i in range(X.shape[1])]
+    df = pd.DataFrame(X, columns=columns)
+    pipe = make_pipeline(ColumnTransformer([("s", StandardScaler(), columns)]),
+                         MetaAestheticRegressor(**tiny_params))
+    scorer = PersonalizedSROCCScorer(n_support=10)
+    with sklearn.config_context(enable_metadata_routing=True), warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "X does not have valid feature names" either
+        scores = cross_val_score(pipe, df, y, params={"groups": groups},
+                                 cv=UserGroupKFold(3, random_state=0), scoring=scorer,
+                                 error_score="raise")
+    assert np.isfinite(scores).all()
+    with sklearn.config_context(enable_metadata_routing=True):
+        with pytest.warns(PIAAWarning, match="were among the prior's 12 training"):
+            cross_val_score(MetaAestheticRegressor(**tiny_params), X, y,
+                            params={"groups": groups}, scoring=scorer,
+                            cv=KFold(3, shuffle=True, random_state=0))
+
+
 def test_personalized_scorer_needs_groups(ratings, tiny_params):
     X, y, groups = ratings
     meta = MetaAestheticRegressor(**tiny_params).fit(X, y, groups=groups)
     with pytest.raises(ValueError, match="metadata routing"):
         PersonalizedSROCCScorer()(meta, X, y)
     small = groups.astype(object)
-    small[:] = "r00"
+    small[:] = "all"  # no training rater's name: not a seen rater
     small[:5] = "tiny"
     with pytest.raises(ValueError, match="'tiny' \\(5\\)"):
         PersonalizedSROCCScorer(n_support=10)(meta, X, y, groups=small)
@@ -241,7 +269,7 @@ def test_personalized_scorer_needs_groups(ratings, tiny_params):
         warnings.simplefilter("always")
         value = PersonalizedSROCCScorer(n_support=10, too_few="skip")(meta, X, y, groups=small)
     assert np.isfinite(value)
-    # the rater left out is named; 'r00' is every rater of the fixture at once, so it
+    # the rater left out is named; 'all' is every rater of the fixture at once, so it
     # rated images several times; no other warning
     messages = sorted(str(w.message) for w in record if issubclass(w.category, PIAAWarning))
     assert len(messages) == 2 and "more than once" in messages[1]

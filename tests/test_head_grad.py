@@ -259,7 +259,8 @@ def test_personalized_net_fast_and_plain_steps_fit_the_same_weights(dropout, mon
         torch.manual_seed(3)
         net.partial_fit(X, y) if hooks else net.fit(X, y)
         if fused:
-            assert net.__dict__["_head_grad"][1] is not None  # the fast path ran
+            assert net.__dict__["_head_grad_"][1] is not None  # the fast path ran
+            assert not [k for k in net.get_params(deep=False) if "head_grad" in k]
         fitted.append((net.module_.state_dict(), net.history[:, "train_loss"]))
     _assert_same_state(fitted[0][0], fitted[1][0])
     np.testing.assert_allclose(fitted[0][1], fitted[1][1], rtol=1e-9)

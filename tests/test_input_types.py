@@ -102,3 +102,80 @@ def test_sparse_support_and_two_column_scores_get_clear_errors():
     a = rng.rand(10)
     with pytest.raises(ValueError, match=r"y_true must be 1-D .* got shape \(10, 2\)"):
         srocc(np.c_[a, a], np.r_[a, a])
+
+
+def test_reversed_views_work_as_their_copies(ratings, tiny_params):
+    # numpy views with negative strides (X[::-1], np.flip) reached torch, which refuses them
+    X, y, groups = ratings
+    meta = MetaAestheticRegressor(**tiny_params).fit(X, y, groups=groups)
+    flipped = MetaAestheticRegressor(**tiny_params).fit(X[::-1, ::-1], y[::-1],
+                                                        groups=groups[::-1])
+    copied = MetaAestheticRegressor(**tiny_params).fit(X[::-1, ::-1].copy(), y[::-1].copy(),
+                                                       groups=groups[::-1].copy())
+    np.testing.assert_array_equal(flipped.predict(X[:5, ::-1]),
+                                  copied.predict(X[:5, ::-1].copy()))
+    Xr, yr = X[:12][::-1], y[:12][::-1]
+    net = meta.personalize(Xr[:, ::-1][:, ::-1], yr)
+    expected = meta.personalize(Xr.copy(), yr.copy())
+    np.testing.assert_array_equal(net.predict(np.flip(X[:5], 0)[::-1]),
+                                  expected.predict(X[:5]))
+    np.testing.assert_array_equal(meta.predict(np.flip(X[:5], 0)), meta.predict(X[4::-1].copy()))
+
+
+def test_a_taskset_or_mapping_of_tables_keeps_its_column_names(ratings, tiny_params):
+    # fitted from a TaskSet or a mapping, a model forgot the names and scored reordered
+    # columns silently
+    pd = pytest.importorskip("pandas")
+    from sklearn_piaa import TaskSet, TaskVectorRegressor
+    from sklearn_piaa.baselines import UserRidgeRegressor
+
+    X, y, groups = ratings
+    columns = [f"c{i}" for i in range(X.shape[1])]
+    df = pd.DataFrame(X, columns=columns)
+    mapping = {r: (df[groups == r], y[groups == r]) for r in np.unique(groups)}
+    models = [MetaAestheticRegressor(**tiny_params).fit(TaskSet.from_arrays(df, y, groups)),
+              MetaAestheticRegressor(**tiny_params).fit(mapping),
+              UserRidgeRegressor(backbone=None).fit(mapping),
+              TaskVectorRegressor(MetaAestheticRegressor(**tiny_params), n_sources=2,
+                                  source_epochs=1, random_state=0).fit(mapping)]
+    for model in models:
+        fitted = model.base_ if isinstance(model, TaskVectorRegressor) else model
+        assert list(fitted.feature_names_in_) == columns
+        model.predict(df.iloc[:3])
+        with pytest.raises(ValueError, match="feature names should match"):
+            model.predict(df[columns[::-1]].iloc[:3])
+
+
+def test_a_mappings_bad_rows_are_named_by_rater(ratings, tiny_params):
+    # errors gave row numbers of the joined array, and no rater
+    X, y, _ = ratings
+    bob = X[20:40].copy()
+    bob[3, 1] = np.nan
+    meta = MetaAestheticRegressor(**tiny_params)
+    with pytest.raises(ValueError, match=r"rater 'bob': X has NaN .* \(row 3\)"):
+        meta.fit({"alice": (X[:20], y[:20]), "bob": (bob, y[20:40]), "carol": (X[40:60], y[:20])})
+    with pytest.raises(ValueError, match=r"other widths than the first rater's 8 .*'bob' \(7\)"):
+        meta.fit({"alice": (X[:20], y[:20]), "bob": (X[20:40, :7], y[20:40])})
+    scores = y[:40].copy()
+    scores[25] = np.nan
+    with pytest.raises(ValueError, match=r"from rater\(s\) 1;"):
+        meta.fit(X[:40], scores, groups=np.repeat([0, 1], 20))
+
+
+def test_inputs_of_the_wrong_kind_are_named(ratings, tiny_params):
+    X, y, groups = ratings
+    meta = MetaAestheticRegressor(**tiny_params).fit(X, y, groups=groups)
+    with pytest.raises(ValueError, match="1-D array of 8 numbers; it must be 2-D"):
+        meta.personalize(X[0], y[:1])  # was "X has 8 images but y has 1 scores"
+    with pytest.raises(ValueError, match="backbone=None needs X as a 2-D array of "
+                                         "precomputed features; got images"):
+        MetaAestheticRegressor(**tiny_params).fit(["a.jpg"] * 4, y[:4], groups=[0, 0, 1, 1])
+    pd = pytest.importorskip("pandas")
+    table = pd.DataFrame(X[:40], columns=[f"c{i}" for i in range(8)]).assign(
+        photo=["x.jpg"] * 40)
+    with pytest.raises(ValueError, match=r"column\(s\) \['photo'\] are not numbers"):
+        MetaAestheticRegressor(**tiny_params).fit(table, y[:40], groups=groups[:40])
+    fitted = MetaAestheticRegressor(**tiny_params).fit(table.iloc[:, :8], y[:40],
+                                                       groups=groups[:40])
+    with pytest.raises(ValueError, match=r"column\(s\) \['c3'\] are not numbers"):
+        fitted.predict(table.iloc[:, :8].assign(c3="n/a"))

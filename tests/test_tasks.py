@@ -73,6 +73,7 @@ def test_raters_image_arrays_of_other_sizes_join_as_a_list():
     t = TaskSet.from_mapping({"a": (a, np.arange(3.0)), "b": (b, np.arange(3.0))})
     assert isinstance(t.X, list) and len(t.X) == 6
     assert t["b"][0][0].shape == (24, 18, 3)
-    with pytest.raises(ValueError, match="different shapes per row"):  # features: no
+    # features: no, and the rater is named
+    with pytest.raises(ValueError, match=r"other widths than the first rater.s 4 columns: 'b'"):
         TaskSet.from_mapping({"a": (np.zeros((3, 4)), np.arange(3.0)),
                               "b": (np.zeros((3, 5)), np.arange(3.0))})

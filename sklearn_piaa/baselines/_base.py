@@ -27,7 +27,6 @@ from .._inputs import (
     FEATURES,
     check_score_range,
     check_scores,
-    feature_names,
     input_kind,
     n_samples,
 )
@@ -185,10 +184,10 @@ class BaselineRegressor(RegressorMixin, BaseEstimator):
         -------
         self
         """
-        names = feature_names(X) if self.backbone is None else None
         # The same input rules (and messages) as the meta-learned prior.
         tasks = as_tasks(X, y, groups, features=self.backbone is None,
                          owner=type(self).__name__, stacklevel=3)
+        names = tasks.feature_names if self.backbone is None else None
         alphas = np.asarray(self.alphas, dtype=float).reshape(-1)
         if len(alphas) == 0 or not (alphas > 0).all():
             raise ValueError(f"alphas must be positive numbers; got {self.alphas}.")
