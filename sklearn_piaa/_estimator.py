@@ -441,7 +441,15 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
 
         score_range = self._score_range(tasks)
         with seeded(seed, device):
-            prior, input_adapter, data, tasks = self._build(tasks, score_range, device)
+            prior, input_adapter, data, kept = self._build(tasks, score_range, device)
+        if kept is not tasks:  # unreadable images left out (on_error="skip")
+            self._warn_dropped_raters(tasks, kept)
+            # their scores must not set the scale the head maps into
+            score_range = self._score_range(kept)
+            for m in prior.modules():
+                if isinstance(m, AestheticHead):
+                    m.set_score_range(*score_range)
+            tasks = kept
         history, fit_time = self._meta_train(prior, tasks, data, rng, seed, device)
         check_trained(prior, history, "meta-training", _META_ADVICE,
                       kept="The previous fit is kept." if hasattr(self, "prior_net_") else "")
@@ -567,6 +575,14 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
                                        backbone.std, train=True, cache=DECODED_CACHE),
                 "y": y, "dim": dim}
         return net, adapter, data, tasks
+
+    @staticmethod
+    def _warn_dropped_raters(tasks, kept):
+        gone = [r for r in tasks.raters if r not in kept]
+        if gone:
+            warnings.warn(f"{len(gone)} rater(s) had no readable image and were left out of "
+                          f"meta-training: {', '.join(map(repr, gone[:10]))}"
+                          f"{' ...' if len(gone) > 10 else ''}.", PIAAWarning, stacklevel=3)
 
     @staticmethod
     def _drop_rows(tasks, bad):
@@ -753,11 +769,20 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         ndarray of shape (n_samples,)
         """
         check_is_fitted(self, "prior_net_")
+        self._apply_on_error()
         return self.prior_net_.predict(X)
 
+    def _apply_on_error(self):
+        # on_error is read where images are decoded, by the input adapter made in fit:
+        # a later set_params(on_error=...) (on a loaded prior, say) must reach it too.
+        adapter = getattr(self, "input_", None)
+        if hasattr(adapter, "on_error"):
+            adapter.on_error = self.on_error
+
     def _readable(self, X, y):
-        """``X, y`` without unreadable images when ``on_error="skip"``."""
-        return drop_unreadable(self.input_, X, y, self.on_error, stacklevel=3)
+        """``X, y`` without unreadable images when ``on_error="skip"``; the rows kept."""
+        return drop_unreadable(self.input_, X, y, self.on_error, stacklevel=3,
+                               return_kept=True)
 
     def personalize(self, X, y, random_state=None, score_range=None, **net_params):
         """Fine-tune a copy of the prior on one rater's images.
@@ -790,6 +815,7 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
             later changes neither the net nor what :func:`save_model` writes for it.
         """
         check_is_fitted(self, "prior_net_")
+        self._apply_on_error()
         X, y, (low, high) = self._check_rater(X, y, score_range)
         return self._finetune(X, y, random_state, None if score_range is None else (low, high),
                               **net_params)
@@ -809,12 +835,16 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
             raise ValueError(f"y has {int((~np.isfinite(y)).sum())} NaN or infinite score(s).")
         low, high = (self.score_range_ if score_range is None
                      else check_score_range(score_range))
+        # The scores of images left out (on_error="skip") are not the rater's data.
+        given = y
+        X, y, kept = self._readable(X, y)
         # In float32, as y is and fit compared: 0.1 as a float32 rating is 0.10000000149.
-        outside = (y < np.float32(low)) | (y > np.float32(high))
+        outside = np.zeros(len(given), dtype=bool)  # at the rows as given, for the message
+        outside[kept] = (y < np.float32(low)) | (y > np.float32(high))
         if outside.any():
             raise ValueError(
                 f"{int(outside.sum())} score(s) lie outside the range ({low:g}, {high:g}), "
-                f"e.g. {_scores_at(y, outside)}. If this rater uses another scale than the "
+                f"e.g. {_scores_at(given, outside)}. If this rater uses another scale than the "
                 "prior's training data, pass score_range=(low, high) of that scale "
                 "(--score-range LOW,HIGH on the command line).")
         spread = float(y.max() - y.min()) / (high - low)
@@ -826,7 +856,6 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
                 f"of the prior's range ({low:g}, {high:g}). If this rater uses another "
                 "scale, pass score_range=(low, high) of that scale (--score-range LOW,HIGH "
                 "on the command line).", PIAAWarning, stacklevel=3)
-        X, y = self._readable(X, y)
         return X, y, (low, high)
 
     def _finetune(self, X, y, random_state, score_range, module=None, **net_params):

@@ -552,16 +552,18 @@ def unreadable_rows(X, size, on_error, stacklevel):
     return bad
 
 
-def drop_unreadable(adapter, X, y, on_error, stacklevel):
+def drop_unreadable(adapter, X, y, on_error, stacklevel, return_kept=False):
     """One rater's ``X, y`` without unreadable images when ``on_error="skip"``.
 
     ``adapter`` (an :class:`ImageEmbedder` or :class:`ImageInput`) would turn them into
     NaN embeddings or blank images, which prediction reports as NaN but training would
     learn from. Through an embedder ``X`` comes back as its embeddings. ``stacklevel``
-    counts from the caller, as :func:`warnings.warn`'s does.
+    counts from the caller, as :func:`warnings.warn`'s does. With ``return_kept``, the
+    positions of the rows kept come third.
     """
+    kept = np.arange(len(y))
     if on_error != "skip" or input_kind(X) == FEATURES:
-        return X, y
+        return (X, y, kept) if return_kept else (X, y)
     X = as_indexable(X)  # rows by position: a pandas Series' X[i] is by index label
     if isinstance(adapter, ImageEmbedder):
         X = adapter.transform(X)  # warns naming the unreadable images
@@ -570,7 +572,10 @@ def drop_unreadable(adapter, X, y, on_error, stacklevel):
         bad = unreadable_rows(X, adapter.size, "skip", stacklevel + 1)
     if bad.all():
         raise ValueError("none of the rater's images could be read (on_error='skip').")
-    return (take(X, np.flatnonzero(~bad)), y[~bad]) if bad.any() else (X, y)
+    if bad.any():
+        kept = np.flatnonzero(~bad)
+        X, y = take(X, kept), y[kept]
+    return (X, y, kept) if return_kept else (X, y)
 
 
 class FeatureInput:

@@ -33,7 +33,7 @@ from .datasets import (
     read_real_cur,
 )
 from .datasets._table import _first
-from .evaluation import evaluate_personalization
+from .evaluation import _readable_rows, evaluate_personalization
 from .meta import ALGORITHMS
 from .report import METHOD_LABELS, TABLE1_METHODS
 
@@ -236,7 +236,8 @@ def _one_rater(args):
                 f"once and it has other columns ({', '.join(map(repr, others[:5]))}): if "
                 "one of them names the rater, pass it with --rater-col (and --rater).")
         table.cols[args.rater_col] = ["you"] * table.n
-    X, y, groups = _read(table, cols, args.image_root)
+    # --on-error skip covers missing image files too: personalize skips them, warning
+    X, y, groups = _read(table, cols, args.image_root, check_files=args.on_error != "skip")
     data = TaskSet.from_arrays(X, y, groups)
     raters = data.raters
     if args.rater is None and len(raters) > 1:
@@ -256,6 +257,22 @@ def _load_prior(path, device):
         raise SystemExit(f"{path} holds a personalized model, not a prior.")
     _check_reads_images(prior, path)
     return prior
+
+
+def _reading(owner, on_error, quiet):
+    """Set how a loaded model reads images: bad files (``--on-error``) and progress bars.
+
+    Both were saved with the model as they were when it was trained; the command line
+    decides them for this run.
+    """
+    if "on_error" in owner.get_params(deep=False):
+        owner.set_params(on_error=on_error)  # a meta-learned prior applies it when used
+    # The input adapter decodes the images: how it treats bad files is all that matters.
+    # PAM's adapter measures attributes around an embedder, which decodes them.
+    adapter = getattr(owner.input_, "embedder", owner.input_)
+    for attr, value in (("on_error", on_error), ("progress", not quiet)):
+        if hasattr(adapter, attr):
+            setattr(adapter, attr, value)
 
 
 def _check_reads_images(prior, path):
@@ -299,9 +316,14 @@ def run_personalize(args, out=None):
     say = printer(out)
     _check_output(args.output, args.prior, args.ratings)
     prior = _load_prior(args.prior, args.device)
+    _reading(prior, args.on_error, args.quiet)
     rater, X, y = _one_rater(args)
     _check_output(args.output, *_paths(X))  # the images the table names are inputs too
     t0 = time.perf_counter()
+    n_rated = len(y)
+    if args.on_error == "skip":
+        # left out here, so that the line below counts the images fine-tuned on
+        X, y, _ = _readable_rows(prior, X, y)
     if isinstance(prior, BaselineRegressor):
         if args.epochs is not None or args.lr is not None:
             raise SystemExit(f"{args.prior} holds a {type(prior).__name__}, which personalizes "
@@ -319,7 +341,8 @@ def run_personalize(args, out=None):
         # save under the user's name.
         raise KeyboardInterrupt
     save_model(net, args.output)
-    say(f"personalized to rater {rater!r} on {plural(len(y), 'image')} "
+    skipped = f", {n_rated - len(y)} unreadable left out" if n_rated > len(y) else ""
+    say(f"personalized to rater {rater!r} on {plural(len(y), 'image')}{skipped} "
         f"({time.perf_counter() - t0:.1f}s); saved to {args.output}")
     return net
 
@@ -364,12 +387,7 @@ def run_predict(args, out=None):
     owner = (model.prior_ if isinstance(model, PersonalizedNet)
              else model.prior_ if isinstance(model, PersonalizedBaseline) else model)
     _check_reads_images(owner, args.model)
-    # The input adapter decodes the images: how it treats bad files is all that matters.
-    # PAM's adapter measures attributes around an embedder, which decodes them.
-    adapter = getattr(owner.input_, "embedder", owner.input_)
-    for attr, value in (("on_error", args.on_error), ("progress", not args.quiet)):
-        if hasattr(adapter, attr):
-            setattr(adapter, attr, value)
+    _reading(owner, args.on_error, args.quiet)
     t0 = time.perf_counter()
     scores = model.predict(files)
     if np.isnan(scores).all():
@@ -434,6 +452,7 @@ def run_evaluate(args, out=None):
     if args.output:
         _check_output(args.output, *_paths(data.tasks.X))
     prior = _load_prior(args.prior, args.device)
+    _reading(prior, args.on_error, args.quiet)
     tasks = data.test if data.test is not None else data.tasks
     say(f"evaluating {plural(len(tasks), 'rater')} of {args.data} at {args.n_support} "
         f"support images, {plural(args.n_repeats, 'draw')} each")
@@ -472,6 +491,12 @@ def _add_table_args(p):
     p.add_argument("--rater-col", default=TABLE_DEFAULTS["rater_col"], help="rater id column")
     p.add_argument("--image-col", default=TABLE_DEFAULTS["image_col"], help="image file column")
     p.add_argument("--score-col", default=TABLE_DEFAULTS["score_col"], help="score column")
+
+
+def _add_on_error(p, skip):
+    p.add_argument("--on-error", choices=["raise", "skip"], default="raise",
+                   help=f"unreadable or missing image files: stop, or {skip}, with a "
+                        "warning naming them")
 
 
 def _add_common_args(p, device=True, seed=True):
@@ -573,9 +598,7 @@ def _build_parser():
                          "command resumes")
     mt.add_argument("--checkpoint-every", type=int, default=100,
                     help="iterations between checkpoints")
-    mt.add_argument("--on-error", choices=["raise", "skip"], default="raise",
-                    help="unreadable or missing image files: stop, or skip them with a "
-                         "warning")
+    _add_on_error(mt, "meta-train without them")
     _add_common_args(mt, device=False)
     mt.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
 
@@ -594,6 +617,7 @@ def _build_parser():
                                              "prior's)")
     pe.add_argument("--score-range", type=_score_range, metavar="LOW,HIGH",
                     help="the rater's rating scale, when it differs from the prior's")
+    _add_on_error(pe, "fine-tune without them")
     _add_common_args(pe)
 
     pr = sub.add_parser("predict", formatter_class=defaults,
@@ -624,6 +648,7 @@ def _build_parser():
     ev.add_argument("--score-range", type=_score_range, metavar="LOW,HIGH",
                     help="the test raters' scale, when it differs from the prior's")
     ev.add_argument("-o", "--output", help="CSV of the per-rater, per-draw table")
+    _add_on_error(ev, "evaluate each rater on the others")
     _add_common_args(ev)
 
     demo = sub.add_parser("demo", formatter_class=defaults,

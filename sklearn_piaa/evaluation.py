@@ -90,10 +90,25 @@ class PersonalizationResult:
         return "\n".join(lines)
 
 
+def _readable_rows(prior, X, y):
+    """``X, y`` and the prior's scores, without the images it could not read.
+
+    A model that skips unreadable images (``on_error="skip"``) predicts NaN for them:
+    left in, one such image in a query set would make that draw's SROCC undefined, and
+    in a support set it would be dropped by ``personalize`` anyway.
+    """
+    pred = prior.predict(X)
+    ok = ~np.isnan(pred)
+    if ok.all():
+        return X, y, pred
+    keep = np.flatnonzero(ok)
+    return take(X, keep), y[keep], pred[keep]
+
+
 def _one_rater(prior, X, y, rater, seeds, n_support, personalize_params):
     rows = []
     # The prior is fixed: predict the rater's images once, then index each query set.
-    prior_pred = prior.predict(X)
+    X, y, prior_pred = _readable_rows(prior, X, y)
     for repeat, seed in enumerate(seeds):
         # One permutation per repeat: the 10-image support is part of the 100-image
         # one, so support sizes are compared on nested draws.
@@ -327,7 +342,7 @@ def _query_size(n_query, n_images):
 def _one_rater_support(prior, X, y, rater, seeds, n_support, n_query, selectors,
                        personalize_params):
     rows = {name: [] for name in ("random", *selectors)}
-    prior_pred = prior.predict(X)
+    X, y, prior_pred = _readable_rows(prior, X, y)
     F = _selection_features(prior, X)
     n_q = _query_size(n_query, len(y))
     for repeat, seed in enumerate(seeds):

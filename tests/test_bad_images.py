@@ -9,7 +9,7 @@ from PIL import Image
 
 from sklearn_piaa import MetaAestheticRegressor, embed_images
 from sklearn_piaa._features import ImageEmbedder, load_image, thread_map
-from sklearn_piaa.nn import Backbone, load_backbone
+from sklearn_piaa.nn import AestheticHead, Backbone, load_backbone
 
 SMALL = dict(backbone="tiny_cnn", hidden_sizes=(8,), n_iterations=2, support_size=4,
              query_size=2, finetune_epochs=1, random_state=0)
@@ -246,3 +246,47 @@ def test_refitting_a_personalized_net_leaves_unreadable_images_out(image_files, 
     without = net.fit(image_files[:6], y[:6]).predict(image_files[6:])
     assert np.isfinite(with_bad).all()
     np.testing.assert_array_equal(with_bad, without)
+
+
+@pytest.mark.parametrize("train_backbone", [False, True])
+def test_on_error_set_after_fit_is_applied(image_files, tmp_path, train_backbone):
+    # set_params(on_error="skip") on a fitted (or loaded) prior showed in get_params, but
+    # its input adapter kept fit's "raise": no way to skip a bad file but a refit
+    y = np.tile(np.arange(1.0, 7.0), 2)
+    meta = MetaAestheticRegressor(**SMALL, train_backbone=train_backbone).fit(
+        image_files[:6] * 2, y, groups=np.repeat(["a", "b"], 6))
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(open(image_files[1], "rb").read()[:200])
+    X = [*image_files[6:11], str(bad)]
+    with pytest.raises(ValueError, match="bad.jpg"):
+        meta.predict(X)
+    meta.set_params(on_error="skip")
+    with pytest.warns(UserWarning, match="bad.jpg"):
+        pred = meta.predict(X)
+    assert np.isnan(pred[-1]) and np.isfinite(pred[:-1]).all()
+    with pytest.warns(UserWarning, match="bad.jpg"):
+        net = meta.personalize(X, np.arange(1.0, 7.0), max_epochs=1)
+    assert np.isfinite(net.predict(X[:5])).all()
+    meta.set_params(on_error="raise")
+    with pytest.raises(ValueError, match="bad.jpg"):
+        meta.personalize(X, np.arange(1.0, 7.0), max_epochs=1)
+
+
+@pytest.mark.parametrize("train_backbone", [False, True])
+def test_skipped_images_neither_set_the_range_nor_drop_a_rater_silently(
+        image_files, tmp_path, train_backbone):
+    # the scores of unreadable images set score_range_ (the head's scale), and a rater
+    # none of whose images could be read vanished from raters_ without a word
+    gone = [str(tmp_path / f"gone{i}.jpg") for i in range(3)]
+    X = image_files[:6] * 2 + gone
+    y = np.r_[np.tile(np.arange(1.0, 7.0), 2), [9.0] * 3]
+    groups = [*["a"] * 6, *["b"] * 6, *["ghost"] * 3]
+    with pytest.warns(UserWarning) as record:
+        meta = MetaAestheticRegressor(**SMALL, train_backbone=train_backbone,
+                                      on_error="skip").fit(X, y, groups=groups)
+    assert meta.score_range_ == (1.0, 6.0) and meta.raters_ == ["a", "b"]
+    heads = [m for m in meta.prior_net_.module_.modules() if isinstance(m, AestheticHead)]
+    assert [(h.score_low.item(), h.score_span.item()) for h in heads] == [(1.0, 5.0)]
+    assert meta.predict(image_files[:6]).max() < 6.0
+    messages = " ".join(str(w.message) for w in record)
+    assert "no readable image" in messages and "'ghost'" in messages

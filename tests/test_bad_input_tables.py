@@ -293,7 +293,8 @@ def test_an_unknown_rater_is_named_with_the_raters_there(tmp_path):
     raters = [f"r{i:02d}" for i in range(12)]
     path = _csv(tmp_path, "rater,image,score\n" + "".join(f"{r},a.png,3\n" for r in raters))
     args = argparse.Namespace(ratings=path, rater="nope", rater_col="rater",
-                              image_col="image", score_col="score", image_root=None)
+                              image_col="image", score_col="score", image_root=None,
+                              on_error="raise")
     with pytest.raises(SystemExit) as info:
         _one_rater(args)
     assert info.value.code == (f"no rater 'nope' in {path}; it has r00, r01, r02, r03, r04, "

@@ -316,3 +316,45 @@ def test_predict_writes_a_file_name_that_is_not_utf8_as_it_is(tmp_path):
     rows = out.read_bytes().splitlines()
     assert len(rows) == 2 and rows[1].startswith(os.path.join(photos, b"caf\xe9.png,"))
     assert np.isfinite(float(rows[1].rsplit(b",", 1)[1]))
+
+
+def test_personalize_and_evaluate_skip_bad_images_when_asked_and_keep_quiet(tmp_path,
+                                                                          capsys):
+    # their errors advised --on-error skip, which neither had; and a prior trained with
+    # progress bars drew them under --quiet
+    import pytest
+
+    from sklearn_piaa import PIAAWarning
+
+    csv_path = _ratings_folder(tmp_path, broken=True)
+    prior = tmp_path / "prior.pt"
+    main(["meta-train", str(csv_path), "-o", str(prior), "--backbone", "tiny_cnn",
+          "--n-iterations", "2", "--support-size", "8", "--query-size", "4"])
+    capsys.readouterr()
+    mine = tmp_path / "mine.csv"
+    mine.write_text("image,score\n" + "\n".join(f"{i}.png,{1 + i % 5}" for i in range(12))
+                    + "\nbroken.jpg,3\ngone.jpg,2")
+    user = tmp_path / "user.pt"
+    with pytest.raises(FileNotFoundError, match="--on-error skip"):
+        main(["personalize", str(prior), str(mine), "-o", str(user), "--quiet"])
+    with pytest.warns(PIAAWarning, match="broken.jpg"):
+        main(["personalize", str(prior), str(mine), "-o", str(user), "--quiet",
+              "--on-error", "skip", "--epochs", "2"])
+    captured = capsys.readouterr()
+    assert "on 12 images, 2 unreadable left out" in captured.out
+    lines = csv_path.read_text().splitlines()
+    with_bad = tmp_path / "with_bad.csv"
+    with_bad.write_text("\n".join(lines + [f"u{r},broken.jpg,3" for r in range(6)]))
+    table = tmp_path / "table.csv"
+    with pytest.raises(ValueError, match="broken.jpg"):
+        main(["evaluate", str(prior), str(with_bad), "--n-support", "5", "--n-repeats", "2",
+              "--quiet"])
+    with pytest.warns(PIAAWarning, match="broken.jpg"):
+        main(["evaluate", str(prior), str(with_bad), "--n-support", "5", "--n-repeats", "2",
+              "--quiet", "--on-error", "skip", "-o", str(table)])
+    rows = [line.split(",") for line in table.read_text().splitlines()[1:]]
+    assert len(rows) == 12 and {r[3] for r in rows} == {"19"}  # 24 readable - 5 support
+    assert all(np.isfinite(float(r[5])) for r in rows)
+    assert "embed" not in captured.err + capsys.readouterr().err
+    main(["evaluate", str(prior), str(csv_path), "--n-support", "5", "--n-repeats", "1"])
+    assert "embed" in capsys.readouterr().err  # the bars it has without --quiet
