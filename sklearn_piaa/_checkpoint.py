@@ -4,6 +4,7 @@ import glob
 import hashlib
 import os
 import warnings
+import zipfile
 
 import numpy as np
 import torch
@@ -63,6 +64,20 @@ def _reason(exc, what="a checkpoint"):
     if "weights_only" in text or "Weights only" in text:
         return f"it holds Python objects that {what} never does"
     return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def _not_an_archive(path):
+    """Why ``path`` is not a torch archive (a zip file), or None when it is one."""
+    if zipfile.is_zipfile(path):
+        return None
+    with open(path, "rb") as fh:
+        head = fh.read(2)
+    if head[:1] == b"\x80":  # pickle's protocol marker (joblib.dump writes pickles too)
+        return "it is a pickle (pickle.dump or joblib.dump), not a torch archive"
+    if head == b"PK":  # a zip whose directory, at its end, is missing
+        return ("it is the start of a torch archive whose end is missing: a truncated "
+                "file (an interrupted copy or download?)")
+    return "it is not a torch archive" + ("" if head else " (it is empty)")
 
 
 def _numpy_rng_state(rng):
@@ -156,7 +171,8 @@ class Checkpointer:
         except Exception as exc:  # torch raises many types for a bad file
             if other_runs:
                 return None
-            raise ValueError(f"checkpoint {path} cannot be read ({_reason(exc)}); "
+            why = _not_an_archive(path) or _reason(exc)
+            raise ValueError(f"checkpoint {path} cannot be read ({why}); "
                              "delete it to start over.") from None
         if not isinstance(state, dict) or state.get("format") != FORMAT:
             if other_runs:

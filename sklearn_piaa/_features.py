@@ -70,6 +70,15 @@ _DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError,
 _LOAD_LOCKS = tuple(threading.Lock() for _ in range(64))
 
 
+def _reason(exc):
+    """Why Pillow could not read a file, with what to do where the user can do something."""
+    if isinstance(exc, Image.DecompressionBombError):
+        # a real 200-megapixel photo trips Pillow's guard as a hostile file would
+        return (f"{exc} Pillow refuses images over twice PIL.Image.MAX_IMAGE_PIXELS; if "
+                "the file is a photo you trust, raise that limit (or set it to None).")
+    return str(exc)
+
+
 def to_rgb(img):
     """An RGB copy of a PIL image of any mode, with values on the 8-bit scale.
 
@@ -122,7 +131,7 @@ def load_image(src):
             with Image.open(path) as img:
                 return to_rgb(ImageOps.exif_transpose(img))
         except _DECODE_ERRORS as exc:
-            raise ValueError(f"cannot read image file {path}: {exc}") from None
+            raise ValueError(f"cannot read image file {path}: {_reason(exc)}") from None
     if isinstance(src, Image.Image):
         loaded(src)
         try:
@@ -318,7 +327,7 @@ def _draft(src, size):
                 raw.draft("RGB", (size * 8 // 7, size * 8 // 7))
             return to_rgb(ImageOps.exif_transpose(raw))
     except _DECODE_ERRORS as exc:
-        raise ValueError(f"cannot read image file {path}: {exc}") from None
+        raise ValueError(f"cannot read image file {path}: {_reason(exc)}") from None
 
 
 def normalize_pixels(x, mean, std):
@@ -664,7 +673,11 @@ def _content_key(src):
             raise FileNotFoundError(f"image file not found: {path}") from None
         # fsencode: a file name that is not UTF-8 (unzipped from a Latin-1 archive) is
         # still a name; the bytes are those of .encode() for every UTF-8 one.
-        h.update(os.fsencode(path) + f"\0{st.st_mtime_ns}\0{st.st_size}".encode())
+        # st_ctime_ns: the kernel sets it on every write, and no tool can carry it over
+        # as cp -p, rsync -t, archives and metadata editors keeping the date carry over
+        # the modification time: an edited or replaced file is never taken for the old.
+        h.update(os.fsencode(path)
+                 + f"\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_size}".encode())
     elif isinstance(src, Image.Image):
         # The pixels alone are not the image: a palette image's colours live in its
         # palette and transparency, and EXIF orientation turns it.

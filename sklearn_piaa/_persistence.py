@@ -14,7 +14,6 @@ classes (:data:`_SKLEARN_CLASSES`, :data:`_TORCH_MODULES`, :data:`_BASELINE_CLAS
 import numbers
 import os
 import warnings
-import zipfile
 
 import numpy as np
 import sklearn
@@ -24,7 +23,7 @@ from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression, Ridge, RidgeCV
 from sklearn.preprocessing import StandardScaler
 
-from ._checkpoint import _reason
+from ._checkpoint import _not_an_archive, _reason
 from ._device import resolve_device, seeded, usable
 from ._estimator import MetaAestheticRegressor
 from ._features import FeatureInput, ImageEmbedder, _module_fingerprint
@@ -447,20 +446,20 @@ def _read(path):
                          "in another order?)")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"model file not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a bad file
-        if not zipfile.is_zipfile(path):
-            with open(path, "rb") as fh:
-                head = fh.read(2)
-            # pickle's protocol marker (joblib.dump writes pickles too)
-            why = ("it is a pickle (pickle.dump or joblib.dump): load it with joblib.load, "
-                   "from a source you trust" if head[:1] == b"\x80" else
-                   "it is not a torch archive, as every model file is (an image, a table?)")
-        else:
+    # Checked first: torch.load would also warn about the pickle's protocol.
+    why = _not_an_archive(path)
+    if why is None:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch raises many types for a bad file
             why = _reason(exc, "a model file (a pickle, or another program's checkpoint?)")
+    elif "pickle" in why:
+        why += ": load it with joblib.load, from a source you trust"
+    elif why.endswith("not a torch archive"):
+        why += ", as every model file is (an image, a table?)"
+    if why is not None:
         raise ValueError(f"{path} is not a readable sklearn-piaa model file (damaged or "
-                         f"another format): {why}") from None
+                         f"another format): {why}")
     if isinstance(state, dict) and "run_id" in state and "iteration" in state:
         raise ValueError(f"{path} is a meta-training checkpoint (checkpoint_dir), not a "
                          "model: fit with that checkpoint_dir finishes the run; save the "

@@ -12,6 +12,7 @@ import os
 import re
 import sys
 import time
+import warnings
 
 import numpy as np
 
@@ -210,6 +211,17 @@ def run_meta_train(args, out=None):
     return meta
 
 
+_PEOPLE = {"user", "worker", "participant", "subject", "person", "annotator", "judge",
+           "respondent", "observer", "rater", "viewer", "customer", "author", "uid", "pid",
+           "sid", "wid"}
+
+
+def _names_people(column):
+    """Whether a column's name says it names people (``user``, ``worker_id``, ...)."""
+    words = re.split(r"[^a-z]+", re.sub(r"([a-z])([A-Z])", r"\1 \2", str(column)).lower())
+    return any(w.rstrip("s") in _PEOPLE or w in _PEOPLE for w in words if w)
+
+
 def _one_rater(args):
     """``(X, y)`` of the rater in a ratings CSV (``--rater`` picks one of several)."""
     from .datasets._table import _load_table, _read, _require
@@ -235,6 +247,16 @@ def _one_rater(args):
                 f"person's ratings, but {plural(repeated, 'image')} appear(s) more than "
                 f"once and it has other columns ({', '.join(map(repr, others[:5]))}): if "
                 "one of them names the rater, pass it with --rater-col (and --rater).")
+        people = [c for c in others if _names_people(c)
+                  and len({str(v).strip() for v in table.cols[c]}) > 1]
+        if people:
+            # each image rated once, by several people: read as one, it would fine-tune
+            # on a mixture of tastes without a word
+            raise SystemExit(
+                f"{args.ratings} has no {args.rater_col!r} column, so it would be read as "
+                f"one person's ratings, but its column {people[0]!r} holds several "
+                f"values: if it names the rater, pass --rater-col {people[0]} (and "
+                "--rater).")
         table.cols[args.rater_col] = ["you"] * table.n
     # --on-error skip covers missing image files too: personalize skips them, warning
     X, y, groups = _read(table, cols, args.image_root, check_files=args.on_error != "skip")
@@ -306,7 +328,9 @@ def run_personalize(args, out=None):
         a model file that holds no prior, or a prior fitted without a backbone; a CSV of
         several raters without ``--rater``, or a ``--rater`` it lacks; ``--rater`` with a
         CSV without a rater column, or such a CSV that repeats images and has other
-        columns (one may name the rater); ``--epochs`` or ``--lr`` with a baseline prior.
+        columns (one may name the rater) or has a column named for people (``user``,
+        ``worker_id``, ...) that holds several values; ``--epochs`` or ``--lr`` with a
+        baseline prior.
     KeyboardInterrupt
         When fine-tuning was interrupted (nothing is saved).
     ValueError, OSError
@@ -750,6 +774,7 @@ def console(argv=None):
     not as a traceback; Ctrl-C exits with status 130 and one line. Set the
     environment variable ``SKLEARN_PIAA_TRACEBACK=1`` to see the traceback. argparse's
     own exits (usage errors, ``--help``) carry a status, not a message, and pass through.
+    Warnings are printed as one line too (``sklearn-piaa: warning: ...``).
 
     Parameters
     ----------
@@ -761,6 +786,9 @@ def console(argv=None):
     int
         0 on success, 1 for an error in the input, 130 when interrupted.
     """
+    formatted = warnings.formatwarning
+    if not os.environ.get("SKLEARN_PIAA_TRACEBACK"):
+        warnings.formatwarning = _format_warning
     try:
         return main(argv)
     except SystemExit as exc:
@@ -779,6 +807,13 @@ def console(argv=None):
         # Outputs are written atomically: an interrupted command leaves none half done.
         print("sklearn-piaa: interrupted; nothing was written.", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = formatted
+
+
+def _format_warning(message, category, filename, lineno, line=None):
+    # One line, as errors are: the package's source line means nothing to the user.
+    return f"sklearn-piaa: warning: {message}\n"
 
 
 if __name__ == "__main__":

@@ -290,3 +290,33 @@ def test_skipped_images_neither_set_the_range_nor_drop_a_rater_silently(
     assert meta.predict(image_files[:6]).max() < 6.0
     messages = " ".join(str(w.message) for w in record)
     assert "no readable image" in messages and "'ghost'" in messages
+
+
+def test_a_photo_over_pillows_pixel_limit_says_how_to_read_it(image_files, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 40 x 48 is over twice that
+    with pytest.raises(ValueError, match=r"img_01.jpg: .* raise that limit"):
+        embed_images([image_files[1]], backbone="tiny_cnn")
+    with pytest.raises(ValueError, match=r"img_01.jpg: .* raise that limit"):
+        load_image(image_files[1])
+
+
+def test_a_file_edited_in_place_with_its_date_kept_is_embedded_again(tmp_path):
+    # the cache key was path, modification time and size: an edit keeping all three
+    # (cp -p of a same-sized file, a metadata editor preserving the date) was served
+    # the old file's embedding from cache_dir
+    rng = np.random.RandomState(0)
+    a, b = (tmp_path / "a.bmp", tmp_path / "b.bmp")  # uncompressed: the same size
+    for path in (a, b):
+        Image.fromarray(rng.randint(0, 256, (40, 48, 3), dtype=np.uint8)).save(path)
+    target = tmp_path / "photo.bmp"
+    target.write_bytes(a.read_bytes())
+    cache = tmp_path / "cache"
+    first = _embed([str(target)], cache_dir=cache)
+    stat = os.stat(target)
+    target.write_bytes(b.read_bytes())
+    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert os.stat(target).st_size == stat.st_size
+    again = _embed([str(target)], cache_dir=cache)
+    fresh = _embed([str(b)])
+    assert not np.allclose(first, fresh)
+    np.testing.assert_array_equal(again, fresh)

@@ -6,6 +6,7 @@ images, a prior overwritten) or failed with a bare KeyError / unpacking error.
 
 import os
 import stat
+import sys
 
 import numpy as np
 import pytest
@@ -260,6 +261,29 @@ def test_the_command_prints_input_errors_as_one_line(tmp_path, capsys, monkeypat
     monkeypatch.setenv("SKLEARN_PIAA_TRACEBACK", "1")
     with pytest.raises(FileNotFoundError, match="missing.csv"):
         console(["meta-train", str(missing), "-o", str(tmp_path / "p.pt")])
+
+
+def test_the_command_prints_warnings_as_one_line(capsys, monkeypatch):
+    # they came as "/path/to/sklearn_piaa/cli.py:441: PIAAWarning: ..." plus a source line
+    import warnings
+
+    from sklearn_piaa import PIAAWarning, cli
+
+    def run(argv):
+        warnings.warn("2 image(s) could not be read", PIAAWarning, stacklevel=1)
+        return 0
+
+    monkeypatch.delenv("SKLEARN_PIAA_TRACEBACK", raising=False)
+    monkeypatch.setattr(cli, "main", run)
+    # as Python shows a warning outside pytest, which records them
+    monkeypatch.setattr(warnings, "showwarning", lambda m, c, f, n, file=None, line=None:
+                        sys.stderr.write(warnings.formatwarning(m, c, f, n, line)))
+    default = warnings.formatwarning
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        assert cli.console([]) == 0
+    assert capsys.readouterr().err == "sklearn-piaa: warning: 2 image(s) could not be read\n"
+    assert warnings.formatwarning is default  # the process's own setting, restored
 
 
 @pytest.mark.parametrize("sizes", [(True,), (8, 0), (8.0,)])

@@ -301,6 +301,29 @@ def test_an_unknown_rater_is_named_with_the_raters_there(tmp_path):
                                "r05, r06, r07, r08, r09, ... (12 in all).")
 
 
+def test_one_persons_csv_with_a_column_of_several_people_is_refused(tmp_path):
+    # without a 'rater' column, a file of several people who each rated other images
+    # was fine-tuned on as one person (the check caught only repeated images)
+    _images(tmp_path, ["a.png", "b.png", "c.png"])
+
+    def one_rater(text):
+        args = argparse.Namespace(ratings=_csv(tmp_path, text), rater=None,
+                                  rater_col="rater", image_col="image", score_col="score",
+                                  image_root=None, on_error="raise")
+        return _one_rater(args)
+
+    with pytest.raises(SystemExit, match="its column 'WorkerID' holds several values: if "
+                                         "it names the rater, pass --rater-col WorkerID"):
+        one_rater("image,score,WorkerID\na.png,3,w1\nb.png,4,w2\nc.png,2,w2\n")
+    # one person named in it, or another kind of column: one person's ratings
+    for extra in ("user\nw1\nw1\nw1", "taken\n2024-01-02\n2024-03-04\n2024-05-06"):
+        name, *values = extra.split("\n")
+        rows = "".join(f"{im},{i + 2},{v}\n" for i, (im, v) in enumerate(
+            zip(["a.png", "b.png", "c.png"], values)))
+        rater, X, y = one_rater(f"image,score,{name}\n{rows}")
+        assert rater == "you" and len(y) == 3
+
+
 def test_counts_are_worded_in_the_singular_for_one():
     assert [plural(n, "draw") for n in (0, 1, 2)] == ["0 draws", "1 draw", "2 draws"]
 

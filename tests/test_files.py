@@ -2,6 +2,7 @@
 
 import os
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -72,8 +73,27 @@ def test_file_errors_name_the_problem(tmp_path):
         check_writable_dir(tmp_path / "a_file", what="checkpoint_dir")
     with open(tmp_path / "m.pkl", "wb") as fh:
         pickle.dump({"a": 1}, fh)
-    with pytest.raises(ValueError, match="it is a pickle .* load it with joblib.load"):
-        load_model(tmp_path / "m.pkl")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # not torch's "Detected pickle protocol" as well
+        with pytest.raises(ValueError, match="it is a pickle .* load it with joblib.load"):
+            load_model(tmp_path / "m.pkl")
+
+
+def test_a_truncated_model_or_checkpoint_is_called_truncated(ratings, tiny_params, tmp_path):
+    # it was "not a torch archive, as every model file is (an image, a table?)"
+    X, y, groups = ratings
+    meta = MetaAestheticRegressor(**tiny_params, checkpoint_dir=tmp_path / "ck").fit(
+        X, y, groups=groups)
+    save_model(meta, tmp_path / "m.pt")
+    (checkpoint,) = (tmp_path / "ck").iterdir()
+    for path in (tmp_path / "m.pt", checkpoint):
+        path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(ValueError, match="m.pt is not a readable .* whose end is missing: a "
+                                         "truncated file"):
+        load_model(tmp_path / "m.pt")
+    with pytest.raises(ValueError, match="cannot be read .* truncated file"):
+        MetaAestheticRegressor(**tiny_params, checkpoint_dir=tmp_path / "ck").fit(
+            X, y, groups=groups)
 
 
 def test_a_checkpoint_is_named_as_such(ratings, tiny_params, tmp_path):
