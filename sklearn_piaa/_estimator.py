@@ -37,6 +37,7 @@ from ._inputs import (
     input_kind,
     is_count,
     n_samples,
+    refuse_one_row,
 )
 from ._personalize import PersonalizedNet
 from ._progress import progress
@@ -822,10 +823,7 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
 
     def _check_rater(self, X, y, score_range=None):
         """One rater's ``X, y`` checked (and unreadable images dropped); their scale."""
-        if isinstance(X, np.ndarray) and X.ndim == 1 and X.dtype.kind in "biuf":
-            # len() would count its features as images
-            raise ValueError(f"X is a 1-D array of {len(X)} numbers; it must be 2-D, one "
-                             "row per image (X.reshape(1, -1) for a single row of features).")
+        refuse_one_row(X)
         # float32 first: the network trains on float32, and score_range_ was measured on
         # float32 ratings, so a float64 y can only fail the range check by rounding.
         y = check_scores(y, n_samples(X)).astype(np.float32).astype(np.float64)

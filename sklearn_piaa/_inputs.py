@@ -13,7 +13,8 @@ from sklearn.utils.validation import check_array
 
 __all__ = ["input_kind", "n_samples", "take", "concat", "check_score_range",
            "check_finite_features", "check_scores", "is_count", "feature_names",
-           "check_feature_names", "refuse_grouped_digits", "float_features"]
+           "check_feature_names", "refuse_grouped_digits", "float_features",
+           "refuse_one_row"]
 
 FEATURES = "features"
 IMAGES = "images"
@@ -291,6 +292,14 @@ def refuse_grouped_digits(y, what="y"):
         if bad:
             raise ValueError(f"{what} must hold numeric scores; {len(bad)} are text with an "
                              f"underscore, e.g. {bad[:3]} (read as numbers, '4_5' is 45).")
+
+
+def refuse_one_row(X):
+    """Refuse a 1-D array of numbers as ``X``: one row of features, whose length would
+    otherwise be taken for a number of images."""
+    if isinstance(X, np.ndarray) and X.ndim == 1 and X.dtype.kind in "biuf":
+        raise ValueError(f"X is a 1-D array of {len(X)} numbers; it must be 2-D, one row "
+                         "per image (X.reshape(1, -1) for a single row of features).")
 
 
 def check_scores(y, n_rows=None, what="y"):

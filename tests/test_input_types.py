@@ -165,8 +165,12 @@ def test_a_mappings_bad_rows_are_named_by_rater(ratings, tiny_params):
 def test_inputs_of_the_wrong_kind_are_named(ratings, tiny_params):
     X, y, groups = ratings
     meta = MetaAestheticRegressor(**tiny_params).fit(X, y, groups=groups)
-    with pytest.raises(ValueError, match="1-D array of 8 numbers; it must be 2-D"):
-        meta.personalize(X[0], y[:1])  # was "X has 8 images but y has 1 scores"
+    from sklearn_piaa.baselines import UserRidgeRegressor
+
+    ridge = UserRidgeRegressor(backbone=None).fit(X, y, groups=groups)
+    for model in (meta, ridge):
+        with pytest.raises(ValueError, match="1-D array of 8 numbers; it must be 2-D"):
+            model.personalize(X[0], y[:1])  # was "X has 8 images but y has 1 scores"
     with pytest.raises(ValueError, match="backbone=None needs X as a 2-D array of "
                                          "precomputed features; got images"):
         MetaAestheticRegressor(**tiny_params).fit(["a.jpg"] * 4, y[:4], groups=[0, 0, 1, 1])

@@ -29,6 +29,7 @@ from .._inputs import (
     check_scores,
     input_kind,
     n_samples,
+    refuse_one_row,
 )
 from .._tasks import as_tasks
 from ..nn import BACKBONES, load_backbone
@@ -396,6 +397,7 @@ class PersonalizedBaseline(RegressorMixin, BaseEstimator):
         # A copy: a refit of the prior rebinds its attributes, and must not change this
         # model afterwards (the copy shares them, so costs nothing).
         prior = copy.copy(self.prior)
+        refuse_one_row(X)
         y = check_scores(y, n_samples(X))
         if len(y) == 0 or not np.isfinite(y).all():
             raise ValueError("personalize needs at least one rated image and finite scores.")
