@@ -1,6 +1,7 @@
 """``sklearn-piaa table1``: every method on the same held-out raters and support draws."""
 
 import time
+import warnings
 
 import numpy as np
 
@@ -8,6 +9,7 @@ from ._cli_common import given_table_options, image_files, plural, printer
 from ._device import resolve_device, seeded
 from ._features import ImageEmbedder
 from ._tasks import TaskSet
+from ._warnings import PIAAWarning
 from .datasets import (
     make_aesthetic_benchmark,
     measure_attributes,
@@ -42,6 +44,14 @@ def _table1_methods(args):
         if with_personality:
             insert(["pa_iaa"], "ridge")
         return names
+    # The flags add rows to the default list only: say so rather than add nothing quietly.
+    if with_attributes and not any(n in ATTRIBUTE_METHODS for n in names):
+        warnings.warn("--attributes adds the PAM rows to the default list only; with "
+                      f"--algorithms, name {' or '.join(ATTRIBUTE_METHODS)} to run them.",
+                      PIAAWarning, stacklevel=2)
+    if with_personality and "pa_iaa" not in names:
+        warnings.warn("--personality adds the pa_iaa row to the default list only; with "
+                      "--algorithms, name pa_iaa to run it.", PIAAWarning, stacklevel=2)
     needs = [n for n in names if n in ATTRIBUTE_METHODS]
     if needs and not with_attributes:
         raise SystemExit(f"{', '.join(needs)} use(s) the images' measured attributes: add "

@@ -199,8 +199,10 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
     cache_dir : str or path-like, default=None
         Directory for an on-disk cache of image embeddings (head-only mode). Embeddings
         stream to it batch by batch, so an interrupted extraction resumes where it
-        stopped; ``fit`` fails before embedding if it is not writable or lacks the
-        space for the new embeddings.
+        stopped. ``fit`` fails before embedding if the folder cannot be made or lacks
+        the space for the new embeddings; a read-only one (a shared cache) serves the
+        embeddings it holds, and the others are computed without being cached, with a
+        :class:`PIAAWarning`.
     on_error : {"raise", "skip"}, default="raise"
         An image file that cannot be read (missing, empty, truncated, not an image):
         ``"raise"`` stops with an error naming it (FileNotFoundError for a missing

@@ -12,6 +12,7 @@ import os
 import re
 import sys
 import time
+import traceback
 import warnings
 
 import numpy as np
@@ -792,7 +793,11 @@ def console(argv=None):
     try:
         return main(argv)
     except SystemExit as exc:
-        if not isinstance(exc.code, str) or os.environ.get("SKLEARN_PIAA_TRACEBACK"):
+        if not isinstance(exc.code, str):
+            raise
+        if os.environ.get("SKLEARN_PIAA_TRACEBACK"):
+            # Python prints an exit's message, never its traceback: asked for, it is here
+            traceback.print_exc()
             raise
         print(f"sklearn-piaa: error: {exc.code}", file=sys.stderr)
         return 1

@@ -268,6 +268,7 @@ def test_the_command_prints_option_errors_as_one_line(tmp_path, capsys, monkeypa
     monkeypatch.setenv("SKLEARN_PIAA_TRACEBACK", "1")
     with pytest.raises(SystemExit, match="--image-root does not apply"):
         console(args)
+    assert "Traceback" in capsys.readouterr().err  # asked for: Python prints none for exits
 
 
 def test_argparse_exits_pass_through_the_command(tmp_path, capsys):

@@ -3,6 +3,7 @@ import io
 import numpy as np
 import pytest
 
+from sklearn_piaa import PIAAWarning
 from sklearn_piaa._cli_table1 import _table1_methods
 from sklearn_piaa.cli import _build_parser, main, run_demo, run_table1
 from sklearn_piaa.report import TABLE1_METHODS
@@ -198,6 +199,13 @@ def test_table1_default_rows_follow_the_flags():
         main(["table1", "--algorithms", "pa_iaa"])
     with pytest.raises(SystemExit):  # argparse: not a method
         main(["table1", "--algorithms", "pamm"])
+    # with --algorithms the flags add no row: said, not done quietly
+    args = parser.parse_args(["table1", "--algorithms", "blg", "ridge", "--attributes",
+                              "--personality"])
+    with pytest.warns(PIAAWarning) as record:
+        assert _table1_methods(args) == ["blg", "ridge"]
+    assert len(record) == 2 and "name pam or pam_attributes" in str(record[0].message)
+    assert "name pa_iaa to run it" in str(record[1].message)
 
 
 def _personality_file(tmp_path, raters, header="rater,O,C,E,A,N", rows=None):

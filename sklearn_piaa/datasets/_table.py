@@ -269,7 +269,8 @@ def _check_files(t, paths, root, hint=IMAGE_ROOT_HINT):
             f"{len(missing)} of the {len(unique)} image file(s) named in {t.name} are missing "
             f"under {root}: {_first(shown)}. Check the image folder ({hint}) and the image "
             "names; to train without them, read with check_files=False and fit with "
-            "on_error='skip' (--on-error skip on the command line)."
+            "on_error='skip' (--on-error skip for sklearn-piaa meta-train, personalize, "
+            "evaluate and predict)."
         )
 
 
