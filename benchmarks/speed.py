@@ -44,7 +44,10 @@ the same run, on the same machine), their ratio, and the process's peak memory.
   step on 80 and on 20 images under bfloat16 autocast.
 
 Usage: ``python benchmarks/speed.py [--iterations 30] [--rounds 3] [--repeats 5]
-[--images 256] [--whole-network]``.
+[--images 256] [--whole-network] [--keep-freed-memory]``. With ``--keep-freed-memory``
+glibc's malloc is tuned as the ``sklearn-piaa`` command tunes its own process (a
+library user gets the same with ``MALLOC_MMAP_THRESHOLD_=33554432
+MALLOC_TRIM_THRESHOLD_=268435456`` in the environment); the header says which.
 The naive loop is read from ``../shared`` and skipped (n/a) when that is absent; the
 embedding benchmark uses the photos there, or generated JPEGs of the same size.
 """
@@ -63,6 +66,7 @@ import torch
 from scipy.stats import spearmanr
 
 from sklearn_piaa import MetaAestheticRegressor, PersonalizedNet, embed_images
+from sklearn_piaa._cli_common import keep_freed_memory
 from sklearn_piaa._device import autocast
 from sklearn_piaa._features import ImageEmbedder
 from sklearn_piaa.meta import BLG
@@ -450,9 +454,15 @@ def main(argv=None):
     ap.add_argument("--images", type=int, default=256, help="images for the embedding rate")
     ap.add_argument("--whole-network", action="store_true",
                     help="also time whole-network training steps (about a minute)")
+    ap.add_argument("--keep-freed-memory", action="store_true",
+                    help="tune glibc's malloc as the sklearn-piaa command does for its "
+                         "process (sklearn_piaa._cli_common.keep_freed_memory)")
     args = ap.parse_args(argv)
+    tuned = args.keep_freed_memory and keep_freed_memory()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{os.cpu_count()} CPUs", flush=True)
+          f"{os.cpu_count()} CPUs; malloc "
+          f"{'tuned as the command line tunes it' if tuned else 'as the process found it'}",
+          flush=True)
     rows = []
     mm_s = {n: step_matmul_seconds(n, args.repeats) for n in (N_S, N_Q)}
     # GFLOP/s of an iteration's products: the 80-row and the (slower) 20-row steps'

@@ -17,7 +17,14 @@ import warnings
 
 import numpy as np
 
-from ._cli_common import TABLE_DEFAULTS, given_table_options, image_files, plural, printer
+from ._cli_common import (
+    TABLE_DEFAULTS,
+    given_table_options,
+    image_files,
+    keep_freed_memory,
+    plural,
+    printer,
+)
 from ._cli_table1 import run_table1
 from ._estimator import MetaAestheticRegressor
 from ._io import atomic_write, check_output_file
@@ -787,6 +794,7 @@ def console(argv=None):
     int
         0 on success, 1 for an error in the input, 130 when interrupted.
     """
+    keep_freed_memory()  # this process is the command's own
     formatted = warnings.formatwarning
     if not os.environ.get("SKLEARN_PIAA_TRACEBACK"):
         warnings.formatwarning = _format_warning

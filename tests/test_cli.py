@@ -366,3 +366,26 @@ def test_personalize_and_evaluate_skip_bad_images_when_asked_and_keep_quiet(tmp_
     assert "embed" not in captured.err + capsys.readouterr().err
     main(["evaluate", str(prior), str(csv_path), "--n-support", "5", "--n-repeats", "1"])
     assert "embed" in capsys.readouterr().err  # the bars it has without --quiet
+
+
+def test_the_command_keeps_freed_memory_unless_the_environment_chooses(monkeypatch):
+    import ctypes
+    import sys
+
+    from sklearn_piaa import _cli_common, cli
+
+    calls = []
+    monkeypatch.setattr(cli, "keep_freed_memory", lambda: calls.append(1))
+    monkeypatch.setattr(cli, "main", lambda argv: 0)
+    assert cli.console([]) == 0 and calls == [1]
+    for name in _cli_common._ALLOCATOR_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "131072")  # the user's choice stands
+    assert _cli_common.keep_freed_memory() is False
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_")
+    try:
+        glibc = sys.platform.startswith("linux") and bool(
+            ctypes.CDLL("libc.so.6").gnu_get_libc_version)
+    except (OSError, AttributeError):
+        glibc = False
+    assert _cli_common.keep_freed_memory() is glibc

@@ -91,3 +91,28 @@ def test_embed_images_uses_the_folded_network_with_the_same_result(image_files):
     assert not any(isinstance(m, nn.BatchNorm2d) for m in embedder._folded.modules())
     np.testing.assert_allclose(embed_images(paths, backbone=backbone), ref, rtol=1e-4,
                                atol=1e-5)
+
+
+def test_lean_efficientnet_lite_is_the_librarys_network_bit_for_bit():
+    # ReLU6 in place and padding inside the stride-1 convolutions: the library's own
+    # network, forward and backward, with its state_dict
+    from efficientnet_lite_pytorch import EfficientNet
+
+    lean = load_backbone("efficientnet_lite0")
+    plain = EfficientNet.from_name("efficientnet-lite0")
+    del plain._fc
+    plain.load_state_dict(lean.features.net.state_dict())
+    assert sum(type(m) is nn.Conv2d for m in lean.modules()) == 12  # padded inside
+    assert all(m.inplace for m in lean.modules() if isinstance(m, nn.ReLU6))
+    assert not any(isinstance(m, nn.ReLU6) and m.inplace for m in plain.modules())
+    x = torch.randn(3, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(lean.eval()(x), plain.eval().extract_features(x).mean((2, 3)),
+                                   rtol=0, atol=0)
+    lean.train(), plain.train()
+    for forward in (lean, lambda x: plain.extract_features(x).mean((2, 3))):
+        torch.manual_seed(0)  # the same drop-connect draws in training
+        forward(x).square().sum().backward()
+    grads = dict(plain.named_parameters())
+    for name, p in lean.features.net.named_parameters():
+        torch.testing.assert_close(p.grad, grads[name].grad, rtol=0, atol=0)
