@@ -93,10 +93,21 @@ def test_embed_images_uses_the_folded_network_with_the_same_result(image_files):
                                atol=1e-5)
 
 
-def test_lean_efficientnet_lite_is_the_librarys_network_bit_for_bit():
+def test_lean_efficientnet_lite_is_the_librarys_network_bit_for_bit(monkeypatch):
     # ReLU6 in place and padding inside the stride-1 convolutions: the library's own
-    # network, forward and backward, with its state_dict
+    # network, forward and backward, with its state_dict, and the same random draws
     from efficientnet_lite_pytorch import EfficientNet
+
+    from sklearn_piaa.nn import backbones
+
+    draws = []
+    for lean in (backbones._lean, lambda net: None):
+        monkeypatch.setattr(backbones, "_lean", lean)
+        torch.manual_seed(0)
+        load_backbone("efficientnet_lite0")
+        draws.append(torch.rand(3))  # a head made next gets the same initial weights
+    torch.testing.assert_close(draws[0], draws[1], rtol=0, atol=0)
+    monkeypatch.undo()
 
     lean = load_backbone("efficientnet_lite0")
     plain = EfficientNet.from_name("efficientnet-lite0")

@@ -141,9 +141,12 @@ def _lean(net):
                 continue
             left, right, top, bottom = pad
             if left == right and top == bottom:
-                plain = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size,
-                                  conv.stride, (top, left), conv.dilation, conv.groups,
-                                  conv.bias is not None)
+                # skip_init: initializing weights that are replaced at once would draw
+                # from torch's generator, and shift every later draw (the head's init)
+                plain = nn.utils.skip_init(
+                    nn.Conv2d, conv.in_channels, conv.out_channels, conv.kernel_size,
+                    conv.stride, (top, left), conv.dilation, conv.groups,
+                    conv.bias is not None, device=conv.weight.device)
                 plain.weight, plain.bias = conv.weight, conv.bias
                 module._modules[name] = plain
 
