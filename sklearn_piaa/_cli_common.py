@@ -108,7 +108,7 @@ def keep_freed_memory():
     A network's forward pass on a CPU allocates and frees each layer's activations;
     by default glibc returns much of that memory to the system and maps it afresh the
     next time, and the page faults slowed EfficientNet-Lite0's forward pass on a few
-    images at a time about 1.5x on a 2-core machine (``benchmarks/RESULTS.md``). This
+    images at a time 1.3-1.7x on a 2-core machine (``benchmarks/RESULTS.md``). This
     serves allocations below 32 MB from the heap and keeps up to 256 MB of freed heap.
     The command line calls it for its own process; nothing in the library does.
 
