@@ -93,16 +93,24 @@ class PersonalizationResult:
 def _readable_rows(prior, X, y):
     """``X, y`` and the prior's scores, without the images it could not read.
 
-    A model that skips unreadable images (``on_error="skip"``) predicts NaN for them:
-    left in, one such image in a query set would make that draw's SROCC undefined, and
-    in a support set it would be dropped by ``personalize`` anyway.
+    A model that skips unreadable images (``on_error="skip"``) predicts NaN for them,
+    and its embedder warns naming them: left in, one such image in a query set would
+    make that draw's SROCC undefined, and in a support set it would be dropped by
+    ``personalize`` anyway. Any other NaN (features, or a model that reads images
+    strictly) is the model's own failure and is left for the SROCC to report.
     """
     pred = prior.predict(X)
     ok = ~np.isnan(pred)
-    if ok.all():
+    if ok.all() or input_kind(X) == FEATURES or _on_error(prior) != "skip":
         return X, y, pred
     keep = np.flatnonzero(ok)
     return take(X, keep), y[keep], pred[keep]
+
+
+def _on_error(prior):
+    """How ``prior`` treats unreadable images: its input adapter's (or embedder's) rule."""
+    adapter = getattr(prior, "input_", None)
+    return getattr(getattr(adapter, "embedder", adapter), "on_error", None)
 
 
 def _one_rater(prior, X, y, rater, seeds, n_support, personalize_params):

@@ -339,3 +339,14 @@ def test_a_rater_model_keeps_the_scale_it_was_fitted_on(tmp_path):
     save_model(user, tmp_path / "u.pt")
     np.testing.assert_allclose(load_model(tmp_path / "u.pt").predict(Xs), before, rtol=1e-6)
     assert user.fit(Xs, 50 + 10 * Xs[:, 0]).predict(Xs).mean() > 20  # a refit takes it
+
+
+@pytest.mark.parametrize("name", ["FPMFRegressor", "USARRegressor"])
+def test_identical_training_features_are_refused(name):
+    # FPMF divided by their zero variance: a "fitted" model of NaN weights, NaN scores
+    from sklearn_piaa import baselines
+
+    X = np.ones((30, 6))
+    y = np.tile(np.linspace(1, 5, 10), 3)
+    with pytest.raises(ValueError, match="features .* are all the same"):
+        getattr(baselines, name)(backbone=None).fit(X, y, groups=np.repeat([0, 1, 2], 10))

@@ -153,3 +153,26 @@ def test_repeated_images_of_a_test_rater_are_warned_about(fitted, tmp_path):
     paths = [str(tmp_path / "a.jpg"), str(tmp_path / "b.jpg"), str(tmp_path / "." / "a.jpg")]
     assert TaskSet.from_arrays(paths, [1, 2, 3], ["u"] * 3).repeated_images() == {"u": 1}
     assert test.repeated_images() == {}
+
+
+def test_nan_predictions_on_features_are_not_dropped_as_unreadable_images(ratings):
+    # rows the prior predicted as NaN were left out of the draws as if they were
+    # unreadable images: with features no image is unreadable, and the protocol ran
+    # on fewer images without a word
+    from sklearn_piaa.baselines import ConsensusRidgeRegressor
+
+    class Broken(ConsensusRidgeRegressor):
+        def predict(self, X):
+            pred = super().predict(X)
+            return np.where(np.asarray(X)[:, 0] > 0.5, np.nan, pred)
+
+    X, y, groups = ratings
+    train = ~np.isin(groups, ["r10", "r11"])
+    prior = Broken(backbone=None).fit(X[train], y[train], groups=groups[train])
+    test = TaskSet.from_arrays(X[~train], y[~train], groups[~train])
+    with pytest.warns(UserWarning, match="undefined SROCC"):
+        result = evaluate_personalization(prior, test, n_support=5, n_repeats=1,
+                                          random_state=0)
+    sizes = test.sizes()
+    assert [int(q) for q in result.table["n_query"]] == [sizes["r10"] - 5, sizes["r11"] - 5]
+    assert np.isnan(result.table["srocc_prior"]).all()

@@ -70,9 +70,15 @@ def _on_readable(Z, score):
     return out
 
 
-def _fit_pca(Z, n_components, rng):
+def _fit_pca(Z, n_components, rng, n_rows):
     # At most one component fewer than there are images, and no more than features.
-    return PCA(min(n_components, Z.shape[1], max(len(Z) - 1, 1)), random_state=rng).fit(Z)
+    pca = PCA(min(n_components, Z.shape[1], max(len(Z) - 1, 1)), random_state=rng).fit(Z)
+    if n_rows > 1 and not pca.explained_variance_[0] > 0:  # (Z holds distinct images)
+        # FPMF divides by it: NaN weights, NaN scores, and nothing said
+        raise ValueError("the training images' features (embeddings) are all the same: "
+                         "there is no image content to learn from. Check the features, "
+                         "or give images that differ.")
+    return pca
 
 
 def _ridge(Phi, target, alphas):

@@ -110,7 +110,7 @@ class FPMFRegressor(BaselineRegressor):
                          random_state=random_state)
 
     def _fit_prior(self, Z, inverse, y, groups, rng):
-        self.pca_ = _fit_pca(Z, self.n_components, rng)
+        self.pca_ = _fit_pca(Z, self.n_components, rng, len(inverse))
         F = self.pca_.transform(Z) / np.sqrt(self.pca_.explained_variance_[0])
         F = F[inverse]  # one row per rating
         # np.unique's order where it can sort; mixed int/str ids (which it cannot) too

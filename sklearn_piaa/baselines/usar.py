@@ -122,7 +122,7 @@ class USARRegressor(BaselineRegressor):
                          random_state=random_state)
 
     def _fit_prior(self, Z, inverse, y, groups, rng):
-        self.pca_ = _fit_pca(Z, self.n_components, rng)
+        self.pca_ = _fit_pca(Z, self.n_components, rng, len(inverse))
         values = np.unique(y)
         if len(values) <= self.n_levels:
             self.bin_edges_ = (values[1:] + values[:-1]) / 2
