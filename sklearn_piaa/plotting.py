@@ -51,17 +51,30 @@ def plot_rater_srocc(result, n_support=None, ax=None):
         raise ValueError(f"no results at n_support={n_support}; evaluated: "
                          f"{sorted(set(table['n_support'].tolist()))}.")
     raters = list(dict.fromkeys(rows["rater"].tolist()))
-    prior = [np.nanmean(rows["srocc_prior"][rows["rater"] == r]) for r in raters]
-    personal = [np.nanmean(rows["srocc_personalized"][rows["rater"] == r]) for r in raters]
+    prior = np.array([_mean_defined(rows["srocc_prior"][rows["rater"] == r]) for r in raters])
+    personal = np.array([_mean_defined(rows["srocc_personalized"][rows["rater"] == r])
+                         for r in raters])
     if ax is None:
         _, ax = plt.subplots(figsize=(max(4, 0.5 * len(raters)), 3))
     pos = np.arange(len(raters))
     ax.bar(pos - 0.2, prior, width=0.4, label="prior")
     ax.bar(pos + 0.2, personal, width=0.4, label=f"personalized ({n_support} images)")
+    # A NaN bar is no bar at all: mark where SROCC is undefined (constant ratings or
+    # predictions in every draw) rather than leave a gap that reads as zero.
+    undefined = np.r_[pos[np.isnan(prior)] - 0.2, pos[np.isnan(personal)] + 0.2]
+    if len(undefined):
+        ax.plot(undefined, np.zeros(len(undefined)), "x", color="black",
+                label="undefined SROCC")
     ax.set_xticks(pos, [str(r) for r in raters], rotation=90)
     ax.set_ylabel("SROCC")
     ax.legend(fontsize="small")
     return ax
+
+
+def _mean_defined(values):
+    # np.nanmean warns on an all-NaN slice; an undefined mean is NaN, said by the plot
+    ok = np.isfinite(values)
+    return float(values[ok].mean()) if ok.any() else np.nan
 
 
 def plot_finetune_history(net, keys=("train_loss",), ax=None):

@@ -39,6 +39,24 @@ def test_rater_bars_and_history(ratings, tiny_params):
         plot_finetune_history(net, keys=("valid_loss",))
 
 
+def test_undefined_srocc_is_marked_not_left_as_a_silent_gap(ratings, tiny_params):
+    # a rater of constant scores has no SROCC: its bars were NaN (not drawn, reading as
+    # zero) and numpy warned "Mean of empty slice"
+    X, y, groups = ratings
+    test = np.isin(groups, ["r10", "r11"])
+    meta = MetaAestheticRegressor(**tiny_params).fit(X[~test], y[~test], groups=groups[~test])
+    flat = np.where(groups[test] == "r11", 3.0, y[test])
+    with pytest.warns(UserWarning, match="undefined SROCC"):
+        res = evaluate_personalization(meta, TaskSet.from_arrays(X[test], flat, groups[test]),
+                                       n_support=10, n_repeats=2, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ax = plot_rater_srocc(res)
+    (marks,) = [line for line in ax.lines if line.get_label() == "undefined SROCC"]
+    np.testing.assert_allclose(marks.get_xdata(), [0.8, 1.2])  # r11's two bars
+    plt.close("all")
+
+
 def test_parameter_study_draws_one_panel_per_searched_parameter(ratings, tiny_params):
     import sklearn
     from sklearn.model_selection import GridSearchCV
