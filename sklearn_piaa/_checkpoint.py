@@ -66,18 +66,27 @@ def _reason(exc, what="a checkpoint"):
     return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
+#: What a file that is not a torch archive is, by :func:`_not_an_archive`'s key.
+_NOT_AN_ARCHIVE = {
+    "pickle": "it is a pickle (pickle.dump or joblib.dump), not a torch archive",
+    "truncated": ("it is the start of a torch archive whose end is missing: a truncated "
+                  "file (an interrupted copy or download?)"),
+    "empty": "it is not a torch archive (it is empty)",
+    "other": "it is not a torch archive",
+}
+
+
 def _not_an_archive(path):
-    """Why ``path`` is not a torch archive (a zip file), or None when it is one."""
+    """Which of ``_NOT_AN_ARCHIVE`` ``path`` is, or None when it is a torch archive."""
     if zipfile.is_zipfile(path):
         return None
     with open(path, "rb") as fh:
         head = fh.read(2)
     if head[:1] == b"\x80":  # pickle's protocol marker (joblib.dump writes pickles too)
-        return "it is a pickle (pickle.dump or joblib.dump), not a torch archive"
+        return "pickle"
     if head == b"PK":  # a zip whose directory, at its end, is missing
-        return ("it is the start of a torch archive whose end is missing: a truncated "
-                "file (an interrupted copy or download?)")
-    return "it is not a torch archive" + ("" if head else " (it is empty)")
+        return "truncated"
+    return "other" if head else "empty"
 
 
 def _numpy_rng_state(rng):
@@ -171,7 +180,7 @@ class Checkpointer:
         except Exception as exc:  # torch raises many types for a bad file
             if other_runs:
                 return None
-            why = _not_an_archive(path) or _reason(exc)
+            why = _NOT_AN_ARCHIVE.get(_not_an_archive(path)) or _reason(exc)
             raise ValueError(f"checkpoint {path} cannot be read ({why}); "
                              "delete it to start over.") from None
         if not isinstance(state, dict) or state.get("format") != FORMAT:

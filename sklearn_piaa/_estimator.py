@@ -28,6 +28,7 @@ from ._features import (
     _content_key,
     _module_fingerprint,
     drop_unreadable,
+    image_reader,
     unreadable_rows,
 )
 from ._inputs import (
@@ -67,6 +68,13 @@ def _copy_rng(rng):
     copy_ = np.random.RandomState()
     copy_.set_state(rng.get_state())
     return copy_
+
+
+def _set_score_range(module, score_range):
+    """Map every :class:`AestheticHead` of ``module`` onto ``score_range``."""
+    for m in module.modules():
+        if isinstance(m, AestheticHead):
+            m.set_score_range(*score_range)
 
 
 def _scores_at(y, outside, tasks=None):
@@ -449,9 +457,7 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
             self._warn_dropped_raters(tasks, kept)
             # their scores must not set the scale the head maps into
             score_range = self._score_range(kept)
-            for m in prior.modules():
-                if isinstance(m, AestheticHead):
-                    m.set_score_range(*score_range)
+            _set_score_range(prior, score_range)
             tasks = kept
         history, fit_time = self._meta_train(prior, tasks, data, rng, seed, device)
         check_trained(prior, history, "meta-training", _META_ADVICE,
@@ -778,7 +784,7 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
     def _apply_on_error(self):
         # on_error is read where images are decoded, by the input adapter made in fit:
         # a later set_params(on_error=...) (on a loaded prior, say) must reach it too.
-        adapter = getattr(self, "input_", None)
+        adapter = image_reader(self)
         if hasattr(adapter, "on_error"):
             adapter.on_error = self.on_error
 
@@ -870,9 +876,7 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         net.set_params(**{**self._finetune_params(len(y), net_params.get("batch_size")),
                           **net_params, "random_state": seed})
         if score_range is not None:
-            for m in net.module.modules():
-                if isinstance(m, AestheticHead):
-                    m.set_score_range(*score_range)
+            _set_score_range(net.module, score_range)
         net.fit(X, y.astype(np.float32))  # seeded by its random_state
         # What save_model needs to rebuild the architecture. A copy: a refit of this
         # prior (other hidden_sizes, features) rebinds its attributes, and must not change

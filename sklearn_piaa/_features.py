@@ -43,6 +43,7 @@ __all__ = [
     "random_crop",
     "decode_threads",
     "cpu_forward_batch",
+    "image_reader",
     "thread_map",
     "ImageDataset",
     "FeatureInput",
@@ -559,6 +560,24 @@ def unreadable_rows(X, size, on_error, stacklevel):
                       + "; ".join(reasons[:10]) + (" ..." if len(reasons) > 10 else ""),
                       PIAAWarning, stacklevel=stacklevel + 1)
     return bad
+
+
+def image_reader(model):
+    """The object that decodes a fitted model's images.
+
+    Parameters
+    ----------
+    model : estimator
+        A fitted prior (meta-learned or baseline).
+
+    Returns
+    -------
+    object or None
+        Its input adapter, or the embedder inside it (PAM's adapter measures attributes
+        around one); ``None`` before fit.
+    """
+    adapter = getattr(model, "input_", None)
+    return getattr(adapter, "embedder", adapter)
 
 
 def drop_unreadable(adapter, X, y, on_error, stacklevel, return_kept=False):

@@ -295,8 +295,20 @@ def refuse_grouped_digits(y, what="y"):
 
 
 def refuse_one_row(X):
-    """Refuse a 1-D array of numbers as ``X``: one row of features, whose length would
-    otherwise be taken for a number of images."""
+    """Refuse a 1-D array of numbers as ``X``.
+
+    It is one row of features, whose length would otherwise be taken for a number of
+    images ("X has 8 images but y has 1 scores").
+
+    Parameters
+    ----------
+    X : object
+
+    Raises
+    ------
+    ValueError
+        When ``X`` is a 1-D numeric ndarray.
+    """
     if isinstance(X, np.ndarray) and X.ndim == 1 and X.dtype.kind in "biuf":
         raise ValueError(f"X is a 1-D array of {len(X)} numbers; it must be 2-D, one row "
                          "per image (X.reshape(1, -1) for a single row of features).")

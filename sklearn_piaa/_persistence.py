@@ -23,10 +23,10 @@ from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression, Ridge, RidgeCV
 from sklearn.preprocessing import StandardScaler
 
-from ._checkpoint import _not_an_archive, _reason
+from ._checkpoint import _NOT_AN_ARCHIVE, _not_an_archive, _reason
 from ._device import resolve_device, seeded, usable
 from ._estimator import MetaAestheticRegressor
-from ._features import FeatureInput, ImageEmbedder, _module_fingerprint
+from ._features import FeatureInput, ImageEmbedder, _module_fingerprint, image_reader
 from ._io import atomic_write
 from ._personalize import PersonalizedNet
 from ._warnings import PIAAWarning
@@ -312,7 +312,7 @@ def _baseline_state(est):
     params = est.get_params(deep=False)
     _check_backbone(params["backbone"])
     # The input adapter is rebuilt from the parameters; PAM's wraps an embedder.
-    embedder = getattr(est.input_, "embedder", est.input_)
+    embedder = image_reader(est)
     embedder = embedder if isinstance(embedder, ImageEmbedder) else None
     if embedder is not None:  # the folder it caches in (absolute), not one relative to here
         params["cache_dir"] = embedder.cache_dir
@@ -447,16 +447,17 @@ def _read(path):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"model file not found: {path}")
     # Checked first: torch.load would also warn about the pickle's protocol.
-    why = _not_an_archive(path)
-    if why is None:
+    problem = _not_an_archive(path)
+    why = None
+    if problem is None:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # torch raises many types for a bad file
             why = _reason(exc, "a model file (a pickle, or another program's checkpoint?)")
-    elif "pickle" in why:
-        why += ": load it with joblib.load, from a source you trust"
-    elif why.endswith("not a torch archive"):
-        why += ", as every model file is (an image, a table?)"
+    else:
+        why = _NOT_AN_ARCHIVE[problem] + {
+            "pickle": ": load it with joblib.load, from a source you trust",
+            "other": ", as every model file is (an image, a table?)"}.get(problem, "")
     if why is not None:
         raise ValueError(f"{path} is not a readable sklearn-piaa model file (damaged or "
                          f"another format): {why}")

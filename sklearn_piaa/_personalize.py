@@ -179,12 +179,15 @@ class PersonalizedNet(NeuralNetRegressor):
         """
         normalize = getattr(self.input, "normalize", None)
         if normalize is not None and torch.is_tensor(x) and x.dtype == torch.uint8:
-            x = normalize(to_tensor(x, device=self.device))
+            x = to_tensor(x, device=self.device)
             step = cpu_forward_batch()
             if x.device.type == "cpu" and not self.module_.training and len(x) > step:
                 # A few images at a time keep the backbone's activations in the cores'
                 # caches; in eval mode each image's score depends on that image alone.
-                return torch.cat([self._infer(part, fit_params) for part in x.split(step)])
+                # Each part is made float just before it runs, as the embedder does.
+                return torch.cat([self._infer(normalize(part), fit_params)
+                                  for part in x.split(step)])
+            x = normalize(x)
         return self._infer(x, fit_params)
 
     def _infer(self, x, fit_params):

@@ -27,6 +27,7 @@ from ._cli_common import (
 )
 from ._cli_table1 import run_table1
 from ._estimator import MetaAestheticRegressor
+from ._features import image_reader
 from ._io import atomic_write, check_output_file
 from ._persistence import load_model, save_model
 from ._personalize import PersonalizedNet
@@ -297,9 +298,8 @@ def _reading(owner, on_error, quiet):
     """
     if "on_error" in owner.get_params(deep=False):
         owner.set_params(on_error=on_error)  # a meta-learned prior applies it when used
-    # The input adapter decodes the images: how it treats bad files is all that matters.
-    # PAM's adapter measures attributes around an embedder, which decodes them.
-    adapter = getattr(owner.input_, "embedder", owner.input_)
+    # What decodes the images: how it treats bad files is all that matters.
+    adapter = image_reader(owner)
     for attr, value in (("on_error", on_error), ("progress", not quiet)):
         if hasattr(adapter, attr):
             setattr(adapter, attr, value)

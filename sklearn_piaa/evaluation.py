@@ -8,6 +8,7 @@ import numpy as np
 from joblib import Parallel, delayed
 from sklearn.utils import check_random_state
 
+from ._features import image_reader
 from ._inputs import FEATURES, check_feature_names, input_kind, is_count, take
 from ._progress import progress
 from ._tasks import TaskSet
@@ -101,16 +102,11 @@ def _readable_rows(prior, X, y):
     """
     pred = prior.predict(X)
     ok = ~np.isnan(pred)
-    if ok.all() or input_kind(X) == FEATURES or _on_error(prior) != "skip":
+    skipping = getattr(image_reader(prior), "on_error", None) == "skip"
+    if ok.all() or input_kind(X) == FEATURES or not skipping:
         return X, y, pred
     keep = np.flatnonzero(ok)
     return take(X, keep), y[keep], pred[keep]
-
-
-def _on_error(prior):
-    """How ``prior`` treats unreadable images: its input adapter's (or embedder's) rule."""
-    adapter = getattr(prior, "input_", None)
-    return getattr(getattr(adapter, "embedder", adapter), "on_error", None)
 
 
 def _one_rater(prior, X, y, rater, seeds, n_support, personalize_params):
