@@ -1,7 +1,9 @@
 """The paper's comparison tables: every method on the same raters and support draws."""
 
+import contextlib
 import numbers
 import time
+import warnings
 
 import numpy as np
 
@@ -133,6 +135,13 @@ def compare_methods(train_tasks, test_tasks, algorithms=tuple(TABLE1_METHODS),
     dict
         Method name -> :class:`PersonalizationResult`.
 
+    Warns
+    -----
+    PIAAWarning
+        Those of each method's training and evaluation (raters left out, undefined
+        SROCC...), issued when that method's run ends, its name in front
+        (``"blg: 2 rater(s) ..."``).
+
     Raises
     ------
     ValueError
@@ -180,13 +189,35 @@ def compare_methods(train_tasks, test_tasks, algorithms=tuple(TABLE1_METHODS),
     for name in algorithms:
         t0 = time.perf_counter()
         train, test = method_tasks.get(name, (train_tasks, test_tasks))
-        model = _make_method(name, random_state, method_params, estimator_params).fit(train)
-        results[name] = evaluate_personalization(
-            model, test, n_support=n_support, n_repeats=n_repeats,
-            random_state=random_state, n_jobs=n_jobs, score_range=score_range)
+        with _named_warnings(name):
+            model = _make_method(name, random_state, method_params, estimator_params)
+            results[name] = evaluate_personalization(
+                model.fit(train), test, n_support=n_support, n_repeats=n_repeats,
+                random_state=random_state, n_jobs=n_jobs, score_range=score_range)
         if verbose:
             print(f"[compare] {name}: {time.perf_counter() - t0:.1f}s", flush=True)
     return results
+
+
+@contextlib.contextmanager
+def _named_warnings(name):
+    """Issue the warnings of one method's run with the method's name in front.
+
+    Every method warns about the same raters in the same words ("3 rater(s) have
+    undefined SROCC..."); without the name a table's reader cannot tell which row a
+    warning is about. The caller's filters act as usual when a warning is first
+    issued (``"ignore"`` drops it, ``"error"`` raises at once); what they let through
+    is issued again, named, once the run ends.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        yield
+    for w in caught:
+        message = w.message
+        if isinstance(message, Warning) and message.args and isinstance(message.args[0], str):
+            message.args = (f"{name}: {message.args[0]}",) + message.args[1:]
+        else:
+            message = f"{name}: {message}"
+        warnings.warn_explicit(message, w.category, w.filename, w.lineno, source=w.source)
 
 
 def _as_taskset(tasks):

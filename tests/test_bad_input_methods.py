@@ -349,3 +349,22 @@ def test_format_table_compares_priors_on_one_support_size(ratings):
     text = format_table({"a": _evaluate(ridge, one), "b": _evaluate(ridge, one)},
                         reference="a")
     assert "± nan" not in text and text.splitlines()[3].endswith("±   n/a")
+
+
+def test_compare_methods_names_the_method_of_each_warning(ratings):
+    X, y, groups = ratings
+    y = y.copy()
+    y[groups == "r10"] = 3.0  # a constant rater: undefined SROCC for every method
+    train, test = _split((X, y, groups))
+    with pytest.warns(PIAAWarning) as record:
+        compare_methods(train, test, algorithms=("ridge", "consensus_ridge"),
+                        n_support=(5,), n_repeats=1, backbone=None)
+    undefined = [str(w.message) for w in record if "undefined SROCC" in str(w.message)]
+    assert [m.split(":")[0] for m in undefined] == ["ridge", "consensus_ridge"]
+    # the warning keeps its class (and what filters match on)
+    assert all(issubclass(w.category, PIAAWarning) for w in record)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PIAAWarning)  # the caller's filters still act
+        with pytest.raises(PIAAWarning, match="undefined SROCC"):
+            compare_methods(train, test, algorithms=("ridge",), n_support=(5,),
+                            n_repeats=1, backbone=None)
