@@ -27,7 +27,8 @@ from ._cli_common import (
 )
 from ._cli_table1 import run_table1
 from ._estimator import MetaAestheticRegressor
-from ._features import image_reader
+from ._features import drop_unreadable, image_reader
+from ._inputs import as_indexable, take
 from ._io import atomic_write, check_output_file
 from ._persistence import load_model, save_model
 from ._personalize import PersonalizedNet
@@ -43,7 +44,7 @@ from .datasets import (
     read_real_cur,
 )
 from .datasets._table import _first
-from .evaluation import _readable_rows, evaluate_personalization
+from .evaluation import evaluate_personalization
 from .meta import ALGORITHMS
 from .report import METHOD_LABELS, TABLE1_METHODS
 
@@ -354,8 +355,12 @@ def run_personalize(args, out=None):
     t0 = time.perf_counter()
     n_rated = len(y)
     if args.on_error == "skip":
-        # left out here, so that the line below counts the images fine-tuned on
-        X, y, _ = _readable_rows(prior, X, y)
+        # left out here, so that the line below counts the images fine-tuned on; by
+        # decoding them (or embedding them, once: the embedder keeps them), not by a
+        # prediction, which is a forward pass of the whole network of such a prior
+        _, y, kept = drop_unreadable(image_reader(prior), X, y, "skip", stacklevel=2,
+                                     return_kept=True)
+        X = take(as_indexable(X), kept)
     if isinstance(prior, BaselineRegressor):
         if args.epochs is not None or args.lr is not None:
             raise SystemExit(f"{args.prior} holds a {type(prior).__name__}, which personalizes "

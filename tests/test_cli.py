@@ -368,6 +368,35 @@ def test_personalize_and_evaluate_skip_bad_images_when_asked_and_keep_quiet(tmp_
     assert "embed" in capsys.readouterr().err  # the bars it has without --quiet
 
 
+def test_personalize_skips_bad_images_of_a_whole_network_prior_without_predicting(
+        tmp_path, capsys, monkeypatch):
+    # it counted the unreadable images by predicting every image with the prior: a
+    # forward pass of the whole network, only to count
+    import pytest
+
+    from sklearn_piaa import MetaAestheticRegressor, PersonalizedNet, PIAAWarning, load_model
+
+    csv_path = _ratings_folder(tmp_path, n_images=12, n_raters=4, broken=True)
+    prior = tmp_path / "prior.pt"
+    main(["meta-train", str(csv_path), "-o", str(prior), "--backbone", "tiny_cnn",
+          "--train-backbone", "--n-iterations", "1", "--support-size", "4",
+          "--query-size", "2", "--quiet"])
+    mine = tmp_path / "mine.csv"
+    mine.write_text("image,score\n" + "\n".join(f"{i}.png,{1 + i % 5}" for i in range(8))
+                    + "\nbroken.jpg,3\ngone.jpg,2")
+
+    def no_predict(self, X):
+        raise AssertionError("the prior predicted")
+
+    monkeypatch.setattr(MetaAestheticRegressor, "predict", no_predict)
+    capsys.readouterr()
+    with pytest.warns(PIAAWarning, match="broken.jpg"):
+        main(["personalize", str(prior), str(mine), "-o", str(tmp_path / "u.pt"),
+              "--quiet", "--on-error", "skip", "--epochs", "1"])
+    assert "on 8 images, 2 unreadable left out" in capsys.readouterr().out
+    assert isinstance(load_model(tmp_path / "u.pt"), PersonalizedNet)
+
+
 def test_the_command_keeps_freed_memory_unless_the_environment_chooses(monkeypatch):
     import ctypes
     import sys
