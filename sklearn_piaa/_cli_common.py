@@ -6,7 +6,9 @@ import sys
 
 from PIL import Image
 
-__all__ = ["IMAGE_EXTENSIONS", "TABLE_DEFAULTS", "printer", "plural", "image_files",
+from .datasets import read_aadb, read_flickr_aes, read_para, read_real_cur
+
+__all__ = ["IMAGE_EXTENSIONS", "TABLE_DEFAULTS", "READERS", "printer", "plural", "image_files",
            "given_table_options", "keep_freed_memory"]
 
 
@@ -27,6 +29,10 @@ def _photo_extensions():
 
 #: File extensions (lower case) that a folder search picks up.
 IMAGE_EXTENSIONS = _photo_extensions()
+
+#: ``--format`` choices: how a data argument is read (a CSV, or a data set's folder).
+READERS = {"table": None, "flickr-aes": read_flickr_aes, "para": read_para,
+           "real-cur": read_real_cur, "aadb": read_aadb}
 
 #: Defaults of the options that describe a ratings CSV (``--image-root``, ``--rater-col``,
 #: ...). Where no CSV is read, a value other than these would be silently ignored.

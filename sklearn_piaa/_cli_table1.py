@@ -5,9 +5,10 @@ import warnings
 
 import numpy as np
 
-from ._cli_common import given_table_options, image_files, plural, printer
+from ._cli_common import READERS, given_table_options, image_files, plural, printer
 from ._device import resolve_device, seeded
 from ._features import ImageEmbedder
+from ._inputs import take
 from ._tasks import TaskSet
 from ._warnings import PIAAWarning
 from .datasets import (
@@ -81,6 +82,20 @@ def _check_personality_source(args):
                          "without a file.")
 
 
+def _official_split(args, fmt, data):
+    """The data set's own (train, test) raters, which replace ``--test-fraction``."""
+    if args.test_fraction is not None:
+        raise SystemExit(f"--test-fraction with --format {fmt}: the data set defines its "
+                         f"test raters ({len(data.test_raters)}), and they are held out; "
+                         "leave --test-fraction out, or read the ratings as a table "
+                         "(--format table) to hold out raters drawn at random.")
+    if not data.train_raters:
+        raise SystemExit(f"{args.ratings} (--format {fmt}) has test raters only: table1 "
+                         "meta-trains on other raters. Meta-train a prior on another data "
+                         "set and run sklearn-piaa evaluate on this one.")
+    return list(data.train_raters), list(data.test_raters)
+
+
 def _row_attributes(X, inverse):
     """Measured attributes of each row's image, measuring each distinct image once."""
     first = np.unique(inverse, return_index=True)[1]
@@ -121,17 +136,33 @@ def run_table1(args, out=None):
     algorithms = _table1_methods(args)
     _check_personality_source(args)
     unused = given_table_options(args)
-    if unused and not args.ratings:
+    fmt = getattr(args, "format", "table")
+    if (unused or fmt != "table") and not args.ratings:
         source = "--photos" if getattr(args, "photos", None) else "the built-in benchmark"
-        raise SystemExit(f"{unused} without --ratings: they describe a ratings CSV, and "
-                         f"{source} reads none.")
+        given = unused or f"--format {fmt} does not apply"
+        raise SystemExit(f"{given} without --ratings: they describe a ratings CSV or data "
+                         f"set, and {source} reads none.")
+    if unused and fmt != "table":
+        raise SystemExit(f"{unused} with --format {fmt}, which reads the data set's own "
+                         "columns and image folder; use --format table (the default) for a "
+                         "CSV laid out otherwise.")
     want_attributes = any(n in ATTRIBUTE_METHODS for n in algorithms)
     given_personality = getattr(args, "personality", None)
     attributes = personality = None  # per-row measured attributes; rater -> traits
+    split = None  # (train raters, test raters) where the data set defines them
     if args.ratings:
-        data = read_ratings(args.ratings, rater_col=args.rater_col, image_col=args.image_col,
-                            score_col=args.score_col, image_root=args.image_root)
+        if fmt == "table":
+            data = read_ratings(args.ratings, rater_col=args.rater_col,
+                                image_col=args.image_col, score_col=args.score_col,
+                                image_root=args.image_root)
+        else:
+            data = READERS[fmt](args.ratings)
         X, y, groups = data.X, data.y, np.asarray(data.groups)
+        if data.test_raters is not None:
+            split = _official_split(args, fmt, data)
+            # raters in neither side (the reader named them) are neither embedded nor used
+            keep = np.flatnonzero(np.isin(groups, split[0] + split[1]))
+            X, y, groups = take(X, keep), y[keep], groups[keep]
         if given_personality is not None:
             try:
                 personality = read_personality(given_personality, groups.tolist(),
@@ -162,8 +193,9 @@ def run_table1(args, out=None):
         y, groups = data.y, data.groups
         personality = data.get("personality")
     n_raters = len(set(np.asarray(groups).tolist()))
-    if not 0 < args.test_fraction < 1 or n_raters < 2:
-        raise ValueError(f"--test-fraction {args.test_fraction:g} of {n_raters} rater(s) "
+    fraction = 0.2 if args.test_fraction is None else args.test_fraction
+    if split is None and (not 0 < fraction < 1 or n_raters < 2):
+        raise ValueError(f"--test-fraction {fraction:g} of {n_raters} rater(s) "
                          "must leave at least one training and one test rater: give a "
                          "fraction between 0 and 1, and at least 2 raters.")
     # Embed each distinct image once; every method then trains on the same features.
@@ -176,11 +208,16 @@ def run_table1(args, out=None):
     if want_attributes and attributes is None:
         attributes = _row_attributes(X, inverse)
         say(f"attributes measured on {len(unique)} images ({time.perf_counter() - t0:.1f}s)")
-    train, test = next(UserGroupShuffleSplit(1, test_size=args.test_fraction,
-                                             random_state=args.random_state)
-                       .split(F, y, groups))
-    say(f"{len(set(groups))} raters ({len(set(groups[test]))} held out), {len(unique)} "
-        f"images embedded ({time.perf_counter() - t0:.1f}s)")
+    if split is None:
+        train, test = next(UserGroupShuffleSplit(1, test_size=fraction,
+                                                 random_state=args.random_state)
+                           .split(F, y, groups))
+    else:
+        held = np.isin(groups, split[1])
+        train, test = np.flatnonzero(~held), np.flatnonzero(held)
+    official = ": the data set's test raters" if split is not None else ""
+    say(f"{len(set(groups))} raters ({len(set(groups[test]))} held out{official}), "
+        f"{len(unique)} images embedded ({time.perf_counter() - t0:.1f}s)")
     # MAML's outer step is an Adam learning rate, not BLG's interpolation weight.
     method_params = {name: {"outer_lr": args.maml_outer_lr} for name in ("maml", "fomaml")}
     method_tasks = {}

@@ -18,6 +18,7 @@ import warnings
 import numpy as np
 
 from ._cli_common import (
+    READERS,
     TABLE_DEFAULTS,
     given_table_options,
     image_files,
@@ -37,11 +38,7 @@ from .baselines import BaselineRegressor, PersonalizedBaseline
 from .datasets import (
     consensus_agreement,
     make_aesthetic_benchmark,
-    read_aadb,
-    read_flickr_aes,
-    read_para,
     read_ratings,
-    read_real_cur,
 )
 from .datasets._table import _first
 from .evaluation import evaluate_personalization
@@ -51,9 +48,6 @@ from .report import METHOD_LABELS, TABLE1_METHODS
 __all__ = ["console", "main", "run_demo", "run_table1", "run_meta_train", "run_personalize",
            "run_predict", "run_evaluate"]
 
-#: ``--format`` choices: how DATA is read (a CSV, or a data set's folder).
-READERS = {"table": None, "flickr-aes": read_flickr_aes, "para": read_para,
-           "real-cur": read_real_cur, "aadb": read_aadb}
 #: ``table1 --algorithms`` choices: every row the report knows, then any other algorithm.
 TABLE1_CHOICES = list(METHOD_LABELS) + [a for a in ALGORITHMS if a not in METHOD_LABELS]
 
@@ -713,8 +707,14 @@ def _build_parser():
                                          "benchmark)")
     _add_table_args(table)
     _add_benchmark_args(table)
-    table.add_argument("--test-fraction", type=float, default=0.2,
-                       help="share of raters held out")
+    table.add_argument("--format", choices=list(READERS), default="table",
+                       help="how --ratings is laid out: 'table' (a CSV, default) or a public "
+                            "data set's folder as distributed; a data set that defines its "
+                            "test raters (FLICKR-AES: the 37 workers of Ren et al.) is split "
+                            "by them, as the literature's tables are")
+    table.add_argument("--test-fraction", type=float, default=None,
+                       help="share of raters held out, drawn at random (default 0.2); not "
+                            "with a data set that defines its test raters")
     table.add_argument("--algorithms", nargs="+", choices=TABLE1_CHOICES, metavar="METHOD",
                        help="methods (rows), any of: " + ", ".join(TABLE1_CHOICES)
                             + " (default: " + ", ".join(TABLE1_METHODS) + "; plus pam and "

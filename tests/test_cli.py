@@ -148,6 +148,46 @@ def test_every_option_of_every_command_is_explained():
                 assert action.help, f"{name} {action.option_strings or action.dest}"
 
 
+def _flickr_folder(root, n_workers=8, n_images=12):
+    from PIL import Image
+
+    rng = np.random.RandomState(0)
+    (root / "40K").mkdir(parents=True)
+    for i in range(n_images):
+        Image.fromarray((rng.rand(24, 24, 3) * 255).astype(np.uint8)).save(
+            root / "40K" / f"{i}.jpg")
+    lines = ["worker, imagePair, score"]  # the layout as distributed
+    for w in range(n_workers):
+        lines += [f"A{w}, {i}.jpg, {rng.randint(1, 6)}" for i in range(n_images)]
+    (root / "FLICKR-AES_image_labeled_by_each_worker.csv").write_text("\n".join(lines))
+    return root
+
+
+def test_table1_holds_out_a_data_sets_own_test_raters(tmp_path, capsys):
+    # table1 drew 20% of the raters at random whatever the data: on FLICKR-AES not
+    # the 37 test workers the literature's tables report
+    import pytest
+
+    root = _flickr_folder(tmp_path / "flickr")
+    (root / "test_workers.csv").write_text("worker\nA2\nA5\n")
+    args = _build_parser()[0].parse_args(
+        ["table1", "--ratings", str(root), "--format", "flickr-aes", "--backbone",
+         "tiny_cnn", "--algorithms", "ridge", "--n-repeats", "1", "--n-support", "4",
+         "--quiet"])
+    results = run_table1(args)
+    assert "8 raters (2 held out: the data set's test raters)" in capsys.readouterr().out
+    assert sorted(set(results["ridge"].table["rater"].tolist())) == ["A2", "A5"]
+    with pytest.raises(SystemExit, match="--test-fraction with --format flickr-aes"):
+        main(["table1", "--ratings", str(root), "--format", "flickr-aes",
+              "--test-fraction", "0.5"])
+    with pytest.raises(SystemExit, match="--rater-col does not apply.*--format flickr-aes"):
+        main(["table1", "--ratings", str(root), "--format", "flickr-aes",
+              "--rater-col", "worker"])
+    with pytest.raises(SystemExit, match="--format flickr-aes does not apply without "
+                                         "--ratings"):
+        main(["table1", "--format", "flickr-aes"])
+
+
 def test_table1_on_a_folder_of_photos(tmp_path, capsys):
     from PIL import Image
 
