@@ -173,9 +173,11 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
     inner_backbone_lr : float, default=1e-4
         Inner Adam learning rate of the backbone when ``train_backbone=True``.
     outer_lr : float, default=1e-2
-        Outer step size (the paper's beta).
+        Outer step size (the paper's beta). ``sklearn-piaa demo`` and ``table1`` use
+        0.1, over fewer iterations (300).
     betas : tuple of float, default=(0.9, 0.99)
-        Adam betas of the inner loop.
+        Adam betas of the inner loop and of fine-tuning (the released scripts use
+        torch's defaults, ``(0.9, 0.999)``, and no weight decay).
     weight_decay : float, default=1e-5
         Adam weight decay of the inner loop and of fine-tuning.
     loss : {"mse", "rank", "mse+rank"}, default="mse"
