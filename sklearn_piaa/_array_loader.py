@@ -35,6 +35,9 @@ class ArrayLoader:
     batch_size : int
     shuffle : bool, default=False
     drop_last : bool, default=False
+    draws : bool, default=True
+        Draw what the ``DataLoader`` draws (see Notes). False, for prediction, where
+        nothing depends on the draws: then an unshuffled iteration touches no generator.
 
     Notes
     -----
@@ -45,9 +48,10 @@ class ArrayLoader:
     package's modules never write to their input.
     """
 
-    def __init__(self, X, y, batch_size, shuffle=False, drop_last=False):
+    def __init__(self, X, y, batch_size, shuffle=False, drop_last=False, draws=True):
         self.X, self.y = _as_tensor(X), None if y is None else _as_tensor(y)
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
+        self.draws = draws or shuffle
 
     def __len__(self):
         n, b = len(self.X), self.batch_size
@@ -55,8 +59,9 @@ class ArrayLoader:
 
     def __iter__(self):
         n = len(self.X)
-        # _BaseDataLoaderIter draws a base seed for workers even when there are none.
-        torch.empty((), dtype=torch.int64).random_()
+        if self.draws:
+            # _BaseDataLoaderIter draws a base seed for workers even when there are none.
+            torch.empty((), dtype=torch.int64).random_()
         order = None
         if self.shuffle:
             # RandomSampler: a seed from the global generator, a private one for randperm.
@@ -78,7 +83,7 @@ class ArrayLoader:
             yield [Xb.contiguous(), yb.contiguous()]
 
 
-def array_loader(dataset, iterator, kwargs):
+def array_loader(dataset, iterator, kwargs, draws=True):
     """An :class:`ArrayLoader` standing in for ``iterator(dataset, **kwargs)``, or None.
 
     Only where the result is the same: skorch's own ``Dataset`` over a plain array or
@@ -93,6 +98,8 @@ def array_loader(dataset, iterator, kwargs):
         The net's ``iterator_train`` or ``iterator_valid``.
     kwargs : dict
         The iterator's arguments, ``batch_size`` resolved to a number as skorch does.
+    draws : bool, default=True
+        See :class:`ArrayLoader`.
 
     Returns
     -------
@@ -114,4 +121,4 @@ def array_loader(dataset, iterator, kwargs):
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         return None
     return ArrayLoader(X, y, int(batch_size), bool(kwargs.get("shuffle", False)),
-                       bool(kwargs.get("drop_last", False)))
+                       bool(kwargs.get("drop_last", False)), draws)

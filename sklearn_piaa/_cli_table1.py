@@ -203,7 +203,7 @@ def run_table1(args, out=None):
         backbone = load_backbone(args.backbone)
     embedder = ImageEmbedder(backbone, resolve_device("cpu"),
                              progress=not getattr(args, "quiet", True))
-    unique, inverse = embedder.transform_unique(X)
+    unique, inverse = embedder.transform_unique(X, strict_cache=True)
     F = unique[inverse]
     if want_attributes and attributes is None:
         attributes = _row_attributes(X, inverse)

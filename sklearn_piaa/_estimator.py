@@ -212,7 +212,11 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         stopped. ``fit`` fails before embedding if the folder cannot be made or lacks
         the space for the new embeddings; a read-only one (a shared cache) serves the
         embeddings it holds, and the others are computed without being cached, with a
-        :class:`PIAAWarning`.
+        :class:`PIAAWarning`. After ``fit`` (``predict``, ``personalize``, a model
+        loaded on another machine) the cache never stops the work: a folder that cannot
+        be made, a full disk or a failed write warns, and images are embedded without
+        it. ``set_params(cache_dir=...)`` on a fitted prior moves its cache (``None``
+        turns it off).
     on_error : {"raise", "skip"}, default="raise"
         An image file that cannot be read (missing, empty, truncated, not an image):
         ``"raise"`` stops with an error naming it (FileNotFoundError for a missing
@@ -479,11 +483,20 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         self.raters_ = list(tasks.raters)
         self.history_, self.fit_time_ = history, fit_time
         self.input_ = input_adapter
+        self._record_architecture()
+        self.prior_net_ = self._make_net(prior, device).initialize()
+        return self
+
+    def _record_architecture(self):
+        """Note the settings the network was built with (:data:`_ARCHITECTURE`).
+
+        ``fit`` and ``load_model`` call it: a ``set_params`` after either changes the
+        estimator, not the network, and saving must describe the network.
+        """
         self._fitted_architecture_ = {k: getattr(self, k) for k in _ARCHITECTURE}
         if self.cache_dir is not None:  # where the embedder caches, whatever the folder
             self._fitted_architecture_["cache_dir"] = os.path.abspath(self.cache_dir)
-        self.prior_net_ = self._make_net(prior, device).initialize()
-        return self
+        self._cache_dir_given_ = self.cache_dir
 
     def _fitted(self, name):
         """Setting ``name`` of :data:`_ARCHITECTURE` as the prior was fitted with."""
@@ -568,7 +581,7 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         if not self.train_backbone:
             # Embed before the head is made, so its random init follows the same stream.
             head, embedder = self._architecture(backbone, dim, score_range, device)
-            unique, inverse = embedder.transform_unique(tasks.X)
+            unique, inverse = embedder.transform_unique(tasks.X, strict_cache=True)
             bad = np.isnan(unique[:, 0])[inverse]  # unreadable images (on_error="skip")
             if bad.any():
                 tasks, inverse = self._drop_rows(tasks, bad), inverse[~bad]
@@ -780,15 +793,22 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         ndarray of shape (n_samples,)
         """
         check_is_fitted(self, "prior_net_")
-        self._apply_on_error()
+        self._apply_reading_params()
         return self.prior_net_.predict(X)
 
-    def _apply_on_error(self):
-        # on_error is read where images are decoded, by the input adapter made in fit:
-        # a later set_params(on_error=...) (on a loaded prior, say) must reach it too.
+    def _apply_reading_params(self):
+        # on_error and cache_dir are read where images are decoded and embedded, by the
+        # input adapter made in fit: a later set_params (on a loaded prior, say: another
+        # machine's cache folder, or none for a service that must not write) must reach
+        # it too.
         adapter = image_reader(self)
         if hasattr(adapter, "on_error"):
             adapter.on_error = self.on_error
+        if isinstance(adapter, ImageEmbedder) and \
+                self.cache_dir is not getattr(self, "_cache_dir_given_", self.cache_dir):
+            folder = None if self.cache_dir is None else os.path.abspath(self.cache_dir)
+            adapter.cache_dir = self._fitted_architecture_["cache_dir"] = folder
+            self._cache_dir_given_ = self.cache_dir
 
     def _readable(self, X, y):
         """``X, y`` without unreadable images when ``on_error="skip"``; the rows kept."""
@@ -826,13 +846,14 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
             later changes neither the net nor what :func:`save_model` writes for it.
         """
         check_is_fitted(self, "prior_net_")
-        self._apply_on_error()
+        self._apply_reading_params()
         X, y, (low, high) = self._check_rater(X, y, score_range)
         return self._finetune(X, y, random_state, None if score_range is None else (low, high),
                               **net_params)
 
     def _check_rater(self, X, y, score_range=None):
         """One rater's ``X, y`` checked (and unreadable images dropped); their scale."""
+        input_kind(X)  # a generator or another X of no supported kind: named before len()
         refuse_one_row(X)
         # float32 first: the network trains on float32, and score_range_ was measured on
         # float32 ratings, so a float64 y can only fail the range check by rounding.

@@ -860,11 +860,17 @@ class ImageEmbedder:
         unique, inverse = self.transform_unique(X)
         return unique[inverse]
 
-    def transform_unique(self, X):
+    def transform_unique(self, X, strict_cache=False):
         """Embeddings of the distinct images in ``X`` and, per row, its index among them.
 
         A rating table names each image once per rater; embedding (and holding) each
         distinct image once keeps memory proportional to the number of images.
+
+        The on-disk cache is a convenience: a ``cache_dir`` that cannot be made, is
+        read-only or lacks the space for the new embeddings, or a write to it that
+        fails, gives a :class:`PIAAWarning` and the images are embedded without it.
+        With ``strict_cache`` (training: hours of embedding are about to start) a
+        folder that cannot be made or lacks the space raises a ValueError instead.
 
         Returns
         -------
@@ -872,6 +878,11 @@ class ImageEmbedder:
         inverse : ndarray of shape (N,), int
         """
         if input_kind(X) == FEATURES:
+            if hasattr(X, "columns") and np.asarray(X).dtype.kind in "OUS":
+                raise ValueError(
+                    f"X is a table of {X.shape[1]} column(s) holding text; this model "
+                    "embeds images: pass its column of image paths (e.g. df['image']), "
+                    "or embeddings as numbers.")
             if np.asarray(X).dtype == np.uint8:  # a torch uint8 tensor too
                 # Embeddings are floats; a 720 x 1280 greyscale frame would otherwise be
                 # read as 720 rows of features (1280 is EfficientNet-Lite0's width).
@@ -900,19 +911,7 @@ class ImageEmbedder:
                 continue
             todo[key] = i
         if todo and disk is not None:
-            # One .npy per image, each taking whole file-system blocks.
-            per_file = -(-(self.out_features * 4 + 128) // 4096) * 4096
-            try:
-                check_writable_dir(disk, what="cache_dir")
-            except ValueError as exc:
-                if not os.path.isdir(disk):
-                    raise  # a folder that cannot be made: a mistyped or unusable path
-                # read-only (a shared cache): what it holds still serves
-                warnings.warn(f"{exc} The {len(todo)} image(s) not in it yet are embedded "
-                              "without being cached.", PIAAWarning, stacklevel=3)
-                disk = None
-            if disk is not None:  # too little space is found before hours of embedding
-                check_writable_dir(disk, len(todo) * per_file, what="cache_dir")
+            disk = self._writable_disk(disk, len(todo), strict_cache)
         if todo:
             self._embed_missing(X, todo, disk, failed)
         position = {}
@@ -924,6 +923,25 @@ class ImageEmbedder:
         if failed:
             self._report(failed)
         return unique, inverse
+
+    def _writable_disk(self, disk, n_new, strict):
+        """``disk`` if ``n_new`` embeddings can be written there, else None, warning.
+
+        A read-only folder (a shared cache) always only warns: what it holds still
+        serves. A folder that cannot be made or lacks the space raises when ``strict``.
+        """
+        # One .npy per image, each taking whole file-system blocks.
+        per_file = -(-(self.out_features * 4 + 128) // 4096) * 4096
+        for needed in (0, n_new * per_file):  # writable at all, then room enough
+            try:
+                check_writable_dir(disk, needed, what="cache_dir")
+            except ValueError as exc:
+                if strict and (needed or not os.path.isdir(disk)):
+                    raise  # a mistyped or unusable path, or a full disk, before the work
+                warnings.warn(f"{exc} The {n_new} image(s) not in it yet are embedded "
+                              "without being cached.", PIAAWarning, stacklevel=4)
+                return None
+        return disk
 
     def _key(self, x, failed, i):
         try:
@@ -1012,7 +1030,15 @@ class ImageEmbedder:
                 for (key, _), row in zip(chunk, emb):
                     self._memory[key] = row
                     if disk is not None:
-                        _atomic_save(os.path.join(disk, key + ".npy"), row)
+                        try:
+                            _atomic_save(os.path.join(disk, key + ".npy"), row)
+                        except OSError as exc:  # the disk filled up, the folder went away
+                            # the embeddings are what was asked for; the cache is a bonus
+                            warnings.warn(f"cache_dir {disk!r}: writing an embedding failed "
+                                          f"({exc.strerror or exc}); the other images are "
+                                          "embedded without being cached.", PIAAWarning,
+                                          stacklevel=4)
+                            disk = None
                 bar.update(len(images))
         bar.close()
 
@@ -1046,7 +1072,8 @@ def embed_images(X, backbone="efficientnet_lite0", backbone_weights=None, batch_
         images per thread (faster: the activations stay in the cores' caches).
     cache_dir : str or path-like, default=None
         On-disk embedding cache, as for :class:`~sklearn_piaa.MetaAestheticRegressor`
-        (see :ref:`backbones`).
+        (see :ref:`backbones`); a folder that cannot be made or lacks the space for the
+        new embeddings raises before any is computed, as in ``fit``.
     device : str, default="cpu"
     mixed_precision : bool, default=False
         Run the backbone under bfloat16 autocast: about 1.5x faster on CPUs with
@@ -1080,5 +1107,9 @@ def embed_images(X, backbone="efficientnet_lite0", backbone_weights=None, batch_
         seed = check_random_state(random_state).randint(np.iinfo(np.int32).max)
     with seeded(seed):  # building layers draws their initial weights: not the caller's
         model = load_backbone(backbone, backbone_weights).to(dev)
-    return ImageEmbedder(model, dev, batch_size, cache_dir,
-                         mixed_precision=mixed_precision).transform(X)
+    embedder = ImageEmbedder(model, dev, batch_size, cache_dir,
+                             mixed_precision=mixed_precision)
+    # an extraction the caller wants cached: a folder that cannot be made or lacks the
+    # room fails before it starts, as fit does
+    unique, inverse = embedder.transform_unique(X, strict_cache=True)
+    return unique[inverse]

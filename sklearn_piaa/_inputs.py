@@ -85,6 +85,13 @@ def check_feature_names(fitted, X, owner, names=None):
     raise ValueError(message)
 
 
+def _nonempty_images(arr):
+    """IMAGES, for an image array with at least one image (numpy's own error is obscure)."""
+    if len(arr) == 0:
+        raise ValueError("X is empty: at least one image or feature row is needed.")
+    return IMAGES
+
+
 def input_kind(X):
     """Return ``"features"`` for a numeric 2-D array, ``"images"`` for anything image-like.
 
@@ -108,9 +115,9 @@ def input_kind(X):
                 raise ValueError(
                     f"image arrays must be (N, H, W, 3) with channels last; got shape {arr.shape}."
                 )
-            return IMAGES
+            return _nonempty_images(arr)
         if arr.dtype.kind in "OUS" and arr.ndim == 1:
-            return IMAGES
+            return _nonempty_images(arr)
         raise ValueError(
             "X must be image paths, PIL images, uint8 arrays of shape (N, H, W, 3) or a "
             f"2-D feature array (N, D); got an array of shape {arr.shape} and dtype {arr.dtype}."

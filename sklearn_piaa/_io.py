@@ -101,9 +101,16 @@ def check_writable_dir(path, needed_bytes=0, what="directory"):
     if needed_bytes:
         free = shutil.disk_usage(path).free
         if free < needed_bytes:
-            raise ValueError(
-                f"{what} {path!r} has {free / 2**20:.1f} MiB free but about "
-                f"{needed_bytes / 2**20:.1f} MiB are needed.")
+            raise ValueError(f"{what} {path!r} has {_size(free)} free but about "
+                             f"{_size(needed_bytes)} are needed.")
+
+
+def _size(n_bytes):
+    """``n_bytes`` in words: "0 bytes", "12 kB", "3.5 MiB", "1.2 GiB"."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n_bytes >= scale:
+            return f"{n_bytes / scale:.1f} {unit}"
+    return f"{n_bytes} bytes"
 
 
 def check_output_file(path, inputs=(), what="output file"):

@@ -594,6 +594,7 @@ def _load_network(state, kind, path, device):
     meta.history_ = fitted["history"].numpy()
     meta.fit_time_ = fitted["fit_time"]
     meta.input_ = adapter
+    meta._record_architecture()  # a set_params after loading must not change what it saves
     net = meta._make_net(module, dev)
     if kind == "personalized":  # files saved before nets kept their settings have none
         net.set_params(**state.get("net_params", {}))

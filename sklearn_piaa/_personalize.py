@@ -2,6 +2,7 @@
 
 import contextlib
 import copy
+import threading
 import warnings
 
 import numpy as np
@@ -22,6 +23,11 @@ from .nn.head import AestheticHead
 from .nn.head_grad import HeadGradient
 
 __all__ = ["PersonalizedNet"]
+
+# Set while this thread predicts: its batches of array slices then draw no number from
+# torch's generator (a DataLoader draws a seed it never uses), so prediction needs no
+# seeded block -- and no turn behind another thread's fit.
+_PREDICTING = threading.local()
 
 
 class _PrintLog(PrintLog):
@@ -372,16 +378,22 @@ class PersonalizedNet(NeuralNetRegressor):
         """
         if hasattr(dataset, "train"):
             dataset.train = training
-        if self.array_batches:
-            prefix = "iterator_train" if training else "iterator_valid"
-            kwargs = self.get_params_for(prefix)
-            kwargs.setdefault("batch_size", self.batch_size)
-            if kwargs["batch_size"] == -1:
-                kwargs["batch_size"] = len(dataset)
-            loader = array_loader(dataset, getattr(self, prefix), kwargs)
-            if loader is not None:
-                return loader
+        draws = training or not getattr(_PREDICTING, "on", False)
+        loader = self._array_iterator(dataset, training, draws)
+        if loader is not None:
+            return loader
         return super().get_iterator(dataset, training=training)
+
+    def _array_iterator(self, dataset, training, draws=True):
+        """The batches of slices of arrays :meth:`get_iterator` gives, or None."""
+        if not self.array_batches:
+            return None
+        prefix = "iterator_train" if training else "iterator_valid"
+        kwargs = self.get_params_for(prefix)
+        kwargs.setdefault("batch_size", self.batch_size)
+        if kwargs["batch_size"] == -1:
+            kwargs["batch_size"] = len(dataset)
+        return array_loader(dataset, getattr(self, prefix), kwargs, draws)
 
     def predict(self, X):
         """Predicted scores, shape (n_samples,).
@@ -400,8 +412,16 @@ class PersonalizedNet(NeuralNetRegressor):
             The scores; NaN for unreadable images, with a :class:`PIAAWarning`.
         """
         dataset = self.get_dataset(X)
-        with seeded(None, self.device):
-            out = super().predict(dataset).reshape(-1)
+        # Slices of arrays in order draw no random number, and need not wait for a
+        # seeded fit or personalization of another thread (a service personalizing one
+        # user while it scores for others); a DataLoader draws a seed per iteration.
+        draws = self._array_iterator(dataset, training=False, draws=False) is None
+        _PREDICTING.on = True  # this thread's get_iterator: batches without draws
+        try:
+            with seeded(None, self.device) if draws else contextlib.nullcontext():
+                out = super().predict(dataset).reshape(-1)
+        finally:
+            _PREDICTING.on = False
         failed = getattr(dataset, "failed", None)
         if failed:
             out[list(failed)] = np.nan

@@ -16,6 +16,7 @@ import traceback
 import warnings
 
 import numpy as np
+import torch
 
 from ._cli_common import (
     READERS,
@@ -597,6 +598,10 @@ def _build_parser():
                     "DATA is a CSV with rater, image and score columns (image paths relative "
                     "to the CSV),\nor a public data set's folder with --format. "
                     "'sklearn-piaa COMMAND --help' explains each option.")
+    from . import __version__  # the package imports this module: not at the top
+
+    parser.add_argument("--version", action="version",
+                        version=f"%(prog)s {__version__} (torch {torch.__version__})")
     sub = parser.add_subparsers(dest="command", required=True)
     defaults = _HelpFormatter
 

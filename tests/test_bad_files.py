@@ -117,8 +117,54 @@ def test_cache_dir_problems_are_found_before_embedding(odd_folder, tmp_path, mon
         free = 1000
 
     monkeypatch.setattr(shutil, "disk_usage", lambda path: Full)
-    with pytest.raises(ValueError, match="MiB free but about"):
+    with pytest.raises(ValueError, match="has 1000 bytes free but about .* KiB are needed"):
         MetaAestheticRegressor(**SMALL, cache_dir=tmp_path / "c").fit(good, y, groups=groups)
+
+
+def test_a_cache_that_fails_after_fit_never_stops_a_prediction(odd_folder, tmp_path,
+                                                               monkeypatch):
+    # a deployed prior's cache folder that cannot be made there, a full disk, or a
+    # write failing half-way stopped every prediction; the cache is only a convenience
+    from sklearn_piaa import _features
+
+    good, _ = odd_folder
+    y = np.linspace(1, 5, len(good))
+    groups = np.arange(len(good)) % 2
+    fit_on, new = good[:4], good[4:]
+    plain = MetaAestheticRegressor(**SMALL).fit(fit_on, y[:4], groups=groups[:4])
+    expected = plain.predict(new)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    meta = MetaAestheticRegressor(**SMALL, cache_dir=tmp_path / "c").fit(
+        fit_on, y[:4], groups=groups[:4])
+    meta.input_.cache_dir = str(blocker / "cache")  # as on a machine where it cannot be made
+    with pytest.warns(PIAAWarning, match="cannot be created.*embedded without being cached"):
+        np.testing.assert_allclose(meta.predict(new), expected, rtol=1e-5)
+
+    class Full:
+        free = 1000
+
+    meta = MetaAestheticRegressor(**SMALL, cache_dir=tmp_path / "d").fit(
+        fit_on, y[:4], groups=groups[:4])
+    with monkeypatch.context() as m:
+        m.setattr(shutil, "disk_usage", lambda path: Full)
+        with pytest.warns(PIAAWarning, match="1000 bytes free.*without being cached"):
+            np.testing.assert_allclose(meta.predict(new), expected, rtol=1e-5)
+
+    def no_space(path, array):
+        raise OSError(28, "No space left on device")
+
+    meta = MetaAestheticRegressor(**SMALL, cache_dir=tmp_path / "e").fit(
+        fit_on, y[:4], groups=groups[:4])
+    monkeypatch.setattr(_features, "_atomic_save", no_space)
+    with pytest.warns(PIAAWarning, match="writing an embedding failed .No space left"):
+        np.testing.assert_allclose(meta.predict(new), expected, rtol=1e-5)
+    # and fit, hours into embedding, keeps going too
+    with pytest.warns(PIAAWarning, match="writing an embedding failed"):
+        again = MetaAestheticRegressor(**SMALL, cache_dir=tmp_path / "f").fit(
+            fit_on, y[:4], groups=groups[:4])
+    monkeypatch.undo()
+    np.testing.assert_allclose(again.predict(new), expected, rtol=1e-5)
 
 
 def test_damaged_cache_entry_is_recomputed(odd_folder, tmp_path):

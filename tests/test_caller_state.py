@@ -73,3 +73,38 @@ def test_a_baseline_seeds_its_backbone_from_any_random_state():
     np.testing.assert_array_equal(fit(np.random.RandomState(0), caller_seed=2), first)
     np.testing.assert_array_equal(fit(0), first)
     assert not np.array_equal(fit(None), fit(None))
+
+
+def test_prediction_does_not_wait_for_a_seeded_fit_in_another_thread(ratings, tiny_params):
+    # predict took the lock that seeded fits and personalizations hold for their whole
+    # run: a service's predictions stalled behind any personalization in another thread
+    import threading
+
+    from sklearn_piaa._device import seeded
+
+    X, y, groups = ratings
+    meta = MetaAestheticRegressor(**tiny_params).fit(X, y, groups=groups)
+    net = meta.personalize(X[:20], y[:20], random_state=0)
+    expected = meta.predict(X), net.predict(X)
+    inside, release = threading.Event(), threading.Event()
+
+    def personalizing_elsewhere():
+        with seeded(0):
+            inside.set()
+            release.wait(60)
+
+    other = threading.Thread(target=personalizing_elsewhere)
+    other.start()
+    inside.wait(60)
+    try:
+        done = []
+        scoring = threading.Thread(target=lambda: done.append((meta.predict(X),
+                                                               net.predict(X))))
+        scoring.start()
+        scoring.join(30)
+        assert done, "prediction waited for the other thread's seeded block"
+        np.testing.assert_array_equal(done[0][0], expected[0])
+        np.testing.assert_array_equal(done[0][1], expected[1])
+    finally:
+        release.set()
+        other.join()

@@ -423,6 +423,54 @@ def test_settings_changed_since_fit_neither_break_the_file_nor_the_fine_tuning(t
     assert meta.get_params()["hidden_sizes"] == (4,)  # the estimator's settings stay set
 
 
+def test_settings_changed_after_loading_neither_break_the_file_nor_the_fine_tuning(tmp_path):
+    # load_model did not note the settings the network was built with, so a
+    # set_params on a loaded prior wrote a file whose settings and weights disagreed
+    imgs, y, groups = _images()
+    meta = MetaAestheticRegressor(backbone="tiny_cnn", hidden_sizes=(8,), n_iterations=2,
+                                  support_size=6, query_size=3,
+                                  random_state=0).fit(imgs, y, groups=groups)
+    save_model(meta, tmp_path / "prior.pt")
+    loaded = load_model(tmp_path / "prior.pt").set_params(hidden_sizes=(4,), dropout=0.0)
+    net = loaded.personalize(imgs[:20], y[:20], random_state=0)
+    save_model(loaded, tmp_path / "again.pt")
+    save_model(net, tmp_path / "net.pt")
+    again = load_model(tmp_path / "again.pt")
+    assert again.hidden_sizes == (8,) and again.dropout == meta.dropout
+    np.testing.assert_allclose(again.predict(imgs), meta.predict(imgs), rtol=1e-6)
+    np.testing.assert_allclose(load_model(tmp_path / "net.pt").predict(imgs),
+                               net.predict(imgs), rtol=1e-6)
+
+
+def test_set_params_moves_or_turns_off_a_fitted_priors_cache(tmp_path):
+    # set_params(cache_dir=...) on a fitted or loaded prior was ignored: its embedder
+    # kept writing to the old folder, and a service could not turn the cache off
+    imgs, y, groups = _images()
+    meta = MetaAestheticRegressor(backbone="tiny_cnn", hidden_sizes=(8,), n_iterations=2,
+                                  support_size=6, query_size=3, random_state=0,
+                                  cache_dir=tmp_path / "old").fit(imgs[:20], y[:20],
+                                                                  groups=groups[:20])
+    n_old = len(list((tmp_path / "old").rglob("*.npy")))
+    assert n_old == 20
+    expected = meta.predict(imgs)  # the 20 new images are cached too
+    assert len(list((tmp_path / "old").rglob("*.npy"))) == 40
+    save_model(meta, tmp_path / "prior.pt")
+    loaded = load_model(tmp_path / "prior.pt").set_params(cache_dir=None)
+    fresh = _images(seed=1)[0]
+    np.testing.assert_allclose(loaded.predict(imgs), expected, rtol=1e-5)
+    loaded.predict(fresh)
+    assert len(list((tmp_path / "old").rglob("*.npy"))) == 40  # nothing written
+    loaded.set_params(cache_dir=tmp_path / "new")
+    loaded.predict(_images(seed=2)[0])  # (fresh ones: those above are held in memory)
+    assert len(list((tmp_path / "new").rglob("*.npy"))) == 40
+    assert len(list((tmp_path / "old").rglob("*.npy"))) == 40
+    save_model(loaded, tmp_path / "moved.pt")
+    assert load_model(tmp_path / "moved.pt").cache_dir == os.path.abspath(tmp_path / "new")
+    meta.set_params(cache_dir=None)  # a prior fitted in this process too
+    meta.personalize(fresh[:10], y[:10])
+    assert len(list((tmp_path / "old").rglob("*.npy"))) == 40
+
+
 def test_a_loaded_net_keeps_its_fine_tuning_settings_and_seed(prior, tmp_path):
     meta, X, y = prior
     net = meta.personalize(X[:40], y[:40], max_epochs=3, lr=1e-3)

@@ -251,7 +251,7 @@ class BaselineRegressor(RegressorMixin, BaseEstimator):
     def _embed_unique(self, X):
         """Features of the distinct images in ``X`` and each row's image index."""
         if hasattr(self.input_, "transform_unique"):
-            return self.input_.transform_unique(X)
+            return self.input_.transform_unique(X, strict_cache=True)
         F = self.input_(X)
         # Identical feature rows are the same image: rows of a rating table repeat them.
         unique, inverse = np.unique(F, axis=0, return_inverse=True)

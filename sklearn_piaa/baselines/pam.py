@@ -30,8 +30,8 @@ class _AttributeInput:
     def __call__(self, X, y=None):
         return np.hstack([self.embedder.transform(X), measure_attributes(X, self.size)[0]])
 
-    def transform_unique(self, X):
-        unique, inverse = self.embedder.transform_unique(X)
+    def transform_unique(self, X, strict_cache=False):
+        unique, inverse = self.embedder.transform_unique(X, strict_cache=strict_cache)
         first = np.unique(inverse, return_index=True)[1]  # one row per distinct image
         attrs = measure_attributes([X[i] for i in first], self.size)[0]
         return np.hstack([unique, attrs]), inverse
