@@ -877,14 +877,20 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
                 "prior's training data, pass score_range=(low, high) of that scale "
                 "(--score-range LOW,HIGH on the command line).")
         spread = float(y.max() - y.min()) / (high - low)
-        if score_range is None and len(y) >= 5 and 0 < spread < 0.05:
-            # e.g. ratings on 1-10 against a prior of 0-500: fine-tuning squeezes the
-            # whole scale into a sliver of the head's output range, and learns little.
+        # e.g. ratings on 1-10 against a prior of 0-500 (a sliver of the head's output
+        # range), or on 0-100 (its lowest fifth): fine-tuning squeezes the rater's scale
+        # into a corner of the sigmoid, and learns little (measured: 0.33 -> 0.15 SROCC)
+        corner = (float(y.max()) - low <= 0.2 * (high - low)
+                  or high - float(y.min()) <= 0.2 * (high - low))
+        if score_range is None and len(y) >= 5 and 0 < spread and (spread < 0.05 or corner):
+            where = (f"span {100 * spread:.1f}% of" if spread < 0.05 else
+                     f"all lie in the {'lowest' if y.max() - low < high - y.max() else 'highest'}"
+                     " fifth of")
             warnings.warn(
-                f"the rater's scores ({y.min():g} to {y.max():g}) span {100 * spread:.1f}% "
-                f"of the prior's range ({low:g}, {high:g}). If this rater uses another "
-                "scale, pass score_range=(low, high) of that scale (--score-range LOW,HIGH "
-                "on the command line).", PIAAWarning, stacklevel=3)
+                f"the rater's scores ({y.min():g} to {y.max():g}) {where} the prior's range "
+                f"({low:g}, {high:g}). If this rater uses another scale, pass "
+                "score_range=(low, high) of that scale (--score-range LOW,HIGH on the "
+                "command line).", PIAAWarning, stacklevel=3)
         return X, y, (low, high)
 
     def _finetune(self, X, y, random_state, score_range, module=None, **net_params):

@@ -1,5 +1,6 @@
 """Ratings grouped by rater: the task collection that meta-learning iterates over."""
 
+import numbers
 import os
 import warnings
 from collections import Counter
@@ -36,6 +37,19 @@ def _as_ids(groups):
         ids = np.empty(len(groups), dtype=object)
         ids[:] = list(groups)
     return ids
+
+
+def rater_text(r):
+    """A rater id as text: 7, numpy's 7, 7.0 and "7" (how readers spell ids) all "7".
+
+    For telling whether two collections name the same person (a test rater among the
+    training raters), where the ids may have come through different readers.
+    """
+    if isinstance(r, (numbers.Integral, np.integer)) and not isinstance(r, (bool, np.bool_)):
+        return str(int(r))
+    if isinstance(r, (float, np.floating)) and float(r).is_integer():
+        return str(int(r))
+    return str(r).strip()
 
 
 def _is_missing(g):

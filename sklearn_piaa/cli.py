@@ -429,7 +429,9 @@ def run_predict(args, out=None):
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(["image", "score"])
-    writer.writerows(zip(files, (f"{s:.6g}" for s in scores)))
+    # 9 significant digits: a float32 score exactly (6 made ties of distinct scores,
+    # and ranks -- SROCC -- computed from the file differed from the model's)
+    writer.writerows(zip(files, (f"{s:.9g}" for s in scores)))
     if args.output == "-":
         buffer = getattr(sys.stdout, "buffer", None)
         if buffer is None:

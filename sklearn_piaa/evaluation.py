@@ -8,6 +8,7 @@ import numpy as np
 from joblib import Parallel, delayed
 from sklearn.utils import check_random_state
 
+from ._estimator import MetaAestheticRegressor
 from ._features import image_reader
 from ._inputs import FEATURES, check_feature_names, input_kind, is_count, take
 from ._progress import progress
@@ -186,6 +187,8 @@ def evaluate_personalization(prior, test_tasks, n_support=(10, 100), n_repeats=5
        With Bilevel Gradient Optimization", IEEE Transactions on Cybernetics, 2022.
     """
     test_tasks, n_support = _check_protocol(prior, test_tasks, n_support)
+    if score_range is None:
+        _check_reachable(prior, test_tasks)
     n_repeats = _check_repeats(n_repeats)
     rng = check_random_state(random_state)
     seeds = rng.randint(np.iinfo(np.int32).max, size=(len(test_tasks), n_repeats))
@@ -219,6 +222,29 @@ def evaluate_personalization(prior, test_tasks, n_support=(10, 100), n_repeats=5
         bar.update()
     bar.close()
     return _result(rows, n_support, skipped)
+
+
+def _check_reachable(prior, tasks):
+    """Refuse, by name, test raters with scores a meta-learned prior's output cannot reach.
+
+    ``personalize`` refuses them, but only a draw that puts such a score in the support
+    set meets it: the run failed or not by the seed, naming a position in that set.
+    """
+    if not isinstance(prior, MetaAestheticRegressor) or not hasattr(prior, "score_range_"):
+        return  # the baselines personalize on any scale
+    low, high = prior.score_range_
+    bad = []
+    for r in tasks.raters:
+        y = np.asarray(tasks[r][1], dtype=np.float32)  # as personalize compares them
+        outside = (y < np.float32(low)) | (y > np.float32(high))
+        if outside.any():
+            bad.append(f"{r!r} ({int(outside.sum())} of {len(y)}, e.g. {y[outside][0]:g})")
+    if bad:
+        raise ValueError(
+            f"{len(bad)} test rater(s) have scores outside the prior's output range "
+            f"({low:g}, {high:g}): {', '.join(bad[:10])}{' ...' if len(bad) > 10 else ''}. "
+            "If they use another scale than the training raters, pass score_range=(low, "
+            "high) of theirs (--score-range LOW,HIGH on the command line).")
 
 
 def _check_protocol(prior, test_tasks, n_support):

@@ -7,19 +7,30 @@ from sklearn.model_selection._split import BaseCrossValidator
 from sklearn.utils import check_random_state
 
 from ._inputs import is_count
+from ._tasks import _sorted_raters
 
 __all__ = ["UserGroupKFold", "UserGroupShuffleSplit", "SupportQuerySplit"]
 
 
 def _check_groups(groups, n_splits=None):
+    """``groups`` as scikit-learn's splitters can sort them, after checking them."""
     if groups is None:
         raise ValueError(
             "user-grouped splitting needs the rater id of each row: pass groups=users "
             "(or params={'groups': users} with metadata routing enabled)."
         )
-    n_raters = len(np.unique(np.asarray(groups)))
+    ids = np.asarray(groups)
+    try:
+        n_raters = len(np.unique(ids))
+    except TypeError:
+        # ids of several types (7 and "anna"), which fit and TaskSet accept but numpy
+        # cannot sort: each rater's place in the package's own order of raters instead
+        order = {r: i for i, r in enumerate(_sorted_raters(set(ids.tolist())))}
+        groups = np.array([order[g] for g in ids.tolist()])
+        n_raters = len(order)
     if n_splits is not None and n_raters < n_splits:
         raise ValueError(f"cannot split {n_raters} rater(s) into {n_splits} folds.")
+    return groups
 
 
 class UserGroupKFold(GroupKFold):
@@ -77,7 +88,7 @@ class UserGroupKFold(GroupKFold):
             When iteration starts: if ``groups`` is None or has fewer raters than
             ``n_splits``, or if ``X``, ``y`` and ``groups`` differ in length.
         """
-        _check_groups(groups, self.n_splits)
+        groups = _check_groups(groups, self.n_splits)
         yield from super().split(X, y, groups)
 
 
@@ -124,7 +135,7 @@ class UserGroupShuffleSplit(GroupShuffleSplit):
             differ in length, or if ``test_size`` or ``train_size`` does not fit the
             number of raters.
         """
-        _check_groups(groups)
+        groups = _check_groups(groups)
         yield from super().split(X, y, groups)
 
 

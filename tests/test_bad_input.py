@@ -328,6 +328,13 @@ def test_a_rater_on_a_much_smaller_scale_is_warned_about(fitted):
         warnings.simplefilter("error", PIAAWarning)
         meta.personalize(X[:10], small, score_range=(small.min(), small.max()))
         meta.personalize(X[:10], np.linspace(low, high, 10))
+    # a 0-100 rater against a 0-500 prior spans 20% of it: not a sliver, but its lowest
+    # fifth, where fine-tuning learned half as much (measured), without a word
+    fifth = np.linspace(low, low + 0.2 * (high - low), 10)
+    with pytest.warns(PIAAWarning, match=r"all lie in the lowest fifth of the prior's range"):
+        meta.personalize(X[:10], fifth)
+    with pytest.warns(PIAAWarning, match=r"all lie in the highest fifth"):
+        meta.personalize(X[:10], fifth - low + high - 0.2 * (high - low))
 
 
 @pytest.mark.parametrize("make", [

@@ -176,3 +176,25 @@ def test_nan_predictions_on_features_are_not_dropped_as_unreadable_images(rating
     sizes = test.sizes()
     assert [int(q) for q in result.table["n_query"]] == [sizes["r10"] - 5, sizes["r11"] - 5]
     assert np.isnan(result.table["srocc_prior"]).all()
+
+
+def test_raters_the_prior_cannot_reach_or_saw_as_other_ids_are_named(ratings, tiny_params):
+    # A score outside the prior's range failed only the draws that put it in a support
+    # set, naming a position there; and a rater fitted as 7 was not recognized as "7"
+    X, y, groups = ratings
+    codes = {r: i for i, r in enumerate(sorted(set(groups.tolist())))}
+    ids = np.array([codes[g] for g in groups.tolist()])  # int ids, as a DataFrame gives
+    train = ids < 9
+    meta = MetaAestheticRegressor(**tiny_params).fit(X[train], y[train], groups=ids[train])
+    low, high = meta.score_range_
+    test = TaskSet.from_arrays(X[~train], np.clip(y[~train], low, high),
+                               ids[~train].astype(str))
+    bad = test.y.copy()
+    bad[test.indices[test.raters[0]][3]] = high + 1
+    with pytest.raises(ValueError, match=rf"1 test rater\(s\) .*'{test.raters[0]}' \(1 of"):
+        evaluate_personalization(meta, TaskSet.from_arrays(X[~train], bad,
+                                                           ids[~train].astype(str)),
+                                 n_support=(5,), n_repeats=1)
+    seen = TaskSet.from_arrays(X[ids == 0], y[ids == 0], np.full((ids == 0).sum(), "0"))
+    with pytest.warns(PIAAWarning, match="were among the prior's .* training raters"):
+        evaluate_personalization(meta, seen, n_support=(5,), n_repeats=1)

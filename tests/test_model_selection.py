@@ -40,3 +40,17 @@ def test_support_query_split():
     assert not np.array_equal(splits[0][0], splits[1][0])
     with pytest.raises(ValueError, match="too few"):
         list(SupportQuerySplit(n_support=11).split(np.zeros(12)))
+
+
+def test_rater_ids_of_several_types_are_split_as_fit_takes_them():
+    # numpy cannot sort 7 and "anna": the splitters failed on ids that fit accepts
+    groups = np.array([7, 7, 8, 8, "anna", "anna", "bob", "bob"], dtype=object)
+    folds = list(UserGroupKFold(2, random_state=0).split(np.zeros(8), groups=groups))
+    tested = sorted((sorted(map(str, set(groups[test].tolist()))) for _, test in folds))
+    assert tested in ([["7", "8"], ["anna", "bob"]], [["7", "anna"], ["8", "bob"]],
+                      [["7", "bob"], ["8", "anna"]])
+    for train, test in folds:
+        assert not set(groups[train].tolist()) & set(groups[test].tolist())
+    (train, test), = UserGroupShuffleSplit(1, test_size=0.5, random_state=0).split(
+        np.zeros(8), groups=groups)
+    assert len(set(groups[test].tolist())) == 2 and len(test) == 4

@@ -136,6 +136,9 @@ def test_aadb_columns_and_test_workers(tmp_path):
     assert data.groups.tolist() == ["7", "8"] and data.test_raters == ["8"]
     assert data.X[1] == str(tmp_path / "datasetImages_originalSize" / "b.jpg")
     assert read_aadb(tmp_path).test is None
+    # a bare string was read as its characters: "12" held out workers 1 and 2
+    with pytest.raises(ValueError, match=r"got the string '8'.*give \['8'\]"):
+        read_aadb(tmp_path, test_workers="8")
 
 
 # -- read_ratings validation ---------------------------------------------------------

@@ -150,7 +150,11 @@ class PAIAARegressor(BaselineRegressor):
         The trained multi-task network (eval mode).
     n_traits_ : int
     history_ : ndarray of shape (max_epochs,)
-        Mean training loss per epoch.
+        Mean training loss per epoch (of the standardized scores).
+    score_mean_, score_scale_ : float
+        Mean and standard deviation of the images' consensus scores: the generic head
+        is trained on them standardized, so the results do not depend on the scale's
+        units (0-1 or 0-500).
     input_, scaler_, score_range_, raters_
         See :class:`~sklearn_piaa.baselines.BaselineRegressor`.
 
@@ -221,7 +225,14 @@ class PAIAARegressor(BaselineRegressor):
         device = resolve_device(self.device)
         seed = rng.randint(np.iinfo(np.int32).max)
         as_t = lambda a: torch.as_tensor(a, dtype=torch.float32, device=device)  # noqa: E731
-        x, g = as_t(Z), as_t(consensus_scores(y, inverse, len(Z)))
+        consensus = consensus_scores(y, inverse, len(Z))
+        # Standardized: plain squared error on raw scores (a 0-500 slider) dwarfs the
+        # trait loss and the learning rate's reach, and the results depended on the
+        # scale's units (SROCC 0.35 on 1-5, 0.11 on the same ratings x 100).
+        self.score_mean_ = float(consensus.mean())
+        self.score_scale_ = float(consensus.std()) or 1.0
+        x = as_t(Z)
+        g = as_t((consensus - self.score_mean_) / self.score_scale_)
         t, m = as_t(labels), as_t(liked)
         with seeded(seed, device):
             module = PersonalityNet(Z.shape[1], self.hidden_size, traits.shape[1],
@@ -259,7 +270,9 @@ class PAIAARegressor(BaselineRegressor):
         return score.cpu().numpy().astype(np.float64), traits.cpu().numpy().astype(np.float64)
 
     def _base(self, Z):
-        return self._outputs(Z)[0]
+        # files saved before the scores were standardized have neither
+        scale, mean = getattr(self, "score_scale_", 1.0), getattr(self, "score_mean_", 0.0)
+        return self._outputs(Z)[0] * scale + mean
 
     def _user_features(self, Z):
         return self._outputs(Z)[1]

@@ -48,6 +48,11 @@ def _present(tasks, ids, what):
 
 def _add_split(bunch, test_ids=None, train_ids=None, what="raters of the split"):
     """Set train/test of ``bunch``; a side given as None holds every other rater."""
+    for side, ids in (("test", test_ids), ("train", train_ids)):
+        if isinstance(ids, (str, bytes)):
+            raise ValueError(f"the {side} {what} must be a list of ids; got the string "
+                             f"{ids!r}, which would be read as its characters: give "
+                             f"[{ids!r}].")
     tasks = bunch.tasks
     test = None if test_ids is None else _present(tasks, test_ids, f"test {what}")
     train = None if train_ids is None else _present(tasks, train_ids, f"train {what}")
