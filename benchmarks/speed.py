@@ -358,7 +358,7 @@ def embedding_rates(n_images, repeats):
             rates["folded 32"].append(forward_rate(folded, 32))
             rates["loaded 32"].append(forward_rate(backbone, 32))
             for mixed, e in embedders.items():
-                e._memory = {}  # the memo of embedded images: embed them again
+                e._memory.clear()  # the memo of embedded images: embed them again
                 e.cache_dir = os.path.join(tmp, f"cache{r}-{mixed}")
                 t0 = time.perf_counter()
                 e.transform(files)

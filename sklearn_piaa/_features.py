@@ -10,6 +10,7 @@ import hashlib
 import os
 import threading
 import warnings
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -771,13 +772,18 @@ class ImageEmbedder:
         self.on_error = on_error
         self.mixed_precision = mixed_precision
         self.out_features = backbone.out_features
-        self._memory = {}
+        self._memory = OrderedDict()
         self._fingerprint = None
         self._folded = None
 
     # Images per forward pass on a CPU, each batch of ``batch_size`` run in such parts
     # (the same numbers); None: cpu_forward_batch().
     forward_batch = None
+
+    #: Embeddings held in memory, at most: the least recently used beyond are forgotten
+    #: (500 MB of EfficientNet-Lite0's; a service scoring new images for months must
+    #: not grow without bound). ``cache_dir`` keeps them all, on disk.
+    memo_size = 100_000
 
     def _forward_batch(self):
         if torch.device(self.device).type != "cpu":
@@ -795,7 +801,7 @@ class ImageEmbedder:
             # save) must not take the live estimator's backbone off its GPU.
             state["backbone"] = copy.deepcopy(self.backbone).cpu()
         state["_folded"] = None  # rebuilt from the backbone when next needed
-        state["_memory"] = {}  # a memo (see Notes)
+        state["_memory"] = OrderedDict()  # a memo (see Notes)
         return state
 
     def __setstate__(self, state):
@@ -805,6 +811,7 @@ class ImageEmbedder:
         self.backbone = self.backbone.to(self.device)
         self.__dict__.setdefault("_folded", None)
         self.__dict__.setdefault("mixed_precision", False)  # pickled before it existed
+        self._memory = OrderedDict(self.__dict__.get("_memory") or ())
 
     def _inference_net(self):
         """The backbone with BatchNorm folded into its convolutions (same function, faster)."""
@@ -902,23 +909,28 @@ class ImageEmbedder:
         X = as_indexable(X)
         failed = {}  # key -> (image, reason), for on_error="skip"
         keys = [self._key(x, failed, i) for i, x in enumerate(X)]
-        todo = {}
+        todo, rows = {}, {}  # rows: key -> embedding, this call's
         disk = self._disk_dir() if self.cache_dir is not None else None
         for i, key in enumerate(keys):
-            if key in self._memory or key in todo or key in failed:
+            if key in rows or key in todo or key in failed:
                 continue
-            if disk is not None and self._from_disk(disk, key):
-                continue
-            todo[key] = i
+            row = self._memory.get(key)  # one lookup: another thread may evict it
+            if row is None and disk is not None:
+                row = self._from_disk(disk, key)
+            if row is None:
+                todo[key] = i
+            else:
+                rows[key] = row
         if todo and disk is not None:
             disk = self._writable_disk(disk, len(todo), strict_cache)
         if todo:
-            self._embed_missing(X, todo, disk, failed)
+            self._embed_missing(X, todo, disk, failed, rows)
+        self._remember(rows)
         position = {}
         inverse = np.fromiter((position.setdefault(k, len(position)) for k in keys),
                               dtype=np.intp, count=len(keys))
         nan = np.full(self.out_features, np.nan, dtype=np.float32)
-        unique = np.stack([self._memory[k] if k not in failed else nan
+        unique = np.stack([rows[k] if k not in failed else nan
                            for k in position]).astype(np.float32, copy=False)
         if failed:
             self._report(failed)
@@ -959,18 +971,35 @@ class ImageEmbedder:
             return key
 
     def _from_disk(self, disk, key):
+        """The cached embedding of ``key``, or None (none, or a damaged one)."""
         path = os.path.join(disk, key + ".npy")
         if not os.path.isfile(path):
-            return False
+            return None
         try:
             row = np.load(path)
         except (OSError, ValueError, EOFError):
-            return False  # a damaged cache entry is recomputed and overwritten
+            return None  # a damaged cache entry is recomputed and overwritten
         if (row.shape != (self.out_features,) or row.dtype != np.float32
                 or not np.isfinite(row).all()):
-            return False
-        self._memory[key] = row
-        return True
+            return None
+        return row
+
+    def _remember(self, rows):
+        """Hold ``rows`` in the memo as the most recently used, forgetting the oldest
+        beyond :attr:`memo_size`. Safe beside other threads' calls (each step is one
+        dict operation; a key another thread evicted is simply not there)."""
+        memo = self._memory
+        for key, row in rows.items():
+            memo[key] = row
+            try:
+                memo.move_to_end(key)
+            except KeyError:
+                pass
+        while len(memo) > max(int(self.memo_size), 0):
+            try:
+                memo.popitem(last=False)
+            except KeyError:
+                break
 
     def _report(self, failed):
         names = [f"{_name(x)} ({reason})" for x, reason in failed.values()]
@@ -987,7 +1016,7 @@ class ImageEmbedder:
                 raise
             return exc
 
-    def _embed_missing(self, X, todo, disk, failed):
+    def _embed_missing(self, X, todo, disk, failed, rows):
         items = list(todo.items())
         size = self.backbone.input_size
         chunks = [items[i:i + self.batch_size] for i in range(0, len(items), self.batch_size)]
@@ -1028,7 +1057,7 @@ class ImageEmbedder:
                         f"{' ...' if len(bad) > 5 else ''}. Check the backbone (its "
                         "weights, or its arithmetic on such images).")
                 for (key, _), row in zip(chunk, emb):
-                    self._memory[key] = row
+                    rows[key] = row
                     if disk is not None:
                         try:
                             _atomic_save(os.path.join(disk, key + ".npy"), row)

@@ -359,3 +359,26 @@ def test_a_table_of_paths_given_to_a_whole_network_model_names_the_column_to_pas
         adapter(pd.DataFrame({"image": ["a.jpg", "b.jpg"]}))
     with pytest.raises(ValueError, match=r"not a 2-D feature array\.$"):
         adapter(np.zeros((2, 3), np.float32))
+
+
+def test_the_embedding_memo_forgets_the_least_recently_used_beyond_its_size(image_files):
+    # every image ever embedded stayed in memory: a service scoring new uploads for
+    # months grew by 5 kB per image without bound
+    from sklearn_piaa._features import ImageEmbedder
+    from sklearn_piaa.nn import load_backbone
+
+    torch.manual_seed(0)
+    backbone = load_backbone("tiny_cnn")
+    unbounded = ImageEmbedder(backbone, torch.device("cpu"), batch_size=4)
+    expected = unbounded.transform(image_files)
+    assert len(unbounded._memory) == len(image_files)
+    small = ImageEmbedder(backbone, torch.device("cpu"), batch_size=4)
+    small.memo_size = 5
+    np.testing.assert_allclose(small.transform(image_files), expected, rtol=1e-5, atol=1e-6)
+    assert len(small._memory) == 5
+    kept = list(small._memory)
+    small.transform(image_files[:2])  # re-embedded, and now the most recent
+    assert len(small._memory) == 5 and list(small._memory)[-2:] != kept[-2:]
+    np.testing.assert_allclose(small.transform(image_files[::-1]), expected[::-1],
+                               rtol=1e-5, atol=1e-6)
+    assert len(small._memory) == 5
