@@ -10,6 +10,7 @@ import hashlib
 import os
 import threading
 import warnings
+import weakref
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 
@@ -716,6 +717,43 @@ def _content_key(src):
     return h.hexdigest()
 
 
+#: What embedders of one frozen backbone share: its BatchNorm-folded copy and, per
+#: precision, the embeddings made (an embedding depends on nothing else).
+_FOLDED = weakref.WeakKeyDictionary()
+_MEMOS = weakref.WeakKeyDictionary()
+#: Frozen backbones of loaded models, by everything that makes their embeddings.
+_LOADED = weakref.WeakValueDictionary()
+
+
+def shared_backbone(backbone):
+    """A loaded model's frozen ``backbone``, or an equal one already in use.
+
+    Every model file holds its own backbone: ten users' nets personalized from one prior
+    and loaded in one service held ten copies (about 50 MB each, with their folded
+    copies) and embedded each image ten times. Equal backbones -- the same architecture,
+    weights, preprocessing and device -- are the same function, so loaded models share
+    one, with its folded copy and its embeddings. Never for a backbone being trained.
+
+    Parameters
+    ----------
+    backbone : Backbone
+
+    Returns
+    -------
+    Backbone
+    """
+    b = backbone
+    device = next(iter(b.parameters()), torch.empty(0)).device
+    code = f"{type(b.features).__module__}.{type(b.features).__qualname__}"
+    key = (_module_fingerprint(b), code, repr(b.features), b.name, b.input_size,
+           tuple(b.mean), tuple(b.std), b.out_features, str(device))
+    found = _LOADED.get(key)
+    if found is not None:
+        return found
+    _LOADED[key] = backbone
+    return backbone
+
+
 def _module_fingerprint(module):
     h = hashlib.blake2b(digest_size=8)
     for name, tensor in module.state_dict().items():
@@ -772,7 +810,9 @@ class ImageEmbedder:
         self.on_error = on_error
         self.mixed_precision = mixed_precision
         self.out_features = backbone.out_features
-        self._memory = OrderedDict()
+        # embedders of one backbone share what they embedded (see shared_backbone)
+        self._memory = _MEMOS.setdefault(self.backbone, {}).setdefault(
+            bool(mixed_precision), OrderedDict())
         self._fingerprint = None
         self._folded = None
 
@@ -811,16 +851,18 @@ class ImageEmbedder:
         self.backbone = self.backbone.to(self.device)
         self.__dict__.setdefault("_folded", None)
         self.__dict__.setdefault("mixed_precision", False)  # pickled before it existed
-        self._memory = OrderedDict(self.__dict__.get("_memory") or ())
+        self._memory = OrderedDict(self.__dict__.get("_memory") or ())  # its own: a copy
 
     def _inference_net(self):
         """The backbone with BatchNorm folded into its convolutions (same function, faster)."""
         if self._folded is None:
+            self._folded = _FOLDED.get(self.backbone)
+        if self._folded is None:
             size = self.backbone.input_size
             example = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
             example = example.to(self.device).contiguous(memory_format=torch.channels_last)
-            self._folded = fold_batchnorm(self.backbone, example).to(
-                memory_format=torch.channels_last)
+            self._folded = _FOLDED[self.backbone] = fold_batchnorm(
+                self.backbone, example).to(memory_format=torch.channels_last)
         return self._folded
 
     def _disk_dir(self):

@@ -26,7 +26,13 @@ from sklearn.preprocessing import StandardScaler
 from ._checkpoint import _NOT_AN_ARCHIVE, _not_an_archive, _reason
 from ._device import resolve_device, seeded, usable
 from ._estimator import MetaAestheticRegressor
-from ._features import FeatureInput, ImageEmbedder, _module_fingerprint, image_reader
+from ._features import (
+    FeatureInput,
+    ImageEmbedder,
+    _module_fingerprint,
+    image_reader,
+    shared_backbone,
+)
 from ._io import atomic_write
 from ._personalize import PersonalizedNet
 from ._warnings import PIAAWarning
@@ -346,7 +352,7 @@ def _load_baseline(state, path, device):
 
     backbone = _restore_backbone(make, state, path)
     est.input_ = (FeatureInput(state["n_features"], owner=name) if backbone is None
-                  else est._image_input(backbone))
+                  else est._image_input(shared_backbone(backbone.to(dev))))
     for key, value in state["fitted"].items():
         value = _decode(value, path)
         setattr(est, key, value.to(dev) if isinstance(value, torch.nn.Module) else value)
@@ -575,6 +581,8 @@ def _load_network(state, kind, path, device):
     dev = torch.device(params["device"])
     backbone = _restore_backbone(lambda pretrained: meta._make_backbone(dev, pretrained),
                                  state, path)
+    if backbone is not None and not meta.train_backbone:  # frozen: one for equal ones
+        backbone = shared_backbone(backbone)
     module, adapter = meta._architecture(backbone, fitted["embedding_dim"],
                                          fitted["score_range"], dev)
     try:

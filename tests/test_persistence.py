@@ -491,3 +491,36 @@ def test_a_loaded_net_keeps_its_fine_tuning_settings_and_seed(prior, tmp_path):
 class _NoopCallback:
     def initialize(self):
         return self
+
+
+def test_models_loaded_with_equal_frozen_backbones_share_one(tmp_path):
+    # each loaded model held its own backbone: ten users' nets of one prior, loaded in
+    # a service, held ten copies (about 50 MB each) and embedded each image ten times
+    imgs, y, groups = _images()
+    meta = MetaAestheticRegressor(backbone="tiny_cnn", hidden_sizes=(8,), n_iterations=2,
+                                  support_size=6, query_size=3,
+                                  random_state=0).fit(imgs, y, groups=groups)
+    for u in range(3):
+        save_model(meta.personalize(imgs[10 * u:10 * u + 10], y[10 * u:10 * u + 10],
+                                    random_state=u), tmp_path / f"u{u}.pt")
+    save_model(meta, tmp_path / "prior.pt")
+    other = MetaAestheticRegressor(backbone="tiny_cnn", hidden_sizes=(8,), n_iterations=2,
+                                   support_size=6, query_size=3,
+                                   random_state=1).fit(imgs, y, groups=groups)
+    save_model(other, tmp_path / "other.pt")  # another tiny_cnn: other random weights
+    nets = [load_model(tmp_path / f"u{u}.pt") for u in range(3)]
+    prior = load_model(tmp_path / "prior.pt")
+    backbones = {id(m.input_.backbone) for m in (prior, *(n.prior_ for n in nets))}
+    assert len(backbones) == 1
+    assert id(load_model(tmp_path / "other.pt").input_.backbone) not in backbones
+    expected = [n.predict(imgs) for n in nets]
+    assert len(prior.input_._memory) == len(imgs)  # embedded once, for all of them
+    for u, net in enumerate(nets):
+        np.testing.assert_array_equal(net.predict(imgs), expected[u])
+        np.testing.assert_allclose(
+            net.predict(imgs), meta.personalize(imgs[10 * u:10 * u + 10],
+                                                y[10 * u:10 * u + 10],
+                                                random_state=u).predict(imgs), rtol=1e-5)
+    # each keeps its own settings
+    prior.set_params(on_error="skip").predict(imgs[:2])
+    assert nets[0].prior_.input_.on_error == "raise"
