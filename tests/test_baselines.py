@@ -352,17 +352,20 @@ def test_identical_training_features_are_refused(name):
         getattr(baselines, name)(backbone=None).fit(X, y, groups=np.repeat([0, 1, 2], 10))
 
 
-def test_pa_iaa_gives_the_same_ranking_whatever_the_scales_units(ratings):
-    # its generic head regressed raw scores: on the same ratings x 100 its SROCC fell
-    # from 0.35 to 0.11 (squared error in the thousands, the trait loss drowned)
+@pytest.mark.parametrize("make", [
+    lambda: PAIAARegressor(personality=TRAITS, hidden_size=8, max_epochs=5, random_state=0),
+    lambda: FPMFRegressor(n_factors=3, n_components=6, max_iter=5, random_state=0),
+], ids=["pa_iaa", "fpmf"])
+def test_a_baseline_gives_the_same_ranking_whatever_the_scales_units(ratings, make):
+    # PA_IAA's generic head regressed raw scores: on the same ratings x 100 its SROCC
+    # fell from 0.35 to 0.11 (squared error in the thousands, the trait loss drowned);
+    # FPMF's penalties on both factors of a product weighed otherwise (0.525 -> 0.503)
     X, y, groups = ratings
     train = ~np.isin(groups, ["r10", "r11"])
     test = ~train
     preds = []
     for scale in (1.0, 100.0):
-        model = PAIAARegressor(personality=TRAITS, hidden_size=8, max_epochs=5,
-                               random_state=0).fit(X[train], y[train] * scale,
-                                                   groups=groups[train])
+        model = make().fit(X[train], y[train] * scale, groups=groups[train])
         preds.append((model.predict(X[test]),
                       model.personalize(X[test][:10], y[test][:10] * scale).predict(X[test])))
     np.testing.assert_allclose(preds[1][0], preds[0][0] * 100, rtol=1e-3, atol=1e-3)

@@ -58,6 +58,9 @@ class FPMFRegressor(BaselineRegressor):
     user_bias_ : ndarray of shape (n_raters,)
     mean_ : float
         ``mu``.
+    score_scale_ : float
+        Standard deviation of the training scores: the factors are fitted in its units,
+        so that the results do not depend on the scale's (0-1 or 0-500).
     input_, scaler_, score_range_, raters_
         See :class:`~sklearn_piaa.baselines.BaselineRegressor`.
     n_iter_ : int
@@ -119,6 +122,10 @@ class FPMFRegressor(BaselineRegressor):
         user = np.fromiter((code[g] for g in groups.tolist()), dtype=np.intp, count=len(groups))
         k, r = self.n_factors, F.shape[1]
         self.mean_ = float(y.mean())
+        # In units of the scores' spread: the penalties on both factors of a product
+        # otherwise weigh differently on 1-5 and 0-500 ratings (other rankings)
+        self.score_scale_ = float(y.std()) or 1.0
+        y = (y - self.mean_) / self.score_scale_ + self.mean_
         P = 0.1 * rng.standard_normal((len(users), k))
         b = np.zeros(len(users))
         W = 0.1 * rng.standard_normal((r, k))
@@ -147,8 +154,9 @@ class FPMFRegressor(BaselineRegressor):
 
     def _base(self, Z):
         # The mean training rater: the zero-shot prediction and the new rater's anchor.
-        return (self.mean_ + self.user_bias_.mean()
-                + self._item_factors(Z) @ self.user_factors_.mean(axis=0))
+        scale = getattr(self, "score_scale_", 1.0)  # files saved before it: raw units
+        return self.mean_ + scale * (self.user_bias_.mean()
+                                     + self._item_factors(Z) @ self.user_factors_.mean(axis=0))
 
     def _user_features(self, Z):
         return self._item_factors(Z)
