@@ -20,8 +20,13 @@ from sklearn_piaa._checkpoint import LEGACY_FILENAME
 
 
 def checkpoint_file(folder):
-    """The one checkpoint file in ``folder``, or None when it holds none."""
-    files = sorted(f for f in os.listdir(folder) if f.startswith("checkpoint"))
+    """The one checkpoint file in ``folder``, or None when it holds none.
+
+    A write's temporary file (``*.tmp``, left by a process killed while writing; the
+    next run removes it) is not a checkpoint.
+    """
+    files = sorted(f for f in os.listdir(folder)
+                   if f.startswith("checkpoint") and not f.endswith(".tmp"))
     assert len(files) <= 1, files
     return os.path.join(folder, files[0]) if files else None
 
@@ -237,6 +242,8 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_prior(tmp_path):
                   support_size=20, query_size=10, random_state=0)
     resumed = MetaAestheticRegressor(**params, checkpoint_dir=ckpt,
                                      checkpoint_every=10).fit(X, y, groups=groups)
+    # a write the kill cut short leaves a temporary file; the resumed run removes it
+    assert not [f for f in os.listdir(ckpt) if f.endswith(".tmp")]
     straight = MetaAestheticRegressor(**params).fit(X, y, groups=groups)
     _assert_same_prior(straight, resumed)
 
