@@ -8,7 +8,7 @@ import numpy as np
 from joblib import Parallel, delayed
 from sklearn.utils import check_random_state
 
-from ._estimator import MetaAestheticRegressor
+from ._estimator import _SCALE_CHECKED, MetaAestheticRegressor, another_scale
 from ._features import image_reader
 from ._inputs import FEATURES, check_feature_names, input_kind, is_count, take
 from ._progress import progress
@@ -114,19 +114,24 @@ def _one_rater(prior, X, y, rater, seeds, n_support, personalize_params):
     rows = []
     # The prior is fixed: predict the rater's images once, then index each query set.
     X, y, prior_pred = _readable_rows(prior, X, y)
-    for repeat, seed in enumerate(seeds):
-        # One permutation per repeat: the 10-image support is part of the 100-image
-        # one, so support sizes are compared on nested draws.
-        rng = np.random.RandomState(seed)
-        perm = rng.permutation(len(y))
-        for k in n_support:
-            if len(y) < k + 2:
-                continue
-            sup, qry = perm[:k], perm[k:]
-            net = prior.personalize(take(X, sup), y[sup], random_state=seed,
-                                    **personalize_params)
-            rows.append((rater, repeat, k, len(qry), _srocc(y[qry], prior_pred[qry])[0],
-                         _srocc(y[qry], net.predict(take(X, qry)))[0], seed))
+    _SCALE_CHECKED.on = True  # named once, from all the rater's scores, by the caller
+    try:
+        for repeat, seed in enumerate(seeds):
+            # One permutation per repeat: the 10-image support is part of the 100-image
+            # one, so support sizes are compared on nested draws.
+            rng = np.random.RandomState(seed)
+            perm = rng.permutation(len(y))
+            for k in n_support:
+                if len(y) < k + 2:
+                    continue
+                sup, qry = perm[:k], perm[k:]
+                net = prior.personalize(take(X, sup), y[sup], random_state=seed,
+                                        **personalize_params)
+                rows.append((rater, repeat, k, len(qry),
+                             _srocc(y[qry], prior_pred[qry])[0],
+                             _srocc(y[qry], net.predict(take(X, qry)))[0], seed))
+    finally:
+        _SCALE_CHECKED.on = False
     return rows
 
 
@@ -189,6 +194,7 @@ def evaluate_personalization(prior, test_tasks, n_support=(10, 100), n_repeats=5
     test_tasks, n_support = _check_protocol(prior, test_tasks, n_support)
     if score_range is None:
         _check_reachable(prior, test_tasks)
+        _warn_other_scales(prior, test_tasks)
     n_repeats = _check_repeats(n_repeats)
     rng = check_random_state(random_state)
     seeds = rng.randint(np.iinfo(np.int32).max, size=(len(test_tasks), n_repeats))
@@ -245,6 +251,31 @@ def _check_reachable(prior, tasks):
             f"({low:g}, {high:g}): {', '.join(bad[:10])}{' ...' if len(bad) > 10 else ''}. "
             "If they use another scale than the training raters, pass score_range=(low, "
             "high) of theirs (--score-range LOW,HIGH on the command line).")
+
+
+def _warn_other_scales(prior, tasks):
+    """One warning naming the test raters whose scores look like another scale.
+
+    ``personalize`` warns about each such support set; an evaluation names the raters
+    once, from all their scores, instead (see :func:`_one_rater`).
+    """
+    if not isinstance(prior, MetaAestheticRegressor) or not hasattr(prior, "score_range_"):
+        return
+    low, high = prior.score_range_
+    odd = []
+    for r in tasks.raters:
+        y = np.asarray(tasks[r][1], dtype=np.float64)
+        where = another_scale(y, low, high)
+        if where:
+            odd.append(f"{r!r} ({y.min():g} to {y.max():g}: {where.replace(' of', '')})")
+    if odd:
+        warnings.warn(
+            f"{len(odd)} test rater(s) have scores that look like another scale than the "
+            f"prior's ({low:g}, {high:g}): {'; '.join(odd[:10])}"
+            f"{' ...' if len(odd) > 10 else ''}. Personalizing squeezes such a scale into "
+            "a corner of the prior's output and learns little; if they use another scale, "
+            "pass score_range=(low, high) of theirs (--score-range LOW,HIGH on the "
+            "command line).", PIAAWarning, stacklevel=3)
 
 
 def _check_protocol(prior, test_tasks, n_support):

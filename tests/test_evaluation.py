@@ -198,3 +198,26 @@ def test_raters_the_prior_cannot_reach_or_saw_as_other_ids_are_named(ratings, ti
     seen = TaskSet.from_arrays(X[ids == 0], y[ids == 0], np.full((ids == 0).sum(), "0"))
     with pytest.warns(PIAAWarning, match="were among the prior's .* training raters"):
         evaluate_personalization(meta, seen, n_support=(5,), n_repeats=1)
+
+
+def test_a_rater_on_another_scale_is_named_once_not_at_every_draw(ratings, tiny_params):
+    # personalize warned at each support draw: dozens of the same warning per rater
+    import warnings
+
+    X, y, groups = ratings
+    train = ~np.isin(groups, ["r10", "r11"])
+    meta = MetaAestheticRegressor(**tiny_params).fit(X[train], y[train] * 100,
+                                                    groups=groups[train])
+    low, high = meta.score_range_
+    y_test = y[~train] * 100
+    odd = groups[~train] == "r11"  # as if on 0-100 against the prior's 100-500
+    y_test[odd] = low + (y_test[odd] - low) * 0.2 * (high - low) / (y_test[odd].max() - low)
+    test = TaskSet.from_arrays(X[~train], y_test, groups[~train])
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        evaluate_personalization(meta, test, n_support=(5, 10), n_repeats=3)
+    scale = [str(w.message) for w in record if "another scale" in str(w.message)]
+    assert len(scale) == 1, scale
+    assert "1 test rater(s)" in scale[0] and "'r11'" in scale[0] and "lowest fifth" in scale[0]
+    with pytest.warns(PIAAWarning, match="all lie in the lowest fifth"):  # alone, as before
+        meta.personalize(*test["r11"])
