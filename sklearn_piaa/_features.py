@@ -9,6 +9,7 @@ import copy
 import hashlib
 import os
 import threading
+import time
 import warnings
 import weakref
 from collections import OrderedDict
@@ -995,6 +996,7 @@ class ImageEmbedder:
                 warnings.warn(f"{exc} The {n_new} image(s) not in it yet are embedded "
                               "without being cached.", PIAAWarning, stacklevel=4)
                 return None
+        _remove_stale_writes(disk)
         return disk
 
     def _key(self, x, failed, i):
@@ -1112,6 +1114,38 @@ class ImageEmbedder:
                             disk = None
                 bar.update(len(images))
         bar.close()
+
+
+#: Cache folders this process has swept of stale temporary files (once each).
+_SWEPT = set()
+#: A temporary file older than this is a write that never finished: each write of an
+#: embedding (a few kB) takes milliseconds.
+_STALE_SECONDS = 3600
+
+
+def _remove_stale_writes(disk):
+    """Remove the temporary files of cache writes that a killed process left in ``disk``.
+
+    Each embedding is written to a temporary file beside its name, then renamed
+    (:func:`~sklearn_piaa._io.atomic_write`); a process killed in between leaves the
+    temporary file for ever. Ones older than an hour are such leftovers: another
+    process writing to the same cache right now has only fresh ones.
+    """
+    if disk in _SWEPT:
+        return
+    _SWEPT.add(disk)
+    now = time.time()
+    try:
+        entries = list(os.scandir(disk))
+    except OSError:
+        return
+    for entry in entries:
+        if entry.name.endswith(".tmp") and ".npy." in entry.name:
+            try:
+                if now - entry.stat().st_mtime > _STALE_SECONDS:
+                    os.unlink(entry.path)
+            except OSError:
+                pass  # gone already, or not ours to remove: harmless either way
 
 
 def _name(src):

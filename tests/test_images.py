@@ -382,3 +382,29 @@ def test_the_embedding_memo_forgets_the_least_recently_used_beyond_its_size(imag
     np.testing.assert_allclose(small.transform(image_files[::-1]), expected[::-1],
                                rtol=1e-5, atol=1e-6)
     assert len(small._memory) == 5
+
+
+def test_writes_a_killed_process_left_in_the_cache_are_swept(image_files, tmp_path,
+                                                             monkeypatch):
+    # a kill between a cache write and its rename left the temporary file for ever
+    import time
+
+    from sklearn_piaa import _features
+    from sklearn_piaa._features import ImageEmbedder
+    from sklearn_piaa.nn import load_backbone
+
+    torch.manual_seed(0)
+    backbone = load_backbone("tiny_cnn")
+    ImageEmbedder(backbone, torch.device("cpu"), cache_dir=tmp_path).transform(
+        image_files[:4])
+    (folder,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    old, fresh = folder / "a.npy.x1y2.tmp", folder / "b.npy.z3w4.tmp"
+    for p in (old, fresh):
+        p.write_bytes(b"half a write")
+    two_hours_ago = time.time() - 7200
+    os.utime(old, (two_hours_ago, two_hours_ago))
+    monkeypatch.setattr(_features, "_SWEPT", set())  # as in a new process
+    ImageEmbedder(backbone, torch.device("cpu"), cache_dir=tmp_path).transform(image_files)
+    assert not old.exists()
+    assert fresh.exists()  # perhaps another process's write in progress
+    assert len(list(folder.glob("*.npy"))) == len(image_files)
