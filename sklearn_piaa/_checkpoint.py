@@ -9,7 +9,7 @@ import zipfile
 import numpy as np
 import torch
 
-from ._io import atomic_write, check_writable_dir
+from ._io import atomic_write, check_writable_dir, remove_unfinished_writes
 from ._warnings import PIAAWarning
 
 __all__ = ["Checkpointer", "checkpoint_name", "fingerprint"]
@@ -167,11 +167,7 @@ class Checkpointer:
                 self.path = legacy
         if state is None:
             self._warn_unfinished()
-        for tmp in glob.glob(glob.escape(self.path) + ".*.tmp"):  # see atomic_write
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass  # gone already, or not ours to remove: harmless either way
+        remove_unfinished_writes(self.directory, os.path.basename(self.path) + ".")
         return state
 
     def _read(self, path, other_runs=False):

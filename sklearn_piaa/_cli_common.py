@@ -6,10 +6,10 @@ import sys
 
 from PIL import Image
 
-from .datasets import read_aadb, read_flickr_aes, read_para, read_real_cur
+from .datasets import read_aadb, read_flickr_aes, read_para, read_ratings, read_real_cur
 
 __all__ = ["IMAGE_EXTENSIONS", "TABLE_DEFAULTS", "READERS", "printer", "plural", "image_files",
-           "given_table_options", "keep_freed_memory"]
+           "given_table_options", "read_data", "keep_freed_memory"]
 
 
 def _photo_extensions():
@@ -59,6 +59,40 @@ def given_table_options(args):
     if not given:
         return ""
     return f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply"
+
+
+def read_data(path, args, check_files=True, name="DATA"):
+    """The ratings at ``path`` as ``args.format`` lays them out: a Bunch with tasks,
+    train, test (the split where the data set defines one).
+
+    Table options (``--rater-col``, ...) with a data set's own format, which would
+    ignore them, are refused (SystemExit).
+
+    Parameters
+    ----------
+    path : str
+        A ratings CSV, or a data set's folder.
+    args : argparse.Namespace
+        With ``format`` and the table options.
+    check_files : bool, default=True
+        Check that every image file exists.
+    name : str, default="DATA"
+        How messages name ``path`` (the option or argument that gave it).
+
+    Returns
+    -------
+    sklearn.utils.Bunch
+    """
+    if args.format == "table":
+        return read_ratings(path, rater_col=args.rater_col, image_col=args.image_col,
+                            score_col=args.score_col, image_root=args.image_root,
+                            check_files=check_files)
+    given = given_table_options(args)
+    if given:
+        raise SystemExit(f"{given} with --format {args.format}, which reads the data "
+                         f"set's own columns and image folder under {name}; use --format "
+                         "table (the default) for a CSV laid out otherwise.")
+    return READERS[args.format](path, check_files=check_files)
 
 
 def _walk(folder):

@@ -5,7 +5,7 @@ import warnings
 
 import numpy as np
 
-from ._cli_common import READERS, given_table_options, image_files, plural, printer
+from ._cli_common import given_table_options, image_files, plural, printer, read_data
 from ._device import resolve_device, seeded
 from ._features import ImageEmbedder
 from ._inputs import take
@@ -15,7 +15,6 @@ from .datasets import (
     make_aesthetic_benchmark,
     measure_attributes,
     read_personality,
-    read_ratings,
     simulate_raters,
 )
 from .model_selection import UserGroupShuffleSplit
@@ -142,21 +141,12 @@ def run_table1(args, out=None):
         given = unused or f"--format {fmt} does not apply"
         raise SystemExit(f"{given} without --ratings: they describe a ratings CSV or data "
                          f"set, and {source} reads none.")
-    if unused and fmt != "table":
-        raise SystemExit(f"{unused} with --format {fmt}, which reads the data set's own "
-                         "columns and image folder; use --format table (the default) for a "
-                         "CSV laid out otherwise.")
     want_attributes = any(n in ATTRIBUTE_METHODS for n in algorithms)
     given_personality = getattr(args, "personality", None)
     attributes = personality = None  # per-row measured attributes; rater -> traits
     split = None  # (train raters, test raters) where the data set defines them
     if args.ratings:
-        if fmt == "table":
-            data = read_ratings(args.ratings, rater_col=args.rater_col,
-                                image_col=args.image_col, score_col=args.score_col,
-                                image_root=args.image_root)
-        else:
-            data = READERS[fmt](args.ratings)
+        data = read_data(args.ratings, args, name="--ratings")
         X, y, groups = data.X, data.y, np.asarray(data.groups)
         if data.test_raters is not None:
             split = _official_split(args, fmt, data)

@@ -72,11 +72,19 @@ def another_scale(y, low, high):
     on 0-100, its lowest fifth. Fine-tuning squeezes such a scale into a corner of the
     sigmoid and learns little (measured: 0.33 -> 0.15 SROCC at 40 images).
 
+    Parameters
+    ----------
+    y : array-like of shape (n,)
+        A rater's scores.
+    low, high : float
+        The prior's output range.
+
     Returns
     -------
     str or None
-        E.g. ``"span 2.0% of"`` or ``"all lie in the lowest fifth of"``; None when ``y``
-        has fewer than 5 scores, is constant, or looks like the prior's own scale.
+        E.g. ``"span 2.0%"`` or ``"all lie in the lowest fifth"`` (of the range); None
+        when ``y`` has fewer than 5 scores, is constant, or looks like the prior's own
+        scale.
     """
     y = np.asarray(y, dtype=np.float64)
     if len(y) < 5:
@@ -86,12 +94,31 @@ def another_scale(y, low, high):
     if spread <= 0:
         return None
     if spread < 0.05:
-        return f"span {100 * spread:.1f}% of"
+        return f"span {100 * spread:.1f}%"
     if float(y.max()) - low <= 0.2 * width:
-        return "all lie in the lowest fifth of"
+        return "all lie in the lowest fifth"
     if high - float(y.min()) <= 0.2 * width:
-        return "all lie in the highest fifth of"
+        return "all lie in the highest fifth"
     return None
+
+
+def scores_outside(y, low, high):
+    """Mask of the scores a head of range ``(low, high)`` cannot reach.
+
+    Compared in float32, as the network trains and as ``fit`` measured the range: 0.1
+    as a float32 rating is 0.10000000149.
+
+    Parameters
+    ----------
+    y : array-like of shape (n,)
+    low, high : float
+
+    Returns
+    -------
+    ndarray of bool, shape (n,)
+    """
+    y = np.asarray(y, dtype=np.float32)
+    return (y < np.float32(low)) | (y > np.float32(high))
 
 
 #: Set while an evaluation personalizes a rater it has already checked (and named in
@@ -902,9 +929,8 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         # The scores of images left out (on_error="skip") are not the rater's data.
         given = y
         X, y, kept = self._readable(X, y)
-        # In float32, as y is and fit compared: 0.1 as a float32 rating is 0.10000000149.
         outside = np.zeros(len(given), dtype=bool)  # at the rows as given, for the message
-        outside[kept] = (y < np.float32(low)) | (y > np.float32(high))
+        outside[kept] = scores_outside(y, low, high)
         if outside.any():
             raise ValueError(
                 f"{int(outside.sum())} score(s) lie outside the range ({low:g}, {high:g}), "
@@ -914,7 +940,7 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         where = None if score_range is not None else another_scale(y, low, high)
         if where and not getattr(_SCALE_CHECKED, "on", False):
             warnings.warn(
-                f"the rater's scores ({y.min():g} to {y.max():g}) {where} the prior's range "
+                f"the rater's scores ({y.min():g} to {y.max():g}) {where} of the prior's range "
                 f"({low:g}, {high:g}). If this rater uses another scale, pass "
                 "score_range=(low, high) of that scale (--score-range LOW,HIGH on the "
                 "command line).", PIAAWarning, stacklevel=3)

@@ -9,7 +9,6 @@ import copy
 import hashlib
 import os
 import threading
-import time
 import warnings
 import weakref
 from collections import OrderedDict
@@ -31,7 +30,7 @@ from ._inputs import (
     is_count,
     take,
 )
-from ._io import atomic_write, check_writable_dir
+from ._io import atomic_write, check_writable_dir, remove_unfinished_writes
 from ._progress import progress
 from ._warnings import PIAAWarning
 from .nn.backbones import BACKBONES
@@ -726,7 +725,7 @@ _MEMOS = weakref.WeakKeyDictionary()
 _LOADED = weakref.WeakValueDictionary()
 
 
-def shared_backbone(backbone):
+def shared_backbone(backbone, fingerprint=None):
     """A loaded model's frozen ``backbone``, or an equal one already in use.
 
     Every model file holds its own backbone: ten users' nets personalized from one prior
@@ -738,15 +737,20 @@ def shared_backbone(backbone):
     Parameters
     ----------
     backbone : Backbone
+    fingerprint : str, default=None
+        Its weights' ``_module_fingerprint`` where the caller has it (hashing the
+        weights again costs tens of milliseconds per load).
 
     Returns
     -------
     Backbone
     """
     b = backbone
+    if fingerprint is None:
+        fingerprint = _module_fingerprint(b)
     device = next(iter(b.parameters()), torch.empty(0)).device
     code = f"{type(b.features).__module__}.{type(b.features).__qualname__}"
-    key = (_module_fingerprint(b), code, repr(b.features), b.name, b.input_size,
+    key = (fingerprint, code, repr(b.features), b.name, b.input_size,
            tuple(b.mean), tuple(b.std), b.out_features, str(device))
     found = _LOADED.get(key)
     if found is not None:
@@ -1124,28 +1128,14 @@ _STALE_SECONDS = 3600
 
 
 def _remove_stale_writes(disk):
-    """Remove the temporary files of cache writes that a killed process left in ``disk``.
+    """Once per folder and process: remove the cache writes a killed process left.
 
-    Each embedding is written to a temporary file beside its name, then renamed
-    (:func:`~sklearn_piaa._io.atomic_write`); a process killed in between leaves the
-    temporary file for ever. Ones older than an hour are such leftovers: another
-    process writing to the same cache right now has only fresh ones.
+    Ones older than an hour are such leftovers: another process writing to the same
+    cache right now has only fresh ones.
     """
-    if disk in _SWEPT:
-        return
-    _SWEPT.add(disk)
-    now = time.time()
-    try:
-        entries = list(os.scandir(disk))
-    except OSError:
-        return
-    for entry in entries:
-        if entry.name.endswith(".tmp") and ".npy." in entry.name:
-            try:
-                if now - entry.stat().st_mtime > _STALE_SECONDS:
-                    os.unlink(entry.path)
-            except OSError:
-                pass  # gone already, or not ours to remove: harmless either way
+    if disk not in _SWEPT:
+        _SWEPT.add(disk)
+        remove_unfinished_writes(disk, older_than=_STALE_SECONDS)
 
 
 def _name(src):

@@ -4,6 +4,7 @@ import os
 import shutil
 import stat
 import tempfile
+import time
 
 __all__ = ["atomic_write", "check_writable_dir", "check_output_file"]
 
@@ -75,6 +76,34 @@ def atomic_write(path, write, fsync=True):
         except OSError:
             pass
         raise
+
+
+def remove_unfinished_writes(folder, name="", older_than=0.0):
+    """Remove the temporary files :func:`atomic_write` left in ``folder`` when killed.
+
+    A process killed between writing and renaming leaves ``<name>.<random>.tmp``.
+
+    Parameters
+    ----------
+    folder : str or path-like
+    name : str, default=""
+        Only those of writes of files whose names start with it.
+    older_than : float, default=0.0
+        Only those last modified more than this many seconds ago (younger ones may be
+        another process's writes in progress).
+    """
+    now = time.time()
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for entry in entries:
+        if entry.name.startswith(name) and entry.name.endswith(".tmp"):
+            try:
+                if now - entry.stat().st_mtime > older_than:
+                    os.unlink(entry.path)
+            except OSError:
+                pass  # gone already, or not ours to remove: harmless either way
 
 
 def check_writable_dir(path, needed_bytes=0, what="directory"):

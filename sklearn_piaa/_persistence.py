@@ -352,7 +352,8 @@ def _load_baseline(state, path, device):
 
     backbone = _restore_backbone(make, state, path)
     est.input_ = (FeatureInput(state["n_features"], owner=name) if backbone is None
-                  else est._image_input(shared_backbone(backbone.to(dev))))
+                  else est._image_input(shared_backbone(backbone.to(dev),
+                                                        state["backbone_fingerprint"])))
     for key, value in state["fitted"].items():
         value = _decode(value, path)
         setattr(est, key, value.to(dev) if isinstance(value, torch.nn.Module) else value)
@@ -582,7 +583,7 @@ def _load_network(state, kind, path, device):
     backbone = _restore_backbone(lambda pretrained: meta._make_backbone(dev, pretrained),
                                  state, path)
     if backbone is not None and not meta.train_backbone:  # frozen: one for equal ones
-        backbone = shared_backbone(backbone)
+        backbone = shared_backbone(backbone, state["backbone_fingerprint"])
     module, adapter = meta._architecture(backbone, fitted["embedding_dim"],
                                          fitted["score_range"], dev)
     try:

@@ -44,12 +44,40 @@ def rater_text(r):
 
     For telling whether two collections name the same person (a test rater among the
     training raters), where the ids may have come through different readers.
+
+    Parameters
+    ----------
+    r : object
+        A rater id.
+
+    Returns
+    -------
+    str
     """
     if isinstance(r, (numbers.Integral, np.integer)) and not isinstance(r, (bool, np.bool_)):
         return str(int(r))
     if isinstance(r, (float, np.floating)) and float(r).is_integer():
         return str(int(r))
     return str(r).strip()
+
+
+def raters_among(raters, others):
+    """The ``raters`` that are also among ``others``, matched by :func:`rater_text`.
+
+    A prior fitted on int ids (a DataFrame column) and raters read as strings (the
+    readers, the command line) name the same people.
+
+    Parameters
+    ----------
+    raters, others : iterable of rater ids
+
+    Returns
+    -------
+    list
+        Those of ``raters``, in their order and spelling.
+    """
+    others = {rater_text(r) for r in others}
+    return [r for r in raters if rater_text(r) in others]
 
 
 def _is_missing(g):

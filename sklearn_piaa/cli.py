@@ -21,11 +21,11 @@ import torch
 from ._cli_common import (
     READERS,
     TABLE_DEFAULTS,
-    given_table_options,
     image_files,
     keep_freed_memory,
     plural,
     printer,
+    read_data,
 )
 from ._cli_table1 import run_table1
 from ._estimator import MetaAestheticRegressor
@@ -39,7 +39,6 @@ from .baselines import BaselineRegressor, PersonalizedBaseline
 from .datasets import (
     consensus_agreement,
     make_aesthetic_benchmark,
-    read_ratings,
 )
 from .datasets._table import _first
 from .evaluation import evaluate_personalization
@@ -118,27 +117,10 @@ def run_demo(n_images=1200, n_raters=60, images_per_rater=160, image_size=128,
     return result
 
 
-def _check_format_options(args):
-    """Refuse table options that ``--format`` other than 'table' would ignore (SystemExit)."""
-    if args.format == "table":
-        return
-    given = given_table_options(args)
-    if given:
-        raise SystemExit(f"{given} with --format {args.format}, which reads the data "
-                         "set's own columns and image folder under DATA; use --format table "
-                         "(the default) for a CSV laid out otherwise.")
-
-
 def _read_data(args):
     """The data set named by ``DATA``/``--format``: a Bunch with tasks, train, test."""
-    _check_format_options(args)
     # --on-error skip covers missing image files too: the estimator skips them, warning
-    check_files = getattr(args, "on_error", "raise") != "skip"
-    if args.format == "table":
-        return read_ratings(args.data, rater_col=args.rater_col, image_col=args.image_col,
-                            score_col=args.score_col, image_root=args.image_root,
-                            check_files=check_files)
-    return READERS[args.format](args.data, check_files=check_files)
+    return read_data(args.data, args, check_files=getattr(args, "on_error", "raise") != "skip")
 
 
 def _check_output(path, *inputs):

@@ -11,7 +11,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.metadata_routing import MetadataRequest
 
 from ._inputs import check_feature_names, is_count, take
-from ._tasks import TaskSet, rater_text
+from ._tasks import TaskSet, raters_among
 from ._warnings import PIAAWarning, UndefinedSROCCWarning
 
 __all__ = [
@@ -180,10 +180,7 @@ def _training_raters(prior, depth=3):
 def _warn_seen_raters(prior, test_tasks, stacklevel):
     """Warn when test raters are among the prior's training raters: not held out."""
     seen = _training_raters(prior)
-    # by text: a prior fitted on int ids (a DataFrame column) and raters read as
-    # strings (the readers, the command line) name the same people
-    seen_text = {rater_text(r) for r in seen}
-    both = [r for r in test_tasks.raters if rater_text(r) in seen_text]
+    both = raters_among(test_tasks.raters, seen)
     if both:
         warnings.warn(
             f"{len(both)} of the {len(test_tasks)} test rater(s) were among the prior's "

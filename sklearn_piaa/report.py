@@ -9,7 +9,7 @@ import numpy as np
 
 from ._estimator import MetaAestheticRegressor
 from ._task_vectors import TaskVectorRegressor
-from ._tasks import TaskSet, rater_text
+from ._tasks import TaskSet, raters_among
 from .baselines import (
     ConsensusRidgeRegressor,
     FPMFRegressor,
@@ -233,8 +233,7 @@ def _check_held_out(name, train, test):
     """Refuse test raters that are also training raters: their scores are not held out."""
     if not (isinstance(train, TaskSet) and isinstance(test, TaskSet)):
         return  # other types are refused by fit or evaluate_personalization
-    train_text = {rater_text(r) for r in train.raters}  # 7 and "7": one person
-    both = {r for r in test.raters if rater_text(r) in train_text}
+    both = raters_among(test.raters, train.raters)
     if both:
         raise ValueError(f"{len(both)} rater(s) are both training and test raters of "
                          f"{name!r}: {_few(both)}; the test raters must be held out of "
