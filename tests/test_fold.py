@@ -94,7 +94,7 @@ def test_embed_images_uses_the_folded_network_with_the_same_result(image_files):
 
 
 def test_lean_efficientnet_lite_is_the_librarys_network_bit_for_bit(monkeypatch):
-    # ReLU6 in place and padding inside the stride-1 convolutions: the library's own
+    # ReLU6 in place and padding inside the convolutions: the library's own
     # network, forward and backward, with its state_dict, and the same random draws
     from efficientnet_lite_pytorch import EfficientNet
 
@@ -114,12 +114,17 @@ def test_lean_efficientnet_lite_is_the_librarys_network_bit_for_bit(monkeypatch)
     del plain._fc
     plain.load_state_dict(lean.features.net.state_dict())
     assert sum(type(m) is nn.Conv2d for m in lean.modules()) == 12  # padded inside
+    assert sum(type(m) is backbones._OffsetConv2d for m in lean.modules()) == 4  # stride 2
     assert all(m.inplace for m in lean.modules() if isinstance(m, nn.ReLU6))
     assert not any(isinstance(m, nn.ReLU6) and m.inplace for m in plain.modules())
     x = torch.randn(3, 3, 224, 224)
     with torch.no_grad():
         torch.testing.assert_close(lean.eval()(x), plain.eval().extract_features(x).mean((2, 3)),
                                    rtol=0, atol=0)
+        xc = x.contiguous(memory_format=torch.channels_last)  # the layout embedding runs in
+        torch.testing.assert_close(lean.to(memory_format=torch.channels_last)(xc),
+                                   plain.to(memory_format=torch.channels_last)
+                                   .extract_features(xc).mean((2, 3)), rtol=0, atol=0)
     lean.train(), plain.train()
     for forward in (lean, lambda x: plain.extract_features(x).mean((2, 3))):
         torch.manual_seed(0)  # the same drop-connect draws in training

@@ -3,6 +3,7 @@
 import os
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["Backbone", "BACKBONES", "load_backbone"]
@@ -121,12 +122,14 @@ def _lean(net):
 
     The same function and the same numbers, forward and backward (bit for bit on CPU),
     and the same ``state_dict``: ReLU6 clips in place (each activation it wrote anew was
-    a fresh allocation of the whole tensor), and the stride-1 convolutions pad inside
-    the convolution instead of copying their padded input first (their TensorFlow
-    "same" padding is symmetric; the stride-2 ones pad one side more and keep the copy).
-    The frozen backbone's forward ran 1.2-2x faster on a 2-core CPU
-    (``benchmarks/RESULTS.md``); the training step, dominated by other work, did not
-    change.
+    a fresh allocation of the whole tensor), and the convolutions after the stem pad
+    inside the convolution instead of copying their padded input first: the stride-1
+    ones by their TensorFlow "same" padding, which is symmetric, the stride-2 ones
+    (which pad one side more) as :class:`_OffsetConv2d`. The stem, whose 3-channel
+    input is smaller than its output, keeps the copy. The frozen backbone's forward ran
+    1.2-2x faster on a 2-core CPU for the first two, and about 1.15x more for the
+    stride-2 convolutions (``benchmarks/RESULTS.md``); the training step, dominated by
+    other work, did not change.
     """
     from efficientnet_lite_pytorch.utils import Conv2dStaticSamePadding
 
@@ -140,15 +143,67 @@ def _lean(net):
             if type(conv) is not Conv2dStaticSamePadding or pad is None:
                 continue
             left, right, top, bottom = pad
+            stride = tuple(conv.stride)
             if left == right and top == bottom:
-                # skip_init: initializing weights that are replaced at once would draw
-                # from torch's generator, and shift every later draw (the head's init)
-                plain = nn.utils.skip_init(
-                    nn.Conv2d, conv.in_channels, conv.out_channels, conv.kernel_size,
-                    conv.stride, (top, left), conv.dilation, conv.groups,
-                    conv.bias is not None, device=conv.weight.device)
-                plain.weight, plain.bias = conv.weight, conv.bias
-                module._modules[name] = plain
+                cls, args = nn.Conv2d, {"padding": (top, left)}
+            elif (left, right) == (top, bottom) and stride[0] == stride[1] \
+                    and conv.dilation == (1, 1) and conv.in_channels > 3:
+                cls, args = _OffsetConv2d, {"same_padding": (left, right)}
+            else:
+                continue
+            # skip_init: initializing weights that are replaced at once would draw
+            # from torch's generator, and shift every later draw (the head's init)
+            plain = nn.utils.skip_init(
+                cls, conv.in_channels, conv.out_channels, conv.kernel_size,
+                stride=conv.stride, dilation=conv.dilation, groups=conv.groups,
+                bias=conv.bias is not None, device=conv.weight.device, **args)
+            plain.weight, plain.bias = conv.weight, conv.bias
+            module._modules[name] = plain
+
+
+class _OffsetConv2d(nn.Conv2d):
+    """A strided convolution with TensorFlow "same" padding that pads one side more.
+
+    Pads ``before`` zeros before and ``after`` after (each spatial axis) without
+    copying the input into a padded tensor: it pads both sides by ``before + k *
+    stride`` (the least such padding covering ``after``), which adds ``k`` windows in
+    front of the ones wanted on the same grid, and drops them from the output. The
+    output, smaller than the input by the stride squared, is what gets copied: the
+    same numbers as the padded copy's convolution, bit for bit on CPU. When gradients
+    are wanted it pads a copy, as the library does.
+
+    Parameters
+    ----------
+    *args, **kwargs
+        Those of :class:`torch.nn.Conv2d`, but ``padding``.
+    same_padding : (int, int)
+        ``(before, after)``, the same on both axes.
+    """
+
+    def __init__(self, *args, same_padding, stride, device=None, dtype=None, **kwargs):
+        stride = stride[0] if isinstance(stride, (tuple, list)) else int(stride)
+        before, after = same_padding
+        self.skip = max(0, -(-(after - before) // stride))
+        self.same_padding = (before, after)
+        pad = before + self.skip * stride
+        super().__init__(*args, stride=stride, padding=pad, device=device, dtype=dtype,
+                         **kwargs)
+
+    def forward(self, x):
+        before, after = self.same_padding
+        if torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad):
+            # Training pads a copy: gradients through the extra windows come out in
+            # another summation order (within 2e-3 relative), and the library's are kept.
+            return F.conv2d(F.pad(x, (before, after, before, after)), self.weight,
+                            self.bias, self.stride, 0, self.dilation, self.groups)
+        k, s = self.kernel_size[0], self.stride[0]
+        rows, cols = ((n + before + after - k) // s + 1 for n in x.shape[2:])
+        out = super().forward(x)
+        out = out[:, :, self.skip:self.skip + rows, self.skip:self.skip + cols]
+        # a compact tensor in the input's layout, as the padded convolution gives
+        layout = (torch.channels_last if x.is_contiguous(memory_format=torch.channels_last)
+                  and not x.is_contiguous() else torch.contiguous_format)
+        return out.contiguous(memory_format=layout)
 
 
 def _resnet18(weights=None, pretrained=True):
