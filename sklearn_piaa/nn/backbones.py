@@ -189,6 +189,9 @@ class _OffsetConv2d(nn.Conv2d):
         super().__init__(*args, stride=stride, padding=pad, device=device, dtype=dtype,
                          **kwargs)
 
+    def extra_repr(self):
+        return f"{super().extra_repr()}, same_padding={self.same_padding}"
+
     def forward(self, x):
         before, after = self.same_padding
         if torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad):
