@@ -40,6 +40,7 @@ from ._inputs import (
     is_count,
     n_samples,
     refuse_one_row,
+    take,
 )
 from ._personalize import PersonalizedNet
 from ._progress import progress
@@ -51,6 +52,9 @@ from .nn import LOSSES, AestheticHead, AestheticLoss, AestheticNet, load_backbon
 __all__ = ["MetaAestheticRegressor"]
 
 _META_ADVICE = "inner_lr, outer_lr or inner_steps"
+#: Scores told apart after meta-training, per score range: a prior with at most two
+#: levels ranks nothing (saturated by a learning rate far too large).
+_COLLAPSED = 1000
 
 
 #: Head-only fine-tuning: Adam's learning rate at batches of 10 images and the number of
@@ -508,6 +512,12 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
             If meta-training diverged (NaN or infinite weights, losses or statistics: a
             learning rate too large for the data). The previous fit, if any, and the
             last checkpoint before the divergence are kept.
+
+        Warns
+        -----
+        PIAAWarning
+            If meta-training collapsed the prior: finite, but scoring every image
+            alike, or each at one end of the range (learning rates far too large).
         """
         tasks = self._as_tasks(X, y, groups)
         # a TaskSet or a mapping of DataFrames carries its column names too
@@ -527,10 +537,16 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
             score_range = self._score_range(kept)
             _set_score_range(prior, score_range)
             tasks = kept
+        # one score for every image: a prior that gives one is right, not collapsed
+        check_collapse = np.ptp(np.asarray(tasks.y, dtype=np.float64)) > 0
+        if check_collapse:
+            before = self._score_levels(prior, tasks, data, score_range)
         history, fit_time = self._meta_train(prior, tasks, data, rng, seed, device)
         check_trained(prior, history, "meta-training", _META_ADVICE,
                       kept="The previous fit is kept." if hasattr(self, "prior_net_") else "")
         prior.eval()
+        if check_collapse:
+            after = self._score_levels(prior, tasks, data, score_range)
         # Fitted state is set only now: a refit that fails on bad input keeps the old prior.
         self.score_range_ = score_range
         self.embedding_dim_ = data["dim"]
@@ -547,7 +563,63 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         self.input_ = input_adapter
         self._record_architecture()
         self.prior_net_ = self._make_net(prior, device).initialize()
+        if check_collapse:
+            self._warn_if_collapsed(before, after)
         return self
+
+    @staticmethod
+    def _score_levels(prior, tasks, data, score_range):
+        """How many scores the prior tells apart among a sample of the distinct images.
+
+        Up to 2048 of them (16 in whole-network mode, where each costs a forward pass),
+        to a thousandth of the score range, in eval mode; no random draw.
+        """
+        was_training = prior.training
+        prior.eval()
+        try:
+            with torch.no_grad():
+                if "x" in data:
+                    x = data["x"]
+                    rows = torch.linspace(0, len(x) - 1, min(len(x), 2048),
+                                          device=x.device).long()
+                    pred = prior(x[rows])
+                else:
+                    images = data["images"]
+                    rows = np.unique(np.linspace(0, len(tasks.y) - 1, min(len(tasks.y), 16))
+                                     .astype(np.intp))
+                    sample = ImageDataset(take(tasks.X, rows), None, images.size,
+                                          images.mean, images.std)
+                    device = next(prior.parameters()).device
+                    pred = prior(sample.load(range(len(rows)), device=device))
+        finally:
+            prior.train(was_training)
+        pred = pred.float().cpu().numpy().ravel()
+        pred = pred[np.isfinite(pred)]  # embeddings of unreadable images are NaN
+        low, high = score_range
+        levels = np.unique(np.round((pred - low) / (high - low) * _COLLAPSED))
+        return levels * (high - low) / _COLLAPSED + low, len(pred)
+
+    def _warn_if_collapsed(self, before, after):
+        """Warn when meta-training left the prior with at most two scores, from more.
+
+        A learning rate far too large can saturate the network while its weights stay
+        finite, so nothing diverges: the prior scores every image alike, or each at one
+        end of the range, and ranks nothing; personalization starts from nothing it
+        learned. A prior that told fewer than five scores apart before meta-training
+        (a toy one, on a few images barely apart) is not named.
+        """
+        (levels, n), (was, _) = after, before
+        if len(levels) > 2 or len(was) < 5:
+            return
+        low, high = self.score_range_
+        warnings.warn(
+            f"meta-training collapsed the prior: it gives {n} different images "
+            f"{'one score' if len(levels) == 1 else 'two scores'} "
+            f"({' and '.join(f'{v:.3f}' for v in levels)}, range {low:g}-{high:g}), where "
+            f"it gave {len(was)} before meta-training. It ranks nothing, and "
+            "personalization starts from nothing it learned. Learning rates too large do "
+            f"this (inner_lr={self.inner_lr!r}, outer_lr={self.outer_lr!r}): lower them "
+            "and fit again.", PIAAWarning, stacklevel=3)
 
     def _record_architecture(self):
         """Note the settings the network was built with (:data:`_ARCHITECTURE`).

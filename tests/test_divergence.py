@@ -1,6 +1,7 @@
 """Training that diverges is an error that says so, and loses no earlier fit or checkpoint."""
 
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -75,3 +76,45 @@ def test_huge_finite_weights_are_not_called_diverged():
         layer.weight[0, 0] = float("nan")
     with pytest.raises(FloatingPointError, match=r"1 weight or statistic tensor\(s\) .*weight"):
         check_trained(layer, [1.0], "fine-tuning", "lr")
+
+
+def _collapse_warnings(record):
+    return [w for w in record if "meta-training collapsed the prior" in str(w.message)]
+
+
+def test_a_collapsed_prior_is_named_after_fit():
+    # An inner learning rate far too large saturated the score's sigmoid: finite
+    # weights, no error, and a prior scoring every image 1 or 5.
+    X, y, groups = _data()
+    params = dict(SMALL, n_iterations=30)
+    with pytest.warns(UserWarning) as record:
+        meta = MetaAestheticRegressor(**params, inner_lr=100.0).fit(X, y, groups=groups)
+    (w,) = _collapse_warnings(record)
+    assert "gives 180 different images two scores (1.000 and 5.000" in str(w.message)
+    assert "inner_lr=100.0" in str(w.message)
+    assert len(np.unique(meta.predict(X).round(3))) == 2
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        MetaAestheticRegressor(**params).fit(X, y, groups=groups)
+    assert not _collapse_warnings(record)
+
+
+def test_one_score_for_every_image_is_no_collapse():
+    X, _, groups = _data()
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        MetaAestheticRegressor(**SMALL, inner_lr=100.0, score_range=(1, 5)).fit(
+            X, np.full(len(X), 3.0), groups=groups)
+    assert not _collapse_warnings(record)
+
+
+def test_a_collapsed_whole_network_prior_is_named(image_files):
+    y = np.tile([1.0, 2.0, 3.0, 4.0, 5.0, 3.0], 2)
+    params = dict(backbone="tiny_cnn", train_backbone=True, hidden_sizes=(8,),
+                  n_iterations=3, tasks_per_batch=2, support_size=3, query_size=2,
+                  random_state=0)
+    with pytest.warns(UserWarning) as record:
+        MetaAestheticRegressor(**params, inner_lr=1e4, inner_backbone_lr=1e4).fit(
+            image_files, y, groups=np.repeat(["a", "b"], 6))
+    (w,) = _collapse_warnings(record)
+    assert "12 different images" in str(w.message)
