@@ -307,3 +307,18 @@ def test_the_meta_train_command_refuses_a_data_set_of_test_raters_only(tmp_path,
                     "--query-size", "1", "-o", str(prior), "--quiet"]) == 1
     assert "all 3 raters of the data are test raters" in capsys.readouterr().err
     assert not prior.exists()
+
+
+def test_a_filtered_dataframe_names_rows_by_index_label():
+    # df.loc finds a row of a filtered frame by its label: position 1 is label 11 here
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({"rater": ["a", "a", "b", "b"], "image": ["x.jpg", "y.jpg"] * 2,
+                          "score": [1.0, np.nan, 2.0, 3.0]}, index=[10, 11, 12, 13])
+    with pytest.raises(ValueError, match=r"index 11 \(nan\)"):
+        read_ratings(frame, check_files=False)
+    with pytest.raises(ValueError, match=r"row 1 \(nan\)"):
+        read_ratings(frame.reset_index(drop=True), check_files=False)
+    frame.loc[11, "score"] = 4.0
+    frame.loc[12, "rater"] = " "
+    with pytest.raises(ValueError, match="'rater' is empty at index 12"):
+        read_ratings(frame, check_files=False)

@@ -53,7 +53,15 @@ def _load_table(table):
         raise TypeError("table must be a CSV path, a pandas DataFrame or a dict of columns; "
                         f"got {type(table).__name__}.")
     n = len(next(iter(cols.values()), []))
-    return Bunch(cols=cols, name=name, lines=None, n=n, base=os.getcwd())
+    # A filtered or re-indexed frame's rows are found by their index label (df.loc),
+    # not by their position: messages name the label wherever the two differ.
+    labels = None
+    index = getattr(table, "index", None)
+    if index is not None and hasattr(index, "tolist") and len(index) == n:
+        labels = index.tolist()
+        if labels == list(range(n)):
+            labels = None
+    return Bunch(cols=cols, name=name, lines=None, n=n, base=os.getcwd(), labels=labels)
 
 
 def _named_columns(name, items):
@@ -167,12 +175,16 @@ def _read_csv(path):
         rows.append(cells)
         lines.append(start)
     cols = {c: [r[j] for r in rows] for j, c in enumerate(names)}
-    return Bunch(cols=cols, name=path, lines=lines, n=len(rows),
+    return Bunch(cols=cols, name=path, lines=lines, n=len(rows), labels=None,
                  base=os.path.dirname(os.path.abspath(path)))
 
 
 def _where(t, i):
-    return f"line {t.lines[i]}" if t.lines is not None else f"row {i}"
+    if t.lines is not None:
+        return f"line {t.lines[i]}"
+    if t.labels is not None:
+        return f"index {t.labels[i]!r}"
+    return f"row {i}"
 
 
 # -- validating columns --------------------------------------------------------------
