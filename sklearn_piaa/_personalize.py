@@ -43,6 +43,23 @@ class _PrintLog(PrintLog):
         super().on_epoch_end(net, **kwargs)
 
 
+def _augmenting(dataset, training):
+    """``dataset`` with its images augmented only while training.
+
+    A copy where the flag changes: skorch makes the train and validation iterators of a
+    ``train_split`` before it runs either, over two subsets of one dataset, so a
+    flag set on that dataset would be the last one set for both.
+    """
+    if isinstance(dataset, torch.utils.data.Subset):
+        inner = _augmenting(dataset.dataset, training)
+        return dataset if inner is dataset.dataset else torch.utils.data.Subset(
+            inner, dataset.indices)
+    if getattr(dataset, "train", training) != training:
+        dataset = copy.copy(dataset)  # shares the decoded images, keyed by the flag
+        dataset.train = training
+    return dataset
+
+
 class PersonalizedNet(NeuralNetRegressor):
     """A :class:`skorch.NeuralNetRegressor` over images or embeddings of one rater.
 
@@ -376,8 +393,7 @@ class PersonalizedNet(NeuralNetRegressor):
         Over arrays in memory, with skorch's default ``DataLoader`` settings, the
         batches come from slicing the arrays (see ``array_batches``).
         """
-        if hasattr(dataset, "train"):
-            dataset.train = training
+        dataset = _augmenting(dataset, training)
         draws = training or not getattr(_PREDICTING, "on", False)
         loader = self._array_iterator(dataset, training, draws)
         if loader is not None:

@@ -408,3 +408,25 @@ def test_writes_a_killed_process_left_in_the_cache_are_swept(image_files, tmp_pa
     assert not old.exists()
     assert fresh.exists()  # perhaps another process's write in progress
     assert len(list(folder.glob("*.npy"))) == len(image_files)
+
+
+def test_a_validation_split_leaves_the_training_images_augmented(image_files, monkeypatch):
+    # skorch makes both iterators of a train_split before it runs either: a flag set
+    # on their shared dataset left training without random crops and flips.
+    from skorch.dataset import ValidSplit
+
+    from sklearn_piaa import _features
+
+    y = np.tile([1.0, 2.0, 3.0, 4.0, 5.0, 3.0], 2)
+    meta = MetaAestheticRegressor(train_backbone=True, **TINY_IMG).fit(
+        image_files, y, groups=np.repeat(["a", "b"], 6))
+    seen, pixels = [], _features.ImageDataset.pixels
+
+    def logged(self, indices, crops=None):
+        seen.append((len(indices), self.train))
+        return pixels(self, indices, crops)
+
+    monkeypatch.setattr(_features.ImageDataset, "pixels", logged)
+    meta.personalize(image_files[:10], y[:10], batch_size=4, max_epochs=1,
+                     train_split=ValidSplit(5))
+    assert seen == [(4, True), (4, True), (2, False)]
