@@ -528,7 +528,10 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         rng = check_random_state(self.random_state)
         seed = rng.randint(np.iinfo(np.int32).max)
 
-        score_range = self._score_range(tasks)
+        # With on_error="skip", the scores of images that turn out unreadable are not
+        # checked against a given score_range: they are left out (checked below).
+        skip = self.on_error == "skip"
+        score_range = self._score_range(tasks, check=not skip)
         with seeded(seed, device):
             prior, input_adapter, data, kept = self._build(tasks, score_range, device)
         if kept is not tasks:  # unreadable images left out (on_error="skip")
@@ -537,6 +540,8 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
             score_range = self._score_range(kept)
             _set_score_range(prior, score_range)
             tasks = kept
+        elif skip:
+            self._score_range(tasks)
         # one score for every image: a prior that gives one is right, not collapsed
         check_collapse = np.ptp(np.asarray(tasks.y, dtype=np.float64)) > 0
         if check_collapse:
@@ -651,12 +656,12 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
             raise ValueError(f"backbone_weights={self.backbone_weights!r} needs a named "
                              "backbone; got backbone=None (precomputed features).")
 
-    def _score_range(self, tasks):
+    def _score_range(self, tasks, check=True):
         y = tasks.y
         if self.score_range is not None:
             low, high = check_score_range(self.score_range)
             outside = (y < low) | (y > high)
-            if outside.any():
+            if check and outside.any():
                 raise ValueError(f"{int(outside.sum())} score(s) lie outside score_range="
                                  f"{self.score_range}: {_scores_at(y, outside, tasks)}.")
             return low, high
@@ -987,8 +992,11 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
 
     def _check_rater(self, X, y, score_range=None):
         """One rater's ``X, y`` checked (and unreadable images dropped); their scale."""
-        input_kind(X)  # a generator or another X of no supported kind: named before len()
+        kind = input_kind(X)  # a generator or another X of no supported kind: before len()
         refuse_one_row(X)
+        if kind == FEATURES:  # features of another width, or for an image model: before y
+            check = self.input_
+            (check.transform if isinstance(check, ImageEmbedder) else check)(X)
         # float32 first: the network trains on float32, and score_range_ was measured on
         # float32 ratings, so a float64 y can only fail the range check by rounding.
         y = check_scores(y, n_samples(X)).astype(np.float32).astype(np.float64)

@@ -292,6 +292,26 @@ def test_skipped_images_neither_set_the_range_nor_drop_a_rater_silently(
     assert "no readable image" in messages and "'ghost'" in messages
 
 
+
+@pytest.mark.parametrize("train_backbone", [False, True])
+def test_a_given_score_range_is_checked_on_the_images_kept(image_files, tmp_path,
+                                                           train_backbone):
+    # A skipped image's score 9 failed score_range=(1, 6) before the image was found
+    # unreadable; a readable image's score outside it still fails.
+    X = image_files[:6] * 2 + [str(tmp_path / "gone.jpg")]
+    y = np.r_[np.tile(np.arange(1.0, 7.0), 2), 9.0]
+    groups = [*["a"] * 6, *["b"] * 7]
+    params = dict(SMALL, train_backbone=train_backbone, score_range=(1, 6))
+    with pytest.warns(UserWarning, match="gone.jpg"):
+        meta = MetaAestheticRegressor(**params, on_error="skip").fit(X, y, groups=groups)
+    assert meta.score_range_ == (1.0, 6.0)
+    y[0] = 7.0
+    with pytest.warns(UserWarning, match="gone.jpg"), \
+            pytest.raises(ValueError, match=r"1 score\(s\) lie outside score_range"):
+        MetaAestheticRegressor(**params, on_error="skip").fit(X, y, groups=groups)
+    with pytest.raises(ValueError, match=r"2 score\(s\) lie outside score_range"):
+        MetaAestheticRegressor(**params).fit(X, y, groups=groups)
+
 def test_a_photo_over_pillows_pixel_limit_says_how_to_read_it(image_files, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 40 x 48 is over twice that
     with pytest.raises(ValueError, match=r"img_01.jpg: .* raise that limit"):

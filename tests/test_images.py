@@ -430,3 +430,15 @@ def test_a_validation_split_leaves_the_training_images_augmented(image_files, mo
     meta.personalize(image_files[:10], y[:10], batch_size=4, max_epochs=1,
                      train_split=ValidSplit(5))
     assert seen == [(4, True), (4, True), (2, False)]
+
+
+@pytest.mark.parametrize("train_backbone", [False, True])
+def test_features_of_the_wrong_kind_are_named_before_the_scores(image_files, train_backbone):
+    # The scores' range was checked first: "3 score(s) lie outside the range" for what
+    # was a feature array given to an image model.
+    y = np.tile([1.0, 2.0, 3.0, 4.0, 5.0, 3.0], 2)
+    meta = MetaAestheticRegressor(train_backbone=train_backbone, **TINY_IMG).fit(
+        image_files, y, groups=np.repeat(["a", "b"], 6))
+    match = "not a 2-D feature array" if train_backbone else "X has 7 features"
+    with pytest.raises(ValueError, match=match):
+        meta.personalize(np.random.rand(3, 7).astype(np.float32), [9.0, 9.0, 9.0])
