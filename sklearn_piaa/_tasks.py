@@ -29,13 +29,20 @@ __all__ = ["TaskSet", "as_tasks", "support_query_sizes"]
 
 def _as_ids(groups):
     """``groups`` as a 1-D array, each rater id as it was given."""
-    ids = np.asarray(groups)
-    if ids.dtype.kind in "US" and isinstance(groups, (list, tuple)) \
-            and not all(isinstance(g, (str, bytes)) for g in groups):
-        # numpy reads a list of mixed ids as strings: a NaN (an empty cell) became the
-        # rater 'nan', and 1 and '1' one rater.
+    if not isinstance(groups, (list, tuple)):
+        return np.asarray(groups)
+    try:
+        ids = np.asarray(groups)
+    except ValueError:  # ids of unequal lengths, e.g. tuples ("site", 3) and ("lab", 3, 1)
+        ids = None
+    # numpy reads a list of mixed ids as strings (a NaN, an empty cell, became the rater
+    # 'nan', and 1 and '1' one rater) and a list of tuple ids as a 2-D table: each id
+    # goes into its own cell instead.
+    if ids is None or ids.ndim != 1 or (
+            ids.dtype.kind in "US" and not all(isinstance(g, (str, bytes)) for g in groups)):
         ids = np.empty(len(groups), dtype=object)
-        ids[:] = list(groups)
+        for i, g in enumerate(groups):
+            ids[i] = g
     return ids
 
 
@@ -290,7 +297,9 @@ class TaskSet:
                 )
             Xs.append(Xr)
             ys.append(yr)
-            gs.append(np.full(len(yr), rater, dtype=object))
+            ids = np.empty(len(yr), dtype=object)
+            ids.fill(rater)  # np.full would spread a tuple id over the rows
+            gs.append(ids)
         first = next(iter(names.values()))
         other = [r for r, n in names.items() if (n is None) != (first is None)
                  or (n is not None and list(n) != list(first))]

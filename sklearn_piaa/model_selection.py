@@ -7,7 +7,7 @@ from sklearn.model_selection._split import BaseCrossValidator
 from sklearn.utils import check_random_state
 
 from ._inputs import is_count
-from ._tasks import _sorted_raters
+from ._tasks import _as_ids, _sorted_raters
 
 __all__ = ["UserGroupKFold", "UserGroupShuffleSplit", "SupportQuerySplit"]
 
@@ -19,18 +19,21 @@ def _check_groups(groups, n_splits=None):
             "user-grouped splitting needs the rater id of each row: pass groups=users "
             "(or params={'groups': users} with metadata routing enabled)."
         )
-    ids = np.asarray(groups)
-    try:
+    ids = _as_ids(groups)  # each id in its own cell, as fit and TaskSet read them
+    if ids.ndim != 1:
+        raise ValueError(f"groups must hold one rater id per row; got shape {ids.shape}.")
+    if ids.dtype != object:
         n_raters = len(np.unique(ids))
-    except TypeError:
-        # ids of several types (7 and "anna"), which fit and TaskSet accept but numpy
-        # cannot sort: each rater's place in the package's own order of raters instead
+    else:
+        # ids of several types (7 and "anna") or tuples, which numpy cannot sort or
+        # scikit-learn's splitters read as a table: each rater's place in the package's
+        # own order of raters instead
         order = {r: i for i, r in enumerate(_sorted_raters(set(ids.tolist())))}
-        groups = np.array([order[g] for g in ids.tolist()])
+        ids = np.array([order[g] for g in ids.tolist()], dtype=np.intp)
         n_raters = len(order)
     if n_splits is not None and n_raters < n_splits:
         raise ValueError(f"cannot split {n_raters} rater(s) into {n_splits} folds.")
-    return groups
+    return ids
 
 
 class UserGroupKFold(GroupKFold):

@@ -54,3 +54,25 @@ def test_rater_ids_of_several_types_are_split_as_fit_takes_them():
     (train, test), = UserGroupShuffleSplit(1, test_size=0.5, random_state=0).split(
         np.zeros(8), groups=groups)
     assert len(set(groups[test].tolist())) == 2 and len(test) == 4
+
+
+@pytest.mark.parametrize("groups", [
+    [("site", r) for r in (0, 0, 1, 1, 2, 2, 3, 3)],  # read as a 2-D table before
+    [1, 1, "1", "1", 2, 2, "2", "2"],  # read as strings: 1 and "1" one rater before
+], ids=["tuples", "1 and '1'"])
+def test_rater_ids_in_a_list_are_the_raters_fit_sees(groups):
+    from sklearn_piaa import TaskSet
+
+    n_raters = len(TaskSet.from_arrays(np.zeros((8, 2)), np.ones(8), groups).raters)
+    assert n_raters == 4
+    rater = np.empty(8, dtype=object)
+    rater[:] = [str(g) + type(g).__name__ for g in groups]
+    for splitter in (UserGroupKFold(4, random_state=0),
+                     UserGroupShuffleSplit(3, test_size=1, random_state=0)):
+        folds = list(splitter.split(np.zeros(8), groups=groups))
+        for train, test in folds:
+            assert len(train) + len(test) == 8 and len(test) == 2
+            assert len(set(rater[test])) == 1 and rater[test][0] not in set(rater[train])
+    tested = {rater[test][0] for _, test in UserGroupKFold(4, random_state=0).split(
+        np.zeros(8), groups=groups)}
+    assert len(tested) == 4

@@ -77,3 +77,14 @@ def test_raters_image_arrays_of_other_sizes_join_as_a_list():
     with pytest.raises(ValueError, match=r"other widths than the first rater.s 4 columns: 'b'"):
         TaskSet.from_mapping({"a": (np.zeros((3, 4)), np.arange(3.0)),
                               "b": (np.zeros((3, 5)), np.arange(3.0))})
+
+
+def test_tuple_rater_keys_of_a_mapping_stay_one_rater_each():
+    # np.full spread ("flickr", 7) over a rater's two rows: four raters of one image
+    from sklearn_piaa import TaskSet
+
+    tasks = TaskSet.from_mapping({("flickr", 7): (np.zeros((2, 3)), [1.0, 2.0]),
+                                  ("aadb", 3): (np.ones((2, 3)), [3.0, 4.0])})
+    assert tasks.raters == [("aadb", 3), ("flickr", 7)]
+    assert sorted(tasks.groups.tolist()) == [("aadb", 3)] * 2 + [("flickr", 7)] * 2
+    TaskSet.from_mapping({("flickr", 7): (np.zeros((12, 3)), np.ones(12))})
