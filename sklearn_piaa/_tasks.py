@@ -370,7 +370,14 @@ class TaskSet:
         for rater, idx in self.indices.items():
             rows = take(self.X, idx)
             if features:
-                distinct = len(np.unique(np.asarray(rows), axis=0))
+                rows = np.asarray(rows)
+                if rows.dtype == object:  # a table with text columns (for a Pipeline)
+                    try:
+                        distinct = len({tuple(r) for r in rows.tolist()})
+                    except TypeError:  # cells that cannot be compared
+                        continue
+                else:
+                    distinct = len(np.unique(rows, axis=0))
             elif all(isinstance(x, (str, os.PathLike)) for x in rows):
                 distinct = len({os.path.abspath(os.fspath(x)) for x in rows})
             else:
