@@ -1047,3 +1047,47 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         net.prior_.__dict__.update(getattr(self, "_fitted_architecture_", {}))
         return net
 
+
+def check_scales(prior, tasks, advice):
+    """Check each rater's scores against a meta-learned prior's output range, up front.
+
+    Raters with scores the head cannot reach are refused, by name: ``personalize``
+    refuses them too, but only a draw that puts such a score in the support set meets
+    it, so a run failed or not by the seed. Raters whose scores look like another
+    scale are named in one warning, from all their scores (``personalize`` would warn
+    at every draw: callers set ``_SCALE_CHECKED.on`` while they personalize). The
+    baselines personalize on any scale.
+
+    Parameters
+    ----------
+    prior : estimator
+        Checked only when it is a fitted :class:`MetaAestheticRegressor`.
+    tasks : TaskSet
+        The raters about to be personalized.
+    advice : str
+        What to do about raters of another scale, ending the messages.
+    """
+    if not isinstance(prior, MetaAestheticRegressor) or not hasattr(prior, "score_range_"):
+        return
+    low, high = prior.score_range_
+    bad, odd = [], []
+    for r in tasks.raters:
+        y = np.asarray(tasks[r][1], dtype=np.float64)
+        outside = scores_outside(y, low, high)
+        if outside.any():
+            bad.append(f"{r!r} ({int(outside.sum())} of {len(y)}, e.g. "
+                       f"{np.float32(y[outside][0]):g})")
+        elif where := another_scale(y, low, high):
+            odd.append(f"{r!r} ({y.min():g} to {y.max():g}: {where})")
+    if bad:
+        raise ValueError(
+            f"{len(bad)} test rater(s) have scores outside the prior's output range "
+            f"({low:g}, {high:g}): {', '.join(bad[:10])}{' ...' if len(bad) > 10 else ''}. "
+            "If they use another scale than the training raters, " + advice)
+    if odd:
+        warnings.warn(
+            f"{len(odd)} test rater(s) have scores that look like another scale than the "
+            f"prior's ({low:g}, {high:g}): {'; '.join(odd[:10])}"
+            f"{' ...' if len(odd) > 10 else ''}. Personalizing squeezes such a scale into "
+            "a corner of the prior's output and learns little; if they use another scale, "
+            + advice, PIAAWarning, stacklevel=3)

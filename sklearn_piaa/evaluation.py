@@ -8,7 +8,7 @@ import numpy as np
 from joblib import Parallel, delayed
 from sklearn.utils import check_random_state
 
-from ._estimator import _SCALE_CHECKED, MetaAestheticRegressor, another_scale, scores_outside
+from ._estimator import _SCALE_CHECKED, check_scales
 from ._features import image_reader
 from ._inputs import FEATURES, check_feature_names, input_kind, is_count, take
 from ._progress import progress
@@ -193,7 +193,8 @@ def evaluate_personalization(prior, test_tasks, n_support=(10, 100), n_repeats=5
     """
     test_tasks, n_support = _check_protocol(prior, test_tasks, n_support)
     if score_range is None:
-        _check_scales(prior, test_tasks)
+        check_scales(prior, test_tasks, "pass score_range=(low, high) of theirs "
+                     "(--score-range LOW,HIGH on the command line).")
     n_repeats = _check_repeats(n_repeats)
     rng = check_random_state(random_state)
     seeds = rng.randint(np.iinfo(np.int32).max, size=(len(test_tasks), n_repeats))
@@ -227,43 +228,6 @@ def evaluate_personalization(prior, test_tasks, n_support=(10, 100), n_repeats=5
         bar.update()
     bar.close()
     return _result(rows, n_support, skipped)
-
-
-def _check_scales(prior, tasks):
-    """Check each test rater's scores against a meta-learned prior's output range.
-
-    Raters with scores the head cannot reach are refused, by name: ``personalize``
-    refuses them too, but only a draw that puts such a score in the support set meets
-    it, so the run failed or not by the seed. Raters whose scores look like another
-    scale are named in one warning, from all their scores (``personalize`` would warn
-    at every draw; see :func:`_one_rater`). The baselines personalize on any scale.
-    """
-    if not isinstance(prior, MetaAestheticRegressor) or not hasattr(prior, "score_range_"):
-        return
-    low, high = prior.score_range_
-    bad, odd = [], []
-    for r in tasks.raters:
-        y = np.asarray(tasks[r][1], dtype=np.float64)
-        outside = scores_outside(y, low, high)
-        if outside.any():
-            bad.append(f"{r!r} ({int(outside.sum())} of {len(y)}, e.g. "
-                       f"{np.float32(y[outside][0]):g})")
-        elif where := another_scale(y, low, high):
-            odd.append(f"{r!r} ({y.min():g} to {y.max():g}: {where})")
-    advice = ("pass score_range=(low, high) of theirs (--score-range LOW,HIGH on the "
-              "command line).")
-    if bad:
-        raise ValueError(
-            f"{len(bad)} test rater(s) have scores outside the prior's output range "
-            f"({low:g}, {high:g}): {', '.join(bad[:10])}{' ...' if len(bad) > 10 else ''}. "
-            "If they use another scale than the training raters, " + advice)
-    if odd:
-        warnings.warn(
-            f"{len(odd)} test rater(s) have scores that look like another scale than the "
-            f"prior's ({low:g}, {high:g}): {'; '.join(odd[:10])}"
-            f"{' ...' if len(odd) > 10 else ''}. Personalizing squeezes such a scale into "
-            "a corner of the prior's output and learns little; if they use another scale, "
-            + advice, PIAAWarning, stacklevel=3)
 
 
 def _check_protocol(prior, test_tasks, n_support):

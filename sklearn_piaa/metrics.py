@@ -10,6 +10,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils import check_random_state
 from sklearn.utils.metadata_routing import MetadataRequest
 
+from ._estimator import _SCALE_CHECKED, check_scales
 from ._inputs import check_feature_names, is_count, take
 from ._tasks import TaskSet, raters_among
 from ._warnings import PIAAWarning, UndefinedSROCCWarning
@@ -280,16 +281,26 @@ def personalized_srocc(estimator, X, y, groups, n_support=10, n_repeats=1,
             f"(personalizing on {n_support} and scoring SROCC on at least 2 others) and were "
             "skipped: " + ", ".join(f"{r!r} ({sizes[r]})" for r in skipped[:10])
             + (" ..." if len(skipped) > 10 else ""), PIAAWarning, stacklevel=2)
+    # In a search each fold's prior takes its scale from that fold's training raters:
+    # a held-out rater using a score none of them used failed at some draws only.
+    check_scales(model, tasks.subset(raters) if raters else tasks,
+                 "set score_range=(low, high) of the rating scale on the estimator, so "
+                 "that the prior of every fold covers it.")
     rng = check_random_state(random_state)
     scores = np.full((len(raters), n_repeats), np.nan)
-    for i, rater in enumerate(raters):
-        idx = tasks.indices[rater]
-        for j in range(n_repeats):
-            perm = idx[rng.permutation(len(idx))]
-            sup, qry = perm[:n_support], perm[n_support:]
-            net = model.personalize(transform(take(rows, sup)), tasks.y[sup],
-                                    random_state=rng.randint(2**31 - 1))
-            scores[i, j] = _srocc(tasks.y[qry], net.predict(transform(take(rows, qry))))[0]
+    _SCALE_CHECKED.on = True  # raters of another scale were named above, once
+    try:
+        for i, rater in enumerate(raters):
+            idx = tasks.indices[rater]
+            for j in range(n_repeats):
+                perm = idx[rng.permutation(len(idx))]
+                sup, qry = perm[:n_support], perm[n_support:]
+                net = model.personalize(transform(take(rows, sup)), tasks.y[sup],
+                                        random_state=rng.randint(2**31 - 1))
+                scores[i, j] = _srocc(tasks.y[qry],
+                                      net.predict(transform(take(rows, qry))))[0]
+    finally:
+        _SCALE_CHECKED.on = False
     return raters, scores
 
 

@@ -3,7 +3,9 @@ import pytest
 from scipy.stats import spearmanr
 
 from sklearn_piaa import (
+    MetaAestheticRegressor,
     PersonalizedSROCCScorer,
+    PIAAWarning,
     UndefinedSROCCWarning,
     aggregate_srocc,
     personalized_srocc,
@@ -98,3 +100,32 @@ def test_srocc_scorer_uses_predict():
     est = LinearRegression().fit(X, y)
     assert srocc_scorer(est, X, y) == pytest.approx(1.0)
     assert est.score(X, y) < 0.9
+
+
+def _scale_data():
+    rng = np.random.RandomState(0)
+    X = rng.randn(240, 6).astype(np.float32)
+    y = np.clip(np.round(2.5 + X[:, 0] + 0.5 * rng.randn(240)), 1, 4)
+    return X, y, np.repeat(np.arange(8), 30)
+
+
+def test_a_held_out_rater_outside_the_folds_range_fails_at_every_seed():
+    # Only draws that put rater 7's 5 in the support set failed (the seed decided), with
+    # advice to pass score_range to personalize, which a scorer's user cannot do.
+    X, y, groups = _scale_data()
+    y[(groups == 7) & (y == 4)] = 5
+    train = groups < 6
+    prior = MetaAestheticRegressor(backbone=None, hidden_sizes=(8,), n_iterations=2,
+                                   support_size=10, query_size=5, random_state=0).fit(
+        X[train], y[train], groups=groups[train])
+    assert prior.score_range_ == (1.0, 4.0)
+    for seed in range(4):
+        with pytest.raises(ValueError, match=r"1 test rater\(s\) have scores outside the prior's "
+                                             r"output range \(1, 4\): 7 .*on the estimator"):
+            personalized_srocc(prior, X[~train], y[~train], groups[~train], random_state=seed)
+    y[groups == 7] = 1 + (y[groups == 7] > 2) * 0.1  # 1.0 and 1.1 of (1, 4): a sliver
+    with pytest.warns(PIAAWarning) as record:
+        personalized_srocc(prior, X[~train], y[~train], groups[~train], n_repeats=3,
+                           random_state=0)
+    scale = [w for w in record if "another scale" in str(w.message)]
+    assert len(scale) == 1 and "7 (1 to 1.1: span 3.3%)" in str(scale[0].message)
