@@ -148,7 +148,8 @@ def evaluate_personalization(prior, test_tasks, n_support=(10, 100), n_repeats=5
     ----------
     prior : MetaAestheticRegressor
         A fitted estimator (anything with ``predict`` and ``personalize``, e.g. a
-        baseline of :mod:`sklearn_piaa.baselines`).
+        baseline of :mod:`sklearn_piaa.baselines`), or a fitted search of one (its
+        ``best_estimator_`` is evaluated).
     test_tasks : TaskSet or dict
         Held-out raters, e.g. ``data.test`` from a reader. Raters the prior was trained
         on (its ``raters_``) are evaluated too, with a :class:`PIAAWarning`: their
@@ -191,7 +192,7 @@ def evaluate_personalization(prior, test_tasks, n_support=(10, 100), n_repeats=5
     .. [1] H. Zhu et al., "Personalized Image Aesthetics Assessment via Meta-Learning
        With Bilevel Gradient Optimization", IEEE Transactions on Cybernetics, 2022.
     """
-    test_tasks, n_support = _check_protocol(prior, test_tasks, n_support)
+    prior, test_tasks, n_support = _check_protocol(prior, test_tasks, n_support)
     if score_range is None:
         check_scales(prior, test_tasks, "pass score_range=(low, high) of theirs "
                      "(--score-range LOW,HIGH on the command line).")
@@ -230,8 +231,22 @@ def evaluate_personalization(prior, test_tasks, n_support=(10, 100), n_repeats=5
     return _result(rows, n_support, skipped)
 
 
+def _personalizable(prior):
+    """The model to personalize: ``prior``, or a fitted search's best estimator."""
+    if hasattr(prior, "personalize"):
+        return prior
+    best = getattr(prior, "best_estimator_", None)
+    if best is not None:
+        return _personalizable(best)
+    hint = (" For a Pipeline, pass its last step and test raters whose X went through "
+            "pipe[:-1].transform." if hasattr(prior, "steps") else "")
+    raise TypeError(f"prior must be a fitted model with a personalize method (or a fitted "
+                    f"search of one); a {type(prior).__name__} has none.{hint}")
+
+
 def _check_protocol(prior, test_tasks, n_support):
-    """The test raters as a TaskSet and the support sizes as a tuple, checked."""
+    """The model, the test raters as a TaskSet and the support sizes as a tuple, checked."""
+    prior = _personalizable(prior)
     if isinstance(test_tasks, dict):
         test_tasks = TaskSet.from_mapping(test_tasks)
     if not isinstance(test_tasks, TaskSet):
@@ -251,7 +266,7 @@ def _check_protocol(prior, test_tasks, n_support):
         # Refused rather than dropped: the table would hold each draw twice.
         raise ValueError(f"n_support lists support size(s) {repeated} more than once; got "
                          f"{n_support}.")
-    return test_tasks, n_support
+    return prior, test_tasks, n_support
 
 
 def _warn_few_query(few, stacklevel):
@@ -446,7 +461,7 @@ def compare_support_strategies(prior, test_tasks, selectors, n_support=(10, 25),
     .. [2] O. Sener and S. Savarese, "Active Learning for Convolutional Neural
        Networks: A Core-Set Approach", ICLR 2018.
     """
-    test_tasks, n_support = _check_protocol(prior, test_tasks, n_support)
+    prior, test_tasks, n_support = _check_protocol(prior, test_tasks, n_support)
     if isinstance(selectors, SupportSelector):
         selectors = [selectors]
     if not isinstance(selectors, dict):

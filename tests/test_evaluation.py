@@ -221,3 +221,31 @@ def test_a_rater_on_another_scale_is_named_once_not_at_every_draw(ratings, tiny_
     assert "1 test rater(s)" in scale[0] and "'r11'" in scale[0] and "lowest fifth" in scale[0]
     with pytest.warns(PIAAWarning, match="all lie in the lowest fifth"):  # alone, as before
         meta.personalize(*test["r11"])
+
+
+def test_a_fitted_search_is_evaluated_by_its_best_estimator_and_a_pipeline_refused_early():
+    # Both failed inside a joblib job: "'GridSearchCV' object has no attribute
+    # 'personalize'", where personalized_srocc took the search's best estimator.
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from sklearn_piaa import MetaAestheticRegressor, TaskSet
+    rng = np.random.RandomState(0)
+    X = rng.randn(160, 5).astype(np.float32)
+    y = np.clip(np.round(3 + X[:, 0] + 0.5 * rng.randn(160)), 1, 5)
+    groups = np.repeat(np.arange(8), 20)
+    params = dict(backbone=None, hidden_sizes=(8,), n_iterations=2, support_size=8,
+                  query_size=4, finetune_epochs=2, random_state=0, score_range=(1, 5))
+    train, test = groups < 6, TaskSet.from_arrays(X[groups >= 6], y[groups >= 6],
+                                                 groups[groups >= 6])
+    search = GridSearchCV(MetaAestheticRegressor(**params), {"inner_steps": [1, 2]}, cv=2)
+    search.fit(X[train], y[train], groups=groups[train])
+    got = evaluate_personalization(search, test, n_support=5, n_repeats=2, random_state=0)
+    want = evaluate_personalization(search.best_estimator_, test, n_support=5, n_repeats=2,
+                                    random_state=0)
+    np.testing.assert_array_equal(got.table, want.table)
+    pipe = make_pipeline(StandardScaler(), MetaAestheticRegressor(**params))
+    pipe.fit(X[train], y[train], metaaestheticregressor__groups=groups[train])
+    with pytest.raises(TypeError, match="a Pipeline has none. For a Pipeline, pass its last"):
+        evaluate_personalization(pipe, test, n_support=5, n_repeats=2)
