@@ -27,6 +27,10 @@ from ._warnings import PIAAWarning
 __all__ = ["TaskSet", "as_tasks", "support_query_sizes"]
 
 
+#: The one rater of a fit without groups: every rating, of no known person.
+NO_GROUPS = "(all ratings: fit without groups)"
+
+
 def _as_ids(groups):
     """``groups`` as a 1-D array, each rater id as it was given."""
     if not isinstance(groups, (list, tuple)):
@@ -555,7 +559,9 @@ def as_tasks(X, y=None, groups=None, features=False, owner="the estimator", stac
             "splitter unless metadata routing is on: call sklearn.set_config("
             "enable_metadata_routing=True) (or pass params={'groups': rater_ids} to "
             "cross_val_score).", PIAAWarning, stacklevel=stacklevel)
-        groups = np.zeros(n_samples(X), dtype=np.int64)
+        # not 0 or another id a real rater may have: a held-out rater 0 was taken for
+        # one the prior was trained on
+        groups = np.full(n_samples(X), NO_GROUPS, dtype=object)
     tasks = TaskSet.from_arrays(X, y, groups)
     tasks.feature_names = names
     return tasks

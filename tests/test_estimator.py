@@ -19,6 +19,7 @@ from sklearn_piaa import (
     SupportQuerySplit,
     TaskSet,
     UserGroupKFold,
+    personalized_srocc,
     srocc,
     srocc_scorer,
 )
@@ -179,9 +180,15 @@ def test_cross_val_score_zero_shot(ratings, tiny_params):
 
 
 def test_fit_without_groups_warns(ratings, tiny_params):
-    X, y, _ = ratings
+    X, y, groups = ratings
+    groups = np.unique(groups, return_inverse=True)[1]  # raters 0, 1, ...
     with pytest.warns(PIAAWarning, match="no groups"):
-        MetaAestheticRegressor(**tiny_params).fit(X, y)
+        meta = MetaAestheticRegressor(**tiny_params).fit(X[groups != 0], y[groups != 0])
+    # its one rater was 0: a held-out rater 0 was reported as a training rater
+    assert meta.raters_ == ["(all ratings: fit without groups)"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PIAAWarning)
+        personalized_srocc(meta, X[groups == 0], y[groups == 0], groups[groups == 0])
 
 
 def test_grid_search_with_personalized_scorer_and_routing(ratings, tiny_params):
