@@ -802,7 +802,8 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         config["raters"] = [(repr(r), n) for r, n in tasks.sizes().items()]
         arrays = [data["y"]] + ([data["x"], data["rows"]] if "x" in data else [])
         if "images" in data:  # whole-network training: the images themselves, by key
-            arrays.append(np.array([_content_key(x) for x in data["images"].X]))
+            # without the status-change time: a chmod or chown of an image started over
+            arrays.append(np.array([_content_key(x, ctime=False) for x in data["images"].X]))
             # and the backbone's starting weights (head-only runs hash the embeddings):
             # a module or weights file swapped under the same settings is another run
             if isinstance(self.backbone, torch.nn.Module):

@@ -684,7 +684,14 @@ class ImageInput:
         return normalize_pixels(x, self.mean, self.std)
 
 
-def _content_key(src):
+def _content_key(src, ctime=True):
+    """A key for an image: its pixels, or a file's path, dates and size.
+
+    ``ctime=False`` leaves out the file's status-change time, which a ``chmod`` or a
+    hard link changes too: for keys that must survive such handling (a whole-network
+    checkpoint of hours), at the cost of not seeing an edit that kept the
+    modification time and the size.
+    """
     h = hashlib.blake2b(digest_size=16)
     if isinstance(src, (str, os.PathLike)):
         path = os.path.abspath(os.fspath(src))
@@ -697,8 +704,9 @@ def _content_key(src):
         # st_ctime_ns: the kernel sets it on every write, and no tool can carry it over
         # as cp -p, rsync -t, archives and metadata editors keeping the date carry over
         # the modification time: an edited or replaced file is never taken for the old.
+        changed = st.st_ctime_ns if ctime else ""
         h.update(os.fsencode(path)
-                 + f"\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_size}".encode())
+                 + f"\0{st.st_mtime_ns}\0{changed}\0{st.st_size}".encode())
     elif isinstance(src, Image.Image):
         # The pixels alone are not the image: a palette image's colours live in its
         # palette and transparency, and EXIF orientation turns it.

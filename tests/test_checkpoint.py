@@ -317,3 +317,19 @@ def test_backbone_weights_without_a_named_backbone_are_refused(tmp_path):
     with pytest.raises(ValueError, match="needs a named backbone; got backbone=None"):
         MetaAestheticRegressor(backbone=None, backbone_weights="w.pth").fit(
             imgs.reshape(40, -1)[:, :8].astype(np.float32), y, groups=groups)
+
+
+def test_a_whole_network_run_continues_after_its_images_change_permissions(image_files,
+                                                                          tmp_path):
+    # The run was keyed by each file's status-change time, which chmod sets: raising
+    # n_iterations after a chmod started a new run at iteration 0, without a word.
+    y = np.tile([1.0, 2.0, 3.0, 4.0, 5.0, 3.0], 2)
+    groups = np.repeat(["a", "b"], 6)
+    params = dict(backbone="tiny_cnn", train_backbone=True, hidden_sizes=(8,),
+                  tasks_per_batch=1, support_size=3, query_size=2, random_state=0,
+                  checkpoint_dir=tmp_path / "ckpt")
+    MetaAestheticRegressor(**params, n_iterations=2).fit(image_files, y, groups=groups)
+    os.chmod(image_files[0], 0o640)
+    MetaAestheticRegressor(**params, n_iterations=3).fit(image_files, y, groups=groups)
+    (name,) = os.listdir(tmp_path / "ckpt")
+    assert torch.load(tmp_path / "ckpt" / name, weights_only=True)["iteration"] == 3
