@@ -187,6 +187,8 @@ def run_meta_train(args, out=None):
         n_iterations=args.n_iterations, tasks_per_batch=args.tasks_per_batch,
         support_size=args.support_size, query_size=args.query_size,
         inner_steps=args.inner_steps, inner_lr=args.inner_lr, outer_lr=args.outer_lr,
+        inner_backbone_lr=args.inner_backbone_lr, mixed_precision=args.mixed_precision,
+        finetune_batch_size=args.finetune_batch_size,
         score_range=args.score_range, cache_dir=args.cache_dir, on_error=args.on_error,
         device=args.device, checkpoint_dir=args.checkpoint_dir,
         checkpoint_every=args.checkpoint_every, random_state=args.random_state,
@@ -315,8 +317,8 @@ def run_personalize(args, out=None):
         several raters without ``--rater``, or a ``--rater`` it lacks; ``--rater`` with a
         CSV without a rater column, or such a CSV that repeats images and has other
         columns (one may name the rater) or has a column named for people (``user``,
-        ``worker_id``, ...) that holds several values; ``--epochs`` or ``--lr`` with a
-        baseline prior.
+        ``worker_id``, ...) that holds several values; ``--epochs``, ``--lr`` or
+        ``--batch-size`` with a baseline prior.
     KeyboardInterrupt
         When fine-tuning was interrupted (nothing is saved).
     ValueError, OSError
@@ -339,14 +341,17 @@ def run_personalize(args, out=None):
                                      return_kept=True)
         X = take(as_indexable(X), kept)
     if isinstance(prior, BaselineRegressor):
-        if args.epochs is not None or args.lr is not None:
+        if args.epochs is not None or args.lr is not None or args.batch_size is not None:
             raise SystemExit(f"{args.prior} holds a {type(prior).__name__}, which personalizes "
-                             "by ridge regression: --epochs and --lr do not apply.")
+                             "by ridge regression: --epochs, --lr and --batch-size do not "
+                             "apply.")
         net = prior.personalize(X, y, score_range=args.score_range)
     else:
         params = {} if args.epochs is None else {"max_epochs": args.epochs}
         if args.lr is not None:
             params["lr"] = args.lr
+        if args.batch_size is not None:
+            params["batch_size"] = args.batch_size
         net = prior.personalize(X, y, random_state=args.random_state,
                                 score_range=args.score_range,
                                 verbose=0 if args.quiet else 1, **params)
@@ -534,6 +539,17 @@ def _add_benchmark_args(p):
                    help="built-in benchmark: image side in pixels")
 
 
+def _count(text):
+    """A positive integer option (images per step)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
 def _score_range(text):
     """``--score-range LOW,HIGH`` as a pair of floats; argparse names the option on error."""
     parts = text.split(",")
@@ -610,6 +626,15 @@ def _build_parser():
     mt.add_argument("--inner-steps", type=int, default=5, help="inner Adam steps (S)")
     mt.add_argument("--inner-lr", type=float, default=1e-3, help="inner learning rate")
     mt.add_argument("--outer-lr", type=float, default=1e-2, help="outer step size (beta)")
+    mt.add_argument("--inner-backbone-lr", type=float, default=1e-4,
+                    help="inner learning rate of the backbone (with --train-backbone)")
+    mt.add_argument("--mixed-precision", action="store_true",
+                    help="bfloat16 forward passes: embedding and prediction, and with "
+                         "--train-backbone every training step")
+    mt.add_argument("--finetune-batch-size", type=_count, metavar="N",
+                    help="images per fine-tuning step when the prior is personalized "
+                         "(default: all of a rater's images with --train-backbone, else "
+                         "a quarter of them, at least 10)")
     mt.add_argument("--score-range", type=_score_range, metavar="LOW,HIGH",
                     help="rating scale (default: the lowest and highest rating seen)")
     mt.add_argument("--cache-dir", help="on-disk cache of image embeddings (resumable)")
@@ -635,6 +660,9 @@ def _build_parser():
     pe.add_argument("--epochs", type=int, help="fine-tuning epochs (default: the prior's)")
     pe.add_argument("--lr", type=float, help="fine-tuning learning rate (default: the "
                                              "prior's)")
+    pe.add_argument("--batch-size", type=_count, metavar="N",
+                    help="images per fine-tuning step (default: the prior's; fewer need "
+                         "less memory with a whole-network prior)")
     pe.add_argument("--score-range", type=_score_range, metavar="LOW,HIGH",
                     help="the rater's rating scale, when it differs from the prior's")
     _add_on_error(pe, "fine-tune without them")

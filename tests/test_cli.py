@@ -439,6 +439,42 @@ def test_personalize_skips_bad_images_of_a_whole_network_prior_without_predictin
     assert isinstance(load_model(tmp_path / "u.pt"), PersonalizedNet)
 
 
+
+def test_whole_network_options_reach_the_prior_and_its_fine_tuning(tmp_path, monkeypatch):
+    # meta-train had no --inner-backbone-lr, --mixed-precision or --finetune-batch-size,
+    # personalize no --batch-size: a whole-network rater's images went in one batch
+    import pytest
+
+    from sklearn_piaa import MetaAestheticRegressor, load_model
+
+    csv_path = _ratings_folder(tmp_path, n_images=12, n_raters=4)
+    prior = tmp_path / "prior.pt"
+    main(["meta-train", str(csv_path), "-o", str(prior), "--backbone", "tiny_cnn",
+          "--train-backbone", "--n-iterations", "1", "--support-size", "4",
+          "--query-size", "2", "--quiet", "--inner-backbone-lr", "3e-5",
+          "--mixed-precision", "--finetune-batch-size", "4"])
+    meta = load_model(prior)
+    assert (meta.inner_backbone_lr, meta.mixed_precision, meta.finetune_batch_size) == (
+        3e-5, True, 4)
+    mine = tmp_path / "mine.csv"
+    mine.write_text("image,score\n" + "\n".join(f"{i}.png,{1 + i % 5}" for i in range(8)))
+    batch_sizes = []
+    personalize = MetaAestheticRegressor.personalize
+
+    def logged(self, X, y, **params):
+        net = personalize(self, X, y, **params)
+        batch_sizes.append(net.batch_size)
+        return net
+
+    monkeypatch.setattr(MetaAestheticRegressor, "personalize", logged)
+    for extra, size in (([], 4), (["--batch-size", "2"], 2)):
+        main(["personalize", str(prior), str(mine), "-o", str(tmp_path / "u.pt"),
+              "--quiet", "--epochs", "1", *extra])
+        assert batch_sizes[-1] == size
+    with pytest.raises(SystemExit):
+        main(["personalize", str(prior), str(mine), "-o", str(tmp_path / "u.pt"),
+              "--batch-size", "0"])
+
 def test_the_command_keeps_freed_memory_unless_the_environment_chooses(monkeypatch):
     import ctypes
     import sys
