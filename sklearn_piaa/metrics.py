@@ -248,7 +248,8 @@ def personalized_srocc(estimator, X, y, groups, n_support=10, n_repeats=1,
         raise ValueError(
             "personalized SROCC needs the rater id of each row (groups). In cross_val_score "
             "or GridSearchCV enable metadata routing (sklearn.set_config("
-            "enable_metadata_routing=True)) and pass params={'groups': users}."
+            "enable_metadata_routing=True)) and pass params={'groups': users} to "
+            "cross_val_score, or groups=users to the search's fit."
         )
     if too_few not in ("raise", "skip"):
         raise ValueError(f"too_few must be 'raise' or 'skip'; got {too_few!r}.")
