@@ -75,6 +75,21 @@ def test_personalized_baseline_in_cross_val_score(est, ratings):
     assert scores.shape == (3,) and np.isfinite(scores).all()
 
 
+def test_a_search_over_a_personalized_models_prior_settings_leaves_the_prior_alone(ratings):
+    # Clones share the fitted prior: GridSearchCV over prior__alphas set the user's own
+    # prior's alphas, and every later personalization used the last candidate's.
+    from sklearn.model_selection import GridSearchCV
+
+    X, y, groups = ratings
+    prior = ConsensusRidgeRegressor().fit(X, y, groups=groups)
+    alphas = prior.alphas
+    user = prior.personalize(X[:10], y[:10])
+    GridSearchCV(user, {"prior__alphas": [(1e4,), (1e5,)]}, cv=2).fit(X[:10], y[:10])
+    assert prior.alphas == alphas and user.prior is prior
+    user.set_params(prior__alphas=(1e5,))
+    assert prior.alphas == alphas and user.prior.alphas == (1e5,)
+
+
 @pytest.mark.parametrize("est", ESTIMATORS[:1], ids=_ids)
 def test_feature_width_is_kept_and_checked(est, ratings, tmp_path):
     X, y, groups = ratings

@@ -357,6 +357,17 @@ class PersonalizedBaseline(RegressorMixin, BaseEstimator):
         # fit only reads it -- as a clone of a PersonalizedNet keeps the prior's weights.
         return type(self)(prior=self.prior, score_range=self.score_range)
 
+    def set_params(self, **params):
+        """Set parameters; ``prior__...`` ones on a copy of the prior.
+
+        The prior is shared with clones (see above) and with the user who personalized
+        it: a search over ``prior__alphas`` changed the user's own prior. A shallow copy
+        takes the new settings (its fitted attributes stay shared, unchanged).
+        """
+        if any(key.startswith("prior__") for key in params):
+            self.prior = copy.copy(self.prior)
+        return super().set_params(**params)
+
     @property
     def _prior(self):
         # Models pickled before prior_ existed read the prior they were given.
