@@ -441,6 +441,9 @@ def _network_state(model):
     embedder = meta.input_ if isinstance(meta.input_, ImageEmbedder) else None
     return {"kind": kind, "params": _params(meta), "fitted": _fitted(meta),
             **({"net_params": _net_settings(model)} if kind == "personalized" else {}),
+            # a task-vector net's mixing coefficients: the rater's K numbers
+            **({"coefficients": torch.as_tensor(np.asarray(model.coefficients_))}
+               if kind == "personalized" and hasattr(model, "coefficients_") else {}),
             "module": _cpu_state(module),
             **_backbone_entries(meta._fitted("backbone"), meta._fitted("backbone_weights"),
                                 None if embedder is None else embedder.backbone)}
@@ -610,6 +613,8 @@ def _load_network(state, kind, path, device):
     net.initialize()
     if kind == "personalized":
         net.prior_ = meta
+        if "coefficients" in state:
+            net.coefficients_ = state["coefficients"].numpy()
         return net
     meta.prior_net_ = net
     return meta

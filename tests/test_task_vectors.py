@@ -116,8 +116,13 @@ def test_personalize_returns_a_fitted_skorch_net_that_saves(fitted, tmp_path):
     np.testing.assert_allclose(net3.coefficients_, net.coefficients_)
     assert not np.allclose(net3.predict(feats[20:30]), net.predict(feats[20:30]))
     save_model(net, tmp_path / "me.pt")
-    np.testing.assert_allclose(load_model(tmp_path / "me.pt").predict(feats[20:30]),
-                               net.predict(feats[20:30]), rtol=1e-6)
+    loaded = load_model(tmp_path / "me.pt")
+    np.testing.assert_allclose(loaded.predict(feats[20:30]), net.predict(feats[20:30]),
+                               rtol=1e-6)
+    # the rater's coefficients were lost, and with them the refusal to be cloned
+    np.testing.assert_array_equal(loaded.coefficients_, net.coefficients_)
+    with pytest.raises(TypeError, match="cannot be cloned"):
+        clone(loaded)
 
 
 def test_layer_coefficients_and_another_scale(fitted):
