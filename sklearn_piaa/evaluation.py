@@ -386,6 +386,9 @@ def _one_rater_support(prior, X, y, rater, seeds, n_support, n_query, selectors,
             for name, sel in selectors.items():
                 chosen[name] = pool[sel.select(take(F, pool), k)]
             for name, sup in chosen.items():
+                # in the rater's own order: fine-tuning depends on the order of its rows,
+                # and the same images in the order a strategy picked them scored apart
+                sup = np.sort(sup)
                 net = prior.personalize(take(X, sup), y[sup], random_state=seed,
                                         **personalize_params)
                 rows[name].append((rater, repeat, k, n_q, scored_prior,
