@@ -106,7 +106,7 @@ def plot_finetune_history(net, keys=("train_loss",), ax=None):
     return ax
 
 
-def plot_parameter_study(search, params=None, axes=None):
+def plot_parameter_study(search, params=None, axes=None, metric=None):
     """Score against each searched parameter, one panel each (the paper's Fig. 5).
 
     Reads a fitted :class:`~sklearn.model_selection.GridSearchCV` (or any search with
@@ -122,7 +122,11 @@ def plot_parameter_study(search, params=None, axes=None):
     search : fitted search estimator
     params : list of str, default=None
         Parameters to plot; ``None`` means every searched one.
-    axes : sequence of matplotlib Axes, default=None
+    axes : Axes or sequence of matplotlib Axes, default=None
+        One per parameter.
+    metric : str, default=None
+        The score to plot when the search used several (``scoring={"srocc": ...,
+        ...}``); ``None`` means the one it refit on.
 
     Returns
     -------
@@ -130,16 +134,32 @@ def plot_parameter_study(search, params=None, axes=None):
     """
     plt = _pyplot()
     results = search.cv_results_
+    metrics = sorted(k[len("mean_test_"):] for k in results if k.startswith("mean_test_"))
+    if metric is None and "mean_test_score" not in results:
+        refit = getattr(search, "refit", None)
+        metric = refit if isinstance(refit, str) else None
+        if metric is None:
+            raise ValueError(f"the search scored several metrics {metrics}: choose one "
+                             "with metric=.")
+    suffix = "score" if metric is None else metric
+    if f"mean_test_{suffix}" not in results:
+        raise ValueError(f"the search has no score {metric!r}; it scored {metrics}.")
     names = sorted({k[len("param_"):] for k in results if k.startswith("param_")})
     params = names if params is None else list(params)
     unknown = [p for p in params if p not in names]
     if unknown:
         raise ValueError(f"parameter(s) {unknown} were not searched; searched: {names}.")
-    if axes is None:
+    if not params:
+        raise ValueError("params is empty: name at least one searched parameter.")
+    if axes is not None:
+        axes = np.ravel(np.asarray(axes, dtype=object))  # one Axes, a list or a grid
+        if len(axes) < len(params):
+            raise ValueError(f"{len(params)} parameter(s) to plot but {len(axes)} Axes.")
+    else:
         _, axes = plt.subplots(1, len(params), figsize=(3.2 * len(params), 3), squeeze=False)
         axes = axes[0]
-    best = search.best_params_
-    mean, std = results["mean_test_score"], results["std_test_score"]
+    best = getattr(search, "best_params_", {})  # none when a multi-metric search did not refit
+    mean, std = results[f"mean_test_{suffix}"], results[f"std_test_{suffix}"]
     for ax, name in zip(axes, params):
         column = results[f"param_{name}"]
         rows = []
@@ -159,7 +179,7 @@ def plot_parameter_study(search, params=None, axes=None):
         ax.set_xticks(range(len(rows)), [f"{v:g}" if isinstance(v, float) else str(v)
                                          for v in x])
         ax.set_xlabel(name)
-        ax.set_ylabel("mean test score")
+        ax.set_ylabel("mean test score" if metric is None else f"mean test {metric}")
     return np.asarray(axes)
 
 

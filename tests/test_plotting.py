@@ -78,6 +78,39 @@ def test_parameter_study_draws_one_panel_per_searched_parameter(ratings, tiny_pa
         plot_parameter_study(search, params=["outer_lr"])
 
 
+def test_parameter_study_of_several_metrics_and_on_one_axes(ratings, tiny_params):
+    # a bare KeyError 'mean_test_score' for a search of several metrics, and a
+    # TypeError for one Axes given as axes
+    import matplotlib.pyplot as plt
+    import sklearn
+    from sklearn.model_selection import GridSearchCV
+
+    from sklearn_piaa import UserGroupKFold, srocc_scorer
+
+    X, y, groups = ratings
+    search = GridSearchCV(MetaAestheticRegressor(**{**tiny_params, "n_iterations": 2}),
+                          {"inner_steps": [1, 2]}, cv=UserGroupKFold(2, random_state=0),
+                          scoring={"srocc": srocc_scorer, "mse": "neg_mean_squared_error"},
+                          refit="srocc", error_score="raise")
+    with sklearn.config_context(enable_metadata_routing=True):
+        search.fit(X, y, groups=groups)
+    (ax,) = plot_parameter_study(search)
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), search.cv_results_["mean_test_srocc"])
+    assert ax.get_ylabel() == "mean test srocc"
+    _, one = plt.subplots()
+    (ax,) = plot_parameter_study(search, axes=one, metric="mse")
+    assert ax is one
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), search.cv_results_["mean_test_mse"])
+    with pytest.raises(ValueError, match=r"no score 'r2'; it scored \['mse', 'srocc'\]"):
+        plot_parameter_study(search, metric="r2")
+    search.refit = False
+    with pytest.raises(ValueError, match="choose one with metric="):
+        plot_parameter_study(search)
+    with pytest.raises(ValueError, match="params is empty"):
+        plot_parameter_study(search, params=[], metric="mse")
+    plt.close("all")
+
+
 def test_gradient_map_plot_overlays_the_map():
     from sklearn_piaa.plotting import plot_gradient_map
 
