@@ -385,3 +385,17 @@ def test_a_baseline_gives_the_same_ranking_whatever_the_scales_units(ratings, ma
                       model.personalize(X[test][:10], y[test][:10] * scale).predict(X[test])))
     np.testing.assert_allclose(preds[1][0], preds[0][0] * 100, rtol=1e-3, atol=1e-3)
     np.testing.assert_allclose(preds[1][1], preds[0][1] * 100, rtol=1e-3, atol=1e-3)
+
+
+def test_pam_content_probabilities_stay_soft_with_few_images_per_class():
+    # 25 images in 20 classes: most alone in theirs, the median distance 0, the
+    # temperature clamped to 1e-12 and every image's probabilities one-hot
+    rng = np.random.RandomState(0)
+    F = rng.randn(25, 6)
+    images = np.concatenate([rng.choice(25, 20, replace=False) for _ in range(3)])
+    X, groups = F[images], np.repeat(np.arange(3), 20)
+    y = 3 + X[:, 0] + 0.3 * rng.randn(len(X))
+    pam = PAMRegressor(variant="content", random_state=0).fit(X, y, groups=groups)
+    assert pam.content_classes_.n_clusters == 20 and pam.temperature_ > 1e-3
+    probs = pam._user_features(pam._transform(rng.randn(4, 6)))
+    assert (probs.max(axis=1) < 0.999).all()

@@ -185,7 +185,18 @@ class PAMRegressor(BaselineRegressor):
             # Temperature: the typical squared distance of an image to its own class, so
             # that probabilities are neither one-hot nor uniform.
             d2 = self.content_classes_.transform(content) ** 2
-            self.temperature_ = float(max(np.median(d2.min(axis=1)), 1e-12))
+            own = d2.min(axis=1)
+            temperature = np.median(own)
+            if temperature <= 0:
+                # Most images alone in their class (fewer than about two per class):
+                # their distance 0 made the softmax one-hot. The typical distance of
+                # the others, or failing those the spacing of the classes, instead.
+                positive = own[own > 0]
+                if positive.size:
+                    temperature = np.median(positive)
+                elif d2.shape[1] > 1:
+                    temperature = np.median(np.sort(d2, axis=1)[:, 1])
+            self.temperature_ = float(max(temperature, 1e-12))
 
     def _base(self, Z):
         return self.generic_.predict(Z)
