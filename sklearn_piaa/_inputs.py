@@ -278,8 +278,8 @@ def check_finite_features(X, what="X"):
     if len(bad):
         rows = ", ".join(map(str, bad[:5])) + (", ..." if len(bad) > 5 else "")
         raise ValueError(f"{what} has NaN or infinite values in {len(bad)} row(s) (row "
-                         f"{rows}); precomputed features must be finite (in float32, which "
-                         "the network computes in: beyond about 3.4e38 is infinite).")
+                         f"{rows}); precomputed features must be finite (read as float32: "
+                         "beyond about 3.4e38 is infinite).")
 
 
 def refuse_grouped_digits(y, what="y"):

@@ -106,6 +106,8 @@ class BaselineRegressor(RegressorMixin, BaseEstimator):
     alphas : tuple of float, default=(0.1, 1.0, 10.0, 100.0, 1000.0)
         Ridge penalties tried by leave-one-out on the support set, per feature of the
         user map (multiplied by its width, so one grid serves 5 and 1280 features).
+        With fewer than 3 support images, where leave-one-out says nothing, the
+        largest penalty is used.
     batch_size : int, default=64
         Batch size for embedding images (on a CPU the backbone runs on parts of 2
         images per thread).
