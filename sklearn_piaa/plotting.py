@@ -66,6 +66,7 @@ def plot_rater_srocc(result, n_support=None, ax=None):
         ax.plot(undefined, np.zeros(len(undefined)), "x", color="black",
                 label="undefined SROCC")
     ax.set_xticks(pos, [str(r) for r in raters], rotation=90)
+    ax.set_xlabel("rater")
     ax.set_ylabel("SROCC")
     ax.legend(fontsize="small")
     return ax
@@ -102,6 +103,7 @@ def plot_finetune_history(net, keys=("train_loss",), ax=None):
             raise ValueError(f"net.history has no {key!r} at epoch(s) {missing[:5]}.")
         ax.plot(net.history[:, "epoch"], net.history[:, key], marker="o", label=key)
     ax.set_xlabel("epoch")
+    ax.set_ylabel(keys[0] if len(keys) == 1 else "value")
     ax.legend(fontsize="small")
     return ax
 

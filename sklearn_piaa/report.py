@@ -361,7 +361,7 @@ def paired_difference(result, reference):
 
 
 def _se(value):
-    # one rater has no standard error: "n/a" in the width of "0.045"
+    # one rater has no standard error (nor a spread): "n/a" in the width of "0.045"
     return f"{value:.3f}" if np.isfinite(value) else f"{'n/a':>5}"
 
 
@@ -415,7 +415,7 @@ def format_table(results, labels=None, reference="blg"):
                  for k in sizes]
         prior = res.summary[prior_size]["prior"] if prior_size in res.summary else None
         row = f"{labels.get(name, name):<{width}}" + "".join(
-            f"{c.mean:>{cell - 8}.3f} ± {c.std:.3f}"
+            f"{c.mean:>{cell - 8}.3f} ± {_se(c.std)}"
             if c is not None and np.isfinite(c.mean) else f"{'n/a':>{cell}}"
             for c in cells + [prior])
         if ref is not None and name != reference:

@@ -30,11 +30,13 @@ def test_rater_bars_and_history(ratings, tiny_params):
     ax = plot_rater_srocc(res, n_support=10)
     assert [t.get_text() for t in ax.get_xticklabels()] == ["r10", "r11"]
     assert len(ax.patches) == 4
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("rater", "SROCC")
     with pytest.raises(ValueError, match="n_support=7"):
         plot_rater_srocc(res, n_support=7)
     net = meta.personalize(X[:10], y[:10])
     ax = plot_finetune_history(net)
     assert len(ax.lines[0].get_xdata()) == tiny_params["finetune_epochs"]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("epoch", "train_loss")
     with pytest.raises(ValueError, match="valid_loss"):
         plot_finetune_history(net, keys=("valid_loss",))
 
