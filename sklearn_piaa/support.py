@@ -1,6 +1,7 @@
 """Choosing the support images: which images a new rater should be asked to rate."""
 
 import numbers
+import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator, _fit_context
@@ -11,6 +12,7 @@ from sklearn.utils._param_validation import StrOptions
 
 from ._inputs import FEATURES, check_feature_names, feature_names, input_kind
 from ._tasks import as_tasks
+from ._warnings import PIAAWarning
 
 __all__ = ["SupportSelector", "select_support"]
 
@@ -299,14 +301,31 @@ class SupportSelector(BaseEstimator):
         n = _check_n(n, len(Z))
         if self.strategy == "random":
             return check_random_state(self.random_state).permutation(len(Z))[:n]
+        centre = int(np.argmin(((Z - Z.mean(axis=0)) ** 2).sum(axis=1)))
         if self.strategy == "kcenter":
-            first = np.argmin(((Z - Z.mean(axis=0)) ** 2).sum(axis=1))
-            return _greedy(Z, n, first, weight=None)
+            return _greedy(Z, n, centre, weight=None)
         spread = (Z @ self.rater_coef_.T).std(axis=1)
+        if not spread.max() > 0:
+            warnings.warn(
+                f"strategy={self.strategy!r}: the training raters' models agree on every "
+                "candidate (their coefficients are all alike: constant or fully shrunk "
+                "ratings), so disagreement ranks nothing; "
+                + ("the first candidates are picked: use 'kcenter' instead."
+                   if self.strategy == "disagreement" else "picking by 'kcenter' instead."),
+                PIAAWarning, stacklevel=2)
+            if self.strategy == "hybrid":
+                return _greedy(Z, n, centre, weight=None)
         if self.strategy == "disagreement":
-            # A stable sort: ties go to the lower index, so picks are reproducible.
-            return np.argsort(-spread, kind="stable")[:n].astype(np.intp)
-        weight = spread / spread.mean() if spread.mean() > 0 else np.ones(len(Z))
+            # A stable sort: ties go to the lower index, so picks are reproducible; an
+            # image given twice is asked for again only once every other one has been.
+            order = np.argsort(-spread, kind="stable")
+            seen, first, again = set(), [], []
+            for i in order:
+                key = Z[i].tobytes()
+                (again if key in seen else first).append(i)
+                seen.add(key)
+            return np.asarray(first + again, dtype=np.intp)[:n]
+        weight = spread / spread.mean()
         return _greedy(Z, n, int(np.argmax(weight)), weight=weight)
 
 
