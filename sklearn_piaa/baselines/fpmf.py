@@ -51,8 +51,8 @@ class FPMFRegressor(BaselineRegressor):
     ----------
     pca_ : PCA
         ``f``: the embedding's principal components.
-    item_map_ : ndarray of shape (n_components_, n_factors)
-        ``W`` (transposed): item factors are ``f(x) @ item_map_``. ``n_components_`` is
+    item_map_ : ndarray of shape (n_kept, n_factors)
+        ``W`` (transposed): item factors are ``f(x) @ item_map_``. ``n_kept`` is
         ``pca_.n_components_``: ``n_components`` at most, fewer when the features or
         the distinct training images are fewer.
     user_factors_ : ndarray of shape (n_raters, n_factors)
