@@ -40,9 +40,8 @@ from ._inputs import (
     is_count,
     n_samples,
     refuse_one_row,
-    take,
 )
-from ._personalize import PersonalizedNet
+from ._personalize import PersonalizedNet, _augmenting
 from ._progress import progress
 from ._tasks import as_tasks
 from ._warnings import PIAAWarning
@@ -545,13 +544,13 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         # one score for every image: a prior that gives one is right, not collapsed
         check_collapse = np.ptp(np.asarray(tasks.y, dtype=np.float64)) > 0
         if check_collapse:
-            before = self._score_levels(prior, tasks, data, score_range)
+            before = self._score_levels(prior, data, score_range)
         history, fit_time = self._meta_train(prior, tasks, data, rng, seed, device)
         check_trained(prior, history, "meta-training", _META_ADVICE,
                       kept="The previous fit is kept." if hasattr(self, "prior_net_") else "")
         prior.eval()
         if check_collapse:
-            after = self._score_levels(prior, tasks, data, score_range)
+            after = self._score_levels(prior, data, score_range)
         # Fitted state is set only now: a refit that fails on bad input keeps the old prior.
         self.score_range_ = score_range
         self.embedding_dim_ = data["dim"]
@@ -573,7 +572,7 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         return self
 
     @staticmethod
-    def _score_levels(prior, tasks, data, score_range):
+    def _score_levels(prior, data, score_range):
         """How many scores the prior tells apart among a sample of the distinct images.
 
         Up to 2048 of them (16 in whole-network mode, where each costs a forward pass),
@@ -589,13 +588,10 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
                                           device=x.device).long()
                     pred = prior(x[rows])
                 else:
-                    images = data["images"]
-                    rows = np.unique(np.linspace(0, len(tasks.y) - 1, min(len(tasks.y), 16))
+                    images = _augmenting(data["images"], False)  # test-time resizing
+                    rows = np.unique(np.linspace(0, len(images) - 1, min(len(images), 16))
                                      .astype(np.intp))
-                    sample = ImageDataset(take(tasks.X, rows), None, images.size,
-                                          images.mean, images.std)
-                    device = next(prior.parameters()).device
-                    pred = prior(sample.load(range(len(rows)), device=device))
+                    pred = prior(images.load(rows, device=next(prior.parameters()).device))
         finally:
             prior.train(was_training)
         pred = pred.float().cpu().numpy().ravel()
@@ -996,8 +992,7 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         kind = input_kind(X)  # a generator or another X of no supported kind: before len()
         refuse_one_row(X)
         if kind == FEATURES:  # features of another width, or for an image model: before y
-            check = self.input_
-            (check.transform if isinstance(check, ImageEmbedder) else check)(X)
+            self.input_(X)
         # float32 first: the network trains on float32, and score_range_ was measured on
         # float32 ratings, so a float64 y can only fail the range check by rounding.
         y = check_scores(y, n_samples(X)).astype(np.float32).astype(np.float64)
@@ -1049,7 +1044,7 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         return net
 
 
-def check_scales(prior, tasks, advice):
+def check_scales(prior, tasks, advice, raters=None):
     """Check each rater's scores against a meta-learned prior's output range, up front.
 
     Raters with scores the head cannot reach are refused, by name: ``personalize``
@@ -1067,12 +1062,14 @@ def check_scales(prior, tasks, advice):
         The raters about to be personalized.
     advice : str
         What to do about raters of another scale, ending the messages.
+    raters : sequence, default=None
+        The raters of ``tasks`` to check; ``None`` means all.
     """
     if not isinstance(prior, MetaAestheticRegressor) or not hasattr(prior, "score_range_"):
         return
     low, high = prior.score_range_
     bad, odd = [], []
-    for r in tasks.raters:
+    for r in tasks.raters if raters is None else raters:
         y = np.asarray(tasks[r][1], dtype=np.float64)
         outside = scores_outside(y, low, high)
         if outside.any():

@@ -16,6 +16,8 @@ from ._tasks import TaskSet
 from ._warnings import PIAAWarning, UndefinedSROCCWarning
 from .metrics import (
     SROCCSummary,
+    _as_is,
+    _personalizer,
     _srocc,
     _warn_repeated_images,
     _warn_seen_raters,
@@ -232,16 +234,18 @@ def evaluate_personalization(prior, test_tasks, n_support=(10, 100), n_repeats=5
 
 
 def _personalizable(prior):
-    """The model to personalize: ``prior``, or a fitted search's best estimator."""
-    if hasattr(prior, "personalize"):
-        return prior
-    best = getattr(prior, "best_estimator_", None)
-    if best is not None:
-        return _personalizable(best)
-    hint = (" For a Pipeline, pass its last step and test raters whose X went through "
-            "pipe[:-1].transform." if hasattr(prior, "steps") else "")
-    raise TypeError(f"prior must be a fitted model with a personalize method (or a fitted "
-                    f"search of one); a {type(prior).__name__} has none.{hint}")
+    """The model to personalize: ``prior``, or a fitted search's best estimator.
+
+    A Pipeline is refused: the test raters' rows reach ``personalize`` and ``predict``
+    as they are, untransformed.
+    """
+    transform, model = _personalizer(prior)
+    if transform is not _as_is:
+        raise TypeError(f"prior must be a fitted model with a personalize method (or a "
+                        f"fitted search of one); a {type(prior).__name__} has none. For a "
+                        "Pipeline, pass its last step and test raters whose X went through "
+                        "pipe[:-1].transform.")
+    return model
 
 
 def _check_protocol(prior, test_tasks, n_support):

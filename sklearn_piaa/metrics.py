@@ -191,11 +191,16 @@ def _warn_seen_raters(prior, test_tasks, stacklevel):
             "on.", PIAAWarning, stacklevel=stacklevel)
 
 
+def _as_is(X):
+    return X
+
+
 def _personalizer(estimator):
     """``(transform, model)``: ``model.personalize`` on ``transform(X)`` personalizes
-    ``estimator``, which may be a fitted search (nested cross-validation) or a pipeline."""
+    ``estimator``, which may be a fitted search (nested cross-validation) or a pipeline
+    (``transform`` is :func:`_as_is` for anything else)."""
     if hasattr(estimator, "personalize"):
-        return (lambda X: X), estimator
+        return _as_is, estimator
     best = getattr(estimator, "best_estimator_", None)
     if best is not None:
         return _personalizer(best)
@@ -284,9 +289,8 @@ def personalized_srocc(estimator, X, y, groups, n_support=10, n_repeats=1,
             + (" ..." if len(skipped) > 10 else ""), PIAAWarning, stacklevel=2)
     # In a search each fold's prior takes its scale from that fold's training raters:
     # a held-out rater using a score none of them used failed at some draws only.
-    check_scales(model, tasks.subset(raters) if raters else tasks,
-                 "set score_range=(low, high) of the rating scale on the estimator, so "
-                 "that the prior of every fold covers it.")
+    check_scales(model, tasks, "set score_range=(low, high) of the rating scale on the "
+                 "estimator, so that the prior of every fold covers it.", raters=raters)
     rng = check_random_state(random_state)
     scores = np.full((len(raters), n_repeats), np.nan)
     _SCALE_CHECKED.on = True  # raters of another scale were named above, once

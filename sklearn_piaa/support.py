@@ -301,9 +301,8 @@ class SupportSelector(BaseEstimator):
         n = _check_n(n, len(Z))
         if self.strategy == "random":
             return check_random_state(self.random_state).permutation(len(Z))[:n]
-        centre = int(np.argmin(((Z - Z.mean(axis=0)) ** 2).sum(axis=1)))
         if self.strategy == "kcenter":
-            return _greedy(Z, n, centre, weight=None)
+            return _greedy(Z, n, _centre(Z), weight=None)
         spread = (Z @ self.rater_coef_.T).std(axis=1)
         if not spread.max() > 0:
             warnings.warn(
@@ -314,7 +313,7 @@ class SupportSelector(BaseEstimator):
                    if self.strategy == "disagreement" else "picking by 'kcenter' instead."),
                 PIAAWarning, stacklevel=2)
             if self.strategy == "hybrid":
-                return _greedy(Z, n, centre, weight=None)
+                return _greedy(Z, n, _centre(Z), weight=None)
         if self.strategy == "disagreement":
             # A stable sort: ties go to the lower index, so picks are reproducible; an
             # image given twice is asked for again only once every other one has been.
@@ -327,6 +326,11 @@ class SupportSelector(BaseEstimator):
             return np.asarray(first + again, dtype=np.intp)[:n]
         weight = spread / spread.mean()
         return _greedy(Z, n, int(np.argmax(weight)), weight=weight)
+
+
+def _centre(Z):
+    """The candidate nearest the candidates' mean: where k-center starts."""
+    return int(np.argmin(((Z - Z.mean(axis=0)) ** 2).sum(axis=1)))
 
 
 def select_support(X, n, strategy="kcenter", *, selector=None, train_tasks=None,
