@@ -9,7 +9,7 @@ import zipfile
 import numpy as np
 import torch
 
-from ._io import atomic_write, check_writable_dir, remove_unfinished_writes
+from ._io import atomic_write, check_writable_dir, damaged_part, remove_unfinished_writes
 from ._warnings import PIAAWarning
 
 __all__ = ["Checkpointer", "checkpoint_name", "fingerprint"]
@@ -20,7 +20,7 @@ FORMAT_VERSION = 1
 LEGACY_FILENAME = "checkpoint.pt"
 
 
-def checkpoint_name(run_id):
+def checkpoint_name(run_id, n_iterations=None):
     """The file name of run ``run_id``'s checkpoint: one file per run in a folder.
 
     Runs of other data or settings (the folds and candidates of a grid search, a run
@@ -30,13 +30,19 @@ def checkpoint_name(run_id):
     ----------
     run_id : str
         The run's :func:`fingerprint`.
+    n_iterations : int, default=None
+        Given for a run shorter than one of the same data and settings whose
+        checkpoint is already further on (see :meth:`Checkpointer.load`).
 
     Returns
     -------
     str
-        ``checkpoint-<first 16 hex digits of run_id>.pt``.
+        ``checkpoint-<first 16 hex digits of run_id>.pt``, or
+        ``checkpoint-<those digits>-n<n_iterations>.pt``.
     """
-    return f"checkpoint-{run_id[:16]}.pt"
+    if n_iterations is None:
+        return f"checkpoint-{run_id[:16]}.pt"
+    return f"checkpoint-{run_id[:16]}-n{int(n_iterations)}.pt"
 
 
 def fingerprint(config, arrays):
@@ -63,7 +69,11 @@ def _reason(exc, what="a checkpoint"):
     text = str(exc).strip()
     if "weights_only" in text or "Weights only" in text:
         return f"it holds Python objects that {what} never does"
-    return text.splitlines()[0][:200] if text else type(exc).__name__
+    if not text:
+        return type(exc).__name__
+    first = text.splitlines()[0][:200]
+    # a KeyError's text is only the key (a bare number from a damaged archive)
+    return first if any(c.isalpha() for c in first) else f"{type(exc).__name__}: {first}"
 
 
 #: What a file that is not a torch archive is, by :func:`_not_an_archive`'s key.
@@ -123,12 +133,19 @@ class Checkpointer:
         Iterations between checkpoints (the last iteration is always saved).
     run_id : str
         :func:`fingerprint` of the run.
+    n_iterations : int, default=None
+        The run's length. A run of the same data and settings whose checkpoint is
+        already past it (the longer candidate of a grid search over ``n_iterations``
+        sharing the folder) is left as it is: this run keeps its own file
+        (:func:`checkpoint_name`) and trains from its own start. ``None``: such a file
+        is resumed from whatever iteration it holds.
     """
 
-    def __init__(self, directory, every, run_id):
+    def __init__(self, directory, every, run_id, n_iterations=None):
         self.directory = os.fspath(directory)
         self.every = int(every)
         self.run_id = run_id
+        self.n_iterations = n_iterations
         check_writable_dir(self.directory, what="checkpoint_dir")
         self.path = os.path.join(self.directory, checkpoint_name(run_id))
 
@@ -138,6 +155,12 @@ class Checkpointer:
 
     def save(self, iteration, n_iterations, prior, algo, rng, history, elapsed, device):
         """Write the state after ``iteration`` of ``n_iterations`` finished iterations."""
+        if self.n_iterations is not None and self._further_on(iteration):
+            # A longer run of the same data and settings, in another process, wrote
+            # past this one since it started (a parallel grid search over n_iterations):
+            # keep its file, as load does.
+            self.path = os.path.join(self.directory,
+                                     checkpoint_name(self.run_id, self.n_iterations))
         state = {
             "format": FORMAT, "format_version": FORMAT_VERSION, "run_id": self.run_id,
             "iteration": int(iteration), "n_iterations": int(n_iterations),
@@ -151,6 +174,16 @@ class Checkpointer:
         }
         atomic_write(self.path, lambda fh: torch.save(state, fh))
 
+    def _further_on(self, iteration):
+        """Whether this run's file holds an iteration past ``iteration``."""
+        if os.path.basename(self.path) != checkpoint_name(self.run_id):
+            return False  # a side file or a legacy one: only this run writes it
+        try:  # mapped, not read: only the count is looked at
+            state = torch.load(self.path, map_location="cpu", weights_only=True, mmap=True)
+            return state.get("run_id") == self.run_id and state["iteration"] > iteration
+        except Exception:  # none yet, or unreadable: this run's write replaces it
+            return False
+
     def load(self):
         """The run's saved state, or ``None`` when the directory holds none of it.
 
@@ -161,6 +194,13 @@ class Checkpointer:
         state = None
         if os.path.isfile(self.path):
             state = self._read(self.path)
+            if self.n_iterations is not None and state["iteration"] > self.n_iterations:
+                # A longer run of the same data and settings got there first (a grid
+                # search over n_iterations sharing the folder): its file is left as it
+                # is, and this run keeps its own.
+                self.path = os.path.join(self.directory,
+                                         checkpoint_name(self.run_id, self.n_iterations))
+                state = self._read(self.path) if os.path.isfile(self.path) else None
         elif os.path.isfile(legacy):
             state = self._read(legacy, other_runs=True)
             if state is not None:  # this run's, written before one file per run
@@ -171,6 +211,13 @@ class Checkpointer:
         return state
 
     def _read(self, path, other_runs=False):
+        # torch.load checks no checksum: a flipped bit in a weight would resume as is
+        part = damaged_part(path) if _not_an_archive(path) is None else None
+        if part is not None:
+            if other_runs:
+                return None
+            raise ValueError(f"checkpoint {path} is damaged (its part {part} fails its "
+                             "checksum); delete it to start over.")
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # torch raises many types for a bad file
@@ -198,8 +245,11 @@ class Checkpointer:
 
     def _warn_unfinished(self):
         unfinished = []
+        own = checkpoint_name(self.run_id)  # a longer run of this one's (see load)
         for path in sorted(glob.glob(os.path.join(glob.escape(self.directory),
                                                   "checkpoint*.pt"))):
+            if os.path.basename(path) == own:
+                continue
             try:  # mapped, not read: only the counts are looked at
                 state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
                 done = state["iteration"] >= state["n_iterations"]
@@ -211,7 +261,8 @@ class Checkpointer:
             warnings.warn(
                 f"checkpoint_dir {self.directory} holds {len(unfinished)} unfinished "
                 f"run(s) of other data or settings ({', '.join(unfinished[:3])}"
-                f"{' ...' if len(unfinished) > 3 else ''}); this run starts at iteration 0 "
+                f"{' ...' if len(unfinished) > 3 else ''}; stopped, or still running in "
+                "another process); this run starts at iteration 0 "
                 f"and checkpoints to {os.path.basename(self.path)}. To resume one of "
                 "them, fit with the data and settings it was started with.",
                 PIAAWarning, stacklevel=6)  # fit's caller (fit runs in _fit_context)

@@ -807,7 +807,7 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
             elif self.backbone_weights is not None:
                 config["backbone_weights"] = _file_fingerprint(self.backbone_weights)
         return Checkpointer(self.checkpoint_dir, self.checkpoint_every,
-                            fingerprint(config, arrays))
+                            fingerprint(config, arrays), self.n_iterations)
 
     def _meta_train(self, prior, tasks, data, rng, seed, device):
         learner_cls = ALGORITHMS[self.algorithm]
@@ -937,14 +937,22 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         # input adapter made in fit: a later set_params (on a loaded prior, say: another
         # machine's cache folder, or none for a service that must not write) must reach
         # it too.
+        # An embedder is shared by copy.deepcopy (see ImageEmbedder): it is replaced, not
+        # changed, so that a copy's settings never reach the original or nets
+        # personalized before.
         adapter = image_reader(self)
-        if hasattr(adapter, "on_error"):
+        if isinstance(adapter, ImageEmbedder):
+            settings = {}
+            if adapter.on_error != self.on_error:
+                settings["on_error"] = self.on_error
+            if self.cache_dir is not getattr(self, "_cache_dir_given_", self.cache_dir):
+                folder = None if self.cache_dir is None else os.path.abspath(self.cache_dir)
+                settings["cache_dir"] = self._fitted_architecture_["cache_dir"] = folder
+                self._cache_dir_given_ = self.cache_dir
+            if settings:
+                self.input_ = self.prior_net_.input = adapter.replaced(**settings)
+        elif hasattr(adapter, "on_error"):  # copied, not shared, by copy.deepcopy
             adapter.on_error = self.on_error
-        if isinstance(adapter, ImageEmbedder) and \
-                self.cache_dir is not getattr(self, "_cache_dir_given_", self.cache_dir):
-            folder = None if self.cache_dir is None else os.path.abspath(self.cache_dir)
-            adapter.cache_dir = self._fitted_architecture_["cache_dir"] = folder
-            self._cache_dir_given_ = self.cache_dir
 
     def _readable(self, X, y):
         """``X, y`` without unreadable images when ``on_error="skip"``; the rows kept."""

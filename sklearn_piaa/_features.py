@@ -846,6 +846,29 @@ class ImageEmbedder:
     def __deepcopy__(self, memo):
         return self
 
+    def replaced(self, **settings):
+        """A copy with other ``settings`` (``cache_dir``, ``on_error``, ...).
+
+        The copy shares the backbone and the embeddings held in memory; changing a
+        setting of an embedder in place would change it for every estimator and net
+        that shares it (see Notes).
+
+        Parameters
+        ----------
+        **settings
+            Attributes of the copy, e.g. ``cache_dir`` (made absolute here).
+
+        Returns
+        -------
+        ImageEmbedder
+        """
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        if settings.get("cache_dir") is not None:
+            settings["cache_dir"] = os.path.abspath(settings["cache_dir"])
+        new.__dict__.update(settings)
+        return new
+
     def __getstate__(self):
         state = self.__dict__.copy()
         tensors = [*self.backbone.parameters(), *self.backbone.buffers()]

@@ -5,6 +5,7 @@ import shutil
 import stat
 import tempfile
 import time
+import zipfile
 
 __all__ = ["atomic_write", "check_writable_dir", "check_output_file"]
 
@@ -76,6 +77,30 @@ def atomic_write(path, write, fsync=True):
         except OSError:
             pass
         raise
+
+
+def damaged_part(path):
+    """The first part of the zip archive ``path`` whose bytes fail their checksum.
+
+    ``torch.load`` does not check the CRC-32 that ``torch.save`` writes for each part
+    of its archive: a flipped bit in a weight loads as a wrong number (an infinite
+    score, say).
+
+    Parameters
+    ----------
+    path : str or path-like
+        A zip archive (a torch file).
+
+    Returns
+    -------
+    str or None
+        The part's name within the archive, or None when every part checks out.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip()
+    except Exception as exc:  # a directory too damaged to list the parts
+        return f"(its list of parts: {type(exc).__name__})"
 
 
 def remove_unfinished_writes(folder, name="", older_than=0.0):

@@ -33,7 +33,7 @@ from ._features import (
     image_reader,
     shared_backbone,
 )
-from ._io import atomic_write
+from ._io import atomic_write, damaged_part
 from ._personalize import PersonalizedNet
 from ._warnings import PIAAWarning
 from .baselines import (
@@ -459,7 +459,11 @@ def _read(path):
     # Checked first: torch.load would also warn about the pickle's protocol.
     problem = _not_an_archive(path)
     why = None
-    if problem is None:
+    part = damaged_part(path) if problem is None else None
+    if part is not None:  # first: whatever torch.load would say of it is a consequence
+        why = (f"its part {part} fails its checksum: a damaged copy (a bad disk, an "
+               "interrupted transfer?)")
+    elif problem is None:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # torch raises many types for a bad file

@@ -1,4 +1,6 @@
 import os
+import struct
+import zipfile
 
 import numpy as np
 import pytest
@@ -90,3 +92,24 @@ def tiny_baselines():
         USARRegressor(variant="ppr", n_components=4, random_state=0),
         PAIAARegressor(personality=TRAITS, hidden_size=8, max_epochs=3, random_state=0),
     ]
+
+
+def flip_a_stored_byte(path):
+    """Flip one bit in the middle of the largest tensor of the torch archive ``path``.
+
+    The archive stays a readable zip whose directory is intact: only a weight's bytes
+    change, as a bad disk or copy would change them (``torch.load`` reads it as is).
+    """
+    with zipfile.ZipFile(path) as archive:
+        part = max((info for info in archive.infolist() if "/data/" in info.filename),
+                   key=lambda info: info.file_size)
+    with open(path, "r+b") as fh:
+        fh.seek(part.header_offset + 26)  # the local header's name and extra lengths
+        name_len, extra_len = struct.unpack("<HH", fh.read(4))
+        at = part.header_offset + 30 + name_len + extra_len + part.file_size // 2
+        fh.seek(at)
+        byte = fh.read(1)[0]
+        fh.seek(at)
+        fh.write(bytes([byte ^ 0x40]))
+    return part.filename
+

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import sklearn
 import torch
-from conftest import make_rating_features
+from conftest import flip_a_stored_byte, make_rating_features
 from sklearn.model_selection import GridSearchCV
 
 from sklearn_piaa import MetaAestheticRegressor, PersonalizedSROCCScorer, UserGroupKFold
@@ -93,8 +93,36 @@ def test_runs_of_other_settings_keep_their_own_checkpoints(ratings, tiny_params,
         straight = MetaAestheticRegressor(**{**longer, "checkpoint_dir": None}).fit(
             X, y, groups=groups)
         _assert_same_prior(straight, resumed)
-    with pytest.raises(ValueError, match="beyond n_iterations=3"):
-        MetaAestheticRegressor(**{**params, "n_iterations": 3}).fit(X, y, groups=groups)
+
+
+def test_a_shorter_run_leaves_a_longer_ones_checkpoint_alone(ratings, tiny_params, tmp_path,
+                                                             monkeypatch):
+    # It raised (the checkpoint is beyond n_iterations): the shorter candidates of a grid
+    # search over n_iterations sharing the folder scored nan.
+    X, y, groups = ratings
+    params = {**tiny_params, "n_iterations": 6, "checkpoint_dir": tmp_path}
+    MetaAestheticRegressor(**params).fit(X, y, groups=groups)
+    longer = checkpoint_file(tmp_path)
+    before = open(longer, "rb").read()
+    shorter = {**params, "n_iterations": 3}
+    got = MetaAestheticRegressor(**shorter).fit(X, y, groups=groups)
+    straight = MetaAestheticRegressor(**{**shorter, "checkpoint_dir": None}).fit(
+        X, y, groups=groups)
+    _assert_same_prior(straight, got)
+    assert open(longer, "rb").read() == before
+    own = longer.replace(".pt", "-n3.pt")
+    assert sorted(os.listdir(tmp_path)) == sorted([os.path.basename(longer),
+                                                   os.path.basename(own)])
+    assert torch.load(own, weights_only=True)["iteration"] == 3
+    # run again, the shorter one finds its own file finished: no iteration runs again
+    from sklearn_piaa.meta import ALGORITHMS
+
+    blg, steps = ALGORITHMS["blg"], []
+    step = blg.step
+    monkeypatch.setattr(blg, "step", lambda *a, **k: steps.append(1) or step(*a, **k))
+    again = MetaAestheticRegressor(**shorter).fit(X, y, groups=groups)
+    assert steps == []
+    _assert_same_prior(straight, again)
 
 
 def test_a_new_run_beside_an_unfinished_one_warns(ratings, tiny_params, tmp_path, monkeypatch):
@@ -144,6 +172,22 @@ def test_grid_search_with_a_checkpoint_dir(ratings, tiny_params, tmp_path, monke
     assert len(os.listdir(tmp_path)) == 5
 
 
+def test_grid_search_over_n_iterations_with_a_checkpoint_dir(ratings, tiny_params, tmp_path):
+    X, y, groups = ratings
+
+    def search(folder):
+        params = {**tiny_params, "checkpoint_dir": folder, "checkpoint_every": 2}
+        with sklearn.config_context(enable_metadata_routing=True):
+            return GridSearchCV(MetaAestheticRegressor(**params), {"n_iterations": [6, 3]},
+                                cv=UserGroupKFold(2, random_state=0),
+                                scoring=PersonalizedSROCCScorer(n_support=10),
+                                error_score="raise").fit(X, y, groups=groups)
+
+    shared, alone = search(tmp_path), search(None)
+    np.testing.assert_array_equal(shared.cv_results_["mean_test_score"],
+                                  alone.cv_results_["mean_test_score"])
+
+
 def test_a_checkpoint_of_the_one_file_layout_is_resumed(ratings, tiny_params, tmp_path):
     X, y, groups = ratings
     params = {**tiny_params, "n_iterations": 4, "checkpoint_dir": tmp_path}
@@ -163,6 +207,17 @@ def test_damaged_checkpoint_is_named(ratings, tiny_params, tmp_path):
     with open(path, "wb") as fh:
         fh.write(b"not a checkpoint")
     with pytest.raises(ValueError, match=f"{os.path.basename(path)} cannot be read.*delete it"):
+        MetaAestheticRegressor(**tiny_params, checkpoint_dir=tmp_path).fit(X, y, groups=groups)
+
+
+def test_a_checkpoint_with_a_flipped_bit_is_refused(ratings, tiny_params, tmp_path):
+    # torch.load does not check the archive's checksums: a damaged weight resumed as is
+    X, y, groups = ratings
+    MetaAestheticRegressor(**tiny_params, checkpoint_dir=tmp_path).fit(X, y, groups=groups)
+    path = checkpoint_file(tmp_path)
+    part = flip_a_stored_byte(path)
+    with pytest.raises(ValueError, match=f"{os.path.basename(path)} is damaged.*{part}.*"
+                                         "checksum.*delete it"):
         MetaAestheticRegressor(**tiny_params, checkpoint_dir=tmp_path).fit(X, y, groups=groups)
 
 
@@ -201,7 +256,7 @@ def test_kill_during_a_checkpoint_write_keeps_the_previous_one(ratings, tiny_par
 _CHILD = textwrap.dedent("""
     import sys
     sys.path.insert(0, {tests!r})
-    from conftest import make_rating_features
+    from conftest import flip_a_stored_byte, make_rating_features
     from sklearn_piaa import MetaAestheticRegressor
     X, y, groups, _ = make_rating_features()
     MetaAestheticRegressor(backbone=None, hidden_sizes=(16,), n_iterations={n},

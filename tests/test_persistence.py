@@ -7,7 +7,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_baselines
+from conftest import flip_a_stored_byte, tiny_baselines
 from sklearn.base import clone
 
 from sklearn_piaa import MetaAestheticRegressor, PIAAWarning, _persistence, load_model, save_model
@@ -119,6 +119,35 @@ def test_older_format_is_upgraded_when_an_upgrade_exists(prior, tmp_path, monkey
 
     monkeypatch.setitem(_persistence._UPGRADES, 0, upgrade)
     np.testing.assert_array_equal(load_model(tmp_path / "v0.pt").predict(X), meta.predict(X))
+
+
+def test_a_model_file_with_a_flipped_bit_is_refused(prior, tmp_path):
+    # torch.load does not check the archive's checksums: a damaged copy of a prior
+    # loaded and predicted wrong (even infinite) scores
+    meta, _, _ = prior
+    path = tmp_path / "p.pt"
+    save_model(meta, path)
+    part = flip_a_stored_byte(path)
+    with pytest.raises(ValueError, match=f"p.pt is not a readable.*{part} fails its checksum"):
+        load_model(path)
+
+
+def test_an_error_that_is_only_a_number_is_named():
+    from sklearn_piaa._checkpoint import _reason
+
+    assert _reason(KeyError(191)) == "KeyError: 191"  # not a bare "191" in the message
+    assert _reason(ValueError("bad header")) == "bad header"
+
+
+def test_a_weights_file_with_a_flipped_bit_is_refused(tmp_path):
+    from sklearn_piaa.nn.backbones import _read_state_dict
+
+    path = tmp_path / "w.pth"
+    torch.save({"conv.weight": torch.randn(4096)}, path)
+    assert set(_read_state_dict(path, "resnet18")) == {"conv.weight"}
+    flip_a_stored_byte(path)
+    with pytest.raises(ValueError, match="w.pth for backbone 'resnet18' is damaged"):
+        _read_state_dict(path, "resnet18")
 
 
 def test_prior_saved_on_a_gpu_loads_on_cpu(prior, tmp_path):
@@ -469,6 +498,32 @@ def test_set_params_moves_or_turns_off_a_fitted_priors_cache(tmp_path):
     meta.set_params(cache_dir=None)  # a prior fitted in this process too
     meta.personalize(fresh[:10], y[:10])
     assert len(list((tmp_path / "old").rglob("*.npy"))) == 40
+
+
+def test_a_copys_cache_dir_is_its_own(tmp_path):
+    # A deep copy shares the fitted embedder: set_params(cache_dir=...) on the copy
+    # changed where the original (and nets personalized from it) cached.
+    imgs, y, groups = _images()
+    meta = MetaAestheticRegressor(backbone="tiny_cnn", hidden_sizes=(8,), n_iterations=2,
+                                  support_size=6, query_size=3, random_state=0,
+                                  cache_dir=tmp_path / "a").fit(imgs[:20], y[:20],
+                                                                groups=groups[:20])
+    net = meta.personalize(imgs[:10], y[:10])
+    other = copy.deepcopy(meta).set_params(cache_dir=tmp_path / "b", on_error="skip")
+    other.predict(imgs[20:25])
+    meta.predict(imgs[25:30])
+    net.predict(imgs[30:35])
+
+    def cached(folder):
+        return len(list((tmp_path / folder).rglob("*.npy")))
+
+    assert (cached("a"), cached("b")) == (30, 5)
+    assert meta.input_.on_error == meta.on_error == "raise"
+    assert meta.input_.cache_dir == os.path.abspath(tmp_path / "a")
+    # the copy's adapter serves its prior net as well, and is the one it saves
+    assert other.prior_net_.input is other.input_
+    save_model(other, tmp_path / "other.pt")
+    assert load_model(tmp_path / "other.pt").cache_dir == os.path.abspath(tmp_path / "b")
 
 
 def test_a_loaded_net_keeps_its_fine_tuning_settings_and_seed(prior, tmp_path):

@@ -1,10 +1,13 @@
 """Image backbones by name, with local weights files only (nothing is ever downloaded)."""
 
 import os
+import zipfile
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .._io import damaged_part
 
 __all__ = ["Backbone", "BACKBONES", "load_backbone"]
 
@@ -56,6 +59,11 @@ def _read_state_dict(path, name):
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"weights file for backbone {name!r} not found: {path}")
+    # torch.load checks no checksum: a flipped bit in a weight would load as is
+    part = damaged_part(path) if zipfile.is_zipfile(path) else None
+    if part is not None:
+        raise ValueError(f"weights file {path} for backbone {name!r} is damaged: its part "
+                         f"{part} fails its checksum.")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a bad file
