@@ -299,6 +299,9 @@ class PersonalizedNet(NeuralNetRegressor):
         FloatingPointError
             If fine-tuning diverged (NaN or infinite weights or losses: a learning rate
             too large).
+        KeyboardInterrupt
+            On Ctrl-C, after skorch has ended training (skorch itself would return the
+            net as the interrupt left it, as if trained).
         """
         seed = self.random_state
         if seed is not None and not is_count(seed, low=0):
@@ -336,6 +339,8 @@ class PersonalizedNet(NeuralNetRegressor):
         ------
         ValueError, FloatingPointError
             As for :meth:`fit`.
+        KeyboardInterrupt
+            As for :meth:`fit`.
         """
         if y is not None:
             module = getattr(self, "module_", None) if self.initialized_ else None
@@ -345,13 +350,28 @@ class PersonalizedNet(NeuralNetRegressor):
                 # in cross_val_score) must too. fit comes here as well (skorch).
                 X, y = drop_unreadable(self.input, X, y, getattr(self.input, "on_error", None),
                                        stacklevel=4)
-        super().partial_fit(X, y, classes=classes, **fit_params)
+        self._interrupted = False
+        try:
+            super().partial_fit(X, y, classes=classes, **fit_params)
+        finally:
+            interrupted = self.__dict__.pop("_interrupted", False)
+        if interrupted:
+            # skorch ends fit quietly on Ctrl-C and returns the net as it was then
+            # (perhaps not trained at all): not a result to hand on as fine-tuned.
+            raise KeyboardInterrupt
         # A diverged net predicts NaN (or, its BatchNorm variance negative, NaN for all).
-        # Epochs without a loss were cut short (skorch ends fit quietly on Ctrl-C).
         losses = [epoch["train_loss"] for epoch in self.history if "train_loss" in epoch]
         check_trained(self.module_, losses, "fine-tuning",
                       "the learning rate (lr, or the prior's finetune_lr) or max_epochs")
         return self
+
+    def fit_loop(self, X, y=None, epochs=None, **fit_params):
+        """skorch's ``fit_loop``, noting a Ctrl-C for :meth:`partial_fit` to raise again."""
+        try:
+            return super().fit_loop(X, y, epochs=epochs, **fit_params)
+        except KeyboardInterrupt:
+            self._interrupted = True
+            raise
 
     def get_dataset(self, X, y=None):
         """Pass ``X`` through ``input`` (embeddings or an image dataset); y as a column."""

@@ -355,10 +355,6 @@ def run_personalize(args, out=None):
         net = prior.personalize(X, y, random_state=args.random_state,
                                 score_range=args.score_range,
                                 verbose=0 if args.quiet else 1, **params)
-    if getattr(net, "history", None) and "train_loss" not in net.history[-1]:
-        # skorch ends fit quietly on Ctrl-C, with the epoch unfinished: not a result to
-        # save under the user's name.
-        raise KeyboardInterrupt
     save_model(net, args.output)
     skipped = f", {n_rated - len(y)} unreadable left out" if n_rated > len(y) else ""
     say(f"personalized to rater {rater!r} on {plural(len(y), 'image')}{skipped} "

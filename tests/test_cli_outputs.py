@@ -160,8 +160,8 @@ def test_an_interrupted_fine_tuning_is_no_divergence_and_is_not_saved(tmp_path, 
     # divergence check read as NaN, and the command saved the half-trained net.
     from sklearn_piaa import MetaAestheticRegressor
     meta = load_model(prior)
-    net = meta.personalize(image_files, np.arange(12) % 5 + 1.0, callbacks=[_Interrupt()])
-    assert len(net.history) == 2 and "train_loss" not in net.history[-1]
+    with pytest.raises(KeyboardInterrupt):  # not a net returned as if fine-tuned
+        meta.personalize(image_files, np.arange(12) % 5 + 1.0, callbacks=[_Interrupt()])
     original = MetaAestheticRegressor.personalize
     monkeypatch.setattr(MetaAestheticRegressor, "personalize",
                         lambda self, X, y, **kw: original(self, X, y, callbacks=[_Interrupt()],
@@ -206,3 +206,28 @@ def test_attributes_of_a_thin_panorama(tmp_path):
                     ).save(path)
     values, names = measure_attributes([str(path)])
     assert values.shape == (1, len(names)) and np.isfinite(values).all()
+
+
+@pytest.mark.filterwarnings("ignore:2 rater\\(s\\) are scored on fewer")
+def test_an_interrupt_before_the_first_epoch_is_not_a_fine_tuned_net(tmp_path, image_files,
+                                                                     prior, monkeypatch,
+                                                                     capsys):
+    # Ctrl-C while the rater's images were embedded: skorch returned the prior's copy
+    # untrained, and the command saved it as personalized (exit 0), evaluate scored it.
+    from sklearn_piaa import TaskSet, _features, evaluate_personalization
+
+    monkeypatch.delenv("SKLEARN_PIAA_TRACEBACK", raising=False)
+
+    def interrupted(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_features.ImageEmbedder, "_embed_batch", interrupted)
+    out = tmp_path / "u.pt"
+    assert console(["personalize", str(prior), str(_mine(tmp_path, image_files)), "-o",
+                    str(out), "--quiet"]) == 130
+    assert not out.exists() and "interrupted" in capsys.readouterr().err
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_personalization(load_model(prior), TaskSet(
+            image_files, np.arange(12) % 5 + 1.0, np.repeat(["a", "b"], 6)), n_support=3,
+            n_repeats=1)
+
