@@ -343,7 +343,8 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
     history_ : ndarray of shape (n_iterations,)
         Mean final query loss per outer iteration (empty for ``algorithm="none"``).
     fit_time_ : float
-        Seconds spent in meta-training (embedding excluded).
+        Seconds spent in meta-training (embedding excluded); a run resumed from
+        ``checkpoint_dir`` counts the time of the runs it continues.
     input_ : callable
         Turns ``X`` into the network's input: checks a feature array
         (``backbone=None``), embeds images with the frozen backbone (head-only mode;

@@ -2,6 +2,7 @@
 
 import numpy as np
 import torch
+from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
 from ._estimator import MetaAestheticRegressor
@@ -18,9 +19,12 @@ def _score_function(model):
         net = model.prior_net_
     else:
         net = model
-    if not isinstance(net, PersonalizedNet) or not getattr(net, "initialized_", False):
+    if not isinstance(net, PersonalizedNet):
         raise TypeError("gradient_map needs a fitted MetaAestheticRegressor or a fitted "
                         f"PersonalizedNet; got {type(model).__name__}.")
+    if not getattr(net, "initialized_", False):  # a clone, say
+        raise NotFittedError(f"this {type(model).__name__} is not fitted: gradient_map "
+                             "needs a fitted one.")
     adapter, module = net.input, net.module_
     if isinstance(adapter, ImageEmbedder):
         backbone = adapter.backbone
@@ -66,7 +70,7 @@ def gradient_map(model, image, reduce="max"):
     Raises
     ------
     sklearn.exceptions.NotFittedError
-        When ``model`` is a :class:`MetaAestheticRegressor` that is not fitted.
+        When ``model`` is not fitted.
 
     References
     ----------
@@ -79,17 +83,19 @@ def gradient_map(model, image, reduce="max"):
     if reduce not in ("max", "none"):
         raise ValueError(f"reduce must be 'max' or 'none'; got {reduce!r}.")
     f, modules, backbone, device = _score_function(model)
-    x = image_tensor(load_image(image), backbone.input_size, backbone.mean, backbone.std)
-    x = x.unsqueeze(0).to(device).requires_grad_()
-    # every submodule's own mode: train(mode) would give all of them the top one's
-    modes = [(sub, sub.training) for m in modules for sub in m.modules()]
-    try:
-        for m in modules:
-            m.eval()
-        with torch.enable_grad():
+    # A gradient, also where the caller is in inference mode (enable_grad alone does
+    # not leave it) or has gradients off.
+    with torch.inference_mode(False), torch.enable_grad():
+        x = image_tensor(load_image(image), backbone.input_size, backbone.mean, backbone.std)
+        x = x.unsqueeze(0).to(device).requires_grad_()
+        # every submodule's own mode: train(mode) would give all of them the top one's
+        modes = [(sub, sub.training) for m in modules for sub in m.modules()]
+        try:
+            for m in modules:
+                m.eval()
             (grad,) = torch.autograd.grad(f(x).sum(), x)
-    finally:
-        for sub, mode in modes:
-            sub.training = mode
+        finally:
+            for sub, mode in modes:
+                sub.training = mode
     grad = grad[0].detach().float().cpu().numpy()
     return grad if reduce == "none" else np.abs(grad).max(axis=0)

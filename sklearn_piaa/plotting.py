@@ -86,7 +86,7 @@ def plot_finetune_history(net, keys=("train_loss",), ax=None):
     net : PersonalizedNet
         A fitted net, e.g. from :meth:`MetaAestheticRegressor.personalize`; add an
         ``EpochScoring`` callback to record query scores.
-    keys : tuple of str, default=("train_loss",)
+    keys : str or tuple of str, default=("train_loss",)
         Columns of ``net.history`` to draw.
     ax : matplotlib Axes, default=None
 
@@ -94,6 +94,12 @@ def plot_finetune_history(net, keys=("train_loss",), ax=None):
     -------
     matplotlib Axes
     """
+    if isinstance(keys, str):  # one name, not its letters
+        keys = (keys,)
+    if not len(getattr(net, "history", ())):
+        raise ValueError("net.history records no epoch: the net was not fine-tuned here "
+                         "(a net read by load_model has no history; max_epochs=0 runs "
+                         "none).")
     plt = _pyplot()
     if ax is None:
         _, ax = plt.subplots(figsize=(4, 3))
@@ -117,7 +123,7 @@ def plot_parameter_study(search, params=None, axes=None, metric=None):
     give the search a list of grids, one per parameter (``[{"inner_steps": [1, 3,
     5]}, {"tasks_per_batch": [1, 2, 4]}]``), and each panel shows the candidates of
     its parameter. In a full grid, a panel shows the candidates whose other
-    parameters equal the best candidate's.
+    parameters equal the best candidate's (by the score plotted).
 
     Parameters
     ----------
@@ -160,8 +166,16 @@ def plot_parameter_study(search, params=None, axes=None, metric=None):
     else:
         _, axes = plt.subplots(1, len(params), figsize=(3.2 * len(params), 3), squeeze=False)
         axes = axes[0]
-    best = getattr(search, "best_params_", {})  # none when a multi-metric search did not refit
     mean, std = results[f"mean_test_{suffix}"], results[f"std_test_{suffix}"]
+    # The best by the score plotted (a multi-metric search that did not refit has no
+    # best_params_; without one a full grid drew every candidate in every panel).
+    rank = results.get(f"rank_test_{suffix}")
+    if rank is not None:
+        best = results["params"][int(np.argmin(rank))]
+    elif np.isfinite(mean).any():
+        best = results["params"][int(np.nanargmax(mean))]
+    else:
+        best = getattr(search, "best_params_", {})
     for ax, name in zip(axes, params):
         column = results[f"param_{name}"]
         rows = []

@@ -390,10 +390,13 @@ def format_table(results, labels=None, reference="blg"):
     Raises
     ------
     ValueError
-        When a method and ``reference`` were evaluated on other raters, repeats or
-        draws (seeds) at a support size they share (the paired difference would be
-        meaningless).
+        When ``results`` is empty, or a method and ``reference`` were evaluated on
+        other raters, repeats or draws (seeds) at a support size they share (the
+        paired difference would be meaningless).
     """
+    if not results:
+        raise ValueError("results is empty: give at least one method's "
+                         "PersonalizationResult.")
     labels = {**METHOD_LABELS, **(labels or {})}
     sizes = sorted({k for r in results.values() for k in r.summary})
     ref = results.get(reference)

@@ -254,6 +254,8 @@ def test_paired_difference_refuses_the_same_rows_of_other_random_states(ratings)
     np.testing.assert_array_equal(results["ridge"].table["seed"],
                                   results["consensus_ridge"].table["seed"])
     assert "vs consensus_ridge @5" in format_table(results, reference="consensus_ridge")
+    with pytest.raises(ValueError, match="results is empty"):  # a header "@None" before
+        format_table({})
 
 
 def test_compare_methods_refuses_test_raters_it_trains_on(ratings):

@@ -84,3 +84,13 @@ def test_feature_models_and_bad_arguments_are_refused(ratings, tiny_params):
                                     support_size=5, query_size=2).fit(imgs, yi, groups=gi)
     with pytest.raises(ValueError, match="reduce"):
         gradient_map(fitted, image, reduce="mean")
+    # a clone of a personalized net: "needs a fitted PersonalizedNet; got PersonalizedNet"
+    from sklearn.base import clone
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError, match="PersonalizedNet is not fitted"):
+        gradient_map(clone(fitted.personalize(imgs[:10], yi[:10])), image)
+    # under the caller's inference mode: "element 0 of tensors does not require grad"
+    expected = gradient_map(fitted, image)
+    with torch.inference_mode():
+        np.testing.assert_array_equal(gradient_map(fitted, image), expected)

@@ -39,6 +39,11 @@ def test_rater_bars_and_history(ratings, tiny_params):
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("epoch", "train_loss")
     with pytest.raises(ValueError, match="valid_loss"):
         plot_finetune_history(net, keys=("valid_loss",))
+    ax = plot_finetune_history(net, keys="train_loss")  # its letters were the keys
+    assert ax.get_ylabel() == "train_loss"
+    # no epochs (a loaded net, max_epochs=0): skorch's KeyError 'epoch' before
+    with pytest.raises(ValueError, match="records no epoch"):
+        plot_finetune_history(meta.personalize(X[:10], y[:10], max_epochs=0))
 
 
 def test_undefined_srocc_is_marked_not_left_as_a_silent_gap(ratings, tiny_params):
@@ -111,6 +116,38 @@ def test_parameter_study_of_several_metrics_and_on_one_axes(ratings, tiny_params
     with pytest.raises(ValueError, match="params is empty"):
         plot_parameter_study(search, params=[], metric="mse")
     plt.close("all")
+
+
+def test_parameter_study_of_a_full_grid_without_a_refit(ratings, tiny_params):
+    # A multi-metric search with refit=False has no best_params_: every candidate of
+    # the grid was drawn in every panel, zigzagging over the other parameter.
+    import sklearn
+    from sklearn.model_selection import GridSearchCV
+
+    from sklearn_piaa import UserGroupKFold, srocc_scorer
+
+    X, y, groups = ratings
+    search = GridSearchCV(MetaAestheticRegressor(**{**tiny_params, "n_iterations": 2}),
+                          {"inner_steps": [1, 2], "outer_lr": [0.1, 0.01]},
+                          cv=UserGroupKFold(2, random_state=0),
+                          scoring={"a": srocc_scorer, "b": "neg_mean_squared_error"},
+                          refit=False, error_score="raise")
+    with sklearn.config_context(enable_metadata_routing=True):
+        search.fit(X, y, groups=groups)
+    results = search.cv_results_
+    best = results["params"][int(np.argmin(results["rank_test_a"]))]
+    steps, lr = plot_parameter_study(search, metric="a")
+    assert [t.get_text() for t in steps.get_xticklabels()] == ["1", "2"]
+    assert [t.get_text() for t in lr.get_xticklabels()] == ["0.01", "0.1"]
+    at_best_lr = [i for i, c in enumerate(results["params"]) if c["outer_lr"] == best["outer_lr"]]
+    at_best_steps = [i for i, c in enumerate(results["params"])
+                     if c["inner_steps"] == best["inner_steps"]]
+    np.testing.assert_allclose(steps.lines[0].get_ydata(),
+                               results["mean_test_a"][sorted(
+                                   at_best_lr, key=lambda i: results["params"][i]["inner_steps"])])
+    np.testing.assert_allclose(lr.lines[0].get_ydata(),
+                               results["mean_test_a"][sorted(
+                                   at_best_steps, key=lambda i: results["params"][i]["outer_lr"])])
 
 
 def test_gradient_map_plot_overlays_the_map():
