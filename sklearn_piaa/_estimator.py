@@ -542,6 +542,9 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
             tasks = kept
         elif skip:
             self._score_range(tasks)
+        self._warn_if_stray(tasks, score_range)
+        if "x" in data and self.backbone is None:
+            self._warn_if_unscaled(data["x"])
         # one score for every image: a prior that gives one is right, not collapsed
         check_collapse = np.ptp(np.asarray(tasks.y, dtype=np.float64)) > 0
         if check_collapse:
@@ -623,6 +626,35 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
             f"this (inner_lr={self.inner_lr!r}, outer_lr={self.outer_lr!r}): lower them "
             "and fit again.", PIAAWarning, stacklevel=3)
 
+    @staticmethod
+    def _warn_if_unscaled(x):
+        """Warn when precomputed features have a tiny spread or a large common offset.
+
+        The head's first BatchNorm erases a spread far below its epsilon (1e-5 of
+        variance), and its running mean cannot follow an offset hundreds of times the
+        spread as the weights move: the prior then scores every image alike (found
+        with features scaled by 1e-6, or shifted by 1000), without any error.
+        """
+        x = x.double()
+        std = x.std(0)
+        varying = std > 0  # constant columns are no reason to warn
+        if len(x) < 2 or not varying.any():
+            return
+        spread = float(std[varying].median())
+        offset = float((x.mean(0)[varying].abs() / std[varying]).median())
+        if spread >= 1e-3 and offset <= 100:
+            return
+        what = (f"a tiny spread (median standard deviation of a column {spread:.2g})"
+                if spread < 1e-3 else
+                f"a large common offset (median |mean| / standard deviation of a column "
+                f"{offset:.3g})")
+        warnings.warn(
+            f"the features have {what}: the head's BatchNorm cannot use them, and the prior "
+            "may score every image alike. Standardize each column (mean 0, standard "
+            "deviation 1, as sklearn's StandardScaler does on the training rows) before "
+            "fit, and the same way before predict and personalize.", PIAAWarning,
+            stacklevel=3)
+
     def _record_architecture(self):
         """Note the settings the network was built with (:data:`_ARCHITECTURE`).
 
@@ -666,6 +698,32 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         if low == high:
             low, high = low - 0.5, high + 0.5
         return low, high
+
+    def _warn_if_stray(self, tasks, score_range):
+        """Warn when a few ratings far from all others set the inferred score range.
+
+        One "99" among ratings of 1-5 (a code for a missing rating) made the head map
+        into 1-99: every other rating squeezed into a twentieth of its output, a prior
+        that ranked nothing, and later warnings that blamed the test raters' scales.
+        """
+        y = np.asarray(tasks.y, dtype=np.float64)
+        if self.score_range is not None or len(y) < 20:
+            return
+        low, high = score_range
+        core_low, core_high = np.quantile(y, [0.005, 0.995])
+        core = core_high - core_low
+        if core >= 0.2 * (high - low):
+            return
+        far = (y < core_low - core) | (y > core_high + core)
+        if not far.any():
+            return
+        warnings.warn(
+            f"the score range is taken from the ratings as ({low:g}, {high:g}), but 99% of "
+            f"them lie within ({core_low:g}, {core_high:g}); {int(far.sum())} lie far "
+            f"outside: {_scores_at(y, far, tasks)}. Codes for missing ratings? The prior's "
+            "output spans the whole range, which squeezes every other rating into a "
+            "sliver of it: drop those rows, or pass score_range=(low, high) if they are "
+            "real ratings.", PIAAWarning, stacklevel=3)
 
     def _make_backbone(self, device, pretrained=True):
         """The image backbone on ``device``, or ``None`` for precomputed features."""

@@ -7,6 +7,7 @@ import warnings
 
 import numpy as np
 import torch
+from sklearn.utils import _safe_indexing
 from skorch import NeuralNetRegressor
 from skorch.callbacks import PrintLog
 from skorch.dataset import Dataset, unpack_data
@@ -15,7 +16,7 @@ from skorch.utils import to_tensor
 from ._array_loader import array_loader
 from ._device import autocast, seeded
 from ._diverged import check_trained
-from ._features import cpu_forward_batch, drop_unreadable
+from ._features import ImageInput, cpu_forward_batch, drop_unreadable
 from ._inputs import check_scores, is_count
 from ._warnings import PIAAWarning
 from .nn.adam import adam_step, is_plain_fused_adam
@@ -363,7 +364,45 @@ class PersonalizedNet(NeuralNetRegressor):
         losses = [epoch["train_loss"] for epoch in self.history if "train_loss" in epoch]
         check_trained(self.module_, losses, "fine-tuning",
                       "the learning rate (lr, or the prior's finetune_lr) or max_epochs")
+        # Not where the backbone trains: there each image costs a forward pass.
+        if y is not None and not isinstance(self.input, ImageInput) and (
+                isinstance(X, (list, tuple, np.ndarray)) or hasattr(X, "iloc")):
+            self._warn_if_collapsed(X, y)
         return self
+
+    def _warn_if_collapsed(self, X, y):
+        """Warn when fine-tuning left the net scoring the rater's images at the range's ends.
+
+        As a learning rate far too large can (``MetaAestheticRegressor`` warns of the
+        same in meta-training): weights finite, so nothing diverged, but the output's
+        sigmoid saturated, every image at one end of the range or the other. Looked at
+        on up to 2048 of the training rows (of a net over embeddings or features), when
+        their ratings hold five or more scores, to a thousandth of the output range.
+        """
+        heads = [m for m in self.module_.modules() if isinstance(m, AestheticHead)]
+        if not heads:
+            return
+        low, span = float(heads[-1].score_low), float(heads[-1].score_span)
+        y = np.asarray(y, dtype=np.float64).reshape(-1)
+        rows = np.unique(np.linspace(0, len(y) - 1, min(len(y), 2048)).astype(np.intp))
+
+        def levels(v):
+            return np.unique(np.round((np.asarray(v, np.float64).reshape(-1) - low) / span
+                                      * 1000))
+
+        if len(levels(y[rows])) < 5:
+            return
+        found = levels(self.predict(_safe_indexing(X, rows)))
+        # saturated: at the ends (a net that barely moves its scores apart is not named)
+        if len(found) > 2 or ((found > 1) & (found < 999)).any():
+            return
+        warnings.warn(
+            f"fine-tuning collapsed the net: it gives {len(rows)} of the rater's images "
+            f"{'one score' if len(found) == 1 else 'two scores'} "
+            f"({' and '.join(f'{low + v * span / 1000:.3f}' for v in found)}), rated with "
+            f"{len(levels(y[rows]))} different ones. It ranks nothing. A learning rate too "
+            f"large does this (lr={self.lr!r}): lower it and fine-tune again.",
+            PIAAWarning, stacklevel=3)
 
     def fit_loop(self, X, y=None, epochs=None, **fit_params):
         """skorch's ``fit_loop``, noting a Ctrl-C for :meth:`partial_fit` to raise again."""

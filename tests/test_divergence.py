@@ -108,6 +108,56 @@ def test_one_score_for_every_image_is_no_collapse():
     assert not _collapse_warnings(record)
 
 
+def test_features_a_prior_cannot_tell_apart_are_named(ratings):
+    # Features of a spread far below BatchNorm's epsilon gave one score to every image
+    # before and after meta-training, and the collapse check (from five or more
+    # scores only) said nothing; so did a large offset, with more iterations.
+    X, y, groups = ratings
+    params = dict(backbone=None, n_iterations=20, random_state=0)
+    with pytest.warns(UserWarning, match=r"features have a tiny spread \(median standard "
+                                         r"deviation of a column [0-9.]+e-0[67]\).*Standardize"):
+        meta = MetaAestheticRegressor(**params).fit(X * 1e-6, y, groups=groups)
+    assert len(np.unique(meta.predict(X * 1e-6).round(3))) == 1  # what it warns of
+    with pytest.warns(UserWarning, match="features have a large common offset"):
+        MetaAestheticRegressor(**params).fit(X + 1000, y, groups=groups)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        MetaAestheticRegressor(**params).fit(X, y, groups=groups)
+        constant = np.hstack([X, np.zeros((len(X), 20), X.dtype)])  # mostly constant columns
+        MetaAestheticRegressor(**params).fit(constant, y, groups=groups)
+
+
+def test_a_collapsed_personalized_net_is_named(ratings):
+    X, y, groups = ratings
+    meta = MetaAestheticRegressor(backbone=None, hidden_sizes=(16,), n_iterations=20,
+                                  random_state=0).fit(X, y, groups=groups)
+    with pytest.warns(UserWarning, match="fine-tuning collapsed the net: it gives 40 of the "
+                                         r"rater's images two scores \(1.000 and 5.000\), "
+                                         "rated with 5 different ones.*lr=10.0"):
+        net = meta.personalize(X[:40], y[:40], lr=10.0)
+    assert len(np.unique(net.predict(X[:40]).round(3))) == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        meta.personalize(X[:40], y[:40], lr=0.1)
+
+
+def test_a_stray_rating_that_sets_the_score_range_is_named(ratings):
+    # One 99 (a code for a missing rating) among ratings of 1-5 set the range to 1-99,
+    # and the prior ranked nothing, without a word.
+    X, y, groups = ratings
+    y = y.copy()
+    y[17] = 99.0
+    with pytest.warns(UserWarning, match=r"taken from the ratings as \(1, 99\), but 99% of "
+                                         r"them lie within \(1, 5\); 1 lie far outside: 99 "
+                                         r"\(rater .*row 17\).*score_range="):
+        MetaAestheticRegressor(**SMALL).fit(X, y, groups=groups)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        MetaAestheticRegressor(**SMALL, score_range=(1, 99)).fit(X, y, groups=groups)
+        y[17] = 5.0
+        MetaAestheticRegressor(**SMALL).fit(X, y, groups=groups)
+
+
 def test_a_collapsed_whole_network_prior_is_named(image_files):
     y = np.tile([1.0, 2.0, 3.0, 4.0, 5.0, 3.0], 2)
     params = dict(backbone="tiny_cnn", train_backbone=True, hidden_sizes=(8,),

@@ -55,10 +55,12 @@ def _masks_from(head_grad, monkeypatch):
 
 
 def _replay_dropout(modules, masks):
-    """Make every Dropout in ``modules`` multiply by the next of ``masks`` (an iterator);
-    returns the hooks, to remove."""
-    return [m.register_forward_hook(lambda mod, inp, out: inp[0] * next(masks))
-            for module in modules for m in module.modules() if isinstance(m, nn.Dropout)]
+    """Make every Dropout in ``modules`` multiply by the next of ``masks`` (an iterator)
+    in training mode (predictions, in eval mode, draw none); returns the hooks, to
+    remove."""
+    return [m.register_forward_hook(
+        lambda mod, inp, out: inp[0] * next(masks) if mod.training else out)
+        for module in modules for m in module.modules() if isinstance(m, nn.Dropout)]
 
 
 def _autograd_with_masks(head, x, y, criterion, masks):
