@@ -47,6 +47,7 @@ from ._tasks import as_tasks
 from ._warnings import PIAAWarning
 from .meta import ALGORITHMS
 from .nn import LOSSES, AestheticHead, AestheticLoss, AestheticNet, load_backbone
+from .nn.losses import loss_unit
 
 __all__ = ["MetaAestheticRegressor"]
 
@@ -140,6 +141,11 @@ def _set_score_range(module, score_range):
     for m in module.modules():
         if isinstance(m, AestheticHead):
             m.set_score_range(*score_range)
+
+
+def _head_of(module):
+    """The :class:`AestheticHead` that ends ``module`` (a head, or a net ending in one)."""
+    return [m for m in module.modules() if isinstance(m, AestheticHead)][-1]
 
 
 def _scores_at(y, outside, tasks=None):
@@ -249,7 +255,10 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         Training loss of meta-training and of :meth:`personalize`: squared error (the
         paper's), a pairwise logistic rank loss over the pairs of differently rated
         images (:func:`~sklearn_piaa.nn.pairwise_rank_loss`; SROCC, the metric, is a
-        rank correlation), or their sum.
+        rank correlation), or their sum. Score differences are measured in a quarter
+        of the score range (one point of a 1-5 scale; see
+        :class:`~sklearn_piaa.nn.AestheticLoss`), so ratings in other units train the
+        same network, mapped onto their scale.
     lr_decay : float, default=0.9
         Factor applied to the inner learning rates every ``lr_decay_every`` iterations.
     lr_decay_every : int, default=100
@@ -341,7 +350,8 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
     raters_ : list
         Raters seen during meta-training.
     history_ : ndarray of shape (n_iterations,)
-        Mean final query loss per outer iteration (empty for ``algorithm="none"``).
+        Mean final query loss per outer iteration (empty for ``algorithm="none"``), in
+        the loss's unit (squared quarters of the score range for ``"mse"``).
     fit_time_ : float
         Seconds spent in meta-training (embedding excluded); a run resumed from
         ``checkpoint_dir`` counts the time of the runs it continues.
@@ -842,7 +852,7 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         return [(x, data["y"][torch.as_tensor(idx, device=device)])
                 for x, idx in zip(xs, sets)]
 
-    def _checkpointer(self, tasks, data):
+    def _checkpointer(self, tasks, data, unit=1.0):
         if self.checkpoint_dir is None:
             return None
         # Settings that change the prior; n_iterations may grow to continue a run.
@@ -855,6 +865,8 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         if not self.mixed_precision:
             config.pop("mixed_precision")  # keeps checkpoints written before it existed valid
         config["raters"] = [(repr(r), n) for r, n in tasks.sizes().items()]
+        if unit != 1.0:  # losses in a unit of the scale since 0.1: runs before are others
+            config["loss_unit"] = unit
         arrays = [data["y"]] + ([data["x"], data["rows"]] if "x" in data else [])
         if "images" in data:  # whole-network training: the images themselves, by key
             # without the status-change time: a chmod or chown of an image started over
@@ -873,11 +885,11 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         algo = learner_cls(inner_lr=self.inner_lr, inner_backbone_lr=self.inner_backbone_lr,
                            inner_steps=self.inner_steps, outer_lr=self.outer_lr,
                            betas=tuple(self.betas), weight_decay=self.weight_decay,
-                           loss=self.loss,
+                           loss=self.loss, loss_unit=loss_unit(_head_of(prior)),
                            mixed_precision=self.mixed_precision and self.train_backbone)
         if not algo.meta_trains:
             return np.empty(0), 0.0
-        checkpoints = self._checkpointer(tasks, data)
+        checkpoints = self._checkpointer(tasks, data, algo.criterion.unit)
         saved = checkpoints.load() if checkpoints is not None else None
         learner = copy.deepcopy(prior)
         k = min(self.tasks_per_batch, len(tasks.raters))

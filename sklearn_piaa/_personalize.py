@@ -22,6 +22,7 @@ from ._warnings import PIAAWarning
 from .nn.adam import adam_step, is_plain_fused_adam
 from .nn.head import AestheticHead
 from .nn.head_grad import HeadGradient
+from .nn.losses import AestheticLoss, loss_unit
 
 __all__ = ["PersonalizedNet"]
 
@@ -257,6 +258,20 @@ class PersonalizedNet(NeuralNetRegressor):
             return super()._step_optimizer(step_fn)
         step_fn()
         adam_step(self.optimizer_)
+
+    def initialize_criterion(self):
+        """skorch's criterion; an :class:`AestheticLoss` in a quarter of the module's
+        score range unless ``criterion__unit`` is given (see :class:`AestheticLoss`)."""
+        super().initialize_criterion()
+        criterion = self.criterion_
+        if isinstance(criterion, AestheticLoss) and "unit" not in self.get_params_for(
+                "criterion"):
+            heads = [m for m in self.module_.modules() if isinstance(m, AestheticHead)]
+            if heads:
+                if criterion is self.criterion:  # the caller's instance: not changed
+                    criterion = self.criterion_ = copy.copy(criterion)
+                criterion.unit = loss_unit(heads[-1])
+        return self
 
     def initialize_module(self):
         """``module_`` = a deep copy of ``module`` (the prior), so fits never compound."""

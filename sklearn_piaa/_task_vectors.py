@@ -501,7 +501,9 @@ class TaskVectorRegressor(RegressorMixin, BaseEstimator):
         n_tensors = 1 if self.coefficients == "global" else len(self.task_vectors_)
         lam = torch.zeros(len(self.source_names_), n_tensors, device=x.device,
                           requires_grad=True)
-        criterion = AestheticLoss(kind=self.loss)
+        # in a quarter of the base's score range: y is on its scale (see personalize)
+        low, high = self.base_.score_range_
+        criterion = AestheticLoss(kind=self.loss, unit=(high - low) / 4.0)
         target = torch.as_tensor(y, dtype=torch.float32, device=x.device)
         opt = torch.optim.Adam([lam], lr=self.coef_lr)
         buffers = dict(module.named_buffers())
@@ -552,7 +554,7 @@ class TaskVectorRegressor(RegressorMixin, BaseEstimator):
         rng = check_random_state(random_state)
         seed = rng.randint(np.iinfo(np.int32).max)
         x = _as_inputs(base.input_, X, base.prior_net_.device)
-        # Rank loss is blind to the output scale; squared error needs the rater's scale.
+        # The loss measures differences on the base's scale, in a unit of it.
         (lo, hi), (low, high) = base.score_range_, scale
         y_fit = lo + (y - low) * (hi - lo) / (high - low)
         lam = self._fit_coefficients(x, y_fit, seed)

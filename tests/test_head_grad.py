@@ -124,17 +124,18 @@ def test_half_dropout_uses_every_bit_position_fairly():
     assert float((kept[:, 1:] * kept[:, :-1]).mean()) == pytest.approx(0.25, abs=0.01)
 
 
+@pytest.mark.parametrize("unit", [1.0, 25.0, 0.25])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_squared_error_gradient_is_autograd_bit_for_bit(dtype):
+def test_squared_error_gradient_is_autograd_bit_for_bit(dtype, unit):
     from sklearn_piaa.nn.head_grad import _mse_and_gradient
 
-    criterion = AestheticLoss("mse")
+    criterion = AestheticLoss("mse", unit=unit)
     for n in (1, 7, 10, 20, 80, 333):
         pred, y = torch.randn(n, 1, dtype=dtype) * 2 + 3, torch.rand(n, dtype=dtype) * 4 + 1
         leaf = pred.clone().requires_grad_(True)
         loss = criterion(leaf, y)
         (grad,) = torch.autograd.grad(loss, leaf)
-        loss2, grad2 = _mse_and_gradient(pred, y)
+        loss2, grad2 = _mse_and_gradient(pred, y, unit)
         assert torch.equal(loss, loss2) and torch.equal(grad, grad2)
 
 

@@ -33,11 +33,12 @@ def _distinct_heads(k, dropout, per_channel):
     return heads
 
 
-@pytest.mark.parametrize("kind", ["mse", "rank"])
+@pytest.mark.parametrize("kind, unit", [("mse", 1.0), ("rank", 1.0), ("mse", 25.0),
+                                        ("mse+rank", 0.25)])
 @pytest.mark.parametrize("dropout", [0.0, 0.5, 0.3])
 @pytest.mark.parametrize("per_channel", [False, True])
-def test_each_copy_has_the_gradients_and_statistics_of_autograd(kind, dropout, per_channel,
-                                                               monkeypatch):
+def test_each_copy_has_the_gradients_and_statistics_of_autograd(kind, unit, dropout,
+                                                               per_channel, monkeypatch):
     k, n = 3, 9
     heads = _distinct_heads(k, dropout, per_channel)
     stacked = StackedHeadGradient(heads[0], k)
@@ -47,7 +48,7 @@ def test_each_copy_has_the_gradients_and_statistics_of_autograd(kind, dropout, p
                 t[i].copy_(dict(head.named_parameters(), **dict(head.named_buffers()))[name])
     xs = [torch.randn(n, 16, dtype=torch.float64) for _ in range(k)]
     y = torch.rand(k, n, dtype=torch.float64) * 10
-    criterion = AestheticLoss(kind)
+    criterion = AestheticLoss(kind, unit=unit)
     masks = _masks_from(HeadGradient, monkeypatch)
     losses = stacked.loss_backward(StackedHeadGradient.stack_inputs(xs), y, criterion)
     assert len(masks) == (2 if dropout else 0)

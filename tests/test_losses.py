@@ -48,3 +48,40 @@ def test_estimator_trains_and_personalizes_with_a_rank_loss(ratings, tiny_params
     assert isinstance(net.criterion_, AestheticLoss) and net.criterion_.kind == loss
     # On a rater it has trained on, ranking improves over the prior.
     assert srocc(yr[:40], net.predict(Xr[:40])) > srocc(yr[:40], meta.predict(Xr[:40]))
+
+
+@pytest.mark.parametrize("algorithm, loss", [("blg", "rank"), ("blg", "mse+rank"),
+                                             ("maml", "mse"), ("fomaml", "rank")])
+def test_ratings_in_other_units_train_the_same_network(ratings, algorithm, loss):
+    # The rank loss's logistic, the balance of mse+rank and MAML's SGD steps changed
+    # with the units: the same ratings on 0-1 or 0-10000 gave other priors, other
+    # personalized nets and other SROCC (0-1: rank predictions pushed to the ends).
+    X, y, groups = ratings
+    train, test = ~np.isin(groups, ["r10", "r11"]), groups == "r11"
+    params = dict(backbone=None, hidden_sizes=(16,), n_iterations=30, support_size=20,
+                  query_size=10, inner_lr=1e-2, outer_lr=0.1, finetune_epochs=10,
+                  random_state=0, algorithm=algorithm, loss=loss)
+    scores = []
+    for k, c in [(1.0, 0.0), (0.25, -0.25), (2500.0, -2500.0)]:  # 1-5, 0-1, 0-10000
+        meta = MetaAestheticRegressor(**params).fit(X[train], c + k * y[train],
+                                                    groups=groups[train])
+        net = meta.personalize(X[test][:20], c + k * y[test][:20])
+        scores.append([(m.predict(X[test]) - c) / k for m in (meta, net)])
+    for other in scores[1:]:
+        for a, b in zip(scores[0], other):
+            np.testing.assert_allclose(b, a, atol=2e-3)  # of a 1-5 scale
+
+
+def test_task_vector_coefficients_do_not_depend_on_the_units(ratings):
+    from sklearn_piaa import TaskVectorRegressor
+
+    X, y, groups = ratings
+    base = dict(backbone=None, hidden_sizes=(16,), algorithm="average", n_iterations=40,
+                support_size=20, query_size=10, finetune_epochs=5, random_state=0)
+    coefficients = []
+    for k, c in [(1.0, 0.0), (2500.0, -2500.0)]:
+        tv = TaskVectorRegressor(MetaAestheticRegressor(**base), n_sources=3, source_epochs=5,
+                                 coef_steps=20, finetune_epochs=0, random_state=0).fit(
+            X, c + k * y, groups=groups)
+        coefficients.append(tv.personalize(X[:30], c + k * y[:30]).coefficients_)
+    np.testing.assert_allclose(coefficients[1], coefficients[0], atol=2e-3)

@@ -37,6 +37,9 @@ class MetaLearner:
         Adam weight decay of the inner optimizer.
     loss : {"mse", "rank", "mse+rank"}, default="mse"
         Training loss of the inner loop (:class:`~sklearn_piaa.nn.AestheticLoss`).
+    loss_unit : float, default=1.0
+        Its unit of score differences (:func:`~sklearn_piaa.nn.losses.loss_unit` of the
+        prior's head).
     mixed_precision : bool, default=False
         Run the learner's forward passes under bfloat16 autocast (the loss itself in
         float32); the hand-written head path is then not used.
@@ -66,14 +69,15 @@ class MetaLearner:
     max_stacked = 2
 
     def __init__(self, inner_lr=1e-3, inner_backbone_lr=1e-4, inner_steps=5, outer_lr=1e-2,
-                 betas=(0.9, 0.99), weight_decay=1e-5, loss="mse", mixed_precision=False):
+                 betas=(0.9, 0.99), weight_decay=1e-5, loss="mse", loss_unit=1.0,
+                 mixed_precision=False):
         self.inner_lr = inner_lr
         self.inner_backbone_lr = inner_backbone_lr
         self.inner_steps = inner_steps
         self.outer_lr = outer_lr
         self.betas = betas
         self.weight_decay = weight_decay
-        self.criterion = AestheticLoss(loss)
+        self.criterion = AestheticLoss(loss, unit=loss_unit)
         self.mixed_precision = mixed_precision
         self._fused_module = self._fused = self._reused_optimizer = None
         self._stacked_head = None

@@ -94,16 +94,23 @@ def _plain_mse(criterion):
             and type(criterion).forward is AestheticLoss.forward)
 
 
-def _mse_and_gradient(pred, y):
-    """``AestheticLoss("mse")`` of ``pred`` and its gradient, as autograd computes them.
+def _mse_and_gradient(pred, y, unit=1.0):
+    """``AestheticLoss("mse", unit=unit)`` of ``pred`` and its gradient, as autograd
+    computes them.
 
     The same operations in the same order (mean's ``1 / N``, then times the power
-    rule's ``2 d``), so the gradient is bit for bit autograd's, without its graph.
+    rule's ``2 d``, then the unit's division), so the gradient is bit for bit
+    autograd's, without its graph.
     """
     d = pred.reshape(-1) - y.reshape(-1).to(pred.dtype)
+    if unit != 1.0:
+        d = d / unit
     loss = torch.mean(d ** 2)
     inv_n = torch.ones((), dtype=pred.dtype, device=pred.device).div_(d.numel())
-    return loss, (d * 2).mul_(inv_n).reshape(pred.shape)
+    grad = (d * 2).mul_(inv_n)
+    if unit != 1.0:
+        grad = grad.div_(unit)
+    return loss, grad.reshape(pred.shape)
 
 
 class HeadGradient:
@@ -268,7 +275,7 @@ class HeadGradient:
         self._attach_grads()
         pred, cache = self._forward(x)
         if _plain_mse(criterion):
-            loss, grad_out = _mse_and_gradient(pred, y)
+            loss, grad_out = _mse_and_gradient(pred, y, criterion.unit)
         else:
             leaf = pred.detach().requires_grad_(True)
             with torch.enable_grad():

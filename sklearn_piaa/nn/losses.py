@@ -1,10 +1,12 @@
 """Training losses: the paper's squared error, and rank-aware ones for a rank metric."""
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["pairwise_rank_loss", "AestheticLoss", "LOSSES"]
+__all__ = ["pairwise_rank_loss", "AestheticLoss", "LOSSES", "loss_unit"]
 
 LOSSES = ("mse", "rank", "mse+rank")
 
@@ -34,7 +36,7 @@ def pairwise_rank_loss(pred, y):
 
 
 class AestheticLoss(nn.Module):
-    """Squared error, pairwise rank loss, or their sum.
+    """Squared error, pairwise rank loss, or their sum, in a unit of the score scale.
 
     Parameters
     ----------
@@ -44,21 +46,42 @@ class AestheticLoss(nn.Module):
         pairs).
     rank_weight : float, default=1.0
         Weight of the rank term in ``"mse+rank"``.
+    unit : float, default=1.0
+        Score differences are measured in this unit. The package gives a quarter of
+        the network's score range (one point of the paper's 1-5 scale), so that ratings
+        in other units -- 0-1, 0-100, a 0-500 slider -- train to the same network as the
+        same ratings on 1-5, mapped onto their scale: the rank loss's logistic
+        function, the balance of the two terms of ``"mse+rank"`` and plain-SGD steps
+        would otherwise change with the units. On 1-5 the unit is 1 and changes
+        nothing.
     """
 
-    def __init__(self, kind="mse", rank_weight=1.0):
+    def __init__(self, kind="mse", rank_weight=1.0, unit=1.0):
         super().__init__()
         if kind not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}; got {kind!r}.")
+        if not float(unit) > 0 or not math.isfinite(float(unit)):
+            raise ValueError(f"unit must be a positive finite number; got {unit!r}.")
         self.kind = kind
         self.rank_weight = rank_weight
+        self.unit = float(unit)
 
     def forward(self, pred, y):
         """The loss of predictions ``pred`` against ratings ``y``."""
         pred, y = pred.reshape(-1), y.reshape(-1).to(pred.dtype)
-        if self.kind == "mse":
-            return torch.mean((pred - y) ** 2)
-        rank = pairwise_rank_loss(pred, y)
+        unit = self.unit
+        if self.kind != "rank":
+            d = pred - y
+            mse = torch.mean((d if unit == 1.0 else d / unit) ** 2)
+            if self.kind == "mse":
+                return mse
+        rank = pairwise_rank_loss(pred if unit == 1.0 else pred / unit, y)
         if self.kind == "rank":
             return rank
-        return torch.mean((pred - y) ** 2) + self.rank_weight * rank
+        return mse + self.rank_weight * rank
+
+
+def loss_unit(head):
+    """The :class:`AestheticLoss` unit for a network ending in ``head``: a quarter of
+    its score range (1 on the paper's 1-5 scale)."""
+    return float(head.score_span) / 4.0
