@@ -260,17 +260,15 @@ class PersonalizedNet(NeuralNetRegressor):
         adam_step(self.optimizer_)
 
     def initialize_criterion(self):
-        """skorch's criterion; an :class:`AestheticLoss` in a quarter of the module's
-        score range unless ``criterion__unit`` is given (see :class:`AestheticLoss`)."""
+        """skorch's criterion. Given as the class :class:`AestheticLoss` (as the package
+        gives it), its ``unit`` is a quarter of the module's score range unless
+        ``criterion__unit`` says otherwise; an instance is used as it is."""
         super().initialize_criterion()
-        criterion = self.criterion_
-        if isinstance(criterion, AestheticLoss) and "unit" not in self.get_params_for(
-                "criterion"):
+        if isinstance(self.criterion, type) and issubclass(self.criterion, AestheticLoss) \
+                and "unit" not in self.get_params_for("criterion"):
             heads = [m for m in self.module_.modules() if isinstance(m, AestheticHead)]
             if heads:
-                if criterion is self.criterion:  # the caller's instance: not changed
-                    criterion = self.criterion_ = copy.copy(criterion)
-                criterion.unit = loss_unit(heads[-1])
+                self.criterion_.unit = loss_unit(heads[-1])
         return self
 
     def initialize_module(self):
