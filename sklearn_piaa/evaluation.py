@@ -74,9 +74,11 @@ class PersonalizationResult:
         return pd.DataFrame({name: self.table[name] for name in self.table.dtype.names})
 
     def __str__(self):
-        lines = ["n_support   prior                         personalized"]
+        # the prior's column as wide as its longest cell ("... 2 undefined dropped)")
+        width = max([29, *(len(str(s["prior"])) for s in self.summary.values())])
+        lines = [f"n_support   {'prior':<{width}} personalized"]
         for k, s in self.summary.items():
-            lines.append(f"{k:>9}   {s['prior']!s:<29} {s['personalized']}")
+            lines.append(f"{k:>9}   {s['prior']!s:<{width}} {s['personalized']}")
         for k in self.summary:
             undefined = _undefined_draws(self.table, k)
             if undefined:

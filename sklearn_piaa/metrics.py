@@ -36,8 +36,9 @@ def srocc(y_true, y_pred):
     -------
     float
         The correlation, or ``nan`` (with an :class:`UndefinedSROCCWarning`) when it is
-        undefined: fewer than two samples, constant ratings or predictions, or NaN
-        among them (a model predicts NaN for an image it could not read).
+        undefined: fewer than two samples, constant ratings or predictions, or NaN or
+        infinite values among them (a model predicts NaN for an image it could not
+        read).
 
     Examples
     --------
@@ -71,11 +72,13 @@ def _srocc(y_true, y_pred):
         raise ValueError(
             f"y_true and y_pred have different lengths: {len(y_true)} and {len(y_pred)}."
         )
-    n_nan = int(np.isnan(y_true).sum()), int(np.isnan(y_pred).sum())
-    if any(n_nan):
+    # An infinite score has no place among the others' ranks (it was ranked silently,
+    # and two of them made a "constant" that scipy warned about in its own words).
+    n_bad = int((~np.isfinite(y_true)).sum()), int((~np.isfinite(y_pred)).sum())
+    if any(n_bad):
         return float("nan"), " and ".join(
-            f"{n} of the {len(y_true)} {name} are NaN"
-            for n, name in zip(n_nan, ("ratings", "predictions")) if n)
+            f"{n} of the {len(y_true)} {name} are NaN or infinite"
+            for n, name in zip(n_bad, ("ratings", "predictions")) if n)
     if len(y_true) < 2 or np.ptp(y_true) == 0 or np.ptp(y_pred) == 0:
         return float("nan"), ("fewer than 2 samples" if len(y_true) < 2 else
                                "constant ratings" if np.ptp(y_true) == 0 else

@@ -249,3 +249,17 @@ def test_a_fitted_search_is_evaluated_by_its_best_estimator_and_a_pipeline_refus
     pipe.fit(X[train], y[train], metaaestheticregressor__groups=groups[train])
     with pytest.raises(TypeError, match="a Pipeline has none. For a Pipeline, pass its last"):
         evaluate_personalization(pipe, test, n_support=5, n_repeats=2)
+
+
+def test_the_printed_columns_stay_aligned_with_long_cells():
+    # "nan ± nan (n=0, 2 undefined dropped)" pushed the personalized column out of line
+    from sklearn_piaa import PersonalizationResult, aggregate_srocc
+
+    table = np.zeros(0, dtype=[("n_support", int), ("n_query", int), ("srocc_prior", float),
+                               ("srocc_personalized", float)])
+    long, short = aggregate_srocc([np.nan, np.nan]), aggregate_srocc([0.5, 0.6])
+    result = PersonalizationResult(table, {10: {"prior": long, "personalized": short},
+                                           100: {"prior": short, "personalized": short}})
+    lines = str(result).splitlines()
+    starts = {line.rindex(str(short)) for line in lines[1:3]}
+    assert len(starts) == 1 and lines[0].index("personalized") in starts

@@ -28,6 +28,9 @@ def test_srocc_matches_scipy():
     ([1], [1], "fewer than 2"),
     ([1, 2, 3, 4], [1, np.nan, 3, 4], "1 of the 4 predictions are NaN"),
     ([1, np.nan, 3], [1, 2, 3], "1 of the 3 ratings are NaN"),
+    # ranked silently as the largest (0.4), and two of them gave scipy's warning
+    ([1, 2, 3, 4], [1, np.inf, 3, 4], "1 of the 4 predictions are NaN or infinite"),
+    ([1, 2, 3], [np.inf, np.inf, np.inf], "3 of the 3 predictions are NaN or infinite"),
 ])
 def test_undefined_srocc_is_nan_with_warning(y_true, y_pred, what):
     with pytest.warns(UndefinedSROCCWarning, match=what):
