@@ -399,3 +399,20 @@ def test_pam_content_probabilities_stay_soft_with_few_images_per_class():
     assert pam.content_classes_.n_clusters == 20 and pam.temperature_ > 1e-3
     probs = pam._user_features(pam._transform(rng.randn(4, 6)))
     assert (probs.max(axis=1) < 0.999).all()
+
+
+@pytest.mark.parametrize("scale", [0.2, 0.1, 0.7, 2500.0])
+def test_pa_iaa_likes_do_not_depend_on_the_units(scale):
+    # A rating equal to its rater's mean (3 of 1-5) was "liked" on 0.2-1.0 or 0.1-0.5,
+    # where the mean's rounding fell below it, and not on 1-5.
+    from sklearn_piaa.baselines.pa_iaa import liked_image_traits
+
+    y = np.tile(np.array([1, 2, 3, 4, 5, 3, 2, 4], float), 3)
+    groups, inverse = np.repeat(np.array(["a", "b", "c"]), 8), np.tile(np.arange(8), 3)
+    traits, raters = np.arange(9.0).reshape(3, 3), ["a", "b", "c"]
+    on_1_5 = liked_image_traits(y.astype(np.float32), groups, inverse, 8, traits, raters)
+    other = liked_image_traits((scale * y).astype(np.float32), groups, inverse, 8, traits,
+                               raters)
+    np.testing.assert_array_equal(other[1], on_1_5[1])
+    np.testing.assert_allclose(other[0], on_1_5[0])
+    assert on_1_5[1].tolist() == [False, False, False, True, True, False, False, True]

@@ -103,7 +103,10 @@ def liked_image_traits(y, groups, inverse, n_images, traits, raters):
     code = {r: i for i, r in enumerate(raters)}
     user = np.fromiter((code[g] for g in groups.tolist()), dtype=np.intp, count=len(y))
     mean = np.bincount(user, weights=y) / np.bincount(user)
-    like = y > mean[user]
+    # A rating equal to its rater's mean is not above it, whatever the rounding of the
+    # mean: on 0.2-1.0 (1-5 stars / 5) the rounding alone decided, unlike on 1-5.
+    tol = 1e-6 * max(float(np.ptp(y)) if len(y) else 0.0, np.finfo(np.float64).tiny)
+    like = y - mean[user] > tol
     count = np.bincount(inverse[like], minlength=n_images)
     labels = np.zeros((n_images, traits.shape[1]))
     np.add.at(labels, inverse[like], traits[user[like]])
