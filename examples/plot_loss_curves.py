@@ -7,8 +7,9 @@ Two kinds of curves tell whether training went well.
 * ``history_`` of a fitted :class:`~sklearn_piaa.MetaAestheticRegressor` holds, per
   outer iteration, the mean query loss of the tasks in the batch: the squared error of
   each task's adapted copy on the task's query images, at the last inner step taken on
-  them (BLG adapts on the support set, then on the query set). It should fall and level
-  off.
+  them (BLG adapts on the support set, then on the query set). Losses are measured in
+  quarters of the score range, which on this 1-5 scale are its points. It should fall
+  and level off.
 * A personalized net is a skorch regressor: its ``history`` records the fine-tuning
   loss per epoch, and any validation loss or score asked for. Here each fine-tuning
   run also scores the rater's held-out images (a skorch ``predefined_split``), the
