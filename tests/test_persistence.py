@@ -471,14 +471,18 @@ def test_settings_changed_after_loading_neither_break_the_file_nor_the_fine_tuni
                                net.predict(imgs), rtol=1e-6)
 
 
+def _caching_prior(folder, imgs, y, groups):
+    """A tiny image prior fitted on the first 20 images, caching embeddings in ``folder``."""
+    return MetaAestheticRegressor(backbone="tiny_cnn", hidden_sizes=(8,), n_iterations=2,
+                                  support_size=6, query_size=3, random_state=0,
+                                  cache_dir=folder).fit(imgs[:20], y[:20], groups=groups[:20])
+
+
 def test_set_params_moves_or_turns_off_a_fitted_priors_cache(tmp_path):
     # set_params(cache_dir=...) on a fitted or loaded prior was ignored: its embedder
     # kept writing to the old folder, and a service could not turn the cache off
     imgs, y, groups = _images()
-    meta = MetaAestheticRegressor(backbone="tiny_cnn", hidden_sizes=(8,), n_iterations=2,
-                                  support_size=6, query_size=3, random_state=0,
-                                  cache_dir=tmp_path / "old").fit(imgs[:20], y[:20],
-                                                                  groups=groups[:20])
+    meta = _caching_prior(tmp_path / "old", imgs, y, groups)
     n_old = len(list((tmp_path / "old").rglob("*.npy")))
     assert n_old == 20
     expected = meta.predict(imgs)  # the 20 new images are cached too
@@ -504,10 +508,7 @@ def test_a_copys_cache_dir_is_its_own(tmp_path):
     # A deep copy shares the fitted embedder: set_params(cache_dir=...) on the copy
     # changed where the original (and nets personalized from it) cached.
     imgs, y, groups = _images()
-    meta = MetaAestheticRegressor(backbone="tiny_cnn", hidden_sizes=(8,), n_iterations=2,
-                                  support_size=6, query_size=3, random_state=0,
-                                  cache_dir=tmp_path / "a").fit(imgs[:20], y[:20],
-                                                                groups=groups[:20])
+    meta = _caching_prior(tmp_path / "a", imgs, y, groups)
     net = meta.personalize(imgs[:10], y[:10])
     other = copy.deepcopy(meta).set_params(cache_dir=tmp_path / "b", on_error="skip")
     other.predict(imgs[20:25])
