@@ -134,11 +134,12 @@ class Checkpointer:
     run_id : str
         :func:`fingerprint` of the run.
     n_iterations : int, default=None
-        The run's length. A run of the same data and settings whose checkpoint is
-        already past it (the longer candidate of a grid search over ``n_iterations``
-        sharing the folder) is left as it is: this run keeps its own file
-        (:func:`checkpoint_name`) and trains from its own start. ``None``: such a file
-        is resumed from whatever iteration it holds.
+        The run's length. Runs of the same data and settings and other lengths (the
+        candidates of a grid search over ``n_iterations`` sharing the folder) share
+        one file, which holds the furthest point reached; a run that finds it past its
+        own end leaves it as it is, keeps its own file (:func:`checkpoint_name`) and
+        trains from its own start. ``None``: the file is resumed from whatever
+        iteration it holds.
     """
 
     def __init__(self, directory, every, run_id, n_iterations=None):
@@ -155,12 +156,19 @@ class Checkpointer:
 
     def save(self, iteration, n_iterations, prior, algo, rng, history, elapsed, device):
         """Write the state after ``iteration`` of ``n_iterations`` finished iterations."""
-        if self.n_iterations is not None and self._further_on(iteration):
-            # A longer run of the same data and settings, in another process, wrote
-            # past this one since it started (a parallel grid search over n_iterations):
-            # keep its file, as load does.
-            self.path = os.path.join(self.directory,
-                                     checkpoint_name(self.run_id, self.n_iterations))
+        if self.n_iterations is not None and \
+                os.path.basename(self.path) == checkpoint_name(self.run_id):
+            # Runs of the same data and settings but other lengths (a grid search over
+            # n_iterations, in other processes) share the file: they follow one path,
+            # and it holds the furthest point reached. A file further on is kept: along
+            # this run's way it already holds more than this write would; past this
+            # run's end, this run keeps its own file from now on (as load does).
+            held = self._held()
+            if held is not None and held > iteration:
+                if held <= self.n_iterations:
+                    return
+                self.path = os.path.join(self.directory,
+                                         checkpoint_name(self.run_id, self.n_iterations))
         state = {
             "format": FORMAT, "format_version": FORMAT_VERSION, "run_id": self.run_id,
             "iteration": int(iteration), "n_iterations": int(n_iterations),
@@ -174,15 +182,16 @@ class Checkpointer:
         }
         atomic_write(self.path, lambda fh: torch.save(state, fh))
 
-    def _further_on(self, iteration):
-        """Whether this run's file holds an iteration past ``iteration``."""
-        if os.path.basename(self.path) != checkpoint_name(self.run_id):
-            return False  # a side file or a legacy one: only this run writes it
+    def _held(self):
+        """The iteration this run's file holds, or None (none, another run's, unreadable:
+        this run's write replaces it)."""
         try:  # mapped, not read: only the count is looked at
             state = torch.load(self.path, map_location="cpu", weights_only=True, mmap=True)
-            return state.get("run_id") == self.run_id and state["iteration"] > iteration
-        except Exception:  # none yet, or unreadable: this run's write replaces it
-            return False
+            if state.get("run_id") == self.run_id:
+                return int(state["iteration"])
+        except Exception:
+            pass
+        return None
 
     def load(self):
         """The run's saved state, or ``None`` when the directory holds none of it.

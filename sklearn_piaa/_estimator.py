@@ -1020,7 +1020,10 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
                 settings["on_error"] = self.on_error
             if self.cache_dir is not getattr(self, "_cache_dir_given_", self.cache_dir):
                 folder = None if self.cache_dir is None else os.path.abspath(self.cache_dir)
-                settings["cache_dir"] = self._fitted_architecture_["cache_dir"] = folder
+                settings["cache_dir"] = folder
+                # a new dict: nets personalized before share the old one (net.prior_)
+                self._fitted_architecture_ = {**self._fitted_architecture_,
+                                              "cache_dir": folder}
                 self._cache_dir_given_ = self.cache_dir
             if settings:
                 self.input_ = self.prior_net_.input = adapter.replaced(**settings)

@@ -510,6 +510,12 @@ def test_a_copys_cache_dir_is_its_own(tmp_path):
     imgs, y, groups = _images()
     meta = _caching_prior(tmp_path / "a", imgs, y, groups)
     net = meta.personalize(imgs[:10], y[:10])
+    earlier = meta.personalize(imgs[:10], y[:10])
+    meta.set_params(cache_dir=tmp_path / "a2").predict(imgs[:1])
+    # a net personalized before the prior's cache moved keeps (and saves) its own
+    save_model(earlier, tmp_path / "earlier.pt")
+    assert load_model(tmp_path / "earlier.pt").input.cache_dir == os.path.abspath(tmp_path / "a")
+    meta.set_params(cache_dir=tmp_path / "a").predict(imgs[:1])
     other = copy.deepcopy(meta).set_params(cache_dir=tmp_path / "b", on_error="skip")
     other.predict(imgs[20:25])
     meta.predict(imgs[25:30])

@@ -52,8 +52,8 @@ class AestheticLoss(nn.Module):
         in other units -- 0-1, 0-100, a 0-500 slider -- train to the same network as the
         same ratings on 1-5, mapped onto their scale: the rank loss's logistic
         function, the balance of the two terms of ``"mse+rank"`` and plain-SGD steps
-        would otherwise change with the units. On 1-5 the unit is 1 and changes
-        nothing.
+        would otherwise change with the units. For a score range of 1-5 the unit is 1
+        and changes nothing.
     """
 
     def __init__(self, kind="mse", rank_weight=1.0, unit=1.0):
