@@ -167,8 +167,7 @@ class Checkpointer:
             if held is not None and held > iteration:
                 if held <= self.n_iterations:
                     return
-                self.path = os.path.join(self.directory,
-                                         checkpoint_name(self.run_id, self.n_iterations))
+                self.path = self._own_path()
         state = {
             "format": FORMAT, "format_version": FORMAT_VERSION, "run_id": self.run_id,
             "iteration": int(iteration), "n_iterations": int(n_iterations),
@@ -181,6 +180,10 @@ class Checkpointer:
             "elapsed": float(elapsed),
         }
         atomic_write(self.path, lambda fh: torch.save(state, fh))
+
+    def _own_path(self):
+        """This run's file when the shared one is past its end (see ``n_iterations``)."""
+        return os.path.join(self.directory, checkpoint_name(self.run_id, self.n_iterations))
 
     def _held(self):
         """The iteration this run's file holds, or None (none, another run's, unreadable:
@@ -207,8 +210,7 @@ class Checkpointer:
                 # A longer run of the same data and settings got there first (a grid
                 # search over n_iterations sharing the folder): its file is left as it
                 # is, and this run keeps its own.
-                self.path = os.path.join(self.directory,
-                                         checkpoint_name(self.run_id, self.n_iterations))
+                self.path = self._own_path()
                 state = self._read(self.path) if os.path.isfile(self.path) else None
         elif os.path.isfile(legacy):
             state = self._read(legacy, other_runs=True)

@@ -3,7 +3,31 @@
 import numpy as np
 import torch
 
-__all__ = ["check_trained"]
+__all__ = ["LEVELS", "check_trained", "score_levels"]
+
+#: Scores closer than this fraction of the output range count as one score in the checks
+#: that a network tells images apart (meta-training's and fine-tuning's collapse checks).
+LEVELS = 1000
+
+
+def score_levels(scores, low, high):
+    """The distinct scores among ``scores``, to ``1 / LEVELS`` of the range ``(low, high)``.
+
+    Parameters
+    ----------
+    scores : array-like
+        Predictions or ratings (finite).
+    low, high : float
+        The output range.
+
+    Returns
+    -------
+    ndarray of float
+        The sorted distinct levels, as numbers of ``1 / LEVELS`` steps above ``low``
+        (0 at ``low``, ``LEVELS`` at ``high``).
+    """
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    return np.unique(np.round((scores - low) / (high - low) * LEVELS))
 
 
 def check_trained(module, losses, what, advice, where="", kept=""):

@@ -19,7 +19,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._checkpoint import Checkpointer, fingerprint
 from ._device import resolve_device, seeded
-from ._diverged import check_trained
+from ._diverged import LEVELS, check_trained, score_levels
 from ._features import (
     DECODED_CACHE,
     FeatureInput,
@@ -47,14 +47,12 @@ from ._tasks import as_tasks
 from ._warnings import PIAAWarning
 from .meta import ALGORITHMS
 from .nn import LOSSES, AestheticHead, AestheticLoss, AestheticNet, load_backbone
+from .nn.head import head_of
 from .nn.losses import loss_unit
 
 __all__ = ["MetaAestheticRegressor"]
 
 _META_ADVICE = "inner_lr, outer_lr or inner_steps"
-#: Scores told apart after meta-training, per score range: a prior with at most two
-#: levels ranks nothing (saturated by a learning rate far too large).
-_COLLAPSED = 1000
 
 
 #: Head-only fine-tuning: Adam's learning rate at batches of 10 images and the number of
@@ -141,11 +139,6 @@ def _set_score_range(module, score_range):
     for m in module.modules():
         if isinstance(m, AestheticHead):
             m.set_score_range(*score_range)
-
-
-def _head_of(module):
-    """The :class:`AestheticHead` that ends ``module`` (a head, or a net ending in one)."""
-    return [m for m in module.modules() if isinstance(m, AestheticHead)][-1]
 
 
 def _scores_at(y, outside, tasks=None):
@@ -611,8 +604,8 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         pred = pred.float().cpu().numpy().ravel()
         pred = pred[np.isfinite(pred)]  # embeddings of unreadable images are NaN
         low, high = score_range
-        levels = np.unique(np.round((pred - low) / (high - low) * _COLLAPSED))
-        return levels * (high - low) / _COLLAPSED + low, len(pred)
+        levels = score_levels(pred, low, high)
+        return levels * (high - low) / LEVELS + low, len(pred)
 
     def _warn_if_collapsed(self, before, after):
         """Warn when meta-training left the prior with at most two scores, from more.
@@ -887,7 +880,7 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         algo = learner_cls(inner_lr=self.inner_lr, inner_backbone_lr=self.inner_backbone_lr,
                            inner_steps=self.inner_steps, outer_lr=self.outer_lr,
                            betas=tuple(self.betas), weight_decay=self.weight_decay,
-                           loss=self.loss, loss_unit=loss_unit(_head_of(prior)),
+                           loss=self.loss, loss_unit=loss_unit(head_of(prior)),
                            mixed_precision=self.mixed_precision and self.train_backbone)
         if not algo.meta_trains:
             return np.empty(0), 0.0

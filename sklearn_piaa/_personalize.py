@@ -15,12 +15,12 @@ from skorch.utils import to_tensor
 
 from ._array_loader import array_loader
 from ._device import autocast, seeded
-from ._diverged import check_trained
+from ._diverged import LEVELS, check_trained, score_levels
 from ._features import ImageInput, cpu_forward_batch, drop_unreadable
 from ._inputs import check_scores, is_count
 from ._warnings import PIAAWarning
 from .nn.adam import adam_step, is_plain_fused_adam
-from .nn.head import AestheticHead
+from .nn.head import head_of
 from .nn.head_grad import HeadGradient
 from .nn.losses import AestheticLoss, loss_unit
 
@@ -266,9 +266,9 @@ class PersonalizedNet(NeuralNetRegressor):
         super().initialize_criterion()
         if isinstance(self.criterion, type) and issubclass(self.criterion, AestheticLoss) \
                 and "unit" not in self.get_params_for("criterion"):
-            heads = [m for m in self.module_.modules() if isinstance(m, AestheticHead)]
-            if heads:
-                self.criterion_.unit = loss_unit(heads[-1])
+            head = head_of(self.module_)
+            if head is not None:
+                self.criterion_.unit = loss_unit(head)
         return self
 
     def initialize_module(self):
@@ -392,28 +392,24 @@ class PersonalizedNet(NeuralNetRegressor):
         on up to 2048 of the training rows (of a net over embeddings or features), when
         their ratings hold five or more scores, to a thousandth of the output range.
         """
-        heads = [m for m in self.module_.modules() if isinstance(m, AestheticHead)]
-        if not heads:
+        head = head_of(self.module_)
+        if head is None:
             return
-        low, span = float(heads[-1].score_low), float(heads[-1].score_span)
+        low, span = float(head.score_low), float(head.score_span)
         y = np.asarray(y, dtype=np.float64).reshape(-1)
         rows = np.unique(np.linspace(0, len(y) - 1, min(len(y), 2048)).astype(np.intp))
-
-        def levels(v):
-            return np.unique(np.round((np.asarray(v, np.float64).reshape(-1) - low) / span
-                                      * 1000))
-
-        if len(levels(y[rows])) < 5:
+        rated = len(score_levels(y[rows], low, low + span))
+        if rated < 5:
             return
-        found = levels(self.predict(_safe_indexing(X, rows)))
+        found = score_levels(self.predict(_safe_indexing(X, rows)), low, low + span)
         # saturated: at the ends (a net that barely moves its scores apart is not named)
-        if len(found) > 2 or ((found > 1) & (found < 999)).any():
+        if len(found) > 2 or ((found > 1) & (found < LEVELS - 1)).any():
             return
         warnings.warn(
             f"fine-tuning collapsed the net: it gives {len(rows)} of the rater's images "
             f"{'one score' if len(found) == 1 else 'two scores'} "
-            f"({' and '.join(f'{low + v * span / 1000:.3f}' for v in found)}), rated with "
-            f"{len(levels(y[rows]))} different ones. It ranks nothing. A learning rate too "
+            f"({' and '.join(f'{low + v * span / LEVELS:.3f}' for v in found)}), rated with "
+            f"{rated} different ones. It ranks nothing. A learning rate too "
             f"large does this (lr={self.lr!r}): lower it and fine-tune again.",
             PIAAWarning, stacklevel=3)
 
@@ -445,11 +441,10 @@ class PersonalizedNet(NeuralNetRegressor):
         if bad.any():
             raise ValueError(f"y has {int(bad.sum())} NaN or infinite score(s); a net "
                              "cannot be trained on them.")
-        heads = ([m for m in module.modules() if isinstance(m, AestheticHead)]
-                 if isinstance(module, torch.nn.Module) else [])
-        if heads and len(y):
-            low = float(heads[-1].score_low)
-            high = low + float(heads[-1].score_span)
+        head = head_of(module)
+        if head is not None and len(y):
+            low = float(head.score_low)
+            high = low + float(head.score_span)
             slack = 1e-4 * (high - low)  # the bounds went through float32 arithmetic
             outside = (y < low - slack) | (y > high + slack)
             if outside.any():  # the sigmoid output can never reach them

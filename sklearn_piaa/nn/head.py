@@ -6,7 +6,7 @@ from torch import nn
 
 from .._inputs import check_score_range
 
-__all__ = ["AestheticHead", "AestheticNet", "BatchNorm1d"]
+__all__ = ["AestheticHead", "AestheticNet", "BatchNorm1d", "head_of"]
 
 
 class BatchNorm1d(nn.BatchNorm1d):
@@ -110,3 +110,24 @@ class AestheticNet(nn.Module):
     def forward(self, x):
         """Scores ``(N, 1)`` from normalized images ``(N, 3, H, W)``."""
         return self.head(self.backbone(x))
+
+
+def head_of(module):
+    """The :class:`AestheticHead` that ends ``module``, or None.
+
+    Parameters
+    ----------
+    module : object
+        A head, a net ending in one (:class:`AestheticNet`), or anything else.
+
+    Returns
+    -------
+    AestheticHead or None
+        The last head among ``module``'s submodules; None when it has none or is
+        not a torch module.
+    """
+    if not isinstance(module, nn.Module):
+        return None
+    heads = [m for m in module.modules() if isinstance(m, AestheticHead)]
+    return heads[-1] if heads else None
+

@@ -94,19 +94,23 @@ def _plain_mse(criterion):
             and type(criterion).forward is AestheticLoss.forward)
 
 
-def _mse_and_gradient(pred, y, unit=1.0):
+def _mse_and_gradient(pred, y, unit=1.0, copies=None):
     """``AestheticLoss("mse", unit=unit)`` of ``pred`` and its gradient, as autograd
     computes them.
 
     The same operations in the same order (mean's ``1 / N``, then times the power
     rule's ``2 d``, then the unit's division), so the gradient is bit for bit
-    autograd's, without its graph.
+    autograd's, without its graph. With ``copies=k``, ``pred`` and ``y`` hold ``k``
+    copies' rows one after another, and each copy's loss is the mean over its own
+    rows (a tensor of ``k`` losses).
     """
     d = pred.reshape(-1) - y.reshape(-1).to(pred.dtype)
+    if copies is not None:
+        d = d.view(copies, -1)
     if unit != 1.0:
         d = d / unit
-    loss = torch.mean(d ** 2)
-    inv_n = torch.ones((), dtype=pred.dtype, device=pred.device).div_(d.numel())
+    loss = torch.mean(d ** 2) if copies is None else torch.mean(d ** 2, 1)
+    inv_n = torch.ones((), dtype=pred.dtype, device=pred.device).div_(d.shape[-1])
     grad = (d * 2).mul_(inv_n)
     if unit != 1.0:
         grad = grad.div_(unit)

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from .head import AestheticHead
-from .head_grad import HeadGradient, _blocks, _plain_mse, _prelu_backward
+from .head_grad import HeadGradient, _blocks, _mse_and_gradient, _plain_mse, _prelu_backward
 
 __all__ = ["StackedHeadGradient"]
 
@@ -212,17 +212,8 @@ class StackedHeadGradient:
         k, n = self.n_copies, x.shape[2]
         pred, cache = self._forward(x)
         if _plain_mse(criterion):
-            # _mse_and_gradient's operations, each copy's mean over its own N rows
-            unit = criterion.unit
-            d = pred.view(k, n) - y.reshape(k, n).to(pred.dtype)
-            if unit != 1.0:
-                d = d / unit
-            losses = torch.mean(d ** 2, 1)
-            inv_n = torch.ones((), dtype=pred.dtype, device=pred.device).div_(n)
-            grad_out = (d * 2).mul_(inv_n)
-            if unit != 1.0:
-                grad_out = grad_out.div_(unit)
-            grad_out = grad_out.view(k, 1, n)
+            # each copy's mean over its own N rows; pred is (k, 1, N)
+            losses, grad_out = _mse_and_gradient(pred, y, criterion.unit, copies=k)
         else:
             leaf = pred.detach().view(k, n, 1).requires_grad_(True)
             with torch.enable_grad():

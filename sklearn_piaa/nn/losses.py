@@ -82,6 +82,16 @@ class AestheticLoss(nn.Module):
 
 
 def loss_unit(head):
-    """The :class:`AestheticLoss` unit for a network ending in ``head``: a quarter of
-    its score range (1 on the paper's 1-5 scale)."""
+    """The :class:`AestheticLoss` unit the package gives a network ending in ``head``.
+
+    Parameters
+    ----------
+    head : AestheticHead
+
+    Returns
+    -------
+    float
+        A quarter of the head's score range: one point of the paper's 1-5 scale, and 1
+        on it.
+    """
     return float(head.score_span) / 4.0
