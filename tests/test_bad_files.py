@@ -167,6 +167,37 @@ def test_a_cache_that_fails_after_fit_never_stops_a_prediction(odd_folder, tmp_p
     np.testing.assert_allclose(again.predict(new), expected, rtol=1e-5)
 
 
+def test_cache_entry_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    import os
+
+    from sklearn_piaa import _features
+
+    row = np.arange(1280, dtype=np.float32)
+    _features._atomic_save(str(tmp_path / "a.npy"), row)
+    assert np.array_equal(np.load(tmp_path / "a.npy"), row)
+    umask = os.umask(0)
+    os.umask(umask)
+    if os.name == "posix":  # what open() gives a new file
+        assert (tmp_path / "a.npy").stat().st_mode & 0o777 == 0o666 & ~umask
+
+    def half_then_fail(fh, array):
+        fh.write(b"\x93NUMPY half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(_features.np, "save", half_then_fail)
+    with pytest.raises(OSError, match="No space"):
+        _features._atomic_save(str(tmp_path / "b.npy"), row)
+    with pytest.raises(KeyboardInterrupt):
+        def interrupted(fh, array):
+            raise KeyboardInterrupt
+        monkeypatch.setattr(_features.np, "save", interrupted)
+        _features._atomic_save(str(tmp_path / "a.npy"), row + 1)
+    # neither a partial entry nor a temporary file; the earlier entry intact
+    assert sorted(os.listdir(tmp_path)) == ["a.npy"]
+    monkeypatch.undo()
+    assert np.array_equal(np.load(tmp_path / "a.npy"), row)
+
+
 def test_damaged_cache_entry_is_recomputed(odd_folder, tmp_path):
     good, _ = odd_folder
     y = np.linspace(1, 5, len(good))

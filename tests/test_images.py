@@ -232,6 +232,20 @@ def test_normalized_pixels_keep_the_channels_last_layout(image_files):
     assert torch.equal(pixels, before)  # the caller's bytes are left as they were
 
 
+def test_normalized_pixels_are_the_same_numbers_in_any_layout(image_files):
+    from sklearn_piaa._features import image_pixels, normalize_pixels
+
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    pixels = torch.from_numpy(np.stack([image_pixels(load_image(p), 24) for p in image_files]))
+    channels_last = normalize_pixels(pixels.permute(0, 3, 1, 2), mean, std)
+    planar = normalize_pixels(pixels.permute(0, 3, 1, 2).contiguous(), mean, std)
+    assert planar.is_contiguous() and torch.equal(planar, channels_last)
+    # per channel, as the documented formula says
+    for c in range(3):
+        expected = (pixels[..., c].float() / 255.0 - mean[c]) / std[c]
+        torch.testing.assert_close(channels_last[:, c], expected, rtol=1e-6, atol=1e-6)
+
+
 def test_embedder_runs_the_same_numbers_as_the_decoded_tensors(image_files):
     from sklearn_piaa._features import ImageEmbedder, image_tensor
 
