@@ -9,6 +9,8 @@ The baselines (:mod:`sklearn_piaa.baselines`) are stored the same way: their fit
 scikit-learn parts (scaler, ridge, PCA, ...) and torch modules are written as a class
 name plus their fitted arrays, and rebuilt on loading only from an allow-list of
 classes (:data:`_SKLEARN_CLASSES`, :data:`_TORCH_MODULES`, :data:`_BASELINE_CLASSES`).
+A :class:`~sklearn_piaa.TaskVectorRegressor` is its base's entries (a prior's) plus its
+task vectors and settings.
 """
 
 import numbers
@@ -20,6 +22,7 @@ import sklearn
 import torch
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
+from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression, Ridge, RidgeCV
 from sklearn.preprocessing import StandardScaler
 
@@ -35,6 +38,7 @@ from ._features import (
 )
 from ._io import atomic_write, damaged_part
 from ._personalize import PersonalizedNet
+from ._task_vectors import TaskVectorRegressor
 from ._warnings import PIAAWarning
 from .baselines import (
     BaselineRegressor,
@@ -368,12 +372,13 @@ def save_model(model, path):
 
     Parameters
     ----------
-    model : MetaAestheticRegressor, PersonalizedNet, BaselineRegressor or \
-            PersonalizedBaseline
+    model : MetaAestheticRegressor, PersonalizedNet, BaselineRegressor, \
+            PersonalizedBaseline or TaskVectorRegressor
         A fitted estimator, a net returned by
         :meth:`MetaAestheticRegressor.personalize` (or by :func:`load_model`), a fitted
-        baseline of :mod:`sklearn_piaa.baselines` (its zero-shot prior) or the
-        per-rater model its ``personalize`` returns.
+        baseline of :mod:`sklearn_piaa.baselines` (its zero-shot prior), the
+        per-rater model its ``personalize`` returns, or a fitted
+        :class:`TaskVectorRegressor` (its base and task vectors).
     path : str or path-like
 
     Notes
@@ -388,6 +393,12 @@ def save_model(model, path):
     A baseline's fitted scikit-learn parts (scaler, ridge, PCA, k-means, logistic
     regression) and PA_IAA's network are stored as their class name and fitted
     arrays; :func:`load_model` rebuilds only those classes.
+
+    A :class:`TaskVectorRegressor` is stored with its fitted base (as a prior is) and
+    its task vectors, not the fine-tuned source models they were taken from: with
+    ``sources`` a list of models, the loaded estimator's ``sources`` is ``None``, and
+    it personalizes and predicts as saved but cannot be refitted until they are given
+    again (a :class:`PIAAWarning` says so when saving).
 
     Examples
     --------
@@ -406,6 +417,8 @@ def save_model(model, path):
     """
     if isinstance(model, BaselineRegressor):
         state = {"kind": "baseline", **_baseline_state(model)}
+    elif isinstance(model, TaskVectorRegressor):
+        state = _task_vector_state(model)
     elif isinstance(model, PersonalizedBaseline):
         if not hasattr(model, "state_"):
             raise ValueError("the PersonalizedBaseline is not fitted; call fit first.")
@@ -437,7 +450,8 @@ def _network_state(model):
         kind, module = "prior", meta.prior_net_.module_
     else:
         raise TypeError(f"save_model saves a MetaAestheticRegressor, a PersonalizedNet, a "
-                        f"baseline or a PersonalizedBaseline; got {type(model).__name__}.")
+                        "baseline, a PersonalizedBaseline or a TaskVectorRegressor; got "
+                        f"{type(model).__name__}.")
     embedder = meta.input_ if isinstance(meta.input_, ImageEmbedder) else None
     return {"kind": kind, "params": _params(meta), "fitted": _fitted(meta),
             **({"net_params": _net_settings(model)} if kind == "personalized" else {}),
@@ -447,6 +461,72 @@ def _network_state(model):
             "module": _cpu_state(module),
             **_backbone_entries(meta._fitted("backbone"), meta._fitted("backbone_weights"),
                                 None if embedder is None else embedder.backbone)}
+
+
+def _task_vector_state(tv):
+    """The file's entries for a fitted TaskVectorRegressor: its base as a prior, its
+    settings, its task vectors and which raters made each."""
+    if not hasattr(tv, "task_vectors_"):
+        raise ValueError("the TaskVectorRegressor is not fitted; call fit first.")
+    params = tv.get_params(deep=False)
+    given_base, sources = params.pop("base"), params.pop("sources")
+    if isinstance(params["random_state"], np.random.RandomState):
+        params["random_state"] = None  # a generator's position is not a setting
+    if isinstance(sources, dict):
+        sources = {"labels": [[_plain(r, "a rater id"), _plain(g, "a source label")]
+                              for r, g in sources.items()]}
+    elif not isinstance(sources, str):
+        warnings.warn("the TaskVectorRegressor's sources are fitted models, which the file "
+                      "does not hold (their task vectors it does): the loaded estimator "
+                      "personalizes and predicts as this one, and needs sources given "
+                      "again to be refitted.", PIAAWarning, stacklevel=3)
+        sources = None
+    fitted = {
+        "source_names": [_plain(n, "a source label") for n in tv.source_names_],
+        "source_raters": [[_plain(n, "a source label"), [_plain(r, "a rater id") for r in rs]]
+                          for n, rs in tv.source_raters_.items()],
+        "task_vectors": {k: v.detach().cpu().clone() for k, v in tv.task_vectors_.items()},
+    }
+    base = _network_state(tv.base_)
+    base.update(format=FORMAT, format_version=FORMAT_VERSION)
+    return {"kind": "task_vectors", "base": base, "sources": sources,
+            # None: the default base; "frozen": the fitted one as given; else the
+            # settings of the estimator that fit cloned (and maybe seeded) and fitted
+            "given_base": (None if given_base is None else "frozen"
+                           if isinstance(given_base, FrozenEstimator)
+                           else {"params": _params(given_base)}),
+            "params": {k: _plain(v, f"parameter {k!r}") for k, v in params.items()},
+            "fitted": fitted}
+
+
+def _load_task_vectors(state, path, device):
+    """The TaskVectorRegressor of a model file's ``state`` (see :func:`save_model`)."""
+    base = _load_network(state["base"], "prior", path, device)
+    given = state["given_base"]
+    if given == "frozen":
+        given = FrozenEstimator(base)
+    elif given is not None:
+        given = MetaAestheticRegressor(**given["params"])
+    sources = state["sources"]
+    if isinstance(sources, dict):
+        sources = dict(sources["labels"])
+    tv = TaskVectorRegressor(given, sources=sources, **state["params"])
+    fitted = state["fitted"]
+    dev = base.prior_net_.device
+    tv.task_vectors_ = {k: t.to(dev) for k, t in fitted["task_vectors"].items()}
+    tv.base_, tv.source_names_ = base, list(fitted["source_names"])
+    tv.source_raters_ = {n: list(rs) for n, rs in fitted["source_raters"]}
+    tv.score_range_ = base.score_range_
+    if hasattr(base, "n_features_in_"):
+        tv.n_features_in_ = base.n_features_in_
+    expected = {k: (len(tv.source_names_), *t.shape)
+                for k, t in base.prior_net_.module_.state_dict().items()
+                if k in tv.task_vectors_}
+    wrong = [k for k, t in tv.task_vectors_.items() if tuple(t.shape) != expected.get(k)]
+    if wrong:
+        raise ValueError(f"{path}: the saved task vectors do not fit the saved base "
+                         f"({len(wrong)} of another shape or name, e.g. {wrong[:3]}).")
+    return tv
 
 
 def _read(path):
@@ -519,10 +599,12 @@ def load_model(path, device=None):
 
     Returns
     -------
-    MetaAestheticRegressor, PersonalizedNet, BaselineRegressor or PersonalizedBaseline
+    MetaAestheticRegressor, PersonalizedNet, BaselineRegressor, PersonalizedBaseline \
+            or TaskVectorRegressor
         What was saved: a fitted prior, a fitted personalized net (its ``module`` is
         the personalized network too, so a further ``fit`` continues from it), a
-        fitted baseline or one rater's fitted baseline model.
+        fitted baseline, one rater's fitted baseline model, or a fitted task-vector
+        model.
 
     Raises
     ------
@@ -556,6 +638,12 @@ def _load(path, state, device):
             # A hand-edited or truncated structure: say which file, not a bare KeyError.
             raise ValueError(f"{path}: the saved baseline's entries are damaged or do not "
                              f"fit this sklearn-piaa: {_damage(exc)}") from None
+    if kind == "task_vectors":
+        try:
+            return _load_task_vectors(state, path, device)
+        except (KeyError, TypeError, AttributeError, IndexError) as exc:
+            raise ValueError(f"{path}: the saved task-vector model's entries are damaged "
+                             f"or do not fit this sklearn-piaa: {_damage(exc)}") from None
     if kind not in ("prior", "personalized"):
         raise ValueError(f"{path} holds a model of kind {kind!r}, which this sklearn-piaa "
                          "does not know: upgrade sklearn-piaa to load it.")

@@ -34,6 +34,7 @@ from ._inputs import as_indexable, take
 from ._io import atomic_write, check_output_file
 from ._persistence import load_model, save_model
 from ._personalize import PersonalizedNet
+from ._task_vectors import TaskVectorRegressor
 from ._tasks import TaskSet
 from .baselines import BaselineRegressor, PersonalizedBaseline
 from .datasets import (
@@ -263,9 +264,19 @@ def _one_rater(args):
     return rater, *data[rater]
 
 
+def _load(path, device):
+    """:func:`load_model`, refusing the kinds of model the commands do not take."""
+    model = load_model(path, device=device)
+    if isinstance(model, TaskVectorRegressor):
+        raise SystemExit(f"{path} holds a TaskVectorRegressor, which the command line does "
+                         "not take: use it from Python (tv.personalize(X, y)), and save "
+                         "the net that returns for 'predict'.")
+    return model
+
+
 def _load_prior(path, device):
     """A saved prior (meta-learned or baseline) that reads image files."""
-    prior = load_model(path, device=device)
+    prior = _load(path, device)
     if not isinstance(prior, (MetaAestheticRegressor, BaselineRegressor)):
         raise SystemExit(f"{path} holds a personalized model, not a prior.")
     _check_reads_images(prior, path)
@@ -400,7 +411,7 @@ def run_predict(args, out=None):
     files = image_files(args.images)  # a mistyped path fails before the model loads
     if args.output != "-":
         _check_output(args.output, args.model, *files)  # a folder's images are inputs too
-    model = load_model(args.model, device=args.device)
+    model = _load(args.model, device=args.device)
     owner = (model.prior_ if isinstance(model, PersonalizedNet)
              else model.prior_ if isinstance(model, PersonalizedBaseline) else model)
     _check_reads_images(owner, args.model)

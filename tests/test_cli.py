@@ -496,3 +496,24 @@ def test_the_command_keeps_freed_memory_unless_the_environment_chooses(monkeypat
     except (OSError, AttributeError):
         glibc = False
     assert _cli_common.keep_freed_memory() is glibc
+
+
+def test_a_task_vector_model_file_is_refused_by_name(tmp_path):
+    from sklearn_piaa import MetaAestheticRegressor, TaskVectorRegressor, save_model
+
+    rng = np.random.RandomState(0)
+    X, users = rng.randn(120, 4).astype(np.float32), np.repeat(np.arange(4), 30)
+    base = MetaAestheticRegressor(backbone=None, hidden_sizes=(8,), algorithm="average",
+                                  n_iterations=5, support_size=10, query_size=5,
+                                  random_state=0)
+    tv = TaskVectorRegressor(base, n_sources=2, source_epochs=1, random_state=0).fit(
+        X, np.clip(3 + X[:, 0], 1, 5), groups=users)
+    save_model(tv, tmp_path / "tv.pt")
+    mine = tmp_path / "mine.csv"
+    mine.write_text("image,score\n" + "\n".join(f"{i}.png,{1 + i % 5}" for i in range(4)))
+    for argv in (["personalize", str(tmp_path / "tv.pt"), str(mine), "-o",
+                  str(tmp_path / "me.pt")],
+                 ["predict", str(tmp_path / "tv.pt"), str(tmp_path / "mine.csv")]):
+        with pytest.raises(SystemExit, match="holds a TaskVectorRegressor.*from Python"):
+            main(argv + ["--quiet"])
+    assert not (tmp_path / "me.pt").exists()

@@ -280,3 +280,57 @@ def test_features_of_another_width_are_refused_under_its_own_name(fitted):
         tv.predict(wide)
     with pytest.raises(ValueError, match="but TaskVectorRegressor is expecting"):
         tv.personalize(wide, y)
+
+
+def test_a_fitted_model_saves_and_loads_as_it_was(fitted, tmp_path):
+    from sklearn_piaa import PIAAWarning
+
+    tv, feats = fitted
+    y = np.clip(3 + feats[:15, 0], 1, 5)
+    save_model(tv, tmp_path / "tv.pt")
+    loaded = load_model(tmp_path / "tv.pt")
+    assert isinstance(loaded, TaskVectorRegressor)
+    np.testing.assert_array_equal(loaded.predict(feats[20:40]), tv.predict(feats[20:40]))
+    a = tv.personalize(feats[:15], y, random_state=0)
+    b = loaded.personalize(feats[:15], y, random_state=0)
+    np.testing.assert_array_equal(b.coefficients_, a.coefficients_)
+    np.testing.assert_array_equal(b.predict(feats[20:40]), a.predict(feats[20:40]))
+    assert loaded.source_names_ == tv.source_names_
+    assert loaded.source_raters_ == tv.source_raters_
+    assert loaded.n_features_in_ == tv.n_features_in_
+    # its settings, sources (a dict of labels) and base estimator included: a clone refits
+    assert loaded.get_params(deep=False)["sources"] == tv.sources
+    def settings(est):
+        return {k: v for k, v in clone(est).get_params().items() if k != "base"}
+
+    assert settings(loaded) == settings(tv)  # base__... included
+    with pytest.raises(ValueError, match="not fitted"):
+        save_model(clone(tv), tmp_path / "unfitted.pt")
+
+    # a frozen base stays frozen; given source models are not stored, and it says so
+    sources = [tv.combine([1.0, 0.0]), tv.combine([0.0, 1.0])]
+    given = TaskVectorRegressor(FrozenEstimator(tv.base_), sources=sources).fit()
+    with pytest.warns(PIAAWarning, match="sources are fitted models"):
+        save_model(given, tmp_path / "given.pt")
+    again = load_model(tmp_path / "given.pt")
+    assert isinstance(again.base, FrozenEstimator) and again.sources is None
+    for k in given.task_vectors_:
+        assert torch.equal(again.task_vectors_[k], given.task_vectors_[k])
+    np.testing.assert_array_equal(
+        again.personalize(feats[:15], y, random_state=0).predict(feats[20:40]),
+        given.personalize(feats[:15], y, random_state=0).predict(feats[20:40]))
+
+
+def test_a_damaged_task_vector_file_is_named(fitted, tmp_path):
+    tv, _ = fitted
+    save_model(tv, tmp_path / "tv.pt")
+    state = torch.load(tmp_path / "tv.pt", weights_only=True)
+    first = next(iter(state["fitted"]["task_vectors"]))
+    state["fitted"]["task_vectors"][first] = state["fitted"]["task_vectors"][first][:1]
+    torch.save(state, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="bad.pt: the saved task vectors do not fit"):
+        load_model(tmp_path / "bad.pt")
+    del state["fitted"]
+    torch.save(state, tmp_path / "worse.pt")
+    with pytest.raises(ValueError, match="worse.pt.*entry 'fitted' is missing"):
+        load_model(tmp_path / "worse.pt")
