@@ -470,6 +470,9 @@ def _task_vector_state(tv):
         raise ValueError("the TaskVectorRegressor is not fitted; call fit first.")
     params = tv.get_params(deep=False)
     given_base, sources = params.pop("base"), params.pop("sources")
+    if not isinstance(given_base, (MetaAestheticRegressor, FrozenEstimator, type(None))):
+        raise TypeError(f"the TaskVectorRegressor's base is a {type(given_base).__name__}, "
+                        "which a model file cannot store; pickle or joblib can.")
     if isinstance(params["random_state"], np.random.RandomState):
         params["random_state"] = None  # a generator's position is not a setting
     if isinstance(sources, dict):
