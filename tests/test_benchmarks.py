@@ -33,7 +33,8 @@ def test_speed_benchmark_prints_its_table(capsys):
     for row in ("BLG meta-training", "autograd path", "achieved GFLOP/s", "embedding",
                 "mixed_precision=True", "personalize 100 embeddings", "predict 10,000",
                 "Adam kernels alone", "array_batches=False", "SROCC between the two",
-                "the previous default", "kernel launches",
+                "the previous default", "kernel launches", "time around the network",
+                "bound on ratio",
                 "by round, naive", "by round, fast", "one task at a time",
                 "peak memory"):
         assert row in out, row
