@@ -303,7 +303,7 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         (EfficientNet-Lite0, 80 and 20 images per step) whole-network training was
         no faster, the steps being bound by kernel launches rather than arithmetic
         (``benchmarks/whole_network.py``). On a CPU with bfloat16
-        instructions (AVX-512 BF16 / AMX) it embeds about 1.5x faster and predicts
+        instructions (AVX-512 BF16 / AMX) it embeds about 1.2-1.3x faster and predicts
         from embeddings 2-4x faster, but trains the whole network slower than float32
         (``benchmarks/speed.py``). Embeddings differ from float32 ones by about 4%
         (relative norm; up to 9% on photos); they are cached apart from them.
