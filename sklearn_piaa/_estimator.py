@@ -862,12 +862,19 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         config["raters"] = [(repr(r), n) for r, n in tasks.sizes().items()]
         if unit != 1.0:  # losses in a unit of the scale since 0.1: runs before are others
             config["loss_unit"] = unit
-        arrays = [data["y"]] + ([data["x"], data["rows"]] if "x" in data else [])
-        if "images" in data:  # whole-network training: the images themselves, by key
-            # without the status-change time: a chmod or chown of an image started over
-            arrays.append(np.array([_content_key(x, ctime=False) for x in data["images"].X]))
-            # and the backbone's starting weights (head-only runs hash the embeddings):
-            # a module or weights file swapped under the same settings is another run
+        images = (data["images"].X if "images" in data
+                  else tasks.X if input_kind(tasks.X) != FEATURES else None)
+        arrays = [data["y"]] + ([data["x"], data["rows"]]
+                                if "x" in data and images is None else [])
+        if images is not None:
+            # The images themselves, by key, not their embeddings in head-only training:
+            # the backbone's arithmetic differs with torch's thread count at the level
+            # of rounding, and a run restarted with other threads (another machine, a
+            # job given other CPUs) would not find its checkpoint. Without the
+            # status-change time: a chmod or chown of an image started over.
+            arrays.append(np.array([_content_key(x, ctime=False) for x in images]))
+            # and the backbone's weights: a module or weights file swapped under the
+            # same settings is another run
             if isinstance(self.backbone, torch.nn.Module):
                 config["backbone"] = _module_fingerprint(self.backbone)
             elif self.backbone_weights is not None:

@@ -445,3 +445,34 @@ def test_a_whole_network_run_continues_after_its_images_change_permissions(image
     MetaAestheticRegressor(**params, n_iterations=3).fit(image_files, y, groups=groups)
     (name,) = os.listdir(tmp_path / "ckpt")
     assert torch.load(tmp_path / "ckpt" / name, weights_only=True)["iteration"] == 3
+
+
+def test_a_head_only_image_run_resumes_when_its_embeddings_round_otherwise(image_files,
+                                                                          tmp_path, monkeypatch):
+    # The run was keyed by the embeddings' values, which the backbone's arithmetic
+    # changes at the level of rounding with torch's thread count: a run restarted on a
+    # machine (or a job) with other CPUs started over at iteration 0.
+    from sklearn_piaa._features import ImageEmbedder
+
+    y = np.tile([1.0, 2.0, 3.0, 4.0, 5.0, 3.0], 2)
+    groups = np.repeat(["a", "b"], 6)
+    params = dict(backbone="tiny_cnn", hidden_sizes=(8,), tasks_per_batch=1,
+                  support_size=3, query_size=2, random_state=0,
+                  checkpoint_dir=tmp_path / "ckpt")
+    MetaAestheticRegressor(**params, n_iterations=2).fit(image_files, y, groups=groups)
+    transform_unique = ImageEmbedder.transform_unique
+
+    def rounded_otherwise(self, X, strict_cache=False):
+        unique, inverse = transform_unique(self, X, strict_cache)
+        return np.nextafter(unique, np.inf, dtype=np.float32), inverse
+
+    monkeypatch.setattr(ImageEmbedder, "transform_unique", rounded_otherwise)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "unfinished runs of other data or settings"
+        MetaAestheticRegressor(**params, n_iterations=3).fit(image_files, y, groups=groups)
+    (name,) = os.listdir(tmp_path / "ckpt")
+    assert torch.load(tmp_path / "ckpt" / name, weights_only=True)["iteration"] == 3
+    # other images are another run
+    MetaAestheticRegressor(**params, n_iterations=2).fit(image_files[::-1], y,
+                                                         groups=groups)
+    assert len(os.listdir(tmp_path / "ckpt")) == 2
