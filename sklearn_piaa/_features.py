@@ -133,7 +133,7 @@ def load_image(src):
     PIL.Image.Image
     """
     if isinstance(src, (str, os.PathLike)):
-        path = os.fspath(src)
+        path = _plain_path(src)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"image file not found: {path}")
         try:
@@ -161,6 +161,12 @@ def load_image(src):
     if arr.shape[2] == 4:  # onto white, as a transparent file or PIL image is
         return to_rgb(Image.fromarray(np.ascontiguousarray(arr), "RGBA"))
     return Image.fromarray(np.ascontiguousarray(arr))
+
+
+def _plain_path(src):
+    """``os.fspath(src)``, a NumPy string as a plain one: Pillow's messages show its repr."""
+    path = os.fspath(src)
+    return str(path) if isinstance(path, str) else path
 
 
 def _own_upright_rgb(img):
@@ -338,7 +344,7 @@ def _draft(src, size):
     img = load_image(src) if not isinstance(src, (str, os.PathLike)) else None
     if img is not None:
         return img
-    path = os.fspath(src)
+    path = _plain_path(src)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"image file not found: {path}")
     try:

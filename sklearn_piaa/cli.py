@@ -196,9 +196,12 @@ def run_meta_train(args, out=None):
         verbose=0 if args.quiet else 1)
     meta.fit(tasks)
     save_model(meta, args.output)
-    # fit_time_ counts the runs a checkpoint resumed, which this command's time does not
-    earlier = ", with the earlier runs of its checkpoint" if args.checkpoint_dir else ""
-    say(f"prior saved to {args.output} ({time.perf_counter() - t0:.1f}s; meta-training "
+    # fit_time_ counts the runs a checkpoint resumed, which this command's time does
+    # not: longer than the command, it counts some
+    took = time.perf_counter() - t0
+    earlier = (", with the earlier runs of its checkpoint"
+               if args.checkpoint_dir and meta.fit_time_ > took else "")
+    say(f"prior saved to {args.output} ({took:.1f}s; meta-training "
         f"{meta.fit_time_:.1f}s{earlier})")
     return meta
 

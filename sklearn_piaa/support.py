@@ -383,4 +383,7 @@ def select_support(X, n, strategy="kcenter", *, selector=None, train_tasks=None,
     selector = SupportSelector(strategy, random_state=random_state)
     if train_tasks is not None:
         selector.fit(train_tasks)
+    elif strategy in ("disagreement", "hybrid"):
+        raise NotFittedError(f"select_support(strategy={strategy!r}) needs the training "
+                             "raters: pass train_tasks=.")
     return selector.select(X, n)

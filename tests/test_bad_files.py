@@ -74,6 +74,15 @@ def test_on_error_raise_names_the_file(odd_folder, name):
         MetaAestheticRegressor(**SMALL).fit(X, y, groups=groups)
 
 
+def test_a_numpy_string_path_is_named_plainly(tmp_path):
+    from sklearn_piaa import embed_images
+
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    with pytest.raises(ValueError) as info:
+        embed_images(np.array([str(tmp_path / "empty.jpg")]), backbone="tiny_cnn")
+    assert "empty.jpg" in str(info.value) and "np.str_" not in str(info.value)
+
+
 @pytest.mark.parametrize("train_backbone", [False, True])
 def test_on_error_skip_reports_every_bad_file_and_never_scores_it(odd_folder, train_backbone):
     good, bad = odd_folder

@@ -87,6 +87,8 @@ def test_meta_train_personalize_predict_evaluate_from_the_command_line(tmp_path,
           "--checkpoint-dir", str(tmp_path / "ckpt"), "--checkpoint-every", "2"])
     meta = load_model(prior)
     assert isinstance(meta, MetaAestheticRegressor) and len(meta.raters_) == 6
+    said = capsys.readouterr().out
+    assert "prior saved to" in said and "earlier runs" not in said  # none: a fresh run
     assert [f.suffix for f in (tmp_path / "ckpt").iterdir()] == [".pt"]  # the run's checkpoint
 
     # One person's ratings: no rater column needed.
