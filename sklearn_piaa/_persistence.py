@@ -63,10 +63,10 @@ _UPGRADES = {}
 
 def _plain(value, what):
     """``value`` as data torch's weights-only loader accepts (no numpy, no objects)."""
+    if isinstance(value, np.generic):  # first: a NumPy string is a str, but not plain
+        return value.item()
     if value is None or isinstance(value, (bool, str)):
         return value
-    if isinstance(value, np.generic):
-        return value.item()
     if isinstance(value, (numbers.Integral, numbers.Real)):
         return value
     if isinstance(value, (os.PathLike, torch.device)):

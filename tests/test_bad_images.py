@@ -30,6 +30,27 @@ def test_palette_images_are_keyed_by_their_colours():
     np.testing.assert_allclose(together[1], _embed([b])[0], rtol=1e-5)
 
 
+def test_an_upright_file_is_decoded_before_it_is_closed(tmp_path, monkeypatch):
+    # Pillow 10.0's exif_transpose(in_place=True) returns without decoding an upright
+    # image: the image read from a file came back undecoded, its file closed.
+    from PIL import ImageOps
+
+    from sklearn_piaa import _features
+
+    def pillow_10_0(image, *, in_place=False):
+        assert in_place
+        if image.getexif().get(0x0112, 1) != 1:
+            raise AssertionError("an upright image was expected")
+
+    monkeypatch.setattr(ImageOps, "exif_transpose", pillow_10_0)
+    arr = np.random.RandomState(0).randint(0, 256, (30, 40, 3)).astype(np.uint8)
+    Image.fromarray(arr).save(tmp_path / "a.jpg")  # a JPEG's EXIF is read without decoding
+    with Image.open(tmp_path / "a.jpg") as expected:
+        expected = np.asarray(expected.convert("RGB"))
+    for img in (load_image(tmp_path / "a.jpg"), _features._draft(tmp_path / "a.jpg", 16)):
+        np.testing.assert_array_equal(np.asarray(img), expected)
+
+
 def test_exif_orientation_is_applied_to_pil_images(tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90 degrees clockwise to display

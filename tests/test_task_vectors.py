@@ -334,3 +334,16 @@ def test_a_damaged_task_vector_file_is_named(fitted, tmp_path):
     torch.save(state, tmp_path / "worse.pt")
     with pytest.raises(ValueError, match="worse.pt.*entry 'fitted' is missing"):
         load_model(tmp_path / "worse.pt")
+
+
+def test_numpy_labels_are_stored_as_plain_ones(fitted, tmp_path):
+    # np.str_ is a str: stored as it was, the file held NumPy objects that loading refuses
+    tv, feats = fitted
+    numpy_labels = clone(tv).set_params(
+        sources={np.str_(r): np.str_(g) for r, g in tv.sources.items()})
+    numpy_labels.__dict__.update({k: v for k, v in tv.__dict__.items() if k.endswith("_")})
+    numpy_labels.source_names_ = [np.str_(n) for n in tv.source_names_]
+    save_model(numpy_labels, tmp_path / "tv.pt")
+    loaded = load_model(tmp_path / "tv.pt")
+    assert loaded.sources == tv.sources and loaded.source_names_ == tv.source_names_
+    assert all(type(n) is str for n in loaded.source_names_)
