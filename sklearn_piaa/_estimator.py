@@ -26,10 +26,10 @@ from ._features import (
     ImageDataset,
     ImageEmbedder,
     ImageInput,
-    _content_key,
-    _module_fingerprint,
+    backbone_fingerprint,
     drop_unreadable,
     image_reader,
+    run_keys,
     unreadable_rows,
 )
 from ._inputs import (
@@ -786,7 +786,8 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
                 tasks, inverse = self._drop_rows(tasks, bad), inverse[~bad]
                 y = torch.as_tensor(tasks.y, device=device)
             data = {"x": torch.as_tensor(unique, device=device),
-                    "rows": torch.as_tensor(inverse, device=device), "y": y, "dim": dim}
+                    "rows": torch.as_tensor(inverse, device=device), "y": y, "dim": dim,
+                    "backbone": backbone}
             return head, embedder, data, tasks
         # Decoding every image once now beats failing on a bad file hours into training.
         bad = unreadable_rows(tasks.X, backbone.input_size, self.on_error, stacklevel=4)
@@ -796,7 +797,7 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         net, adapter = self._architecture(backbone, dim, score_range, device)
         data = {"images": ImageDataset(tasks.X, None, backbone.input_size, backbone.mean,
                                        backbone.std, train=True, cache=DECODED_CACHE),
-                "y": y, "dim": dim}
+                "y": y, "dim": dim, "backbone": backbone}  # as it starts: for checkpoints
         return net, adapter, data, tasks
 
     @staticmethod
@@ -867,16 +868,15 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         arrays = [data["y"]] + ([data["x"], data["rows"]]
                                 if "x" in data and images is None else [])
         if images is not None:
-            # The images themselves, by key, not their embeddings in head-only training:
-            # the backbone's arithmetic differs with torch's thread count at the level
-            # of rounding, and a run restarted with other threads (another machine, a
-            # job given other CPUs) would not find its checkpoint. Without the
-            # status-change time: a chmod or chown of an image started over.
-            arrays.append(np.array([_content_key(x, ctime=False) for x in images]))
-            # and the backbone's weights: a module or weights file swapped under the
-            # same settings is another run
+            # The images themselves, by key (run_keys), not their embeddings in
+            # head-only training: the backbone's arithmetic differs with torch's thread
+            # count at the level of rounding, and a run restarted with other threads
+            # (a job given other CPUs) would not find its checkpoint.
+            arrays.append(run_keys(images))
+            # and the backbone: a module (its weights, code and preprocessing) or a
+            # weights file swapped under the same settings is another run
             if isinstance(self.backbone, torch.nn.Module):
-                config["backbone"] = _module_fingerprint(self.backbone)
+                config["backbone"] = backbone_fingerprint(data["backbone"])
             elif self.backbone_weights is not None:
                 config["backbone_weights"] = _file_fingerprint(self.backbone_weights)
         return Checkpointer(self.checkpoint_dir, self.checkpoint_every,

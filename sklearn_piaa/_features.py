@@ -803,6 +803,61 @@ def shared_backbone(backbone, fingerprint=None):
     return backbone
 
 
+def backbone_fingerprint(backbone):
+    """What makes a :class:`~sklearn_piaa.nn.Backbone`'s embeddings, as a hex string.
+
+    Its weights, and for a user's module (not a built-in name, which fixes them) its
+    code and preprocessing too: a parameter-free pooling backbone has no weights, and
+    two modules of equal weights may compute or normalize otherwise.
+    """
+    key = _module_fingerprint(backbone)
+    if backbone.name not in BACKBONES:
+        h = hashlib.blake2b(digest_size=8)
+        h.update(f"{type(backbone.features).__module__}."
+                 f"{type(backbone.features).__qualname__}\0{backbone.features!r}\0"
+                 f"{backbone.input_size}\0{backbone.mean}\0{backbone.std}\0"
+                 f"{backbone.out_features}".encode())
+        key += h.hexdigest()
+    return key
+
+
+def run_keys(images):
+    """One key per image of a training run, for telling runs apart (checkpoints).
+
+    A file is keyed by its path relative to the folder all the run's files share, its
+    size and its modification time (not its status-change time, which a ``chmod`` or a
+    hard link sets): a data folder moved or copied with its files' times kept (``mv``,
+    ``cp -p``, ``rsync -a``) is the same data. Other images are keyed by their pixels
+    (:func:`_content_key`).
+
+    Returns
+    -------
+    ndarray of str
+    """
+    paths = {i: os.path.abspath(os.fspath(x)) for i, x in enumerate(images)
+             if isinstance(x, (str, os.PathLike))}
+    root = ""
+    if paths:
+        try:
+            root = os.path.commonpath(list(paths.values()))
+        except ValueError:  # files on several drives (Windows): their full paths
+            root = ""
+        if root in paths.values():  # one file (maybe repeated): its folder
+            root = os.path.dirname(root)
+    keys = []
+    for i, x in enumerate(images):
+        if i not in paths:
+            keys.append(_content_key(x, ctime=False))
+            continue
+        try:
+            st = os.stat(paths[i])
+        except OSError:
+            raise FileNotFoundError(f"image file not found: {paths[i]}") from None
+        name = os.path.relpath(paths[i], root) if root else paths[i]
+        keys.append(os.fsencode(name).hex() + f":{st.st_mtime_ns}:{st.st_size}")
+    return np.array(keys)
+
+
 def _module_fingerprint(module):
     h = hashlib.blake2b(digest_size=8)
     for name, tensor in module.state_dict().items():
@@ -939,17 +994,7 @@ class ImageEmbedder:
 
     def _disk_dir(self):
         if self._fingerprint is None:
-            self._fingerprint = _module_fingerprint(self.backbone)
-            if self.backbone.name not in BACKBONES:
-                # A built-in name fixes the code and the preprocessing; a user's module
-                # is told apart by them too, not by its weights alone (a parameter-free
-                # pooling backbone has none).
-                b = self.backbone
-                h = hashlib.blake2b(digest_size=8)
-                h.update(f"{type(b.features).__module__}.{type(b.features).__qualname__}\0"
-                         f"{b.features!r}\0{b.input_size}\0{b.mean}\0{b.std}\0"
-                         f"{b.out_features}".encode())
-                self._fingerprint += h.hexdigest()
+            self._fingerprint = backbone_fingerprint(self.backbone)
         suffix = "-bf16" if self.mixed_precision else ""  # never mixed with float32 rows
         # checked (and made) only when there is something to write: a filled cache on
         # read-only storage serves every image it holds

@@ -476,3 +476,57 @@ def test_a_head_only_image_run_resumes_when_its_embeddings_round_otherwise(image
     MetaAestheticRegressor(**params, n_iterations=2).fit(image_files[::-1], y,
                                                          groups=groups)
     assert len(os.listdir(tmp_path / "ckpt")) == 2
+
+
+@pytest.mark.parametrize("train_backbone", [False, True])
+def test_a_moved_image_folder_resumes_its_run(tmp_path, train_backbone):
+    # Keyed by absolute paths, a head-only run on files did not find its checkpoint
+    # after its folder moved (keyed by the embeddings, it used to).
+    import shutil
+
+    from PIL import Image
+
+    src = tmp_path / "photos" / "set"
+    src.mkdir(parents=True)
+    rng = np.random.RandomState(0)
+    for i in range(12):
+        Image.fromarray(rng.randint(0, 256, (24, 24, 3)).astype(np.uint8)).save(
+            src / f"{i}.png")
+    y = np.tile([1.0, 2.0, 3.0, 4.0, 5.0, 3.0], 2)
+    groups = np.repeat(["a", "b"], 6)
+    params = dict(backbone="tiny_cnn", train_backbone=train_backbone, hidden_sizes=(8,),
+                  tasks_per_batch=1, support_size=3, query_size=2, random_state=0,
+                  checkpoint_dir=tmp_path / "ckpt")
+    MetaAestheticRegressor(**params, n_iterations=2).fit(
+        [str(src / f"{i}.png") for i in range(12)], y, groups=groups)
+    moved = tmp_path / "elsewhere"
+    shutil.move(str(tmp_path / "photos"), str(moved))  # the same files, times kept
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        MetaAestheticRegressor(**params, n_iterations=3).fit(
+            [str(moved / "set" / f"{i}.png") for i in range(12)], y, groups=groups)
+    (name,) = os.listdir(tmp_path / "ckpt")
+    assert torch.load(tmp_path / "ckpt" / name, weights_only=True)["iteration"] == 3
+    # another order of the same files is other data
+    MetaAestheticRegressor(**params, n_iterations=2).fit(
+        [str(moved / "set" / f"{i}.png") for i in range(11, -1, -1)], y, groups=groups)
+    assert len(os.listdir(tmp_path / "ckpt")) == 2
+
+
+def test_runs_of_user_backbones_that_preprocess_otherwise_are_other_runs(image_files,
+                                                                         tmp_path):
+    # Parameter-free modules: told apart by their code and preprocessing, which the key
+    # of a head-only run on images left out once it no longer hashed the embeddings.
+    from sklearn_piaa.nn import Backbone
+
+    y = np.tile([1.0, 2.0, 3.0, 4.0, 5.0, 3.0], 2)
+    groups = np.repeat(["a", "b"], 6)
+    params = dict(hidden_sizes=(8,), tasks_per_batch=1, support_size=3, query_size=2,
+                  random_state=0, checkpoint_dir=tmp_path / "ckpt")
+    for mean, std in (((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)), ((0.9, 0.1, 0.5), (0.05, 0.3, 0.02))):
+        backbone = Backbone(torch.nn.Identity(), 3, input_size=16, mean=mean, std=std)
+        meta = MetaAestheticRegressor(backbone=backbone, n_iterations=2, **params)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the second run beside the first one's file
+            meta.fit(image_files, y, groups=groups)
+    assert len(os.listdir(tmp_path / "ckpt")) == 2
