@@ -473,6 +473,11 @@ def _task_vector_state(tv):
     if not isinstance(given_base, (MetaAestheticRegressor, FrozenEstimator, type(None))):
         raise TypeError(f"the TaskVectorRegressor's base is a {type(given_base).__name__}, "
                         "which a model file cannot store; pickle or joblib can.")
+    if isinstance(given_base, FrozenEstimator) and given_base.estimator is not tv.base_:
+        # the file holds the fitted base once: a frozen base must be that one
+        raise ValueError("the TaskVectorRegressor's base is a FrozenEstimator of another "
+                         "model than the one it was fitted with (set after fit?); refit "
+                         "it, or set base back, to save it.")
     if isinstance(params["random_state"], np.random.RandomState):
         params["random_state"] = None  # a generator's position is not a setting
     if isinstance(sources, dict):
@@ -509,7 +514,9 @@ def _load_task_vectors(state, path, device):
     if given == "frozen":
         given = FrozenEstimator(base)
     elif given is not None:
-        given = MetaAestheticRegressor(**given["params"])
+        # placed as the loaded base is (device, cache folder), as load_model places a prior
+        given = MetaAestheticRegressor(**{**given["params"],
+                                          "device": base.device, "cache_dir": base.cache_dir})
     sources = state["sources"]
     if isinstance(sources, dict):
         sources = dict(sources["labels"])

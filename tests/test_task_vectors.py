@@ -347,3 +347,21 @@ def test_numpy_labels_are_stored_as_plain_ones(fitted, tmp_path):
     loaded = load_model(tmp_path / "tv.pt")
     assert loaded.sources == tv.sources and loaded.source_names_ == tv.source_names_
     assert all(type(n) is str for n in loaded.source_names_)
+
+
+def test_a_loaded_models_base_setting_is_placed_as_its_base(fitted, tmp_path):
+    tv, _ = fitted
+    save_model(tv, tmp_path / "tv.pt")
+    state = torch.load(tmp_path / "tv.pt", weights_only=True)
+    # as a file saved on a GPU machine reads
+    state["base"]["params"]["device"] = state["given_base"]["params"]["device"] = "cuda"
+    torch.save(state, tmp_path / "gpu.pt")
+    loaded = load_model(tmp_path / "gpu.pt", device="cpu")
+    assert loaded.base_.device == "cpu" and loaded.base.device == "cpu"  # a clone refits here
+
+    other = FrozenEstimator(clone(tv.base_))
+    frozen_elsewhere = clone(tv).set_params(base=other)
+    frozen_elsewhere.__dict__.update({k: v for k, v in tv.__dict__.items() if k.endswith("_")})
+    with pytest.raises(ValueError, match="FrozenEstimator of another model"):
+        save_model(frozen_elsewhere, tmp_path / "other.pt")
+    assert not (tmp_path / "other.pt").exists()
