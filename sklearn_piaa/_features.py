@@ -1067,7 +1067,20 @@ class ImageEmbedder:
             return X, np.arange(len(X))
         X = as_indexable(X)
         failed = {}  # key -> (image, reason), for on_error="skip"
-        keys = [self._key(x, failed, i) for i, x in enumerate(X)]
+        # Once per distinct path (a rater table names each image once per rater): a
+        # stat and a hash each, milliseconds apiece on a network file system.
+        by_path = {}
+
+        def key(i, x):
+            if not isinstance(x, (str, os.PathLike)):
+                return self._key(x, failed, i)
+            path = os.fspath(x)
+            k = by_path.get(path)
+            if k is None:
+                k = by_path[path] = self._key(x, failed, i)
+            return k
+
+        keys = [key(i, x) for i, x in enumerate(X)]
         todo, rows = {}, {}  # rows: key -> embedding, this call's
         disk = self._disk_dir() if self.cache_dir is not None else None
         for i, key in enumerate(keys):

@@ -456,3 +456,26 @@ def test_features_of_the_wrong_kind_are_named_before_the_scores(image_files, tra
     match = "not a 2-D feature array" if train_backbone else "X has 7 features"
     with pytest.raises(ValueError, match=match):
         meta.personalize(np.random.rand(3, 7).astype(np.float32), [9.0, 9.0, 9.0])
+
+
+def test_each_distinct_path_is_keyed_once(image_files, monkeypatch):
+    # a rater table names each image once per rater: a stat and a hash per row were
+    # repeated for every rater (seconds for a million rows; more on a network disk)
+    from pathlib import Path
+
+    from sklearn_piaa import _features
+    from sklearn_piaa._features import ImageEmbedder
+
+    embedder = ImageEmbedder(load_backbone("tiny_cnn"), torch.device("cpu"), batch_size=5)
+    expected = embedder.transform(image_files)
+    keyed = []
+    content_key = _features._content_key
+
+    def counted(src, ctime=True):
+        keyed.append(src)
+        return content_key(src, ctime)
+
+    monkeypatch.setattr(_features, "_content_key", counted)
+    rows = [str(p) for p in image_files] * 3 + [Path(p) for p in image_files] * 4
+    np.testing.assert_array_equal(embedder.transform(rows), np.tile(expected, (7, 1)))
+    assert len(keyed) == len(image_files)

@@ -312,7 +312,9 @@ def _read(t, cols, image_root, duplicates="mean", check_files=True, min_images=N
                                                          else image_root)))
     # join() keeps an absolute image cell as it is; abspath normalises "a/../b" spellings
     # so that they count as duplicates of "b".
-    paths = [os.path.abspath(os.path.join(root, im)) for im in images]
+    # Once per distinct cell: a rater table names each image once per rater (5-30 times).
+    resolved = {im: os.path.abspath(os.path.join(root, im)) for im in dict.fromkeys(images)}
+    paths = [resolved[im] for im in images]
     if check_files:
         paths = _as_spelled_on_disk(paths)
     raters, paths, y = _merge_duplicates(t, raters, paths, y, duplicates)
