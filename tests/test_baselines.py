@@ -416,3 +416,29 @@ def test_pa_iaa_likes_do_not_depend_on_the_units(scale):
     np.testing.assert_array_equal(other[1], on_1_5[1])
     np.testing.assert_allclose(other[0], on_1_5[0])
     assert on_1_5[1].tolist() == [False, False, False, True, True, False, False, True]
+
+
+def test_fpmf_sweeps_are_the_plain_alternating_ridges():
+    # The sweeps run on each rater's sums; the plain way builds the design matrices
+    # from every rating (n x k*r for the item map).
+    from sklearn_piaa.baselines.fpmf import _alternate, _solve
+
+    rng = np.random.RandomState(0)
+    n_users, k, r, lam = 7, 3, 5, 0.01
+    user = rng.permutation(np.repeat(np.arange(n_users), rng.randint(2, 30, n_users)))
+    F, yc = rng.randn(len(user), r), rng.randn(len(user))
+    P0, b0, W0 = 0.1 * rng.randn(n_users, k), np.zeros(n_users), 0.1 * rng.randn(r, k)
+    P, b, W = P0.copy(), b0.copy(), W0.copy()
+    counts = np.bincount(user)
+    for _ in range(3):
+        Q = np.hstack([F @ W, np.ones((len(F), 1))])
+        for u in range(n_users):
+            Qu = Q[user == u]
+            sol = _solve(Qu.T @ Qu, Qu.T @ yc[user == u],
+                         np.r_[np.full(k, lam * counts[u]), 1e-8])
+            P[u], b[u] = sol[:k], sol[k]
+        D = (P[user][:, :, None] * F[:, None, :]).reshape(len(F), k * r)
+        W = _solve(D.T @ D, D.T @ (yc - b[user]), np.full(k * r, lam * len(F))).reshape(k, r).T
+    fast = _alternate(F, yc, user, P0, b0, W0, lam, 3)
+    for got, want in zip(fast, (P, b, W)):
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)

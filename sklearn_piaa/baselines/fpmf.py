@@ -15,6 +15,46 @@ def _solve(A, b, penalty):
     return np.linalg.solve(A + np.diag(penalty), b)
 
 
+def _alternate(F, yc, user, P, b, W, lam, sweeps):
+    """``sweeps`` alternating ridge fits of the raters' ``(P, b)`` and the item map ``W``.
+
+    ``F`` (n, r): item features of the n ratings; ``yc`` (n,): the ratings less their
+    mean; ``user`` (n,): each rating's rater index into ``P`` (U, k) and ``b`` (U,);
+    ``W`` (r, k). Both ridges need only each rater's sums over their ratings, fixed
+    across sweeps: ``G_u = F_u' F_u``, ``s_u = F_u' 1``, ``h_u = F_u' yc_u`` and
+    ``c_u = 1' yc_u``. (Built from the ratings, the item map's design matrix was
+    n x k*r floats -- GBs at a million ratings -- and every sweep scanned all ratings
+    once per rater.)
+    """
+    n_users, k = P.shape
+    r = F.shape[1]
+    P, b = P.copy(), b.copy()
+    counts = np.bincount(user, minlength=n_users)
+    order = np.argsort(user, kind="stable")
+    starts = np.r_[0, np.cumsum(counts)]
+    Fo, yo = F[order], yc[order]
+    G = np.stack([Fo[i:j].T @ Fo[i:j] for i, j in zip(starts[:-1], starts[1:])])
+    S = np.add.reduceat(Fo, starts[:-1], axis=0)
+    H = np.add.reduceat(Fo * yo[:, None], starts[:-1], axis=0)
+    c = np.add.reduceat(yo, starts[:-1])
+    for _ in range(sweeps):
+        # Raters: a ridge of (p_u, b_u) on the item factors F_u W and a bias column,
+        # the bias unpenalized.
+        WGW, SW, HW = np.einsum("ri,urs,sj->uij", W, G, W), S @ W, H @ W
+        for u in range(n_users):
+            QtQ = np.block([[WGW[u], SW[u][:, None]], [SW[u][None, :], counts[u]]])
+            sol = _solve(QtQ, np.r_[HW[u], c[u]], np.r_[np.full(k, lam * counts[u]), 1e-8])
+            P[u], b[u] = sol[:k], sol[k]
+        # Item map: yc - b_u = vec(W) . kron(p_u, f), one ridge over all ratings:
+        # D'D = sum_u kron(p_u p_u', G_u) and D't = sum_u kron(p_u, h_u - b_u s_u).
+        outer = (P[:, :, None] * P[:, None, :]).reshape(n_users, k * k)
+        DtD = (outer.T @ G.reshape(n_users, r * r)).reshape(k, k, r, r)
+        DtD = DtD.transpose(0, 2, 1, 3).reshape(k * r, k * r)
+        Dtt = (P.T @ (H - b[:, None] * S)).reshape(k * r)
+        W = _solve(DtD, Dtt, np.full(k * r, lam * len(F))).reshape(k, r).T
+    return P, b, W
+
+
 class FPMFRegressor(BaselineRegressor):
     """Feature-based matrix factorization: ratings from user factors and mapped features.
 
@@ -131,22 +171,7 @@ class FPMFRegressor(BaselineRegressor):
         P = 0.1 * rng.standard_normal((len(users), k))
         b = np.zeros(len(users))
         W = 0.1 * rng.standard_normal((r, k))
-        counts = np.bincount(user, minlength=len(users))
-        lam = self.l2
-        for _ in range(self.max_iter):
-            # Users: a ridge of (p_u, b_u) on the item factors, bias unpenalized.
-            Q = np.hstack([F @ W, np.ones((len(F), 1))])
-            for u in range(len(users)):
-                rows = user == u
-                Qu = Q[rows]
-                sol = _solve(Qu.T @ Qu, Qu.T @ (y[rows] - self.mean_),
-                             np.r_[np.full(k, lam * counts[u]), 1e-8])
-                P[u], b[u] = sol[:k], sol[k]
-            # Item map: y - mu - b_u = vec(W) . kron(p_u, f), one ridge over all ratings.
-            D = (P[user][:, :, None] * F[:, None, :]).reshape(len(F), k * r)
-            t = y - self.mean_ - b[user]
-            vec = _solve(D.T @ D, D.T @ t, np.full(k * r, lam * len(F)))
-            W = vec.reshape(k, r).T
+        P, b, W = _alternate(F, y - self.mean_, user, P, b, W, self.l2, self.max_iter)
         self.item_map_, self.user_factors_, self.user_bias_ = W, P, b
         self.n_iter_ = self.max_iter  # a fixed number of sweeps, no stopping rule
 
