@@ -59,17 +59,33 @@ def _standardize(F):
     return mean, scale
 
 
+#: Rows of candidates per block of a distance computation: a block's differences
+#: (1024 x 128 float64, 1 MB) stay in a core's cache, where the whole candidate set's
+#: (50 MB at 50,000) went to memory and back twice per pick.
+_BLOCK = 1024
+
+
+def _distances(Z, z, out):
+    """``sqrt(((Z - z) ** 2).sum(axis=1))`` into ``out``, the same numbers, by blocks."""
+    for start in range(0, len(Z), _BLOCK):
+        diff = Z[start:start + _BLOCK] - z
+        np.square(diff, out=diff)
+        np.sqrt(diff.sum(axis=1), out=out[start:start + _BLOCK])
+    return out
+
+
 def _greedy(Z, n, first, weight):
     """Farthest-first traversal from ``first``; distances scaled by ``weight`` if given."""
     picks = [int(first)]
-    dist = np.sqrt(((Z - Z[first]) ** 2).sum(axis=1))
+    dist = _distances(Z, Z[first], np.empty(len(Z)))
+    new, gain = np.empty(len(Z)), np.empty(len(Z))
     for _ in range(n - 1):
-        gain = dist.copy() if weight is None else dist * weight
+        np.copyto(gain, dist) if weight is None else np.multiply(dist, weight, out=gain)
         # Picked rows sit at distance 0, but duplicates of them do too: mask explicitly.
         gain[picks] = -np.inf
         i = int(np.argmax(gain))
         picks.append(i)
-        dist = np.minimum(dist, np.sqrt(((Z - Z[i]) ** 2).sum(axis=1)))
+        np.minimum(dist, _distances(Z, Z[i], new), out=dist)
     return np.asarray(picks, dtype=np.intp)
 
 
