@@ -31,7 +31,7 @@ from ._inputs import (
     is_count,
     take,
 )
-from ._io import check_writable_dir, remove_unfinished_writes
+from ._io import check_writable_dir, remove_unfinished_writes, write_and_rename
 from ._progress import progress
 from ._warnings import PIAAWarning
 from .nn.backbones import BACKBONES
@@ -1280,16 +1280,7 @@ def _atomic_save(path, array):
     tmp = f"{path}.{secrets.token_hex(6)}.tmp"  # what remove_unfinished_writes sweeps
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
                  0o666)  # the mode open() gives a new file, under the umask
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, array)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_and_rename(fd, tmp, path, lambda fh: np.save(fh, array))
 
 
 

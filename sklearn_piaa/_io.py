@@ -7,7 +7,7 @@ import tempfile
 import time
 import zipfile
 
-__all__ = ["atomic_write", "check_writable_dir", "check_output_file"]
+__all__ = ["atomic_write", "write_and_rename", "check_writable_dir", "check_output_file"]
 
 # At import, for systems without /proc: os.umask can only be read by setting it,
 # which is not thread-safe.
@@ -62,16 +62,26 @@ def atomic_write(path, write, fsync=True):
         mode = 0o666 & ~_umask()  # a new file gets what open() would give it
     fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp",
                                dir=directory)
+    # mkstemp made it private (0600)
+    write_and_rename(fd, tmp, path, write, fsync=fsync, mode=mode)
+
+
+def write_and_rename(fd, tmp, path, write, fsync=False, mode=None):
+    """Call ``write(fileobj)`` on the open temporary file ``tmp`` (descriptor ``fd``),
+    then rename it over ``path``; on any failure, Ctrl-C included, remove ``tmp``.
+
+    ``mode``: the permissions to give it first, if not those it was made with.
+    """
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             if fsync:
                 fh.flush()
                 os.fsync(fh.fileno())
-        os.chmod(tmp, mode)  # mkstemp made it private (0600)
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
-        # Also on KeyboardInterrupt: no stray temporary files are left behind.
         try:
             os.unlink(tmp)
         except OSError:
