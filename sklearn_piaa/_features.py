@@ -840,21 +840,25 @@ def run_keys(images):
     if paths:
         try:
             root = os.path.commonpath(list(paths.values()))
-        except ValueError:  # files on several drives (Windows): their full paths
+        except (ValueError, TypeError):  # several drives (Windows), str and bytes mixed
             root = ""
         if root in paths.values():  # one file (maybe repeated): its folder
             root = os.path.dirname(root)
-    keys = []
+    keys, by_path = [], {}  # a file once, however many raters rated it
     for i, x in enumerate(images):
         if i not in paths:
             keys.append(_content_key(x, ctime=False))
             continue
-        try:
-            st = os.stat(paths[i])
-        except OSError:
-            raise FileNotFoundError(f"image file not found: {paths[i]}") from None
-        name = os.path.relpath(paths[i], root) if root else paths[i]
-        keys.append(os.fsencode(name).hex() + f":{st.st_mtime_ns}:{st.st_size}")
+        key = by_path.get(paths[i])
+        if key is None:
+            try:
+                st = os.stat(paths[i])
+            except OSError:
+                raise FileNotFoundError(f"image file not found: {paths[i]}") from None
+            name = os.path.relpath(paths[i], root) if root else paths[i]
+            key = by_path[paths[i]] = (os.fsencode(name).hex()
+                                       + f":{st.st_mtime_ns}:{st.st_size}")
+        keys.append(key)
     return np.array(keys)
 
 

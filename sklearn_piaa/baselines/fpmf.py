@@ -28,6 +28,8 @@ def _alternate(F, yc, user, P, b, W, lam, sweeps):
     """
     n_users, k = P.shape
     r = F.shape[1]
+    # float64 sums, as the products with the float64 factors were
+    F, yc = np.asarray(F, dtype=np.float64), np.asarray(yc, dtype=np.float64)
     P, b = P.copy(), b.copy()
     counts = np.bincount(user, minlength=n_users)
     order = np.argsort(user, kind="stable")
