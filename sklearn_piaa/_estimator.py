@@ -863,16 +863,15 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         config["raters"] = [(repr(r), n) for r, n in tasks.sizes().items()]
         if unit != 1.0:  # losses in a unit of the scale since 0.1: runs before are others
             config["loss_unit"] = unit
-        images = (data["images"].X if "images" in data
-                  else tasks.X if input_kind(tasks.X) != FEATURES else None)
-        arrays = [data["y"]] + ([data["x"], data["rows"]]
-                                if "x" in data and images is None else [])
-        if images is not None:
+        arrays = [data["y"]]
+        if input_kind(tasks.X) == FEATURES:  # the features themselves
+            arrays += [data["x"], data["rows"]]
+        else:
             # The images themselves, by key (run_keys), not their embeddings in
             # head-only training: the backbone's arithmetic differs with torch's thread
             # count at the level of rounding, and a run restarted with other threads
             # (a job given other CPUs) would not find its checkpoint.
-            arrays.append(run_keys(images))
+            arrays.append(run_keys(tasks.X))  # whole-network data holds the same X
             # and the backbone: a module (its weights, code and preprocessing) or a
             # weights file swapped under the same settings is another run
             if isinstance(self.backbone, torch.nn.Module):
