@@ -809,6 +809,14 @@ def backbone_fingerprint(backbone):
     Its weights, and for a user's module (not a built-in name, which fixes them) its
     code and preprocessing too: a parameter-free pooling backbone has no weights, and
     two modules of equal weights may compute or normalize otherwise.
+
+    Parameters
+    ----------
+    backbone : Backbone
+
+    Returns
+    -------
+    str
     """
     key = _module_fingerprint(backbone)
     if backbone.name not in BACKBONES:
@@ -830,9 +838,15 @@ def run_keys(images):
     ``cp -p``, ``rsync -a``) is the same data. Other images are keyed by their pixels
     (:func:`_content_key`).
 
+    Parameters
+    ----------
+    images : sequence
+        File paths, PIL images or uint8 arrays.
+
     Returns
     -------
     ndarray of str
+        One key per image, in order.
     """
     paths = {i: os.path.abspath(os.fspath(x)) for i, x in enumerate(images)
              if isinstance(x, (str, os.PathLike))}

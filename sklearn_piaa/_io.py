@@ -70,7 +70,18 @@ def write_and_rename(fd, tmp, path, write, fsync=False, mode=None):
     """Call ``write(fileobj)`` on the open temporary file ``tmp`` (descriptor ``fd``),
     then rename it over ``path``; on any failure, Ctrl-C included, remove ``tmp``.
 
-    ``mode``: the permissions to give it first, if not those it was made with.
+    Parameters
+    ----------
+    fd : int
+        The temporary file's open descriptor (closed here).
+    tmp, path : str
+    write : callable
+        Receives a binary file object open for writing.
+    fsync : bool, default=False
+        Flush the data to disk before the rename.
+    mode : int, default=None
+        Permissions to give the file before the rename; None keeps those it was made
+        with.
     """
     try:
         with os.fdopen(fd, "wb") as fh:
