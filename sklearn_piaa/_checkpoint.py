@@ -3,14 +3,13 @@
 import glob
 import hashlib
 import os
-import warnings
 import zipfile
 
 import numpy as np
 import torch
 
 from ._io import atomic_write, check_writable_dir, damaged_part, remove_unfinished_writes
-from ._warnings import PIAAWarning
+from ._warnings import warn_caller
 
 __all__ = ["Checkpointer", "checkpoint_name", "fingerprint"]
 
@@ -269,14 +268,13 @@ class Checkpointer:
             if not done:
                 unfinished.append(os.path.basename(path))
         if unfinished:
-            warnings.warn(
+            warn_caller(
                 f"checkpoint_dir {self.directory} holds {len(unfinished)} unfinished "
                 f"run(s) of other data or settings ({', '.join(unfinished[:3])}"
                 f"{' ...' if len(unfinished) > 3 else ''}; stopped, or still running in "
                 "another process); this run starts at iteration 0 "
                 f"and checkpoints to {os.path.basename(self.path)}. To resume one of "
-                "them, fit with the data and settings it was started with.",
-                PIAAWarning, stacklevel=6)  # fit's caller (fit runs in _fit_context)
+                "them, fit with the data and settings it was started with.")
 
     @staticmethod
     def restore(state, prior, algo, rng, device):

@@ -2,6 +2,7 @@
 
 import copy
 import hashlib
+import inspect
 import math
 import numbers
 import os
@@ -41,10 +42,11 @@ from ._inputs import (
     n_samples,
     refuse_one_row,
 )
+from ._messages import listing
 from ._personalize import PersonalizedNet, _augmenting
 from ._progress import progress
-from ._tasks import as_tasks
-from ._warnings import PIAAWarning
+from ._tasks import NO_GROUPS, as_tasks
+from ._warnings import PIAAWarning, warn_caller
 from .meta import ALGORITHMS
 from .nn import LOSSES, AestheticHead, AestheticLoss, AestheticNet, load_backbone
 from .nn.head import head_of
@@ -156,7 +158,8 @@ def _scores_at(y, outside, tasks=None):
         rater = tasks.groups[i]
         rater = rater.item() if isinstance(rater, np.generic) else rater
         where.append(f"{y[i]:g} (rater {rater!r}{image}, row {i})")
-    return "; ".join(where) + ("; ..." if outside.sum() > 3 else "")
+    more = int(outside.sum())
+    return "; ".join(where) + (f"; ... ({more} in all)" if more > 3 else "")
 
 
 def _file_fingerprint(path):
@@ -526,6 +529,12 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         # a TaskSet or a mapping of DataFrames carries its column names too
         names = tasks.feature_names if self.backbone is None else None
         tasks.check_min_size(2)
+        if len(tasks) == 1 and tasks.raters[0] != NO_GROUPS:  # that case has its own warning
+            warn_caller(
+                f"fit() got the ratings of one rater only ({tasks.raters[0]!r}): "
+                "meta-training learns how raters differ from many raters' ratings, so this "
+                "prior learns one person's taste and nothing about adapting to another. "
+                "Pass the ratings of many raters (groups=rater_ids).")
         self._check_shapes()
         device = resolve_device(self.device)
         rng = check_random_state(self.random_state)
@@ -620,14 +629,14 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         if len(levels) > 2 or len(was) < 5:
             return
         low, high = self.score_range_
-        warnings.warn(
+        warn_caller(
             f"meta-training collapsed the prior: it gives {n} different images "
             f"{'one score' if len(levels) == 1 else 'two scores'} "
             f"({' and '.join(f'{v:.3f}' for v in levels)}, range {low:g}-{high:g}), where "
             f"it gave {len(was)} before meta-training. It ranks nothing, and "
             "personalization starts from nothing it learned. Learning rates too large do "
             f"this (inner_lr={self.inner_lr!r}, outer_lr={self.outer_lr!r}): lower them "
-            "and fit again.", PIAAWarning, stacklevel=3)
+            "and fit again.")
 
     @staticmethod
     def _warn_if_unscaled(x):
@@ -653,12 +662,11 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
                 if spread < 1e-3 else
                 f"a large common offset (median |mean| / standard deviation of a column "
                 f"{offset:.3g})")
-        warnings.warn(
+        warn_caller(
             f"the features have {what}: the head's BatchNorm cannot use them, and the prior "
             "may score every image alike. Standardize each column (mean 0, standard "
             "deviation 1, as sklearn's StandardScaler does on the training rows) before "
-            "fit, and the same way before predict and personalize.", PIAAWarning,
-            stacklevel=3)
+            "fit, and the same way before predict and personalize.")
 
     def _record_architecture(self):
         """Note the settings the network was built with (:data:`_ARCHITECTURE`).
@@ -722,13 +730,13 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         far = (y < core_low - core) | (y > core_high + core)
         if not far.any():
             return
-        warnings.warn(
+        warn_caller(
             f"the score range is taken from the ratings as ({low:g}, {high:g}), but 99% of "
             f"them lie within ({core_low:g}, {core_high:g}); {int(far.sum())} lie far "
             f"outside: {_scores_at(y, far, tasks)}. Codes for missing ratings? The prior's "
             "output spans the whole range, which squeezes every other rating into a "
             "sliver of it: drop those rows, or pass score_range=(low, high) if they are "
-            "real ratings.", PIAAWarning, stacklevel=3)
+            "real ratings.")
 
     def _make_backbone(self, device, pretrained=True):
         """The image backbone on ``device``, or ``None`` for precomputed features."""
@@ -804,9 +812,8 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
     def _warn_dropped_raters(tasks, kept):
         gone = [r for r in tasks.raters if r not in kept]
         if gone:
-            warnings.warn(f"{len(gone)} rater(s) had no readable image and were left out of "
-                          f"meta-training: {', '.join(map(repr, gone[:10]))}"
-                          f"{' ...' if len(gone) > 10 else ''}.", PIAAWarning, stacklevel=3)
+            warn_caller(f"{len(gone)} rater(s) had no readable image and were left out of "
+                        f"meta-training: {listing(map(repr, gone))}.")
 
     @staticmethod
     def _drop_rows(tasks, bad):
@@ -863,7 +870,11 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         config["raters"] = [(repr(r), n) for r, n in tasks.sizes().items()]
         if unit != 1.0:  # losses in a unit of the scale since 0.1: runs before are others
             config["loss_unit"] = unit
-        arrays = [data["y"]]
+        # The rater of each row too: ratings moved between raters that keep their counts
+        # (a fix of swapped ids) are other data, and reused the old run's prior.
+        number = {r: i for i, r in enumerate(tasks.sizes())}
+        arrays = [data["y"], np.fromiter((number[r] for r in tasks.groups), dtype=np.int64,
+                                         count=len(tasks.groups))]
         if input_kind(tasks.X) == FEATURES:  # the features themselves
             arrays += [data["x"], data["rows"]]
         else:
@@ -1055,7 +1066,10 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
             ``score_range_`` and requires ``y`` to lie within it.
         **net_params
             Overrides for the skorch net, e.g. ``max_epochs=50``, ``lr=1e-4``,
-            ``callbacks=[...]``.
+            ``callbacks=[EarlyStopping()]`` with ``train_split=ValidSplit(0.2)``, or
+            ``optimizer=torch.optim.SGD``. The prior's Adam settings (``betas``) and
+            loss settings (``loss``) go only to Adam and to the package's loss; its
+            ``weight_decay`` goes to any optimizer that has one.
 
         Returns
         -------
@@ -1111,11 +1125,14 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
             random_state = self.random_state
         seed = check_random_state(random_state).randint(np.iinfo(np.int32).max)
         net = clone(self.prior_net_)
+        params = _fitting({**net.get_params(deep=False),
+                           **self._finetune_params(len(y), net_params.get("batch_size"))},
+                          net_params, net)
         if module is not None:
-            # skorch guards its module attribute once set; a new net takes another one.
-            net = type(net)(**{**net.get_params(deep=False), "module": module})
-        net.set_params(**{**self._finetune_params(len(y), net_params.get("batch_size")),
-                          **net_params, "random_state": seed})
+            params["module"] = module
+        # A new net rather than set_params: skorch refuses module, criterion and
+        # optimizer instances in set_params before the net is initialized.
+        net = type(net)(**{**params, "random_state": seed})
         if score_range is not None:
             _set_score_range(net.module, score_range)
         net.fit(X, y.astype(np.float32))  # seeded by its random_state
@@ -1125,6 +1142,39 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         net.prior_ = copy.copy(self)
         net.prior_.__dict__.update(getattr(self, "_fitted_architecture_", {}))
         return net
+
+
+def _fitting(defaults, given, net):
+    """The fine-tuning net's parameters: ``given`` over ``defaults``, without the
+    defaults that the criterion or optimizer finally used cannot take.
+
+    The defaults set the package's loss and Adam's hyperparameters; a user's
+    ``criterion=torch.nn.L1Loss`` or ``optimizer=torch.optim.SGD`` takes neither
+    ``kind`` nor ``betas``.
+    """
+    params = {**defaults, **given}
+    criterion = params.get("criterion", net.criterion)
+    ours = isinstance(criterion, type) and issubclass(criterion, AestheticLoss)
+    optimizer = params.get("optimizer", net.optimizer)
+    adam = isinstance(optimizer, type) and issubclass(optimizer, (torch.optim.Adam,
+                                                                   torch.optim.AdamW))
+    for key in defaults:
+        if key in given:
+            continue
+        if key.startswith("criterion__") and not ours:
+            del params[key]
+        elif key.startswith("optimizer__") and not adam and not (
+                key == "optimizer__weight_decay" and _takes(optimizer, "weight_decay")):
+            del params[key]
+    return params
+
+
+def _takes(factory, name):
+    """Whether ``factory`` (an optimizer class) has a parameter ``name``."""
+    try:
+        return name in inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def check_scales(prior, tasks, advice, raters=None):

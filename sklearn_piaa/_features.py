@@ -556,7 +556,8 @@ def unreadable_images(X, size=224, on_error="skip"):
         Images.
     size : int, default=224
     on_error : {"raise", "skip"}, default="skip"
-        ``"raise"``: raise the first error (it names the file) instead of listing.
+        ``"raise"``: raise one error naming every bad image (see
+        :func:`raise_unreadable`) instead of listing.
 
     Returns
     -------
@@ -569,18 +570,51 @@ def unreadable_images(X, size=224, on_error="skip"):
     # Arrays were validated when converted; files and PIL images (which Image.open
     # decodes lazily, so a truncated file fails only when read) are decoded.
     files = [i for i in range(len(X)) if isinstance(X[i], (str, os.PathLike, Image.Image))]
+    # Each distinct file once: a rater table names each image once per rater (5-30 times).
+    first = {}
+    for i in files:
+        first.setdefault(_identity(X[i]), i)
 
     def check(i):
         try:
             _draft(X[i], size)
         except (ValueError, FileNotFoundError) as exc:
-            if on_error == "raise":
-                raise
-            return str(exc)
+            return exc
         return None
 
-    reasons = thread_map(check, files)
-    return {i: reason for i, reason in zip(files, reasons) if reason is not None}
+    found = dict(zip(first.values(), thread_map(check, list(first.values()))))
+    if on_error == "raise":
+        raise_unreadable([exc for exc in found.values() if exc is not None])
+    reasons = {i: found[first[_identity(X[i])]] for i in files}
+    return {i: str(exc) for i, exc in reasons.items() if exc is not None}
+
+
+def _identity(image):
+    """A file's path, or a PIL image's identity: what one decoding serves."""
+    return os.fspath(image) if isinstance(image, (str, os.PathLike)) else id(image)
+
+
+def raise_unreadable(errors):
+    """Raise one error for all of ``errors`` (those of the images that cannot be read).
+
+    A user who fixes a folder of images one error at a time reruns once per bad file;
+    one error names them all (the first ten).
+
+    Parameters
+    ----------
+    errors : list of Exception
+        ``FileNotFoundError`` or ``ValueError`` of each bad image, in input order;
+        nothing is raised when empty. A single error is raised as it is.
+    """
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        kind = (FileNotFoundError if all(isinstance(e, FileNotFoundError) for e in errors)
+                else ValueError)
+        raise kind(f"{len(errors)} images cannot be read: "
+                   + "; ".join(str(e).rstrip(".") for e in errors[:10])
+                   + ("; ..." if len(errors) > 10 else "")
+                   + ". Fix or remove them, or pass on_error='skip' to leave them out.")
 
 
 def unreadable_rows(X, size, on_error, stacklevel):
@@ -1099,6 +1133,8 @@ class ImageEmbedder:
             return k
 
         keys = [key(i, x) for i, x in enumerate(X)]
+        if self.on_error == "raise":  # every missing file at once, before any work
+            raise_unreadable([failed[k][1] for k in failed])
         todo, rows = {}, {}  # rows: key -> embedding, this call's
         disk = self._disk_dir() if self.cache_dir is not None else None
         for i, key in enumerate(keys):
@@ -1154,11 +1190,10 @@ class ImageEmbedder:
                                  "PIL image or a uint8 array of shape (H, W, 3))")
             return _content_key(x)
         except (FileNotFoundError, ValueError) as exc:
-            if self.on_error == "raise":
-                raise
             where = os.fspath(x) if isinstance(x, (str, os.PathLike)) else id(x)
             key = f"unreadable:{where}"
-            failed[key] = (x, str(exc))
+            # on_error="raise" raises them all once the keys are made
+            failed[key] = (x, exc if self.on_error == "raise" else str(exc))
             return key
 
     def _from_disk(self, disk, key):

@@ -92,6 +92,28 @@ def _nonempty_images(arr):
     return IMAGES
 
 
+def refuse_one_path(X):
+    """Refuse one path given as ``X`` (of a folder, most often), naming it.
+
+    A string is not a sequence of images: taken as an array it is one 0-d item, and
+    the first ``len()`` fails with a message about neither images nor folders.
+
+    Raises
+    ------
+    ValueError
+        If ``X`` is a ``str``, ``bytes`` or ``os.PathLike``.
+    """
+    if isinstance(X, (str, bytes, os.PathLike)):
+        path = os.fsdecode(X)
+        advice = ("for the images of a folder, pass a list of its files, e.g. "
+                  "sorted(glob.glob(os.path.join(folder, '*.jpg')))" if os.path.isdir(X)
+                  else f"for one image, pass a list of one: [{path!r}]")
+        raise ValueError(
+            f"X must hold one image per row (a list of image paths, PIL images, an image "
+            f"array or features); got the {'folder' if os.path.isdir(X) else 'path'} "
+            f"{path!r}: {advice}.")
+
+
 def input_kind(X):
     """Return ``"features"`` for a numeric 2-D array, ``"images"`` for anything image-like.
 
@@ -102,6 +124,7 @@ def input_kind(X):
     """
     if sparse.issparse(X):
         return FEATURES  # rejected with scikit-learn's own message by check_array
+    refuse_one_path(X)
     if hasattr(X, "to_numpy") and not isinstance(X, np.ndarray):  # pandas objects
         X = X.to_numpy()
     if not _is_pil(X) and (isinstance(X, np.ndarray) or hasattr(X, "__array__")):
@@ -295,10 +318,21 @@ def refuse_grouped_digits(y, what="y"):
         How the message names ``y``.
     """
     if y.dtype.kind in "USO":
-        bad = [v for v in y.ravel().tolist() if isinstance(v, str) and "_" in v]
+        # only what reads as a number without the underscores: "rater_7" as a score is
+        # no number at all, which the caller's own message says
+        bad = [v for v in y.ravel().tolist()
+               if isinstance(v, str) and "_" in v and _is_float(v.replace("_", ""))]
         if bad:
             raise ValueError(f"{what} must hold numeric scores; {len(bad)} are text with an "
                              f"underscore, e.g. {bad[:3]} (read as numbers, '4_5' is 45).")
+
+
+def _is_float(text):
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def refuse_one_row(X):

@@ -60,8 +60,13 @@ def atomic_write(path, write, fsync=True):
         mode = stat.S_IMODE(os.stat(path).st_mode)  # an overwritten file keeps its mode
     except OSError:
         mode = 0o666 & ~_umask()  # a new file gets what open() would give it
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp",
-                               dir=directory)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp",
+                                   dir=directory)
+    except PermissionError:  # its message names a temporary file the user never gave
+        raise PermissionError(f"cannot write {path!r}: its folder {directory!r} is not "
+                              "writable; make it writable or choose another folder."
+                              ) from None
     # mkstemp made it private (0600)
     write_and_rename(fd, tmp, path, write, fsync=fsync, mode=mode)
 

@@ -18,6 +18,7 @@ from ._device import autocast, seeded
 from ._diverged import LEVELS, check_trained, score_levels
 from ._features import ImageInput, cpu_forward_batch, drop_unreadable
 from ._inputs import check_scores, is_count
+from ._interrupts import watching_ctrl_c
 from ._warnings import PIAAWarning
 from .nn.adam import adam_step, is_plain_fused_adam
 from .nn.head import head_of
@@ -154,7 +155,10 @@ class PersonalizedNet(NeuralNetRegressor):
                 or not is_plain_fused_adam(getattr(self, "optimizer_", None)):
             return None
         cached = self.__dict__.get("_head_grad_")
-        if cached is not None and cached[0] is module:
+        # Checked at every call (microseconds): the user may replace or freeze layers of
+        # module_ between fits, and a callback even between batches.
+        if cached is not None and cached[0] is module \
+                and (cached[1] is None or cached[1].matches(module)):
             return cached[1]
         fused = HeadGradient.for_module(module)
         # for_module walks every module: once. The trailing "_" keeps this cache out of
@@ -315,7 +319,9 @@ class PersonalizedNet(NeuralNetRegressor):
             too large).
         KeyboardInterrupt
             On Ctrl-C, after skorch has ended training (skorch itself would return the
-            net as the interrupt left it, as if trained).
+            net as the interrupt left it, as if trained). A callback that stops training
+            by raising ``KeyboardInterrupt`` (skorch's ``EarlyStopping``) ends the fit
+            as in skorch: the net is returned, trained that far.
         """
         seed = self.random_state
         if seed is not None and not is_count(seed, low=0):
@@ -365,13 +371,15 @@ class PersonalizedNet(NeuralNetRegressor):
                 X, y = drop_unreadable(self.input, X, y, getattr(self.input, "on_error", None),
                                        stacklevel=4)
         self._interrupted = False
-        try:
-            super().partial_fit(X, y, classes=classes, **fit_params)
-        finally:
-            interrupted = self.__dict__.pop("_interrupted", False)
-        if interrupted:
+        with watching_ctrl_c() as seen:
+            try:
+                super().partial_fit(X, y, classes=classes, **fit_params)
+            finally:
+                interrupted = self.__dict__.pop("_interrupted", False)
+        if interrupted and seen.maybe:
             # skorch ends fit quietly on Ctrl-C and returns the net as it was then
-            # (perhaps not trained at all): not a result to hand on as fine-tuned.
+            # (perhaps not trained at all): not a result to hand on as fine-tuned. A
+            # callback's KeyboardInterrupt (EarlyStopping's) ends a finished fit.
             raise KeyboardInterrupt
         # A diverged net predicts NaN (or, its BatchNorm variance negative, NaN for all).
         losses = [epoch["train_loss"] for epoch in self.history if "train_loss" in epoch]
@@ -414,7 +422,8 @@ class PersonalizedNet(NeuralNetRegressor):
             PIAAWarning, stacklevel=3)
 
     def fit_loop(self, X, y=None, epochs=None, **fit_params):
-        """skorch's ``fit_loop``, noting a Ctrl-C for :meth:`partial_fit` to raise again."""
+        """skorch's ``fit_loop``, noting a ``KeyboardInterrupt`` for :meth:`partial_fit`,
+        which raises it again if it was a Ctrl-C."""
         try:
             return super().fit_loop(X, y, epochs=epochs, **fit_params)
         except KeyboardInterrupt:

@@ -308,7 +308,7 @@ class TaskVectorRegressor(RegressorMixin, BaseEstimator):
         if X is not None:
             template = getattr(base, "estimator", base)
             tasks = as_tasks(X, y, groups, features=getattr(template, "backbone", 0) is None,
-                             owner=type(self).__name__, stacklevel=4)
+                             owner=type(self).__name__)
         elif not (given and isinstance(base, FrozenEstimator)):
             raise ValueError("fit needs the training raters (X) unless base is a fitted "
                              "model in a FrozenEstimator and sources is a list of models.")

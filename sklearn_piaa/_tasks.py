@@ -2,7 +2,6 @@
 
 import numbers
 import os
-import warnings
 from collections import Counter
 from collections.abc import Mapping
 
@@ -20,9 +19,11 @@ from ._inputs import (
     input_kind,
     n_samples,
     refuse_grouped_digits,
+    refuse_one_path,
     take,
 )
-from ._warnings import PIAAWarning
+from ._messages import listing
+from ._warnings import warn_caller
 
 __all__ = ["TaskSet", "as_tasks", "support_query_sizes"]
 
@@ -171,14 +172,15 @@ class TaskSet:
     def __init__(self, X, y, groups):
         # kept for the protocols to check against a model's feature_names_in_: the rows
         # below are a plain array
+        refuse_one_path(X)
         self.feature_names = feature_names(X)
         X = as_indexable(X)
         y = np.asarray(y)
         groups = _as_ids(groups)
         n = n_samples(X)
         if y.ndim == 2 and y.shape[1] == 1:
-            warnings.warn("A column-vector y was passed when a 1d array was expected; "
-                          "it is raveled.", DataConversionWarning, stacklevel=3)
+            warn_caller("A column-vector y was passed when a 1d array was expected; it is "
+                        "raveled.", DataConversionWarning)
             y = y.reshape(-1)
         if y.ndim != 1:
             raise ValueError(f"y must be 1-D (one score per rating); got shape {y.shape}.")
@@ -318,8 +320,7 @@ class TaskSet:
             w0 = next(iter(widths.values()))
             other = [f"{r!r} ({w})" for r, w in widths.items() if w != w0]
             raise ValueError(f"the raters' feature arrays have other widths than the first "
-                             f"rater's {w0} columns: {', '.join(other[:10])}"
-                             f"{' ...' if len(other) > 10 else ''}.")
+                             f"rater's {w0} columns: {listing(other)}.")
         tasks = cls(concat(Xs), np.concatenate(ys), np.concatenate(gs))
         tasks.feature_names = first
         return tasks
@@ -464,10 +465,9 @@ class TaskSet:
         """
         small = {r: len(i) for r, i in self.indices.items() if len(i) < min_images}
         if small:
-            listed = ", ".join(f"{r!r} ({n})" for r, n in list(small.items())[:10])
             raise ValueError(
                 f"{len(small)} rater(s) have fewer than {min_images} images, too few for "
-                f"{what}: {listed}{' ...' if len(small) > 10 else ''}."
+                f"{what}: {listing(f'{r!r} ({n})' for r, n in small.items())}."
                 + (" With 1 sample a rater cannot give both a support and a query image."
                    if min_images == 2 else "")
             )
@@ -512,7 +512,7 @@ def _is_number(v):
     return True
 
 
-def as_tasks(X, y=None, groups=None, features=False, owner="the estimator", stacklevel=4):
+def as_tasks(X, y=None, groups=None, features=False, owner="the estimator"):
     """The :class:`TaskSet` that an estimator's ``fit(X, y, groups)`` describes.
 
     Parameters
@@ -527,8 +527,6 @@ def as_tasks(X, y=None, groups=None, features=False, owner="the estimator", stac
         Row-wise ``X`` must be a 2-D feature array (scikit-learn's validation).
     owner : str, default="the estimator"
         Named in error messages.
-    stacklevel : int, default=4
-        Of the missing-groups warning, so that it points at the user's ``fit`` call.
 
     Returns
     -------
@@ -552,13 +550,13 @@ def as_tasks(X, y=None, groups=None, features=False, owner="the estimator", stac
         X = float_features(X)
         check_finite_features(X)
     if groups is None:
-        warnings.warn(
+        warn_caller(
             "fit() got no groups: all ratings are treated as one rater, so nothing "
             "person-specific is learned. Pass groups=rater_ids. Inside "
             "cross_val_score or GridSearchCV, scikit-learn gives groups only to the "
             "splitter unless metadata routing is on: call sklearn.set_config("
             "enable_metadata_routing=True) (or pass params={'groups': rater_ids} to "
-            "cross_val_score).", PIAAWarning, stacklevel=stacklevel)
+            "cross_val_score).")
         # not 0 or another id a real rater may have: a held-out rater 0 was taken for
         # one the prior was trained on
         groups = np.full(n_samples(X), NO_GROUPS, dtype=object)

@@ -1,6 +1,13 @@
-"""Warning classes of the package."""
+"""Warning classes of the package, and warnings that point at the user's code."""
+
+import os
+import sys
+import warnings
 
 __all__ = ["PIAAWarning", "UndefinedSROCCWarning"]
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_FIT_WRAPPER = os.path.join("sklearn", "base.py")
 
 
 class PIAAWarning(UserWarning):
@@ -9,3 +16,28 @@ class PIAAWarning(UserWarning):
 
 class UndefinedSROCCWarning(PIAAWarning, RuntimeWarning):
     """A Spearman correlation was undefined (constant ratings or predictions)."""
+
+
+def _ours(code):
+    # scikit-learn's _fit_context wraps every estimator's fit in a function of its own
+    return code.co_filename.startswith(_PACKAGE) or (
+        code.co_name == "wrapper" and code.co_filename.endswith(_FIT_WRAPPER))
+
+
+def warn_caller(message, category=PIAAWarning):
+    """``warnings.warn`` shown at the first line outside this package.
+
+    A fixed ``stacklevel`` is right for one way of reaching the warning only: the same
+    check runs from ``fit`` (inside scikit-learn's wrapper), from ``personalize`` and
+    from the protocols, and a warning shown at a line of the package or of scikit-learn
+    tells the user nothing (and escapes a filter on their own module).
+
+    Parameters
+    ----------
+    message : str
+    category : type, default=PIAAWarning
+    """
+    frame, level = sys._getframe(1), 2  # 2: the frame that called this function
+    while frame is not None and _ours(frame.f_code):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)

@@ -852,10 +852,24 @@ def console(argv=None):
         if os.environ.get("SKLEARN_PIAA_TRACEBACK"):
             raise
         # Outputs are written atomically: an interrupted command leaves none half done.
-        print("sklearn-piaa: interrupted; nothing was written.", file=sys.stderr)
+        kept = _checkpoint_dir(sys.argv[1:] if argv is None else argv)
+        print("sklearn-piaa: interrupted; nothing was written." if kept is None else
+              f"sklearn-piaa: interrupted; no output was written. {kept} keeps the run's "
+              "last checkpoint, if it reached one: the same command resumes from it.",
+              file=sys.stderr)
         return 130
     finally:
         warnings.formatwarning = formatted
+
+
+def _checkpoint_dir(argv):
+    """The ``--checkpoint-dir`` of a command line, or None."""
+    for i, arg in enumerate(argv):
+        if arg == "--checkpoint-dir" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--checkpoint-dir="):
+            return arg.split("=", 1)[1]
+    return None
 
 
 def _format_warning(message, category, filename, lineno, line=None):

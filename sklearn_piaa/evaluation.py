@@ -11,6 +11,7 @@ from sklearn.utils import check_random_state
 from ._estimator import _SCALE_CHECKED, check_scales
 from ._features import image_reader
 from ._inputs import FEATURES, check_feature_names, input_kind, is_count, take
+from ._messages import listing
 from ._progress import progress
 from ._tasks import TaskSet
 from ._warnings import PIAAWarning, UndefinedSROCCWarning
@@ -73,6 +74,11 @@ class PersonalizationResult:
 
         return pd.DataFrame({name: self.table[name] for name in self.table.dtype.names})
 
+    def __repr__(self):
+        # What a notebook shows: the summary, not a dump of the structured table.
+        return (f"PersonalizationResult(table: {len(self.table)} rows, one per rater, "
+                f"repeat and support size)\n{self}")
+
     def __str__(self):
         # the prior's column as wide as its longest cell ("... 2 undefined dropped)")
         width = max([29, *(len(str(s["prior"])) for s in self.summary.values())])
@@ -87,7 +93,7 @@ class PersonalizationResult:
         for k, raters in self.skipped.items():
             if raters:
                 lines.append(f"skipped at {k} images (too few images): "
-                             + ", ".join(f"{r!r} ({n})" for r, n in raters[:10]))
+                             + listing(f"{r!r} ({n})" for r, n in raters))
         fewest = {k: int(self.table["n_query"][self.table["n_support"] == k].min())
                   for k in self.summary if (self.table["n_support"] == k).any()}
         if fewest and min(fewest.values()) < _FEW_QUERY:  # coarse figures among the rest
@@ -215,7 +221,7 @@ def evaluate_personalization(prior, test_tasks, n_support=(10, 100), n_repeats=5
         if raters:
             warnings.warn(f"{len(raters)} rater(s) have fewer than {k + 2} images and are "
                           f"skipped at n_support={k}: "
-                          + ", ".join(f"{r!r} ({n})" for r, n in raters[:10]),
+                          + listing(f"{r!r} ({n})" for r, n in raters),
                           PIAAWarning, stacklevel=2)
     few = {}
     for k in n_support:
@@ -512,7 +518,7 @@ def compare_support_strategies(prior, test_tasks, selectors, n_support=(10, 25),
             warnings.warn(f"{len(skipped[k])} rater(s) have too few images for a query "
                           f"set of {n_query} and a pool of {k} and are skipped at "
                           f"n_support={k}: "
-                          + ", ".join(f"{r!r} ({n})" for r, n in skipped[k][:10]),
+                          + listing(f"{r!r} ({n})" for r, n in skipped[k]),
                           PIAAWarning, stacklevel=2)
     few = {}
     for k in n_support:

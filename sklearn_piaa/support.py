@@ -210,7 +210,7 @@ class SupportSelector(BaseEstimator):
         self
         """
         names = feature_names(X)
-        tasks = as_tasks(X, y, groups, features=True, owner="SupportSelector", stacklevel=4)
+        tasks = as_tasks(X, y, groups, features=True, owner="SupportSelector")
         F = _features(tasks.X, "the training embeddings")
         alphas = np.asarray(self.alphas, dtype=float).reshape(-1)
         if len(alphas) == 0 or not (alphas > 0).all():

@@ -361,3 +361,35 @@ def test_a_file_edited_in_place_with_its_date_kept_is_embedded_again(tmp_path):
     fresh = _embed([str(b)])
     assert not np.allclose(first, fresh)
     np.testing.assert_array_equal(again, fresh)
+
+
+@pytest.mark.parametrize("train_backbone", [False, True])
+def test_one_error_names_every_missing_or_broken_file(image_files, tmp_path, train_backbone):
+    # Only the first bad file was named: a folder with three took three reruns to fix.
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    X = list(image_files[:8])
+    X[2], X[5] = str(tmp_path / "gone_a.jpg"), str(tmp_path / "gone_b.jpg")
+    X[6] = str(broken)
+    y = np.tile(np.arange(1.0, 9.0), 2)
+    groups = np.repeat(["a", "b"], 8)
+    meta = MetaAestheticRegressor(**{**SMALL, "train_backbone": train_backbone})
+    with pytest.raises(ValueError if train_backbone else FileNotFoundError) as info:
+        meta.fit(X * 2, y, groups=groups)
+    # Head-only mode names every file it cannot open before embedding any; decoding
+    # (which finds broken.jpg) comes after. The whole network decodes all up front.
+    names = ["gone_a.jpg", "gone_b.jpg"] + (["broken.jpg"] if train_backbone else [])
+    assert all(name in str(info.value) for name in names), str(info.value)
+    assert str(info.value).count("gone_a.jpg") == 1  # each file once, though rated twice
+
+
+def test_whole_network_fit_decodes_each_file_once_up_front(image_files, monkeypatch):
+    # The check before training decoded a file once per rating of it (5-30 times in a
+    # rater table).
+    from sklearn_piaa import _features
+
+    calls = []
+    real = _features._draft
+    monkeypatch.setattr(_features, "_draft", lambda x, size: calls.append(x) or real(x, size))
+    assert _features.unreadable_images(image_files * 3, 32, "raise") == {}
+    assert sorted(calls) == sorted(image_files)

@@ -419,3 +419,29 @@ def test_empty_generators_and_text_tables_get_messages_that_name_them(image_file
         meta.predict(pd.Series([], dtype=object))
     with pytest.raises(ValueError, match=r"table of 1 column\(s\) holding text.*df\['image'\]"):
         meta.predict(pd.DataFrame({"image": image_files}))
+
+
+def test_a_folder_or_one_path_as_x_is_named(tmp_path):
+    # "len() of unsized object" from deep in the task set, naming neither.
+    meta = MetaAestheticRegressor(**{**TINY, "backbone": "tiny_cnn"})
+    with pytest.raises(ValueError, match=r"got the folder .*list of its files"):
+        meta.fit(str(tmp_path), [1.0, 2.0, 3.0], groups=["a", "a", "b"])
+    with pytest.raises(ValueError, match=r"got the path 'one\.jpg': .*\['one\.jpg'\]"):
+        TaskSet("one.jpg", [1.0], ["a"])
+
+
+def test_rater_ids_given_as_scores_are_not_called_grouped_digits():
+    # 'rater_000' was refused as a number written with an underscore ('4_5' is 45).
+    X, y, groups, _ = make_rating_features(n_raters=3, per_rater=30)
+    with pytest.raises(ValueError, match=r"must be numeric; found \['r00_x'") as info:
+        MetaAestheticRegressor(**TINY).fit(X, np.char.add(groups, "_x"), groups=y)
+    assert "underscore" not in str(info.value)
+    with pytest.raises(ValueError, match="underscore"):
+        MetaAestheticRegressor(**TINY).fit(X, np.full(len(X), "4_5"), groups=groups)
+
+
+def test_a_cut_list_says_how_many_there_are():
+    X, y, groups, _ = make_rating_features(n_raters=12, per_rater=20)
+    with pytest.raises(ValueError) as info:
+        TaskSet(X, y, groups).check_min_size(30)
+    assert "... (12 in all)." in str(info.value) and "...." not in str(info.value)

@@ -188,6 +188,22 @@ def test_grid_search_over_n_iterations_with_a_checkpoint_dir(ratings, tiny_param
                                   alone.cv_results_["mean_test_score"])
 
 
+def test_ratings_moved_between_raters_are_another_run(ratings, tiny_params, tmp_path):
+    # Each rater kept their count, which was all the run's key held of the raters: a fix
+    # of two swapped rater ids resumed the old run and returned its prior.
+    X, y, groups = ratings
+    params = {**tiny_params, "n_iterations": 4, "checkpoint_dir": tmp_path}
+    MetaAestheticRegressor(**params).fit(X, y, groups=groups)
+    fixed = groups.copy()
+    other = np.flatnonzero(groups != groups[0])[0]
+    fixed[0], fixed[other] = groups[other], groups[0]
+    resumed = MetaAestheticRegressor(**params).fit(X, y, groups=fixed)
+    assert len(os.listdir(tmp_path)) == 2
+    straight = MetaAestheticRegressor(**{**params, "checkpoint_dir": None}).fit(
+        X, y, groups=fixed)
+    _assert_same_prior(straight, resumed)
+
+
 def test_a_checkpoint_of_the_one_file_layout_is_resumed(ratings, tiny_params, tmp_path):
     X, y, groups = ratings
     params = {**tiny_params, "n_iterations": 4, "checkpoint_dir": tmp_path}

@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import signal
 
 import numpy as np
 import pytest
@@ -128,6 +129,12 @@ def test_the_command_reports_divergence_and_interrupts_in_one_line(tmp_path, pri
     monkeypatch.setattr(cli, "run_predict", interrupted)
     assert console(["predict", str(prior), str(tmp_path)]) == 130
     assert capsys.readouterr().err == "sklearn-piaa: interrupted; nothing was written.\n"
+    # meta-training with checkpoints wrote some: the message said nothing was written
+    monkeypatch.setattr(cli, "run_meta_train", interrupted)
+    assert console(["meta-train", str(tmp_path / "ratings.csv"), "-o", str(tmp_path / "p.pt"),
+                    "--checkpoint-dir", str(tmp_path / "runs")]) == 130
+    err = capsys.readouterr().err
+    assert str(tmp_path / "runs") in err and "resumes" in err
 
 
 def test_evaluate_does_not_write_over_a_photo_of_the_data(tmp_path, image_files, prior):
@@ -140,14 +147,14 @@ def test_evaluate_does_not_write_over_a_photo_of_the_data(tmp_path, image_files,
 
 
 class _Interrupt:
-    """A skorch callback: Ctrl-C during the second epoch."""
+    """A skorch callback: Ctrl-C (a SIGINT to the process) during the second epoch."""
 
     def initialize(self):
         return self
 
     def on_batch_end(self, net, **kwargs):
         if len(net.history) == 2:
-            raise KeyboardInterrupt
+            signal.raise_signal(signal.SIGINT)
 
     def __getattr__(self, name):  # skorch calls every hook
         return lambda *args, **kwargs: None

@@ -26,6 +26,8 @@ def test_protocol_table_and_summary(fitted):
     # The prior's score does not depend on the support size, only on the query draw.
     assert not np.allclose(res.table["srocc_prior"], res.table["srocc_personalized"])
     assert "personalized" in str(res)
+    # a notebook shows the summary, not the dataclass's dump of the structured table
+    assert str(res) in repr(res) and "array(" not in repr(res)
 
 
 def test_same_random_state_same_table_in_parallel(fitted):

@@ -79,6 +79,20 @@ def test_file_errors_name_the_problem(tmp_path):
             load_model(tmp_path / "m.pkl")
 
 
+def test_a_file_in_a_read_only_folder_is_refused_by_the_folders_name(tmp_path, monkeypatch):
+    # mkstemp's PermissionError named "prior.pt.<random>.tmp", a file the user never gave.
+    from sklearn_piaa import _io
+
+    def refused(prefix, suffix, dir):
+        raise PermissionError(13, "Permission denied", os.path.join(dir, prefix + "x1y2" + suffix))
+
+    monkeypatch.setattr(_io.tempfile, "mkstemp", refused)  # root writes anywhere: no chmod
+    with pytest.raises(PermissionError) as info:
+        atomic_write(tmp_path / "prior.pt", lambda fh: fh.write(b"x"))
+    assert "folder" in str(info.value) and str(tmp_path) in str(info.value)
+    assert ".tmp" not in str(info.value)
+
+
 def test_a_truncated_model_or_checkpoint_is_called_truncated(ratings, tiny_params, tmp_path):
     # it was "not a torch archive, as every model file is (an image, a table?)"
     X, y, groups = ratings

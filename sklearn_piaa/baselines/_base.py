@@ -195,7 +195,7 @@ class BaselineRegressor(RegressorMixin, BaseEstimator):
         """
         # The same input rules (and messages) as the meta-learned prior.
         tasks = as_tasks(X, y, groups, features=self.backbone is None,
-                         owner=type(self).__name__, stacklevel=3)
+                         owner=type(self).__name__)
         names = tasks.feature_names if self.backbone is None else None
         alphas = np.asarray(self.alphas, dtype=float).reshape(-1)
         if len(alphas) == 0 or not (alphas > 0).all():

@@ -17,13 +17,13 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 from sklearn.utils import Bunch
 
+from .._messages import listing
+
 _SHOWN = 5  # how many offending rows, files or raters an error message lists
 
 
 def _first(items, n=_SHOWN):
-    items = list(items)
-    more = f", ... ({len(items)} in all)" if len(items) > n else ""
-    return ", ".join(map(str, items[:n])) + more
+    return listing(items, n)
 
 
 # -- loading a table -----------------------------------------------------------------

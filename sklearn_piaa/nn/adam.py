@@ -7,7 +7,8 @@ Python bookkeeping and on one increment per step counter -- a third of the step 
 hyperparameters, so the update is bit for bit the one ``optimizer.step()`` makes, and
 keeps every step counter as a view into one tensor, so one increment serves them all.
 Anything else (another optimizer, ``amsgrad``, a tensor learning rate, a torch without
-the kernel) goes through ``optimizer.step()`` unchanged.
+the kernel, step hooks or a learning-rate scheduler's wrapped ``step``) goes through
+``optimizer.step()`` unchanged.
 """
 
 import torch
@@ -38,6 +39,17 @@ def is_plain_fused_adam(optimizer):
                 or not isinstance(group["lr"], float) or not isinstance(group["betas"][0], float):
             return False
     return True
+
+
+def _watched(optimizer):
+    """Whether something expects ``optimizer.step()`` to run: step hooks, or a ``step``
+    wrapped on the instance (a learning-rate scheduler's, which notes the call)."""
+    from torch.optim import optimizer as module
+
+    return "step" in vars(optimizer) or any(
+        getattr(owner, name, None) for owner, name in (
+            (optimizer, "_optimizer_step_pre_hooks"), (optimizer, "_optimizer_step_post_hooks"),
+            (module, "_global_optimizer_pre_hooks"), (module, "_global_optimizer_post_hooks")))
 
 
 def _group_state(optimizer, group):
@@ -75,7 +87,7 @@ def adam_step(optimizer):
     optimizer : torch.optim.Optimizer
         Anything but a plain ``torch.optim.Adam(..., fused=True)`` is stepped as usual.
     """
-    if not is_plain_fused_adam(optimizer):
+    if not is_plain_fused_adam(optimizer) or _watched(optimizer):
         optimizer.step()
         return
     for group in optimizer.param_groups:

@@ -26,7 +26,12 @@ class _Block:
     """One FC-BN-PReLU-Dropout block's modules."""
 
     def __init__(self, linear, bn, prelu, dropout):
-        self.linear, self.bn, self.prelu, self.p = linear, bn, prelu, float(dropout.p)
+        self.linear, self.bn, self.prelu, self.dropout = linear, bn, prelu, dropout
+
+    @property
+    def p(self):
+        """The dropout rate as the layer has it now (a user may change it between fits)."""
+        return float(self.dropout.p)
 
 
 def _blocks(head):
@@ -147,6 +152,7 @@ class HeadGradient:
                              f"blocks; got {type(head).__name__}.")
         self.head = head
         self.blocks, self.out = parsed
+        self._layers = tuple(head.layers)
         self._grads = {}
 
     @staticmethod
@@ -154,6 +160,26 @@ class HeadGradient:
         """Whether ``module`` is a head this class can train: every parameter trainable."""
         return (isinstance(module, AestheticHead) and _blocks(module) is not None
                 and all(p.requires_grad for p in module.parameters()))
+
+    def matches(self, module):
+        """Whether ``module`` is still the head this was made for, every parameter trainable.
+
+        A kept instance serves the next batches only while this holds: a layer replaced
+        in ``module.layers`` or a parameter frozen (skorch's ``Freezer``, by hand)
+        makes another head, which :meth:`for_module` must parse again.
+
+        Parameters
+        ----------
+        module : torch.nn.Module
+
+        Returns
+        -------
+        bool
+        """
+        layers = getattr(module, "layers", ())
+        return (module is self.head and len(layers) == len(self._layers)
+                and all(a is b for a, b in zip(layers, self._layers))
+                and all(p.requires_grad for p in self._parameters()))
 
     @classmethod
     def for_module(cls, module):

@@ -1,0 +1,148 @@
+"""skorch's own idioms on the nets ``personalize`` returns: callbacks, other optimizers
+and losses, and a module changed between fits."""
+
+import signal
+import threading
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from skorch.callbacks import EarlyStopping, Freezer, LRScheduler
+from skorch.dataset import ValidSplit
+from torch import nn
+
+from sklearn_piaa import MetaAestheticRegressor
+
+
+@pytest.fixture(scope="module")
+def prior():
+    from conftest import TINY, make_rating_features
+
+    X, y, groups, _ = make_rating_features()
+    return MetaAestheticRegressor(**TINY).fit(X, y, groups=groups)
+
+
+def _rater(seed=1, n=40):
+    rng = np.random.RandomState(seed)
+    X = rng.randn(n, 8).astype(np.float32)
+    return X, np.clip(np.round(3 + X[:, 0] - 0.8 * X[:, 1] + 0.3 * rng.randn(n)), 1, 5)
+
+
+def test_early_stopping_ends_personalization_as_in_skorch(prior):
+    # EarlyStopping stops training by raising KeyboardInterrupt: it was taken for a
+    # Ctrl-C and raised out of personalize (and of any search around it).
+    X, y = _rater(n=60)
+    net = prior.personalize(X, y, max_epochs=300, lr=1e-2,
+                            train_split=ValidSplit(0.25, random_state=0),
+                            callbacks=[EarlyStopping(patience=2)])
+    assert 3 <= len(net.history) < 300
+    assert np.isfinite(net.predict(X)).all()
+
+
+class _CtrlC:
+    """A skorch callback: Ctrl-C (a SIGINT to the process) at the second epoch."""
+
+    def initialize(self):
+        return self
+
+    def on_batch_end(self, net, **kwargs):
+        if len(net.history) == 2:
+            signal.raise_signal(signal.SIGINT)
+
+    def __getattr__(self, name):  # skorch calls every hook
+        return lambda *args, **kwargs: None
+
+
+def test_ctrl_c_during_personalization_still_raises(prior):
+    X, y = _rater()
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        prior.personalize(X, y, max_epochs=5, callbacks=[_CtrlC()])
+    assert signal.getsignal(signal.SIGINT) is before  # the handler is put back
+
+
+def test_a_callback_stops_personalization_in_a_worker_thread(prior):
+    # Ctrl-C raises in the main thread only: elsewhere a KeyboardInterrupt is a stop.
+    X, y = _rater()
+    stop = EarlyStopping(monitor="train_loss", patience=0, threshold=10.0)
+    got = {}
+    worker = threading.Thread(target=lambda: got.update(
+        net=prior.personalize(X, y, max_epochs=50, callbacks=[stop])))
+    worker.start()
+    worker.join()
+    assert 1 <= len(got["net"].history) < 50
+
+
+@pytest.mark.parametrize("params", [
+    dict(optimizer=torch.optim.SGD, optimizer__momentum=0.9, lr=1e-2),
+    dict(optimizer=torch.optim.RMSprop, lr=1e-4),
+    dict(criterion=nn.L1Loss),
+    dict(criterion=nn.L1Loss()),
+], ids=["sgd", "rmsprop", "l1-class", "l1-instance"])
+def test_personalize_takes_other_optimizers_and_losses(prior, params):
+    # The package's Adam and loss settings (betas, fused, kind) went to any optimizer
+    # and criterion: TypeError; a criterion instance was refused by set_params.
+    X, y = _rater()
+    net = prior.personalize(X, y, **params)
+    optimizer = params.get("optimizer", torch.optim.Adam)
+    assert type(net.optimizer_) is optimizer
+    # the prior's weight decay still applies wherever the optimizer has one
+    assert net.optimizer_.defaults["weight_decay"] == prior.weight_decay
+    if "criterion" in params:
+        assert isinstance(net.criterion_, nn.L1Loss)
+    assert not np.allclose(net.predict(X), prior.personalize(X, y, max_epochs=0).predict(X))
+
+
+def test_a_layer_frozen_after_personalization_stays_frozen(prior):
+    # The hand-written step kept the head it first parsed: frozen layers moved.
+    X, y = _rater()
+    net = prior.personalize(X, y, random_state=0)
+    net.callbacks = [Freezer("layers.0.*", at=lambda net: True)]
+    net.initialize_callbacks()
+    before = net.module_.layers[0].weight.detach().clone()
+    net.partial_fit(*_rater(seed=2))
+    assert torch.equal(before, net.module_.layers[0].weight)
+    assert not torch.equal(before, prior.personalize(X, y, random_state=0)
+                           .partial_fit(*_rater(seed=2)).module_.layers[0].weight)
+
+
+def test_a_replaced_layer_is_trained(prior):
+    net = prior.personalize(*_rater(), random_state=0)
+    net.module_.layers[-1] = new = nn.Linear(16, 1)
+    start = new.weight.detach().clone()
+    net.initialize_optimizer()
+    net.partial_fit(*_rater(seed=2))
+    assert not torch.equal(start, new.weight)
+
+
+def test_a_changed_dropout_rate_is_used(prior):
+    # With dropout off and one batch per epoch, training draws nothing but the order of
+    # the rows: two seeds agree to rounding (the old rate kept: 2e-3 apart).
+    X, y = _rater(seed=2)
+    preds = []
+    for seed in (1, 2):
+        net = prior.personalize(*_rater(), random_state=0)
+        for layer in net.module_.layers:
+            if isinstance(layer, nn.Dropout):
+                layer.p = 0.0
+        net.set_params(batch_size=-1, random_state=seed)
+        preds.append(net.partial_fit(X, y).predict(X))
+    np.testing.assert_allclose(*preds, rtol=0, atol=1e-5)
+
+
+def test_a_learning_rate_schedule_sees_every_optimizer_step(prior):
+    # The direct fused Adam call skipped optimizer.step(): torch warned that the
+    # scheduler stepped first, and step hooks never ran.
+    X, y = _rater()
+    net = prior.personalize(X, y, max_epochs=0)
+    steps = []
+    net.set_params(max_epochs=4, batch_size=10,
+                   callbacks=[LRScheduler(policy="StepLR", step_size=1, gamma=0.5)])
+    net.initialize()
+    net.optimizer_.register_step_post_hook(lambda *args: steps.append(1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        net.partial_fit(X, y)
+    assert len(steps) == 4 * 4
+    assert net.optimizer_.param_groups[0]["lr"] == pytest.approx(net.lr * 0.5 ** 4)

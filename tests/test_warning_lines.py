@@ -1,0 +1,44 @@
+"""Warnings about the user's input show the user's line, not one of the package or of
+scikit-learn's wrapper around ``fit``."""
+
+import warnings
+
+import pytest
+from conftest import TINY, make_rating_features
+
+from sklearn_piaa import ConsensusRidgeRegressor, MetaAestheticRegressor, TaskSet
+
+X, Y, GROUPS, _ = make_rating_features(n_raters=6, per_rater=40)
+ONE = GROUPS == GROUPS[0]
+FAR = Y.copy()
+FAR[0] = 99.0  # a code for a missing rating, in a 1-5 table
+
+
+def _far_scores():
+    MetaAestheticRegressor(**TINY).fit(X, FAR, groups=GROUPS)
+
+
+CASES = {
+    "no groups": (lambda: MetaAestheticRegressor(**TINY).fit(X, Y), "got no groups"),
+    "baseline without groups": (lambda: ConsensusRidgeRegressor(backbone=None).fit(X, Y),
+                                "got no groups"),
+    "column y": (lambda: MetaAestheticRegressor(**TINY).fit(X, Y[:, None], groups=GROUPS),
+                 "column-vector y"),
+    "column y of a TaskSet": (lambda: TaskSet(X, Y[:, None], GROUPS), "column-vector y"),
+    "one rater": (lambda: MetaAestheticRegressor(**TINY).fit(X[ONE], Y[ONE], groups=GROUPS[ONE]),
+                  "one rater only"),
+    "offset features": (lambda: MetaAestheticRegressor(**TINY).fit(X + 1000, Y, groups=GROUPS),
+                        "common offset"),
+    "far scores": (_far_scores, "lie far outside"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_a_fit_warning_points_at_the_callers_line(case):
+    call, text = CASES[case]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        call()
+    found = [w for w in caught if text in str(w.message)]
+    assert found, [str(w.message)[:80] for w in caught]
+    assert {w.filename for w in found} == {__file__}
