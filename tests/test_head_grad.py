@@ -172,6 +172,62 @@ def test_adam_step_is_bitwise_adam_step_and_reset_is_a_fresh_adam():
     assert all(float(s["step"]) == 0 for s in opt_a.state.values())
 
 
+def test_adam_step_leaves_the_count_of_a_parameter_without_gradient():
+    # Its step counter moved with the others': from then on its bias correction was a
+    # step ahead of Adam's.
+    torch.manual_seed(0)
+    a = [nn.Parameter(torch.randn(5, 4)), nn.Parameter(torch.randn(4)),
+         nn.Parameter(torch.randn(3))]
+    b = [nn.Parameter(p.detach().clone()) for p in a]
+    opt_a, opt_b = (torch.optim.Adam(ps, lr=1e-2, fused=True) for ps in (a, b))
+    for has in [(1, 1, 1), (1, 0, 1), (0, 1, 1), (1, 1, 1)]:
+        for p, q, on in zip(a, b, has):
+            g = torch.randn_like(p)
+            p.grad, q.grad = (g.clone(), g.clone()) if on else (None, None)
+        adam_step(opt_a)
+        opt_b.step()
+    for p, q in zip(a, b):
+        assert torch.equal(p, q)
+        assert float(opt_a.state[p]["step"]) == float(opt_b.state[q]["step"])
+
+
+def test_changed_inner_settings_reach_the_kept_optimizers():
+    # The fast paths keep one optimizer across tasks and refreshed only its rates: a
+    # weight decay or betas changed between steps went on unchanged.
+    g = torch.Generator().manual_seed(1)
+    batches = [[((torch.randn(11, 16, generator=g).double(),
+                  torch.rand(11, generator=g).double() * 10),
+                 (torch.randn(7, 16, generator=g).double(),
+                  torch.rand(7, generator=g).double() * 10)) for _ in range(3)]
+               for _ in range(3)]
+    head, priors = _head(), []
+    for fused, stacked in ((False, 1), (True, 1), (True, 2)):
+        prior, learner = copy.deepcopy(head), copy.deepcopy(head)
+        algo = ALGORITHMS["blg"](inner_lr=1e-2, inner_steps=3, outer_lr=0.3)
+        algo.fused_head, algo.max_stacked = fused, stacked
+        for i, batch in enumerate(batches):
+            if i == 1:
+                algo.weight_decay, algo.betas = 0.1, (0.5, 0.9)
+            algo.step(prior, learner, batch)
+        priors.append(prior.state_dict())
+    for other in priors[1:]:
+        for key in priors[0]:
+            torch.testing.assert_close(other[key], priors[0][key], rtol=1e-8, atol=1e-9,
+                                       msg=key)
+
+
+def test_a_hooked_loss_is_not_taken_for_plain_squared_error():
+    head = _head()
+    x, y = torch.randn(10, 16).double(), torch.rand(10, 1).double() * 10
+    criterion = AestheticLoss()
+    criterion.register_forward_hook(lambda module, args, out: out * 10)
+    plain = copy.deepcopy(head)
+    HeadGradient(head).loss_backward(x, y, criterion)
+    criterion(plain(x), y).backward()
+    for p, q in zip(head.parameters(), plain.parameters()):
+        torch.testing.assert_close(p.grad, q.grad)
+
+
 def test_adam_step_falls_back_to_the_optimizer_for_other_settings():
     p = nn.Parameter(torch.ones(3))
     p.grad = torch.ones(3)

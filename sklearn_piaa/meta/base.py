@@ -152,16 +152,33 @@ class MetaLearner:
 
     def _renew(self, optimizer, learner, lr_scale):
         """``optimizer`` as new (:func:`~sklearn_piaa.nn.adam.reset_optimizer`), its
-        groups' learning rates those of :meth:`param_groups`."""
+        groups' learning rates those of :meth:`param_groups`, its betas and weight decay
+        the learner's now (a user may change them between steps)."""
         reset_optimizer(optimizer)
+        settings = self.inner_settings()
         for group, fresh in zip(optimizer.param_groups, self.param_groups(learner, lr_scale)):
+            group.update(settings)
             group["lr"] = fresh["lr"]
         return optimizer
 
+    def inner_settings(self):
+        """The inner optimizer's settings besides its learning rates.
+
+        What :meth:`inner_optimizer_for` gives a new optimizer; an optimizer kept from
+        task to task is given them again at each task, as a user may change them
+        between steps. A subclass with another optimizer returns its own.
+
+        Returns
+        -------
+        dict
+            Adam's ``betas`` and ``weight_decay``.
+        """
+        return {"betas": tuple(self.betas), "weight_decay": self.weight_decay}
+
     def inner_optimizer_for(self, params, lr_scale=1.0):
         """The inner optimizer over ``params`` (tensors or param groups): fused Adam."""
-        return torch.optim.Adam(params, lr=self.inner_lr * lr_scale, betas=tuple(self.betas),
-                                weight_decay=self.weight_decay, fused=True)
+        return torch.optim.Adam(params, lr=self.inner_lr * lr_scale, fused=True,
+                                **self.inner_settings())
 
     def loss(self, learner, x, y):
         """The training loss of ``learner`` on ``(x, y)``: by default squared error, the

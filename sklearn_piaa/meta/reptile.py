@@ -35,6 +35,16 @@ class Reptile(BLG):
         """Plain SGD (parameter groups carry the head's and backbone's own rates)."""
         return torch.optim.SGD(params, lr=self.inner_lr * lr_scale)
 
+    def inner_settings(self):
+        """None besides the learning rates: plain SGD.
+
+        Returns
+        -------
+        dict
+            Empty.
+        """
+        return {}
+
     def phases(self, support, query):
         """One set: the task's support and query merged."""
         return [self.merge(support, query)]

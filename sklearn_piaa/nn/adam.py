@@ -64,8 +64,12 @@ def _group_state(optimizer, group):
         return None
     first = states[0]
     counters = first.get("_steps")
-    if counters is None or any("step" not in s for s in states) \
-            or any(s["step"]._base is not counters for s in states):
+    # One counter per parameter stepped now, in order: a parameter without a gradient
+    # this time is not stepped, and its count must not move (as in Adam.step).
+    if counters is None or counters.numel() != len(states) \
+            or any("step" not in s for s in states) \
+            or any(s["step"]._base is not counters or s["step"].storage_offset() != i
+                   for i, s in enumerate(states)):
         old = [float(s["step"]) if "step" in s else 0.0 for s in states]
         counters = torch.tensor(old, dtype=torch.float32, device=params[0].device)
         for i, (p, s) in enumerate(zip(params, states)):

@@ -94,9 +94,15 @@ def _prelu_backward(a, grad, slope):
 
 
 def _plain_mse(criterion):
-    """Whether ``criterion`` is the package's squared error, unchanged by a subclass."""
+    """Whether ``criterion`` is the package's squared error, unchanged by a subclass or
+    by forward hooks (which only a call of the module runs)."""
+    from torch.nn.modules import module
+
     return (isinstance(criterion, AestheticLoss) and criterion.kind == "mse"
-            and type(criterion).forward is AestheticLoss.forward)
+            and type(criterion).forward is AestheticLoss.forward
+            and not (criterion._forward_hooks or criterion._forward_pre_hooks
+                     or getattr(module, "_global_forward_hooks", None)
+                     or getattr(module, "_global_forward_pre_hooks", None)))
 
 
 def _mse_and_gradient(pred, y, unit=1.0, copies=None):
