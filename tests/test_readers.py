@@ -77,11 +77,33 @@ def test_flickr_aes_split_files(flickr):
     with pytest.warns(PIAAWarning, match="neither the train nor the test.*A2TRAINTWO"):
         data = read_flickr_aes(flickr)
     assert data.train_raters == sorted(SHIPPED) and data.test_raters == ["A1TRAINONE"]
-    _write(str(flickr / "train_workers.csv"), "worker\nA1TRAINONE A2TRAINTWO\n")
+    _write(str(flickr / "train_workers.csv"), "worker\nA1TRAINONE\nA2TRAINTWO\n")
     with pytest.raises(ValueError, match="both the train and the test.*A1TRAINONE"):
         read_flickr_aes(flickr)
     _write(str(flickr / "test_workers.csv"), "id\nA1TRAINONE\n")
     with pytest.raises(ValueError, match="'worker' column"):
+        read_flickr_aes(flickr)
+
+
+def test_flickr_aes_split_file_with_empty_cells_and_short_rows(flickr):
+    # An empty cell is a field: "1,,A1TRAINONE" must not read A1TRAINONE as the note and
+    # leave it in training without a word.
+    _write(str(flickr / "test_workers.csv"),
+           "fold,note,worker\n1,,A1TRAINONE\n1,ok,AGXT2OHMTWBRS\n")
+    data = read_flickr_aes(flickr)
+    assert data.test_raters == sorted(["A1TRAINONE", SHIPPED[0]])
+    assert "A1TRAINONE" not in data.train_raters
+    _write(str(flickr / "test_workers.csv"), "fold\tnote\tworker\n1\t\tA1TRAINONE\n")
+    assert read_flickr_aes(flickr).test_raters == ["A1TRAINONE"]
+    _write(str(flickr / "test_workers.csv"), "fold,note,worker\n1,ok,A2TRAINTWO\n1,A1TRAINONE\n")
+    with pytest.raises(ValueError, match=r"test_workers.csv, line 3: 2 field\(s\) but the "
+                                         r"header has 3"):
+        read_flickr_aes(flickr)
+    _write(str(flickr / "test_workers.csv"), "fold note worker\n1 A1TRAINONE\n")
+    with pytest.raises(ValueError, match="line 2: 2 field"):
+        read_flickr_aes(flickr)
+    _write(str(flickr / "test_workers.csv"), "fold,worker\n1,\n")
+    with pytest.raises(ValueError, match="line 2: the 'worker' cell is empty"):
         read_flickr_aes(flickr)
 
 

@@ -5,8 +5,9 @@ Every reader returns a :class:`~sklearn.utils.Bunch` whose ``tasks`` can be pass
 The data sets themselves are not downloaded: point the readers at your local copy.
 """
 
+import csv
+import io
 import os
-import re
 import warnings
 from importlib import resources
 
@@ -88,20 +89,48 @@ def _add_split(bunch, test_ids=None, train_ids=None, what="raters of the split")
 
 
 def _read_ids(path, column="worker", text=None):
-    """Ids in ``column`` of a whitespace- (or comma-) separated table with a header row.
+    """Ids in ``column`` of a comma-, tab- or whitespace-separated table with a header row.
 
-    Quotes around fields are dropped.
+    The header's first delimiter found (a comma, else a tab) separates the fields, as in
+    a CSV: an empty cell stays a field. A header with neither separates fields by runs of
+    whitespace. Quotes around fields are dropped. A row whose field count differs from
+    the header's is an error naming the file and line.
     """
     if text is None:
         text = _read_text(path)
+    lines = text.splitlines()
+    first = next((line for line in lines if line.strip()), "")
+    delimiter = "," if "," in first else "\t" if "\t" in first else None
+    if delimiter is None:
+        rows = ((n, line.split()) for n, line in enumerate(lines, 1))
+    else:
+        # The csv module, not a split on runs of separators: that merged an empty cell
+        # into its neighbour ("1,,A1" read A1 as the second field) and moved the ids.
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter,
+                            skipinitialspace=True)
+        rows = ((reader.line_num, row) for row in reader)
     # quotes dropped: R's write.csv quotes every id (and adds a quoted row-name column)
-    rows = [[f.strip("\"'") for f in re.split(r"[\s,]+", line.strip())]
-            for line in text.splitlines() if line.strip()]
-    if not rows or column not in rows[0]:
+    rows = [(n, [f.strip().strip("\"'") for f in row]) for n, row in rows
+            if any(f.strip() for f in row)]
+    if not rows or column not in rows[0][1]:
         raise ValueError(f"{path}: expected a header row naming a {column!r} column; "
-                         f"found {rows[0] if rows else 'an empty file'}.")
-    j = rows[0].index(column)
-    return [r[j] for r in rows[1:] if len(r) > j]
+                         f"found {rows[0][1] if rows else 'an empty file'}.")
+    header = rows[0][1]
+    j, ids = header.index(column), []
+    for n, row in rows[1:]:
+        while len(row) > len(header) and not row[-1]:
+            row.pop()  # a trailing separator is harmless
+        if len(row) != len(header):
+            rownames = (" (row names, as R's write.table writes them? write with "
+                        "row.names=FALSE)" if len(row) == len(header) + 1 else "")
+            raise ValueError(f"{path}, line {n}: {len(row)} field(s) but the header has "
+                             f"{len(header)} ({header}){rownames}; give every row one "
+                             f"field per column, an empty one as two adjacent commas.")
+        if not row[j]:
+            raise ValueError(f"{path}, line {n}: the {column!r} cell is empty; give the id "
+                             "or remove the row.")
+        ids.append(row[j])
+    return ids
 
 
 # -- public readers ------------------------------------------------------------------
@@ -190,9 +219,10 @@ def read_flickr_aes(root, ratings_file="FLICKR-AES_image_labeled_by_each_worker.
         Folder in ``root`` holding the ``imagePair`` files.
     split : {"official", None}, default="official"
         "official": the workers of ``root/test_workers.csv`` and ``train_workers.csv``
-        where present (whitespace-separated, header ``worker``; a missing file means all
-        other workers), else the 37 test workers shipped with this package [2]_ and all
-        other workers for training. None: no split.
+        where present (comma-, tab- or whitespace-separated, with a header row naming a
+        ``worker`` column; a missing file means all other workers), else the 37 test
+        workers shipped with this package [2]_ and all other workers for training. None:
+        no split.
     check_files : bool, default=True
         Check that every image file exists.
 
