@@ -1,6 +1,7 @@
 """What the command line's subcommands share: printing, finding image files."""
 
 import ctypes
+import inspect
 import os
 import sys
 
@@ -52,10 +53,13 @@ def plural(n, noun):
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
-def given_table_options(args):
-    """"--a, --b do not apply" for the table options set away from their defaults, or ""."""
+def given_table_options(args, used=()):
+    """"--a, --b do not apply" for the table options set away from their defaults, or "".
+
+    Options named in ``used`` (e.g. ``"image_root"``) are passed on, so not listed.
+    """
     given = [f"--{name.replace('_', '-')}" for name, default in TABLE_DEFAULTS.items()
-             if getattr(args, name, default) != default]
+             if name not in used and getattr(args, name, default) != default]
     if not given:
         return ""
     return f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply"
@@ -65,8 +69,11 @@ def read_data(path, args, check_files=True, name="DATA"):
     """The ratings at ``path`` as ``args.format`` lays them out: a Bunch with tasks,
     train, test (the split where the data set defines one).
 
-    Table options (``--rater-col``, ...) with a data set's own format, which would
-    ignore them, are refused (SystemExit).
+    With a data set's own format, ``--image-root`` is passed on as the reader's
+    ``image_dir`` (the folder holding the images, where it is not the one the data set
+    is distributed with); the column options (``--rater-col``, ...), which it would
+    ignore, are refused (SystemExit), as is ``--image-root`` for a reader without an
+    image folder parameter.
 
     Parameters
     ----------
@@ -87,12 +94,18 @@ def read_data(path, args, check_files=True, name="DATA"):
         return read_ratings(path, rater_col=args.rater_col, image_col=args.image_col,
                             score_col=args.score_col, image_root=args.image_root,
                             check_files=check_files)
-    given = given_table_options(args)
+    reader, options = READERS[args.format], {}
+    if args.image_root is not None and "image_dir" in inspect.signature(reader).parameters:
+        # Made absolute here: the reader joins image_dir onto the data set's folder, but
+        # the user typed the path relative to where the command runs.
+        options["image_dir"] = os.path.abspath(os.path.expanduser(args.image_root))
+    given = given_table_options(args, used=("image_root",) if options else ())
     if given:
+        folder = " and image folder" if args.image_root is not None and not options else ""
         raise SystemExit(f"{given} with --format {args.format}, which reads the data "
-                         f"set's own columns and image folder under {name}; use --format "
+                         f"set's own columns{folder} under {name}; use --format "
                          "table (the default) for a CSV laid out otherwise.")
-    return READERS[args.format](path, check_files=check_files)
+    return reader(path, check_files=check_files, **options)
 
 
 def _walk(folder):

@@ -520,7 +520,8 @@ def _add_data_args(p, what):
 def _add_table_args(p):
     p.add_argument("--image-root", default=TABLE_DEFAULTS["image_root"],
                    help="folder the CSV's image names are relative to (default: the CSV's "
-                        "folder)")
+                        "folder); with --format, the data set's image folder (default: "
+                        "the one it is distributed with, e.g. DATA/40K for flickr-aes)")
     p.add_argument("--rater-col", default=TABLE_DEFAULTS["rater_col"], help="rater id column")
     p.add_argument("--image-col", default=TABLE_DEFAULTS["image_col"], help="image file column")
     p.add_argument("--score-col", default=TABLE_DEFAULTS["score_col"], help="score column")

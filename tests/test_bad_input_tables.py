@@ -230,7 +230,6 @@ def test_meta_train_on_error_skip_skips_missing_images(tmp_path):
 
 
 @pytest.mark.parametrize("options, named", [
-    (["--image-root", "imgs"], "--image-root does not apply"),
     (["--rater-col", "worker", "--score-col", "s"], "--rater-col, --score-col do not apply"),
     (["--image-col", "imagePair"], "--image-col does not apply"),
 ])
@@ -246,6 +245,28 @@ def test_table_options_are_refused_with_a_data_set_format(tmp_path, options, nam
               "flickr-aes", *options])
 
 
+def test_image_root_moves_a_data_sets_image_folder(tmp_path, monkeypatch):
+    # Images unpacked one level deeper (40K/40K/*.jpg) or on another disk: --image-root
+    # was refused with every --format.
+    from sklearn_piaa.cli import _build_parser, _read_data
+
+    root = tmp_path / "flickr"
+    root.mkdir()
+    _csv(root, "worker, imagePair, score\nw1, a.png, 3\nw2, a.png, 5\n", FLICKR_CSV)
+    _csv(root, "worker\nw2\n", "test_workers.csv")
+    _images(root / "40K" / "40K", ["a.png"])
+    parse = _build_parser()[0].parse_args
+    monkeypatch.chdir(root)  # a relative --image-root is relative to where one runs
+    args = parse(["meta-train", str(root), "--format", "flickr-aes", "--image-root",
+                  os.path.join("40K", "40K"), "-o", str(tmp_path / "p.pt")])
+    data = _read_data(args)
+    assert data.X == [str(root / "40K" / "40K" / "a.png")] * 2 and data.test_raters == ["w2"]
+    # without it, the missing images' error says how to move the folder
+    args = parse(["meta-train", str(root), "--format", "flickr-aes", "-o", "p.pt"])
+    with pytest.raises(FileNotFoundError, match="--image-root on the command line"):
+        _read_data(args)
+
+
 def test_table1_refuses_table_options_without_ratings():
     # A tiny run, so that the test stays quick should the refusal ever go.
     tiny = ["--n-images", "20", "--n-raters", "4", "--images-per-rater", "10",
@@ -258,15 +279,15 @@ def test_table1_refuses_table_options_without_ratings():
 
 def test_the_command_prints_option_errors_as_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("SKLEARN_PIAA_TRACEBACK", raising=False)
-    args = ["meta-train", str(tmp_path), "--format", "para", "--image-root", "x",
+    args = ["meta-train", str(tmp_path), "--format", "para", "--rater-col", "x",
             "-o", str(tmp_path / "p.pt")]
     assert console(args) == 1
     err = capsys.readouterr().err
-    assert err == ("sklearn-piaa: error: --image-root does not apply with --format para, "
-                   "which reads the data set's own columns and image folder under DATA; use "
+    assert err == ("sklearn-piaa: error: --rater-col does not apply with --format para, "
+                   "which reads the data set's own columns under DATA; use "
                    "--format table (the default) for a CSV laid out otherwise.\n")
     monkeypatch.setenv("SKLEARN_PIAA_TRACEBACK", "1")
-    with pytest.raises(SystemExit, match="--image-root does not apply"):
+    with pytest.raises(SystemExit, match="--rater-col does not apply"):
         console(args)
     assert "Traceback" in capsys.readouterr().err  # asked for: Python prints none for exits
 

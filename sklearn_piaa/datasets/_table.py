@@ -254,7 +254,7 @@ def _merge_duplicates(t, raters, paths, y, duplicates):
 #: Where a reader's images are looked for, as the advice of a missing-images error
 #: words it: for Python callers and for the command line, which share the readers.
 IMAGE_ROOT_HINT = "image_root=; --image-root on the command line"
-IMAGE_DIR_HINT = "image_dir= under the data set's root; on the command line, as distributed"
+IMAGE_DIR_HINT = "image_dir= under the data set's root; --image-root on the command line"
 
 
 def _as_spelled_on_disk(paths):
