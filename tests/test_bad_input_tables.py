@@ -267,6 +267,31 @@ def test_image_root_moves_a_data_sets_image_folder(tmp_path, monkeypatch):
         _read_data(args)
 
 
+def test_a_wrong_path_or_format_says_what_to_pass(tmp_path):
+    flickr = _csv(tmp_path, "worker, imagePair, score\nw1, a.jpg, 3\n", FLICKR_CSV)
+    out = ["-o", str(tmp_path / "p.pt")]
+    # the ratings file given where the data set's folder is expected: it was looked for
+    # inside itself ("not found: <file>/<file>")
+    with pytest.raises(NotADirectoryError, match=r"is a file, but the path must be the data "
+                       r"set's folder \(the one holding FLICKR-AES_.*\.csv\); here "
+                       + str(tmp_path)):
+        main(["meta-train", flickr, "--format", "flickr-aes", *out])
+    # a data set's folder read as a ratings table ("ratings file not found: <folder>")
+    with pytest.raises(IsADirectoryError, match="is a folder; pass the ratings CSV, or, as "
+                       "it holds FLICKR-AES's .*--format flickr-aes"):
+        main(["meta-train", str(tmp_path), *out])
+    (tmp_path / "other").mkdir()
+    with pytest.raises(IsADirectoryError, match=r"other is a folder; pass the ratings CSV, "
+                       r"or --format <name> \(flickr-aes, para"):
+        read_ratings(tmp_path / "other")
+    # a data set's ratings file read as a plain table
+    with pytest.raises(ValueError, match=r"lacks column\(s\) \['rater', 'image'\].*are those "
+                       r"of FLICKR-AES's .*--format flickr-aes.*read_flickr_aes"):
+        main(["meta-train", flickr, *out])
+    with pytest.raises(FileNotFoundError, match="data set folder not found: .*nowhere"):
+        read_flickr_aes(tmp_path / "nowhere")
+
+
 def test_table1_refuses_table_options_without_ratings():
     # A tiny run, so that the test stays quick should the refusal ever go.
     tiny = ["--n-images", "20", "--n-raters", "4", "--images-per-rater", "10",

@@ -26,6 +26,48 @@ def _first(items, n=_SHOWN):
     return listing(items, n)
 
 
+#: The data sets the readers know, by their ratings file as distributed (the readers'
+#: defaults) and its columns: for messages that point a table or folder given to the
+#: wrong reader at the right one.
+DATA_SETS = (
+    # (name, --format, reader, ratings file, columns)
+    ("FLICKR-AES", "flickr-aes", "read_flickr_aes",
+     "FLICKR-AES_image_labeled_by_each_worker.csv", ("worker", "imagePair", "score")),
+    ("PARA", "para", "read_para", "annotation/PARA-Images.csv",
+     ("userId", "imageName", "aestheticScore", "sessionId")),
+    ("REAL-CUR", "real-cur", "read_real_cur", "ratings.csv", ("worker", "image", "MOS")),
+    ("AADB", "aadb", "read_aadb", "AADB_AllinAll.csv", ("workerID", "imgName", "score")),
+)
+
+
+def _not_a_folder_of_ratings(path):
+    """The error for a folder given where a ratings CSV is expected."""
+    known = next((d for d in DATA_SETS if d[1] != "real-cur"  # its file name is generic
+                  and os.path.isfile(os.path.join(path, d[3]))), None)
+    if known:
+        name, fmt, reader, file, _ = known
+        how = (f"or, as it holds {name}'s {file}, --format {fmt} on the command line "
+               f"({reader} from Python)")
+    else:
+        formats = ", ".join(d[1] for d in DATA_SETS)
+        how = (f"or --format <name> ({formats}) for a data set's folder on the command "
+               "line (read_flickr_aes, ... from Python)")
+    return IsADirectoryError(f"{path} is a folder; pass the ratings CSV, {how}.")
+
+
+def _data_set_hint(columns, path=None):
+    """" Its columns are those of X's file: ..." where ``columns`` hold a known data
+    set's, or ""; ``path`` is the table's file, if any."""
+    known = next((d for d in DATA_SETS if set(d[4]) <= set(columns)), None)
+    if known is None:
+        return ""
+    name, fmt, reader, file, cols = known
+    folder = f" ({os.path.dirname(os.path.abspath(path))})" if path else ""
+    return (f" Its columns {list(cols)} are those of {name}'s {file}: read the data set's "
+            f"folder{folder} with --format {fmt} on the command line ({reader} from "
+            "Python), or name the columns (--rater-col, --image-col, --score-col).")
+
+
 # -- loading a table -----------------------------------------------------------------
 
 
@@ -119,6 +161,8 @@ def _read_text(path):
 
 
 def _read_csv(path):
+    if os.path.isdir(path):
+        raise _not_a_folder_of_ratings(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"ratings file not found: {path}")
     # newline="" keeps line ends for the csv module, which needs them inside quoted cells.
@@ -194,7 +238,8 @@ def _require(t, names):
     missing = [c for c in names if c not in t.cols]
     if missing:
         raise ValueError(f"{t.name} lacks column(s) {missing}; found columns {list(t.cols)} "
-                         "(names are matched case-sensitively, after stripping spaces).")
+                         "(names are matched case-sensitively, after stripping spaces)."
+                         + _data_set_hint(t.cols, t.name if t.lines is not None else None))
     if t.n == 0:
         raise ValueError(f"{t.name} has a header but no ratings.")
 

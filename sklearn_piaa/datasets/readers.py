@@ -133,6 +133,21 @@ def _read_ids(path, column="worker", text=None):
     return ids
 
 
+def _ratings_path(root, ratings_file):
+    """``root`` and its ratings file's path; an error where ``root`` is no folder."""
+    root = os.fspath(root)
+    if os.path.isfile(root):
+        # Else the file would be looked for inside itself: "not found: f.csv/f.csv".
+        parent = os.path.dirname(os.path.abspath(root))
+        here = (f"; here {parent}" if os.path.basename(root)
+                == os.path.basename(ratings_file) else "")
+        raise NotADirectoryError(f"{root} is a file, but the path must be the data set's "
+                                 f"folder (the one holding {ratings_file}){here}.")
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"data set folder not found: {root}")
+    return root, os.path.join(root, ratings_file)
+
+
 # -- public readers ------------------------------------------------------------------
 
 
@@ -173,12 +188,16 @@ def read_ratings(table, rater_col="rater", image_col="image", score_col="score",
     ------
     FileNotFoundError
         If the table or, with ``check_files``, images are missing (count, first names).
+    IsADirectoryError
+        If ``table`` is a folder (naming the ``--format`` that reads it, where it holds
+        a known data set's ratings file).
     ValueError
         On a file that is not UTF-8 (naming the byte) or not comma-separated, a dict
         column that is not a list or array, repeated or missing columns (naming those
-        found), an empty table or id cell, non-numeric or non-finite scores (rows,
-        values), duplicates with ``duplicates="error"``, or raters with fewer than
-        ``min_images`` images (names, counts).
+        found, and the reader of a known data set whose columns they are), an empty
+        table or id cell, non-numeric or non-finite scores (rows, values), duplicates
+        with ``duplicates="error"``, or raters with fewer than ``min_images`` images
+        (names, counts).
 
     Examples
     --------
@@ -235,6 +254,8 @@ def read_flickr_aes(root, ratings_file="FLICKR-AES_image_labeled_by_each_worker.
     ------
     FileNotFoundError, ValueError
         As :func:`read_ratings`; ValueError also if no test worker occurs in the ratings.
+    NotADirectoryError
+        If ``root`` is a file (such as the ratings file itself) rather than a folder.
 
     Warns
     -----
@@ -263,8 +284,8 @@ def read_flickr_aes(root, ratings_file="FLICKR-AES_image_labeled_by_each_worker.
     """
     if split not in ("official", None):
         raise ValueError(f"split must be 'official' or None, got {split!r}.")
-    root = os.fspath(root)
-    t = _load_table(os.path.join(root, ratings_file))
+    root, ratings_path = _ratings_path(root, ratings_file)
+    t = _load_table(ratings_path)
     X, y, groups = _read(t, ("worker", "imagePair", "score"), os.path.join(root, image_dir),
                          check_files=check_files, hint=IMAGE_DIR_HINT)
     bunch = _bunch(X, y, groups, "FLICKR-AES (Ren et al., ICCV 2017), per-worker 1-5 scores")
@@ -308,6 +329,8 @@ def read_para(root, ratings_file="annotation/PARA-Images.csv", image_dir="imgs",
     ------
     FileNotFoundError, ValueError
         As :func:`read_ratings`.
+    NotADirectoryError
+        If ``root`` is a file (such as the ratings file itself) rather than a folder.
 
     References
     ----------
@@ -327,8 +350,8 @@ def read_para(root, ratings_file="annotation/PARA-Images.csv", image_dir="imgs",
     (('imgs', 's1', 'a.jpg'), [3.5, 4.0], None)
     >>> tmp.cleanup()
     """
-    root = os.fspath(root)
-    t = _load_table(os.path.join(root, ratings_file))
+    root, ratings_path = _ratings_path(root, ratings_file)
+    t = _load_table(ratings_path)
 
     def locate(raters, images, y):
         return [os.path.join(s, im) for s, im in zip(_ids(t, "sessionId"), images)]
@@ -368,6 +391,8 @@ def read_real_cur(root, ratings_file="ratings.csv", image_dir="images", check_fi
     ------
     FileNotFoundError, ValueError
         As :func:`read_ratings`.
+    NotADirectoryError
+        If ``root`` is a file (such as the ratings file itself) rather than a folder.
 
     References
     ----------
@@ -389,8 +414,8 @@ def read_real_cur(root, ratings_file="ratings.csv", image_dir="images", check_fi
     (('images', 'u1', '4', 'a.jpg'), ['u1'], None)
     >>> tmp.cleanup()
     """
-    root = os.fspath(root)
-    t = _load_table(os.path.join(root, ratings_file))
+    root, ratings_path = _ratings_path(root, ratings_file)
+    t = _load_table(ratings_path)
 
     def locate(raters, images, y):
         return [os.path.join(w, str(int(s)), im) for w, s, im in zip(raters, y, images)]
@@ -437,6 +462,8 @@ def read_aadb(root, ratings_file="AADB_AllinAll.csv", image_dir="datasetImages_o
     ------
     FileNotFoundError, ValueError
         As :func:`read_ratings`.
+    NotADirectoryError
+        If ``root`` is a file (such as the ratings file itself) rather than a folder.
 
     References
     ----------
@@ -457,8 +484,8 @@ def read_aadb(root, ratings_file="AADB_AllinAll.csv", image_dir="datasetImages_o
     (['7'], ['8'])
     >>> tmp.cleanup()
     """
-    root = os.fspath(root)
-    bunch = _read_ratings(os.path.join(root, ratings_file), (rater_col, image_col, score_col),
+    root, ratings_path = _ratings_path(root, ratings_file)
+    bunch = _read_ratings(ratings_path, (rater_col, image_col, score_col),
                           os.path.join(root, image_dir), check_files=check_files,
                           hint=IMAGE_DIR_HINT)
     bunch.DESCR = "AADB (Kong et al., ECCV 2016). " + bunch.DESCR
