@@ -221,8 +221,8 @@ def _one_rater(args):
     """``(X, y)`` of the rater in a ratings CSV (``--rater`` picks one of several)."""
     from .datasets._table import _load_table, _read, _require
 
-    table = _load_table(args.ratings)
     cols = (args.rater_col, args.image_col, args.score_col)
+    table = _load_table(args.ratings, needed=cols)
     if args.rater_col not in table.cols:
         # A file of one person's ratings needs no rater column. The table keeps its file
         # name and line numbers, so that errors name them.

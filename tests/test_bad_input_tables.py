@@ -146,6 +146,30 @@ def test_a_cell_running_over_lines_is_refused_at_its_first_line(tmp_path, text, 
         read_ratings(_csv(tmp_path, text), check_files=False)
 
 
+def test_a_comment_on_several_lines_in_an_unused_column_is_read(tmp_path):
+    # Mechanical Turk exports quote comments written on several lines: valid CSV, once
+    # refused as a stray quote.
+    data = read_ratings(_csv(tmp_path, 'rater,comment,image,score\n'
+                                       'ann,"great light,\nbut ""dark""",a.jpg,4\n'
+                                       'ann,ok,b.jpg,3\nbob,"meh\r\n\r\nreally",a.jpg,2\n'),
+                        check_files=False)
+    assert data.y.tolist() == [4.0, 3.0, 2.0] and data.groups.tolist() == ["ann", "ann", "bob"]
+
+
+@pytest.mark.parametrize("text", [
+    # a stray quote closed by another: a line inside the cell reads as a row
+    'rater,image,score,comment\nann,a.jpg,4,"great light\nann,b.jpg,3,ok"\nbob,a.jpg,2,x\n',
+    # more fields than the header
+    'rater,image,score,comment\nann,a.jpg,4,"two\nlines",extra\n',
+    # the quote closed before other text
+    'rater,image,score,comment\nann,a.jpg,4,"two\nlines"x\n',
+])
+def test_a_cell_over_lines_in_an_unused_column_is_refused_where_unsound(tmp_path, text):
+    with pytest.raises(ValueError, match=r"line 2: the quoted cell in column 'comment' is "
+                                         r"not closed on its line"):
+        read_ratings(_csv(tmp_path, text), check_files=False)
+
+
 def test_an_unclosed_quote_in_a_long_file_names_its_line(tmp_path):
     text = "rater,image,score,comment\nann,a.jpg,4,\"great light\n" + "".join(
         f"r{i % 50},b{i}.jpg,3,ok\n" for i in range(8000))  # past csv's 131072 field limit

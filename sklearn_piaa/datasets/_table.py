@@ -71,10 +71,13 @@ def _data_set_hint(columns, path=None):
 # -- loading a table -----------------------------------------------------------------
 
 
-def _load_table(table):
-    """Columns (name -> list, copied), a name for messages, CSV line numbers and a base dir."""
+def _load_table(table, needed=None):
+    """Columns (name -> list, copied), a name for messages, CSV line numbers and a base dir.
+
+    ``needed``: the columns the caller reads, where known; see :func:`_read_csv`.
+    """
     if isinstance(table, (str, os.PathLike)):
-        return _read_csv(os.fspath(table))
+        return _read_csv(os.fspath(table), needed)
     if hasattr(table, "columns") and hasattr(table, "to_numpy"):  # a pandas DataFrame
         name = "the DataFrame"
         if hasattr(table, "items"):
@@ -160,7 +163,34 @@ def _read_text(path):
                          ) from None
 
 
-def _read_csv(path):
+def _swallows_rows(row, names, needed, record):
+    """Whether a record whose quoted cell runs over lines may hold swallowed rows.
+
+    Such a cell is accepted only in a column the reader does not use (``needed``; None:
+    none is accepted), where the record has the header's field count, its quotes close
+    properly (``record``: its lines, read again strictly) and no line inside the cell
+    reads as a row of its own: a stray quote would otherwise swallow the rows after it.
+    """
+    if needed is None or len(row) != len(names):
+        return True
+    for j, cell in enumerate(row):
+        if "\n" in cell or "\r" in cell:
+            parts = cell.splitlines()[1:]
+            if names[j] in needed or any(
+                    len(next(csv.reader([p]), [])) >= len(names) for p in parts):
+                return True
+    try:
+        return len(list(csv.reader(record, strict=True, skipinitialspace=True))) != 1
+    except csv.Error:  # e.g. a quote never closed, or closed before other text
+        return True
+
+
+def _read_csv(path, needed=None):
+    """The table in CSV file ``path``; ``needed``: the columns the caller reads, if known.
+
+    A quoted cell running over lines is refused (as the sign of a stray quote) unless
+    it lies in a column outside ``needed`` and the record is otherwise sound.
+    """
     if os.path.isdir(path):
         raise _not_a_folder_of_ratings(path)
     if not os.path.isfile(path):
@@ -189,7 +219,7 @@ def _read_csv(path):
                              "with commas between the columns.")
     if len(set(names)) < len(names):
         raise ValueError(f"{path}: repeated column names in the header {names}.")
-    rows, lines = [], []
+    rows, lines, raw = [], [], None
     while True:
         start = reader.line_num + 1 + skipped  # the record's first line, for messages
         try:
@@ -199,18 +229,24 @@ def _read_csv(path):
         except csv.Error as exc:  # e.g. an unclosed quote swallowing the rest of the file
             raise ValueError(f"{path}, line {start}: {exc}; is a quote (\") left "
                              "unclosed there?") from None
-        if reader.line_num + skipped > start:
-            # A quoted cell running over lines: most often a stray quote, which would
-            # silently swallow the rows after it into one cell.
-            j = next((j for j, c in enumerate(row) if "\n" in c or "\r" in c), 0)
-            col = names[j] if j < len(names) else f"field {j + 1}"
-            raise ValueError(f"{path}, line {start}: the quoted cell in column {col!r} "
-                             f"is not closed on its line but on line "
-                             f"{reader.line_num + skipped}; remove the stray quote (\") "
-                             "or the line breaks inside the cell.")
         cells = [c.strip() for c in row]
         while len(cells) > len(names) and not cells[-1]:
             cells.pop()  # a trailing comma is harmless
+        if reader.line_num + skipped > start:
+            # A quoted cell running over lines: a comment written on several lines, or a
+            # stray quote, which would silently swallow the rows after it into one cell.
+            if raw is None:  # the lines as the reader saw them
+                raw = io.StringIO(text, newline="").readlines()
+            record = raw[start - skipped - 1:reader.line_num]
+            if _swallows_rows(cells, names, needed, record):
+                spans = [j for j, c in enumerate(row) if "\n" in c or "\r" in c] or [0]
+                j = next((j for j in spans if j < len(names) and needed is not None
+                          and names[j] in needed), spans[0])
+                col = names[j] if j < len(names) else f"field {j + 1}"
+                raise ValueError(f"{path}, line {start}: the quoted cell in column {col!r} "
+                                 f"is not closed on its line but on line "
+                                 f"{reader.line_num + skipped}; remove the stray quote "
+                                 "(\") or the line breaks inside the cell.")
         if not any(cells):
             continue
         if len(cells) != len(names):

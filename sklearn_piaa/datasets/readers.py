@@ -160,7 +160,10 @@ def read_ratings(table, rater_col="rater", image_col="image", score_col="score",
     table : str, path-like, pandas DataFrame or dict of columns
         A comma-separated UTF-8 file with a header row (blank lines before it are
         skipped), or an in-memory table. Spaces around column names and cells, quoted or
-        not, are ignored. The table is never modified.
+        not, are ignored. A quoted cell may run over lines (a comment written on
+        several) only in a column not read here; elsewhere, or where a line inside it
+        reads as a row of its own, it is refused as a likely stray quote. The table is
+        never modified.
     rater_col, image_col, score_col : str, default="rater", "image", "score"
         Columns of the rater id, the image file (relative to ``image_root``, or absolute)
         and the numeric score.
@@ -218,7 +221,7 @@ def read_ratings(table, rater_col="rater", image_col="image", score_col="score",
 def _read_ratings(table, cols, image_root, duplicates="mean", check_files=True,
                   min_images=None, hint=IMAGE_ROOT_HINT):
     """:func:`read_ratings`; ``hint`` names the caller's image folder parameter."""
-    t = _load_table(table)
+    t = _load_table(table, needed=cols)
     X, y, groups = _read(t, cols, image_root, duplicates, check_files, min_images, hint=hint)
     return _bunch(X, y, groups, f"Ratings read from {t.name}")
 
@@ -285,8 +288,9 @@ def read_flickr_aes(root, ratings_file="FLICKR-AES_image_labeled_by_each_worker.
     if split not in ("official", None):
         raise ValueError(f"split must be 'official' or None, got {split!r}.")
     root, ratings_path = _ratings_path(root, ratings_file)
-    t = _load_table(ratings_path)
-    X, y, groups = _read(t, ("worker", "imagePair", "score"), os.path.join(root, image_dir),
+    cols = ("worker", "imagePair", "score")
+    t = _load_table(ratings_path, needed=cols)
+    X, y, groups = _read(t, cols, os.path.join(root, image_dir),
                          check_files=check_files, hint=IMAGE_DIR_HINT)
     bunch = _bunch(X, y, groups, "FLICKR-AES (Ren et al., ICCV 2017), per-worker 1-5 scores")
     if split is None:
@@ -351,7 +355,8 @@ def read_para(root, ratings_file="annotation/PARA-Images.csv", image_dir="imgs",
     >>> tmp.cleanup()
     """
     root, ratings_path = _ratings_path(root, ratings_file)
-    t = _load_table(ratings_path)
+    t = _load_table(ratings_path,
+                    needed=("userId", "imageName", "aestheticScore", "sessionId"))
 
     def locate(raters, images, y):
         return [os.path.join(s, im) for s, im in zip(_ids(t, "sessionId"), images)]
@@ -415,7 +420,7 @@ def read_real_cur(root, ratings_file="ratings.csv", image_dir="images", check_fi
     >>> tmp.cleanup()
     """
     root, ratings_path = _ratings_path(root, ratings_file)
-    t = _load_table(ratings_path)
+    t = _load_table(ratings_path, needed=("worker", "image", "MOS"))
 
     def locate(raters, images, y):
         return [os.path.join(w, str(int(s)), im) for w, s, im in zip(raters, y, images)]
