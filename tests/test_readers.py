@@ -299,6 +299,30 @@ def test_read_personality_table_and_its_errors(tmp_path):
         read_personality(tmp_path / "missing.csv", ["u1"])
 
 
+def test_read_personality_of_paras_user_table_and_trait_cols(tmp_path):
+    from sklearn_piaa.datasets import read_personality
+
+    # PARA's PARA-UserInfo.csv layout: user columns, then five personality-* columns
+    path = tmp_path / "PARA-UserInfo.csv"
+    path.write_text("userId,age,gender,photographyExperience,personality-E,personality-A,"
+                    "personality-N,personality-O,personality-C\n"
+                    "u1,25,male,beginner,0.5,-0.5,0,1,-1\n")
+    table = read_personality(path, ["u1"], rater_col="userId")
+    np.testing.assert_allclose(table["u1"], [0.5, -0.5, 0, 1, -1])
+    order = ["personality-O", "personality-C", "personality-E", "personality-A",
+             "personality-N"]
+    table = read_personality(path, ["u1"], rater_col="userId", trait_cols=order)
+    np.testing.assert_allclose(table["u1"], [1, -1, 0.5, -0.5, 0])
+    with pytest.raises(ValueError, match=r"lacks the trait column\(s\) \['openness'\]"):
+        read_personality(path, ["u1"], rater_col="userId", trait_cols=["openness", *order[1:]])
+    with pytest.raises(ValueError, match="five distinct columns"):
+        read_personality(path, ["u1"], rater_col="userId", trait_cols=order[:4])
+    path.write_text("userId,age,gender,personality-E,personality-A,personality-N,"
+                    "personality-O\nu1,25,male,0,0,0,0\n")
+    with pytest.raises(ValueError, match="6 column\\(s\\) besides 'userId'.*trait_cols"):
+        read_personality(path, ["u1"], rater_col="userId")
+
+
 def test_a_train_list_naming_no_rater_is_refused(flickr):
     # R's write.csv quotes ids (and adds a row-name column): the quotes are not the ids
     _write(str(flickr / "test_workers.csv"), '"","worker"\n"1","A1TRAINONE"\n')

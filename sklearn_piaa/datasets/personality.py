@@ -9,7 +9,8 @@ from ._table import _first, _load_table
 __all__ = ["read_personality"]
 
 
-def read_personality(path, raters, rater_col="rater", image_col="image", ratings=None):
+def read_personality(path, raters, rater_col="rater", image_col="image", ratings=None,
+                     trait_cols=None):
     """Rater id -> Big-Five traits, read from a CSV for :class:`PAIAARegressor`.
 
     Parameters
@@ -17,7 +18,9 @@ def read_personality(path, raters, rater_col="rater", image_col="image", ratings
     path : str or path-like
         A CSV with a header: the rater id column and five trait columns (any names,
         e.g. openness, conscientiousness, extraversion, agreeableness, neuroticism),
-        each a number in [-1, 1]; one row per rater.
+        each a number in [-1, 1]; one row per rater. Other columns are allowed where
+        ``trait_cols`` names the traits, or where exactly five column names start with
+        "personality".
     raters : iterable
         The raters that need traits (every rater of the ratings). Rows of other raters
         are checked as well and kept in the returned mapping.
@@ -25,6 +28,14 @@ def read_personality(path, raters, rater_col="rater", image_col="image", ratings
         The id column; ``image_col`` only serves to recognize an image -> traits table.
     ratings : str, default=None
         Name of the ratings file, for messages.
+    trait_cols : sequence of 5 str, default=None
+        The trait columns, in the order the model takes them. None: every column
+        besides ``rater_col`` where there are five; else the five columns whose names
+        start with "personality" (any case), in file order, where there are exactly
+        five. The latter reads PARA's ``PARA-UserInfo.csv`` (``userId``, age, gender,
+        ..., then its ``personality-*`` columns; pass ``rater_col="userId"``); its
+        values must still lie in [-1, 1], so a file on another scale is refused, naming
+        the first value outside, until rescaled.
 
     Returns
     -------
@@ -58,11 +69,7 @@ def read_personality(path, raters, rater_col="rater", image_col="image", ratings
         raise ValueError(f"{path} has no {rater_col!r} column (columns: {names}): a "
                          "personality file holds a rater id column (--rater-col) and five "
                          "trait columns.")
-    traits = [c for c in names if c != rater_col]
-    if len(traits) != 5:
-        raise ValueError(f"{path} has {len(traits)} column(s) besides {rater_col!r} "
-                         f"({traits}); PA_IAA needs the five Big-Five traits, one column "
-                         "each.")
+    traits = _trait_columns(path, names, rater_col, trait_cols)
     table = {}
     for i, rater in enumerate(t.cols[rater_col]):
         where = f"{path}, line {t.lines[i]}"
@@ -93,3 +100,30 @@ def read_personality(path, raters, rater_col="rater", image_col="image", ratings
     matched = {r: table[str(r).strip()] for r in raters}
     used = {str(r).strip() for r in raters}
     return {**{k: v for k, v in table.items() if k not in used}, **matched}
+
+
+def _trait_columns(path, names, rater_col, trait_cols):
+    """The five trait columns of a file with columns ``names`` (see read_personality)."""
+    if trait_cols is not None:
+        if isinstance(trait_cols, str):
+            raise ValueError(f"trait_cols must be a list of five column names; got the "
+                             f"string {trait_cols!r}.")
+        traits = [str(c).strip() for c in trait_cols]
+        missing = [c for c in traits if c not in names]
+        if missing:
+            raise ValueError(f"{path} lacks the trait column(s) {missing} of trait_cols; "
+                             f"its columns: {names}.")
+        if len(traits) != 5 or len(set(traits)) != 5 or rater_col in traits:
+            raise ValueError(f"trait_cols must name five distinct columns besides "
+                             f"{rater_col!r}, one per Big-Five trait; got {traits}.")
+        return traits
+    traits = [c for c in names if c != rater_col]
+    if len(traits) == 5:
+        return traits
+    # PARA's PARA-UserInfo.csv: user columns (age, gender, ...), then personality-* ones
+    named = [c for c in traits if c.lower().startswith("personality")]
+    if len(named) == 5:
+        return named
+    raise ValueError(f"{path} has {len(traits)} column(s) besides {rater_col!r} "
+                     f"({traits}); PA_IAA needs the five Big-Five traits, one column "
+                     "each: name them with trait_cols, or keep only the five.")
