@@ -204,7 +204,12 @@ def test_missing_files_count_and_first_names(tmp_path):
 
 def test_duplicates_mean_or_error():
     table = _table(rater=["a", "a", "b", "a"], image=["x.jpg", "y.jpg", "x.jpg", "x.jpg"])
-    data = read_ratings(table, check_files=False)
+    # averaged with a word: counts then differ from a data set's published ones
+    with pytest.warns(PIAAWarning, match=r"rates 1 \(rater, image\) pair\(s\) more than "
+                      r"once; their 2 ratings are averaged into 1 \(duplicates='mean'\): "
+                      r"'a' on 'x.jpg' at row 0/row 3") as record:
+        data = read_ratings(table, check_files=False)
+    assert len(record) == 1 and record[0].filename == __file__
     assert data.groups.tolist() == ["a", "a", "b"]
     assert data.y.tolist() == [2.5, 2.0, 3.0]  # rows 0 and 3 averaged, at row 0
     match = r"1 \(rater, image\) pair.*'a' on 'x.jpg' at row 0/row 3"

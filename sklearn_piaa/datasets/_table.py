@@ -18,6 +18,7 @@ import numpy as np
 from sklearn.utils import Bunch
 
 from .._messages import listing
+from .._warnings import PIAAWarning, warn_caller
 
 _SHOWN = 5  # how many offending rows, files or raters an error message lists
 
@@ -319,16 +320,21 @@ def _merge_duplicates(t, raters, paths, y, duplicates):
         if code[i] == len(first):
             first.append(i)
     counts = np.bincount(code)
-    if duplicates == "error" and (counts > 1).any():
+    if (counts > 1).any():
         dup = np.flatnonzero(counts > 1)
         listed = _first(
             f"{raters[first[g]]!r} on {os.path.basename(paths[first[g]])!r} at "
             + "/".join(_where(t, i) for i in np.flatnonzero(code == g))
             for g in dup[:_SHOWN]
-        )
-        raise ValueError(f"{t.name} rates {len(dup)} (rater, image) pair(s) more than once: "
-                         f"{listed}{' ...' if len(dup) > _SHOWN else ''}. Pass "
-                         "duplicates='mean' to average them.")
+        ) + (" ..." if len(dup) > _SHOWN else "")
+        if duplicates == "error":
+            raise ValueError(f"{t.name} rates {len(dup)} (rater, image) pair(s) more than "
+                             f"once: {listed}. Pass duplicates='mean' to average them.")
+        # Said, not done silently: rating counts then differ from the published ones.
+        warn_caller(f"{t.name} rates {len(dup)} (rater, image) pair(s) more than once; "
+                    f"their {int(counts[dup].sum())} ratings are averaged into "
+                    f"{len(dup)} (duplicates='mean'): {listed}. Pass duplicates='error' "
+                    "to refuse them.", PIAAWarning)
     return [raters[i] for i in first], [paths[i] for i in first], np.bincount(code, y) / counts
 
 

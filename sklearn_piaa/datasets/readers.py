@@ -172,7 +172,8 @@ def read_ratings(table, rater_col="rater", image_col="image", score_col="score",
         for an in-memory table.
     duplicates : {"mean", "error"}, default="mean"
         A rater rating an image more than once either gets one row with the mean score,
-        in place of the first, or raises.
+        in place of the first (with a PIAAWarning counting and naming the pairs), or
+        raises.
     check_files : bool, default=True
         Check that every image file exists.
     min_images : int, default=None
@@ -201,6 +202,12 @@ def read_ratings(table, rater_col="rater", image_col="image", score_col="score",
         table or id cell, non-numeric or non-finite scores (rows, values), duplicates
         with ``duplicates="error"``, or raters with fewer than ``min_images`` images
         (names, counts).
+
+    Warns
+    -----
+    PIAAWarning
+        With ``duplicates="mean"``, where ratings are averaged: how many (rater, image)
+        pairs and ratings, and the first pairs with their rows.
 
     Examples
     --------
@@ -236,7 +243,7 @@ def read_flickr_aes(root, ratings_file="FLICKR-AES_image_labeled_by_each_worker.
         Folder of the data set.
     ratings_file : str, default="FLICKR-AES_image_labeled_by_each_worker.csv"
         Ratings file in ``root``, header ``worker, imagePair, score`` as distributed
-        (the spaces are ignored). Repeated ratings are averaged.
+        (the spaces are ignored). Repeated ratings are averaged, with a PIAAWarning.
     image_dir : str, default="40K"
         Folder in ``root`` holding the ``imagePair`` files.
     split : {"official", None}, default="official"
@@ -314,7 +321,8 @@ def read_para(root, ratings_file="annotation/PARA-Images.csv", image_dir="imgs",
         Folder of the data set.
     ratings_file : str, default="annotation/PARA-Images.csv"
         Ratings file in ``root``, with columns ``userId``, ``imageName``,
-        ``aestheticScore`` and ``sessionId`` (others are ignored). Repeats are averaged.
+        ``aestheticScore`` and ``sessionId`` (others are ignored). Repeats are
+        averaged, with a PIAAWarning.
     image_dir : str, default="imgs"
         Folder in ``root`` holding the images at ``<sessionId>/<imageName>``.
     test_users : iterable of str, default=None
@@ -446,7 +454,8 @@ def read_aadb(root, ratings_file="AADB_AllinAll.csv", image_dir="datasetImages_o
     root : str or path-like
         Folder of the data set.
     ratings_file : str, default="AADB_AllinAll.csv"
-        Comma-separated ratings with a header row, in ``root``. Repeats are averaged.
+        Comma-separated ratings with a header row, in ``root``. Repeats are
+        averaged, with a PIAAWarning.
     image_dir : str, default="datasetImages_originalSize"
         Folder in ``root`` holding the images.
     rater_col, image_col, score_col : str, default="workerID", "imgName", "score"
