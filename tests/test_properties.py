@@ -26,6 +26,7 @@ def _table(rows, order, extra):
         {k: v for k, v in cols.items() if k not in order}
 
 
+@pytest.mark.filterwarnings("ignore:.*more than once; their:UserWarning")  # averaged: said
 @SETTINGS
 @given(rows=ratings, order=st.permutations(["rater", "image", "score", "comment"]),
        extra=st.booleans())

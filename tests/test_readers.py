@@ -163,6 +163,32 @@ def test_aadb_columns_and_test_workers(tmp_path):
         read_aadb(tmp_path, test_workers="8")
 
 
+def test_aadb_as_distributed_one_row_per_assignment(tmp_path):
+    # AADB_AllinAll.csv is Mechanical Turk's results table, ten images per row: it was
+    # refused for lacking workerID/imgName/score, with no way to read it.
+    urls = [f"http://farm{k % 3 + 1}.staticflickr.com/{200 + k}/{1000 + k}_ab_b.jpg"
+            for k in range(6)]
+    names = [f"farm{k % 3 + 1}_{200 + k}_{1000 + k}_ab_b.jpg" for k in range(6)]
+    for k, name in enumerate(names):
+        _jpeg(str(tmp_path / "datasetImages_originalSize" / name), seed=k)
+    header = ("HITId,WorkerId," + ",".join(f"Input.image_url{k}" for k in (1, 2, 3)) + ","
+              + ",".join(f"Answer.overallScore{k}" for k in (1, 2, 3)) + ",Answer.comment\n")
+    rows = [f'H1,WA,{",".join(urls[:3])},1,2,3,"nice\nset"\n',  # a comment over lines
+            f"H2,WB,{','.join(urls[3:])},4,5,1,\n",
+            f"H3,WA,{urls[3]},,,2,,,\n"]  # an assignment of one image
+    _write(str(tmp_path / "AADB_AllinAll.csv"), header + "".join(rows))
+    data = read_aadb(tmp_path, test_workers=["WB"])
+    got = [(g, os.path.basename(x), float(v)) for x, v, g in zip(data.X, data.y, data.groups)]
+    assert got == [("WA", names[0], 1.0), ("WA", names[1], 2.0), ("WA", names[2], 3.0),
+                   ("WB", names[3], 4.0), ("WB", names[4], 5.0), ("WB", names[5], 1.0),
+                   ("WA", names[3], 2.0)]
+    assert data.train_raters == ["WA"] and data.test_raters == ["WB"]
+    # a missing score is named at its line of the file
+    _write(str(tmp_path / "AADB_AllinAll.csv"), header + rows[1] + f"H4,WC,{urls[0]},,,,,,\n")
+    with pytest.raises(ValueError, match="line 3"):
+        read_aadb(tmp_path)
+
+
 # -- read_ratings validation ---------------------------------------------------------
 
 

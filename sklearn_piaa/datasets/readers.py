@@ -8,6 +8,7 @@ The data sets themselves are not downloaded: point the readers at your local cop
 import csv
 import io
 import os
+import urllib.parse
 import warnings
 from importlib import resources
 
@@ -20,9 +21,11 @@ from ._table import (
     IMAGE_ROOT_HINT,
     _first,
     _ids,
+    _is_blank,
     _load_table,
     _read,
     _read_text,
+    _where,
 )
 
 __all__ = ["read_ratings", "read_flickr_aes", "read_para", "read_real_cur", "read_aadb"]
@@ -441,25 +444,85 @@ def read_real_cur(root, ratings_file="ratings.csv", image_dir="images", check_fi
     return bunch
 
 
+#: AADB as distributed: Mechanical Turk's results, a row per assignment in which one
+#: worker rated several images (ten): ``WorkerId``, ``Input.image_url1`` ... and
+#: ``Answer.overallScore1`` ...
+_AADB_WORKER, _AADB_URL, _AADB_SCORE = "WorkerId", "Input.image_url", "Answer.overallScore"
+
+
+def _aadb_image_name(url):
+    """The file name AADB gives the photo at Flickr address ``url``.
+
+    ``http://farm1.staticflickr.com/255/19452343093_8ee7e5e375_b.jpg`` is
+    ``farm1_255_19452343093_8ee7e5e375_b.jpg``: server farm, server and file name. An
+    address of another shape gives its file name.
+    """
+    parts = urllib.parse.urlsplit(str(url).strip())
+    segments = [s for s in parts.path.split("/") if s]
+    host = parts.netloc.split(".")[0]
+    if host and len(segments) >= 2:
+        return f"{host}_{segments[0]}_{segments[-1]}"
+    return segments[-1] if segments else ""
+
+
+def _aadb_long(t):
+    """AADB's results table ``t`` as one row per rating, or None where ``t`` is not laid
+    out so. Its columns (rater, image, score) are named after those they come from."""
+    slots = sorted(int(c[len(_AADB_URL):]) for c in t.cols
+                   if c.startswith(_AADB_URL) and c[len(_AADB_URL):].isdigit()
+                   and f"{_AADB_SCORE}{c[len(_AADB_URL):]}" in t.cols)
+    if _AADB_WORKER not in t.cols or not slots:
+        return None
+    cols = (_AADB_WORKER, f"{_AADB_URL}N", f"{_AADB_SCORE}N")
+    long = {c: [] for c in cols}
+    lines = []
+    for i in range(t.n):
+        for k in slots:
+            url, score = t.cols[f"{_AADB_URL}{k}"][i], t.cols[f"{_AADB_SCORE}{k}"][i]
+            if _is_blank(url) and _is_blank(score):
+                continue  # an assignment of fewer images
+            for col, cell in ((f"{_AADB_URL}{k}", url), (f"{_AADB_SCORE}{k}", score)):
+                if "\n" in str(cell) or "\r" in str(cell):  # see _read_csv
+                    raise ValueError(f"{t.name}, {_where(t, i)}: the quoted cell in column "
+                                     f"{col!r} runs over lines; remove the stray quote "
+                                     "(\") or the line breaks inside the cell.")
+            for col, cell in zip(cols, (t.cols[_AADB_WORKER][i], _aadb_image_name(url),
+                                        score)):
+                long[col].append(cell)
+            lines.append(t.lines[i] if t.lines is not None else i)
+    return Bunch(cols=long, n=len(lines), lines=lines if t.lines is not None else None,
+                 labels=None, base=t.base,
+                 name=f"{t.name} (read as one row per rating)")
+
+
 def read_aadb(root, ratings_file="AADB_AllinAll.csv", image_dir="datasetImages_originalSize",
               rater_col="workerID", image_col="imgName", score_col="score", test_workers=None,
               check_files=True):
-    """Read AADB ratings with their rater ids [1]_: a thin wrapper over :func:`read_ratings`.
+    """Read AADB ratings with their rater ids [1]_.
 
-    The layout of the distributed files varies between copies of AADB, so the file, the
-    image folder and the column names are parameters.
+    ``AADB_AllinAll.csv`` as distributed is Amazon Mechanical Turk's results table: a
+    row per assignment, in which worker ``WorkerId`` rated the images at
+    ``Input.image_url1`` ... ``Input.image_url10`` with ``Answer.overallScore1`` ...
+    (1-5). Such a table (a file without ``rater_col``) is read as one rating per image,
+    each image by the name AADB's image folder gives it
+    (``farm1_255_19452343093_8ee7e5e375_b.jpg`` for
+    ``http://farm1.staticflickr.com/255/19452343093_8ee7e5e375_b.jpg``). Copies laid
+    out one row per rating are read as :func:`read_ratings` reads them, with the
+    column names as parameters.
 
     Parameters
     ----------
     root : str or path-like
         Folder of the data set.
     ratings_file : str, default="AADB_AllinAll.csv"
-        Comma-separated ratings with a header row, in ``root``. Repeats are
-        averaged, with a PIAAWarning.
+        Comma-separated ratings with a header row, in ``root``: Mechanical Turk's
+        results as distributed, or one row per rating. Repeats are averaged, with a
+        PIAAWarning.
     image_dir : str, default="datasetImages_originalSize"
         Folder in ``root`` holding the images.
     rater_col, image_col, score_col : str, default="workerID", "imgName", "score"
-        Columns of the rater id, image file name and score.
+        Columns of the rater id, image file name and score of a table of one row per
+        rating.
     test_workers : iterable of str, default=None
         Workers forming the test side of a split, all others the train side. None: no
         split. Ren et al. [2]_ use 168 train / 22 test workers; that list is not public,
@@ -499,9 +562,13 @@ def read_aadb(root, ratings_file="AADB_AllinAll.csv", image_dir="datasetImages_o
     >>> tmp.cleanup()
     """
     root, ratings_path = _ratings_path(root, ratings_file)
-    bunch = _read_ratings(ratings_path, (rater_col, image_col, score_col),
-                          os.path.join(root, image_dir), check_files=check_files,
-                          hint=IMAGE_DIR_HINT)
+    cols = (rater_col, image_col, score_col)
+    t = _load_table(ratings_path, needed=(*cols, _AADB_WORKER))
+    if rater_col not in t.cols and (long := _aadb_long(t)) is not None:
+        t, cols = long, tuple(long.cols)  # else the missing columns are named by _read
+    X, y, groups = _read(t, cols, os.path.join(root, image_dir), check_files=check_files,
+                         hint=IMAGE_DIR_HINT)
+    bunch = _bunch(X, y, groups, f"Ratings read from {t.name}")
     bunch.DESCR = "AADB (Kong et al., ECCV 2016). " + bunch.DESCR
     return bunch if test_workers is None else _add_split(bunch, test_workers, None,
                                                          "workers given")
