@@ -1,5 +1,6 @@
 """What the command line's subcommands share: printing, finding image files."""
 
+import csv
 import ctypes
 import inspect
 import os
@@ -8,6 +9,9 @@ import sys
 from PIL import Image
 
 from .datasets import read_aadb, read_flickr_aes, read_para, read_ratings, read_real_cur
+from .datasets._table import _read_text as read_text
+from .datasets.readers import _add_split as with_test_raters
+from .datasets.readers import _read_ids as read_ids
 
 __all__ = ["IMAGE_EXTENSIONS", "TABLE_DEFAULTS", "READERS", "printer", "plural", "image_files",
            "given_table_options", "read_data", "keep_freed_memory"]
@@ -69,6 +73,9 @@ def read_data(path, args, check_files=True, name="DATA"):
     """The ratings at ``path`` as ``args.format`` lays them out: a Bunch with tasks,
     train, test (the split where the data set defines one).
 
+    ``--test-raters FILE`` holds out the raters listed in FILE (see
+    :func:`read_rater_ids`), in place of a data set's own test raters.
+
     With a data set's own format, ``--image-root`` is passed on as the reader's
     ``image_dir`` (the folder holding the images, where it is not the one the data set
     is distributed with); the column options (``--rater-col``, ...), which it would
@@ -90,6 +97,18 @@ def read_data(path, args, check_files=True, name="DATA"):
     -------
     sklearn.utils.Bunch
     """
+    data = _read_data(path, args, check_files, name)
+    test_raters = getattr(args, "test_raters", None)
+    if test_raters is not None:
+        try:
+            data = with_test_raters(data, read_rater_ids(test_raters),
+                                    what=f"raters of {test_raters}")
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"--test-raters: {exc}") from None
+    return data
+
+
+def _read_data(path, args, check_files, name):
     if args.format == "table":
         return read_ratings(path, rater_col=args.rater_col, image_col=args.image_col,
                             score_col=args.score_col, image_root=args.image_root,
@@ -106,6 +125,38 @@ def read_data(path, args, check_files=True, name="DATA"):
                          f"set's own columns{folder} under {name}; use --format "
                          "table (the default) for a CSV laid out otherwise.")
     return reader(path, check_files=check_files, **options)
+
+
+#: Column names taken for the rater ids of a --test-raters file with several columns.
+RATER_ID_COLUMNS = ("rater", "worker", "user", "userId", "workerID", "WorkerId", "rater_id",
+                    "worker_id", "user_id")
+
+
+def read_rater_ids(path):
+    """The rater ids of a ``--test-raters`` file: a CSV with a header row.
+
+    The ids are its only column, or the column named one of :data:`RATER_ID_COLUMNS`.
+
+    Parameters
+    ----------
+    path : str
+
+    Returns
+    -------
+    list of str
+    """
+    text = read_text(path)
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    names = [n.strip().strip("\"'") for n in next(csv.reader([first]), [])]
+    if len(names) == 1:
+        column = names[0]
+    else:
+        column = next((c for c in RATER_ID_COLUMNS if c in names), None)
+        if column is None:
+            raise ValueError(f"{path}: expected a header row naming the rater id column, "
+                             f"one of {list(RATER_ID_COLUMNS)} (or a file of one column); "
+                             f"found {names}.")
+    return read_ids(path, column, text)
 
 
 def _walk(folder):

@@ -83,6 +83,8 @@ def _check_personality_source(args):
 
 def _official_split(args, fmt, data):
     """The data set's own (train, test) raters, which replace ``--test-fraction``."""
+    if args.test_fraction is not None and getattr(args, "test_raters", None):
+        raise SystemExit("--test-fraction with --test-raters: give one of them.")
     if args.test_fraction is not None:
         raise SystemExit(f"--test-fraction with --format {fmt}: the data set defines its "
                          f"test raters ({len(data.test_raters)}), and they are held out; "

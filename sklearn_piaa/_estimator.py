@@ -1125,8 +1125,11 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
             random_state = self.random_state
         seed = check_random_state(random_state).randint(np.iinfo(np.int32).max)
         net = clone(self.prior_net_)
-        params = _fitting({**net.get_params(deep=False),
-                           **self._finetune_params(len(y), net_params.get("batch_size"))},
+        # skorch's get_params holds its own list of the names to check, which would
+        # replace the new net's: a misspelled name would then pass unchecked.
+        kept = {k: v for k, v in net.get_params(deep=False).items()
+                if k != "_params_to_validate"}
+        params = _fitting({**kept, **self._finetune_params(len(y), net_params.get("batch_size"))},
                           net_params, net)
         if module is not None:
             params["module"] = module
@@ -1184,13 +1187,15 @@ def check_scales(prior, tasks, advice, raters=None):
     refuses them too, but only a draw that puts such a score in the support set meets
     it, so a run failed or not by the seed. Raters whose scores look like another
     scale are named in one warning, from all their scores (``personalize`` would warn
-    at every draw: callers set ``_SCALE_CHECKED.on`` while they personalize). The
-    baselines personalize on any scale.
+    at every draw: callers set ``_SCALE_CHECKED.on`` while they personalize). A
+    task-vector model is checked as its base is. The baselines fit any scale: raters
+    outside their training scores' range are named in a warning instead.
 
     Parameters
     ----------
     prior : estimator
-        Checked only when it is a fitted :class:`MetaAestheticRegressor`.
+        Checked when it is fitted and has a ``score_range_`` (a meta-learned prior, a
+        baseline), or a fitted base of one (a :class:`TaskVectorRegressor`).
     tasks : TaskSet
         The raters about to be personalized.
     advice : str
@@ -1198,8 +1203,10 @@ def check_scales(prior, tasks, advice, raters=None):
     raters : sequence, default=None
         The raters of ``tasks`` to check; ``None`` means all.
     """
-    if not isinstance(prior, MetaAestheticRegressor) or not hasattr(prior, "score_range_"):
+    prior = getattr(prior, "base_", prior)  # a task-vector model personalizes its base
+    if not hasattr(prior, "score_range_"):
         return
+    neural = isinstance(prior, MetaAestheticRegressor)
     low, high = prior.score_range_
     bad, odd = [], []
     for r in tasks.raters if raters is None else raters:
@@ -1210,11 +1217,17 @@ def check_scales(prior, tasks, advice, raters=None):
                        f"{np.float32(y[outside][0]):g})")
         elif where := another_scale(y, low, high):
             odd.append(f"{r!r} ({y.min():g} to {y.max():g}: {where})")
-    if bad:
+    if bad and neural:
         raise ValueError(
             f"{len(bad)} test rater(s) have scores outside the prior's output range "
             f"({low:g}, {high:g}): {', '.join(bad[:10])}{' ...' if len(bad) > 10 else ''}. "
             "If they use another scale than the training raters, " + advice)
+    if bad:
+        warnings.warn(
+            f"{len(bad)} test rater(s) have scores outside the range of the baseline's "
+            f"training scores ({low:g}, {high:g}): {listing(bad)}. It fits them as given, "
+            "from its prior's scores on the training scale; if they use another scale, "
+            + advice, PIAAWarning, stacklevel=3)
     if odd:
         warnings.warn(
             f"{len(odd)} test rater(s) have scores that look like another scale than the "

@@ -453,9 +453,13 @@ class TaskVectorRegressor(RegressorMixin, BaseEstimator):
 
     def _check_width(self, X):
         """Refuse features of another width under this class's name (not the base's)."""
-        n, shape = getattr(self, "n_features_in_", None), np.shape(X)
-        if n is not None and input_kind(X) == FEATURES and len(shape) == 2 \
-                and shape[1] != n:
+        n = getattr(self, "n_features_in_", None)
+        if n is None or input_kind(X) != FEATURES:
+            return
+        # the width of what the base will read (np.shape would ask an array-like
+        # object for __array_function__ support)
+        shape = np.asarray(X).shape
+        if len(shape) == 2 and shape[1] != n:
             raise ValueError(f"X has {shape[1]} features, but {type(self).__name__} is "
                              f"expecting {n} features as input (the width seen in fit).")
 
@@ -546,6 +550,11 @@ class TaskVectorRegressor(RegressorMixin, BaseEstimator):
             would keep the coefficients fitted on these images.
         """
         check_is_fitted(self, "task_vectors_")
+        own = sorted(set(net_params) & set(self.get_params(deep=False)))
+        if own:  # the net would keep them as attributes that change nothing
+            raise TypeError(f"{', '.join(own)}: setting(s) of TaskVectorRegressor, not of "
+                            "the fine-tuning net; give them with set_params(...) before "
+                            "personalize.")
         self._check_width(X)
         base = self.base_
         X, y, scale = base._check_rater(X, y, score_range)

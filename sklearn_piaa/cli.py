@@ -514,7 +514,15 @@ def _add_data_args(p, what):
                    help="how DATA is laid out: 'table' (a CSV, default) or a public data "
                         "set's folder as distributed (its official test raters are used "
                         "where the data set defines them)")
+    _add_test_raters(p, "DATA")
     _add_table_args(p)
+
+
+def _add_test_raters(p, data):
+    p.add_argument("--test-raters", metavar="FILE",
+                   help=f"hold out the raters listed in FILE (a CSV with a header row: "
+                        f"its only column, or one named rater, worker, userId, ...) as "
+                        f"{data}'s test raters, in place of a data set's own")
 
 
 def _add_table_args(p):
@@ -736,6 +744,7 @@ def _build_parser():
                                          "raters from measured attributes (the real-photo "
                                          "benchmark)")
     _add_table_args(table)
+    _add_test_raters(table, "--ratings")
     _add_benchmark_args(table)
     table.add_argument("--format", choices=list(READERS), default="table",
                        help="how --ratings is laid out: 'table' (a CSV, default) or a public "

@@ -238,3 +238,25 @@ def test_an_interrupt_before_the_first_epoch_is_not_a_fine_tuned_net(tmp_path, i
             image_files, np.arange(12) % 5 + 1.0, np.repeat(["a", "b"], 6)), n_support=3,
             n_repeats=1)
 
+
+
+def test_test_raters_from_a_file_are_held_out(tmp_path, image_files, capsys):
+    # Only FLICKR-AES defined test raters: a PARA or AADB folder (or any table) was
+    # meta-trained on every rater, and evaluate scored raters the prior had seen.
+    lines = ["rater,image,score"] + [f"u{u},{os.path.basename(p)},{1 + (i * (u + 2)) % 5}"
+                                     for u in range(4) for i, p in enumerate(image_files)]
+    table = tmp_path / "ratings.csv"
+    table.write_text("\n".join(lines) + "\n")
+    held = tmp_path / "held_out.csv"
+    held.write_text("fold,rater\n1,u3\n")
+    prior = tmp_path / "prior.pt"
+    main(["meta-train", str(table), "-o", str(prior), "--test-raters", str(held), *TRAIN])
+    assert "3 raters" in capsys.readouterr().out
+    assert load_model(prior).raters_ == ["u0", "u1", "u2"]
+    out = tmp_path / "scores.csv"
+    main(["evaluate", str(prior), str(table), "--test-raters", str(held), "--n-support", "3",
+          "--n-repeats", "1", "-o", str(out), "--quiet"])
+    assert {line.split(",")[0] for line in out.read_text().splitlines()[1:]} == {"u3"}
+    held.write_text("fold,name\n1,u3\n")
+    with pytest.raises(SystemExit, match=r"--test-raters: .*held_out\.csv: expected a header"):
+        main(["meta-train", str(table), "-o", str(prior), "--test-raters", str(held), *TRAIN])

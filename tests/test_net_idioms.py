@@ -146,3 +146,9 @@ def test_a_learning_rate_schedule_sees_every_optimizer_step(prior):
         net.partial_fit(X, y)
     assert len(steps) == 4 * 4
     assert net.optimizer_.param_groups[0]["lr"] == pytest.approx(net.lr * 0.5 ** 4)
+
+
+def test_a_misspelled_setting_is_refused(prior):
+    # skorch's own check of its arguments was handed the prior's list of names.
+    with pytest.raises(ValueError, match="unexpected argument.*learning_rate"):
+        prior.personalize(*_rater(), learning_rate=3)

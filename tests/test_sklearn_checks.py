@@ -33,3 +33,18 @@ BASELINES = [est for est in tiny_baselines()
 @parametrize_with_checks(BASELINES, expected_failed_checks=lambda est: EXPECTED_FAILED)
 def test_baselines_sklearn_compatible(estimator, check):
     check(estimator)
+
+
+def _tiny_task_vectors():
+    from sklearn_piaa import TaskVectorRegressor
+
+    return TaskVectorRegressor(_tiny(), n_sources=2, source_epochs=1, coef_steps=3,
+                               random_state=0)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn_piaa.PIAAWarning")
+@parametrize_with_checks([_tiny_task_vectors()],
+                         expected_failed_checks=lambda est: EXPECTED_FAILED)
+def test_task_vectors_sklearn_compatible(estimator, check):
+    # an array-like X that is not an ndarray once failed its width check
+    check(estimator)

@@ -365,3 +365,29 @@ def test_a_loaded_models_base_setting_is_placed_as_its_base(fitted, tmp_path):
     with pytest.raises(ValueError, match="FrozenEstimator of another model"):
         save_model(frozen_elsewhere, tmp_path / "other.pt")
     assert not (tmp_path / "other.pt").exists()
+
+
+def test_settings_the_net_would_ignore_are_refused(fitted):
+    # Passed to personalize they were kept on the net as attributes that changed nothing.
+    tv, feats = fitted
+    y = np.clip(3 + feats[:10, 0], 1, 5)
+    with pytest.raises(TypeError, match="coef_steps: setting.*set_params"):
+        tv.personalize(feats[:10], y, coef_steps=1000)
+    with pytest.raises(ValueError, match="unexpected argument.*learning_rate"):
+        tv.personalize(feats[:10], y, max_epochs=1, learning_rate=3)
+
+
+def test_raters_off_the_scale_are_refused_up_front_in_an_evaluation(fitted):
+    # The check ran only where a draw put such a score in the support set: the run
+    # failed or not by the seed, naming no rater.
+    from sklearn_piaa import TaskSet, evaluate_personalization
+
+    tv, feats = fitted
+    rng = np.random.RandomState(0)
+    y = np.clip(3 + feats[:40, 0] + 0.3 * rng.randn(40), 1, 5)
+    y[7] = 7.0  # one score off the base's 1-5
+    tasks = TaskSet.from_arrays(feats[:40], y, np.repeat(["t0"], 40))
+    for seed in (0, 3):
+        with pytest.raises(ValueError, match="'t0'"):
+            evaluate_personalization(tv, tasks, n_support=(5,), n_repeats=1,
+                                     random_state=seed)
