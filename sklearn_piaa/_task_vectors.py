@@ -545,7 +545,9 @@ class TaskVectorRegressor(RegressorMixin, BaseEstimator):
         -------
         PersonalizedNet
             A fitted skorch regressor holding the combined (and fine-tuned) network; its
-            ``coefficients_`` attribute holds the rater's coefficients. It cannot be
+            ``coefficients_`` attribute holds the rater's coefficients. Its
+            ``partial_fit`` fine-tunes further, for the base's ``finetune_epochs`` where
+            this class's ``finetune_epochs`` is 0. It cannot be
             cloned (as ``cross_val_score`` or ``GridSearchCV`` do to re-fit it): a clone
             would keep the coefficients fitted on these images.
         """
@@ -572,5 +574,9 @@ class TaskVectorRegressor(RegressorMixin, BaseEstimator):
         net = base._finetune(X, y, rng, None if score_range is None else scale,
                              module=combined,
                              **{"max_epochs": self.finetune_epochs, **net_params})
+        if net.max_epochs == 0:
+            # Without fine-tuning here, a later partial_fit (more of the rater's
+            # ratings) would run no epoch at all: it trains as the base's nets do.
+            net.set_params(max_epochs=base.finetune_epochs)
         net.coefficients_ = lam.cpu().numpy()
         return net

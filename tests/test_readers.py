@@ -399,3 +399,15 @@ def test_a_filtered_dataframe_names_rows_by_index_label():
     frame.loc[12, "rater"] = " "
     with pytest.raises(ValueError, match="'rater' is empty at index 12"):
         read_ratings(frame, check_files=False)
+
+
+@pytest.mark.parametrize("cell, on_disk", [("a.jpg", "a.JPG"), ("a", "a.jpg"),
+                                           ("sub\\a.jpg", "sub/a.jpg")],
+                         ids=["case", "extension", "windows-separator"])
+def test_a_missing_image_names_the_file_spelled_otherwise(tmp_path, cell, on_disk):
+    # The message said only "missing": the name on disk differed in case, extension or
+    # separator from the table's, and nothing pointed at it.
+    _jpeg(str(tmp_path / on_disk))
+    _write(str(tmp_path / "t.csv"), f"rater,image,score\nr,{cell},3\n")
+    with pytest.raises(FileNotFoundError, match=f"{os.path.basename(on_disk)!r} exists"):
+        read_ratings(str(tmp_path / "t.csv"))

@@ -391,3 +391,14 @@ def test_raters_off_the_scale_are_refused_up_front_in_an_evaluation(fitted):
         with pytest.raises(ValueError, match="'t0'"):
             evaluate_personalization(tv, tasks, n_support=(5,), n_repeats=1,
                                      random_state=seed)
+
+
+def test_partial_fit_of_a_task_vector_net_fine_tunes(fitted):
+    # Without fine-tuning in personalize (finetune_epochs=0), the net kept max_epochs=0:
+    # partial_fit with more of the rater's ratings ran no epoch and changed nothing.
+    tv, feats = fitted
+    y = np.clip(3 + feats[:30, 0], 1, 5)
+    net = tv.personalize(feats[:10], y[:10], random_state=0)
+    before = net.predict(feats)
+    net.partial_fit(feats[:30], y)
+    assert not np.allclose(net.predict(feats), before)

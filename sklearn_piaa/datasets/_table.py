@@ -364,13 +364,45 @@ def _check_files(t, paths, root, hint=IMAGE_ROOT_HINT):
     missing = [p for p in unique if not os.path.isfile(p)]
     if missing:
         shown = [os.path.relpath(p, root) if p.startswith(root + os.sep) else p for p in missing]
+        near = _near_miss(missing[:_SHOWN])
         raise FileNotFoundError(
             f"{len(missing)} of the {len(unique)} image file(s) named in {t.name} are missing "
-            f"under {root}: {_first(shown)}. Check the image folder ({hint}) and the image "
-            "names; to train without them, read with check_files=False and fit with "
+            f"under {root}: {_first(shown)}.{near} Check the image folder ({hint}) and the "
+            "image names; to train without them, read with check_files=False and fit with "
             "on_error='skip' (--on-error skip for sklearn-piaa meta-train, personalize, "
             "evaluate and predict)."
         )
+
+
+#: Extensions tried on a missing image name that has none.
+_EXTENSIONS = (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG")
+
+
+def _near_miss(missing):
+    """" A file named ... exists: ..." for a missing image whose name is spelled on disk
+    with another case, with an extension the table leaves out, or with "/" where the
+    table has a Windows "\\"; else "". The names in a table and on disk most often
+    differ in one of these ways, and the message would otherwise only say "missing"."""
+    listings = {}
+    for path in missing:
+        folder, name = os.path.split(path)
+        tried = [path.replace("\\", "/")] if "\\" in path else []
+        if not os.path.splitext(name)[1]:
+            tried += [path + ext for ext in _EXTENSIONS]
+        found = next((q for q in tried if os.path.isfile(q)), None)
+        if found is None and os.path.isdir(folder):
+            if folder not in listings:
+                try:
+                    listings[folder] = {n.lower(): n for n in os.listdir(folder)}
+                except OSError:
+                    listings[folder] = {}
+            other = listings[folder].get(name.lower())
+            found = os.path.join(folder, other) if other else None
+        if found is not None:
+            return (f" A file named {os.path.basename(found)!r} exists where the table "
+                    f"names {name!r} (in {os.path.dirname(found)}): names are matched "
+                    "exactly, case and extension included.")
+    return ""
 
 
 def _check_min_images(t, raters, min_images):
