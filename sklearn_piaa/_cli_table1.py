@@ -17,6 +17,7 @@ from .datasets import (
     read_personality,
     simulate_raters,
 )
+from .datasets._table import DATA_SETS
 from .model_selection import UserGroupShuffleSplit
 from .nn import load_backbone
 from .report import TABLE1_METHODS, compare_methods, format_table
@@ -156,9 +157,12 @@ def run_table1(args, out=None):
             keep = np.flatnonzero(np.isin(groups, split[0] + split[1]))
             X, y, groups = take(X, keep), y[keep], groups[keep]
         if given_personality is not None:
+            # A data set's raters go by its own id column (PARA's user file: userId);
+            # --rater-col is refused with --format.
+            rater_col = next((d[4][0] for d in DATA_SETS if d[1] == fmt), args.rater_col)
             try:
                 personality = read_personality(given_personality, groups.tolist(),
-                                               args.rater_col, args.image_col,
+                                               rater_col, args.image_col,
                                                ratings=args.ratings)
             except (OSError, ValueError) as exc:
                 raise SystemExit(str(exc)) from None

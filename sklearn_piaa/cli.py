@@ -768,8 +768,9 @@ def _build_parser():
                             "Built-in benchmark: no FILE; its raters are generated with "
                             "latent traits that drive part of their taste (different "
                             "ratings than without the flag). With --ratings: a CSV with the "
-                            "rater column (--rater-col) and five trait columns in [-1, 1], "
-                            "one row per rater")
+                            "rater column (--rater-col; with --format, the data set's own, "
+                            "e.g. userId for para) and five trait columns in [-1, 1] (or "
+                            "PARA's personality-* columns among others), one row per rater")
     table.add_argument("--n-support", type=int, nargs="+", default=[10, 100],
                        help="support set sizes (columns)")
     table.add_argument("--n-repeats", type=int, default=3, help="random draws per rater")

@@ -519,3 +519,31 @@ def test_a_task_vector_model_file_is_refused_by_name(tmp_path):
         with pytest.raises(SystemExit, match="holds a TaskVectorRegressor.*from Python"):
             main(argv + ["--quiet"])
     assert not (tmp_path / "me.pt").exists()
+
+
+def test_table1_on_para_with_paras_own_user_file(tmp_path, capsys):
+    # table1 looked for a 'rater' column in PARA-UserInfo.csv (PARA's is userId), and
+    # --rater-col is refused with --format.
+    from PIL import Image
+
+    rng = np.random.RandomState(0)
+    rows = ["userId,sessionId,imageName,aestheticScore"]
+    (tmp_path / "imgs" / "s1").mkdir(parents=True)
+    for i in range(12):
+        pixels = (rng.rand(24, 24, 3) * 255).astype(np.uint8)
+        Image.fromarray(pixels).save(tmp_path / "imgs" / "s1" / f"{i}.jpg")
+    users = [f"u{r}" for r in range(6)]
+    rows += [f"{u},s1,{i}.jpg,{rng.randint(1, 6)}" for u in users for i in range(12)]
+    (tmp_path / "annotation").mkdir()
+    (tmp_path / "annotation" / "PARA-Images.csv").write_text("\n".join(rows) + "\n")
+    info = tmp_path / "PARA-UserInfo.csv"
+    info.write_text("userId,age,gender," + ",".join(f"personality-{t}" for t in "OCEAN")
+                    + "\n" + "\n".join(f"{u},30,f," + ",".join(
+                        f"{v:.3f}" for v in np.tanh(rng.randn(5))) for u in users) + "\n")
+    held = tmp_path / "test.csv"
+    held.write_text("userId\nu4\nu5\n")
+    main(["table1", "--ratings", str(tmp_path), "--format", "para", "--personality",
+          str(info), "--test-raters", str(held), "--backbone", "tiny_cnn", "--algorithms",
+          "pa_iaa", "--n-iterations", "2", "--n-repeats", "1", "--n-support", "4",
+          "--quiet"])
+    assert "PA_IAA" in capsys.readouterr().out
