@@ -9,9 +9,8 @@ import sys
 from PIL import Image
 
 from .datasets import read_aadb, read_flickr_aes, read_para, read_ratings, read_real_cur
-from .datasets._table import _read_text as read_text
-from .datasets.readers import _add_split as with_test_raters
-from .datasets.readers import _read_ids as read_ids
+from .datasets._table import _read_text
+from .datasets.readers import _add_split, _read_ids
 
 __all__ = ["IMAGE_EXTENSIONS", "TABLE_DEFAULTS", "READERS", "printer", "plural", "image_files",
            "given_table_options", "read_data", "keep_freed_memory"]
@@ -101,8 +100,8 @@ def read_data(path, args, check_files=True, name="DATA"):
     test_raters = getattr(args, "test_raters", None)
     if test_raters is not None:
         try:
-            data = with_test_raters(data, read_rater_ids(test_raters),
-                                    what=f"raters of {test_raters}")
+            data = _add_split(data, read_rater_ids(test_raters),
+                              what=f"raters of {test_raters}")
         except (OSError, ValueError) as exc:
             raise SystemExit(f"--test-raters: {exc}") from None
     return data
@@ -133,9 +132,12 @@ RATER_ID_COLUMNS = ("rater", "worker", "user", "userId", "workerID", "WorkerId",
 
 
 def read_rater_ids(path):
-    """The rater ids of a ``--test-raters`` file: a CSV with a header row.
+    """The rater ids of a ``--test-raters`` file.
 
-    The ids are its only column, or the column named one of :data:`RATER_ID_COLUMNS`.
+    A table with a header row (comma-, tab- or whitespace-separated) whose rater
+    column is named one of :data:`RATER_ID_COLUMNS`, or a list of ids, one a line, with
+    or without such a header (a first line of another name is an id: an id list has no
+    header to lose).
 
     Parameters
     ----------
@@ -145,18 +147,19 @@ def read_rater_ids(path):
     -------
     list of str
     """
-    text = read_text(path)
+    text = _read_text(path)
     first = next((line for line in text.splitlines() if line.strip()), "")
-    names = [n.strip().strip("\"'") for n in next(csv.reader([first]), [])]
-    if len(names) == 1:
-        column = names[0]
-    else:
-        column = next((c for c in RATER_ID_COLUMNS if c in names), None)
-        if column is None:
-            raise ValueError(f"{path}: expected a header row naming the rater id column, "
-                             f"one of {list(RATER_ID_COLUMNS)} (or a file of one column); "
-                             f"found {names}.")
-    return read_ids(path, column, text)
+    delimiter = "," if "," in first else "\t" if "\t" in first else None
+    names = [n.strip().strip("\"'") for n in (
+        next(csv.reader([first], delimiter=delimiter)) if delimiter else first.split())]
+    column = next((c for c in RATER_ID_COLUMNS if c in names), None)
+    if column is None and len(names) == 1:
+        column, text = "rater", "rater\n" + text  # ids only, the first line among them
+    if column is None:
+        raise ValueError(f"{path}: expected a header row naming the rater id column, "
+                         f"one of {list(RATER_ID_COLUMNS)} (or ids only, one a line); "
+                         f"found {names}.")
+    return _read_ids(path, column, text)
 
 
 def _walk(folder):

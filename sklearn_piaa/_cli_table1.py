@@ -139,9 +139,11 @@ def run_table1(args, out=None):
     _check_personality_source(args)
     unused = given_table_options(args)
     fmt = getattr(args, "format", "table")
-    if (unused or fmt != "table") and not args.ratings:
+    held_out = getattr(args, "test_raters", None)
+    if (unused or fmt != "table" or held_out) and not args.ratings:
         source = "--photos" if getattr(args, "photos", None) else "the built-in benchmark"
-        given = unused or f"--format {fmt} does not apply"
+        given = (unused or (f"--format {fmt} does not apply" if fmt != "table"
+                            else "--test-raters does not apply"))
         raise SystemExit(f"{given} without --ratings: they describe a ratings CSV or data "
                          f"set, and {source} reads none.")
     want_attributes = any(n in ATTRIBUTE_METHODS for n in algorithms)

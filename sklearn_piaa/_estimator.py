@@ -8,7 +8,6 @@ import numbers
 import os
 import threading
 import time
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -46,7 +45,7 @@ from ._messages import listing
 from ._personalize import PersonalizedNet, _augmenting
 from ._progress import progress
 from ._tasks import NO_GROUPS, as_tasks
-from ._warnings import PIAAWarning, warn_caller
+from ._warnings import warn_caller
 from .meta import ALGORITHMS
 from .nn import LOSSES, AestheticHead, AestheticLoss, AestheticNet, load_backbone
 from .nn.head import head_of
@@ -798,7 +797,7 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
                     "backbone": backbone}
             return head, embedder, data, tasks
         # Decoding every image once now beats failing on a bad file hours into training.
-        bad = unreadable_rows(tasks.X, backbone.input_size, self.on_error, stacklevel=4)
+        bad = unreadable_rows(tasks.X, backbone.input_size, self.on_error)
         if bad.any():
             tasks = self._drop_rows(tasks, bad)
             y = torch.as_tensor(tasks.y, device=device)
@@ -1042,8 +1041,7 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
 
     def _readable(self, X, y):
         """``X, y`` without unreadable images when ``on_error="skip"``; the rows kept."""
-        return drop_unreadable(self.input_, X, y, self.on_error, stacklevel=3,
-                               return_kept=True)
+        return drop_unreadable(self.input_, X, y, self.on_error, return_kept=True)
 
     def personalize(self, X, y, random_state=None, score_range=None, **net_params):
         """Fine-tune a copy of the prior on one rater's images.
@@ -1112,11 +1110,11 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
                 "(--score-range LOW,HIGH on the command line).")
         where = None if score_range is not None else another_scale(y, low, high)
         if where and not getattr(_SCALE_CHECKED, "on", False):
-            warnings.warn(
+            warn_caller(
                 f"the rater's scores ({y.min():g} to {y.max():g}) {where} of the prior's range "
                 f"({low:g}, {high:g}). If this rater uses another scale, pass "
                 "score_range=(low, high) of that scale (--score-range LOW,HIGH on the "
-                "command line).", PIAAWarning, stacklevel=3)
+                "command line).")
         return X, y, (low, high)
 
     def _finetune(self, X, y, random_state, score_range, module=None, **net_params):
@@ -1220,18 +1218,19 @@ def check_scales(prior, tasks, advice, raters=None):
     if bad and neural:
         raise ValueError(
             f"{len(bad)} test rater(s) have scores outside the prior's output range "
-            f"({low:g}, {high:g}): {', '.join(bad[:10])}{' ...' if len(bad) > 10 else ''}. "
-            "If they use another scale than the training raters, " + advice)
+            f"({low:g}, {high:g}): {listing(bad)}. If they use another scale than the "
+            "training raters, " + advice)
     if bad:
-        warnings.warn(
+        warn_caller(
             f"{len(bad)} test rater(s) have scores outside the range of the baseline's "
             f"training scores ({low:g}, {high:g}): {listing(bad)}. It fits them as given, "
             "from its prior's scores on the training scale; if they use another scale, "
-            + advice, PIAAWarning, stacklevel=3)
+            + advice)
     if odd:
-        warnings.warn(
+        cost = ("Personalizing squeezes such a scale into a corner of the prior's output "
+                "and learns little" if neural else "The baseline fits them from its "
+                "prior's scores on the training scale")
+        warn_caller(
             f"{len(odd)} test rater(s) have scores that look like another scale than the "
-            f"prior's ({low:g}, {high:g}): {'; '.join(odd[:10])}"
-            f"{' ...' if len(odd) > 10 else ''}. Personalizing squeezes such a scale into "
-            "a corner of the prior's output and learns little; if they use another scale, "
-            + advice, PIAAWarning, stacklevel=3)
+            f"prior's ({low:g}, {high:g}): {listing(odd, sep='; ')}. {cost}; if they use "
+            "another scale, " + advice)

@@ -32,8 +32,9 @@ from ._inputs import (
     take,
 )
 from ._io import check_writable_dir, remove_unfinished_writes, write_and_rename
+from ._messages import listing
 from ._progress import progress
-from ._warnings import PIAAWarning
+from ._warnings import PIAAWarning, warn_caller
 from .nn.backbones import BACKBONES
 from .nn.fold import fold_batchnorm
 
@@ -612,25 +613,23 @@ def raise_unreadable(errors):
         kind = (FileNotFoundError if all(isinstance(e, FileNotFoundError) for e in errors)
                 else ValueError)
         raise kind(f"{len(errors)} images cannot be read: "
-                   + "; ".join(str(e).rstrip(".") for e in errors[:10])
-                   + ("; ..." if len(errors) > 10 else "")
+                   + listing((str(e).rstrip(".") for e in errors), sep="; ")
                    + ". Fix or remove them, or pass on_error='skip' to leave them out.")
 
 
-def unreadable_rows(X, size, on_error, stacklevel):
+def unreadable_rows(X, size, on_error):
     """Mask of the rows of ``X`` whose image cannot be decoded; warns naming them.
 
-    With ``on_error="raise"`` the first bad file raises instead.
+    With ``on_error="raise"`` the bad files raise instead (:func:`raise_unreadable`).
     """
     failed = unreadable_images(X, size, on_error)
     bad = np.zeros(len(as_indexable(X)), dtype=bool)
     bad[list(failed)] = True
     if failed:
         reasons = list(dict.fromkeys(failed.values()))  # an image rated many times
-        warnings.warn(f"{len(reasons)} unreadable image(s) left out, with their "
-                      f"{len(failed)} rating(s) (on_error='skip'): "
-                      + "; ".join(reasons[:10]) + (" ..." if len(reasons) > 10 else ""),
-                      PIAAWarning, stacklevel=stacklevel + 1)
+        warn_caller(f"{len(reasons)} unreadable image(s) left out, with their "
+                    f"{len(failed)} rating(s) (on_error='skip'): "
+                    + listing(reasons, sep="; "))
     return bad
 
 
@@ -652,14 +651,13 @@ def image_reader(model):
     return getattr(adapter, "embedder", adapter)
 
 
-def drop_unreadable(adapter, X, y, on_error, stacklevel, return_kept=False):
+def drop_unreadable(adapter, X, y, on_error, return_kept=False):
     """One rater's ``X, y`` without unreadable images when ``on_error="skip"``.
 
     ``adapter`` (an :class:`ImageEmbedder` or :class:`ImageInput`) would turn them into
     NaN embeddings or blank images, which prediction reports as NaN but training would
-    learn from. Through an embedder ``X`` comes back as its embeddings. ``stacklevel``
-    counts from the caller, as :func:`warnings.warn`'s does. With ``return_kept``, the
-    positions of the rows kept come third.
+    learn from. Through an embedder ``X`` comes back as its embeddings. With
+    ``return_kept``, the positions of the rows kept come third.
     """
     kept = np.arange(len(y))
     if on_error != "skip" or input_kind(X) == FEATURES:
@@ -669,7 +667,7 @@ def drop_unreadable(adapter, X, y, on_error, stacklevel, return_kept=False):
         X = adapter.transform(X)  # warns naming the unreadable images
         bad = np.isnan(X[:, 0])
     else:
-        bad = unreadable_rows(X, adapter.size, "skip", stacklevel + 1)
+        bad = unreadable_rows(X, adapter.size, "skip")
     if bad.all():
         raise ValueError("none of the rater's images could be read (on_error='skip').")
     if bad.any():
@@ -1229,10 +1227,9 @@ class ImageEmbedder:
 
     def _report(self, failed):
         names = [f"{_name(x)} ({reason})" for x, reason in failed.values()]
-        warnings.warn(f"{len(names)} image(s) could not be read (on_error='skip'; they "
-                      "are predicted as NaN, and left out of any training): "
-                      + "; ".join(names[:10]) + (" ..." if len(names) > 10 else ""),
-                      PIAAWarning, stacklevel=4)
+        warn_caller(f"{len(names)} image(s) could not be read (on_error='skip'; they are "
+                    "predicted as NaN, and left out of any training): "
+                    + listing(names, sep="; "))
 
     def _decode(self, X, i, size):
         try:

@@ -14,7 +14,7 @@ from sklearn.utils.validation import check_array
 __all__ = ["input_kind", "n_samples", "take", "concat", "check_score_range",
            "check_finite_features", "check_scores", "is_count", "feature_names",
            "check_feature_names", "refuse_grouped_digits", "float_features",
-           "refuse_one_row"]
+           "refuse_one_row", "refuse_one_path", "is_number"]
 
 FEATURES = "features"
 IMAGES = "images"
@@ -321,16 +321,17 @@ def refuse_grouped_digits(y, what="y"):
         # only what reads as a number without the underscores: "rater_7" as a score is
         # no number at all, which the caller's own message says
         bad = [v for v in y.ravel().tolist()
-               if isinstance(v, str) and "_" in v and _is_float(v.replace("_", ""))]
+               if isinstance(v, str) and "_" in v and is_number(v.replace("_", ""))]
         if bad:
             raise ValueError(f"{what} must hold numeric scores; {len(bad)} are text with an "
                              f"underscore, e.g. {bad[:3]} (read as numbers, '4_5' is 45).")
 
 
-def _is_float(text):
+def is_number(v):
+    """Whether ``float(v)`` reads ``v`` as a number."""
     try:
-        float(text)
-    except ValueError:
+        float(v)
+    except (TypeError, ValueError):
         return False
     return True
 

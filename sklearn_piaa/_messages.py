@@ -3,7 +3,7 @@
 __all__ = ["listing"]
 
 
-def listing(items, n=10, sep=", "):
+def listing(items, n=10, sep=", ", total=None):
     """The first ``n`` of ``items`` joined by ``sep``, saying how many there are in all.
 
     Parameters
@@ -12,6 +12,9 @@ def listing(items, n=10, sep=", "):
         Strings, or anything ``str`` gives a name to.
     n : int, default=10
     sep : str, default=", "
+    total : int, default=None
+        How many there are in all, where ``items`` holds only the first few (costly to
+        describe); None: ``len(items)``.
 
     Returns
     -------
@@ -25,5 +28,6 @@ def listing(items, n=10, sep=", "):
     'a, b, ... (3 in all)'
     """
     items = [str(item) for item in items]
-    more = f"{sep}... ({len(items)} in all)" if len(items) > n else ""
+    total = len(items) if total is None else total
+    more = f"{sep}... ({total} in all)" if total > n else ""
     return sep.join(items[:n]) + more

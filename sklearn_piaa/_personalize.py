@@ -368,8 +368,7 @@ class PersonalizedNet(NeuralNetRegressor):
             if not isinstance(X, torch.utils.data.Dataset):
                 # personalize drops unreadable images itself; a refit of the net (a clone
                 # in cross_val_score) must too. fit comes here as well (skorch).
-                X, y = drop_unreadable(self.input, X, y, getattr(self.input, "on_error", None),
-                                       stacklevel=4)
+                X, y = drop_unreadable(self.input, X, y, getattr(self.input, "on_error", None))
         self._interrupted = False
         with watching_ctrl_c() as seen:
             try:

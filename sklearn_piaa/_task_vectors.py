@@ -552,13 +552,16 @@ class TaskVectorRegressor(RegressorMixin, BaseEstimator):
             would keep the coefficients fitted on these images.
         """
         check_is_fitted(self, "task_vectors_")
-        own = sorted(set(net_params) & set(self.get_params(deep=False)))
-        if own:  # the net would keep them as attributes that change nothing
+        base = self.base_
+        # The net would keep this class's own settings as attributes that change nothing
+        # (names both have, such as verbose, are the net's).
+        own = sorted(set(net_params) & set(self.get_params(deep=False))
+                     - set(base.prior_net_.get_params(deep=False)))
+        if own:
             raise TypeError(f"{', '.join(own)}: setting(s) of TaskVectorRegressor, not of "
                             "the fine-tuning net; give them with set_params(...) before "
                             "personalize.")
         self._check_width(X)
-        base = self.base_
         X, y, scale = base._check_rater(X, y, score_range)
         if random_state is None:
             random_state = self.random_state

@@ -17,6 +17,7 @@ from ._inputs import (
     feature_names,
     float_features,
     input_kind,
+    is_number,
     n_samples,
     refuse_grouped_digits,
     refuse_one_path,
@@ -197,7 +198,7 @@ class TaskSet:
             with np.errstate(over="ignore"):  # overflow is reported below, with the rater
                 y = y.astype(np.float32)
         except (TypeError, ValueError):
-            bad = [v for v in y.tolist() if not _is_number(v)][:5]
+            bad = [v for v in y.tolist() if not is_number(v)][:5]
             raise ValueError(f"scores (y) must be numeric; found {bad}.") from None
         missing = [i for i, g in enumerate(groups.tolist()) if _is_missing(g)]
         if missing:
@@ -502,14 +503,6 @@ class TaskSet:
         n_s, n_q = support_query_sizes(len(idx), support_size, query_size)
         perm = idx[rng.permutation(len(idx))]
         return perm[:n_s], perm[n_s:n_s + n_q]
-
-
-def _is_number(v):
-    try:
-        float(v)
-    except (TypeError, ValueError):
-        return False
-    return True
 
 
 def as_tasks(X, y=None, groups=None, features=False, owner="the estimator"):

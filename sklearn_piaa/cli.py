@@ -353,8 +353,7 @@ def run_personalize(args, out=None):
         # left out here, so that the line below counts the images fine-tuned on; by
         # decoding them (or embedding them, once: the embedder keeps them), not by a
         # prediction, which is a forward pass of the whole network of such a prior
-        _, y, kept = drop_unreadable(image_reader(prior), X, y, "skip", stacklevel=2,
-                                     return_kept=True)
+        _, y, kept = drop_unreadable(image_reader(prior), X, y, "skip", return_kept=True)
         X = take(as_indexable(X), kept)
     if isinstance(prior, BaselineRegressor):
         if args.epochs is not None or args.lr is not None or args.batch_size is not None:

@@ -239,7 +239,6 @@ def test_an_interrupt_before_the_first_epoch_is_not_a_fine_tuned_net(tmp_path, i
             n_repeats=1)
 
 
-
 def test_test_raters_from_a_file_are_held_out(tmp_path, image_files, capsys):
     # Only FLICKR-AES defined test raters: a PARA or AADB folder (or any table) was
     # meta-trained on every rater, and evaluate scored raters the prior had seen.
@@ -260,3 +259,20 @@ def test_test_raters_from_a_file_are_held_out(tmp_path, image_files, capsys):
     held.write_text("fold,name\n1,u3\n")
     with pytest.raises(SystemExit, match=r"--test-raters: .*held_out\.csv: expected a header"):
         main(["meta-train", str(table), "-o", str(prior), "--test-raters", str(held), *TRAIN])
+
+
+@pytest.mark.parametrize("text", ["u2\nu3\n", "rater\nu2\nu3\n", "fold\tworker\n1\tu2\n2\tu3\n",
+                                  "fold worker\n1 u2\n2 u3\n"],
+                         ids=["ids-only", "header", "tabs", "spaces"])
+def test_a_test_raters_file_in_any_common_layout(tmp_path, text):
+    # A list of ids lost its first id to a header; tab- and space-separated files failed.
+    from sklearn_piaa._cli_common import read_rater_ids
+
+    path = tmp_path / "ids.txt"
+    path.write_text(text)
+    assert read_rater_ids(str(path)) == ["u2", "u3"]
+
+
+def test_test_raters_need_ratings_in_table1(tmp_path):
+    with pytest.raises(SystemExit, match="--test-raters does not apply without --ratings"):
+        main(["table1", "--test-raters", str(tmp_path / "ids.csv"), "--quiet"])

@@ -375,6 +375,7 @@ def test_settings_the_net_would_ignore_are_refused(fitted):
         tv.personalize(feats[:10], y, coef_steps=1000)
     with pytest.raises(ValueError, match="unexpected argument.*learning_rate"):
         tv.personalize(feats[:10], y, max_epochs=1, learning_rate=3)
+    assert tv.personalize(feats[:10], y, verbose=0).verbose == 0  # a name both have
 
 
 def test_raters_off_the_scale_are_refused_up_front_in_an_evaluation(fitted):

@@ -33,6 +33,36 @@ CASES = {
 }
 
 
+def _skipped_images(tmp_path, call):
+    from PIL import Image
+
+    paths = []
+    for i in range(8):
+        path = tmp_path / f"{i}.png"
+        Image.new("RGB", (12, 12), (30 * i, 0, 0)).save(path)
+        paths.append(str(path))
+    paths[3] = str(tmp_path / "missing.png")
+    meta = MetaAestheticRegressor(backbone="tiny_cnn", hidden_sizes=(4,), n_iterations=2,
+                                  support_size=2, query_size=1, finetune_epochs=1,
+                                  on_error="skip", random_state=0)
+    y, groups = [1.0, 2.0, 3.0, 4.0] * 4, ["a"] * 8 + ["b"] * 8
+    if call == "fit":
+        meta.fit(paths * 2, y, groups=groups)
+    else:
+        meta.fit([p for p in paths if "missing" not in p] * 2, y[:14], groups=groups[:14])
+        meta.personalize(paths, y[:8])
+
+
+@pytest.mark.parametrize("call", ["fit", "personalize"])
+def test_an_unreadable_image_warning_points_at_the_callers_line(tmp_path, call):
+    # The skipped images were named at a line of the package (_estimator, _features).
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _skipped_images(tmp_path, call)
+    found = [w for w in caught if "missing.png" in str(w.message)]
+    assert found and {w.filename for w in found} == {__file__}
+
+
 @pytest.mark.parametrize("case", list(CASES))
 def test_a_fit_warning_points_at_the_callers_line(case):
     call, text = CASES[case]

@@ -38,6 +38,9 @@ DATA_SETS = (
      ("userId", "imageName", "aestheticScore", "sessionId")),
     ("REAL-CUR", "real-cur", "read_real_cur", "ratings.csv", ("worker", "image", "MOS")),
     ("AADB", "aadb", "read_aadb", "AADB_AllinAll.csv", ("workerID", "imgName", "score")),
+    # AADB as distributed: Mechanical Turk's results, several images per row
+    ("AADB", "aadb", "read_aadb", "AADB_AllinAll.csv",
+     ("WorkerId", "Input.image_url1", "Answer.overallScore1")),
 )
 
 
@@ -322,11 +325,9 @@ def _merge_duplicates(t, raters, paths, y, duplicates):
     counts = np.bincount(code)
     if (counts > 1).any():
         dup = np.flatnonzero(counts > 1)
-        listed = _first(
-            f"{raters[first[g]]!r} on {os.path.basename(paths[first[g]])!r} at "
-            + "/".join(_where(t, i) for i in np.flatnonzero(code == g))
-            for g in dup[:_SHOWN]
-        ) + (" ..." if len(dup) > _SHOWN else "")
+        listed = listing((f"{raters[first[g]]!r} on {os.path.basename(paths[first[g]])!r} at "
+                          + "/".join(_where(t, i) for i in np.flatnonzero(code == g))
+                          for g in dup[:_SHOWN]), _SHOWN, total=len(dup))
         if duplicates == "error":
             raise ValueError(f"{t.name} rates {len(dup)} (rater, image) pair(s) more than "
                              f"once: {listed}. Pass duplicates='mean' to average them.")
