@@ -14,7 +14,7 @@ from sklearn.utils.validation import check_array
 __all__ = ["input_kind", "n_samples", "take", "concat", "check_score_range",
            "check_finite_features", "check_scores", "is_count", "feature_names",
            "check_feature_names", "refuse_grouped_digits", "float_features",
-           "refuse_one_row", "refuse_one_path", "is_number"]
+           "refuse_one_row", "refuse_one_path", "is_number", "unique_rows"]
 
 FEATURES = "features"
 IMAGES = "images"
@@ -387,3 +387,43 @@ def check_scores(y, n_rows=None, what="y"):
     if n_rows is not None and n_rows != len(y):
         raise ValueError(f"X has {n_rows} images but {what} has {len(y)} scores.")
     return y
+
+
+def unique_rows(F, block=4096):
+    """``np.unique(F, axis=0, return_inverse=True)``, without sorting every row.
+
+    A rater table repeats each image's row once per rater (5-30 times), and sorting
+    187,726 rows of 1280 floats took numpy 25-30 s and 2 GB. Rows are told apart first
+    by a hash of their bits (in blocks of ``block`` rows), checked bit for bit; only one
+    row per distinct image is then sorted by numpy, so the result is numpy's exactly.
+
+    Parameters
+    ----------
+    F : ndarray of shape (n_rows, n_features)
+    block : int, default=4096
+
+    Returns
+    -------
+    unique : ndarray of shape (n_unique, n_features)
+    inverse : ndarray of shape (n_rows,)
+    """
+    F = np.ascontiguousarray(F)
+    if F.ndim != 2 or len(F) < 2 or (F.shape[1] * F.itemsize) % 8:
+        unique, inverse = np.unique(F, axis=0, return_inverse=True)
+        return unique, inverse.reshape(-1)
+    words = F.view(np.uint64)
+    # odd multipliers: a row's hash is a sum of its 64-bit words times fixed weights,
+    # wrapping as unsigned integers do
+    weights = np.random.RandomState(0).randint(1, 2**62, size=words.shape[1],
+                                               dtype=np.uint64) * 2 + 1
+    hashes = np.concatenate([(words[i:i + block] * weights).sum(axis=1, dtype=np.uint64)
+                             for i in range(0, len(F), block)])
+    _, first, code = np.unique(hashes, return_index=True, return_inverse=True)
+    code = code.reshape(-1)
+    for i in range(0, len(F), block):  # a shared hash must mean the same row
+        if not np.array_equal(F[i:i + block], F[first[code[i:i + block]]]):
+            unique, inverse = np.unique(F, axis=0, return_inverse=True)
+            return unique, inverse.reshape(-1)
+    unique, inverse = np.unique(F[first], axis=0, return_inverse=True)
+    return unique, inverse.reshape(-1)[code]
+

@@ -10,7 +10,7 @@ from sklearn.linear_model import Ridge, RidgeCV
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import StrOptions
 
-from ._inputs import FEATURES, check_feature_names, feature_names, input_kind
+from ._inputs import FEATURES, check_feature_names, feature_names, input_kind, unique_rows
 from ._tasks import as_tasks
 from ._warnings import PIAAWarning
 
@@ -215,8 +215,7 @@ class SupportSelector(BaseEstimator):
         alphas = np.asarray(self.alphas, dtype=float).reshape(-1)
         if len(alphas) == 0 or not (alphas > 0).all():
             raise ValueError(f"alphas must be positive numbers; got {self.alphas}.")
-        unique, inverse = np.unique(F, axis=0, return_inverse=True)
-        inverse = inverse.reshape(-1)
+        unique, inverse = unique_rows(F)
         mean, scale = _standardize(unique)
         Z = (unique - mean) / scale
         raters, coef = self._deviation_models(Z, inverse, tasks, alphas * Z.shape[1])

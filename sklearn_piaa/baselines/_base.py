@@ -31,6 +31,7 @@ from .._inputs import (
     input_kind,
     n_samples,
     refuse_one_row,
+    unique_rows,
 )
 from .._tasks import as_tasks
 from .._warnings import warn_caller
@@ -258,8 +259,7 @@ class BaselineRegressor(RegressorMixin, BaseEstimator):
             return self.input_.transform_unique(X, strict_cache=True)
         F = self.input_(X)
         # Identical feature rows are the same image: rows of a rating table repeat them.
-        unique, inverse = np.unique(F, axis=0, return_inverse=True)
-        return unique, inverse.reshape(-1)
+        return unique_rows(F)
 
     def _transform(self, X):
         """Standardized features of ``X`` (as seen by the prior)."""
