@@ -1,4 +1,5 @@
 import os
+import signal
 import struct
 import zipfile
 
@@ -112,4 +113,18 @@ def flip_a_stored_byte(path):
         fh.seek(at)
         fh.write(bytes([byte ^ 0x40]))
     return part.filename
+
+
+class CtrlC:
+    """A skorch callback: Ctrl-C (a SIGINT to the process) during the second epoch."""
+
+    def initialize(self):
+        return self
+
+    def on_batch_end(self, net, **kwargs):
+        if len(net.history) == 2:
+            signal.raise_signal(signal.SIGINT)
+
+    def __getattr__(self, name):  # skorch calls every hook
+        return lambda *args, **kwargs: None
 

@@ -2,10 +2,10 @@
 
 import os
 import shutil
-import signal
 
 import numpy as np
 import pytest
+from conftest import CtrlC
 
 from sklearn_piaa import load_model
 from sklearn_piaa._io import atomic_write
@@ -146,20 +146,6 @@ def test_evaluate_does_not_write_over_a_photo_of_the_data(tmp_path, image_files,
     assert open(photo, "rb").read() == before
 
 
-class _Interrupt:
-    """A skorch callback: Ctrl-C (a SIGINT to the process) during the second epoch."""
-
-    def initialize(self):
-        return self
-
-    def on_batch_end(self, net, **kwargs):
-        if len(net.history) == 2:
-            signal.raise_signal(signal.SIGINT)
-
-    def __getattr__(self, name):  # skorch calls every hook
-        return lambda *args, **kwargs: None
-
-
 def test_an_interrupted_fine_tuning_is_no_divergence_and_is_not_saved(tmp_path, image_files,
                                                                      prior, monkeypatch,
                                                                      capsys):
@@ -168,10 +154,10 @@ def test_an_interrupted_fine_tuning_is_no_divergence_and_is_not_saved(tmp_path, 
     from sklearn_piaa import MetaAestheticRegressor
     meta = load_model(prior)
     with pytest.raises(KeyboardInterrupt):  # not a net returned as if fine-tuned
-        meta.personalize(image_files, np.arange(12) % 5 + 1.0, callbacks=[_Interrupt()])
+        meta.personalize(image_files, np.arange(12) % 5 + 1.0, callbacks=[CtrlC()])
     original = MetaAestheticRegressor.personalize
     monkeypatch.setattr(MetaAestheticRegressor, "personalize",
-                        lambda self, X, y, **kw: original(self, X, y, callbacks=[_Interrupt()],
+                        lambda self, X, y, **kw: original(self, X, y, callbacks=[CtrlC()],
                                                           **kw))
     monkeypatch.delenv("SKLEARN_PIAA_TRACEBACK", raising=False)
     out = tmp_path / "u.pt"

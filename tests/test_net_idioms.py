@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from conftest import CtrlC
 from skorch.callbacks import EarlyStopping, Freezer, LRScheduler
 from skorch.dataset import ValidSplit
 from torch import nn
@@ -40,25 +41,11 @@ def test_early_stopping_ends_personalization_as_in_skorch(prior):
     assert np.isfinite(net.predict(X)).all()
 
 
-class _CtrlC:
-    """A skorch callback: Ctrl-C (a SIGINT to the process) at the second epoch."""
-
-    def initialize(self):
-        return self
-
-    def on_batch_end(self, net, **kwargs):
-        if len(net.history) == 2:
-            signal.raise_signal(signal.SIGINT)
-
-    def __getattr__(self, name):  # skorch calls every hook
-        return lambda *args, **kwargs: None
-
-
 def test_ctrl_c_during_personalization_still_raises(prior):
     X, y = _rater()
     before = signal.getsignal(signal.SIGINT)
     with pytest.raises(KeyboardInterrupt):
-        prior.personalize(X, y, max_epochs=5, callbacks=[_CtrlC()])
+        prior.personalize(X, y, max_epochs=5, callbacks=[CtrlC()])
     assert signal.getsignal(signal.SIGINT) is before  # the handler is put back
 
 
