@@ -1,6 +1,5 @@
 """What the command line's subcommands share: printing, finding image files."""
 
-import csv
 import ctypes
 import inspect
 import os
@@ -10,7 +9,7 @@ from PIL import Image
 
 from .datasets import read_aadb, read_flickr_aes, read_para, read_ratings, read_real_cur
 from .datasets._table import _read_text
-from .datasets.readers import _add_split, _read_ids
+from .datasets.readers import _add_split, _header, _read_ids
 
 __all__ = ["IMAGE_EXTENSIONS", "TABLE_DEFAULTS", "READERS", "printer", "plural", "image_files",
            "given_table_options", "read_data", "keep_freed_memory"]
@@ -148,10 +147,7 @@ def read_rater_ids(path):
     list of str
     """
     text = _read_text(path)
-    first = next((line for line in text.splitlines() if line.strip()), "")
-    delimiter = "," if "," in first else "\t" if "\t" in first else None
-    names = [n.strip().strip("\"'") for n in (
-        next(csv.reader([first], delimiter=delimiter)) if delimiter else first.split())]
+    _, names = _header(text)
     column = next((c for c in RATER_ID_COLUMNS if c in names), None)
     if column is None and len(names) == 1:
         column, text = "rater", "rater\n" + text  # ids only, the first line among them

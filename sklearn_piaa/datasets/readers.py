@@ -91,6 +91,15 @@ def _add_split(bunch, test_ids=None, train_ids=None, what="raters of the split")
     return bunch
 
 
+def _header(text):
+    """The delimiter (``","``, ``"\t"`` or None: runs of whitespace) and the field names of
+    the first non-blank line of ``text``, quotes and spaces around them dropped."""
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    delimiter = "," if "," in first else "\t" if "\t" in first else None
+    fields = next(csv.reader([first], delimiter=delimiter)) if delimiter else first.split()
+    return delimiter, [f.strip().strip("\"'") for f in fields]
+
+
 def _read_ids(path, column="worker", text=None):
     """Ids in ``column`` of a comma-, tab- or whitespace-separated table with a header row.
 
@@ -102,8 +111,7 @@ def _read_ids(path, column="worker", text=None):
     if text is None:
         text = _read_text(path)
     lines = text.splitlines()
-    first = next((line for line in lines if line.strip()), "")
-    delimiter = "," if "," in first else "\t" if "\t" in first else None
+    delimiter, _ = _header(text)
     if delimiter is None:
         rows = ((n, line.split()) for n, line in enumerate(lines, 1))
     else:
