@@ -328,7 +328,16 @@ def refuse_grouped_digits(y, what="y"):
 
 
 def is_number(v):
-    """Whether ``float(v)`` reads ``v`` as a number."""
+    """Whether ``float(v)`` reads ``v`` as a number.
+
+    Parameters
+    ----------
+    v : object
+
+    Returns
+    -------
+    bool
+    """
     try:
         float(v)
     except (TypeError, ValueError):
