@@ -40,6 +40,10 @@ the same run, on the same machine), their ratio, and the process's peak memory.
   cached embeddings, against the arithmetic floor of the head at the measured matmul
   rate, against skorch's ``DataLoader`` batching, and under bfloat16 autocast
   (``mixed_precision=True``) with how far its scores lie from float32's.
+- task-vector personalization (``TaskVectorRegressor.personalize``, the defaults: 8
+  sources, 100 coefficient steps) of one rater on 100 and on 10 cached embeddings,
+  against the same with the first layer's weights recombined at every step instead
+  of its products with the rater's images kept (``_keeps_first_layer``).
 
 - with ``--whole-network``: one Adam step of EfficientNet-Lite0 + head in training
   mode on 80 and on 20 images at 224 px, and the outer iteration they add up to; one
@@ -55,6 +59,7 @@ embedding benchmark uses the photos there, or generated JPEGs of the same size.
 """
 
 import argparse
+import copy
 import importlib.util
 import os
 import resource
@@ -66,8 +71,15 @@ import time
 import numpy as np
 import torch
 from scipy.stats import spearmanr
+from sklearn.frozen import FrozenEstimator
 
-from sklearn_piaa import MetaAestheticRegressor, PersonalizedNet, embed_images
+import sklearn_piaa._task_vectors as task_vectors
+from sklearn_piaa import (
+    MetaAestheticRegressor,
+    PersonalizedNet,
+    TaskVectorRegressor,
+    embed_images,
+)
 from sklearn_piaa._cli_common import keep_freed_memory
 from sklearn_piaa._device import autocast
 from sklearn_piaa._features import ImageEmbedder
@@ -458,7 +470,40 @@ def personalize_and_predict(repeats):
     full, half = predicted["float32"], predicted["bfloat16"]
     span = float(np.ptp(y))
     agreement = (np.abs(half - full).max() / span, spearmanr(full, half)[0])
-    return times, (steps, net.batch_size), predict, agreement
+    return times, (steps, net.batch_size), predict, agreement, (meta, Xu, yu)
+
+
+def task_vector_personalize(meta, X, y, repeats, n_sources=8):
+    """Median seconds of ``TaskVectorRegressor.personalize`` on the first 100 and 10 rows
+    of ``X``: as the package runs it, and with the first layer recombined at each step.
+    The sources are the prior with small random changes (timing does not depend on
+    what they learned)."""
+    gen = torch.Generator().manual_seed(0)
+    sources = []
+    for _ in range(n_sources):
+        module = copy.deepcopy(meta.prior_net_.module_)
+        with torch.no_grad():
+            for p in module.parameters():
+                p.add_(0.01 * torch.randn(p.shape, generator=gen))
+        sources.append(module)
+    tv = TaskVectorRegressor(FrozenEstimator(meta), sources=sources, random_state=0).fit()
+    kept = task_vectors._keeps_first_layer
+    times = {}
+    for n in (100, 10):
+        tv.personalize(X[:n], y[:n])  # warm-up
+        runs = {"kept": [], "recombined": []}
+        try:
+            for _ in range(repeats):
+                for name in runs:
+                    task_vectors._keeps_first_layer = (
+                        kept if name == "kept" else lambda module, x: False)
+                    t0 = time.perf_counter()
+                    tv.personalize(X[:n], y[:n], random_state=0)
+                    runs[name].append(time.perf_counter() - t0)
+        finally:
+            task_vectors._keeps_first_layer = kept
+        times[n] = {name: statistics.median(t) for name, t in runs.items()}
+    return times
 
 
 def main(argv=None):
@@ -549,7 +594,7 @@ def main(argv=None):
     rows.append(("  time around the network, ms/image", er["around ms"],
                  f"bare forward, BatchNorm folded, batch {step}, ms/image", er["folded ms"],
                  er["bound"], "bound on ratio"))
-    pers_t, (steps, batch), pred, (max_dev, rank_corr) = personalize_and_predict(
+    pers_t, (steps, batch), pred, (max_dev, rank_corr), fitted = personalize_and_predict(
         args.repeats)
     pers = pers_t["default"]
     rows.append((f"personalize 100 embeddings, 20 epochs ({steps} steps of {batch}), s",
@@ -580,6 +625,12 @@ def main(argv=None):
                  "x target"))
     rows.append(("  bfloat16 vs float32 scores: max |diff| / range", max_dev,
                  "SROCC between the two", rank_corr, None, ""))
+    tv = task_vector_personalize(*fitted, args.repeats)
+    for n in (100, 10):
+        name = (f"task vectors: personalize {n} embeddings (8 sources, 100 steps), s"
+                if n == 100 else f"  same, {n} embeddings")
+        rows.append((name, tv[n]["kept"], "the first layer recombined at each step",
+                     tv[n]["recombined"], tv[n]["recombined"] / tv[n]["kept"], "x faster"))
     if args.whole_network:
         s80, s20 = whole_network_step(N_S), whole_network_step(N_Q)
         per_it = K * STEPS * (s80 + s20)

@@ -66,6 +66,9 @@ def _table1_methods(args):
 def _check_personality_source(args):
     """Refuse a ``--personality`` the data source cannot use, before any work."""
     given = getattr(args, "personality", None)
+    if getattr(args, "trait_cols", None) and given in (None, True):
+        raise SystemExit("--trait-cols names the columns of a --personality FILE; give one "
+                         "(with --ratings).")
     if given is None:
         return
     if getattr(args, "photos", None):
@@ -165,7 +168,8 @@ def run_table1(args, out=None):
             try:
                 personality = read_personality(given_personality, groups.tolist(),
                                                rater_col, args.image_col,
-                                               ratings=args.ratings)
+                                               ratings=args.ratings,
+                                               trait_cols=getattr(args, "trait_cols", None))
             except (OSError, ValueError) as exc:
                 raise SystemExit(str(exc)) from None
     elif getattr(args, "photos", None):

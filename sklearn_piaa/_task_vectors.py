@@ -13,6 +13,7 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
+from torch import nn
 from torch.func import functional_call
 
 from ._device import seeded
@@ -21,8 +22,8 @@ from ._estimator import MetaAestheticRegressor
 from ._inputs import FEATURES, input_kind
 from ._progress import progress
 from ._tasks import as_tasks
-from ._warnings import PIAAWarning
-from .nn import AestheticLoss
+from ._warnings import PIAAWarning, warn_caller
+from .nn import AestheticHead, AestheticLoss
 from .nn.losses import LOSSES
 
 __all__ = ["TaskVectorRegressor"]
@@ -114,6 +115,47 @@ def _fold_batch_norm(module, weights):
         out[p + "running_mean"] = torch.zeros_like(mean).detach()
         out[p + "running_var"] = torch.full_like(var, 1 - m.eps).detach()
     return out
+
+
+def _keeps_first_layer(module, x):
+    """Whether the coefficient fit can keep the first layer's products (:class:`_FirstLayer`).
+
+    Known for :class:`AestheticHead` (the frozen-backbone network). Kept products take
+    ``n_sources x len(x) x width`` numbers, as many as the layer's task vectors at
+    ``len(x) = in_features``; above that the layer is combined at each step instead.
+    """
+    return (isinstance(module, AestheticHead) and isinstance(module.layers[0], nn.Linear)
+            and len(x) <= module.layers[0].in_features)
+
+
+class _FirstLayer:
+    """An :class:`AestheticHead`'s first layer output for any coefficients, made fast.
+
+    ``x (W_0 + sum_k lambda_k tau_k)^T = x W_0^T + sum_k lambda_k (x tau_k^T)``: the
+    products with the base and with each task vector are computed once per rater, so a
+    step of the coefficient fit combines ``n x width`` outputs instead of rebuilding
+    the layer's ``width x in_features`` weights (the largest of the head) and
+    multiplying. In ``module`` the layer is replaced by an identity.
+    """
+
+    keys = ("layers.0.weight", "layers.0.bias")
+
+    def __init__(self, owner, module, x):
+        self._owner = owner
+        self._columns = [list(owner.task_vectors_).index(k) for k in self.keys]
+        tau_w, tau_b = (owner.task_vectors_[k].to(x.device) for k in self.keys)
+        layer = module.layers[0]
+        with torch.no_grad():
+            self._base = nn.functional.linear(x, layer.weight, layer.bias)
+            self._products = torch.einsum("nd,khd->knh", x, tau_w)
+            self._bias = tau_b
+        module.layers[0] = nn.Identity()
+
+    def __call__(self, lam):
+        lam = self._owner._per_tensor(lam, self._base.device)
+        w, b = (lam[:, j] for j in self._columns)
+        return (self._base + torch.tensordot(w, self._products, dims=1)
+                + torch.tensordot(b, self._bias, dims=1))
 
 
 class TaskVectorRegressor(RegressorMixin, BaseEstimator):
@@ -481,19 +523,27 @@ class TaskVectorRegressor(RegressorMixin, BaseEstimator):
         module.load_state_dict(self._combined(lam, module), strict=False)
         return module
 
-    def _combined(self, lam, module):
-        """``name -> theta_0 + sum_k lambda_k tau_k`` (differentiable in ``lam``)."""
-        base = module.state_dict()
-        keys = list(self.task_vectors_)
-        n_sources = len(self.source_names_)
+    def _per_tensor(self, lam, device):
+        """Coefficients as ``(n_sources, n_tensors)``, columns in ``task_vectors_`` order."""
+        n_sources, n_tensors = len(self.source_names_), len(self.task_vectors_)
         if lam.ndim == 1 and len(lam) == n_sources:
-            lam = lam[:, None].expand(n_sources, len(keys))
-        if tuple(lam.shape) != (n_sources, len(keys)):
+            lam = lam[:, None].expand(n_sources, n_tensors)
+        if tuple(lam.shape) != (n_sources, n_tensors):
             raise ValueError(f"coefficients must have shape ({n_sources},) or "
-                             f"({n_sources}, {len(keys)}); got {tuple(lam.shape)}.")
-        lam = lam.to(base[keys[0]].device)
+                             f"({n_sources}, {n_tensors}); got {tuple(lam.shape)}.")
+        return lam.to(device)
+
+    def _combined(self, lam, module, skip=()):
+        """``name -> theta_0 + sum_k lambda_k tau_k`` (differentiable in ``lam``).
+
+        Weights named in ``skip`` are left out (their combination is made elsewhere).
+        """
+        base = module.state_dict()
+        lam = self._per_tensor(lam, next(iter(self.task_vectors_.values())).device)
         out = {}
-        for j, key in enumerate(keys):
+        for j, key in enumerate(self.task_vectors_):
+            if key in skip:
+                continue
             step = torch.tensordot(lam[:, j], self.task_vectors_[key], dims=1)
             # Variances combine in log space (see _delta): positive for any coefficients.
             out[key] = base[key] * torch.exp(step) if _is_variance(key) else base[key] + step
@@ -510,12 +560,17 @@ class TaskVectorRegressor(RegressorMixin, BaseEstimator):
         criterion = AestheticLoss(kind=self.loss, unit=(high - low) / 4.0)
         target = torch.as_tensor(y, dtype=torch.float32, device=x.device)
         opt = torch.optim.Adam([lam], lr=self.coef_lr)
+        first = _FirstLayer(self, module, x) if _keeps_first_layer(module, x) else None
         buffers = dict(module.named_buffers())
         with seeded(seed, x.device):
             for _ in range(self.coef_steps):
-                weights = self._combined(lam.squeeze(1) if n_tensors == 1 else lam, module)
+                coefs = lam.squeeze(1) if n_tensors == 1 else lam
+                if first is None:
+                    weights, inputs = self._combined(coefs, module), x
+                else:
+                    weights, inputs = self._combined(coefs, module, first.keys), first(coefs)
                 weights = _fold_batch_norm(module, weights)
-                pred = functional_call(module, {**buffers, **weights}, (x,)).reshape(-1)
+                pred = functional_call(module, {**buffers, **weights}, (inputs,)).reshape(-1)
                 # A Gaussian prior on the coefficients: its weight against the mean loss
                 # shrinks as the rater gives more ratings.
                 loss = criterion(pred, target) + self.coef_l2 / len(y) * (lam ** 2).sum()
@@ -571,6 +626,10 @@ class TaskVectorRegressor(RegressorMixin, BaseEstimator):
         # The loss measures differences on the base's scale, in a unit of it.
         (lo, hi), (low, high) = base.score_range_, scale
         y_fit = lo + (y - low) * (hi - lo) / (high - low)
+        if self.loss == "rank" and self.coef_steps > 0 and np.ptp(y_fit) == 0:
+            warn_caller("the rater's ratings are all equal (or there is only one): the rank "
+                        "loss has no ordered pair to fit, so the coefficients stay 0 (the "
+                        "base's network). loss='mse' or 'mse+rank' fits them to the level.")
         lam = self._fit_coefficients(x, y_fit, seed)
         combined = self.combine(lam.cpu().numpy())
         check_trained(combined, [], "fitting the rater's coefficients", "coef_lr or coef_steps")

@@ -770,6 +770,10 @@ def _build_parser():
                             "rater column (--rater-col; with --format, the data set's own, "
                             "e.g. userId for para) and five trait columns in [-1, 1] (or "
                             "PARA's personality-* columns among others), one row per rater")
+    table.add_argument("--trait-cols", nargs=5, metavar="COL",
+                       help="with --personality FILE: the five trait columns, in the order "
+                            "the model takes them (default: the five columns besides the "
+                            "rater's, or the five personality-* ones)")
     table.add_argument("--n-support", type=int, nargs="+", default=[10, 100],
                        help="support set sizes (columns)")
     table.add_argument("--n-repeats", type=int, default=3, help="random draws per rater")

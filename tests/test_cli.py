@@ -264,8 +264,12 @@ def _personality_file(tmp_path, raters, header="rater,O,C,E,A,N", rows=None):
 def test_table1_on_a_ratings_csv_with_attributes_and_a_personality_file(tmp_path, capsys):
     csv_path = _ratings_folder(tmp_path)
     traits = _personality_file(tmp_path, [f"u{r}" for r in range(6)] + ["not_rating"])
+    # a column besides the traits, and the traits named in another order
+    lines = traits.read_text().splitlines()
+    traits.write_text("\n".join(["age," + lines[0]] + [f"30,{r}" for r in lines[1:]]))
     main(["table1", "--ratings", str(csv_path), "--backbone", "tiny_cnn", "--attributes",
-          "--personality", str(traits), "--algorithms", "blg", "pam", "pa_iaa",
+          "--personality", str(traits), "--trait-cols", "N", "A", "E", "C", "O",
+          "--algorithms", "blg", "pam", "pa_iaa",
           "--n-iterations", "2", "--n-repeats", "1", "--n-support", "4",
           "--test-fraction", "0.5", "--quiet"])
     out = capsys.readouterr().out
@@ -288,13 +292,18 @@ def test_table1_on_a_ratings_csv_with_attributes_and_a_personality_file(tmp_path
     ("person,O,C,E,A,N", ["u0,0,0,0,0,0"], r"no 'rater' column \(columns: \['person'"),
     ("rater,O,C,E,A,N", ["u0,0,0,0,0,0", "u0,0,0,0,0,0"], r"line 3: rater 'u0' appears a "),
     ("rater,O,C,E,A,N", ["u0,0,0,0,0"], r"personality.csv, line 2: 5 field\(s\)"),
+    ("rater,age,O,C,E,A,N", ["u0,30,0,0,0,0,0"],
+     r"6 column\(s\) besides 'rater'.*trait_cols \(the command line's --trait-cols\)"),
+    ("rater,age,O,C,E,A,N --trait-cols O C E A X", ["u0,30,0,0,0,0,0"],
+     r"lacks the trait column\(s\) \['X'\]"),
 ])
 def test_table1_names_what_is_wrong_with_a_personality_file(tmp_path, header, rows, message):
+    header, *options = header.split(" ")
     csv_path = _ratings_folder(tmp_path, n_images=4)
     traits = _personality_file(tmp_path, None, header, rows)
     with pytest.raises(SystemExit, match=message):
         main(["table1", "--ratings", str(csv_path), "--personality", str(traits),
-              "--backbone", "tiny_cnn", "--quiet"])
+              "--backbone", "tiny_cnn", "--quiet", *options])
 
 
 def test_table1_says_which_personality_source_goes_with_which_data(tmp_path):
@@ -308,6 +317,9 @@ def test_table1_says_which_personality_source_goes_with_which_data(tmp_path):
         main(["table1", "--personality", str(csv_path)])
     with pytest.raises(SystemExit, match="simulated raters of --photos have no personality"):
         main(["table1", "--photos", str(tmp_path), "--personality"])
+    for personality in ([], ["--personality"]):
+        with pytest.raises(SystemExit, match="--trait-cols names the columns of a "):
+            main(["table1", *personality, "--trait-cols", "O", "C", "E", "A", "N"])
 
 
 def test_personalize_predict_evaluate_with_a_saved_baseline(tmp_path, capsys):

@@ -1,4 +1,6 @@
+import copy
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -6,9 +8,11 @@ import torch
 from sklearn.base import clone
 from sklearn.frozen import FrozenEstimator
 
+import sklearn_piaa._task_vectors as task_vectors
 from sklearn_piaa import (
     MetaAestheticRegressor,
     PersonalizedNet,
+    PIAAWarning,
     TaskSet,
     TaskVectorRegressor,
     load_model,
@@ -98,6 +102,39 @@ def test_folded_batch_norm_computes_the_same_network(fitted):
                                         (x,))
     with torch.no_grad():
         torch.testing.assert_close(folded, tv.combine(lam.numpy())(x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("coefficients", ["global", "layer"])
+def test_kept_first_layer_products_fit_the_same_coefficients(fitted, monkeypatch,
+                                                             coefficients):
+    tv, feats = fitted
+    tv = copy.copy(tv)
+    tv.coefficients = coefficients
+    x = torch.as_tensor(feats[:6])  # as many images as features: the products are kept
+    y = np.clip(3 + 1.5 * feats[:6, 0], 1, 5)
+    module = tv.base_.prior_net_.module_
+    assert task_vectors._keeps_first_layer(module, x)
+    assert not task_vectors._keeps_first_layer(module, torch.as_tensor(feats[:7]))
+    kept = tv._fit_coefficients(x, y, seed=0)
+    monkeypatch.setattr(task_vectors, "_keeps_first_layer", lambda module, x: False)
+    combined = tv._fit_coefficients(x, y, seed=0)
+    assert kept.abs().max() > 0.05  # the fit moved: the two paths are compared on something
+    torch.testing.assert_close(kept, combined, rtol=1e-4, atol=1e-5)
+    assert isinstance(module.layers[0], torch.nn.Linear)  # replaced in a copy only
+
+
+def test_ratings_without_an_ordered_pair_are_announced(fitted):
+    tv, feats = fitted
+    for y in (np.full(8, 4.0), [3.0]):
+        with pytest.warns(PIAAWarning, match="ratings are all equal") as caught:
+            net = tv.personalize(feats[:len(y)], y, random_state=0)
+        assert caught[0].filename == __file__  # shown at the user's line
+        np.testing.assert_array_equal(net.coefficients_, 0.0)
+    mse = clone(tv).set_params(loss="mse")
+    mse.__dict__.update({k: v for k, v in vars(tv).items() if k.endswith("_")})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PIAAWarning)
+        assert np.abs(mse.personalize(feats[:8], np.full(8, 4.0)).coefficients_).max() > 0
 
 
 def test_personalize_returns_a_fitted_skorch_net_that_saves(fitted, tmp_path):

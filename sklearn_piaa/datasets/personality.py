@@ -126,4 +126,5 @@ def _trait_columns(path, names, rater_col, trait_cols):
         return named
     raise ValueError(f"{path} has {len(traits)} column(s) besides {rater_col!r} "
                      f"({traits}); PA_IAA needs the five Big-Five traits, one column "
-                     "each: name them with trait_cols, or keep only the five.")
+                     "each: name them with trait_cols (the command line's --trait-cols), or "
+                     "keep only the five.")
