@@ -403,8 +403,9 @@ def unique_rows(F, block=4096):
 
     A rater table repeats each image's row once per rater (5-30 times), and sorting
     187,726 rows of 1280 floats took numpy 25-30 s and 2 GB. Rows are told apart first
-    by a hash of their bits (in blocks of ``block`` rows), checked bit for bit; only one
-    row per distinct image is then sorted by numpy, so the result is numpy's exactly.
+    by a hash of their bits (in blocks of ``block`` rows), checked bit for bit; the
+    distinct images are then put in numpy's order by their first column (ties by every
+    column), so the result is numpy's exactly.
 
     Parameters
     ----------
@@ -433,6 +434,41 @@ def unique_rows(F, block=4096):
         if not np.array_equal(F[i:i + block], F[first[code[i:i + block]]]):
             unique, inverse = np.unique(F, axis=0, return_inverse=True)
             return unique, inverse.reshape(-1)
-    unique, inverse = np.unique(F[first], axis=0, return_inverse=True)
-    return unique, inverse.reshape(-1)[code]
+    order = _row_order(F, first)
+    if order is None:
+        unique, inverse = np.unique(F[first], axis=0, return_inverse=True)
+        return unique, inverse.reshape(-1)[code]
+    rank = np.empty(len(order), dtype=np.intp)
+    rank[order] = np.arange(len(order))
+    return F[first[order]], rank[code]
+
+
+def _row_order(F, rows):
+    """The order in which ``np.unique(axis=0)`` lists the rows ``F[rows]`` (bitwise
+    distinct), or None where only numpy can tell (NaN, rows equal as numbers).
+
+    numpy compares rows column by column, as numbers. Sorting the distinct images by
+    their first column and only the runs that tie on it by every column gives the same
+    order at a fraction of the cost: numpy sorted 40,000 rows of 1280 floats in 8 s.
+    """
+    inexact = F.dtype.kind in "fc"
+    first = F[rows, 0]
+    if inexact and np.isnan(first).any():
+        return None
+    order = np.argsort(first, kind="stable")
+    ties = first[order[1:]] == first[order[:-1]]
+    if ties.any():
+        tied = np.zeros(len(order), dtype=bool)
+        tied[1:] |= ties
+        tied[:-1] |= ties
+        runs = F[rows[order[tied]]]
+        if inexact and np.isnan(runs).any():
+            return None
+        # lexsort's last key is its first: the first column, then the second, ...
+        within = np.lexsort(runs[:, ::-1].T)
+        runs = runs[within]
+        if (runs[1:] == runs[:-1]).all(axis=1).any():  # e.g. 0.0 and -0.0
+            return None
+        order[tied] = order[tied][within]
+    return order
 
