@@ -19,12 +19,17 @@ Settings (``finetune_batch_size``, ``finetune_lr``):
   learning-rate rule;
 - ``one batch, lr 3e-5``: all support images in one batch, the learning rate unscaled.
 
+With ``--learning-rates``, the sweep that chose the learning rate of the batch-10
+default instead (``docs/algorithm.md``): one batch at 1e-3, 1e-4 and 3e-5, batches of
+10 at 1e-4 and 3e-5, against the default.
+
 Data options as in ``support_selection.py``: the built-in benchmark by default,
 ``--photos DIR`` for real photos scored by simulated raters, ``--ratings CSV
 --image-root DIR`` for real raters.
 
 Usage: ``python benchmarks/finetune_defaults.py [--photos DIR | --ratings CSV
---image-root DIR] [--n-support 10 25 50 100] [--n-repeats 5] [--rounds 5]``.
+--image-root DIR] [--n-support 10 25 50 100] [--n-repeats 5] [--rounds 5]
+[--learning-rates]``.
 """
 
 import argparse
@@ -54,8 +59,18 @@ SETTINGS = {
     "one batch, lr 3e-5": (10**9, 3e-5),
 }
 
+#: --learning-rates: the sweep behind the batch-10 default's learning rate
+LEARNING_RATES = {
+    "default": (None, None),
+    "one batch, lr 1e-3": (10**9, 1e-3),
+    "one batch, lr 1e-4": (10**9, 1e-4),
+    "one batch, lr 3e-5": (10**9, 3e-5),
+    "batch 10, lr 1e-4": (10, 1e-4),
+    "batch 10, lr 3e-5": (10, 3e-5),
+}
 
-def personalize_seconds(prior, tasks, sizes, rounds=5):
+
+def personalize_seconds(prior, tasks, sizes, rounds=5, settings=SETTINGS):
     """Median seconds of one ``personalize`` per setting and support size.
 
     One rater with enough images, the settings timed in alternating rounds: this
@@ -64,9 +79,9 @@ def personalize_seconds(prior, tasks, sizes, rounds=5):
     """
     rater = next(r for r in tasks.raters if len(tasks[r][1]) >= max(sizes))
     X, y = tasks[rater]
-    times = {(name, k): [] for name in SETTINGS for k in sizes}
+    times = {(name, k): [] for name in settings for k in sizes}
     for _ in range(rounds):
-        for name, (batch_size, lr) in SETTINGS.items():
+        for name, (batch_size, lr) in settings.items():
             prior.set_params(finetune_batch_size=batch_size, finetune_lr=lr)
             for k in sizes:
                 start = time.perf_counter()
@@ -102,7 +117,10 @@ def main(argv=None):
     ap.add_argument("--n-support", type=int, nargs="+", default=[10, 25, 50, 100])
     ap.add_argument("--n-repeats", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=5, help="rounds of the timings")
+    ap.add_argument("--learning-rates", action="store_true",
+                    help="the learning-rate sweep of docs/algorithm.md instead")
     args = ap.parse_args(argv)
+    settings = LEARNING_RATES if args.learning_rates else SETTINGS
     if missing_data(args):
         return 0
     sizes = sorted(set(args.n_support))
@@ -114,7 +132,7 @@ def main(argv=None):
     print(f"BLG prior fitted ({time.perf_counter() - t1:.1f}s)", flush=True)
 
     results = {}
-    for name, (batch_size, lr) in SETTINGS.items():
+    for name, (batch_size, lr) in settings.items():
         t2 = time.perf_counter()
         prior.set_params(finetune_batch_size=batch_size, finetune_lr=lr)
         # The same random_state: the same support draws and seeds for every setting.
@@ -122,7 +140,7 @@ def main(argv=None):
                                                  n_repeats=args.n_repeats,
                                                  random_state=args.random_state)
         print(f"{name}: {time.perf_counter() - t2:.1f}s", flush=True)
-    seconds = personalize_seconds(prior, test_tasks, sizes, args.rounds)
+    seconds = personalize_seconds(prior, test_tasks, sizes, args.rounds, settings)
 
     print(f"\nSROCC of {len(test_tasks)} held-out raters x {args.n_repeats} draws (query: "
           "each rater's images outside the support set); mean ± std over raters, paired "

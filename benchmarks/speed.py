@@ -28,7 +28,9 @@ the same run, on the same machine), their ratio, and the process's peak memory.
   a CPU) and in batches of 32, and as loaded in batches of 32, in alternating rounds
   (ratios: medians of the ratios within a round); one ``embed_images`` call, which
   also loads and folds the backbone; and the same with ``mixed_precision=True``
-  (bfloat16 autocast); and the time spent around the network (decoding, resizing,
+  (bfloat16 autocast), with how far its embeddings lie from float32's (relative
+  norm of the difference, mean and largest over the images); and the time spent
+  around the network (decoding, resizing,
   normalizing, cache writes: the embedding with the network replaced by a mean),
   which bounds the like-for-like ratio.
 - personalization of one rater on 100 cached embeddings with the default fine-tuning
@@ -371,6 +373,7 @@ def embedding_rates(n_images, repeats):
             forward_rate(folded, n)
         forward_rate(backbone, 32)
         rates = {k: [] for k in ("folded", "folded 32", "loaded 32", False, True, "around")}
+        embedded = {}
         around = ImageEmbedder(embedders[False].backbone, torch.device("cpu"), 64)
         width = around.backbone.out_features
         around._folded = lambda x: x.mean(dim=(2, 3)).repeat(1, -(-width // 3))[:, :width]
@@ -382,7 +385,7 @@ def embedding_rates(n_images, repeats):
                 e._memory.clear()  # the memo of embedded images: embed them again
                 e.cache_dir = os.path.join(tmp, f"cache{r}-{mixed}")
                 t0 = time.perf_counter()
-                e.transform(files)
+                embedded[mixed] = e.transform(files)
                 rates[mixed].append(len(files) / (time.perf_counter() - t0))
             around._memory.clear()
             around.cache_dir = os.path.join(tmp, f"around{r}")
@@ -397,6 +400,9 @@ def embedding_rates(n_images, repeats):
         return statistics.median(a / b for a, b in zip(rates[num], rates[den]))
 
     med = {k: statistics.median(v) for k, v in rates.items()}
+    # how far bfloat16 moves each image's embedding, relative to its float32 norm
+    full, half = (np.asarray(embedded[m], dtype=np.float64) for m in (False, True))
+    moved = np.linalg.norm(half - full, axis=1) / np.linalg.norm(full, axis=1)
     return {"embed": med[False], "bf16": med[True], "step": step, "folded": med["folded"],
             "folded 32": med["folded 32"], "loaded 32": med["loaded 32"],
             "of folded": ratio(False, "folded"), "of folded 32": ratio(False, "folded 32"),
@@ -405,7 +411,7 @@ def embedding_rates(n_images, repeats):
             "around ms": 1e3 / med["around"], "folded ms": 1e3 / med["folded"],
             "bound": statistics.median(
                 (1 / f) / (1 / f + 1 / a) for f, a in zip(rates["folded"], rates["around"])),
-            "by round": rates}
+            "by round": rates, "bf16 moved": (moved.mean(), moved.max())}
 
 
 def whole_network_step(n_images, repeats=2, mixed_precision=False, device="cpu",
@@ -591,6 +597,8 @@ def main(argv=None):
                  er["call of folded"], "of bare"))
     rows.append(("  same, mixed_precision=True (bfloat16)", er["bf16"], "float32 embedding",
                  er["embed"], er["bf16 x"], "x faster"))
+    rows.append(("  bfloat16 embeddings: mean |diff| / |float32|", er["bf16 moved"][0],
+                 "at most", er["bf16 moved"][1], None, ""))
     rows.append(("  time around the network, ms/image", er["around ms"],
                  f"bare forward, BatchNorm folded, batch {step}, ms/image", er["folded ms"],
                  er["bound"], "bound on ratio"))

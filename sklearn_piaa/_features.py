@@ -1356,9 +1356,10 @@ def embed_images(X, backbone="efficientnet_lite0", backbone_weights=None, batch_
         new embeddings raises before any is computed, as in ``fit``.
     device : str, default="cpu"
     mixed_precision : bool, default=False
-        Run the backbone under bfloat16 autocast: about 1.5x faster on CPUs with
+        Run the backbone under bfloat16 autocast: about 1.2-1.3x faster on CPUs with
         bfloat16 instructions (on a GPU, embedding is bound by JPEG decoding instead),
-        embeddings within about 4% (relative norm; up to 9% on photos) of float32 ones.
+        embeddings within about 4% (relative norm; up to 9% on photos) of float32 ones
+        (``benchmarks/speed.py``).
     random_state : int, RandomState instance or None, default=None
         Draws the initial weights of a backbone built without trained weights
         (``"tiny_cnn"``); ``None`` draws them from a copy of torch's global generator,

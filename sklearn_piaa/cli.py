@@ -524,11 +524,12 @@ def _add_test_raters(p, data):
                         f"{data}'s test raters, in place of a data set's own")
 
 
-def _add_table_args(p):
+def _add_table_args(p, formats=True):
     p.add_argument("--image-root", default=TABLE_DEFAULTS["image_root"],
                    help="folder the CSV's image names are relative to (default: the CSV's "
-                        "folder); with --format, the data set's image folder (default: "
-                        "the one it is distributed with, e.g. DATA/40K for flickr-aes)")
+                        "folder)" + ("; with --format, the data set's image folder "
+                                     "(default: the one it is distributed with, e.g. "
+                                     "DATA/40K for flickr-aes)" if formats else ""))
     p.add_argument("--rater-col", default=TABLE_DEFAULTS["rater_col"], help="rater id column")
     p.add_argument("--image-col", default=TABLE_DEFAULTS["image_col"], help="image file column")
     p.add_argument("--score-col", default=TABLE_DEFAULTS["score_col"], help="score column")
@@ -676,7 +677,7 @@ def _build_parser():
                                     "(a rater column is optional; see --rater)")
     pe.add_argument("-o", "--output", required=True, help="model file to write (.pt)")
     pe.add_argument("--rater", help="rater id, when the CSV holds several raters")
-    _add_table_args(pe)
+    _add_table_args(pe, formats=False)
     pe.add_argument("--epochs", type=int, help="fine-tuning epochs (default: the prior's)")
     pe.add_argument("--lr", type=float, help="fine-tuning learning rate (default: the "
                                              "prior's)")

@@ -333,6 +333,10 @@ class PersonalizedSROCCScorer:
         :class:`UndefinedSROCCWarning`, when none is left).
     random_state : int, RandomState instance or None, default=0
         Fixed by default so that every candidate of a grid search sees the same draws.
+        Only an int does that: a RandomState instance advances from call to call in
+        one process (each candidate and fold draws anew) while each worker process of
+        ``n_jobs`` starts from its own copy, so scores then depend on ``n_jobs``;
+        ``None`` draws anew each call.
 
     Notes
     -----

@@ -34,20 +34,25 @@ def test_speed_benchmark_prints_its_table(capsys):
                 "mixed_precision=True", "personalize 100 embeddings", "predict 10,000",
                 "Adam kernels alone", "array_batches=False", "SROCC between the two",
                 "the previous default", "kernel launches", "time around the network",
-                "bound on ratio",
+                "bound on ratio", "bfloat16 embeddings: mean |diff| / |float32|",
+                "task vectors: personalize 100 embeddings", "same, 10 embeddings",
+                "the first layer recombined at each step",
                 "by round, naive", "by round, fast", "one task at a time",
                 "peak memory"):
         assert row in out, row
 
 
-def test_finetune_defaults_benchmark_prints_its_table(capsys):
+@pytest.mark.parametrize("sweep", [False, True])
+def test_finetune_defaults_benchmark_prints_its_table(capsys, sweep):
     assert _load("finetune_defaults").main([
         "--n-images", "40", "--n-raters", "10", "--images-per-rater", "30",
         "--image-size", "32", "--n-iterations", "2", "--n-repeats", "1",
-        "--n-support", "4", "12", "--rounds", "1"]) == 0
+        "--n-support", "4", "12", "--rounds", "1"] + ["--learning-rates"] * sweep) == 0
     out = capsys.readouterr().out
-    for setting in ("prior only", "batch 10, lr 3e-5", "default", "one batch, lr scaled",
-                    "one batch, lr 3e-5"):
+    settings = (("one batch, lr 1e-3", "one batch, lr 1e-4", "batch 10, lr 1e-4")
+                if sweep else ("one batch, lr scaled",))
+    for setting in ("prior only", "batch 10, lr 3e-5", "default", "one batch, lr 3e-5",
+                    *settings):
         for k in (4, 12):
             assert any(line.startswith(setting) and f" {k} " in line
                        for line in out.splitlines()), (setting, k)

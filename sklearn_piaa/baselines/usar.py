@@ -44,7 +44,8 @@ class USARRegressor(BaselineRegressor):
     ppr_weight : float, default=0.25
         Weight of PPR against PAD in ``"both"``; chosen on training raters of the
         built-in benchmark (0.25 / 0.5 / 1: SROCC 0.586 / 0.575 / 0.542 at 10 images,
-        0.567 / 0.569 / 0.562 at 100), as ``alphas`` was.
+        0.567 / 0.569 / 0.562 at 100), as ``alphas`` was (measured once, by a script
+        not in the repository).
     n_levels : int, default=10
         At most this many score levels; finer scales are binned by quantiles.
     n_components : int, default=64
