@@ -116,13 +116,15 @@ def run_table1(args, out=None):
         The options of ``sklearn-piaa table1``, as its parser makes them.
     out : file-like, default=None
         Where this function's progress lines go; ``None`` means standard output.
-        Progress bars go to standard error, and :func:`compare_methods` prints its
-        per-method lines to standard output whatever ``out`` is.
+        Progress bars go to standard error, and
+        :func:`~sklearn_piaa.report.compare_methods` prints its per-method lines to
+        standard output whatever ``out`` is.
 
     Returns
     -------
     dict
-        Method name -> :class:`PersonalizationResult`, as from :func:`compare_methods`.
+        Method name -> :class:`~sklearn_piaa.PersonalizationResult`, as from
+        :func:`~sklearn_piaa.report.compare_methods`.
 
     Raises
     ------
@@ -132,9 +134,9 @@ def run_table1(args, out=None):
         source cannot use (or an unreadable personality file), table options without
         ``--ratings``, or a ``--photos`` folder without images.
     ValueError, OSError
-        From the ratings reader, the image embedder or :func:`compare_methods`, for a
-        missing or unreadable file or an invalid setting; :func:`console` prints them
-        as one line.
+        From the ratings reader, the image embedder or
+        :func:`~sklearn_piaa.report.compare_methods`, for a missing or unreadable file
+        or an invalid setting; :func:`console` prints them as one line.
     """
     say = printer(out)
     t0 = time.perf_counter()

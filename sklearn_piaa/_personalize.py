@@ -264,9 +264,9 @@ class PersonalizedNet(NeuralNetRegressor):
         adam_step(self.optimizer_)
 
     def initialize_criterion(self):
-        """skorch's criterion. Given as the class :class:`AestheticLoss` (as the package
-        gives it), its ``unit`` is a quarter of the module's score range unless
-        ``criterion__unit`` says otherwise; an instance is used as it is."""
+        """skorch's criterion. Given as the class :class:`~sklearn_piaa.nn.AestheticLoss`
+        (as the package gives it), its ``unit`` is a quarter of the module's score range
+        unless ``criterion__unit`` says otherwise; an instance is used as it is."""
         super().initialize_criterion()
         if isinstance(self.criterion, type) and issubclass(self.criterion, AestheticLoss) \
                 and "unit" not in self.get_params_for("criterion"):

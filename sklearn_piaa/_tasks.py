@@ -355,7 +355,7 @@ class TaskSet:
         Returns
         -------
         dict
-            Rater id -> number of ratings, in the order of :attr:`raters`.
+            Rater id -> number of ratings, in the order of ``raters``.
         """
         return {r: len(i) for r, i in self.indices.items()}
 
@@ -476,14 +476,14 @@ class TaskSet:
     def draw(self, rater, support_size, query_size, rng):
         """Row indices of a random support and query set of ``rater``.
 
-        The two sets do not overlap; their sizes follow :func:`support_query_sizes`.
+        The two sets do not overlap; their sizes follow ``support_query_sizes``.
 
         Parameters
         ----------
         rater : hashable
             A rater id of this TaskSet.
         support_size, query_size : int
-            Sizes wanted; smaller raters get fewer (see :func:`support_query_sizes`).
+            Sizes wanted; smaller raters get fewer (see ``support_query_sizes``).
         rng : numpy.random.RandomState or numpy.random.Generator
             Draws the permutation.
 

@@ -2,7 +2,7 @@
 
 ``meta-train``, ``personalize``, ``predict`` and ``evaluate`` work on your own data:
 a ratings CSV (one row per rater, image, score) or a data set folder read by
-:mod:`sklearn_piaa.datasets`; models are saved with :func:`save_model`.
+:mod:`sklearn_piaa.datasets`; models are saved with :func:`~sklearn_piaa.save_model`.
 """
 
 import argparse
@@ -61,7 +61,8 @@ def run_demo(n_images=1200, n_raters=60, images_per_rater=160, image_size=128,
     Parameters
     ----------
     n_images, n_raters, images_per_rater, image_size : int
-        Size of the generated benchmark (see :func:`make_aesthetic_benchmark`).
+        Size of the generated benchmark (see
+        :func:`~sklearn_piaa.datasets.make_aesthetic_benchmark`).
     n_test_raters : int, default=12
         Raters held out of meta-training and personalized.
     n_support : tuple of int, default=(10, 100)
@@ -338,8 +339,9 @@ def run_personalize(args, out=None):
     KeyboardInterrupt
         When fine-tuning was interrupted (nothing is saved).
     ValueError, OSError
-        From the CSV reader, :func:`load_model` or the prior, for a missing or
-        unreadable file or an invalid setting; :func:`console` prints them as one line.
+        From the CSV reader, :func:`~sklearn_piaa.load_model` or the prior, for a
+        missing or unreadable file or an invalid setting; :func:`console` prints them as
+        one line.
     """
     say = printer(out)
     _check_output(args.output, args.prior, args.ratings)
@@ -405,9 +407,9 @@ def run_predict(args, out=None):
         without a backbone, or when none of the images can be read (nothing is
         written).
     ValueError, OSError
-        From :func:`load_model` or the model, for a missing or unreadable file (an
-        image, with ``--on-error raise``) or an invalid setting; :func:`console` prints
-        them as one line.
+        From :func:`~sklearn_piaa.load_model` or the model, for a missing or unreadable
+        file (an image, with ``--on-error raise``) or an invalid setting;
+        :func:`console` prints them as one line.
     """
     say = printer(out)
     files = image_files(args.images)  # a mistyped path fails before the model loads
@@ -473,9 +475,9 @@ def run_evaluate(args, out=None):
         With a message: for an unusable ``-o``, table options that ``--format`` would
         ignore, a model file that holds no prior, or a prior fitted without a backbone.
     ValueError, OSError
-        From the data set's reader, :func:`load_model` or the evaluation, for a missing
-        or unreadable file or an invalid setting; :func:`console` prints them as one
-        line.
+        From the data set's reader, :func:`~sklearn_piaa.load_model` or the evaluation,
+        for a missing or unreadable file or an invalid setting; :func:`console` prints
+        them as one line.
     """
     say = printer(out)
     if args.output:

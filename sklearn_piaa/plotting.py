@@ -23,7 +23,7 @@ def plot_rater_srocc(result, n_support=None, ax=None):
     Parameters
     ----------
     result : PersonalizationResult
-        From :func:`evaluate_personalization`.
+        From :func:`~sklearn_piaa.evaluate_personalization`.
     n_support : int, default=None
         Support size to show; ``None`` takes the smallest evaluated.
     ax : matplotlib Axes, default=None
@@ -84,8 +84,9 @@ def plot_finetune_history(net, keys=("train_loss",), ax=None):
     Parameters
     ----------
     net : PersonalizedNet
-        A fitted net, e.g. from :meth:`MetaAestheticRegressor.personalize`; add an
-        ``EpochScoring`` callback to record query scores.
+        A fitted net, e.g. from :meth:`MetaAestheticRegressor.personalize()
+        <sklearn_piaa.MetaAestheticRegressor.personalize>`; add an ``EpochScoring``
+        callback to record query scores.
     keys : str or tuple of str, default=("train_loss",)
         Columns of ``net.history`` to draw.
     ax : matplotlib Axes, default=None

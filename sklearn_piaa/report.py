@@ -39,8 +39,8 @@ BASELINES = {
     "consensus_ridge": ("consensus + residual ridge", ConsensusRidgeRegressor, {}),
 }
 
-#: Task-vector rows (:class:`TaskVectorRegressor`): name -> (label, algorithm of the
-#: base network, epochs of fine-tuning after the combination).
+#: Task-vector rows (:class:`~sklearn_piaa.TaskVectorRegressor`): name -> (label,
+#: algorithm of the base network, epochs of fine-tuning after the combination).
 TASK_VECTOR_METHODS = {
     "tv_average": ("task vectors (generic base)", "average", 0),
     "tv_blg": ("task vectors (BLG base)", "blg", 0),
@@ -101,9 +101,10 @@ def compare_methods(train_tasks, test_tasks, algorithms=tuple(TABLE1_METHODS),
     ----------
     train_tasks, test_tasks : TaskSet
     algorithms : str or iterable of str, default=all of ``TABLE1_METHODS``
-        Meta-learning algorithms of :class:`MetaAestheticRegressor`, baselines of
-        :data:`BASELINES` and task-vector rows of :data:`TASK_VECTOR_METHODS` (any name
-        in :data:`METHOD_LABELS`); a string is one name.
+        Meta-learning algorithms of :class:`~sklearn_piaa.MetaAestheticRegressor`,
+        baselines of :data:`BASELINES` and task-vector rows of
+        :data:`TASK_VECTOR_METHODS` (any name in :data:`METHOD_LABELS`); a string is one
+        name.
     n_support : tuple of int, default=(10, 100)
     n_repeats : int, default=10
     random_state : int, default=0
@@ -111,7 +112,7 @@ def compare_methods(train_tasks, test_tasks, algorithms=tuple(TABLE1_METHODS),
         or a ``RandomState`` instance would give each method other draws, and the
         differences between methods would no longer be paired.
     n_jobs : int, default=None
-        Parallel raters in :func:`evaluate_personalization`.
+        Parallel raters in :func:`~sklearn_piaa.evaluate_personalization`.
     score_range : (float, float), default=None
         The test raters' scale, when it differs from the training raters'.
     verbose : int, default=0
@@ -126,14 +127,14 @@ def compare_methods(train_tasks, test_tasks, algorithms=tuple(TABLE1_METHODS),
         PAM). Its test raters and each one's ratings, in order, must be those of
         ``test_tasks``, so that the support draws stay identical.
     **estimator_params
-        Passed to every :class:`MetaAestheticRegressor` (e.g. ``backbone=None`` with
-        precomputed embeddings, ``n_iterations``); the baselines take those they have
-        (``backbone``, ``device``, ...).
+        Passed to every :class:`~sklearn_piaa.MetaAestheticRegressor` (e.g.
+        ``backbone=None`` with precomputed embeddings, ``n_iterations``); the baselines
+        take those they have (``backbone``, ``device``, ...).
 
     Returns
     -------
     dict
-        Method name -> :class:`PersonalizationResult`.
+        Method name -> :class:`~sklearn_piaa.PersonalizationResult`.
 
     Warns
     -----
@@ -329,8 +330,8 @@ def paired_difference(result, reference):
     """Mean paired SROCC difference ``result - reference`` and its standard error.
 
     Both results must come from the same raters and support draws (the same integer
-    ``random_state`` in :func:`evaluate_personalization`; the draws' seeds, in the
-    tables' ``seed`` column, are compared). For each rater, the
+    ``random_state`` in :func:`~sklearn_piaa.evaluate_personalization`; the draws'
+    seeds, in the tables' ``seed`` column, are compared). For each rater, the
     differences over repeats where both are defined are averaged; the mean and its
     standard error are then taken over raters.
 
@@ -376,7 +377,8 @@ def format_table(results, labels=None, reference="blg"):
     Parameters
     ----------
     results : dict
-        Method name -> :class:`PersonalizationResult`, e.g. from :func:`compare_methods`.
+        Method name -> :class:`~sklearn_piaa.PersonalizationResult`, e.g. from
+        :func:`compare_methods`.
     labels : dict, default=None
         Method name -> row label, over :data:`METHOD_LABELS`.
     reference : str, default="blg"

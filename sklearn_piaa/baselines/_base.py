@@ -188,7 +188,8 @@ class BaselineRegressor(RegressorMixin, BaseEstimator):
         Parameters
         ----------
         X : TaskSet, dict, or array-like / list
-            As in :meth:`MetaAestheticRegressor.fit`.
+            As in :meth:`MetaAestheticRegressor.fit()
+            <sklearn_piaa.MetaAestheticRegressor.fit>`.
         y : array-like of shape (n_ratings,), default=None
         groups : array-like of shape (n_ratings,), default=None
             Rater id of each row.

@@ -12,10 +12,11 @@ _ALPHAS = (0.1, 1.0, 10.0, 100.0, 1000.0)
 class UserRidgeRegressor(BaselineRegressor):
     """Per-user ridge on the rater's own ratings only, over frozen image embeddings.
 
-    The training raters are used only to standardize the features; :meth:`personalize`
-    fits ``y ~ b + Z w`` on the support images with the penalty chosen by efficient
-    leave-one-out cross-validation. The honest lower bar: what a rater's own few
-    ratings say on their own, as in the per-user ridge of Ryu and Yanaka [1]_.
+    The training raters are used only to standardize the features;
+    :meth:`~sklearn_piaa.baselines.BaselineRegressor.personalize` fits ``y ~ b + Z w``
+    on the support images with the penalty chosen by efficient leave-one-out
+    cross-validation. The honest lower bar: what a rater's own few ratings say on
+    their own, as in the per-user ridge of Ryu and Yanaka [1]_.
 
     Parameters
     ----------
@@ -73,12 +74,13 @@ class ConsensusRidgeRegressor(UserRidgeRegressor):
     """Consensus ridge over embeddings plus a shrunk per-user residual ridge.
 
     ``fit`` trains a ridge regression ``g`` of each training image's mean score (over
-    the raters who rated it) on the standardized embedding; :meth:`personalize` fits a
-    second ridge to the rater's residual ``y - g(x)`` with the penalty chosen by
-    leave-one-out on the support set, so that with few or noisy ratings the model
-    shrinks back to the consensus. It is PAM's generic-plus-residual scheme [1]_ with
-    the embedding as the only feature, and the strong simple baseline of per-user
-    ridge over frozen features [2]_.
+    the raters who rated it) on the standardized embedding;
+    :meth:`~sklearn_piaa.baselines.BaselineRegressor.personalize` fits a second ridge
+    to the rater's residual ``y - g(x)`` with the penalty chosen by leave-one-out on
+    the support set, so that with few or noisy ratings the model shrinks back to the
+    consensus. It is PAM's generic-plus-residual scheme [1]_ with the embedding as the
+    only feature, and the strong simple baseline of per-user ridge over frozen
+    features [2]_.
 
     Parameters
     ----------

@@ -11,7 +11,7 @@ __all__ = ["read_personality"]
 
 def read_personality(path, raters, rater_col="rater", image_col="image", ratings=None,
                      trait_cols=None):
-    """Rater id -> Big-Five traits, read from a CSV for :class:`PAIAARegressor`.
+    """Rater id -> Big-Five traits, read from a CSV for :class:`~sklearn_piaa.PAIAARegressor`.
 
     Parameters
     ----------

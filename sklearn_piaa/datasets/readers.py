@@ -193,11 +193,11 @@ def read_ratings(table, rater_col="rater", image_col="image", score_col="score",
     Returns
     -------
     data : :class:`~sklearn.utils.Bunch`
-        ``tasks`` (:class:`TaskSet` of all raters); in table order, ``X`` (list of
-        absolute image paths), ``y`` (float32) and ``groups`` (object array of str rater
-        ids); the rater split as ``train_raters``, ``test_raters`` (lists) and ``train``,
-        ``test`` (TaskSets; None for an empty side), all None without a split (always,
-        here); ``DESCR``.
+        ``tasks`` (:class:`~sklearn_piaa.TaskSet` of all raters); in table order, ``X``
+        (list of absolute image paths), ``y`` (float32) and ``groups`` (object array of
+        str rater ids); the rater split as ``train_raters``, ``test_raters`` (lists)
+        and ``train``, ``test`` (TaskSets; None for an empty side), all None without a
+        split (always, here); ``DESCR``.
 
     Raises
     ------

@@ -194,7 +194,7 @@ def make_aesthetic_benchmark(
     personality : bool, default=False
         Give each rater latent Big-Five traits ``t_u`` in (-1, 1) (``tanh`` of a
         standard normal) that drive part of their individual taste, and return the
-        personality table (for :class:`~sklearn_piaa.baselines.PAIAARegressor`).
+        personality table (for :class:`~sklearn_piaa.PAIAARegressor`).
         ``False`` returns exactly what earlier versions returned.
     personality_weight : float, default=0.5
         With ``personality=True``, the share ``p`` in [0, 1] of the variance of each

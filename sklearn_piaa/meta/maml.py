@@ -25,9 +25,10 @@ class MAML(MetaLearner):
     Notes
     -----
     The outer Adam lives on the algorithm so that its moments persist across
-    :meth:`step` calls. It belongs to one prior: it is rebuilt whenever :meth:`step`
-    receives a module whose trainable parameters are not the ones it holds, and
-    :meth:`reset` drops it explicitly (e.g. to restart training the same prior).
+    :meth:`~sklearn_piaa.meta.MetaLearner.step` calls. It belongs to one prior: it is
+    rebuilt whenever :meth:`~sklearn_piaa.meta.MetaLearner.step` receives a module
+    whose trainable parameters are not the ones it holds, and :meth:`reset` drops it
+    explicitly (e.g. to restart training the same prior).
 
     The inner loop runs the learner functionally (:func:`torch.func.functional_call`)
     in train mode, so BatchNorm normalizes with batch statistics and the gradient flows
