@@ -16,6 +16,7 @@ from sklearn.base import BaseEstimator, RegressorMixin, _fit_context, clone
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
+from skorch.dataset import ValidSplit
 
 from ._checkpoint import Checkpointer, fingerprint
 from ._device import resolve_device, seeded
@@ -360,9 +361,10 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
     -----
     The head-only fine-tuning defaults were chosen on the built-in benchmark (1,200
     images, 48 meta-training and 12 held-out raters, EfficientNet-Lite0 embeddings, 3
-    support draws per rater); mean SROCC at 10 / 100 support images, prior alone 0.616:
-    lr 1e-3 full batch 0.509 / 0.637; 1e-4 full batch 0.604 / 0.694; 3e-5 full batch
-    0.620 / 0.671; 3e-5 batch 10: 0.620 / 0.696. Batches of a quarter of the rater's
+    support draws per rater); mean SROCC at 10 / 100 support images, prior alone
+    0.585 / 0.561 (``benchmarks/finetune_defaults.py --learning-rates``): lr 1e-3 full
+    batch 0.501 / 0.609; 1e-4 full batch 0.586 / 0.639; 3e-5 full batch 0.594 / 0.613;
+    3e-5 batch 10: 0.594 / 0.642. Batches of a quarter of the rater's
     images with the learning rate scaled by the square root of the batch size then
     matched batches of 10 at 50 and 100 images in 2.5x fewer steps (paired
     differences -0.000 to +0.003 SROCC, standard errors 0.001-0.002, over three seeds
@@ -1053,8 +1055,9 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         y : array-like of shape (n_samples,)
             The rater's scores.
         random_state : int, RandomState instance or None, default=None
-            Seeds shuffling and dropout; ``None`` derives it from the estimator's
-            ``random_state``.
+            Seeds shuffling and dropout, and the validation images of a
+            ``train_split=ValidSplit(fraction)`` given without its own ``random_state``;
+            ``None`` derives it from the estimator's ``random_state``.
         score_range : (float, float), default=None
             The rater's rating scale when it differs from the one the prior was trained
             on (``score_range_``), e.g. ``(0, 500)`` for a prior trained on 1-5 ratings.
@@ -1131,6 +1134,7 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
                           net_params, net)
         if module is not None:
             params["module"] = module
+        params["train_split"] = _seeded_split(params.get("train_split"), seed)
         # A new net rather than set_params: skorch refuses module, criterion and
         # optimizer instances in set_params before the net is initialized.
         net = type(net)(**{**params, "random_state": seed})
@@ -1143,6 +1147,22 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         net.prior_ = copy.copy(self)
         net.prior_.__dict__.update(getattr(self, "_fitted_architecture_", {}))
         return net
+
+
+def _seeded_split(split, seed):
+    """``split``, or a copy drawing its validation share from ``seed``.
+
+    skorch's ``ValidSplit(0.2)`` without a ``random_state`` draws the validation images
+    from NumPy's global generator: the same ``personalize(random_state=...)`` gave
+    another net each time (and moved the user's global generator). Only a random share
+    is seeded; k-fold ``ValidSplit(5)`` takes fixed folds and is left as given.
+    """
+    if (isinstance(split, ValidSplit) and split.random_state is None
+            and isinstance(split.cv, numbers.Real)
+            and not isinstance(split.cv, numbers.Integral)):
+        split = copy.copy(split)  # the user's object stays as given
+        split.random_state = seed
+    return split
 
 
 def _fitting(defaults, given, net):

@@ -41,6 +41,27 @@ def test_early_stopping_ends_personalization_as_in_skorch(prior):
     assert np.isfinite(net.predict(X)).all()
 
 
+def test_a_validation_share_is_drawn_from_personalizes_random_state(prior):
+    # skorch's ValidSplit(0.2) without random_state drew from NumPy's global generator:
+    # the same personalize(random_state=...) gave another net each time.
+    X, y = _rater(n=60)
+    split = ValidSplit(0.2)
+    state = np.random.get_state()
+    nets = [prior.personalize(X, y, random_state=3, max_epochs=4, train_split=split)
+            for _ in range(2)]
+    np.testing.assert_array_equal(nets[0].predict(X), nets[1].predict(X))
+    assert ([e["valid_loss"] for e in nets[0].history]
+            == [e["valid_loss"] for e in nets[1].history])
+    assert split.random_state is None  # the user's object is left as given
+    after = np.random.get_state()
+    assert after[1].tolist() == state[1].tolist() and after[2] == state[2]
+    # another seed, another validation share; a user's own random_state is kept
+    other = prior.personalize(X, y, random_state=4, max_epochs=4, train_split=split)
+    assert other.history[-1]["valid_loss"] != nets[0].history[-1]["valid_loss"]
+    kept = prior.personalize(X, y, random_state=3, train_split=ValidSplit(0.2, random_state=7))
+    assert kept.train_split.random_state == 7
+
+
 def test_ctrl_c_during_personalization_still_raises(prior):
     X, y = _rater()
     before = signal.getsignal(signal.SIGINT)
