@@ -41,6 +41,7 @@ from ._inputs import (
     is_count,
     n_samples,
     refuse_one_row,
+    stray_scores,
 )
 from ._messages import listing
 from ._personalize import PersonalizedNet, _augmenting
@@ -141,6 +142,35 @@ def _set_score_range(module, score_range):
     for m in module.modules():
         if isinstance(m, AestheticHead):
             m.set_score_range(*score_range)
+
+
+def warn_if_stray(tasks, consequence):
+    """Warn when a few ratings far beyond all others set the score range taken from them.
+
+    One "99" among ratings of 1-5 (a code for a missing rating) made the head map into
+    1-99: every other rating squeezed into a twentieth of its output, a prior that ranked
+    nothing, and later warnings that blamed the test raters' scales. Strays are told
+    by :func:`~sklearn_piaa._inputs.stray_scores` (up to 5% of the ratings, beyond a
+    wide gap); the 0.5% quantiles of an earlier check missed a stray among 100-199
+    ratings, or 1% of them among 1,000.
+
+    Parameters
+    ----------
+    tasks : TaskSet
+    consequence : str
+        What the stretched range does to this model and what to do, ending the warning.
+    """
+    y = np.asarray(tasks.y, dtype=np.float64)
+    if len(y) < 20:
+        return
+    far, (core_low, core_high) = stray_scores(y)
+    if not far.any():
+        return
+    warn_caller(
+        f"the score range is taken from the ratings as ({y.min():g}, {y.max():g}), but "
+        f"all other ratings lie within ({core_low:g}, {core_high:g}); {int(far.sum())} lie "
+        f"far outside: {_scores_at(y, far, tasks)}. Codes for missing ratings? "
+        + consequence)
 
 
 def _scores_at(y, outside, tasks=None):
@@ -555,7 +585,10 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
             tasks = kept
         elif skip:
             self._score_range(tasks)
-        self._warn_if_stray(tasks, score_range)
+        if self.score_range is None:
+            warn_if_stray(tasks, "The prior's output spans the whole range, which squeezes "
+                                 "every other rating into a sliver of it: drop those rows, "
+                                 "or pass score_range=(low, high) if they are real ratings.")
         if "x" in data and self.backbone is None:
             self._warn_if_unscaled(data["x"])
         # one score for every image: a prior that gives one is right, not collapsed
@@ -712,32 +745,6 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         if low == high:
             low, high = low - 0.5, high + 0.5
         return low, high
-
-    def _warn_if_stray(self, tasks, score_range):
-        """Warn when a few ratings far from all others set the inferred score range.
-
-        One "99" among ratings of 1-5 (a code for a missing rating) made the head map
-        into 1-99: every other rating squeezed into a twentieth of its output, a prior
-        that ranked nothing, and later warnings that blamed the test raters' scales.
-        """
-        y = np.asarray(tasks.y, dtype=np.float64)
-        if self.score_range is not None or len(y) < 20:
-            return
-        low, high = score_range
-        core_low, core_high = np.quantile(y, [0.005, 0.995])
-        core = core_high - core_low
-        if core >= 0.2 * (high - low):
-            return
-        far = (y < core_low - core) | (y > core_high + core)
-        if not far.any():
-            return
-        warn_caller(
-            f"the score range is taken from the ratings as ({low:g}, {high:g}), but 99% of "
-            f"them lie within ({core_low:g}, {core_high:g}); {int(far.sum())} lie far "
-            f"outside: {_scores_at(y, far, tasks)}. Codes for missing ratings? The prior's "
-            "output spans the whole range, which squeezes every other rating into a "
-            "sliver of it: drop those rows, or pass score_range=(low, high) if they are "
-            "real ratings.")
 
     def _make_backbone(self, device, pretrained=True):
         """The image backbone on ``device``, or ``None`` for precomputed features."""

@@ -398,6 +398,58 @@ def check_scores(y, n_rows=None, what="y"):
     return y
 
 
+def _kept_below(values, counts, limit, ratio, step):
+    """How many of the sorted distinct ``values`` to keep: all but the largest top tail
+    of at most ``limit`` ratings beyond a gap wider than ``ratio`` times the span of the
+    rest (from above its own bottom ``limit`` ratings, which may be strays too), and
+    than ``ratio`` scale steps ``step``."""
+    if len(values) < 2 or limit <= 0:
+        return len(values)
+    floor = values[min(np.searchsorted(np.cumsum(counts), limit, side="right"),
+                       len(values) - 1)]
+    tail = np.cumsum(counts[::-1])[::-1][1:]  # ratings in values[j + 1:]
+    span = np.maximum(values[:-1] - floor, step)
+    cut = np.flatnonzero((tail <= limit) & (np.diff(values) > ratio * span))
+    return int(cut[0]) + 1 if len(cut) else len(values)
+
+
+def stray_scores(y, share=0.05, ratio=3.0):
+    """Ratings far beyond all the others, such as a code for a missing rating.
+
+    The values at either end that hold at most ``share`` of the ratings and lie beyond a
+    gap wider than ``ratio`` times the span of the rest: one "99" among ratings of 1-5,
+    or thirty among a thousand, but not the few 5s of raters who mostly give 3.
+
+    Parameters
+    ----------
+    y : ndarray of shape (n,)
+    share : float, default=0.05
+    ratio : float, default=3.0
+
+    Returns
+    -------
+    far : ndarray of bool, shape (n,)
+    core : (float, float)
+        The lowest and highest of the other ratings.
+    """
+    y = np.asarray(y, dtype=np.float64)
+    values, counts = np.unique(y, return_counts=True)
+    lo, hi = 0, len(values)  # the rest: values[lo:hi]
+    # the scale's step: most raters giving 3 make the few 1s and 5s no strays
+    step = np.diff(values).min() if len(values) > 1 else 0.0
+    for _ in range(4):  # a cut at one end narrows the rest, which may reveal the other
+        left = share * len(y) - (counts[:lo].sum() + counts[hi:].sum())
+        new_hi = lo + _kept_below(values[lo:hi], counts[lo:hi], left, ratio, step)
+        left = share * len(y) - (counts[:lo].sum() + counts[new_hi:].sum())
+        new_lo = new_hi - _kept_below(-values[lo:new_hi][::-1], counts[lo:new_hi][::-1],
+                                      left, ratio, step)
+        if (new_lo, new_hi) == (lo, hi):
+            break
+        lo, hi = new_lo, new_hi
+    core = (float(values[lo]), float(values[hi - 1])) if len(values) else (0.0, 0.0)
+    return (y < core[0]) | (y > core[1]), core
+
+
 def unique_rows(F, block=4096):
     """``np.unique(F, axis=0, return_inverse=True)``, without sorting every row.
 

@@ -147,15 +147,45 @@ def test_a_stray_rating_that_sets_the_score_range_is_named(ratings):
     X, y, groups = ratings
     y = y.copy()
     y[17] = 99.0
-    with pytest.warns(UserWarning, match=r"taken from the ratings as \(1, 99\), but 99% of "
-                                         r"them lie within \(1, 5\); 1 lie far outside: 99 "
-                                         r"\(rater .*row 17\).*score_range="):
+    with pytest.warns(UserWarning, match=r"taken from the ratings as \(1, 99\), but all "
+                                         r"other ratings lie within \(1, 5\); 1 lie far "
+                                         r"outside: 99 \(rater .*row 17\).*score_range="):
         MetaAestheticRegressor(**SMALL).fit(X, y, groups=groups)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         MetaAestheticRegressor(**SMALL, score_range=(1, 99)).fit(X, y, groups=groups)
         y[17] = 5.0
         MetaAestheticRegressor(**SMALL).fit(X, y, groups=groups)
+
+
+@pytest.mark.parametrize("case", ["thirty of 1000", "one of 150", "both ends"])
+def test_stray_ratings_are_told_from_a_scales_rare_ends(case):
+    # The 0.5% quantiles of the first check missed one stray among 100-199 ratings, or
+    # 1% of them among 1,000: the range was stretched without a word.
+    from sklearn_piaa._inputs import stray_scores
+
+    rng = np.random.RandomState(0)
+    y = rng.randint(1, 6, 150 if case == "one of 150" else 1000).astype(float)
+    strays = {"thirty of 1000": [99] * 30, "one of 150": [99], "both ends": [99, -99] * 10}
+    y[:len(strays[case])] = strays[case]
+    far, core = stray_scores(y)
+    assert core == (1.0, 5.0) and far.sum() == len(strays[case])
+    # ... but not the few 1s and 5s of raters who mostly give 3, nor a real tail
+    mostly = np.full(1000, 3.0)
+    mostly[:20], mostly[20:40] = 5.0, 1.0
+    assert not stray_scores(mostly)[0].any()
+    assert not stray_scores(np.clip(rng.normal(250, 30, 1000), 0, 500))[0].any()
+
+
+def test_a_baseline_names_stray_ratings_too(ratings):
+    from sklearn_piaa.baselines import ConsensusRidgeRegressor
+
+    X, y, groups = ratings
+    y = y.copy()
+    y[5] = 45.0
+    with pytest.warns(UserWarning, match=r"taken from the ratings as \(1, 45\).*1 lie far "
+                                         r"outside: 45 \(rater .*row 5\).*consensus"):
+        ConsensusRidgeRegressor().fit(X, y, groups=groups)
 
 
 def test_a_collapsed_whole_network_prior_is_named(image_files):

@@ -22,7 +22,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from .._device import resolve_device, seeded
-from .._estimator import _SCALE_CHECKED, another_scale, scores_outside
+from .._estimator import _SCALE_CHECKED, another_scale, scores_outside, warn_if_stray
 from .._features import FeatureInput, ImageEmbedder
 from .._inputs import (
     FEATURES,
@@ -201,6 +201,8 @@ class BaselineRegressor(RegressorMixin, BaseEstimator):
         # The same input rules (and messages) as the meta-learned prior.
         tasks = as_tasks(X, y, groups, features=self.backbone is None,
                          owner=type(self).__name__)
+        warn_if_stray(tasks, "They count as ratings in the consensus and in the scale new "
+                             "raters are compared with: drop those rows if they are codes.")
         names = tasks.feature_names if self.backbone is None else None
         alphas = np.asarray(self.alphas, dtype=float).reshape(-1)
         if len(alphas) == 0 or not (alphas > 0).all():
