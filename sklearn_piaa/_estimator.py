@@ -144,6 +144,22 @@ def _set_score_range(module, score_range):
             m.set_score_range(*score_range)
 
 
+def warn_identical_features():
+    """Warn that every training image has the same features: nothing tells them apart.
+
+    Zeroed embeddings (a broken extraction) or features with a large common offset,
+    whose differences float32 cannot hold (``X + 1e8``), trained a prior that scores
+    every image alike, and the collapse check stayed quiet: the prior told no scores
+    apart before training either.
+    """
+    warn_caller("every feature column is constant: all training images have the same "
+                "features (in float32, which the models compute in and which also loses "
+                "differences far below a column's common offset, as in X + 1e8), so "
+                "nothing tells the images apart and every image gets one score. Check "
+                "the feature extraction, or standardize each column (mean 0, standard "
+                "deviation 1) before fit.")
+
+
 def warn_if_stray(tasks, consequence):
     """Warn when a few ratings far beyond all others set the score range taken from them.
 
@@ -686,7 +702,10 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         x = x[rows].double()
         std = x.std(0)
         varying = std > 0  # constant columns are no reason to warn
-        if len(x) < 2 or not varying.any():
+        if len(x) < 2:
+            return
+        if not varying.any():
+            warn_identical_features()
             return
         spread = float(std[varying].median())
         offset = float((x.mean(0)[varying].abs() / std[varying]).median())

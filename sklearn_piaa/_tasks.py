@@ -99,6 +99,31 @@ def _is_missing(g):
             or type(g).__name__ in ("NAType", "NaTType"))
 
 
+def warn_same_text(raters):
+    """Warn when two distinct rater ids read the same (``7`` and ``"7"``).
+
+    They are two raters to every set and splitter -- a person's ratings split between
+    a training and a test fold -- while the package's check for test raters seen in
+    training (:func:`rater_text`) takes them for one.
+
+    Parameters
+    ----------
+    raters : iterable
+        Distinct rater ids.
+    """
+    by_text = {}
+    for r in _sorted_raters(raters):  # a message in the same order every run
+        by_text.setdefault(rater_text(r), []).append(r)
+    alike = [ids for ids in by_text.values() if len(ids) > 1]
+    if alike:
+        warn_caller(
+            f"{len(alike)} rater id(s) are written two ways: "
+            + listing([" and ".join(map(repr, ids)) for ids in alike], 5, sep="; ")
+            + ". They count as different raters (their ratings can fall on both sides of "
+            "a split); if each is one person, give the ids one type, e.g. "
+            "groups.astype(str).")
+
+
 def _sorted_raters(raters):
     # Sorting makes the rater order independent of row order, so fit(tasks) and
     # fit(X, y, groups) draw the same tasks for the same random_state.
@@ -207,6 +232,8 @@ class TaskSet:
                 f"{missing[:5]}{' ...' if len(missing) > 5 else ''}; every rating needs "
                 "its rater.")
         raters = _sorted_raters(set(groups.tolist()))
+        if groups.dtype == object:  # only mixed types can spell one id two ways
+            warn_same_text(raters)
         order = {r: i for i, r in enumerate(raters)}
         codes = np.fromiter((order[g] for g in groups.tolist()), dtype=np.intp, count=n)
         bad = ~np.isfinite(y)

@@ -7,7 +7,7 @@ from sklearn.model_selection._split import BaseCrossValidator
 from sklearn.utils import check_random_state
 
 from ._inputs import is_count
-from ._tasks import _as_ids, _sorted_raters
+from ._tasks import _as_ids, _is_missing, _sorted_raters, warn_same_text
 
 __all__ = ["UserGroupKFold", "UserGroupShuffleSplit", "SupportQuerySplit"]
 
@@ -22,9 +22,18 @@ def _check_groups(groups, n_splits=None):
     ids = _as_ids(groups)  # each id in its own cell, as fit and TaskSet read them
     if ids.ndim != 1:
         raise ValueError(f"groups must hold one rater id per row; got shape {ids.shape}.")
+    if ids.dtype.kind in "Of":
+        # fit and TaskSet refuse them; here a None would form a rater of its own
+        missing = [i for i, g in enumerate(ids.tolist()) if _is_missing(g)]
+        if missing:
+            raise ValueError(
+                f"groups has {len(missing)} missing rater id(s) (None or NaN), at row(s) "
+                f"{missing[:5]}{' ...' if len(missing) > 5 else ''}; every rating needs "
+                "its rater.")
     if ids.dtype != object:
         n_raters = len(np.unique(ids))
     else:
+        warn_same_text(set(ids.tolist()))
         # ids of several types (7 and "anna") or tuples, which numpy cannot sort or
         # scikit-learn's splitters read as a table: each rater's place in the package's
         # own order of raters instead
@@ -88,8 +97,9 @@ class UserGroupKFold(GroupKFold):
         Raises
         ------
         ValueError
-            When iteration starts: if ``groups`` is None or has fewer raters than
-            ``n_splits``, or if ``X``, ``y`` and ``groups`` differ in length.
+            When iteration starts: if ``groups`` is None, has a missing id (None or
+            NaN) or fewer raters than ``n_splits``, or if ``X``, ``y`` and ``groups``
+            differ in length.
         """
         groups = _check_groups(groups, self.n_splits)
         yield from super().split(X, y, groups)
@@ -134,9 +144,9 @@ class UserGroupShuffleSplit(GroupShuffleSplit):
         Raises
         ------
         ValueError
-            When iteration starts: if ``groups`` is None, if ``X``, ``y`` and ``groups``
-            differ in length, or if ``test_size`` or ``train_size`` does not fit the
-            number of raters.
+            When iteration starts: if ``groups`` is None or has a missing id (None or
+            NaN), if ``X``, ``y`` and ``groups`` differ in length, or if ``test_size``
+            or ``train_size`` does not fit the number of raters.
         """
         groups = _check_groups(groups)
         yield from super().split(X, y, groups)
@@ -197,8 +207,11 @@ class SupportQuerySplit(BaseCrossValidator):
         ----------
         X : array-like or list
             One rater's images or features; only ``len(X)`` is used.
-        y, groups : object, default=None
+        y : object, default=None
             Ignored; present for scikit-learn's splitter API.
+        groups : array-like of shape (n_samples,), default=None
+            Ignored when it names one rater (or is None); several raters are refused:
+            support and query images would mix them.
 
         Yields
         ------
@@ -211,12 +224,21 @@ class SupportQuerySplit(BaseCrossValidator):
         ------
         ValueError
             When iteration starts: if ``n_support`` or ``n_repeats`` is not a positive
-            integer, or ``X`` has fewer than ``n_support + 2`` rows.
+            integer, ``groups`` names several raters, or ``X`` has fewer than
+            ``n_support + 2`` rows.
         """
         if not is_count(self.n_support):
             raise ValueError(f"n_support must be a positive integer; got {self.n_support!r}.")
         if not is_count(self.n_repeats):
             raise ValueError(f"n_repeats must be a positive integer; got {self.n_repeats!r}.")
+        if groups is not None:
+            raters = set(_as_ids(groups).tolist())
+            if len(raters) > 1:
+                raise ValueError(
+                    f"SupportQuerySplit splits one rater's images, but groups names "
+                    f"{len(raters)} raters: personalize and score each rater on their own "
+                    "images (personalized_srocc, PersonalizedSROCCScorer), or split the "
+                    "raters with UserGroupKFold / UserGroupShuffleSplit.")
         n = len(X)
         if n < self.n_support + 2:
             raise ValueError(

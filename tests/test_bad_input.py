@@ -385,7 +385,8 @@ def test_rater_ids_in_a_list_keep_their_types():
     # 'nan', and 1 and '1' one rater.
     X, y, groups, _ = make_rating_features()
     ids = [1 if g < "r06" else "1" for g in groups.tolist()]
-    assert TaskSet.from_arrays(X, y, ids).raters == [1, "1"]
+    with pytest.warns(UserWarning, match=r"written two ways: 1 and '1'"):
+        assert TaskSet.from_arrays(X, y, ids).raters == [1, "1"]
     holes = [float("nan") if i == 7 else g for i, g in enumerate(groups.tolist())]
     with pytest.raises(ValueError, match=r"1 missing rater id\(s\) .* row\(s\) \[7\]"):
         TaskSet.from_arrays(X, y, holes)

@@ -188,6 +188,19 @@ def test_a_baseline_names_stray_ratings_too(ratings):
         ConsensusRidgeRegressor().fit(X, y, groups=groups)
 
 
+@pytest.mark.parametrize("change", ["zeros", "offset 1e8"])
+def test_features_that_tell_no_image_apart_are_named(ratings, change):
+    # Zeroed embeddings, or an offset float32 cannot hold, trained a prior that gave
+    # every image one score without a word.
+    from sklearn_piaa.baselines import ConsensusRidgeRegressor
+
+    X, y, groups = ratings
+    X = np.zeros_like(X) if change == "zeros" else X.astype(np.float64) + 1e8
+    for model in (MetaAestheticRegressor(**SMALL), ConsensusRidgeRegressor()):
+        with pytest.warns(UserWarning, match="every feature column is constant"):
+            model.fit(X, y, groups=groups)
+
+
 def test_a_collapsed_whole_network_prior_is_named(image_files):
     y = np.tile([1.0, 2.0, 3.0, 4.0, 5.0, 3.0], 2)
     params = dict(backbone="tiny_cnn", train_backbone=True, hidden_sizes=(8,),

@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 
@@ -63,16 +65,55 @@ def test_rater_ids_of_several_types_are_split_as_fit_takes_them():
 def test_rater_ids_in_a_list_are_the_raters_fit_sees(groups):
     from sklearn_piaa import TaskSet
 
-    n_raters = len(TaskSet.from_arrays(np.zeros((8, 2)), np.ones(8), groups).raters)
+    mixed = any(isinstance(g, str) for g in groups)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        n_raters = len(TaskSet.from_arrays(np.zeros((8, 2)), np.ones(8), groups).raters)
+        folds = {name: list(splitter.split(np.zeros(8), groups=groups)) for name, splitter in (
+            ("kfold", UserGroupKFold(4, random_state=0)),
+            ("shuffle", UserGroupShuffleSplit(3, test_size=1, random_state=0)))}
+    # ids written two ways are named, the same way each time
+    named = {str(w.message) for w in caught if "written two ways" in str(w.message)}
+    assert len(named) == mixed and all("1 and '1'; 2 and '2'" in m for m in named)
     assert n_raters == 4
     rater = np.empty(8, dtype=object)
     rater[:] = [str(g) + type(g).__name__ for g in groups]
-    for splitter in (UserGroupKFold(4, random_state=0),
-                     UserGroupShuffleSplit(3, test_size=1, random_state=0)):
-        folds = list(splitter.split(np.zeros(8), groups=groups))
-        for train, test in folds:
+    for name in folds:
+        for train, test in folds[name]:
             assert len(train) + len(test) == 8 and len(test) == 2
             assert len(set(rater[test])) == 1 and rater[test][0] not in set(rater[train])
-    tested = {rater[test][0] for _, test in UserGroupKFold(4, random_state=0).split(
-        np.zeros(8), groups=groups)}
+    tested = {rater[test][0] for _, test in folds["kfold"]}
     assert len(tested) == 4
+
+
+@pytest.mark.parametrize("missing", [None, float("nan")])
+def test_a_missing_rater_id_is_refused_by_the_splitters(missing):
+    # fit and TaskSet refused it; a splitter made a rater "None" of it (a test fold).
+    groups = np.repeat(np.array(["a", "b", "c", "d"], dtype=object), 5)
+    groups[7] = missing
+    X = np.zeros((20, 2))
+    for cv in (UserGroupKFold(2, random_state=0),
+               UserGroupShuffleSplit(2, test_size=1, random_state=0)):
+        with pytest.raises(ValueError, match=r"1 missing rater id\(s\) \(None or NaN\), at "
+                                             r"row\(s\) \[7\]"):
+            list(cv.split(X, None, groups))
+
+
+def test_one_rater_written_two_ways_is_named():
+    from sklearn_piaa import PIAAWarning, TaskSet
+
+    groups = np.repeat(np.array([0, 1, 2, 3], dtype=object), 5)
+    groups[:2] = "0"  # the same person, read from another file as text
+    X, y = np.zeros((20, 2)), np.arange(20.0)
+    with pytest.warns(PIAAWarning, match=r"1 rater id\(s\) are written two ways: 0 and '0'"):
+        list(UserGroupKFold(2, random_state=0).split(X, None, groups))
+    with pytest.warns(PIAAWarning, match="written two ways"):
+        TaskSet.from_arrays(X, y, groups)
+
+
+def test_support_query_split_refuses_several_raters():
+    X = np.zeros((20, 2))
+    split = SupportQuerySplit(n_support=5, random_state=0)
+    with pytest.raises(ValueError, match="splits one rater's images, but groups names 2"):
+        list(split.split(X, None, np.repeat(["a", "b"], 10)))
+    assert len(list(split.split(X, None, np.repeat(["a"], 20)))) == split.get_n_splits()

@@ -22,7 +22,13 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from .._device import resolve_device, seeded
-from .._estimator import _SCALE_CHECKED, another_scale, scores_outside, warn_if_stray
+from .._estimator import (
+    _SCALE_CHECKED,
+    another_scale,
+    scores_outside,
+    warn_identical_features,
+    warn_if_stray,
+)
 from .._features import FeatureInput, ImageEmbedder
 from .._inputs import (
     FEATURES,
@@ -217,6 +223,8 @@ class BaselineRegressor(RegressorMixin, BaseEstimator):
             if names is not None:
                 self.feature_names_in_ = names
             unique, inverse = self._embed_unique(tasks.X)
+            if self.backbone is None and len(unique) == 1:
+                warn_identical_features()
             self.scaler_ = StandardScaler().fit(unique)
             Z = self.scaler_.transform(unique)
             self.score_range_ = (float(tasks.y.min()), float(tasks.y.max()))
@@ -436,7 +444,7 @@ class PersonalizedBaseline(RegressorMixin, BaseEstimator):
         ValueError
             If ``y`` is not one numeric score per image, is empty or not finite; if
             ``score_range`` is not a valid ``(low, high)``; or if ``score_range`` is given
-            and the prior's training scores were all equal.
+            and ``y`` leaves it or the prior's training scores were all equal.
         """
         check_is_fitted(self.prior, "scaler_")
         # A copy: a refit of the prior rebinds its attributes, and must not change this
@@ -447,7 +455,15 @@ class PersonalizedBaseline(RegressorMixin, BaseEstimator):
         if len(y) == 0 or not np.isfinite(y).all():
             raise ValueError("personalize needs at least one rated image and finite scores.")
         if self.score_range is not None:
-            check_score_range(self.score_range)
+            low, high = check_score_range(self.score_range)
+            outside = scores_outside(y, low, high)
+            if outside.any():
+                # as the meta-learned prior refuses them: predictions would leave the
+                # scale the rater is said to use
+                raise ValueError(
+                    f"{int(outside.sum())} score(s) lie outside score_range=({low:g}, "
+                    f"{high:g}), e.g. {np.float32(y[outside][0]):g} (row "
+                    f"{int(np.flatnonzero(outside)[0])}); give the rater's own scale.")
             lo, hi = prior.score_range_
             if not hi > lo:
                 # The map onto the rater's scale divides by the prior's score span.
