@@ -20,8 +20,9 @@ from ._device import seeded
 from ._diverged import check_trained
 from ._estimator import MetaAestheticRegressor
 from ._inputs import FEATURES, input_kind
+from ._messages import listing
 from ._progress import progress
-from ._tasks import as_tasks
+from ._tasks import as_tasks, rater_text
 from ._warnings import PIAAWarning, warn_caller
 from .nn import AestheticHead, AestheticLoss
 from .nn.losses import LOSSES
@@ -358,8 +359,12 @@ class TaskVectorRegressor(RegressorMixin, BaseEstimator):
             # Checked before any training: a missing label should not cost a fit.
             missing = [r for r in tasks.raters if r not in self.sources]
             if missing:
+                keys = {rater_text(k) for k in self.sources}
+                hint = (" Its keys spell these raters' ids with another type (e.g. '7' for "
+                        "7): give the keys as the ids are." if any(
+                            rater_text(r) in keys for r in missing) else "")
                 raise ValueError(f"sources has no group label for {len(missing)} training "
-                                 f"rater(s): {missing[:10]}.")
+                                 f"rater(s): {listing(map(repr, missing))}.{hint}")
         if given and tasks is not None and _is_fitted(base):
             # The given sources were fine-tuned from this fitted base; cloning refits it,
             # and the task vectors would measure two independent trainings instead.

@@ -242,7 +242,7 @@ class TaskSet:
             raise ValueError(
                 f"y has {int(bad.sum())} NaN or infinite score(s) (or beyond float32's "
                 f"range), from rater(s) {', '.join(map(repr, named[:10]))}"
-                f"{' ...' if len(named) > 10 else ''}; drop or fill them before fitting."
+                f"{' ...' if len(named) > 10 else ''}; drop or fill them."
             )
         self.X = X
         self.y = y

@@ -205,8 +205,13 @@ def test_bad_input_is_named(fitted, ratings):
     tv, feats = fitted
     X, y, groups = ratings
     base = MetaAestheticRegressor(**BASE)
-    with pytest.raises(ValueError, match="no group label for 11 training rater"):
+    with pytest.raises(ValueError, match=r"no group label for 11 training rater\(s\): "
+                                         r"'r01', .* \(11 in all\)\.$"):
         TaskVectorRegressor(base, sources={"r00": "a"}).fit(X, y, groups=groups)
+    codes = np.unique(groups, return_inverse=True)[1].ravel()  # int ids, labelled as text
+    with pytest.raises(ValueError, match="keys spell these raters' ids with another type"):
+        TaskVectorRegressor(base, sources={str(i): "a" for i in range(12)}).fit(
+            X, y, groups=codes)
     with pytest.raises(ValueError, match="needs the training raters"):
         TaskVectorRegressor(base, sources=[tv.combine([0, 0])]).fit()
     with pytest.raises(ValueError, match="empty list"):
