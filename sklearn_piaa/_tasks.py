@@ -232,7 +232,7 @@ class TaskSet:
                 f"{missing[:5]}{' ...' if len(missing) > 5 else ''}; every rating needs "
                 "its rater.")
         raters = _sorted_raters(set(groups.tolist()))
-        if groups.dtype == object:  # only mixed types can spell one id two ways
+        if groups.dtype.kind in "OU":  # 7 and "7", or "7" and "7 "
             warn_same_text(raters)
         order = {r: i for i, r in enumerate(raters)}
         codes = np.fromiter((order[g] for g in groups.tolist()), dtype=np.intp, count=n)

@@ -12,6 +12,19 @@ from ._tasks import _as_ids, _is_missing, _sorted_raters, warn_same_text
 __all__ = ["UserGroupKFold", "UserGroupShuffleSplit", "SupportQuerySplit"]
 
 
+def _refuse_missing(ids):
+    """Refuse None, NaN or NaT among rater ids, as fit and TaskSet do (a splitter
+    would make a rater of its own of them)."""
+    if ids.dtype.kind not in "OfcMm":
+        return
+    missing = [i for i, g in enumerate(ids.tolist()) if _is_missing(g)]
+    if missing:
+        raise ValueError(
+            f"groups has {len(missing)} missing rater id(s) (None or NaN), at row(s) "
+            f"{missing[:5]}{' ...' if len(missing) > 5 else ''}; every rating needs "
+            "its rater.")
+
+
 def _check_groups(groups, n_splits=None):
     """``groups`` as scikit-learn's splitters can sort them, after checking them."""
     if groups is None:
@@ -22,14 +35,9 @@ def _check_groups(groups, n_splits=None):
     ids = _as_ids(groups)  # each id in its own cell, as fit and TaskSet read them
     if ids.ndim != 1:
         raise ValueError(f"groups must hold one rater id per row; got shape {ids.shape}.")
-    if ids.dtype.kind in "Of":
-        # fit and TaskSet refuse them; here a None would form a rater of its own
-        missing = [i for i, g in enumerate(ids.tolist()) if _is_missing(g)]
-        if missing:
-            raise ValueError(
-                f"groups has {len(missing)} missing rater id(s) (None or NaN), at row(s) "
-                f"{missing[:5]}{' ...' if len(missing) > 5 else ''}; every rating needs "
-                "its rater.")
+    _refuse_missing(ids)
+    if ids.dtype.kind == "U":
+        warn_same_text(set(ids.tolist()))  # "7" and "7 "
     if ids.dtype != object:
         n_raters = len(np.unique(ids))
     else:
@@ -232,7 +240,9 @@ class SupportQuerySplit(BaseCrossValidator):
         if not is_count(self.n_repeats):
             raise ValueError(f"n_repeats must be a positive integer; got {self.n_repeats!r}.")
         if groups is not None:
-            raters = set(_as_ids(groups).tolist())
+            ids = _as_ids(groups)
+            _refuse_missing(ids)
+            raters = set(ids.tolist())
             if len(raters) > 1:
                 raise ValueError(
                     f"SupportQuerySplit splits one rater's images, but groups names "

@@ -99,6 +99,18 @@ def test_a_missing_rater_id_is_refused_by_the_splitters(missing):
             list(cv.split(X, None, groups))
 
 
+def test_missing_ids_of_other_kinds_are_refused_by_every_splitter():
+    X = np.zeros((20, 2))
+    dates = np.repeat(np.array(["2020-01-01", "2020-01-02"], dtype="M8[D]"), 10)
+    dates[3] = np.datetime64("NaT")
+    with pytest.raises(ValueError, match=r"1 missing rater id\(s\)"):
+        list(UserGroupKFold(2, random_state=0).split(X, None, dates))
+    one = np.full(20, "a", dtype=object)
+    one[4] = float("nan")  # was "groups names 2 raters"
+    with pytest.raises(ValueError, match=r"1 missing rater id\(s\) .* row\(s\) \[4\]"):
+        list(SupportQuerySplit(n_support=5).split(X, None, one))
+
+
 def test_one_rater_written_two_ways_is_named():
     from sklearn_piaa import PIAAWarning, TaskSet
 
@@ -109,6 +121,11 @@ def test_one_rater_written_two_ways_is_named():
         list(UserGroupKFold(2, random_state=0).split(X, None, groups))
     with pytest.warns(PIAAWarning, match="written two ways"):
         TaskSet.from_arrays(X, y, groups)
+    spaced = np.repeat(["7", "7 ", "8", "9"], 5)  # text ids, one with a stray space
+    for run in (lambda: TaskSet.from_arrays(X, y, spaced),
+                lambda: list(UserGroupKFold(2, random_state=0).split(X, None, spaced))):
+        with pytest.warns(PIAAWarning, match=r"written two ways: '7' and '7 '"):
+            run()
 
 
 def test_support_query_split_refuses_several_raters():

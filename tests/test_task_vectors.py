@@ -115,9 +115,15 @@ def test_kept_first_layer_products_fit_the_same_coefficients(fitted, monkeypatch
     module = tv.base_.prior_net_.module_
     assert task_vectors._keeps_first_layer(module, x)
     assert not task_vectors._keeps_first_layer(module, torch.as_tensor(feats[:7]))
+    made = []
+    init = task_vectors._FirstLayer.__init__
+    monkeypatch.setattr(task_vectors._FirstLayer, "__init__",
+                        lambda self, *a: made.append(1) or init(self, *a))
     kept = tv._fit_coefficients(x, y, seed=0)
+    assert made  # the products were kept
     monkeypatch.setattr(task_vectors, "_keeps_first_layer", lambda module, x: False)
     combined = tv._fit_coefficients(x, y, seed=0)
+    assert len(made) == 1
     assert kept.abs().max() > 0.05  # the fit moved: the two paths are compared on something
     torch.testing.assert_close(kept, combined, rtol=1e-4, atol=1e-5)
     assert isinstance(module.layers[0], torch.nn.Linear)  # replaced in a copy only

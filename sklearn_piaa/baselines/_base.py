@@ -208,7 +208,8 @@ class BaselineRegressor(RegressorMixin, BaseEstimator):
         tasks = as_tasks(X, y, groups, features=self.backbone is None,
                          owner=type(self).__name__)
         warn_if_stray(tasks, "They count as ratings in the consensus and in the scale new "
-                             "raters are compared with: drop those rows if they are codes.")
+                             "raters are compared with: drop those rows if they are codes "
+                             "(if they are real ratings, filter this PIAAWarning).")
         names = tasks.feature_names if self.backbone is None else None
         alphas = np.asarray(self.alphas, dtype=float).reshape(-1)
         if len(alphas) == 0 or not (alphas > 0).all():
