@@ -99,6 +99,28 @@ def _is_missing(g):
             or type(g).__name__ in ("NAType", "NaTType"))
 
 
+def refuse_missing_ids(ids):
+    """Refuse None, NaN or NaT among rater ids (a splitter would make a rater of them).
+
+    Parameters
+    ----------
+    ids : ndarray of shape (n,)
+
+    Raises
+    ------
+    ValueError
+        Naming how many and the first rows.
+    """
+    if ids.dtype.kind not in "OfcMm":  # no other kind can hold a missing value
+        return
+    missing = [i for i, g in enumerate(ids.tolist()) if _is_missing(g)]
+    if missing:
+        raise ValueError(
+            f"groups has {len(missing)} missing rater id(s) (None or NaN), at row(s) "
+            f"{missing[:5]}{' ...' if len(missing) > 5 else ''}; every rating needs "
+            "its rater.")
+
+
 def warn_same_text(raters):
     """Warn when two distinct rater ids read the same (``7`` and ``"7"``).
 
@@ -225,12 +247,7 @@ class TaskSet:
         except (TypeError, ValueError):
             bad = [v for v in y.tolist() if not is_number(v)][:5]
             raise ValueError(f"scores (y) must be numeric; found {bad}.") from None
-        missing = [i for i, g in enumerate(groups.tolist()) if _is_missing(g)]
-        if missing:
-            raise ValueError(
-                f"groups has {len(missing)} missing rater id(s) (None or NaN), at row(s) "
-                f"{missing[:5]}{' ...' if len(missing) > 5 else ''}; every rating needs "
-                "its rater.")
+        refuse_missing_ids(groups)
         raters = _sorted_raters(set(groups.tolist()))
         if groups.dtype.kind in "OU":  # 7 and "7", or "7" and "7 "
             warn_same_text(raters)

@@ -7,22 +7,9 @@ from sklearn.model_selection._split import BaseCrossValidator
 from sklearn.utils import check_random_state
 
 from ._inputs import is_count
-from ._tasks import _as_ids, _is_missing, _sorted_raters, warn_same_text
+from ._tasks import _as_ids, _sorted_raters, refuse_missing_ids, warn_same_text
 
 __all__ = ["UserGroupKFold", "UserGroupShuffleSplit", "SupportQuerySplit"]
-
-
-def _refuse_missing(ids):
-    """Refuse None, NaN or NaT among rater ids, as fit and TaskSet do (a splitter
-    would make a rater of its own of them)."""
-    if ids.dtype.kind not in "OfcMm":
-        return
-    missing = [i for i, g in enumerate(ids.tolist()) if _is_missing(g)]
-    if missing:
-        raise ValueError(
-            f"groups has {len(missing)} missing rater id(s) (None or NaN), at row(s) "
-            f"{missing[:5]}{' ...' if len(missing) > 5 else ''}; every rating needs "
-            "its rater.")
 
 
 def _check_groups(groups, n_splits=None):
@@ -35,7 +22,7 @@ def _check_groups(groups, n_splits=None):
     ids = _as_ids(groups)  # each id in its own cell, as fit and TaskSet read them
     if ids.ndim != 1:
         raise ValueError(f"groups must hold one rater id per row; got shape {ids.shape}.")
-    _refuse_missing(ids)
+    refuse_missing_ids(ids)
     if ids.dtype.kind == "U":
         warn_same_text(set(ids.tolist()))  # "7" and "7 "
     if ids.dtype != object:
@@ -241,7 +228,7 @@ class SupportQuerySplit(BaseCrossValidator):
             raise ValueError(f"n_repeats must be a positive integer; got {self.n_repeats!r}.")
         if groups is not None:
             ids = _as_ids(groups)
-            _refuse_missing(ids)
+            refuse_missing_ids(ids)
             raters = set(ids.tolist())
             if len(raters) > 1:
                 raise ValueError(
