@@ -456,8 +456,8 @@ def unique_rows(F, block=4096):
     A rater table repeats each image's row once per rater (5-30 times), and sorting
     187,726 rows of 1280 floats took numpy 25-30 s and 2 GB. Rows are told apart first
     by a hash of their bits (in blocks of ``block`` rows), checked bit for bit; the
-    distinct images are then put in numpy's order by their first column (ties by every
-    column), so the result is numpy's exactly.
+    distinct images are then put in numpy's order by their first column (numpy orders
+    the rows that tie on it), so the result is numpy's exactly.
 
     Parameters
     ----------
@@ -500,8 +500,8 @@ def _row_order(F, rows):
     distinct), or None where only numpy can tell (NaN, rows equal as numbers).
 
     numpy compares rows column by column, as numbers. Sorting the distinct images by
-    their first column and only the runs that tie on it by every column gives the same
-    order at a fraction of the cost: numpy sorted 40,000 rows of 1280 floats in 8 s.
+    their first column, and letting numpy order only the runs that tie on it, gives the
+    same order at a fraction of the cost: numpy sorted 40,000 rows of 1280 floats in 8 s.
     """
     inexact = F.dtype.kind in "fc"
     first = F[rows, 0]
