@@ -141,10 +141,9 @@ class _FirstLayer:
 
     keys = ("layers.0.weight", "layers.0.bias")
 
-    def __init__(self, owner, module, x):
-        self._owner = owner
-        self._columns = [list(owner.task_vectors_).index(k) for k in self.keys]
-        tau_w, tau_b = (owner.task_vectors_[k].to(x.device) for k in self.keys)
+    def __init__(self, task_vectors, module, x):
+        self._columns = [list(task_vectors).index(k) for k in self.keys]
+        tau_w, tau_b = (task_vectors[k].to(x.device) for k in self.keys)
         layer = module.layers[0]
         with torch.no_grad():
             self._base = nn.functional.linear(x, layer.weight, layer.bias)
@@ -153,7 +152,7 @@ class _FirstLayer:
         module.layers[0] = nn.Identity()
 
     def __call__(self, lam):
-        lam = self._owner._per_tensor(lam, self._base.device)
+        """The layer's output for coefficients ``lam`` of shape (n_sources, n_tensors)."""
         w, b = (lam[:, j] for j in self._columns)
         return (self._base + torch.tensordot(w, self._products, dims=1)
                 + torch.tensordot(b, self._bias, dims=1))
@@ -565,11 +564,13 @@ class TaskVectorRegressor(RegressorMixin, BaseEstimator):
         criterion = AestheticLoss(kind=self.loss, unit=(high - low) / 4.0)
         target = torch.as_tensor(y, dtype=torch.float32, device=x.device)
         opt = torch.optim.Adam([lam], lr=self.coef_lr)
-        first = _FirstLayer(self, module, x) if _keeps_first_layer(module, x) else None
+        first = (_FirstLayer(self.task_vectors_, module, x) if _keeps_first_layer(module, x)
+                 else None)
         buffers = dict(module.named_buffers())
         with seeded(seed, x.device):
             for _ in range(self.coef_steps):
-                coefs = lam.squeeze(1) if n_tensors == 1 else lam
+                # one column per weight tensor, made once for both uses
+                coefs = self._per_tensor(lam.squeeze(1) if n_tensors == 1 else lam, x.device)
                 if first is None:
                     weights, inputs = self._combined(coefs, module), x
                 else:

@@ -130,11 +130,11 @@ def warn_same_text(raters):
 
     Parameters
     ----------
-    raters : iterable
-        Distinct rater ids.
+    raters : sequence
+        Distinct rater ids, sorted (the message lists them in this order).
     """
     by_text = {}
-    for r in _sorted_raters(raters):  # a message in the same order every run
+    for r in raters:
         by_text.setdefault(rater_text(r), []).append(r)
     alike = [ids for ids in by_text.values() if len(ids) > 1]
     if alike:

@@ -23,16 +23,18 @@ def _check_groups(groups, n_splits=None):
     if ids.ndim != 1:
         raise ValueError(f"groups must hold one rater id per row; got shape {ids.shape}.")
     refuse_missing_ids(ids)
-    if ids.dtype.kind == "U":
-        warn_same_text(set(ids.tolist()))  # "7" and "7 "
     if ids.dtype != object:
-        n_raters = len(np.unique(ids))
+        raters = np.unique(ids)
+        if ids.dtype.kind == "U":
+            warn_same_text(raters.tolist())  # "7" and "7 "
+        n_raters = len(raters)
     else:
-        warn_same_text(set(ids.tolist()))
+        raters = _sorted_raters(set(ids.tolist()))
+        warn_same_text(raters)
         # ids of several types (7 and "anna") or tuples, which numpy cannot sort or
         # scikit-learn's splitters read as a table: each rater's place in the package's
         # own order of raters instead
-        order = {r: i for i, r in enumerate(_sorted_raters(set(ids.tolist())))}
+        order = {r: i for i, r in enumerate(raters)}
         ids = np.array([order[g] for g in ids.tolist()], dtype=np.intp)
         n_raters = len(order)
     if n_splits is not None and n_raters < n_splits:
