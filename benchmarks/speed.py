@@ -39,8 +39,11 @@ the same run, on the same machine), their ratio, and the process's peak memory.
   batches of 10 (200 steps, the previous default); one of its training steps against
   the same step of a tiny head, whose arithmetic is negligible (what launching the
   step's small kernels costs at any size); prediction of 10,000
-  cached embeddings, against the arithmetic floor of the head at the measured matmul
-  rate, against skorch's ``DataLoader`` batching, and under bfloat16 autocast
+  cached embeddings, against the head's products at the training steps' matmul rate
+  (an estimate), against a floor -- the head's FLOPs at the fastest rate a lone
+  float32 product reached in the run (a 2048 square, or the first layer at 4096 and
+  10,000 rows), which no float32 prediction can beat, also set against the target --
+  against skorch's ``DataLoader`` batching, and under bfloat16 autocast
   (``mixed_precision=True``) with how far its scores lie from float32's.
 - task-vector personalization (``TaskVectorRegressor.personalize``, the defaults: 8
   sources, 100 coefficient steps) of one rater on 100 and on 10 cached embeddings,
@@ -200,6 +203,24 @@ def stacked_step_matmul_seconds(n_rows, copies, repeats, steps=50):
                     torch.bmm(w.transpose(1, 2), g)
     run()
     return _median_time(run, repeats) / steps
+
+
+def best_matmul_rate(repeats):
+    """The fastest float32 product rate seen, GFLOP/s, and the shape that gave it.
+
+    Lone ``torch.mm`` products, each timed as the median of ``repeats``: a 2048 square
+    (about the largest rate these CPUs reach) and the prediction's first layer at 4096
+    and 10,000 rows. No float32 arithmetic of the same count can run faster, so the
+    head's FLOPs at this rate bound prediction from below.
+    """
+    best = (0.0, "")
+    for n, k, m in ((2048, 2048, 2048), (4096, DIM, HIDDEN[0]), (10_000, DIM, HIDDEN[0])):
+        a, b = torch.randn(n, k), torch.randn(k, m)
+        out = torch.empty(n, m)
+        torch.mm(a, b, out=out)
+        rate = 2 * n * k * m / _median_time(lambda: torch.mm(a, b, out=out), repeats) / 1e9
+        best = max(best, (rate, f"{n} x {k} x {m}"))
+    return best
 
 
 def adam_kernel_seconds(repeats, steps=50, copies=None):
@@ -626,6 +647,13 @@ def main(argv=None):
     # an estimate: 4096-row batches run their products faster than the training steps'
     rows.append(("  same", p32, "estimate: the head's matmuls at the steps' matmul rate",
                  pred_floor, pred_floor / p32, "of estimate"))
+    peak, shape = best_matmul_rate(args.repeats)
+    print(f"fastest lone float32 product: {peak:.1f} GFLOP/s ({shape})", flush=True)
+    pred_bound = 10_000 * 2 * sum(i * o for i, o in SIZES) / peak / 1e9
+    rows.append(("  same", p32, f"floor: its FLOPs at {peak:.0f} GFLOP/s (best lone "
+                 "float32 product)", pred_bound, pred_bound / p32, "of floor"))
+    rows.append(("  target", 0.1, "that floor", pred_bound, pred_bound / 0.1,
+                 "of target"))
     rows.append(("  same", p32, "skorch's DataLoader (array_batches=False)",
                  pred["DataLoader"], pred["DataLoader"] / p32, "x faster"))
     p16 = pred["bfloat16"]
