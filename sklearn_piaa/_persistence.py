@@ -527,8 +527,7 @@ def _load_task_vectors(state, path, device):
     tv.base_, tv.source_names_ = base, list(fitted["source_names"])
     tv.source_raters_ = {n: list(rs) for n, rs in fitted["source_raters"]}
     tv.score_range_ = base.score_range_
-    if hasattr(base, "n_features_in_"):
-        tv.n_features_in_ = base.n_features_in_
+    tv._input_of(base)
     expected = {k: (len(tv.source_names_), *t.shape)
                 for k, t in base.prior_net_.module_.state_dict().items()
                 if k in tv.task_vectors_}

@@ -19,7 +19,7 @@ from torch.func import functional_call
 from ._device import seeded
 from ._diverged import check_trained
 from ._estimator import MetaAestheticRegressor
-from ._inputs import FEATURES, input_kind
+from ._inputs import FEATURES, check_feature_names, input_kind
 from ._messages import listing
 from ._progress import progress
 from ._tasks import as_tasks, rater_text
@@ -35,10 +35,16 @@ _NOT_COMBINED = ("score_low", "score_span")
 
 def _weights_of(source, index):
     """The network inside a fitted model, for reading its weights."""
+    source = getattr(source, "estimator", source) if isinstance(source, FrozenEstimator) \
+        else source
     if isinstance(source, MetaAestheticRegressor):
         check_is_fitted(source, "prior_net_")
         source = source.prior_net_
     module = getattr(source, "module_", source)
+    if module is source and hasattr(source, "initialize"):  # a skorch net, never fitted
+        raise NotFittedError(f"sources[{index}] is a {type(source).__name__} that is not "
+                             "fitted; sources must be fitted models (such as the nets that "
+                             "personalize returns), taken as they are.")
     if not isinstance(module, torch.nn.Module):
         raise TypeError(f"sources[{index}] must be a fitted MetaAestheticRegressor, a fitted "
                         f"skorch net or an nn.Module; got {type(source).__name__}.")
@@ -240,6 +246,9 @@ class TaskVectorRegressor(RegressorMixin, BaseEstimator):
         The base's rating scale.
     n_features_in_ : int
         The base's feature width (only when it was fitted on features).
+    feature_names_in_ : ndarray of str
+        The base's feature names (only when it was fitted on a DataFrame of features
+        with string column names).
 
     See Also
     --------
@@ -321,6 +330,27 @@ class TaskVectorRegressor(RegressorMixin, BaseEstimator):
         tags.regressor_tags.poor_score = True
         return tags
 
+    def __sklearn_clone__(self):
+        """A clone as :func:`sklearn.base.clone` makes it, sharing a list of ``sources``.
+
+        Models given as ``sources`` are fitted models, taken as they are: cloned, as
+        ``clone`` clones the estimators in a list, they would come back unfitted, and
+        ``cross_val_score`` or ``GridSearchCV`` could not fit this estimator. The clone
+        gets a new list of the same models (read, never changed, by ``fit``).
+
+        Returns
+        -------
+        TaskVectorRegressor
+            Unfitted, with the same parameters.
+        """
+        if not isinstance(self.sources, (list, tuple)):
+            return super().__sklearn_clone__()
+        stand_in = copy.copy(self)  # its own __dict__: self keeps its sources
+        stand_in.sources = "clusters"
+        new = clone(stand_in)
+        new.sources = type(self.sources)(self.sources)
+        return new
+
     # -- fit -------------------------------------------------------------------------
 
     @_fit_context(prefer_skip_nested_validation=False)
@@ -401,11 +431,16 @@ class TaskVectorRegressor(RegressorMixin, BaseEstimator):
         self.task_vectors_ = {k: torch.stack([d[k] for d in diffs]) for k in diffs[0]}
         self.base_, self.source_names_, self.source_raters_ = model, names, members
         self.score_range_ = model.score_range_
-        if hasattr(model, "n_features_in_"):
-            self.n_features_in_ = model.n_features_in_
-        else:
-            self.__dict__.pop("n_features_in_", None)
+        self._input_of(model)
         return self
+
+    def _input_of(self, model):
+        """Take the fitted base's feature width and names (none for images)."""
+        for name in ("n_features_in_", "feature_names_in_"):
+            if hasattr(model, name):
+                setattr(self, name, getattr(model, name))
+            else:
+                self.__dict__.pop(name, None)
 
     def _groups(self, model, tasks, rng):
         """Label -> training raters, from ``sources`` (a dict) or by clustering."""
@@ -498,7 +533,9 @@ class TaskVectorRegressor(RegressorMixin, BaseEstimator):
         return self.base_.predict(X)
 
     def _check_width(self, X):
-        """Refuse features of another width under this class's name (not the base's)."""
+        """Refuse features of another width, or columns under other names or in another
+        order, under this class's name (not the base's)."""
+        check_feature_names(getattr(self, "feature_names_in_", None), X, type(self).__name__)
         n = getattr(self, "n_features_in_", None)
         if n is None or input_kind(X) != FEATURES:
             return

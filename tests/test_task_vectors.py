@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
 
 import sklearn_piaa._task_vectors as task_vectors
@@ -194,6 +195,31 @@ def test_frozen_base_and_given_sources_need_no_data(fitted):
                                    rtol=1e-5, atol=1e-4)
 
 
+def test_a_clone_keeps_the_given_fitted_sources(fitted):
+    # cross_val_score and GridSearchCV clone the estimator: fitted models given as
+    # sources must come through fitted, or the clone cannot be fitted at all.
+    tv, feats = fitted
+    X, y, groups, _, _ = two_tastes(n_raters=4, per_rater=40, random_state=1)
+    nets = [tv.base_.personalize(X[groups == g], y[groups == g], random_state=0)
+            for g in ("r0", "r1")]
+    given = TaskVectorRegressor(FrozenEstimator(tv.base_), sources=nets, coef_steps=3)
+    twin = clone(given)
+    assert twin.sources is not given.sources
+    assert all(a is b for a, b in zip(twin.sources, given.sources))
+    given.fit()
+    twin.fit()
+    for k in given.task_vectors_:
+        assert torch.equal(twin.task_vectors_[k], given.task_vectors_[k])
+    # the base inside a FrozenEstimator as a source, too
+    frozen = TaskVectorRegressor(FrozenEstimator(tv.base_),
+                                 sources=[FrozenEstimator(tv.base_), nets[0]]).fit()
+    assert all(float(t[0].abs().max()) == 0.0 for t in frozen.task_vectors_.values())
+    with pytest.raises(NotFittedError, match=r"sources\[1\] is a PersonalizedNet that is "
+                                             "not fitted"):
+        TaskVectorRegressor(FrozenEstimator(tv.base_),
+                            sources=[nets[0], clone(nets[1])]).fit()
+
+
 def test_clusters_sources_and_pickle(ratings):
     X, y, groups = ratings
     tv = TaskVectorRegressor(MetaAestheticRegressor(**BASE), n_sources=3, source_epochs=2,
@@ -275,9 +301,11 @@ def test_feature_names_reach_the_base(fitted):
                              sources=side, source_epochs=2, random_state=0)
     tv.fit(df, y, groups=groups)
     assert list(tv.base_.feature_names_in_) == list("abcdef")
-    with pytest.raises(ValueError, match="same order"):
+    assert list(tv.feature_names_in_) == list("abcdef")
+    # refused under this class's name, not the base's
+    with pytest.raises(ValueError, match="when TaskVectorRegressor was fitted.*same order"):
         tv.predict(df[list("fedcba")])
-    with pytest.raises(ValueError, match="same order"):
+    with pytest.raises(ValueError, match="when TaskVectorRegressor was fitted.*same order"):
         tv.personalize(df[list("fedcba")][:15], y[:15])
 
 
