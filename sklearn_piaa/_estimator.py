@@ -577,7 +577,9 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         tasks = self._as_tasks(X, y, groups)
         # a TaskSet or a mapping of DataFrames carries its column names too
         names = tasks.feature_names if self.backbone is None else None
-        tasks.check_min_size(2)
+        tasks.check_min_size(2, advice=(
+            "Leave them out first: TaskSet.subset, or the rows of X, y and groups "
+            "(the sklearn-piaa meta-train command: --min-images 2)."))
         if len(tasks) == 1 and tasks.raters[0] != NO_GROUPS:  # that case has its own warning
             warn_caller(
                 f"fit() got the ratings of one rater only ({tasks.raters[0]!r}): "

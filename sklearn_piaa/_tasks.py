@@ -493,7 +493,7 @@ class TaskSet:
         tasks.feature_names = self.feature_names
         return tasks
 
-    def check_min_size(self, min_images, what="meta-training"):
+    def check_min_size(self, min_images, what="meta-training", advice=""):
         """Raise a ValueError listing raters with fewer than ``min_images`` images.
 
         Parameters
@@ -502,6 +502,8 @@ class TaskSet:
             Fewest images a rater may have.
         what : str, default="meta-training"
             What the images are too few for, in the message.
+        advice : str, default=""
+            How to go on, appended to the message.
 
         Raises
         ------
@@ -514,7 +516,7 @@ class TaskSet:
                 f"{len(small)} rater(s) have fewer than {min_images} images, too few for "
                 f"{what}: {listing(f'{r!r} ({n})' for r, n in small.items())}."
                 + (" With 1 sample a rater cannot give both a support and a query image."
-                   if min_images == 2 else "")
+                   if min_images == 2 else "") + (f" {advice}" if advice else "")
             )
 
     def draw(self, rater, support_size, query_size, rng):

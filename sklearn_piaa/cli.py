@@ -32,6 +32,7 @@ from ._estimator import MetaAestheticRegressor
 from ._features import drop_unreadable, image_reader
 from ._inputs import as_indexable, take
 from ._io import atomic_write, check_output_file
+from ._messages import listing
 from ._persistence import load_model, save_model
 from ._personalize import PersonalizedNet
 from ._task_vectors import TaskVectorRegressor
@@ -180,6 +181,16 @@ def run_meta_train(args, out=None):
                          "another data set (or one without a test split) and evaluate here.")
     tasks = data.tasks if data.train is None else data.train
     _check_output(args.output, *_paths(data.tasks.X))  # held-out raters' photos too
+    if args.min_images is not None:
+        small = [r for r in tasks.raters if len(tasks.indices[r]) < args.min_images]
+        if len(small) == len(tasks):
+            raise ValueError(f"{args.data}: all {plural(len(tasks), 'training rater')} have "
+                             f"fewer than {args.min_images} images (--min-images).")
+        if small:
+            dropped = set(small)
+            tasks = tasks.subset([r for r in tasks.raters if r not in dropped])
+            say(f"left out {plural(len(small), 'rater')} with fewer than {args.min_images} "
+                f"images (--min-images): {listing(map(repr, small))}")
     say(f"{args.data}: {plural(len(tasks), 'rater')}, {plural(tasks.n_ratings, 'rating')} "
         "for meta-training" + (f" ({plural(len(data.test), 'test rater')} left out)"
                                if data.test is not None else ""))
@@ -632,6 +643,9 @@ def _build_parser():
                         help="meta-train a prior on a data set and save it")
     _add_data_args(mt, "the raters to meta-train on")
     mt.add_argument("-o", "--output", required=True, help="model file to write (.pt)")
+    mt.add_argument("--min-images", type=_count, metavar="N",
+                    help="leave out training raters with fewer than N rated images, naming "
+                         "them (default: a rater with one image stops the command)")
     mt.add_argument("--backbone", default="efficientnet_lite0",
                     help="efficientnet_lite0 (weights shipped), resnet18, alexnet, "
                          "inception_v3 (need --backbone-weights) or tiny_cnn")

@@ -142,6 +142,25 @@ def test_personalize_asks_which_rater_and_names_unknown_ones(tmp_path):
     assert (tmp_path / "u.pt").exists()
 
 
+def test_meta_train_leaves_out_raters_with_too_few_images_when_asked(tmp_path, capsys):
+    csv_path = _ratings_folder(tmp_path)
+    with open(csv_path, "a") as f:
+        f.write("\nlonely,0.png,3")
+    prior = tmp_path / "prior.pt"
+    args = ["meta-train", str(csv_path), "-o", str(prior), "--backbone", "tiny_cnn",
+            "--n-iterations", "2", "--support-size", "8", "--query-size", "4", "--quiet"]
+    with pytest.raises(ValueError, match=r"fewer than 2 images.*'lonely' \(1\).*"
+                                         r"--min-images 2"):
+        main(args)
+    assert not prior.exists()
+    main(args + ["--min-images", "2"])
+    out = capsys.readouterr().out
+    assert "left out 1 rater with fewer than 2 images (--min-images): 'lonely'" in out
+    assert "6 raters," in out and prior.exists()
+    with pytest.raises(ValueError, match="all 7 training raters have fewer than 30 images"):
+        main(args + ["--min-images", "30"])
+
+
 def test_every_option_of_every_command_is_explained():
     from sklearn_piaa.cli import _build_parser
 
