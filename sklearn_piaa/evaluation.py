@@ -238,7 +238,7 @@ def evaluate_personalization(prior, test_tasks, n_support=(10, 100), n_repeats=5
         rows += part
         bar.update()
     bar.close()
-    return _result(rows, n_support, skipped)
+    return _result(rows, n_support, skipped, model=prior)
 
 
 def _personalizable(prior):
@@ -318,23 +318,29 @@ def _in_order(jobs, n_jobs):
     return parallel(jobs)
 
 
-def _undefined_draws(table, k):
-    """Text counting the draws at ``k`` support images whose SROCC is undefined, or ''."""
+def _undefined_draws(table, k, prior=True):
+    """Text counting the draws at ``k`` support images whose SROCC is undefined, or ''
+    (the prior's counted unless ``prior`` is False)."""
     sel = table[table["n_support"] == k]
     parts = []
-    for name in ("prior", "personalized"):
+    for name in ("prior", "personalized")[0 if prior else 1:]:
         n_bad = int((~np.isfinite(sel[f"srocc_{name}"])).sum())
         if n_bad:
             parts.append(f"{n_bad} of {len(sel)} draws ({name})")
     return ", ".join(parts)
 
 
-def _result(rows, n_support, skipped, what=""):
-    """The rows of a protocol run as a table, summarized per support size."""
+def _result(rows, n_support, skipped, what="", model=None):
+    """The rows of a protocol run as a table, summarized per support size.
+
+    The undefined SROCC of a ``model`` whose zero-shot scores are constant by design
+    (``_constant_prior``, the per-user ridge) is not warned about.
+    """
     table = np.array(rows, dtype=_FIELDS)
     summary = {}
+    prior = not getattr(model, "_constant_prior", False)
     for k in n_support:
-        undefined = _undefined_draws(table, k)
+        undefined = _undefined_draws(table, k, prior)
         if undefined:
             # Each call silenced its own warnings; one count here says what the means omit.
             warnings.warn(f"{what}undefined SROCC at {k} support images (constant ratings "
@@ -538,5 +544,6 @@ def compare_support_strategies(prior, test_tasks, selectors, n_support=(10, 25),
             rows[name] += part[name]
         bar.update()
     bar.close()
-    return {name: _result(found, n_support, dict(skipped), what=f"{name} support: ")
+    return {name: _result(found, n_support, dict(skipped), what=f"{name} support: ",
+                          model=prior)
             for name, found in rows.items()}

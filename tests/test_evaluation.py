@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 
@@ -137,6 +139,29 @@ def test_undefined_draws_are_counted_not_dropped_silently():
     assert f"{n_bad} of 12 draws (personalized)" in str(result)
     # Both raters keep a defined mean; the undefined draws are not counted as raters.
     assert result.summary[5]["personalized"].n == 2
+
+
+def test_a_prior_constant_by_design_is_not_warned_about_at_every_draw():
+    # The per-user ridge predicts one constant before a rater's own images: table1
+    # warned "undefined SROCC ... in 20 of 20 draws (prior)" under its n/a column.
+    from sklearn_piaa import ConsensusRidgeRegressor, UndefinedSROCCWarning, UserRidgeRegressor
+    rng = np.random.RandomState(0)
+    F = rng.randn(60, 5)
+    y = 3 + F[:, 0] + 0.1 * rng.randn(60)
+    train = TaskSet.from_mapping({r: (F[i * 10:(i + 2) * 10], y[i * 10:(i + 2) * 10])
+                                  for i, r in enumerate("abc")})
+    test = TaskSet.from_mapping({"z": (F[40:60], y[40:60])})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UndefinedSROCCWarning)
+        result = evaluate_personalization(UserRidgeRegressor().fit(train), test,
+                                          n_support=5, n_repeats=2, random_state=0)
+    assert np.isnan(result.table["srocc_prior"]).all()  # the case this test is about
+    assert np.isfinite(result.table["srocc_personalized"]).all()
+    # a prior that ranks images and still gives no SROCC is warned about
+    flat = ConsensusRidgeRegressor().fit(train)
+    flat.generic_.coef_[:] = 0.0
+    with pytest.warns(UndefinedSROCCWarning, match=r"2 of 2 draws \(prior\)"):
+        evaluate_personalization(flat, test, n_support=5, n_repeats=2, random_state=0)
 
 
 def test_repeated_images_of_a_test_rater_are_warned_about(fitted, tmp_path):
