@@ -334,8 +334,8 @@ def _merge_duplicates(t, raters, paths, y, duplicates):
         # Said, not done silently: rating counts then differ from the published ones.
         warn_caller(f"{t.name} rates {len(dup)} (rater, image) pair(s) more than once; "
                     f"their {int(counts[dup].sum())} ratings are averaged into "
-                    f"{len(dup)} (duplicates='mean'): {listed}. Pass duplicates='error' "
-                    "to refuse them.", PIAAWarning)
+                    f"{len(dup)} (duplicates='mean'): {listed}. Reading with "
+                    "duplicates='error' (in Python) refuses them.", PIAAWarning)
     return [raters[i] for i in first], [paths[i] for i in first], np.bincount(code, y) / counts
 
 

@@ -94,8 +94,9 @@ def _need_weights(name, weights):
         raise ValueError(
             f"backbone {name!r} needs a local ImageNet weights file: pass "
             f"backbone_weights='/path/to/{name}.pth' (a torchvision state dict, e.g. saved "
-            f"on a machine with internet by torchvision.models.{name}(weights='DEFAULT')). "
-            "This package never downloads weights; 'efficientnet_lite0' ships its own."
+            f"on a machine with internet by torchvision.models.{name}(weights='DEFAULT'); "
+            "--backbone-weights on the command line). This package never downloads "
+            "weights; 'efficientnet_lite0' ships its own."
         )
 
 
