@@ -100,7 +100,8 @@ def test_failed_refit_keeps_the_trained_prior(tmp_path, image_files):
 
 
 def test_torchvision_backbones_need_a_weights_file(tmp_path):
-    with pytest.raises(ValueError, match="backbone_weights=.*--backbone-weights on the command line"):
+    with pytest.raises(ValueError,
+                       match="backbone_weights=.*--backbone-weights on the command line"):
         load_backbone("resnet18")
     from torchvision.models import resnet18
 
