@@ -43,6 +43,19 @@ TABLE_DEFAULTS = {"image_root": None, "rater_col": "rater", "image_col": "image"
                   "score_col": "score"}
 
 
+#: Defaults of the options that size the built-in benchmark (``--n-images``, ...). Where
+#: the raters or images come from elsewhere, a value other than these would be ignored.
+BENCHMARK_DEFAULTS = {"n_images": 1200, "n_raters": 60, "images_per_rater": 160,
+                      "image_size": 128}
+
+
+def unused_benchmark_options(args, used=()):
+    """The benchmark options set away from their defaults and not in ``used``, as
+    ``["--n-images", ...]``."""
+    return [f"--{name.replace('_', '-')}" for name, default in BENCHMARK_DEFAULTS.items()
+            if name not in used and getattr(args, name, default) != default]
+
+
 def printer(out):
     """A ``say(msg)`` that prints to ``out`` (standard output when None), flushed."""
     def say(msg):

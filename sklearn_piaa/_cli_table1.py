@@ -5,7 +5,15 @@ import warnings
 
 import numpy as np
 
-from ._cli_common import given_table_options, image_files, plural, printer, read_data
+from ._cli_common import (
+    BENCHMARK_DEFAULTS,
+    given_table_options,
+    image_files,
+    plural,
+    printer,
+    read_data,
+    unused_benchmark_options,
+)
 from ._device import resolve_device, seeded
 from ._features import ImageEmbedder
 from ._inputs import take
@@ -151,6 +159,20 @@ def run_table1(args, out=None):
                             else "--test-raters does not apply"))
         raise SystemExit(f"{given} without --ratings: they describe a ratings CSV or data "
                          f"set, and {source} reads none.")
+    # --photos simulates raters on the photos it finds; --ratings reads both
+    if args.ratings:
+        used = ()
+    elif getattr(args, "photos", None):
+        used = ("n_raters", "images_per_rater")
+    else:
+        used = tuple(BENCHMARK_DEFAULTS)
+    ignored = unused_benchmark_options(args, used)
+    if ignored:
+        source = ("--ratings reads its raters and images" if args.ratings
+                  else "--photos uses every photo of its folder, at its own size")
+        raise SystemExit(f"{', '.join(ignored)} {'sizes' if len(ignored) == 1 else 'size'} "
+                         "the built-in benchmark, and "
+                         f"{source}: leave {'it' if len(ignored) == 1 else 'them'} out.")
     want_attributes = any(n in ATTRIBUTE_METHODS for n in algorithms)
     given_personality = getattr(args, "personality", None)
     attributes = personality = None  # per-row measured attributes; rater -> traits

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ._cli_common import (
+    BENCHMARK_DEFAULTS,
     READERS,
     TABLE_DEFAULTS,
     image_files,
@@ -565,11 +566,13 @@ def _add_common_args(p, device=True, seed=True):
 
 
 def _add_benchmark_args(p):
-    p.add_argument("--n-images", type=int, default=1200,
+    d = BENCHMARK_DEFAULTS
+    p.add_argument("--n-images", type=int, default=d["n_images"],
                    help="built-in benchmark: images generated")
-    p.add_argument("--n-raters", type=int, default=60, help="raters simulated")
-    p.add_argument("--images-per-rater", type=int, default=160, help="ratings per rater")
-    p.add_argument("--image-size", type=int, default=128,
+    p.add_argument("--n-raters", type=int, default=d["n_raters"], help="raters simulated")
+    p.add_argument("--images-per-rater", type=int, default=d["images_per_rater"],
+                   help="ratings per rater")
+    p.add_argument("--image-size", type=int, default=d["image_size"],
                    help="built-in benchmark: image side in pixels")
 
 

@@ -226,6 +226,13 @@ def test_table1_on_a_folder_of_photos(tmp_path, capsys):
     # The photos' attributes are measured once, for the raters and for PAM alike.
     assert "attributes measured" not in out
     assert "BLG-PIAA" in out and "BA-PIAA" in out and "PAM (attributes)" in out
+    # the built-in benchmark's sizes were ignored without a word
+    with pytest.raises(SystemExit, match=r"--n-images, --image-size size the built-in "
+                                         r"benchmark, and --photos uses every photo"):
+        main(["table1", "--photos", str(tmp_path), "--n-images", "10", "--image-size", "16"])
+    with pytest.raises(SystemExit, match=r"--n-raters sizes the built-in benchmark, and "
+                                         r"--ratings reads its raters and images: leave it"):
+        main(["table1", "--ratings", str(tmp_path / "r.csv"), "--n-raters", "5"])
 
 
 SMALL_TABLE1 = ["table1", "--n-images", "80", "--n-raters", "10", "--images-per-rater", "40",
@@ -578,3 +585,19 @@ def test_table1_on_para_with_paras_own_user_file(tmp_path, capsys):
           "pa_iaa", "--n-iterations", "2", "--n-repeats", "1", "--n-support", "4",
           "--quiet"])
     assert "PA_IAA" in capsys.readouterr().out
+
+
+def test_the_command_runs_as_a_module():
+    # where the sklearn-piaa script is not on the PATH (an environment not activated)
+    import subprocess
+    import sys
+
+    import sklearn_piaa
+
+    done = subprocess.run([sys.executable, "-m", "sklearn_piaa", "--version"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert sklearn_piaa.__version__ in done.stdout
+    done = subprocess.run([sys.executable, "-m", "sklearn_piaa", "predict", "missing.pt", "x"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and done.stderr.startswith("sklearn-piaa: error:")

@@ -228,6 +228,14 @@ def test_missing_files_count_and_first_names(tmp_path):
     assert "img0.jpg" not in msg
 
 
+def test_a_mistyped_image_folder_is_named_once(tmp_path):
+    # "55 of the 55 image file(s) ... are missing under .../imgs", then 10 names
+    table = {"rater": ["a"] * 3, "image": ["x.jpg", "y.jpg", "z.jpg"], "score": [1] * 3}
+    with pytest.raises(FileNotFoundError, match=r"the image folder .*imgs does not exist "
+                                                r"\(none of the 3 image file\(s\)"):
+        read_ratings(table, image_root=tmp_path / "imgs")
+
+
 def test_duplicates_mean_or_error():
     table = _table(rater=["a", "a", "b", "a"], image=["x.jpg", "y.jpg", "x.jpg", "x.jpg"])
     # averaged with a word: counts then differ from a data set's published ones

@@ -363,6 +363,12 @@ def _as_spelled_on_disk(paths):
 def _check_files(t, paths, root, hint=IMAGE_ROOT_HINT):
     unique = list(dict.fromkeys(paths))
     missing = [p for p in unique if not os.path.isfile(p)]
+    if missing and len(missing) == len(unique) and not os.path.isdir(root) \
+            and all(p.startswith(root + os.sep) for p in missing):
+        # a mistyped folder: one line about it, not every file under it
+        raise FileNotFoundError(
+            f"the image folder {root} does not exist (none of the {len(unique)} image "
+            f"file(s) named in {t.name} can be found). Check the image folder ({hint}).")
     if missing:
         shown = [os.path.relpath(p, root) if p.startswith(root + os.sep) else p for p in missing]
         near = _near_miss(missing[:_SHOWN])
