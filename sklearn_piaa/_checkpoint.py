@@ -8,7 +8,13 @@ import zipfile
 import numpy as np
 import torch
 
-from ._io import atomic_write, check_writable_dir, damaged_part, remove_unfinished_writes
+from ._io import (
+    STALE_WRITE_SECONDS,
+    atomic_write,
+    check_writable_dir,
+    damaged_part,
+    remove_unfinished_writes,
+)
 from ._warnings import warn_caller
 
 __all__ = ["Checkpointer", "checkpoint_name", "fingerprint"]
@@ -62,6 +68,72 @@ def fingerprint(config, arrays):
     return h.hexdigest()
 
 
+#: The entry of a saved state that holds :func:`content_digest` of the rest.
+DIGEST_KEY = "content_sha256"
+
+
+def content_digest(state):
+    """SHA-256 of everything ``state`` holds, as ``torch.load`` gives it back.
+
+    The archive's checksums cover the bytes of each part, not its directory: a flipped
+    bit there can make ``torch.load`` read a weight as zeros from intact bytes. A digest
+    of what was saved, compared with what was loaded, catches that and any other way
+    the two can differ.
+
+    Parameters
+    ----------
+    state : dict
+        Of dicts, lists, tuples, tensors, strings, numbers, booleans and None.
+
+    Returns
+    -------
+    str
+    """
+    h = hashlib.sha256()
+    stack = [state]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, torch.Tensor):
+            t = value.detach().cpu().contiguous()
+            h.update(f"T{t.dtype}{tuple(t.shape)};".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        elif isinstance(value, dict):
+            h.update(f"D{len(value)};".encode())
+            for k, v in reversed(value.items()):
+                stack += [v, k]
+        elif isinstance(value, (list, tuple)):
+            h.update(f"{type(value).__name__[0]}{len(value)};".encode())
+            stack += reversed(value)
+        else:
+            h.update(f"{type(value).__name__}:{value!r};".encode())
+    return h.hexdigest()
+
+
+def with_digest(state):
+    """``state`` with :data:`DIGEST_KEY` added (the dict itself, changed)."""
+    state.pop(DIGEST_KEY, None)
+    state[DIGEST_KEY] = content_digest(state)
+    return state
+
+
+def check_digest(state, path, what):
+    """Remove :data:`DIGEST_KEY` from a loaded ``state`` and check the rest against it.
+
+    Files written before the digest have none, and pass.
+
+    Raises
+    ------
+    ValueError
+        Naming ``path`` as ``what`` ("a model file", "checkpoint"), when what was loaded
+        differs from what was written.
+    """
+    saved = state.pop(DIGEST_KEY, None) if isinstance(state, dict) else None
+    if saved is not None and content_digest(state) != saved:
+        raise ValueError(f"{path} is damaged: what it loads as differs from what was "
+                         f"written to {what} (a damaged copy: a bad disk, an interrupted "
+                         "transfer?).")
+
+
 def _reason(exc, what="a checkpoint"):
     # torch's unpickling errors run to a page of advice that does not apply here, and
     # its advice to load with weights_only=False would run the file's code.
@@ -80,6 +152,8 @@ _NOT_AN_ARCHIVE = {
     "pickle": "it is a pickle (pickle.dump or joblib.dump), not a torch archive",
     "truncated": ("it is the start of a torch archive whose end is missing: a truncated "
                   "file (an interrupted copy or download?)"),
+    "damaged": ("its end record (where the archive lists its parts) is damaged: a "
+                "damaged copy (a bad disk, an interrupted transfer?)"),
     "empty": "it is not a torch archive (it is empty)",
     "other": "it is not a torch archive",
 }
@@ -87,8 +161,11 @@ _NOT_AN_ARCHIVE = {
 
 def _not_an_archive(path):
     """Which of ``_NOT_AN_ARCHIVE`` ``path`` is, or None when it is a torch archive."""
-    if zipfile.is_zipfile(path):
-        return None
+    try:
+        if zipfile.is_zipfile(path):
+            return None
+    except zipfile.BadZipFile:  # a damaged end record ("span multiple disks")
+        return "damaged"
     with open(path, "rb") as fh:
         head = fh.read(2)
     if head[:1] == b"\x80":  # pickle's protocol marker (joblib.dump writes pickles too)
@@ -178,7 +255,7 @@ class Checkpointer:
             "history": torch.from_numpy(np.asarray(history[:iteration], dtype=np.float64)),
             "elapsed": float(elapsed),
         }
-        atomic_write(self.path, lambda fh: torch.save(state, fh))
+        atomic_write(self.path, lambda fh: torch.save(with_digest(state), fh))
 
     def _own_path(self):
         """This run's file when the shared one is past its end (see ``n_iterations``)."""
@@ -199,7 +276,9 @@ class Checkpointer:
         """The run's saved state, or ``None`` when the directory holds none of it.
 
         Temporary files of this run's writes that a killed process left behind (up to
-        a checkpoint's size each) are removed.
+        a checkpoint's size each) are removed once an hour old: a younger one may be
+        the write in progress of a run sharing the file (another length, in a grid
+        search), which removing it would crash.
         """
         legacy = os.path.join(self.directory, LEGACY_FILENAME)
         state = None
@@ -217,7 +296,8 @@ class Checkpointer:
                 self.path = legacy
         if state is None:
             self._warn_unfinished()
-        remove_unfinished_writes(self.directory, os.path.basename(self.path) + ".")
+        remove_unfinished_writes(self.directory, os.path.basename(self.path) + ".",
+                                 older_than=STALE_WRITE_SECONDS)
         return state
 
     def _read(self, path, other_runs=False):
@@ -240,6 +320,12 @@ class Checkpointer:
             if other_runs:
                 return None
             raise ValueError(f"{path} is not a sklearn-piaa checkpoint.")
+        try:
+            check_digest(state, path, "it")
+        except ValueError as exc:
+            if other_runs:
+                return None
+            raise ValueError(f"checkpoint {exc} Delete it to start over.") from None
         if state.get("run_id") != self.run_id:
             if other_runs:
                 return None

@@ -31,7 +31,12 @@ from ._inputs import (
     is_count,
     take,
 )
-from ._io import check_writable_dir, remove_unfinished_writes, write_and_rename
+from ._io import (
+    STALE_WRITE_SECONDS,
+    check_writable_dir,
+    remove_unfinished_writes,
+    write_and_rename,
+)
 from ._messages import listing
 from ._progress import progress
 from ._warnings import PIAAWarning, warn_caller
@@ -1297,9 +1302,6 @@ class ImageEmbedder:
 
 #: Cache folders this process has swept of stale temporary files (once each).
 _SWEPT = set()
-#: A temporary file older than this is a write that never finished: each write of an
-#: embedding (a few kB) takes milliseconds.
-_STALE_SECONDS = 3600
 
 
 def _remove_stale_writes(disk):
@@ -1310,7 +1312,7 @@ def _remove_stale_writes(disk):
     """
     if disk not in _SWEPT:
         _SWEPT.add(disk)
-        remove_unfinished_writes(disk, older_than=_STALE_SECONDS)
+        remove_unfinished_writes(disk, older_than=STALE_WRITE_SECONDS)
 
 
 def _name(src):

@@ -67,6 +67,9 @@ def atomic_write(path, write, fsync=True):
         raise PermissionError(f"cannot write {path!r}: its folder {directory!r} is not "
                               "writable; make it writable or choose another folder."
                               ) from None
+    except OSError as exc:  # the same, for a folder that takes no new files (/proc)
+        raise type(exc)(exc.errno, f"cannot write {path!r} in its folder {directory!r}: "
+                        f"{exc.strerror or exc}") from None
     # mkstemp made it private (0600)
     write_and_rename(fd, tmp, path, write, fsync=fsync, mode=mode)
 
@@ -139,6 +142,12 @@ def damaged_part(path):
             except Exception:  # zipfile.BadZipFile: "Bad CRC-32", or a broken header
                 return info.filename
     return None
+
+
+#: A temporary file older than this (seconds) is a write that never finished; a younger
+#: one may be another process's write in progress (a checkpoint or cache entry shared
+#: by parallel runs), which removing it would crash.
+STALE_WRITE_SECONDS = 3600
 
 
 def remove_unfinished_writes(folder, name="", older_than=0.0):

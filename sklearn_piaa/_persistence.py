@@ -26,7 +26,7 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression, Ridge, RidgeCV
 from sklearn.preprocessing import StandardScaler
 
-from ._checkpoint import _NOT_AN_ARCHIVE, _not_an_archive, _reason
+from ._checkpoint import _NOT_AN_ARCHIVE, _not_an_archive, _reason, check_digest, with_digest
 from ._device import resolve_device, seeded, usable
 from ._estimator import MetaAestheticRegressor
 from ._features import (
@@ -429,7 +429,7 @@ def save_model(model, path):
     else:
         state = _network_state(model)
     state.update(format=FORMAT, format_version=FORMAT_VERSION)
-    atomic_write(path, lambda fh: torch.save(state, fh))
+    atomic_write(path, lambda fh: torch.save(with_digest(state), fh))
 
 
 def _network_state(model):
@@ -571,6 +571,7 @@ def _read(path):
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ValueError(f"{path} is not a sklearn-piaa model file (no {FORMAT!r} marker); "
                          "pickled estimators load with joblib.load.")
+    check_digest(state, path, "it")
     version = state.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise ValueError(

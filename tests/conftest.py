@@ -115,6 +115,40 @@ def flip_a_stored_byte(path):
     return part.filename
 
 
+def mark_a_part_as_a_folder(path):
+    """Set the folder bit of the largest tensor's entry in the archive's directory.
+
+    The parts' bytes and checksums stay intact; ``torch.load`` then reads that tensor
+    as zeros. Returns the part's name.
+    """
+    with zipfile.ZipFile(path) as archive:
+        part = max((info for info in archive.infolist() if "/data/" in info.filename),
+                   key=lambda info: info.file_size)
+    with open(path, "rb") as fh:
+        data = bytearray(fh.read())
+    at = data.find(b"PK\x01\x02")
+    while at != -1:  # the directory's entries: name length at +28, name at +46
+        n = struct.unpack("<H", data[at + 28:at + 30])[0]
+        if bytes(data[at + 46:at + 46 + n]) == part.filename.encode():
+            data[at + 38] ^= 0x10  # MS-DOS attributes: "directory"
+            break
+        at = data.find(b"PK\x01\x02", at + 1)
+    with open(path, "wb") as fh:
+        fh.write(data)
+    return part.filename
+
+
+def damage_the_end_record(path):
+    """Flip a bit in the disk number of the archive's zip64 end-record locator."""
+    with open(path, "rb") as fh:
+        data = bytearray(fh.read())
+    at = data.rfind(b"PK\x06\x07")
+    assert at != -1, "no zip64 locator"
+    data[at + 4] ^= 1
+    with open(path, "wb") as fh:
+        fh.write(data)
+
+
 class CtrlC:
     """A skorch callback: Ctrl-C (a SIGINT to the process) during the second epoch."""
 

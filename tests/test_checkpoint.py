@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import sklearn
 import torch
-from conftest import flip_a_stored_byte, make_rating_features
+from conftest import flip_a_stored_byte, make_rating_features, mark_a_part_as_a_folder
 from sklearn.model_selection import GridSearchCV
 
 from sklearn_piaa import MetaAestheticRegressor, PersonalizedSROCCScorer, UserGroupKFold
@@ -294,6 +294,17 @@ def test_a_checkpoint_with_a_flipped_bit_is_refused(ratings, tiny_params, tmp_pa
         MetaAestheticRegressor(**tiny_params, checkpoint_dir=tmp_path).fit(X, y, groups=groups)
 
 
+def test_a_checkpoint_whose_directory_is_damaged_is_refused(ratings, tiny_params, tmp_path):
+    # intact bytes under a damaged directory entry: torch reads a weight as zeros
+    X, y, groups = ratings
+    MetaAestheticRegressor(**tiny_params, checkpoint_dir=tmp_path).fit(X, y, groups=groups)
+    path = checkpoint_file(tmp_path)
+    mark_a_part_as_a_folder(path)
+    with pytest.raises(ValueError, match=f"checkpoint .*{os.path.basename(path)} is damaged: "
+                                         "what it loads as differs.*Delete it"):
+        MetaAestheticRegressor(**tiny_params, checkpoint_dir=tmp_path).fit(X, y, groups=groups)
+
+
 def test_kill_during_a_checkpoint_write_keeps_the_previous_one(ratings, tiny_params, tmp_path,
                                                                monkeypatch):
     X, y, groups = ratings
@@ -316,13 +327,19 @@ def test_kill_during_a_checkpoint_write_keeps_the_previous_one(ratings, tiny_par
     with open(path, "rb") as fh:
         assert fh.read() == before
     assert os.listdir(tmp_path) == [os.path.basename(path)]
-    # a SIGKILL leaves the temporary file behind: the run's next fit removes it
-    stale = f"{path}.x1y2z3.tmp"
-    with open(stale, "wb") as fh:
-        fh.write(before[:100])
+    # a SIGKILL leaves the temporary file behind: the run's next fit removes it once
+    # it is an hour old; a younger one may be the write in progress of a run sharing
+    # the file (another n_iterations in a grid search), which removing it crashed
+    stale, fresh = f"{path}.x1y2z3.tmp", f"{path}.a4b5c6.tmp"
+    for name in (stale, fresh):
+        with open(name, "wb") as fh:
+            fh.write(before[:100])
+    hours_ago = time.time() - 2 * 3600
+    os.utime(stale, (hours_ago, hours_ago))
     monkeypatch.undo()
     MetaAestheticRegressor(**{**params, "n_iterations": 6}).fit(X, y, groups=groups)
-    assert os.listdir(tmp_path) == [os.path.basename(path)]
+    assert sorted(os.listdir(tmp_path)) == sorted([os.path.basename(path),
+                                                   os.path.basename(fresh)])
     assert torch.load(path, weights_only=True)["iteration"] == 6
 
 

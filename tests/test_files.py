@@ -64,6 +64,20 @@ def test_a_relative_cache_dir_is_saved_as_the_folder_it_is(photos, tmp_path, mon
     assert os.listdir(tmp_path / "elsewhere") == []  # no new cache beside the caller
 
 
+def test_a_folder_that_takes_no_new_file_is_named_not_a_temporary_file(tmp_path, monkeypatch):
+    # as /proc does: the error named "x.pt.s440jgen.tmp", a file the user never gave
+    import errno
+    import tempfile
+
+    def refused(*args, **kwargs):
+        raise OSError(errno.ENOENT, "No such file or directory", "x.pt.s440jgen.tmp")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refused)
+    with pytest.raises(OSError, match=r"cannot write .*x\.pt' in its folder") as err:
+        atomic_write(tmp_path / "x.pt", lambda fh: fh.write(b"x"))
+    assert ".tmp" not in str(err.value)
+
+
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # torch, reading the pickle
 def test_file_errors_name_the_problem(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"the folder of .*prior\.pt' does not exist"):

@@ -7,7 +7,12 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from conftest import flip_a_stored_byte, tiny_baselines
+from conftest import (
+    damage_the_end_record,
+    flip_a_stored_byte,
+    mark_a_part_as_a_folder,
+    tiny_baselines,
+)
 from sklearn.base import clone
 
 from sklearn_piaa import MetaAestheticRegressor, PIAAWarning, _persistence, load_model, save_model
@@ -130,6 +135,41 @@ def test_a_model_file_with_a_flipped_bit_is_refused(prior, tmp_path):
     part = flip_a_stored_byte(path)
     with pytest.raises(ValueError, match=f"p.pt is not a readable.*{part} fails its checksum"):
         load_model(path)
+
+
+def test_a_model_file_whose_directory_is_damaged_is_refused(prior, tmp_path):
+    # The archive's checksums cover each part's bytes, not its directory: a folder bit
+    # set on a weight's entry loaded that weight as zeros, and every score moved.
+    meta, _, _ = prior
+    path = tmp_path / "p.pt"
+    save_model(meta, path)
+    good = torch.load(path, weights_only=True)
+    mark_a_part_as_a_folder(path)
+    bad = torch.load(path, weights_only=True)  # torch reads it without a word ...
+    assert any(not torch.equal(a, b) for a, b in zip(good["module"].values(),
+                                                     bad["module"].values()))
+    with pytest.raises(ValueError, match="p.pt is damaged: what it loads as differs"):
+        load_model(path)  # ... the digest of what was written does not match
+
+
+def test_a_damaged_end_record_is_a_clear_error(prior, tmp_path):
+    meta, _, _ = prior
+    path = tmp_path / "p.pt"
+    save_model(meta, path)
+    damage_the_end_record(path)  # zipfile raised BadZipFile, a traceback on the CLI
+    with pytest.raises(ValueError, match="p.pt is not a readable.*end record"):
+        load_model(path)
+
+
+def test_files_written_before_the_digest_still_load(prior, tmp_path):
+    from sklearn_piaa._checkpoint import DIGEST_KEY
+
+    meta, X, _ = prior
+    save_model(meta, tmp_path / "p.pt")
+    state = torch.load(tmp_path / "p.pt", weights_only=True)
+    del state[DIGEST_KEY]
+    torch.save(state, tmp_path / "old.pt")
+    np.testing.assert_array_equal(load_model(tmp_path / "old.pt").predict(X), meta.predict(X))
 
 
 def test_an_error_that_is_only_a_number_is_named():
