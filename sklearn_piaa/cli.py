@@ -18,6 +18,7 @@ import warnings
 import numpy as np
 import torch
 
+from ._checkpoint import _not_an_archive
 from ._cli_common import (
     BENCHMARK_DEFAULTS,
     READERS,
@@ -127,8 +128,13 @@ def _read_data(args):
     return read_data(args.data, args, check_files=getattr(args, "on_error", "raise") != "skip")
 
 
-def _check_output(path, *inputs):
-    """Refuse an unusable ``-o`` before the command computes anything (SystemExit)."""
+def _check_output(path, *inputs, model=False):
+    """Refuse an unusable ``-o`` before the command computes anything (SystemExit).
+
+    With ``model``, also an existing file that is not a model file: a model written
+    over a ratings table or an image (``-o ratings.csv`` for ``-o me.pt``) would lose
+    it, where replacing an earlier model is what rerunning a command does.
+    """
     if os.fspath(path) == "-":
         raise SystemExit("-o -: this command writes a file, not standard output (only "
                          "predict writes its scores there); give a file name.")
@@ -136,6 +142,10 @@ def _check_output(path, *inputs):
         check_output_file(path, inputs, what="-o")
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
+    if model and os.path.isfile(path) and _not_an_archive(path) is not None:
+        raise SystemExit(f"-o {path}: the file exists and is not a model file (a table, "
+                         "an image?); writing the model would replace it. Give a new "
+                         "name (e.g. ending in .pt), or remove the file first.")
 
 
 def _paths(X):
@@ -181,7 +191,8 @@ def run_meta_train(args, out=None):
                          "are test raters, so none is left to meta-train on; meta-train on "
                          "another data set (or one without a test split) and evaluate here.")
     tasks = data.tasks if data.train is None else data.train
-    _check_output(args.output, *_paths(data.tasks.X))  # held-out raters' photos too
+    # held-out raters' photos too
+    _check_output(args.output, *_paths(data.tasks.X), model=True)
     if args.min_images is not None:
         small = [r for r in tasks.raters if len(tasks.indices[r]) < args.min_images]
         if len(small) == len(tasks):
@@ -360,7 +371,8 @@ def run_personalize(args, out=None):
     prior = _load_prior(args.prior, args.device)
     _reading(prior, args.on_error, args.quiet)
     rater, X, y = _one_rater(args)
-    _check_output(args.output, *_paths(X))  # the images the table names are inputs too
+    # the images the table names are inputs too
+    _check_output(args.output, *_paths(X), model=True)
     t0 = time.perf_counter()
     n_rated = len(y)
     if args.on_error == "skip":

@@ -161,6 +161,22 @@ def test_meta_train_leaves_out_raters_with_too_few_images_when_asked(tmp_path, c
         main(args + ["--min-images", "30"])
 
 
+def test_a_model_is_not_written_over_a_file_that_is_no_model(tmp_path):
+    # "personalize prior.pt me.csv -o ratings.csv" replaced a ratings table with a model
+    csv_path = _ratings_folder(tmp_path)
+    prior, table = tmp_path / "prior.pt", tmp_path / "other.csv"
+    table.write_text("rater,image,score\n")
+    args = ["--backbone", "tiny_cnn", "--n-iterations", "2", "--support-size", "8",
+            "--query-size", "4", "--quiet"]
+    with pytest.raises(SystemExit, match="other.csv: the file exists and is not a model"):
+        main(["meta-train", str(csv_path), "-o", str(table), *args])
+    main(["meta-train", str(csv_path), "-o", str(prior), *args])
+    main(["meta-train", str(csv_path), "-o", str(prior), *args])  # a model: replaced
+    with pytest.raises(SystemExit, match="other.csv: the file exists and is not a model"):
+        main(["personalize", str(prior), str(csv_path), "--rater", "u1", "-o", str(table)])
+    assert table.read_text() == "rater,image,score\n"
+
+
 def test_every_option_of_every_command_is_explained():
     from sklearn_piaa.cli import _build_parser
 
