@@ -136,7 +136,9 @@ def aggregate_srocc(values):
     -------
     SROCCSummary
         The mean and the population standard deviation (``np.std`` with ``ddof=0``) of
-        the defined values, the "mean ± std" of the paper's tables.
+        the defined values: over raters, the "mean ± std" the package's tables print.
+        Published tables do not always say what follows their "±" (a spread over
+        repeated trials of the mean over raters is far smaller); compare their means.
 
     Examples
     --------
@@ -340,8 +342,10 @@ class PersonalizedSROCCScorer:
 
     Notes
     -----
-    Undefined per-rater SROCC values are left out of the mean, with a warning that says
-    how many.
+    Undefined SROCC values (constant ratings or predictions on a query set) are left
+    out -- a draw's out of its rater's mean over repeats, a rater's out of the mean
+    over raters -- with a warning that says how many of each, as
+    :func:`evaluate_personalization` does.
     """
 
     def __init__(self, n_support=10, n_repeats=1, too_few="raise", random_state=0):
@@ -366,6 +370,15 @@ class PersonalizedSROCCScorer:
             warnings.warn(
                 f"{summary.n_dropped} of {len(per_rater)} raters had undefined SROCC and were "
                 "left out of the mean.", UndefinedSROCCWarning, stacklevel=2)
+        partial = (n_defined > 0) & (n_defined < scores.shape[1])
+        if partial.any():
+            # Said as evaluate_personalization says it: in a search, a setting whose
+            # personalized model turns constant at some draws is scored on the others.
+            warnings.warn(
+                f"undefined SROCC (constant ratings or predictions on the query images) in "
+                f"{int((~defined[partial]).sum())} of {scores.size} draws, of "
+                f"{int(partial.sum())} rater(s) scored on their other draws; left out of "
+                "those raters' means.", UndefinedSROCCWarning, stacklevel=2)
         return summary.mean
 
     def get_metadata_routing(self):

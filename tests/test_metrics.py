@@ -73,6 +73,38 @@ def test_personalized_srocc_counts_undefined_raters():
         assert PersonalizedSROCCScorer(n_support=5)(_Constant(), X, y, groups) == 1.0
 
 
+class _Sometimes:
+    """A stand-in whose personalized model is constant at every other personalization."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def personalize(self, X, y, random_state=None):
+        self.calls += 1
+        return _Flat() if self.calls % 2 else self
+
+    def predict(self, X):
+        return np.asarray(X)[:, 0]
+
+
+class _Flat:
+    def predict(self, X):
+        return np.zeros(len(X))
+
+
+def test_scorer_says_when_some_draws_of_a_rater_are_undefined():
+    # A setting that collapses at some draws was scored on the others without a word:
+    # in a grid search it could win on the draws where it worked.
+    rng = np.random.RandomState(0)
+    X = rng.randn(60, 2)
+    y = X[:, 0] + rng.randn(60)
+    groups = np.repeat(list("abc"), 20)
+    with pytest.warns(UndefinedSROCCWarning, match=r"in 3 of 6 draws, of 3 rater\(s\) scored "
+                                                   r"on their other draws"):
+        score = PersonalizedSROCCScorer(n_support=5, n_repeats=2)(_Sometimes(), X, y, groups)
+    assert np.isfinite(score)
+
+
 def test_scorer_says_when_too_few_skips_every_rater():
     X = np.column_stack([np.arange(40.0), np.repeat([0.0, 1.0], 20)])
     y = np.arange(40.0)
