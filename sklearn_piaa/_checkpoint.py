@@ -94,9 +94,12 @@ def content_digest(state):
     while stack:
         value = stack.pop()
         if isinstance(value, torch.Tensor):
-            t = value.detach().cpu().contiguous()
+            t = value.detach().cpu()
             h.update(f"T{t.dtype}{tuple(t.shape)};".encode())
-            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+            # a fresh dense copy: an expanded one-element tensor is "contiguous" with a
+            # stride of 0, which no byte view takes
+            flat = torch.empty(t.numel(), dtype=t.dtype).copy_(t.reshape(-1))
+            h.update(flat.view(torch.uint8).numpy().tobytes())
         elif isinstance(value, dict):
             h.update(f"D{len(value)};".encode())
             for k, v in reversed(value.items()):
@@ -129,9 +132,9 @@ def check_digest(state, path, what):
     """
     saved = state.pop(DIGEST_KEY, None) if isinstance(state, dict) else None
     if saved is not None and content_digest(state) != saved:
-        raise ValueError(f"{path} is damaged: what it loads as differs from what was "
-                         f"written to {what} (a damaged copy: a bad disk, an interrupted "
-                         "transfer?).")
+        raise ValueError(f"{path} is damaged or was changed by another program: what it "
+                         f"loads as differs from what sklearn-piaa wrote to {what} (a damaged "
+                         "copy: a bad disk, an interrupted transfer?).")
 
 
 def _reason(exc, what="a checkpoint"):

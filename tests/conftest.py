@@ -115,6 +115,18 @@ def flip_a_stored_byte(path):
     return part.filename
 
 
+def edited_state(path):
+    """The state of a saved model file, to change and save again as another program (or
+    an earlier version) would write it: without the digest of what sklearn-piaa wrote."""
+    import torch
+
+    from sklearn_piaa._checkpoint import DIGEST_KEY
+
+    state = torch.load(path, weights_only=True)
+    state.pop(DIGEST_KEY)
+    return state
+
+
 def mark_a_part_as_a_folder(path):
     """Set the folder bit of the largest tensor's entry in the archive's directory.
 

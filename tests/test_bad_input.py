@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import TINY, make_rating_features
+from conftest import TINY, edited_state, make_rating_features
 
 from sklearn_piaa import (
     ConsensusRidgeRegressor,
@@ -128,7 +128,7 @@ def test_damaged_model_files_are_named(fitted, tmp_path):
     meta = fitted[0]
     path = tmp_path / "prior.pt"
     save_model(meta, path)
-    state = torch.load(path, weights_only=True)
+    state = edited_state(path)
     for key in ("params", "fitted", "module"):
         damaged = tmp_path / f"no_{key}.pt"
         torch.save({k: v for k, v in state.items() if k != key}, damaged)

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from conftest import edited_state
 
 from sklearn_piaa import MetaAestheticRegressor, PersonalizedNet, load_model, save_model
 from sklearn_piaa._device import resolve_device
@@ -29,7 +30,7 @@ def test_an_unusable_device_to_load_on_is_a_clear_error(prior, tmp_path, device)
 def test_a_prior_saved_on_a_device_this_machine_lacks_loads_on_the_cpu(prior, tmp_path):
     meta, X, _ = prior
     save_model(meta, tmp_path / "p.pt")
-    state = torch.load(tmp_path / "p.pt", weights_only=True)
+    state = edited_state(tmp_path / "p.pt")
     state["params"]["device"] = "mps"  # a prior trained on a Mac
     torch.save(state, tmp_path / "mac.pt")
     with pytest.warns(UserWarning, match="device='mps', which this machine does not have"):

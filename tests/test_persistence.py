@@ -9,6 +9,7 @@ import pytest
 import torch
 from conftest import (
     damage_the_end_record,
+    edited_state,
     flip_a_stored_byte,
     mark_a_part_as_a_folder,
     tiny_baselines,
@@ -90,7 +91,7 @@ def test_newer_and_unknown_formats_give_clear_errors(prior, tmp_path):
     meta, _, _ = prior
     path = tmp_path / "p.pt"
     save_model(meta, path)
-    state = torch.load(path, weights_only=True)
+    state = edited_state(path)
     state["format_version"] = _persistence.FORMAT_VERSION + 1
     torch.save(state, tmp_path / "newer.pt")
     with pytest.raises(ValueError, match="newer than this sklearn-piaa reads"):
@@ -112,7 +113,7 @@ def test_newer_and_unknown_formats_give_clear_errors(prior, tmp_path):
 def test_older_format_is_upgraded_when_an_upgrade_exists(prior, tmp_path, monkeypatch):
     meta, X, _ = prior
     save_model(meta, tmp_path / "p.pt")
-    state = torch.load(tmp_path / "p.pt", weights_only=True)
+    state = edited_state(tmp_path / "p.pt")
     old = dict(state, format_version=0, fit_seconds=state["fitted"]["fit_time"])
     del old["fitted"]["fit_time"]
     torch.save(old, tmp_path / "v0.pt")
@@ -148,7 +149,8 @@ def test_a_model_file_whose_directory_is_damaged_is_refused(prior, tmp_path):
     bad = torch.load(path, weights_only=True)  # torch reads it without a word ...
     assert any(not torch.equal(a, b) for a, b in zip(good["module"].values(),
                                                      bad["module"].values()))
-    with pytest.raises(ValueError, match="p.pt is damaged: what it loads as differs"):
+    with pytest.raises(ValueError, match="p.pt is damaged or was changed by another "
+                                         "program: what it loads as differs"):
         load_model(path)  # ... the digest of what was written does not match
 
 
@@ -162,13 +164,9 @@ def test_a_damaged_end_record_is_a_clear_error(prior, tmp_path):
 
 
 def test_files_written_before_the_digest_still_load(prior, tmp_path):
-    from sklearn_piaa._checkpoint import DIGEST_KEY
-
     meta, X, _ = prior
     save_model(meta, tmp_path / "p.pt")
-    state = torch.load(tmp_path / "p.pt", weights_only=True)
-    del state[DIGEST_KEY]
-    torch.save(state, tmp_path / "old.pt")
+    torch.save(edited_state(tmp_path / "p.pt"), tmp_path / "old.pt")
     np.testing.assert_array_equal(load_model(tmp_path / "old.pt").predict(X), meta.predict(X))
 
 
@@ -195,7 +193,7 @@ def test_prior_saved_on_a_gpu_loads_on_cpu(prior, tmp_path):
     save_model(meta, tmp_path / "p.pt")
     # A file written on a GPU machine differs only in the stored device parameter
     # (weights are always stored on the CPU).
-    state = torch.load(tmp_path / "p.pt", weights_only=True)
+    state = edited_state(tmp_path / "p.pt")
     state["params"]["device"] = "cuda"
     torch.save(state, tmp_path / "gpu.pt")
     if torch.cuda.is_available():
@@ -313,7 +311,7 @@ def test_image_baselines_store_their_backbone(cls, tmp_path):
 def test_baseline_file_with_an_unknown_class_is_refused(ratings, tmp_path):
     X, y, groups = ratings
     save_model(ConsensusRidgeRegressor().fit(X, y, groups=groups), tmp_path / "b.pt")
-    state = torch.load(tmp_path / "b.pt", weights_only=True)  # plain data only
+    state = edited_state(tmp_path / "b.pt")  # plain data only
     assert state["kind"] == "baseline"
     assert state["fitted"]["generic_"]["__sklearn__"] == "RidgeCV"
 

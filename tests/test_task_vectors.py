@@ -5,6 +5,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from conftest import edited_state
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
@@ -400,7 +401,7 @@ def test_a_fitted_model_saves_and_loads_as_it_was(fitted, tmp_path):
 def test_a_damaged_task_vector_file_is_named(fitted, tmp_path):
     tv, _ = fitted
     save_model(tv, tmp_path / "tv.pt")
-    state = torch.load(tmp_path / "tv.pt", weights_only=True)
+    state = edited_state(tmp_path / "tv.pt")
     first = next(iter(state["fitted"]["task_vectors"]))
     state["fitted"]["task_vectors"][first] = state["fitted"]["task_vectors"][first][:1]
     torch.save(state, tmp_path / "bad.pt")
@@ -428,7 +429,7 @@ def test_numpy_labels_are_stored_as_plain_ones(fitted, tmp_path):
 def test_a_loaded_models_base_setting_is_placed_as_its_base(fitted, tmp_path):
     tv, _ = fitted
     save_model(tv, tmp_path / "tv.pt")
-    state = torch.load(tmp_path / "tv.pt", weights_only=True)
+    state = edited_state(tmp_path / "tv.pt")
     # as a file saved on a GPU machine reads
     state["base"]["params"]["device"] = state["given_base"]["params"]["device"] = "cuda"
     torch.save(state, tmp_path / "gpu.pt")
