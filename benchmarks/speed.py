@@ -42,7 +42,7 @@ the same run, on the same machine), their ratio, and the process's peak memory.
   cached embeddings, against the head's products at the training steps' matmul rate
   (an estimate), against a floor -- the head's FLOPs at the fastest rate a lone
   float32 product reached in the run (a 2048 square, or the first layer at 4096 and
-  10,000 rows), which no float32 prediction can beat, also set against the target --
+  10,000 rows), an empirical floor of float32 prediction, also set against the target --
   against skorch's ``DataLoader`` batching, and under bfloat16 autocast
   (``mixed_precision=True``) with how far its scores lie from float32's.
 - task-vector personalization (``TaskVectorRegressor.personalize``, the defaults: 8
@@ -210,8 +210,8 @@ def best_matmul_rate(repeats):
 
     Lone ``torch.mm`` products, each timed as the median of ``repeats``: a 2048 square
     (about the largest rate these CPUs reach) and the prediction's first layer at 4096
-    and 10,000 rows. No float32 arithmetic of the same count can run faster, so the
-    head's FLOPs at this rate bound prediction from below.
+    and 10,000 rows. The head's FLOPs at this rate are an empirical floor of float32
+    prediction: measured, not proven, as fast as the CPU's float32 arithmetic went.
     """
     best = (0.0, "")
     for n, k, m in ((2048, 2048, 2048), (4096, DIM, HIDDEN[0]), (10_000, DIM, HIDDEN[0])):

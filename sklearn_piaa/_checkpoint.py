@@ -99,7 +99,7 @@ def content_digest(state):
             # a fresh dense copy: an expanded one-element tensor is "contiguous" with a
             # stride of 0, which no byte view takes
             flat = torch.empty(t.numel(), dtype=t.dtype).copy_(t.reshape(-1))
-            h.update(flat.view(torch.uint8).numpy().tobytes())
+            h.update(flat.view(torch.uint8).numpy())
         elif isinstance(value, dict):
             h.update(f"D{len(value)};".encode())
             for k, v in reversed(value.items()):
@@ -107,34 +107,54 @@ def content_digest(state):
         elif isinstance(value, (list, tuple)):
             h.update(f"{type(value).__name__[0]}{len(value)};".encode())
             stack += reversed(value)
-        else:
+        elif value is None or isinstance(value, (str, bytes, bool, int, float, complex,
+                                                 torch.dtype, torch.device)):
             h.update(f"{type(value).__name__}:{value!r};".encode())
+        else:  # a set's repr, say, changes order from process to process
+            raise TypeError(f"content_digest cannot digest a {type(value).__name__}.")
     return h.hexdigest()
 
 
 def with_digest(state):
-    """``state`` with :data:`DIGEST_KEY` added (the dict itself, changed)."""
+    """``state`` with :data:`DIGEST_KEY` added.
+
+    Parameters
+    ----------
+    state : dict
+        What is about to be saved; changed in place.
+
+    Returns
+    -------
+    dict
+        ``state`` itself.
+    """
     state.pop(DIGEST_KEY, None)
     state[DIGEST_KEY] = content_digest(state)
     return state
 
 
-def check_digest(state, path, what):
+def check_digest(state, path):
     """Remove :data:`DIGEST_KEY` from a loaded ``state`` and check the rest against it.
 
     Files written before the digest have none, and pass.
 
+    Parameters
+    ----------
+    state : dict
+        As ``torch.load`` gave it; the digest entry is removed.
+    path : str
+        The file, for the message.
+
     Raises
     ------
     ValueError
-        Naming ``path`` as ``what`` ("a model file", "checkpoint"), when what was loaded
-        differs from what was written.
+        When what was loaded differs from what was written.
     """
     saved = state.pop(DIGEST_KEY, None) if isinstance(state, dict) else None
     if saved is not None and content_digest(state) != saved:
-        raise ValueError(f"{path} is damaged or was changed by another program: what it "
-                         f"loads as differs from what sklearn-piaa wrote to {what} (a damaged "
-                         "copy: a bad disk, an interrupted transfer?).")
+        raise ValueError(f"{path} is damaged (a bad disk, an interrupted transfer?) or was "
+                         "changed and saved again by another program: its contents differ "
+                         "from what sklearn-piaa wrote.")
 
 
 def _reason(exc, what="a checkpoint"):
@@ -323,12 +343,6 @@ class Checkpointer:
             if other_runs:
                 return None
             raise ValueError(f"{path} is not a sklearn-piaa checkpoint.")
-        try:
-            check_digest(state, path, "it")
-        except ValueError as exc:
-            if other_runs:
-                return None
-            raise ValueError(f"checkpoint {exc} Delete it to start over.") from None
         if state.get("run_id") != self.run_id:
             if other_runs:
                 return None
@@ -340,6 +354,12 @@ class Checkpointer:
                 f"checkpoint {path} has format version {state.get('format_version')}; "
                 f"this sklearn-piaa reads version {FORMAT_VERSION}. Finish the run with the "
                 "version that wrote it, or delete the checkpoint to start over.")
+        try:
+            check_digest(state, path)
+        except ValueError as exc:
+            if other_runs:
+                return None
+            raise ValueError(f"checkpoint {exc} Delete it to start over.") from None
         return state
 
     def _warn_unfinished(self):

@@ -571,12 +571,13 @@ def _read(path):
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ValueError(f"{path} is not a sklearn-piaa model file (no {FORMAT!r} marker); "
                          "pickled estimators load with joblib.load.")
-    check_digest(state, path, "it")
     version = state.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
+        # before the digest: a newer version may hold what this one cannot digest alike
         raise ValueError(
             f"{path} has model format version {version}, newer than this sklearn-piaa "
             f"reads (up to {FORMAT_VERSION}): upgrade sklearn-piaa to load it.")
+    check_digest(state, path)
     while version < FORMAT_VERSION:
         if version not in _UPGRADES:
             raise ValueError(f"{path} has model format version {version}, which this "
@@ -584,6 +585,30 @@ def _read(path):
         state = _UPGRADES[version](state)
         version = state["format_version"]
     return path, state
+
+
+def is_model_file(path):
+    """Whether ``path`` is a file :func:`save_model` wrote (by its format marker).
+
+    Parameters
+    ----------
+    path : str or path-like
+
+    Returns
+    -------
+    bool
+        False for anything else: another program's archive (a zip of photos, an
+        ``.npz``, torchvision weights, a checkpoint), a table, an image, an unreadable
+        file.
+    """
+    if _not_an_archive(path) is not None:
+        return False
+    try:  # mapped, not read: only the marker is looked at
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # torch raises many types for files it cannot read
+        return False
+    return isinstance(state, dict) and state.get("format") == FORMAT \
+        and not ("run_id" in state and "iteration" in state)
 
 
 def _target_device(saved, device, path):

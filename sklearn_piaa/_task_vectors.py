@@ -44,7 +44,9 @@ def _weights_of(source, index):
     if module is source and hasattr(source, "initialize"):  # a skorch net, never fitted
         raise NotFittedError(f"sources[{index}] is a {type(source).__name__} that is not "
                              "fitted; sources must be fitted models (such as the nets that "
-                             "personalize returns), taken as they are.")
+                             "personalize returns), taken as they are. A GridSearchCV clones "
+                             "the values of its parameter grid, which unfits them: wrap each "
+                             "in sklearn.frozen.FrozenEstimator there.")
     if not isinstance(module, torch.nn.Module):
         raise TypeError(f"sources[{index}] must be a fitted MetaAestheticRegressor, a fitted "
                         f"skorch net or an nn.Module; got {type(source).__name__}.")

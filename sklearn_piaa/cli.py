@@ -18,7 +18,6 @@ import warnings
 import numpy as np
 import torch
 
-from ._checkpoint import _not_an_archive
 from ._cli_common import (
     BENCHMARK_DEFAULTS,
     READERS,
@@ -35,7 +34,7 @@ from ._features import drop_unreadable, image_reader
 from ._inputs import as_indexable, take
 from ._io import atomic_write, check_output_file
 from ._messages import listing
-from ._persistence import load_model, save_model
+from ._persistence import is_model_file, load_model, save_model
 from ._personalize import PersonalizedNet
 from ._task_vectors import TaskVectorRegressor
 from ._tasks import TaskSet
@@ -142,10 +141,12 @@ def _check_output(path, *inputs, model=False):
         check_output_file(path, inputs, what="-o")
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
-    if model and os.path.isfile(path) and _not_an_archive(path) is not None:
-        raise SystemExit(f"-o {path}: the file exists and is not a model file (a table, "
-                         "an image?); writing the model would replace it. Give a new "
-                         "name (e.g. ending in .pt), or remove the file first.")
+    if model and os.path.isfile(path) and os.path.getsize(path) \
+            and not is_model_file(path):
+        raise SystemExit(f"-o {path}: the file exists and is not an sklearn-piaa model "
+                         "file (a table, an image, weights, another program's archive?); "
+                         "writing the model would replace it. Give a new name (e.g. "
+                         "ending in .pt), or remove the file first.")
 
 
 def _paths(X):
@@ -181,7 +182,8 @@ def run_meta_train(args, out=None):
         or an invalid setting; :func:`console` prints them as one line.
     """
     say = printer(out)
-    _check_output(args.output, args.data)
+    # the backbone's weights file is read too
+    _check_output(args.output, args.data, *filter(None, [args.backbone_weights]))
     t0 = time.perf_counter()
     data = _read_data(args)
     if data.test is not None and data.train is None:

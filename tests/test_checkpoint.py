@@ -300,8 +300,8 @@ def test_a_checkpoint_whose_directory_is_damaged_is_refused(ratings, tiny_params
     MetaAestheticRegressor(**tiny_params, checkpoint_dir=tmp_path).fit(X, y, groups=groups)
     path = checkpoint_file(tmp_path)
     mark_a_part_as_a_folder(path)
-    with pytest.raises(ValueError, match=f"checkpoint .*{os.path.basename(path)} is damaged or "
-                                         "was changed.*what it loads as differs.*Delete it"):
+    with pytest.raises(ValueError, match=f"checkpoint .*{os.path.basename(path)} is damaged \\(a "
+                                         "bad disk.*its contents differ.*Delete it"):
         MetaAestheticRegressor(**tiny_params, checkpoint_dir=tmp_path).fit(X, y, groups=groups)
 
 

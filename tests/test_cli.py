@@ -2,6 +2,7 @@ import io
 
 import numpy as np
 import pytest
+import torch
 
 from sklearn_piaa import PIAAWarning
 from sklearn_piaa._cli_table1 import _table1_methods
@@ -168,11 +169,22 @@ def test_a_model_is_not_written_over_a_file_that_is_no_model(tmp_path):
     table.write_text("rater,image,score\n")
     args = ["--backbone", "tiny_cnn", "--n-iterations", "2", "--support-size", "8",
             "--query-size", "4", "--quiet"]
-    with pytest.raises(SystemExit, match="other.csv: the file exists and is not a model"):
+    with pytest.raises(SystemExit, match="other.csv: the file exists and is not an "
+                                         "sklearn-piaa model"):
         main(["meta-train", str(csv_path), "-o", str(table), *args])
+    # another program's archive is no model either (torch weights, a zip of photos)
+    torch.save({"w": torch.zeros(3)}, tmp_path / "weights.pth")
+    with pytest.raises(SystemExit, match="weights.pth: the file exists and is not an"):
+        main(["meta-train", str(csv_path), "-o", str(tmp_path / "weights.pth"), *args])
+    # the backbone's weights file is an input, refused before it is read
+    with pytest.raises(SystemExit, match="is the input file"):
+        main(["meta-train", str(csv_path), "--backbone", "resnet18", "--backbone-weights",
+              str(tmp_path / "weights.pth"), "-o", str(tmp_path / "weights.pth")])
+    (tmp_path / "empty.pt").write_bytes(b"")  # nothing to lose
+    main(["meta-train", str(csv_path), "-o", str(tmp_path / "empty.pt"), *args])
     main(["meta-train", str(csv_path), "-o", str(prior), *args])
     main(["meta-train", str(csv_path), "-o", str(prior), *args])  # a model: replaced
-    with pytest.raises(SystemExit, match="other.csv: the file exists and is not a model"):
+    with pytest.raises(SystemExit, match="other.csv: the file exists and is not an"):
         main(["personalize", str(prior), str(csv_path), "--rater", "u1", "-o", str(table)])
     assert table.read_text() == "rater,image,score\n"
 
