@@ -1,5 +1,6 @@
 """The paper's evaluation protocol: personalize held-out raters on 10 / 100 images."""
 
+import hashlib
 import numbers
 import warnings
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ from ._features import image_reader
 from ._inputs import FEATURES, check_feature_names, input_kind, is_count, take
 from ._messages import listing
 from ._progress import progress
-from ._tasks import TaskSet
+from ._tasks import TaskSet, rater_text
 from ._warnings import PIAAWarning, UndefinedSROCCWarning
 from .metrics import (
     SROCCSummary,
@@ -120,6 +121,36 @@ def _readable_rows(prior, X, y):
     return take(X, keep), y[keep], pred[keep]
 
 
+def _draw_seeds(random_state, raters, n_repeats):
+    """Each rater's seeds, one per repeat, from the rater's id and the repeat's number.
+
+    One draw from ``random_state``, mixed with the rater's id (as text) and the repeat:
+    a rater's first draws are the same whatever the number of repeats and whichever
+    other raters are evaluated beside it, so more repeats extend a table, and a rater
+    added or left out changes no one else's draws.
+
+    Parameters
+    ----------
+    random_state : int, RandomState instance or None
+    raters : sequence
+        Rater ids.
+    n_repeats : int
+
+    Returns
+    -------
+    ndarray of shape (len(raters), n_repeats)
+        Seeds below 2**31 - 1.
+    """
+    base = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+    seeds = np.empty((len(raters), n_repeats), dtype=np.int64)
+    for i, r in enumerate(raters):
+        key = int.from_bytes(hashlib.sha256(rater_text(r).encode()).digest()[:8], "little")
+        for j in range(n_repeats):
+            word = np.random.SeedSequence([base, key, j]).generate_state(1, np.uint64)[0]
+            seeds[i, j] = int(word) % np.iinfo(np.int32).max
+    return seeds
+
+
 def _one_rater(prior, X, y, rater, seeds, n_support, personalize_params):
     rows = []
     # The prior is fixed: predict the rater's images once, then index each query set.
@@ -207,8 +238,7 @@ def evaluate_personalization(prior, test_tasks, n_support=(10, 100), n_repeats=5
         check_scales(prior, test_tasks, "pass score_range=(low, high) of theirs "
                      "(--score-range LOW,HIGH on the command line).")
     n_repeats = _check_repeats(n_repeats)
-    rng = check_random_state(random_state)
-    seeds = rng.randint(np.iinfo(np.int32).max, size=(len(test_tasks), n_repeats))
+    seeds = _draw_seeds(random_state, test_tasks.raters, n_repeats)
     sizes = test_tasks.sizes()
     skipped = {k: [(r, sizes[r]) for r in test_tasks.raters if sizes[r] < k + 2]
                for k in n_support}
@@ -507,8 +537,7 @@ def compare_support_strategies(prior, test_tasks, selectors, n_support=(10, 25),
         raise ValueError("n_query must be an integer of at least 2 or a fraction in "
                          f"(0, 1); got {n_query!r}.")
     n_repeats = _check_repeats(n_repeats)
-    rng = check_random_state(random_state)
-    seeds = rng.randint(np.iinfo(np.int32).max, size=(len(test_tasks), n_repeats))
+    seeds = _draw_seeds(random_state, test_tasks.raters, n_repeats)
     sizes = test_tasks.sizes()
     skipped = {k: [(r, n) for r, n in sizes.items()
                    if _query_size(n_query, n) < 2 or n - _query_size(n_query, n) < k]

@@ -32,6 +32,22 @@ def test_protocol_table_and_summary(fitted):
     assert str(res) in repr(res) and "array(" not in repr(res)
 
 
+def test_more_repeats_extend_a_table_and_raters_draw_on_their_own(fitted):
+    # Seeds came from one (raters, repeats) matrix: 3 repeats redrew the raters' first
+    # 2, and adding or leaving out a rater changed the others' draws.
+    meta, test = fitted
+    two = evaluate_personalization(meta, test, n_support=5, n_repeats=2, random_state=0).table
+    three = evaluate_personalization(meta, test, n_support=5, n_repeats=3,
+                                     random_state=0).table
+    np.testing.assert_array_equal(three[three["repeat"] < 2], two)
+    alone = evaluate_personalization(meta, test.subset(["r10"]), n_support=5, n_repeats=2,
+                                     random_state=0).table
+    np.testing.assert_array_equal(alone, two[two["rater"] == "r10"])
+    other = evaluate_personalization(meta, test, n_support=5, n_repeats=2,
+                                     random_state=1).table
+    assert not np.array_equal(other["seed"], two["seed"])
+
+
 def test_same_random_state_same_table_in_parallel(fitted):
     meta, test = fitted
     a = evaluate_personalization(meta, test, n_support=5, n_repeats=2, random_state=3)
