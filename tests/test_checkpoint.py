@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import sklearn
 import torch
-from conftest import flip_a_stored_byte, make_rating_features, mark_a_part_as_a_folder
+from conftest import flip_a_stored_byte, make_rating_features
 from sklearn.model_selection import GridSearchCV
 
 from sklearn_piaa import MetaAestheticRegressor, PersonalizedSROCCScorer, UserGroupKFold
@@ -294,12 +294,16 @@ def test_a_checkpoint_with_a_flipped_bit_is_refused(ratings, tiny_params, tmp_pa
         MetaAestheticRegressor(**tiny_params, checkpoint_dir=tmp_path).fit(X, y, groups=groups)
 
 
-def test_a_checkpoint_whose_directory_is_damaged_is_refused(ratings, tiny_params, tmp_path):
-    # intact bytes under a damaged directory entry: torch reads a weight as zeros
+def test_a_checkpoint_that_loads_otherwise_than_written_is_refused(ratings, tiny_params,
+                                                                   tmp_path):
+    # as a damaged directory entry makes torch.load read a weight (as zeros)
     X, y, groups = ratings
     MetaAestheticRegressor(**tiny_params, checkpoint_dir=tmp_path).fit(X, y, groups=groups)
     path = checkpoint_file(tmp_path)
-    mark_a_part_as_a_folder(path)
+    state = torch.load(path, weights_only=True)  # its digest kept
+    first = next(iter(state["prior"]))
+    state["prior"][first] = torch.zeros_like(state["prior"][first])
+    torch.save(state, path)
     with pytest.raises(ValueError, match=f"checkpoint .*{os.path.basename(path)} is damaged \\(a "
                                          "bad disk.*its contents differ.*Delete it"):
         MetaAestheticRegressor(**tiny_params, checkpoint_dir=tmp_path).fit(X, y, groups=groups)
