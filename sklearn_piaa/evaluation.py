@@ -199,7 +199,9 @@ def evaluate_personalization(prior, test_tasks, n_support=(10, 100), n_repeats=5
         Support sizes, distinct positive integers.
     n_repeats : int, default=50
     random_state : int, RandomState instance or None, default=None
-        A fixed value gives identical tables, whatever ``n_jobs``.
+        A fixed value gives identical tables, whatever ``n_jobs``. Each draw is seeded
+        from it, the rater's id and the repeat's number: more repeats extend a table,
+        and a rater's draws do not depend on the other raters evaluated.
     n_jobs : int, default=None
         Raters are evaluated in parallel through :class:`joblib.Parallel`; joblib's
         backends work (``with joblib.parallel_config(backend="dask"):`` or ``"ray"``
