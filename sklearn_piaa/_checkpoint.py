@@ -96,9 +96,11 @@ def content_digest(state):
         if isinstance(value, torch.Tensor):
             t = value.detach().cpu()
             h.update(f"T{t.dtype}{tuple(t.shape)};".encode())
-            # a fresh dense copy: an expanded one-element tensor is "contiguous" with a
-            # stride of 0, which no byte view takes
-            flat = torch.empty(t.numel(), dtype=t.dtype).copy_(t.reshape(-1))
+            flat = t.resolve_conj().resolve_neg().contiguous().reshape(-1)
+            if flat.stride(0) != 1:
+                # an expanded one-element or empty tensor is "contiguous" with a stride
+                # of 0, which no byte view takes: a dense copy of it
+                flat = torch.empty(flat.numel(), dtype=flat.dtype).copy_(flat)
             h.update(flat.view(torch.uint8).numpy())
         elif isinstance(value, dict):
             h.update(f"D{len(value)};".encode())

@@ -49,11 +49,17 @@ BENCHMARK_DEFAULTS = {"n_images": 1200, "n_raters": 60, "images_per_rater": 160,
                       "image_size": 128}
 
 
+def _set_away(defaults, args, used):
+    """The options of ``defaults`` set away from them and not in ``used``, as
+    ``["--n-images", ...]``."""
+    return [f"--{name.replace('_', '-')}" for name, default in defaults.items()
+            if name not in used and getattr(args, name, default) != default]
+
+
 def unused_benchmark_options(args, used=()):
     """The benchmark options set away from their defaults and not in ``used``, as
     ``["--n-images", ...]``."""
-    return [f"--{name.replace('_', '-')}" for name, default in BENCHMARK_DEFAULTS.items()
-            if name not in used and getattr(args, name, default) != default]
+    return _set_away(BENCHMARK_DEFAULTS, args, used)
 
 
 def printer(out):
@@ -73,8 +79,7 @@ def given_table_options(args, used=()):
 
     Options named in ``used`` (e.g. ``"image_root"``) are passed on, so not listed.
     """
-    given = [f"--{name.replace('_', '-')}" for name, default in TABLE_DEFAULTS.items()
-             if name not in used and getattr(args, name, default) != default]
+    given = _set_away(TABLE_DEFAULTS, args, used)
     if not given:
         return ""
     return f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply"

@@ -564,7 +564,7 @@ def _read(path):
     if why is not None:
         raise ValueError(f"{path} is not a readable sklearn-piaa model file (damaged or "
                          f"another format): {why}")
-    if isinstance(state, dict) and "run_id" in state and "iteration" in state:
+    if _is_checkpoint(state):
         raise ValueError(f"{path} is a meta-training checkpoint (checkpoint_dir), not a "
                          "model: fit with that checkpoint_dir finishes the run; save the "
                          "fitted prior with save_model.")
@@ -608,7 +608,12 @@ def is_model_file(path):
     except Exception:  # torch raises many types for files it cannot read
         return False
     return isinstance(state, dict) and state.get("format") == FORMAT \
-        and not ("run_id" in state and "iteration" in state)
+        and not _is_checkpoint(state)
+
+
+def _is_checkpoint(state):
+    """Whether a loaded state is a meta-training checkpoint's (same marker as a model's)."""
+    return isinstance(state, dict) and "run_id" in state and "iteration" in state
 
 
 def _target_device(saved, device, path):

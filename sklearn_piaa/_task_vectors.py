@@ -35,8 +35,8 @@ _NOT_COMBINED = ("score_low", "score_span")
 
 def _weights_of(source, index):
     """The network inside a fitted model, for reading its weights."""
-    source = getattr(source, "estimator", source) if isinstance(source, FrozenEstimator) \
-        else source
+    if isinstance(source, FrozenEstimator):
+        source = source.estimator
     if isinstance(source, MetaAestheticRegressor):
         check_is_fitted(source, "prior_net_")
         source = source.prior_net_

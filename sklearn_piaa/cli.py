@@ -196,7 +196,7 @@ def run_meta_train(args, out=None):
     # held-out raters' photos too
     _check_output(args.output, *_paths(data.tasks.X), model=True)
     if args.min_images is not None:
-        small = [r for r in tasks.raters if len(tasks.indices[r]) < args.min_images]
+        small = [r for r, n in tasks.sizes().items() if n < args.min_images]
         if len(small) == len(tasks):
             raise ValueError(f"{args.data}: all {plural(len(tasks), 'training rater')} have "
                              f"fewer than {args.min_images} images (--min-images).")

@@ -350,12 +350,12 @@ def _in_order(jobs, n_jobs):
     return parallel(jobs)
 
 
-def _undefined_draws(table, k, prior=True):
+def _undefined_draws(table, k, count_prior=True):
     """Text counting the draws at ``k`` support images whose SROCC is undefined, or ''
-    (the prior's counted unless ``prior`` is False)."""
+    (the prior's counted unless ``count_prior`` is False)."""
     sel = table[table["n_support"] == k]
     parts = []
-    for name in ("prior", "personalized")[0 if prior else 1:]:
+    for name in ("prior", "personalized") if count_prior else ("personalized",):
         n_bad = int((~np.isfinite(sel[f"srocc_{name}"])).sum())
         if n_bad:
             parts.append(f"{n_bad} of {len(sel)} draws ({name})")
@@ -370,9 +370,9 @@ def _result(rows, n_support, skipped, what="", model=None):
     """
     table = np.array(rows, dtype=_FIELDS)
     summary = {}
-    prior = not getattr(model, "_constant_prior", False)
+    count_prior = not getattr(model, "_constant_prior", False)
     for k in n_support:
-        undefined = _undefined_draws(table, k, prior)
+        undefined = _undefined_draws(table, k, count_prior)
         if undefined:
             # Each call silenced its own warnings; one count here says what the means omit.
             warnings.warn(f"{what}undefined SROCC at {k} support images (constant ratings "
