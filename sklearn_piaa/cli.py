@@ -30,7 +30,7 @@ from ._cli_common import (
 )
 from ._cli_table1 import run_table1
 from ._estimator import MetaAestheticRegressor
-from ._features import drop_unreadable, image_reader
+from ._features import drop_unreadable, image_reader, unreadable_rows
 from ._inputs import as_indexable, take
 from ._io import atomic_write, check_output_file
 from ._messages import listing
@@ -196,15 +196,7 @@ def run_meta_train(args, out=None):
     # held-out raters' photos too
     _check_output(args.output, *_paths(data.tasks.X), model=True)
     if args.min_images is not None:
-        small = [r for r, n in tasks.sizes().items() if n < args.min_images]
-        if len(small) == len(tasks):
-            raise ValueError(f"{args.data}: all {plural(len(tasks), 'training rater')} have "
-                             f"fewer than {args.min_images} images (--min-images).")
-        if small:
-            dropped = set(small)
-            tasks = tasks.subset([r for r in tasks.raters if r not in dropped])
-            say(f"left out {plural(len(small), 'rater')} with fewer than {args.min_images} "
-                f"images (--min-images): {listing(map(repr, small))}")
+        tasks = _leave_out_small(tasks, args, say)
     say(f"{args.data}: {plural(len(tasks), 'rater')}, {plural(tasks.n_ratings, 'rating')} "
         "for meta-training" + (f" ({plural(len(data.test), 'test rater')} left out)"
                                if data.test is not None else ""))
@@ -230,6 +222,33 @@ def run_meta_train(args, out=None):
     say(f"prior saved to {args.output} ({took:.1f}s; meta-training "
         f"{meta.fit_time_:.1f}s{earlier})")
     return meta
+
+
+def _leave_out_small(tasks, args, say):
+    """``tasks`` without the raters that have fewer than ``--min-images`` images.
+
+    With ``--on-error skip`` only readable images count: fit would leave the others out
+    after this count, training raters below the bound.
+    """
+    readable = ""
+    if args.on_error == "skip":
+        bad = unreadable_rows(tasks.X, 224, "skip")  # warns naming them
+        if bad.all():
+            raise ValueError(f"{args.data}: none of the images could be read "
+                             "(--on-error skip).")
+        if bad.any():
+            tasks = tasks.rows(~bad)
+        readable = " readable"
+    small = [r for r, n in tasks.sizes().items() if n < args.min_images]
+    if len(small) == len(tasks):
+        raise ValueError(f"{args.data}: all {plural(len(tasks), 'training rater')} have "
+                         f"fewer than {args.min_images}{readable} images (--min-images).")
+    if small:
+        dropped = set(small)
+        tasks = tasks.subset([r for r in tasks.raters if r not in dropped])
+        say(f"left out {plural(len(small), 'rater')} with fewer than {args.min_images}"
+            f"{readable} images (--min-images): {listing(map(repr, small))}")
+    return tasks
 
 
 _PEOPLE = {"user", "worker", "participant", "subject", "person", "annotator", "judge",
@@ -662,7 +681,8 @@ def _build_parser():
     mt.add_argument("-o", "--output", required=True, help="model file to write (.pt)")
     mt.add_argument("--min-images", type=_count, metavar="N",
                     help="leave out training raters with fewer than N rated images, naming "
-                         "them (default: a rater with one image stops the command)")
+                         "them (default: a rater with one image stops the command); with "
+                         "--on-error skip, readable images only")
     mt.add_argument("--backbone", default="efficientnet_lite0",
                     help="efficientnet_lite0 (weights shipped), resnet18, alexnet, "
                          "inception_v3 (need --backbone-weights) or tiny_cnn")

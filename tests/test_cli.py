@@ -162,6 +162,24 @@ def test_meta_train_leaves_out_raters_with_too_few_images_when_asked(tmp_path, c
         main(args + ["--min-images", "30"])
 
 
+def test_min_images_counts_readable_images_when_skipping(tmp_path, capsys):
+    # with --on-error skip the count came before unreadable images were left out, so a
+    # rater could train on fewer images than --min-images asked
+    csv_path = _ratings_folder(tmp_path, n_images=6, broken=True)
+    with open(csv_path, "a") as f:
+        f.write("\nshort,0.png,3\nshort,1.png,4\nshort,broken.jpg,2")
+    prior = tmp_path / "prior.pt"
+    args = ["meta-train", str(csv_path), "-o", str(prior), "--backbone", "tiny_cnn",
+            "--n-iterations", "2", "--support-size", "4", "--query-size", "2", "--quiet",
+            "--min-images", "3"]
+    with pytest.warns(UserWarning, match="broken.jpg"):
+        main(args + ["--on-error", "skip"])
+    out = capsys.readouterr().out
+    assert ("left out 1 rater with fewer than 3 readable images (--min-images): 'short'"
+            in out)
+    assert "6 raters, 36 ratings" in out and prior.exists()
+
+
 def test_a_model_is_not_written_over_a_file_that_is_no_model(tmp_path):
     # "personalize prior.pt me.csv -o ratings.csv" replaced a ratings table with a model
     csv_path = _ratings_folder(tmp_path)
