@@ -1,11 +1,16 @@
 """The one place where devices are resolved and tensors are moved."""
 
 import contextlib
+import copy
 import threading
+import warnings
 
 import torch
 
-__all__ = ["resolve_device", "usable", "to_device", "seeded", "autocast"]
+from ._warnings import PIAAWarning
+
+__all__ = ["resolve_device", "usable", "to_device", "seeded", "autocast", "off_cpu",
+           "cpu_copies", "unpickled_device"]
 
 
 def resolve_device(device):
@@ -65,6 +70,77 @@ def to_device(obj, device):
     if isinstance(obj, (list, tuple)):
         return type(obj)(to_device(v, device) for v in obj)
     return obj
+
+
+def off_cpu(obj):
+    """Whether a tensor, or any parameter or buffer of a module, lies off the CPU."""
+    if isinstance(obj, torch.Tensor):
+        return obj.device.type != "cpu"
+    return any(t.device.type != "cpu" for t in (*obj.parameters(), *obj.buffers()))
+
+
+def cpu_copies(state):
+    """``state`` with CPU copies of the tensors and modules that lie off the CPU.
+
+    For ``__getstate__``: a pickle records each tensor's device, and one written on a
+    GPU fails to load on a machine without one (a GPU-trained model sent to a laptop).
+    The live object keeps its tensors where they are.
+
+    Parameters
+    ----------
+    state : dict
+        An object's ``__dict__`` (or a copy of it). Tensors and modules are looked for
+        as its values and inside plain dicts, lists and tuples among them.
+
+    Returns
+    -------
+    dict
+        ``state`` itself when everything lies on the CPU; else a new dict whose changed
+        values (and the containers holding them) are new.
+    """
+    new = {k: _cpu_copy(v) for k, v in state.items()}
+    return state if all(new[k] is state[k] for k in state) else new
+
+
+def _cpu_copy(obj):
+    if isinstance(obj, torch.Tensor):
+        if not off_cpu(obj):
+            return obj
+        return obj.detach().to("cpu", copy=True).requires_grad_(obj.requires_grad)
+    if isinstance(obj, torch.nn.Module):
+        # deepcopy first: Module.cpu() moves the live module itself
+        return copy.deepcopy(obj).cpu() if off_cpu(obj) else obj
+    if type(obj) is dict:
+        new = {k: _cpu_copy(v) for k, v in obj.items()}
+        return obj if all(new[k] is obj[k] for k in obj) else new
+    if type(obj) in (list, tuple):
+        new = [_cpu_copy(v) for v in obj]
+        return obj if all(a is b for a, b in zip(new, obj)) else type(obj)(new)
+    return obj
+
+
+def unpickled_device(device):
+    """``device`` for an unpickled model: as pickled, or ``"cpu"`` where it is missing.
+
+    Parameters
+    ----------
+    device : str, torch.device or None
+        The device the model was pickled with.
+
+    Returns
+    -------
+    str, torch.device or None
+        ``device``, or ``"cpu"`` with a :class:`PIAAWarning` when this machine cannot
+        use it (its tensors were pickled as CPU copies, see :func:`cpu_copies`, or are
+        loaded on the CPU by skorch).
+    """
+    if device is None or usable(device):
+        return device
+    # One text for the prior and the nets inside a model: the warning shows once.
+    warnings.warn(f"a model pickled with device={str(device)!r} was loaded on this machine, "
+                  "which does not have that device: it runs on the CPU (device='cpu').",
+                  PIAAWarning, stacklevel=3)
+    return "cpu"
 
 
 # torch has one global generator per device: seeded blocks running at once in two

@@ -19,7 +19,7 @@ from sklearn.utils.validation import check_is_fitted
 from skorch.dataset import ValidSplit
 
 from ._checkpoint import Checkpointer, fingerprint
-from ._device import resolve_device, seeded
+from ._device import resolve_device, seeded, unpickled_device
 from ._diverged import LEVELS, check_trained, score_levels
 from ._features import (
     DECODED_CACHE,
@@ -538,6 +538,12 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         tags.non_deterministic = True  # on GPU; on CPU a fixed random_state reproduces
         tags.regressor_tags.poor_score = True
         return tags
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        # a prior trained on a GPU, unpickled on a machine without one (its net loads
+        # on the CPU)
+        self.device = unpickled_device(self.device)
 
     # -- fit -------------------------------------------------------------------------
 

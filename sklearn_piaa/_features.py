@@ -5,7 +5,6 @@ by the frozen backbone once: embeddings are cached in memory and optionally on d
 by file path + modification time + size, or by pixel content for in-memory images.
 """
 
-import copy
 import hashlib
 import os
 import secrets
@@ -20,7 +19,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from sklearn.utils import check_random_state
 
-from ._device import autocast
+from ._device import autocast, cpu_copies
 from ._inputs import (
     FEATURES,
     as_indexable,
@@ -1016,12 +1015,10 @@ class ImageEmbedder:
         return new
 
     def __getstate__(self):
-        state = self.__dict__.copy()
-        tensors = [*self.backbone.parameters(), *self.backbone.buffers()]
-        if any(t.device.type != "cpu" for t in tensors):
-            # A CPU copy: Module.cpu() moves in place, and pickling (a joblib worker, a
-            # save) must not take the live estimator's backbone off its GPU.
-            state["backbone"] = copy.deepcopy(self.backbone).cpu()
+        # CPU copies: the pickle loads where the GPU is missing, and pickling (a joblib
+        # worker, a save) does not take the live estimator's backbone off its GPU.
+        state = dict(cpu_copies({k: v for k, v in self.__dict__.items()
+                                 if k not in ("_folded", "_memory")}))
         state["_folded"] = None  # rebuilt from the backbone when next needed
         state["_memory"] = OrderedDict()  # a memo (see Notes)
         return state

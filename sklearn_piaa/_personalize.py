@@ -14,7 +14,7 @@ from skorch.dataset import Dataset, unpack_data
 from skorch.utils import to_tensor
 
 from ._array_loader import array_loader
-from ._device import autocast, seeded
+from ._device import autocast, cpu_copies, seeded, unpickled_device
 from ._diverged import LEVELS, check_trained, score_levels
 from ._features import ImageInput, cpu_forward_batch, drop_unreadable
 from ._inputs import check_scores, is_count
@@ -138,9 +138,20 @@ class PersonalizedNet(NeuralNetRegressor):
         return clone
 
     def __getstate__(self):
+        # skorch writes module_, optimizer_ and criterion_ to load on the CPU where the
+        # GPU is missing; the module given as a parameter (the prior's, on its device)
+        # and any other tensor would still load on the device they were pickled from.
         state = super().__getstate__()
         state.pop("_head_grad_", None)  # gradient buffers: rebuilt on demand, never saved
-        return state
+        return cpu_copies(state)
+
+    def __setstate__(self, state):
+        # skorch would load on the CPU where the device is missing too, warning in its own
+        # words for each net inside a model
+        state["device"] = unpickled_device(state.get("device"))
+        super().__setstate__(state)
+        if isinstance(self.module, torch.nn.Module) and self.device is not None:
+            self.module.to(self.device)
 
     @property
     def _default_callbacks(self):

@@ -588,12 +588,14 @@ def _add_on_error(p, skip):
                         "warning naming them")
 
 
-def _add_common_args(p, device=True, seed=True):
+def _add_common_args(p, device=True, seed=True, seed_help=None):
     if device:  # the commands that load a saved model
         p.add_argument("--device", default=None,
                        help="torch device, e.g. cpu or cuda (default: the one the model "
                             "was saved on, or the CPU where that is absent)")
-    if seed:
+    if seed_help:
+        p.add_argument("--random-state", type=int, default=None, help=seed_help)
+    elif seed:
         p.add_argument("--random-state", type=int, default=0, help="seed")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -740,7 +742,8 @@ def _build_parser():
     pe.add_argument("--score-range", type=_score_range, metavar="LOW,HIGH",
                     help="the rater's rating scale, when it differs from the prior's")
     _add_on_error(pe, "fine-tune without them")
-    _add_common_args(pe)
+    # as prior.personalize(X, y) in Python: the same net from the same files
+    _add_common_args(pe, seed_help="seed (default: the prior's own, as it was trained with)")
 
     pr = sub.add_parser("predict", formatter_class=defaults,
                         help="score images with a saved prior or personalized model")

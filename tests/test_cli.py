@@ -126,6 +126,31 @@ def test_meta_train_personalize_predict_evaluate_from_the_command_line(tmp_path,
     assert lines[0] == "rater,repeat,n_support,n_query,srocc_prior,srocc_personalized,seed"
 
 
+def test_personalize_gives_the_net_that_personalize_gives_in_python(tmp_path):
+    # the command seeded fine-tuning with 0 whatever seed the prior was trained with,
+    # so it gave another net than prior.personalize(X, y) (found by an audit)
+    from sklearn_piaa import load_model
+
+    csv_path = _ratings_folder(tmp_path, n_images=12, n_raters=3)
+    prior = tmp_path / "prior.pt"
+    main(["meta-train", str(csv_path), "-o", str(prior), "--backbone", "tiny_cnn",
+          "--n-iterations", "2", "--support-size", "6", "--query-size", "3", "--quiet",
+          "--random-state", "5"])
+    mine = tmp_path / "mine.csv"
+    mine.write_text("image,score\n" + "\n".join(f"{i}.png,{1 + i % 5}" for i in range(10)))
+    main(["personalize", str(prior), str(mine), "-o", str(tmp_path / "me.pt"), "--quiet"])
+    main(["personalize", str(prior), str(mine), "-o", str(tmp_path / "me0.pt"), "--quiet",
+          "--random-state", "0"])
+    images = [str(tmp_path / f"{i}.png") for i in range(12)]
+    meta = load_model(prior)
+    assert meta.random_state == 5
+    python = meta.personalize(images[:10], [1.0 + i % 5 for i in range(10)])
+    np.testing.assert_array_equal(load_model(tmp_path / "me.pt").predict(images),
+                                  python.predict(images))
+    assert not np.array_equal(load_model(tmp_path / "me0.pt").predict(images),
+                              python.predict(images))
+
+
 def test_personalize_asks_which_rater_and_names_unknown_ones(tmp_path):
     import pytest
 

@@ -112,3 +112,23 @@ def test_stacked_head_meta_training_on_cuda():
     for key, value in priors[0].items():
         atol = 1e-7 if key.endswith(("0.bias", "4.bias", "running_mean")) else 1e-10
         torch.testing.assert_close(value, priors[1][key], rtol=1e-9, atol=atol, msg=key)
+
+
+def test_a_model_pickled_on_cuda_loads_where_there_is_no_gpu(ratings, tiny_params, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    X, y, groups = ratings
+    meta = MetaAestheticRegressor(**{**tiny_params, "device": "cuda"}).fit(X, y, groups=groups)
+    net = meta.personalize(X[:10], y[:10])
+    (tmp_path / "net.pkl").write_bytes(pickle.dumps(net))
+    assert next(net.module.parameters()).is_cuda  # pickling left the live net in place
+    np.save(tmp_path / "X.npy", X[:20])
+    code = ("import pickle, sys, numpy as np; net = pickle.load(open(sys.argv[1], 'rb')); "
+            "assert str(net.device) == 'cpu'; "
+            "np.save(sys.argv[3], net.predict(np.load(sys.argv[2])))")
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "net.pkl"),
+                    str(tmp_path / "X.npy"), str(tmp_path / "out.npy")],
+                   env={**os.environ, "CUDA_VISIBLE_DEVICES": ""}, check=True)
+    np.testing.assert_allclose(np.load(tmp_path / "out.npy"), net.predict(X[:20]), atol=1e-4)

@@ -8,7 +8,7 @@ import torch
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
-from .._device import resolve_device, seeded
+from .._device import cpu_copies, resolve_device, seeded, unpickled_device
 from ..nn import PersonalityNet
 from ._base import BaselineRegressor, consensus_scores
 
@@ -220,6 +220,16 @@ class PAIAARegressor(BaselineRegressor):
         tags = super().__sklearn_tags__()
         tags.non_deterministic = True  # on GPU; on CPU a fixed random_state reproduces
         return tags
+
+    def __getstate__(self):
+        # the network as a CPU copy: the pickle loads on a machine without the GPU
+        return cpu_copies(super().__getstate__())
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        self.device = unpickled_device(self.device)
+        if "module_" in self.__dict__:
+            self.module_.to(resolve_device(self.device))
 
     def _fit_prior(self, Z, inverse, y, groups, rng):
         raters = sorted(set(groups.tolist()), key=str)
