@@ -370,7 +370,7 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         warns when the directory holds unfinished runs of other data or settings. A
         ``RandomState`` instance, like ``None``, does not identify the run: ``fit``
         resumes the checkpoint of the same data and other settings, and continues its
-        random stream.
+        random stream, with a warning.
     checkpoint_every : int, default=100
         Iterations between checkpoints.
     random_state : int, RandomState instance or None, default=None
@@ -947,6 +947,18 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         with seeded(seed + 1, device):
             if saved is not None:
                 first, done, elapsed = Checkpointer.restore(saved, prior, algo, rng, device)
+                if not isinstance(self.random_state, numbers.Integral):
+                    # the seed given is overridden: say so, a new prior was expected
+                    given = ("None" if self.random_state is None
+                             else "a RandomState instance")
+                    warn_caller(
+                        f"fit resumed the run checkpointed in {checkpoints.path} (iteration "
+                        f"{first} of {self.n_iterations}), an earlier fit with the same data "
+                        f"and settings: random_state={given} does not tell runs apart, so "
+                        "this fit continues that run's random draws"
+                        + (" and returns its prior" if first >= self.n_iterations else "")
+                        + " instead of making new ones. Pass an int random_state to tell "
+                        "runs apart, or another checkpoint_dir.")
                 if first > self.n_iterations:
                     raise ValueError(
                         f"the checkpoint in {checkpoints.path} is at iteration {first}, "

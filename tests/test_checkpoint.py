@@ -567,3 +567,31 @@ def test_runs_of_user_backbones_that_preprocess_otherwise_are_other_runs(image_f
             warnings.simplefilter("ignore")  # the second run beside the first one's file
             meta.fit(image_files, y, groups=groups)
     assert len(os.listdir(tmp_path / "ckpt")) == 2
+
+
+@pytest.mark.parametrize("seed", [None, "instance"])
+def test_resuming_an_unseeded_run_says_the_seed_given_is_not_used(ratings, tiny_params,
+                                                                    tmp_path, seed):
+    # a fit with RandomState(1) returned the prior of an earlier RandomState(0) run in
+    # the same folder without a word (found by an audit)
+    X, y, groups = ratings
+    params = {**tiny_params, "n_iterations": 3, "checkpoint_dir": tmp_path}
+    del params["random_state"]
+
+    def state():
+        return None if seed is None else np.random.RandomState(len(os.listdir(tmp_path)))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a fresh run: nothing to say
+        first = MetaAestheticRegressor(**params, random_state=state()).fit(
+            X, y, groups=groups)
+    given = "None" if seed is None else "a RandomState instance"
+    with pytest.warns(UserWarning, match=rf"iteration 3 of 3\), an earlier fit with the same "
+                      rf"data and settings: random_state={given} does not tell runs apart"
+                      r".* and returns its prior"):
+        again = MetaAestheticRegressor(**params, random_state=state()).fit(
+            X, y, groups=groups)
+    _assert_same_prior(first, again)
+    with pytest.warns(UserWarning, match=r"iteration 3 of 5\).*draws instead of making new"):
+        MetaAestheticRegressor(**{**params, "n_iterations": 5}, random_state=state()).fit(
+            X, y, groups=groups)
