@@ -394,8 +394,11 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
     raters_ : list
         Raters seen during meta-training.
     history_ : ndarray of shape (n_iterations,)
-        Mean final query loss per outer iteration (empty for ``algorithm="none"``), in
-        the loss's unit (squared quarters of the score range for ``"mse"``).
+        The tasks' mean loss per outer iteration (empty for ``algorithm="none"``), in
+        the loss's unit (squared quarters of the score range for ``"mse"``): on the
+        query sets after the inner steps for ``"blg"``, ``"maml"`` and ``"fomaml"``; on
+        the merged support and query set before the last inner step for ``"reptile"``
+        and ``"merged"``; on the pooled batch for ``"average"``.
     fit_time_ : float
         Seconds spent in meta-training (embedding excluded); a run resumed from
         ``checkpoint_dir`` counts the time of the runs it continues.
@@ -1117,7 +1120,7 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
             Overrides for the skorch net, e.g. ``max_epochs=50``, ``lr=1e-4``,
             ``callbacks=[EarlyStopping()]`` with ``train_split=ValidSplit(0.2)``, or
             ``optimizer=torch.optim.SGD``. The prior's Adam settings (``betas``) and
-            loss settings (``loss``) go only to Adam and to the package's loss; its
+            loss settings (``loss``) go only to Adam (or AdamW) and to the package's loss; its
             ``weight_decay`` goes to any optimizer that has one.
 
         Returns

@@ -97,6 +97,17 @@ class PersonalizedNet(NeuralNetRegressor):
         from torch's global generator. ``partial_fit`` always draws from it.
     **kwargs
         Any :class:`skorch.NeuralNetRegressor` parameter.
+
+    Attributes
+    ----------
+    module_, optimizer_, criterion_, history_
+        skorch's, once initialized or fitted.
+    prior_ : MetaAestheticRegressor
+        On a net that :meth:`MetaAestheticRegressor.personalize` returned: the prior as
+        it was (what :func:`~sklearn_piaa.save_model` needs to rebuild the network).
+    coefficients_ : ndarray of shape (n_sources,) or (n_sources, n_tensors)
+        On a net that :meth:`TaskVectorRegressor.personalize` returned: the rater's
+        task-vector coefficients.
     """
 
     #: Train an :class:`~sklearn_piaa.nn.AestheticHead` over embeddings with its

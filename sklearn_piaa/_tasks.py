@@ -195,6 +195,12 @@ class TaskSet:
 
     Attributes
     ----------
+    X : ndarray or list
+        The rows as given (a DataFrame as its values).
+    y : ndarray of float32 of shape (n_ratings,)
+        The scores, as the networks train on them.
+    groups : ndarray of shape (n_ratings,)
+        Rater id of each rating.
     raters : list
         Rater ids, sorted.
     indices : dict

@@ -467,8 +467,9 @@ def compare_support_strategies(prior, test_tasks, selectors, n_support=(10, 25),
     test_tasks : TaskSet or dict
         Held-out raters. With images as ``X``, the candidates are embedded through the
         prior's input adapter (``prior.input_``, a frozen backbone's embedder).
-    selectors : dict or list of SupportSelector
-        Name -> selector (a list is named by each selector's ``strategy``), fitted on
+    selectors : dict, list of SupportSelector, or SupportSelector
+        Name -> selector (a list, or one selector, is named by each selector's
+        ``strategy``), fitted on
         training raters over the same embeddings where the strategy needs it. The name
         ``"random"`` is reserved for the protocol's own random support.
     n_support : int or tuple of int, default=(10, 25)

@@ -62,7 +62,8 @@ TABLE1_METHODS = {
 }
 
 #: Every row this package can report: name -> label.
-METHOD_LABELS = {**TABLE1_METHODS, **{name: row[0] for name, row in BASELINES.items()},
+METHOD_LABELS = {**TABLE1_METHODS, "fomaml": "first-order MAML",
+                 **{name: row[0] for name, row in BASELINES.items()},
                  **{name: row[0] for name, row in TASK_VECTOR_METHODS.items()}}
 
 
@@ -99,7 +100,8 @@ def compare_methods(train_tasks, test_tasks, algorithms=tuple(TABLE1_METHODS),
 
     Parameters
     ----------
-    train_tasks, test_tasks : TaskSet
+    train_tasks, test_tasks : TaskSet or dict
+        The raters, or ``{rater: (X, y)}`` as :meth:`TaskSet.from_mapping` takes.
     algorithms : str or iterable of str, default=all of ``TABLE1_METHODS``
         Meta-learning algorithms of :class:`~sklearn_piaa.MetaAestheticRegressor`,
         baselines of :data:`BASELINES` and task-vector rows of

@@ -326,8 +326,9 @@ class BaselineRegressor(RegressorMixin, BaseEstimator):
             Features of the support images (or the images, with a backbone).
         y : array-like of shape (n_samples,)
             Their scores by this rater.
-        random_state : None
-            Accepted for the protocol's sake; the user models are deterministic.
+        random_state : int, RandomState instance or None, default=None
+            Accepted and ignored, for the protocol's sake (evaluations pass each draw's
+            seed): the user models are deterministic.
         score_range : (float, float), default=None
             The rater's scale when it differs from the training raters'; the prior's
             scores are mapped linearly onto it.

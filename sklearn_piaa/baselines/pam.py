@@ -96,9 +96,11 @@ class PAMRegressor(BaselineRegressor):
     attribute_columns_ : ndarray of int
         Columns of the standardized features holding attributes.
     content_classes_ : KMeans
-        Content clusters of the training images' embeddings.
+        Content clusters of the training images' embeddings (``variant`` "content" or
+        "both" only).
     temperature_ : float
-        Softmax temperature of the content-class probabilities.
+        Softmax temperature of the content-class probabilities (``variant`` "content"
+        or "both" only).
     attribute_names_ : list of str
         Attribute names (with images) or ``"x<column>"`` (with features).
     input_, scaler_, score_range_, raters_

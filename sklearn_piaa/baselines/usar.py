@@ -62,8 +62,9 @@ class USARRegressor(BaselineRegressor):
     pca_ : PCA
     distribution_ : LogisticRegression
         The generic aesthetic-distribution model.
-    levels_ : ndarray of shape (n_levels,)
-        Score of each level (the mean training score within a bin).
+    levels_ : ndarray
+        Score of each level (the mean training score within a bin): one per bin that
+        holds a training score, so at most ``n_levels`` (5 for 1-5 ratings).
     bin_edges_ : ndarray
         Inner edges of the score bins.
     input_, scaler_, score_range_, raters_

@@ -53,7 +53,7 @@ def _not_a_folder_of_ratings(path):
         how = (f"or, as it holds {name}'s {file}, --format {fmt} on the command line "
                f"({reader} from Python)")
     else:
-        formats = ", ".join(d[1] for d in DATA_SETS)
+        formats = ", ".join(dict.fromkeys(d[1] for d in DATA_SETS))
         how = (f"or --format <name> ({formats}) for a data set's folder on the command "
                "line (read_flickr_aes, ... from Python)")
     return IsADirectoryError(f"{path} is a folder; pass the ratings CSV, {how}.")
