@@ -20,14 +20,20 @@ __all__ = ["SupportSelector", "select_support"]
 _NEEDS_RATERS = {"random": False, "kcenter": False, "disagreement": True, "hybrid": True}
 
 
-def _features(X, what="X"):
-    """``X`` as a finite float64 feature matrix, or a ValueError naming the problem."""
+def _features(X, what="X", keep_float=False):
+    """``X`` as a finite float64 feature matrix, or a ValueError naming the problem.
+
+    ``keep_float``: a float32 ``X`` stays float32 (a rater table repeats each image's
+    row per rating: cast after dropping the repeats, it takes a third of the memory).
+    """
     if input_kind(X) != FEATURES:
         raise ValueError(
             f"{what} must be a 2-D array of image embeddings; got images. Embed them "
             "first, with the prior's own input adapter (prior.input_(X), a fitted "
             "MetaAestheticRegressor with a frozen backbone) or with embed_images(X).")
-    F = np.asarray(X, dtype=np.float64)
+    F = np.asarray(X)
+    if not (keep_float and F.dtype.kind == "f"):
+        F = F.astype(np.float64, copy=False)
     if F.ndim != 2 or F.shape[0] == 0 or F.shape[1] == 0:
         raise ValueError(f"{what} must be a non-empty 2-D array (n_images, n_features); "
                          f"got shape {F.shape}.")
@@ -211,11 +217,12 @@ class SupportSelector(BaseEstimator):
         """
         names = feature_names(X)
         tasks = as_tasks(X, y, groups, features=True, owner="SupportSelector")
-        F = _features(tasks.X, "the training embeddings")
+        F = _features(tasks.X, "the training embeddings", keep_float=True)
         alphas = np.asarray(self.alphas, dtype=float).reshape(-1)
         if len(alphas) == 0 or not (alphas > 0).all():
             raise ValueError(f"alphas must be positive numbers; got {self.alphas}.")
         unique, inverse = unique_rows(F)
+        unique = unique.astype(np.float64)  # the same rows as of float64 features
         mean, scale = _standardize(unique)
         Z = (unique - mean) / scale
         raters, coef = self._deviation_models(Z, inverse, tasks, alphas * Z.shape[1])

@@ -109,6 +109,19 @@ def test_disagreement_finds_the_images_planted_raters_disagree_on():
     assert srocc(np.abs(candidates[:, 0]), sel.disagreement(candidates)) < 0.5
 
 
+def test_float32_embeddings_fit_the_selector_that_their_float64_values_fit():
+    # fit keeps float32 rows until the repeats of each image are dropped (the table
+    # repeats an image's row per rating: 3x the data in float64 at FLICKR-AES size)
+    tasks = _planted_disagreement()
+    X32 = np.asarray(tasks.X, dtype=np.float32)
+    assert X32.dtype == np.float32
+    wide = SupportSelector("hybrid").fit(X32.astype(np.float64), tasks.y, tasks.groups)
+    narrow = SupportSelector("hybrid").fit(X32, tasks.y, tasks.groups)
+    np.testing.assert_array_equal(narrow.rater_coef_, wide.rater_coef_)
+    candidates = np.random.RandomState(5).randn(40, 6)
+    np.testing.assert_array_equal(narrow.select(candidates, 5), wide.select(candidates, 5))
+
+
 def test_disagreement_asks_for_an_image_given_twice_only_after_the_others():
     tasks = _planted_disagreement()
     sel = SupportSelector("disagreement").fit(tasks)

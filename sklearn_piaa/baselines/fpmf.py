@@ -42,11 +42,17 @@ def _alternate(F, yc, user, P, b, W, lam, sweeps):
     for _ in range(sweeps):
         # Raters: a ridge of (p_u, b_u) on the item factors F_u W and a bias column,
         # the bias unpenalized.
-        WGW, SW, HW = np.einsum("ri,urs,sj->uij", W, G, W), S @ W, H @ W
-        for u in range(n_users):
-            QtQ = np.block([[WGW[u], SW[u][:, None]], [SW[u][None, :], counts[u]]])
-            sol = _solve(QtQ, np.r_[HW[u], c[u]], np.r_[np.full(k, lam * counts[u]), 1e-8])
-            P[u], b[u] = sol[:k], sol[k]
+        # All raters' (k+1)-square systems in one batched solve: a loop over 10,000
+        # raters' small systems took 20 s of a 28 s fit.
+        SW = S @ W
+        A = np.empty((n_users, k + 1, k + 1))
+        A[:, :k, :k] = W.T @ G @ W
+        A[:, :k, k] = A[:, k, :k] = SW
+        A[:, k, k] = counts + 1e-8
+        A[:, np.arange(k), np.arange(k)] += lam * counts[:, None]
+        rhs = np.concatenate([H @ W, c[:, None]], axis=1)
+        sol = np.linalg.solve(A, rhs[:, :, None])[:, :, 0]
+        P, b = sol[:, :k], sol[:, k]
         # Item map: yc - b_u = vec(W) . kron(p_u, f), one ridge over all ratings:
         # D'D = sum_u kron(p_u p_u', G_u) and D't = sum_u kron(p_u, h_u - b_u s_u).
         outer = (P[:, :, None] * P[:, None, :]).reshape(n_users, k * k)
