@@ -56,8 +56,8 @@ print(f"meta-training: {meta.fit_time_:.1f} s")
 # Personalize every held-out rater on 10 and on 50 images
 # -------------------------------------------------------
 # Three random support draws per rater. Raters can be evaluated in parallel with
-# ``n_jobs`` (any joblib backend); the same ``random_state`` gives the same table
-# whatever ``n_jobs`` is.
+# ``n_jobs`` (any joblib backend); the same ``random_state`` gives the same draws
+# whatever ``n_jobs`` is (and the same table, up to torch's rounding on fewer threads).
 result = evaluate_personalization(meta, test_tasks, n_support=(10, 50), n_repeats=3,
                                   random_state=0)
 print(result)

@@ -58,6 +58,20 @@ def test_same_random_state_same_table_in_parallel(fitted):
     assert not np.array_equal(a.table["srocc_personalized"], c.table["srocc_personalized"])
 
 
+def test_raters_run_in_chunks_give_the_table_in_rater_order(ratings, tiny_params):
+    # a job per rater pickled the prior into every job: they now run several raters
+    X, y, groups = ratings
+    train = np.isin(groups, ["r00", "r01", "r02"])
+    meta = MetaAestheticRegressor(**tiny_params).fit(X[train], y[train], groups=groups[train])
+    test = TaskSet.from_arrays(X[~train], y[~train], groups[~train])
+    assert len(test) == 9  # chunks of 2 raters for 2 workers
+    a = evaluate_personalization(meta, test, n_support=5, n_repeats=2, random_state=3)
+    b = evaluate_personalization(meta, test, n_support=5, n_repeats=2, random_state=3,
+                                 n_jobs=2)
+    assert list(dict.fromkeys(b.table["rater"])) == test.raters
+    np.testing.assert_array_equal(a.table, b.table)
+
+
 def test_same_table_with_joblib_threads(fitted):
     # The raters' seeded fine-tunings drew from each other's torch stream.
     import joblib
