@@ -10,7 +10,7 @@ import torch
 from ._warnings import PIAAWarning
 
 __all__ = ["resolve_device", "usable", "to_device", "seeded", "autocast", "off_cpu",
-           "cpu_copies", "unpickled_device"]
+           "cpu_copies", "shallow_copy", "unpickled_device"]
 
 
 def resolve_device(device):
@@ -100,6 +100,17 @@ def cpu_copies(state):
     """
     new = {k: _cpu_copy(v) for k, v in state.items()}
     return state if all(new[k] is state[k] for k in state) else new
+
+
+def shallow_copy(obj):
+    """``copy.copy(obj)`` without ``__getstate__``, for ``__copy__``.
+
+    ``copy.copy`` goes through ``__getstate__``, where :func:`cpu_copies` would copy
+    every network on a GPU to the CPU (and back): a shallow copy shares them.
+    """
+    new = object.__new__(type(obj))
+    new.__dict__.update(obj.__dict__)
+    return new
 
 
 def _cpu_copy(obj):

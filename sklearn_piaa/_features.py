@@ -19,7 +19,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from sklearn.utils import check_random_state
 
-from ._device import autocast, cpu_copies
+from ._device import autocast, cpu_copies, usable
 from ._inputs import (
     FEATURES,
     as_indexable,
@@ -1025,7 +1025,7 @@ class ImageEmbedder:
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        if torch.device(self.device).type == "cuda" and not torch.cuda.is_available():
+        if not usable(self.device):  # e.g. cuda:1 on a machine with one GPU, or none
             self.device = torch.device("cpu")
         self.backbone = self.backbone.to(self.device)
         self.__dict__.setdefault("_folded", None)

@@ -159,7 +159,8 @@ class PersonalizedNet(NeuralNetRegressor):
     def __setstate__(self, state):
         # skorch would load on the CPU where the device is missing too, warning in its own
         # words for each net inside a model
-        state["device"] = unpickled_device(state.get("device"))
+        if state.get("initialized_"):  # an unfitted net's device is for fit to check
+            state["device"] = unpickled_device(state.get("device"))
         super().__setstate__(state)
         if isinstance(self.module, torch.nn.Module) and self.device is not None:
             self.module.to(self.device)

@@ -16,7 +16,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 from torch.func import functional_call
 
-from ._device import cpu_copies, seeded, to_device
+from ._device import cpu_copies, seeded, shallow_copy, to_device
 from ._diverged import check_trained
 from ._estimator import MetaAestheticRegressor
 from ._inputs import FEATURES, check_feature_names, input_kind
@@ -341,6 +341,9 @@ class TaskVectorRegressor(RegressorMixin, BaseEstimator):
         super().__setstate__(state)
         if "task_vectors_" in self.__dict__:  # where the base's net is (the CPU without it)
             self.task_vectors_ = to_device(self.task_vectors_, self.base_.prior_net_.device)
+
+    def __copy__(self):
+        return shallow_copy(self)
 
     def __sklearn_clone__(self):
         """A clone as :func:`sklearn.base.clone` makes it, sharing a list of ``sources``.

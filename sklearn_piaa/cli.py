@@ -230,18 +230,20 @@ def _leave_out_small(tasks, args, say):
     With ``--on-error skip`` only readable images count: fit would leave the others out
     after this count, training raters below the bound.
     """
-    readable = ""
+    readable, unread = "", []
     if args.on_error == "skip":
         bad = unreadable_rows(tasks.X, 224, "skip")  # warns naming them
         if bad.all():
             raise ValueError(f"{args.data}: none of the images could be read "
                              "(--on-error skip).")
         if bad.any():
-            tasks = tasks.rows(~bad)
+            kept = tasks.rows(~bad)
+            unread = [r for r in tasks.raters if r not in kept.indices]  # none readable
+            tasks = kept
         readable = " readable"
-    small = [r for r, n in tasks.sizes().items() if n < args.min_images]
-    if len(small) == len(tasks):
-        raise ValueError(f"{args.data}: all {plural(len(tasks), 'training rater')} have "
+    small = unread + [r for r, n in tasks.sizes().items() if n < args.min_images]
+    if len(small) == len(tasks) + len(unread):
+        raise ValueError(f"{args.data}: all {plural(len(small), 'training rater')} have "
                          f"fewer than {args.min_images}{readable} images (--min-images).")
     if small:
         dropped = set(small)
@@ -743,7 +745,8 @@ def _build_parser():
                     help="the rater's rating scale, when it differs from the prior's")
     _add_on_error(pe, "fine-tune without them")
     # as prior.personalize(X, y) in Python: the same net from the same files
-    _add_common_args(pe, seed_help="seed (default: the prior's own, as it was trained with)")
+    _add_common_args(pe, seed_help="seed (default: the prior's own, as it was trained with; "
+                                   "unseeded where that is none)")
 
     pr = sub.add_parser("predict", formatter_class=defaults,
                         help="score images with a saved prior or personalized model")

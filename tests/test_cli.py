@@ -192,7 +192,7 @@ def test_min_images_counts_readable_images_when_skipping(tmp_path, capsys):
     # rater could train on fewer images than --min-images asked
     csv_path = _ratings_folder(tmp_path, n_images=6, broken=True)
     with open(csv_path, "a") as f:
-        f.write("\nshort,0.png,3\nshort,1.png,4\nshort,broken.jpg,2")
+        f.write("\nshort,0.png,3\nshort,1.png,4\nshort,broken.jpg,2\nghost,broken.jpg,3")
     prior = tmp_path / "prior.pt"
     args = ["meta-train", str(csv_path), "-o", str(prior), "--backbone", "tiny_cnn",
             "--n-iterations", "2", "--support-size", "4", "--query-size", "2", "--quiet",
@@ -200,8 +200,9 @@ def test_min_images_counts_readable_images_when_skipping(tmp_path, capsys):
     with pytest.warns(UserWarning, match="broken.jpg"):
         main(args + ["--on-error", "skip"])
     out = capsys.readouterr().out
-    assert ("left out 1 rater with fewer than 3 readable images (--min-images): 'short'"
-            in out)
+    # a rater with no readable image is named too (it had vanished from the count)
+    assert ("left out 2 raters with fewer than 3 readable images (--min-images): "
+            "'ghost', 'short'" in out)
     assert "6 raters, 36 ratings" in out and prior.exists()
 
 

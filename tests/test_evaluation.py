@@ -58,18 +58,33 @@ def test_same_random_state_same_table_in_parallel(fitted):
     assert not np.array_equal(a.table["srocc_personalized"], c.table["srocc_personalized"])
 
 
-def test_raters_run_in_chunks_give_the_table_in_rater_order(ratings, tiny_params):
+def test_raters_run_in_chunks_give_the_table_in_rater_order(ratings, tiny_params,
+                                                            monkeypatch):
     # a job per rater pickled the prior into every job: they now run several raters
     X, y, groups = ratings
     train = np.isin(groups, ["r00", "r01", "r02"])
     meta = MetaAestheticRegressor(**tiny_params).fit(X[train], y[train], groups=groups[train])
     test = TaskSet.from_arrays(X[~train], y[~train], groups[~train])
     assert len(test) == 9  # chunks of 2 raters for 2 workers
+    import joblib
+
+    import sklearn_piaa.evaluation as evaluation
+
     a = evaluate_personalization(meta, test, n_support=5, n_repeats=2, random_state=3)
     b = evaluate_personalization(meta, test, n_support=5, n_repeats=2, random_state=3,
                                  n_jobs=2)
     assert list(dict.fromkeys(b.table["rater"])) == test.raters
     np.testing.assert_array_equal(a.table, b.table)
+    chunks = []
+    run = evaluation._run_chunk
+    monkeypatch.setattr(evaluation, "_run_chunk",
+                        lambda func, prior, calls: chunks.append(len(calls)) or run(
+                            func, prior, calls))
+    with joblib.parallel_config(backend="threading"):  # in this process: counted
+        c = evaluate_personalization(meta, test, n_support=5, n_repeats=2, random_state=3,
+                                     n_jobs=2)
+    assert sorted(chunks) == [1, 2, 2, 2, 2]
+    np.testing.assert_array_equal(a.table, c.table)
 
 
 def test_same_table_with_joblib_threads(fitted):

@@ -6,6 +6,7 @@ model's device settings read ``"cuda"``; loading then runs as on a machine witho
 tests/test_cuda.py does it for real where there is a GPU.
 """
 
+import copy
 import pickle
 import warnings
 
@@ -108,6 +109,16 @@ def _whole_network_net(ratings, tiny_params, image_files):
     return meta.personalize(X[:6], y[:6]), X, y
 
 
+def _own_backbone_module(ratings, tiny_params, image_files):
+    from sklearn_piaa.nn import load_backbone
+
+    y = np.tile([1.0, 2.0, 3.0, 4.0, 5.0, 3.0], 2)
+    meta = MetaAestheticRegressor(backbone=load_backbone("tiny_cnn"), hidden_sizes=(8,),
+                                  n_iterations=2, support_size=4, query_size=2,
+                                  finetune_epochs=1, random_state=0)
+    return meta.fit(image_files, y, groups=np.repeat(["a", "b"], 6)), image_files, y
+
+
 def _personality(ratings, tiny_params, image_files):
     X, y, groups = ratings
     traits = {g: np.linspace(-0.5, 0.5, 5) * (i % 3 - 1)
@@ -117,7 +128,8 @@ def _personality(ratings, tiny_params, image_files):
 
 
 @pytest.mark.parametrize("make", [_prior, _net, _task_vectors, _task_vector_net,
-                                  _head_on_images, _whole_network_net, _personality])
+                                  _head_on_images, _whole_network_net, _own_backbone_module,
+                                  _personality])
 def test_a_model_pickled_on_a_gpu_loads_and_predicts_without_one(
         make, ratings, tiny_params, image_files, monkeypatch):
     with warnings.catch_warnings():
@@ -139,3 +151,28 @@ def test_a_model_on_the_cpu_pickles_its_own_tensors(ratings, tiny_params):
     net = _net(ratings, tiny_params, None)[0]
     state = net.__getstate__()
     assert state["module"] is net.module
+
+
+def test_an_unfitted_model_keeps_its_device_for_fit_to_check(monkeypatch):
+    # a joblib worker unpickled MetaAestheticRegressor(device="cuda") as a CPU model:
+    # cross_val_score ran on the CPU with n_jobs=2 and refused with n_jobs=1
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for model in (MetaAestheticRegressor(device="cuda"),
+                      PAIAARegressor(device="cuda")):
+            assert pickle.loads(pickle.dumps(model)).device == "cuda"
+
+
+def test_a_shallow_copy_shares_the_networks_of_a_model_on_a_gpu(
+        ratings, tiny_params, image_files, monkeypatch):
+    # copy.copy went through __getstate__, copying every network to the CPU and back
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prior = _features_prior(ratings, tiny_params)
+        vectors = _task_vectors(ratings, tiny_params, image_files)[0]
+        personality = _personality(ratings, tiny_params, image_files)[0]
+    monkeypatch.setattr(sklearn_piaa._device, "off_cpu", lambda obj: True)
+    assert copy.copy(prior).prior_net_ is prior.prior_net_
+    assert copy.copy(vectors).task_vectors_ is vectors.task_vectors_
+    assert copy.copy(personality).module_ is personality.module_

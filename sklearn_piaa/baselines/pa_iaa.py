@@ -8,7 +8,7 @@ import torch
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
-from .._device import cpu_copies, resolve_device, seeded, unpickled_device
+from .._device import resolve_device, seeded, unpickled_device
 from ..nn import PersonalityNet
 from ._base import BaselineRegressor, consensus_scores
 
@@ -221,14 +221,10 @@ class PAIAARegressor(BaselineRegressor):
         tags.non_deterministic = True  # on GPU; on CPU a fixed random_state reproduces
         return tags
 
-    def __getstate__(self):
-        # the network as a CPU copy: the pickle loads on a machine without the GPU
-        return cpu_copies(super().__getstate__())
-
     def __setstate__(self, state):
         super().__setstate__(state)
-        self.device = unpickled_device(self.device)
-        if "module_" in self.__dict__:
+        if "module_" in state:  # fitted: its network was pickled as a CPU copy
+            self.device = unpickled_device(self.device)
             self.module_.to(resolve_device(self.device))
 
     def _fit_prior(self, Z, inverse, y, groups, rng):
