@@ -1142,6 +1142,13 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         check_is_fitted(self, "prior_net_")
         self._apply_reading_params()
         X, y, (low, high) = self._check_rater(X, y, score_range)
+        if len(y) == 1:
+            # one score says nothing of how the rater ranks images, yet fine-tuning on it
+            # moves every image's score unevenly: the prior's ranking, scrambled
+            warn_caller("personalize got one rated image: it says nothing about how this "
+                        "rater ranks images, and fine-tuning on it changes the prior's "
+                        "ranking all the same. Personalize on several of the rater's "
+                        "ratings (10 or more), or predict with the prior.")
         return self._finetune(X, y, random_state, None if score_range is None else (low, high),
                               **net_params)
 
