@@ -10,7 +10,7 @@ import torch
 from ._warnings import PIAAWarning
 
 __all__ = ["resolve_device", "usable", "to_device", "seeded", "autocast", "off_cpu",
-           "cpu_copies", "shallow_copy", "unpickled_device"]
+           "cpu_copies", "PickledOnCPU", "unpickled_device"]
 
 
 def resolve_device(device):
@@ -73,7 +73,16 @@ def to_device(obj, device):
 
 
 def off_cpu(obj):
-    """Whether a tensor, or any parameter or buffer of a module, lies off the CPU."""
+    """Whether a tensor, or any parameter or buffer of a module, lies off the CPU.
+
+    Parameters
+    ----------
+    obj : Tensor or nn.Module
+
+    Returns
+    -------
+    bool
+    """
     if isinstance(obj, torch.Tensor):
         return obj.device.type != "cpu"
     return any(t.device.type != "cpu" for t in (*obj.parameters(), *obj.buffers()))
@@ -102,15 +111,20 @@ def cpu_copies(state):
     return state if all(new[k] is state[k] for k in state) else new
 
 
-def shallow_copy(obj):
-    """``copy.copy(obj)`` without ``__getstate__``, for ``__copy__``.
+class PickledOnCPU:
+    """Mixin of the estimators: pickled with :func:`cpu_copies` of their state.
 
-    ``copy.copy`` goes through ``__getstate__``, where :func:`cpu_copies` would copy
-    every network on a GPU to the CPU (and back): a shallow copy shares them.
+    ``copy.copy`` shares the state instead: it would go through ``__getstate__``, and
+    copy every network on a GPU to the CPU (and back) for a shallow copy.
     """
-    new = object.__new__(type(obj))
-    new.__dict__.update(obj.__dict__)
-    return new
+
+    def __getstate__(self):
+        return cpu_copies(super().__getstate__())
+
+    def __copy__(self):
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        return new
 
 
 def _cpu_copy(obj):
@@ -122,8 +136,7 @@ def _cpu_copy(obj):
         # deepcopy first: Module.cpu() moves the live module itself
         return copy.deepcopy(obj).cpu() if off_cpu(obj) else obj
     if type(obj) is dict:
-        new = {k: _cpu_copy(v) for k, v in obj.items()}
-        return obj if all(new[k] is obj[k] for k in obj) else new
+        return cpu_copies(obj)
     if type(obj) in (list, tuple):
         new = [_cpu_copy(v) for v in obj]
         return obj if all(a is b for a, b in zip(new, obj)) else type(obj)(new)

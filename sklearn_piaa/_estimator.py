@@ -19,7 +19,7 @@ from sklearn.utils.validation import check_is_fitted
 from skorch.dataset import ValidSplit
 
 from ._checkpoint import Checkpointer, fingerprint
-from ._device import cpu_copies, resolve_device, seeded, shallow_copy, unpickled_device
+from ._device import PickledOnCPU, resolve_device, seeded, unpickled_device
 from ._diverged import LEVELS, check_trained, score_levels
 from ._features import (
     DECODED_CACHE,
@@ -236,7 +236,7 @@ def _head_lr(batch_size, n_images):
     return _HEAD_LR * math.sqrt(max(rows, _HEAD_MIN_BATCH) / _HEAD_MIN_BATCH)
 
 
-class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
+class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
     """Meta-learned aesthetic prior over raters, personalized to a new rater in a few shots.
 
     ``fit`` runs bilevel meta-training (BLG-PIAA [1]_): each rater is a task; per outer
@@ -542,20 +542,12 @@ class MetaAestheticRegressor(RegressorMixin, BaseEstimator):
         tags.regressor_tags.poor_score = True
         return tags
 
-    def __getstate__(self):
-        # a backbone module given on a GPU (and the fitted architecture's reference to
-        # it) as CPU copies: the pickle loads on a machine without the GPU
-        return cpu_copies(super().__getstate__())
-
     def __setstate__(self, state):
         super().__setstate__(state)
         if "prior_net_" in state:
             # a prior trained on a GPU, unpickled on a machine without one (its net
             # loads on the CPU); an unfitted one's device is for fit to check
             self.device = unpickled_device(self.device)
-
-    def __copy__(self):
-        return shallow_copy(self)
 
     # -- fit -------------------------------------------------------------------------
 

@@ -1017,8 +1017,8 @@ class ImageEmbedder:
     def __getstate__(self):
         # CPU copies: the pickle loads where the GPU is missing, and pickling (a joblib
         # worker, a save) does not take the live estimator's backbone off its GPU.
-        state = dict(cpu_copies({k: v for k, v in self.__dict__.items()
-                                 if k not in ("_folded", "_memory")}))
+        state = cpu_copies({k: v for k, v in self.__dict__.items()
+                            if k not in ("_folded", "_memory")})
         state["_folded"] = None  # rebuilt from the backbone when next needed
         state["_memory"] = OrderedDict()  # a memo (see Notes)
         return state

@@ -16,7 +16,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 from torch.func import functional_call
 
-from ._device import cpu_copies, seeded, shallow_copy, to_device
+from ._device import PickledOnCPU, seeded, to_device
 from ._diverged import check_trained
 from ._estimator import MetaAestheticRegressor
 from ._inputs import FEATURES, check_feature_names, input_kind
@@ -166,7 +166,7 @@ class _FirstLayer:
                 + torch.tensordot(b, self._bias, dims=1))
 
 
-class TaskVectorRegressor(RegressorMixin, BaseEstimator):
+class TaskVectorRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
     """Personalize by mixing task vectors: per-user coefficients over fine-tuned models.
 
     Task-vector customization [1]_: a base network ``theta_0`` and ``K`` fine-tuned
@@ -332,18 +332,10 @@ class TaskVectorRegressor(RegressorMixin, BaseEstimator):
         tags.regressor_tags.poor_score = True
         return tags
 
-    def __getstate__(self):
-        # the task vectors (and modules given as sources) as CPU copies: the pickle
-        # loads on a machine without the GPU
-        return cpu_copies(super().__getstate__())
-
     def __setstate__(self, state):
         super().__setstate__(state)
         if "task_vectors_" in self.__dict__:  # where the base's net is (the CPU without it)
             self.task_vectors_ = to_device(self.task_vectors_, self.base_.prior_net_.device)
-
-    def __copy__(self):
-        return shallow_copy(self)
 
     def __sklearn_clone__(self):
         """A clone as :func:`sklearn.base.clone` makes it, sharing a list of ``sources``.

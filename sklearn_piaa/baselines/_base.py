@@ -21,7 +21,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from .._device import cpu_copies, resolve_device, seeded, shallow_copy
+from .._device import PickledOnCPU, resolve_device, seeded
 from .._estimator import (
     _SCALE_CHECKED,
     another_scale,
@@ -98,7 +98,7 @@ def _ridge(Phi, target, alphas):
     return RidgeCV(alphas=grid).fit(Phi, target)
 
 
-class BaselineRegressor(RegressorMixin, BaseEstimator):
+class BaselineRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
     """Base class of the baselines: fit a prior over raters, personalize by ridge.
 
     Not meant to be used directly. Subclasses list their own parameters in
@@ -184,14 +184,6 @@ class BaselineRegressor(RegressorMixin, BaseEstimator):
         # a constant (the per-user ridge) before a rater's own images are seen.
         tags.regressor_tags.poor_score = True
         return tags
-
-    def __getstate__(self):
-        # networks on a GPU (PA_IAA's, a backbone module given there) as CPU copies:
-        # the pickle loads on a machine without the GPU
-        return cpu_copies(super().__getstate__())
-
-    def __copy__(self):
-        return shallow_copy(self)
 
     # -- fit -------------------------------------------------------------------------
 
