@@ -114,8 +114,10 @@ def cpu_copies(state):
 class PickledOnCPU:
     """Mixin of the estimators: pickled with :func:`cpu_copies` of their state.
 
-    ``copy.copy`` shares the state instead: it would go through ``__getstate__``, and
-    copy every network on a GPU to the CPU (and back) for a shallow copy.
+    ``copy.copy`` and ``copy.deepcopy`` would go through ``__getstate__`` too: a shallow
+    copy would copy every network on a GPU to the CPU (and back), and a deep copy would
+    leave the networks it does not move back (a backbone module given as a parameter)
+    on the CPU while its ``device`` reads ``"cuda"``. They copy the state as it is.
     """
 
     def __getstate__(self):
@@ -124,6 +126,12 @@ class PickledOnCPU:
     def __copy__(self):
         new = object.__new__(type(self))
         new.__dict__.update(self.__dict__)
+        return new
+
+    def __deepcopy__(self, memo):
+        new = object.__new__(type(self))
+        memo[id(self)] = new  # before the state: a network may refer back to its model
+        new.__dict__.update(copy.deepcopy(self.__dict__, memo))
         return new
 
 

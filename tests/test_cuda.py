@@ -132,3 +132,21 @@ def test_a_model_pickled_on_cuda_loads_where_there_is_no_gpu(ratings, tiny_param
                     str(tmp_path / "X.npy"), str(tmp_path / "out.npy")],
                    env={**os.environ, "CUDA_VISIBLE_DEVICES": ""}, check=True)
     np.testing.assert_allclose(np.load(tmp_path / "out.npy"), net.predict(X[:20]), atol=1e-4)
+
+
+def test_a_deep_copy_of_a_model_on_cuda_stays_on_cuda(image_files):
+    import copy
+
+    from sklearn_piaa.nn import load_backbone
+
+    y = np.tile([1.0, 2.0, 3.0, 4.0, 5.0, 3.0], 2)
+    meta = MetaAestheticRegressor(backbone=load_backbone("tiny_cnn").cuda(), hidden_sizes=(8,),
+                                  n_iterations=2, support_size=4, query_size=2,
+                                  finetune_epochs=1, device="cuda", random_state=0)
+    meta.fit(image_files, y, groups=np.repeat(["a", "b"], 6))
+    copied = copy.deepcopy(meta)
+    for module in (copied.backbone, copied._fitted_architecture_["backbone"],
+                   copied.prior_net_.module_):
+        assert all(p.is_cuda for p in module.parameters())
+    np.testing.assert_allclose(copied.predict(image_files), meta.predict(image_files),
+                               atol=1e-5)

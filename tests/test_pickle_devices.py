@@ -176,3 +176,22 @@ def test_a_shallow_copy_shares_the_networks_of_a_model_on_a_gpu(
     assert copy.copy(prior).prior_net_ is prior.prior_net_
     assert copy.copy(vectors).task_vectors_ is vectors.task_vectors_
     assert copy.copy(personality).module_ is personality.module_
+
+
+@pytest.mark.parametrize("make", [_prior, _task_vectors, _own_backbone_module, _personality])
+def test_a_deep_copy_of_a_model_on_a_gpu_copies_its_state_as_it_is(
+        make, ratings, tiny_params, image_files, monkeypatch):
+    # copy.deepcopy went through __getstate__ too: a copy of a model on a GPU had the
+    # networks that nothing moves back (a backbone module given as a parameter) on the
+    # CPU, its device setting still "cuda"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model, X, _ = make(ratings, tiny_params, image_files)
+
+    def pickled(self):
+        raise AssertionError("copy.deepcopy took the model's state for pickling")
+
+    with monkeypatch.context() as m:
+        m.setattr(sklearn_piaa._device.PickledOnCPU, "__getstate__", pickled)
+        copied = copy.deepcopy(model)
+    np.testing.assert_allclose(copied.predict(X), model.predict(X), rtol=1e-6)
