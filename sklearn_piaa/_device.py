@@ -7,6 +7,7 @@ import warnings
 
 import torch
 
+from ._pickled import fill_new_params
 from ._warnings import PIAAWarning
 
 __all__ = ["resolve_device", "usable", "to_device", "seeded", "autocast", "off_cpu",
@@ -114,6 +115,9 @@ def cpu_copies(state):
 class PickledOnCPU:
     """Mixin of the estimators: pickled with :func:`cpu_copies` of their state.
 
+    Unpickled with the parameters added since they were pickled (if any) set to their
+    defaults (``_pickled.fill_new_params``).
+
     ``copy.copy`` and ``copy.deepcopy`` would go through ``__getstate__`` too: a shallow
     copy would copy every network on a GPU to the CPU (and back), and a deep copy would
     leave the networks it does not move back (a backbone module given as a parameter)
@@ -127,6 +131,10 @@ class PickledOnCPU:
         new = object.__new__(type(self))
         new.__dict__.update(self.__dict__)
         return new
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        fill_new_params(self)
 
     def __deepcopy__(self, memo):
         new = object.__new__(type(self))

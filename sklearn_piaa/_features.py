@@ -839,6 +839,13 @@ def shared_backbone(backbone, fingerprint=None):
     return backbone
 
 
+#: The version of the way images become embeddings (decoding, colour handling, resizing),
+#: in the name of the on-disk cache's folder: raised with each change to it, so that no
+#: embedding computed the old way is read as a new one (RGBA arrays embedded before
+#: their transparent pixels were put on white were read from the cache unchanged).
+CACHE_VERSION = 2
+
+
 def backbone_fingerprint(backbone):
     """What makes a :class:`~sklearn_piaa.nn.Backbone`'s embeddings, as a hex string.
 
@@ -931,7 +938,9 @@ class ImageEmbedder:
     batch_size : int, default=32
     cache_dir : str or path-like, default=None
         If given, embeddings are also stored there (one ``.npy`` per image, written
-        atomically), so a later run or an interrupted extraction reuses them.
+        atomically), so a later run or an interrupted extraction reuses them. Its
+        folder is named after the backbone, its weights and ``CACHE_VERSION`` (of
+        this module), the version of the way images become embeddings.
     progress : bool, default=False
         Show a progress bar on stderr while embedding.
     on_error : {"raise", "skip"}, default="raise"
@@ -1050,8 +1059,8 @@ class ImageEmbedder:
         suffix = "-bf16" if self.mixed_precision else ""  # never mixed with float32 rows
         # checked (and made) only when there is something to write: a filled cache on
         # read-only storage serves every image it holds
-        return os.path.join(os.fspath(self.cache_dir),
-                            f"{self.backbone.name}-{self._fingerprint}{suffix}")
+        return os.path.join(os.fspath(self.cache_dir), f"{self.backbone.name}-"
+                            f"{self._fingerprint}{suffix}-v{CACHE_VERSION}")
 
     def _embed_batch(self, pixels):
         # (N, H, W, 3) bytes, permuted: channels-last, which runs convolutions about

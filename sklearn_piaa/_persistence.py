@@ -572,7 +572,11 @@ def _read(path):
         raise ValueError(f"{path} is not a sklearn-piaa model file (no {FORMAT!r} marker); "
                          "pickled estimators load with joblib.load.")
     version = state.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ValueError(f"{path} has the {FORMAT!r} marker but no valid model format "
+                         f"version (got {version!r}): the file is damaged; save the model "
+                         "again where it was fitted.")
+    if version > FORMAT_VERSION:
         # before the digest: a newer version may hold what this one cannot digest alike
         raise ValueError(
             f"{path} has model format version {version}, newer than this sklearn-piaa "

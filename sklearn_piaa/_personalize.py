@@ -19,6 +19,7 @@ from ._diverged import LEVELS, check_trained, score_levels
 from ._features import ImageInput, cpu_forward_batch, drop_unreadable
 from ._inputs import check_scores, is_count
 from ._interrupts import watching_ctrl_c
+from ._pickled import fill_new_params
 from ._warnings import PIAAWarning
 from .nn.adam import adam_step, is_plain_fused_adam
 from .nn.head import head_of
@@ -162,6 +163,7 @@ class PersonalizedNet(NeuralNetRegressor):
         if state.get("initialized_"):  # an unfitted net's device is for fit to check
             state["device"] = unpickled_device(state.get("device"))
         super().__setstate__(state)
+        fill_new_params(self)
         if isinstance(self.module, torch.nn.Module) and self.device is not None:
             self.module.to(self.device)
 

@@ -7,7 +7,7 @@ from conftest import SHARED
 from PIL import Image
 
 from sklearn_piaa import MetaAestheticRegressor
-from sklearn_piaa._features import ImageEmbedder, load_image
+from sklearn_piaa._features import CACHE_VERSION, ImageEmbedder, load_image
 from sklearn_piaa.nn import load_backbone
 
 TINY_IMG = dict(backbone="tiny_cnn", hidden_sizes=(8,), n_iterations=3, support_size=4,
@@ -58,6 +58,23 @@ def test_uint8_batch_array_and_disk_cache(tmp_path):
     again = MetaAestheticRegressor(cache_dir=tmp_path / "cache", **TINY_IMG).fit(images, y,
                                                                                  groups=groups)
     np.testing.assert_allclose(again.predict(images), meta.predict(images), rtol=1e-6)
+
+
+def test_a_cache_written_by_an_earlier_way_of_embedding_is_not_read(tmp_path):
+    # an RGBA array embedded before transparent pixels were put on white was read from
+    # an old cache folder as it was (wrong by up to 3.2 per embedding dimension)
+    rgba = np.zeros((2, 24, 24, 4), np.uint8)
+    rgba[..., 0], rgba[:, :, :12, 3] = 200, 255
+    backbone, cpu = load_backbone("tiny_cnn"), torch.device("cpu")
+    expected = ImageEmbedder(backbone, cpu, cache_dir=tmp_path).transform(list(rgba))
+    (folder,) = os.listdir(tmp_path)
+    assert folder.endswith(f"-v{CACHE_VERSION}")
+    old = tmp_path / folder.rsplit("-v", 1)[0]  # the folder as it was named before
+    (tmp_path / folder).rename(old)
+    for entry in old.iterdir():  # embeddings of the old way
+        np.save(entry, np.full_like(np.load(entry), 7.0))
+    again = ImageEmbedder(backbone, cpu, cache_dir=tmp_path).transform(list(rgba))
+    np.testing.assert_array_equal(again, expected)
 
 
 def test_embedder_embeds_each_distinct_image_once():

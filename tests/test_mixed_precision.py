@@ -30,7 +30,7 @@ def test_mixed_precision_embeddings_are_cached_apart(image_files, tmp_path):
     half = ImageEmbedder(backbone, cpu, cache_dir=cache, mixed_precision=True).transform(
         image_files)
     dirs = sorted(os.listdir(cache))
-    assert len(dirs) == 2 and dirs[1] == dirs[0] + "-bf16"
+    assert len(dirs) == 2 and dirs[0] == dirs[1].replace("-v", "-bf16-v")
     for d in dirs:
         assert len(os.listdir(cache / d)) == len(image_files)
     # A new embedder reads each precision's rows back from its own folder.

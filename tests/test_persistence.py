@@ -97,6 +97,12 @@ def test_newer_and_unknown_formats_give_clear_errors(prior, tmp_path):
     torch.save(state, tmp_path / "newer.pt")
     with pytest.raises(ValueError, match="newer than this sklearn-piaa reads"):
         load_model(tmp_path / "newer.pt")
+    del state["format_version"]  # was read as "version None, newer: upgrade"
+    torch.save(state, tmp_path / "unversioned.pt")
+    with pytest.raises(ValueError, match="unversioned.pt has the .* marker but no valid "
+                                         "model format version .got None.: the file is "
+                                         "damaged"):
+        load_model(tmp_path / "unversioned.pt")
     state["format_version"] = 0
     torch.save(state, tmp_path / "older.pt")
     with pytest.raises(ValueError, match="can no longer read"):
@@ -639,3 +645,31 @@ def test_models_loaded_with_equal_frozen_backbones_share_one(tmp_path):
     # each keeps its own settings
     prior.set_params(on_error="skip").predict(imgs[:2])
     assert nets[0].prior_.input_.on_error == "raise"
+
+
+def test_a_pickle_from_before_a_parameter_existed_loads_with_its_default(prior, tmp_path):
+    # a prior and net pickled before loss and mixed_precision existed loaded, then failed
+    # at their first use with a bare AttributeError (save_model too)
+    meta, X, y = prior
+    net = meta.personalize(X[:10], y[:10])
+    expected, expected_net = meta.predict(X[:20]), net.predict(X[:20])
+    old = copy.deepcopy(meta)
+    del old.loss, old.mixed_precision, old.prior_net_.mixed_precision
+    old_net = copy.deepcopy(net)
+    del old_net.mixed_precision
+    with pytest.warns(PIAAWarning) as caught:
+        loaded = pickle.loads(pickle.dumps(old))
+        loaded_net = pickle.loads(pickle.dumps(old_net))
+    assert sorted({str(w.message) for w in caught}) == [
+        f"this {name} was pickled by an earlier sklearn-piaa, without the parameters added "
+        f"since: they take their defaults ({settings}). Save it with save_model: model "
+        "files load in later versions as they were saved."
+        for name, settings in [("MetaAestheticRegressor", "loss='mse', mixed_precision=False"),
+                               ("PersonalizedNet", "mixed_precision=False")]]
+    np.testing.assert_allclose(loaded.predict(X[:20]), expected, rtol=1e-6)
+    np.testing.assert_allclose(loaded_net.predict(X[:20]), expected_net, rtol=1e-6)
+    np.testing.assert_allclose(loaded.personalize(X[:10], y[:10]).predict(X[:20]),
+                               expected_net, rtol=1e-6)
+    save_model(loaded, tmp_path / "p.pt")
+    np.testing.assert_allclose(load_model(tmp_path / "p.pt").predict(X[:20]), expected,
+                               rtol=1e-6)
