@@ -693,11 +693,13 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
         if len(levels) > 2 or len(was) < 5:
             return
         low, high = self.score_range_
+        # n counts rows: features given once per rating repeat an image's
         warn_caller(
-            f"meta-training collapsed the prior: it gives {n} different images "
+            f"meta-training collapsed the prior: it gives the training images "
             f"{'one score' if len(levels) == 1 else 'two scores'} "
-            f"({' and '.join(f'{v:.3f}' for v in levels)}, range {low:g}-{high:g}), where "
-            f"it gave {len(was)} before meta-training. It ranks nothing, and "
+            f"({' and '.join(f'{v:.3f}' for v in levels)}, range {low:g}-{high:g}; {n} "
+            f"rows looked at), where it gave {len(was)} different scores before "
+            "meta-training. It ranks nothing, and "
             "personalization starts from nothing it learned. Learning rates too large do "
             f"this (inner_lr={self.inner_lr!r}, outer_lr={self.outer_lr!r}): lower them "
             "and fit again.")
@@ -1199,12 +1201,13 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
         net = type(net)(**{**params, "random_state": seed})
         if score_range is not None:
             _set_score_range(net.module, score_range)
-        net.fit(X, y.astype(np.float32))  # seeded by its random_state
-        # What save_model needs to rebuild the architecture. A copy: a refit of this
-        # prior (other hidden_sizes, features) rebinds its attributes, and must not change
-        # what an earlier net saves; the copy shares them, so costs nothing.
+        # What save_model needs to rebuild the architecture (and fit, to tell a collapsed
+        # prior from a collapse in fine-tuning). A copy: a refit of this prior (other
+        # hidden_sizes, features) rebinds its attributes, and must not change what an
+        # earlier net saves; the copy shares them, so costs nothing.
         net.prior_ = copy.copy(self)
         net.prior_.__dict__.update(getattr(self, "_fitted_architecture_", {}))
+        net.fit(X, y.astype(np.float32))  # seeded by its random_state
         return net
 
 

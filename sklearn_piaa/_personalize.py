@@ -20,7 +20,7 @@ from ._features import ImageInput, cpu_forward_batch, drop_unreadable
 from ._inputs import check_scores, is_count
 from ._interrupts import watching_ctrl_c
 from ._pickled import fill_new_params
-from ._warnings import PIAAWarning
+from ._warnings import PIAAWarning, warn_caller
 from .nn.adam import adam_step, is_plain_fused_adam
 from .nn.head import head_of
 from .nn.head_grad import HeadGradient
@@ -437,13 +437,23 @@ class PersonalizedNet(NeuralNetRegressor):
         # saturated: at the ends (a net that barely moves its scores apart is not named)
         if len(found) > 2 or ((found > 1) & (found < LEVELS - 1)).any():
             return
-        warnings.warn(
+        scores = ' and '.join(f'{low + v * span / LEVELS:.3f}' for v in found)
+        scores = f"{'one score' if len(found) == 1 else 'two scores'} ({scores})"
+        prior = self.__dict__.get("prior_")  # the MetaAestheticRegressor it started from
+        if prior is not None and len(score_levels(prior.predict(_safe_indexing(X, rows)),
+                                                  low, low + span)) <= 2:
+            warn_caller(
+                f"the prior was collapsed before fine-tuning: it gives {len(rows)} of the "
+                f"rater's images, rated with {rated} different scores, at most two, and "
+                f"the fine-tuned net {scores}. It ranks nothing; a lower fine-tuning rate "
+                "cannot help. Meta-training's learning rates too large do this (the "
+                f"prior's inner_lr={prior.inner_lr!r}, outer_lr={prior.outer_lr!r}): fit "
+                "the prior again with lower ones.")
+            return
+        warn_caller(
             f"fine-tuning collapsed the net: it gives {len(rows)} of the rater's images "
-            f"{'one score' if len(found) == 1 else 'two scores'} "
-            f"({' and '.join(f'{low + v * span / LEVELS:.3f}' for v in found)}), rated with "
-            f"{rated} different ones. It ranks nothing. A learning rate too "
-            f"large does this (lr={self.lr!r}): lower it and fine-tune again.",
-            PIAAWarning, stacklevel=3)
+            f"{scores}, rated with {rated} different ones. It ranks nothing. A learning "
+            f"rate too large does this (lr={self.lr!r}): lower it and fine-tune again.")
 
     def fit_loop(self, X, y=None, epochs=None, **fit_params):
         """skorch's ``fit_loop``, noting a ``KeyboardInterrupt`` for :meth:`partial_fit`,

@@ -8,6 +8,8 @@ __all__ = ["PIAAWarning", "UndefinedSROCCWarning"]
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _FIT_WRAPPER = os.path.join("sklearn", "base.py")
+# a personalized net's checks run inside skorch's fit, called by the user or by ours
+_SKORCH = os.sep + "skorch" + os.sep
 
 
 class PIAAWarning(UserWarning):
@@ -20,12 +22,12 @@ class UndefinedSROCCWarning(PIAAWarning, RuntimeWarning):
 
 def _ours(code):
     # scikit-learn's _fit_context wraps every estimator's fit in a function of its own
-    return code.co_filename.startswith(_PACKAGE) or (
+    return code.co_filename.startswith(_PACKAGE) or _SKORCH in code.co_filename or (
         code.co_name == "wrapper" and code.co_filename.endswith(_FIT_WRAPPER))
 
 
 def warn_caller(message, category=PIAAWarning):
-    """``warnings.warn`` shown at the first line outside this package.
+    """``warnings.warn`` shown at the first line outside this package (and skorch).
 
     A fixed ``stacklevel`` is right for one way of reaching the warning only: the same
     check runs from ``fit`` (inside scikit-learn's wrapper), from ``personalize`` and

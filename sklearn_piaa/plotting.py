@@ -3,6 +3,7 @@
 import numbers
 
 import numpy as np
+from sklearn.exceptions import NotFittedError
 
 __all__ = ["plot_rater_srocc", "plot_finetune_history", "plot_parameter_study",
            "plot_gradient_map"]
@@ -101,13 +102,17 @@ def plot_finetune_history(net, keys=("train_loss",), ax=None):
         raise ValueError("net.history records no epoch: the net was not fine-tuned here "
                          "(a net read by load_model has no history; max_epochs=0 runs "
                          "none).")
+    keys = tuple(keys)
+    if not keys:
+        raise ValueError("keys is empty: name at least one column of net.history.")
+    for key in keys:  # before a figure is made: a refused call leaves none open
+        missing = [h["epoch"] for h in net.history if key not in h]
+        if missing:
+            raise ValueError(f"net.history has no {key!r} at epoch(s) {missing[:5]}.")
     plt = _pyplot()
     if ax is None:
         _, ax = plt.subplots(figsize=(4, 3))
     for key in keys:
-        missing = [h["epoch"] for h in net.history if key not in h]
-        if missing:
-            raise ValueError(f"net.history has no {key!r} at epoch(s) {missing[:5]}.")
         ax.plot(net.history[:, "epoch"], net.history[:, key], marker="o", label=key)
     ax.set_xlabel("epoch")
     ax.set_ylabel(keys[0] if len(keys) == 1 else "value")
@@ -119,17 +124,20 @@ def plot_parameter_study(search, params=None, axes=None, metric=None):
     """Score against each searched parameter, one panel each (the paper's Fig. 5).
 
     Reads a fitted :class:`~sklearn.model_selection.GridSearchCV` (or any search with
-    ``cv_results_``). The paper varies one setting at a time -- support and query
-    sizes, tasks per batch k, inner steps S -- holding the others at their defaults:
-    give the search a list of grids, one per parameter (``[{"inner_steps": [1, 3,
-    5]}, {"tasks_per_batch": [1, 2, 4]}]``), and each panel shows the candidates of
-    its parameter. In a full grid, a panel shows the candidates whose other
-    parameters equal the best candidate's (by the score plotted).
+    ``cv_results_`` of a grid). The paper varies one setting at a time -- support and
+    query sizes, tasks per batch k, inner steps S -- holding the others at their
+    defaults: give the search a list of grids, one per parameter (``[{"inner_steps":
+    [1, 3, 5]}, {"tasks_per_batch": [1, 2, 4]}]``), and each panel shows the candidates
+    of its parameter. In a full grid (or a sub-grid of several parameters), a panel
+    shows the best candidate that searched its parameter (by the score plotted) and
+    the candidates of its grid that differ from it in that parameter alone. A
+    randomized search's candidates seldom share their other values: plot its
+    ``cv_results_`` against each parameter instead.
 
     Parameters
     ----------
     search : fitted search estimator
-    params : list of str, default=None
+    params : str or list of str, default=None
         Parameters to plot; ``None`` means every searched one.
     axes : Axes or sequence of matplotlib Axes, default=None
         One per parameter.
@@ -141,6 +149,9 @@ def plot_parameter_study(search, params=None, axes=None, metric=None):
     -------
     ndarray of matplotlib Axes
     """
+    if not hasattr(search, "cv_results_"):
+        raise NotFittedError(f"this {type(search).__name__} is not fitted yet: fit it before "
+                             "plotting its results.")
     plt = _pyplot()
     results = search.cv_results_
     metrics = sorted(k[len("mean_test_"):] for k in results if k.startswith("mean_test_"))
@@ -154,7 +165,7 @@ def plot_parameter_study(search, params=None, axes=None, metric=None):
     if f"mean_test_{suffix}" not in results:
         raise ValueError(f"the search has no score {metric!r}; it scored {metrics}.")
     names = sorted({k[len("param_"):] for k in results if k.startswith("param_")})
-    params = names if params is None else list(params)
+    params = names if params is None else [params] if isinstance(params, str) else list(params)
     unknown = [p for p in params if p not in names]
     if unknown:
         raise ValueError(f"parameter(s) {unknown} were not searched; searched: {names}.")
@@ -168,25 +179,20 @@ def plot_parameter_study(search, params=None, axes=None, metric=None):
         _, axes = plt.subplots(1, len(params), figsize=(3.2 * len(params), 3), squeeze=False)
         axes = axes[0]
     mean, std = results[f"mean_test_{suffix}"], results[f"std_test_{suffix}"]
+    cands = results["params"]
     # The best by the score plotted (a multi-metric search that did not refit has no
     # best_params_; without one a full grid drew every candidate in every panel).
     rank = results.get(f"rank_test_{suffix}")
-    if rank is not None:
-        best = results["params"][int(np.argmin(rank))]
-    elif np.isfinite(mean).any():
-        best = results["params"][int(np.nanargmax(mean))]
-    else:
-        best = getattr(search, "best_params_", {})
+    order = (np.argsort(rank, kind="stable") if rank is not None
+             else np.argsort(np.where(np.isfinite(mean), -mean, np.inf), kind="stable"))
     for ax, name in zip(axes, params):
         column = results[f"param_{name}"]
-        rows = []
-        for i, cand in enumerate(results["params"]):
-            if name not in cand:
-                continue
-            others = {k: v for k, v in cand.items() if k != name}
-            # One-parameter grids have no others; full grids fix them at the best.
-            if all(best.get(k, v) == v for k, v in others.items()):
-                rows.append(i)
+        # The best candidate that searched this parameter, and those of its (sub-)grid
+        # that differ from it in this parameter alone: another sub-grid's candidates
+        # lack some of its parameters, and were taken for matches of their values.
+        anchor = cands[next(i for i in order if name in cands[i])]
+        rows = [i for i, cand in enumerate(cands) if cand.keys() == anchor.keys()
+                and all(cand[k] == v for k, v in anchor.items() if k != name)]
         # Numbers in order, then None and other values (tuples: hidden_sizes) in grid
         # order: numpy can order neither a None among numbers nor tuples as values.
         rows.sort(key=lambda i: (0, column[i]) if isinstance(column[i], numbers.Real)

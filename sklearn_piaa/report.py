@@ -433,4 +433,8 @@ def format_table(results, labels=None, reference="blg"):
                            if k in diff and np.isfinite(diff[k][0]) else f"{'n/a':>{paired}}"
                            for k in sizes)
         lines.append(row)
+    if ref is not None and len(results) > 1:
+        # the cells above are mean ± std; a reader would take these for the same
+        lines.append(f"(vs {reference}: mean paired difference ± its standard error over "
+                     "raters)")
     return "\n".join(lines)

@@ -327,6 +327,9 @@ def test_format_table_shows_missing_sizes_as_na_and_separates_long_headers(ratin
                      r"@20$", header)
     # Columns line up: a full row is as wide as the header.
     assert len(ridge) == len(header)
+    # the paired cells are mean ± standard error, the others mean ± std: said so
+    assert lines[-1] == ("(vs consensus_ridge: mean paired difference ± its standard error "
+                         "over raters)")
     # The paired difference exists at 5 images only; consensus has no 20-image cell.
     assert ridge.split()[-4:] == [ridge.split()[-4], "±", ridge.split()[-2], "n/a"]
     assert consensus.split()[7] == "n/a"

@@ -90,7 +90,8 @@ def test_a_collapsed_prior_is_named_after_fit():
     with pytest.warns(UserWarning) as record:
         meta = MetaAestheticRegressor(**params, inner_lr=100.0).fit(X, y, groups=groups)
     (w,) = _collapse_warnings(record)
-    assert "gives 180 different images two scores (1.000 and 5.000" in str(w.message)
+    assert ("gives the training images two scores (1.000 and 5.000, range 1-5; 180 rows "
+            "looked at)") in str(w.message)
     assert "inner_lr=100.0" in str(w.message)
     assert len(np.unique(meta.predict(X).round(3))) == 2
     with warnings.catch_warnings(record=True) as record:
@@ -139,6 +140,21 @@ def test_a_collapsed_personalized_net_is_named(ratings):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         meta.personalize(X[:40], y[:40], lr=0.1)
+
+
+def test_personalizing_a_collapsed_prior_points_at_meta_training(ratings):
+    # fine-tuning was blamed, with advice to lower its learning rate, for a collapse
+    # that meta-training had made (shown at skorch's line, not the caller's)
+    X, y, groups = ratings
+    with pytest.warns(UserWarning, match="meta-training collapsed the prior"):
+        meta = MetaAestheticRegressor(backbone=None, hidden_sizes=(16,), n_iterations=20,
+                                      inner_lr=1e6, random_state=0).fit(X, y, groups=groups)
+    with pytest.warns(UserWarning) as record:
+        meta.personalize(X[:40], y[:40])
+    (w,) = [w for w in record if "collapsed" in str(w.message)]
+    assert str(w.message).startswith("the prior was collapsed before fine-tuning")
+    assert "inner_lr=1000000.0" in str(w.message) and "fit the prior again" in str(w.message)
+    assert w.filename == __file__
 
 
 def test_a_stray_rating_that_sets_the_score_range_is_named(ratings):
@@ -210,4 +226,4 @@ def test_a_collapsed_whole_network_prior_is_named(image_files):
         MetaAestheticRegressor(**params, inner_lr=1e4, inner_backbone_lr=1e4).fit(
             image_files, y, groups=np.repeat(["a", "b"], 6))
     (w,) = _collapse_warnings(record)
-    assert "12 different images" in str(w.message)
+    assert "12 rows looked at" in str(w.message)

@@ -183,3 +183,42 @@ def test_parameter_study_of_none_and_tuple_values():
         (ax,) = plot_parameter_study(search)
         assert [t.get_text() for t in ax.get_xticklabels()] == ticks
     plt.close("all")
+
+
+def test_parameter_study_of_a_sub_grid_of_two_parameters_beside_another():
+    # the best candidate in the other sub-grid lacked max_depth and min_samples_leaf, so
+    # every candidate of the first sub-grid "matched" it: one line zigzagged over all
+    # four, ticks 1, 1, 8, 8
+    from sklearn.exceptions import NotFittedError
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.tree import DecisionTreeRegressor
+
+    rng = np.random.RandomState(0)
+    X = rng.randn(90, 3)
+    y = X[:, 0] + 0.5 * rng.randn(90)
+    search = GridSearchCV(DecisionTreeRegressor(random_state=0),
+                          [{"max_depth": [1, 8], "min_samples_leaf": [1, 30]},
+                           {"min_samples_split": [2, 10]}], cv=3)
+    with pytest.raises(NotFittedError, match="GridSearchCV is not fitted yet"):
+        plot_parameter_study(search)
+    search.fit(X, y)
+    results, (depth,) = search.cv_results_, plot_parameter_study(search, params="max_depth")
+    first = [i for i, c in enumerate(results["params"]) if "max_depth" in c]
+    anchor = results["params"][min(first, key=lambda i: results["rank_test_score"][i])]
+    rows = [i for i in first if results["params"][i]["min_samples_leaf"]
+            == anchor["min_samples_leaf"]]
+    assert [t.get_text() for t in depth.get_xticklabels()] == ["1", "8"]
+    np.testing.assert_allclose(depth.lines[0].get_ydata(), results["mean_test_score"][
+        sorted(rows, key=lambda i: results["params"][i]["max_depth"])])
+    plt.close("all")
+
+
+def test_finetune_history_refuses_before_drawing(ratings, tiny_params):
+    X, y, groups = ratings
+    net = MetaAestheticRegressor(**tiny_params).fit(X, y, groups=groups).personalize(
+        X[:10], y[:10])
+    plt.close("all")
+    for keys, message in [(("nope",), "no 'nope'"), ((), "keys is empty")]:
+        with pytest.raises(ValueError, match=message):
+            plot_finetune_history(net, keys=keys)
+    assert not plt.get_fignums()  # a refused call left a figure open
