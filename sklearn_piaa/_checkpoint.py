@@ -21,8 +21,14 @@ __all__ = ["Checkpointer", "checkpoint_name", "fingerprint"]
 
 FORMAT = "sklearn-piaa-checkpoint"
 FORMAT_VERSION = 1
-# One file for the whole folder, as versions up to 0.x wrote it: still resumed.
-LEGACY_FILENAME = "checkpoint.pt"
+#: The version of the way a run is keyed (:func:`fingerprint` of what it hashes),
+#: written in each checkpoint and raised with each change to the key: a run started by
+#: an earlier version cannot find its checkpoint, and the warning must say why. Version
+#: 3 keys each row's rater and image paths relative to their common folder; files
+#: without a version were written before it was recorded (keyed by version 3, or by an
+#: earlier one: the one-file-per-folder ``checkpoint.pt``, and runs keyed before the
+#: rater of each row or relative paths were).
+RUN_KEY_VERSION = 3
 
 
 def checkpoint_name(run_id, n_iterations=None):
@@ -271,6 +277,7 @@ class Checkpointer:
                 self.path = self._own_path()
         state = {
             "format": FORMAT, "format_version": FORMAT_VERSION, "run_id": self.run_id,
+            "run_key_version": RUN_KEY_VERSION,
             "iteration": int(iteration), "n_iterations": int(n_iterations),
             "prior": {k: v.detach().cpu() for k, v in prior.state_dict().items()},
             "algorithm": algo.state_dict(),
@@ -305,7 +312,6 @@ class Checkpointer:
         the write in progress of a run sharing the file (another length, in a grid
         search), which removing it would crash.
         """
-        legacy = os.path.join(self.directory, LEGACY_FILENAME)
         state = None
         if os.path.isfile(self.path):
             state = self._read(self.path)
@@ -315,10 +321,6 @@ class Checkpointer:
                 # is, and this run keeps its own.
                 self.path = self._own_path()
                 state = self._read(self.path) if os.path.isfile(self.path) else None
-        elif os.path.isfile(legacy):
-            state = self._read(legacy, other_runs=True)
-            if state is not None:  # this run's, written before one file per run
-                self.path = legacy
         if state is None:
             self._warn_unfinished()
         remove_unfinished_writes(self.directory, os.path.basename(self.path) + ".",
@@ -365,7 +367,7 @@ class Checkpointer:
         return state
 
     def _warn_unfinished(self):
-        unfinished = []
+        unfinished, earlier = [], []
         own = checkpoint_name(self.run_id)  # a longer run of this one's (see load)
         for path in sorted(glob.glob(os.path.join(glob.escape(self.directory),
                                                   "checkpoint*.pt"))):
@@ -373,19 +375,28 @@ class Checkpointer:
                 continue
             try:  # mapped, not read: only the counts are looked at
                 state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+                version = state.get("run_key_version")
                 done = state["iteration"] >= state["n_iterations"]
             except Exception:  # unreadable, or written before n_iterations was saved
-                done = False
-            if not done:
+                version, done = None, False
+            if version != RUN_KEY_VERSION:  # this run's, perhaps, keyed otherwise
+                earlier.append(os.path.basename(path))
+            elif not done:
                 unfinished.append(os.path.basename(path))
+        start = (f"this run starts at iteration 0 and checkpoints to "
+                 f"{os.path.basename(self.path)}")
         if unfinished:
             warn_caller(
                 f"checkpoint_dir {self.directory} holds {len(unfinished)} unfinished "
-                f"run(s) of other data or settings ({', '.join(unfinished[:3])}"
-                f"{' ...' if len(unfinished) > 3 else ''}; stopped, or still running in "
-                "another process); this run starts at iteration 0 "
-                f"and checkpoints to {os.path.basename(self.path)}. To resume one of "
-                "them, fit with the data and settings it was started with.")
+                f"run(s) of other data or settings ({_some(unfinished)}; stopped, or still "
+                f"running in another process); {start}. To resume one of them, fit with "
+                "the data and settings it was started with.")
+        if earlier:
+            warn_caller(
+                f"checkpoint_dir {self.directory} holds {len(earlier)} checkpoint(s) "
+                f"written by an earlier sklearn-piaa ({_some(earlier)}), which keyed runs "
+                f"otherwise: if one is this run's, this version cannot resume it; {start}. "
+                "Finish such a run with the version that started it, or delete its file.")
 
     @staticmethod
     def restore(state, prior, algo, rng, device):
@@ -397,3 +408,7 @@ class Checkpointer:
         if state["cuda_rng"] is not None and device.type == "cuda":
             torch.cuda.set_rng_state(state["cuda_rng"], device)
         return state["iteration"], state["history"].numpy(), state["elapsed"]
+
+
+def _some(names):
+    return f"{', '.join(names[:3])}{' ...' if len(names) > 3 else ''}"

@@ -26,7 +26,14 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression, Ridge, RidgeCV
 from sklearn.preprocessing import StandardScaler
 
-from ._checkpoint import _NOT_AN_ARCHIVE, _not_an_archive, _reason, check_digest, with_digest
+from ._checkpoint import (
+    _NOT_AN_ARCHIVE,
+    RUN_KEY_VERSION,
+    _not_an_archive,
+    _reason,
+    check_digest,
+    with_digest,
+)
 from ._device import resolve_device, seeded, usable
 from ._estimator import MetaAestheticRegressor
 from ._features import (
@@ -565,9 +572,12 @@ def _read(path):
         raise ValueError(f"{path} is not a readable sklearn-piaa model file (damaged or "
                          f"another format): {why}")
     if _is_checkpoint(state):
+        finish = ("fit with that checkpoint_dir finishes the run"
+                  if state.get("run_key_version") == RUN_KEY_VERSION else
+                  "written by an earlier sklearn-piaa, which keyed runs otherwise, it may "
+                  "be resumed only by that version")
         raise ValueError(f"{path} is a meta-training checkpoint (checkpoint_dir), not a "
-                         "model: fit with that checkpoint_dir finishes the run; save the "
-                         "fitted prior with save_model.")
+                         f"model: {finish}; save the fitted prior with save_model.")
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ValueError(f"{path} is not a sklearn-piaa model file (no {FORMAT!r} marker); "
                          "pickled estimators load with joblib.load.")

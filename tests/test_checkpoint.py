@@ -16,7 +16,6 @@ from conftest import flip_a_stored_byte, make_rating_features
 from sklearn.model_selection import GridSearchCV
 
 from sklearn_piaa import MetaAestheticRegressor, PersonalizedSROCCScorer, UserGroupKFold
-from sklearn_piaa._checkpoint import LEGACY_FILENAME
 
 
 def checkpoint_file(folder):
@@ -204,16 +203,40 @@ def test_ratings_moved_between_raters_are_another_run(ratings, tiny_params, tmp_
     _assert_same_prior(straight, resumed)
 
 
-def test_a_checkpoint_of_the_one_file_layout_is_resumed(ratings, tiny_params, tmp_path):
+def test_a_checkpoint_of_an_earlier_way_of_keying_runs_is_named(ratings, tiny_params,
+                                                                  tmp_path):
+    # Runs were keyed otherwise before (without each row's rater, with absolute paths,
+    # in one checkpoint.pt per folder): an earlier version's checkpoint of the same run
+    # was called a run "of other data or settings" to resume by fitting with them (or,
+    # finished, passed over without a word); load_model said a fit would finish it.
+    from sklearn_piaa import load_model
+    from sklearn_piaa._checkpoint import with_digest
+
     X, y, groups = ratings
     params = {**tiny_params, "n_iterations": 4, "checkpoint_dir": tmp_path}
     MetaAestheticRegressor(**params).fit(X, y, groups=groups)
-    os.replace(checkpoint_file(tmp_path), tmp_path / LEGACY_FILENAME)  # as 0.x wrote it
-    resumed = MetaAestheticRegressor(**{**params, "n_iterations": 6}).fit(X, y, groups=groups)
-    straight = MetaAestheticRegressor(**{**params, "n_iterations": 6,
-                                         "checkpoint_dir": None}).fit(X, y, groups=groups)
-    _assert_same_prior(straight, resumed)
-    assert os.listdir(tmp_path) == [LEGACY_FILENAME]  # it went on in that file
+    written = checkpoint_file(tmp_path)
+    state = torch.load(written, weights_only=True)
+    del state["run_key_version"]
+    state["run_id"] = "0" * len(state["run_id"])  # the same run under the earlier key
+    torch.save(with_digest(state), tmp_path / "checkpoint.pt")
+    os.remove(written)
+    with pytest.warns(UserWarning, match="holds 1 checkpoint.s. written by an earlier "
+                                         r"sklearn-piaa \(checkpoint.pt\), which keyed runs "
+                                         "otherwise: if one is this run's, this version "
+                                         "cannot resume it; this run starts at iteration 0"):
+        MetaAestheticRegressor(**{**params, "n_iterations": 6}).fit(X, y, groups=groups)
+    with pytest.raises(ValueError, match="written by an earlier sklearn-piaa, which keyed "
+                                         "runs otherwise, it may be resumed only by that "
+                                         "version"):
+        load_model(tmp_path / "checkpoint.pt")
+    with pytest.raises(ValueError, match="fit with that checkpoint_dir finishes the run"):
+        load_model(checkpoint_file_of(tmp_path, exclude="checkpoint.pt"))
+
+
+def checkpoint_file_of(folder, exclude):
+    (name,) = [f for f in os.listdir(folder) if f.startswith("checkpoint") and f != exclude]
+    return os.path.join(folder, name)
 
 
 def test_damaged_checkpoint_is_named(ratings, tiny_params, tmp_path):
