@@ -3,10 +3,11 @@
 import numpy as np
 import torch
 from sklearn.exceptions import NotFittedError
+from sklearn.frozen import FrozenEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from ._estimator import MetaAestheticRegressor
-from ._features import ImageEmbedder, ImageInput, image_tensor, load_image
+from ._features import ImageEmbedder, ImageInput, _draft, image_tensor
 from ._personalize import PersonalizedNet
 
 __all__ = ["gradient_map"]
@@ -14,6 +15,8 @@ __all__ = ["gradient_map"]
 
 def _score_function(model):
     """``(f, size, mean, std, device)``: f maps a normalized image batch to scores."""
+    if isinstance(model, FrozenEstimator):  # a fitted prior, as the README passes one on
+        model = model.estimator
     if isinstance(model, MetaAestheticRegressor):
         check_is_fitted(model, "prior_net_")
         net = model.prior_net_
@@ -43,20 +46,24 @@ def _score_function(model):
 
 
 def gradient_map(model, image, reduce="max"):
-    """Gradient of the predicted score with respect to the input pixels.
+    """Gradient of the predicted score with respect to the network's input.
 
     The saliency map of Simonyan et al. [2]_, as BLG-PIAA [1]_ shows for its prior and
     personalized models (Figs. 7, 8 and 10): large values mark pixels where a small
     change moves the predicted score most. Computed through the backbone and the head
     (in head-only mode through the frozen backbone of the embedding cache), in
-    evaluation mode, on the image as the network sees it (resized to its input size
-    and normalized).
+    evaluation mode, on the image as the network sees it: decoded as ``predict``
+    decodes it, resized to its input size (a square) and normalized, ``(pixel / 255 -
+    mean) / std`` per channel. The gradient is with respect to those normalized values:
+    with a backbone whose channels' ``std`` differ (ImageNet's), ``reduce="max"``
+    compares channels on slightly different scales.
 
     Parameters
     ----------
     model : MetaAestheticRegressor or PersonalizedNet
-        A fitted prior, or a net from :meth:`MetaAestheticRegressor.personalize`, fitted
-        on images (not on precomputed features).
+        A fitted prior (or a ``FrozenEstimator`` of one), or a net from
+        :meth:`MetaAestheticRegressor.personalize`, fitted on images (not on
+        precomputed features).
     image : str, path-like, PIL.Image.Image or ndarray (H, W, 3) uint8
     reduce : {"max", "none"}, default="max"
         ``"max"``: the largest absolute gradient over the colour channels, shape
@@ -71,6 +78,13 @@ def gradient_map(model, image, reduce="max"):
     ------
     sklearn.exceptions.NotFittedError
         When ``model`` is not fitted.
+    TypeError
+        When ``model`` is neither a :class:`MetaAestheticRegressor` nor a
+        :class:`PersonalizedNet` (e.g. a ``TaskVectorRegressor``: explain the nets its
+        ``personalize`` returns).
+    ValueError
+        When ``model`` was fitted on precomputed features (no backbone), or for another
+        ``reduce``.
 
     References
     ----------
@@ -86,7 +100,10 @@ def gradient_map(model, image, reduce="max"):
     # A gradient, also where the caller is in inference mode (enable_grad alone does
     # not leave it) or has gradients off.
     with torch.inference_mode(False), torch.enable_grad():
-        x = image_tensor(load_image(image), backbone.input_size, backbone.mean, backbone.std)
+        # decoded as predict decodes it (a JPEG file at a reduced scale where that
+        # still covers the input size): the map is of the image predict scores
+        x = image_tensor(_draft(image, backbone.input_size), backbone.input_size,
+                         backbone.mean, backbone.std)
         x = x.unsqueeze(0).to(device).requires_grad_()
         # every submodule's own mode: train(mode) would give all of them the top one's
         modes = [(sub, sub.training) for m in modules for sub in m.modules()]

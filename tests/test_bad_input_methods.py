@@ -181,6 +181,10 @@ def test_compare_methods_refuses_keys_that_name_no_method(ratings):
     with pytest.raises(ValueError, match=r"method_tasks has key\(s\) \['ridg'\]"):
         compare_methods(train, test, algorithms=("ridge",),
                         method_tasks={"ridg": (train, test)}, **kw)
+    # a misspelt shared setting: dropped by the baselines, refused by blg only in its turn
+    for algorithms in (("ridge", "fpmf"), ("ridge", "blg")):
+        with pytest.raises(ValueError, match=r"unknown setting\(s\) \['n_iteration'\]"):
+            compare_methods(train, test, algorithms=algorithms, n_iteration=5, **kw)
     with pytest.raises(ValueError, match=r"algorithms lists \['ridge'\] more than once"):
         compare_methods(train, test, algorithms=("ridge", "fpmf", "ridge"), **kw)
     # Unpaired draws: each method would get its own support sets.

@@ -94,3 +94,27 @@ def test_feature_models_and_bad_arguments_are_refused(ratings, tiny_params):
     expected = gradient_map(fitted, image)
     with torch.inference_mode():
         np.testing.assert_array_equal(gradient_map(fitted, image), expected)
+
+
+def test_a_photo_file_is_mapped_as_predict_decodes_it(tmp_path):
+    # the map decoded a JPEG in full where predict decodes it at a reduced scale: the map
+    # explained another image than the one scored (295.38 against 295.43)
+    from PIL import Image
+    from sklearn.frozen import FrozenEstimator
+
+    from sklearn_piaa._features import _draft
+
+    imgs, y, groups = _images()
+    meta = MetaAestheticRegressor(backbone="tiny_cnn", hidden_sizes=(8,), n_iterations=3,
+                                  support_size=6, query_size=3, random_state=0)
+    meta.fit(imgs, y, groups=groups)
+    rng = np.random.RandomState(1)
+    photo = tmp_path / "photo.jpg"
+    Image.fromarray(rng.randint(0, 256, (240, 240, 3)).astype(np.uint8)).save(photo)
+    as_predicted = _draft(photo, 32)
+    assert as_predicted.size != (240, 240)  # decoded at a reduced scale
+    assert meta.predict([photo]) == pytest.approx(meta.predict([as_predicted]), abs=1e-5)
+    np.testing.assert_allclose(gradient_map(meta, photo), gradient_map(meta, as_predicted))
+    # a FrozenEstimator of the prior (as the README hands one to a search) is mapped too
+    np.testing.assert_array_equal(gradient_map(FrozenEstimator(meta), imgs[0]),
+                                  gradient_map(meta, imgs[0]))
