@@ -13,6 +13,7 @@ A :class:`~sklearn_piaa.TaskVectorRegressor` is its base's entries (a prior's) p
 task vectors and settings.
 """
 
+import inspect
 import numbers
 import os
 import warnings
@@ -353,7 +354,7 @@ def _load_baseline(state, path, device):
                       "not behave the same.", PIAAWarning, stacklevel=3)
     params = {k: _decode(v, path) for k, v in state["params"].items()}
     params["device"] = _target_device(str(params["device"]), device, path)
-    est = _BASELINE_CLASSES[name](**params)
+    est = _BASELINE_CLASSES[name](**_known(params, _BASELINE_CLASSES[name], path))
     dev = resolve_device(est.device)
 
     def make(pretrained):
@@ -527,7 +528,8 @@ def _load_task_vectors(state, path, device):
     sources = state["sources"]
     if isinstance(sources, dict):
         sources = dict(sources["labels"])
-    tv = TaskVectorRegressor(given, sources=sources, **state["params"])
+    tv = TaskVectorRegressor(given, sources=sources,
+                             **_known(state["params"], TaskVectorRegressor, path))
     fitted = state["fitted"]
     dev = base.prior_net_.device
     tv.task_vectors_ = {k: t.to(dev) for k, t in fitted["task_vectors"].items()}
@@ -708,6 +710,21 @@ def _load(path, state, device):
                          f"this sklearn-piaa: {_damage(exc)}") from None
 
 
+def _known(params, cls, path):
+    """``params``, refused by name where ``cls`` lacks one: a file of a newer version.
+
+    Format versions are raised when an older reader would misread a file, not for each
+    new setting: a setting this version does not have is one added since.
+    """
+    known = inspect.signature(cls).parameters
+    unknown = sorted(set(params) - set(known))
+    if unknown and not any(p.kind is p.VAR_KEYWORD for p in known.values()):
+        raise ValueError(f"{path} holds setting(s) {unknown} of {cls.__name__}, which this "
+                         "sklearn-piaa does not have: the file was saved by a newer "
+                         "sklearn-piaa; upgrade it to load the model.")
+    return params
+
+
 def _damage(exc):
     """What a KeyError or similar says about a damaged model file, in words."""
     return f"entry {exc.args[0]!r} is missing" if isinstance(exc, KeyError) else _reason(exc)
@@ -726,7 +743,7 @@ def _load_network(state, kind, path, device):
                       "here (its parent folder does not exist); it embeds images without an "
                       "on-disk cache.", PIAAWarning, stacklevel=4)
         params["cache_dir"] = None
-    meta = MetaAestheticRegressor(**params)
+    meta = MetaAestheticRegressor(**_known(params, MetaAestheticRegressor, path))
     fitted = state["fitted"]
     dev = torch.device(params["device"])
     backbone = _restore_backbone(lambda pretrained: meta._make_backbone(dev, pretrained),

@@ -103,6 +103,16 @@ def test_newer_and_unknown_formats_give_clear_errors(prior, tmp_path):
                                          "model format version .got None.: the file is "
                                          "damaged"):
         load_model(tmp_path / "unversioned.pt")
+    # a setting added after this version (the format version is not raised for one):
+    # was "the saved model's entries are damaged or do not fit this sklearn-piaa"
+    newer = {**state, "format_version": _persistence.FORMAT_VERSION,
+             "params": {**state["params"], "future_setting": 1}}
+    torch.save(newer, tmp_path / "newer_setting.pt")
+    with pytest.raises(ValueError, match=r"newer_setting.pt holds setting\(s\) "
+                                         r"\['future_setting'\] of MetaAestheticRegressor, "
+                                         "which this sklearn-piaa does not have: the file "
+                                         "was saved by a newer sklearn-piaa; upgrade"):
+        load_model(tmp_path / "newer_setting.pt")
     state["format_version"] = 0
     torch.save(state, tmp_path / "older.pt")
     with pytest.raises(ValueError, match="can no longer read"):
