@@ -23,6 +23,7 @@ import sklearn
 import torch
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
+from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression, Ridge, RidgeCV
 from sklearn.preprocessing import StandardScaler
@@ -326,7 +327,7 @@ def _baseline_state(est):
                         f"({', '.join(_BASELINE_CLASSES)}); {name} has code of its own, which "
                         "a model file cannot hold: pickle or joblib it.")
     if not hasattr(est, "scaler_"):
-        raise ValueError(f"the {name} is not fitted; call fit first.")
+        raise NotFittedError(f"the {name} is not fitted; call fit first.")
     params = est.get_params(deep=False)
     _check_backbone(params["backbone"])
     # The input adapter is rebuilt from the parameters; PAM's wraps an embedder.
@@ -389,6 +390,17 @@ def save_model(model, path):
         :class:`TaskVectorRegressor` (its base and task vectors).
     path : str or path-like
 
+    Raises
+    ------
+    sklearn.exceptions.NotFittedError
+        When ``model`` is not fitted.
+    TypeError
+        When ``model`` is none of the above, or holds what a model file cannot store (a
+        custom ``nn.Module`` backbone: pickle or joblib it).
+    ValueError
+        For a task-vector model whose base a file cannot rebuild, or an unusable
+        ``path``.
+
     Notes
     -----
     The file holds the estimator's parameters, the network's weights and, in
@@ -429,7 +441,7 @@ def save_model(model, path):
         state = _task_vector_state(model)
     elif isinstance(model, PersonalizedBaseline):
         if not hasattr(model, "state_"):
-            raise ValueError("the PersonalizedBaseline is not fitted; call fit first.")
+            raise NotFittedError("the PersonalizedBaseline is not fitted; call fit first.")
         state = {"kind": "personalized_baseline", **_baseline_state(model._prior),
                  "user": {"score_range": _encode(model._fitted_range, "score_range"),
                           "state": {k: _encode(v, f"the rater's {k!r}")
@@ -449,12 +461,12 @@ def _network_state(model):
                             "architecture it needs is unknown; save it with "
                             "net.save_params or pickle.")
         if not getattr(model, "initialized_", False):
-            raise ValueError("the PersonalizedNet is not initialized; fit it first.")
+            raise NotFittedError("the PersonalizedNet is not initialized; fit it first.")
         kind, module = "personalized", model.module_
     elif isinstance(model, MetaAestheticRegressor):
         meta = model
         if not hasattr(meta, "prior_net_"):
-            raise ValueError("the MetaAestheticRegressor is not fitted; call fit first.")
+            raise NotFittedError("the MetaAestheticRegressor is not fitted; call fit first.")
         kind, module = "prior", meta.prior_net_.module_
     else:
         raise TypeError(f"save_model saves a MetaAestheticRegressor, a PersonalizedNet, a "
@@ -475,7 +487,7 @@ def _task_vector_state(tv):
     """The file's entries for a fitted TaskVectorRegressor: its base as a prior, its
     settings, its task vectors and which raters made each."""
     if not hasattr(tv, "task_vectors_"):
-        raise ValueError("the TaskVectorRegressor is not fitted; call fit first.")
+        raise NotFittedError("the TaskVectorRegressor is not fitted; call fit first.")
     params = tv.get_params(deep=False)
     given_base, sources = params.pop("base"), params.pop("sources")
     if not isinstance(given_base, (MetaAestheticRegressor, FrozenEstimator, type(None))):

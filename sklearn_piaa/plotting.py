@@ -95,7 +95,19 @@ def plot_finetune_history(net, keys=("train_loss",), ax=None):
     Returns
     -------
     matplotlib Axes
+
+    Raises
+    ------
+    TypeError
+        When ``net`` is not a skorch net (a prior or a baseline: no epochs to show).
+    ValueError
+        When its history records no epoch, or not ``keys``.
     """
+    from skorch import NeuralNet
+
+    if not isinstance(net, NeuralNet):  # a prior or a baseline has no epochs to show
+        raise TypeError("plot_finetune_history needs a PersonalizedNet (or another skorch "
+                        f"net), e.g. from personalize(); got {type(net).__name__}.")
     if isinstance(keys, str):  # one name, not its letters
         keys = (keys,)
     if not len(getattr(net, "history", ())):

@@ -10,6 +10,7 @@ import numpy as np
 from ._estimator import MetaAestheticRegressor
 from ._task_vectors import TaskVectorRegressor
 from ._tasks import TaskSet, raters_among
+from ._warnings import PIAAWarning
 from .baselines import (
     ConsensusRidgeRegressor,
     FPMFRegressor,
@@ -79,9 +80,14 @@ def _make_method(name, random_state, method_params, estimator_params):
         return MetaAestheticRegressor(**{"algorithm": name, "random_state": random_state,
                                          **estimator_params, **method_params.get(name, {})})
     _, cls, fixed = BASELINES[name]
-    # The shared settings that a baseline has (backbone, device, ...) apply to it too.
+    # The shared settings that a baseline has (backbone, device, ...) apply to it too,
+    # at MetaAestheticRegressor's defaults where not given: a baseline's own backbone
+    # default (None, features) failed on the images the meta-learners embed by default,
+    # after those had trained.
     accepted = cls().get_params()
-    shared = {k: v for k, v in estimator_params.items() if k in accepted}
+    shared = {k: v for k, v in {**MetaAestheticRegressor().get_params(),
+                                **estimator_params}.items()
+              if k in accepted and k != "random_state"}
     return cls(**{**shared, **fixed, "random_state": random_state,
                   **method_params.get(name, {})})
 
@@ -185,6 +191,14 @@ def compare_methods(train_tasks, test_tasks, algorithms=tuple(TABLE1_METHODS),
         raise ValueError(f"unknown setting(s) {stray}: the shared settings are "
                          "MetaAestheticRegressor's parameters (the baselines take those "
                          "they have); give a method's own settings in method_params.")
+    ignored = sorted(k for k in ("on_error", "mixed_precision") if k in estimator_params
+                     and estimator_params[k] != MetaAestheticRegressor().get_params()[k])
+    baselines = [a for a in algorithms if a in BASELINES]
+    if ignored and baselines:
+        warnings.warn(f"{', '.join(f'{k}={estimator_params[k]!r}' for k in ignored)} applies "
+                      f"to the meta-learners only: the baselines {baselines} have no such "
+                      "setting, and read and embed images as the defaults do.",
+                      PIAAWarning, stacklevel=2)
     reference = _as_taskset(test_tasks)
     for name in algorithms:
         train, test = method_tasks.get(name, (train_tasks, test_tasks))

@@ -377,3 +377,20 @@ def test_compare_methods_names_the_method_of_each_warning(ratings):
         with pytest.raises(PIAAWarning, match="undefined SROCC"):
             compare_methods(train, test, algorithms=("ridge",), n_support=(5,),
                             n_repeats=1, backbone=None)
+
+
+def test_compare_methods_gives_baselines_the_meta_learners_default_settings(ratings):
+    # a baseline's own default (backbone=None) failed on the images the meta-learners
+    # embed by default, after they had trained; on_error and mixed_precision were
+    # dropped by the baselines without a word
+    from sklearn_piaa.report import _make_method
+
+    ridge = _make_method("ridge", 0, {}, {})
+    assert ridge.backbone == MetaAestheticRegressor().backbone == "efficientnet_lite0"
+    assert _make_method("ridge", 0, {}, {"backbone": None}).backbone is None
+    train, test = _split(ratings)
+    with pytest.warns(PIAAWarning, match=r"on_error='skip' applies to the meta-learners "
+                                         r"only: the baselines \['ridge'\] have no such "
+                                         "setting"):
+        compare_methods(train, test, algorithms=("ridge",), n_support=(5,), n_repeats=1,
+                        backbone=None, on_error="skip")

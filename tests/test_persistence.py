@@ -16,6 +16,7 @@ from conftest import (
     tiny_baselines,
 )
 from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
 
 from sklearn_piaa import MetaAestheticRegressor, PIAAWarning, _persistence, load_model, save_model
 from sklearn_piaa.baselines import (
@@ -238,7 +239,7 @@ def test_prior_saved_on_a_gpu_loads_on_cpu(prior, tmp_path):
 
 def test_save_refuses_what_it_cannot_store(prior, tmp_path):
     meta, X, y = prior
-    with pytest.raises(ValueError, match="not fitted"):
+    with pytest.raises(NotFittedError, match="not fitted"):  # as predict's (was ValueError)
         save_model(MetaAestheticRegressor(), tmp_path / "x.pt")
     with pytest.raises(TypeError, match="MetaAestheticRegressor, a PersonalizedNet"):
         save_model(object(), tmp_path / "x.pt")
@@ -371,9 +372,9 @@ def test_baseline_file_with_an_unknown_class_is_refused(ratings, tmp_path):
 
 def test_save_refuses_baselines_it_cannot_store(ratings, tmp_path):
     X, y, groups = ratings
-    with pytest.raises(ValueError, match="ConsensusRidgeRegressor is not fitted"):
+    with pytest.raises(NotFittedError, match="ConsensusRidgeRegressor is not fitted"):
         save_model(ConsensusRidgeRegressor(), tmp_path / "x.pt")
-    with pytest.raises(ValueError, match="PersonalizedBaseline is not fitted"):
+    with pytest.raises(NotFittedError, match="PersonalizedBaseline is not fitted"):
         save_model(PersonalizedBaseline(ConsensusRidgeRegressor()), tmp_path / "x.pt")
 
     class MyRidge(ConsensusRidgeRegressor):

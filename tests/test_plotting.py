@@ -222,3 +222,7 @@ def test_finetune_history_refuses_before_drawing(ratings, tiny_params):
         with pytest.raises(ValueError, match=message):
             plot_finetune_history(net, keys=keys)
     assert not plt.get_fignums()  # a refused call left a figure open
+    # a prior has no fine-tuning epochs: was "net.history records no epoch"
+    with pytest.raises(TypeError, match="needs a PersonalizedNet .* got "
+                                        "MetaAestheticRegressor"):
+        plot_finetune_history(MetaAestheticRegressor())
