@@ -29,6 +29,9 @@ FORMAT_VERSION = 1
 #: earlier one: the one-file-per-folder ``checkpoint.pt``, and runs keyed before the
 #: rater of each row or relative paths were).
 RUN_KEY_VERSION = 3
+#: What a checkpoint of another run-key version means, for fit's warning and load_model.
+KEYED_OTHERWISE = ("if one is this run's, written by another sklearn-piaa that keyed runs "
+                   "otherwise, only that version resumes it (or delete its file);")
 
 
 def checkpoint_name(run_id, n_iterations=None):
@@ -378,7 +381,7 @@ class Checkpointer:
                 version = state.get("run_key_version")
                 done = state["iteration"] >= state["n_iterations"]
             except Exception:  # unreadable, or written before n_iterations was saved
-                version, done = None, False
+                version, done = RUN_KEY_VERSION, False
             if version != RUN_KEY_VERSION:  # this run's, perhaps, keyed otherwise
                 earlier.append(os.path.basename(path))
             elif not done:
@@ -392,11 +395,13 @@ class Checkpointer:
                 f"running in another process); {start}. To resume one of them, fit with "
                 "the data and settings it was started with.")
         if earlier:
+            # Without a version: written before versions were recorded, keyed as now or
+            # (an earlier sklearn-piaa) otherwise. This run has none of its own: one of
+            # them can be this run's only under another key.
             warn_caller(
-                f"checkpoint_dir {self.directory} holds {len(earlier)} checkpoint(s) "
-                f"written by an earlier sklearn-piaa ({_some(earlier)}), which keyed runs "
-                f"otherwise: if one is this run's, this version cannot resume it; {start}. "
-                "Finish such a run with the version that started it, or delete its file.")
+                f"checkpoint_dir {self.directory} holds {len(earlier)} checkpoint(s) of "
+                f"another run-key version or of none ({_some(earlier)}): {KEYED_OTHERWISE} "
+                f"{start}. Another run's is resumed by fitting with its data and settings.")
 
     @staticmethod
     def restore(state, prior, algo, rng, device):

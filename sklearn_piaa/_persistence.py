@@ -535,7 +535,8 @@ def _load_task_vectors(state, path, device):
         given = FrozenEstimator(base)
     elif given is not None:
         # placed as the loaded base is (device, cache folder), as load_model places a prior
-        given = MetaAestheticRegressor(**{**given["params"],
+        given = MetaAestheticRegressor(**{**_known(given["params"], MetaAestheticRegressor,
+                                                   path),
                                           "device": base.device, "cache_dir": base.cache_dir})
     sources = state["sources"]
     if isinstance(sources, dict):
@@ -586,10 +587,10 @@ def _read(path):
         raise ValueError(f"{path} is not a readable sklearn-piaa model file (damaged or "
                          f"another format): {why}")
     if _is_checkpoint(state):
-        finish = ("fit with that checkpoint_dir finishes the run"
-                  if state.get("run_key_version") == RUN_KEY_VERSION else
-                  "written by an earlier sklearn-piaa, which keyed runs otherwise, it may "
-                  "be resumed only by that version")
+        finish = "fit with that checkpoint_dir and the run's data and settings finishes it"
+        if state.get("run_key_version") != RUN_KEY_VERSION:
+            finish += (" -- if it was written by another sklearn-piaa that keyed runs "
+                       "otherwise, only that version can")
         raise ValueError(f"{path} is a meta-training checkpoint (checkpoint_dir), not a "
                          f"model: {finish}; save the fitted prior with save_model.")
     if not isinstance(state, dict) or state.get("format") != FORMAT:
@@ -681,7 +682,8 @@ def load_model(path, device=None):
     ValueError
         The file is not a model file, is damaged, has a format version this
         sklearn-piaa cannot read (newer, or too old), holds a model kind it does not
-        know, or asks for a class outside the allow-list.
+        know, holds a setting of a newer sklearn-piaa, is a meta-training checkpoint,
+        or asks for a class outside the allow-list.
     """
     path, state = _read(path)
     # Building the modules draws their initial weights (then overwritten): the caller's

@@ -1,5 +1,6 @@
 """Warning classes of the package, and warnings that point at the user's code."""
 
+import importlib.util
 import os
 import sys
 import warnings
@@ -9,7 +10,7 @@ __all__ = ["PIAAWarning", "UndefinedSROCCWarning"]
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _FIT_WRAPPER = os.path.join("sklearn", "base.py")
 # a personalized net's checks run inside skorch's fit, called by the user or by ours
-_SKORCH = os.sep + "skorch" + os.sep
+_SKORCH = os.path.dirname(importlib.util.find_spec("skorch").origin) + os.sep
 
 
 class PIAAWarning(UserWarning):
@@ -22,7 +23,7 @@ class UndefinedSROCCWarning(PIAAWarning, RuntimeWarning):
 
 def _ours(code):
     # scikit-learn's _fit_context wraps every estimator's fit in a function of its own
-    return code.co_filename.startswith(_PACKAGE) or _SKORCH in code.co_filename or (
+    return code.co_filename.startswith((_PACKAGE, _SKORCH)) or (
         code.co_name == "wrapper" and code.co_filename.endswith(_FIT_WRAPPER))
 
 

@@ -160,6 +160,13 @@ def plot_parameter_study(search, params=None, axes=None, metric=None):
     Returns
     -------
     ndarray of matplotlib Axes
+    Raises
+    ------
+    sklearn.exceptions.NotFittedError
+        When ``search`` is not fitted.
+    ValueError
+        For a parameter that was not searched, a score it did not compute, or too few
+        ``axes``.
     """
     if not hasattr(search, "cv_results_"):
         raise NotFittedError(f"this {type(search).__name__} is not fitted yet: fit it before "

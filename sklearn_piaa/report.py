@@ -68,11 +68,12 @@ METHOD_LABELS = {**TABLE1_METHODS, "fomaml": "first-order MAML",
                  **{name: row[0] for name, row in TASK_VECTOR_METHODS.items()}}
 
 
-def _make_method(name, random_state, method_params, estimator_params):
+def _make_method(name, random_state, method_params, estimator_params, baseline_defaults=None):
     if name in TASK_VECTOR_METHODS:
         _, algorithm, epochs = TASK_VECTOR_METHODS[name]
         # The base is the same estimator as that algorithm's own row: the same prior.
-        base = _make_method(algorithm, random_state, method_params, estimator_params)
+        base = _make_method(algorithm, random_state, method_params, estimator_params,
+                            baseline_defaults)
         return TaskVectorRegressor(**{"base": base, "finetune_epochs": epochs,
                                       "random_state": random_state,
                                       **method_params.get(name, {})})
@@ -81,13 +82,10 @@ def _make_method(name, random_state, method_params, estimator_params):
                                          **estimator_params, **method_params.get(name, {})})
     _, cls, fixed = BASELINES[name]
     # The shared settings that a baseline has (backbone, device, ...) apply to it too,
-    # at MetaAestheticRegressor's defaults where not given: a baseline's own backbone
-    # default (None, features) failed on the images the meta-learners embed by default,
-    # after those had trained.
+    # and baseline_defaults where not given (see compare_methods).
     accepted = cls().get_params()
-    shared = {k: v for k, v in {**MetaAestheticRegressor().get_params(),
-                                **estimator_params}.items()
-              if k in accepted and k != "random_state"}
+    shared = {k: v for k, v in {**(baseline_defaults or {}), **estimator_params}.items()
+              if k in accepted}
     return cls(**{**shared, **fixed, "random_state": random_state,
                   **method_params.get(name, {})})
 
@@ -137,7 +135,9 @@ def compare_methods(train_tasks, test_tasks, algorithms=tuple(TABLE1_METHODS),
     **estimator_params
         Passed to every :class:`~sklearn_piaa.MetaAestheticRegressor` (e.g.
         ``backbone=None`` with precomputed embeddings, ``n_iterations``); the baselines
-        take those they have (``backbone``, ``device``, ...).
+        take those they have (``backbone``, ``device``, ``alphas``, ...). Beside a
+        meta-learner, a baseline not given ``backbone`` takes the meta-learners'
+        default (EfficientNet-Lite0), so that all embed the same images alike.
 
     Returns
     -------
@@ -186,14 +186,22 @@ def compare_methods(train_tasks, test_tasks, algorithms=tuple(TABLE1_METHODS),
                              "given settings).")
     # A misspelt shared setting was dropped by the baselines without a word, and refused
     # by a meta-learner only when its turn came, after the methods before it had run.
-    stray = sorted(set(estimator_params) - set(MetaAestheticRegressor().get_params()))
-    if stray:
-        raise ValueError(f"unknown setting(s) {stray}: the shared settings are "
-                         "MetaAestheticRegressor's parameters (the baselines take those "
-                         "they have); give a method's own settings in method_params.")
-    ignored = sorted(k for k in ("on_error", "mixed_precision") if k in estimator_params
-                     and estimator_params[k] != MetaAestheticRegressor().get_params()[k])
+    meta_defaults = MetaAestheticRegressor().get_params()
     baselines = [a for a in algorithms if a in BASELINES]
+    accepted = set(meta_defaults).union(*(BASELINES[a][1]().get_params() for a in baselines))
+    stray = sorted(set(estimator_params) - accepted)
+    if stray:
+        raise ValueError(f"unknown setting(s) {stray}: the shared settings are the "
+                         "parameters of MetaAestheticRegressor and of the baselines run; "
+                         "give a method's own settings in method_params.")
+    # A baseline's own default backbone (None: features) failed on the images the
+    # meta-learners embed by default, after those had trained: beside a meta-learner, a
+    # baseline embeds as it does.
+    baseline_defaults = ({"backbone": meta_defaults["backbone"]}
+                         if "backbone" not in estimator_params
+                         and any(a not in BASELINES for a in algorithms) else {})
+    ignored = sorted(k for k in ("on_error", "mixed_precision") if k in estimator_params
+                     and estimator_params[k] != meta_defaults[k])
     if ignored and baselines:
         warnings.warn(f"{', '.join(f'{k}={estimator_params[k]!r}' for k in ignored)} applies "
                       f"to the meta-learners only: the baselines {baselines} have no such "
@@ -214,7 +222,8 @@ def compare_methods(train_tasks, test_tasks, algorithms=tuple(TABLE1_METHODS),
         t0 = time.perf_counter()
         train, test = method_tasks.get(name, (train_tasks, test_tasks))
         with _named_warnings(name):
-            model = _make_method(name, random_state, method_params, estimator_params)
+            model = _make_method(name, random_state, method_params, estimator_params,
+                                 baseline_defaults)
             results[name] = evaluate_personalization(
                 model.fit(train), test, n_support=n_support, n_repeats=n_repeats,
                 random_state=random_state, n_jobs=n_jobs, score_range=score_range)
@@ -410,7 +419,8 @@ def format_table(results, labels=None, reference="blg"):
     Returns
     -------
     str
-        A support size a method was not evaluated at shows ``n/a``.
+        A support size a method was not evaluated at shows ``n/a``. With a reference,
+        a last line says that the paired columns are mean ± standard error.
 
     Raises
     ------

@@ -385,10 +385,17 @@ def test_compare_methods_gives_baselines_the_meta_learners_default_settings(rati
     # dropped by the baselines without a word
     from sklearn_piaa.report import _make_method
 
-    ridge = _make_method("ridge", 0, {}, {})
-    assert ridge.backbone == MetaAestheticRegressor().backbone == "efficientnet_lite0"
+    beside_blg = {"backbone": MetaAestheticRegressor().backbone}  # as compare_methods sets
+    assert _make_method("ridge", 0, {}, {}, beside_blg).backbone == "efficientnet_lite0"
     assert _make_method("ridge", 0, {}, {"backbone": None}).backbone is None
+    # a baseline's own settings of a shared name stay its own (PA_IAA's dropout 0.2)
+    pa_iaa = _make_method("pa_iaa", 0, {}, {"backbone": None}, beside_blg)
+    assert (pa_iaa.dropout, pa_iaa.weight_decay) == (0.2, 1e-4)
     train, test = _split(ratings)
+    # baselines alone on features need no backbone=None; their own settings are shared
+    results = compare_methods(train, test, algorithms=("ridge", "consensus_ridge"),
+                              n_support=(5,), n_repeats=1, alphas=(1.0,))
+    assert set(results) == {"ridge", "consensus_ridge"}
     with pytest.warns(PIAAWarning, match=r"on_error='skip' applies to the meta-learners "
                                          r"only: the baselines \['ridge'\] have no such "
                                          "setting"):

@@ -221,16 +221,17 @@ def test_a_checkpoint_of_an_earlier_way_of_keying_runs_is_named(ratings, tiny_pa
     state["run_id"] = "0" * len(state["run_id"])  # the same run under the earlier key
     torch.save(with_digest(state), tmp_path / "checkpoint.pt")
     os.remove(written)
-    with pytest.warns(UserWarning, match="holds 1 checkpoint.s. written by an earlier "
-                                         r"sklearn-piaa \(checkpoint.pt\), which keyed runs "
-                                         "otherwise: if one is this run's, this version "
-                                         "cannot resume it; this run starts at iteration 0"):
+    with pytest.warns(UserWarning, match=r"holds 1 checkpoint.s. of another run-key version "
+                                         r"or of none \(checkpoint.pt\): if one is this "
+                                         "run's, written by another sklearn-piaa that keyed "
+                                         "runs otherwise, only that version resumes it .* "
+                                         "this run starts at iteration 0"):
         MetaAestheticRegressor(**{**params, "n_iterations": 6}).fit(X, y, groups=groups)
-    with pytest.raises(ValueError, match="written by an earlier sklearn-piaa, which keyed "
-                                         "runs otherwise, it may be resumed only by that "
-                                         "version"):
+    with pytest.raises(ValueError, match="finishes it -- if it was written by another "
+                                         "sklearn-piaa that keyed runs otherwise, only "
+                                         "that version can"):
         load_model(tmp_path / "checkpoint.pt")
-    with pytest.raises(ValueError, match="fit with that checkpoint_dir finishes the run"):
+    with pytest.raises(ValueError, match="the run's data and settings finishes it; save"):
         load_model(checkpoint_file_of(tmp_path, exclude="checkpoint.pt"))
 
 

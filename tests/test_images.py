@@ -1,3 +1,4 @@
+import copy
 import os
 
 import numpy as np
@@ -73,7 +74,9 @@ def test_a_cache_written_by_an_earlier_way_of_embedding_is_not_read(tmp_path):
     (tmp_path / folder).rename(old)
     for entry in old.iterdir():  # embeddings of the old way
         np.save(entry, np.full_like(np.load(entry), 7.0))
-    again = ImageEmbedder(backbone, cpu, cache_dir=tmp_path).transform(list(rgba))
+    # a copy of the backbone: embedders of one backbone share the embeddings in memory
+    again = ImageEmbedder(copy.deepcopy(backbone), cpu, cache_dir=tmp_path).transform(
+        list(rgba))
     np.testing.assert_array_equal(again, expected)
 
 
