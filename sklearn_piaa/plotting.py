@@ -160,6 +160,8 @@ def plot_parameter_study(search, params=None, axes=None, metric=None):
     Returns
     -------
     ndarray of matplotlib Axes
+        The panels, one per parameter.
+
     Raises
     ------
     sklearn.exceptions.NotFittedError
