@@ -22,12 +22,15 @@ __all__ = ["Checkpointer", "checkpoint_name", "fingerprint"]
 FORMAT = "sklearn-piaa-checkpoint"
 FORMAT_VERSION = 1
 #: The version of the way a run is keyed (:func:`fingerprint` of what it hashes),
-#: written in each checkpoint and raised with each change to the key: a run started by
-#: an earlier version cannot find its checkpoint, and the warning must say why. Version
-#: 3 keys each row's rater and image paths relative to their common folder; files
-#: without a version were written before it was recorded (keyed by version 3, or by an
-#: earlier one: the one-file-per-folder ``checkpoint.pt``, and runs keyed before the
-#: rater of each row or relative paths were).
+#: written in each checkpoint and raised with each change to the key (a new estimator
+#: parameter too, unless fit's key ignores it: get_params() is hashed;
+#: tests/test_checkpoint.py pins one run's key):
+#: a run started by an earlier version cannot find its checkpoint, and the warning must
+#: say why. The version itself is not hashed. Version 3 keys each row's rater and image
+#: paths relative to their common folder; files without a version were written before
+#: it was recorded (keyed by version 3, or by an earlier one: the one-file-per-folder
+#: ``checkpoint.pt``, and runs keyed before the rater of each row or relative paths
+#: were).
 RUN_KEY_VERSION = 3
 #: What a checkpoint of another run-key version means, for fit's warning and load_model.
 KEYED_OTHERWISE = ("if one is this run's, written by another sklearn-piaa that keyed runs "

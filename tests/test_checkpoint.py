@@ -16,6 +16,7 @@ from conftest import flip_a_stored_byte, make_rating_features
 from sklearn.model_selection import GridSearchCV
 
 from sklearn_piaa import MetaAestheticRegressor, PersonalizedSROCCScorer, UserGroupKFold
+from sklearn_piaa._checkpoint import RUN_KEY_VERSION
 
 
 def checkpoint_file(folder):
@@ -619,3 +620,70 @@ def test_resuming_an_unseeded_run_says_the_seed_given_is_not_used(ratings, tiny_
     with pytest.warns(UserWarning, match=r"iteration 3 of 5\).*draws instead of making new"):
         MetaAestheticRegressor(**{**params, "n_iterations": 5}, random_state=state()).fit(
             X, y, groups=groups)
+
+
+#: The run key (``fingerprint``) of a fit with :data:`_PINNED_PARAMS` on
+#: :func:`_pinned_data`, by ``RUN_KEY_VERSION``: add an entry, never edit one.
+PINNED_RUN_KEYS = {3: "cbe838b5cff12f60ef451837cdd3f69f"}
+#: :func:`run_keys` of the images of ``test_the_image_keys_of_a_run_are_pinned``, by
+#: ``RUN_KEY_VERSION``: add an entry, never edit one.
+PINNED_IMAGE_KEYS = {3: ["612e6a7067:1700000000000000000:55",
+                         "622e706e67:1700000000000000000:55",
+                         "b998e52d282e0ded1d51704986403dd5"]}
+
+#: Every constructor parameter, spelled out: a new one enters get_params(), and so
+#: every run's key, unless _checkpointer ignores it. Python numbers, strings and
+#: tuples only: numpy 2 writes the repr of its scalars otherwise than numpy 1.
+_PINNED_PARAMS = dict(
+    backbone=None, backbone_weights=None, train_backbone=False, hidden_sizes=(4,),
+    dropout=0.5, algorithm="blg", n_iterations=1, tasks_per_batch=2, support_size=3,
+    query_size=1, inner_steps=1, inner_lr=1e-3, inner_backbone_lr=1e-4, outer_lr=1e-2,
+    betas=(0.9, 0.99), weight_decay=1e-5, loss="mse", lr_decay=0.9, lr_decay_every=100,
+    finetune_epochs=1, finetune_lr=None, finetune_batch_size=None, score_range=(1.0, 5.0),
+    batch_size=64, cache_dir=None, on_error="raise", device="cpu", mixed_precision=False,
+    checkpoint_every=1, random_state=0, verbose=0)
+
+
+def _pinned_data():
+    # Exact binary fractions, copied into the key as they are: no arithmetic whose
+    # rounding could differ between CPUs or torch builds.
+    X = (np.arange(24, dtype=np.float32).reshape(12, 2) - 11.5) / 8
+    y = np.array([1, 2, 3, 4, 5, 3, 2, 4, 5, 1, 3, 4], dtype=np.float32)
+    return X, y, np.repeat(["ann", "bob", "cy"], 4)
+
+
+def _advice(pinned, got):
+    # the next version's entry, unless the version was raised already
+    version = RUN_KEY_VERSION + (RUN_KEY_VERSION in pinned)
+    return ("the run key changed: if intended, raise RUN_KEY_VERSION and update this value "
+            f"(add {version}: {got!r} to the pinned values).")
+
+
+def test_the_run_key_is_pinned(tmp_path):
+    # A change to how runs are keyed (or a new constructor parameter) must raise
+    # RUN_KEY_VERSION, which tells a user why the old run's checkpoint is passed over.
+    # The key is that of features: paths, dates, the machine's threads and torch's
+    # version never enter it, nor does the folder; the hash seed differs from run to
+    # run (pytest leaves PYTHONHASHSEED unset), and the key must not.
+    X, y, groups = _pinned_data()
+    MetaAestheticRegressor(**_PINNED_PARAMS, checkpoint_dir=tmp_path).fit(X, y, groups=groups)
+    key = torch.load(checkpoint_file(tmp_path), weights_only=True)["run_id"]
+    assert key == PINNED_RUN_KEYS.get(RUN_KEY_VERSION), _advice(PINNED_RUN_KEYS, key)
+
+
+def test_the_image_keys_of_a_run_are_pinned(tmp_path):
+    # An image run's key holds these in place of the features; a file's are its path
+    # below the run's folder, its modification time and its size, all fixed here (an
+    # even number of seconds, which even FAT keeps). A user's backbone module, keyed
+    # by its repr and weights, is left out: both come with the machine's torch.
+    from sklearn_piaa._features import run_keys
+
+    images = []
+    for name in ("a.jpg", "b.png"):
+        (tmp_path / name).write_bytes(b"not decoded" * len(name))
+        os.utime(tmp_path / name, ns=(1_700_000_000 * 10**9,) * 2)
+        images.append(str(tmp_path / name))
+    images.append(np.arange(12, dtype=np.uint8).reshape(2, 2, 3))
+    keys = run_keys(images).tolist()
+    assert keys == PINNED_IMAGE_KEYS.get(RUN_KEY_VERSION), _advice(PINNED_IMAGE_KEYS, keys)
+
