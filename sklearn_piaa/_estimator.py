@@ -43,7 +43,7 @@ from ._inputs import (
     refuse_one_row,
     stray_scores,
 )
-from ._messages import listing
+from ._messages import listing, scores_given
 from ._personalize import PersonalizedNet, _augmenting
 from ._progress import progress
 from ._tasks import NO_GROUPS, as_tasks
@@ -694,15 +694,13 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
             return
         low, high = self.score_range_
         # n counts rows: features given once per rating repeat an image's
+        scores = scores_given(levels, f", range {low:g}-{high:g}; {n} rows looked at")
         warn_caller(
-            f"meta-training collapsed the prior: it gives the training images "
-            f"{'one score' if len(levels) == 1 else 'two scores'} "
-            f"({' and '.join(f'{v:.3f}' for v in levels)}, range {low:g}-{high:g}; {n} "
-            f"rows looked at), where it gave {len(was)} different scores before "
-            "meta-training. It ranks nothing, and "
-            "personalization starts from nothing it learned. Learning rates too large do "
-            f"this (inner_lr={self.inner_lr!r}, outer_lr={self.outer_lr!r}): lower them "
-            "and fit again.")
+            f"meta-training collapsed the prior: it gives the training images {scores}, "
+            f"where it gave {len(was)} different scores before meta-training. It ranks "
+            "nothing, and personalization starts from nothing it learned. Learning rates "
+            f"too large do this (inner_lr={self.inner_lr!r}, outer_lr={self.outer_lr!r}): "
+            "lower them and fit again.")
 
     @staticmethod
     def _warn_if_unscaled(x):

@@ -319,6 +319,15 @@ def _decode(value, path):
                      "is damaged or not written by save_model.")
 
 
+def _require_fitted(model, fitted):
+    """Raise ``NotFittedError`` naming ``model``'s class, unless ``fitted``.
+
+    ``fitted`` is the caller's test: each class tells it by an attribute of its own.
+    """
+    if not fitted:
+        raise NotFittedError(f"the {type(model).__name__} is not fitted; call fit first.")
+
+
 def _baseline_state(est):
     """The file's entries for a fitted baseline prior."""
     name = type(est).__name__
@@ -326,8 +335,7 @@ def _baseline_state(est):
         raise TypeError(f"save_model stores the baselines of sklearn_piaa.baselines "
                         f"({', '.join(_BASELINE_CLASSES)}); {name} has code of its own, which "
                         "a model file cannot hold: pickle or joblib it.")
-    if not hasattr(est, "scaler_"):
-        raise NotFittedError(f"the {name} is not fitted; call fit first.")
+    _require_fitted(est, hasattr(est, "scaler_"))
     params = est.get_params(deep=False)
     _check_backbone(params["backbone"])
     # The input adapter is rebuilt from the parameters; PAM's wraps an embedder.
@@ -440,8 +448,7 @@ def save_model(model, path):
     elif isinstance(model, TaskVectorRegressor):
         state = _task_vector_state(model)
     elif isinstance(model, PersonalizedBaseline):
-        if not hasattr(model, "state_"):
-            raise NotFittedError("the PersonalizedBaseline is not fitted; call fit first.")
+        _require_fitted(model, hasattr(model, "state_"))
         state = {"kind": "personalized_baseline", **_baseline_state(model._prior),
                  "user": {"score_range": _encode(model._fitted_range, "score_range"),
                           "state": {k: _encode(v, f"the rater's {k!r}")
@@ -460,13 +467,11 @@ def _network_state(model):
             raise TypeError("this PersonalizedNet was not made by personalize(), so the "
                             "architecture it needs is unknown; save it with "
                             "net.save_params or pickle.")
-        if not getattr(model, "initialized_", False):
-            raise NotFittedError("the PersonalizedNet is not initialized; fit it first.")
+        _require_fitted(model, getattr(model, "initialized_", False))
         kind, module = "personalized", model.module_
     elif isinstance(model, MetaAestheticRegressor):
         meta = model
-        if not hasattr(meta, "prior_net_"):
-            raise NotFittedError("the MetaAestheticRegressor is not fitted; call fit first.")
+        _require_fitted(meta, hasattr(meta, "prior_net_"))
         kind, module = "prior", meta.prior_net_.module_
     else:
         raise TypeError(f"save_model saves a MetaAestheticRegressor, a PersonalizedNet, a "
@@ -486,8 +491,7 @@ def _network_state(model):
 def _task_vector_state(tv):
     """The file's entries for a fitted TaskVectorRegressor: its base as a prior, its
     settings, its task vectors and which raters made each."""
-    if not hasattr(tv, "task_vectors_"):
-        raise NotFittedError("the TaskVectorRegressor is not fitted; call fit first.")
+    _require_fitted(tv, hasattr(tv, "task_vectors_"))
     params = tv.get_params(deep=False)
     given_base, sources = params.pop("base"), params.pop("sources")
     if not isinstance(given_base, (MetaAestheticRegressor, FrozenEstimator, type(None))):

@@ -19,6 +19,7 @@ from ._diverged import LEVELS, check_trained, score_levels
 from ._features import ImageInput, cpu_forward_batch, drop_unreadable
 from ._inputs import check_scores, is_count
 from ._interrupts import watching_ctrl_c
+from ._messages import scores_given
 from ._pickled import fill_new_params
 from ._warnings import PIAAWarning, warn_caller
 from .nn.adam import adam_step, is_plain_fused_adam
@@ -437,8 +438,7 @@ class PersonalizedNet(NeuralNetRegressor):
         # saturated: at the ends (a net that barely moves its scores apart is not named)
         if len(found) > 2 or ((found > 1) & (found < LEVELS - 1)).any():
             return
-        scores = ' and '.join(f'{low + v * span / LEVELS:.3f}' for v in found)
-        scores = f"{'one score' if len(found) == 1 else 'two scores'} ({scores})"
+        scores = scores_given([low + v * span / LEVELS for v in found])
         prior = self.__dict__.get("prior_")  # the MetaAestheticRegressor it started from
         if prior is not None and len(score_levels(prior.predict(_safe_indexing(X, rows)),
                                                   low, low + span)) <= 2:

@@ -18,7 +18,14 @@ from conftest import (
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
-from sklearn_piaa import MetaAestheticRegressor, PIAAWarning, _persistence, load_model, save_model
+from sklearn_piaa import (
+    MetaAestheticRegressor,
+    PIAAWarning,
+    TaskVectorRegressor,
+    _persistence,
+    load_model,
+    save_model,
+)
 from sklearn_piaa.baselines import (
     ConsensusRidgeRegressor,
     PAMRegressor,
@@ -239,8 +246,11 @@ def test_prior_saved_on_a_gpu_loads_on_cpu(prior, tmp_path):
 
 def test_save_refuses_what_it_cannot_store(prior, tmp_path):
     meta, X, y = prior
-    with pytest.raises(NotFittedError, match="not fitted"):  # as predict's (was ValueError)
-        save_model(MetaAestheticRegressor(), tmp_path / "x.pt")
+    # NotFittedError as predict's (was ValueError)
+    for unfitted in (MetaAestheticRegressor(), TaskVectorRegressor()):
+        with pytest.raises(NotFittedError, match=f"the {type(unfitted).__name__} is not "
+                                                 "fitted; call fit first"):
+            save_model(unfitted, tmp_path / "x.pt")
     with pytest.raises(TypeError, match="MetaAestheticRegressor, a PersonalizedNet"):
         save_model(object(), tmp_path / "x.pt")
     custom = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1),
