@@ -6,6 +6,7 @@ import threading
 import warnings
 
 import torch
+from sklearn.utils._param_validation import InvalidParameterError
 
 from ._pickled import fill_new_params
 from ._warnings import PIAAWarning
@@ -25,7 +26,22 @@ def resolve_device(device):
     Returns
     -------
     torch.device
+
+    Raises
+    ------
+    InvalidParameterError
+        (a ``ValueError`` and a ``TypeError``) If ``device`` is neither a str nor a
+        :class:`torch.device`, e.g. an int.
+    ValueError
+        If ``device`` names no torch device, or one this machine does not have.
     """
+    if not isinstance(device, (str, torch.device)):
+        # torch reads an int as a CUDA index, but the estimators' parameter validation
+        # refuses it (with sklearn's error class, raised here too): one rule everywhere.
+        raise InvalidParameterError(
+            f"device={device!r} is not a valid device argument: give a str, such as 'cpu' "
+            f"or 'cuda:0', or a torch.device, as the estimators take (got "
+            f"{type(device).__name__}).")
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:

@@ -35,8 +35,10 @@ from ._features import (
 )
 from ._inputs import (
     FEATURES,
+    check_cache_dir,
     check_score_range,
     check_scores,
+    check_seed,
     input_kind,
     is_count,
     n_samples,
@@ -334,7 +336,8 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
         loaded on another machine) the cache never stops the work: a folder that cannot
         be made, a full disk or a failed write warns, and images are embedded without
         it. ``set_params(cache_dir=...)`` on a fitted prior moves its cache (``None``
-        turns it off).
+        turns it off). A value of another type than str, os.PathLike or None is
+        refused with a TypeError.
     on_error : {"raise", "skip"}, default="raise"
         An image file that cannot be read (missing, empty, truncated, not an image):
         ``"raise"`` stops with an error naming it (FileNotFoundError for a missing
@@ -343,8 +346,9 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
         all such files, leaves their ratings out of ``fit`` and :meth:`personalize`,
         and predicts NaN for them. Greyscale, CMYK, palette, 16-bit and transparent
         images are converted to RGB and EXIF orientation is applied either way.
-    device : str, default="cpu"
-        Torch device, e.g. ``"cuda"``.
+    device : str or torch.device, default="cpu"
+        Torch device, e.g. ``"cuda"`` or ``"cuda:1"`` (an int is refused: torch reads it
+        as a CUDA index, which ``"cuda:1"`` says plainly).
     mixed_precision : bool, default=False
         Run forward passes under bfloat16 autocast (:func:`torch.autocast`): in
         head-only mode when embedding images and when predicting (the head still trains
@@ -483,7 +487,7 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
         "finetune_batch_size": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "score_range": [tuple, list, None],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
-        "cache_dir": "no_validation",
+        "cache_dir": [str, os.PathLike, None],
         "on_error": [StrOptions({"raise", "skip"})],
         "device": [str, torch.device],
         "mixed_precision": ["boolean"],
@@ -573,6 +577,11 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
 
         Raises
         ------
+        InvalidParameterError
+            (a ``ValueError`` and a ``TypeError``) If a parameter has a type or value
+            it does not accept, e.g. ``device=0`` or ``cache_dir=3``.
+        ValueError
+            If ``device`` names no torch device, or one this machine does not have.
         FloatingPointError
             If meta-training diverged (NaN or infinite weights, losses or statistics: a
             learning rate too large for the data). The previous fit, if any, and the
@@ -793,7 +802,7 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
         head = AestheticHead(dim, hidden_sizes=tuple(self.hidden_sizes), dropout=self.dropout,
                              score_range=score_range).to(device)
         if backbone is None:
-            return head, FeatureInput(dim)
+            return head, FeatureInput(dim, owner=type(self).__name__)
         if not self.train_backbone:
             return head, ImageEmbedder(backbone, device, self.batch_size, self.cache_dir,
                                        progress=bool(self.verbose), on_error=self.on_error,
@@ -818,7 +827,7 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
                 raise ValueError("backbone=None needs X as a 2-D feature array; got images. "
                                  "Choose a backbone to use images.")
             dim = np.asarray(tasks.X).shape[1]
-            feats = FeatureInput(dim)(tasks.X)
+            feats = FeatureInput(dim, owner=type(self).__name__)(tasks.X)
             data = {"x": torch.tensor(feats, device=device),  # a copy: never alias X
                     "rows": torch.arange(len(feats), device=device), "y": y, "dim": dim}
             return (*self._architecture(None, dim, score_range, device), data, tasks)
@@ -1082,6 +1091,7 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
             if adapter.on_error != self.on_error:
                 settings["on_error"] = self.on_error
             if self.cache_dir is not getattr(self, "_cache_dir_given_", self.cache_dir):
+                check_cache_dir(self.cache_dir)  # set after fit: no parameter validation
                 folder = None if self.cache_dir is None else os.path.abspath(self.cache_dir)
                 settings["cache_dir"] = folder
                 # a new dict: nets personalized before share the old one (net.prior_)
@@ -1130,6 +1140,13 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
             A fitted skorch regressor; the prior is left unchanged. The net's ``prior_``
             attribute is the prior as it was (a shallow copy): refitting the prior
             later changes neither the net nor what :func:`save_model` writes for it.
+
+        Raises
+        ------
+        ValueError
+            If ``y`` is not one finite score per image or leaves the prior's (or the
+            given) score range, or ``random_state`` cannot seed a random generator
+            (e.g. a str).
         """
         check_is_fitted(self, "prior_net_")
         self._apply_reading_params()
@@ -1183,7 +1200,7 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
         """Fine-tune a copy of ``module`` (default: the prior) on checked ``X, y``."""
         if random_state is None:
             random_state = self.random_state
-        seed = check_random_state(random_state).randint(np.iinfo(np.int32).max)
+        seed = check_seed(random_state).randint(np.iinfo(np.int32).max)
         net = clone(self.prior_net_)
         # skorch's get_params holds its own list of the names to check, which would
         # replace the new net's: a misspelled name would then pass unchecked.

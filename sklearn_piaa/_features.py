@@ -23,6 +23,7 @@ from ._device import autocast, cpu_copies, usable
 from ._inputs import (
     FEATURES,
     as_indexable,
+    check_cache_dir,
     check_feature_names,
     check_finite_features,
     float_features,
@@ -970,6 +971,7 @@ class ImageEmbedder:
         self.backbone = backbone.eval().to(memory_format=torch.channels_last)
         self.device = device
         self.batch_size = batch_size
+        check_cache_dir(cache_dir)
         # absolute: a later os.chdir (or a model used from another folder) must not
         # start a new cache beside the working directory
         self.cache_dir = None if cache_dir is None else os.path.abspath(cache_dir)
@@ -1018,6 +1020,7 @@ class ImageEmbedder:
         """
         new = object.__new__(type(self))
         new.__dict__.update(self.__dict__)
+        check_cache_dir(settings.get("cache_dir"))
         if settings.get("cache_dir") is not None:
             settings["cache_dir"] = os.path.abspath(settings["cache_dir"])
         new.__dict__.update(settings)
@@ -1362,7 +1365,8 @@ def embed_images(X, backbone="efficientnet_lite0", backbone_weights=None, batch_
         On-disk embedding cache, as for :class:`~sklearn_piaa.MetaAestheticRegressor`
         (see :ref:`backbones`); a folder that cannot be made or lacks the space for the
         new embeddings raises before any is computed, as in ``fit``.
-    device : str, default="cpu"
+    device : str or torch.device, default="cpu"
+        As for :class:`~sklearn_piaa.MetaAestheticRegressor`: ``"cuda:1"``, not ``1``.
     mixed_precision : bool, default=False
         Run the backbone under bfloat16 autocast: about 1.2-1.3x faster on CPUs with
         bfloat16 instructions (on a GPU, embedding is bound by JPEG decoding instead),
@@ -1377,6 +1381,17 @@ def embed_images(X, backbone="efficientnet_lite0", backbone_weights=None, batch_
     -------
     ndarray of shape (n_images, embedding_dim), float32
 
+    Raises
+    ------
+    TypeError
+        If ``cache_dir`` is not a str, os.PathLike or None.
+    InvalidParameterError
+        (a ``ValueError`` and a ``TypeError``) If ``device`` is not a str or a
+        torch.device (an int, say), as the estimators refuse it.
+    ValueError
+        If ``batch_size`` is not a positive integer, or ``device`` names no torch device
+        or one this machine does not have.
+
     Examples
     --------
     >>> import numpy as np
@@ -1390,6 +1405,7 @@ def embed_images(X, backbone="efficientnet_lite0", backbone_weights=None, batch_
 
     if not is_count(batch_size):
         raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}.")
+    check_cache_dir(cache_dir)  # before the backbone is built
     dev = resolve_device(device)
     seed = None
     if random_state is not None:  # as the baselines seed their backbones

@@ -9,12 +9,14 @@ import os
 
 import numpy as np
 from scipy import sparse
+from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array
 
 __all__ = ["input_kind", "n_samples", "take", "concat", "check_score_range",
            "check_finite_features", "check_scores", "is_count", "feature_names",
            "check_feature_names", "refuse_grouped_digits", "float_features",
-           "refuse_one_row", "refuse_one_path", "is_number", "unique_rows"]
+           "refuse_one_row", "refuse_one_path", "is_number", "unique_rows", "check_seed",
+           "check_cache_dir", "check_verbose"]
 
 FEATURES = "features"
 IMAGES = "images"
@@ -214,6 +216,69 @@ def is_count(value, low=1):
     """Whether ``value`` is an integer of at least ``low`` (bool and whole floats are not)."""
     return (isinstance(value, numbers.Integral) and not isinstance(value, bool)
             and value >= low)
+
+
+def check_seed(random_state, name="random_state"):
+    """``random_state`` as a RandomState, as :func:`sklearn.utils.check_random_state` makes.
+
+    Parameters
+    ----------
+    random_state : int, RandomState instance or None
+    name : str, default="random_state"
+        The argument's name, for the error message.
+
+    Returns
+    -------
+    numpy.random.RandomState
+
+    Raises
+    ------
+    ValueError
+        If ``random_state`` cannot seed a generator (a str, a float, a negative int).
+    """
+    try:
+        return check_random_state(random_state)
+    except (ValueError, TypeError):
+        # sklearn's message names the value but neither the argument nor what it takes
+        raise ValueError(f"{name}={random_state!r} cannot seed a random generator: give an "
+                         "int in [0, 2**32 - 1], a numpy.random.RandomState or None."
+                         ) from None
+
+
+def check_cache_dir(cache_dir):
+    """Refuse a ``cache_dir`` that is no folder path before os.path reads it.
+
+    Parameters
+    ----------
+    cache_dir : str, os.PathLike or None
+
+    Raises
+    ------
+    TypeError
+        If ``cache_dir`` is neither a str, an os.PathLike nor None (os.path's own error
+        names neither the argument nor the value).
+    """
+    if cache_dir is not None and not isinstance(cache_dir, (str, os.PathLike)):
+        raise TypeError(f"cache_dir must be a str or os.PathLike (a folder), or None; got "
+                        f"{cache_dir!r} ({type(cache_dir).__name__}).")
+
+
+def check_verbose(verbose):
+    """Refuse a ``verbose`` the estimators' parameter validation refuses.
+
+    Parameters
+    ----------
+    verbose : int or bool
+
+    Raises
+    ------
+    ValueError
+        If ``verbose`` is not a bool or an integer of at least 0.
+    """
+    if not (isinstance(verbose, (bool, np.bool_))
+            or isinstance(verbose, numbers.Integral) and verbose >= 0):
+        raise ValueError(f"verbose must be a bool or an integer of at least 0; got "
+                         f"{verbose!r}.")
 
 
 def check_score_range(score_range):

@@ -665,10 +665,11 @@ def load_model(path, device=None):
     Parameters
     ----------
     path : str or path-like
-    device : str, default=None
+    device : str or torch.device, default=None
         Where to put the network; ``None`` keeps the device it was saved with, or the
         CPU (with a warning) when that device is not available here, e.g. a prior
-        trained on a GPU loaded on a laptop.
+        trained on a GPU loaded on a laptop. An int is refused, as the estimators
+        refuse it (``"cuda:1"``, not ``1``).
 
     Returns
     -------
@@ -687,8 +688,16 @@ def load_model(path, device=None):
         The file is not a model file, is damaged, has a format version this
         sklearn-piaa cannot read (newer, or too old), holds a model kind it does not
         know, holds a setting of a newer sklearn-piaa, is a meta-training checkpoint,
-        or asks for a class outside the allow-list.
+        or asks for a class outside the allow-list; or ``device`` names no torch device
+        or one this machine does not have.
+    InvalidParameterError
+        (a ``ValueError`` and a ``TypeError``) If ``device`` is not None, a str or a
+        torch.device (an int, say).
     """
+    if device is not None:
+        # before the file is read: a device of the wrong type is the caller's mistake,
+        # and inside the loader it would be reported as a damaged file
+        resolve_device(device)
     path, state = _read(path)
     # Building the modules draws their initial weights (then overwritten): the caller's
     # torch generator must not move.

@@ -19,7 +19,8 @@ from torch.func import functional_call
 from ._device import PickledOnCPU, seeded, to_device
 from ._diverged import check_trained
 from ._estimator import MetaAestheticRegressor
-from ._inputs import FEATURES, check_feature_names, input_kind
+from ._features import FeatureInput
+from ._inputs import FEATURES, check_feature_names, check_seed, input_kind
 from ._messages import listing
 from ._progress import progress
 from ._tasks import as_tasks, rater_text
@@ -670,7 +671,7 @@ class TaskVectorRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
         X, y, scale = base._check_rater(X, y, score_range)
         if random_state is None:
             random_state = self.random_state
-        rng = check_random_state(random_state)
+        rng = check_seed(random_state)
         seed = rng.randint(np.iinfo(np.int32).max)
         x = _as_inputs(base.input_, X, base.prior_net_.device)
         # The loss measures differences on the base's scale, in a unit of it.
@@ -691,4 +692,10 @@ class TaskVectorRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
             # ratings) would run no epoch at all: it trains as the base's nets do.
             net.set_params(max_epochs=base.finetune_epochs)
         net.coefficients_ = lam.cpu().numpy()
+        if isinstance(net.input, FeatureInput):
+            # The base's adapter names the base's class in its errors (a width the net
+            # was not fitted on), but the user fitted and called this one. A copy: the
+            # base's own predictions keep its name.
+            net.input = copy.copy(net.input)
+            net.input.owner = type(self).__name__
         return net

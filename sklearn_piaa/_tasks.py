@@ -13,6 +13,7 @@ from ._inputs import (
     FEATURES,
     as_indexable,
     check_finite_features,
+    check_seed,
     concat,
     feature_names,
     float_features,
@@ -537,8 +538,11 @@ class TaskSet:
             A rater id of this TaskSet.
         support_size, query_size : int
             Sizes wanted; smaller raters get fewer (see ``support_query_sizes``).
-        rng : numpy.random.RandomState or numpy.random.Generator
-            Draws the permutation.
+        rng : int, numpy.random.RandomState, numpy.random.Generator or None
+            Draws the permutation. An int seeds a new generator, so that the same int
+            gives the same sets; ``None`` draws from NumPy's global generator (as
+            :func:`sklearn.utils.check_random_state` reads these); a generator is
+            advanced.
 
         Returns
         -------
@@ -551,7 +555,11 @@ class TaskSet:
         ------
         KeyError
             If ``rater`` is not in this TaskSet.
+        ValueError
+            If ``rng`` cannot seed a random generator (e.g. a str or a negative int).
         """
+        if not isinstance(rng, np.random.Generator):  # check_random_state refuses those
+            rng = check_seed(rng, "rng")
         idx = self.indices[rater]
         n_s, n_q = support_query_sizes(len(idx), support_size, query_size)
         perm = idx[rng.permutation(len(idx))]

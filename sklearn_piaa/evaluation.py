@@ -11,7 +11,7 @@ from sklearn.utils import check_random_state
 
 from ._estimator import _SCALE_CHECKED, check_scales
 from ._features import image_reader
-from ._inputs import FEATURES, check_feature_names, input_kind, is_count, take
+from ._inputs import FEATURES, check_feature_names, check_verbose, input_kind, is_count, take
 from ._messages import listing
 from ._progress import progress
 from ._tasks import TaskSet, rater_text
@@ -215,7 +215,7 @@ def evaluate_personalization(prior, test_tasks, n_support=(10, 100), n_repeats=5
         The test raters' rating scale when it differs from the prior's, e.g. a prior
         meta-trained on FLICKR-AES (1-5) evaluated on AADB raters (1-10), the paper's
         Table IV; passed to :meth:`MetaAestheticRegressor.personalize`.
-    verbose : int, default=0
+    verbose : int or bool, default=0
         Show a progress bar over raters on stderr when positive.
 
     Returns
@@ -232,7 +232,8 @@ def evaluate_personalization(prior, test_tasks, n_support=(10, 100), n_repeats=5
     ValueError
         When no rater has enough images for any of the sizes: there is nothing to
         evaluate; or when ``n_support`` or ``n_repeats`` is not positive integers, or
-        ``n_support`` lists a size twice.
+        ``n_support`` lists a size twice, or ``verbose`` is neither a bool nor an integer
+        of at least 0.
 
     References
     ----------
@@ -244,6 +245,7 @@ def evaluate_personalization(prior, test_tasks, n_support=(10, 100), n_repeats=5
         check_scales(prior, test_tasks, "pass score_range=(low, high) of theirs "
                      "(--score-range LOW,HIGH on the command line).")
     n_repeats = _check_repeats(n_repeats)
+    check_verbose(verbose)  # before the raters' work, as the estimators check it in fit
     seeds = _draw_seeds(random_state, test_tasks.raters, n_repeats)
     sizes = test_tasks.sizes()
     skipped = {k: [(r, sizes[r]) for r in test_tasks.raters if sizes[r] < k + 2]
@@ -511,7 +513,7 @@ def compare_support_strategies(prior, test_tasks, selectors, n_support=(10, 25),
         Raters in parallel (:class:`joblib.Parallel`).
     score_range : (float, float), default=None
         The test raters' scale, when it differs from the prior's.
-    verbose : int, default=0
+    verbose : int or bool, default=0
         Show a progress bar over raters on stderr when positive.
 
     Returns
@@ -524,7 +526,8 @@ def compare_support_strategies(prior, test_tasks, selectors, n_support=(10, 25),
     ------
     ValueError
         When no rater has enough images for a query set and a pool at any of the
-        sizes, as in :func:`evaluate_personalization`.
+        sizes, as in :func:`evaluate_personalization`; or when ``verbose`` is neither a
+        bool nor an integer of at least 0.
 
     See Also
     --------
@@ -564,6 +567,7 @@ def compare_support_strategies(prior, test_tasks, selectors, n_support=(10, 25),
         raise ValueError("n_query must be an integer of at least 2 or a fraction in "
                          f"(0, 1); got {n_query!r}.")
     n_repeats = _check_repeats(n_repeats)
+    check_verbose(verbose)  # before the raters' work, as the estimators check it in fit
     seeds = _draw_seeds(random_state, test_tasks.raters, n_repeats)
     sizes = test_tasks.sizes()
     skipped = {k: [(r, n) for r, n in sizes.items()

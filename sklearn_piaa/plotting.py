@@ -5,6 +5,8 @@ import numbers
 import numpy as np
 from sklearn.exceptions import NotFittedError
 
+from .evaluation import PersonalizationResult
+
 __all__ = ["plot_rater_srocc", "plot_finetune_history", "plot_parameter_study",
            "plot_gradient_map"]
 
@@ -35,9 +37,18 @@ def plot_rater_srocc(result, n_support=None, ax=None):
 
     Raises
     ------
+    TypeError
+        When ``result`` is not a PersonalizationResult (a list or dict of them, say:
+        plot one at a time).
     ValueError
         When ``result`` has no rows (every rater skipped), or none at ``n_support``.
     """
+    if not isinstance(result, PersonalizationResult):
+        # its .table would be read as a missing attribute
+        raise TypeError("plot_rater_srocc needs one PersonalizationResult (as "
+                        "evaluate_personalization returns); got "
+                        f"{type(result).__name__}. Plot each result of a list or dict "
+                        "on its own axes.")
     plt = _pyplot()
     table = result.table
     if len(table) == 0:

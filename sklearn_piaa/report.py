@@ -4,10 +4,12 @@ import contextlib
 import numbers
 import time
 import warnings
+from collections.abc import Mapping
 
 import numpy as np
 
 from ._estimator import MetaAestheticRegressor
+from ._inputs import check_verbose
 from ._task_vectors import TaskVectorRegressor
 from ._tasks import TaskSet, raters_among
 from ._warnings import PIAAWarning
@@ -19,7 +21,7 @@ from .baselines import (
     USARRegressor,
     UserRidgeRegressor,
 )
-from .evaluation import evaluate_personalization
+from .evaluation import PersonalizationResult, evaluate_personalization
 from .meta import ALGORITHMS
 
 __all__ = ["TABLE1_METHODS", "BASELINES", "TASK_VECTOR_METHODS", "METHOD_LABELS",
@@ -121,7 +123,7 @@ def compare_methods(train_tasks, test_tasks, algorithms=tuple(TABLE1_METHODS),
         Parallel raters in :func:`~sklearn_piaa.evaluate_personalization`.
     score_range : (float, float), default=None
         The test raters' scale, when it differs from the training raters'.
-    verbose : int, default=0
+    verbose : int or bool, default=0
         Print a line per method.
     method_params : dict, default=None
         Name -> parameters of that method only, e.g.
@@ -158,8 +160,10 @@ def compare_methods(train_tasks, test_tasks, algorithms=tuple(TABLE1_METHODS),
         ``method_tasks``) or shared setting (``**estimator_params``), or test raters
         of ``method_tasks`` that differ from ``test_tasks`` (other raters, or other
         ratings), or test raters that are also training raters (their scores would
-        not be held out), or a ``random_state`` that is not an integer.
+        not be held out), or a ``random_state`` that is not an integer, or a
+        ``verbose`` that is neither a bool nor an integer of at least 0.
     """
+    check_verbose(verbose)  # before any method is fitted
     if not isinstance(random_state, numbers.Integral) or isinstance(random_state, bool):
         raise ValueError(
             f"random_state must be an integer, so that every method sees the same support "
@@ -358,6 +362,14 @@ def _paired_means(result, reference, sizes):
     return out
 
 
+def _check_result(value, name, function):
+    """Refuse what is not a PersonalizationResult with a TypeError naming it."""
+    if not isinstance(value, PersonalizationResult):
+        # its attributes would be read as a missing .summary or .table
+        raise TypeError(f"{function} needs {name} to be a PersonalizationResult (as "
+                        f"evaluate_personalization returns); got {type(value).__name__}.")
+
+
 def paired_difference(result, reference):
     """Mean paired SROCC difference ``result - reference`` and its standard error.
 
@@ -378,6 +390,9 @@ def paired_difference(result, reference):
 
     Raises
     ------
+    TypeError
+        When ``result`` or ``reference`` is not a PersonalizationResult (a dict of
+        them, say: compare two of its values).
     ValueError
         When the two tables do not hold the same (rater, repeat, n_support) rows: other
         raters, support sizes or repeats; or when the same rows have other seeds (other
@@ -385,6 +400,8 @@ def paired_difference(result, reference):
         unrelated draws.
     """
     names = ("result", "reference")
+    for name, given in zip(names, (result, reference)):
+        _check_result(given, name, "paired_difference")
     _check_paired(result, reference, set(result.summary) | set(reference.summary), names)
     # Sizes where every rater was skipped have no rows to compare, but still differ.
     if set(result.summary) != set(reference.summary):
@@ -424,11 +441,20 @@ def format_table(results, labels=None, reference="blg"):
 
     Raises
     ------
+    TypeError
+        When ``results`` is not a dict of PersonalizationResult (one result, say: pass
+        ``{"name": result}``).
     ValueError
         When ``results`` is empty, or a method and ``reference`` were evaluated on
         other raters, repeats or draws (seeds) at a support size they share (the
         paired difference would be meaningless).
     """
+    if not isinstance(results, Mapping):
+        raise TypeError(f"results must be a dict of method name -> PersonalizationResult "
+                        f"(as compare_methods returns); got {type(results).__name__}. For one "
+                        "result, pass {'name': result}.")
+    for name, result in results.items():
+        _check_result(result, f"results[{name!r}]", "format_table")
     if not results:
         raise ValueError("results is empty: give at least one method's "
                          "PersonalizationResult.")

@@ -201,6 +201,30 @@ def test_embedding_batch_size_is_checked():
                      batch_size=0)
 
 
+def test_a_cache_dir_of_another_type_is_named(fitted):
+    # os.path's own TypeError named neither cache_dir nor what it takes
+    _, X, y, groups = fitted
+    images = (np.random.RandomState(0).rand(8, 40, 40, 3) * 255).astype(np.uint8)
+    with pytest.raises(TypeError, match=r"cache_dir must be a str or os.PathLike \(a folder\), "
+                                        r"or None; got 3 \(int\)"):
+        embed_images(images, backbone="tiny_cnn", cache_dir=3)
+    accepted = ("'cache_dir' parameter of {} must be an instance of 'str', an instance of "
+                "'os.PathLike' or None. Got 3")
+    with pytest.raises(TypeError, match=accepted.format("MetaAestheticRegressor")):
+        MetaAestheticRegressor(**{**TINY, "cache_dir": 3}).fit(X, y, groups=groups)
+    # backbone=None caches nothing, but the setting is refused as the meta-learner's is
+    with pytest.raises(TypeError, match=accepted.format("ConsensusRidgeRegressor")):
+        ConsensusRidgeRegressor(cache_dir=3).fit(X, y, groups=groups)
+    # set after fit, where no parameter validation runs
+    prior = MetaAestheticRegressor(backbone="tiny_cnn", hidden_sizes=(4,), n_iterations=2,
+                                   support_size=2, query_size=2, finetune_epochs=1,
+                                   random_state=0).fit(images, np.arange(8.0) % 5 + 1,
+                                                       groups=np.arange(8) % 2)
+    prior.set_params(cache_dir=3)
+    with pytest.raises(TypeError, match=r"cache_dir must be a str or os.PathLike"):
+        prior.predict(images[:2])
+
+
 def _ratings_csv(tmp_path, image_files):
     lines = ["rater,image,score"]
     for u in range(4):

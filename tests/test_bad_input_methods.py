@@ -108,6 +108,19 @@ def test_baseline_with_constant_training_scores_refuses_a_score_range(ratings):
     assert np.isfinite(prior.personalize(X[:10], y[:10]).predict(X[10:13])).all()
 
 
+def test_baseline_personalize_checks_random_state_as_the_meta_learner_does(ratings,
+                                                                           tiny_params):
+    # ignored by the baselines' deterministic user models, but a mistake all the same
+    X, y, groups = ratings
+    message = (r"random_state='x' cannot seed a random generator: give an int in "
+               r"\[0, 2\*\*32 - 1\], a numpy.random.RandomState or None")
+    for prior in (ConsensusRidgeRegressor().fit(X, y, groups=groups),
+                  MetaAestheticRegressor(**{**tiny_params, "n_iterations": 2}).fit(
+                      X, y, groups=groups)):
+        with pytest.raises(ValueError, match=message):
+            prior.personalize(X[:10], y[:10], random_state="x")
+
+
 # -- task vectors ------------------------------------------------------------------------
 
 
@@ -143,6 +156,21 @@ def test_protocol_refuses_fractional_and_repeated_counts(ratings):
             run(n_support=(5, 5), n_repeats=1)
 
 
+@pytest.mark.parametrize("verbose", ["x", -1, 1.5])
+def test_protocol_and_reports_refuse_a_verbose_the_estimators_refuse(ratings, verbose):
+    train, test = _split(ratings)
+    prior = ConsensusRidgeRegressor().fit(train)
+    message = re.escape(f"verbose must be a bool or an integer of at least 0; got {verbose!r}")
+    with pytest.raises(ValueError, match=message):
+        evaluate_personalization(prior, test, n_support=5, n_repeats=1, verbose=verbose)
+    with pytest.raises(ValueError, match=message):
+        compare_support_strategies(prior, test, [SupportSelector("kcenter")], n_support=5,
+                                   n_query=20, n_repeats=1, verbose=verbose)
+    with pytest.raises(ValueError, match=message):
+        compare_methods(train, test, algorithms=("consensus_ridge",), n_support=5,
+                        n_repeats=1, verbose=verbose)
+
+
 def test_support_strategies_refuse_when_every_rater_is_skipped(ratings):
     train, test = _split(ratings)
     prior = ConsensusRidgeRegressor().fit(train)
@@ -169,6 +197,29 @@ def test_gradient_map_of_an_unfitted_prior_is_not_fitted_error():
 
 
 # -- reports -----------------------------------------------------------------------------
+
+
+def test_reports_and_plots_name_the_wrong_container(ratings):
+    # each read an attribute of what it expected, and failed with a bare AttributeError
+    from sklearn_piaa.plotting import plot_rater_srocc
+
+    train, test = _split(ratings)
+    result = _evaluate(ConsensusRidgeRegressor().fit(train), test, n_support=5)
+    with pytest.raises(TypeError, match=r"results must be a dict of method name -> "
+                                        r"PersonalizationResult .*; got PersonalizationResult\. "
+                                        r"For one result, pass \{'name': result\}"):
+        format_table(result)
+    with pytest.raises(TypeError, match=r"format_table needs results\['a'\] to be a "
+                                        r"PersonalizationResult .*; got list"):
+        format_table({"a": [result]})
+    with pytest.raises(TypeError, match=r"paired_difference needs result to be a "
+                                        r"PersonalizationResult .*; got dict"):
+        paired_difference({}, result)
+    with pytest.raises(TypeError, match=r"paired_difference needs reference to be .*; got dict"):
+        paired_difference(result, {"ridge": result})
+    with pytest.raises(TypeError, match=r"plot_rater_srocc needs one PersonalizationResult "
+                                        r".*; got list"):
+        plot_rater_srocc([result])
 
 
 def test_compare_methods_refuses_keys_that_name_no_method(ratings):

@@ -1,11 +1,20 @@
 """Device arguments and mixed precision as saved and loaded (found by an audit)."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
-from conftest import edited_state
+from conftest import edited_state, tiny_baselines
+from sklearn.utils._param_validation import InvalidParameterError
 
-from sklearn_piaa import MetaAestheticRegressor, PersonalizedNet, load_model, save_model
+from sklearn_piaa import (
+    MetaAestheticRegressor,
+    PersonalizedNet,
+    embed_images,
+    load_model,
+    save_model,
+)
 from sklearn_piaa._device import resolve_device
 from sklearn_piaa.nn import AestheticHead
 
@@ -66,3 +75,34 @@ def test_resolve_device_names_what_is_missing():
     assert resolve_device("cpu:0") == torch.device("cpu", 0)
     with pytest.raises(ValueError, match="this torch cannot use 'meta' devices"):
         resolve_device("meta")
+
+
+@pytest.mark.parametrize("device", ["nonsense"]
+                         + ([] if torch.cuda.is_available() else ["cuda"]))
+def test_baselines_refuse_the_devices_the_meta_learner_refuses(ratings, tiny_params, device):
+    # With backbone=None nothing runs on the device, yet a typo (or a GPU this machine
+    # lacks) is a mistake the same call with the meta-learner reports.
+    X, y, groups = ratings
+    with pytest.raises(ValueError, match=f"device={device!r} (is not a valid|was requested)"
+                       ) as meta_error:
+        MetaAestheticRegressor(**{**tiny_params, "device": device}).fit(X, y, groups=groups)
+    for baseline in tiny_baselines():
+        with pytest.raises(ValueError, match=re.escape(str(meta_error.value))):
+            baseline.set_params(device=device).fit(X, y, groups=groups)
+
+
+def test_an_int_device_is_refused_by_functions_as_by_the_estimators(prior, tmp_path):
+    # torch reads 0 as "cuda:0": the estimators' parameter validation refuses it, and
+    # embed_images and load_model took it (and used a GPU where there is one).
+    meta, X, y = prior
+    with pytest.raises(InvalidParameterError,
+                       match="'device' parameter of MetaAestheticRegressor must be an "
+                             "instance of 'str' or an instance of 'torch.device'. Got 0"):
+        MetaAestheticRegressor(device=0).fit(X, y)
+    save_model(meta, tmp_path / "p.pt")
+    message = (r"device=0 is not a valid device argument: give a str, such as 'cpu' or "
+               r"'cuda:0', or a torch.device, as the estimators take \(got int\)")
+    with pytest.raises(InvalidParameterError, match=message):
+        load_model(tmp_path / "p.pt", device=0)
+    with pytest.raises(InvalidParameterError, match=message):
+        embed_images(np.zeros((2, 40, 40, 3), dtype=np.uint8), backbone="tiny_cnn", device=0)

@@ -359,6 +359,19 @@ def test_features_of_another_width_are_refused_under_its_own_name(fitted):
         tv.personalize(wide, y)
 
 
+def test_a_personalized_net_names_the_task_vector_model_on_another_width(fitted):
+    # the net's input adapter was the base's, which named MetaAestheticRegressor
+    tv, feats = fitted
+    net = tv.personalize(feats[:10], np.linspace(1, 5, 10), random_state=0)
+    wide = np.hstack([feats[:5], feats[:5, :1]])
+    with pytest.raises(ValueError, match="X has 7 features, but TaskVectorRegressor is "
+                                         "expecting 6 features"):
+        net.predict(wide)
+    # the base keeps its own name
+    with pytest.raises(ValueError, match="but MetaAestheticRegressor is expecting"):
+        tv.base_.predict(wide)
+
+
 def test_a_fitted_model_saves_and_loads_as_it_was(fitted, tmp_path):
     from sklearn_piaa import PIAAWarning
 

@@ -88,3 +88,21 @@ def test_tuple_rater_keys_of_a_mapping_stay_one_rater_each():
     assert tasks.raters == [("aadb", 3), ("flickr", 7)]
     assert sorted(tasks.groups.tolist()) == [("aadb", 3)] * 2 + [("flickr", 7)] * 2
     TaskSet.from_mapping({("flickr", 7): (np.zeros((12, 3)), np.ones(12))})
+
+
+def test_draw_takes_a_seed_or_none_as_check_random_state_does():
+    tasks = TaskSet.from_arrays(np.arange(20.0)[:, None], np.arange(20.0) % 5 + 1,
+                                np.arange(20) % 2)
+    by_seed = tasks.draw(0, 4, 3, rng=0)
+    by_state = tasks.draw(0, 4, 3, rng=np.random.RandomState(0))
+    for a, b in zip(by_seed, by_state):
+        np.testing.assert_array_equal(a, b)
+    # None draws from NumPy's global generator (seeded by the conftest fixture)
+    np.random.seed(1)
+    first = tasks.draw(0, 4, 3, rng=None)
+    np.random.seed(1)
+    for a, b in zip(first, tasks.draw(0, 4, 3, rng=None)):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match=r"rng='x' cannot seed a random generator: give an "
+                                         r"int in \[0, 2\*\*32 - 1\]"):
+        tasks.draw(0, 4, 3, rng="x")

@@ -10,6 +10,7 @@ whole ``_user_fit`` / ``_user_predict`` pair).
 
 import copy
 import numbers
+import os
 
 import numpy as np
 import torch
@@ -34,6 +35,7 @@ from .._inputs import (
     FEATURES,
     check_score_range,
     check_scores,
+    check_seed,
     input_kind,
     n_samples,
     refuse_one_row,
@@ -123,7 +125,10 @@ class BaselineRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
     cache_dir : str or path-like, default=None
         On-disk embedding cache, as for :class:`~sklearn_piaa.MetaAestheticRegressor`
         (see :ref:`backbones`).
-    device : str, default="cpu"
+    device : str or torch.device, default="cpu"
+        Torch device the backbone (and PA-IAA's network) runs on. Checked in ``fit``
+        as :class:`~sklearn_piaa.MetaAestheticRegressor` checks it, also where nothing
+        runs on it (``backbone=None``).
     random_state : int, RandomState instance or None, default=None
         Resolved in ``fit``; seeds whatever the method draws at random, and the initial
         weights of a backbone without pretrained ones (as ``tiny_cnn``).
@@ -162,7 +167,7 @@ class BaselineRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
         "backbone_weights": "no_validation",
         "alphas": ["array-like"],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
-        "cache_dir": "no_validation",
+        "cache_dir": [str, os.PathLike, None],
         "device": [str, torch.device],
         "random_state": ["random_state"],
     }
@@ -203,6 +208,16 @@ class BaselineRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
         Returns
         -------
         self
+
+        Raises
+        ------
+        ValueError
+            If ``device`` names no torch device, or one this machine does not have
+            (even with ``backbone=None``, as :class:`~sklearn_piaa.MetaAestheticRegressor`
+            refuses it); if ``alphas`` are not positive numbers.
+        InvalidParameterError
+            (a ``ValueError`` and a ``TypeError``) If a parameter has a type or value
+            it does not accept, e.g. ``device=0`` or ``cache_dir=3``.
         """
         # The same input rules (and messages) as the meta-learned prior.
         tasks = as_tasks(X, y, groups, features=self.backbone is None,
@@ -214,6 +229,9 @@ class BaselineRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
         alphas = np.asarray(self.alphas, dtype=float).reshape(-1)
         if len(alphas) == 0 or not (alphas > 0).all():
             raise ValueError(f"alphas must be positive numbers; got {self.alphas}.")
+        # Checked even where nothing runs on it (backbone=None, the ridge baselines): the
+        # values MetaAestheticRegressor refuses are refused here too, with its message.
+        resolve_device(self.device)
         rng = check_random_state(self.random_state)
         # A refit that fails part-way must leave the previous fit untouched.
         previous = self.__dict__.copy()
@@ -327,8 +345,10 @@ class BaselineRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
         y : array-like of shape (n_samples,)
             Their scores by this rater.
         random_state : int, RandomState instance or None, default=None
-            Accepted and ignored, for the protocol's sake (evaluations pass each draw's
-            seed): the user models are deterministic.
+            Accepted for the protocol's sake (evaluations pass each draw's seed), and
+            otherwise ignored: the user models are deterministic. Checked all the same,
+            as :meth:`MetaAestheticRegressor.personalize()
+            <sklearn_piaa.MetaAestheticRegressor.personalize>` checks it.
         score_range : (float, float), default=None
             The rater's scale when it differs from the training raters'; the prior's
             scores are mapped linearly onto it.
@@ -337,8 +357,19 @@ class BaselineRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
         -------
         PersonalizedBaseline
             A fitted scikit-learn regressor; the prior is left unchanged.
+
+        Raises
+        ------
+        NotFittedError
+            If this baseline is not fitted.
+        ValueError
+            If ``random_state`` cannot seed a random generator (e.g. a str); and as
+            :meth:`PersonalizedBaseline.fit` raises.
         """
         check_is_fitted(self, "scaler_")
+        # a misspelt seed is a mistake even where nothing draws from it: the same call
+        # with a meta-learner would fail
+        check_seed(random_state)
         return PersonalizedBaseline(self, score_range=score_range).fit(X, y)
 
 
