@@ -44,6 +44,7 @@ from ._inputs import (
     n_samples,
     refuse_one_row,
     stray_scores,
+    with_rows,
 )
 from ._messages import listing, scores_given
 from ._personalize import PersonalizedNet, _augmenting
@@ -1071,7 +1072,9 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
 
         Returns
         -------
-        ndarray of shape (n_samples,)
+        ndarray of shape (n_samples,), float32
+            The network's float32 output, also under ``mixed_precision``; NaN for
+            images that cannot be read with ``on_error="skip"``.
         """
         check_is_fitted(self, "prior_net_")
         self._apply_reading_params()
@@ -1113,7 +1116,8 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like or list
-            The rater's images (or features).
+            The rater's images (or features: any array-like :meth:`fit` accepts, such as
+            an object with only ``__array__``).
         y : array-like of shape (n_samples,)
             The rater's scores.
         random_state : int, RandomState instance or None, default=None
@@ -1144,9 +1148,9 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
         Raises
         ------
         ValueError
-            If ``y`` is not one finite score per image or leaves the prior's (or the
-            given) score range, or ``random_state`` cannot seed a random generator
-            (e.g. a str).
+            If ``y`` is None (the rater's scores are required), is not one finite score
+            per image or leaves the prior's (or the given) score range, or
+            ``random_state`` cannot seed a random generator (e.g. a str).
         """
         check_is_fitted(self, "prior_net_")
         self._apply_reading_params()
@@ -1163,6 +1167,7 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
 
     def _check_rater(self, X, y, score_range=None):
         """One rater's ``X, y`` checked (and unreadable images dropped); their scale."""
+        X = with_rows(X)  # an array-like fit accepts: its rows are counted below
         kind = input_kind(X)  # a generator or another X of no supported kind: before len()
         refuse_one_row(X)
         if kind == FEATURES:  # features of another width, or for an image model: before y

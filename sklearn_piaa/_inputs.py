@@ -16,7 +16,7 @@ __all__ = ["input_kind", "n_samples", "take", "concat", "check_score_range",
            "check_finite_features", "check_scores", "is_count", "feature_names",
            "check_feature_names", "refuse_grouped_digits", "float_features",
            "refuse_one_row", "refuse_one_path", "is_number", "unique_rows", "check_seed",
-           "check_cache_dir", "check_verbose"]
+           "check_cache_dir", "check_verbose", "with_rows"]
 
 FEATURES = "features"
 IMAGES = "images"
@@ -185,6 +185,28 @@ def as_indexable(X):
 def n_samples(X):
     """Number of samples in ``X``."""
     return X.shape[0] if sparse.issparse(X) else len(X)  # len() of a sparse matrix fails
+
+
+def with_rows(X):
+    """``X``, or ``np.asarray(X)`` where ``X`` converts to an array but has no ``len``.
+
+    scikit-learn's ``check_array`` takes any object with ``__array__`` (its test
+    helper ``_NotAnArray`` has nothing else), and so does ``fit``; a rater's rows must
+    be counted and indexed as well, which such an object cannot do itself.
+
+    Parameters
+    ----------
+    X : object
+
+    Returns
+    -------
+    object
+        ``X`` itself where it has a length (an ndarray, a DataFrame, a list), is sparse,
+        or is no array-like at all (left for :func:`input_kind` to name).
+    """
+    if sparse.issparse(X) or hasattr(X, "__len__") or not hasattr(X, "__array__"):
+        return X
+    return np.asarray(X)
 
 
 def take(X, indices):
@@ -447,7 +469,17 @@ def check_scores(y, n_rows=None, what="y"):
     Returns
     -------
     ndarray of shape (n,), float64
+
+    Raises
+    ------
+    ValueError
+        If ``y`` is None, is not one numeric score per row, or has another length than
+        ``n_rows``.
     """
+    if y is None:
+        # np.asarray(None) is a 0-d object array: "must be 1-D" would hide what is missing
+        raise ValueError(f"the rater's scores are required ({what}=None given): pass one "
+                         "score per image.")
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]

@@ -716,6 +716,7 @@ def _load(path, state, device):
                 state["user"]["score_range"], path))
             user.state_ = {k: _decode(v, path) for k, v in state["user"]["state"].items()}
             user.prior_, user.score_range_ = prior, user.score_range
+            user._take_input_attributes(prior)
             return user
         except (KeyError, TypeError, AttributeError, IndexError, RuntimeError) as exc:
             # A hand-edited or truncated structure: say which file, not a bare KeyError.

@@ -16,8 +16,8 @@ from skorch.utils import to_tensor
 from ._array_loader import array_loader
 from ._device import autocast, cpu_copies, seeded, unpickled_device
 from ._diverged import LEVELS, check_trained, score_levels
-from ._features import ImageInput, cpu_forward_batch, drop_unreadable
-from ._inputs import check_scores, is_count
+from ._features import FeatureInput, ImageInput, cpu_forward_batch, drop_unreadable
+from ._inputs import check_scores, is_count, with_rows
 from ._interrupts import watching_ctrl_c
 from ._messages import scores_given
 from ._pickled import fill_new_params
@@ -110,6 +110,13 @@ class PersonalizedNet(NeuralNetRegressor):
     coefficients_ : ndarray of shape (n_sources,) or (n_sources, n_tensors)
         On a net that :meth:`TaskVectorRegressor.personalize` returned: the rater's
         task-vector coefficients.
+    n_features_in_ : int
+        Feature width, once initialized or fitted, where ``input`` checks precomputed
+        features (a net personalized from a prior fitted with ``backbone=None``); not
+        set on images, as on the prior.
+    feature_names_in_ : ndarray of str
+        The prior's column names, where it was fitted on a DataFrame with string column
+        names; a DataFrame given later must have the same columns in the same order.
     """
 
     #: Train an :class:`~sklearn_piaa.nn.AestheticHead` over embeddings with its
@@ -202,7 +209,18 @@ class PersonalizedNet(NeuralNetRegressor):
         if not is_count(self.max_epochs, low=0):
             raise ValueError(f"max_epochs must be a non-negative integer; got "
                              f"{self.max_epochs!r}.")
-        return super().initialize()
+        super().initialize()
+        # Here, where skorch makes module_ (in fit, partial_fit and load_model), so that
+        # a clone, never initialized, has neither. The input adapter checks X against
+        # them, as it checks the prior's.
+        for name in ("n_features_in_", "feature_names_in_"):
+            self.__dict__.pop(name, None)
+        if isinstance(self.input, FeatureInput):
+            self.n_features_in_ = self.input.n_features
+            names = getattr(self.input, "feature_names", None)  # older pickles lack it
+            if names is not None:
+                self.feature_names_in_ = np.asarray(names, dtype=object)
+        return self
 
     def _autocast(self, training=None):
         """Whether a forward pass (by default the one about to run) goes under autocast."""
@@ -392,6 +410,7 @@ class PersonalizedNet(NeuralNetRegressor):
             module = getattr(self, "module_", None) if self.initialized_ else None
             y = self._check_scores(y, self.module if module is None else module)
             if not isinstance(X, torch.utils.data.Dataset):
+                X = with_rows(X)  # as personalize takes it: rows to index for the checks
                 # personalize drops unreadable images itself; a refit of the net (a clone
                 # in cross_val_score) must too. fit comes here as well (skorch).
                 X, y = drop_unreadable(self.input, X, y, getattr(self.input, "on_error", None))
@@ -534,8 +553,10 @@ class PersonalizedNet(NeuralNetRegressor):
 
         Returns
         -------
-        ndarray of shape (n_samples,)
-            The scores; NaN for unreadable images, with a :class:`PIAAWarning`.
+        ndarray of shape (n_samples,), float32
+            The scores, as the module computes them (the package's networks: in float32,
+            also under ``mixed_precision``); NaN for unreadable images, with a
+            :class:`PIAAWarning`.
         """
         dataset = self.get_dataset(X)
         # Slices of arrays in order draw no random number, and need not wait for a

@@ -534,7 +534,9 @@ class TaskVectorRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
 
         Returns
         -------
-        ndarray of shape (n_samples,)
+        ndarray of shape (n_samples,), float32
+            The base network's float32 output, as :meth:`MetaAestheticRegressor.predict`
+            gives it.
         """
         check_is_fitted(self, "task_vectors_")
         self._check_width(X)
@@ -656,6 +658,18 @@ class TaskVectorRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
             this class's ``finetune_epochs`` is 0. It cannot be
             cloned (as ``cross_val_score`` or ``GridSearchCV`` do to re-fit it): a clone
             would keep the coefficients fitted on these images.
+
+        Raises
+        ------
+        ValueError
+            As :meth:`MetaAestheticRegressor.personalize` raises it (e.g. for
+            ``y=None``: the rater's scores are required), or if ``X`` holds features of
+            another width than those fitted on.
+        TypeError
+            If ``net_params`` holds a setting of this class rather than of the net.
+        FloatingPointError
+            If fitting the coefficients (``coef_lr``, ``coef_steps``) or fine-tuning
+            diverged.
         """
         check_is_fitted(self, "task_vectors_")
         base = self.base_

@@ -241,6 +241,12 @@ def plot_parameter_study(search, params=None, axes=None, metric=None):
 def plot_gradient_map(model, image, ax=None, alpha=0.6, cmap="inferno", title=None):
     """The image with its input-gradient map on top (the paper's Figs. 7, 8 and 10).
 
+    The photo is shown at its own size and aspect ratio. The map is of the square view
+    the network sees (the photo resized to its input size, see
+    :func:`~sklearn_piaa.gradient_map`), and is stretched back onto the photo with the
+    network's resampling, bilinear: a pixel of the map lies over the part of the photo
+    it was computed from.
+
     Parameters
     ----------
     model : MetaAestheticRegressor or PersonalizedNet
@@ -255,6 +261,8 @@ def plot_gradient_map(model, image, ax=None, alpha=0.6, cmap="inferno", title=No
     Returns
     -------
     matplotlib Axes
+        The last two of its ``images`` are the photo, ``(H, W, 3)``, and the map at the
+        network's input resolution, drawn over the photo's extent.
     """
     from ._features import load_image
     from .explain import gradient_map
@@ -264,11 +272,18 @@ def plot_gradient_map(model, image, ax=None, alpha=0.6, cmap="inferno", title=No
     # Normalised per map: the figure compares where, not how much.
     top = np.percentile(saliency, 99.5)
     shown = np.clip(saliency / top, 0, 1) if top > 0 else saliency
-    size = saliency.shape[::-1]
+    # upright, as the network decodes it (EXIF orientation)
+    photo = np.asarray(load_image(image))
+    height, width = photo.shape[:2]
     if ax is None:
-        _, ax = plt.subplots(figsize=(3, 3))
-    ax.imshow(np.asarray(load_image(image).resize(size)))
-    ax.imshow(shown, cmap=cmap, alpha=alpha)
+        _, ax = plt.subplots(figsize=(3, 3 * height / width) if width > height
+                             else (3 * width / height, 3))
+    background = ax.imshow(photo)
+    # Over the photo's own pixels: the map's square is stretched back to the photo's
+    # shape, which the network squashed to a square. Interpolating the map's values
+    # (not its colours) bilinearly is the resampling the network's resize used.
+    ax.imshow(shown, cmap=cmap, alpha=alpha, extent=background.get_extent(),
+              interpolation="bilinear", interpolation_stage="data")
     ax.set_axis_off()
     if title:
         ax.set_title(title, fontsize="small")

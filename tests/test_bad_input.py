@@ -66,6 +66,17 @@ def test_two_column_scores_are_refused_not_flattened(fitted):
     assert net.predict(X[:2]).shape == (2,)
 
 
+def test_personalize_without_scores_asks_for_them(fitted):
+    # said "y must be 1-D (one score per image); got shape ()": np.asarray(None) is 0-d
+    meta, X, y, groups = fitted
+    prior = UserRidgeRegressor().fit(X, y, groups=groups)
+    message = r"the rater's scores are required \(y=None given\)"
+    for personalize in (meta.personalize, prior.personalize,
+                        prior.personalize(X[:10], y[:10]).fit):
+        with pytest.raises(ValueError, match=message):
+            personalize(X[:10], None)
+
+
 def test_rater_pairs_and_ids_are_checked(ratings):
     X, y, groups = ratings
     with pytest.raises(ValueError, match=r"rater 'a': X is a 1-D array of numbers"):

@@ -1,3 +1,4 @@
+import inspect
 import pickle
 import re
 import warnings
@@ -12,6 +13,7 @@ from sklearn.model_selection import GridSearchCV, cross_val_score
 from skorch.callbacks import EpochScoring
 
 from sklearn_piaa import (
+    ConsensusRidgeRegressor,
     MetaAestheticRegressor,
     PersonalizedNet,
     PersonalizedSROCCScorer,
@@ -135,6 +137,20 @@ def test_skorch_features_work_on_personalized_net(ratings, tiny_params, tmp_path
     np.testing.assert_allclose(other.predict(X[:10]), net.predict(X[:10]), rtol=1e-6)
     net.set_params(optimizer__lr=0.5)
     assert net.optimizer_.param_groups[0]["lr"] == 0.5
+
+
+def test_predict_returns_the_dtype_its_docstring_names(ratings, tiny_params):
+    # The docs said "ndarray": float32 from the networks, float64 from the baselines.
+    X, y, groups = ratings
+    meta = MetaAestheticRegressor(**tiny_params).fit(X, y, groups=groups)
+    prior = ConsensusRidgeRegressor().fit(X, y, groups=groups)
+    models = [meta, meta.personalize(X[:20], y[:20]),
+              meta.personalize(X[:20], y[:20], mixed_precision=True),
+              prior, prior.personalize(X[:20], y[:20])]
+    for model, dtype in zip(models, ["float32"] * 3 + ["float64"] * 2):
+        assert model.predict(X[:5]).dtype == dtype
+        returns = inspect.getdoc(type(model).predict).split("Returns\n-------\n")[1]
+        assert returns.startswith(f"ndarray of shape (n_samples,), {dtype}\n")
 
 
 def test_personalized_net_prints_its_log_only_when_asked(ratings, tiny_params, capsys):

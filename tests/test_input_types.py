@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from sklearn.base import clone
 
 from sklearn_piaa import (
     MetaAestheticRegressor,
@@ -81,6 +82,24 @@ def test_baselines_take_int_and_mixed_rater_ids():
     mixed = [1] * 40 + ["u2"] * 40 + [3] * 40 + ["u4"] * 40
     model = FPMFRegressor(max_iter=2, random_state=0).fit(X, y, groups=mixed)
     assert np.isfinite(model.predict(X[:5])).all()
+
+
+def test_an_array_like_without_len_personalizes_as_its_array(ratings, tiny_params):
+    # fit took it (check_array), personalize failed on len(): "object of type
+    # '_NotAnArray' has no len()"
+    from sklearn.utils.estimator_checks import _NotAnArray
+
+    X, y, groups = ratings
+    meta = MetaAestheticRegressor(**tiny_params).fit(_NotAnArray(X), y, groups=groups)
+    prior = FPMFRegressor(n_factors=3, n_components=8, max_iter=5, random_state=0).fit(
+        _NotAnArray(X), y, groups=groups)
+    for model in (meta, prior):
+        expected = model.personalize(X[:20], y[:20], random_state=0).predict(X[20:40])
+        user = model.personalize(_NotAnArray(X[:20]), y[:20], random_state=0)
+        np.testing.assert_array_equal(user.predict(X[20:40]), expected)
+        np.testing.assert_array_equal(user.predict(_NotAnArray(X[20:40])), expected)
+        np.testing.assert_array_equal(  # a clone's refit, as cross_val_score does it
+            clone(user).fit(_NotAnArray(X[:20]), y[:20]).predict(X[20:40]), expected)
 
 
 def test_a_torch_greyscale_frame_is_not_rows_of_features():

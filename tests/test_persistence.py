@@ -496,6 +496,45 @@ def test_a_clone_of_a_personalized_net_saves(ratings, tiny_params, tmp_path):
                                refit.predict(X[30:80]), rtol=1e-6)
 
 
+def test_personalized_models_keep_the_priors_feature_width_and_names(ratings, tiny_params,
+                                                                    tmp_path):
+    # Neither a personalized net nor a personalized baseline had n_features_in_ or
+    # feature_names_in_, which their priors and scikit-learn's regressors have.
+    pd = pytest.importorskip("pandas")  # not in the [test] extra
+    X, y, groups = ratings
+    df = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
+    for prior in (MetaAestheticRegressor(**tiny_params), ConsensusRidgeRegressor()):
+        for data, names in ((X, None), (df, list(df.columns))):
+            user = prior.fit(data, y, groups=groups).personalize(data[:20], y[:20],
+                                                                 random_state=0)
+            save_model(user, tmp_path / "user.pt")
+            refit = clone(user)
+            assert not hasattr(refit, "n_features_in_")
+            assert not hasattr(refit, "feature_names_in_")
+            refit.fit(data[:20], y[:20])
+            for model in (user, pickle.loads(pickle.dumps(user)),
+                          load_model(tmp_path / "user.pt"), refit):
+                assert model.n_features_in_ == X.shape[1]
+                if names is None:
+                    assert not hasattr(model, "feature_names_in_")
+                else:
+                    assert list(model.feature_names_in_) == names
+
+
+def test_personalized_models_on_images_have_no_feature_width():
+    # as their priors: the width is the backbone's business, not the input's
+    imgs, y, groups = _images(24)
+    meta = MetaAestheticRegressor(backbone="tiny_cnn", hidden_sizes=(4,), n_iterations=2,
+                                  support_size=4, query_size=2, finetune_epochs=1,
+                                  random_state=0).fit(imgs, y, groups=groups)
+    prior = ConsensusRidgeRegressor(backbone="tiny_cnn", random_state=0).fit(
+        imgs, y, groups=groups)
+    for model in (meta, meta.personalize(imgs[:6], y[:6]), prior,
+                  prior.personalize(imgs[:6], y[:6])):
+        assert not hasattr(model, "n_features_in_")
+        assert not hasattr(model, "feature_names_in_")
+
+
 def test_a_pickled_embedder_leaves_its_embeddings_behind(image_files):
     # The memo of every embedded image was pickled too: joblib copied all the training
     # embeddings into every job of a parallel evaluation (200 MB each at FLICKR-AES size).

@@ -164,6 +164,29 @@ def test_gradient_map_plot_overlays_the_map():
     assert ax.images[1].get_array().shape == (32, 32)
 
 
+def test_gradient_map_plot_shows_a_non_square_photo_at_its_own_aspect():
+    # The photo was squashed to the network's square input (and resized bicubic, where
+    # the network resizes bilinear); the map is stretched back onto the photo instead.
+    from sklearn_piaa.plotting import plot_gradient_map
+
+    rng = np.random.RandomState(0)
+    imgs = rng.randint(0, 256, (24, 36, 36, 3)).astype(np.uint8)
+    y = np.clip(1 + imgs.mean((1, 2, 3)) / 64, 1, 5)
+    meta = MetaAestheticRegressor(backbone="tiny_cnn", hidden_sizes=(4,), n_iterations=2,
+                                  support_size=4, query_size=2, random_state=0)
+    meta.fit(imgs, y, groups=np.repeat(np.arange(3), 8))
+    wide = rng.randint(0, 256, (30, 75, 3)).astype(np.uint8)
+    ax = plot_gradient_map(meta, wide)
+    photo, shown = ax.images
+    np.testing.assert_array_equal(photo.get_array(), wide)  # its own pixels, unresized
+    assert shown.get_array().shape == (32, 32)  # the square view the network sees...
+    assert shown.get_extent() == photo.get_extent()  # ...stretched over the photo
+    assert shown.get_interpolation() == "bilinear"
+    ax.figure.canvas.draw()
+    box = ax.get_window_extent()
+    assert box.width / box.height == pytest.approx(75 / 30, rel=0.02)
+
+
 def test_parameter_study_of_none_and_tuple_values():
     # the package's own settings take None (finetune_lr) and tuples (hidden_sizes)
     from sklearn.model_selection import GridSearchCV

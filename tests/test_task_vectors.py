@@ -1,4 +1,5 @@
 import copy
+import inspect
 import pickle
 import warnings
 
@@ -370,6 +371,29 @@ def test_a_personalized_net_names_the_task_vector_model_on_another_width(fitted)
     # the base keeps its own name
     with pytest.raises(ValueError, match="but MetaAestheticRegressor is expecting"):
         tv.base_.predict(wide)
+
+
+def test_personalize_asks_for_scores_and_takes_an_array_like_without_len(fitted):
+    from sklearn.utils.estimator_checks import _NotAnArray
+
+    tv, feats = fitted
+    with pytest.raises(ValueError, match=r"the rater's scores are required \(y=None given\)"):
+        tv.personalize(feats[:10], None)
+    y = np.linspace(1, 5, 10)
+    expected = tv.personalize(feats[:10], y, random_state=0).predict(feats[10:20])
+    net = tv.personalize(_NotAnArray(feats[:10]), y, random_state=0)
+    np.testing.assert_array_equal(net.predict(feats[10:20]), expected)
+
+
+def test_predictions_are_float32_as_documented_and_nets_know_their_width(fitted):
+    tv, feats = fitted
+    net = tv.personalize(feats[:10], np.linspace(1, 5, 10), random_state=0)
+    assert net.n_features_in_ == tv.n_features_in_ == feats.shape[1]
+    assert not hasattr(net, "feature_names_in_")
+    for model in (tv, net):
+        assert model.predict(feats[:5]).dtype == np.float32
+        returns = inspect.getdoc(type(model).predict).split("Returns\n-------\n")[1]
+        assert returns.startswith("ndarray of shape (n_samples,), float32\n")
 
 
 def test_a_fitted_model_saves_and_loads_as_it_was(fitted, tmp_path):

@@ -40,6 +40,7 @@ from .._inputs import (
     n_samples,
     refuse_one_row,
     unique_rows,
+    with_rows,
 )
 from .._tasks import as_tasks
 from .._warnings import warn_caller
@@ -330,7 +331,10 @@ class BaselineRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
 
         Returns
         -------
-        ndarray of shape (n_samples,)
+        ndarray of shape (n_samples,), float64
+            The method's scores, in float64 whatever the features' dtype (PA-IAA's
+            network included); NaN for images the embedder could not read
+            (``on_error="skip"``).
         """
         check_is_fitted(self, "scaler_")
         return _on_readable(self._transform(X), self._base)
@@ -414,6 +418,13 @@ class PersonalizedBaseline(RegressorMixin, BaseEstimator):
     score_range_ : (float, float) or None
         ``score_range`` as fitted: predictions stay on that scale after a later
         ``set_params`` (refit to change it).
+    n_features_in_ : int
+        Feature width, the prior's (only when the prior was fitted with
+        ``backbone=None``).
+    feature_names_in_ : ndarray of str
+        The prior's column names (only when it was fitted on a DataFrame with string
+        column names); a DataFrame given to ``fit`` or ``predict`` must have the same
+        columns in the same order.
     """
 
     def __init__(self, prior, score_range=None):
@@ -462,7 +473,9 @@ class PersonalizedBaseline(RegressorMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like or list
-            Features of the support images (``backbone=None``) or the images.
+            Features of the support images (``backbone=None``; any array-like the
+            prior's ``fit`` accepts, such as an object with only ``__array__``) or the
+            images.
         y : array-like of shape (n_samples,) or (n_samples, 1)
             Their scores by this rater.
 
@@ -475,14 +488,16 @@ class PersonalizedBaseline(RegressorMixin, BaseEstimator):
         NotFittedError
             If ``prior`` is not fitted.
         ValueError
-            If ``y`` is not one numeric score per image, is empty or not finite; if
-            ``score_range`` is not a valid ``(low, high)``; or if ``score_range`` is given
-            and ``y`` leaves it or the prior's training scores were all equal.
+            If ``y`` is None (the rater's scores are required), is not one numeric score
+            per image, is empty or not finite; if ``score_range`` is not a valid
+            ``(low, high)``; or if ``score_range`` is given and ``y`` leaves it or the
+            prior's training scores were all equal.
         """
         check_is_fitted(self.prior, "scaler_")
         # A copy: a refit of the prior rebinds its attributes, and must not change this
         # model afterwards (the copy shares them, so costs nothing).
         prior = copy.copy(self.prior)
+        X = with_rows(X)  # an array-like the prior's fit accepts: its rows are counted
         refuse_one_row(X)
         y = check_scores(y, n_samples(X))
         if len(y) == 0 or not np.isfinite(y).all():
@@ -511,7 +526,20 @@ class PersonalizedBaseline(RegressorMixin, BaseEstimator):
         self.state_ = prior._user_fit(prior._transform(X), y,
                                       lambda base: self._rescale(base, prior, score_range))
         self.prior_, self.score_range_ = prior, score_range
+        self._take_input_attributes(prior)
         return self
+
+    def _take_input_attributes(self, prior):
+        """``n_features_in_`` and ``feature_names_in_`` as ``prior`` has them.
+
+        Its input adapter checks this model's ``X`` (width and names), as it checks the
+        prior's; on images neither is set, as on the prior. ``load_model`` calls it too.
+        """
+        for name in ("n_features_in_", "feature_names_in_"):
+            if hasattr(prior, name):
+                setattr(self, name, getattr(prior, name))
+            else:  # a refit on images must not keep a previous fit's width
+                self.__dict__.pop(name, None)
 
     def predict(self, X):
         """The rater's predicted scores.
@@ -523,8 +551,9 @@ class PersonalizedBaseline(RegressorMixin, BaseEstimator):
 
         Returns
         -------
-        ndarray of shape (n_samples,)
-            NaN for images the prior's embedder could not read (``on_error="skip"``).
+        ndarray of shape (n_samples,), float64
+            Computed in float64, as the prior's scores; NaN for images the prior's
+            embedder could not read (``on_error="skip"``).
 
         Raises
         ------
