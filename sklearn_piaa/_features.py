@@ -960,7 +960,9 @@ class ImageEmbedder:
     memory and time for nothing. Pickling stores the backbone but not the embeddings
     held in memory (a memo of every image embedded so far: joblib would carry all the
     training images' embeddings to every job of a parallel evaluation, 200 MB each at
-    FLICKR-AES size); ``cache_dir`` keeps embeddings across processes.
+    FLICKR-AES size); ``cache_dir`` keeps embeddings across processes, and
+    :meth:`embeddings` and :meth:`remember` hand a copy in another process those of
+    the images it is about to read.
 
     Greyscale, palette, CMYK, 16-bit and RGBA images are converted to RGB and EXIF
     orientation is applied (:func:`load_image`).
@@ -1129,7 +1131,47 @@ class ImageEmbedder:
             # NaN rows stand for unreadable images downstream: never let input make them.
             check_finite_features(X)
             return X, np.arange(len(X))
-        X = as_indexable(X)
+        keys, rows, failed = self._rows(as_indexable(X), strict_cache)
+        position = {}
+        inverse = np.fromiter((position.setdefault(k, len(position)) for k in keys),
+                              dtype=np.intp, count=len(keys))
+        nan = np.full(self.out_features, np.nan, dtype=np.float32)
+        unique = np.stack([rows[k] if k not in failed else nan
+                           for k in position]).astype(np.float32, copy=False)
+        if failed:
+            self._report(failed)
+        return unique, inverse
+
+    def embeddings(self, X):
+        """The embeddings of the readable images in ``X``, by their keys in the memo.
+
+        What a copy of this embedder in another process needs (:meth:`remember`) so as
+        to embed none of these images again: pickling leaves the memo behind (see
+        Notes). Images not held yet are embedded, through ``cache_dir`` where given.
+
+        Parameters
+        ----------
+        X : list or ndarray
+            Images; precomputed features give an empty dict.
+
+        Returns
+        -------
+        dict
+            Key -> embedding, ndarray of shape (D,), float32. Unreadable images are
+            left out without a word, whatever ``on_error``: the copy meets them again,
+            and raises or warns about them as it would have.
+        """
+        if input_kind(X) == FEATURES:
+            return {}
+        _, rows, _ = self.replaced(on_error="skip")._rows(as_indexable(X), False)
+        return rows
+
+    def _rows(self, X, strict_cache):
+        """Each image's key, the embeddings by key, and the unreadable images by key.
+
+        ``failed`` maps a key to ``(image, reason)``; with ``on_error="raise"`` an
+        unreadable image raises instead.
+        """
         failed = {}  # key -> (image, reason), for on_error="skip"
         # Once per distinct path (a rater table names each image once per rater): a
         # stat and a hash each, milliseconds apiece on a network file system.
@@ -1163,16 +1205,8 @@ class ImageEmbedder:
             disk = self._writable_disk(disk, len(todo), strict_cache)
         if todo:
             self._embed_missing(X, todo, disk, failed, rows)
-        self._remember(rows)
-        position = {}
-        inverse = np.fromiter((position.setdefault(k, len(position)) for k in keys),
-                              dtype=np.intp, count=len(keys))
-        nan = np.full(self.out_features, np.nan, dtype=np.float32)
-        unique = np.stack([rows[k] if k not in failed else nan
-                           for k in position]).astype(np.float32, copy=False)
-        if failed:
-            self._report(failed)
-        return unique, inverse
+        self.remember(rows)
+        return keys, rows, failed
 
     def _writable_disk(self, disk, n_new, strict):
         """``disk`` if ``n_new`` embeddings can be written there, else None, warning.
@@ -1189,7 +1223,7 @@ class ImageEmbedder:
                 if strict and (needed or not os.path.isdir(disk)):
                     raise  # a mistyped or unusable path, or a full disk, before the work
                 warnings.warn(f"{exc} The {n_new} image(s) not in it yet are embedded "
-                              "without being cached.", PIAAWarning, stacklevel=4)
+                              "without being cached.", PIAAWarning, stacklevel=5)
                 return None
         _remove_stale_writes(disk)
         return disk
@@ -1222,10 +1256,19 @@ class ImageEmbedder:
             return None
         return row
 
-    def _remember(self, rows):
-        """Hold ``rows`` in the memo as the most recently used, forgetting the oldest
-        beyond :attr:`memo_size`. Safe beside other threads' calls (each step is one
-        dict operation; a key another thread evicted is simply not there)."""
+    def remember(self, rows):
+        """Hold ``rows`` in the memo as the most recently used.
+
+        The oldest beyond :attr:`memo_size` are forgotten. Safe beside other threads'
+        calls (each step is one dict operation; a key another thread evicted is simply
+        not there).
+
+        Parameters
+        ----------
+        rows : dict
+            Key -> embedding, as :meth:`embeddings` gives them (from an embedder of
+            the same backbone and precision: the keys name images, not backbones).
+        """
         memo = self._memory
         for key, row in rows.items():
             memo[key] = row
@@ -1303,7 +1346,7 @@ class ImageEmbedder:
                             warnings.warn(f"cache_dir {disk!r}: writing an embedding failed "
                                           f"({exc.strerror or exc}); the other images are "
                                           "embedded without being cached.", PIAAWarning,
-                                          stacklevel=4)
+                                          stacklevel=5)
                             disk = None
                 bar.update(len(images))
         bar.close()

@@ -10,7 +10,7 @@ from joblib import Parallel, delayed
 from sklearn.utils import check_random_state
 
 from ._estimator import _SCALE_CHECKED, check_scales
-from ._features import image_reader
+from ._features import ImageEmbedder, image_reader
 from ._inputs import FEATURES, check_feature_names, check_verbose, input_kind, is_count, take
 from ._messages import listing
 from ._progress import progress
@@ -209,8 +209,11 @@ def evaluate_personalization(prior, test_tasks, n_support=(10, 100), n_repeats=5
         of raters (about four per worker); joblib's backends work
         (``with joblib.parallel_config(backend="dask"):`` or ``"ray"`` spreads the
         raters over a cluster) except ``"multiprocessing"``, whose forked workers hang
-        in torch's CPU kernels and which is refused with a ValueError. On 2 cores,
-        ``n_jobs=1`` already runs torch on both: ``n_jobs=2`` gains 1.1-1.3x at most.
+        in torch's CPU kernels and which is refused with a ValueError. Images a frozen
+        backbone embeds are embedded once, in this process, and their embeddings go
+        to the worker processes with the raters that need them. On 2 cores,
+        ``n_jobs=1`` already runs torch on both: ``n_jobs=2`` gains 1.1-1.3x at most,
+        and each worker process first spends seconds importing torch and this package.
     score_range : (float, float), default=None
         The test raters' rating scale when it differs from the prior's, e.g. a prior
         meta-trained on FLICKR-AES (1-5) evaluated on AADB raters (1-10), the paper's
@@ -344,16 +347,46 @@ def _each_rater(func, prior, calls, n_jobs):
     gets the prior pickled with every job (15 MB with a backbone, tens of ms each way),
     and with a job per rater that made ``n_jobs=2`` slower than ``n_jobs=1`` on 2 cores
     (500 raters of 20 images: 48.5 s against 39.2 s; in chunks 30.4 s).
+
+    Each ``args`` starts with the rater's images (``X``).
     """
-    workers = Parallel(n_jobs=n_jobs)._effective_n_jobs()
+    parallel = Parallel(n_jobs=n_jobs)
+    workers = parallel._effective_n_jobs()
     size = 1 if workers == 1 else max(1, -(-len(calls) // (4 * workers)))
     chunks = [calls[i:i + size] for i in range(0, len(calls), size)]
-    for part in _in_order((delayed(_run_chunk)(func, prior, c) for c in chunks), n_jobs):
+    embedder = image_reader(prior)
+    if (workers == 1 or getattr(parallel._backend, "supports_sharedmem", False)
+            or not isinstance(embedder, ImageEmbedder)):
+        jobs = (delayed(_run_chunk)(func, prior, c) for c in chunks)
+    else:
+        # Each job unpickles a copy of the prior whose embedder holds no embedding (its
+        # memo is not pickled): every chunk embedded all its raters' images again,
+        # those rated by raters of other chunks too. Here each image is embedded once
+        # and its embedding (5 kB with EfficientNet-Lite0) travels with the chunks that
+        # need it. Lazily: joblib takes chunks a few ahead of the workers (its
+        # pre_dispatch), so only those chunks' embeddings wait in memory.
+        jobs = (delayed(_run_chunk_with)(_chunk_embeddings(embedder, c), func, prior, c)
+                for c in chunks)
+    for part in _in_order(jobs, n_jobs):
         yield from part
 
 
 def _run_chunk(func, prior, calls):
     return [func(prior, *args) for args in calls]
+
+
+def _chunk_embeddings(embedder, calls):
+    """The embeddings of the images of a chunk of raters, by key (see ``_each_rater``)."""
+    found = {}
+    for args in calls:
+        found.update(embedder.embeddings(args[0]))
+    return found
+
+
+def _run_chunk_with(embeddings, func, prior, calls):
+    """:func:`_run_chunk`, the prior's embedder holding ``embeddings`` first."""
+    image_reader(prior).remember(embeddings)
+    return _run_chunk(func, prior, calls)
 
 
 def _in_order(jobs, n_jobs):

@@ -1,7 +1,9 @@
+import os
 import warnings
 
 import numpy as np
 import pytest
+import torch
 
 from sklearn_piaa import MetaAestheticRegressor, PIAAWarning, TaskSet
 from sklearn_piaa.evaluation import evaluate_personalization
@@ -335,3 +337,52 @@ def test_the_printed_columns_stay_aligned_with_long_cells():
     lines = str(result).splitlines()
     starts = {line.rindex(str(short)) for line in lines[1:3]}
     assert len(starts) == 1 and lines[0].index("personalized") in starts
+
+
+class _LoggedPool(torch.nn.Module):
+    """A backbone that notes each forward pass's process and images in a file: worker
+    processes cannot count in the test's memory."""
+
+    def __init__(self, log):
+        super().__init__()
+        self.log = log
+
+    def forward(self, x):
+        with open(self.log, "a") as fh:
+            fh.write(f"{os.getpid()} {len(x)}\n")
+        return x.mean(dim=(2, 3))
+
+
+def test_worker_processes_embed_no_image_again(tmp_path):
+    # Each job's copy of the prior came without the embeddings held in memory: each
+    # worker embedded every image of each of its chunks again (12 raters of the same
+    # 60 images, from the command line: 360 embedded for 60), which made n_jobs=2
+    # slower than n_jobs=1.
+    from PIL import Image
+
+    from sklearn_piaa.nn import Backbone
+
+    rng = np.random.RandomState(0)
+    paths = []
+    for i in range(16):
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.fromarray((rng.rand(12, 12, 3) * 255).astype(np.uint8)).save(paths[-1])
+    log = tmp_path / "forward.log"
+    backbone = Backbone(_LoggedPool(str(log)), out_features=3, input_size=16, name="logged")
+    meta = MetaAestheticRegressor(backbone=backbone, hidden_sizes=(4,), n_iterations=2,
+                                  support_size=4, query_size=2, finetune_epochs=2,
+                                  random_state=0)
+    meta.fit(paths[:8] * 2, rng.randint(1, 6, 16).astype(float),
+             groups=np.repeat(["a", "b"], 8))
+    log.unlink()
+    raters = [f"t{r}" for r in range(8)]  # 8 chunks of one rater for 2 workers
+    test = TaskSet.from_arrays(paths * len(raters),
+                               rng.randint(1, 6, 16 * len(raters)).astype(float),
+                               np.repeat(raters, 16))
+    parallel = evaluate_personalization(meta, test, n_support=5, n_repeats=2,
+                                        random_state=0, n_jobs=2)
+    passes = np.loadtxt(log, dtype=np.int64, ndmin=2)
+    assert set(passes[:, 0]) == {os.getpid()}  # no worker ran the backbone
+    assert passes[:, 1].sum() == 8  # the images fit had not seen, each once
+    alone = evaluate_personalization(meta, test, n_support=5, n_repeats=2, random_state=0)
+    np.testing.assert_array_equal(parallel.table, alone.table)

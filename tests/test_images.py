@@ -500,3 +500,26 @@ def test_each_distinct_path_is_keyed_once(image_files, monkeypatch):
     rows = [str(p) for p in image_files] * 3 + [Path(p) for p in image_files] * 4
     np.testing.assert_array_equal(embedder.transform(rows), np.tile(expected, (7, 1)))
     assert len(keyed) == len(image_files)
+
+
+def test_embeddings_handed_to_a_pickled_copy_are_not_computed_again(image_files, tmp_path,
+                                                                    monkeypatch):
+    # A copy unpickled in a worker process holds no embedding (the memo is not pickled)
+    # and embedded every image again.
+    import pickle
+    import warnings
+
+    embedder = ImageEmbedder(load_backbone("tiny_cnn"), torch.device("cpu"), batch_size=4)
+    gone = str(tmp_path / "gone.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the copy reports unreadable images, not this
+        rows = embedder.embeddings(image_files + [gone])
+    assert len(rows) == len(image_files) and embedder.on_error == "raise"
+    copy = pickle.loads(pickle.dumps(embedder))
+    copy.remember(rows)
+    monkeypatch.setattr(ImageEmbedder, "_embed_missing",
+                        lambda *args: pytest.fail("embedded again"))
+    np.testing.assert_array_equal(copy.transform(image_files), embedder.transform(image_files))
+    with pytest.raises(FileNotFoundError, match="gone.png"):
+        copy.transform([gone])
+    assert embedder.embeddings(np.zeros((2, 16), np.float32)) == {}
