@@ -46,7 +46,13 @@ from ._inputs import (
     stray_scores,
     with_rows,
 )
-from ._messages import listing, scores_given
+from ._messages import (
+    listing,
+    pass_score_range,
+    row_numbers,
+    score_range_given,
+    scores_given,
+)
 from ._personalize import PersonalizedNet, _augmenting
 from ._progress import progress
 from ._tasks import NO_GROUPS, as_tasks
@@ -132,7 +138,8 @@ def scores_outside(y, low, high):
 
 
 #: Set while an evaluation personalizes a rater it has already checked (and named in
-#: one warning): the per-draw warning would repeat it dozens of times.
+#: one warning): the per-draw warning would repeat it dozens of times. Equal scores
+#: (``_warn_if_unranked``) are left to the evaluation's warning of undefined SROCC.
 _SCALE_CHECKED = threading.local()
 
 
@@ -194,12 +201,39 @@ def warn_if_stray(tasks, consequence):
         + consequence)
 
 
+def warn_constant_raters(tasks):
+    """Warn naming the training raters who gave every image the same score.
+
+    They order no pair of images (their SROCC is undefined) and so teach the prior
+    nothing about how people rank images, yet meta-training draws them as often as
+    any other rater: 1 of the 100 raters of ``../shared``'s liking set rated all 55
+    images 500, and was taken without a word. The one rater of a fit without groups
+    is left to that case's own warning.
+
+    Parameters
+    ----------
+    tasks : TaskSet
+        The raters as meta-trained (after unreadable images are left out).
+    """
+    same = {r: v for r, v in tasks.constant_raters().items() if r != NO_GROUPS}
+    if not same:
+        return
+    sizes = tasks.sizes()
+    warn_caller(
+        f"{len(same)} of {len(tasks)} training rater(s) gave every image the same score: "
+        + listing(f"{r!r} ({sizes[r]} images, all {v:g})" for r, v in same.items())
+        + ". Their ratings teach the prior nothing about how people rank images (their "
+        "SROCC is undefined), yet meta-training draws them as often as any other rater. "
+        "Leave them out unless that is meant: TaskSet.subset, or drop their rows of X, y "
+        "and groups (or of the ratings file).")
+
+
 def _scores_at(y, outside, tasks=None):
     """The first few flagged scores of ``y``, with rater and image where ``tasks`` tells."""
     where = []
     for i in np.flatnonzero(outside)[:3]:
         if tasks is None:
-            where.append(f"{y[i]:g} at index {i}")
+            where.append(f"{y[i]:g} ({row_numbers([i], of='X')})")
             continue
         X = tasks.X
         paths = isinstance(X, (list, tuple)) or getattr(getattr(X, "dtype", None), "kind",
@@ -208,7 +242,7 @@ def _scores_at(y, outside, tasks=None):
         image = f", image {os.fspath(x)}" if isinstance(x, (str, os.PathLike)) else ""
         rater = tasks.groups[i]
         rater = rater.item() if isinstance(rater, np.generic) else rater
-        where.append(f"{y[i]:g} (rater {rater!r}{image}, row {i})")
+        where.append(f"{y[i]:g} (rater {rater!r}{image}, {row_numbers([i], of='X')})")
     more = int(outside.sum())
     return "; ".join(where) + (f"; ... ({more} in all)" if more > 3 else "")
 
@@ -592,7 +626,9 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
         -----
         PIAAWarning
             If meta-training collapsed the prior: finite, but scoring every image
-            alike, or each at one end of the range (learning rates far too large).
+            alike, or each at one end of the range (learning rates far too large); if
+            some raters gave every image the same score (named: they teach nothing
+            about how people rank images).
         """
         tasks = self._as_tasks(X, y, groups)
         # a TaskSet or a mapping of DataFrames carries its column names too
@@ -625,10 +661,12 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
             tasks = kept
         elif skip:
             self._score_range(tasks)
+        warn_constant_raters(tasks)
         if self.score_range is None:
             warn_if_stray(tasks, "The prior's output spans the whole range, which squeezes "
                                  "every other rating into a sliver of it: drop those rows, "
-                                 "or pass score_range=(low, high) if they are real ratings.")
+                                 "or, if they are real ratings, "
+                                 + pass_score_range("of the rating scale") + ".")
         if "x" in data and self.backbone is None:
             self._warn_if_unscaled(data["x"])
         # one score for every image: a prior that gives one is right, not collapsed
@@ -781,8 +819,9 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
             low, high = check_score_range(self.score_range)
             outside = (y < low) | (y > high)
             if check and outside.any():
-                raise ValueError(f"{int(outside.sum())} score(s) lie outside score_range="
-                                 f"{self.score_range}: {_scores_at(y, outside, tasks)}.")
+                raise ValueError(f"{int(outside.sum())} score(s) lie outside "
+                                 f"{score_range_given(low, high)}: "
+                                 f"{_scores_at(y, outside, tasks)}.")
             return low, high
         low, high = float(y.min()), float(y.max())
         if low == high:
@@ -1151,17 +1190,17 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
             If ``y`` is None (the rater's scores are required), is not one finite score
             per image or leaves the prior's (or the given) score range, or
             ``random_state`` cannot seed a random generator (e.g. a str).
+
+        Warns
+        -----
+        PIAAWarning
+            If ``y`` is one score or several all equal (nothing about how the rater
+            ranks images), or looks like another scale than the prior's.
         """
         check_is_fitted(self, "prior_net_")
         self._apply_reading_params()
         X, y, (low, high) = self._check_rater(X, y, score_range)
-        if len(y) == 1:
-            # one score says nothing of how the rater ranks images, yet fine-tuning on it
-            # moves every image's score unevenly: the prior's ranking, scrambled
-            warn_caller("personalize got one rated image: it says nothing about how this "
-                        "rater ranks images, and fine-tuning on it changes the prior's "
-                        "ranking all the same. Personalize on several of the rater's "
-                        "ratings (10 or more), or predict with the prior.")
+        _warn_if_unranked(y)
         return self._finetune(X, y, random_state, None if score_range is None else (low, high),
                               **net_params)
 
@@ -1190,15 +1229,13 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
             raise ValueError(
                 f"{int(outside.sum())} score(s) lie outside the range ({low:g}, {high:g}), "
                 f"e.g. {_scores_at(given, outside)}. If this rater uses another scale than the "
-                "prior's training data, pass score_range=(low, high) of that scale "
-                "(--score-range LOW,HIGH on the command line).")
+                f"prior's training data, {pass_score_range()}.")
         where = None if score_range is not None else another_scale(y, low, high)
         if where and not getattr(_SCALE_CHECKED, "on", False):
             warn_caller(
                 f"the rater's scores ({y.min():g} to {y.max():g}) {where} of the prior's range "
-                f"({low:g}, {high:g}). If this rater uses another scale, pass "
-                "score_range=(low, high) of that scale (--score-range LOW,HIGH on the "
-                "command line).")
+                f"({low:g}, {high:g}). If this rater uses another scale, "
+                f"{pass_score_range()}.")
         return X, y, (low, high)
 
     def _finetune(self, X, y, random_state, score_range, module=None, **net_params):
@@ -1229,6 +1266,28 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
         net.prior_.__dict__.update(getattr(self, "_fitted_architecture_", {}))
         net.fit(X, y.astype(np.float32))  # seeded by its random_state
         return net
+
+
+def _warn_if_unranked(y):
+    """Warn when a rater's scores cannot say how the rater ranks images.
+
+    One score, or several all equal (a rater who rated every image 500, as one of the
+    100 raters of ``../shared``'s liking set did), orders no pair of images, yet
+    fine-tuning on them moves every image's score unevenly: the prior's ranking,
+    scrambled. Inside an evaluation (``_SCALE_CHECKED``) equal scores are not warned
+    about at every draw: a rater whose scores are all equal has undefined SROCC, which
+    the evaluation's own warning names with its cause.
+    """
+    if len(y) == 1:
+        warn_caller("personalize got one rated image: it says nothing about how this "
+                    "rater ranks images, and fine-tuning on it changes the prior's "
+                    "ranking all the same. Personalize on several of the rater's "
+                    "ratings (10 or more), or predict with the prior.")
+    elif np.ptp(y) == 0 and not getattr(_SCALE_CHECKED, "on", False):
+        warn_caller(f"personalize got {len(y)} rated images, all scored {y[0]:g}: they "
+                    "say nothing about how this rater ranks images, and fine-tuning on "
+                    "them changes the prior's ranking all the same. Personalize on "
+                    "ratings that differ (10 or more), or predict with the prior.")
 
 
 def _seeded_split(split, seed):

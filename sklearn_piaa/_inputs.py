@@ -12,6 +12,8 @@ from scipy import sparse
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array
 
+from ._messages import row_numbers
+
 __all__ = ["input_kind", "n_samples", "take", "concat", "check_score_range",
            "check_finite_features", "check_scores", "is_count", "feature_names",
            "check_feature_names", "refuse_grouped_digits", "float_features",
@@ -386,10 +388,9 @@ def check_finite_features(X, what="X"):
     """
     bad = np.flatnonzero(~np.isfinite(X).all(axis=1))
     if len(bad):
-        rows = ", ".join(map(str, bad[:5])) + (", ..." if len(bad) > 5 else "")
-        raise ValueError(f"{what} has NaN or infinite values in {len(bad)} row(s) (row "
-                         f"{rows}); precomputed features must be finite (read as float32: "
-                         "beyond about 3.4e38 is infinite).")
+        raise ValueError(f"{what} has NaN or infinite values in {len(bad)} row(s) "
+                         f"({row_numbers(bad)}); precomputed features must be finite (read "
+                         "as float32: beyond about 3.4e38 is infinite).")
 
 
 def refuse_grouped_digits(y, what="y"):

@@ -1,6 +1,12 @@
 """Lists of items in messages, worded and shortened the same way everywhere."""
 
-__all__ = ["listing", "scores_given"]
+__all__ = ["SCORE_RANGE_OPTION", "listing", "pass_score_range", "row_numbers",
+           "score_range_given", "scores_given"]
+
+#: How the command line spells ``score_range``: its users meet the same messages as
+#: Python's (the estimators raise and warn them), and a Python spelling alone left
+#: them to guess the option.
+SCORE_RANGE_OPTION = "--score-range LOW,HIGH on the command line"
 
 
 def listing(items, n=10, sep=", ", total=None):
@@ -59,3 +65,74 @@ def scores_given(scores, detail=""):
     """
     count = {1: "one score", 2: "two scores"}.get(len(scores), f"{len(scores)} scores")
     return f"{count} ({' and '.join(f'{v:.3f}' for v in scores)}{detail})"
+
+
+def pass_score_range(of="of that scale"):
+    """Advice to give the rating scale, spelled for Python and for the command line.
+
+    Parameters
+    ----------
+    of : str, default="of that scale"
+        Whose scale, after ``score_range=(low, high)``.
+
+    Returns
+    -------
+    str
+        A clause without a final period.
+
+    Examples
+    --------
+    >>> pass_score_range("of theirs")
+    'pass score_range=(low, high) of theirs (--score-range LOW,HIGH on the command line)'
+    """
+    return f"pass score_range=(low, high) {of} ({SCORE_RANGE_OPTION})"
+
+
+def score_range_given(low, high):
+    """A given ``score_range`` as Python and the command line spell it.
+
+    Parameters
+    ----------
+    low, high : float
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> score_range_given(0.0, 100.0)
+    'score_range=(0, 100) (--score-range 0,100 on the command line)'
+    """
+    return f"score_range=({low:g}, {high:g}) (--score-range {low:g},{high:g} on the command line)"
+
+
+def row_numbers(rows, of="", n=5):
+    """Rows of an array named as positions that count from 0.
+
+    A bare "row 7" reads as a line of the user's CSV file (whose reader's own errors
+    count lines from 1, header included), where it meant ``X[7]``.
+
+    Parameters
+    ----------
+    rows : iterable of int
+        0-based positions.
+    of : str, default=""
+        The array they are rows of (e.g. ``"X"``), if the message has not named it.
+    n : int, default=5
+        How many to list (see :func:`listing`).
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> row_numbers([7], of="X")
+    'row 7 of X, counting from 0'
+    >>> row_numbers(range(8), n=2)
+    'rows 0, 1, ... (8 in all), counting from 0'
+    """
+    rows = [int(i) for i in rows]
+    word = "row" if len(rows) == 1 else "rows"
+    return f"{word} {listing(rows, n)}{f' of {of}' if of else ''}, counting from 0"

@@ -25,7 +25,7 @@ from ._inputs import (
     take,
     unique_rows,
 )
-from ._messages import listing
+from ._messages import listing, row_numbers
 from ._warnings import warn_caller
 
 __all__ = ["TaskSet", "as_tasks", "support_query_sizes"]
@@ -118,9 +118,8 @@ def refuse_missing_ids(ids):
     missing = [i for i, g in enumerate(ids.tolist()) if _is_missing(g)]
     if missing:
         raise ValueError(
-            f"groups has {len(missing)} missing rater id(s) (None or NaN), at row(s) "
-            f"{missing[:5]}{' ...' if len(missing) > 5 else ''}; every rating needs "
-            "its rater.")
+            f"groups has {len(missing)} missing rater id(s) (None or NaN), at "
+            f"{row_numbers(missing)}; every rating needs its rater.")
 
 
 def warn_same_text(raters):
@@ -410,6 +409,30 @@ class TaskSet:
             Rater id -> number of ratings, in the order of ``raters``.
         """
         return {r: len(i) for r, i in self.indices.items()}
+
+    def constant_raters(self):
+        """Raters who gave every image the same score.
+
+        Their ratings order no pair of images: their SROCC is undefined, and they teach
+        a model nothing about how people rank images. Scores are compared as stored
+        (float32).
+
+        Returns
+        -------
+        dict
+            Rater id -> that one score (a float), for raters with at least 2 ratings,
+            in the order of ``raters``.
+
+        Examples
+        --------
+        >>> from sklearn_piaa import TaskSet
+        >>> tasks = TaskSet.from_arrays([[0.0], [1.0], [2.0], [3.0]], [5, 5, 1, 2],
+        ...                             ["a", "a", "b", "b"])
+        >>> tasks.constant_raters()
+        {'a': 5.0}
+        """
+        return {r: float(self.y[i[0]]) for r, i in self.indices.items()
+                if len(i) > 1 and np.ptp(self.y[i]) == 0}
 
     def repeated_images(self):
         """Raters who rated an image more than once, and how many rows repeat one.

@@ -31,7 +31,7 @@ from ._cli_common import (
 from ._cli_table1 import run_table1
 from ._estimator import MetaAestheticRegressor
 from ._features import drop_unreadable, image_reader, unreadable_rows
-from ._inputs import as_indexable, take
+from ._inputs import as_indexable, check_score_range, take
 from ._io import atomic_write, check_output_file
 from ._messages import listing
 from ._persistence import is_model_file, load_model, save_model
@@ -630,11 +630,20 @@ def _score_range(text):
     try:
         if len(parts) != 2:
             raise ValueError
-        return tuple(float(v) for v in parts)
+        values = tuple(float(v) for v in parts)
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected LOW,HIGH: two numbers separated by a comma, e.g. 1,5; got {text!r}"
         ) from None
+    try:
+        # here, where the message can spell the option: the estimator's says score_range=
+        # and came only after the data were read
+        check_score_range(values)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected LOW,HIGH: two finite numbers, LOW below HIGH, within float32's "
+            f"range (about +-3.4e38, HIGH - LOW too); got {text!r}") from None
+    return values
 
 
 def _negative_ranges(argv):

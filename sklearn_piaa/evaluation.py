@@ -12,15 +12,17 @@ from sklearn.utils import check_random_state
 from ._estimator import _SCALE_CHECKED, check_scales
 from ._features import ImageEmbedder, image_reader
 from ._inputs import FEATURES, check_feature_names, check_verbose, input_kind, is_count, take
-from ._messages import listing
+from ._messages import listing, pass_score_range
 from ._progress import progress
 from ._tasks import TaskSet, rater_text
 from ._warnings import PIAAWarning, UndefinedSROCCWarning
 from .metrics import (
     SROCCSummary,
     _as_is,
+    _cause,
     _personalizer,
     _srocc,
+    _undefined_raters,
     _warn_repeated_images,
     _warn_seen_raters,
     aggregate_srocc,
@@ -59,7 +61,7 @@ class PersonalizationResult:
         SROCC (constant ratings or predictions on its query images) is left out of its
         rater's mean; a rater with no defined repeat is left out of the mean over raters
         and counted in ``n_dropped``. ``str(result)`` and a warning count the undefined
-        repeats.
+        repeats; the warning names their raters, with the cause.
     skipped : dict
         ``n_support -> [(rater, n_images), ...]``: raters with fewer than
         ``n_support + 2`` images, reported rather than silently dropped.
@@ -168,9 +170,10 @@ def _one_rater(prior, X, y, rater, seeds, n_support, personalize_params):
                 sup, qry = perm[:k], perm[k:]
                 net = prior.personalize(take(X, sup), y[sup], random_state=seed,
                                         **personalize_params)
-                rows.append((rater, repeat, k, len(qry),
-                             _srocc(y[qry], prior_pred[qry])[0],
-                             _srocc(y[qry], net.predict(take(X, qry)))[0], seed))
+                (prior_scored, prior_why), (scored, why) = (
+                    _srocc(y[qry], prior_pred[qry]), _srocc(y[qry], net.predict(take(X, qry))))
+                rows.append((rater, repeat, k, len(qry), prior_scored, scored, seed,
+                             (prior_why, why)))
     finally:
         _SCALE_CHECKED.on = False
     return rows
@@ -245,8 +248,7 @@ def evaluate_personalization(prior, test_tasks, n_support=(10, 100), n_repeats=5
     """
     prior, test_tasks, n_support = _check_protocol(prior, test_tasks, n_support)
     if score_range is None:
-        check_scales(prior, test_tasks, "pass score_range=(low, high) of theirs "
-                     "(--score-range LOW,HIGH on the command line).")
+        check_scales(prior, test_tasks, pass_score_range("of theirs") + ".")
     n_repeats = _check_repeats(n_repeats)
     check_verbose(verbose)  # before the raters' work, as the estimators check it in fit
     seeds = _draw_seeds(random_state, test_tasks.raters, n_repeats)
@@ -423,23 +425,48 @@ def _undefined_draws(table, k, count_prior=True):
 def _result(rows, n_support, skipped, what="", model=None):
     """The rows of a protocol run as a table, summarized per support size.
 
-    The undefined SROCC of a ``model`` whose zero-shot scores are constant by design
+    Each row is a table row followed by why its two SROCC values are undefined (the
+    prior's and the personalized one's, from :func:`_srocc`; None where defined). The
+    undefined SROCC of a ``model`` whose zero-shot scores are constant by design
     (``_constant_prior``, the per-user ridge) is not warned about.
     """
-    table = np.array(rows, dtype=_FIELDS)
+    table = np.array([row[:len(_FIELDS)] for row in rows], dtype=_FIELDS)
+    whys = [row[len(_FIELDS)] for row in rows]
     summary = {}
     count_prior = not getattr(model, "_constant_prior", False)
     for k in n_support:
         undefined = _undefined_draws(table, k, count_prior)
         if undefined:
-            # Each call silenced its own warnings; one count here says what the means omit.
-            warnings.warn(f"{what}undefined SROCC at {k} support images (constant ratings "
-                          f"or predictions on the query images) in {undefined}; left out of "
-                          "their raters' means.", UndefinedSROCCWarning, stacklevel=3)
+            # Each call silenced its own warnings; one count here says what the means
+            # omit, and whose they are and why: a rater's constant ratings are the data's,
+            # constant predictions a model's.
+            causes = _undefined_causes(table, whys, k, count_prior)
+            warnings.warn(f"{what}undefined SROCC at {k} support images in {undefined}, of "
+                          f"{len(causes)} rater(s): "
+                          f"{_undefined_raters(causes)}; left out of their raters' means.",
+                          UndefinedSROCCWarning, stacklevel=3)
         sel = table[table["n_support"] == k]
         summary[k] = {name: _per_rater_summary(sel, f"srocc_{name}")
                       for name in ("prior", "personalized")}
     return PersonalizationResult(table, summary, skipped)
+
+
+def _undefined_causes(table, whys, k, count_prior=True):
+    """Rater -> why its SROCC at ``k`` support images was undefined, draw by draw.
+
+    Predictions are said to be the prior's or the personalized model's; ratings are
+    the same query images' for both.
+    """
+    causes = {}
+    for i in np.flatnonzero(table["n_support"] == k):
+        for name, why in zip(("prior", "personalized"), whys[i]):
+            if why is None or (name == "prior" and not count_prior):
+                continue
+            why = _cause(why)
+            if "predictions" in why:
+                why += f" of the {name} model"
+            causes.setdefault(table["rater"][i], []).append(why)
+    return causes
 
 
 def _per_rater_summary(rows, column):
@@ -486,7 +513,7 @@ def _one_rater_support(prior, X, y, rater, seeds, n_support, n_query, selectors,
         # between strategies are paired on identical test images.
         perm = np.random.RandomState(seed).permutation(len(y))
         qry, pool = perm[:n_q], perm[n_q:]
-        scored_prior = _srocc(y[qry], prior_pred[qry])[0]
+        scored_prior, prior_why = _srocc(y[qry], prior_pred[qry])
         for k in n_support:
             if n_q < 2 or len(pool) < k:
                 continue
@@ -499,8 +526,9 @@ def _one_rater_support(prior, X, y, rater, seeds, n_support, n_query, selectors,
                 sup = np.sort(sup)
                 net = prior.personalize(take(X, sup), y[sup], random_state=seed,
                                         **personalize_params)
-                rows[name].append((rater, repeat, k, n_q, scored_prior,
-                                   _srocc(y[qry], net.predict(take(X, qry)))[0], seed))
+                scored, why = _srocc(y[qry], net.predict(take(X, qry)))
+                rows[name].append((rater, repeat, k, n_q, scored_prior, scored, seed,
+                                   (prior_why, why)))
     return rows
 
 

@@ -12,6 +12,7 @@ from sklearn.utils.metadata_routing import MetadataRequest
 
 from ._estimator import _SCALE_CHECKED, check_scales
 from ._inputs import check_feature_names, is_count, take
+from ._messages import listing
 from ._tasks import TaskSet, raters_among
 from ._warnings import PIAAWarning, UndefinedSROCCWarning
 
@@ -84,6 +85,40 @@ def _srocc(y_true, y_pred):
                                "constant ratings" if np.ptp(y_true) == 0 else
                                "constant predictions")
     return float(spearmanr(y_true, y_pred).statistic), None
+
+
+def _cause(why):
+    """The cause of an undefined SROCC as :func:`_srocc` gave it, without its counts.
+
+    A rater's draws are named by cause: "2 of the 5 predictions are NaN or infinite" at
+    one draw and "1 of the 5 ..." at another are one cause.
+    """
+    if "are NaN" not in why:  # also a cause already named
+        return why
+    return "NaN or infinite " + " and ".join(
+        name for name in ("ratings", "predictions") if f"{name} are NaN" in why)
+
+
+def _undefined_raters(causes):
+    """The raters whose SROCC was undefined, each with the causes of its draws.
+
+    Parameters
+    ----------
+    causes : dict
+        Rater id -> the reasons :func:`_srocc` gave at its undefined draws (None for
+        a defined draw, or where the reason is not known).
+
+    Returns
+    -------
+    str
+        E.g. ``"'6yf78' (constant ratings); 'u1' (constant predictions)"``, shortened
+        by :func:`~sklearn_piaa._messages.listing`.
+    """
+    named = []
+    for rater, whys in causes.items():
+        known = list(dict.fromkeys(_cause(w) for w in whys if w))
+        named.append(f"{rater!r} ({', '.join(known)})" if known else repr(rater))
+    return listing(named, sep="; ")
 
 
 srocc_scorer = make_scorer(srocc)
@@ -254,6 +289,17 @@ def personalized_srocc(estimator, X, y, groups, n_support=10, n_repeats=1,
     scores : ndarray of shape (n_raters, n_repeats)
         SROCC per rater and repeat (``nan`` where undefined).
     """
+    raters, scores, _ = _personalized_srocc(estimator, X, y, groups, n_support, n_repeats,
+                                            too_few, random_state, stacklevel=3)
+    return raters, scores
+
+
+def _personalized_srocc(estimator, X, y, groups, n_support=10, n_repeats=1,
+                        too_few="raise", random_state=None, stacklevel=2):
+    # personalized_srocc, and why each undefined value is undefined (an object array
+    # like scores: None where defined), for the scorer's warnings to name the cause.
+    # stacklevel: of the warnings warned here, one that reaches past the public caller
+    # (personalized_srocc, the scorer) to the user's line
     if groups is None:
         raise ValueError(
             "personalized SROCC needs the rater id of each row (groups). In cross_val_score "
@@ -270,8 +316,8 @@ def personalized_srocc(estimator, X, y, groups, n_support=10, n_repeats=1,
     tasks = TaskSet.from_arrays(X, y, groups)
     check_feature_names(getattr(estimator, "feature_names_in_", None), None,
                         type(estimator).__name__, names=tasks.feature_names)
-    _warn_repeated_images(tasks, stacklevel=3)
-    _warn_seen_raters(model, tasks, stacklevel=3)
+    _warn_repeated_images(tasks, stacklevel=stacklevel + 1)
+    _warn_seen_raters(model, tasks, stacklevel=stacklevel + 1)
     # A pipeline's steps may select a table's columns by name: give them the table.
     rows = X if hasattr(X, "iloc") else tasks.X
     need = n_support + 2
@@ -285,19 +331,20 @@ def personalized_srocc(estimator, X, y, groups, n_support=10, n_repeats=1,
         warnings.warn(
             f"no rater has {need} images (personalizing on {n_support} and scoring SROCC on "
             f"at least 2 others); all {len(tasks.raters)} were skipped and there is nothing "
-            "to score.", UndefinedSROCCWarning, stacklevel=2)
+            "to score.", UndefinedSROCCWarning, stacklevel=stacklevel)
     elif skipped:  # the mean is over the others: say which raters it leaves out
         warnings.warn(
             f"{len(skipped)} of {len(tasks.raters)} rater(s) have fewer than {need} images "
             f"(personalizing on {n_support} and scoring SROCC on at least 2 others) and were "
             "skipped: " + ", ".join(f"{r!r} ({sizes[r]})" for r in skipped[:10])
-            + (" ..." if len(skipped) > 10 else ""), PIAAWarning, stacklevel=2)
+            + (" ..." if len(skipped) > 10 else ""), PIAAWarning, stacklevel=stacklevel)
     # In a search each fold's prior takes its scale from that fold's training raters:
     # a held-out rater using a score none of them used failed at some draws only.
     check_scales(model, tasks, "set score_range=(low, high) of the rating scale on the "
                  "estimator, so that the prior of every fold covers it.", raters=raters)
     rng = check_random_state(random_state)
     scores = np.full((len(raters), n_repeats), np.nan)
+    whys = np.full((len(raters), n_repeats), None, dtype=object)
     _SCALE_CHECKED.on = True  # raters of another scale were named above, once
     try:
         for i, rater in enumerate(raters):
@@ -307,11 +354,11 @@ def personalized_srocc(estimator, X, y, groups, n_support=10, n_repeats=1,
                 sup, qry = perm[:n_support], perm[n_support:]
                 net = model.personalize(transform(take(rows, sup)), tasks.y[sup],
                                         random_state=rng.randint(2**31 - 1))
-                scores[i, j] = _srocc(tasks.y[qry],
-                                      net.predict(transform(take(rows, qry))))[0]
+                scores[i, j], whys[i, j] = _srocc(tasks.y[qry],
+                                                  net.predict(transform(take(rows, qry))))
     finally:
         _SCALE_CHECKED.on = False
-    return raters, scores
+    return raters, scores, whys
 
 
 class PersonalizedSROCCScorer:
@@ -344,8 +391,8 @@ class PersonalizedSROCCScorer:
     -----
     Undefined SROCC values (constant ratings or predictions on a query set) are left
     out -- a draw's out of its rater's mean over repeats, a rater's out of the mean
-    over raters -- with a warning that says how many of each, as
-    :func:`evaluate_personalization` does.
+    over raters -- with a warning that says how many of each and names the raters
+    with the cause, as :func:`evaluate_personalization` does.
     """
 
     def __init__(self, n_support=10, n_repeats=1, too_few="raise", random_state=0):
@@ -355,9 +402,9 @@ class PersonalizedSROCCScorer:
         self.random_state = random_state
 
     def __call__(self, estimator, X, y, groups=None):
-        _, scores = personalized_srocc(
+        raters, scores, whys = _personalized_srocc(
             estimator, X, y, groups, n_support=self.n_support, n_repeats=self.n_repeats,
-            too_few=self.too_few, random_state=self.random_state)
+            too_few=self.too_few, random_state=self.random_state, stacklevel=3)
         # Undefined draws are left out of a rater's mean (np.nanmean would warn for a
         # rater with none defined; see _srocc on silencing warnings).
         defined = ~np.isnan(scores)
@@ -367,18 +414,24 @@ class PersonalizedSROCCScorer:
                   where=n_defined > 0)
         summary = aggregate_srocc(per_rater)
         if summary.n_dropped:
+            # named with the cause: constant ratings are the data's (a rater who rated
+            # everything alike), constant predictions the model's
+            dropped = np.flatnonzero(n_defined == 0)
             warnings.warn(
                 f"{summary.n_dropped} of {len(per_rater)} raters had undefined SROCC and were "
-                "left out of the mean.", UndefinedSROCCWarning, stacklevel=2)
+                "left out of the mean: "
+                + _undefined_raters({raters[i]: whys[i] for i in dropped}) + ".",
+                UndefinedSROCCWarning, stacklevel=2)
         partial = (n_defined > 0) & (n_defined < scores.shape[1])
         if partial.any():
             # Said as evaluate_personalization says it: in a search, a setting whose
             # personalized model turns constant at some draws is scored on the others.
             warnings.warn(
-                f"undefined SROCC (constant ratings or predictions on the query images) in "
-                f"{int((~defined[partial]).sum())} of {scores.size} draws, of "
-                f"{int(partial.sum())} rater(s) scored on their other draws; left out of "
-                "those raters' means.", UndefinedSROCCWarning, stacklevel=2)
+                f"undefined SROCC on the query images in {int((~defined[partial]).sum())} "
+                f"of {scores.size} draws, of {int(partial.sum())} rater(s) scored on their "
+                "other draws: " + _undefined_raters(
+                    {raters[i]: whys[i] for i in np.flatnonzero(partial)})
+                + "; left out of those raters' means.", UndefinedSROCCWarning, stacklevel=2)
         return summary.mean
 
     def get_metadata_routing(self):

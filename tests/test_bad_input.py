@@ -86,7 +86,8 @@ def test_rater_pairs_and_ids_are_checked(ratings):
     for missing in (None, np.nan):
         g = groups.astype(object)
         g[[3, 7]] = missing
-        with pytest.raises(ValueError, match=r"2 missing rater id\(s\).*\[3, 7\]"):
+        with pytest.raises(ValueError,
+                           match=r"2 missing rater id\(s\).* rows 3, 7, counting from 0"):
             TaskSet.from_arrays(X, y, g)
     tasks = TaskSet.from_arrays(X, y, groups)
     with pytest.raises(ValueError, match="one entry per rating"):
@@ -103,17 +104,18 @@ def test_features_given_to_an_image_model_must_be_finite():
                   query_size=5, finetune_epochs=1, random_state=0)
     bad = X.copy()
     bad[3, 0] = np.nan  # column 0: NaN there is how unreadable images are told apart
-    with pytest.raises(ValueError, match=r"NaN or infinite values in 1 row\(s\) \(row 3\)"):
+    with pytest.raises(ValueError, match=r"NaN or infinite values in 1 row\(s\) \(row 3, "
+                                         r"counting from 0\)"):
         MetaAestheticRegressor(**params).fit(bad, y, groups=groups)
     meta = MetaAestheticRegressor(**params).fit(X, y, groups=groups)
     bad[3, 0], bad[4, 5] = 1.0, np.inf
-    with pytest.raises(ValueError, match=r"row 4\)"):
+    with pytest.raises(ValueError, match=r"row 4, counting from 0\)"):
         meta.predict(bad[:5])
-    with pytest.raises(ValueError, match=r"row 4\)"):
+    with pytest.raises(ValueError, match=r"row 4, counting from 0\)"):
         meta.personalize(bad[:10], y[:10])
     feats = X.copy()
     feats[2] = np.nan
-    with pytest.raises(ValueError, match=r"row 2\)"):
+    with pytest.raises(ValueError, match=r"row 2, counting from 0\)"):
         MetaAestheticRegressor(**{**params, "backbone": None}).fit(feats, y, groups=groups)
 
 
@@ -427,7 +429,7 @@ def test_rater_ids_in_a_list_keep_their_types():
     with pytest.warns(UserWarning, match=r"written two ways: 1 and '1'"):
         assert TaskSet.from_arrays(X, y, ids).raters == [1, "1"]
     holes = [float("nan") if i == 7 else g for i, g in enumerate(groups.tolist())]
-    with pytest.raises(ValueError, match=r"1 missing rater id\(s\) .* row\(s\) \[7\]"):
+    with pytest.raises(ValueError, match=r"1 missing rater id\(s\) .* row 7, counting from 0"):
         TaskSet.from_arrays(X, y, holes)
 
 
@@ -436,7 +438,7 @@ def test_pandas_missing_rater_ids_are_named():
     X, y, groups, _ = make_rating_features()
     ids = pd.Series(groups, dtype="string")
     ids[3] = pd.NA  # convert_dtypes() makes empty cells <NA>: "boolean value of NA"
-    with pytest.raises(ValueError, match=r"1 missing rater id\(s\) .* row\(s\) \[3\]"):
+    with pytest.raises(ValueError, match=r"1 missing rater id\(s\) .* row 3, counting from 0"):
         TaskSet.from_arrays(X, y, ids)
 
 

@@ -458,8 +458,9 @@ def test_a_rater_on_another_scale_is_named(ratings):
         warnings.simplefilter("error")
         model.personalize(X[~train][:10], y100[:10], score_range=(0, 100))
     # a given scale the scores leave is refused, as the meta-learned prior refuses it
-    with pytest.raises(ValueError, match=r"8 score\(s\) lie outside score_range=\(0, 10\), "
-                                         r"e.g. 50 \(row 0\)"):
+    with pytest.raises(ValueError, match=r"8 score\(s\) lie outside score_range=\(0, 10\) "
+                                         r"\(--score-range 0,10 on the command line\), "
+                                         r"e.g. 50 \(row 0 of X, counting from 0\)"):
         model.personalize(X[~train][:10], y100[:10], score_range=(0, 10))
     tasks = TaskSet.from_arrays(X[~train], y100, groups[~train])
     with warnings.catch_warnings(record=True) as caught:

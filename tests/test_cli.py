@@ -673,3 +673,26 @@ def test_the_command_runs_as_a_module():
     done = subprocess.run([sys.executable, "-m", "sklearn_piaa", "predict", "missing.pt", "x"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and done.stderr.startswith("sklearn-piaa: error:")
+
+
+def test_score_range_messages_spell_the_command_line_option(tmp_path, capsys):
+    # "lie outside score_range=(0.0, 100.0)" and "pass score_range=(low, high)" gave a
+    # command-line user Python's spelling only
+    csv_path = _ratings_folder(tmp_path)
+    args = ["meta-train", str(csv_path), "-o", str(tmp_path / "p.pt"), "--backbone",
+            "tiny_cnn", "--n-iterations", "1", "--support-size", "8", "--query-size", "4",
+            "--quiet"]
+    with pytest.raises(ValueError, match=r"lie outside score_range=\(2, 5\) \(--score-range "
+                                         r"2,5 on the command line\): .*row [0-9]+ of X, "
+                                         r"counting from 0\)"):
+        main([*args, "--score-range", "2,5"])
+    with pytest.raises(SystemExit):  # refused as it is read, by the option's name
+        main([*args, "--score-range", "5,1"])
+    assert ("--score-range: expected LOW,HIGH: two finite numbers, LOW below HIGH"
+            in capsys.readouterr().err)
+    lines = csv_path.read_text().splitlines()
+    lines[1] = lines[1].rsplit(",", 1)[0] + ",99"  # a code for a missing rating
+    csv_path.write_text("\n".join(lines))
+    with pytest.warns(PIAAWarning, match=r"pass score_range=\(low, high\) of the rating scale "
+                                         r"\(--score-range LOW,HIGH on the command line\)"):
+        main(args)

@@ -165,7 +165,8 @@ def test_a_stray_rating_that_sets_the_score_range_is_named(ratings):
     y[17] = 99.0
     with pytest.warns(UserWarning, match=r"taken from the ratings as \(1, 99\), but all "
                                          r"other ratings lie within \(1, 5\); 1 lie far "
-                                         r"outside: 99 \(rater .*row 17\).*score_range="):
+                                         r"outside: 99 \(rater .*row 17 of X, counting "
+                                         r"from 0\).*score_range="):
         MetaAestheticRegressor(**SMALL).fit(X, y, groups=groups)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -200,7 +201,8 @@ def test_a_baseline_names_stray_ratings_too(ratings):
     y = y.copy()
     y[5] = 45.0
     with pytest.warns(UserWarning, match=r"taken from the ratings as \(1, 45\).*1 lie far "
-                                         r"outside: 45 \(rater .*row 5\).*consensus"):
+                                         r"outside: 45 \(rater .*row 5 of X, counting "
+                                         r"from 0\).*consensus"):
         ConsensusRidgeRegressor().fit(X, y, groups=groups)
 
 

@@ -453,3 +453,69 @@ def test_seeded_personalizations_in_threads_equal_sequential_ones(ratings, tiny_
         assert torch.equal(torch.random.get_rng_state(), caller)
         for net, expected in zip(nets, sequential):
             np.testing.assert_array_equal(net.predict(X), expected)
+
+
+def test_fit_names_the_raters_whose_scores_are_all_equal(ratings, tiny_params):
+    # A rater who rated every image alike (one of the liking set's rated all 55 images
+    # 500) teaches nothing about ranking, and was meta-trained on without a word.
+    X, y, groups = ratings
+    y = y.copy()
+    y[groups == "r03"], y[groups == "r07"] = 4.0, 2.0
+    with pytest.warns(PIAAWarning) as record:
+        MetaAestheticRegressor(**tiny_params).fit(X, y, groups=groups)
+    same = [w for w in record if "gave every image the same score" in str(w.message)]
+    assert len(same) == 1 and same[0].filename == __file__
+    assert re.search(r"^2 of 12 training rater\(s\) gave every image the same score: 'r03' "
+                     r"\(80 images, all 4\), 'r07' \(80 images, all 2\)\. .*how people rank "
+                     r"images \(their SROCC is undefined\)", str(same[0].message))
+    # a long list is cut, with the count
+    for i, r in enumerate(sorted(set(groups.tolist()))[:11]):
+        y[groups == r] = 1 + i % 5
+    with pytest.warns(PIAAWarning, match=r"^11 of 12 training rater\(s\) .*'r09' \(80 images, "
+                                         r"all 5\), \.\.\. \(11 in all\)\. Their ratings"):
+        MetaAestheticRegressor(**tiny_params).fit(X, y, groups=groups)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PIAAWarning)
+        MetaAestheticRegressor(**tiny_params).fit(*ratings[:2], groups=groups)
+
+
+def test_personalize_on_scores_all_equal_warns_as_on_one_image(ratings, tiny_params):
+    X, y, groups = ratings
+    meta = MetaAestheticRegressor(**tiny_params).fit(X, y, groups=groups)
+    with pytest.warns(PIAAWarning, match=r"personalize got 10 rated images, all scored 3: "
+                                         r"they say nothing about how this rater ranks "
+                                         r"images") as record:
+        meta.personalize(X[:10], np.full(10, 3.0))
+    assert record[0].filename == __file__
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PIAAWarning)
+        meta.personalize(X[:10], [3.0] * 9 + [4.0])
+    # an evaluation names such raters once, by their undefined SROCC, not at every draw
+    flat = np.where(groups == "r00", 3.0, y)
+    with pytest.warns(PIAAWarning) as record:
+        PersonalizedSROCCScorer(n_support=5, n_repeats=2)(meta, X, flat, groups)
+    assert not [w for w in record if "all scored" in str(w.message)]
+    assert [w for w in record if "'r00' (constant ratings)" in str(w.message)]
+
+
+def test_scores_outside_the_range_are_named_by_their_row_of_x_counting_from_0(
+        ratings, tiny_params):
+    # "row 7" read as line 7 of the user's CSV file, whose reader counts lines from 1
+    X, y, groups = ratings
+    bad = y.copy()
+    bad[7] = 9.0
+    with pytest.raises(ValueError, match=r"1 score\(s\) lie outside score_range=\(1, 5\) "
+                                         r"\(--score-range 1,5 on the command line\): 9 "
+                                         r"\(rater 'r00', row 7 of X, counting from 0\)\."):
+        MetaAestheticRegressor(**{**tiny_params, "score_range": (1, 5)}).fit(
+            X, bad, groups=groups)
+    meta = MetaAestheticRegressor(**tiny_params).fit(X, y, groups=groups)
+    with pytest.raises(ValueError, match=r"e\.g\. 9 \(row 2 of X, counting from 0\)\. If "
+                                         r".*\(--score-range LOW,HIGH on the command line\)"):
+        meta.personalize(X[:5], [1.0, 2.0, 9.0, 3.0, 4.0])
+    bad[7] = 99.0  # a code for a missing rating
+    with pytest.warns(PIAAWarning, match=r"99 \(rater 'r00', row 7 of X, counting from 0\)\. "
+                                         r".*if they are real ratings, pass score_range=\(low, "
+                                         r"high\) of the rating scale \(--score-range LOW,HIGH "
+                                         r"on the command line\)\."):
+        MetaAestheticRegressor(**tiny_params).fit(X, bad, groups=groups)

@@ -386,3 +386,26 @@ def test_worker_processes_embed_no_image_again(tmp_path):
     assert passes[:, 1].sum() == 8  # the images fit had not seen, each once
     alone = evaluate_personalization(meta, test, n_support=5, n_repeats=2, random_state=0)
     np.testing.assert_array_equal(parallel.table, alone.table)
+
+
+def test_undefined_srocc_names_the_raters_and_the_cause():
+    # "undefined SROCC ... (constant ratings or predictions ...) in 2 of 6 draws" named
+    # neither the rater nor which of the two it was.
+    from sklearn_piaa import ConsensusRidgeRegressor, UndefinedSROCCWarning
+    rng = np.random.RandomState(0)
+    F = rng.randn(60, 5)
+    y = np.clip(np.round(3 + F[:, 0]), 1, 5)
+    train = TaskSet.from_mapping({r: (F[i * 10:(i + 2) * 10], y[i * 10:(i + 2) * 10])
+                                  for i, r in enumerate("abc")})
+    prior = ConsensusRidgeRegressor().fit(train)
+    test = TaskSet.from_mapping({"same": (F[40:50], np.full(10, 3.0)),
+                                 "w": (F[50:60], y[50:60])})
+    with pytest.warns(UndefinedSROCCWarning, match=r"in 2 of 4 draws \(prior\), 2 of 4 draws "
+                                                   r"\(personalized\), of 1 rater\(s\): 'same' "
+                                                   r"\(constant ratings\); left out"):
+        evaluate_personalization(prior, test, n_support=5, n_repeats=2, random_state=0)
+    prior.generic_.coef_[:] = 0.0  # a prior that scores every image alike
+    with pytest.warns(UndefinedSROCCWarning, match=r"of 1 rater\(s\): 'w' \(constant "
+                                                   r"predictions of the prior model\); "):
+        evaluate_personalization(prior, test.subset(["w"]), n_support=5, n_repeats=2,
+                                 random_state=0)

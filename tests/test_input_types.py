@@ -171,7 +171,7 @@ def test_a_mappings_bad_rows_are_named_by_rater(ratings, tiny_params):
     bob = X[20:40].copy()
     bob[3, 1] = np.nan
     meta = MetaAestheticRegressor(**tiny_params)
-    with pytest.raises(ValueError, match=r"rater 'bob': X has NaN .* \(row 3\)"):
+    with pytest.raises(ValueError, match=r"rater 'bob': X has NaN .* \(row 3, counting from 0\)"):
         meta.fit({"alice": (X[:20], y[:20]), "bob": (bob, y[20:40]), "carol": (X[40:60], y[:20])})
     with pytest.raises(ValueError, match=r"other widths than the first rater's 8 .*'bob' \(7\)"):
         meta.fit({"alice": (X[:20], y[:20]), "bob": (X[20:40, :7], y[20:40])})

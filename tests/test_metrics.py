@@ -164,3 +164,24 @@ def test_a_held_out_rater_outside_the_folds_range_fails_at_every_seed():
                            random_state=0)
     scale = [w for w in record if "another scale" in str(w.message)]
     assert len(scale) == 1 and "7 (1 to 1.1: span 3.3%)" in str(scale[0].message)
+
+
+def test_scorer_names_the_raters_of_undefined_srocc_and_why():
+    # "1 of 33 raters had undefined SROCC" left the user to find which, and whether the
+    # data (a rater who rated everything alike) or the model was the cause.
+    X = np.column_stack([np.arange(60.0), np.repeat([0.0, 1.0, 0.0], 20)])
+    y = np.arange(60.0)
+    y[40:] = 3.0
+    groups = np.repeat(["good", "flat", "same"], 20)
+    with pytest.warns(UndefinedSROCCWarning, match=r"^2 of 3 raters had undefined SROCC and "
+                                                   r"were left out of the mean: 'flat' "
+                                                   r"\(constant predictions\); 'same' "
+                                                   r"\(constant ratings\)\.$"):
+        assert PersonalizedSROCCScorer(n_support=5)(_Constant(), X, y, groups) == 1.0
+    rng = np.random.RandomState(0)
+    X = rng.randn(60, 2)
+    with pytest.warns(UndefinedSROCCWarning, match=r"other draws: 'a' \(constant predictions\); "
+                                                   r"'b' \(constant predictions\); 'c' "
+                                                   r"\(constant predictions\); left out"):
+        PersonalizedSROCCScorer(n_support=5, n_repeats=2)(_Sometimes(), X, X[:, 0],
+                                                           np.repeat(list("abc"), 20))

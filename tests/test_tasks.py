@@ -106,3 +106,10 @@ def test_draw_takes_a_seed_or_none_as_check_random_state_does():
     with pytest.raises(ValueError, match=r"rng='x' cannot seed a random generator: give an "
                                          r"int in \[0, 2\*\*32 - 1\]"):
         tasks.draw(0, 4, 3, rng="x")
+
+
+def test_constant_raters_are_those_with_two_or_more_equal_scores():
+    X = np.arange(14, dtype=np.float32).reshape(7, 2)
+    tasks = TaskSet.from_arrays(X, [5, 5, 1, 2, 3, 4.0, 4.0],
+                                ["a", "a", "b", "b", "one", "c", "c"])
+    assert tasks.constant_raters() == {"a": 5.0, "c": 4.0}

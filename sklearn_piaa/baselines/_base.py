@@ -42,6 +42,7 @@ from .._inputs import (
     unique_rows,
     with_rows,
 )
+from .._messages import pass_score_range, row_numbers, score_range_given
 from .._tasks import as_tasks
 from .._warnings import warn_caller
 from ..nn import BACKBONES, load_backbone
@@ -393,8 +394,7 @@ def _warn_if_another_scale(y, score_range):
     if where:
         warn_caller(f"the rater's scores ({y.min():g} to {y.max():g}) {where} "
                     f"of the baseline's training scores ({low:g}, {high:g}). If this rater "
-                    "uses another scale, pass score_range=(low, high) of that scale "
-                    "(--score-range LOW,HIGH on the command line).")
+                    f"uses another scale, {pass_score_range()}.")
 
 
 class PersonalizedBaseline(RegressorMixin, BaseEstimator):
@@ -509,9 +509,10 @@ class PersonalizedBaseline(RegressorMixin, BaseEstimator):
                 # as the meta-learned prior refuses them: predictions would leave the
                 # scale the rater is said to use
                 raise ValueError(
-                    f"{int(outside.sum())} score(s) lie outside score_range=({low:g}, "
-                    f"{high:g}), e.g. {np.float32(y[outside][0]):g} (row "
-                    f"{int(np.flatnonzero(outside)[0])}); give the rater's own scale.")
+                    f"{int(outside.sum())} score(s) lie outside "
+                    f"{score_range_given(low, high)}, e.g. {np.float32(y[outside][0]):g} "
+                    f"({row_numbers(np.flatnonzero(outside)[:1], of='X')}); give the "
+                    "rater's own scale.")
             lo, hi = prior.score_range_
             if not hi > lo:
                 # The map onto the rater's scale divides by the prior's score span.
