@@ -38,13 +38,14 @@ from ._persistence import is_model_file, load_model, save_model
 from ._personalize import PersonalizedNet
 from ._task_vectors import TaskVectorRegressor
 from ._tasks import TaskSet
+from ._warnings import PIAAWarning
 from .baselines import BaselineRegressor, PersonalizedBaseline
 from .datasets import (
     consensus_agreement,
     make_aesthetic_benchmark,
 )
-from .datasets._table import _first
-from .evaluation import evaluate_personalization
+from .datasets._table import PEOPLE_WORDS, _first
+from .evaluation import _SKIPPED_WARNINGS, evaluate_personalization
 from .meta import ALGORITHMS
 from .report import METHOD_LABELS, TABLE1_METHODS
 
@@ -253,27 +254,22 @@ def _leave_out_small(tasks, args, say):
     return tasks
 
 
-_PEOPLE = {"user", "worker", "participant", "subject", "person", "annotator", "judge",
-           "respondent", "observer", "rater", "viewer", "customer", "author", "uid", "pid",
-           "sid", "wid"}
-
-
 def _names_people(column):
     """Whether a column's name says it names people (``user``, ``worker_id``, ...)."""
     words = re.split(r"[^a-z]+", re.sub(r"([a-z])([A-Z])", r"\1 \2", str(column)).lower())
-    return any(w.rstrip("s") in _PEOPLE or w in _PEOPLE for w in words if w)
+    return any(w.rstrip("s") in PEOPLE_WORDS or w in PEOPLE_WORDS for w in words if w)
 
 
 def _one_rater(args):
     """``(X, y)`` of the rater in a ratings CSV (``--rater`` picks one of several)."""
-    from .datasets._table import _load_table, _read, _require
+    from .datasets._table import COLUMN_OPTIONS, _load_table, _read, _require
 
     cols = (args.rater_col, args.image_col, args.score_col)
-    table = _load_table(args.ratings, needed=cols)
+    table = _load_table(args.ratings, needed=cols, frame_hint=True)
     if args.rater_col not in table.cols:
         # A file of one person's ratings needs no rater column. The table keeps its file
         # name and line numbers, so that errors name them.
-        _require(table, cols[1:])
+        _require(table, cols[1:], COLUMN_OPTIONS[1:])
         others = [c for c in table.cols if c not in cols[1:]]
         if args.rater is not None:
             raise SystemExit(f"--rater {args.rater} names a rater, but {args.ratings} has no "
@@ -301,7 +297,8 @@ def _one_rater(args):
                 "--rater).")
         table.cols[args.rater_col] = ["you"] * table.n
     # --on-error skip covers missing image files too: personalize skips them, warning
-    X, y, groups = _read(table, cols, args.image_root, check_files=args.on_error != "skip")
+    X, y, groups = _read(table, cols, args.image_root, check_files=args.on_error != "skip",
+                         options=COLUMN_OPTIONS)
     data = TaskSet.from_arrays(X, y, groups)
     raters = data.raters
     if args.rater is None and len(raters) > 1:
@@ -502,7 +499,8 @@ def run_evaluate(args, out=None):
     The data set's test raters are evaluated where it defines them, else all raters
     (a :class:`~sklearn_piaa.PIAAWarning` names the raters the prior was meta-trained on:
     their figures are not held out); with ``-o`` the per-rater, per-draw table is also
-    written as a CSV.
+    written as a CSV. Raters skipped at a support size, and sizes no rater has enough
+    images for, are named once, with the result (not in warnings as well).
 
     Parameters
     ----------
@@ -538,10 +536,16 @@ def run_evaluate(args, out=None):
     say(f"evaluating {plural(len(tasks), 'rater')} of {args.data} at {args.n_support} "
         f"support images, {plural(args.n_repeats, 'draw')} each")
     t0 = time.perf_counter()
-    result = evaluate_personalization(prior, tasks, n_support=tuple(args.n_support),
-                                      n_repeats=args.n_repeats, random_state=args.random_state,
-                                      n_jobs=args.n_jobs, score_range=args.score_range,
-                                      verbose=0 if args.quiet else 1)
+    with warnings.catch_warnings():
+        # The result printed below names the skipped raters and the sizes left out: the
+        # warnings listed the same raters again (20 of them twice, at the default 100
+        # support images on raters of 55).
+        warnings.filterwarnings("ignore", _SKIPPED_WARNINGS, PIAAWarning)
+        result = evaluate_personalization(prior, tasks, n_support=tuple(args.n_support),
+                                          n_repeats=args.n_repeats,
+                                          random_state=args.random_state, n_jobs=args.n_jobs,
+                                          score_range=args.score_range,
+                                          verbose=0 if args.quiet else 1)
     say(str(result))
     say(f"({time.perf_counter() - t0:.1f}s)")
     if args.output:

@@ -36,6 +36,12 @@ _FIELDS = [("rater", object), ("repeat", np.int64), ("n_support", np.int64),
            ("n_query", np.int64), ("srocc_prior", np.float64),
            ("srocc_personalized", np.float64), ("seed", np.int64)]
 
+#: The start of the warnings of :func:`evaluate_personalization` naming skipped raters
+#: and support sizes left out, which ``str(result)`` names too: for a caller that
+#: prints the result to filter out (``warnings.filterwarnings``), so as to say it once.
+_SKIPPED_WARNINGS = (r"\d+ rater\(s\) have fewer than \d+ images and are skipped"
+                     r"|n_support=[\d, ]+ left out")
+
 # Fewer query images than this make a rater's SROCC a coarse, noisy figure (on 2 images
 # it is +-1), yet it weighs as much as any other rater's in the mean: worth a warning.
 _FEW_QUERY = 10
@@ -61,7 +67,9 @@ class PersonalizationResult:
         SROCC (constant ratings or predictions on its query images) is left out of its
         rater's mean; a rater with no defined repeat is left out of the mean over raters
         and counted in ``n_dropped``. ``str(result)`` and a warning count the undefined
-        repeats; the warning names their raters, with the cause.
+        repeats; the warning names their raters, with the cause. A support size no rater
+        had enough images for has no entry (nor rows in ``table``): ``skipped`` lists all
+        its raters, and ``str(result)`` names such sizes in one line.
     skipped : dict
         ``n_support -> [(rater, n_images), ...]``: raters with fewer than
         ``n_support + 2`` images, reported rather than silently dropped.
@@ -93,8 +101,14 @@ class PersonalizationResult:
             if undefined:
                 lines.append(f"undefined SROCC at {k} images: {undefined}, left out of "
                              "their raters' means")
+        left_out = [k for k, raters in self.skipped.items() if raters and k not in self.summary]
+        if left_out:
+            # one line, not the same raters listed again for each such size
+            most = max(n for k in left_out for _, n in self.skipped[k])
+            lines.append(f"left out n_support={', '.join(map(str, left_out))}: no rater has "
+                         f"enough images (the most any has: {most})")
         for k, raters in self.skipped.items():
-            if raters:
+            if raters and k in self.summary:
                 lines.append(f"skipped at {k} images (too few images): "
                              + listing(f"{r!r} ({n})" for r, n in raters))
         fewest = {k: int(self.table["n_query"][self.table["n_support"] == k].min())
@@ -228,7 +242,9 @@ def evaluate_personalization(prior, test_tasks, n_support=(10, 100), n_repeats=5
     -------
     PersonalizationResult
         Raters with fewer than ``n_support + 2`` images are skipped at that size, with
-        a :class:`PIAAWarning` naming them (listed in ``skipped``). Raters scored on
+        a :class:`PIAAWarning` naming them (listed in ``skipped``). A size that no
+        rater has enough images for is left out of ``summary``, with one
+        :class:`PIAAWarning` for all such sizes. Raters scored on
         fewer than 10 query images at some size are kept, with one
         :class:`PIAAWarning` naming them and their query sizes: SROCC on a few images
         is coarse, yet weighs as much as any other rater's in the mean.
@@ -260,11 +276,13 @@ def evaluate_personalization(prior, test_tasks, n_support=(10, 100), n_repeats=5
             f"no test rater has enough images for any n_support in {list(n_support)} (it "
             f"needs n_support + 2, for at least 2 query images); the largest rater has "
             f"{max(sizes.values())} images.")
-    for k, raters in skipped.items():
-        if raters:
-            warnings.warn(f"{len(raters)} rater(s) have fewer than {k + 2} images and are "
-                          f"skipped at n_support={k}: "
-                          + listing(f"{r!r} ({n})" for r, n in raters),
+    n_support = _reachable(n_support, skipped, len(test_tasks),
+                           f"n_support + 2; the largest rater has {max(sizes.values())}")
+    for k in n_support:
+        if skipped[k]:
+            warnings.warn(f"{len(skipped[k])} rater(s) have fewer than {k + 2} images and "
+                          f"are skipped at n_support={k}: "
+                          + listing(f"{r!r} ({n})" for r, n in skipped[k]),
                           PIAAWarning, stacklevel=2)
     few = {}
     for k in n_support:
@@ -282,6 +300,21 @@ def evaluate_personalization(prior, test_tasks, n_support=(10, 100), n_repeats=5
         bar.update()
     bar.close()
     return _result(rows, n_support, skipped, model=prior)
+
+
+def _reachable(n_support, skipped, n_raters, need):
+    """The sizes of ``n_support`` that some rater has enough images for; one warning
+    names the others (``need``: what a rater needs, for the message).
+
+    A size every rater is skipped at would only list all the raters (again for each
+    such size) and show NaN in the summary: the default (10, 100) on raters of 55
+    images did both.
+    """
+    left_out = [k for k in n_support if len(skipped[k]) == n_raters]
+    if left_out:
+        warnings.warn(f"n_support={', '.join(map(str, left_out))} left out: no test rater "
+                      f"has enough images ({need}).", PIAAWarning, stacklevel=3)
+    return tuple(k for k in n_support if k not in left_out)
 
 
 def _personalizable(prior):
@@ -581,7 +614,9 @@ def compare_support_strategies(prior, test_tasks, selectors, n_support=(10, 25),
     -------
     dict
         ``"random"`` and each selector's name -> :class:`PersonalizationResult`; the
-        ``srocc_prior`` column is the same in all of them (same query sets).
+        ``srocc_prior`` column is the same in all of them (same query sets). A size
+        that no rater has enough images for is left out of their ``summary``, with
+        one :class:`PIAAWarning` for all such sizes.
 
     Raises
     ------
@@ -640,6 +675,9 @@ def compare_support_strategies(prior, test_tasks, selectors, n_support=(10, 25),
             f"n_query={n_query!r} (it needs at least 2 query images and a pool of "
             f"n_support images besides them); the largest rater has "
             f"{max(sizes.values())} images.")
+    n_support = _reachable(n_support, skipped, len(test_tasks),
+                           f"{n_query!r} query images and a pool of n_support besides them; "
+                           f"the largest rater has {max(sizes.values())}")
     for k in n_support:
         if skipped[k]:
             warnings.warn(f"{len(skipped[k])} rater(s) have too few images for a query "

@@ -6,6 +6,7 @@ UnicodeDecodeError or TypeError, a misleading message, or an option silently ign
 
 import argparse
 import os
+import re
 
 import numpy as np
 import pytest
@@ -198,6 +199,66 @@ def test_a_file_separated_by_semicolons_or_tabs_is_refused(tmp_path, sep, shown)
         read_ratings(path, check_files=False)
 
 
+def test_a_semicolon_file_is_shown_how_pandas_reads_it_into_read_ratings(tmp_path):
+    # "re-save it with commas" was the only way out, though read_ratings takes a
+    # DataFrame; its images are then looked for in the current directory, not the CSV's.
+    pd = pytest.importorskip("pandas")
+    _images(tmp_path, ["a.png", "b.png"])
+    path = _csv(tmp_path, "rater;image;score\nann;a.png;3,5\nann;b.png;4\n", "semi.csv")
+    with pytest.raises(ValueError) as info:
+        read_ratings(path)
+    advice = f"read_ratings(pandas.read_csv({path!r}, sep=';', decimal=','), " \
+             f"image_root={str(tmp_path)!r})"
+    assert "re-save it with commas between the columns, or, in Python" in str(info.value)
+    assert advice in str(info.value)
+    data = eval(advice, {"read_ratings": read_ratings, "pandas": pd})  # the advice works
+    assert data.y.tolist() == [3.5, 4.0] and data.X[0] == str(tmp_path / "a.png")
+    # no decimal commas: no decimal=','; Excel's "sep=;" line: skiprows=1
+    path = _csv(tmp_path, "sep=;\nrater;image;score\nann;a.png;3.5\n", "excel.csv")
+    with pytest.raises(ValueError, match=r"declares ';'; .*read_ratings\(pandas\.read_csv\("
+                                         r".*excel\.csv', sep=';', skiprows=1\), image_root="):
+        read_ratings(path)
+    data = read_ratings(pd.read_csv(path, sep=";", skiprows=1), image_root=tmp_path)
+    assert data.y.tolist() == [3.5]
+    # a data set's reader takes a folder, not a DataFrame: no such advice
+    _csv(tmp_path, "worker;imagePair;score\nw1;a.png;3\n", FLICKR_CSV)
+    with pytest.raises(ValueError, match="re-save it with commas between the columns.$"):
+        read_flickr_aes(tmp_path, split=None)
+
+
+def test_a_missing_column_suggests_the_found_one_in_python_and_on_the_command_line(
+        tmp_path, capsys):
+    # The message listed the columns found but left the user to work out the option.
+    path = _csv(tmp_path, "user,image,score,n_ratings\nann,a.png,3,2\n")
+    with pytest.raises(ValueError, match=r"lacks column\(s\) \['rater'\]; found columns "
+                       r".* To read 'user' as the rater column, pass rater_col='user' "
+                       r"\(--rater-col user on the command line\)\.$"):
+        read_ratings(path, check_files=False)
+    # the command line reads it through the same reader, and prints the message as is
+    assert console(["meta-train", path, "-o", str(tmp_path / "p.pt"), "--quiet"]) == 1
+    assert "--rater-col user on the command line" in capsys.readouterr().err
+    # the likeliest of several, a count column left aside, and each missing column named
+    frame = {"rater_id": ["a"], "img": ["x"], "n_ratings": [2], "rating": [3], "notes": [""]}
+    with pytest.raises(ValueError, match=r"To read 'rater_id' as the rater column and 'img' "
+                       r"as the image column and 'rating' as the score column, pass "
+                       r"rater_col='rater_id', image_col='img', score_col='rating' "
+                       r"\(--rater-col rater_id --image-col img --score-col rating on"):
+        read_ratings(frame, check_files=False)
+    # no name says it, but only one column is left: that one
+    with pytest.raises(ValueError, match=r"pass score_col='Bewertung' \(--score-col"):
+        read_ratings({"rater": ["a"], "image": ["x"], "Bewertung": [3]}, check_files=False)
+    with pytest.raises(ValueError) as info:  # two candidates, none likelier: no guess
+        read_ratings({"rater": ["a"], "image": ["x"], "rating": [3], "value": [3]},
+                     check_files=False)
+    assert "To read" not in str(info.value)
+    # personalize reads one person's file without a rater column
+    one = _csv(tmp_path, "img,score\na.png,3\n", "one.csv")
+    with pytest.raises(ValueError, match=r"pass image_col='img' \(--image-col img on"):
+        _one_rater(argparse.Namespace(ratings=one, rater_col="rater", image_col="image",
+                                      score_col="score", rater=None, image_root=None,
+                                      on_error="raise"))
+
+
 def test_a_single_column_header_is_not_mistaken_for_a_delimiter(tmp_path):
     path = _csv(tmp_path, "rater\nann\n")
     with pytest.raises(ValueError, match=r"lacks column\(s\) \['image', 'score'\]"):
@@ -219,12 +280,14 @@ def test_blank_lines_before_the_header_are_skipped(tmp_path):
 
 
 def test_the_missing_images_error_names_how_to_set_the_image_folder(tmp_path):
-    path = _csv(tmp_path, "rater,image,score\nann,zzz.jpg,3\n")
+    _images(tmp_path, ["here.png"])
+    path = _csv(tmp_path, "rater,image,score\nann,zzz.jpg,3\nann,here.png,4\n")
     with pytest.raises(FileNotFoundError) as info:
         read_ratings(path)
     message = str(info.value)
     assert "zzz.jpg" in message
-    # reading without the check only helps a fit that skips unreadable images
+    # reading without the check only helps a fit that skips unreadable images (and is
+    # not offered where every image is missing: see test_readers)
     assert "check_files=False and fit with on_error='skip' (--on-error skip" in message
     assert "image_root=" in message and "--image-root on the command line" in message
     _csv(tmp_path, "worker, imagePair, score\nw1, zzz.jpg, 3\n", FLICKR_CSV)
@@ -285,9 +348,13 @@ def test_image_root_moves_a_data_sets_image_folder(tmp_path, monkeypatch):
                   os.path.join("40K", "40K"), "-o", str(tmp_path / "p.pt")])
     data = _read_data(args)
     assert data.X == [str(root / "40K" / "40K" / "a.png")] * 2 and data.test_raters == ["w2"]
-    # without it, the missing images' error says how to move the folder
+    # without it, the missing images' error says how to move the folder: here, to the
+    # one level deeper that holds them
     args = parse(["meta-train", str(root), "--format", "flickr-aes", "-o", "p.pt"])
-    with pytest.raises(FileNotFoundError, match="--image-root on the command line"):
+    deeper = re.escape(str(root / "40K" / "40K"))
+    with pytest.raises(FileNotFoundError, match=rf"found under {deeper}: pass image_dir="
+                                                rf"'{deeper}' \(--image-root {deeper} on the "
+                                                "command line"):
         _read_data(args)
 
 

@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import warnings
 
 import numpy as np
 import pytest
@@ -144,6 +145,53 @@ def test_evaluate_does_not_write_over_a_photo_of_the_data(tmp_path, image_files,
         main(["evaluate", str(prior), str(tmp_path / "ratings.csv"), "--n-support", "3",
               "--n-repeats", "1", "-o", photo, "--quiet"])
     assert open(photo, "rb").read() == before
+
+
+def test_evaluate_names_skipped_raters_once_and_leaves_out_sizes_no_rater_reaches(
+        tmp_path, image_files, prior, capsys):
+    # At the default --n-support 10 100 on raters of 55 images: a warning listing every
+    # rater, a row "100  nan ± nan (n=0)", then the same raters again under "skipped".
+    names = [os.path.basename(p) for p in image_files]
+    rows = [f"u{u},{name},{1 + (i * (u + 2)) % 5}" for u in range(4)
+            for i, name in enumerate(names[:3] if u == 3 else names)]
+    table = tmp_path / "small.csv"
+    table.write_text("rater,image,score\n" + "\n".join(rows) + "\n")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        main(["evaluate", str(prior), str(table), "--n-support", "2", "20", "--n-repeats",
+              "1", "--quiet"])
+    out = capsys.readouterr().out
+    assert "nan" not in out and out.count("'u3'") == 1
+    assert "skipped at 2 images (too few images): 'u3' (3)" in out
+    assert "left out n_support=20: no rater has enough images (the most any has: 12)" in out
+    warned = [str(w.message) for w in caught]
+    assert warned and not [w for w in warned if "skipped" in w or "left out" in w]
+    assert any("among the prior's 4 training raters" in w for w in warned)  # others stay
+
+
+def test_personalize_colours_the_epoch_table_only_on_a_terminal(tmp_path, image_files,
+                                                                prior, capsys, monkeypatch):
+    # skorch's table coloured each epoch's best loss with ANSI codes wherever stdout
+    # went: "sklearn-piaa personalize ... > log.txt" wrote ESC[36m into the file.
+    import io
+    import sys
+
+    command = ["personalize", str(prior), str(_mine(tmp_path, image_files)), "-o",
+               str(tmp_path / "u.pt"), "--epochs", "3"]
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    main(command)
+    out = capsys.readouterr().out
+    assert "train_loss" in out and "\x1b[" not in out
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    for no_color, coloured in (("", True), ("1", False)):
+        monkeypatch.setenv("NO_COLOR", no_color)
+        monkeypatch.setattr(sys, "stdout", Terminal())
+        main(command)
+        assert ("\x1b[36m" in sys.stdout.getvalue()) is coloured
 
 
 def test_an_interrupted_fine_tuning_is_no_divergence_and_is_not_saved(tmp_path, image_files,

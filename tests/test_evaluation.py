@@ -136,12 +136,28 @@ def test_multiprocessing_backend_is_refused_not_hung(fitted):
 
 def test_raters_with_too_few_images_are_reported(fitted):
     meta, test = fitted
-    with pytest.warns(PIAAWarning, match="skipped at n_support=79"):
-        res = evaluate_personalization(meta, test, n_support=(5, 79), n_repeats=1,
+    # r11 keeps 30 of its 80 images: skipped at 40 support images, not at 5
+    small = TaskSet.from_mapping({r: (test[r][0][:30], test[r][1][:30]) if r == "r11"
+                                  else test[r] for r in test.raters})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = evaluate_personalization(meta, small, n_support=(5, 40, 79, 90), n_repeats=1,
                                        random_state=0)
+    said = [str(w.message) for w in caught if issubclass(w.category, PIAAWarning)]
+    assert said == ["n_support=79, 90 left out: no test rater has enough images (n_support "
+                    "+ 2; the largest rater has 80).",
+                    "1 rater(s) have fewer than 42 images and are skipped at n_support=40: "
+                    "'r11' (30)"]
+    assert [r for r, _ in res.skipped[40]] == ["r11"]
+    # a size no rater reaches: no NaN row in the summary, its raters named in one line
+    assert list(res.summary) == [5, 40] and res.summary[40]["personalized"].n == 2
     assert [r for r, _ in res.skipped[79]] == ["r09", "r10", "r11"]
-    assert res.summary[79]["personalized"].n == 0
-    assert "skipped at 79 images" in str(res)
+    text = str(res)
+    assert "nan" not in text and "skipped at 79" not in text and "skipped at 90" not in text
+    assert "left out n_support=79, 90: no rater has enough images (the most any has: 80)" \
+        in text
+    assert text.count("'r11'") == 1 and "skipped at 40 images (too few images): 'r11' (30)" \
+        in text
     with pytest.raises(ValueError, match=r"no test rater has enough images .*\[79, 90\]"):
         evaluate_personalization(meta, test, n_support=(79, 90), n_repeats=1)
 

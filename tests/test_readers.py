@@ -236,6 +236,50 @@ def test_a_mistyped_image_folder_is_named_once(tmp_path):
         read_ratings(table, image_root=tmp_path / "imgs")
 
 
+def test_a_missing_absolute_path_is_named_where_it_points(tmp_path):
+    # "missing under <the CSV's folder>" sent the reader to a folder the absolute path
+    # has nothing to do with.
+    _jpeg(str(tmp_path / "here.jpg"))
+    gone = str(tmp_path / "elsewhere" / "nope.jpg")
+    _write(str(tmp_path / "data" / "t.csv"),
+           f"rater,image,score\na,{tmp_path / 'here.jpg'},3\na,{gone},4\n")
+    with pytest.raises(FileNotFoundError) as err:
+        read_ratings(str(tmp_path / "data" / "t.csv"))
+    msg = str(err.value)
+    assert f"1 of the 2 image file(s) named in {tmp_path / 'data' / 't.csv'} are missing at " \
+           f"the absolute path(s) the table gives: {gone}." in msg
+    assert "missing under" not in msg and "used as they are" in msg
+    assert "check_files=False" in msg  # one of two: the other can still be trained on
+    # a relative name missing beside it is named under the image folder
+    _write(str(tmp_path / "data" / "u.csv"), f"rater,image,score\na,{gone},3\na,x.jpg,4\n")
+    with pytest.raises(FileNotFoundError, match=r"are missing: 1 under .*data \(x\.jpg\) and "
+                                                 r"1 at the absolute path\(s\) the table gives"):
+        read_ratings(str(tmp_path / "data" / "u.csv"))
+
+
+def test_images_found_in_a_subfolder_are_pointed_at_and_none_skipped(tmp_path):
+    # The shipped layout: ratings.csv beside images/, names relative to images/. The
+    # message listed 55 names "missing" and offered to train without all of them.
+    for name in ("a.jpg", "b.jpg"):
+        _jpeg(str(tmp_path / "images" / name))
+    (tmp_path / "other").mkdir()
+    _write(str(tmp_path / "ratings.csv"), "rater,image,score\nr,a.jpg,3\nr,b.jpg,4\n")
+    with pytest.raises(FileNotFoundError) as err:
+        read_ratings(str(tmp_path / "ratings.csv"))
+    msg = str(err.value)
+    images = str(tmp_path / "images")
+    assert f"found under {images}: pass image_root={images!r} (--image-root {images} on " \
+           "the command line)" in msg
+    assert "check_files=False" not in msg and "on_error" not in msg
+    assert read_ratings(str(tmp_path / "ratings.csv"), image_root=images).y.tolist() == [3, 4]
+    # names found nowhere: the usual advice, still without skipping every image
+    _write(str(tmp_path / "none.csv"), "rater,image,score\nr,zzz.jpg,3\n")
+    with pytest.raises(FileNotFoundError) as err:
+        read_ratings(str(tmp_path / "none.csv"))
+    assert "Check the image folder (image_root=" in str(err.value)
+    assert "found under" not in str(err.value) and "check_files=False" not in str(err.value)
+
+
 def test_duplicates_mean_or_error():
     table = _table(rater=["a", "a", "b", "a"], image=["x.jpg", "y.jpg", "x.jpg", "x.jpg"])
     # averaged with a word: counts then differ from a data set's published ones

@@ -347,11 +347,13 @@ def test_compare_on_a_real_prior_is_paired_and_reproducible(ratings):
 def test_compare_skips_small_raters_and_checks_its_arguments():
     tasks = _id_tasks(per_rater=30)
     prior, sel = _RecordingPrior(), {"kc": SupportSelector("kcenter")}
-    with pytest.warns(PIAAWarning, match="skipped at n_support=20"):
+    # every rater is skipped at 20: the size is left out, in one line
+    with pytest.warns(PIAAWarning, match="n_support=20 left out: no test rater has enough "
+                                         "images"):
         res = compare_support_strategies(prior, tasks, sel, n_support=(5, 20), n_query=15,
                                          n_repeats=1, random_state=0)
     assert len(res["kc"].skipped[20]) == 3 and not res["kc"].skipped[5]
-    assert set(res["kc"].table["n_support"].tolist()) == {5}
+    assert set(res["kc"].table["n_support"].tolist()) == {5} and list(res["kc"].summary) == [5]
     with pytest.raises(ValueError, match="'random' is the protocol's own"):
         compare_support_strategies(prior, tasks, {"random": SupportSelector("random")})
     with pytest.raises(ValueError, match="share a strategy name"):

@@ -10,6 +10,7 @@ import io
 import numbers
 import os
 import re
+import shlex
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -75,13 +76,13 @@ def _data_set_hint(columns, path=None):
 # -- loading a table -----------------------------------------------------------------
 
 
-def _load_table(table, needed=None):
+def _load_table(table, needed=None, frame_hint=False):
     """Columns (name -> list, copied), a name for messages, CSV line numbers and a base dir.
 
-    ``needed``: the columns the caller reads, where known; see :func:`_read_csv`.
+    ``needed``, ``frame_hint``: see :func:`_read_csv`.
     """
     if isinstance(table, (str, os.PathLike)):
-        return _read_csv(os.fspath(table), needed)
+        return _read_csv(os.fspath(table), needed, frame_hint)
     if hasattr(table, "columns") and hasattr(table, "to_numpy"):  # a pandas DataFrame
         name = "the DataFrame"
         if hasattr(table, "items"):
@@ -189,11 +190,30 @@ def _swallows_rows(row, names, needed, record):
         return True
 
 
-def _read_csv(path, needed=None):
+def _frame_hint(path, text, delimiter, skiprows=0):
+    """" ..., or, in Python, pass read_ratings the table as pandas reads it: ..." for a
+    file separated by ``delimiter``, with ``decimal=','`` where a cell looks like a
+    decimal comma ("3,5") and ``skiprows`` for Excel's "sep=" line."""
+    options = f"sep={delimiter!r}"
+    cell = rf"(^|{re.escape(delimiter)})[ \t]*-?\d+,\d+[ \t]*({re.escape(delimiter)}|\r?$)"
+    if delimiter != "," and re.search(cell, text[:65536], re.MULTILINE):
+        options += ", decimal=','"
+    if skiprows:
+        options += f", skiprows={skiprows}"
+    # image_root: an in-memory table's images are looked for in the current directory,
+    # not beside the file it came from
+    folder = os.path.dirname(os.path.abspath(path))
+    return (f", or, in Python, pass read_ratings the table as pandas reads it: "
+            f"read_ratings(pandas.read_csv({path!r}, {options}), image_root={folder!r})")
+
+
+def _read_csv(path, needed=None, frame_hint=False):
     """The table in CSV file ``path``; ``needed``: the columns the caller reads, if known.
 
     A quoted cell running over lines is refused (as the sign of a stray quote) unless
-    it lies in a column outside ``needed`` and the record is otherwise sound.
+    it lies in a column outside ``needed`` and the record is otherwise sound. A file
+    separated otherwise than by commas is refused; with ``frame_hint`` (the caller is
+    :func:`read_ratings`, which takes a DataFrame) the message says how pandas reads it.
     """
     if os.path.isdir(path):
         raise _not_a_folder_of_ratings(path)
@@ -206,9 +226,11 @@ def _read_csv(path, needed=None):
     hint = re.match(r"sep=(.?)[ \t]*\r?\n", text)
     if hint:  # Excel's "sep=," line names the delimiter; it is not the header
         if hint.group(1) != ",":
+            also = (_frame_hint(path, text[hint.end():], hint.group(1), skiprows=1)
+                    if frame_hint and hint.group(1) else "")
             raise ValueError(f"{path} must be comma-separated, but its first line "
                              f"{hint.group(0).strip()!r} declares {hint.group(1)!r}; re-save "
-                             "it with commas between the columns.")
+                             f"it with commas between the columns{also}.")
         text, skipped = text[hint.end():], 1
     reader = csv.reader(io.StringIO(text, newline=""), skipinitialspace=True)
     header = next((row for row in reader if any(h.strip() for h in row)), None)
@@ -218,9 +240,10 @@ def _read_csv(path, needed=None):
     if len(names) == 1:
         seen = [d for d in (";", "\t") if d in names[0]]
         if seen:
+            also = _frame_hint(path, text, seen[0]) if frame_hint else ""
             raise ValueError(f"{path} must be comma-separated, but its header {header[0]!r} "
                              f"has no comma and is separated by {seen[0]!r}; re-save it "
-                             "with commas between the columns.")
+                             f"with commas between the columns{also}.")
     if len(set(names)) < len(names):
         raise ValueError(f"{path}: repeated column names in the header {names}.")
     rows, lines, raw = [], [], None
@@ -274,11 +297,91 @@ def _where(t, i):
 # -- validating columns --------------------------------------------------------------
 
 
-def _require(t, names):
+#: The parameters that name a ratings table's rater, image and score columns, in
+#: Python and on the command line (None: a reader without that option there).
+COLUMN_OPTIONS = (("rater_col", "--rater-col"), ("image_col", "--image-col"),
+                  ("score_col", "--score-col"))
+
+#: Words of column names that name people: a rater column by another name.
+PEOPLE_WORDS = {"user", "worker", "participant", "subject", "person", "annotator", "judge",
+                "respondent", "observer", "rater", "viewer", "customer", "author", "uid",
+                "pid", "sid", "wid", "userid", "workerid", "raterid"}
+
+#: Words in the names that the rater, image and score columns go by in other tables.
+_COLUMN_WORDS = (
+    PEOPLE_WORDS,
+    {"image", "img", "file", "filename", "path", "filepath", "photo", "picture", "pic",
+     "imagename", "imgname", "url", "imagepair"},
+    {"score", "rating", "value", "mos", "liking", "grade", "aesthetic", "response", "rate"},
+)
+#: First words of a count ("n_ratings", "num_images"), not of the column counted.
+_COUNT_WORDS = {"n", "num", "number", "count", "nb", "total"}
+
+
+def _words(column):
+    """The lower-case words of a column name: ``userId`` and ``user_id`` are user, id."""
+    spaced = re.sub(r"([a-z])([A-Z])", r"\1 \2", str(column)).lower()
+    return [w for w in re.split(r"[^a-z0-9]+", spaced) if w]
+
+
+def _likely_column(role, name, unused):
+    """The one column of ``unused`` whose name says it holds ``role`` (0: rater, 1:
+    image, 2: score) in place of the missing column ``name``, or None."""
+    words = _COLUMN_WORDS[role]
+    found = [c for c in unused if (w := _words(c)) and w[0] not in _COUNT_WORDS
+             and any(x in words or x.rstrip("s") in words for x in w)]
+    for closer in (lambda c: c.lower() == name.lower(),  # "Rater" before "user"
+                   lambda c: "".join(_words(c)) in words):  # "rating" before "rating_scale"
+        if len(found) > 1:
+            found = [c for c in found if closer(c)] or found
+    return found[0] if len(found) == 1 else None
+
+
+def _column_hint(t, names, options):
+    """" To read 'user' as the rater column, pass rater_col='user' (...)." for the
+    columns of ``t`` that likely hold the missing ones of ``names``, or "".
+
+    ``options``: per name, the (Python, command-line) parameters that set it (a
+    command-line name of None: Python only), or None where the columns are fixed.
+    """
+    used = set(names)
+    unused = [c for c in t.cols if c not in used]
+    missing = [(n, o) for n, o in zip(names, options or ()) if o and n not in t.cols]
+    roles = {o[0]: i for i, o in enumerate(COLUMN_OPTIONS)}
+    guess = {}
+    for name, (param, flag) in missing:
+        if param in roles:
+            column = _likely_column(roles[param], name, unused)
+            if column is not None:
+                guess[param, flag] = column
+    if not guess and len(missing) == 1 and len(unused) == 1 \
+            and (w := _words(unused[0])) and w[0] not in _COUNT_WORDS:
+        guess[missing[0][1]] = unused[0]  # the only column left is the likeliest
+    if not guess or len(set(guess.values())) < len(guess):  # one column cannot be two
+        return ""
+    what = " and ".join(f"{column!r} as the {param.split('_')[0]} column"
+                        for (param, _), column in guess.items())
+    python = ", ".join(f"{param}={column!r}" for (param, _), column in guess.items())
+    cli = ""
+    if all(flag for _, flag in guess):
+        flags = " ".join(f"{flag} {shlex.quote(column)}" for (_, flag), column in guess.items())
+        cli = f" ({flags} on the command line)"
+    return f" To read {what}, pass {python}{cli}."
+
+
+def _require(t, names, options=None):
+    """Refuse a table ``t`` lacking a column of ``names``, or without rows.
+
+    ``options``: per name, the (Python, command-line) parameters that set the column
+    (see :data:`COLUMN_OPTIONS`; a command-line name of None: Python only), so that
+    the message can suggest the found column that likely holds a missing one; None
+    where the columns are fixed.
+    """
     missing = [c for c in names if c not in t.cols]
     if missing:
         raise ValueError(f"{t.name} lacks column(s) {missing}; found columns {list(t.cols)} "
                          "(names are matched case-sensitively, after stripping spaces)."
+                         + _column_hint(t, names, options)
                          + _data_set_hint(t.cols, t.name if t.lines is not None else None))
     if t.n == 0:
         raise ValueError(f"{t.name} has a header but no ratings.")
@@ -360,25 +463,75 @@ def _as_spelled_on_disk(paths):
     return [found.get(p, p) for p in paths]
 
 
-def _check_files(t, paths, root, hint=IMAGE_ROOT_HINT):
+#: How many missing names, and entries of the image folder, the search for the
+#: subfolder that holds the images looks at: a few stat calls, whatever the tree's size.
+_SAMPLE, _LISTED = 20, 1000
+
+
+def _subfolder_holding(root, names):
+    """The folder directly under ``root`` where every one of ``names`` (relative) exists,
+    or None; looks at the first entries of ``root`` only (see ``_LISTED``)."""
+    names = names[:_SAMPLE]
+    try:
+        with os.scandir(root) as entries:
+            folders = [e.path for _, e in zip(range(_LISTED), entries)
+                       if e.is_dir() and not e.name.startswith(".")]
+    except OSError:
+        return None
+    for folder in sorted(folders):
+        if all(os.path.isfile(os.path.join(folder, n)) for n in names):
+            return folder
+    return None
+
+
+def _check_files(t, paths, root, hint=IMAGE_ROOT_HINT, absolute=frozenset()):
+    """Refuse missing image ``paths``; ``absolute``: those the table gives as absolute
+    paths, which the image folder ``root`` does not apply to."""
     unique = list(dict.fromkeys(paths))
     missing = [p for p in unique if not os.path.isfile(p)]
-    if missing and len(missing) == len(unique) and not os.path.isdir(root) \
+    if not missing:
+        return
+    under = [p for p in missing if p not in absolute]
+    elsewhere = [p for p in missing if p in absolute]
+    if len(missing) == len(unique) and not elsewhere and not os.path.isdir(root) \
             and all(p.startswith(root + os.sep) for p in missing):
         # a mistyped folder: one line about it, not every file under it
         raise FileNotFoundError(
             f"the image folder {root} does not exist (none of the {len(unique)} image "
             f"file(s) named in {t.name} can be found). Check the image folder ({hint}).")
-    if missing:
-        shown = [os.path.relpath(p, root) if p.startswith(root + os.sep) else p for p in missing]
-        near = _near_miss(missing[:_SHOWN])
-        raise FileNotFoundError(
-            f"{len(missing)} of the {len(unique)} image file(s) named in {t.name} are missing "
-            f"under {root}: {_first(shown)}.{near} Check the image folder ({hint}) and the "
-            "image names; to train without them, read with check_files=False and fit with "
-            "on_error='skip' (--on-error skip for sklearn-piaa meta-train, personalize, "
-            "evaluate and predict)."
-        )
+    shown = [os.path.relpath(p, root) if p.startswith(root + os.sep) else p for p in under]
+    # An absolute path is looked for where it points: "missing under <root>" sent the
+    # reader to a folder the path has nothing to do with.
+    if under and elsewhere:
+        where = (f": {len(under)} under {root} ({_first(shown)}) and {len(elsewhere)} at "
+                 f"the absolute path(s) the table gives ({_first(elsewhere)})")
+    elif under:
+        where = f" under {root}: {_first(shown)}"
+    else:
+        where = f" at the absolute path(s) the table gives: {_first(elsewhere)}"
+    message = (f"{len(missing)} of the {len(unique)} image file(s) named in {t.name} are "
+               f"missing{where}.{_near_miss(missing[:_SHOWN])}")
+    relative = [os.path.relpath(p, root) for p in under if p.startswith(root + os.sep)]
+    # Only where (nearly) all are missing: a table whose names are relative to a
+    # subfolder (images/), read with its own folder as the image folder.
+    folder = (_subfolder_holding(root, relative)
+              if relative and len(missing) >= 0.9 * len(unique) else None)
+    if folder is not None:
+        param = hint.split("=", 1)[0]
+        message += (f" The {'missing ' if len(missing) < len(unique) else ''}names are "
+                    f"found under {folder}: pass {param}={folder!r} (--image-root "
+                    f"{shlex.quote(folder)} on the command line).")
+    elif under:
+        message += f" Check the image folder ({hint}) and the image names."
+    if elsewhere:
+        message += (" Check the absolute paths: they are used as they are, not looked "
+                    "for under the image folder.")
+    if len(missing) < len(unique):
+        # not where every image is missing: skipping them all leaves nothing to train on
+        message += (" To train without them, read with check_files=False and fit with "
+                    "on_error='skip' (--on-error skip for sklearn-piaa meta-train, "
+                    "personalize, evaluate and predict).")
+    raise FileNotFoundError(message)
 
 
 #: Extensions tried on a missing image name that has none.
@@ -422,15 +575,16 @@ def _check_min_images(t, raters, min_images):
 
 
 def _read(t, cols, image_root, duplicates="mean", check_files=True, min_images=None,
-          extra=(), locate=None, hint=IMAGE_ROOT_HINT):
+          extra=(), locate=None, hint=IMAGE_ROOT_HINT, options=None):
     """Validated ``(X, y, groups)`` of table ``t``; ``locate`` maps image cells to paths.
 
-    ``hint`` names, in a missing-images error, how the caller sets the image folder.
+    ``hint`` names, in a missing-images error, how the caller sets the image folder;
+    ``options``, in a missing-columns error, how it names ``cols`` (see :func:`_require`).
     """
     if duplicates not in ("mean", "error"):
         raise ValueError(f"duplicates must be 'mean' or 'error', got {duplicates!r}.")
     rater_col, image_col, score_col = cols
-    _require(t, [*cols, *extra])
+    _require(t, [*cols, *extra], options)
     raters, images, y = _ids(t, rater_col), _ids(t, image_col), _scores(t, score_col)
     if locate is not None:
         images = locate(raters, images, y)
@@ -445,7 +599,8 @@ def _read(t, cols, image_root, duplicates="mean", check_files=True, min_images=N
         paths = _as_spelled_on_disk(paths)
     raters, paths, y = _merge_duplicates(t, raters, paths, y, duplicates)
     if check_files:
-        _check_files(t, paths, root, hint)
+        absolute = {resolved[im] for im in resolved if os.path.isabs(im)}
+        _check_files(t, paths, root, hint, absolute)
     if min_images is not None:
         _check_min_images(t, raters, min_images)
     return paths, y.astype(np.float32), np.array(raters, dtype=object)

@@ -17,6 +17,7 @@ from sklearn.utils import Bunch
 from .._tasks import TaskSet
 from .._warnings import PIAAWarning
 from ._table import (
+    COLUMN_OPTIONS,
     IMAGE_DIR_HINT,
     IMAGE_ROOT_HINT,
     _first,
@@ -202,14 +203,18 @@ def read_ratings(table, rater_col="rater", image_col="image", score_col="score",
     Raises
     ------
     FileNotFoundError
-        If the table or, with ``check_files``, images are missing (count, first names).
+        If the table or, with ``check_files``, images are missing (count, first names;
+        an absolute path as itself, not under ``image_root``; a folder directly under
+        ``image_root`` that holds them, where (nearly) all are missing there).
     IsADirectoryError
         If ``table`` is a folder (naming the ``--format`` that reads it, where it holds
         a known data set's ratings file).
     ValueError
-        On a file that is not UTF-8 (naming the byte) or not comma-separated, a dict
-        column that is not a list or array, repeated or missing columns (naming those
-        found, and the reader of a known data set whose columns they are), an empty
+        On a file that is not UTF-8 (naming the byte) or not comma-separated (with the
+        ``pandas.read_csv`` call that reads it into a DataFrame, which is accepted), a
+        dict column that is not a list or array, repeated or missing columns (naming
+        those found, the found column that likely holds a missing one, and the reader
+        of a known data set whose columns they are), an empty
         table or id cell, non-numeric or non-finite scores (rows, values), duplicates
         with ``duplicates="error"``, or raters with fewer than ``min_images`` images
         (names, counts).
@@ -239,8 +244,9 @@ def read_ratings(table, rater_col="rater", image_col="image", score_col="score",
 def _read_ratings(table, cols, image_root, duplicates="mean", check_files=True,
                   min_images=None, hint=IMAGE_ROOT_HINT):
     """:func:`read_ratings`; ``hint`` names the caller's image folder parameter."""
-    t = _load_table(table, needed=cols)
-    X, y, groups = _read(t, cols, image_root, duplicates, check_files, min_images, hint=hint)
+    t = _load_table(table, needed=cols, frame_hint=True)
+    X, y, groups = _read(t, cols, image_root, duplicates, check_files, min_images, hint=hint,
+                         options=COLUMN_OPTIONS)
     return _bunch(X, y, groups, f"Ratings read from {t.name}")
 
 
@@ -574,8 +580,10 @@ def read_aadb(root, ratings_file="AADB_AllinAll.csv", image_dir="datasetImages_o
     t = _load_table(ratings_path, needed=(*cols, _AADB_WORKER))
     if rater_col not in t.cols and (long := _aadb_long(t)) is not None:
         t, cols = long, tuple(long.cols)  # else the missing columns are named by _read
+    # the command line's --format aadb reads the columns of this function's defaults
+    python_only = tuple((param, None) for param, _ in COLUMN_OPTIONS)
     X, y, groups = _read(t, cols, os.path.join(root, image_dir), check_files=check_files,
-                         hint=IMAGE_DIR_HINT)
+                         hint=IMAGE_DIR_HINT, options=python_only)
     bunch = _bunch(X, y, groups, f"Ratings read from {t.name}")
     bunch.DESCR = "AADB (Kong et al., ECCV 2016). " + bunch.DESCR
     return bunch if test_workers is None else _add_split(bunch, test_workers, None,
