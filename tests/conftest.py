@@ -17,6 +17,24 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def python_sigint():
+    """Python's own SIGINT handler during each test, restored after.
+
+    A shell without job control starts background commands (``.ci/run &``) with SIGINT
+    ignored, and Ctrl-C tests (:class:`CtrlC`) then saw no interrupt.
+    """
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is not signal.SIG_IGN:
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def make_rating_features(n_images=200, n_raters=12, per_rater=80, n_features=8,
                          deviation=0.6, random_state=0):
     """Linear-taste raters over feature vectors: consensus plus a per-rater deviation."""
@@ -162,7 +180,11 @@ def damage_the_end_record(path):
 
 
 class CtrlC:
-    """A skorch callback: Ctrl-C (a SIGINT to the process) during the second epoch."""
+    """A skorch callback: Ctrl-C (a SIGINT to the process) during the second epoch.
+
+    A process started in the background by a shell without job control (``cmd &``)
+    ignores SIGINT, so the tests using it install Python's handler (``python_sigint``).
+    """
 
     def initialize(self):
         return self

@@ -1,6 +1,7 @@
 """save_model / load_model: weights + config round trips, versions, devices, baselines."""
 
 import copy
+import gc
 import os
 import pickle
 import re
@@ -677,6 +678,9 @@ class _NoopCallback:
 def test_models_loaded_with_equal_frozen_backbones_share_one(tmp_path):
     # each loaded model held its own backbone: ten users' nets of one prior, loaded in
     # a service, held ten copies (about 50 MB each) and embedded each image ten times
+    # Models of earlier tests that wait in reference cycles would hold an equal tiny_cnn
+    # (and its memo of their images) in the registry of loaded backbones.
+    gc.collect()
     imgs, y, groups = _images()
     meta = MetaAestheticRegressor(backbone="tiny_cnn", hidden_sizes=(8,), n_iterations=2,
                                   support_size=6, query_size=3,
