@@ -698,8 +698,11 @@ def test_models_loaded_with_equal_frozen_backbones_share_one(tmp_path):
     backbones = {id(m.input_.backbone) for m in (prior, *(n.prior_ for n in nets))}
     assert len(backbones) == 1
     assert id(load_model(tmp_path / "other.pt").input_.backbone) not in backbones
+    memo = prior.input_._memory
+    assert all(n.prior_.input_._memory is memo for n in nets)
+    before = len(memo)  # an equal backbone still alive elsewhere may have embedded some
     expected = [n.predict(imgs) for n in nets]
-    assert len(prior.input_._memory) == len(imgs)  # embedded once, for all of them
+    assert len(memo) - before <= len(imgs)  # embedded once, for all of them
     for u, net in enumerate(nets):
         np.testing.assert_array_equal(net.predict(imgs), expected[u])
         np.testing.assert_allclose(
