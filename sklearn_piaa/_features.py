@@ -9,7 +9,6 @@ import hashlib
 import os
 import secrets
 import threading
-import warnings
 import weakref
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
@@ -39,7 +38,7 @@ from ._io import (
 )
 from ._messages import listing
 from ._progress import progress
-from ._warnings import PIAAWarning, warn_caller
+from ._warnings import warn_caller
 from .nn.backbones import BACKBONES
 from .nn.fold import fold_batchnorm
 
@@ -1222,8 +1221,8 @@ class ImageEmbedder:
             except ValueError as exc:
                 if strict and (needed or not os.path.isdir(disk)):
                     raise  # a mistyped or unusable path, or a full disk, before the work
-                warnings.warn(f"{exc} The {n_new} image(s) not in it yet are embedded "
-                              "without being cached.", PIAAWarning, stacklevel=5)
+                warn_caller(f"{exc} The {n_new} image(s) not in it yet are embedded "
+                            "without being cached.")
                 return None
         _remove_stale_writes(disk)
         return disk
@@ -1343,10 +1342,9 @@ class ImageEmbedder:
                             _atomic_save(os.path.join(disk, key + ".npy"), row)
                         except OSError as exc:  # the disk filled up, the folder went away
                             # the embeddings are what was asked for; the cache is a bonus
-                            warnings.warn(f"cache_dir {disk!r}: writing an embedding failed "
-                                          f"({exc.strerror or exc}); the other images are "
-                                          "embedded without being cached.", PIAAWarning,
-                                          stacklevel=5)
+                            warn_caller(f"cache_dir {disk!r}: writing an embedding failed "
+                                        f"({exc.strerror or exc}); the other images are "
+                                        "embedded without being cached.")
                             disk = None
                 bar.update(len(images))
         bar.close()

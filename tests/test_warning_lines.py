@@ -72,3 +72,60 @@ def test_a_fit_warning_points_at_the_callers_line(case):
     found = [w for w in caught if text in str(w.message)]
     assert found, [str(w.message)[:80] for w in caught]
     assert {w.filename for w in found} == {__file__}
+
+
+def _cache_problem(tmp_path, monkeypatch, entry, problem):
+    """``entry``'s method, its arguments, and a cache that warns when it is called."""
+    import torch
+    from PIL import Image
+
+    from sklearn_piaa import _features
+    from sklearn_piaa._features import ImageEmbedder
+    from sklearn_piaa.nn.backbones import load_backbone
+
+    paths = []
+    for i in range(6):
+        path = tmp_path / f"{i}.png"
+        Image.new("RGB", (12, 12), (40 * i, 0, 0)).save(path)
+        paths.append(str(path))
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    meta = MetaAestheticRegressor(backbone="tiny_cnn", hidden_sizes=(4,), n_iterations=2,
+                                  support_size=1, query_size=1, finetune_epochs=1,
+                                  cache_dir=cache, random_state=0)
+    fit_args = (paths[:4], [1.0, 2.0, 3.0, 4.0]), {"groups": ["a", "a", "b", "b"]}
+    if entry == "predict":
+        meta.fit(*fit_args[0], **fit_args[1])  # before the cache goes wrong
+    if problem == "read-only cache":
+        real = _features.check_writable_dir
+
+        def read_only(path, needed_bytes=0, what="directory"):
+            real(path, needed_bytes, what)  # made, as a shared cache is: fit only warns
+            raise ValueError(f"{what} {path!r} is not writable: Read-only file system.")
+
+        monkeypatch.setattr(_features, "check_writable_dir", read_only)
+    else:
+        def no_space(path, array):
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(_features, "_atomic_save", no_space)
+    if entry == "fit":
+        return meta.fit, *fit_args
+    if entry == "predict":
+        return meta.predict, (paths[4:],), {}
+    embedder = ImageEmbedder(load_backbone("tiny_cnn"), torch.device("cpu"), cache_dir=cache)
+    return embedder.embeddings, (paths,), {}
+
+
+@pytest.mark.parametrize("problem", ["read-only cache", "failed write"])
+@pytest.mark.parametrize("entry", ["fit", "predict", "embeddings"])
+def test_a_cache_warning_points_at_the_callers_line(tmp_path, monkeypatch, entry, problem):
+    # A fixed stacklevel showed it at a line of the package from fit and predict, and
+    # above the caller of embeddings.
+    call, args, kwargs = _cache_problem(tmp_path, monkeypatch, entry, problem)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        call(*args, **kwargs)  # the user's line: no frame of this file above it
+    found = [w for w in caught if "without being cached" in str(w.message)]
+    assert found, [str(w.message)[:80] for w in caught]
+    assert {w.filename for w in found} == {__file__}
