@@ -398,15 +398,20 @@ def _each_rater(func, prior, calls, n_jobs):
         # memo is not pickled): every chunk embedded all its raters' images again,
         # those rated by raters of other chunks too. Here each image is embedded once
         # and its embedding (5 kB with EfficientNet-Lite0) travels with the chunks that
-        # need it. Lazily: joblib takes chunks a few ahead of the workers (its
-        # pre_dispatch), so only those chunks' embeddings wait in memory.
-        jobs = (delayed(_run_chunk_with)(_chunk_embeddings(embedder, c), func, prior, c)
-                for c in chunks)
+        # need it. All before the first job: joblib takes the later chunks from its
+        # callback thread, where embedding would hold up the results and escape Ctrl-C
+        # (and the memo holds these embeddings anyway).
+        found = [_chunk_embeddings(embedder, c) for c in chunks]
+        jobs = (delayed(_run_chunk)(func, prior, c, e) for c, e in zip(chunks, found))
     for part in _in_order(jobs, n_jobs):
         yield from part
 
 
-def _run_chunk(func, prior, calls):
+def _run_chunk(func, prior, calls, embeddings=None):
+    """``func(prior, *args)`` for each ``args`` of ``calls``, the prior's embedder
+    holding ``embeddings`` (key -> embedding, see :func:`_chunk_embeddings`) first."""
+    if embeddings is not None:
+        image_reader(prior).remember(embeddings)
     return [func(prior, *args) for args in calls]
 
 
@@ -416,12 +421,6 @@ def _chunk_embeddings(embedder, calls):
     for args in calls:
         found.update(embedder.embeddings(args[0]))
     return found
-
-
-def _run_chunk_with(embeddings, func, prior, calls):
-    """:func:`_run_chunk`, the prior's embedder holding ``embeddings`` first."""
-    image_reader(prior).remember(embeddings)
-    return _run_chunk(func, prior, calls)
 
 
 def _in_order(jobs, n_jobs):

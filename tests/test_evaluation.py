@@ -364,8 +364,11 @@ class _LoggedPool(torch.nn.Module):
         self.log = log
 
     def forward(self, x):
+        import threading
+
         with open(self.log, "a") as fh:
-            fh.write(f"{os.getpid()} {len(x)}\n")
+            main = threading.current_thread() is threading.main_thread()
+            fh.write(f"{os.getpid()} {len(x)} {int(main)}\n")
         return x.mean(dim=(2, 3))
 
 
@@ -402,6 +405,34 @@ def test_worker_processes_embed_no_image_again(tmp_path):
     assert passes[:, 1].sum() == 8  # the images fit had not seen, each once
     alone = evaluate_personalization(meta, test, n_support=5, n_repeats=2, random_state=0)
     np.testing.assert_array_equal(parallel.table, alone.table)
+
+
+def test_images_are_embedded_in_the_main_thread_before_the_jobs_start(tmp_path):
+    # Embedded lazily as joblib took each chunk, the later chunks' images were embedded
+    # in joblib's callback thread, holding up the results, out of Ctrl-C's reach.
+    from PIL import Image
+
+    from sklearn_piaa.nn import Backbone
+
+    rng = np.random.RandomState(0)
+    raters = [f"t{r}" for r in range(8)]  # 8 chunks of one rater for 2 workers
+    paths = []
+    for i in range(16 * len(raters)):  # images of its own for each rater
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.fromarray((rng.rand(12, 12, 3) * 255).astype(np.uint8)).save(paths[-1])
+    log = tmp_path / "forward.log"
+    backbone = Backbone(_LoggedPool(str(log)), out_features=3, input_size=16, name="logged")
+    meta = MetaAestheticRegressor(backbone=backbone, hidden_sizes=(4,), n_iterations=2,
+                                  support_size=4, query_size=2, finetune_epochs=2,
+                                  random_state=0)
+    meta.fit(paths[:16], np.tile(np.arange(1.0, 6.0), 4)[:16], groups=np.repeat(["a", "b"], 8))
+    log.unlink()
+    test = TaskSet.from_arrays(paths, rng.randint(1, 6, len(paths)).astype(float),
+                               np.repeat(raters, 16))
+    evaluate_personalization(meta, test, n_support=5, n_repeats=1, random_state=0, n_jobs=2)
+    passes = np.loadtxt(log, dtype=np.int64, ndmin=2)
+    assert set(passes[:, 0]) == {os.getpid()} and passes[:, 2].all()
+    assert passes[:, 1].sum() == len(paths) - 16  # each image fit had not seen, once
 
 
 def test_undefined_srocc_names_the_raters_and_the_cause():
