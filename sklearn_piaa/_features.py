@@ -16,7 +16,6 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
-from sklearn.utils import check_random_state
 
 from ._device import autocast, cpu_copies, usable
 from ._inputs import (
@@ -25,6 +24,7 @@ from ._inputs import (
     check_cache_dir,
     check_feature_names,
     check_finite_features,
+    check_seed,
     float_features,
     input_kind,
     is_count,
@@ -1430,8 +1430,8 @@ def embed_images(X, backbone="efficientnet_lite0", backbone_weights=None, batch_
         (a ``ValueError`` and a ``TypeError``) If ``device`` is not a str or a
         torch.device (an int, say), as the estimators refuse it.
     ValueError
-        If ``batch_size`` is not a positive integer, or ``device`` names no torch device
-        or one this machine does not have.
+        If ``batch_size`` is not a positive integer, ``device`` names no torch device
+        or one this machine does not have, or ``random_state`` cannot seed a generator.
 
     Examples
     --------
@@ -1450,7 +1450,7 @@ def embed_images(X, backbone="efficientnet_lite0", backbone_weights=None, batch_
     dev = resolve_device(device)
     seed = None
     if random_state is not None:  # as the baselines seed their backbones
-        seed = check_random_state(random_state).randint(np.iinfo(np.int32).max)
+        seed = check_seed(random_state).randint(np.iinfo(np.int32).max)
     with seeded(seed):  # building layers draws their initial weights: not the caller's
         model = load_backbone(backbone, backbone_weights).to(dev)
     embedder = ImageEmbedder(model, dev, batch_size, cache_dir,

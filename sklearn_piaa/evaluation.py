@@ -7,11 +7,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from joblib import Parallel, delayed
-from sklearn.utils import check_random_state
 
 from ._estimator import _SCALE_CHECKED, check_scales
 from ._features import ImageEmbedder, image_reader
-from ._inputs import FEATURES, check_feature_names, check_verbose, input_kind, is_count, take
+from ._inputs import (
+    FEATURES,
+    check_feature_names,
+    check_seed,
+    check_verbose,
+    input_kind,
+    is_count,
+    take,
+)
 from ._messages import listing, pass_score_range
 from ._progress import progress
 from ._tasks import TaskSet, rater_text
@@ -157,7 +164,7 @@ def _draw_seeds(random_state, raters, n_repeats):
     ndarray of shape (len(raters), n_repeats)
         Seeds below 2**31 - 1.
     """
-    base = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+    base = int(check_seed(random_state).randint(np.iinfo(np.int32).max))
     seeds = np.empty((len(raters), n_repeats), dtype=np.int64)
     for i, r in enumerate(raters):
         key = int.from_bytes(hashlib.sha256(rater_text(r).encode()).digest()[:8], "little")

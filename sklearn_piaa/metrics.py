@@ -7,11 +7,10 @@ import numpy as np
 from scipy.stats import spearmanr
 from sklearn.metrics import make_scorer
 from sklearn.pipeline import Pipeline
-from sklearn.utils import check_random_state
 from sklearn.utils.metadata_routing import MetadataRequest
 
 from ._estimator import _SCALE_CHECKED, check_scales
-from ._inputs import check_feature_names, is_count, take
+from ._inputs import check_feature_names, check_seed, is_count, take
 from ._messages import listing
 from ._tasks import TaskSet, raters_among
 from ._warnings import PIAAWarning, UndefinedSROCCWarning
@@ -342,7 +341,7 @@ def _personalized_srocc(estimator, X, y, groups, n_support=10, n_repeats=1,
     # a held-out rater using a score none of them used failed at some draws only.
     check_scales(model, tasks, "set score_range=(low, high) of the rating scale on the "
                  "estimator, so that the prior of every fold covers it.", raters=raters)
-    rng = check_random_state(random_state)
+    rng = check_seed(random_state)
     scores = np.full((len(raters), n_repeats), np.nan)
     whys = np.full((len(raters), n_repeats), None, dtype=object)
     _SCALE_CHECKED.on = True  # raters of another scale were named above, once

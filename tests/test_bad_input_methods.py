@@ -171,6 +171,38 @@ def test_protocol_and_reports_refuse_a_verbose_the_estimators_refuse(ratings, ve
                         n_repeats=1, verbose=verbose)
 
 
+def _bad_seed_call(ratings, function):
+    from sklearn_piaa import embed_images, personalized_srocc
+
+    train, test = _split(ratings)
+    if function == "embed_images":
+        return lambda seed: embed_images(np.zeros((1, 16, 16, 3), np.uint8),
+                                         backbone="tiny_cnn", random_state=seed)
+    prior = ConsensusRidgeRegressor().fit(train)
+    if function == "personalized_srocc":
+        return lambda seed: personalized_srocc(prior, test.X, test.y, test.groups,
+                                               n_support=5, random_state=seed)
+    if function == "compare_support_strategies":
+        return lambda seed: compare_support_strategies(
+            prior, test, [SupportSelector("kcenter")], n_support=5, n_query=20,
+            n_repeats=1, random_state=seed)
+    return lambda seed: evaluate_personalization(prior, test, n_support=5, n_repeats=1,
+                                                 random_state=seed)
+
+
+@pytest.mark.parametrize("function", ["evaluate_personalization", "compare_support_strategies",
+                                      "personalized_srocc", "embed_images"])
+def test_a_bad_random_state_is_named(ratings, function):
+    # scikit-learn's "'x' cannot be used to seed a numpy.random.RandomState instance"
+    # named neither the argument nor what it takes
+    call = _bad_seed_call(ratings, function)
+    for seed in ("x", -1, 0.5):
+        message = re.escape(f"random_state={seed!r} cannot seed a random generator: give "
+                            "an int in [0, 2**32 - 1], a numpy.random.RandomState or None")
+        with pytest.raises(ValueError, match=message):
+            call(seed)
+
+
 def test_support_strategies_refuse_when_every_rater_is_skipped(ratings):
     train, test = _split(ratings)
     prior = ConsensusRidgeRegressor().fit(train)
