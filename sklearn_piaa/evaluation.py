@@ -26,7 +26,6 @@ from ._warnings import PIAAWarning, UndefinedSROCCWarning
 from .metrics import (
     SROCCSummary,
     _as_is,
-    _cause,
     _personalizer,
     _srocc,
     _undefined_raters,
@@ -191,7 +190,7 @@ def _one_rater(prior, X, y, rater, seeds, n_support, personalize_params):
                 sup, qry = perm[:k], perm[k:]
                 net = prior.personalize(take(X, sup), y[sup], random_state=seed,
                                         **personalize_params)
-                (prior_scored, prior_why), (scored, why) = (
+                (prior_scored, _, prior_why), (scored, _, why) = (
                     _srocc(y[qry], prior_pred[qry]), _srocc(y[qry], net.predict(take(X, qry))))
                 rows.append((rater, repeat, k, len(qry), prior_scored, scored, seed,
                              (prior_why, why)))
@@ -464,8 +463,9 @@ def _undefined_draws(table, k, count_prior=True):
 def _result(rows, n_support, skipped, what="", model=None):
     """The rows of a protocol run as a table, summarized per support size.
 
-    Each row is a table row followed by why its two SROCC values are undefined (the
-    prior's and the personalized one's, from :func:`_srocc`; None where defined). The
+    Each row is a table row followed by the causes of its two SROCC values being
+    undefined (the prior's and the personalized one's, from :func:`_srocc`; None where
+    defined). The
     undefined SROCC of a ``model`` whose zero-shot scores are constant by design
     (``_constant_prior``, the per-user ridge) is not warned about.
     """
@@ -501,7 +501,6 @@ def _undefined_causes(table, whys, k, count_prior=True):
         for name, why in zip(("prior", "personalized"), whys[i]):
             if why is None or (name == "prior" and not count_prior):
                 continue
-            why = _cause(why)
             if "predictions" in why:
                 why += f" of the {name} model"
             causes.setdefault(table["rater"][i], []).append(why)
@@ -552,7 +551,7 @@ def _one_rater_support(prior, X, y, rater, seeds, n_support, n_query, selectors,
         # between strategies are paired on identical test images.
         perm = np.random.RandomState(seed).permutation(len(y))
         qry, pool = perm[:n_q], perm[n_q:]
-        scored_prior, prior_why = _srocc(y[qry], prior_pred[qry])
+        scored_prior, _, prior_why = _srocc(y[qry], prior_pred[qry])
         for k in n_support:
             if n_q < 2 or len(pool) < k:
                 continue
@@ -565,7 +564,7 @@ def _one_rater_support(prior, X, y, rater, seeds, n_support, n_query, selectors,
                 sup = np.sort(sup)
                 net = prior.personalize(take(X, sup), y[sup], random_state=seed,
                                         **personalize_params)
-                scored, why = _srocc(y[qry], net.predict(take(X, qry)))
+                scored, _, why = _srocc(y[qry], net.predict(take(X, qry)))
                 rows[name].append((rater, repeat, k, n_q, scored_prior, scored, seed,
                                    (prior_why, why)))
     return rows

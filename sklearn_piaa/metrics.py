@@ -46,7 +46,7 @@ def srocc(y_true, y_pred):
     >>> round(srocc([1, 2, 3, 4], [10, 20, 40, 30]), 3)
     0.8
     """
-    value, undefined = _srocc(y_true, y_pred)
+    value, undefined, _ = _srocc(y_true, y_pred)
     if undefined:
         warnings.warn(f"SROCC is undefined ({undefined}); returning nan.",
                       UndefinedSROCCWarning, stacklevel=2)
@@ -63,10 +63,13 @@ def _scores_1d(y, what):
 
 
 def _srocc(y_true, y_pred):
-    # (SROCC, why it is undefined or None), without a warning: for loops that count
-    # undefined values themselves. Silencing srocc's warning there with
-    # warnings.catch_warnings is not an option: it swaps the process-wide filter list,
-    # and blocks overlapping in threads leave an "ignore" filter behind for good.
+    # (SROCC, why it is undefined, its cause), without a warning: for loops that count
+    # undefined values themselves. The cause is the why without its counts (both None
+    # where defined): a rater's draws are named by cause, and "2 of the 5 predictions
+    # are NaN or infinite" at one draw and "1 of the 5 ..." at another are one cause.
+    # Silencing srocc's warning there with warnings.catch_warnings is not an option: it
+    # swaps the process-wide filter list, and blocks overlapping in threads leave an
+    # "ignore" filter behind for good.
     y_true, y_pred = _scores_1d(y_true, "y_true"), _scores_1d(y_pred, "y_pred")
     if y_true.shape != y_pred.shape:
         raise ValueError(
@@ -76,26 +79,15 @@ def _srocc(y_true, y_pred):
     # and two of them made a "constant" that scipy warned about in its own words).
     n_bad = int((~np.isfinite(y_true)).sum()), int((~np.isfinite(y_pred)).sum())
     if any(n_bad):
-        return float("nan"), " and ".join(
-            f"{n} of the {len(y_true)} {name} are NaN or infinite"
-            for n, name in zip(n_bad, ("ratings", "predictions")) if n)
+        bad = [(n, name) for n, name in zip(n_bad, ("ratings", "predictions")) if n]
+        return (float("nan"), " and ".join(f"{n} of the {len(y_true)} {name} are NaN or "
+                                           "infinite" for n, name in bad),
+                "NaN or infinite " + " and ".join(name for _, name in bad))
     if len(y_true) < 2 or np.ptp(y_true) == 0 or np.ptp(y_pred) == 0:
-        return float("nan"), ("fewer than 2 samples" if len(y_true) < 2 else
-                               "constant ratings" if np.ptp(y_true) == 0 else
-                               "constant predictions")
-    return float(spearmanr(y_true, y_pred).statistic), None
-
-
-def _cause(why):
-    """The cause of an undefined SROCC as :func:`_srocc` gave it, without its counts.
-
-    A rater's draws are named by cause: "2 of the 5 predictions are NaN or infinite" at
-    one draw and "1 of the 5 ..." at another are one cause.
-    """
-    if "are NaN" not in why:  # also a cause already named
-        return why
-    return "NaN or infinite " + " and ".join(
-        name for name in ("ratings", "predictions") if f"{name} are NaN" in why)
+        why = ("fewer than 2 samples" if len(y_true) < 2 else
+               "constant ratings" if np.ptp(y_true) == 0 else "constant predictions")
+        return float("nan"), why, why
+    return float(spearmanr(y_true, y_pred).statistic), None, None
 
 
 def _undefined_raters(causes):
@@ -104,8 +96,8 @@ def _undefined_raters(causes):
     Parameters
     ----------
     causes : dict
-        Rater id -> the reasons :func:`_srocc` gave at its undefined draws (None for
-        a defined draw, or where the reason is not known).
+        Rater id -> the causes :func:`_srocc` gave at its undefined draws (None for
+        a defined draw, or where the cause is not known).
 
     Returns
     -------
@@ -115,7 +107,7 @@ def _undefined_raters(causes):
     """
     named = []
     for rater, whys in causes.items():
-        known = list(dict.fromkeys(_cause(w) for w in whys if w))
+        known = list(dict.fromkeys(w for w in whys if w))
         named.append(f"{rater!r} ({', '.join(known)})" if known else repr(rater))
     return listing(named, sep="; ")
 
@@ -295,8 +287,8 @@ def personalized_srocc(estimator, X, y, groups, n_support=10, n_repeats=1,
 
 def _personalized_srocc(estimator, X, y, groups, n_support=10, n_repeats=1,
                         too_few="raise", random_state=None, stacklevel=2):
-    # personalized_srocc, and why each undefined value is undefined (an object array
-    # like scores: None where defined), for the scorer's warnings to name the cause.
+    # personalized_srocc, and the cause of each undefined value (an object array like
+    # scores: None where defined; see _srocc), for the scorer's warnings to name it.
     # stacklevel: of the warnings warned here, one that reaches past the public caller
     # (personalized_srocc, the scorer) to the user's line
     if groups is None:
@@ -353,8 +345,8 @@ def _personalized_srocc(estimator, X, y, groups, n_support=10, n_repeats=1,
                 sup, qry = perm[:n_support], perm[n_support:]
                 net = model.personalize(transform(take(rows, sup)), tasks.y[sup],
                                         random_state=rng.randint(2**31 - 1))
-                scores[i, j], whys[i, j] = _srocc(tasks.y[qry],
-                                                  net.predict(transform(take(rows, qry))))
+                scores[i, j], _, whys[i, j] = _srocc(
+                    tasks.y[qry], net.predict(transform(take(rows, qry))))
     finally:
         _SCALE_CHECKED.on = False
     return raters, scores, whys
