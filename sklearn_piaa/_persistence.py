@@ -27,6 +27,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression, Ridge, RidgeCV
 from sklearn.preprocessing import StandardScaler
+from sklearn.utils.validation import check_is_fitted
 
 from ._checkpoint import (
     _NOT_AN_ARCHIVE,
@@ -319,13 +320,8 @@ def _decode(value, path):
                      "is damaged or not written by save_model.")
 
 
-def _require_fitted(model, fitted):
-    """Raise ``NotFittedError`` naming ``model``'s class, unless ``fitted``.
-
-    ``fitted`` is the caller's test: each class tells it by an attribute of its own.
-    """
-    if not fitted:
-        raise NotFittedError(f"the {type(model).__name__} is not fitted; call fit first.")
+# check_is_fitted's message (``%(name)s``: the class) where save_model gets an unfitted model
+_NOT_FITTED = "the %(name)s is not fitted; call fit first."
 
 
 def _baseline_state(est):
@@ -335,7 +331,7 @@ def _baseline_state(est):
         raise TypeError(f"save_model stores the baselines of sklearn_piaa.baselines "
                         f"({', '.join(_BASELINE_CLASSES)}); {name} has code of its own, which "
                         "a model file cannot hold: pickle or joblib it.")
-    _require_fitted(est, hasattr(est, "scaler_"))
+    check_is_fitted(est, "scaler_", msg=_NOT_FITTED)
     params = est.get_params(deep=False)
     _check_backbone(params["backbone"])
     # The input adapter is rebuilt from the parameters; PAM's wraps an embedder.
@@ -448,7 +444,7 @@ def save_model(model, path):
     elif isinstance(model, TaskVectorRegressor):
         state = _task_vector_state(model)
     elif isinstance(model, PersonalizedBaseline):
-        _require_fitted(model, hasattr(model, "state_"))
+        check_is_fitted(model, "state_", msg=_NOT_FITTED)
         state = {"kind": "personalized_baseline", **_baseline_state(model._prior),
                  "user": {"score_range": _encode(model._fitted_range, "score_range"),
                           "state": {k: _encode(v, f"the rater's {k!r}")
@@ -467,11 +463,14 @@ def _network_state(model):
             raise TypeError("this PersonalizedNet was not made by personalize(), so the "
                             "architecture it needs is unknown; save it with "
                             "net.save_params or pickle.")
-        _require_fitted(model, getattr(model, "initialized_", False))
+        # Not check_is_fitted: skorch's __sklearn_is_fitted__ asks for module_, which an
+        # initialize that failed after making it leaves behind; initialized_ it does not.
+        if not getattr(model, "initialized_", False):
+            raise NotFittedError(_NOT_FITTED % {"name": type(model).__name__})
         kind, module = "personalized", model.module_
     elif isinstance(model, MetaAestheticRegressor):
         meta = model
-        _require_fitted(meta, hasattr(meta, "prior_net_"))
+        check_is_fitted(meta, "prior_net_", msg=_NOT_FITTED)
         kind, module = "prior", meta.prior_net_.module_
     else:
         raise TypeError(f"save_model saves a MetaAestheticRegressor, a PersonalizedNet, a "
@@ -491,7 +490,7 @@ def _network_state(model):
 def _task_vector_state(tv):
     """The file's entries for a fitted TaskVectorRegressor: its base as a prior, its
     settings, its task vectors and which raters made each."""
-    _require_fitted(tv, hasattr(tv, "task_vectors_"))
+    check_is_fitted(tv, "task_vectors_", msg=_NOT_FITTED)
     params = tv.get_params(deep=False)
     given_base, sources = params.pop("base"), params.pop("sources")
     if not isinstance(given_base, (MetaAestheticRegressor, FrozenEstimator, type(None))):
