@@ -203,12 +203,11 @@ def with_rows(X):
     Returns
     -------
     object
-        ``X`` itself where it has a length (an ndarray, a DataFrame, a list), is sparse,
-        or is no array-like at all (left for :func:`input_kind` to name).
+        ``X`` itself where it has a length (an ndarray, a DataFrame, a list, a scipy
+        sparse matrix or array), or is no array-like at all (left for
+        :func:`input_kind` to name).
     """
-    if sparse.issparse(X) or hasattr(X, "__len__") or not hasattr(X, "__array__"):
-        return X
-    return np.asarray(X)
+    return np.asarray(X) if hasattr(X, "__array__") and not hasattr(X, "__len__") else X
 
 
 def take(X, indices):
@@ -299,8 +298,7 @@ def check_verbose(verbose):
     ValueError
         If ``verbose`` is not a bool or an integer of at least 0.
     """
-    if not (isinstance(verbose, (bool, np.bool_))
-            or isinstance(verbose, numbers.Integral) and verbose >= 0):
+    if not (isinstance(verbose, (bool, np.bool_)) or is_count(verbose, low=0)):
         raise ValueError(f"verbose must be a bool or an integer of at least 0; got "
                          f"{verbose!r}.")
 
