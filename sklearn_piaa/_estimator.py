@@ -35,7 +35,6 @@ from ._features import (
 )
 from ._inputs import (
     FEATURES,
-    check_cache_dir,
     check_score_range,
     check_scores,
     check_seed,
@@ -1132,16 +1131,19 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
             settings = {}
             if adapter.on_error != self.on_error:
                 settings["on_error"] = self.on_error
-            if self.cache_dir is not getattr(self, "_cache_dir_given_", self.cache_dir):
-                check_cache_dir(self.cache_dir)  # set after fit: no parameter validation
-                folder = None if self.cache_dir is None else os.path.abspath(self.cache_dir)
-                settings["cache_dir"] = folder
-                # a new dict: nets personalized before share the old one (net.prior_)
-                self._fitted_architecture_ = {**self._fitted_architecture_,
-                                              "cache_dir": folder}
-                self._cache_dir_given_ = self.cache_dir
+            new_folder = self.cache_dir is not getattr(self, "_cache_dir_given_",
+                                                       self.cache_dir)
+            if new_folder:
+                # set after fit, so no parameter validation ran: replaced checks it (and
+                # makes it absolute)
+                settings["cache_dir"] = self.cache_dir
             if settings:
                 self.input_ = self.prior_net_.input = adapter.replaced(**settings)
+            if new_folder:
+                # a new dict: nets personalized before share the old one (net.prior_)
+                self._fitted_architecture_ = {**self._fitted_architecture_,
+                                              "cache_dir": self.input_.cache_dir}
+                self._cache_dir_given_ = self.cache_dir
         elif hasattr(adapter, "on_error"):  # copied, not shared, by copy.deepcopy
             adapter.on_error = self.on_error
 

@@ -10,6 +10,7 @@ import os
 import numpy as np
 from scipy import sparse
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.validation import check_array
 
 from ._messages import row_numbers
@@ -277,13 +278,15 @@ def check_cache_dir(cache_dir):
 
     Raises
     ------
-    TypeError
-        If ``cache_dir`` is neither a str, an os.PathLike nor None (os.path's own error
-        names neither the argument nor the value).
+    InvalidParameterError
+        (a ``ValueError`` and a ``TypeError``, the estimators' parameter validation's
+        class) If ``cache_dir`` is neither a str, an os.PathLike nor None (os.path's own
+        error names neither the argument nor the value).
     """
     if cache_dir is not None and not isinstance(cache_dir, (str, os.PathLike)):
-        raise TypeError(f"cache_dir must be a str or os.PathLike (a folder), or None; got "
-                        f"{cache_dir!r} ({type(cache_dir).__name__}).")
+        raise InvalidParameterError(
+            f"cache_dir must be a str or os.PathLike (a folder), or None; got {cache_dir!r} "
+            f"({type(cache_dir).__name__}).")
 
 
 def check_verbose(verbose):

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import TINY, edited_state, make_rating_features
+from sklearn.utils._param_validation import InvalidParameterError
 
 from sklearn_piaa import (
     ConsensusRidgeRegressor,
@@ -236,6 +237,11 @@ def test_a_cache_dir_of_another_type_is_named(fitted):
     prior.set_params(cache_dir=3)
     with pytest.raises(TypeError, match=r"cache_dir must be a str or os.PathLike"):
         prior.predict(images[:2])
+    # the class parameter validation raises (as resolve_device raises for device)
+    with pytest.raises(InvalidParameterError, match=r"cache_dir must be a str"):
+        prior.predict(images[:2])
+    with pytest.raises(InvalidParameterError, match=r"cache_dir must be a str"):
+        embed_images(images, backbone="tiny_cnn", cache_dir=3)
 
 
 def _ratings_csv(tmp_path, image_files):
