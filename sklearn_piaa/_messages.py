@@ -1,12 +1,7 @@
 """Lists of items in messages, worded and shortened the same way everywhere."""
 
-__all__ = ["SCORE_RANGE_OPTION", "listing", "pass_score_range", "row_numbers",
-           "score_range_given", "scores_given"]
-
-#: How the command line spells ``score_range``: its users meet the same messages as
-#: Python's (the estimators raise and warn them), and a Python spelling alone left
-#: them to guess the option.
-SCORE_RANGE_OPTION = "--score-range LOW,HIGH on the command line"
+__all__ = ["listing", "pass_score_range", "row_numbers", "score_range_given",
+           "scores_given"]
 
 
 def listing(items, n=10, sep=", ", total=None):
@@ -85,7 +80,9 @@ def pass_score_range(of="of that scale"):
     >>> pass_score_range("of theirs")
     'pass score_range=(low, high) of theirs (--score-range LOW,HIGH on the command line)'
     """
-    return f"pass score_range=(low, high) {of} ({SCORE_RANGE_OPTION})"
+    # The command line's users meet the same messages as Python's (the estimators raise
+    # and warn them): a Python spelling alone left them to guess the option.
+    return f"pass score_range=(low, high) {of} (--score-range LOW,HIGH on the command line)"
 
 
 def score_range_given(low, high):
