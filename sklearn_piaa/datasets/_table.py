@@ -7,6 +7,7 @@ file, column, rows and raters at fault.
 import codecs
 import csv
 import io
+import itertools
 import numbers
 import os
 import re
@@ -442,10 +443,12 @@ def _merge_duplicates(t, raters, paths, y, duplicates):
     return [raters[i] for i in first], [paths[i] for i in first], np.bincount(code, y) / counts
 
 
-#: Where a reader's images are looked for, as the advice of a missing-images error
-#: words it: for Python callers and for the command line, which share the readers.
-IMAGE_ROOT_HINT = "image_root=; --image-root on the command line"
-IMAGE_DIR_HINT = "image_dir= under the data set's root; --image-root on the command line"
+#: Where a reader's images are looked for: the parameter that sets the folder, and the
+#: advice of a missing-images error, worded for Python callers and for the command line,
+#: which share the readers.
+IMAGE_ROOT_HINT = ("image_root", "image_root=; --image-root on the command line")
+IMAGE_DIR_HINT = ("image_dir",
+                  "image_dir= under the data set's root; --image-root on the command line")
 
 
 def _as_spelled_on_disk(paths):
@@ -474,7 +477,7 @@ def _subfolder_holding(root, names):
     names = names[:_SAMPLE]
     try:
         with os.scandir(root) as entries:
-            folders = [e.path for _, e in zip(range(_LISTED), entries)
+            folders = [e.path for e in itertools.islice(entries, _LISTED)
                        if e.is_dir() and not e.name.startswith(".")]
     except OSError:
         return None
@@ -485,8 +488,10 @@ def _subfolder_holding(root, names):
 
 
 def _check_files(t, paths, root, hint=IMAGE_ROOT_HINT, absolute=frozenset()):
-    """Refuse missing image ``paths``; ``absolute``: those the table gives as absolute
-    paths, which the image folder ``root`` does not apply to."""
+    """Refuse missing image ``paths``; ``hint``: see :data:`IMAGE_ROOT_HINT`;
+    ``absolute``: those the table gives as absolute paths, which the image folder
+    ``root`` does not apply to."""
+    param, hint = hint
     unique = list(dict.fromkeys(paths))
     missing = [p for p in unique if not os.path.isfile(p)]
     if not missing:
@@ -517,7 +522,6 @@ def _check_files(t, paths, root, hint=IMAGE_ROOT_HINT, absolute=frozenset()):
     folder = (_subfolder_holding(root, relative)
               if relative and len(missing) >= 0.9 * len(unique) else None)
     if folder is not None:
-        param = hint.split("=", 1)[0]
         message += (f" The {'missing ' if len(missing) < len(unique) else ''}names are "
                     f"found under {folder}: pass {param}={folder!r} (--image-root "
                     f"{shlex.quote(folder)} on the command line).")
@@ -578,7 +582,8 @@ def _read(t, cols, image_root, duplicates="mean", check_files=True, min_images=N
           extra=(), locate=None, hint=IMAGE_ROOT_HINT, options=None):
     """Validated ``(X, y, groups)`` of table ``t``; ``locate`` maps image cells to paths.
 
-    ``hint`` names, in a missing-images error, how the caller sets the image folder;
+    ``hint`` names, in a missing-images error, how the caller sets the image folder
+    (:data:`IMAGE_ROOT_HINT`);
     ``options``, in a missing-columns error, how it names ``cols`` (see :func:`_require`).
     """
     if duplicates not in ("mean", "error"):

@@ -243,7 +243,8 @@ def read_ratings(table, rater_col="rater", image_col="image", score_col="score",
 
 def _read_ratings(table, cols, image_root, duplicates="mean", check_files=True,
                   min_images=None, hint=IMAGE_ROOT_HINT):
-    """:func:`read_ratings`; ``hint`` names the caller's image folder parameter."""
+    """:func:`read_ratings`; ``hint`` names the caller's image folder parameter (see
+    ``IMAGE_ROOT_HINT``)."""
     t = _load_table(table, needed=cols, frame_hint=True)
     X, y, groups = _read(t, cols, image_root, duplicates, check_files, min_images, hint=hint,
                          options=COLUMN_OPTIONS)
