@@ -675,7 +675,7 @@ class _NoopCallback:
         return self
 
 
-def test_models_loaded_with_equal_frozen_backbones_share_one(tmp_path):
+def test_models_loaded_with_equal_frozen_backbones_share_one(tmp_path, monkeypatch):
     # each loaded model held its own backbone: ten users' nets of one prior, loaded in
     # a service, held ten copies (about 50 MB each) and embedded each image ten times
     # Models of earlier tests that wait in reference cycles would hold an equal tiny_cnn
@@ -700,9 +700,15 @@ def test_models_loaded_with_equal_frozen_backbones_share_one(tmp_path):
     assert id(load_model(tmp_path / "other.pt").input_.backbone) not in backbones
     memo = prior.input_._memory
     assert all(n.prior_.input_._memory is memo for n in nets)
-    before = len(memo)  # an equal backbone still alive elsewhere may have embedded some
-    expected = [n.predict(imgs) for n in nets]
-    assert len(memo) - before <= len(imgs)  # embedded once, for all of them
+    expected = [nets[0].predict(imgs)]
+    from sklearn_piaa._features import ImageEmbedder
+
+    embedded, embed = [], ImageEmbedder._embed_batch
+    monkeypatch.setattr(ImageEmbedder, "_embed_batch",
+                        lambda self, pixels: embedded.append(len(pixels)) or embed(self, pixels))
+    expected += [n.predict(imgs) for n in nets[1:]]
+    assert embedded == []  # embedded once, for all of them
+    monkeypatch.undo()
     for u, net in enumerate(nets):
         np.testing.assert_array_equal(net.predict(imgs), expected[u])
         np.testing.assert_allclose(
