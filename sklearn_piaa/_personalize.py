@@ -65,7 +65,25 @@ class _PrintLog(PrintLog):
             return False
 
     def format_row(self, row, key, color):
-        """skorch's, without the colour where the table does not go to a terminal."""
+        """skorch's, without the colour where the table does not go to a terminal.
+
+        Parameters
+        ----------
+        row : dict
+            One epoch's entries of the history (``"train_loss"``,
+            ``"train_loss_best"``, ...).
+        key : str
+            The entry to format.
+        color : str
+            The ANSI code skorch colours a best value with (used only on a terminal).
+
+        Returns
+        -------
+        str or object
+            The value as the table prints it: a number formatted (with ``floatfmt``
+            where it is not whole), a flag as ``"+"`` or ``""``; other values as they
+            are.
+        """
         if not getattr(self, "_colour", None) and row.get(f"{key}_best"):
             # skorch colours a value whose "<key>_best" flag is set: this hook formats
             # the value, and the flag only decides the colour
@@ -225,7 +243,28 @@ class PersonalizedNet(NeuralNetRegressor):
         return fused
 
     def initialize(self):
-        """skorch's ``initialize``, after checking ``mixed_precision`` and ``max_epochs``."""
+        """skorch's ``initialize``: build the module, criterion and optimizer.
+
+        ``fit`` (and ``partial_fit`` of an uninitialized net) and
+        :func:`~sklearn_piaa.load_model` call it; a clone (a ``GridSearchCV``'s
+        candidate) is uninitialized until then.
+
+        ``mixed_precision`` and ``max_epochs`` are checked first. Over features (not
+        images), ``n_features_in_`` and, where the prior was fitted on named columns,
+        ``feature_names_in_`` are set from the input adapter, as the prior has them;
+        the values of an earlier initialization are dropped.
+
+        Returns
+        -------
+        self : PersonalizedNet
+            The initialized net.
+
+        Raises
+        ------
+        ValueError
+            If ``mixed_precision`` is not True, False or ``"inference"``, or
+            ``max_epochs`` is not a non-negative integer.
+        """
         if not (isinstance(self.mixed_precision, (bool, np.bool_))
                 or self.mixed_precision == "inference"):
             raise ValueError("mixed_precision must be True, False or 'inference'; got "
