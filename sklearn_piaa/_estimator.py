@@ -203,11 +203,13 @@ def warn_if_stray(tasks, consequence):
 def warn_constant_raters(tasks):
     """Warn naming the training raters who gave every image the same score.
 
-    They order no pair of images (their SROCC is undefined) and so teach the prior
-    nothing about how people rank images, yet meta-training draws them as often as
-    any other rater: 1 of the 100 raters of ``../shared``'s liking set rated all 55
-    images 500, and was taken without a word. The one rater of a fit without groups
-    is left to that case's own warning.
+    They order no pair of images (their SROCC is undefined) and so teach nothing about
+    how people rank images, yet every estimator's fit trains on them as on any other
+    rater (meta-training draws them as often; a baseline's consensus averages them
+    in): 1 of the 100 raters of ``../shared``'s liking set rated all 55 images 500, and
+    was taken without a word. Every estimator's ``fit`` calls it, so the warning reads
+    the same whichever is fitted. The one rater of a fit without groups is left to that
+    case's own warning.
 
     Parameters
     ----------
@@ -221,8 +223,8 @@ def warn_constant_raters(tasks):
     warn_caller(
         f"{len(same)} of {len(tasks)} training rater(s) gave every image the same score: "
         + listing(f"{r!r} ({sizes[r]} images, all {v:g})" for r, v in same.items())
-        + ". Their ratings teach the prior nothing about how people rank images (their "
-        "SROCC is undefined), yet meta-training draws them as often as any other rater. "
+        + ". Their ratings teach nothing about how people rank images (their SROCC is "
+        "undefined), yet fit trains on them as on any other rater's. "
         "Leave them out unless that is meant: TaskSet.subset, or drop their rows of X, y "
         "and groups (or of the ratings file).")
 
@@ -1275,20 +1277,29 @@ def _warn_if_unranked(y):
 
     One score, or several all equal (a rater who rated every image 500, as one of the
     100 raters of ``../shared``'s liking set did), orders no pair of images, yet
-    fine-tuning on them moves every image's score unevenly: the prior's ranking,
-    scrambled. Inside an evaluation (``_SCALE_CHECKED``) equal scores are not warned
-    about at every draw: a rater whose scores are all equal has undefined SROCC, which
-    the evaluation's own warning names with its cause.
+    personalizing on them moves the scores of the images unevenly (fine-tuning, the
+    rater's task-vector coefficients, a baseline's ridge): the prior's ranking at best,
+    scrambled at worst. Every estimator's ``personalize`` calls it (the baselines' from
+    :meth:`PersonalizedBaseline.fit <sklearn_piaa.baselines.PersonalizedBaseline.fit>`),
+    so the warning reads the same whichever learned the prior. Inside an evaluation
+    (``_SCALE_CHECKED``) equal scores are not warned about at every draw: a rater whose
+    scores are all equal has undefined SROCC, which the evaluation's own warning names
+    with its cause.
+
+    Parameters
+    ----------
+    y : ndarray of shape (n_samples,)
+        The rater's checked scores.
     """
     if len(y) == 1:
         warn_caller("personalize got one rated image: it says nothing about how this "
-                    "rater ranks images, and fine-tuning on it changes the prior's "
-                    "ranking all the same. Personalize on several of the rater's "
-                    "ratings (10 or more), or predict with the prior.")
+                    "rater ranks images, so the personalized model ranks images as the "
+                    "prior does at best. Personalize on several of the rater's ratings "
+                    "(10 or more), or predict with the prior.")
     elif np.ptp(y) == 0 and not getattr(_SCALE_CHECKED, "on", False):
         warn_caller(f"personalize got {len(y)} rated images, all scored {y[0]:g}: they "
-                    "say nothing about how this rater ranks images, and fine-tuning on "
-                    "them changes the prior's ranking all the same. Personalize on "
+                    "say nothing about how this rater ranks images, so the personalized "
+                    "model ranks images as the prior does at best. Personalize on "
                     "ratings that differ (10 or more), or predict with the prior.")
 
 

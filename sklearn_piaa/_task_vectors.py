@@ -18,7 +18,7 @@ from torch.func import functional_call
 
 from ._device import PickledOnCPU, seeded, to_device
 from ._diverged import check_trained
-from ._estimator import MetaAestheticRegressor
+from ._estimator import MetaAestheticRegressor, _warn_if_unranked, warn_constant_raters
 from ._features import FeatureInput
 from ._inputs import FEATURES, check_feature_names, check_seed, input_kind
 from ._messages import listing
@@ -378,6 +378,13 @@ class TaskVectorRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
         Returns
         -------
         self
+
+        Warns
+        -----
+        PIAAWarning
+            If some training raters gave every image the same score (named, as
+            :meth:`MetaAestheticRegressor.fit` names them; by the base's fit, or here
+            where a fitted base is kept).
         """
         rng = check_random_state(self.random_state)
         base = MetaAestheticRegressor(algorithm="average") if self.base is None else self.base
@@ -420,6 +427,9 @@ class TaskVectorRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
                 # they were.
                 base_.set_params(random_state=rng.randint(np.iinfo(np.int32).max))
             base_.fit(tasks)  # the tasks carry X's column names to the base
+        elif tasks is not None and not given:
+            # the fitted base named none of the raters the sources are fine-tuned on
+            warn_constant_raters(tasks)
         model = getattr(base_, "estimator", base_)  # FrozenEstimator wraps the fitted one
         if not isinstance(model, MetaAestheticRegressor):
             raise TypeError(f"base must be a MetaAestheticRegressor (or a FrozenEstimator of "
@@ -670,6 +680,13 @@ class TaskVectorRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
         FloatingPointError
             If fitting the coefficients (``coef_lr``, ``coef_steps``) or fine-tuning
             diverged.
+
+        Warns
+        -----
+        PIAAWarning
+            As :meth:`MetaAestheticRegressor.personalize` warns (``y`` one score or
+            several all equal, or another scale than the base's); with ``loss='rank'``
+            equal scores are named once, as leaving the coefficients at 0.
         """
         check_is_fitted(self, "task_vectors_")
         base = self.base_
@@ -692,9 +709,12 @@ class TaskVectorRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
         (lo, hi), (low, high) = base.score_range_, scale
         y_fit = lo + (y - low) * (hi - lo) / (high - low)
         if self.loss == "rank" and self.coef_steps > 0 and np.ptp(y_fit) == 0:
+            # One cause, one warning: this one says what the cause does here.
             warn_caller("the rater's ratings are all equal (or there is only one): the rank "
                         "loss has no ordered pair to fit, so the coefficients stay 0 (the "
                         "base's network). loss='mse' or 'mse+rank' fits them to the level.")
+        else:
+            _warn_if_unranked(y)
         lam = self._fit_coefficients(x, y_fit, seed)
         combined = self.combine(lam.cpu().numpy())
         check_trained(combined, [], "fitting the rater's coefficients", "coef_lr or coef_steps")

@@ -5,7 +5,7 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import TRAITS, tiny_baselines
+from conftest import TINY, TRAITS, make_rating_features, tiny_baselines
 from scipy.stats import spearmanr
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
@@ -14,8 +14,10 @@ from sklearn.model_selection import cross_val_score
 from sklearn_piaa import (
     ConsensusRidgeRegressor,
     FPMFRegressor,
+    MetaAestheticRegressor,
     PAIAARegressor,
     PAMRegressor,
+    PIAAWarning,
     SupportQuerySplit,
     TaskSet,
     USARRegressor,
@@ -24,6 +26,7 @@ from sklearn_piaa import (
     save_model,
     srocc_scorer,
 )
+from sklearn_piaa.baselines import PersonalizedBaseline
 from sklearn_piaa.datasets import make_aesthetic_benchmark
 from sklearn_piaa.evaluation import evaluate_personalization
 from sklearn_piaa.report import compare_methods, format_table, paired_difference
@@ -468,3 +471,50 @@ def test_a_rater_on_another_scale_is_named(ratings):
         evaluate_personalization(model, tasks, n_support=(10,), n_repeats=2, random_state=0)
     named = [w for w in caught if "outside the range" in str(w.message)]
     assert len(named) == 1 and "'r10'" in str(named[0].message)  # once, not per draw
+
+
+@pytest.fixture(scope="module")
+def meta_learner_words():
+    """What the meta-learner says of constant raters at fit and of equal scores."""
+    X, y, groups, _ = make_rating_features()
+    y = y.copy()
+    y[groups == "r03"], y[groups == "r07"] = 4.0, 2.0
+    with warnings.catch_warnings(record=True) as fitting:
+        warnings.simplefilter("always")
+        meta = MetaAestheticRegressor(**TINY).fit(X, y, groups=groups)
+    with warnings.catch_warnings(record=True) as personalizing:
+        warnings.simplefilter("always")
+        meta.personalize(X[:10], np.full(10, 3.0))
+        meta.personalize(X[:1], [3.0])
+    return ([str(w.message) for w in fitting if "same score" in str(w.message)],
+            [str(w.message) for w in personalizing])
+
+
+@pytest.mark.parametrize("est", ESTIMATORS, ids=_ids)
+def test_constant_raters_and_equal_scores_are_named_as_the_meta_learner_names_them(
+        est, ratings, meta_learner_words):
+    # A rater who scored every image alike (one of the liking set's rated all 55 images
+    # 500) was taken silently by the baselines, where the meta-learner named it.
+    fitting, personalizing = meta_learner_words
+    X, y, groups = ratings
+    y = y.copy()
+    y[groups == "r03"], y[groups == "r07"] = 4.0, 2.0
+    with pytest.warns(PIAAWarning) as record:
+        prior = clone(est).fit(X, y, groups=groups)
+    same = [w for w in record if "same score" in str(w.message)]
+    assert [str(w.message) for w in same] == fitting and same[0].filename == __file__
+    assert fitting[0].startswith("2 of 12 training rater(s) gave every image the same "
+                                 "score: 'r03' (80 images, all 4), 'r07' (80 images, all 2).")
+    for Xs, ys, words in ((X[:10], np.full(10, 3.0), personalizing[0]),
+                          (X[:1], [3.0], personalizing[1])):
+        with pytest.warns(PIAAWarning) as record:
+            prior.personalize(Xs, ys)
+        assert [str(w.message) for w in record] == [words]
+        assert record[0].filename == __file__
+        with pytest.warns(PIAAWarning) as record:
+            PersonalizedBaseline(prior).fit(Xs, ys)
+        assert [str(w.message) for w in record] == [words]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PIAAWarning)
+        prior.personalize(X[:10], [3.0] * 9 + [4.0])
+        clone(est).fit(*ratings[:2], groups=groups)

@@ -137,13 +137,41 @@ def test_ratings_without_an_ordered_pair_are_announced(fitted):
     for y in (np.full(8, 4.0), [3.0]):
         with pytest.warns(PIAAWarning, match="ratings are all equal") as caught:
             net = tv.personalize(feats[:len(y)], y, random_state=0)
+        assert len(caught) == 1  # one cause, one warning: the rank loss's own
         assert caught[0].filename == __file__  # shown at the user's line
         np.testing.assert_array_equal(net.coefficients_, 0.0)
+    # Fitted to the level, the coefficients move all the same (legitimately), yet equal
+    # scores say nothing of the rater's ranking: named as the meta-learner names them.
     mse = clone(tv).set_params(loss="mse")
     mse.__dict__.update({k: v for k, v in vars(tv).items() if k.endswith("_")})
+    for y, words in ((np.full(8, 4.0), r"personalize got 8 rated images, all scored 4: "
+                                       r"they say nothing about how this rater ranks"),
+                     ([3.0], r"personalize got one rated image: it says nothing")):
+        with pytest.warns(PIAAWarning, match=words) as caught:
+            net = mse.personalize(feats[:len(y)], y)
+        assert len(caught) == 1 and caught[0].filename == __file__
+    assert np.abs(net.coefficients_).max() > 0
     with warnings.catch_warnings():
         warnings.simplefilter("error", PIAAWarning)
-        assert np.abs(mse.personalize(feats[:8], np.full(8, 4.0)).coefficients_).max() > 0
+        mse.personalize(feats[:8], [4.0] * 7 + [3.0])
+
+
+def test_fit_on_a_fitted_base_names_raters_whose_scores_are_all_equal(fitted):
+    # The base's fit names them; a base kept as fitted did not, and the sources were
+    # fine-tuned on them without a word.
+    tv, _ = fitted
+    X, y, groups, side, _ = two_tastes(n_raters=4, per_rater=40)
+    y[groups == "r1"] = 4.0
+    kept = FrozenEstimator(tv.base_)
+    with pytest.warns(PIAAWarning, match=r"^1 of 4 training rater\(s\) gave every image the "
+                                         r"same score: 'r1' \(40 images, all 4\)") as caught:
+        TaskVectorRegressor(kept, sources=side, source_epochs=1, random_state=0).fit(
+            X, y, groups=groups)
+    assert len(caught) == 1 and caught[0].filename == __file__
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PIAAWarning)
+        TaskVectorRegressor(kept, sources=side, source_epochs=1, random_state=0).fit(
+            *two_tastes(n_raters=4, per_rater=40)[:3])
 
 
 def test_personalize_returns_a_fitted_skorch_net_that_saves(fitted, tmp_path):

@@ -25,8 +25,10 @@ from sklearn.utils.validation import check_is_fitted
 from .._device import PickledOnCPU, resolve_device, seeded
 from .._estimator import (
     _SCALE_CHECKED,
+    _warn_if_unranked,
     another_scale,
     scores_outside,
+    warn_constant_raters,
     warn_identical_features,
     warn_if_stray,
 )
@@ -220,10 +222,18 @@ class BaselineRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
         InvalidParameterError
             (a ``ValueError`` and a ``TypeError``) If a parameter has a type or value
             it does not accept, e.g. ``device=0`` or ``cache_dir=3``.
+
+        Warns
+        -----
+        PIAAWarning
+            If some raters gave every image the same score (named, as
+            :meth:`MetaAestheticRegressor.fit() <sklearn_piaa.MetaAestheticRegressor.fit>`
+            names them), or a few ratings lie far beyond all others.
         """
         # The same input rules (and messages) as the meta-learned prior.
         tasks = as_tasks(X, y, groups, features=self.backbone is None,
                          owner=type(self).__name__)
+        warn_constant_raters(tasks)
         warn_if_stray(tasks, "They count as ratings in the consensus and in the scale new "
                              "raters are compared with: drop those rows if they are codes "
                              "(if they are real ratings, filter this PIAAWarning).")
@@ -370,6 +380,11 @@ class BaselineRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
         ValueError
             If ``random_state`` cannot seed a random generator (e.g. a str); and as
             :meth:`PersonalizedBaseline.fit` raises.
+
+        Warns
+        -----
+        PIAAWarning
+            As :meth:`PersonalizedBaseline.fit` warns.
         """
         check_is_fitted(self, "scaler_")
         # a misspelt seed is a mistake even where nothing draws from it: the same call
@@ -492,6 +507,14 @@ class PersonalizedBaseline(RegressorMixin, BaseEstimator):
             per image, is empty or not finite; if ``score_range`` is not a valid
             ``(low, high)``; or if ``score_range`` is given and ``y`` leaves it or the
             prior's training scores were all equal.
+
+        Warns
+        -----
+        PIAAWarning
+            If ``y`` is one score or several all equal (nothing about how the rater
+            ranks images), or looks like another scale than the prior's, as
+            :meth:`MetaAestheticRegressor.personalize()
+            <sklearn_piaa.MetaAestheticRegressor.personalize>` warns.
         """
         check_is_fitted(self.prior, "scaler_")
         # A copy: a refit of the prior rebinds its attributes, and must not change this
@@ -524,6 +547,7 @@ class PersonalizedBaseline(RegressorMixin, BaseEstimator):
         score_range = self.score_range
         if score_range is None:
             _warn_if_another_scale(np.asarray(y, dtype=np.float64), prior.score_range_)
+        _warn_if_unranked(y)
         self.state_ = prior._user_fit(prior._transform(X), y,
                                       lambda base: self._rescale(base, prior, score_range))
         self.prior_, self.score_range_ = prior, score_range
