@@ -21,6 +21,15 @@ class UndefinedSROCCWarning(PIAAWarning, RuntimeWarning):
     """A Spearman correlation was undefined (constant ratings or predictions)."""
 
 
+class SkippedWarning(PIAAWarning):
+    """Raters an evaluation skipped, or support sizes it left out: its result names them too.
+
+    Not exported: a caller that prints the result (the ``evaluate`` command) filters it
+    by this category, so as to say them once. A filter on the message text broke
+    silently at any rewording.
+    """
+
+
 def _ours(code):
     # scikit-learn's _fit_context wraps every estimator's fit in a function of its own
     return code.co_filename.startswith((_PACKAGE, _SKORCH)) or (

@@ -38,14 +38,14 @@ from ._persistence import is_model_file, load_model, save_model
 from ._personalize import PersonalizedNet
 from ._task_vectors import TaskVectorRegressor
 from ._tasks import TaskSet
-from ._warnings import PIAAWarning
+from ._warnings import SkippedWarning
 from .baselines import BaselineRegressor, PersonalizedBaseline
 from .datasets import (
     consensus_agreement,
     make_aesthetic_benchmark,
 )
 from .datasets._table import PEOPLE_WORDS, _first
-from .evaluation import _SKIPPED_WARNINGS, evaluate_personalization
+from .evaluation import evaluate_personalization
 from .meta import ALGORITHMS
 from .report import METHOD_LABELS, TABLE1_METHODS
 
@@ -540,7 +540,7 @@ def run_evaluate(args, out=None):
         # The result printed below names the skipped raters and the sizes left out: the
         # warnings listed the same raters again (20 of them twice, at the default 100
         # support images on raters of 55).
-        warnings.filterwarnings("ignore", _SKIPPED_WARNINGS, PIAAWarning)
+        warnings.filterwarnings("ignore", category=SkippedWarning)
         result = evaluate_personalization(prior, tasks, n_support=tuple(args.n_support),
                                           n_repeats=args.n_repeats,
                                           random_state=args.random_state, n_jobs=args.n_jobs,

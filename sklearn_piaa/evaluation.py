@@ -22,7 +22,7 @@ from ._inputs import (
 from ._messages import listing, pass_score_range
 from ._progress import progress
 from ._tasks import TaskSet, rater_text
-from ._warnings import PIAAWarning, UndefinedSROCCWarning
+from ._warnings import PIAAWarning, SkippedWarning, UndefinedSROCCWarning
 from .metrics import (
     SROCCSummary,
     _as_is,
@@ -41,12 +41,6 @@ __all__ = ["evaluate_personalization", "PersonalizationResult",
 _FIELDS = [("rater", object), ("repeat", np.int64), ("n_support", np.int64),
            ("n_query", np.int64), ("srocc_prior", np.float64),
            ("srocc_personalized", np.float64), ("seed", np.int64)]
-
-#: The start of the warnings of :func:`evaluate_personalization` naming skipped raters
-#: and support sizes left out, which ``str(result)`` names too: for a caller that
-#: prints the result to filter out (``warnings.filterwarnings``), so as to say it once.
-_SKIPPED_WARNINGS = (r"\d+ rater\(s\) have fewer than \d+ images and are skipped"
-                     r"|n_support=[\d, ]+ left out")
 
 # Fewer query images than this make a rater's SROCC a coarse, noisy figure (on 2 images
 # it is +-1), yet it weighs as much as any other rater's in the mean: worth a warning.
@@ -289,7 +283,7 @@ def evaluate_personalization(prior, test_tasks, n_support=(10, 100), n_repeats=5
             warnings.warn(f"{len(skipped[k])} rater(s) have fewer than {k + 2} images and "
                           f"are skipped at n_support={k}: "
                           + listing(f"{r!r} ({n})" for r, n in skipped[k]),
-                          PIAAWarning, stacklevel=2)
+                          SkippedWarning, stacklevel=2)
     few = {}
     for k in n_support:
         for r in test_tasks.raters:
@@ -319,7 +313,7 @@ def _reachable(n_support, skipped, n_raters, need):
     left_out = [k for k in n_support if len(skipped[k]) == n_raters]
     if left_out:
         warnings.warn(f"n_support={', '.join(map(str, left_out))} left out: no test rater "
-                      f"has enough images ({need}).", PIAAWarning, stacklevel=3)
+                      f"has enough images ({need}).", SkippedWarning, stacklevel=3)
     return tuple(k for k in n_support if k not in left_out)
 
 

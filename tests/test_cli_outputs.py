@@ -169,6 +169,27 @@ def test_evaluate_names_skipped_raters_once_and_leaves_out_sizes_no_rater_reache
     assert any("among the prior's 4 training raters" in w for w in warned)  # others stay
 
 
+def test_evaluate_leaves_out_the_skip_warnings_by_category_not_by_their_words(
+        tmp_path, image_files, prior, monkeypatch):
+    # The command told them by a pattern of their text: a rewording would have shown
+    # them twice again, and no test would have noticed.
+    from sklearn_piaa import PIAAWarning, cli, evaluation
+    from sklearn_piaa._warnings import SkippedWarning
+
+    def reworded(*args, **kwargs):
+        warnings.warn("some raters were passed over", SkippedWarning)
+        warnings.warn("another matter", PIAAWarning)
+        return evaluation.evaluate_personalization(*args, **kwargs)
+
+    monkeypatch.setattr(cli, "evaluate_personalization", reworded)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        main(["evaluate", str(prior), str(tmp_path / "ratings.csv"), "--n-support", "3",
+              "--n-repeats", "1", "--quiet"])
+    warned = [str(w.message) for w in caught]
+    assert "another matter" in warned and "some raters were passed over" not in warned
+
+
 def test_personalize_colours_the_epoch_table_only_on_a_terminal(tmp_path, image_files,
                                                                 prior, capsys, monkeypatch):
     # skorch's table coloured each epoch's best loss with ANSI codes wherever stdout

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from sklearn_piaa import MetaAestheticRegressor, PIAAWarning, TaskSet
+from sklearn_piaa._warnings import SkippedWarning
 from sklearn_piaa.evaluation import evaluate_personalization
 
 
@@ -148,6 +149,9 @@ def test_raters_with_too_few_images_are_reported(fitted):
                     "+ 2; the largest rater has 80).",
                     "1 rater(s) have fewer than 42 images and are skipped at n_support=40: "
                     "'r11' (30)"]
+    # a category of their own: a caller printing the result filters them by it, once
+    assert [w.category for w in caught if issubclass(w.category, PIAAWarning)] == [
+        SkippedWarning, SkippedWarning]
     assert [r for r, _ in res.skipped[40]] == ["r11"]
     # a size no rater reaches: no NaN row in the summary, its raters named in one line
     assert list(res.summary) == [5, 40] and res.summary[40]["personalized"].n == 2
