@@ -44,7 +44,7 @@ from .datasets import (
     consensus_agreement,
     make_aesthetic_benchmark,
 )
-from .datasets._table import PEOPLE_WORDS, _first
+from .datasets._table import PEOPLE_WORDS, _first, _words
 from .evaluation import evaluate_personalization
 from .meta import ALGORITHMS
 from .report import METHOD_LABELS, TABLE1_METHODS
@@ -255,9 +255,13 @@ def _leave_out_small(tasks, args, say):
 
 
 def _names_people(column):
-    """Whether a column's name says it names people (``user``, ``worker_id``, ...)."""
-    words = re.split(r"[^a-z]+", re.sub(r"([a-z])([A-Z])", r"\1 \2", str(column)).lower())
-    return any(w.rstrip("s") in PEOPLE_WORDS or w in PEOPLE_WORDS for w in words if w)
+    """Whether a column's name says it names people (``user``, ``worker_id``, ...).
+
+    Its words are those the readers split names into when they suggest a rater column,
+    so the two agree: a word with digits (``rater1``, a column of one rater's scores in
+    a wide table) is not a people word.
+    """
+    return any(w in PEOPLE_WORDS or w.rstrip("s") in PEOPLE_WORDS for w in _words(column))
 
 
 def _one_rater(args):
