@@ -376,18 +376,15 @@ class _LoggedPool(torch.nn.Module):
         return x.mean(dim=(2, 3))
 
 
-def test_worker_processes_embed_no_image_again(tmp_path):
-    # Each job's copy of the prior came without the embeddings held in memory: each
-    # worker embedded every image of each of its chunks again (12 raters of the same
-    # 60 images, from the command line: 360 embedded for 60), which made n_jobs=2
-    # slower than n_jobs=1.
+def _logged_images_and_prior(tmp_path, n_images, rng):
+    """``n_images`` small PNG paths, the log file of :class:`_LoggedPool`, and an
+    unfitted tiny prior whose backbone writes each forward pass to that log."""
     from PIL import Image
 
     from sklearn_piaa.nn import Backbone
 
-    rng = np.random.RandomState(0)
     paths = []
-    for i in range(16):
+    for i in range(n_images):
         paths.append(str(tmp_path / f"{i}.png"))
         Image.fromarray((rng.rand(12, 12, 3) * 255).astype(np.uint8)).save(paths[-1])
     log = tmp_path / "forward.log"
@@ -395,6 +392,16 @@ def test_worker_processes_embed_no_image_again(tmp_path):
     meta = MetaAestheticRegressor(backbone=backbone, hidden_sizes=(4,), n_iterations=2,
                                   support_size=4, query_size=2, finetune_epochs=2,
                                   random_state=0)
+    return paths, log, meta
+
+
+def test_worker_processes_embed_no_image_again(tmp_path):
+    # Each job's copy of the prior came without the embeddings held in memory: each
+    # worker embedded every image of each of its chunks again (12 raters of the same
+    # 60 images, from the command line: 360 embedded for 60), which made n_jobs=2
+    # slower than n_jobs=1.
+    rng = np.random.RandomState(0)
+    paths, log, meta = _logged_images_and_prior(tmp_path, 16, rng)
     meta.fit(paths[:8] * 2, rng.randint(1, 6, 16).astype(float),
              groups=np.repeat(["a", "b"], 8))
     log.unlink()
@@ -414,21 +421,10 @@ def test_worker_processes_embed_no_image_again(tmp_path):
 def test_images_are_embedded_in_the_main_thread_before_the_jobs_start(tmp_path):
     # Embedded lazily as joblib took each chunk, the later chunks' images were embedded
     # in joblib's callback thread, holding up the results, out of Ctrl-C's reach.
-    from PIL import Image
-
-    from sklearn_piaa.nn import Backbone
-
     rng = np.random.RandomState(0)
     raters = [f"t{r}" for r in range(8)]  # 8 chunks of one rater for 2 workers
-    paths = []
-    for i in range(16 * len(raters)):  # images of its own for each rater
-        paths.append(str(tmp_path / f"{i}.png"))
-        Image.fromarray((rng.rand(12, 12, 3) * 255).astype(np.uint8)).save(paths[-1])
-    log = tmp_path / "forward.log"
-    backbone = Backbone(_LoggedPool(str(log)), out_features=3, input_size=16, name="logged")
-    meta = MetaAestheticRegressor(backbone=backbone, hidden_sizes=(4,), n_iterations=2,
-                                  support_size=4, query_size=2, finetune_epochs=2,
-                                  random_state=0)
+    # images of its own for each rater
+    paths, log, meta = _logged_images_and_prior(tmp_path, 16 * len(raters), rng)
     meta.fit(paths[:16], np.tile(np.arange(1.0, 6.0), 4)[:16], groups=np.repeat(["a", "b"], 8))
     log.unlink()
     test = TaskSet.from_arrays(paths, rng.randint(1, 6, len(paths)).astype(float),
