@@ -150,15 +150,20 @@ def test_parameter_study_of_a_full_grid_without_a_refit(ratings, tiny_params):
                                    at_best_steps, key=lambda i: results["params"][i]["outer_lr"])])
 
 
-def test_gradient_map_plot_overlays_the_map():
-    from sklearn_piaa.plotting import plot_gradient_map
-
-    rng = np.random.RandomState(0)
+def _tiny_image_prior(rng):
+    """24 random images and a tiny_cnn prior fitted on them (3 raters of 8)."""
     imgs = rng.randint(0, 256, (24, 36, 36, 3)).astype(np.uint8)
     y = np.clip(1 + imgs.mean((1, 2, 3)) / 64, 1, 5)
     meta = MetaAestheticRegressor(backbone="tiny_cnn", hidden_sizes=(4,), n_iterations=2,
                                   support_size=4, query_size=2, random_state=0)
-    meta.fit(imgs, y, groups=np.repeat(np.arange(3), 8))
+    return imgs, meta.fit(imgs, y, groups=np.repeat(np.arange(3), 8))
+
+
+def test_gradient_map_plot_overlays_the_map():
+    from sklearn_piaa.plotting import plot_gradient_map
+
+    rng = np.random.RandomState(0)
+    imgs, meta = _tiny_image_prior(rng)
     ax = plot_gradient_map(meta, imgs[0], title="prior")
     assert len(ax.images) == 2 and ax.get_title() == "prior"
     assert ax.images[1].get_array().shape == (32, 32)
@@ -170,11 +175,7 @@ def test_gradient_map_plot_shows_a_non_square_photo_at_its_own_aspect():
     from sklearn_piaa.plotting import plot_gradient_map
 
     rng = np.random.RandomState(0)
-    imgs = rng.randint(0, 256, (24, 36, 36, 3)).astype(np.uint8)
-    y = np.clip(1 + imgs.mean((1, 2, 3)) / 64, 1, 5)
-    meta = MetaAestheticRegressor(backbone="tiny_cnn", hidden_sizes=(4,), n_iterations=2,
-                                  support_size=4, query_size=2, random_state=0)
-    meta.fit(imgs, y, groups=np.repeat(np.arange(3), 8))
+    imgs, meta = _tiny_image_prior(rng)
     wide = rng.randint(0, 256, (30, 75, 3)).astype(np.uint8)
     ax = plot_gradient_map(meta, wide)
     photo, shown = ax.images
