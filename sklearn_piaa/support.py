@@ -11,6 +11,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import StrOptions
 
 from ._inputs import FEATURES, check_feature_names, feature_names, input_kind, unique_rows
+from ._messages import row_numbers
 from ._tasks import as_tasks
 from ._warnings import PIAAWarning
 
@@ -41,8 +42,8 @@ def _features(X, what="X", keep_float=False):
     if bad.any():
         rows = np.flatnonzero(bad)
         raise ValueError(
-            f"{what} has {len(rows)} row(s) with NaN or infinite features (rows "
-            f"{rows[:10].tolist()}); unreadable images embed as NaN with "
+            f"{what} has {len(rows)} row(s) with NaN or infinite features "
+            f"({row_numbers(rows, n=10)}); unreadable images embed as NaN with "
             "on_error='skip': drop those rows before choosing support images.")
     return F
 

@@ -228,7 +228,8 @@ def test_errors_are_named():
         SupportSelector("entropy").fit(_planted_disagreement())
     bad = X.copy()
     bad[3, 1] = np.nan
-    with pytest.raises(ValueError, match=r"NaN or infinite features \(rows \[3\]\)"):
+    with pytest.raises(ValueError, match=r"NaN or infinite features \(row 3, counting "
+                                         r"from 0\)"):
         sel.select(bad, 2)
     with pytest.raises(ValueError, match="embeddings; got images"):
         sel.select(np.zeros((4, 8, 8, 3), dtype=np.uint8), 2)
