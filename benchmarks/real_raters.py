@@ -3,7 +3,8 @@
 100 people rated how much they like 55 images (0-500 slider). Raters are split into
 folds (no rater on both sides); a prior is meta-trained on the training raters over
 frozen EfficientNet-Lite0 embeddings, and each held-out rater is personalized on 10 of
-their images and scored (SROCC) on the other 45. Reported beside it, on the same draws:
+their images and scored (SROCC) on the other 45 (a rater whose ratings are all equal is
+left out, with a line that names them). Reported beside it, on the same draws:
 
 - ``prior``: the meta-trained prior alone (zero-shot);
 - ``consensus``: the training raters' mean score of each image (all raters rated the
@@ -52,7 +53,15 @@ def main(argv=None):
     t0 = time.perf_counter()
     data = read_ratings(os.path.join(LIKING, "ratings.csv"),
                         image_root=os.path.join(LIKING, "images"))
+    # A rater who gave every image the same score orders no pair of images (undefined
+    # SROCC): left out, as the package's warning advises, and said so.
     X, y, groups = data.X, data.y, np.asarray(data.groups)
+    constant = data.tasks.constant_raters()
+    if constant:
+        keep = ~np.isin(groups, list(constant))
+        X, y, groups = [x for x, k in zip(X, keep) if k], y[keep], groups[keep]
+        print(f"left out {len(constant)} rater(s) whose ratings are all equal: "
+              + ", ".join(f"{r!r} (all {v:g})" for r, v in constant.items()))
     images = sorted(set(X))
     image_id = np.array([images.index(x) for x in X])
     print(f"{len(set(groups))} raters, {len(images)} images, {len(y)} ratings")

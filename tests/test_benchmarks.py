@@ -1,5 +1,6 @@
 import importlib.util
 import os
+import warnings
 
 import pytest
 from conftest import SHARED
@@ -18,9 +19,15 @@ def _load(name):
 @pytest.mark.skipif(not os.path.isdir(os.path.join(SHARED, "data", "liking")),
                     reason="../shared/data/liking not available")
 def test_real_raters_benchmark_runs(capsys):
-    assert _load("real_raters").main(["--folds", "2", "--repeats", "1",
-                                      "--iterations", "2"]) == 0
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        assert _load("real_raters").main(["--folds", "2", "--repeats", "1",
+                                          "--iterations", "2"]) == 0
     out = capsys.readouterr().out
+    # the liking set's rater who rated all 55 images 500 is left out, not trained on
+    assert "left out 1 rater(s) whose ratings are all equal: '6yf78' (all 500)" in out
+    assert not [w for w in record if "same score" in str(w.message)
+                or "all scored" in str(w.message)]
     for row in ("prior", "consensus + ridge", "personalized"):
         assert f"  {row} " in out
 
