@@ -226,7 +226,7 @@ def warn_constant_raters(tasks):
         + ". Their ratings teach nothing about how people rank images (their SROCC is "
         "undefined), yet fit trains on them as on any other rater's. "
         "Leave them out unless that is meant: TaskSet.subset, or drop their rows of X, y "
-        "and groups (or of the ratings file).")
+        "and groups (the sklearn-piaa meta-train command: --drop-constant-raters).")
 
 
 def _scores_at(y, outside, tasks=None):

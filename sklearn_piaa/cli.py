@@ -198,6 +198,8 @@ def run_meta_train(args, out=None):
     _check_output(args.output, *_paths(data.tasks.X), model=True)
     if args.min_images is not None:
         tasks = _leave_out_small(tasks, args, say)
+    if args.drop_constant_raters:
+        tasks = _leave_out_constant(tasks, args, say)
     say(f"{args.data}: {plural(len(tasks), 'rater')}, {plural(tasks.n_ratings, 'rating')} "
         "for meta-training" + (f" ({plural(len(data.test), 'test rater')} left out)"
                                if data.test is not None else ""))
@@ -251,6 +253,21 @@ def _leave_out_small(tasks, args, say):
         tasks = tasks.subset([r for r in tasks.raters if r not in dropped])
         say(f"left out {plural(len(small), 'rater')} with fewer than {args.min_images}"
             f"{readable} images (--min-images): {listing(map(repr, small))}")
+    return tasks
+
+
+def _leave_out_constant(tasks, args, say):
+    """``tasks`` without the raters who gave every image the same score
+    (``--drop-constant-raters``), named in one line."""
+    same = tasks.constant_raters()
+    if same and len(same) == len(tasks):
+        raise ValueError(f"{args.data}: all {plural(len(tasks), 'training rater')} gave "
+                         "every image the same score (--drop-constant-raters).")
+    if same:
+        tasks = tasks.subset([r for r in tasks.raters if r not in same])
+        say(f"left out {plural(len(same), 'rater')} who gave every image the same score "
+            "(--drop-constant-raters): "
+            + listing(f"{r!r} (all {v:g})" for r, v in same.items()))
     return tasks
 
 
@@ -704,6 +721,10 @@ def _build_parser():
                     help="leave out training raters with fewer than N rated images, naming "
                          "them (default: a rater with one image stops the command); with "
                          "--on-error skip, readable images only")
+    mt.add_argument("--drop-constant-raters", action="store_true",
+                    help="leave out training raters who gave every image the same score, "
+                         "naming them (they order no pair of images; default: kept, with "
+                         "a warning)")
     mt.add_argument("--backbone", default="efficientnet_lite0",
                     help="efficientnet_lite0 (weights shipped), resnet18, alexnet, "
                          "inception_v3 (need --backbone-weights) or tiny_cnn")

@@ -1,4 +1,5 @@
 import io
+import warnings
 
 import numpy as np
 import pytest
@@ -185,6 +186,27 @@ def test_meta_train_leaves_out_raters_with_too_few_images_when_asked(tmp_path, c
     assert "6 raters," in out and prior.exists()
     with pytest.raises(ValueError, match="all 7 training raters have fewer than 30 images"):
         main(args + ["--min-images", "30"])
+
+
+def test_meta_train_leaves_out_raters_with_constant_scores_when_asked(tmp_path, capsys):
+    # The fit warning advised TaskSet.subset or dropping rows: nothing a command-line
+    # user could do without editing the ratings file.
+    csv_path = _ratings_folder(tmp_path)
+    with open(csv_path, "a") as f:
+        f.write("".join(f"\nflat,{i}.png,5" for i in range(24)))
+    prior = tmp_path / "prior.pt"
+    args = ["meta-train", str(csv_path), "-o", str(prior), "--backbone", "tiny_cnn",
+            "--n-iterations", "2", "--support-size", "8", "--query-size", "4", "--quiet"]
+    with pytest.warns(UserWarning, match=r"'flat' \(24 images, all 5\).*meta-train "
+                                         r"command: --drop-constant-raters"):
+        main(args)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        main(args + ["--drop-constant-raters"])
+    out = capsys.readouterr().out
+    assert ("left out 1 rater who gave every image the same score "
+            "(--drop-constant-raters): 'flat' (all 5)") in out
+    assert "6 raters, 144 ratings" in out
 
 
 def test_min_images_counts_readable_images_when_skipping(tmp_path, capsys):
