@@ -438,10 +438,32 @@ def run_personalize(args, out=None):
                                 score_range=args.score_range,
                                 verbose=0 if args.quiet else 1, **params)
     save_model(net, args.output)
+    if not args.quiet:
+        _say_loss_unit(net, say)
     skipped = f", {n_rated - len(y)} unreadable left out" if n_rated > len(y) else ""
     say(f"personalized to rater {rater!r} on {plural(len(y), 'image')}{skipped} "
         f"({time.perf_counter() - t0:.1f}s); saved to {args.output}")
     return net
+
+
+def _say_loss_unit(net, say):
+    """After the epoch table: what its squared-error ``train_loss`` means in score points.
+
+    The loss is measured in a quarter of the score range (one point of a 1-5 scale), so
+    on a 0-500 slider a ``train_loss`` of 1.8 is an error of about 170 points, which the
+    bare number did not say.
+    """
+    criterion = getattr(net, "criterion_", None)
+    losses = [e["train_loss"] for e in getattr(net, "history", []) if "train_loss" in e]
+    if getattr(criterion, "kind", None) != "mse" or not losses:
+        return
+    unit = criterion.unit
+    last = losses[-1]
+    points = f"{unit:g} score point{'' if unit == 1 else 's'}"
+    say(f"train_loss is the squared error in units of {points} "
+        f"(a quarter of the score range): the last epoch's {last:.4g} is a root-mean-square "
+        f"error of about {unit * last ** 0.5:.3g} points (dropout on, over that epoch's "
+        "batches)")
 
 
 def run_predict(args, out=None):

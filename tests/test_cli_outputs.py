@@ -215,6 +215,27 @@ def test_personalize_colours_the_epoch_table_only_on_a_terminal(tmp_path, image_
         assert ("\x1b[36m" in sys.stdout.getvalue()) is coloured
 
 
+def test_personalize_says_what_the_epoch_tables_loss_is_in_score_points(tmp_path,
+                                                                        image_files,
+                                                                        prior, capsys):
+    # "train_loss 1.83" said nothing on a rater's scale: on a 0-500 slider it was an error
+    # of about 170 points (the loss's unit is a quarter of the score range).
+    import re
+
+    command = ["personalize", str(prior), str(_mine(tmp_path, image_files)), "-o",
+               str(tmp_path / "u.pt"), "--epochs", "3"]
+    main(command)
+    out = capsys.readouterr().out
+    last = float(re.findall(r"^\s+3\s+([0-9.]+)", out, re.M)[-1])
+    said = re.search(r"train_loss is the squared error in units of 1 score point \(a "
+                     r"quarter of the score range\): the last epoch's ([0-9.]+) is a "
+                     r"root-mean-square error of about ([0-9.]+) points", out)
+    assert said and float(said.group(1)) == pytest.approx(last, rel=1e-3)
+    assert float(said.group(2)) == pytest.approx(last ** 0.5, rel=1e-2)
+    main(command + ["--quiet"])
+    assert "train_loss" not in capsys.readouterr().out
+
+
 def test_an_interrupted_fine_tuning_is_no_divergence_and_is_not_saved(tmp_path, image_files,
                                                                      prior, monkeypatch,
                                                                      capsys):
