@@ -117,6 +117,25 @@ def another_scale(y, low, high):
     return None
 
 
+def history_label(algorithm, loss):
+    """How the progress bar names the loss of ``history_``: ``"query_mse"``, ``"mse"``,
+    ``"query_loss"`` or ``"loss"``.
+
+    "query_mse" alone named a rank loss, and the loss of Reptile's merged sets, alike.
+
+    Parameters
+    ----------
+    algorithm, loss : str
+        The estimator's parameters.
+
+    Returns
+    -------
+    str
+    """
+    on_query = algorithm in ("blg", "maml", "fomaml")  # see history_'s description
+    return ("query_" if on_query else "") + ("mse" if loss == "mse" else "loss")
+
+
 def scores_outside(y, low, high):
     """Mask of the scores a head of range ``(low, high)`` cannot reach.
 
@@ -1022,6 +1041,7 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
             start = time.perf_counter() - elapsed
             bar = progress(total=self.n_iterations, initial=first, desc="meta-train",
                            enabled=bool(self.verbose))
+            label = history_label(self.algorithm, self.loss)
             # The next iteration's images are decoded while this one trains: its draws
             # come from the NumPy rng only, so looking ahead changes no number, and a
             # checkpoint stores the rng as it was before them.
@@ -1039,7 +1059,7 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
                     batch = list(zip(pairs[::2], pairs[1::2]))
                     lr_scale = self.lr_decay ** (it // self.lr_decay_every)
                     history[it] = algo.step(prior, learner, batch, lr_scale)
-                    bar.update(query_mse=history[it])
+                    bar.update(**{label: history[it]})
                     if checkpoints is not None and checkpoints.due(it + 1, self.n_iterations):
                         # Never over the last good checkpoint with a diverged prior.
                         check_trained(prior, history[:it + 1], "meta-training",

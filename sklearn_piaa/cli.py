@@ -29,7 +29,7 @@ from ._cli_common import (
     read_data,
 )
 from ._cli_table1 import run_table1
-from ._estimator import MetaAestheticRegressor
+from ._estimator import MetaAestheticRegressor, history_label
 from ._features import drop_unreadable, image_reader, unreadable_rows
 from ._inputs import as_indexable, check_score_range, take
 from ._io import atomic_write, check_output_file
@@ -224,6 +224,12 @@ def run_meta_train(args, out=None):
                if args.checkpoint_dir and meta.fit_time_ > took else "")
     say(f"prior saved to {args.output} ({took:.1f}s; meta-training "
         f"{meta.fit_time_:.1f}s{earlier})")
+    last = meta.history_[-10:]
+    if not args.quiet and meta.loss == "mse" and np.isfinite(last).any():
+        low, high = meta.score_range_
+        _say_loss_unit(history_label(meta.algorithm, meta.loss), float(np.nanmean(last)),
+                       f"the last {len(last)} iterations' mean",
+                       (high - low) / 4, say)
     return meta
 
 
@@ -439,31 +445,48 @@ def run_personalize(args, out=None):
                                 verbose=0 if args.quiet else 1, **params)
     save_model(net, args.output)
     if not args.quiet:
-        _say_loss_unit(net, say)
+        _say_epoch_loss_unit(net, say)
     skipped = f", {n_rated - len(y)} unreadable left out" if n_rated > len(y) else ""
     say(f"personalized to rater {rater!r} on {plural(len(y), 'image')}{skipped} "
         f"({time.perf_counter() - t0:.1f}s); saved to {args.output}")
     return net
 
 
-def _say_loss_unit(net, say):
-    """After the epoch table: what its squared-error ``train_loss`` means in score points.
+def _say_loss_unit(name, value, of, unit, say, note=""):
+    """What a squared-error loss the command showed means in score points.
 
-    The loss is measured in a quarter of the score range (one point of a 1-5 scale), so
-    on a 0-500 slider a ``train_loss`` of 1.8 is an error of about 170 points, which the
-    bare number did not say.
+    The package measures losses in a quarter of the score range (one point of a 1-5
+    scale), so on a 0-500 slider a ``train_loss`` of 1.8 is an error of about 170
+    points, which the bare number did not say.
+
+    Parameters
+    ----------
+    name : str
+        The loss as the table or progress bar named it.
+    value : float
+        A value of it, in the loss's unit.
+    of : str
+        Which value, e.g. "the last epoch's".
+    unit : float
+        The loss's unit, in score points.
+    say : callable
+        Prints a line.
+    note : str, default=""
+        Said after the error, in brackets.
     """
+    points = f"{unit:g} score point{'' if unit == 1 else 's'}"
+    say(f"{name} is the squared error in units of {points} (a quarter of the score "
+        f"range): {of} {value:.4g} is a root-mean-square error of about "
+        f"{unit * value ** 0.5:.3g} points" + (f" ({note})" if note else ""))
+
+
+def _say_epoch_loss_unit(net, say):
+    """:func:`_say_loss_unit` for the epoch table of a personalized net."""
     criterion = getattr(net, "criterion_", None)
     losses = [e["train_loss"] for e in getattr(net, "history", []) if "train_loss" in e]
-    if getattr(criterion, "kind", None) != "mse" or not losses:
-        return
-    unit = criterion.unit
-    last = losses[-1]
-    points = f"{unit:g} score point{'' if unit == 1 else 's'}"
-    say(f"train_loss is the squared error in units of {points} "
-        f"(a quarter of the score range): the last epoch's {last:.4g} is a root-mean-square "
-        f"error of about {unit * last ** 0.5:.3g} points (dropout on, over that epoch's "
-        "batches)")
+    if getattr(criterion, "kind", None) == "mse" and losses:
+        _say_loss_unit("train_loss", losses[-1], "the last epoch's", criterion.unit, say,
+                       note="dropout on, over that epoch's batches")
 
 
 def run_predict(args, out=None):

@@ -236,6 +236,22 @@ def test_personalize_says_what_the_epoch_tables_loss_is_in_score_points(tmp_path
     assert "train_loss" not in capsys.readouterr().out
 
 
+def test_meta_train_says_what_its_progress_bars_loss_is_in_score_points(tmp_path, prior,
+                                                                         capsys):
+    import re
+
+    main(["meta-train", str(tmp_path / "ratings.csv"), "-o", str(tmp_path / "p2.pt"),
+          *[a for a in TRAIN if a != "--quiet"], "--n-iterations", "12"])
+    out = capsys.readouterr().out
+    said = re.search(r"query_mse is the squared error in units of 1 score point \(a quarter "
+                     r"of the score range\): the last 10 iterations' mean ([0-9.]+) is a "
+                     r"root-mean-square error of about ([0-9.]+) points", out)
+    assert said
+    history = load_model(tmp_path / "p2.pt").history_
+    assert float(said.group(1)) == pytest.approx(np.mean(history[-10:]), rel=1e-3)
+    assert float(said.group(2)) == pytest.approx(float(said.group(1)) ** 0.5, rel=1e-2)
+
+
 def test_an_interrupted_fine_tuning_is_no_divergence_and_is_not_saved(tmp_path, image_files,
                                                                      prior, monkeypatch,
                                                                      capsys):

@@ -519,3 +519,18 @@ def test_scores_outside_the_range_are_named_by_their_row_of_x_counting_from_0(
                                          r"high\) of the rating scale \(--score-range LOW,HIGH "
                                          r"on the command line\)\."):
         MetaAestheticRegressor(**tiny_params).fit(X, bad, groups=groups)
+
+
+@pytest.mark.parametrize("algorithm, loss, shown", [("blg", "mse", "query_mse="),
+                                                    ("blg", "rank", "query_loss="),
+                                                    ("reptile", "mse", " mse=")])
+def test_the_progress_bar_names_the_loss_it_shows(ratings, tiny_params, capsys, algorithm,
+                                                  loss, shown):
+    # "query_mse" was shown for a rank loss, and for Reptile's loss on merged sets
+    X, y, groups = ratings
+    MetaAestheticRegressor(**{**tiny_params, "algorithm": algorithm, "loss": loss,
+                              "verbose": 1}).fit(X, y, groups=groups)
+    err = capsys.readouterr().err
+    assert shown in err
+    others = {"query_mse=", "query_loss=", " mse="} - {shown}
+    assert not [o for o in others if o in err]
