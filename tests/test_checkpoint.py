@@ -414,9 +414,15 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_prior(tmp_path):
     # finish 15 iterations past the kill, then compare with a straight run of that length.
     params = dict(backbone=None, hidden_sizes=(16,), n_iterations=reached + 15,
                   support_size=20, query_size=10, random_state=0)
+    # A write the kill cut short leaves a temporary file. The resumed run removes it
+    # once it is an hour old (a younger one may be a write in progress of a run sharing
+    # the file: test_kill_during_a_checkpoint_write_keeps_the_previous_one); aged here.
+    hours_ago = time.time() - 7200
+    for f in os.listdir(ckpt):
+        if f.endswith(".tmp"):
+            os.utime(ckpt / f, (hours_ago, hours_ago))
     resumed = MetaAestheticRegressor(**params, checkpoint_dir=ckpt,
                                      checkpoint_every=10).fit(X, y, groups=groups)
-    # a write the kill cut short leaves a temporary file; the resumed run removes it
     assert not [f for f in os.listdir(ckpt) if f.endswith(".tmp")]
     straight = MetaAestheticRegressor(**params).fit(X, y, groups=groups)
     _assert_same_prior(straight, resumed)
