@@ -157,7 +157,7 @@ def scores_outside(y, low, high):
 
 #: Set while an evaluation personalizes a rater it has already checked (and named in
 #: one warning): the per-draw warning would repeat it dozens of times. Equal scores
-#: (``_warn_if_unranked``) are left to the evaluation's warning of undefined SROCC.
+#: (``warn_if_unranked``) are left to the evaluation's warning of undefined SROCC.
 _SCALE_CHECKED = threading.local()
 
 
@@ -1224,7 +1224,7 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
         check_is_fitted(self, "prior_net_")
         self._apply_reading_params()
         X, y, (low, high) = self._check_rater(X, y, score_range)
-        _warn_if_unranked(y)
+        warn_if_unranked(y)
         return self._finetune(X, y, random_state, None if score_range is None else (low, high),
                               **net_params)
 
@@ -1292,7 +1292,7 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
         return net
 
 
-def _warn_if_unranked(y):
+def warn_if_unranked(y):
     """Warn when a rater's scores cannot say how the rater ranks images.
 
     One score, or several all equal (a rater who rated every image 500, as one of the

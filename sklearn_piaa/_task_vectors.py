@@ -18,7 +18,7 @@ from torch.func import functional_call
 
 from ._device import PickledOnCPU, seeded, to_device
 from ._diverged import check_trained
-from ._estimator import MetaAestheticRegressor, _warn_if_unranked, warn_constant_raters
+from ._estimator import MetaAestheticRegressor, warn_constant_raters, warn_if_unranked
 from ._features import FeatureInput
 from ._inputs import FEATURES, check_feature_names, check_seed, input_kind
 from ._messages import listing
@@ -714,7 +714,7 @@ class TaskVectorRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
                         "loss has no ordered pair to fit, so the coefficients stay 0 (the "
                         "base's network). loss='mse' or 'mse+rank' fits them to the level.")
         else:
-            _warn_if_unranked(y)
+            warn_if_unranked(y)
         lam = self._fit_coefficients(x, y_fit, seed)
         combined = self.combine(lam.cpu().numpy())
         check_trained(combined, [], "fitting the rater's coefficients", "coef_lr or coef_steps")

@@ -226,10 +226,10 @@ def run_meta_train(args, out=None):
         f"{meta.fit_time_:.1f}s{earlier})")
     last = meta.history_[-10:]
     if not args.quiet and meta.loss == "mse" and np.isfinite(last).any():
-        low, high = meta.score_range_
+        # the prior's criterion holds the unit meta-training measured the loss in
         _say_loss_unit(history_label(meta.algorithm, meta.loss), float(np.nanmean(last)),
                        f"the last {len(last)} iterations' mean",
-                       (high - low) / 4, say)
+                       meta.prior_net_.criterion_.unit, say)
     return meta
 
 

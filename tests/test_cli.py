@@ -169,13 +169,20 @@ def test_personalize_asks_which_rater_and_names_unknown_ones(tmp_path):
     assert (tmp_path / "u.pt").exists()
 
 
-def test_meta_train_leaves_out_raters_with_too_few_images_when_asked(tmp_path, capsys):
+def _meta_train_with(tmp_path, rows):
+    """The prior's path and a quiet tiny meta-train command on :func:`_ratings_folder`'s
+    table with ``rows`` (``"rater,image,score"`` lines) appended."""
     csv_path = _ratings_folder(tmp_path)
     with open(csv_path, "a") as f:
-        f.write("\nlonely,0.png,3")
+        f.write("".join(f"\n{row}" for row in rows))
     prior = tmp_path / "prior.pt"
-    args = ["meta-train", str(csv_path), "-o", str(prior), "--backbone", "tiny_cnn",
-            "--n-iterations", "2", "--support-size", "8", "--query-size", "4", "--quiet"]
+    return prior, ["meta-train", str(csv_path), "-o", str(prior), "--backbone", "tiny_cnn",
+                   "--n-iterations", "2", "--support-size", "8", "--query-size", "4",
+                   "--quiet"]
+
+
+def test_meta_train_leaves_out_raters_with_too_few_images_when_asked(tmp_path, capsys):
+    prior, args = _meta_train_with(tmp_path, ["lonely,0.png,3"])
     with pytest.raises(ValueError, match=r"fewer than 2 images.*'lonely' \(1\).*"
                                          r"--min-images 2"):
         main(args)
@@ -191,12 +198,7 @@ def test_meta_train_leaves_out_raters_with_too_few_images_when_asked(tmp_path, c
 def test_meta_train_leaves_out_raters_with_constant_scores_when_asked(tmp_path, capsys):
     # The fit warning advised TaskSet.subset or dropping rows: nothing a command-line
     # user could do without editing the ratings file.
-    csv_path = _ratings_folder(tmp_path)
-    with open(csv_path, "a") as f:
-        f.write("".join(f"\nflat,{i}.png,5" for i in range(24)))
-    prior = tmp_path / "prior.pt"
-    args = ["meta-train", str(csv_path), "-o", str(prior), "--backbone", "tiny_cnn",
-            "--n-iterations", "2", "--support-size", "8", "--query-size", "4", "--quiet"]
+    _, args = _meta_train_with(tmp_path, [f"flat,{i}.png,5" for i in range(24)])
     with pytest.warns(UserWarning, match=r"'flat' \(24 images, all 5\).*meta-train "
                                          r"command: --drop-constant-raters"):
         main(args)

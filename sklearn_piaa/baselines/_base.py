@@ -25,12 +25,12 @@ from sklearn.utils.validation import check_is_fitted
 from .._device import PickledOnCPU, resolve_device, seeded
 from .._estimator import (
     _SCALE_CHECKED,
-    _warn_if_unranked,
     another_scale,
     scores_outside,
     warn_constant_raters,
     warn_identical_features,
     warn_if_stray,
+    warn_if_unranked,
 )
 from .._features import FeatureInput, ImageEmbedder
 from .._inputs import (
@@ -547,7 +547,7 @@ class PersonalizedBaseline(RegressorMixin, BaseEstimator):
         score_range = self.score_range
         if score_range is None:
             _warn_if_another_scale(np.asarray(y, dtype=np.float64), prior.score_range_)
-        _warn_if_unranked(y)
+        warn_if_unranked(y)
         self.state_ = prior._user_fit(prior._transform(X), y,
                                       lambda base: self._rescale(base, prior, score_range))
         self.prior_, self.score_range_ = prior, score_range
