@@ -8,8 +8,10 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from . import _names
 from ._estimator import MetaAestheticRegressor
 from ._inputs import check_verbose
+from ._names import BASELINE_LABELS
 from ._task_vectors import TaskVectorRegressor
 from ._tasks import TaskSet, raters_among
 from ._warnings import PIAAWarning
@@ -30,44 +32,33 @@ __all__ = ["TABLE1_METHODS", "BASELINES", "TASK_VECTOR_METHODS", "METHOD_LABELS"
 
 #: Baseline rows: name -> (label, estimator class, fixed parameters).
 BASELINES = {
-    "pam": ("PAM (attributes + content)", PAMRegressor, {"variant": "both"}),
-    "pam_attributes": ("PAM (attributes)", PAMRegressor, {"variant": "attributes"}),
-    "pam_content": ("PAM (content)", PAMRegressor, {"variant": "content"}),
-    "fpmf": ("FPMF", FPMFRegressor, {}),
-    "usar": ("USAR (PPR & PAD)", USARRegressor, {"variant": "both"}),
-    "usar_ppr": ("USAR (PPR)", USARRegressor, {"variant": "ppr"}),
-    "usar_pad": ("USAR (PAD)", USARRegressor, {"variant": "pad"}),
-    "pa_iaa": ("PA_IAA", PAIAARegressor, {}),
-    "ridge": ("per-user ridge (own)", UserRidgeRegressor, {}),
-    "consensus_ridge": ("consensus + residual ridge", ConsensusRidgeRegressor, {}),
+    "pam": (BASELINE_LABELS["pam"], PAMRegressor, {"variant": "both"}),
+    "pam_attributes": (BASELINE_LABELS["pam_attributes"], PAMRegressor,
+                       {"variant": "attributes"}),
+    "pam_content": (BASELINE_LABELS["pam_content"], PAMRegressor, {"variant": "content"}),
+    "fpmf": (BASELINE_LABELS["fpmf"], FPMFRegressor, {}),
+    "usar": (BASELINE_LABELS["usar"], USARRegressor, {"variant": "both"}),
+    "usar_ppr": (BASELINE_LABELS["usar_ppr"], USARRegressor, {"variant": "ppr"}),
+    "usar_pad": (BASELINE_LABELS["usar_pad"], USARRegressor, {"variant": "pad"}),
+    "pa_iaa": (BASELINE_LABELS["pa_iaa"], PAIAARegressor, {}),
+    "ridge": (BASELINE_LABELS["ridge"], UserRidgeRegressor, {}),
+    "consensus_ridge": (BASELINE_LABELS["consensus_ridge"], ConsensusRidgeRegressor, {}),
 }
+
+# The names and labels below live in _names, which the command line's parser reads
+# without importing torch; they are documented here, where the API reference looks.
 
 #: Task-vector rows (:class:`~sklearn_piaa.TaskVectorRegressor`): name -> (label,
 #: algorithm of the base network, epochs of fine-tuning after the combination).
-TASK_VECTOR_METHODS = {
-    "tv_average": ("task vectors (generic base)", "average", 0),
-    "tv_blg": ("task vectors (BLG base)", "blg", 0),
-    "tv_blg_finetune": ("task vectors (BLG base) + fine-tune", "blg", 20),
-}
+TASK_VECTOR_METHODS = _names.TASK_VECTOR_METHODS
 
 #: Rows of BLG-PIAA's Table I that run with no input beyond ratings: name -> label.
 #: ``pam``, ``pam_attributes`` (attribute columns), ``pa_iaa`` (a personality table)
 #: and the single USAR components are in :data:`METHOD_LABELS`.
-TABLE1_METHODS = {
-    "none": "none (ImageNet, fresh head)",
-    "average": "BA-PIAA (average)",
-    "maml": "MAML",
-    "reptile": "Reptile",
-    "merged": "merged (Fig. 5a)",
-    "blg": "BLG-PIAA",
-    **{name: BASELINES[name][0]
-       for name in ("pam_content", "fpmf", "usar", "ridge", "consensus_ridge")},
-}
+TABLE1_METHODS = _names.TABLE1_METHODS
 
 #: Every row this package can report: name -> label.
-METHOD_LABELS = {**TABLE1_METHODS, "fomaml": "first-order MAML",
-                 **{name: row[0] for name, row in BASELINES.items()},
-                 **{name: row[0] for name, row in TASK_VECTOR_METHODS.items()}}
+METHOD_LABELS = _names.METHOD_LABELS
 
 
 def _make_method(name, random_state, method_params, estimator_params, baseline_defaults=None):

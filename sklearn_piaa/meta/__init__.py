@@ -7,6 +7,8 @@ from .maml import FOMAML, MAML
 from .merged import Merged
 from .reptile import Reptile
 
+# sklearn_piaa._names.ALGORITHM_NAMES lists the same names for the command line's parser,
+# which does not import torch (a test keeps the two equal).
 ALGORITHMS = {"blg": BLG, "maml": MAML, "fomaml": FOMAML, "reptile": Reptile,
               "merged": Merged, "average": Average, "none": NoPrior}
 
