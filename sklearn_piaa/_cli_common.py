@@ -1,26 +1,30 @@
-"""What the command line's subcommands share: printing, finding image files."""
+"""What the command line's subcommands share: printing, finding image files.
+
+The parser reads its choices and defaults from here, so this module imports nothing
+heavy at its top: the readers (numpy, scikit-learn) and Pillow are imported by the
+functions that use them, and ``--help`` does not wait for them.
+"""
 
 import ctypes
+import functools
 import inspect
 import os
 import sys
 
-from PIL import Image
-
-from .datasets import read_aadb, read_flickr_aes, read_para, read_ratings, read_real_cur
-from .datasets._table import _read_text
-from .datasets.readers import _add_split, _header, _read_ids
-
-__all__ = ["IMAGE_EXTENSIONS", "TABLE_DEFAULTS", "READERS", "printer", "plural", "image_files",
-           "given_table_options", "read_data", "keep_freed_memory"]
+__all__ = ["image_extensions", "TABLE_DEFAULTS", "READERS", "printer", "plural",
+           "image_files", "given_table_options", "read_data", "keep_freed_memory"]
 
 
-def _photo_extensions():
-    """Extensions of the photo formats this Pillow opens (some need optional plugins).
+@functools.cache
+def image_extensions():
+    """File extensions (lower case) that a folder search picks up.
 
-    Curated rather than all of Pillow's: a folder may hold .h5 or .mpg files that
-    Pillow's scientific and video plugins claim but that are not photos.
+    Those of the photo formats this Pillow opens (some need optional plugins). Curated
+    rather than all of Pillow's: a folder may hold .h5 or .mpg files that Pillow's
+    scientific and video plugins claim but that are not photos.
     """
+    from PIL import Image
+
     candidates = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".bmp", ".dib",
                   ".gif", ".tif", ".tiff", ".webp", ".avif", ".heic", ".heif", ".jp2",
                   ".j2k", ".jpf", ".jpx", ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".qoi",
@@ -30,12 +34,10 @@ def _photo_extensions():
     return tuple(ext for ext in candidates if ext in readable)
 
 
-#: File extensions (lower case) that a folder search picks up.
-IMAGE_EXTENSIONS = _photo_extensions()
-
-#: ``--format`` choices: how a data argument is read (a CSV, or a data set's folder).
-READERS = {"table": None, "flickr-aes": read_flickr_aes, "para": read_para,
-           "real-cur": read_real_cur, "aadb": read_aadb}
+#: ``--format`` choices: how a data argument is read (a CSV, or a data set's folder by
+#: the reader of :mod:`sklearn_piaa.datasets` named here).
+READERS = {"table": None, "flickr-aes": "read_flickr_aes", "para": "read_para",
+           "real-cur": "read_real_cur", "aadb": "read_aadb"}
 
 #: Defaults of the options that describe a ratings CSV (``--image-root``, ``--rater-col``,
 #: ...). Where no CSV is read, a value other than these would be silently ignored.
@@ -113,6 +115,8 @@ def read_data(path, args, check_files=True, name="DATA"):
     -------
     sklearn.utils.Bunch
     """
+    from .datasets.readers import _add_split
+
     data = _read_data(path, args, check_files, name)
     test_raters = getattr(args, "test_raters", None)
     if test_raters is not None:
@@ -125,11 +129,13 @@ def read_data(path, args, check_files=True, name="DATA"):
 
 
 def _read_data(path, args, check_files, name):
+    from . import datasets
+
     if args.format == "table":
-        return read_ratings(path, rater_col=args.rater_col, image_col=args.image_col,
-                            score_col=args.score_col, image_root=args.image_root,
-                            check_files=check_files)
-    reader, options = READERS[args.format], {}
+        return datasets.read_ratings(path, rater_col=args.rater_col,
+                                     image_col=args.image_col, score_col=args.score_col,
+                                     image_root=args.image_root, check_files=check_files)
+    reader, options = getattr(datasets, READERS[args.format]), {}
     if args.image_root is not None and "image_dir" in inspect.signature(reader).parameters:
         # Made absolute here: the reader joins image_dir onto the data set's folder, but
         # the user typed the path relative to where the command runs.
@@ -164,6 +170,9 @@ def read_rater_ids(path):
     -------
     list of str
     """
+    from .datasets._table import _read_text
+    from .datasets.readers import _header, _read_ids
+
     text = _read_text(path)
     _, names = _header(text)
     column = next((c for c in RATER_ID_COLUMNS if c in names), None)
@@ -192,7 +201,7 @@ def _walk(folder):
         # ".thumbnails/" caches.
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         yield from (os.path.join(root, f) for f in names
-                    if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith("."))
+                    if f.lower().endswith(image_extensions()) and not f.startswith("."))
 
 
 def image_files(paths):

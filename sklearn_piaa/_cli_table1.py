@@ -3,8 +3,6 @@
 import time
 import warnings
 
-import numpy as np
-
 from ._cli_common import (
     BENCHMARK_DEFAULTS,
     given_table_options,
@@ -14,21 +12,8 @@ from ._cli_common import (
     read_data,
     unused_benchmark_options,
 )
-from ._device import resolve_device, seeded
-from ._features import ImageEmbedder
-from ._inputs import take
-from ._tasks import TaskSet
+from ._names import TABLE1_METHODS
 from ._warnings import PIAAWarning
-from .datasets import (
-    make_aesthetic_benchmark,
-    measure_attributes,
-    read_personality,
-    simulate_raters,
-)
-from .datasets._table import DATA_SETS
-from .model_selection import UserGroupShuffleSplit
-from .nn import load_backbone
-from .report import TABLE1_METHODS, compare_methods, format_table
 
 __all__ = ["run_table1", "ATTRIBUTE_METHODS"]
 
@@ -111,6 +96,10 @@ def _official_split(args, fmt, data):
 
 def _row_attributes(X, inverse):
     """Measured attributes of each row's image, measuring each distinct image once."""
+    import numpy as np
+
+    from .datasets import measure_attributes
+
     first = np.unique(inverse, return_index=True)[1]
     return measure_attributes([X[i] for i in first])[0][inverse]
 
@@ -146,6 +135,25 @@ def run_table1(args, out=None):
         :func:`~sklearn_piaa.report.compare_methods`, for a missing or unreadable file
         or an invalid setting; :func:`console` prints them as one line.
     """
+    # Imported here, not at the top: the command line's parser imports this module, and
+    # --help need not wait seconds for torch and scikit-learn.
+    import numpy as np
+
+    from ._device import resolve_device, seeded
+    from ._features import ImageEmbedder
+    from ._inputs import take
+    from ._tasks import TaskSet
+    from .datasets import (
+        make_aesthetic_benchmark,
+        measure_attributes,
+        read_personality,
+        simulate_raters,
+    )
+    from .datasets._table import DATA_SETS
+    from .model_selection import UserGroupShuffleSplit
+    from .nn import load_backbone
+    from .report import compare_methods, format_table
+
     say = printer(out)
     t0 = time.perf_counter()
     algorithms = _table1_methods(args)
