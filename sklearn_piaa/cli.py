@@ -7,6 +7,7 @@ a ratings CSV (one row per rater, image, score) or a data set folder read by
 
 import argparse
 import csv
+import importlib.util
 import io
 import os
 import re
@@ -15,9 +16,9 @@ import time
 import traceback
 import warnings
 
-import numpy as np
-import torch
-
+# Only what building the parser takes is imported here: --help, --version and a mistyped
+# option answer at once, instead of after the seconds that torch and scikit-learn take to
+# import. The functions that run a command import the rest (numpy too) when it runs.
 from ._cli_common import (
     BENCHMARK_DEFAULTS,
     READERS,
@@ -29,31 +30,15 @@ from ._cli_common import (
     read_data,
 )
 from ._cli_table1 import run_table1
-from ._estimator import MetaAestheticRegressor, history_label
-from ._features import drop_unreadable, image_reader, unreadable_rows
-from ._inputs import as_indexable, check_score_range, take
 from ._io import atomic_write, check_output_file
 from ._messages import listing
-from ._persistence import is_model_file, load_model, save_model
-from ._personalize import PersonalizedNet
-from ._task_vectors import TaskVectorRegressor
-from ._tasks import TaskSet
-from ._warnings import SkippedWarning
-from .baselines import BaselineRegressor, PersonalizedBaseline
-from .datasets import (
-    consensus_agreement,
-    make_aesthetic_benchmark,
-)
-from .datasets._table import PEOPLE_WORDS, _first, _words
-from .evaluation import evaluate_personalization
-from .meta import ALGORITHMS
-from .report import METHOD_LABELS, TABLE1_METHODS
+from ._names import ALGORITHM_NAMES, METHOD_LABELS, TABLE1_METHODS
 
 __all__ = ["console", "main", "run_demo", "run_table1", "run_meta_train", "run_personalize",
            "run_predict", "run_evaluate"]
 
 #: ``table1 --algorithms`` choices: every row the report knows, then any other algorithm.
-TABLE1_CHOICES = list(METHOD_LABELS) + [a for a in ALGORITHMS if a not in METHOD_LABELS]
+TABLE1_CHOICES = list(METHOD_LABELS) + [a for a in ALGORITHM_NAMES if a not in METHOD_LABELS]
 
 
 def run_demo(n_images=1200, n_raters=60, images_per_rater=160, image_size=128,
@@ -84,6 +69,13 @@ def run_demo(n_images=1200, n_raters=60, images_per_rater=160, image_size=128,
     -------
     PersonalizationResult
     """
+    import numpy as np
+
+    from ._estimator import MetaAestheticRegressor
+    from ._tasks import TaskSet
+    from .datasets import consensus_agreement, make_aesthetic_benchmark
+    from .evaluation import evaluate_personalization
+
     say = printer(out)
     t0 = time.perf_counter()
     data = make_aesthetic_benchmark(n_images=n_images, n_raters=n_raters,
@@ -135,6 +127,8 @@ def _check_output(path, *inputs, model=False):
     over a ratings table or an image (``-o ratings.csv`` for ``-o me.pt``) would lose
     it, where replacing an earlier model is what rerunning a command does.
     """
+    from ._persistence import is_model_file
+
     if os.fspath(path) == "-":
         raise SystemExit("-o -: this command writes a file, not standard output (only "
                          "predict writes its scores there); give a file name.")
@@ -152,6 +146,8 @@ def _check_output(path, *inputs, model=False):
 
 def _paths(X):
     """The image file paths among ``X`` (features and arrays name none)."""
+    import numpy as np
+
     if isinstance(X, np.ndarray) and X.dtype.kind not in "OUS":
         return []
     return [x for x in X if isinstance(x, (str, os.PathLike))]
@@ -182,6 +178,11 @@ def run_meta_train(args, out=None):
         From the data set's reader or the estimator, for a missing or unreadable file
         or an invalid setting; :func:`console` prints them as one line.
     """
+    import numpy as np
+
+    from ._estimator import MetaAestheticRegressor, history_label
+    from ._persistence import save_model
+
     say = printer(out)
     # the backbone's weights file is read too
     _check_output(args.output, args.data, *filter(None, [args.backbone_weights]))
@@ -239,6 +240,8 @@ def _leave_out_small(tasks, args, say):
     With ``--on-error skip`` only readable images count: fit would leave the others out
     after this count, training raters below the bound.
     """
+    from ._features import unreadable_rows
+
     readable, unread = "", []
     if args.on_error == "skip":
         bad = unreadable_rows(tasks.X, 224, "skip")  # warns naming them
@@ -284,12 +287,15 @@ def _names_people(column):
     so the two agree: a word with digits (``rater1``, a column of one rater's scores in
     a wide table) is not a people word.
     """
+    from .datasets._table import PEOPLE_WORDS, _words
+
     return any(w in PEOPLE_WORDS or w.rstrip("s") in PEOPLE_WORDS for w in _words(column))
 
 
 def _one_rater(args):
     """``(X, y)`` of the rater in a ratings CSV (``--rater`` picks one of several)."""
-    from .datasets._table import COLUMN_OPTIONS, _load_table, _read, _require
+    from ._tasks import TaskSet
+    from .datasets._table import COLUMN_OPTIONS, _first, _load_table, _read, _require
 
     cols = (args.rater_col, args.image_col, args.score_col)
     table = _load_table(args.ratings, needed=cols, frame_hint=True)
@@ -340,6 +346,9 @@ def _one_rater(args):
 
 def _load(path, device):
     """:func:`load_model`, refusing the kinds of model the commands do not take."""
+    from ._persistence import load_model
+    from ._task_vectors import TaskVectorRegressor
+
     model = load_model(path, device=device)
     if isinstance(model, TaskVectorRegressor):
         raise SystemExit(f"{path} holds a TaskVectorRegressor, which the command line does "
@@ -350,6 +359,9 @@ def _load(path, device):
 
 def _load_prior(path, device):
     """A saved prior (meta-learned or baseline) that reads image files."""
+    from ._estimator import MetaAestheticRegressor
+    from .baselines import BaselineRegressor
+
     prior = _load(path, device)
     if not isinstance(prior, (MetaAestheticRegressor, BaselineRegressor)):
         raise SystemExit(f"{path} holds a personalized model, not a prior.")
@@ -363,6 +375,8 @@ def _reading(owner, on_error, quiet):
     Both were saved with the model as they were when it was trained; the command line
     decides them for this run.
     """
+    from ._features import image_reader
+
     if "on_error" in owner.get_params(deep=False):
         owner.set_params(on_error=on_error)  # a meta-learned prior applies it when used
     # What decodes the images: how it treats bad files is all that matters.
@@ -413,6 +427,11 @@ def run_personalize(args, out=None):
         missing or unreadable file or an invalid setting; :func:`console` prints them as
         one line.
     """
+    from ._features import drop_unreadable, image_reader
+    from ._inputs import as_indexable, take
+    from ._persistence import save_model
+    from .baselines import BaselineRegressor
+
     say = printer(out)
     _check_output(args.output, args.prior, args.ratings)
     prior = _load_prior(args.prior, args.device)
@@ -521,6 +540,11 @@ def run_predict(args, out=None):
         file (an image, with ``--on-error raise``) or an invalid setting;
         :func:`console` prints them as one line.
     """
+    import numpy as np
+
+    from ._personalize import PersonalizedNet
+    from .baselines import PersonalizedBaseline
+
     say = printer(out)
     files = image_files(args.images)  # a mistyped path fails before the model loads
     if args.output != "-":
@@ -590,6 +614,9 @@ def run_evaluate(args, out=None):
         for a missing or unreadable file or an invalid setting; :func:`console` prints
         them as one line.
     """
+    from ._warnings import SkippedWarning
+    from .evaluation import evaluate_personalization
+
     say = printer(out)
     if args.output:
         _check_output(args.output, args.prior, args.data)
@@ -705,6 +732,8 @@ def _score_range(text):
         raise argparse.ArgumentTypeError(
             f"expected LOW,HIGH: two numbers separated by a comma, e.g. 1,5; got {text!r}"
         ) from None
+    from ._score_range import check_score_range  # numpy: only where the option is given
+
     try:
         # here, where the message can spell the option: the estimator's says score_range=
         # and came only after the data were read
@@ -727,6 +756,34 @@ def _negative_ranges(argv):
         if out[i] == "--score-range" and re.fullmatch(r"-[\d.eE+-]*,.*", out[i + 1]):
             out[i:i + 2] = [f"--score-range={out[i + 1]}", None]
     return [a for a in out if a is not None]
+
+
+def _torch_version():
+    """torch's ``__version__``, read from its ``version.py`` while torch is not imported.
+
+    ``--version`` names it without importing torch (seconds); the distribution's metadata
+    would drop the version's local part (``+cu130``: the CUDA build).
+    """
+    if "torch" not in sys.modules:
+        try:
+            folder = importlib.util.find_spec("torch").submodule_search_locations[0]
+            with open(os.path.join(folder, "version.py"), encoding="utf-8") as fh:
+                found = re.search(r"^__version__ = ['\"]([^'\"]+)['\"]", fh.read(), re.M)
+            if found:
+                return found.group(1)
+        except (AttributeError, TypeError, IndexError, OSError):
+            pass  # a torch laid out otherwise: imported below
+    import torch
+
+    return str(torch.__version__)
+
+
+class _VersionAction(argparse._VersionAction):
+    """``--version``, which reads torch's version only when asked."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        self.version = self.version.format(torch=_torch_version())
+        super().__call__(parser, namespace, values, option_string)
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -753,8 +810,8 @@ def _build_parser():
                     "'sklearn-piaa COMMAND --help' explains each option.")
     from . import __version__  # the package imports this module: not at the top
 
-    parser.add_argument("--version", action="version",
-                        version=f"%(prog)s {__version__} (torch {torch.__version__})")
+    parser.add_argument("--version", action=_VersionAction,
+                        version=f"%(prog)s {__version__} (torch {{torch}})")
     sub = parser.add_subparsers(dest="command", required=True)
     defaults = _HelpFormatter
 
@@ -778,7 +835,7 @@ def _build_parser():
                     help="train the whole network (the paper's setting; use a GPU) "
                          "instead of a head over cached embeddings")
     mt.add_argument("--algorithm", default="blg",
-                    choices=["blg", "maml", "fomaml", "reptile", "merged", "average", "none"],
+                    choices=list(ALGORITHM_NAMES),
                     help="meta-learning algorithm")
     mt.add_argument("--n-iterations", type=int, default=1000, help="outer iterations")
     mt.add_argument("--tasks-per-batch", type=int, default=4, help="raters per iteration (k)")

@@ -702,6 +702,54 @@ def test_the_command_runs_as_a_module():
     assert done.returncode == 1 and done.stderr.startswith("sklearn-piaa: error:")
 
 
+def test_help_version_and_usage_errors_import_no_heavy_library():
+    # `sklearn-piaa --help` and a mistyped option took 7 s: the package's import, and the
+    # command line's, brought in torch, scikit-learn (scipy.stats) and pandas first.
+    import subprocess
+    import sys
+
+    code = """
+import runpy, sys
+for argv in (["--help"], ["predict", "--help"], ["--version"], ["predict", "--bogus"],
+             ["meta-train", "d.csv", "-o", "p.pt", "--algorithm", "nope"],
+             ["table1", "--algorithms", "nope"],
+             ["personalize", "p.pt", "r.csv", "-o", "u.pt", "--score-range", "5,1"]):
+    sys.argv = ["sklearn-piaa", *argv]
+    try:
+        runpy.run_module("sklearn_piaa", run_name="__main__", alter_sys=True)
+    except SystemExit as exc:
+        print("exit", exc.code)
+print(sorted(m for m in ("torch", "sklearn", "scipy", "pandas") if m in sys.modules))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert [line for line in lines if line.startswith("exit")] == ["exit 0"] * 3 + ["exit 2"] * 4
+    assert "usage: sklearn-piaa predict" in done.stdout and "(torch " in done.stdout
+    assert "invalid choice: 'nope'" in done.stderr and "--score-range" in done.stderr
+    assert lines[-1] == "[]"
+
+
+def test_the_parser_names_are_the_library_s():
+    # The parser reads them from modules without torch: the same names as the classes'.
+    from sklearn_piaa import _names, datasets
+    from sklearn_piaa._cli_common import READERS
+    from sklearn_piaa.datasets._table import DATA_SETS
+    from sklearn_piaa.meta import ALGORITHMS
+    from sklearn_piaa.report import BASELINES, METHOD_LABELS, TASK_VECTOR_METHODS
+
+    assert _names.ALGORITHM_NAMES == tuple(ALGORITHMS)
+    assert list(_names.BASELINE_LABELS) == list(BASELINES)
+    assert set(METHOD_LABELS) == set(ALGORITHMS) | set(BASELINES) | set(TASK_VECTOR_METHODS)
+    _, sub = _build_parser()
+    algorithm = next(a for a in sub.choices["meta-train"]._actions if a.dest == "algorithm")
+    assert algorithm.choices == list(ALGORITHMS)
+    assert set(READERS) == {"table", *(d[1] for d in DATA_SETS)}
+    for fmt, reader in READERS.items():
+        assert reader is None if fmt == "table" else callable(getattr(datasets, reader))
+
+
 def test_score_range_messages_spell_the_command_line_option(tmp_path, capsys):
     # "lie outside score_range=(0.0, 100.0)" and "pass score_range=(low, high)" gave a
     # command-line user Python's spelling only

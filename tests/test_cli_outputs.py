@@ -173,15 +173,18 @@ def test_evaluate_leaves_out_the_skip_warnings_by_category_not_by_their_words(
         tmp_path, image_files, prior, monkeypatch):
     # The command told them by a pattern of their text: a rewording would have shown
     # them twice again, and no test would have noticed.
-    from sklearn_piaa import PIAAWarning, cli, evaluation
+    from sklearn_piaa import PIAAWarning, evaluation
     from sklearn_piaa._warnings import SkippedWarning
+
+    evaluate = evaluation.evaluate_personalization
 
     def reworded(*args, **kwargs):
         warnings.warn("some raters were passed over", SkippedWarning)
         warnings.warn("another matter", PIAAWarning)
-        return evaluation.evaluate_personalization(*args, **kwargs)
+        return evaluate(*args, **kwargs)
 
-    monkeypatch.setattr(cli, "evaluate_personalization", reworded)
+    # the command imports it from there as it runs
+    monkeypatch.setattr(evaluation, "evaluate_personalization", reworded)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         main(["evaluate", str(prior), str(tmp_path / "ratings.csv"), "--n-support", "3",
