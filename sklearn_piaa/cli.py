@@ -7,7 +7,6 @@ a ratings CSV (one row per rater, image, score) or a data set folder read by
 
 import argparse
 import csv
-import importlib.util
 import io
 import os
 import re
@@ -758,32 +757,20 @@ def _negative_ranges(argv):
     return [a for a in out if a is not None]
 
 
-def _torch_version():
-    """torch's ``__version__``, read from its ``version.py`` while torch is not imported.
+class _VersionAction(argparse.Action):
+    """``--version``: imports torch, whose version it names, only when asked."""
 
-    ``--version`` names it without importing torch (seconds); the distribution's metadata
-    would drop the version's local part (``+cu130``: the CUDA build).
-    """
-    if "torch" not in sys.modules:
-        try:
-            folder = importlib.util.find_spec("torch").submodule_search_locations[0]
-            with open(os.path.join(folder, "version.py"), encoding="utf-8") as fh:
-                found = re.search(r"^__version__ = ['\"]([^'\"]+)['\"]", fh.read(), re.M)
-            if found:
-                return found.group(1)
-        except (AttributeError, TypeError, IndexError, OSError):
-            pass  # a torch laid out otherwise: imported below
-    import torch
-
-    return str(torch.__version__)
-
-
-class _VersionAction(argparse._VersionAction):
-    """``--version``, which reads torch's version only when asked."""
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="show program's version number and exit", **kwargs)
 
     def __call__(self, parser, namespace, values, option_string=None):
-        self.version = self.version.format(torch=_torch_version())
-        super().__call__(parser, namespace, values, option_string)
+        import torch
+
+        from . import __version__
+
+        print(f"{parser.prog} {__version__} (torch {torch.__version__})")  # as argparse's
+        parser.exit()
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -808,10 +795,7 @@ def _build_parser():
                     "DATA is a CSV with rater, image and score columns (image paths relative "
                     "to the CSV),\nor a public data set's folder with --format. "
                     "'sklearn-piaa COMMAND --help' explains each option.")
-    from . import __version__  # the package imports this module: not at the top
-
-    parser.add_argument("--version", action=_VersionAction,
-                        version=f"%(prog)s {__version__} (torch {{torch}})")
+    parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", required=True)
     defaults = _HelpFormatter
 
