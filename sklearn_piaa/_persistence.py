@@ -402,8 +402,17 @@ def save_model(model, path):
         When ``model`` is none of the above, or holds what a model file cannot store (a
         custom ``nn.Module`` backbone: pickle or joblib it).
     ValueError
-        For a task-vector model whose base a file cannot rebuild, or an unusable
-        ``path``.
+        For a task-vector model whose base a file cannot rebuild, or a ``path`` no
+        file can have (a NUL character).
+    FileExistsError
+        When ``path`` is an existing file that is not an sklearn-piaa model file (a
+        ratings table, an image, another program's archive or weights, a meta-training
+        checkpoint, a file it cannot read to tell), which writing would replace; an
+        earlier model file (or an empty file) is replaced. Nothing is written.
+    OSError
+        For an unusable ``path``: a directory (:class:`IsADirectoryError`), a folder
+        that does not exist (:class:`FileNotFoundError`), a read-only file or folder
+        (:class:`PermissionError`).
 
     Notes
     -----
@@ -439,6 +448,7 @@ def save_model(model, path):
     >>> bool(np.allclose(load_model(path).predict(X), meta.predict(X)))
     True
     """
+    check_model_target(path)
     if isinstance(model, BaselineRegressor):
         state = {"kind": "baseline", **_baseline_state(model)}
     elif isinstance(model, TaskVectorRegressor):
@@ -641,6 +651,45 @@ def is_model_file(path):
         return False
     return isinstance(state, dict) and state.get("format") == FORMAT \
         and not _is_checkpoint(state)
+
+
+def check_model_target(path, name=None):
+    """Refuse ``path`` as a model file's name when writing it would lose another file.
+
+    A model file :func:`save_model` wrote is replaced (rerunning a script or a command
+    does that), and so is an empty file; an existing file of anything else -- a
+    ratings table, an image, another program's archive or weights, a meta-training
+    checkpoint, a file that cannot be read to tell -- is refused. A folder is left to
+    the writer, which refuses it (:class:`IsADirectoryError`).
+
+    Parameters
+    ----------
+    path : str or path-like
+    name : str, default=None
+        How the message names ``path`` (the command line: ``"-o prior.pt"``); ``None``
+        names it by its repr.
+
+    Raises
+    ------
+    FileExistsError
+        When ``path`` is an existing file, other than an empty one, that is not an
+        sklearn-piaa model file.
+    """
+    path = os.fspath(path)
+    name = repr(path) if name is None else name
+    if not os.path.exists(path) or os.path.isdir(path):
+        return  # nothing to lose (a link to no file yet too), or the writer's refusal
+    try:
+        if os.path.isfile(path) and (os.path.getsize(path) == 0 or is_model_file(path)):
+            return
+        why = ("is not an sklearn-piaa model file (a table, an image, weights, another "
+               "program's archive?)")
+    except OSError as exc:  # is_model_file opens it: no read permission, say
+        why = (f"cannot be read to tell whether it is an sklearn-piaa model file "
+               f"({exc.strerror or exc})")
+    raise FileExistsError(f"{name}: the file exists and {why}; writing the model would "
+                          "replace it. Give a new name (e.g. ending in .pt), or remove the "
+                          "file first.")
 
 
 def _is_checkpoint(state):

@@ -126,7 +126,7 @@ def _check_output(path, *inputs, model=False):
     over a ratings table or an image (``-o ratings.csv`` for ``-o me.pt``) would lose
     it, where replacing an earlier model is what rerunning a command does.
     """
-    from ._persistence import is_model_file
+    from ._persistence import check_model_target
 
     if os.fspath(path) == "-":
         raise SystemExit("-o -: this command writes a file, not standard output (only "
@@ -135,12 +135,11 @@ def _check_output(path, *inputs, model=False):
         check_output_file(path, inputs, what="-o")
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
-    if model and os.path.isfile(path) and os.path.getsize(path) \
-            and not is_model_file(path):
-        raise SystemExit(f"-o {path}: the file exists and is not an sklearn-piaa model "
-                         "file (a table, an image, weights, another program's archive?); "
-                         "writing the model would replace it. Give a new name (e.g. "
-                         "ending in .pt), or remove the file first.")
+    if model:
+        try:  # save_model's own rule, refused here before the work rather than after it
+            check_model_target(path, name=f"-o {path}")
+        except FileExistsError as exc:
+            raise SystemExit(str(exc)) from None
 
 
 def _paths(X):

@@ -284,6 +284,44 @@ def test_save_never_leaves_a_partial_file(prior, tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == ["p.pt"]
 
 
+def test_save_refuses_to_replace_a_file_that_is_no_model(prior, tmp_path, monkeypatch):
+    # save_model(meta, "train.csv") replaced a user's ratings table without a word
+    meta, X, _ = prior
+    table = tmp_path / "train.csv"
+    table.write_text("rater,image,score\nu0,a.jpg,3\n")
+    with pytest.raises(FileExistsError, match=re.escape(
+            f"{str(table)!r}: the file exists and is not an sklearn-piaa model file")):
+        save_model(meta, table)
+    assert table.read_text() == "rater,image,score\nu0,a.jpg,3\n"
+    # another program's weights, and a meta-training checkpoint (same archive format)
+    torch.save({"w": torch.zeros(3)}, tmp_path / "weights.pth")
+    torch.save({"format": _persistence.FORMAT, "run_id": "r", "iteration": 3},
+               tmp_path / "checkpoint.pt")
+    for name in ("weights.pth", "checkpoint.pt"):
+        with pytest.raises(FileExistsError, match=re.escape(name)):
+            save_model(meta, tmp_path / name)
+    # a file that cannot be read to tell (root reads anything: the read fails here)
+    def unreadable(path):
+        raise PermissionError(13, "Permission denied")
+
+    with monkeypatch.context() as m:
+        m.setattr(_persistence, "_not_an_archive", unreadable)
+        with pytest.raises(FileExistsError, match=r"weights.pth': the file exists and "
+                                                  r"cannot be read .*Permission denied"):
+            save_model(meta, tmp_path / "weights.pth")
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        save_model(meta, tmp_path)
+    # an earlier model is replaced (rerunning a script), and so is an empty file
+    save_model(meta, tmp_path / "prior.pt")
+    save_model(meta, tmp_path / "prior.pt")
+    (tmp_path / "empty.pt").write_bytes(b"")
+    save_model(meta, tmp_path / "empty.pt")
+    np.testing.assert_array_equal(load_model(tmp_path / "empty.pt").predict(X),
+                                  meta.predict(X))
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint.pt", "empty.pt", "prior.pt",
+                                            "train.csv", "weights.pth"]
+
+
 # -- baselines ------------------------------------------------------------------------
 
 BASELINES = tiny_baselines()
