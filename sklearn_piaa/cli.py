@@ -342,12 +342,21 @@ def _one_rater(args):
     return rater, *data[rater]
 
 
-def _load(path, device):
-    """:func:`load_model`, refusing the kinds of model the commands do not take."""
+def _load(path, device, cache=None):
+    """:func:`load_model`, refusing the kinds of model the commands do not take.
+
+    With ``cache`` (the command's options), a warning that the model's own cache folder
+    cannot be made here is left out where ``--cache-dir`` or ``--no-cache`` replaces it.
+    """
     from ._persistence import load_model
     from ._task_vectors import TaskVectorRegressor
+    from ._warnings import PIAAWarning
 
-    model = load_model(path, device=device)
+    with warnings.catch_warnings():
+        if cache is not None and (cache.no_cache or cache.cache_dir is not None):
+            warnings.filterwarnings("ignore", r".*the model's cache_dir .* cannot be made "
+                                    "here", PIAAWarning)
+        model = load_model(path, device=device)
     if isinstance(model, TaskVectorRegressor):
         raise SystemExit(f"{path} holds a TaskVectorRegressor, which the command line does "
                          "not take: use it from Python (tv.personalize(X, y)), and save "
@@ -355,12 +364,12 @@ def _load(path, device):
     return model
 
 
-def _load_prior(path, device):
+def _load_prior(path, device, cache=None):
     """A saved prior (meta-learned or baseline) that reads image files."""
     from ._estimator import MetaAestheticRegressor
     from .baselines import BaselineRegressor
 
-    prior = _load(path, device)
+    prior = _load(path, device, cache)
     if not isinstance(prior, (MetaAestheticRegressor, BaselineRegressor)):
         raise SystemExit(f"{path} holds a personalized model, not a prior.")
     _check_reads_images(prior, path)
@@ -382,6 +391,30 @@ def _reading(owner, on_error, quiet):
     for attr, value in (("on_error", on_error), ("progress", not quiet)):
         if hasattr(adapter, attr):
             setattr(adapter, attr, value)
+
+
+def _caching(owner, args, say):
+    """Apply ``--cache-dir`` / ``--no-cache`` to a loaded model's embedder.
+
+    Without them the model keeps the cache folder it was saved with -- its author's, in
+    a model file from someone else -- and one line (unless ``--quiet``) says where the
+    embeddings of the command's images go.
+    """
+    from ._features import ImageEmbedder, image_reader
+
+    embedder = image_reader(owner)
+    if not isinstance(embedder, ImageEmbedder):
+        return  # a whole-network model decodes images for its network: it caches none
+    if args.no_cache or args.cache_dir is not None:
+        folder = None if args.no_cache else os.path.abspath(args.cache_dir)
+        # The parameter, as in Python, so that a personalized model saved records it; the
+        # loaded embedder too, which a loaded personalized net shares with its prior and
+        # a baseline reads its folder from.
+        owner.set_params(cache_dir=folder)
+        embedder.cache_dir = folder
+    elif embedder.cache_dir is not None and not args.quiet:
+        say(f"embeddings cached in {embedder.cache_dir} (the model's cache_dir; "
+            "--cache-dir to change, --no-cache to turn off)")
 
 
 def _check_reads_images(prior, path):
@@ -432,8 +465,9 @@ def run_personalize(args, out=None):
 
     say = printer(out)
     _check_output(args.output, args.prior, args.ratings)
-    prior = _load_prior(args.prior, args.device)
+    prior = _load_prior(args.prior, args.device, cache=args)
     _reading(prior, args.on_error, args.quiet)
+    _caching(prior, args, say)
     rater, X, y = _one_rater(args)
     # the images the table names are inputs too
     _check_output(args.output, *_paths(X), model=True)
@@ -516,7 +550,8 @@ def run_predict(args, out=None):
     out : file-like, default=None
         Where this function's progress lines go; ``None`` means standard output.
         Progress bars go to standard error. With ``-o -`` the CSV goes to
-        ``sys.stdout`` whatever ``out`` is, and no progress line is printed.
+        ``sys.stdout`` whatever ``out`` is, and no progress line is printed (the line
+        naming the model's cache folder goes to standard error).
 
     Returns
     -------
@@ -547,11 +582,13 @@ def run_predict(args, out=None):
     files = image_files(args.images)  # a mistyped path fails before the model loads
     if args.output != "-":
         _check_output(args.output, args.model, *files)  # a folder's images are inputs too
-    model = _load(args.model, device=args.device)
+    model = _load(args.model, device=args.device, cache=args)
     owner = (model.prior_ if isinstance(model, PersonalizedNet)
              else model.prior_ if isinstance(model, PersonalizedBaseline) else model)
     _check_reads_images(owner, args.model)
     _reading(owner, args.on_error, args.quiet)
+    # beside the progress bars where standard output carries the scores
+    _caching(owner, args, printer(sys.stderr) if args.output == "-" else say)
     t0 = time.perf_counter()
     scores = model.predict(files)
     if np.isnan(scores).all():
@@ -621,8 +658,9 @@ def run_evaluate(args, out=None):
     data = _read_data(args)  # a bad table or option fails before the prior is loaded
     if args.output:
         _check_output(args.output, *_paths(data.tasks.X))
-    prior = _load_prior(args.prior, args.device)
+    prior = _load_prior(args.prior, args.device, cache=args)
     _reading(prior, args.on_error, args.quiet)
+    _caching(prior, args, say)
     tasks = data.test if data.test is not None else data.tasks
     say(f"evaluating {plural(len(tasks), 'rater')} of {args.data} at {args.n_support} "
         f"support images, {plural(args.n_repeats, 'draw')} each")
@@ -685,6 +723,17 @@ def _add_on_error(p, skip):
                         "warning naming them")
 
 
+def _add_cache_args(p):
+    """``--cache-dir`` and ``--no-cache`` of the commands that load a saved model."""
+    cache = p.add_mutually_exclusive_group()
+    cache.add_argument("--cache-dir", type=_folder,
+                       help="on-disk cache of image embeddings (default: the model's own "
+                            "cache_dir, the folder it was saved with, if any)")
+    cache.add_argument("--no-cache", action="store_true",
+                       help="embed images without an on-disk cache, whatever the model's "
+                            "cache_dir")
+
+
 def _add_common_args(p, device=True, seed=True, seed_help=None):
     if device:  # the commands that load a saved model
         p.add_argument("--device", default=None,
@@ -717,6 +766,14 @@ def _count(text):
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
     return value
+
+
+def _folder(text):
+    """A folder option: an empty one would be the working directory, unsaid."""
+    if not text:
+        raise argparse.ArgumentTypeError("expected a folder; to turn the cache off, give "
+                                         "--no-cache")
+    return text
 
 
 def _score_range(text):
@@ -867,6 +924,7 @@ def _build_parser():
     pe.add_argument("--score-range", type=_score_range, metavar="LOW,HIGH",
                     help="the rater's rating scale, when it differs from the prior's")
     _add_on_error(pe, "fine-tune without them")
+    _add_cache_args(pe)
     # as prior.personalize(X, y) in Python: the same net from the same files
     _add_common_args(pe, seed_help="seed (default: the prior's own, as it was trained with; "
                                    "unseeded where that is none)")
@@ -882,6 +940,7 @@ def _build_parser():
                                                         "standard output")
     pr.add_argument("--on-error", choices=["raise", "skip"], default="skip",
                     help="unreadable image files: stop, or score them NaN with a warning")
+    _add_cache_args(pr)
     _add_common_args(pr, seed=False)  # prediction draws nothing at random
 
     ev = sub.add_parser("evaluate", formatter_class=defaults,
@@ -900,6 +959,7 @@ def _build_parser():
                     help="the test raters' scale, when it differs from the prior's")
     ev.add_argument("-o", "--output", help="CSV of the per-rater, per-draw table")
     _add_on_error(ev, "evaluate each rater on the others")
+    _add_cache_args(ev)
     _add_common_args(ev)
 
     demo = sub.add_parser("demo", formatter_class=defaults,

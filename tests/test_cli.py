@@ -484,6 +484,127 @@ def test_personalize_predict_evaluate_with_a_saved_baseline(tmp_path, capsys):
         main(["predict", str(tmp_path / "features.pt"), str(tmp_path)])
 
 
+def _photos(folder, seed, n=4):
+    """``n`` new images in ``folder``: none is in the memo this process's embedders share,
+    so each is embedded, and written to a cache folder where there is one."""
+    from PIL import Image
+
+    folder.mkdir()
+    rng = np.random.RandomState(seed)
+    for i in range(n):
+        arr = (rng.rand(24, 24, 3) * 255).astype(np.uint8)
+        Image.fromarray(arr).save(folder / f"{i}.png")
+    return str(folder)
+
+
+def _n_cached(folder):
+    """How many embeddings a cache folder holds."""
+    import os
+
+    return sum(len(files) for _, _, files in os.walk(folder))
+
+
+def test_the_cache_folder_a_model_file_carries_is_said_and_can_be_replaced(tmp_path,
+                                                                           capsys):
+    # A model file keeps its author's cache_dir, an absolute path: predict, run from
+    # elsewhere or by whoever received the file, wrote its embeddings there, unsaid,
+    # and only Python's set_params could choose another folder or none.
+    from sklearn_piaa import load_model, save_model
+    from sklearn_piaa.baselines import ConsensusRidgeRegressor
+    from sklearn_piaa.datasets import read_ratings
+
+    csv_path = _ratings_folder(tmp_path)
+    author, mine = tmp_path / "author" / "cache", tmp_path / "mine"
+    prior = tmp_path / "prior.pt"
+    main(["meta-train", str(csv_path), "-o", str(prior), "--backbone", "tiny_cnn",
+          "--n-iterations", "2", "--support-size", "8", "--query-size", "4", "--quiet",
+          "--cache-dir", str(author)])
+    capsys.readouterr()
+    n_author = _n_cached(author)
+    assert n_author == 24
+
+    # the model's own folder, as before, and a line that says so
+    main(["predict", str(prior), _photos(tmp_path / "a", 1), "-o", str(tmp_path / "a.csv")])
+    assert (f"embeddings cached in {author} (the model's cache_dir; --cache-dir to change, "
+            "--no-cache to turn off)\n") in capsys.readouterr().out
+    assert _n_cached(author) == n_author + 4
+    # with -o - on standard error, beside the progress bars: the scores are the output
+    main(["predict", str(prior), _photos(tmp_path / "b", 2)])
+    captured = capsys.readouterr()
+    assert f"embeddings cached in {author}" in captured.err
+    assert captured.out.startswith("image,score\n")
+    main(["predict", str(prior), _photos(tmp_path / "c", 3), "-o", str(tmp_path / "c.csv"),
+          "--quiet"])
+    assert "embeddings cached" not in capsys.readouterr().out
+    assert _n_cached(author) == n_author + 12
+
+    # --cache-dir: another folder (relative to here); --no-cache: none. Neither is said.
+    main(["predict", str(prior), _photos(tmp_path / "d", 4), "-o", str(tmp_path / "d.csv"),
+          "--cache-dir", str(mine)])
+    main(["predict", str(prior), _photos(tmp_path / "e", 5), "-o", str(tmp_path / "e.csv"),
+          "--no-cache"])
+    assert "embeddings cached" not in capsys.readouterr().out
+    assert (_n_cached(author), _n_cached(mine)) == (n_author + 12, 4)
+
+    # personalize: the personalized model saved keeps the folder chosen
+    photos = _photos(tmp_path / "f", 6, n=10)
+    mine_csv = tmp_path / "mine.csv"
+    mine_csv.write_text("image,score\n" + "\n".join(f"{photos}/{i}.png,{1 + i % 5}"
+                                                    for i in range(10)))
+    user = tmp_path / "user.pt"
+    main(["personalize", str(prior), str(mine_csv), "-o", str(user), "--quiet",
+          "--epochs", "1", "--no-cache"])
+    assert load_model(user).prior_.cache_dir is None
+    assert (_n_cached(author), _n_cached(mine)) == (n_author + 12, 4)
+    main(["personalize", str(prior), str(mine_csv), "-o", str(user), "--epochs", "1",
+          "--cache-dir", str(mine)])
+    assert "embeddings cached" not in capsys.readouterr().out
+    assert load_model(user).prior_.cache_dir == str(mine) and _n_cached(mine) == 14
+    # a loaded personalized net shares its prior's embedder: the option reaches it
+    main(["predict", str(user), _photos(tmp_path / "g", 7), "-o", str(tmp_path / "g.csv")])
+    assert f"embeddings cached in {mine} (the model's" in capsys.readouterr().out
+    main(["predict", str(user), _photos(tmp_path / "h", 8), "-o", str(tmp_path / "h.csv"),
+          "--no-cache"])
+    assert (_n_cached(author), _n_cached(mine)) == (n_author + 12, 18)
+
+    # evaluate
+    with pytest.warns(PIAAWarning, match="training raters"):
+        main(["evaluate", str(prior), str(csv_path), "--n-support", "5", "--n-repeats", "1"])
+    assert f"embeddings cached in {author}" in capsys.readouterr().out
+    with pytest.warns(PIAAWarning, match="training raters"):
+        main(["evaluate", str(prior), str(csv_path), "--n-support", "5", "--n-repeats", "1",
+              "--no-cache"])
+    assert "embeddings cached" not in capsys.readouterr().out
+
+    # a baseline's embedder, which the model file's cache_dir is read from
+    ridge = tmp_path / "ridge.pt"
+    save_model(ConsensusRidgeRegressor(backbone="tiny_cnn", cache_dir=author)
+               .fit(read_ratings(csv_path).tasks), ridge)
+    before = _n_cached(author)
+    main(["predict", str(ridge), _photos(tmp_path / "i", 9), "-o", str(tmp_path / "i.csv"),
+          "--cache-dir", str(mine)])
+    assert (_n_cached(author), _n_cached(mine)) == (before, 22)
+
+    # a model whose cache folder cannot be made here: the warning that says so is moot
+    # where the command line chooses
+    import shutil
+
+    shutil.rmtree(tmp_path / "author")
+    with pytest.warns(PIAAWarning, match="cache_dir .* cannot be made here"):
+        main(["predict", str(prior), _photos(tmp_path / "j", 10), "-o",
+              str(tmp_path / "j.csv")])
+    assert "embeddings cached" not in capsys.readouterr().out
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        main(["predict", str(prior), _photos(tmp_path / "k", 11), "-o",
+              str(tmp_path / "k.csv"), "--no-cache"])
+        main(["predict", str(prior), _photos(tmp_path / "l", 12), "-o",
+              str(tmp_path / "l.csv"), "--cache-dir", str(mine)])
+    assert _n_cached(mine) == 26 and not (tmp_path / "author").exists()
+    with pytest.raises(SystemExit):  # one or the other
+        main(["predict", str(prior), str(tmp_path / "l"), "--no-cache", "--cache-dir", "x"])
+
+
 def test_predict_writes_a_file_name_that_is_not_utf8_as_it_is(tmp_path):
     import os
 
