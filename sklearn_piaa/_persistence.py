@@ -13,6 +13,7 @@ A :class:`~sklearn_piaa.TaskVectorRegressor` is its base's entries (a prior's) p
 task vectors and settings.
 """
 
+import copy
 import inspect
 import numbers
 import os
@@ -148,6 +149,44 @@ def _fitted(meta):
 
 def _cpu_state(module):
     return {k: v.detach().cpu() for k, v in module.state_dict().items()}
+
+
+def _prior_entries(net):
+    """The file's ``prior_module`` for a personalized ``net``, or None where it has none.
+
+    The net's ``module`` holds the prior its fits and its clones' fits start from (the
+    prior's network, rescaled to the rater's ``score_range`` if one was given, or a
+    task-vector net's combined network). Only its entries that differ from the
+    personalized weights (``module_``) are stored: in head-only mode the head's weights
+    and statistics, not the score range they share.
+    """
+    if net.__dict__.get("_module_is_personalized_"):
+        return None  # loaded from a file without them: its module holds no prior
+    trained = _cpu_state(net.module_)
+    prior = _cpu_state(net.module) if isinstance(net.module, torch.nn.Module) else None
+    if prior is None or prior.keys() != trained.keys() \
+            or any(prior[k].shape != v.shape for k, v in trained.items()):
+        warnings.warn("the net's module (what its fits start from) is not a network of "
+                      "its architecture (set_params replaced it?), which a model file "
+                      "cannot store: a net loaded from it predicts, but refuses to be "
+                      "re-fitted or cloned.", PIAAWarning, stacklevel=4)
+        return None
+    return {k: v for k, v in prior.items()
+            if v.dtype != trained[k].dtype or not torch.equal(v, trained[k])}
+
+
+def _prior_module(module, entries, path):
+    """A personalized file's prior network: ``module`` (the personalized one, loaded)
+    with the prior's ``entries`` of the file, which hold the differing ones only."""
+    prior = copy.deepcopy(module)
+    fails = f"{path}: the saved prior weights do not fit the saved settings"
+    try:
+        left = prior.load_state_dict(entries, strict=False)
+    except RuntimeError as exc:  # a tensor of another shape
+        raise ValueError(f"{fails}: {exc}") from None
+    if left.unexpected_keys:
+        raise ValueError(f"{fails}: the network has no {left.unexpected_keys}.")
+    return prior.eval()
 
 
 # -- frozen backbones, shared by every kind of model ----------------------------------
@@ -419,7 +458,10 @@ def save_model(model, path):
     The file holds the estimator's parameters, the network's weights and, in
     head-only mode, the frozen backbone's weights -- except EfficientNet-Lite0's
     ImageNet weights, which come with the package's dependencies and are checked by
-    fingerprint when loading. A custom ``nn.Module`` backbone cannot be stored this
+    fingerprint when loading. A personalized net's file also holds the weights of the
+    prior its ``module`` keeps that fine-tuning changed (in head-only mode the head's,
+    about doubling the file): a loaded net's refits and clones start from the prior,
+    as the saved net's do. A custom ``nn.Module`` backbone cannot be stored this
     way (its code is not data); pickle or joblib still work for such models. The
     in-memory embedding cache is not stored (``cache_dir`` is).
 
@@ -489,6 +531,12 @@ def _network_state(model):
     embedder = meta.input_ if isinstance(meta.input_, ImageEmbedder) else None
     return {"kind": kind, "params": _params(meta), "fitted": _fitted(meta),
             **({"net_params": _net_settings(model)} if kind == "personalized" else {}),
+            # What the net's refits start from, which a loaded net must start from too
+            # (files written before it have none: their nets refuse to be refitted).
+            # An entry more, not a new format version: an earlier sklearn-piaa reads
+            # the file as it read its own, whose refits started from the personalized
+            # weights.
+            **({"prior_module": _prior_entries(model)} if kind == "personalized" else {}),
             # a task-vector net's mixing coefficients: the rater's K numbers
             **({"coefficients": torch.as_tensor(np.asarray(model.coefficients_))}
                if kind == "personalized" and hasattr(model, "coefficients_") else {}),
@@ -724,9 +772,12 @@ def load_model(path, device=None):
     MetaAestheticRegressor, PersonalizedNet, BaselineRegressor, PersonalizedBaseline \
             or TaskVectorRegressor
         What was saved: a fitted prior, a fitted personalized net (its ``module`` is
-        the personalized network too, so a further ``fit`` continues from it), a
-        fitted baseline, one rater's fitted baseline model, or a fitted task-vector
-        model.
+        the prior it was fine-tuned from, as in memory, so a further ``fit`` or a
+        clone's starts from the prior; ``partial_fit`` continues from the personalized
+        weights), a fitted baseline, one rater's fitted baseline model, or a fitted
+        task-vector model. A personalized net from a file without the prior's weights
+        (written by an earlier sklearn-piaa) predicts, but its ``fit`` and ``clone``
+        raise ``TypeError``: personalize the prior again.
 
     Raises
     ------
@@ -846,11 +897,21 @@ def _load_network(state, kind, path, device):
     meta.fit_time_ = fitted["fit_time"]
     meta.input_ = adapter
     meta._record_architecture()  # a set_params after loading must not change what it saves
+    prior = None
+    if kind == "personalized" and state.get("prior_module") is not None:
+        prior = _prior_module(module, state["prior_module"], path)
     net = meta._make_net(module, dev)
     if kind == "personalized":  # files saved before nets kept their settings have none
         net.set_params(**state.get("net_params", {}))
-    net.initialize()
+    net.initialize()  # module_: a copy of the personalized network
     if kind == "personalized":
+        if prior is not None:
+            # As in memory: a refit, or a clone's (cross_val_score), starts from the prior.
+            net.module = prior
+        else:
+            # A file written before files held the prior: module stays the personalized
+            # network, from which a refit would start; fit and clone refuse (with the path).
+            net._module_is_personalized_ = path
         net.prior_ = meta
         if "coefficients" in state:
             net.coefficients_ = state["coefficients"].numpy()

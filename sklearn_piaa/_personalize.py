@@ -120,6 +120,7 @@ class PersonalizedNet(NeuralNetRegressor):
       an augmenting image dataset in whole-network mode.
     - ``fit`` starts from ``module`` (the prior) every time: the trained weights live in
       ``module_`` and ``module`` keeps the prior, so a re-fit or a clone never compounds.
+      A net read back by :func:`~sklearn_piaa.load_model` (or unpickled) keeps it too.
     - ``y`` may be 1-D and ``predict`` returns a 1-D array.
 
     Parameters
@@ -193,12 +194,33 @@ class PersonalizedNet(NeuralNetRegressor):
                 "cross-validation would score images the coefficients saw). Call "
                 "TaskVectorRegressor.personalize on each support set instead, e.g. through "
                 "sklearn_piaa.evaluation.evaluate_personalization.")
+        self._check_prior()
         clone = super().__sklearn_clone__()
         if "prior_" in self.__dict__:
             # What save_model needs to rebuild the architecture, which a clone (a
             # GridSearchCV's best_estimator_) shares.
             clone.prior_ = self.prior_
         return clone
+
+    def _check_prior(self):
+        """Refuse a refit where ``module`` holds the personalized network, not the prior.
+
+        :func:`~sklearn_piaa.load_model` marks such a net: one from a file that does not
+        hold the prior's weights (written by an earlier sklearn-piaa).
+        """
+        path = self.__dict__.get("_module_is_personalized_")
+        if path:
+            # A refit would fine-tune weights that have already seen the rater's images,
+            # and a cross-validation would score those images as if unseen.
+            raise TypeError(
+                f"this net was loaded from {path}, a model file without the prior's weights "
+                "(written by an earlier sklearn-piaa, or saved from a net loaded from "
+                "such a file): its module is the personalized "
+                "network, so a fit, or a clone's (cross_val_score, GridSearchCV), would "
+                "fine-tune weights that have already seen the rater's images and score "
+                "them too well. Personalize the prior again (load_model of the prior's "
+                "file, then its personalize) and save that net; this one predicts, and "
+                "its partial_fit trains it further.")
 
     def __getstate__(self):
         # skorch writes module_, optimizer_ and criterion_ to load on the CPU where the
@@ -425,12 +447,17 @@ class PersonalizedNet(NeuralNetRegressor):
         FloatingPointError
             If fine-tuning diverged (NaN or infinite weights or losses: a learning rate
             too large).
+        TypeError
+            If the net was loaded from a model file that does not hold the prior's
+            weights (written by an earlier sklearn-piaa): its ``module`` is the
+            personalized network, not the prior. Its clones are refused alike.
         KeyboardInterrupt
             On Ctrl-C, after skorch has ended training (skorch itself would return the
             net as the interrupt left it, as if trained). A callback that stops training
             by raising ``KeyboardInterrupt`` (skorch's ``EarlyStopping``) ends the fit
             as in skorch: the net is returned, trained that far.
         """
+        self._check_prior()
         seed = self.random_state
         if seed is not None and not is_count(seed, low=0):
             # An int only: a RandomState instance would give each clone other draws.

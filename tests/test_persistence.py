@@ -18,14 +18,17 @@ from conftest import (
 )
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import cross_val_score
 
 from sklearn_piaa import (
     MetaAestheticRegressor,
     PIAAWarning,
+    SupportQuerySplit,
     TaskVectorRegressor,
     _persistence,
     load_model,
     save_model,
+    srocc_scorer,
 )
 from sklearn_piaa.baselines import (
     ConsensusRidgeRegressor,
@@ -699,7 +702,7 @@ def test_a_loaded_net_keeps_its_fine_tuning_settings_and_seed(prior, tmp_path):
     for key in ("random_state", "max_epochs", "lr", "batch_size", "optimizer__betas",
                 "optimizer__weight_decay", "criterion__kind"):
         assert loaded.get_params()[key] == net.get_params()[key], key
-    # its refits repeat themselves (they start from the personalized weights)
+    # its refits repeat themselves (they start from the prior, as the saved net's do)
     a = clone(loaded).fit(X[40:60], y[40:60]).predict(X[60:90])
     b = clone(loaded).fit(X[40:60], y[40:60]).predict(X[60:90])
     np.testing.assert_array_equal(a, b)
@@ -711,6 +714,100 @@ def test_a_loaded_net_keeps_its_fine_tuning_settings_and_seed(prior, tmp_path):
 class _NoopCallback:
     def initialize(self):
         return self
+
+
+def _refits(net, X, y):
+    """What re-fitting ``net`` gives: a clone's predictions, a cross-validation's scores."""
+    again = clone(net).fit(X[:10], y[:10]).predict(X[10:])
+    scores = cross_val_score(net, X, y, cv=SupportQuerySplit(10, 3, random_state=1),
+                             scoring=srocc_scorer)
+    return again, scores
+
+
+@pytest.mark.parametrize("score_range", [None, (100, 500)])
+def test_a_loaded_net_refits_from_the_prior_as_the_saved_one_does(prior, tmp_path,
+                                                                  score_range):
+    # The file held only the personalized weights, which became the loaded net's
+    # module: its clones (cross_val_score over SupportQuerySplit) fine-tuned from
+    # weights that had seen the query images, and scored above the saved net's (audit:
+    # SROCC 0.224 against -0.094 in memory). With score_range, the prior module is the
+    # rescaled one (as the net in memory holds it).
+    meta, X, y = prior
+    Xi, yi = X[:60], y[:60] if score_range is None else 100 * y[:60]
+    net = meta.personalize(Xi, yi, score_range=score_range, max_epochs=30, lr=1e-2,
+                           random_state=0)
+    save_model(net, tmp_path / "net.pt")
+    loaded = load_model(tmp_path / "net.pt")
+    for got, expected in zip(_refits(loaded, Xi, yi), _refits(net, Xi, yi)):
+        np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(loaded.predict(X), net.predict(X))  # fit left it alone
+    # a refit in place too; then both hold the refitted weights, and predict alike
+    loaded.fit(Xi[:10], yi[:10])
+    np.testing.assert_allclose(loaded.predict(X), net.fit(Xi[:10], yi[:10]).predict(X),
+                               rtol=1e-6)
+    # only the prior's entries that differ from the personalized ones are stored
+    state = torch.load(tmp_path / "net.pt", weights_only=True)
+    assert "score_low" not in state["prior_module"]
+    assert set(state["prior_module"]) < set(state["module"])
+
+
+def test_a_loaded_whole_network_net_refits_from_the_prior(tmp_path):
+    imgs, y, groups = _images()
+    meta = MetaAestheticRegressor(backbone="tiny_cnn", train_backbone=True,
+                                  hidden_sizes=(8,), n_iterations=3, support_size=6,
+                                  query_size=3, random_state=0).fit(imgs, y, groups=groups)
+    net = meta.personalize(imgs[:20], y[:20], max_epochs=5, lr=1e-2, random_state=0)
+    save_model(net, tmp_path / "net.pt")
+    loaded = load_model(tmp_path / "net.pt")
+    expected = clone(net).fit(imgs[:10], y[:10]).predict(imgs[20:])
+    np.testing.assert_allclose(clone(loaded).fit(imgs[:10], y[:10]).predict(imgs[20:]),
+                               expected, rtol=1e-5)
+    # the backbone trained too: its prior weights are stored beside the personalized ones
+    state = torch.load(tmp_path / "net.pt", weights_only=True)
+    assert any(k.startswith("backbone.") for k in state["prior_module"])
+
+
+def test_a_net_saved_without_its_prior_loads_but_refuses_to_refit(prior, tmp_path):
+    # Files written before they held the prior's weights: the loaded net has only the
+    # personalized ones, from which a refit would start, scoring images they have seen.
+    meta, X, y = prior
+    net = meta.personalize(X[:40], y[:40], random_state=0)
+    save_model(net, tmp_path / "net.pt")
+    state = edited_state(tmp_path / "net.pt")
+    state.pop("prior_module", None)
+    torch.save(state, tmp_path / "old.pt")
+    old = load_model(tmp_path / "old.pt")
+    np.testing.assert_array_equal(old.predict(X), net.predict(X))
+    refused = (r"loaded from .*{}, a model file without the prior.s weights.*personalized "
+               r"network.*Personalize the prior again")
+    with pytest.raises(TypeError, match=refused.format("old.pt")):
+        clone(old)
+    with pytest.raises(TypeError, match=refused.format("old.pt")):
+        cross_val_score(old, X[:40], y[:40], cv=SupportQuerySplit(10, 2, random_state=0))
+    with pytest.raises(TypeError, match=refused.format("old.pt")):
+        old.fit(X[:10], y[:10])
+    np.testing.assert_array_equal(old.predict(X), net.predict(X))  # left as it was
+    # partial_fit continues from the personalized weights, as it does on any net
+    assert not np.array_equal(old.partial_fit(X[:10], y[:10]).predict(X), net.predict(X))
+    # saved again or pickled, it still refuses
+    save_model(old, tmp_path / "again.pt")
+    with pytest.raises(TypeError, match=refused.format("again.pt")):
+        clone(load_model(tmp_path / "again.pt"))
+    with pytest.raises(TypeError, match=refused.format("old.pt")):
+        clone(pickle.loads(pickle.dumps(old)))
+
+
+def test_a_pickled_net_refits_from_the_prior(prior, tmp_path):
+    # pickle keeps the module parameter (the prior) beside module_
+    meta, X, y = prior
+    Xi, yi = X[:60], y[:60]
+    net = meta.personalize(Xi, yi, max_epochs=30, lr=1e-2, random_state=0)
+    save_model(net, tmp_path / "net.pt")
+    expected = _refits(net, Xi, yi)
+    for copy_ in (pickle.loads(pickle.dumps(net)),
+                  pickle.loads(pickle.dumps(load_model(tmp_path / "net.pt")))):
+        for got, want in zip(_refits(copy_, Xi, yi), expected):
+            np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
 
 
 def test_models_loaded_with_equal_frozen_backbones_share_one(tmp_path, monkeypatch):
