@@ -550,6 +550,8 @@ class PersonalizedNet(NeuralNetRegressor):
             return
         scores = scores_given([low + v * span / LEVELS for v in found])
         prior = self.__dict__.get("prior_")  # the MetaAestheticRegressor it started from
+        if prior is not None and "prior_net_" not in vars(prior):
+            prior = None  # a loaded net's: the prior's settings without its network
         if prior is not None and len(score_levels(prior.predict(_safe_indexing(X, rows)),
                                                   low, low + span)) <= 2:
             warn_caller(

@@ -142,6 +142,23 @@ def test_a_collapsed_personalized_net_is_named(ratings):
         meta.personalize(X[:40], y[:40], lr=0.1)
 
 
+def test_a_loaded_net_whose_refit_collapses_is_named(ratings, tmp_path):
+    # the warning asked the loaded net's prior_ (settings, no network) for its
+    # predictions: NotFittedError instead of the warning
+    from sklearn.base import clone
+
+    from sklearn_piaa import load_model, save_model
+
+    X, y, groups = ratings
+    meta = MetaAestheticRegressor(backbone=None, hidden_sizes=(16,), n_iterations=20,
+                                  random_state=0).fit(X, y, groups=groups)
+    save_model(meta.personalize(X[:40], y[:40], random_state=0), tmp_path / "net.pt")
+    net = clone(load_model(tmp_path / "net.pt")).set_params(lr=10.0)
+    with pytest.warns(UserWarning, match="fine-tuning collapsed the net: it gives 40 of the "
+                                         "rater's images two scores.*lr=10.0"):
+        net.fit(X[:40], y[:40])
+
+
 def test_personalizing_a_collapsed_prior_points_at_meta_training(ratings):
     # fine-tuning was blamed, with advice to lower its learning rate, for a collapse
     # that meta-training had made (shown at skorch's line, not the caller's)
