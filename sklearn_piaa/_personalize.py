@@ -150,7 +150,9 @@ class PersonalizedNet(NeuralNetRegressor):
         skorch's, once initialized or fitted.
     prior_ : MetaAestheticRegressor
         On a net that :meth:`MetaAestheticRegressor.personalize` returned: the prior as
-        it was (what :func:`~sklearn_piaa.save_model` needs to rebuild the network).
+        it was (what :func:`~sklearn_piaa.save_model` needs to rebuild the network). On a
+        net from :func:`~sklearn_piaa.load_model`: its settings and fitted facts, without
+        a network to predict with (``module`` holds the prior's network).
     coefficients_ : ndarray of shape (n_sources,) or (n_sources, n_tensors)
         On a net that :meth:`TaskVectorRegressor.personalize` returned: the rater's
         task-vector coefficients.
