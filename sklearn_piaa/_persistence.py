@@ -151,8 +151,9 @@ def _cpu_state(module):
     return {k: v.detach().cpu() for k, v in module.state_dict().items()}
 
 
-def _prior_entries(net):
-    """The file's ``prior_module`` for a personalized ``net``, or None where it has none.
+def _prior_entries(net, prior_weights=True):
+    """The file's ``prior_module`` for a personalized ``net``, or None where it has none
+    (or ``prior_weights`` is false).
 
     The net's ``module`` holds the prior its fits and its clones' fits start from (the
     prior's network, rescaled to the rater's ``score_range`` if one was given, or a
@@ -160,8 +161,8 @@ def _prior_entries(net):
     personalized weights (``module_``) are stored: in head-only mode the head's weights
     and statistics, not the score range they share.
     """
-    if net.__dict__.get("_module_is_personalized_"):
-        return None  # loaded from a file without them: its module holds no prior
+    if not prior_weights or net.__dict__.get("_module_is_personalized_"):
+        return None  # left out, or loaded from a file without them: no prior to store
     trained = _cpu_state(net.module_)
     prior = _cpu_state(net.module) if isinstance(net.module, torch.nn.Module) else None
     if prior is None or prior.keys() != trained.keys() \
@@ -419,7 +420,7 @@ def _load_baseline(state, path, device):
     return est
 
 
-def save_model(model, path):
+def save_model(model, path, prior_weights=True):
     """Write a fitted prior or personalized model to ``path`` (atomically).
 
     Parameters
@@ -432,6 +433,13 @@ def save_model(model, path):
         per-rater model its ``personalize`` returns, or a fitted
         :class:`TaskVectorRegressor` (its base and task vectors).
     path : str or path-like
+    prior_weights : bool, default=True
+        For a personalized net: store the prior's weights its ``module`` keeps (those
+        fine-tuning changed), so that the loaded net's ``fit`` and clones start from the
+        prior as the saved net's do. ``False`` about halves a head-only net's file (a
+        service storing many raters' nets); the net loaded from it predicts and
+        ``partial_fit`` trains it further, but its ``fit`` and ``clone`` raise
+        ``TypeError`` (personalize the prior again). Other models ignore it.
 
     Raises
     ------
@@ -490,6 +498,8 @@ def save_model(model, path):
     >>> bool(np.allclose(load_model(path).predict(X), meta.predict(X)))
     True
     """
+    if not isinstance(prior_weights, (bool, np.bool_)):
+        raise TypeError(f"prior_weights must be True or False; got {prior_weights!r}.")
     check_model_target(path)
     if isinstance(model, BaselineRegressor):
         state = {"kind": "baseline", **_baseline_state(model)}
@@ -502,13 +512,15 @@ def save_model(model, path):
                           "state": {k: _encode(v, f"the rater's {k!r}")
                                     for k, v in model.state_.items()}}}
     else:
-        state = _network_state(model)
+        state = _network_state(model, bool(prior_weights))
     state.update(format=FORMAT, format_version=FORMAT_VERSION)
     atomic_write(path, lambda fh: torch.save(with_digest(state), fh))
 
 
-def _network_state(model):
-    """The file's entries for a MetaAestheticRegressor or a PersonalizedNet."""
+def _network_state(model, prior_weights=True):
+    """The file's entries for a MetaAestheticRegressor or a PersonalizedNet (with the
+    prior's weights a personalized net's refits start from, unless ``prior_weights`` is
+    false)."""
     if isinstance(model, PersonalizedNet):
         meta = getattr(model, "prior_", None)
         if meta is None:
@@ -536,7 +548,8 @@ def _network_state(model):
             # An entry more, not a new format version: an earlier sklearn-piaa reads
             # the file as it read its own, whose refits started from the personalized
             # weights.
-            **({"prior_module": _prior_entries(model)} if kind == "personalized" else {}),
+            **({"prior_module": _prior_entries(model, prior_weights)}
+               if kind == "personalized" else {}),
             # a task-vector net's mixing coefficients: the rater's K numbers
             **({"coefficients": torch.as_tensor(np.asarray(model.coefficients_))}
                if kind == "personalized" and hasattr(model, "coefficients_") else {}),
@@ -776,8 +789,8 @@ def load_model(path, device=None):
         clone's starts from the prior; ``partial_fit`` continues from the personalized
         weights), a fitted baseline, one rater's fitted baseline model, or a fitted
         task-vector model. A personalized net from a file without the prior's weights
-        (written by an earlier sklearn-piaa) predicts, but its ``fit`` and ``clone``
-        raise ``TypeError``: personalize the prior again.
+        (``prior_weights=False``, or written by an earlier sklearn-piaa) predicts, but
+        its ``fit`` and ``clone`` raise ``TypeError``: personalize the prior again.
 
     Raises
     ------

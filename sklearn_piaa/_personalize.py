@@ -208,7 +208,8 @@ class PersonalizedNet(NeuralNetRegressor):
         """Refuse a refit where ``module`` holds the personalized network, not the prior.
 
         :func:`~sklearn_piaa.load_model` marks such a net: one from a file that does not
-        hold the prior's weights (written by an earlier sklearn-piaa).
+        hold the prior's weights (``save_model(..., prior_weights=False)``, or written by
+        an earlier sklearn-piaa).
         """
         path = self.__dict__.get("_module_is_personalized_")
         if path:
@@ -216,8 +217,8 @@ class PersonalizedNet(NeuralNetRegressor):
             # and a cross-validation would score those images as if unseen.
             raise TypeError(
                 f"this net was loaded from {path}, a model file without the prior's weights "
-                "(written by an earlier sklearn-piaa, or saved from a net loaded from "
-                "such a file): its module is the personalized "
+                "(saved with prior_weights=False, written by an earlier sklearn-piaa, or "
+                "saved from a net loaded from such a file): its module is the personalized "
                 "network, so a fit, or a clone's (cross_val_score, GridSearchCV), would "
                 "fine-tune weights that have already seen the rater's images and score "
                 "them too well. Personalize the prior again (load_model of the prior's "
@@ -451,8 +452,9 @@ class PersonalizedNet(NeuralNetRegressor):
             too large).
         TypeError
             If the net was loaded from a model file that does not hold the prior's
-            weights (written by an earlier sklearn-piaa): its ``module`` is the
-            personalized network, not the prior. Its clones are refused alike.
+            weights (``prior_weights=False``, or an earlier sklearn-piaa's): its
+            ``module`` is the personalized network, not the prior. Its clones are
+            refused alike.
         KeyboardInterrupt
             On Ctrl-C, after skorch has ended training (skorch itself would return the
             net as the interrupt left it, as if trained). A callback that stops training

@@ -797,6 +797,29 @@ def test_a_net_saved_without_its_prior_loads_but_refuses_to_refit(prior, tmp_pat
         clone(pickle.loads(pickle.dumps(old)))
 
 
+def test_prior_weights_false_writes_a_smaller_file_whose_net_refuses_to_refit(prior,
+                                                                             tmp_path):
+    # The prior's weights double a head-only net's file: a service storing many raters'
+    # nets may leave them out, and gets a net that predicts but will not refit.
+    meta, X, y = prior
+    net = meta.personalize(X[:40], y[:40], random_state=0)
+    save_model(net, tmp_path / "full.pt")
+    save_model(net, tmp_path / "small.pt", prior_weights=False)
+    assert "prior_module" not in torch.load(tmp_path / "small.pt", weights_only=True) \
+        or torch.load(tmp_path / "small.pt", weights_only=True)["prior_module"] is None
+    assert os.path.getsize(tmp_path / "small.pt") < 0.8 * os.path.getsize(tmp_path / "full.pt")
+    small = load_model(tmp_path / "small.pt")
+    np.testing.assert_array_equal(small.predict(X), net.predict(X))
+    with pytest.raises(TypeError, match=r"small\.pt, a model file without the prior.s "
+                                        r"weights \(saved with prior_weights=False"):
+        clone(small)
+    with pytest.raises(TypeError, match="prior_weights must be True or False"):
+        save_model(net, tmp_path / "bad.pt", prior_weights="no")
+    assert not os.path.exists(tmp_path / "bad.pt")
+    save_model(meta, tmp_path / "prior.pt", prior_weights=False)  # a prior: ignored
+    np.testing.assert_array_equal(load_model(tmp_path / "prior.pt").predict(X), meta.predict(X))
+
+
 def test_a_pickled_net_refits_from_the_prior(prior, tmp_path):
     # pickle keeps the module parameter (the prior) beside module_
     meta, X, y = prior
