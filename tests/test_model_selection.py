@@ -134,3 +134,39 @@ def test_support_query_split_refuses_several_raters():
     with pytest.raises(ValueError, match="splits one rater's images, but groups names 2"):
         list(split.split(X, None, np.repeat(["a", "b"], 10)))
     assert len(list(split.split(X, None, np.repeat(["a"], 20)))) == split.get_n_splits()
+
+
+def test_the_model_selection_guide_s_examples_run_in_order(ratings, monkeypatch):
+    # The search's block turned metadata routing on for the rest of the session, and the
+    # next block's cross_val_score(groups=...) then failed ("groups can only be passed if
+    # metadata routing is not enabled"): each block leaves the setting as it found it.
+    import inspect
+    import pathlib
+    import re
+    import textwrap
+
+    import sklearn
+
+    from sklearn_piaa import MetaAestheticRegressor
+
+    page = (pathlib.Path(__file__).parents[1] / "docs" / "user_guide"
+            / "model_selection.rst").read_text()
+    blocks = [textwrap.dedent(b) for b in
+              re.findall(r"code-block:: python\n\n((?:(?:[ \t]+\S.*)?\n)+)", page)]
+    assert len(blocks) >= 3 and any("PersonalizedSROCCScorer(" in b and "cross_val_score("
+                                    in b for b in blocks)
+    # The blocks' estimators, small: each search candidate is a meta-training.
+    small = {"hidden_sizes": (16,), "n_iterations": 5, "support_size": 20,
+             "query_size": 10, "finetune_epochs": 2}
+    names = list(inspect.signature(MetaAestheticRegressor).parameters)
+    defaults = list(MetaAestheticRegressor.__init__.__defaults__)
+    for name, value in small.items():
+        defaults[names.index(name)] = value
+    monkeypatch.setattr(MetaAestheticRegressor.__init__, "__defaults__", tuple(defaults))
+    X, y, users = ratings
+    namespace = {"X": X, "y": y, "users": users}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tiny fits' collapse and convergence warnings
+        for block in blocks:
+            exec(compile(block, "model_selection.rst", "exec"), namespace)
+            assert not sklearn.get_config()["enable_metadata_routing"]
