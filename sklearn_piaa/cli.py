@@ -776,6 +776,34 @@ def _folder(text):
     return text
 
 
+def _rate(text):
+    """A learning rate or step size option: a finite number, 0 or more.
+
+    Refused here, by the option's name: torch's own error ("Invalid learning rate:
+    -1.0") named no option, and came only after the data were read.
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= value < float("inf"):  # NaN fails too
+        raise argparse.ArgumentTypeError(f"expected a learning rate: a finite number, 0 or "
+                                         f"more; got {text!r}")
+    return value
+
+
+def _fraction(text):
+    """A share option (``--test-fraction``): a number between 0 and 1, both excluded."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction between 0 and 1 (both "
+                                         f"excluded), e.g. 0.2; got {text!r}")
+    return value
+
+
 def _score_range(text):
     """``--score-range LOW,HIGH`` as a pair of floats; argparse names the option on error."""
     parts = text.split(",")
@@ -882,9 +910,9 @@ def _build_parser():
     mt.add_argument("--support-size", type=int, default=80, help="support images per task")
     mt.add_argument("--query-size", type=int, default=20, help="query images per task")
     mt.add_argument("--inner-steps", type=int, default=5, help="inner Adam steps (S)")
-    mt.add_argument("--inner-lr", type=float, default=1e-3, help="inner learning rate")
-    mt.add_argument("--outer-lr", type=float, default=1e-2, help="outer step size (beta)")
-    mt.add_argument("--inner-backbone-lr", type=float, default=1e-4,
+    mt.add_argument("--inner-lr", type=_rate, default=1e-3, help="inner learning rate")
+    mt.add_argument("--outer-lr", type=_rate, default=1e-2, help="outer step size (beta)")
+    mt.add_argument("--inner-backbone-lr", type=_rate, default=1e-4,
                     help="inner learning rate of the backbone (with --train-backbone)")
     mt.add_argument("--mixed-precision", action="store_true",
                     help="bfloat16 forward passes: embedding and prediction, and with "
@@ -916,7 +944,7 @@ def _build_parser():
     pe.add_argument("--rater", help="rater id, when the CSV holds several raters")
     _add_table_args(pe, formats=False)
     pe.add_argument("--epochs", type=int, help="fine-tuning epochs (default: the prior's)")
-    pe.add_argument("--lr", type=float, help="fine-tuning learning rate (default: the "
+    pe.add_argument("--lr", type=_rate, help="fine-tuning learning rate (default: the "
                                              "prior's)")
     pe.add_argument("--batch-size", type=_count, metavar="N",
                     help="images per fine-tuning step (default: the prior's; fewer need "
@@ -973,7 +1001,7 @@ def _build_parser():
     demo.add_argument("--n-repeats", type=int, default=3, help="random draws per rater")
     demo.add_argument("--backbone", default="efficientnet_lite0", help="image backbone")
     demo.add_argument("--n-iterations", type=int, default=300, help="outer iterations")
-    demo.add_argument("--outer-lr", type=float, default=0.1, help="outer step size")
+    demo.add_argument("--outer-lr", type=_rate, default=0.1, help="outer step size")
     _add_common_args(demo, device=False)
 
     table = sub.add_parser("table1", formatter_class=defaults,
@@ -993,7 +1021,7 @@ def _build_parser():
                             "data set's folder as distributed; a data set that defines its "
                             "test raters (FLICKR-AES: the 37 workers of Ren et al.) is split "
                             "by them, as the literature's tables are")
-    table.add_argument("--test-fraction", type=float, default=None,
+    table.add_argument("--test-fraction", type=_fraction, default=None,
                        help="share of raters held out, drawn at random (default 0.2); not "
                             "with a data set that defines its test raters")
     table.add_argument("--algorithms", nargs="+", choices=TABLE1_CHOICES, metavar="METHOD",
@@ -1021,9 +1049,9 @@ def _build_parser():
                        help="support set sizes (columns)")
     table.add_argument("--n-repeats", type=int, default=3, help="random draws per rater")
     table.add_argument("--n-iterations", type=int, default=300, help="outer iterations")
-    table.add_argument("--outer-lr", type=float, default=0.1,
+    table.add_argument("--outer-lr", type=_rate, default=0.1,
                        help="outer step size of BLG, merged and Reptile")
-    table.add_argument("--maml-outer-lr", type=float, default=1e-3,
+    table.add_argument("--maml-outer-lr", type=_rate, default=1e-3,
                        help="learning rate of MAML's outer Adam (0.1 saturates its head)")
     table.add_argument("--backbone", default="efficientnet_lite0", help="image backbone")
     table.add_argument("--n-jobs", type=int, default=None, help="raters in parallel (joblib)")

@@ -892,3 +892,32 @@ def test_score_range_messages_spell_the_command_line_option(tmp_path, capsys):
     with pytest.warns(PIAAWarning, match=r"pass score_range=\(low, high\) of the rating scale "
                                          r"\(--score-range LOW,HIGH on the command line\)"):
         main(args)
+
+
+@pytest.mark.parametrize("argv", [
+    ["personalize", "p.pt", "r.csv", "-o", "u.pt", "--lr", "-1"],
+    ["meta-train", "d.csv", "-o", "p.pt", "--inner-lr", "-0.1"],
+    ["meta-train", "d.csv", "-o", "p.pt", "--outer-lr", "nan"],
+    ["meta-train", "d.csv", "-o", "p.pt", "--inner-backbone-lr", "inf"],
+    ["demo", "--outer-lr", "-1"],
+    ["table1", "--outer-lr", "-0.001"],
+    ["table1", "--maml-outer-lr", "fast"],
+    ["table1", "--test-fraction", "1.5"],
+])
+def test_float_options_are_refused_by_name_as_they_are_read(argv, capsys):
+    # `personalize --lr -1` ended in torch's "Invalid learning rate: -1.0", naming no
+    # option, after the prior and the ratings were read
+    parser, _ = _build_parser()
+    with pytest.raises(SystemExit) as exc:
+        parser.parse_args(argv)
+    assert exc.value.code == 2
+    option = next(a for a in argv if a.startswith("--") and a not in ("--output",))
+    assert f"argument {option}: expected a " in capsys.readouterr().err
+
+
+def test_float_options_take_zero_learning_rates_as_the_estimator_does():
+    parser, _ = _build_parser()
+    args = parser.parse_args(["meta-train", "d.csv", "-o", "p.pt", "--inner-lr", "0",
+                              "--outer-lr", "1e-2"])
+    assert (args.inner_lr, args.outer_lr) == (0.0, 0.01)
+    assert parser.parse_args(["table1", "--test-fraction", "0.25"]).test_fraction == 0.25
