@@ -11,6 +11,8 @@ import inspect
 import os
 import sys
 
+from ._messages import listing
+
 __all__ = ["image_extensions", "TABLE_DEFAULTS", "READERS", "printer", "plural",
            "image_files", "given_table_options", "read_data", "keep_freed_memory"]
 
@@ -186,7 +188,7 @@ def read_rater_ids(path):
 
 
 def _walk(folder):
-    """Image files under ``folder``, following linked folders but not around a loop.
+    """The files under ``folder``, following linked folders but not around a loop.
 
     Hidden files and folders (names starting with ".") are left out.
     """
@@ -200,27 +202,57 @@ def _walk(folder):
         # Hidden files and folders are not photos: macOS's "._IMG.jpg" resource forks,
         # ".thumbnails/" caches.
         dirs[:] = [d for d in dirs if not d.startswith(".")]
-        yield from (os.path.join(root, f) for f in names
-                    if f.lower().endswith(image_extensions()) and not f.startswith("."))
+        yield from (os.path.join(root, f) for f in names if not f.startswith("."))
+
+
+def _is_image_name(path):
+    return os.path.basename(path).lower().endswith(image_extensions())
+
+
+def _not_images(others):
+    """"left out N files that are not images ..." naming a few of ``others``, or ""."""
+    if not others:
+        return ""
+    kinds = sorted({os.path.splitext(f)[1].lower() or "no extension" for f in others})
+    one = len(others) == 1
+    said = (f"left out {plural(len(others), 'file')} that {'is' if one else 'are'} not "
+            f"{'an image' if one else 'images'} of a supported type ({listing(kinds, 5)}): "
+            + listing(others, 5))
+    if {".heic", ".heif"} & set(kinds):
+        # iPhones save HEIC by default, and Pillow reads it only through a plugin
+        said += "; this Pillow cannot read HEIC/HEIF photos: convert them to JPEG"
+    return said
 
 
 def image_files(paths):
     """The image files named by ``paths``; folders are searched recursively.
 
     A path that names nothing is an error: a mistyped file name given on the command
-    line would otherwise be scored as an unreadable image (NaN) with exit status 0.
+    line would otherwise be scored as an unreadable image (NaN) with exit status 0. The
+    files of a folder that are not of an image type (see :func:`image_extensions`) are
+    left out, and named in one :class:`~sklearn_piaa.PIAAWarning`; hidden ones silently.
     """
+    import warnings
+
+    from ._warnings import PIAAWarning
+
     missing = [path for path in paths if not os.path.exists(path)]
     if missing:
         raise SystemExit(f"no such file or folder: {', '.join(missing)}")
-    files = []
+    files, others = [], []
     for path in paths:
         if os.path.isdir(path):
-            files += sorted(_walk(path))
+            found = sorted(_walk(path))
+            files += [f for f in found if _is_image_name(f)]
+            others += [f for f in found if not _is_image_name(f)]
         else:
             files.append(path)
     if not files:
-        raise SystemExit(f"no image files found in {', '.join(paths)}.")
+        raise SystemExit(f"no image files found in {', '.join(paths)}"
+                         + (f"; {_not_images(others)}" if others else "") + ".")
+    if others:
+        # a warning, as for unreadable images: standard output may be the scores' CSV
+        warnings.warn(_not_images(others) + ".", PIAAWarning, stacklevel=2)
     return files
 
 

@@ -963,7 +963,7 @@ def _build_parser():
     pr.add_argument("images", nargs="+",
                     help="image files or folders (searched recursively, linked folders "
                          "included, for the photo formats this Pillow reads: .jpg, .png, "
-                         ".webp, .tif, .avif, ...)")
+                         ".webp, .tif, .avif, ...; a warning names the other files)")
     pr.add_argument("-o", "--output", default="-", help="CSV to write (image,score); - for "
                                                         "standard output")
     pr.add_argument("--on-error", choices=["raise", "skip"], default="skip",

@@ -93,6 +93,35 @@ def test_predict_skips_hidden_files_and_fails_when_nothing_is_readable(tmp_path,
     assert not out.exists()
 
 
+def test_predict_names_the_files_of_a_folder_that_are_not_images(tmp_path, prior):
+    # A folder's .heic photo and notes.txt were left out without a word: "1 image scored"
+    from sklearn_piaa import PIAAWarning
+
+    folder = tmp_path / "photos"
+    (folder / "notes").mkdir(parents=True)
+    shutil.copy(tmp_path / "img_00.png", folder / "a.png")
+    for name in ("e.heic", "notes/notes.txt", ".DS_Store"):
+        (folder / name).write_bytes(b"not a photo")
+    out = tmp_path / "scores.csv"
+    with pytest.warns(PIAAWarning) as caught:
+        main(["predict", str(prior), str(folder), "-o", str(out), "--quiet"])
+    said = [str(w.message) for w in caught if "left out" in str(w.message)]
+    assert said == [f"left out 2 files that are not images of a supported type (.heic, "
+                    f".txt): {folder / 'e.heic'}, {folder / 'notes' / 'notes.txt'}; this "
+                    "Pillow cannot read HEIC/HEIF photos: convert them to JPEG."]
+    assert len(out.read_text().splitlines()) == 2
+    (folder / "a.png").unlink()
+    with pytest.raises(SystemExit, match=r"no image files found in .*photos; left out 2 "
+                                         r"files .* convert them to JPEG\.$"):
+        main(["predict", str(prior), str(folder), "-o", str(out), "--quiet"])
+    (folder / "e.heic").unlink()
+    (folder / "notes" / "notes.txt").unlink()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a folder of images only, and hidden files: silent
+        shutil.copy(tmp_path / "img_00.png", folder / "a.png")
+        main(["predict", str(prior), str(folder), "-o", str(out), "--quiet"])
+
+
 def test_writing_goes_through_a_link_and_refuses_a_read_only_file(tmp_path, monkeypatch):
     target = tmp_path / "real.csv"
     target.write_text("old\n")
