@@ -396,8 +396,8 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
     on_error : {"raise", "skip"}, default="raise"
         An image file that cannot be read (missing, empty, truncated, not an image):
         ``"raise"`` stops with an error naming it (FileNotFoundError for a missing
-        file, else ValueError) (in whole-network mode every
-        image is checked before training starts); ``"skip"`` warns with the names of
+        file, IsADirectoryError for a folder, else ValueError) (in whole-network mode
+        every image is checked before training starts); ``"skip"`` warns with the names of
         all such files, leaves their ratings out of ``fit`` and :meth:`personalize`,
         and predicts NaN for them. Greyscale, CMYK, palette, 16-bit and transparent
         images are converted to RGB and EXIF orientation is applied either way.

@@ -8,6 +8,7 @@ by file path + modification time + size, or by pixel content for in-memory image
 import hashlib
 import os
 import secrets
+import stat
 import threading
 import weakref
 from collections import OrderedDict
@@ -88,6 +89,22 @@ def _reason(exc):
     return str(exc)
 
 
+#: What decoding an image raises for a bad one; ``on_error="skip"`` leaves these out.
+IMAGE_ERRORS = (ValueError, FileNotFoundError, IsADirectoryError)
+
+
+def _no_image_file(path):
+    """The error for an image ``path`` that names no file: what it names instead, if
+    anything (a folder said "image file not found", though it exists)."""
+    if os.path.isdir(path):
+        pattern = os.path.join(os.fsdecode(path), "*.jpg")
+        return IsADirectoryError(
+            f"{path} is a folder, not an image file: pass its image files (e.g. "
+            f"sorted(glob.glob({pattern!r}))), or give the folder to sklearn-piaa predict, "
+            "which scores the images in it")
+    return FileNotFoundError(f"image file not found: {path}")
+
+
 def to_rgb(img, copy=True):
     """An RGB copy of a PIL image of any mode, with values on the 8-bit scale.
 
@@ -140,7 +157,7 @@ def load_image(src):
     if isinstance(src, (str, os.PathLike)):
         path = _plain_path(src)
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"image file not found: {path}")
+            raise _no_image_file(path)
         try:
             with Image.open(path) as img:
                 return _own_upright_rgb(img)
@@ -354,7 +371,7 @@ def _draft(src, size):
         return img
     path = _plain_path(src)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"image file not found: {path}")
+        raise _no_image_file(path)
     try:
         with Image.open(path) as raw:
             if raw.format == "JPEG":
@@ -538,7 +555,7 @@ class ImageDataset(torch.utils.data.Dataset):
         if img is None:
             try:
                 img = _draft(self.X[i], self.size)
-            except (ValueError, FileNotFoundError) as exc:
+            except IMAGE_ERRORS as exc:
                 if self.on_error == "raise":
                     raise
                 self.failed[int(i)] = str(exc)
@@ -583,7 +600,7 @@ def unreadable_images(X, size=224, on_error="skip"):
     def check(i):
         try:
             _draft(X[i], size)
-        except (ValueError, FileNotFoundError) as exc:
+        except IMAGE_ERRORS as exc:
             return exc
         return None
 
@@ -608,14 +625,15 @@ def raise_unreadable(errors):
     Parameters
     ----------
     errors : list of Exception
-        ``FileNotFoundError`` or ``ValueError`` of each bad image, in input order;
-        nothing is raised when empty. A single error is raised as it is.
+        ``FileNotFoundError``, ``IsADirectoryError`` or ``ValueError`` of each bad image,
+        in input order; nothing is raised when empty. A single error is raised as it is.
     """
     if len(errors) == 1:
         raise errors[0]
     if errors:
-        kind = (FileNotFoundError if all(isinstance(e, FileNotFoundError) for e in errors)
-                else ValueError)
+        # the one kind they all are (missing files, folders), else ValueError
+        kind = next((k for k in (FileNotFoundError, IsADirectoryError, OSError)
+                     if all(isinstance(e, k) for e in errors)), ValueError)
         raise kind(f"{len(errors)} images cannot be read: "
                    + listing((str(e).rstrip(".") for e in errors), sep="; ")
                    + ". Fix or remove them, or pass on_error='skip' to leave them out.")
@@ -771,6 +789,8 @@ def _content_key(src, ctime=True):
             st = os.stat(path)
         except OSError:
             raise FileNotFoundError(f"image file not found: {path}") from None
+        if stat.S_ISDIR(st.st_mode):  # said with the missing files, before any decoding
+            raise _no_image_file(_plain_path(src))
         # fsencode: a file name that is not UTF-8 (unzipped from a Latin-1 archive) is
         # still a name; the bytes are those of .encode() for every UTF-8 one.
         # st_ctime_ns: the kernel sets it on every write, and no tool can carry it over
@@ -1234,7 +1254,7 @@ class ImageEmbedder:
                 raise ValueError(f"X[{i}] is not an image: {x!r} (expected a file path, a "
                                  "PIL image or a uint8 array of shape (H, W, 3))")
             return _content_key(x)
-        except (FileNotFoundError, ValueError) as exc:
+        except IMAGE_ERRORS as exc:
             where = os.fspath(x) if isinstance(x, (str, os.PathLike)) else id(x)
             key = f"unreadable:{where}"
             # on_error="raise" raises them all once the keys are made
@@ -1290,7 +1310,7 @@ class ImageEmbedder:
     def _decode(self, X, i, size):
         try:
             return _draft(X[i], size)
-        except (ValueError, FileNotFoundError) as exc:
+        except IMAGE_ERRORS as exc:
             if self.on_error == "raise":
                 raise
             return exc

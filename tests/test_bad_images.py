@@ -383,6 +383,30 @@ def test_one_error_names_every_missing_or_broken_file(image_files, tmp_path, tra
     assert str(info.value).count("gone_a.jpg") == 1  # each file once, though rated twice
 
 
+def test_a_folder_given_as_an_image_is_called_a_folder(image_files, tmp_path):
+    # "image file not found: .../photos": it exists, it is a folder
+    from sklearn_piaa import PIAAWarning
+
+    folder = os.path.dirname(image_files[0])
+    meta = MetaAestheticRegressor(**SMALL).fit(image_files[:8] * 2, np.arange(16.0) % 5,
+                                               groups=np.repeat(["a", "b"], 8))
+    with pytest.raises(IsADirectoryError, match=rf"^{folder} is a folder, not an image "
+                                                r"file: pass its image files \(e.g. sorted"):
+        meta.predict([folder])
+    for load in (load_image, lambda x: ImageEmbedder(load_backbone("tiny_cnn"), "cpu")([x])):
+        with pytest.raises(IsADirectoryError, match="is a folder"):
+            load(folder)
+    # said with the missing files, before any decoding; each of its kind
+    with pytest.raises(OSError, match=r"2 images cannot be read: .* is a folder.*; image "
+                                      "file not found") as info:
+        meta.predict([folder, image_files[0], str(tmp_path / "gone.jpg")])
+    assert not isinstance(info.value, FileNotFoundError)
+    meta.set_params(on_error="skip")
+    with pytest.warns(PIAAWarning, match="is a folder, not an image file"):
+        scores = meta.predict([folder, image_files[0]])
+    assert np.isnan(scores[0]) and np.isfinite(scores[1])
+
+
 def test_whole_network_fit_decodes_each_file_once_up_front(image_files, monkeypatch):
     # The check before training decoded a file once per rating of it (5-30 times in a
     # rater table).

@@ -228,6 +228,16 @@ def test_missing_files_count_and_first_names(tmp_path):
     assert "img0.jpg" not in msg
 
 
+def test_a_folder_named_as_an_image_is_called_a_folder(tmp_path):
+    # "1 of the 2 image file(s) ... are missing under ...: photos": it is a folder
+    _jpeg(str(tmp_path / "a.jpg"))
+    (tmp_path / "photos").mkdir()
+    table = {"rater": ["a"] * 2, "image": ["a.jpg", "photos"], "score": [1, 2]}
+    with pytest.raises(FileNotFoundError, match=r"missing under .*: photos\. Of these, .*"
+                                                r"photos is a folder, not an image file"):
+        read_ratings(table, image_root=tmp_path)
+
+
 def test_a_mistyped_image_folder_is_named_once(tmp_path):
     # "55 of the 55 image file(s) ... are missing under .../imgs", then 10 names
     table = {"rater": ["a"] * 3, "image": ["x.jpg", "y.jpg", "z.jpg"], "score": [1] * 3}

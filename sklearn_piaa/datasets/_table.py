@@ -516,6 +516,12 @@ def _check_files(t, paths, root, hint=IMAGE_ROOT_HINT, absolute=frozenset()):
         where = f" at the absolute path(s) the table gives: {_first(elsewhere)}"
     message = (f"{len(missing)} of the {len(unique)} image file(s) named in {t.name} are "
                f"missing{where}.{_near_miss(missing[:_SHOWN])}")
+    folders = [p for p in missing[:_SAMPLE] if os.path.isdir(p)]
+    if folders:  # they exist: "missing" alone sent the reader looking for them
+        are = ("is a folder, not an image file: name the image files in it"
+               if len(folders) == 1 else
+               "are folders, not image files: name the image files in them")
+        message += f" Of these, {_first(folders)} {are}."
     relative = [os.path.relpath(p, root) for p in under if p.startswith(root + os.sep)]
     # Only where (nearly) all are missing: a table whose names are relative to a
     # subfolder (images/), read with its own folder as the image folder.
@@ -561,7 +567,9 @@ def _near_miss(missing):
                 except OSError:
                     listings[folder] = {}
             other = listings[folder].get(name.lower())
-            found = os.path.join(folder, other) if other else None
+            # not a folder of that name, the path itself maybe
+            found = (os.path.join(folder, other)
+                     if other and os.path.isfile(os.path.join(folder, other)) else None)
         if found is not None:
             return (f" A file named {os.path.basename(found)!r} exists where the table "
                     f"names {name!r} (in {os.path.dirname(found)}): names are matched "
