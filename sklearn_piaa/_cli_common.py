@@ -11,7 +11,7 @@ import inspect
 import os
 import sys
 
-from ._messages import listing
+from ._messages import NO_URLS, listing, looks_like_url
 
 __all__ = ["image_extensions", "TABLE_DEFAULTS", "READERS", "printer", "plural",
            "image_files", "given_table_options", "read_data", "keep_freed_memory"]
@@ -236,6 +236,9 @@ def image_files(paths):
 
     from ._warnings import PIAAWarning
 
+    urls = [path for path in paths if looks_like_url(path)]
+    if urls:  # else "no such file or folder"
+        raise SystemExit(f"{', '.join(urls)}: {NO_URLS}.")
     missing = [path for path in paths if not os.path.exists(path)]
     if missing:
         raise SystemExit(f"no such file or folder: {', '.join(missing)}")

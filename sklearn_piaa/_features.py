@@ -37,7 +37,7 @@ from ._io import (
     remove_unfinished_writes,
     write_and_rename,
 )
-from ._messages import listing
+from ._messages import NO_URLS, listing, looks_like_url
 from ._progress import progress
 from ._warnings import warn_caller
 from .nn.backbones import BACKBONES
@@ -93,16 +93,19 @@ def _reason(exc):
 IMAGE_ERRORS = (ValueError, FileNotFoundError, IsADirectoryError)
 
 
-def _no_image_file(path):
+def _no_image_file(path, shown=None):
     """The error for an image ``path`` that names no file: what it names instead, if
-    anything (a folder said "image file not found", though it exists)."""
+    anything (a folder said "image file not found", though it exists; a URL came out
+    mangled). ``shown``: how a missing file is named, where not as ``path``."""
+    if looks_like_url(path):
+        return FileNotFoundError(f"{path}: {NO_URLS}")
     if os.path.isdir(path):
         pattern = os.path.join(os.fsdecode(path), "*.jpg")
         return IsADirectoryError(
             f"{path} is a folder, not an image file: pass its image files (e.g. "
             f"sorted(glob.glob({pattern!r}))), or give the folder to sklearn-piaa predict, "
             "which scores the images in it")
-    return FileNotFoundError(f"image file not found: {path}")
+    return FileNotFoundError(f"image file not found: {path if shown is None else shown}")
 
 
 def to_rgb(img, copy=True):
@@ -788,7 +791,7 @@ def _content_key(src, ctime=True):
         try:
             st = os.stat(path)
         except OSError:
-            raise FileNotFoundError(f"image file not found: {path}") from None
+            raise _no_image_file(_plain_path(src), shown=path) from None
         if stat.S_ISDIR(st.st_mode):  # said with the missing files, before any decoding
             raise _no_image_file(_plain_path(src))
         # fsencode: a file name that is not UTF-8 (unzipped from a Latin-1 archive) is
@@ -931,7 +934,7 @@ def run_keys(images):
             try:
                 st = os.stat(paths[i])
             except OSError:
-                raise FileNotFoundError(f"image file not found: {paths[i]}") from None
+                raise _no_image_file(_plain_path(x), shown=paths[i]) from None
             name = os.path.relpath(paths[i], root) if root else paths[i]
             key = by_path[paths[i]] = (os.fsencode(name).hex()
                                        + f":{st.st_mtime_ns}:{st.st_size}")

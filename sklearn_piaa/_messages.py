@@ -1,7 +1,10 @@
 """Lists of items in messages, worded and shortened the same way everywhere."""
 
-__all__ = ["listing", "pass_score_range", "row_numbers", "score_range_given",
-           "scores_given"]
+import os
+import re
+
+__all__ = ["NO_URLS", "listing", "looks_like_url", "pass_score_range", "row_numbers",
+           "score_range_given", "scores_given"]
 
 
 def listing(items, n=10, sep=", ", total=None):
@@ -133,3 +136,36 @@ def row_numbers(rows, of="", n=5):
     rows = [int(i) for i in rows]
     word = "row" if len(rows) == 1 else "rows"
     return f"{word} {listing(rows, n)}{f' of {of}' if of else ''}, counting from 0"
+
+
+#: What a URL given as an image path is told.
+NO_URLS = "URLs are not supported: download the images and give their local paths"
+
+# A scheme of two letters or more: "C://photos" is a Windows drive.
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+://")
+
+
+def looks_like_url(path):
+    """Whether an image path is a URL (``scheme://...``), which no reader opens.
+
+    Joined onto a folder, ``https://example.com/a.jpg`` became
+    ``<folder>/https:/example.com/a.jpg``, reported missing.
+
+    Parameters
+    ----------
+    path : str, bytes or path-like
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> looks_like_url("https://example.com/a.jpg"), looks_like_url("photos/a.jpg")
+    (True, False)
+    """
+    try:
+        path = path if isinstance(path, str) else os.fsdecode(path)
+    except TypeError:
+        return False
+    return _URL.match(path) is not None

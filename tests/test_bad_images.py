@@ -407,6 +407,20 @@ def test_a_folder_given_as_an_image_is_called_a_folder(image_files, tmp_path):
     assert np.isnan(scores[0]) and np.isfinite(scores[1])
 
 
+def test_an_image_url_is_named_as_given_and_refused_as_a_url(image_files, tmp_path):
+    # "image file not found: <cwd>/https:/example.com/a.jpg"
+    from sklearn_piaa._features import run_keys
+
+    meta = MetaAestheticRegressor(**SMALL).fit(image_files[:8] * 2, np.arange(16.0) % 5,
+                                               groups=np.repeat(["a", "b"], 8))
+    url = "https://example.com/a.jpg"
+    for call in (meta.predict, lambda X: load_image(X[0]), run_keys):
+        with pytest.raises(FileNotFoundError, match=f"^{url}: URLs are not supported: "
+                                                    "download the images and give their "
+                                                    "local paths$"):
+            call([url])
+
+
 def test_whole_network_fit_decodes_each_file_once_up_front(image_files, monkeypatch):
     # The check before training decoded a file once per rating of it (5-30 times in a
     # rater table).

@@ -122,6 +122,23 @@ def test_predict_names_the_files_of_a_folder_that_are_not_images(tmp_path, prior
         main(["predict", str(prior), str(folder), "-o", str(out), "--quiet"])
 
 
+def test_image_urls_are_refused_as_urls_by_the_commands(tmp_path, capsys):
+    # "no such file or folder: https://...", and a table's URL was "missing under
+    # <folder>: https:/example.com/57_start.jpg"
+    url = "https://example.com/57_start.jpg"
+    assert console(["predict", str(tmp_path / "prior.pt"), url]) == 1
+    table = tmp_path / "ratings.csv"
+    table.write_text(f"rater,image,score\na,{url},3\n")
+    assert console(["meta-train", str(table), "-o", str(tmp_path / "p.pt"),
+                    "--on-error", "skip"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"sklearn-piaa: error: {url}: URLs are not supported: download the "
+                   "images and give their local paths.",
+                   f"sklearn-piaa: error: {table}: the image column 'image' holds 1 URL(s), "
+                   f"at line 2: {url}. URLs are not supported: download the images and give "
+                   "their local paths."]
+
+
 def test_writing_goes_through_a_link_and_refuses_a_read_only_file(tmp_path, monkeypatch):
     target = tmp_path / "real.csv"
     target.write_text("old\n")

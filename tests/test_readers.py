@@ -238,6 +238,19 @@ def test_a_folder_named_as_an_image_is_called_a_folder(tmp_path):
         read_ratings(table, image_root=tmp_path)
 
 
+@pytest.mark.parametrize("check_files", [True, False])
+def test_an_image_url_is_refused_as_a_url(tmp_path, check_files):
+    # "missing under <folder>: https:/example.com/57_start.jpg": joined onto the image
+    # folder, mangled, and called missing
+    _jpeg(str(tmp_path / "a.jpg"))
+    _write(str(tmp_path / "t.csv"), "rater,image,score\na,a.jpg,3\n"
+                                    "a,https://example.com/57_start.jpg,4\n")
+    with pytest.raises(ValueError, match=r"t\.csv: the image column 'image' holds 1 URL\(s\), "
+                                         r"at line 3: https://example\.com/57_start\.jpg\. "
+                                         "URLs are not supported: download the images"):
+        read_ratings(str(tmp_path / "t.csv"), check_files=check_files)
+
+
 def test_a_mistyped_image_folder_is_named_once(tmp_path):
     # "55 of the 55 image file(s) ... are missing under .../imgs", then 10 names
     table = {"rater": ["a"] * 3, "image": ["x.jpg", "y.jpg", "z.jpg"], "score": [1] * 3}

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 from sklearn.utils import Bunch
 
-from .._messages import listing
+from .._messages import NO_URLS, listing, looks_like_url
 from .._warnings import PIAAWarning, warn_caller
 
 _SHOWN = 5  # how many offending rows, files or raters an error message lists
@@ -601,6 +601,10 @@ def _read(t, cols, image_root, duplicates="mean", check_files=True, min_images=N
     raters, images, y = _ids(t, rater_col), _ids(t, image_col), _scores(t, score_col)
     if locate is not None:
         images = locate(raters, images, y)
+    urls = [f"{_where(t, i)}: {im}" for i, im in enumerate(images) if looks_like_url(im)]
+    if urls:  # joined onto the image folder, they were reported missing, mangled
+        raise ValueError(f"{t.name}: the image column {image_col!r} holds "
+                         f"{len(urls)} URL(s), at {_first(urls)}. {NO_URLS}.")
     root = os.path.abspath(os.path.expanduser(os.fspath(t.base if image_root is None
                                                          else image_root)))
     # join() keeps an absolute image cell as it is; abspath normalises "a/../b" spellings
