@@ -634,9 +634,12 @@ def raise_unreadable(errors):
     if len(errors) == 1:
         raise errors[0]
     if errors:
-        # the one kind they all are (missing files, folders), else ValueError
-        kind = next((k for k in (FileNotFoundError, IsADirectoryError, OSError)
-                     if all(isinstance(e, k) for e in errors)), ValueError)
+        # Folders only: IsADirectoryError. Missing files, with or without folders:
+        # FileNotFoundError, as a folder among them was before it had its own message.
+        kind = next((k for k, allowed in ((IsADirectoryError, IsADirectoryError),
+                                          (FileNotFoundError, (FileNotFoundError,
+                                                               IsADirectoryError)))
+                     if all(isinstance(e, allowed) for e in errors)), ValueError)
         raise kind(f"{len(errors)} images cannot be read: "
                    + listing((str(e).rstrip(".") for e in errors), sep="; ")
                    + ". Fix or remove them, or pass on_error='skip' to leave them out.")

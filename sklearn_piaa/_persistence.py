@@ -50,7 +50,7 @@ from ._features import (
 from ._io import atomic_write, damaged_part
 from ._personalize import PersonalizedNet
 from ._task_vectors import TaskVectorRegressor
-from ._warnings import PIAAWarning
+from ._warnings import CacheDirWarning, PIAAWarning
 from .baselines import (
     BaselineRegressor,
     ConsensusRidgeRegressor,
@@ -436,8 +436,9 @@ def save_model(model, path, prior_weights=True):
     prior_weights : bool, default=True
         For a personalized net: store the prior's weights its ``module`` keeps (those
         fine-tuning changed), so that the loaded net's ``fit`` and clones start from the
-        prior as the saved net's do. ``False`` about halves a head-only net's file (a
-        service storing many raters' nets); the net loaded from it predicts and
+        prior as the saved net's do. ``False`` about halves the file of a head-only net
+        over EfficientNet-Lite0, whose backbone weights are not stored (a service
+        storing many raters' nets); the net loaded from it predicts and
         ``partial_fit`` trains it further, but its ``fit`` and ``clone`` raise
         ``TypeError`` (personalize the prior again). Other models ignore it.
 
@@ -468,9 +469,10 @@ def save_model(model, path, prior_weights=True):
     ImageNet weights, which come with the package's dependencies and are checked by
     fingerprint when loading. A personalized net's file also holds the weights of the
     prior its ``module`` keeps that fine-tuning changed (in head-only mode the head's,
-    about doubling the file): a loaded net's refits and clones start from the prior,
-    as the saved net's do. A custom ``nn.Module`` backbone cannot be stored this
-    way (its code is not data); pickle or joblib still work for such models. The
+    about doubling the file where the backbone is EfficientNet-Lite0's): a loaded
+    net's refits and clones start from the prior, as the saved net's do. A custom
+    ``nn.Module`` backbone cannot be stored this way (its code is not data); pickle or
+    joblib still work for such models. The
     in-memory embedding cache is not stored (``cache_dir`` is).
 
     A baseline's fitted scikit-learn parts (scaler, ridge, PCA, k-means, logistic
@@ -881,7 +883,7 @@ def _load_network(state, kind, path, device):
         # and every prediction would fail creating it.
         warnings.warn(f"{path}: the model's cache_dir {os.fspath(cache)!r} cannot be made "
                       "here (its parent folder does not exist); it embeds images without an "
-                      "on-disk cache.", PIAAWarning, stacklevel=4)
+                      "on-disk cache.", CacheDirWarning, stacklevel=4)
         params["cache_dir"] = None
     meta = MetaAestheticRegressor(**_known(params, MetaAestheticRegressor, path))
     fitted = state["fitted"]

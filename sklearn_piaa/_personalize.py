@@ -120,7 +120,9 @@ class PersonalizedNet(NeuralNetRegressor):
       an augmenting image dataset in whole-network mode.
     - ``fit`` starts from ``module`` (the prior) every time: the trained weights live in
       ``module_`` and ``module`` keeps the prior, so a re-fit or a clone never compounds.
-      A net read back by :func:`~sklearn_piaa.load_model` (or unpickled) keeps it too.
+      A net read back by :func:`~sklearn_piaa.load_model` (or unpickled) keeps it too,
+      except one from a file without the prior's weights (``save_model(...,
+      prior_weights=False)`` or an earlier sklearn-piaa's), which refuses to re-fit.
     - ``y`` may be 1-D and ``predict`` returns a 1-D array.
 
     Parameters
@@ -152,7 +154,8 @@ class PersonalizedNet(NeuralNetRegressor):
         On a net that :meth:`MetaAestheticRegressor.personalize` returned: the prior as
         it was (what :func:`~sklearn_piaa.save_model` needs to rebuild the network). On a
         net from :func:`~sklearn_piaa.load_model`: its settings and fitted facts, without
-        a network to predict with (``module`` holds the prior's network).
+        a network to predict with (``module`` holds the prior's network, unless the file
+        left it out).
     coefficients_ : ndarray of shape (n_sources,) or (n_sources, n_tensors)
         On a net that :meth:`TaskVectorRegressor.personalize` returned: the rater's
         task-vector coefficients.

@@ -21,6 +21,14 @@ class UndefinedSROCCWarning(PIAAWarning, RuntimeWarning):
     """A Spearman correlation was undefined (constant ratings or predictions)."""
 
 
+class CacheDirWarning(PIAAWarning):
+    """A loaded model's ``cache_dir`` cannot be made on this machine: it caches nothing.
+
+    Not exported: the command line leaves it out, by this category, where
+    ``--cache-dir`` or ``--no-cache`` replaces the model's folder.
+    """
+
+
 class SkippedWarning(PIAAWarning):
     """Raters an evaluation skipped, or support sizes it left out: its result names them too.
 

@@ -350,12 +350,11 @@ def _load(path, device, cache=None):
     """
     from ._persistence import load_model
     from ._task_vectors import TaskVectorRegressor
-    from ._warnings import PIAAWarning
+    from ._warnings import CacheDirWarning
 
     with warnings.catch_warnings():
         if cache is not None and (cache.no_cache or cache.cache_dir is not None):
-            warnings.filterwarnings("ignore", r".*the model's cache_dir .* cannot be made "
-                                    "here", PIAAWarning)
+            warnings.simplefilter("ignore", CacheDirWarning)
         model = load_model(path, device=device)
     if isinstance(model, TaskVectorRegressor):
         raise SystemExit(f"{path} holds a TaskVectorRegressor, which the command line does "

@@ -396,11 +396,13 @@ def test_a_folder_given_as_an_image_is_called_a_folder(image_files, tmp_path):
     for load in (load_image, lambda x: ImageEmbedder(load_backbone("tiny_cnn"), "cpu")([x])):
         with pytest.raises(IsADirectoryError, match="is a folder"):
             load(folder)
-    # said with the missing files, before any decoding; each of its kind
-    with pytest.raises(OSError, match=r"2 images cannot be read: .* is a folder.*; image "
-                                      "file not found") as info:
+    # said with the missing files, before any decoding; each of its kind, and together
+    # a FileNotFoundError, as a folder among missing files was before it had its words
+    with pytest.raises(FileNotFoundError, match=r"2 images cannot be read: .* is a "
+                                                "folder.*; image file not found"):
         meta.predict([folder, image_files[0], str(tmp_path / "gone.jpg")])
-    assert not isinstance(info.value, FileNotFoundError)
+    with pytest.raises(IsADirectoryError, match=r"2 images cannot be read: .* is a folder"):
+        meta.predict([folder, folder + os.sep])
     meta.set_params(on_error="skip")
     with pytest.warns(PIAAWarning, match="is a folder, not an image file"):
         scores = meta.predict([folder, image_files[0]])
