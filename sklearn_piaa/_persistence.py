@@ -151,9 +151,10 @@ def _cpu_state(module):
     return {k: v.detach().cpu() for k, v in module.state_dict().items()}
 
 
-def _prior_entries(net, prior_weights=True):
-    """The file's ``prior_module`` for a personalized ``net``, or None where it has none
-    (or ``prior_weights`` is false).
+def _prior_entries(net, trained, prior_weights=True):
+    """The file's ``prior_module`` for a personalized ``net`` whose ``module_`` state
+    (on the CPU) is ``trained``, or None where it has none (or ``prior_weights`` is
+    false).
 
     The net's ``module`` holds the prior its fits and its clones' fits start from (the
     prior's network, rescaled to the rater's ``score_range`` if one was given, or a
@@ -163,7 +164,6 @@ def _prior_entries(net, prior_weights=True):
     """
     if not prior_weights or net.__dict__.get("_module_is_personalized_"):
         return None  # left out, or loaded from a file without them: no prior to store
-    trained = _cpu_state(net.module_)
     prior = _cpu_state(net.module) if isinstance(net.module, torch.nn.Module) else None
     if prior is None or prior.keys() != trained.keys() \
             or any(prior[k].shape != v.shape for k, v in trained.items()):
@@ -543,6 +543,7 @@ def _network_state(model, prior_weights=True):
                         "baseline, a PersonalizedBaseline or a TaskVectorRegressor; got "
                         f"{type(model).__name__}.")
     embedder = meta.input_ if isinstance(meta.input_, ImageEmbedder) else None
+    state = _cpu_state(module)
     return {"kind": kind, "params": _params(meta), "fitted": _fitted(meta),
             **({"net_params": _net_settings(model)} if kind == "personalized" else {}),
             # What the net's refits start from, which a loaded net must start from too
@@ -550,12 +551,12 @@ def _network_state(model, prior_weights=True):
             # An entry more, not a new format version: an earlier sklearn-piaa reads
             # the file as it read its own, whose refits started from the personalized
             # weights.
-            **({"prior_module": _prior_entries(model, prior_weights)}
+            **({"prior_module": _prior_entries(model, state, prior_weights)}
                if kind == "personalized" else {}),
             # a task-vector net's mixing coefficients: the rater's K numbers
             **({"coefficients": torch.as_tensor(np.asarray(model.coefficients_))}
                if kind == "personalized" and hasattr(model, "coefficients_") else {}),
-            "module": _cpu_state(module),
+            "module": state,
             **_backbone_entries(meta._fitted("backbone"), meta._fitted("backbone_weights"),
                                 None if embedder is None else embedder.backbone)}
 

@@ -775,16 +775,21 @@ def _folder(text):
     return text
 
 
+def _number(text):
+    """A number option's value; argparse names the option when it is none."""
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
 def _rate(text):
     """A learning rate or step size option: a finite number, 0 or more.
 
     Refused here, by the option's name: torch's own error ("Invalid learning rate:
     -1.0") named no option, and came only after the data were read.
     """
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    value = _number(text)
     if not 0 <= value < float("inf"):  # NaN fails too
         raise argparse.ArgumentTypeError(f"expected a learning rate: a finite number, 0 or "
                                          f"more; got {text!r}")
@@ -793,10 +798,7 @@ def _rate(text):
 
 def _fraction(text):
     """A share option (``--test-fraction``): a number between 0 and 1, both excluded."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    value = _number(text)
     if not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"expected a fraction between 0 and 1 (both "
                                          f"excluded), e.g. 0.2; got {text!r}")

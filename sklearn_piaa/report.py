@@ -31,19 +31,18 @@ __all__ = ["TABLE1_METHODS", "BASELINES", "TASK_VECTOR_METHODS", "METHOD_LABELS"
            "paired_difference", "format_table"]
 
 #: Baseline rows: name -> (label, estimator class, fixed parameters).
-BASELINES = {
-    "pam": (BASELINE_LABELS["pam"], PAMRegressor, {"variant": "both"}),
-    "pam_attributes": (BASELINE_LABELS["pam_attributes"], PAMRegressor,
-                       {"variant": "attributes"}),
-    "pam_content": (BASELINE_LABELS["pam_content"], PAMRegressor, {"variant": "content"}),
-    "fpmf": (BASELINE_LABELS["fpmf"], FPMFRegressor, {}),
-    "usar": (BASELINE_LABELS["usar"], USARRegressor, {"variant": "both"}),
-    "usar_ppr": (BASELINE_LABELS["usar_ppr"], USARRegressor, {"variant": "ppr"}),
-    "usar_pad": (BASELINE_LABELS["usar_pad"], USARRegressor, {"variant": "pad"}),
-    "pa_iaa": (BASELINE_LABELS["pa_iaa"], PAIAARegressor, {}),
-    "ridge": (BASELINE_LABELS["ridge"], UserRidgeRegressor, {}),
-    "consensus_ridge": (BASELINE_LABELS["consensus_ridge"], ConsensusRidgeRegressor, {}),
-}
+BASELINES = {name: (BASELINE_LABELS[name], *made) for name, made in {
+    "pam": (PAMRegressor, {"variant": "both"}),
+    "pam_attributes": (PAMRegressor, {"variant": "attributes"}),
+    "pam_content": (PAMRegressor, {"variant": "content"}),
+    "fpmf": (FPMFRegressor, {}),
+    "usar": (USARRegressor, {"variant": "both"}),
+    "usar_ppr": (USARRegressor, {"variant": "ppr"}),
+    "usar_pad": (USARRegressor, {"variant": "pad"}),
+    "pa_iaa": (PAIAARegressor, {}),
+    "ridge": (UserRidgeRegressor, {}),
+    "consensus_ridge": (ConsensusRidgeRegressor, {}),
+}.items()}
 
 # The names and labels below live in _names, which the command line's parser reads
 # without importing torch; they are documented here, where the API reference looks.
