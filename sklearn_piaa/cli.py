@@ -193,6 +193,9 @@ def run_meta_train(args, out=None):
                          "are test raters, so none is left to meta-train on; meta-train on "
                          "another data set (or one without a test split) and evaluate here.")
     tasks = data.tasks if data.train is None else data.train
+    if args.cache_dir is not None and args.train_backbone:
+        say("--cache-dir has no effect with --train-backbone: the whole network trains, "
+            "so no embeddings are cached")
     # held-out raters' photos too
     _check_output(args.output, *_paths(data.tasks.X), model=True)
     if args.min_images is not None:
@@ -403,7 +406,11 @@ def _caching(owner, args, say):
 
     embedder = image_reader(owner)
     if not isinstance(embedder, ImageEmbedder):
-        return  # a whole-network model decodes images for its network: it caches none
+        # a whole-network model decodes images for its network: it caches none
+        if args.no_cache or args.cache_dir is not None:
+            say(f"{'--no-cache' if args.no_cache else '--cache-dir'} has no effect: this "
+                "model trains its whole network, which caches no embeddings")
+        return
     if args.no_cache or args.cache_dir is not None:
         folder = None if args.no_cache else os.path.abspath(args.cache_dir)
         # The parameter, as in Python, so that a personalized model saved records it; the
@@ -767,12 +774,17 @@ def _count(text):
     return value
 
 
-def _folder(text):
-    """A folder option: an empty one would be the working directory, unsaid."""
+def _folder(text, off="give --no-cache"):
+    """A cache folder option: an empty one would be the working directory, unsaid."""
     if not text:
-        raise argparse.ArgumentTypeError("expected a folder; to turn the cache off, give "
-                                         "--no-cache")
+        raise argparse.ArgumentTypeError(f"expected a folder, got an empty value; to turn "
+                                         f"the cache off, {off}")
     return text
+
+
+def _new_folder(text):
+    """``meta-train --cache-dir``, which has no ``--no-cache``: no cache is its default."""
+    return _folder(text, off="leave the option out")
 
 
 def _number(text):
@@ -924,7 +936,8 @@ def _build_parser():
                          "a quarter of them, at least 10)")
     mt.add_argument("--score-range", type=_score_range, metavar="LOW,HIGH",
                     help="rating scale (default: the lowest and highest rating seen)")
-    mt.add_argument("--cache-dir", help="on-disk cache of image embeddings (resumable)")
+    mt.add_argument("--cache-dir", type=_new_folder,
+                    help="on-disk cache of image embeddings (resumable; head-only training)")
     mt.add_argument("--checkpoint-dir",
                     help="write checkpoints here (one file per run); rerunning the same "
                          "command resumes")

@@ -670,6 +670,34 @@ def test_personalize_and_evaluate_skip_bad_images_when_asked_and_keep_quiet(tmp_
     assert "evaluate:" in capsys.readouterr().err
 
 
+def test_cache_options_that_do_nothing_are_refused_or_said(tmp_path, capsys):
+    # an empty --cache-dir cached in the working folder; on a whole-network model the
+    # cache options were ignored, unsaid
+    csv_path = _ratings_folder(tmp_path, n_images=12, n_raters=4)
+    prior = tmp_path / "prior.pt"
+    meta_train = ["meta-train", str(csv_path), "-o", str(prior), "--backbone", "tiny_cnn",
+                  "--n-iterations", "1", "--support-size", "4", "--query-size", "2",
+                  "--quiet"]
+    with pytest.raises(SystemExit):
+        main(meta_train + ["--cache-dir", ""])
+    assert ("argument --cache-dir: expected a folder, got an empty value; to turn the "
+            "cache off, leave the option out") in capsys.readouterr().err
+    main(meta_train + ["--train-backbone", "--cache-dir", str(tmp_path / "cache")])
+    assert ("--cache-dir has no effect with --train-backbone"
+            in capsys.readouterr().out)
+    assert not (tmp_path / "cache").exists()
+    photos = _photos(tmp_path / "a", 1)
+    with pytest.raises(SystemExit):
+        main(["predict", str(prior), photos, "--cache-dir", ""])
+    assert "to turn the cache off, give --no-cache" in capsys.readouterr().err
+    for option in (["--no-cache"], ["--cache-dir", str(tmp_path / "cache")]):
+        main(["predict", str(prior), photos, "-o", str(tmp_path / "a.csv"), "--quiet",
+              *option])
+        assert (f"{option[0]} has no effect: this model trains its whole network"
+                in capsys.readouterr().out)
+    assert not (tmp_path / "cache").exists()
+
+
 def test_personalize_skips_bad_images_of_a_whole_network_prior_without_predicting(
         tmp_path, capsys, monkeypatch):
     # it counted the unreadable images by predicting every image with the prior: a
