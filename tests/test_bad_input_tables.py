@@ -335,14 +335,15 @@ def test_table_options_are_refused_with_a_data_set_format(tmp_path, options, nam
 def test_image_root_moves_a_data_sets_image_folder(tmp_path, monkeypatch):
     # Images unpacked one level deeper (40K/40K/*.jpg) or on another disk: --image-root
     # was refused with every --format.
-    from sklearn_piaa.cli import _build_parser, _read_data
+    from sklearn_piaa._cli_parser import build_parser
+    from sklearn_piaa.cli import _read_data
 
     root = tmp_path / "flickr"
     root.mkdir()
     _csv(root, "worker, imagePair, score\nw1, a.png, 3\nw2, a.png, 5\n", FLICKR_CSV)
     _csv(root, "worker\nw2\n", "test_workers.csv")
     _images(root / "40K" / "40K", ["a.png"])
-    parse = _build_parser()[0].parse_args
+    parse = build_parser()[0].parse_args
     monkeypatch.chdir(root)  # a relative --image-root is relative to where one runs
     args = parse(["meta-train", str(root), "--format", "flickr-aes", "--image-root",
                   os.path.join("40K", "40K"), "-o", str(tmp_path / "p.pt")])

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from sklearn_piaa import PIAAWarning
+from sklearn_piaa._cli_parser import build_parser
 from sklearn_piaa._cli_table1 import _table1_methods
-from sklearn_piaa.cli import _build_parser, main, run_demo, run_table1
+from sklearn_piaa.cli import main, run_demo, run_table1
 from sklearn_piaa.report import TABLE1_METHODS
 
 
@@ -258,9 +259,9 @@ def test_a_model_is_not_written_over_a_file_that_is_no_model(tmp_path):
 
 
 def test_every_option_of_every_command_is_explained():
-    from sklearn_piaa.cli import _build_parser
+    from sklearn_piaa._cli_parser import build_parser
 
-    parser, sub = _build_parser()
+    parser, sub = build_parser()
     for name, command in sub.choices.items():
         for action in command._actions:
             if action.dest != "help":
@@ -289,7 +290,7 @@ def test_table1_holds_out_a_data_sets_own_test_raters(tmp_path, capsys):
 
     root = _flickr_folder(tmp_path / "flickr")
     (root / "test_workers.csv").write_text("worker\nA2\nA5\n")
-    args = _build_parser()[0].parse_args(
+    args = build_parser()[0].parse_args(
         ["table1", "--ratings", str(root), "--format", "flickr-aes", "--backbone",
          "tiny_cnn", "--algorithms", "ridge", "--n-repeats", "1", "--n-support", "4",
          "--quiet"])
@@ -337,7 +338,7 @@ SMALL_TABLE1 = ["table1", "--n-images", "80", "--n-raters", "10", "--images-per-
 
 
 def test_table1_gives_the_pam_and_pa_iaa_rows_on_the_built_in_benchmark(capsys):
-    results = run_table1(_build_parser()[0].parse_args(
+    results = run_table1(build_parser()[0].parse_args(
         SMALL_TABLE1 + ["--attributes", "--personality",
                         "--algorithms", "blg", "pam", "pam_attributes", "pa_iaa"]))
     out = capsys.readouterr().out
@@ -353,7 +354,7 @@ def test_table1_gives_the_pam_and_pa_iaa_rows_on_the_built_in_benchmark(capsys):
 
 
 def test_table1_default_rows_follow_the_flags():
-    parser = _build_parser()[0]
+    parser = build_parser()[0]
     plain = _table1_methods(parser.parse_args(["table1"]))
     assert plain == list(TABLE1_METHODS)
     full = _table1_methods(parser.parse_args(["table1", "--attributes", "--personality"]))
@@ -891,7 +892,7 @@ def test_the_parser_names_are_the_library_s():
     assert _names.ALGORITHM_NAMES == tuple(ALGORITHMS)
     assert list(_names.BASELINE_LABELS) == list(BASELINES)
     assert set(METHOD_LABELS) == set(ALGORITHMS) | set(BASELINES) | set(TASK_VECTOR_METHODS)
-    _, sub = _build_parser()
+    _, sub = build_parser()
     algorithm = next(a for a in sub.choices["meta-train"]._actions if a.dest == "algorithm")
     assert algorithm.choices == list(ALGORITHMS)
     assert set(READERS) == {"table", *(d[1] for d in DATA_SETS)}
@@ -935,7 +936,7 @@ def test_score_range_messages_spell_the_command_line_option(tmp_path, capsys):
 def test_float_options_are_refused_by_name_as_they_are_read(argv, capsys):
     # `personalize --lr -1` ended in torch's "Invalid learning rate: -1.0", naming no
     # option, after the prior and the ratings were read
-    parser, _ = _build_parser()
+    parser, _ = build_parser()
     with pytest.raises(SystemExit) as exc:
         parser.parse_args(argv)
     assert exc.value.code == 2
@@ -944,7 +945,7 @@ def test_float_options_are_refused_by_name_as_they_are_read(argv, capsys):
 
 
 def test_float_options_take_zero_learning_rates_as_the_estimator_does():
-    parser, _ = _build_parser()
+    parser, _ = build_parser()
     args = parser.parse_args(["meta-train", "d.csv", "-o", "p.pt", "--inner-lr", "0",
                               "--outer-lr", "1e-2"])
     assert (args.inner_lr, args.outer_lr) == (0.0, 0.01)
