@@ -798,13 +798,13 @@ def load_model(path, device=None):
     Raises
     ------
     FileNotFoundError
-        If ``path`` is not an existing file.
+        If ``path`` does not exist.
     ValueError
-        The file is not a model file, is damaged, has a format version this
-        sklearn-piaa cannot read (newer, or too old), holds a model kind it does not
-        know, holds a setting of a newer sklearn-piaa, is a meta-training checkpoint,
-        or asks for a class outside the allow-list; or ``device`` names no torch device
-        or one this machine does not have.
+        ``path`` is a folder, or the file is not a model file, is damaged, has a
+        format version this sklearn-piaa cannot read (newer, or too old), holds a model
+        kind it does not know, holds a setting of a newer sklearn-piaa, is a
+        meta-training checkpoint, or asks for a class outside the allow-list; or
+        ``device`` names no torch device or one this machine does not have.
     InvalidParameterError
         (a ``ValueError`` and a ``TypeError``) If ``device`` is not None, a str or a
         torch.device (an int, say).

@@ -256,6 +256,9 @@ def evaluate_personalization(prior, test_tasks, n_support=(10, 100), n_repeats=5
         evaluate; or when ``n_support`` or ``n_repeats`` is not positive integers, or
         ``n_support`` lists a size twice, or ``verbose`` is neither a bool nor an integer
         of at least 0.
+    TypeError
+        When ``prior`` has no ``personalize`` method (a Pipeline, say), or
+        ``test_tasks`` is neither a TaskSet nor a dict rater -> (X, y).
 
     References
     ----------
