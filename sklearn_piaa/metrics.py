@@ -294,9 +294,10 @@ def _personalized_srocc(estimator, X, y, groups, n_support=10, n_repeats=1,
     if groups is None:
         raise ValueError(
             "personalized SROCC needs the rater id of each row (groups). In cross_val_score "
-            "or GridSearchCV enable metadata routing (sklearn.set_config("
-            "enable_metadata_routing=True)) and pass params={'groups': users} to "
-            "cross_val_score, or groups=users to the search's fit."
+            "or GridSearchCV enable metadata routing (with sklearn.config_context("
+            "enable_metadata_routing=True):) and pass params={'groups': users} to "
+            "cross_val_score, or groups=users to the search's fit (and to a fitted "
+            "search's score)."
         )
     if too_few not in ("raise", "skip"):
         raise ValueError(f"too_few must be 'raise' or 'skip'; got {too_few!r}.")
@@ -358,7 +359,8 @@ class PersonalizedSROCCScorer:
     Use it as ``scoring=`` in :func:`~sklearn.model_selection.cross_val_score` or
     :class:`~sklearn.model_selection.GridSearchCV` with a user-grouped splitter. It needs
     the rater of each test row, which scikit-learn passes through metadata routing:
-    ``sklearn.set_config(enable_metadata_routing=True)`` and ``params={"groups": users}``.
+    ``with sklearn.config_context(enable_metadata_routing=True):`` around the search, or
+    ``cross_val_score(..., params={"groups": users})``.
     The scorer requests ``groups`` by default.
 
     Parameters
