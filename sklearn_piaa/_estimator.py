@@ -1141,10 +1141,10 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
         return self.prior_net_.predict(X)
 
     def _apply_reading_params(self):
-        # on_error and cache_dir are read where images are decoded and embedded, by the
-        # input adapter made in fit: a later set_params (on a loaded prior, say: another
-        # machine's cache folder, or none for a service that must not write) must reach
-        # it too.
+        # on_error, cache_dir and verbose (progress bars) are read where images are
+        # decoded and embedded, by the input adapter made in fit: a later set_params (on
+        # a loaded prior, say: another machine's cache folder, or none for a service
+        # that must not write) must reach it too.
         # An embedder is shared by copy.deepcopy (see ImageEmbedder): it is replaced, not
         # changed, so that a copy's settings never reach the original or nets
         # personalized before.
@@ -1153,6 +1153,8 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
             settings = {}
             if adapter.on_error != self.on_error:
                 settings["on_error"] = self.on_error
+            if adapter.progress != bool(self.verbose):  # verbose=1 of a CLI-trained prior
+                settings["progress"] = bool(self.verbose)
             new_folder = self.cache_dir is not getattr(self, "_cache_dir_given_",
                                                        self.cache_dir)
             if new_folder:

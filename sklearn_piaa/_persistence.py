@@ -43,6 +43,7 @@ from ._estimator import MetaAestheticRegressor
 from ._features import (
     FeatureInput,
     ImageEmbedder,
+    ImageInput,
     _module_fingerprint,
     image_reader,
     shared_backbone,
@@ -519,6 +520,19 @@ def save_model(model, path, prior_weights=True):
     atomic_write(path, lambda fh: torch.save(with_digest(state), fh))
 
 
+def _reading_params(adapter, params):
+    """How a personalized net reads images, as its prior's parameters: the net's own
+    (``net.set_params(input__cache_dir=...)``), which may differ from its prior's."""
+    if isinstance(adapter, ImageEmbedder):
+        verbose = params["verbose"] if bool(params["verbose"]) == adapter.progress else int(
+            adapter.progress)
+        return {"cache_dir": adapter.cache_dir, "on_error": adapter.on_error,
+                "verbose": verbose}
+    if isinstance(adapter, ImageInput):
+        return {"on_error": adapter.on_error}
+    return {}
+
+
 def _network_state(model, prior_weights=True):
     """The file's entries for a MetaAestheticRegressor or a PersonalizedNet (with the
     prior's weights a personalized net's refits start from, unless ``prior_weights`` is
@@ -544,7 +558,10 @@ def _network_state(model, prior_weights=True):
                         f"{type(model).__name__}.")
     embedder = meta.input_ if isinstance(meta.input_, ImageEmbedder) else None
     state = _cpu_state(module)
-    return {"kind": kind, "params": _params(meta), "fitted": _fitted(meta),
+    params = _params(meta)
+    if kind == "personalized":
+        params.update(_reading_params(model.input, params))
+    return {"kind": kind, "params": params, "fitted": _fitted(meta),
             **({"net_params": _net_settings(model)} if kind == "personalized" else {}),
             # What the net's refits start from, which a loaded net must start from too
             # (files written before it have none: their nets refuse to be refitted).

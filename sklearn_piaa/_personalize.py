@@ -18,7 +18,13 @@ from skorch.utils import to_tensor
 from ._array_loader import array_loader
 from ._device import autocast, cpu_copies, seeded, unpickled_device
 from ._diverged import LEVELS, check_trained, score_levels
-from ._features import FeatureInput, ImageInput, cpu_forward_batch, drop_unreadable
+from ._features import (
+    FeatureInput,
+    ImageEmbedder,
+    ImageInput,
+    cpu_forward_batch,
+    drop_unreadable,
+)
 from ._inputs import check_scores, is_count, with_rows
 from ._interrupts import watching_ctrl_c
 from ._messages import scores_given
@@ -108,6 +114,32 @@ def _augmenting(dataset, training):
     return dataset
 
 
+def _reading_replaced(adapter, settings):
+    """A copy of a net's image reader ``adapter`` with other ``settings`` (checked)."""
+    allowed = (("cache_dir", "on_error", "progress") if isinstance(adapter, ImageEmbedder)
+               else ("on_error",) if isinstance(adapter, ImageInput) else ())
+    if not allowed:
+        raise ValueError(f"this net reads precomputed features, not images: it takes no "
+                         f"input__ settings (got {', '.join(sorted(settings))}).")
+    unknown = sorted(set(settings) - set(allowed))
+    if unknown:
+        kind = ("an embedder of images" if isinstance(adapter, ImageEmbedder) else
+                "whole-network nets, which cache no embeddings,")
+        raise ValueError(f"unknown input__ setting(s) {', '.join(unknown)} for "
+                         f"{kind}: the settings are {', '.join(allowed)}.")
+    if settings.get("on_error", "raise") not in ("raise", "skip"):
+        raise ValueError(f"input__on_error must be 'raise' or 'skip'; got "
+                         f"{settings['on_error']!r}.")
+    if not isinstance(settings.get("progress", False), bool):
+        raise ValueError(f"input__progress must be True or False; got "
+                         f"{settings['progress']!r}.")
+    if isinstance(adapter, ImageEmbedder):
+        return adapter.replaced(**settings)  # shares the backbone and embeddings in memory
+    new = copy.copy(adapter)
+    new.__dict__.update(settings)
+    return new
+
+
 class PersonalizedNet(NeuralNetRegressor):
     """A :class:`skorch.NeuralNetRegressor` over images or embeddings of one rater.
 
@@ -124,6 +156,9 @@ class PersonalizedNet(NeuralNetRegressor):
       except one from a file without the prior's weights (``save_model(...,
       prior_weights=False)`` or an earlier sklearn-piaa's), which refuses to re-fit.
     - ``y`` may be 1-D and ``predict`` returns a 1-D array.
+
+    How the net reads images is set with ``set_params(input__cache_dir=...,
+    input__on_error=..., input__progress=...)`` (see :meth:`set_params`).
 
     Parameters
     ----------
@@ -189,6 +224,36 @@ class PersonalizedNet(NeuralNetRegressor):
         self.mixed_precision = mixed_precision
         self.random_state = random_state
         super().__init__(module, *args, **kwargs)
+
+    def set_params(self, **params):
+        """Set parameters, as skorch's ``set_params``; ``input__*`` sets how images are read.
+
+        ``input__cache_dir`` (a folder, or None for no on-disk cache),
+        ``input__on_error`` (``"raise"`` or ``"skip"``) and ``input__progress`` (bool)
+        change how the net reads images -- e.g. a net loaded from someone else's file,
+        which caches in its author's folder. The net's image reader is replaced, not
+        changed: its prior and other nets that share it keep theirs. The settings are
+        saved with the net (:func:`~sklearn_piaa.save_model`).
+
+        Parameters
+        ----------
+        **params
+            skorch and constructor parameters, and the ``input__*`` settings above.
+
+        Returns
+        -------
+        self
+        """
+        reading = {k[len("input__"):]: params.pop(k) for k in list(params)
+                   if k.startswith("input__")}
+        for name in ("cache_dir", "on_error", "progress"):
+            if name in params:
+                raise ValueError(f"PersonalizedNet has no parameter {name!r}: how the net "
+                                 f"reads images is set with net.set_params(input__{name}="
+                                 f"{params[name]!r}).")
+        if reading:
+            self.input = _reading_replaced(self.input, reading)
+        return super().set_params(**params) if params else self
 
     def __sklearn_clone__(self):
         if "coefficients_" in self.__dict__:

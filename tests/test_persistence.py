@@ -694,6 +694,59 @@ def test_a_copys_cache_dir_is_its_own(tmp_path):
     assert load_model(tmp_path / "other.pt").cache_dir == os.path.abspath(tmp_path / "b")
 
 
+def test_a_nets_image_reading_is_set_with_input_params_and_saved(tmp_path, image_files):
+    # A net loaded from someone else's file cached the user's photos in the author's
+    # folder and stopped at one bad image, whatever was set: net.set_params(cache_dir=)
+    # was refused, and net.prior_.set_params(cache_dir=) changed nothing the net used.
+    # A prior trained with verbose=1 (the command line's) kept its progress bars after
+    # set_params(verbose=0).
+    y = np.tile([1.0, 2.0, 3.0, 4.0, 5.0, 3.0], 2)
+    author = tmp_path / "author"
+    meta = MetaAestheticRegressor(backbone="tiny_cnn", hidden_sizes=(8,), n_iterations=2,
+                                  support_size=4, query_size=2, random_state=0,
+                                  cache_dir=author, verbose=1)
+    meta.fit(image_files, y, groups=np.repeat(["a", "b"], 6))
+    assert meta.input_.progress
+    meta.set_params(verbose=0).predict(image_files[:1])
+    assert not meta.input_.progress
+    net = meta.set_params(verbose=1).personalize(image_files[:6], y[:6], random_state=0)
+    save_model(net, tmp_path / "net.pt")
+    loaded = load_model(tmp_path / "net.pt")
+    with pytest.raises(ValueError, match=r"set_params\(input__cache_dir=None\)"):
+        loaded.set_params(cache_dir=None)
+    n_author = len(list(author.rglob("*.npy")))
+    new = _images(4, seed=1)[0]
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("not an image")
+    assert loaded.set_params(input__cache_dir=None, input__on_error="skip",
+                             input__progress=False) is loaded
+    with pytest.warns(PIAAWarning, match="bad.jpg"):
+        scores = loaded.predict([image_files[0], str(bad)])
+    assert np.isfinite(scores[0]) and np.isnan(scores[1])
+    loaded.predict(new)
+    assert len(list(author.rglob("*.npy"))) == n_author
+    # the settings are the net's: its prior and the net it was loaded beside keep theirs
+    assert (loaded.prior_.cache_dir, net.input.cache_dir) == (str(author), str(author))
+    assert net.input.on_error == "raise" and net.input.progress
+    # and are saved with it
+    save_model(loaded, tmp_path / "again.pt")
+    again = load_model(tmp_path / "again.pt")
+    assert (again.input.cache_dir, again.input.on_error, again.input.progress) == (
+        None, "skip", False)
+    np.testing.assert_allclose(again.predict(new), loaded.predict(new), rtol=1e-6)
+    for params, match in (({"input__shape": 3}, "unknown input__ setting"),
+                          ({"input__on_error": "ignore"}, "'raise' or 'skip'"),
+                          ({"input__progress": "yes"}, "True or False")):
+        with pytest.raises(ValueError, match=match):
+            loaded.set_params(**params)
+    features = MetaAestheticRegressor(backbone=None, hidden_sizes=(8,), n_iterations=1,
+                                      support_size=4, query_size=2, random_state=0)
+    X = np.random.RandomState(0).randn(12, 5)
+    feature_net = features.fit(X, y, groups=np.repeat(["a", "b"], 6)).personalize(X[:6], y[:6])
+    with pytest.raises(ValueError, match="precomputed features"):
+        feature_net.set_params(input__cache_dir=None)
+
+
 def test_a_loaded_net_keeps_its_fine_tuning_settings_and_seed(prior, tmp_path):
     meta, X, y = prior
     net = meta.personalize(X[:40], y[:40], max_epochs=3, lr=1e-3)
