@@ -945,6 +945,9 @@ def _load_network(state, kind, path, device):
             # A file written before files held the prior: module stays the personalized
             # network, from which a refit would start; fit and clone refuse (with the path).
             net._module_is_personalized_ = path
+            # No refit reads it: the trained network serves as both, not a second copy
+            # (7 MB a head; a service holds such nets by the thousand).
+            net.module = net.module_
         net.prior_ = meta
         if "coefficients" in state:
             net.coefficients_ = state["coefficients"].numpy()

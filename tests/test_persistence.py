@@ -866,6 +866,13 @@ def test_prior_weights_false_writes_a_smaller_file_whose_net_refuses_to_refit(pr
     with pytest.raises(TypeError, match=r"small\.pt, a model file without the prior.s "
                                         r"weights \(saved with prior_weights=False"):
         clone(small)
+    # no second copy of the head for refits it refuses; partial_fit trains it
+    assert small.module is small.module_
+    small.partial_fit(X[40:60], y[40:60])
+    assert not np.array_equal(small.predict(X), net.predict(X))
+    save_model(small, tmp_path / "small2.pt", prior_weights=False)
+    np.testing.assert_array_equal(load_model(tmp_path / "small2.pt").predict(X),
+                                  small.predict(X))
     with pytest.raises(TypeError, match="prior_weights must be True or False"):
         save_model(net, tmp_path / "bad.pt", prior_weights="no")
     assert not os.path.exists(tmp_path / "bad.pt")
