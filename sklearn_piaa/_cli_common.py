@@ -187,13 +187,28 @@ def read_rater_ids(path):
     return _read_ids(path, column, text)
 
 
-def _walk(folder):
+def _walk(folder, unreadable):
     """The files under ``folder``, following linked folders but not around a loop.
 
-    Hidden files and folders (names starting with ".") are left out.
+    Hidden files and folders (names starting with ".") are left out. Subfolders that
+    cannot be listed are appended to ``unreadable`` (their :class:`OSError`), for the
+    caller to name; ``folder`` itself raises (PermissionError where it is not readable).
     """
+    def onerror(exc):
+        # os.walk's default is to skip the folder without a word: its images were left
+        # out of the scores with exit status 0.
+        if exc.filename is None or os.fspath(exc.filename) != os.fspath(folder):
+            unreadable.append(exc)
+        elif isinstance(exc, PermissionError):
+            raise PermissionError(f"cannot read the folder {folder}: permission denied; "
+                                  "make it readable (chmod u+rx) or give the images "
+                                  "another way.") from None
+        else:
+            raise type(exc)(exc.errno, f"cannot read the folder {folder}: "
+                            f"{exc.strerror or exc}") from None
+
     seen = set()
-    for root, dirs, names in os.walk(folder, followlinks=True):
+    for root, dirs, names in os.walk(folder, onerror=onerror, followlinks=True):
         real = os.path.realpath(root)
         if real in seen:
             dirs[:] = []
@@ -203,6 +218,18 @@ def _walk(folder):
         # ".thumbnails/" caches.
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         yield from (os.path.join(root, f) for f in names if not f.startswith("."))
+
+
+def _unreadable_folders(errors):
+    """"could not read N subfolders (why): a, b, ..." for the :class:`OSError` of
+    :func:`_walk`, or ""."""
+    if not errors:
+        return ""
+    folders = sorted({os.fspath(e.filename) for e in errors})
+    why = sorted({(e.strerror or type(e).__name__).lower() for e in errors})
+    return (f"could not read {plural(len(folders), 'subfolder')} ({', '.join(why)}), so any "
+            f"images in {'it' if len(folders) == 1 else 'them'} were left out: "
+            + listing(folders, 5))
 
 
 def _is_image_name(path):
@@ -231,6 +258,9 @@ def image_files(paths):
     line would otherwise be scored as an unreadable image (NaN) with exit status 0. The
     files of a folder that are not of an image type (see :func:`image_extensions`) are
     left out, and named in one :class:`~sklearn_piaa.PIAAWarning`; hidden ones silently.
+    So are the subfolders that cannot be listed (no read permission), in another; a
+    folder of ``paths`` that cannot be listed raises a :class:`PermissionError` (an
+    :class:`OSError` for another reason) naming it.
     """
     import warnings
 
@@ -242,20 +272,21 @@ def image_files(paths):
     missing = [path for path in paths if not os.path.exists(path)]
     if missing:
         raise SystemExit(f"no such file or folder: {', '.join(missing)}")
-    files, others = [], []
+    files, others, unreadable = [], [], []
     for path in paths:
         if os.path.isdir(path):
-            found = sorted(_walk(path))
+            found = sorted(_walk(path, unreadable))
             files += [f for f in found if _is_image_name(f)]
             others += [f for f in found if not _is_image_name(f)]
         else:
             files.append(path)
+    said = [s for s in (_unreadable_folders(unreadable), _not_images(others)) if s]
     if not files:
         raise SystemExit(f"no image files found in {', '.join(paths)}"
-                         + (f"; {_not_images(others)}" if others else "") + ".")
-    if others:
+                         + "".join(f"; {s}" for s in said) + ".")
+    for message in said:
         # a warning, as for unreadable images: standard output may be the scores' CSV
-        warnings.warn(_not_images(others) + ".", PIAAWarning, stacklevel=2)
+        warnings.warn(message + ".", PIAAWarning, stacklevel=2)
     return files
 
 

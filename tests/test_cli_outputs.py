@@ -1,14 +1,16 @@
 """The command line as a script uses it: outputs never replace inputs, errors are lines."""
 
+import errno
 import os
 import shutil
+import stat
 import warnings
 
 import numpy as np
 import pytest
 from conftest import CtrlC
 
-from sklearn_piaa import load_model
+from sklearn_piaa import PIAAWarning, _cli_common, load_model
 from sklearn_piaa._io import atomic_write
 from sklearn_piaa.cli import console, main
 
@@ -95,8 +97,6 @@ def test_predict_skips_hidden_files_and_fails_when_nothing_is_readable(tmp_path,
 
 def test_predict_names_the_files_of_a_folder_that_are_not_images(tmp_path, prior):
     # A folder's .heic photo and notes.txt were left out without a word: "1 image scored"
-    from sklearn_piaa import PIAAWarning
-
     folder = tmp_path / "photos"
     (folder / "notes").mkdir(parents=True)
     shutil.copy(tmp_path / "img_00.png", folder / "a.png")
@@ -120,6 +120,69 @@ def test_predict_names_the_files_of_a_folder_that_are_not_images(tmp_path, prior
         warnings.simplefilter("error")  # a folder of images only, and hidden files: silent
         shutil.copy(tmp_path / "img_00.png", folder / "a.png")
         main(["predict", str(prior), str(folder), "-o", str(out), "--quiet"])
+
+
+@pytest.fixture
+def unreadable(monkeypatch):
+    """``unreadable(*folders)`` makes the folders unlistable: ``chmod 000`` where that
+    binds, else (root reads anything) os.walk's listing of them fails as it would."""
+    denied, modes = set(), {}
+    listing = os.scandir
+
+    def scandir(path="."):
+        if os.fspath(path) in denied:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(path))
+        return listing(path)
+
+    def make(*folders):
+        for folder in map(str, folders):
+            if hasattr(os, "geteuid") and os.geteuid() != 0:
+                modes[folder] = stat.S_IMODE(os.stat(folder).st_mode)
+                os.chmod(folder, 0)
+            else:
+                denied.add(folder)
+                monkeypatch.setattr(os, "scandir", scandir)
+
+    yield make
+    for folder, mode in modes.items():  # else tmp_path's cleanup cannot remove them
+        os.chmod(folder, mode)
+
+
+def test_predict_names_the_subfolders_it_cannot_read(tmp_path, image_files, unreadable):
+    # os.walk skipped a subfolder it could not list without a word: its photos were
+    # left out of the scores, with exit status 0.
+    folder = tmp_path / "perm"
+    subs = [folder / f"sub{i}" for i in range(7)]
+    for sub in subs:
+        sub.mkdir(parents=True)
+        shutil.copy(tmp_path / "img_00.png", sub / "x.png")
+    shutil.copy(tmp_path / "img_00.png", folder / "ok.png")
+    unreadable(*subs)
+    with pytest.warns(PIAAWarning) as caught:
+        assert _cli_common.image_files([str(folder)]) == [str(folder / "ok.png")]
+    assert [str(w.message) for w in caught] == [
+        "could not read 7 subfolders (permission denied), so any images in them were "
+        f"left out: {', '.join(map(str, subs[:5]))}, ... (7 in all)."]
+    (folder / "ok.png").unlink()
+    with pytest.raises(SystemExit, match=r"no image files found in .*perm; could not read 7 "
+                                         r"subfolders \(permission denied\)"):
+        _cli_common.image_files([str(folder)])
+
+
+def test_predict_on_a_folder_it_cannot_read_says_permission_denied(tmp_path, image_files,
+                                                                   unreadable, capsys):
+    # "no image files found in perm2", as if the folder held no photos
+    folder = tmp_path / "perm2"
+    folder.mkdir()
+    shutil.copy(tmp_path / "img_00.png", folder / "x.png")
+    unreadable(folder)
+    with pytest.raises(PermissionError, match="cannot read the folder .*perm2: permission "
+                                              "denied; make it readable"):
+        main(["predict", str(tmp_path / "none.pt"), str(folder)])
+    assert console(["predict", str(tmp_path / "none.pt"), str(folder)]) == 1
+    assert capsys.readouterr().err == (f"sklearn-piaa: error: cannot read the folder {folder}: "
+                                       "permission denied; make it readable (chmod u+rx) or "
+                                       "give the images another way.\n")
 
 
 def test_image_urls_are_refused_as_urls_by_the_commands(tmp_path, capsys):
