@@ -1,5 +1,6 @@
 """Files that must never be left half-written: atomic writes and space checks."""
 
+import errno
 import os
 import shutil
 import stat
@@ -41,6 +42,13 @@ def atomic_write(path, write, fsync=True):
     fsync : bool, default=True
         Flush the data to disk before the rename (survives a power cut, not only a
         killed process); off for many small cache files, where it would dominate.
+
+    Raises
+    ------
+    OSError
+        For an unusable ``path`` (a directory, a missing or read-only folder, a
+        read-only file), or a write that failed, naming ``path`` (a full disk:
+        ``errno.ENOSPC``, also where torch's writer said so as a ``RuntimeError``).
     """
     path = os.fspath(path)
     if os.path.islink(path):
@@ -71,10 +79,10 @@ def atomic_write(path, write, fsync=True):
         raise type(exc)(exc.errno, f"cannot write {path!r} in its folder {directory!r}: "
                         f"{exc.strerror or exc}") from None
     # mkstemp made it private (0600)
-    write_and_rename(fd, tmp, path, write, fsync=fsync, mode=mode)
+    write_and_rename(fd, tmp, path, write, fsync=fsync, mode=mode, explain=True)
 
 
-def write_and_rename(fd, tmp, path, write, fsync=False, mode=None):
+def write_and_rename(fd, tmp, path, write, fsync=False, mode=None, explain=False):
     """Call ``write(fileobj)`` on the open temporary file ``tmp`` (descriptor ``fd``),
     then rename it over ``path``; on any failure, Ctrl-C included, remove ``tmp``.
 
@@ -90,6 +98,9 @@ def write_and_rename(fd, tmp, path, write, fsync=False, mode=None):
     mode : int, default=None
         Permissions to give the file before the rename; None keeps those it was made
         with.
+    explain : bool, default=False
+        A failed write (a full disk) raises an :class:`OSError` naming ``path`` (see
+        :func:`_write_failed`) rather than the file object's or torch's own error.
     """
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -100,12 +111,67 @@ def write_and_rename(fd, tmp, path, write, fsync=False, mode=None):
         if mode is not None:
             os.chmod(tmp, mode)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
+        # Judged before the temporary file goes: its bytes are what filled the disk.
+        failed = _write_failed(exc, path) if explain else None
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if failed is not None:
+            raise failed from exc
         raise
+
+
+#: Errors of a write that found no room: a full disk, or the user's quota spent.
+_NO_ROOM = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+#: Free bytes below which a write that failed without saying why is put down to a full
+#: disk: a write that fills the disk leaves less than a block or so.
+_FULL_BELOW = 1 << 20
+
+
+def _write_failed(exc, path):
+    """The :class:`OSError` to raise for ``exc``, raised while writing ``path``, or None
+    to raise ``exc`` itself.
+
+    The file object's own error names no file ("[Errno 28] No space left on device"),
+    and torch's archive writer turns it into a ``RuntimeError`` ("[enforce fail at
+    inline_container.cc:672] . unexpected pos 7232 vs 7152"), which callers catching
+    OSError miss. Its ``errno`` is the file object's (``errno.ENOSPC`` for a full
+    disk), else ``ENOSPC`` where the folder's free space shows the disk full, else None.
+    """
+    if isinstance(exc, RuntimeError) and "inline_container" in str(exc):
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, OSError) and cause.errno is not None:
+            exc = cause
+        elif _disk_full(path):
+            return _failed(path, errno.ENOSPC, os.strerror(errno.ENOSPC).lower())
+        else:
+            return _failed(path, None, "")
+    if isinstance(exc, OSError) and exc.errno is not None and exc.filename is None:
+        return _failed(path, exc.errno, (exc.strerror or os.strerror(exc.errno)).lower())
+    return None
+
+
+def _disk_full(path):
+    """Whether the folder of ``path`` has (next to) no free space."""
+    try:
+        return shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free < _FULL_BELOW
+    except OSError:
+        return False
+
+
+def _failed(path, code, why):
+    """"writing PATH failed: WHY ..." as an OSError of errno ``code``."""
+    room = code is None or code in _NO_ROOM
+    failed = OSError(f"writing {path!r} failed" + (f": {why}" if why else "")
+                     + (" (disk full?)" if room else "") + "; nothing was written"
+                     + (": free some space or choose another folder." if room else "."))
+    # Set after: given to the constructor (with a strerror) it would put "[Errno 28]"
+    # before the message.
+    failed.errno = code
+    return failed
 
 
 def damaged_part(path):

@@ -461,7 +461,8 @@ def save_model(model, path, prior_weights=True):
     OSError
         For an unusable ``path``: a directory (:class:`IsADirectoryError`), a folder
         that does not exist (:class:`FileNotFoundError`), a read-only file or folder
-        (:class:`PermissionError`).
+        (:class:`PermissionError`); or a write that failed (a full disk: ``errno`` is
+        ``errno.ENOSPC``), naming ``path``; the file is left as it was.
 
     Notes
     -----

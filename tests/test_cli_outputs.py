@@ -216,6 +216,40 @@ def test_writing_goes_through_a_link_and_refuses_a_read_only_file(tmp_path, monk
     assert target.read_text() == "new\n"
 
 
+def test_a_full_disk_is_one_line_naming_the_output(tmp_path, image_files, prior,
+                                                  monkeypatch, capsys):
+    # predict -o said "error: [Errno 28] No space left on device", naming no file;
+    # personalize -o printed the traceback of torch's "RuntimeError: [enforce fail at
+    # inline_container.cc:672] . unexpected pos 7232 vs 7152".
+    import torch
+
+    def no_room(*args):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def torchs(obj, fh):
+        try:
+            no_room()
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected "
+                               "pos 7232 vs 7152")
+
+    said = "failed: no space left on device (disk full?); nothing was written: free some " \
+           "space or choose another folder."
+    out, me = tmp_path / "scores.csv", tmp_path / "me.pt"
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "fsync", no_room)
+        assert console(["predict", str(prior), *image_files[:2], "-o", str(out),
+                        "--quiet"]) == 1
+    with monkeypatch.context() as patch:
+        patch.setattr(torch, "save", torchs)
+        assert console(["personalize", str(prior), str(_mine(tmp_path, image_files)), "-o",
+                        str(me), "--quiet"]) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if "warning:" not in line]
+    assert errors == [f"sklearn-piaa: error: writing {str(out)!r} {said}",
+                      f"sklearn-piaa: error: writing {str(me)!r} {said}"]
+    assert not out.exists() and not me.exists()
+
+
 def test_a_wrong_model_file_is_named_for_what_it_is(tmp_path, image_files):
     with pytest.raises(ValueError, match="is a folder, not a model file"):
         load_model(tmp_path)

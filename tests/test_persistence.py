@@ -1,10 +1,12 @@
 """save_model / load_model: weights + config round trips, versions, devices, baselines."""
 
 import copy
+import errno
 import gc
 import os
 import pickle
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -25,6 +27,7 @@ from sklearn_piaa import (
     PIAAWarning,
     SupportQuerySplit,
     TaskVectorRegressor,
+    _io,
     _persistence,
     load_model,
     save_model,
@@ -283,6 +286,61 @@ def test_save_never_leaves_a_partial_file(prior, tmp_path, monkeypatch):
     monkeypatch.setattr(torch, "save", dies)
     with pytest.raises(KeyboardInterrupt):
         save_model(meta, path)
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["p.pt"]
+
+
+def _torch_out_of_room(errors):
+    """A torch.save that fails as torch's archive writer does on a full disk (a
+    RuntimeError), after a file object error of ``errors`` (None: none said)."""
+    def save(obj, fh):
+        fh.write(b"PK\3\4" + bytes(7148))
+        torchs = RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos "
+                              "7232 vs 7152")
+        if errors is None:
+            raise torchs
+        try:
+            raise OSError(errors, os.strerror(errors))
+        except OSError:
+            raise torchs  # the file object's error as its context, as torch raises it
+    return save
+
+
+@pytest.mark.parametrize("errors, free, expected", [
+    (errno.ENOSPC, None, errno.ENOSPC),  # the file object's error, behind torch's
+    (None, 0, errno.ENOSPC),  # none said, and the disk is full
+    (None, 10**9, None),  # none said, and there is room: a plain OSError
+    ("plain", None, errno.ENOSPC),  # the file object's own error, before torch's
+])
+def test_a_save_that_runs_out_of_room_is_an_oserror_naming_the_file(prior, tmp_path,
+                                                                    monkeypatch, errors,
+                                                                    free, expected):
+    # torch's "RuntimeError: [enforce fail at inline_container.cc:672] . unexpected pos
+    # 7232 vs 7152": the command line printed its traceback, and callers catching
+    # OSError missed it; the file object's own "[Errno 28] No space left on device"
+    # named no file.
+    meta, _, _ = prior
+    path = tmp_path / "p.pt"
+    save_model(meta, path)
+    before = path.read_bytes()
+    if errors == "plain":
+        def save(obj, fh):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    else:
+        save = _torch_out_of_room(errors)
+    monkeypatch.setattr(torch, "save", save)
+    if free is not None:
+        usage = shutil.disk_usage(tmp_path)
+        monkeypatch.setattr(_io.shutil, "disk_usage",
+                            lambda folder: usage._replace(free=free))
+    with pytest.raises(OSError) as caught:
+        save_model(meta, path)
+    assert str(caught.value) == (f"writing {str(path)!r} failed"
+                                 + (": no space left on device" if expected else "")
+                                 + " (disk full?); nothing was written: free some space "
+                                 "or choose another folder.")
+    assert caught.value.errno == expected
+    assert isinstance(caught.value.__cause__, RuntimeError if errors != "plain" else OSError)
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["p.pt"]
 
