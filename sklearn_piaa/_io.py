@@ -2,6 +2,7 @@
 
 import errno
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -32,7 +33,9 @@ def atomic_write(path, write, fsync=True):
     """Call ``write(fileobj)`` on a temporary file beside ``path``, then rename it over.
 
     A crash or kill at any moment leaves either the old file or the new one, never a
-    truncated one: the rename is atomic on POSIX and Windows file systems.
+    truncated one: the rename is atomic on POSIX and Windows file systems. The
+    temporary file of an earlier write of ``path`` killed before its rename
+    (``<name>.<random>.tmp``, an hour old or more) is removed.
 
     Parameters
     ----------
@@ -68,6 +71,10 @@ def atomic_write(path, write, fsync=True):
         mode = stat.S_IMODE(os.stat(path).st_mode)  # an overwritten file keeps its mode
     except OSError:
         mode = 0o666 & ~_umask()  # a new file gets what open() would give it
+    # A write of this file killed before its rename (kill -9, a power cut) left its
+    # temporary file, as large as the file, for good: nothing else removes it.
+    remove_unfinished_writes(directory, os.path.basename(path) + ".",
+                             older_than=STALE_WRITE_SECONDS, exact=True)
     try:
         fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp",
                                    dir=directory)
@@ -216,7 +223,11 @@ def damaged_part(path):
 STALE_WRITE_SECONDS = 3600
 
 
-def remove_unfinished_writes(folder, name="", older_than=0.0):
+#: The random part :func:`tempfile.mkstemp` puts in a name: 8 of these characters.
+_MKSTEMP_RANDOM = re.compile(r"[a-z0-9_]{8}")
+
+
+def remove_unfinished_writes(folder, name="", older_than=0.0, exact=False):
     """Remove the temporary files :func:`atomic_write` left in ``folder`` when killed.
 
     A process killed between writing and renaming leaves ``<name>.<random>.tmp``.
@@ -229,6 +240,11 @@ def remove_unfinished_writes(folder, name="", older_than=0.0):
     older_than : float, default=0.0
         Only those last modified more than this many seconds ago (younger ones may be
         another process's writes in progress).
+    exact : bool, default=False
+        Only ``<name><random>.tmp`` with :func:`tempfile.mkstemp`'s random part, as a
+        plain file of the mode it makes (0600), which :func:`atomic_write` changes only
+        just before the rename: for a user's folder, where other files whose names
+        start with ``name`` and end in ".tmp" are not the package's to remove.
     """
     now = time.time()
     try:
@@ -236,12 +252,18 @@ def remove_unfinished_writes(folder, name="", older_than=0.0):
     except OSError:
         return
     for entry in entries:
-        if entry.name.startswith(name) and entry.name.endswith(".tmp"):
-            try:
-                if now - entry.stat().st_mtime > older_than:
-                    os.unlink(entry.path)
-            except OSError:
-                pass  # gone already, or not ours to remove: harmless either way
+        if not (entry.name.startswith(name) and entry.name.endswith(".tmp")):
+            continue
+        try:
+            if exact and not (_MKSTEMP_RANDOM.fullmatch(entry.name[len(name):-len(".tmp")])
+                              and entry.is_file(follow_symlinks=False)
+                              and (os.name == "nt"
+                                   or stat.S_IMODE(entry.stat().st_mode) == 0o600)):
+                continue
+            if now - entry.stat().st_mtime > older_than:
+                os.unlink(entry.path)
+        except OSError:
+            pass  # gone already, or not ours to remove: harmless either way
 
 
 def check_writable_dir(path, needed_bytes=0, what="directory"):
