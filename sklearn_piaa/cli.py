@@ -128,6 +128,30 @@ def _check_output(path, *inputs, model=False):
             raise SystemExit(str(exc)) from None
 
 
+#: Extensions of -o names that say a format other than the CSV predict and evaluate
+#: write (comma-separated text: .csv, .txt and other names are taken as they are).
+NOT_CSV = {".json": "JSON", ".jsonl": "JSON lines", ".tsv": "tab-separated values",
+           ".parquet": "Parquet", ".feather": "Feather", ".arrow": "Arrow",
+           ".xlsx": "an Excel workbook", ".xls": "an Excel workbook",
+           ".ods": "a spreadsheet", ".pkl": "a pickle", ".pickle": "a pickle",
+           ".npy": "a NumPy array", ".npz": "NumPy arrays", ".h5": "HDF5", ".hdf5": "HDF5",
+           ".pt": "a model file", ".pth": "a model file", ".gz": "a compressed file",
+           ".bz2": "a compressed file", ".xz": "a compressed file", ".zip": "a zip archive"}
+
+
+def _check_csv_output(path, what):
+    """Refuse an ``-o`` name whose extension says another format than CSV (SystemExit).
+
+    ``-o scores.json`` silently got a CSV under that name, which a JSON reader then
+    fails on (or ``-o other.pt`` replaced a model file with a table).
+    """
+    ext = os.path.splitext(os.fspath(path))[1]
+    if ext.lower() in NOT_CSV:
+        raise SystemExit(f"-o {path}: {what} written as CSV (comma-separated text), but the "
+                         f"name ends in {ext}, which says {NOT_CSV[ext.lower()]}; give a "
+                         "name ending in .csv.")
+
+
 def _paths(X):
     """The image file paths among ``X`` (features and arrays name none)."""
     import numpy as np
@@ -556,7 +580,8 @@ def run_predict(args, out=None):
     Raises
     ------
     SystemExit
-        With a message: for an unusable ``-o`` (also one of the images scored), an
+        With a message: for an unusable ``-o`` (also one of the images scored, or a
+        name whose extension says another format than CSV: :data:`NOT_CSV`), an
         image path that names nothing or a folder without images, a model fitted
         without a backbone, or when none of the images can be read (nothing is
         written).
@@ -573,6 +598,7 @@ def run_predict(args, out=None):
     say = printer(out)
     files = image_files(args.images)  # a mistyped path fails before the model loads
     if args.output != "-":
+        _check_csv_output(args.output, "the scores are")
         _check_output(args.output, args.model, *files)  # a folder's images are inputs too
     model = _load(args.model, device=args.device, cache=args)
     owner = (model.prior_ if isinstance(model, PersonalizedNet)
@@ -634,8 +660,9 @@ def run_evaluate(args, out=None):
     Raises
     ------
     SystemExit
-        With a message: for an unusable ``-o``, table options that ``--format`` would
-        ignore, a model file that holds no prior, or a prior fitted without a backbone.
+        With a message: for an unusable ``-o`` (also a name whose extension says
+        another format than CSV), table options that ``--format`` would ignore, a model
+        file that holds no prior, or a prior fitted without a backbone.
     ValueError, OSError
         From the data set's reader, :func:`~sklearn_piaa.load_model` or the evaluation,
         for a missing or unreadable file or an invalid setting; :func:`console` prints
@@ -646,6 +673,7 @@ def run_evaluate(args, out=None):
 
     say = printer(out)
     if args.output:
+        _check_csv_output(args.output, "the per-rater table is")
         _check_output(args.output, args.prior, args.data)
     data = _read_data(args)  # a bad table or option fails before the prior is loaded
     if args.output:

@@ -185,6 +185,35 @@ def test_predict_on_a_folder_it_cannot_read_says_permission_denied(tmp_path, ima
                                        "give the images another way.\n")
 
 
+@pytest.mark.parametrize("name, says", [("scores.json", "JSON"),
+                                         ("scores.TSV", "tab-separated values"),
+                                         ("scores.xlsx", "an Excel workbook"),
+                                         ("scores.parquet", "Parquet"),
+                                         ("other.pt", "a model file")])
+def test_an_output_name_of_another_format_than_csv_is_refused(tmp_path, image_files, name,
+                                                              says):
+    # predict -o scores.json wrote a CSV under that name, without a word
+    out = tmp_path / name
+    ext = os.path.splitext(name)[1]
+    with pytest.raises(SystemExit, match=f"-o .*{name}: the scores are written as CSV "
+                                         rf"\(comma-separated text\), but the name ends in "
+                                         rf"\{ext}, which says {says}; give a name ending "
+                                         r"in \.csv\.$"):
+        main(["predict", str(tmp_path / "none.pt"), image_files[0], "-o", str(out)])
+    with pytest.raises(SystemExit, match=f"{name}: the per-rater table is written as CSV"):
+        main(["evaluate", str(tmp_path / "none.pt"), str(tmp_path / "none.csv"), "-o",
+              str(out)])
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("name", ["scores.csv", "scores.txt", "scores", "scores.CSV"])
+def test_csv_and_text_output_names_are_taken(tmp_path, image_files, name):
+    # past the check of the name: the missing model is what stops the command
+    with pytest.raises(FileNotFoundError, match="model file not found"):
+        main(["predict", str(tmp_path / "none.pt"), image_files[0], "-o",
+              str(tmp_path / name)])
+
+
 def test_image_urls_are_refused_as_urls_by_the_commands(tmp_path, capsys):
     # "no such file or folder: https://...", and a table's URL was "missing under
     # <folder>: https:/example.com/57_start.jpg"
