@@ -335,12 +335,12 @@ class Checkpointer:
 
     def _read(self, path, other_runs=False):
         # torch.load checks no checksum: a flipped bit in a weight would resume as is
-        part = damaged_part(path) if _not_an_archive(path) is None else None
-        if part is not None:
+        damage = damaged_part(path) if _not_an_archive(path) is None else None
+        if damage is not None:
             if other_runs:
                 return None
-            raise ValueError(f"checkpoint {path} is damaged (its part {part} fails its "
-                             "checksum); delete it to start over.")
+            raise ValueError(f"checkpoint {path} is damaged: {damage}; delete it to start "
+                             "over.")
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # torch raises many types for a bad file

@@ -5,6 +5,7 @@ import os
 import re
 import shutil
 import stat
+import struct
 import tempfile
 import time
 import zipfile
@@ -182,7 +183,7 @@ def _failed(path, code, why):
 
 
 def damaged_part(path):
-    """The first part of the zip archive ``path`` whose bytes fail their checksum.
+    """How the first damaged part of the zip archive ``path`` is damaged, or None.
 
     ``torch.load`` does not check the CRC-32 that ``torch.save`` writes for each part
     of its archive: a flipped bit in a weight loads as a wrong number (an infinite
@@ -196,12 +197,13 @@ def damaged_part(path):
     Returns
     -------
     str or None
-        The part's name within the archive, or None when every part checks out.
+        A phrase naming the part by its full record name, e.g. "its part
+        archive/data/3 fails its checksum"; None when every part checks out.
     """
     try:
         archive = zipfile.ZipFile(path)
     except Exception as exc:  # a directory too damaged to list the parts
-        return f"(its list of parts: {type(exc).__name__})"
+        return f"its list of parts cannot be read ({type(exc).__name__}: {exc})"
     with archive:
         for info in archive.infolist():
             if info.CRC == 0:
@@ -212,9 +214,46 @@ def damaged_part(path):
                 with archive.open(info) as fh:
                     while fh.read(1 << 20):
                         pass
-            except Exception:  # zipfile.BadZipFile: "Bad CRC-32", or a broken header
-                return info.filename
+            except Exception as exc:  # zipfile.BadZipFile: "Bad CRC-32", a broken header
+                return _damage(path, info, exc)
     return None
+
+
+def _damage(path, info, exc):
+    """What :func:`damaged_part` says of the part ``info`` that raised ``exc``."""
+    # orig_filename: zipfile cuts a name at a NUL byte (a zeroed block of a bad disk
+    # made "archive/data/3" the "archive/dat" of the message)
+    name = _shown(info.orig_filename)
+    if "Bad CRC-32" in str(exc):
+        return f"its part {name} fails its checksum"
+    header = _header_name(path, info)
+    if header is not None and header != info.orig_filename:
+        # which of the two is damaged cannot be told: both are named in full
+        return (f"its part's name differs between the archive's list of parts ({name}) "
+                f"and the part's own header ({_shown(header)})")
+    return f"its part {name} cannot be read ({type(exc).__name__}: {exc})"
+
+
+def _shown(name):
+    """``name`` as it is, or as Python writes it where it holds unprintable characters."""
+    return name if name.isprintable() else repr(name)
+
+
+def _header_name(path, info):
+    """The name of the part ``info`` as its own header (not the archive's list) gives
+    it, or None where that header cannot be read."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(info.header_offset)
+            header = fh.read(30)
+            if len(header) < 30 or header[:4] != b"PK\x03\x04":
+                return None
+            flags, = struct.unpack("<H", header[6:8])
+            length, = struct.unpack("<H", header[26:28])
+            raw = fh.read(length)
+    except OSError:
+        return None
+    return raw.decode("utf-8" if flags & 0x800 else "cp437", errors="replace")
 
 
 #: A temporary file older than this (seconds) is a write that never finished; a younger

@@ -665,10 +665,9 @@ def _read(path):
     # Checked first: torch.load would also warn about the pickle's protocol.
     problem = _not_an_archive(path)
     why = None
-    part = damaged_part(path) if problem is None else None
-    if part is not None:  # first: whatever torch.load would say of it is a consequence
-        why = (f"its part {part} fails its checksum: a damaged copy (a bad disk, an "
-               "interrupted transfer?)")
+    damage = damaged_part(path) if problem is None else None
+    if damage is not None:  # first: whatever torch.load would say of it is a consequence
+        why = f"{damage}: a damaged copy (a bad disk, an interrupted transfer?)"
     elif problem is None:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)

@@ -133,6 +133,44 @@ def flip_a_stored_byte(path):
     return part.filename
 
 
+def _listed_part(data, name):
+    """Where the archive's list of parts (its central directory) gives ``name``."""
+    at = data.find(b"PK\1\2")
+    while at != -1:
+        length, = struct.unpack_from("<H", data, at + 28)
+        if data[at + 46:at + 46 + length] == name.encode():
+            return at
+        at = data.find(b"PK\1\2", at + 4)
+    raise AssertionError(f"{name} is not listed")
+
+
+def zero_a_listed_name_byte(path):
+    """Zero a byte of a tensor's name in the archive's list of parts, as a bad disk's
+    zeroed block would: ``(name, as listed now)``, e.g. ``("archive/data/3",
+    "archive/dat\0/3")``. The part's own header keeps the name."""
+    with zipfile.ZipFile(path) as archive:
+        name = max((info for info in archive.infolist() if "/data/" in info.filename),
+                   key=lambda info: info.file_size).filename
+    with open(path, "rb") as fh:
+        data = bytearray(fh.read())
+    at = _listed_part(data, name) + 46 + len(name) - 3
+    data[at] = 0
+    with open(path, "wb") as fh:
+        fh.write(data)
+    return name, name[:len(name) - 3] + "\0" + name[len(name) - 2:]
+
+
+def damage_the_list_of_parts(path):
+    """Shorten the first listed name's length by one: the list cannot be read on."""
+    with open(path, "rb") as fh:
+        data = bytearray(fh.read())
+    at = data.find(b"PK\1\2")
+    length, = struct.unpack_from("<H", data, at + 28)
+    struct.pack_into("<H", data, at + 28, length - 1)
+    with open(path, "wb") as fh:
+        fh.write(data)
+
+
 def edited_state(path):
     """The state of a saved model file, to change and save again as another program (or
     an earlier version) would write it: without the digest of what sklearn-piaa wrote."""

@@ -15,10 +15,12 @@ import pytest
 import torch
 from conftest import (
     damage_the_end_record,
+    damage_the_list_of_parts,
     edited_state,
     flip_a_stored_byte,
     mark_a_part_as_a_folder,
     tiny_baselines,
+    zero_a_listed_name_byte,
 )
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
@@ -169,6 +171,30 @@ def test_a_model_file_with_a_flipped_bit_is_refused(prior, tmp_path):
     save_model(meta, path)
     part = flip_a_stored_byte(path)
     with pytest.raises(ValueError, match=f"p.pt is not a readable.*{part} fails its checksum"):
+        load_model(path)
+
+
+def test_a_damaged_name_of_a_part_is_given_in_full(prior, tmp_path):
+    # "its part archive/dat fails its checksum": zipfile cut the listed name
+    # "archive/dat\0/3" at its NUL byte, and no checksum had failed; a list of parts
+    # that could not be read was "its part (its list of parts: BadZipFile) fails its
+    # checksum".
+    meta, _, _ = prior
+    path = tmp_path / "p.pt"
+    save_model(meta, path)
+    before = path.read_bytes()
+    name, listed = zero_a_listed_name_byte(path)
+    with pytest.raises(ValueError) as caught:
+        load_model(path)
+    assert str(caught.value) == (
+        f"{path} is not a readable sklearn-piaa model file (damaged or another format): "
+        f"its part's name differs between the archive's list of parts ({listed!r}) and "
+        f"the part's own header ({name}): a damaged copy (a bad disk, an interrupted "
+        "transfer?)")
+    path.write_bytes(before)
+    damage_the_list_of_parts(path)
+    with pytest.raises(ValueError, match=r"p.pt is not a readable .*: its list of parts "
+                                         r"cannot be read \(BadZipFile: .*\): a damaged"):
         load_model(path)
 
 

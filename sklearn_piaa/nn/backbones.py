@@ -60,10 +60,9 @@ def _read_state_dict(path, name):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"weights file for backbone {name!r} not found: {path}")
     # torch.load checks no checksum: a flipped bit in a weight would load as is
-    part = damaged_part(path) if zipfile.is_zipfile(path) else None
-    if part is not None:
-        raise ValueError(f"weights file {path} for backbone {name!r} is damaged: its part "
-                         f"{part} fails its checksum.")
+    damage = damaged_part(path) if zipfile.is_zipfile(path) else None
+    if damage is not None:
+        raise ValueError(f"weights file {path} for backbone {name!r} is damaged: {damage}.")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a bad file
