@@ -394,10 +394,14 @@ def _reading(owner, on_error, quiet):
     Both were saved with the model as they were when it was trained; the command line
     decides them for this run.
     """
+    from ._estimator import MetaAestheticRegressor
     from ._features import image_reader
 
     if "on_error" in owner.get_params(deep=False):
         owner.set_params(on_error=on_error)  # a meta-learned prior applies it when used
+    if isinstance(owner, MetaAestheticRegressor):
+        # its embedder's progress bars follow verbose, which it applies when used
+        owner.set_params(verbose=int(not quiet))
     # What decodes the images: how it treats bad files is all that matters.
     adapter = image_reader(owner)
     for attr, value in (("on_error", on_error), ("progress", not quiet)):
