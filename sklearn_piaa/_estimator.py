@@ -672,7 +672,8 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
         skip = self.on_error == "skip"
         score_range = self._score_range(tasks, check=not skip)
         with seeded(seed, device):
-            prior, input_adapter, data, kept = self._build(tasks, score_range, device)
+            prior, input_adapter, data, kept = self._build(tasks, score_range, device,
+                                                           seed)
         if kept is not tasks:  # unreadable images left out (on_error="skip")
             self._warn_dropped_raters(tasks, kept)
             # their scores must not set the scale the head maps into
@@ -857,28 +858,72 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
             backbone = copy.deepcopy(backbone)  # never modify the user's module
         return backbone.to(device)
 
-    def _architecture(self, backbone, dim, score_range, device):
-        """The network the prior is and the input adapter skorch feeds it through."""
+    def _architecture(self, backbone, dim, score_range, device, seed=None):
+        """The network the prior is and the input adapter skorch feeds it through.
+
+        Parameters
+        ----------
+        backbone : Backbone or None
+            The built backbone; ``None`` for precomputed features.
+        dim : int
+            The embedding (or feature) width.
+        score_range : (float, float)
+            The range the head maps into.
+        device : torch.device
+        seed : int, default=None
+            Reseeds torch's generator just before the head is made (see
+            :meth:`_module`); ``None`` draws on from it. Call with a seed only inside a
+            :func:`~sklearn_piaa._device.seeded` block.
+
+        Returns
+        -------
+        module : torch.nn.Module
+        adapter : FeatureInput, ImageEmbedder or ImageInput
+        """
+        adapter = self._input_adapter(backbone, dim, device)
+        return self._module(backbone, dim, score_range, device, seed), adapter
+
+    def _input_adapter(self, backbone, dim, device):
+        """What turns ``X`` into the module's input: features, embeddings or pixels."""
+        if backbone is None:
+            return FeatureInput(dim, owner=type(self).__name__)
+        if not self.train_backbone:
+            return ImageEmbedder(backbone, device, self.batch_size, self.cache_dir,
+                                 progress=bool(self.verbose), on_error=self.on_error,
+                                 mixed_precision=self.mixed_precision)
+        return ImageInput(backbone.input_size, backbone.mean, backbone.std,
+                          on_error=self.on_error)
+
+    def _module(self, backbone, dim, score_range, device, seed=None):
+        """The prior's network: the head, over the backbone where the backbone trains.
+
+        With a ``seed``, torch's generator is reseeded with it just before the head is
+        made: building a backbone draws from the generator (the random weights of
+        ``tiny_cnn``, those a pretrained one loads over), so a head made after it started
+        from other weights than the head of a fit on the same images' embeddings with
+        ``backbone=None`` (47 apart on a 0-500 scale at the same ``random_state``).
+        Reseeded, the head starts alike whichever backbone was built, or none; with
+        ``backbone=None`` nothing was drawn before it, so that fit is as it was.
+        """
+        if seed is not None:
+            torch.manual_seed(int(seed))
         head = AestheticHead(dim, hidden_sizes=tuple(self.hidden_sizes), dropout=self.dropout,
                              score_range=score_range).to(device)
-        if backbone is None:
-            return head, FeatureInput(dim, owner=type(self).__name__)
-        if not self.train_backbone:
-            return head, ImageEmbedder(backbone, device, self.batch_size, self.cache_dir,
-                                       progress=bool(self.verbose), on_error=self.on_error,
-                                       mixed_precision=self.mixed_precision)
+        if backbone is None or not self.train_backbone:
+            return head
         net = AestheticNet(backbone, head).to(device)
         if isinstance(self.backbone, str):
             # Convolutions train about 1.5x faster on a CPU with channels-last weights
             # (benchmarks/RESULTS.md); a user's module may assume the default layout.
             net = net.to(memory_format=torch.channels_last)
-        return net, ImageInput(backbone.input_size, backbone.mean, backbone.std,
-                               on_error=self.on_error)
+        return net
 
-    def _build(self, tasks, score_range, device):
+    def _build(self, tasks, score_range, device, seed):
         """The prior module, the input adapter, the training data, and the tasks.
 
-        With ``on_error="skip"``, the tasks come back without the unreadable images.
+        Called inside ``seeded(seed, device)``: the head is made from ``seed`` (see
+        :meth:`_module`), after the backbone is built and the images embedded. With
+        ``on_error="skip"``, the tasks come back without the unreadable images.
         """
         kind = input_kind(tasks.X)
         y = torch.as_tensor(tasks.y, device=device)
@@ -890,29 +935,31 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
             feats = FeatureInput(dim, owner=type(self).__name__)(tasks.X)
             data = {"x": torch.tensor(feats, device=device),  # a copy: never alias X
                     "rows": torch.arange(len(feats), device=device), "y": y, "dim": dim}
-            return (*self._architecture(None, dim, score_range, device), data, tasks)
+            return (*self._architecture(None, dim, score_range, device, seed), data, tasks)
         if self.train_backbone and kind == FEATURES:
             raise ValueError("train_backbone=True needs images as X, not a feature array.")
         backbone = self._make_backbone(device)
         dim = backbone.out_features
         if not self.train_backbone:
-            # Embed before the head is made, so its random init follows the same stream.
-            head, embedder = self._architecture(backbone, dim, score_range, device)
+            embedder = self._input_adapter(backbone, dim, device)
             unique, inverse = embedder.transform_unique(tasks.X, strict_cache=True)
             bad = np.isnan(unique[:, 0])[inverse]  # unreadable images (on_error="skip")
             if bad.any():
                 tasks, inverse = self._drop_rows(tasks, bad), inverse[~bad]
                 y = torch.as_tensor(tasks.y, device=device)
+            # The same rows as the features of a fit with backbone=None give: each row
+            # indexes its image's embedding.
             data = {"x": torch.as_tensor(unique, device=device),
                     "rows": torch.as_tensor(inverse, device=device), "y": y, "dim": dim,
                     "backbone": backbone}
+            head = self._module(backbone, dim, score_range, device, seed)
             return head, embedder, data, tasks
         # Decoding every image once now beats failing on a bad file hours into training.
         bad = unreadable_rows(tasks.X, backbone.input_size, self.on_error)
         if bad.any():
             tasks = self._drop_rows(tasks, bad)
             y = torch.as_tensor(tasks.y, device=device)
-        net, adapter = self._architecture(backbone, dim, score_range, device)
+        net, adapter = self._architecture(backbone, dim, score_range, device, seed)
         data = {"images": ImageDataset(tasks.X, None, backbone.input_size, backbone.mean,
                                        backbone.std, train=True, cache=DECODED_CACHE),
                 "y": y, "dim": dim, "backbone": backbone}  # as it starts: for checkpoints
