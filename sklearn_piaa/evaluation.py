@@ -1,6 +1,5 @@
 """The paper's evaluation protocol: personalize held-out raters on 10 / 100 images."""
 
-import hashlib
 import numbers
 import warnings
 from dataclasses import dataclass, field
@@ -13,7 +12,6 @@ from ._features import ImageEmbedder, image_reader
 from ._inputs import (
     FEATURES,
     check_feature_names,
-    check_seed,
     check_verbose,
     input_kind,
     is_count,
@@ -21,12 +19,15 @@ from ._inputs import (
 )
 from ._messages import listing, pass_score_range
 from ._progress import progress
-from ._tasks import TaskSet, rater_text
+from ._tasks import TaskSet
 from ._warnings import PIAAWarning, SkippedWarning, UndefinedSROCCWarning
 from .metrics import (
     SROCCSummary,
     _as_is,
+    _draw_seeds,
+    _personalized_draws,
     _personalizer,
+    _readable_rows,
     _srocc,
     _undefined_raters,
     _warn_repeated_images,
@@ -119,75 +120,18 @@ class PersonalizationResult:
         return "\n".join(lines)
 
 
-def _readable_rows(prior, X, y):
-    """``X, y`` and the prior's scores, without the images it could not read.
-
-    A model that skips unreadable images (``on_error="skip"``) predicts NaN for them,
-    and its embedder warns naming them: left in, one such image in a query set would
-    make that draw's SROCC undefined, and in a support set it would be dropped by
-    ``personalize`` anyway. Any other NaN (features, or a model that reads images
-    strictly) is the model's own failure and is left for the SROCC to report.
-    """
-    pred = prior.predict(X)
-    ok = ~np.isnan(pred)
-    skipping = getattr(image_reader(prior), "on_error", None) == "skip"
-    if ok.all() or input_kind(X) == FEATURES or not skipping:
-        return X, y, pred
-    keep = np.flatnonzero(ok)
-    return take(X, keep), y[keep], pred[keep]
-
-
-def _draw_seeds(random_state, raters, n_repeats):
-    """Each rater's seeds, one per repeat, from the rater's id and the repeat's number.
-
-    One draw from ``random_state``, mixed with the rater's id (as text) and the repeat:
-    a rater's first draws are the same whatever the number of repeats and whichever
-    other raters are evaluated beside it, so more repeats extend a table, and a rater
-    added or left out changes no one else's draws.
-
-    Parameters
-    ----------
-    random_state : int, RandomState instance or None
-    raters : sequence
-        Rater ids.
-    n_repeats : int
-
-    Returns
-    -------
-    ndarray of shape (len(raters), n_repeats)
-        Seeds below 2**31 - 1.
-    """
-    base = int(check_seed(random_state).randint(np.iinfo(np.int32).max))
-    seeds = np.empty((len(raters), n_repeats), dtype=np.int64)
-    for i, r in enumerate(raters):
-        key = int.from_bytes(hashlib.sha256(rater_text(r).encode()).digest()[:8], "little")
-        for j in range(n_repeats):
-            word = np.random.SeedSequence([base, key, j]).generate_state(1, np.uint64)[0]
-            seeds[i, j] = int(word) % np.iinfo(np.int32).max
-    return seeds
-
-
 def _one_rater(prior, X, y, rater, seeds, n_support, personalize_params):
     rows = []
     # The prior is fixed: predict the rater's images once, then index each query set.
     X, y, prior_pred = _readable_rows(prior, X, y)
     _SCALE_CHECKED.on = True  # named once, from all the rater's scores, by the caller
     try:
-        for repeat, seed in enumerate(seeds):
-            # One permutation per repeat: the 10-image support is part of the 100-image
-            # one, so support sizes are compared on nested draws.
-            rng = np.random.RandomState(seed)
-            perm = rng.permutation(len(y))
-            for k in n_support:
-                if len(y) < k + 2:
-                    continue
-                sup, qry = perm[:k], perm[k:]
-                net = prior.personalize(take(X, sup), y[sup], random_state=seed,
-                                        **personalize_params)
-                (prior_scored, _, prior_why), (scored, _, why) = (
-                    _srocc(y[qry], prior_pred[qry]), _srocc(y[qry], net.predict(take(X, qry))))
-                rows.append((rater, repeat, k, len(qry), prior_scored, scored, seed,
-                             (prior_why, why)))
+        for repeat, seed, k, qry, net in _personalized_draws(
+                prior, X, y, seeds, n_support, personalize_params=personalize_params):
+            (prior_scored, _, prior_why), (scored, _, why) = (
+                _srocc(y[qry], prior_pred[qry]), _srocc(y[qry], net.predict(take(X, qry))))
+            rows.append((rater, repeat, k, len(qry), prior_scored, scored, seed,
+                         (prior_why, why)))
     finally:
         _SCALE_CHECKED.on = False
     return rows

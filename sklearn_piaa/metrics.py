@@ -1,5 +1,6 @@
 """SROCC, the metric of personalized aesthetics, and scorers built on it."""
 
+import hashlib
 import warnings
 from dataclasses import dataclass
 
@@ -10,9 +11,10 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils.metadata_routing import MetadataRequest
 
 from ._estimator import _SCALE_CHECKED, check_scales
-from ._inputs import check_feature_names, check_seed, is_count, take
+from ._features import image_reader
+from ._inputs import FEATURES, check_feature_names, check_seed, input_kind, is_count, take
 from ._messages import listing
-from ._tasks import TaskSet, raters_among
+from ._tasks import TaskSet, rater_text, raters_among
 from ._warnings import PIAAWarning, UndefinedSROCCWarning
 
 __all__ = [
@@ -244,6 +246,125 @@ def _personalizer(estimator):
         "or a Pipeline ending in one that has).")
 
 
+def _draw_seeds(random_state, raters, n_repeats):
+    """Each rater's seeds, one per repeat, from the rater's id and the repeat's number.
+
+    One draw from ``random_state``, mixed with the rater's id (as text) and the repeat:
+    a rater's first draws are the same whatever the number of repeats and whichever
+    other raters are evaluated beside it, so more repeats extend a table, and a rater
+    added or left out changes no one else's draws.
+
+    Parameters
+    ----------
+    random_state : int, RandomState instance or None
+    raters : sequence
+        Rater ids.
+    n_repeats : int
+
+    Returns
+    -------
+    ndarray of shape (len(raters), n_repeats)
+        Seeds below 2**31 - 1.
+    """
+    base = int(check_seed(random_state).randint(np.iinfo(np.int32).max))
+    seeds = np.empty((len(raters), n_repeats), dtype=np.int64)
+    for i, r in enumerate(raters):
+        key = int.from_bytes(hashlib.sha256(rater_text(r).encode()).digest()[:8], "little")
+        for j in range(n_repeats):
+            word = np.random.SeedSequence([base, key, j]).generate_state(1, np.uint64)[0]
+            seeds[i, j] = int(word) % np.iinfo(np.int32).max
+    return seeds
+
+
+def _skips_unreadable(model, X):
+    """Whether ``model`` leaves out images of ``X`` it cannot read (``on_error="skip"``)."""
+    return (input_kind(X) != FEATURES
+            and getattr(image_reader(model), "on_error", None) == "skip")
+
+
+def _readable_rows(prior, X, y, reader=None):
+    """``X, y`` and the prior's scores, without the images it could not read.
+
+    A model that skips unreadable images (``on_error="skip"``) predicts NaN for them,
+    and its embedder warns naming them: left in, one such image in a query set would
+    make that draw's SROCC undefined, and in a support set it would be dropped by
+    ``personalize`` anyway. Any other NaN (features, or a model that reads images
+    strictly) is the model's own failure and is left for the SROCC to report.
+
+    Parameters
+    ----------
+    prior : estimator
+        Predicts ``X``: the model, or a search or pipeline around it.
+    X : array-like or list
+        One rater's images or features.
+    y : ndarray of shape (n_samples,)
+    reader : estimator, default=None
+        The model whose input adapter reads the images; ``None``: ``prior``.
+
+    Returns
+    -------
+    X, y : the rows kept
+    pred : ndarray
+        The prior's scores of the rows kept.
+    """
+    pred = prior.predict(X)
+    ok = ~np.isnan(pred)
+    if ok.all() or not _skips_unreadable(prior if reader is None else reader, X):
+        return X, y, pred
+    keep = np.flatnonzero(ok)
+    return take(X, keep), y[keep], pred[keep]
+
+
+def _personalized_draws(model, X, y, seeds, n_support, transform=_as_is,
+                        personalize_params=None):
+    """Personalize ``model`` on each random support set of one rater, as the protocol draws.
+
+    Each repeat's ``seed`` (:func:`_draw_seeds`) permutes the rater's rows once, with
+    ``RandomState(seed).permutation``: the support set is its first ``k`` rows for each
+    ``k`` of ``n_support`` (so a 10-image support is part of the 100-image one), the
+    query set the rest; the same seed is ``personalize``'s ``random_state``.
+    :func:`~sklearn_piaa.evaluate_personalization` and the personalized scorer both
+    draw here, so that they score the same draws for the same ``random_state``.
+
+    Parameters
+    ----------
+    model : estimator
+        Has ``personalize(X, y, random_state=...)``.
+    X : array-like or list
+        The rater's rows, as ``transform`` takes them.
+    y : ndarray of shape (n_samples,)
+    seeds : sequence of int
+        One per repeat.
+    n_support : tuple of int
+        Support sizes; a size that leaves fewer than 2 query rows is passed over.
+    transform : callable, default=_as_is
+        Turns rows into what ``model`` takes (a pipeline's earlier steps).
+    personalize_params : dict, default=None
+        More arguments of ``personalize`` (``score_range``).
+
+    Yields
+    ------
+    repeat : int
+    seed : int
+    k : int
+        The support size.
+    query : ndarray of int
+        The query rows (positions in ``X``).
+    net : estimator
+        The personalized model.
+    """
+    for repeat, seed in enumerate(seeds):
+        seed = int(seed)
+        perm = np.random.RandomState(seed).permutation(len(y))
+        for k in n_support:
+            if len(y) < k + 2:
+                continue
+            support = perm[:k]
+            net = model.personalize(transform(take(X, support)), y[support],
+                                    random_state=seed, **(personalize_params or {}))
+            yield repeat, seed, k, perm[k:], net
+
+
 def personalized_srocc(estimator, X, y, groups, n_support=10, n_repeats=1,
                        too_few="raise", random_state=None):
     """Personalize on ``n_support`` images of each rater and score SROCC on the rest.
@@ -251,6 +372,9 @@ def personalized_srocc(estimator, X, y, groups, n_support=10, n_repeats=1,
     This is the measurement of the BLG-PIAA paper: for every rater in ``groups`` and
     each repeat, draw ``n_support`` of that rater's images at random, call
     ``estimator.personalize`` on them and compute SROCC on the rater's other images.
+    The draws are :func:`~sklearn_piaa.evaluate_personalization`'s: for the same
+    raters (their rows in the same order), ``n_support``, ``n_repeats`` and
+    ``random_state``, the scores are its ``srocc_personalized`` at that support size.
 
     Parameters
     ----------
@@ -272,6 +396,13 @@ def personalized_srocc(estimator, X, y, groups, n_support=10, n_repeats=1,
         ValueError naming them, or leave them out with a :class:`PIAAWarning` naming
         them (an :class:`UndefinedSROCCWarning` when that leaves none).
     random_state : int, RandomState instance or None, default=None
+        One number is drawn from it; each rater's draw at each repeat is seeded from
+        that number, the rater's id and the repeat's number (the seed permutes the
+        rater's images, the first ``n_support`` are the support set, and it is
+        ``personalize``'s ``random_state``), as in
+        :func:`~sklearn_piaa.evaluate_personalization`. A rater's draws therefore do
+        not depend on which other raters are scored beside it (a fold's other raters),
+        and more repeats keep the first ones. ``None`` draws anew at each call.
 
     Returns
     -------
@@ -334,20 +465,21 @@ def _personalized_srocc(estimator, X, y, groups, n_support=10, n_repeats=1,
     # a held-out rater using a score none of them used failed at some draws only.
     check_scales(model, tasks, "set score_range=(low, high) of the rating scale on the "
                  "estimator, so that the prior of every fold covers it.", raters=raters)
-    rng = check_seed(random_state)
+    seeds = _draw_seeds(random_state, raters, n_repeats)
+    skipping = _skips_unreadable(model, rows)
     scores = np.full((len(raters), n_repeats), np.nan)
     whys = np.full((len(raters), n_repeats), None, dtype=object)
     _SCALE_CHECKED.on = True  # raters of another scale were named above, once
     try:
         for i, rater in enumerate(raters):
             idx = tasks.indices[rater]
-            for j in range(n_repeats):
-                perm = idx[rng.permutation(len(idx))]
-                sup, qry = perm[:n_support], perm[n_support:]
-                net = model.personalize(transform(take(rows, sup)), tasks.y[sup],
-                                        random_state=rng.randint(2**31 - 1))
+            X_r, y_r = take(rows, idx), tasks.y[idx]
+            if skipping:  # as evaluate_personalization leaves them out
+                X_r, y_r, _ = _readable_rows(estimator, X_r, y_r, reader=model)
+            for j, _, _, query, net in _personalized_draws(model, X_r, y_r, seeds[i],
+                                                           (n_support,), transform):
                 scores[i, j], _, whys[i, j] = _srocc(
-                    tasks.y[qry], net.predict(transform(take(rows, qry))))
+                    y_r[query], net.predict(transform(take(X_r, query))))
     finally:
         _SCALE_CHECKED.on = False
     return raters, scores, whys
@@ -378,7 +510,13 @@ class PersonalizedSROCCScorer:
         Only an int does that: a RandomState instance advances from call to call in
         one process (each candidate and fold draws anew) while each worker process of
         ``n_jobs`` starts from its own copy, so scores then depend on ``n_jobs``;
-        ``None`` draws anew each call.
+        ``None`` draws anew each call. The draws are
+        :func:`~sklearn_piaa.evaluate_personalization`'s (see
+        :func:`personalized_srocc`): each rater's are seeded from one number drawn
+        from ``random_state``, the rater's id and the repeat's number, so they do not
+        depend on the other raters of the fold, and a rater's score is its
+        personalized SROCC in :func:`~sklearn_piaa.evaluate_personalization` with the
+        same ``random_state``, ``n_support`` and ``n_repeats``.
 
     Notes
     -----

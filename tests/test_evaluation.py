@@ -456,3 +456,56 @@ def test_undefined_srocc_names_the_raters_and_the_cause():
                                                    r"predictions of the prior model\); "):
         evaluate_personalization(prior, test.subset(["w"]), n_support=5, n_repeats=2,
                                  random_state=0)
+
+
+def test_the_personalized_scorer_scores_the_protocols_draws(fitted):
+    # The scorer drew every support set from one stream over all raters, the protocol
+    # each (rater, repeat) from its own seed: the same random_state scored other draws
+    # (0.1705 against the protocol's 0.1545 in an audit), and a rater's draws depended
+    # on the raters beside it in the fold.
+    from sklearn_piaa import PersonalizedSROCCScorer
+    from sklearn_piaa.metrics import personalized_srocc
+    meta, test = fitted
+    res = evaluate_personalization(meta, test, n_support=5, n_repeats=2, random_state=0)
+    raters, scores = personalized_srocc(meta, test.X, test.y, test.groups, n_support=5,
+                                        n_repeats=2, random_state=0)
+    assert raters == list(res.table["rater"][::2]) == test.raters
+    assert res.table["repeat"].tolist() == [0, 1] * 3
+    np.testing.assert_array_equal(scores, res.table["srocc_personalized"].reshape(3, 2))
+    scorer = PersonalizedSROCCScorer(n_support=5, n_repeats=2, random_state=0)
+    assert scorer(meta, test.X, test.y, test.groups) == pytest.approx(
+        res.summary[5]["personalized"].mean, rel=1e-12)
+    alone = test.subset(["r10"])
+    _, one = personalized_srocc(meta, alone.X, alone.y, alone.groups, n_support=5,
+                                n_repeats=2, random_state=0)
+    np.testing.assert_array_equal(one[0], scores[raters.index("r10")])
+    # A RandomState instance gives each one number, as evaluate_personalization takes
+    _, drawn = personalized_srocc(meta, test.X, test.y, test.groups, n_support=5,
+                                  n_repeats=2, random_state=np.random.RandomState(7))
+    table = evaluate_personalization(meta, test, n_support=5, n_repeats=2,
+                                     random_state=np.random.RandomState(7)).table
+    np.testing.assert_array_equal(drawn, table["srocc_personalized"].reshape(3, 2))
+    assert not np.array_equal(drawn, scores)
+
+
+@pytest.mark.filterwarnings("ignore:.*scored on fewer than 10 query images")
+def test_the_scorer_leaves_unreadable_images_out_as_the_protocol_does(image_files, tmp_path):
+    # The scorer drew over every row, unreadable images too (a model with
+    # on_error="skip" predicts NaN for them): a draw with one among its query images was
+    # undefined, where the protocol draws over the readable images only.
+    from sklearn_piaa.metrics import personalized_srocc
+    y = np.tile([1.0, 2.0, 3.0, 4.0, 5.0, 3.0], 2)
+    meta = MetaAestheticRegressor(backbone="tiny_cnn", hidden_sizes=(8,), n_iterations=2,
+                                  support_size=4, query_size=2, finetune_epochs=2,
+                                  batch_size=4, random_state=0, on_error="skip").fit(
+        image_files * 2, np.r_[y, y[::-1]], groups=np.repeat(["a", "b"], 12))
+    X = [*image_files, str(tmp_path / "gone.png")] * 2
+    scores, groups = np.r_[y, 3.0, y[::-1], 3.0], np.repeat(["c", "d"], 13)
+    with pytest.warns(PIAAWarning, match="gone.png"):
+        table = evaluate_personalization(meta, TaskSet.from_arrays(X, scores, groups),
+                                         n_support=5, n_repeats=2, random_state=0).table
+    with pytest.warns(PIAAWarning, match="gone.png"):
+        _, drawn = personalized_srocc(meta, X, scores, groups, n_support=5, n_repeats=2,
+                                      random_state=0)
+    assert (table["n_query"] == 12 - 5).all()
+    np.testing.assert_array_equal(drawn, table["srocc_personalized"].reshape(2, 2))
