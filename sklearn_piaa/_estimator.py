@@ -205,18 +205,25 @@ def warn_if_stray(tasks, consequence):
     tasks : TaskSet
     consequence : str
         What the stretched range does to this model and what to do, ending the warning.
+
+    Returns
+    -------
+    bool
+        Whether it warned: the raters then look squeezed into a corner of the stretched
+        range, and :func:`warn_mixed_scales` is left for a fit without the strays.
     """
     y = np.asarray(tasks.y, dtype=np.float64)
     if len(y) < 20:
-        return
+        return False
     far, (core_low, core_high) = stray_scores(y)
     if not far.any():
-        return
+        return False
     warn_caller(
         f"the score range is taken from the ratings as ({y.min():g}, {y.max():g}), but "
         f"all other ratings lie within ({core_low:g}, {core_high:g}); {int(far.sum())} lie "
         f"far outside: {_scores_at(y, far, tasks)}. Codes for missing ratings? "
         + consequence)
+    return True
 
 
 def warn_constant_raters(tasks):
@@ -246,6 +253,73 @@ def warn_constant_raters(tasks):
         "undefined), yet fit trains on them as on any other rater's. "
         "Leave them out unless that is meant: TaskSet.subset, or drop their rows of X, y "
         "and groups (the sklearn-piaa meta-train command: --drop-constant-raters).")
+
+
+def another_scale_raters(tasks, low, high, raters=None):
+    """The raters of ``tasks`` whose scores look like another scale than ``(low, high)``.
+
+    Each rater's scores are judged by :func:`another_scale`, which the checks of test
+    raters (:func:`check_scales`) and of training raters (:func:`warn_mixed_scales`)
+    share, so that both name the same raters.
+
+    Parameters
+    ----------
+    tasks : TaskSet
+    low, high : float
+        The range the scores are judged against.
+    raters : iterable, default=None
+        The raters of ``tasks`` to judge; ``None`` means all.
+
+    Returns
+    -------
+    list of str
+        E.g. ``"'u7' (1 to 5: span 0.8%)"``, one per such rater, in the order given.
+    """
+    found = []
+    for r in tasks.raters if raters is None else raters:
+        # the scores alone: tasks[r] also copies the rater's rows of X
+        y = np.asarray(tasks.y[tasks.indices[r]], dtype=np.float64)
+        if where := another_scale(y, low, high):
+            found.append(f"{r!r} ({y.min():g} to {y.max():g}: {where})")
+    return found
+
+
+def warn_mixed_scales(tasks, score_range, cost, given=False):
+    """Warn naming the training raters whose scores look like another scale than the rest.
+
+    Ratings of 1-5 mixed with ratings of 0-500 were fitted without a word: the score
+    range, taken from all the ratings, became (0, 500), and the 1-5 raters' scores sat
+    in under 1% of it, where the model's errors on them are next to nothing. Every
+    estimator's ``fit`` calls it, so the warning reads the same whichever is fitted.
+    Nothing is said when every rater looks so (only possible with a given
+    ``score_range``: no rater differs from the rest), nor for one rater.
+
+    Parameters
+    ----------
+    tasks : TaskSet
+        The raters as fitted (after unreadable images are left out).
+    score_range : (float, float)
+        The range the model maps into, or that the baseline's training scores span.
+    cost : str
+        What such raters do to this model, a sentence without its final period.
+    given : bool, default=False
+        Whether ``score_range`` was given (``score_range=``) rather than taken from
+        the ratings, for the message.
+    """
+    low, high = score_range
+    if len(tasks) < 2 or not high > low:
+        return
+    odd = another_scale_raters(tasks, low, high)
+    if not odd or len(odd) == len(tasks):
+        return
+    whose = (score_range_given(low, high) if given
+             else f"the range ({low:g}, {high:g}) taken from all the ratings")
+    warn_caller(
+        f"{len(odd)} of {len(tasks)} training rater(s) have scores that look like another "
+        f"scale than the other raters', within {whose}: {listing(odd, n=5, sep='; ')}. "
+        f"{cost}. Rescale those raters' scores onto the others' scale before fit "
+        "(ratings of 1-5 onto 0-500 as 125 * (y - 1), say), or leave them out: "
+        "TaskSet.subset, or drop their rows of X, y and groups.")
 
 
 def _scores_at(y, outside, tasks=None):
@@ -648,7 +722,9 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
             If meta-training collapsed the prior: finite, but scoring every image
             alike, or each at one end of the range (learning rates far too large); if
             some raters gave every image the same score (named: they teach nothing
-            about how people rank images).
+            about how people rank images); if some raters' scores look like another
+            scale than the other raters' (named: 1-5 among 0-500, say, where the loss
+            gives their ratings almost no weight).
         """
         tasks = self._as_tasks(X, y, groups)
         # a TaskSet or a mapping of DataFrames carries its column names too
@@ -683,11 +759,15 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
         elif skip:
             self._score_range(tasks)
         warn_constant_raters(tasks)
-        if self.score_range is None:
-            warn_if_stray(tasks, "The prior's output spans the whole range, which squeezes "
-                                 "every other rating into a sliver of it: drop those rows, "
-                                 "or, if they are real ratings, "
-                                 + pass_score_range("of the rating scale") + ".")
+        strays = self.score_range is None and warn_if_stray(
+            tasks, "The prior's output spans the whole range, which squeezes every other "
+                   "rating into a sliver of it: drop those rows, or, if they are real "
+                   "ratings, " + pass_score_range("of the rating scale") + ".")
+        if not strays:
+            warn_mixed_scales(tasks, score_range, "The prior maps every rater into that "
+                              "range and its loss measures errors on it, so their ratings "
+                              "weigh next to nothing in meta-training and the prior learns "
+                              "little of their taste", given=self.score_range is not None)
         if "x" in data and self.backbone is None:
             self._warn_if_unscaled(data["x"])
         # one score for every image: a prior that gives one is right, not collapsed
@@ -1449,15 +1529,16 @@ def check_scales(prior, tasks, advice, raters=None):
         return
     neural = isinstance(prior, MetaAestheticRegressor)
     low, high = prior.score_range_
-    bad, odd = [], []
+    bad, inside = [], []
     for r in tasks.raters if raters is None else raters:
-        y = np.asarray(tasks[r][1], dtype=np.float64)
+        y = np.asarray(tasks.y[tasks.indices[r]], dtype=np.float64)
         outside = scores_outside(y, low, high)
         if outside.any():
             bad.append(f"{r!r} ({int(outside.sum())} of {len(y)}, e.g. "
                        f"{np.float32(y[outside][0]):g})")
-        elif where := another_scale(y, low, high):
-            odd.append(f"{r!r} ({y.min():g} to {y.max():g}: {where})")
+        else:
+            inside.append(r)
+    odd = another_scale_raters(tasks, low, high, inside)
     if bad and neural:
         raise ValueError(
             f"{len(bad)} test rater(s) have scores outside the prior's output range "

@@ -1,11 +1,12 @@
 """Tests of the Table-I baselines: PAM, FPMF, USAR, PA_IAA and per-user ridge."""
 
+import os
 import pickle
 import warnings
 
 import numpy as np
 import pytest
-from conftest import TINY, TRAITS, make_rating_features, tiny_baselines
+from conftest import SHARED, TINY, TRAITS, make_rating_features, tiny_baselines
 from scipy.stats import spearmanr
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
@@ -471,6 +472,48 @@ def test_a_rater_on_another_scale_is_named(ratings):
         evaluate_personalization(model, tasks, n_support=(10,), n_repeats=2, random_state=0)
     named = [w for w in caught if "outside the range" in str(w.message)]
     assert len(named) == 1 and "'r10'" in str(named[0].message)  # once, not per draw
+
+
+@pytest.mark.parametrize("est", ESTIMATORS, ids=_ids)
+def test_raters_of_another_scale_are_named_at_fit_as_the_meta_learner_names_them(
+        est, ratings):
+    # The consensus averaged 1-5 ratings with 0-500 ones as on one scale, silently.
+    X, y, groups = ratings
+    big = np.isin(groups, [f"r{u:02d}" for u in range(3, 12)])
+    with pytest.warns(PIAAWarning) as record:
+        clone(est).fit(X, np.where(big, 125 * (y - 1), y), groups=groups)
+    odd = [w for w in record if "another scale" in str(w.message)]
+    assert len(odd) == 1 and odd[0].filename == __file__
+    assert str(odd[0].message).startswith(
+        "3 of 12 training rater(s) have scores that look like another scale than the other "
+        "raters', within the range (0, 500) taken from all the ratings: 'r00' (1 to 5: span "
+        "0.8%); 'r01' (1 to 5: span 0.8%); 'r02' (1 to 5: span 0.8%). The consensus ")
+
+
+@pytest.mark.skipif(not os.path.isdir(os.path.join(SHARED, "data", "liking")),
+                    reason="../shared/data/liking not available")
+def test_real_raters_on_one_slider_are_not_taken_for_another_scale():
+    # The liking set's 100 raters use different parts of its 0-500 slider (one 433-499.5,
+    # one 262-382.5, one all 500): one scale, and nothing to say of it.
+    import pandas as pd
+
+    table = pd.read_csv(os.path.join(SHARED, "data", "liking", "ratings.csv"))
+    image = np.unique(table["image"], return_inverse=True)[1]
+    X = np.random.RandomState(0).randn(image.max() + 1, 4)[image]
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        ConsensusRidgeRegressor().fit(X, table["score"].to_numpy(), groups=table["rater"])
+    assert not [w for w in record if "another scale" in str(w.message)]
+    assert [w for w in record if "same score" in str(w.message)]  # the rater of all 500s
+
+
+def test_the_built_in_benchmark_is_one_scale():
+    data = make_aesthetic_benchmark(n_images=120, n_raters=40, images_per_rater=60,
+                                    image_size=16, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PIAAWarning)
+        ConsensusRidgeRegressor().fit(data.attributes[data.image_index], data.y,
+                                      groups=data.groups)
 
 
 @pytest.fixture(scope="module")

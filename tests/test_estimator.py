@@ -479,6 +479,45 @@ def test_fit_names_the_raters_whose_scores_are_all_equal(ratings, tiny_params):
         MetaAestheticRegressor(**tiny_params).fit(*ratings[:2], groups=groups)
 
 
+def test_fit_names_the_raters_whose_scores_look_like_another_scale(ratings, tiny_params):
+    # Raters on 1-5 among raters on 0-500 were fitted without a word: the range taken
+    # from all the ratings became (0, 500), their scores sat in under 1% of it, and the
+    # loss gave them almost no weight.
+    X, y, groups = ratings
+    big = np.isin(groups, [f"r{u:02d}" for u in range(6, 12)])
+    mixed = np.where(big, 125 * (y - 1), y)
+    with pytest.warns(PIAAWarning) as record:
+        meta = MetaAestheticRegressor(**tiny_params).fit(X, mixed, groups=groups)
+    odd = [w for w in record if "another scale" in str(w.message)]
+    assert len(odd) == 1 and odd[0].filename == __file__
+    assert meta.score_range_ == (0.0, 500.0)
+    assert re.search(r"^6 of 12 training rater\(s\) have scores that look like another scale "
+                     r"than the other raters', within the range \(0, 500\) taken from all the "
+                     r"ratings: 'r00' \(1 to 5: span 0\.8%\); 'r01' .*'r04' \(1 to 5: span "
+                     r"0\.8%\); \.\.\. \(6 in all\)\. The prior maps .*weigh next to nothing "
+                     r".*Rescale those raters' scores onto the others' scale before fit .*or "
+                     r"leave them out", str(odd[0].message))
+    with pytest.warns(PIAAWarning, match=r"^6 of 12 .*within score_range=\(0, 500\) "):
+        MetaAestheticRegressor(**{**tiny_params, "score_range": (0, 500)}).fit(
+            X, mixed, groups=groups)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PIAAWarning)
+        # all raters alike on a scale narrower than the one given: no rater differs
+        MetaAestheticRegressor(**{**tiny_params, "score_range": (0, 500)}).fit(
+            X, y, groups=groups)
+        # raters who use a part of one scale: half of them 1-3, the others 3-5
+        low = np.isin(groups, [f"r{u:02d}" for u in range(6)])
+        MetaAestheticRegressor(**tiny_params).fit(
+            X, np.where(low, (y + 1) / 2, (y + 5) / 2), groups=groups)
+    # a stray code stretches the range: its own warning says so, not this one
+    stray = y.copy()
+    stray[7] = 99.0
+    with pytest.warns(PIAAWarning) as record:
+        MetaAestheticRegressor(**tiny_params).fit(X, stray, groups=groups)
+    assert [w for w in record if "far outside" in str(w.message)]
+    assert not [w for w in record if "another scale" in str(w.message)]
+
+
 def test_personalize_on_scores_all_equal_warns_as_on_one_image(ratings, tiny_params):
     X, y, groups = ratings
     meta = MetaAestheticRegressor(**tiny_params).fit(X, y, groups=groups)

@@ -31,6 +31,7 @@ from .._estimator import (
     warn_identical_features,
     warn_if_stray,
     warn_if_unranked,
+    warn_mixed_scales,
 )
 from .._features import FeatureInput, ImageEmbedder
 from .._inputs import (
@@ -228,15 +229,21 @@ class BaselineRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
         PIAAWarning
             If some raters gave every image the same score (named, as
             :meth:`MetaAestheticRegressor.fit() <sklearn_piaa.MetaAestheticRegressor.fit>`
-            names them), or a few ratings lie far beyond all others.
+            names them), or a few ratings lie far beyond all others, or some raters'
+            scores look like another scale than the other raters' (named).
         """
         # The same input rules (and messages) as the meta-learned prior.
         tasks = as_tasks(X, y, groups, features=self.backbone is None,
                          owner=type(self).__name__)
         warn_constant_raters(tasks)
-        warn_if_stray(tasks, "They count as ratings in the consensus and in the scale new "
-                             "raters are compared with: drop those rows if they are codes "
-                             "(if they are real ratings, filter this PIAAWarning).")
+        if not warn_if_stray(tasks, "They count as ratings in the consensus and in the scale "
+                                    "new raters are compared with: drop those rows if they "
+                                    "are codes (if they are real ratings, filter this "
+                                    "PIAAWarning)."):
+            warn_mixed_scales(tasks, (float(tasks.y.min()), float(tasks.y.max())),
+                              "The consensus averages their scores with the others' as if "
+                              "all were on one scale, which misplaces the images they rated, "
+                              "and the prior learns their taste from a sliver of the range")
         names = tasks.feature_names if self.backbone is None else None
         alphas = np.asarray(self.alphas, dtype=float).reshape(-1)
         if len(alphas) == 0 or not (alphas > 0).all():
