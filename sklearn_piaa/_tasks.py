@@ -448,6 +448,18 @@ class TaskSet:
         """
         features = input_kind(self.X) == FEATURES
         repeats = {}
+        numeric = isinstance(self.X, np.ndarray) and self.X.dtype.kind in "biuf"
+        if numeric and not features:  # pixels, not compared: nor copied rater by rater
+            return repeats
+        if numeric:
+            # All rows hashed at once: rater by rater, 4,000 raters of 10 rows each took
+            # 1.1-1.7 s of 40,000 rows (fit checks its training raters, however many).
+            inverse = unique_rows(self.X.reshape(len(self.X), -1))[1]
+            for rater, idx in self.indices.items():
+                distinct = len(np.unique(inverse[idx]))
+                if distinct < len(idx):
+                    repeats[rater] = len(idx) - distinct
+            return repeats
         for rater, idx in self.indices.items():
             rows = take(self.X, idx)
             if features:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from joblib import Parallel, delayed
 
-from ._estimator import _SCALE_CHECKED, check_scales
+from ._estimator import _SCALE_CHECKED, check_scales, warn_repeated_images
 from ._features import ImageEmbedder, image_reader
 from ._inputs import (
     FEATURES,
@@ -30,7 +30,6 @@ from .metrics import (
     _readable_rows,
     _srocc,
     _undefined_raters,
-    _warn_repeated_images,
     _warn_seen_raters,
     aggregate_srocc,
 )
@@ -290,7 +289,7 @@ def _check_protocol(prior, test_tasks, n_support):
     # the rows handed to personalize are plain arrays: check the columns here
     check_feature_names(getattr(prior, "feature_names_in_", None), None,
                         type(prior).__name__, names=test_tasks.feature_names)
-    _warn_repeated_images(test_tasks, stacklevel=4)
+    warn_repeated_images(test_tasks, stacklevel=4)
     _warn_seen_raters(prior, test_tasks, stacklevel=4)
     n_support = (n_support,) if np.isscalar(n_support) else tuple(n_support)
     if not n_support or not all(is_count(k) for k in n_support):

@@ -10,7 +10,7 @@ from sklearn.metrics import make_scorer
 from sklearn.pipeline import Pipeline
 from sklearn.utils.metadata_routing import MetadataRequest
 
-from ._estimator import _SCALE_CHECKED, check_scales
+from ._estimator import _SCALE_CHECKED, check_scales, warn_repeated_images
 from ._features import image_reader
 from ._inputs import FEATURES, check_feature_names, check_seed, input_kind, is_count, take
 from ._messages import listing
@@ -182,19 +182,6 @@ def aggregate_srocc(values):
         return SROCCSummary(float("nan"), float("nan"), 0, n_dropped)
     return SROCCSummary(float(values[ok].mean()), float(values[ok].std()), int(ok.sum()),
                         n_dropped)
-
-
-def _warn_repeated_images(tasks, stacklevel):
-    """Warn when test raters rated an image twice: a repeat can be drawn into both the
-    support and the query set, and the score then measures memory, not taste."""
-    repeats = tasks.repeated_images()
-    if repeats:
-        named = ", ".join(f"{r!r} ({n})" for r, n in list(repeats.items())[:5])
-        warnings.warn(
-            f"{len(repeats)} test rater(s) rated an image more than once ({named}"
-            f"{' ...' if len(repeats) > 5 else ''} repeated rows): a repeat can fall in both "
-            "the support and the query set, which inflates SROCC. Average each rater's "
-            "repeats first (read_ratings does).", PIAAWarning, stacklevel=stacklevel)
 
 
 def _training_raters(prior, depth=3):
@@ -439,7 +426,7 @@ def _personalized_srocc(estimator, X, y, groups, n_support=10, n_repeats=1,
     tasks = TaskSet.from_arrays(X, y, groups)
     check_feature_names(getattr(estimator, "feature_names_in_", None), None,
                         type(estimator).__name__, names=tasks.feature_names)
-    _warn_repeated_images(tasks, stacklevel=stacklevel + 1)
+    warn_repeated_images(tasks, stacklevel=stacklevel + 1)
     _warn_seen_raters(model, tasks, stacklevel=stacklevel + 1)
     # A pipeline's steps may select a table's columns by name: give them the table.
     rows = X if hasattr(X, "iloc") else tasks.X

@@ -518,6 +518,29 @@ def test_fit_names_the_raters_whose_scores_look_like_another_scale(ratings, tiny
     assert not [w for w in record if "another scale" in str(w.message)]
 
 
+def test_fit_names_the_raters_who_rated_an_image_twice(ratings, tiny_params):
+    # Meta-training draws a rater's support and query sets from their rows: a repeated
+    # image could fall in both, as evaluate_personalization warns of its test raters.
+    X, y, groups = ratings
+    again = np.flatnonzero(groups == "r04")[:7]
+    X2, y2 = np.concatenate([X, X[again]]), np.concatenate([y, y[again]])
+    groups2 = np.concatenate([groups, groups[again]])
+    with pytest.warns(PIAAWarning) as record:
+        MetaAestheticRegressor(**tiny_params).fit(X2, y2, groups=groups2)
+    twice = [w for w in record if "more than once" in str(w.message)]
+    assert len(twice) == 1 and twice[0].filename == __file__
+    assert str(twice[0].message).startswith(
+        "1 of 12 training rater(s) rated an image more than once ('r04' (7) repeated rows): "
+        "a repeat can fall in both the support and the query set of meta-training")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PIAAWarning)
+        # an algorithm that merges the two sets has no split for a repeat to cross
+        MetaAestheticRegressor(**{**tiny_params, "algorithm": "reptile"}).fit(
+            X2, y2, groups=groups2)
+        # an image rated by several raters is no repeat
+        MetaAestheticRegressor(**tiny_params).fit(X, y, groups=groups)
+
+
 def test_personalize_on_scores_all_equal_warns_as_on_one_image(ratings, tiny_params):
     X, y, groups = ratings
     meta = MetaAestheticRegressor(**tiny_params).fit(X, y, groups=groups)

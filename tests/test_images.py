@@ -7,7 +7,7 @@ import torch
 from conftest import SHARED
 from PIL import Image
 
-from sklearn_piaa import MetaAestheticRegressor
+from sklearn_piaa import MetaAestheticRegressor, PIAAWarning
 from sklearn_piaa._features import CACHE_VERSION, ImageEmbedder, load_image
 from sklearn_piaa.nn import load_backbone
 
@@ -33,6 +33,16 @@ def test_paths_pil_and_arrays_give_the_same_predictions(image_files, train_backb
     np.testing.assert_allclose(meta.predict(arrays), by_path, rtol=1e-5)
     net = meta.personalize(image_files[:6], y[:6])
     assert net.predict(image_files).shape == (len(image_files),)
+
+
+def test_fit_names_a_rater_who_rated_an_image_file_twice(image_files):
+    # As evaluate_personalization tells them: by file path, a relative spelling too.
+    y, groups = _ratings_for(image_files)
+    again = os.path.relpath(image_files[0])
+    with pytest.warns(PIAAWarning, match=r"^1 of 2 training rater\(s\) rated an image more "
+                                         r"than once \('a' \(1\) repeated rows\)"):
+        MetaAestheticRegressor(**TINY_IMG).fit(image_files + [again], np.append(y, 3.0),
+                                               groups=np.append(groups, "a"))
 
 
 def test_whole_network_training_updates_backbone(image_files):

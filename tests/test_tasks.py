@@ -113,3 +113,15 @@ def test_constant_raters_are_those_with_two_or_more_equal_scores():
     tasks = TaskSet.from_arrays(X, [5, 5, 1, 2, 3, 4.0, 4.0],
                                 ["a", "a", "b", "b", "one", "c", "c"])
     assert tasks.constant_raters() == {"a": 5.0, "c": 4.0}
+
+
+def test_repeated_images_count_a_raters_own_repeats_only():
+    # Feature rows are hashed all at once (fit checks every training rater): a row that
+    # another rater also rated is no repeat, and pixel arrays are not compared.
+    X = np.arange(12, dtype=np.float32).reshape(6, 2)
+    rows = [0, 1, 0, 0, 1, 2, 3, 3]
+    groups = ["a", "a", "a", "b", "b", "b", "c", "d"]
+    tasks = TaskSet.from_arrays(X[rows], np.arange(8.0), groups)
+    assert tasks.repeated_images() == {"a": 1}
+    pixels = np.zeros((4, 8, 8, 3), dtype=np.uint8)
+    assert TaskSet.from_arrays(pixels, np.arange(4.0), ["a"] * 4).repeated_images() == {}
