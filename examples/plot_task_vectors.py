@@ -29,7 +29,7 @@ from sklearn_piaa import (
     evaluate_personalization,
 )
 from sklearn_piaa.datasets import make_aesthetic_benchmark
-from sklearn_piaa.report import format_table
+from sklearn_piaa.report import METHOD_LABELS, format_table
 
 data = make_aesthetic_benchmark(n_images=160, n_raters=36, images_per_rater=100,
                                 image_size=64, random_state=0)
@@ -60,7 +60,8 @@ models = {"blg": blg, "tv_blg": tv,
 results = {name: evaluate_personalization(model, test_tasks, n_support=(10, 50),
                                           n_repeats=2, random_state=0)
            for name, model in models.items()}
-print(format_table(results))
+# The keys name the package's methods, which these models are: label them so.
+print(format_table(results, labels=METHOD_LABELS))
 
 # %%
 # Each rater's coefficients

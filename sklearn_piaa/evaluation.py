@@ -73,11 +73,17 @@ class PersonalizationResult:
     skipped : dict
         ``n_support -> [(rater, n_images), ...]``: raters with fewer than
         ``n_support + 2`` images, reported rather than silently dropped.
+    method : str or None
+        The method name :func:`~sklearn_piaa.report.compare_methods` ran it as (a key
+        of :data:`~sklearn_piaa.report.METHOD_LABELS`), by which
+        :func:`~sklearn_piaa.report.format_table` labels it under that key; None for a
+        result of :func:`evaluate_personalization` itself.
     """
 
     table: np.ndarray
     summary: dict = field(default_factory=dict)
     skipped: dict = field(default_factory=dict)
+    method: str = None
 
     def to_frame(self):
         """The table as a :class:`pandas.DataFrame` (needs pandas)."""

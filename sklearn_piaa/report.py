@@ -134,7 +134,8 @@ def compare_methods(train_tasks, test_tasks, algorithms=tuple(TABLE1_METHODS),
     Returns
     -------
     dict
-        Method name -> :class:`~sklearn_piaa.PersonalizationResult`.
+        Method name -> :class:`~sklearn_piaa.PersonalizationResult`, whose ``method``
+        is that name: :func:`format_table` labels these rows by :data:`METHOD_LABELS`.
 
     Warns
     -----
@@ -221,6 +222,7 @@ def compare_methods(train_tasks, test_tasks, algorithms=tuple(TABLE1_METHODS),
             results[name] = evaluate_personalization(
                 model.fit(train), test, n_support=n_support, n_repeats=n_repeats,
                 random_state=random_state, n_jobs=n_jobs, score_range=score_range)
+        results[name].method = name  # the row is this package's method: its label is true
         if verbose:
             print(f"[compare] {name}: {time.perf_counter() - t0:.1f}s", flush=True)
     return results
@@ -405,13 +407,21 @@ def _se(value):
     return f"{value:.3f}" if np.isfinite(value) else f"{'n/a':>5}"
 
 
-def format_table(results, labels=None, reference="blg"):
+def format_table(results, labels=None, reference="auto"):
     """Rows per method, columns per support size: mean ± std SROCC (the paper's layout).
 
     The prior-only (zero-shot) score of each method at the smallest support size is
-    given next (the query sets differ between sizes); when ``reference``
-    is among the results, the last columns give each method's paired difference to it
-    (mean ± standard error over raters, :func:`paired_difference`).
+    given next (the query sets differ between sizes); with a ``reference``, the last
+    columns give each method's paired difference to it (mean ± standard error over
+    raters, :func:`paired_difference`).
+
+    Each row is labelled by its key, as given, unless ``labels`` maps the key, or the
+    result is the package's own run of the method the key names (:func:`compare_methods`
+    records it in the result's ``method``): that row takes the method's label of
+    :data:`METHOD_LABELS` ("BLG-PIAA" for ``"blg"``). A key that merely spells a
+    method's name is not taken for it: ``{"ridge": result}`` of a user's
+    :class:`~sklearn_piaa.ConsensusRidgeRegressor` stays "ridge", not the per-user
+    ridge's label. ``labels=METHOD_LABELS`` labels every key that names a method.
 
     Parameters
     ----------
@@ -419,9 +429,10 @@ def format_table(results, labels=None, reference="blg"):
         Method name -> :class:`~sklearn_piaa.PersonalizationResult`, e.g. from
         :func:`compare_methods`.
     labels : dict, default=None
-        Method name -> row label, over :data:`METHOD_LABELS`.
-    reference : str, default="blg"
-        The method the paired differences are taken against.
+        Key of ``results`` -> row label, over the labels above.
+    reference : str or None, default="auto"
+        The key of the method the paired differences are taken against; None for no
+        paired columns. ``"auto"``: ``"blg"`` where that is a key, else none.
 
     Returns
     -------
@@ -435,9 +446,10 @@ def format_table(results, labels=None, reference="blg"):
         When ``results`` is not a dict of PersonalizationResult (one result, say: pass
         ``{"name": result}``).
     ValueError
-        When ``results`` is empty, or a method and ``reference`` were evaluated on
-        other raters, repeats or draws (seeds) at a support size they share (the
-        paired difference would be meaningless).
+        When ``results`` is empty, or ``reference`` is not one of its keys (the
+        paired columns were left out without a word), or a method and ``reference``
+        were evaluated on other raters, repeats or draws (seeds) at a support size they
+        share (the paired difference would be meaningless).
     """
     if not isinstance(results, Mapping):
         raise TypeError(f"results must be a dict of method name -> PersonalizationResult "
@@ -448,10 +460,20 @@ def format_table(results, labels=None, reference="blg"):
     if not results:
         raise ValueError("results is empty: give at least one method's "
                          "PersonalizationResult.")
-    labels = {**METHOD_LABELS, **(labels or {})}
+    if isinstance(reference, str) and reference == "auto":
+        reference = "blg" if "blg" in results else None
+    elif reference is not None and reference not in results:
+        raise ValueError(f"reference={reference!r} is not a key of results "
+                         f"{_few(results)}: give the key of the method to pair the others "
+                         "with, or None for no paired columns.")
+    given = labels or {}
+    labels = {name: str(given[name] if name in given else METHOD_LABELS[name]
+                        if getattr(res, "method", None) == name and name in METHOD_LABELS
+                        else name)
+              for name, res in results.items()}
     sizes = sorted({k for r in results.values() for k in r.summary})
-    ref = results.get(reference)
-    width = max([28, *(len(labels.get(name, name)) + 2 for name in results)])
+    ref = None if reference is None else results[reference]
+    width = max([28, *(len(label) + 2 for label in labels.values())])
     # "0.123 ± 0.045" cells; the paired columns widen with the reference's name.
     cell = 18
     paired = max([19, *(len(f"vs {reference} @{k}") + 2 for k in sizes)])
@@ -468,7 +490,7 @@ def format_table(results, labels=None, reference="blg"):
         cells = [res.summary[k]["personalized"] if k in res.summary else None
                  for k in sizes]
         prior = res.summary[prior_size]["prior"] if prior_size in res.summary else None
-        row = f"{labels.get(name, name):<{width}}" + "".join(
+        row = f"{labels[name]:<{width}}" + "".join(
             f"{c.mean:>{cell - 8}.3f} ± {_se(c.std)}"
             if c is not None and np.isfinite(c.mean) else f"{'n/a':>{cell}}"
             for c in cells + [prior])

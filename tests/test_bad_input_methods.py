@@ -24,7 +24,12 @@ from sklearn_piaa import (
 )
 from sklearn_piaa._warnings import PIAAWarning
 from sklearn_piaa.evaluation import _result
-from sklearn_piaa.report import compare_methods, format_table, paired_difference
+from sklearn_piaa.report import (
+    METHOD_LABELS,
+    compare_methods,
+    format_table,
+    paired_difference,
+)
 
 HELD = ["r09", "r10", "r11"]
 
@@ -419,7 +424,7 @@ def test_format_table_shows_missing_sizes_as_na_and_separates_long_headers(ratin
                          "over raters)")
     # The paired difference exists at 5 images only; consensus has no 20-image cell.
     assert ridge.split()[-4:] == [ridge.split()[-4], "±", ridge.split()[-2], "n/a"]
-    assert consensus.split()[7] == "n/a"
+    assert consensus.split()[4] == "n/a"  # after the key, as given, and the 5-image cell
     direct = paired_difference(_evaluate(UserRidgeRegressor().fit(train), test, n_support=5),
                                results["consensus_ridge"])
     assert float(ridge.split()[-4]) == pytest.approx(direct[5][0], abs=5e-4)
@@ -441,6 +446,35 @@ def test_format_table_compares_priors_on_one_support_size(ratings):
     text = format_table({"a": _evaluate(ridge, one), "b": _evaluate(ridge, one)},
                         reference="a")
     assert "± nan" not in text and text.splitlines()[3].endswith("±   n/a")
+
+
+def test_format_table_prints_a_users_keys_as_given_and_refuses_a_reference_it_lacks(
+        ratings):
+    # {"ridge": result} of a user's ConsensusRidgeRegressor was printed as "per-user
+    # ridge (own)", another method's label; reference="blg" beside the user's key "BLG"
+    # left the paired columns out without a word.
+    train, test = _split(ratings)
+    own = _evaluate(UserRidgeRegressor().fit(train), test, n_support=(5,))
+    consensus = _evaluate(ConsensusRidgeRegressor().fit(train), test, n_support=(5,))
+    users = {"BLG": own, "ridge": consensus}
+    lines = format_table(users).splitlines()
+    assert [line.split()[0] for line in lines[2:]] == ["BLG", "ridge"]
+    assert "per-user ridge" not in "\n".join(lines) and "vs " not in lines[0]
+    with pytest.raises(ValueError, match=r"^reference='blg' is not a key of results \['BLG', "
+                                         r"'ridge'\]: give the key .*, or None for no paired"):
+        format_table(users, reference="blg")
+    text = format_table(users, labels={"ridge": "consensus ridge"}, reference="BLG")
+    assert "consensus ridge " in text and "vs BLG @5" in text
+    # the package's own runs of its methods keep the methods' labels...
+    results = compare_methods(train, test, algorithms=("ridge", "consensus_ridge"),
+                              n_support=(5,), n_repeats=1, backbone=None)
+    assert results["ridge"].method == "ridge" and own.method is None
+    text = format_table(results, reference=None)
+    assert "per-user ridge (own)" in text and "consensus + residual ridge" in text
+    assert "vs " not in text
+    # ...under their own key only; labels=METHOD_LABELS takes any key for its method
+    assert "per-user ridge" not in format_table({"mine": results["ridge"]})
+    assert "per-user ridge (own)" in format_table({"ridge": own}, labels=METHOD_LABELS)
 
 
 def test_compare_methods_names_the_method_of_each_warning(ratings):
