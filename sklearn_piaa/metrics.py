@@ -12,7 +12,16 @@ from sklearn.utils.metadata_routing import MetadataRequest
 
 from ._estimator import _SCALE_CHECKED, check_scales, warn_repeated_images
 from ._features import image_reader
-from ._inputs import FEATURES, check_feature_names, check_seed, input_kind, is_count, take
+from ._inputs import (
+    FEATURES,
+    check_feature_names,
+    check_seed,
+    input_kind,
+    is_count,
+    is_number,
+    refuse_grouped_digits,
+    take,
+)
 from ._messages import listing
 from ._tasks import TaskSet, rater_text, raters_among
 from ._warnings import PIAAWarning, UndefinedSROCCWarning
@@ -42,6 +51,12 @@ def srocc(y_true, y_pred):
         infinite values among them (a model predicts NaN for an image it could not
         read).
 
+    Raises
+    ------
+    ValueError
+        If ``y_true`` or ``y_pred`` (the message names which) holds values that are not
+        numbers, or is not 1-D (or a column), or the two differ in length.
+
     Examples
     --------
     >>> from sklearn_piaa import srocc
@@ -56,7 +71,15 @@ def srocc(y_true, y_pred):
 
 
 def _scores_1d(y, what):
-    y = np.asarray(y, dtype=np.float64)
+    y = np.asarray(y)
+    refuse_grouped_digits(y, what)
+    try:
+        y = y.astype(np.float64, copy=False)
+    except (TypeError, ValueError):
+        # numpy's "could not convert string to float: 'a'" named neither argument
+        bad = [v for v in y.ravel().tolist() if not is_number(v)]
+        raise ValueError(f"{what} must hold numeric scores; {len(bad)} of {y.size} are "
+                         f"not numbers, e.g. {bad[:3]}.") from None
     if y.ndim > 2 or (y.ndim == 2 and y.shape[1] != 1):
         # flattening (n, 2) would pair each score with another image's
         raise ValueError(f"{what} must be 1-D (one score per image) or a column; got "

@@ -42,6 +42,19 @@ def test_srocc_length_mismatch():
         srocc([1, 2, 3], [1, 2])
 
 
+def test_srocc_names_the_argument_that_is_not_numeric():
+    # numpy's "could not convert string to float: 'a'" named neither argument
+    with pytest.raises(ValueError, match=r"^y_true must hold numeric scores; 3 of 3 are not "
+                                         r"numbers, e\.g\. \['a', 'b', 'c'\]\.$"):
+        srocc(["a", "b", "c"], [1, 2, 3])
+    with pytest.raises(ValueError, match=r"^y_pred must hold numeric scores; 1 of 3 .*\['x'\]"):
+        srocc([1, 2, 3], np.array([1, "x", 3], dtype=object))
+    with pytest.raises(ValueError, match=r"^y_pred must hold numeric scores; 1 are text with "
+                                         r"an underscore"):
+        srocc([1, 2, 3], ["4_5", "1", "2"])
+    assert srocc([1, 2, 3], ["1", "2", "3"]) == pytest.approx(1.0)  # numbers as text, as before
+
+
 def test_aggregate_reports_dropped():
     s = aggregate_srocc([0.2, np.nan, 0.4, np.nan])
     assert s.mean == pytest.approx(0.3) and s.n == 2 and s.n_dropped == 2
