@@ -211,25 +211,18 @@ def warn_if_stray(tasks, consequence):
     tasks : TaskSet
     consequence : str
         What the stretched range does to this model and what to do, ending the warning.
-
-    Returns
-    -------
-    bool
-        Whether it warned: the raters then look squeezed into a corner of the stretched
-        range, and :func:`warn_mixed_scales` is left for a fit without the strays.
     """
     y = np.asarray(tasks.y, dtype=np.float64)
     if len(y) < 20:
-        return False
+        return
     far, (core_low, core_high) = stray_scores(y)
     if not far.any():
-        return False
+        return
     warn_caller(
         f"the score range is taken from the ratings as ({y.min():g}, {y.max():g}), but "
         f"all other ratings lie within ({core_low:g}, {core_high:g}); {int(far.sum())} lie "
         f"far outside: {_scores_at(y, far, tasks)}. Codes for missing ratings? "
         + consequence)
-    return True
 
 
 def warn_constant_raters(tasks):
@@ -337,7 +330,10 @@ def warn_mixed_scales(tasks, score_range, cost, given=False):
     in under 1% of it, where the model's errors on them are next to nothing. Every
     estimator's ``fit`` calls it, so the warning reads the same whichever is fitted.
     Nothing is said when every rater looks so (only possible with a given
-    ``score_range``: no rater differs from the rest), nor for one rater.
+    ``score_range``: no rater differs from the rest), nor for one rater, nor when a few
+    ratings lie far beyond all others (:func:`warn_if_stray`): a code such as 99 among
+    ratings of 1-5 leaves every other rater in a corner of the range it stretches, and
+    either that warning names it or a given ``score_range`` says it is a real rating.
 
     Parameters
     ----------
@@ -353,6 +349,8 @@ def warn_mixed_scales(tasks, score_range, cost, given=False):
     """
     low, high = score_range
     if len(tasks) < 2 or not high > low:
+        return
+    if len(tasks.y) >= 20 and stray_scores(tasks.y)[0].any():  # as warn_if_stray tells
         return
     odd = another_scale_raters(tasks, low, high)
     if not odd or len(odd) == len(tasks):
@@ -806,21 +804,24 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
         elif skip:
             self._score_range(tasks)
         warn_constant_raters(tasks)
-        # The others train on support and query merged. All ratings as one rater (no
-        # groups) repeat the images that several raters rated; that case has its warning.
-        if self.algorithm in _ON_QUERY and tasks.raters[0] != NO_GROUPS:
-            warn_repeated_images(tasks)
-        strays = self.score_range is None and warn_if_stray(
-            tasks, "The prior's output spans the whole range, which squeezes every other "
-                   "rating into a sliver of it: drop those rows, or, if they are real "
-                   "ratings, " + pass_score_range("of the rating scale") + ".")
-        if not strays:
-            warn_mixed_scales(tasks, score_range, "The prior maps every rater into that "
-                              "range and its loss measures errors on it, so their ratings "
-                              "weigh next to nothing in meta-training and the prior learns "
-                              "little of their taste", given=self.score_range is not None)
+        if self.score_range is None:
+            warn_if_stray(tasks, "The prior's output spans the whole range, which squeezes "
+                                 "every other rating into a sliver of it: drop those rows, "
+                                 "or, if they are real ratings, "
+                                 + pass_score_range("of the rating scale") + ".")
+        warn_mixed_scales(tasks, score_range, "The prior maps every rater into that range "
+                          "and its loss measures errors on it, so their ratings weigh next "
+                          "to nothing in meta-training and the prior learns little of their "
+                          "taste", given=self.score_range is not None)
+        identical = False
         if "x" in data and self.backbone is None:
-            self._warn_if_unscaled(data["x"])
+            identical = self._warn_if_unscaled(data["x"])
+        # The others train on support and query merged. All ratings as one rater (no
+        # groups) repeat the images that several raters rated, and features that tell
+        # no image apart make every row a repeat: both cases have their own warning.
+        if (self.algorithm in _ON_QUERY and tasks.raters[0] != NO_GROUPS
+                and not identical):
+            warn_repeated_images(tasks)
         # one score for every image: a prior that gives one is right, not collapsed
         check_collapse = np.ptp(np.asarray(tasks.y, dtype=np.float64)) > 0
         if check_collapse:
@@ -910,6 +911,9 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
         variance), and its running mean cannot follow an offset hundreds of times the
         spread as the weights move: the prior then scores every image alike (found
         with features scaled by 1e-6, or shifted by 1000), without any error.
+
+        Returns whether every feature column is constant (what it then warns of): each
+        row is then the same image, which no other check should count as a repeat.
         """
         # a sample of rows: at FLICKR-AES size all of them in float64 would be 400 MB
         rows = torch.linspace(0, len(x) - 1, min(len(x), 4096), device=x.device).long()
@@ -917,14 +921,14 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
         std = x.std(0)
         varying = std > 0  # constant columns are no reason to warn
         if len(x) < 2:
-            return
+            return False
         if not varying.any():
             warn_identical_features()
-            return
+            return True
         spread = float(std[varying].median())
         offset = float((x.mean(0)[varying].abs() / std[varying]).median())
         if spread >= 1e-3 and offset <= 100:
-            return
+            return False
         what = (f"a tiny spread (median standard deviation of a column {spread:.2g})"
                 if spread < 1e-3 else
                 f"a large common offset (median |mean| / standard deviation of a column "
@@ -934,6 +938,7 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
             "may score every image alike. Standardize each column (mean 0, standard "
             "deviation 1, as sklearn's StandardScaler does on the training rows) before "
             "fit, and the same way before predict and personalize.")
+        return False
 
     def _record_architecture(self):
         """Note the settings the network was built with (:data:`_ARCHITECTURE`).

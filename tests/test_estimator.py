@@ -509,13 +509,18 @@ def test_fit_names_the_raters_whose_scores_look_like_another_scale(ratings, tiny
         low = np.isin(groups, [f"r{u:02d}" for u in range(6)])
         MetaAestheticRegressor(**tiny_params).fit(
             X, np.where(low, (y + 1) / 2, (y + 5) / 2), groups=groups)
-    # a stray code stretches the range: its own warning says so, not this one
+    # a stray code stretches the range: its own warning says so, not this one; nor
+    # after score_range=(1, 99) says it is a real rating, as that warning advises
     stray = y.copy()
     stray[7] = 99.0
     with pytest.warns(PIAAWarning) as record:
         MetaAestheticRegressor(**tiny_params).fit(X, stray, groups=groups)
     assert [w for w in record if "far outside" in str(w.message)]
     assert not [w for w in record if "another scale" in str(w.message)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PIAAWarning)
+        MetaAestheticRegressor(**{**tiny_params, "score_range": (1, 99)}).fit(
+            X, stray, groups=groups)
 
 
 def test_fit_names_the_raters_who_rated_an_image_twice(ratings, tiny_params):
@@ -539,6 +544,11 @@ def test_fit_names_the_raters_who_rated_an_image_twice(ratings, tiny_params):
             X2, y2, groups=groups2)
         # an image rated by several raters is no repeat
         MetaAestheticRegressor(**tiny_params).fit(X, y, groups=groups)
+    # features that tell no image apart are named as such, not as every row a repeat
+    with pytest.warns(PIAAWarning) as record:
+        MetaAestheticRegressor(**tiny_params).fit(np.zeros_like(X), y, groups=groups)
+    assert [w for w in record if "every feature column is constant" in str(w.message)]
+    assert not [w for w in record if "more than once" in str(w.message)]
 
 
 def test_personalize_on_scores_all_equal_warns_as_on_one_image(ratings, tiny_params):

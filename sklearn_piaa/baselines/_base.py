@@ -236,14 +236,13 @@ class BaselineRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
         tasks = as_tasks(X, y, groups, features=self.backbone is None,
                          owner=type(self).__name__)
         warn_constant_raters(tasks)
-        if not warn_if_stray(tasks, "They count as ratings in the consensus and in the scale "
-                                    "new raters are compared with: drop those rows if they "
-                                    "are codes (if they are real ratings, filter this "
-                                    "PIAAWarning)."):
-            warn_mixed_scales(tasks, (float(tasks.y.min()), float(tasks.y.max())),
-                              "The consensus averages their scores with the others' as if "
-                              "all were on one scale, which misplaces the images they rated, "
-                              "and the prior learns their taste from a sliver of the range")
+        warn_if_stray(tasks, "They count as ratings in the consensus and in the scale new "
+                             "raters are compared with: drop those rows if they are codes "
+                             "(if they are real ratings, filter this PIAAWarning).")
+        warn_mixed_scales(tasks, (float(tasks.y.min()), float(tasks.y.max())),
+                          "The consensus averages their scores with the others' as if all "
+                          "were on one scale, which misplaces the images they rated, and "
+                          "the prior learns their taste from a sliver of the range")
         names = tasks.feature_names if self.backbone is None else None
         alphas = np.asarray(self.alphas, dtype=float).reshape(-1)
         if len(alphas) == 0 or not (alphas > 0).all():
