@@ -84,7 +84,7 @@ _ARCHITECTURE = ("backbone", "backbone_weights", "train_backbone", "hidden_sizes
 _ON_QUERY = ("blg", "maml", "fomaml")
 
 
-def another_scale(y, low, high):
+def another_scale(y, low, high, lowest_fifth=True):
     """How ``y`` sits in a prior's range ``(low, high)`` if it looks like another scale.
 
     Ratings on 1-10 against a prior of 0-500 fill a sliver of the head's output range;
@@ -101,6 +101,10 @@ def another_scale(y, low, high):
         A rater's scores.
     low, high : float
         The prior's output range.
+    lowest_fifth : bool, default=True
+        Whether scores that all lie in the range's lowest fifth look like another
+        scale. Among training raters they need not: on a discrete scale a harsh rater
+        of the same scale gives only its lowest marks (1s and 2s of 1-10).
 
     Returns
     -------
@@ -118,7 +122,7 @@ def another_scale(y, low, high):
         return None
     if spread < 0.05:
         return f"span {100 * spread:.1f}%"
-    if float(y.max()) - low <= 0.2 * width:
+    if lowest_fifth and float(y.max()) - low <= 0.2 * width:
         return "all lie in the lowest fifth"
     return None
 
@@ -293,7 +297,7 @@ def warn_repeated_images(tasks, stacklevel=None):
         "taste. Average each rater's repeats first (read_ratings does).")
 
 
-def another_scale_raters(tasks, low, high, raters=None):
+def another_scale_raters(tasks, low, high, raters=None, lowest_fifth=True):
     """The raters of ``tasks`` whose scores look like another scale than ``(low, high)``.
 
     Each rater's scores are judged by :func:`another_scale`, which the checks of test
@@ -307,6 +311,8 @@ def another_scale_raters(tasks, low, high, raters=None):
         The range the scores are judged against.
     raters : iterable, default=None
         The raters of ``tasks`` to judge; ``None`` means all.
+    lowest_fifth : bool, default=True
+        As for :func:`another_scale`.
 
     Returns
     -------
@@ -317,7 +323,7 @@ def another_scale_raters(tasks, low, high, raters=None):
     for r in tasks.raters if raters is None else raters:
         # the scores alone: tasks[r] also copies the rater's rows of X
         y = np.asarray(tasks.y[tasks.indices[r]], dtype=np.float64)
-        if where := another_scale(y, low, high):
+        if where := another_scale(y, low, high, lowest_fifth):
             found.append(f"{r!r} ({y.min():g} to {y.max():g}: {where})")
     return found
 
@@ -352,7 +358,8 @@ def warn_mixed_scales(tasks, score_range, cost, given=False):
         return
     if len(tasks.y) >= 20 and stray_scores(tasks.y)[0].any():  # as warn_if_stray tells
         return
-    odd = another_scale_raters(tasks, low, high)
+    # a narrow span only: a harsh rater of the others' scale sits in its lowest fifth
+    odd = another_scale_raters(tasks, low, high, lowest_fifth=False)
     if not odd or len(odd) == len(tasks):
         return
     whose = (score_range_given(low, high) if given

@@ -509,6 +509,12 @@ def test_fit_names_the_raters_whose_scores_look_like_another_scale(ratings, tiny
         low = np.isin(groups, [f"r{u:02d}" for u in range(6)])
         MetaAestheticRegressor(**tiny_params).fit(
             X, np.where(low, (y + 1) / 2, (y + 5) / 2), groups=groups)
+        # a harsh rater of the others' 1-10 scale, who gave only 1s and 2s: all in the
+        # range's lowest fifth, which among test raters looks like another scale
+        harsh = np.round(1 + 9 * (y - 1) / 4)
+        first = groups == "r00"
+        harsh[first] = 1 + np.arange(first.sum()) % 2
+        MetaAestheticRegressor(**tiny_params).fit(X, harsh, groups=groups)
     # a stray code stretches the range: its own warning says so, not this one; nor
     # after score_range=(1, 99) says it is a real rating, as that warning advises
     stray = y.copy()
