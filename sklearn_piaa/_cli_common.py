@@ -197,7 +197,7 @@ def _walk(folder, unreadable):
     def onerror(exc):
         # os.walk's default is to skip the folder without a word: its images were left
         # out of the scores with exit status 0.
-        if exc.filename is None or os.fspath(exc.filename) != os.fspath(folder):
+        if exc.filename is not None and os.fspath(exc.filename) != os.fspath(folder):
             unreadable.append(exc)
         elif isinstance(exc, PermissionError):
             raise PermissionError(f"cannot read the folder {folder}: permission denied; "

@@ -156,7 +156,8 @@ def _write_failed(exc, path):
         elif _disk_full(path):
             return _failed(path, errno.ENOSPC, os.strerror(errno.ENOSPC).lower())
         else:
-            return _failed(path, None, "")
+            # not the disk, that we can tell: torch's own words are all there is
+            return _failed(path, None, str(exc).strip())
     if isinstance(exc, OSError) and exc.errno is not None and exc.filename is None:
         return _failed(path, exc.errno, (exc.strerror or os.strerror(exc.errno)).lower())
     return None
@@ -172,7 +173,7 @@ def _disk_full(path):
 
 def _failed(path, code, why):
     """"writing PATH failed: WHY ..." as an OSError of errno ``code``."""
-    room = code is None or code in _NO_ROOM
+    room = code in _NO_ROOM
     failed = OSError(f"writing {path!r} failed" + (f": {why}" if why else "")
                      + (" (disk full?)" if room else "") + "; nothing was written"
                      + (": free some space or choose another folder." if room else "."))

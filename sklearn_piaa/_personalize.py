@@ -123,10 +123,11 @@ def _reading_replaced(adapter, settings):
                          f"input__ settings (got {', '.join(sorted(settings))}).")
     unknown = sorted(set(settings) - set(allowed))
     if unknown:
-        kind = ("an embedder of images" if isinstance(adapter, ImageEmbedder) else
-                "whole-network nets, which cache no embeddings,")
-        raise ValueError(f"unknown input__ setting(s) {', '.join(unknown)} for "
-                         f"{kind}: the settings are {', '.join(allowed)}.")
+        kind = ("a net reading images through an embedder" if isinstance(adapter, ImageEmbedder)
+                else "a whole-network net (it caches no embeddings and shows no progress "
+                     "bar)")
+        raise ValueError(f"unknown input__ setting(s) {', '.join(unknown)} for {kind}; "
+                         f"the settings are {', '.join(allowed)}.")
     if settings.get("on_error", "raise") not in ("raise", "skip"):
         raise ValueError(f"input__on_error must be 'raise' or 'skip'; got "
                          f"{settings['on_error']!r}.")
@@ -251,9 +252,13 @@ class PersonalizedNet(NeuralNetRegressor):
                 raise ValueError(f"PersonalizedNet has no parameter {name!r}: how the net "
                                  f"reads images is set with net.set_params(input__{name}="
                                  f"{params[name]!r}).")
-        if reading:
-            self.input = _reading_replaced(self.input, reading)
-        return super().set_params(**params) if params else self
+        # the reader checked before anything is set: a refused call changes nothing
+        reader = _reading_replaced(self.input, reading) if reading else None
+        if params:
+            super().set_params(**params)
+        if reader is not None:
+            self.input = reader
+        return self
 
     def __sklearn_clone__(self):
         if "coefficients_" in self.__dict__:

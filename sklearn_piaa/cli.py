@@ -600,9 +600,10 @@ def run_predict(args, out=None):
     from .baselines import PersonalizedBaseline
 
     say = printer(out)
+    if args.output != "-":
+        _check_csv_output(args.output, "the scores are")  # before any folder is walked
     files = image_files(args.images)  # a mistyped path fails before the model loads
     if args.output != "-":
-        _check_csv_output(args.output, "the scores are")
         _check_output(args.output, args.model, *files)  # a folder's images are inputs too
     model = _load(args.model, device=args.device, cache=args)
     owner = (model.prior_ if isinstance(model, PersonalizedNet)

@@ -341,6 +341,10 @@ def _each_rater(func, prior, calls, n_jobs):
     workers = parallel._effective_n_jobs()
     size = 1 if workers == 1 else max(1, -(-len(calls) // (4 * workers)))
     chunks = [calls[i:i + size] for i in range(0, len(calls), size)]
+    if hasattr(prior, "_apply_reading_params"):
+        # a set_params(cache_dir=..., on_error=...) since the prior's last predict
+        # reaches its embedder there: the embedding below must follow it too
+        prior._apply_reading_params()
     embedder = image_reader(prior)
     if (workers == 1 or getattr(parallel._backend, "supports_sharedmem", False)
             or not isinstance(embedder, ImageEmbedder)):

@@ -486,6 +486,10 @@ def _personalized_srocc(estimator, X, y, groups, n_support=10, n_repeats=1,
             X_r, y_r = take(rows, idx), tasks.y[idx]
             if skipping:  # as evaluate_personalization leaves them out
                 X_r, y_r, _ = _readable_rows(estimator, X_r, y_r, reader=model)
+                if len(y_r) < need:  # counted above with its unreadable images
+                    whys[i] = (f"{len(y_r)} readable images, fewer than {need} (personalizing "
+                               f"on {n_support} and scoring SROCC on at least 2 others)")
+                    continue
             for j, _, _, query, net in _personalized_draws(model, X_r, y_r, seeds[i],
                                                            (n_support,), transform):
                 scores[i, j], _, whys[i, j] = _srocc(

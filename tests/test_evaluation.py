@@ -509,3 +509,32 @@ def test_the_scorer_leaves_unreadable_images_out_as_the_protocol_does(image_file
                                       random_state=0)
     assert (table["n_query"] == 12 - 5).all()
     np.testing.assert_array_equal(drawn, table["srocc_personalized"].reshape(2, 2))
+    # a rater with just enough images, one of them unreadable, has too few left: named
+    # with that cause, not as an unexplained undefined SROCC
+    from sklearn_piaa import PersonalizedSROCCScorer, UndefinedSROCCWarning
+    X = [*image_files[:6], str(tmp_path / "gone.png"), *image_files]
+    scores, groups = np.r_[y[:6], 3.0, y], np.repeat(["c", "d"], [7, 12])
+    with pytest.warns(UndefinedSROCCWarning,
+                      match=r"'c' \(6 readable images, fewer than 7"):
+        with pytest.warns(PIAAWarning, match="gone.png"):
+            value = PersonalizedSROCCScorer(n_support=5)(meta, X, scores, groups=groups)
+    assert np.isfinite(value)
+
+
+def test_parallel_evaluation_embeds_as_the_priors_settings_say(tmp_path):
+    # With worker processes the test images are embedded here, first, by the prior's
+    # embedder as it was at its last predict: a set_params(cache_dir=None) made since
+    # was ignored there, and the images were cached in the old folder.
+    rng = np.random.RandomState(0)
+    imgs = rng.randint(0, 256, (40, 24, 24, 3)).astype(np.uint8)
+    y = 1 + 4 * rng.rand(40)
+    groups = np.repeat(["a", "b", "c", "d"], 10)
+    meta = MetaAestheticRegressor(backbone="tiny_cnn", hidden_sizes=(8,), n_iterations=2,
+                                  support_size=4, query_size=2, random_state=0,
+                                  cache_dir=tmp_path / "cache").fit(
+        imgs[:20], y[:20], groups=groups[:20])
+    before = len(list((tmp_path / "cache").rglob("*.npy")))
+    meta.set_params(cache_dir=None)
+    test = TaskSet.from_arrays(imgs[20:], y[20:], groups[20:])
+    evaluate_personalization(meta, test, n_support=4, n_repeats=1, random_state=0, n_jobs=2)
+    assert len(list((tmp_path / "cache").rglob("*.npy"))) == before
