@@ -36,7 +36,7 @@ def atomic_write(path, write, fsync=True):
     A crash or kill at any moment leaves either the old file or the new one, never a
     truncated one: the rename is atomic on POSIX and Windows file systems. The
     temporary file of an earlier write of ``path`` killed before its rename
-    (``<name>.<random>.tmp``, an hour old or more) is removed.
+    (``<name>.piaa-<random>.tmp``, an hour old or more) is removed.
 
     Parameters
     ----------
@@ -74,11 +74,12 @@ def atomic_write(path, write, fsync=True):
         mode = 0o666 & ~_umask()  # a new file gets what open() would give it
     # A write of this file killed before its rename (kill -9, a power cut) left its
     # temporary file, as large as the file, for good: nothing else removes it.
-    remove_unfinished_writes(directory, os.path.basename(path) + ".",
-                             older_than=STALE_WRITE_SECONDS, exact=True)
+    # The marker: only the package's own leftovers are removed, not a user's
+    # "scores.csv.20240101.tmp" of the same shape.
+    prefix = os.path.basename(path) + TEMP_MARKER
+    remove_unfinished_writes(directory, prefix, older_than=STALE_WRITE_SECONDS, exact=True)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp",
-                                   dir=directory)
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=directory)
     except PermissionError:  # its message names a temporary file the user never gave
         raise PermissionError(f"cannot write {path!r}: its folder {directory!r} is not "
                               "writable; make it writable or choose another folder."
@@ -263,6 +264,9 @@ def _header_name(path, info):
 STALE_WRITE_SECONDS = 3600
 
 
+#: Between a file's name and the random part of :func:`atomic_write`'s temporary files.
+TEMP_MARKER = ".piaa-"
+
 #: The random part :func:`tempfile.mkstemp` puts in a name: 8 of these characters.
 _MKSTEMP_RANDOM = re.compile(r"[a-z0-9_]{8}")
 
@@ -270,7 +274,8 @@ _MKSTEMP_RANDOM = re.compile(r"[a-z0-9_]{8}")
 def remove_unfinished_writes(folder, name="", older_than=0.0, exact=False):
     """Remove the temporary files :func:`atomic_write` left in ``folder`` when killed.
 
-    A process killed between writing and renaming leaves ``<name>.<random>.tmp``.
+    A process killed between writing and renaming leaves ``<name><random>.tmp``
+    (:func:`atomic_write`: ``<file>.piaa-<random>.tmp``).
 
     Parameters
     ----------

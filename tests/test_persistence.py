@@ -319,13 +319,13 @@ def test_save_never_leaves_a_partial_file(prior, tmp_path, monkeypatch):
 
 
 def test_save_removes_the_temporary_file_a_killed_save_left(prior, tmp_path):
-    # kill -9 during save_model left "p.pt.<random>.tmp", as large as the model, for
+    # kill -9 during save_model left "p.pt.piaa-<random>.tmp", as large as the model, for
     # good: cache and checkpoint leftovers were swept after an hour, a model's never.
     meta, _, _ = prior
     path = tmp_path / "p.pt"
     hours_ago = time.time() - 2 * 3600
 
-    def left(prefix="p.pt.", age=hours_ago):
+    def left(prefix="p.pt.piaa-", age=hours_ago):
         fd, name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=tmp_path)
         os.write(fd, b"PK\3\4 half a model")
         os.close(fd)
@@ -334,15 +334,16 @@ def test_save_removes_the_temporary_file_a_killed_save_left(prior, tmp_path):
 
     killed = left()
     others = [left(age=time.time()),  # another process's save in progress, maybe
-              left(prefix="q.pt."),  # another file's
-              left(prefix="p.pt.x.")]  # not mkstemp's name for this one
+              left(prefix="q.pt.piaa-"),  # another file's
+              left(prefix="p.pt.piaa-x."),  # not mkstemp's name for this one
+              left(prefix="p.pt.")]  # not the package's: a user's file of the same shape
     for name in ("p.pt.backup.tmp", "p.pt.previous.tmp", "notes.tmp"):  # a user's own
         (tmp_path / name).write_bytes(b"mine")
         os.chmod(tmp_path / name, 0o644)  # as a umask of 022 makes it (077: 0600)
         os.utime(tmp_path / name, (hours_ago, hours_ago))
         others.append(name)
-    (tmp_path / "p.pt.abcdefgh.tmp").mkdir()
-    others.append("p.pt.abcdefgh.tmp")
+    (tmp_path / "p.pt.piaa-abcdefgh.tmp").mkdir()
+    others.append("p.pt.piaa-abcdefgh.tmp")
     save_model(meta, path)
     assert sorted(os.listdir(tmp_path)) == sorted(["p.pt", *others])
     assert killed not in os.listdir(tmp_path)
