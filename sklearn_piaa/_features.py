@@ -1069,6 +1069,8 @@ class ImageEmbedder:
         self.backbone = self.backbone.to(self.device)
         self.__dict__.setdefault("_folded", None)
         self.__dict__.setdefault("mixed_precision", False)  # pickled before it existed
+        # pickled before it existed: a prior's set_params and save_model compare it
+        self.__dict__.setdefault("progress", False)
         self._memory = OrderedDict(self.__dict__.get("_memory") or ())  # its own: a copy
 
     def _inference_net(self):
@@ -1338,7 +1340,7 @@ class ImageEmbedder:
         # for its slowest thread: decoding on all cores between batches is faster.
         overlap = torch.device(self.device).type != "cpu"
         bar = progress(total=len(items), desc="embed", unit="img",
-                       enabled=getattr(self, "progress", False))
+                       enabled=self.progress)
         with ThreadPoolExecutor(max_workers=1) as pool:
             pending = pool.submit(decode, chunks[0]) if overlap else None
             for n, chunk in enumerate(chunks):

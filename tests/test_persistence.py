@@ -1089,3 +1089,15 @@ def test_a_pickle_from_before_a_parameter_existed_loads_with_its_default(prior, 
     save_model(loaded, tmp_path / "p.pt")
     np.testing.assert_allclose(load_model(tmp_path / "p.pt").predict(X[:20]), expected,
                                rtol=1e-6)
+
+
+def test_a_prior_pickled_before_embedders_had_progress_still_predicts(tmp_path):
+    # set_params(verbose=...) now reaches the embedder's progress bars, which an
+    # embedder pickled before it had the attribute lacked: AttributeError on predict
+    imgs, y, groups = _images(12)
+    meta = _caching_prior(None, imgs, y, groups)
+    del meta.input_.__dict__["progress"]
+    old = pickle.loads(pickle.dumps(meta))
+    assert old.input_.progress is False
+    old.set_params(verbose=1).predict(imgs[:2])
+    assert old.input_.progress is True
