@@ -313,6 +313,41 @@ def test_pam_on_images_measures_attributes_and_embeds(image_files):
     assert np.isfinite(user.predict(image_files[6:])).all()
 
 
+@pytest.mark.parametrize("est", [e for e in ESTIMATORS if not isinstance(e, PAMRegressor)],
+                         ids=_ids)
+@pytest.mark.parametrize("seed", ["int", "RandomState"])
+def test_a_baseline_fitted_on_images_is_the_one_fitted_on_their_embeddings(est, seed,
+                                                                             image_files):
+    # (PAM measures attributes of images, which embeddings lack.) The image fit took its
+    # distinct images first-seen, the feature fit sorted: PA_IAA's predictions differed by
+    # 0.005 on this 1-5 scale; and building the backbone advanced a RandomState instance,
+    # so that FPMF's and PA_IAA's draws differed (by 0.2-0.5).
+    rng = np.random.RandomState(0)
+    rows = np.concatenate([rng.choice(len(image_files), 8, replace=False) for _ in TRAITS])
+    X = [image_files[i] for i in rows]
+    y = rng.randint(1, 6, len(rows)).astype(float)
+    groups = np.repeat(sorted(TRAITS), 8)
+
+    def fit(**params):
+        if "random_state" in est.get_params():
+            state = 0 if seed == "int" else np.random.RandomState(5)
+            params["random_state"] = state
+        return clone(est).set_params(**params).fit(X if params["backbone"] else F, y,
+                                                   groups=groups)
+
+    F = None
+    on_images = fit(backbone="tiny_cnn")
+    F = on_images.input_.transform(X)
+    on_features = fit(backbone=None)
+    np.testing.assert_allclose(on_images.predict(image_files),
+                               on_features.predict(on_images.input_.transform(image_files)),
+                               rtol=1e-6, atol=1e-9)
+    user = on_images.personalize(X[:8], y[:8], random_state=2)
+    same = on_features.personalize(F[:8], y[:8], random_state=2)
+    np.testing.assert_allclose(user.predict(X[8:16]), same.predict(F[8:16]), rtol=1e-6,
+                               atol=1e-9)
+
+
 def test_failed_refit_keeps_the_previous_fit(ratings, monkeypatch):
     from sklearn_piaa import ConsensusRidgeRegressor
 

@@ -288,9 +288,10 @@ class BaselineRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
                                 feature_names=names)
         # Building layers draws their initial weights (a backbone without pretrained
         # ones, as tiny_cnn): from a forked generator, not the caller's, seeded from
-        # random_state. A generator of its own, so that an int random_state leaves fit's
-        # draws as they are on features; a RandomState instance is advanced by it.
-        seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+        # random_state. A generator of its own, and a RandomState instance is read from a
+        # copy: fit's draws stay those of a fit on these images' embeddings.
+        seed = copy.deepcopy(check_random_state(self.random_state)).randint(
+            np.iinfo(np.int32).max)
         with seeded(seed):
             backbone = load_backbone(self.backbone, self.backbone_weights)
         if isinstance(self.backbone, torch.nn.Module):
@@ -305,7 +306,11 @@ class BaselineRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
     def _embed_unique(self, X):
         """Features of the distinct images in ``X`` and each row's image index."""
         if hasattr(self.input_, "transform_unique"):
-            return self.input_.transform_unique(X, strict_cache=True)
+            unique, inverse = self.input_.transform_unique(X, strict_cache=True)
+            # In the order (and with the merges) of a fit on these embeddings as features:
+            # the images come first-seen, and sums over them differ in the last bits.
+            unique, which = unique_rows(unique)
+            return unique, which[inverse]
         F = self.input_(X)
         # Identical feature rows are the same image: rows of a rating table repeat them.
         return unique_rows(F)
