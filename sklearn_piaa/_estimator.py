@@ -328,7 +328,7 @@ def another_scale_raters(tasks, low, high, raters=None, lowest_fifth=True):
     return found
 
 
-def warn_mixed_scales(tasks, score_range, cost, given=False):
+def warn_mixed_scales(tasks, score_range, cost, given=False, whose=None):
     """Warn naming the training raters whose scores look like another scale than the rest.
 
     Ratings of 1-5 mixed with ratings of 0-500 were fitted without a word: the score
@@ -352,6 +352,9 @@ def warn_mixed_scales(tasks, score_range, cost, given=False):
     given : bool, default=False
         Whether ``score_range`` was given (``score_range=``) rather than taken from
         the ratings, for the message.
+    whose : str, default=None
+        What the range is, for the message, when neither given nor taken from these
+        ratings (a fitted base's training range).
     """
     low, high = score_range
     if len(tasks) < 2 or not high > low:
@@ -362,8 +365,9 @@ def warn_mixed_scales(tasks, score_range, cost, given=False):
     odd = another_scale_raters(tasks, low, high, lowest_fifth=False)
     if not odd or len(odd) == len(tasks):
         return
-    whose = (score_range_given(low, high) if given
-             else f"the range ({low:g}, {high:g}) taken from all the ratings")
+    if whose is None:
+        whose = (score_range_given(low, high) if given
+                 else f"the range ({low:g}, {high:g}) taken from all the ratings")
     warn_caller(
         f"{len(odd)} of {len(tasks)} training rater(s) have scores that look like another "
         f"scale than the other raters', within {whose}: {listing(odd, n=5, sep='; ')}. "

@@ -18,7 +18,13 @@ from torch.func import functional_call
 
 from ._device import PickledOnCPU, seeded, to_device
 from ._diverged import check_trained
-from ._estimator import MetaAestheticRegressor, warn_constant_raters, warn_if_unranked
+from ._estimator import (
+    MetaAestheticRegressor,
+    _scores_at,
+    warn_constant_raters,
+    warn_if_unranked,
+    warn_mixed_scales,
+)
 from ._features import FeatureInput
 from ._inputs import FEATURES, check_feature_names, check_seed, input_kind
 from ._messages import listing
@@ -384,7 +390,14 @@ class TaskVectorRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
         PIAAWarning
             If some training raters gave every image the same score (named, as
             :meth:`MetaAestheticRegressor.fit` names them; by the base's fit, or here
-            where a fitted base is kept).
+            where a fitted base is kept), or some raters' scores look like another scale
+            than the others' (named, likewise).
+
+        Raises
+        ------
+        ValueError
+            If a kept fitted base (``FrozenEstimator``) is to be fine-tuned on scores
+            outside its range (named, with rater and row).
         """
         rng = check_random_state(self.random_state)
         base = MetaAestheticRegressor(algorithm="average") if self.base is None else self.base
@@ -427,14 +440,26 @@ class TaskVectorRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
                 # they were.
                 base_.set_params(random_state=rng.randint(np.iinfo(np.int32).max))
             base_.fit(tasks)  # the tasks carry X's column names to the base
-        elif tasks is not None and not given:
-            # the fitted base named none of the raters the sources are fine-tuned on
-            warn_constant_raters(tasks)
         model = getattr(base_, "estimator", base_)  # FrozenEstimator wraps the fitted one
         if not isinstance(model, MetaAestheticRegressor):
             raise TypeError(f"base must be a MetaAestheticRegressor (or a FrozenEstimator of "
                             f"one); got {type(model).__name__}.")
         check_is_fitted(model, "prior_net_")
+        if tasks is not None and not given and isinstance(base_, FrozenEstimator):
+            # the fitted base saw none of the raters the sources are fine-tuned on
+            warn_constant_raters(tasks)
+            low, high = model.score_range_
+            outside = (tasks.y < low) | (tasks.y > high)
+            if outside.any():
+                # else the first group's personalize refuses, naming rows of the group
+                raise ValueError(
+                    f"{int(outside.sum())} score(s) lie outside the base's range ({low:g}, "
+                    f"{high:g}), which the sources are fine-tuned in: "
+                    f"{_scores_at(tasks.y, outside, tasks)}. Rescale those raters' scores "
+                    "onto the base's scale, or leave them out.")
+            warn_mixed_scales(tasks, (low, high), "Each version is fine-tuned on them in "
+                              "that range, where their ratings weigh next to nothing",
+                              whose=f"the base's range ({low:g}, {high:g})")
         theta0 = model.prior_net_.module_
         if given:
             names = list(range(len(self.sources)))

@@ -174,6 +174,29 @@ def test_fit_on_a_fitted_base_names_raters_whose_scores_are_all_equal(fitted):
             *two_tastes(n_raters=4, per_rater=40)[:3])
 
 
+def test_fit_on_a_fitted_base_names_raters_of_another_scale(fitted):
+    # The base's fit names them; a base kept as fitted fine-tuned the sources on them
+    # without a word, or failed naming rows of one group of raters.
+    tv, _ = fitted
+    X, y, groups, side, _ = two_tastes(n_raters=4, per_rater=40)
+    low, high = tv.base_.score_range_
+    narrow = y.copy()
+    narrow[groups == "r1"] = low + (narrow[groups == "r1"] - low) * 0.02
+    kept = FrozenEstimator(tv.base_)
+    with pytest.warns(PIAAWarning, match=r"^1 of 4 training rater\(s\) have scores that look "
+                                         r"like another scale .* within the base's range "
+                                         r".*: 'r1' \(") as caught:
+        TaskVectorRegressor(kept, sources=side, source_epochs=1, random_state=0).fit(
+            X, narrow, groups=groups)
+    assert len(caught) == 1
+    wide = y.copy()
+    wide[groups == "r2"] *= 20
+    with pytest.raises(ValueError, match=r"^40 score\(s\) lie outside the base's range .*"
+                                         r"\(rater 'r2', row 80 of X"):
+        TaskVectorRegressor(kept, sources=side, source_epochs=1, random_state=0).fit(
+            X, wide, groups=groups)
+
+
 def test_personalize_returns_a_fitted_skorch_net_that_saves(fitted, tmp_path):
     tv, feats = fitted
     y = np.clip(3 + feats[:15, 0], 1, 5)
