@@ -679,13 +679,14 @@ def image_reader(model):
     return getattr(adapter, "embedder", adapter)
 
 
-def drop_unreadable(adapter, X, y, on_error, return_kept=False):
+def drop_unreadable(adapter, X, y, on_error, return_kept=False, none_ok=False):
     """One rater's ``X, y`` without unreadable images when ``on_error="skip"``.
 
     ``adapter`` (an :class:`ImageEmbedder` or :class:`ImageInput`) would turn them into
     NaN embeddings or blank images, which prediction reports as NaN but training would
     learn from. Through an embedder ``X`` comes back as its embeddings. With
-    ``return_kept``, the positions of the rows kept come third.
+    ``return_kept``, the positions of the rows kept come third. When no image can be
+    read a ValueError says so, unless ``none_ok`` (then no row is kept).
     """
     kept = np.arange(len(y))
     if on_error != "skip" or input_kind(X) == FEATURES:
@@ -696,7 +697,7 @@ def drop_unreadable(adapter, X, y, on_error, return_kept=False):
         bad = np.isnan(X[:, 0])
     else:
         bad = unreadable_rows(X, adapter.size, "skip")
-    if bad.all():
+    if bad.all() and not none_ok:
         raise ValueError("none of the rater's images could be read (on_error='skip').")
     if bad.any():
         kept = np.flatnonzero(~bad)

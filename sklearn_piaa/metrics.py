@@ -11,7 +11,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils.metadata_routing import MetadataRequest
 
 from ._estimator import _SCALE_CHECKED, check_scales, warn_repeated_images
-from ._features import image_reader
+from ._features import drop_unreadable, image_reader
 from ._inputs import (
     FEATURES,
     check_feature_names,
@@ -292,7 +292,7 @@ def _skips_unreadable(model, X):
             and getattr(image_reader(model), "on_error", None) == "skip")
 
 
-def _readable_rows(prior, X, y, reader=None):
+def _readable_rows(prior, X, y):
     """``X, y`` and the prior's scores, without the images it could not read.
 
     A model that skips unreadable images (``on_error="skip"``) predicts NaN for them,
@@ -308,8 +308,6 @@ def _readable_rows(prior, X, y, reader=None):
     X : array-like or list
         One rater's images or features.
     y : ndarray of shape (n_samples,)
-    reader : estimator, default=None
-        The model whose input adapter reads the images; ``None``: ``prior``.
 
     Returns
     -------
@@ -319,10 +317,22 @@ def _readable_rows(prior, X, y, reader=None):
     """
     pred = prior.predict(X)
     ok = ~np.isnan(pred)
-    if ok.all() or not _skips_unreadable(prior if reader is None else reader, X):
+    if ok.all() or not _skips_unreadable(prior, X):
         return X, y, pred
     keep = np.flatnonzero(ok)
     return take(X, keep), y[keep], pred[keep]
+
+
+def _readable(model, X, y, transform=_as_is):
+    """``X, y`` without the images ``model`` cannot read (``on_error="skip"``).
+
+    Found by reading them, as :func:`_readable_rows` finds them by predicting: a
+    whole-network model's prediction is a forward pass per image that the scorer does
+    not use. The embedder warns naming them, as prediction would.
+    """
+    kept = drop_unreadable(image_reader(model), transform(X), y, "skip", return_kept=True,
+                           none_ok=True)[2]  # none readable: the caller counts too few
+    return take(X, kept), y[kept]
 
 
 def _personalized_draws(model, X, y, seeds, n_support, transform=_as_is,
@@ -485,7 +495,7 @@ def _personalized_srocc(estimator, X, y, groups, n_support=10, n_repeats=1,
             idx = tasks.indices[rater]
             X_r, y_r = take(rows, idx), tasks.y[idx]
             if skipping:  # as evaluate_personalization leaves them out
-                X_r, y_r, _ = _readable_rows(estimator, X_r, y_r, reader=model)
+                X_r, y_r = _readable(model, X_r, y_r, transform)
                 if len(y_r) < need:  # counted above with its unreadable images
                     whys[i] = (f"{len(y_r)} readable images, fewer than {need} (personalizing "
                                f"on {n_support} and scoring SROCC on at least 2 others)")

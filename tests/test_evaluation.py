@@ -521,6 +521,33 @@ def test_the_scorer_leaves_unreadable_images_out_as_the_protocol_does(image_file
     assert np.isfinite(value)
 
 
+@pytest.mark.filterwarnings("ignore:.*scored on fewer than 10 query images")
+def test_the_scorer_finds_unreadable_images_without_predicting_them(image_files, tmp_path,
+                                                                     monkeypatch):
+    # It predicted every image of every rater with the prior to find the unreadable
+    # ones, and used none of those scores: a forward pass per image of a whole network.
+    from sklearn_piaa import PersonalizedSROCCScorer, UndefinedSROCCWarning
+    y = np.tile([1.0, 2.0, 3.0, 4.0, 5.0, 3.0], 2)
+    meta = MetaAestheticRegressor(backbone="tiny_cnn", hidden_sizes=(8,), n_iterations=1,
+                                  support_size=4, query_size=2, finetune_epochs=1,
+                                  batch_size=4, random_state=0, on_error="skip",
+                                  train_backbone=True).fit(
+        image_files, y, groups=np.repeat(["a", "b"], 6))
+    gone = [str(tmp_path / f"gone{i}.png") for i in range(7)]
+    X = [*image_files, gone[0], *gone]
+    scores, groups = np.r_[y, 3.0, np.ones(7)], np.repeat(["c", "d"], [13, 7])
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the prior predicted")
+
+    monkeypatch.setattr(MetaAestheticRegressor, "predict", refuse)
+    # 'd' has no readable image: named as too few, not a failure
+    with pytest.warns(UndefinedSROCCWarning, match=r"'d' \(0 readable images, fewer than 7"):
+        with pytest.warns(PIAAWarning, match="gone0.png"):
+            value = PersonalizedSROCCScorer(n_support=5)(meta, X, scores, groups=groups)
+    assert np.isfinite(value)
+
+
 def test_parallel_evaluation_embeds_as_the_priors_settings_say(tmp_path):
     # With worker processes the test images are embedded here, first, by the prior's
     # embedder as it was at its last predict: a set_params(cache_dir=None) made since
