@@ -67,31 +67,59 @@ def _add_common_args(p, device=True, seed=True, seed_help=None):
                        help="torch device, e.g. cpu or cuda (default: the one the model "
                             "was saved on, or the CPU where that is absent)")
     if seed_help:
-        p.add_argument("--random-state", type=int, default=None, help=seed_help)
+        p.add_argument("--random-state", type=_seed, default=None, help=seed_help)
     elif seed:
-        p.add_argument("--random-state", type=int, default=0, help="seed")
+        p.add_argument("--random-state", type=_seed, default=0, help="seed")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def _add_benchmark_args(p):
     d = BENCHMARK_DEFAULTS
-    p.add_argument("--n-images", type=int, default=d["n_images"],
+    p.add_argument("--n-images", type=_count, default=d["n_images"],
                    help="built-in benchmark: images generated")
-    p.add_argument("--n-raters", type=int, default=d["n_raters"], help="raters simulated")
-    p.add_argument("--images-per-rater", type=int, default=d["images_per_rater"],
+    p.add_argument("--n-raters", type=_count, default=d["n_raters"], help="raters simulated")
+    p.add_argument("--images-per-rater", type=_count, default=d["images_per_rater"],
                    help="ratings per rater")
-    p.add_argument("--image-size", type=int, default=d["image_size"],
+    p.add_argument("--image-size", type=_count, default=d["image_size"],
                    help="built-in benchmark: image side in pixels")
 
 
-def _count(text):
-    """A positive integer option (images per step)."""
+def _count(text, least=1, what="a positive integer"):
+    """A positive integer option (images per step).
+
+    Refused here, by the option's name, before the data are read: the estimator's own
+    error named its parameter, not the option, and came after the images were embedded.
+    """
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if value < least:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
+    return value
+
+
+def _whole(text):
+    """An integer option that may be 0 (iterations, inner steps)."""
+    return _count(text, 0, "an integer, 0 or more")
+
+
+def _jobs(text):
+    """``--n-jobs``: joblib's count (-1: every core; 0 means nothing to it)."""
+    value = _count(text, -(2**31), "a number of jobs: a positive integer, or -1 for every "
+                                   "core")
+    if value == 0:
+        raise argparse.ArgumentTypeError("expected a number of jobs: a positive integer, or "
+                                         "-1 for every core; got 0")
+    return value
+
+
+def _seed(text):
+    """``--random-state``: numpy seeds only integers from 0 to 2**32 - 1."""
+    value = _count(text, 0, "a seed: an integer from 0 to 4294967295")
+    if value >= 2**32:
+        raise argparse.ArgumentTypeError(f"expected a seed: an integer from 0 to 4294967295, "
+                                         f"got {value}")
     return value
 
 
@@ -239,11 +267,11 @@ def build_parser():
     mt.add_argument("--algorithm", default="blg",
                     choices=list(ALGORITHM_NAMES),
                     help="meta-learning algorithm")
-    mt.add_argument("--n-iterations", type=int, default=1000, help="outer iterations")
-    mt.add_argument("--tasks-per-batch", type=int, default=4, help="raters per iteration (k)")
-    mt.add_argument("--support-size", type=int, default=80, help="support images per task")
-    mt.add_argument("--query-size", type=int, default=20, help="query images per task")
-    mt.add_argument("--inner-steps", type=int, default=5, help="inner Adam steps (S)")
+    mt.add_argument("--n-iterations", type=_whole, default=1000, help="outer iterations")
+    mt.add_argument("--tasks-per-batch", type=_count, default=4, help="raters per iteration (k)")
+    mt.add_argument("--support-size", type=_count, default=80, help="support images per task")
+    mt.add_argument("--query-size", type=_count, default=20, help="query images per task")
+    mt.add_argument("--inner-steps", type=_whole, default=5, help="inner Adam steps (S)")
     mt.add_argument("--inner-lr", type=_rate, default=1e-3, help="inner learning rate")
     mt.add_argument("--outer-lr", type=_rate, default=1e-2, help="outer step size (beta)")
     mt.add_argument("--inner-backbone-lr", type=_rate, default=1e-4,
@@ -262,7 +290,7 @@ def build_parser():
     mt.add_argument("--checkpoint-dir",
                     help="write checkpoints here (one file per run); rerunning the same "
                          "command resumes")
-    mt.add_argument("--checkpoint-every", type=int, default=100,
+    mt.add_argument("--checkpoint-every", type=_count, default=100,
                     help="iterations between checkpoints")
     _add_on_error(mt, "meta-train without them")
     _add_common_args(mt, device=False)
@@ -278,7 +306,7 @@ def build_parser():
     pe.add_argument("-o", "--output", required=True, help="model file to write (.pt)")
     pe.add_argument("--rater", help="rater id, when the CSV holds several raters")
     _add_table_args(pe, formats=False)
-    pe.add_argument("--epochs", type=int, help="fine-tuning epochs (default: the prior's)")
+    pe.add_argument("--epochs", type=_count, help="fine-tuning epochs (default: the prior's)")
     pe.add_argument("--lr", type=_rate, help="fine-tuning learning rate (default: the "
                                              "prior's)")
     pe.add_argument("--batch-size", type=_count, metavar="N",
@@ -314,10 +342,10 @@ def build_parser():
     _add_data_args(ev, "the raters to evaluate on (a data set's test raters where it "
                        "defines them, else all of them; give raters the prior was not "
                        "meta-trained on)")
-    ev.add_argument("--n-support", type=int, nargs="+", default=[10, 100],
+    ev.add_argument("--n-support", type=_count, nargs="+", default=[10, 100],
                     help="support set sizes")
-    ev.add_argument("--n-repeats", type=int, default=10, help="random draws per rater")
-    ev.add_argument("--n-jobs", type=int, default=None, help="raters in parallel (joblib)")
+    ev.add_argument("--n-repeats", type=_count, default=10, help="random draws per rater")
+    ev.add_argument("--n-jobs", type=_jobs, default=None, help="raters in parallel (joblib)")
     ev.add_argument("--score-range", type=_score_range, metavar="LOW,HIGH",
                     help="the test raters' scale, when it differs from the prior's")
     ev.add_argument("-o", "--output", help="CSV of the per-rater, per-draw table")
@@ -329,13 +357,13 @@ def build_parser():
                           help="meta-train on the built-in benchmark, personalize held-out "
                                "raters at 10 and 100 images, print SROCC")
     _add_benchmark_args(demo)
-    demo.add_argument("--n-test-raters", type=int, default=12,
+    demo.add_argument("--n-test-raters", type=_count, default=12,
                       help="raters held out of meta-training and personalized")
-    demo.add_argument("--n-support", type=int, nargs="+", default=[10, 100],
+    demo.add_argument("--n-support", type=_count, nargs="+", default=[10, 100],
                       help="support set sizes")
-    demo.add_argument("--n-repeats", type=int, default=3, help="random draws per rater")
+    demo.add_argument("--n-repeats", type=_count, default=3, help="random draws per rater")
     demo.add_argument("--backbone", default="efficientnet_lite0", help="image backbone")
-    demo.add_argument("--n-iterations", type=int, default=300, help="outer iterations")
+    demo.add_argument("--n-iterations", type=_whole, default=300, help="outer iterations")
     demo.add_argument("--outer-lr", type=_rate, default=0.1, help="outer step size")
     _add_common_args(demo, device=False)
 
@@ -380,15 +408,15 @@ def build_parser():
                        help="with --personality FILE: the five trait columns, in the order "
                             "the model takes them (default: the five columns besides the "
                             "rater's, or the five personality-* ones)")
-    table.add_argument("--n-support", type=int, nargs="+", default=[10, 100],
+    table.add_argument("--n-support", type=_count, nargs="+", default=[10, 100],
                        help="support set sizes (columns)")
-    table.add_argument("--n-repeats", type=int, default=3, help="random draws per rater")
-    table.add_argument("--n-iterations", type=int, default=300, help="outer iterations")
+    table.add_argument("--n-repeats", type=_count, default=3, help="random draws per rater")
+    table.add_argument("--n-iterations", type=_whole, default=300, help="outer iterations")
     table.add_argument("--outer-lr", type=_rate, default=0.1,
                        help="outer step size of BLG, merged and Reptile")
     table.add_argument("--maml-outer-lr", type=_rate, default=1e-3,
                        help="learning rate of MAML's outer Adam (0.1 saturates its head)")
     table.add_argument("--backbone", default="efficientnet_lite0", help="image backbone")
-    table.add_argument("--n-jobs", type=int, default=None, help="raters in parallel (joblib)")
+    table.add_argument("--n-jobs", type=_jobs, default=None, help="raters in parallel (joblib)")
     _add_common_args(table, device=False)
     return parser, sub

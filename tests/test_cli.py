@@ -944,6 +944,44 @@ def test_float_options_are_refused_by_name_as_they_are_read(argv, capsys):
     assert f"argument {option}: expected a " in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv", [
+    ["meta-train", "d.csv", "-o", "p.pt", "--n-iterations", "-3"],
+    ["meta-train", "d.csv", "-o", "p.pt", "--tasks-per-batch", "0"],
+    ["meta-train", "d.csv", "-o", "p.pt", "--support-size", "-1"],
+    ["meta-train", "d.csv", "-o", "p.pt", "--query-size", "many"],
+    ["meta-train", "d.csv", "-o", "p.pt", "--inner-steps", "-1"],
+    ["meta-train", "d.csv", "-o", "p.pt", "--checkpoint-every", "0"],
+    ["meta-train", "d.csv", "-o", "p.pt", "--random-state", "-1"],
+    ["personalize", "p.pt", "r.csv", "-o", "u.pt", "--epochs", "0"],
+    ["personalize", "p.pt", "r.csv", "-o", "u.pt", "--random-state", str(2**32)],
+    ["evaluate", "p.pt", "r.csv", "--n-support", "10", "-5"],
+    ["evaluate", "p.pt", "r.csv", "--n-repeats", "0"],
+    ["evaluate", "p.pt", "r.csv", "--n-jobs", "0"],
+    ["demo", "--n-test-raters", "0"],
+    ["demo", "--n-images", "-100"],
+    ["table1", "--image-size", "0"],
+    ["table1", "--n-iterations", "-1"],
+])
+def test_integer_options_are_refused_by_name_as_they_are_read(argv, capsys):
+    # `--n-iterations -3` was refused by the estimator, naming n_iterations, after the
+    # images were read (and embedded); `personalize --epochs 0` wrote the prior as a
+    # personalized model and reported success
+    parser, _ = build_parser()
+    with pytest.raises(SystemExit) as exc:
+        parser.parse_args(argv)
+    assert exc.value.code == 2
+    option = next(a for a in argv if a.startswith("--"))
+    assert f"argument {option}: expected " in capsys.readouterr().err
+
+
+def test_integer_options_take_what_the_estimator_takes():
+    parser, _ = build_parser()
+    args = parser.parse_args(["meta-train", "d.csv", "-o", "p.pt", "--n-iterations", "0",
+                              "--inner-steps", "0", "--random-state", str(2**32 - 1)])
+    assert (args.n_iterations, args.inner_steps, args.random_state) == (0, 0, 2**32 - 1)
+    assert parser.parse_args(["evaluate", "p.pt", "r.csv", "--n-jobs", "-1"]).n_jobs == -1
+
+
 def test_float_options_take_zero_learning_rates_as_the_estimator_does():
     parser, _ = build_parser()
     args = parser.parse_args(["meta-train", "d.csv", "-o", "p.pt", "--inner-lr", "0",
