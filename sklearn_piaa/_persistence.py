@@ -30,6 +30,7 @@ from sklearn.linear_model import LogisticRegression, Ridge, RidgeCV
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
+from . import __version__
 from ._checkpoint import (
     _NOT_AN_ARCHIVE,
     RUN_KEY_VERSION,
@@ -517,7 +518,9 @@ def save_model(model, path, prior_weights=True):
                                     for k, v in model.state_.items()}}}
     else:
         state = _network_state(model, bool(prior_weights))
-    state.update(format=FORMAT, format_version=FORMAT_VERSION)
+    # which release wrote it: for the message of a release that cannot read it
+    state.update(format=FORMAT, format_version=FORMAT_VERSION,
+                 written_by=f"sklearn-piaa {__version__}")
     atomic_write(path, lambda fh: torch.save(with_digest(state), fh))
 
 
@@ -695,16 +698,20 @@ def _read(path):
         raise ValueError(f"{path} has the {FORMAT!r} marker but no valid model format "
                          f"version (got {version!r}): the file is damaged; save the model "
                          "again where it was fitted.")
+    writer = state.get("written_by")
+    writer = f" (written by {writer})" if isinstance(writer, str) else ""
     if version > FORMAT_VERSION:
         # before the digest: a newer version may hold what this one cannot digest alike
         raise ValueError(
-            f"{path} has model format version {version}, newer than this sklearn-piaa "
-            f"reads (up to {FORMAT_VERSION}): upgrade sklearn-piaa to load it.")
+            f"{path} has model format version {version}{writer}, newer than this "
+            f"sklearn-piaa {__version__} reads (up to {FORMAT_VERSION}): upgrade "
+            "sklearn-piaa to load it.")
     check_digest(state, path)
     while version < FORMAT_VERSION:
         if version not in _UPGRADES:
-            raise ValueError(f"{path} has model format version {version}, which this "
-                             f"sklearn-piaa can no longer read (it reads {FORMAT_VERSION}).")
+            raise ValueError(f"{path} has model format version {version}{writer}, which "
+                             f"this sklearn-piaa {__version__} can no longer read (it reads "
+                             f"{FORMAT_VERSION}).")
         state = _UPGRADES[version](state)
         version = state["format_version"]
     return path, state

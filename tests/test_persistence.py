@@ -26,6 +26,7 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import cross_val_score
 
+import sklearn_piaa
 from sklearn_piaa import (
     MetaAestheticRegressor,
     PIAAWarning,
@@ -105,6 +106,8 @@ def test_file_holds_only_plain_data(prior, tmp_path):
     state = torch.load(tmp_path / "p.pt", weights_only=True)  # raises on pickled objects
     assert state["format"] == "sklearn-piaa-model"
     assert state["format_version"] == _persistence.FORMAT_VERSION
+    # which release wrote it, for a release that cannot read it to say
+    assert state["written_by"] == f"sklearn-piaa {sklearn_piaa.__version__}"
 
 
 def test_newer_and_unknown_formats_give_clear_errors(prior, tmp_path):
@@ -113,8 +116,10 @@ def test_newer_and_unknown_formats_give_clear_errors(prior, tmp_path):
     save_model(meta, path)
     state = edited_state(path)
     state["format_version"] = _persistence.FORMAT_VERSION + 1
+    state["written_by"] = "sklearn-piaa 9.0"
     torch.save(state, tmp_path / "newer.pt")
-    with pytest.raises(ValueError, match="newer than this sklearn-piaa reads"):
+    with pytest.raises(ValueError, match=r"version \d+ \(written by sklearn-piaa 9.0\), newer "
+                                         r"than this sklearn-piaa \S+ reads"):
         load_model(tmp_path / "newer.pt")
     del state["format_version"]  # was read as "version None, newer: upgrade"
     torch.save(state, tmp_path / "unversioned.pt")
