@@ -609,8 +609,11 @@ class PersonalizedNet(NeuralNetRegressor):
         As a learning rate far too large can (``MetaAestheticRegressor`` warns of the
         same in meta-training): weights finite, so nothing diverged, but the output's
         sigmoid saturated, every image at one end of the range or the other. Looked at
-        on up to 2048 of the training rows (of a net over embeddings or features), when
-        their ratings hold five or more scores, to a thousandth of the output range.
+        on up to 2048 of the training rows (of a net over embeddings or features), to a
+        thousandth of the output range, unless their ratings are all at the range's ends
+        (where such a net may be right). It asked for five or more different ratings,
+        which a 10-image support on 1-5 seldom has: a net scoring every image 1.0 or
+        5.0 went unnamed in the paper's main setting.
         """
         head = head_of(self.module_)
         if head is None:
@@ -618,9 +621,10 @@ class PersonalizedNet(NeuralNetRegressor):
         low, span = float(head.score_low), float(head.score_span)
         y = np.asarray(y, dtype=np.float64).reshape(-1)
         rows = np.unique(np.linspace(0, len(y) - 1, min(len(y), 2048)).astype(np.intp))
-        rated = len(score_levels(y[rows], low, low + span))
-        if rated < 5:
-            return
+        levels = score_levels(y[rows], low, low + span)
+        rated = len(levels)
+        if rated < 2 or not ((levels > 1) & (levels < LEVELS - 1)).any():
+            return  # one score (warned of), or only the ends: a net at the ends may fit
         found = score_levels(self.predict(_safe_indexing(X, rows)), low, low + span)
         # saturated: at the ends (a net that barely moves its scores apart is not named)
         if len(found) > 2 or ((found > 1) & (found < LEVELS - 1)).any():

@@ -142,6 +142,27 @@ def test_a_collapsed_personalized_net_is_named(ratings):
         meta.personalize(X[:40], y[:40], lr=0.1)
 
 
+def test_a_collapse_is_named_on_a_support_of_few_different_scores(ratings):
+    # The check ran only when the ratings held five or more different scores: a
+    # 10-image support on 1-5 seldom does, and a net scoring every image 1.0 or 5.0
+    # went unnamed in the paper's main setting.
+    X, y, groups = ratings
+    meta = MetaAestheticRegressor(backbone=None, hidden_sizes=(16,), n_iterations=20,
+                                  random_state=0).fit(X, y, groups=groups)
+    four = np.array([1, 2, 2, 3, 3, 3, 4, 4, 2, 3.0])
+    with pytest.warns(UserWarning, match="fine-tuning collapsed the net: it gives 10 of the "
+                                         r"rater's images two scores \(1.000 and 5.000\), "
+                                         "rated with 4 different ones"):
+        net = meta.personalize(X[:10], four, lr=10.0)
+    assert len(np.unique(net.predict(X[:10]).round(3))) == 2
+    # a rater who rated at the ends only may be fitted by a net at the ends
+    ends = np.array([1, 5, 5, 1, 1, 5, 1, 5, 5, 1.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        meta.personalize(X[:10], ends, lr=10.0)
+        meta.personalize(X[:10], four, lr=0.01)
+
+
 def test_a_loaded_net_whose_refit_collapses_is_named(ratings, tmp_path):
     # the warning asked the loaded net's prior_ (settings, no network) for its
     # predictions: NotFittedError instead of the warning
