@@ -33,17 +33,34 @@ def _is_path(x):
 def feature_names(X):
     """The column names of a DataFrame ``X`` when all are strings, else ``None``.
 
-    scikit-learn's rule: only string names are feature names.
+    scikit-learn's rule: only string names are feature names, and names of mixed
+    types are refused, as its estimators refuse them: kept as no names, a table of
+    embedding columns ``0..1279`` joined to named ones was predicted in any column
+    order without an error.
 
     Returns
     -------
     ndarray of str objects, or None
+
+    Raises
+    ------
+    TypeError
+        If some column names are strings and some are not.
     """
     columns = getattr(X, "columns", None)
     if columns is None or not hasattr(X, "iloc"):
         return None
     names = list(columns)
-    if not names or not all(isinstance(n, str) for n in names):
+    strings = [isinstance(n, str) for n in names]
+    if any(strings) and not all(strings):
+        kinds = sorted({type(n).__name__ for n in names})
+        others = [n for n, is_str in zip(names, strings) if not is_str]
+        raise TypeError(
+            f"X's column names mix strings and other types ({', '.join(kinds)}; e.g. "
+            f"{others[:3]!r} are not strings): feature names are kept and checked only "
+            "when all are strings. Convert them all, X.columns = X.columns.astype(str), "
+            "or none.")
+    if not names or not all(strings):
         return None
     return np.asarray(names, dtype=object)
 

@@ -141,6 +141,31 @@ def test_reversed_views_work_as_their_copies(ratings, tiny_params):
     np.testing.assert_array_equal(meta.predict(np.flip(X[:5], 0)), meta.predict(X[4::-1].copy()))
 
 
+def test_column_names_of_mixed_types_are_refused_as_scikit_learn_refuses_them(
+        ratings, tiny_params):
+    # Kept as no names, embedding columns 0..3 joined to named ones were predicted in
+    # any column order without an error.
+    pd = pytest.importorskip("pandas")
+    from sklearn_piaa import TaskSet
+    from sklearn_piaa.baselines import UserRidgeRegressor
+
+    X, y, groups = ratings
+    mixed = pd.DataFrame(X, columns=[*range(4), *[f"a{i}" for i in range(X.shape[1] - 4)]])
+    match = r"X's column names mix strings and other types \(int, str; e.g. \[0, 1, 2\]"
+    for model in (MetaAestheticRegressor(**tiny_params), UserRidgeRegressor()):
+        with pytest.raises(TypeError, match=match):
+            model.fit(mixed, y, groups=groups)
+        fitted = clone(model).fit(X, y, groups=groups)
+        with pytest.raises(TypeError, match=match):
+            fitted.predict(mixed)
+    with pytest.raises(TypeError, match=match):
+        TaskSet.from_arrays(mixed, y, groups)
+    # all numbers: no names, as in scikit-learn
+    numbered = pd.DataFrame(X)
+    assert not hasattr(MetaAestheticRegressor(**tiny_params).fit(numbered, y, groups=groups),
+                       "feature_names_in_")
+
+
 def test_a_taskset_or_mapping_of_tables_keeps_its_column_names(ratings, tiny_params):
     # fitted from a TaskSet or a mapping, a model forgot the names and scored reordered
     # columns silently
