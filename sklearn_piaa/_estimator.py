@@ -15,7 +15,12 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, RegressorMixin, _fit_context, clone
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import (
+    Interval,
+    Options,
+    StrOptions,
+    validate_parameter_constraints,
+)
 from sklearn.utils.validation import check_is_fitted
 from skorch.dataset import ValidSplit
 
@@ -419,6 +424,16 @@ def _head_lr(batch_size, n_images):
         rows = n_images if batch_size == -1 else min(batch_size, n_images)
     # -1 with no rater yet (the prior's own net) counts as 10: the base rate.
     return _HEAD_LR * math.sqrt(max(rows, _HEAD_MIN_BATCH) / _HEAD_MIN_BATCH)
+
+
+#: personalize's overrides of the fine-tuning settings, checked as the settings are
+#: (batch_size=-1 is skorch's "all images at once")
+_OVERRIDE_CONSTRAINTS = {
+    "lr": [Interval(numbers.Real, 0, None, closed="left")],
+    "max_epochs": [Interval(numbers.Integral, 0, None, closed="left")],
+    "batch_size": [Interval(numbers.Integral, 1, None, closed="left"),
+                   Options(numbers.Integral, {-1})],
+}
 
 
 class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
@@ -1410,6 +1425,9 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
             If ``y`` is None (the rater's scores are required), is not one finite score
             per image or leaves the prior's (or the given) score range, or
             ``random_state`` cannot seed a random generator (e.g. a str).
+        InvalidParameterError
+            If a setting changed since ``fit`` (``set_params(finetune_lr=...)``), or an
+            ``lr``, ``max_epochs`` or ``batch_size`` override, is not a valid value.
 
         Warns
         -----
@@ -1418,6 +1436,14 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
             ranks images), or looks like another scale than the prior's.
         """
         check_is_fitted(self, "prior_net_")
+        # A set_params(finetune_lr="1e-3") since fit, or lr=nan here, failed inside
+        # skorch or torch ("'<=' not supported ...", "Invalid learning rate: nan"),
+        # naming neither the setting nor this method.
+        self._validate_params()
+        validate_parameter_constraints(
+            _OVERRIDE_CONSTRAINTS,
+            {k: v for k, v in net_params.items() if k in _OVERRIDE_CONSTRAINTS},
+            caller_name="personalize")
         self._apply_reading_params()
         X, y, (low, high) = self._check_rater(X, y, score_range)
         warn_if_unranked(y)

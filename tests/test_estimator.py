@@ -612,3 +612,31 @@ def test_the_progress_bar_names_the_loss_it_shows(ratings, tiny_params, capsys, 
     assert shown in err
     others = {"query_mse=", "query_loss=", " mse="} - {shown}
     assert not [o for o in others if o in err]
+
+
+@pytest.mark.parametrize("change, named", [
+    (dict(finetune_lr="1e-3"), "'finetune_lr' parameter of MetaAestheticRegressor"),
+    (dict(finetune_lr=float("nan")), "'finetune_lr' parameter of MetaAestheticRegressor"),
+    (dict(finetune_batch_size=0), "'finetune_batch_size' parameter of MetaAestheticRegressor"),
+    (dict(finetune_epochs=-1), "'finetune_epochs' parameter of MetaAestheticRegressor"),
+    (dict(lr=float("nan")), "'lr' parameter of personalize"),
+    (dict(lr=-1), "'lr' parameter of personalize"),
+    (dict(max_epochs=-1), "'max_epochs' parameter of personalize"),
+    (dict(batch_size=0), "'batch_size' parameter of personalize"),
+])
+def test_fine_tuning_settings_are_checked_by_name_at_personalize(ratings, tiny_params,
+                                                                  change, named):
+    # set after fit (the docs' set_params(finetune_lr=...)) or given to personalize,
+    # they failed inside skorch or torch: "'<=' not supported between instances of
+    # 'float' and 'str'", "Invalid learning rate: nan", skorch's batch_size, max_epochs
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    X, y, groups = ratings
+    meta = MetaAestheticRegressor(**tiny_params).fit(X, y, groups=groups)
+    settings = {k: v for k, v in change.items() if k.startswith("finetune_")}
+    overrides = {k: v for k, v in change.items() if k not in settings}
+    with pytest.raises(InvalidParameterError, match=re.escape(named)):
+        meta.set_params(**settings).personalize(X[:10], y[:10], **overrides)
+    # skorch's "all images at once" stays a batch size personalize takes
+    meta.set_params(finetune_lr=None, finetune_batch_size=None, finetune_epochs=1)
+    assert meta.personalize(X[:10], y[:10], batch_size=-1).batch_size == -1
