@@ -181,7 +181,7 @@ def aggregate_srocc(values):
     Parameters
     ----------
     values : array-like of float
-        May contain ``nan`` for undefined correlations.
+        One correlation per rater, in [-1, 1]; ``nan`` for undefined ones.
 
     Returns
     -------
@@ -191,6 +191,15 @@ def aggregate_srocc(values):
         Published tables do not always say what follows their "±" (a spread over
         repeated trials of the mean over raters is far smaller); compare their means.
 
+    Raises
+    ------
+    ValueError
+        If ``values`` is a table with more than one row and column (say
+        :func:`personalized_srocc`'s raters x repeats: average each rater's first), or
+        holds a value outside [-1, 1] (an infinity too).
+    TypeError
+        If ``values`` is a dict.
+
     Examples
     --------
     >>> from sklearn_piaa import aggregate_srocc
@@ -198,7 +207,23 @@ def aggregate_srocc(values):
     >>> round(s.mean, 3), s.n, s.n_dropped
     (0.6, 2, 1)
     """
-    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    if isinstance(values, dict):
+        raise TypeError("values is a dict: pass its values, list(values.values()), for a "
+                        "summary over them.")
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim > 1 and sum(n > 1 for n in values.shape) > 1:
+        # personalized_srocc's (raters, repeats) table, flattened, gave the spread over
+        # every draw for the spread over raters
+        raise ValueError(
+            f"values has shape {values.shape}; give one value per rater: for a (raters, "
+            "repeats) table, each rater's mean over its repeats first (np.nanmean(values, "
+            "axis=1)), or values.ravel() to summarize the draws themselves.")
+    values = values.reshape(-1)
+    wrong = np.isinf(values) | (np.abs(np.nan_to_num(values)) > 1 + 1e-9)
+    if wrong.any():
+        raise ValueError(f"values must be correlations in [-1, 1] (or nan where undefined); "
+                         f"{int(wrong.sum())} are not, e.g. {values[wrong][0]:g} at position "
+                         f"{int(np.flatnonzero(wrong)[0])}.")
     ok = np.isfinite(values)
     n_dropped = int((~ok).sum())
     if not ok.any():

@@ -63,6 +63,22 @@ def test_aggregate_reports_dropped():
     assert np.isnan(empty.mean) and empty.n == 0 and empty.n_dropped == 1
 
 
+def test_aggregate_refuses_what_is_not_one_correlation_per_rater():
+    # personalized_srocc's (raters, repeats) table was flattened: the spread over every
+    # draw came out as the spread over raters; 1.7 and inf were averaged in or dropped
+    table = np.array([[0.1, 0.5], [0.3, 0.3], [0.8, 0.4]])
+    with pytest.raises(ValueError, match=r"shape \(3, 2\); give one value per rater.*"
+                                         r"np.nanmean\(values, axis=1\)"):
+        aggregate_srocc(table)
+    assert aggregate_srocc(table.mean(axis=1)[:, None]).n == 3  # a column is one per rater
+    for wrong, shown in (([0.5, 1.7], "1.7 at position 1"), ([np.inf], "inf at position 0")):
+        with pytest.raises(ValueError, match=rf"in \[-1, 1\] .*; 1 are not, e.g. {shown}"):
+            aggregate_srocc(wrong)
+    with pytest.raises(TypeError, match=r"list\(values.values\(\)\)"):
+        aggregate_srocc({"a": 0.5})
+    assert aggregate_srocc([-1.0, 1.0]).mean == 0.0
+
+
 class _Constant:
     """A stand-in estimator whose personalized model predicts a constant for one rater."""
 
