@@ -288,6 +288,11 @@ def warn_repeated_images(tasks, stacklevel=None):
         return
     named = ", ".join(f"{r!r} ({n})" for r, n in list(repeats.items())[:5])
     named = f"({named}{' ...' if len(repeats) > 5 else ''} repeated rows)"
+    if input_kind(tasks.X) == FEATURES:
+        # equal feature rows may be two files of one photo, which no averaging by name
+        # merges
+        named += (" (rows of equal features count as one image: copies of a photo under "
+                  "other names too, which are best dropped)")
     if stacklevel is not None:
         warnings.warn(
             f"{len(repeats)} test rater(s) rated an image more than once {named}: a repeat "

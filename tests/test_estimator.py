@@ -541,8 +541,10 @@ def test_fit_names_the_raters_who_rated_an_image_twice(ratings, tiny_params):
     twice = [w for w in record if "more than once" in str(w.message)]
     assert len(twice) == 1 and twice[0].filename == __file__
     assert str(twice[0].message).startswith(
-        "1 of 12 training rater(s) rated an image more than once ('r04' (7) repeated rows): "
-        "a repeat can fall in both the support and the query set of meta-training")
+        "1 of 12 training rater(s) rated an image more than once ('r04' (7) repeated rows) "
+        "(rows of equal features count as one image: copies of a photo under other names "
+        "too, which are best dropped): a repeat can fall in both the support and the query "
+        "set of meta-training")
     with warnings.catch_warnings():
         warnings.simplefilter("error", PIAAWarning)
         # an algorithm that merges the two sets has no split for a repeat to cross
