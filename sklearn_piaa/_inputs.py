@@ -18,7 +18,8 @@ from ._score_range import check_score_range  # the estimators import it from her
 
 __all__ = ["input_kind", "n_samples", "take", "concat", "check_score_range",
            "check_finite_features", "check_scores", "is_count", "feature_names",
-           "check_feature_names", "refuse_grouped_digits", "float_features",
+           "check_feature_names", "refuse_grouped_digits", "refuse_unreal_scores",
+           "float_features",
            "refuse_one_row", "refuse_one_path", "is_number", "unique_rows", "check_seed",
            "check_cache_dir", "check_verbose", "with_rows"]
 
@@ -328,7 +329,9 @@ def float_features(X):
     """Precomputed features as a float32 array, by scikit-learn's ``check_array``.
 
     A table's columns that are not numbers are named (``check_array`` names only a
-    value it could not convert).
+    value it could not convert). Dates and durations are refused: a table of them only
+    was cast to nanoseconds without a word, and one beside numbers failed with numpy's
+    promotion error, naming no column.
 
     Parameters
     ----------
@@ -338,12 +341,26 @@ def float_features(X):
     -------
     ndarray of shape (n_rows, n_features), float32
         NaN and infinite values are left for :func:`check_finite_features` to report.
+
+    Raises
+    ------
+    ValueError
+        Naming the columns that are not numbers (dates and durations included).
     """
+    columns = getattr(X, "columns", None)
+    dtypes = getattr(X, "dtypes", None)
+    if columns is not None and dtypes is not None:
+        dated = [c for c, t in zip(columns, dtypes) if getattr(t, "kind", None) in ("m", "M")]
+        if dated:
+            raise ValueError(_not_numbers(dated, "dates or durations"))
+    elif isinstance(X, np.ndarray) and X.dtype.kind in "mM":
+        raise ValueError(f"X holds dates or durations ({X.dtype}), not numbers; precomputed "
+                         "features must be numeric.")
     try:
         return check_array(X, dtype=np.float32, ensure_all_finite=False)
-    except ValueError as exc:
-        columns = getattr(X, "columns", None)
-        if columns is None or "could not convert" not in str(exc):
+    except (TypeError, ValueError) as exc:
+        # TypeError: an object column of pandas Timestamps ("float() argument must be ...")
+        if columns is None or isinstance(exc, ValueError) and "could not convert" not in str(exc):
             raise
         bad = []
         for c in columns:
@@ -351,10 +368,15 @@ def float_features(X):
                 np.asarray(X[c], dtype=np.float32)
             except (TypeError, ValueError):
                 bad.append(c)
-        raise ValueError(f"X's column(s) {bad[:10]}{' ...' if len(bad) > 10 else ''} are "
-                         f"not numbers ({exc}); precomputed features must be numeric. To "
-                         "use images, pass their paths (e.g. df['image']) to a model with a "
-                         "backbone.") from None
+        if not bad:
+            raise
+        raise ValueError(_not_numbers(bad, str(exc))) from None
+
+
+def _not_numbers(columns, why):
+    return (f"X's column(s) {columns[:10]}{' ...' if len(columns) > 10 else ''} are not "
+            f"numbers ({why}); precomputed features must be numeric. To use images, pass "
+            "their paths (e.g. df['image']) to a model with a backbone.")
 
 
 def check_finite_features(X, what="X"):
@@ -393,6 +415,41 @@ def refuse_grouped_digits(y, what="y"):
         if bad:
             raise ValueError(f"{what} must hold numeric scores; {len(bad)} are text with an "
                              f"underscore, e.g. {bad[:3]} (read as numbers, '4_5' is 45).")
+
+
+def refuse_unreal_scores(y, what="y"):
+    """Refuse complex scores, and dates or durations given as scores.
+
+    NumPy casts them to float without an error: a complex score loses its imaginary
+    part (with only a ``ComplexWarning``) and a date or a duration becomes a count of
+    its units (nanoseconds since 1970 for pandas' dates), a scale of 1e9-5e9 that no
+    check took for anything but scores.
+
+    Parameters
+    ----------
+    y : ndarray
+    what : str, default="y"
+        How the message names ``y``.
+
+    Raises
+    ------
+    ValueError
+        Naming ``what``, the kind of values and an example.
+    """
+    kind = y.dtype.kind
+    values = y.ravel().tolist() if kind == "O" else []
+    complex_ = [v for v in values if isinstance(v, (complex, np.complexfloating))]
+    if kind == "c" or complex_:
+        example = (complex_ or y.ravel().tolist())[:1]
+        raise ValueError(f"{what} holds complex numbers"
+                         + (f" (e.g. {complex(example[0])})" if example else "")
+                         + "; scores must be real numbers (casting to float would drop the "
+                         "imaginary part).")
+    if kind in "mM" or any(isinstance(v, (np.datetime64, np.timedelta64)) for v in values):
+        type_ = y.dtype if kind in "mM" else "datetime64 or timedelta64 values"
+        raise ValueError(f"{what} holds dates or durations ({type_}), not scores: read as "
+                         "numbers they would be counts of their units (nanoseconds, for "
+                         "pandas' dates). Convert them to the scores they stand for.")
 
 
 def is_number(v):
@@ -466,6 +523,7 @@ def check_scores(y, n_rows=None, what="y"):
         y = y[:, 0]
     if y.ndim != 1:
         raise ValueError(f"{what} must be 1-D (one score per image); got shape {y.shape}.")
+    refuse_unreal_scores(y, what)
     refuse_grouped_digits(y, what)
     try:
         y = y.astype(np.float64)

@@ -22,6 +22,7 @@ from ._inputs import (
     n_samples,
     refuse_grouped_digits,
     refuse_one_path,
+    refuse_unreal_scores,
     take,
     unique_rows,
 )
@@ -247,6 +248,7 @@ class TaskSet:
             )
         if n == 0:
             raise ValueError("no ratings given: X, y and groups are empty.")
+        refuse_unreal_scores(y)
         refuse_grouped_digits(y)
         try:
             with np.errstate(over="ignore"):  # overflow is reported below, with the rater

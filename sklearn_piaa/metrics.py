@@ -20,6 +20,7 @@ from ._inputs import (
     is_count,
     is_number,
     refuse_grouped_digits,
+    refuse_unreal_scores,
     take,
 )
 from ._messages import listing
@@ -72,6 +73,7 @@ def srocc(y_true, y_pred):
 
 def _scores_1d(y, what):
     y = np.asarray(y)
+    refuse_unreal_scores(y, what)
     refuse_grouped_digits(y, what)
     try:
         y = y.astype(np.float64, copy=False)

@@ -493,3 +493,50 @@ def test_a_cut_list_says_how_many_there_are():
     with pytest.raises(ValueError) as info:
         TaskSet(X, y, groups).check_min_size(30)
     assert "... (12 in all)." in str(info.value) and "...." not in str(info.value)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda y: y + 5j, r"y holds complex numbers \(e.g. \(.*\+5j\)\)"),
+    (lambda y: np.array(list(y + 5j), dtype=object), "y holds complex numbers"),
+    (lambda y: y.astype("datetime64[ns]"), r"y holds dates or durations \(datetime64"),
+    (lambda y: y.astype("timedelta64[s]"), r"y holds dates or durations \(timedelta64"),
+], ids=["complex", "complex objects", "datetime64", "timedelta64"])
+def test_complex_and_dated_scores_are_refused(fitted, tiny_params, change, message):
+    # Complex scores lost their imaginary part (numpy's ComplexWarning only), and dates
+    # trained a prior on nanoseconds since 1970.
+    from sklearn_piaa import srocc
+
+    meta, X, y, groups = fitted
+    bad = change(y.astype(np.int64) if "datetime" in message else y)
+    with pytest.raises(ValueError, match=message):
+        MetaAestheticRegressor(**tiny_params).fit(X, bad, groups=groups)
+    with pytest.raises(ValueError, match=message):
+        UserRidgeRegressor().fit(X, bad, groups=groups)
+    with pytest.raises(ValueError, match=message):
+        meta.personalize(X[:10], bad[:10])
+    with pytest.raises(ValueError, match=message.replace("y holds", "y_true holds")):
+        srocc(bad[:10], y[:10])
+
+
+def test_dated_feature_columns_are_named():
+    # A date column beside numbers raised numpy's DTypePromotionError, naming no column;
+    # a table of dates only was read as nanoseconds.
+    X, y, groups, _ = make_rating_features(n_raters=4, per_rater=30)
+    with pytest.raises(ValueError, match=r"X holds dates or durations \(datetime64"):
+        MetaAestheticRegressor(**TINY).fit(X.astype("datetime64[s]"), y, groups=groups)
+    pd = pytest.importorskip("pandas")  # not in the [test] extra
+    table = pd.DataFrame(X, columns=[f"c{i}" for i in range(8)])
+    one = table.assign(c3=pd.to_datetime(table["c3"] * 1e9))
+    dated = one.assign(c5=pd.to_timedelta(table["c5"], unit="s"))
+    with pytest.raises(ValueError, match=r"X's column\(s\) \['c3', 'c5'\] are not numbers "
+                                         r"\(dates or durations\)"):
+        MetaAestheticRegressor(**TINY).fit(dated, y, groups=groups)
+    with pytest.raises(ValueError, match=r"X's column\(s\) \['c3'\] are not numbers"):
+        MetaAestheticRegressor(**TINY).fit(dated[["c3"]], y, groups=groups)
+    meta = MetaAestheticRegressor(**TINY).fit(table, y, groups=groups)
+    for call in (meta.predict, lambda t: meta.personalize(t, y[:10])):
+        with pytest.raises(ValueError, match=r"X's column\(s\) \['c3'\] are not numbers"):
+            call(one.iloc[:10])
+    stamps = table.assign(c3=pd.to_datetime(table["c3"] * 1e9).astype(object))
+    with pytest.raises(ValueError, match=r"X's column\(s\) \['c3'\] are not numbers"):
+        MetaAestheticRegressor(**TINY).fit(stamps, y, groups=groups)
