@@ -49,6 +49,7 @@ from ._inputs import (
     n_samples,
     refuse_one_row,
     stray_scores,
+    warn_if_float32_merges,
     with_rows,
 )
 from ._messages import (
@@ -1464,7 +1465,10 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
             self.input_(X)
         # float32 first: the network trains on float32, and score_range_ was measured on
         # float32 ratings, so a float64 y can only fail the range check by rounding.
-        y = check_scores(y, n_samples(X)).astype(np.float32).astype(np.float64)
+        given = check_scores(y, n_samples(X))
+        y = given.astype(np.float32)
+        warn_if_float32_merges(given, y)
+        y = y.astype(np.float64)
         if len(y) == 0:
             raise ValueError("personalize needs at least one rated image.")
         if not np.isfinite(y).all():

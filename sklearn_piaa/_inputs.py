@@ -15,11 +15,12 @@ from sklearn.utils.validation import check_array
 
 from ._messages import row_numbers
 from ._score_range import check_score_range  # the estimators import it from here
+from ._warnings import warn_caller
 
 __all__ = ["input_kind", "n_samples", "take", "concat", "check_score_range",
            "check_finite_features", "check_scores", "is_count", "feature_names",
            "check_feature_names", "refuse_grouped_digits", "refuse_unreal_scores",
-           "float_features",
+           "warn_if_float32_merges", "float_features",
            "refuse_one_row", "refuse_one_path", "is_number", "unique_rows", "check_seed",
            "check_cache_dir", "check_verbose", "with_rows"]
 
@@ -450,6 +451,47 @@ def refuse_unreal_scores(y, what="y"):
         raise ValueError(f"{what} holds dates or durations ({type_}), not scores: read as "
                          "numbers they would be counts of their units (nanoseconds, for "
                          "pandas' dates). Convert them to the scores they stand for.")
+
+
+def warn_if_float32_merges(given, y32, what="y"):
+    """Warn when float32, in which the models hold scores, merges distinct scores.
+
+    ``y + 1e8`` kept 2 of its 5 ratings apart: the prior trained on them, and
+    personalize said that a rater gave every image the same score, without a word on
+    the cause. As :func:`~sklearn_piaa._estimator.warn_identical_features` does for
+    features, this warns and goes on. Casting is monotonic, so it can merge scores but
+    never reorder them; gaps up to a millionth of the scores' span are left out (means
+    computed in float64 in two ways differ in their last digits, which no rating
+    means).
+
+    Parameters
+    ----------
+    given : ndarray
+        The scores as given (any numeric dtype, or numbers as text or objects), finite.
+    y32 : ndarray of float32
+        The same scores cast to float32.
+    what : str, default="y"
+        How the message names the scores.
+    """
+    kind, size = given.dtype.kind, given.dtype.itemsize
+    if kind == "b" or kind in "iu" and size <= 2 or kind == "f" and size <= 4:
+        return  # every such value is exact in float32
+    y64 = given.astype(np.float64)
+    order = np.argsort(y64, kind="stable")
+    y64, y32 = y64[order], y32[order]
+    span = y64[-1] - y64[0] if len(y64) else 0.0
+    gaps = np.diff(y64)
+    merged = np.flatnonzero((gaps > 1e-6 * span) & (np.diff(y32) == 0))
+    if not len(merged):
+        return
+    i = merged[0]
+    warn_caller(
+        f"{what} holds {len(np.unique(y64))} distinct scores, but float32 (in which the "
+        f"models hold scores) keeps {len(np.unique(y32))}: it loses differences far below "
+        f"the scores' common offset, as in y + 1e8 (e.g. {y64[i]:.17g} and "
+        f"{y64[i + 1]:.17g} both become {float(y32[i]):.9g}), so scores that differ in "
+        f"{what} train as equal. Subtract a common offset (e.g. y - y.min()) or rescale "
+        "the scores.")
 
 
 def is_number(v):

@@ -25,7 +25,7 @@ from ._features import (
     cpu_forward_batch,
     drop_unreadable,
 )
-from ._inputs import check_scores, is_count, with_rows
+from ._inputs import check_scores, is_count, warn_if_float32_merges, with_rows
 from ._interrupts import watching_ctrl_c
 from ._messages import scores_given
 from ._pickled import fill_new_params
@@ -672,7 +672,9 @@ class PersonalizedNet(NeuralNetRegressor):
         """``y`` as a float32 column, checked against ``module``'s aesthetic head."""
         if isinstance(y, torch.Tensor):
             y = y.detach().cpu().numpy()
-        y = check_scores(y).astype(np.float32)
+        given = check_scores(y)
+        y = given.astype(np.float32)
+        warn_if_float32_merges(given, y)
         bad = ~np.isfinite(y)
         if bad.any():
             raise ValueError(f"y has {int(bad.sum())} NaN or infinite score(s); a net "

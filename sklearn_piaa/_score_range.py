@@ -12,6 +12,8 @@ __all__ = ["check_score_range"]
 def check_score_range(score_range):
     """``score_range`` as two finite floats ``(low, high)`` with ``low < high``.
 
+    Both in float64 and in float32, in which the network computes.
+
     Parameters
     ----------
     score_range : sequence of two numbers
@@ -23,7 +25,8 @@ def check_score_range(score_range):
     Raises
     ------
     ValueError
-        Naming what is wrong: not a pair, not numbers, not finite, or not increasing.
+        Naming what is wrong: not a pair, not numbers, not finite, not increasing, or
+        beyond float32 (infinite, or of no width: low and high the same float32).
     """
     try:
         values = [float(v) for v in score_range]
@@ -45,4 +48,11 @@ def check_score_range(score_range):
         raise ValueError(f"score_range={score_range!r} is beyond float32's range (about "
                          "+-3.4e38, also for high - low), in which the network computes; "
                          "rescale the scores.")
+    if not high32 > low32:
+        # Checked in float64 above, (1e8, 1e8 + 1) passed: the head then mapped every
+        # image onto one score.
+        raise ValueError(f"score_range={score_range!r} has no width in float32, in which "
+                         f"the network computes: low and high both read {float(low32):.9g}, "
+                         "far above their difference. Subtract a common offset from the "
+                         "scores and the range (e.g. y - low), or rescale them.")
     return low, high

@@ -25,6 +25,7 @@ from ._inputs import (
     refuse_unreal_scores,
     take,
     unique_rows,
+    warn_if_float32_merges,
 )
 from ._messages import listing, row_numbers
 from ._warnings import warn_caller
@@ -250,6 +251,7 @@ class TaskSet:
             raise ValueError("no ratings given: X, y and groups are empty.")
         refuse_unreal_scores(y)
         refuse_grouped_digits(y)
+        given = y
         try:
             with np.errstate(over="ignore"):  # overflow is reported below, with the rater
                 y = y.astype(np.float32)
@@ -270,6 +272,7 @@ class TaskSet:
                 f"range), from rater(s) {', '.join(map(repr, named[:10]))}"
                 f"{' ...' if len(named) > 10 else ''}; drop or fill them."
             )
+        warn_if_float32_merges(given, y)
         self.X = X
         self.y = y
         self.groups = groups

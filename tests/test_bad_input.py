@@ -7,6 +7,7 @@ images, a prior overwritten) or failed with a bare KeyError / unpacking error.
 import os
 import stat
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -38,6 +39,8 @@ def fitted():
     ((5, 1), "low < high"),
     ((1,), "got 1 value"),
     ((1, 3, 5), "got 3 value"),
+    # distinct in float64, one float32: every prediction was the same constant
+    ((1e8, 1e8 + 1), r"no width in float32, .* both read 100000000"),
 ])
 def test_score_range_is_a_finite_increasing_pair(fitted, tiny_params, score_range, message):
     meta, X, y, groups = fitted
@@ -540,3 +543,32 @@ def test_dated_feature_columns_are_named():
     stamps = table.assign(c3=pd.to_datetime(table["c3"] * 1e9).astype(object))
     with pytest.raises(ValueError, match=r"X's column\(s\) \['c3'\] are not numbers"):
         MetaAestheticRegressor(**TINY).fit(stamps, y, groups=groups)
+
+
+def test_scores_that_float32_merges_are_warned_about(fitted, tmp_path):
+    # y + 1e8 trained on 2 of its 5 ratings without a word, and personalize then said
+    # that the rater gave every image the same score.
+    from sklearn_piaa import PIAAWarning
+    from sklearn_piaa.datasets import read_ratings
+
+    meta, X, y, groups = fitted
+    far = y.astype(np.float64) + 1e8
+    message = (r"y holds 5 distinct scores, but float32 .* keeps 2: .* common offset.*"
+               r"\(e.g. 100000001 and 100000002 both become 100000000\).* y - y.min\(\)")
+    with pytest.warns(PIAAWarning, match=message):
+        TaskSet(X, far, groups)
+    with pytest.warns(PIAAWarning, match=message):
+        UserRidgeRegressor().fit(X, far, groups=groups)
+    with pytest.warns(PIAAWarning, match=r"y holds \d distinct scores, but float32"):
+        meta.personalize(X[:20], far[:20], score_range=(1e8, 1e8 + 8))
+    with pytest.warns(PIAAWarning, match=r"table.csv's scores holds 2 distinct scores"):
+        (tmp_path / "table.csv").write_text("rater,image,score\na,x.jpg,100000001\n"
+                                            "a,y.jpg,100000002\n")
+        read_ratings(tmp_path / "table.csv", check_files=False)
+    # Means computed in float64 in two ways differ in their last digits: no rating means
+    # that, nor do scores float32 holds exactly.
+    noisy = y.astype(np.float64) + 1e-13 * np.random.RandomState(0).randn(len(y))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PIAAWarning)
+        TaskSet(X, noisy, groups)
+        TaskSet(X, y.astype(np.int64) + 2**20, groups)

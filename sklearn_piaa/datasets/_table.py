@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 from sklearn.utils import Bunch
 
+from .._inputs import warn_if_float32_merges
 from .._messages import NO_URLS, listing, looks_like_url
 from .._warnings import PIAAWarning, warn_caller
 
@@ -620,4 +621,6 @@ def _read(t, cols, image_root, duplicates="mean", check_files=True, min_images=N
         _check_files(t, paths, root, hint, absolute)
     if min_images is not None:
         _check_min_images(t, raters, min_images)
-    return paths, y.astype(np.float32), np.array(raters, dtype=object)
+    y32 = y.astype(np.float32)
+    warn_if_float32_merges(y, y32, what=f"{t.name}'s scores")
+    return paths, y32, np.array(raters, dtype=object)
