@@ -785,7 +785,10 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
             (a ``ValueError`` and a ``TypeError``) If a parameter has a type or value
             it does not accept, e.g. ``device=0`` or ``cache_dir=3``.
         ValueError
-            If ``device`` names no torch device, or one this machine does not have.
+            If ``device`` names no torch device, or one this machine does not have; if
+            a rater has fewer than 2 ratings (named), none included: a mapping's rater
+            of empty ``X`` and ``y`` is refused as :meth:`TaskSet.from_mapping` refuses
+            it.
         FloatingPointError
             If meta-training diverged (NaN or infinite weights, losses or statistics: a
             learning rate too large for the data). The previous fit, if any, and the

@@ -326,12 +326,15 @@ class TaskSet:
         ------
         ValueError
             For an empty mapping, an entry that is not a pair, a 1-D numeric ``X``, a
-            2-D ``y``, ``X`` and ``y`` of other lengths, NaN or infinite features, or
-            feature arrays of other widths (naming the rater).
+            2-D ``y``, ``X`` and ``y`` of other lengths, NaN or infinite features,
+            feature arrays of other widths, or a rater with no ratings (empty ``X`` and
+            ``y``), naming the rater. A TaskSet holds only raters with ratings, as a
+            long table does: an empty rater, which ``fit`` and the evaluations left
+            out without a word, is refused rather than skipped.
         """
         if not isinstance(mapping, Mapping) or not mapping:
             raise ValueError("from_mapping expects a non-empty dict rater -> (X, y).")
-        Xs, ys, gs, names = [], [], [], {}
+        Xs, ys, gs, names, empty = [], [], [], {}, []
         for rater in _sorted_raters(mapping):
             try:
                 Xr, yr = mapping[rater]
@@ -358,11 +361,22 @@ class TaskSet:
                 raise ValueError(
                     f"rater {rater!r}: X has {n_samples(Xr)} rows but y has {len(yr)} scores."
                 )
+            if not len(yr):
+                empty.append(rater)
             Xs.append(Xr)
             ys.append(yr)
             ids = np.empty(len(yr), dtype=object)
             ids.fill(rater)  # np.full would spread a tuple id over the rows
             gs.append(ids)
+        if empty:
+            # From a filter that kept none of a rater's images, most likely: refused, as
+            # no long table (from_arrays) can name a rater of no rows.
+            raise ValueError(
+                (f"rater {empty[0]!r} has" if len(empty) == 1 else
+                 f"{len(empty)} raters have") + " no ratings (empty X and y in the "
+                "mapping)" + (f": {listing(map(repr, empty))}" if len(empty) > 1 else "")
+                + (". Leave it out of the mapping, or give its ratings." if len(empty) == 1
+                   else ". Leave them out of the mapping, or give their ratings."))
         first = next(iter(names.values()))
         other = [r for r, n in names.items() if (n is None) != (first is None)
                  or (n is not None and list(n) != list(first))]

@@ -160,7 +160,10 @@ def evaluate_personalization(prior, test_tasks, n_support=(10, 100), n_repeats=5
     test_tasks : TaskSet or dict
         Held-out raters, e.g. ``data.test`` from a reader. Raters the prior was trained
         on (its ``raters_``) are evaluated too, with a :class:`PIAAWarning`: their
-        figures are not held-out ones.
+        figures are not held-out ones. A dict's rater of empty ``X`` and ``y`` is
+        refused, naming it (:meth:`TaskSet.from_mapping`), where a rater of too few
+        images is skipped: it has no ratings to count, and most likely comes from a
+        filter that kept none.
     n_support : int or tuple of int, default=(10, 100)
         Support sizes, distinct positive integers.
     n_repeats : int, default=50
@@ -202,9 +205,9 @@ def evaluate_personalization(prior, test_tasks, n_support=(10, 100), n_repeats=5
     ------
     ValueError
         When no rater has enough images for any of the sizes: there is nothing to
-        evaluate; or when ``n_support`` or ``n_repeats`` is not positive integers, or
-        ``n_support`` lists a size twice, or ``verbose`` is neither a bool nor an integer
-        of at least 0.
+        evaluate; when a dict maps a rater to no ratings; or when ``n_support`` or
+        ``n_repeats`` is not positive integers, or ``n_support`` lists a size twice, or
+        ``verbose`` is neither a bool nor an integer of at least 0.
     TypeError
         When ``prior`` has no ``personalize`` method (a Pipeline, say), or
         ``test_tasks`` is neither a TaskSet nor a dict rater -> (X, y).

@@ -125,3 +125,28 @@ def test_repeated_images_count_a_raters_own_repeats_only():
     assert tasks.repeated_images() == {"a": 1}
     pixels = np.zeros((4, 8, 8, 3), dtype=np.uint8)
     assert TaskSet.from_arrays(pixels, np.arange(4.0), ["a"] * 4).repeated_images() == {}
+
+
+def test_a_rater_of_no_ratings_is_refused_by_name(ratings):
+    # It vanished: from TaskSet.raters, fit's raters_ and an evaluation's skipped
+    # raters alike, where a rater of 1 rating is named.
+    from sklearn_piaa import (
+        ConsensusRidgeRegressor,
+        MetaAestheticRegressor,
+        evaluate_personalization,
+    )
+
+    X, y, groups = ratings
+    ann, empty = (X[:40], y[:40]), (X[:0], y[:0])
+    with pytest.raises(ValueError, match=r"^rater 'bob' has no ratings \(empty X and y in "
+                                         r"the mapping\)\. Leave it out"):
+        TaskSet.from_mapping({"ann": ann, "bob": empty})
+    with pytest.raises(ValueError, match=r"2 raters have no ratings .*: 7, 'bob'\. Leave them"):
+        TaskSet.from_mapping({"ann": ann, "bob": empty, 7: ([], [])})
+    with pytest.raises(ValueError, match="rater 'bob' has no ratings"):
+        MetaAestheticRegressor(backbone=None).fit({"ann": ann, "cy": (X[40:80], y[40:80]),
+                                                   "bob": empty})
+    prior = ConsensusRidgeRegressor(backbone=None).fit(X, y, groups=groups)
+    with pytest.raises(ValueError, match="rater 'bob' has no ratings"):
+        evaluate_personalization(prior, {"ann": ann, "bob": empty}, n_support=10,
+                                 n_repeats=1, random_state=0)
