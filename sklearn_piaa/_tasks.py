@@ -46,10 +46,13 @@ def _as_ids(groups):
     except ValueError:  # ids of unequal lengths, e.g. tuples ("site", 3) and ("lab", 3, 1)
         ids = None
     # numpy reads a list of mixed ids as strings (a NaN, an empty cell, became the rater
-    # 'nan', and 1 and '1' one rater) and a list of tuple ids as a 2-D table: each id
-    # goes into its own cell instead.
+    # 'nan', 1 and '1' one rater, and b'ann' and 'ann' too), bools among numbers as
+    # numbers (True and 1 one rater) and a list of tuple ids as a 2-D table: each id
+    # goes into its own cell instead, where the checks of TaskSet see it as given.
     if ids is None or ids.ndim != 1 or (
-            ids.dtype.kind in "US" and not all(isinstance(g, (str, bytes)) for g in groups)):
+            ids.dtype.kind in "US" and not (all(isinstance(g, str) for g in groups)
+                                            or all(isinstance(g, bytes) for g in groups))
+    ) or (ids.dtype.kind in "iuf" and any(isinstance(g, (bool, np.bool_)) for g in groups)):
         ids = np.empty(len(groups), dtype=object)
         for i, g in enumerate(groups):
             ids[i] = g
@@ -124,12 +127,51 @@ def refuse_missing_ids(ids):
             f"{row_numbers(missing)}; every rating needs its rater.")
 
 
+def refuse_bool_ids(ids):
+    """Refuse True and False as rater ids.
+
+    Python takes True for 1 and False for 0: the raters ``1`` and ``True`` were one,
+    with no sign but a warning of repeated images. A ``groups`` of bools only is most
+    likely a mask passed in its place.
+
+    Parameters
+    ----------
+    ids : ndarray of shape (n,)
+
+    Raises
+    ------
+    ValueError
+        Naming the rows (or, for a bool array, saying it looks like a mask).
+    """
+    if ids.dtype.kind == "b":
+        raise ValueError(
+            "groups holds booleans (True/False), not rater ids (a mask passed as groups?); "
+            "give the rater of each rating. If the two values are two raters, name them "
+            "otherwise, e.g. groups.astype(int).")
+    if ids.dtype.kind != "O":  # no other kind can hold a bool
+        return
+    rows = [i for i, g in enumerate(ids.tolist()) if isinstance(g, (bool, np.bool_))]
+    if rows:
+        raise ValueError(
+            f"groups has {len(rows)} rater id(s) True or False, at {row_numbers(rows)}: "
+            "Python takes True for 1 and False for 0, so the raters 1 and True would be "
+            "one. Give rater ids that are numbers or text.")
+
+
+def _id_text(r):
+    # bytes as text: b"ann" from an HDF5 file and "ann" from a CSV file name one person
+    if isinstance(r, bytes):
+        r = r.decode("utf-8", "backslashreplace")
+    return rater_text(r)
+
+
 def warn_same_text(raters):
-    """Warn when two distinct rater ids read the same (``7`` and ``"7"``).
+    """Warn when two distinct rater ids read the same (``7`` and ``"7"``, ``b"ann"`` and
+    ``"ann"``).
 
     They are two raters to every set and splitter -- a person's ratings split between
     a training and a test fold -- while the package's check for test raters seen in
-    training (:func:`rater_text`) takes them for one.
+    training (:func:`rater_text`) takes ``7`` and ``"7"`` for one.
 
     Parameters
     ----------
@@ -138,15 +180,18 @@ def warn_same_text(raters):
     """
     by_text = {}
     for r in raters:
-        by_text.setdefault(rater_text(r), []).append(r)
+        by_text.setdefault(_id_text(r), []).append(r)
     alike = [ids for ids in by_text.values() if len(ids) > 1]
     if alike:
+        # astype(str) would spell b"ann" "b'ann'": still another rater than "ann"
+        decode = any(len({isinstance(r, bytes) for r in ids}) == 2 for ids in alike)
         warn_caller(
             f"{len(alike)} rater id(s) are written two ways: "
             + listing([" and ".join(map(repr, ids)) for ids in alike], 5, sep="; ")
             + ". They count as different raters (their ratings can fall on both sides of "
             "a split); if each is one person, give the ids one type, e.g. "
-            "groups.astype(str).")
+            + ("text, decoding the bytes ids (b'ann'.decode())." if decode else
+               "groups.astype(str)."))
 
 
 def _sorted_raters(raters):
@@ -259,8 +304,9 @@ class TaskSet:
             bad = [v for v in y.tolist() if not is_number(v)][:5]
             raise ValueError(f"scores (y) must be numeric; found {bad}.") from None
         refuse_missing_ids(groups)
+        refuse_bool_ids(groups)
         raters = _sorted_raters(set(groups.tolist()))
-        if groups.dtype.kind in "OU":  # 7 and "7", or "7" and "7 "
+        if groups.dtype.kind in "OUS":  # 7 and "7", "7" and "7 ", or b"ann" and "ann"
             warn_same_text(raters)
         order = {r: i for i, r in enumerate(raters)}
         codes = np.fromiter((order[g] for g in groups.tolist()), dtype=np.intp, count=n)
@@ -302,7 +348,7 @@ class TaskSet:
         ------
         ValueError
             For lengths that differ, non-numeric or non-finite scores, or missing
-            rater ids.
+            or bool (``True``, ``False``) rater ids.
         """
         return cls(X, y, groups)
 

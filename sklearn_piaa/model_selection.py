@@ -7,7 +7,13 @@ from sklearn.model_selection._split import BaseCrossValidator
 from sklearn.utils import check_random_state
 
 from ._inputs import is_count
-from ._tasks import _as_ids, _sorted_raters, refuse_missing_ids, warn_same_text
+from ._tasks import (
+    _as_ids,
+    _sorted_raters,
+    refuse_bool_ids,
+    refuse_missing_ids,
+    warn_same_text,
+)
 
 __all__ = ["UserGroupKFold", "UserGroupShuffleSplit", "SupportQuerySplit"]
 
@@ -23,10 +29,11 @@ def _check_groups(groups, n_splits=None):
     if ids.ndim != 1:
         raise ValueError(f"groups must hold one rater id per row; got shape {ids.shape}.")
     refuse_missing_ids(ids)
+    refuse_bool_ids(ids)
     if ids.dtype != object:
         raters = np.unique(ids)
-        if ids.dtype.kind == "U":
-            warn_same_text(raters.tolist())  # "7" and "7 "
+        if ids.dtype.kind in "US":
+            warn_same_text(raters.tolist())  # "7" and "7 ", or b"7" and b"7 "
         n_raters = len(raters)
     else:
         raters = _sorted_raters(set(ids.tolist()))

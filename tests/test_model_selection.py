@@ -128,6 +128,41 @@ def test_one_rater_written_two_ways_is_named():
             run()
 
 
+def test_bytes_and_text_ids_of_one_rater_are_named():
+    # b"ann" (from an HDF5 file) and "ann" (from a CSV file) were two raters without a
+    # word in an array, and one rater without a word in a list.
+    from sklearn_piaa import PIAAWarning, TaskSet
+
+    X, y = np.zeros((20, 2)), np.arange(20.0)
+    listed = [b"ann"] * 5 + ["ann"] * 5 + ["bob"] * 10
+    message = r"written two ways: b'ann' and 'ann'\. .*decoding the bytes ids"
+    for groups in (listed, np.array(listed, dtype=object)):
+        with pytest.warns(PIAAWarning, match=message):
+            assert TaskSet.from_arrays(X, y, groups).raters == [b"ann", "ann", "bob"]
+        with pytest.warns(PIAAWarning, match=message):
+            list(UserGroupKFold(2, random_state=0).split(X, None, groups))
+    spaced = np.repeat([b"7", b"7 ", b"8", b"9"], 5)
+    with pytest.warns(PIAAWarning, match=r"written two ways: b'7' and b'7 '"):
+        TaskSet.from_arrays(X, y, spaced)
+
+
+@pytest.mark.parametrize("groups, message", [
+    ([1] * 10 + [True] * 10, r"10 rater id\(s\) True or False, at rows 10, 11, .* "
+                             r"counting from 0: Python takes True for 1"),
+    (np.array([0] * 10 + [np.False_] * 10, dtype=object), r"10 rater id\(s\) True or False"),
+    (np.arange(20) < 10, r"groups holds booleans \(True/False\), not rater ids \(a mask"),
+], ids=["list", "object array", "mask"])
+def test_bool_rater_ids_are_refused(groups, message):
+    # True and 1 are equal in Python: they were one rater (a list even made them ints).
+    from sklearn_piaa import TaskSet
+
+    X, y = np.zeros((20, 2)), np.arange(20.0)
+    with pytest.raises(ValueError, match=message):
+        TaskSet.from_arrays(X, y, groups)
+    with pytest.raises(ValueError, match=message):
+        list(UserGroupKFold(2, random_state=0).split(X, None, groups))
+
+
 def test_support_query_split_refuses_several_raters():
     X = np.zeros((20, 2))
     split = SupportQuerySplit(n_support=5, random_state=0)
