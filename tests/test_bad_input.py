@@ -137,7 +137,8 @@ def test_a_nets_own_fit_checks_the_scores(fitted):
     low, high = meta.score_range_
     edge = np.array([low, high] * 5, dtype=np.float32)  # the bounds themselves are fine
     assert np.isfinite(net.fit(X[:10], edge).predict(X[:2])).all()
-    with pytest.raises(ValueError, match="max_epochs must be a non-negative integer"):
+    with pytest.raises(ValueError, match="'max_epochs' parameter of personalize must be an "
+                                         "int in the range"):
         meta.personalize(X[:10], y[:10], max_epochs=-3)
 
 
