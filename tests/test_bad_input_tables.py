@@ -501,7 +501,7 @@ def test_a_negative_score_range_is_read_on_the_command_line(capsys):
     with pytest.raises(SystemExit):
         main(["evaluate", "p.pt", "d.csv", "--score-range", "-10,0", "--n-support", "x"])
     err = capsys.readouterr().err.splitlines()[-1]
-    assert "--n-support: invalid int value: 'x'" in err  # not "--score-range: expected one"
+    assert "--n-support: expected a positive integer, got 'x'" in err  # not --score-range
     with pytest.raises(FileNotFoundError, match="d.csv"):  # parsed: on to the files
         main(["evaluate", "p.pt", "d.csv", "--score-range", "-10,0"])
 
