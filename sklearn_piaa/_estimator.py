@@ -819,6 +819,7 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
                 "prior learns one person's taste and nothing about adapting to another. "
                 "Pass the ratings of many raters (groups=rater_ids).")
         self._check_shapes()
+        self._warn_if_no_steps()
         device = resolve_device(self.device)
         rng = check_random_state(self.random_state)
         seed = rng.randint(np.iinfo(np.int32).max)
@@ -993,6 +994,23 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
     def _as_tasks(self, X, y, groups):
         return as_tasks(X, y, groups, features=self.backbone is None,
                         owner=type(self).__name__)
+
+    def _warn_if_no_steps(self):
+        """Warn when ``inner_steps=0`` makes meta-training change no weight.
+
+        These algorithms move the prior towards task copies trained for ``inner_steps``
+        steps (or train the prior itself for that many): the fit ran in full, with a
+        normal log, and changed nothing but BatchNorm statistics. (MAML and FOMAML
+        still learn from the query loss at the prior.)
+        """
+        if (self.inner_steps == 0 and self.n_iterations > 0
+                and self.algorithm in ("blg", "merged", "reptile", "average")):
+            warn_caller(
+                f"inner_steps=0 with algorithm={self.algorithm!r}: the prior moves towards "
+                "copies of itself adapted in inner_steps steps, so meta-training changes no "
+                "weight and the prior keeps its initial head. Set inner_steps to 1 or more "
+                "(the paper's S is 5), or use n_iterations=0 for an untrained prior "
+                "(--inner-steps, --n-iterations on the command line).")
 
     def _check_shapes(self):
         if not all(is_count(h) for h in self.hidden_sizes):

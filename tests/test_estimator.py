@@ -642,3 +642,24 @@ def test_fine_tuning_settings_are_checked_by_name_at_personalize(ratings, tiny_p
     # skorch's "all images at once" stays a batch size personalize takes
     meta.set_params(finetune_lr=None, finetune_batch_size=None, finetune_epochs=1)
     assert meta.personalize(X[:10], y[:10], batch_size=-1).batch_size == -1
+
+
+@pytest.mark.parametrize("algorithm", ["blg", "reptile", "merged", "average"])
+def test_inner_steps_0_that_changes_no_weight_is_named(ratings, tiny_params, algorithm):
+    # The fit ran in full with a normal log and moved no weight: the prior was its
+    # initial head (only BatchNorm statistics changed).
+    X, y, groups = ratings
+    params = {**tiny_params, "algorithm": algorithm, "inner_steps": 0}
+    with pytest.warns(PIAAWarning, match=rf"inner_steps=0 with algorithm='{algorithm}'.*"
+                                         "changes no weight") as record:
+        meta = MetaAestheticRegressor(**params).fit(X, y, groups=groups)
+    assert record[0].filename == __file__
+    start = MetaAestheticRegressor(**{**params, "n_iterations": 0}).fit(X, y, groups=groups)
+    trained = meta.prior_net_.module_.state_dict()
+    for name, value in start.prior_net_.module_.named_parameters():
+        torch.testing.assert_close(trained[name], value, rtol=0, atol=0)  # what it warns of
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PIAAWarning)
+        # MAML learns from the query loss at the prior itself
+        MetaAestheticRegressor(**{**params, "algorithm": "maml"}).fit(X, y, groups=groups)
+        MetaAestheticRegressor(**{**params, "n_iterations": 0}).fit(X, y, groups=groups)
