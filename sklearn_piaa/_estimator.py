@@ -804,7 +804,8 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
             scale than the other raters' (named: 1-5 among 0-500, say, where the loss
             gives their ratings almost no weight); if some raters rated an image more
             than once (named; with ``algorithm`` "blg", "maml" or "fomaml", whose
-            support and query sets a repeat can fall in both).
+            support and query sets a repeat can fall in both); if ``inner_steps=0``
+            leaves the algorithm nothing to learn from.
         """
         tasks = self._as_tasks(X, y, groups)
         # a TaskSet or a mapping of DataFrames carries its column names too
@@ -883,7 +884,7 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
         self.history_, self.fit_time_ = history, fit_time
         self.input_ = input_adapter
         self._record_architecture()
-        self.prior_net_ = self._make_net(prior, device).initialize()
+        self.prior_net_ = self._prior_net(prior, device)
         if check_collapse:
             self._warn_if_collapsed(before, after)
         return self
@@ -1339,6 +1340,18 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
             # Prediction over embeddings is cheap per row: large batches amortize overhead.
             iterator_valid__batch_size=self.batch_size if whole else 4096,
         )
+
+    def _prior_net(self, module, device):
+        """The prior's skorch net over ``module``, holding it once.
+
+        skorch keeps ``module`` (where a fit starts) and ``module_`` (what it trains and
+        predicts with): the prior's net is never fitted (``personalize`` fits a clone,
+        which copies ``module``), so two copies doubled a prior's memory and its pickle
+        (42 MB for EfficientNet-Lite0 trained whole, 21 MB saved).
+        """
+        net = self._make_net(module, device).initialize()
+        net.module = net.module_
+        return net
 
     def _make_net(self, module, device):
         return PersonalizedNet(

@@ -937,27 +937,27 @@ def _load_network(state, kind, path, device):
     meta.fit_time_ = fitted["fit_time"]
     meta.input_ = adapter
     meta._record_architecture()  # a set_params after loading must not change what it saves
+    if kind != "personalized":
+        meta.prior_net_ = meta._prior_net(module, dev)
+        return meta
     prior = None
-    if kind == "personalized" and state.get("prior_module") is not None:
+    if state.get("prior_module") is not None:
         prior = _prior_module(module, state["prior_module"], path)
     net = meta._make_net(module, dev)
-    if kind == "personalized":  # files saved before nets kept their settings have none
-        net.set_params(**state.get("net_params", {}))
+    # files saved before nets kept their settings have none
+    net.set_params(**state.get("net_params", {}))
     net.initialize()  # module_: a copy of the personalized network
-    if kind == "personalized":
-        if prior is not None:
-            # As in memory: a refit, or a clone's (cross_val_score), starts from the prior.
-            net.module = prior
-        else:
-            # A file written before files held the prior: module stays the personalized
-            # network, from which a refit would start; fit and clone refuse (with the path).
-            net._module_is_personalized_ = path
-            # No refit reads it: the trained network serves as both, not a second copy
-            # (7 MB a head; a service holds such nets by the thousand).
-            net.module = net.module_
-        net.prior_ = meta
-        if "coefficients" in state:
-            net.coefficients_ = state["coefficients"].numpy()
-        return net
-    meta.prior_net_ = net
-    return meta
+    if prior is not None:
+        # As in memory: a refit, or a clone's (cross_val_score), starts from the prior.
+        net.module = prior
+    else:
+        # A file written before files held the prior: module stays the personalized
+        # network, from which a refit would start; fit and clone refuse (with the path).
+        net._module_is_personalized_ = path
+        # No refit reads it: the trained network serves as both, not a second copy
+        # (7 MB a head; a service holds such nets by the thousand).
+        net.module = net.module_
+    net.prior_ = meta
+    if "coefficients" in state:
+        net.coefficients_ = state["coefficients"].numpy()
+    return net

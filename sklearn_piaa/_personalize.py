@@ -304,6 +304,12 @@ class PersonalizedNet(NeuralNetRegressor):
         # and any other tensor would still load on the device they were pickled from.
         state = super().__getstate__()
         state.pop("_head_grad_", None)  # gradient buffers: rebuilt on demand, never saved
+        if self.__dict__.get("module") is not None \
+                and self.__dict__.get("module") is self.__dict__.get("module_"):
+            # one network held as both (a prior's net): skorch pickles module_ apart from
+            # the rest, which would write it twice and unpickle two copies
+            state["module"] = None
+            state["_module_is_module_"] = True
         return cpu_copies(state)
 
     def __setstate__(self, state):
@@ -311,7 +317,10 @@ class PersonalizedNet(NeuralNetRegressor):
         # words for each net inside a model
         if state.get("initialized_"):  # an unfitted net's device is for fit to check
             state["device"] = unpickled_device(state.get("device"))
+        shared = state.pop("_module_is_module_", False)
         super().__setstate__(state)
+        if shared:
+            self.module = self.module_
         fill_new_params(self)
         if isinstance(self.module, torch.nn.Module) and self.device is not None:
             self.module.to(self.device)
