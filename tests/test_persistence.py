@@ -1106,3 +1106,21 @@ def test_a_prior_pickled_before_embedders_had_progress_still_predicts(tmp_path):
     assert old.input_.progress is False
     old.set_params(verbose=1).predict(imgs[:2])
     assert old.input_.progress is True
+
+
+def test_a_priors_net_holds_its_network_once(prior, tmp_path):
+    # module (where a fit starts) and module_ were two copies of the never-fitted prior:
+    # twice its weights in memory and in a pickle (skorch pickles module_ apart)
+    meta, X, y = prior
+    before = meta.predict(X[:20])
+    save_model(meta, tmp_path / "p.pt")
+    loaded = load_model(tmp_path / "p.pt")
+    copied = pickle.loads(pickle.dumps(meta))
+    for model in (meta, loaded, copied):
+        assert model.prior_net_.module is model.prior_net_.module_
+        np.testing.assert_array_equal(model.predict(X[:20]), before)
+        net = model.personalize(X[:20], y[:20], random_state=0)
+        assert net.module_ is not model.prior_net_.module_
+        np.testing.assert_array_equal(model.predict(X[:20]), before)  # the prior unchanged
+    weights = sum(p.numel() * 4 for p in meta.prior_net_.module_.parameters())
+    assert len(pickle.dumps(meta)) < len(pickle.dumps(meta.input_)) + 1.5 * weights + 50_000
