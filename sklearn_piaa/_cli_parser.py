@@ -279,6 +279,12 @@ def build_parser():
     mt.add_argument("--mixed-precision", action="store_true",
                     help="bfloat16 forward passes: embedding and prediction, and with "
                          "--train-backbone every training step")
+    mt.add_argument("--finetune-epochs", type=_count, default=20, metavar="N",
+                    help="fine-tuning epochs when the prior is personalized")
+    mt.add_argument("--finetune-lr", type=_rate,
+                    help="fine-tuning learning rate when the prior is personalized "
+                         "(default: 1e-5 with --train-backbone; else 3e-5 for steps of up "
+                         "to 10 images, times sqrt(N / 10) for steps of N images)")
     mt.add_argument("--finetune-batch-size", type=_count, metavar="N",
                     help="images per fine-tuning step when the prior is personalized "
                          "(default: all of a rater's images with --train-backbone, else "

@@ -222,6 +222,7 @@ def run_meta_train(args, out=None):
         support_size=args.support_size, query_size=args.query_size,
         inner_steps=args.inner_steps, inner_lr=args.inner_lr, outer_lr=args.outer_lr,
         inner_backbone_lr=args.inner_backbone_lr, mixed_precision=args.mixed_precision,
+        finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr,
         finetune_batch_size=args.finetune_batch_size,
         score_range=args.score_range, cache_dir=args.cache_dir, on_error=args.on_error,
         device=args.device, checkpoint_dir=args.checkpoint_dir,

@@ -764,6 +764,24 @@ def test_whole_network_options_reach_the_prior_and_its_fine_tuning(tmp_path, mon
         main(["personalize", str(prior), str(mine), "-o", str(tmp_path / "u.pt"),
               "--batch-size", "0"])
 
+def test_meta_train_stores_the_fine_tuning_length_and_rate_in_the_prior(tmp_path):
+    # meta-train took --finetune-batch-size only: a prior from the command line always
+    # fine-tuned for 20 epochs at the default rate
+    from sklearn_piaa import MetaAestheticRegressor, load_model
+
+    csv_path = _ratings_folder(tmp_path, n_images=12, n_raters=4)
+    args = ["meta-train", str(csv_path), "--backbone", "tiny_cnn", "--n-iterations", "1",
+            "--support-size", "4", "--query-size", "2", "--quiet"]
+    main([*args, "-o", str(tmp_path / "p.pt"), "--finetune-epochs", "3",
+          "--finetune-lr", "2e-4"])
+    meta = load_model(tmp_path / "p.pt")
+    assert (meta.finetune_epochs, meta.finetune_lr) == (3, 2e-4)
+    main([*args, "-o", str(tmp_path / "default.pt")])
+    meta, default = load_model(tmp_path / "default.pt"), MetaAestheticRegressor()
+    assert (meta.finetune_epochs, meta.finetune_lr) == (default.finetune_epochs,
+                                                        default.finetune_lr)
+
+
 def test_the_command_keeps_freed_memory_unless_the_environment_chooses(monkeypatch):
     import ctypes
     import sys
@@ -928,6 +946,7 @@ def test_score_range_messages_spell_the_command_line_option(tmp_path, capsys):
     ["meta-train", "d.csv", "-o", "p.pt", "--inner-lr", "-0.1"],
     ["meta-train", "d.csv", "-o", "p.pt", "--outer-lr", "nan"],
     ["meta-train", "d.csv", "-o", "p.pt", "--inner-backbone-lr", "inf"],
+    ["meta-train", "d.csv", "-o", "p.pt", "--finetune-lr", "-0.001"],
     ["demo", "--outer-lr", "-1"],
     ["table1", "--outer-lr", "-0.001"],
     ["table1", "--maml-outer-lr", "fast"],
@@ -951,6 +970,7 @@ def test_float_options_are_refused_by_name_as_they_are_read(argv, capsys):
     ["meta-train", "d.csv", "-o", "p.pt", "--query-size", "many"],
     ["meta-train", "d.csv", "-o", "p.pt", "--inner-steps", "-1"],
     ["meta-train", "d.csv", "-o", "p.pt", "--checkpoint-every", "0"],
+    ["meta-train", "d.csv", "-o", "p.pt", "--finetune-epochs", "0"],
     ["meta-train", "d.csv", "-o", "p.pt", "--random-state", "-1"],
     ["personalize", "p.pt", "r.csv", "-o", "u.pt", "--epochs", "0"],
     ["personalize", "p.pt", "r.csv", "-o", "u.pt", "--random-state", str(2**32)],
