@@ -61,6 +61,16 @@ def _add_cache_args(p):
                             "cache_dir")
 
 
+def _add_finetune_args(p):
+    """``--epochs``, ``--lr`` and ``--batch-size``: the commands that personalize a prior."""
+    p.add_argument("--epochs", type=_count, help="fine-tuning epochs (default: the prior's)")
+    p.add_argument("--lr", type=_rate, help="fine-tuning learning rate (default: the "
+                                            "prior's)")
+    p.add_argument("--batch-size", type=_count, metavar="N",
+                   help="images per fine-tuning step (default: the prior's; fewer need "
+                        "less memory with a whole-network prior)")
+
+
 def _add_common_args(p, device=True, seed=True, seed_help=None):
     if device:  # the commands that load a saved model
         p.add_argument("--device", default=None,
@@ -312,12 +322,7 @@ def build_parser():
     pe.add_argument("-o", "--output", required=True, help="model file to write (.pt)")
     pe.add_argument("--rater", help="rater id, when the CSV holds several raters")
     _add_table_args(pe, formats=False)
-    pe.add_argument("--epochs", type=_count, help="fine-tuning epochs (default: the prior's)")
-    pe.add_argument("--lr", type=_rate, help="fine-tuning learning rate (default: the "
-                                             "prior's)")
-    pe.add_argument("--batch-size", type=_count, metavar="N",
-                    help="images per fine-tuning step (default: the prior's; fewer need "
-                         "less memory with a whole-network prior)")
+    _add_finetune_args(pe)
     pe.add_argument("--score-range", type=_score_range, metavar="LOW,HIGH",
                     help="the rater's rating scale, when it differs from the prior's")
     _add_on_error(pe, "fine-tune without them")
@@ -352,6 +357,7 @@ def build_parser():
                     help="support set sizes")
     ev.add_argument("--n-repeats", type=_count, default=10, help="random draws per rater")
     ev.add_argument("--n-jobs", type=_jobs, default=None, help="raters in parallel (joblib)")
+    _add_finetune_args(ev)
     ev.add_argument("--score-range", type=_score_range, metavar="LOW,HIGH",
                     help="the test raters' scale, when it differs from the prior's")
     ev.add_argument("-o", "--output", help="CSV of the per-rater, per-draw table")

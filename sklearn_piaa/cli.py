@@ -445,6 +445,21 @@ def _check_reads_images(prior, path):
                          "fit it with a backbone (e.g. 'efficientnet_lite0') to use it here.")
 
 
+def _check_finetune_options(prior, args):
+    """Refuse ``--epochs``, ``--lr`` and ``--batch-size`` for a baseline prior (SystemExit).
+
+    A baseline has no fine-tuning to set: ignoring them would report figures of a
+    setting that was never applied.
+    """
+    from .baselines import BaselineRegressor
+
+    given = (args.epochs, args.lr, args.batch_size)
+    if isinstance(prior, BaselineRegressor) and any(v is not None for v in given):
+        raise SystemExit(f"{args.prior} holds a {type(prior).__name__}, which personalizes "
+                         "by ridge regression: --epochs, --lr and --batch-size do not "
+                         "apply.")
+
+
 def run_personalize(args, out=None):
     """Run ``sklearn-piaa personalize``: fit a saved prior to one rater, save the result.
 
@@ -501,10 +516,7 @@ def run_personalize(args, out=None):
         _, y, kept = drop_unreadable(image_reader(prior), X, y, "skip", return_kept=True)
         X = take(as_indexable(X), kept)
     if isinstance(prior, BaselineRegressor):
-        if args.epochs is not None or args.lr is not None or args.batch_size is not None:
-            raise SystemExit(f"{args.prior} holds a {type(prior).__name__}, which personalizes "
-                             "by ridge regression: --epochs, --lr and --batch-size do not "
-                             "apply.")
+        _check_finetune_options(prior, args)
         net = prior.personalize(X, y, score_range=args.score_range)
     else:
         params = {} if args.epochs is None else {"max_epochs": args.epochs}
@@ -645,11 +657,13 @@ def run_predict(args, out=None):
 def run_evaluate(args, out=None):
     """Run ``sklearn-piaa evaluate``: the 10/100-image protocol for a saved prior.
 
-    The data set's test raters are evaluated where it defines them, else all raters
-    (a :class:`~sklearn_piaa.PIAAWarning` names the raters the prior was meta-trained on:
-    their figures are not held out); with ``-o`` the per-rater, per-draw table is also
-    written as a CSV. Raters skipped at a support size, and sizes no rater has enough
-    images for, are named once, with the result (not in warnings as well).
+    Each draw fine-tunes with the prior's settings, or those ``--epochs``, ``--lr`` and
+    ``--batch-size`` give. The data set's test raters are evaluated where it defines
+    them, else all raters (a :class:`~sklearn_piaa.PIAAWarning` names the raters the
+    prior was meta-trained on: their figures are not held out); with ``-o`` the
+    per-rater, per-draw table is also written as a CSV. Raters skipped at a support
+    size, and sizes no rater has enough images for, are named once, with the result
+    (not in warnings as well).
 
     Parameters
     ----------
@@ -668,7 +682,8 @@ def run_evaluate(args, out=None):
     SystemExit
         With a message: for an unusable ``-o`` (also a name whose extension says
         another format than CSV), table options that ``--format`` would ignore, a model
-        file that holds no prior, or a prior fitted without a backbone.
+        file that holds no prior, a prior fitted without a backbone, or ``--epochs``,
+        ``--lr`` or ``--batch-size`` with a baseline prior.
     ValueError, OSError
         From the data set's reader, :func:`~sklearn_piaa.load_model` or the evaluation,
         for a missing or unreadable file or an invalid setting; :func:`console` prints
@@ -685,6 +700,12 @@ def run_evaluate(args, out=None):
     if args.output:
         _check_output(args.output, *_paths(data.tasks.X))
     prior = _load_prior(args.prior, args.device, cache=args)
+    _check_finetune_options(prior, args)
+    settings = {"finetune_epochs": args.epochs, "finetune_lr": args.lr,
+                "finetune_batch_size": args.batch_size}
+    # the prior's settings, which every draw (in any --n-jobs worker) fine-tunes with;
+    # the default rate then follows --batch-size, as it follows finetune_batch_size
+    prior.set_params(**{k: v for k, v in settings.items() if v is not None})
     _reading(prior, args.on_error, args.quiet)
     _caching(prior, args, say)
     tasks = data.test if data.test is not None else data.tasks

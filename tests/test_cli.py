@@ -476,6 +476,12 @@ def test_personalize_predict_evaluate_with_a_saved_baseline(tmp_path, capsys):
     main(["evaluate", str(prior), str(csv_path), "--n-support", "5", "--n-repeats", "1",
           "--quiet"])
     assert "evaluating 6 raters" in capsys.readouterr().out
+    # as personalize refuses them: a baseline has no fine-tuning to set
+    with pytest.raises(SystemExit, match=r"ridge.pt holds a ConsensusRidgeRegressor, which "
+                                         r"personalizes by ridge regression: --epochs, --lr "
+                                         r"and --batch-size do not apply\."):
+        main(["evaluate", str(prior), str(csv_path), "--n-support", "5", "--n-repeats", "1",
+              "--quiet", "--lr", "1e-3"])
 
     # A baseline on precomputed features cannot read the command line's image files.
     X = np.random.RandomState(0).randn(60, 4)
@@ -782,6 +788,36 @@ def test_meta_train_stores_the_fine_tuning_length_and_rate_in_the_prior(tmp_path
                                                         default.finetune_lr)
 
 
+@pytest.mark.filterwarnings("ignore:.*scored on fewer than 10 query images")
+@pytest.mark.filterwarnings("ignore:.*were among the prior's 4 training raters")
+def test_evaluate_fine_tunes_with_the_epochs_rate_and_batch_size_given(tmp_path,
+                                                                         monkeypatch):
+    # evaluate (the paper's protocol) had no --epochs, --lr or --batch-size: it always
+    # fine-tuned with the prior's settings
+    from sklearn_piaa import MetaAestheticRegressor
+
+    csv_path = _ratings_folder(tmp_path, n_images=12, n_raters=4)
+    prior = tmp_path / "prior.pt"
+    main(["meta-train", str(csv_path), "-o", str(prior), "--backbone", "tiny_cnn",
+          "--n-iterations", "1", "--support-size", "4", "--query-size", "2", "--quiet"])
+    settings = []
+    personalize = MetaAestheticRegressor.personalize
+
+    def logged(self, X, y, **params):
+        net = personalize(self, X, y, **params)
+        settings.append((net.max_epochs, net.lr, net.batch_size))
+        return net
+
+    monkeypatch.setattr(MetaAestheticRegressor, "personalize", logged)
+    args = ["evaluate", str(prior), str(csv_path), "--n-support", "4", "--n-repeats", "1",
+            "--quiet"]
+    main([*args, "--epochs", "2", "--lr", "5e-4", "--batch-size", "3"])
+    assert settings and set(settings) == {(2, 5e-4, 3)}
+    settings.clear()
+    main([*args, "--epochs", "1"])  # the others: the prior's (the rate follows the batch)
+    assert settings and {s[0] for s in settings} == {1} and {s[1] for s in settings} != {5e-4}
+
+
 def test_the_command_keeps_freed_memory_unless_the_environment_chooses(monkeypatch):
     import ctypes
     import sys
@@ -951,6 +987,7 @@ def test_score_range_messages_spell_the_command_line_option(tmp_path, capsys):
     ["table1", "--outer-lr", "-0.001"],
     ["table1", "--maml-outer-lr", "fast"],
     ["table1", "--test-fraction", "1.5"],
+    ["evaluate", "p.pt", "r.csv", "--lr", "nan"],
 ])
 def test_float_options_are_refused_by_name_as_they_are_read(argv, capsys):
     # `personalize --lr -1` ended in torch's "Invalid learning rate: -1.0", naming no
@@ -977,6 +1014,8 @@ def test_float_options_are_refused_by_name_as_they_are_read(argv, capsys):
     ["evaluate", "p.pt", "r.csv", "--n-support", "10", "-5"],
     ["evaluate", "p.pt", "r.csv", "--n-repeats", "0"],
     ["evaluate", "p.pt", "r.csv", "--n-jobs", "0"],
+    ["evaluate", "p.pt", "r.csv", "--epochs", "0"],
+    ["evaluate", "p.pt", "r.csv", "--batch-size", "-2"],
     ["demo", "--n-test-raters", "0"],
     ["demo", "--n-images", "-100"],
     ["table1", "--image-size", "0"],
