@@ -2,6 +2,7 @@
 
 import contextlib
 import copy
+import shlex
 import threading
 import warnings
 
@@ -15,13 +16,17 @@ __all__ = ["resolve_device", "usable", "to_device", "seeded", "autocast", "off_c
            "cpu_copies", "PickledOnCPU", "unpickled_device"]
 
 
-def resolve_device(device):
+def resolve_device(device, option=None):
     """Return a :class:`torch.device` for ``device``, with a clear error if unusable.
 
     Parameters
     ----------
     device : str or torch.device
         ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
+    option : str, default=None
+        The command-line option that gave ``device`` (``"--device"``): the errors then
+        spell it, and the fix, as it is typed there (``--device cpu``), not as the
+        Python parameter (``device='cpu'``).
 
     Returns
     -------
@@ -42,22 +47,26 @@ def resolve_device(device):
             f"device={device!r} is not a valid device argument: give a str, such as 'cpu' "
             f"or 'cuda:0', or a torch.device, as the estimators take (got "
             f"{type(device).__name__}).")
+    if option is None:
+        given, cpu = f"device={device!r}", "device='cpu'"
+    else:
+        given, cpu = f"{option} {shlex.quote(str(device))}", f"{option} cpu"
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"device={device!r} is not a valid torch device: {exc}") from None
+        raise ValueError(f"{given} is not a valid torch device: {exc}") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(
-            f"device={device!r} was requested but CUDA is not available on this machine; "
-            "use device='cpu'."
+            f"{given} was requested but CUDA is not available on this machine; "
+            f"use {cpu}."
         )
     if dev.type == "cuda" and dev.index is not None \
             and dev.index >= torch.cuda.device_count():
-        raise ValueError(f"device={device!r} was requested but this machine has "
+        raise ValueError(f"{given} was requested but this machine has "
                          f"{torch.cuda.device_count()} CUDA device(s).")
     if dev.type not in ("cpu", "cuda") and not _available(dev.type):
-        raise ValueError(f"device={device!r} was requested but this torch cannot use "
-                         f"{dev.type!r} devices here; use device='cpu'.")
+        raise ValueError(f"{given} was requested but this torch cannot use "
+                         f"{dev.type!r} devices here; use {cpu}.")
     return dev
 
 

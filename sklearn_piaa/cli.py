@@ -152,6 +152,24 @@ def _check_csv_output(path, what):
                          "name ending in .csv.")
 
 
+def _check_device(device):
+    """Refuse an unusable ``--device`` before the command reads anything (SystemExit).
+
+    The estimator or :func:`~sklearn_piaa.load_model` would refuse it too, but only
+    after the ratings table and every image file were read and checked (``meta-train``,
+    ``evaluate``) or the folders walked (``predict``), and in Python's spelling
+    (``device='cpu'``).
+    """
+    if device is None:  # the model's own device, or the CPU: load_model decides
+        return
+    from ._device import resolve_device
+
+    try:
+        resolve_device(device, option="--device")
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
+
+
 def _paths(X):
     """The image file paths among ``X`` (features and arrays name none)."""
     import numpy as np
@@ -180,8 +198,8 @@ def run_meta_train(args, out=None):
     Raises
     ------
     SystemExit
-        With a message, before any work: for an unusable ``-o``, or table options that
-        ``--format`` would ignore.
+        With a message, before any work: for an unusable ``--device`` or ``-o``, or
+        table options that ``--format`` would ignore.
     ValueError, OSError
         From the data set's reader or the estimator, for a missing or unreadable file
         or an invalid setting; :func:`console` prints them as one line.
@@ -192,6 +210,7 @@ def run_meta_train(args, out=None):
     from ._persistence import save_model
 
     say = printer(out)
+    _check_device(args.device)
     # the backbone's weights file is read too
     _check_output(args.output, args.data, *filter(None, [args.backbone_weights]))
     t0 = time.perf_counter()
@@ -480,13 +499,13 @@ def run_personalize(args, out=None):
     Raises
     ------
     SystemExit
-        With a message: for an unusable ``-o`` (also one of the images the CSV names);
-        a model file that holds no prior, or a prior fitted without a backbone; a CSV of
-        several raters without ``--rater``, or a ``--rater`` it lacks; ``--rater`` with a
-        CSV without a rater column, or such a CSV that repeats images and has other
-        columns (one may name the rater) or has a column named for people (``user``,
-        ``worker_id``, ...) that holds several values; ``--epochs``, ``--lr`` or
-        ``--batch-size`` with a baseline prior.
+        With a message: for an unusable ``--device`` (first) or ``-o`` (also one of the
+        images the CSV names); a model file that holds no prior, or a prior fitted
+        without a backbone; a CSV of several raters without ``--rater``, or a
+        ``--rater`` it lacks; ``--rater`` with a CSV without a rater column, or such a
+        CSV that repeats images and has other columns (one may name the rater) or has a
+        column named for people (``user``, ``worker_id``, ...) that holds several
+        values; ``--epochs``, ``--lr`` or ``--batch-size`` with a baseline prior.
     KeyboardInterrupt
         When fine-tuning was interrupted (nothing is saved).
     ValueError, OSError
@@ -500,6 +519,7 @@ def run_personalize(args, out=None):
     from .baselines import BaselineRegressor
 
     say = printer(out)
+    _check_device(args.device)
     _check_output(args.output, args.prior, args.ratings)
     prior = _load_prior(args.prior, args.device, cache=args)
     _reading(prior, args.on_error, args.quiet)
@@ -597,11 +617,11 @@ def run_predict(args, out=None):
     Raises
     ------
     SystemExit
-        With a message: for an unusable ``-o`` (also one of the images scored, or a
-        name whose extension says another format than CSV: :data:`NOT_CSV`), an
-        image path that names nothing or a folder without images, a model fitted
-        without a backbone, or when none of the images can be read (nothing is
-        written).
+        With a message: for an unusable ``--device`` (first) or ``-o`` (also one of the
+        images scored, or a name whose extension says another format than CSV:
+        :data:`NOT_CSV`), an image path that names nothing or a folder without images, a
+        model fitted without a backbone, or when none of the images can be read (nothing
+        is written).
     ValueError, OSError
         From :func:`~sklearn_piaa.load_model` or the model, for a missing or unreadable
         file (an image, with ``--on-error raise``) or an invalid setting;
@@ -613,6 +633,7 @@ def run_predict(args, out=None):
     from .baselines import PersonalizedBaseline
 
     say = printer(out)
+    _check_device(args.device)
     if args.output != "-":
         _check_csv_output(args.output, "the scores are")  # before any folder is walked
     files = image_files(args.images)  # a mistyped path fails before the model loads
@@ -680,10 +701,11 @@ def run_evaluate(args, out=None):
     Raises
     ------
     SystemExit
-        With a message: for an unusable ``-o`` (also a name whose extension says
-        another format than CSV), table options that ``--format`` would ignore, a model
-        file that holds no prior, a prior fitted without a backbone, or ``--epochs``,
-        ``--lr`` or ``--batch-size`` with a baseline prior.
+        With a message: for an unusable ``--device`` (before the data are read) or
+        ``-o`` (also a name whose extension says another format than CSV), table options
+        that ``--format`` would ignore, a model file that holds no prior, a prior fitted
+        without a backbone, or ``--epochs``, ``--lr`` or ``--batch-size`` with a
+        baseline prior.
     ValueError, OSError
         From the data set's reader, :func:`~sklearn_piaa.load_model` or the evaluation,
         for a missing or unreadable file or an invalid setting; :func:`console` prints
@@ -693,6 +715,7 @@ def run_evaluate(args, out=None):
     from .evaluation import evaluate_personalization
 
     say = printer(out)
+    _check_device(args.device)
     if args.output:
         _check_csv_output(args.output, "the per-rater table is")
         _check_output(args.output, args.prior, args.data)

@@ -8,7 +8,7 @@ import torch
 from sklearn_piaa import PIAAWarning
 from sklearn_piaa._cli_parser import build_parser
 from sklearn_piaa._cli_table1 import _table1_methods
-from sklearn_piaa.cli import main, run_demo, run_table1
+from sklearn_piaa.cli import console, main, run_demo, run_table1
 from sklearn_piaa.report import TABLE1_METHODS
 
 
@@ -816,6 +816,27 @@ def test_evaluate_fine_tunes_with_the_epochs_rate_and_batch_size_given(tmp_path,
     settings.clear()
     main([*args, "--epochs", "1"])  # the others: the prior's (the rate follows the batch)
     assert settings and {s[0] for s in settings} == {1} and {s[1] for s in settings} != {5e-4}
+
+
+@pytest.mark.parametrize("argv", [
+    ["meta-train", "missing.csv", "-o", "p.pt"],
+    ["personalize", "missing.pt", "missing.csv", "-o", "u.pt"],
+    ["predict", "missing.pt", "missing/"],
+    ["evaluate", "missing.pt", "missing.csv"],
+])
+def test_an_unusable_device_is_refused_first_in_the_command_line_s_spelling(
+        argv, tmp_path, monkeypatch, capsys):
+    # meta-train --device cuda read and checked the whole ratings table and every image
+    # file (evaluate the table, predict the folders) before saying "use device='cpu'"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.chdir(tmp_path)  # none of the files exists: the device is checked first
+    assert console([*argv, "--device", "cuda"]) == 1
+    assert capsys.readouterr().err == (
+        "sklearn-piaa: error: --device cuda was requested but CUDA is not available on "
+        "this machine; use --device cpu.\n")
+    assert console([*argv, "--device", "gpu 1"]) == 1
+    assert capsys.readouterr().err.startswith(
+        "sklearn-piaa: error: --device 'gpu 1' is not a valid torch device: ")
 
 
 def test_the_command_keeps_freed_memory_unless_the_environment_chooses(monkeypatch):
