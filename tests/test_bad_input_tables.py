@@ -463,6 +463,27 @@ def test_one_persons_csv_with_a_column_of_several_people_is_refused(tmp_path):
         assert rater == "you" and len(y) == 3
 
 
+def test_image_names_relative_to_where_one_runs_point_at_image_root_dot(tmp_path,
+                                                                        monkeypatch):
+    # personalize mine/me.csv naming mine/imgs/a.png: "missing under <mine>" only
+    _images(tmp_path / "mine" / "imgs", ["a.png", "b.png"])
+    path = _csv(tmp_path / "mine", "image,score\nmine/imgs/a.png,3\nmine/imgs/b.png,4\n",
+                "me.csv")
+    monkeypatch.chdir(tmp_path)
+
+    def one_rater(image_root):
+        return _one_rater(argparse.Namespace(
+            ratings=os.path.relpath(path), rater=None, rater_col="rater", image_col="image",
+            score_col="score", image_root=image_root, on_error="raise"))
+
+    with pytest.raises(FileNotFoundError, match=r"names are found relative to the current "
+                       r"directory \(.*\): pass image_root='\.' \(--image-root \. on the "
+                       r"command line\)\.$"):
+        one_rater(None)
+    rater, X, y = one_rater(".")
+    assert X == [str(tmp_path / "mine" / "imgs" / n) for n in ("a.png", "b.png")]
+
+
 def test_counts_are_worded_in_the_singular_for_one():
     assert [plural(n, "draw") for n in (0, 1, 2)] == ["0 draws", "1 draw", "2 draws"]
 

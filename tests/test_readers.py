@@ -303,6 +303,29 @@ def test_images_found_in_a_subfolder_are_pointed_at_and_none_skipped(tmp_path):
     assert "found under" not in str(err.value) and "check_files=False" not in str(err.value)
 
 
+def test_images_named_from_the_working_directory_are_pointed_at(tmp_path, monkeypatch):
+    # "data/imgs/a.jpg" in data/t.csv, as written from the folder one runs in: the
+    # message said "missing under <data>" and left the user to guess image_root='.'.
+    for name in ("a.jpg", "b.jpg"):
+        _jpeg(str(tmp_path / "data" / "imgs" / name))
+    _write(str(tmp_path / "data" / "t.csv"),
+           "rater,image,score\nr,data/imgs/a.jpg,3\nr,data/imgs/b.jpg,4\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError) as err:
+        read_ratings(os.path.join("data", "t.csv"))
+    msg = str(err.value)
+    assert f"found relative to the current directory ({tmp_path}): pass image_root='.' " \
+           "(--image-root . on the command line)." in msg
+    assert "Check the image folder" not in msg and "check_files=False" not in msg
+    assert read_ratings(os.path.join("data", "t.csv"), image_root=".").y.tolist() == [3, 4]
+    # run from elsewhere, the names are found nowhere: the usual advice
+    monkeypatch.chdir(tmp_path / "data")
+    with pytest.raises(FileNotFoundError) as err:
+        read_ratings("t.csv")
+    assert "current directory" not in str(err.value)
+    assert "Check the image folder (image_root=" in str(err.value)
+
+
 def test_duplicates_mean_or_error():
     table = _table(rater=["a", "a", "b", "a"], image=["x.jpg", "y.jpg", "x.jpg", "x.jpg"])
     # averaged with a word: counts then differ from a data set's published ones

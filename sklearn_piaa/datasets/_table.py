@@ -488,6 +488,15 @@ def _subfolder_holding(root, names):
     return None
 
 
+def _found_here(root, names):
+    """Whether every one of ``names`` (relative) exists under the current directory,
+    where that is not ``root``; looks at the first few only (see ``_SAMPLE``)."""
+    here = os.getcwd()
+    if os.path.normcase(os.path.abspath(root)) == os.path.normcase(here):
+        return False
+    return all(os.path.isfile(os.path.join(here, n)) for n in names[:_SAMPLE])
+
+
 def _check_files(t, paths, root, hint=IMAGE_ROOT_HINT, absolute=frozenset()):
     """Refuse missing image ``paths``; ``hint``: see :data:`IMAGE_ROOT_HINT`;
     ``absolute``: those the table gives as absolute paths, which the image folder
@@ -532,6 +541,13 @@ def _check_files(t, paths, root, hint=IMAGE_ROOT_HINT, absolute=frozenset()):
         message += (f" The {'missing ' if len(missing) < len(unique) else ''}names are "
                     f"found under {folder}: pass {param}={folder!r} (--image-root "
                     f"{shlex.quote(folder)} on the command line).")
+    elif relative and len(missing) >= 0.9 * len(unique) and _found_here(root, relative):
+        # Names written as seen from where one runs ("data/imgs/a.jpg" in data/t.csv):
+        # the folder to name is the current one, though "missing under" pointed away.
+        here = "'.'" if param == "image_root" else repr(os.getcwd())  # image_dir: joined
+        message += (f" The {'missing ' if len(missing) < len(unique) else ''}names are "
+                    f"found relative to the current directory ({os.getcwd()}): pass "
+                    f"{param}={here} (--image-root . on the command line).")
     elif under:
         message += f" Check the image folder ({hint}) and the image names."
     if elsewhere:

@@ -205,7 +205,8 @@ def read_ratings(table, rater_col="rater", image_col="image", score_col="score",
     FileNotFoundError
         If the table or, with ``check_files``, images are missing (count, first names;
         an absolute path as itself, not under ``image_root``; a folder directly under
-        ``image_root`` that holds them, where (nearly) all are missing there).
+        ``image_root`` that holds them, or else the current directory where the names
+        are relative to it (``image_root="."``), where (nearly) all are missing there).
     IsADirectoryError
         If ``table`` is a folder (naming the ``--format`` that reads it, where it holds
         a known data set's ratings file).
