@@ -259,6 +259,37 @@ def test_a_missing_column_suggests_the_found_one_in_python_and_on_the_command_li
                                       on_error="raise"))
 
 
+def test_empty_columns_without_a_name_are_dropped_and_full_ones_named(tmp_path):
+    # Excel ends every line with "," per column it once formatted: the file was refused
+    # as having "repeated column names in the header ['rater', 'image', 'score', '', '']"
+    path = _csv(tmp_path, "rater,image,score,,\r\nann,a.jpg,3,,\r\nann,b.jpg,4,,\r\n"
+                          ",,,,\r\n\r\n", "excel.csv")
+    data = read_ratings(path, check_files=False)
+    assert data.groups.tolist() == ["ann", "ann"] and data.y.tolist() == [3.0, 4.0]
+    # an empty one inside, and a row that leaves out the unnamed ones at the end
+    path = _csv(tmp_path, "rater,,image,score,\nann,,a.jpg,3,\nann,,b.jpg,4\n", "mid.csv")
+    assert read_ratings(path, check_files=False).y.tolist() == [3.0, 4.0]
+    # but not one that leaves out a named column
+    with pytest.raises(ValueError, match=r"line 2: 2 field\(s\) but the header has 4"):
+        read_ratings(_csv(tmp_path, "rater,image,score,\nann,a.jpg\n"), check_files=False)
+    # unnamed columns holding data: one would be kept in place of the others
+    path = _csv(tmp_path, "rater,image,score,,\nann,a.jpg,3,,\nann,b.jpg,4,too dark,x\n",
+                "notes.csv")
+    with pytest.raises(ValueError) as info:
+        read_ratings(path, check_files=False)
+    assert str(info.value) == (
+        f"{path}: 2 columns hold data but have no name in the header (columns 4, 5 of "
+        "['rater', 'image', 'score', '', '']; e.g. line 3: 'too dark'); name them in the "
+        "header, or delete them.")
+    # a single one (R's row names) is read as before
+    path = _csv(tmp_path, '"","rater","image","score"\n"1","ann","a.jpg",3\n', "r.csv")
+    assert read_ratings(path, check_files=False).groups.tolist() == ["ann"]
+    # and a separator other than a comma is still named, trailing commas or not
+    with pytest.raises(ValueError, match=r"must be comma-separated.* separated by ';'"):
+        read_ratings(_csv(tmp_path, "rater;image;score,,\nann;a.jpg;3,,\n"),
+                     check_files=False)
+
+
 def test_a_single_column_header_is_not_mistaken_for_a_delimiter(tmp_path):
     path = _csv(tmp_path, "rater\nann\n")
     with pytest.raises(ValueError, match=r"lacks column\(s\) \['image', 'score'\]"):

@@ -239,15 +239,20 @@ def _read_csv(path, needed=None, frame_hint=False):
     if header is None:
         raise ValueError(f"{path} is empty: expected a header row naming the columns.")
     names = [h.strip() for h in header]
-    if len(names) == 1:
-        seen = [d for d in (";", "\t") if d in names[0]]
+    named = [h for h in names if h]
+    if len(named) == 1:
+        seen = [d for d in (";", "\t") if d in named[0]]
         if seen:
             also = _frame_hint(path, text, seen[0]) if frame_hint else ""
-            raise ValueError(f"{path} must be comma-separated, but its header {header[0]!r} "
-                             f"has no comma and is separated by {seen[0]!r}; re-save it "
-                             f"with commas between the columns{also}.")
-    if len(set(names)) < len(names):
+            raise ValueError(f"{path} must be comma-separated, but its header "
+                             f"{header[names.index(named[0])]!r} has no comma and is "
+                             f"separated by {seen[0]!r}; re-save it with commas between "
+                             f"the columns{also}.")
+    if len(set(named)) < len(named):
         raise ValueError(f"{path}: repeated column names in the header {names}.")
+    # Columns without a name at the end of the header (Excel's "image,score,,") may be
+    # left out of a row; they are dropped below where they hold nothing.
+    width = max(j for j, h in enumerate(names) if h) + 1
     rows, lines, raw = [], [], None
     while True:
         start = reader.line_num + 1 + skipped  # the record's first line, for messages
@@ -278,12 +283,26 @@ def _read_csv(path, needed=None, frame_hint=False):
                                  "(\") or the line breaks inside the cell.")
         if not any(cells):
             continue
+        if width <= len(cells) < len(names):
+            cells += [""] * (len(names) - len(cells))
         if len(cells) != len(names):
             raise ValueError(f"{path}, line {start}: {len(cells)} "
                              f"field(s) but the header has {len(names)} ({names}).")
         rows.append(cells)
         lines.append(start)
-    cols = {c: [r[j] for r in rows] for j, c in enumerate(names)}
+    unnamed = [j for j, h in enumerate(names) if not h]
+    # An unnamed column of empty cells carries nothing to lose: what Excel writes for
+    # cells once formatted, or a trailing separator on every line.
+    full = [j for j in unnamed if any(r[j] for r in rows)]
+    if len(full) > 1:
+        # one dict key for them all would keep the last and drop the others' data
+        i, j = next((i, j) for i, r in enumerate(rows) for j in full if r[j])
+        raise ValueError(f"{path}: {len(full)} columns hold data but have no name in the "
+                         f"header (columns {', '.join(str(j + 1) for j in full)} of "
+                         f"{names}; e.g. line {lines[i]}: {rows[i][j]!r}); name them in "
+                         "the header, or delete them.")
+    keep = [j for j in range(len(names)) if j not in unnamed or j in full]
+    cols = {names[j]: [r[j] for r in rows] for j in keep}
     return Bunch(cols=cols, name=path, lines=lines, n=len(rows), labels=None,
                  base=os.path.dirname(os.path.abspath(path)))
 

@@ -172,10 +172,11 @@ def read_ratings(table, rater_col="rater", image_col="image", score_col="score",
     table : str, path-like, pandas DataFrame or dict of columns
         A comma-separated UTF-8 file with a header row (blank lines before it are
         skipped), or an in-memory table. Spaces around column names and cells, quoted or
-        not, are ignored. A quoted cell may run over lines (a comment written on
-        several) only in a column not read here; elsewhere, or where a line inside it
-        reads as a row of its own, it is refused as a likely stray quote. The table is
-        never modified.
+        not, are ignored, and so are columns without a name whose cells are all empty
+        (Excel's trailing commas, ``image,score,,``). A quoted cell may run over lines
+        (a comment written on several) only in a column not read here; elsewhere, or
+        where a line inside it reads as a row of its own, it is refused as a likely
+        stray quote. The table is never modified.
     rater_col, image_col, score_col : str, default="rater", "image", "score"
         Columns of the rater id, the image file (relative to ``image_root``, or absolute)
         and the numeric score.
@@ -213,7 +214,8 @@ def read_ratings(table, rater_col="rater", image_col="image", score_col="score",
     ValueError
         On a file that is not UTF-8 (naming the byte) or not comma-separated (with the
         ``pandas.read_csv`` call that reads it into a DataFrame, which is accepted), a
-        dict column that is not a list or array, repeated or missing columns (naming
+        dict column that is not a list or array, repeated or missing columns, several
+        columns without a name that hold data (naming
         those found, the found column that likely holds a missing one, and the reader
         of a known data set whose columns they are), an empty
         table or id cell, non-numeric or non-finite scores (rows, values), duplicates
