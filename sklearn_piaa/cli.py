@@ -170,6 +170,55 @@ def _check_device(device):
         raise SystemExit(str(exc)) from None
 
 
+#: The header line predict writes: an existing file starting with it is an earlier
+#: output of predict, which predict replaces.
+PREDICT_HEADER = "image,score"
+
+
+def _evaluate_header():
+    """The header line evaluate's ``-o`` table starts with (its columns)."""
+    from .evaluation import _FIELDS
+
+    return ",".join(name for name, _ in _FIELDS)
+
+
+def _check_csv_target(path, header, command, what):
+    """Refuse ``-o`` where it would replace a file other than an earlier output (SystemExit).
+
+    A file whose first line is exactly ``header`` (what ``command`` writes), an empty
+    file and a new name are fine: rerunning a command replaces its output, as it
+    should. Any other file -- ``-o ratings.csv`` typed for ``-o scores.csv`` -- would
+    be lost, so it is refused, as is one that cannot be read to tell.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        return  # a new name, or what check_output_file refuses (a folder)
+    try:
+        with open(path, "rb") as fh:
+            start = fh.read(4096)
+    except OSError as exc:
+        looks = (f"cannot be read to tell whether it is an earlier output of {command} "
+                 f"({exc.strerror or exc})")
+    else:
+        if not start:
+            return  # an empty file holds nothing to lose
+        line = start.split(b"\n", 1)[0]
+        if line == header.encode():
+            return
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+        if text is None or "\0" in text:
+            looks = "is not a text file (an image, a model file?)"
+        else:
+            shown = text if len(text) <= 80 else text[:77] + "..."
+            looks = (f"is not an earlier output of {command}: its first line is {shown!r}, "
+                     f"not {header!r}")
+    raise SystemExit(f"-o {path}: the file exists and {looks}; writing {what} would replace "
+                     "it. Remove the file first, or choose another name.")
+
+
 def _paths(X):
     """The image file paths among ``X`` (features and arrays name none)."""
     import numpy as np
@@ -618,10 +667,11 @@ def run_predict(args, out=None):
     ------
     SystemExit
         With a message: for an unusable ``--device`` (first) or ``-o`` (also one of the
-        images scored, or a name whose extension says another format than CSV:
-        :data:`NOT_CSV`), an image path that names nothing or a folder without images, a
-        model fitted without a backbone, or when none of the images can be read (nothing
-        is written).
+        images scored, a name whose extension says another format than CSV:
+        :data:`NOT_CSV`, or an existing file, other than an empty one, that does not
+        start with the line :data:`PREDICT_HEADER` of an earlier output), an image path
+        that names nothing or a folder without images, a model fitted without a
+        backbone, or when none of the images can be read (nothing is written).
     ValueError, OSError
         From :func:`~sklearn_piaa.load_model` or the model, for a missing or unreadable
         file (an image, with ``--on-error raise``) or an invalid setting;
@@ -639,6 +689,7 @@ def run_predict(args, out=None):
     files = image_files(args.images)  # a mistyped path fails before the model loads
     if args.output != "-":
         _check_output(args.output, args.model, *files)  # a folder's images are inputs too
+        _check_csv_target(args.output, PREDICT_HEADER, "predict", "the scores")
     model = _load(args.model, device=args.device, cache=args)
     owner = (model.prior_ if isinstance(model, PersonalizedNet)
              else model.prior_ if isinstance(model, PersonalizedBaseline) else model)
@@ -654,7 +705,7 @@ def run_predict(args, out=None):
 
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(["image", "score"])
+    writer.writerow(PREDICT_HEADER.split(","))
     # 9 significant digits: a float32 score exactly (6 made ties of distinct scores,
     # and ranks -- SROCC -- computed from the file differed from the model's)
     writer.writerows(zip(files, (f"{s:.9g}" for s in scores)))
@@ -702,10 +753,11 @@ def run_evaluate(args, out=None):
     ------
     SystemExit
         With a message: for an unusable ``--device`` (before the data are read) or
-        ``-o`` (also a name whose extension says another format than CSV), table options
-        that ``--format`` would ignore, a model file that holds no prior, a prior fitted
-        without a backbone, or ``--epochs``, ``--lr`` or ``--batch-size`` with a
-        baseline prior.
+        ``-o`` (also a name whose extension says another format than CSV, or an existing
+        file, other than an empty one, that does not start with the header line of an
+        earlier output), table options that ``--format`` would ignore, a model file that
+        holds no prior, a prior fitted without a backbone, or ``--epochs``, ``--lr`` or
+        ``--batch-size`` with a baseline prior.
     ValueError, OSError
         From the data set's reader, :func:`~sklearn_piaa.load_model` or the evaluation,
         for a missing or unreadable file or an invalid setting; :func:`console` prints
@@ -722,6 +774,8 @@ def run_evaluate(args, out=None):
     data = _read_data(args)  # a bad table or option fails before the prior is loaded
     if args.output:
         _check_output(args.output, *_paths(data.tasks.X))
+        # after the inputs' check, whose message says more of a photo given as -o
+        _check_csv_target(args.output, _evaluate_header(), "evaluate", "the per-rater table")
     prior = _load_prior(args.prior, args.device, cache=args)
     _check_finetune_options(prior, args)
     settings = {"finetune_epochs": args.epochs, "finetune_lr": args.lr,

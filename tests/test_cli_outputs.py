@@ -214,6 +214,92 @@ def test_csv_and_text_output_names_are_taken(tmp_path, image_files, name):
               str(tmp_path / name)])
 
 
+EVALUATE_HEADER = "rater,repeat,n_support,n_query,srocc_prior,srocc_personalized,seed"
+
+
+def _data(tmp_path, image_files):
+    """A ratings table of ``image_files`` for evaluate, which reads it before the model."""
+    path = tmp_path / "data.csv"
+    path.write_text("rater,image,score\n" + "".join(
+        f"u{i % 2},{os.path.basename(p)},{1 + i % 5}\n" for i, p in enumerate(image_files)))
+    return str(path)
+
+
+@pytest.mark.parametrize("content, looks", [
+    (b"rater,image,score\nann,a.jpg,3\n", "its first line is 'rater,image,score', not "),
+    (b"image,score,comment\na.jpg,3,nice\n", "its first line is 'image,score,comment'"),
+    (b"image,score\r\na.jpg,3\r\n", r"its first line is 'image,score\\r'"),
+    (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00", r"is not a text file \(an image, a model"),
+])
+def test_an_output_over_a_file_of_other_content_is_refused(tmp_path, image_files, content,
+                                                           looks):
+    # predict -o ratings.csv (for -o scores.csv) replaced the ratings without a word
+    out = tmp_path / "ratings.csv"
+    out.write_bytes(content)
+    for command, what in ((["predict", str(tmp_path / "none.pt"), image_files[0]],
+                           "the scores"),
+                          (["evaluate", str(tmp_path / "none.pt"),
+                            _data(tmp_path, image_files)], "the per-rater table")):
+        with pytest.raises(SystemExit, match=rf"^-o {out}: the file exists and .*{looks}.*; "
+                                             rf"writing {what} would replace it\. Remove the "
+                                             r"file first, or choose another name\.$"):
+            main([*command, "-o", str(out)])
+    assert out.read_bytes() == content
+    # each command's output is the other's "other file"
+    out.write_text(EVALUATE_HEADER + "\nann,0,3,9,0.5,0.6,1\n")
+    with pytest.raises(SystemExit, match=rf"first line is '{EVALUATE_HEADER}', not "
+                                         "'image,score'"):
+        main(["predict", str(tmp_path / "none.pt"), image_files[0], "-o", str(out)])
+    out.write_text("image,score\na.jpg,3\n")
+    with pytest.raises(SystemExit, match=f"not an earlier output of evaluate: its first line "
+                                         f"is 'image,score', not '{EVALUATE_HEADER}'"):
+        main(["evaluate", str(tmp_path / "none.pt"), _data(tmp_path, image_files), "-o",
+              str(out)])
+
+
+def test_an_output_that_cannot_be_read_to_tell_is_refused(tmp_path, image_files,
+                                                          monkeypatch):
+    from sklearn_piaa import cli
+
+    out = tmp_path / "scores.csv"
+    out.write_text("image,score\n")
+
+    def denied(path, *args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", path)
+
+    monkeypatch.setattr(cli, "open", denied, raising=False)  # root reads any file
+    with pytest.raises(SystemExit, match=r"the file exists and cannot be read to tell "
+                                         r"whether it is an earlier output of predict "
+                                         r"\(Permission denied\); writing the scores"):
+        main(["predict", str(tmp_path / "none.pt"), image_files[0], "-o", str(out)])
+
+
+@pytest.mark.parametrize("command, content", [
+    ("predict", ""), ("predict", "image,score\n"), ("predict", "image,score\na.jpg,3\n"),
+    ("evaluate", ""), ("evaluate", EVALUATE_HEADER + "\nann,0,3,9,0.5,0.6,1\n"),
+])
+def test_an_empty_file_or_an_earlier_output_is_taken(tmp_path, image_files, command,
+                                                     content):
+    out = tmp_path / "out.csv"
+    out.write_text(content)
+    inputs = image_files[0] if command == "predict" else _data(tmp_path, image_files)
+    # past the check of the output: the missing model is what stops the command
+    with pytest.raises(FileNotFoundError, match="model file not found"):
+        main([command, str(tmp_path / "none.pt"), inputs, "-o", str(out)])
+    assert out.read_text() == content
+
+
+def test_rerunning_predict_and_evaluate_replaces_their_output(tmp_path, image_files, prior):
+    scores, table = tmp_path / "scores.csv", tmp_path / "table.csv"
+    for _ in range(2):
+        main(["predict", str(prior), *image_files[:2], "-o", str(scores), "--quiet"])
+        main(["evaluate", str(prior), str(tmp_path / "ratings.csv"), "--n-support", "3",
+              "--n-repeats", "1", "-o", str(table), "--quiet"])
+    assert scores.read_text().splitlines()[0] == "image,score"
+    assert len(scores.read_text().splitlines()) == 3
+    assert table.read_text().splitlines()[0] == EVALUATE_HEADER
+
+
 def test_image_urls_are_refused_as_urls_by_the_commands(tmp_path, capsys):
     # "no such file or folder: https://...", and a table's URL was "missing under
     # <folder>: https:/example.com/57_start.jpg"
