@@ -567,6 +567,8 @@ class TaskSet:
         if missing:
             raise KeyError(f"raters not in this TaskSet: {missing[:10]}")
         raters = list(raters)
+        if not raters:  # numpy's "need at least one array to concatenate" said nothing
+            raise ValueError("subset needs at least one rater; got none.")
         repeated = [r for r, count in Counter(raters).items() if count > 1]
         if repeated:  # their ratings would be copied, weighing them twice
             raise ValueError(f"raters listed more than once: {repeated[:10]}")

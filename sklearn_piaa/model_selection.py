@@ -153,7 +153,14 @@ class UserGroupShuffleSplit(GroupShuffleSplit):
             or ``train_size`` does not fit the number of raters.
         """
         groups = _check_groups(groups)
-        yield from super().split(X, y, groups)
+        try:
+            yield from super().split(X, y, groups)
+        except ValueError as exc:
+            if "number of samples" not in str(exc):
+                raise
+            # scikit-learn's words: "smaller than the number of samples 4", of raters here
+            raise ValueError(f"{exc} (here the samples are raters: "
+                             f"{len(set(groups.tolist()))} of them).") from None
 
 
 class SupportQuerySplit(BaseCrossValidator):

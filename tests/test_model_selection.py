@@ -58,6 +58,14 @@ def test_rater_ids_of_several_types_are_split_as_fit_takes_them():
     assert len(set(groups[test].tolist())) == 2 and len(test) == 4
 
 
+def test_a_test_size_larger_than_the_raters_is_said_in_raters():
+    # scikit-learn's "smaller than the number of samples 4": 4 raters, of 40 rows
+    groups = np.repeat(list("abcd"), 10)
+    with pytest.raises(ValueError, match=r"number of samples 4 .*\(here the samples are "
+                                         r"raters: 4 of them\)"):
+        list(UserGroupShuffleSplit(test_size=10).split(np.zeros(40), groups=groups))
+
+
 @pytest.mark.parametrize("groups", [
     [("site", r) for r in (0, 0, 1, 1, 2, 2, 3, 3)],  # read as a 2-D table before
     [1, 1, "1", "1", 2, 2, "2", "2"],  # read as strings: 1 and "1" one rater before

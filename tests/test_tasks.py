@@ -62,6 +62,9 @@ def test_subset_and_rows_refuse_what_would_go_wrong_silently():
     # [] became a float index array (IndexError).
     with pytest.raises(ValueError, match="needs at least one row"):
         t.rows([])
+    # numpy's "need at least one array to concatenate"
+    with pytest.raises(ValueError, match="subset needs at least one rater"):
+        t.subset([])
     assert t.subset(["b"]).n_ratings == 3
 
 
