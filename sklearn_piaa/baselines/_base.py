@@ -288,10 +288,12 @@ class BaselineRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
                                 feature_names=names)
         # Building layers draws their initial weights (a backbone without pretrained
         # ones, as tiny_cnn): from a forked generator, not the caller's, seeded from
-        # random_state. A generator of its own, and a RandomState instance is read from a
-        # copy: fit's draws stay those of a fit on these images' embeddings.
-        seed = copy.deepcopy(check_random_state(self.random_state)).randint(
-            np.iinfo(np.int32).max)
+        # random_state. A generator of its own, and a RandomState instance given is read
+        # from a copy: fit's draws stay those of a fit on these images' embeddings. (None
+        # draws from numpy's global generator, advancing it: a new backbone each fit.)
+        rng = self.random_state
+        rng = copy.deepcopy(rng) if isinstance(rng, np.random.RandomState) else rng
+        seed = check_random_state(rng).randint(np.iinfo(np.int32).max)
         with seeded(seed):
             backbone = load_backbone(self.backbone, self.backbone_weights)
         if isinstance(self.backbone, torch.nn.Module):
