@@ -283,6 +283,13 @@ def run_meta_train(args, out=None):
     say(f"{args.data}: {plural(len(tasks), 'rater')}, {plural(tasks.n_ratings, 'rating')} "
         "for meta-training" + (f" ({plural(len(data.test), 'test rater')} left out)"
                                if data.test is not None else ""))
+    # settings that run as asked but not as a reader of the log would think
+    if args.n_iterations == 0 and args.algorithm != "none":
+        say("--n-iterations 0: no meta-training; the prior's head keeps its initial "
+            "weights")
+    elif args.tasks_per_batch > len(tasks) > 1 and args.algorithm != "none":
+        say(f"--tasks-per-batch {args.tasks_per_batch}: only {plural(len(tasks), 'rater')}, "
+            f"so each iteration takes all {len(tasks)}")
     meta = MetaAestheticRegressor(
         backbone=args.backbone, backbone_weights=args.backbone_weights,
         train_backbone=args.train_backbone, algorithm=args.algorithm,

@@ -196,6 +196,21 @@ def test_meta_train_leaves_out_raters_with_too_few_images_when_asked(tmp_path, c
         main(args + ["--min-images", "30"])
 
 
+def test_meta_train_says_when_settings_do_less_than_they_read(tmp_path, capsys):
+    # --n-iterations 0 saved an untrained head, and --tasks-per-batch above the raters
+    # was capped, with a log like any other run's
+    prior, args = _meta_train_with(tmp_path, [])
+    main(args + ["--tasks-per-batch", "8"])
+    assert "--tasks-per-batch 8: only 6 raters, so each iteration takes all 6" in \
+        capsys.readouterr().out
+    main(args + ["--n-iterations", "0"])
+    assert "--n-iterations 0: no meta-training; the prior's head keeps its initial " \
+        "weights" in capsys.readouterr().out
+    main(args)
+    out = capsys.readouterr().out
+    assert "--tasks-per-batch" not in out and "--n-iterations" not in out
+
+
 def test_meta_train_leaves_out_raters_with_constant_scores_when_asked(tmp_path, capsys):
     # The fit warning advised TaskSet.subset or dropping rows: nothing a command-line
     # user could do without editing the ratings file.
