@@ -17,6 +17,7 @@ from sklearn.base import BaseEstimator, RegressorMixin, _fit_context, clone
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import (
     Interval,
+    InvalidParameterError,
     Options,
     StrOptions,
     validate_parameter_constraints,
@@ -365,7 +366,7 @@ def warn_mixed_scales(tasks, score_range, cost, given=False, whose=None):
         the ratings, for the message.
     whose : str, default=None
         What the range is, for the message, when neither given nor taken from these
-        ratings (a fitted base's training range).
+        ratings (a fitted base's training range); then every rater may be named.
     """
     low, high = score_range
     if len(tasks) < 2 or not high > low:
@@ -374,14 +375,16 @@ def warn_mixed_scales(tasks, score_range, cost, given=False, whose=None):
         return
     # a narrow span only: a harsh rater of the others' scale sits in its lowest fifth
     odd = another_scale_raters(tasks, low, high, lowest_fifth=False)
-    if not odd or len(odd) == len(tasks):
+    # against a range of its own (a fitted base's), every rater can be on another scale
+    if not odd or len(odd) == len(tasks) and whose is None:
         return
+    than = "the other raters'" if whose is None else "that range's"
     if whose is None:
         whose = (score_range_given(low, high) if given
                  else f"the range ({low:g}, {high:g}) taken from all the ratings")
     warn_caller(
         f"{len(odd)} of {len(tasks)} training rater(s) have scores that look like another "
-        f"scale than the other raters', within {whose}: {listing(odd, n=5, sep='; ')}. "
+        f"scale than {than}, within {whose}: {listing(odd, n=5, sep='; ')}. "
         f"{cost}. Rescale those raters' scores onto the others' scale before fit "
         "(ratings of 1-5 onto 0-500 as 125 * (y - 1), say), or leave them out: "
         "TaskSet.subset, or drop their rows of X, y and groups.")
@@ -1476,19 +1479,29 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
             ranks images), or looks like another scale than the prior's.
         """
         check_is_fitted(self, "prior_net_")
-        # A set_params(finetune_lr="1e-3") since fit, or lr=nan here, failed inside
-        # skorch or torch ("'<=' not supported ...", "Invalid learning rate: nan"),
-        # naming neither the setting nor this method.
-        self._validate_params()
-        validate_parameter_constraints(
-            _OVERRIDE_CONSTRAINTS,
-            {k: v for k, v in net_params.items() if k in _OVERRIDE_CONSTRAINTS},
-            caller_name="personalize")
+        self._check_finetune_settings(net_params)
         self._apply_reading_params()
         X, y, (low, high) = self._check_rater(X, y, score_range)
         warn_if_unranked(y)
         return self._finetune(X, y, random_state, None if score_range is None else (low, high),
                               **net_params)
+
+    def _check_finetune_settings(self, net_params):
+        """Refuse, by name, fine-tuning settings changed since fit and bad overrides.
+
+        A ``set_params(finetune_lr="1e-3")`` since fit, or ``lr=nan`` given to
+        personalize, failed inside skorch or torch ("'<=' not supported ...", "Invalid
+        learning rate: nan"), naming neither the setting nor the method.
+        """
+        self._validate_params()
+        overrides = {k: v for k, v in net_params.items() if k in _OVERRIDE_CONSTRAINTS}
+        for name, value in overrides.items():
+            if isinstance(value, (bool, np.bool_)):  # an Integral to scikit-learn
+                raise InvalidParameterError(
+                    f"The {name!r} parameter of personalize must be a number, not a bool; "
+                    f"got {value!r}.")
+        validate_parameter_constraints(_OVERRIDE_CONSTRAINTS, overrides,
+                                       caller_name="personalize")
 
     def _check_rater(self, X, y, score_range=None):
         """One rater's ``X, y`` checked (and unreadable images dropped); their scale."""

@@ -19,6 +19,7 @@ from torch.func import functional_call
 from ._device import PickledOnCPU, seeded, to_device
 from ._diverged import check_trained
 from ._estimator import (
+    _SCALE_CHECKED,
     MetaAestheticRegressor,
     _scores_at,
     warn_constant_raters,
@@ -531,18 +532,27 @@ class TaskVectorRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
         bar = progress(total=len(members), desc="sources", unit="source",
                        enabled=bool(self.verbose))
         modules = []
-        for raters in members.values():
-            part = tasks.subset(raters)
-            try:
-                net = model.personalize(part.X, part.y, random_state=rng.randint(2**31 - 1),
-                                        max_epochs=self.source_epochs, lr=self.source_lr,
-                                        batch_size=self.source_batch_size)
-            except FloatingPointError as exc:
-                raise FloatingPointError(
-                    f"{exc} The sources are fine-tuned with source_lr={self.source_lr!r} "
-                    f"for source_epochs={self.source_epochs!r}: lower those.") from None
-            modules.append(net.module_)
-            bar.update()
+        # fit named raters of another scale or of equal scores, by rater: personalize
+        # would say it again of each group, as of one rater
+        _SCALE_CHECKED.on = True
+        try:
+            for raters in members.values():
+                part = tasks.subset(raters)
+                try:
+                    net = model.personalize(part.X, part.y,
+                                            random_state=rng.randint(2**31 - 1),
+                                            max_epochs=self.source_epochs,
+                                            lr=self.source_lr,
+                                            batch_size=self.source_batch_size)
+                except FloatingPointError as exc:
+                    raise FloatingPointError(
+                        f"{exc} The sources are fine-tuned with source_lr="
+                        f"{self.source_lr!r} for source_epochs={self.source_epochs!r}: lower "
+                        "those.") from None
+                modules.append(net.module_)
+                bar.update()
+        finally:
+            _SCALE_CHECKED.on = False
         bar.close()
         return modules
 
@@ -723,6 +733,9 @@ class TaskVectorRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
             raise TypeError(f"{', '.join(own)}: setting(s) of TaskVectorRegressor, not of "
                             "the fine-tuning net; give them with set_params(...) before "
                             "personalize.")
+        # (a loaded model's sources is None, which fit would refuse: its own settings
+        # are not checked whole, but the fine-tuning's are)
+        base._check_finetune_settings({"max_epochs": self.finetune_epochs, **net_params})
         self._check_width(X)
         X, y, scale = base._check_rater(X, y, score_range)
         if random_state is None:

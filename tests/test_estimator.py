@@ -625,6 +625,8 @@ def test_the_progress_bar_names_the_loss_it_shows(ratings, tiny_params, capsys, 
     (dict(lr=-1), "'lr' parameter of personalize"),
     (dict(max_epochs=-1), "'max_epochs' parameter of personalize"),
     (dict(batch_size=0), "'batch_size' parameter of personalize"),
+    (dict(batch_size=True), "'batch_size' parameter of personalize must be a number, not"),
+    (dict(lr=True), "'lr' parameter of personalize must be a number, not a bool"),
 ])
 def test_fine_tuning_settings_are_checked_by_name_at_personalize(ratings, tiny_params,
                                                                   change, named):

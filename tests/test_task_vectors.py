@@ -1,6 +1,7 @@
 import copy
 import inspect
 import pickle
+import re
 import warnings
 
 import numpy as np
@@ -189,6 +190,14 @@ def test_fit_on_a_fitted_base_names_raters_of_another_scale(fitted):
         TaskVectorRegressor(kept, sources=side, source_epochs=1, random_state=0).fit(
             X, narrow, groups=groups)
     assert len(caught) == 1
+    # every rater on another scale than the base's: named once, not group by group with
+    # personalize's advice of a score_range that fit does not take
+    every = low + (y - low) * 0.02
+    with pytest.warns(PIAAWarning, match=r"^4 of 4 training rater\(s\) have scores that look "
+                                         r"like another scale than that range's") as caught:
+        TaskVectorRegressor(kept, sources=side, source_epochs=1, random_state=0).fit(
+            X, every, groups=groups)
+    assert len(caught) == 1, [str(w.message) for w in caught]
     wide = y.copy()
     wide[groups == "r2"] *= 20
     with pytest.raises(ValueError, match=r"^40 score\(s\) lie outside the base's range .*"
@@ -568,3 +577,21 @@ def test_partial_fit_of_a_task_vector_net_fine_tunes(fitted):
     before = net.predict(feats)
     net.partial_fit(feats[:30], y)
     assert not np.allclose(net.predict(feats), before)
+
+
+def test_personalize_checks_the_fine_tuning_settings_by_name(fitted):
+    # it fine-tuned through the base without the base's checks: "Invalid learning rate:
+    # nan", skorch's batch_size, "'<=' not supported between 'float' and 'str'"
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    tv, feats = fitted
+    y = np.linspace(1, 5, 20)
+    for overrides, named in ((dict(lr=float("nan")), "'lr' parameter of personalize"),
+                             (dict(batch_size=0), "'batch_size' parameter of personalize")):
+        with pytest.raises(InvalidParameterError, match=re.escape(named)):
+            tv.personalize(feats[:20], y, **overrides)
+    changed = copy.deepcopy(tv)
+    changed.base_.set_params(finetune_lr="1e-3")
+    with pytest.raises(InvalidParameterError, match="'finetune_lr' parameter of "
+                                                    "MetaAestheticRegressor"):
+        changed.personalize(feats[:20], y)
