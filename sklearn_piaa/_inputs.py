@@ -460,9 +460,9 @@ def warn_if_float32_merges(given, y32, what="y"):
     personalize said that a rater gave every image the same score, without a word on
     the cause. As :func:`~sklearn_piaa._estimator.warn_identical_features` does for
     features, this warns and goes on. Casting is monotonic, so it can merge scores but
-    never reorder them; gaps up to a millionth of the scores' span are left out (means
-    computed in float64 in two ways differ in their last digits, which no rating
-    means).
+    never reorder them; gaps up to a millionth of the scores' span, or a billionth of
+    their size, are left out (means computed in float64 in two ways differ in their
+    last digits, which no rating means).
 
     Parameters
     ----------
@@ -481,7 +481,11 @@ def warn_if_float32_merges(given, y32, what="y"):
     y64, y32 = y64[order], y32[order]
     span = y64[-1] - y64[0] if len(y64) else 0.0
     gaps = np.diff(y64)
-    merged = np.flatnonzero((gaps > 1e-6 * span) & (np.diff(y32) == 0))
+    # nor gaps below a billionth of the scores' size: [3.0, 3.0000000000000004] is one
+    # score computed two ways, whose span is that noise itself
+    size = float(np.abs(y64).max()) if len(y64) else 0.0
+    merged = np.flatnonzero((gaps > max(1e-6 * span, 1e-9 * size))
+                            & (np.diff(y32) == 0))
     if not len(merged):
         return
     i = merged[0]

@@ -573,3 +573,5 @@ def test_scores_that_float32_merges_are_warned_about(fitted, tmp_path):
         warnings.simplefilter("error", PIAAWarning)
         TaskSet(X, noisy, groups)
         TaskSet(X, y.astype(np.int64) + 2**20, groups)
+        # one score computed two ways: the span is that noise itself
+        TaskSet(X[:10], np.array([3.0, 3.0000000000000004] * 5), groups[:10])
