@@ -22,6 +22,7 @@ from ._estimator import (
     _SCALE_CHECKED,
     MetaAestheticRegressor,
     _scores_at,
+    scores_outside,
     warn_constant_raters,
     warn_if_unranked,
     warn_mixed_scales,
@@ -450,7 +451,7 @@ class TaskVectorRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
             # the fitted base saw none of the raters the sources are fine-tuned on
             warn_constant_raters(tasks)
             low, high = model.score_range_
-            outside = (tasks.y < low) | (tasks.y > high)
+            outside = scores_outside(tasks.y, low, high)  # in float32, as fit measured
             if outside.any():
                 # else the first group's personalize refuses, naming rows of the group
                 raise ValueError(
