@@ -1299,7 +1299,10 @@ class ImageEmbedder:
         """
         memo = self._memory
         for key, row in rows.items():
-            memo[key] = row
+            # A row of a batch just embedded is a view of the whole batch: held as it
+            # is, one recent row kept its batch's other rows in memory after they were
+            # forgotten (up to batch_size times the memo's size).
+            memo[key] = row if row.flags.owndata else row.copy()
             try:
                 memo.move_to_end(key)
             except KeyError:

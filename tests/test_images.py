@@ -463,6 +463,24 @@ def test_the_embedding_memo_forgets_the_least_recently_used_beyond_its_size(imag
     assert len(small._memory) == 5
 
 
+def test_the_embedding_memo_holds_its_rows_alone_not_their_batches(image_files):
+    # a row of a batch just embedded was a view of the whole batch: one recent row kept
+    # its batch's forgotten rows in memory, and a full memo held up to batch_size times
+    # its size
+    torch.manual_seed(0)
+    embedder = ImageEmbedder(load_backbone("tiny_cnn"), torch.device("cpu"), batch_size=6)
+    embedder.memo_size = 3
+    expected = embedder.transform(image_files)
+    for path in image_files[::6]:  # one row of each batch kept the most recent
+        embedder.transform([path])
+    memo = embedder._memory
+    held = {id(row if row.base is None else row.base):
+            (row if row.base is None else row.base).nbytes for row in memo.values()}
+    assert sum(held.values()) == sum(row.nbytes for row in memo.values())
+    np.testing.assert_allclose(embedder.transform(image_files), expected, rtol=1e-5,
+                               atol=1e-6)
+
+
 def test_writes_a_killed_process_left_in_the_cache_are_swept(image_files, tmp_path,
                                                              monkeypatch):
     # a kill between a cache write and its rename left the temporary file for ever
