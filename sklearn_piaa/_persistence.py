@@ -47,6 +47,7 @@ from ._features import (
     ImageInput,
     _module_fingerprint,
     image_reader,
+    loaded_backbone,
     shared_backbone,
 )
 from ._io import atomic_write, damaged_part
@@ -208,8 +209,17 @@ def _backbone_entries(name, weights, backbone):
     return {"backbone": _cpu_state(backbone), "backbone_fingerprint": None}
 
 
-def _restore_backbone(make, state, path):
-    """``make(pretrained)``'s backbone with the weights of the file (or ``None``)."""
+def _restore_backbone(make, state, path, name=None, device=None):
+    """``make(pretrained)``'s backbone with the weights of the file (or ``None``).
+
+    With the ``name`` and ``device`` of a frozen backbone, an equal one already loaded
+    (:func:`~sklearn_piaa._features.loaded_backbone`) is returned instead of a new one,
+    where the file stores only its shipped weights' fingerprint.
+    """
+    if name is not None and state["backbone_fingerprint"] is not None:
+        found = loaded_backbone(state["backbone_fingerprint"], name, device)
+        if found is not None:
+            return found
     # The file holds every weight except EfficientNet-Lite0's shipped ImageNet ones.
     backbone = make(state["backbone_fingerprint"] is not None)
     if backbone is not None and state["backbone"] is not None:
@@ -409,7 +419,7 @@ def _load_baseline(state, path, device):
             return None
         return load_backbone(est.backbone, est.backbone_weights, pretrained=pretrained)
 
-    backbone = _restore_backbone(make, state, path)
+    backbone = _restore_backbone(make, state, path, est.backbone, dev)
     est.input_ = (FeatureInput(state["n_features"], owner=name) if backbone is None
                   else est._image_input(shared_backbone(backbone.to(dev),
                                                         state["backbone_fingerprint"])))
@@ -913,8 +923,9 @@ def _load_network(state, kind, path, device):
     meta = MetaAestheticRegressor(**_known(params, MetaAestheticRegressor, path))
     fitted = state["fitted"]
     dev = torch.device(params["device"])
+    frozen = None if meta.train_backbone else meta.backbone  # shared when frozen
     backbone = _restore_backbone(lambda pretrained: meta._make_backbone(dev, pretrained),
-                                 state, path)
+                                 state, path, frozen, dev)
     if backbone is not None and not meta.train_backbone:  # frozen: one for equal ones
         backbone = shared_backbone(backbone, state["backbone_fingerprint"])
     module, adapter = meta._architecture(backbone, fitted["embedding_dim"],
