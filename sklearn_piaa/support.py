@@ -59,8 +59,22 @@ def _check_n(n, n_candidates):
     return int(n)
 
 
+#: Beyond this, squares of values (a column's variance, a squared distance) can overflow
+#: float64 (whose largest square root is about 1.3e154): such values are scaled first.
+_HUGE = 2.0 ** 500
+
+
 def _standardize(F):
-    mean, scale = F.mean(axis=0), F.std(axis=0)
+    top = np.maximum(F.max(axis=0), -F.min(axis=0))  # no |F| copy of the whole array
+    if top.max() <= _HUGE:
+        mean, scale = F.mean(axis=0), F.std(axis=0)
+    else:
+        # A row of 1e200 made the variance infinite, every value of its column 0 after
+        # standardizing, and the outlier invisible (with a RuntimeWarning): each column
+        # is scaled by its largest |value|, which squares cannot overflow.
+        unit = np.where(top > 0, top, 1.0)
+        G = F / unit
+        mean, scale = G.mean(axis=0) * unit, G.std(axis=0) * unit
     # A constant feature carries no distance; dividing by 1 keeps it at 0.
     scale[scale < 1e-12] = 1.0
     return mean, scale
@@ -79,6 +93,34 @@ def _distances(Z, z, out):
         np.square(diff, out=diff)
         np.sqrt(diff.sum(axis=1), out=out[start:start + _BLOCK])
     return out
+
+
+def _for_distances(Z):
+    """``Z``, or ``Z`` times a power of 2, whose squared distances cannot overflow.
+
+    A power of 2 changes no comparison of distances (it is exact), and leaves as much
+    room below for small differences as there is above for the largest. Candidates
+    standardized by a fitted selector can lie anywhere (a row of 1e200 among
+    embeddings of order 1), where the squares overflowed to infinity.
+
+    Raises
+    ------
+    ValueError
+        Naming the rows whose standardized values are beyond float64's range.
+    """
+    top = np.maximum(Z.max(axis=1), -Z.min(axis=1))
+    bad = ~np.isfinite(top)
+    if bad.any():
+        raise ValueError(
+            f"X has {int(bad.sum())} row(s) ({row_numbers(np.flatnonzero(bad), n=10)}) "
+            "too far from the training embeddings to compare in float64 "
+            "(standardized with the fitted selector's mean_ and scale_, they exceed about "
+            "1.8e308): check those rows; embeddings of a backbone lie within tens.")
+    # a difference is below 2 * top, and its square summed over the columns below 2**1010
+    limit = _HUGE / np.sqrt(Z.shape[1])
+    if top.max() <= limit:
+        return Z
+    return Z * 2.0 ** -int(np.ceil(np.log2(top.max() / limit)))
 
 
 def _greedy(Z, n, first, weight):
@@ -273,7 +315,8 @@ class SupportSelector(BaseEstimator):
             raise ValueError(f"X has {F.shape[1]} features, but SupportSelector was fitted "
                              f"on embeddings with {self.n_features_in_}.")
         check_feature_names(getattr(self, "feature_names_in_", None), X, "SupportSelector")
-        return (F - self.mean_) / self.scale_
+        with np.errstate(over="ignore"):  # beyond float64: named by _for_distances
+            return (F - self.mean_) / self.scale_
 
     def _check_fitted_for(self, what):
         if not hasattr(self, "rater_coef_"):
@@ -324,6 +367,8 @@ class SupportSelector(BaseEstimator):
         n = _check_n(n, len(Z))
         if self.strategy == "random":
             return check_random_state(self.random_state).permutation(len(Z))[:n]
+        # scaled by a power of 2 where needed: distances and spreads compare alike
+        Z = _for_distances(Z)
         if self.strategy == "kcenter":
             return _greedy(Z, n, _centre(Z), weight=None)
         spread = (Z @ self.rater_coef_.T).std(axis=1)

@@ -93,6 +93,36 @@ def test_kcenter_picks_are_nested_and_distinct_with_duplicates():
     np.testing.assert_array_equal(SupportSelector("kcenter").select(X, 5), picks[:5])
 
 
+def test_kcenter_measures_rows_of_extreme_magnitude_without_overflow():
+    # A row of 1e200 overflowed the column variances (a RuntimeWarning), standardized
+    # every column to 0 and picked rows 0, 1, 2, ...: the outlier, the farthest
+    # candidate of all, was never picked. Its squared distances overflowed too, with a
+    # fitted selector.
+    X = np.random.RandomState(0).randn(20, 4)
+    tasks = TaskSet.from_arrays(X[::-1] + 0.1, np.arange(20.0), np.repeat(["a", "b"], 10))
+    fitted = SupportSelector("kcenter").fit(tasks)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for big in (1e200, 1e300):
+            far = X.copy()
+            far[7] = big
+            assert select_support(far, 5)[1] == 7
+            assert fitted.select(far, 5)[1] == 7
+        # one huge value: the outlier's column no longer tells the others apart, as
+        # with a large finite one; the other columns still do
+        one = X.copy()
+        one[5, 0] = 1e8
+        expected = select_support(one, 8)
+        assert expected[1] == 5
+        one[5, 0] = 1e160
+        np.testing.assert_array_equal(select_support(one, 8), expected)
+    far = X.copy()
+    far[[3, 9]] = [[1.7e308], [-1.7e308]]  # beyond float64 once standardized: named
+    with pytest.raises(ValueError, match=r"2 row\(s\) \(rows 3, 9, counting from 0\) too "
+                                         "far from the training embeddings"):
+        fitted.select(far, 5)
+
+
 # -- disagreement ------------------------------------------------------------------
 
 
