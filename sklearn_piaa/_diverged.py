@@ -3,7 +3,14 @@
 import numpy as np
 import torch
 
-__all__ = ["LEVELS", "check_trained", "score_levels"]
+__all__ = ["HUGE_FEATURES", "LEVELS", "check_trained", "largest_value", "score_levels"]
+
+#: Features whose largest |value| is beyond this are far outside what a backbone embeds
+#: (EfficientNet-Lite0's embeddings lie in 0-6, after its ReLU6; 100 photos' had norms of
+#: 10-22): training that diverges on them names their size first. The head's BatchNorm
+#: makes it indifferent to the features' scale up to about 1e18 (1e6 or 1e10 trained as
+#: well as 1); beyond, its variances overflow float32.
+HUGE_FEATURES = 1e4
 
 #: Scores closer than this fraction of the output range count as one score in the checks
 #: that a network tells images apart (meta-training's and fine-tuning's collapse checks).
@@ -30,7 +37,29 @@ def score_levels(scores, low, high):
     return np.unique(np.round((scores - low) / (high - low) * LEVELS))
 
 
-def check_trained(module, losses, what, advice, where="", kept=""):
+def largest_value(features):
+    """The largest ``|value|`` of a feature array or tensor; None where it has no numbers.
+
+    Parameters
+    ----------
+    features : ndarray, tensor, array-like or None
+
+    Returns
+    -------
+    float or None
+    """
+    if features is None:
+        return None
+    if torch.is_tensor(features):
+        return float(features.detach().abs().max()) if features.numel() else None
+    try:
+        x = np.asarray(features, dtype=np.float64)
+    except (TypeError, ValueError):  # a torch Dataset, a list of images
+        return None
+    return float(np.abs(x).max()) if x.size else None
+
+
+def check_trained(module, losses, what, advice, where="", kept="", features=None):
     """Raise when training diverged, rather than hand back a network that predicts NaN.
 
     A learning rate too large for the data (or features or scores at extreme
@@ -52,6 +81,10 @@ def check_trained(module, losses, what, advice, where="", kept=""):
         When it was found (e.g. ``" by iteration 40"``).
     kept : str, default=""
         What was left untouched, a sentence (e.g. ``"The previous fit is kept."``).
+    features : ndarray, tensor or array-like, default=None
+        The precomputed features trained on, looked at only when training diverged:
+        beyond :data:`HUGE_FEATURES` the message names their size first, and scaling
+        them, before the settings to lower.
 
     Raises
     ------
@@ -86,6 +119,16 @@ def check_trained(module, losses, what, advice, where="", kept=""):
         problems.append(f"BatchNorm running variance below zero ({', '.join(negative[:3])}"
                         f"{' ...' if len(negative) > 3 else ''}), which makes every "
                         "prediction NaN")
+    big = largest_value(features)
+    if big is not None and big > HUGE_FEATURES:
+        # Lowering the learning rates cannot help there: the first thing to say.
+        todo = (f"The features are far too large (largest |value| {big:.3g}, where a "
+                "backbone's embeddings are of order 1 to 10): scale them first, e.g. with "
+                "sklearn's StandardScaler fitted on the training rows (in a Pipeline, or "
+                "by hand), and the same way before predict and personalize; if training "
+                f"still diverges, lower {advice}.")
+    else:
+        todo = f"Lower {advice}, or bring the features and scores to moderate magnitudes."
     raise FloatingPointError(
-        f"{what} diverged{where}: {'; '.join(problems)}. Lower {advice}, or bring the "
-        f"features and scores to moderate magnitudes.{' ' + kept if kept else ''}")
+        f"{what} diverged{where}: {'; '.join(problems)}. {todo}"
+        f"{' ' + kept if kept else ''}")

@@ -794,7 +794,8 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
             it.
         FloatingPointError
             If meta-training diverged (NaN or infinite weights, losses or statistics: a
-            learning rate too large for the data). The previous fit, if any, and the
+            learning rate too large for the data, or features far too large, whose
+            size the message then names first). The previous fit, if any, and the
             last checkpoint before the divergence are kept.
 
         Warns
@@ -868,7 +869,8 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
             before = self._score_levels(prior, data, score_range)
         history, fit_time = self._meta_train(prior, tasks, data, rng, seed, device)
         check_trained(prior, history, "meta-training", _META_ADVICE,
-                      kept="The previous fit is kept." if hasattr(self, "prior_net_") else "")
+                      kept="The previous fit is kept." if hasattr(self, "prior_net_") else "",
+                      features=data["x"] if self.backbone is None else None)
         prior.eval()
         if check_collapse:
             after = self._score_levels(prior, data, score_range)
@@ -1305,7 +1307,8 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
                         check_trained(prior, history[:it + 1], "meta-training",
                                       _META_ADVICE, where=f" by iteration {it + 1}",
                                       kept="It was not checkpointed: the checkpoint "
-                                           "before it is kept.")
+                                           "before it is kept.",
+                                      features=data["x"] if self.backbone is None else None)
                         checkpoints.save(it + 1, self.n_iterations, prior, algo, rng_now,
                                          history, time.perf_counter() - start, device)
             bar.close()

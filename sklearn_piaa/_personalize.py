@@ -605,7 +605,8 @@ class PersonalizedNet(NeuralNetRegressor):
         # A diverged net predicts NaN (or, its BatchNorm variance negative, NaN for all).
         losses = [epoch["train_loss"] for epoch in self.history if "train_loss" in epoch]
         check_trained(self.module_, losses, "fine-tuning",
-                      "the learning rate (lr, or the prior's finetune_lr) or max_epochs")
+                      "the learning rate (lr, or the prior's finetune_lr) or max_epochs",
+                      features=X if isinstance(self.input, FeatureInput) else None)
         # Not where the backbone trains: there each image costs a forward pass.
         if y is not None and not isinstance(self.input, ImageInput) and (
                 isinstance(X, (list, tuple, np.ndarray)) or hasattr(X, "iloc")):

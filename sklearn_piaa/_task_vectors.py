@@ -756,7 +756,8 @@ class TaskVectorRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
             warn_if_unranked(y)
         lam = self._fit_coefficients(x, y_fit, seed)
         combined = self.combine(lam.cpu().numpy())
-        check_trained(combined, [], "fitting the rater's coefficients", "coef_lr or coef_steps")
+        check_trained(combined, [], "fitting the rater's coefficients", "coef_lr or coef_steps",
+                      features=x if isinstance(base.input_, FeatureInput) else None)
         net = base._finetune(X, y, rng, None if score_range is None else scale,
                              module=combined,
                              **{"max_epochs": self.finetune_epochs, **net_params})

@@ -57,6 +57,24 @@ def test_a_diverged_fine_tuning_raises():
     assert np.isfinite(meta.personalize(X[:20], y[:20]).predict(X[20:40])).all()
 
 
+def test_divergence_on_huge_features_names_their_size_first():
+    # Features of 1e30 overflow the head's BatchNorm variances: the error told the user
+    # to lower the learning rates, which cannot help, and said nothing of the features.
+    X, y, groups = _data()
+    huge = X * np.float32(1e30)
+    big = f"{np.abs(huge).max():.3g}".replace("+", r"\+")
+    with pytest.raises(FloatingPointError, match=(
+            rf"meta-training diverged: .*The features are far too large \(largest \|value\| "
+            rf"{big}, .*StandardScaler.*; if training still diverges, lower inner_lr")):
+        MetaAestheticRegressor(**SMALL).fit(huge, y, groups=groups)
+    meta = MetaAestheticRegressor(**SMALL).fit(X, y, groups=groups)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # what predict and personalize warn of huge rows
+        with pytest.raises(FloatingPointError, match="fine-tuning diverged: .*The features "
+                                                     "are far too large .*lower the learning"):
+            meta.personalize(huge[:20], y[:20])
+
+
 def test_a_score_range_beyond_float32_is_refused():
     X, y, groups = _data()
     with pytest.raises(ValueError, match="beyond float32's range"):
