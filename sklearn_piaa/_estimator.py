@@ -36,6 +36,7 @@ from ._features import (
     ImageInput,
     backbone_fingerprint,
     drop_unreadable,
+    far_rows_checked,
     image_reader,
     run_keys,
     unreadable_rows,
@@ -879,6 +880,9 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
         self.embedding_dim_ = data["dim"]
         if self.backbone is None:
             self.n_features_in_ = data["dim"]
+            # what predict and personalize compare the rows they get with (FeatureInput)
+            input_adapter.largest_norm = float(torch.linalg.vector_norm(data["x"], dim=1)
+                                               .max())
         elif hasattr(self, "n_features_in_"):
             del self.n_features_in_
         if names is None:
@@ -1484,10 +1488,11 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
         check_is_fitted(self, "prior_net_")
         self._check_finetune_settings(net_params)
         self._apply_reading_params()
-        X, y, (low, high) = self._check_rater(X, y, score_range)
+        X, y, (low, high) = self._check_rater(X, y, score_range)  # names far rows
         warn_if_unranked(y)
-        return self._finetune(X, y, random_state, None if score_range is None else (low, high),
-                              **net_params)
+        with far_rows_checked():
+            return self._finetune(X, y, random_state,
+                                  None if score_range is None else (low, high), **net_params)
 
     def _check_finetune_settings(self, net_params):
         """Refuse, by name, fine-tuning settings changed since fit and bad overrides.

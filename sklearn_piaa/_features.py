@@ -37,7 +37,7 @@ from ._io import (
     remove_unfinished_writes,
     write_and_rename,
 )
-from ._messages import NO_URLS, listing, looks_like_url
+from ._messages import NO_URLS, listing, looks_like_url, row_numbers
 from ._progress import progress
 from ._warnings import warn_caller
 from .nn.backbones import BACKBONES
@@ -55,8 +55,10 @@ __all__ = [
     "image_reader",
     "thread_map",
     "ImageDataset",
+    "FAR_NORM",
     "FeatureInput",
     "ImageInput",
+    "far_rows_checked",
     "ImageEmbedder",
     "embed_images",
 ]
@@ -705,6 +707,29 @@ def drop_unreadable(adapter, X, y, on_error, return_kept=False, none_ok=False):
     return (X, y, kept) if return_kept else (X, y)
 
 
+#: Rows of features whose norm is above this many times the largest norm of the rows a
+#: model was fitted on are named where it scores or fine-tunes on them: the head's
+#: sigmoid saturates there (3 times gave scores of 1.23-4.52 on 1-5, 10 times 1.0005-4.997
+#: and 1000 times the two ends only, on features fitted at norms up to 4.5). A backbone's
+#: embeddings of new images do not get there: EfficientNet-Lite0's lie in 0-6 each.
+FAR_NORM = 10.0
+
+# Set while a method of the package personalizes, after it named the far rows once: the
+# nets it fits and the predictions its checks make read the same rows again.
+_FAR_CHECKED = threading.local()
+
+
+class far_rows_checked:
+    """A context in which feature inputs do not name far rows (already named)."""
+
+    def __enter__(self):
+        self._was = getattr(_FAR_CHECKED, "on", False)
+        _FAR_CHECKED.on = True
+
+    def __exit__(self, *exc):
+        _FAR_CHECKED.on = self._was
+
+
 class FeatureInput:
     """Checks precomputed features ``(N, D)`` and hands them on as float32.
 
@@ -718,7 +743,16 @@ class FeatureInput:
         The DataFrame column names seen at fit time, if any: features given under
         other names or in another order are refused (see
         :func:`~sklearn_piaa._inputs.check_feature_names`).
+
+    Attributes
+    ----------
+    largest_norm : float or None
+        The largest row norm of the features fitted on, set by ``fit`` (None: not
+        recorded, as in models of earlier versions): rows more than :data:`FAR_NORM`
+        times as large are named in a warning.
     """
+
+    largest_norm = None  # a class default: adapters pickled before it have none
 
     def __init__(self, n_features, owner="MetaAestheticRegressor", feature_names=None):
         self.n_features = n_features
@@ -736,16 +770,37 @@ class FeatureInput:
         check_feature_names(getattr(self, "feature_names", None), X,
                             getattr(self, "owner", "MetaAestheticRegressor"))
         X = float_features(X)
-        check_finite_features(X)
+        # The rows' squared norms, in one pass that finds NaN and infinity too (a row
+        # holding one sums to one): faster than np.isfinite's test of every value.
+        with np.errstate(over="ignore", invalid="ignore"):
+            squares = np.einsum("ij,ij->i", X, X)
+        if not np.isfinite(squares).all():
+            check_finite_features(X)  # else finite values whose squares overflow float32
         if X.shape[1] != self.n_features:
             raise ValueError(
                 f"X has {X.shape[1]} features, but "
                 f"{getattr(self, 'owner', 'MetaAestheticRegressor')} is expecting "
                 f"{self.n_features} features as input (the width seen in fit)."
             )
+        if self.largest_norm is not None and not getattr(_FAR_CHECKED, "on", False):
+            self._warn_if_far(X, squares)
         # torch cannot wrap read-only memory (memmaps) without a warning, nor views with
         # negative strides (X[::-1], np.flip) at all; copy those.
         return X if X.flags.writeable and min(X.strides) >= 0 else X.copy()
+
+    def _warn_if_far(self, X, squares):
+        """Name the rows far larger than any fitted on: their scores saturate silently."""
+        far = ~(squares <= (FAR_NORM * self.largest_norm) ** 2)  # inf: an overflowed row
+        if not far.any():
+            return
+        rows = np.flatnonzero(far)
+        norms = np.linalg.norm(X[rows].astype(np.float64), axis=1)
+        warn_caller(
+            f"{len(rows)} row(s) of X ({row_numbers(rows)}) lie far outside the features "
+            f"the model was fitted on: norms up to {norms.max():.3g}, where the largest in "
+            f"fit was {self.largest_norm:.3g}. The head saturates on them and scores them "
+            "at the ends of the score range (or all alike). Scale them as the features "
+            "fitted on were (the same StandardScaler, say), or fit on features like them.")
 
 
 class ImageInput:

@@ -144,6 +144,8 @@ def _fitted(meta):
         "n_features_in": getattr(meta, "n_features_in_", None),
         "feature_names_in": (None if getattr(meta, "feature_names_in_", None) is None
                              else [str(n) for n in meta.feature_names_in_]),
+        # the features' largest row norm (None for images), what predict compares with
+        "largest_norm": getattr(meta.input_, "largest_norm", None),
         "raters": raters,
         "history": torch.as_tensor(np.asarray(meta.history_, dtype=np.float64)),
         "fit_time": float(meta.fit_time_),
@@ -943,6 +945,8 @@ def _load_network(state, kind, path, device):
     if fitted.get("feature_names_in") is not None:  # files saved before names were kept have none
         meta.feature_names_in_ = adapter.feature_names = np.asarray(
             fitted["feature_names_in"], dtype=object)
+    if fitted.get("largest_norm") is not None:  # files saved before it have none
+        adapter.largest_norm = float(fitted["largest_norm"])
     meta.raters_ = list(fitted["raters"])
     meta.history_ = fitted["history"].numpy()
     meta.fit_time_ = fitted["fit_time"]

@@ -24,6 +24,7 @@ from ._features import (
     ImageInput,
     cpu_forward_batch,
     drop_unreadable,
+    far_rows_checked,
 )
 from ._inputs import check_scores, is_count, warn_if_float32_merges, with_rows
 from ._interrupts import watching_ctrl_c
@@ -610,7 +611,8 @@ class PersonalizedNet(NeuralNetRegressor):
         # Not where the backbone trains: there each image costs a forward pass.
         if y is not None and not isinstance(self.input, ImageInput) and (
                 isinstance(X, (list, tuple, np.ndarray)) or hasattr(X, "iloc")):
-            self._warn_if_collapsed(X, y)
+            with far_rows_checked():  # the fit named them
+                self._warn_if_collapsed(X, y)
         return self
 
     def _warn_if_collapsed(self, X, y):

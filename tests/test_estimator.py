@@ -665,3 +665,55 @@ def test_inner_steps_0_that_changes_no_weight_is_named(ratings, tiny_params, alg
         # MAML learns from the query loss at the prior itself
         MetaAestheticRegressor(**{**params, "algorithm": "maml"}).fit(X, y, groups=groups)
         MetaAestheticRegressor(**{**params, "n_iterations": 0}).fit(X, y, groups=groups)
+
+
+def _far_warnings(caught):
+    return [w for w in caught if "lie far outside the features" in str(w.message)]
+
+
+def test_features_far_outside_those_fitted_on_are_named_where_scored(ratings, tiny_params,
+                                                                      tmp_path):
+    # Features 1e6 times those fitted on saturate the head: the prior and every
+    # personalized net scored each image 1.0 or 5.0, without a word.
+    from sklearn_piaa import load_model, save_model
+
+    X, y, groups = ratings
+    meta = MetaAestheticRegressor(**tiny_params).fit(X, y, groups=groups)
+    net = meta.personalize(X[:20], y[:20])
+    huge = X[:30] * np.float32(1e6)
+    with pytest.warns(PIAAWarning, match=(
+            r"^30 row\(s\) of X \(rows 0, 1, 2, 3, 4, \.\.\. \(30 in all\), counting from 0\) "
+            r"lie far outside the features the model was fitted on: norms up to .*e\+06, "
+            r"where the largest in fit was 4\.48\. The head saturates .*StandardScaler")):
+        assert len(np.unique(meta.predict(huge))) <= 2  # saturated: the ends of 1-5
+    path = tmp_path / "prior.pt"
+    save_model(meta, path)
+    loaded = load_model(path)
+    for score in (net.predict, loaded.predict, lambda X: meta.personalize(X, y[:30])):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            score(huge)
+        far = _far_warnings(caught)
+        # once per call, at the caller's line (personalize reads X again as it fits)
+        assert len(far) == 1 and far[0].filename == __file__, [str(w.message) for w in far]
+    one = X[:10].copy()
+    one[4] *= 100
+    with pytest.warns(PIAAWarning, match=r"^1 row\(s\) of X \(row 4, counting from 0\) lie"):
+        meta.predict(one)
+
+
+def test_no_far_rows_are_named_on_the_packages_own_data(ratings, tiny_params):
+    X, y, groups = ratings
+    data = make_aesthetic_benchmark(n_images=300, n_raters=20, images_per_rater=100,
+                                    image_size=16, random_state=0)
+    Xb = data.taste_features[data.image_index].astype(np.float32)
+    test = np.isin(data.groups, data.rater_ids[:4])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        meta = MetaAestheticRegressor(**tiny_params).fit(X, y, groups=groups)
+        meta.predict(np.random.RandomState(1).randn(2000, X.shape[1]).astype(np.float32))
+        meta.personalize(X[:20], y[:20]).predict(X)
+        bench = MetaAestheticRegressor(**tiny_params).fit(Xb[~test], data.y[~test],
+                                                          groups=data.groups[~test])
+        bench.personalize(Xb[test][:20], data.y[test][:20]).predict(Xb[test])
+    assert not _far_warnings(caught)
