@@ -56,6 +56,8 @@ __all__ = [
     "thread_map",
     "ImageDataset",
     "FAR_NORM",
+    "SATURATES",
+    "SCALE_FAR_ROWS",
     "FeatureInput",
     "ImageInput",
     "far_rows_checked",
@@ -714,6 +716,13 @@ def drop_unreadable(adapter, X, y, on_error, return_kept=False, none_ok=False):
 #: embeddings of new images do not get there: EfficientNet-Lite0's lie in 0-6 each.
 FAR_NORM = 10.0
 
+#: What rows far outside the features fitted on get.
+SATURATES = ("The head saturates on them and scores them at the ends of the score range "
+             "(or all alike).")
+#: What to do about them.
+SCALE_FAR_ROWS = ("Scale them as the features fitted on were (the same StandardScaler, "
+                  "say), or fit on features like them.")
+
 # Set while a method of the package personalizes, after it named the far rows once: the
 # nets it fits and the predictions its checks make read the same rows again.
 _FAR_CHECKED = threading.local()
@@ -788,19 +797,41 @@ class FeatureInput:
         # negative strides (X[::-1], np.flip) at all; copy those.
         return X if X.flags.writeable and min(X.strides) >= 0 else X.copy()
 
-    def _warn_if_far(self, X, squares):
-        """Name the rows far larger than any fitted on: their scores saturate silently."""
+    def far_rows(self, X, squares=None):
+        """A sentence naming the rows of ``X`` far larger than any fitted on, or "".
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_rows, n_features), float32
+            Checked features.
+        squares : ndarray of shape (n_rows,), default=None
+            Their rows' squared norms, where the caller has them.
+
+        Returns
+        -------
+        str
+            "" where no row is more than :data:`FAR_NORM` times the largest norm
+            fitted on, or where none was recorded.
+        """
+        if self.largest_norm is None:
+            return ""
+        if squares is None:
+            with np.errstate(over="ignore"):
+                squares = np.einsum("ij,ij->i", X, X)
         far = ~(squares <= (FAR_NORM * self.largest_norm) ** 2)  # inf: an overflowed row
         if not far.any():
-            return
+            return ""
         rows = np.flatnonzero(far)
         norms = np.linalg.norm(X[rows].astype(np.float64), axis=1)
-        warn_caller(
-            f"{len(rows)} row(s) of X ({row_numbers(rows)}) lie far outside the features "
-            f"the model was fitted on: norms up to {norms.max():.3g}, where the largest in "
-            f"fit was {self.largest_norm:.3g}. The head saturates on them and scores them "
-            "at the ends of the score range (or all alike). Scale them as the features "
-            "fitted on were (the same StandardScaler, say), or fit on features like them.")
+        return (f"{len(rows)} row(s) of X ({row_numbers(rows)}) lie far outside the "
+                f"features the model was fitted on: norms up to {norms.max():.3g}, where "
+                f"the largest in fit was {self.largest_norm:.3g}.")
+
+    def _warn_if_far(self, X, squares):
+        """Name the rows far larger than any fitted on: their scores saturate silently."""
+        far = self.far_rows(X, squares)
+        if far:
+            warn_caller(f"{far} {SATURATES} {SCALE_FAR_ROWS}")
 
 
 class ImageInput:

@@ -633,6 +633,9 @@ class PersonalizedNet(NeuralNetRegressor):
         low, span = float(head.score_low), float(head.score_span)
         y = np.asarray(y, dtype=np.float64).reshape(-1)
         rows = np.unique(np.linspace(0, len(y) - 1, min(len(y), 2048)).astype(np.intp))
+        if isinstance(self.input, FeatureInput) and self.input.far_rows(
+                self.input(_safe_indexing(X, rows))):
+            return  # features far outside the prior's saturate it: named as the cause
         levels = score_levels(y[rows], low, low + span)
         rated = len(levels)
         if rated < 2 or not ((levels > 1) & (levels < LEVELS - 1)).any():

@@ -27,7 +27,7 @@ from ._estimator import (
     warn_if_unranked,
     warn_mixed_scales,
 )
-from ._features import FeatureInput
+from ._features import SATURATES, SCALE_FAR_ROWS, FeatureInput, far_rows_checked
 from ._inputs import FEATURES, check_feature_names, check_seed, input_kind
 from ._messages import listing
 from ._progress import progress
@@ -679,6 +679,29 @@ class TaskVectorRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
         lam = lam.detach()
         return lam.squeeze(1) if n_tensors == 1 else lam
 
+    @staticmethod
+    def _warn_if_unmoved(lam, far, n_images, moves):
+        """Name rows far outside the base's features, and coefficients left at 0.
+
+        Adam moves every coefficient whose gradient is not exactly 0: all of them still
+        at 0 after the steps mean the loss did not change with them at all, which the
+        net, the base's network, would not show.
+        """
+        stuck = moves and not bool(lam.any())
+        if far and stuck:
+            warn_caller(f"{far} The base's output saturates on them, so fitting the "
+                        "rater's coefficients moved nothing: they stayed 0 (the base's "
+                        f"network). {SCALE_FAR_ROWS}")
+        elif far:
+            warn_caller(f"{far} {SATURATES} {SCALE_FAR_ROWS}")
+        elif stuck:
+            warn_caller(
+                "the rater's coefficients stayed 0 (the base's network): the loss did not "
+                f"change with them on the rater's {n_images} image(s). The "
+                "base's output is saturated there (each image at an end of its score range: "
+                "features far larger than those it was fitted on, or a collapsed base), or "
+                "the task vectors are all 0.")
+
     def personalize(self, X, y, random_state=None, score_range=None, **net_params):
         """Fit one rater's coefficients (and optionally fine-tune) on their ratings.
 
@@ -738,29 +761,37 @@ class TaskVectorRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
         # are not checked whole, but the fine-tuning's are)
         base._check_finetune_settings({"max_epochs": self.finetune_epochs, **net_params})
         self._check_width(X)
-        X, y, scale = base._check_rater(X, y, score_range)
-        if random_state is None:
-            random_state = self.random_state
-        rng = check_seed(random_state)
-        seed = rng.randint(np.iinfo(np.int32).max)
-        x = _as_inputs(base.input_, X, base.prior_net_.device)
-        # The loss measures differences on the base's scale, in a unit of it.
-        (lo, hi), (low, high) = base.score_range_, scale
-        y_fit = lo + (y - low) * (hi - lo) / (high - low)
-        if self.loss == "rank" and self.coef_steps > 0 and np.ptp(y_fit) == 0:
-            # One cause, one warning: this one says what the cause does here.
-            warn_caller("the rater's ratings are all equal (or there is only one): the rank "
-                        "loss has no ordered pair to fit, so the coefficients stay 0 (the "
-                        "base's network). loss='mse' or 'mse+rank' fits them to the level.")
-        else:
-            warn_if_unranked(y)
-        lam = self._fit_coefficients(x, y_fit, seed)
-        combined = self.combine(lam.cpu().numpy())
-        check_trained(combined, [], "fitting the rater's coefficients", "coef_lr or coef_steps",
-                      features=x if isinstance(base.input_, FeatureInput) else None)
-        net = base._finetune(X, y, rng, None if score_range is None else scale,
-                             module=combined,
-                             **{"max_epochs": self.finetune_epochs, **net_params})
+        # Rows far outside the base's features are named once, below, with what they
+        # did to the coefficients: not again by each step that reads them.
+        with far_rows_checked():
+            X, y, scale = base._check_rater(X, y, score_range)
+            if random_state is None:
+                random_state = self.random_state
+            rng = check_seed(random_state)
+            seed = rng.randint(np.iinfo(np.int32).max)
+            x = _as_inputs(base.input_, X, base.prior_net_.device)
+            # The loss measures differences on the base's scale, in a unit of it.
+            (lo, hi), (low, high) = base.score_range_, scale
+            y_fit = lo + (y - low) * (hi - lo) / (high - low)
+            unranked = self.loss == "rank" and self.coef_steps > 0 and np.ptp(y_fit) == 0
+            if unranked:
+                # One cause, one warning: this one says what the cause does here.
+                warn_caller("the rater's ratings are all equal (or there is only one): the "
+                            "rank loss has no ordered pair to fit, so the coefficients stay 0 "
+                            "(the base's network). loss='mse' or 'mse+rank' fits them to the "
+                            "level.")
+            else:
+                warn_if_unranked(y)
+            lam = self._fit_coefficients(x, y_fit, seed)
+            features = isinstance(base.input_, FeatureInput)
+            self._warn_if_unmoved(lam, base.input_.far_rows(x.cpu().numpy()) if features
+                                  else "", len(y), moves=self.coef_steps > 0 and not unranked)
+            combined = self.combine(lam.cpu().numpy())
+            check_trained(combined, [], "fitting the rater's coefficients",
+                          "coef_lr or coef_steps", features=x if features else None)
+            net = base._finetune(X, y, rng, None if score_range is None else scale,
+                                 module=combined,
+                                 **{"max_epochs": self.finetune_epochs, **net_params})
         if net.max_epochs == 0:
             # Without fine-tuning here, a later partial_fit (more of the rater's
             # ratings) would run no epoch at all: it trains as the base's nets do.

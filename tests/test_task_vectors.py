@@ -157,6 +157,37 @@ def test_ratings_without_an_ordered_pair_are_announced(fitted):
         mse.personalize(feats[:8], [4.0] * 7 + [3.0])
 
 
+def test_features_far_outside_the_bases_are_named_with_the_coefficients_left_at_0(fitted):
+    # On features 1e6 times the base's its output saturates: the coefficients got no
+    # gradient, stayed 0, and personalize returned the base's network without a word.
+    tv, feats = fitted
+    y = np.clip(3 + 1.5 * feats[:20, 0], 1, 5)
+    huge = feats[:20] * np.float32(1e6)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        net = tv.personalize(huge, y, random_state=0)
+    np.testing.assert_array_equal(net.coefficients_, 0.0)
+    assert len(caught) == 1 and caught[0].filename == __file__, [str(w.message) for w in caught]
+    assert re.match(r"20 row\(s\) of X \(rows 0, 1, .*\) lie far outside the features the "
+                    r"model was fitted on: norms up to .*e\+06, .* The base's output "
+                    r"saturates on them, so fitting the rater's coefficients moved nothing: "
+                    r"they stayed 0 \(the base's network\)\. Scale them",
+                    str(caught[0].message))
+    # A base that recorded no norm (saved by an earlier version) cannot name the rows,
+    # but coefficients that stayed 0 are still said.
+    old = copy.deepcopy(tv)
+    old.base_.input_.largest_norm = None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # and the fine-tuned net's collapse, named too
+        old.personalize(huge, y, random_state=0)
+    assert any(re.match(r"the rater's coefficients stayed 0 \(the base's network\): the "
+                        r"loss did not change with them on the rater's 20 image\(s\)\. The "
+                        r"base's output is saturated", str(w.message)) for w in caught)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PIAAWarning)
+        assert np.abs(tv.personalize(feats[:20], y, random_state=0).coefficients_).max() > 0
+
+
 def test_fit_on_a_fitted_base_names_raters_whose_scores_are_all_equal(fitted):
     # The base's fit names them; a base kept as fitted did not, and the sources were
     # fine-tuned on them without a word.
