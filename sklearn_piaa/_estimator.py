@@ -1394,6 +1394,13 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
         ndarray of shape (n_samples,), float32
             The network's float32 output, also under ``mixed_precision``; NaN for
             images that cannot be read with ``on_error="skip"``.
+
+        Warns
+        -----
+        PIAAWarning
+            If rows of features have a norm more than 10 times the largest of those
+            fitted on (named): the head saturates on them, and scores them at the ends
+            of the score range.
         """
         check_is_fitted(self, "prior_net_")
         self._apply_reading_params()
@@ -1483,7 +1490,8 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
         -----
         PIAAWarning
             If ``y`` is one score or several all equal (nothing about how the rater
-            ranks images), or looks like another scale than the prior's.
+            ranks images), or looks like another scale than the prior's; if rows of
+            features lie far outside those fitted on (as :meth:`predict` names them).
         """
         check_is_fitted(self, "prior_net_")
         self._check_finetune_settings(net_params)

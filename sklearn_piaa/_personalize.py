@@ -748,6 +748,12 @@ class PersonalizedNet(NeuralNetRegressor):
             The scores, as the module computes them (the package's networks: in float32,
             also under ``mixed_precision``); NaN for unreadable images, with a
             :class:`PIAAWarning`.
+
+        Warns
+        -----
+        PIAAWarning
+            If rows of features lie far outside those the prior was fitted on (as
+            :meth:`MetaAestheticRegressor.predict` names them).
         """
         dataset = self.get_dataset(X)
         # Slices of arrays in order draw no random number, and need not wait for a

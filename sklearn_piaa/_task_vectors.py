@@ -745,7 +745,10 @@ class TaskVectorRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
         PIAAWarning
             As :meth:`MetaAestheticRegressor.personalize` warns (``y`` one score or
             several all equal, or another scale than the base's); with ``loss='rank'``
-            equal scores are named once, as leaving the coefficients at 0.
+            equal scores are named once, as leaving the coefficients at 0. If rows of
+            features lie far outside the base's (as :meth:`MetaAestheticRegressor.predict`
+            names them), once, saying whether the coefficients stayed 0 there; if the
+            coefficients stayed 0 for another reason.
         """
         check_is_fitted(self, "task_vectors_")
         base = self.base_
