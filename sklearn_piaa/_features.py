@@ -5,6 +5,7 @@ by the frozen backbone once: embeddings are cached in memory and optionally on d
 by file path + modification time + size, or by pixel content for in-memory images.
 """
 
+import contextlib
 import hashlib
 import os
 import secrets
@@ -728,15 +729,15 @@ SCALE_FAR_ROWS = ("Scale them as the features fitted on were (the same StandardS
 _FAR_CHECKED = threading.local()
 
 
-class far_rows_checked:
+@contextlib.contextmanager
+def far_rows_checked():
     """A context in which feature inputs do not name far rows (already named)."""
-
-    def __enter__(self):
-        self._was = getattr(_FAR_CHECKED, "on", False)
-        _FAR_CHECKED.on = True
-
-    def __exit__(self, *exc):
-        _FAR_CHECKED.on = self._was
+    was = getattr(_FAR_CHECKED, "on", False)
+    _FAR_CHECKED.on = True
+    try:
+        yield
+    finally:
+        _FAR_CHECKED.on = was
 
 
 class FeatureInput:
