@@ -72,7 +72,8 @@ __all__ = [
 DECODED_CACHE = 1024
 
 
-# Pillow asserts when a lazily opened image is used after its file was closed.
+# Pillow asserts when a lazily opened image is used after its file was closed (Pillow 10.0
+# reads from the missing file instead: AttributeError on None).
 _CLOSED = ("cannot read {}: the image is closed (opened lazily with Image.open and used "
            "after its file was closed, e.g. outside its `with` block); call .load() or "
            ".copy() while it is open, or pass the file path.")
@@ -237,6 +238,10 @@ def loaded(img):
     except _DECODE_ERRORS as exc:
         raise ValueError(f"cannot read {_name(img)}: {exc}") from None
     except AssertionError:
+        raise ValueError(_CLOSED.format(_name(img))) from None
+    except AttributeError:
+        if getattr(img, "fp", True) is not None:  # not a closed file's image
+            raise
         raise ValueError(_CLOSED.format(_name(img))) from None
     return img
 
