@@ -222,7 +222,7 @@ def test_a_file_name_that_is_not_utf8_is_read(tmp_path):
     # The cache key encoded the name as UTF-8 and failed (UnicodeEncodeError).
     folder = os.fsencode(tmp_path)
     name = os.path.join(folder, b"caf\xe9.jpg")
-    Image.new("RGB", (40, 40), (200, 60, 30)).save(name)
+    Image.new("RGB", (40, 40), (200, 60, 30)).save(name, "JPEG")  # Pillow 10.0: no b".jpg"
     path = os.fsdecode(name)
     got = _embed([path, Image.open(path)])
     np.testing.assert_allclose(got[0], got[1], rtol=1e-5, atol=1e-6)
