@@ -542,10 +542,11 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
         embeddings it holds, and the others are computed without being cached, with a
         :class:`PIAAWarning`. After ``fit`` (``predict``, ``personalize``, a model
         loaded on another machine) the cache never stops the work: a folder that cannot
-        be made, a full disk or a failed write warns, and images are embedded without
-        it. ``set_params(cache_dir=...)`` on a fitted prior moves its cache (``None``
-        turns it off). A value of another type than str, os.PathLike or None is
-        refused with a TypeError.
+        be made, a full disk or a failed write warns (once per folder and process; a
+        folder that takes no file is probed again after 10 minutes), and images are
+        embedded without it. ``set_params(cache_dir=...)`` on a fitted prior moves its
+        cache (``None`` turns it off). A value of another type than str, os.PathLike
+        or None is refused with a TypeError.
     on_error : {"raise", "skip"}, default="raise"
         An image file that cannot be read (missing, empty, truncated, not an image):
         ``"raise"`` stops with an error naming it (FileNotFoundError for a missing

@@ -11,6 +11,7 @@ import os
 import secrets
 import stat
 import threading
+import time
 import weakref
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
@@ -1361,20 +1362,58 @@ class ImageEmbedder:
 
         A read-only folder (a shared cache) always only warns: what it holds still
         serves. A folder that cannot be made or lacks the space raises when ``strict``.
+
+        Each problem is said once per folder and process (a service predicting on a
+        read-only shared cache was warned at every call that met new images, the count
+        changing so that Python's filter let each through). A folder that takes no file
+        is left aside for :data:`CACHE_RETRY_SECONDS`, not probed with a file at every
+        call; one short of space is checked at every call (a statfs), so that what fits
+        is still cached.
         """
+        if not strict and time.monotonic() < _ASIDE.get(disk, 0):
+            return None
         # One .npy per image, each taking whole file-system blocks.
         per_file = -(-(self.out_features * 4 + 128) // 4096) * 4096
         for needed in (0, n_new * per_file):  # writable at all, then room enough
             try:
                 check_writable_dir(disk, needed, what="cache_dir")
             except ValueError as exc:
+                problem = self._named(exc, disk)
                 if strict and (needed or not os.path.isdir(disk)):
-                    raise  # a mistyped or unusable path, or a full disk, before the work
-                warn_caller(f"{exc} The {n_new} image(s) not in it yet are embedded "
-                            "without being cached.")
+                    # a mistyped or unusable path, or a full disk, before the work
+                    raise ValueError(problem) from None
+                if needed:
+                    _warn_once(disk, "space", f"{problem} The {n_new} image(s) not in it "
+                               "yet are embedded without being cached; free space there "
+                               "(or give another cache_dir) to cache them. Said once for "
+                               "this folder: later calls cache what fits.")
+                else:
+                    _ASIDE[disk] = time.monotonic() + CACHE_RETRY_SECONDS
+                    _warn_once(disk, "writable", f"{problem} The {n_new} image(s) not in "
+                               "it yet, and the new images of later calls, are embedded "
+                               "without being cached; make it writable (or give another "
+                               "cache_dir) to cache them. Said once for this folder: it is "
+                               f"checked again every {CACHE_RETRY_SECONDS / 60:g} minutes.")
                 return None
+        _ASIDE.pop(disk, None)
         _remove_stale_writes(disk)
         return disk
+
+    def _named(self, exc, disk):
+        """The message of ``exc`` about ``disk``, naming the user's ``cache_dir`` first.
+
+        ``disk`` is a subfolder of ``cache_dir`` named after the backbone (see
+        :meth:`_disk_dir`), a path the user never gave; messages named only it.
+        """
+        problem = str(exc)
+        default = f"cache_dir {disk!r}"  # how check_writable_dir names it
+        if problem.startswith(default):
+            problem = self._cache_name(disk) + problem[len(default):]
+        return problem
+
+    def _cache_name(self, disk):
+        return (f"cache_dir {os.fspath(self.cache_dir)!r} (its subfolder "
+                f"{os.path.basename(disk)!r}, for this backbone)")
 
     def _key(self, x, failed, i):
         try:
@@ -1494,9 +1533,10 @@ class ImageEmbedder:
                             _atomic_save(os.path.join(disk, key + ".npy"), row)
                         except OSError as exc:  # the disk filled up, the folder went away
                             # the embeddings are what was asked for; the cache is a bonus
-                            warn_caller(f"cache_dir {disk!r}: writing an embedding failed "
-                                        f"({exc.strerror or exc}); the other images are "
-                                        "embedded without being cached.")
+                            _warn_once(disk, "write", f"{self._cache_name(disk)}: writing "
+                                       f"an embedding failed ({exc.strerror or exc}); the "
+                                       "other images are embedded without being cached. "
+                                       "Said once for this folder.")
                             disk = None
                 bar.update(len(images))
         bar.close()
@@ -1504,6 +1544,27 @@ class ImageEmbedder:
 
 #: Cache folders this process has swept of stale temporary files (once each).
 _SWEPT = set()
+
+#: Seconds a cache folder that takes no file (read-only) is left aside before it is
+#: probed again. Probing it at every call created a file there every time (on a network
+#: file system, milliseconds); never probing it again would leave a remounted cache
+#: unused until the service restarts. Ten minutes is neither.
+CACHE_RETRY_SECONDS = 600
+
+#: Cache folders left aside, each with the time.monotonic() until which it is.
+#: Per folder and process, not per embedder: a service loads models again, and the
+#: models of one backbone share a folder.
+_ASIDE = {}
+
+#: (folder, problem) pairs this process has warned about: each once.
+_WARNED = set()
+
+
+def _warn_once(disk, problem, message):
+    """Warn with ``message`` unless this process did so for ``problem`` of ``disk``."""
+    if (disk, problem) not in _WARNED:
+        _WARNED.add((disk, problem))
+        warn_caller(message)
 
 
 def _remove_stale_writes(disk):

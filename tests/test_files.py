@@ -50,6 +50,66 @@ def test_a_read_only_cache_serves_what_it_holds(photos, tmp_path, monkeypatch):
         np.testing.assert_allclose(loaded.predict(photos), before, rtol=1e-6)
 
 
+def test_a_read_only_cache_is_said_once_by_the_users_folder(photos, tmp_path, monkeypatch):
+    # a service on a read-only shared cache was warned at every predict that met new
+    # images (the count changed: Python's filter let each through), probed the folder
+    # with a file every time, and the warning named the backbone's subfolder only
+    monkeypatch.setattr(_features, "_ASIDE", {}, raising=False)  # a new process
+    monkeypatch.setattr(_features, "_WARNED", set(), raising=False)
+    meta = MetaAestheticRegressor(**SMALL, cache_dir=tmp_path / "cache").fit(
+        photos[:6], np.linspace(1, 5, 6), groups=np.repeat([0, 1], 3))
+    save_model(meta, tmp_path / "p.pt")
+    real, probes = _features.check_writable_dir, []
+
+    def read_only(path, needed_bytes=0, what="directory"):
+        probes.append(path)
+        if os.path.isdir(path):
+            raise ValueError(f"{what} {path!r} is not writable: Read-only file system.")
+        return real(path, needed_bytes, what)
+
+    monkeypatch.setattr(_features, "check_writable_dir", read_only)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for model in (load_model(tmp_path / "p.pt"), load_model(tmp_path / "p.pt")):
+            model.predict(photos[6:7])
+            model.predict(photos[7:10])
+    (warning,) = [str(w.message) for w in caught if "cache_dir" in str(w.message)]
+    assert warning.startswith(f"cache_dir {str(tmp_path / 'cache')!r} (its subfolder '")
+    assert "not writable" in warning and "later calls" in warning
+    assert len(probes) == 1
+    # checked again once the time is up: a remounted cache is used again
+    monkeypatch.setattr(_features, "check_writable_dir", real)
+    monkeypatch.setattr(_features, "_ASIDE", dict.fromkeys(_features._ASIDE, 0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_model(tmp_path / "p.pt").predict(photos[10:12])
+    assert len(list((tmp_path / "cache").rglob("*.npy"))) == 6 + 2
+
+
+def test_a_full_cache_is_said_once_and_still_caches_what_fits(photos, tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.setattr(_features, "_WARNED", set(), raising=False)
+    meta = MetaAestheticRegressor(**SMALL, cache_dir=tmp_path / "cache").fit(
+        photos[:4], np.linspace(1, 5, 4), groups=np.repeat([0, 1], 2))
+    expected = MetaAestheticRegressor(**SMALL).fit(
+        photos[:4], np.linspace(1, 5, 4), groups=np.repeat([0, 1], 2)).predict(photos)
+
+    class Disk:
+        free = 3 * 4096  # room for three cache files
+
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: Disk)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        np.testing.assert_allclose(meta.predict(photos[4:8]), expected[4:8], rtol=1e-5)
+        np.testing.assert_allclose(meta.predict(photos[8:13]), expected[8:13], rtol=1e-5)
+        np.testing.assert_allclose(meta.predict(photos[13:]), expected[13:], rtol=1e-5)
+    (warning,) = [str(w.message) for w in caught if "cache_dir" in str(w.message)]
+    assert "12.0 KiB free but about 16.0 KiB are needed" in warning
+    assert "later calls cache what fits" in warning
+    assert len(list((tmp_path / "cache").rglob("*.npy"))) == 4 + 1  # the last one fitted
+
+
 def test_a_relative_cache_dir_is_saved_as_the_folder_it_is(photos, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     meta = MetaAestheticRegressor(**SMALL, cache_dir="emb").fit(
