@@ -95,6 +95,28 @@ def _distances(Z, z, out):
     return out
 
 
+def _row_tops(Z):
+    """The largest |value| of each row of the standardized ``Z``, all finite.
+
+    Raises
+    ------
+    ValueError
+        Naming the rows whose standardized values are beyond float64's range.
+    """
+    top = np.maximum(Z.max(axis=1), -Z.min(axis=1))
+    _raise_for_far_rows(~np.isfinite(top), "to compare in float64 (standardized with the "
+                        "fitted selector's mean_ and scale_, they exceed about 1.8e308)")
+    return top
+
+
+def _raise_for_far_rows(bad, why):
+    if bad.any():
+        raise ValueError(
+            f"X has {int(bad.sum())} row(s) ({row_numbers(np.flatnonzero(bad), n=10)}) "
+            f"too far from the training embeddings {why}: check those rows; embeddings "
+            "of a backbone lie within tens.")
+
+
 def _for_distances(Z):
     """``Z``, or ``Z`` times a power of 2, whose squared distances cannot overflow.
 
@@ -108,14 +130,7 @@ def _for_distances(Z):
     ValueError
         Naming the rows whose standardized values are beyond float64's range.
     """
-    top = np.maximum(Z.max(axis=1), -Z.min(axis=1))
-    bad = ~np.isfinite(top)
-    if bad.any():
-        raise ValueError(
-            f"X has {int(bad.sum())} row(s) ({row_numbers(np.flatnonzero(bad), n=10)}) "
-            "too far from the training embeddings to compare in float64 "
-            "(standardized with the fitted selector's mean_ and scale_, they exceed about "
-            "1.8e308): check those rows; embeddings of a backbone lie within tens.")
+    top = _row_tops(Z)
     # a difference is below 2 * top, and its square summed over the columns below 2**1010
     limit = _HUGE / np.sqrt(Z.shape[1])
     if top.max() <= limit:
@@ -340,9 +355,26 @@ class SupportSelector(BaseEstimator):
         ndarray of shape (n_images,)
             Standard deviation over training raters of their predicted deviation from
             the consensus, in units of a rater's score standard deviation.
+
+        Raises
+        ------
+        ValueError
+            Naming the rows of ``X`` too far from the training embeddings for float64
+            (standardized, beyond about 1.8e308), as :meth:`select` does.
         """
         self._check_fitted_for("disagreement")
-        return (self._transform(X) @ self.rater_coef_.T).std(axis=1)
+        Z = self._transform(X)
+        # Each row scaled by a power of 2 to at most 1 in |value| (exact: its spread
+        # scales alike, and rows within 1 are left as they are), so that neither the
+        # products nor their squares overflow: a row of 1e200 gave inf, with a
+        # RuntimeWarning, where select() measured it (see _for_distances).
+        exponent = np.maximum(np.frexp(_row_tops(Z))[1], 0)
+        spread = (np.ldexp(Z, -exponent[:, None]) @ self.rater_coef_.T).std(axis=1)
+        with np.errstate(over="ignore"):
+            spread = np.ldexp(spread, exponent)
+        _raise_for_far_rows(~np.isfinite(spread), "for their disagreement to be a float64 "
+                            "(beyond about 1.8e308)")
+        return spread
 
     def select(self, X, n):
         """Indices of the ``n`` candidates the new rater should rate.

@@ -152,6 +152,28 @@ def test_float32_embeddings_fit_the_selector_that_their_float64_values_fit():
     np.testing.assert_array_equal(narrow.select(candidates, 5), wide.select(candidates, 5))
 
 
+def test_disagreement_of_rows_of_extreme_magnitude_overflows_nothing():
+    # select() scaled such rows (see the kcenter test above); disagreement(X), on the
+    # same standardized values, gave inf for a row of 1e200, with a RuntimeWarning
+    sel = SupportSelector("disagreement").fit(_planted_disagreement())
+    X = np.random.RandomState(0).randn(10, 6)
+    plain = sel.disagreement(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        far = {}
+        for big in (1e200, 2e200, 1e300):
+            X[3] = big
+            far[big] = sel.disagreement(X)
+            assert np.isfinite(far[big]).all()
+            np.testing.assert_array_equal(np.delete(far[big], 3), np.delete(plain, 3))
+    assert far[2e200][3] == pytest.approx(2 * far[1e200][3], rel=1e-12)
+    assert far[1e300][3] == pytest.approx(1e100 * far[1e200][3], rel=1e-12)
+    X[[2, 5]] = [[1.7e308], [-1.7e308]]  # beyond float64 once standardized: named
+    with pytest.raises(ValueError, match=r"2 row\(s\) \(rows 2, 5, counting from 0\) too "
+                                         "far from the training embeddings"):
+        sel.disagreement(X)
+
+
 def test_disagreement_asks_for_an_image_given_twice_only_after_the_others():
     tasks = _planted_disagreement()
     sel = SupportSelector("disagreement").fit(tasks)
