@@ -5,12 +5,12 @@ import torch
 
 __all__ = ["HUGE_FEATURES", "LEVELS", "check_trained", "largest_value", "score_levels"]
 
-#: Features whose largest |value| is beyond this are far outside what a backbone embeds
-#: (EfficientNet-Lite0's embeddings lie in 0-6, after its ReLU6; 100 photos' had norms of
-#: 10-22): training that diverges on them names their size first. The head's BatchNorm
-#: makes it indifferent to the features' scale up to about 1e18 (1e6 or 1e10 trained as
-#: well as 1); beyond, its variances overflow float32.
-HUGE_FEATURES = 1e4
+#: Features whose largest |value| is beyond this overflow the head's BatchNorm variances
+#: in float32 (squares beyond 3.4e38), whatever the learning rates: training that diverges
+#: on them names their size first. Below it the head's BatchNorm makes training
+#: indifferent to the features' scale (1e6 or 1e10 trained as well as 1), and a
+#: divergence there is the learning rates' (EfficientNet-Lite0's embeddings lie in 0-6).
+HUGE_FEATURES = 1e18
 
 #: Scores closer than this fraction of the output range count as one score in the checks
 #: that a network tells images apart (meta-training's and fine-tuning's collapse checks).

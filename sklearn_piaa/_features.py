@@ -825,7 +825,9 @@ class FeatureInput:
         if squares is None:
             with np.errstate(over="ignore"):
                 squares = np.einsum("ij,ij->i", X, X)
-        far = ~(squares <= (FAR_NORM * self.largest_norm) ** 2)  # inf: an overflowed row
+        # the bound in float64: above a fitted norm of about 1.8e18 its square is beyond
+        # float32 (and casting it there warned); inf, an overflowed row, is far
+        far = ~(squares <= np.float64(FAR_NORM * self.largest_norm) ** 2)
         if not far.any():
             return ""
         rows = np.flatnonzero(far)
@@ -984,7 +986,15 @@ def loaded_backbone(fingerprint, name, device):
     -------
     Backbone or None
     """
-    return _LOADED_BY_NAME.get((fingerprint, name, str(torch.device(device))))
+    device = torch.device(device)
+    if device.type != "cpu" and device.index is None:
+        # A backbone on "cuda" reports "cuda:0" (the current device): the key it was
+        # shared under.
+        try:
+            device = torch.empty(0, device=device).device
+        except (RuntimeError, AssertionError):  # no such device here: nothing loaded on it
+            return None
+    return _LOADED_BY_NAME.get((fingerprint, name, str(device)))
 
 
 #: The version of the way images become embeddings (decoding, colour handling, resizing),

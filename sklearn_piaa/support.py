@@ -104,8 +104,8 @@ def _row_tops(Z):
         Naming the rows whose standardized values are beyond float64's range.
     """
     top = np.maximum(Z.max(axis=1), -Z.min(axis=1))
-    _raise_for_far_rows(~np.isfinite(top), "to compare in float64 (standardized with the "
-                        "fitted selector's mean_ and scale_, they exceed about 1.8e308)")
+    _raise_for_far_rows(~np.isfinite(top), "to compare in float64 (standardized, they "
+                        "exceed about 1.8e308)")
     return top
 
 
@@ -113,7 +113,7 @@ def _raise_for_far_rows(bad, why):
     if bad.any():
         raise ValueError(
             f"X has {int(bad.sum())} row(s) ({row_numbers(np.flatnonzero(bad), n=10)}) "
-            f"too far from the training embeddings {why}: check those rows; embeddings "
+            f"too far from the other embeddings {why}: check those rows; embeddings "
             "of a backbone lie within tens.")
 
 
@@ -325,7 +325,8 @@ class SupportSelector(BaseEstimator):
         F = _features(X)
         if not hasattr(self, "mean_"):
             mean, scale = _standardize(F)
-            return (F - mean) / scale
+            with np.errstate(over="ignore"):  # beyond float64: named by _for_distances
+                return (F - mean) / scale
         if F.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {F.shape[1]} features, but SupportSelector was fitted "
                              f"on embeddings with {self.n_features_in_}.")

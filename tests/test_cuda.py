@@ -150,3 +150,14 @@ def test_a_deep_copy_of_a_model_on_cuda_stays_on_cuda(image_files):
         assert all(p.is_cuda for p in module.parameters())
     np.testing.assert_allclose(copied.predict(image_files), meta.predict(image_files),
                                atol=1e-5)
+
+
+def test_a_backbone_shared_on_cuda_is_found_under_device_cuda():
+    # A backbone on device="cuda" reports "cuda:0": load_model's lookup under "cuda" never
+    # found it, and every load built the backbone again.
+    from sklearn_piaa._features import loaded_backbone, shared_backbone
+    from sklearn_piaa.nn import load_backbone
+
+    backbone = shared_backbone(load_backbone("tiny_cnn").to("cuda"), "a test's fingerprint")
+    assert loaded_backbone("a test's fingerprint", "tiny_cnn", "cuda") is backbone
+    assert loaded_backbone("a test's fingerprint", "tiny_cnn", "cuda:0") is backbone

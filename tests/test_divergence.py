@@ -73,6 +73,11 @@ def test_divergence_on_huge_features_names_their_size_first():
         with pytest.raises(FloatingPointError, match="fine-tuning diverged: .*The features "
                                                      "are far too large .*lower the learning"):
             meta.personalize(huge[:20], y[:20])
+    # Features of 1e5 train as well as those of 1 (BatchNorm): a divergence there is the
+    # learning rates', and the message says to lower them first.
+    with pytest.raises(FloatingPointError, match="the loss is nan.*Lower inner_lr"):
+        MetaAestheticRegressor(**{**SMALL, "inner_lr": 1e30}).fit(
+            X * np.float32(1e5), y, groups=groups)
 
 
 def test_a_score_range_beyond_float32_is_refused():

@@ -671,6 +671,22 @@ def _far_warnings(caught):
     return [w for w in caught if "lie far outside the features" in str(w.message)]
 
 
+def test_the_far_rows_bound_is_compared_in_float64():
+    # A model fitted on norms above about 1.8e18 (which the head trains on) put the
+    # square of its bound beyond float32: every predict warned "overflow encountered in
+    # cast", and raised under warnings as errors.
+    from sklearn_piaa._features import FeatureInput
+
+    adapter = FeatureInput(4)
+    adapter.largest_norm = 1.34e19
+    X = np.full((3, 4), 5e18, dtype=np.float32)  # norm 1e19: near, not far
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert adapter(X).shape == (3, 4)
+        assert adapter.far_rows(X) == ""
+    assert "1 row(s) of X (row 0" in adapter.far_rows(X * np.float32([[1e3], [1], [1]]))
+
+
 def test_features_far_outside_those_fitted_on_are_named_where_scored(ratings, tiny_params,
                                                                       tmp_path):
     # Features 1e6 times those fitted on saturate the head: the prior and every

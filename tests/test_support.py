@@ -119,7 +119,7 @@ def test_kcenter_measures_rows_of_extreme_magnitude_without_overflow():
     far = X.copy()
     far[[3, 9]] = [[1.7e308], [-1.7e308]]  # beyond float64 once standardized: named
     with pytest.raises(ValueError, match=r"2 row\(s\) \(rows 3, 9, counting from 0\) too "
-                                         "far from the training embeddings"):
+                                         "far from the other embeddings"):
         fitted.select(far, 5)
 
 
@@ -170,7 +170,7 @@ def test_disagreement_of_rows_of_extreme_magnitude_overflows_nothing():
     assert far[1e300][3] == pytest.approx(1e100 * far[1e200][3], rel=1e-12)
     X[[2, 5]] = [[1.7e308], [-1.7e308]]  # beyond float64 once standardized: named
     with pytest.raises(ValueError, match=r"2 row\(s\) \(rows 2, 5, counting from 0\) too "
-                                         "far from the training embeddings"):
+                                         "far from the other embeddings"):
         sel.disagreement(X)
 
 
