@@ -1386,9 +1386,9 @@ class ImageEmbedder:
         per_file = -(-(self.out_features * 4 + 128) // 4096) * 4096
         for needed in (0, n_new * per_file):  # writable at all, then room enough
             try:
-                check_writable_dir(disk, needed, what="cache_dir")
+                check_writable_dir(disk, needed, name=self._cache_name(disk))
             except ValueError as exc:
-                problem = self._named(exc, disk)
+                problem = str(exc)
                 if strict and (needed or not os.path.isdir(disk)):
                     # a mistyped or unusable path, or a full disk, before the work
                     raise ValueError(problem) from None
@@ -1409,19 +1409,9 @@ class ImageEmbedder:
         _remove_stale_writes(disk)
         return disk
 
-    def _named(self, exc, disk):
-        """The message of ``exc`` about ``disk``, naming the user's ``cache_dir`` first.
-
-        ``disk`` is a subfolder of ``cache_dir`` named after the backbone (see
-        :meth:`_disk_dir`), a path the user never gave; messages named only it.
-        """
-        problem = str(exc)
-        default = f"cache_dir {disk!r}"  # how check_writable_dir names it
-        if problem.startswith(default):
-            problem = self._cache_name(disk) + problem[len(default):]
-        return problem
-
     def _cache_name(self, disk):
+        # disk is a subfolder of cache_dir named after the backbone (see _disk_dir), a
+        # path the user never gave: messages name the user's folder first
         return (f"cache_dir {os.fspath(self.cache_dir)!r} (its subfolder "
                 f"{os.path.basename(disk)!r}, for this backbone)")
 

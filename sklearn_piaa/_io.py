@@ -311,7 +311,7 @@ def remove_unfinished_writes(folder, name="", older_than=0.0, exact=False):
             pass  # gone already, or not ours to remove: harmless either way
 
 
-def check_writable_dir(path, needed_bytes=0, what="directory"):
+def check_writable_dir(path, needed_bytes=0, what="directory", name=None):
     """Create ``path`` if needed and fail early if it is not writable or too small.
 
     Parameters
@@ -321,21 +321,25 @@ def check_writable_dir(path, needed_bytes=0, what="directory"):
         Free space required, checked with :func:`shutil.disk_usage`.
     what : str, default="directory"
         How the error message names the directory (e.g. ``"cache_dir"``).
+    name : str, default=None
+        The whole name the error message starts with, where ``what`` and ``path`` do
+        not say it (a subfolder the user never gave); by default ``what`` and ``path``.
     """
     path = os.fspath(path)
+    name = f"{what} {path!r}" if name is None else name
     if os.path.exists(path) and not os.path.isdir(path):
-        raise ValueError(f"{what} {path!r} exists and is not a directory.")
+        raise ValueError(f"{name} exists and is not a directory.")
     try:
         os.makedirs(path, exist_ok=True)
     except OSError as exc:
-        raise ValueError(f"{what} {path!r} cannot be created: {exc.strerror or exc}.") from None
+        raise ValueError(f"{name} cannot be created: {exc.strerror or exc}.") from None
     if not os.path.isdir(path):
-        raise ValueError(f"{what} {path!r} exists and is not a directory.")
-    _probe_writable(path, f"{what} {path!r}")
+        raise ValueError(f"{name} exists and is not a directory.")
+    _probe_writable(path, name)
     if needed_bytes:
         free = shutil.disk_usage(path).free
         if free < needed_bytes:
-            raise ValueError(f"{what} {path!r} has {_size(free)} free but about "
+            raise ValueError(f"{name} has {_size(free)} free but about "
                              f"{_size(needed_bytes)} are needed.")
 
 

@@ -325,14 +325,15 @@ class SupportSelector(BaseEstimator):
         F = _features(X)
         if not hasattr(self, "mean_"):
             mean, scale = _standardize(F)
-            with np.errstate(over="ignore"):  # beyond float64: named by _for_distances
-                return (F - mean) / scale
-        if F.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {F.shape[1]} features, but SupportSelector was fitted "
-                             f"on embeddings with {self.n_features_in_}.")
-        check_feature_names(getattr(self, "feature_names_in_", None), X, "SupportSelector")
-        with np.errstate(over="ignore"):  # beyond float64: named by _for_distances
-            return (F - self.mean_) / self.scale_
+        else:
+            if F.shape[1] != self.n_features_in_:
+                raise ValueError(f"X has {F.shape[1]} features, but SupportSelector was "
+                                 f"fitted on embeddings with {self.n_features_in_}.")
+            check_feature_names(getattr(self, "feature_names_in_", None), X,
+                                "SupportSelector")
+            mean, scale = self.mean_, self.scale_
+        with np.errstate(over="ignore"):  # beyond float64: named by _row_tops
+            return (F - mean) / scale
 
     def _check_fitted_for(self, what):
         if not hasattr(self, "rater_coef_"):

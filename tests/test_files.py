@@ -39,10 +39,11 @@ def test_a_read_only_cache_serves_what_it_holds(photos, tmp_path, monkeypatch):
     loaded = load_model(tmp_path / "p.pt")
     real = _features.check_writable_dir
 
-    def read_only(path, needed_bytes=0, what="directory"):
+    def read_only(path, needed_bytes=0, what="directory", name=None):
         if os.path.isdir(path):
-            raise ValueError(f"{what} {path!r} is not writable: Read-only file system.")
-        return real(path, needed_bytes, what)
+            raise ValueError(f"{name or f'{what} {path!r}'} is not writable: Read-only "
+                             "file system.")
+        return real(path, needed_bytes, what, name)
 
     monkeypatch.setattr(_features, "check_writable_dir", read_only)
     np.testing.assert_allclose(loaded.predict(photos[:12]), before[:12], rtol=1e-6)
@@ -61,11 +62,12 @@ def test_a_read_only_cache_is_said_once_by_the_users_folder(photos, tmp_path, mo
     save_model(meta, tmp_path / "p.pt")
     real, probes = _features.check_writable_dir, []
 
-    def read_only(path, needed_bytes=0, what="directory"):
+    def read_only(path, needed_bytes=0, what="directory", name=None):
         probes.append(path)
         if os.path.isdir(path):
-            raise ValueError(f"{what} {path!r} is not writable: Read-only file system.")
-        return real(path, needed_bytes, what)
+            raise ValueError(f"{name or f'{what} {path!r}'} is not writable: Read-only "
+                             "file system.")
+        return real(path, needed_bytes, what, name)
 
     monkeypatch.setattr(_features, "check_writable_dir", read_only)
     with warnings.catch_warnings(record=True) as caught:

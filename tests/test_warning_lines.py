@@ -99,9 +99,10 @@ def _cache_problem(tmp_path, monkeypatch, entry, problem):
     if problem == "read-only cache":
         real = _features.check_writable_dir
 
-        def read_only(path, needed_bytes=0, what="directory"):
-            real(path, needed_bytes, what)  # made, as a shared cache is: fit only warns
-            raise ValueError(f"{what} {path!r} is not writable: Read-only file system.")
+        def read_only(path, needed_bytes=0, what="directory", name=None):
+            real(path, needed_bytes, what, name)  # made, as a shared cache is: fit only warns
+            raise ValueError(f"{name or f'{what} {path!r}'} is not writable: Read-only "
+                             "file system.")
 
         monkeypatch.setattr(_features, "check_writable_dir", read_only)
     else:
