@@ -1145,7 +1145,8 @@ class ImageEmbedder:
         self._folded = None
 
     # Images per forward pass on a CPU, each batch of ``batch_size`` run in such parts
-    # (the same numbers); None: cpu_forward_batch().
+    # (the same numbers as whole batches on AVX-512 CPUs; on AVX2 ones the last bits may
+    # differ, as between any two batch sizes); None: cpu_forward_batch().
     forward_batch = None
 
     #: Embeddings held in memory, at most: the least recently used beyond are forgotten

@@ -27,7 +27,8 @@ def test_palette_images_are_keyed_by_their_colours():
     b.putpalette([10, 10, 10, 90, 90, 90, 170, 170, 170, 250, 250, 250] + [0] * 756)
     together = _embed([a, b])
     assert not np.allclose(together[0], together[1])  # one cached row for both, before
-    np.testing.assert_allclose(together[1], _embed([b])[0], rtol=1e-5)
+    # batches of 1 and 2 may round apart (AVX2 CPUs): 6.5e-10 off on a value of 3e-5
+    np.testing.assert_allclose(together[1], _embed([b])[0], rtol=1e-5, atol=1e-7)
 
 
 def test_an_upright_file_is_decoded_before_it_is_closed(tmp_path, monkeypatch):

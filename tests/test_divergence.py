@@ -1,6 +1,7 @@
 """Training that diverges is an error that says so, and loses no earlier fit or checkpoint."""
 
 import os
+import re
 import warnings
 
 import numpy as np
@@ -113,10 +114,13 @@ def test_a_collapsed_prior_is_named_after_fit():
     with pytest.warns(UserWarning) as record:
         meta = MetaAestheticRegressor(**params, inner_lr=100.0).fit(X, y, groups=groups)
     (w,) = _collapse_warnings(record)
-    assert ("gives the training images two scores (1.000 and 5.000, range 1-5; 180 rows "
-            "looked at)") in str(w.message)
+    # Saturated at both ends, or (on AVX2 CPUs, whose sums round otherwise) at one.
+    found = re.search(r"gives the training images (one score \((?:1|5)\.000|two scores "
+                      r"\(1\.000 and 5\.000), range 1-5; 180 rows looked at\)", str(w.message))
+    assert found, str(w.message)
     assert "inner_lr=100.0" in str(w.message)
-    assert len(np.unique(meta.predict(X).round(3))) == 2
+    n_scores = 1 if found.group(1).startswith("one") else 2
+    assert len(np.unique(meta.predict(X).round(3))) == n_scores
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
         MetaAestheticRegressor(**params).fit(X, y, groups=groups)
