@@ -288,7 +288,8 @@ def build_parser():
                     help="inner learning rate of the backbone (with --train-backbone)")
     mt.add_argument("--mixed-precision", action="store_true",
                     help="bfloat16 forward passes: embedding and prediction, and with "
-                         "--train-backbone every training step")
+                         "--train-backbone every training step (for GPUs and CPUs with "
+                         "AVX-512; far slower on AVX2-only CPUs, which warn)")
     mt.add_argument("--finetune-epochs", type=_count, default=20, metavar="N",
                     help="fine-tuning epochs when the prior is personalized")
     mt.add_argument("--finetune-lr", type=_rate,

@@ -2,6 +2,7 @@
 
 import contextlib
 import copy
+import functools
 import shlex
 import threading
 import warnings
@@ -10,7 +11,7 @@ import torch
 from sklearn.utils._param_validation import InvalidParameterError
 
 from ._pickled import fill_new_params
-from ._warnings import PIAAWarning
+from ._warnings import PIAAWarning, warn_caller
 
 __all__ = ["resolve_device", "usable", "to_device", "seeded", "autocast", "off_cpu",
            "cpu_copies", "PickledOnCPU", "unpickled_device"]
@@ -240,7 +241,43 @@ def autocast(device, enabled=True):
     """Mixed precision for a block: bfloat16 autocast on ``device``'s type, or nothing.
 
     bfloat16 has float32's range, so training needs no gradient scaling on either device
-    type; matrix products and convolutions run in bfloat16, reductions in float32.
+    type; matrix products and convolutions run in bfloat16, reductions in float32. The
+    first such block of a process on a CPU without bfloat16 support warns that it is
+    slower there (:func:`cpu_bfloat16_is_slow`).
     """
     dev = torch.device("cpu" if device is None else device)
+    if enabled and dev.type == "cpu" and not _SLOW_BFLOAT16_WARNED and cpu_bfloat16_is_slow():
+        _SLOW_BFLOAT16_WARNED.append(True)
+        warn_caller(SLOW_BFLOAT16.format(capability=torch.backends.cpu.get_cpu_capability()))
     return torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=bool(enabled))
+
+
+# Measured on a 2-core AMD EPYC (AVX2, no AVX-512): benchmarks/RESULTS.md, session 32.
+SLOW_BFLOAT16 = (
+    "mixed_precision is set, but this CPU has no bfloat16 support in torch (its CPU "
+    "capability: {capability}), so bfloat16 runs emulated, far slower than float32: on a "
+    "2-core AMD EPYC (AVX2) embedding ran 20x and prediction 6x slower. Set "
+    "mixed_precision=False (without --mixed-precision on the command line) on this "
+    "machine; bfloat16 pays on CPUs with AVX-512 (BF16 or AMX best) and on GPUs. "
+    "(Warned once per process.)")
+_SLOW_BFLOAT16_WARNED = []  # once per process: a block runs per batch
+
+
+@functools.cache
+def cpu_bfloat16_is_slow():
+    """Whether bfloat16 products on this CPU run without hardware support (emulated).
+
+    torch's oneDNN takes bfloat16 on CPUs with AVX-512 (fast with AVX-512 BF16 or AMX);
+    elsewhere (AVX2 CPUs: older Intel, AMD before Zen 4) bfloat16 is emulated: on a
+    2-core AMD EPYC, EfficientNet-Lite0 embedded 20x slower than in float32.
+
+    Returns
+    -------
+    bool
+        True where torch reports no oneDNN bfloat16 support; False where it does, or
+        where this build of torch cannot tell.
+    """
+    try:
+        return not torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    except (AttributeError, RuntimeError):  # a build without the check (or oneDNN)
+        return False

@@ -569,8 +569,11 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
         (``benchmarks/whole_network.py``). On a CPU with bfloat16
         instructions (AVX-512 BF16 / AMX) it embeds about 1.2-1.3x faster and predicts
         from embeddings 2-4x faster, but trains the whole network slower than float32
-        (``benchmarks/speed.py``). Embeddings differ from float32 ones by about 4%
-        (relative norm; up to 9% on photos); they are cached apart from them.
+        (``benchmarks/speed.py``). On a CPU without bfloat16 support in torch (AVX2
+        only, e.g. AMD EPYC before Zen 4) bfloat16 is emulated and far slower (20x in
+        embedding, measured): the first such use in a process warns. Embeddings differ
+        from float32 ones by about 4% (relative norm; up to 9% on photos); they are
+        cached apart from them.
         Predicted scores move by a fraction of a percent of the score range.
     checkpoint_dir : str or path-like, default=None
         Directory for meta-training checkpoints. When set, ``fit`` writes the state of

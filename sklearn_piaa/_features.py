@@ -1626,7 +1626,8 @@ def embed_images(X, backbone="efficientnet_lite0", backbone_weights=None, batch_
         Run the backbone under bfloat16 autocast: about 1.2-1.3x faster on CPUs with
         bfloat16 instructions (on a GPU, embedding is bound by JPEG decoding instead),
         embeddings within about 4% (relative norm; up to 9% on photos) of float32 ones
-        (``benchmarks/speed.py``).
+        (``benchmarks/speed.py``). On CPUs without bfloat16 support in torch (AVX2
+        only) it is emulated, 20x slower, and warns.
     random_state : int, RandomState instance or None, default=None
         Draws the initial weights of a backbone built without trained weights
         (``"tiny_cnn"``); ``None`` draws them from a copy of torch's global generator,

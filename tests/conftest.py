@@ -35,6 +35,16 @@ def python_sigint():
         signal.signal(signal.SIGINT, previous)
 
 
+@pytest.fixture(autouse=True)
+def _bfloat16_warned(monkeypatch):
+    """The once-per-process warning of slow bfloat16 taken as given, as on a CPU with
+    bfloat16 support: otherwise, on an AVX2 CPU, whichever test first ran under
+    autocast would see it (tests/test_mixed_precision.py tests it)."""
+    from sklearn_piaa import _device
+
+    monkeypatch.setattr(_device, "_SLOW_BFLOAT16_WARNED", [True])
+
+
 def make_rating_features(n_images=200, n_raters=12, per_rater=80, n_features=8,
                          deviation=0.6, random_state=0):
     """Linear-taste raters over feature vectors: consensus plus a per-rater deviation."""

@@ -1,13 +1,14 @@
 """bfloat16 autocast (``mixed_precision=True``): embedding and whole-network training on CPU."""
 
 import os
+import warnings
 
 import numpy as np
 import pytest
 import torch
 from scipy.stats import spearmanr
 
-from sklearn_piaa import MetaAestheticRegressor, embed_images, save_model
+from sklearn_piaa import MetaAestheticRegressor, PIAAWarning, embed_images, save_model
 from sklearn_piaa._features import ImageEmbedder
 from sklearn_piaa.meta import BLG
 from sklearn_piaa.nn import AestheticHead, load_backbone
@@ -20,6 +21,29 @@ def test_mixed_precision_embeddings_are_close_but_not_float32(image_files):
     assert half.dtype == np.float32 and np.isfinite(half).all()
     rel = np.linalg.norm(half - full) / np.linalg.norm(full)
     assert 0 < rel < 0.05, rel
+
+
+def test_bfloat16_on_a_cpu_without_it_is_warned_of_once(image_files, monkeypatch):
+    from sklearn_piaa import _device
+
+    assert isinstance(_device.cpu_bfloat16_is_slow(), bool)
+    monkeypatch.setattr(_device, "_SLOW_BFLOAT16_WARNED", [])
+    monkeypatch.setattr(_device, "cpu_bfloat16_is_slow", lambda: False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        embed_images(image_files[:2], backbone="tiny_cnn", mixed_precision=True)
+    monkeypatch.setattr(_device, "cpu_bfloat16_is_slow", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # float32 on such a CPU: nothing to say
+        embed_images(image_files[:2], backbone="tiny_cnn")
+    with pytest.warns(PIAAWarning, match=r"no bfloat16 support in torch \(its CPU "
+                                         r"capability: \w+\).*Set mixed_precision=False"
+                      ) as record:
+        embed_images(image_files[:2], backbone="tiny_cnn", mixed_precision=True)
+    assert len(record) == 1 and record[0].filename == __file__  # the caller's line
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once per process: a service is not flooded
+        embed_images(image_files[:2], backbone="tiny_cnn", mixed_precision=True)
 
 
 def test_mixed_precision_embeddings_are_cached_apart(image_files, tmp_path):
