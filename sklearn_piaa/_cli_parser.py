@@ -289,7 +289,7 @@ def build_parser():
     mt.add_argument("--mixed-precision", action="store_true",
                     help="bfloat16 forward passes: embedding and prediction, and with "
                          "--train-backbone every training step (for GPUs and CPUs with "
-                         "AVX-512; far slower on AVX2-only CPUs, which warn)")
+                         "bfloat16 instructions; far slower on AVX2-only CPUs, which warn)")
     mt.add_argument("--finetune-epochs", type=_count, default=20, metavar="N",
                     help="fine-tuning epochs when the prior is personalized")
     mt.add_argument("--finetune-lr", type=_rate,

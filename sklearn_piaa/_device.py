@@ -258,7 +258,8 @@ SLOW_BFLOAT16 = (
     "capability: {capability}), so bfloat16 runs emulated, far slower than float32: on a "
     "2-core AMD EPYC (AVX2) embedding ran 20x and prediction 6x slower. Set "
     "mixed_precision=False (without --mixed-precision on the command line) on this "
-    "machine; bfloat16 pays on CPUs with AVX-512 (BF16 or AMX best) and on GPUs. "
+    "machine; bfloat16 paid on CPUs with bfloat16 instructions (AVX-512 BF16, AMX) "
+    "and saves memory on GPUs. "
     "(Warned once per process.)")
 _SLOW_BFLOAT16_WARNED = []  # once per process: a block runs per batch
 
