@@ -186,7 +186,9 @@ class PersonalizedNet(NeuralNetRegressor):
     Attributes
     ----------
     module_, optimizer_, criterion_, history_
-        skorch's, once initialized or fitted.
+        skorch's, once initialized or fitted; ``optimizer_`` is made where it is first
+        used (a training step, or the attribute read), so a net that only predicts has
+        none.
     prior_ : MetaAestheticRegressor
         On a net that :meth:`MetaAestheticRegressor.personalize` returned: the prior as
         it was (what :func:`~sklearn_piaa.save_model` needs to rebuild the network). On a
@@ -490,6 +492,36 @@ class PersonalizedNet(NeuralNetRegressor):
             if head is not None:
                 self.criterion_.unit = loss_unit(head)
         return self
+
+    def initialize_optimizer(self, *args, **kwargs):
+        """skorch's optimizer, made where it is first used (a training step, or
+        ``optimizer_`` read) rather than here.
+
+        A process's first optimizer imports ``torch._dynamo`` (1.5-3 s on the project's
+        2-core CPUs), which a net that only predicts (a prior, a net loaded from a model
+        file, the ``sklearn-piaa predict`` command) never needs. It is made over
+        ``module_``'s parameters as they are then.
+        """
+        # skorch registers the component when the net's first optimizer_ is set (for
+        # set_params, and to load without CUDA); none is set here, so it is done as
+        # skorch does it, without mutating the lists.
+        for attr, value in (("prefixes_", "optimizer"), ("_optimizers", "optimizer"),
+                            ("cuda_dependent_attributes_", "optimizer_")):
+            if value not in getattr(self, attr):
+                setattr(self, attr, getattr(self, attr)[:] + [value])
+        # __dict__, not skorch's __delattr__, which would unregister the component.
+        self.__dict__.pop("optimizer_", None)
+        self.__dict__["_optimizer_pending_"] = (args, kwargs)
+        return self
+
+    def __getattr__(self, name):
+        # Only reached where the attribute is missing.
+        pending = self.__dict__.get("_optimizer_pending_") if name == "optimizer_" else None
+        if pending is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        del self.__dict__["_optimizer_pending_"]
+        super().initialize_optimizer(*pending[0], **pending[1])
+        return self.__dict__["optimizer_"]
 
     def initialize_module(self):
         """``module_`` = a deep copy of ``module`` (the prior), so fits never compound."""

@@ -2,6 +2,8 @@
 and losses, and a module changed between fits."""
 
 import signal
+import subprocess
+import sys
 import threading
 import warnings
 
@@ -13,7 +15,7 @@ from skorch.callbacks import EarlyStopping, Freezer, LRScheduler
 from skorch.dataset import ValidSplit
 from torch import nn
 
-from sklearn_piaa import MetaAestheticRegressor
+from sklearn_piaa import MetaAestheticRegressor, load_model, save_model
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +102,71 @@ def test_personalize_takes_other_optimizers_and_losses(prior, params):
     if "criterion" in params:
         assert isinstance(net.criterion_, nn.L1Loss)
     assert not np.allclose(net.predict(X), prior.personalize(X, y, max_epochs=0).predict(X))
+
+
+def test_a_net_that_only_predicts_makes_no_optimizer(tmp_path):
+    # A process's first optimizer imports torch._dynamo (1.5-3 s on 2 cores): every
+    # load_model and `sklearn-piaa predict` paid it, for an optimizer never used.
+    from conftest import TINY, make_rating_features
+
+    Xs, ys, groups, _ = make_rating_features()
+    prior = MetaAestheticRegressor(**TINY).fit(Xs, ys, groups=groups)
+    X, y = _rater()
+    net = prior.personalize(X, y, random_state=0)
+    save_model(prior, tmp_path / "prior.pt")
+    save_model(net, tmp_path / "net.pt")
+    loaded, loaded_net = load_model(tmp_path / "prior.pt"), load_model(tmp_path / "net.pt")
+    for only_predicts in (prior.prior_net_, loaded.prior_net_, loaded_net):
+        only_predicts.predict(X)
+        assert "optimizer_" not in vars(only_predicts)
+    # made when first asked for: skorch's, with the net's settings, over module_
+    optimizer = loaded.prior_net_.optimizer_
+    assert type(optimizer) is torch.optim.Adam and optimizer.defaults["fused"]
+    assert optimizer.defaults["lr"] == loaded.prior_net_.lr
+    assert optimizer.defaults["betas"] == tuple(prior.betas)
+    assert optimizer.defaults["weight_decay"] == prior.weight_decay
+    assert [id(p) for p in optimizer.param_groups[0]["params"]] == \
+        [id(p) for p in loaded.prior_net_.module_.parameters()]
+    assert loaded.prior_net_.optimizer_ is optimizer
+    # set_params reaches an optimizer not made yet, as skorch's own
+    loaded_net.set_params(lr=0.25)
+    assert loaded_net.optimizer_.param_groups[0]["lr"] == 0.25
+    # fits make theirs as before: the same nets
+    np.testing.assert_array_equal(loaded.personalize(X, y, random_state=0).predict(X),
+                                  net.predict(X))
+    again = load_model(tmp_path / "net.pt")
+    assert not np.allclose(again.partial_fit(X, y).predict(X), net.predict(X))
+    assert type(again.optimizer_) is torch.optim.Adam
+    with pytest.raises(AttributeError, match="no attribute 'optimizer_x'"):
+        loaded_net.optimizer_x
+
+
+def test_loading_a_model_and_predicting_imports_no_compiler(tmp_path):
+    # What the test above saves a new process: torch._dynamo's import; and loading the
+    # shipped backbone imported torch's symbolic shapes and sympy (0.5 s) through
+    # nn.utils.skip_init. Checked in a process of its own, where nothing ran before.
+    from conftest import TINY, make_rating_features
+
+    Xs, ys, groups, _ = make_rating_features()
+    save_model(MetaAestheticRegressor(**TINY).fit(Xs, ys, groups=groups),
+               tmp_path / "prior.pt")
+    modules = ("torch._dynamo", "torch.fx.experimental.symbolic_shapes")
+    code = ("import sys, numpy, torch\n"
+            f"modules = {modules!r}\n"
+            "print(*(m in sys.modules for m in modules))\n"
+            "from sklearn_piaa import load_model\n"
+            "from sklearn_piaa.nn import load_backbone\n"
+            "model = load_model(sys.argv[1])\n"
+            "model.predict(numpy.zeros((3, 8), numpy.float32))\n"
+            "load_backbone('efficientnet_lite0')\n"
+            "print(*(m in sys.modules for m in modules))\n")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "prior.pt")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    before, after = (line.split() for line in done.stdout.splitlines())
+    if "True" in before:
+        pytest.skip(f"this torch imports {modules} with torch itself: {before}")
+    assert after == ["False", "False"], modules
 
 
 def test_a_layer_frozen_after_personalization_stays_frozen(prior):

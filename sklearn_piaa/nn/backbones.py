@@ -159,12 +159,14 @@ def _lean(net):
                 cls, args = _OffsetConv2d, {"same_padding": (left, right)}
             else:
                 continue
-            # skip_init: initializing weights that are replaced at once would draw
-            # from torch's generator, and shift every later draw (the head's init)
-            plain = nn.utils.skip_init(
-                cls, conv.in_channels, conv.out_channels, conv.kernel_size,
-                stride=conv.stride, dilation=conv.dilation, groups=conv.groups,
-                bias=conv.bias is not None, device=conv.weight.device, **args)
+            # Made on the meta device, then handed the real weights: initializing
+            # weights that are replaced at once would draw from torch's generator, and
+            # shift every later draw (the head's init). Not nn.utils.skip_init: its
+            # to_empty imports torch's symbolic shapes and sympy (0.5 s) in every
+            # process that loads the backbone, for tensors replaced at once.
+            plain = cls(conv.in_channels, conv.out_channels, conv.kernel_size,
+                        stride=conv.stride, dilation=conv.dilation, groups=conv.groups,
+                        bias=conv.bias is not None, device="meta", **args)
             plain.weight, plain.bias = conv.weight, conv.bias
             module._modules[name] = plain
 
