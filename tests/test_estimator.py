@@ -479,6 +479,42 @@ def test_fit_names_the_raters_whose_scores_are_all_equal(ratings, tiny_params):
         MetaAestheticRegressor(**tiny_params).fit(*ratings[:2], groups=groups)
 
 
+def test_a_given_score_range_far_wider_than_every_rating_is_warned_of(ratings, tiny_params):
+    # All raters alike on 1-5, fitted with score_range=(0, 500): no rater differs from
+    # the rest, so nothing was said, and the prior's SROCC on test raters fell to zero.
+    X, y, groups = ratings
+    with pytest.warns(PIAAWarning) as record:
+        meta = MetaAestheticRegressor(**{**tiny_params, "score_range": (0, 500)}).fit(
+            X, y, groups=groups)
+    wide = [w for w in record if "corner" in str(w.message)]
+    assert len(wide) == 1 and wide[0].filename == __file__
+    assert re.search(r"^the training ratings \(1 to 5\) span 0\.8% of score_range=\(0, 500\) "
+                     r"\(--score-range 0,500 on the command line\)\. .*If these ratings use "
+                     r"another scale, pass that scale as score_range, or leave score_range "
+                     r"out", str(wide[0].message))
+    assert not [w for w in record if "another scale than" in str(w.message)]
+    # ratings of 1-10 given a percent scale: all in its lowest fifth
+    with pytest.warns(PIAAWarning, match=r"^the training ratings \(1 to 10\) all lie in the "
+                                         r"lowest fifth of score_range=\(0, 100\)"):
+        MetaAestheticRegressor(**{**tiny_params, "score_range": (0, 100)}).fit(
+            X, 1 + 9 * (y - 1) / 4, groups=groups)
+    # personalizing with a given range: the rater's scores, the same rule
+    with pytest.warns(PIAAWarning, match=r"^the rater's scores \(1 to 5\) span 0\.8% of "
+                                         r"score_range=\(0, 500\)"):
+        meta.personalize(X[groups == "r00"], y[groups == "r00"], score_range=(0, 500))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PIAAWarning)
+        # the scale itself, or one the ratings fill a fair part of
+        MetaAestheticRegressor(**{**tiny_params, "score_range": (1, 5)}).fit(
+            X, y, groups=groups)
+        MetaAestheticRegressor(**{**tiny_params, "score_range": (0, 10)}).fit(
+            X, y, groups=groups)
+        # raters who like everything: all in the highest fifth of the range given
+        MetaAestheticRegressor(**{**tiny_params, "score_range": (-20, 5)}).fit(
+            X, y, groups=groups)
+        meta.personalize(X[groups == "r00"], 100 * y[groups == "r00"], score_range=(0, 500))
+
+
 def test_fit_names_the_raters_whose_scores_look_like_another_scale(ratings, tiny_params):
     # Raters on 1-5 among raters on 0-500 were fitted without a word: the range taken
     # from all the ratings became (0, 500), their scores sat in under 1% of it, and the
@@ -502,9 +538,6 @@ def test_fit_names_the_raters_whose_scores_look_like_another_scale(ratings, tiny
             X, mixed, groups=groups)
     with warnings.catch_warnings():
         warnings.simplefilter("error", PIAAWarning)
-        # all raters alike on a scale narrower than the one given: no rater differs
-        MetaAestheticRegressor(**{**tiny_params, "score_range": (0, 500)}).fit(
-            X, y, groups=groups)
         # raters who use a part of one scale: half of them 1-3, the others 3-5
         low = np.isin(groups, [f"r{u:02d}" for u in range(6)])
         MetaAestheticRegressor(**tiny_params).fit(
