@@ -420,21 +420,24 @@ def warn_if_given_range_too_wide(y, low, high, whose):
             "scale as score_range, or leave score_range out to take it from the ratings.")
 
 
-def _scores_at(y, outside, tasks=None):
-    """The first few flagged scores of ``y``, with rater and image where ``tasks`` tells."""
+def _scores_at(y, outside, tasks=None, X=None):
+    """The first few flagged scores of ``y``, with rater and image where ``tasks`` tells
+    (or ``X``, one rater's images as given, the image)."""
+    if tasks is not None:
+        X = tasks.X
+    paths = isinstance(X, (list, tuple)) or getattr(getattr(X, "dtype", None), "kind",
+                                                    "") in "OUS"
     where = []
     for i in np.flatnonzero(outside)[:3]:
+        # by position: a pandas Series of paths would go by its index labels
+        x = (X.iloc[i] if hasattr(X, "iloc") else X[i]) if paths else None
+        image = f"image {os.fspath(x)}, " if isinstance(x, (str, os.PathLike)) else ""
         if tasks is None:
-            where.append(f"{y[i]:g} ({row_numbers([i], of='X')})")
+            where.append(f"{y[i]:g} ({image}{row_numbers([i], of='X')})")
             continue
-        X = tasks.X
-        paths = isinstance(X, (list, tuple)) or getattr(getattr(X, "dtype", None), "kind",
-                                                         "") in "OUS"
-        x = X[i] if paths else None
-        image = f", image {os.fspath(x)}" if isinstance(x, (str, os.PathLike)) else ""
         rater = tasks.groups[i]
         rater = rater.item() if isinstance(rater, np.generic) else rater
-        where.append(f"{y[i]:g} (rater {rater!r}{image}, {row_numbers([i], of='X')})")
+        where.append(f"{y[i]:g} (rater {rater!r}, {image}{row_numbers([i], of='X')})")
     more = int(outside.sum())
     return "; ".join(where) + (f"; ... ({more} in all)" if more > 3 else "")
 
@@ -1574,15 +1577,15 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
         low, high = (self.score_range_ if score_range is None
                      else check_score_range(score_range))
         # The scores of images left out (on_error="skip") are not the rater's data.
-        given = y
+        given, images = y, X
         X, y, kept = self._readable(X, y)
         outside = np.zeros(len(given), dtype=bool)  # at the rows as given, for the message
         outside[kept] = scores_outside(y, low, high)
         if outside.any():
             raise ValueError(
                 f"{int(outside.sum())} score(s) lie outside the range ({low:g}, {high:g}), "
-                f"e.g. {_scores_at(given, outside)}. If this rater uses another scale than the "
-                f"prior's training data, {pass_score_range()}.")
+                f"e.g. {_scores_at(given, outside, X=images)}. If this rater uses another "
+                f"scale than the prior's training data, {pass_score_range()}.")
         if getattr(_SCALE_CHECKED, "on", False):
             return X, y, (low, high)
         if score_range is not None:

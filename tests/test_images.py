@@ -1,5 +1,6 @@
 import copy
 import os
+import re
 
 import numpy as np
 import pytest
@@ -544,6 +545,23 @@ def test_features_of_the_wrong_kind_are_named_before_the_scores(image_files, tra
     match = "not a 2-D feature array" if train_backbone else "X has 7 features"
     with pytest.raises(ValueError, match=match):
         meta.personalize(np.random.rand(3, 7).astype(np.float32), [9.0, 9.0, 9.0])
+
+
+def test_scores_outside_the_range_name_their_images(image_files):
+    # personalize named only "row 3 of X": of a table of image paths (the command line's
+    # personalize) the image says which rating to look at
+    y = np.tile([1.0, 2.0, 3.0, 4.0, 5.0, 3.0], 2)
+    meta = MetaAestheticRegressor(**TINY_IMG).fit(image_files, y,
+                                                  groups=np.repeat(["a", "b"], 6))
+    scores = [3.0, 2.0, 4.0, 9.0, 1.0]
+    name = re.escape(str(image_files[3]))
+    with pytest.raises(ValueError, match=rf"^1 score\(s\) lie outside the range \(1, 5\), "
+                                         rf"e.g. 9 \(image {name}, row 3 of X, counting"):
+        meta.personalize(image_files[:5], scores)
+    pd = pytest.importorskip("pandas")
+    paths = pd.Series([str(p) for p in image_files[:5]], index=[10, 11, 12, 13, 14])
+    with pytest.raises(ValueError, match=rf"e.g. 9 \(image {name}, row 3 of X"):
+        meta.personalize(paths, scores)
 
 
 def test_each_distinct_path_is_keyed_once(image_files, monkeypatch):
