@@ -12,7 +12,8 @@ left out, with a line that names them). Reported beside it, on the same draws:
 - ``consensus + ridge``: the consensus plus a per-rater ridge regression of the rater's
   residual on the image embeddings, fitted on the 10 support images.
 
-Usage: ``python benchmarks/real_raters.py [--folds 5] [--repeats 5] [--iterations 300]``.
+Usage: ``python benchmarks/real_raters.py [--folds 5] [--repeats 5] [--iterations 300]
+[--hidden-sizes 1024 512]``.
 Needs ``../shared`` (it exits with a message when that is absent).
 """
 
@@ -45,6 +46,8 @@ def main(argv=None):
     ap.add_argument("--iterations", type=int, default=300)
     ap.add_argument("--outer-lr", type=float, default=0.1)
     ap.add_argument("--random-state", type=int, default=0)
+    ap.add_argument("--hidden-sizes", type=int, nargs="+", default=None,
+                    help="the head's hidden layers (default: the package's, 1024 512)")
     args = ap.parse_args(argv)
     if not os.path.isdir(LIKING):
         print(f"real-rater data not found at {os.path.abspath(LIKING)}; nothing to do.")
@@ -75,8 +78,10 @@ def main(argv=None):
     cv = UserGroupKFold(args.folds, random_state=args.random_state)
     for fold, (train, test) in enumerate(cv.split(F, y, groups)):
         t1 = time.perf_counter()
+        head = {} if args.hidden_sizes is None else {"hidden_sizes": tuple(args.hidden_sizes)}
         meta = MetaAestheticRegressor(backbone=None, n_iterations=args.iterations,
-                                      outer_lr=args.outer_lr, random_state=args.random_state)
+                                      outer_lr=args.outer_lr, random_state=args.random_state,
+                                      **head)
         meta.fit(F[train], y[train], groups=groups[train])
         consensus = np.array([y[train][image_id[train] == i].mean() for i in range(len(images))])
         for rater in np.unique(groups[test]):
