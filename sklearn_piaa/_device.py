@@ -237,21 +237,6 @@ def seeded(seed, device="cpu"):
         yield
 
 
-def autocast(device, enabled=True):
-    """Mixed precision for a block: bfloat16 autocast on ``device``'s type, or nothing.
-
-    bfloat16 has float32's range, so training needs no gradient scaling on either device
-    type; matrix products and convolutions run in bfloat16, reductions in float32. The
-    first such block of a process on a CPU without bfloat16 support warns that it is
-    slower there (:func:`cpu_bfloat16_is_slow`).
-    """
-    dev = torch.device("cpu" if device is None else device)
-    if enabled and dev.type == "cpu" and not _SLOW_BFLOAT16_WARNED and cpu_bfloat16_is_slow():
-        _SLOW_BFLOAT16_WARNED.append(True)
-        warn_caller(SLOW_BFLOAT16.format(capability=torch.backends.cpu.get_cpu_capability()))
-    return torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=bool(enabled))
-
-
 # Measured on a 2-core AMD EPYC (AVX2, no AVX-512): benchmarks/RESULTS.md, session 32.
 SLOW_BFLOAT16 = (
     "mixed_precision is set, but this CPU has no bfloat16 support in torch (its CPU "
@@ -282,3 +267,18 @@ def cpu_bfloat16_is_slow():
         return not torch.ops.mkldnn._is_mkldnn_bf16_supported()
     except (AttributeError, RuntimeError):  # a build without the check (or oneDNN)
         return False
+
+
+def autocast(device, enabled=True):
+    """Mixed precision for a block: bfloat16 autocast on ``device``'s type, or nothing.
+
+    bfloat16 has float32's range, so training needs no gradient scaling on either device
+    type; matrix products and convolutions run in bfloat16, reductions in float32. The
+    first such block of a process on a CPU without bfloat16 support warns that it is
+    slower there (:func:`cpu_bfloat16_is_slow`).
+    """
+    dev = torch.device("cpu" if device is None else device)
+    if enabled and dev.type == "cpu" and not _SLOW_BFLOAT16_WARNED and cpu_bfloat16_is_slow():
+        _SLOW_BFLOAT16_WARNED.append(True)
+        warn_caller(SLOW_BFLOAT16.format(capability=torch.backends.cpu.get_cpu_capability()))
+    return torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=bool(enabled))

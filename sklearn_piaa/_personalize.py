@@ -501,6 +501,11 @@ class PersonalizedNet(NeuralNetRegressor):
         2-core CPUs), which a net that only predicts (a prior, a net loaded from a model
         file, the ``sklearn-piaa predict`` command) never needs. It is made over
         ``module_``'s parameters as they are then.
+
+        Returns
+        -------
+        PersonalizedNet
+            ``self``, as skorch's method returns.
         """
         # skorch registers the component when the net's first optimizer_ is set (for
         # set_params, and to load without CUDA); none is set here, so it is done as
