@@ -72,7 +72,8 @@ class PersonalizationResult:
         its raters, and ``str(result)`` names such sizes in one line.
     skipped : dict
         ``n_support -> [(rater, n_images), ...]``: raters with fewer than
-        ``n_support + 2`` images, reported rather than silently dropped.
+        ``n_support + 2`` images (readable ones, where the model leaves out those it
+        cannot read), reported rather than silently dropped.
     method : str or None
         The method name :func:`~sklearn_piaa.report.compare_methods` ran it as (a key
         of :data:`~sklearn_piaa.report.METHOD_LABELS`), by which
@@ -126,6 +127,7 @@ class PersonalizationResult:
 
 
 def _one_rater(prior, X, y, rater, seeds, n_support, personalize_params):
+    """The rater's table rows, and how many of its images were readable."""
     rows = []
     # The prior is fixed: predict the rater's images once, then index each query set.
     X, y, prior_pred = _readable_rows(prior, X, y)
@@ -139,7 +141,7 @@ def _one_rater(prior, X, y, rater, seeds, n_support, personalize_params):
                          (prior_why, why)))
     finally:
         _SCALE_CHECKED.on = False
-    return rows
+    return rows, len(y)
 
 
 def evaluate_personalization(prior, test_tasks, n_support=(10, 100), n_repeats=50,
@@ -194,7 +196,9 @@ def evaluate_personalization(prior, test_tasks, n_support=(10, 100), n_repeats=5
     -------
     PersonalizationResult
         Raters with fewer than ``n_support + 2`` images are skipped at that size, with
-        a :class:`PIAAWarning` naming them (listed in ``skipped``). A size that no
+        a :class:`PIAAWarning` naming them (listed in ``skipped``); so are those left
+        with too few by the images a prior with ``on_error="skip"`` could not read,
+        with a warning of their own. A size that no
         rater has enough images for is left out of ``summary``, with one
         :class:`PIAAWarning` for all such sizes. Raters scored on
         fewer than 10 query images at some size are kept, with one
@@ -249,12 +253,60 @@ def evaluate_personalization(prior, test_tasks, n_support=(10, 100), n_repeats=5
     calls = [(*test_tasks[r], r, seeds[i], n_support, extra)
              for i, r in enumerate(test_tasks.raters)]
     bar = progress(total=len(test_tasks), desc="evaluate", unit="rater", enabled=bool(verbose))
-    rows = []
-    for part in _each_rater(_one_rater, prior, calls, n_jobs):
+    rows, readable = [], {}
+    for r, (part, n_readable) in zip(test_tasks.raters,
+                                     _each_rater(_one_rater, prior, calls, n_jobs)):
         rows += part
+        readable[r] = n_readable
         bar.update()
     bar.close()
+    n_support = _skip_unreadable(skipped, sizes, readable, n_support)
     return _result(rows, n_support, skipped, model=prior)
+
+
+def _skip_unreadable(skipped, sizes, readable, n_support):
+    """Skip, as raters of too few images, those that unreadable images left too few.
+
+    A model with ``on_error="skip"`` leaves out the images it cannot read, which the
+    count of ``n_support + 2`` images made before the work could not know: such a rater
+    was dropped from a size's table and means without a word. Each is added to
+    ``skipped[k]`` (with its readable images) and named in a warning.
+
+    Parameters
+    ----------
+    skipped : dict
+        ``n_support -> [(rater, n_images), ...]``, changed in place.
+    sizes, readable : dict
+        Each rater's images, and its readable ones, in rater order.
+    n_support : tuple of int
+
+    Returns
+    -------
+    tuple of int
+        The sizes at which some rater was scored.
+
+    Raises
+    ------
+    ValueError
+        When no rater was scored at any size.
+    """
+    order = {r: i for i, r in enumerate(readable)}
+    for k in n_support:
+        late = [(r, n) for r, n in readable.items() if sizes[r] >= k + 2 > n]
+        if late:
+            skipped[k] = sorted(skipped[k] + late, key=lambda item: order[item[0]])
+            warnings.warn(
+                f"{len(late)} rater(s) have fewer than {k + 2} readable images, their "
+                f"unreadable ones left out, and are skipped at n_support={k}: "
+                + listing(f"{r!r} ({n} of {sizes[r]} readable)" for r, n in late),
+                SkippedWarning, stacklevel=3)
+    scored = tuple(k for k in n_support if len(skipped[k]) < len(readable))
+    if not scored:
+        raise ValueError(
+            f"no test rater has enough readable images for any n_support in "
+            f"{list(n_support)} (it needs n_support + 2, for at least 2 query images); "
+            f"the most any has: {max(readable.values())}.")
+    return scored
 
 
 def _reachable(n_support, skipped, n_raters, need):

@@ -530,6 +530,39 @@ def test_the_scorer_leaves_unreadable_images_out_as_the_protocol_does(image_file
 
 
 @pytest.mark.filterwarnings("ignore:.*scored on fewer than 10 query images")
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_a_rater_left_too_few_readable_images_is_skipped_by_name(image_files, tmp_path, n_jobs):
+    # Counted with its unreadable images, rater 'c' passed the n_support + 2 check; the
+    # images left out then could not fill the draw, and 'c' vanished from the table and
+    # the means without a word (a lone such rater: "nan ± nan (n=0)").
+    from sklearn_piaa._warnings import SkippedWarning
+    y = np.tile([1.0, 2.0, 3.0, 4.0, 5.0, 3.0], 2)
+    meta = MetaAestheticRegressor(backbone="tiny_cnn", hidden_sizes=(8,), n_iterations=2,
+                                  support_size=4, query_size=2, finetune_epochs=2,
+                                  batch_size=4, random_state=0, on_error="skip").fit(
+        image_files, y, groups=np.repeat(["a", "b"], 6))
+    gone = [str(tmp_path / f"gone{i}.png") for i in range(2)]
+    X = [*image_files[:6], *gone, *image_files]
+    scores, groups = np.r_[y[:6], 3.0, 3.0, y], np.repeat(["c", "d"], [8, 12])
+    tasks = TaskSet.from_arrays(X, scores, groups)
+    with pytest.warns(PIAAWarning) as record:
+        result = evaluate_personalization(meta, tasks, n_support=(4, 6), n_repeats=2,
+                                          random_state=0, n_jobs=n_jobs)
+    _assert_warned(record, SkippedWarning,
+                   r"^1 rater\(s\) have fewer than 8 readable images, their unreadable "
+                   r"ones left out, and are skipped at n_support=6: 'c' \(6 of 8 readable\)")
+    assert result.skipped == {4: [], 6: [("c", 6)]}
+    assert sorted(set(result.table["rater"][result.table["n_support"] == 6])) == ["d"]
+    assert result.summary[6]["personalized"].n == 1
+    assert "skipped at 6 images (too few images): 'c' (6)" in str(result)
+    # 'c' alone: nothing to score at any size, said as for too few images
+    with pytest.warns(PIAAWarning), pytest.raises(
+            ValueError, match=r"no test rater has enough readable images for any n_support "
+                              r"in \[6\] .*the most any has: 6"):
+        evaluate_personalization(meta, tasks.subset(["c"]), n_support=6, n_repeats=1)
+
+
+@pytest.mark.filterwarnings("ignore:.*scored on fewer than 10 query images")
 def test_the_scorer_finds_unreadable_images_without_predicting_them(image_files, tmp_path,
                                                                      monkeypatch):
     # It predicted every image of every rater with the prior to find the unreadable
