@@ -1582,10 +1582,17 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
         outside = np.zeros(len(given), dtype=bool)  # at the rows as given, for the message
         outside[kept] = scores_outside(y, low, high)
         if outside.any():
+            same = ""
+            if score_range is None and self.score_range is None:
+                # a held-out rater of the training raters' own scale, who used a score
+                # none of them did (a fold of a search): the prior is what to change
+                same = (" If it uses the same scale, the prior's range is that of its "
+                        "training ratings: fit the prior with score_range=(low, high) of the "
+                        "whole scale (--score-range LOW,HIGH of sklearn-piaa meta-train).")
             raise ValueError(
                 f"{int(outside.sum())} score(s) lie outside the range ({low:g}, {high:g}), "
                 f"e.g. {_scores_at(given, outside, X=images)}. If this rater uses another "
-                f"scale than the prior's training data, {pass_score_range()}.")
+                f"scale than the prior's training data, {pass_score_range()}.{same}")
         if getattr(_SCALE_CHECKED, "on", False):
             return X, y, (low, high)
         if score_range is not None:

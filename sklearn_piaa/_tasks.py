@@ -710,9 +710,9 @@ def as_tasks(X, y=None, groups=None, features=False, owner="the estimator"):
             "fit() got no groups: all ratings are treated as one rater, so nothing "
             "person-specific is learned. Pass groups=rater_ids. Inside "
             "cross_val_score or GridSearchCV, scikit-learn gives groups only to the "
-            "splitter unless metadata routing is on: call sklearn.set_config("
-            "enable_metadata_routing=True) (or pass params={'groups': rater_ids} to "
-            "cross_val_score).")
+            "splitter unless metadata routing is on: run them inside "
+            "'with sklearn.config_context(enable_metadata_routing=True):' (or pass "
+            "params={'groups': rater_ids} to cross_val_score).")
         # not 0 or another id a real rater may have: a held-out rater 0 was taken for
         # one the prior was trained on
         groups = np.full(n_samples(X), NO_GROUPS, dtype=object)

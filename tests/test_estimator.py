@@ -611,6 +611,17 @@ def test_personalize_on_scores_all_equal_warns_as_on_one_image(ratings, tiny_par
     assert [w for w in record if "'r00' (constant ratings)" in str(w.message)]
 
 
+def test_fit_without_groups_advises_routing_for_the_call_only(ratings, tiny_params):
+    # It said "call sklearn.set_config(enable_metadata_routing=True)", which the README
+    # warns against: routing left on makes a later cross_val_score(groups=) fail.
+    X, y, _ = ratings
+    with pytest.warns(PIAAWarning, match="got no groups") as record:
+        MetaAestheticRegressor(**tiny_params).fit(X, y)
+    text = " ".join(str(w.message) for w in record if "got no groups" in str(w.message))
+    assert "sklearn.config_context(enable_metadata_routing=True)" in text
+    assert "set_config" not in text
+
+
 def test_scores_outside_the_range_are_named_by_their_row_of_x_counting_from_0(
         ratings, tiny_params):
     # "row 7" read as line 7 of the user's CSV file, whose reader counts lines from 1
@@ -626,6 +637,18 @@ def test_scores_outside_the_range_are_named_by_their_row_of_x_counting_from_0(
     with pytest.raises(ValueError, match=r"e\.g\. 9 \(row 2 of X, counting from 0\)\. If "
                                          r".*\(--score-range LOW,HIGH on the command line\)"):
         meta.personalize(X[:5], [1.0, 2.0, 9.0, 3.0, 4.0])
+    # a rater of the training raters' scale who used a score none of them did (a fold of
+    # a search): the advice was only for another scale; the prior's range is the cause
+    same = r"If it uses the same scale, the prior's range is that of its training ratings"
+    with pytest.raises(ValueError, match=same):
+        meta.personalize(X[:5], [1.0, 2.0, 0.5, 3.0, 4.0])
+    # not said where the prior's range was given, or the rater's is
+    given = MetaAestheticRegressor(**{**tiny_params, "score_range": (1, 5)}).fit(
+        X, y, groups=groups)
+    for model, extra in ((given, {}), (meta, {"score_range": (1, 5)})):
+        with pytest.raises(ValueError, match="lie outside") as caught:
+            model.personalize(X[:5], [1.0, 2.0, 0.5, 3.0, 4.0], **extra)
+        assert "same scale" not in str(caught.value)
     bad[7] = 99.0  # a code for a missing rating
     with pytest.warns(PIAAWarning, match=r"99 \(rater 'r00', row 7 of X, counting from 0\)\. "
                                          r".*if they are real ratings, pass score_range=\(low, "
