@@ -1,6 +1,7 @@
 """MetaAestheticRegressor: meta-train an aesthetic prior over raters, personalize it."""
 
 import copy
+import difflib
 import hashlib
 import inspect
 import math
@@ -476,6 +477,47 @@ _OVERRIDE_CONSTRAINTS = {
     "batch_size": [Interval(numbers.Integral, 1, None, closed="left"),
                    Options(numbers.Integral, {-1})],
 }
+
+
+#: Names users reach for, and the fine-tuning net's for them.
+_NET_PARAM_ALIASES = {"learning_rate": "lr", "epochs": "max_epochs", "n_epochs": "max_epochs"}
+
+
+def _refuse_unknown_net_params(net, net_params):
+    """Refuse, naming ``personalize`` and the likely meant name, what ``net`` does not take.
+
+    skorch refused ``personalize(X, y, epochs=5)`` with its own text ("__init__() got
+    unexpected argument(s) epochs. Either you made a typo, or you added new arguments
+    in a subclass..."), which named neither the method nor ``max_epochs``. Its rule is
+    kept: a name of the net's ``__init__``, a name ending in ``_``, or one that starts
+    with a component's prefix (whose malformed ``prefix_name`` skorch names itself).
+    """
+    # the named parameters of every __init__ up to skorch's NeuralNet (subclasses pass
+    # the rest on as **kwargs)
+    accepted = {name for cls in type(net).__mro__ if "__init__" in vars(cls)
+                for name, p in inspect.signature(cls.__init__).parameters.items()
+                if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    prefixes = getattr(net, "prefixes_", ())
+    unknown = [name for name in net_params
+               if name not in accepted and not name.endswith("_")
+               and not any(name.startswith(p) for p in prefixes)]
+    if not unknown:
+        return
+    hints = []
+    for name in unknown:
+        close = ([_NET_PARAM_ALIASES[name]] if name in _NET_PARAM_ALIASES
+                 else difflib.get_close_matches(name, sorted(accepted), n=1))
+        if name == "groups":
+            hints.append("'groups' (personalize fits one rater: pass that rater's X and y)")
+        elif close:
+            hints.append(f"{name!r} (did you mean {close[0]!r}?)")
+        else:
+            hints.append(repr(name))
+    raise TypeError(
+        f"personalize() got unexpected keyword argument(s) {', '.join(hints)}. It takes X, "
+        "y, random_state, score_range and the fine-tuning net's parameters: max_epochs, lr, "
+        "batch_size, callbacks, train_split, optimizer, optimizer__<name>, ... (skorch's "
+        "NeuralNet).")
 
 
 class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
@@ -1523,6 +1565,9 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
         InvalidParameterError
             If a setting changed since ``fit`` (``set_params(finetune_lr=...)``), or an
             ``lr``, ``max_epochs`` or ``batch_size`` override, is not a valid value.
+        TypeError
+            If an override is no parameter of the net (``epochs=5``: the name meant,
+            ``max_epochs``, is suggested).
 
         Warns
         -----
@@ -1548,6 +1593,7 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
         learning rate: nan"), naming neither the setting nor the method.
         """
         self._validate_params()
+        _refuse_unknown_net_params(self.prior_net_, net_params)
         overrides = {k: v for k, v in net_params.items() if k in _OVERRIDE_CONSTRAINTS}
         for name, value in overrides.items():
             if isinstance(value, (bool, np.bool_)):  # an Integral to scikit-learn

@@ -735,7 +735,9 @@ class TaskVectorRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
             ``y=None``: the rater's scores are required), or if ``X`` holds features of
             another width than those fitted on.
         TypeError
-            If ``net_params`` holds a setting of this class rather than of the net.
+            If ``net_params`` holds a setting of this class rather than of the net, or
+            a name the net does not take (as for
+            :meth:`MetaAestheticRegressor.personalize`).
         FloatingPointError
             If fitting the coefficients (``coef_lr``, ``coef_steps``) or fine-tuning
             diverged.

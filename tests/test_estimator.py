@@ -702,6 +702,30 @@ def test_fine_tuning_settings_are_checked_by_name_at_personalize(ratings, tiny_p
     assert meta.personalize(X[:10], y[:10], batch_size=-1).batch_size == -1
 
 
+def test_an_unknown_fine_tuning_argument_is_named_with_the_meant_one(ratings, tiny_params):
+    # skorch refused them in its own words: "__init__() got unexpected argument(s)
+    # epochs. Either you made a typo, or you added new arguments in a subclass..."
+    from sklearn_piaa import TaskVectorRegressor
+
+    X, y, groups = ratings
+    meta = MetaAestheticRegressor(**tiny_params).fit(X, y, groups=groups)
+    for given, named in ((dict(epochs=3), r"'epochs' \(did you mean 'max_epochs'\?\)"),
+                         (dict(learning_rate=1e-3), r"'learning_rate' \(did you mean 'lr'\?\)"),
+                         (dict(batch_sise=5), r"'batch_sise' \(did you mean 'batch_size'\?\)"),
+                         (dict(groups=groups[:10]), r"'groups' \(personalize fits one rater"),
+                         (dict(foo=1), r"'foo'\. It takes X, y, random_state, score_range")):
+        with pytest.raises(TypeError, match=r"^personalize\(\) got unexpected keyword "
+                                            r"argument\(s\) " + named):
+            meta.personalize(X[:10], y[:10], **given)
+    # what skorch takes still passes: its own names, components' parameters
+    net = meta.personalize(X[:10], y[:10], max_epochs=1, lr=1e-3, verbose=0,
+                           optimizer__weight_decay=1e-4, iterator_train__shuffle=False)
+    assert net.max_epochs == 1 and net.optimizer__weight_decay == 1e-4
+    tv = TaskVectorRegressor(meta, n_sources=2, random_state=0).fit(X, y, groups=groups)
+    with pytest.raises(TypeError, match=r"'epochs' \(did you mean 'max_epochs'\?\)"):
+        tv.personalize(X[:10], y[:10], epochs=3)
+
+
 @pytest.mark.parametrize("algorithm", ["blg", "reptile", "merged", "average"])
 def test_inner_steps_0_that_changes_no_weight_is_named(ratings, tiny_params, algorithm):
     # The fit ran in full with a normal log and moved no weight: the prior was its

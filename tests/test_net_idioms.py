@@ -225,5 +225,5 @@ def test_a_learning_rate_schedule_sees_every_optimizer_step(prior):
 
 def test_a_misspelled_setting_is_refused(prior):
     # skorch's own check of its arguments was handed the prior's list of names.
-    with pytest.raises(ValueError, match="unexpected argument.*learning_rate"):
+    with pytest.raises(TypeError, match="unexpected keyword argument.*'learning_rate'"):
         prior.personalize(*_rater(), learning_rate=3)

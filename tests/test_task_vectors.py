@@ -578,7 +578,7 @@ def test_settings_the_net_would_ignore_are_refused(fitted):
     y = np.clip(3 + feats[:10, 0], 1, 5)
     with pytest.raises(TypeError, match="coef_steps: setting.*set_params"):
         tv.personalize(feats[:10], y, coef_steps=1000)
-    with pytest.raises(ValueError, match="unexpected argument.*learning_rate"):
+    with pytest.raises(TypeError, match="unexpected keyword argument.*'learning_rate'"):
         tv.personalize(feats[:10], y, max_epochs=1, learning_rate=3)
     assert tv.personalize(feats[:10], y, verbose=0).verbose == 0  # a name both have
 
