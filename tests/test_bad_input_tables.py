@@ -10,6 +10,7 @@ import re
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from sklearn_piaa._cli_common import plural
@@ -96,6 +97,17 @@ def test_a_csv_that_is_not_utf8_names_the_file_and_the_byte(tmp_path, content, f
     path = _csv(tmp_path, content, "latin.csv")
     with pytest.raises(ValueError, match=rf"latin\.csv {found} is not valid UTF-8; re-save it "
                                          "as UTF-8"):
+        read_ratings(path, check_files=False)
+
+
+def test_a_model_file_given_for_the_ratings_is_named_as_one(tmp_path):
+    # "prior.pt is not UTF-8 text: byte 0x80 ...; re-save it as UTF-8" for arguments
+    # given in another order (sklearn-piaa evaluate ratings.csv prior.pt)
+    path = tmp_path / "prior.pt"
+    torch.save({"w": torch.zeros(3)}, path)
+    with pytest.raises(ValueError, match=r"prior\.pt is a zip archive \(a model file, as "
+                                         r"sklearn-piaa saves them\?\), not a CSV of ratings: "
+                                         r"were the arguments given in another order\?"):
         read_ratings(path, check_files=False)
 
 

@@ -180,6 +180,13 @@ def test_torchvision_backbones_need_a_weights_file(tmp_path):
         load_backbone("alexnet", path)
     with pytest.raises(FileNotFoundError, match="missing.pth"):
         load_backbone("inception_v3", tmp_path / "missing.pth")
+    # a file that is no weights file: its cause, not torch's bare "...: 174812789"
+    text = tmp_path / "notes.pt"
+    text.write_text("hello")
+    with pytest.raises(ValueError, match=r"could not read weights file .*notes\.pt for "
+                                         r"backbone 'resnet18': it is not a torch archive "
+                                         r"\(torch\.save of the network's state_dict\(\)"):
+        load_backbone("resnet18", text)
 
 
 def test_user_module_backbone(image_files):

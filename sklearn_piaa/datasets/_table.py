@@ -161,6 +161,12 @@ def _read_text(path):
     try:
         return data[skip:].decode("utf-8")
     except UnicodeDecodeError as exc:
+        if data.startswith(b"PK\x03\x04"):
+            # a model file (a torch archive) given where the ratings go: the advice to
+            # re-save it as UTF-8 would send the user the wrong way
+            raise ValueError(f"{path} is a zip archive (a model file, as sklearn-piaa saves "
+                             "them?), not a CSV of ratings: were the arguments given in "
+                             "another order?") from None
         at = skip + exc.start
         line = data.count(b"\n", 0, at) + 1
         utf16 = " (it looks UTF-16 encoded)" if data[:2] in (codecs.BOM_UTF16_LE,

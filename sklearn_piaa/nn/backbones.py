@@ -66,8 +66,12 @@ def _read_state_dict(path, name):
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a bad file
-        raise ValueError(f"could not read weights file {path} for backbone {name!r}: {exc}") \
-            from None
+        from .._checkpoint import _NOT_AN_ARCHIVE, _not_an_archive, _reason
+
+        # str(exc) of a text file was a bare number ("...: 174812789")
+        why = _NOT_AN_ARCHIVE.get(_not_an_archive(path)) or _reason(exc, "a weights file")
+        raise ValueError(f"could not read weights file {path} for backbone {name!r}: {why} "
+                         "(torch.save of the network's state_dict() makes one).") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"],
                                                                           dict):
         state = state["state_dict"]
