@@ -427,7 +427,7 @@ def _scores_at(y, outside, tasks=None, X=None):
     if tasks is not None:
         X = tasks.X
     paths = isinstance(X, (list, tuple)) or getattr(getattr(X, "dtype", None), "kind",
-                                                    "") in "OUS"
+                                                    None) in ("O", "U", "S")
     where = []
     for i in np.flatnonzero(outside)[:3]:
         # by position: a pandas Series of paths would go by its index labels
@@ -1762,7 +1762,7 @@ def _takes(factory, name):
         return False
 
 
-def check_scales(prior, tasks, advice, raters=None):
+def check_scales(prior, tasks, advice, raters=None, score_range=None):
     """Check each rater's scores against a meta-learned prior's output range, up front.
 
     Raters with scores the head cannot reach are refused, by name: ``personalize``
@@ -1784,21 +1784,32 @@ def check_scales(prior, tasks, advice, raters=None):
         What to do about raters of another scale, ending the messages.
     raters : sequence, default=None
         The raters of ``tasks`` to check; ``None`` means all.
+    score_range : (float, float), default=None
+        The test raters' scale, given in place of the prior's: raters with scores
+        outside it are refused, whatever the prior, as ``personalize`` refuses them at
+        the draws that meet such a score; a range far wider than all their scores is
+        warned of, as ``fit`` warns of it.
     """
+    raters = tasks.raters if raters is None else raters
+    if score_range is not None:
+        low, high = check_score_range(score_range)
+        bad, _ = _raters_outside(tasks, low, high, raters)
+        if bad:
+            raise ValueError(
+                f"{len(bad)} test rater(s) have scores outside the given "
+                f"{score_range_given(low, high)}: {listing(bad)}. Pass the range of the "
+                "test raters' scale.")
+        if len(raters):
+            warn_if_given_range_too_wide(
+                np.concatenate([tasks.y[tasks.indices[r]] for r in raters]), low, high,
+                "the test raters' scores")
+        return
     prior = getattr(prior, "base_", prior)  # a task-vector model personalizes its base
     if not hasattr(prior, "score_range_"):
         return
     neural = isinstance(prior, MetaAestheticRegressor)
     low, high = prior.score_range_
-    bad, inside = [], []
-    for r in tasks.raters if raters is None else raters:
-        y = np.asarray(tasks.y[tasks.indices[r]], dtype=np.float64)
-        outside = scores_outside(y, low, high)
-        if outside.any():
-            bad.append(f"{r!r} ({int(outside.sum())} of {len(y)}, e.g. "
-                       f"{np.float32(y[outside][0]):g})")
-        else:
-            inside.append(r)
+    bad, inside = _raters_outside(tasks, low, high, raters)
     odd = another_scale_raters(tasks, low, high, inside)
     if bad and neural:
         raise ValueError(
@@ -1819,3 +1830,17 @@ def check_scales(prior, tasks, advice, raters=None):
             f"{len(odd)} test rater(s) have scores that look like another scale than the "
             f"prior's ({low:g}, {high:g}): {listing(odd, sep='; ')}. {cost}; if they use "
             "another scale, " + advice)
+
+
+def _raters_outside(tasks, low, high, raters):
+    """The raters with scores outside ``(low, high)``, described, and the others."""
+    bad, inside = [], []
+    for r in raters:
+        y = np.asarray(tasks.y[tasks.indices[r]], dtype=np.float64)
+        outside = scores_outside(y, low, high)
+        if outside.any():
+            bad.append(f"{r!r} ({int(outside.sum())} of {len(y)}, e.g. "
+                       f"{np.float32(y[outside][0]):g})")
+        else:
+            inside.append(r)
+    return bad, inside

@@ -211,7 +211,11 @@ def evaluate_personalization(prior, test_tasks, n_support=(10, 100), n_repeats=5
         When no rater has enough images for any of the sizes: there is nothing to
         evaluate; when a dict maps a rater to no ratings; or when ``n_support`` or
         ``n_repeats`` is not positive integers, or ``n_support`` lists a size twice, or
-        ``verbose`` is neither a bool nor an integer of at least 0.
+        ``verbose`` is neither a bool nor an integer of at least 0; or, naming them,
+        when test raters have scores outside ``score_range``, or outside a meta-learned
+        prior's output range where ``score_range`` is not given. Raters are checked on
+        all their scores before any work: ``personalize`` would meet such a score only
+        at the draws that put it in a support set.
     TypeError
         When ``prior`` has no ``personalize`` method (a Pipeline, say), or
         ``test_tasks`` is neither a TaskSet nor a dict rater -> (X, y).
@@ -222,8 +226,9 @@ def evaluate_personalization(prior, test_tasks, n_support=(10, 100), n_repeats=5
        With Bilevel Gradient Optimization", IEEE Transactions on Cybernetics, 2022.
     """
     prior, test_tasks, n_support = _check_protocol(prior, test_tasks, n_support)
-    if score_range is None:
-        check_scales(prior, test_tasks, pass_score_range("of theirs") + ".")
+    # up front: personalize meets a score outside the range only at the draws that put
+    # it in the support set, so that a run failed or not by the seed
+    check_scales(prior, test_tasks, pass_score_range("of theirs") + ".", score_range=score_range)
     n_repeats = _check_repeats(n_repeats)
     check_verbose(verbose)  # before the raters' work, as the estimators check it in fit
     seeds = _draw_seeds(random_state, test_tasks.raters, n_repeats)
@@ -551,27 +556,31 @@ def _one_rater_support(prior, X, y, rater, seeds, n_support, n_query, selectors,
     X, y, prior_pred = _readable_rows(prior, X, y)
     F = _selection_features(prior, X)
     n_q = _query_size(n_query, len(y))
-    for repeat, seed in enumerate(seeds):
-        # The query set is drawn first and shared by every strategy: differences
-        # between strategies are paired on identical test images.
-        perm = np.random.RandomState(seed).permutation(len(y))
-        qry, pool = perm[:n_q], perm[n_q:]
-        scored_prior, _, prior_why = _srocc(y[qry], prior_pred[qry])
-        for k in n_support:
-            if n_q < 2 or len(pool) < k:
-                continue
-            chosen = {"random": pool[:k]}  # nested over k, as in the default protocol
-            for name, sel in selectors.items():
-                chosen[name] = pool[sel.select(take(F, pool), k)]
-            for name, sup in chosen.items():
-                # in the rater's own order: fine-tuning depends on the order of its rows,
-                # and the same images in the order a strategy picked them scored apart
-                sup = np.sort(sup)
-                net = prior.personalize(take(X, sup), y[sup], random_state=seed,
-                                        **personalize_params)
-                scored, _, why = _srocc(y[qry], net.predict(take(X, qry)))
-                rows[name].append((rater, repeat, k, n_q, scored_prior, scored, seed,
-                                   (prior_why, why)))
+    _SCALE_CHECKED.on = True  # named once, from all the rater's scores, by the caller
+    try:
+        for repeat, seed in enumerate(seeds):
+            # The query set is drawn first and shared by every strategy: differences
+            # between strategies are paired on identical test images.
+            perm = np.random.RandomState(seed).permutation(len(y))
+            qry, pool = perm[:n_q], perm[n_q:]
+            scored_prior, _, prior_why = _srocc(y[qry], prior_pred[qry])
+            for k in n_support:
+                if n_q < 2 or len(pool) < k:
+                    continue
+                chosen = {"random": pool[:k]}  # nested over k, as in the default protocol
+                for name, sel in selectors.items():
+                    chosen[name] = pool[sel.select(take(F, pool), k)]
+                for name, sup in chosen.items():
+                    # in the rater's own order: fine-tuning depends on the order of its rows,
+                    # and the same images in the order a strategy picked them scored apart
+                    sup = np.sort(sup)
+                    net = prior.personalize(take(X, sup), y[sup], random_state=seed,
+                                            **personalize_params)
+                    scored, _, why = _srocc(y[qry], net.predict(take(X, qry)))
+                    rows[name].append((rater, repeat, k, n_q, scored_prior, scored, seed,
+                                       (prior_why, why)))
+    finally:
+        _SCALE_CHECKED.on = False
     return rows
 
 
@@ -632,8 +641,9 @@ def compare_support_strategies(prior, test_tasks, selectors, n_support=(10, 25),
     ------
     ValueError
         When no rater has enough images for a query set and a pool at any of the
-        sizes, as in :func:`evaluate_personalization`; or when ``verbose`` is neither a
-        bool nor an integer of at least 0.
+        sizes, as in :func:`evaluate_personalization`; when ``verbose`` is neither a
+        bool nor an integer of at least 0; or when test raters have scores outside the
+        range, as in :func:`evaluate_personalization`.
 
     See Also
     --------
@@ -672,6 +682,7 @@ def compare_support_strategies(prior, test_tasks, selectors, n_support=(10, 25),
             or isinstance(n_query, numbers.Real) and 0 < n_query < 1):
         raise ValueError("n_query must be an integer of at least 2 or a fraction in "
                          f"(0, 1); got {n_query!r}.")
+    check_scales(prior, test_tasks, pass_score_range("of theirs") + ".", score_range=score_range)
     n_repeats = _check_repeats(n_repeats)
     check_verbose(verbose)  # before the raters' work, as the estimators check it in fit
     seeds = _draw_seeds(random_state, test_tasks.raters, n_repeats)

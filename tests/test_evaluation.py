@@ -607,3 +607,47 @@ def test_parallel_evaluation_embeds_as_the_priors_settings_say(tmp_path):
     test = TaskSet.from_arrays(imgs[20:], y[20:], groups[20:])
     evaluate_personalization(meta, test, n_support=4, n_repeats=1, random_state=0, n_jobs=2)
     assert len(list((tmp_path / "cache").rglob("*.npy"))) == before
+
+
+def _protocols(prior):
+    from sklearn_piaa import SupportSelector, compare_support_strategies
+
+    return {"evaluate_personalization": lambda test, **kw: evaluate_personalization(
+                prior, test, n_support=(5,), n_repeats=1, **kw),
+            "compare_support_strategies": lambda test, **kw: compare_support_strategies(
+                prior, test, [SupportSelector("kcenter")], n_support=(5,), n_query=20,
+                n_repeats=1, **kw)}
+
+
+@pytest.mark.parametrize("protocol", ["evaluate_personalization", "compare_support_strategies"])
+def test_protocols_check_every_rater_against_the_given_or_the_priors_range_up_front(
+        fitted, protocol):
+    # compare_support_strategies, and evaluate_personalization given score_range, left
+    # the range to personalize: a score outside it failed the draws that put it in a
+    # support set only, naming a row there, not the rater; a given range far wider than
+    # the scores passed without a word; a rater of another scale was warned of at
+    # every draw
+    meta, test = fitted
+    run = _protocols(meta)[protocol]
+    low, high = meta.score_range_
+    bad = test.y.copy()
+    bad[test.indices[test.raters[0]][3]] = high + 1
+    bad = TaskSet.from_arrays(test.X, bad, test.groups)
+    for seed in range(3):
+        with pytest.raises(ValueError, match=r"1 test rater\(s\) .*output range.*'r09' \(1 of"):
+            run(bad, random_state=seed)
+        with pytest.raises(ValueError, match=rf"1 test rater\(s\) have scores outside the "
+                                             rf"given score_range=\({low:g}, {high:g}\).*"
+                                             rf"'r09' \(1 of 80"):
+            run(bad, random_state=seed, score_range=(low, high))
+    with pytest.warns(PIAAWarning, match=r"the test raters' scores \(.*\) span .* of "
+                                         r"score_range=\(0, 500\)"):
+        run(test, score_range=(0, 500))
+    odd = test.y.copy()
+    rows = test.groups == "r11"
+    odd[rows] = low + (odd[rows] - low) * 0.1  # in the lowest fifth of the prior's range
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        run(TaskSet.from_arrays(test.X, odd, test.groups))
+    scale = [str(w.message) for w in record if "another scale" in str(w.message)]
+    assert len(scale) == 1 and "'r11'" in scale[0], scale
