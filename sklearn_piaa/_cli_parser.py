@@ -114,13 +114,15 @@ def _whole(text):
     return _count(text, 0, "an integer, 0 or more")
 
 
+_JOBS_HELP = "raters in parallel (joblib's count: -1 every core, -2 all but one, ...)"
+
+
 def _jobs(text):
     """``--n-jobs``: joblib's count (-1: every core; 0 means nothing to it)."""
-    value = _count(text, -(2**31), "a number of jobs: a positive integer, or -1 for every "
-                                   "core")
+    what = "a number of jobs: a positive integer, or -1 for every core (-2 all but one, ...)"
+    value = _count(text, -(2**31), what)
     if value == 0:
-        raise argparse.ArgumentTypeError("expected a number of jobs: a positive integer, or "
-                                         "-1 for every core; got 0")
+        raise argparse.ArgumentTypeError(f"expected {what}, got 0")
     return value
 
 
@@ -279,7 +281,9 @@ def build_parser():
                     help="meta-learning algorithm")
     mt.add_argument("--n-iterations", type=_whole, default=1000, help="outer iterations")
     mt.add_argument("--tasks-per-batch", type=_count, default=4, help="raters per iteration (k)")
-    mt.add_argument("--support-size", type=_count, default=80, help="support images per task")
+    mt.add_argument("--support-size", type=_count, default=80,
+                    help="support images per task; a rater with fewer than support + query "
+                         "images gives 80%% of them as support, the rest as query")
     mt.add_argument("--query-size", type=_count, default=20, help="query images per task")
     mt.add_argument("--inner-steps", type=_whole, default=5, help="inner Adam steps (S)")
     mt.add_argument("--inner-lr", type=_rate, default=1e-3, help="inner learning rate")
@@ -338,7 +342,9 @@ def build_parser():
     pr.add_argument("images", nargs="+",
                     help="image files or folders (searched recursively, linked folders "
                          "included, for the photo formats this Pillow reads: .jpg, .png, "
-                         ".webp, .tif, .avif, ...; a warning names the other files)")
+                         ".webp, .tif, .avif, ...; a warning names the other files; "
+                         "hidden files and folders, such as macOS's ._IMG.jpg, are passed "
+                         "over)")
     pr.add_argument("-o", "--output", default="-", help="CSV to write (image,score); - for "
                                                         "standard output")
     pr.add_argument("--on-error", choices=["raise", "skip"], default="skip",
@@ -357,7 +363,7 @@ def build_parser():
     ev.add_argument("--n-support", type=_count, nargs="+", default=[10, 100],
                     help="support set sizes")
     ev.add_argument("--n-repeats", type=_count, default=10, help="random draws per rater")
-    ev.add_argument("--n-jobs", type=_jobs, default=None, help="raters in parallel (joblib)")
+    ev.add_argument("--n-jobs", type=_jobs, default=None, help=_JOBS_HELP)
     _add_finetune_args(ev)
     ev.add_argument("--score-range", type=_score_range, metavar="LOW,HIGH",
                     help="the test raters' scale, when it differs from the prior's")
@@ -430,6 +436,6 @@ def build_parser():
     table.add_argument("--maml-outer-lr", type=_rate, default=1e-3,
                        help="learning rate of MAML's outer Adam (0.1 saturates its head)")
     table.add_argument("--backbone", default="efficientnet_lite0", help="image backbone")
-    table.add_argument("--n-jobs", type=_jobs, default=None, help="raters in parallel (joblib)")
+    table.add_argument("--n-jobs", type=_jobs, default=None, help=_JOBS_HELP)
     _add_common_args(table, device=False)
     return parser, sub

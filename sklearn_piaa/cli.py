@@ -288,8 +288,9 @@ def run_meta_train(args, out=None):
         say("--n-iterations 0: no meta-training; the prior's head keeps its initial "
             "weights")
     elif args.tasks_per_batch > len(tasks) > 1 and args.algorithm != "none":
-        say(f"--tasks-per-batch {args.tasks_per_batch}: only {plural(len(tasks), 'rater')}, "
-            f"so each iteration takes all {len(tasks)}")
+        # worded for the default too: "--tasks-per-batch 4" read as an option not given
+        say(f"{args.tasks_per_batch} raters per iteration (--tasks-per-batch), but only "
+            f"{plural(len(tasks), 'rater')}: each iteration takes all {len(tasks)}")
     meta = MetaAestheticRegressor(
         backbone=args.backbone, backbone_weights=args.backbone_weights,
         train_backbone=args.train_backbone, algorithm=args.algorithm,

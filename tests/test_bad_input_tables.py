@@ -183,6 +183,17 @@ def test_a_cell_over_lines_in_an_unused_column_is_refused_where_unsound(tmp_path
         read_ratings(_csv(tmp_path, text), check_files=False)
 
 
+def test_a_score_beyond_float32_names_its_line(tmp_path):
+    # finite here, infinite once cast for the network, where "y has 1 NaN or infinite
+    # score(s)" came after numpy's "overflow encountered in cast", with no line
+    path = _csv(tmp_path, "rater,image,score\nann,a.jpg,4\nann,b.jpg,-1e39\n")
+    with pytest.raises(ValueError, match=r"r\.csv: column 'score' must hold finite numbers "
+                                         r"within float32's range .*line 3 \('-1e39'\)"):
+        read_ratings(path, check_files=False)
+    assert read_ratings(_csv(tmp_path, "rater,image,score\nann,a.jpg,3e38\n", "ok.csv"),
+                        check_files=False).tasks.y[0] == 3e38
+
+
 def test_an_unclosed_quote_in_a_long_file_names_its_line(tmp_path):
     text = "rater,image,score,comment\nann,a.jpg,4,\"great light\n" + "".join(
         f"r{i % 50},b{i}.jpg,3,ok\n" for i in range(8000))  # past csv's 131072 field limit

@@ -201,8 +201,8 @@ def test_meta_train_says_when_settings_do_less_than_they_read(tmp_path, capsys):
     # was capped, with a log like any other run's
     prior, args = _meta_train_with(tmp_path, [])
     main(args + ["--tasks-per-batch", "8"])
-    assert "--tasks-per-batch 8: only 6 raters, so each iteration takes all 6" in \
-        capsys.readouterr().out
+    assert "8 raters per iteration (--tasks-per-batch), but only 6 raters: each iteration " \
+        "takes all 6" in capsys.readouterr().out
     main(args + ["--n-iterations", "0"])
     assert "--n-iterations 0: no meta-training; the prior's head keeps its initial " \
         "weights" in capsys.readouterr().out

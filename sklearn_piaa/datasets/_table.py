@@ -438,11 +438,16 @@ def _scores(t, col):
             y[i] = np.nan if isinstance(v, str) and "_" in v else float(v)
         except (TypeError, ValueError):
             y[i] = np.nan
-    bad = np.flatnonzero(~np.isfinite(y))
+    # the network trains on float32: 1e39 is finite here and infinite there, where the
+    # line it came from is no longer known
+    huge = np.abs(y) > np.finfo(np.float32).max
+    bad = np.flatnonzero(~np.isfinite(y) | huge)
     if len(bad):
         listed = _first(f"{_where(t, i)} ({vals[i]!r})" for i in bad)
-        raise ValueError(f"{t.name}: column {col!r} must hold finite numbers; {len(bad)} "
-                         f"value(s) do not: {listed}.")
+        within = (f" within float32's range (±{np.finfo(np.float32).max:.3g})"
+                  if huge.any() else "")
+        raise ValueError(f"{t.name}: column {col!r} must hold finite numbers{within}; "
+                         f"{len(bad)} value(s) do not: {listed}.")
     return y
 
 
