@@ -248,12 +248,6 @@ def evaluate_personalization(prior, test_tasks, n_support=(10, 100), n_repeats=5
                           f"are skipped at n_support={k}: "
                           + listing(f"{r!r} ({n})" for r, n in skipped[k]),
                           SkippedWarning, stacklevel=2)
-    few = {}
-    for k in n_support:
-        for r in test_tasks.raters:
-            if k + 2 <= sizes[r] < k + _FEW_QUERY and sizes[r] - k < few.get(r, (np.inf,))[0]:
-                few[r] = (sizes[r] - k, k)
-    _warn_few_query(few, stacklevel=3)
     extra = {} if score_range is None else {"score_range": score_range}
     calls = [(*test_tasks[r], r, seeds[i], n_support, extra)
              for i, r in enumerate(test_tasks.raters)]
@@ -265,17 +259,21 @@ def evaluate_personalization(prior, test_tasks, n_support=(10, 100), n_repeats=5
         readable[r] = n_readable
         bar.update()
     bar.close()
-    n_support = _skip_unreadable(skipped, sizes, readable, n_support)
+    n_support = _skip_unreadable(
+        skipped, sizes, readable, n_support, lambda n, k: n < k + 2,
+        lambda k: f"fewer than {k + 2} readable images",
+        "n_support + 2, for at least 2 query images")
+    _warn_few_query(rows, n_support, stacklevel=3)
     return _result(rows, n_support, skipped, model=prior)
 
 
-def _skip_unreadable(skipped, sizes, readable, n_support):
+def _skip_unreadable(skipped, sizes, readable, n_support, too_few, fewer, need):
     """Skip, as raters of too few images, those that unreadable images left too few.
 
     A model with ``on_error="skip"`` leaves out the images it cannot read, which the
-    count of ``n_support + 2`` images made before the work could not know: such a rater
-    was dropped from a size's table and means without a word. Each is added to
-    ``skipped[k]`` (with its readable images) and named in a warning.
+    count of images made before the work could not know: such a rater was dropped
+    from a size's table and means without a word. Each is added to ``skipped[k]``
+    (with its readable images) and named in a warning.
 
     Parameters
     ----------
@@ -284,6 +282,13 @@ def _skip_unreadable(skipped, sizes, readable, n_support):
     sizes, readable : dict
         Each rater's images, and its readable ones, in rater order.
     n_support : tuple of int
+    too_few : callable
+        ``too_few(n_images, k)``: whether a rater of ``n_images`` is skipped at
+        ``n_support=k``, as the protocol counted before the work.
+    fewer : callable
+        ``fewer(k)``: how few that is, for the warning ("fewer than 7 readable images").
+    need : str
+        What a rater needs at every size, for the error.
 
     Returns
     -------
@@ -297,20 +302,21 @@ def _skip_unreadable(skipped, sizes, readable, n_support):
     """
     order = {r: i for i, r in enumerate(readable)}
     for k in n_support:
-        late = [(r, n) for r, n in readable.items() if sizes[r] >= k + 2 > n]
+        late = [(r, n) for r, n in readable.items()
+                if not too_few(sizes[r], k) and too_few(n, k)]
         if late:
             skipped[k] = sorted(skipped[k] + late, key=lambda item: order[item[0]])
             warnings.warn(
-                f"{len(late)} rater(s) have fewer than {k + 2} readable images, their "
-                f"unreadable ones left out, and are skipped at n_support={k}: "
+                f"{len(late)} rater(s) have {fewer(k)}, their unreadable ones left "
+                f"out, and are skipped at n_support={k}: "
                 + listing(f"{r!r} ({n} of {sizes[r]} readable)" for r, n in late),
                 SkippedWarning, stacklevel=3)
     scored = tuple(k for k in n_support if len(skipped[k]) < len(readable))
     if not scored:
         raise ValueError(
             f"no test rater has enough readable images for any n_support in "
-            f"{list(n_support)} (it needs n_support + 2, for at least 2 query images); "
-            f"the most any has: {max(readable.values())}.")
+            f"{list(n_support)} (it needs {need}); the most any has: "
+            f"{max(readable.values())}.")
     return scored
 
 
@@ -369,9 +375,17 @@ def _check_protocol(prior, test_tasks, n_support):
     return prior, test_tasks, n_support
 
 
-def _warn_few_query(few, stacklevel):
-    """Warn once about ``few``: rater -> (query images, n_support), its smallest query set
-    below ``_FEW_QUERY`` images."""
+def _warn_few_query(rows, n_support, stacklevel):
+    """Warn once of the raters of ``rows`` scored on fewer than ``_FEW_QUERY`` query
+    images at some size of ``n_support``, each with its smallest query set.
+
+    From the draws as scored, after the work: a model that leaves out unreadable images
+    (``on_error="skip"``) scores a rater on fewer query images than it has.
+    """
+    few = {}
+    for rater, _, k, n_query, *_ in rows:
+        if k in n_support and n_query < min(_FEW_QUERY, few.get(rater, (np.inf,))[0]):
+            few[rater] = (n_query, k)
     if few:
         named = ", ".join(f"{r!r} ({q} at n_support={k})" for r, (q, k) in list(few.items())[:10])
         warnings.warn(
@@ -581,7 +595,7 @@ def _one_rater_support(prior, X, y, rater, seeds, n_support, n_query, selectors,
                                        (prior_why, why)))
     finally:
         _SCALE_CHECKED.on = False
-    return rows
+    return rows, len(y)
 
 
 def compare_support_strategies(prior, test_tasks, selectors, n_support=(10, 25),
@@ -615,8 +629,10 @@ def compare_support_strategies(prior, test_tasks, selectors, n_support=(10, 25),
     n_query : int or float, default=0.5
         Query images per rater: a number, or a fraction of each rater's images. A
         rater is skipped at a support size larger than its pool (images left after
-        the query set), or when fewer than 2 query images remain; raters with fewer
-        than 10 are kept, with a :class:`PIAAWarning` naming them.
+        the query set), or when fewer than 2 query images remain, counted on its
+        readable images where the prior leaves unreadable ones out
+        (``on_error="skip"``); raters with fewer than 10 are kept, with a
+        :class:`PIAAWarning` naming them.
     n_repeats : int, default=10
     random_state : int, RandomState instance or None, default=None
         A fixed value gives the same draws whatever ``n_jobs`` (with selectors whose
@@ -705,24 +721,26 @@ def compare_support_strategies(prior, test_tasks, selectors, n_support=(10, 25),
                           f"set of {n_query} and a pool of {k} and are skipped at "
                           f"n_support={k}: "
                           + listing(f"{r!r} ({n})" for r, n in skipped[k]),
-                          PIAAWarning, stacklevel=2)
-    few = {}
-    for k in n_support:
-        for r, n in sizes.items():
-            if (r, n) not in skipped[k] and _query_size(n_query, n) < _FEW_QUERY:
-                few.setdefault(r, (_query_size(n_query, n), k))  # the same at every k
-    _warn_few_query(few, stacklevel=3)
+                          SkippedWarning, stacklevel=2)
     extra = {} if score_range is None else {"score_range": score_range}
     calls = [(*test_tasks[r], r, seeds[i], n_support, n_query, selectors, extra)
              for i, r in enumerate(test_tasks.raters)]
     bar = progress(total=len(test_tasks), desc="support", unit="rater",
                    enabled=bool(verbose))
-    rows = {name: [] for name in ("random", *selectors)}
-    for part in _each_rater(_one_rater_support, prior, calls, n_jobs):
+    rows, readable = {name: [] for name in ("random", *selectors)}, {}
+    for r, (part, n_readable) in zip(test_tasks.raters,
+                                     _each_rater(_one_rater_support, prior, calls, n_jobs)):
         for name in rows:
             rows[name] += part[name]
+        readable[r] = n_readable
         bar.update()
     bar.close()
+    n_support = _skip_unreadable(
+        skipped, sizes, readable, n_support,
+        lambda n, k: _query_size(n_query, n) < 2 or n - _query_size(n_query, n) < k,
+        lambda k: f"too few readable images for a query set of {n_query} and a pool of {k}",
+        f"at least 2 query images of {n_query!r} and a pool of n_support besides them")
+    _warn_few_query(rows["random"], n_support, stacklevel=3)  # query sets all strategies share
     return {name: _result(found, n_support, dict(skipped), what=f"{name} support: ",
                           model=prior)
             for name, found in rows.items()}

@@ -555,6 +555,24 @@ def test_a_rater_left_too_few_readable_images_is_skipped_by_name(image_files, tm
     assert sorted(set(result.table["rater"][result.table["n_support"] == 6])) == ["d"]
     assert result.summary[6]["personalized"].n == 1
     assert "skipped at 6 images (too few images): 'c' (6)" in str(result)
+    # its query images as scored, not as counted with the unreadable ones ('c' (2 at
+    # n_support=6), a size it was skipped at)
+    _assert_warned(record, PIAAWarning, r"^2 rater\(s\) are scored on fewer than 10 query "
+                                        r"images: 'c' \(2 at n_support=4\), 'd' \(6 at "
+                                        r"n_support=6\)\.")
+    # compare_support_strategies left such a rater out of its tables without a word
+    from sklearn_piaa import SupportSelector, compare_support_strategies
+    with pytest.warns(PIAAWarning) as record:
+        results = compare_support_strategies(
+            meta, tasks, [SupportSelector("kcenter")], n_support=(2, 4), n_query=4,
+            n_repeats=1, random_state=0, n_jobs=n_jobs)
+    _assert_warned(record, SkippedWarning,
+                   r"^1 rater\(s\) have too few readable images for a query set of 4 and a "
+                   r"pool of 4, their unreadable ones left out, and are skipped at "
+                   r"n_support=4: 'c' \(6 of 8 readable\)")
+    for found in results.values():
+        assert found.skipped == {2: [], 4: [("c", 6)]}
+        assert sorted(set(found.table["rater"][found.table["n_support"] == 2])) == ["c", "d"]
     # 'c' alone: nothing to score at any size, said as for too few images
     with pytest.warns(PIAAWarning), pytest.raises(
             ValueError, match=r"no test rater has enough readable images for any n_support "
