@@ -8,7 +8,7 @@ import argparse
 import re
 
 from ._cli_common import BENCHMARK_DEFAULTS, READERS, TABLE_DEFAULTS
-from ._names import ALGORITHM_NAMES, METHOD_LABELS, TABLE1_METHODS
+from ._names import ALGORITHM_NAMES, BACKBONE_NAMES, METHOD_LABELS, TABLE1_METHODS
 
 #: ``table1 --algorithms`` choices: every row the report knows, then any other algorithm.
 TABLE1_CHOICES = list(METHOD_LABELS) + [a for a in ALGORITHM_NAMES if a not in METHOD_LABELS]
@@ -114,6 +114,9 @@ def _whole(text):
     return _count(text, 0, "an integer, 0 or more")
 
 
+# checked as the options are read, before a data set is: "The 'backbone' parameter of
+# MetaAestheticRegressor must be a str among ..." came after it, in the estimator's words
+_BACKBONE_CHOICES = {"choices": BACKBONE_NAMES, "metavar": "NAME"}
 _JOBS_HELP = "raters in parallel (joblib's count: -1 every core, -2 all but one, ...)"
 
 
@@ -269,7 +272,7 @@ def build_parser():
                     help="leave out training raters who gave every image the same score, "
                          "naming them (they order no pair of images; default: kept, with "
                          "a warning)")
-    mt.add_argument("--backbone", default="efficientnet_lite0",
+    mt.add_argument("--backbone", default="efficientnet_lite0", **_BACKBONE_CHOICES,
                     help="efficientnet_lite0 (weights shipped), resnet18, alexnet, "
                          "inception_v3 (need --backbone-weights) or tiny_cnn")
     mt.add_argument("--backbone-weights", help="local weights file of the backbone")
@@ -381,7 +384,8 @@ def build_parser():
     demo.add_argument("--n-support", type=_count, nargs="+", default=[10, 100],
                       help="support set sizes")
     demo.add_argument("--n-repeats", type=_count, default=3, help="random draws per rater")
-    demo.add_argument("--backbone", default="efficientnet_lite0", help="image backbone")
+    demo.add_argument("--backbone", default="efficientnet_lite0", **_BACKBONE_CHOICES,
+                      help="image backbone: " + ", ".join(BACKBONE_NAMES))
     demo.add_argument("--n-iterations", type=_whole, default=300, help="outer iterations")
     demo.add_argument("--outer-lr", type=_rate, default=0.1, help="outer step size")
     _add_common_args(demo, device=False)
@@ -435,7 +439,8 @@ def build_parser():
                        help="outer step size of BLG, merged and Reptile")
     table.add_argument("--maml-outer-lr", type=_rate, default=1e-3,
                        help="learning rate of MAML's outer Adam (0.1 saturates its head)")
-    table.add_argument("--backbone", default="efficientnet_lite0", help="image backbone")
+    table.add_argument("--backbone", default="efficientnet_lite0", **_BACKBONE_CHOICES,
+                       help="image backbone: " + ", ".join(BACKBONE_NAMES))
     table.add_argument("--n-jobs", type=_jobs, default=None, help=_JOBS_HELP)
     _add_common_args(table, device=False)
     return parser, sub

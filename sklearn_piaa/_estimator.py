@@ -898,10 +898,11 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
             "(the sklearn-piaa meta-train command: --min-images 2)."))
         if len(tasks) == 1 and tasks.raters[0] != NO_GROUPS:  # that case has its own warning
             warn_caller(
-                f"fit() got the ratings of one rater only ({tasks.raters[0]!r}): "
-                "meta-training learns how raters differ from many raters' ratings, so this "
-                "prior learns one person's taste and nothing about adapting to another. "
-                "Pass the ratings of many raters (groups=rater_ids).")
+                f"the training data holds the ratings of one rater only "
+                f"({tasks.raters[0]!r}): meta-training learns how raters differ from many "
+                "raters' ratings, so this prior learns one person's taste and nothing about "
+                "adapting to another. Pass the ratings of many raters (groups=rater_ids; "
+                "on the command line, a ratings file of many raters).")
         self._check_shapes()
         self._warn_if_no_steps()
         device = resolve_device(self.device)

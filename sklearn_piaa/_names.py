@@ -6,12 +6,15 @@ them. :mod:`sklearn_piaa.meta` and :mod:`sklearn_piaa.report` map the same names
 classes; :mod:`sklearn_piaa.report` documents the tables it takes from here.
 """
 
-__all__ = ["ALGORITHM_NAMES", "BASELINE_LABELS", "TASK_VECTOR_METHODS", "TABLE1_METHODS",
-           "METHOD_LABELS"]
+__all__ = ["ALGORITHM_NAMES", "BACKBONE_NAMES", "BASELINE_LABELS", "TASK_VECTOR_METHODS",
+           "TABLE1_METHODS", "METHOD_LABELS"]
 
 # The keys of sklearn_piaa.meta.ALGORITHMS, in its order (it maps them to classes, which
 # need torch; a test checks that the two agree).
 ALGORITHM_NAMES = ("blg", "maml", "fomaml", "reptile", "merged", "average", "none")
+
+# The keys of sklearn_piaa.nn.backbones.BACKBONES, in its order (a test checks it too).
+BACKBONE_NAMES = ("efficientnet_lite0", "resnet18", "alexnet", "inception_v3", "tiny_cnn")
 
 # The labels of sklearn_piaa.report.BASELINES, in its order.
 BASELINE_LABELS = {

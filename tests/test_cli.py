@@ -954,6 +954,7 @@ import runpy, sys
 for argv in (["--help"], ["predict", "--help"], ["predict", "--bogus"],
              ["meta-train", "d.csv", "-o", "p.pt", "--algorithm", "nope"],
              ["table1", "--algorithms", "nope"],
+             ["demo", "--backbone", "resnet"],
              ["personalize", "p.pt", "r.csv", "-o", "u.pt", "--score-range", "5,1"]):
     sys.argv = ["sklearn-piaa", *argv]
     try:
@@ -966,9 +967,11 @@ print(sorted(m for m in ("torch", "sklearn", "scipy", "pandas") if m in sys.modu
                           timeout=120)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert [line for line in lines if line.startswith("exit")] == ["exit 0"] * 2 + ["exit 2"] * 4
+    assert [line for line in lines if line.startswith("exit")] == ["exit 0"] * 2 + ["exit 2"] * 5
     assert "usage: sklearn-piaa predict" in done.stdout
     assert "invalid choice: 'nope'" in done.stderr and "--score-range" in done.stderr
+    assert "argument --backbone: invalid choice: 'resnet' (choose from 'efficientnet_lite0', " \
+        "'resnet18'" in done.stderr
     assert lines[-1] == "[]"
 
 
@@ -978,9 +981,11 @@ def test_the_parser_names_are_the_library_s():
     from sklearn_piaa._cli_common import READERS
     from sklearn_piaa.datasets._table import DATA_SETS
     from sklearn_piaa.meta import ALGORITHMS
+    from sklearn_piaa.nn.backbones import BACKBONES
     from sklearn_piaa.report import BASELINES, METHOD_LABELS, TASK_VECTOR_METHODS
 
     assert _names.ALGORITHM_NAMES == tuple(ALGORITHMS)
+    assert _names.BACKBONE_NAMES == tuple(BACKBONES)
     assert list(_names.BASELINE_LABELS) == list(BASELINES)
     assert set(METHOD_LABELS) == set(ALGORITHMS) | set(BASELINES) | set(TASK_VECTOR_METHODS)
     _, sub = build_parser()
