@@ -55,6 +55,7 @@ from ._inputs import (
     warn_if_float32_merges,
     with_rows,
 )
+from ._io import check_writable_dir
 from ._messages import (
     listing,
     pass_score_range,
@@ -906,6 +907,9 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
         self._check_shapes()
         self._warn_if_no_steps()
         device = resolve_device(self.device)
+        if self.checkpoint_dir is not None:
+            # before the images are embedded, not when the first checkpoint is due
+            check_writable_dir(self.checkpoint_dir, what="checkpoint_dir")
         rng = check_random_state(self.random_state)
         seed = rng.randint(np.iinfo(np.int32).max)
 

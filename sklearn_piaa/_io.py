@@ -55,6 +55,10 @@ def atomic_write(path, write, fsync=True):
         ``errno.ENOSPC``, also where torch's writer said so as a ``RuntimeError``).
     """
     path = os.fspath(path)
+    problem = _not_a_file_name(path)
+    if problem:  # else the temporary file goes beside the folder, and the rename fails
+        error = FileNotFoundError if not path else IsADirectoryError
+        raise error(f"{path!r} {problem}; give a file name to write.")
     if os.path.islink(path):
         # Through the link, as a shell's ">" writes: renaming over the link itself would
         # put a plain file in its place and leave the file it points to as it was.
@@ -367,6 +371,9 @@ def check_output_file(path, inputs=(), what="output file"):
         How the error message names ``path``.
     """
     path = os.fspath(path)
+    problem = _not_a_file_name(path)
+    if problem:
+        raise ValueError(f"{what} {path!r} {problem}; give a file name.")
     if os.path.isdir(path):
         raise ValueError(f"{what} {path!r} is a directory; give a file name.")
     if os.path.exists(path) and not os.access(path, os.W_OK):
@@ -384,10 +391,21 @@ def check_output_file(path, inputs=(), what="output file"):
         if same:
             raise ValueError(f"{what} {path!r} is the input file {os.fspath(src)!r}; writing "
                              "it would replace it. Choose another name.")
-    folder = os.path.dirname(os.path.abspath(path))
+    # a link is written through (atomic_write): the folder that matters is its target's
+    folder = os.path.dirname(os.path.realpath(path) if os.path.islink(path)
+                             else os.path.abspath(path))
     if not os.path.isdir(folder):
         raise ValueError(f"{what} {path!r}: folder {folder!r} does not exist.")
     _probe_writable(folder, f"{what} {path!r}: folder {folder!r}")
+
+
+def _not_a_file_name(path):
+    """Why ``path`` cannot name a file, said after it ("is empty"), or ``""``."""
+    if not path:
+        return "is empty"
+    if path.endswith((os.sep, os.altsep or os.sep)):
+        return f"ends with {path[-1]!r}, as a folder's name does"
+    return ""
 
 
 def _probe_writable(folder, name):

@@ -542,8 +542,9 @@ class PersonalizedNet(NeuralNetRegressor):
         """skorch's ``fit`` (from ``module``, the prior), after checking the scores.
 
         ``y`` must be 1-D, finite and within the output range of the network's
-        aesthetic head; it is checked before anything is reset, so a refused ``fit``
-        leaves the net as it was.
+        aesthetic head; it is checked before anything is reset. A ``fit`` that raises
+        (``X`` refused, fine-tuning diverged, Ctrl-C) leaves the net as it was before
+        it: its trained weights, optimizer and history.
 
         Parameters
         ----------
@@ -589,8 +590,23 @@ class PersonalizedNet(NeuralNetRegressor):
                              f"{seed!r}.")
         if y is not None:
             y = self._check_scores(y, self.module)
-        with contextlib.nullcontext() if seed is None else seeded(seed, self.device):
-            return super().fit(X, y, **fit_params)  # checked by partial_fit
+        # X is checked once skorch has reset the net to the prior: a refit refused for
+        # its X (features of another width, NaN, too few rows) left a personalized net
+        # predicting as the prior, to be saved under the rater's name. The reset makes
+        # new objects (a copy of the prior, an optimizer) but empties the history in
+        # place: the old ones put back, and the history's epochs, restore the net as it
+        # was, after any failure.
+        before = dict(vars(self))
+        epochs = list(self.history_) if self.__dict__.get("history_") is not None else None
+        try:
+            with contextlib.nullcontext() if seed is None else seeded(seed, self.device):
+                return super().fit(X, y, **fit_params)  # checked by partial_fit
+        except BaseException:
+            vars(self).clear()
+            vars(self).update(before)
+            if epochs is not None:
+                self.history_[:] = epochs
+            raise
 
     def partial_fit(self, X, y=None, classes=None, **fit_params):
         """skorch's ``partial_fit`` (from the trained weights), after checking the scores

@@ -256,7 +256,6 @@ def run_meta_train(args, out=None):
     import numpy as np
 
     from ._estimator import MetaAestheticRegressor, history_label
-    from ._persistence import save_model
 
     say = printer(out)
     _check_device(args.device)
@@ -305,7 +304,7 @@ def run_meta_train(args, out=None):
         checkpoint_every=args.checkpoint_every, random_state=args.random_state,
         verbose=0 if args.quiet else 1)
     meta.fit(tasks)
-    save_model(meta, args.output)
+    _save_or_keep(meta, args.output, "prior")
     # fit_time_ counts the runs a checkpoint resumed, which this command's time does
     # not: longer than the command, it counts some
     took = time.perf_counter() - t0
@@ -320,6 +319,36 @@ def run_meta_train(args, out=None):
                        f"the last {len(last)} iterations' mean",
                        meta.prior_net_.criterion_.unit, say)
     return meta
+
+
+def _save_or_keep(model, path, what):
+    """``save_model(model, path)``; where writing fails, the model kept in a spare file.
+
+    ``-o`` is checked before the work, but a disk that fills during hours of
+    meta-training, or a folder removed meanwhile, failed the save at the end and lost
+    the trained model with the process. It is then saved in the temporary folder, and
+    the error (exit status 1: the file asked for was not written) says where.
+    """
+    import tempfile
+
+    from ._persistence import save_model
+
+    try:
+        save_model(model, path)
+    except OSError as exc:
+        fd, spare = tempfile.mkstemp(prefix=f"sklearn-piaa-{what.replace(' ', '-')}-",
+                                     suffix=".pt")
+        os.close(fd)
+        try:
+            save_model(model, spare)
+        except OSError:
+            try:
+                os.unlink(spare)
+            except OSError:
+                pass
+            raise exc from None  # the same disk, perhaps: nothing could be kept
+        raise OSError(f"{exc} The {what} was saved to {spare} instead: move it where it "
+                      "belongs.") from None
 
 
 def _leave_out_small(tasks, args, say):
@@ -572,7 +601,6 @@ def run_personalize(args, out=None):
     """
     from ._features import drop_unreadable, image_reader
     from ._inputs import as_indexable, take
-    from ._persistence import save_model
     from .baselines import BaselineRegressor
 
     say = printer(out)
@@ -604,7 +632,7 @@ def run_personalize(args, out=None):
         net = prior.personalize(X, y, random_state=args.random_state,
                                 score_range=args.score_range,
                                 verbose=0 if args.quiet else 1, **params)
-    save_model(net, args.output)
+    _save_or_keep(net, args.output, "personalized model")
     if not args.quiet:
         _say_epoch_loss_unit(net, say)
     skipped = f", {n_rated - len(y)} unreadable left out" if n_rated > len(y) else ""

@@ -693,3 +693,20 @@ def test_the_image_keys_of_a_run_are_pinned(tmp_path):
     keys = run_keys(images).tolist()
     assert keys == PINNED_IMAGE_KEYS.get(RUN_KEY_VERSION), _advice(PINNED_IMAGE_KEYS, keys)
 
+
+
+def test_an_unusable_checkpoint_dir_is_refused_before_the_images_are_embedded(
+        tmp_path, image_files, monkeypatch):
+    # It was checked when the first checkpoint was due: after every image was embedded
+    # (hours of EfficientNet on FLICKR-AES), whose embeddings went with the error.
+    def never(*args, **kwargs):
+        raise AssertionError("the images were embedded")
+
+    monkeypatch.setattr(MetaAestheticRegressor, "_build", never)
+    taken = tmp_path / "taken"
+    taken.write_text("a file")
+    meta = MetaAestheticRegressor(backbone="tiny_cnn", checkpoint_dir=taken, random_state=0)
+    with pytest.raises(ValueError, match=r"checkpoint_dir '.*taken' exists and is not a "
+                                         r"directory"):
+        meta.fit(image_files, np.arange(len(image_files)) % 5 + 1.0,
+                 groups=np.repeat(["a", "b"], len(image_files) // 2))

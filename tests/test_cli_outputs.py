@@ -56,6 +56,38 @@ def test_an_output_that_is_one_of_the_images_read_is_refused(tmp_path, image_fil
     assert not os.path.exists("-")
 
 
+def test_an_output_name_no_file_can_have_is_refused_before_the_work(tmp_path, image_files,
+                                                                     monkeypatch):
+    # "-o newdir/" and "-o ''" passed the early check: meta-training ran to its end, and
+    # the prior was lost to "[Errno 20] Not a directory: '.piaa-....tmp' -> 'newdir/'";
+    # so was a link into a missing folder, whose own folder was the one checked
+    from sklearn_piaa import MetaAestheticRegressor
+
+    table = tmp_path / "ratings.csv"
+    table.write_text("rater,image,score\n" + "".join(
+        f"u{u},{os.path.basename(p)},{1 + i % 5}\n" for u in range(2)
+        for i, p in enumerate(image_files)))
+    monkeypatch.chdir(tmp_path)
+    link = tmp_path / "lnk.pt"
+    link.symlink_to(tmp_path / "gone" / "target.pt")
+    monkeypatch.setattr(MetaAestheticRegressor, "fit", _never)
+    for name, said in (("newdir/", "-o 'newdir/' ends with '/', as a folder's name does"),
+                       ("prior.pt/", "ends with '/'"), ("", "-o '' is empty"),
+                       (str(link), "folder '.*gone' does not exist")):
+        with pytest.raises(SystemExit, match=said):
+            main(["meta-train", str(table), "-o", name, *TRAIN])
+    for name, error in (("newdir/", IsADirectoryError), ("", FileNotFoundError)):
+        with pytest.raises(error, match="give a file name to write"):  # save_model's
+            atomic_write(name, lambda fh: fh.write(b"model"))
+    assert sorted(os.listdir(tmp_path)) == sorted(
+        ["ratings.csv", "lnk.pt", *map(os.path.basename, image_files)])
+    assert not os.path.exists(tmp_path.parent / "newdir")
+
+
+def _never(*args, **kwargs):
+    raise AssertionError("the work ran")
+
+
 def test_a_table_without_the_rater_column_is_not_merged_silently(tmp_path, image_files, prior):
     # Two people's ratings under a "user" column were averaged into one rater "you".
     rows = [f"{who},{os.path.basename(p)},{1 + (i * k) % 5}" for who, k in (("ann", 2),
@@ -362,6 +394,43 @@ def test_a_full_disk_is_one_line_naming_the_output(tmp_path, image_files, prior,
     errors = [line for line in capsys.readouterr().err.splitlines() if "warning:" not in line]
     assert errors == [f"sklearn-piaa: error: writing {str(out)!r} {said}",
                       f"sklearn-piaa: error: writing {str(me)!r} {said}"]
+    assert not out.exists() and not me.exists()
+
+
+def test_a_trained_model_the_output_cannot_take_is_kept_in_a_spare_file(
+        tmp_path, image_files, prior, monkeypatch, capsys):
+    # -o is checked before the work; a disk filled (or a folder removed) meanwhile
+    # failed the save at the end, and hours of meta-training went with the process
+    import tempfile
+
+    import sklearn_piaa._persistence as persistence
+
+    save = persistence.save_model
+    out, me = tmp_path / "out" / "prior.pt", tmp_path / "out" / "me.pt"
+
+    def full(model, path):
+        if os.path.dirname(os.fspath(path)) == str(out.parent):
+            raise OSError(errno.ENOSPC, f"writing {os.fspath(path)!r} failed: no space left")
+        save(model, path)
+
+    spares = tmp_path / "spares"
+    spares.mkdir()
+    out.parent.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spares))
+    monkeypatch.setattr(persistence, "save_model", full)
+    assert console(["meta-train", str(tmp_path / "ratings.csv"), "-o", str(out),
+                    *TRAIN]) == 1
+    assert console(["personalize", str(prior), str(_mine(tmp_path, image_files)), "-o",
+                    str(me), "--quiet"]) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    kept = sorted(spares.iterdir())
+    assert [p.name.rsplit("-", 1)[0] for p in kept] == ["sklearn-piaa-personalized-model",
+                                                        "sklearn-piaa-prior"]
+    assert errors[0].endswith(f"no space left The prior was saved to {kept[1]} instead: "
+                              "move it where it belongs.")
+    assert f"The personalized model was saved to {kept[0]} instead" in errors[1]
+    assert type(load_model(kept[1])).__name__ == "MetaAestheticRegressor"
+    assert type(load_model(kept[0])).__name__ == "PersonalizedNet"
     assert not out.exists() and not me.exists()
 
 

@@ -72,6 +72,31 @@ def test_ctrl_c_during_personalization_still_raises(prior):
     assert signal.getsignal(signal.SIGINT) is before  # the handler is put back
 
 
+@pytest.mark.usefixtures("python_sigint")
+def test_a_refit_that_fails_leaves_the_personalized_net_as_it_was(prior):
+    # skorch resets the net to the prior before X is checked: a refit refused for its X
+    # left a net predicting as the prior, saved under the rater's name without a word
+    X, y = _rater()
+    net = prior.personalize(X, y)
+    before = net.predict(X)
+    history = [epoch["train_loss"] for epoch in net.history]
+    assert not np.array_equal(before, prior.predict(X))
+    bad = {"features of another width": (X[:, :3], y),
+           "NaN features": (np.full_like(X, np.nan), y),
+           "no rows": (X[:0], y[:0]),
+           "images for a feature model": (np.array(["a.png"] * len(y)), y)}
+    for name, (X_bad, y_bad) in bad.items():
+        with pytest.raises(ValueError):
+            net.fit(X_bad, y_bad)
+        np.testing.assert_array_equal(net.predict(X), before, err_msg=name)
+        assert [epoch["train_loss"] for epoch in net.history] == history, name
+    with pytest.raises(KeyboardInterrupt):  # stopped in the second epoch
+        net.set_params(callbacks=[CtrlC()]).fit(X, y)
+    np.testing.assert_array_equal(net.predict(X), before)
+    net.set_params(callbacks=None).partial_fit(X, y)  # the old optimizer goes on
+    assert len(net.history) == len(history) + net.max_epochs
+
+
 def test_a_callback_stops_personalization_in_a_worker_thread(prior):
     # Ctrl-C raises in the main thread only: elsewhere a KeyboardInterrupt is a stop.
     X, y = _rater()
