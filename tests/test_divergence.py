@@ -33,6 +33,14 @@ def test_a_diverged_meta_training_raises_and_keeps_the_previous_fit():
     np.testing.assert_array_equal(meta.predict(X), before)
     with pytest.raises(FloatingPointError, match="the loss is nan from step"):
         MetaAestheticRegressor(**{**SMALL, "inner_lr": 1e30}).fit(X, y, groups=groups)
+    # MAML's first outer Adam step, outer_lr / (1 - 0.9), overflowed float32 in torch:
+    # a RuntimeError, and the command line's traceback
+    for algorithm in ("maml", "fomaml"):
+        with pytest.raises(FloatingPointError, match=r"meta-training diverged: the outer "
+                                                     r"Adam step overflowed float32 "
+                                                     r"\(outer_lr=1e\+38\); lower outer_lr"):
+            meta.set_params(algorithm=algorithm, outer_lr=1e38).fit(X, y, groups=groups)
+        np.testing.assert_array_equal(meta.predict(X), before)
 
 
 def test_a_diverged_iteration_leaves_the_last_good_checkpoint(tmp_path):

@@ -132,7 +132,17 @@ class MAML(MetaLearner):
                     t.copy_(acc[name] / n_tasks)
             elif params[name].requires_grad:
                 params[name].grad = acc[name] / n_tasks
-        opt.step()
+        try:
+            opt.step()
+        except RuntimeError as exc:
+            if "overflow" not in str(exc):
+                raise
+            # Adam's first step size, outer_lr / (1 - beta1), beyond float32: torch's
+            # "value cannot be converted to type float without overflow" named neither
+            # the setting nor that training diverged, and left the command's traceback
+            raise FloatingPointError(
+                f"meta-training diverged: the outer Adam step overflowed float32 "
+                f"(outer_lr={self.outer_lr!r}); lower outer_lr.") from None
         opt.zero_grad(set_to_none=True)
 
 
