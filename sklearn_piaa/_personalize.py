@@ -592,20 +592,35 @@ class PersonalizedNet(NeuralNetRegressor):
             y = self._check_scores(y, self.module)
         # X is checked once skorch has reset the net to the prior: a refit refused for
         # its X (features of another width, NaN, too few rows) left a personalized net
-        # predicting as the prior, to be saved under the rater's name. The reset makes
-        # new objects (a copy of the prior, an optimizer) but empties the history in
-        # place: the old ones put back, and the history's epochs, restore the net as it
-        # was, after any failure.
-        before = dict(vars(self))
-        epochs = list(self.history_) if self.__dict__.get("history_") is not None else None
-        try:
+        # predicting as the prior, to be saved under the rater's name.
+        with self._kept_on_failure():
             with contextlib.nullcontext() if seed is None else seeded(seed, self.device):
                 return super().fit(X, y, **fit_params)  # checked by partial_fit
+
+    @contextlib.contextmanager
+    def _kept_on_failure(self):
+        """Put the net back as it was when the block raises (any exception, Ctrl-C).
+
+        skorch's reset (``fit``) makes new objects (a copy of the prior, an optimizer)
+        but empties the history in place, and training (``partial_fit``) changes the
+        weights and the optimizer's moments in place: the attributes, the history's
+        epochs and those states are restored.
+        """
+        before = dict(vars(self))
+        history = self.__dict__.get("history_")
+        epochs = list(history) if history is not None else None
+        module, optimizer = (self.__dict__.get(name) for name in ("module_", "optimizer_"))
+        states = [(obj, copy.deepcopy(obj.state_dict())) for obj in (module, optimizer)
+                  if obj is not None]
+        try:
+            yield
         except BaseException:
             vars(self).clear()
             vars(self).update(before)
             if epochs is not None:
-                self.history_[:] = epochs
+                history[:] = epochs
+            for obj, state in states:
+                obj.load_state_dict(state)
             raise
 
     def partial_fit(self, X, y=None, classes=None, **fit_params):
@@ -636,6 +651,11 @@ class PersonalizedNet(NeuralNetRegressor):
             As for :meth:`fit`.
         KeyboardInterrupt
             As for :meth:`fit`.
+
+        Notes
+        -----
+        A ``partial_fit`` that raises leaves the net as it was before it, as
+        :meth:`fit` does: not half trained (Ctrl-C), nor diverged.
         """
         if y is not None:
             module = getattr(self, "module_", None) if self.initialized_ else None
@@ -645,22 +665,24 @@ class PersonalizedNet(NeuralNetRegressor):
                 # personalize drops unreadable images itself; a refit of the net (a clone
                 # in cross_val_score) must too. fit comes here as well (skorch).
                 X, y = drop_unreadable(self.input, X, y, getattr(self.input, "on_error", None))
-        self._interrupted = False
-        with watching_ctrl_c() as seen:
-            try:
-                super().partial_fit(X, y, classes=classes, **fit_params)
-            finally:
-                interrupted = self.__dict__.pop("_interrupted", False)
-        if interrupted and seen.maybe:
-            # skorch ends fit quietly on Ctrl-C and returns the net as it was then
-            # (perhaps not trained at all): not a result to hand on as fine-tuned. A
-            # callback's KeyboardInterrupt (EarlyStopping's) ends a finished fit.
-            raise KeyboardInterrupt
-        # A diverged net predicts NaN (or, its BatchNorm variance negative, NaN for all).
-        losses = [epoch["train_loss"] for epoch in self.history if "train_loss" in epoch]
-        check_trained(self.module_, losses, "fine-tuning",
-                      "the learning rate (lr, or the prior's finetune_lr) or max_epochs",
-                      features=X if isinstance(self.input, FeatureInput) else None)
+        with self._kept_on_failure():  # not half trained, nor diverged
+            self._interrupted = False
+            with watching_ctrl_c() as seen:
+                try:
+                    super().partial_fit(X, y, classes=classes, **fit_params)
+                finally:
+                    interrupted = self.__dict__.pop("_interrupted", False)
+            if interrupted and seen.maybe:
+                # skorch ends fit quietly on Ctrl-C and returns the net as it was then
+                # (perhaps not trained at all): not a result to hand on as fine-tuned. A
+                # callback's KeyboardInterrupt (EarlyStopping's) ends a finished fit.
+                raise KeyboardInterrupt
+            # A diverged net predicts NaN (or, its BatchNorm variance negative, NaN for
+            # all).
+            losses = [epoch["train_loss"] for epoch in self.history if "train_loss" in epoch]
+            check_trained(self.module_, losses, "fine-tuning",
+                          "the learning rate (lr, or the prior's finetune_lr) or max_epochs",
+                          features=X if isinstance(self.input, FeatureInput) else None)
         # Not where the backbone trains: there each image costs a forward pass.
         if y is not None and not isinstance(self.input, ImageInput) and (
                 isinstance(X, (list, tuple, np.ndarray)) or hasattr(X, "iloc")):

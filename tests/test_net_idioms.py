@@ -93,7 +93,16 @@ def test_a_refit_that_fails_leaves_the_personalized_net_as_it_was(prior):
     with pytest.raises(KeyboardInterrupt):  # stopped in the second epoch
         net.set_params(callbacks=[CtrlC()]).fit(X, y)
     np.testing.assert_array_equal(net.predict(X), before)
-    net.set_params(callbacks=None).partial_fit(X, y)  # the old optimizer goes on
+    # partial_fit trains in place: interrupted or diverged, it left the net half trained
+    net.set_params(callbacks=[CtrlC(at_epoch=len(history) + 2)]).initialize_callbacks()
+    with pytest.raises(KeyboardInterrupt):
+        net.partial_fit(X, y)
+    net.set_params(callbacks=None, lr=1e30).initialize_callbacks()
+    with pytest.raises(FloatingPointError, match="fine-tuning diverged"):
+        net.partial_fit(X, y)
+    np.testing.assert_array_equal(net.predict(X), before)
+    assert [epoch["train_loss"] for epoch in net.history] == history
+    net.set_params(lr=1e-3).partial_fit(X, y)  # the old optimizer goes on
     assert len(net.history) == len(history) + net.max_epochs
 
 
