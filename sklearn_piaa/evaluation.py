@@ -8,7 +8,7 @@ import numpy as np
 from joblib import Parallel, delayed
 
 from ._estimator import _SCALE_CHECKED, check_scales, warn_repeated_images
-from ._features import ImageEmbedder, image_reader
+from ._features import FeatureInput, ImageEmbedder, image_reader
 from ._inputs import (
     FEATURES,
     check_feature_names,
@@ -358,6 +358,10 @@ def _check_protocol(prior, test_tasks, n_support):
     if not isinstance(test_tasks, TaskSet):
         raise TypeError("test_tasks must be a TaskSet or a dict rater -> (X, y); got "
                         f"{type(test_tasks).__name__}.")
+    adapter = getattr(prior, "input_", None)
+    if isinstance(adapter, FeatureInput) and input_kind(test_tasks.X) != FEATURES:
+        # its error, before warnings about raters this evaluation will never score
+        adapter(take(test_tasks.X, [0]))
     # the rows handed to personalize are plain arrays: check the columns here
     check_feature_names(getattr(prior, "feature_names_in_", None), None,
                         type(prior).__name__, names=test_tasks.feature_names)

@@ -669,3 +669,19 @@ def test_protocols_check_every_rater_against_the_given_or_the_priors_range_up_fr
         run(TaskSet.from_arrays(test.X, odd, test.groups))
     scale = [str(w.message) for w in record if "another scale" in str(w.message)]
     assert len(scale) == 1 and "'r11'" in scale[0], scale
+
+
+@pytest.mark.parametrize("protocol", ["evaluate_personalization", "compare_support_strategies"])
+def test_images_for_a_features_prior_are_refused_before_any_word_on_the_raters(
+        fitted, protocol):
+    # the raters were warned of as seen in training (and their images as repeated)
+    # before personalize refused the images, when no rater was to be scored at all
+    meta, _ = fitted
+    paths = np.array([f"photo{i % 15}.jpg" for i in range(40)], dtype=object)
+    tasks = TaskSet.from_arrays(paths, np.tile([1.0, 2, 3, 4, 5], 8),
+                                np.repeat(["r00", "r01"], 20))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=r"fitted on precomputed features \(backbone=None\)"
+                                             r", so X must be a 2-D feature array; got images"):
+            _protocols(meta)[protocol](tasks)
