@@ -2,6 +2,7 @@
 
 import numbers
 import os
+import unicodedata
 from collections import Counter
 from collections.abc import Mapping
 
@@ -63,7 +64,9 @@ def rater_text(r):
     """A rater id as text: 7, numpy's 7, 7.0 and "7" (how readers spell ids) all "7".
 
     For telling whether two collections name the same person (a test rater among the
-    training raters), where the ids may have come through different readers.
+    training raters), where the ids may have come through different readers. Text is
+    taken in Unicode's composed form (NFC): "café" typed with an accent mark after
+    the "e" (as macOS file names store it) names the same person.
 
     Parameters
     ----------
@@ -78,7 +81,7 @@ def rater_text(r):
         return str(int(r))
     if isinstance(r, (float, np.floating)) and float(r).is_integer():
         return str(int(r))
-    return str(r).strip()
+    return unicodedata.normalize("NFC", str(r).strip())
 
 
 def raters_among(raters, others):
@@ -185,13 +188,22 @@ def warn_same_text(raters):
     if alike:
         # astype(str) would spell b"ann" "b'ann'": still another rater than "ann"
         decode = any(len({isinstance(r, bytes) for r in ids}) == 2 for ids in alike)
+        # text and text: spaces around it, or two Unicode forms (printed alike but for
+        # ascii) of one text
+        forms = any(all(isinstance(r, str) for r in ids) for ids in alike)
+        if forms:
+            advice = ("write each id one way: without spaces around it, in one Unicode "
+                      "form, e.g. unicodedata.normalize('NFC', id.strip()).")
+        else:
+            advice = "give the ids one type, e.g. " + (
+                "text, decoding the bytes ids (b'ann'.decode())." if decode else
+                "groups.astype(str).")
         warn_caller(
             f"{len(alike)} rater id(s) are written two ways: "
-            + listing([" and ".join(map(repr, ids)) for ids in alike], 5, sep="; ")
+            + listing([" and ".join(map(ascii if forms else repr, ids)) for ids in alike],
+                      5, sep="; ")
             + ". They count as different raters (their ratings can fall on both sides of "
-            "a split); if each is one person, give the ids one type, e.g. "
-            + ("text, decoding the bytes ids (b'ann'.decode())." if decode else
-               "groups.astype(str)."))
+            "a split); if each is one person, " + advice)
 
 
 def _sorted_raters(raters):

@@ -1,3 +1,4 @@
+import unicodedata
 import warnings
 
 import numpy as np
@@ -121,6 +122,7 @@ def test_missing_ids_of_other_kinds_are_refused_by_every_splitter():
 
 def test_one_rater_written_two_ways_is_named():
     from sklearn_piaa import PIAAWarning, TaskSet
+    from sklearn_piaa._tasks import raters_among
 
     groups = np.repeat(np.array([0, 1, 2, 3], dtype=object), 5)
     groups[:2] = "0"  # the same person, read from another file as text
@@ -132,8 +134,19 @@ def test_one_rater_written_two_ways_is_named():
     spaced = np.repeat(["7", "7 ", "8", "9"], 5)  # text ids, one with a stray space
     for run in (lambda: TaskSet.from_arrays(X, y, spaced),
                 lambda: list(UserGroupKFold(2, random_state=0).split(X, None, spaced))):
-        with pytest.warns(PIAAWarning, match=r"written two ways: '7' and '7 '"):
+        with pytest.warns(PIAAWarning, match=r"written two ways: '7' and '7 '.* without "
+                                             r"spaces around it"):
             run()
+    # "José" typed with an accent key, and read from a macOS file name (decomposed):
+    # two raters without a word, and not the same person to the seen-in-training check
+    composed, decomposed = (unicodedata.normalize(form, "José") for form in ("NFC", "NFD"))
+    forms = np.repeat([composed, decomposed, "8", "9"], 5)
+    for run in (lambda: TaskSet.from_arrays(X, y, forms),
+                lambda: list(UserGroupKFold(2, random_state=0).split(X, None, forms))):
+        with pytest.warns(PIAAWarning, match=r"written two ways: 'Jose\\u0301' and "
+                                             r"'Jos\\xe9'.*in one Unicode form"):
+            run()
+    assert raters_among([composed, "8"], [decomposed]) == [composed]
 
 
 def test_bytes_and_text_ids_of_one_rater_are_named():
