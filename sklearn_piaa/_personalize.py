@@ -43,6 +43,10 @@ __all__ = ["PersonalizedNet"]
 # seeded block -- and no turn behind another thread's fit.
 _PREDICTING = threading.local()
 
+# The nets inside a _kept_on_failure block, by id: a nested block leaves the restoring
+# to the outer one.
+_KEEPING = set()
+
 
 class _PrintLog(PrintLog):
     """skorch's :class:`~skorch.callbacks.PrintLog`, which formats nothing it would not
@@ -593,25 +597,32 @@ class PersonalizedNet(NeuralNetRegressor):
         # X is checked once skorch has reset the net to the prior: a refit refused for
         # its X (features of another width, NaN, too few rows) left a personalized net
         # predicting as the prior, to be saved under the rater's name.
-        with self._kept_on_failure():
+        with self._kept_on_failure(states=False):
             with contextlib.nullcontext() if seed is None else seeded(seed, self.device):
                 return super().fit(X, y, **fit_params)  # checked by partial_fit
 
     @contextlib.contextmanager
-    def _kept_on_failure(self):
+    def _kept_on_failure(self, states=True):
         """Put the net back as it was when the block raises (any exception, Ctrl-C).
 
         skorch's reset (``fit``) makes new objects (a copy of the prior, an optimizer)
         but empties the history in place, and training (``partial_fit``) changes the
         weights and the optimizer's moments in place: the attributes, the history's
-        epochs and those states are restored.
+        epochs and, with ``states``, those states are restored. Within another such
+        block (``fit``'s, around its ``partial_fit``) it does nothing: the outer one
+        restores, and fit leaves the old module and optimizer untouched, so that a
+        personalization copies no weights for this.
         """
+        if id(self) in _KEEPING:  # not an attribute: a net pickled inside would keep it
+            yield
+            return
         before = dict(vars(self))
         history = self.__dict__.get("history_")
         epochs = list(history) if history is not None else None
-        module, optimizer = (self.__dict__.get(name) for name in ("module_", "optimizer_"))
-        states = [(obj, copy.deepcopy(obj.state_dict())) for obj in (module, optimizer)
-                  if obj is not None]
+        kept = [(obj, copy.deepcopy(obj.state_dict())) for obj in
+                (self.__dict__.get(name) for name in ("module_", "optimizer_"))
+                if states and obj is not None]
+        _KEEPING.add(id(self))
         try:
             yield
         except BaseException:
@@ -619,9 +630,11 @@ class PersonalizedNet(NeuralNetRegressor):
             vars(self).update(before)
             if epochs is not None:
                 history[:] = epochs
-            for obj, state in states:
+            for obj, state in kept:
                 obj.load_state_dict(state)
             raise
+        finally:
+            _KEEPING.discard(id(self))
 
     def partial_fit(self, X, y=None, classes=None, **fit_params):
         """skorch's ``partial_fit`` (from the trained weights), after checking the scores
