@@ -66,6 +66,14 @@ def unused_benchmark_options(args, used=()):
     return _set_away(BENCHMARK_DEFAULTS, args, used)
 
 
+def check_benchmark_sizes(n_images, images_per_rater):
+    """Refuse ``--images-per-rater`` above ``--n-images``, in the options' words and
+    before the built-in benchmark is made (each rater rates distinct images)."""
+    if images_per_rater > n_images:
+        raise ValueError(f"--images-per-rater {images_per_rater} exceeds --n-images "
+                         f"{n_images}: each rater rates distinct images.")
+
+
 def printer(out):
     """A ``say(msg)`` that prints to ``out`` (standard output when None), flushed."""
     def say(msg):

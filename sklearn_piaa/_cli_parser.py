@@ -5,6 +5,7 @@ mistyped option, answer at once. :mod:`sklearn_piaa.cli` runs the commands.
 """
 
 import argparse
+import functools
 import re
 
 from ._cli_common import BENCHMARK_DEFAULTS, READERS, TABLE_DEFAULTS
@@ -90,7 +91,10 @@ def _add_benchmark_args(p):
     p.add_argument("--n-raters", type=_count, default=d["n_raters"], help="raters simulated")
     p.add_argument("--images-per-rater", type=_count, default=d["images_per_rater"],
                    help="ratings per rater")
-    p.add_argument("--image-size", type=_count, default=d["image_size"],
+    # the benchmark's own check named image_size, after the options were read
+    p.add_argument("--image-size", type=functools.partial(_count, least=16,
+                                                          what="an integer of at least 16"),
+                   default=d["image_size"],
                    help="built-in benchmark: image side in pixels")
 
 

@@ -5,6 +5,7 @@ import warnings
 
 from ._cli_common import (
     BENCHMARK_DEFAULTS,
+    check_benchmark_sizes,
     given_table_options,
     image_files,
     plural,
@@ -217,6 +218,7 @@ def run_table1(args, out=None):
         say(f"{len(files)} photos measured; {args.n_raters} simulated raters "
             f"({time.perf_counter() - t0:.1f}s)")
     else:
+        check_benchmark_sizes(args.n_images, args.images_per_rater)
         data = make_aesthetic_benchmark(n_images=args.n_images, n_raters=args.n_raters,
                                         images_per_rater=args.images_per_rater,
                                         image_size=args.image_size,

@@ -570,15 +570,21 @@ class TaskSet:
 
         Raises
         ------
+        TypeError
+            If ``raters`` is one id (text, bytes or a number) rather than a collection.
         KeyError
             If a rater is not in this TaskSet.
         ValueError
             If ``raters`` is empty or lists a rater more than once.
         """
+        # "u0" is a sequence of letters, not of raters; a generator is read once
+        if isinstance(raters, (str, bytes)) or not np.iterable(raters):
+            raise TypeError(f"subset takes a list of rater ids; got {raters!r} (for one "
+                            f"rater, pass [{raters!r}]).")
+        raters = list(raters)
         missing = [r for r in raters if r not in self.indices]
         if missing:
             raise KeyError(f"raters not in this TaskSet: {missing[:10]}")
-        raters = list(raters)
         if not raters:  # numpy's "need at least one array to concatenate" said nothing
             raise ValueError("subset needs at least one rater; got none.")
         repeated = [r for r, count in Counter(raters).items() if count > 1]

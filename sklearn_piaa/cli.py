@@ -16,7 +16,14 @@ import warnings
 # Nothing heavy is imported here: --help, --version and a mistyped option answer at once,
 # instead of after the seconds that torch and scikit-learn take to import. The functions
 # that run a command import the rest (numpy too) when it runs.
-from ._cli_common import image_files, keep_freed_memory, plural, printer, read_data
+from ._cli_common import (
+    check_benchmark_sizes,
+    image_files,
+    keep_freed_memory,
+    plural,
+    printer,
+    read_data,
+)
 from ._cli_parser import build_parser, negative_ranges
 from ._cli_table1 import run_table1
 from ._io import atomic_write, check_output_file
@@ -62,6 +69,11 @@ def run_demo(n_images=1200, n_raters=60, images_per_rater=160, image_size=128,
     from .evaluation import evaluate_personalization
 
     say = printer(out)
+    # before the benchmark is built, and in the command's words
+    check_benchmark_sizes(n_images, images_per_rater)
+    if not 1 <= n_test_raters < n_raters:
+        raise ValueError(f"--n-test-raters {n_test_raters} must be at least 1 and below "
+                         f"--n-raters {n_raters} (some raters meta-train, the others test).")
     t0 = time.perf_counter()
     data = make_aesthetic_benchmark(n_images=n_images, n_raters=n_raters,
                                     images_per_rater=images_per_rater, image_size=image_size,
@@ -70,9 +82,6 @@ def run_demo(n_images=1200, n_raters=60, images_per_rater=160, image_size=128,
     say(f"built-in benchmark: {n_images} images, {n_raters} raters x {images_per_rater} "
         f"ratings; rater vs leave-one-out consensus SROCC {np.nanmean(agree):.2f} "
         f"({time.perf_counter() - t0:.1f}s)")
-    if not 1 <= n_test_raters < n_raters:
-        raise ValueError(f"--n-test-raters {n_test_raters} must be at least 1 and below "
-                         f"--n-raters {n_raters} (some raters meta-train, the others test).")
     X = data.images[data.image_index]
     test_raters = data.rater_ids[-n_test_raters:]
     test = np.isin(data.groups, test_raters)

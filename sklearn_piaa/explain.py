@@ -96,6 +96,12 @@ def gradient_map(model, image, reduce="max"):
     """
     if reduce not in ("max", "none"):
         raise ValueError(f"reduce must be 'max' or 'none'; got {reduce!r}.")
+    # several images read as pixels: "image arrays must be uint8; got dtype <U45"
+    many = (isinstance(image, (list, tuple)) or isinstance(image, np.ndarray) and (
+        image.ndim == 4 or image.ndim == 1 and image.dtype.kind in "OUS"))
+    if many:
+        raise ValueError(f"gradient_map takes one image; got {len(image)} in a "
+                         f"{type(image).__name__}: call it once per image.")
     f, modules, backbone, device = _score_function(model)
     # A gradient, also where the caller is in inference mode (enable_grad alone does
     # not leave it) or has gradients off.

@@ -626,6 +626,15 @@ def test_demo_and_table1_refuse_splits_without_training_or_test_raters(capsys):
               "--quiet"])
     assert ("argument --test-fraction: expected a fraction between 0 and 1"
             in capsys.readouterr().err)
+    # the benchmark's own checks named images_per_rater=, image_size=
+    for command in ("demo", "table1"):
+        with pytest.raises(ValueError, match="--images-per-rater 70 exceeds --n-images 60"):
+            main([command, "--n-images", "60", "--n-raters", "8", "--images-per-rater", "70",
+                  "--image-size", "32", "--backbone", "tiny_cnn", "--quiet"])
+        with pytest.raises(SystemExit):
+            main([command, "--image-size", "8", "--backbone", "tiny_cnn", "--quiet"])
+        assert ("argument --image-size: expected an integer of at least 16, got 8"
+                in capsys.readouterr().err)
 
 
 def test_attributes_of_a_thin_panorama(tmp_path):

@@ -84,6 +84,12 @@ def test_feature_models_and_bad_arguments_are_refused(ratings, tiny_params):
                                     support_size=5, query_size=2).fit(imgs, yi, groups=gi)
     with pytest.raises(ValueError, match="reduce"):
         gradient_map(fitted, image, reduce="mean")
+    # "image arrays must be uint8 (0-255); got dtype <U45" for two photos' paths
+    for many, kind in (([image, image], "list"), (np.array(["a.jpg", "b.jpg"]), "ndarray"),
+                       (np.stack([image] * 2), "ndarray")):
+        with pytest.raises(ValueError, match=rf"takes one image; got 2 in a {kind}: call it "
+                                             "once per image"):
+            gradient_map(fitted, many)
     # a clone of a personalized net: "needs a fitted PersonalizedNet; got PersonalizedNet"
     from sklearn.base import clone
     from sklearn.exceptions import NotFittedError

@@ -66,6 +66,12 @@ def test_subset_and_rows_refuse_what_would_go_wrong_silently():
     with pytest.raises(ValueError, match="subset needs at least one rater"):
         t.subset([])
     assert t.subset(["b"]).n_ratings == 3
+    # a generator was spent by the check for unknown raters: "needs at least one rater"
+    assert t.subset(r for r in ["a", "b"]).n_ratings == 6
+    # one id: its letters were taken for raters
+    with pytest.raises(TypeError, match=r"subset takes a list of rater ids; got 'ab' \(for "
+                                        r"one rater, pass \['ab'\]\)"):
+        t.subset("ab")
 
 
 def test_raters_image_arrays_of_other_sizes_join_as_a_list():
