@@ -441,6 +441,20 @@ def test_pam_content_probabilities_stay_soft_with_few_images_per_class():
     assert (probs.max(axis=1) < 0.999).all()
 
 
+def test_pam_says_when_it_has_fewer_images_than_content_classes():
+    rng = np.random.RandomState(0)
+    F = rng.randn(12, 6)
+    X, groups = F[np.tile(np.arange(12), 3)], np.repeat(np.arange(3), 12)
+    y = 3 + X[:, 0] + 0.3 * rng.randn(len(X))
+    with pytest.warns(PIAAWarning, match="n_content_classes=20 is more than the 12 distinct"):
+        pam = PAMRegressor(variant="content", random_state=0).fit(X, y, groups=groups)
+    assert pam.content_classes_.n_clusters == 12
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PIAAWarning)
+        PAMRegressor(variant="content", n_content_classes=12, random_state=0).fit(
+            X, y, groups=groups)
+
+
 @pytest.mark.parametrize("scale", [0.2, 0.1, 0.7, 2500.0])
 def test_pa_iaa_likes_do_not_depend_on_the_units(scale):
     # A rating equal to its rater's mean (3 of 1-5) was "liked" on 0.2-1.0 or 0.1-0.5,

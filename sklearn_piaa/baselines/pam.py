@@ -7,6 +7,7 @@ from scipy.special import softmax
 from sklearn.cluster import KMeans
 from sklearn.utils._param_validation import Interval, StrOptions
 
+from .._warnings import warn_caller
 from ..datasets.photo_raters import PHOTO_ATTRIBUTE_NAMES, measure_attributes
 from ._base import BaselineRegressor, _ridge, consensus_scores
 
@@ -81,6 +82,8 @@ class PAMRegressor(BaselineRegressor):
         columns are the content embedding. Ignored with a backbone, where attributes
         are measured from the images.
     n_content_classes : int, default=20
+        Number of content clusters, at most the number of distinct training images:
+        with fewer images each is a class of its own, with a warning.
     attribute_size : int, default=128
         Longest side of the copy the attributes are measured on (images only).
     backbone, backbone_weights, alphas, batch_size, cache_dir, device
@@ -183,6 +186,12 @@ class PAMRegressor(BaselineRegressor):
         self.generic_ = _ridge(Z, consensus_scores(y, inverse, len(Z)), self.alphas)
         if self.variant != "attributes":
             k = min(self.n_content_classes, len(Z))
+            if k < self.n_content_classes:
+                warn_caller(
+                    f"n_content_classes={self.n_content_classes} is more than the {len(Z)} "
+                    f"distinct training images: PAMRegressor uses {k} content classes, "
+                    "one per image. Set n_content_classes to at most the number of "
+                    "images to silence this.")
             self.content_classes_ = KMeans(k, n_init=3, random_state=rng).fit(content)
             # Temperature: the typical squared distance of an image to its own class, so
             # that probabilities are neither one-hot nor uniform.
