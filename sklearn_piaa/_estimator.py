@@ -18,7 +18,6 @@ from sklearn.base import BaseEstimator, RegressorMixin, _fit_context, clone
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import (
     Interval,
-    InvalidParameterError,
     Options,
     StrOptions,
     validate_parameter_constraints,
@@ -63,6 +62,7 @@ from ._messages import (
     score_range_given,
     scores_given,
 )
+from ._params import NumbersNotBools, refuse_bool_numbers
 from ._personalize import PersonalizedNet, _augmenting
 from ._progress import progress
 from ._tasks import NO_GROUPS, as_tasks
@@ -521,7 +521,7 @@ def _refuse_unknown_net_params(net, net_params):
         "NeuralNet).")
 
 
-class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
+class MetaAestheticRegressor(PickledOnCPU, NumbersNotBools, RegressorMixin, BaseEstimator):
     """Meta-learned aesthetic prior over raters, personalized to a new rater in a few shots.
 
     ``fit`` runs bilevel meta-training (BLG-PIAA [1]_): each rater is a task; per outer
@@ -1600,11 +1600,7 @@ class MetaAestheticRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
         self._validate_params()
         _refuse_unknown_net_params(self.prior_net_, net_params)
         overrides = {k: v for k, v in net_params.items() if k in _OVERRIDE_CONSTRAINTS}
-        for name, value in overrides.items():
-            if isinstance(value, (bool, np.bool_)):  # an Integral to scikit-learn
-                raise InvalidParameterError(
-                    f"The {name!r} parameter of personalize must be a number, not a bool; "
-                    f"got {value!r}.")
+        refuse_bool_numbers(_OVERRIDE_CONSTRAINTS, overrides, "personalize")
         validate_parameter_constraints(_OVERRIDE_CONSTRAINTS, overrides,
                                        caller_name="personalize")
 

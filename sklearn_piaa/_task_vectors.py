@@ -30,6 +30,7 @@ from ._estimator import (
 from ._features import SATURATES, SCALE_FAR_ROWS, FeatureInput, far_rows_checked
 from ._inputs import FEATURES, check_feature_names, check_seed, input_kind
 from ._messages import listing
+from ._params import NumbersNotBools
 from ._progress import progress
 from ._tasks import as_tasks, rater_text
 from ._warnings import PIAAWarning, warn_caller
@@ -175,7 +176,7 @@ class _FirstLayer:
                 + torch.tensordot(b, self._bias, dims=1))
 
 
-class TaskVectorRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
+class TaskVectorRegressor(PickledOnCPU, NumbersNotBools, RegressorMixin, BaseEstimator):
     """Personalize by mixing task vectors: per-user coefficients over fine-tuned models.
 
     Task-vector customization [1]_: a base network ``theta_0`` and ``K`` fine-tuned

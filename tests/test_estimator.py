@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import sklearn
 import torch
+from conftest import TINY, tiny_baselines
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, cross_val_score
@@ -20,6 +21,7 @@ from sklearn_piaa import (
     PIAAWarning,
     SupportQuerySplit,
     TaskSet,
+    TaskVectorRegressor,
     UserGroupKFold,
     personalized_srocc,
     srocc,
@@ -700,6 +702,33 @@ def test_fine_tuning_settings_are_checked_by_name_at_personalize(ratings, tiny_p
     # skorch's "all images at once" stays a batch size personalize takes
     meta.set_params(finetune_lr=None, finetune_batch_size=None, finetune_epochs=1)
     assert meta.personalize(X[:10], y[:10], batch_size=-1).batch_size == -1
+
+
+def _numeric_params(estimator):
+    from sklearn.utils._param_validation import Interval
+
+    return [name for name, options in estimator._parameter_constraints.items()
+            if any(isinstance(c, Interval) for c in options) and "boolean" not in options]
+
+
+@pytest.mark.parametrize("estimator", [
+    MetaAestheticRegressor(**TINY), TaskVectorRegressor(), *tiny_baselines(),
+], ids=lambda e: type(e).__name__)
+def test_a_bool_for_a_number_is_refused_by_name(ratings, estimator):
+    # scikit-learn counts a bool as an integer: inner_steps=True ran one step, and
+    # n_iterations=True failed inside NumPy ("expected a sequence of integers...")
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    X, y, groups = ratings
+    names, by_us = _numeric_params(estimator), 0
+    assert names
+    for name in names:
+        with pytest.raises(InvalidParameterError, match=re.escape(
+                f"The {name!r} parameter of {type(estimator).__name__} must be ")) as info:
+            clone(estimator).set_params(**{name: True}).fit(X, y, groups=groups)
+        # where 1 is out of range scikit-learn's own message comes first
+        by_us += str(info.value).endswith("must be a number, not a bool; got True.")
+    assert by_us
 
 
 def test_an_unknown_fine_tuning_argument_is_named_with_the_meant_one(ratings, tiny_params):

@@ -46,6 +46,7 @@ from .._inputs import (
     with_rows,
 )
 from .._messages import pass_score_range, row_numbers, score_range_given
+from .._params import NumbersNotBools
 from .._tasks import as_tasks
 from .._warnings import warn_caller
 from ..nn import BACKBONES, load_backbone
@@ -105,7 +106,7 @@ def _ridge(Phi, target, alphas):
     return RidgeCV(alphas=grid).fit(Phi, target)
 
 
-class BaselineRegressor(PickledOnCPU, RegressorMixin, BaseEstimator):
+class BaselineRegressor(PickledOnCPU, NumbersNotBools, RegressorMixin, BaseEstimator):
     """Base class of the baselines: fit a prior over raters, personalize by ridge.
 
     Not meant to be used directly. Subclasses list their own parameters in
