@@ -227,19 +227,26 @@ def test_a_semicolon_file_is_shown_how_pandas_reads_it_into_read_ratings(tmp_pat
     # DataFrame; its images are then looked for in the current directory, not the CSV's.
     pd = pytest.importorskip("pandas")
     _images(tmp_path, ["a.png", "b.png"])
-    path = _csv(tmp_path, "rater;image;score\nann;a.png;3,5\nann;b.png;4\n", "semi.csv")
+    path = _csv(tmp_path, "rater;image;score\n007;a.png;3,5\n7;b.png;4\nNA;a.png;2\n",
+                "semi.csv")
     with pytest.raises(ValueError) as info:
         read_ratings(path)
-    advice = f"read_ratings(pandas.read_csv({path!r}, sep=';', decimal=','), " \
+    advice = f"read_ratings(pandas.read_csv({path!r}, sep=';', decimal=',', " \
+             "dtype={'rater': str, 'image': str}, keep_default_na=False), " \
              f"image_root={str(tmp_path)!r})"
     assert "re-save it with commas between the columns, or, in Python" in str(info.value)
     assert advice in str(info.value)
     data = eval(advice, {"read_ratings": read_ratings, "pandas": pd})  # the advice works
-    assert data.y.tolist() == [3.5, 4.0] and data.X[0] == str(tmp_path / "a.png")
+    assert data.y.tolist() == [3.5, 4.0, 2.0] and data.X[0] == str(tmp_path / "a.png")
+    # raters "007" and "7" stay two (pandas alone read both as 7), "NA" a rater
+    assert data.groups.tolist() == ["007", "7", "NA"]
     # no decimal commas: no decimal=','; Excel's "sep=;" line: skiprows=1
     path = _csv(tmp_path, "sep=;\nrater;image;score\nann;a.png;3.5\n", "excel.csv")
     with pytest.raises(ValueError, match=r"declares ';'; .*read_ratings\(pandas\.read_csv\("
-                                         r".*excel\.csv', sep=';', skiprows=1\), image_root="):
+                                         r".*excel\.csv', sep=';', skiprows=1, "
+                                         r"dtype=\{'rater': str, 'image': str\}, "
+                                         r"keep_default_na=False\), "
+                                         r"image_root="):
         read_ratings(path)
     data = read_ratings(pd.read_csv(path, sep=";", skiprows=1), image_root=tmp_path)
     assert data.y.tolist() == [3.5]
@@ -304,7 +311,16 @@ def test_empty_columns_without_a_name_are_dropped_and_full_ones_named(tmp_path):
         f"{path}: 2 columns hold data but have no name in the header (columns 4, 5 of "
         "['rater', 'image', 'score', '', '']; e.g. line 3: 'too dark'); name them in the "
         "header, or delete them.")
-    # a single one (R's row names) is read as before
+    # a single one after the named ones: the decimals of scores written "3,5"
+    path = _csv(tmp_path, "rater,image,score,\nann,a.jpg,4,\nann,b.jpg,3,5\n",
+                "decimals.csv")
+    with pytest.raises(ValueError) as info:
+        read_ratings(path, check_files=False)
+    assert str(info.value).startswith(
+        f"{path}: column 4 holds data but has no name in the header (['rater', 'image', "
+        "'score', '']; e.g. line 3: '5'); a score written with a decimal comma (3,5) is "
+        "split in two")
+    # a single one first (R's row names) is read as before
     path = _csv(tmp_path, '"","rater","image","score"\n"1","ann","a.jpg",3\n', "r.csv")
     assert read_ratings(path, check_files=False).groups.tolist() == ["ann"]
     # and a separator other than a comma is still named, trailing commas or not

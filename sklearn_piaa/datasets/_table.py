@@ -198,16 +198,22 @@ def _swallows_rows(row, names, needed, record):
         return True
 
 
-def _frame_hint(path, text, delimiter, skiprows=0):
+def _frame_hint(path, text, delimiter, skiprows=0, needed=None):
     """" ..., or, in Python, pass read_ratings the table as pandas reads it: ..." for a
     file separated by ``delimiter``, with ``decimal=','`` where a cell looks like a
-    decimal comma ("3,5") and ``skiprows`` for Excel's "sep=" line."""
+    decimal comma ("3,5"), ``skiprows`` for Excel's "sep=" line, and the rater and image
+    columns (the first two of ``needed``) read as text."""
     options = f"sep={delimiter!r}"
     cell = rf"(^|{re.escape(delimiter)})[ \t]*-?\d+,\d+[ \t]*({re.escape(delimiter)}|\r?$)"
     if delimiter != "," and re.search(cell, text[:65536], re.MULTILINE):
         options += ", decimal=','"
     if skiprows:
         options += f", skiprows={skiprows}"
+    if needed is not None:
+        # pandas reads ids "007" and "7" both as the number 7 (one rater), and "NA" as
+        # missing, where this reader keeps the text
+        options += (f", dtype={{{needed[0]!r}: str, {needed[1]!r}: str}}, "
+                    "keep_default_na=False")
     # image_root: an in-memory table's images are looked for in the current directory,
     # not beside the file it came from
     folder = os.path.dirname(os.path.abspath(path))
@@ -234,7 +240,8 @@ def _read_csv(path, needed=None, frame_hint=False):
     hint = re.match(r"sep=(.?)[ \t]*\r?\n", text)
     if hint:  # Excel's "sep=," line names the delimiter; it is not the header
         if hint.group(1) != ",":
-            also = (_frame_hint(path, text[hint.end():], hint.group(1), skiprows=1)
+            also = (_frame_hint(path, text[hint.end():], hint.group(1), skiprows=1,
+                                needed=needed)
                     if frame_hint and hint.group(1) else "")
             raise ValueError(f"{path} must be comma-separated, but its first line "
                              f"{hint.group(0).strip()!r} declares {hint.group(1)!r}; re-save "
@@ -249,7 +256,7 @@ def _read_csv(path, needed=None, frame_hint=False):
     if len(named) == 1:
         seen = [d for d in (";", "\t") if d in named[0]]
         if seen:
-            also = _frame_hint(path, text, seen[0]) if frame_hint else ""
+            also = _frame_hint(path, text, seen[0], needed=needed) if frame_hint else ""
             raise ValueError(f"{path} must be comma-separated, but its header "
                              f"{header[names.index(named[0])]!r} has no comma and is "
                              f"separated by {seen[0]!r}; re-save it with commas between "
@@ -307,6 +314,16 @@ def _read_csv(path, needed=None, frame_hint=False):
                          f"header (columns {', '.join(str(j + 1) for j in full)} of "
                          f"{names}; e.g. line {lines[i]}: {rows[i][j]!r}); name them in "
                          "the header, or delete them.")
+    if len(full) == 1 and full[0] > 0:
+        # The first is R's row names. Another is data: the decimals of "3,5" below a
+        # header ending with a comma ("image,score,") would be dropped, 3.5 read as 3.
+        (j,) = full
+        i = next(i for i, r in enumerate(rows) if r[j])
+        raise ValueError(f"{path}: column {j + 1} holds data but has no name in the "
+                         f"header ({names}; e.g. line {lines[i]}: {rows[i][j]!r}); a score "
+                         "written with a decimal comma (3,5) is split in two there: write "
+                         "3.5 or quote the cell (\"3,5\"). Otherwise name the column in the "
+                         "header, or delete it.")
     keep = [j for j in range(len(names)) if j not in unnamed or j in full]
     cols = {names[j]: [r[j] for r in rows] for j in keep}
     return Bunch(cols=cols, name=path, lines=lines, n=len(rows), labels=None,
