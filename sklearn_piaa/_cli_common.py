@@ -184,14 +184,20 @@ def read_rater_ids(path):
     from .datasets.readers import _header, _read_ids
 
     text = _read_text(path)
-    _, names = _header(text)
+    delimiter, names = _header(text)
     column = next((c for c in RATER_ID_COLUMNS if c in names), None)
-    if column is None and len(names) == 1:
-        column, text = "rater", "rater\n" + text  # ids only, the first line among them
+    if column is None and len(names) == 1 and any(
+            c in names[0].split(";") for c in RATER_ID_COLUMNS):
+        raise ValueError(f"{path}: its header {names[0]!r} is separated by ';': write "
+                         "commas between the columns (or give ids only, one a line).")
+    if column is None and len(names) == 1:  # ids only, the first line among them
+        return _read_ids(path, "rater", text, has_header=False)
     if column is None:
         raise ValueError(f"{path}: expected a header row naming the rater id column, "
                          f"one of {list(RATER_ID_COLUMNS)} (or ids only, one a line); "
-                         f"found {names}.")
+                         f"found {names}"
+                         + ("" if delimiter else " (ids with spaces: start the file with the "
+                            "line 'rater', or quote each id)") + ".")
     return _read_ids(path, column, text)
 
 

@@ -706,6 +706,36 @@ def test_a_test_raters_file_in_any_common_layout(tmp_path, text):
     assert read_rater_ids(str(path)) == ["u2", "u3"]
 
 
+@pytest.mark.parametrize("text", ["rater\nJohn Smith\nAnn  Lee \n",
+                                  'rater\n"John Smith"\n"Ann  Lee"\n',
+                                  '"John Smith"\n"Ann  Lee"\n',
+                                  'fold rater\n1 "John Smith"\n2 "Ann  Lee"\n'])
+def test_test_raters_with_spaces_in_their_ids(tmp_path, text):
+    # "John Smith" under the header "rater" was split in two: "line 2: 2 field(s) but
+    # the header has 1 ... (row names, as R's write.table writes them?)"
+    from sklearn_piaa._cli_common import read_rater_ids
+
+    path = tmp_path / "ids.txt"
+    path.write_text(text)
+    assert read_rater_ids(str(path)) == ["John Smith", "Ann  Lee"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("John Smith\nAnn Lee\n", r"found \['John', 'Smith'\] \(ids with spaces: start the file "
+                               r"with the line 'rater', or quote each id\)\.$"),
+    ("rater;fold\nu1;1\n", r"its header 'rater;fold' is separated by ';': write commas"),
+    ('"x"\n"1" "u1"\n', r"ids\.txt, line 2: 2 fields, but a list of ids has one a line"),
+    ('rater\n"1" "u1"\n', r"line 2: 2 field\(s\) but the header has 1 .*row names"),
+])
+def test_a_test_raters_file_that_cannot_be_read_says_why(tmp_path, text, message):
+    from sklearn_piaa._cli_common import read_rater_ids
+
+    path = tmp_path / "ids.txt"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        read_rater_ids(str(path))
+
+
 def test_test_raters_need_ratings_in_table1(tmp_path):
     with pytest.raises(SystemExit, match="--test-raters does not apply without --ratings"):
         main(["table1", "--test-raters", str(tmp_path / "ids.csv"), "--quiet"])

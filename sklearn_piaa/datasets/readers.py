@@ -97,24 +97,40 @@ def _header(text):
     the first non-blank line of ``text``, quotes and spaces around them dropped."""
     first = next((line for line in text.splitlines() if line.strip()), "")
     delimiter = "," if "," in first else "\t" if "\t" in first else None
-    fields = next(csv.reader([first], delimiter=delimiter)) if delimiter else first.split()
+    fields = (next(csv.reader([first], delimiter=delimiter)) if delimiter
+              else _space_fields(first))
     return delimiter, [f.strip().strip("\"'") for f in fields]
 
 
-def _read_ids(path, column="worker", text=None):
+def _space_fields(line, one_column=False):
+    """The fields of a whitespace-separated ``line``; a quoted field keeps its spaces.
+
+    Under a one-column header an unquoted line is one field: the id "John Smith", not
+    two. A line of quoted fields (R's write.table: ``"1" "w1"``) is split either way.
+    """
+    line = line.strip()
+    if one_column and not line.startswith('"'):
+        return [line] if line else []
+    return next(csv.reader([line], delimiter=" ", skipinitialspace=True), [])
+
+
+def _read_ids(path, column="worker", text=None, has_header=True):
     """Ids in ``column`` of a comma-, tab- or whitespace-separated table with a header row.
 
     The header's first delimiter found (a comma, else a tab) separates the fields, as in
     a CSV: an empty cell stays a field. A header with neither separates fields by runs of
-    whitespace. Quotes around fields are dropped. A row whose field count differs from
-    the header's is an error naming the file and line.
+    whitespace (a quoted field keeps its spaces; under a one-column header each line is
+    one id, spaces and all). Quotes around fields are dropped. A row whose field count
+    differs from the header's is an error naming the file and line. ``has_header=False``:
+    one id a line, no header.
     """
     if text is None:
         text = _read_text(path)
     lines = text.splitlines()
-    delimiter, _ = _header(text)
+    delimiter, names = _header(text) if has_header else (None, [column])
     if delimiter is None:
-        rows = ((n, line.split()) for n, line in enumerate(lines, 1))
+        rows = ((n, _space_fields(line, one_column=len(names) == 1))
+                for n, line in enumerate(lines, 1))
     else:
         # The csv module, not a split on runs of separators: that merged an empty cell
         # into its neighbour ("1,,A1" read A1 as the second field) and moved the ids.
@@ -124,14 +140,22 @@ def _read_ids(path, column="worker", text=None):
     # quotes dropped: R's write.csv quotes every id (and adds a quoted row-name column)
     rows = [(n, [f.strip().strip("\"'") for f in row]) for n, row in rows
             if any(f.strip() for f in row)]
+    if not has_header:
+        rows.insert(0, (0, [column]))
     if not rows or column not in rows[0][1]:
+        semicolons = (" separated by ';': write commas between the columns"
+                      if rows and any(column in f.split(";") for f in rows[0][1]) else "")
         raise ValueError(f"{path}: expected a header row naming a {column!r} column; "
-                         f"found {rows[0][1] if rows else 'an empty file'}.")
+                         f"found {rows[0][1] if rows else 'an empty file'}{semicolons}.")
     header = rows[0][1]
     j, ids = header.index(column), []
     for n, row in rows[1:]:
         while len(row) > len(header) and not row[-1]:
             row.pop()  # a trailing separator is harmless
+        if len(row) != len(header) and not has_header:
+            raise ValueError(f"{path}, line {n}: {len(row)} fields, but a list of ids has "
+                             "one a line (quote an id with spaces in it, or give a header "
+                             "row naming the columns).")
         if len(row) != len(header):
             rownames = (" (row names, as R's write.table writes them? write with "
                         "row.names=FALSE)" if len(row) == len(header) + 1 else "")
