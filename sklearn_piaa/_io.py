@@ -336,7 +336,12 @@ def check_writable_dir(path, needed_bytes=0, what="directory", name=None):
     try:
         os.makedirs(path, exist_ok=True)
     except OSError as exc:
-        raise ValueError(f"{name} cannot be created: {exc.strerror or exc}.") from None
+        why = exc.strerror or exc
+        if isinstance(exc, NotADirectoryError):  # "Not a directory": which of the folders
+            blocking = _file_on_the_way(path)
+            if blocking:
+                why = f"{blocking!r} is a file, not a folder"
+        raise ValueError(f"{name} cannot be created: {why}.") from None
     if not os.path.isdir(path):
         raise ValueError(f"{name} exists and is not a directory.")
     _probe_writable(path, name)
@@ -345,6 +350,17 @@ def check_writable_dir(path, needed_bytes=0, what="directory", name=None):
         if free < needed_bytes:
             raise ValueError(f"{name} has {_size(free)} free but about "
                              f"{_size(needed_bytes)} are needed.")
+
+
+def _file_on_the_way(path):
+    """The deepest existing ancestor of ``path`` that is not a folder, or None."""
+    parent = os.path.dirname(os.path.abspath(path))
+    while parent and not os.path.exists(parent):
+        up = os.path.dirname(parent)
+        if up == parent:
+            return None
+        parent = up
+    return parent if parent and not os.path.isdir(parent) else None
 
 
 def _size(n_bytes):

@@ -1,5 +1,6 @@
 """Real-world image folders: odd formats are converted, broken files raise or are skipped."""
 
+import re
 import shutil
 
 import numpy as np
@@ -121,6 +122,10 @@ def test_cache_dir_problems_are_found_before_embedding(odd_folder, tmp_path, mon
     blocker.write_text("x")
     with pytest.raises(ValueError, match="cache_dir .* cannot be created"):
         MetaAestheticRegressor(**SMALL, cache_dir=blocker / "cache").fit(good, y, groups=groups)
+    # the file given as the folder: named, where "Not a directory" left it to guess which
+    with pytest.raises(ValueError, match=re.escape(
+            f"cannot be created: {str(blocker)!r} is a file, not a folder.")):
+        MetaAestheticRegressor(**SMALL, cache_dir=blocker).fit(good, y, groups=groups)
 
     class Full:
         free = 1000
