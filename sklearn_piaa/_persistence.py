@@ -743,17 +743,30 @@ def is_model_file(path):
         ``.npz``, torchvision weights, a checkpoint), a table, an image, an unreadable
         file.
     """
+    return _model_kind(path) is not None
+
+
+#: What the kinds of model file hold, in words.
+_KIND_WORDS = {"prior": "a meta-trained prior", "baseline": "a fitted baseline",
+               "task_vectors": "a task-vector model",
+               "personalized": "a personalized model",
+               "personalized_baseline": "a personalized baseline"}
+
+
+def _model_kind(path):
+    """The ``kind`` of a file :func:`save_model` wrote, or None for any other file."""
     if _not_an_archive(path) is not None:
-        return False
+        return None
     try:  # mapped, not read: only the marker is looked at
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception:  # torch raises many types for files it cannot read
-        return False
-    return isinstance(state, dict) and state.get("format") == FORMAT \
-        and not _is_checkpoint(state)
+        return None
+    if not isinstance(state, dict) or state.get("format") != FORMAT or _is_checkpoint(state):
+        return None
+    return str(state.get("kind", "prior"))
 
 
-def check_model_target(path, name=None):
+def check_model_target(path, name=None, keep=()):
     """Refuse ``path`` as a model file's name when writing it would lose another file.
 
     A model file :func:`save_model` wrote is replaced (rerunning a script or a command
@@ -768,22 +781,29 @@ def check_model_target(path, name=None):
     name : str, default=None
         How the message names ``path`` (the command line: ``"-o prior.pt"``); ``None``
         names it by its repr.
+    keep : tuple of str, default=()
+        Kinds of model file refused too (``personalize -o`` keeps ``"prior"``: a
+        meta-trained prior is no earlier output of that command).
 
     Raises
     ------
     FileExistsError
         When ``path`` is an existing file, other than an empty one, that is not an
-        sklearn-piaa model file.
+        sklearn-piaa model file, or is one of a kind in ``keep``.
     """
     path = os.fspath(path)
     name = repr(path) if name is None else name
     if not os.path.exists(path) or os.path.isdir(path):
         return  # nothing to lose (a link to no file yet too), or the writer's refusal
     try:
-        if os.path.isfile(path) and (os.path.getsize(path) == 0 or is_model_file(path)):
+        if os.path.isfile(path) and os.path.getsize(path) == 0:
+            return
+        kind = _model_kind(path) if os.path.isfile(path) else None
+        if kind is not None and kind not in keep:
             return
         why = ("is not an sklearn-piaa model file (a table, an image, weights, another "
-               "program's archive?)")
+               "program's archive?)" if kind is None else
+               f"holds {_KIND_WORDS.get(kind, f'a model ({kind})')}")
     except OSError as exc:  # is_model_file opens it: no read permission, say
         why = (f"cannot be read to tell whether it is an sklearn-piaa model file "
                f"({exc.strerror or exc})")

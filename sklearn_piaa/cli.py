@@ -114,12 +114,13 @@ def _read_data(args):
     return read_data(args.data, args, check_files=getattr(args, "on_error", "raise") != "skip")
 
 
-def _check_output(path, *inputs, model=False):
+def _check_output(path, *inputs, model=False, keep=()):
     """Refuse an unusable ``-o`` before the command computes anything (SystemExit).
 
     With ``model``, also an existing file that is not a model file: a model written
     over a ratings table or an image (``-o ratings.csv`` for ``-o me.pt``) would lose
-    it, where replacing an earlier model is what rerunning a command does.
+    it, where replacing an earlier model is what rerunning a command does; and a model
+    file of a kind in ``keep`` (see :func:`check_model_target`).
     """
     from ._persistence import check_model_target
 
@@ -132,7 +133,7 @@ def _check_output(path, *inputs, model=False):
         raise SystemExit(str(exc)) from None
     if model:
         try:  # save_model's own rule, refused here before the work rather than after it
-            check_model_target(path, name=f"-o {path}")
+            check_model_target(path, name=f"-o {path}", keep=keep)
         except FileExistsError as exc:
             raise SystemExit(str(exc)) from None
 
@@ -620,7 +621,9 @@ def run_personalize(args, out=None):
     _caching(prior, args, say)
     rater, X, y = _one_rater(args)
     # the images the table names are inputs too
-    _check_output(args.output, *_paths(X), model=True)
+    # a personalized model written over a meta-trained prior would lose the prior
+    _check_output(args.output, *_paths(X), model=True,
+                  keep=("prior", "baseline", "task_vectors"))
     t0 = time.perf_counter()
     n_rated = len(y)
     if args.on_error == "skip":

@@ -2,6 +2,7 @@
 
 import errno
 import os
+import re
 import shutil
 import stat
 import warnings
@@ -330,6 +331,26 @@ def test_rerunning_predict_and_evaluate_replaces_their_output(tmp_path, image_fi
     assert scores.read_text().splitlines()[0] == "image,score"
     assert len(scores.read_text().splitlines()) == 3
     assert table.read_text().splitlines()[0] == EVALUATE_HEADER
+
+
+def test_personalize_does_not_write_over_a_meta_trained_prior(tmp_path, image_files, prior):
+    # "-o other_prior.pt" replaced another prior, which took long to train, without a word
+    other = tmp_path / "other_prior.pt"
+    shutil.copyfile(prior, other)
+    before = other.read_bytes()
+    mine = str(_mine(tmp_path, image_files))
+    with pytest.raises(SystemExit, match=re.escape(
+            f"-o {other}: the file exists and holds a meta-trained prior; writing the "
+            "model would replace it.")):
+        main(["personalize", str(prior), mine, "-o", str(other), "--quiet"])
+    assert other.read_bytes() == before
+    # an earlier personalized model is replaced, as rerunning the command does
+    me = tmp_path / "me.pt"
+    for _ in range(2):
+        main(["personalize", str(prior), mine, "-o", str(me), "--quiet"])
+    assert load_model(me).module_ is not None
+    # and meta-train replaces an earlier prior, as before
+    main(["meta-train", str(tmp_path / "ratings.csv"), "-o", str(other), *TRAIN])
 
 
 def test_image_urls_are_refused_as_urls_by_the_commands(tmp_path, capsys):
