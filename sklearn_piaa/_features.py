@@ -580,6 +580,15 @@ class ImageDataset(torch.utils.data.Dataset):
         return _crop(img, self.size, self.train, crop=crop)
 
 
+def _decode_error(image, size):
+    """The error decoding ``image`` (at reduced size where JPEG allows) raises, or None."""
+    try:
+        _draft(image, size)
+    except IMAGE_ERRORS as exc:
+        return exc
+    return None
+
+
 def unreadable_images(X, size=224, on_error="skip"):
     """Indices and reasons of the images in ``X`` that cannot be decoded.
 
@@ -611,14 +620,8 @@ def unreadable_images(X, size=224, on_error="skip"):
     for i in files:
         first.setdefault(_identity(X[i]), i)
 
-    def check(i):
-        try:
-            _draft(X[i], size)
-        except IMAGE_ERRORS as exc:
-            return exc
-        return None
-
-    found = dict(zip(first.values(), thread_map(check, list(first.values()))))
+    found = dict(zip(first.values(), thread_map(lambda i: _decode_error(X[i], size),
+                                                list(first.values()))))
     if on_error == "raise":
         raise_unreadable([exc for exc in found.values() if exc is not None])
     reasons = {i: found[first[_identity(X[i])]] for i in files}
@@ -1483,8 +1486,6 @@ class ImageEmbedder:
         try:
             return _draft(X[i], size)
         except IMAGE_ERRORS as exc:
-            if self.on_error == "raise":
-                raise
             return exc
 
     def _embed_missing(self, X, todo, disk, failed, rows):
@@ -1515,6 +1516,14 @@ class ImageEmbedder:
                 else:
                     images = decode(chunk)
                 ok = [j for j, img in enumerate(images) if not isinstance(img, Exception)]
+                if len(ok) < len(chunk) and self.on_error == "raise":
+                    # One error naming every bad image, not one per rerun: the images
+                    # not embedded yet are only decoded (at reduced size) to find them.
+                    rest = [X[i] for later in chunks[n + 1:] for _, i in later]
+                    raise_unreadable(
+                        [img for img in images if isinstance(img, Exception)]
+                        + [e for e in thread_map(lambda x: _decode_error(x, size), rest)
+                           if e is not None])
                 for j in set(range(len(chunk))) - set(ok):
                     failed[chunk[j][0]] = (X[chunk[j][1]], str(images[j]))
                 chunk = [chunk[j] for j in ok]

@@ -384,6 +384,20 @@ def test_one_error_names_every_missing_or_broken_file(image_files, tmp_path, tra
     assert str(info.value).count("gone_a.jpg") == 1  # each file once, though rated twice
 
 
+def test_head_only_names_every_broken_file_in_one_error(image_files, tmp_path):
+    # Head-only mode stopped at the first file it could not decode (the whole network
+    # named them all): a folder with three bad files took three reruns to fix.
+    X = list(image_files[:9])
+    for k in (1, 4, 8):  # in the first, second and last batch of 3
+        (tmp_path / f"broken{k}.jpg").write_bytes(b"not a jpeg")
+        X[k] = str(tmp_path / f"broken{k}.jpg")
+    y = np.tile(np.arange(1.0, 10.0), 2)
+    groups = np.repeat(["a", "b"], 9)
+    with pytest.raises(ValueError, match=r"^3 images cannot be read: .*broken1\.jpg.*"
+                                         r"broken4\.jpg.*broken8\.jpg.*on_error='skip'"):
+        MetaAestheticRegressor(**SMALL, batch_size=3).fit(X * 2, y, groups=groups)
+
+
 def test_a_folder_given_as_an_image_is_called_a_folder(image_files, tmp_path):
     # "image file not found: .../photos": it exists, it is a folder
     from sklearn_piaa import PIAAWarning
