@@ -2,6 +2,7 @@
 
 import copy
 import os
+import re
 
 import numpy as np
 import pytest
@@ -257,6 +258,22 @@ def test_a_mistyped_image_folder_is_named_once(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"the image folder .*imgs does not exist "
                                                 r"\(none of the 3 image file\(s\)"):
         read_ratings(table, image_root=tmp_path / "imgs")
+
+
+def test_a_relative_image_folder_found_beside_the_table_is_pointed_to(tmp_path,
+                                                                      monkeypatch):
+    # image_root="images" is taken from the current directory, where the table's own
+    # folder is the default: the error did not say that images/ lay beside the table
+    data = tmp_path / "data"
+    os.makedirs(data / "images")
+    _jpeg(str(data / "images" / "a.jpg"))
+    _write(str(data / "t.csv"), "rater,image,score\na,a.jpg,3\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match=re.escape(
+            "a relative image folder is taken from the current directory, and beside the "
+            f"table there is {data / 'images'}: give that path.")):
+        read_ratings(str(data / "t.csv"), image_root="images")
+    assert read_ratings(str(data / "t.csv"), image_root=data / "images").y.tolist() == [3.0]
 
 
 def test_a_missing_absolute_path_is_named_where_it_points(tmp_path):

@@ -544,6 +544,20 @@ def _found_here(root, names):
     return all(os.path.isfile(os.path.join(here, n)) for n in names[:_SAMPLE])
 
 
+def _beside_table(t, root):
+    """"; ... beside the table there is <folder>" where ``root``, a folder under the
+    current directory that does not exist, does exist taken from the table's folder."""
+    base, here = t.get("base"), os.getcwd()
+    if not base or not os.path.abspath(root).startswith(here + os.sep):
+        return ""
+    beside = os.path.join(base, os.path.relpath(root, here))
+    if os.path.normcase(beside) == os.path.normcase(os.path.abspath(root)) \
+            or not os.path.isdir(beside):
+        return ""
+    return (f"; a relative image folder is taken from the current directory, and beside "
+            f"the table there is {beside}: give that path")
+
+
 def _check_files(t, paths, root, hint=IMAGE_ROOT_HINT, absolute=frozenset()):
     """Refuse missing image ``paths``; ``hint``: see :data:`IMAGE_ROOT_HINT`;
     ``absolute``: those the table gives as absolute paths, which the image folder
@@ -560,7 +574,8 @@ def _check_files(t, paths, root, hint=IMAGE_ROOT_HINT, absolute=frozenset()):
         # a mistyped folder: one line about it, not every file under it
         raise FileNotFoundError(
             f"the image folder {root} does not exist (none of the {len(unique)} image "
-            f"file(s) named in {t.name} can be found). Check the image folder ({hint}).")
+            f"file(s) named in {t.name} can be found). Check the image folder ({hint})"
+            f"{_beside_table(t, root)}.")
     shown = [os.path.relpath(p, root) if p.startswith(root + os.sep) else p for p in under]
     # An absolute path is looked for where it points: "missing under <root>" sent the
     # reader to a folder the path has nothing to do with.
