@@ -92,7 +92,9 @@ def _reason(exc):
     if isinstance(exc, Image.DecompressionBombError):
         # a real 200-megapixel photo trips Pillow's guard as a hostile file would
         return (f"{exc} Pillow refuses images over twice PIL.Image.MAX_IMAGE_PIXELS; if "
-                "the file is a photo you trust, raise that limit (or set it to None).")
+                "the file is a photo you trust, raise that limit (or set it to None) in "
+                "Python before the call, or, on the command line, save a smaller copy of "
+                "the photo.")
     return str(exc)
 
 

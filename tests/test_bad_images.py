@@ -336,7 +336,8 @@ def test_a_given_score_range_is_checked_on_the_images_kept(image_files, tmp_path
 
 def test_a_photo_over_pillows_pixel_limit_says_how_to_read_it(image_files, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 40 x 48 is over twice that
-    with pytest.raises(ValueError, match=r"img_01.jpg: .* raise that limit"):
+    with pytest.raises(ValueError, match=r"img_01.jpg: .* raise that limit .* on the command "
+                                         r"line, save a smaller copy"):
         embed_images([image_files[1]], backbone="tiny_cnn")
     with pytest.raises(ValueError, match=r"img_01.jpg: .* raise that limit"):
         load_image(image_files[1])
