@@ -1091,21 +1091,36 @@ class MetaAestheticRegressor(PickledOnCPU, NumbersNotBools, RegressorMixin, Base
                         owner=type(self).__name__)
 
     def _warn_if_no_steps(self):
-        """Warn when ``inner_steps=0`` makes meta-training change no weight.
+        """Warn when ``inner_steps=0`` or a learning rate of 0 makes meta-training change
+        no weight.
 
         These algorithms move the prior towards task copies trained for ``inner_steps``
         steps (or train the prior itself for that many): the fit ran in full, with a
         normal log, and changed nothing but BatchNorm statistics. (MAML and FOMAML
-        still learn from the query loss at the prior.)
+        still learn from the query loss at the prior.) The same with the inner steps of
+        size 0, or an outer step of size 0 (all but ``"average"``, which takes none).
         """
-        if (self.inner_steps == 0 and self.n_iterations > 0
-                and self.algorithm in ("blg", "merged", "reptile", "average")):
+        if self.n_iterations == 0:
+            return
+        copies = self.algorithm in ("blg", "merged", "reptile", "average")
+        still = self.inner_lr == 0 and not (self.train_backbone and self.inner_backbone_lr)
+        if copies and (self.inner_steps == 0 or still):
+            setting = ("inner_steps=0" if self.inner_steps == 0 else
+                       "inner_lr=0" + (" and inner_backbone_lr=0" if self.train_backbone
+                                       else ""))
             warn_caller(
-                f"inner_steps=0 with algorithm={self.algorithm!r}: the prior moves towards "
-                "copies of itself adapted in inner_steps steps, so meta-training changes no "
-                "weight and the prior keeps its initial head. Set inner_steps to 1 or more "
-                "(the paper's S is 5), or use n_iterations=0 for an untrained prior "
-                "(--inner-steps, --n-iterations on the command line).")
+                f"{setting} with algorithm={self.algorithm!r}: the prior moves towards "
+                "copies of itself adapted in inner_steps steps of inner_lr, so "
+                "meta-training changes no weight and the prior keeps its initial head. "
+                "Set inner_steps to 1 or more (the paper's S is 5) and inner_lr above 0, "
+                "or use n_iterations=0 for an untrained prior (--inner-steps, --inner-lr, "
+                "--n-iterations on the command line).")
+        elif self.outer_lr == 0 and self.algorithm != "average":
+            warn_caller(
+                f"outer_lr=0 with algorithm={self.algorithm!r}: the prior takes outer steps "
+                "of size 0, so meta-training changes no weight and the prior keeps its "
+                "initial head. Set outer_lr above 0, or use n_iterations=0 for an "
+                "untrained prior (--outer-lr, --n-iterations on the command line).")
 
     def _check_shapes(self):
         if not all(is_count(h) for h in self.hidden_sizes):

@@ -755,6 +755,29 @@ def test_an_unknown_fine_tuning_argument_is_named_with_the_meant_one(ratings, ti
         tv.personalize(X[:10], y[:10], epochs=3)
 
 
+@pytest.mark.parametrize("algorithm", ["blg", "reptile", "merged", "average", "maml"])
+@pytest.mark.parametrize("setting", [dict(inner_lr=0.0), dict(outer_lr=0.0)],
+                         ids=["inner_lr", "outer_lr"])
+def test_a_learning_rate_of_0_that_changes_no_weight_is_named(ratings, tiny_params,
+                                                                algorithm, setting):
+    X, y, groups = ratings
+    params = {**tiny_params, "algorithm": algorithm, **setting}
+    (name, _), = setting.items()
+    # MAML learns from the query loss at the prior with inner steps of 0; "average"
+    # takes no outer step
+    still = algorithm != ("maml" if name == "inner_lr" else "average")
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        meta = MetaAestheticRegressor(**params).fit(X, y, groups=groups)
+    said = [str(w.message) for w in record if f"{name}=0 with algorithm" in str(w.message)]
+    assert len(said) == still and all("changes no weight" in m for m in said)
+    start = MetaAestheticRegressor(**{**params, "n_iterations": 0}).fit(X, y, groups=groups)
+    trained = meta.prior_net_.module_.state_dict()
+    moved = any(not torch.equal(trained[k], v)
+                for k, v in start.prior_net_.module_.named_parameters())
+    assert moved != still  # warned exactly where no weight moved
+
+
 @pytest.mark.parametrize("algorithm", ["blg", "reptile", "merged", "average"])
 def test_inner_steps_0_that_changes_no_weight_is_named(ratings, tiny_params, algorithm):
     # The fit ran in full with a normal log and moved no weight: the prior was its
