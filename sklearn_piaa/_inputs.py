@@ -6,6 +6,7 @@ of differently sized ones, or precomputed feature arrays ``(N, D)``.
 
 import numbers
 import os
+import re
 
 import numpy as np
 from scipy import sparse
@@ -418,6 +419,35 @@ def refuse_grouped_digits(y, what="y"):
                              f"underscore, e.g. {bad[:3]} (read as numbers, '4_5' is 45).")
 
 
+def as_float_scores(y, dtype=np.float64, what="y"):
+    """``y`` cast to ``dtype``, or a ValueError naming the values that are no numbers.
+
+    NumPy's "could not convert string to float: np.str_('4,0')" named neither the
+    argument nor, for a decimal comma, what to write instead.
+
+    Parameters
+    ----------
+    y : ndarray
+    dtype : dtype, default=np.float64
+    what : str, default="y"
+        How the message names ``y``.
+
+    Returns
+    -------
+    ndarray
+    """
+    try:
+        with np.errstate(over="ignore"):  # overflow is the callers' to report
+            return y.astype(dtype)
+    except (TypeError, ValueError):
+        bad = [v for v in y.ravel().tolist() if not is_number(v)]
+        comma = any(isinstance(v, str) and re.fullmatch(r"\s*[-+]?\d+,\d+\s*", v) for v in bad)
+        raise ValueError(f"{what} must hold numeric scores; {len(bad)} of {y.size} are not "
+                         f"numbers, e.g. {bad[:3]}"
+                         + (" (decimal commas? write 3.5, not 3,5)" if comma else "")
+                         + ".") from None
+
+
 def refuse_unreal_scores(y, what="y"):
     """Refuse complex scores, and dates or durations given as scores.
 
@@ -571,10 +601,7 @@ def check_scores(y, n_rows=None, what="y"):
         raise ValueError(f"{what} must be 1-D (one score per image); got shape {y.shape}.")
     refuse_unreal_scores(y, what)
     refuse_grouped_digits(y, what)
-    try:
-        y = y.astype(np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{what} must hold numeric scores: {exc}.") from None
+    y = as_float_scores(y, np.float64, what)
     if n_rows is not None and n_rows != len(y):
         raise ValueError(f"X has {n_rows} images but {what} has {len(y)} scores.")
     return y

@@ -12,6 +12,7 @@ from sklearn.exceptions import DataConversionWarning
 
 from ._inputs import (
     FEATURES,
+    as_float_scores,
     as_indexable,
     check_finite_features,
     check_seed,
@@ -19,7 +20,6 @@ from ._inputs import (
     feature_names,
     float_features,
     input_kind,
-    is_number,
     n_samples,
     refuse_grouped_digits,
     refuse_one_path,
@@ -309,12 +309,7 @@ class TaskSet:
         refuse_unreal_scores(y)
         refuse_grouped_digits(y)
         given = y
-        try:
-            with np.errstate(over="ignore"):  # overflow is reported below, with the rater
-                y = y.astype(np.float32)
-        except (TypeError, ValueError):
-            bad = [v for v in y.tolist() if not is_number(v)][:5]
-            raise ValueError(f"scores (y) must be numeric; found {bad}.") from None
+        y = as_float_scores(y, np.float32)  # overflow is reported below, with the rater
         refuse_missing_ids(groups)
         refuse_bool_ids(groups)
         raters = _sorted_raters(set(groups.tolist()))

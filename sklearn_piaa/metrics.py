@@ -14,11 +14,11 @@ from ._estimator import _SCALE_CHECKED, check_scales, warn_repeated_images
 from ._features import drop_unreadable, image_reader
 from ._inputs import (
     FEATURES,
+    as_float_scores,
     check_feature_names,
     check_seed,
     input_kind,
     is_count,
-    is_number,
     refuse_grouped_digits,
     refuse_unreal_scores,
     take,
@@ -75,13 +75,7 @@ def _scores_1d(y, what):
     y = np.asarray(y)
     refuse_unreal_scores(y, what)
     refuse_grouped_digits(y, what)
-    try:
-        y = y.astype(np.float64, copy=False)
-    except (TypeError, ValueError):
-        # numpy's "could not convert string to float: 'a'" named neither argument
-        bad = [v for v in y.ravel().tolist() if not is_number(v)]
-        raise ValueError(f"{what} must hold numeric scores; {len(bad)} of {y.size} are "
-                         f"not numbers, e.g. {bad[:3]}.") from None
+    y = as_float_scores(y, np.float64, what)
     if y.ndim > 2 or (y.ndim == 2 and y.shape[1] != 1):
         # flattening (n, 2) would pair each score with another image's
         raise ValueError(f"{what} must be 1-D (one score per image) or a column; got "

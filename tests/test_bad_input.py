@@ -23,6 +23,7 @@ from sklearn_piaa import (
     embed_images,
     load_model,
     save_model,
+    srocc,
 )
 from sklearn_piaa.cli import main
 
@@ -485,11 +486,27 @@ def test_a_folder_or_one_path_as_x_is_named(tmp_path):
 def test_rater_ids_given_as_scores_are_not_called_grouped_digits():
     # 'rater_000' was refused as a number written with an underscore ('4_5' is 45).
     X, y, groups, _ = make_rating_features(n_raters=3, per_rater=30)
-    with pytest.raises(ValueError, match=r"must be numeric; found \['r00_x'") as info:
+    with pytest.raises(ValueError, match=r"^y must hold numeric scores; 90 of 90 are not "
+                                         r"numbers, e\.g\. \['r00_x'") as info:
         MetaAestheticRegressor(**TINY).fit(X, np.char.add(groups, "_x"), groups=y)
     assert "underscore" not in str(info.value)
     with pytest.raises(ValueError, match="underscore"):
         MetaAestheticRegressor(**TINY).fit(X, np.full(len(X), "4_5"), groups=groups)
+
+
+def test_scores_with_decimal_commas_are_named_alike_in_fit_personalize_and_metrics():
+    # personalize said "could not convert string to float: np.str_('4,0')"
+    X, y, groups, _ = make_rating_features(n_raters=3, per_rater=30)
+    text = np.array([f"{v:.1f}".replace(".", ",") for v in y])
+    said = r"y must hold numeric scores; 90 of 90 are not numbers, e\.g\. \['.*\(decimal commas\?"
+    with pytest.raises(ValueError, match="^" + said):
+        MetaAestheticRegressor(**TINY).fit(X, text, groups=groups)
+    meta = MetaAestheticRegressor(**TINY).fit(X, y, groups=groups)
+    with pytest.raises(ValueError, match="^" + said.replace("90 of 90", "10 of 10")):
+        meta.personalize(X[:10], text[:10])
+    with pytest.raises(ValueError, match="^y_true must hold numeric scores; 10 of 10 .*"
+                                         r"\(decimal commas\? write 3\.5, not 3,5\)\.$"):
+        srocc(text[:10], y[:10])
 
 
 def test_a_cut_list_says_how_many_there_are():
