@@ -1,7 +1,9 @@
 """Ratings grouped by rater: the task collection that meta-learning iterates over."""
 
+import fractions
 import numbers
 import os
+import re
 import unicodedata
 from collections import Counter
 from collections.abc import Mapping
@@ -168,9 +170,26 @@ def _id_text(r):
     return rater_text(r)
 
 
+_DECIMAL = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def _id_number(r):
+    """The number a rater id writes (exactly), or None: ``"07"``, ``"7.0"`` and 7 are 7."""
+    if isinstance(r, (bool, np.bool_)):
+        return None
+    if isinstance(r, bytes):
+        r = r.decode("utf-8", "backslashreplace")
+    if isinstance(r, str):
+        r = r.strip()
+        return fractions.Fraction(r) if _DECIMAL.fullmatch(r) else None
+    if isinstance(r, numbers.Real) and np.isfinite(r):
+        return fractions.Fraction(r)
+    return None
+
+
 def warn_same_text(raters):
     """Warn when two distinct rater ids read the same (``7`` and ``"7"``, ``b"ann"`` and
-    ``"ann"``).
+    ``"ann"``), or write one number (``"7"``, ``"07"`` and ``"7.0"``).
 
     They are two raters to every set and splitter -- a person's ratings split between
     a training and a test fold -- while the package's check for test raters seen in
@@ -204,6 +223,18 @@ def warn_same_text(raters):
                       5, sep="; ")
             + ". They count as different raters (their ratings can fall on both sides of "
             "a split); if each is one person, " + advice)
+    by_number = {}
+    for r in raters:
+        value = _id_number(r)
+        if value is not None:  # one id per text: 7 and "7" were named above
+            by_number.setdefault(value, {}).setdefault(_id_text(r), r)
+    numbers_alike = [list(ids.values()) for ids in by_number.values() if len(ids) > 1]
+    if numbers_alike:
+        warn_caller(
+            f"{len(numbers_alike)} set(s) of rater ids write one number: "
+            + listing([" and ".join(map(repr, ids)) for ids in numbers_alike], 5, sep="; ")
+            + ". They count as different raters (their ratings can fall on both sides of "
+            "a split); if each set is one person, write its id one way (7, not 07 or 7.0).")
 
 
 def _sorted_raters(raters):

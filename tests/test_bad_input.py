@@ -444,6 +444,27 @@ def test_rater_ids_in_a_list_keep_their_types():
         TaskSet.from_arrays(X, y, holes)
 
 
+def test_rater_ids_that_write_one_number_are_named():
+    # A CSV's "7", "07" and "7.0" were three raters without a word (a DataFrame of
+    # numbers gives "7" for each), and the seen-in-training check took them for three
+    X, y, groups, _ = make_rating_features(n_raters=4, per_rater=30)
+    ids = np.array(["7", "07", "7.0", "12345678901234567891"])[
+        np.searchsorted(np.unique(groups), groups)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert len(TaskSet.from_arrays(X, y, ids).raters) == 4
+    said = [str(w.message) for w in caught if "write one number" in str(w.message)]
+    assert said == ["1 set(s) of rater ids write one number: '07' and '7' and '7.0'. They "
+                    "count as different raters (their ratings can fall on both sides of a "
+                    "split); if each set is one person, write its id one way (7, not 07 "
+                    "or 7.0)."]
+    # ids alike but for the 20th digit are not one number (a float would say so)
+    ids = np.where(ids == "07", "12345678901234567890", ids)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        TaskSet.from_arrays(X, y, np.where(ids == "7.0", "8", ids))
+
+
 def test_pandas_missing_rater_ids_are_named():
     pd = pytest.importorskip("pandas")  # not in the [test] extra
     X, y, groups, _ = make_rating_features()
