@@ -329,6 +329,16 @@ def test_empty_columns_without_a_name_are_dropped_and_full_ones_named(tmp_path):
                      check_files=False)
 
 
+def test_byte_order_marks_where_files_were_joined_are_dropped(tmp_path):
+    # "cat a.csv b.csv": the second file's mark glued onto its first rater ("\ufeffb",
+    # another rater than "b") or image (missing, though it exists), unseen in messages
+    _images(tmp_path / "img", ["a.png", "b.png"])
+    path = _csv(tmp_path, "\ufeffrater,image,score\nb,img/a.png,3\n\ufeffb,img/b.png,4\n"
+                          "\ufeffb,\ufeffimg/a.png,5\n")
+    data = read_ratings(path, duplicates="mean")
+    assert data.groups.tolist() == ["b", "b"] and data.y.tolist() == [4.0, 4.0]
+
+
 def test_a_single_column_header_is_not_mistaken_for_a_delimiter(tmp_path):
     path = _csv(tmp_path, "rater\nann\n")
     with pytest.raises(ValueError, match=r"lacks column\(s\) \['image', 'score'\]"):

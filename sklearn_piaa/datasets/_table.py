@@ -153,13 +153,17 @@ def _short(value, n=40):
 
 
 def _read_text(path):
-    """The text of UTF-8 file ``path`` (byte-order mark dropped); ValueError naming bad bytes."""
+    """The text of UTF-8 file ``path`` (byte-order marks dropped); ValueError naming bad
+    bytes."""
     with open(path, "rb") as f:
         data = f.read()
     # A byte-order mark would otherwise glue onto the first column name.
     skip = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
     try:
-        return data[skip:].decode("utf-8")
+        # Files joined end to end (exports concatenated) carry one at each join, unseen
+        # in the messages: "missing: img/a.jpg" for a file that exists, a rater
+        # "\ufeffb" apart from "b". The character means nothing anywhere else either.
+        return data[skip:].decode("utf-8").replace("\ufeff", "")
     except UnicodeDecodeError as exc:
         if data.startswith(b"PK\x03\x04"):
             # a model file (a torch archive) given where the ratings go: the advice to
