@@ -186,8 +186,42 @@ def test_aadb_as_distributed_one_row_per_assignment(tmp_path):
     assert data.train_raters == ["WA"] and data.test_raters == ["WB"]
     # a missing score is named at its line of the file
     _write(str(tmp_path / "AADB_AllinAll.csv"), header + rows[1] + f"H4,WC,{urls[0]},,,,,,\n")
-    with pytest.raises(ValueError, match="line 3"):
+    with pytest.raises(ValueError, match="line 3: column 'Answer.overallScore1' is empty, "
+                                         "though 'Input.image_url1' holds 'http://farm1"):
         read_aadb(tmp_path)
+
+
+@pytest.mark.parametrize("header, message", [
+    # a misspelt partner: slot 2's ratings were dropped without a word
+    ("WorkerId,Input.image_url1,Input.image_url2,Answer.overallScore1,Answer.overallscore2",
+     r"column\(s\) \['Input.image_url2'\] have no partner .* \(misspelt as "
+     r"\['Answer.overallscore2'\]\?\)"),
+    # zero-padded slots: a bare KeyError 'Input.image_url1'
+    ("WorkerId,Input.image_url01,Input.image_url02,Answer.overallScore01,"
+     "Answer.overallScore02", None),
+    # slot 1 twice: read twice as a repeated rating, the other column never
+    ("WorkerId,Input.image_url1,Input.image_url01,Answer.overallScore1,Answer.overallScore01",
+     "columns 'Input.image_url1' and 'Input.image_url01' are both slot 1"),
+])
+def test_aadb_slots_are_read_by_their_own_column_names(tmp_path, header, message):
+    urls = "http://farm1.staticflickr.com/1/a_b.jpg,http://farm1.staticflickr.com/2/b_b.jpg"
+    _write(str(tmp_path / "AADB_AllinAll.csv"), f"{header}\nW1,{urls},3,4\n")
+    if message is None:
+        data = read_aadb(tmp_path, check_files=False)
+        assert [os.path.basename(x) for x in data.X] == ["farm1_1_a_b.jpg", "farm1_2_b_b.jpg"]
+        assert data.y.tolist() == [3.0, 4.0]
+    else:
+        with pytest.raises(ValueError, match=message):
+            read_aadb(tmp_path, check_files=False)
+
+
+def test_real_cur_refuses_an_image_rated_in_two_score_folders(tmp_path):
+    # two paths (u1/4/a.jpg, u1/3/a.jpg): two ratings of "two images", no repeat seen
+    _write(str(tmp_path / "ratings.csv"), "worker,image,MOS\nu1,a.jpg,4.6\nu1,a.jpg,3.2\n"
+                                          "u1,b.jpg,2\n")
+    with pytest.raises(ValueError, match=r"1 image\(s\) rated more than once by one user .* "
+                                         r"'u1' rated 'a.jpg' 4.6 and 3.2; keep one"):
+        read_real_cur(tmp_path, check_files=False)
 
 
 # -- read_ratings validation ---------------------------------------------------------

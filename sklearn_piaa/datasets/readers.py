@@ -7,6 +7,7 @@ The data sets themselves are not downloaded: point the readers at your local cop
 
 import csv
 import io
+import math
 import os
 import urllib.parse
 import warnings
@@ -14,6 +15,8 @@ from importlib import resources
 
 from sklearn.utils import Bunch
 
+from .._inputs import is_number
+from .._messages import listing
 from .._tasks import TaskSet
 from .._warnings import PIAAWarning
 from ._table import (
@@ -476,6 +479,20 @@ def read_real_cur(root, ratings_file="ratings.csv", image_dir="images", check_fi
     t = _load_table(ratings_path, needed=("worker", "image", "MOS"))
 
     def locate(raters, images, y):
+        # An image rated twice by its owner with scores in two folders got two paths:
+        # the repeat went unnoticed (two ratings of "two images") or "missing" was said.
+        folders = {}
+        for w, s, im in zip(raters, y, images):
+            folders.setdefault((w, os.path.normpath(im)), {}).setdefault(int(s), s)
+        twice = [(w, im, list(f.values())) for (w, im), f in folders.items() if len(f) > 1]
+        if twice:
+            raise ValueError(
+                f"{t.name}: {len(twice)} image(s) rated more than once by one user with "
+                "MOS in different score folders (images/<worker>/<int(MOS)>/), so that "
+                "only one of the ratings can be right: "
+                + listing(f"{w!r} rated {im!r} {' and '.join(f'{v:g}' for v in scores)}"
+                          for w, im, scores in twice)
+                + "; keep one rating of each.")
         return [os.path.join(w, str(int(s)), im) for w, s, im in zip(raters, y, images)]
 
     X, y, groups = _read(t, ("worker", "image", "MOS"), os.path.join(root, image_dir),
@@ -507,29 +524,72 @@ def _aadb_image_name(url):
     return segments[-1] if segments else ""
 
 
+def _aadb_slots(t):
+    """AADB's slots in table ``t``: ``{k: (url column, score column)}``, by the columns'
+    own names (``Input.image_url01`` is slot 1). A column without its partner, or two
+    of one slot, is an error: the ratings of that slot would be lost or read twice."""
+    found = {_AADB_URL: {}, _AADB_SCORE: {}}
+    for c in t.cols:
+        for prefix, slots in found.items():
+            if c.startswith(prefix) and c[len(prefix):].isdigit():
+                k = int(c[len(prefix):])
+                if k in slots:
+                    raise ValueError(f"{t.name}: columns {slots[k]!r} and {c!r} are both "
+                                     f"slot {k}; keep one of them.")
+                slots[k] = c
+    urls, scores = found[_AADB_URL], found[_AADB_SCORE]
+    if not urls and not scores:
+        return {}
+    alone = [c for k, c in sorted(urls.items()) if k not in scores] + \
+            [c for k, c in sorted(scores.items()) if k not in urls]
+    if alone:
+        near = [c for c in t.cols if c not in urls.values() and c not in scores.values()
+                and c.lower().startswith((_AADB_URL.lower(), _AADB_SCORE.lower()))]
+        raise ValueError(
+            f"{t.name}: column(s) {alone} have no partner among "
+            f"{_AADB_URL}<k> / {_AADB_SCORE}<k> "
+            + (f"(misspelt as {near}?)" if near else "(a misspelt column name?)")
+            + ", so their ratings could not be read; name each slot's two columns alike.")
+    return {k: (urls[k], scores[k]) for k in sorted(urls)}
+
+
 def _aadb_long(t):
     """AADB's results table ``t`` as one row per rating, or None where ``t`` is not laid
     out so. Its columns (rater, image, score) are named after those they come from."""
-    slots = sorted(int(c[len(_AADB_URL):]) for c in t.cols
-                   if c.startswith(_AADB_URL) and c[len(_AADB_URL):].isdigit()
-                   and f"{_AADB_SCORE}{c[len(_AADB_URL):]}" in t.cols)
-    if _AADB_WORKER not in t.cols or not slots:
+    if _AADB_WORKER not in t.cols:
+        return None
+    slots = _aadb_slots(t)
+    if not slots:
         return None
     cols = (_AADB_WORKER, f"{_AADB_URL}N", f"{_AADB_SCORE}N")
     long = {c: [] for c in cols}
     lines = []
     for i in range(t.n):
-        for k in slots:
-            url, score = t.cols[f"{_AADB_URL}{k}"][i], t.cols[f"{_AADB_SCORE}{k}"][i]
+        worker = t.cols[_AADB_WORKER][i]
+        for url_col, score_col in slots.values():
+            url, score = t.cols[url_col][i], t.cols[score_col][i]
             if _is_blank(url) and _is_blank(score):
                 continue  # an assignment of fewer images
-            for col, cell in ((f"{_AADB_URL}{k}", url), (f"{_AADB_SCORE}{k}", score)):
+            for col, cell in ((url_col, url), (score_col, score)):
                 if "\n" in str(cell) or "\r" in str(cell):  # see _read_csv
                     raise ValueError(f"{t.name}, {_where(t, i)}: the quoted cell in column "
                                      f"{col!r} runs over lines; remove the stray quote "
                                      "(\") or the line breaks inside the cell.")
-            for col, cell in zip(cols, (t.cols[_AADB_WORKER][i], _aadb_image_name(url),
-                                        score)):
+            # named here by the columns of the file: the one-row-per-rating table's
+            # messages would name its own ("Input.image_urlN"), once per slot
+            where = f"{t.name}, {_where(t, i)}"
+            if _is_blank(worker):
+                raise ValueError(f"{where}: column {_AADB_WORKER!r} is empty in a row of "
+                                 "ratings; give the worker's id or remove the row.")
+            for col, cell, other, value in ((url_col, url, score_col, score),
+                                            (score_col, score, url_col, url)):
+                if _is_blank(cell):
+                    raise ValueError(f"{where}: column {col!r} is empty, though {other!r} "
+                                     f"holds {value!r}.")
+            if not is_number(score) or not math.isfinite(float(score)):
+                raise ValueError(f"{where}: column {score_col!r} must hold a finite "
+                                 f"number; got {score!r}.")
+            for col, cell in zip(cols, (worker, _aadb_image_name(url), score)):
                 long[col].append(cell)
             lines.append(t.lines[i] if t.lines is not None else i)
     return Bunch(cols=long, n=len(lines), lines=lines if t.lines is not None else None,
