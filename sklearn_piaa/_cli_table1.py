@@ -57,6 +57,19 @@ def _table1_methods(args):
     return names
 
 
+def _column_among(path, candidates):
+    """The first of ``candidates`` the CSV at ``path`` has in its header, else the first
+    (reading errors are left to the reader, which names them)."""
+    from .datasets._table import _read_text
+    from .datasets.readers import _header
+
+    try:
+        names = _header(_read_text(path))[1]
+    except (OSError, ValueError):
+        return candidates[0]
+    return next((c for c in candidates if c in names), candidates[0])
+
+
 def _check_personality_source(args):
     """Refuse a ``--personality`` the data source cannot use, before any work."""
     given = getattr(args, "personality", None)
@@ -197,7 +210,10 @@ def run_table1(args, out=None):
         if given_personality is not None:
             # A data set's raters go by its own id column (PARA's user file: userId);
             # --rater-col is refused with --format.
-            rater_col = next((d[4][0] for d in DATA_SETS if d[1] == fmt), args.rater_col)
+            # AADB has two layouts, ids in workerID or in Mechanical Turk's WorkerId: the
+            # one the personality file has
+            rater_col = _column_among(given_personality, [d[4][0] for d in DATA_SETS
+                                                          if d[1] == fmt] or [args.rater_col])
             try:
                 personality = read_personality(given_personality, groups.tolist(),
                                                rater_col, args.image_col,

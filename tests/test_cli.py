@@ -417,6 +417,38 @@ def test_table1_on_a_ratings_csv_with_attributes_and_a_personality_file(tmp_path
         assert label in out
 
 
+def test_table1_reads_an_aadb_personality_file_by_the_layout_s_rater_column(tmp_path,
+                                                                              capsys):
+    # AADB as distributed (Mechanical Turk's table) names its raters WorkerId: the
+    # personality file had to say workerID (the other layout's), and the error's advice,
+    # --rater-col, is refused with --format.
+    from PIL import Image
+
+    from sklearn_piaa.datasets.readers import _aadb_image_name
+
+    folder = tmp_path / "aadb"
+    (folder / "datasetImages_originalSize").mkdir(parents=True)
+    rng = np.random.RandomState(0)
+    rows = ["WorkerId," + ",".join(f"Input.image_url{k}" for k in range(1, 5)) + ","
+            + ",".join(f"Answer.overallScore{k}" for k in range(1, 5))]
+    for w in ["A1", "A2", "A3"]:
+        for h in range(2):
+            urls = [f"http://farm{h}.staticflickr.com/1{k}/{k}_{h}_b.jpg" for k in range(1, 5)]
+            rows.append(f"{w},{','.join(urls)}," + ",".join(str(1 + (k + h) % 5)
+                                                           for k in range(4)))
+            for u in urls:
+                Image.fromarray((rng.rand(16, 16, 3) * 255).astype(np.uint8)).save(
+                    folder / "datasetImages_originalSize" / _aadb_image_name(u))
+    (folder / "AADB_AllinAll.csv").write_text("\n".join(rows) + "\n")
+    (folder / "test.csv").write_text("WorkerId\nA3\n")
+    traits = _personality_file(tmp_path, ["A1", "A2", "A3"], header="WorkerId,O,C,E,A,N")
+    main(["table1", "--ratings", str(folder), "--format", "aadb", "--personality",
+          str(traits), "--test-raters", str(folder / "test.csv"), "--backbone", "tiny_cnn",
+          "--algorithms", "pa_iaa", "--n-iterations", "2", "--n-support", "2",
+          "--n-repeats", "1", "--quiet"])
+    assert "PA_IAA" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("header, rows, message", [
     ("rater,O,C,E,A,N", ["u0,0,0,0,0,0"],
      r"has no traits for 5 rater\(s\) of .*ratings.csv: u1, u2, u3, u4, u5"),
