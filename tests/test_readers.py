@@ -84,6 +84,18 @@ def test_flickr_aes_split_files(flickr):
     _write(str(flickr / "test_workers.csv"), "id\nA1TRAINONE\n")
     with pytest.raises(ValueError, match="'worker' column"):
         read_flickr_aes(flickr)
+    # Excel's trailing separator on the header only: refused as "1 field(s) but the
+    # header has 2"
+    _write(str(flickr / "train_workers.csv"), "worker,\nA2TRAINTWO\n")
+    _write(str(flickr / "test_workers.csv"), "worker,\nA1TRAINONE\n")
+    data = read_flickr_aes(flickr)
+    assert data.test_raters == ["A1TRAINONE"] and data.train_raters == ["A2TRAINTWO"]
+    # a header and no ids: "none of the test workers occurs in the ratings"
+    _write(str(flickr / "test_workers.csv"), "worker\n")
+    with pytest.raises(ValueError, match=r"the test workers listed in .* are given as an "
+                                         r"empty list \(a split file with a header and no "
+                                         r"ids\?\)"):
+        read_flickr_aes(flickr)
 
 
 def test_flickr_aes_split_file_with_empty_cells_and_short_rows(flickr):

@@ -47,6 +47,9 @@ def _bunch(X, y, groups, title):
 
 def _present(tasks, ids, what):
     ids = list(dict.fromkeys(str(i).strip() for i in ids))
+    if not ids:  # "none of them occurs in the ratings" sent the reader to the ratings
+        raise ValueError(f"the {what} are given as an empty list (a split file with a "
+                         "header and no ids?); list them, or read without a split.")
     absent = [i for i in ids if i not in tasks]
     if absent:
         warnings.warn(f"{len(absent)} of the {len(ids)} {what} do not occur in the ratings "
@@ -151,6 +154,8 @@ def _read_ids(path, column="worker", text=None, has_header=True):
         raise ValueError(f"{path}: expected a header row naming a {column!r} column; "
                          f"found {rows[0][1] if rows else 'an empty file'}{semicolons}.")
     header = rows[0][1]
+    while len(header) > 1 and not header[-1]:
+        header.pop()  # a trailing separator (Excel's "worker,"), as in a data row
     j, ids = header.index(column), []
     for n, row in rows[1:]:
         while len(row) > len(header) and not row[-1]:
