@@ -461,6 +461,9 @@ def test_table1_reads_an_aadb_personality_file_by_the_layout_s_rater_column(tmp_
     ("image,O,C,E,A,N", ["0.png,0,0,0,0,0"], r"image -> traits table \(the PsychoFlickr"),
     ("person,O,C,E,A,N", ["u0,0,0,0,0,0"], r"no 'rater' column \(columns: \['person'"),
     ("rater,O,C,E,A,N", ["u0,0,0,0,0,0", "u0,0,0,0,0,0"], r"line 3: rater 'u0' appears a "),
+    # kept under the id "" without a word; "0_1" read as 1 (Python's digit grouping)
+    ("rater,O,C,E,A,N", ["u0,0,0,0,0,0", ",0,0,0,0,0"], r"line 3: the 'rater' cell is empty"),
+    ("rater,O,C,E,A,N", ["u0,0_1,0,0,0,0"], r"line 2: 'O' is '0_1'; traits must be numbers"),
     ("rater,O,C,E,A,N", ["u0,0,0,0,0"], r"personality.csv, line 2: 5 field\(s\)"),
     ("rater,age,O,C,E,A,N", ["u0,30,0,0,0,0,0"],
      r"6 column\(s\) besides 'rater'.*trait_cols \(the command line's --trait-cols\)"),

@@ -73,16 +73,20 @@ def read_personality(path, raters, rater_col="rater", image_col="image", ratings
     table = {}
     for i, rater in enumerate(t.cols[rater_col]):
         where = f"{path}, line {t.lines[i]}"
+        if not str(rater).strip():  # else kept under the id "", which no rater has
+            raise ValueError(f"{where}: the {rater_col!r} cell is empty; give the rater's id "
+                             "or remove the row.")
         if rater in table:
             raise ValueError(f"{where}: rater {rater!r} appears a second time.")
         values = []
         for c in traits:
-            try:
-                v = float(t.cols[c][i])
+            cell = t.cols[c][i]
+            try:  # "0_1" is no number, though Python reads it as 1 (digit grouping)
+                v = np.nan if "_" in str(cell) else float(cell)
             except ValueError:
                 v = np.nan
             if not -1 <= v <= 1:  # also false for NaN
-                raise ValueError(f"{where}: {c!r} is {t.cols[c][i]!r}; traits must be numbers "
+                raise ValueError(f"{where}: {c!r} is {cell!r}; traits must be numbers "
                                  "in [-1, 1] (rescale e.g. 1-5 scores as (t - 3) / 2).")
             values.append(v)
         table[rater] = np.array(values)
