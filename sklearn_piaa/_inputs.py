@@ -422,8 +422,11 @@ def refuse_grouped_digits(y, what="y"):
 def as_float_scores(y, dtype=np.float64, what="y"):
     """``y`` cast to ``dtype``, or a ValueError naming the values that are no numbers.
 
-    NumPy's "could not convert string to float: np.str_('4,0')" named neither the
-    argument nor, for a decimal comma, what to write instead.
+    What NumPy would cast without a word is refused first: complex numbers, dates and
+    durations (:func:`refuse_unreal_scores`), text with an underscore
+    (:func:`refuse_grouped_digits`). NumPy's "could not convert string to float:
+    np.str_('4,0')" named neither the argument nor, for a decimal comma, what to write
+    instead.
 
     Parameters
     ----------
@@ -436,6 +439,8 @@ def as_float_scores(y, dtype=np.float64, what="y"):
     -------
     ndarray
     """
+    refuse_unreal_scores(y, what)
+    refuse_grouped_digits(y, what)
     try:
         with np.errstate(over="ignore"):  # overflow is the callers' to report
             return y.astype(dtype)
@@ -599,8 +604,6 @@ def check_scores(y, n_rows=None, what="y"):
         y = y[:, 0]
     if y.ndim != 1:
         raise ValueError(f"{what} must be 1-D (one score per image); got shape {y.shape}.")
-    refuse_unreal_scores(y, what)
-    refuse_grouped_digits(y, what)
     y = as_float_scores(y, np.float64, what)
     if n_rows is not None and n_rows != len(y):
         raise ValueError(f"X has {n_rows} images but {what} has {len(y)} scores.")

@@ -796,9 +796,10 @@ def check_model_target(path, name=None, keep=()):
     if not os.path.exists(path) or os.path.isdir(path):
         return  # nothing to lose (a link to no file yet too), or the writer's refusal
     try:
-        if os.path.isfile(path) and os.path.getsize(path) == 0:
+        is_file = os.path.isfile(path)
+        if is_file and os.path.getsize(path) == 0:
             return
-        kind = _model_kind(path) if os.path.isfile(path) else None
+        kind = _model_kind(path) if is_file else None
         if kind is not None and kind not in keep:
             return
         why = ("is not an sklearn-piaa model file (a table, an image, weights, another "

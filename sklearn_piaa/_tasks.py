@@ -23,9 +23,7 @@ from ._inputs import (
     float_features,
     input_kind,
     n_samples,
-    refuse_grouped_digits,
     refuse_one_path,
-    refuse_unreal_scores,
     take,
     unique_rows,
     warn_if_float32_merges,
@@ -337,8 +335,6 @@ class TaskSet:
             )
         if n == 0:
             raise ValueError("no ratings given: X, y and groups are empty.")
-        refuse_unreal_scores(y)
-        refuse_grouped_digits(y)
         given = y
         y = as_float_scores(y, np.float32)  # overflow is reported below, with the rater
         refuse_missing_ids(groups)

@@ -19,8 +19,6 @@ from ._inputs import (
     check_seed,
     input_kind,
     is_count,
-    refuse_grouped_digits,
-    refuse_unreal_scores,
     take,
 )
 from ._messages import listing
@@ -73,8 +71,6 @@ def srocc(y_true, y_pred):
 
 def _scores_1d(y, what):
     y = np.asarray(y)
-    refuse_unreal_scores(y, what)
-    refuse_grouped_digits(y, what)
     y = as_float_scores(y, np.float64, what)
     if y.ndim > 2 or (y.ndim == 2 and y.shape[1] != 1):
         # flattening (n, 2) would pair each score with another image's
