@@ -571,6 +571,34 @@ def refuse_one_row(X):
                          "per image (X.reshape(1, -1) for a single row of features).")
 
 
+def score_array(y, what="y", hint=""):
+    """``np.asarray(y)``, with numpy's error for a ragged nested list reworded.
+
+    ``y=[[1, 2, 3], [4, 5]]`` (scores grouped by rater, say) fails in numpy with
+    "setting an array element with a sequence ... inhomogeneous shape", which does not
+    say that ``y`` must be one score per image.
+
+    Parameters
+    ----------
+    y : array-like
+    what : str, default="y"
+        How the message names ``y``.
+    hint : str, default=""
+        A sentence that ends the message: what the caller takes instead.
+
+    Returns
+    -------
+    ndarray
+    """
+    try:
+        return np.asarray(y)
+    except ValueError as exc:
+        if "inhomogeneous" not in str(exc) and "sequence" not in str(exc):
+            raise
+        raise ValueError(f"{what} must be one score per image (a flat list of numbers); it "
+                         f"holds lists of different lengths.{hint}") from None
+
+
 def check_scores(y, n_rows=None, what="y"):
     """``y`` as a 1-D float64 array of scores, one per row.
 
@@ -599,7 +627,7 @@ def check_scores(y, n_rows=None, what="y"):
         # np.asarray(None) is a 0-d object array: "must be 1-D" would hide what is missing
         raise ValueError(f"the rater's scores are required ({what}=None given): pass one "
                          "score per image.")
-    y = np.asarray(y)
+    y = score_array(y, what)
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.ndim != 1:

@@ -24,6 +24,7 @@ from ._inputs import (
     input_kind,
     n_samples,
     refuse_one_path,
+    score_array,
     take,
     unique_rows,
     warn_if_float32_merges,
@@ -318,7 +319,9 @@ class TaskSet:
         refuse_one_path(X)
         self.feature_names = feature_names(X)
         X = as_indexable(X)
-        y = np.asarray(y)
+        y = score_array(y, hint=" Scores grouped by rater go in TaskSet.from_mapping("
+                        "{rater: (X_rater, y_rater)}); a flat y takes the rater of each score "
+                        "in groups.")
         groups = _as_ids(groups)
         n = n_samples(X)
         if y.ndim == 2 and y.shape[1] == 1:
@@ -431,7 +434,7 @@ class TaskSet:
                 # checked here, where the rater and its own row numbers are known
                 check_finite_features(Xr.astype(np.float32, copy=False),
                                       what=f"rater {rater!r}: X")
-            yr = np.asarray(yr)
+            yr = score_array(yr, f"rater {rater!r}: y")
             if yr.ndim == 2 and yr.shape[1] == 1:
                 yr = yr[:, 0]
             if yr.ndim != 1:

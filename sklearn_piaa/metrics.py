@@ -19,6 +19,7 @@ from ._inputs import (
     check_seed,
     input_kind,
     is_count,
+    score_array,
     take,
 )
 from ._messages import listing
@@ -70,7 +71,7 @@ def srocc(y_true, y_pred):
 
 
 def _scores_1d(y, what):
-    y = np.asarray(y)
+    y = score_array(y, what)
     y = as_float_scores(y, np.float64, what)
     if y.ndim > 2 or (y.ndim == 2 and y.shape[1] != 1):
         # flattening (n, 2) would pair each score with another image's

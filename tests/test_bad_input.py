@@ -71,6 +71,22 @@ def test_two_column_scores_are_refused_not_flattened(fitted):
     assert net.predict(X[:2]).shape == (2,)
 
 
+def test_ragged_nested_scores_are_named(fitted):
+    # numpy's "setting an array element with a sequence ... inhomogeneous shape" did not
+    # say that y is one score per image
+    meta, X, y, groups = fitted
+    ragged = [list(y[:3]), list(y[3:5])]
+    message = "must be one score per image .* lists of different lengths"
+    with pytest.raises(ValueError, match=message + ".*TaskSet.from_mapping"):
+        TaskSet.from_arrays(X[:2], ragged, ["a", "b"])
+    with pytest.raises(ValueError, match="rater 'a': y " + message):
+        TaskSet.from_mapping({"a": (X[:2], ragged), "b": (X[2:4], y[2:4])})
+    with pytest.raises(ValueError, match="y_true " + message):
+        srocc(ragged, [1, 2])
+    with pytest.raises(ValueError, match="^y " + message):
+        meta.personalize(X[:2], ragged)
+
+
 def test_personalize_without_scores_asks_for_them(fitted):
     # said "y must be 1-D (one score per image); got shape ()": np.asarray(None) is 0-d
     meta, X, y, groups = fitted
