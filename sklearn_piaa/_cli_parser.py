@@ -352,8 +352,8 @@ def build_parser():
                          ".webp, .tif, .avif, ...; a warning names the other files; "
                          "hidden files and folders, such as macOS's ._IMG.jpg, are passed "
                          "over)")
-    pr.add_argument("-o", "--output", default="-", help="CSV to write (image,score); - for "
-                                                        "standard output")
+    pr.add_argument("-o", "--output", default="-",
+                    help="CSV to write (image,predicted_score); - for standard output")
     pr.add_argument("--on-error", choices=["raise", "skip"], default="skip",
                     help="unreadable image files: stop, or score them NaN with a warning")
     _add_cache_args(pr)

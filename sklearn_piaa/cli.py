@@ -181,8 +181,9 @@ def _check_device(device):
 
 
 #: The header line predict writes: an existing file starting with it is an earlier
-#: output of predict, which predict replaces.
-PREDICT_HEADER = "image,score"
+#: output of predict, which predict replaces. Not ``image,score``: that is the header
+#: of one person's ratings file, which ``-o`` typed for another name would replace.
+PREDICT_HEADER = "image,predicted_score"
 
 
 def _evaluate_header():

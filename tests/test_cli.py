@@ -589,7 +589,7 @@ def test_the_cache_folder_a_model_file_carries_is_said_and_can_be_replaced(tmp_p
     main(["predict", str(prior), _photos(tmp_path / "b", 2)])
     captured = capsys.readouterr()
     assert f"embeddings cached in {author}" in captured.err
-    assert captured.out.startswith("image,score\n")
+    assert captured.out.startswith("image,predicted_score\n")
     main(["predict", str(prior), _photos(tmp_path / "c", 3), "-o", str(tmp_path / "c.csv"),
           "--quiet"])
     assert "embeddings cached" not in capsys.readouterr().out

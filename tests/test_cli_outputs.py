@@ -263,6 +263,8 @@ def _data(tmp_path, image_files):
     (b"image,score,comment\na.jpg,3,nice\n", "its first line is 'image,score,comment'"),
     (b"image,score\r\na.jpg,3\r\n", r"its first line is 'image,score\\r'"),
     (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00", r"is not a text file \(an image, a model"),
+    # one person's ratings (personalize's input): predict wrote this header, replacing it
+    (b"image,score\na.jpg,3\n", "its first line is 'image,score', not "),
 ])
 def test_an_output_over_a_file_of_other_content_is_refused(tmp_path, image_files, content,
                                                            looks):
@@ -281,7 +283,7 @@ def test_an_output_over_a_file_of_other_content_is_refused(tmp_path, image_files
     # each command's output is the other's "other file"
     out.write_text(EVALUATE_HEADER + "\nann,0,3,9,0.5,0.6,1\n")
     with pytest.raises(SystemExit, match=rf"first line is '{EVALUATE_HEADER}', not "
-                                         "'image,score'"):
+                                         "'image,predicted_score'"):
         main(["predict", str(tmp_path / "none.pt"), image_files[0], "-o", str(out)])
     out.write_text("image,score\na.jpg,3\n")
     with pytest.raises(SystemExit, match=f"not an earlier output of evaluate: its first line "
@@ -295,7 +297,7 @@ def test_an_output_that_cannot_be_read_to_tell_is_refused(tmp_path, image_files,
     from sklearn_piaa import cli
 
     out = tmp_path / "scores.csv"
-    out.write_text("image,score\n")
+    out.write_text("image,predicted_score\n")
 
     def denied(path, *args, **kwargs):
         raise PermissionError(errno.EACCES, "Permission denied", path)
@@ -308,7 +310,8 @@ def test_an_output_that_cannot_be_read_to_tell_is_refused(tmp_path, image_files,
 
 
 @pytest.mark.parametrize("command, content", [
-    ("predict", ""), ("predict", "image,score\n"), ("predict", "image,score\na.jpg,3\n"),
+    ("predict", ""), ("predict", "image,predicted_score\n"),
+    ("predict", "image,predicted_score\na.jpg,3\n"),
     ("evaluate", ""), ("evaluate", EVALUATE_HEADER + "\nann,0,3,9,0.5,0.6,1\n"),
 ])
 def test_an_empty_file_or_an_earlier_output_is_taken(tmp_path, image_files, command,
