@@ -115,14 +115,69 @@ _NET_SETTINGS = ("random_state", "lr", "max_epochs", "batch_size", "mixed_precis
 _NET_PREFIXES = ("optimizer__", "criterion__", "iterator_train__", "iterator_valid__")
 
 
+#: Where the classes a net's ``optimizer`` and ``criterion`` may be are looked up, by
+#: name, when a file is loaded: nothing outside these is imported from a file.
+_NET_CLASS_HOMES = {"optimizer": ("torch.optim",),
+                    "criterion": ("sklearn_piaa.nn", "torch.nn")}
+
+
+def _homes(key):
+    import importlib
+
+    return [importlib.import_module(name) for name in _NET_CLASS_HOMES[key]]
+
+
+def _class_name(key, value):
+    """``"torch.optim.SGD"`` for a class found under that public name, else None."""
+    if not isinstance(value, type):
+        return None  # an instance or a partial: its settings are not ours to read
+    for home in _homes(key):
+        if getattr(home, value.__name__, None) is value:
+            return f"{home.__name__}.{value.__name__}"
+    return None
+
+
+def _net_objects(params):
+    """The net's optimizer and criterion classes (by name) and its ``train_split`` (a
+    ``ValidSplit``'s settings), as the file keeps them, and the names of those it cannot
+    keep."""
+    from skorch.dataset import ValidSplit
+
+    objects, left = {}, []
+    for key in _NET_CLASS_HOMES:
+        name = _class_name(key, params.get(key))
+        if name is None:
+            left.append(key)
+        else:
+            objects[key] = name
+    split = params.get("train_split")
+    if split is None:
+        objects["train_split"] = None
+    elif type(split) is ValidSplit:
+        try:
+            objects["train_split"] = {k: _plain(getattr(split, k), k)
+                                      for k in ("cv", "stratified", "random_state")}
+        except TypeError:  # a RandomState, or a splitter object as cv
+            left.append("train_split")
+    else:
+        left.append("train_split")
+    return objects, left
+
+
 def _net_settings(net):
     params = net.get_params(deep=False)
-    kept, left = {}, []
+    objects, left = _net_objects(params)
+    # options of a class the file cannot name are dropped with it: handed to the
+    # default class on loading they fail (Adam has no momentum)
+    dropped = tuple(f"{key}__" for key in left if key in _NET_CLASS_HOMES)
+    kept = {}
     for k, v in params.items():
         if k not in _NET_SETTINGS and not k.startswith(_NET_PREFIXES):
             continue
         if isinstance(v, np.random.RandomState):
             continue  # a generator's position is not a setting
+        if dropped and k.startswith(dropped):
+            continue
         try:
             kept[k] = _plain(v, k)
         except TypeError:
@@ -130,10 +185,35 @@ def _net_settings(net):
     if params.get("callbacks"):
         left.append("callbacks")
     if left:
-        warnings.warn(f"the net's {left} are objects a model file cannot store: a net "
-                      "loaded from it refits without them (pickle or joblib keep them).",
+        also = (f" (and their {', '.join(p + '*' for p in dropped)} options)"
+                if dropped else "")
+        warnings.warn(f"the net's {left} are objects a model file cannot store{also}: a "
+                      "net loaded from it refits without them (pickle or joblib keep "
+                      "them). A model file names only optimizers of torch.optim, losses "
+                      "of torch.nn or sklearn_piaa.nn, and skorch's ValidSplit.",
                       PIAAWarning, stacklevel=4)
-    return kept
+    return kept, objects
+
+
+def _load_net_objects(objects, path):
+    """The ``set_params`` arguments that restore a file's ``net_objects``."""
+    from skorch.dataset import ValidSplit
+
+    params = {}
+    for key, name in objects.items():
+        if key == "train_split":
+            params[key] = None if name is None else ValidSplit(**name)
+            continue
+        home, _, attr = str(name).rpartition(".")
+        found = None
+        if key in _NET_CLASS_HOMES and home in _NET_CLASS_HOMES[key]:
+            found = getattr(dict(zip(_NET_CLASS_HOMES[key], _homes(key)))[home], attr, None)
+        if not isinstance(found, type):
+            raise ValueError(f"{path}: the personalized net's {key} is {name!r}, which this "
+                             "sklearn-piaa and torch do not have; load the file where it was "
+                             "saved, or with the versions it was saved with.")
+        params[key] = found
+    return params
 
 
 def _fitted(meta):
@@ -578,7 +658,8 @@ def _network_state(model, prior_weights=True):
     if kind == "personalized":
         params.update(_reading_params(model.input, params))
     return {"kind": kind, "params": params, "fitted": _fitted(meta),
-            **({"net_params": _net_settings(model)} if kind == "personalized" else {}),
+            **(dict(zip(("net_params", "net_objects"), _net_settings(model)))
+               if kind == "personalized" else {}),
             # What the net's refits start from, which a loaded net must start from too
             # (files written before it have none: their nets refuse to be refitted).
             # An entry more, not a new format version: an earlier sklearn-piaa reads
@@ -980,8 +1061,16 @@ def _load_network(state, kind, path, device):
     if state.get("prior_module") is not None:
         prior = _prior_module(module, state["prior_module"], path)
     net = meta._make_net(module, dev)
-    # files saved before nets kept their settings have none
-    net.set_params(**state.get("net_params", {}))
+    if "net_objects" in state:
+        # The file holds every option of the net's optimizer and criterion: the defaults
+        # of _make_net (Adam's betas, the package loss's kind) are not the saved net's
+        # where its optimizer or criterion was another (SGD takes no betas).
+        params = {k: v for k, v in net.get_params(deep=False).items()
+                  if k != "_params_to_validate" and not k.startswith(_NET_PREFIXES[:2])}
+        net = type(net)(**{**params, **state["net_params"],
+                           **_load_net_objects(state["net_objects"], path)})
+    else:  # files saved before nets kept their settings (or classes) have none
+        net.set_params(**state.get("net_params", {}))
     net.initialize()  # module_: a copy of the personalized network
     if prior is not None:
         # As in memory: a refit, or a clone's (cross_val_score), starts from the prior.

@@ -9,6 +9,7 @@ import re
 import shutil
 import tempfile
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -25,6 +26,7 @@ from conftest import (
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import cross_val_score
+from skorch.dataset import ValidSplit
 
 import sklearn_piaa
 from sklearn_piaa import (
@@ -930,6 +932,60 @@ def test_a_loaded_net_keeps_its_fine_tuning_settings_and_seed(prior, tmp_path):
     net.set_params(callbacks=[("noop", _NoopCallback())])
     with pytest.warns(PIAAWarning, match=r"\['callbacks'\] are objects a model file cannot"):
         save_model(net, tmp_path / "cb.pt")
+
+
+@pytest.mark.parametrize("params", [
+    {"optimizer": torch.optim.SGD, "optimizer__momentum": 0.9, "lr": 0.05},
+    {"optimizer": torch.optim.AdamW},
+    {"criterion": torch.nn.HuberLoss, "criterion__delta": 0.5},
+    {"train_split": ValidSplit(0.25)},
+])
+def test_a_loaded_net_keeps_its_optimizer_criterion_and_split(prior, tmp_path, params):
+    # The file kept criterion__delta but not HuberLoss (the file then never loaded:
+    # "damaged"), and dropped SGD and ValidSplit: the loaded net refit with Adam and no
+    # split, another model, without a word.
+    meta, X, y = prior
+    net = meta.personalize(X[:40], y[:40], max_epochs=2, random_state=0, **params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PIAAWarning)
+        save_model(net, tmp_path / "net.pt")
+    loaded = load_model(tmp_path / "net.pt")
+    for key in ("optimizer", "criterion"):
+        assert loaded.get_params()[key] is net.get_params()[key], key
+    assert type(loaded.train_split) is type(net.train_split)
+    np.testing.assert_array_equal(loaded.predict(X[60:70]), net.predict(X[60:70]))
+    np.testing.assert_array_equal(clone(loaded).fit(X[40:60], y[40:60]).predict(X[60:90]),
+                                  clone(net).fit(X[40:60], y[40:60]).predict(X[60:90]))
+
+
+def test_a_net_whose_optimizer_this_torch_lacks_is_refused_by_name(prior, tmp_path,
+                                                                    monkeypatch):
+    meta, X, y = prior
+    save_model(meta.personalize(X[:40], y[:40], max_epochs=1, optimizer=torch.optim.SGD),
+               tmp_path / "net.pt")
+    monkeypatch.delattr(torch.optim, "SGD")  # a torch without it
+    with pytest.raises(ValueError, match=r"net\.pt: the personalized net's optimizer is "
+                                         r"'torch\.optim\.SGD', which this sklearn-piaa"):
+        load_model(tmp_path / "net.pt")
+
+
+class _MyLoss(torch.nn.MSELoss):
+    def __init__(self, scale=1.0):
+        super().__init__()
+        self.scale = scale
+
+
+def test_a_net_whose_criterion_a_file_cannot_name_loads_without_it(prior, tmp_path):
+    meta, X, y = prior
+    net = meta.personalize(X[:40], y[:40], max_epochs=2, criterion=_MyLoss,
+                           criterion__scale=2.0)
+    with pytest.warns(PIAAWarning, match=r"\['criterion'\] are objects a model file cannot "
+                                         r"store \(and their criterion__\* options\)"):
+        save_model(net, tmp_path / "net.pt")
+    # its options are not handed to the package's loss, which takes no scale
+    loaded = load_model(tmp_path / "net.pt")
+    np.testing.assert_array_equal(loaded.predict(X[60:70]), net.predict(X[60:70]))
+    clone(loaded).fit(X[40:60], y[40:60])
 
 
 class _NoopCallback:
