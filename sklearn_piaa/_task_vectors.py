@@ -211,7 +211,10 @@ class TaskVectorRegressor(PickledOnCPU, NumbersNotBools, RegressorMixin, BaseEst
         ratings; a dict ``rater -> group label`` -- one version per group (every
         training rater must have a label); a list of fitted models with the base's
         architecture (fitted :class:`MetaAestheticRegressor`, skorch nets such as
-        :class:`PersonalizedNet`, or ``nn.Module``), taken as they are.
+        :class:`PersonalizedNet`, or ``nn.Module``), taken as they are. ``None`` is what
+        :func:`~sklearn_piaa.load_model` gives an estimator whose sources were models (a
+        file does not hold them): it predicts and personalizes, and ``fit`` refuses it,
+        asking for the sources again.
     n_sources : int, default=8
         Number of rater clusters with ``sources="clusters"``.
     source_epochs : int, default=10
@@ -302,7 +305,7 @@ class TaskVectorRegressor(PickledOnCPU, NumbersNotBools, RegressorMixin, BaseEst
 
     _parameter_constraints = {
         "base": [MetaAestheticRegressor, BaseEstimator, None],
-        "sources": [StrOptions({"clusters"}), dict, list, tuple],
+        "sources": [StrOptions({"clusters"}), dict, list, tuple, None],
         "n_sources": [Interval(numbers.Integral, 1, None, closed="left")],
         "source_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
         "source_lr": [Interval(numbers.Real, 0, None, closed="neither")],
@@ -404,6 +407,12 @@ class TaskVectorRegressor(PickledOnCPU, NumbersNotBools, RegressorMixin, BaseEst
         """
         rng = check_random_state(self.random_state)
         base = MetaAestheticRegressor(algorithm="average") if self.base is None else self.base
+        if self.sources is None:
+            # scikit-learn's "must be ... Got None instead" did not say why it is None
+            raise ValueError("sources is None, as in a TaskVectorRegressor loaded from a "
+                             "file whose sources were fitted models (which a file does not "
+                             "hold): give them again, set_params(sources=[...]), or "
+                             "sources='clusters' to make them from the training raters.")
         given = isinstance(self.sources, (list, tuple))
         if given and len(self.sources) == 0:
             raise ValueError("sources is an empty list; give at least one fine-tuned model.")

@@ -524,6 +524,10 @@ def test_a_fitted_model_saves_and_loads_as_it_was(fitted, tmp_path):
     np.testing.assert_array_equal(
         again.personalize(feats[:15], y, random_state=0).predict(feats[20:40]),
         given.personalize(feats[:15], y, random_state=0).predict(feats[20:40]))
+    # its refit asks for the sources again (was scikit-learn's "Got None instead")
+    with pytest.raises(ValueError, match=r"sources is None, as in .* loaded from a file .* "
+                                         r"set_params\(sources=\[\.\.\.\]\)"):
+        clone(again).fit()
 
 
 def test_a_damaged_task_vector_file_is_named(fitted, tmp_path):
