@@ -187,8 +187,8 @@ def evaluate_personalization(prior, test_tasks, n_support=(10, 100), n_repeats=5
         and each worker process first spends seconds importing torch and this package.
     score_range : (float, float), default=None
         The test raters' rating scale when it differs from the prior's, e.g. a prior
-        meta-trained on FLICKR-AES (1-5) evaluated on AADB raters (1-10), the paper's
-        Table IV; passed to :meth:`MetaAestheticRegressor.personalize`.
+        meta-trained on FLICKR-AES (1-5) evaluated on raters of a 0-100 slider;
+        passed to :meth:`MetaAestheticRegressor.personalize`.
     verbose : int or bool, default=0
         Show a progress bar over raters on stderr when positive.
 

@@ -246,8 +246,8 @@ def read_ratings(table, rater_col="rater", image_col="image", score_col="score",
     ValueError
         On a file that is not UTF-8 (naming the byte) or not comma-separated (with the
         ``pandas.read_csv`` call that reads it into a DataFrame, which is accepted), a
-        dict column that is not a list or array, repeated or missing columns, several
-        columns without a name that hold data (naming
+        dict column that is not a list or array, repeated or missing columns, a column
+        without a name that holds data, other than the first (naming
         those found, the found column that likely holds a missing one, and the reader
         of a known data set whose columns they are), an empty
         table or id cell, non-numeric or non-finite scores (rows, values), duplicates
