@@ -94,7 +94,7 @@ _ARCHITECTURE = ("backbone", "backbone_weights", "train_backbone", "hidden_sizes
 _ON_QUERY = ("blg", "maml", "fomaml")
 
 
-def another_scale(y, low, high, lowest_fifth=True):
+def another_scale(y, low, high, lowest_fifth=True, highest_fifth=False):
     """How ``y`` sits in a prior's range ``(low, high)`` if it looks like another scale.
 
     Ratings on 1-10 against a prior of 0-500 fill a sliver of the head's output range;
@@ -115,6 +115,11 @@ def another_scale(y, low, high, lowest_fifth=True):
         Whether scores that all lie in the range's lowest fifth look like another
         scale. Among training raters they need not: on a discrete scale a harsh rater
         of the same scale gives only its lowest marks (1s and 2s of 1-10).
+    highest_fifth : bool, default=False
+        Whether scores that all lie in the range's highest fifth do. One rater who
+        likes everything sits there; all the ratings of a data set, pooled, do not
+        (a 0-100 "like" slider where everyone rated 90-100 fitted with
+        ``score_range=(0, 100)``: prior SROCC 0.65 -> 0.10, measured).
 
     Returns
     -------
@@ -128,10 +133,14 @@ def another_scale(y, low, high, lowest_fifth=True):
         return None
     width = high - low
     spread = float(y.max() - y.min()) / width
-    if spread <= 0 or high - float(y.min()) <= 0.2 * width:
+    if spread <= 0:
+        return None
+    if high - float(y.min()) <= 0.2 * width and not highest_fifth:
         return None
     if spread < 0.05:
         return f"span {100 * spread:.1f}%"
+    if high - float(y.min()) <= 0.2 * width:
+        return "all lie in the highest fifth"
     if lowest_fifth and float(y.max()) - low <= 0.2 * width:
         return "all lie in the lowest fifth"
     return None
@@ -393,7 +402,7 @@ def warn_mixed_scales(tasks, score_range, cost, given=False, whose=None):
         "TaskSet.subset, or drop their rows of X, y and groups.")
 
 
-def warn_if_given_range_too_wide(y, low, high, whose):
+def warn_if_given_range_too_wide(y, low, high, whose, pooled=False):
     """Warn when every score sits in a sliver of a given ``score_range``.
 
     :func:`warn_mixed_scales` names raters unlike the rest, and the check of a rater
@@ -410,9 +419,12 @@ def warn_if_given_range_too_wide(y, low, high, whose):
         The given range.
     whose : str
         Whose scores they are, the subject of a plural verb: "the training ratings".
+    pooled : bool, default=False
+        Whether ``y`` pools many raters' scores: then scores all in the range's highest
+        fifth are warned of too (see :func:`another_scale`).
     """
     y = np.asarray(y, dtype=np.float64)
-    where = another_scale(y, low, high)
+    where = another_scale(y, low, high, highest_fifth=pooled)
     if where:
         warn_caller(
             f"{whose} ({y.min():g} to {y.max():g}) {where} of "
@@ -939,7 +951,8 @@ class MetaAestheticRegressor(PickledOnCPU, NumbersNotBools, RegressorMixin, Base
                           "to nothing in meta-training and the prior learns little of their "
                           "taste", given=self.score_range is not None)
         if self.score_range is not None:
-            warn_if_given_range_too_wide(tasks.y, *score_range, "the training ratings")
+            warn_if_given_range_too_wide(tasks.y, *score_range, "the training ratings",
+                                         pooled=len(tasks) > 1)
         identical = False
         if "x" in data and self.backbone is None:
             identical = self._warn_if_unscaled(data["x"])
@@ -1818,7 +1831,7 @@ def check_scales(prior, tasks, advice, raters=None, score_range=None):
         if len(raters):
             warn_if_given_range_too_wide(
                 np.concatenate([tasks.y[tasks.indices[r]] for r in raters]), low, high,
-                "the test raters' scores")
+                "the test raters' scores", pooled=len(raters) > 1)
         return
     prior = getattr(prior, "base_", prior)  # a task-vector model personalizes its base
     if not hasattr(prior, "score_range_"):
