@@ -434,9 +434,22 @@ def warn_if_given_range_too_wide(y, low, high, whose, pooled=False):
             "scale as score_range, or leave score_range out to take it from the ratings.")
 
 
-def _scores_at(y, outside, tasks=None, X=None):
+def _score_text(value, low, high):
+    """``value`` as ``{:g}`` writes it, or in full where that would read as inside
+    ``(low, high)``: 100.0001 outside (0, 100) was shown as "100"."""
+    text = f"{value:g}"
+    if low is not None and low <= float(text) <= high:
+        # a float32 score (as networks train) by float32's shortest text: 100.0001,
+        # not 100.0000991821289
+        v32 = np.float32(value)
+        text = str(v32) if float(v32) == float(value) else str(float(value))
+    return text
+
+
+def _scores_at(y, outside, tasks=None, X=None, bounds=(None, None)):
     """The first few flagged scores of ``y``, with rater and image where ``tasks`` tells
-    (or ``X``, one rater's images as given, the image)."""
+    (or ``X``, one rater's images as given, the image); a score outside ``bounds`` is
+    written with the digits that show it is."""
     if tasks is not None:
         X = tasks.X
     paths = isinstance(X, (list, tuple)) or getattr(getattr(X, "dtype", None), "kind",
@@ -447,11 +460,12 @@ def _scores_at(y, outside, tasks=None, X=None):
         x = (X.iloc[i] if hasattr(X, "iloc") else X[i]) if paths else None
         image = f"image {os.fspath(x)}, " if isinstance(x, (str, os.PathLike)) else ""
         if tasks is None:
-            where.append(f"{y[i]:g} ({image}{row_numbers([i], of='X')})")
+            where.append(f"{_score_text(y[i], *bounds)} ({image}{row_numbers([i], of='X')})")
             continue
         rater = tasks.groups[i]
         rater = rater.item() if isinstance(rater, np.generic) else rater
-        where.append(f"{y[i]:g} (rater {rater!r}, {image}{row_numbers([i], of='X')})")
+        where.append(f"{_score_text(y[i], *bounds)} (rater {rater!r}, {image}"
+                     f"{row_numbers([i], of='X')})")
     more = int(outside.sum())
     return "; ".join(where) + (f"; ... ({more} in all)" if more > 3 else "")
 
@@ -1154,7 +1168,7 @@ class MetaAestheticRegressor(PickledOnCPU, NumbersNotBools, RegressorMixin, Base
             if check and outside.any():
                 raise ValueError(f"{int(outside.sum())} score(s) lie outside "
                                  f"{score_range_given(low, high)}: "
-                                 f"{_scores_at(y, outside, tasks)}.")
+                                 f"{_scores_at(y, outside, tasks, bounds=(low, high))}.")
             return low, high
         low, high = float(y.min()), float(y.max())
         if low == high:
@@ -1666,8 +1680,9 @@ class MetaAestheticRegressor(PickledOnCPU, NumbersNotBools, RegressorMixin, Base
                         "whole scale (--score-range LOW,HIGH of sklearn-piaa meta-train).")
             raise ValueError(
                 f"{int(outside.sum())} score(s) lie outside the range ({low:g}, {high:g}), "
-                f"e.g. {_scores_at(given, outside, X=images)}. If this rater uses another "
-                f"scale than the prior's training data, {pass_score_range()}.{same}")
+                f"e.g. {_scores_at(given, outside, X=images, bounds=(low, high))}. If this "
+                f"rater uses another scale than the prior's training data, "
+                f"{pass_score_range()}.{same}")
         if getattr(_SCALE_CHECKED, "on", False):
             return X, y, (low, high)
         if score_range is not None:
@@ -1869,7 +1884,7 @@ def _raters_outside(tasks, low, high, raters):
         outside = scores_outside(y, low, high)
         if outside.any():
             bad.append(f"{r!r} ({int(outside.sum())} of {len(y)}, e.g. "
-                       f"{np.float32(y[outside][0]):g})")
+                       f"{_score_text(np.float32(y[outside][0]), low, high)})")
         else:
             inside.append(r)
     return bad, inside

@@ -467,7 +467,8 @@ class TaskVectorRegressor(PickledOnCPU, NumbersNotBools, RegressorMixin, BaseEst
                 raise ValueError(
                     f"{int(outside.sum())} score(s) lie outside the base's range ({low:g}, "
                     f"{high:g}), which the sources are fine-tuned in: "
-                    f"{_scores_at(tasks.y, outside, tasks)}. Rescale those raters' scores "
+                    f"{_scores_at(tasks.y, outside, tasks, bounds=(low, high))}. Rescale "
+                    "those raters' scores "
                     "onto the base's scale, or leave them out.")
             warn_mixed_scales(tasks, (low, high), "Each version is fine-tuned on them in "
                               "that range, where their ratings weigh next to nothing",

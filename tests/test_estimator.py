@@ -655,6 +655,13 @@ def test_scores_outside_the_range_are_named_by_their_row_of_x_counting_from_0(
         with pytest.raises(ValueError, match="lie outside") as caught:
             model.personalize(X[:5], [1.0, 2.0, 0.5, 3.0, 4.0], **extra)
         assert "same scale" not in str(caught.value)
+    # a score a hair past the bound was shown as the bound itself: "outside (1, 5): 5"
+    bad[7] = 5.0001
+    with pytest.raises(ValueError, match=r"score_range=\(1, 5\) .*: 5\.0001 \(rater 'r00'"):
+        MetaAestheticRegressor(**{**tiny_params, "score_range": (1, 5)}).fit(
+            X, bad, groups=groups)
+    with pytest.raises(ValueError, match=r"e\.g\. 5\.0001 \(row 2 of X"):
+        meta.personalize(X[:5], [1.0, 2.0, 5.0001, 3.0, 4.0])
     bad[7] = 99.0  # a code for a missing rating
     with pytest.warns(PIAAWarning, match=r"99 \(rater 'r00', row 7 of X, counting from 0\)\. "
                                          r".*if they are real ratings, pass score_range=\(low, "
