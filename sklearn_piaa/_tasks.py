@@ -319,6 +319,10 @@ class TaskSet:
         refuse_one_path(X)
         self.feature_names = feature_names(X)
         X = as_indexable(X)
+        if isinstance(X, np.ndarray) and X.ndim == 2 and X.dtype.kind == "f":
+            # here, where the rows are those of the X given: an evaluation that checks
+            # one rater's draw at a time named a row of the draw
+            check_finite_features(X.astype(np.float32, copy=False))
         y = score_array(y, hint=" Scores grouped by rater go in TaskSet.from_mapping("
                         "{rater: (X_rater, y_rater)}); a flat y takes the rater of each score "
                         "in groups.")
@@ -419,30 +423,32 @@ class TaskSet:
             raise ValueError("from_mapping expects a non-empty dict rater -> (X, y).")
         Xs, ys, gs, names, empty = [], [], [], {}, []
         for rater in _sorted_raters(mapping):
+            # numpy's str (keys from np.unique) would read "np.str_('r11')" in messages
+            shown = rater.item() if isinstance(rater, np.generic) else rater
             try:
                 Xr, yr = mapping[rater]
             except (TypeError, ValueError):
-                raise ValueError(f"mapping[{rater!r}] must be a pair (X, y).") from None
+                raise ValueError(f"mapping[{shown!r}] must be a pair (X, y).") from None
             if (isinstance(Xr, np.ndarray) and Xr.ndim == 1
                     and np.issubdtype(Xr.dtype, np.number)):
                 raise ValueError(
-                    f"rater {rater!r}: X is a 1-D array of numbers; it must be a 2-D "
+                    f"rater {shown!r}: X is a 1-D array of numbers; it must be a 2-D "
                     "feature array (n_images, n_features) or images, in a pair (X, y).")
             names[rater] = feature_names(Xr)
             Xr = as_indexable(Xr)
             if isinstance(Xr, np.ndarray) and Xr.ndim == 2 and Xr.dtype.kind == "f":
                 # checked here, where the rater and its own row numbers are known
                 check_finite_features(Xr.astype(np.float32, copy=False),
-                                      what=f"rater {rater!r}: X")
-            yr = score_array(yr, f"rater {rater!r}: y")
+                                      what=f"rater {shown!r}: X")
+            yr = score_array(yr, f"rater {shown!r}: y")
             if yr.ndim == 2 and yr.shape[1] == 1:
                 yr = yr[:, 0]
             if yr.ndim != 1:
-                raise ValueError(f"rater {rater!r}: y must be 1-D (one score per image); "
+                raise ValueError(f"rater {shown!r}: y must be 1-D (one score per image); "
                                  f"got shape {yr.shape}.")
             if n_samples(Xr) != len(yr):
                 raise ValueError(
-                    f"rater {rater!r}: X has {n_samples(Xr)} rows but y has {len(yr)} scores."
+                    f"rater {shown!r}: X has {n_samples(Xr)} rows but y has {len(yr)} scores."
                 )
             if not len(yr):
                 empty.append(rater)

@@ -21,7 +21,9 @@ from sklearn_piaa import (
     TaskSet,
     UserRidgeRegressor,
     embed_images,
+    evaluate_personalization,
     load_model,
+    personalized_srocc,
     save_model,
     srocc,
 )
@@ -85,6 +87,24 @@ def test_ragged_nested_scores_are_named(fitted):
         srocc(ragged, [1, 2])
     with pytest.raises(ValueError, match="^y " + message):
         meta.personalize(X[:2], ragged)
+
+
+def test_a_nan_feature_in_an_evaluation_is_named_by_its_row_of_x(fitted):
+    # the evaluations checked one rater's draw at a time: "row 3" of a random draw
+    # (another at another random_state), after personalizing the raters before it
+    meta, X, y, groups = fitted
+    bad = X.copy()
+    row = int(np.flatnonzero(groups == groups[-1])[5])
+    bad[row, 1] = np.nan
+    message = rf"^X has NaN or infinite values in 1 row\(s\) \(row {row}, counting from 0\)"
+    with pytest.raises(ValueError, match=message):
+        personalized_srocc(meta, bad, y, groups, n_support=5, random_state=0)
+    with pytest.raises(ValueError, match=message):
+        TaskSet.from_arrays(bad, y, groups)
+    # a dict: the rater named (as written, not numpy's "np.str_('r05')"), its own row
+    mapping = {r: (bad[groups == r], y[groups == r]) for r in np.unique(groups)}
+    with pytest.raises(ValueError, match=rf"^rater '{groups[-1]}': X has NaN .* \(row 5,"):
+        evaluate_personalization(meta, mapping, n_support=(5,), n_repeats=1)
 
 
 def test_personalize_without_scores_asks_for_them(fitted):
