@@ -390,6 +390,24 @@ def warn_mixed_scales(tasks, score_range, cost, given=False, whose=None):
     # against a range of its own (a fitted base's), every rater can be on another scale
     if not odd or len(odd) == len(tasks) and whose is None:
         return
+    if whose is None and not given and 2 * len(odd) > len(tasks):
+        # Most raters in a sliver of the range taken from all the ratings: the few who
+        # stretched it are the ones to rescale ("9 of 10 look like another scale" named
+        # the nine raters of 1-5 beside one of 0-500)
+        wide = []
+        for r in tasks.raters:
+            y = np.asarray(tasks.y[tasks.indices[r]], dtype=np.float64)
+            if not another_scale(y, low, high, lowest_fifth=False):
+                wide.append(f"{r!r} ({y.min():g} to {y.max():g})")
+        warn_caller(
+            f"{len(odd)} of {len(tasks)} training rater(s) have scores in a sliver of the "
+            f"range ({low:g}, {high:g}) taken from all the ratings, which "
+            f"{len(wide)} rater(s) on a far wider scale stretched: "
+            f"{listing(wide, n=5, sep='; ')}. The others: {listing(odd, n=3, sep='; ')}. "
+            f"{cost}. Rescale the wider scale's scores onto the others' before fit "
+            "(ratings of 0-500 onto 1-5 as 1 + y / 125, say), or leave those raters out: "
+            "TaskSet.subset, or drop their rows of X, y and groups.")
+        return
     than = "the other raters'" if whose is None else "that range's"
     if whose is None:
         whose = (score_range_given(low, high) if given

@@ -542,6 +542,14 @@ def test_fit_names_the_raters_whose_scores_look_like_another_scale(ratings, tiny
     with pytest.warns(PIAAWarning, match=r"^6 of 12 .*within score_range=\(0, 500\) "):
         MetaAestheticRegressor(**{**tiny_params, "score_range": (0, 500)}).fit(
             X, mixed, groups=groups)
+    # one rater of 0-500 among eleven of 1-5: the eleven were named as "another scale"
+    one = np.where(groups == "r11", 125 * (y - 1), y)
+    with pytest.warns(PIAAWarning, match=r"^11 of 12 training rater\(s\) have scores in a "
+                                         r"sliver of the range \(0, 500\) taken from all the "
+                                         r"ratings, which 1 rater\(s\) on a far wider scale "
+                                         r"stretched: 'r11' \(0 to 500\)\. The others: 'r00' "
+                                         r".*Rescale the wider scale's scores onto the others'"):
+        MetaAestheticRegressor(**tiny_params).fit(X, one, groups=groups)
     with warnings.catch_warnings():
         warnings.simplefilter("error", PIAAWarning)
         # raters who use a part of one scale: half of them 1-3, the others 3-5
