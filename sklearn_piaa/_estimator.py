@@ -51,6 +51,7 @@ from ._inputs import (
     n_samples,
     refuse_one_row,
     stray_scores,
+    warn_if_coarse_range,
     warn_if_float32_merges,
     with_rows,
 )
@@ -973,6 +974,7 @@ class MetaAestheticRegressor(PickledOnCPU, NumbersNotBools, RegressorMixin, Base
         elif skip:
             self._score_range(tasks)
         warn_constant_raters(tasks)
+        warn_if_coarse_range(*score_range, "the prior's score range")
         if self.score_range is None:
             warn_if_stray(tasks, "The prior's output spans the whole range, which squeezes "
                                  "every other rating into a sliver of it: drop those rows, "
@@ -1704,6 +1706,7 @@ class MetaAestheticRegressor(PickledOnCPU, NumbersNotBools, RegressorMixin, Base
         if getattr(_SCALE_CHECKED, "on", False):
             return X, y, (low, high)
         if score_range is not None:
+            warn_if_coarse_range(low, high, "score_range")
             warn_if_given_range_too_wide(y, low, high, "the rater's scores")
             return X, y, (low, high)
         where = another_scale(y, low, high)

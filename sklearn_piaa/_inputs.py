@@ -488,6 +488,35 @@ def refuse_unreal_scores(y, what="y"):
                          "pandas' dates). Convert them to the scores they stand for.")
 
 
+def warn_if_coarse_range(low, high, what="the score range"):
+    """Warn when float32, in which the network computes, has few steps in ``(low, high)``.
+
+    Ratings of 1-5 plus 1e6 (``score_range=(1e6 + 1, 1e6 + 5)``) are each exact in
+    float32, so :func:`warn_if_float32_merges` is silent; but the head's output
+    ``low + (high - low) * sigmoid(z)`` moves in steps of 0.0625 there: 32 distinct
+    predictions among 100 images (measured); at 1e7, 3, and the prior's SROCC fell from
+    0.59 to 0.56.
+
+    Parameters
+    ----------
+    low, high : float
+        The range the network maps into.
+    what : str, default="the score range"
+        How the message names the range.
+    """
+    step = float(np.spacing(np.float32(max(abs(low), abs(high)))))
+    levels = (high - low) / step
+    if levels >= 1000:
+        return
+    warn_caller(
+        f"{what} ({low:.9g}, {high:.9g}) lies where float32, in which the network computes, "
+        f"moves in steps of {step:g}: predictions take at most {int(levels) + 1} distinct "
+        "values in it, so images scored apart tie, and their ranking (SROCC) is lost. "
+        "Subtract a common offset from the scores (e.g. "
+        + (f"y - {low:.9g}" if low >= 0 else f"y + {-low:.9g}")
+        + ") before fit, and add it back to the predictions.")
+
+
 def warn_if_float32_merges(given, y32, what="y"):
     """Warn when float32, in which the models hold scores, merges distinct scores.
 

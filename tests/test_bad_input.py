@@ -18,6 +18,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 from sklearn_piaa import (
     ConsensusRidgeRegressor,
     MetaAestheticRegressor,
+    PIAAWarning,
     TaskSet,
     UserRidgeRegressor,
     embed_images,
@@ -71,6 +72,21 @@ def test_two_column_scores_are_refused_not_flattened(fitted):
     # A column vector is one score per image: accepted.
     net = meta.personalize(X[:10], y[:10, None], max_epochs=1)
     assert net.predict(X[:2]).shape == (2,)
+
+
+def test_a_score_range_float32_cannot_resolve_is_warned_of(fitted, tiny_params):
+    # ratings of 1-5 plus 1e6 are each exact in float32, but the head's output moves in
+    # steps of 0.0625 there: 32 distinct predictions among 100 images, without a word
+    meta, X, y, groups = fitted
+    message = (r"score range \(1000001, 1000005\) lies where float32, .* steps of 0\.0625: "
+               r"predictions take at most 65 distinct values .*\(e\.g\. y - 1000001\)")
+    with pytest.warns(PIAAWarning, match="the prior's " + message):
+        MetaAestheticRegressor(**tiny_params).fit(X, y + 1e6, groups=groups)
+    with pytest.warns(PIAAWarning, match=r"^score_range \(-1000005, -999995\) .*y \+ 1000005"):
+        meta.personalize(X[:10], y[:10] - 1e6, score_range=(-1e6 - 5, -1e6 + 5))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PIAAWarning)
+        meta.personalize(X[:10], y[:10] + 1e4, score_range=(1e4, 1e4 + 10))
 
 
 def test_ragged_nested_scores_are_named(fitted):
