@@ -447,10 +447,21 @@ def personalized_srocc(estimator, X, y, groups, n_support=10, n_repeats=1,
     raters : list
         Rater ids scored, in sorted order.
     scores : ndarray of shape (n_raters, n_repeats)
-        SROCC per rater and repeat (``nan`` where undefined).
+        SROCC per rater and repeat (``nan`` where undefined, with an
+        :class:`UndefinedSROCCWarning` naming the raters and the cause).
     """
-    raters, scores, _ = _personalized_srocc(estimator, X, y, groups, n_support, n_repeats,
-                                            too_few, random_state, stacklevel=3)
+    raters, scores, whys = _personalized_srocc(estimator, X, y, groups, n_support,
+                                               n_repeats, too_few, random_state,
+                                               stacklevel=3)
+    undefined = np.isnan(scores)
+    if undefined.any():
+        # as the scorer and evaluate_personalization say it: a NaN in the array alone
+        # went unnoticed into a user's mean
+        warnings.warn(
+            f"undefined SROCC (nan) in {int(undefined.sum())} of {scores.size} draws: "
+            + _undefined_raters({raters[i]: whys[i]
+                                 for i in np.flatnonzero(undefined.any(axis=1))}) + ".",
+            UndefinedSROCCWarning, stacklevel=2)
     return raters, scores
 
 

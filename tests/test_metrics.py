@@ -94,8 +94,11 @@ def test_personalized_srocc_counts_undefined_raters():
     X = np.column_stack([np.arange(40.0), np.repeat([0.0, 1.0], 20)])
     y = np.arange(40.0)
     groups = np.repeat(["good", "flat"], 20)
-    raters, scores = personalized_srocc(_Constant(), X, y, groups, n_support=5, n_repeats=2,
-                                        random_state=0)
+    # the NaNs alone went unnoticed into a user's mean: named, with the cause
+    with pytest.warns(UndefinedSROCCWarning, match=r"^undefined SROCC \(nan\) in 2 of 4 "
+                                                   r"draws: 'flat' \(constant predictions\)"):
+        raters, scores = personalized_srocc(_Constant(), X, y, groups, n_support=5,
+                                            n_repeats=2, random_state=0)
     assert raters == ["flat", "good"]
     assert np.isnan(scores[0]).all() and np.allclose(scores[1], 1.0)
     with pytest.warns(UndefinedSROCCWarning, match="1 of 2 raters"):
