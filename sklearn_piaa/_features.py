@@ -127,8 +127,12 @@ def to_rgb(img, copy=True):
     images are converted as usual.
 
     With ``copy=False`` an RGB image without transparency is returned as it is (for
-    an image the caller owns, such as one it just decoded).
+    an image the caller owns, such as one it just decoded). An image of no pixels
+    (width or height 0) raises a ValueError: resized, it would be a black image.
     """
+    if not (img.width and img.height):
+        # resized, it is a black image: embedded as one without a word
+        raise ValueError(f"the image has no pixels ({img.width} x {img.height})")
     mode = img.mode
     if not copy and mode == "RGB" and "transparency" not in img.info:
         return img
@@ -141,6 +145,11 @@ def to_rgb(img, copy=True):
         elif mode == "I" and arr.size and arr.max() > 255:
             arr = arr / 257.0  # 16-bit PNGs open as mode "I"
         grey = np.clip(np.rint(np.nan_to_num(arr)), 0, 255).astype(np.uint8)
+        key = img.info.get("transparency")
+        if isinstance(key, (int, float)):
+            # a 16-bit PNG's colour key (tRNS), onto white as 8-bit images are: it
+            # showed whatever the transparent pixels hid
+            grey[np.asarray(img) == key] = 255
         return Image.fromarray(grey).convert("RGB")
     if "transparency" in img.info and mode in ("P", "L", "RGB"):
         # A palette entry or a colour key (PNG tRNS, as PNG optimizers write) marks
@@ -190,6 +199,8 @@ def load_image(src):
         arr = np.repeat(arr[..., None], 3, axis=2)
     if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
         raise ValueError(f"an image array must be (H, W, 3); got shape {arr.shape}.")
+    if not (arr.shape[0] and arr.shape[1]):
+        raise ValueError(f"the image array has no pixels (shape {arr.shape}).")
     if arr.shape[2] == 1:
         arr = np.repeat(arr, 3, axis=2)
     if arr.shape[2] == 4:  # onto white, as a transparent file or PIL image is

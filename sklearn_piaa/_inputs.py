@@ -164,6 +164,10 @@ def input_kind(X):
                 raise ValueError(
                     f"image arrays must be (N, H, W, 3) with channels last; got shape {arr.shape}."
                 )
+            if arr.shape[0] and not (arr.shape[1] and arr.shape[2]):
+                # resized, an image of no pixels is a black one: embedded without a word
+                raise ValueError(f"image arrays must have pixels: X has shape {arr.shape}, "
+                                 "images of height or width 0.")
             return _nonempty_images(arr)
         if arr.dtype.kind in "OUS" and arr.ndim == 1:
             return _nonempty_images(arr)

@@ -219,6 +219,30 @@ def test_colour_keyed_transparency_is_put_on_white(tmp_path, mode):
     np.testing.assert_allclose(got[0], got[1], rtol=1e-5, atol=1e-6)
 
 
+def test_a_16_bit_colour_key_is_put_on_white(tmp_path):
+    # to_rgb rescaled 16-bit greyscale before it looked for transparency: the
+    # transparent pixels showed what they hid
+    arr = np.full((40, 48), 200 * 257, np.uint16)
+    arr[:, :24] = 0  # the transparent value
+    Image.fromarray(arr).save(tmp_path / "keyed16.png", transparency=0)
+    white = np.full((40, 48, 3), 200, np.uint8)
+    white[:, :24] = 255
+    got = _embed([str(tmp_path / "keyed16.png"), white])
+    np.testing.assert_allclose(got[0], got[1], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(0, 0), (0, 5), (5, 0)])
+def test_an_image_of_no_pixels_is_refused(shape):
+    # resized, it was a black image: embedded as one without a word
+    h, w = shape
+    with pytest.raises(ValueError, match=r"has no pixels"):
+        _embed([Image.new("RGB", (w, h))])
+    with pytest.raises(ValueError, match=r"has no pixels"):
+        _embed([np.zeros((h, w, 3), np.uint8)])
+    with pytest.raises(ValueError, match=r"image arrays must have pixels: X has shape"):
+        _embed(np.zeros((2, h, w, 3), np.uint8))
+
+
 def test_a_file_name_that_is_not_utf8_is_read(tmp_path):
     # The cache key encoded the name as UTF-8 and failed (UnicodeEncodeError).
     folder = os.fsencode(tmp_path)
