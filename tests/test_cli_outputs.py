@@ -331,7 +331,7 @@ def test_rerunning_predict_and_evaluate_replaces_their_output(tmp_path, image_fi
         main(["predict", str(prior), *image_files[:2], "-o", str(scores), "--quiet"])
         main(["evaluate", str(prior), str(tmp_path / "ratings.csv"), "--n-support", "3",
               "--n-repeats", "1", "-o", str(table), "--quiet"])
-    assert scores.read_text().splitlines()[0] == "image,score"
+    assert scores.read_text().splitlines()[0] == "image,predicted_score"
     assert len(scores.read_text().splitlines()) == 3
     assert table.read_text().splitlines()[0] == EVALUATE_HEADER
 
