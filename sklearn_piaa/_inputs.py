@@ -169,11 +169,15 @@ def input_kind(X):
                 raise ValueError(f"image arrays must have pixels: X has shape {arr.shape}, "
                                  "images of height or width 0.")
             return _nonempty_images(arr)
-        if arr.dtype.kind in "OUS" and arr.ndim == 1:
+        if arr.dtype.kind == "S":
+            raise ValueError("X holds bytes (paths as bytes?), which are not taken: decode "
+                             "them, [os.fsdecode(p) for p in X].")
+        if arr.dtype.kind in "OU" and arr.ndim == 1:
             return _nonempty_images(arr)
         raise ValueError(
             "X must be image paths, PIL images, uint8 arrays of shape (N, H, W, 3) or a "
-            f"2-D feature array (N, D); got an array of shape {arr.shape} and dtype {arr.dtype}."
+            f"2-D feature array (N, D); got an array of shape {arr.shape} and dtype "
+            f"{arr.dtype}.{_shape_hint(arr)}"
         )
     if isinstance(X, (list, tuple)):
         if len(X) == 0:
@@ -184,10 +188,37 @@ def input_kind(X):
             return IMAGES  # a 2-D uint8 array in a list: a greyscale image
         if np.ndim(first) == 1:
             return FEATURES
+        if isinstance(first, bytes):
+            hint = (" Paths given as bytes are not taken: decode them, "
+                    "[os.fsdecode(p) for p in X].")
+        elif hasattr(first, "shape") and len(first.shape) == 4:
+            hint = (f" X[0] has shape {tuple(first.shape)}, a batch of one: join the "
+                    "batches, numpy.concatenate(X), or pass each image (H, W, 3).")
+        elif hasattr(first, "shape") and len(first.shape) in (2, 3):
+            hint = (f" X[0] is a {type(first).__name__}; pass image arrays as numpy uint8 "
+                    "arrays (tensor.numpy()).")
+        else:
+            hint = f" X[0] is a {type(first).__name__}."
+        raise ValueError(
+            "X must be image paths, PIL images, uint8 arrays of shape (N, H, W, 3) or a 2-D "
+            f"feature array (N, D); got a {type(X).__name__}.{hint}")
+    hint = ""
+    if _is_pil(X):
+        hint = " One image is given: pass a list, [image]."
+    elif isinstance(X, (str, bytes, os.PathLike)):
+        hint = " One path is given: pass a list, [path]."
     raise ValueError(
         "X must be image paths, PIL images, uint8 arrays of shape (N, H, W, 3) or a 2-D "
-        f"feature array (N, D); got {type(X).__name__}."
+        f"feature array (N, D); got {type(X).__name__}.{hint}"
     )
+
+
+def _shape_hint(arr):
+    """What an array of images in another shape likely is, as a sentence, or ""."""
+    if arr.dtype == np.uint8 and arr.ndim == 3:
+        return (" One colour image (H, W, 3)? Pass [X] or X[None]. Greyscale images "
+                "(N, H, W)? Give them a channel: X[..., None].")
+    return ""
 
 
 def _is_pil(x):

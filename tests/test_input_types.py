@@ -229,6 +229,21 @@ def test_inputs_of_the_wrong_kind_are_named(ratings, tiny_params):
         fitted.predict(table.iloc[:, :8].assign(c3="n/a"))
 
 
+@pytest.mark.parametrize("X, hint", [
+    (Image.new("RGB", (8, 8)), r"got Image\. One image is given: pass a list, \[image\]"),
+    (np.zeros((8, 8, 3), np.uint8), r"One colour image \(H, W, 3\)\? Pass \[X\]"),
+    (np.zeros((2, 8, 8), np.uint8), r"Greyscale images \(N, H, W\)\? .*X\[\.\.\., None\]"),
+    ([b"a.jpg", b"b.jpg"], r"got a list\. Paths given as bytes are not taken: .*os\.fsdecode"),
+    (np.array([b"a.jpg", b"b.jpg"]), r"X holds bytes .*os\.fsdecode"),
+    ([np.zeros((1, 8, 8, 3), np.uint8)] * 2, r"X\[0\] has shape \(1, 8, 8, 3\), a batch of one"),
+    ([torch.zeros(8, 8, 3, dtype=torch.uint8)] * 2, r"X\[0\] is a Tensor; .*tensor\.numpy"),
+])
+def test_images_in_another_form_are_told_what_to_pass(X, hint):
+    # each was "X must be image paths, ...; got list" (or JpegImageFile), no more
+    with pytest.raises(ValueError, match=hint):
+        embed_images(X, backbone="tiny_cnn")
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_unique_rows_is_numpys_unique_of_rows(dtype):
     # np.unique(axis=0) sorted every row of a rater table (each image 5-30 times): 25-30 s
