@@ -138,11 +138,18 @@ def to_rgb(img, copy=True):
         return img
     if mode.startswith("I;16") or mode in ("I", "F"):
         arr = np.asarray(img, dtype=np.float64)
+        # The scale of "F" and "I" images is not stored: it is read from nearly all
+        # their pixels, not the brightest one, which turned a float image in [0, 1]
+        # with one pixel at 1.0001 (bicubic resizing overshoots) black, as 0-255
+        top = float(np.nanpercentile(arr, 99.9)) if arr.size and np.isfinite(arr).any() \
+            else 0.0
         if mode.startswith("I;16"):
             arr = arr / 257.0
-        elif mode == "F" and arr.size and np.nanmax(arr) <= 1.0:
+        elif mode == "F" and top <= 1.0:
             arr = arr * 255.0  # a float image in [0, 1]
-        elif mode == "I" and arr.size and arr.max() > 255:
+        elif mode == "I" and top > 65535:
+            arr = arr / (np.iinfo(np.int32).max / 255.0)  # 32-bit samples
+        elif mode == "I" and top > 255:
             arr = arr / 257.0  # 16-bit PNGs open as mode "I"
         grey = np.clip(np.rint(np.nan_to_num(arr)), 0, 255).astype(np.uint8)
         key = img.info.get("transparency")

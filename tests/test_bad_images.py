@@ -219,6 +219,22 @@ def test_colour_keyed_transparency_is_put_on_white(tmp_path, mode):
     np.testing.assert_allclose(got[0], got[1], rtol=1e-5, atol=1e-6)
 
 
+def test_float_and_int_images_are_scaled_by_nearly_all_their_pixels():
+    # the scale was read from the brightest pixel: a float image in [0, 1] with one
+    # pixel at 1.0001 (bicubic overshoot) became black, as 0-255; an int image of 0-255
+    # with one 256 was divided by 257; 32-bit samples were clipped to white
+    grey = (np.arange(40 * 48).reshape(40, 48) % 251).astype(np.uint8)
+    over = grey.astype(np.float32) / 255
+    over[0, 0] = 1.0001
+    one = grey.astype(np.int32)
+    one[0, 0] = 256
+    wide = grey.astype(np.int64) * (np.iinfo(np.int32).max // 255)
+    got = _embed([grey, Image.fromarray(grey.astype(np.float32) / 255), Image.fromarray(over),
+                  Image.fromarray(one), Image.fromarray(wide.astype(np.int32))])
+    for i in range(1, 5):
+        np.testing.assert_allclose(got[i], got[0], rtol=1e-2, atol=1e-2, err_msg=str(i))
+
+
 def test_a_16_bit_colour_key_is_put_on_white(tmp_path):
     # to_rgb rescaled 16-bit greyscale before it looked for transparency: the
     # transparent pixels showed what they hid
