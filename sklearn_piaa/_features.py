@@ -31,6 +31,7 @@ from ._inputs import (
     float_features,
     input_kind,
     is_count,
+    not_uint8,
     take,
 )
 from ._io import (
@@ -201,7 +202,7 @@ def load_image(src):
             raise ValueError(f"cannot read {_name(src)}: {exc}") from None
     arr = np.asarray(src)
     if arr.dtype != np.uint8:
-        raise ValueError(f"image arrays must be uint8 (0-255); got dtype {arr.dtype}.")
+        raise ValueError(not_uint8(arr, values=False))
     if arr.ndim == 2:
         arr = np.repeat(arr[..., None], 3, axis=2)
     if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
@@ -674,8 +675,11 @@ def raise_unreadable(errors):
                                           (FileNotFoundError, (FileNotFoundError,
                                                                IsADirectoryError)))
                      if all(isinstance(e, allowed) for e in errors)), ValueError)
-        raise kind(f"{len(errors)} images cannot be read: "
-                   + listing((str(e).rstrip(".") for e in errors), sep="; ")
+        reasons = [str(e).rstrip(".") for e in errors]
+        # one reason for all (float pixels in a list of arrays): said once, not ten times
+        said = (f"each: {reasons[0]}" if len(set(reasons)) == 1
+                else listing(reasons, sep="; "))
+        raise kind(f"{len(errors)} images cannot be read: " + said
                    + ". Fix or remove them, or pass on_error='skip' to leave them out.")
 
 

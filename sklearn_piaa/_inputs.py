@@ -164,6 +164,10 @@ def input_kind(X):
                 raise ValueError(
                     f"image arrays must be (N, H, W, 3) with channels last; got shape {arr.shape}."
                 )
+            if arr.dtype != np.uint8:
+                # refused here, once: image by image it was the same reason ten times,
+                # and on_error="skip" made every prediction NaN
+                raise ValueError(not_uint8(arr))
             if arr.shape[0] and not (arr.shape[1] and arr.shape[2]):
                 # resized, an image of no pixels is a black one: embedded without a word
                 raise ValueError(f"image arrays must have pixels: X has shape {arr.shape}, "
@@ -211,6 +215,37 @@ def input_kind(X):
         "X must be image paths, PIL images, uint8 arrays of shape (N, H, W, 3) or a 2-D "
         f"feature array (N, D); got {type(X).__name__}.{hint}"
     )
+
+
+def not_uint8(arr, values=True):
+    """The message refusing image pixels ``arr`` that are not uint8, with the cast to use.
+
+    Parameters
+    ----------
+    arr : ndarray
+        Image pixels, one image or a stack.
+    values : bool, default=True
+        Whether to say the range of the values and the cast that fits it; else the
+        message is the same for every array of that dtype (one of many images: said
+        once for all).
+
+    Returns
+    -------
+    str
+    """
+    text = f"image arrays must be uint8 (0-255); got dtype {arr.dtype}"
+    if not values:
+        if arr.dtype.kind in "iuf":
+            text += (": np.clip(x, 0, 255).round().astype(np.uint8) makes them pixels (x * "
+                     "255 for values in [0, 1])")
+        return text + "."
+    if arr.dtype.kind in "iuf" and arr.size:
+        with np.errstate(invalid="ignore"):
+            low, high = float(np.nanmin(arr)), float(np.nanmax(arr))
+        scale = "X * 255" if arr.dtype.kind == "f" and 0 <= low and high <= 1 else "X"
+        text += (f", values {low:g} to {high:g}: np.clip({scale}, 0, 255).round()"
+                 ".astype(np.uint8) makes them pixels")
+    return text + "."
 
 
 def _shape_hint(arr):

@@ -244,6 +244,26 @@ def test_images_in_another_form_are_told_what_to_pass(X, hint):
         embed_images(X, backbone="tiny_cnn")
 
 
+def test_float_image_arrays_are_refused_once_with_the_cast_to_use():
+    # the same reason ten times over, no cast; with on_error="skip", every score NaN
+    pixels = np.random.RandomState(0).rand(12, 8, 8, 3)
+    with pytest.raises(ValueError, match=r"^image arrays must be uint8 \(0-255\); got dtype "
+                                         r"float64, values \S+ to 0\.\d+: np\.clip\(X \* "
+                                         r"255, 0, 255\)\.round\(\)\.astype\(np\.uint8\)"):
+        embed_images(pixels, backbone="tiny_cnn")
+    meta = MetaAestheticRegressor(backbone="tiny_cnn", n_iterations=1, support_size=2,
+                                  query_size=2, hidden_sizes=(4,), on_error="skip",
+                                  random_state=0)
+    meta.fit(np.zeros((8, 8, 8, 3), np.uint8) + np.arange(8)[:, None, None, None].astype(
+        np.uint8) * 30, np.arange(8.0), groups=np.repeat(["a", "b"], 4))
+    with pytest.raises(ValueError, match=r"^image arrays must be uint8"):
+        meta.predict(pixels)
+    with pytest.raises(ValueError, match=r"^12 images cannot be read: each: image arrays must be "
+                                         r"uint8 \(0-255\); got dtype float64: np\.clip\(x, 0, "
+                                         r"255\)[^;]*\. Fix or remove them"):
+        embed_images(list(pixels), backbone="tiny_cnn")
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_unique_rows_is_numpys_unique_of_rows(dtype):
     # np.unique(axis=0) sorted every row of a rater table (each image 5-30 times): 25-30 s
