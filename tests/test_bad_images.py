@@ -187,6 +187,21 @@ def test_whole_network_checkpoint_of_other_images_is_another_run(image_files, tm
     assert len(os.listdir(ckpt)) == 2  # the images are part of the run's identity
 
 
+def test_a_backbone_declaring_another_width_is_refused_by_name():
+    # fit failed in the head with torch's "mat1 and mat2 shapes cannot be multiplied"
+    conv = Backbone(torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, stride=4), torch.nn.ReLU()),
+                    out_features=10, input_size=32, name="mine")
+    with pytest.raises(ValueError, match=r"^Backbone 'mine' declares out_features=10, but "
+                                         r"given one image of its input_size \(32 x 32\) it "
+                                         r"returns 16 features: set out_features=16\.$"):
+        load_backbone(conv)
+    fixed = Backbone(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 4)),
+                     out_features=4, input_size=32, name="fixed")
+    with pytest.raises(ValueError, match=r"^Backbone 'fixed' fails on one image of its "
+                                         r"input_size \(32 x 32\): mat1 and mat2"):
+        load_backbone(fixed)
+
+
 def _half_transparent():
     rng = np.random.RandomState(0)
     rgba = rng.randint(0, 255, (40, 48, 4)).astype(np.uint8)

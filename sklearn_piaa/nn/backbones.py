@@ -303,6 +303,20 @@ BACKBONES = {
 }
 
 
+def _one_image(module, size):
+    """``module``'s output for one black image of ``size`` px, on its device, in eval
+    mode (no BatchNorm statistics updated); its mode is restored even when it fails."""
+    param = next(module.parameters(), None)
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            return module(torch.zeros(1, 3, size, size,
+                                      device=None if param is None else param.device))
+    finally:
+        module.train(was_training)
+
+
 def load_backbone(backbone, weights=None, pretrained=True):
     """Build a backbone by name, or wrap a user's module.
 
@@ -333,21 +347,25 @@ def load_backbone(backbone, weights=None, pretrained=True):
             f"{type(backbone).__name__} with weights {os.fspath(weights)!r}: load them into "
             "your module first (module.load_state_dict(torch.load(path))).")
     if isinstance(backbone, Backbone):
+        # its out_features is what the head is built for: a wrong one failed in fit as
+        # torch's "mat1 and mat2 shapes cannot be multiplied"
+        size = backbone.input_size
+        try:
+            out = _one_image(backbone, size)
+        except RuntimeError as exc:
+            raise ValueError(f"Backbone {backbone.name!r} fails on one image of its "
+                             f"input_size ({size} x {size}): {exc}") from None
+        if out.shape[1] != backbone.out_features:
+            raise ValueError(
+                f"Backbone {backbone.name!r} declares "
+                f"out_features={backbone.out_features}, but given one image of its "
+                f"input_size ({size} x {size}) it returns {out.shape[1]} features: set "
+                f"out_features={out.shape[1]}.")
         return backbone
     if isinstance(backbone, nn.Module):
         dim = getattr(backbone, "out_features", None)
         if dim is None:
-            # One image through the user's module, on its device, in eval mode (no
-            # BatchNorm statistics updated); its mode is restored even when it fails.
-            param = next(backbone.parameters(), None)
-            was_training = backbone.training
-            backbone.eval()
-            try:
-                with torch.no_grad():
-                    out = backbone(torch.zeros(1, 3, 224, 224, device=None if param is None
-                                               else param.device))
-            finally:
-                backbone.train(was_training)
+            out = _one_image(backbone, 224)
             if not isinstance(out, torch.Tensor) or out.ndim not in (2, 4):
                 got = (f"shape {tuple(out.shape)}" if isinstance(out, torch.Tensor)
                        else f"a {type(out).__name__}")
