@@ -202,6 +202,33 @@ def test_a_backbone_declaring_another_width_is_refused_by_name():
         load_backbone(fixed)
 
 
+def test_a_user_backbone_that_cannot_train_on_one_image_is_named():
+    # torch's bare "Expected more than 1 value per channel when training" on a rater's
+    # last batch of one, naming neither the backbone nor a way out
+    from sklearn_piaa.nn.head import BatchNorm1d
+
+    def backbone(norm):
+        torch.manual_seed(0)
+        return torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=8),
+                                   torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), norm(8))
+
+    rng = np.random.RandomState(0)
+    images = rng.randint(0, 256, (24, 32, 32, 3)).astype(np.uint8)
+    y, groups = np.tile([1.0, 2, 3, 4, 5, 3], 4), np.repeat(["a", "b"], 12)
+    params = dict(train_backbone=True, hidden_sizes=(4,), n_iterations=1, support_size=4,
+                  query_size=4, finetune_epochs=1, random_state=0)
+    meta = MetaAestheticRegressor(backbone=backbone(torch.nn.BatchNorm1d), **params).fit(
+        images, y, groups=groups)
+    with pytest.raises(ValueError, match=r"^backbone 'custom' cannot train on a batch of one "
+                                         r"image .*sklearn_piaa\.nn\.head\.BatchNorm1d"):
+        meta.personalize(images[:11], y[:11], batch_size=10)
+    # the advice works
+    meta = MetaAestheticRegressor(backbone=backbone(BatchNorm1d), **params).fit(
+        images, y, groups=groups)
+    assert np.isfinite(meta.personalize(images[:11], y[:11], batch_size=10).predict(
+        images[:3])).all()
+
+
 def _half_transparent():
     rng = np.random.RandomState(0)
     rgba = rng.randint(0, 255, (40, 48, 4)).astype(np.uint8)

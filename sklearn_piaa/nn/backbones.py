@@ -49,7 +49,21 @@ class Backbone(nn.Module):
 
     def forward(self, x):
         """Pooled embeddings ``(N, D)`` of normalized images ``(N, 3, H, W)``."""
-        f = self.features(x)
+        try:
+            f = self.features(x)
+        except ValueError as exc:
+            if "Expected more than 1 value per channel when training" not in str(exc):
+                raise
+            # torch's words name neither the module nor a way out; the package's head
+            # meets batches of one (a rater's 11th image in batches of 10, a 1-image
+            # query set) with its own BatchNorm1d
+            raise ValueError(
+                f"backbone {self.name!r} cannot train on a batch of one image ({exc}): "
+                "torch's BatchNorm1d refuses it, and fine-tuning and meta-training the "
+                "whole network meet such batches (a rater of 11 images in batches of 10, "
+                "a 1-image query set). Use sklearn_piaa.nn.head.BatchNorm1d in the "
+                "backbone instead (it normalizes a batch of one with its running "
+                "statistics), or a batch size that leaves no batch of one.") from None
         if f.ndim == 4:
             f = f.mean(dim=(2, 3))
         elif f.ndim != 2:  # flattening tokens (N, T, D) would mix them into one vector
