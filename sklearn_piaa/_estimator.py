@@ -616,7 +616,8 @@ class MetaAestheticRegressor(PickledOnCPU, NumbersNotBools, RegressorMixin, Base
     inner_lr : float, default=1e-3
         Inner Adam learning rate of the head.
     inner_backbone_lr : float, default=1e-4
-        Inner Adam learning rate of the backbone when ``train_backbone=True``.
+        Inner Adam learning rate of the backbone when ``train_backbone=True``; head-only,
+        ``fit`` warns when it is set otherwise (it has no use there).
     outer_lr : float, default=1e-2
         Outer step size (the paper's beta). ``sklearn-piaa demo`` and ``table1`` use
         0.1, over fewer iterations (300).
@@ -655,7 +656,8 @@ class MetaAestheticRegressor(PickledOnCPU, NumbersNotBools, RegressorMixin, Base
         frozen backbone runs on parts of 2 images per thread, which keeps its
         activations in the cores' caches) and for whole-network prediction.
     cache_dir : str or path-like, default=None
-        Directory for an on-disk cache of image embeddings (head-only mode). Embeddings
+        Directory for an on-disk cache of image embeddings (head-only mode; with
+        ``train_backbone=True`` ``fit`` warns that it has no use). Embeddings
         stream to it batch by batch, so an interrupted extraction resumes where it
         stopped. ``fit`` fails before embedding if the folder cannot be made or lacks
         the space for the new embeddings; a read-only one (a shared cache) serves the
@@ -951,6 +953,7 @@ class MetaAestheticRegressor(PickledOnCPU, NumbersNotBools, RegressorMixin, Base
                 "on the command line, a ratings file of many raters).")
         self._check_shapes()
         self._warn_if_no_steps()
+        self._warn_if_unused_settings()
         device = resolve_device(self.device)
         if self.checkpoint_dir is not None:
             # before the images are embedded, not when the first checkpoint is due
@@ -1136,6 +1139,24 @@ class MetaAestheticRegressor(PickledOnCPU, NumbersNotBools, RegressorMixin, Base
     def _as_tasks(self, X, y, groups):
         return as_tasks(X, y, groups, features=self.backbone is None,
                         owner=type(self).__name__)
+
+    def _warn_if_unused_settings(self):
+        """Warn of a setting given that the mode fitted has no use for.
+
+        ``inner_backbone_lr`` in head-only mode (a grid search over it fitted the same
+        prior once per value) and ``cache_dir`` with the whole network trained ran
+        without a word; the command line said so of ``--cache-dir`` only.
+        """
+        default = inspect.signature(type(self).__init__).parameters["inner_backbone_lr"]
+        if not self.train_backbone and self.inner_backbone_lr != default.default:
+            warn_caller(
+                f"inner_backbone_lr={self.inner_backbone_lr!r} has no effect with "
+                "train_backbone=False: the backbone is frozen, and only the head learns "
+                "(at inner_lr). A search over it fits the same prior for every value.")
+        if self.train_backbone and self.cache_dir is not None:
+            warn_caller(
+                "cache_dir has no effect with train_backbone=True: the whole network "
+                "trains, so no embeddings are cached.")
 
     def _warn_if_no_steps(self):
         """Warn when ``inner_steps=0`` or a learning rate of 0 makes meta-training change

@@ -310,7 +310,9 @@ def run_meta_train(args, out=None):
         inner_backbone_lr=args.inner_backbone_lr, mixed_precision=args.mixed_precision,
         finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr,
         finetune_batch_size=args.finetune_batch_size,
-        score_range=args.score_range, cache_dir=args.cache_dir, on_error=args.on_error,
+        score_range=args.score_range, on_error=args.on_error,
+        # said above, as an option: the estimator would warn of it again
+        cache_dir=None if args.train_backbone else args.cache_dir,
         device=args.device, checkpoint_dir=args.checkpoint_dir,
         checkpoint_every=args.checkpoint_every, random_state=args.random_state,
         verbose=0 if args.quiet else 1)

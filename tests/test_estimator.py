@@ -774,6 +774,24 @@ def test_an_unknown_fine_tuning_argument_is_named_with_the_meant_one(ratings, ti
         tv.personalize(X[:10], y[:10], epochs=3)
 
 
+def test_a_setting_the_mode_has_no_use_for_is_named(ratings, tiny_params, image_files,
+                                                   tmp_path):
+    # a grid over inner_backbone_lr in head-only mode fitted the same prior per value
+    X, y, groups = ratings
+    with pytest.warns(PIAAWarning, match=r"^inner_backbone_lr=0\.01 has no effect with "
+                                         r"train_backbone=False"):
+        meta = MetaAestheticRegressor(**{**tiny_params, "inner_backbone_lr": 0.01}).fit(
+            X, y, groups=groups)
+    same = MetaAestheticRegressor(**tiny_params).fit(X, y, groups=groups)
+    np.testing.assert_array_equal(meta.predict(X[:20]), same.predict(X[:20]))
+    with pytest.warns(PIAAWarning, match=r"^cache_dir has no effect with train_backbone=True"):
+        MetaAestheticRegressor(backbone="tiny_cnn", train_backbone=True, hidden_sizes=(4,),
+                               n_iterations=1, support_size=3, query_size=2,
+                               cache_dir=tmp_path / "cache", random_state=0).fit(
+            image_files[:12], np.tile([1.0, 2, 3, 4, 5, 3], 2), groups=np.repeat(["a", "b"], 6))
+    assert not (tmp_path / "cache").exists()
+
+
 @pytest.mark.parametrize("algorithm", ["blg", "reptile", "merged", "average", "maml"])
 @pytest.mark.parametrize("setting", [dict(inner_lr=0.0), dict(outer_lr=0.0)],
                          ids=["inner_lr", "outer_lr"])
