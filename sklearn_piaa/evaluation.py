@@ -79,12 +79,19 @@ class PersonalizationResult:
         of :data:`~sklearn_piaa.report.METHOD_LABELS`), by which
         :func:`~sklearn_piaa.report.format_table` labels it under that key; None for a
         result of :func:`evaluate_personalization` itself.
+    protocol : str
+        The function whose draws these are: ``"evaluate_personalization"`` (support
+        drawn first, the rest the query set) or ``"compare_support_strategies"`` (a
+        query set of ``n_query`` drawn first, the support picked from the rest). A
+        draw's seed means other images under each, so
+        :func:`~sklearn_piaa.report.paired_difference` refuses to pair them.
     """
 
     table: np.ndarray
     summary: dict = field(default_factory=dict)
     skipped: dict = field(default_factory=dict)
     method: str = None
+    protocol: str = "evaluate_personalization"
 
     def to_frame(self):
         """The table as a :class:`pandas.DataFrame` (needs pandas)."""
@@ -488,7 +495,8 @@ def _undefined_draws(table, k, count_prior=True):
     return ", ".join(parts)
 
 
-def _result(rows, n_support, skipped, what="", model=None):
+def _result(rows, n_support, skipped, what="", model=None,
+            protocol="evaluate_personalization"):
     """The rows of a protocol run as a table, summarized per support size.
 
     Each row is a table row followed by the causes of its two SROCC values being
@@ -515,7 +523,7 @@ def _result(rows, n_support, skipped, what="", model=None):
         sel = table[table["n_support"] == k]
         summary[k] = {name: _per_rater_summary(sel, f"srocc_{name}")
                       for name in ("prior", "personalized")}
-    return PersonalizationResult(table, summary, skipped)
+    return PersonalizationResult(table, summary, skipped, protocol=protocol)
 
 
 def _undefined_causes(table, whys, k, count_prior=True):
@@ -746,5 +754,5 @@ def compare_support_strategies(prior, test_tasks, selectors, n_support=(10, 25),
         f"at least 2 query images of {n_query!r} and a pool of n_support besides them")
     _warn_few_query(rows["random"], n_support, stacklevel=3)  # query sets all strategies share
     return {name: _result(found, n_support, dict(skipped), what=f"{name} support: ",
-                          model=prior)
+                          model=prior, protocol="compare_support_strategies")
             for name, found in rows.items()}

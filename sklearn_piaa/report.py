@@ -296,17 +296,31 @@ def _draw_keys(result, sizes):
 
 def _draw_seeds(result, sizes):
     """(rater, repeat, n_support) -> the draw's seed, or None for a table without seeds."""
-    t = result.table
-    if "seed" not in t.dtype.names:
+    if "seed" not in result.table.dtype.names:
         return None
-    return {(r, rep, k): seed for r, rep, k, seed in zip(
+    return _draw_column(result, sizes, "seed")
+
+
+def _draw_column(result, sizes, name):
+    """``(rater, repeat, n_support) -> result.table[name]`` at ``sizes``."""
+    t = result.table
+    return {(r, rep, k): v for r, rep, k, v in zip(
         t["rater"].tolist(), t["repeat"].tolist(), t["n_support"].tolist(),
-        t["seed"].tolist()) if k in sizes}
+        t[name].tolist()) if k in sizes}
 
 
 def _check_paired(result, reference, sizes, names):
     """Refuse results whose (rater, repeat, n_support) rows at ``sizes`` differ, or whose
     draws at those rows differ (other seeds: another ``random_state``)."""
+    protocols = [getattr(r, "protocol", "evaluate_personalization")
+                 for r in (result, reference)]
+    if protocols[0] != protocols[1]:
+        # a seed draws other images under each: the keys and seeds alike were paired
+        raise ValueError(
+            f"{names[0]} and {names[1]} come from other protocols ({protocols[0]} and "
+            f"{protocols[1]}), whose draws of one seed are other support and query "
+            "images, so their differences would not be paired. Compare results of one "
+            "function.")
     a, b = _draw_keys(result, sizes), _draw_keys(reference, sizes)
     if a == b:
         seeds_a, seeds_b = _draw_seeds(result, sizes), _draw_seeds(reference, sizes)
@@ -320,6 +334,18 @@ def _check_paired(result, reference, sizes, names):
                 f"{differ} of {len(seeds_a)} (rater, repeat, n_support) draws have other "
                 "seeds, so their differences would not be paired. Evaluate both with the "
                 "same integer random_state (random_state=None draws anew each call).")
+        query_a, query_b = _draw_column(result, sizes, "n_query"), \
+            _draw_column(reference, sizes, "n_query")
+        other = [key for key in query_a if query_a[key] != query_b[key]]
+        if other:
+            # the same seed over a query set of another size is another draw
+            r, rep, k = other[0]
+            raise ValueError(
+                f"{names[0]} and {names[1]} were evaluated on query sets of other sizes: "
+                f"{len(other)} of {len(query_a)} draws (e.g. rater {r!r}, repeat {rep}, "
+                f"n_support={k}: {query_a[other[0]]} and {query_b[other[0]]} query "
+                "images), so their differences would not be paired. Evaluate both with "
+                "the same n_query.")
         return
     detail = []
     for axis, what in ((0, "raters"), (2, "support sizes"), (1, "repeats")):
@@ -388,8 +414,10 @@ def paired_difference(result, reference):
     ValueError
         When the two tables do not hold the same (rater, repeat, n_support) rows: other
         raters, support sizes or repeats; or when the same rows have other seeds (other
-        draws, e.g. from two calls with ``random_state=None``). Either would pair
-        unrelated draws.
+        draws, e.g. from two calls with ``random_state=None``), other numbers of query
+        images, or come from another protocol (:func:`~sklearn_piaa.evaluate_personalization`
+        and :func:`~sklearn_piaa.compare_support_strategies` draw other images from one
+        seed). Each would pair unrelated draws.
     """
     names = ("result", "reference")
     for name, given in zip(names, (result, reference)):

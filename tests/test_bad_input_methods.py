@@ -323,6 +323,33 @@ def test_paired_difference_refuses_results_of_other_draws(ratings):
     assert sorted(same) == [5, 20] and same[5][2] == 3
 
 
+def test_paired_difference_refuses_draws_of_another_protocol_or_query_size(ratings):
+    # a seed draws other images in evaluate_personalization (support first) than in
+    # compare_support_strategies (a query set of n_query first), and over another
+    # n_query: such results, of the same keys and seeds, were paired without a word
+    train, test = _split(ratings)
+    prior = ConsensusRidgeRegressor().fit(train)
+    selectors = [SupportSelector("kcenter")]
+
+    def compare(n_query):
+        return compare_support_strategies(prior, test, selectors, n_support=5, n_query=n_query,
+                                          n_repeats=2, random_state=0)["random"]
+
+    evaluated = evaluate_personalization(prior, test, n_support=5, n_repeats=2,
+                                         random_state=0)
+    assert evaluated.protocol == "evaluate_personalization"
+    with pytest.raises(ValueError, match=r"come from other protocols "
+                                         r"\(compare_support_strategies and "
+                                         r"evaluate_personalization\)"):
+        paired_difference(compare(20), evaluated)
+    with pytest.raises(ValueError, match=r"'a' and 'b' come from other protocols"):
+        format_table({"a": compare(20), "b": evaluated}, reference="b")
+    with pytest.raises(ValueError, match=r"query sets of other sizes: 6 of 6 draws \(e\.g\. "
+                                         r"rater 'r09', repeat 0, n_support=5: 20 and 30 query"):
+        paired_difference(compare(20), compare(30))
+    assert paired_difference(compare(20), compare(20))[5][2] == 3
+
+
 def test_paired_difference_refuses_the_same_rows_of_other_random_states(ratings):
     # The (rater, repeat, n_support) rows are the same whatever random_state was: two
     # runs with other (or no) seeds were "paired" silently, with a wrong standard error.
