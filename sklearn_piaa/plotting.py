@@ -62,10 +62,14 @@ def plot_rater_srocc(result, n_support=None, ax=None):
     if len(rows) == 0:
         raise ValueError(f"no results at n_support={n_support}; evaluated: "
                          f"{sorted(set(table['n_support'].tolist()))}.")
-    raters = list(dict.fromkeys(rows["rater"].tolist()))
-    prior = np.array([_mean_defined(rows["srocc_prior"][rows["rater"] == r]) for r in raters])
-    personal = np.array([_mean_defined(rows["srocc_personalized"][rows["rater"] == r])
-                         for r in raters])
+    # grouped by the ids as Python objects: rows["rater"] == ("ds", 8) compared a tuple
+    # id element by element (NaN bars, or a broadcasting error)
+    of = {}
+    for i, r in enumerate(rows["rater"].tolist()):
+        of.setdefault(r, []).append(i)
+    raters = list(of)
+    prior = np.array([_mean_defined(rows["srocc_prior"][of[r]]) for r in raters])
+    personal = np.array([_mean_defined(rows["srocc_personalized"][of[r]]) for r in raters])
     if ax is None:
         _, ax = plt.subplots(figsize=(max(4, 0.5 * len(raters)), 3))
     pos = np.arange(len(raters))

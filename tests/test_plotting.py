@@ -64,6 +64,27 @@ def test_undefined_srocc_is_marked_not_left_as_a_silent_gap(ratings, tiny_params
     plt.close("all")
 
 
+@pytest.mark.parametrize("n_raters", [1, 3])
+def test_tuple_rater_ids_are_plotted_by_rater(ratings, tiny_params, n_raters):
+    # rows["rater"] == ("ds", 8) compared the tuple element by element: NaN bars marked
+    # undefined for one rater, a broadcasting error for three
+    X, y, groups = ratings
+    held = ["r09", "r10", "r11"][-n_raters:]
+    test = np.isin(groups, held)
+    meta = MetaAestheticRegressor(**tiny_params).fit(X[~test], y[~test], groups=groups[~test])
+    ids = np.empty(test.sum(), dtype=object)
+    ids[:] = [("ds", int(g[1:])) for g in groups[test]]
+    res = evaluate_personalization(meta, TaskSet.from_arrays(X[test], y[test], ids),
+                                   n_support=5, n_repeats=2, random_state=0)
+    ax = plot_rater_srocc(res)
+    heights = [p.get_height() for p in ax.patches]
+    assert len(heights) == 2 * n_raters and np.isfinite(heights).all()
+    first = res.table[[r == ("ds", int(held[0][1:])) for r in res.table["rater"].tolist()]]
+    assert heights[0] == pytest.approx(first["srocc_prior"].mean())
+    assert not [line for line in ax.lines if line.get_label() == "undefined SROCC"]
+    plt.close("all")
+
+
 def test_parameter_study_draws_one_panel_per_searched_parameter(ratings, tiny_params):
     import sklearn
     from sklearn.model_selection import GridSearchCV
