@@ -275,6 +275,8 @@ class SupportSelector(BaseEstimator):
         """
         names = feature_names(X)
         tasks = as_tasks(X, y, groups, features=True, owner="SupportSelector")
+        if names is None:  # a TaskSet or dict of tables carries them (as fit takes them)
+            names = getattr(tasks, "feature_names", None)
         F = _features(tasks.X, "the training embeddings", keep_float=True)
         alphas = np.asarray(self.alphas, dtype=float).reshape(-1)
         if len(alphas) == 0 or not (alphas > 0).all():

@@ -508,6 +508,12 @@ def test_candidates_with_other_columns_are_refused():
         selector.select(candidates[columns[::-1]], 5)
     assert not hasattr(SupportSelector("disagreement").fit(X, y, groups=groups),
                        "feature_names_in_")
+    # a TaskSet (or dict) of the tables carries the names too, as the prior's fit reads
+    tasks = TaskSet.from_arrays(pd.DataFrame(X, columns=columns), y, groups)
+    from_tasks = SupportSelector("disagreement").fit(tasks)
+    assert list(from_tasks.feature_names_in_) == columns
+    with pytest.raises(ValueError, match="SupportSelector"):
+        from_tasks.select(candidates[columns[::-1]], 5)
 
 
 def test_strategies_choosing_the_same_images_score_the_same(ratings, tiny_params):
