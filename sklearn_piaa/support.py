@@ -312,11 +312,16 @@ class SupportSelector(BaseEstimator):
         raters, coef = [], []
         for rater, rows in tasks.indices.items():
             img = inverse[rows]
-            shared = count[img] > 1
+            # Leave the rater out: its own scores, repeats of one image included, must
+            # neither pull the consensus to itself nor make an image count as shared
+            # (two raters who each rated their own images twice shared none, yet fitted)
+            own = np.bincount(img, weights=z[rows], minlength=len(Z))[img]
+            own_count = np.bincount(img, minlength=len(Z))[img]
+            others = count[img] - own_count
+            shared = others > 0
             if shared.sum() < 3:
                 continue
-            # Leave-one-out: a rater's own score must not pull the consensus to itself.
-            loo = (total[img] - z[rows])[shared] / (count[img][shared] - 1)
+            loo = (total[img] - own)[shared] / others[shared]
             model = _ridge(Z[img[shared]], z[rows][shared] - loo, alphas)
             raters.append(rater)
             coef.append(model.coef_)
@@ -408,7 +413,9 @@ class SupportSelector(BaseEstimator):
         if self.strategy == "kcenter":
             return _greedy(Z, n, _centre(Z), weight=None)
         spread = (Z @ self.rater_coef_.T).std(axis=1)
-        if not spread.max() > 0:
+        # coefficients of z-scored deviations on standardized features: below 1e-9 they
+        # are rounding (raters who agree everywhere gave 1e-19 and picks by that noise)
+        if not spread.max() > 0 or not np.abs(self.rater_coef_).max() > 1e-9:
             warnings.warn(
                 f"strategy={self.strategy!r}: the training raters' models agree on every "
                 "candidate (their coefficients are all alike: constant or fully shrunk "
@@ -418,6 +425,7 @@ class SupportSelector(BaseEstimator):
                 PIAAWarning, stacklevel=2)
             if self.strategy == "hybrid":
                 return _greedy(Z, n, _centre(Z), weight=None)
+            spread = np.zeros_like(spread)  # the first candidates, not by rounding noise
         if self.strategy == "disagreement":
             # A stable sort: ties go to the lower index, so picks are reproducible; an
             # image given twice is asked for again only once every other one has been.

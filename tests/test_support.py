@@ -198,6 +198,38 @@ def test_raters_who_agree_everywhere_are_said_to_rank_nothing(strategy):
         np.testing.assert_array_equal(
             picks, SupportSelector("kcenter").fit(flat).select(candidates, 4))
 
+@pytest.mark.parametrize("strategy", ["disagreement", "hybrid"])
+def test_raters_who_agree_up_to_rounding_are_said_to_rank_nothing(strategy):
+    # identical (not constant) ratings gave coefficients of 1e-19, above 0: picks by
+    # rounding noise, without the warning
+    tasks = _planted_disagreement()
+    first = tasks.groups == tasks.raters[0]
+    same = dict(zip(map(bytes, tasks.X[first]), tasks.y[first]))
+    alike = TaskSet.from_arrays(tasks.X, [same.get(bytes(x), 3.0) for x in tasks.X],
+                                tasks.groups)
+    # one rater's scores all 1 higher: the same ranking
+    shifted = TaskSet.from_arrays(alike.X, alike.y + (alike.groups == tasks.raters[1]),
+                                  alike.groups)
+    candidates = np.random.RandomState(5).randn(12, 6)
+    kcenter = SupportSelector("kcenter").fit(alike).select(candidates, 4)
+    for train in (alike, shifted):
+        with pytest.warns(PIAAWarning, match="agree on every candidate"):
+            picks = SupportSelector(strategy).fit(train).select(candidates, 4)
+        np.testing.assert_array_equal(picks, [0, 1, 2, 3] if strategy == "disagreement"
+                                      else kcenter)
+
+
+def test_a_raters_own_repeats_are_not_shared_images():
+    # two raters who each rated their own images twice shared none, yet the selector
+    # fitted, and picked by coefficients of 1e-19
+    X = np.random.RandomState(0).randn(10, 4)
+    images = np.r_[X[:5], X[:5], X[5:], X[5:]]
+    y = np.r_[np.arange(5.0), np.arange(5.0) + 0.5, np.arange(5.0)[::-1], np.arange(5.0)]
+    tasks = TaskSet.from_arrays(images, y, np.repeat(["a", "b"], 10))
+    with pytest.raises(ValueError, match="needs training raters who share images"):
+        SupportSelector("disagreement").fit(tasks)
+
+
 def test_hybrid_starts_at_the_most_contested_image_and_spreads_out():
     tasks = _planted_disagreement()
     candidates = np.random.RandomState(5).randn(40, 6)
