@@ -374,7 +374,9 @@ def _check_protocol(prior, test_tasks, n_support):
                         type(prior).__name__, names=test_tasks.feature_names)
     warn_repeated_images(test_tasks, stacklevel=4)
     _warn_seen_raters(prior, test_tasks, stacklevel=4)
-    n_support = (n_support,) if np.isscalar(n_support) else tuple(n_support)
+    # a 0-d array (np.array(5)) is one size, which tuple() cannot iterate
+    n_support = ((n_support,) if np.isscalar(n_support) else
+                 (n_support.item(),) if np.ndim(n_support) == 0 else tuple(n_support))
     if not n_support or not all(is_count(k) for k in n_support):
         raise ValueError(f"n_support must be positive integers; got {n_support}.")
     n_support = tuple(int(k) for k in n_support)
@@ -563,10 +565,17 @@ def _selection_features(prior, X):
         return X
     adapter = getattr(prior, "input_", None)
     if not hasattr(adapter, "transform"):
+        # "pass embeddings instead" led nowhere for a whole-network prior, which then
+        # refused embeddings: it takes images only
+        whole = getattr(prior, "_fitted", lambda name: None)("train_backbone")
         raise ValueError(
             "the test raters' X are images, but the prior has no embedding input adapter "
             "(prior.input_ with a transform method, as a MetaAestheticRegressor with a "
-            "frozen backbone has) to choose support images by; pass embeddings instead.")
+            "frozen backbone has) to choose support images by; "
+            + ("a prior that trains the whole network (train_backbone=True) takes images "
+               "only, so compare_support_strategies cannot run on it: compare strategies "
+               "with a head-only prior of the same data." if whole else
+               "pass embeddings instead."))
     return adapter.transform(X)
 
 

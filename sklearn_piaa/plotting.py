@@ -58,6 +58,10 @@ def plot_rater_srocc(result, n_support=None, ax=None):
                          f"skipped per support size: {skipped}); there is nothing to plot.")
     if n_support is None:
         n_support = int(table["n_support"].min())
+    elif isinstance(n_support, bool) or not isinstance(n_support, numbers.Integral):
+        # "10" found no rows: "no results at n_support=10; evaluated: [5, 10]"
+        raise ValueError(f"n_support must be an integer, one of the support sizes "
+                         f"evaluated; got {n_support!r}.")
     rows = table[table["n_support"] == n_support]
     if len(rows) == 0:
         raise ValueError(f"no results at n_support={n_support}; evaluated: "

@@ -159,6 +159,24 @@ def test_protocol_refuses_fractional_and_repeated_counts(ratings):
             run(n_support=5, n_repeats=2.7)
         with pytest.raises(ValueError, match=r"support size\(s\) \[5\] more than once"):
             run(n_support=(5, 5), n_repeats=1)
+        # a 0-d array is one size (was "TypeError: iteration over a 0-d array")
+        got = run(n_support=np.array(5), n_repeats=1)
+        for result in (got.values() if isinstance(got, dict) else [got]):
+            assert sorted(result.summary) == [5]
+
+
+def test_support_strategies_on_a_whole_network_prior_say_it_cannot_run(image_files):
+    # "pass embeddings instead", which the prior then refused: it takes images only
+    y, groups = np.tile([1.0, 2, 3, 4, 5, 3], 2), np.repeat(["a", "b"], 6)
+    prior = MetaAestheticRegressor(backbone="tiny_cnn", train_backbone=True, hidden_sizes=(4,),
+                                   n_iterations=1, support_size=3, query_size=2,
+                                   random_state=0).fit(image_files[:12], y, groups=groups)
+    test = TaskSet.from_arrays(image_files[:12], y, groups)
+    with pytest.raises(ValueError, match=r"trains the whole network \(train_backbone=True\) "
+                                         r"takes images only, so compare_support_strategies "
+                                         r"cannot run on it"):
+        compare_support_strategies(prior, test, [SupportSelector("kcenter")], n_support=2,
+                                   n_query=3, n_repeats=1)
 
 
 @pytest.mark.parametrize("verbose", ["x", -1, 1.5])

@@ -33,6 +33,10 @@ def test_rater_bars_and_history(ratings, tiny_params):
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("rater", "SROCC")
     with pytest.raises(ValueError, match="n_support=7"):
         plot_rater_srocc(res, n_support=7)
+    # "no results at n_support=10; evaluated: [5, 10]" for the text "10"
+    with pytest.raises(ValueError, match=r"n_support must be an integer, .*got '10'"):
+        plot_rater_srocc(res, n_support="10")
+    assert len(plot_rater_srocc(res, n_support=np.int64(10)).patches) == 4
     net = meta.personalize(X[:10], y[:10])
     ax = plot_finetune_history(net)
     assert len(ax.lines[0].get_xdata()) == tiny_params["finetune_epochs"]
