@@ -293,7 +293,22 @@ class Checkpointer:
             "history": torch.from_numpy(np.asarray(history[:iteration], dtype=np.float64)),
             "elapsed": float(elapsed),
         }
-        atomic_write(self.path, lambda fh: torch.save(with_digest(state), fh))
+        try:
+            atomic_write(self.path, lambda fh: torch.save(with_digest(state), fh))
+        except OSError as exc:
+            # A full disk or a folder removed mid-run aborted the fit and lost the prior
+            # in memory, which a checkpoint exists to keep: said once, and training goes
+            # on (a later write may succeed where the disk has room again).
+            if not getattr(self, "_write_failed", False):
+                self._write_failed = True
+                warn_caller(
+                    f"checkpoint_dir: the checkpoint after iteration {iteration} could not "
+                    f"be written ({str(exc).rstrip('.')}); meta-training goes on and the "
+                    "prior in memory is kept, but until a write succeeds an interrupted "
+                    "run resumes from an earlier checkpoint, or from the start. Free disk "
+                    "space, or give the folder back.")
+            return
+        self._write_failed = False
 
     def _own_path(self):
         """This run's file when the shared one is past its end (see ``n_iterations``)."""

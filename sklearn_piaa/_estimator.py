@@ -1413,6 +1413,11 @@ class MetaAestheticRegressor(PickledOnCPU, NumbersNotBools, RegressorMixin, Base
                 config["backbone"] = backbone_fingerprint(data["backbone"])
             elif self.backbone_weights is not None:
                 config["backbone_weights"] = _file_fingerprint(self.backbone_weights)
+            elif self.backbone != "efficientnet_lite0":
+                # no weights given for a backbone that ships none (tiny_cnn): its weights
+                # are drawn at each fit, so with random_state=None a head trained on one
+                # backbone's embeddings resumed on another's
+                config["backbone"] = backbone_fingerprint(data["backbone"])
         return Checkpointer(self.checkpoint_dir, self.checkpoint_every,
                             fingerprint(config, arrays), self.n_iterations)
 

@@ -43,7 +43,7 @@ from ._io import (
 from ._messages import NO_URLS, listing, looks_like_url, row_numbers
 from ._progress import progress
 from ._warnings import warn_caller
-from .nn.backbones import BACKBONES
+from .nn.backbones import as_built
 from .nn.fold import fold_batchnorm
 
 __all__ = [
@@ -987,7 +987,7 @@ def shared_backbone(backbone, fingerprint=None):
     if found is not None:
         return found
     _LOADED[key] = backbone
-    if b.name in BACKBONES:  # its name fixes the rest of the key (see loaded_backbone)
+    if as_built(b):  # its name fixes the rest of the key (see loaded_backbone)
         _LOADED_BY_NAME[(fingerprint, b.name, str(device))] = backbone
     return backbone
 
@@ -1047,7 +1047,10 @@ def backbone_fingerprint(backbone):
     str
     """
     key = _module_fingerprint(backbone)
-    if backbone.name not in BACKBONES:
+    # a built-in name with another input_size or normalization (set after
+    # load_backbone) computes otherwise from the same weights: its cache and runs were
+    # taken for the built-in's
+    if not as_built(backbone):
         h = hashlib.blake2b(digest_size=8)
         h.update(f"{type(backbone.features).__module__}."
                  f"{type(backbone.features).__qualname__}\0{backbone.features!r}\0"

@@ -67,6 +67,9 @@ def atomic_write(path, write, fsync=True):
     if os.path.isdir(path):
         raise IsADirectoryError(f"{path!r} is a directory; give a file name to write.")
     if not os.path.isdir(directory):  # else mkstemp names a temporary file the user never gave
+        if os.path.exists(directory):  # "does not exist" of a path that does misled
+            raise NotADirectoryError(f"the folder of {path!r}, {directory!r}, is a file, "
+                                     "not a folder.")
         raise FileNotFoundError(f"the folder of {path!r} does not exist: {directory!r}.")
     if os.path.exists(path) and not os.access(path, os.W_OK):
         # The rename would replace a file its owner made read-only, as ">" would not.

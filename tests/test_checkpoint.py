@@ -15,7 +15,12 @@ import torch
 from conftest import flip_a_stored_byte, make_rating_features
 from sklearn.model_selection import GridSearchCV
 
-from sklearn_piaa import MetaAestheticRegressor, PersonalizedSROCCScorer, UserGroupKFold
+from sklearn_piaa import (
+    MetaAestheticRegressor,
+    PersonalizedSROCCScorer,
+    PIAAWarning,
+    UserGroupKFold,
+)
 from sklearn_piaa._checkpoint import RUN_KEY_VERSION
 
 
@@ -598,6 +603,77 @@ def test_runs_of_user_backbones_that_preprocess_otherwise_are_other_runs(image_f
             warnings.simplefilter("ignore")  # the second run beside the first one's file
             meta.fit(image_files, y, groups=groups)
     assert len(os.listdir(tmp_path / "ckpt")) == 2
+
+
+def test_a_named_backbone_given_another_input_size_is_another_run_and_cache(image_files,
+                                                                           tmp_path):
+    # the key of a built-in name held its weights only: tiny_cnn set to 64 px resumed
+    # the 32 px run and took the 32 px embeddings from the cache
+    from sklearn_piaa.nn import load_backbone
+
+    y, groups = np.tile([1.0, 2.0, 3.0, 4.0, 5.0, 3.0], 2), np.repeat(["a", "b"], 6)
+    torch.manual_seed(0)
+    small = load_backbone("tiny_cnn")
+    large = load_backbone("tiny_cnn")
+    large.load_state_dict(small.state_dict())
+    large.input_size = 64
+    params = dict(hidden_sizes=(8,), n_iterations=2, tasks_per_batch=1, support_size=3,
+                  query_size=2, random_state=0, checkpoint_dir=tmp_path / "ckpt",
+                  cache_dir=tmp_path / "cache")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the second run beside the first one's file
+        a = MetaAestheticRegressor(backbone=small, **params).fit(image_files, y, groups=groups)
+        b = MetaAestheticRegressor(backbone=large, **params).fit(image_files, y, groups=groups)
+    assert len(os.listdir(tmp_path / "ckpt")) == 2
+    assert len(os.listdir(tmp_path / "cache")) == 2
+    fresh = MetaAestheticRegressor(backbone=large, **{**params, "checkpoint_dir": None,
+                                                      "cache_dir": None})
+    fresh.fit(image_files, y, groups=groups)
+    np.testing.assert_allclose(b.predict(image_files), fresh.predict(image_files), rtol=1e-5)
+    assert not np.allclose(a.input_.transform(image_files), b.input_.transform(image_files))
+
+
+def test_an_unseeded_random_backbone_is_not_resumed_under_another_head(image_files,
+                                                                       tmp_path):
+    # tiny_cnn ships no weights: with random_state=None each fit draws another backbone,
+    # and a head trained on one backbone's embeddings resumed on another's
+    y, groups = np.tile([1.0, 2.0, 3.0, 4.0, 5.0, 3.0], 2), np.repeat(["a", "b"], 6)
+    params = dict(backbone="tiny_cnn", hidden_sizes=(8,), n_iterations=2, tasks_per_batch=1,
+                  support_size=3, query_size=2, checkpoint_dir=tmp_path / "ckpt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(2):
+            MetaAestheticRegressor(**params).fit(image_files, y, groups=groups)
+    assert len(os.listdir(tmp_path / "ckpt")) == 2
+
+
+def test_a_checkpoint_that_cannot_be_written_warns_and_training_goes_on(
+        ratings, tiny_params, tmp_path, monkeypatch):
+    # a full disk at one write aborted the fit and lost the prior in memory
+    import errno
+
+    import sklearn_piaa._checkpoint as checkpoint
+
+    X, y, groups = ratings
+    writes, write = [], checkpoint.atomic_write
+
+    def full(path, *args, **kwargs):
+        writes.append(path)
+        if len(writes) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device", path)
+        return write(path, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint, "atomic_write", full)
+    params = {**tiny_params, "n_iterations": 6, "checkpoint_every": 2}
+    with pytest.warns(PIAAWarning, match=r"^checkpoint_dir: the checkpoint after iteration 4 "
+                                         r"could not be written \(\[Errno 28\] No space left "
+                                         r".*meta-training goes on"):
+        meta = MetaAestheticRegressor(**params, checkpoint_dir=tmp_path).fit(
+            X, y, groups=groups)
+    assert len(meta.history_) == 6 and len(writes) == 3
+    assert torch.load(checkpoint_file(tmp_path), weights_only=True)["iteration"] == 6
+    plain = MetaAestheticRegressor(**params).fit(X, y, groups=groups)
+    np.testing.assert_array_equal(meta.predict(X[:20]), plain.predict(X[:20]))
 
 
 @pytest.mark.parametrize("seed", [None, "instance"])

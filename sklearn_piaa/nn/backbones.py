@@ -160,7 +160,7 @@ def _efficientnet_lite0(weights=None, pretrained=True):
     # The classifier is unused by extract_features; dropping it keeps it out of training.
     del net._fc
     _lean(net)
-    return Backbone(_EfficientNetFeatures(net), 1280, 224, LITE_MEAN, LITE_STD,
+    return Backbone(_EfficientNetFeatures(net), **BUILT["efficientnet_lite0"],
                     name="efficientnet_lite0")
 
 
@@ -267,7 +267,7 @@ def _resnet18(weights=None, pretrained=True):
     if pretrained:
         _load_into(net, weights, "resnet18", drop=("fc.",))
     net.fc = nn.Identity()
-    return Backbone(net, 512, 224, name="resnet18")
+    return Backbone(net, **BUILT["resnet18"], name="resnet18")
 
 
 def _alexnet(weights=None, pretrained=True):
@@ -279,7 +279,7 @@ def _alexnet(weights=None, pretrained=True):
     if pretrained:
         _load_into(net, weights, "alexnet", drop=("classifier.6.",))
     net.classifier[-1] = nn.Identity()
-    return Backbone(net, 4096, 224, name="alexnet")
+    return Backbone(net, **BUILT["alexnet"], name="alexnet")
 
 
 def _inception_v3(weights=None, pretrained=True):
@@ -294,7 +294,7 @@ def _inception_v3(weights=None, pretrained=True):
     net.AuxLogits = None
     net.aux_logits = False
     net.fc = nn.Identity()
-    return Backbone(net, 2048, 299, name="inception_v3")
+    return Backbone(net, **BUILT["inception_v3"], name="inception_v3")
 
 
 def _tiny_cnn(weights=None, pretrained=True):
@@ -302,10 +302,44 @@ def _tiny_cnn(weights=None, pretrained=True):
         nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
         nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
     )
-    backbone = Backbone(features, 16, 32, name="tiny_cnn")
+    backbone = Backbone(features, **BUILT["tiny_cnn"], name="tiny_cnn")
     if weights is not None and pretrained:
         _load_into(backbone, weights, "tiny_cnn")
     return backbone
+
+
+def _built(out_features, input_size, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    return dict(out_features=out_features, input_size=input_size, mean=mean, std=std)
+
+
+#: Each named backbone's embedding width and preprocessing, as its constructor builds it.
+BUILT = {
+    "efficientnet_lite0": _built(1280, 224, LITE_MEAN, LITE_STD),
+    "resnet18": _built(512, 224),
+    "alexnet": _built(4096, 224),
+    "inception_v3": _built(2048, 299),
+    "tiny_cnn": _built(16, 32),
+}
+
+
+def as_built(backbone):
+    """Whether ``backbone`` bears a built-in name and that backbone's width and
+    preprocessing (an ``input_size`` or ``mean`` set since is another function of the
+    same weights).
+
+    Parameters
+    ----------
+    backbone : Backbone
+
+    Returns
+    -------
+    bool
+    """
+    built = BUILT.get(backbone.name)
+    return built is not None and (
+        backbone.out_features, backbone.input_size, tuple(backbone.mean),
+        tuple(backbone.std)) == (built["out_features"], built["input_size"],
+                                 tuple(built["mean"]), tuple(built["std"]))
 
 
 BACKBONES = {
