@@ -708,7 +708,8 @@ class MetaAestheticRegressor(PickledOnCPU, NumbersNotBools, RegressorMixin, Base
         warns when the directory holds unfinished runs of other data or settings. A
         ``RandomState`` instance, like ``None``, does not identify the run: ``fit``
         resumes the checkpoint of the same data and other settings, and continues its
-        random stream, with a warning.
+        random stream, with a warning. A checkpoint that cannot be written (a full
+        disk, the folder removed) is warned of once, and training goes on.
     checkpoint_every : int, default=100
         Iterations between checkpoints.
     random_state : int, RandomState instance or None, default=None
