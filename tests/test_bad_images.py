@@ -277,12 +277,30 @@ def test_float_and_int_images_are_scaled_by_nearly_all_their_pixels():
         np.testing.assert_allclose(got[i], got[0], rtol=1e-2, atol=1e-2, err_msg=str(i))
 
 
+def _write_grey16_png(path, arr, key):
+    """A 16-bit greyscale PNG whose value ``key`` is transparent (a tRNS chunk), written
+    by hand: Pillow 10.0 cannot save one."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    h, w = arr.shape
+    rows = b"".join(b"\0" + row.astype(">u2").tobytes() for row in arr)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n"
+                     + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 0, 0, 0, 0))
+                     + chunk(b"tRNS", struct.pack(">H", key))
+                     + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
 def test_a_16_bit_colour_key_is_put_on_white(tmp_path):
     # to_rgb rescaled 16-bit greyscale before it looked for transparency: the
     # transparent pixels showed what they hid
     arr = np.full((40, 48), 200 * 257, np.uint16)
     arr[:, :24] = 0  # the transparent value
-    Image.fromarray(arr).save(tmp_path / "keyed16.png", transparency=0)
+    _write_grey16_png(tmp_path / "keyed16.png", arr, key=0)
     white = np.full((40, 48, 3), 200, np.uint8)
     white[:, :24] = 255
     got = _embed([str(tmp_path / "keyed16.png"), white])
