@@ -262,6 +262,7 @@ class Checkpointer:
         self.n_iterations = n_iterations
         check_writable_dir(self.directory, what="checkpoint_dir")
         self.path = os.path.join(self.directory, checkpoint_name(run_id))
+        self._write_failed = False  # warned of since the last write that succeeded
 
     def due(self, iteration, n_iterations):
         """Whether to write after ``iteration`` (1-based count of finished iterations)."""
@@ -299,7 +300,7 @@ class Checkpointer:
             # A full disk or a folder removed mid-run aborted the fit and lost the prior
             # in memory, which a checkpoint exists to keep: said once, and training goes
             # on (a later write may succeed where the disk has room again).
-            if not getattr(self, "_write_failed", False):
+            if not self._write_failed:
                 self._write_failed = True
                 warn_caller(
                     f"checkpoint_dir: the checkpoint after iteration {iteration} could not "

@@ -206,11 +206,8 @@ def input_kind(X):
         raise ValueError(
             "X must be image paths, PIL images, uint8 arrays of shape (N, H, W, 3) or a 2-D "
             f"feature array (N, D); got a {type(X).__name__}.{hint}")
-    hint = ""
-    if _is_pil(X):
-        hint = " One image is given: pass a list, [image]."
-    elif isinstance(X, (str, bytes, os.PathLike)):
-        hint = " One path is given: pass a list, [path]."
+    # one path never gets here: refuse_one_path named it above
+    hint = " One image is given: pass a list, [image]." if _is_pil(X) else ""
     raise ValueError(
         "X must be image paths, PIL images, uint8 arrays of shape (N, H, W, 3) or a 2-D "
         f"feature array (N, D); got {type(X).__name__}.{hint}"
