@@ -3,6 +3,7 @@
 import copy
 import os
 import re
+import shlex
 
 import numpy as np
 import pytest
@@ -225,6 +226,29 @@ def test_aadb_slots_are_read_by_their_own_column_names(tmp_path, header, message
     else:
         with pytest.raises(ValueError, match=message):
             read_aadb(tmp_path, check_files=False)
+
+
+def test_aadb_columns_by_other_names_are_read_as_the_command_line_advises(tmp_path, capsys):
+    # --format aadb reads the reader's default columns only: the advice named
+    # rater_col=..., a parameter the command line does not have
+    from sklearn_piaa.cli import console
+
+    _write(str(tmp_path / "AADB_AllinAll.csv"),
+           "img,worker,rating\n" + "".join(f"p{i}.jpg,w{i % 2},{1 + i % 5}\n" for i in range(8)))
+    for i in range(8):
+        _jpeg(str(tmp_path / "datasetImages_originalSize" / f"p{i}.jpg"), seed=i)
+    prior = tmp_path / "prior.pt"
+    common = ["--backbone", "tiny_cnn", "--n-iterations", "1", "--support-size", "2",
+              "--query-size", "1", "-o", str(prior), "--quiet"]
+    assert console(["meta-train", str(tmp_path), "--format", "aadb", *common]) == 1
+    err = capsys.readouterr().err
+    advice = re.search(r"on the command line, read \S+ as a table: DATA (.+) with (.+), "
+                       r"without --format\)", err)
+    assert advice is not None, err
+    assert "rater_col='worker'" in err  # the Python advice stays
+    args = [advice.group(1), *shlex.split(advice.group(2))]
+    assert console(["meta-train", *args, *common]) == 0
+    assert prior.exists()
 
 
 def test_real_cur_refuses_an_image_rated_in_two_score_folders(tmp_path):

@@ -385,12 +385,14 @@ def _likely_column(role, name, unused):
     return found[0] if len(found) == 1 else None
 
 
-def _column_hint(t, names, options):
+def _column_hint(t, names, options, as_table=None):
     """" To read 'user' as the rater column, pass rater_col='user' (...)." for the
     columns of ``t`` that likely hold the missing ones of ``names``, or "".
 
     ``options``: per name, the (Python, command-line) parameters that set it (a
     command-line name of None: Python only), or None where the columns are fixed.
+    ``as_table``: where the command line sets the columns only by reading the file
+    as a ratings table (a data set's reader), ``(ratings file, image folder)``.
     """
     used = set(names)
     unused = [c for c in t.cols if c not in used]
@@ -414,22 +416,26 @@ def _column_hint(t, names, options):
     if all(flag for _, flag in guess):
         flags = " ".join(f"{flag} {shlex.quote(column)}" for (_, flag), column in guess.items())
         cli = f" ({flags} on the command line)"
+        if as_table is not None:
+            path, image_root = (shlex.quote(os.fspath(p)) for p in as_table)
+            cli = (f" (on the command line, read {path} as a table: DATA {path} with "
+                   f"{flags} --image-root {image_root}, without --format)")
     return f" To read {what}, pass {python}{cli}."
 
 
-def _require(t, names, options=None):
+def _require(t, names, options=None, as_table=None):
     """Refuse a table ``t`` lacking a column of ``names``, or without rows.
 
     ``options``: per name, the (Python, command-line) parameters that set the column
     (see :data:`COLUMN_OPTIONS`; a command-line name of None: Python only), so that
     the message can suggest the found column that likely holds a missing one; None
-    where the columns are fixed.
+    where the columns are fixed. ``as_table``: see :func:`_column_hint`.
     """
     missing = [c for c in names if c not in t.cols]
     if missing:
         raise ValueError(f"{t.name} lacks column(s) {missing}; found columns {list(t.cols)} "
                          "(names are matched case-sensitively, after stripping spaces)."
-                         + _column_hint(t, names, options)
+                         + _column_hint(t, names, options, as_table)
                          + _data_set_hint(t.cols, t.name if t.lines is not None else None))
     if t.n == 0:
         raise ValueError(f"{t.name} has a header but no ratings.")
@@ -670,17 +676,18 @@ def _check_min_images(t, raters, min_images):
 
 
 def _read(t, cols, image_root, duplicates="mean", check_files=True, min_images=None,
-          extra=(), locate=None, hint=IMAGE_ROOT_HINT, options=None):
+          extra=(), locate=None, hint=IMAGE_ROOT_HINT, options=None, as_table=None):
     """Validated ``(X, y, groups)`` of table ``t``; ``locate`` maps image cells to paths.
 
     ``hint`` names, in a missing-images error, how the caller sets the image folder
     (:data:`IMAGE_ROOT_HINT`);
-    ``options``, in a missing-columns error, how it names ``cols`` (see :func:`_require`).
+    ``options`` and ``as_table``, in a missing-columns error, how it names ``cols``
+    (see :func:`_require`).
     """
     if duplicates not in ("mean", "error"):
         raise ValueError(f"duplicates must be 'mean' or 'error', got {duplicates!r}.")
     rater_col, image_col, score_col = cols
-    _require(t, [*cols, *extra], options)
+    _require(t, [*cols, *extra], options, as_table)
     raters, images, y = _ids(t, rater_col), _ids(t, image_col), _scores(t, score_col)
     if locate is not None:
         images = locate(raters, images, y)

@@ -673,10 +673,12 @@ def read_aadb(root, ratings_file="AADB_AllinAll.csv", image_dir="datasetImages_o
     t = _load_table(ratings_path, needed=(*cols, _AADB_WORKER))
     if rater_col not in t.cols and (long := _aadb_long(t)) is not None:
         t, cols = long, tuple(long.cols)  # else the missing columns are named by _read
-    # the command line's --format aadb reads the columns of this function's defaults
-    python_only = tuple((param, None) for param, _ in COLUMN_OPTIONS)
-    X, y, groups = _read(t, cols, os.path.join(root, image_dir), check_files=check_files,
-                         hint=IMAGE_DIR_HINT, options=python_only)
+    # The command line's --format aadb reads the columns of this function's defaults:
+    # there, other columns are read as a ratings table.
+    image_root = os.path.join(root, image_dir)
+    X, y, groups = _read(t, cols, image_root, check_files=check_files,
+                         hint=IMAGE_DIR_HINT, options=COLUMN_OPTIONS,
+                         as_table=(ratings_path, image_root))
     bunch = _bunch(X, y, groups, f"Ratings read from {t.name}")
     bunch.DESCR = "AADB (Kong et al., ECCV 2016). " + bunch.DESCR
     return bunch if test_workers is None else _add_split(bunch, test_workers, None,
