@@ -297,10 +297,8 @@ def run_meta_train(args, out=None):
     if args.n_iterations == 0 and args.algorithm != "none":
         say("--n-iterations 0: no meta-training; the prior's head keeps its initial "
             "weights")
-    elif args.tasks_per_batch > len(tasks) > 1 and args.algorithm != "none":
-        # worded for the default too: "--tasks-per-batch 4" read as an option not given
-        say(f"{args.tasks_per_batch} raters per iteration (--tasks-per-batch), but only "
-            f"{plural(len(tasks), 'rater')}: each iteration takes all {len(tasks)}")
+    elif args.on_error != "skip":  # with skip, fit may leave out unreadable raters
+        _say_few_raters(args, len(tasks), say)
     meta = MetaAestheticRegressor(
         backbone=args.backbone, backbone_weights=args.backbone_weights,
         train_backbone=args.train_backbone, algorithm=args.algorithm,
@@ -317,6 +315,11 @@ def run_meta_train(args, out=None):
         checkpoint_every=args.checkpoint_every, random_state=args.random_state,
         verbose=0 if args.quiet else 1)
     meta.fit(tasks)
+    if args.on_error == "skip" and args.n_iterations > 0:
+        if len(meta.raters_) < len(tasks):  # fit warned, naming them
+            say(f"meta-trained on {plural(len(meta.raters_), 'rater')} of {len(tasks)}: "
+                "the others had no readable image")
+        _say_few_raters(args, len(meta.raters_), say)
     _save_or_keep(meta, args.output, "prior")
     # fit_time_ counts the runs a checkpoint resumed, which this command's time does
     # not: longer than the command, it counts some
@@ -332,6 +335,15 @@ def run_meta_train(args, out=None):
                        f"the last {len(last)} iterations' mean",
                        meta.prior_net_.criterion_.unit, say)
     return meta
+
+
+def _say_few_raters(args, n_raters, say):
+    """Say that each iteration takes every rater, where ``--tasks-per-batch`` asks for
+    more raters than the ``n_raters`` trained on."""
+    if args.tasks_per_batch > n_raters > 1 and args.algorithm != "none":
+        # worded for the default too: "--tasks-per-batch 4" read as an option not given
+        say(f"{args.tasks_per_batch} raters per iteration (--tasks-per-batch), but only "
+            f"{plural(n_raters, 'rater')}: each iteration takes all {n_raters}")
 
 
 def _save_or_keep(model, path, what):

@@ -211,6 +211,19 @@ def test_meta_train_says_when_settings_do_less_than_they_read(tmp_path, capsys):
     assert "--tasks-per-batch" not in out and "--n-iterations" not in out
 
 
+def test_meta_train_counts_the_raters_left_after_unreadable_ones(tmp_path, capsys):
+    # --on-error skip: "each iteration takes all 7" was said before fit left out the
+    # rater whose every image is missing, so 6 took part
+    prior, args = _meta_train_with(tmp_path, [f"ghost,gone{i}.png,3" for i in range(12)])
+    with pytest.warns(PIAAWarning) as record:  # the missing files, then the rater
+        main(args + ["--tasks-per-batch", "8", "--on-error", "skip"])
+    assert any("'ghost'" in str(w.message) for w in record)
+    out = capsys.readouterr().out
+    assert "each iteration takes all 7" not in out
+    assert "but only 6 raters: each iteration takes all 6" in out
+    assert "meta-trained on 6 raters of 7: the others had no readable image" in out
+
+
 def test_meta_train_leaves_out_raters_with_constant_scores_when_asked(tmp_path, capsys):
     # The fit warning advised TaskSet.subset or dropping rows: nothing a command-line
     # user could do without editing the ratings file.
