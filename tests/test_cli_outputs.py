@@ -760,6 +760,23 @@ def test_a_test_raters_file_that_cannot_be_read_says_why(tmp_path, text, message
         read_rater_ids(str(path))
 
 
+def test_ids_run_together_on_one_line_are_not_left_in_training(tmp_path, image_files):
+    # "u2,u3" under the header "rater" was one id, warned of as absent: u2 and u3 were
+    # meta-trained on as training raters
+    lines = ["rater,image,score"] + [f"u{u},{os.path.basename(p)},{1 + (i * (u + 2)) % 5}"
+                                     for u in range(4) for i, p in enumerate(image_files)]
+    table = tmp_path / "ratings.csv"
+    table.write_text("\n".join(lines) + "\n")
+    held = tmp_path / "held_out.csv"
+    held.write_text("rater\nu2,u3\n")
+    prior = tmp_path / "prior.pt"
+    with pytest.raises(SystemExit, match=r"--test-raters: the test raters of .*held_out\.csv "
+                                         r"include 'u2,u3', which is no rater, but 'u2', "
+                                         r"'u3' are: several ids on one line"):
+        main(["meta-train", str(table), "-o", str(prior), "--test-raters", str(held), *TRAIN])
+    assert not prior.exists()
+
+
 def test_test_raters_need_ratings_in_table1(tmp_path):
     with pytest.raises(SystemExit, match="--test-raters does not apply without --ratings"):
         main(["table1", "--test-raters", str(tmp_path / "ids.csv"), "--quiet"])

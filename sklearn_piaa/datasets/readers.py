@@ -9,6 +9,7 @@ import csv
 import io
 import math
 import os
+import re
 import urllib.parse
 import warnings
 from importlib import resources
@@ -51,6 +52,18 @@ def _present(tasks, ids, what):
         raise ValueError(f"the {what} are given as an empty list (a split file with a "
                          "header and no ids?); list them, or read without a split.")
     absent = [i for i in ids if i not in tasks]
+    # "w2,w3" under a one-column header is one id: warned of as absent, w2 and w3 would
+    # have stayed on the other side of the split
+    joined = [(i, parts) for i in absent
+              if len(parts := [p.strip() for p in re.split(r"[,;\t]", i)]) > 1
+              and all(p in tasks for p in parts if p) and any(parts)]
+    if joined:
+        i, parts = joined[0]
+        more = f" (and {len(joined) - 1} more such)" if len(joined) > 1 else ""
+        raise ValueError(f"the {what} include {i!r}{more}, which is no rater, but "
+                         f"{listing(map(repr, filter(None, parts)))} are: several ids on "
+                         "one line, read as one under a one-column header? List one id a "
+                         "line, or name each column in the header.")
     if absent:
         warnings.warn(f"{len(absent)} of the {len(ids)} {what} do not occur in the ratings "
                       f"and are left out: {_first(absent, 10)}.", PIAAWarning, stacklevel=4)
