@@ -166,6 +166,33 @@ def test_consensus_agreement_by_hand():
     assert np.isnan(consensus_agreement(y, groups, images, min_others=4)).all()
 
 
+def test_consensus_agreement_keeps_ties_of_real_valued_scores():
+    # The consensus was "all minus own": round-off split the tied consensus of images 0
+    # and 1 (0.1 + 0.2 and 0.2 + 0.1, over two), so a's agreement read 1.0, not 0.866.
+    y = [1, 2, 3, 0.1, 0.2, 0.3, 0.2, 0.1, 0.3]
+    groups = ["a"] * 3 + ["b"] * 3 + ["c"] * 3
+    rho = consensus_agreement(y, groups, [0, 1, 2] * 3)
+    assert rho[0] == pytest.approx(spearmanr([1, 2, 3], [0.15, 0.15, 0.3])[0])
+    # three others, summed in another order on each image
+    y = [1, 2, 3, 4, 0.1, 0.7, 0.3, 0.9, 0.7, 0.3, 0.1, 0.9, 0.3, 0.1, 0.7, 0.2]
+    groups = ["a"] * 4 + ["b"] * 4 + ["c"] * 4 + ["d"] * 4
+    rho = consensus_agreement(y, groups, [0, 1, 2, 3] * 4)
+    assert rho[0] == pytest.approx(spearmanr([1, 2, 3, 4], [1.1, 1.1, 1.1, 1.8])[0])
+
+
+def test_pairwise_agreement_averages_repeated_ratings():
+    # a rated image 0 twice (1, then 5): the last one was kept, so the answer hung on
+    # the order of the rows
+    y = [1, 5, 2, 3, 4, 4, 3, 2, 1]
+    groups = ["a"] * 5 + ["b"] * 4
+    images = [0, 0, 1, 2, 3, 0, 1, 2, 3]
+    expected = spearmanr([3, 2, 3, 4], [4, 3, 2, 1])[0]
+    for order in (slice(None), [1, 0, 2, 3, 4, 5, 6, 7, 8]):
+        got = pairwise_agreement(np.array(y)[order], np.array(groups)[order],
+                                 np.array(images)[order], min_shared=3)
+        assert got[0, 1] == pytest.approx(expected)
+
+
 @pytest.mark.parametrize(
     "kwargs, name",
     [
@@ -179,6 +206,9 @@ def test_consensus_agreement_by_hand():
         ({"consensus_weight": np.nan}, "consensus_weight"),
         ({"noise": -0.1}, "noise"),
         ({"noise": "high"}, "noise"),
+        # without personality too: it was taken unchecked
+        ({"personality_weight": 5.0}, "personality_weight"),
+        ({"personality_weight": "x"}, "personality_weight"),
     ],
 )
 def test_invalid_arguments(kwargs, name):

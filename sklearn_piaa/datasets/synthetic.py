@@ -268,6 +268,10 @@ def make_aesthetic_benchmark(
     # per-pixel noise, and stays fully determined by random_state.
     gen = np.random.default_rng(rng.randint(np.iinfo(np.int32).max))
 
+    if not isinstance(personality, (bool, np.bool_)):
+        raise ValueError(f"personality must be True or False, got {personality!r}.")
+    # checked without personality too: a typo there was taken without a word
+    p = _check_float(personality_weight, "personality_weight", 0.0, 1.0)
     attributes = gen.random((n_images, len(ATTRIBUTE_NAMES)))
     attributes[:, _A["symmetry"]] = gen.random(n_images) < 0.5
     coords = (np.arange(image_size) + 0.5) / image_size
@@ -275,9 +279,6 @@ def make_aesthetic_benchmark(
     rr = np.hypot(coords[None, :] - 0.5, coords[:, None] - 0.5)
     images = np.stack([_render(a, image_size, (yy, rr), gen) for a in attributes])
 
-    if not isinstance(personality, (bool, np.bool_)):
-        raise ValueError(f"personality must be True or False, got {personality!r}.")
-    p = _check_float(personality_weight, "personality_weight", 0.0, 1.0) if personality else 0.0
     ratings = _simulate_ratings(_taste_features(attributes), _W0, n_raters,
                                 images_per_rater, c, noise, gen,
                                 personality_weight=p if personality else None)
@@ -386,15 +387,23 @@ def consensus_agreement(y, groups, image_index, min_others=2):
     p_rater, p_image = pair // len(images), pair % len(images)
     img_raters = np.bincount(p_image, minlength=len(images))
     others = img_raters[p_image] - 1
-    with np.errstate(invalid="ignore", divide="ignore"):
-        # Each other rater contributes their mean score, so raters weigh equally.
-        pair_mean = pair_sum / pair_n
-        other_sum = np.bincount(p_image, pair_mean, minlength=len(images))[p_image] - pair_mean
-        loo = other_sum / others
+    # Each other rater contributes their mean score, so raters weigh equally.
+    pair_mean = pair_sum / pair_n
+    # The others' sum is added up without the rater's own score, each image's scores in
+    # ascending order: "all minus own" left round-off that split equal consensus values
+    # (0.1 + 0.2 and 0.2 + 0.1 as 0.15 and 0.15000000000000002), losing Spearman's ties.
+    by_value = np.lexsort((pair_mean, p_image))
+    value, who = pair_mean[by_value], p_rater[by_value]
+    start = np.concatenate([[0], np.cumsum(img_raters)])  # each image's run in by_value
     agreement = np.full(len(rater_ids), np.nan)
     for u in range(len(rater_ids)):
-        keep = (p_rater == u) & (others >= min_others)
-        agreement[u] = _spearman(pair_mean[keep], loo[keep])
+        keep = np.flatnonzero((p_rater == u) & (others >= min_others))
+        # the runs of u's images, one after another, u's own entries masked out
+        run = img_raters[p_image[keep]]
+        at = np.repeat(start[p_image[keep]] - np.cumsum(run) + run, run) + np.arange(run.sum())
+        other_sum = np.bincount(np.repeat(np.arange(len(keep)), run),
+                                np.where(who[at] != u, value[at], 0.0), minlength=len(keep))
+        agreement[u] = _spearman(pair_mean[keep], other_sum / others[keep])
     return agreement
 
 
@@ -408,6 +417,8 @@ def pairwise_agreement(y, groups, image_index, min_shared=5):
     min_shared : int, default=5
         Pairs sharing fewer images get nan.
 
+    Repeated ratings of an image by one rater count as their mean.
+
     Returns
     -------
     agreement : ndarray of shape (n_raters, n_raters)
@@ -417,9 +428,17 @@ def pairwise_agreement(y, groups, image_index, min_shared=5):
     y = np.asarray(y, dtype=float)
     rater_ids, rater = np.unique(np.asarray(groups), return_inverse=True)
     images, image = np.unique(np.asarray(image_index), return_inverse=True)
-    table = np.full((len(rater_ids), len(images)), np.nan)
-    table[rater, image] = y
-    seen = ~np.isnan(table)
+    if not len(y) == len(rater) == len(image):
+        raise ValueError("y, groups and image_index must have the same length.")
+    # Repeated ratings of one (rater, image) pair are averaged, as in
+    # consensus_agreement: assigning them kept whichever came last.
+    total = np.zeros((len(rater_ids), len(images)))
+    count = np.zeros((len(rater_ids), len(images)))
+    np.add.at(total, (rater, image), y)
+    np.add.at(count, (rater, image), 1)
+    seen = count > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        table = total / count
     out = np.full((len(rater_ids), len(rater_ids)), np.nan)
     for u in range(len(rater_ids)):
         for v in range(u + 1, len(rater_ids)):
