@@ -95,6 +95,32 @@ def test_a_search_over_a_personalized_models_prior_settings_leaves_the_prior_alo
     assert prior.alphas == alphas and user.prior.alphas == (1e5,)
 
 
+def test_prior_settings_that_only_fit_reads_are_refused_on_a_personalized_model(ratings):
+    # A search over prior__n_factors scored every candidate alike: the fitted prior is
+    # personalized as it is. PAM's variant='content' on a prior fitted with
+    # 'attributes' failed with a bare AttributeError.
+    from sklearn.model_selection import GridSearchCV
+
+    X, y, groups = ratings
+    fpmf = FPMFRegressor(n_factors=2, n_components=4, max_iter=5, random_state=0)
+    user = fpmf.fit(X, y, groups=groups).personalize(X[:12], y[:12])
+    with pytest.raises(ValueError, match=r"prior__n_factors: it shapes the fitted prior.*"
+                                         r"settings read when personalizing: \['alphas'\]"):
+        GridSearchCV(user, {"prior__n_factors": [1, 8]}, cv=2).fit(X[:12], y[:12])
+    user.set_params(**user.get_params())  # the same values, as scikit-learn sets them
+    user.set_params(prior__n_factors=2, prior__alphas=(1.0,))
+    assert user.prior.alphas == (1.0,) and fpmf.alphas != (1.0,)
+    usar = USARRegressor(n_components=4, random_state=0).fit(X, y, groups=groups)
+    pad = usar.personalize(X[:12], y[:12]).set_params(prior__variant="pad")
+    assert not np.allclose(pad.fit(X[:12], y[:12]).predict(X[12:20]),
+                           usar.personalize(X[:12], y[:12]).predict(X[12:20]))
+    pam = PAMRegressor(variant="attributes", attribute_columns=[0, 1], random_state=0)
+    user = pam.fit(X, y, groups=groups).personalize(X[:12], y[:12])
+    with pytest.raises(ValueError, match="variant='content' needs content classes, which "
+                                         "this prior, fitted with variant='attributes'"):
+        user.set_params(prior__variant="content").fit(X[:12], y[:12])
+
+
 @pytest.mark.parametrize("est", ESTIMATORS[:1], ids=_ids)
 def test_feature_width_is_kept_and_checked(est, ratings, tmp_path):
     X, y, groups = ratings
@@ -311,6 +337,33 @@ def test_pam_on_images_measures_attributes_and_embeds(image_files):
     assert pam.predict(image_files[:4]).shape == (4,)
     user = pam.personalize(image_files[:6], y[:6])
     assert np.isfinite(user.predict(image_files[6:])).all()
+
+
+def test_pam_reads_images_as_the_other_baselines_do(image_files, tmp_path):
+    # An array of paths failed PAM's predict and personalize ("images must be a list");
+    # an unreadable file under --on-error skip failed predict (the attributes measured
+    # it) and, as every baseline, personalize (RidgeCV refused the NaN embedding).
+    from sklearn_piaa._features import image_reader
+
+    paths = np.array(image_files * 3)
+    groups = np.repeat(["a", "b", "c"], 12)
+    y = np.tile(np.arange(12) % 5 + 1.0, 3)
+    pam = PAMRegressor(backbone="tiny_cnn", n_content_classes=3, random_state=0)
+    pam.fit(paths, y, groups=groups)
+    np.testing.assert_allclose(pam.predict(paths[:4]), pam.predict(image_files[:4]))
+    user = pam.personalize(paths[:6], y[:6])
+    np.testing.assert_allclose(user.predict(paths[6:12]), pam.personalize(
+        image_files[:6], y[:6]).predict(image_files[6:12]))
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("not an image")
+    image_reader(pam).on_error = "skip"  # as the command line's --on-error skip sets it
+    with pytest.warns(PIAAWarning, match="bad.jpg"):
+        scores = pam.predict([*image_files[:3], str(bad)])
+    assert np.isfinite(scores[:3]).all() and np.isnan(scores[3])
+    with pytest.warns(PIAAWarning, match="bad.jpg"):
+        skipped = pam.personalize([*image_files[:6], str(bad)], [*y[:6], 5.0])
+    np.testing.assert_allclose(skipped.predict(image_files[6:12]),
+                               user.predict(paths[6:12]))
 
 
 @pytest.mark.parametrize("est", [e for e in ESTIMATORS if not isinstance(e, PAMRegressor)],

@@ -72,10 +72,21 @@ def consensus_scores(y, inverse, n_images):
     return total / np.maximum(count, 1)
 
 
+def _same(a, b):
+    """Whether two parameter values are equal (arrays element-wise)."""
+    if a is b:
+        return True
+    try:
+        return bool(np.array_equal(np.asarray(a, dtype=object), np.asarray(b, dtype=object)))
+    except Exception:  # values that do not compare: taken as a change
+        return False
+
+
 def _on_readable(Z, score):
     """``score(Z)`` on rows without NaN; NaN for the others.
 
-    An image the embedder could not read (``on_error="skip"``) has a NaN embedding and
+    An image the embedder could not read (its ``on_error="skip"``, which the command
+    line's ``--on-error skip`` sets) has a NaN embedding and
     gets a NaN score, never a made-up one; scikit-learn's models refuse NaN input.
     """
     ok = np.isfinite(Z).all(axis=1)
@@ -167,6 +178,10 @@ class BaselineRegressor(PickledOnCPU, NumbersNotBools, RegressorMixin, BaseEstim
     """
 
     __metadata_request__fit = {"groups": True}
+
+    #: The parameters read when a rater is personalized; the others shape the fitted
+    #: prior, which :class:`PersonalizedBaseline` takes as it is.
+    _personalize_params = ("alphas",)
 
     _parameter_constraints = {
         "backbone": [StrOptions(set(BACKBONES)), torch.nn.Module, None],
@@ -358,8 +373,8 @@ class BaselineRegressor(PickledOnCPU, NumbersNotBools, RegressorMixin, BaseEstim
         -------
         ndarray of shape (n_samples,), float64
             The method's scores, in float64 whatever the features' dtype (PA-IAA's
-            network included); NaN for images the embedder could not read
-            (``on_error="skip"``).
+            network included); NaN for images the embedder could not read (with the
+            command line's ``--on-error skip``).
         """
         check_is_fitted(self, "scaler_")
         return _on_readable(self._transform(X), self._base)
@@ -472,7 +487,32 @@ class PersonalizedBaseline(RegressorMixin, BaseEstimator):
         The prior is shared with clones (see above) and with the user who personalized
         it: a search over ``prior__alphas`` changed the user's own prior. A shallow copy
         takes the new settings (its fitted attributes stay shared, unchanged).
+
+        Only the prior's settings read when a rater is personalized can change (e.g.
+        ``alphas``; USAR's ``variant``, ``top_fraction`` and ``ppr_weight``; PAM's
+        ``variant``). Another (``prior__n_factors``) would shape a prior that is not
+        fitted again here, so it is refused: a search over it scored every candidate
+        alike.
+
+        Raises
+        ------
+        ValueError
+            For a new value of a prior setting that only its fit reads.
         """
+        prior = params.get("prior", self.prior)
+        fixed = [key for key, value in params.items() if key.startswith("prior__")
+                 and "__" not in key[len("prior__"):]
+                 and key[len("prior__"):] not in getattr(prior, "_personalize_params", ())
+                 and key[len("prior__"):] in prior.get_params(deep=False)
+                 and not _same(value, prior.get_params(deep=False)[key[len("prior__"):]])]
+        if fixed:
+            raise ValueError(
+                f"{', '.join(fixed)}: {'it shapes' if len(fixed) == 1 else 'they shape'} "
+                f"the fitted prior, which {type(self).__name__} personalizes as it is "
+                "(it is not fitted again here), so the new value would change nothing. "
+                "Fit a prior per value instead (e.g. a search over the "
+                f"{type(prior).__name__} itself, scored by PersonalizedSROCCScorer); "
+                f"settings read when personalizing: {list(prior._personalize_params)}.")
         if any(key.startswith("prior__") for key in params):
             self.prior = copy.copy(self.prior)
         return super().set_params(**params)
@@ -561,9 +601,18 @@ class PersonalizedBaseline(RegressorMixin, BaseEstimator):
         score_range = self.score_range
         if score_range is None:
             _warn_if_another_scale(np.asarray(y, dtype=np.float64), prior.score_range_)
+        Z = prior._transform(X)
+        readable = np.isfinite(Z).all(axis=1)
+        if not readable.all():
+            # images the embedder skipped (the command line's --on-error skip), warned
+            # of there as left out of any training: scikit-learn's ridge refuses NaN
+            if not readable.any():
+                raise ValueError("none of the support images could be read, so there is "
+                                 "nothing to personalize on.")
+            Z, y = Z[readable], y[readable]
         warn_if_unranked(y)
-        self.state_ = prior._user_fit(prior._transform(X), y,
-                                      lambda base: self._rescale(base, prior, score_range))
+        self.state_ = prior._user_fit(Z, y, lambda base: self._rescale(base, prior,
+                                                                       score_range))
         self.prior_, self.score_range_ = prior, score_range
         self._take_input_attributes(prior)
         return self
@@ -592,7 +641,7 @@ class PersonalizedBaseline(RegressorMixin, BaseEstimator):
         -------
         ndarray of shape (n_samples,), float64
             Computed in float64, as the prior's scores; NaN for images the prior's
-            embedder could not read (``on_error="skip"``).
+            embedder could not read (with the command line's ``--on-error skip``).
 
         Raises
         ------

@@ -7,6 +7,7 @@ from scipy.special import softmax
 from sklearn.cluster import KMeans
 from sklearn.utils._param_validation import Interval, StrOptions
 
+from .._inputs import as_indexable
 from .._warnings import warn_caller
 from ..datasets.photo_raters import PHOTO_ATTRIBUTE_NAMES, measure_attributes
 from ._base import BaselineRegressor, _ridge, consensus_scores
@@ -29,12 +30,21 @@ class _AttributeInput:
         self.size = size
 
     def __call__(self, X, y=None):
-        return np.hstack([self.embedder.transform(X), measure_attributes(X, self.size)[0]])
+        unique, inverse = self.transform_unique(X)
+        return unique[inverse]
 
     def transform_unique(self, X, strict_cache=False):
         unique, inverse = self.embedder.transform_unique(X, strict_cache=strict_cache)
+        # by position: an array of paths, or a Series with its own index labels
+        X = as_indexable(X)
         first = np.unique(inverse, return_index=True)[1]  # one row per distinct image
-        attrs = measure_attributes([X[i] for i in first], self.size)[0]
+        # An image the embedder skipped (on_error="skip") has a NaN embedding: its
+        # attributes are NaN too, where measuring it failed on the file.
+        readable = ~np.isnan(unique[:, 0])
+        attrs = np.full((len(unique), len(PHOTO_ATTRIBUTE_NAMES)), np.nan, np.float32)
+        if readable.any():
+            attrs[readable] = measure_attributes([X[i] for i in first[readable]],
+                                                 self.size)[0]
         return np.hstack([unique, attrs]), inverse
 
 
@@ -156,6 +166,9 @@ class PAMRegressor(BaselineRegressor):
                          batch_size=batch_size, cache_dir=cache_dir, device=device,
                          random_state=random_state)
 
+    # variant picks the residual's features; content ones need a prior fitted with them
+    _personalize_params = ("alphas", "variant")
+
     def _image_input(self, backbone):
         return _AttributeInput(super()._image_input(backbone), self.attribute_size)
 
@@ -217,6 +230,11 @@ class PAMRegressor(BaselineRegressor):
         if self.variant != "content":
             parts.append(Z[:, self.attribute_columns_])
         if self.variant != "attributes":
+            if not hasattr(self, "content_classes_"):
+                raise ValueError(
+                    f"variant={self.variant!r} needs content classes, which this prior, "
+                    "fitted with variant='attributes', lacks: fit it with "
+                    f"variant={self.variant!r} (or 'both', which serves every variant).")
             content = np.delete(Z, self.attribute_columns_, axis=1)
             d2 = self.content_classes_.transform(content) ** 2
             parts.append(softmax(-d2 / self.temperature_, axis=1))

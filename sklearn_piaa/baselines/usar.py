@@ -123,6 +123,8 @@ class USARRegressor(BaselineRegressor):
                          batch_size=batch_size, cache_dir=cache_dir, device=device,
                          random_state=random_state)
 
+    _personalize_params = ("alphas", "variant", "top_fraction", "ppr_weight")
+
     def _fit_prior(self, Z, inverse, y, groups, rng):
         self.pca_ = _fit_pca(Z, self.n_components, rng, len(inverse))
         values = np.unique(y)
