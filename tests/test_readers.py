@@ -515,6 +515,27 @@ def test_read_personality_table_and_its_errors(tmp_path):
         read_personality(tmp_path / "missing.csv", ["u1"])
 
 
+def test_read_personality_matches_rater_ids_as_the_readers_do(tmp_path):
+    # 7.0 (a pandas id column that held a blank), b"ann" and "José" in another Unicode
+    # form are the file's raters, as everywhere else; they were "no traits for"
+    from sklearn_piaa.datasets import read_personality
+
+    path = tmp_path / "traits.csv"
+    path.write_text("rater,o,c,e,a,n\n7,0.5,0,0,0,0\nann,0,0.5,0,0,0\n"
+                    "Jose\u0301,0,0,0.5,0,0\n", encoding="utf-8")
+    table = read_personality(path, [7.0, b"ann", "Jos\u00e9"])
+    np.testing.assert_allclose(table[7.0], [0.5, 0, 0, 0, 0])
+    np.testing.assert_allclose(table[b"ann"], [0, 0.5, 0, 0, 0])
+    np.testing.assert_allclose(table["Jos\u00e9"], [0, 0, 0.5, 0, 0])
+    assert len(table) == 3
+    with pytest.raises(ValueError, match=r"got the string 'ann'.*give \['ann'\]"):
+        read_personality(path, "ann")
+    path.write_text("rater,o,c,e,a,n\nJose\u0301,0,0,0,0,0\nJos\u00e9,0,0,0,0,0\n",
+                    encoding="utf-8")
+    with pytest.raises(ValueError, match="line 3: rater .* appears a second time"):
+        read_personality(path, ["Jos\u00e9"])
+
+
 def test_read_personality_of_paras_user_table_and_trait_cols(tmp_path):
     from sklearn_piaa.datasets import read_personality
 
@@ -569,6 +590,20 @@ def test_the_meta_train_command_refuses_a_data_set_of_test_raters_only(tmp_path,
                     "--query-size", "1", "-o", str(prior), "--quiet"]) == 1
     assert "all 3 raters of the data are test raters" in capsys.readouterr().err
     assert not prior.exists()
+
+
+def test_ids_and_paths_given_as_bytes_are_read_as_text(tmp_path):
+    # columns of an HDF5 file hold bytes: str() made rater "b'ann'" and image "b'x.jpg'"
+    _jpeg(str(tmp_path / "x.jpg"))
+    _jpeg(str(tmp_path / "y.jpg"), seed=1)
+    data = read_ratings({"rater": np.array([b"ann", b"bob"]),
+                         "image": np.array([b"x.jpg", b"y.jpg"]), "score": [1, 2]},
+                        image_root=tmp_path)
+    assert data.groups.tolist() == ["ann", "bob"]
+    assert data.X == [str(tmp_path / "x.jpg"), str(tmp_path / "y.jpg")]
+    with pytest.raises(ValueError, match="column 'rater' is empty"):
+        read_ratings({"rater": [b" ", b"bob"], "image": ["x.jpg", "y.jpg"], "score": [1, 2]},
+                     image_root=tmp_path)
 
 
 def test_a_filtered_dataframe_names_rows_by_index_label():

@@ -442,7 +442,18 @@ def _require(t, names, options=None, as_table=None):
 
 
 def _is_blank(v):
-    return v is None or (isinstance(v, numbers.Real) and v != v) or str(v).strip() == ""
+    return v is None or (isinstance(v, numbers.Real) and v != v) or _text(v).strip() == ""
+
+
+def _text(v):
+    """``str(v)``, bytes decoded: an HDF5 file's b"ann" is the "ann" of a CSV file (str()
+    wrote "b'ann'", a rater of its own and an image path nobody has)."""
+    if isinstance(v, bytes):
+        try:
+            return v.decode("utf-8")
+        except UnicodeDecodeError:
+            return v.decode("utf-8", "backslashreplace")  # named as written, not matched
+    return str(v)
 
 
 def _ids(t, col):
@@ -452,7 +463,7 @@ def _ids(t, col):
         raise ValueError(f"{t.name}: column {col!r} is empty at {_first(blank)}.")
     # A whole float is an integer id of a column that held a blank (pandas then stores
     # the column as float): rater 7.0 is the '7' of the same table read from its file.
-    return [str(int(v)) if isinstance(v, float) and v.is_integer() else str(v).strip()
+    return [str(int(v)) if isinstance(v, float) and v.is_integer() else _text(v).strip()
             for v in vals]
 
 

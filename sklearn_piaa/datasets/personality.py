@@ -4,6 +4,7 @@ import os
 
 import numpy as np
 
+from .._tasks import _id_text
 from ._table import _first, _load_table
 
 __all__ = ["read_personality"]
@@ -54,6 +55,9 @@ def read_personality(path, raters, rater_col="rater", image_col="image", ratings
     --------
     sklearn_piaa.PAIAARegressor : takes the table as ``personality``.
     """
+    if isinstance(raters, (str, bytes)):
+        raise ValueError(f"raters must be a list of rater ids; got the string {raters!r}, "
+                         f"which would be read as its characters: give [{raters!r}].")
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"personality file not found: {path}")
@@ -70,14 +74,15 @@ def read_personality(path, raters, rater_col="rater", image_col="image", ratings
                          "personality file holds a rater id column (--rater-col) and five "
                          "trait columns.")
     traits = _trait_columns(path, names, rater_col, trait_cols)
-    table = {}
+    table, seen = {}, set()
     for i, rater in enumerate(t.cols[rater_col]):
         where = f"{path}, line {t.lines[i]}"
         if not str(rater).strip():  # else kept under the id "", which no rater has
             raise ValueError(f"{where}: the {rater_col!r} cell is empty; give the rater's id "
                              "or remove the row.")
-        if rater in table:
+        if _id_text(rater) in seen:  # "José" in two Unicode forms too
             raise ValueError(f"{where}: rater {rater!r} appears a second time.")
+        seen.add(_id_text(rater))
         values = []
         for c in traits:
             cell = t.cols[c][i]
@@ -90,9 +95,11 @@ def read_personality(path, raters, rater_col="rater", image_col="image", ratings
                                  "in [-1, 1] (rescale e.g. 1-5 scores as (t - 3) / 2).")
             values.append(v)
         table[rater] = np.array(values)
-    # The file's ids are text; the caller's may be numbers (rater 7 is the file's '7').
+    # The file's ids are text; the caller's may be numbers (rater 7 and 7.0 are the
+    # file's '7'), bytes or another Unicode form, matched as the readers match them.
+    by_text = {_id_text(k): k for k in table}
     raters = sorted({r.item() if isinstance(r, np.generic) else r for r in raters}, key=str)
-    missing = [r for r in raters if str(r).strip() not in table]
+    missing = [r for r in raters if _id_text(r) not in by_text]
     if missing:
         source = ratings or "the ratings"
         hint = "" if len(missing) < len(raters) else (
@@ -101,8 +108,8 @@ def read_personality(path, raters, rater_col="rater", image_col="image", ratings
         raise ValueError(f"{path} has no traits for {len(missing)} rater(s) of {source}: "
                          f"{_first(missing)}.{hint}")
     # under the caller's ids, as the ratings' groups name them
-    matched = {r: table[str(r).strip()] for r in raters}
-    used = {str(r).strip() for r in raters}
+    matched = {r: table[by_text[_id_text(r)]] for r in raters}
+    used = {by_text[_id_text(r)] for r in raters}
     return {**{k: v for k, v in table.items() if k not in used}, **matched}
 
 
