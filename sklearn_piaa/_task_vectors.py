@@ -407,6 +407,13 @@ class TaskVectorRegressor(PickledOnCPU, NumbersNotBools, RegressorMixin, BaseEst
         """
         rng = check_random_state(self.random_state)
         base = MetaAestheticRegressor(algorithm="average") if self.base is None else self.base
+        wrapped = getattr(base, "estimator", base) if isinstance(base, FrozenEstimator) \
+            else base
+        if not isinstance(wrapped, MetaAestheticRegressor):
+            # before the base's fit: that is the long part, and another model's fit fails
+            # with its own words (Ridge: "missing 1 required positional argument")
+            raise TypeError(f"base must be a MetaAestheticRegressor (or a FrozenEstimator of "
+                            f"one); got {type(wrapped).__name__}.")
         if self.sources is None:
             # scikit-learn's "must be ... Got None instead" did not say why it is None
             raise ValueError("sources is None, as in a TaskVectorRegressor loaded from a "
@@ -453,9 +460,6 @@ class TaskVectorRegressor(PickledOnCPU, NumbersNotBools, RegressorMixin, BaseEst
                 base_.set_params(random_state=rng.randint(np.iinfo(np.int32).max))
             base_.fit(tasks)  # the tasks carry X's column names to the base
         model = getattr(base_, "estimator", base_)  # FrozenEstimator wraps the fitted one
-        if not isinstance(model, MetaAestheticRegressor):
-            raise TypeError(f"base must be a MetaAestheticRegressor (or a FrozenEstimator of "
-                            f"one); got {type(model).__name__}.")
         check_is_fitted(model, "prior_net_")
         if tasks is not None and not given and isinstance(base_, FrozenEstimator):
             # the fitted base saw none of the raters the sources are fine-tuned on

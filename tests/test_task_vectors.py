@@ -55,6 +55,24 @@ def fitted():
     return tv, feats
 
 
+@pytest.mark.parametrize("frozen", [False, True])
+def test_a_base_of_another_kind_is_refused_before_anything_is_fitted(frozen):
+    # a baseline as base was fitted in full before "base must be a
+    # MetaAestheticRegressor"; a Ridge failed in its own words
+    from sklearn_piaa.baselines import UserRidgeRegressor
+
+    class Counted(UserRidgeRegressor):
+        def fit(self, *args, **kwargs):
+            raise AssertionError("the base was fitted")
+
+    rng = np.random.RandomState(0)
+    X, y, users = rng.randn(40, 3), rng.rand(40) * 4 + 1, np.repeat(np.arange(4), 10)
+    base = FrozenEstimator(Counted()) if frozen else Counted()
+    with pytest.raises(TypeError, match="base must be a MetaAestheticRegressor .* got "
+                                        "Counted"):
+        TaskVectorRegressor(base, n_sources=2).fit(X, y, groups=users)
+
+
 def test_recovers_the_group_a_new_rater_belongs_to(fitted):
     tv, feats = fitted
     assert tv.source_names_ == ["minus", "plus"]
