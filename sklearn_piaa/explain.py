@@ -98,10 +98,15 @@ def gradient_map(model, image, reduce="max"):
         raise ValueError(f"reduce must be 'max' or 'none'; got {reduce!r}.")
     # several images read as pixels: "image arrays must be uint8; got dtype <U45"
     many = (isinstance(image, (list, tuple)) or isinstance(image, np.ndarray) and (
-        image.ndim == 4 or image.ndim == 1 and image.dtype.kind in "OUS"))
+        image.ndim == 4 or image.ndim == 1 and image.dtype.kind in "OUS")
+        # a pandas Series or DataFrame: df["image"], one row of it included
+        or hasattr(image, "to_numpy") and not isinstance(image, np.ndarray))
     if many:
         raise ValueError(f"gradient_map takes one image; got {len(image)} in a "
                          f"{type(image).__name__}: call it once per image.")
+    if isinstance(image, bytes):
+        raise ValueError("gradient_map takes an image path as text; got bytes: decode "
+                         "it, os.fsdecode(path).")
     f, modules, backbone, device = _score_function(model)
     # A gradient, also where the caller is in inference mode (enable_grad alone does
     # not leave it) or has gradients off.

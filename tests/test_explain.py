@@ -90,6 +90,17 @@ def test_feature_models_and_bad_arguments_are_refused(ratings, tiny_params):
         with pytest.raises(ValueError, match=rf"takes one image; got 2 in a {kind}: call it "
                                              "once per image"):
             gradient_map(fitted, many)
+    # "image arrays must be uint8 (0-255); got dtype object" for df["image"] (one row
+    # too), "dtype |S23" for a path as bytes
+    with pytest.raises(ValueError, match="takes an image path as text; got bytes"):
+        gradient_map(fitted, b"a.jpg")
+    try:
+        import pandas as pd
+    except ImportError:
+        pd = None
+    if pd is not None:
+        with pytest.raises(ValueError, match="got 1 in a Series: call it once per image"):
+            gradient_map(fitted, pd.Series(["a.jpg"], index=[7]))
     # a clone of a personalized net: "needs a fitted PersonalizedNet; got PersonalizedNet"
     from sklearn.base import clone
     from sklearn.exceptions import NotFittedError

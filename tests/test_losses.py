@@ -35,6 +35,14 @@ def test_ties_carry_no_rank_loss_and_mse_is_the_default():
         pred.reshape(-1), y) + 2 * pairwise_rank_loss(pred, y)), rel=1e-6)
     with pytest.raises(ValueError, match="loss must be one of"):
         AestheticLoss("hinge")
+    # broadcast: 3 predictions against 1 rating gave a loss; a negative or NaN weight
+    # rewarded mis-ordered pairs or made every loss NaN
+    with pytest.raises(ValueError, match="got 3 predictions and 1 ratings"):
+        AestheticLoss()(torch.zeros(3), torch.ones(1))
+    for weight in (-5.0, float("nan"), float("inf"), True, "1"):
+        with pytest.raises(ValueError, match="rank_weight must be a finite number >= 0"):
+            AestheticLoss("mse+rank", rank_weight=weight)
+    assert AestheticLoss("mse+rank", rank_weight=np.float32(0.5)).rank_weight == 0.5
 
 
 @pytest.mark.parametrize("loss", ["rank", "mse+rank"])

@@ -1,6 +1,7 @@
 """Training losses: the paper's squared error, and rank-aware ones for a rank metric."""
 
 import math
+import numbers
 
 import torch
 import torch.nn.functional as F
@@ -62,6 +63,11 @@ class AestheticLoss(nn.Module):
             raise ValueError(f"loss must be one of {LOSSES}; got {kind!r}.")
         if not float(unit) > 0 or not math.isfinite(float(unit)):
             raise ValueError(f"unit must be a positive finite number; got {unit!r}.")
+        # a negative weight rewards mis-ordered pairs; NaN made every loss NaN
+        if isinstance(rank_weight, bool) or not isinstance(rank_weight, numbers.Real) \
+                or not 0 <= rank_weight < math.inf:
+            raise ValueError(f"rank_weight must be a finite number >= 0; got "
+                             f"{rank_weight!r}.")
         self.kind = kind
         self.rank_weight = rank_weight
         self.unit = float(unit)
@@ -69,6 +75,10 @@ class AestheticLoss(nn.Module):
     def forward(self, pred, y):
         """The loss of predictions ``pred`` against ratings ``y``."""
         pred, y = pred.reshape(-1), y.reshape(-1).to(pred.dtype)
+        if pred.shape != y.shape:
+            # broadcast, 3 predictions against 1 rating gave a loss without a word
+            raise ValueError(f"pred and y must hold one value per image alike; got "
+                             f"{pred.numel()} predictions and {y.numel()} ratings.")
         unit = self.unit
         if self.kind != "rank":
             d = pred - y
