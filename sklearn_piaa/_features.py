@@ -610,6 +610,15 @@ def _decode_error(image, size):
     return None
 
 
+def _holds_text(X):
+    """Whether the 2-D ``X`` holds text (paths) rather than numbers."""
+    arr = np.asarray(X)
+    if arr.dtype.kind in "US":
+        return True
+    return arr.dtype.kind == "O" and arr.ndim == 2 and any(
+        isinstance(v, (str, bytes, os.PathLike)) for v in arr[0])
+
+
 def unreadable_images(X, size=224, on_error="skip"):
     """Indices and reasons of the images in ``X`` that cannot be decoded.
 
@@ -1300,9 +1309,11 @@ class ImageEmbedder:
         inverse : ndarray of shape (N,), int
         """
         if input_kind(X) == FEATURES:
-            if hasattr(X, "columns") and np.asarray(X).dtype.kind in "OUS":
+            if _holds_text(X):
+                # a table of paths, also as a TaskSet (which keeps its rows as an array)
+                what = "a table" if hasattr(X, "columns") else "a 2-D array"
                 raise ValueError(
-                    f"X is a table of {X.shape[1]} column(s) holding text; this model "
+                    f"X is {what} of {np.shape(X)[1]} column(s) holding text; this model "
                     "embeds images: pass its column of image paths (e.g. df['image']), "
                     "or embeddings as numbers.")
             if np.asarray(X).dtype == np.uint8:  # a torch uint8 tensor too

@@ -260,7 +260,15 @@ def _is_pil(x):
 def as_indexable(X):
     """Return ``X`` as something :func:`take` can index (ndarray or list)."""
     if hasattr(X, "to_numpy") and not isinstance(X, np.ndarray):
-        X = X.to_numpy()
+        dtypes = getattr(X, "dtypes", None)
+        if dtypes is not None and not hasattr(dtypes, "kind") and len(dtypes) and all(
+                getattr(d, "kind", "O") in "biuf" for d in dtypes) and any(
+                not isinstance(d, np.dtype) for d in dtypes):
+            # pandas' nullable columns (Float64, Int64): to_numpy() gives an object
+            # array holding pd.NA, which no finite-value check read
+            X = X.to_numpy(dtype=np.float64, na_value=np.nan)
+        else:
+            X = X.to_numpy()
     if isinstance(X, np.ndarray):
         return X
     if isinstance(X, tuple):

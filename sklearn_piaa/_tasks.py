@@ -24,6 +24,7 @@ from ._inputs import (
     input_kind,
     n_samples,
     refuse_one_path,
+    refuse_one_row,
     score_array,
     take,
     unique_rows,
@@ -54,7 +55,10 @@ def _as_ids(groups):
     if ids is None or ids.ndim != 1 or (
             ids.dtype.kind in "US" and not (all(isinstance(g, str) for g in groups)
                                             or all(isinstance(g, bytes) for g in groups))
-    ) or (ids.dtype.kind in "iuf" and any(isinstance(g, (bool, np.bool_)) for g in groups)):
+    ) or (ids.dtype.kind in "iuf" and any(isinstance(g, (bool, np.bool_)) for g in groups)
+          # ints among floats, as floats: 2**53 and 2**53 + 1 one rater
+          ) or (ids.dtype.kind == "f" and any(
+              isinstance(g, (int, np.integer)) and float(g) != g for g in groups)):
         ids = np.empty(len(groups), dtype=object)
         for i, g in enumerate(groups):
             ids[i] = g
@@ -319,6 +323,7 @@ class TaskSet:
         refuse_one_path(X)
         self.feature_names = feature_names(X)
         X = as_indexable(X)
+        refuse_one_row(X)  # else a fit failed with an IndexError
         if isinstance(X, np.ndarray) and X.ndim == 2 and X.dtype.kind == "f":
             # here, where the rows are those of the X given: an evaluation that checks
             # one rater's draw at a time named a row of the draw

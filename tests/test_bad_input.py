@@ -545,6 +545,12 @@ def test_empty_generators_and_text_tables_get_messages_that_name_them(image_file
         meta.predict(pd.Series([], dtype=object))
     with pytest.raises(ValueError, match=r"table of 1 column\(s\) holding text.*df\['image'\]"):
         meta.predict(pd.DataFrame({"image": image_files}))
+    # fit read the table through a TaskSet, as an array: "could not convert string to
+    # float"
+    with pytest.raises(ValueError, match=r"2-D array of 1 column\(s\) holding text.*"
+                                         r"df\['image'\]"):
+        meta.fit(pd.DataFrame({"image": image_files}), np.tile([1.0, 2.0, 3.0, 4.0], 3),
+                 groups=np.repeat([0, 1], 6))
 
 
 def test_a_folder_or_one_path_as_x_is_named(tmp_path):

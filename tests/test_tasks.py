@@ -159,3 +159,27 @@ def test_a_rater_of_no_ratings_is_refused_by_name(ratings):
     with pytest.raises(ValueError, match="rater 'bob' has no ratings"):
         evaluate_personalization(prior, {"ann": ann, "bob": empty}, n_support=10,
                                  n_repeats=1, random_state=0)
+
+
+def test_int_ids_among_floats_stay_apart():
+    # numpy read the list as float64, where 2**53 and 2**53 + 1 are one number: two
+    # raters merged without a word
+    ids = [2**53] * 4 + [2**53 + 1] * 4 + [3.0] * 4
+    tasks = TaskSet.from_arrays(np.zeros((12, 2)), np.arange(12.0), ids)
+    assert tasks.sizes() == {3.0: 4, 2**53: 4, 2**53 + 1: 4}
+
+
+def test_rows_that_would_fail_fit_are_refused_by_the_task_set():
+    # a 1-D X failed fit with an IndexError; a nullable pandas frame's pd.NA passed the
+    # finite check as an object array and failed in float()
+    with pytest.raises(ValueError, match="X is a 1-D array of 6 numbers; it must be 2-D"):
+        TaskSet.from_arrays(np.arange(6.0), np.arange(6.0), [0, 0, 0, 1, 1, 1])
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({"a": pd.array([0.1, 0.2, None, 0.4], dtype="Float64"),
+                          "b": pd.array([1, 2, 3, 4], dtype="Int64")})
+    with pytest.raises(ValueError, match=r"X has NaN or infinite values in 1 row\(s\) "
+                                         r"\(row 2"):
+        TaskSet.from_arrays(frame, [1.0, 2, 3, 4], [0, 0, 1, 1])
+    frame.loc[2, "a"] = 0.3
+    tasks = TaskSet.from_arrays(frame, [1.0, 2, 3, 4], [0, 0, 1, 1])
+    assert tasks.X.dtype == np.float64 and tasks.feature_names.tolist() == ["a", "b"]
