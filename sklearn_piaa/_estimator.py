@@ -1194,13 +1194,18 @@ class MetaAestheticRegressor(PickledOnCPU, NumbersNotBools, RegressorMixin, Base
     def _check_shapes(self):
         if not all(is_count(h) for h in self.hidden_sizes):
             raise ValueError(f"hidden_sizes must be positive integers; got {self.hidden_sizes}.")
-        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
-            raise ValueError(f"betas must be two numbers in [0, 1); got {self.betas}.")
+        self._check_betas()
         if self.train_backbone and self.backbone is None:
             raise ValueError("train_backbone=True needs a backbone; got backbone=None.")
         if self.backbone_weights is not None and self.backbone is None:
             raise ValueError(f"backbone_weights={self.backbone_weights!r} needs a named "
                              "backbone; got backbone=None (precomputed features).")
+
+    def _check_betas(self):
+        if len(self.betas) != 2 or not all(
+                isinstance(b, numbers.Real) and not isinstance(b, bool) and 0 <= b < 1
+                for b in self.betas):
+            raise ValueError(f"betas must be two numbers in [0, 1); got {self.betas}.")
 
     def _score_range(self, tasks, check=True):
         y = tasks.y
@@ -1687,6 +1692,7 @@ class MetaAestheticRegressor(PickledOnCPU, NumbersNotBools, RegressorMixin, Base
         learning rate: nan"), naming neither the setting nor the method.
         """
         self._validate_params()
+        self._check_betas()  # fine-tuning's Adam takes them: (0.9,) failed in torch
         _refuse_unknown_net_params(self.prior_net_, net_params)
         overrides = {k: v for k, v in net_params.items() if k in _OVERRIDE_CONSTRAINTS}
         refuse_bool_numbers(_OVERRIDE_CONSTRAINTS, overrides, "personalize")

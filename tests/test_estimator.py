@@ -723,6 +723,17 @@ def test_fine_tuning_settings_are_checked_by_name_at_personalize(ratings, tiny_p
     assert meta.personalize(X[:10], y[:10], batch_size=-1).batch_size == -1
 
 
+@pytest.mark.parametrize("betas", [(0.9,), (0.9, 0.99, 0.5), (0.9, float("nan"))])
+def test_betas_set_after_fit_are_checked_at_personalize(ratings, tiny_params, betas):
+    # fine-tuning's Adam takes them: (0.9,) failed in torch with an IndexError, and
+    # three numbers fine-tuned without a word
+    X, y, groups = ratings
+    meta = MetaAestheticRegressor(**tiny_params).fit(X, y, groups=groups)
+    with pytest.raises(ValueError, match=re.escape(f"betas must be two numbers in [0, 1); "
+                                                   f"got {betas}")):
+        meta.set_params(betas=betas).personalize(X[:10], y[:10])
+
+
 def _numeric_params(estimator):
     from sklearn.utils._param_validation import Interval
 
