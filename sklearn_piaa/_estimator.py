@@ -735,9 +735,11 @@ class MetaAestheticRegressor(PickledOnCPU, NumbersNotBools, RegressorMixin, Base
     history_ : ndarray of shape (n_iterations,)
         The tasks' mean loss per outer iteration (empty for ``algorithm="none"``), in
         the loss's unit (squared quarters of the score range for ``"mse"``): on the
-        query sets after the inner steps for ``"blg"``, ``"maml"`` and ``"fomaml"``; on
-        the merged support and query set before the last inner step for ``"reptile"``
-        and ``"merged"``; on the pooled batch for ``"average"``.
+        query sets after the inner steps for ``"maml"`` and ``"fomaml"``; on the query
+        sets before the last of the steps taken on them for ``"blg"`` (which trains on
+        the query set too: after the support steps with ``inner_steps=1``); on the
+        merged support and query set before the last inner step for ``"reptile"`` and
+        ``"merged"``; on the pooled batch for ``"average"``.
     fit_time_ : float
         Seconds spent in meta-training (embedding excluded); a run resumed from
         ``checkpoint_dir`` counts the time of the runs it continues.

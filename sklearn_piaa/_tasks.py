@@ -255,7 +255,9 @@ def support_query_sizes(n_images, support_size, query_size):
     Raters with at least ``support_size + query_size`` images get exactly those sizes.
     Smaller raters: 80% of their images (at least one) form the support set and the rest,
     up to ``query_size``, the query set -- a rule modelled on the reference implementation
-    of BLG-PIAA, which differs in detail (see the algorithm page of the docs).
+    of BLG-PIAA, which differs in detail (see the algorithm page of the docs). The
+    support set of a smaller rater may so be larger than ``support_size`` (21 images
+    with sizes 2 and 20 give 16 and 5).
 
     Parameters
     ----------
@@ -693,7 +695,9 @@ class TaskSet:
         rater : hashable
             A rater id of this TaskSet.
         support_size, query_size : int
-            Sizes wanted; smaller raters get fewer (see ``support_query_sizes``).
+            Sizes wanted, which raters of at least ``support_size + query_size``
+            images get; a smaller rater's images are split 80/20 (see
+            ``support_query_sizes``), so its support set may exceed ``support_size``.
         rng : int, numpy.random.RandomState, numpy.random.Generator or None
             Draws the permutation. An int seeds a new generator, so that the same int
             gives the same sets; ``None`` draws from NumPy's global generator (as

@@ -65,6 +65,11 @@ def test_a_test_size_larger_than_the_raters_is_said_in_raters():
     with pytest.raises(ValueError, match=r"number of samples 4 .*\(here the samples are "
                                          r"raters: 4 of them\)"):
         list(UserGroupShuffleSplit(test_size=10).split(np.zeros(40), groups=groups))
+    # "With n_samples=1, test_size=0.2 ... the resulting train set will be empty", of
+    # one rater with 60 rows
+    with pytest.raises(ValueError, match=r"n_samples=1, .*train set will be empty.*"
+                                         r"\(here the samples are raters: 1 of them\)"):
+        list(UserGroupShuffleSplit().split(np.zeros(60), groups=["ann"] * 60))
 
 
 @pytest.mark.parametrize("groups", [

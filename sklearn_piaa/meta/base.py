@@ -265,7 +265,9 @@ class MetaLearner:
         :func:`torch.func.vmap` with ``stacked``, else by the hand-written head step in
         head-only training (``fused_head``).
 
-        Returns the mean final query loss over tasks.
+        Returns the mean over tasks of the loss :meth:`adapt` returns on the query set
+        (see ``history_`` of :class:`~sklearn_piaa.MetaAestheticRegressor`: for BLG,
+        before its last step on that set).
         """
         if self.stacked and hasattr(self, "accumulate_stacked") and stackable(learner, tasks):
             return self.step_stacked(prior, learner, tasks, lr_scale)
