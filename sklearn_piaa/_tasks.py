@@ -6,7 +6,7 @@ import os
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 
 import numpy as np
 from scipy import sparse
@@ -323,6 +323,13 @@ class TaskSet:
         # kept for the protocols to check against a model's feature_names_in_: the rows
         # below are a plain array
         refuse_one_path(X)
+        if sparse.issparse(X):  # "len() of unsized object" further on
+            raise ValueError(f"X is a sparse {type(X).__name__}; a TaskSet holds dense "
+                             "features: X.toarray().")
+        if isinstance(groups, (str, bytes)):  # "groups must be 1-D ...; got ()"
+            raise ValueError(f"groups is the string {groups!r}, not one rater id per "
+                             "rating: give the ids themselves (df['user'] for a table's "
+                             "column).")
         self.feature_names = feature_names(X)
         X = as_indexable(X)
         refuse_one_row(X)  # else a fit failed with an IndexError
@@ -353,6 +360,13 @@ class TaskSet:
         y = as_float_scores(y, np.float32)  # overflow is reported below, with the rater
         refuse_missing_ids(groups)
         refuse_bool_ids(groups)
+        if groups.dtype.kind == "O":  # "unhashable type: 'list'" from set() below
+            lists = [i for i, g in enumerate(groups.tolist()) if not isinstance(g, Hashable)]
+            if lists:
+                raise ValueError(
+                    f"groups holds {type(groups[lists[0]]).__name__}s, not rater ids "
+                    f"({groups[lists[0]]!r} at {row_numbers(lists[:1])}): give one id per "
+                    "rating, e.g. df['user'] rather than df[['user']].")
         raters = _sorted_raters(set(groups.tolist()))
         if groups.dtype.kind in "OUS":  # 7 and "7", "7" and "7 ", or b"ann" and "ann"
             warn_same_text(raters)
@@ -428,6 +442,16 @@ class TaskSet:
         """
         if not isinstance(mapping, Mapping) or not mapping:
             raise ValueError("from_mapping expects a non-empty dict rater -> (X, y).")
+        # named as keys: checked among the ratings, they were "rows 0, 1, 2" of a groups
+        # the caller never gave
+        for key in mapping:
+            if _is_missing(key):
+                raise ValueError(f"mapping has the key {key!r}, which is no rater id: "
+                                 "every rater needs an id.")
+            if isinstance(key, (bool, np.bool_)):
+                raise ValueError(f"mapping has the key {key!r}: Python takes True for 1 and "
+                                 "False for 0, so the raters 1 and True would be one. Give "
+                                 "rater ids that are numbers or text.")
         Xs, ys, gs, names, empty = [], [], [], {}, []
         for rater in _sorted_raters(mapping):
             # numpy's str (keys from np.unique) would read "np.str_('r11')" in messages

@@ -183,3 +183,22 @@ def test_rows_that_would_fail_fit_are_refused_by_the_task_set():
     frame.loc[2, "a"] = 0.3
     tasks = TaskSet.from_arrays(frame, [1.0, 2, 3, 4], [0, 0, 1, 1])
     assert tasks.X.dtype == np.float64 and tasks.feature_names.tolist() == ["a", "b"]
+
+
+def test_malformed_ids_and_rows_are_named():
+    # "unhashable type: 'list'", "groups must be 1-D ...; got ()", "len() of unsized
+    # object", and keys of a mapping named as rows of a groups never given
+    from scipy import sparse
+
+    X, y = np.zeros((4, 2)), np.arange(4.0)
+    with pytest.raises(ValueError, match=r"groups holds lists, not rater ids \(\[0\] at row 0"):
+        TaskSet.from_arrays(X, y, [[0], [0], [1], [1]])
+    with pytest.raises(ValueError, match="groups is the string 'user'"):
+        TaskSet.from_arrays(X, y, "user")
+    with pytest.raises(ValueError, match=r"X is a sparse csr_matrix.*X\.toarray\(\)"):
+        TaskSet.from_arrays(sparse.csr_matrix(X), y, [0, 0, 1, 1])
+    for key, message in ((None, "the key None, which is no rater id"),
+                         (float("nan"), "the key nan, which is no rater id"),
+                         (True, "the key True: Python takes True for 1")):
+        with pytest.raises(ValueError, match=message):
+            TaskSet.from_mapping({"a": (X[:2], y[:2]), key: (X[2:], y[2:])})
