@@ -70,6 +70,7 @@ from ._tasks import NO_GROUPS, as_tasks
 from ._warnings import PIAAWarning, warn_caller
 from .meta import ALGORITHMS
 from .nn import LOSSES, AestheticHead, AestheticLoss, AestheticNet, load_backbone
+from .nn.backbones import SHIPS_WEIGHTS
 from .nn.head import head_of
 from .nn.losses import loss_unit
 
@@ -344,13 +345,22 @@ def another_scale_raters(tasks, low, high, raters=None, lowest_fifth=True):
     list of str
         E.g. ``"'u7' (1 to 5: span 0.8%)"``, one per such rater, in the order given.
     """
-    found = []
+    return [_named_scale(r, y, where)
+            for r, y, where in _judged_scales(tasks, low, high, raters, lowest_fifth)
+            if where]
+
+
+def _judged_scales(tasks, low, high, raters=None, lowest_fifth=True):
+    """``(rater, scores, another_scale's verdict)`` for the raters of ``tasks``."""
     for r in tasks.raters if raters is None else raters:
         # the scores alone: tasks[r] also copies the rater's rows of X
         y = np.asarray(tasks.y[tasks.indices[r]], dtype=np.float64)
-        if where := another_scale(y, low, high, lowest_fifth):
-            found.append(f"{r!r} ({y.min():g} to {y.max():g}: {where})")
-    return found
+        yield r, y, another_scale(y, low, high, lowest_fifth)
+
+
+def _named_scale(r, y, where=""):
+    """``"'u7' (1 to 5: span 0.8%)"``: a rater, its scores' range and the verdict."""
+    return f"{r!r} ({y.min():g} to {y.max():g}{': ' + where if where else ''})"
 
 
 def warn_mixed_scales(tasks, score_range, cost, given=False, whose=None):
@@ -387,7 +397,8 @@ def warn_mixed_scales(tasks, score_range, cost, given=False, whose=None):
     if len(tasks.y) >= 20 and stray_scores(tasks.y)[0].any():  # as warn_if_stray tells
         return
     # a narrow span only: a harsh rater of the others' scale sits in its lowest fifth
-    odd = another_scale_raters(tasks, low, high, lowest_fifth=False)
+    judged = list(_judged_scales(tasks, low, high, lowest_fifth=False))
+    odd = [_named_scale(r, y, where) for r, y, where in judged if where]
     # against a range of its own (a fitted base's), every rater can be on another scale
     if not odd or len(odd) == len(tasks) and whose is None:
         return
@@ -395,11 +406,7 @@ def warn_mixed_scales(tasks, score_range, cost, given=False, whose=None):
         # Most raters in a sliver of the range taken from all the ratings: the few who
         # stretched it are the ones to rescale ("9 of 10 look like another scale" named
         # the nine raters of 1-5 beside one of 0-500)
-        wide = []
-        for r in tasks.raters:
-            y = np.asarray(tasks.y[tasks.indices[r]], dtype=np.float64)
-            if not another_scale(y, low, high, lowest_fifth=False):
-                wide.append(f"{r!r} ({y.min():g} to {y.max():g})")
+        wide = [_named_scale(r, y) for r, y, where in judged if not where]
         warn_caller(
             f"{len(odd)} of {len(tasks)} training rater(s) have scores in a sliver of the "
             f"range ({low:g}, {high:g}) taken from all the ratings, which "
@@ -1421,7 +1428,7 @@ class MetaAestheticRegressor(PickledOnCPU, NumbersNotBools, RegressorMixin, Base
                 config["backbone"] = backbone_fingerprint(data["backbone"])
             elif self.backbone_weights is not None:
                 config["backbone_weights"] = _file_fingerprint(self.backbone_weights)
-            elif self.backbone != "efficientnet_lite0":
+            elif self.backbone not in SHIPS_WEIGHTS:
                 # no weights given for a backbone that ships none (tiny_cnn): its weights
                 # are drawn at each fit, so with random_state=None a head trained on one
                 # backbone's embeddings resumed on another's

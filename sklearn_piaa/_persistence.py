@@ -65,6 +65,7 @@ from .baselines import (
     UserRidgeRegressor,
 )
 from .nn import PersonalityNet, load_backbone
+from .nn.backbones import SHIPS_WEIGHTS
 
 __all__ = ["save_model", "load_model", "FORMAT_VERSION"]
 
@@ -286,7 +287,7 @@ def _backbone_entries(name, weights, backbone):
     """
     if backbone is None:
         return {"backbone": None, "backbone_fingerprint": None}
-    if name == "efficientnet_lite0" and weights is None:
+    if name in SHIPS_WEIGHTS and weights is None:
         return {"backbone": None, "backbone_fingerprint": _module_fingerprint(backbone)}
     return {"backbone": _cpu_state(backbone), "backbone_fingerprint": None}
 

@@ -322,6 +322,11 @@ BUILT = {
 }
 
 
+#: The named backbones whose trained weights come with the package's dependencies;
+#: the others are built with random weights unless a weights file is given.
+SHIPS_WEIGHTS = frozenset({"efficientnet_lite0"})
+
+
 def as_built(backbone):
     """Whether ``backbone`` bears a built-in name and that backbone's width and
     preprocessing (an ``input_size`` or ``mean`` set since is another function of the
