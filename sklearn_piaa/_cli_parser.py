@@ -217,8 +217,10 @@ def negative_ranges(argv):
     """
     out = list(argv)
     for i in range(len(out) - 1):
-        if out[i] == "--score-range" and re.fullmatch(r"-[\d.eE+-]*,.*", out[i + 1]):
-            out[i:i + 2] = [f"--score-range={out[i + 1]}", None]
+        # argparse's abbreviations too ("--score-r"; one that is not unique it refuses)
+        if isinstance(out[i], str) and len(out[i]) > 2 and "--score-range".startswith(out[i]) \
+                and re.fullmatch(r"-[\d.eE+-]*,.*", out[i + 1]):
+            out[i:i + 2] = [f"{out[i]}={out[i + 1]}", None]
     return [a for a in out if a is not None]
 
 
@@ -236,6 +238,20 @@ class _VersionAction(argparse.Action):
 
         print(f"{parser.prog} {__version__} (torch {torch.__version__})")  # as argparse's
         parser.exit()
+
+
+class _DistinctSizes(argparse.Action):
+    """``--n-support 10 10`` refused as the parser refuses other bad values: before the
+    data and the model are read (the evaluation refused it afterwards, naming the
+    Python parameter)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        twice = sorted({v for v in values if values.count(v) > 1})
+        if twice:
+            parser.error(f"argument {'/'.join(self.option_strings)}: lists "
+                         f"{', '.join(map(str, twice))} more than once; give each support "
+                         "size once.")
+        setattr(namespace, self.dest, values)
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -368,6 +384,7 @@ def build_parser():
                        "defines them, else all of them; give raters the prior was not "
                        "meta-trained on)")
     ev.add_argument("--n-support", type=_count, nargs="+", default=[10, 100],
+                    action=_DistinctSizes,
                     help="support set sizes")
     ev.add_argument("--n-repeats", type=_count, default=10, help="random draws per rater")
     ev.add_argument("--n-jobs", type=_jobs, default=None, help=_JOBS_HELP)
@@ -386,6 +403,7 @@ def build_parser():
     demo.add_argument("--n-test-raters", type=_count, default=12,
                       help="raters held out of meta-training and personalized")
     demo.add_argument("--n-support", type=_count, nargs="+", default=[10, 100],
+                      action=_DistinctSizes,
                       help="support set sizes")
     demo.add_argument("--n-repeats", type=_count, default=3, help="random draws per rater")
     demo.add_argument("--backbone", default="efficientnet_lite0", **_BACKBONE_CHOICES,
@@ -436,6 +454,7 @@ def build_parser():
                             "the model takes them (default: the five columns besides the "
                             "rater's, or the five personality-* ones)")
     table.add_argument("--n-support", type=_count, nargs="+", default=[10, 100],
+                       action=_DistinctSizes,
                        help="support set sizes (columns)")
     table.add_argument("--n-repeats", type=_count, default=3, help="random draws per rater")
     table.add_argument("--n-iterations", type=_whole, default=300, help="outer iterations")

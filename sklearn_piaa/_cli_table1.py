@@ -267,7 +267,9 @@ def run_table1(args, out=None):
     else:
         held = np.isin(groups, split[1])
         train, test = np.flatnonzero(~held), np.flatnonzero(held)
-    official = ": the data set's test raters" if split is not None else ""
+    official = ("" if split is None else
+                f": those of {args.test_raters}" if getattr(args, "test_raters", None)
+                else ": the data set's test raters")
     say(f"{len(set(groups))} raters ({len(set(groups[test]))} held out{official}), "
         f"{len(unique)} images embedded ({time.perf_counter() - t0:.1f}s)")
     # MAML's outer step is an Adam learning rate, not BLG's interpolation weight.

@@ -76,7 +76,8 @@ from .nn.losses import loss_unit
 
 __all__ = ["MetaAestheticRegressor"]
 
-_META_ADVICE = "inner_lr, outer_lr or inner_steps"
+_META_ADVICE = ("inner_lr, outer_lr or inner_steps (--inner-lr, --outer-lr, --inner-steps "
+                "on the command line)")
 
 
 #: Head-only fine-tuning: Adam's learning rate at batches of 10 images and the number of

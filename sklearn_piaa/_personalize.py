@@ -694,7 +694,8 @@ class PersonalizedNet(NeuralNetRegressor):
             # all).
             losses = [epoch["train_loss"] for epoch in self.history if "train_loss" in epoch]
             check_trained(self.module_, losses, "fine-tuning",
-                          "the learning rate (lr, or the prior's finetune_lr) or max_epochs",
+                          "the learning rate (lr, or the prior's finetune_lr; --lr on the command "
+                          "line) or max_epochs (--epochs)",
                           features=X if isinstance(self.input, FeatureInput) else None)
         # Not where the backbone trains: there each image costs a forward pass.
         if y is not None and not isinstance(self.input, ImageInput) and (

@@ -963,13 +963,16 @@ def console(argv=None):
 
 
 def _checkpoint_dir(argv):
-    """The ``--checkpoint-dir`` of a command line, or None."""
-    for i, arg in enumerate(argv):
-        if arg == "--checkpoint-dir" and i + 1 < len(argv):
-            return argv[i + 1]
-        if arg.startswith("--checkpoint-dir="):
-            return arg.split("=", 1)[1]
-    return None
+    """The ``--checkpoint-dir`` of a command line, or None.
+
+    Parsed as :func:`main` parsed it: argparse takes abbreviations ("--checkpoint-d"),
+    which a search for the option's full name missed.
+    """
+    try:
+        args, _ = build_parser()[0].parse_known_args(negative_ranges(list(argv)))
+    except SystemExit:  # already parsed once by main: not expected
+        return None
+    return getattr(args, "checkpoint_dir", None)
 
 
 def _format_warning(message, category, filename, lineno, line=None):

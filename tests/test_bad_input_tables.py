@@ -605,6 +605,18 @@ def test_a_negative_score_range_is_read_on_the_command_line(capsys):
     assert "--n-support: expected a positive integer, got 'x'" in err  # not --score-range
     with pytest.raises(FileNotFoundError, match="d.csv"):  # parsed: on to the files
         main(["evaluate", "p.pt", "d.csv", "--score-range", "-10,0"])
+    with pytest.raises(FileNotFoundError, match="d.csv"):  # abbreviated, as argparse takes
+        main(["evaluate", "p.pt", "d.csv", "--score-r", "-10,0"])
+
+
+@pytest.mark.parametrize("command", ["evaluate p.pt d.csv", "demo", "table1"])
+def test_a_support_size_twice_is_refused_by_the_parser(command, capsys):
+    # evaluate read the data and the prior, then failed naming n_support (Python's)
+    with pytest.raises(SystemExit) as exit_:
+        main([*command.split(), "--n-support", "10", "5", "10"])
+    assert exit_.value.code == 2
+    assert ("argument --n-support: lists 10 more than once; give each support size once"
+            in capsys.readouterr().err)
 
 
 def test_folder_search_finds_every_photo_format_and_linked_folders(tmp_path):

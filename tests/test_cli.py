@@ -59,6 +59,13 @@ def test_table1_reads_a_ratings_csv(tmp_path, capsys):
           "--n-support", "4", "--test-fraction", "0.5"])
     out = capsys.readouterr().out
     assert "6 raters (3 held out), 12 images" in out and "BLG-PIAA" in out
+    # the user's own held-out raters were called "the data set's test raters"
+    (tmp_path / "held.csv").write_text("rater\nu1\nu4\n")
+    main(["table1", "--ratings", str(tmp_path / "ratings.csv"), "--backbone", "tiny_cnn",
+          "--algorithms", "blg", "--n-iterations", "2", "--n-repeats", "1",
+          "--n-support", "4", "--test-raters", str(tmp_path / "held.csv"), "--quiet"])
+    out = capsys.readouterr().out
+    assert f"6 raters (2 held out: those of {tmp_path / 'held.csv'}), 12 images" in out
 
 
 def _ratings_folder(tmp_path, n_images=24, n_raters=6, broken=False):

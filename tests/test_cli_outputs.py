@@ -473,7 +473,9 @@ def test_the_command_reports_divergence_and_interrupts_in_one_line(tmp_path, pri
                             for i in range(12)])
     assert console(["personalize", str(prior), str(mine), "-o", str(tmp_path / "u.pt"),
                     "--lr", "1e30", "--quiet"]) == 1
-    assert "fine-tuning diverged" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    # the advice named lr and max_epochs only, Python's parameters
+    assert "fine-tuning diverged" in err and "--lr on the command line" in err
 
     def interrupted(args, out=None):
         raise KeyboardInterrupt
@@ -487,6 +489,11 @@ def test_the_command_reports_divergence_and_interrupts_in_one_line(tmp_path, pri
                     "--checkpoint-dir", str(tmp_path / "runs")]) == 130
     err = capsys.readouterr().err
     assert str(tmp_path / "runs") in err and "resumes" in err
+    # argparse's abbreviation of the option: "nothing was written", a checkpoint kept
+    assert console(["meta-train", str(tmp_path / "ratings.csv"), "-o", str(tmp_path / "p.pt"),
+                    "--checkpoint-d", str(tmp_path / "runs2")]) == 130
+    err = capsys.readouterr().err
+    assert str(tmp_path / "runs2") in err and "resumes" in err
 
 
 def test_evaluate_does_not_write_over_a_photo_of_the_data(tmp_path, image_files, prior):

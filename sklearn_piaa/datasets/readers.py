@@ -50,7 +50,8 @@ def _present(tasks, ids, what):
     ids = list(dict.fromkeys(str(i).strip() for i in ids))
     if not ids:  # "none of them occurs in the ratings" sent the reader to the ratings
         raise ValueError(f"the {what} are given as an empty list (a split file with a "
-                         "header and no ids?); list them, or read without a split.")
+                         "header and no ids?); list them, or read without a split (on the "
+                         "command line, without --test-raters).")
     absent = [i for i in ids if i not in tasks]
     # "w2,w3" under a one-column header is one id: warned of as absent, w2 and w3 would
     # have stayed on the other side of the split
@@ -97,7 +98,8 @@ def _add_split(bunch, test_ids=None, train_ids=None, what="raters of the split")
         train = sorted(set(tasks.raters) - set(test))
     if not test:
         raise ValueError(f"none of the test {what} occurs in the ratings, so the test side "
-                         "of the split would be empty; read without a split to skip it.")
+                         "of the split would be empty; read without a split to skip it (on "
+                         "the command line, without --test-raters).")
     if train_ids is not None and not train:
         # an empty train side would read as "no split" to a caller falling back on
         # every rater, test raters included
