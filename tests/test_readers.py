@@ -4,6 +4,7 @@ import copy
 import os
 import re
 import shlex
+import warnings
 
 import numpy as np
 import pytest
@@ -68,6 +69,23 @@ def test_flickr_aes_values_and_shipped_split(flickr):
     assert set(data.train_raters) | set(data.test_raters) == set(data.tasks.raters)
     assert data.train.raters == data.train_raters and data.test.raters == data.test_raters
     assert "2 train / 2 test" in data.DESCR
+
+
+def test_scores_off_a_public_data_set_s_scale_are_warned_of(flickr):
+    # a copy rescaled to 0-100 (or a column other than the score) was read without a word
+    path = flickr / FLICKR_CSV
+    text = path.read_text().splitlines()
+    path.write_text("\n".join([text[0]] + [f"{line.rsplit(',', 1)[0]}, {20 * i}"
+                                             for i, line in enumerate(text[1:])]) + "\n")
+    with pytest.warns(PIAAWarning) as record:
+        read_flickr_aes(flickr, split=None)
+    message = next(str(w.message) for w in record if "scale" in str(w.message))
+    assert "16 of 16 scores lie outside FLICKR-AES's 1-5 scale (from 0 to 300" in message
+    assert record[0].filename == __file__
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        path.write_text("\n".join(text) + "\n")
+        read_flickr_aes(flickr, split=None)  # on the scale: nothing said
 
 
 def test_flickr_aes_split_files(flickr):

@@ -14,6 +14,7 @@ import urllib.parse
 import warnings
 from importlib import resources
 
+import numpy as np
 from sklearn.utils import Bunch
 
 from .._inputs import is_number
@@ -44,6 +45,24 @@ def _bunch(X, y, groups, title):
              "No train/test rater split.\n")
     return Bunch(tasks=tasks, X=X, y=y, groups=groups, train_raters=None, test_raters=None,
                  train=None, test=None, DESCR=descr)
+
+
+def _warn_off_scale(bunch, name, path, low=1.0, high=5.0):
+    """Warn when scores read as a public data set's lie outside its published scale.
+
+    A copy whose score column is another (a count, an id) or was rescaled (0-100) is
+    read without error, and the model fits whatever scale it is given; a prior of the
+    data set's own scale then meets the user's ratings on another.
+    """
+    outside = np.flatnonzero((bunch.y < low) | (bunch.y > high))
+    if len(outside):
+        i = outside[0]
+        warnings.warn(
+            f"{path}: {len(outside)} of {len(bunch.y)} scores lie outside {name}'s "
+            f"{low:g}-{high:g} scale (from {bunch.y.min():g} to {bunch.y.max():g}; e.g. "
+            f"{bunch.y[i]:g} by rater {bunch.groups[i]!r}): is the score column the data "
+            "set's own, and the copy not rescaled? The model fits the scores as read.",
+            PIAAWarning, stacklevel=3)
 
 
 def _present(tasks, ids, what):
@@ -368,6 +387,7 @@ def read_flickr_aes(root, ratings_file="FLICKR-AES_image_labeled_by_each_worker.
     X, y, groups = _read(t, cols, os.path.join(root, image_dir),
                          check_files=check_files, hint=IMAGE_DIR_HINT)
     bunch = _bunch(X, y, groups, "FLICKR-AES (Ren et al., ICCV 2017), per-worker 1-5 scores")
+    _warn_off_scale(bunch, "FLICKR-AES", t.name)
     if split is None:
         return bunch
     files = {s: os.path.join(root, f"{s}_workers.csv") for s in ("train", "test")}
@@ -441,6 +461,7 @@ def read_para(root, ratings_file="annotation/PARA-Images.csv", image_dir="imgs",
                          os.path.join(root, image_dir), check_files=check_files,
                          extra=("sessionId",), locate=locate, hint=IMAGE_DIR_HINT)
     bunch = _bunch(X, y, groups, "PARA (Yang et al., CVPR 2022), per-subject aesthetic scores")
+    _warn_off_scale(bunch, "PARA", t.name)
     return bunch if test_users is None else _add_split(bunch, test_users, None, "users given")
 
 
@@ -695,6 +716,7 @@ def read_aadb(root, ratings_file="AADB_AllinAll.csv", image_dir="datasetImages_o
                          hint=IMAGE_DIR_HINT, options=COLUMN_OPTIONS,
                          as_table=(ratings_path, image_root))
     bunch = _bunch(X, y, groups, f"Ratings read from {t.name}")
+    _warn_off_scale(bunch, "AADB", t.name)
     bunch.DESCR = "AADB (Kong et al., ECCV 2016). " + bunch.DESCR
     return bunch if test_workers is None else _add_split(bunch, test_workers, None,
                                                          "workers given")
