@@ -234,7 +234,15 @@ def seeded(seed, device="cpu"):
     with _SEEDED_LOCK, torch.random.fork_rng(devices=cuda_devices):
         if seed is not None:
             torch.manual_seed(int(seed))
-        yield
+        # The networks are float32, as the features, pixels and cached embeddings are:
+        # a caller's torch.set_default_dtype(torch.float64) built float64 layers that
+        # failed on them ("mat1 and mat2 must have the same dtype").
+        dtype = torch.get_default_dtype()
+        torch.set_default_dtype(torch.float32)
+        try:
+            yield
+        finally:
+            torch.set_default_dtype(dtype)
 
 
 # Measured on a 2-core AMD EPYC (AVX2, no AVX-512): benchmarks/RESULTS.md, session 32.

@@ -108,3 +108,31 @@ def test_prediction_does_not_wait_for_a_seeded_fit_in_another_thread(ratings, ti
     finally:
         release.set()
         other.join()
+
+
+@pytest.fixture
+def float64_default():
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(torch.float32)
+
+
+@pytest.mark.parametrize("algorithm", ["blg", "maml"])
+def test_a_callers_float64_default_dtype_is_neither_used_nor_changed(ratings, tiny_params,
+                                                                    tmp_path, algorithm,
+                                                                    float64_default):
+    # torch.set_default_dtype(torch.float64) built float64 layers, which failed on the
+    # float32 features: "mat1 and mat2 must have the same dtype" in fit and load_model
+    from sklearn_piaa import load_model, save_model
+
+    X, y, groups = ratings
+    meta = MetaAestheticRegressor(**{**tiny_params, "algorithm": algorithm})
+    meta.fit(X, y, groups=groups)
+    assert torch.get_default_dtype() == torch.float64
+    assert meta.predict(X[:3]).dtype == np.float32
+    user = meta.personalize(X[:10], y[:10])
+    assert np.isfinite(user.predict(X[10:13])).all()
+    save_model(meta, tmp_path / "m.piaa")
+    np.testing.assert_array_equal(load_model(tmp_path / "m.piaa").predict(X[:3]),
+                                  meta.predict(X[:3]))
+    assert torch.get_default_dtype() == torch.float64
