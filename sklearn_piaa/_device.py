@@ -13,7 +13,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 from ._pickled import fill_new_params
 from ._warnings import PIAAWarning, warn_caller
 
-__all__ = ["resolve_device", "usable", "to_device", "seeded", "autocast", "off_cpu",
+__all__ = ["resolve_device", "usable", "to_device", "seeded", "trains", "autocast", "off_cpu",
            "cpu_copies", "PickledOnCPU", "unpickled_device"]
 
 
@@ -214,6 +214,20 @@ def unpickled_device(device):
 # and draw from each other's stream, and restore each other's state on exit. They take
 # turns instead; a thread inside a seeded block may enter another (RLock).
 _SEEDED_LOCK = threading.RLock()
+
+
+def trains(fit):
+    """Run ``fit`` with gradients on, whatever the caller's grad mode.
+
+    A fit called inside the caller's ``torch.no_grad()`` or ``torch.inference_mode()``
+    (around a whole pipeline, say) failed where it trains by autograd (MAML, the whole
+    network, PA-IAA, task vectors): "element 0 of tensors does not require grad".
+    """
+    @functools.wraps(fit)
+    def fit_with_grad(*args, **kwargs):
+        with torch.inference_mode(False), torch.enable_grad():
+            return fit(*args, **kwargs)
+    return fit_with_grad
 
 
 @contextlib.contextmanager

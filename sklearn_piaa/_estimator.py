@@ -26,7 +26,7 @@ from sklearn.utils.validation import check_is_fitted
 from skorch.dataset import ValidSplit
 
 from ._checkpoint import Checkpointer, fingerprint
-from ._device import PickledOnCPU, resolve_device, seeded, unpickled_device
+from ._device import PickledOnCPU, resolve_device, seeded, trains, unpickled_device
 from ._diverged import LEVELS, check_trained, score_levels
 from ._features import (
     DECODED_CACHE,
@@ -901,6 +901,7 @@ class MetaAestheticRegressor(PickledOnCPU, NumbersNotBools, RegressorMixin, Base
     # -- fit -------------------------------------------------------------------------
 
     @_fit_context(prefer_skip_nested_validation=True)
+    @trains
     def fit(self, X, y=None, groups=None):
         """Meta-train the prior over raters.
 

@@ -16,7 +16,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 from torch.func import functional_call
 
-from ._device import PickledOnCPU, seeded, to_device
+from ._device import PickledOnCPU, seeded, to_device, trains
 from ._diverged import check_trained
 from ._estimator import (
     _SCALE_CHECKED,
@@ -374,6 +374,7 @@ class TaskVectorRegressor(PickledOnCPU, NumbersNotBools, RegressorMixin, BaseEst
     # -- fit -------------------------------------------------------------------------
 
     @_fit_context(prefer_skip_nested_validation=False)
+    @trains
     def fit(self, X=None, y=None, groups=None):
         """Fit the base and the fine-tuned versions on the training raters.
 

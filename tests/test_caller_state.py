@@ -136,3 +136,22 @@ def test_a_callers_float64_default_dtype_is_neither_used_nor_changed(ratings, ti
     np.testing.assert_array_equal(load_model(tmp_path / "m.piaa").predict(X[:3]),
                                   meta.predict(X[:3]))
     assert torch.get_default_dtype() == torch.float64
+
+
+@pytest.mark.parametrize("mode", [torch.no_grad, torch.inference_mode])
+def test_fit_trains_inside_the_callers_no_grad_or_inference_mode(ratings, tiny_params, mode):
+    # "element 0 of tensors does not require grad" for MAML, PA-IAA and task vectors
+    from sklearn.frozen import FrozenEstimator
+
+    from sklearn_piaa import PAIAARegressor, TaskVectorRegressor
+
+    X, y, groups = ratings
+    traits = {r: np.linspace(-1, 1, 5) * (i % 3 - 1) for i, r in enumerate(np.unique(groups))}
+    maml = MetaAestheticRegressor(**{**tiny_params, "algorithm": "maml"})
+    with mode():
+        maml.fit(X, y, groups=groups)
+        PAIAARegressor(personality=traits, max_epochs=2).fit(X, y, groups=groups)
+        TaskVectorRegressor(FrozenEstimator(maml), n_sources=2, source_epochs=1,
+                            coef_steps=2, random_state=0).fit(X, y, groups=groups)
+    assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
+    assert np.isfinite(maml.predict(X[:3])).all()

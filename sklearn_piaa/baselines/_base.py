@@ -22,7 +22,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from .._device import PickledOnCPU, resolve_device, seeded
+from .._device import PickledOnCPU, resolve_device, seeded, trains
 from .._estimator import (
     _SCALE_CHECKED,
     another_scale,
@@ -214,6 +214,7 @@ class BaselineRegressor(PickledOnCPU, NumbersNotBools, RegressorMixin, BaseEstim
     # -- fit -------------------------------------------------------------------------
 
     @_fit_context(prefer_skip_nested_validation=True)
+    @trains
     def fit(self, X, y=None, groups=None):
         """Fit the prior on the training raters.
 
