@@ -127,9 +127,18 @@ def _personality(ratings, tiny_params, image_files):
     return model.fit(X, y, groups=groups), X[:10], y[:10]
 
 
+def _baseline_on_images(ratings, tiny_params, image_files):
+    # its device read "cuda" without a word after unpickling, and a refit failed
+    from sklearn_piaa import UserRidgeRegressor
+
+    y = np.tile([1.0, 2.0, 3.0, 4.0, 5.0, 3.0], 2)
+    model = UserRidgeRegressor(backbone="tiny_cnn", random_state=0)
+    return model.fit(image_files, y, groups=np.repeat(["a", "b"], 6)), image_files, y
+
+
 @pytest.mark.parametrize("make", [_prior, _net, _task_vectors, _task_vector_net,
                                   _head_on_images, _whole_network_net, _own_backbone_module,
-                                  _personality])
+                                  _personality, _baseline_on_images])
 def test_a_model_pickled_on_a_gpu_loads_and_predicts_without_one(
         make, ratings, tiny_params, image_files, monkeypatch):
     with warnings.catch_warnings():

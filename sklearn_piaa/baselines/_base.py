@@ -22,7 +22,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from .._device import PickledOnCPU, resolve_device, seeded, trains
+from .._device import PickledOnCPU, resolve_device, seeded, trains, unpickled_device
 from .._estimator import (
     _SCALE_CHECKED,
     another_scale,
@@ -203,6 +203,13 @@ class BaselineRegressor(PickledOnCPU, NumbersNotBools, RegressorMixin, BaseEstim
         self.cache_dir = cache_dir
         self.device = device
         self.random_state = random_state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if "scaler_" in state:
+            # fitted on a GPU, unpickled on a machine without one: its embedder runs on
+            # the CPU, and device said "cuda" without a word (a refit then failed)
+            self.device = unpickled_device(self.device)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
