@@ -155,3 +155,17 @@ def test_fit_trains_inside_the_callers_no_grad_or_inference_mode(ratings, tiny_p
                             coef_steps=2, random_state=0).fit(X, y, groups=groups)
     assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
     assert np.isfinite(maml.predict(X[:3])).all()
+
+
+def test_embed_images_leaves_the_users_module_alone():
+    # it was put in eval mode with its weights laid out channels-last (and, on a GPU,
+    # moved there), where fit works on a copy; a mixed_precision of "False" ran bfloat16
+    module = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4),
+                                 torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()).train()
+    module.input_size = 32
+    weight = module[0].weight.detach().clone()
+    embed_images(_images(), backbone=module)
+    assert module.training and module[0].weight.is_contiguous()
+    assert torch.equal(module[0].weight, weight)
+    with pytest.raises(ValueError, match="mixed_precision must be True or False; got 'False'"):
+        embed_images(_images(), backbone="tiny_cnn", mixed_precision="False")
