@@ -217,15 +217,23 @@ _SEEDED_LOCK = threading.RLock()
 
 
 def trains(fit):
-    """Run ``fit`` with gradients on, whatever the caller's grad mode.
+    """Run ``fit`` with gradients on and outside the caller's autocast.
 
     A fit called inside the caller's ``torch.no_grad()`` or ``torch.inference_mode()``
     (around a whole pipeline, say) failed where it trains by autograd (MAML, the whole
-    network, PA-IAA, task vectors): "element 0 of tensors does not require grad".
+    network, PA-IAA, task vectors): "element 0 of tensors does not require grad". One
+    inside the caller's ``torch.autocast("cpu", dtype=torch.bfloat16)`` failed in the
+    hand-written head steps ("Expected out tensor to have dtype c10::BFloat16"): the
+    package's own ``mixed_precision`` says where bfloat16 runs.
     """
     @functools.wraps(fit)
     def fit_with_grad(*args, **kwargs):
-        with torch.inference_mode(False), torch.enable_grad():
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(torch.inference_mode(False))
+            stack.enter_context(torch.enable_grad())
+            stack.enter_context(torch.autocast("cpu", enabled=False))
+            if torch.cuda.is_available():  # (a warning where CUDA is not)
+                stack.enter_context(torch.autocast("cuda", enabled=False))
             return fit(*args, **kwargs)
     return fit_with_grad
 

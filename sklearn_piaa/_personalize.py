@@ -16,7 +16,7 @@ from skorch.dataset import Dataset, unpack_data
 from skorch.utils import to_tensor
 
 from ._array_loader import array_loader
-from ._device import autocast, cpu_copies, seeded, unpickled_device
+from ._device import autocast, cpu_copies, seeded, trains, unpickled_device
 from ._diverged import LEVELS, check_trained, score_levels
 from ._features import (
     FeatureInput,
@@ -636,6 +636,7 @@ class PersonalizedNet(NeuralNetRegressor):
         finally:
             _KEEPING.discard(id(self))
 
+    @trains
     def partial_fit(self, X, y=None, classes=None, **fit_params):
         """skorch's ``partial_fit`` (from the trained weights), after checking the scores
         as :meth:`fit` does.

@@ -169,3 +169,23 @@ def test_embed_images_leaves_the_users_module_alone():
     assert torch.equal(module[0].weight, weight)
     with pytest.raises(ValueError, match="mixed_precision must be True or False; got 'False'"):
         embed_images(_images(), backbone="tiny_cnn", mixed_precision="False")
+
+
+def test_training_inside_the_callers_bfloat16_autocast(ratings, tiny_params):
+    # the hand-written head steps failed: "Expected out tensor to have dtype
+    # c10::BFloat16"; PA-IAA's scores could not become numpy arrays
+    from sklearn_piaa import PAIAARegressor
+
+    X, y, groups = ratings
+    traits = {r: np.linspace(-1, 1, 5) * (i % 3 - 1) for i, r in enumerate(np.unique(groups))}
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        meta = MetaAestheticRegressor(**tiny_params).fit(X, y, groups=groups)
+        user = meta.personalize(X[:10], y[:10])
+        pa = PAIAARegressor(personality=traits, max_epochs=1).fit(X, y, groups=groups)
+        assert np.isfinite(pa.predict(X[:3])).all()
+    assert torch.is_autocast_cpu_enabled() is False
+    reference = MetaAestheticRegressor(**tiny_params).fit(X, y, groups=groups)
+    np.testing.assert_array_equal(meta.predict(X[:5]), reference.predict(X[:5]))
+    np.testing.assert_allclose(user.predict(X[10:15]),
+                               reference.personalize(X[:10], y[:10]).predict(X[10:15]),
+                               rtol=1e-5)

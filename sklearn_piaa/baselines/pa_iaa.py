@@ -276,7 +276,10 @@ class PAIAARegressor(BaselineRegressor):
         x = torch.as_tensor(Z, dtype=torch.float32, device=next(self.module_.parameters()).device)
         with torch.inference_mode():
             score, traits = self.module_(x)
-        return score.cpu().numpy().astype(np.float64), traits.cpu().numpy().astype(np.float64)
+        # .float(): under a caller's bfloat16 autocast the outputs are bfloat16, which
+        # numpy does not take
+        return (score.float().cpu().numpy().astype(np.float64),
+                traits.float().cpu().numpy().astype(np.float64))
 
     def _base(self, Z):
         # files saved before the scores were standardized have neither
