@@ -446,8 +446,22 @@ def _each_rater(func, prior, calls, n_jobs):
         # (and the memo holds these embeddings anyway).
         found = [_chunk_embeddings(embedder, c) for c in chunks]
         jobs = (delayed(_run_chunk)(func, prior, c, e) for c, e in zip(chunks, found))
+    if workers != 1 and not getattr(parallel._backend, "supports_sharedmem", False):
+        # Worker processes start with Python's default warning filters: an "ignore" or
+        # "error" of the caller's held with n_jobs=1 only. (Set in each job, where a
+        # worker runs one at a time; threads share this process's filters already, and
+        # setting them there would swap the list under each other.)
+        filters = list(warnings.filters)
+        jobs = (delayed(_with_filters)(filters, *job) for job in jobs)
     for part in _in_order(jobs, n_jobs):
         yield from part
+
+
+def _with_filters(filters, function, args, kwargs):
+    """``function(*args, **kwargs)`` under the warning ``filters`` (a caller's)."""
+    with warnings.catch_warnings():
+        warnings.filters[:] = filters
+        return function(*args, **kwargs)
 
 
 def _run_chunk(func, prior, calls, embeddings=None):

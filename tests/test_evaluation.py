@@ -685,3 +685,27 @@ def test_images_for_a_features_prior_are_refused_before_any_word_on_the_raters(
         with pytest.raises(ValueError, match=r"fitted on precomputed features \(backbone=None\)"
                                              r", so X must be a 2-D feature array; got images"):
             _protocols(meta)[protocol](tasks)
+
+
+def test_worker_processes_follow_the_callers_warning_filters(image_files, tmp_path):
+    # joblib's own Parallel: an "error" (or "ignore") filter for PIAAWarning held with
+    # n_jobs=1 only; the workers printed the warning and the run went on
+    import warnings
+
+    from sklearn_piaa import PIAAWarning
+
+    rng = np.random.RandomState(0)
+    meta = MetaAestheticRegressor(backbone="tiny_cnn", hidden_sizes=(4,), n_iterations=2,
+                                  support_size=4, query_size=2, finetune_epochs=1,
+                                  on_error="skip", random_state=0)
+    meta.fit(image_files * 2, rng.randint(1, 6, 24).astype(float),
+             groups=np.repeat(["a", "b"], 12))
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not an image")
+    X = [str(bad), *image_files[1:]] + image_files
+    test = TaskSet.from_arrays(X, rng.randint(1, 6, 24).astype(float), np.repeat(["c", "d"], 12))
+    for n_jobs in (1, 2):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", PIAAWarning)
+            with pytest.raises(PIAAWarning, match="could not be read"):
+                evaluate_personalization(meta, test, n_support=5, n_repeats=1, n_jobs=n_jobs)
