@@ -1709,6 +1709,10 @@ class MetaAestheticRegressor(PickledOnCPU, NumbersNotBools, RegressorMixin, Base
         refuse_bool_numbers(_OVERRIDE_CONSTRAINTS, overrides, "personalize")
         validate_parameter_constraints(_OVERRIDE_CONSTRAINTS, overrides,
                                        caller_name="personalize")
+        if "device" in net_params:
+            # as fit checks its own: torch's "Found no NVIDIA driver" or "Invalid device
+            # string", and an int read as a CUDA index, otherwise
+            resolve_device(net_params["device"])
 
     def _check_rater(self, X, y, score_range=None):
         """One rater's ``X, y`` checked (and unreadable images dropped); their scale."""

@@ -16,7 +16,7 @@ from skorch.dataset import Dataset, unpack_data
 from skorch.utils import to_tensor
 
 from ._array_loader import array_loader
-from ._device import autocast, cpu_copies, seeded, trains, unpickled_device
+from ._device import autocast, cpu_copies, resolve_device, seeded, trains, unpickled_device
 from ._diverged import LEVELS, check_trained, score_levels
 from ._features import (
     FeatureInput,
@@ -259,6 +259,8 @@ class PersonalizedNet(NeuralNetRegressor):
                 raise ValueError(f"PersonalizedNet has no parameter {name!r}: how the net "
                                  f"reads images is set with net.set_params(input__{name}="
                                  f"{params[name]!r}).")
+        if "device" in params:  # else torch's "Found no NVIDIA driver" at predict
+            resolve_device(params["device"])
         # the reader checked before anything is set: a refused call changes nothing
         reader = _reading_replaced(self.input, reading) if reading else None
         if params:

@@ -734,6 +734,23 @@ def test_betas_set_after_fit_are_checked_at_personalize(ratings, tiny_params, be
         meta.set_params(betas=betas).personalize(X[:10], y[:10])
 
 
+def test_a_device_given_to_personalize_or_its_net_is_checked(ratings, tiny_params):
+    # torch's "Invalid device string" (or, for "cuda" without a GPU, "Found no NVIDIA
+    # driver") came at training or predict, and an int was taken as a CUDA index
+    X, y, groups = ratings
+    meta = MetaAestheticRegressor(**tiny_params).fit(X, y, groups=groups)
+    with pytest.raises(ValueError, match="device=0 is not a valid device argument"):
+        meta.personalize(X[:10], y[:10], device=0)
+    with pytest.raises(ValueError, match="device=' cpu' is not a valid torch device"):
+        meta.personalize(X[:10], y[:10], device=" cpu")
+    net = meta.personalize(X[:10], y[:10])
+    with pytest.raises(ValueError, match="device=' cpu' is not a valid torch device"):
+        net.set_params(device=" cpu")
+    assert net.device == "cpu"
+    np.testing.assert_array_equal(net.set_params(device=torch.device("cpu")).predict(X[:3]),
+                                  meta.personalize(X[:10], y[:10]).predict(X[:3]))
+
+
 def _numeric_params(estimator):
     from sklearn.utils._param_validation import Interval
 
