@@ -766,9 +766,10 @@ class MetaAestheticRegressor(PickledOnCPU, NumbersNotBools, RegressorMixin, Base
     batch 0.501 / 0.609; 1e-4 full batch 0.586 / 0.639; 3e-5 full batch 0.594 / 0.613;
     3e-5 batch 10: 0.594 / 0.642. Batches of a quarter of the rater's
     images with the learning rate scaled by the square root of the batch size then
-    matched batches of 10 at 50 and 100 images in 2.5x fewer steps (paired
-    differences -0.000 to +0.003 SROCC, standard errors 0.001-0.002, over three seeds
-    of the built-in benchmark and on real photos; ``benchmarks/finetune_defaults.py``).
+    matched batches of 10 at 50 and 100 images in fewer steps (1.25x at 50, 2.5x at
+    100; paired differences -0.000 to +0.003 SROCC, standard errors 0.001-0.002, over
+    three seeds of the built-in benchmark and on real photos;
+    ``benchmarks/finetune_defaults.py``).
     Fine-tuning parameters are read when :meth:`personalize` runs, so
     ``set_params(finetune_lr=...)`` needs no new fit.
 
