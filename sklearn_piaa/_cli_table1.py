@@ -223,10 +223,19 @@ def run_table1(args, out=None):
                 raise SystemExit(str(exc)) from None
     elif getattr(args, "photos", None):
         files = image_files([args.photos])
+        per_rater = args.images_per_rater
+        if per_rater > len(files):
+            if per_rater != BENCHMARK_DEFAULTS["images_per_rater"]:
+                # as the built-in benchmark refuses it: capped, it ran without a word
+                raise SystemExit(f"--images-per-rater {per_rater} exceeds the "
+                                 f"{len(files)} photos of --photos {args.photos}: each "
+                                 "simulated rater rates distinct photos.")
+            per_rater = len(files)
+            say(f"each simulated rater rates all {len(files)} photos (fewer than "
+                f"--images-per-rater's default {args.images_per_rater})")
         measured, _ = measure_attributes(files)
         data = simulate_raters(measured, n_raters=args.n_raters,
-                               images_per_rater=min(args.images_per_rater, len(files)),
-                               random_state=args.random_state)
+                               images_per_rater=per_rater, random_state=args.random_state)
         X = [files[i] for i in data.image_index]
         y, groups = data.y, data.groups
         if want_attributes:

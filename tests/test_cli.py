@@ -362,6 +362,10 @@ def test_table1_on_a_folder_of_photos(tmp_path, capsys):
     with pytest.raises(SystemExit, match=r"--n-images, --image-size size the built-in "
                                          r"benchmark, and --photos uses every photo"):
         main(["table1", "--photos", str(tmp_path), "--n-images", "10", "--image-size", "16"])
+    # capped at the 30 photos without a word, where the built-in benchmark refuses it
+    with pytest.raises(SystemExit, match=r"--images-per-rater 100 exceeds the 30 photos "
+                                         r"of --photos"):
+        main(["table1", "--photos", str(tmp_path), "--images-per-rater", "100"])
     with pytest.raises(SystemExit, match=r"--n-raters sizes the built-in benchmark, and "
                                          r"--ratings reads its raters and images: leave it"):
         main(["table1", "--ratings", str(tmp_path / "r.csv"), "--n-raters", "5"])

@@ -39,6 +39,11 @@ def test_measure_attributes_shape_and_inputs(tmp_path):
     same, _ = measure_attributes([str(path), Image.fromarray(imgs[0]), np.stack(imgs)[0]])
     np.testing.assert_allclose(same, attrs[[0, 0, 0]], rtol=1e-6)
     np.testing.assert_allclose(measure_attributes(np.stack(imgs))[0], attrs)
+    # an array of paths was refused ("got ndarray(2,)"), one PIL image a TypeError
+    np.testing.assert_allclose(measure_attributes(np.array([str(path)] * 2))[0],
+                               attrs[[0, 0]], rtol=1e-6)
+    with pytest.raises(ValueError, match=r"got one PIL image: pass \[image\]"):
+        measure_attributes(Image.fromarray(imgs[0]))
 
 
 def test_measure_attributes_respond_to_the_image():

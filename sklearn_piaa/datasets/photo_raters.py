@@ -86,11 +86,18 @@ def measure_attributes(images, size=128):
     - ``sharpness``: ``log(1 + var(Laplacian of 255 L))``; blur lowers it.
     - ``noise``: a robust estimate of the sd of additive noise in 255 L: the median
       absolute response of Immerkaer's 3x3 mask (zero on any local plane) / (6 x 0.6745),
-      over the flattest 20% of pixels (smallest Gaussian-smoothed gradient).
+      over the flattest 20% of pixels (smallest Gaussian-smoothed gradient). Exactly
+      flat areas (letterbox bars, a frame, clipped sky) are among those pixels and
+      respond 0: where they cover a fifth of the image or more, the estimate is 0
+      however noisy the rest.
     - ``thirds_distance``: distance, in image-size units (height and width scaled to
       1), from the most salient point to the nearest rule-of-thirds intersection.
       Saliency is frequency-tuned: the distance of the slightly blurred colour from
-      the image's mean colour, smoothed; the salient point is its maximum.
+      the image's mean colour, smoothed (reflecting the image at its edges); the
+      salient point is its maximum. The reflection favours maxima on the border: on
+      about 40% of 200 shared photos the point lies on the image's edge, 12% in a
+      corner, rather than on the subject; a uniform image, without a salient point,
+      gives the top-left corner's distance (about 0.47).
     - ``salient_area``: share of pixels whose saliency exceeds the midpoint of its
       range (0 when saliency is flat).
     - ``symmetry``: Pearson correlation of ``L`` with its left-right mirror, in
@@ -122,6 +129,11 @@ def measure_attributes(images, size=128):
     ((2, 10), True)
     """
     size = _check_int(size, "size", 16)
+    if isinstance(images, Image.Image):  # "'Image' object is not iterable"
+        raise ValueError("images must be a list of images; got one PIL image: pass "
+                         "[image].")
+    if isinstance(images, np.ndarray) and images.ndim == 1 and images.dtype.kind in "OU":
+        images = list(images)  # paths (np.array(paths), a Series' to_numpy()), as a list
     if isinstance(images, (str, bytes)) or (isinstance(images, np.ndarray) and images.ndim != 4):
         raise ValueError("images must be a list of images or an array of shape "
                          f"(n_images, height, width, 3); got {type(images).__name__}"
