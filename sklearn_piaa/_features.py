@@ -1079,8 +1079,35 @@ def backbone_fingerprint(backbone):
                  f"{type(backbone.features).__qualname__}\0{backbone.features!r}\0"
                  f"{backbone.input_size}\0{backbone.mean}\0{backbone.std}\0"
                  f"{backbone.out_features}".encode())
+        _hash_module_settings(h, backbone.features)
         key += h.hexdigest()
     return key
+
+
+def _hash_module_settings(h, module):
+    """Feed ``h`` what a module computes with besides its saved weights.
+
+    Two instances of one class with equal weights that differ in a plain attribute
+    (``pool="max"`` against ``"avg"``), a buffer kept out of ``state_dict`` or their
+    ``forward``'s code shared a cache folder and checkpoint runs: one's embeddings were
+    read as the other's. (Attributes of other kinds are not read, as the user guide's
+    backbones page says.)
+    """
+    saved = set(module.state_dict())
+    for name, buffer in module.named_buffers():
+        if name not in saved:  # persistent=False
+            h.update(name.encode())
+            h.update(buffer.detach().cpu().contiguous().numpy().tobytes())
+    for name, sub in module.named_modules():
+        code = getattr(getattr(type(sub), "forward", None), "__code__", None)
+        if code is not None:
+            h.update(code.co_code)
+            h.update(repr([c for c in code.co_consts
+                           if isinstance(c, (str, bytes, int, float, type(None)))]).encode())
+        for attr, value in sorted(vars(sub).items()):
+            if not attr.startswith("_") and attr != "training" and isinstance(
+                    value, (str, bytes, int, float, type(None), tuple)):
+                h.update(f"{name}.{attr}={value!r}\0".encode())
 
 
 def run_keys(images):

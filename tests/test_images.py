@@ -665,3 +665,36 @@ def test_embeddings_handed_to_a_pickled_copy_are_not_computed_again(image_files,
     with pytest.raises(FileNotFoundError, match="gone.png"):
         copy.transform([gone])
     assert embedder.embeddings(np.zeros((2, 16), np.float32)) == {}
+
+
+class _Pooled(torch.nn.Module):
+    """A weightless backbone whose pooling is a plain attribute."""
+
+    def __init__(self, pool, scale=None):
+        super().__init__()
+        self.pool = pool
+        self.out_features = 3
+        self.input_size = 32
+        if scale is not None:
+            self.register_buffer("scale", torch.tensor(scale), persistent=False)
+
+    def forward(self, x):
+        x = x * getattr(self, "scale", 1.0)
+        return x.amax(dim=(2, 3)) if self.pool == "max" else x.mean(dim=(2, 3))
+
+
+@pytest.mark.parametrize("first, second", [
+    (_Pooled("avg"), _Pooled("max")),  # a plain attribute
+    (_Pooled("avg", 1.0), _Pooled("avg", 10.0)),  # a buffer kept out of state_dict
+])
+def test_user_modules_differing_outside_their_weights_get_their_own_cache(
+        first, second, tmp_path):
+    # equal weights (none) and equal printed forms: both read one cache folder, and
+    # the second module's embeddings were the first one's
+    from sklearn_piaa import embed_images
+
+    images = (np.random.RandomState(0).rand(4, 32, 32, 3) * 255).astype(np.uint8)
+    embed_images(images, backbone=first, cache_dir=tmp_path)
+    cached = embed_images(images, backbone=second, cache_dir=tmp_path)
+    np.testing.assert_array_equal(cached, embed_images(images, backbone=second))
+    assert len(os.listdir(tmp_path)) == 2
