@@ -324,6 +324,16 @@ def warn_repeated_images(tasks, stacklevel=None):
         "taste. Average each rater's repeats first (read_ratings does).")
 
 
+def _plain(value):
+    """A setting as plain Python: equal settings of other types hash alike in a run's
+    key (``np.float64(1e-3)`` from a search's grid and ``1e-3``, ``[8]`` and ``(8,)``)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return tuple(_plain(v) for v in value)
+    return value
+
+
 def another_scale_raters(tasks, low, high, raters=None, lowest_fifth=True):
     """The raters of ``tasks`` whose scores look like another scale than ``(low, high)``.
 
@@ -1405,8 +1415,10 @@ class MetaAestheticRegressor(PickledOnCPU, NumbersNotBools, RegressorMixin, Base
                   "batch_size", "cache_dir", "finetune_epochs", "finetune_lr",
                   "finetune_batch_size"}
         config = {k: (type(v).__name__ if isinstance(v, (torch.nn.Module,
-                                                          np.random.RandomState)) else v)
+                                                          np.random.RandomState)) else _plain(v))
                   for k, v in self.get_params(deep=False).items() if k not in ignore}
+        if self.score_range is not None:  # (1, 5) and the command line's (1.0, 5.0)
+            config["score_range"] = tuple(float(v) for v in self.score_range)
         if not self.mixed_precision:
             config.pop("mixed_precision")  # keeps checkpoints written before it existed valid
         config["raters"] = [(repr(r), n) for r, n in tasks.sizes().items()]

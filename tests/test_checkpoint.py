@@ -177,6 +177,30 @@ def test_grid_search_with_a_checkpoint_dir(ratings, tiny_params, tmp_path, monke
     assert len(os.listdir(tmp_path)) == 5
 
 
+def test_equal_settings_of_other_types_resume_the_same_run(ratings, tiny_params, tmp_path,
+                                                             monkeypatch):
+    # np.float64(1e-3) from a search's grid against 1e-3, (1, 5) against the command
+    # line's (1.0, 5.0), [8] against (8,): a second run from iteration 0, and a warning
+    # that the folder held a run "of other data or settings"
+    from sklearn_piaa.meta import ALGORITHMS
+
+    X, y, groups = ratings
+    params = {**tiny_params, "n_iterations": 3, "checkpoint_dir": tmp_path,
+              "inner_lr": np.float64(1e-3), "score_range": (1.0, 5.0),
+              "hidden_sizes": list(tiny_params["hidden_sizes"])}
+    first = MetaAestheticRegressor(**params).fit(X, y, groups=groups)
+    blg, steps = ALGORITHMS["blg"], []
+    step = blg.step
+    monkeypatch.setattr(blg, "step", lambda *a, **k: steps.append(1) or step(*a, **k))
+    again = {**params, "inner_lr": 1e-3, "score_range": (1, 5),
+             "hidden_sizes": tuple(tiny_params["hidden_sizes"])}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        second = MetaAestheticRegressor(**again).fit(X, y, groups=groups)
+    assert steps == [] and len(os.listdir(tmp_path)) == 1
+    np.testing.assert_array_equal(second.predict(X[:5]), first.predict(X[:5]))
+
+
 def test_grid_search_over_n_iterations_with_a_checkpoint_dir(ratings, tiny_params, tmp_path):
     X, y, groups = ratings
 
