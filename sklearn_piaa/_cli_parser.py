@@ -121,6 +121,8 @@ def _whole(text):
 # checked as the options are read, before a data set is: "The 'backbone' parameter of
 # MetaAestheticRegressor must be a str among ..." came after it, in the estimator's words
 _BACKBONE_CHOICES = {"choices": BACKBONE_NAMES, "metavar": "NAME"}
+_BACKBONE_HELP = ("efficientnet_lite0 (weights shipped), resnet18, alexnet, inception_v3 "
+                  "(need --backbone-weights) or tiny_cnn")
 _JOBS_HELP = "raters in parallel (joblib's count: -1 every core, -2 all but one, ...)"
 
 
@@ -293,8 +295,7 @@ def build_parser():
                          "naming them (they order no pair of images; default: kept, with "
                          "a warning)")
     mt.add_argument("--backbone", default="efficientnet_lite0", **_BACKBONE_CHOICES,
-                    help="efficientnet_lite0 (weights shipped), resnet18, alexnet, "
-                         "inception_v3 (need --backbone-weights) or tiny_cnn")
+                    help=_BACKBONE_HELP)
     mt.add_argument("--backbone-weights", help="local weights file of the backbone")
     mt.add_argument("--train-backbone", action="store_true",
                     help="train the whole network (the paper's setting; use a GPU) "
@@ -407,7 +408,8 @@ def build_parser():
                       help="support set sizes")
     demo.add_argument("--n-repeats", type=_count, default=3, help="random draws per rater")
     demo.add_argument("--backbone", default="efficientnet_lite0", **_BACKBONE_CHOICES,
-                      help="image backbone: " + ", ".join(BACKBONE_NAMES))
+                      help=_BACKBONE_HELP)
+    demo.add_argument("--backbone-weights", help="local weights file of the backbone")
     demo.add_argument("--n-iterations", type=_whole, default=300, help="outer iterations")
     demo.add_argument("--outer-lr", type=_rate, default=0.1, help="outer step size")
     _add_common_args(demo, device=False)
@@ -463,7 +465,8 @@ def build_parser():
     table.add_argument("--maml-outer-lr", type=_rate, default=1e-3,
                        help="learning rate of MAML's outer Adam (0.1 saturates its head)")
     table.add_argument("--backbone", default="efficientnet_lite0", **_BACKBONE_CHOICES,
-                       help="image backbone: " + ", ".join(BACKBONE_NAMES))
+                       help=_BACKBONE_HELP)
+    table.add_argument("--backbone-weights", help="local weights file of the backbone")
     table.add_argument("--n-jobs", type=_jobs, default=None, help=_JOBS_HELP)
     _add_common_args(table, device=False)
     return parser, sub

@@ -261,7 +261,7 @@ def run_table1(args, out=None):
                          "fraction between 0 and 1, and at least 2 raters.")
     # Embed each distinct image once; every method then trains on the same features.
     with seeded(args.random_state):  # a backbone without pretrained weights (tiny_cnn)
-        backbone = load_backbone(args.backbone)
+        backbone = load_backbone(args.backbone, getattr(args, "backbone_weights", None))
     embedder = ImageEmbedder(backbone, resolve_device("cpu"),
                              progress=not getattr(args, "quiet", True))
     unique, inverse = embedder.transform_unique(X, strict_cache=True)

@@ -35,7 +35,8 @@ __all__ = ["console", "main", "run_demo", "run_table1", "run_meta_train", "run_p
 
 def run_demo(n_images=1200, n_raters=60, images_per_rater=160, image_size=128,
              n_test_raters=12, n_support=(10, 100), n_repeats=3, backbone="efficientnet_lite0",
-             n_iterations=300, outer_lr=0.1, random_state=0, verbose=1, out=None):
+             n_iterations=300, outer_lr=0.1, random_state=0, verbose=1, out=None,
+             backbone_weights=None):
     """Meta-train on the built-in benchmark and report prior vs personalized SROCC.
 
     Parameters
@@ -56,6 +57,9 @@ def run_demo(n_images=1200, n_raters=60, images_per_rater=160, image_size=128,
     verbose : int, default=1
     out : file-like, default=None
         Where to print; ``None`` means standard output.
+    backbone_weights : str or path-like, default=None
+        Local weights file of ``backbone`` (resnet18, alexnet and inception_v3 ship
+        none).
 
     Returns
     -------
@@ -86,9 +90,9 @@ def run_demo(n_images=1200, n_raters=60, images_per_rater=160, image_size=128,
     test_raters = data.rater_ids[-n_test_raters:]
     test = np.isin(data.groups, test_raters)
 
-    meta = MetaAestheticRegressor(backbone=backbone, n_iterations=n_iterations,
-                                  outer_lr=outer_lr, random_state=random_state,
-                                  verbose=verbose)
+    meta = MetaAestheticRegressor(backbone=backbone, backbone_weights=backbone_weights,
+                                  n_iterations=n_iterations, outer_lr=outer_lr,
+                                  random_state=random_state, verbose=verbose)
     t1 = time.perf_counter()
     meta.fit(X[~test], data.y[~test], groups=data.groups[~test])
     say(f"meta-trained on {n_raters - n_test_raters} raters: {n_iterations} iterations "
@@ -901,9 +905,9 @@ def main(argv=None):
                  images_per_rater=args.images_per_rater, image_size=args.image_size,
                  n_test_raters=args.n_test_raters, n_support=tuple(args.n_support),
                  n_repeats=args.n_repeats,
-                 backbone=args.backbone, n_iterations=args.n_iterations,
-                 outer_lr=args.outer_lr, random_state=args.random_state,
-                 verbose=0 if args.quiet else 1)
+                 backbone=args.backbone, backbone_weights=args.backbone_weights,
+                 n_iterations=args.n_iterations, outer_lr=args.outer_lr,
+                 random_state=args.random_state, verbose=0 if args.quiet else 1)
     return 0
 
 

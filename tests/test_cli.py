@@ -33,6 +33,25 @@ def test_cli_parses_and_runs(capsys):
     assert "prior" in out and "\n        5   " in out and "\n       10   " in out
 
 
+@pytest.mark.parametrize("command", ["demo", "table1"])
+def test_demo_and_table1_take_a_backbone_weights_file(command, tmp_path, capsys):
+    # they offered resnet18, alexnet and inception_v3, which need a weights file, but
+    # had no --backbone-weights: "unrecognized arguments"
+    from sklearn_piaa.nn import load_backbone
+
+    weights = tmp_path / "tiny.pt"
+    torch.save(load_backbone("tiny_cnn").state_dict(), weights)
+    small = ["--n-images", "60", "--n-raters", "8", "--images-per-rater", "30",
+             "--image-size", "32", "--n-repeats", "1", "--backbone", "tiny_cnn",
+             "--n-iterations", "2", "--n-support", "5", "--quiet"]
+    small += ["--algorithms", "blg"] if command == "table1" else ["--n-test-raters", "2"]
+    main([command, *small, "--backbone-weights", str(weights)])
+    assert ("BLG-PIAA" if command == "table1" else "personalized") in capsys.readouterr().out
+    weights.write_text("not weights")
+    with pytest.raises(ValueError, match="tiny.pt"):
+        main([command, *small, "--backbone-weights", str(weights)])
+
+
 def test_table1_command_compares_every_method(capsys):
     main(["table1", "--n-images", "80", "--n-raters", "10", "--images-per-rater", "40",
           "--image-size", "32", "--backbone", "tiny_cnn", "--n-iterations", "3",
