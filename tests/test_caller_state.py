@@ -51,7 +51,7 @@ def test_a_failed_probe_leaves_the_users_module_in_its_mode():
     module = _WrongWidth().train()
     meta = MetaAestheticRegressor(backbone=module, hidden_sizes=(4,), n_iterations=1,
                                   support_size=3, query_size=2)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(ValueError, match="backbone module _WrongWidth fails on one image"):
         meta.fit(list(_images(12)), np.tile([1.0, 2.0, 3.0], 4),
                  groups=np.repeat(["a", "b"], 6))
     assert module.training  # it was left in eval mode

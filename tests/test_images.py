@@ -233,6 +233,39 @@ def test_a_user_module_of_another_output_shape_is_refused(returns, got):
         load_backbone(Module())
 
 
+def test_a_user_modules_declared_width_and_output_are_probed():
+    # declared out_features were trusted: a wrong width failed in fit with "mat1 and
+    # mat2 shapes cannot be multiplied", a tuple in embedding ("'tuple' object has no
+    # attribute 'ndim'", in a Backbone too); float64 weights failed with torch's words
+    from sklearn_piaa.nn import Backbone
+
+    class Module(torch.nn.Module):
+        out_features = 10
+
+        def __init__(self, pair=False):
+            super().__init__()
+            self.conv, self.pair = torch.nn.Conv2d(3, 6, 8, stride=8), pair
+
+        def forward(self, x):
+            f = self.conv(x).mean(dim=(2, 3))
+            return (f, f) if self.pair else f
+
+    with pytest.raises(ValueError, match="declares out_features=10, but given one image it "
+                                         "returns 6 features: set out_features=6"):
+        load_backbone(Module())
+    with pytest.raises(ValueError, match="given one image it returned a tuple"):
+        load_backbone(Module(pair=True))
+    with pytest.raises(ValueError, match="backbone 'custom' returned a tuple"):
+        load_backbone(Backbone(Module(pair=True), 6))
+    wide = Module().double()
+    wide.out_features = 6
+    with pytest.raises(ValueError, match=r"fails on one image of 224 x 224: .*Its weights "
+                                         r"are torch.float64; images come as float32"):
+        load_backbone(wide)
+    wide.out_features = None  # probed for its width, once float32
+    assert load_backbone(wide.float()).out_features == 6
+
+
 def test_user_module_backbone(image_files):
     y, groups = _ratings_for(image_files)
     module = torch.nn.Sequential(torch.nn.Conv2d(3, 5, 3), torch.nn.AdaptiveAvgPool2d(1),
@@ -364,19 +397,21 @@ def test_normalized_pixels_are_the_same_numbers_in_any_layout(image_files):
 
 
 def test_embedder_runs_the_same_numbers_as_the_decoded_tensors(image_files):
-    from sklearn_piaa._features import ImageEmbedder, image_tensor
+    from sklearn_piaa._features import ImageEmbedder, _forward_part, image_tensor
 
     backbone = load_backbone("tiny_cnn")
     embedder = ImageEmbedder(backbone, torch.device("cpu"), batch_size=5)
     batch = torch.stack([image_tensor(load_image(p), backbone.input_size, backbone.mean,
                                       backbone.std) for p in image_files])
     # A convolution's sums may round otherwise at another batch size (AVX2 CPUs; not
-    # AVX-512 ones): the reference runs the embedder's batches of 5 in its forward parts.
+    # AVX-512 ones): the reference runs the embedder's batches of 5 in its forward parts
+    # (a lone image as a pair).
     step = embedder._forward_batch()
     parts = [part for five in batch.split(5) for part in five.split(step)]
     with torch.inference_mode():
         net = embedder._inference_net()
-        ref = torch.cat([net(p.contiguous(memory_format=torch.channels_last)) for p in parts])
+        ref = torch.cat([_forward_part(net, p.contiguous(memory_format=torch.channels_last))
+                         for p in parts])
     # bytes normalized in place, in batches of 5 (the last one short): the same numbers
     np.testing.assert_array_equal(embedder.transform(image_files), ref.numpy())
 

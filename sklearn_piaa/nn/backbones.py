@@ -64,6 +64,9 @@ class Backbone(nn.Module):
                 "a 1-image query set). Use sklearn_piaa.nn.head.BatchNorm1d in the "
                 "backbone instead (it normalizes a batch of one with its running "
                 "statistics), or a batch size that leaves no batch of one.") from None
+        if not isinstance(f, torch.Tensor):  # ('tuple' object has no attribute 'ndim')
+            raise ValueError(f"backbone {self.name!r} returned a {type(f).__name__}; it must "
+                             "return embeddings (N, D) or feature maps (N, C, H, W).")
         if f.ndim == 4:
             f = f.mean(dim=(2, 3))
         elif f.ndim != 2:  # flattening tokens (N, T, D) would mix them into one vector
@@ -416,19 +419,32 @@ def load_backbone(backbone, weights=None, pretrained=True):
                 f"out_features={out.shape[1]}.")
         return backbone
     if isinstance(backbone, nn.Module):
-        dim = getattr(backbone, "out_features", None)
-        if dim is None:
+        # probed also where it declares out_features: a wrong width failed in fit as
+        # "mat1 and mat2 shapes cannot be multiplied", a tuple in embedding as "'tuple'
+        # object has no attribute 'ndim'"
+        name = type(backbone).__name__
+        try:
             out = _one_image(backbone, 224)
-            if not isinstance(out, torch.Tensor) or out.ndim not in (2, 4):
-                got = (f"shape {tuple(out.shape)}" if isinstance(out, torch.Tensor)
-                       else f"a {type(out).__name__}")
-                raise ValueError(
-                    f"backbone module {type(backbone).__name__} must map images (N, 3, H, W) "
-                    f"to embeddings (N, D) or feature maps (N, C, H, W); given one image it "
-                    f"returned {got}. Wrap it in a module that returns one of these (for "
-                    "a transformer's tokens (N, T, D), e.g. the class token, out[:, 0]).")
-            dim = out.shape[1]
-        return Backbone(backbone, dim)
+        except RuntimeError as exc:
+            dtype = next((p.dtype for p in backbone.parameters()), torch.float32)
+            hint = (f" Its weights are {dtype}; images come as float32: module.float()."
+                    if dtype != torch.float32 else "")
+            raise ValueError(f"backbone module {name} fails on one image of 224 x 224: "
+                             f"{exc}.{hint}") from None
+        if not isinstance(out, torch.Tensor) or out.ndim not in (2, 4):
+            got = (f"shape {tuple(out.shape)}" if isinstance(out, torch.Tensor)
+                   else f"a {type(out).__name__}")
+            raise ValueError(
+                f"backbone module {name} must map images (N, 3, H, W) "
+                f"to embeddings (N, D) or feature maps (N, C, H, W); given one image it "
+                f"returned {got}. Wrap it in a module that returns one of these (for "
+                "a transformer's tokens (N, T, D), e.g. the class token, out[:, 0]).")
+        dim = getattr(backbone, "out_features", None)
+        if dim is not None and dim != out.shape[1]:
+            raise ValueError(f"backbone module {name} declares out_features={dim}, but "
+                             f"given one image it returns {out.shape[1]} features: set "
+                             f"out_features={out.shape[1]}, or remove it.")
+        return Backbone(backbone, out.shape[1])
     if backbone not in BACKBONES:
         raise ValueError(
             f"unknown backbone {backbone!r}; choose one of {sorted(BACKBONES)}, pass an "
