@@ -96,8 +96,8 @@ def _check_backbone(backbone):
     if isinstance(backbone, torch.nn.Module):
         raise TypeError(
             "save_model cannot store a custom backbone module (only its weights could be "
-            "saved, not its code): save the estimator with joblib.dump, or register the "
-            "architecture under a name.")
+            "saved, not its code): save the estimator with joblib.dump (its module's "
+            "class must be importable where it is loaded).")
 
 
 def _params(meta):
