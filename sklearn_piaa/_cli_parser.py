@@ -467,6 +467,9 @@ def build_parser():
     table.add_argument("--backbone", default="efficientnet_lite0", **_BACKBONE_CHOICES,
                        help=_BACKBONE_HELP)
     table.add_argument("--backbone-weights", help="local weights file of the backbone")
+    table.add_argument("--score-range", type=_score_range, metavar="LOW,HIGH",
+                       help="the test raters' scale (e.g. 1,5), where their scores reach "
+                            "beyond the training raters' range")
     table.add_argument("--n-jobs", type=_jobs, default=None, help=_JOBS_HELP)
     _add_common_args(table, device=False)
     return parser, sub

@@ -301,6 +301,7 @@ def run_table1(args, out=None):
         TaskSet.from_arrays(F[test], y[test], groups[test]),
         algorithms=algorithms, n_support=tuple(args.n_support),
         n_repeats=args.n_repeats, random_state=args.random_state, n_jobs=args.n_jobs,
+        score_range=getattr(args, "score_range", None),
         verbose=1, backbone=None, n_iterations=args.n_iterations, outer_lr=args.outer_lr,
         method_params=method_params, method_tasks=method_tasks)
     say(f"\nSROCC on held-out raters, mean ± std over raters ({plural(args.n_repeats, 'draw')} "

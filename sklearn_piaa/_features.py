@@ -703,7 +703,9 @@ def raise_unreadable(errors):
         said = (f"each: {reasons[0]}" if len(set(reasons)) == 1
                 else listing(reasons, sep="; "))
         raise kind(f"{len(errors)} images cannot be read: " + said
-                   + ". Fix or remove them, or pass on_error='skip' to leave them out.")
+                   + ". Fix or remove them, or leave them out with on_error='skip' (a "
+                   "MetaAestheticRegressor's setting: set_params(on_error='skip') on a "
+                   "fitted prior too; --on-error skip on the command line).")
 
 
 def unreadable_rows(X, size, on_error):

@@ -219,7 +219,7 @@ def warn_same_text(raters):
         else:
             advice = "give the ids one type, e.g. " + (
                 "text, decoding the bytes ids (b'ann'.decode())." if decode else
-                "groups.astype(str).")
+                "np.asarray(groups, dtype=object).astype(str).")
         warn_caller(
             f"{len(alike)} rater id(s) are written two ways: "
             + listing([" and ".join(map(ascii if forms else repr, ids)) for ids in alike],

@@ -403,6 +403,20 @@ def _personalized_draws(model, X, y, seeds, n_support, transform=_as_is,
             yield repeat, seed, k, perm[k:], net
 
 
+def _scale_advice(model):
+    """How to give ``model`` the raters' rating scale: by its ``score_range`` setting (a
+    pipeline's or a task-vector model's named by its path), or, for a baseline, which
+    has none, by rescaling the scores."""
+    params = model.get_params() if hasattr(model, "get_params") else {}
+    key = next((k for k in ("score_range", "base__score_range") if k in params),
+               next((k for k in params if k.endswith("__score_range")), None))
+    if key is None:
+        return ("rescale their scores onto the training raters' scale (this model takes "
+                "no score_range).")
+    return (f"give the estimator {key}=(low, high) of the rating scale (set_params), so "
+            "that the prior of every fold covers it.")
+
+
 def personalized_srocc(estimator, X, y, groups, n_support=10, n_repeats=1,
                        too_few="raise", random_state=None):
     """Personalize on ``n_support`` images of each rater and score SROCC on the rest.
@@ -512,8 +526,7 @@ def _personalized_srocc(estimator, X, y, groups, n_support=10, n_repeats=1,
             + (" ..." if len(skipped) > 10 else ""), PIAAWarning, stacklevel=stacklevel)
     # In a search each fold's prior takes its scale from that fold's training raters:
     # a held-out rater using a score none of them used failed at some draws only.
-    check_scales(model, tasks, "set score_range=(low, high) of the rating scale on the "
-                 "estimator, so that the prior of every fold covers it.", raters=raters)
+    check_scales(model, tasks, _scale_advice(estimator), raters=raters)
     seeds = _draw_seeds(random_state, raters, n_repeats)
     skipping = _skips_unreadable(model, rows)
     scores = np.full((len(raters), n_repeats), np.nan)

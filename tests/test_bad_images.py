@@ -497,6 +497,14 @@ def test_head_only_names_every_broken_file_in_one_error(image_files, tmp_path):
     with pytest.raises(ValueError, match=r"^3 images cannot be read: .*broken1\.jpg.*"
                                          r"broken4\.jpg.*broken8\.jpg.*on_error='skip'"):
         MetaAestheticRegressor(**SMALL, batch_size=3).fit(X * 2, y, groups=groups)
+    # "pass on_error='skip'": embed_images and the baselines take no such parameter, and
+    # personalize takes it as the prior's setting
+    from sklearn_piaa import embed_images
+
+    with pytest.raises(ValueError, match=r"on_error='skip' \(a MetaAestheticRegressor's "
+                                         r"setting: set_params\(on_error='skip'\) on a "
+                                         r"fitted prior too; --on-error skip"):
+        embed_images(X, backbone="tiny_cnn")
 
 
 def test_a_folder_given_as_an_image_is_called_a_folder(image_files, tmp_path):

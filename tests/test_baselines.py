@@ -665,3 +665,26 @@ def test_constant_raters_and_equal_scores_are_named_as_the_meta_learner_names_th
         warnings.simplefilter("error", PIAAWarning)
         prior.personalize(X[:10], [3.0] * 9 + [4.0])
         clone(est).fit(*ratings[:2], groups=groups)
+
+
+def test_scale_advice_names_what_the_model_takes(ratings, tiny_params):
+    # "set score_range=(low, high) ... on the estimator" to a baseline, which has no
+    # score_range (and to a pipeline, whose step takes it under its own name)
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from sklearn_piaa import personalized_srocc
+
+    X, y, groups = ratings
+    test = np.isin(groups, ["r10", "r11"])
+    wide = y[test] * 20  # 1-5 ratings read as 20-100
+    ridge = ConsensusRidgeRegressor().fit(X[~test], y[~test], groups=groups[~test])
+    with pytest.warns(PIAAWarning, match=r"rescale their scores onto the training raters' "
+                                         r"scale \(this model takes no score_range\)"):
+        personalized_srocc(ridge, X[test], wide, groups[test], n_support=5)
+    pipe = Pipeline([("scale", StandardScaler()),
+                     ("meta", MetaAestheticRegressor(**tiny_params))])
+    pipe.fit(X[~test], y[~test], meta__groups=groups[~test])
+    with pytest.raises(ValueError, match=r"give the estimator meta__score_range=\(low, "
+                                         r"high\) of the rating scale"):
+        personalized_srocc(pipe, X[test], wide, groups[test], n_support=5)

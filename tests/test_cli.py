@@ -85,6 +85,20 @@ def test_table1_reads_a_ratings_csv(tmp_path, capsys):
           "--n-support", "4", "--test-raters", str(tmp_path / "held.csv"), "--quiet"])
     out = capsys.readouterr().out
     assert f"6 raters (2 held out: those of {tmp_path / 'held.csv'}), 12 images" in out
+    # a held-out rater scoring beyond the training raters' range: the error advised
+    # --score-range, which table1 did not have
+    header, *rows = (tmp_path / "ratings.csv").read_text().splitlines()
+    rows = [f"{row.rsplit(',', 1)[0]},{1 + i % 3}" for i, row in enumerate(rows)]  # 1-3
+    first_u4 = next(i for i, row in enumerate(rows) if row.startswith("u4,"))
+    rows[first_u4] = rows[first_u4].rsplit(",", 1)[0] + ",5"
+    (tmp_path / "ratings.csv").write_text("\n".join([header, *rows]) + "\n")
+    args = ["table1", "--ratings", str(tmp_path / "ratings.csv"), "--backbone", "tiny_cnn",
+            "--algorithms", "blg", "--n-iterations", "2", "--n-repeats", "1",
+            "--n-support", "4", "--test-raters", str(tmp_path / "held.csv"), "--quiet"]
+    with pytest.raises(ValueError, match=r"--score-range LOW,HIGH on the command line"):
+        main(args)
+    main([*args, "--score-range", "1,5"])
+    assert "BLG-PIAA" in capsys.readouterr().out
 
 
 def _ratings_folder(tmp_path, n_images=24, n_raters=6, broken=False):

@@ -88,6 +88,19 @@ def test_scores_off_a_public_data_set_s_scale_are_warned_of(flickr):
         read_flickr_aes(flickr, split=None)  # on the scale: nothing said
 
 
+def test_a_flickr_aes_copy_without_the_shipped_test_workers_reads_without_a_split(flickr):
+    # "none of the test workers ... read without a split to skip it": the command line
+    # had no way to, and meta-train on such a copy failed
+    path = flickr / FLICKR_CSV
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([lines[0]] + [line for line in lines[1:]
+                                             if "TRAIN" in line]) + "\n")
+    with pytest.warns(PIAAWarning, match="none of the 37 test workers of the Ren et al. "
+                                         "split .* occurs in .*: read without a split"):
+        data = read_flickr_aes(flickr)
+    assert data.test is None and data.tasks.raters == ["A1TRAINONE", "A2TRAINTWO"]
+
+
 def test_flickr_aes_split_files(flickr):
     _write(str(flickr / "test_workers.csv"), "worker\nA1TRAINONE\n")
     data = read_flickr_aes(flickr)

@@ -337,8 +337,8 @@ def read_flickr_aes(root, ratings_file="FLICKR-AES_image_labeled_by_each_worker.
         "official": the workers of ``root/test_workers.csv`` and ``train_workers.csv``
         where present (comma-, tab- or whitespace-separated, with a header row naming a
         ``worker`` column; a missing file means all other workers), else the 37 test
-        workers shipped with this package [2]_ and all other workers for training. None:
-        no split.
+        workers shipped with this package [2]_ and all other workers for training (no
+        split, with a warning, where none of those 37 occurs). None: no split.
     check_files : bool, default=True
         Check that every image file exists.
 
@@ -394,6 +394,14 @@ def read_flickr_aes(root, ratings_file="FLICKR-AES_image_labeled_by_each_worker.
     if not any(os.path.isfile(p) for p in files.values()):
         shipped = resources.files(__package__) / "data" / "flickr_aes_test_workers.csv"
         test_ids = _read_ids(shipped, text=shipped.read_text(encoding="utf-8"))
+        if not any(str(i).strip() in bunch.tasks for i in test_ids):
+            # a copy of other workers: refused, with advice the command line could not
+            # follow (it has no way to read without the shipped split)
+            warnings.warn(f"none of the {len(test_ids)} test workers of the Ren et al. split "
+                          f"(shipped with the package) occurs in {t.name}: read without a "
+                          "split. Give test_workers.csv (or --test-raters FILE) for a split "
+                          "of its workers.", PIAAWarning, stacklevel=2)
+            return bunch
         return _add_split(bunch, test_ids, None, "workers of the Ren et al. split")
     ids = {s: _read_ids(p) if os.path.isfile(p) else None for s, p in files.items()}
     return _add_split(bunch, ids["test"], ids["train"], f"workers listed in {root}")
