@@ -975,6 +975,16 @@ def _content_key(src, ctime=True):
 #: precision, the embeddings made (an embedding depends on nothing else).
 _FOLDED = weakref.WeakKeyDictionary()
 _MEMOS = weakref.WeakKeyDictionary()
+
+
+class _Memo(OrderedDict):
+    """Embeddings held in memory by key, least recently used first, with their bound:
+    shared, as the memo is, by every embedder of one backbone (a bound kept on each
+    embedder was ignored by the others, which grew the memo past it)."""
+
+    size = 100_000
+
+
 #: Frozen backbones of loaded models, by everything that makes their embeddings.
 _LOADED = weakref.WeakValueDictionary()
 #: The same backbones of built-in names, by (fingerprint, name, device) alone.
@@ -1222,7 +1232,7 @@ class ImageEmbedder:
         self.out_features = backbone.out_features
         # embedders of one backbone share what they embedded (see shared_backbone)
         self._memory = _MEMOS.setdefault(self.backbone, {}).setdefault(
-            bool(mixed_precision), OrderedDict())
+            bool(mixed_precision), _Memo())
         self._fingerprint = None
         self._folded = None
 
@@ -1231,10 +1241,17 @@ class ImageEmbedder:
     # differ, as between any two batch sizes); None: cpu_forward_batch().
     forward_batch = None
 
-    #: Embeddings held in memory, at most: the least recently used beyond are forgotten
-    #: (500 MB of EfficientNet-Lite0's; a service scoring new images for months must
-    #: not grow without bound). ``cache_dir`` keeps them all, on disk.
-    memo_size = 100_000
+    @property
+    def memo_size(self):
+        """Embeddings held in memory, at most: the least recently used beyond are
+        forgotten (500 MB of EfficientNet-Lite0's; a service scoring new images for
+        months must not grow without bound). ``cache_dir`` keeps them all, on disk.
+        One bound for every embedder of the backbone, which share the memo."""
+        return self._memory.size
+
+    @memo_size.setter
+    def memo_size(self, value):
+        self._memory.size = int(value)
 
     def _forward_batch(self):
         if torch.device(self.device).type != "cpu":
@@ -1275,6 +1292,7 @@ class ImageEmbedder:
                             if k not in ("_folded", "_memory")})
         state["_folded"] = None  # rebuilt from the backbone when next needed
         state["_memory"] = OrderedDict()  # a memo (see Notes)
+        state["memo_size"] = self.memo_size
         return state
 
     def __setstate__(self, state):
@@ -1286,7 +1304,9 @@ class ImageEmbedder:
         self.__dict__.setdefault("mixed_precision", False)  # pickled before it existed
         # pickled before it existed: a prior's set_params and save_model compare it
         self.__dict__.setdefault("progress", False)
-        self._memory = OrderedDict(self.__dict__.get("_memory") or ())  # its own: a copy
+        size = self.__dict__.pop("memo_size", _Memo.size)  # an attribute once
+        self._memory = _Memo(self.__dict__.get("_memory") or ())  # its own: a copy
+        self._memory.size = int(size)
 
     def _inference_net(self):
         """The backbone with BatchNorm folded into its convolutions (same function, faster)."""

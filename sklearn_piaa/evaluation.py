@@ -444,7 +444,15 @@ def _each_rater(func, prior, calls, n_jobs):
         # need it. All before the first job: joblib takes the later chunks from its
         # callback thread, where embedding would hold up the results and escape Ctrl-C
         # (and the memo holds these embeddings anyway).
-        found = [_chunk_embeddings(embedder, c) for c in chunks]
+        # All of them at once: a memo_size below the test images' count forgot the
+        # first chunks' while the later ones were embedded, and the next chunk that
+        # shares an image embedded it again.
+        bound = embedder.memo_size
+        embedder.memo_size = max(bound, sum(len(args[0]) for c in chunks for args in c))
+        try:
+            found = [_chunk_embeddings(embedder, c) for c in chunks]
+        finally:
+            embedder.memo_size = bound
         jobs = (delayed(_run_chunk)(func, prior, c, e) for c, e in zip(chunks, found))
     if workers != 1 and not getattr(parallel._backend, "supports_sharedmem", False):
         # Worker processes start with Python's default warning filters: an "ignore" or
@@ -468,7 +476,10 @@ def _run_chunk(func, prior, calls, embeddings=None):
     """``func(prior, *args)`` for each ``args`` of ``calls``, the prior's embedder
     holding ``embeddings`` (key -> embedding, see :func:`_chunk_embeddings`) first."""
     if embeddings is not None:
-        image_reader(prior).remember(embeddings)
+        reader = image_reader(prior)  # a worker's own copy
+        # held whatever its memo_size: forgotten, the worker embedded them again
+        reader.memo_size = max(reader.memo_size, len(embeddings))
+        reader.remember(embeddings)
     return [func(prior, *args) for args in calls]
 
 

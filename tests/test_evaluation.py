@@ -424,6 +424,16 @@ def test_worker_processes_embed_no_image_again(tmp_path):
     assert passes[:, 1].sum() == 8  # the images fit had not seen, each once
     alone = evaluate_personalization(meta, test, n_support=5, n_repeats=2, random_state=0)
     np.testing.assert_array_equal(parallel.table, alone.table)
+    # a memo_size below the images' count: the workers (and this process, between
+    # chunks) forgot what they were given and embedded it again
+    meta.input_._memory.clear()
+    meta.input_.memo_size = 3
+    log.unlink()
+    small = evaluate_personalization(meta, test, n_support=5, n_repeats=2, random_state=0,
+                                     n_jobs=2)
+    passes = np.loadtxt(log, dtype=np.int64, ndmin=2)
+    assert set(passes[:, 0]) == {os.getpid()} and passes[:, 1].sum() == 16
+    np.testing.assert_array_equal(small.table, alone.table)
 
 
 def test_images_are_embedded_in_the_main_thread_before_the_jobs_start(tmp_path):

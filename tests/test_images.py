@@ -561,6 +561,27 @@ def test_the_embedding_memo_forgets_the_least_recently_used_beyond_its_size(imag
     assert len(small._memory) == 5
 
 
+def test_the_memo_bound_is_shared_as_the_memo_is(image_files):
+    # the bound was each embedder's own, the memo their backbone's: a net's copy of the
+    # reader (set_params(input__on_error=...)) grew the memo past its prior's bound;
+    # pickling keeps the bound
+    import pickle
+
+    from sklearn_piaa._features import ImageEmbedder
+    from sklearn_piaa.nn import load_backbone
+
+    torch.manual_seed(0)
+    backbone = load_backbone("tiny_cnn")
+    first = ImageEmbedder(backbone, torch.device("cpu"), batch_size=4)
+    copy_ = first.replaced(on_error="skip")
+    other = ImageEmbedder(backbone, torch.device("cpu"), batch_size=4)
+    first.memo_size = 4
+    for embedder in (copy_, other):
+        embedder.transform(image_files)
+        assert embedder.memo_size == 4 and len(first._memory) == 4
+    assert pickle.loads(pickle.dumps(first)).memo_size == 4
+
+
 def test_the_embedding_memo_holds_its_rows_alone_not_their_batches(image_files):
     # a row of a batch just embedded was a view of the whole batch: one recent row kept
     # its batch's forgotten rows in memory, and a full memo held up to batch_size times
