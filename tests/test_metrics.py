@@ -188,7 +188,8 @@ def test_a_held_out_rater_outside_the_folds_range_fails_at_every_seed():
     assert prior.score_range_ == (1.0, 4.0)
     for seed in range(4):
         with pytest.raises(ValueError, match=r"1 test rater\(s\) have scores outside the prior's "
-                                             r"output range \(1, 4\): 7 .*on the estimator"):
+                                             r"output range \(1, 4\): 7 .*give the estimator "
+                                             r"score_range=\(low, high\)"):
             personalized_srocc(prior, X[~train], y[~train], groups[~train], random_state=seed)
     y[groups == 7] = 1 + (y[groups == 7] > 2) * 0.1  # 1.0 and 1.1 of (1, 4): a sliver
     with pytest.warns(PIAAWarning) as record:
