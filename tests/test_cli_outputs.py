@@ -19,12 +19,18 @@ TRAIN = ["--backbone", "tiny_cnn", "--n-iterations", "2", "--support-size", "5",
          "--query-size", "3", "--quiet"]
 
 
-@pytest.fixture
-def prior(tmp_path, image_files):
+def _ratings_table(tmp_path, image_files):
+    """A ratings CSV of 4 raters (u0-u3) who rated every one of ``image_files``."""
     lines = ["rater,image,score"] + [f"u{u},{os.path.basename(p)},{1 + (i * (u + 2)) % 5}"
                                      for u in range(4) for i, p in enumerate(image_files)]
     table = tmp_path / "ratings.csv"
     table.write_text("\n".join(lines) + "\n")
+    return table
+
+
+@pytest.fixture
+def prior(tmp_path, image_files):
+    table = _ratings_table(tmp_path, image_files)
     path = tmp_path / "prior.pt"
     main(["meta-train", str(table), "-o", str(path), *TRAIN])
     return path
@@ -706,10 +712,7 @@ def test_an_interrupt_before_the_first_epoch_is_not_a_fine_tuned_net(tmp_path, i
 def test_test_raters_from_a_file_are_held_out(tmp_path, image_files, capsys):
     # Only FLICKR-AES defined test raters: a PARA or AADB folder (or any table) was
     # meta-trained on every rater, and evaluate scored raters the prior had seen.
-    lines = ["rater,image,score"] + [f"u{u},{os.path.basename(p)},{1 + (i * (u + 2)) % 5}"
-                                     for u in range(4) for i, p in enumerate(image_files)]
-    table = tmp_path / "ratings.csv"
-    table.write_text("\n".join(lines) + "\n")
+    table = _ratings_table(tmp_path, image_files)
     held = tmp_path / "held_out.csv"
     held.write_text("fold,rater\n1,u3\n")
     prior = tmp_path / "prior.pt"
@@ -770,10 +773,7 @@ def test_a_test_raters_file_that_cannot_be_read_says_why(tmp_path, text, message
 def test_ids_run_together_on_one_line_are_not_left_in_training(tmp_path, image_files):
     # "u2,u3" under the header "rater" was one id, warned of as absent: u2 and u3 were
     # meta-trained on as training raters
-    lines = ["rater,image,score"] + [f"u{u},{os.path.basename(p)},{1 + (i * (u + 2)) % 5}"
-                                     for u in range(4) for i, p in enumerate(image_files)]
-    table = tmp_path / "ratings.csv"
-    table.write_text("\n".join(lines) + "\n")
+    table = _ratings_table(tmp_path, image_files)
     held = tmp_path / "held_out.csv"
     held.write_text("rater\nu2,u3\n")
     prior = tmp_path / "prior.pt"
