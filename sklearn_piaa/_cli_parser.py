@@ -305,6 +305,8 @@ def build_parser():
                     help="meta-learning algorithm")
     mt.add_argument("--n-iterations", type=_whole, default=1000, help="outer iterations")
     mt.add_argument("--tasks-per-batch", type=_count, default=4, help="raters per iteration (k)")
+    mt.add_argument("--hidden-sizes", type=_count, nargs="+", default=[1024, 512], metavar="N",
+                    help="widths of the head's hidden layers (the paper's 1024 512)")
     mt.add_argument("--support-size", type=_count, default=80,
                     help="support images per task; a rater with fewer than support + query "
                          "images gives 80%% of them as support, the rest as query")

@@ -306,6 +306,7 @@ def run_meta_train(args, out=None):
     meta = MetaAestheticRegressor(
         backbone=args.backbone, backbone_weights=args.backbone_weights,
         train_backbone=args.train_backbone, algorithm=args.algorithm,
+        hidden_sizes=tuple(args.hidden_sizes),
         n_iterations=args.n_iterations, tasks_per_batch=args.tasks_per_batch,
         support_size=args.support_size, query_size=args.query_size,
         inner_steps=args.inner_steps, inner_lr=args.inner_lr, outer_lr=args.outer_lr,
