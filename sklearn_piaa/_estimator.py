@@ -69,8 +69,8 @@ from ._progress import progress
 from ._tasks import NO_GROUPS, as_tasks
 from ._warnings import PIAAWarning, warn_caller
 from .meta import ALGORITHMS
-from .nn import LOSSES, AestheticHead, AestheticLoss, AestheticNet, load_backbone
-from .nn.backbones import SHIPS_WEIGHTS
+from .nn import LOSSES, AestheticHead, AestheticLoss, AestheticNet
+from .nn.backbones import SHIPS_WEIGHTS, owned_backbone
 from .nn.head import head_of
 from .nn.losses import loss_unit
 
@@ -1248,10 +1248,8 @@ class MetaAestheticRegressor(PickledOnCPU, NumbersNotBools, RegressorMixin, Base
         """The image backbone on ``device``, or ``None`` for precomputed features."""
         if self.backbone is None:
             return None
-        backbone = load_backbone(self.backbone, self.backbone_weights, pretrained=pretrained)
-        if isinstance(self.backbone, torch.nn.Module):
-            backbone = copy.deepcopy(backbone)  # never modify the user's module
-        return backbone.to(device)
+        return owned_backbone(self.backbone, self.backbone_weights,
+                              pretrained=pretrained).to(device)
 
     def _architecture(self, backbone, dim, score_range, device, seed=None):
         """The network the prior is and the input adapter skorch feeds it through.
@@ -1439,14 +1437,14 @@ class MetaAestheticRegressor(PickledOnCPU, NumbersNotBools, RegressorMixin, Base
             arrays.append(run_keys(tasks.X))  # whole-network data holds the same X
             # and the backbone: a module (its weights, code and preprocessing) or a
             # weights file swapped under the same settings is another run
-            if isinstance(self.backbone, torch.nn.Module):
-                config["backbone"] = backbone_fingerprint(data["backbone"])
-            elif self.backbone_weights is not None:
+            if self.backbone_weights is not None:
                 config["backbone_weights"] = _file_fingerprint(self.backbone_weights)
-            elif self.backbone not in SHIPS_WEIGHTS:
-                # no weights given for a backbone that ships none (tiny_cnn): its weights
-                # are drawn at each fit, so with random_state=None a head trained on one
-                # backbone's embeddings resumed on another's
+            elif isinstance(self.backbone, torch.nn.Module) or \
+                    self.backbone not in SHIPS_WEIGHTS:
+                # a module, or no weights given for a backbone that ships none
+                # (tiny_cnn): its weights are drawn at each fit, so with
+                # random_state=None a head trained on one backbone's embeddings resumed
+                # on another's
                 config["backbone"] = backbone_fingerprint(data["backbone"])
         return Checkpointer(self.checkpoint_dir, self.checkpoint_every,
                             fingerprint(config, arrays), self.n_iterations)

@@ -6,7 +6,6 @@ by file path + modification time + size, or by pixel content for in-memory image
 """
 
 import contextlib
-import copy
 import hashlib
 import os
 import secrets
@@ -1768,7 +1767,7 @@ def embed_images(X, backbone="efficientnet_lite0", backbone_weights=None, batch_
     (2, 16)
     """
     from ._device import resolve_device, seeded
-    from .nn import load_backbone
+    from .nn.backbones import owned_backbone
 
     if not is_count(batch_size):
         raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}.")
@@ -1781,12 +1780,7 @@ def embed_images(X, backbone="efficientnet_lite0", backbone_weights=None, batch_
     if random_state is not None:  # as the baselines seed their backbones
         seed = check_seed(random_state).randint(np.iinfo(np.int32).max)
     with seeded(seed):  # building layers draws their initial weights: not the caller's
-        model = load_backbone(backbone, backbone_weights)
-    if isinstance(backbone, torch.nn.Module):
-        # never modify the user's module (as fit does not): embedding put it in eval
-        # mode, laid its weights out channels-last and moved it to the device
-        model = copy.deepcopy(model)
-    model = model.to(dev)
+        model = owned_backbone(backbone, backbone_weights).to(dev)
     embedder = ImageEmbedder(model, dev, batch_size, cache_dir,
                              mixed_precision=mixed_precision)
     # an extraction the caller wants cached: a folder that cannot be made or lacks the

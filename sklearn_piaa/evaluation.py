@@ -433,8 +433,8 @@ def _each_rater(func, prior, calls, n_jobs):
         # reaches its embedder there: the embedding below must follow it too
         prior._apply_reading_params()
     embedder = image_reader(prior)
-    if (workers == 1 or getattr(parallel._backend, "supports_sharedmem", False)
-            or not isinstance(embedder, ImageEmbedder)):
+    in_workers = workers != 1 and not getattr(parallel._backend, "supports_sharedmem", False)
+    if not in_workers or not isinstance(embedder, ImageEmbedder):
         jobs = (delayed(_run_chunk)(func, prior, c) for c in chunks)
     else:
         # Each job unpickles a copy of the prior whose embedder holds no embedding (its
@@ -454,7 +454,7 @@ def _each_rater(func, prior, calls, n_jobs):
         finally:
             embedder.memo_size = bound
         jobs = (delayed(_run_chunk)(func, prior, c, e) for c, e in zip(chunks, found))
-    if workers != 1 and not getattr(parallel._backend, "supports_sharedmem", False):
+    if in_workers:
         # Worker processes start with Python's default warning filters: an "ignore" or
         # "error" of the caller's held with n_jobs=1 only. (Set in each job, where a
         # worker runs one at a time; threads share this process's filters already, and

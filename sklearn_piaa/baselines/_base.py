@@ -49,7 +49,8 @@ from .._messages import pass_score_range, row_numbers, score_range_given
 from .._params import NumbersNotBools
 from .._tasks import as_tasks
 from .._warnings import warn_caller
-from ..nn import BACKBONES, load_backbone
+from ..nn import BACKBONES
+from ..nn.backbones import owned_backbone
 
 __all__ = ["BaselineRegressor", "PersonalizedBaseline", "consensus_scores"]
 
@@ -319,9 +320,7 @@ class BaselineRegressor(PickledOnCPU, NumbersNotBools, RegressorMixin, BaseEstim
         rng = copy.deepcopy(rng) if isinstance(rng, np.random.RandomState) else rng
         seed = check_random_state(rng).randint(np.iinfo(np.int32).max)
         with seeded(seed):
-            backbone = load_backbone(self.backbone, self.backbone_weights)
-        if isinstance(self.backbone, torch.nn.Module):
-            backbone = copy.deepcopy(backbone)  # never modify the user's module
+            backbone = owned_backbone(self.backbone, self.backbone_weights)
         return self._image_input(backbone)
 
     def _image_input(self, backbone):
@@ -508,11 +507,11 @@ class PersonalizedBaseline(RegressorMixin, BaseEstimator):
             For a new value of a prior setting that only its fit reads.
         """
         prior = params.get("prior", self.prior)
-        fixed = [key for key, value in params.items() if key.startswith("prior__")
-                 and "__" not in key[len("prior__"):]
-                 and key[len("prior__"):] not in getattr(prior, "_personalize_params", ())
-                 and key[len("prior__"):] in prior.get_params(deep=False)
-                 and not _same(value, prior.get_params(deep=False)[key[len("prior__"):]])]
+        current = prior.get_params(deep=False)
+        read = getattr(prior, "_personalize_params", ())
+        fixed = [key for key, value in params.items()
+                 if (name := key.removeprefix("prior__")) != key and name in current
+                 and name not in read and not _same(value, current[name])]
         if fixed:
             raise ValueError(
                 f"{', '.join(fixed)}: {'it shapes' if len(fixed) == 1 else 'they shape'} "

@@ -448,12 +448,8 @@ def _is_blank(v):
 def _text(v):
     """``str(v)``, bytes decoded: an HDF5 file's b"ann" is the "ann" of a CSV file (str()
     wrote "b'ann'", a rater of its own and an image path nobody has)."""
-    if isinstance(v, bytes):
-        try:
-            return v.decode("utf-8")
-        except UnicodeDecodeError:
-            return v.decode("utf-8", "backslashreplace")  # named as written, not matched
-    return str(v)
+    # bytes that are no UTF-8 are named as written (and match nothing)
+    return v.decode("utf-8", "backslashreplace") if isinstance(v, bytes) else str(v)
 
 
 def _ids(t, col):

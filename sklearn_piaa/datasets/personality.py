@@ -74,15 +74,16 @@ def read_personality(path, raters, rater_col="rater", image_col="image", ratings
                          "personality file holds a rater id column (--rater-col) and five "
                          "trait columns.")
     traits = _trait_columns(path, names, rater_col, trait_cols)
-    table, seen = {}, set()
+    table, by_text = {}, {}
     for i, rater in enumerate(t.cols[rater_col]):
         where = f"{path}, line {t.lines[i]}"
         if not str(rater).strip():  # else kept under the id "", which no rater has
             raise ValueError(f"{where}: the {rater_col!r} cell is empty; give the rater's id "
                              "or remove the row.")
-        if _id_text(rater) in seen:  # "José" in two Unicode forms too
+        text = _id_text(rater)
+        if text in by_text:  # "José" in two Unicode forms too
             raise ValueError(f"{where}: rater {rater!r} appears a second time.")
-        seen.add(_id_text(rater))
+        by_text[text] = rater
         values = []
         for c in traits:
             cell = t.cols[c][i]
@@ -97,7 +98,6 @@ def read_personality(path, raters, rater_col="rater", image_col="image", ratings
         table[rater] = np.array(values)
     # The file's ids are text; the caller's may be numbers (rater 7 and 7.0 are the
     # file's '7'), bytes or another Unicode form, matched as the readers match them.
-    by_text = {_id_text(k): k for k in table}
     raters = sorted({r.item() if isinstance(r, np.generic) else r for r in raters}, key=str)
     missing = [r for r in raters if _id_text(r) not in by_text]
     if missing:

@@ -1,5 +1,6 @@
 """Image backbones by name, with local weights files only (nothing is ever downloaded)."""
 
+import copy
 import os
 import zipfile
 
@@ -371,6 +372,14 @@ def _one_image(module, size):
                                       device=None if param is None else param.device))
     finally:
         module.train(was_training)
+
+
+def owned_backbone(backbone, weights=None, pretrained=True):
+    """:func:`load_backbone`, a user's module copied: the estimators put the backbone in
+    eval mode, lay its weights out channels-last and move it to their device, which
+    must not change the module the user gave."""
+    built = load_backbone(backbone, weights, pretrained=pretrained)
+    return copy.deepcopy(built) if isinstance(backbone, nn.Module) else built
 
 
 def load_backbone(backbone, weights=None, pretrained=True):
