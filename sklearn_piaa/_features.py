@@ -159,15 +159,24 @@ def to_rgb(img, copy=True):
             # showed whatever the transparent pixels hid
             grey[np.asarray(img) == key] = 255
         return Image.fromarray(grey).convert("RGB")
-    if "transparency" in img.info and mode in ("P", "L", "RGB"):
+    if ("transparency" in img.info and mode in ("P", "L", "RGB")) \
+            or _rgba_palette(img):
         # A palette entry or a colour key (PNG tRNS, as PNG optimizers write) marks
-        # the transparent pixels: Pillow's RGBA conversion turns it into alpha.
+        # the transparent pixels, or the palette holds alpha (Image.quantize of an
+        # RGBA image, with nothing in info): Pillow's RGBA conversion turns it into
+        # alpha.
         img, mode = img.convert("RGBA"), "RGBA"
     if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = img.convert("RGBA")
+        # Pillow converts premultiplied "La" to "LA" only
+        rgba = (img.convert("LA") if mode == "La" else img).convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(white, rgba).convert("RGB")
     return img.convert("RGB")
+
+
+def _rgba_palette(img):
+    """Whether `img` is a palette image whose palette carries alpha."""
+    return img.mode == "P" and getattr(img.palette, "mode", None) == "RGBA"
 
 
 def load_image(src):
@@ -959,7 +968,10 @@ def _content_key(src, ctime=True):
         h.update(f"{src.mode}{src.size}{src.info.get('transparency')!r}".encode())
         try:
             h.update(src.tobytes())
-            h.update(bytes(src.getpalette() or []) if src.mode in ("P", "PA") else b"")
+            if src.mode in ("P", "PA"):
+                # an RGBA palette's alpha is part of the picture (see to_rgb)
+                h.update(bytes(src.getpalette("RGBA" if _rgba_palette(src) else "RGB")
+                               or []))
             h.update(repr(src.getexif().get(0x0112)).encode())
         except _DECODE_ERRORS as exc:
             raise ValueError(f"cannot read {_name(src)}: {exc}") from None

@@ -246,6 +246,28 @@ def test_rgba_arrays_are_put_on_white_like_rgba_images():
     np.testing.assert_allclose(got[0], got[2], rtol=1e-5, atol=1e-6)
 
 
+def test_palette_alpha_and_premultiplied_images_are_put_on_white(tmp_path):
+    # Image.quantize of an RGBA image keeps the alpha in its palette, with nothing in
+    # info: in memory it showed the hidden colours (the same image as a PNG file did
+    # not), and two such images differing only in palette alpha shared a cache key.
+    # A premultiplied "La" image, listed as handled, failed in Pillow's conversion.
+    rgba = _half_transparent()
+    quantized = Image.fromarray(rgba, "RGBA").quantize(colors=16)
+    assert quantized.mode == "P" and "transparency" not in quantized.info
+    quantized.save(tmp_path / "q.png")
+    opaque = quantized.copy()
+    opaque.putpalette(quantized.getpalette("RGB"), "RGB")
+    white = np.asarray(Image.alpha_composite(
+        Image.new("RGBA", quantized.size, (255,) * 4), quantized.convert("RGBA")))
+    grey = Image.fromarray(rgba[..., [0, 3]].copy(), "LA")
+    got = _embed([quantized, str(tmp_path / "q.png"), white[..., :3].copy(), opaque,
+                  grey.convert("La"), grey])
+    np.testing.assert_allclose(got[0], got[1], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got[0], got[2], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(got[0], got[3], rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(got[4], got[5], rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("mode", ["RGB", "L"])
 def test_colour_keyed_transparency_is_put_on_white(tmp_path, mode):
     # PNG optimizers store "one colour is transparent" as a tRNS chunk on RGB and L
