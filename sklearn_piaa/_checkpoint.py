@@ -13,6 +13,7 @@ from ._io import (
     atomic_write,
     check_writable_dir,
     damaged_part,
+    folder_path,
     remove_unfinished_writes,
 )
 from ._warnings import warn_caller
@@ -256,7 +257,7 @@ class Checkpointer:
     """
 
     def __init__(self, directory, every, run_id, n_iterations=None):
-        self.directory = os.fspath(directory)
+        self.directory = folder_path(directory)
         self.every = int(every)
         self.run_id = run_id
         self.n_iterations = n_iterations

@@ -55,7 +55,7 @@ from ._inputs import (
     warn_if_float32_merges,
     with_rows,
 )
-from ._io import check_writable_dir
+from ._io import check_writable_dir, folder_path
 from ._messages import (
     listing,
     pass_score_range,
@@ -1152,7 +1152,7 @@ class MetaAestheticRegressor(PickledOnCPU, NumbersNotBools, RegressorMixin, Base
         """
         self._fitted_architecture_ = {k: getattr(self, k) for k in _ARCHITECTURE}
         if self.cache_dir is not None:  # where the embedder caches, whatever the folder
-            self._fitted_architecture_["cache_dir"] = os.path.abspath(self.cache_dir)
+            self._fitted_architecture_["cache_dir"] = folder_path(self.cache_dir)
         self._cache_dir_given_ = self.cache_dir
 
     def _fitted(self, name):

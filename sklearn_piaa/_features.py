@@ -37,6 +37,7 @@ from ._inputs import (
 from ._io import (
     STALE_WRITE_SECONDS,
     check_writable_dir,
+    folder_path,
     remove_unfinished_writes,
     write_and_rename,
 )
@@ -936,6 +937,19 @@ class ImageInput:
         return normalize_pixels(x, self.mean, self.std)
 
 
+def _absolute(path):
+    """``path`` made absolute, naming the file the system opens for it.
+
+    ``os.path.abspath`` takes ``link/..`` for the folder holding the link, where the
+    system goes to the link target's parent: a path stepping up is resolved, or one
+    file's embedding was keyed, stat'ed and cached as another's.
+    """
+    path = os.fspath(path)
+    if ".." in os.fsdecode(path).replace("\\", "/").split("/"):
+        return os.path.realpath(path)
+    return os.path.abspath(path)
+
+
 def _content_key(src, ctime=True):
     """A key for an image: its pixels, or a file's path, dates and size.
 
@@ -946,7 +960,7 @@ def _content_key(src, ctime=True):
     """
     h = hashlib.blake2b(digest_size=16)
     if isinstance(src, (str, os.PathLike)):
-        path = os.path.abspath(os.fspath(src))
+        path = _absolute(src)
         try:
             st = os.stat(path)
         except OSError:
@@ -991,9 +1005,18 @@ _MEMOS = weakref.WeakKeyDictionary()
 class _Memo(OrderedDict):
     """Embeddings held in memory by key, least recently used first, with their bound:
     shared, as the memo is, by every embedder of one backbone (a bound kept on each
-    embedder was ignored by the others, which grew the memo past it)."""
+    embedder was ignored by the others, which grew the memo past it).
+
+    ``disks`` names, per key held, the cache folder the embedding is known to be in:
+    an embedding held in memory and asked for by an embedder with another
+    ``cache_dir`` (or one given after it was embedded) is written there too.
+    """
 
     size = 100_000
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.disks = {}
 
 
 #: Frozen backbones of loaded models, by everything that makes their embeddings.
@@ -1152,7 +1175,7 @@ def run_keys(images):
     ndarray of str
         One key per image, in order.
     """
-    paths = {i: os.path.abspath(os.fspath(x)) for i, x in enumerate(images)
+    paths = {i: _absolute(x) for i, x in enumerate(images)
              if isinstance(x, (str, os.PathLike))}
     root = ""
     if paths:
@@ -1234,9 +1257,7 @@ class ImageEmbedder:
         self.device = device
         self.batch_size = batch_size
         check_cache_dir(cache_dir)
-        # absolute: a later os.chdir (or a model used from another folder) must not
-        # start a new cache beside the working directory
-        self.cache_dir = None if cache_dir is None else os.path.abspath(cache_dir)
+        self.cache_dir = None if cache_dir is None else folder_path(cache_dir)
         self.progress = progress
         self.on_error = on_error
         self.mixed_precision = mixed_precision
@@ -1292,7 +1313,7 @@ class ImageEmbedder:
         new.__dict__.update(self.__dict__)
         check_cache_dir(settings.get("cache_dir"))
         if settings.get("cache_dir") is not None:
-            settings["cache_dir"] = os.path.abspath(settings["cache_dir"])
+            settings["cache_dir"] = folder_path(settings["cache_dir"])
         new.__dict__.update(settings)
         return new
 
@@ -1465,24 +1486,48 @@ class ImageEmbedder:
         keys = [key(i, x) for i, x in enumerate(X)]
         if self.on_error == "raise":  # every missing file at once, before any work
             raise_unreadable([failed[k][1] for k in failed])
-        todo, rows = {}, {}  # rows: key -> embedding, this call's
+        todo, rows, held = {}, {}, {}  # rows: key -> embedding, this call's
         disk = self._disk_dir() if self.cache_dir is not None else None
         for i, key in enumerate(keys):
             if key in rows or key in todo or key in failed:
                 continue
             row = self._memory.get(key)  # one lookup: another thread may evict it
+            if row is not None and disk is not None \
+                    and self._memory.disks.get(key) != disk:
+                held[key] = row  # in memory, maybe not in this cache_dir
             if row is None and disk is not None:
                 row = self._from_disk(disk, key)
+                if row is not None:
+                    self._memory.disks[key] = disk
             if row is None:
                 todo[key] = i
             else:
                 rows[key] = row
+        if held:
+            self._save_held(held, disk, strict_cache)
         if todo and disk is not None:
             disk = self._writable_disk(disk, len(todo), strict_cache)
         if todo:
             self._embed_missing(X, todo, disk, failed, rows)
         self.remember(rows)
         return keys, rows, failed
+
+    def _save_held(self, held, disk, strict):
+        """Write to ``disk`` those of the embeddings ``held`` in memory it lacks.
+
+        ``cache_dir`` keeps every embedding, on disk: one made before the folder was
+        given (``set_params`` on a fitted model), or by a model sharing the backbone
+        without it, was never written, and the next process embedded it again.
+        """
+        missing = {k: row for k, row in held.items()
+                   if not os.path.isfile(os.path.join(disk, k + ".npy"))}
+        if missing:
+            disk = self._writable_disk(disk, len(missing), strict)
+        for key, row in missing.items():
+            if disk is None or not self._save(disk, key, row):
+                return
+        for key in held:
+            self._memory.disks[key] = disk
 
     def _writable_disk(self, disk, n_new, strict):
         """``disk`` if ``n_new`` embeddings can be written there, else None, warning.
@@ -1506,8 +1551,10 @@ class ImageEmbedder:
                 check_writable_dir(disk, needed, name=self._cache_name(disk))
             except ValueError as exc:
                 problem = str(exc)
-                if strict and (needed or not os.path.isdir(disk)):
-                    # a mistyped or unusable path, or a full disk, before the work
+                if strict and (needed or not os.path.isdir(self.cache_dir)):
+                    # a mistyped or unusable path, or a full disk, before the work (a
+                    # read-only folder the backbone's subfolder cannot be made in
+                    # serves what it holds, as one holding the subfolder does)
                     raise ValueError(problem) from None
                 if needed:
                     _warn_once(disk, "space", f"{problem} The {n_new} image(s) not in it "
@@ -1553,8 +1600,11 @@ class ImageEmbedder:
             return None
         try:
             row = np.load(path)
-        except (OSError, ValueError, EOFError):
-            return None  # a damaged cache entry is recomputed and overwritten
+        except Exception:  # noqa: BLE001
+            # A damaged cache entry is recomputed and overwritten, however it is damaged:
+            # NumPy's header parser raises tokenize's and Python's syntax errors too,
+            # and a header claiming a huge shape a MemoryError.
+            return None
         if (row.shape != (self.out_features,) or row.dtype != np.float32
                 or not np.isfinite(row).all()):
             return None
@@ -1585,9 +1635,25 @@ class ImageEmbedder:
                 pass
         while len(memo) > max(int(self.memo_size), 0):
             try:
-                memo.popitem(last=False)
+                memo.disks.pop(memo.popitem(last=False)[0], None)
             except KeyError:
                 break
+        if len(memo.disks) > len(memo):  # rows read or written, then not held
+            for key in [k for k in list(memo.disks) if k not in memo]:
+                memo.disks.pop(key, None)
+
+    def _save(self, disk, key, row):
+        """Cache ``row`` in ``disk``; False, warning once, where writing fails."""
+        try:
+            _atomic_save(os.path.join(disk, key + ".npy"), row)
+        except OSError as exc:  # the disk filled up, the folder went away
+            # the embeddings are what was asked for; the cache is a bonus
+            _warn_once(disk, "write", f"{self._cache_name(disk)}: writing an embedding "
+                       f"failed ({exc.strerror or exc}); the other images are embedded "
+                       "without being cached. Said once for this folder.")
+            return False
+        self._memory.disks[key] = disk
+        return True
 
     def _report(self, failed):
         names = [f"{_name(x)} ({reason})" for x, reason in failed.values()]
@@ -1651,16 +1717,8 @@ class ImageEmbedder:
                         "weights, or its arithmetic on such images).")
                 for (key, _), row in zip(chunk, emb):
                     rows[key] = row
-                    if disk is not None:
-                        try:
-                            _atomic_save(os.path.join(disk, key + ".npy"), row)
-                        except OSError as exc:  # the disk filled up, the folder went away
-                            # the embeddings are what was asked for; the cache is a bonus
-                            _warn_once(disk, "write", f"{self._cache_name(disk)}: writing "
-                                       f"an embedding failed ({exc.strerror or exc}); the "
-                                       "other images are embedded without being cached. "
-                                       "Said once for this folder.")
-                            disk = None
+                    if disk is not None and not self._save(disk, key, row):
+                        disk = None
                 bar.update(len(images))
         bar.close()
 

@@ -10,7 +10,8 @@ import tempfile
 import time
 import zipfile
 
-__all__ = ["atomic_write", "write_and_rename", "check_writable_dir", "check_output_file"]
+__all__ = ["atomic_write", "write_and_rename", "check_writable_dir", "check_output_file",
+           "folder_path"]
 
 # At import, for systems without /proc: os.umask can only be read by setting it,
 # which is not thread-safe.
@@ -316,6 +317,26 @@ def remove_unfinished_writes(folder, name="", older_than=0.0, exact=False):
                 os.unlink(entry.path)
         except OSError:
             pass  # gone already, or not ours to remove: harmless either way
+
+
+def folder_path(path):
+    """A folder parameter (``cache_dir``, ``checkpoint_dir``) as an absolute path.
+
+    ``~`` is the user's home, as in the readers' ``image_root``: taken literally it
+    made a folder named ``~`` in the working directory (the shell leaves a ``~`` after
+    ``--cache-dir=`` alone), one ``rm -rf ~`` away from the home folder. Absolute: a
+    later ``os.chdir`` (or a model used from another folder) must not start a new
+    folder beside the working directory.
+
+    Parameters
+    ----------
+    path : str or path-like
+
+    Returns
+    -------
+    str or bytes
+    """
+    return os.path.abspath(os.path.expanduser(os.fspath(path)))
 
 
 def check_writable_dir(path, needed_bytes=0, what="directory", name=None):

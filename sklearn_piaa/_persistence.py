@@ -467,6 +467,7 @@ def _baseline_state(est):
                         f"({', '.join(_BASELINE_CLASSES)}); {name} has code of its own, which "
                         "a model file cannot hold: pickle or joblib it.")
     check_is_fitted(est, "scaler_", msg=_NOT_FITTED)
+    est._apply_reading_params()  # a cache_dir set since fit, as predict would use it
     params = est.get_params(deep=False)
     _check_backbone(params["backbone"])
     # The input adapter is rebuilt from the parameters; PAM's wraps an embedder.
@@ -598,6 +599,7 @@ def save_model(model, path, prior_weights=True):
     """
     if not isinstance(prior_weights, (bool, np.bool_)):
         raise TypeError(f"prior_weights must be True or False; got {prior_weights!r}.")
+    path = os.fsdecode(path)  # a bytes path as open() takes it (messages are text)
     check_model_target(path)
     if isinstance(model, BaselineRegressor):
         state = {"kind": "baseline", **_baseline_state(model)}
@@ -648,6 +650,7 @@ def _network_state(model, prior_weights=True):
     elif isinstance(model, MetaAestheticRegressor):
         meta = model
         check_is_fitted(meta, "prior_net_", msg=_NOT_FITTED)
+        meta._apply_reading_params()  # a cache_dir set since fit, as predict would use it
         kind, module = "prior", meta.prior_net_.module_
     else:
         raise TypeError(f"save_model saves a MetaAestheticRegressor, a PersonalizedNet, a "
@@ -753,7 +756,7 @@ def _load_task_vectors(state, path, device):
 
 
 def _read(path):
-    path = os.fspath(path)
+    path = os.fsdecode(path)  # a bytes path as open() takes it (messages are text)
     if os.path.isdir(path):
         raise ValueError(f"{path} is a folder, not a model file (were the arguments given "
                          "in another order?)")

@@ -26,7 +26,7 @@ from ._cli_common import (
 )
 from ._cli_parser import build_parser, negative_ranges
 from ._cli_table1 import run_table1
-from ._io import atomic_write, check_output_file
+from ._io import atomic_write, check_output_file, folder_path
 from ._messages import listing
 
 __all__ = ["console", "main", "run_demo", "run_table1", "run_meta_train", "run_personalize",
@@ -562,7 +562,7 @@ def _caching(owner, args, say):
                 "model trains its whole network, which caches no embeddings")
         return
     if args.no_cache or args.cache_dir is not None:
-        folder = None if args.no_cache else os.path.abspath(args.cache_dir)
+        folder = None if args.no_cache else folder_path(args.cache_dir)
         # The parameter, as in Python, so that a personalized model saved records it; the
         # loaded embedder too, which a loaded personalized net shares with its prior and
         # a baseline reads its folder from.

@@ -202,3 +202,91 @@ def test_a_checkpoint_is_named_as_such(ratings, tiny_params, tmp_path):
 
 class _Opaque:
     pass
+
+
+def _tiny_embed(images, **kwargs):
+    torch.manual_seed(0)  # tiny_cnn is randomly initialized: the same weights every call
+    return _features.embed_images(images, backbone="tiny_cnn", **kwargs)
+
+
+@pytest.mark.parametrize("damage", [b"{'descr': '<f4', 'fortran_order': False, 'shape'",
+                                    b"{'descr': '<f4', 'fortran_order': False, "
+                                    b"'shape': (99999999999999,), }"])
+def test_a_damaged_cache_entry_is_embedded_again(photos, tmp_path, damage):
+    # a header cut short made NumPy's parser raise tokenize's error, which escaped:
+    # every later call on that image failed while the entry existed
+    cache = tmp_path / "cache"
+    expected = _tiny_embed(photos[:3], cache_dir=cache)
+    (entry, *_) = sorted(cache.rglob("*.npy"))
+    raw = entry.read_bytes()
+    entry.write_bytes(raw[:10] + damage.ljust(118) + b"\n" + raw[128:])
+    np.testing.assert_array_equal(_tiny_embed(photos[:3], cache_dir=cache), expected)
+    np.testing.assert_array_equal(np.load(entry), np.load(entry))  # written again, whole
+
+
+def test_a_path_stepping_up_from_a_link_is_the_file_it_opens(tmp_path):
+    # abspath takes "link/.." for the folder holding the link, the system for the
+    # target's parent: one file's embedding was keyed, cached and handed back as
+    # another's (in one call without a cache too)
+    (tmp_path / "real" / "sub").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "real" / "sub")
+    rng = np.random.RandomState(0)
+    a = rng.randint(0, 256, (32, 32, 3), dtype=np.uint8)
+    Image.fromarray(a).save(tmp_path / "real" / "img.png")
+    Image.fromarray(255 - a).save(tmp_path / "img.png")
+    stepping, plain = str(tmp_path / "link" / ".." / "img.png"), str(tmp_path / "img.png")
+    expected = _tiny_embed([a, 255 - a])
+    np.testing.assert_allclose(_tiny_embed([stepping, plain]), expected, rtol=1e-5,
+                               atol=1e-6)
+    _tiny_embed([stepping], cache_dir=tmp_path / "cache")
+    _features._MEMOS.clear()  # a new process: what the cache holds
+    np.testing.assert_allclose(_tiny_embed([plain], cache_dir=tmp_path / "cache"),
+                               expected[1:], rtol=1e-5, atol=1e-6)
+    keys = _features.run_keys([stepping, plain])
+    assert keys[0] != keys[1]
+
+
+def test_a_read_only_cache_without_the_backbones_folder_warns(photos, tmp_path, monkeypatch):
+    # the backbone's subfolder not made yet in a read-only cache_dir raised, as a
+    # mistyped path does, where a read-only folder is documented to warn
+    monkeypatch.setattr(_features, "_ASIDE", {}, raising=False)
+    monkeypatch.setattr(_features, "_WARNED", set(), raising=False)
+    (tmp_path / "shared").mkdir()
+    real = _features.check_writable_dir
+
+    def read_only(path, needed_bytes=0, what="directory", name=None):
+        if str(tmp_path / "shared") in str(path):
+            raise ValueError(f"{name} cannot be created: Read-only file system.")
+        return real(path, needed_bytes, what, name)
+
+    monkeypatch.setattr(_features, "check_writable_dir", read_only)
+    data = photos[:6], np.linspace(1, 5, 6)
+    with pytest.warns(UserWarning, match="cannot be created.*without being cached"):
+        meta = MetaAestheticRegressor(**SMALL, cache_dir=tmp_path / "shared").fit(
+            *data, groups=np.repeat([0, 1], 3))
+    expected = MetaAestheticRegressor(**SMALL).fit(*data, groups=np.repeat([0, 1], 3))
+    np.testing.assert_allclose(meta.predict(photos), expected.predict(photos), rtol=1e-6)
+    with pytest.raises(ValueError, match="cannot be created"):  # a path that is not there
+        MetaAestheticRegressor(**SMALL, cache_dir=tmp_path / "shared" / "typo").fit(
+            *data, groups=np.repeat([0, 1], 3))
+
+
+def test_a_cache_dir_in_the_home_folder(photos, tmp_path, monkeypatch):
+    # "~" was taken literally: a folder named "~" in the working directory
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("USERPROFILE", str(tmp_path / "home"))
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    _tiny_embed(photos[:2], cache_dir="~/emb")
+    assert os.listdir(tmp_path / "work") == []
+    assert len(list((tmp_path / "home" / "emb").rglob("*.npy"))) == 2
+
+
+def test_embeddings_held_in_memory_are_written_to_a_cache_given_later(photos, tmp_path):
+    # the memo's rows were never written to a cache_dir given after them (set_params
+    # on a fitted prior): the next process embedded them all again
+    meta = MetaAestheticRegressor(**SMALL).fit(photos[:6], np.linspace(1, 5, 6),
+                                               groups=np.repeat([0, 1], 3))
+    meta.set_params(cache_dir=tmp_path / "cache")
+    meta.predict(photos[:8])
+    assert len(list((tmp_path / "cache").rglob("*.npy"))) == 8

@@ -831,6 +831,55 @@ def test_set_params_moves_or_turns_off_a_fitted_priors_cache(tmp_path):
     assert len(list((tmp_path / "old").rglob("*.npy"))) == 40
 
 
+def test_save_model_writes_a_cache_dir_set_since_fit(tmp_path):
+    # the file held the folder of the prior's last predict: load, turn the cache off,
+    # save -- and the service's prior wrote into the author's folder
+    imgs, y, groups = _images()
+    meta = _caching_prior(tmp_path / "old", imgs, y, groups)
+    save_model(meta.set_params(cache_dir=None), tmp_path / "off.pt")
+    loaded = load_model(tmp_path / "off.pt")
+    assert loaded.cache_dir is None
+    loaded.predict(_images(seed=1)[0])
+    assert len(list((tmp_path / "old").rglob("*.npy"))) == 20
+    save_model(loaded.set_params(cache_dir=tmp_path / "new"), tmp_path / "on.pt")
+    assert load_model(tmp_path / "on.pt").cache_dir == os.path.abspath(tmp_path / "new")
+
+
+@pytest.mark.parametrize("baseline", [
+    ConsensusRidgeRegressor, lambda **kw: PAMRegressor(variant="content",
+                                                       n_content_classes=2, **kw)])
+def test_set_params_moves_or_turns_off_a_fitted_baselines_cache(tmp_path, baseline):
+    # the embedder made in fit kept its folder, in memory and in the saved file
+    imgs, y, groups = _images()
+    est = baseline(backbone="tiny_cnn", cache_dir=tmp_path / "old", random_state=0).fit(
+        imgs[:20], y[:20], groups=groups[:20])
+    expected = est.predict(imgs[20:])
+
+    def cached(folder):
+        return len(list((tmp_path / folder).rglob("*.npy")))
+
+    assert cached("old") == 40
+    est.set_params(cache_dir=None)
+    est.predict(_images(seed=1)[0])
+    est.personalize(_images(seed=2)[0][:10], y[:10]).predict(_images(seed=3)[0][:5])
+    assert cached("old") == 40
+    save_model(est, tmp_path / "off.pt")
+    assert load_model(tmp_path / "off.pt").cache_dir is None
+    loaded = load_model(tmp_path / "off.pt").set_params(cache_dir=tmp_path / "new")
+    np.testing.assert_allclose(loaded.predict(imgs[20:]), expected, rtol=1e-5)
+    assert cached("new") == 20
+    save_model(loaded, tmp_path / "on.pt")
+    assert load_model(tmp_path / "on.pt").cache_dir == os.path.abspath(tmp_path / "new")
+
+
+def test_model_files_by_bytes_paths(prior, tmp_path):
+    # save_model failed in a str join and load_model called a good file damaged
+    meta, X, _ = prior
+    path = os.fsencode(tmp_path / "prior.pt")
+    save_model(meta, path)
+    np.testing.assert_array_equal(load_model(path).predict(X), meta.predict(X))
+
+
 def test_a_copys_cache_dir_is_its_own(tmp_path):
     # A deep copy shares the fitted embedder: set_params(cache_dir=...) on the copy
     # changed where the original (and nets personalized from it) cached.

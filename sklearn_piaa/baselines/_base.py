@@ -33,7 +33,7 @@ from .._estimator import (
     warn_if_unranked,
     warn_mixed_scales,
 )
-from .._features import FeatureInput, ImageEmbedder
+from .._features import FeatureInput, ImageEmbedder, image_reader
 from .._inputs import (
     FEATURES,
     check_score_range,
@@ -326,7 +326,27 @@ class BaselineRegressor(PickledOnCPU, NumbersNotBools, RegressorMixin, BaseEstim
     def _image_input(self, backbone):
         """The input adapter over a built backbone (``load_model`` rebuilds it here too)."""
         device = resolve_device(self.device)
+        self._cache_dir_given_ = self.cache_dir  # see _apply_reading_params
         return ImageEmbedder(backbone.to(device), device, self.batch_size, self.cache_dir)
+
+    def _apply_reading_params(self):
+        """Make ``input_``'s embedder cache where ``cache_dir`` says now.
+
+        A ``set_params(cache_dir=...)`` after fit (a loaded prior on another machine's
+        folder, or None for a service that must not write) was ignored: the embedder
+        made in fit kept its folder, in memory and in the saved file. The embedder is
+        replaced, not changed: models sharing it keep their own folders.
+        """
+        embedder = image_reader(self)
+        if isinstance(embedder, ImageEmbedder) and self.cache_dir is not getattr(
+                self, "_cache_dir_given_", self.cache_dir):
+            new = embedder.replaced(cache_dir=self.cache_dir)
+            if self.input_ is embedder:
+                self.input_ = new
+            else:  # PAM's adapter, around the embedder
+                self.input_ = copy.copy(self.input_)
+                self.input_.embedder = new
+            self._cache_dir_given_ = self.cache_dir
 
     def _embed_unique(self, X):
         """Features of the distinct images in ``X`` and each row's image index."""
@@ -342,6 +362,7 @@ class BaselineRegressor(PickledOnCPU, NumbersNotBools, RegressorMixin, BaseEstim
 
     def _transform(self, X):
         """Standardized features of ``X`` (as seen by the prior)."""
+        self._apply_reading_params()
         return self.scaler_.transform(np.asarray(self.input_(X), dtype=np.float64))
 
     def _fit_prior(self, Z, inverse, y, groups, rng):
