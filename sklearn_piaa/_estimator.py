@@ -1466,6 +1466,11 @@ class MetaAestheticRegressor(PickledOnCPU, NumbersNotBools, RegressorMixin, Base
         first, elapsed = 0, 0.0
         with seeded(seed + 1, device):
             if saved is not None:
+                if self.random_state is None:
+                    # numpy's global generator is the caller's: the run's draws go on
+                    # in one of its own, not by setting the global one back to the
+                    # checkpoint's state (its stream repeated the earlier run's numbers)
+                    rng = np.random.RandomState()
                 first, done, elapsed = Checkpointer.restore(saved, prior, algo, rng, device)
                 if not isinstance(self.random_state, numbers.Integral):
                     # the seed given is overridden: say so, a new prior was expected

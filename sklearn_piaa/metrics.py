@@ -557,9 +557,12 @@ class PersonalizedSROCCScorer:
     Use it as ``scoring=`` in :func:`~sklearn.model_selection.cross_val_score` or
     :class:`~sklearn.model_selection.GridSearchCV` with a user-grouped splitter. It needs
     the rater of each test row, which scikit-learn passes through metadata routing:
-    ``with sklearn.config_context(enable_metadata_routing=True):`` around the search, or
-    ``cross_val_score(..., params={"groups": users})``.
-    The scorer requests ``groups`` by default.
+    ``with sklearn.config_context(enable_metadata_routing=True):`` around the search,
+    with the groups given as usual (``cross_val_score(..., groups=users)`` or
+    ``params={"groups": users}``). Without routing, ``params`` reaches ``fit`` only:
+    the scorer gets no groups and every fold scores NaN (scikit-learn's "Scoring
+    failed" warning shows the scorer's error). The scorer requests ``groups`` by
+    default.
 
     Parameters
     ----------

@@ -10,7 +10,14 @@ from sklearn.linear_model import Ridge, RidgeCV
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import StrOptions
 
-from ._inputs import FEATURES, check_feature_names, feature_names, input_kind, unique_rows
+from ._inputs import (
+    FEATURES,
+    as_indexable,
+    check_feature_names,
+    feature_names,
+    input_kind,
+    unique_rows,
+)
 from ._messages import row_numbers
 from ._tasks import as_tasks
 from ._warnings import PIAAWarning
@@ -32,7 +39,7 @@ def _features(X, what="X", keep_float=False):
             f"{what} must be a 2-D array of image embeddings; got images. Embed them "
             "first, with the prior's own input adapter (prior.input_(X), a fitted "
             "MetaAestheticRegressor with a frozen backbone) or with embed_images(X).")
-    F = np.asarray(X)
+    F = np.asarray(as_indexable(X))  # pandas' nullable columns: pd.NA as NaN
     if not (keep_float and F.dtype.kind == "f"):
         F = F.astype(np.float64, copy=False)
     if F.ndim != 2 or F.shape[0] == 0 or F.shape[1] == 0:

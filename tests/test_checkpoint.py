@@ -1,6 +1,7 @@
 """Checkpoint and resume: an interrupted meta-training ends with the uninterrupted prior."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -726,6 +727,28 @@ def test_resuming_an_unseeded_run_says_the_seed_given_is_not_used(ratings, tiny_
     with pytest.warns(UserWarning, match=r"iteration 3 of 5\).*draws instead of making new"):
         MetaAestheticRegressor(**{**params, "n_iterations": 5}, random_state=state()).fit(
             X, y, groups=groups)
+
+
+def test_resuming_an_unseeded_run_leaves_numpys_global_generator_alone(ratings, tiny_params,
+                                                                        tmp_path):
+    # random_state=None resumed by setting numpy's global generator to the checkpoint's
+    # state: the caller's stream repeated the earlier run's numbers, whatever its seed
+    X, y, groups = ratings
+    params = {**tiny_params, "random_state": None, "checkpoint_every": 2}
+    del params["n_iterations"]
+    MetaAestheticRegressor(**params, n_iterations=4, checkpoint_dir=tmp_path / "a").fit(
+        X, y, groups=groups)
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    after, priors = [], []
+    for user_seed, folder in [(1, "a"), (2, "b")]:
+        np.random.seed(user_seed)
+        with pytest.warns(UserWarning, match="continues that run's random draws"):
+            priors.append(MetaAestheticRegressor(**params, n_iterations=6,
+                                                 checkpoint_dir=tmp_path / folder).fit(
+                X, y, groups=groups))
+        after.append(np.random.rand(3))
+    assert not np.array_equal(*after)
+    _assert_same_prior(*priors)  # the run's own draws go on as checkpointed
 
 
 #: The run key (``fingerprint``) of a fit with :data:`_PINNED_PARAMS` on

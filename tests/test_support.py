@@ -321,6 +321,18 @@ def test_errors_are_named():
         SupportSelector("disagreement", alphas=(0.0,)).fit(_planted_disagreement())
 
 
+def test_missing_values_of_pandas_nullable_columns_are_named():
+    # pd.NA in a Float64 table failed in float() with a bare TypeError
+    pd = pytest.importorskip("pandas")
+    X = pd.DataFrame(np.random.RandomState(0).randn(10, 3)).astype("Float64")
+    X.iloc[3, 1] = pd.NA
+    with pytest.raises(ValueError, match=r"NaN or infinite features \(row 3, counting "
+                                         r"from 0\)"):
+        select_support(X, 2)
+    np.testing.assert_array_equal(select_support(X.iloc[4:], 3),
+                                  select_support(X.iloc[4:].astype("float64"), 3))
+
+
 def test_unfitted_and_mismatched_selectors():
     X = np.random.RandomState(0).randn(10, 6)
     with pytest.raises(NotFittedError, match="call fit"):

@@ -12,17 +12,25 @@ class Average(MetaLearner):
 
     Each outer iteration pools the support and query images of the sampled raters and
     takes ``inner_steps`` Adam steps on the prior itself (no task copies, no outer
-    update). With squared error the best prediction for an image is its mean score over
-    the raters who rated it, so the prior learns the average (consensus) aesthetic score
-    that BA-PIAA fine-tunes per rater. Adam's state persists across iterations.
+    update). With squared error the best prediction for an image is the mean of its
+    scores weighted by how often each is drawn, so the prior learns an average
+    (consensus) aesthetic score that BA-PIAA fine-tunes per rater. Adam's state
+    persists across iterations.
 
     The parameters are those of :class:`~sklearn_piaa.meta.MetaLearner`; ``outer_lr`` is
     not used.
 
     Notes
     -----
-    BA-PIAA in [1]_ trains on each image's mean score; sampling raters and pooling
-    their ratings has that optimum too and fits the same loop as the meta-learners.
+    BA-PIAA in [1]_ trains on each image's mean score. Sampling raters and pooling
+    their ratings fits the same loop as the meta-learners and has that optimum where
+    the raters have equal numbers of ratings (or at most ``support_size +
+    query_size`` each). Otherwise a rating weighs in proportion to how often it is
+    drawn: raters are drawn alike, and a draw takes at most ``support_size +
+    query_size`` of a rater's images, so each rating of a rater with ``n`` ratings
+    counts ``(support_size + query_size) / n`` as much as one of a small rater's. A
+    rater of 500 ratings beside one of 20 on the same images pulls the prior less
+    than the plain mean of the two would.
 
     References
     ----------
