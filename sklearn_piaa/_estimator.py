@@ -685,8 +685,8 @@ class MetaAestheticRegressor(PickledOnCPU, NumbersNotBools, RegressorMixin, Base
         be made, a full disk or a failed write warns (once per folder and process; a
         folder that takes no file is probed again after 10 minutes), and images are
         embedded without it. ``set_params(cache_dir=...)`` on a fitted prior moves its
-        cache (``None`` turns it off). A value of another type than str, os.PathLike
-        or None is refused with a TypeError.
+        cache (``None`` turns it off). A leading ``~`` is the home folder. A value of
+        another type than str, os.PathLike or None is refused with a TypeError.
     on_error : {"raise", "skip"}, default="raise"
         An image file that cannot be read (missing, empty, truncated, not an image):
         ``"raise"`` stops with an error naming it (FileNotFoundError for a missing
@@ -726,8 +726,10 @@ class MetaAestheticRegressor(PickledOnCPU, NumbersNotBools, RegressorMixin, Base
         warns when the directory holds unfinished runs of other data or settings. A
         ``RandomState`` instance, like ``None``, does not identify the run: ``fit``
         resumes the checkpoint of the same data and other settings, and continues its
-        random stream, with a warning. A checkpoint that cannot be written (a full
-        disk, the folder removed) is warned of once, and training goes on.
+        random stream, with a warning (``None`` in a generator of its own: NumPy's
+        global one is left as it was). A checkpoint that cannot be written (a full
+        disk, the folder removed) is warned of once, and training goes on. A leading
+        ``~`` is the home folder.
     checkpoint_every : int, default=100
         Iterations between checkpoints.
     random_state : int, RandomState instance or None, default=None
