@@ -982,7 +982,7 @@ class MetaAestheticRegressor(PickledOnCPU, NumbersNotBools, RegressorMixin, Base
         device = resolve_device(self.device)
         if self.checkpoint_dir is not None:
             # before the images are embedded, not when the first checkpoint is due
-            check_writable_dir(self.checkpoint_dir, what="checkpoint_dir")
+            check_writable_dir(folder_path(self.checkpoint_dir), what="checkpoint_dir")
         rng = check_random_state(self.random_state)
         seed = rng.randint(np.iinfo(np.int32).max)
 

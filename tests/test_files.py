@@ -271,15 +271,19 @@ def test_a_read_only_cache_without_the_backbones_folder_warns(photos, tmp_path, 
             *data, groups=np.repeat([0, 1], 3))
 
 
-def test_a_cache_dir_in_the_home_folder(photos, tmp_path, monkeypatch):
+def test_cache_and_checkpoint_folders_in_the_home_folder(photos, tmp_path, monkeypatch):
     # "~" was taken literally: a folder named "~" in the working directory
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("USERPROFILE", str(tmp_path / "home"))
     (tmp_path / "work").mkdir()
     monkeypatch.chdir(tmp_path / "work")
     _tiny_embed(photos[:2], cache_dir="~/emb")
+    MetaAestheticRegressor(**{**SMALL, "n_iterations": 4}, checkpoint_dir="~/runs",
+                           checkpoint_every=2).fit(photos[:6], np.linspace(1, 5, 6),
+                                                   groups=np.repeat([0, 1], 3))
     assert os.listdir(tmp_path / "work") == []
     assert len(list((tmp_path / "home" / "emb").rglob("*.npy"))) == 2
+    assert os.listdir(tmp_path / "home" / "runs")
 
 
 def test_embeddings_held_in_memory_are_written_to_a_cache_given_later(photos, tmp_path):
