@@ -2,6 +2,7 @@
 
 import numbers
 import warnings
+from collections.abc import Mapping
 
 import numpy as np
 from sklearn.base import BaseEstimator, _fit_context
@@ -19,7 +20,7 @@ from ._inputs import (
     unique_rows,
 )
 from ._messages import row_numbers
-from ._tasks import as_tasks
+from ._tasks import TaskSet, as_tasks
 from ._warnings import PIAAWarning
 
 __all__ = ["SupportSelector", "select_support"]
@@ -28,18 +29,32 @@ __all__ = ["SupportSelector", "select_support"]
 _NEEDS_RATERS = {"random": False, "kcenter": False, "disagreement": True, "hybrid": True}
 
 
+_EMBED_FIRST = ("Embed the images first, with the prior's own input adapter "
+                "(prior.input_(X), a fitted MetaAestheticRegressor with a frozen "
+                "backbone) or with embed_images(X).")
+
+
+def _refuse_images(X, what):
+    if input_kind(X) != FEATURES:
+        raise ValueError(f"{what} must be a 2-D array of image embeddings; got images. "
+                         + _EMBED_FIRST)
+
+
 def _features(X, what="X", keep_float=False):
     """``X`` as a finite float64 feature matrix, or a ValueError naming the problem.
 
     ``keep_float``: a float32 ``X`` stays float32 (a rater table repeats each image's
     row per rating: cast after dropping the repeats, it takes a third of the memory).
     """
-    if input_kind(X) != FEATURES:
-        raise ValueError(
-            f"{what} must be a 2-D array of image embeddings; got images. Embed them "
-            "first, with the prior's own input adapter (prior.input_(X), a fitted "
-            "MetaAestheticRegressor with a frozen backbone) or with embed_images(X).")
+    _refuse_images(X, what)
     F = np.asarray(as_indexable(X))  # pandas' nullable columns: pd.NA as NaN
+    if F.dtype.kind in "OSU":
+        # a table of image paths is 2-D too: numpy's "could not convert string to
+        # float" named neither the argument nor what to do
+        text = next((v for v in F.ravel() if isinstance(v, (str, bytes))), None)
+        if text is not None:
+            raise ValueError(f"{what} must be a 2-D array of image embeddings; got text "
+                             f"({text!r}): image paths? {_EMBED_FIRST}")
     if not (keep_float and F.dtype.kind == "f"):
         F = F.astype(np.float64, copy=False)
     if F.ndim != 2 or F.shape[0] == 0 or F.shape[1] == 0:
@@ -167,6 +182,15 @@ def _ridge(Z, target, alphas):
     return RidgeCV(alphas=alphas).fit(Z, target)
 
 
+#: What disagreement needs: a spread over one rater's model is 0 on every image.
+_COMMITTEE = ("needs at least two training raters with a deviation model (raters with 3 "
+              "or more ratings of images that another rater rated too)")
+
+
+def _committee(raters):
+    return (f"only rater {raters[0]!r} has one" if raters else "no rater has one")
+
+
 class SupportSelector(BaseEstimator):
     """Choose which images a new rater should rate before the prior is personalized.
 
@@ -181,7 +205,9 @@ class SupportSelector(BaseEstimator):
       most. ``fit`` learns, per training rater, a ridge regression of that rater's
       (standardized) scores' deviation from the leave-one-out consensus on the
       standardized embeddings; the spread (standard deviation over raters) of those
-      predicted deviations on a candidate measures how much raters disagree on it
+      predicted deviations on a candidate, each without its intercept (a rater's
+      constant offset changes none of its rankings), measures how much raters
+      disagree on it
       (query by committee [4]_, the committee being the training raters' taste
       models). The top ``n`` candidates are picked.
     - ``"hybrid"``: k-center greedy where each candidate's distance to the picks is
@@ -281,6 +307,9 @@ class SupportSelector(BaseEstimator):
         self
         """
         names = feature_names(X)
+        if not isinstance(X, (TaskSet, Mapping)):
+            # as_tasks' own refusal advises a backbone, which a selector has not
+            _refuse_images(X, "the training embeddings")
         tasks = as_tasks(X, y, groups, features=True, owner="SupportSelector")
         if names is None:  # a TaskSet or dict of tables carries them (as fit takes them)
             names = getattr(tasks, "feature_names", None)
@@ -293,10 +322,8 @@ class SupportSelector(BaseEstimator):
         mean, scale = _standardize(unique)
         Z = (unique - mean) / scale
         raters, coef = self._deviation_models(Z, inverse, tasks, alphas * Z.shape[1])
-        if not raters and _NEEDS_RATERS[self.strategy]:
-            raise ValueError(
-                f"strategy={self.strategy!r} needs training raters who share images: no "
-                "rater has 3 or more ratings of images that another rater rated too.")
+        if len(raters) < 2 and _NEEDS_RATERS[self.strategy]:
+            raise ValueError(f"strategy={self.strategy!r} {_COMMITTEE}; {_committee(raters)}.")
         self.n_features_in_ = F.shape[1]
         if names is None:
             self.__dict__.pop("feature_names_in_", None)
@@ -354,9 +381,9 @@ class SupportSelector(BaseEstimator):
             raise NotFittedError(
                 f"SupportSelector(strategy={self.strategy!r}) needs the training raters "
                 f"for {what}: call fit(train_tasks) first.")
-        if len(self.rater_coef_) == 0:
-            raise ValueError("no training rater has a deviation model (too few shared "
-                             "images); disagreement is undefined.")
+        if len(self.rater_coef_) < 2:
+            raise ValueError(f"disagreement is undefined: it {_COMMITTEE}; "
+                             f"{_committee(self.raters_)}.")
 
     def disagreement(self, X):
         """How much the training raters are predicted to disagree on each image.
@@ -370,7 +397,8 @@ class SupportSelector(BaseEstimator):
         -------
         ndarray of shape (n_images,)
             Standard deviation over training raters of their predicted deviation from
-            the consensus, in units of a rater's score standard deviation.
+            the consensus without its intercept (the part that varies with the image),
+            in units of a rater's score standard deviation.
 
         Raises
         ------

@@ -226,8 +226,35 @@ def test_a_raters_own_repeats_are_not_shared_images():
     images = np.r_[X[:5], X[:5], X[5:], X[5:]]
     y = np.r_[np.arange(5.0), np.arange(5.0) + 0.5, np.arange(5.0)[::-1], np.arange(5.0)]
     tasks = TaskSet.from_arrays(images, y, np.repeat(["a", "b"], 10))
-    with pytest.raises(ValueError, match="needs training raters who share images"):
+    with pytest.raises(ValueError, match="needs at least two training raters with a "
+                                         "deviation model.*no rater has one"):
         SupportSelector("disagreement").fit(tasks)
+
+
+@pytest.mark.parametrize("strategy", ["disagreement", "hybrid"])
+def test_a_committee_of_one_rater_is_refused(strategy):
+    # one rater with a deviation model fitted: disagreement was 0 on every image and
+    # select warned of "coefficients all alike"
+    X = np.random.RandomState(0).randn(20, 4)
+    # "a" shares five images, each with a rater of that image alone (no model of theirs)
+    lone = TaskSet.from_arrays(np.r_[X, X[:5]], np.r_[X[:, 0], np.arange(5.0)],
+                               np.r_[["a"] * 20, [f"b{i}" for i in range(5)]])
+    with pytest.raises(ValueError, match="at least two training raters.*only rater 'a'"):
+        SupportSelector(strategy).fit(lone)
+    fitted = SupportSelector("kcenter").fit(lone).set_params(strategy=strategy)
+    with pytest.raises(ValueError, match="at least two training raters.*only rater 'a'"):
+        fitted.select(X, 2)
+
+
+def test_images_are_refused_with_the_way_to_embed_them():
+    # row-wise images to fit advised a backbone, which a selector has not; a table of
+    # image paths to select failed in numpy's "could not convert string to float"
+    images = np.random.RandomState(0).randint(0, 255, (8, 8, 8, 3)).astype(np.uint8)
+    with pytest.raises(ValueError, match="got images. Embed the images first"):
+        SupportSelector().fit(images, np.arange(8.0), groups=np.repeat([0, 1], 4))
+    paths = np.array([[f"{i}.jpg"] for i in range(8)], dtype=object)
+    with pytest.raises(ValueError, match="got text \\('0.jpg'\\): image paths\\? Embed"):
+        SupportSelector().select(paths, 2)
 
 
 def test_hybrid_starts_at_the_most_contested_image_and_spreads_out():
@@ -246,7 +273,7 @@ def test_deviation_models_use_only_shared_images():
              "c": (X[20:], np.arange(10.0))}
     sel = SupportSelector("disagreement").fit(tasks)
     assert sel.raters_ == ["a", "b"]
-    with pytest.raises(ValueError, match="share images"):
+    with pytest.raises(ValueError, match="another rater rated too"):
         SupportSelector("disagreement").fit({"c": (X[20:], np.arange(10.0))})
     # A strategy without rater models fits anyway.
     SupportSelector("kcenter").fit({"c": (X[20:], np.arange(10.0))})
