@@ -23,7 +23,6 @@ from sklearn.utils._param_validation import (
     validate_parameter_constraints,
 )
 from sklearn.utils.validation import check_is_fitted
-from skorch.dataset import ValidSplit
 
 from ._checkpoint import Checkpointer, fingerprint
 from ._device import PickledOnCPU, resolve_device, seeded, trains, unpickled_device
@@ -64,7 +63,7 @@ from ._messages import (
     scores_given,
 )
 from ._params import NumbersNotBools, refuse_bool_numbers
-from ._personalize import PersonalizedNet, _augmenting
+from ._personalize import PersonalizedNet, _augmenting, seeded_split
 from ._progress import progress
 from ._tasks import NO_GROUPS, as_tasks
 from ._warnings import PIAAWarning, warn_caller
@@ -1797,7 +1796,7 @@ class MetaAestheticRegressor(PickledOnCPU, NumbersNotBools, RegressorMixin, Base
                           net_params, net)
         if module is not None:
             params["module"] = module
-        params["train_split"] = _seeded_split(params.get("train_split"), seed)
+        params["train_split"] = seeded_split(params.get("train_split"), seed)
         # A new net rather than set_params: skorch refuses module, criterion and
         # optimizer instances in set_params before the net is initialized.
         net = type(net)(**{**params, "random_state": seed})
@@ -1842,22 +1841,6 @@ def warn_if_unranked(y):
                     "say nothing about how this rater ranks images, so the personalized "
                     "model ranks images as the prior does at best. Personalize on "
                     "ratings that differ (10 or more), or predict with the prior.")
-
-
-def _seeded_split(split, seed):
-    """``split``, or a copy drawing its validation share from ``seed``.
-
-    skorch's ``ValidSplit(0.2)`` without a ``random_state`` draws the validation images
-    from NumPy's global generator: the same ``personalize(random_state=...)`` gave
-    another net each time (and moved the user's global generator). Only a random share
-    is seeded; k-fold ``ValidSplit(5)`` takes fixed folds and is left as given.
-    """
-    if (isinstance(split, ValidSplit) and split.random_state is None
-            and isinstance(split.cv, numbers.Real)
-            and not isinstance(split.cv, numbers.Integral)):
-        split = copy.copy(split)  # the user's object stays as given
-        split.random_state = seed
-    return split
 
 
 def _fitting(defaults, given, net):

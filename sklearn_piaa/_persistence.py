@@ -29,6 +29,8 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression, Ridge, RidgeCV
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
+from skorch.dataset import Dataset as SkorchDataset
+from torch.utils.data import DataLoader
 
 from . import __version__
 from ._checkpoint import (
@@ -112,8 +114,13 @@ def _params(meta):
 
 #: A personalized net's own fine-tuning settings, kept in its file: refitting a loaded net
 #: (its clones in cross_val_score) repeats the fine-tuning it had, seed included.
-_NET_SETTINGS = ("random_state", "lr", "max_epochs", "batch_size", "mixed_precision")
+_NET_SETTINGS = ("random_state", "lr", "max_epochs", "batch_size", "mixed_precision",
+                 "predict_nonlinearity", "warm_start", "compile")
 _NET_PREFIXES = ("optimizer__", "criterion__", "iterator_train__", "iterator_valid__")
+#: A net's classes a file cannot name, as skorch sets them: a user's own was dropped
+#: without a word.
+_NET_DEFAULT_CLASSES = {"iterator_train": DataLoader, "iterator_valid": DataLoader,
+                        "dataset": SkorchDataset}
 
 
 #: Where the classes a net's ``optimizer`` and ``criterion`` may be are looked up, by
@@ -185,6 +192,8 @@ def _net_settings(net):
             left.append(k)
     if params.get("callbacks"):
         left.append("callbacks")
+    left += [key for key, default in _NET_DEFAULT_CLASSES.items()
+             if params.get(key, default) is not default]
     if left:
         also = (f" (and their {', '.join(p + '*' for p in dropped)} options)"
                 if dropped else "")

@@ -2,6 +2,7 @@
 
 import contextlib
 import copy
+import numbers
 import os
 import sys
 import threading
@@ -12,7 +13,7 @@ import torch
 from sklearn.utils import _safe_indexing
 from skorch import NeuralNetRegressor
 from skorch.callbacks import PrintLog
-from skorch.dataset import Dataset, unpack_data
+from skorch.dataset import Dataset, ValidSplit, unpack_data
 from skorch.utils import to_tensor
 
 from ._array_loader import array_loader
@@ -119,6 +120,38 @@ def _augmenting(dataset, training):
     return dataset
 
 
+def seeded_split(split, seed):
+    """``split``, or a copy drawing its validation share from ``seed``.
+
+    skorch's ``ValidSplit(0.2)`` without a ``random_state`` draws the validation images
+    from NumPy's global generator: the same ``personalize(random_state=...)`` gave
+    another net each time (and moved the user's global generator). Only a random share
+    is seeded; k-fold ``ValidSplit(5)`` takes fixed folds and is left as given.
+    """
+    if (isinstance(split, ValidSplit) and split.random_state is None
+            and isinstance(split.cv, numbers.Real)
+            and not isinstance(split.cv, numbers.Integral)):
+        split = copy.copy(split)  # the user's object stays as given
+        split.random_state = seed
+    return split
+
+
+def _refuse_module_params(module, params):
+    """Refuse ``module__*`` settings of a net whose ``module`` is the prior.
+
+    skorch builds a new module from the class and these arguments: the prior's weights
+    and BatchNorm statistics were thrown away without a word (with every argument
+    given), or the build failed on a missing one.
+    """
+    given = sorted(k for k in params if k.startswith("module__"))
+    if given and isinstance(module, torch.nn.Module):
+        raise ValueError(
+            f"{given} cannot be set: the net fine-tunes the prior held in `module`, and "
+            "skorch would build a new network from its class, without the prior's "
+            "weights. Change the prior's setting (e.g. MetaAestheticRegressor(dropout="
+            "...)) and personalize again, or change the layer on net.module.")
+
+
 def _reading_replaced(adapter, settings):
     """A copy of a net's image reader ``adapter`` with other ``settings`` (checked)."""
     allowed = (("cache_dir", "on_error", "progress") if isinstance(adapter, ImageEmbedder)
@@ -156,8 +189,11 @@ class PersonalizedNet(NeuralNetRegressor):
     - ``input`` turns what the user passes as ``X`` (image paths, PIL images, arrays
       or features) into what the module eats: cached embeddings in head-only mode,
       an augmenting image dataset in whole-network mode.
-    - ``fit`` starts from ``module`` (the prior) every time: the trained weights live in
+    - ``fit`` starts from ``module`` (the prior) every time (with skorch's
+      ``warm_start=True``, from the trained weights): the trained weights live in
       ``module_`` and ``module`` keeps the prior, so a re-fit or a clone never compounds.
+      ``module__*`` settings are refused: skorch would build a new network from the
+      class, without the prior's weights.
       A net read back by :func:`~sklearn_piaa.load_model` (or unpickled) keeps it too,
       except one from a file without the prior's weights (``save_model(...,
       prior_weights=False)`` or an earlier sklearn-piaa's), which refuses to re-fit.
@@ -261,6 +297,7 @@ class PersonalizedNet(NeuralNetRegressor):
                                  f"{params[name]!r}).")
         if "device" in params:  # else torch's "Found no NVIDIA driver" at predict
             resolve_device(params["device"])
+        _refuse_module_params(self.module, params)
         # the reader checked before anything is set: a refused call changes nothing
         reader = _reading_replaced(self.input, reading) if reading else None
         if params:
@@ -538,6 +575,7 @@ class PersonalizedNet(NeuralNetRegressor):
         """``module_`` = a deep copy of ``module`` (the prior), so fits never compound."""
         kwargs = self.get_params_for("module")
         module = self.module
+        _refuse_module_params(module, {f"module__{k}": v for k, v in kwargs.items()})
         if isinstance(module, torch.nn.Module) and not kwargs:
             # Training must never touch the prior held in `module`.
             self.module_ = copy.deepcopy(module)
@@ -599,9 +637,29 @@ class PersonalizedNet(NeuralNetRegressor):
         # X is checked once skorch has reset the net to the prior: a refit refused for
         # its X (features of another width, NaN, too few rows) left a personalized net
         # predicting as the prior, to be saved under the rater's name.
-        with self._kept_on_failure(states=False):
-            with contextlib.nullcontext() if seed is None else seeded(seed, self.device):
-                return super().fit(X, y, **fit_params)  # checked by partial_fit
+        # with warm_start, skorch trains the module and optimizer in place: restored too
+        with self._kept_on_failure(states=bool(self.warm_start)), \
+                self._split_seeded(seed), \
+                contextlib.nullcontext() if seed is None else seeded(seed, self.device):
+            return super().fit(X, y, **fit_params)  # checked by partial_fit
+
+    @contextlib.contextmanager
+    def _split_seeded(self, seed):
+        """``train_split`` drawing a random validation share from ``seed`` during a fit.
+
+        ``random_state`` promises a fit that repeats itself; a ``ValidSplit(0.2)`` set on
+        the net (a grid search over it) drew its share from NumPy's global generator.
+        """
+        given = self.train_split
+        split = given if seed is None else seeded_split(given, seed)
+        if split is given:
+            yield
+            return
+        self.train_split = split
+        try:
+            yield
+        finally:
+            self.train_split = given
 
     @contextlib.contextmanager
     def _kept_on_failure(self, states=True):

@@ -106,6 +106,48 @@ def test_a_refit_that_fails_leaves_the_personalized_net_as_it_was(prior):
     assert len(net.history) == len(history) + net.max_epochs
 
 
+def test_a_warm_started_refit_that_fails_leaves_the_net_as_it_was(prior):
+    # with warm_start skorch trains the module and optimizer in place: the history was
+    # put back and the weights and Adam's moments kept 3 epochs of the failed fit
+    X, y = _rater()
+    net = prior.personalize(X, y, max_epochs=5).set_params(warm_start=True)
+    before, history = net.predict(X), len(net.history)
+    steps = [s["step"].item() for s in net.optimizer_.state.values()]
+    with pytest.raises(KeyboardInterrupt):
+        # (a warm start initializes nothing: the callbacks neither)
+        net.set_params(callbacks=[CtrlC(at_epoch=history + 3)]).initialize_callbacks()
+        net.fit(X, y)
+    np.testing.assert_array_equal(net.predict(X), before)
+    assert len(net.history) == history
+    assert [s["step"].item() for s in net.optimizer_.state.values()] == steps
+
+
+def test_a_refit_with_its_own_validation_share_repeats_itself(prior):
+    # random_state seeded only the split that personalize gave: a ValidSplit(0.25) set
+    # on the net (a grid search over it) drew from NumPy's global generator
+    X, y = _rater(n=60)
+    net = prior.personalize(X, y, max_epochs=3).set_params(train_split=ValidSplit(0.25))
+    predictions = []
+    for global_seed in (1, 2):
+        np.random.seed(global_seed)
+        predictions.append(net.fit(X, y).predict(X))
+        assert np.random.get_state()[2] == np.random.RandomState(global_seed).get_state()[2]
+    np.testing.assert_array_equal(*predictions)
+    assert net.train_split.random_state is None
+
+
+def test_module_settings_that_would_drop_the_prior_are_refused(prior):
+    # skorch built a new head from the class: the prior's weights and BatchNorm
+    # statistics were thrown away without a word, or the build failed on a missing one
+    X, y = _rater()
+    net = prior.personalize(X, y)
+    before = net.predict(X)
+    with pytest.raises(ValueError, match=r"\['module__dropout'\] cannot be set.*without "
+                                         "the prior's weights"):
+        net.set_params(module__dropout=0.0)
+    np.testing.assert_array_equal(net.fit(X, y).predict(X), before)
+
+
 def test_a_callback_stops_personalization_in_a_worker_thread(prior):
     # Ctrl-C raises in the main thread only: elsewhere a KeyboardInterrupt is a stop.
     X, y = _rater()

@@ -983,6 +983,28 @@ def test_a_loaded_net_keeps_its_fine_tuning_settings_and_seed(prior, tmp_path):
         save_model(net, tmp_path / "cb.pt")
 
 
+def test_a_loaded_net_keeps_its_prediction_settings(prior, tmp_path):
+    # predict_nonlinearity and warm_start were dropped without a word: the loaded net
+    # predicted on another scale (a user's own iterator classes were dropped alike)
+    meta, X, y = prior
+    net = meta.personalize(X[:40], y[:40], max_epochs=2, warm_start=True,
+                           predict_nonlinearity=None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PIAAWarning)
+        save_model(net, tmp_path / "net.pt")
+    loaded = load_model(tmp_path / "net.pt")
+    assert loaded.warm_start is True and loaded.predict_nonlinearity is None
+
+    class Loader(torch.utils.data.DataLoader):
+        pass
+
+    net = meta.personalize(X[:40], y[:40], max_epochs=2, predict_nonlinearity=torch.tanh,
+                           iterator_valid=Loader)
+    with pytest.warns(PIAAWarning, match=r"\['predict_nonlinearity', 'iterator_valid'\] "
+                                         "are objects"):
+        save_model(net, tmp_path / "own.pt")
+
+
 @pytest.mark.parametrize("params", [
     {"optimizer": torch.optim.SGD, "optimizer__momentum": 0.9, "lr": 0.05},
     {"optimizer": torch.optim.AdamW},
