@@ -160,10 +160,12 @@ def plot_parameter_study(search, params=None, axes=None, metric=None):
     defaults: give the search a list of grids, one per parameter (``[{"inner_steps":
     [1, 3, 5]}, {"tasks_per_batch": [1, 2, 4]}]``), and each panel shows the candidates
     of its parameter. In a full grid (or a sub-grid of several parameters), a panel
-    shows the best candidate that searched its parameter (by the score plotted) and
-    the candidates of its grid that differ from it in that parameter alone. A
-    randomized search's candidates seldom share their other values: plot its
-    ``cv_results_`` against each parameter instead.
+    shows the best candidate of a grid that varies its parameter (by the score
+    plotted) and the candidates of that grid that differ from it in that parameter
+    alone. A successive-halving search scores a candidate once per round it reached:
+    each is drawn with the score of its last round (candidates dropped early were
+    scored on fewer resources). A randomized search's candidates seldom share their
+    other values: plot its ``cv_results_`` against each parameter instead.
 
     Parameters
     ----------
@@ -220,6 +222,11 @@ def plot_parameter_study(search, params=None, axes=None, metric=None):
         axes = axes[0]
     mean, std = results[f"mean_test_{suffix}"], results[f"std_test_{suffix}"]
     cands = results["params"]
+    rounds = results.get("iter")  # a successive-halving search: one row per round
+    last = {}
+    for i, cand in enumerate(cands):
+        last[repr(sorted(cand.items()))] = i  # rounds come in order
+    kept = set(last.values()) if rounds is not None else set(range(len(cands)))
     # The best by the score plotted (a multi-metric search that did not refit has no
     # best_params_; without one a full grid drew every candidate in every panel).
     rank = results.get(f"rank_test_{suffix}")
@@ -227,12 +234,20 @@ def plot_parameter_study(search, params=None, axes=None, metric=None):
              else np.argsort(np.where(np.isfinite(mean), -mean, np.inf), kind="stable"))
     for ax, name in zip(axes, params):
         column = results[f"param_{name}"]
-        # The best candidate that searched this parameter, and those of its (sub-)grid
-        # that differ from it in this parameter alone: another sub-grid's candidates
-        # lack some of its parameters, and were taken for matches of their values.
-        anchor = cands[next(i for i in order if name in cands[i])]
-        rows = [i for i, cand in enumerate(cands) if cand.keys() == anchor.keys()
-                and all(cand[k] == v for k, v in anchor.items() if k != name)]
+
+        def grid_of(anchor):
+            # those of its (sub-)grid that differ from it in this parameter alone:
+            # another sub-grid's candidates lack some of its parameters, and were
+            # taken for matches of their values
+            return [i for i, cand in enumerate(cands) if i in kept
+                    and cand.keys() == anchor.keys()
+                    and all(cand[k] == v for k, v in anchor.items() if k != name)]
+
+        # The best candidate of a grid that varies this parameter: a sub-grid holding
+        # one value of it hid another's sweep behind a one-point panel.
+        searched = [i for i in order if i in kept and name in cands[i]]
+        rows = next((g for g in map(grid_of, (cands[i] for i in searched)) if len(g) > 1),
+                    None) or grid_of(cands[searched[0]])
         # Numbers in order, then None and other values (tuples: hidden_sizes) in grid
         # order: numpy can order neither a None among numbers nor tuples as values.
         rows.sort(key=lambda i: (0, column[i]) if isinstance(column[i], numbers.Real)
@@ -243,7 +258,7 @@ def plot_parameter_study(search, params=None, axes=None, metric=None):
                                          for v in x])
         ax.set_xlabel(name)
         ax.set_ylabel("mean test score" if metric is None else f"mean test {metric}")
-    return np.asarray(axes)
+    return np.asarray(axes[:len(params)])
 
 
 def plot_gradient_map(model, image, ax=None, alpha=0.6, cmap="inferno", title=None):

@@ -262,6 +262,55 @@ def test_parameter_study_of_a_sub_grid_of_two_parameters_beside_another():
     plt.close("all")
 
 
+def test_parameter_study_draws_the_sweep_of_a_grid_that_varies_the_parameter():
+    # a sub-grid fixing alpha held the best candidate: the alpha panel showed its one
+    # point and hid the other sub-grid's sweep of alpha; four Axes given for one
+    # parameter came back four
+    from sklearn.linear_model import ElasticNet
+    from sklearn.model_selection import GridSearchCV
+
+    rng = np.random.RandomState(0)
+    X = rng.randn(90, 3)
+    y = X[:, 0] + 0.3 * rng.randn(90)
+    search = GridSearchCV(ElasticNet(), [{"alpha": [0.01], "l1_ratio": [0.1, 0.5, 0.9]},
+                                         {"alpha": [0.01, 0.1, 1.0, 10.0]}], cv=3).fit(X, y)
+    assert "l1_ratio" in search.best_params_
+    _, panels = plt.subplots(1, 4)
+    (alpha,) = plot_parameter_study(search, params="alpha", axes=panels)
+    results = search.cv_results_
+    sweep = [i for i, c in enumerate(results["params"]) if c.keys() == {"alpha"}]
+    assert [t.get_text() for t in alpha.get_xticklabels()] == ["0.01", "0.1", "1", "10"]
+    np.testing.assert_allclose(alpha.lines[0].get_ydata(), results["mean_test_score"][sweep])
+    plt.close("all")
+
+
+def test_parameter_study_of_a_successive_halving_search():
+    # each round scored the candidates again, on more samples: ticks 0.01 four times,
+    # one line over scores of different budgets
+    from sklearn.experimental import enable_halving_search_cv  # noqa: F401
+    from sklearn.linear_model import ElasticNet
+    from sklearn.model_selection import HalvingGridSearchCV
+
+    rng = np.random.RandomState(0)
+    X = rng.randn(300, 3)
+    y = X[:, 0] + 0.3 * rng.randn(300)
+    search = HalvingGridSearchCV(ElasticNet(), {"alpha": [0.01, 0.1, 1.0, 10.0],
+                                                "l1_ratio": [0.1, 0.9]}, cv=3,
+                                 min_resources=30, random_state=0).fit(X, y)
+    results = search.cv_results_
+    assert results["iter"].max() >= 1
+    (alpha,) = plot_parameter_study(search, params="alpha")
+    assert [t.get_text() for t in alpha.get_xticklabels()] == ["0.01", "0.1", "1", "10"]
+    best = search.best_params_
+    last = {}
+    for i, c in enumerate(results["params"]):
+        if c["l1_ratio"] == best["l1_ratio"]:
+            last[c["alpha"]] = i  # the last round each reached
+    np.testing.assert_allclose(alpha.lines[0].get_ydata(),
+                               results["mean_test_score"][[last[a] for a in sorted(last)]])
+    plt.close("all")
+
+
 def test_finetune_history_refuses_before_drawing(ratings, tiny_params):
     X, y, groups = ratings
     net = MetaAestheticRegressor(**tiny_params).fit(X, y, groups=groups).personalize(
