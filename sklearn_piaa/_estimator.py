@@ -1026,7 +1026,9 @@ class MetaAestheticRegressor(PickledOnCPU, NumbersNotBools, RegressorMixin, Base
         # one score for every image: a prior that gives one is right, not collapsed
         check_collapse = np.ptp(np.asarray(tasks.y, dtype=np.float64)) > 0
         if check_collapse:
-            before = self._score_levels(prior, data, score_range)
+            # by the batch's own statistics: the untrained head's (mean 0, variance 1)
+            # saturated it on features far from unit scale, which then never warned
+            before = self._score_levels(prior, data, score_range, batch_stats=True)
         history, fit_time = self._meta_train(prior, tasks, data, rng, seed, device)
         check_trained(prior, history, "meta-training", _META_ADVICE,
                       kept="The previous fit is kept." if hasattr(self, "prior_net_") else "",
@@ -1058,14 +1060,22 @@ class MetaAestheticRegressor(PickledOnCPU, NumbersNotBools, RegressorMixin, Base
         return self
 
     @staticmethod
-    def _score_levels(prior, data, score_range):
+    def _score_levels(prior, data, score_range, batch_stats=False):
         """How many scores the prior tells apart among a sample of the distinct images.
 
         Up to 2048 of them (16 in whole-network mode, where each costs a forward pass),
-        to a thousandth of the score range, in eval mode; no random draw.
+        to a thousandth of the score range, in eval mode; no random draw. With
+        ``batch_stats`` (precomputed features), the head's BatchNorm layers normalize by
+        the sample's own statistics, as training does, leaving theirs as they are.
         """
         was_training = prior.training
         prior.eval()
+        norms = [m for m in prior.modules() if isinstance(m, torch.nn.modules.batchnorm
+                                                         ._BatchNorm)] \
+            if batch_stats and "x" in data else []
+        kept = [(m.running_mean, m.running_var) for m in norms]
+        for m in norms:  # without running statistics, torch normalizes by the batch's
+            m.running_mean = m.running_var = None
         try:
             with torch.no_grad():
                 if "x" in data:
@@ -1080,6 +1090,8 @@ class MetaAestheticRegressor(PickledOnCPU, NumbersNotBools, RegressorMixin, Base
                     pred = prior(images.load(rows, device=next(prior.parameters()).device))
         finally:
             prior.train(was_training)
+            for m, (mean, var) in zip(norms, kept):
+                m.running_mean, m.running_var = mean, var
         pred = pred.float().cpu().numpy().ravel()
         pred = pred[np.isfinite(pred)]  # embeddings of unreadable images are NaN
         low, high = score_range

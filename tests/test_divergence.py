@@ -137,6 +137,16 @@ def test_a_collapsed_prior_is_named_after_fit():
     assert not _collapse_warnings(record)
 
 
+def test_a_collapsed_prior_on_features_far_from_unit_scale_is_named():
+    # the untrained head's BatchNorm statistics (mean 0, variance 1) saturated it on
+    # features of 1e4: fewer than five scores "before", so the collapse was never named
+    X, y, groups = _data()
+    with pytest.warns(UserWarning) as record:
+        MetaAestheticRegressor(**dict(SMALL, n_iterations=30), inner_lr=100.0).fit(
+            X * 1e4, y, groups=groups)
+    assert _collapse_warnings(record)
+
+
 def test_one_score_for_every_image_is_no_collapse():
     X, _, groups = _data()
     with warnings.catch_warnings(record=True) as record:
