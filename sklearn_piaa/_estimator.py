@@ -1026,9 +1026,8 @@ class MetaAestheticRegressor(PickledOnCPU, NumbersNotBools, RegressorMixin, Base
         # one score for every image: a prior that gives one is right, not collapsed
         check_collapse = np.ptp(np.asarray(tasks.y, dtype=np.float64)) > 0
         if check_collapse:
-            # by the batch's own statistics: the untrained head's (mean 0, variance 1)
-            # saturated it on features far from unit scale, which then never warned
-            before = self._score_levels(prior, data, score_range, batch_stats=True)
+            before = (self._score_levels(prior, data, score_range),
+                      self._score_levels(prior, data, score_range, batch_stats=True))
         history, fit_time = self._meta_train(prior, tasks, data, rng, seed, device)
         check_trained(prior, history, "meta-training", _META_ADVICE,
                       kept="The previous fit is kept." if hasattr(self, "prior_net_") else "",
@@ -1106,11 +1105,24 @@ class MetaAestheticRegressor(PickledOnCPU, NumbersNotBools, RegressorMixin, Base
         end of the range, and ranks nothing; personalization starts from nothing it
         learned. A prior that told fewer than five scores apart before meta-training
         (a toy one, on a few images barely apart) is not named.
+
+        ``before`` holds the scores before meta-training by the head's BatchNorm
+        statistics, then by the sample's own. On features far from unit scale the
+        untrained head's statistics (mean 0, variance 1) saturated it, so such a prior
+        was never named: there the sample's statistics tell the scores apart, and a
+        prior saturated at the ends of the range is named (one scoring alike in the
+        middle has running statistics that have not caught up after a short run: not
+        the learning rates' doing).
         """
-        (levels, n), (was, _) = after, before
-        if len(levels) > 2 or len(was) < 5:
+        (levels, n), ((was, _), (untrained, _)) = after, before
+        if len(levels) > 2:
             return
         low, high = self.score_range_
+        if len(was) < 5:
+            ends = all(min(v - low, high - v) <= (high - low) / 100 for v in levels)
+            if len(untrained) < 5 or not ends:
+                return
+            was = untrained
         # n counts rows: features given once per rating repeat an image's
         scores = scores_given(levels, f", range {low:g}-{high:g}; {n} rows looked at")
         warn_caller(
