@@ -848,7 +848,7 @@ class MetaAestheticRegressor(PickledOnCPU, NumbersNotBools, RegressorMixin, Base
         "on_error": [StrOptions({"raise", "skip"})],
         "device": [str, torch.device],
         "mixed_precision": ["boolean"],
-        "checkpoint_dir": "no_validation",
+        "checkpoint_dir": [str, os.PathLike, None],
         "checkpoint_every": [Interval(numbers.Integral, 1, None, closed="left")],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -1026,8 +1026,11 @@ class MetaAestheticRegressor(PickledOnCPU, NumbersNotBools, RegressorMixin, Base
         # one score for every image: a prior that gives one is right, not collapsed
         check_collapse = np.ptp(np.asarray(tasks.y, dtype=np.float64)) > 0
         if check_collapse:
-            before = (self._score_levels(prior, data, score_range),
-                      self._score_levels(prior, data, score_range, batch_stats=True))
+            before = self._score_levels(prior, data, score_range)
+            # by the sample's statistics: the head's on precomputed features (or a
+            # frozen backbone's); a whole network's would be the same pass again
+            before = (before, self._score_levels(prior, data, score_range, batch_stats=True)
+                      if "x" in data else before)
         history, fit_time = self._meta_train(prior, tasks, data, rng, seed, device)
         check_trained(prior, history, "meta-training", _META_ADVICE,
                       kept="The previous fit is kept." if hasattr(self, "prior_net_") else "",

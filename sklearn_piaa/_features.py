@@ -942,11 +942,18 @@ def _absolute(path):
 
     ``os.path.abspath`` takes ``link/..`` for the folder holding the link, where the
     system goes to the link target's parent: a path stepping up is resolved, or one
-    file's embedding was keyed, stat'ed and cached as another's.
+    file's embedding was keyed, stat'ed and cached as another's. One the system cannot
+    resolve (a missing folder, a file, before the ``..``) is kept as it is, so that its
+    stat fails as opening it would (a lenient resolution skipped the missing folder
+    and named the file beside it).
     """
     path = os.fspath(path)
     if ".." in os.fsdecode(path).replace("\\", "/").split("/"):
-        return os.path.realpath(path)
+        try:
+            return os.path.realpath(path, strict=True)
+        except OSError:
+            return os.path.join(os.getcwdb() if isinstance(path, bytes) else os.getcwd(),
+                                path)
     return os.path.abspath(path)
 
 

@@ -334,9 +334,10 @@ def folder_path(path):
 
     Returns
     -------
-    str or bytes
+    str
+        A bytes path decoded as the file system does (``os.fsdecode``).
     """
-    return os.path.abspath(os.path.expanduser(os.fspath(path)))
+    return os.fsdecode(os.path.abspath(os.path.expanduser(os.fspath(path))))
 
 
 def check_writable_dir(path, needed_bytes=0, what="directory", name=None):

@@ -198,7 +198,7 @@ def _net_settings(net):
         also = (f" (and their {', '.join(p + '*' for p in dropped)} options)"
                 if dropped else "")
         warnings.warn(f"the net's {left} are objects a model file cannot store{also}: a "
-                      "net loaded from it refits without them (pickle or joblib keep "
+                      "net loaded from it goes without them (pickle or joblib keep "
                       "them). A model file names only optimizers of torch.optim, losses "
                       "of torch.nn or sklearn_piaa.nn, and skorch's ValidSplit.",
                       PIAAWarning, stacklevel=4)

@@ -132,7 +132,7 @@ def seeded_split(split, seed):
             and isinstance(split.cv, numbers.Real)
             and not isinstance(split.cv, numbers.Integral)):
         split = copy.copy(split)  # the user's object stays as given
-        split.random_state = seed
+        split.random_state = seed % 2**32  # NumPy's seeds; a net's may be larger
     return split
 
 

@@ -462,14 +462,23 @@ def _each_rater(func, prior, calls, n_jobs):
         filters = list(warnings.filters)
         jobs = (delayed(_with_filters)(filters, *job) for job in jobs)
     for part in _in_order(jobs, n_jobs):
+        if in_workers:
+            part, caught = part
+            for message, category, filename, lineno in caught:
+                # what the worker showed on its own stderr, which a caller recording
+                # warnings (a notebook, pytest.warns) never saw: "fine-tuning collapsed
+                # the net" of every draw, with the table looking normal
+                warnings.warn_explicit(message, category, filename, lineno)
         yield from part
 
 
 def _with_filters(filters, function, args, kwargs):
-    """``function(*args, **kwargs)`` under the warning ``filters`` (a caller's)."""
-    with warnings.catch_warnings():
+    """``function(*args, **kwargs)`` under the warning ``filters`` (a caller's), and the
+    warnings they let through, for the caller to issue: ``(result, warnings)``."""
+    with warnings.catch_warnings(record=True) as caught:
         warnings.filters[:] = filters
-        return function(*args, **kwargs)
+        result = function(*args, **kwargs)
+    return result, [(w.message, w.category, w.filename, w.lineno) for w in caught]
 
 
 def _run_chunk(func, prior, calls, embeddings=None):

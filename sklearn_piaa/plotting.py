@@ -234,20 +234,19 @@ def plot_parameter_study(search, params=None, axes=None, metric=None):
              else np.argsort(np.where(np.isfinite(mean), -mean, np.inf), kind="stable"))
     for ax, name in zip(axes, params):
         column = results[f"param_{name}"]
-
-        def grid_of(anchor):
-            # those of its (sub-)grid that differ from it in this parameter alone:
-            # another sub-grid's candidates lack some of its parameters, and were
-            # taken for matches of their values
-            return [i for i, cand in enumerate(cands) if i in kept
-                    and cand.keys() == anchor.keys()
-                    and all(cand[k] == v for k, v in anchor.items() if k != name)]
-
+        # The candidates of a (sub-)grid that differ in this parameter alone, by their
+        # other values (another sub-grid's candidates lack some of its parameters, and
+        # were taken for matches of their values); grouped once, not per candidate (a
+        # randomized search of 2000 candidates took 14 s).
+        grids = {}
+        for i in sorted(kept):
+            if name in cands[i]:
+                grids.setdefault(_others(cands[i], name), []).append(i)
         # The best candidate of a grid that varies this parameter: a sub-grid holding
         # one value of it hid another's sweep behind a one-point panel.
-        searched = [i for i in order if i in kept and name in cands[i]]
-        rows = next((g for g in map(grid_of, (cands[i] for i in searched)) if len(g) > 1),
-                    None) or grid_of(cands[searched[0]])
+        searched = [grids[_others(cands[i], name)] for i in order
+                    if i in kept and name in cands[i]]
+        rows = list(next((g for g in searched if len(g) > 1), searched[0]))
         # Numbers in order, then None and other values (tuples: hidden_sizes) in grid
         # order: numpy can order neither a None among numbers nor tuples as values.
         rows.sort(key=lambda i: (0, column[i]) if isinstance(column[i], numbers.Real)
@@ -259,6 +258,11 @@ def plot_parameter_study(search, params=None, axes=None, metric=None):
         ax.set_xlabel(name)
         ax.set_ylabel("mean test score" if metric is None else f"mean test {metric}")
     return np.asarray(axes[:len(params)])
+
+
+def _others(candidate, name):
+    """A candidate's parameters but ``name``, as a key (its values may be unhashable)."""
+    return repr(sorted((k, v) for k, v in candidate.items() if k != name))
 
 
 def plot_gradient_map(model, image, ax=None, alpha=0.6, cmap="inferno", title=None):

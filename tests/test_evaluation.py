@@ -719,3 +719,14 @@ def test_worker_processes_follow_the_callers_warning_filters(image_files, tmp_pa
             warnings.simplefilter("error", PIAAWarning)
             with pytest.raises(PIAAWarning, match="could not be read"):
                 evaluate_personalization(meta, test, n_support=5, n_repeats=1, n_jobs=n_jobs)
+    # and the warnings they let through reach the caller: a collapse in every draw's
+    # fine-tuning was printed on the workers' stderr, unseen by a caller recording
+    meta.set_params(finetune_lr=1e8, on_error="raise")
+    collapsed = []
+    for n_jobs in (1, 2):
+        with pytest.warns(PIAAWarning) as record:
+            evaluate_personalization(meta, test.subset(["d"]), n_support=5, n_repeats=2,
+                                     n_jobs=n_jobs)
+        # (which draws collapse, and how, differs with the workers' rounding at lr 1e8)
+        collapsed.append([w for w in record if "fine-tuning collapsed" in str(w.message)])
+    assert all(collapsed)

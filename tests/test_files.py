@@ -244,6 +244,10 @@ def test_a_path_stepping_up_from_a_link_is_the_file_it_opens(tmp_path):
                                expected[1:], rtol=1e-5, atol=1e-6)
     keys = _features.run_keys([stepping, plain])
     assert keys[0] != keys[1]
+    # a step up from a folder that is not there opens nothing: it was resolved leniently
+    # (the missing folder skipped) and handed the embedding of the file beside it
+    with pytest.raises(FileNotFoundError, match="image file not found"):
+        _tiny_embed([plain, str(tmp_path / "missing" / ".." / "img.png")])
 
 
 def test_a_read_only_cache_without_the_backbones_folder_warns(photos, tmp_path, monkeypatch):
@@ -269,6 +273,16 @@ def test_a_read_only_cache_without_the_backbones_folder_warns(photos, tmp_path, 
     with pytest.raises(ValueError, match="cannot be created"):  # a path that is not there
         MetaAestheticRegressor(**SMALL, cache_dir=tmp_path / "shared" / "typo").fit(
             *data, groups=np.repeat([0, 1], 3))
+
+
+@pytest.mark.parametrize("folder", [b"runs", 3])
+def test_a_checkpoint_dir_of_another_type_is_refused_by_name(photos, folder):
+    # fit failed deep in os.path ("Can't mix strings and bytes in path components")
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    with pytest.raises(InvalidParameterError, match="'checkpoint_dir' parameter"):
+        MetaAestheticRegressor(**SMALL, checkpoint_dir=folder).fit(
+            photos[:6], np.linspace(1, 5, 6), groups=np.repeat([0, 1], 3))
 
 
 def test_cache_and_checkpoint_folders_in_the_home_folder(photos, tmp_path, monkeypatch):

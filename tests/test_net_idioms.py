@@ -134,6 +134,7 @@ def test_a_refit_with_its_own_validation_share_repeats_itself(prior):
         assert np.random.get_state()[2] == np.random.RandomState(global_seed).get_state()[2]
     np.testing.assert_array_equal(*predictions)
     assert net.train_split.random_state is None
+    net.set_params(random_state=2**40).fit(X, y)  # a net's seed may pass NumPy's range
 
 
 def test_module_settings_that_would_drop_the_prior_are_refused(prior):
