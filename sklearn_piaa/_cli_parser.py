@@ -35,7 +35,7 @@ def _add_test_raters(p, data):
 
 
 def _add_table_args(p, formats=True):
-    p.add_argument("--image-root", default=TABLE_DEFAULTS["image_root"],
+    p.add_argument("--image-root", default=TABLE_DEFAULTS["image_root"], type=_image_root,
                    help="folder the CSV's image names are relative to (default: the CSV's "
                         "folder)" + ("; with --format, the data set's image folder "
                                      "(default: the one it is distributed with, e.g. "
@@ -144,17 +144,24 @@ def _seed(text):
     return value
 
 
-def _folder(text, off="give --no-cache"):
-    """A cache folder option: an empty one would be the working directory, unsaid."""
+def _folder(text, off="to turn the cache off, give --no-cache"):
+    """A folder option: an empty one would be the working directory, unsaid."""
     if not text:
-        raise argparse.ArgumentTypeError(f"expected a folder, got an empty value; to turn "
-                                         f"the cache off, {off}")
+        raise argparse.ArgumentTypeError(f"expected a folder, got an empty value; {off}")
     return text
 
 
 def _new_folder(text):
     """``meta-train --cache-dir``, which has no ``--no-cache``: no cache is its default."""
-    return _folder(text, off="leave the option out")
+    return _folder(text, off="to turn the cache off, leave the option out")
+
+
+def _checkpoint_folder(text):
+    return _folder(text, off="for no checkpoints, leave the option out")
+
+
+def _image_root(text):
+    return _folder(text, off="for the CSV's folder, leave the option out")
 
 
 def _number(text):
@@ -334,7 +341,7 @@ def build_parser():
                     help="rating scale (default: the lowest and highest rating seen)")
     mt.add_argument("--cache-dir", type=_new_folder,
                     help="on-disk cache of image embeddings (resumable; head-only training)")
-    mt.add_argument("--checkpoint-dir",
+    mt.add_argument("--checkpoint-dir", type=_checkpoint_folder,
                     help="write checkpoints here (one file per run); rerunning the same "
                          "command resumes")
     mt.add_argument("--checkpoint-every", type=_count, default=100,

@@ -18,6 +18,7 @@ import warnings
 # that run a command import the rest (numpy too) when it runs.
 from ._cli_common import (
     check_benchmark_sizes,
+    image_extensions,
     image_files,
     keep_freed_memory,
     plural,
@@ -160,10 +161,13 @@ def _check_csv_output(path, what):
     fails on (or ``-o other.pt`` replaced a model file with a table).
     """
     ext = os.path.splitext(os.fspath(path))[1]
-    if ext.lower() in NOT_CSV:
+    # an image's name too: a later folder search took the table for a photo
+    says = NOT_CSV.get(ext.lower()) or ("an image" if ext.lower() in image_extensions()
+                                        else None)
+    if says:
         raise SystemExit(f"-o {path}: {what} written as CSV (comma-separated text), but the "
-                         f"name ends in {ext}, which says {NOT_CSV[ext.lower()]}; give a "
-                         "name ending in .csv.")
+                         f"name ends in {ext}, which says {says}; give a name ending in "
+                         ".csv.")
 
 
 def _check_device(device):
@@ -836,11 +840,11 @@ def run_evaluate(args, out=None):
 
     say = printer(out)
     _check_device(args.device)
-    if args.output:
+    if args.output is not None:  # -o '' (an empty shell variable) is refused, not "none"
         _check_csv_output(args.output, "the per-rater table is")
         _check_output(args.output, args.prior, args.data)
     data = _read_data(args)  # a bad table or option fails before the prior is loaded
-    if args.output:
+    if args.output is not None:
         _check_output(args.output, *_paths(data.tasks.X))
         # after the inputs' check, whose message says more of a photo given as -o
         _check_csv_target(args.output, _evaluate_header(), "evaluate", "the per-rater table")
@@ -869,7 +873,7 @@ def run_evaluate(args, out=None):
                                           verbose=0 if args.quiet else 1)
     say(str(result))
     say(f"({time.perf_counter() - t0:.1f}s)")
-    if args.output:
+    if args.output is not None:
         text = io.StringIO()
         writer = csv.writer(text, lineterminator="\n")
         writer.writerow(result.table.dtype.names)

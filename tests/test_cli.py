@@ -809,6 +809,13 @@ def test_cache_options_that_do_nothing_are_refused_or_said(tmp_path, capsys):
         main(meta_train + ["--cache-dir", ""])
     assert ("argument --cache-dir: expected a folder, got an empty value; to turn the "
             "cache off, leave the option out") in capsys.readouterr().err
+    # so were --checkpoint-dir and --image-root (the working folder, not the CSV's)
+    for option, advice in [("--checkpoint-dir", "for no checkpoints"),
+                           ("--image-root", "for the CSV's folder")]:
+        with pytest.raises(SystemExit):
+            main(meta_train + [option, ""])
+        assert (f"argument {option}: expected a folder, got an empty value; {advice}, "
+                "leave the option out") in capsys.readouterr().err
     main(meta_train + ["--train-backbone", "--cache-dir", str(tmp_path / "cache")])
     assert ("--cache-dir has no effect with --train-backbone"
             in capsys.readouterr().out)

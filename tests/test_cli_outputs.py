@@ -228,7 +228,9 @@ def test_predict_on_a_folder_it_cannot_read_says_permission_denied(tmp_path, ima
                                          ("scores.TSV", "tab-separated values"),
                                          ("scores.xlsx", "an Excel workbook"),
                                          ("scores.parquet", "Parquet"),
-                                         ("other.pt", "a model file")])
+                                         ("other.pt", "a model file"),
+                                         ("scores.png", "an image"),
+                                         ("table.JPG", "an image")])
 def test_an_output_name_of_another_format_than_csv_is_refused(tmp_path, image_files, name,
                                                               says):
     # predict -o scores.json wrote a CSV under that name, without a word
@@ -243,6 +245,13 @@ def test_an_output_name_of_another_format_than_csv_is_refused(tmp_path, image_fi
         main(["evaluate", str(tmp_path / "none.pt"), str(tmp_path / "none.csv"), "-o",
               str(out)])
     assert not out.exists()
+
+
+def test_an_empty_output_name_is_refused_by_evaluate_too(tmp_path):
+    # evaluate -o '' (an empty shell variable) ran the evaluation and wrote no table,
+    # exit 0: "" was taken for no -o
+    with pytest.raises(SystemExit, match="-o '' is empty; give a file name"):
+        main(["evaluate", str(tmp_path / "none.pt"), str(tmp_path / "none.csv"), "-o", ""])
 
 
 @pytest.mark.parametrize("name", ["scores.csv", "scores.txt", "scores", "scores.CSV"])
