@@ -1024,6 +1024,33 @@ class _Memo(OrderedDict):
     def __init__(self, *args):
         super().__init__(*args)
         self.disks = {}
+        self._holds = []  # see holding
+        self._lock = threading.Lock()
+
+    def __reduce__(self):
+        # rows and bound, without the lock and the holds of evaluations running here
+        return type(self), (list(self.items()),), {"size": self.size}
+
+    @property
+    def bound(self):
+        """How many embeddings the memo may hold now: ``size``, or more while held."""
+        return max([int(self.size), *self._holds])
+
+    @contextlib.contextmanager
+    def holding(self, n):
+        """Hold at least ``n`` embeddings while the block runs.
+
+        Without touching ``size``, the bound every embedder of the backbone shares: an
+        evaluation raised it and put back the value it read, and two at once left it
+        raised for good (the second read the first's raise).
+        """
+        with self._lock:
+            self._holds.append(int(n))
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._holds.remove(int(n))
 
 
 #: Frozen backbones of loaded models, by everything that makes their embeddings.
@@ -1291,6 +1318,14 @@ class ImageEmbedder:
     @memo_size.setter
     def memo_size(self, value):
         self._memory.size = int(value)
+
+    @contextlib.contextmanager
+    def holding(self, n):
+        """Hold at least ``n`` embeddings in the memo while the block runs, then forget
+        the oldest beyond :attr:`memo_size` (see ``_Memo.holding``)."""
+        with self._memory.holding(n):
+            yield
+        self.remember({})
 
     def _forward_batch(self):
         if torch.device(self.device).type != "cpu":
@@ -1640,7 +1675,7 @@ class ImageEmbedder:
                 memo.move_to_end(key)
             except KeyError:
                 pass
-        while len(memo) > max(int(self.memo_size), 0):
+        while len(memo) > max(memo.bound, 0):
             try:
                 memo.disks.pop(memo.popitem(last=False)[0], None)
             except KeyError:

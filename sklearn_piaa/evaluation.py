@@ -447,12 +447,8 @@ def _each_rater(func, prior, calls, n_jobs):
         # All of them at once: a memo_size below the test images' count forgot the
         # first chunks' while the later ones were embedded, and the next chunk that
         # shares an image embedded it again.
-        bound = embedder.memo_size
-        embedder.memo_size = max(bound, sum(len(args[0]) for c in chunks for args in c))
-        try:
+        with embedder.holding(sum(len(args[0]) for c in chunks for args in c)):
             found = [_chunk_embeddings(embedder, c) for c in chunks]
-        finally:
-            embedder.memo_size = bound
         jobs = (delayed(_run_chunk)(func, prior, c, e) for c, e in zip(chunks, found))
     if in_workers:
         # Worker processes start with Python's default warning filters: an "ignore" or

@@ -434,6 +434,31 @@ def test_worker_processes_embed_no_image_again(tmp_path):
     passes = np.loadtxt(log, dtype=np.int64, ndmin=2)
     assert set(passes[:, 0]) == {os.getpid()} and passes[:, 1].sum() == 16
     np.testing.assert_array_equal(small.table, alone.table)
+    # the bound held afterwards, the memo cut back to it (it kept all 16)
+    assert meta.input_.memo_size == 3 and len(meta.input_._memory) == 3
+
+
+def test_overlapping_evaluations_leave_the_shared_memo_bound_as_set():
+    # each evaluation raised the bound every embedder of the backbone shares and put
+    # back the value it read: a second one started meanwhile read the first's raise
+    # and left it for good
+    from sklearn_piaa._features import ImageEmbedder
+    from sklearn_piaa.nn import load_backbone
+
+    torch.manual_seed(0)
+    embedder = ImageEmbedder(load_backbone("tiny_cnn"), "cpu")
+    embedder.memo_size = 3
+    rows = {f"k{i}": np.zeros(embedder.out_features, np.float32) for i in range(30)}
+    first, second = embedder.holding(10), embedder.holding(20)
+    first.__enter__()
+    second.__enter__()
+    assert embedder.memo_size == 3
+    embedder.remember(rows)
+    assert len(embedder._memory) == 20
+    first.__exit__(None, None, None)
+    assert len(embedder._memory) == 20  # the second still holds them
+    second.__exit__(None, None, None)
+    assert embedder.memo_size == 3 and len(embedder._memory) == 3
 
 
 def test_images_are_embedded_in_the_main_thread_before_the_jobs_start(tmp_path):
