@@ -285,6 +285,20 @@ def test_bad_input_is_named(ratings):
     with pytest.raises(ValueError, match="alphas must be positive"):
         UserRidgeRegressor(alphas=(0.0, 1.0)).fit(X, y, groups=groups)
     model = ConsensusRidgeRegressor().fit(X, y, groups=groups)
+    # read again at personalization, they were not checked there: NaN predicted NaN,
+    # 0 fitted plain least squares
+    for bad in [(float("nan"),), (), (0.0,)]:
+        with pytest.raises(ValueError, match="alphas must be positive"):
+            clone(model).fit(X, y, groups=groups).set_params(alphas=bad).personalize(
+                X[:12], y[:12])
+        with pytest.raises(ValueError, match="alphas must be positive"):
+            model.personalize(X[:12], y[:12]).set_params(prior__alphas=bad).fit(
+                X[:12], y[:12])
+    content = PAMRegressor(variant="content", n_content_classes=3, random_state=0).fit(
+        X, y, groups=groups)
+    with pytest.raises(ValueError, match="needs attribute columns, which this prior"):
+        content.personalize(X[:12], y[:12]).set_params(prior__variant="attributes").fit(
+            X[:12], y[:12])
     with pytest.raises(ValueError, match="expecting 8 features"):
         model.predict(X[:, :3])
     with pytest.raises(ValueError, match="3 images but y has 2"):

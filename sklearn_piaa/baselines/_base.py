@@ -55,7 +55,10 @@ from ..nn.backbones import owned_backbone
 __all__ = ["BaselineRegressor", "PersonalizedBaseline", "consensus_scores"]
 
 def consensus_scores(y, inverse, n_images):
-    """Mean score of each image over the raters who rated it (the generic target).
+    """Mean of each image's ratings (the generic target).
+
+    A mean over ratings, not raters: a rater's repeated ratings of an image (trial-level
+    data) each count, as the meta-learners' pooled draws count them.
 
     Parameters
     ----------
@@ -110,9 +113,23 @@ def _fit_pca(Z, n_components, rng, n_rows):
     return pca
 
 
+def _checked_alphas(alphas):
+    """``alphas`` as a 1-D float array, or a ValueError: checked where every ridge is
+    fitted, for they are read again at personalization (``set_params`` after fit, or
+    ``prior__alphas`` on a personalized model): NaN there predicted NaN, and 0 fitted
+    plain least squares on two images in eight dimensions."""
+    try:
+        grid = np.asarray(alphas, dtype=float).reshape(-1)
+    except (TypeError, ValueError):
+        grid = np.empty(0)
+    if len(grid) == 0 or not (grid > 0).all() or not np.isfinite(grid).all():
+        raise ValueError(f"alphas must be positive numbers; got {alphas}.")
+    return grid
+
+
 def _ridge(Phi, target, alphas):
     # GCV needs at least 3 points to say anything; below that, shrink the most.
-    grid = np.asarray(alphas, dtype=float) * max(Phi.shape[1], 1)
+    grid = _checked_alphas(alphas) * max(Phi.shape[1], 1)
     if len(target) < 3:
         return Ridge(alpha=float(grid.max())).fit(Phi, target)
     return RidgeCV(alphas=grid).fit(Phi, target)
@@ -269,9 +286,7 @@ class BaselineRegressor(PickledOnCPU, NumbersNotBools, RegressorMixin, BaseEstim
                           "were on one scale, which misplaces the images they rated, and "
                           "the prior learns their taste from a sliver of the range")
         names = tasks.feature_names if self.backbone is None else None
-        alphas = np.asarray(self.alphas, dtype=float).reshape(-1)
-        if len(alphas) == 0 or not (alphas > 0).all():
-            raise ValueError(f"alphas must be positive numbers; got {self.alphas}.")
+        _checked_alphas(self.alphas)
         # Checked even where nothing runs on it (backbone=None, the ridge baselines): the
         # values MetaAestheticRegressor refuses are refused here too, with its message.
         resolve_device(self.device)

@@ -228,6 +228,13 @@ class PAMRegressor(BaselineRegressor):
     def _user_features(self, Z):
         parts = []
         if self.variant != "content":
+            if len(self.attribute_columns_) == 0:
+                raise ValueError(
+                    f"variant={self.variant!r} needs attribute columns, which this prior, "
+                    "fitted with variant='content' on features without "
+                    "attribute_columns, lacks: fit it with attribute_columns (the columns "
+                    "of X that hold measured attributes), or personalize with "
+                    "variant='content'.")
             parts.append(Z[:, self.attribute_columns_])
         if self.variant != "attributes":
             if not hasattr(self, "content_classes_"):

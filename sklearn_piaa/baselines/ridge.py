@@ -78,7 +78,8 @@ class ConsensusRidgeRegressor(UserRidgeRegressor):
     """Consensus ridge over embeddings plus a shrunk per-user residual ridge.
 
     ``fit`` trains a ridge regression ``g`` of each training image's mean score (over
-    the raters who rated it) on the standardized embedding;
+    its ratings: a rater's repeated ratings of an image each count) on the
+    standardized embedding;
     :meth:`~sklearn_piaa.baselines.BaselineRegressor.personalize` fits a second ridge
     to the rater's residual ``y - g(x)`` with the penalty chosen by leave-one-out on
     the support set, so that with few or noisy ratings the model shrinks back to the

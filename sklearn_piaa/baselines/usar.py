@@ -31,8 +31,9 @@ class USARRegressor(BaselineRegressor):
       ``E[s | x] + b + P(. | x) v``;
     - **PPR** (personalized preference ranking) scores an image by its similarity to
       the images the rater rated highest: the mean cosine similarity of its embedding
-      to the top ``top_fraction`` of the support images minus its mean similarity to
-      all support images;
+      (standardized and reduced to ``n_components`` principal components, as the
+      distribution model reads it) to the top ``top_fraction`` of the support images
+      minus its mean similarity to all support images;
     - ``"both"`` adds PPR, standardized over the support images and scaled by the
       rater's score spread times ``ppr_weight``, to PAD.
 
@@ -76,7 +77,8 @@ class USARRegressor(BaselineRegressor):
     outputs a score distribution. Approximated: the distribution model is a linear
     classifier on frozen embeddings instead of a fine-tuned CNN; PAD's adjustment is a
     ridge regression of per-level values rather than the paper's procedure; the PPR
-    similarity is cosine similarity of embeddings; the combination weight is fixed,
+    similarity is cosine similarity of the embeddings' principal components (the
+    standardized embeddings reduced to ``n_components``); the combination weight is fixed,
     not learned. Not reproduced: the interactive loop, in which USAR chooses which
     images the user rates next -- the evaluation protocol draws support images at
     random for every method.
