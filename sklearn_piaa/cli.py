@@ -154,16 +154,17 @@ NOT_CSV = {".json": "JSON", ".jsonl": "JSON lines", ".tsv": "tab-separated value
            ".bz2": "a compressed file", ".xz": "a compressed file", ".zip": "a zip archive"}
 
 
-def _check_csv_output(path, what):
+def _check_csv_output(path, what, images=False):
     """Refuse an ``-o`` name whose extension says another format than CSV (SystemExit).
 
     ``-o scores.json`` silently got a CSV under that name, which a JSON reader then
     fails on (or ``-o other.pt`` replaced a model file with a table).
     """
     ext = os.path.splitext(os.fspath(path))[1]
-    # an image's name too: a later folder search took the table for a photo
-    says = NOT_CSV.get(ext.lower()) or ("an image" if ext.lower() in image_extensions()
-                                        else None)
+    # An image's name too (checked after the inputs, whose message says more of a
+    # photo of the data given as -o): a later folder search took the table for a photo.
+    says = NOT_CSV.get(ext.lower()) or ("an image" if images and ext.lower()
+                                        in image_extensions() else None)
     if says:
         raise SystemExit(f"-o {path}: {what} written as CSV (comma-separated text), but the "
                          f"name ends in {ext}, which says {says}; give a name ending in "
@@ -739,10 +740,11 @@ def run_predict(args, out=None):
     ------
     SystemExit
         With a message: for an unusable ``--device`` (first) or ``-o`` (also one of the
-        images scored, a name whose extension says another format than CSV:
-        :data:`NOT_CSV`, or an existing file, other than an empty one, that does not
-        start with the line :data:`PREDICT_HEADER` of an earlier output), an image path
-        that names nothing or a folder without images, a model fitted without a
+        images scored, a name whose extension says another format than CSV, e.g.
+        .json, .tsv, .xlsx, .parquet, .pt or an image's such as .png, or an existing
+        file, other than an empty one, that does not start with the line
+        ``image,predicted_score`` of an earlier output), an image path that names
+        nothing or a folder without images, a model fitted without a
         backbone, or when none of the images can be read (nothing is written).
     ValueError, OSError
         From :func:`~sklearn_piaa.load_model` or the model, for a missing or unreadable
@@ -761,6 +763,7 @@ def run_predict(args, out=None):
     files = image_files(args.images)  # a mistyped path fails before the model loads
     if args.output != "-":
         _check_output(args.output, args.model, *files)  # a folder's images are inputs too
+        _check_csv_output(args.output, "the scores are", images=True)
         _check_csv_target(args.output, PREDICT_HEADER, "predict", "the scores")
     model = _load(args.model, device=args.device, cache=args)
     owner = (model.prior_ if isinstance(model, PersonalizedNet)
@@ -846,6 +849,7 @@ def run_evaluate(args, out=None):
     data = _read_data(args)  # a bad table or option fails before the prior is loaded
     if args.output is not None:
         _check_output(args.output, *_paths(data.tasks.X))
+        _check_csv_output(args.output, "the per-rater table is", images=True)
         # after the inputs' check, whose message says more of a photo given as -o
         _check_csv_target(args.output, _evaluate_header(), "evaluate", "the per-rater table")
     prior = _load_prior(args.prior, args.device, cache=args)

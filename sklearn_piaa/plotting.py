@@ -21,7 +21,7 @@ def _pyplot():
 
 
 def plot_rater_srocc(result, n_support=None, ax=None):
-    """Per-rater SROCC bars, prior vs personalized (the paper's Fig. 4).
+    """Per-rater SROCC bars, prior vs personalized (as in the paper's Figure 4).
 
     Parameters
     ----------
@@ -99,7 +99,7 @@ def _mean_defined(values):
 
 
 def plot_finetune_history(net, keys=("train_loss",), ax=None):
-    """Loss (or any recorded score) per fine-tuning epoch of a personalized net (Fig. 9).
+    """Loss (or any recorded score) per fine-tuning epoch of a personalized net (Figure 9).
 
     Parameters
     ----------
@@ -152,7 +152,7 @@ def plot_finetune_history(net, keys=("train_loss",), ax=None):
 
 
 def plot_parameter_study(search, params=None, axes=None, metric=None):
-    """Score against each searched parameter, one panel each (the paper's Fig. 5).
+    """Score against each searched parameter, one panel each (the paper's Figure 5).
 
     Reads a fitted :class:`~sklearn.model_selection.GridSearchCV` (or any search with
     ``cv_results_`` of a grid). The paper varies one setting at a time -- support and
@@ -266,7 +266,7 @@ def _others(candidate, name):
 
 
 def plot_gradient_map(model, image, ax=None, alpha=0.6, cmap="inferno", title=None):
-    """The image with its input-gradient map on top (the paper's Figs. 7, 8 and 10).
+    """The image with its input-gradient map on top (the paper's Figures 7, 8 and 10).
 
     The photo is shown at its own size and aspect ratio. The map is of the square view
     the network sees (the photo resized to its input size, see

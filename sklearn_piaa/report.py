@@ -97,7 +97,7 @@ def compare_methods(train_tasks, test_tasks, algorithms=tuple(TABLE1_METHODS),
     Parameters
     ----------
     train_tasks, test_tasks : TaskSet or dict
-        The raters, or ``{rater: (X, y)}`` as :meth:`TaskSet.from_mapping` takes.
+        The raters, or ``{rater: (X, y)}`` as :meth:`~sklearn_piaa.TaskSet.from_mapping` takes.
     algorithms : str or iterable of str, default=all of ``TABLE1_METHODS``
         Meta-learning algorithms of :class:`~sklearn_piaa.MetaAestheticRegressor`,
         baselines of :data:`BASELINES` and task-vector rows of

@@ -228,9 +228,7 @@ def test_predict_on_a_folder_it_cannot_read_says_permission_denied(tmp_path, ima
                                          ("scores.TSV", "tab-separated values"),
                                          ("scores.xlsx", "an Excel workbook"),
                                          ("scores.parquet", "Parquet"),
-                                         ("other.pt", "a model file"),
-                                         ("scores.png", "an image"),
-                                         ("table.JPG", "an image")])
+                                         ("other.pt", "a model file")])
 def test_an_output_name_of_another_format_than_csv_is_refused(tmp_path, image_files, name,
                                                               says):
     # predict -o scores.json wrote a CSV under that name, without a word
@@ -244,6 +242,20 @@ def test_an_output_name_of_another_format_than_csv_is_refused(tmp_path, image_fi
     with pytest.raises(SystemExit, match=f"{name}: the per-rater table is written as CSV"):
         main(["evaluate", str(tmp_path / "none.pt"), str(tmp_path / "none.csv"), "-o",
               str(out)])
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("name", ["scores.png", "table.JPG"])
+def test_an_image_name_for_a_table_is_refused(tmp_path, image_files, prior, name):
+    # predict -o imgs/scores.png wrote CSV there: the next folder search read it as a
+    # photo (a NaN row and a warning, or "-o is the input file" on the rerun)
+    out = tmp_path / name
+    with pytest.raises(SystemExit, match=f"{name}: the scores are written as CSV .*which "
+                                         "says an image; give a name ending in .csv"):
+        main(["predict", str(prior), str(tmp_path), "-o", str(out), "--quiet"])
+    with pytest.raises(SystemExit, match=f"{name}: the per-rater table is written as CSV"):
+        main(["evaluate", str(prior), str(tmp_path / "ratings.csv"), "-o", str(out),
+              "--quiet"])
     assert not out.exists()
 
 

@@ -322,7 +322,9 @@ def _read_ratings(table, cols, image_root, duplicates="mean", check_files=True,
 
 def read_flickr_aes(root, ratings_file="FLICKR-AES_image_labeled_by_each_worker.csv",
                     image_dir="40K", split="official", check_files=True):
-    """Read FLICKR-AES: 40,000 Flickr photos, each rated 1-5 by 5 of 210 workers [1]_.
+    """Read FLICKR-AES: 40,000 Flickr photos, each rated 1-5 by 5 of 210 workers.
+
+    The data set of [1]_.
 
     Parameters
     ----------
@@ -409,7 +411,9 @@ def read_flickr_aes(root, ratings_file="FLICKR-AES_image_labeled_by_each_worker.
 
 def read_para(root, ratings_file="annotation/PARA-Images.csv", image_dir="imgs",
               test_users=None, check_files=True):
-    """Read PARA: 31,220 images rated 1-5 in half steps by 438 subjects [1]_.
+    """Read PARA: 31,220 images rated 1-5 in half steps by 438 subjects.
+
+    The data set of [1]_.
 
     Parameters
     ----------
@@ -474,7 +478,9 @@ def read_para(root, ratings_file="annotation/PARA-Images.csv", image_dir="imgs",
 
 
 def read_real_cur(root, ratings_file="ratings.csv", image_dir="images", check_files=True):
-    """Read REAL-CUR: the photo collections of 14 users, each rated by its owner [1]_.
+    """Read REAL-CUR: the photo collections of 14 users, each rated by its owner.
+
+    The data set of [1]_.
 
     All users are test users: REAL-CUR serves to evaluate personalizing a prior trained
     on other data (e.g. FLICKR-AES [2]_), so ``test_raters`` lists every user and
@@ -649,7 +655,9 @@ def _aadb_long(t):
 def read_aadb(root, ratings_file="AADB_AllinAll.csv", image_dir="datasetImages_originalSize",
               rater_col="workerID", image_col="imgName", score_col="score", test_workers=None,
               check_files=True):
-    """Read AADB ratings with their rater ids [1]_.
+    """Read AADB ratings with their rater ids.
+
+    The data set of [1]_.
 
     ``AADB_AllinAll.csv`` as distributed is Amazon Mechanical Turk's results table: a
     row per assignment, in which worker ``WorkerId`` rated the images at

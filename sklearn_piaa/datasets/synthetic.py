@@ -415,9 +415,8 @@ def pairwise_agreement(y, groups, image_index, min_shared=5):
     y, groups, image_index : array-like of shape (n_ratings,)
         Scores, rater ids and image ids, as in :func:`consensus_agreement`.
     min_shared : int, default=5
-        Pairs sharing fewer images get nan.
-
-    Repeated ratings of an image by one rater count as their mean.
+        Pairs sharing fewer images get nan. Repeated ratings of an image by one rater
+        count as their mean.
 
     Returns
     -------

@@ -9,6 +9,8 @@ from .reptile import Reptile
 
 # sklearn_piaa._names.ALGORITHM_NAMES lists the same names for the command line's parser,
 # which does not import torch (a test keeps the two equal).
+#: The meta-learning algorithms by the name ``MetaAestheticRegressor(algorithm=...)``
+#: takes: "blg", "maml", "fomaml", "reptile", "merged", "average" and "none".
 ALGORITHMS = {"blg": BLG, "maml": MAML, "fomaml": FOMAML, "reptile": Reptile,
               "merged": Merged, "average": Average, "none": NoPrior}
 

@@ -38,7 +38,7 @@ class MetaLearner:
     loss : {"mse", "rank", "mse+rank"}, default="mse"
         Training loss of the inner loop (:class:`~sklearn_piaa.nn.AestheticLoss`).
     loss_unit : float, default=1.0
-        Its unit of score differences (``sklearn_piaa.nn.losses.loss_unit`` of the
+        Its unit of score differences (:func:`sklearn_piaa.nn.loss_unit` of the
         prior's head).
     mixed_precision : bool, default=False
         Run the learner's forward passes under bfloat16 autocast (the loss itself in

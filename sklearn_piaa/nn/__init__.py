@@ -8,9 +8,9 @@ from .fold import fold_batchnorm
 from .head import AestheticHead, AestheticNet
 from .head_grad import HeadGradient
 from .head_grad_stacked import StackedHeadGradient
-from .losses import LOSSES, AestheticLoss, pairwise_rank_loss
+from .losses import LOSSES, AestheticLoss, loss_unit, pairwise_rank_loss
 from .personality import PersonalityNet
 
 __all__ = ["AestheticHead", "AestheticNet", "Backbone", "BACKBONES", "load_backbone",
            "PersonalityNet", "AestheticLoss", "pairwise_rank_loss", "LOSSES", "HeadGradient",
-           "StackedHeadGradient", "adam_step", "fold_batchnorm"]
+           "StackedHeadGradient", "adam_step", "fold_batchnorm", "loss_unit"]

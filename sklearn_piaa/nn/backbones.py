@@ -351,6 +351,9 @@ def as_built(backbone):
                                  tuple(built["mean"]), tuple(built["std"]))
 
 
+#: The built-in backbones by name (``backbone=`` of the estimators): "efficientnet_lite0"
+#: (ImageNet weights shipped), "resnet18", "alexnet", "inception_v3" (a weights file
+#: from the user) and "tiny_cnn" (random weights, for tests and demos).
 BACKBONES = {
     "efficientnet_lite0": _efficientnet_lite0,
     "resnet18": _resnet18,

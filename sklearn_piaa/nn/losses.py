@@ -9,6 +9,8 @@ from torch import nn
 
 __all__ = ["pairwise_rank_loss", "AestheticLoss", "LOSSES", "loss_unit"]
 
+#: The training losses by the name ``MetaAestheticRegressor(loss=...)`` takes: squared
+#: error, the pairwise rank loss, and their sum.
 LOSSES = ("mse", "rank", "mse+rank")
 
 
