@@ -582,8 +582,10 @@ class TaskVectorRegressor(PickledOnCPU, NumbersNotBools, RegressorMixin, BaseEst
             raise ValueError(f"source {name!r} does not have the base's architecture: "
                              f"{len(wrong)} weight(s) missing or of another shape, e.g. "
                              f"{wrong[:3]}.")
-        return {k: _delta(base[k], tuned[k].to(base[k].device), k).detach().clone()
-                for k in keys}
+        # in the base's dtype too: a float64 source (fine-tuned under a float64
+        # default dtype) fitted, then failed in combine and personalize
+        return {k: _delta(base[k], tuned[k].to(base[k].device, base[k].dtype), k)
+                .detach().clone() for k in keys}
 
     # -- use -------------------------------------------------------------------------
 

@@ -306,6 +306,22 @@ def test_frozen_base_and_given_sources_need_no_data(fitted):
                                    rtol=1e-5, atol=1e-4)
 
 
+def test_a_float64_source_is_combined_in_the_bases_dtype(fitted):
+    # a source fine-tuned under a float64 default dtype fitted, then combine and
+    # personalize failed in torch ("both inputs should have same dtype")
+    tv, feats = fitted
+    sources = [copy.deepcopy(tv.combine([1.0, 0.0])).double(), tv.combine([0.0, 1.0])]
+    given = TaskVectorRegressor(FrozenEstimator(tv.base_), sources=sources, coef_steps=3,
+                                random_state=0).fit()
+    assert all(t.dtype == torch.float32 for t in given.task_vectors_.values())
+    np.testing.assert_allclose(given.combine([1.0, 0.0])(torch.from_numpy(feats))
+                               .detach().numpy(),
+                               tv.combine([1.0, 0.0])(torch.from_numpy(feats)).detach().numpy(),
+                               rtol=1e-4, atol=1e-4)
+    X, y, *_ = two_tastes(n_raters=2, per_rater=12, random_state=3)
+    assert np.isfinite(given.personalize(X[:8], y[:8], random_state=0).predict(X)).all()
+
+
 def test_a_clone_keeps_the_given_fitted_sources(fitted):
     # cross_val_score and GridSearchCV clone the estimator: fitted models given as
     # sources must come through fitted, or the clone cannot be fitted at all.
