@@ -161,7 +161,8 @@ def _checkpoint_folder(text):
 
 
 def _image_root(text):
-    return _folder(text, off="for the CSV's folder, leave the option out")
+    return _folder(text, off="for the CSV's folder (with --format, the data set's image "
+                             "folder), leave the option out")
 
 
 def _number(text):

@@ -1323,9 +1323,11 @@ class ImageEmbedder:
     def holding(self, n):
         """Hold at least ``n`` embeddings in the memo while the block runs, then forget
         the oldest beyond :attr:`memo_size` (see ``_Memo.holding``)."""
-        with self._memory.holding(n):
-            yield
-        self.remember({})
+        try:
+            with self._memory.holding(n):
+                yield
+        finally:  # a block that raised (Ctrl-C, an unreadable image) too
+            self.remember({})
 
     def _forward_batch(self):
         if torch.device(self.device).type != "cpu":

@@ -79,6 +79,14 @@ def run_demo(n_images=1200, n_raters=60, images_per_rater=160, image_size=128,
     if not 1 <= n_test_raters < n_raters:
         raise ValueError(f"--n-test-raters {n_test_raters} must be at least 1 and below "
                          f"--n-raters {n_raters} (some raters meta-train, the others test).")
+    # every test rater has images_per_rater images: a size none reaches was refused by
+    # the evaluation only after the benchmark was built and the prior meta-trained
+    beyond = [k for k in n_support if k + 2 > images_per_rater]
+    if beyond:
+        raise ValueError(f"--n-support {' '.join(map(str, beyond))}: each test rater has "
+                         f"--images-per-rater {images_per_rater} images, and a draw needs "
+                         f"n_support + 2 (at least 2 query images); give at most "
+                         f"{images_per_rater - 2}.")
     t0 = time.perf_counter()
     data = make_aesthetic_benchmark(n_images=n_images, n_raters=n_raters,
                                     images_per_rater=images_per_rater, image_size=image_size,

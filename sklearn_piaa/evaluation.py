@@ -1,6 +1,8 @@
 """The paper's evaluation protocol: personalize held-out raters on 10 / 100 images."""
 
 import numbers
+import pickle
+import sys
 import warnings
 from dataclasses import dataclass, field
 
@@ -457,15 +459,33 @@ def _each_rater(func, prior, calls, n_jobs):
         # setting them there would swap the list under each other.)
         filters = list(warnings.filters)
         jobs = (delayed(_with_filters)(filters, *job) for job in jobs)
+    modules = {}
     for part in _in_order(jobs, n_jobs):
         if in_workers:
             part, caught = part
-            for message, category, filename, lineno in caught:
+            for text, category, filename, lineno in caught:
                 # what the worker showed on its own stderr, which a caller recording
                 # warnings (a notebook, pytest.warns) never saw: "fine-tuning collapsed
-                # the net" of every draw, with the table looking normal
-                warnings.warn_explicit(message, category, filename, lineno)
+                # the net" of every draw, with the table looking normal. Under the
+                # caller's filters again, with the module and registry warn() would
+                # use ("default" shows a repeat once; a filter on a module matches).
+                module = _module_of(filename, modules)
+                warnings.warn_explicit(
+                    text, category, filename, lineno,
+                    module=None if module is None else module.__name__,
+                    registry=modules.setdefault(("registry", filename), {})
+                    if module is None else module.__dict__.setdefault(
+                        "__warningregistry__", {}))
         yield from part
+
+
+def _module_of(filename, found):
+    """The module loaded from ``filename`` (None if none is), looked up once each."""
+    if filename not in found:
+        found[filename] = next((m for m in list(sys.modules.values())
+                                if getattr(m, "__dict__", {}).get("__file__") == filename),
+                               None)
+    return found[filename]
 
 
 def _with_filters(filters, function, args, kwargs):
@@ -474,7 +494,24 @@ def _with_filters(filters, function, args, kwargs):
     with warnings.catch_warnings(record=True) as caught:
         warnings.filters[:] = filters
         result = function(*args, **kwargs)
-    return result, [(w.message, w.category, w.filename, w.lineno) for w in caught]
+    return result, [_portable(w) for w in caught]
+
+
+def _portable(w):
+    """A caught warning as ``(text, category, filename, lineno)`` for the caller.
+
+    The text, not the warning object: one that does not unpickle (a class whose
+    constructor takes keywords, as scikit-learn's InconsistentVersionWarning) lost the
+    whole evaluation to "A result has failed to un-serialize". A category that cannot
+    be rebuilt from the text, or pickled, travels as a UserWarning naming it.
+    """
+    text = str(w.message)
+    try:
+        w.category(text)  # what warn_explicit makes of the text in the caller
+        pickle.dumps(w.category)
+    except Exception:  # noqa: BLE001 (any constructor's or pickler's failure)
+        return f"{w.category.__name__}: {text}", UserWarning, w.filename, w.lineno
+    return text, w.category, w.filename, w.lineno
 
 
 def _run_chunk(func, prior, calls, embeddings=None):

@@ -261,8 +261,20 @@ def plot_parameter_study(search, params=None, axes=None, metric=None):
 
 
 def _others(candidate, name):
-    """A candidate's parameters but ``name``, as a key (its values may be unhashable)."""
-    return repr(sorted((k, v) for k, v in candidate.items() if k != name))
+    """A candidate's parameters but ``name``, as a key: equal values one key whatever
+    their type (0.01 and np.float64(0.01) of two sub-grids, 1 and 1.0), as ``==`` tells
+    them; an unhashable value by its repr."""
+    def key(v):
+        if isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)):
+            return float(v)
+        try:
+            hash(v)
+        except TypeError:
+            return repr(v)
+        return v
+
+    return tuple(sorted(((k, key(v)) for k, v in candidate.items() if k != name),
+                        key=lambda item: item[0]))
 
 
 def plot_gradient_map(model, image, ax=None, alpha=0.6, cmap="inferno", title=None):

@@ -23,6 +23,21 @@ def test_demo_runs_end_to_end_on_a_small_benchmark():
     assert all(np.isfinite(s["personalized"].mean) for s in result.summary.values())
 
 
+def test_demo_refuses_a_support_size_beyond_the_raters_images_before_the_work(monkeypatch):
+    # refused by the evaluation, after the benchmark was built and the prior trained
+    from sklearn_piaa.datasets import synthetic
+
+    def never(**kwargs):
+        raise AssertionError("the benchmark was built")
+
+    monkeypatch.setattr(synthetic, "make_aesthetic_benchmark", never)
+    with pytest.raises(ValueError, match=r"--n-support 29: each test rater has "
+                                         r"--images-per-rater 30 images.*at most 28"):
+        run_demo(n_images=60, n_raters=8, images_per_rater=30, n_support=(5, 29),
+                 n_test_raters=2,
+                 backbone="tiny_cnn", n_iterations=1, out=io.StringIO())
+
+
 def test_cli_parses_and_runs(capsys):
     code = main(["demo", "--n-images", "60", "--n-raters", "8", "--images-per-rater", "30",
                  "--image-size", "32", "--n-test-raters", "2", "--n-repeats", "1",

@@ -438,6 +438,27 @@ def test_worker_processes_embed_no_image_again(tmp_path):
     assert meta.input_.memo_size == 3 and len(meta.input_._memory) == 3
 
 
+def test_a_workers_warning_that_cannot_be_rebuilt_travels_as_text():
+    # the warning objects went back with the results: one whose class takes keywords
+    # (as scikit-learn's InconsistentVersionWarning) failed to unpickle in the caller,
+    # and the whole evaluation was lost
+    import warnings
+
+    from sklearn_piaa.evaluation import _portable
+
+    class KeywordWarning(UserWarning):
+        def __init__(self, *, size):
+            super().__init__(f"only {size} images")
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.warn(KeywordWarning(size=5))
+        warnings.warn("plain", PIAAWarning)
+    (text, category, *_), plain = [_portable(w) for w in caught]
+    assert (text, category) == ("KeywordWarning: only 5 images", UserWarning)
+    assert plain[:2] == ("plain", PIAAWarning)
+
+
 def test_overlapping_evaluations_leave_the_shared_memo_bound_as_set():
     # each evaluation raised the bound every embedder of the backbone shares and put
     # back the value it read: a second one started meanwhile read the first's raise
@@ -459,6 +480,11 @@ def test_overlapping_evaluations_leave_the_shared_memo_bound_as_set():
     assert len(embedder._memory) == 20  # the second still holds them
     second.__exit__(None, None, None)
     assert embedder.memo_size == 3 and len(embedder._memory) == 3
+    with pytest.raises(KeyboardInterrupt):  # a hold that raised is cut back too
+        with embedder.holding(20):
+            embedder.remember(rows)
+            raise KeyboardInterrupt
+    assert len(embedder._memory) == 3
 
 
 def test_images_are_embedded_in_the_main_thread_before_the_jobs_start(tmp_path):

@@ -279,6 +279,12 @@ def test_parameter_study_draws_the_sweep_of_a_grid_that_varies_the_parameter():
     (alpha,) = plot_parameter_study(search, params="alpha", axes=panels)
     results = search.cv_results_
     sweep = [i for i, c in enumerate(results["params"]) if c.keys() == {"alpha"}]
+    # equal values of two types (np.logspace's and a list's) are one sweep, as == says
+    mixed = GridSearchCV(ElasticNet(), [{"alpha": [0.01], "l1_ratio": [0.1, 0.5, 0.9]},
+                                        {"alpha": [np.float64(0.01)], "l1_ratio": [0.3]}],
+                         cv=3).fit(X, y)
+    (ratio,) = plot_parameter_study(mixed, params="l1_ratio")
+    assert [t.get_text() for t in ratio.get_xticklabels()] == ["0.1", "0.3", "0.5", "0.9"]
     assert [t.get_text() for t in alpha.get_xticklabels()] == ["0.01", "0.1", "1", "10"]
     np.testing.assert_allclose(alpha.lines[0].get_ydata(), results["mean_test_score"][sweep])
     plt.close("all")

@@ -180,6 +180,34 @@ def test_consensus_agreement_keeps_ties_of_real_valued_scores():
     assert rho[0] == pytest.approx(spearmanr([1, 2, 3, 4], [1.1, 1.1, 1.1, 1.8])[0])
 
 
+def test_agreement_keeps_rater_ids_of_two_types_apart_and_refuses_bad_ratings():
+    # numpy read 7 and "7" as one rater (two opposite raters averaged into constant
+    # scores: NaN), one NaN score turned three raters' agreement NaN, min_others=0
+    # divided by 0
+    from sklearn_piaa import PIAAWarning
+
+    rng = np.random.RandomState(0)
+    base = rng.rand(12)
+    y = np.concatenate([base, 1 - base, base + 0.1 * rng.rand(12), base])
+    groups = [7] * 12 + ["7"] * 12 + ["a"] * 12 + ["b"] * 12
+    images = list(range(12)) * 4
+    with pytest.warns(PIAAWarning, match="written two ways: 7 and '7'"):
+        rho = consensus_agreement(y, groups, images)
+    assert rho.shape == (4,) and np.isfinite(rho).all()
+    with pytest.warns(PIAAWarning, match="written two ways"):
+        assert pairwise_agreement(y, groups, images).shape == (4, 4)
+    bad = y.copy()
+    bad[3] = np.nan
+    with pytest.raises(ValueError, match=r"y has 1 NaN or infinite score\(s\), at row 3"):
+        consensus_agreement(bad, ["a"] * 24 + ["b"] * 24, images)
+    for call, name in [(consensus_agreement, "min_others"), (pairwise_agreement, "min_shared")]:
+        for value in (0, "2"):
+            with pytest.raises(ValueError, match=f"{name} must be an integer of at least 1"):
+                call(y, ["a"] * 24 + ["b"] * 24, images, value)
+    with pytest.raises(ValueError, match="missing rater id"):
+        consensus_agreement(y[:3], ["a", None, "b"], [0, 1, 2])
+
+
 def test_pairwise_agreement_averages_repeated_ratings():
     # a rated image 0 twice (1, then 5): the last one was kept, so the answer hung on
     # the order of the rows

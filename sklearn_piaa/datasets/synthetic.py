@@ -9,6 +9,14 @@ from scipy.stats import spearmanr
 from sklearn.utils import Bunch, check_random_state
 
 from .._inputs import is_count
+from .._messages import row_numbers
+from .._tasks import (
+    _as_ids,
+    _sorted_raters,
+    refuse_bool_ids,
+    refuse_missing_ids,
+    warn_same_text,
+)
 
 __all__ = ["make_aesthetic_benchmark", "consensus_agreement", "pairwise_agreement"]
 
@@ -344,6 +352,39 @@ def _spearman(a, b):
     return float(spearmanr(a, b)[0])
 
 
+def _rating_table(y, groups, image_index, name, value):
+    """Scores, rater codes, image codes and the sorted rater ids of a ratings table.
+
+    Rater ids are kept as given (``7`` and ``"7"`` two raters, with the package's
+    warning: numpy's ``np.unique`` read a mixed list as text, one rater), missing or
+    boolean ids and non-finite scores refused by row, and ``name`` (the minimum count
+    parameter) checked as an integer of at least 1.
+    """
+    if not is_count(value):
+        raise ValueError(f"{name} must be an integer of at least 1; got {value!r}.")
+    y = np.asarray(y, dtype=float)
+    if y.ndim != 1:
+        raise ValueError(f"y must be 1-D, one score per rating; got shape {y.shape}.")
+    bad = np.flatnonzero(~np.isfinite(y))
+    if len(bad):
+        raise ValueError(f"y has {len(bad)} NaN or infinite score(s), at "
+                         f"{row_numbers(bad)}; every rating needs a score.")
+    ids = _as_ids(groups)
+    refuse_missing_ids(ids)
+    refuse_bool_ids(ids)
+    ids = ids.tolist()
+    raters = _sorted_raters(set(ids))
+    warn_same_text(raters)
+    code = {r: i for i, r in enumerate(raters)}
+    rater = np.fromiter((code[g] for g in ids), dtype=np.intp, count=len(ids))
+    images = _as_ids(image_index).tolist()
+    code = {im: i for i, im in enumerate(dict.fromkeys(images))}
+    image = np.fromiter((code[im] for im in images), dtype=np.intp, count=len(images))
+    if not len(y) == len(rater) == len(image):
+        raise ValueError("y, groups and image_index must have the same length.")
+    return y, rater, image, len(code), raters
+
+
 def consensus_agreement(y, groups, image_index, min_others=2):
     """Spearman correlation of each rater with the leave-one-out consensus.
 
@@ -364,8 +405,16 @@ def consensus_agreement(y, groups, image_index, min_others=2):
     Returns
     -------
     agreement : ndarray of shape (n_raters,)
-        Spearman correlation per rater, ordered as ``np.unique(groups)``; nan
-        where undefined (fewer than 3 usable images, or constant scores).
+        Spearman correlation per rater, in the order of the sorted rater ids
+        (``np.unique(groups)`` for ids of one type; ``7`` and ``"7"`` are two raters,
+        with a warning); nan where undefined (fewer than 3 usable images, or constant
+        scores).
+
+    Raises
+    ------
+    ValueError
+        For NaN or infinite scores, missing or boolean rater ids (naming the rows),
+        arrays of different lengths, or ``min_others`` below 1.
 
     Examples
     --------
@@ -374,11 +423,9 @@ def consensus_agreement(y, groups, image_index, min_others=2):
     >>> rho.round(2).tolist()
     [0.87, 0.87, 0.5]
     """
-    y = np.asarray(y, dtype=float)
-    rater_ids, rater = np.unique(np.asarray(groups), return_inverse=True)
-    images, image = np.unique(np.asarray(image_index), return_inverse=True)
-    if not len(y) == len(rater) == len(image):
-        raise ValueError("y, groups and image_index must have the same length.")
+    y, rater, image, n_images, rater_ids = _rating_table(y, groups, image_index,
+                                                         "min_others", min_others)
+    images = np.arange(n_images)
     # Pool repeated ratings of one (rater, image) pair so that a rater never
     # counts towards its own consensus.
     pair, pair_of = np.unique(rater * len(images) + image, return_inverse=True)
@@ -423,12 +470,15 @@ def pairwise_agreement(y, groups, image_index, min_shared=5):
     agreement : ndarray of shape (n_raters, n_raters)
         Symmetric matrix over the sorted unique rater ids, nan on the diagonal
         and where undefined.
+
+    Raises
+    ------
+    ValueError
+        As :func:`consensus_agreement` raises (``min_shared`` below 1).
     """
-    y = np.asarray(y, dtype=float)
-    rater_ids, rater = np.unique(np.asarray(groups), return_inverse=True)
-    images, image = np.unique(np.asarray(image_index), return_inverse=True)
-    if not len(y) == len(rater) == len(image):
-        raise ValueError("y, groups and image_index must have the same length.")
+    y, rater, image, n_images, rater_ids = _rating_table(y, groups, image_index,
+                                                         "min_shared", min_shared)
+    images = np.arange(n_images)
     # Repeated ratings of one (rater, image) pair are averaged, as in
     # consensus_agreement: assigning them kept whichever came last.
     total = np.zeros((len(rater_ids), len(images)))
