@@ -826,7 +826,8 @@ def test_cache_options_that_do_nothing_are_refused_or_said(tmp_path, capsys):
             "cache off, leave the option out") in capsys.readouterr().err
     # so were --checkpoint-dir and --image-root (the working folder, not the CSV's)
     for option, advice in [("--checkpoint-dir", "for no checkpoints"),
-                           ("--image-root", "for the CSV's folder")]:
+                           ("--image-root", "for the CSV's folder (with --format, the "
+                                            "data set's image folder)")]:
         with pytest.raises(SystemExit):
             main(meta_train + [option, ""])
         assert (f"argument {option}: expected a folder, got an empty value; {advice}, "
