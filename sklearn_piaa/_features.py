@@ -1322,7 +1322,17 @@ class ImageEmbedder:
     @contextlib.contextmanager
     def holding(self, n):
         """Hold at least ``n`` embeddings in the memo while the block runs, then forget
-        the oldest beyond :attr:`memo_size` (see ``_Memo.holding``)."""
+        the oldest beyond :attr:`memo_size` (see ``_Memo.holding``).
+
+        Parameters
+        ----------
+        n : int
+            Embeddings to hold, whatever :attr:`memo_size` says (which stays as set).
+
+        Yields
+        ------
+        None
+        """
         try:
             with self._memory.holding(n):
                 yield

@@ -23,7 +23,7 @@ __all__ = ["input_kind", "n_samples", "take", "concat", "check_score_range",
            "check_feature_names", "refuse_grouped_digits", "refuse_unreal_scores",
            "warn_if_float32_merges", "float_features",
            "refuse_one_row", "refuse_one_path", "is_number", "unique_rows", "check_seed",
-           "check_cache_dir", "check_verbose", "with_rows"]
+           "check_cache_dir", "check_verbose", "with_rows", "check_alphas"]
 
 FEATURES = "features"
 IMAGES = "images"
@@ -330,6 +330,31 @@ def concat(parts):
     for p in parts:
         out.extend(list(p))
     return out
+
+
+def check_alphas(alphas):
+    """Ridge penalties as a 1-D float array, or a ValueError naming them.
+
+    Parameters
+    ----------
+    alphas : array-like of float
+
+    Returns
+    -------
+    ndarray of shape (n_alphas,), float64
+
+    Raises
+    ------
+    ValueError
+        Unless ``alphas`` are one or more positive finite numbers.
+    """
+    try:
+        grid = np.asarray(alphas, dtype=float).reshape(-1)
+    except (TypeError, ValueError):
+        grid = np.empty(0)
+    if len(grid) == 0 or not (grid > 0).all() or not np.isfinite(grid).all():
+        raise ValueError(f"alphas must be positive numbers; got {alphas}.")
+    return grid
 
 
 def is_count(value, low=1):

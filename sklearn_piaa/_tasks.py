@@ -240,6 +240,40 @@ def warn_same_text(raters):
             "a split); if each set is one person, write its id one way (7, not 07 or 7.0).")
 
 
+def rater_codes(groups):
+    """The sorted distinct rater ids of ``groups`` and each rating's index among them.
+
+    Missing, boolean and unhashable ids are refused by row; ids written two ways (``7``
+    and ``"7"``) stay two raters, with a warning.
+
+    Parameters
+    ----------
+    groups : ndarray of shape (n,)
+        As :func:`_as_ids` gives them (each id as it was given).
+
+    Returns
+    -------
+    raters : list
+    codes : ndarray of shape (n,), intp
+    """
+    refuse_missing_ids(groups)
+    refuse_bool_ids(groups)
+    if groups.dtype.kind == "O":  # "unhashable type: 'list'" from set() below
+        lists = [i for i, g in enumerate(groups.tolist()) if not isinstance(g, Hashable)]
+        if lists:
+            raise ValueError(
+                f"groups holds {type(groups[lists[0]]).__name__}s, not rater ids "
+                f"({groups[lists[0]]!r} at {row_numbers(lists[:1])}): give one id per "
+                "rating, e.g. df['user'] rather than df[['user']].")
+    raters = _sorted_raters(set(groups.tolist()))
+    if groups.dtype.kind in "OUS":  # 7 and "7", "7" and "7 ", or b"ann" and "ann"
+        warn_same_text(raters)
+    order = {r: i for i, r in enumerate(raters)}
+    codes = np.fromiter((order[g] for g in groups.tolist()), dtype=np.intp,
+                        count=len(groups))
+    return raters, codes
+
+
 def _sorted_raters(raters):
     # Sorting makes the rater order independent of row order, so fit(tasks) and
     # fit(X, y, groups) draw the same tasks for the same random_state.
@@ -358,20 +392,7 @@ class TaskSet:
             raise ValueError("no ratings given: X, y and groups are empty.")
         given = y
         y = as_float_scores(y, np.float32)  # overflow is reported below, with the rater
-        refuse_missing_ids(groups)
-        refuse_bool_ids(groups)
-        if groups.dtype.kind == "O":  # "unhashable type: 'list'" from set() below
-            lists = [i for i, g in enumerate(groups.tolist()) if not isinstance(g, Hashable)]
-            if lists:
-                raise ValueError(
-                    f"groups holds {type(groups[lists[0]]).__name__}s, not rater ids "
-                    f"({groups[lists[0]]!r} at {row_numbers(lists[:1])}): give one id per "
-                    "rating, e.g. df['user'] rather than df[['user']].")
-        raters = _sorted_raters(set(groups.tolist()))
-        if groups.dtype.kind in "OUS":  # 7 and "7", "7" and "7 ", or b"ann" and "ann"
-            warn_same_text(raters)
-        order = {r: i for i, r in enumerate(raters)}
-        codes = np.fromiter((order[g] for g in groups.tolist()), dtype=np.intp, count=n)
+        raters, codes = rater_codes(groups)
         bad = ~np.isfinite(y)
         if bad.any():
             named = [raters[c] for c in np.unique(codes[bad])]

@@ -14,6 +14,7 @@ from sklearn.utils._param_validation import StrOptions
 from ._inputs import (
     FEATURES,
     as_indexable,
+    check_alphas,
     check_feature_names,
     feature_names,
     input_kind,
@@ -314,9 +315,7 @@ class SupportSelector(BaseEstimator):
         if names is None:  # a TaskSet or dict of tables carries them (as fit takes them)
             names = getattr(tasks, "feature_names", None)
         F = _features(tasks.X, "the training embeddings", keep_float=True)
-        alphas = np.asarray(self.alphas, dtype=float).reshape(-1)
-        if len(alphas) == 0 or not (alphas > 0).all():
-            raise ValueError(f"alphas must be positive numbers; got {self.alphas}.")
+        alphas = check_alphas(self.alphas)
         unique, inverse = unique_rows(F)
         unique = unique.astype(np.float64)  # the same rows as of float64 features
         mean, scale = _standardize(unique)

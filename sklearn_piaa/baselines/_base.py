@@ -36,6 +36,7 @@ from .._estimator import (
 from .._features import FeatureInput, ImageEmbedder, image_reader
 from .._inputs import (
     FEATURES,
+    check_alphas,
     check_score_range,
     check_scores,
     check_seed,
@@ -113,23 +114,12 @@ def _fit_pca(Z, n_components, rng, n_rows):
     return pca
 
 
-def _checked_alphas(alphas):
-    """``alphas`` as a 1-D float array, or a ValueError: checked where every ridge is
-    fitted, for they are read again at personalization (``set_params`` after fit, or
-    ``prior__alphas`` on a personalized model): NaN there predicted NaN, and 0 fitted
-    plain least squares on two images in eight dimensions."""
-    try:
-        grid = np.asarray(alphas, dtype=float).reshape(-1)
-    except (TypeError, ValueError):
-        grid = np.empty(0)
-    if len(grid) == 0 or not (grid > 0).all() or not np.isfinite(grid).all():
-        raise ValueError(f"alphas must be positive numbers; got {alphas}.")
-    return grid
-
-
 def _ridge(Phi, target, alphas):
-    # GCV needs at least 3 points to say anything; below that, shrink the most.
-    grid = _checked_alphas(alphas) * max(Phi.shape[1], 1)
+    # GCV needs at least 3 points to say anything; below that, shrink the most. Checked
+    # here, where every ridge is fitted: alphas are read again at personalization
+    # (set_params after fit, prior__alphas), where NaN predicted NaN and 0 fitted plain
+    # least squares on two images in eight dimensions.
+    grid = check_alphas(alphas) * max(Phi.shape[1], 1)
     if len(target) < 3:
         return Ridge(alpha=float(grid.max())).fit(Phi, target)
     return RidgeCV(alphas=grid).fit(Phi, target)
@@ -286,7 +276,7 @@ class BaselineRegressor(PickledOnCPU, NumbersNotBools, RegressorMixin, BaseEstim
                           "were on one scale, which misplaces the images they rated, and "
                           "the prior learns their taste from a sliver of the range")
         names = tasks.feature_names if self.backbone is None else None
-        _checked_alphas(self.alphas)
+        check_alphas(self.alphas)
         # Checked even where nothing runs on it (backbone=None, the ridge baselines): the
         # values MetaAestheticRegressor refuses are refused here too, with its message.
         resolve_device(self.device)

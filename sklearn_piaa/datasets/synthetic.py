@@ -10,13 +10,7 @@ from sklearn.utils import Bunch, check_random_state
 
 from .._inputs import is_count
 from .._messages import row_numbers
-from .._tasks import (
-    _as_ids,
-    _sorted_raters,
-    refuse_bool_ids,
-    refuse_missing_ids,
-    warn_same_text,
-)
+from .._tasks import _as_ids, rater_codes
 
 __all__ = ["make_aesthetic_benchmark", "consensus_agreement", "pairwise_agreement"]
 
@@ -369,14 +363,7 @@ def _rating_table(y, groups, image_index, name, value):
     if len(bad):
         raise ValueError(f"y has {len(bad)} NaN or infinite score(s), at "
                          f"{row_numbers(bad)}; every rating needs a score.")
-    ids = _as_ids(groups)
-    refuse_missing_ids(ids)
-    refuse_bool_ids(ids)
-    ids = ids.tolist()
-    raters = _sorted_raters(set(ids))
-    warn_same_text(raters)
-    code = {r: i for i, r in enumerate(raters)}
-    rater = np.fromiter((code[g] for g in ids), dtype=np.intp, count=len(ids))
+    raters, rater = rater_codes(_as_ids(groups))
     images = _as_ids(image_index).tolist()
     code = {im: i for i, im in enumerate(dict.fromkeys(images))}
     image = np.fromiter((code[im] for im in images), dtype=np.intp, count=len(images))
