@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from sklearn_piaa import MetaAestheticRegressor, PIAAWarning, TaskSet
+from sklearn_piaa import ConsensusRidgeRegressor, MetaAestheticRegressor, PIAAWarning, TaskSet
 from sklearn_piaa._warnings import SkippedWarning
 from sklearn_piaa.evaluation import evaluate_personalization
 
@@ -781,3 +781,41 @@ def test_worker_processes_follow_the_callers_warning_filters(image_files, tmp_pa
         # (which draws collapse, and how, differs with the workers' rounding at lr 1e8)
         collapsed.append([w for w in record if "fine-tuning collapsed" in str(w.message)])
     assert all(collapsed)
+
+
+@pytest.fixture
+def ridge_and_held_out(ratings):
+    X, y, groups = ratings
+    train = ~np.isin(groups, ["r09", "r10", "r11"])
+    prior = ConsensusRidgeRegressor().fit(
+        TaskSet.from_arrays(X[train], y[train], groups[train]))
+    return prior, TaskSet.from_arrays(X[~train], y[~train], groups[~train])
+
+
+def test_summary_at_each_size_is_over_raters_of_their_mean_at_that_size(ridge_and_held_out):
+    prior, test = ridge_and_held_out
+    res = evaluate_personalization(prior, test, n_support=(5, 30), n_repeats=3,
+                                   random_state=0)
+    t = res.table
+    for k in (5, 30):
+        for name in ("prior", "personalized"):
+            means = [np.nanmean(t[f"srocc_{name}"][(t["n_support"] == k) & (t["rater"] == r)])
+                     for r in test.raters]
+            s = res.summary[k][name]
+            assert s.n == 3 and s.n_dropped == 0
+            assert s.mean == pytest.approx(np.mean(means))
+            assert s.std == pytest.approx(np.std(means))
+    assert res.summary[5]["personalized"].mean != res.summary[30]["personalized"].mean
+
+
+def test_ten_query_images_are_not_warned_about(ridge_and_held_out):
+    prior, test = ridge_and_held_out
+    small = TaskSet.from_mapping({r: (test[r][0][:15], test[r][1][:15]) for r in test.raters})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        evaluate_personalization(prior, small, n_support=5, n_repeats=1, random_state=0)
+    assert not [w for w in caught if "query images" in str(w.message)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        evaluate_personalization(prior, small, n_support=6, n_repeats=1, random_state=0)
+    assert [w for w in caught if "fewer than 10 query images" in str(w.message)]

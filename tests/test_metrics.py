@@ -218,3 +218,63 @@ def test_scorer_names_the_raters_of_undefined_srocc_and_why():
                                                    r"\(constant predictions\); left out"):
         PersonalizedSROCCScorer(n_support=5, n_repeats=2)(_Sometimes(), X, X[:, 0],
                                                            np.repeat(list("abc"), 20))
+
+
+def test_srocc_refuses_a_two_column_table():
+    # flattened, an (n, 2) table would pair each score with another image's
+    with pytest.raises(ValueError, match=r"y_true must be 1-D .* shape \(3, 2\)"):
+        srocc(np.arange(6.0).reshape(3, 2), np.arange(6.0))
+    with pytest.raises(ValueError, match=r"y_pred must be 1-D .* shape \(3, 2\)"):
+        srocc(np.arange(6.0), np.arange(6.0).reshape(3, 2))
+
+
+def test_aggregate_refuses_a_correlation_below_minus_one():
+    with pytest.raises(ValueError, match=r"in \[-1, 1\] .*; 1 are not, e.g. -1.7 at position 0"):
+        aggregate_srocc([-1.7, 0.5])
+    assert aggregate_srocc([-1.0, 0.5]).n == 2  # -1 itself is a correlation
+
+
+def test_aggregate_std_is_the_population_std_over_defined_values():
+    # the documented "±" is numpy's std (ddof=0), over the defined values only
+    s = aggregate_srocc([0.2, np.nan, 0.4])
+    assert s.std == pytest.approx(0.1)
+    assert s.n == 2 and s.n_dropped == 1
+    assert aggregate_srocc([0.5]).std == 0.0
+
+
+class _FlatEveryOtherTime:
+    """A prior whose personalized model is constant at every other personalization."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def personalize(self, X, y, random_state=None):
+        self.calls += 1
+        return _Flat() if self.calls % 2 else self
+
+    def predict(self, X):
+        return np.asarray(X)[:, 0]
+
+
+class _Flat:
+    def predict(self, X):
+        return np.zeros(len(X))
+
+
+def test_scorer_averages_a_rater_over_its_defined_draws_only():
+    # an undefined (flat) draw is left out of its rater's mean, not counted as 0
+    rng = np.random.RandomState(0)
+    X = rng.randn(60, 2)
+    y = X[:, 0].copy()  # every defined draw scores exactly 1
+    groups = np.repeat(list("abc"), 20)
+    with pytest.warns(UndefinedSROCCWarning):
+        score = PersonalizedSROCCScorer(n_support=5, n_repeats=2)(
+            _FlatEveryOtherTime(), X, y, groups)
+    assert score == pytest.approx(1.0)
+
+
+def test_each_rater_draws_with_its_own_seeds():
+    from sklearn_piaa.metrics import _draw_seeds
+    seeds = _draw_seeds(0, ["r09", "r10", "r11"], 2)
+    assert len(set(seeds[:, 0].tolist())) == 3 and len(set(seeds[:, 1].tolist())) == 3
+    assert (seeds[:, 0] != seeds[:, 1]).all()

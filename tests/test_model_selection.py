@@ -231,3 +231,33 @@ def test_the_model_selection_guide_s_examples_run_in_order(ratings, monkeypatch)
         for block in blocks:
             exec(compile(block, "model_selection.rst", "exec"), namespace)
             assert not sklearn.get_config()["enable_metadata_routing"]
+
+
+def _test_raters(cv, groups):
+    return [tuple(sorted(set(groups[test].tolist()))) for _, test in
+            cv.split(np.zeros(len(groups)), groups=groups)]
+
+
+def test_kfold_shuffles_raters_by_default_and_its_seed_fixes_the_folds():
+    groups = np.repeat([f"u{i:02d}" for i in range(20)], 3)
+    # same seed, same folds: paired comparisons of estimators need them
+    assert _test_raters(UserGroupKFold(4, random_state=0), groups) == \
+        _test_raters(UserGroupKFold(4, random_state=0), groups)
+    folds = {tuple(_test_raters(UserGroupKFold(4, random_state=s), groups)) for s in range(4)}
+    assert len(folds) > 1
+    assert UserGroupKFold().shuffle is True
+
+
+def test_support_query_split_yields_sorted_rows():
+    for support, query in SupportQuerySplit(n_support=3, n_repeats=5,
+                                            random_state=0).split(np.zeros(15)):
+        np.testing.assert_array_equal(support, np.sort(support))
+        np.testing.assert_array_equal(query, np.sort(query))
+        assert sorted([*support, *query]) == list(range(15))
+
+
+def test_shuffle_split_holds_out_a_fifth_of_the_raters_by_default():
+    groups = np.repeat([f"u{i:02d}" for i in range(10)], 4)
+    for train, test in UserGroupShuffleSplit(random_state=0).split(np.zeros(40), groups=groups):
+        assert len(set(groups[test].tolist())) == 2
+        assert len(set(groups[train].tolist())) == 8
