@@ -1,5 +1,6 @@
 """Images and embeddings that once gave a silent wrong answer, now told apart or refused."""
 
+import glob
 import os
 
 import numpy as np
@@ -579,3 +580,63 @@ def test_whole_network_fit_decodes_each_file_once_up_front(image_files, monkeypa
     monkeypatch.setattr(_features, "_draft", lambda x, size: calls.append(x) or real(x, size))
     assert _features.unreadable_images(image_files * 3, 32, "raise") == {}
     assert sorted(calls) == sorted(image_files)
+
+
+def test_arrays_of_equal_bytes_but_other_shapes_are_embedded_apart():
+    rng = np.random.RandomState(0)
+    wide = rng.randint(0, 256, (40, 48, 3)).astype(np.uint8)
+    tall = wide.reshape(48, 40, 3)  # the same bytes, another picture
+    together = _embed([wide, tall])
+    assert not np.allclose(together[0], together[1])
+    np.testing.assert_allclose(together[1], _embed([tall])[0], rtol=1e-5, atol=1e-7)
+
+
+def test_pil_images_of_equal_pixels_but_other_orientation_are_embedded_apart(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    rng = np.random.RandomState(0)
+    path = tmp_path / "rotated.jpg"
+    Image.fromarray((rng.rand(40, 56, 3) * 255).astype(np.uint8)).save(path, exif=exif)
+    with Image.open(path) as rotated:
+        rotated.load()
+        plain = Image.fromarray(np.asarray(rotated))  # same pixels, no orientation
+        together = _embed([rotated, plain])
+    alone = _embed([plain])
+    # one cached row for both: the upright one was served the rotated one's embedding
+    assert not np.allclose(together[0], together[1])
+    np.testing.assert_allclose(together[1], alone[0], rtol=1e-5, atol=1e-7)
+
+
+def test_a_cached_embedding_of_nans_is_embedded_again(image_files, tmp_path):
+    cache = tmp_path / "cache"
+    first = _embed(image_files[:1], cache_dir=cache)
+    entry, = glob.glob(os.path.join(cache, "*", "*.npy"))
+    np.save(entry, np.full(first.shape[1], np.nan, dtype=np.float32))  # a damaged entry
+    again = _embed(image_files[:1], cache_dir=cache)
+    assert np.isfinite(again).all()
+    np.testing.assert_allclose(again, first, rtol=1e-6)
+
+
+def test_a_cached_embedding_of_another_width_is_embedded_again(image_files, tmp_path):
+    cache = tmp_path / "cache"
+    first = _embed(image_files[:1], cache_dir=cache)
+    entry, = glob.glob(os.path.join(cache, "*", "*.npy"))
+    np.save(entry, np.zeros(first.shape[1] + 1, dtype=np.float32))  # a damaged entry
+    again = _embed(image_files[:1], cache_dir=cache)
+    assert np.isfinite(again).all()
+    np.testing.assert_allclose(again, first, rtol=1e-6)
+
+
+def test_user_backbones_that_scale_otherwise_do_not_share_cached_embeddings(image_files,
+                                                                          tmp_path):
+    cpu = torch.device("cpu")
+    plain = Backbone(torch.nn.AdaptiveAvgPool2d(1), out_features=3, input_size=32,
+                     name="mine", std=(0.5, 0.5, 0.5))
+    halved = Backbone(torch.nn.AdaptiveAvgPool2d(1), out_features=3, input_size=32,
+                      name="mine", std=(1.0, 1.0, 1.0))
+    cache = tmp_path / "cache"
+    first = ImageEmbedder(plain, cpu, cache_dir=cache).transform(image_files)
+    cached = ImageEmbedder(halved, cpu, cache_dir=cache).transform(image_files)
+    fresh = ImageEmbedder(halved, cpu).transform(image_files)
+    assert not np.allclose(first, fresh)
+    np.testing.assert_allclose(cached, fresh, rtol=1e-6)

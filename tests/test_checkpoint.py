@@ -1,5 +1,6 @@
 """Checkpoint and resume: an interrupted meta-training ends with the uninterrupted prior."""
 
+import glob
 import os
 import shutil
 import signal
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 import sklearn
 import torch
-from conftest import flip_a_stored_byte, make_rating_features
+from conftest import edited_state, flip_a_stored_byte, make_rating_features
 from sklearn.model_selection import GridSearchCV
 
 from sklearn_piaa import (
@@ -23,6 +24,7 @@ from sklearn_piaa import (
     UserGroupKFold,
 )
 from sklearn_piaa._checkpoint import RUN_KEY_VERSION
+from sklearn_piaa._features import run_keys
 
 
 def checkpoint_file(folder):
@@ -405,7 +407,7 @@ def test_kill_during_a_checkpoint_write_keeps_the_previous_one(ratings, tiny_par
 _CHILD = textwrap.dedent("""
     import sys
     sys.path.insert(0, {tests!r})
-    from conftest import flip_a_stored_byte, make_rating_features
+    from conftest import edited_state, flip_a_stored_byte, make_rating_features
     from sklearn_piaa import MetaAestheticRegressor
     X, y, groups, _ = make_rating_features()
     MetaAestheticRegressor(backbone=None, hidden_sizes=(16,), n_iterations={n},
@@ -833,3 +835,23 @@ def test_an_unusable_checkpoint_dir_is_refused_before_the_images_are_embedded(
                                          r"directory"):
         meta.fit(image_files, np.arange(len(image_files)) % 5 + 1.0,
                  groups=np.repeat(["a", "b"], len(image_files) // 2))
+
+
+def test_a_checkpoint_of_another_format_version_is_refused(ratings, tiny_params, tmp_path):
+    X, y, groups = ratings
+    MetaAestheticRegressor(**tiny_params, checkpoint_dir=tmp_path).fit(X, y, groups=groups)
+    path, = glob.glob(os.path.join(tmp_path, "checkpoint-*.pt"))
+    state = edited_state(path)
+    state["format_version"] = 2  # a later sklearn-piaa's layout
+    torch.save(state, path)
+    with pytest.raises(ValueError, match="has format version 2; this sklearn-piaa reads "
+                                         "version 1"):
+        MetaAestheticRegressor(**tiny_params, checkpoint_dir=tmp_path).fit(X, y, groups=groups)
+
+
+def test_one_file_runs_on_other_files_have_other_keys(image_files, tmp_path):
+    other = tmp_path / "other.png"
+    shutil.copy2(image_files[0], other)  # same size and modification time
+    st = os.stat(image_files[0])
+    os.utime(other, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert run_keys([image_files[0]])[0] != run_keys([str(other)])[0]

@@ -1292,3 +1292,32 @@ def test_a_priors_net_holds_its_network_once(prior, tmp_path):
     twice.prior_net_.module = copy.deepcopy(twice.prior_net_.module_)
     network = len(pickle.dumps(meta.prior_net_.module_))
     assert len(pickle.dumps(meta)) + 0.9 * network < len(pickle.dumps(twice))
+
+
+def test_a_loaded_prior_keeps_its_feature_width(ratings, tiny_params, tmp_path):
+    X, y, groups = ratings
+    meta = MetaAestheticRegressor(**tiny_params).fit(X, y, groups=groups)
+    save_model(meta, tmp_path / "prior.pt")
+    loaded = load_model(tmp_path / "prior.pt")
+    assert meta.n_features_in_ == X.shape[1]
+    assert loaded.n_features_in_ == X.shape[1]
+    np.testing.assert_array_equal(loaded.predict(X), meta.predict(X))
+
+
+def test_a_loaded_prior_keeps_its_fit_time(ratings, tiny_params, tmp_path):
+    X, y, groups = ratings
+    meta = MetaAestheticRegressor(**tiny_params).fit(X, y, groups=groups)
+    save_model(meta, tmp_path / "prior.pt")
+    loaded = load_model(tmp_path / "prior.pt")
+    assert meta.fit_time_ > 0
+    assert loaded.fit_time_ == meta.fit_time_
+
+
+def test_a_prior_seeded_with_a_generator_saves_without_it(ratings, tiny_params, tmp_path):
+    X, y, groups = ratings
+    params = {**tiny_params, "random_state": np.random.RandomState(0)}
+    meta = MetaAestheticRegressor(**params).fit(X, y, groups=groups)
+    save_model(meta, tmp_path / "prior.pt")
+    loaded = load_model(tmp_path / "prior.pt")
+    assert loaded.random_state is None  # a generator's position is not a setting
+    np.testing.assert_array_equal(loaded.predict(X), meta.predict(X))
