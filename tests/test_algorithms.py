@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from sklearn_piaa.meta import ALGORITHMS, FOMAML, MAML, Merged, Reptile
+from sklearn_piaa.meta import ALGORITHMS, FOMAML, MAML, Average, Merged, Reptile
 
 KW = dict(inner_lr=0.05, inner_steps=2, outer_lr=0.3, betas=(0.9, 0.99), weight_decay=0.01)
 
@@ -195,3 +195,108 @@ def test_maml_keeps_the_output_range_exact(algorithm):
     head = est.prior_net_.module_
     assert float(head.score_low) == np.float32(est.score_range_[0])
     assert float(head.score_low + head.score_span) == np.float32(est.score_range_[1])
+
+
+@pytest.mark.parametrize("cls", [MAML, FOMAML])
+def test_maml_inner_step_follows_lr_scale(cls):
+    # lr_scale (the estimator's lr_decay) scales MAML's inner SGD step
+    tasks, _ = _tasks(np.random.RandomState(0))
+    runs = []
+    for inner_lr, scale in ((0.1, 0.5), (0.05, 1.0)):
+        torch.manual_seed(0)
+        lin = nn.Linear(3, 1).double()
+        algo = cls(inner_lr=inner_lr, inner_steps=2, outer_lr=0.3)
+        losses = [algo.step(lin, nn.Linear(3, 1).double(), tasks, lr_scale=scale)
+                  for _ in range(2)]
+        runs.append((losses, _theta(lin)))
+    np.testing.assert_allclose(runs[0][0], runs[1][0], rtol=1e-10)
+    np.testing.assert_allclose(runs[0][1], runs[1][1], rtol=1e-10)
+
+
+class _WithBackbone(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.backbone = nn.Linear(3, 3)
+        self.head = nn.Linear(3, 1)
+
+    def forward(self, x):
+        return self.head(self.backbone(x))
+
+
+@pytest.mark.parametrize("cls", [MAML, FOMAML])
+def test_maml_inner_loop_trains_the_backbone_at_its_own_rate(cls):
+    # inner_backbone_lr=0 leaves the backbone as it is in the inner loop, as a
+    # frozen backbone would be
+    tasks, _ = _tasks(np.random.RandomState(0))
+    losses = []
+    for frozen in (False, True):
+        torch.manual_seed(0)
+        prior, learner = _WithBackbone().double(), _WithBackbone().double()
+        if frozen:
+            prior.backbone.requires_grad_(False)
+            learner.backbone.requires_grad_(False)
+        algo = cls(inner_lr=0.1, inner_backbone_lr=0.0, inner_steps=2, outer_lr=0.3)
+        losses.append(algo.step(prior, learner, tasks))
+    assert losses[0] == pytest.approx(losses[1], rel=1e-12)
+
+
+def test_maml_outer_step_follows_a_changed_outer_lr():
+    # the outer Adam takes outer_lr as it is now ("follow changes to the attribute")
+    tasks, _ = _tasks(np.random.RandomState(0))
+    lin = nn.Linear(3, 1).double()
+    algo = MAML(inner_lr=0.05, inner_steps=1, outer_lr=0.3, weight_decay=0.0)
+    algo.step(lin, nn.Linear(3, 1).double(), tasks)
+    before = _theta(lin)
+    algo.outer_lr = 0.0
+    algo.step(lin, nn.Linear(3, 1).double(), tasks)
+    np.testing.assert_array_equal(_theta(lin), before)
+
+
+@pytest.mark.parametrize("cls", [MAML, FOMAML])
+def test_maml_prior_takes_the_mean_batchnorm_statistics_of_its_tasks(cls):
+    # the prior's running statistics are the mean over tasks, not their sum:
+    # a batch of k copies of one task gives those of the task alone
+    g = torch.Generator().manual_seed(0)
+    task = ((torch.randn(8, 2, generator=g) + 3.0, torch.randn(8, generator=g)),
+            (torch.randn(5, 2, generator=g) + 3.0, torch.randn(5, generator=g)))
+    stats = []
+    for k in (1, 3):
+        torch.manual_seed(0)
+        prior = nn.Sequential(nn.Linear(2, 4), nn.BatchNorm1d(4), nn.Linear(4, 1))
+        learner = nn.Sequential(nn.Linear(2, 4), nn.BatchNorm1d(4), nn.Linear(4, 1))
+        cls(inner_lr=1e-2, inner_steps=1, outer_lr=0.1).step(prior, learner, [task] * k)
+        stats.append((prior[1].running_mean.clone(), prior[1].running_var.clone()))
+    torch.testing.assert_close(stats[0][0], stats[1][0])
+    torch.testing.assert_close(stats[0][1], stats[1][1])
+    assert stats[0][0].abs().max() > 0.1
+
+
+def _pooled_tasks(seed):
+    rng = np.random.RandomState(seed)
+    sets = [(torch.tensor(rng.randn(5, 3)), torch.tensor(rng.randn(5))) for _ in range(4)]
+    return [(sets[0], sets[1]), (sets[2], sets[3])]
+
+
+
+def test_average_step_follows_lr_scale():
+    # the pooled Adam's step size is inner_lr * lr_scale (the estimator's lr_decay)
+    priors = []
+    for inner_lr, scale in ((0.1, 0.5), (0.05, 1.0)):
+        torch.manual_seed(0)
+        lin = nn.Linear(3, 1).double()
+        Average(inner_lr=inner_lr, inner_steps=3).step(lin, None, _pooled_tasks(1), lr_scale=scale)
+        priors.append(_theta(lin))
+    np.testing.assert_allclose(priors[0], priors[1], rtol=1e-12)
+
+
+def test_average_gives_a_new_prior_a_new_optimizer():
+    # Adam's moments belong to one prior; a second prior starts from fresh moments
+    torch.manual_seed(0)
+    a, b = nn.Linear(3, 1).double(), nn.Linear(3, 1).double()
+    b_copy = nn.Linear(3, 1).double()
+    b_copy.load_state_dict(b.state_dict())
+    algo = Average(inner_lr=0.05, inner_steps=2)
+    algo.step(a, None, _pooled_tasks(1))
+    algo.step(b, None, _pooled_tasks(2))
+    Average(inner_lr=0.05, inner_steps=2).step(b_copy, None, _pooled_tasks(2))
+    np.testing.assert_allclose(_theta(b), _theta(b_copy), rtol=1e-12)

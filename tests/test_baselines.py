@@ -10,6 +10,7 @@ from conftest import SHARED, TINY, TRAITS, make_rating_features, tiny_baselines
 from scipy.stats import spearmanr
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
+from sklearn.linear_model import Ridge
 from sklearn.model_selection import cross_val_score
 
 from sklearn_piaa import (
@@ -28,6 +29,7 @@ from sklearn_piaa import (
     srocc_scorer,
 )
 from sklearn_piaa.baselines import PersonalizedBaseline
+from sklearn_piaa.baselines._base import consensus_scores
 from sklearn_piaa.datasets import make_aesthetic_benchmark
 from sklearn_piaa.evaluation import evaluate_personalization
 from sklearn_piaa.report import compare_methods, format_table, paired_difference
@@ -702,3 +704,105 @@ def test_scale_advice_names_what_the_model_takes(ratings, tiny_params):
     with pytest.raises(ValueError, match=r"give the estimator meta__score_range=\(low, "
                                          r"high\) of the rating scale"):
         personalized_srocc(pipe, X[test], wide, groups[test], n_support=5)
+
+
+def test_consensus_is_the_plain_mean_of_each_images_ratings():
+    # image 0 rated twice, image 1 once, image 2 never
+    y = np.array([1.0, 3.0, 5.0])
+    got = consensus_scores(y, np.array([0, 0, 1]), 3)
+    np.testing.assert_allclose(got, [2.0, 5.0, 0.0])
+
+
+def _user(ratings, seed=3, n=20):
+    X, y, groups = ratings
+    rng = np.random.RandomState(seed)
+    Xu = rng.randn(40, X.shape[1]).astype(np.float32)
+    yu = Xu @ rng.randn(X.shape[1]) + 0.1 * rng.randn(40)
+    return Xu[:n], yu[:n], Xu[n:]
+
+
+def test_residual_ridge_penalty_is_per_feature_times_the_width(ratings):
+    X, y, groups = ratings
+    prior = UserRidgeRegressor(alphas=(3.0,)).fit(X, y, groups=groups)
+    Xs, ys, Xq = _user(ratings)
+    user = prior.personalize(Xs, ys)
+    Z = prior.scaler_.transform(Xs.astype(np.float64))
+    ref = Ridge(alpha=3.0 * X.shape[1]).fit(Z, ys - prior.mean_score_)
+    want = prior.mean_score_ + ref.predict(prior.scaler_.transform(Xq.astype(np.float64)))
+    np.testing.assert_allclose(user.predict(Xq), want, rtol=1e-6, atol=1e-8)
+
+
+def test_two_support_images_get_the_largest_penalty(ratings):
+    X, y, groups = ratings
+    prior = UserRidgeRegressor(alphas=(0.001, 1000.0)).fit(X, y, groups=groups)
+    Xs, ys, Xq = _user(ratings, n=2)
+    user = prior.personalize(Xs, ys)
+    Z = prior.scaler_.transform(Xs.astype(np.float64))
+    ref = Ridge(alpha=1000.0 * X.shape[1]).fit(Z, ys - prior.mean_score_)
+    want = prior.mean_score_ + ref.predict(prior.scaler_.transform(Xq.astype(np.float64)))
+    np.testing.assert_allclose(user.predict(Xq), want, rtol=1e-6, atol=1e-8)
+
+
+def test_residual_is_taken_against_the_prior_mapped_onto_the_raters_scale(ratings):
+    from sklearn_piaa.baselines import ConsensusRidgeRegressor
+
+    X, y, groups = ratings  # 1-5 scores
+    prior = ConsensusRidgeRegressor(alphas=(3.0,)).fit(X, y, groups=groups)
+    Xs, ys, Xq = _user(ratings)
+    ys = np.clip(50 + 10 * ys, 0, 100)  # a rater on 0-100
+    user = prior.personalize(Xs, ys, score_range=(0, 100))
+    lo, hi = prior.score_range_
+
+    def mapped(A):
+        return (prior.predict(A) - lo) * 100 / (hi - lo)
+
+    Z = prior.scaler_.transform(Xs.astype(np.float64))
+    ref = Ridge(alpha=3.0 * X.shape[1]).fit(Z, ys - mapped(Xs))
+    want = mapped(Xq) + ref.predict(prior.scaler_.transform(Xq.astype(np.float64)))
+    np.testing.assert_allclose(user.predict(Xq), want, rtol=1e-6, atol=1e-6)
+
+
+def _data(seed=0):
+    rng = np.random.RandomState(seed)
+    X = rng.randn(300, 6)
+    y = np.clip(np.round(3 + X[:, 0] + 0.5 * rng.randn(300)), 1, 5)
+    return X, y, np.repeat([0, 1, 2], 100)
+
+
+def test_levels_are_the_distinct_scores_of_a_five_point_scale():
+    X, y, g = _data()
+    usar = USARRegressor(n_components=4, random_state=0).fit(X, y, groups=g)
+    np.testing.assert_allclose(usar.levels_, [1, 2, 3, 4, 5])
+    np.testing.assert_allclose(usar.bin_edges_, [1.5, 2.5, 3.5, 4.5])
+
+
+def test_ppr_is_the_standardized_similarity_to_the_favourites_minus_to_all():
+    X, y, g = _data(1)
+    usar = USARRegressor(variant="ppr", top_fraction=0.3, n_components=4,
+                         random_state=0).fit(X, y, groups=g)
+    rng = np.random.RandomState(2)
+    Xs, Xq = rng.randn(10, 6), rng.randn(15, 6)
+    ys = 10 * rng.randn(10)  # spread far from 1
+    user = usar.personalize(Xs, ys)
+
+    def unit(A):
+        P = usar.pca_.transform(usar.scaler_.transform(A))
+        return P / np.linalg.norm(P, axis=1, keepdims=True)
+
+    Us = unit(Xs)
+    top = Us[np.argsort(-ys)[:3]].mean(0)
+    ppr_s = Us @ top - Us @ Us.mean(0)
+    ppr_q = unit(Xq) @ top - unit(Xq) @ Us.mean(0)
+    want = ys.mean() + (ppr_q - ppr_s.mean()) / ppr_s.std() * ys.std()
+    np.testing.assert_allclose(user.predict(Xq), want, rtol=1e-6, atol=1e-8)
+
+
+def test_both_with_ppr_weight_zero_is_pad():
+    X, y, g = _data(2)
+    rng = np.random.RandomState(3)
+    Xs, ys, Xq = rng.randn(12, 6), rng.randint(1, 6, 12).astype(float), rng.randn(10, 6)
+    both = USARRegressor(variant="both", ppr_weight=0.0, n_components=4,
+                         random_state=0).fit(X, y, groups=g)
+    pad = USARRegressor(variant="pad", n_components=4, random_state=0).fit(X, y, groups=g)
+    np.testing.assert_allclose(both.personalize(Xs, ys).predict(Xq),
+                               pad.personalize(Xs, ys).predict(Xq), rtol=1e-9)

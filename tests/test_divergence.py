@@ -314,3 +314,12 @@ def test_a_collapsed_whole_network_prior_is_named(image_files):
             image_files, y, groups=np.repeat(["a", "b"], 6))
     (w,) = _collapse_warnings(record)
     assert "12 rows looked at" in str(w.message)
+
+
+def test_an_infinite_loss_is_divergence():
+    # a loss of inf with finite weights is as much a divergence as a NaN one
+    from sklearn_piaa._diverged import check_trained
+
+    net = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    with pytest.raises(FloatingPointError, match="the loss is inf from step 2 of 3"):
+        check_trained(net, [0.5, np.inf, 0.3], "meta-training", "outer_lr")

@@ -11,6 +11,7 @@ import pytest
 from conftest import make_rating_features
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
+from sklearn.linear_model import RidgeCV
 
 from sklearn_piaa import (
     ConsensusRidgeRegressor,
@@ -603,3 +604,59 @@ def test_strategies_choosing_the_same_images_score_the_same(ratings, tiny_params
     for name in ("kcenter", "disagreement"):
         np.testing.assert_array_equal(got[name].table["srocc_personalized"],
                                       got["random"].table["srocc_personalized"])
+
+
+def _three_raters(seed=0, n_images=30, n_features=4):
+    rng = np.random.RandomState(seed)
+    F = rng.randn(n_images, n_features)
+    ys = [F @ rng.randn(n_features) + 0.3 * rng.randn(n_images) for _ in range(3)]
+    X = np.vstack([F] * 3)
+    y = np.concatenate(ys)
+    groups = np.repeat(["a", "b", "c"], n_images)
+    return F, ys, X, y, groups
+
+
+def test_deviation_models_are_ridges_on_the_leave_one_out_consensus():
+    F, ys, X, y, groups = _three_raters()
+    sel = SupportSelector("disagreement", alphas=(1.0,)).fit(X, y, groups=groups)
+    Z = (F - F.mean(0)) / F.std(0)
+    z = [(v - v.mean()) / v.std() for v in ys]
+    for i, rater in enumerate(["a", "b", "c"]):
+        others = np.mean([z[j] for j in range(3) if j != i], axis=0)
+        ref = RidgeCV(alphas=[1.0 * F.shape[1]]).fit(Z, z[i] - others)
+        np.testing.assert_allclose(sel.rater_coef_[sel.raters_.index(rater)], ref.coef_,
+                                   rtol=1e-6, atol=1e-10)
+
+
+def test_deviation_models_do_not_depend_on_a_raters_use_of_the_scale():
+    F, ys, X, y, groups = _three_raters(seed=1)
+    first = SupportSelector("disagreement").fit(X, y, groups=groups)
+    y2 = y.copy()
+    y2[groups == "b"] = 100 + 20 * y2[groups == "b"]  # rater b on a wider scale
+    second = SupportSelector("disagreement").fit(X, y2, groups=groups)
+    np.testing.assert_allclose(second.rater_coef_, first.rater_coef_, rtol=1e-3, atol=1e-5)
+
+
+def test_a_rater_with_only_two_shared_images_gets_no_deviation_model():
+    F, ys, X, y, groups = _three_raters(seed=2)
+    # rater "d" rates two of the shared images and five images nobody else rated
+    rng = np.random.RandomState(5)
+    own = rng.randn(5, F.shape[1]) + 10
+    Xd = np.vstack([F[:2], own])
+    X = np.vstack([X, Xd])
+    y = np.concatenate([y, rng.randn(7)])
+    groups = np.concatenate([groups, ["d"] * 7])
+    sel = SupportSelector("disagreement").fit(X, y, groups=groups)
+    assert sel.raters_ == ["a", "b", "c"]
+    assert sel.rater_coef_.shape == (3, F.shape[1])
+
+
+def test_standardization_counts_each_distinct_image_once():
+    F, ys, X, y, groups = _three_raters(seed=3)
+    # a fourth rater re-rates two images only: they must not weigh more in the scale
+    X = np.vstack([X, F[:2], F[:2]])
+    y = np.concatenate([y, [1.0, 2.0, 2.0, 1.0]])
+    groups = np.concatenate([groups, ["d", "d", "e", "e"]])
+    sel = SupportSelector("disagreement").fit(X, y, groups=groups)
+    np.testing.assert_allclose(sel.mean_, F.mean(axis=0), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(sel.scale_, F.std(axis=0), rtol=1e-5)

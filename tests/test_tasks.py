@@ -202,3 +202,13 @@ def test_malformed_ids_and_rows_are_named():
                          (True, "the key True: Python takes True for 1")):
         with pytest.raises(ValueError, match=message):
             TaskSet.from_mapping({"a": (X[:2], y[:2]), key: (X[2:], y[2:])})
+
+
+def test_a_rater_of_exactly_support_plus_query_images_gets_those_sizes():
+    # n == support_size + query_size is the large-rater case (not an 80/20 split)
+    assert support_query_sizes(30, 20, 10) == (20, 10)
+
+
+def test_a_small_raters_query_set_stays_within_query_size():
+    # 21 images with sizes (20, 2): support 16, query capped at 2
+    assert support_query_sizes(21, 20, 2) == (16, 2)
