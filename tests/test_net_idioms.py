@@ -304,3 +304,31 @@ def test_a_misspelled_setting_is_refused(prior):
     # skorch's own check of its arguments was handed the prior's list of names.
     with pytest.raises(TypeError, match="unexpected keyword argument.*'learning_rate'"):
         prior.personalize(*_rater(), learning_rate=3)
+
+
+def test_a_refit_of_a_personalized_net_starts_from_the_prior_again(prior):
+    # fit starts from the prior's weights every time, so a re-fit never compounds
+    X, y = _rater()
+    net = prior.personalize(X[:20], y[:20], random_state=0)
+    first = net.predict(X)
+    net.fit(X[:20], y[:20])
+    np.testing.assert_array_equal(net.predict(X), first)
+
+
+def test_fine_tuning_on_another_scale_measures_the_loss_in_its_unit(prior):
+    # the loss unit is a quarter of the score range: 25 on a 0-100 scale, 1 on 1-5
+    X, y = _rater()
+    assert tuple(prior.score_range_) == (1.0, 5.0)
+    net = prior.personalize(X[:20], (y[:20] - 1) * 25, score_range=(0, 100))
+    assert net.criterion_.unit == pytest.approx(25.0)
+    assert prior.personalize(X[:20], y[:20]).criterion_.unit == pytest.approx(1.0)
+
+
+def test_a_net_refuses_to_fit_scores_its_head_cannot_reach(prior):
+    # the head spans (1, 5): a direct fit on 6, or on 5 + 5% of the span, is refused,
+    # not trained towards an output the sigmoid never gives
+    X, y = _rater()
+    net = prior.personalize(X[:20], y[:20])
+    for high in (6.0, 5.2):
+        with pytest.raises(ValueError, match="outside the network's output range"):
+            net.fit(X[:3], np.array([1.0, 3.0, high], dtype=np.float32))

@@ -212,3 +212,25 @@ def test_a_rater_of_exactly_support_plus_query_images_gets_those_sizes():
 def test_a_small_raters_query_set_stays_within_query_size():
     # 21 images with sizes (20, 2): support 16, query capped at 2
     assert support_query_sizes(21, 20, 2) == (16, 2)
+
+
+def test_a_small_raters_draw_caps_its_query_set_at_query_size():
+    tasks = TaskSet.from_arrays(np.arange(21, dtype=np.float32).reshape(-1, 1),
+                                np.arange(21) % 5 + 1, ["a"] * 21)
+    support, query = tasks.draw("a", 20, 2, 0)
+    assert (len(support), len(query)) == (16, 2)
+
+
+def test_a_float_rater_id_matches_the_int_id_of_the_same_person():
+    # 7.0 (an id column read as floats) and 7 (read as ints) are one rater to the
+    # seen-in-training check
+    from sklearn_piaa._tasks import rater_text, raters_among
+
+    assert rater_text(7.0) == rater_text(np.float32(7)) == rater_text(7) == "7"
+    assert raters_among([7.0, 8.5], [7, 9]) == [7.0]
+
+
+def test_from_mapping_takes_a_column_vector_of_scores():
+    X = np.arange(8, dtype=np.float32).reshape(4, 2)
+    tasks = TaskSet.from_mapping({"a": (X, np.array([[1.0], [2.0], [3.0], [4.0]]))})
+    assert tasks["a"][1].tolist() == [1.0, 2.0, 3.0, 4.0]
