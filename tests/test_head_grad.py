@@ -2,6 +2,7 @@
 ``Adam.step``; the fast meta-training path gives the prior the plain path gives."""
 
 import copy
+import inspect
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ import torch
 from torch import nn
 
 from sklearn_piaa.meta import ALGORITHMS
-from sklearn_piaa.nn import AestheticHead, AestheticLoss
+from sklearn_piaa.nn import AestheticHead, AestheticLoss, StackedHeadGradient
 from sklearn_piaa.nn.adam import adam_step, reset_optimizer
 from sklearn_piaa.nn.head_grad import HeadGradient
 
@@ -354,3 +355,132 @@ def test_personalized_net_fast_path_around_a_batch_of_one_and_predictions(monkey
         assert modes == [True] * 12
         fitted.append(net.module_.state_dict())
     _assert_same_state(fitted[0], fitted[1])
+
+
+def _adam_run(settings, fast):
+    torch.manual_seed(0)
+    ps = [nn.Parameter(torch.randn(5, 4)), nn.Parameter(torch.randn(4))]
+    opt = torch.optim.Adam(ps, lr=1e-2, weight_decay=1e-2, fused=True, **settings)
+    g = torch.Generator().manual_seed(1)
+    for step in range(4):
+        for p in ps:
+            # shrinking gradients: amsgrad's running max then differs from exp_avg_sq
+            p.grad = torch.randn(p.shape, generator=g) * (3.0 if step == 0 else 0.1)
+        adam_step(opt) if fast else opt.step()
+    return [p.detach().clone() for p in ps]
+
+
+@pytest.mark.parametrize("settings", [{"amsgrad": True}, {"maximize": True}] + (
+    # decoupled_weight_decay is an Adam argument from torch 2.6 on
+    [{"decoupled_weight_decay": True}]
+    if "decoupled_weight_decay" in inspect.signature(torch.optim.Adam).parameters else []))
+def test_adam_step_equals_adam_for_other_settings(settings):
+    for a, b in zip(_adam_run(settings, True), _adam_run(settings, False)):
+        assert torch.equal(a, b), settings
+
+
+def test_adam_step_with_a_parameter_first_stepped_later():
+    # a parameter without a gradient at the first steps has no state yet when it gets
+    # one, while the group's counters still have the right count
+    torch.manual_seed(0)
+    a = [nn.Parameter(torch.randn(5, 4)), nn.Parameter(torch.randn(4)),
+         nn.Parameter(torch.randn(3))]
+    b = [nn.Parameter(p.detach().clone()) for p in a]
+    opt_a, opt_b = (torch.optim.Adam(ps, lr=1e-2, fused=True) for ps in (a, b))
+    for has in [(1, 1, 0), (1, 0, 1), (1, 1, 1)]:
+        for p, q, on in zip(a, b, has):
+            g = torch.randn_like(p)
+            p.grad, q.grad = (g.clone(), g.clone()) if on else (None, None)
+        adam_step(opt_a)
+        opt_b.step()
+    for p, q in zip(a, b):
+        assert torch.equal(p, q)
+        assert float(opt_a.state[p]["step"]) == float(opt_b.state[q]["step"])
+
+
+def _ranged_head():
+    torch.manual_seed(0)
+    return AestheticHead(16, (12, 8), dropout=0.0, score_range=(0.0, 10.0)).double().train()
+
+
+def _fast_and_autograd_grads(criterion):
+    head = _ranged_head()
+    plain = copy.deepcopy(head)
+    x, y = torch.randn(10, 16).double(), torch.rand(10).double() * 10
+    HeadGradient(head).loss_backward(x, y, criterion)
+    criterion(plain(x), y).backward()
+    for p, q in zip(head.parameters(), plain.parameters()):
+        torch.testing.assert_close(p.grad, q.grad)
+
+
+def test_a_global_forward_hook_on_the_loss_is_honoured():
+    from torch.nn.modules.module import register_module_forward_hook
+
+    criterion = AestheticLoss()
+    handle = register_module_forward_hook(
+        lambda module, args, out: out * 10 if isinstance(module, AestheticLoss) else None)
+    try:
+        _fast_and_autograd_grads(criterion)
+    finally:
+        handle.remove()
+
+
+def test_a_subclass_with_its_own_forward_is_not_plain_squared_error():
+    class Weighted(AestheticLoss):
+        def forward(self, pred, y):
+            return 3.0 * super().forward(pred, y)
+
+    _fast_and_autograd_grads(Weighted("mse"))
+
+
+
+@pytest.mark.parametrize("change", ["cumulative_bn", "relu", "prelu_subclass"])
+def test_heads_it_cannot_compute_are_left_to_autograd(change):
+    head = _ranged_head()
+    if change == "cumulative_bn":  # BatchNorm's cumulative average (momentum=None)
+        head.layers[1].momentum = None
+    elif change == "relu":
+        head.layers[2] = nn.ReLU()
+    else:
+        class LeakyPReLU(nn.PReLU):
+            def forward(self, x):
+                return super().forward(x) * 2
+        head.layers[2] = LeakyPReLU()
+    assert not HeadGradient.supports(head)
+    assert HeadGradient.for_module(head) is None
+
+
+def test_a_kept_head_gradient_follows_the_head_to_another_dtype():
+    head = _ranged_head().float()
+    fast = HeadGradient(head)
+    x, y = torch.randn(10, 16), torch.rand(10) * 10
+    fast.loss_backward(x, y, AestheticLoss())
+    head.zero_grad(set_to_none=True)  # as an optimizer's zero_grad leaves them
+    head.double()  # the same parameters, now float64: the float32 buffers cannot serve
+    plain = copy.deepcopy(head)
+    fast.loss_backward(x.double(), y.double(), AestheticLoss())
+    AestheticLoss()(plain(x.double()), y.double()).backward()
+    for p, q in zip(head.parameters(), plain.parameters()):
+        assert p.grad.dtype == torch.float64
+        torch.testing.assert_close(p.grad, q.grad)
+
+
+def test_stacked_copies_use_the_heads_own_batchnorm_eps_and_momentum():
+    head = _ranged_head()
+    for m in head.modules():
+        if isinstance(m, nn.BatchNorm1d):
+            m.eps, m.momentum = 0.5, 0.3
+    stacked = StackedHeadGradient(head, 2)
+    stacked.load(dict(head.named_parameters(), **dict(head.named_buffers())))
+    xs = [torch.randn(6, 16).double() for _ in range(2)]
+    y = torch.rand(2, 6).double() * 10
+    stacked.loss_backward(StackedHeadGradient.stack_inputs(xs), y, AestheticLoss())
+    state = stacked.state()
+    for i in range(2):
+        ref = copy.deepcopy(head)
+        AestheticLoss()(ref(xs[i]), y[i]).backward()
+        for name, p in ref.named_parameters():
+            torch.testing.assert_close(state[name].grad[i], p.grad, msg=name)
+        for name, b in ref.named_buffers():
+            if b.is_floating_point():
+                torch.testing.assert_close(state[name][i], b, msg=name)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from sklearn_piaa import MetaAestheticRegressor, srocc
-from sklearn_piaa.nn import AestheticLoss, pairwise_rank_loss
+from sklearn_piaa.nn import AestheticHead, AestheticLoss, loss_unit, pairwise_rank_loss
 
 
 def test_rank_loss_rewards_the_ratings_order_whatever_the_scale():
@@ -93,3 +93,28 @@ def test_task_vector_coefficients_do_not_depend_on_the_units(ratings):
             X, c + k * y, groups=groups)
         coefficients.append(tv.personalize(X[:30], c + k * y[:30]).coefficients_)
     np.testing.assert_allclose(coefficients[1], coefficients[0], atol=2e-3)
+
+
+@pytest.mark.parametrize("score_range, unit", [((1.0, 5.0), 1.0), ((0.0, 1.0), 0.25),
+                                               ((0.0, 100.0), 25.0)])
+def test_loss_unit_is_one_point_of_the_1_to_5_scale(score_range, unit):
+    assert loss_unit(AestheticHead(4, (3,), score_range=score_range)) == unit
+
+
+def test_rank_loss_of_a_single_ordered_pair_is_its_logistic_loss():
+    import math
+
+    import torch
+
+    from sklearn_piaa.nn import pairwise_rank_loss
+
+    p, y = torch.tensor([0.5, 0.0], dtype=torch.float64), torch.tensor([1.0, 2.0])
+    assert float(pairwise_rank_loss(p, y)) == pytest.approx(math.log1p(math.exp(0.5)))
+
+
+@pytest.mark.parametrize("unit", [0.0, -1.0, float("inf"), float("nan")])
+def test_a_unit_that_is_not_positive_and_finite_is_refused(unit):
+    from sklearn_piaa.nn import AestheticLoss
+
+    with pytest.raises(ValueError, match="unit must be a positive finite number"):
+        AestheticLoss("mse", unit=unit)
