@@ -806,3 +806,55 @@ def test_both_with_ppr_weight_zero_is_pad():
     pad = USARRegressor(variant="pad", n_components=4, random_state=0).fit(X, y, groups=g)
     np.testing.assert_allclose(both.personalize(Xs, ys).predict(Xq),
                                pad.personalize(Xs, ys).predict(Xq), rtol=1e-9)
+
+
+def _shared_taste(n_images=200, n_raters=6, random_state=0):
+    """Raters who all score consensus + their own offset, on strongly correlated features
+    (a first principal component far above the others)."""
+    rng = np.random.RandomState(random_state)
+    common = rng.randn(n_images, 1)
+    feats = (common + 0.3 * rng.randn(n_images, 8)).astype(np.float32)
+    consensus = 3 + 0.8 * common[:, 0] + 0.3 * (feats[:, 1] - feats[:, 2])
+    X, y, groups = [], [], []
+    for u in range(n_raters):
+        X.append(feats)
+        y.append(consensus + 0.2 * (u - n_raters / 2))
+        groups.append(np.full(n_images, u))
+    return np.concatenate(X), np.concatenate(y), np.concatenate(groups), feats, consensus
+
+
+def test_zero_shot_prediction_is_the_mean_training_raters_fit():
+    # Every training rater is the consensus plus an offset: the mean training rater
+    # (the zero-shot prediction) reproduces the consensus, in its units (slope 1), on
+    # the very images fitted. The item factors must be built the same way in fit and
+    # in predict for that.
+    X, y, groups, feats, consensus = _shared_taste()
+    fpmf = FPMFRegressor(n_factors=2, n_components=4, max_iter=30, random_state=0)
+    fpmf.fit(X, y, groups=groups)
+    pred = fpmf.predict(feats)
+    slope = np.polyfit(consensus, pred, 1)[0]
+    assert 0.8 < slope < 1.2, slope
+    assert np.abs(pred - consensus).mean() < 0.25 * consensus.std()
+
+
+def test_zero_shot_prediction_is_the_unweighted_mean_rater():
+    # "the zero-shot prediction is the mean rater's": the mean of the raters, not of the
+    # ratings. A rater with 200 ratings at consensus + 1 and one with 50 at consensus - 1:
+    # the mean rater is the consensus itself (the mean rating is 0.6 above it).
+    rng = np.random.RandomState(0)
+    feats = rng.randn(200, 6).astype(np.float32)
+    consensus = 3 + 0.5 * feats[:, 0]
+    X = np.concatenate([feats, feats[:50]])
+    y = np.concatenate([consensus + 1, consensus[:50] - 1])
+    groups = np.repeat(["a", "b"], [200, 50])
+    fpmf = FPMFRegressor(n_factors=2, n_components=4, max_iter=30, random_state=0)
+    pred = fpmf.fit(X, y, groups=groups).predict(feats)
+    assert abs((pred - consensus).mean()) < 0.2, (pred - consensus).mean()
+
+
+def test_negative_attribute_columns_are_refused(ratings):
+    # -1 would silently take the last column (np.delete, X[:, -1]) as an attribute.
+    X, y, groups = ratings
+    with pytest.raises(ValueError, match="attribute_columns must index"):
+        PAMRegressor(variant="both", attribute_columns=[-1, 6], n_content_classes=5,
+                     random_state=0).fit(X, y, groups=groups)

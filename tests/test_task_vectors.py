@@ -664,3 +664,40 @@ def test_personalize_checks_the_fine_tuning_settings_by_name(fitted):
     with pytest.raises(InvalidParameterError, match="'finetune_lr' parameter of "
                                                     "MetaAestheticRegressor"):
         changed.personalize(feats[:20], y)
+
+
+def _with(tv, **params):
+    """The fitted model under other coefficient-fit settings (no refit)."""
+    other = clone(tv).set_params(**params)
+    other.__dict__.update({k: v for k, v in tv.__dict__.items() if k.endswith("_")})
+    return other
+
+
+def test_the_coefficient_penalty_is_per_rating(fitted):
+    # Documented: penalty coef_l2 / n * sum(lambda ** 2) against the mean loss. The same
+    # ratings given twice leave the mean loss as it was and halve the penalty: doubling
+    # coef_l2 there gives back the coefficients of the ratings given once.
+    tv, feats = fitted
+    Xs = feats[:20]
+    ys = np.clip(3 + 1.5 * feats[:20, 0], 1, 5)
+    once = _with(tv, loss="mse", coef_l2=5.0).personalize(Xs, ys, random_state=0)
+    twice = _with(tv, loss="mse", coef_l2=10.0).personalize(
+        np.concatenate([Xs, Xs]), np.concatenate([ys, ys]), random_state=0)
+    assert np.abs(once.coefficients_).max() > 0.05  # the fit moved them
+    np.testing.assert_allclose(twice.coefficients_, once.coefficients_, rtol=1e-3, atol=1e-4)
+
+
+def test_a_rater_on_another_scale_gets_the_coefficients_of_the_same_ratings_on_the_bases(
+        fitted):
+    # score_range maps the rater's scores onto the base's scale before the coefficient
+    # fit: 0-500 scores with score_range=(0, 500) fit the same coefficients as the same
+    # ratings expressed on the base's 1-5 scale.
+    tv, feats = fitted
+    Xs = feats[:20]
+    y5 = np.clip(3 + 1.5 * feats[:20, 0], 1, 5)
+    y500 = (y5 - 1) / 4 * 500
+    model = _with(tv, loss="mse", coef_l2=1.0)
+    on_base = model.personalize(Xs, y5, random_state=0).coefficients_
+    on_other = model.personalize(Xs, y500, score_range=(0, 500), random_state=0).coefficients_
+    assert np.abs(on_base).max() > 0.05
+    np.testing.assert_allclose(on_other, on_base, rtol=1e-3, atol=1e-4)
