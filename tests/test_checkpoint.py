@@ -855,3 +855,20 @@ def test_one_file_runs_on_other_files_have_other_keys(image_files, tmp_path):
     st = os.stat(image_files[0])
     os.utime(other, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert run_keys([image_files[0]])[0] != run_keys([str(other)])[0]
+
+
+def test_a_resumed_run_counts_the_time_of_the_run_it_continues(ratings, tiny_params,
+                                                               tmp_path):
+    X, y, groups = ratings
+    params = {**tiny_params, "n_iterations": 4, "checkpoint_dir": tmp_path}
+    first = MetaAestheticRegressor(**params).fit(X, y, groups=groups)
+    path, = glob.glob(os.path.join(tmp_path, "checkpoint-*.pt"))
+    held = torch.load(path, weights_only=True)["elapsed"]
+    assert 0 < held <= first.fit_time_
+    state = edited_state(path)
+    state["elapsed"] = 1000.0  # as if the first run had taken 1000 s
+    torch.save(state, path)
+    resumed = MetaAestheticRegressor(**{**params, "n_iterations": 6}).fit(
+        X, y, groups=groups)
+    assert 1000.0 <= resumed.fit_time_ < 1300.0
+    assert torch.load(path, weights_only=True)["elapsed"] >= 1000.0

@@ -1321,3 +1321,11 @@ def test_a_prior_seeded_with_a_generator_saves_without_it(ratings, tiny_params, 
     loaded = load_model(tmp_path / "prior.pt")
     assert loaded.random_state is None  # a generator's position is not a setting
     np.testing.assert_array_equal(loaded.predict(X), meta.predict(X))
+
+
+def test_a_loaded_net_keeps_a_batch_size_given_to_personalize(prior, tmp_path):
+    meta, X, y = prior
+    net = meta.personalize(X[:40], y[:40], max_epochs=2, batch_size=7)
+    assert net.batch_size == 7
+    save_model(net, tmp_path / "net.pt")
+    assert load_model(tmp_path / "net.pt").batch_size == 7
