@@ -79,7 +79,10 @@ class ArrayLoader:
             if yb is None:
                 yb = torch.zeros(stop - start, 1)
             # default_collate stacks rows into fresh contiguous tensors; so do these
-            # (a no-op for slices of C-ordered data), for identical matmul paths.
+            # (a no-op for slices of C-ordered data), for identical matmul paths. A slice
+            # may start off the allocator's 64-byte alignment, where one-thread products
+            # can round the last bit otherwise; copying each batch to align it would
+            # cost prediction about a tenth of its time, so slices are kept.
             yield [Xb.contiguous(), yb.contiguous()]
 
 

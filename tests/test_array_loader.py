@@ -75,7 +75,20 @@ def test_anything_else_keeps_the_dataloader(case):
     assert array_loader(dataset, iterator, kwargs) is None
 
 
-def test_personalized_net_fits_and_predicts_the_same_either_way(monkeypatch):
+@pytest.fixture(params=["as_set", 1])
+def torch_threads(request):
+    if request.param == "as_set":
+        yield torch.get_num_threads()
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(request.param)
+    try:
+        yield request.param
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_personalized_net_fits_and_predicts_the_same_either_way(monkeypatch, torch_threads):
     from sklearn_piaa._personalize import PersonalizedNet
     from sklearn_piaa.nn import AestheticHead
     from sklearn_piaa.nn.losses import AestheticLoss
@@ -97,6 +110,11 @@ def test_personalized_net_fits_and_predicts_the_same_either_way(monkeypatch):
         results.append((net.module_.state_dict(), net.predict(X), torch.rand(2)))
     (s1, p1, r1), (s2, p2, r2) = results
     assert all(torch.equal(s1[k], s2[k]) for k in s1)
-    np.testing.assert_array_equal(p1, p2)
+    if torch_threads == 1:
+        # on one thread a product's rounding follows its input's memory alignment: a
+        # slice of 6-feature rows may start off it where a collated batch does not
+        np.testing.assert_allclose(p1, p2, rtol=1e-6, atol=0)
+    else:
+        np.testing.assert_array_equal(p1, p2)
     assert torch.equal(r1, r2)
     assert not np.allclose(p1, p1[0])  # trained to something
