@@ -118,3 +118,28 @@ def test_personalized_net_fits_and_predicts_the_same_either_way(monkeypatch, tor
         np.testing.assert_array_equal(p1, p2)
     assert torch.equal(r1, r2)
     assert not np.allclose(p1, p1[0])  # trained to something
+
+
+def test_shuffled_batches_match_the_dataloader_even_without_draws():
+    # draws=False only skips the base-seed draw of an *unshuffled* iteration: shuffling
+    # must still draw what the DataLoader draws, or the order differs
+    X = np.arange(46, dtype=np.float32).reshape(23, 2)
+    dataset = Dataset(X, None)
+    kwargs = dict(batch_size=4, shuffle=True)
+    fast = array_loader(dataset, DataLoader, kwargs, draws=False)
+    assert isinstance(fast, ArrayLoader)
+    torch.manual_seed(5)
+    got = [b[0].clone() for b in fast]
+    got_next = torch.rand(3)
+    torch.manual_seed(5)
+    want = [b[0].clone() for b in DataLoader(dataset, **kwargs)]
+    want_next = torch.rand(3)
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert torch.equal(g, w)
+    assert torch.equal(got_next, want_next)
+
+
+def test_batch_size_zero_keeps_the_dataloader():
+    dataset = Dataset(np.zeros((6, 2), np.float32), None)
+    assert array_loader(dataset, DataLoader, {"batch_size": 0}) is None

@@ -1,5 +1,6 @@
 """Tests of the Table-I baselines: PAM, FPMF, USAR, PA_IAA and per-user ridge."""
 
+import copy
 import os
 import pickle
 import warnings
@@ -858,3 +859,97 @@ def test_negative_attribute_columns_are_refused(ratings):
     with pytest.raises(ValueError, match="attribute_columns must index"):
         PAMRegressor(variant="both", attribute_columns=[-1, 6], n_content_classes=5,
                      random_state=0).fit(X, y, groups=groups)
+
+
+HELD = ["r09", "r10", "r11"]
+
+
+def _split(ratings, held=HELD):
+    X, y, groups = ratings
+    test = np.isin(groups, held)
+    return (TaskSet.from_arrays(X[~test], y[~test], groups[~test]),
+            TaskSet.from_arrays(X[test], y[test], groups[test]))
+
+
+def _evaluate(model, test, **kwargs):
+    params = {"n_support": (5, 20), "n_repeats": 2, "random_state": 0, **kwargs}
+    return evaluate_personalization(model, test, **params)
+
+
+def _with_column_changed(result, column, row, delta):
+    other = copy.copy(result)
+    other.table = result.table.copy()
+    other.table[column][row] += delta
+    return other
+
+
+def test_paired_difference_refuses_a_single_draw_of_another_seed_or_query_size(ratings):
+    # One unpaired draw among many is as wrong as all of them: it must be refused.
+    train, test = _split(ratings)
+    a = _evaluate(UserRidgeRegressor().fit(train), test)
+    b = _evaluate(ConsensusRidgeRegressor().fit(train), test)
+    paired_difference(a, b)  # paired
+    with pytest.raises(ValueError, match=r"other support draws: 1 of 12"):
+        paired_difference(a, _with_column_changed(b, "seed", 0, 1))
+    with pytest.raises(ValueError, match=r"query sets of other sizes: 1 of 12"):
+        paired_difference(a, _with_column_changed(b, "n_query", 0, 1))
+
+
+def test_format_table_cells_are_the_summary_std_and_the_paired_standard_error(ratings):
+    train, test = _split(ratings)
+    results = {"consensus_ridge": _evaluate(ConsensusRidgeRegressor().fit(train), test),
+               "ridge": _evaluate(UserRidgeRegressor().fit(train), test)}
+    lines = format_table(results, reference="ridge").splitlines()
+    header, consensus, ridge = lines[0], lines[2], lines[3]
+    cells = consensus.split()[1:]  # after the key
+    s = results["consensus_ridge"].summary
+    # 5 images, 20 images, prior only @5: "mean ± std", the std to 3 decimals
+    assert cells[0:3] == [f"{s[5]['personalized'].mean:.3f}", "±",
+                          f"{s[5]['personalized'].std:.3f}"]
+    assert cells[3:6] == [f"{s[20]['personalized'].mean:.3f}", "±",
+                          f"{s[20]['personalized'].std:.3f}"]
+    assert cells[6:9] == [f"{s[5]['prior'].mean:.3f}", "±", f"{s[5]['prior'].std:.3f}"]
+    # the paired cells: a signed mean difference ± its standard error over raters
+    diff = paired_difference(results["consensus_ridge"], results["ridge"])
+    for i, k in zip((9, 12), (5, 20)):
+        assert cells[i:i + 3] == [f"{diff[k][0]:+.3f}", "±", f"{diff[k][1]:.3f}"]
+        assert cells[i][0] in "+-"
+    # the reference's own row has no paired cells (a difference to itself): its two
+    # cells and its prior, n/a (the per-user ridge has no zero-shot ranking)
+    assert len(ridge.split()) == 1 + 6 + 1 and len(ridge) < len(header)
+
+
+def test_paired_difference_leaves_out_draws_undefined_in_the_reference(ratings):
+    # An undefined (nan) SROCC in either result drops that pair only; the rater's
+    # difference is averaged over the repeats both define.
+    train, test = _split(ratings)
+    a = _evaluate(UserRidgeRegressor().fit(train), test, n_support=(5,))
+    b = _evaluate(ConsensusRidgeRegressor().fit(train), test, n_support=(5,))
+    ta, tb = a.table, b.table.copy()
+    row = 0  # rater r09, repeat 0
+    tb["srocc_personalized"][row] = np.nan
+    holed = copy.copy(b)
+    holed.table = tb
+    mean, se, n = paired_difference(a, holed)[5]
+    per_rater = []
+    for r in HELD:
+        sel = (ta["rater"] == r) & np.isfinite(tb["srocc_personalized"])
+        per_rater.append(np.mean(ta["srocc_personalized"][sel] - tb["srocc_personalized"][sel]))
+    assert n == 3 and np.isfinite(mean)
+    assert mean == pytest.approx(np.mean(per_rater))
+    assert se == pytest.approx(np.std(per_rater, ddof=1) / np.sqrt(3))
+
+
+def test_compare_methods_scores_test_raters_of_another_scale_with_score_range(
+        ratings, tiny_params):
+    # Table IV: test raters on a 10x scale, their range given. Without score_range reaching
+    # evaluate_personalization the meta-learner refuses their scores.
+    from sklearn_piaa.report import compare_methods
+    X, y, groups = ratings
+    held = np.isin(groups, HELD)
+    train = TaskSet.from_arrays(X[~held], y[~held], groups[~held])
+    test = TaskSet.from_arrays(X[held], 10 * y[held], groups[held])
+    lo, hi = float(10 * y[held].min()), float(10 * y[held].max())
+    results = compare_methods(train, test, algorithms=("blg",), n_support=(5,),
+                              n_repeats=1, score_range=(lo, hi), **tiny_params)
+    assert len(results["blg"].table) == 3

@@ -1,6 +1,7 @@
 """Device arguments and mixed precision as saved and loaded (found by an audit)."""
 
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 from sklearn_piaa import (
     MetaAestheticRegressor,
     PersonalizedNet,
+    _device,
     embed_images,
     load_model,
     save_model,
@@ -106,3 +108,29 @@ def test_an_int_device_is_refused_by_functions_as_by_the_estimators(prior, tmp_p
         load_model(tmp_path / "p.pt", device=0)
     with pytest.raises(InvalidParameterError, match=message):
         embed_images(np.zeros((2, 40, 40, 3), dtype=np.uint8), backbone="tiny_cnn", device=0)
+
+
+def test_cuda_index_equal_to_the_device_count_is_refused(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert _device.resolve_device("cuda:1") == torch.device("cuda:1")
+    with pytest.raises(ValueError, match="has 2 CUDA device"):
+        _device.resolve_device("cuda:2")
+
+
+def test_to_device_keeps_container_types():
+    t = torch.zeros(2)
+    moved = _device.to_device({"a": (t, [t]), "b": 3}, "cpu")
+    assert type(moved["a"]) is tuple and type(moved["a"][1]) is list and moved["b"] == 3
+
+
+def test_unpickled_device_none_stays_none_without_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _device.unpickled_device(None) is None
+        assert _device.unpickled_device("cpu") == "cpu"
+
+
+def test_cpu_copies_returns_the_same_state_when_all_on_cpu():
+    state = {"w": torch.zeros(2), "m": torch.nn.Linear(2, 2), "l": [torch.ones(1)]}
+    assert _device.cpu_copies(state) is state

@@ -12,6 +12,7 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, cross_val_score
 from skorch.callbacks import EpochScoring
+from skorch.dataset import ValidSplit
 
 from sklearn_piaa import (
     ConsensusRidgeRegressor,
@@ -932,3 +933,56 @@ def test_no_far_rows_are_named_on_the_packages_own_data(ratings, tiny_params):
                                                           groups=data.groups[~test])
         bench.personalize(Xb[test][:20], data.y[test][:20]).predict(Xb[test])
     assert not _far_warnings(caught)
+
+
+def test_fine_tuning_adam_takes_the_priors_betas(ratings, tiny_params):
+    # betas are "Adam betas of the inner loop and of fine-tuning": a prior fitted with
+    # other betas than torch's default (0.9, 0.999) must fine-tune with them.
+    X, y, groups = ratings
+    meta = MetaAestheticRegressor(**{**tiny_params, "n_iterations": 2, "finetune_epochs": 1,
+                                     "betas": (0.8, 0.95)}).fit(X, y, groups=groups)
+    net = meta.personalize(X[:20], y[:20])
+    assert tuple(net.optimizer_.param_groups[0]["betas"]) == (0.8, 0.95)
+    # the default betas, (0.9, 0.99), are not torch's either
+    meta.set_params(betas=(0.9, 0.99))
+    net = meta.personalize(X[:20], y[:20])
+    assert tuple(net.optimizer_.param_groups[0]["betas"]) == (0.9, 0.99)
+
+
+def test_a_personalized_nets_validation_share_keeps_personalizes_seed(ratings, tiny_params):
+    # personalize seeds an unseeded ValidSplit(0.2) from its random_state, and the net
+    # keeps that split: a clone of the net refitted with random_state=None draws the
+    # same validation images, not ones from NumPy's global generator.
+    X, y, groups = ratings
+    meta = MetaAestheticRegressor(**{**tiny_params, "n_iterations": 2}).fit(
+        X, y, groups=groups)
+    split = ValidSplit(0.2)
+    net = meta.personalize(X[:60], y[:60], random_state=3, max_epochs=1, train_split=split)
+    assert split.random_state is None  # the user's object is left as given
+    assert net.train_split.random_state is not None
+    assert net.train_split.random_state == net.random_state % 2**32
+
+
+def test_personalize_takes_max_epochs_0_as_finetune_epochs_does(ratings, tiny_params):
+    # finetune_epochs=0 is valid (the prior's own scores); so is the override max_epochs=0.
+
+    X, y, groups = ratings
+    meta = MetaAestheticRegressor(**{**tiny_params, "n_iterations": 2}).fit(
+        X, y, groups=groups)
+    net = meta.personalize(X[:20], y[:20], max_epochs=0)
+    assert len(net.history) == 0
+    np.testing.assert_allclose(net.predict(X[:20]), meta.predict(X[:20]), rtol=1e-6, atol=1e-6)
+
+
+def test_a_given_optimizer_setting_is_kept_for_an_optimizer_other_than_adam(ratings,
+                                                                            tiny_params):
+    # The prior's betas are dropped for an optimizer that is not Adam; the betas a user
+    # gives with such an optimizer (NAdam, RAdam, Adamax take betas) must be kept.
+    import torch
+
+    X, y, groups = ratings
+    meta = MetaAestheticRegressor(**{**tiny_params, "n_iterations": 2, "finetune_epochs": 1}
+                                  ).fit(X, y, groups=groups)
+    net = meta.personalize(X[:20], y[:20], optimizer=torch.optim.NAdam,
+                           optimizer__betas=(0.5, 0.9))
+    assert tuple(net.optimizer_.param_groups[0]["betas"]) == (0.5, 0.9)

@@ -819,3 +819,25 @@ def test_ten_query_images_are_not_warned_about(ridge_and_held_out):
         warnings.simplefilter("always")
         evaluate_personalization(prior, small, n_support=6, n_repeats=1, random_state=0)
     assert [w for w in caught if "fewer than 10 query images" in str(w.message)]
+
+
+def test_a_rater_left_one_image_beyond_the_support_is_not_scored(image_files, tmp_path):
+    # 'c' has 8 images, 2 unreadable: 6 readable. At n_support=5 one query image would
+    # be left (SROCC undefined): it is skipped, and no row of it is in the table.
+    y = np.tile([1.0, 2.0, 3.0, 4.0, 5.0, 3.0], 2)
+    meta = MetaAestheticRegressor(backbone="tiny_cnn", hidden_sizes=(8,), n_iterations=2,
+                                  support_size=4, query_size=2, finetune_epochs=2,
+                                  batch_size=4, random_state=0, on_error="skip").fit(
+        image_files, y, groups=np.repeat(["a", "b"], 6))
+    gone = [str(tmp_path / f"gone{i}.png") for i in range(2)]
+    X = [*image_files[:6], *gone, *image_files]
+    scores, groups = np.r_[y[:6], 3.0, 3.0, y], np.repeat(["c", "d"], [8, 12])
+    tasks = TaskSet.from_arrays(X, scores, groups)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = evaluate_personalization(meta, tasks, n_support=(4, 5), n_repeats=2,
+                                          random_state=0)
+    assert result.skipped == {4: [], 5: [("c", 6)]}
+    at5 = result.table[result.table["n_support"] == 5]
+    assert sorted(set(at5["rater"])) == ["d"]
+    assert (result.table["n_query"] >= 2).all()

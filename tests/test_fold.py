@@ -132,3 +132,70 @@ def test_lean_efficientnet_lite_is_the_librarys_network_bit_for_bit(monkeypatch)
     grads = dict(plain.named_parameters())
     for name, p in lean.features.net.named_parameters():
         torch.testing.assert_close(p.grad, grads[name].grad, rtol=0, atol=0)
+
+
+def _conv_bn(bias=0.0):
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4))
+    with torch.no_grad():
+        net[1].running_mean.uniform_(-0.5, 0.5)
+        net[1].running_var.uniform_(0.5, 2.0)
+        net[1].weight.uniform_(0.5, 1.5)
+        net[1].bias.fill_(bias)
+    return net
+
+
+def test_check_tolerance_is_relative_to_the_output_scale():
+    # outputs around 1e5: float32 rounding of a correct fold is ~1e-2 absolute but
+    # ~1e-7 relative, well inside rtol=1e-3 of the scale: the fold must be kept
+    net = _conv_bn(bias=1e5)
+    x = torch.randn(2, 3, 8, 8)
+    folded = fold_batchnorm(net, x)
+    assert isinstance(folded[1], nn.Identity)
+    with torch.no_grad():
+        ref = net.eval()(x)
+        assert float((folded(x) - ref).abs().max()) > 1e-3  # the case is a real one
+        torch.testing.assert_close(folded(x), ref, rtol=1e-5, atol=1e-5 * float(ref.abs().max()))
+
+
+def test_folded_and_fallback_copies_do_not_require_grad(monkeypatch):
+    net = _conv_bn()
+    folded = fold_batchnorm(net, torch.randn(2, 3, 8, 8))
+    assert isinstance(folded[1], nn.Identity)
+    assert not any(p.requires_grad for p in folded.parameters())
+
+    class Residual(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 3, 3, padding=1)
+            self.bn = nn.BatchNorm2d(3)
+
+        def forward(self, x):
+            h = self.conv(x)
+            return self.bn(h) + h
+
+    res = Residual()
+    with torch.no_grad():
+        res.bn.running_mean.uniform_(-0.5, 0.5)
+        res.bn.running_var.uniform_(0.5, 2.0)
+    monkeypatch.setitem(fold._PAIRS, (Residual.__module__.split(".")[0], "Residual"),
+                        [("conv", "bn")])
+    checked = fold_batchnorm(res, torch.randn(2, 3, 8, 8))
+    assert isinstance(checked.bn, nn.BatchNorm2d)  # the check fell back to the original
+    assert not any(p.requires_grad for p in checked.parameters())
+    assert all(p.requires_grad for p in res.parameters())  # the original is left alone
+
+
+def test_check_scale_is_the_largest_output_not_the_mean():
+    # one channel around 1e5, 511 near 0: the docstring's "rtol of the output's scale"
+    # is of its largest value; measured against the mean the correct fold was refused
+    net = nn.Sequential(nn.Conv2d(3, 512, 1), nn.BatchNorm2d(512))
+    with torch.no_grad():
+        net[1].running_mean.uniform_(-0.5, 0.5)
+        net[1].running_var.uniform_(0.5, 2.0)
+        net[1].weight.fill_(1e-3)
+        net[1].bias.zero_()
+        net[1].weight[0] = 1.0
+        net[1].bias[0] = 1e5
+    x = torch.randn(2, 3, 8, 8)
+    folded = fold_batchnorm(net, x, rtol=1e-6)
+    assert isinstance(folded[1], nn.Identity)

@@ -9,8 +9,9 @@ from conftest import SHARED
 from PIL import Image
 
 from sklearn_piaa import MetaAestheticRegressor, PIAAWarning
-from sklearn_piaa._features import CACHE_VERSION, ImageEmbedder, load_image
+from sklearn_piaa._features import CACHE_VERSION, ImageEmbedder, image_tensor, load_image
 from sklearn_piaa.nn import load_backbone
+from sklearn_piaa.nn.backbones import as_built
 
 TINY_IMG = dict(backbone="tiny_cnn", hidden_sizes=(8,), n_iterations=3, support_size=4,
                 query_size=2, finetune_epochs=2, batch_size=4, random_state=0)
@@ -754,3 +755,73 @@ def test_user_modules_differing_outside_their_weights_get_their_own_cache(
     cached = embed_images(images, backbone=second, cache_dir=tmp_path)
     np.testing.assert_array_equal(cached, embed_images(images, backbone=second))
     assert len(os.listdir(tmp_path)) == 2
+
+
+def test_efficientnet_lite_sees_tensorflow_normalization():
+    # the converted TF weights expect (pixel - 127) / 128
+    backbone = load_backbone("efficientnet_lite0")
+    img = np.array([[[127, 255, 0]]], dtype=np.uint8).repeat(8, 0).repeat(8, 1)
+    x = image_tensor(load_image(img), 8, backbone.mean, backbone.std)
+    torch.testing.assert_close(x[:, 0, 0], torch.tensor([0.0, 128 / 128, -127 / 128]),
+                               rtol=0, atol=1e-6)
+
+
+def test_torchvision_backbones_use_imagenet_mean_std_and_their_input_size():
+    r18 = load_backbone("resnet18", pretrained=False)
+    assert r18.mean == pytest.approx((0.485, 0.456, 0.406))
+    assert r18.std == pytest.approx((0.229, 0.224, 0.225))
+    assert r18.input_size == 224
+    inc = load_backbone("inception_v3", pretrained=False)
+    assert inc.input_size == 299
+
+
+def test_inception_v3_applies_torchvision_input_transform(tmp_path):
+    # torchvision's ImageNet weights for inception_v3 expect transform_input=True
+    from torchvision.models import inception_v3
+
+    ref = inception_v3(weights=None, aux_logits=True, transform_input=True,
+                       init_weights=True)
+    path = tmp_path / "inc.pth"
+    torch.save(ref.state_dict(), path)
+    backbone = load_backbone("inception_v3", path)
+    ref.fc = torch.nn.Identity()
+    x = torch.randn(1, 3, 299, 299)
+    with torch.no_grad():
+        torch.testing.assert_close(backbone.eval()(x), ref.eval()(x), rtol=1e-4, atol=1e-5)
+
+
+def _tiny_state():
+    return load_backbone("tiny_cnn", pretrained=False).state_dict()
+
+
+@pytest.mark.parametrize("wrap", ["dataparallel", "checkpoint"])
+def test_wrapped_state_dicts_load(tmp_path, wrap):
+    state = _tiny_state()
+    if wrap == "dataparallel":
+        saved = {"module." + k: v for k, v in state.items()}
+    else:
+        saved = {"state_dict": state, "epoch": 3}
+    torch.save(saved, tmp_path / "w.pth")
+    loaded = load_backbone("tiny_cnn", tmp_path / "w.pth").state_dict()
+    for k, v in state.items():
+        assert torch.equal(loaded[k], v), k
+
+
+def test_weights_file_without_the_classifier_loads(tmp_path):
+    from torchvision.models import resnet18
+
+    state = {k: v for k, v in resnet18(weights=None).state_dict().items()
+             if not k.startswith("fc.")}
+    torch.save(state, tmp_path / "headless.pth")
+    backbone = load_backbone("resnet18", tmp_path / "headless.pth")
+    assert torch.equal(backbone.features.conv1.weight, state["conv1.weight"])
+
+
+def test_as_built_compares_std():
+    backbone = load_backbone("tiny_cnn")
+    assert as_built(backbone)
+    backbone.std = (0.5, 0.5, 0.5)
+    assert not as_built(backbone)
+    backbone = load_backbone("tiny_cnn")
+    backbone.mean = (0.5, 0.5, 0.5)
+    assert not as_built(backbone)

@@ -3,6 +3,8 @@
 Each case once gave a silent wrong answer or an unhelpful error (found by an audit).
 """
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -12,6 +14,8 @@ from sklearn.base import clone
 from sklearn_piaa import (
     MetaAestheticRegressor,
     PersonalizedSROCCScorer,
+    PIAAWarning,
+    TaskSet,
     embed_images,
     evaluate_personalization,
     personalized_srocc,
@@ -315,3 +319,102 @@ def test_unique_rows_tells_apart_rows_of_one_hash():
     np.testing.assert_array_equal(unique, expected)
     np.testing.assert_array_equal(inverse, expected_inverse.reshape(-1))
     assert len(unique) == 2
+
+
+def _groups(n):
+    return np.repeat(["a", "b"], n // 2)
+
+
+def test_int32_scores_that_float32_merges_are_warned_about():
+    # int32 holds 2**24 + 1 exactly, float32 does not: the two scores train as one.
+    y = (2**24 + np.arange(10)).astype(np.int32)
+    X = np.random.RandomState(0).randn(10, 4).astype(np.float32)
+    with pytest.warns(PIAAWarning, match=r"y holds 10 distinct scores, but float32"):
+        TaskSet(X, y, _groups(10))
+    # int16 scores are all exact in float32: no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PIAAWarning)
+        TaskSet(X, np.arange(10, dtype=np.int16), _groups(10))
+
+
+def test_scores_merged_by_float32_a_ten_thousandth_of_the_span_apart_are_warned_about():
+    # 1e8 and 1e8 + 1 become one float32 score; their gap is 1e-4 of the span (1e4),
+    # far beyond the millionth left out as float64 noise.
+    y = 1e8 + np.r_[0.0, 1.0, np.full(8, 1e4)]
+    X = np.random.RandomState(0).randn(10, 4).astype(np.float32)
+    with pytest.warns(PIAAWarning, match=r"y holds 3 distinct scores, but float32 .* keeps 2"):
+        TaskSet(X, y, _groups(10))
+
+
+def test_an_infinite_ridge_penalty_is_refused():
+    # alphas must be "positive finite numbers": inf passes a test of > 0 alone.
+    from sklearn_piaa._inputs import check_alphas
+    from sklearn_piaa.baselines import UserRidgeRegressor
+
+    with pytest.raises(ValueError, match="alphas must be positive"):
+        check_alphas((1.0, np.inf))
+    rng = np.random.RandomState(0)
+    X, y = rng.randn(40, 4).astype(np.float32), rng.randint(1, 6, 40).astype(float)
+    with pytest.raises(ValueError, match="alphas must be positive"):
+        UserRidgeRegressor(alphas=(np.inf,)).fit(X, y, groups=_groups(40))
+
+
+def test_column_names_that_mix_strings_and_numbers_are_refused():
+    # Kept as no names, a table of embedding columns 0..n joined to named ones would be
+    # predicted in any column order without an error.
+    import pandas as pd
+
+    rng = np.random.RandomState(0)
+    X = pd.DataFrame(rng.randn(10, 3).astype(np.float32), columns=["a", 1, 2])
+    with pytest.raises(TypeError, match="column names mix strings and other types"):
+        TaskSet(X, rng.randint(1, 6, 10).astype(float), _groups(10))
+
+
+def test_a_rating_is_a_stray_only_beyond_three_times_the_span_of_the_rest():
+    # Ratings 1-5 (span 4 above the bottom ratings): 16 lies 11 beyond 5, under 3 spans,
+    # and is a rare end of the scale; 18 lies 13 beyond, a stray.
+    from sklearn_piaa._inputs import stray_scores
+
+    base = np.random.RandomState(0).randint(1, 6, 200).astype(float)
+    for value, n_far in [(16.0, 0), (18.0, 1)]:
+        y = base.copy()
+        y[0] = value
+        far, core = stray_scores(y)
+        assert far.sum() == n_far
+        assert core == ((1.0, 5.0) if n_far else (1.0, value))
+
+
+def test_unique_rows_with_rows_equal_as_numbers_in_a_tied_run_is_numpys():
+    # [1, 0] and [1, -0.0] differ in bits but not as numbers; numpy merges them, within a
+    # run of rows that tie on the first column.
+    from sklearn_piaa._inputs import unique_rows
+
+    F = np.array([[1.0, 0.0], [1.0, -0.0], [0.5, 2.0], [1.0, 3.0], [1.0, 0.0]],
+                 dtype=np.float32)
+    unique, inverse = unique_rows(F)
+    expected, expected_inverse = np.unique(F, axis=0, return_inverse=True)
+    np.testing.assert_array_equal(unique, expected)  # -0.0 == 0.0
+    np.testing.assert_array_equal(inverse, expected_inverse.reshape(-1))
+
+
+def test_strays_of_exactly_the_share_at_one_end_or_beyond_it_overall_are_named():
+    # share=0.05 is "at most 5%": 10 of 200 ratings of 99 are strays. With 10 more of -99
+    # (10% in all), the 99s are still cut; the -99s, beyond the share left, are kept.
+    from sklearn_piaa._inputs import stray_scores
+
+    base = np.random.RandomState(0).randint(1, 6, 200).astype(float)
+    y = base.copy()
+    y[:10] = 99
+    far, core = stray_scores(y)
+    assert far.sum() == 10 and core == (1.0, 5.0)
+    y[10:20] = -99
+    far, core = stray_scores(y)
+    assert far.sum() == 10 and core == (-99.0, 5.0)
+
+
+def test_greyscale_image_arrays_with_one_channel_are_images():
+    from sklearn_piaa._inputs import input_kind
+
+    assert input_kind(np.zeros((2, 8, 8, 1), dtype=np.uint8)) == "images"
+    with pytest.raises(ValueError, match="channels last"):
+        input_kind(np.zeros((2, 8, 8, 2), dtype=np.uint8))

@@ -332,3 +332,27 @@ def test_a_net_refuses_to_fit_scores_its_head_cannot_reach(prior):
     for high in (6.0, 5.2):
         with pytest.raises(ValueError, match="outside the network's output range"):
             net.fit(X[:3], np.array([1.0, 3.0, high], dtype=np.float32))
+
+
+@pytest.fixture
+def net_and_rater(ratings, tiny_params):
+    X, y, groups = ratings
+    meta = MetaAestheticRegressor(**{**tiny_params, "n_iterations": 2, "finetune_epochs": 1}
+                                  ).fit(X, y, groups=groups)
+    return meta.personalize(X[:20], y[:20]), X[:20], y[:20]
+
+
+def test_a_nets_own_fit_refuses_a_negative_epoch_count(net_and_rater):
+    # skorch runs no epoch for a negative count: the "personalized" net would be the prior.
+    net, X, y = net_and_rater
+    net.set_params(max_epochs=-1)
+    with pytest.raises(ValueError, match="max_epochs must be a non-negative integer"):
+        net.fit(X, y)
+
+
+@pytest.mark.parametrize("seed", [-1, np.random.RandomState(0)])
+def test_a_nets_own_fit_refuses_a_seed_that_is_no_non_negative_int(net_and_rater, seed):
+    net, X, y = net_and_rater
+    net.set_params(random_state=seed)
+    with pytest.raises(ValueError, match="random_state must be a non-negative integer or None"):
+        net.fit(X, y)

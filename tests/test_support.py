@@ -660,3 +660,34 @@ def test_standardization_counts_each_distinct_image_once():
     sel = SupportSelector("disagreement").fit(X, y, groups=groups)
     np.testing.assert_allclose(sel.mean_, F.mean(axis=0), rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(sel.scale_, F.std(axis=0), rtol=1e-5)
+
+
+def _tasks(ratings, n=15):
+    X, y, groups = ratings
+    train = ~np.isin(groups, ["r09", "r10"])
+    keep = np.r_[np.flatnonzero(groups == "r09")[:n], np.flatnonzero(groups == "r10")[:n]]
+    return (TaskSet.from_arrays(X[train], y[train], groups[train]),
+            TaskSet.from_arrays(X[keep], y[keep], groups[keep]))
+
+
+def test_a_fractional_n_query_is_rounded_to_the_nearest_count(ratings):
+    # half of 15 images is 7.5: rounded, 8 query images (not truncated to 7)
+    train, test = _tasks(ratings, n=15)
+    prior = ConsensusRidgeRegressor().fit(train)
+    res = compare_support_strategies(prior, test, [SupportSelector("kcenter")], n_support=3,
+                                     n_query=0.5, n_repeats=1, random_state=0)
+    assert (res["random"].table["n_query"] == 8).all()
+
+
+def test_strategies_fine_tune_with_each_draws_seed(ratings, tiny_params):
+    # each personalization is seeded by its draw: two runs of one random_state agree,
+    # and runs of other random_states fine-tune differently
+    train, test = _tasks(ratings, n=30)
+    prior = MetaAestheticRegressor(**tiny_params).fit(train)
+    kw = dict(n_support=10, n_query=10, n_repeats=2)
+    sel = [SupportSelector("kcenter")]
+    a = compare_support_strategies(prior, test, sel, random_state=0, **kw)
+    b = compare_support_strategies(prior, test, sel, random_state=0, **kw)
+    for name in a:
+        np.testing.assert_array_equal(a[name].table["srocc_personalized"],
+                                      b[name].table["srocc_personalized"])
