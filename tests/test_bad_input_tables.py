@@ -13,6 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
+from sklearn_piaa import PIAAWarning
 from sklearn_piaa._cli_common import plural
 from sklearn_piaa.cli import _one_rater, console, main
 from sklearn_piaa.datasets import read_flickr_aes, read_ratings
@@ -662,3 +663,35 @@ def test_excel_sep_line_and_other_unicode_spellings_of_a_name(tmp_path):
     (tmp_path / "s.csv").write_text("sep=;\nrater;image;score\n")
     with pytest.raises(ValueError, match="declares ';'"):
         read_ratings(tmp_path / "s.csv")
+
+
+def test_a_nan_rater_id_in_a_frame_is_an_empty_cell_not_rater_nan():
+    # _is_blank: a float NaN (what pandas stores for a missing cell) is blank; without
+    # that check the row was read as rater 'nan'
+    table = {"rater": ["ann", float("nan")], "image": ["a.jpg", "b.jpg"], "score": [3, 4]}
+    with pytest.raises(ValueError, match=r"column 'rater' is empty at row 1"):
+        read_ratings(table, check_files=False)
+
+
+def test_dict_columns_of_different_lengths_are_refused():
+    table = {"rater": ["ann", "bob"], "image": ["a.jpg", "b.jpg", "c.jpg"],
+             "score": [3, 4, 5]}
+    with pytest.raises(ValueError, match="differ in length"):
+        read_ratings(table, check_files=False)
+
+
+def test_an_unnamed_second_column_holding_data_is_refused(tmp_path):
+    # only the first unnamed column (R's row names) may hold data
+    path = tmp_path / "r.csv"
+    path.write_text("rater,,image,score\nann,x,a.jpg,4\nbob,y,b.jpg,2\n")
+    with pytest.raises(ValueError, match="column 2 holds data but has no name"):
+        read_ratings(path, check_files=False)
+
+
+def test_image_paths_are_normalised_and_spellings_of_one_file_merged(tmp_path):
+    (tmp_path / "sub").mkdir()
+    table = {"rater": ["ann", "ann"], "image": ["sub/../a.jpg", "./a.jpg"], "score": [4, 2]}
+    with pytest.warns(PIAAWarning, match="more than once"):
+        data = read_ratings(table, image_root=tmp_path, check_files=False)
+    assert data.X == [os.path.join(str(tmp_path), "a.jpg")]
+    np.testing.assert_array_equal(data.y, [3.0])

@@ -1,5 +1,6 @@
 """Tests of the data set readers, on tiny files in the distributed formats."""
 
+import argparse
 import copy
 import os
 import re
@@ -665,3 +666,88 @@ def test_a_missing_image_names_the_file_spelled_otherwise(tmp_path, cell, on_dis
     _write(str(tmp_path / "t.csv"), f"rater,image,score\nr,{cell},3\n")
     with pytest.raises(FileNotFoundError, match=f"{os.path.basename(on_disk)!r} exists"):
         read_ratings(str(tmp_path / "t.csv"))
+
+
+def test_split_ids_given_from_python_are_stripped(tmp_path):
+    (tmp_path / "AADB_AllinAll.csv").write_text(
+        "imgName,workerID,score\na.jpg,7,2\nb.jpg,8,4\n")
+    data = read_aadb(tmp_path, test_workers=[" 8 "], check_files=False)
+    assert (data.train_raters, data.test_raters) == (["7"], ["8"])
+
+
+def test_a_relative_image_root_with_a_format_is_taken_from_the_current_directory(
+        tmp_path, monkeypatch):
+    from sklearn_piaa._cli_common import read_data
+
+    ds = tmp_path / "ds"
+    ds.mkdir()
+    (ds / "FLICKR-AES_image_labeled_by_each_worker.csv").write_text(
+        "worker, imagePair, score\nw1, x.jpg, 3\nw2, x.jpg, 5\n")
+    (ds / "test_workers.csv").write_text("worker\nw2\n")
+    (tmp_path / "photos").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "photos" / "x.jpg")
+    monkeypatch.chdir(tmp_path)
+    args = argparse.Namespace(format="flickr-aes", image_root="photos", rater_col="rater",
+                              image_col="image", score_col="score", test_raters=None)
+    data = read_data(str(ds), args)
+    assert data.X == [str(tmp_path / "photos" / "x.jpg")] * 2
+
+
+def _ratings_folder(tmp_path, n_images=12, n_raters=4):
+    rng = np.random.RandomState(0)
+    for i in range(n_images):
+        Image.fromarray((rng.rand(24, 24, 3) * 255).astype(np.uint8)).save(
+            tmp_path / f"{i}.png")
+    lines = ["rater,image,score"] + [f"u{r},{i}.png,{rng.randint(1, 6)}"
+                                     for r in range(n_raters) for i in range(n_images)]
+    (tmp_path / "ratings.csv").write_text("\n".join(lines))
+    return tmp_path / "ratings.csv"
+
+
+def test_meta_train_options_reach_the_saved_prior(tmp_path):
+    from sklearn_piaa import load_model
+    from sklearn_piaa.cli import main
+
+    csv_path = _ratings_folder(tmp_path)
+    prior = tmp_path / "p.pt"
+    main(["meta-train", str(csv_path), "-o", str(prior), "--backbone", "tiny_cnn",
+          "--n-iterations", "1", "--support-size", "4", "--query-size", "2", "--quiet",
+          "--inner-steps", "2", "--inner-lr", "3e-3", "--outer-lr", "0.05",
+          "--tasks-per-batch", "2", "--random-state", "7", "--score-range", "1,5"])
+    meta = load_model(prior)
+    assert meta.inner_steps == 2
+    assert meta.inner_lr == 3e-3
+    assert meta.outer_lr == 0.05
+    assert meta.tasks_per_batch == 2
+    assert meta.random_state == 7
+    assert tuple(meta.score_range) == (1.0, 5.0)
+
+
+def test_quoted_ids_of_a_one_column_split_file_are_unquoted(tmp_path):
+    from sklearn_piaa.datasets import read_flickr_aes
+
+    (tmp_path / "FLICKR-AES_image_labeled_by_each_worker.csv").write_text(
+        "worker, imagePair, score\nw1, x.jpg, 3\nw2, x.jpg, 5\n")
+    (tmp_path / "test_workers.csv").write_text("worker\n'w2'\n")
+    data = read_flickr_aes(tmp_path, check_files=False)
+    assert (data.train_raters, data.test_raters) == (["w1"], ["w2"])
+
+
+def test_aadb_results_table_messages_name_the_files_own_lines(tmp_path):
+    from sklearn_piaa import PIAAWarning
+
+    url = "http://farm1.staticflickr.com/255/1_a_b.jpg"
+    (tmp_path / "AADB_AllinAll.csv").write_text(
+        f"WorkerId,Input.image_url1,Answer.overallScore1\nw1,{url},3\nw1,{url},5\n")
+    with pytest.warns(PIAAWarning, match=r"at line 2/line 3"):
+        read_aadb(tmp_path, check_files=False)
+
+
+def test_a_train_workers_file_alone_makes_every_other_worker_a_test_worker(tmp_path):
+    from sklearn_piaa.datasets import read_flickr_aes
+
+    (tmp_path / "FLICKR-AES_image_labeled_by_each_worker.csv").write_text(
+        "worker, imagePair, score\nw1, x.jpg, 3\nw2, x.jpg, 5\n")
+    (tmp_path / "train_workers.csv").write_text("worker\nw1\n")
+    data = read_flickr_aes(tmp_path, check_files=False)
+    assert (data.train_raters, data.test_raters) == (["w1"], ["w2"])
