@@ -247,3 +247,20 @@ class CtrlC:
     def __getattr__(self, name):  # skorch calls every hook
         return lambda *args, **kwargs: None
 
+
+def ratings_folder(tmp_path, n_images=24, n_raters=6, broken=False):
+    """PNG images 0.png.. in tmp_path and ratings.csv: raters u0.. rating every image."""
+    from PIL import Image
+
+    rng = np.random.RandomState(0)
+    for i in range(n_images):
+        arr = (rng.rand(24, 24, 3) * 255).astype(np.uint8)
+        Image.fromarray(arr).save(tmp_path / f"{i}.png")
+    if broken:
+        (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not really")
+    lines = ["rater,image,score"]
+    for r in range(n_raters):
+        for i in range(n_images):
+            lines.append(f"u{r},{i}.png,{rng.randint(1, 6)}")
+    (tmp_path / "ratings.csv").write_text("\n".join(lines))
+    return tmp_path / "ratings.csv"

@@ -4,6 +4,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from conftest import ratings_folder
 
 from sklearn_piaa import PIAAWarning
 from sklearn_piaa._cli_parser import build_parser
@@ -116,29 +117,12 @@ def test_table1_reads_a_ratings_csv(tmp_path, capsys):
     assert "BLG-PIAA" in capsys.readouterr().out
 
 
-def _ratings_folder(tmp_path, n_images=24, n_raters=6, broken=False):
-    from PIL import Image
-
-    rng = np.random.RandomState(0)
-    for i in range(n_images):
-        arr = (rng.rand(24, 24, 3) * 255).astype(np.uint8)
-        Image.fromarray(arr).save(tmp_path / f"{i}.png")
-    if broken:
-        (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not really")
-    lines = ["rater,image,score"]
-    for r in range(n_raters):
-        for i in range(n_images):
-            lines.append(f"u{r},{i}.png,{rng.randint(1, 6)}")
-    (tmp_path / "ratings.csv").write_text("\n".join(lines))
-    return tmp_path / "ratings.csv"
-
-
 def test_meta_train_personalize_predict_evaluate_from_the_command_line(tmp_path, capsys):
     import pytest
 
     from sklearn_piaa import MetaAestheticRegressor, PersonalizedNet, PIAAWarning, load_model
 
-    csv_path = _ratings_folder(tmp_path)
+    csv_path = ratings_folder(tmp_path)
     prior = tmp_path / "prior.pt"
     main(["meta-train", str(csv_path), "-o", str(prior), "--backbone", "tiny_cnn",
           "--n-iterations", "4", "--support-size", "8", "--query-size", "4", "--quiet",
@@ -188,7 +172,7 @@ def test_personalize_gives_the_net_that_personalize_gives_in_python(tmp_path):
     # so it gave another net than prior.personalize(X, y) (found by an audit)
     from sklearn_piaa import load_model
 
-    csv_path = _ratings_folder(tmp_path, n_images=12, n_raters=3)
+    csv_path = ratings_folder(tmp_path, n_images=12, n_raters=3)
     prior = tmp_path / "prior.pt"
     main(["meta-train", str(csv_path), "-o", str(prior), "--backbone", "tiny_cnn",
           "--n-iterations", "2", "--support-size", "6", "--query-size", "3", "--quiet",
@@ -211,7 +195,7 @@ def test_personalize_gives_the_net_that_personalize_gives_in_python(tmp_path):
 def test_personalize_asks_which_rater_and_names_unknown_ones(tmp_path):
     import pytest
 
-    csv_path = _ratings_folder(tmp_path)
+    csv_path = ratings_folder(tmp_path)
     prior = tmp_path / "prior.pt"
     main(["meta-train", str(csv_path), "-o", str(prior), "--backbone", "tiny_cnn",
           "--n-iterations", "2", "--support-size", "8", "--query-size", "4", "--quiet"])
@@ -228,7 +212,7 @@ def test_personalize_asks_which_rater_and_names_unknown_ones(tmp_path):
 def _meta_train_with(tmp_path, rows):
     """The prior's path and a quiet tiny meta-train command on :func:`_ratings_folder`'s
     table with ``rows`` (``"rater,image,score"`` lines) appended."""
-    csv_path = _ratings_folder(tmp_path)
+    csv_path = ratings_folder(tmp_path)
     with open(csv_path, "a") as f:
         f.write("".join(f"\n{row}" for row in rows))
     prior = tmp_path / "prior.pt"
@@ -310,7 +294,7 @@ def test_meta_train_leaves_out_raters_with_constant_scores_when_asked(tmp_path, 
 def test_min_images_counts_readable_images_when_skipping(tmp_path, capsys):
     # with --on-error skip the count came before unreadable images were left out, so a
     # rater could train on fewer images than --min-images asked
-    csv_path = _ratings_folder(tmp_path, n_images=6, broken=True)
+    csv_path = ratings_folder(tmp_path, n_images=6, broken=True)
     with open(csv_path, "a") as f:
         f.write("\nshort,0.png,3\nshort,1.png,4\nshort,broken.jpg,2\nghost,broken.jpg,3")
     prior = tmp_path / "prior.pt"
@@ -328,7 +312,7 @@ def test_min_images_counts_readable_images_when_skipping(tmp_path, capsys):
 
 def test_a_model_is_not_written_over_a_file_that_is_no_model(tmp_path):
     # "personalize prior.pt me.csv -o ratings.csv" replaced a ratings table with a model
-    csv_path = _ratings_folder(tmp_path)
+    csv_path = ratings_folder(tmp_path)
     prior, table = tmp_path / "prior.pt", tmp_path / "other.csv"
     table.write_text("rater,image,score\n")
     args = ["--backbone", "tiny_cnn", "--n-iterations", "2", "--support-size", "8",
@@ -484,7 +468,7 @@ def _personality_file(tmp_path, raters, header="rater,O,C,E,A,N", rows=None):
 
 
 def test_table1_on_a_ratings_csv_with_attributes_and_a_personality_file(tmp_path, capsys):
-    csv_path = _ratings_folder(tmp_path)
+    csv_path = ratings_folder(tmp_path)
     traits = _personality_file(tmp_path, [f"u{r}" for r in range(6)] + ["not_rating"])
     # a column besides the traits, and the traits named in another order
     lines = traits.read_text().splitlines()
@@ -556,7 +540,7 @@ def test_table1_reads_an_aadb_personality_file_by_the_layout_s_rater_column(tmp_
 ])
 def test_table1_names_what_is_wrong_with_a_personality_file(tmp_path, header, rows, message):
     header, *options = header.split(" ")
-    csv_path = _ratings_folder(tmp_path, n_images=4)
+    csv_path = ratings_folder(tmp_path, n_images=4)
     traits = _personality_file(tmp_path, None, header, rows)
     with pytest.raises(SystemExit, match=message):
         main(["table1", "--ratings", str(csv_path), "--personality", str(traits),
@@ -564,7 +548,7 @@ def test_table1_names_what_is_wrong_with_a_personality_file(tmp_path, header, ro
 
 
 def test_table1_says_which_personality_source_goes_with_which_data(tmp_path):
-    csv_path = _ratings_folder(tmp_path, n_images=4)
+    csv_path = ratings_folder(tmp_path, n_images=4)
     with pytest.raises(SystemExit, match="personality file not found: .*missing.csv"):
         main(["table1", "--ratings", str(csv_path), "--personality",
               str(tmp_path / "missing.csv")])
@@ -584,7 +568,7 @@ def test_personalize_predict_evaluate_with_a_saved_baseline(tmp_path, capsys):
     from sklearn_piaa.baselines import ConsensusRidgeRegressor, PersonalizedBaseline
     from sklearn_piaa.datasets import read_ratings
 
-    csv_path = _ratings_folder(tmp_path)
+    csv_path = ratings_folder(tmp_path)
     data = read_ratings(csv_path)
     prior = tmp_path / "ridge.pt"
     save_model(ConsensusRidgeRegressor(backbone="tiny_cnn").fit(data.tasks), prior)
@@ -654,7 +638,7 @@ def test_the_cache_folder_a_model_file_carries_is_said_and_can_be_replaced(tmp_p
     from sklearn_piaa.baselines import ConsensusRidgeRegressor
     from sklearn_piaa.datasets import read_ratings
 
-    csv_path = _ratings_folder(tmp_path)
+    csv_path = ratings_folder(tmp_path)
     author, mine = tmp_path / "author" / "cache", tmp_path / "mine"
     prior = tmp_path / "prior.pt"
     main(["meta-train", str(csv_path), "-o", str(prior), "--backbone", "tiny_cnn",
@@ -751,7 +735,7 @@ def test_predict_writes_a_file_name_that_is_not_utf8_as_it_is(tmp_path):
 
     from PIL import Image
 
-    csv_path = _ratings_folder(tmp_path, n_images=12, n_raters=3)
+    csv_path = ratings_folder(tmp_path, n_images=12, n_raters=3)
     prior = tmp_path / "prior.pt"
     main(["meta-train", str(csv_path), "-o", str(prior), "--backbone", "tiny_cnn",
           "--n-iterations", "2", "--support-size", "6", "--query-size", "4", "--quiet"])
@@ -775,7 +759,7 @@ def test_personalize_and_evaluate_skip_bad_images_when_asked_and_keep_quiet(tmp_
 
     from sklearn_piaa import PIAAWarning
 
-    csv_path = _ratings_folder(tmp_path, broken=True)
+    csv_path = ratings_folder(tmp_path, broken=True)
     prior = tmp_path / "prior.pt"
     main(["meta-train", str(csv_path), "-o", str(prior), "--backbone", "tiny_cnn",
           "--n-iterations", "2", "--support-size", "8", "--query-size", "4"])
@@ -815,7 +799,7 @@ def test_personalize_and_evaluate_skip_bad_images_when_asked_and_keep_quiet(tmp_
 def test_cache_options_that_do_nothing_are_refused_or_said(tmp_path, capsys):
     # an empty --cache-dir cached in the working folder; on a whole-network model the
     # cache options were ignored, unsaid
-    csv_path = _ratings_folder(tmp_path, n_images=12, n_raters=4)
+    csv_path = ratings_folder(tmp_path, n_images=12, n_raters=4)
     prior = tmp_path / "prior.pt"
     meta_train = ["meta-train", str(csv_path), "-o", str(prior), "--backbone", "tiny_cnn",
                   "--n-iterations", "1", "--support-size", "4", "--query-size", "2",
@@ -856,7 +840,7 @@ def test_personalize_skips_bad_images_of_a_whole_network_prior_without_predictin
 
     from sklearn_piaa import MetaAestheticRegressor, PersonalizedNet, PIAAWarning, load_model
 
-    csv_path = _ratings_folder(tmp_path, n_images=12, n_raters=4, broken=True)
+    csv_path = ratings_folder(tmp_path, n_images=12, n_raters=4, broken=True)
     prior = tmp_path / "prior.pt"
     main(["meta-train", str(csv_path), "-o", str(prior), "--backbone", "tiny_cnn",
           "--train-backbone", "--n-iterations", "1", "--support-size", "4",
@@ -885,7 +869,7 @@ def test_whole_network_options_reach_the_prior_and_its_fine_tuning(tmp_path, mon
 
     from sklearn_piaa import MetaAestheticRegressor, load_model
 
-    csv_path = _ratings_folder(tmp_path, n_images=12, n_raters=4)
+    csv_path = ratings_folder(tmp_path, n_images=12, n_raters=4)
     prior = tmp_path / "prior.pt"
     main(["meta-train", str(csv_path), "-o", str(prior), "--backbone", "tiny_cnn",
           "--train-backbone", "--n-iterations", "1", "--support-size", "4",
@@ -918,7 +902,7 @@ def test_meta_train_stores_the_fine_tuning_length_and_rate_in_the_prior(tmp_path
     # fine-tuned for 20 epochs at the default rate
     from sklearn_piaa import MetaAestheticRegressor, load_model
 
-    csv_path = _ratings_folder(tmp_path, n_images=12, n_raters=4)
+    csv_path = ratings_folder(tmp_path, n_images=12, n_raters=4)
     args = ["meta-train", str(csv_path), "--backbone", "tiny_cnn", "--n-iterations", "1",
             "--support-size", "4", "--query-size", "2", "--quiet"]
     main([*args, "-o", str(tmp_path / "p.pt"), "--finetune-epochs", "3",
@@ -939,7 +923,7 @@ def test_evaluate_fine_tunes_with_the_epochs_rate_and_batch_size_given(tmp_path,
     # fine-tuned with the prior's settings
     from sklearn_piaa import MetaAestheticRegressor
 
-    csv_path = _ratings_folder(tmp_path, n_images=12, n_raters=4)
+    csv_path = ratings_folder(tmp_path, n_images=12, n_raters=4)
     prior = tmp_path / "prior.pt"
     main(["meta-train", str(csv_path), "-o", str(prior), "--backbone", "tiny_cnn",
           "--n-iterations", "1", "--support-size", "4", "--query-size", "2", "--quiet"])
@@ -1126,7 +1110,7 @@ def test_the_parser_names_are_the_library_s():
 def test_score_range_messages_spell_the_command_line_option(tmp_path, capsys):
     # "lie outside score_range=(0.0, 100.0)" and "pass score_range=(low, high)" gave a
     # command-line user Python's spelling only
-    csv_path = _ratings_folder(tmp_path)
+    csv_path = ratings_folder(tmp_path)
     args = ["meta-train", str(csv_path), "-o", str(tmp_path / "p.pt"), "--backbone",
             "tiny_cnn", "--n-iterations", "1", "--support-size", "8", "--query-size", "4",
             "--quiet"]
@@ -1216,3 +1200,82 @@ def test_float_options_take_zero_learning_rates_as_the_estimator_does():
                               "--outer-lr", "1e-2"])
     assert (args.inner_lr, args.outer_lr) == (0.0, 0.01)
     assert parser.parse_args(["table1", "--test-fraction", "0.25"]).test_fraction == 0.25
+
+
+@pytest.fixture
+def ridge(tmp_path):
+    """A saved ConsensusRidgeRegressor on tiny_cnn (no meta-training), and its table."""
+    from sklearn_piaa import save_model
+    from sklearn_piaa.baselines import ConsensusRidgeRegressor
+    from sklearn_piaa.datasets import read_ratings
+
+    csv_path = ratings_folder(tmp_path, n_images=16, n_raters=4)
+    prior = tmp_path / "ridge.pt"
+    save_model(ConsensusRidgeRegressor(backbone="tiny_cnn").fit(read_ratings(csv_path).tasks),
+               prior)
+    return prior, csv_path
+
+
+def test_evaluate_draws_are_seeded_by_random_state(tmp_path, ridge):
+    # evaluate dropped --random-state: its default 0 or a given seed no longer
+    # seeded the draws, so two runs of one command gave different tables
+    prior, csv_path = ridge
+
+    def table(seed, name):
+        out = tmp_path / name
+        main(["evaluate", str(prior), str(csv_path), "--n-support", "5", "--n-repeats", "2",
+              "--quiet", "--random-state", str(seed), "-o", str(out)])
+        return out.read_text()
+
+    first, again, other = table(3, "a.csv"), table(3, "b.csv"), table(4, "c.csv")
+    assert first == again
+
+    def seeds(text):
+        return [row.rsplit(",", 1)[1] for row in text.splitlines()[1:]]
+
+    assert seeds(first) != seeds(other)
+
+
+def test_evaluate_takes_the_test_raters_score_range(tmp_path, ridge):
+    # evaluate dropped --score-range: a scale the raters' scores leave was not
+    # refused (nor used to map the prior's scores onto the raters' scale)
+    prior, csv_path = ridge
+    with pytest.raises(ValueError, match=r"4 test rater\(s\) have scores outside the given "
+                                         r"score_range"):
+        main(["evaluate", str(prior), str(csv_path), "--n-support", "5", "--n-repeats", "1",
+              "--quiet", "--score-range", "1,3"])
+
+
+def test_personalize_with_a_baseline_prior_takes_the_score_range(tmp_path, ridge):
+    # personalize dropped --score-range for a baseline prior: the user's model
+    # predicted on the training raters' scale, not the one given
+    from sklearn_piaa import load_model
+
+    prior, _ = ridge
+    mine = tmp_path / "mine.csv"
+    mine.write_text("image,score\n" + "\n".join(f"{i}.png,{10 + 20 * (i % 5)}"
+                                                  for i in range(12)))
+    user = tmp_path / "user.pt"
+    main(["personalize", str(prior), str(mine), "-o", str(user), "--quiet",
+          "--score-range", "0,100"])
+    model = load_model(user)
+    assert tuple(model.score_range_) == (0.0, 100.0)
+    images = [str(tmp_path / f"{i}.png") for i in range(16)]
+    python = load_model(prior).personalize(images[:12], [10.0 + 20 * (i % 5) for i in range(12)],
+                                           score_range=(0, 100))
+    np.testing.assert_allclose(model.predict(images), python.predict(images), rtol=1e-5)
+
+
+def test_min_images_keeps_a_rater_with_exactly_that_many_images(tmp_path, capsys):
+    # "fewer than N" became "N or fewer": raters with exactly --min-images images
+    # were left out (here all of them, so the command failed)
+    csv_path = ratings_folder(tmp_path, n_images=12, n_raters=3)
+    with open(csv_path, "a") as f:
+        f.write("\nlonely,0.png,3")
+    prior = tmp_path / "prior.pt"
+    main(["meta-train", str(csv_path), "-o", str(prior), "--backbone", "tiny_cnn",
+          "--n-iterations", "1", "--support-size", "6", "--query-size", "3", "--quiet",
+          "--min-images", "12"])
+    out = capsys.readouterr().out
+    assert "left out 1 rater with fewer than 12 images (--min-images): 'lonely'" in out
+    assert "3 raters," in out and prior.exists()

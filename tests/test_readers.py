@@ -9,6 +9,7 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import ratings_folder
 from PIL import Image
 
 from sklearn_piaa import MetaAestheticRegressor, PIAAWarning, TaskSet
@@ -693,22 +694,11 @@ def test_a_relative_image_root_with_a_format_is_taken_from_the_current_directory
     assert data.X == [str(tmp_path / "photos" / "x.jpg")] * 2
 
 
-def _ratings_folder(tmp_path, n_images=12, n_raters=4):
-    rng = np.random.RandomState(0)
-    for i in range(n_images):
-        Image.fromarray((rng.rand(24, 24, 3) * 255).astype(np.uint8)).save(
-            tmp_path / f"{i}.png")
-    lines = ["rater,image,score"] + [f"u{r},{i}.png,{rng.randint(1, 6)}"
-                                     for r in range(n_raters) for i in range(n_images)]
-    (tmp_path / "ratings.csv").write_text("\n".join(lines))
-    return tmp_path / "ratings.csv"
-
-
 def test_meta_train_options_reach_the_saved_prior(tmp_path):
     from sklearn_piaa import load_model
     from sklearn_piaa.cli import main
 
-    csv_path = _ratings_folder(tmp_path)
+    csv_path = ratings_folder(tmp_path, n_images=12, n_raters=4)
     prior = tmp_path / "p.pt"
     main(["meta-train", str(csv_path), "-o", str(prior), "--backbone", "tiny_cnn",
           "--n-iterations", "1", "--support-size", "4", "--query-size", "2", "--quiet",
@@ -751,3 +741,19 @@ def test_a_train_workers_file_alone_makes_every_other_worker_a_test_worker(tmp_p
     (tmp_path / "train_workers.csv").write_text("worker\nw1\n")
     data = read_flickr_aes(tmp_path, check_files=False)
     assert (data.train_raters, data.test_raters) == (["w1"], ["w2"])
+
+
+def test_aadb_scores_off_its_scale_are_warned_of(tmp_path):
+    # a copy rescaled to 0-100: read as it is, but said
+    _write(str(tmp_path / "AADB_AllinAll.csv"),
+           "imgName,workerID,score\na.jpg,7,20\nb.jpg,8,100\nc.jpg,8,3\n")
+    with pytest.warns(PIAAWarning, match=r"2 of 3 scores lie outside AADB's 1-5 scale "
+                                         r"\(from 3 to 100"):
+        data = read_aadb(tmp_path, check_files=False)
+    assert data.y.tolist() == [20.0, 100.0, 3.0]
+    # on the scale: nothing said
+    _write(str(tmp_path / "AADB_AllinAll.csv"),
+           "imgName,workerID,score\na.jpg,7,1\nb.jpg,8,5\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PIAAWarning)
+        read_aadb(tmp_path, check_files=False)
