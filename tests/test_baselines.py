@@ -511,6 +511,23 @@ def test_pam_content_probabilities_stay_soft_with_few_images_per_class():
     assert (probs.max(axis=1) < 0.999).all()
 
 
+def test_pam_content_probabilities_stay_soft_with_every_image_alone_in_its_class():
+    # 12 images in 12 classes: each image's distance to its own centre is round-off
+    # (1e-30 here, not always 0), which once set the temperature to 1e-12: one-hot
+    rng = np.random.RandomState(0)
+    F = rng.randn(12, 6)
+    images = np.tile(np.arange(12), 3)
+    X, groups = F[images], np.repeat(np.arange(3), 12)
+    y = 3 + X[:, 0] + 0.3 * rng.randn(len(X))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # more classes than images: said elsewhere
+        pam = PAMRegressor(variant="content", n_content_classes=12, random_state=0).fit(
+            X, y, groups=groups)
+    assert pam.temperature_ > 1e-3
+    probs = pam._user_features(pam._transform(F[:4] + 0.5 * rng.randn(4, 6)))
+    assert (probs.max(axis=1) < 0.999).all()
+
+
 def test_pam_says_when_it_has_fewer_images_than_content_classes():
     rng = np.random.RandomState(0)
     F = rng.randn(12, 6)

@@ -210,6 +210,9 @@ class PAMRegressor(BaselineRegressor):
             # that probabilities are neither one-hot nor uniform.
             d2 = self.content_classes_.transform(content) ** 2
             own = d2.min(axis=1)
+            # An image alone in its class is at its centre up to round-off (1e-30, not
+            # always 0): distances that small against the classes' spacing count as 0.
+            own[own <= 1e-9 * np.median(d2)] = 0.0
             temperature = np.median(own)
             if temperature <= 0:
                 # Most images alone in their class (fewer than about two per class):
