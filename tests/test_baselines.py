@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 import pytest
 from conftest import SHARED, TINY, TRAITS, make_rating_features, tiny_baselines
+from numpy.lib import recfunctions as rfn
 from scipy.stats import spearmanr
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
@@ -25,6 +26,7 @@ from sklearn_piaa import (
     TaskSet,
     USARRegressor,
     UserRidgeRegressor,
+    evaluate_personalization,
     load_model,
     save_model,
     srocc_scorer,
@@ -32,7 +34,6 @@ from sklearn_piaa import (
 from sklearn_piaa.baselines import PersonalizedBaseline
 from sklearn_piaa.baselines._base import consensus_scores
 from sklearn_piaa.datasets import make_aesthetic_benchmark
-from sklearn_piaa.evaluation import evaluate_personalization
 from sklearn_piaa.report import compare_methods, format_table, paired_difference
 
 ESTIMATORS = tiny_baselines()
@@ -970,3 +971,58 @@ def test_compare_methods_scores_test_raters_of_another_scale_with_score_range(
     results = compare_methods(train, test, algorithms=("blg",), n_support=(5,),
                               n_repeats=1, score_range=(lo, hi), **tiny_params)
     assert len(results["blg"].table) == 3
+
+
+def _split_columns(ratings, cols=slice(None)):
+    X, y, groups = ratings
+    test = np.isin(groups, HELD)
+    return (TaskSet.from_arrays(X[~test][:, cols], y[~test], groups[~test]),
+            TaskSet.from_arrays(X[test][:, cols], y[test], groups[test]))
+
+
+def test_compare_methods_seeds_the_meta_learners_training(ratings, tiny_params):
+    # random_state reaches the MetaAestheticRegressor compare_methods builds: its
+    # row is that of the same estimator seeded by hand, and the same on a second call.
+    train, test = _split_columns(ratings)
+    params = {k: v for k, v in tiny_params.items() if k != "random_state"}
+    kw = dict(n_support=(5,), n_repeats=2)
+    first = compare_methods(train, test, algorithms=("blg",), random_state=3, **kw, **params)
+    second = compare_methods(train, test, algorithms=("blg",), random_state=3, **kw, **params)
+    by_hand = evaluate_personalization(
+        MetaAestheticRegressor(algorithm="blg", random_state=3, **params).fit(train), test,
+        random_state=3, **kw)
+    np.testing.assert_array_equal(first["blg"].table["srocc_personalized"],
+                                  second["blg"].table["srocc_personalized"])
+    np.testing.assert_array_equal(first["blg"].table["srocc_personalized"],
+                                  by_hand.table["srocc_personalized"])
+
+
+def test_compare_methods_evaluates_a_method_on_its_method_tasks(ratings):
+    # method_tasks' features are those the method is fitted and evaluated on.
+    train, test = _split_columns(ratings)
+    train3, test3 = _split_columns(ratings, cols=slice(0, 3))  # other features, same ratings
+    kw = dict(algorithms=("ridge",), n_support=(5, 20), n_repeats=2)
+    given = compare_methods(train, test, method_tasks={"ridge": (train3, test3)}, **kw)
+    on_three = compare_methods(train3, test3, **kw)
+    on_all = compare_methods(train, test, **kw)
+    assert not np.array_equal(on_three["ridge"].table["srocc_personalized"],
+                              on_all["ridge"].table["srocc_personalized"])
+    np.testing.assert_array_equal(given["ridge"].table["srocc_personalized"],
+                                  on_three["ridge"].table["srocc_personalized"])
+
+
+def test_paired_difference_accepts_a_reference_table_built_without_seeds(ratings):
+    # a table without a seed column (built by hand) on either side is paired on its
+    # keys alone; one side's seeds are not compared to the other's missing ones.
+    train, test = _split_columns(ratings)
+    a = evaluate_personalization(UserRidgeRegressor().fit(train), test, n_support=(5,),
+                                 n_repeats=2, random_state=0)
+    b = evaluate_personalization(ConsensusRidgeRegressor().fit(train), test,
+                                 n_support=(5,), n_repeats=2, random_state=0)
+    seedless = copy.copy(b)
+    seedless.table = rfn.drop_fields(b.table, "seed", usemask=False)
+    assert "seed" not in seedless.table.dtype.names
+    expected = paired_difference(a, b)
+    assert paired_difference(a, seedless) == expected
+    back = paired_difference(seedless, a)
+    assert back[5][0] == pytest.approx(-expected[5][0])

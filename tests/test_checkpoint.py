@@ -23,7 +23,7 @@ from sklearn_piaa import (
     PIAAWarning,
     UserGroupKFold,
 )
-from sklearn_piaa._checkpoint import RUN_KEY_VERSION
+from sklearn_piaa._checkpoint import RUN_KEY_VERSION, Checkpointer, checkpoint_name
 from sklearn_piaa._features import run_keys
 
 
@@ -872,3 +872,41 @@ def test_a_resumed_run_counts_the_time_of_the_run_it_continues(ratings, tiny_par
         X, y, groups=groups)
     assert 1000.0 <= resumed.fit_time_ < 1300.0
     assert torch.load(path, weights_only=True)["elapsed"] >= 1000.0
+
+
+class _Algorithm:
+    def state_dict(self):
+        return {}
+
+
+def _args():
+    return (torch.nn.Linear(2, 1), _Algorithm(), np.random.RandomState(0))
+
+
+def test_a_run_behind_its_own_finished_twin_writes_nothing(tmp_path):
+    # two processes of the same run (same length): one finished the shared file;
+    # the other, behind it, must neither write nor move to a file of its own.
+    run, history = "ab" * 32, np.zeros(10)
+    first, second = (Checkpointer(tmp_path, 2, run, 10) for _ in range(2))
+    assert first.load() is None and second.load() is None
+    first.save(10, 10, *_args(), history, 1.0, torch.device("cpu"))
+    shared = tmp_path / checkpoint_name(run)
+    before = shared.read_bytes()
+    for i in (2, 4, 6, 8):
+        second.save(i, 10, *_args(), history, 1.0, torch.device("cpu"))
+    assert os.listdir(tmp_path) == [shared.name]
+    assert shared.read_bytes() == before
+
+
+def test_a_shorter_run_does_not_warn_of_its_longer_twins_unfinished_file(tmp_path):
+    # the shared file holds a longer run of the same data and settings, stopped
+    # past the shorter run's end: not "an unfinished run of other data or settings".
+    run, history = "cd" * 32, np.zeros(10)
+    longer = Checkpointer(tmp_path, 2, run, 10)
+    assert longer.load() is None
+    longer.save(8, 10, *_args(), history, 1.0, torch.device("cpu"))  # stopped at 8 of 10
+    shorter = Checkpointer(tmp_path, 2, run, 5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert shorter.load() is None  # its own file: none yet
+    assert os.path.basename(shorter.path) == checkpoint_name(run, 5)

@@ -135,3 +135,22 @@ def test_a_photo_file_is_mapped_as_predict_decodes_it(tmp_path):
     # a FrozenEstimator of the prior (as the README hands one to a search) is mapped too
     np.testing.assert_array_equal(gradient_map(FrozenEstimator(meta), imgs[0]),
                                   gradient_map(meta, imgs[0]))
+
+
+def test_head_only_map_runs_the_frozen_backbone_in_eval_mode():
+    # head-only mode: the map goes through the embedding cache's backbone, "in
+    # evaluation mode" -- also when the caller left that backbone in training mode
+    imgs, y, groups = _images()
+    meta = MetaAestheticRegressor(backbone="tiny_cnn", hidden_sizes=(8,), n_iterations=3,
+                                  support_size=6, query_size=3, random_state=0)
+    meta.fit(imgs, y, groups=groups)
+    backbone = meta.prior_net_.input.backbone
+    expected = gradient_map(meta, imgs[0])
+    stats = {k: v.clone() for k, v in backbone.state_dict().items()}
+    backbone.train()
+    got = gradient_map(meta, imgs[0])
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-9)
+    # no BatchNorm statistics updated by the map, and the caller's mode is kept
+    for k, v in backbone.state_dict().items():
+        assert torch.equal(v, stats[k]), k
+    assert backbone.training

@@ -825,3 +825,24 @@ def test_as_built_compares_std():
     backbone = load_backbone("tiny_cnn")
     backbone.mean = (0.5, 0.5, 0.5)
     assert not as_built(backbone)
+
+
+def test_alexnet_loads_every_layer_of_its_weights_file_but_the_last(tmp_path):
+    from torchvision.models import alexnet
+
+    torch.manual_seed(1)
+    source = alexnet(weights=None)
+    path = tmp_path / "alexnet.pth"
+    torch.save(source.state_dict(), path)
+    backbone = load_backbone("alexnet", path)
+    got = backbone.state_dict()
+    want = source.state_dict()
+    # the 4096-wide fully connected layers are part of the embedding: loaded, not random
+    for key in ("classifier.1.weight", "classifier.4.weight", "features.0.weight"):
+        match = [v for k, v in got.items() if k.endswith(key)]
+        assert match, (key, list(got)[:5])
+        assert torch.equal(match[0], want[key]), key
+    x = torch.rand(1, 3, 224, 224)
+    with torch.no_grad():
+        source.classifier[-1] = torch.nn.Identity()
+        torch.testing.assert_close(backbone.eval()(x), source.eval()(x))

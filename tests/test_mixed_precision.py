@@ -9,6 +9,7 @@ import torch
 from scipy.stats import spearmanr
 
 from sklearn_piaa import MetaAestheticRegressor, PIAAWarning, embed_images, save_model
+from sklearn_piaa._device import autocast
 from sklearn_piaa._features import ImageEmbedder
 from sklearn_piaa.meta import BLG
 from sklearn_piaa.nn import AestheticHead, load_backbone
@@ -131,3 +132,13 @@ def test_personalized_net_checks_mixed_precision(bad):
 
     with pytest.raises(ValueError, match="mixed_precision"):
         PersonalizedNet(AestheticHead(4, (3,)), mixed_precision=bad).initialize()
+
+
+def test_mixed_precision_computes_in_bfloat16():
+    layer = torch.nn.Linear(4, 3)
+    x = torch.rand(2, 4)
+    with autocast("cpu", enabled=True):
+        out = layer(x)
+    assert out.dtype == torch.bfloat16
+    with autocast("cpu", enabled=False):
+        assert layer(x).dtype == torch.float32

@@ -8,7 +8,7 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import make_rating_features
+from conftest import TINY, make_rating_features
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import RidgeCV
@@ -691,3 +691,50 @@ def test_strategies_fine_tune_with_each_draws_seed(ratings, tiny_params):
     for name in a:
         np.testing.assert_array_equal(a[name].table["srocc_personalized"],
                                       b[name].table["srocc_personalized"])
+
+
+FT = dict(finetune_epochs=20, finetune_batch_size=4, finetune_lr=1e-2)
+
+
+def test_strategies_are_reproducible_for_a_prior_without_a_seed_of_its_own():
+    # Each personalization is seeded by its draw's seed (the table's seed column), so
+    # one random_state gives the same table twice even when the prior itself has
+    # random_state=None (which would fine-tune each call anew).
+    X, y, groups, _ = make_rating_features()
+    test = np.isin(groups, ["r00", "r01"])
+    train = TaskSet.from_arrays(X[~test], y[~test], groups[~test])
+    tasks = TaskSet.from_arrays(X[test], y[test], groups[test])
+    prior = MetaAestheticRegressor(**{**TINY, "random_state": None, **FT}).fit(train)
+    # fine-tuning does depend on its seed here (otherwise the check below says nothing)
+    a = prior.personalize(X[test][:10], y[test][:10], random_state=1).predict(X[test][10:])
+    b = prior.personalize(X[test][:10], y[test][:10], random_state=2).predict(X[test][10:])
+    assert not np.allclose(a, b)
+    kw = dict(n_support=20, n_query=30, n_repeats=2, random_state=0)
+    sel = [SupportSelector("kcenter")]
+    first = compare_support_strategies(prior, tasks, sel, **kw)
+    second = compare_support_strategies(prior, tasks, sel, **kw)
+    for name in first:
+        np.testing.assert_array_equal(first[name].table["srocc_personalized"],
+                                      second[name].table["srocc_personalized"])
+
+
+def test_each_strategy_is_fine_tuned_with_its_draws_seed():
+    # A draw's personalized SROCC is that of prior.personalize(support, random_state=seed)
+    # with the seed in the table, not of the prior's own random_state.
+    from sklearn_piaa import srocc
+
+    X, y, groups, _ = make_rating_features()
+    test = np.isin(groups, ["r00"])
+    train = TaskSet.from_arrays(X[~test], y[~test], groups[~test])
+    Xr, yr = X[test], y[test]
+    tasks = TaskSet.from_arrays(Xr, yr, groups[test])
+    prior = MetaAestheticRegressor(**{**TINY, **FT}).fit(train)
+    res = compare_support_strategies(prior, tasks, [SupportSelector("kcenter")],
+                                     n_support=20, n_query=30, n_repeats=3,
+                                     random_state=0)["random"]
+    for row in res.table:
+        seed = int(row["seed"])
+        perm = np.random.RandomState(seed).permutation(len(yr))
+        qry, sup = perm[:30], np.sort(perm[30:50])
+        net = prior.personalize(Xr[sup], yr[sup], random_state=seed)
+        assert srocc(yr[qry], net.predict(Xr[qry])) == row["srocc_personalized"]

@@ -701,3 +701,34 @@ def test_a_rater_on_another_scale_gets_the_coefficients_of_the_same_ratings_on_t
     on_other = model.personalize(Xs, y500, score_range=(0, 500), random_state=0).coefficients_
     assert np.abs(on_base).max() > 0.05
     np.testing.assert_allclose(on_other, on_base, rtol=1e-3, atol=1e-4)
+
+
+def test_mse_coefficients_minimize_the_documented_objective_in_quarters_of_the_range(
+        fitted):
+    # The coefficient fit minimizes mean(((pred - y) / unit) ** 2) + coef_l2 / n *
+    # sum(lambda ** 2), with unit a quarter of the base's score range (AestheticLoss as
+    # the package gives it): 1 on the base's 1-5 scale. At the fitted coefficients the
+    # objective's gradient (by finite differences through combine) is about 0.
+    tv, feats = fitted
+    assert tuple(tv.base_.score_range_) == (1.0, 5.0)
+    Xs = feats[:20]
+    ys = np.clip(3 + 1.5 * feats[:20, 0], 1, 5).astype(np.float32)
+    n, coef_l2 = len(ys), 20.0
+    model = clone(tv).set_params(loss="mse", coef_l2=coef_l2, coef_steps=600, coef_lr=0.02)
+    model.__dict__.update({k: v for k, v in tv.__dict__.items() if k.endswith("_")})
+    lam = np.asarray(model.personalize(Xs, ys, random_state=0).coefficients_, dtype=float)
+    assert np.abs(lam).max() > 0.05  # the fit moved them
+    x, t = torch.as_tensor(Xs), torch.as_tensor(ys, dtype=torch.float64)
+
+    def objective(c):
+        with torch.no_grad():
+            pred = tv.combine(np.asarray(c, dtype=np.float32))(x).reshape(-1).double()
+        return float(torch.mean((pred - t) ** 2)) + coef_l2 / n * float(np.sum(c ** 2))
+
+    h = 1e-2
+    grad = np.array([(objective(lam + h * e) - objective(lam - h * e)) / (2 * h)
+                     for e in np.eye(len(lam))])
+    penalty_grad = 2 * coef_l2 / n * lam
+    # stationary: far below the penalty's own pull (a unit twice as large leaves the
+    # gradient at about 3 times the penalty's pull)
+    assert np.abs(grad).max() < 0.3 * np.abs(penalty_grad).max(), (grad, penalty_grad)
