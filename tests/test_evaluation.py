@@ -590,13 +590,9 @@ def test_the_scorer_leaves_unreadable_images_out_as_the_protocol_does(image_file
     assert np.isfinite(value)
 
 
-@pytest.mark.filterwarnings("ignore:.*scored on fewer than 10 query images")
-@pytest.mark.parametrize("n_jobs", [1, 2])
-def test_a_rater_left_too_few_readable_images_is_skipped_by_name(image_files, tmp_path, n_jobs):
-    # Counted with its unreadable images, rater 'c' passed the n_support + 2 check; the
-    # images left out then could not fill the draw, and 'c' vanished from the table and
-    # the means without a word (a lone such rater: "nan ± nan (n=0)").
-    from sklearn_piaa._warnings import SkippedWarning
+def _prior_and_a_rater_with_unreadable_images(image_files, tmp_path):
+    """A tiny_cnn prior skipping unreadable images, and raters 'c' (8 images, 2 of them
+    missing files: 6 readable) and 'd' (12)."""
     y = np.tile([1.0, 2.0, 3.0, 4.0, 5.0, 3.0], 2)
     meta = MetaAestheticRegressor(backbone="tiny_cnn", hidden_sizes=(8,), n_iterations=2,
                                   support_size=4, query_size=2, finetune_epochs=2,
@@ -605,7 +601,17 @@ def test_a_rater_left_too_few_readable_images_is_skipped_by_name(image_files, tm
     gone = [str(tmp_path / f"gone{i}.png") for i in range(2)]
     X = [*image_files[:6], *gone, *image_files]
     scores, groups = np.r_[y[:6], 3.0, 3.0, y], np.repeat(["c", "d"], [8, 12])
-    tasks = TaskSet.from_arrays(X, scores, groups)
+    return meta, TaskSet.from_arrays(X, scores, groups)
+
+
+@pytest.mark.filterwarnings("ignore:.*scored on fewer than 10 query images")
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_a_rater_left_too_few_readable_images_is_skipped_by_name(image_files, tmp_path, n_jobs):
+    # Counted with its unreadable images, rater 'c' passed the n_support + 2 check; the
+    # images left out then could not fill the draw, and 'c' vanished from the table and
+    # the means without a word (a lone such rater: "nan ± nan (n=0)").
+    from sklearn_piaa._warnings import SkippedWarning
+    meta, tasks = _prior_and_a_rater_with_unreadable_images(image_files, tmp_path)
     with pytest.warns(PIAAWarning) as record:
         result = evaluate_personalization(meta, tasks, n_support=(4, 6), n_repeats=2,
                                           random_state=0, n_jobs=n_jobs)
@@ -824,15 +830,7 @@ def test_ten_query_images_are_not_warned_about(ridge_and_held_out):
 def test_a_rater_left_one_image_beyond_the_support_is_not_scored(image_files, tmp_path):
     # 'c' has 8 images, 2 unreadable: 6 readable. At n_support=5 one query image would
     # be left (SROCC undefined): it is skipped, and no row of it is in the table.
-    y = np.tile([1.0, 2.0, 3.0, 4.0, 5.0, 3.0], 2)
-    meta = MetaAestheticRegressor(backbone="tiny_cnn", hidden_sizes=(8,), n_iterations=2,
-                                  support_size=4, query_size=2, finetune_epochs=2,
-                                  batch_size=4, random_state=0, on_error="skip").fit(
-        image_files, y, groups=np.repeat(["a", "b"], 6))
-    gone = [str(tmp_path / f"gone{i}.png") for i in range(2)]
-    X = [*image_files[:6], *gone, *image_files]
-    scores, groups = np.r_[y[:6], 3.0, 3.0, y], np.repeat(["c", "d"], [8, 12])
-    tasks = TaskSet.from_arrays(X, scores, groups)
+    meta, tasks = _prior_and_a_rater_with_unreadable_images(image_files, tmp_path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = evaluate_personalization(meta, tasks, n_support=(4, 5), n_repeats=2,

@@ -163,16 +163,6 @@ def test_folded_and_fallback_copies_do_not_require_grad(monkeypatch):
     assert isinstance(folded[1], nn.Identity)
     assert not any(p.requires_grad for p in folded.parameters())
 
-    class Residual(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = nn.Conv2d(3, 3, 3, padding=1)
-            self.bn = nn.BatchNorm2d(3)
-
-        def forward(self, x):
-            h = self.conv(x)
-            return self.bn(h) + h
-
     res = Residual()
     with torch.no_grad():
         res.bn.running_mean.uniform_(-0.5, 0.5)

@@ -242,25 +242,6 @@ def test_aggregate_std_is_the_population_std_over_defined_values():
     assert aggregate_srocc([0.5]).std == 0.0
 
 
-class _FlatEveryOtherTime:
-    """A prior whose personalized model is constant at every other personalization."""
-
-    def __init__(self):
-        self.calls = 0
-
-    def personalize(self, X, y, random_state=None):
-        self.calls += 1
-        return _Flat() if self.calls % 2 else self
-
-    def predict(self, X):
-        return np.asarray(X)[:, 0]
-
-
-class _Flat:
-    def predict(self, X):
-        return np.zeros(len(X))
-
-
 def test_scorer_averages_a_rater_over_its_defined_draws_only():
     # an undefined (flat) draw is left out of its rater's mean, not counted as 0
     rng = np.random.RandomState(0)
@@ -269,7 +250,7 @@ def test_scorer_averages_a_rater_over_its_defined_draws_only():
     groups = np.repeat(list("abc"), 20)
     with pytest.warns(UndefinedSROCCWarning):
         score = PersonalizedSROCCScorer(n_support=5, n_repeats=2)(
-            _FlatEveryOtherTime(), X, y, groups)
+            _Sometimes(), X, y, groups)
     assert score == pytest.approx(1.0)
 
 
