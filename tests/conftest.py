@@ -264,3 +264,24 @@ def ratings_folder(tmp_path, n_images=24, n_raters=6, broken=False):
             lines.append(f"u{r},{i}.png,{rng.randint(1, 6)}")
     (tmp_path / "ratings.csv").write_text("\n".join(lines))
     return tmp_path / "ratings.csv"
+
+
+HELD = ["r09", "r10", "r11"]
+
+
+def split_held_out(ratings, held=HELD, cols=slice(None)):
+    """The ``ratings`` fixture as training and held-out TaskSets (features ``cols``)."""
+    from sklearn_piaa import TaskSet
+
+    X, y, groups = ratings
+    test = np.isin(groups, held)
+    return (TaskSet.from_arrays(X[~test][:, cols], y[~test], groups[~test]),
+            TaskSet.from_arrays(X[test][:, cols], y[test], groups[test]))
+
+
+def evaluate_sizes(model, test, **kwargs):
+    """``evaluate_personalization`` at 5 and 20 support images, 2 draws, seed 0."""
+    from sklearn_piaa.evaluation import evaluate_personalization
+
+    params = {"n_support": (5, 20), "n_repeats": 2, "random_state": 0, **kwargs}
+    return evaluate_personalization(model, test, **params)

@@ -5,7 +5,9 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import TRAITS
+from conftest import HELD, TRAITS
+from conftest import evaluate_sizes as _evaluate
+from conftest import split_held_out as _split
 from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
 
@@ -30,21 +32,6 @@ from sklearn_piaa.report import (
     format_table,
     paired_difference,
 )
-
-HELD = ["r09", "r10", "r11"]
-
-
-def _split(ratings, held=HELD):
-    X, y, groups = ratings
-    test = np.isin(groups, held)
-    return (TaskSet.from_arrays(X[~test], y[~test], groups[~test]),
-            TaskSet.from_arrays(X[test], y[test], groups[test]))
-
-
-def _evaluate(model, test, **kwargs):
-    params = {"n_support": (5, 20), "n_repeats": 2, "random_state": 0, **kwargs}
-    return evaluate_personalization(model, test, **params)
-
 
 # -- PAM ---------------------------------------------------------------------------------
 

@@ -7,7 +7,9 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import SHARED, TINY, TRAITS, make_rating_features, tiny_baselines
+from conftest import HELD, SHARED, TINY, TRAITS, make_rating_features, tiny_baselines
+from conftest import evaluate_sizes as _evaluate
+from conftest import split_held_out as _split
 from numpy.lib import recfunctions as rfn
 from scipy.stats import spearmanr
 from sklearn.base import clone
@@ -879,21 +881,6 @@ def test_negative_attribute_columns_are_refused(ratings):
                      random_state=0).fit(X, y, groups=groups)
 
 
-HELD = ["r09", "r10", "r11"]
-
-
-def _split(ratings, held=HELD):
-    X, y, groups = ratings
-    test = np.isin(groups, held)
-    return (TaskSet.from_arrays(X[~test], y[~test], groups[~test]),
-            TaskSet.from_arrays(X[test], y[test], groups[test]))
-
-
-def _evaluate(model, test, **kwargs):
-    params = {"n_support": (5, 20), "n_repeats": 2, "random_state": 0, **kwargs}
-    return evaluate_personalization(model, test, **params)
-
-
 def _with_column_changed(result, column, row, delta):
     other = copy.copy(result)
     other.table = result.table.copy()
@@ -973,17 +960,10 @@ def test_compare_methods_scores_test_raters_of_another_scale_with_score_range(
     assert len(results["blg"].table) == 3
 
 
-def _split_columns(ratings, cols=slice(None)):
-    X, y, groups = ratings
-    test = np.isin(groups, HELD)
-    return (TaskSet.from_arrays(X[~test][:, cols], y[~test], groups[~test]),
-            TaskSet.from_arrays(X[test][:, cols], y[test], groups[test]))
-
-
 def test_compare_methods_seeds_the_meta_learners_training(ratings, tiny_params):
     # random_state reaches the MetaAestheticRegressor compare_methods builds: its
     # row is that of the same estimator seeded by hand, and the same on a second call.
-    train, test = _split_columns(ratings)
+    train, test = _split(ratings)
     params = {k: v for k, v in tiny_params.items() if k != "random_state"}
     kw = dict(n_support=(5,), n_repeats=2)
     first = compare_methods(train, test, algorithms=("blg",), random_state=3, **kw, **params)
@@ -999,8 +979,8 @@ def test_compare_methods_seeds_the_meta_learners_training(ratings, tiny_params):
 
 def test_compare_methods_evaluates_a_method_on_its_method_tasks(ratings):
     # method_tasks' features are those the method is fitted and evaluated on.
-    train, test = _split_columns(ratings)
-    train3, test3 = _split_columns(ratings, cols=slice(0, 3))  # other features, same ratings
+    train, test = _split(ratings)
+    train3, test3 = _split(ratings, cols=slice(0, 3))  # other features, same ratings
     kw = dict(algorithms=("ridge",), n_support=(5, 20), n_repeats=2)
     given = compare_methods(train, test, method_tasks={"ridge": (train3, test3)}, **kw)
     on_three = compare_methods(train3, test3, **kw)
@@ -1014,7 +994,7 @@ def test_compare_methods_evaluates_a_method_on_its_method_tasks(ratings):
 def test_paired_difference_accepts_a_reference_table_built_without_seeds(ratings):
     # a table without a seed column (built by hand) on either side is paired on its
     # keys alone; one side's seeds are not compared to the other's missing ones.
-    train, test = _split_columns(ratings)
+    train, test = _split(ratings)
     a = evaluate_personalization(UserRidgeRegressor().fit(train), test, n_support=(5,),
                                  n_repeats=2, random_state=0)
     b = evaluate_personalization(ConsensusRidgeRegressor().fit(train), test,
