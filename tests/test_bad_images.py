@@ -53,12 +53,18 @@ def test_an_upright_file_is_decoded_before_it_is_closed(tmp_path, monkeypatch):
         np.testing.assert_array_equal(np.asarray(img), expected)
 
 
-def test_exif_orientation_is_applied_to_pil_images(tmp_path):
+def _rotated_jpeg(tmp_path):
+    """A JPEG whose EXIF orientation (6) says: rotate 90 degrees clockwise to display."""
     exif = Image.Exif()
-    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    exif[0x0112] = 6
     rng = np.random.RandomState(0)
     path = tmp_path / "rotated.jpg"
     Image.fromarray((rng.rand(40, 56, 3) * 255).astype(np.uint8)).save(path, exif=exif)
+    return path
+
+
+def test_exif_orientation_is_applied_to_pil_images(tmp_path):
+    path = _rotated_jpeg(tmp_path)
     with Image.open(path) as opened:
         np.testing.assert_allclose(_embed([opened])[0], _embed([str(path)])[0], rtol=1e-5)
 
@@ -592,11 +598,7 @@ def test_arrays_of_equal_bytes_but_other_shapes_are_embedded_apart():
 
 
 def test_pil_images_of_equal_pixels_but_other_orientation_are_embedded_apart(tmp_path):
-    exif = Image.Exif()
-    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
-    rng = np.random.RandomState(0)
-    path = tmp_path / "rotated.jpg"
-    Image.fromarray((rng.rand(40, 56, 3) * 255).astype(np.uint8)).save(path, exif=exif)
+    path = _rotated_jpeg(tmp_path)
     with Image.open(path) as rotated:
         rotated.load()
         plain = Image.fromarray(np.asarray(rotated))  # same pixels, no orientation

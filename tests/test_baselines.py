@@ -742,24 +742,18 @@ def _user(ratings, seed=3, n=20):
     return Xu[:n], yu[:n], Xu[n:]
 
 
-def test_residual_ridge_penalty_is_per_feature_times_the_width(ratings):
+@pytest.mark.parametrize("alphas, n_support, alpha", [
+    ((3.0,), 20, 3.0),  # the penalty per feature, times the width
+    ((0.001, 1000.0), 2, 1000.0),  # two support images: the largest penalty
+])
+def test_residual_ridge_penalty_is_per_feature_times_the_width(ratings, alphas, n_support,
+                                                               alpha):
     X, y, groups = ratings
-    prior = UserRidgeRegressor(alphas=(3.0,)).fit(X, y, groups=groups)
-    Xs, ys, Xq = _user(ratings)
+    prior = UserRidgeRegressor(alphas=alphas).fit(X, y, groups=groups)
+    Xs, ys, Xq = _user(ratings, n=n_support)
     user = prior.personalize(Xs, ys)
     Z = prior.scaler_.transform(Xs.astype(np.float64))
-    ref = Ridge(alpha=3.0 * X.shape[1]).fit(Z, ys - prior.mean_score_)
-    want = prior.mean_score_ + ref.predict(prior.scaler_.transform(Xq.astype(np.float64)))
-    np.testing.assert_allclose(user.predict(Xq), want, rtol=1e-6, atol=1e-8)
-
-
-def test_two_support_images_get_the_largest_penalty(ratings):
-    X, y, groups = ratings
-    prior = UserRidgeRegressor(alphas=(0.001, 1000.0)).fit(X, y, groups=groups)
-    Xs, ys, Xq = _user(ratings, n=2)
-    user = prior.personalize(Xs, ys)
-    Z = prior.scaler_.transform(Xs.astype(np.float64))
-    ref = Ridge(alpha=1000.0 * X.shape[1]).fit(Z, ys - prior.mean_score_)
+    ref = Ridge(alpha=alpha * X.shape[1]).fit(Z, ys - prior.mean_score_)
     want = prior.mean_score_ + ref.predict(prior.scaler_.transform(Xq.astype(np.float64)))
     np.testing.assert_allclose(user.predict(Xq), want, rtol=1e-6, atol=1e-8)
 

@@ -714,8 +714,7 @@ def test_mse_coefficients_minimize_the_documented_objective_in_quarters_of_the_r
     Xs = feats[:20]
     ys = np.clip(3 + 1.5 * feats[:20, 0], 1, 5).astype(np.float32)
     n, coef_l2 = len(ys), 20.0
-    model = clone(tv).set_params(loss="mse", coef_l2=coef_l2, coef_steps=600, coef_lr=0.02)
-    model.__dict__.update({k: v for k, v in tv.__dict__.items() if k.endswith("_")})
+    model = _with(tv, loss="mse", coef_l2=coef_l2, coef_steps=600, coef_lr=0.02)
     lam = np.asarray(model.personalize(Xs, ys, random_state=0).coefficients_, dtype=float)
     assert np.abs(lam).max() > 0.05  # the fit moved them
     x, t = torch.as_tensor(Xs), torch.as_tensor(ys, dtype=torch.float64)
